@@ -1,0 +1,451 @@
+"""The experiment file: TOML → validated, fully resolved dataclasses.
+
+Every check happens here, before anything is loaded or trained, and every failure is one
+``AblateInputError`` line naming the file, the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from .errors import AblateInputError
+
+# --------------------------------------------------------------------------- value checks
+# Each check takes the raw TOML value and returns the clean value or raises ValueError("must be …").
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _float(low: float | None = None, high: float | None = None, *, low_open: bool = False,
+           high_open: bool = False) -> Callable[[Any], float]:
+    lo_br, hi_br = ("(" if low_open else "["), (")" if high_open else "]")
+    lo_txt = "-inf" if low is None else f"{low:g}"
+    hi_txt = "inf" if high is None else f"{high:g}"
+    allowed = f"a number in {lo_br}{lo_txt}, {hi_txt}{hi_br}"
+
+    def check(value: Any) -> float:
+        if not _is_number(value) or math.isnan(value):
+            raise ValueError(f"must be {allowed}")
+        value = float(value)
+        if low is not None and (value < low or (low_open and value == low)):
+            raise ValueError(f"must be {allowed}")
+        if high is not None and (value > high or (high_open and value == high)):
+            raise ValueError(f"must be {allowed}")
+        return value
+
+    return check
+
+
+def _int(low: int | None = None, *, also: tuple[int, ...] = ()) -> Callable[[Any], int]:
+    allowed = "an integer" + (f" >= {low}" if low is not None else "")
+    if also:
+        allowed += " or " + " or ".join(str(a) for a in also)
+
+    def check(value: Any) -> int:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ValueError(f"must be {allowed}")
+        if value in also:
+            return value
+        if low is not None and value < low:
+            raise ValueError(f"must be {allowed}")
+        return value
+
+    return check
+
+
+def _optional(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """TOML has no null; an optional key is simply left out, or given as "" / false to unset it."""
+
+    def optional_check(value: Any) -> Any:
+        if value is None or value == "" or value is False:
+            return None
+        return check(value)
+
+    return optional_check
+
+
+def _string(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("must be a non-empty string")
+    return value
+
+
+def _one_of(*choices: str) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if value not in choices:
+            raise ValueError("must be one of " + ", ".join(repr(c) for c in choices))
+        return value
+
+    return check
+
+
+def _table(value: Any) -> dict:
+    if not isinstance(value, dict):
+        raise ValueError("must be a table, e.g. { num_hidden_layers = 2 }")
+    return dict(value)
+
+
+def _string_list(value: Any) -> list[str]:
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+        raise ValueError("must be a non-empty list of strings")
+    return list(value)
+
+
+def _seeds(value: Any) -> list[int]:
+    if (not isinstance(value, list) or not value
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)):
+        raise ValueError("must be a non-empty list of integers >= 0, e.g. [42, 43, 44]")
+    if len(set(value)) != len(value):
+        raise ValueError("must not repeat a seed")
+    return list(value)
+
+
+def _class_weight(value: Any) -> str | list[float]:
+    if value in ("none", "balanced"):
+        return value
+    if (isinstance(value, list) and value
+            and all(_is_number(v) and v > 0 and math.isfinite(v) for v in value)):
+        return [float(v) for v in value]
+    raise ValueError('must be "none", "balanced" or a list of positive numbers, one per class')
+
+
+def _scheduler(value: Any) -> str:
+    from transformers.trainer_utils import SchedulerType
+
+    names = [s.value for s in SchedulerType]
+    if value not in names:
+        raise ValueError("must be a transformers scheduler name: " + ", ".join(names))
+    return value
+
+
+def _knob(default: Any, check: Callable[[Any], Any], help: str) -> Any:
+    return field(default=default, metadata={"check": check, "help": help})
+
+
+# --------------------------------------------------------------------------- sections
+
+METRICS = (
+    "accuracy", "macro_f1", "weighted_f1", "macro_precision", "macro_recall",
+    "weighted_precision", "weighted_recall", "log_loss", "eval_loss",
+)
+LOSS_METRICS = ("log_loss", "eval_loss")
+TRACKING_MODES = ("offline", "local", "online", "disabled")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The training knobs; `[baseline]` sets them and each variant overrides some."""
+
+    learning_rate: float = _knob(2e-5, _float(0, low_open=True), "peak learning rate")
+    batch_size: int = _knob(16, _int(1), "per-device train batch size")
+    eval_batch_size: int = _knob(64, _int(1), "per-device evaluation batch size")
+    gradient_accumulation_steps: int = _knob(1, _int(1), "optimizer step every N batches")
+    epochs: float = _knob(3.0, _float(0, low_open=True), "training epochs")
+    max_steps: int = _knob(-1, _int(1, also=(-1,)), "stop after N optimizer steps; -1: use epochs")
+    max_length: int = _knob(128, _int(2), "truncate texts to N tokens")
+    weight_decay: float = _knob(0.0, _float(0), "AdamW weight decay")
+    warmup_ratio: float = _knob(0.0, _float(0, 1, high_open=True), "fraction of steps warming up")
+    lr_scheduler: str = _knob("linear", _scheduler, "transformers scheduler name")
+    dropout: float | None = _knob(None, _optional(_float(0, 1, high_open=True)),
+                                  "hidden and attention dropout; default: the model's")
+    classifier_dropout: float | None = _knob(None, _optional(_float(0, 1, high_open=True)),
+                                             "dropout before the classifier; default: the model's")
+    class_weight: str | list[float] = _knob("none", _class_weight,
+                                            '"none", "balanced" or one weight per class')
+    label_smoothing: float = _knob(0.0, _float(0, 1, high_open=True), "label smoothing factor")
+    max_grad_norm: float = _knob(1.0, _float(0), "gradient clipping norm; 0 turns clipping off")
+    early_stopping_patience: int = _knob(0, _int(0), "evaluations without improvement; 0: off")
+    eval_steps: int = _knob(0, _int(0), "evaluate every N steps; 0: once per epoch")
+    logging_steps: int = _knob(10, _int(1), "log train loss and grad norm every N steps")
+    precision: str = _knob("auto", _one_of(*PRECISIONS),
+                           "auto: bf16/fp16 on a GPU that has it, fp32 on CPU")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+KNOBS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Recipe))
+
+
+@dataclass(frozen=True)
+class ExperimentSection:
+    name: str = _knob("", _string, "study name; default: the file's stem")
+    description: str = _knob("", lambda v: v if isinstance(v, str) else _string(v), "free text")
+    seeds: list[int] = _knob((42,), _seeds, "every variant runs once per seed")
+    metric: str = _knob("macro_f1", _one_of(*METRICS), "selection metric on validation")
+    direction: str = _knob("", _one_of("maximize", "minimize"),
+                           "default: maximize for scores, minimize for losses")
+    storage: str = _knob("", _string, "Optuna storage URL; default: SQLite in output_dir")
+    output_dir: str = _knob("", _string, "default: reports/<name>")
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    dataset: str = _knob("", _string, "Hub id, or a local .csv/.jsonl/.parquet file or folder")
+    config: str | None = _knob(None, _optional(_string), "Hub config name")
+    revision: str | None = _knob(None, _optional(_string), "Hub revision pin")
+    text_column: str = _knob("text", _string, "column with the text")
+    text_pair_column: str | None = _knob(None, _optional(_string), "second text, for pairs")
+    label_column: str = _knob("label", _string, "column with the label (ints or strings)")
+    label_names: list[str] | None = _knob(None, _optional(_string_list),
+                                          "names of int labels 0..N-1 when the data lacks them")
+    train_split: str = _knob("train", _string, "training split")
+    validation_split: str | None = _knob(None, _optional(_string),
+                                         "default: carved from train (stratified)")
+    validation_size: float = _knob(0.1, _float(0, 1, low_open=True, high_open=True),
+                                   "fraction of train carved for validation")
+    test_split: str | None = _knob("test", _optional(_string),
+                                   'default "test" when the data has it; "" for none')
+    max_train_samples: int | None = _knob(None, _optional(_int(1)), "stratified subsample")
+    max_eval_samples: int | None = _knob(None, _optional(_int(1)), "subsample of validation")
+    max_test_samples: int | None = _knob(None, _optional(_int(1)), "subsample of test")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str = _knob("", _string, "Hub id or local folder")
+    revision: str | None = _knob(None, _optional(_string), "Hub revision pin")
+    config: dict = _knob(None, _optional(_table), "overrides of the model config")
+
+
+@dataclass(frozen=True)
+class TrackingSpec:
+    backend: str = _knob("swanlab", _one_of("swanlab", "none"), "experiment tracker")
+    project: str = _knob("ablate", _string, "tracker project")
+    mode: str = _knob("local", _one_of(*TRACKING_MODES), "SwanLab mode")
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    """A validated experiment file, every default and path resolved."""
+
+    path: Path
+    text: str
+    experiment: ExperimentSection
+    data: DataSpec
+    model: ModelSpec
+    tracking: TrackingSpec
+    baseline: Recipe
+    variants: dict[str, dict[str, Any]]
+
+    @property
+    def name(self) -> str:
+        return self.experiment.name
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.experiment.output_dir)
+
+    @property
+    def greater_is_better(self) -> bool:
+        return self.experiment.direction == "maximize"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fully resolved recipe (what `resolved.json` and the tracker config hold)."""
+        return {
+            "experiment": dataclasses.asdict(self.experiment),
+            "data": dataclasses.asdict(self.data),
+            "model": dataclasses.asdict(self.model),
+            "tracking": dataclasses.asdict(self.tracking),
+            "baseline": self.baseline.to_dict(),
+            "variants": self.variants,
+        }
+
+
+SECTIONS = ("experiment", "data", "model", "tracking", "baseline", "variants")
+LOCAL_DATA_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet", ".csv.gz", ".jsonl.gz")
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _did_you_mean(word: str, options: tuple[str, ...] | list[str]) -> str:
+    close = difflib.get_close_matches(word, options, n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _parse_section(cls: type, raw: Any, where: str, path: Path) -> Any:
+    if not isinstance(raw, dict):
+        raise AblateInputError(f"{path}: [{where}] must be a table")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    clean: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in fields:
+            raise AblateInputError(
+                f"{path}: unknown key {key!r} in [{where}]{_did_you_mean(key, list(fields))} "
+                f"(allowed: {', '.join(fields)})")
+        try:
+            clean[key] = fields[key].metadata["check"](value)
+        except ValueError as err:
+            raise AblateInputError(f"{path}: [{where}] {key} = {value!r} {err}") from None
+    return cls(**clean)
+
+
+def parse_overrides(raw: Any, where: str, path: Path) -> dict[str, Any]:
+    """Validate a variant's knob overrides; returns the clean values."""
+    if not isinstance(raw, dict):
+        raise AblateInputError(
+            f"{path}: [{where}] must be a table of knob overrides, e.g. {{ batch_size = 32 }}")
+    if not raw:
+        raise AblateInputError(f"{path}: [{where}] changes nothing; name at least one knob")
+    fields = {f.name: f for f in dataclasses.fields(Recipe)}
+    clean: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in fields:
+            raise AblateInputError(
+                f"{path}: [{where}] unknown knob {key!r}{_did_you_mean(key, KNOBS)} "
+                f"(knobs: {', '.join(KNOBS)})")
+        try:
+            clean[key] = fields[key].metadata["check"](value)
+        except ValueError as err:
+            raise AblateInputError(f"{path}: [{where}] {key} = {value!r} {err}") from None
+    return clean
+
+
+def _parse_set_value(text: str) -> Any:
+    """`--set` values are TOML values (2, 5e-5, "x", [1, 2]); anything else is a plain string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_sets(raw: dict[str, Any], sets: list[str], path: Path) -> None:
+    """Apply `--set KEY=VALUE` overrides to the raw TOML tables, in place."""
+    for item in sets:
+        key, sep, text = item.partition("=")
+        parts = [p.strip() for p in key.strip().split(".")]
+        if not sep or len(parts) < 2 or not all(parts):
+            raise AblateInputError(
+                f"--set {item!r}: expected SECTION.KEY=VALUE, e.g. --set baseline.epochs=2")
+        if parts[0] not in SECTIONS:
+            raise AblateInputError(
+                f"--set {item!r}: unknown section {parts[0]!r}{_did_you_mean(parts[0], SECTIONS)} "
+                f"(sections: {', '.join(SECTIONS)})")
+        if parts[0] == "variants":  # variant names may contain dots (dropout0.3)
+            if len(parts) < 3:
+                raise AblateInputError(
+                    f"--set {item!r}: expected variants.NAME.KNOB=VALUE")
+            parts = ["variants", ".".join(parts[1:-1]), parts[-1]]
+        table = raw
+        for part in parts[:-1]:
+            table = table.setdefault(part, {})
+            if not isinstance(table, dict):
+                raise AblateInputError(f"--set {item!r}: {part!r} is not a table in {path}")
+        table[parts[-1]] = _parse_set_value(text.strip())
+
+
+def _resolve_path_like(value: str) -> str:
+    return str(Path(value).expanduser().resolve())
+
+
+def _looks_local(dataset: str) -> bool:
+    return (dataset.startswith((".", "/", "~")) or dataset.lower().endswith(LOCAL_DATA_SUFFIXES)
+            or Path(dataset).expanduser().exists())
+
+
+def resolve_storage(url: str) -> str:
+    """Make a relative SQLite URL absolute, so the printed URL works from any folder."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":
+        return prefix + _resolve_path_like(url[len(prefix):])
+    return url
+
+
+def load_spec(path: str | Path, sets: list[str] | None = None) -> ExperimentSpec:
+    """Read, validate and resolve an experiment file (with `--set` overrides applied)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise AblateInputError(f"{path}: no such experiment file") from None
+    except OSError as err:
+        raise AblateInputError(f"{path}: cannot read experiment file: {err.strerror}") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise AblateInputError(
+            f"{path}: not UTF-8 text (byte {err.start}); save the file as UTF-8") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise AblateInputError(f"{path}: invalid TOML: {err}") from None
+
+    for key in raw:
+        if key not in SECTIONS:
+            raise AblateInputError(
+                f"{path}: unknown section [{key}]{_did_you_mean(key, SECTIONS)} "
+                f"(sections: {', '.join(SECTIONS)})")
+    apply_sets(raw, sets or [], path)
+
+    experiment = _parse_section(ExperimentSection, raw.get("experiment", {}), "experiment", path)
+    data_spec = _parse_section(DataSpec, raw.get("data", {}), "data", path)
+    model = _parse_section(ModelSpec, raw.get("model", {}), "model", path)
+    tracking = _parse_section(TrackingSpec, raw.get("tracking", {}), "tracking", path)
+    baseline = _parse_section(Recipe, raw.get("baseline", {}), "baseline", path)
+
+    if not data_spec.dataset:
+        raise AblateInputError(f"{path}: [data] dataset is required (a Hub id or a local file)")
+    if not model.name:
+        raise AblateInputError(f"{path}: [model] name is required (a Hub id or a local folder)")
+    if data_spec.validation_split and data_spec.validation_split == data_spec.train_split:
+        raise AblateInputError(
+            f"{path}: [data] validation_split must differ from train_split "
+            f"({data_spec.train_split!r}); omit it to carve validation from train")
+    if data_spec.test_split and data_spec.test_split in (data_spec.train_split,
+                                                         data_spec.validation_split):
+        raise AblateInputError(
+            f"{path}: [data] test_split {data_spec.test_split!r} must differ from the train and "
+            "validation splits: the test split is never used for training or selection")
+
+    variants_raw = raw.get("variants", {})
+    if not isinstance(variants_raw, dict):
+        raise AblateInputError(f"{path}: [variants] must be a table of  suffix = {{ knob = value }}")
+    variants: dict[str, dict[str, Any]] = {}
+    for suffix, overrides in variants_raw.items():
+        check_variant_suffix(suffix, path)
+        variants[suffix] = parse_overrides(overrides, f"variants.{suffix}", path)
+
+    # Resolve defaults that depend on other keys, and paths relative to the working folder.
+    name = experiment.name or path.stem
+    direction = experiment.direction or (
+        "minimize" if experiment.metric in LOSS_METRICS else "maximize")
+    output_dir = _resolve_path_like(experiment.output_dir or f"reports/{name}")
+    storage = resolve_storage(experiment.storage or f"sqlite:///{output_dir}/study.db")
+    experiment = dataclasses.replace(
+        experiment, name=name, direction=direction, output_dir=output_dir, storage=storage,
+        seeds=list(experiment.seeds))
+    if _looks_local(data_spec.dataset):
+        local = Path(data_spec.dataset).expanduser()
+        if not local.exists():
+            raise AblateInputError(f"{path}: [data] dataset = {data_spec.dataset!r}: no such "
+                                   "file or folder (relative paths start at the working folder)")
+        data_spec = dataclasses.replace(data_spec, dataset=str(local.resolve()))
+    if Path(model.name).expanduser().exists():
+        model = dataclasses.replace(model, name=_resolve_path_like(model.name))
+    model = dataclasses.replace(model, config=dict(model.config or {}))
+
+    return ExperimentSpec(
+        path=path.resolve(), text=text, experiment=experiment, data=data_spec, model=model,
+        tracking=tracking, baseline=baseline, variants=variants)
+
+
+_SUFFIX_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._+-")
+
+
+def check_variant_suffix(suffix: str, path: Path) -> None:
+    if not suffix or not set(suffix) <= _SUFFIX_CHARS:
+        raise AblateInputError(
+            f"{path}: [variants] name {suffix!r} may use only letters, digits and . _ + -")

@@ -1,0 +1,342 @@
+"""Data: load a Hub dataset or local files, map labels, carve splits, tokenize once (cached on disk).
+
+Rows flow: raw splits → cleaned (empty texts / missing labels dropped, counted) → label ids →
+validation carved from train when the data has none → stratified subsamples → tokenized once per
+(content, tokenizer, max_length) and cached under the study's ``cache/`` folder. Padding is left to
+the collator, per batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .config import LOCAL_DATA_SUFFIXES, DataSpec
+from .errors import AblateInputError
+
+log = logging.getLogger(__name__)
+
+SAMPLING_SEED = 0  # fixed: every trial and every seed sees the same split
+TOKEN_COLUMNS = ("input_ids", "attention_mask", "token_type_ids", "labels")
+
+
+@dataclass
+class LabeledSplits:
+    """Cleaned text splits with integer labels, before tokenization."""
+
+    train: pd.DataFrame
+    validation: pd.DataFrame
+    test: pd.DataFrame | None
+    label_names: list[str]
+    dropped: dict[str, int] = field(default_factory=dict)  # split -> rows dropped as empty
+    notes: list[str] = field(default_factory=list)
+
+    def split_items(self) -> list[tuple[str, pd.DataFrame]]:
+        items = [("train", self.train), ("validation", self.validation)]
+        return items + ([("test", self.test)] if self.test is not None else [])
+
+    def fingerprint(self) -> str:
+        """A content hash of all rows, labels and label names: the key of every cache."""
+        digest = hashlib.sha256("\x1f".join(self.label_names).encode())
+        for name, frame in self.split_items():
+            digest.update(name.encode())
+            for column in frame.columns:
+                digest.update(column.encode())
+                digest.update(pd.util.hash_pandas_object(frame[column], index=False).values.tobytes())
+        return digest.hexdigest()[:16]
+
+
+@dataclass
+class TokenizedData:
+    train: Any  # datasets.Dataset with TOKEN_COLUMNS
+    validation: Any
+    test: Any | None
+    label_names: list[str]
+    train_labels: np.ndarray
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _read_local_file(path: Path) -> pd.DataFrame:
+    name = path.name.lower()
+    try:
+        if name.endswith((".csv", ".csv.gz")):
+            return pd.read_csv(path, encoding="utf-8-sig")
+        if name.endswith(".tsv"):
+            return pd.read_csv(path, sep="\t", encoding="utf-8-sig")
+        if name.endswith((".jsonl", ".jsonl.gz")):
+            return pd.read_json(path, lines=True, encoding="utf-8-sig")
+        if name.endswith(".json"):
+            return pd.read_json(path, encoding="utf-8-sig")
+        if name.endswith(".parquet"):
+            return pd.read_parquet(path)
+    except UnicodeDecodeError as err:
+        raise AblateInputError(
+            f"{path}: cannot be decoded as UTF-8 text (byte {err.start}); save it as UTF-8") from None
+    except (ValueError, pd.errors.ParserError, OSError) as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise AblateInputError(f"{path}: cannot be read as a table: {first_line}") from None
+    raise AblateInputError(
+        f"{path}: unsupported file type; use one of {', '.join(LOCAL_DATA_SUFFIXES)}")
+
+
+def _split_name(path: Path) -> str:
+    name = path.name
+    for suffix in sorted(LOCAL_DATA_SUFFIXES, key=len, reverse=True):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def _load_local(spec: DataSpec) -> dict[str, pd.DataFrame]:
+    path = Path(spec.dataset)
+    if path.is_file():  # a single file is the train split; validation is carved from it
+        return {spec.train_split: _read_local_file(path)}
+    files = sorted(p for p in path.iterdir() if p.name.lower().endswith(LOCAL_DATA_SUFFIXES))
+    if not files:
+        raise AblateInputError(
+            f"{path}: folder holds no data file; expected files like train.csv, test.csv "
+            f"({', '.join(LOCAL_DATA_SUFFIXES)})")
+    return {_split_name(p): _read_local_file(p) for p in files}
+
+
+def _load_hub(spec: DataSpec) -> tuple[dict[str, pd.DataFrame], dict[str, list[str]]]:
+    """Returns the splits as frames, and ClassLabel names by column where the data declares them."""
+    import datasets
+
+    try:
+        loaded = datasets.load_dataset(spec.dataset, spec.config, revision=spec.revision)
+    except Exception as err:  # the datasets library raises many types for "not available"
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise AblateInputError(
+            f"[data] dataset = {spec.dataset!r}"
+            + (f" (config {spec.config!r})" if spec.config else "")
+            + f" cannot be loaded: {reason}. Offline? Point HF_HUB_CACHE / HF_DATASETS_CACHE at a "
+            "filled cache and set HF_HUB_OFFLINE=1, or give a local .csv/.jsonl/.parquet path"
+        ) from None
+    class_names: dict[str, list[str]] = {}
+    frames = {}
+    for split, ds in loaded.items():
+        for column, feature in ds.features.items():
+            if isinstance(feature, datasets.ClassLabel):
+                class_names[column] = list(feature.names)
+        frames[split] = ds.to_pandas()
+    return frames, class_names
+
+
+def load_raw_splits(spec: DataSpec) -> tuple[dict[str, pd.DataFrame], dict[str, list[str]]]:
+    if Path(spec.dataset).exists():
+        return _load_local(spec), {}
+    return _load_hub(spec)
+
+
+# --------------------------------------------------------------------------- cleaning and labels
+
+
+def _check_columns(frame: pd.DataFrame, split: str, spec: DataSpec) -> None:
+    for key in ("text_column", "text_pair_column", "label_column"):
+        column = getattr(spec, key)
+        if column is not None and column not in frame.columns:
+            raise AblateInputError(
+                f"[data] {key} = {column!r}: split {split!r} of {spec.dataset} has no such column "
+                f"(columns: {', '.join(map(str, frame.columns))})")
+
+
+def _clean(frame: pd.DataFrame, spec: DataSpec) -> tuple[pd.DataFrame, int]:
+    """Keep text (and pair) and label; drop rows whose text is empty or label missing."""
+    out = pd.DataFrame({"text": frame[spec.text_column]})
+    if spec.text_pair_column:
+        out["text_pair"] = frame[spec.text_pair_column]
+    out["label"] = frame[spec.label_column]
+    keep = out["label"].notna()
+    for column in ["text"] + (["text_pair"] if spec.text_pair_column else []):
+        keep &= out[column].notna() & out[column].astype(str).str.strip().ne("")
+    cleaned = out[keep].reset_index(drop=True)
+    for column in ["text"] + (["text_pair"] if spec.text_pair_column else []):
+        cleaned[column] = cleaned[column].astype(str)
+    return cleaned, int((~keep).sum())
+
+
+def _label_ids(frames: dict[str, pd.DataFrame], spec: DataSpec,
+               class_names: dict[str, list[str]], raw: dict[str, pd.DataFrame],
+               train_split: str) -> list[str]:
+    """Map every split's labels to ids 0..N-1 in place; return the label names."""
+    train_labels = frames[train_split]["label"]
+    is_text = any(isinstance(v, str) for v in train_labels.head(1000))
+    if is_text:
+        if spec.label_names:
+            names = list(spec.label_names)
+        else:
+            names = sorted({str(v) for v in train_labels})
+        index = {name: i for i, name in enumerate(names)}
+        for split, frame in frames.items():
+            mapped = frame["label"].astype(str).map(index)
+            if mapped.isna().any():
+                row = int(mapped.isna().to_numpy().nonzero()[0][0])
+                raise AblateInputError(
+                    f"split {split!r}, row {row}: label {frame['label'].iloc[row]!r} is not one of "
+                    f"the train labels ({', '.join(names)})")
+            frame["label"] = mapped.astype(int)
+        return names
+
+    for split, frame in frames.items():
+        values = pd.to_numeric(frame["label"], errors="coerce")
+        bad = values.isna() | (values != values.round()) | (values < 0)
+        if bad.any():
+            row = int(bad.to_numpy().nonzero()[0][0])
+            raise AblateInputError(
+                f"split {split!r}, row {row}: label {frame['label'].iloc[row]!r} in column "
+                f"{spec.label_column!r} must be an integer class id >= 0 or a class name")
+        frame["label"] = values.astype(int)
+
+    if spec.label_names:
+        names = list(spec.label_names)
+    elif spec.label_column in class_names:
+        names = class_names[spec.label_column]
+    else:
+        names = _names_from_text_column(raw, spec) or [
+            str(i) for i in range(int(max(f["label"].max() for f in frames.values())) + 1)]
+    for split, frame in frames.items():
+        too_big = frame["label"] >= len(names)
+        if too_big.any():
+            row = int(too_big.to_numpy().nonzero()[0][0])
+            raise AblateInputError(
+                f"split {split!r}, row {row}: label {int(frame['label'].iloc[row])} is outside the "
+                f"{len(names)} classes ({', '.join(names)}); fix the row or set [data] label_names")
+    return names
+
+
+def _names_from_text_column(raw: dict[str, pd.DataFrame], spec: DataSpec) -> list[str] | None:
+    """Datasets such as mteb/* ship a `<label>_text` column beside the integer label."""
+    text_column = f"{spec.label_column}_text"
+    frame = raw.get(spec.train_split)
+    if frame is None or text_column not in frame.columns:
+        return None
+    pairs = frame[[spec.label_column, text_column]].dropna().drop_duplicates()
+    if pairs[spec.label_column].duplicated().any():
+        return None
+    mapping = dict(zip(pairs[spec.label_column].astype(int), pairs[text_column].astype(str), strict=False))
+    if sorted(mapping) != list(range(len(mapping))):
+        return None
+    return [mapping[i] for i in range(len(mapping))]
+
+
+def _stratified_take(frame: pd.DataFrame, n: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split off n rows keeping class proportions (plain random when a class is too small)."""
+    from sklearn.model_selection import train_test_split
+
+    if n >= len(frame):
+        return frame, frame.iloc[0:0]
+    try:
+        taken, rest = train_test_split(frame, train_size=n, random_state=SAMPLING_SEED,
+                                       stratify=frame["label"])
+    except ValueError:
+        taken, rest = train_test_split(frame, train_size=n, random_state=SAMPLING_SEED)
+    return taken.reset_index(drop=True), rest.reset_index(drop=True)
+
+
+def load_labeled_splits(spec: DataSpec) -> LabeledSplits:
+    """Everything up to tokenization: the same rows for every trial of a study."""
+    raw, class_names = load_raw_splits(spec)
+    available = ", ".join(raw)
+    where = f"[data] of {spec.dataset}"
+    if spec.train_split not in raw:
+        raise AblateInputError(
+            f"{where}: train_split = {spec.train_split!r} does not exist (splits: {available})")
+    if spec.validation_split and spec.validation_split not in raw:
+        raise AblateInputError(
+            f"{where}: validation_split = {spec.validation_split!r} does not exist "
+            f"(splits: {available}); omit it to carve validation from train")
+    notes: list[str] = []
+    test_split = spec.test_split
+    if test_split and test_split not in raw:
+        if test_split != "test":
+            raise AblateInputError(
+                f"{where}: test_split = {test_split!r} does not exist (splits: {available}); "
+                'set test_split = "" for none')
+        notes.append("no test split: test metrics are left out")
+        test_split = None
+
+    used = [s for s in (spec.train_split, spec.validation_split, test_split) if s]
+    frames: dict[str, pd.DataFrame] = {}
+    dropped: dict[str, int] = {}
+    for split in used:
+        _check_columns(raw[split], split, spec)
+        frames[split], dropped[split] = _clean(raw[split], spec)
+        if frames[split].empty:
+            raise AblateInputError(f"{where}: split {split!r} has no usable rows "
+                                   "(every text is empty or every label missing)")
+        if dropped[split]:
+            notes.append(f"split {split!r}: dropped {dropped[split]} rows with an empty text or "
+                         "missing label")
+    names = _label_ids(frames, spec, class_names, raw, spec.train_split)
+    if len(names) < 2:
+        raise AblateInputError(f"{where}: the labels hold a single class ({names[0]!r}); "
+                               "classification needs at least two")
+
+    train = frames[spec.train_split]
+    if spec.validation_split:
+        validation = frames[spec.validation_split]
+    else:
+        n_val = max(len(names), round(len(train) * spec.validation_size))
+        validation, train = _stratified_take(train, n_val)
+        notes.append(f"validation carved from {spec.train_split!r}: {len(validation)} rows "
+                     f"({spec.validation_size:g}, stratified)")
+    test = frames[test_split] if test_split else None
+
+    if spec.max_train_samples:
+        train, _ = _stratified_take(train, spec.max_train_samples)
+    if spec.max_eval_samples:
+        validation, _ = _stratified_take(validation, spec.max_eval_samples)
+    if spec.max_test_samples and test is not None:
+        test, _ = _stratified_take(test, spec.max_test_samples)
+    return LabeledSplits(train=train, validation=validation, test=test, label_names=names,
+                         dropped=dropped, notes=notes)
+
+
+# --------------------------------------------------------------------------- tokenization
+
+
+def tokenizer_key(tokenizer: Any) -> str:
+    """Identity of a tokenizer for the cache: its name and vocabulary."""
+    vocab = tokenizer.get_vocab()
+    digest = hashlib.sha256(f"{type(tokenizer).__name__}|{tokenizer.name_or_path}".encode())
+    digest.update("\x1f".join(sorted(vocab)).encode())
+    return digest.hexdigest()[:16]
+
+
+def tokenize(splits: LabeledSplits, tokenizer: Any, max_length: int,
+             cache_dir: Path) -> TokenizedData:
+    """Tokenize every split once, without padding; later calls load the cached Arrow files."""
+    import datasets
+
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    key = f"{splits.fingerprint()}-{tokenizer_key(tokenizer)}-len{max_length}"
+    has_pair = "text_pair" in splits.train.columns
+
+    def encode(batch: dict[str, list]) -> dict[str, list]:
+        encoded = tokenizer(batch["text"], batch["text_pair"] if has_pair else None,
+                            truncation=True, max_length=max_length)
+        encoded["labels"] = batch["label"]
+        return encoded
+
+    tokenized = {}
+    for name, frame in splits.split_items():
+        cache_file = cache_dir / f"{name}-{key}.arrow"
+        if cache_file.exists():
+            tokenized[name] = datasets.Dataset.from_file(str(cache_file))
+            continue
+        raw = datasets.Dataset.from_pandas(frame, preserve_index=False)
+        tokenized[name] = raw.map(
+            encode, batched=True, remove_columns=raw.column_names,
+            cache_file_name=str(cache_file), desc=f"tokenizing {name}")
+    return TokenizedData(
+        train=tokenized["train"], validation=tokenized["validation"], test=tokenized.get("test"),
+        label_names=splits.label_names, train_labels=splits.train["label"].to_numpy())

@@ -1,0 +1,16 @@
+"""The one error type for bad user input, and the exit codes every command shares."""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_TRIALS_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+class AblateInputError(Exception):
+    """Bad input (experiment file, data, command line).
+
+    The CLI prints ``str(error)`` as a single line and exits with code 2, so the message
+    must name the file, key or row at fault and say what is allowed.
+    """

@@ -1,0 +1,53 @@
+"""Classification metrics from logits, all computed by scikit-learn."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from scipy.special import softmax
+from sklearn import metrics as skm
+
+SCALAR_METRICS = (
+    "accuracy", "macro_f1", "weighted_f1", "macro_precision", "macro_recall",
+    "weighted_precision", "weighted_recall", "log_loss",
+)
+
+
+def classification_metrics(logits: np.ndarray, labels: np.ndarray,
+                           label_names: list[str]) -> dict[str, float]:
+    """Scalar metrics (the selection metric is one of them) plus one F1 per class."""
+    logits = np.asarray(logits, dtype=np.float64)
+    labels = np.asarray(labels)
+    classes = list(range(len(label_names)))
+    predictions = logits.argmax(axis=-1)
+    out: dict[str, float] = {"accuracy": skm.accuracy_score(labels, predictions)}
+    for average in ("macro", "weighted"):
+        precision, recall, f1, _ = skm.precision_recall_fscore_support(
+            labels, predictions, labels=classes, average=average, zero_division=0)
+        out[f"{average}_precision"], out[f"{average}_recall"], out[f"{average}_f1"] = (
+            precision, recall, f1)
+    out["log_loss"] = skm.log_loss(labels, softmax(logits, axis=-1), labels=classes)
+    per_class = skm.f1_score(labels, predictions, labels=classes, average=None, zero_division=0)
+    for name, score in zip(label_names, per_class, strict=False):
+        out[f"f1_{name}"] = score
+    return {key: float(value) for key, value in out.items()}
+
+
+def confusion(logits: np.ndarray, labels: np.ndarray, n_classes: int) -> list[list[int]]:
+    """Rows are true classes, columns predicted ones."""
+    predictions = np.asarray(logits).argmax(axis=-1)
+    matrix = skm.confusion_matrix(labels, predictions, labels=list(range(n_classes)))
+    return matrix.tolist()
+
+
+def trainer_metrics(label_names: list[str]) -> Any:
+    """`compute_metrics` for the transformers Trainer."""
+
+    def compute(prediction: Any) -> dict[str, float]:
+        logits = prediction.predictions
+        if isinstance(logits, tuple):
+            logits = logits[0]
+        return classification_metrics(logits, prediction.label_ids, label_names)
+
+    return compute

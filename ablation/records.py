@@ -1,0 +1,79 @@
+"""What a trial leaves in the Optuna storage, and how it is read back.
+
+The storage is the single source of truth: a trial's identity (variant, seed, overrides) is written
+when it is enqueued, and everything it measured (curves, metrics, confusion matrices, runtimes) when
+it ends. Reports, ``status`` and re-runs read only this, never the trial folders.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+
+from .variants import TrialSpec
+
+# Trial user attributes.
+VARIANT, SEED, KEY, OVERRIDES, RESULT, ERROR = (
+    "variant", "seed", "key", "overrides", "result", "error")
+# Study user attributes.
+STUDY_ATTRS = ("metric", "direction", "label_names", "baseline", "description")
+
+
+def trial_attrs(trial: TrialSpec) -> dict[str, Any]:
+    return {VARIANT: trial.variant, SEED: trial.seed, KEY: trial.key, OVERRIDES: trial.overrides}
+
+
+@dataclass
+class TrialRecord:
+    number: int
+    variant: str
+    seed: int
+    overrides: dict[str, Any]
+    state: str  # optuna TrialState name: COMPLETE, FAIL, RUNNING, WAITING, PRUNED
+    value: float | None
+    result: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    started: dt.datetime | None = None
+    finished: dt.datetime | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.variant}-s{self.seed}"
+
+    @property
+    def complete(self) -> bool:
+        return self.state == "COMPLETE"
+
+
+def to_record(trial: optuna.trial.FrozenTrial) -> TrialRecord | None:
+    attrs = trial.user_attrs
+    if VARIANT not in attrs:
+        return None  # not one of ours (e.g. added by hand with the optuna CLI)
+    return TrialRecord(
+        number=trial.number, variant=attrs[VARIANT], seed=int(attrs[SEED]),
+        overrides=dict(attrs.get(OVERRIDES, {})), state=trial.state.name, value=trial.value,
+        result=dict(attrs.get(RESULT, {})), error=attrs.get(ERROR),
+        started=trial.datetime_start, finished=trial.datetime_complete)
+
+
+def load_records(study: optuna.Study) -> list[TrialRecord]:
+    """Every trial of the study that ablate enqueued, in trial-number order."""
+    records = (to_record(t) for t in study.get_trials(deepcopy=False))
+    return [r for r in records if r is not None]
+
+
+def latest_by_key(records: list[TrialRecord]) -> dict[str, TrialRecord]:
+    """One record per variant × seed: the newest complete one, else the newest attempt."""
+    chosen: dict[str, TrialRecord] = {}
+    for record in records:  # ascending trial number
+        current = chosen.get(record.key)
+        if current is None or record.complete or not current.complete:
+            chosen[record.key] = record
+    return chosen
+
+
+def study_info(study: optuna.Study) -> dict[str, Any]:
+    return {key: study.user_attrs.get(key) for key in STUDY_ATTRS}

@@ -1,0 +1,6 @@
+"""Reports from the study storage alone: ``report.md``, ``results.csv`` and PNG curves."""
+
+from ._write import build_report, write_report
+from .tables import trials_frame, variants_frame
+
+__all__ = ["build_report", "trials_frame", "variants_frame", "write_report"]

@@ -1,0 +1,56 @@
+"""The variant table and the whole report as GitHub-flavoured markdown."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+COLUMNS = (  # (header, column, kind)
+    ("train loss", "final_train_loss", "num"),
+    ("eval loss final / best", ("final_eval_loss", "best_eval_loss"), "pair"),
+    ("grad norm final / max", ("final_grad_norm", "max_grad_norm"), "pair"),
+    ("accuracy", "accuracy", "num"),
+    ("macro-F1", "macro_f1", "num"),
+    ("weighted-F1", "weighted_f1", "num"),
+    ("precision", "macro_precision", "num"),
+    ("recall", "macro_recall", "num"),
+    ("log loss", "log_loss", "num"),
+)
+TEST_COLUMNS = (("test accuracy", "test_accuracy", "num"), ("test macro-F1", "test_macro_f1", "num"))
+
+
+def fmt(value: Any, std: Any = math.nan, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    text = f"{value:.{digits}f}"
+    if std is not None and not (isinstance(std, float) and math.isnan(std)):
+        text += f" ± {std:.{digits}f}"
+    return text
+
+
+def fmt_delta(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return f"{value:+.4f}"
+
+
+def variant_table(variants: pd.DataFrame, metric: str, with_test: bool) -> str:
+    columns = COLUMNS + (TEST_COLUMNS if with_test else ())
+    headers = ["variant", "changes", *[c[0] for c in columns], f"Δ {metric}", "runtime"]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for _, row in variants.iterrows():
+        name = f"**{row['variant']}** ★" if row["best"] else row["variant"]
+        if row["seeds"] == 0:
+            name += " (no complete trial)"
+        cells = [name, row["changes"]]
+        for _, column, kind in columns:
+            if kind == "pair":
+                cells.append(f"{fmt(row[column[0]])} / {fmt(row[column[1]])}")
+            else:
+                cells.append(fmt(row[column], row.get(f"{column}_std")))
+        cells.append("baseline" if row["variant"] == "baseline" else fmt_delta(row["delta"]))
+        cells.append("—" if math.isnan(row["runtime_s"]) else f"{row['runtime_s']:.0f} s")
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines)

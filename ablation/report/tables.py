@@ -1,0 +1,94 @@
+"""Trial records → tables: one row per trial (results.csv) and one row per variant (report.md)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+from ..records import TrialRecord, latest_by_key
+from ..variants import BASELINE, describe_changes
+
+VALIDATION_METRICS = ("accuracy", "macro_f1", "weighted_f1", "macro_precision", "macro_recall",
+                      "weighted_precision", "weighted_recall", "log_loss", "eval_loss")
+TEST_METRICS = ("accuracy", "macro_f1", "weighted_f1", "log_loss")
+CURVE_STATS = ("final_train_loss", "final_eval_loss", "best_eval_loss", "final_grad_norm",
+               "max_grad_norm")
+
+
+def _last(points: list[dict], key: str) -> float:
+    values = [p[key] for p in points if p.get(key) is not None]
+    return float(values[-1]) if values else math.nan
+
+
+def _extreme(points: list[dict], key: str, fn: Any) -> float:
+    values = [p[key] for p in points if p.get(key) is not None]
+    return float(fn(values)) if values else math.nan
+
+
+def trial_row(record: TrialRecord) -> dict[str, Any]:
+    result = record.result
+    history, evals = result.get("history", []), result.get("eval_history", [])
+    row: dict[str, Any] = {
+        "variant": record.variant, "seed": record.seed, "trial": record.number,
+        "state": record.state, "changes": describe_changes(record.overrides),
+        "value": record.value,
+        "final_train_loss": _last(history, "loss"),
+        "final_eval_loss": _last(evals, "loss"),
+        "best_eval_loss": _extreme(evals, "loss", min),
+        "final_grad_norm": _last(history, "grad_norm"),
+        "max_grad_norm": _extreme(history, "grad_norm", max),
+    }
+    validation = result.get("validation", {})
+    for metric in VALIDATION_METRICS:
+        row[metric] = validation.get(metric, math.nan)
+    test = result.get("test") or {}
+    for metric in TEST_METRICS:
+        row[f"test_{metric}"] = test.get(metric, math.nan)
+    row |= {"best_step": result.get("best_step"), "steps": result.get("steps"),
+            "runtime_s": result.get("runtime_s", math.nan),
+            "train_samples_per_s": result.get("train_samples_per_s", math.nan),
+            "error": record.error or ""}
+    return row
+
+
+def trials_frame(records: list[TrialRecord]) -> pd.DataFrame:
+    """The newest attempt of each variant × seed (a retried failure shows its success)."""
+    chosen = sorted(latest_by_key(records).values(), key=lambda r: r.number)
+    return pd.DataFrame([trial_row(r) for r in chosen])
+
+
+NUMERIC = CURVE_STATS + VALIDATION_METRICS + tuple(f"test_{m}" for m in TEST_METRICS) + (
+    "value", "runtime_s")
+
+
+def variants_frame(trials: pd.DataFrame, metric: str, greater_is_better: bool,
+                   order: list[str] | None = None) -> pd.DataFrame:
+    """Mean and std over seeds of every complete trial, one row per variant, in study order."""
+    if trials.empty:
+        return pd.DataFrame()
+    done = trials[trials["state"] == "COMPLETE"]
+    rows = []
+    names = order or list(dict.fromkeys(trials["variant"]))
+    for name in names:
+        group = done[done["variant"] == name]
+        all_runs = trials[trials["variant"] == name]
+        if all_runs.empty:
+            continue
+        row: dict[str, Any] = {"variant": name, "changes": all_runs["changes"].iloc[0],
+                               "seeds": len(group), "failed": int((all_runs["state"] == "FAIL").sum())}
+        for column in NUMERIC:
+            values = group[column].astype(float)
+            row[column] = values.mean() if len(values) else math.nan
+            row[f"{column}_std"] = values.std(ddof=1) if len(values) > 1 else math.nan
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    base = table.loc[table["variant"] == BASELINE, "value"]
+    base_value = float(base.iloc[0]) if len(base) else math.nan
+    table["delta"] = table["value"] - base_value
+    scores = table["value"] if greater_is_better else -table["value"]
+    table["best"] = False
+    if scores.notna().any():
+        table.loc[scores.idxmax(), "best"] = True
+    return table

@@ -1,0 +1,323 @@
+"""Train and evaluate one trial with the transformers Trainer.
+
+The best checkpoint by the selection metric (kept by ``save_strategy="best"``) is loaded back at the
+end and is the one evaluated on validation and, once, on test. Everything measured comes back as one
+JSON-ready dict for the study storage.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import transformers
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    DataCollatorWithPadding,
+    EarlyStoppingCallback,
+    PrinterCallback,
+    ProgressCallback,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+)
+
+from .config import ExperimentSpec, Recipe
+from .data import TokenizedData
+from .errors import AblateInputError
+from .metrics import SCALAR_METRICS, confusion, trainer_metrics
+from .tracking import Tracker, tracker_keys
+from .variants import TrialSpec
+
+log = logging.getLogger(__name__)
+
+DROPOUT_KEYS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout")
+CLASSIFIER_DROPOUT_KEYS = ("classifier_dropout", "seq_classif_dropout")
+TRAIN_KEYS = ("loss", "grad_norm", "learning_rate")
+
+
+# --------------------------------------------------------------------------- model set-up
+
+
+def load_model_config(spec: ExperimentSpec, label_names: list[str]) -> Any:
+    """The model's config with the study's overrides; raises AblateInputError for unknown keys."""
+    try:
+        config = AutoConfig.from_pretrained(spec.model.name, revision=spec.model.revision)
+    except (OSError, ValueError) as err:
+        raise AblateInputError(model_unavailable(spec.model.name, err)) from None
+    for key in spec.model.config:
+        if not hasattr(config, key):
+            raise AblateInputError(
+                f"{spec.path}: [model] config key {key!r}: {type(config).__name__} has no such "
+                "setting")
+    config.update(dict(spec.model.config))
+    config.num_labels = len(label_names)
+    config.id2label = dict(enumerate(label_names))
+    config.label2id = {name: i for i, name in enumerate(label_names)}
+    return config
+
+
+def load_tokenizer(spec: ExperimentSpec) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(spec.model.name, revision=spec.model.revision)
+    except (OSError, ValueError) as err:
+        raise AblateInputError(model_unavailable(spec.model.name, err)) from None
+
+
+def model_unavailable(name: str, err: Exception) -> str:
+    reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return (f"[model] name = {name!r} cannot be loaded ({reason}); give a local folder, or make "
+            "the Hub id available offline: fill a Hugging Face cache, point HF_HUB_CACHE at it and "
+            "set HF_HUB_OFFLINE=1")
+
+
+def apply_dropout(config: Any, recipe: Recipe) -> Any:
+    """Dropout goes through the model config; the key names differ between architectures."""
+    for value, keys, knob in ((recipe.dropout, DROPOUT_KEYS, "dropout"),
+                              (recipe.classifier_dropout, CLASSIFIER_DROPOUT_KEYS,
+                               "classifier_dropout")):
+        if value is None:
+            continue
+        present = [k for k in keys if hasattr(config, k)]
+        if not present:
+            raise AblateInputError(
+                f"knob {knob!r}: {type(config).__name__} has none of {', '.join(keys)}")
+        for key in present:
+            setattr(config, key, value)
+    return config
+
+
+def resolve_precision(precision: str) -> str:
+    """auto → bf16 (or fp16) on a GPU that has it, fp32 on CPU."""
+    if precision != "auto":
+        return precision
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "fp32"
+
+
+def check_precision(precision: str) -> str | None:
+    """Why a precision cannot run on this machine, or None."""
+    if precision == "fp16" and not torch.cuda.is_available():
+        return "fp16 needs a CUDA GPU; use precision = \"bf16\", \"fp32\" or \"auto\" on CPU"
+    if precision == "bf16" and torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
+        return "this GPU has no bf16; use \"fp16\" or \"auto\""
+    return None
+
+
+def class_weights(recipe: Recipe, train_labels: np.ndarray, n_classes: int) -> np.ndarray | None:
+    """'balanced' uses scikit-learn's n_samples / (n_classes * count) on the train split."""
+    if recipe.class_weight == "none":
+        return None
+    if recipe.class_weight == "balanced":
+        from sklearn.utils.class_weight import compute_class_weight
+
+        present = np.unique(train_labels)
+        weights = np.ones(n_classes)
+        weights[present] = compute_class_weight("balanced", classes=present, y=train_labels)
+        return weights
+    if len(recipe.class_weight) != n_classes:
+        raise AblateInputError(
+            f"class_weight has {len(recipe.class_weight)} values but the data has {n_classes} "
+            "classes; give one weight per class, in label-id order")
+    return np.asarray(recipe.class_weight, dtype=float)
+
+
+def make_loss(weights: np.ndarray | None, label_smoothing: float) -> Callable[..., torch.Tensor]:
+    """Weighted, smoothed cross-entropy for training; plain cross-entropy for evaluation, so that
+    eval loss stays comparable between variants that weight or smooth differently."""
+    weight_tensor = None if weights is None else torch.tensor(weights, dtype=torch.float32)
+
+    def loss_fn(outputs: Any, labels: torch.Tensor, num_items_in_batch: Any = None) -> torch.Tensor:
+        logits = (outputs["logits"] if isinstance(outputs, dict) else outputs[0]).float()
+        if not torch.is_grad_enabled():  # the Trainer evaluates under no_grad
+            return F.cross_entropy(logits, labels)
+        weight = None if weight_tensor is None else weight_tensor.to(logits.device)
+        loss = F.cross_entropy(logits, labels, weight=weight, label_smoothing=label_smoothing,
+                               reduction="sum")
+        # Sum over the examples of the whole accumulated batch: gradient accumulation then gives
+        # the same gradient as one large batch.
+        return loss / (num_items_in_batch if num_items_in_batch is not None else labels.numel())
+
+    return loss_fn
+
+
+# --------------------------------------------------------------------------- callbacks
+
+
+class TrackerCallback(TrainerCallback):
+    """Forwards every Trainer log (train loss, grad norm, lr, eval metrics) to the tracker, and
+    prints one plain line per evaluation."""
+
+    def __init__(self, tracker: Tracker, label: str, metric: str,
+                 echo: Callable[[str], None]) -> None:
+        self.tracker, self.label, self.metric, self.echo = tracker, label, metric, echo
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None,
+               **kwargs: Any) -> None:
+        if not logs:
+            return
+        self.tracker.log(tracker_keys(logs), step=state.global_step)
+        key = "eval_loss" if self.metric == "eval_loss" else f"eval_{self.metric}"
+        if key in logs:
+            self.echo(f"  {self.label}  step {state.global_step}/{state.max_steps}  "
+                      f"epoch {logs.get('epoch', 0):.2f}  eval_loss {logs['eval_loss']:.4f}  "
+                      f"{self.metric} {logs[key]:.4f}")
+
+
+# --------------------------------------------------------------------------- one trial
+
+
+def training_arguments(recipe: Recipe, spec: ExperimentSpec, seed: int,
+                       checkpoint_dir: Path) -> TrainingArguments:
+    precision = resolve_precision(recipe.precision)
+    eval_by_steps = recipe.eval_steps > 0
+    return TrainingArguments(
+        output_dir=str(checkpoint_dir),
+        per_device_train_batch_size=recipe.batch_size,
+        per_device_eval_batch_size=recipe.eval_batch_size,
+        gradient_accumulation_steps=recipe.gradient_accumulation_steps,
+        learning_rate=recipe.learning_rate,
+        num_train_epochs=recipe.epochs,
+        max_steps=recipe.max_steps,
+        weight_decay=recipe.weight_decay,
+        warmup_steps=recipe.warmup_ratio,  # transformers 5: a float < 1 is a ratio of all steps
+        lr_scheduler_type=recipe.lr_scheduler,
+        max_grad_norm=recipe.max_grad_norm,
+        logging_strategy="steps",
+        logging_steps=recipe.logging_steps,
+        logging_first_step=True,
+        eval_strategy="steps" if eval_by_steps else "epoch",
+        eval_steps=recipe.eval_steps if eval_by_steps else None,
+        save_strategy="best",  # write a checkpoint only when the selection metric improves
+        save_total_limit=1,
+        save_only_model=True,
+        load_best_model_at_end=True,
+        metric_for_best_model="loss" if spec.experiment.metric == "eval_loss"
+        else spec.experiment.metric,
+        greater_is_better=spec.greater_is_better,
+        seed=seed,
+        data_seed=seed,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        report_to="none",
+        disable_tqdm=not sys.stderr.isatty(),
+        dataloader_num_workers=0,
+        use_cpu=not torch.cuda.is_available(),
+    )
+
+
+def _split_metrics(metrics: dict[str, float], prefix: str) -> dict[str, float]:
+    """Trainer's `test_accuracy`, `test_loss` → `accuracy`, `eval_loss` (the config's names)."""
+    out = {}
+    for key, value in metrics.items():
+        name = key[len(prefix) + 1:] if key.startswith(prefix + "_") else key
+        out["eval_loss" if name == "loss" else name] = float(value)
+    return out
+
+
+def _curves(log_history: list[dict]) -> tuple[list[dict], list[dict]]:
+    train, evaluation = [], []
+    for entry in log_history:
+        point = {"step": entry.get("step"), "epoch": entry.get("epoch")}
+        if "loss" in entry:
+            train.append(point | {k: entry[k] for k in TRAIN_KEYS if k in entry})
+        elif "eval_loss" in entry:
+            evaluation.append(point | {k[5:]: v for k, v in entry.items()
+                                       if k.startswith("eval_") and isinstance(v, (int, float))
+                                       and not k.endswith(("_runtime", "_per_second"))})
+    return train, evaluation
+
+
+def train_trial(trial: TrialSpec, spec: ExperimentSpec, data: TokenizedData, tokenizer: Any,
+                trial_dir: Path, tracker: Tracker,
+                echo: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train one trial; returns what the storage keeps. Raises on failure."""
+    started = time.perf_counter()
+    recipe = trial.recipe
+    n_classes = len(data.label_names)
+    transformers.set_seed(trial.seed)
+
+    config = apply_dropout(load_model_config(spec, data.label_names), recipe)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        spec.model.name, config=config, revision=spec.model.revision,
+        ignore_mismatched_sizes=True)  # a checkpoint's own head may have another class count
+    weights = class_weights(recipe, data.train_labels, n_classes)
+    custom_loss = weights is not None or recipe.label_smoothing > 0
+    checkpoint_dir = trial_dir / "checkpoints"
+    args = training_arguments(recipe, spec, trial.seed, checkpoint_dir)
+    callbacks: list[TrainerCallback] = [
+        TrackerCallback(tracker, trial.key, spec.experiment.metric, echo)]
+    if recipe.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(recipe.early_stopping_patience))
+    trainer = Trainer(
+        model=model, args=args, train_dataset=data.train, eval_dataset=data.validation,
+        processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=trainer_metrics(data.label_names),
+        compute_loss_func=make_loss(weights, recipe.label_smoothing) if custom_loss else None,
+        callbacks=callbacks)
+    if args.disable_tqdm:  # our callback prints one line per evaluation instead of every dict
+        trainer.remove_callback(PrinterCallback)
+    else:
+        trainer.remove_callback(ProgressCallback)
+        trainer.add_callback(_QuietProgress())
+
+    train_output = trainer.train()
+    train_curve, eval_curve = _curves(trainer.state.log_history)
+
+    # The best checkpoint is loaded back: evaluate it on validation, and once on test.
+    val = trainer.predict(data.validation, metric_key_prefix="eval")
+    result: dict[str, Any] = {
+        "history": train_curve,
+        "eval_history": eval_curve,
+        "validation": _split_metrics(val.metrics, "eval"),
+        "validation_confusion": confusion(val.predictions, val.label_ids, n_classes),
+        "best_step": trainer.state.best_global_step,
+        "steps": trainer.state.global_step,
+        "epochs": trainer.state.epoch,
+        "train_runtime_s": train_output.metrics.get("train_runtime"),
+        "train_samples_per_s": train_output.metrics.get("train_samples_per_second"),
+        "precision": resolve_precision(recipe.precision),
+        "device": str(args.device),
+        "class_weights": None if weights is None else weights.tolist(),
+    }
+    final_logs = {f"final_eval_{k}": v for k, v in result["validation"].items()
+                  if k in SCALAR_METRICS or k == "eval_loss"}
+    if data.test is not None:
+        test = trainer.predict(data.test, metric_key_prefix="test")
+        result["test"] = _split_metrics(test.metrics, "test")
+        result["test_confusion"] = confusion(test.predictions, test.label_ids, n_classes)
+        final_logs |= {f"test_{k}": v for k, v in result["test"].items()
+                       if k in SCALAR_METRICS or k == "eval_loss"}
+    tracker.log(tracker_keys(final_logs), step=trainer.state.global_step)
+    result["runtime_s"] = time.perf_counter() - started
+
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)  # the selected weights were evaluated
+    del trainer, model
+    release_memory()
+    return result
+
+
+class _QuietProgress(ProgressCallback):
+    """The step bar, without printing every log dict under it."""
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
+        pass
+
+
+def release_memory() -> None:
+    """Collect the finished trial's model and optimizer and empty the accelerator cache."""
+    from accelerate.utils.memory import clear_device_cache
+
+    clear_device_cache(garbage_collection=True)

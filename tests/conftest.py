@@ -1,0 +1,112 @@
+"""Shared fixtures: a tiny random BERT with its own vocabulary, tiny labelled data, and a writer
+for experiment files. Everything is built in the test session itself, so the suite needs no
+network and no cache."""
+
+from __future__ import annotations
+
+import os
+import random
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+WORDS = {
+    "neg": ["awful", "bad", "sad", "terrible", "hate", "boring", "worst"],
+    "neu": ["table", "monday", "paper", "street", "window", "train", "coffee"],
+    "pos": ["great", "love", "happy", "good", "wonderful", "best", "fun"],
+}
+FILLER = ["the", "a", "this", "was", "is", "it", "so", "and", "today", "movie"]
+SHARED_DIR = Path(__file__).resolve().parents[2] / "shared"
+
+
+def make_texts(n: int, seed: int) -> pd.DataFrame:
+    """Short sentences whose label is carried by one or two cue words (learnable in seconds)."""
+    rng = random.Random(seed)
+    names = list(WORDS)
+    rows = []
+    for _ in range(n):
+        label = rng.randrange(len(names))
+        cues = rng.sample(WORDS[names[label]], 2)
+        words = rng.sample(FILLER, 4) + cues
+        rng.shuffle(words)
+        rows.append({"text": " ".join(words), "label": label})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised 2-layer BERT (hidden 32) and a WordPiece tokenizer, saved to disk."""
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *FILLER]
+    vocab += [w for words in WORDS.values() for w in words]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+    tokenizer.save_pretrained(folder)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
+    BertForSequenceClassification(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """train.csv (240 rows) and test.csv (60 rows), three classes."""
+    folder = tmp_path_factory.mktemp("tiny-data")
+    make_texts(240, seed=1).to_csv(folder / "train.csv", index=False)
+    make_texts(60, seed=2).to_csv(folder / "test.csv", index=False)
+    return folder
+
+
+@pytest.fixture
+def write_experiment(tmp_path: Path, tiny_model_dir: Path, tiny_data_dir: Path):
+    """Write an experiment file for the tiny model and data; `extra` is appended TOML."""
+
+    def write(extra: str = "", name: str = "tiny", variants: str | None = None,
+              baseline: str | None = None, tracking: str = 'backend = "none"') -> Path:
+        baseline = baseline if baseline is not None else textwrap.dedent("""\
+            learning_rate = 1e-3
+            batch_size = 16
+            epochs = 2
+            eval_steps = 5
+            logging_steps = 2
+            """)
+        variants = variants if variants is not None else 'bs32 = { batch_size = 32 }\n'
+        text = textwrap.dedent(f"""\
+            [experiment]
+            name = "{name}"
+            output_dir = "{tmp_path / 'reports' / name}"
+
+            [data]
+            dataset = "{tiny_data_dir}"
+            max_eval_samples = 40
+
+            [model]
+            name = "{tiny_model_dir}"
+
+            [tracking]
+            {tracking}
+
+            [baseline]
+            """) + baseline + "\n[variants]\n" + variants + "\n" + extra
+        path = tmp_path / f"{name}.toml"
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    return write
+
+
+@pytest.fixture(scope="session")
+def offline_hf() -> Path:
+    """The pre-filled Hugging Face cache beside the checkout, or skip with the reason."""
+    if os.environ.get("HF_HUB_OFFLINE") != "1" or not os.environ.get("HF_HUB_CACHE"):
+        pytest.skip("needs the offline Hugging Face cache: `source ../shared/offline-hf.sh` first")
+    hub = Path(os.environ["HF_HUB_CACHE"])
+    if not (hub / "models--sentence-transformers--all-MiniLM-L6-v2").exists():
+        pytest.skip(f"the offline cache {hub} lacks sentence-transformers/all-MiniLM-L6-v2")
+    return hub
