@@ -42,9 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _quiet_libraries() -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    for handler in logging.getLogger().handlers:  # the console stays at warnings;
-        handler.setLevel(logging.WARNING)  # each trial.log also gets ablate's INFO lines
+    console = logging.StreamHandler()
+    console.setLevel(logging.WARNING)  # the console shows warnings; each trial.log gets INFO too
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s",
+                        handlers=[console])
     logging.getLogger("ablation").setLevel(logging.INFO)
     import optuna
     import transformers
@@ -52,9 +53,10 @@ def _quiet_libraries() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()  # per-trial weight loading/saving bars
-    if not sys.stderr.isatty():
-        import datasets
+    import datasets
 
+    datasets.logging.set_verbosity_error()
+    if not sys.stderr.isatty():
         datasets.disable_progress_bars()
 
 

@@ -31,10 +31,10 @@ def _float(low: float | None = None, high: float | None = None, *, low_open: boo
     lo_br, hi_br = ("(" if low_open else "["), (")" if high_open else "]")
     lo_txt = "-inf" if low is None else f"{low:g}"
     hi_txt = "inf" if high is None else f"{high:g}"
-    allowed = f"a number in {lo_br}{lo_txt}, {hi_txt}{hi_br}"
+    allowed = f"a finite number in {lo_br}{lo_txt}, {hi_txt}{')' if high is None else hi_br}"
 
     def check(value: Any) -> float:
-        if not _is_number(value) or math.isnan(value):
+        if not _is_number(value) or not math.isfinite(value):
             raise ValueError(f"must be {allowed}")
         value = float(value)
         if low is not None and (value < low or (low_open and value == low)):
@@ -105,8 +105,9 @@ def _string_list(value: Any) -> list[str]:
 
 def _seeds(value: Any) -> list[int]:
     if (not isinstance(value, list) or not value
-            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)):
-        raise ValueError("must be a non-empty list of integers >= 0, e.g. [42, 43, 44]")
+            or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**32
+                       for v in value)):
+        raise ValueError("must be a non-empty list of integers in [0, 2**32), e.g. [42, 43, 44]")
     if len(set(value)) != len(value):
         raise ValueError("must not repeat a seed")
     return list(value)
@@ -304,9 +305,10 @@ def parse_overrides(raw: Any, where: str, path: Path) -> dict[str, Any]:
     clean: dict[str, Any] = {}
     for key, value in raw.items():
         if key not in fields:
+            hint = ('; quote variant names that contain a dot, e.g. "dropout0.3" = { ... }'
+                    if isinstance(value, dict) else _did_you_mean(key, KNOBS))
             raise AblateInputError(
-                f"{path}: [{where}] unknown knob {key!r}{_did_you_mean(key, KNOBS)} "
-                f"(knobs: {', '.join(KNOBS)})")
+                f"{path}: [{where}] unknown knob {key!r}{hint} (knobs: {', '.join(KNOBS)})")
         try:
             clean[key] = fields[key].metadata["check"](value)
         except ValueError as err:
@@ -359,8 +361,9 @@ def _looks_local(dataset: str) -> bool:
 def resolve_storage(url: str) -> str:
     """Make a relative SQLite URL absolute, so the printed URL works from any folder."""
     prefix = "sqlite:///"
-    if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":
-        return prefix + _resolve_path_like(url[len(prefix):])
+    rest = url[len(prefix):]
+    if url.startswith(prefix) and rest and not rest.startswith("/") and rest != ":memory:":
+        return prefix + _resolve_path_like(rest)
     return url
 
 
@@ -406,9 +409,11 @@ def load_spec(path: str | Path, sets: list[str] | None = None) -> ExperimentSpec
             f"({data_spec.train_split!r}); omit it to carve validation from train")
     if data_spec.test_split and data_spec.test_split in (data_spec.train_split,
                                                          data_spec.validation_split):
+        default = "" if "test_split" in raw.get("data", {}) else " (the default)"
         raise AblateInputError(
-            f"{path}: [data] test_split {data_spec.test_split!r} must differ from the train and "
-            "validation splits: the test split is never used for training or selection")
+            f"{path}: [data] test_split = {data_spec.test_split!r}{default} must differ from the "
+            "train and validation splits: the test split is never used for training or selection; "
+            'set test_split = "" for none')
 
     variants_raw = raw.get("variants", {})
     if not isinstance(variants_raw, dict):

@@ -54,7 +54,11 @@ def open_study(spec: ExperimentSpec, create: bool = True) -> optuna.Study:
     """Open (or create) the study; an unusable storage URL is bad input."""
     url = spec.experiment.storage
     if url.startswith("sqlite:///"):
-        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        database = Path(url[len("sqlite:///"):])
+        if not create and not database.exists():
+            raise AblateInputError(
+                f"no study {spec.name!r} in {url} yet; run `ablate run {spec.path}` first")
+        database.parent.mkdir(parents=True, exist_ok=True)
     try:
         if not create:
             return optuna.load_study(study_name=spec.name, storage=url)

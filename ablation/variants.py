@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from .config import ExperimentSpec, Recipe
 
 BASELINE = "baseline"
@@ -49,7 +51,14 @@ def describe_changes(overrides: dict[str, Any]) -> str:
     return ", ".join(f"{key}={_format_value(value)}" for key, value in overrides.items())
 
 
+def human_number(value: float) -> str:
+    """5e-05 → "5e-5", 0.0001 → "1e-4", 0.30 → "0.3", 32.0 → "32": as a person writes them."""
+    if value != 0 and not 1e-3 <= abs(value) < 1e6:
+        return np.format_float_scientific(value, trim="-", exp_digits=1).replace("e+", "e")
+    return repr(float(value)).removesuffix(".0")
+
+
 def _format_value(value: Any) -> str:
     if isinstance(value, float):
-        return f"{value:g}"
+        return human_number(value)
     return str(value)

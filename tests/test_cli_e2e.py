@@ -1,0 +1,167 @@
+"""End to end through the CLI on a tiny random BERT: storage, SwanLab runs, report, re-runs."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+
+from ablation import cli, train
+from ablation.config import load_spec
+
+LOCAL_SWANLAB = 'backend = "swanlab"\nproject = "ablate-tests"\nmode = "local"'
+
+
+def _study(path: Path) -> optuna.Study:
+    spec = load_spec(path)
+    return optuna.load_study(study_name=spec.name, storage=spec.experiment.storage)
+
+
+def _swanlab_runs(output_dir: Path) -> list[tuple[str, int]]:
+    """(experiment name, status) of every run in the local SwanLab database."""
+    with sqlite3.connect(output_dir / "swanlog" / "runs.swanlab") as db:
+        return list(db.execute("select name, status from experiment order by id"))
+
+
+def test_run_writes_trials_runs_and_report_then_reuses_them(write_experiment, capsys):
+    path = write_experiment(tracking=LOCAL_SWANLAB)
+    output_dir = load_spec(path).output_dir
+
+    assert cli.main(["run", str(path)]) == 0
+
+    trials = _study(path).get_trials()
+    assert [(t.user_attrs["variant"], t.user_attrs["seed"], t.state.name) for t in trials] == [
+        ("baseline", 42, "COMPLETE"), ("baseline_bs32", 42, "COMPLETE")]
+    for trial in trials:
+        result = trial.user_attrs["result"]
+        assert trial.value == pytest.approx(result["validation"]["macro_f1"])
+        assert {"loss", "grad_norm", "learning_rate", "epoch"} <= set(result["history"][0])
+        assert len(result["eval_history"]) >= 2  # eval_steps = 5 gives a curve, not a point
+        assert {"accuracy", "macro_f1", "log_loss", "eval_loss"} <= set(result["test"])
+        assert len(result["test_confusion"]) == 3
+    assert trials[1].user_attrs["overrides"] == {"batch_size": 32}
+
+    # One SwanLab run per trial, each finished.
+    assert _swanlab_runs(output_dir) == [("baseline", 1), ("baseline_bs32", 1)]
+
+    report = (output_dir / "report.md").read_text()
+    assert "| **baseline" in report or "| baseline |" in report
+    assert "baseline_bs32 | batch_size=32" in report or "**baseline_bs32** ★ | batch_size=32" in report
+    assert "![train loss](plots/train_loss.png)" in report
+    for name in ("train_loss", "eval_loss", "grad_norm"):
+        assert (output_dir / "plots" / f"{name}.png").stat().st_size > 1000
+    results = pd.read_csv(output_dir / "results.csv")
+    assert list(results["variant"]) == ["baseline", "baseline_bs32"]
+    assert (output_dir / "experiment.toml").read_text() == path.read_text()
+    assert (output_dir / "resolved.json").exists()
+    assert (output_dir / "trials" / "baseline-s42" / "trial.log").exists()
+    assert not (output_dir / "trials" / "baseline-s42" / "checkpoints").exists()
+
+    # Second run: nothing trains again, the report is regenerated.
+    capsys.readouterr()
+    assert cli.main(["run", str(path)]) == 0
+    assert len(_study(path).get_trials()) == 2
+    assert "re-using 2 completed trial(s)" in capsys.readouterr().out
+    assert len(_swanlab_runs(output_dir)) == 2
+
+
+def test_only_and_set_add_just_the_named_variant_seeds(write_experiment):
+    path = write_experiment(variants="bs32 = { batch_size = 32 }\nlr = { learning_rate = 5e-3 }\n")
+    assert cli.main(["run", str(path), "--only", "baseline_lr"]) == 0
+    assert [t.user_attrs["key"] for t in _study(path).get_trials()] == ["baseline_lr-s42"]
+
+    assert cli.main(["run", str(path), "--only", "baseline_lr", "--only", "baseline",
+                     "--set", "experiment.seeds=[42, 7]"]) == 0
+    keys = [t.user_attrs["key"] for t in _study(path).get_trials()]
+    assert keys == ["baseline_lr-s42", "baseline-s42", "baseline-s7", "baseline_lr-s7"]
+
+
+def test_a_failing_trial_is_recorded_and_retried_on_the_next_run(write_experiment, monkeypatch,
+                                                                  capsys):
+    path = write_experiment()
+    real_train = train.train_trial
+
+    def train_or_fail(trial, *args, **kwargs):
+        if trial.variant == "baseline_bs32":
+            raise RuntimeError("simulated out of memory")
+        return real_train(trial, *args, **kwargs)
+
+    monkeypatch.setattr(train, "train_trial", train_or_fail)
+    assert cli.main(["run", str(path)]) == 1
+    states = {t.user_attrs["key"]: (t.state.name, t.user_attrs.get("error"))
+              for t in _study(path).get_trials()}
+    assert states == {"baseline-s42": ("COMPLETE", None),
+                      "baseline_bs32-s42": ("FAIL", "RuntimeError: simulated out of memory")}
+    output_dir = load_spec(path).output_dir
+    log = (output_dir / "trials" / "baseline_bs32-s42" / "trial.log").read_text()
+    assert "Traceback" in log and "simulated out of memory" in log
+    report = (output_dir / "report.md").read_text()
+    assert "`baseline_bs32-s42` (trial 1): RuntimeError: simulated out of memory" in report
+
+    capsys.readouterr()
+    assert cli.main(["status", str(path)]) == 1
+    assert "FAIL" in capsys.readouterr().out
+
+    monkeypatch.setattr(train, "train_trial", real_train)
+    assert cli.main(["run", str(path)]) == 0
+    trials = _study(path).get_trials()
+    assert [(t.user_attrs["key"], t.state.name) for t in trials] == [
+        ("baseline-s42", "COMPLETE"), ("baseline_bs32-s42", "FAIL"),
+        ("baseline_bs32-s42", "COMPLETE")]
+    assert cli.main(["status", str(path)]) == 0
+    assert "Trials without a result" not in (output_dir / "report.md").read_text()
+
+
+def test_dry_run_lists_the_plan_and_creates_nothing(write_experiment, capsys):
+    path = write_experiment()
+    assert cli.main(["run", str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "plan: 2 trial(s)" in out and "baseline_bs32-s42" in out and "to run" in out
+    assert not load_spec(path).output_dir.exists()
+
+
+def test_report_and_status_commands_read_the_storage(write_experiment, capsys):
+    path = write_experiment(variants="")
+    assert cli.main(["run", str(path)]) == 0
+    report = load_spec(path).output_dir / "report.md"
+    report.unlink()
+    assert cli.main(["report", str(path)]) == 0
+    assert report.exists()
+    capsys.readouterr()
+    assert cli.main(["status", str(path)]) == 0
+    assert "baseline-s42" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["run", "missing.toml"], "missing.toml: no such experiment file"),
+    (["frobnicate"], "invalid choice"),
+    (["run"], "the following arguments are required: file"),
+])
+def test_bad_command_lines_give_one_line_and_exit_2(argv, expected, capsys):
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert expected in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_bad_input_exits_2_with_one_line_and_trains_nothing(write_experiment, capsys):
+    path = write_experiment(variants="bad = { batch_size = 0 }\n")
+    assert cli.main(["run", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ablate: error: ") and "batch_size = 0" in err and "\n" not in err
+    assert not load_spec(path, ["variants.bad.batch_size=1"]).output_dir.exists()
+
+
+def test_only_with_an_unknown_variant_is_bad_input(write_experiment, capsys):
+    path = write_experiment()
+    assert cli.main(["run", str(path), "--only", "bs32"]) == 2
+    assert "--only 'bs32': no such variant" in capsys.readouterr().err
+
+
+def test_status_of_a_study_never_run_is_bad_input(write_experiment, capsys):
+    path = write_experiment()
+    assert cli.main(["status", str(path)]) == 2
+    assert "run `ablate run" in capsys.readouterr().err
