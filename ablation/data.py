@@ -67,10 +67,14 @@ class TokenizedData:
 def _read_local_file(path: Path) -> pd.DataFrame:
     name = path.name.lower()
     try:
+        # Every cell as text: "None", "NA" or "007" are data, not missing values or numbers.
+        # Only an empty cell is missing. Integer-looking labels become ids later.
+        text_only = {"dtype": str, "keep_default_na": False, "na_values": [""],
+                     "encoding": "utf-8-sig"}
         if name.endswith((".csv", ".csv.gz")):
-            return pd.read_csv(path, encoding="utf-8-sig")
+            return pd.read_csv(path, **text_only)
         if name.endswith(".tsv"):
-            return pd.read_csv(path, sep="\t", encoding="utf-8-sig")
+            return pd.read_csv(path, sep="\t", **text_only)
         if name.endswith((".jsonl", ".jsonl.gz")):
             return pd.read_json(path, lines=True, encoding="utf-8-sig")
         if name.endswith(".json"):
@@ -104,7 +108,15 @@ def _load_local(spec: DataSpec) -> dict[str, pd.DataFrame]:
         raise AblateInputError(
             f"{path}: folder holds no data file; expected files like train.csv, test.csv "
             f"({', '.join(LOCAL_DATA_SUFFIXES)})")
-    return {_split_name(p): _read_local_file(p) for p in files}
+    splits: dict[str, pd.DataFrame] = {}
+    for file in files:
+        split = _split_name(file)
+        if split in splits:
+            raise AblateInputError(
+                f"{path}: two files for split {split!r}; keep one of "
+                + ", ".join(f.name for f in files if _split_name(f) == split))
+        splits[split] = _read_local_file(file)
+    return splits
 
 
 def _load_hub(spec: DataSpec) -> tuple[dict[str, pd.DataFrame], dict[str, list[str]]]:
@@ -168,8 +180,9 @@ def _label_ids(frames: dict[str, pd.DataFrame], spec: DataSpec,
                class_names: dict[str, list[str]], raw: dict[str, pd.DataFrame],
                train_split: str) -> list[str]:
     """Map every split's labels to ids 0..N-1 in place; return the label names."""
+    _integer_strings_to_ids(frames, spec)
     train_labels = frames[train_split]["label"]
-    is_text = any(isinstance(v, str) for v in train_labels.head(1000))
+    is_text = any(isinstance(v, str) for v in train_labels)
     if is_text:
         if spec.label_names:
             names = list(spec.label_names)
@@ -181,8 +194,8 @@ def _label_ids(frames: dict[str, pd.DataFrame], spec: DataSpec,
             if mapped.isna().any():
                 row = int(mapped.isna().to_numpy().nonzero()[0][0])
                 raise AblateInputError(
-                    f"split {split!r}, row {row}: label {frame['label'].iloc[row]!r} is not one of "
-                    f"the train labels ({', '.join(names)})")
+                    f"split {split!r}, row {row}: label {_show(frame['label'].iloc[row])} is not "
+                    f"one of the train labels ({', '.join(names)})")
             frame["label"] = mapped.astype(int)
         return names
 
@@ -192,7 +205,7 @@ def _label_ids(frames: dict[str, pd.DataFrame], spec: DataSpec,
         if bad.any():
             row = int(bad.to_numpy().nonzero()[0][0])
             raise AblateInputError(
-                f"split {split!r}, row {row}: label {frame['label'].iloc[row]!r} in column "
+                f"split {split!r}, row {row}: label {_show(frame['label'].iloc[row])} in column "
                 f"{spec.label_column!r} must be an integer class id >= 0 or a class name")
         frame["label"] = values.astype(int)
 
@@ -211,6 +224,30 @@ def _label_ids(frames: dict[str, pd.DataFrame], spec: DataSpec,
                 f"split {split!r}, row {row}: label {int(frame['label'].iloc[row])} is outside the "
                 f"{len(names)} classes ({', '.join(names)}); fix the row or set [data] label_names")
     return names
+
+
+def _show(value: Any) -> str:
+    """A cell as the user wrote it (no numpy reprs in messages)."""
+    return repr(value.item() if hasattr(value, "item") else value)
+
+
+def _integer_strings_to_ids(frames: dict[str, pd.DataFrame], spec: DataSpec) -> None:
+    """Text files give labels as text: all-integer columns become ids; a stray word among
+    integers is a typo to report, not a new class."""
+    columns = [frame["label"] for frame in frames.values()]
+    if not all(c.map(lambda v: isinstance(v, str)).all() for c in columns):
+        return
+    integer_like = [c.str.fullmatch(r"\s*-?\d+\s*") for c in columns]
+    if not any(m.any() for m in integer_like):
+        return  # class names
+    for (split, frame), matches in zip(frames.items(), integer_like, strict=True):
+        if not matches.all():
+            row = int((~matches).to_numpy().nonzero()[0][0])
+            raise AblateInputError(
+                f"split {split!r}, row {row}: label {frame['label'].iloc[row]!r} in column "
+                f"{spec.label_column!r} is not an integer class id like the other labels")
+    for frame in frames.values():
+        frame["label"] = frame["label"].astype(int)
 
 
 def _names_from_text_column(raw: dict[str, pd.DataFrame], spec: DataSpec) -> list[str] | None:
@@ -277,9 +314,11 @@ def load_labeled_splits(spec: DataSpec) -> LabeledSplits:
             notes.append(f"split {split!r}: dropped {dropped[split]} rows with an empty text or "
                          "missing label")
     names = _label_ids(frames, spec, class_names, raw, spec.train_split)
-    if len(names) < 2:
-        raise AblateInputError(f"{where}: the labels hold a single class ({names[0]!r}); "
-                               "classification needs at least two")
+    present = sorted(set(frames[spec.train_split]["label"]))
+    if len(names) < 2 or len(present) < 2:
+        raise AblateInputError(
+            f"{where}: split {spec.train_split!r} holds a single class "
+            f"({names[present[0]]!r}); classification needs at least two")
 
     train = frames[spec.train_split]
     if spec.validation_split:

@@ -1,0 +1,631 @@
+"""ablation.data: loading local files, labels, cleaning, carving and subsampling splits, the content
+fingerprint, and tokenization with its on-disk cache. Everything runs on small frames written to
+tmp_path and the tiny tokenizer from conftest: no network, no training."""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import make_texts
+
+from ablation.config import DataSpec
+from ablation.data import LabeledSplits, load_labeled_splits, load_raw_splits, tokenize
+from ablation.errors import AblateInputError
+
+NAMES = ["neg", "neu", "pos"]  # make_texts labels 0, 1, 2 in this order
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def labelled(n: int, seed: int, names: list[str] | None = None) -> pd.DataFrame:
+    """make_texts with a unique text per row (so rows can be traced), labels as ids or names."""
+    frame = make_texts(n, seed)
+    frame["text"] = [f"{text} row{seed}x{i}" for i, text in enumerate(frame["text"])]
+    if names is not None:
+        frame["label"] = [names[i] for i in frame["label"]]
+    return frame
+
+
+def write_folder(folder: Path, **splits: pd.DataFrame) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, frame in splits.items():
+        frame.to_csv(folder / f"{name}.csv", index=False)
+    return folder
+
+
+def spec(path: Path, **kwargs) -> DataSpec:
+    return DataSpec(dataset=str(path), **kwargs)
+
+
+def load_error(data: DataSpec) -> str:
+    """The one-line message of the AblateInputError that loading `data` raises."""
+    with pytest.raises(AblateInputError) as info:
+        load_labeled_splits(data)
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+def assert_stratified(sample: pd.DataFrame, source: pd.DataFrame) -> None:
+    """Every class holds its share of the sample to within one row."""
+    expected = source["label"].value_counts() * len(sample) / len(source)
+    got = sample["label"].value_counts().reindex(expected.index, fill_value=0)
+    assert (got - expected).abs().max() <= 1, (got.to_dict(), expected.to_dict())
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    """train.csv (200 rows) and test.csv (50 rows), integer labels 0..2."""
+    return write_folder(tmp_path / "data", train=labelled(200, 1), test=labelled(50, 2))
+
+
+# --------------------------------------------------------------------------- splits from a folder
+
+
+def test_folder_loads_train_and_test_and_carves_validation(data_dir: Path):
+    splits = load_labeled_splits(spec(data_dir))
+    assert list(splits.train.columns) == ["text", "label"]
+    assert len(splits.test) == 50
+    assert len(splits.validation) == round(200 * 0.1)
+    assert len(splits.train) + len(splits.validation) == 200
+    assert set(splits.train["text"]).isdisjoint(splits.validation["text"])
+    assert splits.label_names == ["0", "1", "2"]
+    assert any("validation carved from 'train'" in note for note in splits.notes)
+    assert not any("no test split" in note for note in splits.notes)
+
+
+@pytest.mark.parametrize("size", [0.1, 0.25])
+def test_carved_validation_has_the_asked_size_and_is_stratified(data_dir: Path, size: float):
+    splits = load_labeled_splits(spec(data_dir, validation_size=size))
+    assert len(splits.validation) == round(200 * size)
+    assert_stratified(splits.validation, pd.read_csv(data_dir / "train.csv"))
+
+
+def test_carved_validation_is_deterministic(data_dir: Path):
+    first = load_labeled_splits(spec(data_dir))
+    second = load_labeled_splits(spec(data_dir))
+    pd.testing.assert_frame_equal(first.train, second.train)
+    pd.testing.assert_frame_equal(first.validation, second.validation)
+
+
+def test_named_validation_file_is_used_as_is(data_dir: Path):
+    validation = labelled(30, 3)
+    validation.to_csv(data_dir / "validation.csv", index=False)
+    splits = load_labeled_splits(spec(data_dir, validation_split="validation"))
+    assert len(splits.train) == 200
+    assert splits.validation["text"].tolist() == validation["text"].tolist()
+    assert splits.validation["label"].tolist() == validation["label"].tolist()
+    assert not any("carved" in note for note in splits.notes)
+
+
+def test_missing_default_test_split_is_left_out_with_a_note(tmp_path: Path):
+    folder = write_folder(tmp_path / "data", train=labelled(60, 1))
+    splits = load_labeled_splits(spec(folder))
+    assert splits.test is None
+    assert [name for name, _ in splits.split_items()] == ["train", "validation"]
+    assert "no test split: test metrics are left out" in splits.notes
+
+
+def test_empty_test_split_means_none_without_a_note(data_dir: Path):
+    splits = load_labeled_splits(spec(data_dir, test_split=""))
+    assert splits.test is None
+    assert not any("no test split" in note for note in splits.notes)
+
+
+def test_missing_named_test_split_is_an_error_naming_the_splits(data_dir: Path):
+    message = load_error(spec(data_dir, test_split="heldout"))
+    assert "test_split = 'heldout' does not exist" in message
+    assert "splits: test, train" in message
+
+
+def test_missing_train_split_is_an_error(tmp_path: Path):
+    folder = write_folder(tmp_path / "data", training=labelled(60, 1))
+    message = load_error(spec(folder))
+    assert "train_split = 'train' does not exist" in message
+    assert "splits: training" in message
+
+
+def test_missing_validation_split_is_an_error(data_dir: Path):
+    message = load_error(spec(data_dir, validation_split="dev"))
+    assert "validation_split = 'dev' does not exist" in message
+    assert "splits: test, train" in message
+    assert "omit it" in message
+
+
+# --------------------------------------------------------------------------- a single file
+
+
+def _write_csv_gz(frame: pd.DataFrame, path: Path) -> None:
+    with gzip.open(path, "wt", encoding="utf-8") as handle:
+        frame.to_csv(handle, index=False)
+
+
+WRITERS = {
+    "csv": lambda frame, path: frame.to_csv(path, index=False),
+    "tsv": lambda frame, path: frame.to_csv(path, sep="\t", index=False),
+    "jsonl": lambda frame, path: frame.to_json(path, orient="records", lines=True),
+    "json": lambda frame, path: frame.to_json(path, orient="records"),
+    "parquet": lambda frame, path: frame.to_parquet(path, index=False),
+    "csv.gz": _write_csv_gz,
+}
+
+
+@pytest.mark.parametrize("suffix", sorted(WRITERS))
+def test_single_file_is_the_train_split(tmp_path: Path, suffix: str):
+    frame = labelled(80, 1, names=NAMES)
+    path = tmp_path / f"reviews.{suffix}"
+    WRITERS[suffix](frame, path)
+    raw, class_names = load_raw_splits(spec(path))
+    assert list(raw) == ["train"] and class_names == {}
+    splits = load_labeled_splits(spec(path))
+    assert splits.test is None
+    assert splits.label_names == NAMES
+    assert sorted([*splits.train["text"], *splits.validation["text"]]) == sorted(frame["text"])
+
+
+def test_single_file_with_an_unsupported_type_is_an_error(tmp_path: Path):
+    path = tmp_path / "reviews.txt"
+    path.write_text("text,label\ngood,1\n", encoding="utf-8")
+    message = load_error(spec(path))
+    assert "reviews.txt" in message and "unsupported file type" in message
+    assert ".csv" in message and ".parquet" in message
+
+
+def test_single_file_train_split_name_follows_the_spec(tmp_path: Path):
+    path = tmp_path / "reviews.csv"
+    labelled(40, 1).to_csv(path, index=False)
+    raw, _ = load_raw_splits(spec(path, train_split="all"))
+    assert list(raw) == ["all"]
+
+
+# --------------------------------------------------------------------------- labels
+
+
+def test_string_labels_map_to_sorted_names(tmp_path: Path):
+    frame = labelled(90, 1, names=["pos", "neu", "neg"])  # ids 0..2 become unsorted names
+    folder = write_folder(tmp_path / "data", train=frame)
+    splits = load_labeled_splits(spec(folder))
+    assert splits.label_names == ["neg", "neu", "pos"]
+    truth = dict(zip(frame["text"], frame["label"], strict=True))
+    for part in (splits.train, splits.validation):
+        assert part["label"].dtype.kind == "i"
+        assert all(splits.label_names[label] == truth[text]
+                   for text, label in zip(part["text"], part["label"], strict=True))
+
+
+@pytest.mark.parametrize("split", ["validation", "test"])
+def test_string_label_unseen_in_train_is_an_error(tmp_path: Path, split: str):
+    other = labelled(20, 2, names=NAMES)
+    other.loc[3, "label"] = "angry"
+    folder = write_folder(tmp_path / "data", train=labelled(60, 1, names=NAMES), **{split: other})
+    data = spec(folder, validation_split="validation" if split == "validation" else None)
+    message = load_error(data)
+    assert f"split {split!r}, row 3" in message
+    assert "'angry'" in message and "neg, neu, pos" in message
+
+
+def test_int_labels_take_the_given_label_names(data_dir: Path):
+    names = ["negative", "neutral", "positive"]
+    splits = load_labeled_splits(spec(data_dir, label_names=names))
+    assert splits.label_names == names
+    original = pd.read_csv(data_dir / "test.csv")
+    assert splits.test["label"].tolist() == original["label"].tolist()
+
+
+def test_int_label_beyond_label_names_is_an_error(tmp_path: Path):
+    frame = labelled(40, 1)
+    folder = write_folder(tmp_path / "data", train=frame)
+    first_two = int((frame["label"] == 2).to_numpy().nonzero()[0][0])
+    message = load_error(spec(folder, label_names=["neg", "pos"]))
+    assert f"split 'train', row {first_two}" in message
+    assert "label 2 is outside the 2 classes (neg, pos)" in message
+    assert "label_names" in message
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5])
+def test_negative_or_fractional_label_is_an_error(tmp_path: Path, bad: float):
+    frame = labelled(30, 1)
+    frame["label"] = frame["label"].astype(object)
+    frame.loc[7, "label"] = bad
+    folder = write_folder(tmp_path / "data", train=frame)
+    message = load_error(spec(folder))
+    assert "split 'train', row 7" in message and str(bad) in message
+    assert "integer class id" in message
+    assert "np." not in message  # the cell as written, not a numpy repr
+
+
+def test_word_in_an_int_label_column_is_an_error(tmp_path: Path):
+    test = labelled(20, 2)
+    test["label"] = test["label"].astype(object)
+    test.loc[5, "label"] = "x"
+    folder = write_folder(tmp_path / "data", train=labelled(60, 1), test=test)
+    message = load_error(spec(folder))
+    assert "split 'test', row 5" in message and "'x'" in message
+    assert "column 'label'" in message and "integer class id" in message
+
+
+def test_label_text_column_provides_the_names(tmp_path: Path):
+    frame = labelled(60, 1)
+    frame["label_text"] = frame["label"].map({0: "negative", 1: "neutral", 2: "positive"})
+    folder = write_folder(tmp_path / "data", train=frame)  # mteb style
+    splits = load_labeled_splits(spec(folder))
+    assert splits.label_names == ["negative", "neutral", "positive"]
+    assert splits.train["label"].isin([0, 1, 2]).all()
+
+
+def test_inconsistent_label_text_column_falls_back_to_ids(tmp_path: Path):
+    frame = labelled(60, 1)
+    frame["label_text"] = frame["label"].map({0: "negative", 1: "neutral", 2: "positive"})
+    frame.loc[frame.index[frame["label"] == 0][0], "label_text"] = "bad"  # id 0 gets two names
+    folder = write_folder(tmp_path / "data", train=frame)
+    assert load_labeled_splits(spec(folder)).label_names == ["0", "1", "2"]
+
+
+@pytest.mark.parametrize("label", ["pos", 0])
+def test_single_class_is_an_error(tmp_path: Path, label):
+    frame = labelled(30, 1)
+    frame["label"] = label
+    folder = write_folder(tmp_path / "data", train=frame)
+    message = load_error(spec(folder))
+    assert f"single class ({str(label)!r})" in message and "at least two" in message
+
+
+# --------------------------------------------------------------------------- cleaning
+
+
+def test_empty_texts_and_missing_labels_are_dropped_and_counted(tmp_path: Path):
+    train = labelled(60, 1)
+    train["label"] = train["label"].astype(object)
+    train.loc[2, "text"] = ""
+    train.loc[5, "text"] = "   \t "
+    train.loc[9, "text"] = None
+    train.loc[11, "label"] = None
+    test = labelled(20, 2)
+    test.loc[0, "text"] = " "
+    folder = write_folder(tmp_path / "data", train=train, test=test)
+    splits = load_labeled_splits(spec(folder))
+    assert splits.dropped == {"train": 4, "test": 1}
+    assert "split 'train': dropped 4 rows with an empty text or missing label" in splits.notes
+    assert "split 'test': dropped 1 rows with an empty text or missing label" in splits.notes
+    assert len(splits.train) + len(splits.validation) == 56
+    assert len(splits.test) == 19
+    kept = pd.concat([splits.train, splits.validation, splits.test])
+    assert kept["text"].str.strip().ne("").all() and kept["label"].notna().all()
+
+
+def test_nothing_dropped_means_zero_counts_and_no_drop_note(data_dir: Path):
+    splits = load_labeled_splits(spec(data_dir))
+    assert splits.dropped == {"train": 0, "test": 0}
+    assert not any("dropped" in note for note in splits.notes)
+
+
+def test_split_with_only_empty_rows_is_an_error(tmp_path: Path):
+    test = labelled(10, 2)
+    test["text"] = ""
+    folder = write_folder(tmp_path / "data", train=labelled(60, 1), test=test)
+    message = load_error(spec(folder))
+    assert "split 'test' has no usable rows" in message
+
+
+@pytest.mark.parametrize("key", ["text_column", "label_column", "text_pair_column"])
+def test_missing_column_is_an_error_listing_the_columns(data_dir: Path, key: str):
+    message = load_error(spec(data_dir, **{key: "sentence"}))
+    assert f"{key} = 'sentence'" in message
+    assert "has no such column" in message and "columns: text, label" in message
+
+
+def test_text_pair_column_is_carried_as_text_pair(tmp_path: Path):
+    frame = pd.DataFrame({
+        "premise": [f"premise {i}" for i in range(40)],
+        "hypothesis": [f"hypothesis {i}" for i in range(40)],
+        "gold": ["entailment", "contradiction"] * 20,
+    })
+    frame.loc[4, "hypothesis"] = ""
+    folder = write_folder(tmp_path / "data", train=frame)
+    splits = load_labeled_splits(spec(folder, text_column="premise", text_pair_column="hypothesis",
+                                      label_column="gold"))
+    assert list(splits.train.columns) == ["text", "text_pair", "label"]
+    assert splits.dropped["train"] == 1
+    assert splits.label_names == ["contradiction", "entailment"]
+    row = splits.train.iloc[0]
+    assert row["text"].replace("premise", "hypothesis") == row["text_pair"]
+
+
+# --------------------------------------------------------------------------- encodings and files
+
+
+def test_csv_with_a_utf8_bom_reads_its_first_column(tmp_path: Path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    text = "text,label\n" + "".join(f"café {i},{i % 2}\n" for i in range(20))
+    (folder / "train.csv").write_text(text, encoding="utf-8-sig")
+    assert (folder / "train.csv").read_bytes().startswith(b"\xef\xbb\xbf")
+    raw, _ = load_raw_splits(spec(folder))
+    assert list(raw["train"].columns) == ["text", "label"]
+    splits = load_labeled_splits(spec(folder))
+    assert splits.train["text"].str.startswith("café").all()
+
+
+def test_latin1_csv_is_an_error_mentioning_utf8(tmp_path: Path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    text = "text,label\n" + "".join(f"crème brûlée {i},{i % 2}\n" for i in range(20))
+    (folder / "train.csv").write_bytes(text.encode("latin-1"))
+    message = load_error(spec(folder))
+    assert "train.csv" in message and "UTF-8" in message
+
+
+def test_unreadable_table_is_an_error(tmp_path: Path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "train.parquet").write_bytes(b"this is not a parquet file")
+    message = load_error(spec(folder))
+    assert "train.parquet" in message and "cannot be read as a table" in message
+
+
+def test_files_of_other_types_in_a_folder_are_ignored(data_dir: Path):
+    (data_dir / "README.md").write_text("# notes\n", encoding="utf-8")
+    (data_dir / "extra.txt").write_text("text,label\nx,1\n", encoding="utf-8")
+    raw, _ = load_raw_splits(spec(data_dir))
+    assert sorted(raw) == ["test", "train"]
+
+
+def test_split_names_strip_compound_suffixes(tmp_path: Path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    _write_csv_gz(labelled(40, 1), folder / "train.csv.gz")
+    labelled(10, 2).to_json(folder / "test.jsonl", orient="records", lines=True)
+    raw, _ = load_raw_splits(spec(folder))
+    assert sorted(raw) == ["test", "train"]
+    assert len(raw["train"]) == 40 and len(raw["test"]) == 10
+
+
+def test_folder_without_data_files_is_an_error(tmp_path: Path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("nothing here\n", encoding="utf-8")
+    message = load_error(spec(folder))
+    assert "folder holds no data file" in message and "train.csv" in message
+
+
+# --------------------------------------------------------------------------- subsampling
+
+
+def test_max_samples_give_exact_stratified_sizes(data_dir: Path):
+    full = load_labeled_splits(spec(data_dir))
+    small = load_labeled_splits(spec(data_dir, max_train_samples=60, max_eval_samples=11,
+                                     max_test_samples=25))
+    for name, size in [("train", 60), ("validation", 11), ("test", 25)]:
+        sample, source = getattr(small, name), getattr(full, name)
+        assert len(sample) == size
+        assert set(sample["text"]) <= set(source["text"])
+        assert_stratified(sample, source)
+
+
+def test_max_samples_are_deterministic(data_dir: Path):
+    data = spec(data_dir, max_train_samples=60, max_eval_samples=11, max_test_samples=25)
+    first, second = load_labeled_splits(data), load_labeled_splits(data)
+    for (_, a), (_, b) in zip(first.split_items(), second.split_items(), strict=True):
+        pd.testing.assert_frame_equal(a, b)
+
+
+def test_max_samples_larger_than_a_split_keep_it_whole(data_dir: Path):
+    full = load_labeled_splits(spec(data_dir))
+    big = load_labeled_splits(spec(data_dir, max_train_samples=10_000, max_eval_samples=10_000,
+                                   max_test_samples=10_000))
+    for (_, a), (_, b) in zip(full.split_items(), big.split_items(), strict=True):
+        pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True))
+
+
+def test_max_test_samples_without_a_test_split_is_ignored(tmp_path: Path):
+    folder = write_folder(tmp_path / "data", train=labelled(60, 1))
+    splits = load_labeled_splits(spec(folder, max_test_samples=5))
+    assert splits.test is None
+
+
+# --------------------------------------------------------------------------- fingerprint
+
+
+def _copy(splits: LabeledSplits) -> LabeledSplits:
+    return dataclasses.replace(
+        splits, train=splits.train.copy(), validation=splits.validation.copy(),
+        test=None if splits.test is None else splits.test.copy(), label_names=list(splits.label_names))
+
+
+def test_fingerprint_is_stable(data_dir: Path):
+    splits = load_labeled_splits(spec(data_dir))
+    key = splits.fingerprint()
+    assert len(key) == 16 and int(key, 16) >= 0
+    assert splits.fingerprint() == key
+    assert load_labeled_splits(spec(data_dir)).fingerprint() == key
+    assert _copy(splits).fingerprint() == key
+
+
+@pytest.mark.parametrize("change", ["text", "label", "label_name", "test_text"])
+def test_fingerprint_changes_with_the_content(data_dir: Path, change: str):
+    splits = load_labeled_splits(spec(data_dir))
+    changed = _copy(splits)
+    if change == "text":
+        changed.train.loc[0, "text"] += "!"
+    elif change == "label":
+        changed.train.loc[0, "label"] = (changed.train.loc[0, "label"] + 1) % 3
+    elif change == "label_name":
+        changed.label_names[1] = "neutral"
+    else:
+        changed.test.loc[len(changed.test) - 1, "text"] = "another text"
+    assert changed.fingerprint() != splits.fingerprint()
+
+
+# --------------------------------------------------------------------------- tokenization
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_model_dir: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(tiny_model_dir))
+
+
+LONG = " ".join(["the movie was so good and fun today"] * 4)  # 32 words, all in the tiny vocab
+
+
+@pytest.fixture
+def small_splits() -> LabeledSplits:
+    return LabeledSplits(
+        train=pd.DataFrame({"text": ["good", "the movie was bad", LONG, "so boring today"],
+                            "label": [2, 0, 2, 0]}),
+        validation=pd.DataFrame({"text": ["happy", "the paper is on the table"], "label": [2, 1]}),
+        test=pd.DataFrame({"text": ["worst movie", "a wonderful day"], "label": [0, 2]}),
+        label_names=NAMES)
+
+
+def test_tokenize_gives_unpadded_truncated_token_columns(small_splits, tokenizer, tmp_path: Path):
+    data = tokenize(small_splits, tokenizer, max_length=16, cache_dir=tmp_path / "cache")
+    assert data.label_names == NAMES
+    for name, frame in small_splits.split_items():
+        dataset = getattr(data, name)
+        assert set(dataset.column_names) == {"input_ids", "attention_mask", "token_type_ids", "labels"}
+        assert dataset["labels"] == frame["label"].tolist()
+        for ids, mask in zip(dataset["input_ids"], dataset["attention_mask"], strict=True):
+            assert len(ids) == len(mask) and all(m == 1 for m in mask)  # no padding
+            assert ids[0] == tokenizer.cls_token_id and ids[-1] == tokenizer.sep_token_id
+    lengths = [len(ids) for ids in data.train["input_ids"]]
+    assert lengths == [3, 6, 16, 5]  # "good" is [CLS] good [SEP]; LONG is cut at 16
+    assert tokenizer.pad_token_id not in data.train["input_ids"][2]
+    np.testing.assert_array_equal(data.train_labels, small_splits.train["label"].to_numpy())
+
+
+def test_tokenize_without_a_test_split(small_splits, tokenizer, tmp_path: Path):
+    no_test = dataclasses.replace(small_splits, test=None)
+    data = tokenize(no_test, tokenizer, max_length=16, cache_dir=tmp_path / "cache")
+    assert data.test is None
+    assert sorted(p.name.split("-")[0] for p in (tmp_path / "cache").glob("*.arrow")) == [
+        "train", "validation"]
+
+
+def test_tokenize_pairs_marks_the_second_segment(tokenizer, tmp_path: Path):
+    pairs = pd.DataFrame({"text": ["good movie", "bad day"], "text_pair": ["happy", "sad"],
+                          "label": [1, 0]})
+    splits = LabeledSplits(train=pairs, validation=pairs.copy(), test=None, label_names=["a", "b"])
+    data = tokenize(splits, tokenizer, max_length=16, cache_dir=tmp_path / "cache")
+    first = data.train[0]
+    assert first["token_type_ids"] == [0, 0, 0, 0, 1, 1]  # [CLS] good movie [SEP] happy [SEP]
+    assert first["input_ids"].count(tokenizer.sep_token_id) == 2
+
+
+def test_tokenize_reuses_the_cached_arrow_files(small_splits, tokenizer, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch):
+    import datasets
+
+    cache = tmp_path / "cache"
+    first = tokenize(small_splits, tokenizer, max_length=16, cache_dir=cache)
+    files = sorted(cache.glob("*.arrow"))
+    assert [p.name.split("-")[0] for p in files] == ["test", "train", "validation"]
+    mtimes = {p: p.stat().st_mtime_ns for p in files}
+
+    def no_map(*args, **kwargs):
+        raise AssertionError("tokenized again instead of loading the cache")
+
+    monkeypatch.setattr(datasets.Dataset, "map", no_map)
+    second = tokenize(small_splits, tokenizer, max_length=16, cache_dir=cache)
+    assert sorted(cache.glob("*.arrow")) == files
+    assert {p: p.stat().st_mtime_ns for p in files} == mtimes
+    for name in ("train", "validation", "test"):
+        assert getattr(second, name).to_dict() == getattr(first, name).to_dict()
+
+
+def test_tokenize_with_another_max_length_writes_new_files(small_splits, tokenizer, tmp_path: Path):
+    cache = tmp_path / "cache"
+    tokenize(small_splits, tokenizer, max_length=16, cache_dir=cache)
+    before = set(cache.glob("*.arrow"))
+    data = tokenize(small_splits, tokenizer, max_length=8, cache_dir=cache)
+    after = set(cache.glob("*.arrow"))
+    assert before < after and len(after - before) == 3
+    assert all("len8" in p.name for p in after - before)
+    assert max(len(ids) for ids in data.train["input_ids"]) == 8
+
+
+def test_tokenize_after_a_content_change_writes_new_files(small_splits, tokenizer, tmp_path: Path):
+    cache = tmp_path / "cache"
+    tokenize(small_splits, tokenizer, max_length=16, cache_dir=cache)
+    changed = _copy(small_splits)
+    changed.train.loc[0, "label"] = 1
+    data = tokenize(changed, tokenizer, max_length=16, cache_dir=cache)
+    assert len(list(cache.glob("*.arrow"))) == 6
+    assert data.train["labels"][0] == 1
+
+
+# --------------------------------------------------------------------------- the Hub
+
+
+def test_hub_dataset_unavailable_offline_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import datasets.config
+    import huggingface_hub.constants
+
+    empty = tmp_path / "hf-cache"
+    empty.mkdir()
+    monkeypatch.chdir(tmp_path)  # so the id cannot resolve to a local folder by accident
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(empty / "datasets"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(empty / "hub"))
+    # the libraries read these once at import; another test may have imported them already
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", empty / "datasets")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(empty / "hub"))
+
+    with pytest.raises(AblateInputError) as info:
+        load_raw_splits(DataSpec(dataset="nobody-here/no-such-dataset", config="default"))
+    message = str(info.value)
+    assert "\n" not in message
+    assert "'nobody-here/no-such-dataset'" in message and "(config 'default')" in message
+    assert "cannot be loaded" in message and "HF_HUB_OFFLINE" in message
+
+
+def test_words_pandas_would_read_as_missing_are_kept_as_classes_and_texts(tmp_path: Path):
+    frame = labelled(20, 1, names=["a", "b", "None"])
+    frame.loc[3, "text"] = "NA"
+    frame.loc[4, "text"] = "007"
+    folder = write_folder(tmp_path / "data", train=frame)
+    splits = load_labeled_splits(spec(folder, test_split="", validation_size=0.2))
+    assert splits.label_names == ["None", "a", "b"]  # "None" is a class, not a missing label
+    assert not splits.dropped["train"]
+    texts = set(splits.train["text"]) | set(splits.validation["text"])
+    assert {"NA", "007"} <= texts
+
+
+def test_integer_labels_in_a_csv_keep_numeric_order(tmp_path: Path):
+    frame = pd.DataFrame({"text": [f"t{i}" for i in range(24)], "label": [i % 12 for i in range(24)]})
+    folder = write_folder(tmp_path / "data", train=frame, validation=frame)
+    splits = load_labeled_splits(spec(folder, validation_split="validation", test_split=""))
+    assert splits.label_names == [str(i) for i in range(12)]
+    assert splits.train["label"].tolist() == frame["label"].tolist()
+
+
+def test_a_stray_word_among_integer_labels_names_its_row(tmp_path: Path):
+    frame = labelled(30, 1)
+    frame["label"] = frame["label"].astype(object)
+    frame.loc[11, "label"] = "x"
+    message = load_error(spec(write_folder(tmp_path / "data", train=frame)))
+    assert "split 'train', row 11: label 'x'" in message
+    assert "not an integer class id like the other labels" in message
+
+
+def test_two_files_for_one_split_are_refused(tmp_path: Path):
+    folder = write_folder(tmp_path / "data", train=labelled(20, 1))
+    labelled(10, 2).to_json(folder / "train.jsonl", orient="records", lines=True)
+    message = load_error(spec(folder))
+    assert "two files for split 'train'" in message and "train.csv" in message
+
+
+def test_a_train_split_with_one_class_present_is_refused(tmp_path: Path):
+    frame = labelled(20, 1)
+    frame["label"] = 1
+    message = load_error(spec(write_folder(tmp_path / "data", train=frame), label_names=["n", "p"]))
+    assert "holds a single class ('p')" in message

@@ -1,0 +1,63 @@
+"""End to end on the real pretrained MiniLM and real tweets, a few hundred examples, offline.
+
+Needs the pre-filled Hugging Face cache (`source ../shared/offline-hf.sh`); skipped with that
+reason where it is absent.
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+import optuna
+
+from ablation import cli
+from ablation.config import load_spec
+
+
+def test_minilm_on_tweets_end_to_end(offline_hf, tmp_path, capsys):
+    path = tmp_path / "tweets.toml"
+    path.write_text(textwrap.dedent(f"""\
+        [experiment]
+        name = "tweets_small"
+        output_dir = "{tmp_path / 'reports'}"
+
+        [data]
+        dataset = "mteb/tweet_sentiment_extraction"
+        max_train_samples = 320
+        max_eval_samples = 96
+        max_test_samples = 96
+
+        [model]
+        name = "sentence-transformers/all-MiniLM-L6-v2"
+        config = {{ num_hidden_layers = 2 }}
+
+        [tracking]
+        backend = "swanlab"
+        mode = "offline"
+
+        [baseline]
+        learning_rate = 1e-4
+        batch_size = 32
+        epochs = 1
+        eval_steps = 5
+
+        [variants]
+        "cw-balanced" = {{ class_weight = "balanced" }}
+        """), encoding="utf-8")
+
+    assert cli.main(["run", str(path)]) == 0
+    spec = load_spec(path)
+    study = optuna.load_study(study_name=spec.name, storage=spec.experiment.storage)
+    trials = study.get_trials()
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
+    assert study.user_attrs["label_names"] == ["negative", "neutral", "positive"]
+    for trial in trials:
+        result = trial.user_attrs["result"]
+        assert 0.0 <= trial.value <= 1.0
+        assert len(result["eval_history"]) == 2  # 10 steps, evaluated at 5 and 10
+        assert sum(map(sum, result["test_confusion"])) == 96
+    assert trials[1].user_attrs["result"]["class_weights"] is not None
+    report = (spec.output_dir / "report.md").read_text()
+    assert "baseline_cw-balanced | class_weight=balanced" in report.replace("** ★", "")
+    assert "labels: negative, neutral, positive" in report
+    assert list((spec.output_dir / "swanlog").glob("run-*")), "offline SwanLab runs are written"
