@@ -53,24 +53,23 @@ def select_trials(spec: ExperimentSpec, only: list[str] | None) -> list[TrialSpe
 def open_study(spec: ExperimentSpec, create: bool = True) -> optuna.Study:
     """Open (or create) the study; an unusable storage URL is bad input."""
     url = spec.experiment.storage
-    if url.startswith("sqlite:///"):
-        database = Path(url[len("sqlite:///"):])
-        if not create and not database.exists():
-            raise AblateInputError(
-                f"no study {spec.name!r} in {url} yet; run `ablate run {spec.path}` first")
-        database.parent.mkdir(parents=True, exist_ok=True)
+    never_run = AblateInputError(
+        f"no study {spec.name!r} in {url} yet; run `ablate run {spec.path}` first")
     try:
+        if url.startswith("sqlite:///"):
+            database = Path(url[len("sqlite:///"):])
+            if not create and not database.exists():
+                raise never_run
+            database.parent.mkdir(parents=True, exist_ok=True)
         if not create:
             return optuna.load_study(study_name=spec.name, storage=url)
         return optuna.create_study(study_name=spec.name, storage=url,
                                    direction=spec.experiment.direction, load_if_exists=True)
-    except KeyError:
-        raise AblateInputError(
-            f"no study {spec.name!r} in {url} yet; run `ablate run {spec.path}` first") from None
-    except (ImportError, ValueError, optuna.exceptions.StorageInternalError) as err:
-        raise AblateInputError(
-            f"[experiment] storage = {url!r} cannot be opened: {_first_line(err)}") from None
-    except Exception as err:  # SQLAlchemy OperationalError and friends: unreachable or invalid
+    except AblateInputError:
+        raise
+    except KeyError:  # load_study: no study of that name in the storage
+        raise never_run from None
+    except Exception as err:  # bad URL, missing driver, unreachable server, unwritable folder
         raise AblateInputError(
             f"[experiment] storage = {url!r} cannot be opened: {_first_line(err)}") from None
 

@@ -169,6 +169,7 @@ class TrackerCallback(TrainerCallback):
         if not logs:
             return
         self.tracker.log(tracker_keys(logs), step=state.global_step)
+        log.info("step %s: %s", state.global_step, logs)
         key = "eval_loss" if self.metric == "eval_loss" else f"eval_{self.metric}"
         if key in logs:
             self.echo(f"  {self.label}  step {state.global_step}/{state.max_steps}  "

@@ -57,7 +57,8 @@ def test_run_writes_trials_runs_and_report_then_reuses_them(write_experiment, ca
     assert list(results["variant"]) == ["baseline", "baseline_bs32"]
     assert (output_dir / "experiment.toml").read_text() == path.read_text()
     assert (output_dir / "resolved.json").exists()
-    assert (output_dir / "trials" / "baseline-s42" / "trial.log").exists()
+    trial_log = (output_dir / "trials" / "baseline-s42" / "trial.log").read_text()
+    assert "'grad_norm'" in trial_log and "'eval_macro_f1'" in trial_log
     assert not (output_dir / "trials" / "baseline-s42" / "checkpoints").exists()
 
     # Second run: nothing trains again, the report is regenerated.
@@ -165,3 +166,40 @@ def test_status_of_a_study_never_run_is_bad_input(write_experiment, capsys):
     path = write_experiment()
     assert cli.main(["status", str(path)]) == 2
     assert "run `ablate run" in capsys.readouterr().err
+
+
+def test_ctrl_c_marks_the_trial_failed_finishes_its_run_and_exits_130(write_experiment,
+                                                                      monkeypatch, capsys):
+    path = write_experiment(tracking=LOCAL_SWANLAB)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "train_trial", interrupted)
+    assert cli.main(["run", str(path)]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    trials = _study(path).get_trials()
+    assert [(t.state.name, t.user_attrs.get("error")) for t in trials] == [
+        ("FAIL", "interrupted by the user (Ctrl+C)"),
+        ("WAITING", None)]  # still queued: the next run takes it
+    runs = _swanlab_runs(load_spec(path).output_dir)
+    assert runs == [("baseline", runs[0][1])] and runs[0][1] != 1  # finished, as crashed
+
+    monkeypatch.undo()
+    assert cli.main(["run", str(path)]) == 0
+    states = [(t.user_attrs["key"], t.state.name) for t in _study(path).get_trials()]
+    assert states == [("baseline-s42", "FAIL"), ("baseline_bs32-s42", "COMPLETE"),
+                      ("baseline-s42", "COMPLETE")]
+
+
+@pytest.mark.parametrize("storage", [
+    "postgresql://nobody@127.0.0.1:1/none",  # no driver or no server: either way, bad input
+    "sqlite:////proc/ablate-cannot-write-here/study.db",
+    "nosuchdb://x",
+])
+def test_an_unusable_storage_is_bad_input(write_experiment, capsys, storage):
+    path = write_experiment()
+    assert cli.main(["run", str(path), "--set", f'experiment.storage="{storage}"']) == 2
+    err = capsys.readouterr().err
+    assert f"[experiment] storage = '{storage}' cannot be opened" in err
+    assert err.count("\n") == 1

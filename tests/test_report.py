@@ -24,7 +24,8 @@ def _result(value: float, loss_end: float, grad_max: float) -> dict:
              {"step": 10, "epoch": 1.0, "loss": 0.8, "macro_f1": value}]
     metrics = {"accuracy": value + 0.05, "macro_f1": value, "weighted_f1": value,
                "macro_precision": value, "macro_recall": value, "weighted_precision": value,
-               "weighted_recall": value, "log_loss": 0.8, "eval_loss": 0.8}
+               "weighted_recall": value, "log_loss": 0.8, "eval_loss": 0.8,
+               "f1_neg": value, "f1_neu": 0.0, "f1_pos": 1.0}
     return {"history": history, "eval_history": evals, "validation": metrics,
             "test": {"accuracy": value, "macro_f1": value - 0.01, "weighted_f1": value,
                      "log_loss": 0.85, "eval_loss": 0.85},
@@ -90,6 +91,8 @@ def test_report_files_written_from_the_storage(stored_study):
     assert "`baseline_lr-s7` (trial 5): RuntimeError: diverged" in text
     assert "labels: neg, neu, pos" in text
     assert "test macro-F1" in text
+    assert "### F1 per class (validation)" in text
+    assert "| baseline_bs32 | 0.7200 ± 0.0283 | 0.0000 ± 0.0000 | 1.0000 ± 0.0000 |" in text
     csv = pd.read_csv(spec.output_dir / "results.csv")
     assert len(csv) == 6 and set(csv["state"]) == {"COMPLETE", "FAIL"}
     assert (spec.output_dir / "plots" / "train_loss.png").exists()

@@ -14,7 +14,7 @@ import optuna
 from ..config import ExperimentSpec
 from ..records import latest_by_key, load_records, study_info
 from ..variants import variant_names
-from .markdown import fmt, fmt_delta, variant_table
+from .markdown import fmt, fmt_delta, per_class_table, variant_table
 from .plots import plot_curves
 from .tables import trials_frame, variants_frame
 
@@ -97,6 +97,10 @@ def render_markdown(spec: ExperimentSpec, built: dict[str, Any], plots: list[Pat
     with_test = len(trials) > 0 and trials["test_accuracy"].notna().any()
     if len(variants):
         lines += [variant_table(variants, metric, with_test), ""]
+        label_names = info.get("label_names") or []
+        if label_names and any(f"f1_{n}" in variants.columns for n in label_names):
+            lines += ["### F1 per class (validation)", "",
+                      per_class_table(variants, label_names), ""]
     else:
         lines += ["No trial has run yet.", ""]
     if plots:

@@ -54,3 +54,14 @@ def variant_table(variants: pd.DataFrame, metric: str, with_test: bool) -> str:
         cells.append("—" if math.isnan(row["runtime_s"]) else f"{row['runtime_s']:.0f} s")
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines)
+
+
+def per_class_table(variants: pd.DataFrame, label_names: list[str]) -> str:
+    """F1 of each class on validation: shows a class that a variant never predicts."""
+    headers = ["variant", *label_names]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for _, row in variants.iterrows():
+        cells = [row["variant"]] + [fmt(row.get(f"f1_{name}"), row.get(f"f1_{name}_std"))
+                                    for name in label_names]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -43,6 +43,9 @@ def trial_row(record: TrialRecord) -> dict[str, Any]:
     validation = result.get("validation", {})
     for metric in VALIDATION_METRICS:
         row[metric] = validation.get(metric, math.nan)
+    for key, value in validation.items():  # one F1 per class: f1_<label name>
+        if key.startswith("f1_"):
+            row[key] = value
     test = result.get("test") or {}
     for metric in TEST_METRICS:
         row[f"test_{metric}"] = test.get(metric, math.nan)
@@ -78,7 +81,8 @@ def variants_frame(trials: pd.DataFrame, metric: str, greater_is_better: bool,
             continue
         row: dict[str, Any] = {"variant": name, "changes": all_runs["changes"].iloc[0],
                                "seeds": len(group), "failed": int((all_runs["state"] == "FAIL").sum())}
-        for column in NUMERIC:
+        per_class = [c for c in trials.columns if c.startswith("f1_")]
+        for column in NUMERIC + tuple(per_class):
             values = group[column].astype(float)
             row[column] = values.mean() if len(values) else math.nan
             row[f"{column}_std"] = values.std(ddof=1) if len(values) > 1 else math.nan
