@@ -1,5 +1,6 @@
 # Two commands that work on a fresh machine:  make demo  ·  make test
 # Each creates the virtual environment first (torch's CPU wheel before anything that needs it).
+SHELL  := /bin/bash
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 SHARED ?= ../shared
