@@ -203,3 +203,30 @@ def test_an_unusable_storage_is_bad_input(write_experiment, capsys, storage):
     err = capsys.readouterr().err
     assert f"[experiment] storage = '{storage}' cannot be opened" in err
     assert err.count("\n") == 1
+
+
+def test_validate_checks_data_and_model_and_trains_nothing(write_experiment, capsys):
+    path = write_experiment()
+    assert cli.main(["validate", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "ok: 2 trial(s); train 216, validation 24, test 60 rows; labels 0, 1, 2" in out
+    assert not load_spec(path).output_dir.exists()
+
+
+@pytest.mark.parametrize("sets, expected", [
+    (["data.text_column=body"], "[data] text_column = 'body': split 'train'"),
+    (["model.config.num_layerz=2"], "[model] config key 'num_layerz': BertConfig has no such"),
+    (["variants.cw.class_weight=[1.0, 2.0]"], "baseline_cw: class_weight has 2 values but the "
+                                               "data has 3 classes"),
+    (["variants.half.precision=fp16"], "fp16 needs a CUDA GPU"),
+])
+def test_validate_reports_data_and_model_problems_in_one_line(write_experiment, capsys, sets,
+                                                              expected):
+    import torch
+
+    if "fp16" in sets[0] and torch.cuda.is_available():
+        pytest.skip("fp16 is valid on this GPU machine")
+    path = write_experiment()
+    assert cli.main(["validate", str(path), *[f"--set={s}" for s in sets]]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and err.count("\n") == 1
