@@ -158,8 +158,7 @@ def _latest(records: list) -> list:
 def cmd_validate(args: argparse.Namespace) -> int:
     from .config import load_spec
     from .data import load_labeled_splits
-    from .sweep import preflight, select_trials
-    from .train import load_tokenizer
+    from .sweep import TrialInputs, preflight, select_trials
 
     spec = load_spec(args.file, args.sets)
     _print_spec(spec)
@@ -167,8 +166,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     splits = load_labeled_splits(spec.data)
     for note in splits.notes:
         print(f"data: {note}")
-    preflight(spec, trials, splits.label_names)
-    load_tokenizer(spec)
+    preflight(spec, trials, TrialInputs(spec, splits))
     print(f"ok: {len(trials)} trial(s); train {len(splits.train)}, validation "
           f"{len(splits.validation)}, test {0 if splits.test is None else len(splits.test)} rows; "
           f"labels {', '.join(splits.label_names)}")

@@ -173,6 +173,12 @@ class Recipe:
     logging_steps: int = _knob(10, _int(1), "log train loss and grad norm every N steps")
     precision: str = _knob("auto", _one_of(*PRECISIONS),
                            "auto: bf16/fp16 on a GPU that has it, fp32 on CPU")
+    # Axes beyond the Trainer: how much data, which model.
+    max_train_samples: int | None = _knob(None, _optional(_int(1)),
+                                          "train on a stratified subsample of N examples")
+    model: str | None = _knob(None, _optional(_string), "another Hub id or local model folder")
+    model_config: dict | None = _knob(None, _optional(_table),
+                                      "model config overrides, e.g. { num_hidden_layers = 2 }")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -229,6 +235,18 @@ class TrackingSpec:
     mode: str = _knob("local", _one_of(*TRACKING_MODES), "SwanLab mode")
 
 
+ABLATION_MODES = ("leave-one-out", "add-one", "both")
+
+
+@dataclass(frozen=True)
+class AblationSpec:
+    """`[ablation]`: a set of named changes, removed one at a time from the full recipe
+    (leave-one-out) and/or added one at a time to the baseline (add-one)."""
+
+    mode: str
+    changes: dict[str, dict[str, Any]]
+
+
 @dataclass(frozen=True)
 class ExperimentSpec:
     """A validated experiment file, every default and path resolved."""
@@ -240,7 +258,9 @@ class ExperimentSpec:
     model: ModelSpec
     tracking: TrackingSpec
     baseline: Recipe
-    variants: dict[str, dict[str, Any]]
+    variants: dict[str, dict[str, Any]]  # suffix -> overrides, as written in [variants]
+    sweep: dict[str, list[Any]] = field(default_factory=dict)  # knob -> values, from [sweep]
+    ablation: AblationSpec | None = None
 
     @property
     def name(self) -> str:
@@ -263,10 +283,12 @@ class ExperimentSpec:
             "tracking": dataclasses.asdict(self.tracking),
             "baseline": self.baseline.to_dict(),
             "variants": self.variants,
+            "sweep": self.sweep,
+            "ablation": dataclasses.asdict(self.ablation) if self.ablation else None,
         }
 
 
-SECTIONS = ("experiment", "data", "model", "tracking", "baseline", "variants")
+SECTIONS = ("experiment", "data", "model", "tracking", "baseline", "variants", "sweep", "ablation")
 LOCAL_DATA_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet", ".csv.gz", ".jsonl.gz")
 
 # --------------------------------------------------------------------------- parsing
@@ -294,6 +316,67 @@ def _parse_section(cls: type, raw: Any, where: str, path: Path) -> Any:
     return cls(**clean)
 
 
+def _check_knob(key: str, value: Any, where: str, path: Path) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(Recipe)}
+    try:
+        value = fields[key].metadata["check"](value)
+    except ValueError as err:
+        raise AblateInputError(f"{path}: [{where}] {key} = {value!r} {err}") from None
+    if key == "model" and value and Path(value).expanduser().exists():
+        value = _resolve_path_like(value)  # a local folder, relative to the working folder
+    return value
+
+
+def parse_sweep(raw: Any, path: Path) -> dict[str, list[Any]]:
+    """`[sweep]`: knob = [values]; each value is checked like a variant's override."""
+    if not isinstance(raw, dict):
+        raise AblateInputError(f"{path}: [sweep] must be a table of  knob = [values]")
+    sweep: dict[str, list[Any]] = {}
+    for key, values in raw.items():
+        if key not in KNOBS:
+            raise AblateInputError(
+                f"{path}: [sweep] unknown knob {key!r}{_did_you_mean(key, KNOBS)} "
+                f"(knobs: {', '.join(KNOBS)})")
+        if not isinstance(values, list) or not values:
+            raise AblateInputError(
+                f"{path}: [sweep] {key} = {values!r} must be a non-empty list of values, "
+                f"e.g. {key} = [{values!r}]")
+        sweep[key] = [_check_knob(key, value, "sweep", path) for value in values]
+    return sweep
+
+
+def parse_ablation(raw: Any, path: Path) -> AblationSpec:
+    if not isinstance(raw, dict):
+        raise AblateInputError(f"{path}: [ablation] must be a table with mode and [ablation.changes]")
+    for key in raw:
+        if key not in ("mode", "changes"):
+            raise AblateInputError(
+                f"{path}: unknown key {key!r} in [ablation]{_did_you_mean(key, ['mode', 'changes'])} "
+                "(allowed: mode, changes)")
+    mode = raw.get("mode", "leave-one-out")
+    if mode not in ABLATION_MODES:
+        raise AblateInputError(
+            f"{path}: [ablation] mode = {mode!r} must be one of "
+            + ", ".join(repr(m) for m in ABLATION_MODES))
+    changes_raw = raw.get("changes")
+    if not isinstance(changes_raw, dict) or not changes_raw:
+        raise AblateInputError(
+            f"{path}: [ablation.changes] must name at least one change, e.g. "
+            'cw = { class_weight = "balanced" }')
+    changes: dict[str, dict[str, Any]] = {}
+    owner: dict[str, str] = {}
+    for name, overrides in changes_raw.items():
+        check_variant_suffix(name, path, section="ablation.changes")
+        changes[name] = parse_overrides(overrides, f"ablation.changes.{name}", path)
+        for knob in changes[name]:
+            if knob in owner:
+                raise AblateInputError(
+                    f"{path}: [ablation.changes] {name!r} and {owner[knob]!r} both set {knob!r}; "
+                    "each change must touch its own knobs so that it can be removed alone")
+            owner[knob] = name
+    return AblationSpec(mode=mode, changes=changes)
+
+
 def parse_overrides(raw: Any, where: str, path: Path) -> dict[str, Any]:
     """Validate a variant's knob overrides; returns the clean values."""
     if not isinstance(raw, dict):
@@ -301,18 +384,14 @@ def parse_overrides(raw: Any, where: str, path: Path) -> dict[str, Any]:
             f"{path}: [{where}] must be a table of knob overrides, e.g. {{ batch_size = 32 }}")
     if not raw:
         raise AblateInputError(f"{path}: [{where}] changes nothing; name at least one knob")
-    fields = {f.name: f for f in dataclasses.fields(Recipe)}
     clean: dict[str, Any] = {}
     for key, value in raw.items():
-        if key not in fields:
+        if key not in KNOBS:
             hint = ('; quote variant names that contain a dot, e.g. "dropout0.3" = { ... }'
                     if isinstance(value, dict) else _did_you_mean(key, KNOBS))
             raise AblateInputError(
                 f"{path}: [{where}] unknown knob {key!r}{hint} (knobs: {', '.join(KNOBS)})")
-        try:
-            clean[key] = fields[key].metadata["check"](value)
-        except ValueError as err:
-            raise AblateInputError(f"{path}: [{where}] {key} = {value!r} {err}") from None
+        clean[key] = _check_knob(key, value, where, path)
     return clean
 
 
@@ -422,6 +501,8 @@ def load_spec(path: str | Path, sets: list[str] | None = None) -> ExperimentSpec
     for suffix, overrides in variants_raw.items():
         check_variant_suffix(suffix, path)
         variants[suffix] = parse_overrides(overrides, f"variants.{suffix}", path)
+    sweep = parse_sweep(raw["sweep"], path) if "sweep" in raw else {}
+    ablation = parse_ablation(raw["ablation"], path) if "ablation" in raw else None
 
     # Resolve defaults that depend on other keys, and paths relative to the working folder.
     name = experiment.name or path.stem
@@ -442,15 +523,19 @@ def load_spec(path: str | Path, sets: list[str] | None = None) -> ExperimentSpec
         model = dataclasses.replace(model, name=_resolve_path_like(model.name))
     model = dataclasses.replace(model, config=dict(model.config or {}))
 
-    return ExperimentSpec(
+    spec = ExperimentSpec(
         path=path.resolve(), text=text, experiment=experiment, data=data_spec, model=model,
-        tracking=tracking, baseline=baseline, variants=variants)
+        tracking=tracking, baseline=baseline, variants=variants, sweep=sweep, ablation=ablation)
+    from .variants import named_variants
+
+    named_variants(spec)  # a name produced twice is an error before anything runs
+    return spec
 
 
 _SUFFIX_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._+-")
 
 
-def check_variant_suffix(suffix: str, path: Path) -> None:
+def check_variant_suffix(suffix: str, path: Path, section: str = "variants") -> None:
     if not suffix or not set(suffix) <= _SUFFIX_CHARS:
         raise AblateInputError(
-            f"{path}: [variants] name {suffix!r} may use only letters, digits and . _ + -")
+            f"{path}: [{section}] name {suffix!r} may use only letters, digits and . _ + -")

@@ -265,18 +265,26 @@ def _names_from_text_column(raw: dict[str, pd.DataFrame], spec: DataSpec) -> lis
     return [mapping[i] for i in range(len(mapping))]
 
 
-def _stratified_take(frame: pd.DataFrame, n: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split off n rows keeping class proportions (plain random when a class is too small)."""
+def stratified_indices(labels: np.ndarray, n: int) -> np.ndarray:
+    """Positions of n rows keeping class proportions (plain random when a class is too small)."""
     from sklearn.model_selection import train_test_split
 
-    if n >= len(frame):
-        return frame, frame.iloc[0:0]
+    positions = np.arange(len(labels))
+    if n >= len(labels):
+        return positions
     try:
-        taken, rest = train_test_split(frame, train_size=n, random_state=SAMPLING_SEED,
-                                       stratify=frame["label"])
+        taken, _ = train_test_split(positions, train_size=n, random_state=SAMPLING_SEED,
+                                    stratify=labels)
     except ValueError:
-        taken, rest = train_test_split(frame, train_size=n, random_state=SAMPLING_SEED)
-    return taken.reset_index(drop=True), rest.reset_index(drop=True)
+        taken, _ = train_test_split(positions, train_size=n, random_state=SAMPLING_SEED)
+    return np.asarray(taken)
+
+
+def _stratified_take(frame: pd.DataFrame, n: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split off n rows keeping class proportions; returns (taken, rest)."""
+    taken = stratified_indices(frame["label"].to_numpy(), n)
+    rest = np.setdiff1d(np.arange(len(frame)), taken)
+    return frame.iloc[taken].reset_index(drop=True), frame.iloc[rest].reset_index(drop=True)
 
 
 def load_labeled_splits(spec: DataSpec) -> LabeledSplits:
@@ -379,3 +387,14 @@ def tokenize(splits: LabeledSplits, tokenizer: Any, max_length: int,
     return TokenizedData(
         train=tokenized["train"], validation=tokenized["validation"], test=tokenized.get("test"),
         label_names=splits.label_names, train_labels=splits.train["label"].to_numpy())
+
+
+def with_train_size(data: TokenizedData, n: int | None) -> TokenizedData:
+    """The same tokenized data with a stratified subsample of n training examples (the
+    max_train_samples knob of a variant); tokenization is not repeated."""
+    if n is None or n >= len(data.train_labels):
+        return data
+    positions = stratified_indices(data.train_labels, n)
+    return TokenizedData(train=data.train.select(positions), validation=data.validation,
+                         test=data.test, label_names=data.label_names,
+                         train_labels=data.train_labels[positions])

@@ -96,20 +96,58 @@ def _record_study_attrs(study: optuna.Study, spec: ExperimentSpec, label_names: 
             study.set_user_attr(key, value)
 
 
-def preflight(spec: ExperimentSpec, trials: list[TrialSpec], label_names: list[str]) -> None:
-    """Checks that need the data or the machine, done before the first trial trains."""
+class TrialInputs:
+    """Tokenizers and tokenized data shared by the trials of one invocation: each tokenizer is
+    loaded once, the data tokenized once per (tokenizer, max_length) and cached on disk; a
+    variant's train-set size is a selection of that, never a new tokenization."""
+
+    def __init__(self, spec: ExperimentSpec, splits: Any) -> None:
+        self.spec, self.splits = spec, splits
+        self._tokenizers: dict[tuple[str, str | None], Any] = {}
+        self._tokenized: dict[tuple[str, str | None, int], Any] = {}
+
+    def tokenizer(self, source: Any) -> Any:
+        from .train import load_tokenizer
+
+        key = (source.name, source.revision)
+        if key not in self._tokenizers:
+            self._tokenizers[key] = load_tokenizer(source)
+        return self._tokenizers[key]
+
+    def for_trial(self, trial: TrialSpec) -> tuple[Any, Any]:
+        from .data import tokenize, with_train_size
+        from .train import ModelSource
+
+        source = ModelSource.of(self.spec, trial.recipe)
+        tokenizer = self.tokenizer(source)
+        key = (source.name, source.revision, trial.recipe.max_length)
+        if key not in self._tokenized:
+            self._tokenized[key] = tokenize(self.splits, tokenizer, trial.recipe.max_length,
+                                            self.spec.output_dir / "cache")
+        return tokenizer, with_train_size(self._tokenized[key], trial.recipe.max_train_samples)
+
+
+def preflight(spec: ExperimentSpec, trials: list[TrialSpec], inputs: TrialInputs) -> None:
+    """Checks that need the data, the models or the machine, done before the first trial trains:
+    every model and tokenizer loads, config overrides exist, knobs fit the data."""
     import numpy as np
 
-    from .train import apply_dropout, check_precision, class_weights, load_model_config
+    from .train import ModelSource, apply_dropout, check_precision, class_weights, load_model_config
 
-    config = load_model_config(spec, label_names)
+    label_names = inputs.splits.label_names
+    configs: dict[tuple[str, str | None, str], Any] = {}  # one load per distinct model + overrides
     for trial in trials:
         where = f"{spec.path}: {trial.variant}"
-        problem = check_precision(trial.recipe.precision)
-        if problem:
-            raise AblateInputError(f"{where}: precision = {trial.recipe.precision!r}: {problem}")
         try:
-            apply_dropout(config, trial.recipe)
+            source = ModelSource.of(spec, trial.recipe)
+            key = (source.name, source.revision, json.dumps(source.config, sort_keys=True))
+            if key not in configs:
+                configs[key] = load_model_config(source, label_names)
+                inputs.tokenizer(source)
+            problem = check_precision(trial.recipe.precision)
+            if problem:
+                raise AblateInputError(f"precision = {trial.recipe.precision!r}: {problem}")
+            apply_dropout(configs[key], trial.recipe)
             class_weights(trial.recipe, np.arange(len(label_names)), len(label_names))
         except AblateInputError as err:
             raise AblateInputError(f"{where}: {err}") from None
@@ -141,8 +179,7 @@ def _next_queued(study: optuna.Study, wanted: set[str]) -> optuna.Trial | None:
 def run_study(spec: ExperimentSpec, only: list[str] | None = None,
               echo: Callable[[str], None] = print) -> RunOutcome:
     """Run every selected trial not yet complete, then write the report."""
-    from .data import load_labeled_splits, tokenize
-    from .train import load_tokenizer
+    from .data import load_labeled_splits
 
     trials = select_trials(spec, only)
     outcome = RunOutcome(planned=trials)
@@ -160,12 +197,9 @@ def run_study(spec: ExperimentSpec, only: list[str] | None = None,
         echo(f"data: train {len(splits.train)}, validation {len(splits.validation)}, "
              f"test {0 if splits.test is None else len(splits.test)} rows; "
              f"labels {', '.join(splits.label_names)}")
-        preflight(spec, pending, splits.label_names)
+        inputs = TrialInputs(spec, splits)
+        preflight(spec, pending, inputs)
         _record_study_attrs(study, spec, splits.label_names)
-        tokenizer = load_tokenizer(spec)
-        cache = spec.output_dir / "cache"
-        tokenized = {length: tokenize(splits, tokenizer, length, cache)
-                     for length in sorted({t.recipe.max_length for t in pending})}
         by_key = {t.key: t for t in pending}
         tracker = make_tracker(spec.tracking, spec.output_dir)
         several_seeds = len(spec.experiment.seeds) > 1
@@ -173,8 +207,7 @@ def run_study(spec: ExperimentSpec, only: list[str] | None = None,
         while (optuna_trial := _next_queued(study, set(by_key))) is not None:
             key = optuna_trial.user_attrs.get(records.KEY)
             trial = by_key.pop(key, None) or _spec_from_attrs(spec, optuna_trial.user_attrs)
-            data = tokenized.get(trial.recipe.max_length) or tokenize(
-                splits, tokenizer, trial.recipe.max_length, cache)
+            tokenizer, data = inputs.for_trial(trial)
             run_name = trial.variant + (f"-s{trial.seed}" if several_seeds else "")
             echo(f"trial {optuna_trial.number} {trial.key}: {_describe(trial)}")
             _run_one(study, optuna_trial, trial, spec, data, tokenizer, tracker, run_name,

@@ -8,10 +8,12 @@ JSON-ready dict for the study storage.
 from __future__ import annotations
 
 import logging
+import platform
 import shutil
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,31 +50,60 @@ TRAIN_KEYS = ("loss", "grad_norm", "learning_rate")
 # --------------------------------------------------------------------------- model set-up
 
 
-def load_model_config(spec: ExperimentSpec, label_names: list[str]) -> Any:
+@dataclass(frozen=True)
+class ModelSource:
+    """Which pretrained model a trial starts from: [model], or the variant's model/model_config."""
+
+    name: str
+    revision: str | None
+    config: dict[str, Any]
+
+    @classmethod
+    def of(cls, spec: ExperimentSpec, recipe: Recipe) -> ModelSource:
+        overrides = {**spec.model.config, **(recipe.model_config or {})}
+        if recipe.model and recipe.model != spec.model.name:
+            return cls(recipe.model, None, overrides)
+        return cls(spec.model.name, spec.model.revision, overrides)
+
+
+def load_model_config(source: ModelSource, label_names: list[str]) -> Any:
     """The model's config with the study's overrides; raises AblateInputError for unknown keys."""
     try:
-        config = AutoConfig.from_pretrained(spec.model.name, revision=spec.model.revision)
+        config = AutoConfig.from_pretrained(source.name, revision=source.revision)
     except (OSError, ValueError) as err:
-        raise AblateInputError(model_unavailable(spec.model.name, err)) from None
-    for key in spec.model.config:
+        raise AblateInputError(model_unavailable(source.name, err)) from None
+    for key in source.config:
         if not hasattr(config, key):
             raise AblateInputError(
-                f"{spec.path}: [model] config key {key!r}: {type(config).__name__} has no such "
-                "setting")
-    config.update(dict(spec.model.config))
+                f"[model] config key {key!r}: {type(config).__name__} of {source.name} has no "
+                "such setting")
+    config.update(dict(source.config))
     config.num_labels = len(label_names)
     config.id2label = dict(enumerate(label_names))
     config.label2id = {name: i for i, name in enumerate(label_names)}
     return config
 
 
-def load_tokenizer(spec: ExperimentSpec) -> Any:
+def load_tokenizer(source: ModelSource) -> Any:
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(spec.model.name, revision=spec.model.revision)
+        return AutoTokenizer.from_pretrained(source.name, revision=source.revision)
     except (OSError, ValueError) as err:
-        raise AblateInputError(model_unavailable(spec.model.name, err)) from None
+        raise AblateInputError(model_unavailable(source.name, err)) from None
+
+
+def device_name() -> str:
+    """The accelerator's or CPU's model name, for the report."""
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"CPU: {line.split(':', 1)[1].strip()} ({torch.get_num_threads()} threads)"
+    except OSError:
+        pass
+    return f"CPU: {platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
 
 
 def model_unavailable(name: str, err: Exception) -> str:
@@ -250,9 +281,10 @@ def train_trial(trial: TrialSpec, spec: ExperimentSpec, data: TokenizedData, tok
     n_classes = len(data.label_names)
     transformers.set_seed(trial.seed)
 
-    config = apply_dropout(load_model_config(spec, data.label_names), recipe)
+    source = ModelSource.of(spec, recipe)
+    config = apply_dropout(load_model_config(source, data.label_names), recipe)
     model = AutoModelForSequenceClassification.from_pretrained(
-        spec.model.name, config=config, revision=spec.model.revision,
+        source.name, config=config, revision=source.revision,
         ignore_mismatched_sizes=True)  # a checkpoint's own head may have another class count
     weights = class_weights(recipe, data.train_labels, n_classes)
     custom_loss = weights is not None or recipe.label_smoothing > 0
@@ -284,6 +316,10 @@ def train_trial(trial: TrialSpec, spec: ExperimentSpec, data: TokenizedData, tok
         "eval_history": eval_curve,
         "validation": _split_metrics(val.metrics, "eval"),
         "validation_confusion": confusion(val.predictions, val.label_ids, n_classes),
+        # Per-example predictions: paired comparisons of two variants on the same examples.
+        "validation_predictions": val.predictions.argmax(-1).tolist(),
+        "validation_labels": val.label_ids.tolist(),
+        "train_examples": len(data.train_labels),
         "best_step": trainer.state.best_global_step,
         "steps": trainer.state.global_step,
         "epochs": trainer.state.epoch,
@@ -291,6 +327,7 @@ def train_trial(trial: TrialSpec, spec: ExperimentSpec, data: TokenizedData, tok
         "train_samples_per_s": train_output.metrics.get("train_samples_per_second"),
         "precision": resolve_precision(recipe.precision),
         "device": str(args.device),
+        "device_name": device_name(),
         "class_weights": None if weights is None else weights.tolist(),
     }
     final_logs = {f"final_eval_{k}": v for k, v in result["validation"].items()
@@ -299,6 +336,8 @@ def train_trial(trial: TrialSpec, spec: ExperimentSpec, data: TokenizedData, tok
         test = trainer.predict(data.test, metric_key_prefix="test")
         result["test"] = _split_metrics(test.metrics, "test")
         result["test_confusion"] = confusion(test.predictions, test.label_ids, n_classes)
+        result["test_predictions"] = test.predictions.argmax(-1).tolist()
+        result["test_labels"] = test.label_ids.tolist()
         final_logs |= {f"test_{k}": v for k, v in result["test"].items()
                        if k in SCALAR_METRICS or k == "eval_loss"}
     tracker.log(tracker_keys(final_logs), step=trainer.state.global_step)

@@ -1,23 +1,49 @@
-"""Expand an experiment into the trials to run: the baseline and every variant, once per seed."""
+"""Expand an experiment into the trials to run: the baseline, every named variant, once per seed.
+
+Variants come from three places, in this order: `[variants]` (baseline_<suffix>), `[sweep]`
+(one variant per listed value that differs from the baseline, named from the knob and value:
+baseline_bs32, baseline_lr5e-5, baseline_cw-balanced) and `[ablation]` (full, full_minus_<change>,
+baseline_plus_<change>). A name produced twice is an error.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from pathlib import PurePath
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .config import ExperimentSpec, Recipe
+from .config import Recipe
+from .errors import AblateInputError
+
+if TYPE_CHECKING:
+    from .config import ExperimentSpec
 
 BASELINE = "baseline"
+FULL = "full"
+MINUS = "full_minus_"
+PLUS = "baseline_plus_"
+
+# How a knob is written in a generated variant name (numbers follow directly: bs32, lr5e-5;
+# words after a dash: cw-balanced, sched-cosine). Knobs not listed use their own name.
+SUFFIXES = {
+    "batch_size": "bs", "learning_rate": "lr", "dropout": "dropout", "class_weight": "cw",
+    "weight_decay": "wd", "epochs": "epochs", "warmup_ratio": "warmup", "lr_scheduler": "sched",
+    "max_length": "maxlen", "label_smoothing": "ls", "gradient_accumulation_steps": "accum",
+    "max_grad_norm": "clip", "early_stopping_patience": "patience", "precision": "precision",
+    "max_train_samples": "n", "model": "model",
+}
+CONFIG_SUFFIXES = {"num_hidden_layers": "layers", "hidden_dropout_prob": "hdrop",
+                   "attention_probs_dropout_prob": "adrop"}
 
 
 @dataclass(frozen=True)
 class TrialSpec:
     """One unit of work: a named recipe trained with one seed."""
 
-    variant: str  # "baseline" or "baseline_<suffix>"
+    variant: str  # "baseline", "baseline_<suffix>", "full", "full_minus_<change>", ...
     seed: int
     overrides: dict[str, Any]  # what differs from the baseline
     recipe: Recipe  # baseline with the overrides applied
@@ -28,14 +54,84 @@ class TrialSpec:
         return f"{self.variant}-s{self.seed}"
 
 
+def human_number(value: float) -> str:
+    """5e-05 → "5e-5", 0.0001 → "1e-4", 0.30 → "0.3", 32.0 → "32": as a person writes them."""
+    if value != 0 and not 1e-3 <= abs(value) < 1e6:
+        return np.format_float_scientific(value, trim="-", exp_digits=1).replace("e+", "e")
+    return repr(float(value)).removesuffix(".0")
+
+
+def _value_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (int, float)):
+        return human_number(value)
+    if isinstance(value, list):
+        return "-".join(_value_text(v) for v in value)
+    return str(value)
+
+
+def suffix_for(knob: str, value: Any) -> str:
+    """The part of a generated variant name that says knob = value."""
+    if knob == "model_config":
+        return "_".join(f"{CONFIG_SUFFIXES.get(k, k)}{_value_text(v)}" for k, v in value.items())
+    if knob == "model":
+        return f"model-{PurePath(str(value)).name}"
+    prefix = SUFFIXES.get(knob, knob)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{prefix}{_value_text(value)}"
+    return f"{prefix}-{_value_text(value)}"
+
+
+def named_variants(spec: ExperimentSpec) -> dict[str, dict[str, Any]]:
+    """Every variant but the baseline, name → overrides, in file order; raises on a duplicate."""
+    named: dict[str, dict[str, Any]] = {}
+    origin: dict[str, str] = {BASELINE: "the baseline"}
+
+    def add(name: str, overrides: dict[str, Any], where: str) -> None:
+        if name in origin:
+            raise AblateInputError(
+                f"{spec.path}: variant name {name!r} is produced twice ({origin[name]} and {where}); "
+                "rename one or drop the duplicate")
+        origin[name] = where
+        named[name] = overrides
+
+    for suffix, overrides in spec.variants.items():
+        add(f"{BASELINE}_{suffix}", overrides, f"[variants] {suffix}")
+    baseline = spec.baseline.to_dict()
+    for knob, values in spec.sweep.items():
+        for value in values:
+            if value == baseline[knob]:
+                continue  # the baseline already runs this value
+            add(f"{BASELINE}_{suffix_for(knob, value)}", {knob: value}, f"[sweep] {knob}")
+    if spec.ablation:
+        changes, mode = spec.ablation.changes, spec.ablation.mode
+        if mode in ("leave-one-out", "both"):
+            everything = {k: v for overrides in changes.values() for k, v in overrides.items()}
+            add(FULL, everything, "[ablation]")
+            for name in changes:
+                rest = {k: v for other, o in changes.items() if other != name for k, v in o.items()}
+                add(f"{MINUS}{name}", rest, f"[ablation.changes] {name}")
+        if mode in ("add-one", "both"):
+            for name, overrides in changes.items():
+                add(f"{PLUS}{name}", dict(overrides), f"[ablation.changes] {name}")
+    return named
+
+
 def variant_names(spec: ExperimentSpec) -> list[str]:
-    return [BASELINE] + [f"{BASELINE}_{suffix}" for suffix in spec.variants]
+    return [BASELINE, *named_variants(spec)]
+
+
+def reference_of(variant: str, names: list[str] | None = None) -> str:
+    """What a variant is compared with: removing a change is measured against the full recipe."""
+    if variant.startswith(MINUS) and (names is None or FULL in names):
+        return FULL
+    return BASELINE
 
 
 def expand(spec: ExperimentSpec) -> list[TrialSpec]:
     """Baseline first, then variants in file order; seeds inner so each variant's runs sit together."""
-    named: list[tuple[str, dict[str, Any]]] = [(BASELINE, {})]
-    named += [(f"{BASELINE}_{suffix}", overrides) for suffix, overrides in spec.variants.items()]
+    named: list[tuple[str, dict[str, Any]]] = [(BASELINE, {}), *named_variants(spec).items()]
     return [
         TrialSpec(variant=name, seed=seed, overrides=dict(overrides),
                   recipe=dataclasses.replace(spec.baseline, **overrides))
@@ -51,14 +147,9 @@ def describe_changes(overrides: dict[str, Any]) -> str:
     return ", ".join(f"{key}={_format_value(value)}" for key, value in overrides.items())
 
 
-def human_number(value: float) -> str:
-    """5e-05 → "5e-5", 0.0001 → "1e-4", 0.30 → "0.3", 32.0 → "32": as a person writes them."""
-    if value != 0 and not 1e-3 <= abs(value) < 1e6:
-        return np.format_float_scientific(value, trim="-", exp_digits=1).replace("e+", "e")
-    return repr(float(value)).removesuffix(".0")
-
-
 def _format_value(value: Any) -> str:
     if isinstance(value, float):
         return human_number(value)
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}={_format_value(v)}" for k, v in value.items()) + "}"
     return str(value)

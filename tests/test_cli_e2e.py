@@ -215,7 +215,7 @@ def test_validate_checks_data_and_model_and_trains_nothing(write_experiment, cap
 
 @pytest.mark.parametrize("sets, expected", [
     (["data.text_column=body"], "[data] text_column = 'body': split 'train'"),
-    (["model.config.num_layerz=2"], "[model] config key 'num_layerz': BertConfig has no such"),
+    (["model.config.num_layerz=2"], "[model] config key 'num_layerz': BertConfig of "),
     (["variants.cw.class_weight=[1.0, 2.0]"], "baseline_cw: class_weight has 2 values but the "
                                                "data has 3 classes"),
     (["variants.half.precision=fp16"], "fp16 needs a CUDA GPU"),

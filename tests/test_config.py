@@ -247,6 +247,10 @@ BASELINE_DEFAULTS = {
     "eval_steps": 0,
     "logging_steps": 10,
     "precision": "auto",
+    # issue 3: axes beyond the Trainer
+    "max_train_samples": None,
+    "model": None,
+    "model_config": None,
 }
 
 

@@ -1,4 +1,4 @@
-"""Assemble and write the report files of a study."""
+"""Assemble and write the report files of a study, from the storage alone."""
 
 from __future__ import annotations
 
@@ -9,16 +9,20 @@ import platform
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 
 from ..config import ExperimentSpec
-from ..records import latest_by_key, load_records, study_info
-from ..variants import variant_names
+from ..records import TrialRecord, latest_by_key, load_records, study_info
+from ..variants import BASELINE, FULL, MINUS, PLUS, variant_names
+from .diagnosis import diagnose
+from .effects import Effect, compute_effects, fmt_interval, fmt_p, variant_interval
 from .markdown import fmt, fmt_delta, per_class_table, variant_table
-from .plots import plot_curves
+from .plots import plot_confusions, plot_curves, plot_learning_curve, plot_metric
 from .tables import trials_frame, variants_frame
 
-LIBRARIES = ("ablate", "torch", "transformers", "datasets", "optuna", "swanlab", "scikit-learn")
+LIBRARIES = ("ablate", "torch", "transformers", "datasets", "optuna", "swanlab", "scikit-learn",
+             "scipy", "statsmodels")
 
 
 def library_versions() -> dict[str, str]:
@@ -32,36 +36,157 @@ def library_versions() -> dict[str, str]:
 
 
 def build_report(spec: ExperimentSpec, study: optuna.Study) -> dict[str, Any]:
-    """Everything the report shows, computed from the storage: tables, texts, the chosen records."""
+    """Everything the report shows, computed from the storage: tables, effects, findings."""
     info = study_info(study)
     metric = info["metric"] or spec.experiment.metric
     greater = (info["direction"] or spec.experiment.direction) == "maximize"
+    label_names = info.get("label_names") or []
     records = load_records(study)
+    chosen = [r for r in latest_by_key(records).values() if r.complete]
     trials = trials_frame(records)
-    order = [n for n in variant_names(spec)]
+    order = variant_names(spec)
     order += [v for v in dict.fromkeys(trials["variant"]) if v not in order] if len(trials) else []
     variants = variants_frame(trials, metric, greater, order)
+    if len(variants):
+        intervals = {name: variant_interval(chosen, name) for name in variants["variant"]}
+        variants["ci_low"] = [intervals[n].low for n in variants["variant"]]
+        variants["ci_high"] = [intervals[n].high for n in variants["variant"]]
+    effects = compute_effects(chosen, order, metric, greater, len(label_names))
+    findings = {r.key: diagnose(r.result, label_names) for r in chosen}
     return {"metric": metric, "greater_is_better": greater, "info": info, "records": records,
-            "trials": trials, "variants": variants, "order": order}
+            "chosen": chosen, "trials": trials, "variants": variants, "order": order,
+            "effects": effects, "findings": findings, "label_names": label_names}
 
 
 def write_report(spec: ExperimentSpec, study: optuna.Study) -> Path:
     out = spec.output_dir
-    out.mkdir(parents=True, exist_ok=True)
+    plots_dir = out / "plots"
+    plots_dir.mkdir(parents=True, exist_ok=True)
     built = build_report(spec, study)
-    trials, _variants = built["trials"], built["variants"]
-    trials.to_csv(out / "results.csv", index=False)
-    chosen = [r for r in latest_by_key(built["records"]).values() if r.complete]
-    plots = plot_curves(chosen, out / "plots", built["order"])
-    text = render_markdown(spec, built, [p.relative_to(out) for p in plots])
+    built["trials"].to_csv(out / "results.csv", index=False)
+    pictures = {p.stem: p for p in plot_curves(built["chosen"], plots_dir, built["order"])}
+    pictures |= _summary_plots(built, plots_dir)
+    text = render_markdown(spec, built, {k: p.relative_to(out) for k, p in pictures.items()})
     path = out / "report.md"
     path.write_text(text, encoding="utf-8")
     return path
 
 
-def render_markdown(spec: ExperimentSpec, built: dict[str, Any], plots: list[Path]) -> str:
+def _summary_plots(built: dict[str, Any], plots_dir: Path) -> dict[str, Path]:
+    variants, metric = built["variants"], built["metric"]
+    done = variants[variants["seeds"] > 0] if len(variants) else variants
+    if not len(done):
+        return {}
+    best = done.loc[done["best"], "variant"].iloc[0] if done["best"].any() else None
+    pictures = {"metric": plot_metric(
+        list(done["variant"]), list(done["value"]), list(done["ci_low"]), list(done["ci_high"]),
+        metric, best, plots_dir / "metric.png")}
+    matrices = {}
+    for name in dict.fromkeys([BASELINE, best]):
+        summed = _summed_confusion(built["chosen"], name)
+        if summed is not None:
+            matrices[f"{name} (validation)"] = summed
+    if matrices and built["label_names"]:
+        pictures["confusion"] = plot_confusions(matrices, built["label_names"],
+                                                plots_dir / "confusion.png")
+    curve = _learning_curve_points(built)
+    if len(curve) >= 2:
+        pictures["learning_curve"] = plot_learning_curve(curve, metric,
+                                                         plots_dir / "learning_curve.png")
+    return pictures
+
+
+def _summed_confusion(records: list[TrialRecord], variant: str | None) -> list[list[int]] | None:
+    matrices = [r.result["validation_confusion"] for r in records
+                if r.variant == variant and r.result.get("validation_confusion")]
+    return np.sum(matrices, axis=0).tolist() if matrices else None
+
+
+def _learning_curve_points(built: dict[str, Any]) -> list[tuple[int, float, float, float]]:
+    """(training examples, mean, CI low, CI high) of the baseline and of each variant that
+    changes only max_train_samples."""
+    points = []
+    for _, row in built["variants"].iterrows():
+        records = [r for r in built["chosen"] if r.variant == row["variant"]]
+        if not records or set(records[0].overrides) - {"max_train_samples"}:
+            continue
+        n = records[0].result.get("train_examples")
+        if n:
+            points.append((int(n), row["value"], row["ci_low"], row["ci_high"]))
+    has_size_variants = any("max_train_samples" in r.overrides for r in built["chosen"])
+    return points if has_size_variants else []
+
+
+# --------------------------------------------------------------------------- markdown
+
+
+def _verdict_text(effect: Effect) -> str:
+    return {"better": "**better**", "worse": "**worse**"}.get(effect.verdict, effect.verdict)
+
+
+def _what_mattered(built: dict[str, Any]) -> list[str]:
+    effects: list[Effect] = built["effects"]
+    if not effects:
+        return []
+    metric = built["metric"]
+    lines = ["## What mattered", "",
+             f"Each variant against its reference, largest effect first: the difference in `{metric}`, "
+             "its 95 % confidence interval and p-value. A difference whose interval contains 0 is "
+             "*within noise*: do not read it as a result.", "",
+             "| # | variant | changes | vs | Δ | 95 % CI | p | verdict |",
+             "|---|---|---|---|---|---|---|---|"]
+    for rank, e in enumerate(effects, 1):
+        lines.append(f"| {rank} | {e.variant} | {e.changes} | {e.reference} | "
+                     f"{fmt_delta(e.interval.estimate)} | {fmt_interval(e.interval)} | "
+                     f"{fmt_p(e.interval.p_value)} | {_verdict_text(e)} |")
+    bases = sorted({e.basis for e in effects})
+    lines += [""] + [f"Computed from {basis}." for basis in bases] + [""]
+    return lines
+
+
+def _ablation_table(built: dict[str, Any]) -> list[str]:
+    """leave-one-out and add-one, side by side: what each change does alone and what removing
+    it from the full recipe costs."""
+    by_variant = {e.variant: e for e in built["effects"]}
+    changes = list(dict.fromkeys(
+        name.removeprefix(MINUS).removeprefix(PLUS) for name in built["order"]
+        if name.startswith((MINUS, PLUS))))
+    if not changes:
+        return []
+
+    def cell(variant: str) -> str:
+        e = by_variant.get(variant)
+        if e is None:
+            return "—"
+        return f"{fmt_delta(e.interval.estimate)} {fmt_interval(e.interval)} {e.verdict}"
+
+    lines = ["## Ablation", "",
+             "*Alone*: the change added to the baseline (`baseline_plus_<change>` − `baseline`). "
+             "*Removed*: the full recipe without it (`full_minus_<change>` − `full`); a negative "
+             "value means the change helps within the full recipe.", "",
+             "| change | alone | removed from full |", "|---|---|---|"]
+    for change in changes:
+        lines.append(f"| {change} | {cell(PLUS + change)} | {cell(MINUS + change)} |")
+    if FULL in by_variant:
+        lines += ["", f"`full` (every change) vs `baseline`: {cell(FULL)}."]
+    return lines + [""]
+
+
+def _diagnosis(built: dict[str, Any]) -> list[str]:
+    findings = {key: items for key, items in built["findings"].items() if items}
+    lines = ["## Diagnosis", ""]
+    if not findings:
+        return lines + ["No trial shows overfitting, unstable gradients, divergence, a collapsed "
+                        "class or an unfinished run in its curves.", ""]
+    for key, items in findings.items():
+        for finding in items:
+            lines.append(f"- **{key}** — {finding.kind.replace('_', ' ')}: {finding.sentence} "
+                         f"*{finding.suggestion}*")
+    return lines + [""]
+
+
+def render_markdown(spec: ExperimentSpec, built: dict[str, Any], pictures: dict[str, Path]) -> str:
     metric, trials, variants = built["metric"], built["trials"], built["variants"]
-    info = built["info"]
     seeds = sorted(set(trials["seed"])) if len(trials) else spec.experiment.seeds
     lines = [f"# Ablation study `{spec.name}`", ""]
     if spec.experiment.description:
@@ -69,68 +194,81 @@ def render_markdown(spec: ExperimentSpec, built: dict[str, Any], plots: list[Pat
     n_done = int((trials["state"] == "COMPLETE").sum()) if len(trials) else 0
     n_failed = int((trials["state"] == "FAIL").sum()) if len(trials) else 0
     direction = "higher is better" if built["greater_is_better"] else "lower is better"
-    lines += [
-        f"- **Selection metric**: `{metric}` on the validation split ({direction}); each trial's "
-        "best checkpoint by it is the one evaluated.",
-    ]
+    lines.append(f"- **Selection metric**: `{metric}` on the validation split ({direction}); each "
+                 "trial's best checkpoint by it is the one evaluated.")
     if len(variants) and variants["best"].any():
         best = variants[variants["best"]].iloc[0]
         lines.append(f"- **Best variant**: `{best['variant']}` — {metric} {fmt(best['value'])}"
-                     + ("" if best["variant"] == "baseline"
-                        else f" ({fmt_delta(best['delta'])} vs baseline)"))
+                     + ("" if best["variant"] == BASELINE
+                        else f" ({fmt_delta(best['delta'])} vs {_reference_word(best['variant'])})"))
     lines += [
         f"- **Data**: `{spec.data.dataset}`" + (f" ({spec.data.config})" if spec.data.config else "")
-        + f"; labels: {', '.join(info.get('label_names') or [])}",
-        f"- **Model**: `{spec.model.name}`"
-        + (f" with {spec.model.config}" if spec.model.config else ""),
+        + f"; labels: {', '.join(built['label_names'])}",
+        f"- **Model**: `{spec.model.name}`" + (f" with {spec.model.config}" if spec.model.config else ""),
         f"- **Seeds**: {', '.join(map(str, seeds))}"
         + (" — values are mean ± std over seeds" if len(seeds) > 1 else ""),
         f"- **Trials**: {n_done} complete, {n_failed} failed; storage `{spec.experiment.storage}`",
         "",
-        "## Results",
-        "",
-        "Validation metrics of each trial's selected checkpoint; precision and recall are macro "
-        "averages; test metrics are of the same checkpoint. Loss and gradient-norm columns come "
-        "from the training curves.",
-        "",
     ]
+    lines += _what_mattered(built)
+    lines += _ablation_table(built)
+    lines += ["## Results", "",
+              "Validation metrics of each trial's selected checkpoint; precision and recall are macro "
+              "averages; test metrics are of the same checkpoint. Loss and gradient-norm columns come "
+              "from the training curves. Δ is against the baseline (`full_minus_*`: against `full`).",
+              ""]
     with_test = len(trials) > 0 and trials["test_accuracy"].notna().any()
     if len(variants):
-        lines += [variant_table(variants, metric, with_test), ""]
-        label_names = info.get("label_names") or []
-        if label_names and any(f"f1_{n}" in variants.columns for n in label_names):
+        lines += [variant_table(variants, metric, with_test, with_ci=len(seeds) > 1), ""]
+        if built["label_names"] and any(f"f1_{n}" in variants.columns for n in built["label_names"]):
             lines += ["### F1 per class (validation)", "",
-                      per_class_table(variants, label_names), ""]
+                      per_class_table(variants, built["label_names"]), ""]
     else:
         lines += ["No trial has run yet.", ""]
-    if plots:
-        lines += ["## Curves", ""]
-        for plot in plots:
-            lines += [f"![{plot.stem.replace('_', ' ')}]({plot.as_posix()})", ""]
+    if "learning_curve" in pictures:
+        lines += ["### Learning curve", "", f"![learning curve]({pictures['learning_curve'].as_posix()})",
+                  ""]
+    if built["chosen"]:
+        lines += _diagnosis(built)
+    if pictures:
+        lines += ["## Pictures", ""]
+        for key in ("metric", "confusion", "train_loss", "eval_loss", "grad_norm", "learning_rate"):
+            if key in pictures:
+                lines += [f"![{key.replace('_', ' ')}]({pictures[key].as_posix()})", ""]
     failed = trials[trials["state"] != "COMPLETE"] if len(trials) else trials
     if len(failed):
         lines += ["## Trials without a result", ""]
         for _, row in failed.iterrows():
             key = f"{row['variant']}-s{row['seed']}"
             error = row["error"] or row["state"].lower()
-            lines.append(f"- `{key}` (trial {row['trial']}): {error} — log: "
-                         f"`trials/{key}/trial.log`")
+            lines.append(f"- `{key}` (trial {row['trial']}): {error} — log: `trials/{key}/trial.log`")
         lines.append("")
+    lines += _environment(spec, built)
+    return "\n".join(lines)
+
+
+def _reference_word(variant: str) -> str:
+    return FULL if variant.startswith(MINUS) else BASELINE
+
+
+def _environment(spec: ExperimentSpec, built: dict[str, Any]) -> list[str]:
     versions = library_versions()
+    trials = built["trials"]
     runtime = trials["runtime_s"].sum() if len(trials) else math.nan
-    lines += [
-        "## Files",
-        "",
+    devices = sorted({r.result.get("device_name") or r.result.get("device", "?")
+                      for r in built["chosen"]})
+    precisions = sorted({r.result.get("precision", "?") for r in built["chosen"]})
+    return [
+        "## Files", "",
         "- `results.csv`: one row per trial (machine-readable)",
         "- `experiment.toml`: the experiment file as run; `resolved.json`: every default resolved",
         "",
-        "## Environment",
-        "",
+        "## Environment", "",
         f"- {', '.join(f'{k} {v}' for k, v in versions.items())}",
-        f"- Python {platform.python_version()} on {platform.machine()}; total trial time "
+        f"- Python {platform.python_version()} on {platform.machine()}; device: "
+        f"{'; '.join(devices) or '—'}; precision: {', '.join(precisions) or '—'}; total trial time "
         f"{fmt(runtime, digits=0)} s",
-        f"- generated {dt.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}; "
-        f"regenerate with `ablate report {spec.path.name}`",
+        f"- generated {dt.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}; regenerate "
+        f"with `ablate report {spec.path.name}`",
         "",
     ]
-    return "\n".join(lines)

@@ -36,9 +36,10 @@ def fmt_delta(value: Any) -> str:
     return f"{value:+.4f}"
 
 
-def variant_table(variants: pd.DataFrame, metric: str, with_test: bool) -> str:
+def variant_table(variants: pd.DataFrame, metric: str, with_test: bool, with_ci: bool = False) -> str:
     columns = COLUMNS + (TEST_COLUMNS if with_test else ())
-    headers = ["variant", "changes", *[c[0] for c in columns], f"Δ {metric}", "runtime"]
+    ci_header = [f"{metric} 95 % CI"] if with_ci else []
+    headers = ["variant", "changes", *[c[0] for c in columns], *ci_header, f"Δ {metric}", "runtime"]
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for _, row in variants.iterrows():
         name = f"**{row['variant']}** ★" if row["best"] else row["variant"]
@@ -50,6 +51,9 @@ def variant_table(variants: pd.DataFrame, metric: str, with_test: bool) -> str:
                 cells.append(f"{fmt(row[column[0]])} / {fmt(row[column[1]])}")
             else:
                 cells.append(fmt(row[column], row.get(f"{column}_std")))
+        if with_ci:
+            low, high = row.get("ci_low", math.nan), row.get("ci_high", math.nan)
+            cells.append("—" if math.isnan(low) else f"[{low:.4f}, {high:.4f}]")
         cells.append("baseline" if row["variant"] == "baseline" else fmt_delta(row["delta"]))
         cells.append("—" if math.isnan(row["runtime_s"]) else f"{row['runtime_s']:.0f} s")
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")

@@ -52,3 +52,74 @@ def plot_curves(records: list[TrialRecord], out_dir: Path, variant_order: list[s
         plt.close(fig)
         written.append(path)
     return written
+
+
+def plot_metric(names: list[str], means: list[float], lows: list[float], highs: list[float],
+                metric: str, best: str | None, path: Path) -> Path:
+    """The selection metric per variant, with 95 % CI error bars where there are several seeds."""
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(names) + 1.4), dpi=110)
+    y = list(range(len(names)))[::-1]
+    for yi, name, mean, low, high in zip(y, names, means, lows, highs, strict=True):
+        color = "tab:orange" if name == best else "tab:blue"
+        if low == low and high == high:  # not NaN
+            ax.errorbar(mean, yi, xerr=[[mean - low], [high - mean]], fmt="o", color=color,
+                        capsize=4)
+        else:
+            ax.plot(mean, yi, "o", color=color)
+    if names and names[0] == "baseline" and means[0] == means[0]:
+        ax.axvline(means[0], color="grey", linestyle=":", linewidth=1)
+    ax.set_yticks(y, names, fontsize=8)
+    ax.set_xlabel(f"{metric} (validation; bars: 95 % CI over seeds)")
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_confusions(matrices: dict[str, list[list[int]]], label_names: list[str], path: Path) -> Path:
+    """Confusion matrices (rows true, columns predicted), side by side, normalised per true class."""
+    import numpy as np
+
+    fig, axes = plt.subplots(1, len(matrices), figsize=(4.2 * len(matrices), 4), dpi=110,
+                             squeeze=False)
+    for ax, (title, matrix) in zip(axes[0], matrices.items(), strict=True):
+        counts = np.asarray(matrix, dtype=float)
+        rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+        ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+        for i in range(counts.shape[0]):
+            for j in range(counts.shape[1]):
+                ax.text(j, i, f"{int(counts[i, j])}", ha="center", va="center", fontsize=8,
+                        color="white" if rates[i, j] > 0.6 else "black")
+        ticks = range(len(label_names))
+        ax.set_xticks(ticks, label_names, rotation=45, ha="right", fontsize=8)
+        ax.set_yticks(ticks, label_names, fontsize=8)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_learning_curve(points: list[tuple[int, float, float, float]], metric: str,
+                        path: Path) -> Path:
+    """The metric against the number of training examples: (n, mean, low, high) per point."""
+    points = sorted(points)
+    fig, ax = plt.subplots(figsize=(6, 3.8), dpi=110)
+    xs = [p[0] for p in points]
+    means = [p[1] for p in points]
+    ax.plot(xs, means, "o-", color="tab:blue")
+    for n, mean, low, high in points:
+        if low == low and high == high:
+            ax.errorbar(n, mean, yerr=[[mean - low], [high - mean]], color="tab:blue", capsize=4)
+    ax.set_xscale("log")
+    ax.set_xlabel("training examples")
+    ax.set_ylabel(f"{metric} (validation)")
+    ax.set_title("Learning curve")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

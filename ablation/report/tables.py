@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 
 from ..records import TrialRecord, latest_by_key
-from ..variants import BASELINE, describe_changes
+from ..variants import describe_changes, reference_of
 
 VALIDATION_METRICS = ("accuracy", "macro_f1", "weighted_f1", "macro_precision", "macro_recall",
                       "weighted_precision", "weighted_recall", "log_loss", "eval_loss")
@@ -88,9 +88,10 @@ def variants_frame(trials: pd.DataFrame, metric: str, greater_is_better: bool,
             row[f"{column}_std"] = values.std(ddof=1) if len(values) > 1 else math.nan
         rows.append(row)
     table = pd.DataFrame(rows)
-    base = table.loc[table["variant"] == BASELINE, "value"]
-    base_value = float(base.iloc[0]) if len(base) else math.nan
-    table["delta"] = table["value"] - base_value
+    value_of = dict(zip(table["variant"], table["value"], strict=True))
+    names = list(table["variant"])
+    table["delta"] = [value - value_of.get(reference_of(name, names), math.nan)
+                      for name, value in zip(names, table["value"], strict=True)]
     scores = table["value"] if greater_is_better else -table["value"]
     table["best"] = False
     if scores.notna().any():

@@ -1,0 +1,296 @@
+"""What a person reads off a trial's SwanLab charts, found automatically and said in one sentence each.
+
+Each rule is a small pure function over the stored ``result`` dict (``history``, ``eval_history``,
+``validation_confusion``); ``diagnose`` composes them and orders the findings by severity. A rule that
+lacks the data to judge (short curves, missing keys, malformed values) stays silent: in a report a
+wrong alarm costs more than a missed one.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from numbers import Real
+from typing import Any, NamedTuple
+
+# Fewer finite points than this on a curve is too little to call a trend: the rule gives no finding.
+MIN_POINTS = 4
+# Divergence: the last finite train loss above this multiple of the first one.
+DIVERGENCE_END_RATIO = 1.5
+# Divergence: the median train loss of the last quarter above this multiple of the first quarter's.
+DIVERGENCE_QUARTER_RATIO = 3.0
+# Overfitting: validation loss rising by more than this fraction from its minimum to the last evaluation.
+OVERFIT_MIN_RISE = 0.05
+# Unstable gradients: coefficient of variation (std / mean) of the second half's grad norms above this.
+UNSTABLE_MAX_CV = 0.5
+# Unstable gradients: a grad norm in the second half above this multiple of that half's median.
+UNSTABLE_SPIKE_RATIO = 4.0
+# Not converged: the two windows compared are this fraction of the logged train losses each...
+NOT_CONVERGED_WINDOW = 0.1
+# ...and at least this many points each, so that one noisy log line cannot decide.
+NOT_CONVERGED_MIN_WINDOW_POINTS = 2
+# Not converged: the last window's mean train loss more than this fraction below the window before it...
+NOT_CONVERGED_TRAIN_DROP = 0.10
+# ...by at least this fraction of the first train loss: near zero, tiny moves are large relative ones
+# without being progress worth more steps.
+NOT_CONVERGED_MIN_DROP_OF_FIRST = 0.02
+# Not converged: validation loss falling by more than this fraction at the last evaluation (after a
+# fall at the evaluation before it too, so one lucky evaluation does not decide).
+NOT_CONVERGED_EVAL_DROP = 0.02
+
+# Most severe first: the order of ``diagnose``'s findings.
+KINDS = ("divergence", "class_collapse", "overfitting", "unstable_gradients", "not_converged")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One diagnosis: a plain sentence with its numbers, what to try, and the numbers for machines."""
+
+    kind: str  # one of KINDS
+    sentence: str
+    suggestion: str
+    numbers: dict[str, float] = field(default_factory=dict)
+
+
+class _Point(NamedTuple):
+    index: int  # position in the stored curve, i.e. log order
+    step: float  # NaN where not logged
+    epoch: float
+    value: float
+
+
+# --------------------------------------------------------------------------- reading the curves
+
+
+def _number(value: Any) -> float | None:
+    """A float from a stored value, NaN and inf kept (they are the divergence signal); None otherwise."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, Real):
+        return float(value)
+    if isinstance(value, str):  # some JSON writers store non-finite floats as "NaN" / "Infinity"
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _curve(points: Any, key: str) -> list[_Point]:
+    """The log points that carry ``key`` as a number, in log order; anything malformed is skipped."""
+    if not isinstance(points, Sequence) or isinstance(points, (str, bytes)):
+        return []
+    curve = []
+    for index, point in enumerate(points):
+        if not isinstance(point, Mapping):
+            continue
+        value = _number(point.get(key))
+        if value is None:
+            continue
+        step, epoch = _number(point.get("step")), _number(point.get("epoch"))
+        curve.append(_Point(index, math.nan if step is None else step,
+                            math.nan if epoch is None else epoch, value))
+    return curve
+
+
+def _finite(curve: list[_Point]) -> list[_Point]:
+    return [p for p in curve if math.isfinite(p.value)]
+
+
+def _at(point: _Point) -> str:
+    """Where on the x-axis a point lies, as the charts show it: "step 300 (epoch 1.20)"."""
+    step = f"step {int(point.step)}" if math.isfinite(point.step) else ""
+    epoch = f"epoch {point.epoch:.2f}" if math.isfinite(point.epoch) else ""
+    if step and epoch:
+        return f"{step} ({epoch})"
+    return step or epoch or f"log point {point.index + 1}"
+
+
+def _pct(fraction: float) -> str:
+    return f"{100 * fraction:.0f}%"
+
+
+# --------------------------------------------------------------------------- the rules
+
+
+def _divergence(history: Any) -> Finding | None:
+    """NaN/inf in the train loss or grad norm, or a train loss that ends far above where it started."""
+    losses, grads = _curve(history, "loss"), _curve(history, "grad_norm")
+    if len(losses) < MIN_POINTS:
+        return None
+    bad = [(p.index, order, what, p) for order, (what, curve) in
+           enumerate((("training loss", losses), ("gradient norm", grads)))
+           for p in curve if not math.isfinite(p.value)]
+    if bad:
+        _, _, what, point = min(bad, key=lambda b: b[:2])  # the earliest; the loss first at a tie
+        return Finding(
+            "divergence",
+            f"Training diverged: the {what} became {point.value} at {_at(point)}.",
+            "Lower the learning rate, add warmup (warmup_ratio), or clip gradients (max_grad_norm).",
+            {"step": point.step, "epoch": point.epoch, "value": point.value,
+             "non_finite_loss": float(what == "training loss")})
+    values = [p.value for p in losses]
+    quarter = max(1, len(values) // 4)
+    first, last = values[0], values[-1]
+    head, tail = statistics.median(values[:quarter]), statistics.median(values[-quarter:])
+    if first <= 0 or head <= 0:  # a loss of zero at the start: nothing to compare against
+        return None
+    end_ratio, quarter_ratio = last / first, tail / head
+    if not (end_ratio > DIVERGENCE_END_RATIO or quarter_ratio > DIVERGENCE_QUARTER_RATIO):
+        return None
+    return Finding(
+        "divergence",
+        f"Training diverged: the training loss ended at {last:.3f}, {end_ratio:.1f}× its first value "
+        f"({first:.3f}), and the median of the last quarter ({tail:.3f}) is {quarter_ratio:.1f}× "
+        f"that of the first ({head:.3f}).",
+        "Lower the learning rate, add warmup (warmup_ratio), or clip gradients (max_grad_norm).",
+        {"first_loss": first, "last_loss": last, "end_ratio": end_ratio,
+         "first_quarter_median": head, "last_quarter_median": tail, "quarter_ratio": quarter_ratio})
+
+
+def _overfitting(history: Any, evals: Any) -> Finding | None:
+    """Validation loss past its minimum and rising while the training loss keeps falling."""
+    eval_losses = _finite(_curve(evals, "loss"))
+    train = [p for p in _finite(_curve(history, "loss")) if math.isfinite(p.step)]
+    if len(eval_losses) < MIN_POINTS or len(train) < MIN_POINTS:
+        return None
+    best = min(eval_losses, key=lambda p: p.value)  # the first minimum
+    last = eval_losses[-1]
+    if best is last or best.value <= 0 or not math.isfinite(best.step):
+        return None
+    rise = (last.value - best.value) / best.value
+    before = [p for p in train if p.step <= best.step]
+    train_at_best = (before[-1] if before else train[0]).value
+    train_end = train[-1].value
+    if rise <= OVERFIT_MIN_RISE or train_end >= train_at_best:
+        return None
+    step = int(best.step)
+    return Finding(
+        "overfitting",
+        f"Validation loss bottomed out at {best.value:.3f} at {_at(best)} and rose {_pct(rise)} to "
+        f"{last.value:.3f} by the end while training loss kept falling "
+        f"({train_at_best:.3f} → {train_end:.3f}).",
+        f"Use early stopping (early_stopping_patience) or stop near step {step}; more regularisation "
+        "(dropout, weight_decay) also helps.",
+        {"min_loss": best.value, "min_step": best.step, "min_epoch": best.epoch, "last_loss": last.value,
+         "rise_pct": 100 * rise, "train_loss_at_min": train_at_best, "train_loss_end": train_end})
+
+
+def _unstable_gradients(history: Any) -> Finding | None:
+    """Grad norms that keep jumping late in training, when they should have settled."""
+    grads = _finite(_curve(history, "grad_norm"))
+    half = grads[len(grads) // 2:]
+    if len(half) < MIN_POINTS:
+        return None
+    values = [p.value for p in half]
+    mean = statistics.fmean(values)
+    if mean <= 0:
+        return None
+    cv = statistics.pstdev(values) / mean
+    median = statistics.median(values)
+    spike = max(half, key=lambda p: p.value)
+    ratio = spike.value / median if median > 0 else math.inf
+    if cv <= UNSTABLE_MAX_CV and ratio <= UNSTABLE_SPIKE_RATIO:
+        return None
+    return Finding(
+        "unstable_gradients",
+        f"In the second half of training the gradient norm varied with a coefficient of variation of "
+        f"{cv:.2f} (std/mean) and peaked at {spike.value:.3g} at {_at(spike)}, {ratio:.1f}× its median "
+        f"of {median:.3g}.",
+        "Lower the learning rate, use a larger batch (batch_size or gradient_accumulation_steps), or clip "
+        "harder (a smaller max_grad_norm).",
+        {"cv": cv, "spike": spike.value, "spike_step": spike.step, "median": median, "spike_ratio": ratio})
+
+
+def _not_converged(history: Any, evals: Any) -> Finding | None:
+    """Train loss still falling steeply at the end, or validation loss still improving."""
+    parts: list[str] = []
+    numbers: dict[str, float] = {}
+    losses = [p.value for p in _finite(_curve(history, "loss"))]
+    window = max(NOT_CONVERGED_MIN_WINDOW_POINTS, round(NOT_CONVERGED_WINDOW * len(losses)))
+    if len(losses) >= max(MIN_POINTS, 2 * window):
+        before = statistics.fmean(losses[-2 * window:-window])
+        last = statistics.fmean(losses[-window:])
+        drop = (before - last) / before if before > 0 else math.nan
+        if drop > NOT_CONVERGED_TRAIN_DROP and before - last >= NOT_CONVERGED_MIN_DROP_OF_FIRST * losses[0]:
+            parts.append(f"training loss was still falling at the end: the mean of the last {window} "
+                         f"logged losses ({last:.3f}) is {_pct(drop)} below that of the {window} before "
+                         f"them ({before:.3f})")
+            numbers |= {"train_drop_pct": 100 * drop, "train_loss_before": before, "train_loss_last": last}
+    eval_losses = [p.value for p in _finite(_curve(evals, "loss"))]
+    if len(eval_losses) >= MIN_POINTS and eval_losses[-3] > eval_losses[-2] > 0:
+        before, last = eval_losses[-2], eval_losses[-1]
+        drop = (before - last) / before
+        if drop > NOT_CONVERGED_EVAL_DROP:
+            parts.append(f"validation loss fell {_pct(drop)} at the last evaluation "
+                         f"({before:.3f} → {last:.3f}) after falling at the one before")
+            numbers |= {"eval_drop_pct": 100 * drop, "eval_loss_before": before, "eval_loss_last": last}
+    if not parts:
+        return None
+    sentence = "; ".join(parts)
+    return Finding("not_converged", sentence[0].upper() + sentence[1:] + ".",
+                   "Train longer (more epochs or max_steps) or raise the learning rate.", numbers)
+
+
+def _matrix(confusion: Any) -> list[list[float]] | None:
+    """A square confusion matrix of non-negative finite counts, or None."""
+    if not isinstance(confusion, Sequence) or isinstance(confusion, (str, bytes)):
+        return None
+    rows = []
+    for row in confusion:
+        if not isinstance(row, Sequence) or isinstance(row, (str, bytes)) or len(row) != len(confusion):
+            return None
+        values = [_number(v) for v in row]
+        if any(v is None or not math.isfinite(v) or v < 0 for v in values):
+            return None
+        rows.append([float(v) for v in values if v is not None])
+    return rows
+
+
+def _class_collapse(confusion: Any, label_names: Sequence[str], best_step: Any = None) -> Finding | None:
+    """Classes present in validation that the selected checkpoint never predicts."""
+    matrix = _matrix(confusion)
+    if matrix is None or len(matrix) < 2:
+        return None
+    size = len(matrix)
+    names = [str(label_names[i]) if i < len(label_names) else f"class {i}" for i in range(size)]
+    missing = [(names[i], sum(matrix[i])) for i in range(size)
+               if sum(matrix[i]) > 0 and sum(row[i] for row in matrix) == 0]
+    if not missing:
+        return None
+    total = sum(map(sum, matrix))
+    step = _number(best_step)
+    checkpoint = f"The selected checkpoint (step {int(step)})" if step is not None and math.isfinite(step) \
+        else "The selected checkpoint"
+    classes = " or ".join(f"'{name}' (support {support:.0f})" for name, support in missing)
+    return Finding(
+        "class_collapse",
+        f"{checkpoint} never predicts {classes} on validation, out of {total:.0f} examples.",
+        'Weight the loss by class (class_weight = "balanced") or oversample the missing '
+        f"class{'es' if len(missing) > 1 else ''} in the training data.",
+        {"classes": float(len(missing)), "validation_size": total}
+        | {f"support_{name}": support for name, support in missing})
+
+
+# --------------------------------------------------------------------------- composition
+
+
+def diagnose(result: Mapping[str, Any], label_names: Sequence[str]) -> list[Finding]:
+    """All findings for one trial's stored result, most severe first.
+
+    Divergence silences the other curve rules (on a diverged run they are noise), and overfitting
+    silences not_converged (a train loss still falling while validation loss rises is its symptom, and
+    "train longer" would be the wrong advice).
+    """
+    if not isinstance(result, Mapping):
+        return []
+    history, evals = result.get("history"), result.get("eval_history")
+    findings = [_divergence(history),
+                _class_collapse(result.get("validation_confusion"), label_names, result.get("best_step"))]
+    if findings[0] is None:
+        overfitting = _overfitting(history, evals)
+        findings += [overfitting, _unstable_gradients(history),
+                     None if overfitting else _not_converged(history, evals)]
+    return sorted((f for f in findings if f is not None), key=lambda f: KINDS.index(f.kind))

@@ -1,0 +1,120 @@
+"""What mattered: each variant's effect on the selection metric against its reference, with a 95 %
+confidence interval and a verdict, so that a gap inside the noise is never read as a result.
+
+With several seeds the comparison is paired over seeds (the same seeds run for every variant).
+With a single seed it is paired over examples: a bootstrap of the metric difference on the same
+test examples (validation when there is no test split), and McNemar's test on correctness.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..records import TrialRecord
+from ..variants import BASELINE, describe_changes, reference_of
+from .stats import (
+    Interval,
+    mean_ci,
+    metric_function,
+    paired_bootstrap_difference,
+    paired_seed_difference,
+    verdict,
+)
+
+BOOTSTRAP_RESAMPLES = 1000
+
+
+@dataclass(frozen=True)
+class Effect:
+    variant: str
+    reference: str
+    changes: str
+    interval: Interval
+    verdict: str
+    basis: str  # how the interval was computed, in words
+
+
+def seed_values(records: list[TrialRecord], variant: str) -> dict[int, float]:
+    """Selection metric (on validation) per seed, complete trials only."""
+    return {r.seed: r.value for r in records if r.variant == variant and r.complete
+            and r.value is not None}
+
+
+def variant_interval(records: list[TrialRecord], variant: str) -> Interval:
+    return mean_ci(list(seed_values(records, variant).values()))
+
+
+def _predictions(record: TrialRecord) -> tuple[str, list[int], list[int]] | None:
+    for split in ("test", "validation"):
+        predictions = record.result.get(f"{split}_predictions")
+        labels = record.result.get(f"{split}_labels")
+        if predictions and labels:
+            return split, predictions, labels
+    return None
+
+
+def _single_seed_effect(variant: TrialRecord, reference: TrialRecord, metric: str,
+                        n_classes: int) -> tuple[Interval, str, str] | None:
+    """(interval, metric actually compared, basis) from per-example predictions, or None."""
+    mine, theirs = _predictions(variant), _predictions(reference)
+    if mine is None or theirs is None or mine[0] != theirs[0] or mine[2] != theirs[2]:
+        return None
+    split, predictions, labels = mine
+    scored = metric
+    try:
+        function = metric_function(metric, classes=range(n_classes))
+    except ValueError:  # losses need probabilities: compare accuracy instead
+        scored, function = "accuracy", metric_function("accuracy", classes=range(n_classes))
+    interval = paired_bootstrap_difference(predictions, theirs[1], labels, function,
+                                           n_resamples=BOOTSTRAP_RESAMPLES, seed=0)
+    basis = (f"{scored} on the {split} split ({len(labels)} examples): paired bootstrap 95 % CI, "
+             "McNemar's test")
+    return interval, scored, basis
+
+
+def _effect(complete: list[TrialRecord], variant: str, reference: str, metric: str,
+            greater_is_better: bool, n_classes: int) -> Effect | None:
+    mine, theirs = seed_values(complete, variant), seed_values(complete, reference)
+    common = sorted(set(mine) & set(theirs))
+    if not common:
+        return None
+    overrides = next(r.overrides for r in complete if r.variant == variant)
+    if len(common) >= 2:
+        interval = paired_seed_difference(mine, theirs)
+        scored = metric
+        basis = f"{metric} on validation, paired over seeds {', '.join(map(str, common))} (t-test)"
+    else:
+        pair = [next(r for r in complete if r.variant == v and r.seed == common[0])
+                for v in (variant, reference)]
+        single = _single_seed_effect(pair[0], pair[1], metric, n_classes)
+        if single is None:
+            return None
+        interval, scored, basis = single
+    greater = greater_is_better if scored == metric else True  # accuracy stands in for a loss
+    return Effect(variant, reference, describe_changes(overrides), interval,
+                  verdict(interval, greater), basis)
+
+
+def compute_effects(records: list[TrialRecord], order: list[str], metric: str,
+                    greater_is_better: bool, n_classes: int) -> list[Effect]:
+    """One effect per variant whose reference has results too, largest first."""
+    complete = [r for r in records if r.complete]
+    effects = [_effect(complete, variant, reference_of(variant, order), metric,
+                       greater_is_better, n_classes)
+               for variant in order if variant != BASELINE]
+    return sorted((e for e in effects if e is not None),
+                  key=lambda e: -abs(e.interval.estimate)
+                  if not math.isnan(e.interval.estimate) else math.inf)
+
+
+def fmt_interval(interval: Interval, digits: int = 4) -> str:
+    if math.isnan(interval.low) or math.isnan(interval.high):
+        return "—"
+    return f"[{interval.low:+.{digits}f}, {interval.high:+.{digits}f}]"
+
+
+def fmt_p(p: float) -> str:
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return "—"
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"

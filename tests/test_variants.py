@@ -1,0 +1,178 @@
+"""Variants from [variants], [sweep] lists and [ablation] changes: names, overrides, errors."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from ablation.config import load_spec
+from ablation.errors import AblateInputError
+from ablation.variants import expand, named_variants, reference_of, suffix_for
+
+
+def spec_from(tmp_path: Path, body: str):
+    path = tmp_path / "study.toml"
+    path.write_text(textwrap.dedent("""\
+        [data]
+        dataset = "mteb/x"
+        [model]
+        name = "org/model"
+        [baseline]
+        batch_size = 16
+        learning_rate = 2e-5
+        """) + textwrap.dedent(body), encoding="utf-8")
+    return load_spec(path)
+
+
+def error_from(tmp_path: Path, body: str) -> str:
+    with pytest.raises(AblateInputError) as info:
+        spec_from(tmp_path, body)
+    assert "\n" not in str(info.value)
+    return str(info.value)
+
+
+@pytest.mark.parametrize("knob, value, suffix", [
+    ("batch_size", 32, "bs32"),
+    ("learning_rate", 5e-5, "lr5e-5"),
+    ("learning_rate", 1e-4, "lr1e-4"),
+    ("dropout", 0.3, "dropout0.3"),
+    ("class_weight", "balanced", "cw-balanced"),
+    ("class_weight", [1.0, 2.5], "cw-1-2.5"),
+    ("weight_decay", 0.01, "wd0.01"),
+    ("epochs", 2.0, "epochs2"),
+    ("warmup_ratio", 0.1, "warmup0.1"),
+    ("lr_scheduler", "cosine", "sched-cosine"),
+    ("max_length", 64, "maxlen64"),
+    ("label_smoothing", 0.1, "ls0.1"),
+    ("gradient_accumulation_steps", 4, "accum4"),
+    ("max_grad_norm", 0.5, "clip0.5"),
+    ("early_stopping_patience", 3, "patience3"),
+    ("precision", "bf16", "precision-bf16"),
+    ("max_train_samples", 2000, "n2000"),
+    ("model_config", {"num_hidden_layers": 2}, "layers2"),
+    ("model", "google-bert/bert-base-uncased", "model-bert-base-uncased"),
+    ("eval_batch_size", 128, "eval_batch_size128"),  # no short form: the knob's own name
+])
+def test_generated_suffixes_read_as_a_person_writes_them(knob, value, suffix):
+    assert suffix_for(knob, value) == suffix
+
+
+def test_sweep_lists_expand_one_factor_at_a_time(tmp_path):
+    spec = spec_from(tmp_path, """
+        [sweep]
+        batch_size = [16, 32]
+        learning_rate = [5e-5, 1e-4]
+        dropout = [0.3]
+        class_weight = ["balanced"]
+        """)
+    assert named_variants(spec) == {
+        "baseline_bs32": {"batch_size": 32},  # 16 is the baseline's own value: no variant
+        "baseline_lr5e-5": {"learning_rate": 5e-5},
+        "baseline_lr1e-4": {"learning_rate": 1e-4},
+        "baseline_dropout0.3": {"dropout": 0.3},
+        "baseline_cw-balanced": {"class_weight": "balanced"},
+    }
+
+
+def test_sweep_and_variants_combine_in_file_section_order(tmp_path):
+    spec = spec_from(tmp_path, """
+        [variants]
+        mine = { warmup_ratio = 0.1 }
+        [sweep]
+        batch_size = [32]
+        """)
+    assert list(named_variants(spec)) == ["baseline_mine", "baseline_bs32"]
+
+
+def test_a_name_produced_twice_is_an_error(tmp_path):
+    message = error_from(tmp_path, """
+        [variants]
+        bs32 = { batch_size = 32, learning_rate = 1e-4 }
+        [sweep]
+        batch_size = [32]
+        """)
+    assert "variant name 'baseline_bs32' is produced twice ([variants] bs32 and [sweep] batch_size)" \
+        in message
+
+
+@pytest.mark.parametrize("body, expected", [
+    ("[sweep]\nbatch_size = 32\n", "[sweep] batch_size = 32 must be a non-empty list"),
+    ("[sweep]\nbatch_size = []\n", "[sweep] batch_size = [] must be a non-empty list"),
+    ("[sweep]\nbatch_sizes = [8]\n", "did you mean 'batch_size'"),
+    ("[sweep]\ndropout = [1.5]\n", "[sweep] dropout = 1.5 must be a finite number in [0, 1)"),
+    ("[ablation]\nmode = \"leave-two-out\"\n[ablation.changes]\ncw = { class_weight = \"balanced\" }\n",
+     "[ablation] mode = 'leave-two-out' must be one of"),
+    ("[ablation]\nmode = \"add-one\"\n", "[ablation.changes] must name at least one change"),
+    ("[ablation.changes]\ncw = { class_weigth = \"balanced\" }\n", "did you mean 'class_weight'"),
+    ("[ablation.changes]\na = { dropout = 0.2 }\nb = { dropout = 0.3 }\n",
+     "'b' and 'a' both set 'dropout'"),
+    ("[ablation]\nmodes = \"both\"\n[ablation.changes]\na = { dropout = 0.2 }\n",
+     "unknown key 'modes' in [ablation]; did you mean 'mode'?"),
+])
+def test_sweep_and_ablation_errors(tmp_path, body, expected):
+    assert expected in error_from(tmp_path, body)
+
+
+ABLATION = """
+    [ablation]
+    mode = "{mode}"
+    [ablation.changes]
+    cw = {{ class_weight = "balanced" }}
+    cosine = {{ lr_scheduler = "cosine", warmup_ratio = 0.1 }}
+    ls = {{ label_smoothing = 0.1 }}
+    """
+
+
+def test_leave_one_out_runs_the_full_recipe_and_each_removal(tmp_path):
+    spec = spec_from(tmp_path, ABLATION.format(mode="leave-one-out"))
+    assert named_variants(spec) == {
+        "full": {"class_weight": "balanced", "lr_scheduler": "cosine", "warmup_ratio": 0.1,
+                 "label_smoothing": 0.1},
+        "full_minus_cw": {"lr_scheduler": "cosine", "warmup_ratio": 0.1, "label_smoothing": 0.1},
+        "full_minus_cosine": {"class_weight": "balanced", "label_smoothing": 0.1},
+        "full_minus_ls": {"class_weight": "balanced", "lr_scheduler": "cosine", "warmup_ratio": 0.1},
+    }
+
+
+def test_add_one_runs_each_change_alone_on_the_baseline(tmp_path):
+    spec = spec_from(tmp_path, ABLATION.format(mode="add-one"))
+    assert named_variants(spec) == {
+        "baseline_plus_cw": {"class_weight": "balanced"},
+        "baseline_plus_cosine": {"lr_scheduler": "cosine", "warmup_ratio": 0.1},
+        "baseline_plus_ls": {"label_smoothing": 0.1},
+    }
+
+
+def test_both_runs_all_and_each_is_compared_with_its_reference(tmp_path):
+    spec = spec_from(tmp_path, ABLATION.format(mode="both"))
+    names = ["baseline", *named_variants(spec)]
+    assert len(names) == 1 + 1 + 3 + 3
+    assert reference_of("full_minus_cw", names) == "full"
+    assert reference_of("baseline_plus_cw", names) == "baseline"
+    assert reference_of("full", names) == "baseline"
+
+
+def test_seeds_multiply_every_variant_with_the_same_seeds(tmp_path):
+    spec = spec_from(tmp_path, """
+        [experiment]
+        seeds = [1, 2, 3]
+        [sweep]
+        max_train_samples = [500]
+        model_config = [{ num_hidden_layers = 2 }]
+        """)
+    trials = expand(spec)
+    assert [t.key for t in trials] == [
+        "baseline-s1", "baseline-s2", "baseline-s3", "baseline_n500-s1", "baseline_n500-s2",
+        "baseline_n500-s3", "baseline_layers2-s1", "baseline_layers2-s2", "baseline_layers2-s3"]
+    assert trials[3].recipe.max_train_samples == 500
+    assert trials[6].recipe.model_config == {"num_hidden_layers": 2}
+    assert trials[6].recipe.batch_size == 16  # everything else is the baseline's
+
+
+def test_a_local_model_folder_in_a_variant_becomes_absolute(tmp_path, monkeypatch):
+    (tmp_path / "my-model").mkdir()
+    monkeypatch.chdir(tmp_path)
+    spec = spec_from(tmp_path, '[variants]\nlocal = { model = "my-model" }\n')
+    assert named_variants(spec)["baseline_local"]["model"] == str(tmp_path / "my-model")
