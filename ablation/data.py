@@ -352,11 +352,14 @@ def load_labeled_splits(spec: DataSpec) -> LabeledSplits:
 
 
 def tokenizer_key(tokenizer: Any) -> str:
-    """Identity of a tokenizer for the cache: its name and vocabulary."""
-    vocab = tokenizer.get_vocab()
-    digest = hashlib.sha256(f"{type(tokenizer).__name__}|{tokenizer.name_or_path}".encode())
-    digest.update("\x1f".join(sorted(vocab)).encode())
-    return digest.hexdigest()[:16]
+    """Identity of a tokenizer for the cache: its full serialization (vocabulary, normalizer,
+    special tokens), so the same tokenizer in two model folders is tokenized once."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        content = backend.to_str()
+    else:  # a slow tokenizer: class and vocabulary
+        content = type(tokenizer).__name__ + "\x1f".join(sorted(tokenizer.get_vocab()))
+    return hashlib.sha256(content.encode()).hexdigest()[:16]
 
 
 def tokenize(splits: LabeledSplits, tokenizer: Any, max_length: int,

@@ -250,13 +250,18 @@ def training_arguments(recipe: Recipe, spec: ExperimentSpec, seed: int,
     )
 
 
-def _split_metrics(metrics: dict[str, float], prefix: str) -> dict[str, float]:
-    """Trainer's `test_accuracy`, `test_loss` → `accuracy`, `eval_loss` (the config's names)."""
+TIMING_KEYS = ("runtime", "samples_per_second", "steps_per_second")
+
+
+def _split_metrics(metrics: dict[str, float], prefix: str) -> tuple[dict[str, float], float | None]:
+    """Trainer's `test_accuracy`, `test_loss` → `accuracy`, `eval_loss` (the config's names),
+    without the timings; returns (metrics, samples per second)."""
     out = {}
     for key, value in metrics.items():
         name = key[len(prefix) + 1:] if key.startswith(prefix + "_") else key
-        out["eval_loss" if name == "loss" else name] = float(value)
-    return out
+        if name not in TIMING_KEYS:
+            out["eval_loss" if name == "loss" else name] = float(value)
+    return out, metrics.get(f"{prefix}_samples_per_second")
 
 
 def _curves(log_history: list[dict]) -> tuple[list[dict], list[dict]]:
@@ -311,15 +316,18 @@ def train_trial(trial: TrialSpec, spec: ExperimentSpec, data: TokenizedData, tok
 
     # The best checkpoint is loaded back: evaluate it on validation, and once on test.
     val = trainer.predict(data.validation, metric_key_prefix="eval")
+    validation, validation_speed = _split_metrics(val.metrics, "eval")
     result: dict[str, Any] = {
         "history": train_curve,
         "eval_history": eval_curve,
-        "validation": _split_metrics(val.metrics, "eval"),
+        "validation": validation,
+        "validation_samples_per_s": validation_speed,
         "validation_confusion": confusion(val.predictions, val.label_ids, n_classes),
         # Per-example predictions: paired comparisons of two variants on the same examples.
         "validation_predictions": val.predictions.argmax(-1).tolist(),
         "validation_labels": val.label_ids.tolist(),
         "train_examples": len(data.train_labels),
+        "parameters": model.num_parameters(),
         "best_step": trainer.state.best_global_step,
         "steps": trainer.state.global_step,
         "epochs": trainer.state.epoch,
@@ -334,7 +342,7 @@ def train_trial(trial: TrialSpec, spec: ExperimentSpec, data: TokenizedData, tok
                   if k in SCALAR_METRICS or k == "eval_loss"}
     if data.test is not None:
         test = trainer.predict(data.test, metric_key_prefix="test")
-        result["test"] = _split_metrics(test.metrics, "test")
+        result["test"], result["test_samples_per_s"] = _split_metrics(test.metrics, "test")
         result["test_confusion"] = confusion(test.predictions, test.label_ids, n_classes)
         result["test_predictions"] = test.predictions.argmax(-1).tolist()
         result["test_labels"] = test.label_ids.tolist()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import optuna
 import pandas as pd
 import pytest
@@ -103,3 +104,101 @@ def test_formatting_helpers():
     assert fmt(0.5, 0.01) == "0.5000 ± 0.0100"
     assert fmt(float("nan")) == "—"
     assert fmt_delta(0.0123) == "+0.0123" and fmt_delta(-0.5) == "-0.5000"
+
+
+# --------------------------------------------------------------------------- issue 3: trustworthy
+
+
+def _store(spec, results: dict[str, dict]):
+    """A study holding the given results (key -> result dict) for the file's trials."""
+    study = open_study(spec)
+    study.set_user_attr("metric", spec.experiment.metric)
+    study.set_user_attr("direction", spec.experiment.direction)
+    study.set_user_attr("label_names", ["neg", "neu", "pos"])
+    for trial in expand(spec):
+        if trial.key not in results:
+            continue
+        study.enqueue_trial({}, user_attrs=records.trial_attrs(trial))
+        live = study.ask()
+        live.set_user_attr(records.RESULT, results[trial.key])
+        study.tell(live, results[trial.key]["validation"]["macro_f1"])
+    return study
+
+
+def test_two_seeds_give_a_paired_interval_and_a_wide_one_is_within_noise(stored_study):
+    spec, study = stored_study
+    built = build_report(spec, study)
+    effect = {e.variant: e for e in built["effects"]}["baseline_bs32"]
+    # paired differences 0.10 and 0.12: mean 0.11, sd 0.01414, t(0.975, df 1) = 12.706
+    assert effect.interval.estimate == pytest.approx(0.11)
+    assert effect.interval.low == pytest.approx(0.11 - 12.7062 * 0.01, abs=1e-4)
+    assert effect.interval.p_value == pytest.approx(0.0578, abs=1e-3)
+    assert effect.verdict == "within noise"
+    text = write_report(spec, study).read_text()
+    assert "## What mattered" in text
+    assert "| 1 | baseline_bs32 | batch_size=32 | baseline | +0.1100 | [-0.0171, +0.2371] | 0.058 | " \
+           "within noise |" in text
+    assert "macro_f1 on validation, paired over seeds 7, 42 (t-test)" in text
+    assert "macro_f1 95 % CI" in text  # the CI column of the results table
+
+
+def test_one_seed_compares_the_same_test_examples_by_bootstrap_and_mcnemar(write_experiment):
+    path = write_experiment(variants="good = { learning_rate = 1e-2 }\nsame = { learning_rate = 2e-3 }\n")
+    spec = load_spec(path)
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 400).tolist()
+    noisy = [y if rng.random() < 0.6 else (y + 1) % 3 for y in labels]  # 60 % right
+    better = [y if rng.random() < 0.9 else (y + 1) % 3 for y in labels]  # 90 % right
+
+    def result(predictions, value):
+        out = _result(value, 0.5, 2.0)
+        out |= {"test_predictions": predictions, "test_labels": labels}
+        return out
+
+    study = _store(spec, {"baseline-s42": result(noisy, 0.6), "baseline_good-s42": result(better, 0.9),
+                          "baseline_same-s42": result(noisy, 0.6)})
+    effects = {e.variant: e for e in build_report(spec, study)["effects"]}
+    good, same = effects["baseline_good"], effects["baseline_same"]
+    assert good.verdict == "better" and good.interval.low > 0 and good.interval.p_value < 0.001
+    assert "on the test split (400 examples): paired bootstrap 95 % CI, McNemar's test" in good.basis
+    assert same.interval.estimate == 0 and same.verdict == "within noise"
+    assert [e.variant for e in build_report(spec, study)["effects"]] == ["baseline_good",
+                                                                          "baseline_same"]
+
+
+def test_ablation_table_shows_each_change_alone_and_removed(write_experiment):
+    path = write_experiment(variants="", extra=(
+        '[ablation]\nmode = "both"\n[ablation.changes]\n'
+        'cw = { class_weight = "balanced" }\nls = { label_smoothing = 0.1 }\n'))
+    spec = load_spec(path, ["experiment.seeds=[1, 2, 3]"])
+    values = {"baseline": [.60, .61, .62], "full": [.70, .72, .71], "full_minus_cw": [.61, .62, .60],
+              "full_minus_ls": [.70, .71, .72], "baseline_plus_cw": [.70, .72, .71],
+              "baseline_plus_ls": [.61, .60, .62]}
+    results = {f"{name}-s{seed}": _result(v, 0.5, 2.0)
+               for name, vs in values.items() for seed, v in zip((1, 2, 3), vs, strict=True)}
+    text = write_report(spec, _store(spec, results)).read_text()
+    assert "## Ablation" in text
+    table = text[text.index("| change | alone"):]
+    cw_row = next(line for line in table.splitlines() if line.startswith("| cw |"))
+    ls_row = next(line for line in table.splitlines() if line.startswith("| ls |"))
+    assert "+0.1000" in cw_row.split("|")[2] and "better" in cw_row.split("|")[2]
+    assert "-0.1000" in cw_row.split("|")[3] and "worse" in cw_row.split("|")[3]  # removing cw hurts
+    assert "within noise" in ls_row.split("|")[2] and "within noise" in ls_row.split("|")[3]
+    assert "`full` (every change) vs `baseline`: +0.1000" in text
+
+
+def test_diagnosis_and_pictures_are_in_the_report(write_experiment):
+    path = write_experiment(variants="", extra="[sweep]\nmax_train_samples = [50, 100]\n")
+    spec = load_spec(path)
+    collapsed = _result(0.5, 0.5, 2.0) | {"validation_confusion": [[5, 0, 1], [3, 0, 2], [1, 0, 6]],
+                                          "train_examples": 216}
+    small = _result(0.4, 0.5, 2.0) | {"train_examples": 50}
+    medium = _result(0.45, 0.5, 2.0) | {"train_examples": 100}
+    study = _store(spec, {"baseline-s42": collapsed, "baseline_n50-s42": small,
+                          "baseline_n100-s42": medium})
+    text = write_report(spec, study).read_text()
+    assert "- **baseline-s42** — class collapse: The selected checkpoint (step 10) never predicts " \
+           "'neu' (support 5)" in text
+    for picture in ("metric", "confusion", "learning_curve"):
+        assert f"(plots/{picture}.png)" in text
+        assert (spec.output_dir / "plots" / f"{picture}.png").stat().st_size > 1000

@@ -1,0 +1,57 @@
+"""End to end on the tiny BERT: reproducibility, and the data-size and model axes."""
+
+from __future__ import annotations
+
+import shutil
+
+import optuna
+
+from ablation import cli
+from ablation.config import load_spec
+
+
+def _results(path) -> dict[str, dict]:
+    spec = load_spec(path)
+    study = optuna.load_study(study_name=spec.name, storage=spec.experiment.storage)
+    return {t.user_attrs["key"]: t.user_attrs["result"] for t in study.get_trials()}
+
+
+def test_the_same_seed_gives_the_same_metrics_bit_for_bit(write_experiment):
+    first = write_experiment(name="first", variants="")
+    second = write_experiment(name="second", variants="")
+    assert cli.main(["run", str(first)]) == 0
+    assert cli.main(["run", str(second)]) == 0
+    a, b = _results(first)["baseline-s42"], _results(second)["baseline-s42"]
+    assert a["validation"] == b["validation"]  # exact equality, every metric
+    assert a["test"] == b["test"]
+    assert [p["loss"] for p in a["history"]] == [p["loss"] for p in b["history"]]
+    assert [p["grad_norm"] for p in a["history"]] == [p["grad_norm"] for p in b["history"]]
+
+
+def test_a_different_seed_gives_a_different_run(write_experiment):
+    path = write_experiment(variants="", extra="")
+    assert cli.main(["run", str(path), "--set", "experiment.seeds=[1, 2]"]) == 0
+    results = _results(path)
+    assert results["baseline-s1"]["history"] != results["baseline-s2"]["history"]
+
+
+def test_data_size_model_and_model_config_axes(write_experiment, tiny_model_dir, tmp_path):
+    other_model = tmp_path / "same-tokenizer-other-folder"
+    shutil.copytree(tiny_model_dir, other_model)
+    path = write_experiment(variants=(
+        "layers1 = { model_config = { num_hidden_layers = 1 } }\n"
+        f'other = {{ model = "{other_model}" }}\n'), extra="[sweep]\nmax_train_samples = [60]\n")
+    assert cli.main(["run", str(path)]) == 0
+    results = _results(path)
+    assert set(results) == {"baseline-s42", "baseline_layers1-s42", "baseline_other-s42",
+                            "baseline_n60-s42"}
+    assert results["baseline_n60-s42"]["train_examples"] == 60
+    assert results["baseline-s42"]["train_examples"] == 216
+    assert results["baseline_layers1-s42"]["parameters"] < results["baseline-s42"]["parameters"]
+    assert results["baseline_other-s42"]["parameters"] == results["baseline-s42"]["parameters"]
+    # One tokenization for all four trials: same tokenizer content, same max_length.
+    cache = load_spec(path).output_dir / "cache"
+    assert len(list(cache.glob("train-*.arrow"))) == 1
+    report = (load_spec(path).output_dir / "report.md").read_text()
+    assert "baseline_n60 | max_train_samples=60" in report
+    assert "(plots/learning_curve.png)" in report
