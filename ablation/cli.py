@@ -77,7 +77,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         return _dry_run(spec, select_trials(spec, args.only))
     outcome = run_study(spec, only=args.only or None)
-    _print_summary(spec)
+    _print_summary(spec, outcome.report)
     if outcome.failed:
         print(f"{len(outcome.failed)} trial(s) failed: {', '.join(outcome.failed)}; "
               f"see `ablate status {args.file}`", file=sys.stderr)
@@ -104,20 +104,24 @@ def _dry_run(spec: Any, trials: list) -> int:
     return EXIT_OK
 
 
-def _print_summary(spec: Any) -> None:
-    from .report import build_report
+def _print_summary(spec: Any, built: dict[str, Any]) -> None:
+    from .report.effects import fmt_interval
     from .report.markdown import fmt, fmt_delta
-    from .sweep import open_study
 
-    built = build_report(spec, open_study(spec, create=False))
     variants, metric = built["variants"], built["metric"]
     if len(variants):
-        print(f"\n{'variant':<28} {metric:>18} {'Δ vs baseline':>14}  changes")
+        print(f"\n{'variant':<28} {metric:>18} {'Δ':>9}  changes")
         for _, row in variants.iterrows():
             mark = " ★" if row["best"] else ""
+            delta = "—" if row["variant"] == "baseline" else fmt_delta(row["delta"])
             print(f"{row['variant'] + mark:<28} {fmt(row['value'], row['value_std']):>18} "
-                  f"{'—' if row['variant'] == 'baseline' else fmt_delta(row['delta']):>14}  "
-                  f"{row['changes']}")
+                  f"{delta:>9}  {row['changes']}")
+    if built["effects"]:
+        print("\nwhat mattered (Δ vs reference, 95 % CI):")
+        for effect in built["effects"]:
+            print(f"  {effect.variant:<28} vs {effect.reference:<9} "
+                  f"{fmt_delta(effect.interval.estimate):>8} {fmt_interval(effect.interval):>20}  "
+                  f"{effect.verdict}")
     print(f"\nreport: {spec.output_dir / 'report.md'}")
     if spec.tracking.backend == "swanlab" and spec.tracking.mode == "local":
         print(f"dashboard: swanlab watch {spec.output_dir / 'swanlog'} -h 127.0.0.1")

@@ -34,6 +34,7 @@ class RunOutcome:
     skipped: list[str] = field(default_factory=list)  # keys already complete
     completed: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)  # key -> error line
+    report: dict[str, Any] = field(default_factory=dict)  # build_report() of the final state
 
 
 def select_trials(spec: ExperimentSpec, only: list[str] | None) -> list[TrialSpec]:
@@ -213,9 +214,10 @@ def run_study(spec: ExperimentSpec, only: list[str] | None = None,
             _run_one(study, optuna_trial, trial, spec, data, tokenizer, tracker, run_name,
                      outcome, echo)
 
-    from .report import write_report
+    from .report import build_report, write_report
 
-    write_report(spec, study)
+    outcome.report = build_report(spec, study)
+    write_report(spec, study, outcome.report)
     return outcome
 
 

@@ -58,11 +58,13 @@ def build_report(spec: ExperimentSpec, study: optuna.Study) -> dict[str, Any]:
             "effects": effects, "findings": findings, "label_names": label_names}
 
 
-def write_report(spec: ExperimentSpec, study: optuna.Study) -> Path:
+def write_report(spec: ExperimentSpec, study: optuna.Study,
+                 built: dict[str, Any] | None = None) -> Path:
+    """Write report.md, results.csv and the plots; `built` re-uses a build_report result."""
     out = spec.output_dir
     plots_dir = out / "plots"
     plots_dir.mkdir(parents=True, exist_ok=True)
-    built = build_report(spec, study)
+    built = built if built is not None else build_report(spec, study)
     built["trials"].to_csv(out / "results.csv", index=False)
     pictures = {p.stem: p for p in plot_curves(built["chosen"], plots_dir, built["order"])}
     pictures |= _summary_plots(built, plots_dir)
@@ -127,6 +129,11 @@ def _verdict_text(effect: Effect) -> str:
 def _what_mattered(built: dict[str, Any]) -> list[str]:
     effects: list[Effect] = built["effects"]
     if not effects:
+        if len(built["variants"]) > 1:
+            return ["## What mattered", "",
+                    "No confidence intervals: these trials ran with one seed and their stored results "
+                    "hold no per-example predictions. Run the study with several seeds (or re-run "
+                    "its trials) to see which differences are more than noise.", ""]
         return []
     metric = built["metric"]
     lines = ["## What mattered", "",
