@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import logging
 import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -35,10 +40,54 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--only", action="append", default=[], metavar="NAME",
                      help="run only this variant, by full name (baseline_bs32); repeat for more")
     run.add_argument("--dry-run", action="store_true", help="print the plan; train nothing")
+    run.add_argument("--rerun", action="append", default=[], metavar="NAME",
+                     help="run this variant again; its old results are kept as superseded")
+    run.add_argument("--retry-failed", action="store_true",
+                     help="run only the trials whose attempts all failed")
+    run.add_argument("--workers", type=_positive_int, default=1, metavar="N",
+                     help="train in N worker processes on this machine (one GPU each if there are N)")
+    run.add_argument("--graceful", action="store_true",
+                     help="on Ctrl+C, finish the running trial first (Ctrl+C again stops at once)")
+    worker = add("worker", "join a study (from any machine) and train its queued trials")
+    worker.add_argument("--storage", metavar="URL",
+                        help="the study's storage URL (default: the file's [experiment] storage)")
     add("report", "regenerate the report from the study storage")
     add("status", "list the study's trials and their states")
     add("validate", "check the file, the data and the model; train nothing")
     return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= 1")
+    return value
+
+
+@contextlib.contextmanager
+def _graceful_interrupts(enabled: bool) -> Iterator[threading.Event]:
+    """With --graceful, the first Ctrl+C asks the loop to stop after the running trial; the
+    second interrupts at once (the trial is then recorded as failed)."""
+    stop = threading.Event()
+    if not enabled:
+        yield stop
+        return
+
+    def handle(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print("\nablate: stopping after the running trial (Ctrl+C again to stop now)",
+              file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, handle)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _quiet_libraries() -> None:
@@ -76,8 +125,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     _print_spec(spec)
     if args.dry_run:
         return _dry_run(spec, select_trials(spec, args.only))
-    outcome = run_study(spec, only=args.only or None)
+    for name in args.rerun:
+        select_trials(spec, [name])  # an unknown name is bad input before anything runs
+    with _graceful_interrupts(args.graceful) as stop:
+        outcome = run_study(spec, only=args.only or None, rerun=args.rerun,
+                            retry_failed=args.retry_failed, workers=args.workers, stop=stop)
     _print_summary(spec, outcome.report)
+    if stop.is_set():
+        print("stopped after the running trial; run the same command again to go on",
+              file=sys.stderr)
     if outcome.failed:
         print(f"{len(outcome.failed)} trial(s) failed: {', '.join(outcome.failed)}; "
               f"see `ablate status {args.file}`", file=sys.stderr)
@@ -86,8 +142,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _dry_run(spec: Any, trials: list) -> int:
+    from .queue import open_study
     from .records import load_records
-    from .sweep import open_study
     from .variants import describe_changes
 
     done: set[str] = set()
@@ -127,10 +183,22 @@ def _print_summary(spec: Any, built: dict[str, Any]) -> None:
         print(f"dashboard: swanlab watch {spec.output_dir / 'swanlog'} -h 127.0.0.1")
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    from .config import load_spec
+    from .sweep import run_worker
+
+    sets = args.sets + ([f"experiment.storage={json.dumps(args.storage)}"] if args.storage else [])
+    spec = load_spec(args.file, sets)
+    print(f"worker on study {spec.name}: {spec.experiment.storage}")
+    outcome = run_worker(spec)
+    print(f"worker done: {len(outcome.completed)} trial(s) complete, {len(outcome.failed)} failed")
+    return EXIT_TRIALS_FAILED if outcome.failed else EXIT_OK
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from .config import load_spec
+    from .queue import open_study
     from .report import write_report
-    from .sweep import open_study
 
     spec = load_spec(args.file, args.sets)
     path = write_report(spec, open_study(spec, create=False))
@@ -140,16 +208,17 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from .config import load_spec
+    from .queue import open_study
     from .records import load_records
-    from .sweep import open_study
 
     spec = load_spec(args.file, args.sets)
     records = load_records(open_study(spec, create=False))
     print(f"study {spec.name} ({spec.experiment.storage}): {len(records)} trial(s)")
-    print(f"{'#':>4}  {'trial':<32} {'state':<9} {spec.experiment.metric:>10}  error")
+    print(f"{'#':>4}  {'trial':<32} {'state':<10} {spec.experiment.metric:>10}  error")
     for r in records:
         value = "" if r.value is None else f"{r.value:.4f}"
-        print(f"{r.number:>4}  {r.key:<32} {r.state:<9} {value:>10}  {r.error or ''}")
+        state = "SUPERSEDED" if r.superseded else r.state
+        print(f"{r.number:>4}  {r.key:<32} {state:<10} {value:>10}  {r.error or ''}")
     return EXIT_TRIALS_FAILED if any(r.state == "FAIL" for r in _latest(records)) else EXIT_OK
 
 
@@ -177,7 +246,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"run": cmd_run, "report": cmd_report, "status": cmd_status, "validate": cmd_validate}
+COMMANDS = {"run": cmd_run, "worker": cmd_worker, "report": cmd_report, "status": cmd_status,
+            "validate": cmd_validate}
 
 
 def main(argv: list[str] | None = None) -> int:

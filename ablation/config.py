@@ -197,6 +197,10 @@ class ExperimentSection:
                            "default: maximize for scores, minimize for losses")
     storage: str = _knob("", _string, "Optuna storage URL; default: SQLite in output_dir")
     output_dir: str = _knob("", _string, "default: reports/<name>")
+    trial_timeout: int | None = _knob(None, _optional(_int(1)),
+                                      "seconds; a trial that runs longer fails")
+    heartbeat: int = _knob(10, _int(1), "seconds between a running trial's heartbeats; a trial "
+                           "silent for 3 heartbeats counts as dead and runs again")
 
 
 @dataclass(frozen=True)

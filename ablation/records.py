@@ -18,7 +18,9 @@ from .variants import TrialSpec
 # Trial user attributes.
 VARIANT, SEED, KEY, OVERRIDES, RESULT, ERROR = (
     "variant", "seed", "key", "overrides", "result", "error")
-# Study user attributes.
+# Study user attributes. SUPERSEDED lists trial numbers replaced by `ablate run --rerun`
+# (a finished Optuna trial cannot be changed, so the study keeps the list).
+SUPERSEDED = "superseded"
 STUDY_ATTRS = ("metric", "direction", "label_names", "baseline", "description")
 
 
@@ -38,6 +40,7 @@ class TrialRecord:
     error: str | None = None
     started: dt.datetime | None = None
     finished: dt.datetime | None = None
+    superseded: bool = False  # replaced by a re-run; kept for the record, left out of reports
 
     @property
     def key(self) -> str:
@@ -48,7 +51,8 @@ class TrialRecord:
         return self.state == "COMPLETE"
 
 
-def to_record(trial: optuna.trial.FrozenTrial) -> TrialRecord | None:
+def to_record(trial: optuna.trial.FrozenTrial, superseded: frozenset[int] = frozenset()
+              ) -> TrialRecord | None:
     attrs = trial.user_attrs
     if VARIANT not in attrs:
         return None  # not one of ours (e.g. added by hand with the optuna CLI)
@@ -56,19 +60,27 @@ def to_record(trial: optuna.trial.FrozenTrial) -> TrialRecord | None:
         number=trial.number, variant=attrs[VARIANT], seed=int(attrs[SEED]),
         overrides=dict(attrs.get(OVERRIDES, {})), state=trial.state.name, value=trial.value,
         result=dict(attrs.get(RESULT, {})), error=attrs.get(ERROR),
-        started=trial.datetime_start, finished=trial.datetime_complete)
+        started=trial.datetime_start, finished=trial.datetime_complete,
+        superseded=trial.number in superseded)
 
 
 def load_records(study: optuna.Study) -> list[TrialRecord]:
     """Every trial of the study that ablate enqueued, in trial-number order."""
-    records = (to_record(t) for t in study.get_trials(deepcopy=False))
+    superseded = frozenset(study.user_attrs.get(SUPERSEDED, []))
+    records = (to_record(t, superseded) for t in study.get_trials(deepcopy=False))
     return [r for r in records if r is not None]
+
+
+def supersede(study: optuna.Study, numbers: list[int]) -> None:
+    """Mark trials as replaced: their results stay in the storage but no longer count."""
+    current = list(study.user_attrs.get(SUPERSEDED, []))
+    study.set_user_attr(SUPERSEDED, sorted(set(current) | set(numbers)))
 
 
 def latest_by_key(records: list[TrialRecord]) -> dict[str, TrialRecord]:
     """One record per variant × seed: the newest complete one, else the newest attempt."""
     chosen: dict[str, TrialRecord] = {}
-    for record in records:  # ascending trial number
+    for record in (r for r in records if not r.superseded):  # ascending trial number
         current = chosen.get(record.key)
         if current is None or record.complete or not current.complete:
             chosen[record.key] = record

@@ -11,15 +11,16 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import threading
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import optuna
 
-from . import records
+from . import queue, records
 from .config import ExperimentSpec
 from .errors import AblateInputError
 from .tracking import make_tracker
@@ -49,30 +50,6 @@ def select_trials(spec: ExperimentSpec, only: list[str] | None) -> list[TrialSpe
                 f"--only {name!r}: no such variant in {spec.path.name} (variants: "
                 f"{', '.join(known)})")
     return [t for t in trials if t.variant in only]
-
-
-def open_study(spec: ExperimentSpec, create: bool = True) -> optuna.Study:
-    """Open (or create) the study; an unusable storage URL is bad input."""
-    url = spec.experiment.storage
-    never_run = AblateInputError(
-        f"no study {spec.name!r} in {url} yet; run `ablate run {spec.path}` first")
-    try:
-        if url.startswith("sqlite:///"):
-            database = Path(url[len("sqlite:///"):])
-            if not create and not database.exists():
-                raise never_run
-            database.parent.mkdir(parents=True, exist_ok=True)
-        if not create:
-            return optuna.load_study(study_name=spec.name, storage=url)
-        return optuna.create_study(study_name=spec.name, storage=url,
-                                   direction=spec.experiment.direction, load_if_exists=True)
-    except AblateInputError:
-        raise
-    except KeyError:  # load_study: no study of that name in the storage
-        raise never_run from None
-    except Exception as err:  # bad URL, missing driver, unreachable server, unwritable folder
-        raise AblateInputError(
-            f"[experiment] storage = {url!r} cannot be opened: {_first_line(err)}") from None
 
 
 def _first_line(err: BaseException) -> str:
@@ -154,65 +131,112 @@ def preflight(spec: ExperimentSpec, trials: list[TrialSpec], inputs: TrialInputs
             raise AblateInputError(f"{where}: {err}") from None
 
 
-def _enqueue_missing(study: optuna.Study, trials: list[TrialSpec]) -> tuple[list[str], int]:
-    """Enqueue every selected trial without a complete or queued attempt; returns skipped keys."""
+def plan(study: optuna.Study, trials: list[TrialSpec], rerun: list[str] | None = None,
+         retry_failed: bool = False) -> tuple[list[TrialSpec], list[str]]:
+    """Which selected trials to queue now, and which complete ones are re-used.
+
+    Queued: every trial with no complete, waiting or running attempt (a trial that failed in an
+    earlier invocation is tried once more). `rerun` variants are queued again and their complete
+    results superseded; `retry_failed` queues only trials whose attempts all failed."""
     existing = records.load_records(study)
-    complete = {r.key for r in existing if r.complete}
-    queued = {r.key for r in existing if r.state == "WAITING"}
-    skipped, added = [], 0
-    for trial in trials:
-        if trial.key in complete:
-            skipped.append(trial.key)
-        elif trial.key not in queued:
-            study.enqueue_trial({}, user_attrs=records.trial_attrs(trial))
-            added += 1
-    return skipped, added
+    if rerun:
+        old = [r.number for r in existing if r.variant in rerun and r.complete and not r.superseded]
+        if old:
+            records.supersede(study, old)
+            existing = records.load_records(study)
+    active = [r for r in existing if not r.superseded]
+    complete = {r.key for r in active if r.complete}
+    busy = {r.key for r in active if r.state in ("WAITING", "RUNNING")}
+    failed = {r.key for r in active if r.state == "FAIL"}
+    skipped = [t.key for t in trials if t.key in complete]
+    to_queue = [t for t in trials if t.key not in complete | busy
+                and (not retry_failed or t.key in failed)]
+    return to_queue, skipped
 
 
-def _next_queued(study: optuna.Study, wanted: set[str]) -> optuna.Trial | None:
-    """Claim the next waiting trial of this invocation; None when the queue is drained."""
-    waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
-    if not any(t.user_attrs.get(records.KEY) in wanted for t in waiting):
-        return None
-    return study.ask()  # pops the oldest WAITING trial, race-free in RDB storages
+@dataclass
+class Work:
+    """What one process needs to train claimed trials; data and models load on first use."""
+
+    spec: ExperimentSpec
+    study: optuna.Study
+    echo: Callable[[str], None]
+    stop: threading.Event = field(default_factory=threading.Event)  # --graceful: finish, then stop
+    inputs: TrialInputs | None = None
+    tracker: Any = None
+
+    def prepare(self) -> TrialInputs:
+        from .data import load_labeled_splits
+
+        if self.inputs is None:
+            splits = load_labeled_splits(self.spec.data)
+            for note in splits.notes:
+                self.echo(f"data: {note}")
+            self.echo(f"data: train {len(splits.train)}, validation {len(splits.validation)}, "
+                      f"test {0 if splits.test is None else len(splits.test)} rows; "
+                      f"labels {', '.join(splits.label_names)}")
+            self.inputs = TrialInputs(self.spec, splits)
+            self.tracker = make_tracker(self.spec.tracking, self.spec.output_dir)
+        return self.inputs
+
+
+def work(job: Work, wanted: set[str] | None, outcome: RunOutcome, wait_for_others: bool) -> None:
+    """Claim and train queued trials until none is left (of `wanted` keys; None: any).
+
+    With `wait_for_others`, also wait while other workers still run wanted trials, re-queueing
+    any whose worker died, so that the caller sees every wanted trial finished."""
+    several_seeds = len(job.spec.experiment.seeds) > 1
+    while not job.stop.is_set():
+        queue.requeue_stale(job.study)
+        optuna_trial = queue.claim(job.study, wanted)
+        if optuna_trial is None:
+            running = [t for t in job.study.get_trials(
+                deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+                if wanted is None or t.user_attrs.get(records.KEY) in wanted]
+            if not (wait_for_others and running):
+                return
+            time.sleep(min(job.spec.experiment.heartbeat, 5))
+            continue
+        trial = _spec_from_attrs(job.spec, optuna_trial.user_attrs)
+        try:
+            inputs = job.prepare()
+            preflight(job.spec, [trial], inputs)
+            tokenizer, data = inputs.for_trial(trial)
+        except BaseException as err:  # bad input found late: give the claimed trial back as failed
+            _fail(job.study, optuna_trial, None, f"{type(err).__name__}: {_first_line(err)}")
+            raise
+        run_name = trial.variant + (f"-s{trial.seed}" if several_seeds else "")
+        job.echo(f"trial {optuna_trial.number} {trial.key}: {_describe(trial)}")
+        _run_one(job.study, optuna_trial, trial, job.spec, data, tokenizer, job.tracker, run_name,
+                 outcome, job.echo)
 
 
 def run_study(spec: ExperimentSpec, only: list[str] | None = None,
-              echo: Callable[[str], None] = print) -> RunOutcome:
-    """Run every selected trial not yet complete, then write the report."""
-    from .data import load_labeled_splits
-
-    trials = select_trials(spec, only)
+              echo: Callable[[str], None] = print, *, rerun: list[str] | None = None,
+              retry_failed: bool = False, workers: int = 1,
+              stop: threading.Event | None = None) -> RunOutcome:
+    """Queue every selected trial not yet complete, train them (here, or in `workers` worker
+    processes), wait for the study's other workers, then write the report."""
+    trials = select_trials(spec, (only or []) + (rerun or []) or None)
     outcome = RunOutcome(planned=trials)
-    study = open_study(spec)
+    study = queue.open_study(spec)
     _write_study_files(spec)
-    outcome.skipped, _ = _enqueue_missing(study, trials)
-    pending = [t for t in trials if t.key not in outcome.skipped]
+    to_queue, outcome.skipped = plan(study, trials, rerun, retry_failed)
     if outcome.skipped:
         echo(f"re-using {len(outcome.skipped)} completed trial(s): {', '.join(outcome.skipped)}")
-
-    if pending:
-        splits = load_labeled_splits(spec.data)
-        for note in splits.notes:
-            echo(f"data: {note}")
-        echo(f"data: train {len(splits.train)}, validation {len(splits.validation)}, "
-             f"test {0 if splits.test is None else len(splits.test)} rows; "
-             f"labels {', '.join(splits.label_names)}")
-        inputs = TrialInputs(spec, splits)
-        preflight(spec, pending, inputs)
-        _record_study_attrs(study, spec, splits.label_names)
-        by_key = {t.key: t for t in pending}
-        tracker = make_tracker(spec.tracking, spec.output_dir)
-        several_seeds = len(spec.experiment.seeds) > 1
-
-        while (optuna_trial := _next_queued(study, set(by_key))) is not None:
-            key = optuna_trial.user_attrs.get(records.KEY)
-            trial = by_key.pop(key, None) or _spec_from_attrs(spec, optuna_trial.user_attrs)
-            tokenizer, data = inputs.for_trial(trial)
-            run_name = trial.variant + (f"-s{trial.seed}" if several_seeds else "")
-            echo(f"trial {optuna_trial.number} {trial.key}: {_describe(trial)}")
-            _run_one(study, optuna_trial, trial, spec, data, tokenizer, tracker, run_name,
-                     outcome, echo)
+    job = Work(spec, study, echo, stop or threading.Event())
+    if to_queue:
+        inputs = job.prepare()
+        preflight(spec, to_queue, inputs)  # every problem before anything trains
+        _record_study_attrs(study, spec, inputs.splits.label_names)
+        for trial in to_queue:  # tokenize once, before any worker starts
+            inputs.for_trial(trial)
+        queue.enqueue(study, to_queue)
+    wanted = {t.key for t in trials}
+    if workers > 1 and to_queue:
+        _run_worker_processes(spec, workers, echo)
+    work(job, wanted, outcome, wait_for_others=True)
+    _collect_outcome(study, wanted, outcome)
 
     from .report import build_report, write_report
 
@@ -221,8 +245,61 @@ def run_study(spec: ExperimentSpec, only: list[str] | None = None,
     return outcome
 
 
+def run_worker(spec: ExperimentSpec, echo: Callable[[str], None] = print,
+               stop: threading.Event | None = None) -> RunOutcome:
+    """`ablate worker`: join a study, train queued trials until the queue is empty."""
+    study = queue.open_study(spec, create=False)
+    outcome = RunOutcome(planned=[])
+    work(Work(spec, study, echo, stop or threading.Event()), None, outcome, wait_for_others=False)
+    return outcome
+
+
+def _run_worker_processes(spec: ExperimentSpec, workers: int, echo: Callable[[str], None]) -> None:
+    """Start `workers` processes of `ablate worker` on this study (one GPU each when there are
+    enough) and wait for them."""
+    import os
+    import subprocess
+    import sys
+
+    import torch
+
+    gpus = torch.cuda.device_count()
+    command = [sys.executable, "-m", "ablation", "worker", str(spec.path),
+               "--set", f"experiment.storage={json.dumps(spec.experiment.storage)}",
+               "--set", f"experiment.output_dir={json.dumps(str(spec.output_dir))}"]
+    processes = []
+    for index in range(workers):
+        env = dict(os.environ)
+        if gpus >= workers:
+            env["CUDA_VISIBLE_DEVICES"] = str(index)
+        processes.append(subprocess.Popen(command, env=env))
+    echo(f"started {workers} worker processes")
+    try:
+        for process in processes:
+            process.wait()
+    except KeyboardInterrupt:
+        for process in processes:
+            process.terminate()
+        raise
+
+
+def _collect_outcome(study: optuna.Study, wanted: set[str], outcome: RunOutcome) -> None:
+    """Trials of this invocation that other processes ran count in the outcome too."""
+    latest = records.latest_by_key(records.load_records(study))
+    for key in wanted:
+        record = latest.get(key)
+        if record is None or key in outcome.skipped:
+            continue
+        if record.complete:
+            outcome.failed.pop(key, None)
+            if key not in outcome.completed:
+                outcome.completed.append(key)
+        elif record.state == "FAIL" and key not in outcome.failed:
+            outcome.failed[key] = record.error or "failed"
+
+
 def _spec_from_attrs(spec: ExperimentSpec, attrs: dict[str, Any]) -> TrialSpec:
-    """A queued trial left by an earlier invocation that this one did not plan."""
+    """The trial a queued Optuna trial stands for (its user attributes say which)."""
     import dataclasses
 
     overrides = dict(attrs.get(records.OVERRIDES, {}))
@@ -286,4 +363,5 @@ def _run_one(study: optuna.Study, optuna_trial: optuna.Trial, trial: TrialSpec,
 def _fail(study: optuna.Study, optuna_trial: optuna.Trial, tracker: Any, message: str) -> None:
     optuna_trial.set_user_attr(records.ERROR, message)
     study.tell(optuna_trial, state=optuna.trial.TrialState.FAIL)
-    tracker.finish(error=message)
+    if tracker is not None:
+        tracker.finish(error=message)

@@ -208,6 +208,23 @@ class TrackerCallback(TrainerCallback):
                       f"{self.metric} {logs[key]:.4f}")
 
 
+class TrialTimeout(Exception):
+    """The trial ran longer than [experiment] trial_timeout."""
+
+
+class TimeoutCallback(TrainerCallback):
+    """Fails a trial that runs longer than trial_timeout (checked after every step)."""
+
+    def __init__(self, limit_s: int) -> None:
+        self.limit_s, self.started = limit_s, time.perf_counter()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        elapsed = time.perf_counter() - self.started
+        if elapsed > self.limit_s:
+            raise TrialTimeout(f"ran {elapsed:.0f} s, longer than trial_timeout = {self.limit_s} s "
+                               f"(step {state.global_step} of {state.max_steps})")
+
+
 # --------------------------------------------------------------------------- one trial
 
 
@@ -299,6 +316,8 @@ def train_trial(trial: TrialSpec, spec: ExperimentSpec, data: TokenizedData, tok
         TrackerCallback(tracker, trial.key, spec.experiment.metric, echo)]
     if recipe.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(recipe.early_stopping_patience))
+    if spec.experiment.trial_timeout:
+        callbacks.append(TimeoutCallback(spec.experiment.trial_timeout))
     trainer = Trainer(
         model=model, args=args, train_dataset=data.train, eval_dataset=data.validation,
         processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer),

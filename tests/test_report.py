@@ -11,9 +11,9 @@ import pytest
 
 from ablation import records
 from ablation.config import load_spec
+from ablation.queue import open_study
 from ablation.report import build_report, write_report
 from ablation.report.markdown import fmt, fmt_delta
-from ablation.sweep import open_study
 from ablation.variants import expand
 
 

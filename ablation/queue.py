@@ -1,0 +1,147 @@
+"""The study storage as a work queue shared by any number of worker processes.
+
+- Only the coordinator (`ablate run`) enqueues trials; workers only claim them, so a variant ×
+  seed is never queued twice.
+- Claiming moves a WAITING trial to RUNNING in the storage, which succeeds for exactly one process
+  (Optuna's RDB and journal storages check the previous state atomically).
+- A running trial sends heartbeats (Optuna's RDB heartbeat). A trial whose worker died goes stale;
+  the one process that wins its RUNNING → FAIL transition queues it again, so it runs again once.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from . import records
+from .config import ExperimentSpec
+from .errors import AblateInputError
+from .variants import TrialSpec
+
+JOURNAL_PREFIX = "journal:///"
+STALE_AFTER_HEARTBEATS = 3
+STALE_ERROR = "its worker stopped sending heartbeats (killed or crashed); queued again"
+
+
+def make_storage(url: str, heartbeat: int) -> optuna.storages.BaseStorage:
+    """SQLite, PostgreSQL, MySQL (with heartbeats), or a journal file: journal:///path/to/file."""
+    if url.startswith(JOURNAL_PREFIX):
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        path = Path("/" + url[len(JOURNAL_PREFIX):].lstrip("/"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(path)))
+    engine_kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):  # several local workers: wait for the file lock, don't fail
+        engine_kwargs = {"connect_args": {"timeout": 60}}
+    return optuna.storages.RDBStorage(
+        url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat,
+        grace_period=heartbeat * STALE_AFTER_HEARTBEATS)
+
+
+def open_study(spec: ExperimentSpec, create: bool = True) -> optuna.Study:
+    """Open (or create) the study; an unusable storage URL is bad input."""
+    url = spec.experiment.storage
+    never_run = AblateInputError(
+        f"no study {spec.name!r} in {url} yet; run `ablate run {spec.path}` first")
+    try:
+        if url.startswith("sqlite:///"):
+            database = Path(url[len("sqlite:///"):])
+            if not create and not database.exists():
+                raise never_run
+            database.parent.mkdir(parents=True, exist_ok=True)
+        if url.startswith(JOURNAL_PREFIX) and not create:
+            if not Path("/" + url[len(JOURNAL_PREFIX):].lstrip("/")).exists():
+                raise never_run
+        storage = make_storage(url, spec.experiment.heartbeat)
+        if not create:
+            return optuna.load_study(study_name=spec.name, storage=storage)
+        return optuna.create_study(study_name=spec.name, storage=storage,
+                                   direction=spec.experiment.direction, load_if_exists=True)
+    except AblateInputError:
+        raise
+    except KeyError:  # load_study: no study of that name in the storage
+        raise never_run from None
+    except Exception as err:  # bad URL, missing driver, unreachable server, unwritable folder
+        text = str(err).strip()
+        reason = text.splitlines()[0] if text else type(err).__name__
+        raise AblateInputError(f"[experiment] storage = {url!r} cannot be opened: {reason}") from None
+
+
+def enqueue(study: optuna.Study, trials: list[TrialSpec]) -> None:
+    for trial in trials:
+        study.enqueue_trial({}, user_attrs=records.trial_attrs(trial))
+
+
+def claim(study: optuna.Study, wanted: set[str] | None) -> optuna.Trial | None:
+    """Move the oldest waiting trial (of `wanted` keys, or any of ours) to RUNNING; None when
+    there is none left. Never creates a trial, unlike study.ask()."""
+    storage = study._storage
+    waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    for frozen in sorted(waiting, key=lambda t: t.number):
+        key = frozen.user_attrs.get(records.KEY)
+        if key is None or (wanted is not None and key not in wanted):
+            continue
+        if storage.set_trial_state_values(frozen._trial_id, state=TrialState.RUNNING):
+            return optuna.Trial(study, frozen._trial_id)
+    return None
+
+
+def requeue_stale(study: optuna.Study) -> list[str]:
+    """Fail the running trials whose worker died, and queue each again once; returns their keys.
+    Only the process whose RUNNING → FAIL update succeeds re-queues, so nothing runs twice."""
+    storage = study._storage
+    if not optuna.storages._heartbeat.is_heartbeat_enabled(storage):
+        return []
+    requeued = []
+    for trial_id in storage._get_stale_trial_ids(study._study_id):  # what fail_stale_trials uses
+        try:
+            storage.set_trial_user_attr(trial_id, records.ERROR, STALE_ERROR)
+            won = storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            won = False
+        if not won:
+            continue
+        frozen = storage.get_trial(trial_id)
+        if records.KEY in frozen.user_attrs:
+            attrs = dict(frozen.user_attrs)
+            attrs.pop(records.RESULT, None)
+            study.enqueue_trial({}, user_attrs={k: attrs[k] for k in (
+                records.VARIANT, records.SEED, records.KEY, records.OVERRIDES)})
+            requeued.append(attrs[records.KEY])
+    return requeued
+
+
+class Heartbeat:
+    """Records a running trial's heartbeat every interval, in a daemon thread."""
+
+    def __init__(self, study: optuna.Study, trial: optuna.Trial) -> None:
+        self.storage = study._storage
+        self.trial_id = trial._trial_id
+        self.interval = (self.storage.get_heartbeat_interval()
+                         if optuna.storages._heartbeat.is_heartbeat_enabled(self.storage) else None)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> Heartbeat:
+        if self.interval:
+            self.storage.record_heartbeat(self.trial_id)
+            self._thread = threading.Thread(target=self._beat, name="ablate-heartbeat", daemon=True)
+            self._thread.start()
+        return self
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.storage.record_heartbeat(self.trial_id)
+            except Exception:  # a storage hiccup must not kill training; the next beat retries
+                pass
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()

@@ -1,0 +1,371 @@
+"""`[search]`: a hyperparameter search over the training knobs, run as trials of the Optuna study.
+
+The file's `[search.space]` is validated here, before anything trains: each value goes through the
+knob's own check from `Recipe`, so a search can never propose what `[baseline]` would refuse. The
+rest maps the section onto Optuna: a sampler, a pruner, one `suggest_*` per knob, a Trainer
+callback that reports evaluations to the pruner, and parameter importances for the report.
+
+    [search]
+    n_trials = 20                  # total for the study, not per invocation
+    sampler = "tpe"                # tpe | random | grid | cmaes
+    pruner = "median"              # none | median | hyperband
+    [search.space]
+    learning_rate = { low = 1e-5, high = 1e-4, log = true }
+    batch_size = [8, 16, 32]
+    dropout = { low = 0.0, high = 0.4 }
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import logging
+import warnings
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+import optuna
+from optuna.trial import TrialState
+from transformers import TrainerCallback
+
+from .config import KNOBS, Recipe, _did_you_mean
+from .errors import AblateInputError
+
+log = logging.getLogger(__name__)
+
+SEARCH_KEYS = ("n_trials", "sampler", "pruner", "space")
+SAMPLERS = ("tpe", "random", "grid", "cmaes")
+PRUNERS = ("none", "median", "hyperband")
+RANGE_KEYS = ("low", "high", "log", "step")
+DEFAULT_SAMPLER = "tpe"
+# Pruning cuts trials short on a noisy early evaluation; a study opts in rather than out.
+DEFAULT_PRUNER = "none"
+NOT_SEARCHABLE = ("model", "model_config")
+
+# MedianPruner: no pruning until 5 trials have completed (the median of fewer is noise), and the
+# median at a step must come from at least 3 trials that reported at that very step. Steps are
+# optimizer steps (state.global_step) at evaluations; where the first evaluation falls depends on
+# eval_steps, batch size and data size, which this section does not see, so n_warmup_steps stays 0.
+MEDIAN_STARTUP_TRIALS = 5
+MEDIAN_WARMUP_STEPS = 0
+MEDIAN_MIN_TRIALS = 3
+# HyperbandPruner: resources are optimizer steps; the largest budget is taken from the first
+# completed trial ("auto"), and each rung keeps the best third.
+HYPERBAND_MIN_RESOURCE = 1
+HYPERBAND_REDUCTION_FACTOR = 3
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Recipe)}
+# Knobs that take a number (the annotation's first type is int or float) can have a range.
+_NUMERIC_KIND = {name: str(f.type).split(" | ")[0] for name, f in _FIELDS.items()
+                 if str(f.type).split(" | ")[0] in ("int", "float")}
+
+Kind = Literal["categorical", "float", "int"]
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One searched knob: a list of choices, or a numeric range with optional log scale or step."""
+
+    kind: Kind
+    choices: tuple | None = None
+    low: float | int | None = None
+    high: float | int | None = None
+    log: bool = False
+    step: float | int | None = None
+
+    def grid(self) -> tuple | None:
+        """Every value the grid sampler visits, or None where the dimension has no finite grid."""
+        if self.kind == "categorical":
+            return self.choices
+        if self.kind == "int" and self.step is not None:
+            return tuple(range(int(self.low), int(self.high) + 1, int(self.step)))
+        return None
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    """A validated `[search]` section."""
+
+    n_trials: int  # total for the study: a resumed study runs only what is missing
+    sampler: str
+    pruner: str
+    space: dict[str, Dimension]
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _choice_ok(value: Any) -> bool:
+    """Optuna stores categorical choices as JSON scalars only."""
+    return value is None or isinstance(value, (bool, int, float, str))
+
+
+def parse_search(raw: Any, path: Path) -> SearchSpec:
+    """Validate `[search]`; every bad input is one AblateInputError line naming file, key and value."""
+    if not isinstance(raw, dict):
+        raise AblateInputError(f"{path}: [search] must be a table with n_trials and [search.space]")
+    for key in raw:
+        if key not in SEARCH_KEYS:
+            raise AblateInputError(
+                f"{path}: unknown key {key!r} in [search]{_did_you_mean(key, SEARCH_KEYS)} "
+                f"(allowed: {', '.join(SEARCH_KEYS)})")
+
+    if "n_trials" not in raw:
+        raise AblateInputError(
+            f"{path}: [search] n_trials is required: the total number of trials for the study, "
+            "e.g. n_trials = 20")
+    n_trials = raw["n_trials"]
+    if isinstance(n_trials, float) and n_trials.is_integer():
+        n_trials = int(n_trials)
+    if not isinstance(n_trials, int) or isinstance(n_trials, bool) or n_trials < 1:
+        raise AblateInputError(
+            f"{path}: [search] n_trials = {raw['n_trials']!r} must be an integer >= 1 "
+            "(the total for the study, not per run)")
+
+    sampler = raw.get("sampler", DEFAULT_SAMPLER)
+    if sampler not in SAMPLERS:
+        hint = _did_you_mean(sampler, SAMPLERS) if isinstance(sampler, str) else ""
+        raise AblateInputError(
+            f"{path}: [search] sampler = {sampler!r} must be one of "
+            + ", ".join(repr(s) for s in SAMPLERS) + hint)
+    if sampler == "cmaes" and importlib.util.find_spec("cmaes") is None:
+        raise AblateInputError(
+            f"{path}: [search] sampler = 'cmaes' needs the cmaes package, which is not installed: "
+            "pip install cmaes (or use sampler = \"tpe\")")
+    pruner = raw.get("pruner", DEFAULT_PRUNER)
+    if pruner not in PRUNERS:
+        hint = _did_you_mean(pruner, PRUNERS) if isinstance(pruner, str) else ""
+        raise AblateInputError(
+            f"{path}: [search] pruner = {pruner!r} must be one of "
+            + ", ".join(repr(p) for p in PRUNERS) + hint)
+
+    space_raw = raw.get("space")
+    if not isinstance(space_raw, dict) or not space_raw:
+        raise AblateInputError(
+            f"{path}: [search.space] must name at least one knob to search, e.g. "
+            "learning_rate = { low = 1e-5, high = 1e-4, log = true }")
+    space: dict[str, Dimension] = {}
+    for key, value in space_raw.items():
+        if key in NOT_SEARCHABLE:
+            raise AblateInputError(
+                f"{path}: [search.space] {key} cannot be searched: compare models with "
+                "[variants] or [sweep] instead")
+        if key not in KNOBS:
+            searchable = [k for k in KNOBS if k not in NOT_SEARCHABLE]
+            raise AblateInputError(
+                f"{path}: [search.space] unknown knob {key!r}{_did_you_mean(key, searchable)} "
+                f"(knobs: {', '.join(searchable)})")
+        space[key] = _parse_dimension(key, value, path)
+        if sampler == "grid" and space[key].grid() is None:
+            raise AblateInputError(
+                f"{path}: [search.space] {key} = {value!r}: sampler = 'grid' needs a list of values "
+                "or an integer range with step, e.g. { low = 1, high = 4, step = 1 }")
+    if sampler == "cmaes" and all(d.kind == "categorical" for d in space.values()):
+        raise AblateInputError(
+            f"{path}: [search] sampler = 'cmaes' needs at least one range in [search.space] "
+            "(CMA-ES does not search lists); use sampler = \"tpe\" or \"grid\"")
+    return SearchSpec(n_trials=n_trials, sampler=sampler, pruner=pruner, space=space)
+
+
+def _parse_dimension(key: str, raw: Any, path: Path) -> Dimension:
+    where = f"{path}: [search.space] {key} = {raw!r}"
+    check = _FIELDS[key].metadata["check"]
+
+    def checked(label: str, value: Any) -> Any:
+        try:
+            return check(value)
+        except ValueError as err:
+            raise AblateInputError(f"{where}: {label} {value!r} {err}") from None
+
+    if isinstance(raw, list):
+        if not raw:
+            raise AblateInputError(f"{where} must be a non-empty list of values, e.g. [8, 16, 32]")
+        choices = []
+        for item in raw:
+            value = checked("item", item)
+            if not _choice_ok(value):
+                raise AblateInputError(
+                    f"{where}: item {item!r} cannot be a search choice: choices must be single "
+                    "strings, numbers or booleans")
+            if value in choices:
+                raise AblateInputError(f"{where} must not repeat a value ({item!r})")
+            choices.append(value)
+        return Dimension(kind="categorical", choices=tuple(choices))
+
+    if not isinstance(raw, dict):
+        raise AblateInputError(
+            f"{where} must be a list of values, e.g. [8, 16, 32], or a range, e.g. "
+            "{ low = 1e-5, high = 1e-4, log = true }")
+    for name in raw:
+        if name not in RANGE_KEYS:
+            raise AblateInputError(
+                f"{where} has unknown key {name!r}{_did_you_mean(name, RANGE_KEYS)} "
+                f"(allowed: {', '.join(RANGE_KEYS)})")
+    kind = _NUMERIC_KIND.get(key)
+    if kind is None:
+        raise AblateInputError(f"{where} must be a list of values: {key} is not a number, so it has no range")
+    if "low" not in raw or "high" not in raw:
+        raise AblateInputError(f"{where} must give both low and high")
+    low, high = checked("low", raw["low"]), checked("high", raw["high"])
+    for label, value in (("low", low), ("high", high)):
+        if not _is_number(value):  # an optional knob's ""/false means "unset", not a bound
+            raise AblateInputError(f"{where}: {label} {raw[label]!r} must be a number")
+    if low >= high:
+        raise AblateInputError(f"{where} must have low < high")
+    log_scale = raw.get("log", False)
+    if not isinstance(log_scale, bool):
+        raise AblateInputError(f"{where}: log {log_scale!r} must be true or false")
+    if log_scale and low <= 0:
+        raise AblateInputError(f"{where} must have low > 0 when log = true")
+    step = raw.get("step")
+    if step is not None:
+        if log_scale:
+            raise AblateInputError(f"{where} cannot combine step with log = true; drop one of them")
+        if kind == "int" and isinstance(step, float) and step.is_integer():
+            step = int(step)
+        if kind == "int" and (not isinstance(step, int) or isinstance(step, bool) or step < 1):
+            raise AblateInputError(f"{where}: step {raw['step']!r} must be an integer >= 1")
+        if kind == "float" and (not _is_number(step) or not step > 0):
+            raise AblateInputError(f"{where}: step {raw['step']!r} must be a number > 0")
+        if kind == "float":
+            step = float(step)
+        # Optuna would silently move high onto the grid; say so instead.
+        if (Decimal(str(high)) - Decimal(str(low))) % Decimal(str(step)) != 0:
+            raise AblateInputError(f"{where} must have high - low a multiple of step")
+    if kind == "int":
+        low, high = int(low), int(high)
+        # Int checks may allow a lone special value (max_steps = -1) below their range: the
+        # second value of the range must be valid too.
+        second = low + (step or 1)
+        if second <= high:
+            checked("value", second)
+    else:
+        low, high = float(low), float(high)
+    return Dimension(kind=kind, low=low, high=high, log=log_scale, step=step)
+
+
+# --------------------------------------------------------------------------- Optuna objects
+
+
+def make_sampler(spec: SearchSpec, seed: int) -> optuna.samplers.BaseSampler:
+    """The study's sampler, seeded so that a rerun proposes the same trials."""
+    if spec.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if spec.sampler == "grid":
+        return _AskTellGridSampler(
+            {name: list(dim.grid() or ()) for name, dim in spec.space.items()}, seed=seed)
+    if spec.sampler == "cmaes":
+        # CMA-ES handles only ranges; lists go to TPE rather than to Optuna's default, random.
+        return optuna.samplers.CmaEsSampler(
+            seed=seed, independent_sampler=optuna.samplers.TPESampler(seed=seed),
+            warn_independent_sampling=False)
+    return optuna.samplers.TPESampler(seed=seed)
+
+
+class _AskTellGridSampler(optuna.samplers.GridSampler):
+    """GridSampler calls study.stop() when the grid is used up, and that raises outside
+    study.optimize(): with ask-and-tell the final study.tell() would fail after recording the trial.
+    Here the runner stops instead, on n_trials or on `is_exhausted(study)`."""
+
+    def after_trial(self, study: optuna.Study, trial: Any, state: TrialState, values: Any) -> None:
+        try:
+            super().after_trial(study, trial, state, values)
+        except RuntimeError as err:
+            if "Study.stop" not in str(err):
+                raise
+
+
+def make_pruner(spec: SearchSpec) -> optuna.pruners.BasePruner:
+    """The study's pruner; see MEDIAN_* and HYPERBAND_* for the defaults and why."""
+    if spec.pruner == "median":
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=MEDIAN_STARTUP_TRIALS, n_warmup_steps=MEDIAN_WARMUP_STEPS,
+            n_min_trials=MEDIAN_MIN_TRIALS)
+    if spec.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(
+            min_resource=HYPERBAND_MIN_RESOURCE, max_resource="auto",
+            reduction_factor=HYPERBAND_REDUCTION_FACTOR)
+    return optuna.pruners.NopPruner()
+
+
+def suggest(trial: optuna.Trial, spec: SearchSpec) -> dict[str, Any]:
+    """One value per dimension, as knob overrides for the trial's recipe."""
+    overrides: dict[str, Any] = {}
+    for name, dim in spec.space.items():
+        if dim.kind == "categorical":
+            overrides[name] = trial.suggest_categorical(name, list(dim.choices or ()))
+        elif dim.kind == "int":
+            overrides[name] = trial.suggest_int(name, int(dim.low), int(dim.high),
+                                                step=int(dim.step or 1), log=dim.log)
+        else:
+            overrides[name] = trial.suggest_float(name, float(dim.low), float(dim.high),
+                                                  step=dim.step, log=dim.log)
+    return overrides
+
+
+def search_trial_name(number: int) -> str:
+    """The name of the search's trial with this Optuna number (its runs and folders)."""
+    return f"search_{number}"
+
+
+class PruningCallback(TrainerCallback):
+    """Reports the selection metric to the pruner at every evaluation and stops training when told.
+
+    Raising optuna.TrialPruned inside the Trainer would skip its clean-up and lose the trial's
+    record; instead training stops here, `pruned_at_step` is set, and the caller tells the trial
+    PRUNED once `train()` returns.
+    """
+
+    def __init__(self, trial: optuna.Trial, metric_key: str) -> None:
+        self.trial = trial
+        # The Trainer prefixes evaluation metrics: accept "macro_f1" as well as "eval_macro_f1".
+        self.metric_key = metric_key if metric_key.startswith("eval_") else f"eval_{metric_key}"
+        self.pruned_at_step: int | None = None
+        self._warned = False
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict | None = None,
+                    **kwargs: Any) -> None:
+        if self.pruned_at_step is not None:
+            return
+        value = (metrics or {}).get(self.metric_key)
+        if value is None:
+            if not self._warned:  # pruning is off for this trial, training goes on
+                log.warning("pruning: no %s among the evaluation metrics (%s)", self.metric_key,
+                            ", ".join(sorted(metrics or {})))
+                self._warned = True
+            return
+        self.trial.report(float(value), step=state.global_step)
+        if self.trial.should_prune():
+            self.pruned_at_step = state.global_step
+            control.should_training_stop = True
+
+
+def parameter_importances(study: optuna.Study, params: list[str]) -> dict[str, float]:
+    """Optuna's importances (PED-ANOVA by default) of `params` over the COMPLETE trials that have
+    them all, e.g. the search's trials among the ablation's; {} when there is too little to say."""
+    if not params:
+        return {}
+    trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+              if all(p in t.params for p in params)]
+    if len(trials) < 2:
+        return {}
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "new study created" line
+    try:
+        view = optuna.create_study(directions=study.directions)  # in memory: only these trials
+        view.add_trials(trials)
+        with warnings.catch_warnings():  # "too few trials" and experimental notes: the caller
+            warnings.simplefilter("ignore")  # gets numbers or {}
+            importances = optuna.importance.get_param_importances(view, params=list(params))
+    except Exception as err:  # any evaluator failure leaves the report without importances
+        log.warning("parameter importances unavailable: %s", err)
+        return {}
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    return {name: float(value) for name, value in importances.items()}

@@ -1,0 +1,155 @@
+"""Resilient sweeps on the tiny BERT: re-runs, retries, time-outs, graceful stops, several
+workers on one study (exactly once), and kill -9 at random moments followed by a resume."""
+
+from __future__ import annotations
+
+import collections
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from ablation import cli, train
+from ablation.config import load_spec
+from ablation.sweep import run_study
+
+FOUR_VARIANTS = ("bs32 = { batch_size = 32 }\nlr = { learning_rate = 5e-3 }\n"
+                 "wd = { weight_decay = 0.01 }\n")
+
+
+def _trials(path: Path, sets: list[str] | None = None) -> list[optuna.trial.FrozenTrial]:
+    spec = load_spec(path, sets)
+    return optuna.load_study(study_name=spec.name, storage=spec.experiment.storage).get_trials()
+
+
+def _complete_keys(trials) -> collections.Counter:
+    return collections.Counter(t.user_attrs["key"] for t in trials if t.state.name == "COMPLETE")
+
+
+def test_rerun_runs_a_variant_again_and_supersedes_its_old_result(write_experiment, capsys):
+    path = write_experiment()
+    assert cli.main(["run", str(path)]) == 0
+    assert cli.main(["run", str(path), "--rerun", "baseline_bs32"]) == 0
+    trials = _trials(path)
+    assert [t.user_attrs["key"] for t in trials] == ["baseline-s42", "baseline_bs32-s42",
+                                                      "baseline_bs32-s42"]
+    capsys.readouterr()
+    assert cli.main(["status", str(path)]) == 0
+    status = capsys.readouterr().out
+    assert "   1  baseline_bs32-s42                SUPERSEDED" in status
+    results = (load_spec(path).output_dir / "results.csv").read_text().splitlines()
+    assert len(results) == 3 and results[2].startswith("baseline_bs32,42,2,COMPLETE")
+
+
+def test_rerun_of_an_unknown_variant_is_bad_input(write_experiment, capsys):
+    path = write_experiment()
+    assert cli.main(["run", str(path), "--rerun", "nope"]) == 2
+    assert "--only 'nope': no such variant" in capsys.readouterr().err
+
+
+def test_retry_failed_runs_only_the_failed_trials(write_experiment, monkeypatch):
+    path = write_experiment()
+    real_train = train.train_trial
+
+    def fail_bs32(trial, *args, **kwargs):
+        if trial.variant == "baseline_bs32":
+            raise RuntimeError("flaky")
+        return real_train(trial, *args, **kwargs)
+
+    monkeypatch.setattr(train, "train_trial", fail_bs32)
+    assert cli.main(["run", str(path)]) == 1
+    monkeypatch.setattr(train, "train_trial", real_train)
+    new_variant = ["--set", "variants.lr.learning_rate=5e-3"]
+    assert cli.main(["run", str(path), "--retry-failed", *new_variant]) == 0
+    keys = [(t.user_attrs["key"], t.state.name) for t in _trials(path)]
+    assert keys == [("baseline-s42", "COMPLETE"), ("baseline_bs32-s42", "FAIL"),
+                    ("baseline_bs32-s42", "COMPLETE")]  # baseline_lr was not run
+
+
+def test_a_trial_running_past_trial_timeout_fails_and_the_study_goes_on(write_experiment):
+    path = write_experiment(variants="long = { epochs = 400 }\n")
+    assert cli.main(["run", str(path), "--set", "experiment.trial_timeout=2"]) == 1
+    states = {t.user_attrs["key"]: (t.state.name, t.user_attrs.get("error", ""))
+              for t in _trials(path)}
+    assert states["baseline-s42"][0] == "COMPLETE"
+    assert states["baseline_long-s42"][0] == "FAIL"
+    assert "longer than trial_timeout = 2 s" in states["baseline_long-s42"][1]
+
+
+def test_graceful_stop_finishes_the_running_trial_and_leaves_the_rest_queued(write_experiment,
+                                                                           monkeypatch):
+    path = write_experiment()
+    spec = load_spec(path)
+    stop = threading.Event()
+    real_train = train.train_trial
+
+    def train_then_ask_to_stop(*args, **kwargs):
+        stop.set()  # as if Ctrl+C came during the first trial
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(train, "train_trial", train_then_ask_to_stop)
+    outcome = run_study(spec, stop=stop, echo=lambda line: None)
+    assert outcome.completed == ["baseline-s42"]
+    assert [(t.user_attrs["key"], t.state.name) for t in _trials(path)] == [
+        ("baseline-s42", "COMPLETE"), ("baseline_bs32-s42", "WAITING")]
+    monkeypatch.setattr(train, "train_trial", real_train)
+    assert cli.main(["run", str(path)]) == 0
+    assert _complete_keys(_trials(path)) == {"baseline-s42": 1, "baseline_bs32-s42": 1}
+
+
+@pytest.mark.parametrize("storage", ["sqlite", "journal"])
+def test_four_workers_run_every_trial_exactly_once(write_experiment, tmp_path, storage):
+    path = write_experiment(variants=FOUR_VARIANTS)
+    sets = ["--set", "experiment.seeds=[1, 2]"]
+    if storage == "journal":
+        sets += ["--set", f'experiment.storage="journal:///{tmp_path}/study.journal"']
+    assert cli.main(["run", str(path), "--workers", "4", *sets]) == 0
+    trials = _trials(path, [s for s in sets if s != "--set"])
+    assert len(trials) == 8  # nothing claimed twice, no stray trial
+    assert set(_complete_keys(trials).values()) == {1} and len(_complete_keys(trials)) == 8
+    starts = sorted(t.datetime_start for t in trials)
+    ends = sorted(t.datetime_complete for t in trials)
+    assert starts[1] < ends[0], "trials ran side by side in several processes"
+
+
+def _ablate(*args: str) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.Popen([sys.executable, "-m", "ablation", *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def test_kill_9_at_random_moments_then_resume_gives_the_uninterrupted_results(write_experiment):
+    """Training is deterministic on CPU, so the resumed study must match the reference exactly."""
+    variants = FOUR_VARIANTS
+    reference = write_experiment(name="reference", variants=variants)
+    assert cli.main(["run", str(reference)]) == 0
+    expected = {t.user_attrs["key"]: t.user_attrs["result"]["validation"]
+                for t in _trials(reference)}
+
+    path = write_experiment(name="killed", variants=variants)
+    sets = ["--set", "experiment.heartbeat=1"]  # a dead worker's trial is stale after 3 s
+    rng = random.Random(7)
+    for _ in range(4):
+        process = _ablate("run", str(path), *sets)
+        time.sleep(rng.uniform(4.0, 12.0))  # imports take a few seconds; kill anywhere after
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    assert cli.main(["run", str(path), *sets]) == 0
+
+    trials = _trials(path)
+    complete = _complete_keys(trials)
+    assert complete == {key: 1 for key in expected}, "every trial stored exactly once"
+    got = {t.user_attrs["key"]: t.user_attrs["result"]["validation"] for t in trials
+           if t.state.name == "COMPLETE"}
+    assert got == expected
+    assert not [t for t in trials if t.state.name in ("RUNNING", "WAITING")]
+    report = (load_spec(path).output_dir / "report.md").read_text()
+    for key in expected:
+        assert key.removesuffix("-s42") in report

@@ -1,0 +1,359 @@
+"""`[search]`: parsing and its one-line errors, Optuna sampler/pruner/suggest on in-memory studies,
+the pruning callback on real TrainerState/TrainerControl objects, and parameter importances.
+
+Nothing here trains a model: the objectives are toy functions of the suggested values.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import tomllib
+from optuna.trial import TrialState
+from transformers.trainer_callback import (
+    CallbackHandler,
+    DefaultFlowCallback,
+    TrainerControl,
+    TrainerState,
+)
+
+from ablation import search
+from ablation.errors import AblateInputError
+from ablation.search import (
+    Dimension,
+    PruningCallback,
+    SearchSpec,
+    make_pruner,
+    make_sampler,
+    parameter_importances,
+    parse_search,
+    search_trial_name,
+    suggest,
+)
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+PATH = Path("study.toml")
+GOOD = """
+[search]
+n_trials = 20
+sampler = "tpe"
+pruner = "median"
+[search.space]
+learning_rate = { low = 1e-5, high = 1e-4, log = true }
+batch_size = [8, 16, 32]
+dropout = { low = 0.0, high = 0.4 }
+max_length = { low = 32, high = 128, step = 32 }
+warmup_ratio = { low = 0.0, high = 0.2, step = 0.05 }
+lr_scheduler = ["linear", "cosine"]
+"""
+
+
+def good_raw() -> dict[str, Any]:
+    return tomllib.loads(GOOD)["search"]
+
+
+def spec_of(space: dict[str, Any], sampler: str = "tpe", pruner: str = "none") -> SearchSpec:
+    return parse_search({"n_trials": 10, "sampler": sampler, "pruner": pruner, "space": space}, PATH)
+
+
+def search_error(raw: Any) -> str:
+    """The one-line message parse_search raises for a bad input."""
+    with pytest.raises(AblateInputError) as info:
+        parse_search(raw, PATH)
+    message = str(info.value)
+    assert "\n" not in message, message
+    assert message.startswith(f"{PATH}: "), message
+    return message
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def test_good_file_gives_dimensions_of_the_right_kind() -> None:
+    spec = parse_search(good_raw(), PATH)
+    assert (spec.n_trials, spec.sampler, spec.pruner) == (20, "tpe", "median")
+    assert list(spec.space) == ["learning_rate", "batch_size", "dropout", "max_length", "warmup_ratio",
+                                "lr_scheduler"]
+    assert spec.space["learning_rate"] == Dimension(kind="float", low=1e-5, high=1e-4, log=True)
+    assert spec.space["batch_size"] == Dimension(kind="categorical", choices=(8, 16, 32))
+    assert spec.space["dropout"] == Dimension(kind="float", low=0.0, high=0.4)
+    assert spec.space["max_length"] == Dimension(kind="int", low=32, high=128, step=32)
+    assert spec.space["warmup_ratio"] == Dimension(kind="float", low=0.0, high=0.2, step=0.05)
+    assert spec.space["lr_scheduler"].choices == ("linear", "cosine")
+    assert isinstance(spec.space["max_length"].low, int)
+    assert isinstance(spec.space["dropout"].high, float)
+
+
+def test_defaults_and_int_range_of_an_int_knob() -> None:
+    spec = parse_search({"n_trials": 3.0, "space": {"batch_size": {"low": 8, "high": 64, "log": True}}},
+                        PATH)
+    assert (spec.n_trials, spec.sampler, spec.pruner) == (3, search.DEFAULT_SAMPLER, search.DEFAULT_PRUNER)
+    assert spec.space["batch_size"] == Dimension(kind="int", low=8, high=64, log=True)
+
+
+def test_values_are_cleaned_by_the_knobs_own_check() -> None:
+    spec = spec_of({"epochs": {"low": 1, "high": 3}, "batch_size": [8.0, 16], "dropout": ["", 0.1]})
+    assert spec.space["epochs"] == Dimension(kind="float", low=1.0, high=3.0)
+    assert spec.space["batch_size"].choices == (8, 16)
+    assert spec.space["dropout"].choices == (None, 0.1)  # "" unsets it: the model's own dropout
+
+
+def space(**dims: Any) -> dict[str, Any]:
+    return {"n_trials": 5, "space": dims}
+
+
+ERRORS = [
+    ({"n_trial": 5, "space": {"batch_size": [8]}}, ["unknown key 'n_trial' in [search]",
+                                                     "did you mean 'n_trials'", "allowed:"]),
+    ({"space": {"batch_size": [8]}}, ["n_trials is required"]),
+    ({"n_trials": 0, "space": {"batch_size": [8]}}, ["n_trials = 0", "must be an integer >= 1"]),
+    ({"n_trials": "5", "space": {"batch_size": [8]}}, ["n_trials = '5'", "must be an integer >= 1"]),
+    ({"n_trials": True, "space": {"batch_size": [8]}}, ["n_trials = True", "must be an integer >= 1"]),
+    ({"n_trials": 2.5, "space": {"batch_size": [8]}}, ["n_trials = 2.5", "must be an integer >= 1"]),
+    ({"n_trials": 5, "sampler": "tpee", "space": {"batch_size": [8]}},
+     ["sampler = 'tpee'", "must be one of 'tpe', 'random', 'grid', 'cmaes'", "did you mean 'tpe'"]),
+    ({"n_trials": 5, "pruner": "medain", "space": {"batch_size": [8]}},
+     ["pruner = 'medain'", "must be one of 'none', 'median', 'hyperband'", "did you mean 'median'"]),
+    ({"n_trials": 5}, ["[search.space] must name at least one knob"]),
+    ({"n_trials": 5, "space": {}}, ["[search.space] must name at least one knob"]),
+    ({"n_trials": 5, "space": [1]}, ["[search.space] must name at least one knob"]),
+    (space(learning_rat=[1e-5]), ["unknown knob 'learning_rat'", "did you mean 'learning_rate'"]),
+    (space(model=["a", "b"]), ["[search.space] model cannot be searched", "[variants] or [sweep]"]),
+    (space(model_config=[{"num_hidden_layers": 2}]), ["model_config cannot be searched"]),
+    (space(learning_rate={"low": 1e-4, "high": 1e-5}), ["learning_rate = {'low': 0.0001", "low < high"]),
+    (space(dropout={"low": 0.2, "high": 0.2}), ["dropout", "low < high"]),
+    (space(weight_decay={"low": 0.0, "high": 0.1, "log": True}), ["weight_decay", "low > 0 when log"]),
+    (space(learning_rate={"low": 1e-5, "high": 1e-4, "setp": 1e-5}),
+     ["has unknown key 'setp'", "did you mean 'step'", "allowed: low, high, log, step"]),
+    (space(learning_rate={"low": 1e-5}), ["must give both low and high"]),
+    (space(learning_rate={"low": 1e-5, "high": 1e-4, "log": "yes"}), ["log 'yes' must be true or false"]),
+    (space(batch_size=[]), ["batch_size = []", "must be a non-empty list"]),
+    (space(learning_rate=1e-4), ["learning_rate = 0.0001 must be a list of values", "or a range"]),
+    # Every value goes through the knob's own check, with [baseline]'s wording.
+    (space(batch_size=[8, 0]), ["batch_size = [8, 0]: item 0 must be an integer >= 1"]),
+    (space(batch_size=[8, 16.5]), ["item 16.5 must be an integer >= 1"]),
+    (space(lr_scheduler=["linear", "warp"]), ["item 'warp' must be a transformers scheduler name"]),
+    (space(learning_rate={"low": 0, "high": 1e-4}), ["low 0 must be a finite number in (0, inf)"]),
+    (space(warmup_ratio={"low": 0.0, "high": 1.0}), ["high 1.0 must be a finite number in [0, 1)"]),
+    (space(dropout={"low": 0.0, "high": 1.0}), ["dropout", "high 1.0 must be a finite number in [0, 1)"]),
+    (space(batch_size={"low": 8, "high": 16.5}), ["high 16.5 must be an integer >= 1"]),
+    (space(dropout={"low": "", "high": 0.3}), ["low '' must be a number"]),
+    (space(max_steps={"low": -1, "high": 100}), ["max_steps", "value 0 must be an integer >= 1 or -1"]),
+    (space(lr_scheduler={"low": 1, "high": 2}), ["lr_scheduler is not a number, so it has no range"]),
+    (space(batch_size=[8, 8]), ["must not repeat a value"]),
+    (space(class_weight=["none", [1.0, 2.0]]), ["cannot be a search choice"]),
+    (space(learning_rate={"low": 1e-5, "high": 1e-4, "log": True, "step": 1e-5}),
+     ["cannot combine step with log"]),
+    (space(max_length={"low": 32, "high": 100, "step": 32}), ["high - low a multiple of step"]),
+    (space(dropout={"low": 0.0, "high": 0.3, "step": 0.25}), ["high - low a multiple of step"]),
+    (space(max_length={"low": 32, "high": 128, "step": 0}), ["step 0 must be an integer >= 1"]),
+    (space(dropout={"low": 0.0, "high": 0.3, "step": -0.1}), ["step -0.1 must be a number > 0"]),
+    ({"n_trials": 4, "sampler": "grid", "space": {"batch_size": [8, 16], "dropout": {"low": 0.0,
+                                                                                     "high": 0.2}}},
+     ["[search.space] dropout", "sampler = 'grid' needs a list of values or an integer range with step"]),
+    ({"n_trials": 4, "sampler": "grid", "space": {"max_length": {"low": 32, "high": 64}}},
+     ["max_length", "integer range with step"]),
+    ("n_trials = 5", ["[search] must be a table"]),
+]
+
+
+@pytest.mark.parametrize(("raw", "words"), ERRORS, ids=[str(i) for i in range(len(ERRORS))])
+def test_bad_input_is_one_line_naming_key_and_value(raw: Any, words: list[str]) -> None:
+    message = search_error(raw)
+    for word in words:
+        assert word in message, f"{word!r} not in {message!r}"
+
+
+def test_range_refusals_match_baseline_checks() -> None:
+    """The message carries the exact text the knob's check gives [baseline]."""
+    import dataclasses
+
+    from ablation.config import Recipe
+
+    check = {f.name: f.metadata["check"] for f in dataclasses.fields(Recipe)}["label_smoothing"]
+    with pytest.raises(ValueError) as baseline:
+        check(1.5)
+    message = search_error(space(label_smoothing={"low": 0.0, "high": 1.5}))
+    assert message.endswith(f"high 1.5 {baseline.value}")
+
+
+def test_cmaes_without_its_package_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(search.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "cmaes" else object())
+    message = search_error({"n_trials": 5, "sampler": "cmaes",
+                            "space": {"dropout": {"low": 0.0, "high": 0.3}}})
+    assert "pip install cmaes" in message
+
+
+def test_cmaes_with_its_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(search.importlib.util, "find_spec", lambda name, *a: object())
+    message = search_error({"n_trials": 5, "sampler": "cmaes", "space": {"batch_size": [8, 16]}})
+    assert "needs at least one range" in message
+    spec = parse_search({"n_trials": 5, "sampler": "cmaes",
+                         "space": {"dropout": {"low": 0.0, "high": 0.3}, "batch_size": [8, 16]}}, PATH)
+    assert isinstance(make_sampler(spec, seed=1), optuna.samplers.CmaEsSampler)
+
+
+# --------------------------------------------------------------------------- sampler, pruner, suggest
+
+
+@pytest.mark.parametrize(("name", "cls"), [("tpe", optuna.samplers.TPESampler),
+                                           ("random", optuna.samplers.RandomSampler),
+                                           ("grid", optuna.samplers.GridSampler)])
+def test_make_sampler(name: str, cls: type) -> None:
+    spec = spec_of({"batch_size": [8, 16]}, sampler=name)
+    assert isinstance(make_sampler(spec, seed=0), cls)
+
+
+@pytest.mark.parametrize(("name", "cls"), [("none", optuna.pruners.NopPruner),
+                                           ("median", optuna.pruners.MedianPruner),
+                                           ("hyperband", optuna.pruners.HyperbandPruner)])
+def test_make_pruner(name: str, cls: type) -> None:
+    assert isinstance(make_pruner(spec_of({"batch_size": [8, 16]}, pruner=name)), cls)
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random"])
+def test_suggest_stays_inside_the_space(sampler: str) -> None:
+    spec = parse_search(good_raw() | {"sampler": sampler}, PATH)
+    study = optuna.create_study(sampler=make_sampler(spec, seed=3))
+    for _ in range(15):
+        trial = study.ask()
+        values = suggest(trial, spec)
+        assert set(values) == set(spec.space)
+        assert 1e-5 <= values["learning_rate"] <= 1e-4
+        assert values["batch_size"] in (8, 16, 32)
+        assert 0.0 <= values["dropout"] <= 0.4
+        assert values["max_length"] in (32, 64, 96, 128) and isinstance(values["max_length"], int)
+        assert any(math.isclose(values["warmup_ratio"], k * 0.05) for k in range(5))
+        assert values["lr_scheduler"] in ("linear", "cosine")
+        assert trial.params == values
+        study.tell(trial, values["learning_rate"] * 1e4 + values["dropout"])
+
+
+def test_grid_covers_every_combination() -> None:
+    spec = spec_of({"batch_size": [8, 16], "max_length": {"low": 32, "high": 96, "step": 32},
+                    "lr_scheduler": ["linear"]}, sampler="grid")
+    sampler = make_sampler(spec, seed=0)
+    study = optuna.create_study(sampler=sampler)
+    seen = set()
+    for _ in range(6):
+        trial = study.ask()
+        values = suggest(trial, spec)
+        seen.add((values["batch_size"], values["max_length"], values["lr_scheduler"]))
+        study.tell(trial, 0.0)
+    # The last tell does not raise (GridSampler's study.stop() outside optimize()).
+    assert seen == set(itertools.product([8, 16], [32, 64, 96], ["linear"]))
+    assert sampler.is_exhausted(study)
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)
+
+
+def test_grid_inside_optimize_still_stops_the_study() -> None:
+    spec = spec_of({"batch_size": [8, 16, 32]}, sampler="grid")
+    study = optuna.create_study(sampler=make_sampler(spec, seed=0))
+    study.optimize(lambda trial: float(suggest(trial, spec)["batch_size"]), n_trials=10)
+    assert sorted(t.params["batch_size"] for t in study.trials) == [8, 16, 32]
+
+
+def test_search_trial_name() -> None:
+    assert search_trial_name(0) == "search_0"
+    assert search_trial_name(17) == "search_17"
+
+
+# --------------------------------------------------------------------------- pruning callback
+
+
+def median_study() -> optuna.Study:
+    """A maximizing study whose 5 completed trials reported 0.9 at steps 10 and 20."""
+    spec = spec_of({"batch_size": [8, 16]}, pruner="median")
+    study = optuna.create_study(direction="maximize", pruner=make_pruner(spec))
+    for _ in range(search.MEDIAN_STARTUP_TRIALS):
+        trial = study.ask()
+        trial.report(0.9, step=10)
+        trial.report(0.9, step=20)
+        study.tell(trial, 0.9)
+    return study
+
+
+def evaluate(callback: PruningCallback, step: int, metrics: dict[str, float]) -> TrainerControl:
+    """Dispatch on_evaluate the way the Trainer does (CallbackHandler, metrics= keyword)."""
+    state, control = TrainerState(), TrainerControl()
+    state.global_step = step
+    handler = CallbackHandler([DefaultFlowCallback, callback], None, None, None, None)
+    return handler.on_evaluate(None, state, control, metrics=metrics)
+
+
+def test_pruning_callback_stops_a_worse_trial() -> None:
+    study = median_study()
+    trial = study.ask()
+    callback = PruningCallback(trial, "eval_macro_f1")
+    control = evaluate(callback, 10, {"eval_macro_f1": 0.2, "eval_loss": 1.0})
+    assert control.should_training_stop
+    assert callback.pruned_at_step == 10
+    assert study.trials[-1].intermediate_values == {10: 0.2}
+    study.tell(trial, state=TrialState.PRUNED)  # what the caller does next
+    assert study.trials[-1].state == TrialState.PRUNED
+
+
+def test_pruning_callback_lets_a_better_trial_train() -> None:
+    study = median_study()
+    callback = PruningCallback(study.ask(), "macro_f1")  # the config's name works too
+    control = evaluate(callback, 10, {"eval_macro_f1": 0.95})
+    assert not control.should_training_stop
+    assert callback.pruned_at_step is None
+    control = evaluate(callback, 20, {"eval_macro_f1": 0.97})
+    assert not control.should_training_stop
+    assert study.trials[-1].intermediate_values == {10: 0.95, 20: 0.97}
+
+
+def test_pruning_callback_minimizing_loss_and_missing_metric() -> None:
+    study = optuna.create_study(direction="minimize", pruner=make_pruner(spec_of({"batch_size": [8]},
+                                                                                 pruner="median")))
+    for _ in range(5):
+        trial = study.ask()
+        trial.report(0.3, step=5)
+        study.tell(trial, 0.3)
+    trial = study.ask()
+    callback = PruningCallback(trial, "eval_loss")
+    assert not evaluate(callback, 5, {"eval_accuracy": 0.1}).should_training_stop  # nothing to report
+    assert study.trials[-1].intermediate_values == {}
+    assert evaluate(callback, 5, {"eval_loss": 2.0}).should_training_stop
+    assert callback.pruned_at_step == 5
+
+
+# --------------------------------------------------------------------------- importances
+
+
+def toy_study(n_trials: int) -> optuna.Study:
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(lambda t: t.suggest_float("x", -1, 1) ** 2 * 100 + t.suggest_int("y", 0, 3) * 0.01,
+                   n_trials=n_trials)
+    return study
+
+
+def test_importances_of_a_toy_study() -> None:
+    study = toy_study(10)
+    # Trials without the search's params (the ablation's own trials) are left out.
+    other = study.ask()
+    study.tell(other, 123.0)
+    importances = parameter_importances(study, ["x", "y"])
+    assert set(importances) == {"x", "y"}
+    assert math.isclose(sum(importances.values()), 1.0)
+    assert importances["x"] >= importances["y"]
+
+
+def test_importances_with_too_little_to_say(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert parameter_importances(toy_study(1), ["x", "y"]) == {}
+    assert parameter_importances(toy_study(5), ["x", "z"]) == {}  # no trial has z
+    assert parameter_importances(toy_study(5), []) == {}
+
+    def broken(*args: Any, **kwargs: Any) -> dict[str, float]:
+        raise RuntimeError("evaluator failed")
+
+    monkeypatch.setattr(optuna.importance, "get_param_importances", broken)
+    assert parameter_importances(toy_study(5), ["x", "y"]) == {}
