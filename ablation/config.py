@@ -265,6 +265,7 @@ class ExperimentSpec:
     variants: dict[str, dict[str, Any]]  # suffix -> overrides, as written in [variants]
     sweep: dict[str, list[Any]] = field(default_factory=dict)  # knob -> values, from [sweep]
     ablation: AblationSpec | None = None
+    search: Any = None  # search.SearchSpec, from [search]
 
     @property
     def name(self) -> str:
@@ -289,10 +290,12 @@ class ExperimentSpec:
             "variants": self.variants,
             "sweep": self.sweep,
             "ablation": dataclasses.asdict(self.ablation) if self.ablation else None,
+            "search": dataclasses.asdict(self.search) if self.search else None,
         }
 
 
-SECTIONS = ("experiment", "data", "model", "tracking", "baseline", "variants", "sweep", "ablation")
+SECTIONS = ("experiment", "data", "model", "tracking", "baseline", "variants", "sweep", "ablation",
+            "search")
 LOCAL_DATA_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet", ".csv.gz", ".jsonl.gz")
 
 # --------------------------------------------------------------------------- parsing
@@ -507,6 +510,11 @@ def load_spec(path: str | Path, sets: list[str] | None = None) -> ExperimentSpec
         variants[suffix] = parse_overrides(overrides, f"variants.{suffix}", path)
     sweep = parse_sweep(raw["sweep"], path) if "sweep" in raw else {}
     ablation = parse_ablation(raw["ablation"], path) if "ablation" in raw else None
+    search = None
+    if "search" in raw:
+        from .search import parse_search
+
+        search = parse_search(raw["search"], path)
 
     # Resolve defaults that depend on other keys, and paths relative to the working folder.
     name = experiment.name or path.stem
@@ -529,7 +537,8 @@ def load_spec(path: str | Path, sets: list[str] | None = None) -> ExperimentSpec
 
     spec = ExperimentSpec(
         path=path.resolve(), text=text, experiment=experiment, data=data_spec, model=model,
-        tracking=tracking, baseline=baseline, variants=variants, sweep=sweep, ablation=ablation)
+        tracking=tracking, baseline=baseline, variants=variants, sweep=sweep, ablation=ablation,
+        search=search)
     from .variants import named_variants
 
     named_variants(spec)  # a name produced twice is an error before anything runs

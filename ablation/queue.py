@@ -58,10 +58,17 @@ def open_study(spec: ExperimentSpec, create: bool = True) -> optuna.Study:
             if not Path("/" + url[len(JOURNAL_PREFIX):].lstrip("/")).exists():
                 raise never_run
         storage = make_storage(url, spec.experiment.heartbeat)
+        search: dict[str, Any] = {}
+        if spec.search is not None:
+            from .search import make_pruner, make_sampler
+
+            search = {"sampler": make_sampler(spec.search, seed=spec.experiment.seeds[0]),
+                      "pruner": make_pruner(spec.search)}
         if not create:
-            return optuna.load_study(study_name=spec.name, storage=storage)
+            return optuna.load_study(study_name=spec.name, storage=storage, **search)
         return optuna.create_study(study_name=spec.name, storage=storage,
-                                   direction=spec.experiment.direction, load_if_exists=True)
+                                   direction=spec.experiment.direction, load_if_exists=True,
+                                   **search)
     except AblateInputError:
         raise
     except KeyError:  # load_study: no study of that name in the storage

@@ -190,6 +190,8 @@ def work(job: Work, wanted: set[str] | None, outcome: RunOutcome, wait_for_other
         queue.requeue_stale(job.study)
         optuna_trial = queue.claim(job.study, wanted)
         if optuna_trial is None:
+            if job.spec.search is not None and _search_once(job, outcome):
+                continue
             running = [t for t in job.study.get_trials(
                 deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
                 if wanted is None or t.user_attrs.get(records.KEY) in wanted]
@@ -197,18 +199,54 @@ def work(job: Work, wanted: set[str] | None, outcome: RunOutcome, wait_for_other
                 return
             time.sleep(min(job.spec.experiment.heartbeat, 5))
             continue
-        trial = _spec_from_attrs(job.spec, optuna_trial.user_attrs)
-        try:
-            inputs = job.prepare()
-            preflight(job.spec, [trial], inputs)
-            tokenizer, data = inputs.for_trial(trial)
-        except BaseException as err:  # bad input found late: give the claimed trial back as failed
-            _fail(job.study, optuna_trial, None, f"{type(err).__name__}: {_first_line(err)}")
-            raise
-        run_name = trial.variant + (f"-s{trial.seed}" if several_seeds else "")
-        job.echo(f"trial {optuna_trial.number} {trial.key}: {_describe(trial)}")
-        _run_one(job.study, optuna_trial, trial, job.spec, data, tokenizer, job.tracker, run_name,
-                 outcome, job.echo)
+        with queue.Heartbeat(job.study, optuna_trial):  # from the claim until the trial is told
+            trial = _spec_from_attrs(job.spec, optuna_trial.user_attrs)
+            tokenizer, data = _inputs_for(job, optuna_trial, trial)
+            run_name = trial.variant + (f"-s{trial.seed}" if several_seeds else "")
+            job.echo(f"trial {optuna_trial.number} {trial.key}: {_describe(trial)}")
+            _run_one(job.study, optuna_trial, trial, job.spec, data, tokenizer, job.tracker,
+                     run_name, outcome, job.echo)
+
+
+def _inputs_for(job: Work, optuna_trial: optuna.Trial, trial: TrialSpec) -> tuple[Any, Any]:
+    """Tokenizer and data for a claimed trial; bad input found this late fails the trial first."""
+    try:
+        inputs = job.prepare()
+        preflight(job.spec, [trial], inputs)
+        return inputs.for_trial(trial)
+    except BaseException as err:
+        _fail(job.study, optuna_trial, None, f"{type(err).__name__}: {_first_line(err)}")
+        raise
+
+
+def _search_once(job: Work, outcome: RunOutcome) -> bool:
+    """Run one trial proposed by the [search] sampler; False once the study holds n_trials
+    search trials (in any state: a failing region is not retried for ever)."""
+    import dataclasses
+
+    from .search import PruningCallback, search_trial_name, suggest
+
+    search = job.spec.search
+    made = [t for t in job.study.get_trials(deepcopy=False)
+            if str(t.user_attrs.get(records.VARIANT, "")).startswith("search_")]
+    if len(made) >= search.n_trials:
+        return False
+    optuna_trial = job.study.ask()
+    with queue.Heartbeat(job.study, optuna_trial):
+        overrides = suggest(optuna_trial, search)
+        trial = TrialSpec(variant=search_trial_name(optuna_trial.number),
+                          seed=job.spec.experiment.seeds[0], overrides=overrides,
+                          recipe=dataclasses.replace(job.spec.baseline, **overrides))
+        for key, value in records.trial_attrs(trial).items():
+            optuna_trial.set_user_attr(key, value)
+        tokenizer, data = _inputs_for(job, optuna_trial, trial)
+        metric = job.spec.experiment.metric
+        pruning = PruningCallback(optuna_trial, metric)
+        job.echo(f"trial {optuna_trial.number} {trial.key}: {_describe(trial)} "
+                 f"(search {len(made) + 1}/{search.n_trials})")
+        _run_one(job.study, optuna_trial, trial, job.spec, data, tokenizer, job.tracker,
+                 trial.variant, outcome, job.echo, pruning)
+    return True
 
 
 def run_study(spec: ExperimentSpec, only: list[str] | None = None,
@@ -315,7 +353,7 @@ def _describe(trial: TrialSpec) -> str:
 
 def _run_one(study: optuna.Study, optuna_trial: optuna.Trial, trial: TrialSpec,
              spec: ExperimentSpec, data: Any, tokenizer: Any, tracker: Any, run_name: str,
-             outcome: RunOutcome, echo: Callable[[str], None]) -> None:
+             outcome: RunOutcome, echo: Callable[[str], None], pruning: Any = None) -> None:
     from .train import release_memory, train_trial
 
     trial_dir = spec.output_dir / "trials" / trial.key
@@ -334,7 +372,8 @@ def _run_one(study: optuna.Study, optuna_trial: optuna.Trial, trial: TrialSpec,
         log.info("trial %s (%s) starts: %s", optuna_trial.number, trial.key, tracker_config)
         try:
             tracker.start(run_name, spec.name, tracker_config)
-            result = train_trial(trial, spec, data, tokenizer, trial_dir, tracker, echo)
+            result = train_trial(trial, spec, data, tokenizer, trial_dir, tracker, echo,
+                                 [pruning] if pruning is not None else None)
         except KeyboardInterrupt:
             _fail(study, optuna_trial, tracker, "interrupted by the user (Ctrl+C)")
             raise
@@ -348,6 +387,13 @@ def _run_one(study: optuna.Study, optuna_trial: optuna.Trial, trial: TrialSpec,
             release_memory()
             return
         value = result["validation"][spec.experiment.metric]
+        if pruning is not None and pruning.pruned_at_step is not None:
+            result["pruned_at_step"] = pruning.pruned_at_step
+            optuna_trial.set_user_attr(records.RESULT, result)
+            study.tell(optuna_trial, state=optuna.trial.TrialState.PRUNED)
+            tracker.finish()
+            echo(f"trial {optuna_trial.number} {trial.key} pruned at step {pruning.pruned_at_step}")
+            return
         optuna_trial.set_user_attr(records.RESULT, result)
         study.tell(optuna_trial, value)
         tracker.finish()

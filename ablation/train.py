@@ -295,8 +295,8 @@ def _curves(log_history: list[dict]) -> tuple[list[dict], list[dict]]:
 
 
 def train_trial(trial: TrialSpec, spec: ExperimentSpec, data: TokenizedData, tokenizer: Any,
-                trial_dir: Path, tracker: Tracker,
-                echo: Callable[[str], None] = print) -> dict[str, Any]:
+                trial_dir: Path, tracker: Tracker, echo: Callable[[str], None] = print,
+                extra_callbacks: list[TrainerCallback] | None = None) -> dict[str, Any]:
     """Train one trial; returns what the storage keeps. Raises on failure."""
     started = time.perf_counter()
     recipe = trial.recipe
@@ -318,6 +318,7 @@ def train_trial(trial: TrialSpec, spec: ExperimentSpec, data: TokenizedData, tok
         callbacks.append(EarlyStoppingCallback(recipe.early_stopping_patience))
     if spec.experiment.trial_timeout:
         callbacks.append(TimeoutCallback(spec.experiment.trial_timeout))
+    callbacks += extra_callbacks or []
     trainer = Trainer(
         model=model, args=args, train_dataset=data.train, eval_dataset=data.validation,
         processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer),

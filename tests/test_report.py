@@ -184,6 +184,8 @@ def test_ablation_table_shows_each_change_alone_and_removed(write_experiment):
     assert "+0.1000" in cw_row.split("|")[2] and "better" in cw_row.split("|")[2]
     assert "-0.1000" in cw_row.split("|")[3] and "worse" in cw_row.split("|")[3]  # removing cw hurts
     assert "within noise" in ls_row.split("|")[2] and "within noise" in ls_row.split("|")[3]
+    assert "**helps in the full recipe; helps alone**" in cw_row
+    assert "**within noise in the full recipe; within noise alone**" in ls_row
     assert "`full` (every change) vs `baseline`: +0.1000" in text
 
 

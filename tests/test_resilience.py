@@ -18,6 +18,7 @@ import pytest
 
 from ablation import cli, train
 from ablation.config import load_spec
+from ablation.queue import open_study
 from ablation.sweep import run_study
 
 FOUR_VARIANTS = ("bs32 = { batch_size = 32 }\nlr = { learning_rate = 5e-3 }\n"
@@ -25,8 +26,7 @@ FOUR_VARIANTS = ("bs32 = { batch_size = 32 }\nlr = { learning_rate = 5e-3 }\n"
 
 
 def _trials(path: Path, sets: list[str] | None = None) -> list[optuna.trial.FrozenTrial]:
-    spec = load_spec(path, sets)
-    return optuna.load_study(study_name=spec.name, storage=spec.experiment.storage).get_trials()
+    return open_study(load_spec(path, sets), create=False).get_trials()
 
 
 def _complete_keys(trials) -> collections.Counter:
@@ -73,14 +73,15 @@ def test_retry_failed_runs_only_the_failed_trials(write_experiment, monkeypatch)
                     ("baseline_bs32-s42", "COMPLETE")]  # baseline_lr was not run
 
 
-def test_a_trial_running_past_trial_timeout_fails_and_the_study_goes_on(write_experiment):
-    path = write_experiment(variants="long = { epochs = 400 }\n")
-    assert cli.main(["run", str(path), "--set", "experiment.trial_timeout=2"]) == 1
-    states = {t.user_attrs["key"]: (t.state.name, t.user_attrs.get("error", ""))
-              for t in _trials(path)}
-    assert states["baseline-s42"][0] == "COMPLETE"
-    assert states["baseline_long-s42"][0] == "FAIL"
-    assert "longer than trial_timeout = 2 s" in states["baseline_long-s42"][1]
+def test_trials_running_past_trial_timeout_fail_and_the_study_goes_on(write_experiment):
+    # Every trial needs minutes (5000 epochs) against a 1 s limit: independent of machine load.
+    path = write_experiment(variants="bs32 = { batch_size = 32 }\n",
+                            baseline="learning_rate = 1e-3\nepochs = 5000\nlogging_steps = 50\n")
+    assert cli.main(["run", str(path), "--set", "experiment.trial_timeout=1"]) == 1
+    states = [(t.user_attrs["key"], t.state.name, t.user_attrs.get("error", "")) for t in _trials(path)]
+    assert [s[:2] for s in states] == [("baseline-s42", "FAIL"), ("baseline_bs32-s42", "FAIL")]
+    for _, _, error in states:
+        assert error.startswith("TrialTimeout: ran ") and "longer than trial_timeout = 1 s" in error
 
 
 def test_graceful_stop_finishes_the_running_trial_and_leaves_the_rest_queued(write_experiment,
@@ -153,3 +154,26 @@ def test_kill_9_at_random_moments_then_resume_gives_the_uninterrupted_results(wr
     report = (load_spec(path).output_dir / "report.md").read_text()
     for key in expected:
         assert key.removesuffix("-s42") in report
+
+
+def test_search_runs_n_trials_in_total_and_reports_them(write_experiment):
+    path = write_experiment(variants="", extra=(
+        '[search]\nn_trials = 6\nsampler = "random"\npruner = "median"\n'
+        '[search.space]\nlearning_rate = { low = 1e-4, high = 1e-2, log = true }\n'
+        'batch_size = [8, 16, 32]\n'))
+    assert cli.main(["run", str(path)]) == 0
+    trials = _trials(path)
+    searched = [t for t in trials if t.user_attrs["variant"].startswith("search_")]
+    assert len(searched) == 6 and len(trials) == 7  # plus the baseline
+    for t in searched:
+        assert t.user_attrs["variant"] == f"search_{t.number}"
+        assert 1e-4 <= t.params["learning_rate"] <= 1e-2 and t.params["batch_size"] in (8, 16, 32)
+        assert t.user_attrs["overrides"] == t.params
+        assert t.state.name in ("COMPLETE", "PRUNED")
+        if t.state.name == "PRUNED":
+            assert t.user_attrs["result"]["pruned_at_step"] > 0
+    assert cli.main(["run", str(path)]) == 0  # n_trials is for the study, not per invocation
+    assert len(_trials(path)) == 7
+    report = (load_spec(path).output_dir / "report.md").read_text()
+    assert "## Search" in report and "6 of 6 search trials" in report
+    assert "- **Best**: `search_" in report

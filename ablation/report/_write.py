@@ -52,10 +52,16 @@ def build_report(spec: ExperimentSpec, study: optuna.Study) -> dict[str, Any]:
         variants["ci_low"] = [intervals[n].low for n in variants["variant"]]
         variants["ci_high"] = [intervals[n].high for n in variants["variant"]]
     effects = compute_effects(chosen, order, metric, greater, len(label_names))
+    importances: dict[str, float] = {}
+    if spec.search is not None:
+        from ..search import parameter_importances
+
+        importances = parameter_importances(study, list(spec.search.space))
     findings = {r.key: diagnose(r.result, label_names) for r in chosen}
     return {"metric": metric, "greater_is_better": greater, "info": info, "records": records,
             "chosen": chosen, "trials": trials, "variants": variants, "order": order,
-            "effects": effects, "findings": findings, "label_names": label_names}
+            "effects": effects, "findings": findings, "label_names": label_names,
+            "importances": importances}
 
 
 def write_report(spec: ExperimentSpec, study: optuna.Study,
@@ -167,15 +173,55 @@ def _ablation_table(built: dict[str, Any]) -> list[str]:
             return "—"
         return f"{fmt_delta(e.interval.estimate)} {fmt_interval(e.interval)} {e.verdict}"
 
+    def change_verdict(change: str) -> str:
+        """What the change itself does: removing it is 'better' when the change hurts."""
+        flip = {"better": "hurts", "worse": "helps"}
+        same = {"better": "helps", "worse": "hurts"}
+        removed, alone = by_variant.get(MINUS + change), by_variant.get(PLUS + change)
+        verdicts = []
+        if removed is not None:
+            verdicts.append(flip.get(removed.verdict, removed.verdict) + " in the full recipe")
+        if alone is not None:
+            verdicts.append(same.get(alone.verdict, alone.verdict) + " alone")
+        return "; ".join(verdicts) or "—"
+
     lines = ["## Ablation", "",
              "*Alone*: the change added to the baseline (`baseline_plus_<change>` − `baseline`). "
-             "*Removed*: the full recipe without it (`full_minus_<change>` − `full`); a negative "
-             "value means the change helps within the full recipe.", "",
-             "| change | alone | removed from full |", "|---|---|---|"]
+             "*Removed*: the full recipe without it (`full_minus_<change>` − `full`); a positive "
+             "value means the recipe is better without the change.", "",
+             "| change | alone | removed from full | the change… |", "|---|---|---|---|"]
     for change in changes:
-        lines.append(f"| {change} | {cell(PLUS + change)} | {cell(MINUS + change)} |")
+        lines.append(f"| {change} | {cell(PLUS + change)} | {cell(MINUS + change)} | "
+                     f"**{change_verdict(change)}** |")
     if FULL in by_variant:
         lines += ["", f"`full` (every change) vs `baseline`: {cell(FULL)}."]
+    return lines + [""]
+
+
+def _search_section(spec: ExperimentSpec, built: dict[str, Any]) -> list[str]:
+    """[search]: how many trials ran, the best one's parameters, Optuna's importances."""
+    searched = [r for r in built["records"] if r.variant.startswith("search_") and not r.superseded]
+    if spec.search is None and not searched:
+        return []
+    states = [r.state for r in searched]
+    total = spec.search.n_trials if spec.search else len(searched)
+    lines = ["## Search", "",
+             f"{len(searched)} of {total} search trials: {states.count('COMPLETE')} complete, "
+             f"{states.count('PRUNED')} pruned, {states.count('FAIL')} failed "
+             f"(sampler {spec.search.sampler if spec.search else '?'}, "
+             f"pruner {spec.search.pruner if spec.search else '?'}).", ""]
+    complete = [r for r in searched if r.complete and r.value is not None]
+    if complete:
+        best = (max if built["greater_is_better"] else min)(complete, key=lambda r: r.value)
+        lines += [f"- **Best**: `{best.variant}` — {built['metric']} {fmt(best.value)} with "
+                  + ", ".join(f"`{k} = {v}`" for k, v in best.overrides.items())]
+    if built["importances"]:
+        lines.append("- **Parameter importances** (Optuna): " + ", ".join(
+            f"{name} {value:.2f}" for name, value in built["importances"].items()))
+    pruned = [r for r in searched if r.state == "PRUNED"]
+    if pruned:
+        lines.append("- **Pruned**: " + ", ".join(
+            f"`{r.variant}` at step {r.result.get('pruned_at_step', '?')}" for r in pruned))
     return lines + [""]
 
 
@@ -219,6 +265,7 @@ def render_markdown(spec: ExperimentSpec, built: dict[str, Any], pictures: dict[
     ]
     lines += _what_mattered(built)
     lines += _ablation_table(built)
+    lines += _search_section(spec, built)
     lines += ["## Results", "",
               "Validation metrics of each trial's selected checkpoint; precision and recall are macro "
               "averages; test metrics are of the same checkpoint. Loss and gradient-norm columns come "

@@ -102,7 +102,7 @@ def compute_effects(records: list[TrialRecord], order: list[str], metric: str,
     complete = [r for r in records if r.complete]
     effects = [_effect(complete, variant, reference_of(variant, order), metric,
                        greater_is_better, n_classes)
-               for variant in order if variant != BASELINE]
+               for variant in order if variant != BASELINE and not variant.startswith("search_")]
     return sorted((e for e in effects if e is not None),
                   key=lambda e: -abs(e.interval.estimate)
                   if not math.isnan(e.interval.estimate) else math.inf)

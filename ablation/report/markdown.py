@@ -44,7 +44,9 @@ def variant_table(variants: pd.DataFrame, metric: str, with_test: bool, with_ci:
     for _, row in variants.iterrows():
         name = f"**{row['variant']}** ★" if row["best"] else row["variant"]
         if row["seeds"] == 0:
-            name += " (no complete trial)"
+            pruned = row.get("pruned_at_step")
+            name += " (no complete trial)" if pruned is None or pruned != pruned \
+                else f" (pruned at step {int(pruned)})"
         cells = [name, row["changes"]]
         for _, column, kind in columns:
             if kind == "pair":

@@ -51,6 +51,7 @@ def trial_row(record: TrialRecord) -> dict[str, Any]:
         row[f"test_{metric}"] = test.get(metric, math.nan)
     row |= {"best_step": result.get("best_step"), "steps": result.get("steps"),
             "runtime_s": result.get("runtime_s", math.nan),
+            "pruned_at_step": result.get("pruned_at_step"),
             "train_samples_per_s": result.get("train_samples_per_s", math.nan),
             "error": record.error or ""}
     return row
@@ -79,8 +80,10 @@ def variants_frame(trials: pd.DataFrame, metric: str, greater_is_better: bool,
         all_runs = trials[trials["variant"] == name]
         if all_runs.empty:
             continue
+        pruned = all_runs["pruned_at_step"].dropna()
         row: dict[str, Any] = {"variant": name, "changes": all_runs["changes"].iloc[0],
-                               "seeds": len(group), "failed": int((all_runs["state"] == "FAIL").sum())}
+                               "seeds": len(group), "failed": int((all_runs["state"] == "FAIL").sum()),
+                               "pruned_at_step": int(pruned.iloc[0]) if len(pruned) else None}
         per_class = [c for c in trials.columns if c.startswith("f1_")]
         for column in NUMERIC + tuple(per_class):
             values = group[column].astype(float)
