@@ -11,16 +11,23 @@
 from __future__ import annotations
 
 import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.exceptions import ExperimentalWarning
 from optuna.trial import TrialState
 
 from . import records
 from .config import ExperimentSpec
 from .errors import AblateInputError
 from .variants import TrialSpec
+
+# Heartbeats are an "experimental" Optuna feature meant for Study.optimize; ablate drives them
+# itself (see Heartbeat), so these two warnings say nothing to a user.
+warnings.filterwarnings("ignore", message=".*heartbeat_interval.*", category=ExperimentalWarning)
+warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with")
 
 JOURNAL_PREFIX = "journal:///"
 STALE_AFTER_HEARTBEATS = 3

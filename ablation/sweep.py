@@ -354,7 +354,7 @@ def _describe(trial: TrialSpec) -> str:
 def _run_one(study: optuna.Study, optuna_trial: optuna.Trial, trial: TrialSpec,
              spec: ExperimentSpec, data: Any, tokenizer: Any, tracker: Any, run_name: str,
              outcome: RunOutcome, echo: Callable[[str], None], pruning: Any = None) -> None:
-    from .train import release_memory, train_trial
+    from . import train
 
     trial_dir = spec.output_dir / "trials" / trial.key
     if trial_dir.exists():
@@ -372,8 +372,9 @@ def _run_one(study: optuna.Study, optuna_trial: optuna.Trial, trial: TrialSpec,
         log.info("trial %s (%s) starts: %s", optuna_trial.number, trial.key, tracker_config)
         try:
             tracker.start(run_name, spec.name, tracker_config)
-            result = train_trial(trial, spec, data, tokenizer, trial_dir, tracker, echo,
-                                 [pruning] if pruning is not None else None)
+            result = train.train_with_backoff(
+                trial, spec, data, tokenizer, trial_dir, tracker, echo=echo,
+                extra_callbacks=[pruning] if pruning is not None else None)
         except KeyboardInterrupt:
             _fail(study, optuna_trial, tracker, "interrupted by the user (Ctrl+C)")
             raise
@@ -384,7 +385,7 @@ def _run_one(study: optuna.Study, optuna_trial: optuna.Trial, trial: TrialSpec,
             outcome.failed[trial.key] = message
             echo(f"trial {optuna_trial.number} {trial.key} FAILED: {message} "
                  f"(log: {trial_dir / 'trial.log'})")
-            release_memory()
+            train.release_memory()
             return
         value = result["validation"][spec.experiment.metric]
         if pruning is not None and pruning.pruned_at_step is not None:

@@ -7,11 +7,14 @@ run makes the next trial's points collide with it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
 from .config import TrackingSpec
+
+log = logging.getLogger(__name__)
 
 
 class Tracker(Protocol):
@@ -43,16 +46,46 @@ class SwanLabTracker:
         self.mode = spec.mode  # always explicit: SwanLab's own default is online
         self.log_dir = output_dir / "swanlog"
         self._run: Any = None
+        self._warned: set[str] = set()
 
     def start(self, name: str, group: str, config: dict[str, Any]) -> None:
+        """Start the run; a tracker that cannot start (online without a key, unwritable folder)
+        falls back to offline, then to no tracking, with one warning: the trial still runs."""
+        modes = [self.mode] + (["offline"] if self.mode not in ("offline", "disabled") else [])
+        for mode in modes:
+            try:
+                self._run = self._init(name, group, config, mode)
+            except Exception as err:
+                reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                if mode == modes[-1]:
+                    self._warn_once(f"SwanLab could not start ({reason}); this study runs without "
+                                    "tracking")
+                    self.mode = "disabled"
+                    self._run = None
+                    return
+                self._warn_once(f"SwanLab mode {mode!r} could not start ({reason}); logging "
+                                f"offline under {self.log_dir} instead (sync later with `swanlab "
+                                "sync`)")
+                self.mode = "offline"
+                continue
+            return
+
+    def _init(self, name: str, group: str, config: dict[str, Any], mode: str) -> Any:
         import swanlab
 
+        if mode == "disabled":
+            return None
         self.log_dir.mkdir(parents=True, exist_ok=True)
         settings = swanlab.Settings(
             probe=swanlab.Settings.Probe(monitor=False, requirements=False, git=False))
-        self._run = swanlab.init(
-            project=self.project, name=name, group=group, config=config, mode=self.mode,
+        return swanlab.init(
+            project=self.project, name=name, group=group, config=config, mode=mode,
             log_dir=str(self.log_dir), reinit=True, settings=settings)
+
+    def _warn_once(self, message: str) -> None:
+        if message not in self._warned:
+            self._warned.add(message)
+            log.warning(message)
 
     def log(self, metrics: dict[str, float], step: int) -> None:
         if self._run is not None and metrics:

@@ -7,6 +7,7 @@ JSON-ready dict for the study storage.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import platform
 import shutil
@@ -375,6 +376,54 @@ def train_trial(trial: TrialSpec, spec: ExperimentSpec, data: TokenizedData, tok
     del trainer, model
     release_memory()
     return result
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """CUDA (or other accelerator) out-of-memory, as torch raises it."""
+    return isinstance(err, torch.OutOfMemoryError) or (
+        isinstance(err, RuntimeError) and "out of memory" in str(err).lower())
+
+
+class OutOfMemoryAtBatchOne(Exception):
+    """Still out of memory with one example per device: the trial cannot run on this device."""
+
+
+def train_with_backoff(trial: TrialSpec, *args: Any, echo: Callable[[str], None] = print,
+                       **kwargs: Any) -> dict[str, Any]:
+    """train_trial, retried on out-of-memory with half the per-device batch and twice the
+    gradient accumulation (the same effective batch); the retries are recorded in the result."""
+    backoff: list[dict[str, Any]] = []
+    while True:
+        try:
+            result = train_trial(trial, *args, echo=echo, **kwargs)
+        except Exception as err:
+            if not is_out_of_memory(err):
+                raise
+            recipe = trial.recipe
+            release_memory()
+            if recipe.batch_size == 1:
+                raise OutOfMemoryAtBatchOne(
+                    f"out of memory even at batch_size 1 (tried {[b['batch_size'] for b in backoff]}"
+                    f" before): {str(err).splitlines()[0] if str(err) else type(err).__name__}"
+                ) from None
+            smaller = dataclasses.replace(
+                recipe, batch_size=max(1, recipe.batch_size // 2),
+                gradient_accumulation_steps=recipe.gradient_accumulation_steps * 2,
+                eval_batch_size=max(1, recipe.eval_batch_size // 2))
+            backoff.append({"batch_size": recipe.batch_size,
+                            "gradient_accumulation_steps": recipe.gradient_accumulation_steps})
+            echo(f"  {trial.key}: out of memory at batch_size {recipe.batch_size}; retrying with "
+                 f"batch_size {smaller.batch_size} × accumulation "
+                 f"{smaller.gradient_accumulation_steps}")
+            log.warning("trial %s out of memory at batch_size %s: %s", trial.key,
+                        recipe.batch_size, err)
+            trial = dataclasses.replace(trial, recipe=smaller)
+            continue
+        if backoff:
+            result["oom_backoff"] = backoff
+            result["batch_size"] = trial.recipe.batch_size
+            result["gradient_accumulation_steps"] = trial.recipe.gradient_accumulation_steps
+        return result
 
 
 class _QuietProgress(ProgressCallback):

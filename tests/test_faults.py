@@ -1,0 +1,92 @@
+"""Faults a study must survive: out of memory (injected, as CUDA would raise it), a tracker that
+cannot start."""
+
+from __future__ import annotations
+
+import logging
+
+import optuna
+import pytest
+import torch
+import transformers
+
+from ablation import cli
+from ablation.config import load_spec
+
+
+def _trials(path):
+    spec = load_spec(path)
+    return optuna.load_study(study_name=spec.name, storage=spec.experiment.storage).get_trials()
+
+
+@pytest.fixture
+def oom_above(monkeypatch):
+    """Make Trainer.train raise CUDA's out-of-memory error above a per-device batch size."""
+    real_train = transformers.Trainer.train
+
+    def install(limit: int, only: str = "") -> None:
+        def train(self, *args, **kwargs):
+            if self.args.per_device_train_batch_size > limit and only in self.args.output_dir:
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            return real_train(self, *args, **kwargs)
+
+        monkeypatch.setattr(transformers.Trainer, "train", train)
+
+    return install
+
+
+def test_out_of_memory_halves_the_batch_and_doubles_accumulation(write_experiment, oom_above):
+    path = write_experiment(variants="", baseline="learning_rate = 1e-3\nbatch_size = 32\n"
+                                                  "epochs = 1\neval_steps = 5\nlogging_steps = 2\n")
+    oom_above(8)
+    assert cli.main(["run", str(path)]) == 0
+    (trial,) = _trials(path)
+    result = trial.user_attrs["result"]
+    assert trial.state.name == "COMPLETE"
+    assert result["oom_backoff"] == [{"batch_size": 32, "gradient_accumulation_steps": 1},
+                                     {"batch_size": 16, "gradient_accumulation_steps": 2}]
+    assert (result["batch_size"], result["gradient_accumulation_steps"]) == (8, 4)  # 32 per step
+
+
+def test_out_of_memory_at_batch_one_fails_the_trial_and_the_study_goes_on(write_experiment,
+                                                                         oom_above):
+    path = write_experiment(variants="big = { batch_size = 4 }\n")
+    oom_above(0, only="baseline_big")  # even batch 1 does not fit, for this variant only
+    assert cli.main(["run", str(path)]) == 1
+    states = {t.user_attrs["key"]: (t.state.name, t.user_attrs.get("error")) for t in _trials(path)}
+    assert states["baseline-s42"][0] == "COMPLETE"
+    assert states["baseline_big-s42"][0] == "FAIL"
+    assert states["baseline_big-s42"][1].startswith(
+        "OutOfMemoryAtBatchOne: out of memory even at batch_size 1 (tried [4, 2] before)")
+
+
+def test_a_tracker_that_cannot_start_online_logs_offline_with_one_warning(write_experiment,
+                                                                          monkeypatch, caplog):
+    import swanlab
+
+    real_init = swanlab.init
+
+    def init(*args, mode=None, **kwargs):
+        if mode == "online":
+            raise RuntimeError("api key not configured")
+        return real_init(*args, mode=mode, **kwargs)
+
+    monkeypatch.setattr(swanlab, "init", init)
+    path = write_experiment(tracking='backend = "swanlab"\nmode = "online"')
+    with caplog.at_level(logging.WARNING, logger="ablation"):
+        assert cli.main(["run", str(path)]) == 0
+    warnings = [r.getMessage() for r in caplog.records if "SwanLab" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "mode 'online' could not start (api key not configured); logging offline" in warnings[0]
+    assert len(list((load_spec(path).output_dir / "swanlog").glob("run-*"))) == 2
+
+
+def test_an_unwritable_tracker_folder_runs_the_study_untracked(write_experiment, caplog):
+    path = write_experiment(tracking='backend = "swanlab"\nmode = "local"')
+    output_dir = load_spec(path).output_dir
+    output_dir.mkdir(parents=True)
+    (output_dir / "swanlog").write_text("a file where the folder should be")
+    with caplog.at_level(logging.WARNING, logger="ablation"):
+        assert cli.main(["run", str(path)]) == 0
+    assert [t.state.name for t in _trials(path)] == ["COMPLETE", "COMPLETE"]
+    assert any("this study runs without tracking" in r.getMessage() for r in caplog.records)
