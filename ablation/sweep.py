@@ -302,6 +302,7 @@ def _run_worker_processes(spec: ExperimentSpec, workers: int, echo: Callable[[st
     import torch
 
     gpus = torch.cuda.device_count()
+    threads = max(1, (os.cpu_count() or 1) // workers)  # oversubscribed CPU threads thrash
     command = [sys.executable, "-m", "ablation", "worker", str(spec.path),
                "--set", f"experiment.storage={json.dumps(spec.experiment.storage)}",
                "--set", f"experiment.output_dir={json.dumps(str(spec.output_dir))}"]
@@ -310,6 +311,8 @@ def _run_worker_processes(spec: ExperimentSpec, workers: int, echo: Callable[[st
         env = dict(os.environ)
         if gpus >= workers:
             env["CUDA_VISIBLE_DEVICES"] = str(index)
+        elif gpus == 0:
+            env.setdefault("OMP_NUM_THREADS", str(threads))
         processes.append(subprocess.Popen(command, env=env))
     echo(f"started {workers} worker processes")
     try:

@@ -204,3 +204,13 @@ def test_diagnosis_and_pictures_are_in_the_report(write_experiment):
     for picture in ("metric", "confusion", "learning_curve"):
         assert f"(plots/{picture}.png)" in text
         assert (spec.output_dir / "plots" / f"{picture}.png").stat().st_size > 1000
+
+
+def test_identical_results_over_seeds_still_plot(tmp_path):
+    """Zero spread: the CI is [v, v] while the mean may differ from v in its last bit."""
+    from ablation.report.plots import plot_metric
+
+    value = 0.3
+    mean = float(np.nextafter(value, 0.0))  # one bit below the interval [value, value]
+    path = plot_metric(["baseline"], [mean], [value], [value], "macro_f1", None, tmp_path / "m.png")
+    assert path.stat().st_size > 1000

@@ -54,6 +54,12 @@ def plot_curves(records: list[TrialRecord], out_dir: Path, variant_order: list[s
     return written
 
 
+def _bar(mean: float, low: float, high: float) -> list[list[float]]:
+    """Error-bar lengths; never negative (a zero-width interval may differ from the mean in its
+    last bit)."""
+    return [[max(0.0, mean - low)], [max(0.0, high - mean)]]
+
+
 def plot_metric(names: list[str], means: list[float], lows: list[float], highs: list[float],
                 metric: str, best: str | None, path: Path) -> Path:
     """The selection metric per variant, with 95 % CI error bars where there are several seeds."""
@@ -62,8 +68,7 @@ def plot_metric(names: list[str], means: list[float], lows: list[float], highs: 
     for yi, name, mean, low, high in zip(y, names, means, lows, highs, strict=True):
         color = "tab:orange" if name == best else "tab:blue"
         if low == low and high == high:  # not NaN
-            ax.errorbar(mean, yi, xerr=[[mean - low], [high - mean]], fmt="o", color=color,
-                        capsize=4)
+            ax.errorbar(mean, yi, xerr=_bar(mean, low, high), fmt="o", color=color, capsize=4)
         else:
             ax.plot(mean, yi, "o", color=color)
     if names and names[0] == "baseline" and means[0] == means[0]:
@@ -113,7 +118,7 @@ def plot_learning_curve(points: list[tuple[int, float, float, float]], metric: s
     ax.plot(xs, means, "o-", color="tab:blue")
     for n, mean, low, high in points:
         if low == low and high == high:
-            ax.errorbar(n, mean, yerr=[[mean - low], [high - mean]], color="tab:blue", capsize=4)
+            ax.errorbar(n, mean, yerr=_bar(mean, low, high), color="tab:blue", capsize=4)
     ax.set_xscale("log")
     ax.set_xlabel("training examples")
     ax.set_ylabel(f"{metric} (validation)")

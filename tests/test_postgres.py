@@ -1,0 +1,65 @@
+"""Many workers on one study in a real PostgreSQL server (scripts/postgres-test-server.sh)."""
+
+from __future__ import annotations
+
+import collections
+import os
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from ablation import cli
+from ablation.config import load_spec
+from ablation.queue import open_study
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    url = os.environ.get("ABLATE_TEST_POSTGRES")
+    if not url:
+        reason = ("needs a PostgreSQL server: "
+                  "export ABLATE_TEST_POSTGRES=$(bash scripts/postgres-test-server.sh)")
+        if os.environ.get("ABLATE_REQUIRE_POSTGRES") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    pytest.importorskip("psycopg", reason="pip install psycopg[binary] (the dev extra has it)")
+    return url
+
+
+def _sets(url: str) -> list[str]:
+    # A fresh study name per test: the server outlives the test session.
+    name = f"pg_{uuid.uuid4().hex[:10]}"
+    return ["--set", f'experiment.storage="{url}"', "--set", f'experiment.name="{name}"',
+            "--set", "experiment.seeds=[1, 2]"]
+
+
+def _complete(path, sets) -> tuple[int, collections.Counter]:
+    trials = open_study(load_spec(path, sets[1::2]), create=False).get_trials()
+    return len(trials), collections.Counter(
+        t.user_attrs["key"] for t in trials if t.state.name == "COMPLETE")
+
+
+VARIANTS = "bs32 = { batch_size = 32 }\nlr = { learning_rate = 5e-3 }\nwd = { weight_decay = 0.01 }\n"
+
+
+def test_four_workers_on_postgres_run_every_trial_exactly_once(write_experiment, postgres_url):
+    path = write_experiment(variants=VARIANTS)
+    sets = _sets(postgres_url)
+    assert cli.main(["run", str(path), "--workers", "4", *sets]) == 0
+    total, complete = _complete(path, sets)
+    assert total == 8 and len(complete) == 8 and set(complete.values()) == {1}
+
+
+def test_a_worker_from_another_machine_joins_the_study(write_experiment, postgres_url):
+    """`ablate worker FILE --storage URL` beside `ablate run`: they share the queue."""
+    path = write_experiment(variants=VARIANTS)
+    sets = _sets(postgres_url)
+    joined = subprocess.Popen([sys.executable, "-m", "ablation", "worker", str(path), *sets],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert cli.main(["run", str(path), *sets]) == 0
+    output, _ = joined.communicate(timeout=300)
+    total, complete = _complete(path, sets)
+    assert total == 8 and set(complete.values()) == {1} and len(complete) == 8
+    assert joined.returncode == 0, output
