@@ -78,7 +78,7 @@ def main() -> None:
             path = study_file(root, args.trials, workers, storage)
             started = time.perf_counter()
             subprocess.run([sys.executable, "-m", "ablation", "run", str(path),
-                            "--workers", str(workers)], check=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            "--workers", str(workers)], check=True, capture_output=True)
             elapsed = time.perf_counter() - started
             rows.append((workers, elapsed, args.trials / elapsed * 60))
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs; storage: {args.storage}; "
