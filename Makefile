@@ -26,4 +26,4 @@ test: setup
 	@$(OFFLINE_HF); $(PY) -m pytest -q $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
 
 lint: setup
-	$(VENV)/bin/ruff check ablation tests
+	$(VENV)/bin/ruff check ablation tests benchmarks

@@ -7,6 +7,7 @@ run makes the next trial's points collide with it.
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -99,6 +100,8 @@ class SwanLabTracker:
             run.finish(state="success")
         else:
             run.finish(state="crashed", error=error)
+        del run
+        gc.collect()  # SwanLab's local database connections close only when collected
 
 
 TRACKERS: dict[str, Callable[[TrackingSpec, Path], Tracker]] = {
