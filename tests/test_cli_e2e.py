@@ -87,7 +87,7 @@ def test_a_failing_trial_is_recorded_and_retried_on_the_next_run(write_experimen
 
     def train_or_fail(trial, *args, **kwargs):
         if trial.variant == "baseline_bs32":
-            raise RuntimeError("simulated out of memory")
+            raise RuntimeError("simulated crash")
         return real_train(trial, *args, **kwargs)
 
     monkeypatch.setattr(train, "train_trial", train_or_fail)
@@ -95,12 +95,12 @@ def test_a_failing_trial_is_recorded_and_retried_on_the_next_run(write_experimen
     states = {t.user_attrs["key"]: (t.state.name, t.user_attrs.get("error"))
               for t in _study(path).get_trials()}
     assert states == {"baseline-s42": ("COMPLETE", None),
-                      "baseline_bs32-s42": ("FAIL", "RuntimeError: simulated out of memory")}
+                      "baseline_bs32-s42": ("FAIL", "RuntimeError: simulated crash")}
     output_dir = load_spec(path).output_dir
     log = (output_dir / "trials" / "baseline_bs32-s42" / "trial.log").read_text()
-    assert "Traceback" in log and "simulated out of memory" in log
+    assert "Traceback" in log and "simulated crash" in log
     report = (output_dir / "report.md").read_text()
-    assert "`baseline_bs32-s42` (trial 1): RuntimeError: simulated out of memory" in report
+    assert "`baseline_bs32-s42` (trial 1): RuntimeError: simulated crash" in report
 
     capsys.readouterr()
     assert cli.main(["status", str(path)]) == 1
