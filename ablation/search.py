@@ -106,6 +106,16 @@ def _choice_ok(value: Any) -> bool:
     return value is None or isinstance(value, (bool, int, float, str))
 
 
+def _choice(raw: dict, key: str, default: str, allowed: tuple[str, ...], path: Path) -> str:
+    value = raw.get(key, default)
+    if value not in allowed:
+        hint = _did_you_mean(value, allowed) if isinstance(value, str) else ""
+        raise AblateInputError(
+            f"{path}: [search] {key} = {value!r} must be one of "
+            + ", ".join(repr(a) for a in allowed) + hint)
+    return value
+
+
 def parse_search(raw: Any, path: Path) -> SearchSpec:
     """Validate `[search]`; every bad input is one AblateInputError line naming file, key and value."""
     if not isinstance(raw, dict):
@@ -128,22 +138,12 @@ def parse_search(raw: Any, path: Path) -> SearchSpec:
             f"{path}: [search] n_trials = {raw['n_trials']!r} must be an integer >= 1 "
             "(the total for the study, not per run)")
 
-    sampler = raw.get("sampler", DEFAULT_SAMPLER)
-    if sampler not in SAMPLERS:
-        hint = _did_you_mean(sampler, SAMPLERS) if isinstance(sampler, str) else ""
-        raise AblateInputError(
-            f"{path}: [search] sampler = {sampler!r} must be one of "
-            + ", ".join(repr(s) for s in SAMPLERS) + hint)
+    sampler = _choice(raw, "sampler", DEFAULT_SAMPLER, SAMPLERS, path)
     if sampler == "cmaes" and importlib.util.find_spec("cmaes") is None:
         raise AblateInputError(
             f"{path}: [search] sampler = 'cmaes' needs the cmaes package, which is not installed: "
             "pip install cmaes (or use sampler = \"tpe\")")
-    pruner = raw.get("pruner", DEFAULT_PRUNER)
-    if pruner not in PRUNERS:
-        hint = _did_you_mean(pruner, PRUNERS) if isinstance(pruner, str) else ""
-        raise AblateInputError(
-            f"{path}: [search] pruner = {pruner!r} must be one of "
-            + ", ".join(repr(p) for p in PRUNERS) + hint)
+    pruner = _choice(raw, "pruner", DEFAULT_PRUNER, PRUNERS, path)
 
     space_raw = raw.get("space")
     if not isinstance(space_raw, dict) or not space_raw:
