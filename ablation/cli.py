@@ -146,13 +146,10 @@ def _dry_run(spec: Any, trials: list) -> int:
     from .records import load_records
     from .variants import describe_changes
 
-    done: set[str] = set()
-    storage_file = spec.experiment.storage.removeprefix("sqlite:///")
-    if not spec.experiment.storage.startswith("sqlite:///") or Path(storage_file).exists():
-        try:
-            done = {r.key for r in load_records(open_study(spec, create=False)) if r.complete}
-        except AblateInputError:
-            pass
+    try:
+        done = {r.key for r in load_records(open_study(spec, create=False)) if r.complete}
+    except AblateInputError:  # never run (nothing created), or storage unreachable: all to run
+        done = set()
     print(f"plan: {len(trials)} trial(s)")
     for trial in trials:
         state = "complete, re-used" if trial.key in done else "to run"

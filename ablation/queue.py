@@ -34,12 +34,16 @@ STALE_AFTER_HEARTBEATS = 3
 STALE_ERROR = "its worker stopped sending heartbeats (killed or crashed); queued again"
 
 
+def _journal_path(url: str) -> Path:
+    return Path("/" + url[len(JOURNAL_PREFIX):].lstrip("/"))
+
+
 def make_storage(url: str, heartbeat: int) -> optuna.storages.BaseStorage:
     """SQLite, PostgreSQL, MySQL (with heartbeats), or a journal file: journal:///path/to/file."""
     if url.startswith(JOURNAL_PREFIX):
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-        path = Path("/" + url[len(JOURNAL_PREFIX):].lstrip("/"))
+        path = _journal_path(url)
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path)))
     engine_kwargs: dict[str, Any] = {}
@@ -62,7 +66,7 @@ def open_study(spec: ExperimentSpec, create: bool = True) -> optuna.Study:
                 raise never_run
             database.parent.mkdir(parents=True, exist_ok=True)
         if url.startswith(JOURNAL_PREFIX) and not create:
-            if not Path("/" + url[len(JOURNAL_PREFIX):].lstrip("/")).exists():
+            if not _journal_path(url).exists():
                 raise never_run
         storage = make_storage(url, spec.experiment.heartbeat)
         search: dict[str, Any] = {}
@@ -122,11 +126,8 @@ def requeue_stale(study: optuna.Study) -> list[str]:
             continue
         frozen = storage.get_trial(trial_id)
         if records.KEY in frozen.user_attrs:
-            attrs = dict(frozen.user_attrs)
-            attrs.pop(records.RESULT, None)
-            study.enqueue_trial({}, user_attrs={k: attrs[k] for k in (
-                records.VARIANT, records.SEED, records.KEY, records.OVERRIDES)})
-            requeued.append(attrs[records.KEY])
+            study.enqueue_trial({}, user_attrs={k: frozen.user_attrs[k] for k in records.IDENTITY})
+            requeued.append(frozen.user_attrs[records.KEY])
     return requeued
 
 

@@ -18,6 +18,7 @@ from .variants import TrialSpec
 # Trial user attributes.
 VARIANT, SEED, KEY, OVERRIDES, RESULT, ERROR = (
     "variant", "seed", "key", "overrides", "result", "error")
+IDENTITY = (VARIANT, SEED, KEY, OVERRIDES)  # what says which trial it is (set when enqueued)
 # Study user attributes. SUPERSEDED lists trial numbers replaced by `ablate run --rerun`
 # (a finished Optuna trial cannot be changed, so the study keeps the list).
 SUPERSEDED = "superseded"

@@ -8,6 +8,7 @@ trial never stops the others.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import shutil
@@ -83,6 +84,17 @@ class TrialInputs:
         self.spec, self.splits = spec, splits
         self._tokenizers: dict[tuple[str, str | None], Any] = {}
         self._tokenized: dict[tuple[str, str | None, int], Any] = {}
+        self._configs: dict[tuple[str, str | None, str], Any] = {}
+
+    def model_config(self, source: Any) -> Any:
+        """The model config with its overrides (loaded once per model and overrides; checks the
+        override keys). Callers get a copy, since dropout knobs change it."""
+        from .train import load_model_config
+
+        key = (source.name, source.revision, json.dumps(source.config, sort_keys=True))
+        if key not in self._configs:
+            self._configs[key] = load_model_config(source, self.splits.label_names)
+        return copy.deepcopy(self._configs[key])
 
     def tokenizer(self, source: Any) -> Any:
         from .train import load_tokenizer
@@ -110,22 +122,19 @@ def preflight(spec: ExperimentSpec, trials: list[TrialSpec], inputs: TrialInputs
     every model and tokenizer loads, config overrides exist, knobs fit the data."""
     import numpy as np
 
-    from .train import ModelSource, apply_dropout, check_precision, class_weights, load_model_config
+    from .train import ModelSource, apply_dropout, check_precision, class_weights
 
     label_names = inputs.splits.label_names
-    configs: dict[tuple[str, str | None, str], Any] = {}  # one load per distinct model + overrides
     for trial in trials:
         where = f"{spec.path}: {trial.variant}"
         try:
             source = ModelSource.of(spec, trial.recipe)
-            key = (source.name, source.revision, json.dumps(source.config, sort_keys=True))
-            if key not in configs:
-                configs[key] = load_model_config(source, label_names)
-                inputs.tokenizer(source)
+            config = inputs.model_config(source)
+            inputs.tokenizer(source)
             problem = check_precision(trial.recipe.precision)
             if problem:
                 raise AblateInputError(f"precision = {trial.recipe.precision!r}: {problem}")
-            apply_dropout(configs[key], trial.recipe)
+            apply_dropout(config, trial.recipe)
             class_weights(trial.recipe, np.arange(len(label_names)), len(label_names))
         except AblateInputError as err:
             raise AblateInputError(f"{where}: {err}") from None
@@ -222,7 +231,6 @@ def _inputs_for(job: Work, optuna_trial: optuna.Trial, trial: TrialSpec) -> tupl
 def _search_once(job: Work, outcome: RunOutcome) -> bool:
     """Run one trial proposed by the [search] sampler; False once the study holds n_trials
     search trials (in any state: a failing region is not retried for ever)."""
-    import dataclasses
 
     from .search import PruningCallback, search_trial_name, suggest
 
@@ -234,9 +242,8 @@ def _search_once(job: Work, outcome: RunOutcome) -> bool:
     optuna_trial = job.study.ask()
     with queue.Heartbeat(job.study, optuna_trial):
         overrides = suggest(optuna_trial, search)
-        trial = TrialSpec(variant=search_trial_name(optuna_trial.number),
-                          seed=job.spec.experiment.seeds[0], overrides=overrides,
-                          recipe=dataclasses.replace(job.spec.baseline, **overrides))
+        trial = TrialSpec.of(job.spec.baseline, search_trial_name(optuna_trial.number),
+                             job.spec.experiment.seeds[0], overrides)
         for key, value in records.trial_attrs(trial).items():
             optuna_trial.set_user_attr(key, value)
         tokenizer, data = _inputs_for(job, optuna_trial, trial)
@@ -341,11 +348,8 @@ def _collect_outcome(study: optuna.Study, wanted: set[str], outcome: RunOutcome)
 
 def _spec_from_attrs(spec: ExperimentSpec, attrs: dict[str, Any]) -> TrialSpec:
     """The trial a queued Optuna trial stands for (its user attributes say which)."""
-    import dataclasses
-
-    overrides = dict(attrs.get(records.OVERRIDES, {}))
-    return TrialSpec(variant=attrs[records.VARIANT], seed=int(attrs[records.SEED]),
-                     overrides=overrides, recipe=dataclasses.replace(spec.baseline, **overrides))
+    return TrialSpec.of(spec.baseline, attrs[records.VARIANT], int(attrs[records.SEED]),
+                        attrs.get(records.OVERRIDES, {}))
 
 
 def _describe(trial: TrialSpec) -> str:

@@ -53,6 +53,12 @@ class TrialSpec:
         """Identity in the study: the same variant and seed is never run twice."""
         return f"{self.variant}-s{self.seed}"
 
+    @classmethod
+    def of(cls, baseline: Recipe, variant: str, seed: int, overrides: dict[str, Any]) -> TrialSpec:
+        """The baseline recipe with `overrides` applied."""
+        return cls(variant=variant, seed=seed, overrides=dict(overrides),
+                   recipe=dataclasses.replace(baseline, **overrides))
+
 
 def human_number(value: float) -> str:
     """5e-05 → "5e-5", 0.0001 → "1e-4", 0.30 → "0.3", 32.0 → "32": as a person writes them."""
@@ -133,8 +139,7 @@ def expand(spec: ExperimentSpec) -> list[TrialSpec]:
     """Baseline first, then variants in file order; seeds inner so each variant's runs sit together."""
     named: list[tuple[str, dict[str, Any]]] = [(BASELINE, {}), *named_variants(spec).items()]
     return [
-        TrialSpec(variant=name, seed=seed, overrides=dict(overrides),
-                  recipe=dataclasses.replace(spec.baseline, **overrides))
+        TrialSpec.of(spec.baseline, name, seed, overrides)
         for name, overrides in named
         for seed in spec.experiment.seeds
     ]

@@ -14,7 +14,7 @@ import optuna
 
 from ..config import ExperimentSpec
 from ..records import TrialRecord, latest_by_key, load_records, study_info
-from ..variants import BASELINE, FULL, MINUS, PLUS, variant_names
+from ..variants import BASELINE, FULL, MINUS, PLUS, reference_of, variant_names
 from .diagnosis import diagnose
 from .effects import Effect, compute_effects, fmt_interval, fmt_p, variant_interval
 from .markdown import fmt, fmt_delta, per_class_table, variant_table
@@ -251,9 +251,10 @@ def render_markdown(spec: ExperimentSpec, built: dict[str, Any], pictures: dict[
                  "trial's best checkpoint by it is the one evaluated.")
     if len(variants) and variants["best"].any():
         best = variants[variants["best"]].iloc[0]
+        reference = reference_of(best["variant"], built["order"])
         lines.append(f"- **Best variant**: `{best['variant']}` — {metric} {fmt(best['value'])}"
                      + ("" if best["variant"] == BASELINE
-                        else f" ({fmt_delta(best['delta'])} vs {_reference_word(best['variant'])})"))
+                        else f" ({fmt_delta(best['delta'])} vs {reference})"))
     lines += [
         f"- **Data**: `{spec.data.dataset}`" + (f" ({spec.data.config})" if spec.data.config else "")
         + f"; labels: {', '.join(built['label_names'])}",
@@ -299,10 +300,6 @@ def render_markdown(spec: ExperimentSpec, built: dict[str, Any], pictures: dict[
         lines.append("")
     lines += _environment(spec, built)
     return "\n".join(lines)
-
-
-def _reference_word(variant: str) -> str:
-    return FULL if variant.startswith(MINUS) else BASELINE
 
 
 def _environment(spec: ExperimentSpec, built: dict[str, Any]) -> list[str]:
