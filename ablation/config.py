@@ -201,6 +201,8 @@ class ExperimentSection:
                                       "seconds; a trial that runs longer fails")
     heartbeat: int = _knob(10, _int(1), "seconds between a running trial's heartbeats; a trial "
                            "silent for 3 heartbeats counts as dead and runs again")
+    checkpoint_steps: int = _knob(0, _int(0), "optimizer steps between resumable checkpoints (with "
+                                  "optimizer state); a re-run trial resumes from its last one; 0: off")
 
 
 @dataclass(frozen=True)

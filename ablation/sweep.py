@@ -364,9 +364,10 @@ def _run_one(study: optuna.Study, optuna_trial: optuna.Trial, trial: TrialSpec,
     from . import train
 
     trial_dir = spec.output_dir / "trials" / trial.key
-    if trial_dir.exists():
-        shutil.rmtree(trial_dir)
-    trial_dir.mkdir(parents=True)
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    for old in trial_dir.iterdir():  # an earlier attempt's files; its checkpoints may be resumed
+        if old.name != "checkpoints":
+            shutil.rmtree(old) if old.is_dir() else old.unlink()
     handler = logging.FileHandler(trial_dir / "trial.log", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()

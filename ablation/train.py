@@ -8,6 +8,7 @@ JSON-ready dict for the study storage.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import platform
 import shutil
@@ -226,6 +227,47 @@ class TimeoutCallback(TrainerCallback):
                                f"(step {state.global_step} of {state.max_steps})")
 
 
+# --------------------------------------------------------------------------- checkpoints
+
+
+class CheckpointingTrainer(Trainer):
+    """The Trainer, plus a resumable checkpoint every `checkpoint_steps` optimizer steps.
+
+    With save_strategy="best" the Trainer sets `control.should_save` to "new best?" at every
+    evaluation, which would swallow a periodic save requested by a callback; saving here, after
+    the Trainer's own step logic, keeps both."""
+
+    checkpoint_steps = 0
+
+    def _maybe_log_save_evaluate(self, tr_loss: Any, grad_norm: Any, model: Any, trial: Any,
+                                 *args: Any, **kwargs: Any) -> None:
+        super()._maybe_log_save_evaluate(tr_loss, grad_norm, model, trial, *args, **kwargs)
+        step = self.state.global_step
+        if (self.checkpoint_steps and step % self.checkpoint_steps == 0 and step < self.state.max_steps
+                and not (Path(self.args.output_dir) / f"checkpoint-{step}").exists()):
+            self._save_checkpoint(model, trial)
+
+
+CHECKPOINT_IDENTITY = "trial.json"
+
+
+def resumable_checkpoint(checkpoint_dir: Path, identity: dict[str, Any]) -> Path | None:
+    """The trial's last complete checkpoint, if it was written by the same trial (same recipe,
+    seed and train set); anything else in the folder is removed, so the trial starts over."""
+    try:
+        same = json.loads((checkpoint_dir / CHECKPOINT_IDENTITY).read_text()) == identity
+    except (OSError, ValueError):
+        same = False
+    complete = [] if not same else [  # trainer_state.json is written last: a killed save lacks it
+        path for path in checkpoint_dir.glob("checkpoint-*")
+        if (path / "trainer_state.json").is_file() and (path / "optimizer.pt").is_file()
+        and path.name.split("-")[-1].isdigit()]
+    if not complete:
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+        return None
+    return max(complete, key=lambda path: int(path.name.split("-")[-1]))
+
+
 # --------------------------------------------------------------------------- one trial
 
 
@@ -250,9 +292,10 @@ def training_arguments(recipe: Recipe, spec: ExperimentSpec, seed: int,
         logging_first_step=True,
         eval_strategy="steps" if eval_by_steps else "epoch",
         eval_steps=recipe.eval_steps if eval_by_steps else None,
-        save_strategy="best",  # write a checkpoint only when the selection metric improves
-        save_total_limit=1,
-        save_only_model=True,
+        save_strategy="best",  # write a checkpoint when the selection metric improves
+        save_total_limit=1,  # the Trainer keeps the best and the latest checkpoint
+        save_only_model=not spec.experiment.checkpoint_steps,  # resumable ones need the optimizer
+        restore_callback_states_from_checkpoint=bool(spec.experiment.checkpoint_steps),
         load_best_model_at_end=True,
         metric_for_best_model="loss" if spec.experiment.metric == "eval_loss"
         else spec.experiment.metric,
@@ -312,6 +355,13 @@ def train_trial(trial: TrialSpec, spec: ExperimentSpec, data: TokenizedData, tok
     weights = class_weights(recipe, data.train_labels, n_classes)
     custom_loss = weights is not None or recipe.label_smoothing > 0
     checkpoint_dir = trial_dir / "checkpoints"
+    identity = {"recipe": recipe.to_dict(), "seed": trial.seed, "source": dataclasses.asdict(source),
+                "train_examples": len(data.train_labels)}
+    identity = json.loads(json.dumps(identity, default=str))  # as it reads back from disk
+    resume_from = resumable_checkpoint(checkpoint_dir, identity)
+    if spec.experiment.checkpoint_steps:
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        (checkpoint_dir / CHECKPOINT_IDENTITY).write_text(json.dumps(identity))
     args = training_arguments(recipe, spec, trial.seed, checkpoint_dir)
     callbacks: list[TrainerCallback] = [
         TrackerCallback(tracker, trial.key, spec.experiment.metric, echo)]
@@ -320,19 +370,23 @@ def train_trial(trial: TrialSpec, spec: ExperimentSpec, data: TokenizedData, tok
     if spec.experiment.trial_timeout:
         callbacks.append(TimeoutCallback(spec.experiment.trial_timeout))
     callbacks += extra_callbacks or []
-    trainer = Trainer(
+    trainer = CheckpointingTrainer(
         model=model, args=args, train_dataset=data.train, eval_dataset=data.validation,
         processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=trainer_metrics(data.label_names),
         compute_loss_func=make_loss(weights, recipe.label_smoothing) if custom_loss else None,
         callbacks=callbacks)
+    trainer.checkpoint_steps = spec.experiment.checkpoint_steps
     if args.disable_tqdm:  # our callback prints one line per evaluation instead of every dict
         trainer.remove_callback(PrinterCallback)
     else:
         trainer.remove_callback(ProgressCallback)
         trainer.add_callback(_QuietProgress())
 
-    train_output = trainer.train()
+    if resume_from is not None:
+        echo(f"  {trial.key}: resuming from {resume_from.name}")
+        log.info("trial %s resumes from %s", trial.key, resume_from)
+    train_output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     train_curve, eval_curve = _curves(trainer.state.log_history)
 
     # The best checkpoint is loaded back: evaluate it on validation, and once on test.
@@ -350,6 +404,7 @@ def train_trial(trial: TrialSpec, spec: ExperimentSpec, data: TokenizedData, tok
         "train_examples": len(data.train_labels),
         "parameters": model.num_parameters(),
         "best_step": trainer.state.best_global_step,
+        "resumed_from_step": int(resume_from.name.split("-")[-1]) if resume_from else None,
         "steps": trainer.state.global_step,
         "epochs": trainer.state.epoch,
         "train_runtime_s": train_output.metrics.get("train_runtime"),

@@ -46,6 +46,9 @@ def test_out_of_memory_halves_the_batch_and_doubles_accumulation(write_experimen
     assert result["oom_backoff"] == [{"batch_size": 32, "gradient_accumulation_steps": 1},
                                      {"batch_size": 16, "gradient_accumulation_steps": 2}]
     assert (result["batch_size"], result["gradient_accumulation_steps"]) == (8, 4)  # 32 per step
+    report = (load_spec(path).output_dir / "report.md").read_text()
+    assert ("- `baseline-s42`: out of memory at batch_size 32 × accumulation 1; out of memory at "
+            "batch_size 16 × accumulation 2; ran at batch_size 8 × accumulation 4") in report
 
 
 def test_out_of_memory_at_batch_one_fails_the_trial_and_the_study_goes_on(write_experiment,

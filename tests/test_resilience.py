@@ -135,7 +135,8 @@ def test_kill_9_at_random_moments_then_resume_gives_the_uninterrupted_results(wr
                 for t in _trials(reference)}
 
     path = write_experiment(name="killed", variants=variants)
-    sets = ["--set", "experiment.heartbeat=1"]  # a dead worker's trial is stale after 3 s
+    # A dead worker's trial is stale after 3 s; its re-run resumes from its last checkpoint.
+    sets = ["--set", "experiment.heartbeat=1", "--set", "experiment.checkpoint_steps=3"]
     rng = random.Random(7)
     for _ in range(4):
         process = _ablate("run", str(path), *sets)
@@ -151,6 +152,8 @@ def test_kill_9_at_random_moments_then_resume_gives_the_uninterrupted_results(wr
            if t.state.name == "COMPLETE"}
     assert got == expected
     assert not [t for t in trials if t.state.name in ("RUNNING", "WAITING")]
+    resumed = [t.user_attrs["result"]["resumed_from_step"] for t in trials if t.state.name == "COMPLETE"]
+    print("resumed from steps:", resumed)
     report = (load_spec(path).output_dir / "report.md").read_text()
     for key in expected:
         assert key.removesuffix("-s42") in report
@@ -177,3 +180,52 @@ def test_search_runs_n_trials_in_total_and_reports_them(write_experiment):
     report = (load_spec(path).output_dir / "report.md").read_text()
     assert "## Search" in report and "6 of 6 search trials" in report
     assert "- **Best**: `search_" in report
+
+
+def test_a_failed_trial_resumes_from_its_last_checkpoint_with_the_same_results(
+        write_experiment, monkeypatch):
+    """checkpoint_steps: the retried trial starts at its last full checkpoint (optimizer, scheduler,
+    RNG and data order restored), and ends where an uninterrupted trial ends."""
+    sets = ["--set", "experiment.checkpoint_steps=4"]
+    reference = write_experiment(name="reference", variants="")
+    assert cli.main(["run", str(reference), *sets]) == 0
+    [expected] = _trials(reference, sets[1::2])
+
+    path = write_experiment(name="crashed", variants="")
+    real_step_end = train.TrackerCallback.on_step_end
+
+    def crash_at_step_11(self, args, state, control, **kwargs):
+        if state.global_step == 11:
+            raise RuntimeError("the machine went away")
+        return real_step_end(self, args, state, control, **kwargs)
+
+    monkeypatch.setattr(train.TrackerCallback, "on_step_end", crash_at_step_11, raising=False)
+    assert cli.main(["run", str(path), *sets]) == 1
+    checkpoints = load_spec(path, sets[1::2]).output_dir / "trials" / "baseline-s42" / "checkpoints"
+    last = max(int(p.name.split("-")[1]) for p in checkpoints.glob("checkpoint-*"))
+
+    monkeypatch.setattr(train.TrackerCallback, "on_step_end", real_step_end)
+    assert cli.main(["run", str(path), "--retry-failed", *sets]) == 0
+    failed, resumed = _trials(path, sets[1::2])
+    assert failed.state.name == "FAIL" and resumed.state.name == "COMPLETE"
+    result, reference_result = resumed.user_attrs["result"], expected.user_attrs["result"]
+    assert result["resumed_from_step"] == last and 8 <= last < 11
+    assert reference_result["resumed_from_step"] is None
+    assert result["steps"] == reference_result["steps"]
+    assert result["validation"] == pytest.approx(reference_result["validation"], abs=1e-6)
+    assert [p["loss"] for p in result["history"]] == pytest.approx(
+        [p["loss"] for p in reference_result["history"]], abs=1e-6)
+    assert not checkpoints.exists(), "checkpoints are removed once the trial is complete"
+    report = (load_spec(path, sets[1::2]).output_dir / "report.md").read_text()
+    assert f"- `baseline-s42`: resumed from its checkpoint at step {last}" in report
+
+
+def test_a_checkpoint_of_another_recipe_is_not_resumed(tmp_path):
+    folder = tmp_path / "checkpoints"
+    (folder / "checkpoint-8").mkdir(parents=True)
+    for name in ("trainer_state.json", "optimizer.pt"):
+        (folder / "checkpoint-8" / name).write_text("{}")
+    (folder / train.CHECKPOINT_IDENTITY).write_text('{"recipe": {"batch_size": 16}}')
+    assert train.resumable_checkpoint(folder, {"recipe": {"batch_size": 16}}) == folder / "checkpoint-8"
+    assert train.resumable_checkpoint(folder, {"recipe": {"batch_size": 8}}) is None
+    assert not folder.exists(), "a checkpoint that cannot be resumed is removed"

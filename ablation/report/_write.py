@@ -298,8 +298,29 @@ def render_markdown(spec: ExperimentSpec, built: dict[str, Any], pictures: dict[
             error = row["error"] or row["state"].lower()
             lines.append(f"- `{key}` (trial {row['trial']}): {error} — log: `trials/{key}/trial.log`")
         lines.append("")
+    lines += _trial_notes(built)
     lines += _environment(spec, built)
     return "\n".join(lines)
+
+
+def trial_notes(result: dict[str, Any]) -> list[str]:
+    """What happened to a trial beside training: a resume, an out-of-memory back-off."""
+    notes = []
+    if result.get("resumed_from_step"):
+        notes.append(f"resumed from its checkpoint at step {result['resumed_from_step']}")
+    for attempt in result.get("oom_backoff") or []:
+        notes.append(f"out of memory at batch_size {attempt['batch_size']} × accumulation "
+                     f"{attempt['gradient_accumulation_steps']}")
+    if result.get("oom_backoff"):
+        notes.append(f"ran at batch_size {result['batch_size']} × accumulation "
+                     f"{result['gradient_accumulation_steps']} (the same effective batch)")
+    return notes
+
+
+def _trial_notes(built: dict[str, Any]) -> list[str]:
+    lines = [f"- `{r.key}`: {'; '.join(trial_notes(r.result))}" for r in built["chosen"]
+             if trial_notes(r.result)]
+    return ["## Trial notes", "", *lines, ""] if lines else []
 
 
 def _environment(spec: ExperimentSpec, built: dict[str, Any]) -> list[str]:
