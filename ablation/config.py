@@ -201,6 +201,8 @@ class ExperimentSection:
                                       "seconds; a trial that runs longer fails")
     heartbeat: int = _knob(10, _int(1), "seconds between a running trial's heartbeats; a trial "
                            "silent for 3 heartbeats counts as dead and runs again")
+    devices_per_trial: int = _knob(1, _int(1), "processes (GPUs, or CPU processes) that train one "
+                                   "trial data-parallel with torchrun; batch_size is their global batch")
     checkpoint_steps: int = _knob(0, _int(0), "optimizer steps between resumable checkpoints (with "
                                   "optimizer state); a re-run trial resumes from its last one; 0: off")
 
@@ -517,6 +519,11 @@ def load_spec(path: str | Path, sets: list[str] | None = None) -> ExperimentSpec
         from .search import parse_search
 
         search = parse_search(raw["search"], path)
+        if search.pruner != "none" and experiment.devices_per_trial > 1:
+            raise AblateInputError(
+                f"{path}: [search] pruner = {search.pruner!r} cannot prune a trial trained on "
+                f"devices_per_trial = {experiment.devices_per_trial} processes; use pruner = \"none\" "
+                "or devices_per_trial = 1")
 
     # Resolve defaults that depend on other keys, and paths relative to the working folder.
     name = experiment.name or path.stem

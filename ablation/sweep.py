@@ -24,7 +24,7 @@ import optuna
 from . import queue, records
 from .config import ExperimentSpec
 from .errors import AblateInputError
-from .tracking import make_tracker
+from .tracking import NullTracker, make_tracker
 from .variants import TrialSpec, expand, variant_names
 
 log = logging.getLogger(__name__)
@@ -135,6 +135,11 @@ def preflight(spec: ExperimentSpec, trials: list[TrialSpec], inputs: TrialInputs
             if problem:
                 raise AblateInputError(f"precision = {trial.recipe.precision!r}: {problem}")
             apply_dropout(config, trial.recipe)
+            devices = spec.experiment.devices_per_trial
+            if trial.recipe.batch_size % devices:
+                raise AblateInputError(
+                    f"batch_size = {trial.recipe.batch_size} is the global batch of "
+                    f"devices_per_trial = {devices} processes: it must be a multiple of {devices}")
             class_weights(trial.recipe, np.arange(len(label_names)), len(label_names))
         except AblateInputError as err:
             raise AblateInputError(f"{where}: {err}") from None
@@ -309,6 +314,7 @@ def _run_worker_processes(spec: ExperimentSpec, workers: int, echo: Callable[[st
     import torch
 
     gpus = torch.cuda.device_count()
+    per_trial = spec.experiment.devices_per_trial
     threads = max(1, (os.cpu_count() or 1) // workers)  # oversubscribed CPU threads thrash
     command = [sys.executable, "-m", "ablation", "worker", str(spec.path),
                "--set", f"experiment.storage={json.dumps(spec.experiment.storage)}",
@@ -316,8 +322,9 @@ def _run_worker_processes(spec: ExperimentSpec, workers: int, echo: Callable[[st
     processes = []
     for index in range(workers):
         env = dict(os.environ)
-        if gpus >= workers:
-            env["CUDA_VISIBLE_DEVICES"] = str(index)
+        if gpus >= workers * per_trial:  # each worker its own GPUs, one per trial process
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(
+                str(index * per_trial + offset) for offset in range(per_trial))
         elif gpus == 0:
             env.setdefault("OMP_NUM_THREADS", str(threads))
         processes.append(subprocess.Popen(command, env=env))
@@ -379,10 +386,17 @@ def _run_one(study: optuna.Study, optuna_trial: optuna.Trial, trial: TrialSpec,
     try:
         log.info("trial %s (%s) starts: %s", optuna_trial.number, trial.key, tracker_config)
         try:
-            tracker.start(run_name, spec.name, tracker_config)
-            result = train.train_with_backoff(
-                trial, spec, data, tokenizer, trial_dir, tracker, echo=echo,
-                extra_callbacks=[pruning] if pruning is not None else None)
+            if spec.experiment.devices_per_trial > 1:  # its rank 0 tracks the trial
+                from .distributed import train_distributed
+
+                tracker = NullTracker()
+                result = train_distributed(trial, spec, data, tokenizer, trial_dir, run_name,
+                                           tracker_config, echo)
+            else:
+                tracker.start(run_name, spec.name, tracker_config)
+                result = train.train_with_backoff(
+                    trial, spec, data, tokenizer, trial_dir, tracker, echo=echo,
+                    extra_callbacks=[pruning] if pruning is not None else None)
         except KeyboardInterrupt:
             _fail(study, optuna_trial, tracker, "interrupted by the user (Ctrl+C)")
             raise

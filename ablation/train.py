@@ -230,8 +230,9 @@ class TimeoutCallback(TrainerCallback):
 # --------------------------------------------------------------------------- checkpoints
 
 
-class CheckpointingTrainer(Trainer):
-    """The Trainer, plus a resumable checkpoint every `checkpoint_steps` optimizer steps.
+class AblateTrainer(Trainer):
+    """The Trainer, plus a resumable checkpoint every `checkpoint_steps` optimizer steps, and the
+    evaluation loss of data-parallel trials computed like a single process's.
 
     With save_strategy="best" the Trainer sets `control.should_save` to "new best?" at every
     evaluation, which would swallow a periodic save requested by a callback; saving here, after
@@ -246,6 +247,19 @@ class CheckpointingTrainer(Trainer):
         if (self.checkpoint_steps and step % self.checkpoint_steps == 0 and step < self.state.max_steps
                 and not (Path(self.args.output_dir) / f"checkpoint-{step}").exists()):
             self._save_checkpoint(model, trial)
+
+
+    def evaluation_loop(self, dataloader: Any, description: str, prediction_loss_only: bool | None = None,
+                        ignore_keys: list[str] | None = None, metric_key_prefix: str = "eval") -> Any:
+        output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys,
+                                         metric_key_prefix)
+        # Data-parallel: the Trainer's loss average counts the samples that pad the last uneven
+        # batch; the gathered predictions do not. Plain cross-entropy of those (log_loss) is what a
+        # single process reports as its loss.
+        prefix = metric_key_prefix
+        if self.args.world_size > 1 and f"{prefix}_log_loss" in output.metrics:
+            output.metrics[f"{prefix}_loss"] = output.metrics[f"{prefix}_log_loss"]
+        return output
 
 
 CHECKPOINT_IDENTITY = "trial.json"
@@ -307,6 +321,11 @@ def training_arguments(recipe: Recipe, spec: ExperimentSpec, seed: int,
         report_to="none",
         disable_tqdm=not sys.stderr.isatty(),
         dataloader_num_workers=0,
+        # Data-parallel: each process's loss is the mean over its share of the batch and DDP
+        # averages the gradients. The Trainer's token averaging across devices would also multiply
+        # the loss by the process count, which is wrong for sequence classification losses.
+        average_tokens_across_devices=False,
+        ddp_find_unused_parameters=False,
         use_cpu=not torch.cuda.is_available(),
     )
 
@@ -370,7 +389,7 @@ def train_trial(trial: TrialSpec, spec: ExperimentSpec, data: TokenizedData, tok
     if spec.experiment.trial_timeout:
         callbacks.append(TimeoutCallback(spec.experiment.trial_timeout))
     callbacks += extra_callbacks or []
-    trainer = CheckpointingTrainer(
+    trainer = AblateTrainer(
         model=model, args=args, train_dataset=data.train, eval_dataset=data.validation,
         processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=trainer_metrics(data.label_names),

@@ -1,0 +1,129 @@
+"""One trial on several devices: data-parallel training (DDP) in `devices_per_trial` processes.
+
+The worker that claimed the trial stays its owner (it holds the claim and sends the heartbeats);
+it writes what the trial needs to a file and starts `torchrun`, whose processes each train the
+same recipe on their share of every global batch. Rank 0 alone logs to the tracker and writes the
+result, which the owner then stores — so a distributed trial is recorded exactly like any other.
+
+`batch_size` stays the global batch (the same optimization as on one device): each of the N
+processes takes batch_size / N examples per step. On CPU the processes use the gloo backend.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import pickle
+import subprocess
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+PAYLOAD = "distributed_trial.pkl"
+RESULT = "result.json"
+ERROR = "error.txt"
+
+log = logging.getLogger(__name__)
+
+
+class DistributedTrialError(Exception):
+    """A rank of a distributed trial failed (its first error line, or torchrun's exit code)."""
+
+
+def per_device_recipe(recipe: Any, devices: int) -> Any:
+    """The recipe each process trains: its share of the global train and evaluation batch."""
+    return dataclasses.replace(recipe, batch_size=recipe.batch_size // devices,
+                               eval_batch_size=max(1, -(-recipe.eval_batch_size // devices)))
+
+
+def train_distributed(trial: Any, spec: Any, data: Any, tokenizer: Any, trial_dir: Path,
+                      run_name: str, tracker_config: dict[str, Any],
+                      echo: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train `trial` with torchrun on spec.experiment.devices_per_trial processes; its result."""
+    devices = spec.experiment.devices_per_trial
+    for name in (RESULT, ERROR):
+        (trial_dir / name).unlink(missing_ok=True)
+    payload = trial_dir / PAYLOAD
+    with payload.open("wb") as handle:
+        pickle.dump({"trial": trial, "spec": spec, "data": data, "tokenizer": tokenizer,
+                     "run_name": run_name, "tracker_config": tracker_config}, handle)
+    env = dict(os.environ)
+    if not _has_cuda():  # share the cores between the processes instead of oversubscribing them
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // devices))
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc-per-node={devices}", "-m", "ablation.distributed", str(payload)]
+    echo(f"  {trial.key}: data-parallel on {devices} {'GPUs' if _has_cuda() else 'CPU processes'}")
+    try:
+        returncode = subprocess.run(command, env=env).returncode
+    finally:
+        payload.unlink(missing_ok=True)
+    if returncode != 0 or not (trial_dir / RESULT).is_file():
+        error = trial_dir / ERROR
+        raise DistributedTrialError(error.read_text().strip() if error.is_file()
+                                    else f"torchrun exited with code {returncode}")
+    result = json.loads((trial_dir / RESULT).read_text())
+    (trial_dir / RESULT).unlink()
+    return result
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _rank_main(payload_path: Path) -> int:
+    """One torchrun process: train the trial; rank 0 tracks, logs and writes the result."""
+    from . import train
+    from .tracking import NullTracker, make_tracker
+
+    rank = int(os.environ.get("RANK", "0"))
+    with payload_path.open("rb") as handle:
+        work = pickle.load(handle)
+    trial, spec = work["trial"], work["spec"]
+    trial_dir = payload_path.parent
+    if rank == 0:
+        handler = logging.FileHandler(trial_dir / "trial.log", encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s rank0 %(name)s: %(message)s"))
+        logging.getLogger().addHandler(handler)
+        logging.getLogger("ablation").setLevel(logging.INFO)
+    _quiet_libraries()
+    tracker = make_tracker(spec.tracking, spec.output_dir) if rank == 0 else NullTracker()
+    devices = int(os.environ.get("WORLD_SIZE", "1"))
+    local = dataclasses.replace(trial, recipe=per_device_recipe(trial.recipe, devices))
+    tracker.start(work["run_name"], spec.name, work["tracker_config"])
+    try:
+        result = train.train_with_backoff(local, spec, work["data"], work["tokenizer"], trial_dir,
+                                          tracker, echo=print if rank == 0 else _silent)
+    except BaseException as err:
+        if rank == 0:
+            log.error("distributed trial %s failed:\n%s", trial.key, traceback.format_exc())
+            text = str(err).strip()
+            (trial_dir / ERROR).write_text(
+                f"{type(err).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": "))
+            tracker.finish(error=(trial_dir / ERROR).read_text())
+        raise
+    if rank == 0:
+        result |= {"devices_per_trial": devices, "per_device_batch_size": local.recipe.batch_size}
+        (trial_dir / RESULT).write_text(json.dumps(result))
+        tracker.finish()
+    return 0
+
+
+def _silent(line: str) -> None:
+    pass
+
+
+def _quiet_libraries() -> None:
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+if __name__ == "__main__":
+    sys.exit(_rank_main(Path(sys.argv[1])))

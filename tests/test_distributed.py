@@ -1,0 +1,81 @@
+"""devices_per_trial: one trial trained data-parallel by torchrun in 2 CPU processes (gloo).
+
+With batch_size as the global batch, DDP over 2 processes of 4 examples is the same optimization
+as one process of 8: the same examples per step, gradients averaged. When no batch is uneven (216
+train rows, batches of 8) and dropout is off (its masks are drawn per process), the two trials log
+the same losses and metrics up to floating-point summation order."""
+
+from __future__ import annotations
+
+import pytest
+
+from ablation import cli
+from ablation.config import load_spec
+from ablation.queue import open_study
+
+EVEN_BATCHES = """\
+learning_rate = 3e-3
+batch_size = 8
+eval_batch_size = 8
+epochs = 2
+eval_steps = 9
+logging_steps = 3
+dropout = 0.0
+"""
+
+
+def _result(path, sets):
+    (trial,) = open_study(load_spec(path, sets), create=False).get_trials()
+    assert trial.state.name == "COMPLETE", trial.user_attrs.get("error")
+    return trial.user_attrs["result"]
+
+
+def test_two_gloo_processes_log_what_one_process_logs_for_the_same_global_batch(write_experiment):
+    single = write_experiment(name="single", variants="", baseline=EVEN_BATCHES)
+    assert cli.main(["run", str(single)]) == 0
+    ddp = write_experiment(name="ddp", variants="", baseline=EVEN_BATCHES,
+                           tracking='backend = "swanlab"\nmode = "local"')
+    sets = ["experiment.devices_per_trial=2"]
+    assert cli.main(["run", str(ddp), "--set", sets[0]]) == 0
+
+    one, two = _result(single, []), _result(ddp, sets)
+    assert (two["devices_per_trial"], two["per_device_batch_size"]) == (2, 4)
+    assert one["steps"] == two["steps"] == 54
+    assert [p["step"] for p in two["history"]] == [p["step"] for p in one["history"]]
+    for key in ("loss", "grad_norm", "learning_rate"):
+        assert [p[key] for p in two["history"]] == pytest.approx([p[key] for p in one["history"]],
+                                                                 rel=1e-3, abs=1e-4), key
+    for a, b in zip(one["eval_history"], two["eval_history"], strict=True):
+        assert b["loss"] == pytest.approx(a["loss"], abs=1e-4)
+        assert b["macro_f1"] == pytest.approx(a["macro_f1"], abs=1e-6)
+    assert two["validation"] == pytest.approx(one["validation"], abs=1e-4)
+    assert two["test"] == pytest.approx(one["test"], abs=1e-4)
+    assert two["validation_predictions"] == one["validation_predictions"]
+    assert len(two["test_predictions"]) == 60  # gathered from both processes, none twice
+    runs = list((load_spec(ddp, sets).output_dir / "swanlog").glob("run-*"))
+    assert len(runs) == 1, "rank 0 alone logs the trial"
+
+
+def test_the_global_batch_must_split_evenly_over_the_processes(write_experiment, capsys):
+    path = write_experiment(variants="odd = { batch_size = 9 }\n")
+    assert cli.main(["run", str(path), "--set", "experiment.devices_per_trial=2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("baseline_odd: batch_size = 9 is the global batch of devices_per_trial = 2 "
+                        "processes: it must be a multiple of 2")
+
+
+def test_pruning_is_refused_for_data_parallel_trials(write_experiment, capsys):
+    path = write_experiment(extra='[search]\nn_trials = 2\npruner = "median"\n'
+                                  '[search.space]\nlearning_rate = { low = 1e-4, high = 1e-2 }\n')
+    assert cli.main(["validate", str(path), "--set", "experiment.devices_per_trial=2"]) == 2
+    assert "[search] pruner = 'median' cannot prune a trial trained on devices_per_trial = 2" in (
+        capsys.readouterr().err)
+
+
+def test_a_failing_rank_fails_the_trial_with_its_error_and_the_study_goes_on(write_experiment):
+    path = write_experiment(variants="")
+    sets = ["experiment.devices_per_trial=2", "experiment.trial_timeout=1"]
+    assert cli.main(["run", str(path), "--set", sets[0], "--set", sets[1]]) == 1
+    (trial,) = open_study(load_spec(path, sets), create=False).get_trials()
+    assert trial.state.name == "FAIL"
+    assert trial.user_attrs["error"].startswith("DistributedTrialError: TrialTimeout: ran ")
