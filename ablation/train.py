@@ -365,6 +365,11 @@ def train_trial(trial: TrialSpec, spec: ExperimentSpec, data: TokenizedData, tok
     recipe = trial.recipe
     n_classes = len(data.label_names)
     transformers.set_seed(trial.seed)
+    memory_at_start = accelerator_memory_mb()  # what earlier trials left behind: should be ~0
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+        torch.backends.cuda.matmul.allow_tf32 = True  # fp32 matmuls that remain (bf16 runs too)
+        torch.backends.cudnn.allow_tf32 = True
 
     source = ModelSource.of(spec, recipe)
     config = apply_dropout(load_model_config(source, data.label_names), recipe)
@@ -433,6 +438,9 @@ def train_trial(trial: TrialSpec, spec: ExperimentSpec, data: TokenizedData, tok
         "device_name": device_name(),
         "class_weights": None if weights is None else weights.tolist(),
     }
+    if memory_at_start is not None:
+        result["gpu_memory_at_start_mb"] = memory_at_start
+        result["peak_gpu_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
     final_logs = {f"final_eval_{k}": v for k, v in result["validation"].items()
                   if k in SCALAR_METRICS or k == "eval_loss"}
     if data.test is not None:
@@ -470,34 +478,34 @@ def train_with_backoff(trial: TrialSpec, *args: Any, echo: Callable[[str], None]
     while True:
         try:
             result = train_trial(trial, *args, echo=echo, **kwargs)
+            break
         except Exception as err:
             if not is_out_of_memory(err):
                 raise
-            recipe = trial.recipe
-            release_memory()
-            if recipe.batch_size == 1:
-                raise OutOfMemoryAtBatchOne(
-                    f"out of memory even at batch_size 1 (tried {[b['batch_size'] for b in backoff]}"
-                    f" before): {str(err).splitlines()[0] if str(err) else type(err).__name__}"
-                ) from None
-            smaller = dataclasses.replace(
-                recipe, batch_size=max(1, recipe.batch_size // 2),
-                gradient_accumulation_steps=recipe.gradient_accumulation_steps * 2,
-                eval_batch_size=max(1, recipe.eval_batch_size // 2))
-            backoff.append({"batch_size": recipe.batch_size,
-                            "gradient_accumulation_steps": recipe.gradient_accumulation_steps})
-            echo(f"  {trial.key}: out of memory at batch_size {recipe.batch_size}; retrying with "
-                 f"batch_size {smaller.batch_size} × accumulation "
-                 f"{smaller.gradient_accumulation_steps}")
-            log.warning("trial %s out of memory at batch_size %s: %s", trial.key,
-                        recipe.batch_size, err)
-            trial = dataclasses.replace(trial, recipe=smaller)
-            continue
-        if backoff:
-            result["oom_backoff"] = backoff
-            result["batch_size"] = trial.recipe.batch_size
-            result["gradient_accumulation_steps"] = trial.recipe.gradient_accumulation_steps
-        return result
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        # Released outside the except block, whose traceback holds the failed attempt's tensors.
+        release_memory()
+        recipe = trial.recipe
+        if recipe.batch_size == 1:
+            raise OutOfMemoryAtBatchOne(
+                f"out of memory even at batch_size 1 (tried {[b['batch_size'] for b in backoff]}"
+                f" before): {reason}")
+        smaller = dataclasses.replace(
+            recipe, batch_size=max(1, recipe.batch_size // 2),
+            gradient_accumulation_steps=recipe.gradient_accumulation_steps * 2,
+            eval_batch_size=max(1, recipe.eval_batch_size // 2))
+        backoff.append({"batch_size": recipe.batch_size,
+                        "gradient_accumulation_steps": recipe.gradient_accumulation_steps})
+        echo(f"  {trial.key}: out of memory at batch_size {recipe.batch_size}; retrying with "
+             f"batch_size {smaller.batch_size} × accumulation {smaller.gradient_accumulation_steps}")
+        log.warning("trial %s out of memory at batch_size %s: %s", trial.key, recipe.batch_size,
+                    reason)
+        trial = dataclasses.replace(trial, recipe=smaller)
+    if backoff:
+        result["oom_backoff"] = backoff
+        result["batch_size"] = trial.recipe.batch_size
+        result["gradient_accumulation_steps"] = trial.recipe.gradient_accumulation_steps
+    return result
 
 
 class _QuietProgress(ProgressCallback):
@@ -505,6 +513,11 @@ class _QuietProgress(ProgressCallback):
 
     def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
         pass
+
+
+def accelerator_memory_mb() -> float | None:
+    """CUDA memory held by tensors now (MiB), or None without a GPU."""
+    return torch.cuda.memory_allocated() / 2**20 if torch.cuda.is_available() else None
 
 
 def release_memory() -> None:
