@@ -125,8 +125,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     _print_spec(spec)
     if args.dry_run:
         return _dry_run(spec, select_trials(spec, args.only))
-    for name in args.rerun:
-        select_trials(spec, [name])  # an unknown name is bad input before anything runs
+    for name in args.rerun:  # an unknown name is bad input before anything runs
+        select_trials(spec, [name], option="--rerun")
     with _graceful_interrupts(args.graceful) as stop:
         outcome = run_study(spec, only=args.only or None, rerun=args.rerun,
                             retry_failed=args.retry_failed, workers=args.workers, stop=stop)

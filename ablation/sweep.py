@@ -25,7 +25,7 @@ from . import queue, records
 from .config import ExperimentSpec
 from .errors import AblateInputError
 from .tracking import make_tracker
-from .variants import TrialSpec, expand, variant_names
+from .variants import BASELINE, TrialSpec, expand, variant_names
 
 log = logging.getLogger(__name__)
 
@@ -39,16 +39,22 @@ class RunOutcome:
     report: dict[str, Any] = field(default_factory=dict)  # build_report() of the final state
 
 
-def select_trials(spec: ExperimentSpec, only: list[str] | None) -> list[TrialSpec]:
-    """Every trial of the file, or those of the variants named by --only."""
+def select_trials(spec: ExperimentSpec, only: list[str] | None,
+                  option: str = "--only") -> list[TrialSpec]:
+    """Every trial of the file, or those of the variants named by --only (or `option`)."""
+    known = variant_names(spec)
+    if known == [BASELINE] and not spec.has_baseline and spec.search is None:
+        raise AblateInputError(
+            f"{spec.path}: nothing to run: no [baseline] and no variants ([variants], [sweep], "
+            "[ablation] or [search]); add a [baseline] with the recipe to start from and the "
+            "variants that change it")
     trials = expand(spec)
     if not only:
         return trials
-    known = variant_names(spec)
     for name in only:
         if name not in known:
             raise AblateInputError(
-                f"--only {name!r}: no such variant in {spec.path.name} (variants: "
+                f"{option} {name!r}: no such variant in {spec.path.name} (variants: "
                 f"{', '.join(known)})")
     return [t for t in trials if t.variant in only]
 
@@ -58,9 +64,19 @@ def _first_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
+def make_output_dir(spec: ExperimentSpec) -> None:
+    """Create the output folder first: one that cannot be created is bad input, found before
+    the storage is touched."""
+    try:
+        spec.output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise AblateInputError(
+            f"[experiment] output_dir = {str(spec.output_dir)!r} cannot be created: "
+            f"{err.strerror or err}") from None
+
+
 def _write_study_files(spec: ExperimentSpec) -> None:
     """A copy of the experiment file and the fully resolved recipe, beside the report."""
-    spec.output_dir.mkdir(parents=True, exist_ok=True)
     (spec.output_dir / "experiment.toml").write_text(spec.text, encoding="utf-8")
     (spec.output_dir / "resolved.json").write_text(
         json.dumps(spec.to_dict(), indent=2, default=str) + "\n", encoding="utf-8")
@@ -264,6 +280,7 @@ def run_study(spec: ExperimentSpec, only: list[str] | None = None,
     processes), wait for the study's other workers, then write the report."""
     trials = select_trials(spec, (only or []) + (rerun or []) or None)
     outcome = RunOutcome(planned=trials)
+    make_output_dir(spec)
     study = queue.open_study(spec)
     _write_study_files(spec)
     to_queue, outcome.skipped = plan(study, trials, rerun, retry_failed)
