@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="train in N worker processes on this machine (one GPU each if there are N)")
     run.add_argument("--graceful", action="store_true",
                      help="on Ctrl+C, finish the running trial first (Ctrl+C again stops at once)")
+    run.add_argument("--force-new", action="store_true",
+                     help="delete the stored study of this name (every trial of it) and start afresh")
     worker = add("worker", "join a study (from any machine) and train its queued trials")
     worker.add_argument("--storage", metavar="URL",
                         help="the study's storage URL (default: the file's [experiment] storage)")
@@ -124,12 +126,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     spec = load_spec(args.file, args.sets)
     _print_spec(spec)
     if args.dry_run:
-        return _dry_run(spec, select_trials(spec, args.only))
+        return _dry_run(spec, select_trials(spec, args.only), args.force_new)
     for name in args.rerun:  # an unknown name is bad input before anything runs
         select_trials(spec, [name], option="--rerun")
     with _graceful_interrupts(args.graceful) as stop:
         outcome = run_study(spec, only=args.only or None, rerun=args.rerun,
-                            retry_failed=args.retry_failed, workers=args.workers, stop=stop)
+                            retry_failed=args.retry_failed, workers=args.workers, stop=stop,
+                            force_new=args.force_new)
     _print_summary(spec, outcome.report)
     if stop.is_set():
         print("stopped after the running trial; run the same command again to go on",
@@ -141,15 +144,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _dry_run(spec: Any, trials: list) -> int:
+def _dry_run(spec: Any, trials: list, force_new: bool) -> int:
     from .queue import open_study
     from .records import load_records
+    from .sweep import check_same_study
     from .variants import describe_changes
 
     try:
-        done = {r.key for r in load_records(open_study(spec, create=False)) if r.complete}
+        study = open_study(spec, create=False)
     except AblateInputError:  # never run (nothing created), or storage unreachable: all to run
-        done = set()
+        study = None
+    done: set[str] = set()
+    if study is not None and force_new:
+        print(f"--force-new: would delete study {spec.name!r} "
+              f"({len(study.get_trials(deepcopy=False))} trial(s)) and start afresh")
+    elif study is not None:
+        check_same_study(study, spec)  # the run would refuse: say so now
+        done = {r.key for r in load_records(study) if r.complete}
     print(f"plan: {len(trials)} trial(s)")
     for trial in trials:
         state = "complete, re-used" if trial.key in done else "to run"
