@@ -48,12 +48,22 @@ def build_parser() -> argparse.ArgumentParser:
                      help="train in N worker processes on this machine (one GPU each if there are N)")
     run.add_argument("--graceful", action="store_true",
                      help="on Ctrl+C, finish the running trial first (Ctrl+C again stops at once)")
+    run.add_argument("--force-new", action="store_true",
+                     help="delete the stored study of this name (every trial of it) and start afresh")
     worker = add("worker", "join a study (from any machine) and train its queued trials")
     worker.add_argument("--storage", metavar="URL",
                         help="the study's storage URL (default: the file's [experiment] storage)")
-    add("report", "regenerate the report from the study storage")
-    add("status", "list the study's trials and their states")
+    report = add("report", "regenerate the report from the study storage")
+    report.add_argument("--format", choices=("md", "csv", "json"), default="md",
+                        help="md: report.md with results.csv and plots (default); csv: results.csv "
+                        "only; json: report.json (per-variant table, effects, trials)")
+    status = add("status", "list the study's trials and their states")
+    status.add_argument("--json", action="store_true", help="print the trials as JSON")
     add("validate", "check the file, the data and the model; train nothing")
+    init = commands.add_parser("init", help="write a commented starter experiment file",
+                               description="write a commented starter experiment file")
+    init.add_argument("file", nargs="?", type=Path, default=Path("experiment.toml"),
+                      help="where to write it (default: experiment.toml); never overwritten")
     return parser
 
 
@@ -124,12 +134,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     spec = load_spec(args.file, args.sets)
     _print_spec(spec)
     if args.dry_run:
-        return _dry_run(spec, select_trials(spec, args.only))
-    for name in args.rerun:
-        select_trials(spec, [name])  # an unknown name is bad input before anything runs
+        return _dry_run(spec, select_trials(spec, args.only), args.force_new)
+    for name in args.rerun:  # an unknown name is bad input before anything runs
+        select_trials(spec, [name], option="--rerun")
     with _graceful_interrupts(args.graceful) as stop:
         outcome = run_study(spec, only=args.only or None, rerun=args.rerun,
-                            retry_failed=args.retry_failed, workers=args.workers, stop=stop)
+                            retry_failed=args.retry_failed, workers=args.workers, stop=stop,
+                            force_new=args.force_new)
     _print_summary(spec, outcome.report)
     if stop.is_set():
         print("stopped after the running trial; run the same command again to go on",
@@ -141,15 +152,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _dry_run(spec: Any, trials: list) -> int:
+def _dry_run(spec: Any, trials: list, force_new: bool) -> int:
     from .queue import open_study
     from .records import load_records
+    from .sweep import check_same_study
     from .variants import describe_changes
 
     try:
-        done = {r.key for r in load_records(open_study(spec, create=False)) if r.complete}
+        study = open_study(spec, create=False)
     except AblateInputError:  # never run (nothing created), or storage unreachable: all to run
-        done = set()
+        study = None
+    done: set[str] = set()
+    if study is not None and force_new:
+        print(f"--force-new: would delete study {spec.name!r} "
+              f"({len(study.get_trials(deepcopy=False))} trial(s)) and start afresh")
+    elif study is not None:
+        check_same_study(study, spec)  # the run would refuse: say so now
+        done = {r.key for r in load_records(study) if r.complete}
     print(f"plan: {len(trials)} trial(s)")
     for trial in trials:
         state = "complete, re-used" if trial.key in done else "to run"
@@ -195,10 +214,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from .config import load_spec
     from .queue import open_study
-    from .report import write_report
+    from .report import build_report, write_report, write_report_json, write_results_csv
 
     spec = load_spec(args.file, args.sets)
-    path = write_report(spec, open_study(spec, create=False))
+    study = open_study(spec, create=False)
+    if args.format == "md":
+        path = write_report(spec, study)
+    else:
+        write = write_results_csv if args.format == "csv" else write_report_json
+        path = write(spec, build_report(spec, study))
     print(f"report: {path}")
     return EXIT_OK
 
@@ -210,19 +234,44 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.file, args.sets)
     records = load_records(open_study(spec, create=False))
+    failed = any(r.state == "FAIL" for r in _latest(records))
+    if args.json:
+        print(json.dumps(_status_json(spec, records), indent=2, allow_nan=False))
+        return EXIT_TRIALS_FAILED if failed else EXIT_OK
     print(f"study {spec.name} ({spec.experiment.storage}): {len(records)} trial(s)")
     print(f"{'#':>4}  {'trial':<32} {'state':<10} {spec.experiment.metric:>10}  error")
     for r in records:
         value = "" if r.value is None else f"{r.value:.4f}"
         state = "SUPERSEDED" if r.superseded else r.state
         print(f"{r.number:>4}  {r.key:<32} {state:<10} {value:>10}  {r.error or ''}")
-    return EXIT_TRIALS_FAILED if any(r.state == "FAIL" for r in _latest(records)) else EXIT_OK
+    return EXIT_TRIALS_FAILED if failed else EXIT_OK
+
+
+def _status_json(spec: Any, records: list) -> dict[str, Any]:
+    """`status --json`: every trial, superseded ones included, in plain JSON types."""
+    import math
+
+    return {"study": spec.name, "storage": spec.experiment.storage,
+            "metric": spec.experiment.metric,
+            "trials": [{"number": r.number, "key": r.key, "variant": r.variant, "seed": r.seed,
+                        "state": r.state,
+                        "value": r.value if r.value is not None and math.isfinite(r.value) else None,
+                        "error": r.error, "superseded": r.superseded} for r in records]}
 
 
 def _latest(records: list) -> list:
     from .records import latest_by_key
 
     return list(latest_by_key(records).values())
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from .starter import write_starter
+
+    path = write_starter(args.file)
+    print(f"wrote {path}: set [data] and [model], then `ablate validate {path}` and "
+          f"`ablate run {path}`")
+    return EXIT_OK
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -244,7 +293,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": cmd_run, "worker": cmd_worker, "report": cmd_report, "status": cmd_status,
-            "validate": cmd_validate}
+            "validate": cmd_validate, "init": cmd_init}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -270,6 +270,7 @@ class ExperimentSpec:
     sweep: dict[str, list[Any]] = field(default_factory=dict)  # knob -> values, from [sweep]
     ablation: AblationSpec | None = None
     search: Any = None  # search.SearchSpec, from [search]
+    has_baseline: bool = True  # the file (or --set) has a [baseline] section
 
     @property
     def name(self) -> str:
@@ -414,29 +415,62 @@ def _parse_set_value(text: str) -> Any:
         return text
 
 
+def _split_set(item: str) -> tuple[list[str], Any]:
+    """`--set SECTION.KEY=VALUE` → (the key's parts, the parsed value); bad syntax is bad input."""
+    key, sep, text = item.partition("=")
+    parts = [p.strip() for p in key.strip().split(".")]
+    if not sep or len(parts) < 2 or not all(parts):
+        raise AblateInputError(
+            f"--set {item!r}: expected SECTION.KEY=VALUE, e.g. --set baseline.epochs=2")
+    if parts[0] not in SECTIONS:
+        raise AblateInputError(
+            f"--set {item!r}: unknown section {parts[0]!r}{_did_you_mean(parts[0], SECTIONS)} "
+            f"(sections: {', '.join(SECTIONS)})")
+    if parts[0] == "variants":  # variant names may contain dots (dropout0.3)
+        if len(parts) < 3:
+            raise AblateInputError(
+                f"--set {item!r}: expected variants.NAME.KNOB=VALUE")
+        parts = ["variants", ".".join(parts[1:-1]), parts[-1]]
+    return parts, _parse_set_value(text.strip())
+
+
 def apply_sets(raw: dict[str, Any], sets: list[str], path: Path) -> None:
     """Apply `--set KEY=VALUE` overrides to the raw TOML tables, in place."""
     for item in sets:
-        key, sep, text = item.partition("=")
-        parts = [p.strip() for p in key.strip().split(".")]
-        if not sep or len(parts) < 2 or not all(parts):
-            raise AblateInputError(
-                f"--set {item!r}: expected SECTION.KEY=VALUE, e.g. --set baseline.epochs=2")
-        if parts[0] not in SECTIONS:
-            raise AblateInputError(
-                f"--set {item!r}: unknown section {parts[0]!r}{_did_you_mean(parts[0], SECTIONS)} "
-                f"(sections: {', '.join(SECTIONS)})")
-        if parts[0] == "variants":  # variant names may contain dots (dropout0.3)
-            if len(parts) < 3:
-                raise AblateInputError(
-                    f"--set {item!r}: expected variants.NAME.KNOB=VALUE")
-            parts = ["variants", ".".join(parts[1:-1]), parts[-1]]
+        parts, value = _split_set(item)
         table = raw
         for part in parts[:-1]:
             table = table.setdefault(part, {})
             if not isinstance(table, dict):
                 raise AblateInputError(f"--set {item!r}: {part!r} is not a table in {path}")
-        table[parts[-1]] = _parse_set_value(text.strip())
+        table[parts[-1]] = value
+
+
+_SET_SECTIONS: dict[str, type] = {"experiment": ExperimentSection, "data": DataSpec,
+                                  "model": ModelSpec, "tracking": TrackingSpec, "baseline": Recipe}
+
+
+def check_set(item: str) -> None:
+    """A `--set` key or value that is wrong is reported as the --set's, not the file's, mistake."""
+    parts, value = _split_set(item)
+    if parts[0] == "variants":
+        section, key = f"variants.{parts[1]}", parts[2]
+        fields = {f.name: f for f in dataclasses.fields(Recipe)}
+        unknown = f"[{section}] unknown knob {key!r}"
+    elif parts[0] in _SET_SECTIONS:
+        section, key = parts[0], parts[1]
+        fields = {f.name: f for f in dataclasses.fields(_SET_SECTIONS[parts[0]])}
+        unknown = f"unknown key {key!r} in [{section}]"
+    else:
+        return  # [sweep], [ablation], [search]: checked with the file
+    if key not in fields:
+        raise AblateInputError(f"--set {item!r}: {unknown}{_did_you_mean(key, list(fields))} "
+                               f"(allowed: {', '.join(fields)})")
+    if len(parts) == 2 or parts[0] == "variants":
+        try:
+            fields[key].metadata["check"](value)
+        except ValueError as err:
+            raise AblateInputError(f"--set {item!r}: [{section}] {key} = {value!r} {err}") from None
 
 
 def _resolve_path_like(value: str) -> str:
@@ -481,6 +515,8 @@ def load_spec(path: str | Path, sets: list[str] | None = None) -> ExperimentSpec
             raise AblateInputError(
                 f"{path}: unknown section [{key}]{_did_you_mean(key, SECTIONS)} "
                 f"(sections: {', '.join(SECTIONS)})")
+    for item in sets or []:
+        check_set(item)
     apply_sets(raw, sets or [], path)
 
     experiment = _parse_section(ExperimentSection, raw.get("experiment", {}), "experiment", path)
@@ -547,7 +583,7 @@ def load_spec(path: str | Path, sets: list[str] | None = None) -> ExperimentSpec
     spec = ExperimentSpec(
         path=path.resolve(), text=text, experiment=experiment, data=data_spec, model=model,
         tracking=tracking, baseline=baseline, variants=variants, sweep=sweep, ablation=ablation,
-        search=search)
+        search=search, has_baseline="baseline" in raw)
     from .variants import named_variants
 
     named_variants(spec)  # a name produced twice is an error before anything runs

@@ -86,7 +86,9 @@ def _read_local_file(path: Path) -> pd.DataFrame:
             f"{path}: cannot be decoded as UTF-8 text (byte {err.start}); save it as UTF-8") from None
     except (ValueError, pd.errors.ParserError, OSError) as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise AblateInputError(f"{path}: cannot be read as a table: {first_line}") from None
+        raise AblateInputError(
+            f"{path}: cannot be read as a table of examples (one row per example, with a text and "
+            f"a label column): {first_line}") from None
     raise AblateInputError(
         f"{path}: unsupported file type; use one of {', '.join(LOCAL_DATA_SUFFIXES)}")
 
@@ -162,7 +164,10 @@ def _check_columns(frame: pd.DataFrame, split: str, spec: DataSpec) -> None:
 
 
 def _clean(frame: pd.DataFrame, spec: DataSpec) -> tuple[pd.DataFrame, int]:
-    """Keep text (and pair) and label; drop rows whose text is empty or label missing."""
+    """Keep text (and pair) and label; drop rows whose text is empty or label missing.
+
+    The kept rows keep their original index, so that a bad label is reported by its row in
+    the file, not by its position after the drop."""
     out = pd.DataFrame({"text": frame[spec.text_column]})
     if spec.text_pair_column:
         out["text_pair"] = frame[spec.text_pair_column]
@@ -170,7 +175,7 @@ def _clean(frame: pd.DataFrame, spec: DataSpec) -> tuple[pd.DataFrame, int]:
     keep = out["label"].notna()
     for column in ["text"] + (["text_pair"] if spec.text_pair_column else []):
         keep &= out[column].notna() & out[column].astype(str).str.strip().ne("")
-    cleaned = out[keep].reset_index(drop=True)
+    cleaned = out[keep].copy()
     for column in ["text"] + (["text_pair"] if spec.text_pair_column else []):
         cleaned[column] = cleaned[column].astype(str)
     return cleaned, int((~keep).sum())
@@ -192,9 +197,9 @@ def _label_ids(frames: dict[str, pd.DataFrame], spec: DataSpec,
         for split, frame in frames.items():
             mapped = frame["label"].astype(str).map(index)
             if mapped.isna().any():
-                row = int(mapped.isna().to_numpy().nonzero()[0][0])
+                row, value = _first_bad(frame, mapped.isna())
                 raise AblateInputError(
-                    f"split {split!r}, row {row}: label {_show(frame['label'].iloc[row])} is not "
+                    f"{spec.dataset}: split {split!r}, row {row}: label {_show(value)} is not "
                     f"one of the train labels ({', '.join(names)})")
             frame["label"] = mapped.astype(int)
         return names
@@ -203,9 +208,9 @@ def _label_ids(frames: dict[str, pd.DataFrame], spec: DataSpec,
         values = pd.to_numeric(frame["label"], errors="coerce")
         bad = values.isna() | (values != values.round()) | (values < 0)
         if bad.any():
-            row = int(bad.to_numpy().nonzero()[0][0])
+            row, value = _first_bad(frame, bad)
             raise AblateInputError(
-                f"split {split!r}, row {row}: label {_show(frame['label'].iloc[row])} in column "
+                f"{spec.dataset}: split {split!r}, row {row}: label {_show(value)} in column "
                 f"{spec.label_column!r} must be an integer class id >= 0 or a class name")
         frame["label"] = values.astype(int)
 
@@ -219,11 +224,17 @@ def _label_ids(frames: dict[str, pd.DataFrame], spec: DataSpec,
     for split, frame in frames.items():
         too_big = frame["label"] >= len(names)
         if too_big.any():
-            row = int(too_big.to_numpy().nonzero()[0][0])
+            row, value = _first_bad(frame, too_big)
             raise AblateInputError(
-                f"split {split!r}, row {row}: label {int(frame['label'].iloc[row])} is outside the "
+                f"{spec.dataset}: split {split!r}, row {row}: label {int(value)} is outside the "
                 f"{len(names)} classes ({', '.join(names)}); fix the row or set [data] label_names")
     return names
+
+
+def _first_bad(frame: pd.DataFrame, bad: pd.Series) -> tuple[int, Any]:
+    """The file row (counted from 0, header excluded) and label of the first flagged row."""
+    position = int(bad.to_numpy().nonzero()[0][0])
+    return int(frame.index[position]), frame["label"].iloc[position]
 
 
 def _show(value: Any) -> str:
@@ -242,9 +253,9 @@ def _integer_strings_to_ids(frames: dict[str, pd.DataFrame], spec: DataSpec) -> 
         return  # class names
     for (split, frame), matches in zip(frames.items(), integer_like, strict=True):
         if not matches.all():
-            row = int((~matches).to_numpy().nonzero()[0][0])
+            row, value = _first_bad(frame, ~matches)
             raise AblateInputError(
-                f"split {split!r}, row {row}: label {frame['label'].iloc[row]!r} in column "
+                f"{spec.dataset}: split {split!r}, row {row}: label {value!r} in column "
                 f"{spec.label_column!r} is not an integer class id like the other labels")
     for frame in frames.values():
         frame["label"] = frame["label"].astype(int)
@@ -322,6 +333,7 @@ def load_labeled_splits(spec: DataSpec) -> LabeledSplits:
             notes.append(f"split {split!r}: dropped {dropped[split]} rows with an empty text or "
                          "missing label")
     names = _label_ids(frames, spec, class_names, raw, spec.train_split)
+    frames = {split: frame.reset_index(drop=True) for split, frame in frames.items()}
     present = sorted(set(frames[spec.train_split]["label"]))
     if len(names) < 2 or len(present) < 2:
         raise AblateInputError(

@@ -34,6 +34,10 @@ STALE_AFTER_HEARTBEATS = 3
 STALE_ERROR = "its worker stopped sending heartbeats (killed or crashed); queued again"
 
 
+class StudyNotFound(AblateInputError):
+    """The storage holds no study of this name (it was never run)."""
+
+
 def _journal_path(url: str) -> Path:
     return Path("/" + url[len(JOURNAL_PREFIX):].lstrip("/"))
 
@@ -57,7 +61,7 @@ def make_storage(url: str, heartbeat: int) -> optuna.storages.BaseStorage:
 def open_study(spec: ExperimentSpec, create: bool = True) -> optuna.Study:
     """Open (or create) the study; an unusable storage URL is bad input."""
     url = spec.experiment.storage
-    never_run = AblateInputError(
+    never_run = StudyNotFound(
         f"no study {spec.name!r} in {url} yet; run `ablate run {spec.path}` first")
     try:
         if url.startswith("sqlite:///"):
@@ -88,6 +92,18 @@ def open_study(spec: ExperimentSpec, create: bool = True) -> optuna.Study:
         text = str(err).strip()
         reason = text.splitlines()[0] if text else type(err).__name__
         raise AblateInputError(f"[experiment] storage = {url!r} cannot be opened: {reason}") from None
+
+
+def delete_study(spec: ExperimentSpec) -> int | None:
+    """`run --force-new`: delete the study of this name from the storage; returns how many
+    trials it held, or None when there was none."""
+    try:
+        study = open_study(spec, create=False)
+    except StudyNotFound:
+        return None
+    count = len(study.get_trials(deepcopy=False))
+    optuna.delete_study(study_name=spec.name, storage=study._storage)
+    return count
 
 
 def enqueue(study: optuna.Study, trials: list[TrialSpec]) -> None:

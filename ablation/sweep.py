@@ -25,7 +25,7 @@ from . import queue, records
 from .config import ExperimentSpec
 from .errors import AblateInputError
 from .tracking import NullTracker, make_tracker
-from .variants import TrialSpec, expand, variant_names
+from .variants import BASELINE, TrialSpec, expand, variant_names
 
 log = logging.getLogger(__name__)
 
@@ -39,16 +39,22 @@ class RunOutcome:
     report: dict[str, Any] = field(default_factory=dict)  # build_report() of the final state
 
 
-def select_trials(spec: ExperimentSpec, only: list[str] | None) -> list[TrialSpec]:
-    """Every trial of the file, or those of the variants named by --only."""
+def select_trials(spec: ExperimentSpec, only: list[str] | None,
+                  option: str = "--only") -> list[TrialSpec]:
+    """Every trial of the file, or those of the variants named by --only (or `option`)."""
+    known = variant_names(spec)
+    if known == [BASELINE] and not spec.has_baseline and spec.search is None:
+        raise AblateInputError(
+            f"{spec.path}: nothing to run: no [baseline] and no variants ([variants], [sweep], "
+            "[ablation] or [search]); add a [baseline] with the recipe to start from and the "
+            "variants that change it")
     trials = expand(spec)
     if not only:
         return trials
-    known = variant_names(spec)
     for name in only:
         if name not in known:
             raise AblateInputError(
-                f"--only {name!r}: no such variant in {spec.path.name} (variants: "
+                f"{option} {name!r}: no such variant in {spec.path.name} (variants: "
                 f"{', '.join(known)})")
     return [t for t in trials if t.variant in only]
 
@@ -58,18 +64,87 @@ def _first_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
+def make_output_dir(spec: ExperimentSpec) -> None:
+    """Create the output folder first: one that cannot be created is bad input, found before
+    the storage is touched."""
+    try:
+        spec.output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise AblateInputError(
+            f"[experiment] output_dir = {str(spec.output_dir)!r} cannot be created: "
+            f"{err.strerror or err}") from None
+
+
 def _write_study_files(spec: ExperimentSpec) -> None:
     """A copy of the experiment file and the fully resolved recipe, beside the report."""
-    spec.output_dir.mkdir(parents=True, exist_ok=True)
     (spec.output_dir / "experiment.toml").write_text(spec.text, encoding="utf-8")
     (spec.output_dir / "resolved.json").write_text(
         json.dumps(spec.to_dict(), indent=2, default=str) + "\n", encoding="utf-8")
 
 
-def _record_study_attrs(study: optuna.Study, spec: ExperimentSpec, label_names: list[str]) -> None:
-    values = {"metric": spec.experiment.metric, "direction": spec.experiment.direction,
-              "label_names": label_names, "baseline": spec.baseline.to_dict(),
-              "description": spec.experiment.description}
+# Study user attributes that say which study it is: a file that differs in any of them would
+# mix its results with the stored ones.
+IDENTITY_ATTRS = ("data", "model", "baseline", "metric", "direction")
+DATA_FINGERPRINT = "data_fingerprint"
+
+
+def study_identity(spec: ExperimentSpec) -> dict[str, Any]:
+    """What the stored trials' results depend on besides their own variant and seed, as JSON
+    (the form the storage gives back)."""
+    resolved = spec.to_dict()
+    identity = {"data": resolved["data"], "model": resolved["model"],
+                "baseline": resolved["baseline"], "metric": spec.experiment.metric,
+                "direction": spec.experiment.direction}
+    return json.loads(json.dumps(identity))
+
+
+def _first_difference(key: str, stored: Any, mine: Any) -> tuple[str, Any, Any] | None:
+    """(dotted key, stored value, this file's value) of the first difference, or None."""
+    if isinstance(stored, dict) and isinstance(mine, dict):
+        for sub in sorted(set(stored) | set(mine)):
+            found = _first_difference(f"{key}.{sub}", stored.get(sub), mine.get(sub))
+            if found:
+                return found
+        return None
+    return None if stored == mine else (key, stored, mine)
+
+
+def _shown(value: Any) -> str:
+    return "unset" if value is None else repr(value) if isinstance(value, str) else json.dumps(value)
+
+
+def _refusal(spec: ExperimentSpec, what: str) -> AblateInputError:
+    return AblateInputError(
+        f"storage {spec.experiment.storage} holds study {spec.name!r} run with {what}; use a new "
+        "[experiment] name, or --force-new to delete that study and start afresh")
+
+
+def check_same_study(study: optuna.Study, spec: ExperimentSpec,
+                     keys: tuple[str, ...] = IDENTITY_ATTRS) -> None:
+    """Refuse to add trials to a stored study of the same name but another data, model,
+    baseline or metric: their results would be compared as if they were alike. New variants
+    and seeds are fine."""
+    stored = study.user_attrs
+    for key, mine in study_identity(spec).items():
+        if key not in keys or key not in stored:
+            continue  # a study from before these were recorded
+        found = _first_difference(key, stored[key], mine)
+        if found:
+            where, old, new = found
+            raise _refusal(spec, f"{where}={_shown(old)}; this file says {_shown(new)}")
+
+
+def check_same_data(study: optuna.Study, spec: ExperimentSpec, fingerprint: str) -> None:
+    """The same [data] keys can still read other rows (a file changed on disk)."""
+    stored = study.user_attrs.get(DATA_FINGERPRINT)
+    if stored is not None and stored != fingerprint:
+        raise _refusal(spec, f"other data rows (content fingerprint {stored}; {spec.data.dataset} "
+                             f"now gives {fingerprint}: its files changed)")
+
+
+def _record_study_attrs(study: optuna.Study, spec: ExperimentSpec, splits: Any) -> None:
+    values = {"label_names": splits.label_names, "description": spec.experiment.description,
+              DATA_FINGERPRINT: splits.fingerprint(), **study_identity(spec)}
     for key, value in values.items():
         if study.user_attrs.get(key) != value:
             study.set_user_attr(key, value)
@@ -146,26 +221,24 @@ def preflight(spec: ExperimentSpec, trials: list[TrialSpec], inputs: TrialInputs
 
 
 def plan(study: optuna.Study, trials: list[TrialSpec], rerun: list[str] | None = None,
-         retry_failed: bool = False) -> tuple[list[TrialSpec], list[str]]:
-    """Which selected trials to queue now, and which complete ones are re-used.
+         retry_failed: bool = False) -> tuple[list[TrialSpec], list[str], list[int]]:
+    """Which selected trials to queue now, which complete ones are re-used, and which trial
+    numbers the caller supersedes once every check has passed (nothing is written here).
 
     Queued: every trial with no complete, waiting or running attempt (a trial that failed in an
     earlier invocation is tried once more). `rerun` variants are queued again and their complete
     results superseded; `retry_failed` queues only trials whose attempts all failed."""
     existing = records.load_records(study)
-    if rerun:
-        old = [r.number for r in existing if r.variant in rerun and r.complete and not r.superseded]
-        if old:
-            records.supersede(study, old)
-            existing = records.load_records(study)
-    active = [r for r in existing if not r.superseded]
+    replaced = [r.number for r in existing
+                if rerun and r.variant in rerun and r.complete and not r.superseded]
+    active = [r for r in existing if not r.superseded and r.number not in replaced]
     complete = {r.key for r in active if r.complete}
     busy = {r.key for r in active if r.state in ("WAITING", "RUNNING")}
     failed = {r.key for r in active if r.state == "FAIL"}
     skipped = [t.key for t in trials if t.key in complete]
     to_queue = [t for t in trials if t.key not in complete | busy
                 and (not retry_failed or t.key in failed)]
-    return to_queue, skipped
+    return to_queue, skipped, replaced
 
 
 @dataclass
@@ -264,21 +337,34 @@ def _search_once(job: Work, outcome: RunOutcome) -> bool:
 def run_study(spec: ExperimentSpec, only: list[str] | None = None,
               echo: Callable[[str], None] = print, *, rerun: list[str] | None = None,
               retry_failed: bool = False, workers: int = 1,
-              stop: threading.Event | None = None) -> RunOutcome:
+              stop: threading.Event | None = None, force_new: bool = False) -> RunOutcome:
     """Queue every selected trial not yet complete, train them (here, or in `workers` worker
-    processes), wait for the study's other workers, then write the report."""
+    processes), wait for the study's other workers, then write the report.
+
+    A stored study of the same name but another data, model, baseline or metric is refused;
+    `force_new` deletes it first."""
     trials = select_trials(spec, (only or []) + (rerun or []) or None)
     outcome = RunOutcome(planned=trials)
+    make_output_dir(spec)
+    if force_new:
+        deleted = queue.delete_study(spec)
+        if deleted is not None:
+            echo(f"--force-new: deleted study {spec.name!r} ({deleted} trial(s)) from "
+                 f"{spec.experiment.storage}; starting afresh")
     study = queue.open_study(spec)
+    check_same_study(study, spec)  # before anything is written or queued
     _write_study_files(spec)
-    to_queue, outcome.skipped = plan(study, trials, rerun, retry_failed)
+    to_queue, outcome.skipped, replaced = plan(study, trials, rerun, retry_failed)
     if outcome.skipped:
         echo(f"re-using {len(outcome.skipped)} completed trial(s): {', '.join(outcome.skipped)}")
     job = Work(spec, study, echo, stop or threading.Event())
     if to_queue:
         inputs = job.prepare()
+        check_same_data(study, spec, inputs.splits.fingerprint())
         preflight(spec, to_queue, inputs)  # every problem before anything trains
-        _record_study_attrs(study, spec, inputs.splits.label_names)
+        _record_study_attrs(study, spec, inputs.splits)
+        if replaced:  # --rerun: only now, so that bad input supersedes nothing
+            records.supersede(study, replaced)
         for trial in to_queue:  # tokenize once, before any worker starts
             inputs.for_trial(trial)
         queue.enqueue(study, to_queue)
@@ -299,6 +385,9 @@ def run_worker(spec: ExperimentSpec, echo: Callable[[str], None] = print,
                stop: threading.Event | None = None) -> RunOutcome:
     """`ablate worker`: join a study, train queued trials until the queue is empty."""
     study = queue.open_study(spec, create=False)
+    # What the trials' recipes are built from; the data and model may sit at other paths on
+    # another machine.
+    check_same_study(study, spec, keys=("baseline", "metric", "direction"))
     outcome = RunOutcome(planned=[])
     work(Work(spec, study, echo, stop or threading.Event()), None, outcome, wait_for_others=False)
     return outcome

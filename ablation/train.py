@@ -79,7 +79,13 @@ def load_model_config(source: ModelSource, label_names: list[str]) -> Any:
             raise AblateInputError(
                 f"[model] config key {key!r}: {type(config).__name__} of {source.name} has no "
                 "such setting")
-    config.update(dict(source.config))
+        try:
+            setattr(config, key, source.config[key])
+        except Exception as err:  # transformers validates some fields (strict dataclasses)
+            reason = str(err).strip().splitlines()[-1].strip() if str(err).strip() else type(err).__name__
+            raise AblateInputError(
+                f"[model] config {key} = {source.config[key]!r} is refused by "
+                f"{type(config).__name__}: {reason}") from None
     config.num_labels = len(label_names)
     config.id2label = dict(enumerate(label_names))
     config.label2id = {name: i for i, name in enumerate(label_names)}
@@ -110,6 +116,9 @@ def device_name() -> str:
 
 def model_unavailable(name: str, err: Exception) -> str:
     reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    if Path(name).is_dir():
+        return (f"[model] name = {name!r} is a folder but not a saved model ({reason}); give a "
+                "folder written by save_pretrained (config.json, the weights and the tokenizer)")
     return (f"[model] name = {name!r} cannot be loaded ({reason}); give a local folder, or make "
             "the Hub id available offline: fill a Hugging Face cache, point HF_HUB_CACHE at it and "
             "set HF_HUB_OFFLINE=1")

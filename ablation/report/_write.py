@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib.metadata
+import json
 import math
 import platform
 from pathlib import Path
@@ -71,12 +72,58 @@ def write_report(spec: ExperimentSpec, study: optuna.Study,
     plots_dir = out / "plots"
     plots_dir.mkdir(parents=True, exist_ok=True)
     built = built if built is not None else build_report(spec, study)
-    built["trials"].to_csv(out / "results.csv", index=False)
+    write_results_csv(spec, built)
     pictures = {p.stem: p for p in plot_curves(built["chosen"], plots_dir, built["order"])}
     pictures |= _summary_plots(built, plots_dir)
     text = render_markdown(spec, built, {k: p.relative_to(out) for k, p in pictures.items()})
     path = out / "report.md"
     path.write_text(text, encoding="utf-8")
+    return path
+
+
+def write_results_csv(spec: ExperimentSpec, built: dict[str, Any]) -> Path:
+    """results.csv: one row per trial (the newest attempt of each variant × seed)."""
+    spec.output_dir.mkdir(parents=True, exist_ok=True)
+    path = spec.output_dir / "results.csv"
+    built["trials"].to_csv(path, index=False)
+    return path
+
+
+def _plain(value: Any) -> Any:
+    """numpy and pandas scalars → Python; NaN and infinities → None (JSON has neither)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def report_json(built: dict[str, Any]) -> dict[str, Any]:
+    """The report's numbers in plain JSON types: per-variant table, effects, per-trial rows."""
+    effects = [{"variant": e.variant, "reference": e.reference, "changes": e.changes,
+                "delta": e.interval.estimate, "ci_low": e.interval.low, "ci_high": e.interval.high,
+                "p_value": e.interval.p_value, "n": e.interval.n, "method": e.interval.method,
+                "verdict": e.verdict, "basis": e.basis} for e in built["effects"]]
+    return _plain({
+        "metric": built["metric"],
+        "direction": "maximize" if built["greater_is_better"] else "minimize",
+        "label_names": built["label_names"],
+        "variants": built["variants"].to_dict(orient="records"),
+        "effects": effects,
+        "trials": built["trials"].to_dict(orient="records"),
+    })
+
+
+def write_report_json(spec: ExperimentSpec, built: dict[str, Any]) -> Path:
+    """report.json: what the markdown report shows, for programs."""
+    spec.output_dir.mkdir(parents=True, exist_ok=True)
+    path = spec.output_dir / "report.json"
+    document = {"study": spec.name, "storage": spec.experiment.storage, **report_json(built)}
+    path.write_text(json.dumps(document, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     return path
 
 

@@ -1,0 +1,64 @@
+"""`ablate init`: a commented starter experiment file that validates as written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .errors import AblateInputError
+
+STARTER = '''\
+# An ablate experiment: a baseline recipe and named variants, each trained once per seed as a
+# trial of one Optuna study. `ablate validate FILE` checks this file, the data and the model
+# without training; `ablate run FILE` runs it and writes reports/<name>/report.md.
+# Every key, its default and what is allowed: the README, "The experiment file".
+
+[experiment]                  # the study as a whole
+# name = "my_study"           # the Optuna study name; default: this file's name
+description = "Does a larger batch need a larger learning rate?"
+seeds = [42]                  # every variant runs once per seed; 3 seeds give confidence intervals
+metric = "macro_f1"           # the selection metric, on the validation split
+# storage = "sqlite:///reports/<name>/study.db"   # the default; or postgresql://..., journal:///...
+
+[data]                        # a Hub id, a local .csv/.tsv/.jsonl/.parquet file, or a folder of them
+dataset = "mteb/tweet_sentiment_extraction"
+text_column = "text"
+label_column = "label"        # integer class ids or class names
+validation_size = 0.1         # carved from train (stratified) when there is no validation split
+max_train_samples = 2000      # start small; remove to train on every row
+max_eval_samples = 500
+
+[model]                       # a Hub id or a local folder, with a sequence-classification head
+name = "sentence-transformers/all-MiniLM-L6-v2"
+
+[tracking]                    # one SwanLab run per trial
+backend = "swanlab"           # or "none"
+mode = "local"                # logs under the output folder; `swanlab watch` shows them
+
+[baseline]                    # the recipe every variant starts from (unset knobs: defaults)
+learning_rate = 2e-5
+batch_size = 16
+epochs = 1
+eval_steps = 50               # evaluate every 50 steps; 0: once per epoch
+
+[variants]                    # name = the knobs it changes; it runs as "baseline_<name>"
+bs32 = { batch_size = 32 }
+"bs32_lr5e-5" = { batch_size = 32, learning_rate = 5e-5 }   # quote names with a dot or a dash
+
+# [sweep]                     # one factor at a time: each value becomes its own variant
+# dropout = [0.0, 0.3]
+'''
+
+
+def write_starter(path: Path) -> Path:
+    """Write the starter file; never overwrite an existing one."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("x", encoding="utf-8") as out:
+            out.write(STARTER)
+    except FileExistsError:
+        raise AblateInputError(
+            f"{path}: already exists; `ablate init` never overwrites a file, give another "
+            "path (ablate init other.toml)") from None
+    except OSError as err:
+        raise AblateInputError(f"{path}: cannot be written: {err.strerror or err}") from None
+    return path

@@ -1,0 +1,231 @@
+"""The command line around a study: a stored study that does not match the file is refused (or
+replaced with --force-new), `init`, `status --json` and `report --format`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import textwrap
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+
+from ablation import cli
+from ablation.config import load_spec
+from ablation.starter import STARTER
+
+
+def _trials(path: Path, sets: list[str] | None = None) -> list[tuple[int, str, str]]:
+    spec = load_spec(path, sets)
+    study = optuna.load_study(study_name=spec.name, storage=spec.experiment.storage)
+    return [(t.number, t.user_attrs["key"], t.state.name) for t in study.get_trials()]
+
+
+@pytest.fixture
+def study_file(tmp_path: Path, tiny_model_dir: Path, tiny_data_dir: Path,
+               monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A baseline-only study on a copy of the tiny data (so that a test may change its rows)."""
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data_dir, data)
+    path = tmp_path / "tiny.toml"
+    path.write_text(textwrap.dedent(f"""\
+        [data]
+        dataset = "{data}"
+        max_eval_samples = 40
+
+        [model]
+        name = "{tiny_model_dir}"
+
+        [tracking]
+        backend = "none"
+
+        [baseline]
+        learning_rate = 1e-3
+        batch_size = 32
+        epochs = 1
+        logging_steps = 2
+        """), encoding="utf-8")
+    return path
+
+
+def _error(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("ablate: error: ") and "Traceback" not in err
+    return err.strip()
+
+
+def test_a_stored_study_run_with_other_data_model_baseline_or_metric_is_refused(
+        study_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["run", str(study_file)]) == 0
+    stored = _trials(study_file)
+    output_dir = load_spec(study_file).output_dir
+    resolved = (output_dir / "resolved.json").read_text()
+    report = (output_dir / "report.md").read_text()
+
+    for item, difference in [
+        ("data.max_train_samples=100", "data.max_train_samples=unset; this file says 100"),
+        ("model.config.num_hidden_layers=1",
+         "model.config.num_hidden_layers=unset; this file says 1"),
+        ("baseline.learning_rate=5e-3", "baseline.learning_rate=0.001; this file says 0.005"),
+        ("experiment.metric=accuracy", "metric='macro_f1'; this file says 'accuracy'"),
+    ]:
+        capsys.readouterr()
+        assert cli.main(["run", str(study_file), "--set", item]) == 2, item
+        err = _error(capsys)
+        assert f"holds study 'tiny' run with {difference}" in err
+        assert "use a new [experiment] name, or --force-new" in err
+        assert cli.main(["run", str(study_file), "--dry-run", "--set", item]) == 2  # said at once
+
+    # Nothing stored, written or superseded by the refused runs.
+    assert _trials(study_file) == stored
+    assert (output_dir / "resolved.json").read_text() == resolved
+    assert (output_dir / "report.md").read_text() == report
+
+
+def test_adding_variants_and_seeds_to_a_stored_study_is_fine(
+        study_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["run", str(study_file)]) == 0
+    assert cli.main(["run", str(study_file), "--set", "variants.bs16.batch_size=16",
+                     "--set", "experiment.seeds=[42, 7]", "--only", "baseline_bs16"]) == 0
+    assert [(key, state) for _, key, state in _trials(study_file)] == [
+        ("baseline-s42", "COMPLETE"), ("baseline_bs16-s42", "COMPLETE"),
+        ("baseline_bs16-s7", "COMPLETE")]
+
+
+def test_data_rows_changed_on_disk_are_refused_and_rerun_supersedes_nothing(
+        study_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["run", str(study_file)]) == 0
+    stored = _trials(study_file)
+    train = study_file.parent / "data" / "train.csv"
+    frame = pd.read_csv(train)
+    frame.loc[0, "text"] = "great love happy"
+    frame.to_csv(train, index=False)
+
+    capsys.readouterr()
+    assert cli.main(["run", str(study_file), "--rerun", "baseline"]) == 2
+    err = _error(capsys)
+    assert "holds study 'tiny' run with other data rows (content fingerprint" in err
+    assert "its files changed" in err
+    assert _trials(study_file) == stored
+    assert cli.main(["status", str(study_file)]) == 0
+    assert "SUPERSEDED" not in capsys.readouterr().out
+
+
+def test_force_new_deletes_the_stored_study_and_starts_afresh(
+        study_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["run", str(study_file)]) == 0
+    new_baseline = ["--set", "baseline.learning_rate=5e-3"]
+    capsys.readouterr()
+    assert cli.main(["run", str(study_file), *new_baseline, "--dry-run", "--force-new"]) == 0
+    assert "--force-new: would delete study 'tiny' (1 trial(s))" in capsys.readouterr().out
+    assert len(_trials(study_file)) == 1  # a dry run deletes nothing
+
+    assert cli.main(["run", str(study_file), *new_baseline, "--force-new"]) == 0
+    out = capsys.readouterr().out
+    storage = load_spec(study_file).experiment.storage
+    assert f"--force-new: deleted study 'tiny' (1 trial(s)) from {storage}; starting afresh" in out
+    assert [(n, key, state) for n, key, state in _trials(study_file)] == [
+        (0, "baseline-s42", "COMPLETE")]
+    study = optuna.load_study(study_name="tiny", storage=storage)
+    assert study.user_attrs["baseline"]["learning_rate"] == 5e-3
+    assert cli.main(["run", str(study_file), *new_baseline]) == 0  # the new study is the file's
+
+
+# --------------------------------------------------------------------------- init
+
+
+def test_init_writes_a_commented_starter_that_validates_as_written(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["init"]) == 0
+    path = tmp_path / "experiment.toml"
+    assert path.read_text(encoding="utf-8") == STARTER
+    assert f"wrote {Path('experiment.toml')}" in capsys.readouterr().out
+
+    spec = load_spec(path)
+    assert spec.name == "experiment"
+    assert spec.data.dataset == "mteb/tweet_sentiment_extraction"
+    assert spec.model.name == "sentence-transformers/all-MiniLM-L6-v2"
+    assert list(spec.variants) == ["bs32", "bs32_lr5e-5"]
+    for section in ("experiment", "data", "model", "tracking", "baseline", "variants"):
+        header = next(line for line in STARTER.splitlines() if line.startswith(f"[{section}]"))
+        assert "#" in header, f"[{section}] has no comment saying what it is"
+
+
+def test_init_to_a_path_creates_its_folder_and_never_overwrites(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "studies" / "first.toml"
+    assert cli.main(["init", str(path)]) == 0
+    assert load_spec(path).name == "first"
+    path.write_text("# mine\n", encoding="utf-8")
+    assert cli.main(["init", str(path)]) == 2
+    assert f"{path}: already exists" in _error(capsys)
+    assert path.read_text(encoding="utf-8") == "# mine\n"
+
+
+# --------------------------------------------------------------------------- status --json, report --format
+
+
+@pytest.fixture
+def finished_study(write_experiment) -> Path:
+    """baseline and baseline_bs64, the first re-run once (its first result superseded)."""
+    path = write_experiment(baseline="learning_rate = 1e-3\nbatch_size = 32\nepochs = 1\n"
+                                     "logging_steps = 2\n", variants="bs64 = { batch_size = 64 }\n")
+    assert cli.main(["run", str(path)]) == 0
+    assert cli.main(["run", str(path), "--rerun", "baseline"]) == 0
+    return path
+
+
+def test_status_json_lists_every_trial_in_plain_json(finished_study: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert cli.main(["status", str(finished_study), "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["study"] == "tiny" and status["metric"] == "macro_f1"
+    trials = status["trials"]
+    assert [(t["number"], t["key"], t["variant"], t["seed"], t["state"], t["superseded"])
+            for t in trials] == [
+        (0, "baseline-s42", "baseline", 42, "COMPLETE", True),
+        (1, "baseline_bs64-s42", "baseline_bs64", 42, "COMPLETE", False),
+        (2, "baseline-s42", "baseline", 42, "COMPLETE", False)]
+    spec = load_spec(finished_study)
+    study = optuna.load_study(study_name=spec.name, storage=spec.experiment.storage)
+    assert [t["value"] for t in trials] == [t.value for t in study.get_trials()]
+    assert all(t["error"] is None for t in trials)
+
+
+def test_report_formats_write_their_file_and_print_its_path(
+        finished_study: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    output_dir = load_spec(finished_study).output_dir
+    for name in ("report.md", "results.csv"):
+        (output_dir / name).unlink()
+    capsys.readouterr()
+
+    assert cli.main(["report", str(finished_study), "--format", "csv"]) == 0
+    assert capsys.readouterr().out.strip() == f"report: {output_dir / 'results.csv'}"
+    results = pd.read_csv(output_dir / "results.csv")
+    assert list(results["variant"]) == ["baseline_bs64", "baseline"]  # newest attempt per key
+    assert not (output_dir / "report.md").exists()
+
+    assert cli.main(["report", str(finished_study), "--format", "json"]) == 0
+    assert capsys.readouterr().out.strip() == f"report: {output_dir / 'report.json'}"
+    report = json.loads((output_dir / "report.json").read_text())
+    assert report["study"] == "tiny" and report["metric"] == "macro_f1"
+    assert report["direction"] == "maximize" and report["label_names"] == ["0", "1", "2"]
+    variants = {row["variant"]: row for row in report["variants"]}
+    assert list(variants) == ["baseline", "baseline_bs64"]
+    assert variants["baseline_bs64"]["changes"] == "batch_size=64"
+    assert variants["baseline_bs64"]["delta"] == pytest.approx(
+        variants["baseline_bs64"]["value"] - variants["baseline"]["value"])
+    assert [e["variant"] for e in report["effects"]] == ["baseline_bs64"]
+    effect = report["effects"][0]
+    assert effect["reference"] == "baseline" and effect["verdict"] in ("better", "worse", "within noise")
+    assert effect["ci_low"] <= effect["delta"] <= effect["ci_high"]
+    assert [t["trial"] for t in report["trials"]] == [1, 2]
+
+    assert cli.main(["report", str(finished_study)]) == 0  # md stays the default
+    assert capsys.readouterr().out.strip() == f"report: {output_dir / 'report.md'}"
+    assert (output_dir / "report.md").exists()
