@@ -4,6 +4,10 @@
     python benchmarks/study_speed.py --full     # the real size: 6 layers, 4000 train tweets
     python benchmarks/study_speed.py --tiny     # smoke run: a few steps, to check the harness
 
+On 2 CPU cores the default takes about 11 minutes, 8.5 of them in way 1 (its 512-token padding);
+--tiny about 6; --full is estimated (not run) at about 4 hours, nearly all of it way 1. Run it on a
+quiet machine: a second busy process on 2 cores slows torch's two threads several-fold.
+
 The study: tweet sentiment (mteb/tweet_sentiment_extraction) with
 sentence-transformers/all-MiniLM-L6-v2; variants baseline, lr 5e-5, dropout 0.3 and balanced class
 weights; one seed; the same rows, optimizer steps, evaluation points and final evaluation (best
