@@ -74,8 +74,9 @@ def test_pruning_is_refused_for_data_parallel_trials(write_experiment, capsys):
 
 def test_a_failing_rank_fails_the_trial_with_its_error_and_the_study_goes_on(write_experiment):
     path = write_experiment(variants="")
-    sets = ["experiment.devices_per_trial=2", "experiment.trial_timeout=1"]
-    assert cli.main(["run", str(path), "--set", sets[0], "--set", sets[1]]) == 1
+    # 40 epochs take well over the 1 s allowed (2 epochs take about 1 s).
+    sets = ["experiment.devices_per_trial=2", "experiment.trial_timeout=1", "baseline.epochs=40"]
+    assert cli.main(["run", str(path), *[arg for s in sets for arg in ("--set", s)]]) == 1
     (trial,) = open_study(load_spec(path, sets), create=False).get_trials()
     assert trial.state.name == "FAIL"
     assert trial.user_attrs["error"].startswith("DistributedTrialError: TrialTimeout: ran ")
