@@ -46,6 +46,12 @@ def _float(low: float | None = None, high: float | None = None, *, low_open: boo
     return check
 
 
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("must be true or false")
+    return value
+
+
 def _int(low: int | None = None, *, also: tuple[int, ...] = ()) -> Callable[[Any], int]:
     allowed = "an integer" + (f" >= {low}" if low is not None else "")
     if also:
@@ -173,6 +179,8 @@ class Recipe:
     logging_steps: int = _knob(10, _int(1), "log train loss and grad norm every N steps")
     precision: str = _knob("auto", _one_of(*PRECISIONS),
                            "auto: bf16/fp16 on a GPU that has it, fp32 on CPU")
+    group_by_length: bool = _knob(False, _bool, "train batches of similar lengths: less padding, "
+                                  "faster; batches are less random")
     # Axes beyond the Trainer: how much data, which model.
     max_train_samples: int | None = _knob(None, _optional(_int(1)),
                                           "train on a stratified subsample of N examples")

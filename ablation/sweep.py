@@ -98,11 +98,16 @@ def study_identity(spec: ExperimentSpec) -> dict[str, Any]:
     return json.loads(json.dumps(identity))
 
 
-def _first_difference(key: str, stored: Any, mine: Any) -> tuple[str, Any, Any] | None:
-    """(dotted key, stored value, this file's value) of the first difference, or None."""
+def _first_difference(key: str, stored: Any, mine: Any, section: bool = True
+                      ) -> tuple[str, Any, Any] | None:
+    """(dotted key, stored value, this file's value) of the first difference, or None.
+
+    In a section ([data], [model], [baseline]) only the keys both sides have are compared: a
+    key added by a newer ablate has a default that does what the older one did."""
     if isinstance(stored, dict) and isinstance(mine, dict):
-        for sub in sorted(set(stored) | set(mine)):
-            found = _first_difference(f"{key}.{sub}", stored.get(sub), mine.get(sub))
+        subs = set(stored) & set(mine) if section else set(stored) | set(mine)
+        for sub in sorted(subs):
+            found = _first_difference(f"{key}.{sub}", stored.get(sub), mine.get(sub), False)
             if found:
                 return found
         return None

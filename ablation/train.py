@@ -313,6 +313,7 @@ def training_arguments(recipe: Recipe, spec: ExperimentSpec, seed: int,
         logging_strategy="steps",
         logging_steps=recipe.logging_steps,
         logging_first_step=True,
+        train_sampling_strategy="group_by_length" if recipe.group_by_length else "random",
         eval_strategy="steps" if eval_by_steps else "epoch",
         eval_steps=recipe.eval_steps if eval_by_steps else None,
         save_strategy="best",  # write a checkpoint when the selection metric improves
@@ -387,6 +388,7 @@ def train_trial(trial: TrialSpec, spec: ExperimentSpec, data: TokenizedData, tok
         ignore_mismatched_sizes=True)  # a checkpoint's own head may have another class count
     weights = class_weights(recipe, data.train_labels, n_classes)
     custom_loss = weights is not None or recipe.label_smoothing > 0
+    validation_set, validation_order = sorted_by_length(data.validation)
     checkpoint_dir = trial_dir / "checkpoints"
     identity = {"recipe": recipe.to_dict(), "seed": trial.seed, "source": dataclasses.asdict(source),
                 "train_examples": len(data.train_labels)}
@@ -404,7 +406,7 @@ def train_trial(trial: TrialSpec, spec: ExperimentSpec, data: TokenizedData, tok
         callbacks.append(TimeoutCallback(spec.experiment.trial_timeout))
     callbacks += extra_callbacks or []
     trainer = AblateTrainer(
-        model=model, args=args, train_dataset=data.train, eval_dataset=data.validation,
+        model=model, args=args, train_dataset=data.train, eval_dataset=validation_set,
         processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=trainer_metrics(data.label_names),
         compute_loss_func=make_loss(weights, recipe.label_smoothing) if custom_loss else None,
@@ -423,7 +425,7 @@ def train_trial(trial: TrialSpec, spec: ExperimentSpec, data: TokenizedData, tok
     train_curve, eval_curve = _curves(trainer.state.log_history)
 
     # The best checkpoint is loaded back: evaluate it on validation, and once on test.
-    val = trainer.predict(data.validation, metric_key_prefix="eval")
+    val = predict_in_order(trainer, validation_set, validation_order, "eval")
     validation, validation_speed = _split_metrics(val.metrics, "eval")
     result: dict[str, Any] = {
         "history": train_curve,
@@ -453,7 +455,7 @@ def train_trial(trial: TrialSpec, spec: ExperimentSpec, data: TokenizedData, tok
     final_logs = {f"final_eval_{k}": v for k, v in result["validation"].items()
                   if k in SCALAR_METRICS or k == "eval_loss"}
     if data.test is not None:
-        test = trainer.predict(data.test, metric_key_prefix="test")
+        test = predict_in_order(trainer, *sorted_by_length(data.test), "test")
         result["test"], result["test_samples_per_s"] = _split_metrics(test.metrics, "test")
         result["test_confusion"] = confusion(test.predictions, test.label_ids, n_classes)
         result["test_predictions"] = test.predictions.argmax(-1).tolist()
@@ -467,6 +469,21 @@ def train_trial(trial: TrialSpec, spec: ExperimentSpec, data: TokenizedData, tok
     del trainer, model
     release_memory()
     return result
+
+
+def sorted_by_length(dataset: Any) -> tuple[Any, np.ndarray]:
+    """The evaluation set sorted by length, so that its batches carry little padding, and the
+    positions that put its predictions back in the set's own order."""
+    lengths = np.fromiter((len(ids) for ids in dataset["input_ids"]), dtype=np.int64,
+                          count=len(dataset))
+    order = np.argsort(lengths, kind="stable")
+    return dataset.select(order), np.argsort(order)
+
+
+def predict_in_order(trainer: Trainer, dataset: Any, restore: np.ndarray, prefix: str) -> Any:
+    """trainer.predict on a length-sorted set; predictions and labels in the original order."""
+    output = trainer.predict(dataset, metric_key_prefix=prefix)
+    return output._replace(predictions=output.predictions[restore], label_ids=output.label_ids[restore])
 
 
 def is_out_of_memory(err: BaseException) -> bool:

@@ -229,3 +229,14 @@ def test_report_formats_write_their_file_and_print_its_path(
     assert cli.main(["report", str(finished_study)]) == 0  # md stays the default
     assert capsys.readouterr().out.strip() == f"report: {output_dir / 'report.md'}"
     assert (output_dir / "report.md").exists()
+
+
+def test_a_knob_added_by_a_newer_ablate_does_not_make_a_stored_study_look_different():
+    from ablation.sweep import _first_difference
+
+    stored = {"learning_rate": 2e-5, "model_config": {}}
+    newer = {"learning_rate": 2e-5, "model_config": {}, "group_by_length": False}
+    assert _first_difference("baseline", stored, newer) is None
+    changed = {"learning_rate": 2e-5, "model_config": {"num_hidden_layers": 2}}
+    assert _first_difference("baseline", stored, changed) == (
+        "baseline.model_config.num_hidden_layers", None, 2)

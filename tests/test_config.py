@@ -463,6 +463,10 @@ def test_unknown_key_in_section_suggests_the_close_one(tmp_path: Path, section: 
     ("tracking", 'backend = "wandb"', "must be one of 'swanlab', 'none'"),
     ("baseline", 'precision = "fp8"', "must be one of 'auto', 'fp32', 'bf16', 'fp16'"),
     ("baseline", 'lr_scheduler = "nope"', "must be a transformers scheduler name: linear"),
+    ("baseline", 'group_by_length = "yes"', "must be true or false"),
+    ("baseline", "group_by_length = 1", "must be true or false"),
+    ("experiment", "devices_per_trial = 0", "must be an integer >= 1"),
+    ("experiment", "checkpoint_steps = -5", "must be an integer >= 0"),
 ])
 def test_wrong_type_or_choice_is_rejected(tmp_path: Path, section: str, line: str, allowed: str) -> None:
     path = write_spec(tmp_path, **{section: line})

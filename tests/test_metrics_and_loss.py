@@ -143,3 +143,35 @@ def test_swanlab_runs_finish_as_success_or_crashed(tmp_path):
         rows = list(db.execute("select name, status from experiment order by id"))
     assert rows[0] == ("ok", 1)
     assert rows[1][0] == "broken" and rows[1][1] != 1
+
+
+def test_evaluation_sets_are_sorted_by_length_and_predictions_come_back_in_order():
+    from datasets import Dataset
+    from transformers.trainer_utils import PredictionOutput
+
+    from ablation.train import predict_in_order, sorted_by_length
+
+    ids = [[1] * n for n in (5, 2, 9, 2, 7, 1)]
+    dataset = Dataset.from_dict({"input_ids": ids, "label": [0, 1, 2, 0, 1, 2]})
+    by_length, restore = sorted_by_length(dataset)
+    assert [len(x) for x in by_length["input_ids"]] == [1, 2, 2, 5, 7, 9]
+
+    class EchoTrainer:  # predicts each example's own length, as a one-column "logit"
+        def predict(self, data, metric_key_prefix):
+            lengths = np.array([[len(x)] for x in data["input_ids"]], dtype=float)
+            return PredictionOutput(lengths, np.array(data["label"]), {})
+
+    output = predict_in_order(EchoTrainer(), by_length, restore, "eval")
+    assert output.predictions[:, 0].tolist() == [5, 2, 9, 2, 7, 1]
+    assert output.label_ids.tolist() == [0, 1, 2, 0, 1, 2]
+
+
+def test_group_by_length_picks_the_trainers_length_grouped_sampler(write_experiment, tmp_path):
+    from ablation.config import load_spec
+    from ablation.train import training_arguments
+
+    spec = load_spec(write_experiment(variants="grouped = { group_by_length = true }\n"))
+    assert spec.variants["grouped"] == {"group_by_length": True}
+    grouped = Recipe(**{**spec.baseline.to_dict(), "group_by_length": True})
+    assert training_arguments(grouped, spec, 1, tmp_path).train_sampling_strategy == "group_by_length"
+    assert training_arguments(spec.baseline, spec, 1, tmp_path).train_sampling_strategy == "random"
