@@ -232,6 +232,8 @@ class DataSpec:
                                    "fraction of train carved for validation")
     test_split: str | None = _knob("test", _optional(_string),
                                    'default "test" when the data has it; "" for none')
+    test_size: float = _knob(0.0, _float(0, 1, high_open=True),
+                             "fraction of train carved as the test split when the data has none")
     max_train_samples: int | None = _knob(None, _optional(_int(1)), "stratified subsample")
     max_eval_samples: int | None = _knob(None, _optional(_int(1)), "subsample of validation")
     max_test_samples: int | None = _knob(None, _optional(_int(1)), "subsample of test")

@@ -317,7 +317,8 @@ def load_labeled_splits(spec: DataSpec) -> LabeledSplits:
             raise AblateInputError(
                 f"{where}: test_split = {test_split!r} does not exist (splits: {available}); "
                 'set test_split = "" for none')
-        notes.append("no test split: test metrics are left out")
+        if not spec.test_size:
+            notes.append("no test split: test metrics are left out (test_size carves one)")
         test_split = None
 
     used = [s for s in (spec.train_split, spec.validation_split, test_split) if s]
@@ -341,6 +342,11 @@ def load_labeled_splits(spec: DataSpec) -> LabeledSplits:
             f"({names[present[0]]!r}); classification needs at least two")
 
     train = frames[spec.train_split]
+    test = frames[test_split] if test_split else None
+    if test is None and spec.test_size:  # carved first, so validation never sees its rows
+        test, train = _stratified_take(train, max(len(names), round(len(train) * spec.test_size)))
+        notes.append(f"test carved from {spec.train_split!r}: {len(test)} rows "
+                     f"({spec.test_size:g}, stratified)")
     if spec.validation_split:
         validation = frames[spec.validation_split]
     else:
@@ -348,7 +354,6 @@ def load_labeled_splits(spec: DataSpec) -> LabeledSplits:
         validation, train = _stratified_take(train, n_val)
         notes.append(f"validation carved from {spec.train_split!r}: {len(validation)} rows "
                      f"({spec.validation_size:g}, stratified)")
-    test = frames[test_split] if test_split else None
 
     if spec.max_train_samples:
         train, _ = _stratified_take(train, spec.max_train_samples)

@@ -109,7 +109,18 @@ def test_missing_default_test_split_is_left_out_with_a_note(tmp_path: Path):
     splits = load_labeled_splits(spec(folder))
     assert splits.test is None
     assert [name for name, _ in splits.split_items()] == ["train", "validation"]
-    assert "no test split: test metrics are left out" in splits.notes
+    assert "no test split: test metrics are left out (test_size carves one)" in splits.notes
+
+
+def test_test_size_carves_a_stratified_test_split_before_validation(tmp_path: Path):
+    folder = write_folder(tmp_path / "data", train=labelled(100, 1))
+    splits = load_labeled_splits(spec(folder, test_size=0.2))
+    assert (len(splits.test), len(splits.validation), len(splits.train)) == (20, 8, 72)
+    assert "test carved from 'train': 20 rows (0.2, stratified)" in splits.notes
+    texts = [set(frame["text"]) for frame in (splits.train, splits.validation, splits.test)]
+    assert not (texts[0] & texts[2] or texts[1] & texts[2]), "test rows are never trained or selected on"
+    shares = splits.test["label"].value_counts(normalize=True).round(1).to_dict()
+    assert shares == labelled(100, 1)["label"].value_counts(normalize=True).round(1).to_dict()
 
 
 def test_empty_test_split_means_none_without_a_note(data_dir: Path):
