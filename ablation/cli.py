@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="on Ctrl+C, finish the running trial first (Ctrl+C again stops at once)")
     run.add_argument("--force-new", action="store_true",
                      help="delete the stored study of this name (every trial of it) and start afresh")
+    run.add_argument("--quiet", action="store_true",
+                     help="plain lines, one per trial (no live table, no per-evaluation lines)")
     worker = add("worker", "join a study (from any machine) and train its queued trials")
     worker.add_argument("--storage", metavar="URL",
                         help="the study's storage URL (default: the file's [experiment] storage)")
@@ -137,10 +139,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _dry_run(spec, select_trials(spec, args.only), args.force_new)
     for name in args.rerun:  # an unknown name is bad input before anything runs
         select_trials(spec, [name], option="--rerun")
-    with _graceful_interrupts(args.graceful) as stop:
-        outcome = run_study(spec, only=args.only or None, rerun=args.rerun,
-                            retry_failed=args.retry_failed, workers=args.workers, stop=stop,
-                            force_new=args.force_new)
+    progress = _progress(spec, args)
+    try:
+        with _graceful_interrupts(args.graceful) as stop:
+            outcome = run_study(spec, only=args.only or None, rerun=args.rerun,
+                                retry_failed=args.retry_failed, workers=args.workers, stop=stop,
+                                force_new=args.force_new, echo=progress)
+    finally:
+        progress.close()
     _print_summary(spec, outcome.report)
     if stop.is_set():
         print("stopped after the running trial; run the same command again to go on",
@@ -150,6 +156,16 @@ def cmd_run(args: argparse.Namespace) -> int:
               f"see `ablate status {args.file}`", file=sys.stderr)
         return EXIT_TRIALS_FAILED
     return EXIT_OK
+
+
+def _progress(spec: Any, args: argparse.Namespace) -> Any:
+    """A live table of the trials on a terminal; plain lines in logs, pipes and with --quiet.
+    With several worker processes, each prints its own lines."""
+    from .progress import Lines, LiveTable
+
+    if args.quiet or args.workers > 1 or not sys.stdout.isatty():
+        return Lines(quiet=args.quiet)
+    return LiveTable(spec.experiment.metric)
 
 
 def _dry_run(spec: Any, trials: list, force_new: bool) -> int:

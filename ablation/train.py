@@ -12,7 +12,6 @@ import json
 import logging
 import platform
 import shutil
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from .config import ExperimentSpec, Recipe
 from .data import TokenizedData
 from .errors import AblateInputError
 from .metrics import SCALAR_METRICS, confusion, trainer_metrics
+from .progress import Lines, as_progress
 from .tracking import Tracker, tracker_keys
 from .variants import TrialSpec
 
@@ -200,11 +200,13 @@ def make_loss(weights: np.ndarray | None, label_smoothing: float) -> Callable[..
 
 class TrackerCallback(TrainerCallback):
     """Forwards every Trainer log (train loss, grad norm, lr, eval metrics) to the tracker, and
-    prints one plain line per evaluation."""
+    steps and evaluations to the terminal's progress."""
 
-    def __init__(self, tracker: Tracker, label: str, metric: str,
-                 echo: Callable[[str], None]) -> None:
-        self.tracker, self.label, self.metric, self.echo = tracker, label, metric, echo
+    def __init__(self, tracker: Tracker, label: str, metric: str, progress: Lines) -> None:
+        self.tracker, self.label, self.metric, self.progress = tracker, label, metric, progress
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.progress.step(self.label, state.global_step, state.max_steps)
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None,
                **kwargs: Any) -> None:
@@ -214,9 +216,8 @@ class TrackerCallback(TrainerCallback):
         log.info("step %s: %s", state.global_step, logs)
         key = "eval_loss" if self.metric == "eval_loss" else f"eval_{self.metric}"
         if key in logs:
-            self.echo(f"  {self.label}  step {state.global_step}/{state.max_steps}  "
-                      f"epoch {logs.get('epoch', 0):.2f}  eval_loss {logs['eval_loss']:.4f}  "
-                      f"{self.metric} {logs[key]:.4f}")
+            self.progress.evaluated(self.label, state.global_step, state.max_steps,
+                                    logs.get("epoch", 0), logs["eval_loss"], self.metric, logs[key])
 
 
 class TrialTimeout(Exception):
@@ -329,7 +330,7 @@ def training_arguments(recipe: Recipe, spec: ExperimentSpec, seed: int,
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         report_to="none",
-        disable_tqdm=not sys.stderr.isatty(),
+        disable_tqdm=True,  # train_trial shows the step bar where the terminal has room for it
         dataloader_num_workers=0,
         # Data-parallel: each process's loss is the mean over its share of the batch and DDP
         # averages the gradients. The Trainer's token averaging across devices would also multiply
@@ -398,8 +399,10 @@ def train_trial(trial: TrialSpec, spec: ExperimentSpec, data: TokenizedData, tok
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
         (checkpoint_dir / CHECKPOINT_IDENTITY).write_text(json.dumps(identity))
     args = training_arguments(recipe, spec, trial.seed, checkpoint_dir)
+    progress = as_progress(echo)
+    args.disable_tqdm = not progress.step_bars
     callbacks: list[TrainerCallback] = [
-        TrackerCallback(tracker, trial.key, spec.experiment.metric, echo)]
+        TrackerCallback(tracker, trial.key, spec.experiment.metric, progress)]
     if recipe.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(recipe.early_stopping_patience))
     if spec.experiment.trial_timeout:

@@ -1,0 +1,174 @@
+"""What the terminal shows while a study runs.
+
+`Lines` prints one plain line per event: the mode for logs, pipes, CI, worker processes and
+`--quiet` (which leaves out the per-evaluation lines). `LiveTable` redraws a table of the trials
+(name, seed, state, step, current metric, ETA) on a terminal, with messages printed above it.
+Both are callables taking a message line, so code that only has messages to say needs nothing
+else; the training loop and the sweep also report steps, evaluations and trial states.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Lines:
+    """One line per event (stdout by default)."""
+
+    step_bars = False  # the Trainer's own step bar (tqdm) under the lines, on a terminal only
+
+    def __init__(self, write: Callable[[str], None] = print, quiet: bool = False) -> None:
+        self.write, self.quiet = write, quiet
+        self.step_bars = not quiet and sys.stderr.isatty()
+
+    def __call__(self, line: str) -> None:
+        self.write(line)
+
+    def planned(self, trials: list[tuple[str, int]]) -> None:
+        """The trials this invocation waits for: (key, seed)."""
+
+    def trial_started(self, key: str, seed: int) -> None:
+        """A trial begins training in this process."""
+
+    def step(self, key: str, step: int, max_steps: int) -> None:
+        """An optimizer step is done."""
+
+    def evaluated(self, key: str, step: int, max_steps: int, epoch: float, eval_loss: float,
+                  metric: str, value: float) -> None:
+        if not self.quiet:
+            self.write(f"  {key}  step {step}/{max_steps}  epoch {epoch:.2f}  eval_loss "
+                       f"{eval_loss:.4f}  {metric} {value:.4f}")
+
+    def trial_ended(self, key: str, state: str, value: float | None = None) -> None:
+        """COMPLETE, FAIL or PRUNED (the sweep prints its own line for each)."""
+
+    def close(self) -> None:
+        """The study is over."""
+
+
+def as_progress(echo: Callable[[str], None]) -> Lines:
+    """A plain message callable (tests, library callers) as a Lines that only forwards messages."""
+    return echo if isinstance(echo, Lines) else Lines(echo)
+
+
+@dataclass
+class TrialRow:
+    key: str
+    seed: int
+    state: str = "waiting"
+    step: int = 0
+    max_steps: int = 0
+    value: float | None = None
+    started: float | None = None
+    ended: float | None = None
+
+    def eta_s(self, now: float) -> float | None:
+        """Seconds left, from this trial's own pace (None before its first step)."""
+        if self.state != "running" or not self.step or self.started is None:
+            return None
+        return (now - self.started) / self.step * (self.max_steps - self.step)
+
+
+@dataclass
+class Board:
+    """The state a live table shows."""
+
+    metric: str
+    rows: dict[str, TrialRow] = field(default_factory=dict)
+
+    def row(self, key: str, seed: int = 0) -> TrialRow:
+        return self.rows.setdefault(key, TrialRow(key, seed))
+
+    def study_eta_s(self, now: float) -> float | None:
+        """Running trials' own ETAs plus the waiting ones at the mean duration of those done."""
+        durations = [r.ended - r.started for r in self.rows.values()
+                     if r.state == "done" and r.started is not None and r.ended is not None]
+        running = [r.eta_s(now) for r in self.rows.values() if r.state == "running"]
+        waiting = sum(r.state == "waiting" for r in self.rows.values())
+        if waiting and not durations:
+            return None
+        mean = sum(durations) / len(durations) if durations else 0.0
+        return sum(eta or 0.0 for eta in running) + waiting * mean
+
+    def table(self, now: float) -> Any:
+        from rich.table import Table
+
+        done = sum(r.state in ("done", "failed", "pruned") for r in self.rows.values())
+        eta = self.study_eta_s(now)
+        table = Table(title=f"trials: {done}/{len(self.rows)} finished"
+                      + (f" · study ETA {fmt_duration(eta)}" if eta is not None else ""),
+                      title_justify="left")
+        for name, justify in (("trial", "left"), ("seed", "right"), ("state", "left"),
+                              ("step", "right"), (self.metric, "right"), ("ETA", "right")):
+            table.add_column(name, justify=justify)  # type: ignore[arg-type]
+        for r in self.rows.values():
+            step = f"{r.step}/{r.max_steps}" if r.max_steps else ""
+            value = "" if r.value is None else f"{r.value:.4f}"
+            eta = r.eta_s(now)
+            table.add_row(r.key, str(r.seed), r.state, step, value,
+                          "" if eta is None else fmt_duration(eta))
+        return table
+
+
+def fmt_duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+
+
+class LiveTable(Lines):
+    """A table of the trials, redrawn in place on a terminal; messages print above it."""
+
+    def __init__(self, metric: str) -> None:
+        from rich.console import Console
+        from rich.live import Live
+
+        super().__init__(quiet=True)
+        self.step_bars = False
+        self.board = Board(metric)
+        self.console = Console()
+        self.live = Live(self.board.table(time.monotonic()), console=self.console,
+                         refresh_per_second=4, transient=False)
+        self.live.start()
+
+    def _redraw(self) -> None:
+        self.live.update(self.board.table(time.monotonic()))
+
+    def __call__(self, line: str) -> None:
+        self.console.print(line, highlight=False, markup=False)
+
+    def planned(self, trials: list[tuple[str, int]]) -> None:
+        for key, seed in trials:
+            self.board.row(key, seed)
+        self._redraw()
+
+    def trial_started(self, key: str, seed: int) -> None:
+        row = self.board.row(key, seed)
+        row.state, row.started, row.step, row.value = "running", time.monotonic(), 0, None
+        self._redraw()
+
+    def step(self, key: str, step: int, max_steps: int) -> None:
+        row = self.board.row(key)
+        row.step, row.max_steps = step, max_steps
+        self._redraw()
+
+    def evaluated(self, key: str, step: int, max_steps: int, epoch: float, eval_loss: float,
+                  metric: str, value: float) -> None:
+        row = self.board.row(key)
+        row.step, row.max_steps, row.value = step, max_steps, value
+        self._redraw()
+
+    def trial_ended(self, key: str, state: str, value: float | None = None) -> None:
+        row = self.board.row(key)
+        row.state = {"COMPLETE": "done", "FAIL": "failed", "PRUNED": "pruned"}.get(state, state)
+        row.ended = time.monotonic()
+        if value is not None:
+            row.value = value
+        self._redraw()
+
+    def close(self) -> None:
+        self._redraw()
+        self.live.stop()

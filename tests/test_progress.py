@@ -1,0 +1,72 @@
+"""What the terminal shows: plain lines (logs, pipes, --quiet) and the live table of trials."""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import subprocess
+import sys
+
+from ablation import cli
+from ablation.progress import Board, fmt_duration
+
+
+def test_the_board_shows_each_trial_with_its_state_step_metric_and_eta():
+    from rich.console import Console
+
+    board = Board("macro_f1")
+    done, running = board.row("baseline-s42", 42), board.row("baseline_bs32-s42", 42)
+    board.row("baseline_lr-s42", 42)  # still waiting
+    done.state, done.started, done.ended, done.value = "done", 0.0, 100.0, 0.75
+    running.state, running.started, running.step, running.max_steps, running.value = \
+        "running", 100.0, 25, 100, 0.5
+    console = Console(record=True, width=120)
+    console.print(board.table(now=150.0))
+    text = console.export_text()
+    # running: 50 s for 25 of 100 steps → 150 s left; the study: that, plus one waiting trial at
+    # the mean duration of those done (100 s)
+    assert "trials: 1/3 finished · study ETA 4 min 10 s" in text
+    lines = {line.split()[1]: line for line in text.splitlines() if "-s42" in line}
+    assert lines["baseline-s42"].split()[3:6] == ["42", "│", "done"]
+    assert "25/100" in lines["baseline_bs32-s42"] and "0.5000" in lines["baseline_bs32-s42"]
+    assert "2 min 30 s" in lines["baseline_bs32-s42"]
+    assert "waiting" in lines["baseline_lr-s42"]
+    assert fmt_duration(59.6) == "1 min 00 s" and fmt_duration(7) == "7 s"
+
+
+def test_quiet_prints_one_line_per_trial_and_no_evaluation_lines(write_experiment, capsys):
+    path = write_experiment()
+    assert cli.main(["run", str(path), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "trial 0 baseline-s42: baseline recipe" in out and "trial 1 baseline_bs32-s42 done:" in out
+    assert " step " not in out
+    assert "report: " in out
+
+
+def test_a_terminal_gets_the_live_table(write_experiment):
+    """`ablate run` on a pseudo-terminal redraws a table of the trials; the final one shows them all
+    finished."""
+    path = write_experiment()
+    controller, terminal = pty.openpty()
+    env = dict(os.environ, COLUMNS="120", LINES="40", TERM="xterm")
+    process = subprocess.Popen([sys.executable, "-m", "ablation", "run", str(path)], stdin=terminal,
+                               stdout=terminal, stderr=terminal, env=env, close_fds=True)
+    os.close(terminal)
+    output = b""
+    while True:
+        ready, _, _ = select.select([controller], [], [], 120)
+        if not ready:
+            break
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # the process closed the terminal
+            break
+        if not chunk:
+            break
+        output += chunk
+    assert process.wait(timeout=120) == 0
+    text = output.decode("utf-8", "replace")
+    assert "trials: 2/2 finished" in text
+    assert "baseline_bs32-s42" in text and "done" in text
+    assert "report: " in text
