@@ -62,11 +62,20 @@ def build_parser() -> argparse.ArgumentParser:
     status = add("status", "list the study's trials and their states")
     status.add_argument("--json", action="store_true", help="print the trials as JSON")
     add("validate", "check the file, the data and the model; train nothing")
+    dashboard = add("dashboard", "serve the study's SwanLab runs (mode \"local\") on 127.0.0.1 until Ctrl+C")
+    dashboard.add_argument("--port", type=_port, default=5092, help="port (default: 5092)")
+    dashboard.add_argument("--no-browser", action="store_true", help="do not open a web browser")
     init = commands.add_parser("init", help="write a commented starter experiment file",
                                description="write a commented starter experiment file")
     init.add_argument("file", nargs="?", type=Path, default=Path("experiment.toml"),
                       help="where to write it (default: experiment.toml); never overwritten")
     return parser
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1-65535)")
+    return int(text)
 
 
 def _positive_int(text: str) -> int:
@@ -212,7 +221,7 @@ def _print_summary(spec: Any, built: dict[str, Any]) -> None:
                   f"{effect.verdict}")
     print(f"\nreport: {spec.output_dir / 'report.md'}")
     if spec.tracking.backend == "swanlab" and spec.tracking.mode == "local":
-        print(f"dashboard: swanlab watch {spec.output_dir / 'swanlog'} -h 127.0.0.1")
+        print(f"dashboard: ablate dashboard {spec.path}")
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -308,8 +317,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from .config import load_spec
+    from .dashboard import serve_dashboard
+
+    spec = load_spec(args.file, args.sets)
+    return serve_dashboard(spec, port=args.port, open_browser=not args.no_browser)
+
+
 COMMANDS = {"run": cmd_run, "worker": cmd_worker, "report": cmd_report, "status": cmd_status,
-            "validate": cmd_validate, "init": cmd_init}
+            "validate": cmd_validate, "init": cmd_init, "dashboard": cmd_dashboard}
 
 
 def main(argv: list[str] | None = None) -> int:

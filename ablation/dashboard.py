@@ -1,0 +1,179 @@
+"""`ablate dashboard`: serve a study's SwanLab runs (mode "local") with `swanlab watch`, offline.
+
+The SwanLab dashboard (the `swanboard` package, `pip install 'ablate[dashboard]'`) reads the
+runs database ``<output_dir>/swanlog/runs.swanlab`` that every trial of a ``mode = "local"``
+study writes. This module checks the inputs, starts ``swanlab watch`` on 127.0.0.1, waits until
+its API answers, prints the address and serves until Ctrl+C, then stops the server.
+"""
+
+from __future__ import annotations
+
+import collections
+import importlib.util
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import webbrowser
+from pathlib import Path
+from typing import Any
+
+from .errors import EXIT_OK, EXIT_TRIALS_FAILED, AblateInputError
+
+HOST = "127.0.0.1"
+DEFAULT_PORT = 5092  # swanlab watch's own default
+STARTUP_TIMEOUT_S = 60.0
+CLOUD_URL = "https://swanlab.cn"
+
+
+def swanlog_dir(spec: Any) -> Path:
+    """Where the study's local SwanLab runs are: the tracker writes them there."""
+    return spec.output_dir / "swanlog"
+
+
+def check_dashboard_inputs(spec: Any, port: int) -> Path:
+    """The swanlog folder to serve, or AblateInputError with one line saying what to do."""
+    tracking, file = spec.tracking, spec.path
+    if tracking.backend != "swanlab":
+        raise AblateInputError(
+            f'{file}: [tracking] backend = "{tracking.backend}" logs no runs; the dashboard shows '
+            'SwanLab runs logged with backend = "swanlab" and mode = "local"')
+    if tracking.mode == "online":
+        raise AblateInputError(
+            f'{file}: [tracking] mode = "online" logs to SwanLab cloud: open {CLOUD_URL} '
+            f'(project {tracking.project!r}); the local dashboard shows runs of mode = "local"')
+    if tracking.mode != "local":
+        hint = (f"; sync them to the cloud with `swanlab sync {swanlog_dir(spec)}/run-*`"
+                if tracking.mode == "offline" else "")
+        raise AblateInputError(
+            f'{file}: [tracking] mode = "{tracking.mode}": the local dashboard shows runs logged '
+            f'with mode = "local"{hint}')
+    folder = swanlog_dir(spec)
+    if not (folder / "runs.swanlab").is_file():
+        raise AblateInputError(
+            f"no SwanLab runs under {folder} yet: run the study first (`ablate run {file}`)")
+    if importlib.util.find_spec("swanboard") is None:
+        raise AblateInputError("the SwanLab dashboard is not installed: "
+                               "pip install 'swanlab[dashboard]' (or the project's [dashboard] extra)")
+    if not port_is_free(port):
+        raise AblateInputError(f"port {port} is in use on {HOST}: choose another with --port N")
+    return folder
+
+
+def port_is_free(port: int, host: str = HOST) -> bool:
+    """True when nothing listens on the port (swanlab watch would silently take another one)."""
+    for address in (host, "0.0.0.0"):  # swanlab checks 0.0.0.0, then binds `host`
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((address, port))
+            except OSError:
+                return False
+    return True
+
+
+def watch_command(folder: Path, port: int) -> list[str]:
+    return [sys.executable, "-m", "swanlab", "watch", str(folder), "-h", HOST, "-p", str(port)]
+
+
+def serve_dashboard(spec: Any, port: int = DEFAULT_PORT, open_browser: bool = True) -> int:
+    """Serve until Ctrl+C (or SIGTERM): exit code 0; 1 when the server stops by itself."""
+    folder = check_dashboard_inputs(spec, port)
+    url = f"http://{HOST}:{port}"
+    server = _Server(watch_command(folder, port))
+    # Ctrl+C, and SIGINT/SIGTERM from other programs (SIGINT is ignored in background jobs)
+    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        server.wait_ready(url, port)
+        print(f"dashboard: {url}", flush=True)
+        print(f"  {_count_runs(folder)} SwanLab run(s) of project {spec.tracking.project!r} from "
+              f"{folder}; Ctrl+C to stop", flush=True)
+        if open_browser and _has_display():
+            webbrowser.open(url)
+        code = server.process.wait()
+        print(f"ablate: the dashboard server stopped (exit code {code}): "
+              f"{server.last_lines() or 'no output'}", file=sys.stderr)
+        return EXIT_TRIALS_FAILED
+    except KeyboardInterrupt:
+        print("\nablate: dashboard stopped", file=sys.stderr)
+        return EXIT_OK
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        server.stop()
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _has_display() -> bool:
+    """A browser can open: not on a headless Linux server (where a text browser would take over)."""
+    return sys.platform in ("darwin", "win32") or bool(
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def _count_runs(folder: Path) -> int | str:
+    import sqlite3
+
+    try:
+        with sqlite3.connect(f"file:{folder / 'runs.swanlab'}?mode=ro", uri=True) as db:
+            return db.execute("select count(*) from experiment").fetchone()[0]
+    except sqlite3.Error:
+        return "?"
+
+
+class _Server:
+    """`swanlab watch` as a child process; its output is kept (the last lines) for errors."""
+
+    def __init__(self, command: list[str]) -> None:
+        self.command = command
+        self._lines: collections.deque[str] = collections.deque(maxlen=20)
+        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, text=True, errors="replace")
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            if line.strip():
+                self._lines.append(line.strip())
+
+    def last_lines(self) -> str:
+        return " | ".join(self._lines)
+
+    def wait_ready(self, url: str, port: int) -> None:
+        """Until the API answers; one line and exit 2 when the server cannot start."""
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if any("occupied" in line or "already in use" in line for line in self._lines):
+                raise AblateInputError(f"port {port} is in use on {HOST}: choose another with --port N")
+            if self.process.poll() is not None:
+                self._reader.join(timeout=2)
+                raise AblateInputError(f"`{shlex.join(self.command)}` exited with code "
+                                       f"{self.process.returncode}: {self.last_lines() or 'no output'}")
+            try:
+                with urllib.request.urlopen(f"{url}/api/v1/project", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.2)
+        raise AblateInputError(f"the dashboard did not answer on {url} within {STARTUP_TIMEOUT_S:.0f} s: "
+                               f"{self.last_lines() or 'no output'}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._reader.join(timeout=2)

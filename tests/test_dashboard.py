@@ -1,0 +1,324 @@
+"""Dashboards, end to end: `ablate dashboard` serves a tiny study's SwanLab runs (checked through
+its HTTP API and rendered in headless Chromium), and the study storage opens unchanged in the
+`optuna` CLI and in `optuna-dashboard`.
+
+Chromium is Debian's `chromium` package; without it the rendering test is skipped with the reason,
+or fails where ABLATE_REQUIRE_CHROMIUM=1 (CI)."""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ablation import cli
+from ablation.config import load_spec
+
+pytestmark = pytest.mark.dashboard
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNS = ["baseline", "baseline_bs32"]
+CHARTS = ["train/loss", "train/grad_norm", "eval/loss", "eval/macro_f1"]
+
+
+@pytest.fixture(scope="module")
+def study_file(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path,
+               tiny_data_dir: Path) -> Path:
+    """A tiny study, 2 variants × 1 seed, run with SwanLab in mode "local"."""
+    folder = tmp_path_factory.mktemp("dash")
+    path = folder / "dash.toml"
+    path.write_text(textwrap.dedent(f"""\
+        [experiment]
+        name = "dash"
+        output_dir = "{folder / 'reports' / 'dash'}"
+
+        [data]
+        dataset = "{tiny_data_dir}"
+        max_eval_samples = 40
+
+        [model]
+        name = "{tiny_model_dir}"
+
+        [tracking]
+        backend = "swanlab"
+        project = "ablate-dash"
+        mode = "local"
+
+        [baseline]
+        learning_rate = 1e-3
+        batch_size = 16
+        epochs = 1
+        eval_steps = 4
+        logging_steps = 2
+
+        [variants]
+        bs32 = {{ batch_size = 32 }}
+        """), encoding="utf-8")
+    assert cli.main(["run", str(path)]) == 0
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT),
+                                                                     os.environ.get("PYTHONPATH")]))}
+
+
+def _get_json(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return json.load(response)
+
+
+def _wait_for_line(process: subprocess.Popen, prefix: str, timeout: float = 120) -> str:
+    """The first stdout line starting with prefix (the process's output is otherwise dropped)."""
+    deadline = time.monotonic() + timeout
+    assert process.stdout is not None
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if line.startswith(prefix):
+            return line.strip()
+        if not line and process.poll() is not None:
+            raise AssertionError(f"exited with code {process.returncode} before printing {prefix!r}: "
+                                 f"{process.stderr.read() if process.stderr else ''}")
+    raise AssertionError(f"no {prefix!r} line within {timeout} s")
+
+
+@contextlib.contextmanager
+def _ablate_dashboard(path: Path) -> Iterator[tuple[subprocess.Popen, str]]:
+    """`ablate dashboard FILE --port P --no-browser` as a subprocess: (process, printed URL)."""
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ablation", "dashboard", str(path), "--port", str(port), "--no-browser"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    try:
+        line = _wait_for_line(process, "dashboard: ")
+        assert line == f"dashboard: http://127.0.0.1:{port}"
+        yield process, line.removeprefix("dashboard: ")
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _experiments(url: str) -> dict[str, int]:
+    """Run name → experiment id, from the SwanLab dashboard's API."""
+    project = _get_json(f"{url}/api/v1/project")["data"]
+    return {e["name"]: e["id"] for e in project["experiments"]}
+
+
+def test_dashboard_api_has_every_trial_with_its_metrics_then_ctrl_c_stops_it(study_file):
+    import psutil  # a dependency of swanboard, which the dashboard needs
+
+    with _ablate_dashboard(study_file) as (process, url):
+        project = _get_json(f"{url}/api/v1/project")["data"]
+        assert project["name"] == "ablate-dash"
+        assert {e["name"]: e["status"] for e in project["experiments"]} == dict.fromkeys(RUNS, 1)
+        for name, number in _experiments(url).items():
+            charts = {c["name"] for c in _get_json(f"{url}/api/v1/experiment/{number}/chart")["data"]
+                      ["charts"]}
+            assert set(CHARTS) | {"test/macro_f1", "train/learning_rate"} <= charts, name
+            summary = {s["key"]: s["value"] for s in
+                       _get_json(f"{url}/api/v1/experiment/{number}/summary")["data"]["summaries"]}
+            assert 0 <= summary["eval/macro_f1"] <= 1 and summary["train/loss"] > 0, name
+            for key in ("train/loss", "eval/macro_f1"):
+                points = _get_json(f"{url}/api/v1/experiment/{number}/tag/"
+                                   f"{urllib.parse.quote(key, safe='')}")["data"]["list"]
+                assert len(points) >= 2, (name, key)  # a curve, not a point
+        children = psutil.Process(process.pid).children(recursive=True)
+        assert children, "ablate dashboard should run `swanlab watch` as a child process"
+
+        process.send_signal(signal.SIGINT)  # Ctrl+C
+        assert process.wait(timeout=30) == 0
+        assert "dashboard stopped" in process.stderr.read()
+        gone, alive = psutil.wait_procs(children, timeout=10)
+        assert not alive, "the swanlab watch server outlived ablate dashboard"
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"{url}/api/v1/project", timeout=5)
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if found := shutil.which(name):
+            return found
+    missing = pytest.fail if os.environ.get("ABLATE_REQUIRE_CHROMIUM") == "1" else pytest.skip
+    missing("needs headless Chromium (Debian: `apt-get install chromium`)")
+    raise AssertionError  # unreachable
+
+
+def _render(chromium: str, url: str, profile: Path, wanted: list[str]) -> str:
+    """The DOM of url after its scripts ran, retried with more (virtual) time until every wanted
+    string appears (the single-page app fetches its data after load)."""
+    dom = ""
+    for budget in (10_000, 20_000, 40_000):
+        result = subprocess.run(
+            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+             "--no-first-run", f"--user-data-dir={profile}", "--window-size=1400,1000",
+             f"--virtual-time-budget={budget}", "--dump-dom", url],
+            capture_output=True, text=True, timeout=120)
+        dom = html.unescape(result.stdout)
+        if all(text in dom for text in wanted):
+            return dom
+    raise AssertionError(f"{url} never showed {[t for t in wanted if t not in dom]}; "
+                         f"chromium said: {result.stderr[-1000:]}")
+
+
+def _chart_sections(dom: str) -> dict[str, str]:
+    """Chart title → the HTML of its chart section (SwanLab: one <section> per chart)."""
+    sections = re.findall(r"<section[^>]*chart-container.*?</section>", dom, flags=re.S)
+    titled = {}
+    for section in sections:
+        title = re.search(r'<p class="[^"]*font-semibold[^"]*">([^<]+)</p>', section)
+        if title:
+            titled[title.group(1).strip()] = section
+    return titled
+
+
+def _drawn_canvas(section: str) -> bool:
+    """A canvas with a real size (the chart library sized and drew it)."""
+    sizes = re.findall(r'<canvas[^>]*width="(\d+)"[^>]*height="(\d+)"', section)
+    return any(int(w) > 50 and int(h) > 50 for w, h in sizes)
+
+
+def test_dashboard_renders_every_trial_and_its_charts_in_chromium(study_file, tmp_path):
+    chromium = _chromium()
+    profile = tmp_path / "chromium-profile"
+    with _ablate_dashboard(study_file) as (_, url):
+        # The project page lists every trial's run.
+        home = _render(chromium, f"{url}/", profile, RUNS)
+        assert "ablate-dash" in home
+
+        # Each run's chart page: its name, and a drawn chart for each metric.
+        for name, number in _experiments(url).items():
+            dom = _render(chromium, f"{url}/experiment/{number}/chart", profile, [name, *CHARTS])
+            charts = _chart_sections(dom)
+            for key in CHARTS:
+                assert key in charts, f"{name}: no {key} chart; charts: {sorted(charts)}"
+                assert _drawn_canvas(charts[key]), f"{name}: {key} chart has no drawn canvas"
+
+        # The comparison page overlays the runs: one chart per metric.
+        dom = _render(chromium, f"{url}/charts", profile, CHARTS)
+        charts = _chart_sections(dom)
+        assert all(_drawn_canvas(charts[key]) for key in CHARTS), sorted(charts)
+        screenshot = tmp_path / "charts.png"
+        subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                        f"--user-data-dir={profile}", "--window-size=1400,1000",
+                        "--virtual-time-budget=10000", f"--screenshot={screenshot}", f"{url}/charts"],
+                       capture_output=True, timeout=120)
+        assert screenshot.stat().st_size > 20_000  # a rendered page, not a blank one
+
+
+def _bad(capsys, *argv: str) -> str:
+    capsys.readouterr()
+    assert cli.main(["dashboard", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ablate: error: ") and err.count("\n") == 1, err
+    return err
+
+
+def test_dashboard_bad_inputs_are_one_line_with_exit_code_2(study_file, tmp_path, capsys):
+    file = str(study_file)
+    err = _bad(capsys, file, "--set", 'tracking.backend="none"')
+    assert 'backend = "none"' in err and 'mode = "local"' in err
+    err = _bad(capsys, file, "--set", 'tracking.mode="online"')
+    assert "https://swanlab.cn" in err and 'mode = "local"' in err
+    err = _bad(capsys, file, "--set", 'tracking.mode="offline"')
+    assert "swanlab sync" in err and 'mode = "local"' in err
+    empty = json.dumps(str(tmp_path / "never-run"))
+    err = _bad(capsys, file, "--set", f"experiment.output_dir={empty}")
+    assert "no SwanLab runs" in err and "run the study first" in err
+    for port in ("0", "65536", "http"):
+        assert "port number" in _bad(capsys, file, "--port", port)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert f"port {port} is in use" in _bad(capsys, file, "--port", str(port), "--no-browser")
+
+
+# ---- the storage in the optuna CLI and optuna-dashboard ----
+
+def _script(name: str) -> str:
+    """A console script installed beside this Python (the venv's bin), else on PATH."""
+    beside = Path(sys.executable).parent / name
+    found = str(beside) if beside.exists() else shutil.which(name)
+    if found is None:
+        pytest.fail(f"`{name}` is not installed (make setup installs it)")
+    return found
+
+
+def test_optuna_cli_reads_the_study_storage(study_file):
+    storage = load_spec(study_file).experiment.storage
+
+    def optuna(*args: str) -> object:
+        result = subprocess.run([_script("optuna"), *args, "--storage", storage, "-f", "json"],
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    studies = optuna("studies")
+    assert [(s["name"], s["n_trials"], s["direction"]) for s in studies] == [
+        ("dash", 2, ["MAXIMIZE"])]
+    trials = optuna("trials", "--study-name", "dash")
+    assert [(t["user_attrs"]["variant"], t["state"]) for t in trials] == [
+        (run, "COMPLETE") for run in RUNS]
+    best = optuna("best-trial", "--study-name", "dash")
+    assert best["value"] == max(t["value"] for t in trials)
+    assert best["user_attrs"]["variant"] in RUNS
+
+
+def test_optuna_dashboard_serves_the_study(study_file, tmp_path):
+    pytest.importorskip("optuna_dashboard", reason="optuna-dashboard comes with the [dashboard] extra")
+    storage = load_spec(study_file).experiment.storage
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen([_script("optuna-dashboard"), storage, "--host", "127.0.0.1",
+                                "--port", str(port), "--quiet"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                studies = _get_json(f"{url}/api/studies")["study_summaries"]
+                break
+            except OSError:
+                assert process.poll() is None, process.stderr.read()
+                assert time.monotonic() < deadline, "optuna-dashboard did not answer in 60 s"
+                time.sleep(0.3)
+        assert [(s["study_name"], s["directions"]) for s in studies] == [("dash", ["maximize"])]
+        study = _get_json(f"{url}/api/studies/{studies[0]['study_id']}")
+        assert [t["state"] for t in study["trials"]] == ["Complete", "Complete"]
+        variants = [a["value"] for t in study["trials"] for a in t["user_attrs"] if a["key"] == "variant"]
+        assert variants == RUNS
+
+        chromium = shutil.which("chromium")
+        if chromium:  # the app itself shows the study and its trials
+            study_id = studies[0]["study_id"]
+            _render(chromium, f"{url}/dashboard/studies/{study_id}/trials", tmp_path / "profile",
+                    [f"dash (id={study_id})", "2 Trials", "Trial 0", "Trial 1", "baseline-s42"])
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
