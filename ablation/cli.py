@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     dashboard = add("dashboard", "serve the study's SwanLab runs (mode \"local\") on 127.0.0.1 until Ctrl+C")
     dashboard.add_argument("--port", type=_port, default=5092, help="port (default: 5092)")
     dashboard.add_argument("--no-browser", action="store_true", help="do not open a web browser")
+    _add_model_commands(commands)
     init = commands.add_parser("init", help="write a commented starter experiment file",
                                description="write a commented starter experiment file")
     init.add_argument("file", nargs="?", type=Path, default=Path("experiment.toml"),
@@ -76,6 +77,45 @@ def _port(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= 65535:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1-65535)")
     return int(text)
+
+
+MODEL_OR_STUDY = ("a model folder (a study's best_model/, or trials/<trial>/model/), or an experiment "
+                  "file whose best_model/ is used")
+
+
+def _add_model_commands(commands: Any) -> None:
+    """`predict` and `evaluate`: using a trained model (see ablation/inference.py)."""
+    predict = commands.add_parser(
+        "predict", help="label new texts with a trained model (a study's best model)",
+        description="label new texts with a trained model: top label and every probability")
+    predict.add_argument("model", metavar="MODEL_OR_STUDY", help=MODEL_OR_STUDY)
+    predict.add_argument("texts", nargs="*", metavar="TEXT", help="texts to classify")
+    predict.add_argument("--file", type=Path, metavar="PATH", help="more texts, one per line")
+    predict.add_argument("--json", action="store_true",
+                         help="print one JSON object per text (JSON lines)")
+    predict.add_argument("--batch-size", type=_positive_int, default=32, metavar="N",
+                         help="texts per batch (default 32)")
+    evaluate = commands.add_parser(
+        "evaluate", help="every metric of a trained model on labelled data",
+        description="every metric of a trained model on labelled data (default: the study's test "
+        "split), or of each kept checkpoint of a trial with --checkpoints")
+    evaluate.add_argument("model", metavar="MODEL_OR_STUDY", help=MODEL_OR_STUDY)
+    evaluate.add_argument("--dataset", metavar="DATASET", help="a Hub id or a local file or folder "
+                          "(default: the study's [data])")
+    evaluate.add_argument("--config", metavar="NAME", help="Hub config name of --dataset")
+    evaluate.add_argument("--split", default=None, metavar="SPLIT",
+                          help="split to evaluate (default: test; validation with --checkpoints)")
+    evaluate.add_argument("--text-column", metavar="NAME",
+                          help="text column of --dataset (default: the study's, else text)")
+    evaluate.add_argument("--label-column", metavar="NAME",
+                          help="label column of --dataset: label names or class ids (default: the "
+                          "study's, else label)")
+    evaluate.add_argument("--checkpoints", metavar="TRIAL",
+                          help="evaluate every kept checkpoint of this trial of the study "
+                          "(e.g. baseline-s42) and show where the metric peaked")
+    evaluate.add_argument("--batch-size", type=_positive_int, default=64, metavar="N",
+                          help="examples per batch (default 64)")
+    evaluate.add_argument("--json", action="store_true", help="print the results as JSON")
 
 
 def _positive_int(text: str) -> int:
@@ -220,6 +260,12 @@ def _print_summary(spec: Any, built: dict[str, Any]) -> None:
                   f"{fmt_delta(effect.interval.estimate):>8} {fmt_interval(effect.interval):>20}  "
                   f"{effect.verdict}")
     print(f"\nreport: {spec.output_dir / 'report.md'}")
+    best_model = built.get("best_model")
+    if best_model:
+        print(f"best model: {spec.output_dir / best_model['path']} (trial {best_model['key']}; "
+              f"try `ablate predict {spec.path.name} \"some text\"`)")
+    elif spec.experiment.save_models == "none":
+        print('best model: not kept (save_models = "none")')
     if spec.tracking.backend == "swanlab" and spec.tracking.mode == "local":
         print(f"dashboard: ablate dashboard {spec.path}")
 
@@ -325,8 +371,83 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     return serve_dashboard(spec, port=args.port, open_browser=not args.no_browser)
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .inference import format_predictions, predict, read_texts
+    from .models import resolve_model
+
+    folder, _ = resolve_model(args.model)
+    rows = predict(folder, read_texts(args.texts, args.file), args.batch_size)
+    if args.json:
+        for row in rows:
+            print(json.dumps(row, ensure_ascii=False))
+    else:
+        print(format_predictions(rows))
+    return EXIT_OK
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .inference import evaluate, evaluation_frame, format_evaluation, model_label_names
+    from .models import model_info, resolve_model
+
+    if args.checkpoints:
+        return _evaluate_checkpoints(args)
+    folder, spec = resolve_model(args.model)
+    label_names = model_label_names(folder)
+    frame, source = evaluation_frame(spec, label_names, args.dataset, args.config,
+                                     args.split or "test", args.text_column, args.label_column)
+    result = evaluate(folder, frame, args.batch_size)
+    trial = model_info(folder).get("trial")
+    if args.json:
+        print(json.dumps({"model": str(folder), "trial": trial, "data": source, **result.to_json()},
+                         indent=2, allow_nan=False))
+        return EXIT_OK
+    print(f"model: {folder}" + (f" (trial {trial})" if trial else ""))
+    print(f"data:  {source}: {result.examples} rows\n")
+    print(format_evaluation(result))
+    return EXIT_OK
+
+
+def _evaluate_checkpoints(args: argparse.Namespace) -> int:
+    """`evaluate STUDY --checkpoints TRIAL`: each kept checkpoint on validation (or --split)."""
+    from .config import load_spec
+    from .inference import checkpoint_folders, evaluate, evaluation_frame, model_label_names
+    from .models import MODEL_DIR, model_info
+
+    if not Path(args.model).is_file():
+        raise AblateInputError(f"--checkpoints needs an experiment file as MODEL_OR_STUDY, not "
+                               f"{args.model!r}")
+    spec = load_spec(args.model)
+    folders = checkpoint_folders(spec, args.checkpoints)
+    metric, greater = spec.experiment.metric, spec.greater_is_better
+    frame, source = evaluation_frame(spec, model_label_names(folders[0]), args.dataset, args.config,
+                                     args.split or "validation", args.text_column,
+                                     args.label_column)
+    rows = []
+    for folder in folders:
+        result = evaluate(folder, frame, args.batch_size)
+        rows.append({"step": int(folder.name.split("-")[-1]), "checkpoint": str(folder),
+                     **{k: result.metrics[k] for k in ("accuracy", "macro_f1", "eval_loss", metric)}})
+    peak = (max if greater else min)(rows, key=lambda row: row[metric])
+    selected = model_info(spec.output_dir / "trials" / args.checkpoints / MODEL_DIR).get("best_step")
+    if args.json:
+        print(json.dumps({"trial": args.checkpoints, "data": source, "metric": metric,
+                          "peak_step": peak["step"], "selected_step": selected, "checkpoints": rows},
+                         indent=2, allow_nan=False))
+        return EXIT_OK
+    print(f"trial {args.checkpoints}: {len(rows)} checkpoint(s) on {source}: {len(frame)} rows\n")
+    columns = list(dict.fromkeys(["accuracy", "macro_f1", "eval_loss", metric]))
+    print(f"{'step':>8}  " + "  ".join(f"{c:>10}" for c in columns))
+    for row in rows:
+        mark = "  ★ peak" if row is peak else ""
+        print(f"{row['step']:>8}  " + "  ".join(f"{row[c]:>10.4f}" for c in columns) + mark)
+    print(f"\n{metric} peaked at step {peak['step']} ({peak[metric]:.4f})"
+          + (f"; the trial selected step {selected}" if selected is not None else ""))
+    return EXIT_OK
+
+
 COMMANDS = {"run": cmd_run, "worker": cmd_worker, "report": cmd_report, "status": cmd_status,
-            "validate": cmd_validate, "init": cmd_init, "dashboard": cmd_dashboard}
+            "validate": cmd_validate, "init": cmd_init, "dashboard": cmd_dashboard,
+            "predict": cmd_predict, "evaluate": cmd_evaluate}
 
 
 def main(argv: list[str] | None = None) -> int:

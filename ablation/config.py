@@ -150,6 +150,7 @@ METRICS = (
 LOSS_METRICS = ("log_loss", "eval_loss")
 TRACKING_MODES = ("offline", "local", "online", "disabled")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+SAVE_MODELS = ("best", "all", "none")
 
 
 @dataclass(frozen=True)
@@ -213,6 +214,9 @@ class ExperimentSection:
                                    "trial data-parallel with torchrun; batch_size is their global batch")
     checkpoint_steps: int = _knob(0, _int(0), "optimizer steps between resumable checkpoints (with "
                                   "optimizer state); a re-run trial resumes from its last one; 0: off")
+    save_models: str = _knob("best", _one_of(*SAVE_MODELS),
+                             "best: keep the best trial's model as best_model/; all: also every "
+                             "trial's model and evaluation checkpoints; none: keep no weights")
 
 
 @dataclass(frozen=True)

@@ -379,14 +379,8 @@ def tokenizer_key(tokenizer: Any) -> str:
     return hashlib.sha256(content.encode()).hexdigest()[:16]
 
 
-def tokenize(splits: LabeledSplits, tokenizer: Any, max_length: int,
-             cache_dir: Path) -> TokenizedData:
-    """Tokenize every split once, without padding; later calls load the cached Arrow files."""
-    import datasets
-
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    key = f"{splits.fingerprint()}-{tokenizer_key(tokenizer)}-len{max_length}"
-    has_pair = "text_pair" in splits.train.columns
+def _encoder(tokenizer: Any, max_length: int, has_pair: bool) -> Any:
+    """Batch function for datasets.map: text (and pair) → token ids, label → labels."""
 
     def encode(batch: dict[str, list]) -> dict[str, list]:
         encoded = tokenizer(batch["text"], batch["text_pair"] if has_pair else None,
@@ -394,6 +388,17 @@ def tokenize(splits: LabeledSplits, tokenizer: Any, max_length: int,
         encoded["labels"] = batch["label"]
         return encoded
 
+    return encode
+
+
+def tokenize(splits: LabeledSplits, tokenizer: Any, max_length: int,
+             cache_dir: Path) -> TokenizedData:
+    """Tokenize every split once, without padding; later calls load the cached Arrow files."""
+    import datasets
+
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    key = f"{splits.fingerprint()}-{tokenizer_key(tokenizer)}-len{max_length}"
+    encode = _encoder(tokenizer, max_length, "text_pair" in splits.train.columns)
     tokenized = {}
     for name, frame in splits.split_items():
         cache_file = cache_dir / f"{name}-{key}.arrow"
@@ -418,3 +423,32 @@ def with_train_size(data: TokenizedData, n: int | None) -> TokenizedData:
     return TokenizedData(train=data.train.select(positions), validation=data.validation,
                          test=data.test, label_names=data.label_names,
                          train_labels=data.train_labels[positions])
+
+
+# --------------------------------------------------------------------------- one split, for evaluation
+
+
+def load_split(spec: DataSpec, split: str) -> pd.DataFrame:
+    """One split of a dataset, cleaned like a study's (text, optional text_pair, label as
+    given: names or ids), without carving or subsampling: what `ablate evaluate --dataset` reads.
+    Rows keep their index in the file, so that a bad label can be named by its row."""
+    raw, _ = load_raw_splits(spec)
+    if split not in raw:
+        raise AblateInputError(
+            f"{spec.dataset}: split {split!r} does not exist (splits: {', '.join(raw)})")
+    _check_columns(raw[split], split, spec)
+    frame, _ = _clean(raw[split], spec)
+    if frame.empty:
+        raise AblateInputError(f"{spec.dataset}: split {split!r} has no usable rows "
+                               "(every text is empty or every label missing)")
+    return frame
+
+
+def tokenize_frame(frame: pd.DataFrame, tokenizer: Any, max_length: int) -> Any:
+    """A frame of text (text_pair) and integer label → a tokenized datasets.Dataset, encoded
+    exactly as a study's splits are."""
+    import datasets
+
+    raw = datasets.Dataset.from_pandas(frame, preserve_index=False)
+    return raw.map(_encoder(tokenizer, max_length, "text_pair" in frame.columns), batched=True,
+                   remove_columns=raw.column_names)

@@ -383,9 +383,11 @@ def run_study(spec: ExperimentSpec, only: list[str] | None = None,
     work(job, wanted, outcome, wait_for_others=True)
     _collect_outcome(study, wanted, outcome)
 
+    from .models import export_best_model
     from .report import build_report, write_report
 
     outcome.report = build_report(spec, study)
+    export_best_model(spec, study, outcome.report, echo)  # best_model/, before the report names it
     write_report(spec, study, outcome.report)
     return outcome
 

@@ -38,6 +38,7 @@ from .config import ExperimentSpec, Recipe
 from .data import TokenizedData
 from .errors import AblateInputError
 from .metrics import SCALAR_METRICS, confusion, trainer_metrics
+from .models import keep_trial_model
 from .progress import Lines, as_progress
 from .tracking import Tracker, tracker_keys
 from .variants import TrialSpec
@@ -299,6 +300,7 @@ def training_arguments(recipe: Recipe, spec: ExperimentSpec, seed: int,
                        checkpoint_dir: Path) -> TrainingArguments:
     precision = resolve_precision(recipe.precision)
     eval_by_steps = recipe.eval_steps > 0
+    keep_all = spec.experiment.save_models == "all"  # a checkpoint at every evaluation, all kept
     return TrainingArguments(
         output_dir=str(checkpoint_dir),
         per_device_train_batch_size=recipe.batch_size,
@@ -317,8 +319,10 @@ def training_arguments(recipe: Recipe, spec: ExperimentSpec, seed: int,
         train_sampling_strategy="group_by_length" if recipe.group_by_length else "random",
         eval_strategy="steps" if eval_by_steps else "epoch",
         eval_steps=recipe.eval_steps if eval_by_steps else None,
-        save_strategy="best",  # write a checkpoint when the selection metric improves
-        save_total_limit=1,  # the Trainer keeps the best and the latest checkpoint
+        save_strategy=("steps" if eval_by_steps else "epoch") if keep_all
+        else "best",  # otherwise write a checkpoint when the selection metric improves
+        save_steps=recipe.eval_steps if eval_by_steps and keep_all else None,
+        save_total_limit=None if keep_all else 1,  # 1: the Trainer keeps the best and the latest
         save_only_model=not spec.experiment.checkpoint_steps,  # resumable ones need the optimizer
         restore_callback_states_from_checkpoint=bool(spec.experiment.checkpoint_steps),
         load_best_model_at_end=True,
@@ -468,7 +472,7 @@ def train_trial(trial: TrialSpec, spec: ExperimentSpec, data: TokenizedData, tok
     tracker.log(tracker_keys(final_logs), step=trainer.state.global_step)
     result["runtime_s"] = time.perf_counter() - started
 
-    shutil.rmtree(checkpoint_dir, ignore_errors=True)  # the selected weights were evaluated
+    result["model_dir"] = keep_trial_model(trainer, trial, spec, trial_dir, result)  # or None
     del trainer, model
     release_memory()
     return result

@@ -62,7 +62,8 @@ def build_report(spec: ExperimentSpec, study: optuna.Study) -> dict[str, Any]:
     return {"metric": metric, "greater_is_better": greater, "info": info, "records": records,
             "chosen": chosen, "trials": trials, "variants": variants, "order": order,
             "effects": effects, "findings": findings, "label_names": label_names,
-            "importances": importances}
+            "importances": importances,
+            "best_model": study.user_attrs.get("best_model")}  # set by models.export_best_model
 
 
 def write_report(spec: ExperimentSpec, study: optuna.Study,
@@ -302,6 +303,7 @@ def render_markdown(spec: ExperimentSpec, built: dict[str, Any], pictures: dict[
         lines.append(f"- **Best variant**: `{best['variant']}` — {metric} {fmt(best['value'])}"
                      + ("" if best["variant"] == BASELINE
                         else f" ({fmt_delta(best['delta'])} vs {reference})"))
+    lines += _best_model_line(spec, built)
     lines += [
         f"- **Data**: `{spec.data.dataset}`" + (f" ({spec.data.config})" if spec.data.config else "")
         + f"; labels: {', '.join(built['label_names'])}",
@@ -350,6 +352,17 @@ def render_markdown(spec: ExperimentSpec, built: dict[str, Any], pictures: dict[
     return "\n".join(lines)
 
 
+def _best_model_line(spec: ExperimentSpec, built: dict[str, Any]) -> list[str]:
+    """Where the best trial's model is, and how to use it."""
+    best = built.get("best_model")
+    if not best:
+        return []
+    return [f"- **Best model**: `{best['path']}/` — trial `{best['key']}`, its best checkpoint by "
+            f"{best['metric']} ({fmt(best['value'])}); use it with `ablate predict {spec.path.name} "
+            f"\"some text\"`, `ablate evaluate {spec.path.name}`, or "
+            f"`transformers.pipeline(\"text-classification\", model=\"{spec.output_dir / best['path']}\")`"]
+
+
 def trial_notes(result: dict[str, Any]) -> list[str]:
     """What happened to a trial beside training: a resume, an out-of-memory back-off."""
     notes = []
@@ -381,6 +394,8 @@ def _environment(spec: ExperimentSpec, built: dict[str, Any]) -> list[str]:
         "## Files", "",
         "- `results.csv`: one row per trial (machine-readable)",
         "- `experiment.toml`: the experiment file as run; `resolved.json`: every default resolved",
+        *(["- `best_model/`: the best trial's model (Hugging Face format, with its tokenizer and "
+           "label names)"] if built.get("best_model") else []),
         "",
         "## Environment", "",
         f"- {', '.join(f'{k} {v}' for k, v in versions.items())}",

@@ -1,0 +1,292 @@
+"""Using a trained model: `ablate predict` (labels and probabilities of new texts) and
+`ablate evaluate` (every metric of a model, or of each kept checkpoint of a trial, on labelled data).
+
+Prediction goes through the transformers text-classification pipeline, as any user of the exported
+folder would. Evaluation goes through `Trainer.predict` with the study's tokenization, padding and
+metrics, so that the best model evaluated on the study's test split gives the test metrics the study
+stored for that trial.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import AblateInputError
+from .models import model_info
+
+DEFAULT_MAX_LENGTH = 512  # for a model folder that ablate did not write (no ablate.json)
+
+
+def _device() -> int:
+    import torch
+
+    return 0 if torch.cuda.is_available() else -1
+
+
+def max_length_of(folder: Path, tokenizer: Any) -> int:
+    """Truncate like the trial did (ablate.json), else at the tokenizer's own limit."""
+    stored = model_info(folder).get("max_length")
+    if stored:
+        return int(stored)
+    limit = getattr(tokenizer, "model_max_length", DEFAULT_MAX_LENGTH)
+    return limit if limit < 100_000 else DEFAULT_MAX_LENGTH  # "no limit" is stored as 1e30
+
+
+# --------------------------------------------------------------------------- predict
+
+
+def read_texts(texts: list[str], file: Path | None) -> list[str]:
+    """The texts given as arguments, then those of --file (one per line; blank lines skipped)."""
+    texts = list(texts)
+    if file is not None:
+        try:
+            lines = file.read_text(encoding="utf-8-sig").splitlines()
+        except FileNotFoundError:
+            raise AblateInputError(f"--file {str(file)!r}: no such file") from None
+        except UnicodeDecodeError as err:
+            raise AblateInputError(f"--file {str(file)!r}: not UTF-8 text (byte {err.start}); "
+                                   "save it as UTF-8, one text per line") from None
+        except OSError as err:
+            raise AblateInputError(f"--file {str(file)!r}: cannot be read: {err.strerror}") from None
+        from_file = [line for line in lines if line.strip()]
+        if not from_file:
+            raise AblateInputError(f"--file {str(file)!r} holds no text; give one text per line")
+        texts += from_file
+    if not texts:
+        raise AblateInputError('predict: no texts; give them as arguments (ablate predict MODEL '
+                               '"some text") or in a file with --file PATH, one per line')
+    return texts
+
+
+def predict(folder: Path, texts: list[str], batch_size: int = 32) -> list[dict[str, Any]]:
+    """Per text: the top label, its probability, and every label's probability (top first)."""
+    from transformers import pipeline
+
+    classifier = pipeline("text-classification", model=str(folder), top_k=None, device=_device())
+    max_length = max_length_of(folder, classifier.tokenizer)
+    outputs = classifier(texts, batch_size=batch_size, truncation=True, max_length=max_length)
+    return [{"text": text, "label": scores[0]["label"], "score": scores[0]["score"],
+             "probabilities": {s["label"]: s["score"] for s in scores}}
+            for text, scores in zip(texts, outputs, strict=True)]
+
+
+def format_predictions(rows: list[dict[str, Any]], shown: int = 5, width: int = 48) -> str:
+    """A plain table: text (shortened), top label, the `shown` most probable labels."""
+    label_width = max([len("label"), *(len(r["label"]) for r in rows)])
+    text_width = min(width, max([len("text"), *(len(r["text"]) for r in rows)]))
+    lines = [f"{'text':<{text_width}}  {'label':<{label_width}}  probabilities (top first)"]
+    for row in rows:
+        text = row["text"] if len(row["text"]) <= text_width else row["text"][:text_width - 1] + "…"
+        top = list(row["probabilities"].items())
+        probabilities = "  ".join(f"{label} {p:.4f}" for label, p in top[:shown])
+        if len(top) > shown:
+            probabilities += f"  … {len(top) - shown} more"
+        lines.append(f"{text:<{text_width}}  {row['label']:<{label_width}}  {probabilities}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- evaluate
+
+
+@dataclass
+class Evaluation:
+    """What `ablate evaluate` reports for one model on one labelled split."""
+
+    examples: int
+    label_names: list[str]
+    metrics: dict[str, float]  # metrics.py's scalar metrics, per-class F1, eval_loss
+    per_class: dict[str, Any]  # scikit-learn classification_report(output_dict=True)
+    per_class_text: str  # the same, as scikit-learn prints it
+    confusion: list[list[int]]  # rows: true classes, columns: predicted
+    runtime_s: float
+    samples_per_s: float
+    device: str
+    precision: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"examples": self.examples, "labels": self.label_names, "metrics": self.metrics,
+                "per_class": self.per_class, "confusion": self.confusion,
+                "runtime_s": self.runtime_s, "samples_per_s": self.samples_per_s,
+                "device": self.device, "precision": self.precision}
+
+
+def model_label_names(folder: Path) -> list[str]:
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(str(folder))
+    return [str(config.id2label[i]) for i in range(config.num_labels)]
+
+
+def label_ids(frame: pd.DataFrame, label_names: list[str], where: str) -> np.ndarray:
+    """The frame's labels as the model's class ids: every label a name the model knows
+    (its label2id), or every label an integer id below its class count."""
+    labels = frame["label"]
+    as_text = labels.astype(str).str.strip()
+    index = {name: i for i, name in enumerate(label_names)}
+    if as_text.isin(index).all():
+        return as_text.map(index).to_numpy(dtype=int)
+    numbers = pd.to_numeric(labels, errors="coerce")
+    valid_id = numbers.notna() & (numbers == numbers.round()) & numbers.between(0, len(label_names) - 1)
+    if valid_id.all():
+        return numbers.to_numpy(dtype=int)
+    bad = ~as_text.isin(index) if as_text.isin(index).any() else ~valid_id
+    position = int(bad.to_numpy().nonzero()[0][0])
+    row, value = frame.index[position], labels.iloc[position]
+    value = value.item() if hasattr(value, "item") else value
+    raise AblateInputError(
+        f"{where}, row {row}: label {value!r} is not one the model knows: give its label names "
+        f"({', '.join(label_names)}) or class ids 0..{len(label_names) - 1}")
+
+
+def evaluate(folder: Path, frame: pd.DataFrame, batch_size: int = 64) -> Evaluation:
+    """Every metric of the model in `folder` on `frame` (text, optional text_pair, label ids)."""
+    import torch
+    from sklearn.metrics import classification_report
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+    )
+
+    from .data import tokenize_frame
+    from .metrics import confusion, trainer_metrics
+    from .train import _split_metrics, check_precision
+
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    model = AutoModelForSequenceClassification.from_pretrained(str(folder))
+    label_names = [str(model.config.id2label[i]) for i in range(model.config.num_labels)]
+    dataset = tokenize_frame(frame, tokenizer, max_length_of(folder, tokenizer))
+    # The trial's precision when this machine has it (its stored metrics used it), else fp32.
+    precision = model_info(folder).get("precision") or "fp32"
+    if precision not in ("bf16", "fp16") or check_precision(precision) or not torch.cuda.is_available():
+        precision = "fp32"
+    with tempfile.TemporaryDirectory(prefix="ablate-evaluate-") as scratch:
+        args = TrainingArguments(
+            output_dir=scratch, per_device_eval_batch_size=batch_size, report_to="none",
+            disable_tqdm=True, dataloader_num_workers=0, bf16=precision == "bf16",
+            fp16=precision == "fp16", use_cpu=not torch.cuda.is_available())
+        trainer = Trainer(model=model, args=args, processing_class=tokenizer,
+                          data_collator=DataCollatorWithPadding(tokenizer),
+                          compute_metrics=trainer_metrics(label_names))
+        output = trainer.predict(dataset, metric_key_prefix="test")
+    metrics, samples_per_s = _split_metrics(output.metrics, "test")
+    predictions = output.predictions.argmax(-1)
+    classes = list(range(len(label_names)))
+    report = {"labels": classes, "target_names": label_names, "digits": 4, "zero_division": 0}
+    return Evaluation(
+        examples=len(frame), label_names=label_names, metrics=metrics,
+        per_class=classification_report(output.label_ids, predictions, output_dict=True, **report),
+        per_class_text=classification_report(output.label_ids, predictions, **report),
+        confusion=confusion(output.predictions, output.label_ids, len(label_names)),
+        runtime_s=float(output.metrics["test_runtime"]), samples_per_s=float(samples_per_s or 0.0),
+        device=str(args.device), precision=precision)
+
+
+def format_evaluation(result: Evaluation) -> str:
+    """Metrics, scikit-learn's per-class report, the confusion matrix and the speed, as text."""
+    from .metrics import SCALAR_METRICS
+
+    names = [*SCALAR_METRICS, "eval_loss"]
+    lines = ["metric               value"]
+    lines += [f"{name:<20} {result.metrics[name]:.4f}" for name in names if name in result.metrics]
+    lines += ["", "per class (scikit-learn classification_report):", result.per_class_text.rstrip(),
+              "", "confusion matrix (rows: true label, columns: predicted):"]
+    width = max(6, *(len(n) for n in result.label_names), *(len(str(v)) for row in result.confusion
+                                                            for v in row))
+    lines.append(" " * width + " " + " ".join(f"{n:>{width}}" for n in result.label_names))
+    for name, row in zip(result.label_names, result.confusion, strict=True):
+        lines.append(f"{name:>{width}} " + " ".join(f"{v:>{width}}" for v in row))
+    lines += ["", f"inference: {result.examples} examples in {result.runtime_s:.2f} s, "
+                  f"{result.samples_per_s:.1f} samples/s ({result.device}, {result.precision})"]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def checkpoint_folders(spec: Any, key: str) -> list[Path]:
+    """A trial's kept checkpoints (trials/<key>/checkpoints/checkpoint-<step>), by step."""
+    trials = spec.output_dir / "trials"
+    if not (trials / key).is_dir():
+        known = sorted(p.name for p in trials.glob("*") if p.is_dir()) if trials.is_dir() else []
+        raise AblateInputError(
+            f"--checkpoints {key!r}: study {spec.name!r} has no trial of that name in {trials} "
+            f"(trials: {', '.join(known) or 'none yet'}); name one as variant-s<seed>, e.g. "
+            "baseline-s42")
+    folders = [p for p in (trials / key / "checkpoints").glob("checkpoint-*")
+               if p.name.split("-")[-1].isdigit() and (p / "config.json").is_file()]
+    if not folders:
+        variant = key.rsplit("-s", 1)[0]
+        raise AblateInputError(
+            f"--checkpoints {key!r}: the trial kept no checkpoints ({trials / key / 'checkpoints'} "
+            "has no checkpoint-*); [experiment] save_models = \"all\" keeps the checkpoint of every "
+            f"evaluation: ablate run {spec.path} --set experiment.save_models=all --rerun {variant}")
+    return sorted(folders, key=lambda p: int(p.name.split("-")[-1]))
+
+
+# --------------------------------------------------------------------------- which data
+
+
+STUDY_SPLITS = ("train", "validation", "test")
+
+
+def evaluation_frame(spec: Any, label_names: list[str], dataset: str | None, config: str | None,
+                     split: str, text_column: str | None,
+                     label_column: str | None) -> tuple[pd.DataFrame, str]:
+    """The labelled rows to evaluate on, with the model's class ids, and where they come from.
+
+    Without --dataset: the study's own splits exactly as its trials saw them (validation carved
+    from train, subsamples taken). With --dataset: that split of it, every row."""
+    import dataclasses
+
+    from .config import DataSpec
+    from .data import load_labeled_splits, load_split
+
+    if dataset is None:
+        if spec is None:
+            raise AblateInputError("evaluate: --dataset is required when MODEL_OR_STUDY is a model "
+                                   "folder (a Hub id, or a local .csv/.jsonl/.parquet file or folder)")
+        if split not in STUDY_SPLITS:
+            raise AblateInputError(
+                f"--split {split!r}: without --dataset the study's own data is used, whose splits "
+                f"are {', '.join(STUDY_SPLITS)} (as its trials saw them)")
+        splits = load_labeled_splits(spec.data)
+        frame = {"train": splits.train, "validation": splits.validation, "test": splits.test}[split]
+        if frame is None:
+            raise AblateInputError(
+                f"--split test: the data of study {spec.name!r} has no test split; use "
+                "--split validation, or --dataset for other data")
+        if splits.label_names != label_names:
+            raise AblateInputError(
+                f"the model's labels ({', '.join(label_names)}) are not the study's "
+                f"({', '.join(splits.label_names)}); give --dataset with labels the model knows")
+        return frame, f"{spec.data.dataset}, split {split} (as the study's trials saw it)"
+
+    base = spec.data if spec is not None else DataSpec()
+    data_spec = dataclasses.replace(
+        base, dataset=dataset, config=config, revision=None, train_split=split,
+        text_column=text_column or base.text_column, label_column=label_column or base.label_column)
+    if not Path(dataset).expanduser().exists() and dataset.startswith((".", "/", "~")):
+        raise AblateInputError(f"--dataset {dataset!r}: no such file or folder")
+    try:
+        frame = load_split(data_spec, split)
+    except AblateInputError as err:
+        raise AblateInputError(_as_options(str(err))) from None
+    frame = frame.assign(label=label_ids(frame, label_names, f"{dataset}: split {split!r}"))
+    return frame, f"{dataset}" + (f" ({config})" if config else "") + f", split {split}"
+
+
+def _as_options(message: str) -> str:
+    """data.py names experiment-file keys; here the user typed command-line options."""
+    for key, option in (("[data] dataset =", "--dataset"), ("[data] text_column =", "--text-column"),
+                        ("[data] label_column =", "--label-column")):
+        message = message.replace(key, option)
+    return message

@@ -1,0 +1,157 @@
+"""Trained weights that outlive their trial: each trial's selected model, and the study's best one.
+
+`[experiment] save_models` decides what is kept:
+
+- ``"best"`` (default): every trial saves its selected (best-by-validation) weights to
+  ``trials/<key>/model/``; after the study the best trial's folder becomes ``best_model/`` and the
+  other trials' folders are removed.
+- ``"all"``: the same, but every trial keeps its ``model/`` folder (``best_model/`` is a copy), and
+  its ``checkpoints/`` folder keeps the checkpoint of every evaluation (for
+  ``ablate evaluate --checkpoints``).
+- ``"none"``: no weights are kept.
+
+A model folder is a plain Hugging Face folder (config with label names, weights, tokenizer), so
+``transformers.pipeline("text-classification", model=folder)`` loads it; ``ablate.json`` beside
+the weights says which trial it is and how it was trained.
+
+The best trial is the report's: the best variant (by its mean over seeds of the selection metric),
+and of that variant the seed whose trial scored best.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .config import ExperimentSpec
+from .errors import AblateInputError
+
+log = logging.getLogger(__name__)
+
+MODEL_DIR = "model"  # in trials/<key>/
+BEST_MODEL = "best_model"  # in the study's output_dir
+MODEL_INFO = "ablate.json"  # beside the weights: which trial, which recipe, its metrics
+STUDY_ATTR = "best_model"  # study user attribute: which trial best_model/ holds
+
+
+def keep_trial_model(trainer: Any, trial: Any, spec: ExperimentSpec, trial_dir: Path,
+                     result: dict[str, Any]) -> str | None:
+    """After a trial's evaluation: save its loaded-back best weights (no optimizer) to
+    trials/<key>/model/ unless save_models = "none", and remove its checkpoints unless
+    save_models = "all". Returns the model folder relative to output_dir, or None."""
+    mode = spec.experiment.save_models
+    checkpoint_dir = trial_dir / "checkpoints"
+    saved = None
+    if mode in ("best", "all"):
+        target = trial_dir / MODEL_DIR
+        trainer.save_model(str(target))  # config (label names), weights, tokenizer; rank 0 only
+        if trainer.args.should_save:
+            info = {"study": spec.name, "trial": trial.key, "variant": trial.variant,
+                    "seed": trial.seed, "overrides": trial.overrides,
+                    "max_length": trial.recipe.max_length, "precision": result.get("precision"),
+                    "metric": spec.experiment.metric, "best_step": result.get("best_step"),
+                    "validation": result.get("validation"), "test": result.get("test")}
+            (target / MODEL_INFO).write_text(json.dumps(info, indent=2, default=str) + "\n",
+                                             encoding="utf-8")
+        saved = target.relative_to(spec.output_dir).as_posix()
+    if mode == "all":
+        # Kept for `ablate evaluate --checkpoints`; without the identity file a re-run of the
+        # trial starts over instead of resuming from its finished checkpoints.
+        from .train import CHECKPOINT_IDENTITY
+
+        (checkpoint_dir / CHECKPOINT_IDENTITY).unlink(missing_ok=True)
+    else:
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)  # the selected weights were evaluated
+    return saved
+
+
+def best_record(built: dict[str, Any]) -> Any:
+    """The report's best trial: of the best variant, the seed with the best value; or None."""
+    variants = built["variants"]
+    if not len(variants) or not variants["best"].any():
+        return None
+    name = variants.loc[variants["best"], "variant"].iloc[0]
+    candidates = [r for r in built["chosen"] if r.variant == name and r.value is not None]
+    if not candidates:
+        return None
+    pick = max if built["greater_is_better"] else min
+    return pick(candidates, key=lambda r: r.value)
+
+
+def export_best_model(spec: ExperimentSpec, study: Any, built: dict[str, Any],
+                      echo: Callable[[str], None] = print) -> dict[str, Any] | None:
+    """Make output_dir/best_model/ the best trial's model and record it in the study (and in
+    `built`, for the report); with save_models = "best", remove the other trials' models.
+    Returns what was recorded, or None when nothing could be exported."""
+    mode = spec.experiment.save_models
+    built["best_model"] = study.user_attrs.get(STUDY_ATTR)
+    best = best_record(built)
+    if mode == "none" or best is None:
+        return built["best_model"]
+    target = spec.output_dir / BEST_MODEL
+    source = spec.output_dir / "trials" / best.key / MODEL_DIR
+    info = {"path": BEST_MODEL, "trial": best.number, "key": best.key, "variant": best.variant,
+            "seed": best.seed, "metric": built["metric"], "value": best.value}
+    current = built["best_model"]
+    if current == info and target.is_dir():
+        pass  # already exported
+    elif not source.is_dir():
+        echo(f"best model: trial {best.key} kept no model ({source} is missing: it ran with "
+             "save_models = \"none\", or on another machine); re-run it to keep one: "
+             f"ablate run {spec.path} --rerun {best.variant}")
+        return current
+    else:
+        staging = spec.output_dir / f".{BEST_MODEL}.tmp"
+        shutil.rmtree(staging, ignore_errors=True)
+        if mode == "best":
+            source.rename(staging)  # the trial's own folder: moving it costs no disk
+        else:
+            shutil.copytree(source, staging)
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
+        study.set_user_attr(STUDY_ATTR, info)
+        built["best_model"] = info
+        log.info("best model: trial %s -> %s", best.key, target)
+    if mode == "best":
+        for folder in (spec.output_dir / "trials").glob(f"*/{MODEL_DIR}"):
+            shutil.rmtree(folder, ignore_errors=True)
+    return info
+
+
+def resolve_model(argument: str) -> tuple[Path, Any]:
+    """MODEL_OR_STUDY → (model folder, the study's spec or None). A folder is a model; a file
+    is an experiment file whose best_model/ is used."""
+    path = Path(argument)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise AblateInputError(
+                f"MODEL_OR_STUDY {argument!r} is a folder but not a saved model (no config.json); "
+                f"give a study's {BEST_MODEL}/ or trials/<trial>/{MODEL_DIR}/ folder, or an "
+                "experiment file")
+        return path, None
+    if not path.exists():
+        raise AblateInputError(
+            f"MODEL_OR_STUDY {argument!r}: no such model folder or experiment file")
+    from .config import load_spec
+
+    spec = load_spec(path)
+    folder = spec.output_dir / BEST_MODEL
+    if not (folder / "config.json").is_file():
+        raise AblateInputError(
+            f"study {spec.name!r} has no best model ({folder} is missing); run the study with "
+            f"[experiment] save_models = \"best\" (the default) or \"all\": `ablate run {argument}` "
+            "(trials that ran with \"none\" need `--rerun VARIANT`)")
+    return folder, spec
+
+
+def model_info(folder: Path) -> dict[str, Any]:
+    """The model folder's ablate.json (which trial, max_length, metrics), or {} for a model
+    saved by something else."""
+    try:
+        return json.loads((folder / MODEL_INFO).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}

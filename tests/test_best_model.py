@@ -1,0 +1,209 @@
+"""The best model and using it: save_models, best_model/ loaded by a plain transformers pipeline,
+`ablate predict` and `ablate evaluate` (tiny random BERT and tiny data from conftest.py)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import textwrap
+from pathlib import Path
+
+import optuna
+import pytest
+
+from ablation import cli
+from ablation.config import load_spec
+
+BASELINE = "learning_rate = 1e-3\nbatch_size = 16\nepochs = 2\neval_steps = 5\nlogging_steps = 2\n"
+
+
+def _study_file(folder: Path, model: Path, data: Path, save_models: str, variants: str = "") -> Path:
+    path = folder / f"{save_models}.toml"
+    path.write_text(textwrap.dedent(f"""\
+        [experiment]
+        name = "{save_models}"
+        output_dir = "{folder / 'reports' / save_models}"
+        save_models = "{save_models}"
+
+        [data]
+        dataset = "{data}"
+        max_eval_samples = 40
+
+        [model]
+        name = "{model}"
+
+        [tracking]
+        backend = "none"
+
+        [baseline]
+        """) + BASELINE + "\n[variants]\n" + variants, encoding="utf-8")
+    return path
+
+
+def _trials(path: Path) -> dict[str, optuna.trial.FrozenTrial]:
+    spec = load_spec(path)
+    study = optuna.load_study(study_name=spec.name, storage=spec.experiment.storage)
+    return {t.user_attrs["key"]: t for t in study.get_trials()}
+
+
+@pytest.fixture(scope="module")
+def best_study(tmp_path_factory, tiny_model_dir, tiny_data_dir) -> Path:
+    """A study of two variants run with the default save_models = "best" (shared, read-only)."""
+    folder = tmp_path_factory.mktemp("best-study")
+    path = _study_file(folder, tiny_model_dir, tiny_data_dir, "best", "bs32 = { batch_size = 32 }\n")
+    path.write_text(path.read_text().replace('save_models = "best"\n', ""))  # the default
+    assert cli.main(["run", str(path)]) == 0
+    return path
+
+
+def test_best_trial_is_exported_to_best_model_and_loads_in_a_plain_pipeline(best_study, capsys):
+    from transformers import pipeline
+
+    output_dir = load_spec(best_study).output_dir
+    best = output_dir / "best_model"
+    info = json.loads((best / "ablate.json").read_text())
+    trials = _trials(best_study)
+    # The report's best variant (one seed: the best trial by macro_f1, the first on a tie).
+    values = {key: t.value for key, t in trials.items()}
+    assert info["trial"] == max(values, key=values.get)
+    assert info["validation"] == trials[info["trial"]].user_attrs["result"]["validation"]
+
+    classifier = pipeline("text-classification", model=str(best))
+    assert classifier.model.config.id2label == {0: "0", 1: "1", 2: "2"}
+    (scores,) = classifier(["great love fun"], top_k=None)
+    assert sorted(s["label"] for s in scores) == ["0", "1", "2"]
+    assert sum(s["score"] for s in scores) == pytest.approx(1.0)
+
+    # "best": only best_model/ holds weights; each trial's result says where its model was saved.
+    for key, trial in trials.items():
+        assert trial.user_attrs["result"]["model_dir"] == f"trials/{key}/model"
+        assert sorted(p.name for p in (output_dir / "trials" / key).iterdir()) == ["trial.log"]
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in best.iterdir()}
+    assert not (best / "optimizer.pt").exists()
+
+    report = (output_dir / "report.md").read_text()
+    assert f"- **Best model**: `best_model/` — trial `{info['trial']}`" in report
+
+    capsys.readouterr()
+    assert cli.main(["run", str(best_study)]) == 0  # nothing to train; best_model/ stays
+    assert f"best model: {best} (trial {info['trial']}" in capsys.readouterr().out
+    assert json.loads((best / "ablate.json").read_text()) == info
+
+
+def test_predict_prints_the_top_label_and_every_probability(best_study, tmp_path, capsys):
+    texts = tmp_path / "texts.txt"
+    texts.write_text("bad sad awful\n\nthe table monday\n", encoding="utf-8")
+    capsys.readouterr()
+    assert cli.main(["predict", str(best_study), "great love fun", "--file", str(texts)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["text", "label", "probabilities", "(top", "first)"]
+    assert [line.split()[0] for line in lines[1:]] == ["great", "bad", "the"]  # blank line skipped
+
+    best = load_spec(best_study).output_dir / "best_model"
+    assert cli.main(["predict", str(best), "great love fun", "the table monday", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [row["text"] for row in rows] == ["great love fun", "the table monday"]
+    for row in rows:
+        probabilities = list(row["probabilities"].values())
+        assert sorted(row["probabilities"]) == ["0", "1", "2"]
+        assert probabilities == sorted(probabilities, reverse=True)  # top label first
+        assert (row["label"], row["score"]) == next(iter(row["probabilities"].items()))
+        assert sum(probabilities) == pytest.approx(1.0)
+
+
+def test_evaluate_on_the_study_test_split_gives_the_stored_test_metrics(best_study, capsys):
+    info = json.loads((load_spec(best_study).output_dir / "best_model" / "ablate.json").read_text())
+    stored = _trials(best_study)[info["trial"]].user_attrs["result"]
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(best_study), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["trial"] == info["trial"] and result["examples"] == 60
+    assert result["metrics"]["accuracy"] == stored["test"]["accuracy"]
+    for name in ("macro_f1", "weighted_f1", "log_loss", "eval_loss"):
+        assert result["metrics"][name] == pytest.approx(stored["test"][name], abs=1e-6)
+    assert result["confusion"] == stored["test_confusion"]
+    assert result["per_class"]["macro avg"]["f1-score"] == pytest.approx(stored["test"]["macro_f1"])
+    assert result["samples_per_s"] > 0
+
+    assert cli.main(["evaluate", str(best_study)]) == 0
+    out = capsys.readouterr().out
+    assert f"accuracy             {stored['test']['accuracy']:.4f}" in out
+    assert "precision    recall  f1-score   support" in out  # scikit-learn's report
+    assert "confusion matrix (rows: true label, columns: predicted):" in out
+    assert "samples/s" in out
+
+
+def test_evaluate_maps_label_names_through_the_models_label2id(best_study, tmp_path, capsys):
+    """Labels given by name are mapped with the model's label2id; unknown names are refused."""
+    renamed = tmp_path / "renamed"
+    shutil.copytree(load_spec(best_study).output_dir / "best_model", renamed)
+    config = json.loads((renamed / "config.json").read_text())
+    names = ["neg", "neu", "pos"]
+    config["id2label"] = dict(enumerate(names))
+    config["label2id"] = {name: i for i, name in enumerate(names)}
+    (renamed / "config.json").write_text(json.dumps(config))
+    data = tmp_path / "named.csv"
+    data.write_text("text,label\ngreat love fun,pos\nbad sad awful,neg\nthe table monday,neu\n")
+
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(renamed), "--dataset", str(data), "--split", "train",
+                     "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["labels"] == names and result["examples"] == 3
+    assert [sum(row) for row in result["confusion"]] == [1, 1, 1]  # one true example per class
+
+    data.write_text("text,label\ngreat love fun,pos\nbad sad awful,angry\n")
+    assert cli.main(["evaluate", str(renamed), "--dataset", str(data), "--split", "train"]) == 2
+    err = capsys.readouterr().err
+    assert "split 'train', row 1: label 'angry' is not one the model knows: give its label names " \
+           "(neg, neu, pos)" in err and err.count("\n") == 1
+
+
+def test_save_models_all_keeps_every_model_and_evaluation_checkpoint(tmp_path, tiny_model_dir,
+                                                                      tiny_data_dir, capsys):
+    path = _study_file(tmp_path, tiny_model_dir, tiny_data_dir, "all")
+    reference = _study_file(tmp_path, tiny_model_dir, tiny_data_dir, "none")
+    assert cli.main(["run", str(path)]) == 0
+    assert cli.main(["run", str(reference)]) == 0
+    output_dir = load_spec(path).output_dir
+    result = _trials(path)["baseline-s42"].user_attrs["result"]
+    # Saving every evaluation changes nothing in training.
+    assert result["validation"] == _trials(reference)["baseline-s42"].user_attrs["result"]["validation"]
+
+    trial_dir = output_dir / "trials" / "baseline-s42"
+    assert (trial_dir / "model" / "model.safetensors").is_file()
+    assert (output_dir / "best_model" / "model.safetensors").is_file()  # a copy
+    steps = sorted(int(p.name.split("-")[1]) for p in (trial_dir / "checkpoints").glob("checkpoint-*"))
+    assert steps == [point["step"] for point in result["eval_history"]]
+    assert not (trial_dir / "checkpoints" / "trial.json").exists()  # never resumed
+
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(path), "--checkpoints", "baseline-s42", "--json"]) == 0
+    checkpoints = json.loads(capsys.readouterr().out)
+    assert [row["step"] for row in checkpoints["checkpoints"]] == steps
+    assert checkpoints["peak_step"] == checkpoints["selected_step"] == result["best_step"]
+    peak = next(r for r in checkpoints["checkpoints"] if r["step"] == result["best_step"])
+    assert peak["macro_f1"] == pytest.approx(result["validation"]["macro_f1"])
+
+    assert cli.main(["evaluate", str(path), "--checkpoints", "baseline-s42"]) == 0
+    out = capsys.readouterr().out
+    assert f"macro_f1 peaked at step {result['best_step']}" in out and "★ peak" in out
+
+
+def test_save_models_none_keeps_no_weights_and_predict_says_how_to_get_them(
+        tmp_path, tiny_model_dir, tiny_data_dir, capsys):
+    path = _study_file(tmp_path, tiny_model_dir, tiny_data_dir, "none")
+    assert cli.main(["run", str(path)]) == 0
+    output_dir = load_spec(path).output_dir
+    assert _trials(path)["baseline-s42"].user_attrs["result"]["model_dir"] is None
+    assert not (output_dir / "best_model").exists()
+    assert [p.name for p in (output_dir / "trials" / "baseline-s42").iterdir()] == ["trial.log"]
+    assert 'best model: not kept (save_models = "none")' in capsys.readouterr().out
+
+    assert cli.main(["predict", str(path), "great fun"]) == 2
+    err = capsys.readouterr().err
+    assert "study 'none' has no best model" in err and 'save_models = "best"' in err
+    assert err.count("\n") == 1
+
+    assert cli.main(["evaluate", str(path), "--checkpoints", "baseline-s42"]) == 2
+    assert "save_models = \"all\" keeps the checkpoint of every evaluation" in capsys.readouterr().err
