@@ -247,6 +247,7 @@ BASELINE_DEFAULTS = {
     "eval_steps": 0,
     "logging_steps": 10,
     "precision": "auto",
+    "group_by_length": False,
     # issue 3: axes beyond the Trainer
     "max_train_samples": None,
     "model": None,

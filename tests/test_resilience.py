@@ -51,7 +51,7 @@ def test_rerun_runs_a_variant_again_and_supersedes_its_old_result(write_experime
 def test_rerun_of_an_unknown_variant_is_bad_input(write_experiment, capsys):
     path = write_experiment()
     assert cli.main(["run", str(path), "--rerun", "nope"]) == 2
-    assert "--only 'nope': no such variant" in capsys.readouterr().err
+    assert "--rerun 'nope': no such variant" in capsys.readouterr().err
 
 
 def test_retry_failed_runs_only_the_failed_trials(write_experiment, monkeypatch):
