@@ -91,6 +91,8 @@ def _add_model_commands(commands: Any) -> None:
     predict.add_argument("model", metavar="MODEL_OR_STUDY", help=MODEL_OR_STUDY)
     predict.add_argument("texts", nargs="*", metavar="TEXT", help="texts to classify")
     predict.add_argument("--file", type=Path, metavar="PATH", help="more texts, one per line")
+    predict.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                         help="override a key of the experiment file (as for run)")
     predict.add_argument("--json", action="store_true",
                          help="print one JSON object per text (JSON lines)")
     predict.add_argument("--batch-size", type=_positive_int, default=32, metavar="N",
@@ -100,6 +102,8 @@ def _add_model_commands(commands: Any) -> None:
         description="every metric of a trained model on labelled data (default: the study's test "
         "split), or of each kept checkpoint of a trial with --checkpoints")
     evaluate.add_argument("model", metavar="MODEL_OR_STUDY", help=MODEL_OR_STUDY)
+    evaluate.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                          help="override a key of the experiment file (as for run)")
     evaluate.add_argument("--dataset", metavar="DATASET", help="a Hub id or a local file or folder "
                           "(default: the study's [data])")
     evaluate.add_argument("--config", metavar="NAME", help="Hub config name of --dataset")
@@ -375,7 +379,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .inference import format_predictions, predict, read_texts
     from .models import resolve_model
 
-    folder, _ = resolve_model(args.model)
+    folder, _ = resolve_model(args.model, args.sets)
     rows = predict(folder, read_texts(args.texts, args.file), args.batch_size)
     if args.json:
         for row in rows:
@@ -391,7 +395,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     if args.checkpoints:
         return _evaluate_checkpoints(args)
-    folder, spec = resolve_model(args.model)
+    folder, spec = resolve_model(args.model, args.sets)
     label_names = model_label_names(folder)
     frame, source = evaluation_frame(spec, label_names, args.dataset, args.config,
                                      args.split or "test", args.text_column, args.label_column)
@@ -416,7 +420,7 @@ def _evaluate_checkpoints(args: argparse.Namespace) -> int:
     if not Path(args.model).is_file():
         raise AblateInputError(f"--checkpoints needs an experiment file as MODEL_OR_STUDY, not "
                                f"{args.model!r}")
-    spec = load_spec(args.model)
+    spec = load_spec(args.model, args.sets)
     folders = checkpoint_folders(spec, args.checkpoints)
     metric, greater = spec.experiment.metric, spec.greater_is_better
     frame, source = evaluation_frame(spec, model_label_names(folders[0]), args.dataset, args.config,

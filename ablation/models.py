@@ -122,9 +122,9 @@ def export_best_model(spec: ExperimentSpec, study: Any, built: dict[str, Any],
     return info
 
 
-def resolve_model(argument: str) -> tuple[Path, Any]:
+def resolve_model(argument: str, sets: list[str] | None = None) -> tuple[Path, Any]:
     """MODEL_OR_STUDY → (model folder, the study's spec or None). A folder is a model; a file
-    is an experiment file whose best_model/ is used."""
+    is an experiment file (with its --set overrides) whose best_model/ is used."""
     path = Path(argument)
     if path.is_dir():
         if not (path / "config.json").is_file():
@@ -138,7 +138,7 @@ def resolve_model(argument: str) -> tuple[Path, Any]:
             f"MODEL_OR_STUDY {argument!r}: no such model folder or experiment file")
     from .config import load_spec
 
-    spec = load_spec(path)
+    spec = load_spec(path, sets)
     folder = spec.output_dir / BEST_MODEL
     if not (folder / "config.json").is_file():
         raise AblateInputError(

@@ -207,3 +207,15 @@ def test_save_models_none_keeps_no_weights_and_predict_says_how_to_get_them(
 
     assert cli.main(["evaluate", str(path), "--checkpoints", "baseline-s42"]) == 2
     assert "save_models = \"all\" keeps the checkpoint of every evaluation" in capsys.readouterr().err
+
+
+def test_predict_and_evaluate_take_the_studys_set_overrides(best_study, tmp_path, capsys):
+    """A study run with --set (its data or output folder given on the command line) is found
+    with the same --set."""
+    moved = tmp_path / "moved"
+    shutil.copytree(load_spec(best_study).output_dir / "best_model", moved / "best_model")
+    elsewhere = f"experiment.output_dir={json.dumps(str(moved))}"
+    assert cli.main(["predict", str(best_study), "great love fun", "--set", elsewhere]) == 0
+    assert capsys.readouterr().out.splitlines()[1].startswith("great love fun")
+    assert cli.main(["predict", str(best_study), "x", "--set", f'experiment.output_dir="{tmp_path}"']) == 2
+    assert "has no best model" in capsys.readouterr().err
