@@ -63,40 +63,53 @@ def tiny_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+DEFAULT_BASELINE = textwrap.dedent("""\
+    learning_rate = 1e-3
+    batch_size = 16
+    epochs = 2
+    eval_steps = 5
+    logging_steps = 2
+    """)
+
+
+def tiny_experiment(folder: Path, model_dir: Path, data_dir: Path, *, name: str = "tiny",
+                    extra: str = "", variants: str | None = None, baseline: str | None = None,
+                    tracking: str = 'backend = "none"', experiment: str = "") -> Path:
+    """Write folder/<name>.toml for the tiny model and data (reports under folder/reports/<name>);
+    `experiment` adds lines to [experiment], `extra` is appended TOML."""
+    baseline = baseline if baseline is not None else DEFAULT_BASELINE
+    variants = variants if variants is not None else 'bs32 = { batch_size = 32 }\n'
+    text = textwrap.dedent(f"""\
+        [experiment]
+        name = "{name}"
+        output_dir = "{folder / 'reports' / name}"
+        """) + (experiment + "\n" if experiment else "") + textwrap.dedent(f"""\
+
+        [data]
+        dataset = "{data_dir}"
+        max_eval_samples = 40
+
+        [model]
+        name = "{model_dir}"
+
+        [tracking]
+        {tracking}
+
+        [baseline]
+        """) + baseline + "\n[variants]\n" + variants + "\n" + extra
+    path = folder / f"{name}.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
 @pytest.fixture
 def write_experiment(tmp_path: Path, tiny_model_dir: Path, tiny_data_dir: Path):
-    """Write an experiment file for the tiny model and data; `extra` is appended TOML."""
+    """Write an experiment file for the tiny model and data in tmp_path (see tiny_experiment)."""
 
     def write(extra: str = "", name: str = "tiny", variants: str | None = None,
               baseline: str | None = None, tracking: str = 'backend = "none"') -> Path:
-        baseline = baseline if baseline is not None else textwrap.dedent("""\
-            learning_rate = 1e-3
-            batch_size = 16
-            epochs = 2
-            eval_steps = 5
-            logging_steps = 2
-            """)
-        variants = variants if variants is not None else 'bs32 = { batch_size = 32 }\n'
-        text = textwrap.dedent(f"""\
-            [experiment]
-            name = "{name}"
-            output_dir = "{tmp_path / 'reports' / name}"
-
-            [data]
-            dataset = "{tiny_data_dir}"
-            max_eval_samples = 40
-
-            [model]
-            name = "{tiny_model_dir}"
-
-            [tracking]
-            {tracking}
-
-            [baseline]
-            """) + baseline + "\n[variants]\n" + variants + "\n" + extra
-        path = tmp_path / f"{name}.toml"
-        path.write_text(text, encoding="utf-8")
-        return path
+        return tiny_experiment(tmp_path, tiny_model_dir, tiny_data_dir, name=name, extra=extra,
+                               variants=variants, baseline=baseline, tracking=tracking)
 
     return write
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import textwrap
 from pathlib import Path
 
 import optuna
 import pytest
+from conftest import tiny_experiment
 
 from ablation import cli
 from ablation.config import load_spec
@@ -18,26 +18,8 @@ BASELINE = "learning_rate = 1e-3\nbatch_size = 16\nepochs = 2\neval_steps = 5\nl
 
 
 def _study_file(folder: Path, model: Path, data: Path, save_models: str, variants: str = "") -> Path:
-    path = folder / f"{save_models}.toml"
-    path.write_text(textwrap.dedent(f"""\
-        [experiment]
-        name = "{save_models}"
-        output_dir = "{folder / 'reports' / save_models}"
-        save_models = "{save_models}"
-
-        [data]
-        dataset = "{data}"
-        max_eval_samples = 40
-
-        [model]
-        name = "{model}"
-
-        [tracking]
-        backend = "none"
-
-        [baseline]
-        """) + BASELINE + "\n[variants]\n" + variants, encoding="utf-8")
-    return path
+    return tiny_experiment(folder, model, data, name=save_models, baseline=BASELINE, variants=variants,
+                           experiment=f'save_models = "{save_models}"')
 
 
 def _trials(path: Path) -> dict[str, optuna.trial.FrozenTrial]:
@@ -50,8 +32,8 @@ def _trials(path: Path) -> dict[str, optuna.trial.FrozenTrial]:
 def best_study(tmp_path_factory, tiny_model_dir, tiny_data_dir) -> Path:
     """A study of two variants run with the default save_models = "best" (shared, read-only)."""
     folder = tmp_path_factory.mktemp("best-study")
-    path = _study_file(folder, tiny_model_dir, tiny_data_dir, "best", "bs32 = { batch_size = 32 }\n")
-    path.write_text(path.read_text().replace('save_models = "best"\n', ""))  # the default
+    path = tiny_experiment(folder, tiny_model_dir, tiny_data_dir, name="best", baseline=BASELINE,
+                           variants="bs32 = { batch_size = 32 }\n")  # save_models: the default
     assert cli.main(["run", str(path)]) == 0
     return path
 

@@ -17,7 +17,6 @@ import signal
 import socket
 import subprocess
 import sys
-import textwrap
 import time
 import urllib.parse
 import urllib.request
@@ -25,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import tiny_experiment
 
 from ablation import cli
 from ablation.config import load_spec
@@ -41,34 +41,10 @@ def study_file(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path,
                tiny_data_dir: Path) -> Path:
     """A tiny study, 2 variants × 1 seed, run with SwanLab in mode "local"."""
     folder = tmp_path_factory.mktemp("dash")
-    path = folder / "dash.toml"
-    path.write_text(textwrap.dedent(f"""\
-        [experiment]
-        name = "dash"
-        output_dir = "{folder / 'reports' / 'dash'}"
-
-        [data]
-        dataset = "{tiny_data_dir}"
-        max_eval_samples = 40
-
-        [model]
-        name = "{tiny_model_dir}"
-
-        [tracking]
-        backend = "swanlab"
-        project = "ablate-dash"
-        mode = "local"
-
-        [baseline]
-        learning_rate = 1e-3
-        batch_size = 16
-        epochs = 1
-        eval_steps = 4
-        logging_steps = 2
-
-        [variants]
-        bs32 = {{ batch_size = 32 }}
-        """), encoding="utf-8")
+    path = tiny_experiment(
+        folder, tiny_model_dir, tiny_data_dir, name="dash",
+        tracking='backend = "swanlab"\nproject = "ablate-dash"\nmode = "local"',
+        baseline="learning_rate = 1e-3\nbatch_size = 16\nepochs = 1\neval_steps = 4\nlogging_steps = 2\n")
     assert cli.main(["run", str(path)]) == 0
     return path
 
