@@ -24,6 +24,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from _trainer_figures import trainer_figures  # noqa: E402  (benchmarks/, this script's folder)
 from datasets import Dataset  # noqa: E402
 from sklearn.metrics import accuracy_score, f1_score  # noqa: E402
 from sklearn.utils.class_weight import compute_class_weight  # noqa: E402
@@ -138,22 +139,9 @@ def main() -> None:
         train = trainer.train()
         val = trainer.predict(tokenized["validation"], metric_key_prefix="eval")
         test = trainer.predict(tokenized["test"], metric_key_prefix="test")
-        runs[name] = {
-            "model_load_s": model_load_s,
-            "train_runtime_s": train.metrics["train_runtime"],
-            "in_train_eval_s": sum(e["eval_runtime"] for e in trainer.state.log_history
-                                   if "eval_runtime" in e),
-            "evaluations": sum("eval_runtime" in e for e in trainer.state.log_history),
-            "steps": trainer.state.global_step,
-            "padded_train_tokens": collator.padded_tokens,
-            "validation": {k: val.metrics[f"eval_{k}"] for k in ("accuracy", "macro_f1")},
-            "validation_s": val.metrics["eval_runtime"],
-            "validation_samples_per_s": val.metrics["eval_samples_per_second"],
-            "test": {k: test.metrics[f"test_{k}"] for k in ("accuracy", "macro_f1")},
-            "test_s": test.metrics["test_runtime"],
-            "validation_labels": val.label_ids.tolist(),
-            "runtime_s": time.perf_counter() - started,
-        }
+        runs[name] = {"model_load_s": model_load_s, **trainer_figures(trainer, train, val, test),
+                      "padded_train_tokens": collator.padded_tokens,
+                      "runtime_s": time.perf_counter() - started}
         shutil.rmtree(work / name, ignore_errors=True)
         del trainer, model
     out_path.write_text(json.dumps({

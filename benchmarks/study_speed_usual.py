@@ -25,6 +25,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
+from _trainer_figures import trainer_figures  # noqa: E402  (benchmarks/: the harness's, not the tutorial's)
 from datasets import Dataset  # noqa: E402
 from sklearn.metrics import accuracy_score, f1_score  # noqa: E402
 from sklearn.utils.class_weight import compute_class_weight  # noqa: E402
@@ -110,18 +111,8 @@ def main() -> None:
     test = trainer.predict(dataset["test"], metric_key_prefix="test")
     result = {
         "import_s": IMPORTED - STARTED, "tokenize_s": tokenize_s, "model_load_s": model_load_s,
-        "train_runtime_s": train.metrics["train_runtime"],
-        "in_train_eval_s": sum(e["eval_runtime"] for e in trainer.state.log_history
-                               if "eval_runtime" in e),
-        "evaluations": sum("eval_runtime" in e for e in trainer.state.log_history),
-        "steps": trainer.state.global_step,
+        **trainer_figures(trainer, train, val, test),
         "padded_train_tokens": len(dataset["train"]) * 512 * recipe["epochs"],
-        "validation": {k: val.metrics[f"eval_{k}"] for k in ("accuracy", "macro_f1")},
-        "validation_s": val.metrics["eval_runtime"],
-        "validation_samples_per_s": val.metrics["eval_samples_per_second"],
-        "test": {k: test.metrics[f"test_{k}"] for k in ("accuracy", "macro_f1")},
-        "test_s": test.metrics["test_runtime"],
-        "validation_labels": val.label_ids.tolist(),
         "checkpoint_mb": sum(f.stat().st_size for f in output_dir.rglob("*") if f.is_file()) / 2**20,
         "wall_in_process_s": time.perf_counter() - STARTED,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
