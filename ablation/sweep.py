@@ -24,7 +24,7 @@ import optuna
 from . import queue, records
 from .config import ExperimentSpec
 from .errors import AblateInputError
-from .progress import as_progress
+from .progress import Lines, as_progress
 from .tracking import NullTracker, make_tracker
 from .variants import BASELINE, TrialSpec, expand, variant_names
 
@@ -253,10 +253,13 @@ class Work:
 
     spec: ExperimentSpec
     study: optuna.Study
-    echo: Callable[[str], None]
+    echo: Lines  # a plain message callable is wrapped on construction
     stop: threading.Event = field(default_factory=threading.Event)  # --graceful: finish, then stop
     inputs: TrialInputs | None = None
     tracker: Any = None
+
+    def __post_init__(self) -> None:
+        self.echo = as_progress(self.echo)
 
     def prepare(self) -> TrialInputs:
         from .data import load_labeled_splits
@@ -297,7 +300,7 @@ def work(job: Work, wanted: set[str] | None, outcome: RunOutcome, wait_for_other
             tokenizer, data = _inputs_for(job, optuna_trial, trial)
             run_name = trial.variant + (f"-s{trial.seed}" if several_seeds else "")
             job.echo(f"trial {optuna_trial.number} {trial.key}: {_describe(trial)}")
-            as_progress(job.echo).trial_started(trial.key, trial.seed)
+            job.echo.trial_started(trial.key, trial.seed)
             _run_one(job.study, optuna_trial, trial, job.spec, data, tokenizer, job.tracker,
                      run_name, outcome, job.echo)
 
@@ -336,7 +339,7 @@ def _search_once(job: Work, outcome: RunOutcome) -> bool:
         pruning = PruningCallback(optuna_trial, metric)
         job.echo(f"trial {optuna_trial.number} {trial.key}: {_describe(trial)} "
                  f"(search {len(made) + 1}/{search.n_trials})")
-        as_progress(job.echo).trial_started(trial.key, trial.seed)
+        job.echo.trial_started(trial.key, trial.seed)
         _run_one(job.study, optuna_trial, trial, job.spec, data, tokenizer, job.tracker,
                  trial.variant, outcome, job.echo, pruning)
     return True
@@ -351,6 +354,7 @@ def run_study(spec: ExperimentSpec, only: list[str] | None = None,
 
     A stored study of the same name but another data, model, baseline or metric is refused;
     `force_new` deletes it first."""
+    echo = as_progress(echo)  # messages, and the trials' progress where the terminal shows it
     trials = select_trials(spec, (only or []) + (rerun or []) or None)
     outcome = RunOutcome(planned=trials)
     make_output_dir(spec)
@@ -365,7 +369,7 @@ def run_study(spec: ExperimentSpec, only: list[str] | None = None,
     to_queue, outcome.skipped, replaced = plan(study, trials, rerun, retry_failed)
     if outcome.skipped:
         echo(f"re-using {len(outcome.skipped)} completed trial(s): {', '.join(outcome.skipped)}")
-    as_progress(echo).planned([(t.key, t.seed) for t in trials if t.key not in outcome.skipped])
+    echo.planned([(t.key, t.seed) for t in trials if t.key not in outcome.skipped])
     job = Work(spec, study, echo, stop or threading.Event())
     if to_queue:
         inputs = job.prepare()
@@ -467,7 +471,7 @@ def _describe(trial: TrialSpec) -> str:
 
 def _run_one(study: optuna.Study, optuna_trial: optuna.Trial, trial: TrialSpec,
              spec: ExperimentSpec, data: Any, tokenizer: Any, tracker: Any, run_name: str,
-             outcome: RunOutcome, echo: Callable[[str], None], pruning: Any = None) -> None:
+             outcome: RunOutcome, echo: Lines, pruning: Any = None) -> None:
     from . import train
 
     trial_dir = spec.output_dir / "trials" / trial.key
@@ -505,7 +509,7 @@ def _run_one(study: optuna.Study, optuna_trial: optuna.Trial, trial: TrialSpec,
             message = f"{type(err).__name__}: {_first_line(err)}"
             _fail(study, optuna_trial, tracker, message)
             outcome.failed[trial.key] = message
-            as_progress(echo).trial_ended(trial.key, "FAIL")
+            echo.trial_ended(trial.key, "FAIL")
             echo(f"trial {optuna_trial.number} {trial.key} FAILED: {message} "
                  f"(log: {trial_dir / 'trial.log'})")
             train.release_memory()
@@ -515,13 +519,13 @@ def _run_one(study: optuna.Study, optuna_trial: optuna.Trial, trial: TrialSpec,
             result["pruned_at_step"] = pruning.pruned_at_step
             optuna_trial.set_user_attr(records.RESULT, result)
             study.tell(optuna_trial, state=optuna.trial.TrialState.PRUNED)
-            as_progress(echo).trial_ended(trial.key, "PRUNED", value)
+            echo.trial_ended(trial.key, "PRUNED", value)
             tracker.finish()
             echo(f"trial {optuna_trial.number} {trial.key} pruned at step {pruning.pruned_at_step}")
             return
         optuna_trial.set_user_attr(records.RESULT, result)
         study.tell(optuna_trial, value)
-        as_progress(echo).trial_ended(trial.key, "COMPLETE", value)
+        echo.trial_ended(trial.key, "COMPLETE", value)
         tracker.finish()
         outcome.completed.append(trial.key)
         log.info("trial %s complete: %s = %s", trial.key, spec.experiment.metric, value)
