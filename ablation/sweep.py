@@ -281,6 +281,15 @@ def work(job: Work, wanted: set[str] | None, outcome: RunOutcome, wait_for_other
 
     With `wait_for_others`, also wait while other workers still run wanted trials, re-queueing
     any whose worker died, so that the caller sees every wanted trial finished."""
+    try:
+        _work(job, wanted, outcome, wait_for_others)
+    finally:
+        from .train import PRETRAINED
+
+        PRETRAINED.clear()  # read once per worker and study; a later study reads the files anew
+
+
+def _work(job: Work, wanted: set[str] | None, outcome: RunOutcome, wait_for_others: bool) -> None:
     several_seeds = len(job.spec.experiment.seeds) > 1
     while not job.stop.is_set():
         queue.requeue_stale(job.study)

@@ -93,6 +93,42 @@ def load_model_config(source: ModelSource, label_names: list[str]) -> Any:
     return config
 
 
+class PretrainedWeights:
+    """The pretrained weights, read from disk (or the Hub) once per process.
+
+    The first trial loads the model as usual and keeps a copy of the weights it read; later trials
+    of the same model build theirs from a fresh copy of those (``from_pretrained(None,
+    state_dict=...)``), which initialises the missing classifier head with the same random draws.
+    One model is kept at a time, so a study that compares models holds one extra copy at most."""
+
+    def __init__(self) -> None:
+        self._key: str | None = None
+        self._model_class: type | None = None
+        self._weights: dict[str, torch.Tensor] = {}
+
+    def load(self, source: ModelSource, config: Any) -> Any:
+        key = json.dumps([source.name, source.revision, source.config, config.num_labels],
+                         sort_keys=True, default=str)
+        if key == self._key and self._model_class is not None:
+            weights = {name: tensor.clone() for name, tensor in self._weights.items()}  # trained in place
+            return self._model_class.from_pretrained(None, config=config, state_dict=weights)
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            source.name, config=config, revision=source.revision, output_loading_info=True,
+            ignore_mismatched_sizes=True)  # a checkpoint's own head may have another class count
+        fresh = set(info["missing_keys"]) | {k[0] if isinstance(k, tuple) else k
+                                             for k in info["mismatched_keys"]}
+        self._key, self._model_class = key, type(model)
+        self._weights = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()
+                         if name not in fresh}
+        return model
+
+    def clear(self) -> None:
+        self._key, self._model_class, self._weights = None, None, {}
+
+
+PRETRAINED = PretrainedWeights()
+
+
 def load_tokenizer(source: ModelSource) -> Any:
     from transformers import AutoTokenizer
 
@@ -388,9 +424,7 @@ def train_trial(trial: TrialSpec, spec: ExperimentSpec, data: TokenizedData, tok
 
     source = ModelSource.of(spec, recipe)
     config = apply_dropout(load_model_config(source, data.label_names), recipe)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        source.name, config=config, revision=source.revision,
-        ignore_mismatched_sizes=True)  # a checkpoint's own head may have another class count
+    model = PRETRAINED.load(source, config)
     weights = class_weights(recipe, data.train_labels, n_classes)
     custom_loss = weights is not None or recipe.label_smoothing > 0
     validation_set, validation_order = sorted_by_length(data.validation)

@@ -1,0 +1,108 @@
+"""Trial set-up in train.py: the pretrained weights are read once per worker process."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+import transformers
+
+from ablation import cli, train
+from ablation.config import load_spec
+from ablation.queue import open_study
+from ablation.train import ModelSource, PretrainedWeights, load_model_config
+
+LABELS = ["neg", "neu", "pos"]
+
+
+def _load(cache: PretrainedWeights, source: ModelSource, config=None, seed: int = 7) -> torch.nn.Module:
+    transformers.set_seed(seed)
+    return cache.load(source, config or load_model_config(source, LABELS))
+
+
+def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def _fresh_load(folder: Path, source: ModelSource, seed: int = 7) -> tuple[torch.nn.Module, float]:
+    """A model loaded from the files, and the next random number after it."""
+    transformers.set_seed(seed)
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(
+        str(folder), config=load_model_config(source, LABELS), ignore_mismatched_sizes=True)
+    return model, torch.rand(1).item()
+
+
+def test_later_loads_read_no_weights_and_match_a_fresh_load(tiny_model_dir: Path, tmp_path: Path):
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    source = ModelSource(str(folder), None, {})
+    config = load_model_config(source, LABELS)
+    fresh, next_random = _fresh_load(folder, source)  # its 2-class head is re-drawn for 3 classes
+    cache = PretrainedWeights()
+    first = _load(cache, source)
+    assert _same_weights(first, fresh)
+    with torch.no_grad():  # as training would: the copy kept must not change with it
+        for parameter in first.parameters():
+            parameter.add_(1.0)
+
+    shutil.rmtree(folder)  # nothing left to read: the second load is served from memory
+    second = _load(cache, source, config)
+    assert _same_weights(second, fresh)  # the classifier head drew the same random numbers,
+    assert torch.rand(1).item() == next_random  # and no more of them
+
+    cache.clear()
+    with pytest.raises(OSError):
+        _load(cache, source, config)
+
+
+def test_another_model_config_is_read_anew(tiny_model_dir: Path):
+    cache = PretrainedWeights()
+    full = _load(cache, ModelSource(str(tiny_model_dir), None, {}))
+    one_layer = _load(cache, ModelSource(str(tiny_model_dir), None, {"num_hidden_layers": 1}))
+    assert len(full.bert.encoder.layer) == 2 and len(one_layer.bert.encoder.layer) == 1
+    prefix = "bert.encoder.layer.0."
+    assert all(torch.equal(v, full.state_dict()[k]) for k, v in one_layer.state_dict().items()
+               if k.startswith(prefix))
+
+
+def _results(path: Path) -> dict[str, dict]:
+    trials = open_study(load_spec(path), create=False).get_trials()
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    return {t.user_attrs["key"]: t.user_attrs["result"] for t in trials}
+
+
+def test_a_study_reads_the_weights_once_and_gets_the_results_of_fresh_loads(write_experiment,
+                                                                             monkeypatch):
+    variants = 'bs32 = { batch_size = 32 }\ndropout = { dropout = 0.3 }\n'
+    auto = transformers.AutoModelForSequenceClassification
+    real_from_pretrained = auto.from_pretrained
+    reads: list[str] = []
+
+    def counted(name, *args, **kwargs):
+        reads.append(str(name))
+        return real_from_pretrained(name, *args, **kwargs)
+
+    monkeypatch.setattr(auto, "from_pretrained", counted)
+    cached = write_experiment(name="cached", variants=variants)
+    assert cli.main(["run", str(cached)]) == 0
+    assert len(reads) == 1  # three trials, one read
+
+    real_load = train.PRETRAINED.load
+
+    def uncached(source, config):
+        train.PRETRAINED.clear()
+        return real_load(source, config)
+
+    monkeypatch.setattr(train.PRETRAINED, "load", uncached)
+    fresh = write_experiment(name="fresh", variants=variants)
+    assert cli.main(["run", str(fresh)]) == 0
+    assert len(reads) == 4  # every trial read the files
+    a, b = _results(cached), _results(fresh)
+    assert a.keys() == b.keys() == {"baseline-s42", "baseline_bs32-s42", "baseline_dropout-s42"}
+    for key in a:
+        assert a[key]["history"] == b[key]["history"], key
+        assert a[key]["validation"] == b[key]["validation"], key
