@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from ablation.report.stats import (
+    METRICS,
     Interval,
     mean_ci,
     metric_function,
@@ -238,3 +239,40 @@ def test_metric_function_can_pin_the_classes():
 def test_metric_function_rejects_losses_and_unknown_names(name):
     with pytest.raises(ValueError, match=name):
         metric_function(name)
+
+
+# LabelMetric.on_confusions: the batched bootstrap -------------------------------------------------
+
+@pytest.mark.parametrize("name", METRICS)
+def test_scores_from_confusion_matrices_equal_scikit_learn_on_every_resample(name):
+    rng = np.random.default_rng(5)
+    labels = rng.integers(0, 4, (300, 40))  # 300 resamples of 40 examples, 4 classes
+    predictions = np.where(rng.random((300, 40)) < 0.5, labels, rng.integers(0, 4, (300, 40)))
+    predictions[:5] = 3  # resamples that never predict classes 0-2 (zero denominators)
+    labels[5:10] = 1  # resamples that hold a single true class
+    metric = metric_function(name, classes=range(4))
+    batched = metric.on_confusions(metric.confusions(labels, predictions))
+    one_by_one = [metric(y, p) for y, p in zip(labels, predictions, strict=True)]
+    assert batched == pytest.approx(one_by_one, rel=1e-12, abs=1e-15)
+
+
+@pytest.mark.parametrize("name", ["accuracy", "macro_f1", "weighted_recall"])
+def test_batched_bootstrap_gives_the_interval_of_one_call_per_resample(name):
+    variant, baseline, labels = _two_models(200)
+    metric = metric_function(name, classes=range(3))
+    assert metric.covers(variant, baseline, labels)
+    batched = paired_bootstrap_difference(variant, baseline, labels, metric, n_resamples=500, seed=3)
+    one_by_one = paired_bootstrap_difference(variant, baseline, labels, lambda y, p: metric(y, p),
+                                             n_resamples=500, seed=3)
+    assert batched.estimate == one_by_one.estimate and batched.p_value == one_by_one.p_value
+    assert (batched.low, batched.high) == pytest.approx((one_by_one.low, one_by_one.high), abs=1e-12)
+
+
+def test_unpinned_or_foreign_classes_fall_back_to_one_call_per_resample():
+    variant, baseline, labels = _two_models(50)
+    assert not metric_function("macro_f1").covers(variant, baseline, labels)
+    assert not metric_function("macro_f1", classes=[0, 1]).covers(variant, baseline, labels)
+    assert not metric_function("macro_f1", classes=[1, 2, 3]).covers(labels)
+    result = paired_bootstrap_difference(variant, baseline, labels, metric_function("macro_f1"),
+                                         n_resamples=50)
+    assert result.low <= result.estimate <= result.high
