@@ -9,6 +9,7 @@ trial never stops the others.
 from __future__ import annotations
 
 import copy
+import gc
 import json
 import logging
 import shutil
@@ -281,11 +282,17 @@ def work(job: Work, wanted: set[str] | None, outcome: RunOutcome, wait_for_other
 
     With `wait_for_others`, also wait while other workers still run wanted trials, re-queueing
     any whose worker died, so that the caller sees every wanted trial finished."""
+    from .train import PRETRAINED  # imports torch and transformers, before the freeze below
+
+    # Each trial ends with full garbage collections (freeing the model; SwanLab closes its files
+    # only then). Frozen, the long-lived objects of torch, transformers and the data are not
+    # scanned again: 0.16 s → 0.01 s per collection here.
+    gc.collect()
+    gc.freeze()
     try:
         _work(job, wanted, outcome, wait_for_others)
     finally:
-        from .train import PRETRAINED
-
+        gc.unfreeze()
         PRETRAINED.clear()  # read once per worker and study; a later study reads the files anew
 
 

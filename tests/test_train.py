@@ -106,3 +106,20 @@ def test_a_study_reads_the_weights_once_and_gets_the_results_of_fresh_loads(writ
     for key in a:
         assert a[key]["history"] == b[key]["history"], key
         assert a[key]["validation"] == b[key]["validation"], key
+
+
+def test_trials_run_with_the_long_lived_objects_frozen_and_the_freeze_ends_with_the_study(
+        write_experiment, monkeypatch):
+    import gc
+
+    frozen_during_trials: list[int] = []
+    real_train = train.train_trial
+
+    def watched(*args, **kwargs):
+        frozen_during_trials.append(gc.get_freeze_count())
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(train, "train_trial", watched)
+    assert cli.main(["run", str(write_experiment())]) == 0
+    assert len(frozen_during_trials) == 2 and min(frozen_during_trials) > 10_000
+    assert gc.get_freeze_count() == 0
