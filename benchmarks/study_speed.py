@@ -628,18 +628,23 @@ def render(args: argparse.Namespace, size: Size, machine: dict[str, Any], data: 
                " (different padding changes dropout masks and float sums, so runs diverge; at a "
                "small size the models sit near a loss plateau where that moves macro-F1 a lot)"))
     if {"2", "3"} <= ways.keys():
-        ratios = {v: (ways["3"].runs[v]["train_runtime_s"] - ways["3"].runs[v]["in_train_eval_s"])
-                  / (ways["2"].runs[v]["train_runtime_s"] - ways["2"].runs[v]["in_train_eval_s"])
-                  for v in VARIANTS}
-        worst = max(ratios.values())
-        trial_ratio = (sum(r["runtime_s"] for r in ways["3"].runs.values())
+        def train_s(way: str, variant: str) -> float:
+            run = ways[way].runs[variant]
+            return run["train_runtime_s"] - run["in_train_eval_s"]
+
+        ratios = {v: train_s("3", v) / train_s("2", v) for v in VARIANTS}
+        train_ratio = sum(train_s("3", v) for v in VARIANTS) / sum(train_s("2", v) for v in VARIANTS)
+        # ablate's whole trial as the study pays it: from the claim to the result stored, tracker
+        # start and finish included; way 2's from its model load to its test predictions.
+        trial_ratio = (sum(r["trial_wall_s"] for r in ways["3"].runs.values())
                        / sum(r["runtime_s"] for r in ways["2"].runs.values()))
         lines.append(
-            f"- ablate within {100 * TARGET_OVERHEAD:.0f} % of way 2 per trial (train time): "
-            f"{pass_fail(worst <= 1 + TARGET_OVERHEAD)} — ablate / way 2 per variant "
+            f"- ablate within {100 * TARGET_OVERHEAD:.0f} % of way 2 per trial (whole trials, "
+            "summed over the variants, ablate's from claiming the trial to storing its result, "
+            f"tracker included): {pass_fail(trial_ratio <= 1 + TARGET_OVERHEAD)} — {trial_ratio:.3f}; "
+            f"train time alone, summed: {train_ratio:.3f} (per variant "
             + ", ".join(f"{v} {r:.3f}" for v, r in ratios.items())
-            + f"; whole trial (model load to test), summed: {trial_ratio:.3f}; whole study wall "
-            f"{summaries['3']['wall_s'] / summaries['2']['wall_s']:.2f}×")
+            + f"); whole study wall {summaries['3']['wall_s'] / summaries['2']['wall_s']:.2f}×")
     if "3" in ways:
         mfu = summaries["3"]["mfu"]
         lines.append(
