@@ -95,8 +95,8 @@ def _add_model_commands(commands: Any) -> None:
                          help="override a key of the experiment file (as for run)")
     predict.add_argument("--json", action="store_true",
                          help="print one JSON object per text (JSON lines)")
-    predict.add_argument("--batch-size", type=_positive_int, default=32, metavar="N",
-                         help="texts per batch (default 32)")
+    predict.add_argument("--batch-size", type=_positive_int, default=256, metavar="N",
+                         help="texts per batch (default 256)")
     evaluate = commands.add_parser(
         "evaluate", help="every metric of a trained model on labelled data",
         description="every metric of a trained model on labelled data (default: the study's test "
@@ -117,8 +117,8 @@ def _add_model_commands(commands: Any) -> None:
     evaluate.add_argument("--checkpoints", metavar="TRIAL",
                           help="evaluate every kept checkpoint of this trial of the study "
                           "(e.g. baseline-s42) and show where the metric peaked")
-    evaluate.add_argument("--batch-size", type=_positive_int, default=64, metavar="N",
-                          help="examples per batch (default 64)")
+    evaluate.add_argument("--batch-size", type=_positive_int, default=256, metavar="N",
+                          help="examples per batch (default 256)")
     evaluate.add_argument("--json", action="store_true", help="print the results as JSON")
 
 
@@ -455,9 +455,12 @@ COMMANDS = {"run": cmd_run, "worker": cmd_worker, "report": cmd_report, "status"
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         args = build_parser().parse_args(argv)
+        # predict and evaluate tokenize all texts in one call and never fork: every core helps.
+        # Elsewhere the tokenizer's threads would make each fork (datasets, torchrun) warn.
+        os.environ.setdefault("TOKENIZERS_PARALLELISM",
+                              "true" if args.command in ("predict", "evaluate") else "false")
         _quiet_libraries()
         return COMMANDS[args.command](args)
     except AblateInputError as err:

@@ -1,15 +1,14 @@
 """Using a trained model: `ablate predict` (labels and probabilities of new texts) and
 `ablate evaluate` (every metric of a model, or of each kept checkpoint of a trial, on labelled data).
 
-Prediction goes through the transformers text-classification pipeline, as any user of the exported
-folder would. Evaluation goes through `Trainer.predict` with the study's tokenization, padding and
-metrics, so that the best model evaluated on the study's test split gives the test metrics the study
-stored for that trial.
+Both go through `class_logits`: one call of the (Rust) tokenizer for all texts, batches in order of
+length so that they carry little padding, the trial's precision on a GPU and one host sync at the
+end. The tokenization, truncation and metrics are the study's, so that the best model evaluated on
+the study's test split gives the test metrics the study stored for that trial.
 """
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,10 +22,66 @@ from .models import model_info
 DEFAULT_MAX_LENGTH = 512  # for a model folder that ablate did not write (no ablate.json)
 
 
-def _device() -> int:
+def load_classifier(folder: Path) -> tuple[Any, Any, str]:
+    """Tokenizer, model (on the GPU when there is one, in eval mode) and the precision to run it
+    in: the trial's (its stored metrics used it) where this machine has it, else fp32."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from .train import check_precision
+
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    model = AutoModelForSequenceClassification.from_pretrained(str(folder))
+    model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+    precision = model_info(folder).get("precision") or "fp32"
+    if precision not in ("bf16", "fp16") or check_precision(precision) or not torch.cuda.is_available():
+        precision = "fp32"
+    return tokenizer, model, precision
+
+
+def class_logits(model: Any, tokenizer: Any, texts: list[str], pairs: list[str] | None = None, *,
+                 max_length: int, batch_size: int = 256, precision: str = "fp32") -> np.ndarray:
+    """The model's logits for each text (and pair), in the texts' order.
+
+    All texts are tokenized in one call (the fast tokenizer uses every core), then batched in order
+    of length and padded with numpy, so a batch pads to its own longest text; the batches run under
+    autocast in `precision` on a GPU, and the logits come back to the host once, at the end."""
+    import contextlib
+
     import torch
 
-    return 0 if torch.cuda.is_available() else -1
+    if not texts:
+        return np.zeros((0, model.config.num_labels), dtype=np.float32)
+    encoded = tokenizer(texts, pairs, truncation=True, max_length=max_length)
+    keys = [key for key in ("input_ids", "token_type_ids", "attention_mask") if key in encoded]
+    pad_values = {"input_ids": tokenizer.pad_token_id or 0,
+                  "token_type_ids": getattr(tokenizer, "pad_token_type_id", 0), "attention_mask": 0}
+    lengths = np.fromiter(map(len, encoded["input_ids"]), dtype=np.int64, count=len(texts))
+    order = np.argsort(lengths, kind="stable")
+    left = getattr(tokenizer, "padding_side", "right") == "left"
+    autocast: Any = contextlib.nullcontext()
+    if model.device.type == "cuda" and precision in ("bf16", "fp16"):
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+    outputs = []
+    with torch.inference_mode(), autocast:
+        for start in range(0, len(order), batch_size):
+            rows = order[start:start + batch_size]
+            width = int(lengths[rows].max())
+            batch = {}
+            for key in keys:
+                array = np.full((len(rows), width), pad_values[key], dtype=np.int64)
+                for i, row in enumerate(rows):
+                    values = encoded[key][row]
+                    if left:
+                        array[i, width - len(values):] = values
+                    else:
+                        array[i, :len(values)] = values
+                batch[key] = torch.from_numpy(array).to(model.device, non_blocking=True)
+            outputs.append(model(**batch).logits.float())
+    logits = torch.cat(outputs).cpu().numpy()  # the one host sync
+    restored = np.empty_like(logits)
+    restored[order] = logits
+    return restored
 
 
 def max_length_of(folder: Path, tokenizer: Any) -> int:
@@ -64,16 +119,20 @@ def read_texts(texts: list[str], file: Path | None) -> list[str]:
     return texts
 
 
-def predict(folder: Path, texts: list[str], batch_size: int = 32) -> list[dict[str, Any]]:
+def predict(folder: Path, texts: list[str], batch_size: int = 256) -> list[dict[str, Any]]:
     """Per text: the top label, its probability, and every label's probability (top first)."""
-    from transformers import pipeline
+    from scipy.special import softmax
 
-    classifier = pipeline("text-classification", model=str(folder), top_k=None, device=_device())
-    max_length = max_length_of(folder, classifier.tokenizer)
-    outputs = classifier(texts, batch_size=batch_size, truncation=True, max_length=max_length)
-    return [{"text": text, "label": scores[0]["label"], "score": scores[0]["score"],
-             "probabilities": {s["label"]: s["score"] for s in scores}}
-            for text, scores in zip(texts, outputs, strict=True)]
+    tokenizer, model, precision = load_classifier(folder)
+    logits = class_logits(model, tokenizer, texts, max_length=max_length_of(folder, tokenizer),
+                          batch_size=batch_size, precision=precision)
+    names = [str(model.config.id2label[i]) for i in range(model.config.num_labels)]
+    rows = []
+    for text, probabilities in zip(texts, softmax(logits.astype(np.float64), axis=-1), strict=True):
+        ranked = sorted(zip(names, probabilities.tolist(), strict=True), key=lambda p: -p[1])
+        rows.append({"text": text, "label": ranked[0][0], "score": ranked[0][1],
+                     "probabilities": dict(ranked)})
+    return rows
 
 
 def format_predictions(rows: list[dict[str, Any]], shown: int = 5, width: int = 48) -> str:
@@ -144,50 +203,37 @@ def label_ids(frame: pd.DataFrame, label_names: list[str], where: str) -> np.nda
         f"({', '.join(label_names)}) or class ids 0..{len(label_names) - 1}")
 
 
-def evaluate(folder: Path, frame: pd.DataFrame, batch_size: int = 64) -> Evaluation:
+def evaluate(folder: Path, frame: pd.DataFrame, batch_size: int = 256) -> Evaluation:
     """Every metric of the model in `folder` on `frame` (text, optional text_pair, label ids)."""
+    import time
+
     import torch
+    import torch.nn.functional as F
     from sklearn.metrics import classification_report
-    from transformers import (
-        AutoModelForSequenceClassification,
-        AutoTokenizer,
-        DataCollatorWithPadding,
-        Trainer,
-        TrainingArguments,
-    )
 
-    from .data import tokenize_frame
-    from .metrics import confusion, trainer_metrics
-    from .train import _split_metrics, check_precision
+    from .metrics import classification_metrics, confusion
 
-    tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    model = AutoModelForSequenceClassification.from_pretrained(str(folder))
+    tokenizer, model, precision = load_classifier(folder)
     label_names = [str(model.config.id2label[i]) for i in range(model.config.num_labels)]
-    dataset = tokenize_frame(frame, tokenizer, max_length_of(folder, tokenizer))
-    # The trial's precision when this machine has it (its stored metrics used it), else fp32.
-    precision = model_info(folder).get("precision") or "fp32"
-    if precision not in ("bf16", "fp16") or check_precision(precision) or not torch.cuda.is_available():
-        precision = "fp32"
-    with tempfile.TemporaryDirectory(prefix="ablate-evaluate-") as scratch:
-        args = TrainingArguments(
-            output_dir=scratch, per_device_eval_batch_size=batch_size, report_to="none",
-            disable_tqdm=True, dataloader_num_workers=0, bf16=precision == "bf16",
-            fp16=precision == "fp16", use_cpu=not torch.cuda.is_available())
-        trainer = Trainer(model=model, args=args, processing_class=tokenizer,
-                          data_collator=DataCollatorWithPadding(tokenizer),
-                          compute_metrics=trainer_metrics(label_names))
-        output = trainer.predict(dataset, metric_key_prefix="test")
-    metrics, samples_per_s = _split_metrics(output.metrics, "test")
-    predictions = output.predictions.argmax(-1)
+    pairs = frame["text_pair"].astype(str).tolist() if "text_pair" in frame.columns else None
+    labels = frame["label"].to_numpy(dtype=np.int64)
+    started = time.perf_counter()
+    logits = class_logits(model, tokenizer, frame["text"].astype(str).tolist(), pairs,
+                          max_length=max_length_of(folder, tokenizer), batch_size=batch_size,
+                          precision=precision)
+    runtime = time.perf_counter() - started
+    metrics = {"eval_loss": float(F.cross_entropy(torch.from_numpy(logits), torch.tensor(labels)))}
+    metrics |= classification_metrics(logits, labels, label_names)
+    predictions = logits.argmax(-1)
     classes = list(range(len(label_names)))
     report = {"labels": classes, "target_names": label_names, "digits": 4, "zero_division": 0}
     return Evaluation(
         examples=len(frame), label_names=label_names, metrics=metrics,
-        per_class=classification_report(output.label_ids, predictions, output_dict=True, **report),
-        per_class_text=classification_report(output.label_ids, predictions, **report),
-        confusion=confusion(output.predictions, output.label_ids, len(label_names)),
-        runtime_s=float(output.metrics["test_runtime"]), samples_per_s=float(samples_per_s or 0.0),
-        device=str(args.device), precision=precision)
+        per_class=classification_report(labels, predictions, output_dict=True, **report),
+        per_class_text=classification_report(labels, predictions, **report),
+        confusion=confusion(logits, labels, len(label_names)),
+        runtime_s=runtime, samples_per_s=len(frame) / runtime if runtime > 0 else 0.0,
+        device=str(model.device), precision=precision)
 
 
 def format_evaluation(result: Evaluation) -> str:

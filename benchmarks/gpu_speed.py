@@ -139,11 +139,25 @@ def inference(model_dir: Path, texts: list[str], batch_size: int, repeats: int =
         end = time.perf_counter()
         return end - start, end - tokenized
 
+    def through_ablate() -> float:
+        """ablate's own path (`ablate predict` / `evaluate`): texts in, logits out, in order."""
+        from ablation.inference import class_logits
+
+        start = time.perf_counter()
+        logits = class_logits(model, tokenizer, texts, max_length=128, batch_size=batch_size,
+                              precision="bf16" if device == "cuda" else "fp32")
+        assert len(logits) == len(texts)
+        return time.perf_counter() - start
+
     classify()  # warm-up: kernels, allocator
     runs = sorted(classify() for _ in range(repeats))
     total, forward = runs[len(runs) // 2]
+    model.float()  # ablate keeps fp32 weights and runs bf16 autocast, as the trial evaluated
+    through_ablate()
+    ablate_s = sorted(through_ablate() for _ in range(repeats))[repeats // 2]
     return {"texts": len(texts), "total_s": total, "forward_s": forward,
-            "texts_per_s": len(texts) / total, "batch_size": batch_size}
+            "texts_per_s": len(texts) / total, "batch_size": batch_size,
+            "ablate_class_logits_s": ablate_s}
 
 
 def main() -> None:

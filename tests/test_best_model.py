@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 from conftest import tiny_experiment
@@ -201,3 +202,36 @@ def test_predict_and_evaluate_take_the_studys_set_overrides(best_study, tmp_path
     assert capsys.readouterr().out.splitlines()[1].startswith("great love fun")
     assert cli.main(["predict", str(best_study), "x", "--set", f'experiment.output_dir="{tmp_path}"']) == 2
     assert "has no best model" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("padding_side", ["right", "left"])
+@pytest.mark.parametrize("with_pairs", [False, True])
+def test_class_logits_batch_by_length_and_return_each_texts_own_logits(tiny_model_dir, padding_side,
+                                                                       with_pairs):
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
+
+    from ablation.inference import class_logits
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    tokenizer.padding_side = padding_side
+    model = AutoModelForSequenceClassification.from_pretrained(str(tiny_model_dir)).eval()
+    texts = ["great", "the movie was so bad and boring today", "a", "love it", "this table is a window"]
+    pairs = ["fun", "a", "the train was so good", "sad", "paper"] if with_pairs else None
+    logits = class_logits(model, tokenizer, texts, pairs, max_length=8, batch_size=2)
+    assert logits.shape == (5, 2)
+    features = [tokenizer(t, p, truncation=True, max_length=8)
+                for t, p in zip(texts, pairs or [None] * len(texts), strict=True)]
+    order = np.argsort([len(f["input_ids"]) for f in features], kind="stable")
+    collate = DataCollatorWithPadding(tokenizer)  # how a trial's evaluation pads its batches
+    expected = np.empty_like(logits)
+    with torch.no_grad():
+        for start in range(0, 5, 2):
+            rows = order[start:start + 2]
+            expected[rows] = model(**collate([features[i] for i in rows])).logits.numpy()
+    assert np.allclose(logits, expected, atol=1e-6)
+    if padding_side == "right":  # BERT's positions make right padding equal to no padding at all
+        with torch.no_grad():
+            alone = [model(**collate([f])).logits[0].numpy() for f in features]
+        assert np.allclose(logits, np.stack(alone), atol=1e-5)
+    assert class_logits(model, tokenizer, [], max_length=8).shape == (0, 2)
