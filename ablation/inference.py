@@ -40,12 +40,15 @@ def load_classifier(folder: Path) -> tuple[Any, Any, str]:
 
 
 def class_logits(model: Any, tokenizer: Any, texts: list[str], pairs: list[str] | None = None, *,
-                 max_length: int, batch_size: int = 256, precision: str = "fp32") -> np.ndarray:
+                 max_length: int, batch_size: int = 1024, max_batch_tokens: int = 65536,
+                 precision: str = "fp32") -> np.ndarray:
     """The model's logits for each text (and pair), in the texts' order.
 
     All texts are tokenized in one call (the fast tokenizer uses every core), then batched in order
-    of length and padded with numpy, so a batch pads to its own longest text; the batches run under
-    autocast in `precision` on a GPU, and the logits come back to the host once, at the end."""
+    of length and padded with numpy, so a batch pads to its own longest text. A batch holds at most
+    `batch_size` texts and `max_batch_tokens` padded tokens: a thousand tweets, or 128 reviews of
+    512 tokens. The batches run under autocast in `precision` on a GPU, and the logits come back
+    to the host once, at the end."""
     import contextlib
 
     import torch
@@ -64,9 +67,8 @@ def class_logits(model: Any, tokenizer: Any, texts: list[str], pairs: list[str] 
         autocast = torch.autocast("cuda", dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
     outputs = []
     with torch.inference_mode(), autocast:
-        for start in range(0, len(order), batch_size):
-            rows = order[start:start + batch_size]
-            width = int(lengths[rows].max())
+        for rows in _batches(order, lengths, batch_size, max_batch_tokens):
+            width = int(lengths[rows[-1]])  # the longest: rows are in order of length
             batch = {}
             for key in keys:
                 array = np.full((len(rows), width), pad_values[key], dtype=np.int64)
@@ -119,7 +121,22 @@ def read_texts(texts: list[str], file: Path | None) -> list[str]:
     return texts
 
 
-def predict(folder: Path, texts: list[str], batch_size: int = 256) -> list[dict[str, Any]]:
+def _batches(order: np.ndarray, lengths: np.ndarray, batch_size: int,
+             max_tokens: int) -> list[np.ndarray]:
+    """Consecutive runs of `order` (ascending lengths) of at most batch_size rows whose padded
+    size (rows × the last row's length) stays within max_tokens; a row always fits alone."""
+    batches, start = [], 0
+    while start < len(order):
+        end = start + 1
+        while (end < len(order) and end - start < batch_size
+               and (end - start + 1) * lengths[order[end]] <= max_tokens):
+            end += 1
+        batches.append(order[start:end])
+        start = end
+    return batches
+
+
+def predict(folder: Path, texts: list[str], batch_size: int = 1024) -> list[dict[str, Any]]:
     """Per text: the top label, its probability, and every label's probability (top first)."""
     from scipy.special import softmax
 
@@ -203,7 +220,7 @@ def label_ids(frame: pd.DataFrame, label_names: list[str], where: str) -> np.nda
         f"({', '.join(label_names)}) or class ids 0..{len(label_names) - 1}")
 
 
-def evaluate(folder: Path, frame: pd.DataFrame, batch_size: int = 256) -> Evaluation:
+def evaluate(folder: Path, frame: pd.DataFrame, batch_size: int = 1024) -> Evaluation:
     """Every metric of the model in `folder` on `frame` (text, optional text_pair, label ids)."""
     import time
 

@@ -235,3 +235,16 @@ def test_class_logits_batch_by_length_and_return_each_texts_own_logits(tiny_mode
             alone = [model(**collate([f])).logits[0].numpy() for f in features]
         assert np.allclose(logits, np.stack(alone), atol=1e-5)
     assert class_logits(model, tokenizer, [], max_length=8).shape == (0, 2)
+
+
+def test_inference_batches_stay_within_the_row_and_token_limits():
+    from ablation.inference import _batches
+
+    lengths = np.array([5, 300, 7, 20, 20, 600, 3, 64])
+    order = np.argsort(lengths, kind="stable")
+    batches = _batches(order, lengths, batch_size=3, max_tokens=600)
+    assert np.concatenate(batches).tolist() == order.tolist()  # every row once, in length order
+    for rows in batches:
+        assert len(rows) <= 3
+        assert len(rows) == 1 or len(rows) * lengths[rows].max() <= 600
+    assert [len(rows) for rows in batches] == [3, 3, 1, 1]  # 3,5,7 | 20,20,64 | 300 | 600 alone
