@@ -95,9 +95,9 @@ def _add_model_commands(commands: Any) -> None:
                          help="override a key of the experiment file (as for run)")
     predict.add_argument("--json", action="store_true",
                          help="print one JSON object per text (JSON lines)")
-    predict.add_argument("--batch-size", type=_positive_int, default=1024, metavar="N",
-                         help="at most N texts per batch (default 1024; batches also stay "
-                              "within 65,536 padded tokens)")
+    predict.add_argument("--batch-size", type=_positive_int, default=None, metavar="N",
+                         help="at most N texts per batch (default 1024 on a GPU, 64 on CPU; "
+                              "batches also stay within 65,536 padded tokens)")
     evaluate = commands.add_parser(
         "evaluate", help="every metric of a trained model on labelled data",
         description="every metric of a trained model on labelled data (default: the study's test "
@@ -118,9 +118,9 @@ def _add_model_commands(commands: Any) -> None:
     evaluate.add_argument("--checkpoints", metavar="TRIAL",
                           help="evaluate every kept checkpoint of this trial of the study "
                           "(e.g. baseline-s42) and show where the metric peaked")
-    evaluate.add_argument("--batch-size", type=_positive_int, default=1024, metavar="N",
-                          help="at most N examples per batch (default 1024; batches also stay "
-                               "within 65,536 padded tokens)")
+    evaluate.add_argument("--batch-size", type=_positive_int, default=None, metavar="N",
+                          help="at most N examples per batch (default 1024 on a GPU, 64 on CPU; "
+                               "batches also stay within 65,536 padded tokens)")
     evaluate.add_argument("--json", action="store_true", help="print the results as JSON")
 
 

@@ -39,16 +39,20 @@ def load_classifier(folder: Path) -> tuple[Any, Any, str]:
     return tokenizer, model, precision
 
 
+GPU_BATCH, CPU_BATCH = 1024, 64  # fastest measured: few large batches on a GPU, small ones on CPU
+
+
 def class_logits(model: Any, tokenizer: Any, texts: list[str], pairs: list[str] | None = None, *,
-                 max_length: int, batch_size: int = 1024, max_batch_tokens: int = 65536,
+                 max_length: int, batch_size: int | None = None, max_batch_tokens: int = 65536,
                  precision: str = "fp32") -> np.ndarray:
     """The model's logits for each text (and pair), in the texts' order.
 
     All texts are tokenized in one call (the fast tokenizer uses every core), then batched in order
     of length and padded with numpy, so a batch pads to its own longest text. A batch holds at most
-    `batch_size` texts and `max_batch_tokens` padded tokens: a thousand tweets, or 128 reviews of
-    512 tokens. The batches run under autocast in `precision` on a GPU, and the logits come back
-    to the host once, at the end."""
+    `batch_size` texts (default: 1024 on a GPU, where fewer launches pay; 64 on CPU, where larger
+    batches ran slower) and `max_batch_tokens` padded tokens (128 reviews of 512 tokens). The
+    batches run under autocast in `precision` on a GPU, and the logits come back to the host
+    once, at the end."""
     import contextlib
 
     import torch
@@ -62,6 +66,7 @@ def class_logits(model: Any, tokenizer: Any, texts: list[str], pairs: list[str] 
     lengths = np.fromiter(map(len, encoded["input_ids"]), dtype=np.int64, count=len(texts))
     order = np.argsort(lengths, kind="stable")
     left = getattr(tokenizer, "padding_side", "right") == "left"
+    batch_size = batch_size or (GPU_BATCH if model.device.type == "cuda" else CPU_BATCH)
     autocast: Any = contextlib.nullcontext()
     if model.device.type == "cuda" and precision in ("bf16", "fp16"):
         autocast = torch.autocast("cuda", dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
@@ -136,7 +141,7 @@ def _batches(order: np.ndarray, lengths: np.ndarray, batch_size: int,
     return batches
 
 
-def predict(folder: Path, texts: list[str], batch_size: int = 1024) -> list[dict[str, Any]]:
+def predict(folder: Path, texts: list[str], batch_size: int | None = None) -> list[dict[str, Any]]:
     """Per text: the top label, its probability, and every label's probability (top first)."""
     from scipy.special import softmax
 
@@ -220,7 +225,7 @@ def label_ids(frame: pd.DataFrame, label_names: list[str], where: str) -> np.nda
         f"({', '.join(label_names)}) or class ids 0..{len(label_names) - 1}")
 
 
-def evaluate(folder: Path, frame: pd.DataFrame, batch_size: int = 1024) -> Evaluation:
+def evaluate(folder: Path, frame: pd.DataFrame, batch_size: int | None = None) -> Evaluation:
     """Every metric of the model in `folder` on `frame` (text, optional text_pair, label ids)."""
     import time
 
