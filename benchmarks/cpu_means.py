@@ -29,10 +29,9 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
-    from datasets import load_dataset
+    from _tweets import MODEL, tweets  # benchmarks/, this script's folder
     from transformers import (
         AutoModelForSequenceClassification,
-        AutoTokenizer,
         DataCollatorWithPadding,
         Trainer,
         TrainingArguments,
@@ -40,16 +39,9 @@ def main() -> None:
 
     from ablation.train import sorted_by_length
 
-    name = "sentence-transformers/all-MiniLM-L6-v2"
-    tokenizer = AutoTokenizer.from_pretrained(name)
-    raw = load_dataset("mteb/tweet_sentiment_extraction")
-
-    def encode(split):  # type: ignore[no-untyped-def]
-        return split.map(lambda b: tokenizer(b["text"], truncation=True, max_length=128), batched=True,
-                         remove_columns=[c for c in split.column_names if c != "label"])
-
-    test, _ = sorted_by_length(encode(raw["test"]))
-    train = encode(raw["train"].shuffle(seed=0).select(range(args.train_samples)))
+    name = MODEL
+    tokenizer, test, train = tweets(args.train_samples)
+    test, _ = sorted_by_length(test)
     out = tempfile.mkdtemp()
     threads = torch.get_num_threads()
 
