@@ -5,7 +5,8 @@
     python benchmarks/study_speed.py --tiny     # smoke run: a few steps, to check the harness
 
 On 2 CPU cores the default takes about 10 minutes, 8 of them in way 1 (its 512-token padding);
---tiny about 6; --full is estimated (not yet run) at about 110 minutes, 100 of them in way 1: the
+--tiny about 6; --full is estimated (not yet run) at 1-2 hours, nearly all in way 1 (a 6-layer
+training step at 512 tokens took 3-4 s in isolation here, the 2-layer one 3.9 s in way 1): the
 size where the models leave the loss plateau the default sits on (in the demo study the 6-layer
 model reaches macro-F1 0.6-0.7 after 1,200-2,000 tweets), so that the accuracies of the ways can
 be compared, and small enough to run within one 3-hour session. Run it on a quiet machine: a
