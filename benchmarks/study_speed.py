@@ -54,7 +54,10 @@ ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 DATASET = "mteb/tweet_sentiment_extraction"
-BEGIN, END = "<!-- study_speed:begin -->", "<!-- study_speed:end -->"
+def markers(size: str) -> tuple[str, str]:
+    """The comments around this size's section of RESULTS.md (the default keeps its old ones)."""
+    name = "study_speed" if size == "default" else f"study_speed:{size}"
+    return f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
 VARIANTS = {"baseline": {}, "lr5e-5": {"learning_rate": 5e-5}, "dropout0.3": {"dropout": 0.3},
             "cw-balanced": {"class_weight": "balanced"}}
 SEED = 42
@@ -527,8 +530,9 @@ def render(args: argparse.Namespace, size: Size, machine: dict[str, Any], data: 
     rates = machine["matmul"]
     best = {dtype: max(max(r.values()) for r in (m[dtype] for m in rates)) for dtype in rates[0]}
     lines = [
-        BEGIN,
-        "## One study three ways: tutorial script, careful script, `ablate run` (issue 5)",
+        markers(size.name)[0],
+        "## One study three ways: tutorial script, careful script, `ablate run` (issue 5)"
+        + ("" if size.name == "default" else f", size `{size.name}`"),
         "",
         f"Command: `{machine['command']}` (size `{size.name}`; {started_at}, {total_s / 60:.1f} min in all)."
         + (" **Taken on a shared machine while other work ran: timings are noisy.**"
@@ -690,15 +694,16 @@ def render(args: argparse.Namespace, size: Size, machine: dict[str, Any], data: 
                if "bf16" in best else "")
             + (f"; against the rate of the step's own shapes ({shapes['gflops']:.0f} GFLOP/s): "
                f"{100 * mfu * best['fp32'] / shapes['gflops']:.1f} %" if shapes else ""))
-    lines += ["", END]
+    lines += ["", markers(size.name)[1]]
     return "\n".join(lines) + "\n"
 
 
-def write_results(section: str, path: Path) -> None:
+def write_results(section: str, path: Path, size: str) -> None:
+    begin, end = markers(size)
     text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + section.rstrip("\n") + rest.split(END, 1)[1]
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + section.rstrip("\n") + rest.split(end, 1)[1]
     else:
         text = text.rstrip("\n") + "\n\n" + section
     path.write_text(text, encoding="utf-8")
@@ -777,7 +782,7 @@ def main() -> None:
                      profile, started_at, time.perf_counter() - started)
     print(section)
     if not args.no_write:
-        write_results(section, args.results)
+        write_results(section, args.results, size.name)
         print(f"written: {args.results}")
     if args.workdir is None:
         shutil.rmtree(work, ignore_errors=True)
