@@ -148,7 +148,7 @@ def predict(folder: Path, texts: list[str], batch_size: int | None = None) -> li
     tokenizer, model, precision = load_classifier(folder)
     logits = class_logits(model, tokenizer, texts, max_length=max_length_of(folder, tokenizer),
                           batch_size=batch_size, precision=precision)
-    names = [str(model.config.id2label[i]) for i in range(model.config.num_labels)]
+    names = label_names_of(model.config)
     rows = []
     for text, probabilities in zip(texts, softmax(logits.astype(np.float64), axis=-1), strict=True):
         ranked = sorted(zip(names, probabilities.tolist(), strict=True), key=lambda p: -p[1])
@@ -197,11 +197,15 @@ class Evaluation:
                 "device": self.device, "precision": self.precision}
 
 
+def label_names_of(config: Any) -> list[str]:
+    """The class names of a model config, in class-id order."""
+    return [str(config.id2label[i]) for i in range(config.num_labels)]
+
+
 def model_label_names(folder: Path) -> list[str]:
     from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(str(folder))
-    return [str(config.id2label[i]) for i in range(config.num_labels)]
+    return label_names_of(AutoConfig.from_pretrained(str(folder)))
 
 
 def label_ids(frame: pd.DataFrame, label_names: list[str], where: str) -> np.ndarray:
@@ -236,7 +240,7 @@ def evaluate(folder: Path, frame: pd.DataFrame, batch_size: int | None = None) -
     from .metrics import classification_metrics, confusion
 
     tokenizer, model, precision = load_classifier(folder)
-    label_names = [str(model.config.id2label[i]) for i in range(model.config.num_labels)]
+    label_names = label_names_of(model.config)
     pairs = frame["text_pair"].astype(str).tolist() if "text_pair" in frame.columns else None
     labels = frame["label"].to_numpy(dtype=np.int64)
     started = time.perf_counter()
