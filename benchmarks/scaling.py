@@ -18,48 +18,18 @@ import argparse
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from pathlib import Path
 
+from study_speed import VARIANTS, Size, ablate_toml  # benchmarks/, this script's folder
+
 ROOT = Path(__file__).resolve().parents[1]
-VARIANTS = ['"lr5e-5" = { learning_rate = 5e-5 }', '"dropout0.3" = { dropout = 0.3 }',
-            '"cw-balanced" = { class_weight = "balanced" }']
 
 
 def study(work: Path, name: str, examples: int, variants: int) -> Path:
-    text = textwrap.dedent(f"""\
-        [experiment]
-        name = "{name}"
-        metric = "macro_f1"
-        output_dir = "{work / name}"
-
-        [data]
-        dataset = "mteb/tweet_sentiment_extraction"
-        max_train_samples = {examples}
-        max_eval_samples = 192
-        max_test_samples = 192
-
-        [model]
-        name = "sentence-transformers/all-MiniLM-L6-v2"
-        config = {{ num_hidden_layers = 2 }}
-
-        [tracking]
-        backend = "swanlab"
-        project = "scaling"
-        mode = "local"
-
-        [baseline]
-        learning_rate = 2e-5
-        batch_size = 16
-        epochs = 1
-        eval_steps = 12
-
-        [variants]
-        """) + "\n".join(VARIANTS[:variants - 1]) + "\n"
-    path = work / f"{name}.toml"
-    path.write_text(text, encoding="utf-8")
-    return path
+    """study_speed.py's default study (its first `variants` variants) at `examples`."""
+    size = Size(name, 2, examples, 192, 192, 16, 12)
+    return ablate_toml(size, work, name, "auto", dict(list(VARIANTS.items())[:variants]))
 
 
 def run(path: Path) -> tuple[float, list[dict]]:

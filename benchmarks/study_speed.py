@@ -306,9 +306,11 @@ def way_careful(study: Path, work: Path) -> Way:
     return way
 
 
-def ablate_toml(size: Size, work: Path, name: str, precision: str) -> Path:
-    variants = "\n".join(f'"{name}" = {{ {", ".join(f"{k} = {v!r}" for k, v in o.items())} }}'
-                         .replace("'", '"') for name, o in VARIANTS.items() if o)
+def ablate_toml(size: Size, work: Path, name: str, precision: str,
+                variants: dict[str, dict[str, Any]] = VARIANTS) -> Path:
+    """work/<name>.toml: the study of `size` (and of `variants`, the baseline's `{}` left out)."""
+    table = "\n".join(f'"{variant}" = {{ {", ".join(f"{k} = {v!r}" for k, v in o.items())} }}'
+                      .replace("'", '"') for variant, o in variants.items() if o)
     config = (f"config = {{ num_hidden_layers = {size.layers} }}" if size.layers else "")
     text = textwrap.dedent(f"""\
         [experiment]
@@ -340,7 +342,7 @@ def ablate_toml(size: Size, work: Path, name: str, precision: str) -> Path:
         precision = "{precision}"
 
         [variants]
-        """) + variants + "\n"
+        """) + table + "\n"
     path = work / f"{name}.toml"
     path.write_text(text, encoding="utf-8")
     return path
