@@ -59,6 +59,25 @@ class TokenizedData:
     test: Any | None
     label_names: list[str]
     train_labels: np.ndarray
+    # split -> (split sorted by length, positions restoring its order); shared by every trial
+    length_sorted: dict[str, tuple[Any, np.ndarray]] = field(default_factory=dict, repr=False,
+                                                             compare=False)
+
+    def by_length(self, split: str) -> tuple[Any, np.ndarray]:
+        """`validation` or `test` sorted by length (see sorted_by_length), sorted once per study
+        rather than once per trial."""
+        if split not in self.length_sorted:
+            self.length_sorted[split] = sorted_by_length(getattr(self, split))
+        return self.length_sorted[split]
+
+
+def sorted_by_length(dataset: Any) -> tuple[Any, np.ndarray]:
+    """The evaluation set sorted by length, so that its batches carry little padding, and the
+    positions that put its predictions back in the set's own order."""
+    lengths = np.fromiter((len(ids) for ids in dataset["input_ids"]), dtype=np.int64,
+                          count=len(dataset))
+    order = np.argsort(lengths, kind="stable")
+    return dataset.select(order), np.argsort(order)
 
 
 # --------------------------------------------------------------------------- loading
@@ -422,7 +441,7 @@ def with_train_size(data: TokenizedData, n: int | None) -> TokenizedData:
     positions = stratified_indices(data.train_labels, n)
     return TokenizedData(train=data.train.select(positions), validation=data.validation,
                          test=data.test, label_names=data.label_names,
-                         train_labels=data.train_labels[positions])
+                         train_labels=data.train_labels[positions], length_sorted=data.length_sorted)
 
 
 # --------------------------------------------------------------------------- one split, for evaluation

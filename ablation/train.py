@@ -333,7 +333,9 @@ def resumable_checkpoint(checkpoint_dir: Path, identity: dict[str, Any]) -> Path
 
 
 def training_arguments(recipe: Recipe, spec: ExperimentSpec, seed: int,
-                       checkpoint_dir: Path) -> TrainingArguments:
+                       checkpoint_dir: Path, step_bars: bool = False) -> TrainingArguments:
+    """The Trainer's arguments for one trial of `recipe`; `step_bars`: a tqdm bar of training steps
+    (where the terminal has room for it) instead of one line per evaluation."""
     precision = resolve_precision(recipe.precision)
     eval_by_steps = recipe.eval_steps > 0
     keep_all = spec.experiment.save_models == "all"  # a checkpoint at every evaluation, all kept
@@ -370,7 +372,7 @@ def training_arguments(recipe: Recipe, spec: ExperimentSpec, seed: int,
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         report_to="none",
-        disable_tqdm=True,  # train_trial shows the step bar where the terminal has room for it
+        disable_tqdm=not step_bars,
         dataloader_num_workers=0,
         # Data-parallel: each process's loss is the mean over its share of the batch and DDP
         # averages the gradients. The Trainer's token averaging across devices would also multiply
@@ -427,7 +429,7 @@ def train_trial(trial: TrialSpec, spec: ExperimentSpec, data: TokenizedData, tok
     model = PRETRAINED.load(source, config)
     weights = class_weights(recipe, data.train_labels, n_classes)
     custom_loss = weights is not None or recipe.label_smoothing > 0
-    validation_set, validation_order = sorted_by_length(data.validation)
+    validation_set, validation_order = data.by_length("validation")
     checkpoint_dir = trial_dir / "checkpoints"
     identity = {"recipe": recipe.to_dict(), "seed": trial.seed, "source": dataclasses.asdict(source),
                 "train_examples": len(data.train_labels)}
@@ -436,9 +438,8 @@ def train_trial(trial: TrialSpec, spec: ExperimentSpec, data: TokenizedData, tok
     if spec.experiment.checkpoint_steps:
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
         (checkpoint_dir / CHECKPOINT_IDENTITY).write_text(json.dumps(identity))
-    args = training_arguments(recipe, spec, trial.seed, checkpoint_dir)
     progress = as_progress(echo)
-    args.disable_tqdm = not progress.step_bars
+    args = training_arguments(recipe, spec, trial.seed, checkpoint_dir, progress.step_bars)
     callbacks: list[TrainerCallback] = [
         TrackerCallback(tracker, trial.key, spec.experiment.metric, progress)]
     if recipe.early_stopping_patience:
@@ -496,7 +497,7 @@ def train_trial(trial: TrialSpec, spec: ExperimentSpec, data: TokenizedData, tok
     final_logs = {f"final_eval_{k}": v for k, v in result["validation"].items()
                   if k in SCALAR_METRICS or k == "eval_loss"}
     if data.test is not None:
-        test = predict_in_order(trainer, *sorted_by_length(data.test), "test")
+        test = predict_in_order(trainer, *data.by_length("test"), "test")
         result["test"], result["test_samples_per_s"] = _split_metrics(test.metrics, "test")
         result["test_confusion"] = confusion(test.predictions, test.label_ids, n_classes)
         result["test_predictions"] = test.predictions.argmax(-1).tolist()
@@ -510,15 +511,6 @@ def train_trial(trial: TrialSpec, spec: ExperimentSpec, data: TokenizedData, tok
     del trainer, model
     release_memory()
     return result
-
-
-def sorted_by_length(dataset: Any) -> tuple[Any, np.ndarray]:
-    """The evaluation set sorted by length, so that its batches carry little padding, and the
-    positions that put its predictions back in the set's own order."""
-    lengths = np.fromiter((len(ids) for ids in dataset["input_ids"]), dtype=np.int64,
-                          count=len(dataset))
-    order = np.argsort(lengths, kind="stable")
-    return dataset.select(order), np.argsort(order)
 
 
 def predict_in_order(trainer: Trainer, dataset: Any, restore: np.ndarray, prefix: str) -> Any:

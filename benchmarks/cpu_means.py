@@ -37,7 +37,7 @@ def main() -> None:
         TrainingArguments,
     )
 
-    from ablation.train import sorted_by_length
+    from ablation.data import sorted_by_length
 
     name = MODEL
     tokenizer, test, train = tweets(args.train_samples)

@@ -36,7 +36,8 @@ def main() -> None:
         TrainingArguments,
     )
 
-    from ablation.train import predict_in_order, sorted_by_length
+    from ablation.data import sorted_by_length
+    from ablation.train import predict_in_order
 
     name = MODEL
     tokenizer, test, train = tweets(args.train_samples)

@@ -149,7 +149,8 @@ def test_evaluation_sets_are_sorted_by_length_and_predictions_come_back_in_order
     from datasets import Dataset
     from transformers.trainer_utils import PredictionOutput
 
-    from ablation.train import predict_in_order, sorted_by_length
+    from ablation.data import sorted_by_length
+    from ablation.train import predict_in_order
 
     ids = [[1] * n for n in (5, 2, 9, 2, 7, 1)]
     dataset = Dataset.from_dict({"input_ids": ids, "label": [0, 1, 2, 0, 1, 2]})
@@ -164,6 +165,34 @@ def test_evaluation_sets_are_sorted_by_length_and_predictions_come_back_in_order
     output = predict_in_order(EchoTrainer(), by_length, restore, "eval")
     assert output.predictions[:, 0].tolist() == [5, 2, 9, 2, 7, 1]
     assert output.label_ids.tolist() == [0, 1, 2, 0, 1, 2]
+
+
+def test_evaluation_sets_are_sorted_once_per_study_not_once_per_trial():
+    from datasets import Dataset
+
+    from ablation.data import TokenizedData, with_train_size
+
+    def split(lengths):
+        return Dataset.from_dict({"input_ids": [[1] * n for n in lengths], "label": [0] * len(lengths)})
+
+    data = TokenizedData(train=split([3, 1, 2, 4]), validation=split([5, 2, 9]), test=split([4, 1]),
+                         label_names=["a", "b"], train_labels=np.array([0, 1, 0, 1]))
+    validation, restore = data.by_length("validation")
+    assert [len(x) for x in validation["input_ids"]] == [2, 5, 9] and restore.tolist() == [1, 0, 2]
+    assert data.by_length("validation")[0] is validation  # a second trial reuses the sorted set
+    smaller = with_train_size(data, 2)  # a max_train_samples variant shares validation and test
+    assert len(smaller.train_labels) == 2 and smaller.by_length("validation")[0] is validation
+    assert [len(x) for x in smaller.by_length("test")[0]["input_ids"]] == [1, 4]
+    assert data.by_length("test")[0] is smaller.by_length("test")[0]
+
+
+def test_step_bars_are_the_trainers_tqdm_and_off_by_default(write_experiment, tmp_path):
+    from ablation.config import load_spec
+    from ablation.train import training_arguments
+
+    spec = load_spec(write_experiment())
+    assert training_arguments(spec.baseline, spec, 1, tmp_path).disable_tqdm is True
+    assert training_arguments(spec.baseline, spec, 1, tmp_path, step_bars=True).disable_tqdm is False
 
 
 def test_group_by_length_picks_the_trainers_length_grouped_sampler(write_experiment, tmp_path):
