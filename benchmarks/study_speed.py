@@ -321,8 +321,8 @@ def way_careful(study: Path, work: Path) -> Way:
 def ablate_toml(size: Size, work: Path, name: str, precision: str,
                 variants: dict[str, dict[str, Any]] | None = None) -> Path:
     """work/<name>.toml: the study of `size` (and of `variants`, the baseline's `{}` left out)."""
-    table = "\n".join(f'"{variant}" = {{ {", ".join(f"{k} = {v!r}" for k, v in o.items())} }}'
-                      .replace("'", '"') for variant, o in (variants or size.variants).items() if o)
+    table = "\n".join(f'"{variant}" = {{ {", ".join(f"{k} = {json.dumps(v)}" for k, v in o.items())} }}'
+                      for variant, o in (variants or size.variants).items() if o)
     config = (f"config = {{ num_hidden_layers = {size.layers} }}" if size.layers else "")
     text = textwrap.dedent(f"""\
         [experiment]
@@ -364,15 +364,18 @@ TRIAL_START = re.compile(r"^trial (\d+) (\S+): ")
 TRIAL_DONE = re.compile(r"^trial (\d+) (\S+) done: ")
 
 
-def way_ablate(size: Size, work: Path, precision: str = "auto") -> tuple[Way, dict[str, Any]]:
+def way_ablate(size: Size, work: Path, precision: str = "auto", name: str = "",
+               variants: dict[str, dict[str, Any]] | None = None) -> tuple[Way, dict[str, Any]]:
+    """`ablate run` on the study of `size` (or on `variants` of its baseline), timed: the measurements
+    per variant, and the study's fixed costs from its output."""
     import optuna
 
     from ablation import records
 
-    name = "ablate" if precision == "auto" else f"ablate_{precision}"
+    name = name or ("ablate" if precision == "auto" else f"ablate_{precision}")
     way = Way("3. `ablate run` (SwanLab local tracking)" if precision == "auto" else
               f"(extra) `ablate run` with `precision = \"{precision}\"`")
-    toml = ablate_toml(size, work, name, precision)
+    toml = ablate_toml(size, work, name, precision, variants)
     shutil.rmtree(work / name, ignore_errors=True)
     events: list[tuple[float, str]] = []
     env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -715,7 +718,12 @@ def render(args: argparse.Namespace, size: Size, machine: dict[str, Any], data: 
 
 
 def write_results(section: str, path: Path, size: str) -> None:
-    begin, end = markers(size)
+    replace_section(path, section, *markers(size))
+
+
+def replace_section(path: Path, section: str, begin: str, end: str) -> None:
+    """Put `section` (which starts with `begin` and ends with `end`) in place of the one between
+    those markers in the markdown file at `path`, or at its end."""
     text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
     if begin in text and end in text:
         head, rest = text.split(begin, 1)
