@@ -1,4 +1,5 @@
-"""Would `torch.compile` pay for CPU training if batches were padded to a few bucket lengths?
+"""Would `torch.compile` pay for CPU training if batches were padded to a few bucket lengths? And
+does SDPA attention (BERT's default) beat the eager attention on CPU?
 
 Plain `torch.compile` recompiles for every padded length (cpu_means.py: 7.6× slower in a short
 trial). Padding each batch to a multiple of `--multiple` leaves a few shapes, so compilation is paid
@@ -9,8 +10,8 @@ AdamW, clipping at 1.0) runs `--steps` batches twice; the second pass is the ste
     source ../shared/offline-hf.sh
     python benchmarks/compile_buckets.py [--steps 40] [--multiple 32]
 
-Prints one line per setting: eager with dynamic padding, eager padded to the multiple, compiled
-padded to the multiple.
+Prints one line per setting: eager with dynamic padding (SDPA attention), the same with the eager
+attention, eager padded to the multiple, compiled padded to the multiple.
 """
 
 from __future__ import annotations
@@ -34,13 +35,14 @@ def batches(tokenizer: Any, train: Any, steps: int, multiple: int | None) -> lis
     return out
 
 
-def time_steps(compiled: bool, steps: list[dict[str, Any]]) -> tuple[float, float]:
+def time_steps(compiled: bool, steps: list[dict[str, Any]], attention: str = "sdpa") -> tuple[float, float]:
     """(seconds for both passes, compilation included; steady-state ms per step)."""
     import torch
     from transformers import AutoModelForSequenceClassification
 
     torch.manual_seed(0)
-    model = AutoModelForSequenceClassification.from_pretrained(MODEL, num_labels=3)
+    model = AutoModelForSequenceClassification.from_pretrained(MODEL, num_labels=3,
+                                                               attn_implementation=attention)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
     forward = torch.compile(model, dynamic=False) if compiled else model
@@ -69,12 +71,14 @@ def main() -> None:
     print("| setting | padded lengths | both passes, compilation included | steady ms/step |")
     print("|---|---|---|---|")
     bucket = f"padded to a multiple of {args.multiple}"
-    for label, compiled, multiple in [("eager, dynamic padding", False, None),
-                                      (f"eager, {bucket}", False, args.multiple),
-                                      (f"torch.compile, {bucket}", True, args.multiple)]:
+    for label, compiled, multiple, attention in [
+            ("eager, dynamic padding", False, None, "sdpa"),
+            ("eager, dynamic padding, eager attention (not SDPA)", False, None, "eager"),
+            (f"eager, {bucket}", False, args.multiple, "sdpa"),
+            (f"torch.compile, {bucket}", True, args.multiple, "sdpa")]:
         steps = batches(tokenizer, train, args.steps, multiple)
         lengths = sorted({int(b["input_ids"].shape[1]) for b in steps})
-        total, steady = time_steps(compiled, steps)
+        total, steady = time_steps(compiled, steps, attention)
         print(f"| {label} | {len(lengths)} ({lengths[0]}–{lengths[-1]}) | {total:.1f} s | {steady:.0f} |",
               flush=True)
 
