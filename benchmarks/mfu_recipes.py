@@ -20,7 +20,6 @@ import argparse
 import dataclasses
 import datetime as dt
 import os
-import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -29,12 +28,15 @@ from typing import Any
 from study_speed import (  # benchmarks/, this script's folder
     ROOT,
     SIZES,
+    command_line,
     cpu_model,
     matmul_rates,
     padding_waste,
     parameter_counts,
     prepare_data,
     replace_section,
+    train_seconds,
+    utilisation,
     versions,
     way_ablate,
 )
@@ -74,8 +76,8 @@ def render(size: Any, runs: dict[str, dict[str, Any]], data: dict[str, Any], non
         batch = recipe.get("batch_size", size.batch_size)
         grouped = recipe.get("group_by_length", False)
         waste = padding_waste(data["train_lengths"], batch)["grouped" if grouped else "random"]
-        train_s = run["train_runtime_s"] - run["in_train_eval_s"]
-        mfu = 6 * nonembedding * real / train_s / (rate * 1e9)
+        train_s = train_seconds(run)
+        mfu = utilisation(nonembedding, real, train_s, rate)
         lines.append(f"| {name} | {batch} | {'length-grouped' if grouped else 'random'} | {waste:.2f} | "
                      f"{run['steps']} | {train_s:.1f} s | {real / train_s:.0f} | {mfu:.1%} | "
                      f"{run['validation']['macro_f1']:.4f} |")
@@ -98,9 +100,7 @@ def main() -> None:
     data = prepare_data(size, work / "data")
     total, embedding = parameter_counts(size)
     way, _ = way_ablate(size, work, name="mfu", variants=RECIPES)
-    command = "python " + " ".join(shlex.quote(a) for a in
-                                   [os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]])
-    section = render(size, way.runs, data, total - embedding, rate, command, started_at)
+    section = render(size, way.runs, data, total - embedding, rate, command_line(), started_at)
     print(section)
     if not args.no_write:
         replace_section(Path(__file__).parent / "RESULTS.md", section, BEGIN, END)

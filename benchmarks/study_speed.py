@@ -508,11 +508,28 @@ def step_profile(size: Size, data_dir: Path, label_count: int, steps: int = 12) 
 # --------------------------------------------------------------------------- aggregation
 
 
+def train_seconds(run: dict[str, Any]) -> float:
+    """A run's training time: the Trainer's train_runtime minus the evaluations inside it
+    (checkpoint saving stays in)."""
+    return run["train_runtime_s"] - run["in_train_eval_s"]
+
+
+def utilisation(nonembedding: int, tokens: float, seconds: float, gflops: float) -> float:
+    """Model-FLOPs utilisation: 6 × non-embedding parameters × tokens trained / seconds / the
+    matmul rate (GFLOP/s)."""
+    return 6 * nonembedding * tokens / seconds / (gflops * 1e9)
+
+
+def command_line() -> str:
+    """How this benchmark was started, as RESULTS.md quotes it: paths relative to the repository."""
+    return "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]])
+
+
 def summarize(way: Way, data: dict[str, Any], nonembedding: int, rate_fp32: float) -> dict[str, Any]:
     runs = list(way.runs.values())
     n_train = data["rows"]["train"]
     real_tokens = int(data["train_lengths"].sum())
-    train_s = sum(r["train_runtime_s"] - r["in_train_eval_s"] for r in runs)
+    train_s = sum(train_seconds(r) for r in runs)
     val_n = len(runs[0]["validation_labels"])
     s = {
         "wall_s": way.wall_s,
@@ -523,12 +540,12 @@ def summarize(way: Way, data: dict[str, Any], nonembedding: int, rate_fp32: floa
         "peak_rss_mb": way.peak_rss_mb,
         "accuracy": sum(r["validation"]["accuracy"] for r in runs) / len(runs),
         "macro_f1": sum(r["validation"]["macro_f1"] for r in runs) / len(runs),
-        "mfu": 6 * nonembedding * real_tokens * len(runs) / train_s / (rate_fp32 * 1e9),
+        "mfu": utilisation(nonembedding, real_tokens * len(runs), train_s, rate_fp32),
     }
     padded = [r.get("padded_train_tokens") for r in runs]
     if all(padded):
         s["padded_per_real"] = sum(padded) / (real_tokens * len(runs))
-        s["hw_util"] = 6 * nonembedding * sum(padded) / train_s / (rate_fp32 * 1e9)
+        s["hw_util"] = utilisation(nonembedding, sum(padded), train_s, rate_fp32)
     return s
 
 
@@ -627,12 +644,9 @@ def render(args: argparse.Namespace, size: Size, machine: dict[str, Any], data: 
               "|---|" + "---|" * (2 * len(ways) + ({"2", "3"} <= ways.keys())),
               ]
     for variant in size.variants:
-        cells = [f"{ways[k].runs[variant]['train_runtime_s'] - ways[k].runs[variant]['in_train_eval_s']:.1f}"
-                 for k in ways]
+        cells = [f"{train_seconds(ways[k].runs[variant]):.1f}" for k in ways]
         if {"2", "3"} <= ways.keys():
-            r2, r3 = ways["2"].runs[variant], ways["3"].runs[variant]
-            ratio = ((r3["train_runtime_s"] - r3["in_train_eval_s"])
-                     / (r2["train_runtime_s"] - r2["in_train_eval_s"]))
+            ratio = train_seconds(ways["3"].runs[variant]) / train_seconds(ways["2"].runs[variant])
             cells.append(f"{ratio:.3f}")
         cells += [f"{ways[k].runs[variant]['validation']['macro_f1']:.4f}" for k in ways]
         lines.append(f"| {variant} | " + " | ".join(cells) + " |")
@@ -644,7 +658,7 @@ def render(args: argparse.Namespace, size: Size, machine: dict[str, Any], data: 
         lines += [f"| {phase} | {seconds:.1f} |" for phase, seconds in fixed.items()]
         trials = ways["3"].runs.values()
         lines += [f"| (for scale) training inside the trials, sum | "
-                  f"{sum(r['train_runtime_s'] - r['in_train_eval_s'] for r in trials):.1f} |",
+                  f"{sum(train_seconds(r) for r in trials):.1f} |",
                   f"| (for scale) evaluations inside the trials (in training, validation, test), sum | "
                   f"{sum(r['in_train_eval_s'] + r['validation_s'] + r['test_s'] for r in trials):.1f} |"]
         if imports_s is not None:
@@ -662,7 +676,7 @@ def render(args: argparse.Namespace, size: Size, machine: dict[str, Any], data: 
     for row in profile:
         total = row["forward"] + row["backward"] + row["clip"] + row["optimizer"]
         rate = best["bf16" if "bf16" in row["setting"] and "bf16" in best else "fp32"]
-        mfu = 6 * nonembedding * row["real_tokens_per_step"] / (total / 1000) / (rate * 1e9)
+        mfu = utilisation(nonembedding, row["real_tokens_per_step"], total / 1000, rate)
         lines.append(f"| {row['setting']} | {row['forward']:.0f} | {row['backward']:.0f} | "
                      f"{row['clip']:.0f} | {row['optimizer']:.0f} | {total:.0f} | {row['first_pass']:.0f} | "
                      f"{row['real_tokens_per_step']:.0f} | {100 * mfu:.1f} % "
@@ -690,8 +704,7 @@ def render(args: argparse.Namespace, size: Size, machine: dict[str, Any], data: 
             + ", ".join(f"{d:+.1f}" for d in deltas) + " points")
     if {"2", "3"} <= ways.keys():
         def train_s(way: str, variant: str) -> float:
-            run = ways[way].runs[variant]
-            return run["train_runtime_s"] - run["in_train_eval_s"]
+            return train_seconds(ways[way].runs[variant])
 
         ratios = {v: train_s("3", v) / train_s("2", v) for v in size.variants}
         train_ratio = (sum(train_s("3", v) for v in size.variants)
@@ -768,8 +781,7 @@ def main() -> None:
 
     machine = {"cpu": cpu_model(), "cores": os.cpu_count(), "threads": torch.get_num_threads(),
                "memory_gib": memory_gib(), "versions": versions(),
-               "command": "python " + " ".join(shlex.quote(a) for a in
-                                               [os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]]),
+               "command": command_line(),
                "matmul": [matmul_rates()]}
     print("  matmul GFLOP/s: " + json.dumps({d: {n: round(v) for n, v in r.items()}
                                             for d, r in machine["matmul"][0].items()}), flush=True)
