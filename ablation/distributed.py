@@ -18,6 +18,7 @@ import os
 import pickle
 import subprocess
 import sys
+import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -25,13 +26,14 @@ from typing import Any
 
 PAYLOAD = "distributed_trial.pkl"
 RESULT = "result.json"
-ERROR = "error.txt"
+ERRORS = "error.rank*.json"
 
 log = logging.getLogger(__name__)
 
 
 class DistributedTrialError(Exception):
-    """A rank of a distributed trial failed (its first error line, or torchrun's exit code)."""
+    """A rank of a distributed trial failed: the first error line of the rank that failed first
+    (the others then fail only because a peer is gone), or torchrun's exit code."""
 
 
 def per_device_recipe(recipe: Any, devices: int) -> Any:
@@ -45,8 +47,9 @@ def train_distributed(trial: Any, spec: Any, data: Any, tokenizer: Any, trial_di
                       echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Train `trial` with torchrun on spec.experiment.devices_per_trial processes; its result."""
     devices = spec.experiment.devices_per_trial
-    for name in (RESULT, ERROR):
-        (trial_dir / name).unlink(missing_ok=True)
+    (trial_dir / RESULT).unlink(missing_ok=True)
+    for stale in trial_dir.glob(ERRORS):
+        stale.unlink()
     payload = trial_dir / PAYLOAD
     with payload.open("wb") as handle:
         pickle.dump({"trial": trial, "spec": spec, "data": data, "tokenizer": tokenizer,
@@ -62,12 +65,26 @@ def train_distributed(trial: Any, spec: Any, data: Any, tokenizer: Any, trial_di
     finally:
         payload.unlink(missing_ok=True)
     if returncode != 0 or not (trial_dir / RESULT).is_file():
-        error = trial_dir / ERROR
-        raise DistributedTrialError(error.read_text().strip() if error.is_file()
-                                    else f"torchrun exited with code {returncode}")
+        raise DistributedTrialError(first_error(trial_dir) or f"torchrun exited with code {returncode}")
     result = json.loads((trial_dir / RESULT).read_text())
     (trial_dir / RESULT).unlink()
     return result
+
+
+def first_error(trial_dir: Path) -> str | None:
+    """The error of the rank that failed first: when one rank fails, its peers fail next with
+    "connection closed by peer", which says nothing about the cause."""
+    errors = [json.loads(path.read_text()) for path in trial_dir.glob(ERRORS)]
+    return min(errors, key=lambda error: error["time"])["error"] if errors else None
+
+
+def _write_error(trial_dir: Path, rank: int, err: BaseException) -> str:
+    """Record this rank's error and when it happened, for `first_error`."""
+    text = str(err).strip()
+    line = f"{type(err).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
+    record = {"time": time.time(), "rank": rank, "error": line}
+    (trial_dir / f"error.rank{rank}.json").write_text(json.dumps(record))
+    return line
 
 
 def _has_cuda() -> bool:
@@ -100,12 +117,10 @@ def _rank_main(payload_path: Path) -> int:
         result = train.train_with_backoff(local, spec, work["data"], work["tokenizer"], trial_dir,
                                           tracker, echo=print if rank == 0 else _silent)
     except BaseException as err:
+        line = _write_error(trial_dir, rank, err)
         if rank == 0:
             log.error("distributed trial %s failed:\n%s", trial.key, traceback.format_exc())
-            text = str(err).strip()
-            (trial_dir / ERROR).write_text(
-                f"{type(err).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": "))
-            tracker.finish(error=(trial_dir / ERROR).read_text())
+            tracker.finish(error=line)
         raise
     if rank == 0:
         result |= {"devices_per_trial": devices, "per_device_batch_size": local.recipe.batch_size}

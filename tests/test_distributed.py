@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import pytest
 
-from ablation import cli
+from ablation import cli, distributed
 from ablation.config import load_spec
 from ablation.queue import open_study
+from ablation.train import TrialTimeout
 
 EVEN_BATCHES = """\
 learning_rate = 3e-3
@@ -79,4 +80,15 @@ def test_a_failing_rank_fails_the_trial_with_its_error_and_the_study_goes_on(wri
     assert cli.main(["run", str(path), *[arg for s in sets for arg in ("--set", s)]]) == 1
     (trial,) = open_study(load_spec(path, sets), create=False).get_trials()
     assert trial.state.name == "FAIL"
+    # Whichever rank timed out first, the other then fails on a closed connection: the cause is kept.
     assert trial.user_attrs["error"].startswith("DistributedTrialError: TrialTimeout: ran ")
+
+
+def test_the_rank_that_failed_first_names_the_error(tmp_path, monkeypatch):
+    """Rank 1 fails; rank 0 then loses its peer. The trial's error is rank 1's, not the gloo one."""
+    clock = iter([100.0, 100.5])
+    monkeypatch.setattr(distributed.time, "time", lambda: next(clock))
+    distributed._write_error(tmp_path, 1, TrialTimeout("ran 2 s, longer than 1 s\nmore"))
+    distributed._write_error(tmp_path, 0, RuntimeError("Connection closed by peer [127.0.0.1]:27008"))
+    assert distributed.first_error(tmp_path) == "TrialTimeout: ran 2 s, longer than 1 s"
+    assert distributed.first_error(tmp_path / "absent") is None
