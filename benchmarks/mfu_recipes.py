@@ -1,17 +1,24 @@
 """How far `ablate run`'s training gets towards the CPU's matmul rate when the recipe changes how
-much of each step is matrix products: random against length-grouped batches, batch 16, 32 and 64.
+much of each step is matrix products: random against length-grouped batches, batch 16, 32 and 64;
+and whether those recipes cost accuracy beyond what another seed moves it.
 
 The study is study_speed.py's `--full` one (MiniLM, 6 layers, 1,600 training tweets, lr 1e-4, one
 epoch, SwanLab local tracking); each recipe is one variant of it, so every variant trains on the same
-tweets once. Utilisation (MFU) is study_speed's: 6 × non-embedding parameters × real (non-pad)
-tokens trained / training time without the evaluations inside it / the best fp32 matmul rate; the
-padded tokens per real one are simulated for each sampler and batch (20 shuffles). Accuracy is
-reported beside it: these are recipe changes, which a study should ablate, not free speed-ups.
+tweets once, with each of `--seeds`. Utilisation (MFU) is study_speed's: 6 × non-embedding
+parameters × real (non-pad) tokens trained / training time without the evaluations inside it / the
+best fp32 matmul rate; the padded tokens per real one are simulated for each sampler and batch (20
+shuffles). Accuracy is reported beside it: these are recipe changes, which a study should ablate,
+not free speed-ups.
+
+`--model bert-base` trains a randomly initialised BERT-base (`BertConfig()`: 12 layers, hidden 768,
+85 M parameters outside the embeddings) instead, saved to a local folder with MiniLM's tokenizer (the
+same vocabulary): its layers are twice as wide, so matrix products are a larger share of each step.
+Its accuracy after one epoch from random weights means nothing and is left out.
 
     source ../shared/offline-hf.sh
-    python benchmarks/mfu_recipes.py [--layers 2] [--train 384] [--no-write]
+    python benchmarks/mfu_recipes.py [--seeds 42 43 44] [--model bert-base] [--layers 2] [--train 384]
 
-Writes its section of benchmarks/RESULTS.md (between the mfu_recipes markers).
+Writes its section of benchmarks/RESULTS.md (between the mfu_recipes markers, one pair per model).
 """
 
 from __future__ import annotations
@@ -26,7 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from study_speed import (  # benchmarks/, this script's folder
+    MODEL,
     ROOT,
+    SEED,
     SIZES,
     command_line,
     cpu_model,
@@ -48,45 +57,80 @@ RECIPES: dict[str, dict[str, Any]] = {
     "grouped-bs32": {"group_by_length": True, "batch_size": 32},
     "grouped-bs64": {"group_by_length": True, "batch_size": 64},
 }
-BEGIN, END = "<!-- mfu_recipes:begin -->", "<!-- mfu_recipes:end -->"
+MODELS = ("minilm", "bert-base")
 
 
-def render(size: Any, runs: dict[str, dict[str, Any]], data: dict[str, Any], nonembedding: int,
-           rate: float, command: str, started_at: str) -> str:
+def markers(model: str) -> tuple[str, str]:
+    """The comments around this model's section of RESULTS.md (MiniLM keeps its first ones)."""
+    name = "mfu_recipes" if model == "minilm" else f"mfu_recipes:{model}"
+    return f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+
+
+def random_bert_base(folder: Path) -> Path:
+    """A randomly initialised BERT-base classifier (3 labels) with MiniLM's tokenizer, saved to `folder`."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(SEED)
+    BertForSequenceClassification(BertConfig(num_labels=3)).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(MODEL).save_pretrained(folder)
+    return folder
+
+
+def render(size: Any, model: str, runs: dict[int, dict[str, dict[str, Any]]], data: dict[str, Any],
+           nonembedding: int, rate: float, command: str, started_at: str) -> str:
+    """The section: per recipe, training time, tokens/s and MFU averaged over the seeds, and (for the
+    pretrained MiniLM) validation macro-F1's mean and its range over the seeds."""
     real = int(data["train_lengths"].sum())
+    seeds = sorted(runs)
+    accuracy = model == "minilm"
+    described = (f"study_speed's `{size.name}` one ({size.layers or 6} layers" if accuracy else
+                 "study_speed's `full` one with a randomly initialised BERT-base "
+                 f"({size.layers or 12} layers, hidden 768")
+    title = "" if accuracy else ", BERT-base width"
+    begin, end = markers(model)
     lines = [
-        BEGIN,
-        "## Training utilisation by recipe: length grouping and batch size (issue 5)",
+        begin,
+        f"## Training utilisation by recipe: length grouping and batch size{title} (issue 5)",
         "",
         f"Command: `{command}` ({started_at}). Machine: {cpu_model()}, {os.cpu_count()} cores; "
         + ", ".join(f"{k} {v}" for k, v in versions().items()) + ".",
         "",
-        f"Study: study_speed's `{size.name}` one ({size.layers or 6} layers, {size.train} training "
-        f"tweets averaging {data['train_lengths'].mean():.1f} tokens, lr {size.learning_rate:g}, "
-        "1 epoch, fp32); each recipe one variant. MFU: 6 × non-embedding parameters × real tokens / "
-        f"training time (evaluations inside it excluded) / {rate:.0f} GFLOP/s (the best fp32 matmul "
-        "rate measured at the start).",
+        f"Study: {described}, {size.train} training tweets averaging "
+        f"{data['train_lengths'].mean():.1f} tokens, lr {size.learning_rate:g}, 1 epoch, fp32; "
+        f"{nonembedding / 1e6:.1f} M parameters outside the embeddings); each recipe one variant, "
+        f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}. MFU: 6 × non-embedding "
+        "parameters × real tokens / training time (evaluations inside it excluded) / "
+        f"{rate:.0f} GFLOP/s (the best fp32 matmul rate measured at the start)"
+        + ("; train time, tokens/s and MFU are means over the seeds." if len(seeds) > 1 else "."),
         "",
-        "| recipe | batch | sampler | padded / real tokens | steps | train time | real tokens/s | "
-        "MFU | val macro-F1 |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| recipe | batch | sampler | padded / real tokens | steps | train time | real tokens/s | MFU |"
+        + (" val macro-F1 |" if accuracy else ""),
+        "|---|---|---|---|---|---|---|---|" + ("---|" if accuracy else ""),
     ]
     for name, recipe in RECIPES.items():
-        run = runs[name]
+        per_seed = [runs[seed][name] for seed in seeds]
         batch = recipe.get("batch_size", size.batch_size)
         grouped = recipe.get("group_by_length", False)
         waste = padding_waste(data["train_lengths"], batch)["grouped" if grouped else "random"]
-        train_s = train_seconds(run)
+        train_s = sum(train_seconds(run) for run in per_seed) / len(per_seed)
         mfu = utilisation(nonembedding, real, train_s, rate)
-        lines.append(f"| {name} | {batch} | {'length-grouped' if grouped else 'random'} | {waste:.2f} | "
-                     f"{run['steps']} | {train_s:.1f} s | {real / train_s:.0f} | {mfu:.1%} | "
-                     f"{run['validation']['macro_f1']:.4f} |")
-    return "\n".join(lines + ["", END]) + "\n"
+        row = (f"| {name} | {batch} | {'length-grouped' if grouped else 'random'} | {waste:.2f} | "
+               f"{per_seed[0]['steps']} | {train_s:.1f} s | {real / train_s:.0f} | {mfu:.1%} |")
+        if accuracy:
+            f1 = [run["validation"]["macro_f1"] for run in per_seed]
+            spread = f" ({min(f1):.4f}–{max(f1):.4f})" if len(f1) > 1 else ""
+            row += f" {sum(f1) / len(f1):.4f}{spread} |"
+        lines.append(row)
+    return "\n".join(lines + ["", end]) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--layers", type=int, help="cut the model to N layers (default: its 6)")
+    parser.add_argument("--model", choices=MODELS, default="minilm",
+                        help="the pretrained MiniLM (default) or a randomly initialised BERT-base")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[SEED], help="seeds (default: 42)")
+    parser.add_argument("--layers", type=int, help="cut the model to N layers (default: all of its own)")
     parser.add_argument("--train", type=int, help="training tweets (default: 1600)")
     parser.add_argument("--no-write", action="store_true", help="print the section only")
     args = parser.parse_args()
@@ -96,14 +140,17 @@ def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     sys.path.insert(0, str(ROOT))
     work = Path(tempfile.mkdtemp(prefix="mfu_recipes-"))
+    if args.model == "bert-base":
+        size = dataclasses.replace(size, model=str(random_bert_base(work / "bert-base")))
     rate = max(matmul_rates()["fp32"].values())
     data = prepare_data(size, work / "data")
     total, embedding = parameter_counts(size)
-    way, _ = way_ablate(size, work, name="mfu", variants=RECIPES)
-    section = render(size, way.runs, data, total - embedding, rate, command_line(), started_at)
+    runs = {seed: way_ablate(size, work, name=f"mfu-s{seed}", variants=RECIPES, seed=seed)[0].runs
+            for seed in args.seeds}
+    section = render(size, args.model, runs, data, total - embedding, rate, command_line(), started_at)
     print(section)
     if not args.no_write:
-        replace_section(Path(__file__).parent / "RESULTS.md", section, BEGIN, END)
+        replace_section(Path(__file__).parent / "RESULTS.md", section, *markers(args.model))
 
 
 if __name__ == "__main__":

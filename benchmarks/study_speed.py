@@ -5,12 +5,10 @@
     python benchmarks/study_speed.py --tiny     # smoke run: a few steps, to check the harness
 
 On 2 CPU cores the default takes about 10 minutes, 8 of them in way 1 (its 512-token padding);
---tiny about 6; --full is estimated (not yet run) at 1-2 hours, nearly all in way 1 (a 6-layer
-training step at 512 tokens took 3-4 s in isolation here, the 2-layer one 3.9 s in way 1): the
-size where the models leave the loss plateau the default sits on (in the demo study the 6-layer
-model reaches macro-F1 0.6 after 1,200 tweets), so that the accuracies of the ways can
-be compared, and small enough to run within one 3-hour session. Run it on a quiet machine: a
-second busy process on 2 cores slows torch's two threads several-fold.
+--tiny about 3; --full 83 minutes, 76 of them in way 1: the size where the models leave the loss
+plateau the default sits on, so that the accuracies of the ways can be compared, and small enough
+to run within one 3-hour session. Run it on a quiet machine: a second busy process on 2 cores
+slows torch's two threads several-fold.
 
 The study: tweet sentiment (mteb/tweet_sentiment_extraction) with
 sentence-transformers/all-MiniLM-L6-v2; variants baseline, lr 5e-5, dropout 0.3 and balanced class
@@ -73,6 +71,7 @@ class Size:
     eval_steps: int
     learning_rate: float = 2e-5
     variant_learning_rate: float = 5e-5  # the learning-rate variant's
+    model: str = MODEL  # a Hub id or a local folder (mfu_recipes' randomly initialised BERT-base)
 
     @property
     def variants(self) -> dict[str, dict[str, Any]]:
@@ -192,7 +191,7 @@ def parameter_counts(size: Size) -> tuple[int, int]:
     """(all parameters, embedding parameters) of the study's model with 3 classes."""
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    config = AutoConfig.from_pretrained(MODEL, num_labels=3, **model_config(size))
+    config = AutoConfig.from_pretrained(size.model, num_labels=3, **model_config(size))
     model = AutoModelForSequenceClassification.from_config(config)
     total = sum(p.numel() for p in model.parameters())
     embedding = sum(p.numel() for n, p in model.named_parameters() if ".embeddings." in n)
@@ -319,7 +318,7 @@ def way_careful(study: Path, work: Path) -> Way:
 
 
 def ablate_toml(size: Size, work: Path, name: str, precision: str,
-                variants: dict[str, dict[str, Any]] | None = None) -> Path:
+                variants: dict[str, dict[str, Any]] | None = None, seed: int = SEED) -> Path:
     """work/<name>.toml: the study of `size` (and of `variants`, the baseline's `{}` left out)."""
     table = "\n".join(f'"{variant}" = {{ {", ".join(f"{k} = {json.dumps(v)}" for k, v in o.items())} }}'
                       for variant, o in (variants or size.variants).items() if o)
@@ -327,7 +326,7 @@ def ablate_toml(size: Size, work: Path, name: str, precision: str,
     text = textwrap.dedent(f"""\
         [experiment]
         name = "{name}"
-        seeds = [{SEED}]
+        seeds = [{seed}]
         metric = "macro_f1"
         output_dir = "{work / name}"
 
@@ -338,7 +337,7 @@ def ablate_toml(size: Size, work: Path, name: str, precision: str,
         max_test_samples = {size.test}
 
         [model]
-        name = "{MODEL}"
+        name = "{size.model}"
         {config}
 
         [tracking]
@@ -365,7 +364,8 @@ TRIAL_DONE = re.compile(r"^trial (\d+) (\S+) done: ")
 
 
 def way_ablate(size: Size, work: Path, precision: str = "auto", name: str = "",
-               variants: dict[str, dict[str, Any]] | None = None) -> tuple[Way, dict[str, Any]]:
+               variants: dict[str, dict[str, Any]] | None = None,
+               seed: int = SEED) -> tuple[Way, dict[str, Any]]:
     """`ablate run` on the study of `size` (or on `variants` of its baseline), timed: the measurements
     per variant, and the study's fixed costs from its output."""
     import optuna
@@ -375,7 +375,7 @@ def way_ablate(size: Size, work: Path, precision: str = "auto", name: str = "",
     name = name or ("ablate" if precision == "auto" else f"ablate_{precision}")
     way = Way("3. `ablate run` (SwanLab local tracking)" if precision == "auto" else
               f"(extra) `ablate run` with `precision = \"{precision}\"`")
-    toml = ablate_toml(size, work, name, precision, variants)
+    toml = ablate_toml(size, work, name, precision, variants, seed)
     shutil.rmtree(work / name, ignore_errors=True)
     events: list[tuple[float, str]] = []
     env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -450,6 +450,26 @@ def import_cost() -> float:
     return times[1]
 
 
+def timed_step(model: Any, batch: dict[str, Any], params: list[Any], optimizer: Any,
+               bf16: bool = False) -> tuple[float, float, float, float]:
+    """One training step as the Trainer runs it (clipping at 1.0, then the optimizer): seconds of
+    its forward, backward, gradient clipping and optimizer phases."""
+    import torch
+
+    t0 = time.perf_counter()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        loss = model(**batch).loss
+    t1 = time.perf_counter()
+    loss.backward()
+    t2 = time.perf_counter()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    t3 = time.perf_counter()
+    optimizer.step()
+    optimizer.zero_grad()
+    t4 = time.perf_counter()
+    return t1 - t0, t2 - t1, t3 - t2, t4 - t3
+
+
 def step_profile(size: Size, data_dir: Path, label_count: int, steps: int = 12) -> list[dict[str, Any]]:
     """Milliseconds per phase of one training step on real batches of the study's data (dynamic
     padding, the study's batch size), as the Trainer runs it (fused AdamW, gradient clipping at
@@ -481,23 +501,13 @@ def step_profile(size: Size, data_dir: Path, label_count: int, steps: int = 12) 
         phases = dict.fromkeys(("forward", "backward", "clip", "optimizer"), 0.0)
         tokens, first_pass = 0, 0.0
         for i, batch in enumerate(batches + batches):  # the second pass sees known shapes
-            t0 = time.perf_counter()
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled="bf16" in setting):
-                loss = model(**batch).loss
-            t1 = time.perf_counter()
-            loss.backward()
-            t2 = time.perf_counter()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            t3 = time.perf_counter()
-            optimizer.step()
-            optimizer.zero_grad()
-            t4 = time.perf_counter()
+            step = timed_step(model, batch, params, optimizer, bf16="bf16" in setting)
             if i >= len(batches):
-                for phase, seconds in zip(phases, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+                for phase, seconds in zip(phases, step, strict=True):
                     phases[phase] += seconds
                 tokens += int(batch["attention_mask"].sum())
             elif i > 0:  # the very first step also allocates the optimizer state
-                first_pass += t4 - t0
+                first_pass += sum(step)
         rows.append({"setting": setting, **{k: 1000 * v / steps for k, v in phases.items()},
                      "first_pass": 1000 * first_pass / (steps - 1),
                      "real_tokens_per_step": tokens / steps})

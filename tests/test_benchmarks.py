@@ -13,6 +13,7 @@ from ablation.config import load_spec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import mfu_recipes  # noqa: E402  benchmarks/ is a folder of scripts, not a package
+import step_ops  # noqa: E402
 import study_speed  # noqa: E402
 
 
@@ -46,3 +47,42 @@ def test_results_sections_replace_only_themselves(tmp_path):
                                 "<!-- b:begin -->", "<!-- b:end -->")
     assert results.read_text() == ("# Benchmark results\n\nintro\n\n<!-- a:begin -->\nnew\n"
                                    "<!-- a:end -->\n\nafter\n\n<!-- b:begin -->\nb\n<!-- b:end -->\n")
+
+
+def test_study_speed_writes_the_seed_asked_for(tmp_path):
+    spec = load_spec(study_speed.ablate_toml(study_speed.SIZES["tiny"], tmp_path, "s", "auto", seed=43))
+    assert spec.experiment.seeds == [43]
+
+
+def _recipe_runs(f1_by_seed: dict[int, float]) -> dict[int, dict[str, dict]]:
+    return {seed: {name: {"train_runtime_s": 12.0, "in_train_eval_s": 2.0, "steps": 10,
+                          "validation": {"macro_f1": f1}} for name in mfu_recipes.RECIPES}
+            for seed, f1 in f1_by_seed.items()}
+
+
+def test_mfu_recipes_averages_seeds_and_shows_their_f1_range_for_minilm_only():
+    np = pytest.importorskip("numpy")
+    size, data = study_speed.SIZES["full"], {"train_lengths": np.array([20] * 100)}
+    args = (data, 1_000_000, 100.0, "python benchmarks/mfu_recipes.py", "2026-11-23 02:00")
+    minilm = mfu_recipes.render(size, "minilm", _recipe_runs({42: 0.5, 43: 0.7}), *args)
+    # 6 × 1e6 parameters × 2,000 tokens / 10 s / 100 GFLOP/s = 1.2 %
+    assert "| baseline | 16 | random | " in minilm
+    assert "| 10.0 s | 200 | 1.2% | 0.6000 (0.5000–0.7000) |" in minilm
+    assert minilm.startswith("<!-- mfu_recipes:begin -->") and "seeds 42, 43" in minilm
+    base = mfu_recipes.render(size, "bert-base", _recipe_runs({42: 0.5}), *args)
+    assert base.startswith("<!-- mfu_recipes:bert-base:begin -->")
+    assert "| 10.0 s | 200 | 1.2% |\n" in base and "macro-F1" not in base
+
+
+def test_step_ops_tabulates_phases_mfu_and_the_profiled_shares():
+    shares = {category: 0.1 for category in step_ops.CATEGORIES} | {"other": 0.5}
+    rows = [{"model": "MiniLM", "setting": step_ops.SETTINGS[0], "phases": [90.0, 110.0, 10.0, 20.0],
+             "total": 230.0, "real_tokens": 546.0, "padded_tokens": 555.0, "mfu": 0.444, "shares": shares},
+            {"model": "MiniLM", "setting": step_ops.SETTINGS[2], "phases": [90.0, 100.0, 5.0, 10.0],
+             "total": 205.0, "real_tokens": 546.0, "padded_tokens": 555.0, "mfu": 0.478}]
+    section = step_ops.render(rows, 32, 12, 340.0, "python benchmarks/step_ops.py", "2026-11-23 03:00")
+    assert section.startswith(step_ops.BEGIN) and section.rstrip().endswith(step_ops.END)
+    assert ("| MiniLM | fp32, as the Trainer runs it | 90 | 110 | 10 | 20 | 230 | 546 / 555 | 44.4% |"
+            in section)
+    assert "| MiniLM | word embeddings frozen | 90 | 100 | 5 | 10 | 205 | 546 / 555 | 47.8% |" in section
+    assert "| linear layers (mm, addmm) | 10.0% |" in section and "| other | 50.0% |" in section

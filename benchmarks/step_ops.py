@@ -1,0 +1,169 @@
+"""Where one CPU training step's time goes once padding is gone: the step as the Trainer runs it
+(forward, backward, gradient clipping at 1.0, fused AdamW) on length-grouped batches of tweets,
+timed by phase and profiled by operator, for MiniLM (6 layers, hidden 384) and for a randomly
+initialised BERT-base (12 layers, hidden 768).
+
+It answers why training utilisation stops short of the matmul rate: the matrix products of the
+linear layers are the FLOPs that MFU counts; dropout's random masks, the optimizer and gradient
+clipping over every weight (the word embeddings included), attention, layer norms and GELU are time
+that MFU does not count. Two settings test cheap ways out: flushing denormal floats to zero
+(`torch.set_flush_denormal`), and freezing the word embeddings (a recipe change).
+
+    source ../shared/offline-hf.sh
+    python benchmarks/step_ops.py [--batch 32] [--steps 12] [--no-write]
+
+Writes its section of benchmarks/RESULTS.md (between the step_ops markers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from study_speed import (  # benchmarks/, this script's folder
+    command_line,
+    cpu_model,
+    matmul_rates,
+    replace_section,
+    timed_step,
+    utilisation,
+    versions,
+)
+
+BEGIN, END = "<!-- step_ops:begin -->", "<!-- step_ops:end -->"
+SETTINGS = ("fp32, as the Trainer runs it", "denormals flushed to zero", "word embeddings frozen")
+# Operators by what they are for; the rest (layer norms, GELU, softmax, copies, fills, ...) is "other".
+CATEGORIES = {
+    "linear layers (mm, addmm)": ("aten::mm", "aten::addmm"),
+    "attention products (bmm)": ("aten::bmm",),
+    "dropout masks (bernoulli_)": ("aten::bernoulli_",),
+    "AdamW (_fused_adamw_)": ("aten::_fused_adamw_",),
+    "gradient norms (clipping)": ("aten::linalg_vector_norm",),
+}
+
+
+def grouped_batches(tokenizer: Any, train: Any, batch: int, steps: int) -> list[dict[str, Any]]:
+    """`steps` length-grouped batches (neighbours in length order, chosen at random), padded per batch."""
+    import numpy as np
+    import torch
+
+    order = np.argsort([len(ids) for ids in train["input_ids"]], kind="stable")
+    chunks = [order[i:i + batch] for i in range(0, len(order) - batch + 1, batch)]
+    picked = [chunks[i] for i in np.random.default_rng(0).choice(len(chunks), steps, replace=False)]
+    return [tokenizer.pad({"input_ids": [train["input_ids"][int(j)] for j in chunk]}, return_tensors="pt")
+            | {"labels": torch.tensor([train["label"][int(j)] for j in chunk])} for chunk in picked]
+
+
+def build_model(name: str) -> Any:
+    import torch
+    from _tweets import MODEL
+    from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    if name == "bert-base":
+        return BertForSequenceClassification(BertConfig(num_labels=3))
+    return AutoModelForSequenceClassification.from_pretrained(MODEL, num_labels=3)
+
+
+def measure(name: str, setting: str, batches: list[dict[str, Any]], rate: float) -> dict[str, Any]:
+    """ms per phase over two passes after a warm-up pass; for the first setting also each operator
+    category's share of the time, profiled over one more pass."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.set_flush_denormal(setting == SETTINGS[1])
+    model = build_model(name)
+    model.train()
+    if setting == SETTINGS[2]:
+        model.get_input_embeddings().weight.requires_grad_(False)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-4, fused=True)
+
+    for batch in batches:  # warm-up: oneDNN kernels per shape, the optimizer's state
+        timed_step(model, batch, params, optimizer)
+    phases = [0.0] * 4
+    for batch in batches + batches:
+        phases = [total + seconds for total, seconds in
+                  zip(phases, timed_step(model, batch, params, optimizer), strict=True)]
+    steps = 2 * len(batches)
+    ms = [1000 * seconds / steps for seconds in phases]
+    nonembedding = sum(p.numel() for n, p in model.named_parameters() if ".embeddings." not in n)
+    real = sum(int(b["attention_mask"].sum()) for b in batches) / len(batches)
+    row = {"model": name, "setting": setting, "phases": ms, "total": sum(ms), "real_tokens": real,
+           "padded_tokens": sum(b["input_ids"].numel() for b in batches) / len(batches),
+           "mfu": utilisation(nonembedding, real, sum(ms) / 1000, rate)}
+    if setting == SETTINGS[0]:
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for batch in batches:
+                timed_step(model, batch, params, optimizer)
+        self_ms = {e.key: e.self_cpu_time_total / 1000 / len(batches) for e in prof.key_averages()}
+        profiled = sum(self_ms.values())
+        shares = {category: sum(self_ms.get(op, 0.0) for op in ops) / profiled
+                  for category, ops in CATEGORIES.items()}
+        row["shares"] = shares | {"other (layer norms, GELU, softmax, copies, ...)": 1 - sum(shares.values())}
+    torch.set_flush_denormal(False)
+    return row
+
+
+def render(rows: list[dict[str, Any]], batch: int, steps: int, rate: float, command: str,
+           started_at: str) -> str:
+    lines = [
+        BEGIN,
+        "## Where a CPU training step's time goes, without padding (issue 5)",
+        "",
+        f"Command: `{command}` ({started_at}). Machine: {cpu_model()}, {os.cpu_count()} cores; "
+        + ", ".join(f"{k} {v}" for k, v in versions().items()) + ".",
+        "",
+        f"One training step as the Trainer runs it (fused AdamW, clipping at 1.0, fp32) on length-grouped "
+        f"batches of {batch} tweets (the same {steps} batches for each row): ms per phase, "
+        "averaged over two passes after a warm-up pass. MFU: 6 × non-embedding parameters × real tokens "
+        f"/ step time / {rate:.0f} GFLOP/s (the best fp32 matmul rate measured at the start).",
+        "",
+        "| model | setting | forward | backward | grad clip | optimizer | total | real / padded tokens "
+        "| MFU of the step |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        f, b, c, o = row["phases"]
+        lines.append(f"| {row['model']} | {row['setting']} | {f:.0f} | {b:.0f} | {c:.0f} | {o:.0f} | "
+                     f"{row['total']:.0f} | {row['real_tokens']:.0f} / {row['padded_tokens']:.0f} | "
+                     f"{row['mfu']:.1%} |")
+    profiled = [row for row in rows if "shares" in row]
+    lines += ["", "Share of the profiled step's operator time (self CPU time, torch.profiler, first "
+              "setting):", "", "| operators | " + " | ".join(row["model"] for row in profiled) + " |",
+              "|---|" + "---|" * len(profiled)]
+    for category in profiled[0]["shares"]:
+        lines.append(f"| {category} | " + " | ".join(f"{row['shares'][category]:.1%}" for row in profiled)
+                     + " |")
+    return "\n".join(lines + ["", END]) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=12, help="distinct batches (default: 12)")
+    parser.add_argument("--train-samples", type=int, default=1600)
+    parser.add_argument("--no-write", action="store_true", help="print the section only")
+    args = parser.parse_args()
+    started_at = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from _tweets import tweets
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    rate = max(matmul_rates()["fp32"].values())
+    tokenizer, _, train = tweets(args.train_samples)
+    batches = grouped_batches(tokenizer, train, args.batch, args.steps)
+    rows = [measure(name, setting, batches, rate) for name in ("MiniLM", "bert-base") for setting in SETTINGS]
+    section = render(rows, args.batch, args.steps, rate, command_line(), started_at)
+    print(section)
+    if not args.no_write:
+        replace_section(Path(__file__).parent / "RESULTS.md", section, BEGIN, END)
+
+
+if __name__ == "__main__":
+    main()
