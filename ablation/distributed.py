@@ -71,11 +71,17 @@ def train_distributed(trial: Any, spec: Any, data: Any, tokenizer: Any, trial_di
     return result
 
 
+# How gloo reports that a peer process is gone: the consequence of another rank's failure.
+PEER_LOST = ("Connection closed by peer", "Connection reset by peer", "remote worker crash")
+
+
 def first_error(trial_dir: Path) -> str | None:
     """The error of the rank that failed first: when one rank fails, its peers fail next with
-    "connection closed by peer", which says nothing about the cause."""
+    "connection closed by peer", which says nothing about the cause (such errors come last even
+    if written first)."""
     errors = [json.loads(path.read_text()) for path in trial_dir.glob(ERRORS)]
-    return min(errors, key=lambda error: error["time"])["error"] if errors else None
+    return min(errors, key=lambda error: (any(sign in error["error"] for sign in PEER_LOST),
+                                          error["time"]))["error"] if errors else None
 
 
 def _write_error(trial_dir: Path, rank: int, err: BaseException) -> str:

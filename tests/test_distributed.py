@@ -86,9 +86,13 @@ def test_a_failing_rank_fails_the_trial_with_its_error_and_the_study_goes_on(wri
 
 def test_the_rank_that_failed_first_names_the_error(tmp_path, monkeypatch):
     """Rank 1 fails; rank 0 then loses its peer. The trial's error is rank 1's, not the gloo one."""
-    clock = iter([100.0, 100.5])
+    clock = iter([100.0, 100.5, 101.0])
     monkeypatch.setattr(distributed.time, "time", lambda: next(clock))
     distributed._write_error(tmp_path, 1, TrialTimeout("ran 2 s, longer than 1 s\nmore"))
     distributed._write_error(tmp_path, 0, RuntimeError("Connection closed by peer [127.0.0.1]:27008"))
     assert distributed.first_error(tmp_path) == "TrialTimeout: ran 2 s, longer than 1 s"
+    # A peer's lost connection, even written first, is not the cause.
+    (tmp_path / "error.rank1.json").unlink()
+    distributed._write_error(tmp_path, 2, TrialTimeout("ran 3 s, longer than 1 s"))
+    assert distributed.first_error(tmp_path) == "TrialTimeout: ran 3 s, longer than 1 s"
     assert distributed.first_error(tmp_path / "absent") is None
