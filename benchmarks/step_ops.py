@@ -7,10 +7,13 @@ It answers why training utilisation stops short of the matmul rate: the matrix p
 linear layers are the FLOPs that MFU counts; dropout's random masks, the optimizer and gradient
 clipping over every weight (the word embeddings included), attention, layer norms and GELU are time
 that MFU does not count. Two settings test cheap ways out: flushing denormal floats to zero
-(`torch.set_flush_denormal`), and freezing the word embeddings (a recipe change).
+(`torch.set_flush_denormal`), and freezing the word embeddings (a recipe change). Last, one epoch
+of MiniLM in the transformers Trainer (length-grouped batches, no evaluation or saving) is timed
+step by step against the same batches, in the same order, in the bare loop: what the Trainer's
+own loop adds.
 
     source ../shared/offline-hf.sh
-    python benchmarks/step_ops.py [--batch 32] [--steps 12] [--no-write]
+    python benchmarks/step_ops.py [--batch 32] [--steps 12] [--train-samples 1600] [--no-write]
 
 Writes its section of benchmarks/RESULTS.md (between the step_ops markers).
 """
@@ -21,6 +24,8 @@ import argparse
 import datetime as dt
 import os
 import sys
+import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +99,7 @@ def measure(name: str, setting: str, batches: list[dict[str, Any]], rate: float)
     nonembedding = sum(p.numel() for n, p in model.named_parameters() if ".embeddings." not in n)
     real = sum(int(b["attention_mask"].sum()) for b in batches) / len(batches)
     row = {"model": name, "setting": setting, "phases": ms, "total": sum(ms), "real_tokens": real,
+           "nonembedding": nonembedding,
            "padded_tokens": sum(b["input_ids"].numel() for b in batches) / len(batches),
            "mfu": utilisation(nonembedding, real, sum(ms) / 1000, rate)}
     if setting == SETTINGS[0]:
@@ -109,8 +115,44 @@ def measure(name: str, setting: str, batches: list[dict[str, Any]], rate: float)
     return row
 
 
+def trainer_against_loop(tokenizer: Any, train: Any, batch: int) -> dict[str, float]:
+    """One epoch of MiniLM in the Trainer (length-grouped batches of `batch`, clipping at 1.0, fused
+    AdamW, no evaluation or saving), then the same batches in the bare loop on a fresh model: the
+    seconds of steps 2.. in each (the Trainer's from one step's end to the next, data included)."""
+    import torch
+    from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
+
+    seen: list[dict[str, Any]] = []
+    ends: list[float] = []
+
+    class Recording(DataCollatorWithPadding):
+        def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+            out = super().__call__(features)
+            seen.append({k: v.clone() for k, v in out.items()})
+            return out
+
+    class StepEnds(TrainerCallback):
+        def on_step_end(self, *args: Any, **kwargs: Any) -> None:
+            ends.append(time.perf_counter())
+
+    with tempfile.TemporaryDirectory() as out:
+        args = TrainingArguments(
+            output_dir=out, per_device_train_batch_size=batch, learning_rate=1e-4, num_train_epochs=1,
+            logging_steps=10, eval_strategy="no", save_strategy="no", report_to="none",
+            disable_tqdm=True, train_sampling_strategy="group_by_length", use_cpu=True, seed=0)
+        Trainer(model=build_model("MiniLM"), args=args, train_dataset=train,
+                data_collator=Recording(tokenizer), callbacks=[StepEnds()]).train()
+    model = build_model("MiniLM")
+    model.train()
+    params = list(model.parameters())
+    optimizer = torch.optim.AdamW(params, lr=1e-4, fused=True)
+    loop = [sum(timed_step(model, b, params, optimizer)) for b in seen[:len(ends)]]
+    return {"steps": len(ends), "tokens": sum(int(b["attention_mask"].sum()) for b in seen[1:len(ends)]),
+            "trainer_s": ends[-1] - ends[0], "loop_s": sum(loop[1:])}
+
+
 def render(rows: list[dict[str, Any]], batch: int, steps: int, rate: float, command: str,
-           started_at: str) -> str:
+           started_at: str, versus: dict[str, float] | None = None) -> str:
     lines = [
         BEGIN,
         "## Where a CPU training step's time goes, without padding (issue 5)",
@@ -139,6 +181,14 @@ def render(rows: list[dict[str, Any]], batch: int, steps: int, rate: float, comm
     for category in profiled[0]["shares"]:
         lines.append(f"| {category} | " + " | ".join(f"{row['shares'][category]:.1%}" for row in profiled)
                      + " |")
+    if versus:
+        lines += ["", f"The Trainer's loop against the bare loop (MiniLM, one epoch of length-grouped "
+                  f"batches of {batch}, steps 2–{versus['steps']:.0f}, the same batches in the same order):",
+                  "", "| loop | seconds | real tokens/s | MFU |", "|---|---|---|---|"]
+        for name, key in (("transformers Trainer", "trainer_s"), ("bare PyTorch loop", "loop_s")):
+            seconds = versus[key]
+            lines.append(f"| {name} | {seconds:.2f} | {versus['tokens'] / seconds:.0f} | "
+                         f"{utilisation(rows[0]['nonembedding'], versus['tokens'], seconds, rate):.1%} |")
     return "\n".join(lines + ["", END]) + "\n"
 
 
@@ -147,6 +197,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=12, help="distinct batches (default: 12)")
     parser.add_argument("--train-samples", type=int, default=1600)
+    parser.add_argument("--no-trainer", action="store_true", help="skip the Trainer against the bare loop")
     parser.add_argument("--no-write", action="store_true", help="print the section only")
     args = parser.parse_args()
     started_at = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
@@ -159,7 +210,8 @@ def main() -> None:
     tokenizer, _, train = tweets(args.train_samples)
     batches = grouped_batches(tokenizer, train, args.batch, args.steps)
     rows = [measure(name, setting, batches, rate) for name in ("MiniLM", "bert-base") for setting in SETTINGS]
-    section = render(rows, args.batch, args.steps, rate, command_line(), started_at)
+    versus = None if args.no_trainer else trainer_against_loop(tokenizer, train, args.batch)
+    section = render(rows, args.batch, args.steps, rate, command_line(), started_at, versus)
     print(section)
     if not args.no_write:
         replace_section(Path(__file__).parent / "RESULTS.md", section, BEGIN, END)

@@ -77,12 +77,18 @@ def test_mfu_recipes_averages_seeds_and_shows_their_f1_range_for_minilm_only():
 def test_step_ops_tabulates_phases_mfu_and_the_profiled_shares():
     shares = {category: 0.1 for category in step_ops.CATEGORIES} | {"other": 0.5}
     rows = [{"model": "MiniLM", "setting": step_ops.SETTINGS[0], "phases": [90.0, 110.0, 10.0, 20.0],
-             "total": 230.0, "real_tokens": 546.0, "padded_tokens": 555.0, "mfu": 0.444, "shares": shares},
+             "nonembedding": 1_000_000, "total": 230.0, "real_tokens": 546.0, "padded_tokens": 555.0,
+             "mfu": 0.444, "shares": shares},
             {"model": "MiniLM", "setting": step_ops.SETTINGS[2], "phases": [90.0, 100.0, 5.0, 10.0],
              "total": 205.0, "real_tokens": 546.0, "padded_tokens": 555.0, "mfu": 0.478}]
-    section = step_ops.render(rows, 32, 12, 340.0, "python benchmarks/step_ops.py", "2026-11-23 03:00")
+    versus = {"steps": 50, "tokens": 34_000, "trainer_s": 10.0, "loop_s": 8.5}
+    section = step_ops.render(rows, 32, 12, 340.0, "python benchmarks/step_ops.py", "2026-11-23 03:00",
+                              versus)
     assert section.startswith(step_ops.BEGIN) and section.rstrip().endswith(step_ops.END)
     assert ("| MiniLM | fp32, as the Trainer runs it | 90 | 110 | 10 | 20 | 230 | 546 / 555 | 44.4% |"
             in section)
     assert "| MiniLM | word embeddings frozen | 90 | 100 | 5 | 10 | 205 | 546 / 555 | 47.8% |" in section
     assert "| linear layers (mm, addmm) | 10.0% |" in section and "| other | 50.0% |" in section
+    # 6 × 1e6 × 34,000 tokens / 10 s / 340 GFLOP/s = 6.0 %
+    assert "| transformers Trainer | 10.00 | 3400 | 6.0% |" in section
+    assert "| bare PyTorch loop | 8.50 | 4000 | 7.1% |" in section
