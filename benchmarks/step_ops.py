@@ -56,11 +56,14 @@ def grouped_batches(tokenizer: Any, train: Any, batch: int, steps: int) -> list[
     import numpy as np
     import torch
 
-    order = np.argsort([len(ids) for ids in train["input_ids"]], kind="stable")
-    chunks = [order[i:i + batch] for i in range(0, len(order) - batch + 1, batch)]
-    picked = [chunks[i] for i in np.random.default_rng(0).choice(len(chunks), steps, replace=False)]
-    return [tokenizer.pad({"input_ids": [train["input_ids"][int(j)] for j in chunk]}, return_tensors="pt")
-            | {"labels": torch.tensor([train["label"][int(j)] for j in chunk])} for chunk in picked]
+    from ablation.data import sorted_by_length
+
+    ordered, _ = sorted_by_length(train)
+    starts = range(0, len(ordered) - batch + 1, batch)
+    chosen = np.random.default_rng(0).choice(starts, steps, replace=False)
+    picked = [ordered[int(i):int(i) + batch] for i in chosen]
+    return [tokenizer.pad({"input_ids": rows["input_ids"]}, return_tensors="pt")
+            | {"labels": torch.tensor(rows["label"])} for rows in picked]
 
 
 def build_model(name: str) -> Any:
