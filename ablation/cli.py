@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -202,7 +203,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                                 force_new=args.force_new, echo=progress)
     finally:
         progress.close()
-    _print_summary(spec, outcome.report)
+    _print_summary(spec, outcome.report, args)
     if stop.is_set():
         print("stopped after the running trial; run the same command again to go on",
               file=sys.stderr)
@@ -247,7 +248,14 @@ def _dry_run(spec: Any, trials: list, force_new: bool) -> int:
     return EXIT_OK
 
 
-def _print_summary(spec: Any, built: dict[str, Any]) -> None:
+def _study_command(args: argparse.Namespace, command: str, *positionals: str) -> str:
+    """A next command on the same study, with the experiment file and `--set`s as the user typed
+    them, so that it can be pasted."""
+    sets = [part for pair in args.sets for part in ("--set", pair)]
+    return "ablate " + shlex.join([command, str(args.file), *positionals, *sets])
+
+
+def _print_summary(spec: Any, built: dict[str, Any], args: argparse.Namespace) -> None:
     from .report.effects import fmt_interval
     from .report.markdown import fmt, fmt_delta
 
@@ -269,11 +277,11 @@ def _print_summary(spec: Any, built: dict[str, Any]) -> None:
     best_model = built.get("best_model")
     if best_model:
         print(f"best model: {spec.output_dir / best_model['path']} (trial {best_model['key']}; "
-              f"try `ablate predict {spec.path.name} \"some text\"`)")
+              f"try `{_study_command(args, 'predict', 'some text')}`)")
     elif spec.experiment.save_models == "none":
         print('best model: not kept (save_models = "none")')
     if spec.tracking.backend == "swanlab" and spec.tracking.mode == "local":
-        print(f"dashboard: ablate dashboard {spec.path}")
+        print(f"dashboard: {_study_command(args, 'dashboard')}")
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

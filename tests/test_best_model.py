@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import re
+import shlex
 import shutil
 from pathlib import Path
 
@@ -71,6 +73,18 @@ def test_best_trial_is_exported_to_best_model_and_loads_in_a_plain_pipeline(best
     assert cli.main(["run", str(best_study)]) == 0  # nothing to train; best_model/ stays
     assert f"best model: {best} (trial {info['trial']}" in capsys.readouterr().out
     assert json.loads((best / "ablate.json").read_text()) == info
+
+
+def test_run_ends_with_a_predict_command_that_runs_as_printed(best_study, capsys):
+    """The hint repeats the experiment file and the --sets as typed, so it can be pasted."""
+    capsys.readouterr()
+    assert cli.main(["run", str(best_study), "--set", 'tracking.backend="none"']) == 0  # nothing to train
+    hint = re.search(r"try `ablate (predict .*)`\)", capsys.readouterr().out)
+    assert hint is not None
+    assert shlex.split(hint.group(1)) == ["predict", str(best_study), "some text",
+                                          "--set", 'tracking.backend="none"']
+    assert cli.main(shlex.split(hint.group(1))) == 0
+    assert capsys.readouterr().out.splitlines()[1].startswith("some text")
 
 
 def test_predict_prints_the_top_label_and_every_probability(best_study, tmp_path, capsys):
@@ -248,3 +262,9 @@ def test_inference_batches_stay_within_the_row_and_token_limits():
         assert len(rows) <= 3
         assert len(rows) == 1 or len(rows) * lengths[rows].max() <= 600
     assert [len(rows) for rows in batches] == [3, 3, 1, 1]  # 3,5,7 | 20,20,64 | 300 | 600 alone
+
+
+def test_next_commands_quote_what_the_shell_would_split():
+    args = cli.build_parser().parse_args(["run", "my studies/a b.toml", "--set", 'baseline.epochs=2'])
+    assert (cli._study_command(args, "dashboard")
+            == "ablate dashboard 'my studies/a b.toml' --set baseline.epochs=2")
