@@ -3,8 +3,9 @@
 torch's CPU wheel runs its operators on GNU OpenMP (libgomp). A MiniLM step is many short
 operators, so how the two threads wait between them (`OMP_WAIT_POLICY`) and whether they stay on
 their cores (`OMP_PROC_BIND`, `OMP_PLACES`) could matter. Each setting runs in a fresh process
-(libgomp reads them at start): step_ops's 12 length-grouped batches of 32, one warm-up pass, then
-ms per step over three passes; the settings alternate for `--rounds` rounds.
+(libgomp reads them at start): step_ops's measurement of its first row (12 length-grouped batches
+of 32, fused AdamW, clipping at 1.0; ms per step over two passes after a warm-up pass); the
+settings alternate for `--rounds` rounds.
 
     source ../shared/offline-hf.sh
     python benchmarks/omp_settings.py [--rounds 2]
@@ -19,7 +20,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 SETTINGS: dict[str, dict[str, str]] = {
@@ -31,26 +31,16 @@ SETTINGS: dict[str, dict[str, str]] = {
 
 
 def step_ms() -> float:
-    """ms per MiniLM training step (fused AdamW, clipping at 1.0) in this process."""
-    import torch
+    """ms per MiniLM training step in this process, timed as step_ops times it."""
     from _tweets import tweets
-    from step_ops import build_model, grouped_batches
-    from study_speed import timed_step
+    from step_ops import SETTINGS as STEP_SETTINGS
+    from step_ops import grouped_batches, measure
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
     tokenizer, _, train = tweets(1600)
     batches = grouped_batches(tokenizer, train, 32, 12)
-    model = build_model("MiniLM")
-    model.train()
-    params = list(model.parameters())
-    optimizer = torch.optim.AdamW(params, lr=1e-4, fused=True)
-    for batch in batches:
-        timed_step(model, batch, params, optimizer)
-    started = time.perf_counter()
-    for batch in batches * 3:
-        timed_step(model, batch, params, optimizer)
-    return (time.perf_counter() - started) / (3 * len(batches)) * 1000
+    return measure("MiniLM", STEP_SETTINGS[0], batches, rate=1.0)["total"]  # the rate only scales MFU
 
 
 def main() -> None:
