@@ -7,7 +7,6 @@ import contextlib
 import json
 import logging
 import os
-import shlex
 import signal
 import sys
 import threading
@@ -47,8 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="run only the trials whose attempts all failed")
     run.add_argument("--workers", type=_positive_int, default=1, metavar="N",
                      help="train in N worker processes on this machine (one GPU each if there are N)")
-    run.add_argument("--graceful", action="store_true",
-                     help="on Ctrl+C, finish the running trial first (Ctrl+C again stops at once)")
+    graceful = {"action": "store_true",
+                "help": "on Ctrl+C, finish the running trial first (Ctrl+C again stops at once)"}
+    run.add_argument("--graceful", **graceful)
     run.add_argument("--force-new", action="store_true",
                      help="delete the stored study of this name (every trial of it) and start afresh")
     run.add_argument("--quiet", action="store_true",
@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     worker = add("worker", "join a study (from any machine) and train its queued trials")
     worker.add_argument("--storage", metavar="URL",
                         help="the study's storage URL (default: the file's [experiment] storage)")
+    worker.add_argument("--only", action="append", default=[], metavar="NAME",
+                        help="claim only this variant's trials, by full name; repeat for more")
+    worker.add_argument("--graceful", **graceful)
     report = add("report", "regenerate the report from the study storage")
     report.add_argument("--format", choices=("md", "csv", "json"), default="md",
                         help="md: report.md with results.csv and plots (default); csv: results.csv "
@@ -191,25 +194,25 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.file, args.sets)
     _print_spec(spec)
-    if args.dry_run:
-        return _dry_run(spec, select_trials(spec, args.only), args.force_new)
     for name in args.rerun:  # an unknown name is bad input before anything runs
         select_trials(spec, [name], option="--rerun")
+    if args.dry_run:
+        return _dry_run(spec, args)
     progress = _progress(spec, args)
     try:
         with _graceful_interrupts(args.graceful) as stop:
             outcome = run_study(spec, only=args.only or None, rerun=args.rerun,
                                 retry_failed=args.retry_failed, workers=args.workers, stop=stop,
-                                force_new=args.force_new, echo=progress)
+                                force_new=args.force_new, echo=progress, graceful=args.graceful)
     finally:
         progress.close()
-    _print_summary(spec, outcome.report, args)
+    _print_summary(spec, outcome.report)
     if stop.is_set():
         print("stopped after the running trial; run the same command again to go on",
               file=sys.stderr)
     if outcome.failed:
         print(f"{len(outcome.failed)} trial(s) failed: {', '.join(outcome.failed)}; "
-              f"see `ablate status {args.file}`", file=sys.stderr)
+              f"see `{spec.command('status')}`", file=sys.stderr)
         return EXIT_TRIALS_FAILED
     return EXIT_OK
 
@@ -224,38 +227,48 @@ def _progress(spec: Any, args: argparse.Namespace) -> Any:
     return LiveTable(spec.experiment.metric)
 
 
-def _dry_run(spec: Any, trials: list, force_new: bool) -> int:
-    from .queue import open_study
-    from .records import load_records
-    from .sweep import check_same_study
+def _dry_run(spec: Any, args: argparse.Namespace) -> int:
+    """What `run` with the same options would do, from the same plan, changing nothing."""
+    from .queue import StudyNotFound, open_study
+    from .sweep import check_own_output_dir, check_same_study, plan, select_trials
     from .variants import describe_changes
 
+    trials = select_trials(spec, (args.only + args.rerun) or None)
+    check_own_output_dir(spec)
     try:
         study = open_study(spec, create=False)
-    except AblateInputError:  # never run (nothing created), or storage unreachable: all to run
+    except StudyNotFound:  # never run (nothing created): all to run; an unusable storage is refused
         study = None
-    done: set[str] = set()
-    if study is not None and force_new:
+    if study is not None and args.force_new:
         print(f"--force-new: would delete study {spec.name!r} "
               f"({len(study.get_trials(deepcopy=False))} trial(s)) and start afresh")
-    elif study is not None:
+        study = None
+    to_queue, skipped, replaced = [], [], []
+    if study is None:
+        to_queue = trials
+    else:
         check_same_study(study, spec)  # the run would refuse: say so now
-        done = {r.key for r in load_records(study) if r.complete}
-    print(f"plan: {len(trials)} trial(s)")
+        to_queue, skipped, replaced = plan(study, trials, args.rerun, args.retry_failed, spec.path)
+    queued = {t.key for t in to_queue}
+    print(f"plan: {len(trials)} trial(s), {len(queued)} to run")
     for trial in trials:
-        state = "complete, re-used" if trial.key in done else "to run"
+        if trial.key in queued:
+            state = "to run again" if trial.variant in args.rerun else "to run"
+        elif trial.key in skipped:
+            state = "complete, re-used"
+        elif args.retry_failed:
+            state = "not failed, left"
+        else:
+            state = "queued or running"
         print(f"  {trial.key:<32} {state:<18} {describe_changes(trial.overrides)}")
+    if replaced:
+        print(f"the {len(replaced)} complete result(s) of the trials run again would be kept as "
+              "superseded")
     return EXIT_OK
 
 
-def _study_command(args: argparse.Namespace, command: str, *positionals: str) -> str:
-    """A next command on the same study, with the experiment file and `--set`s as the user typed
-    them, so that it can be pasted."""
-    sets = [part for pair in args.sets for part in ("--set", pair)]
-    return "ablate " + shlex.join([command, str(args.file), *positionals, *sets])
-
-
-def _print_summary(spec: Any, built: dict[str, Any], args: argparse.Namespace) -> None:
+def _print_summary(spec: Any, built: dict[str, Any]) -> None:
+    from .models import stale_best_model
     from .report.effects import fmt_interval
     from .report.markdown import fmt, fmt_delta
 
@@ -272,16 +285,19 @@ def _print_summary(spec: Any, built: dict[str, Any], args: argparse.Namespace) -
         for effect in built["effects"]:
             print(f"  {effect.variant:<28} vs {effect.reference:<9} "
                   f"{fmt_delta(effect.interval.estimate):>8} {fmt_interval(effect.interval):>20}  "
-                  f"{effect.verdict}")
+                  f"{effect.verdict}" + (f" (Δ {effect.metric})" if effect.metric != metric else ""))
     print(f"\nreport: {spec.output_dir / 'report.md'}")
     best_model = built.get("best_model")
-    if best_model:
+    stale = stale_best_model(spec, built)
+    if stale:
+        print(f"best model: {stale}")
+    elif best_model:
         print(f"best model: {spec.output_dir / best_model['path']} (trial {best_model['key']}; "
-              f"try `{_study_command(args, 'predict', 'some text')}`)")
+              f"try `{spec.command('predict', 'some text')}`)")
     elif spec.experiment.save_models == "none":
         print('best model: not kept (save_models = "none")')
     if spec.tracking.backend == "swanlab" and spec.tracking.mode == "local":
-        print(f"dashboard: {_study_command(args, 'dashboard')}")
+        print(f"dashboard: {spec.command('dashboard')}")
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -291,8 +307,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     sets = args.sets + ([f"experiment.storage={json.dumps(args.storage)}"] if args.storage else [])
     spec = load_spec(args.file, sets)
     print(f"worker on study {spec.name}: {spec.experiment.storage}")
-    outcome = run_worker(spec)
-    print(f"worker done: {len(outcome.completed)} trial(s) complete, {len(outcome.failed)} failed")
+    with _graceful_interrupts(args.graceful) as stop:
+        outcome = run_worker(spec, stop=stop, only=args.only or None)
+    print(f"worker done: {len(outcome.completed)} trial(s) complete, {len(outcome.failed)} failed"
+          + ("; stopped after the running trial" if stop.is_set() else ""))
     return EXIT_TRIALS_FAILED if outcome.failed else EXIT_OK
 
 
@@ -300,9 +318,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .config import load_spec
     from .queue import open_study
     from .report import build_report, write_report, write_report_json, write_results_csv
+    from .sweep import check_own_output_dir, make_output_dir
 
     spec = load_spec(args.file, args.sets)
     study = open_study(spec, create=False)
+    make_output_dir(spec)  # on another machine, or deleted: made again; a file there is bad input
+    check_own_output_dir(spec)
     if args.format == "md":
         path = write_report(spec, study)
     else:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import math
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,10 +105,34 @@ def _table(value: Any) -> dict:
     return dict(value)
 
 
-def _string_list(value: Any) -> list[str]:
-    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+def _model_config(value: Any) -> dict:
+    """A table of config overrides. A size or count (num_hidden_layers, hidden_size, ...) below 1
+    would build a model with no layers or no width, and -1 layers trains a model without any."""
+    table = _table(value)
+    for key, setting in table.items():
+        if _is_size_key(key) and _is_number(setting) and setting < 1:
+            raise ValueError(f"sets {key} = {setting!r}: a size or count must be an integer >= 1")
+    return table
+
+
+def _is_size_key(key: str) -> bool:
+    """Config keys that are sizes or counts, by the names transformers configs give them."""
+    return (key.startswith(("num_", "n_")) or key in ("dim", "hidden_dim", "d_model", "d_ff", "d_kv")
+            or key.endswith(("_size", "_layers", "_heads", "_embeddings", "_dim")))
+
+
+def _label_names(value: Any) -> list[str]:
+    """Names of classes 0..N-1, stripped like string labels are; a repeated name would make two
+    classes that predict can no longer tell apart."""
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.strip()
+                                                           for v in value):
         raise ValueError("must be a non-empty list of strings")
-    return list(value)
+    names = [v.strip() for v in value]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError("repeats " + ", ".join(map(repr, repeated))
+                         + ": give each class (ids 0..N-1, in order) its own name")
+    return names
 
 
 def _seeds(value: Any) -> list[int]:
@@ -128,10 +154,14 @@ def _class_weight(value: Any) -> str | list[float]:
     raise ValueError('must be "none", "balanced" or a list of positive numbers, one per class')
 
 
+# Schedulers that need arguments (min_lr, num_decay_steps) no knob passes: they fail every trial.
+UNSUPPORTED_SCHEDULERS = ("cosine_with_min_lr", "cosine_warmup_with_min_lr", "warmup_stable_decay")
+
+
 def _scheduler(value: Any) -> str:
     from transformers.trainer_utils import SchedulerType
 
-    names = [s.value for s in SchedulerType]
+    names = [s.value for s in SchedulerType if s.value not in UNSUPPORTED_SCHEDULERS]
     if value not in names:
         raise ValueError("must be a transformers scheduler name: " + ", ".join(names))
     return value
@@ -186,7 +216,7 @@ class Recipe:
     max_train_samples: int | None = _knob(None, _optional(_int(1)),
                                           "train on a stratified subsample of N examples")
     model: str | None = _knob(None, _optional(_string), "another Hub id or local model folder")
-    model_config: dict | None = _knob(None, _optional(_table),
+    model_config: dict | None = _knob(None, _optional(_model_config),
                                       "model config overrides, e.g. { num_hidden_layers = 2 }")
 
     def to_dict(self) -> dict[str, Any]:
@@ -227,7 +257,7 @@ class DataSpec:
     text_column: str = _knob("text", _string, "column with the text")
     text_pair_column: str | None = _knob(None, _optional(_string), "second text, for pairs")
     label_column: str = _knob("label", _string, "column with the label (ints or strings)")
-    label_names: list[str] | None = _knob(None, _optional(_string_list),
+    label_names: list[str] | None = _knob(None, _optional(_label_names),
                                           "names of int labels 0..N-1 when the data lacks them")
     train_split: str = _knob("train", _string, "training split")
     validation_split: str | None = _knob(None, _optional(_string),
@@ -247,7 +277,7 @@ class DataSpec:
 class ModelSpec:
     name: str = _knob("", _string, "Hub id or local folder")
     revision: str | None = _knob(None, _optional(_string), "Hub revision pin")
-    config: dict = _knob(None, _optional(_table), "overrides of the model config")
+    config: dict = _knob(None, _optional(_model_config), "overrides of the model config")
 
 
 @dataclass(frozen=True)
@@ -269,6 +299,15 @@ class AblationSpec:
     changes: dict[str, dict[str, Any]]
 
 
+def from_here(path: Path) -> Path:
+    """`path` as the user would type it here: relative to the working folder when under it;
+    otherwise absolute, which works from anywhere."""
+    try:
+        return path.relative_to(Path.cwd())
+    except ValueError:
+        return path
+
+
 @dataclass(frozen=True)
 class ExperimentSpec:
     """A validated experiment file, every default and path resolved."""
@@ -285,10 +324,22 @@ class ExperimentSpec:
     ablation: AblationSpec | None = None
     search: Any = None  # search.SearchSpec, from [search]
     has_baseline: bool = True  # the file (or --set) has a [baseline] section
+    sets: tuple[str, ...] = ()  # the `--set KEY=VALUE` overrides applied, as typed
 
     @property
     def name(self) -> str:
         return self.experiment.name
+
+    def arguments(self, name: str, *arguments: str, sets: tuple[str, ...] = ()) -> list[str]:
+        """`NAME FILE ARGUMENTS --set ...`: a command line on this same study. Without the
+        study's `--set`s it would name another study (or other data); `sets` go after them, so
+        that they win."""
+        options = [part for item in (*self.sets, *sets) for part in ("--set", item)]
+        return [name, str(from_here(self.path)), *arguments, *options]
+
+    def command(self, name: str, *arguments: str, sets: tuple[str, ...] = ()) -> str:
+        """`ablate ...` (see `arguments`), shell-quoted, for a hint the user can paste."""
+        return "ablate " + shlex.join(self.arguments(name, *arguments, sets=sets))
 
     @property
     def output_dir(self) -> Path:
@@ -350,7 +401,36 @@ def _check_knob(key: str, value: Any, where: str, path: Path) -> Any:
         raise AblateInputError(f"{path}: [{where}] {key} = {value!r} {err}") from None
     if key == "model" and value and Path(value).expanduser().exists():
         value = _resolve_path_like(value)  # a local folder, relative to the working folder
+    if key == "model_config" and value == {}:
+        raise AblateInputError(
+            f"{path}: [{where}] model_config = {{}} changes nothing (the baseline's model); name at "
+            "least one config key, e.g. { num_hidden_layers = 2 }")
     return value
+
+
+# One example value per knob, for the hint of an empty [sweep] list.
+SWEEP_EXAMPLES: dict[str, Any] = {
+    "learning_rate": 5e-5, "batch_size": 32, "eval_batch_size": 128,
+    "gradient_accumulation_steps": 2, "epochs": 5, "max_steps": 500, "max_length": 256,
+    "weight_decay": 0.01, "warmup_ratio": 0.1, "lr_scheduler": "cosine", "dropout": 0.3,
+    "classifier_dropout": 0.3, "class_weight": "balanced", "label_smoothing": 0.1,
+    "max_grad_norm": 0.5, "early_stopping_patience": 3, "eval_steps": 50, "logging_steps": 5,
+    "precision": "bf16", "group_by_length": True, "max_train_samples": 500,
+    "model": "sentence-transformers/all-MiniLM-L6-v2", "model_config": {"num_hidden_layers": 2},
+}
+
+
+def toml_value(value: Any) -> str:
+    """A value as it is written in TOML (true, "x", { a = 1 }), for the examples in hints."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return repr(value)
 
 
 def parse_sweep(raw: Any, path: Path) -> dict[str, list[Any]]:
@@ -364,9 +444,10 @@ def parse_sweep(raw: Any, path: Path) -> dict[str, list[Any]]:
                 f"{path}: [sweep] unknown knob {key!r}{_did_you_mean(key, KNOBS)} "
                 f"(knobs: {', '.join(KNOBS)})")
         if not isinstance(values, list) or not values:
+            example = values if values != [] else SWEEP_EXAMPLES[key]
             raise AblateInputError(
                 f"{path}: [sweep] {key} = {values!r} must be a non-empty list of values, "
-                f"e.g. {key} = [{values!r}]")
+                f"e.g. {key} = [{toml_value(example)}]")
         sweep[key] = [_check_knob(key, value, "sweep", path) for value in values]
     return sweep
 
@@ -421,11 +502,16 @@ def parse_overrides(raw: Any, where: str, path: Path) -> dict[str, Any]:
     return clean
 
 
-def _parse_set_value(text: str) -> Any:
-    """`--set` values are TOML values (2, 5e-5, "x", [1, 2]); anything else is a plain string."""
+def _parse_set_value(text: str, item: str) -> Any:
+    """`--set` values are TOML values (2, 5e-5, "x", [1, 2]); anything else is a plain string,
+    except what starts like a list, a table or a quoted string: that is a TOML value cut short."""
     try:
         return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
+    except tomllib.TOMLDecodeError as err:
+        if text.startswith(("[", "{", '"', "'")):
+            raise AblateInputError(
+                f"--set {item!r}: {text!r} is not a complete TOML value ({err}); quote the whole "
+                "--set for the shell, e.g. --set 'experiment.seeds=[1, 2]'") from None
         return text
 
 
@@ -445,7 +531,7 @@ def _split_set(item: str) -> tuple[list[str], Any]:
             raise AblateInputError(
                 f"--set {item!r}: expected variants.NAME.KNOB=VALUE")
         parts = ["variants", ".".join(parts[1:-1]), parts[-1]]
-    return parts, _parse_set_value(text.strip())
+    return parts, _parse_set_value(text.strip(), item)
 
 
 def apply_sets(raw: dict[str, Any], sets: list[str], path: Path) -> None:
@@ -489,6 +575,15 @@ def check_set(item: str) -> None:
 
 def _resolve_path_like(value: str) -> str:
     return str(Path(value).expanduser().resolve())
+
+
+NO_SUCH_MODEL_FOLDER = ("no such folder (relative paths start at the working folder); give a folder "
+                        "written by save_pretrained, or a Hub id like org/name")
+
+
+def looks_like_path(name: str) -> bool:
+    """./x, ../x, /x, ~/x: a local path, never a Hub id (those are org/name)."""
+    return name.startswith((".", "/", "~"))
 
 
 def _looks_local(dataset: str) -> bool:
@@ -543,6 +638,7 @@ def load_spec(path: str | Path, sets: list[str] | None = None) -> ExperimentSpec
         raise AblateInputError(f"{path}: [data] dataset is required (a Hub id or a local file)")
     if not model.name:
         raise AblateInputError(f"{path}: [model] name is required (a Hub id or a local folder)")
+    _check_distinct_columns(data_spec, path)
     if data_spec.validation_split and data_spec.validation_split == data_spec.train_split:
         raise AblateInputError(
             f"{path}: [data] validation_split must differ from train_split "
@@ -597,11 +693,24 @@ def load_spec(path: str | Path, sets: list[str] | None = None) -> ExperimentSpec
     spec = ExperimentSpec(
         path=path.resolve(), text=text, experiment=experiment, data=data_spec, model=model,
         tracking=tracking, baseline=baseline, variants=variants, sweep=sweep, ablation=ablation,
-        search=search, has_baseline="baseline" in raw)
+        search=search, has_baseline="baseline" in raw, sets=tuple(sets or ()))
     from .variants import named_variants
 
     named_variants(spec)  # a name produced twice is an error before anything runs
     return spec
+
+
+def _check_distinct_columns(data: DataSpec, path: Path) -> None:
+    """The text, the pair and the label must be three columns: a label read as the text (or a
+    text paired with itself) would train on the answer or on nothing new."""
+    columns = [("text_column", data.text_column), ("text_pair_column", data.text_pair_column),
+               ("label_column", data.label_column)]
+    for i, (key, column) in enumerate(columns):
+        for other, other_column in columns[i + 1:]:
+            if column is not None and column == other_column:
+                raise AblateInputError(
+                    f"{path}: [data] {key} and {other} are both {column!r}: the text, the text "
+                    "pair and the label must be different columns")
 
 
 _SUFFIX_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._+-")

@@ -57,7 +57,7 @@ def check_dashboard_inputs(spec: Any, port: int) -> Path:
     folder = swanlog_dir(spec)
     if not (folder / "runs.swanlab").is_file():
         raise AblateInputError(
-            f"no SwanLab runs under {folder} yet: run the study first (`ablate run {file}`)")
+            f"no SwanLab runs under {folder} yet: run the study first (`{spec.command('run')}`)")
     if importlib.util.find_spec("swanboard") is None:
         raise AblateInputError("the SwanLab dashboard is not installed: "
                                "pip install 'swanlab[dashboard]' (or the project's [dashboard] extra)")

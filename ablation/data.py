@@ -191,7 +191,7 @@ def _clean(frame: pd.DataFrame, spec: DataSpec) -> tuple[pd.DataFrame, int]:
     if spec.text_pair_column:
         out["text_pair"] = frame[spec.text_pair_column]
     out["label"] = frame[spec.label_column]
-    keep = out["label"].notna()
+    keep = out["label"].notna() & ~out["label"].map(lambda v: isinstance(v, str) and not v.strip())
     for column in ["text"] + (["text_pair"] if spec.text_pair_column else []):
         keep &= out[column].notna() & out[column].astype(str).str.strip().ne("")
     cleaned = out[keep].copy()
@@ -202,12 +202,14 @@ def _clean(frame: pd.DataFrame, spec: DataSpec) -> tuple[pd.DataFrame, int]:
 
 def _label_ids(frames: dict[str, pd.DataFrame], spec: DataSpec,
                class_names: dict[str, list[str]], raw: dict[str, pd.DataFrame],
-               train_split: str) -> list[str]:
+               train_split: str, notes: list[str]) -> list[str]:
     """Map every split's labels to ids 0..N-1 in place; return the label names."""
     _integer_strings_to_ids(frames, spec)
     train_labels = frames[train_split]["label"]
     is_text = any(isinstance(v, str) for v in train_labels)
     if is_text:
+        _strip_labels(frames, notes)
+        train_labels = frames[train_split]["label"]
         if spec.label_names:
             names = list(spec.label_names)
         else:
@@ -238,8 +240,7 @@ def _label_ids(frames: dict[str, pd.DataFrame], spec: DataSpec,
     elif spec.label_column in class_names:
         names = class_names[spec.label_column]
     else:
-        names = _names_from_text_column(raw, spec) or [
-            str(i) for i in range(int(max(f["label"].max() for f in frames.values())) + 1)]
+        names = _names_from_text_column(raw, spec) or _names_of_ids(frames, spec, train_split)
     for split, frame in frames.items():
         too_big = frame["label"] >= len(names)
         if too_big.any():
@@ -248,6 +249,50 @@ def _label_ids(frames: dict[str, pd.DataFrame], spec: DataSpec,
                 f"{spec.dataset}: split {split!r}, row {row}: label {int(value)} is outside the "
                 f"{len(names)} classes ({', '.join(names)}); fix the row or set [data] label_names")
     return names
+
+
+def _strip_labels(frames: dict[str, pd.DataFrame], notes: list[str]) -> None:
+    """'neg ' and 'neg' are one class: strip the spaces around string labels (in place), with a
+    note when any had some."""
+    stripped, example = 0, ""
+    for frame in frames.values():
+        labels = frame["label"]
+        clean = labels.map(lambda v: v.strip() if isinstance(v, str) else v)
+        changed = labels.ne(clean)
+        if changed.any() and not example:
+            example = f" ({labels[changed].iloc[0]!r} is {clean[changed].iloc[0]!r})"
+        stripped += int(changed.sum())
+        frame["label"] = clean
+    if stripped:
+        notes.append(f"stripped the spaces around {stripped} labels{example}")
+
+
+def _names_of_ids(frames: dict[str, pd.DataFrame], spec: DataSpec, train_split: str) -> list[str]:
+    """Names "0".."N-1" of integer labels that come without names. Every split's ids must be train's
+    (as for string labels), and train's must be 0..N-1: an id in a gap would be a class without
+    a single example, which the model is still built to predict."""
+    seen = sorted(set(frames[train_split]["label"]))
+    for split, frame in frames.items():
+        unseen = ~frame["label"].isin(seen)
+        if unseen.any():
+            row, value = _first_bad(frame, unseen)
+            raise AblateInputError(
+                f"{spec.dataset}: split {split!r}, row {row}: label {_show(value)} is not one of "
+                f"the train labels ({_some(seen)})")
+    missing = sorted(set(range(seen[-1] + 1)) - set(seen))
+    if missing:
+        raise AblateInputError(
+            f"{spec.dataset}: integer labels are class ids 0..N-1, but split {train_split!r} has "
+            f"labels {_some(seen)}, so ids {_some(missing)} would be classes without an example; "
+            f"renumber the labels 0..{len(seen) - 1}, use class names instead of numbers, or set "
+            f"[data] label_names to name all {seen[-1] + 1} ids")
+    return [str(i) for i in range(len(seen))]
+
+
+def _some(values: list[int], shown: int = 5) -> str:
+    """At most `shown` values, then how many there are in all."""
+    text = ", ".join(str(v) for v in values[:shown])
+    return text + (f", … ({len(values)} in all)" if len(values) > shown else "")
 
 
 def _first_bad(frame: pd.DataFrame, bad: pd.Series) -> tuple[int, Any]:
@@ -352,7 +397,7 @@ def load_labeled_splits(spec: DataSpec) -> LabeledSplits:
         if dropped[split]:
             notes.append(f"split {split!r}: dropped {dropped[split]} rows with an empty text or "
                          "missing label")
-    names = _label_ids(frames, spec, class_names, raw, spec.train_split)
+    names = _label_ids(frames, spec, class_names, raw, spec.train_split, notes)
     frames = {split: frame.reset_index(drop=True) for split, frame in frames.items()}
     present = sorted(set(frames[spec.train_split]["label"]))
     if len(names) < 2 or len(present) < 2:
@@ -362,10 +407,12 @@ def load_labeled_splits(spec: DataSpec) -> LabeledSplits:
 
     train = frames[spec.train_split]
     test = frames[test_split] if test_split else None
+    carved = []
     if test is None and spec.test_size:  # carved first, so validation never sees its rows
         test, train = _stratified_take(train, max(len(names), round(len(train) * spec.test_size)))
         notes.append(f"test carved from {spec.train_split!r}: {len(test)} rows "
                      f"({spec.test_size:g}, stratified)")
+        carved.append(f"test ({len(test)} rows: test_size {spec.test_size:g})")
     if spec.validation_split:
         validation = frames[spec.validation_split]
     else:
@@ -373,15 +420,61 @@ def load_labeled_splits(spec: DataSpec) -> LabeledSplits:
         validation, train = _stratified_take(train, n_val)
         notes.append(f"validation carved from {spec.train_split!r}: {len(validation)} rows "
                      f"({spec.validation_size:g}, stratified)")
+        carved.append(f"validation ({len(validation)} rows: validation_size "
+                      f"{spec.validation_size:g}, at least one per class)")
+    if carved:
+        _check_train_classes(
+            train["label"].to_numpy(), names,
+            f"{where}: carving {' and '.join(carved)} from the {len(frames[spec.train_split])} rows "
+            f"of split {spec.train_split!r}",
+            "give train more rows, or set validation_split"
+            + (" (and test_split)" if spec.test_size and test_split is None else "")
+            + " to a split of its own")
 
     if spec.max_train_samples:
+        classes = train["label"].nunique()
         train, _ = _stratified_take(train, spec.max_train_samples)
+        _check_train_classes(train["label"].to_numpy(), names,
+                             f"{where}: max_train_samples = {spec.max_train_samples}",
+                             f"raise it to {classes} or more, or leave it out")
     if spec.max_eval_samples:
         validation, _ = _stratified_take(validation, spec.max_eval_samples)
     if spec.max_test_samples and test is not None:
         test, _ = _stratified_take(test, spec.max_test_samples)
     return LabeledSplits(train=train, validation=validation, test=test, label_names=names,
                          dropped=dropped, notes=notes)
+
+
+def _check_train_classes(labels: np.ndarray, names: list[str], cause: str, advice: str) -> None:
+    """Training needs rows of at least two classes; `cause` says what left too few, `advice`
+    what to change."""
+    present = np.unique(labels)
+    if len(present) >= 2:
+        return
+    left = ("no training rows" if not len(present)
+            else f"training rows of a single class ({names[present[0]]!r})")
+    raise AblateInputError(f"{cause} leaves {left}; classification needs two classes or more: {advice}")
+
+
+def check_train_size(splits: LabeledSplits, n: int | None) -> None:
+    """The max_train_samples knob of a variant takes the rows with_train_size will take: refused
+    when they hold a single class."""
+    labels = splits.train["label"].to_numpy()
+    if n is None or n >= len(labels):
+        return
+    _check_train_classes(labels[stratified_indices(labels, n)], splits.label_names,
+                         f"max_train_samples = {n}", f"raise it to {len(np.unique(labels))} or more")
+
+
+def count_longer(splits: LabeledSplits, tokenizer: Any, limit: int) -> int:
+    """How many examples (text and pair, encoded as for training) of all splits have more than
+    `limit` tokens."""
+    longer = 0
+    for _, frame in splits.split_items():
+        pairs = frame["text_pair"].tolist() if "text_pair" in frame.columns else None
+        encoded = tokenizer(frame["text"].tolist(), pairs, truncation=True, max_length=limit + 1)
+        longer += sum(len(ids) > limit for ids in encoded["input_ids"])
+    return longer
 
 
 # --------------------------------------------------------------------------- tokenization

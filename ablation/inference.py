@@ -91,13 +91,19 @@ def class_logits(model: Any, tokenizer: Any, texts: list[str], pairs: list[str] 
     return restored
 
 
-def max_length_of(folder: Path, tokenizer: Any) -> int:
-    """Truncate like the trial did (ablate.json), else at the tokenizer's own limit."""
+def max_length_of(folder: Path, tokenizer: Any, model: Any = None) -> int:
+    """Truncate like the trial did (ablate.json), else at the tokenizer's own limit; never beyond
+    the positions the model has (a trial whose texts were all shorter may have set more)."""
+    from .train import position_limit
+
     stored = model_info(folder).get("max_length")
     if stored:
-        return int(stored)
-    limit = getattr(tokenizer, "model_max_length", DEFAULT_MAX_LENGTH)
-    return limit if limit < 100_000 else DEFAULT_MAX_LENGTH  # "no limit" is stored as 1e30
+        length = int(stored)
+    else:
+        limit = getattr(tokenizer, "model_max_length", DEFAULT_MAX_LENGTH)
+        length = limit if limit < 100_000 else DEFAULT_MAX_LENGTH  # "no limit" is stored as 1e30
+    limit = position_limit(model, tokenizer) if model is not None else None
+    return min(length, limit) if limit is not None else length
 
 
 # --------------------------------------------------------------------------- predict
@@ -146,7 +152,7 @@ def predict(folder: Path, texts: list[str], batch_size: int | None = None) -> li
     from scipy.special import softmax
 
     tokenizer, model, precision = load_classifier(folder)
-    logits = class_logits(model, tokenizer, texts, max_length=max_length_of(folder, tokenizer),
+    logits = class_logits(model, tokenizer, texts, max_length=max_length_of(folder, tokenizer, model),
                           batch_size=batch_size, precision=precision)
     names = label_names_of(model.config)
     rows = []
@@ -245,7 +251,7 @@ def evaluate(folder: Path, frame: pd.DataFrame, batch_size: int | None = None) -
     labels = frame["label"].to_numpy(dtype=np.int64)
     started = time.perf_counter()
     logits = class_logits(model, tokenizer, frame["text"].astype(str).tolist(), pairs,
-                          max_length=max_length_of(folder, tokenizer), batch_size=batch_size,
+                          max_length=max_length_of(folder, tokenizer, model), batch_size=batch_size,
                           precision=precision)
     runtime = time.perf_counter() - started
     metrics = {"eval_loss": float(F.cross_entropy(torch.from_numpy(logits), torch.tensor(labels)))}
@@ -300,7 +306,7 @@ def checkpoint_folders(spec: Any, key: str) -> list[Path]:
         raise AblateInputError(
             f"--checkpoints {key!r}: the trial kept no checkpoints ({trials / key / 'checkpoints'} "
             "has no checkpoint-*); [experiment] save_models = \"all\" keeps the checkpoint of every "
-            f"evaluation: ablate run {spec.path} --set experiment.save_models=all --rerun {variant}")
+            f"evaluation: {spec.command('run', '--rerun', variant, sets=('experiment.save_models=all',))}")
     return sorted(folders, key=lambda p: int(p.name.split("-")[-1]))
 
 

@@ -14,6 +14,16 @@ SCALAR_METRICS = (
 )
 
 
+def metric_range(metric: str) -> tuple[float, float]:
+    """The values a metric can take (scores in [0, 1], losses from 0 up): an interval over a few
+    seeds is clipped to them, since a t-interval knows no bounds."""
+    if metric.endswith("loss"):
+        return 0.0, np.inf
+    if metric in SCALAR_METRICS or metric.startswith("f1_"):
+        return 0.0, 1.0
+    return -np.inf, np.inf
+
+
 def classification_metrics(logits: np.ndarray, labels: np.ndarray,
                            label_names: list[str]) -> dict[str, float]:
     """Scalar metrics (the selection metric is one of them) plus one F1 per class."""

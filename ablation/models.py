@@ -82,6 +82,18 @@ def best_record(built: dict[str, Any]) -> Any:
     return pick(candidates, key=lambda r: r.value)
 
 
+def stale_best_model(spec: ExperimentSpec, built: dict[str, Any]) -> str | None:
+    """When best_model/ holds another trial than the report's best one (whose model was removed
+    while it was not the best, and a later --rerun changed which is), one line that says so."""
+    kept, best = built.get("best_model"), best_record(built)
+    if not kept or best is None or kept["key"] == best.key:
+        return None
+    return (f"{BEST_MODEL}/ holds trial {kept['key']}, no longer the best: the best trial, {best.key}, "
+            f"kept no model (save_models = \"{spec.experiment.save_models}\" removed it while "
+            f"another trial was the best); `{spec.command('run', '--rerun', best.variant)}` trains "
+            "it again and keeps it")
+
+
 def export_best_model(spec: ExperimentSpec, study: Any, built: dict[str, Any],
                       echo: Callable[[str], None] = print) -> dict[str, Any] | None:
     """Make output_dir/best_model/ the best trial's model and record it in the study (and in
@@ -102,7 +114,7 @@ def export_best_model(spec: ExperimentSpec, study: Any, built: dict[str, Any],
     elif not source.is_dir():
         echo(f"best model: trial {best.key} kept no model ({source} is missing: it ran with "
              "save_models = \"none\", or on another machine); re-run it to keep one: "
-             f"ablate run {spec.path} --rerun {best.variant}")
+             f"{spec.command('run', '--rerun', best.variant)}")
         return current
     else:
         staging = spec.output_dir / f".{BEST_MODEL}.tmp"
@@ -143,7 +155,7 @@ def resolve_model(argument: str, sets: list[str] | None = None) -> tuple[Path, A
     if not (folder / "config.json").is_file():
         raise AblateInputError(
             f"study {spec.name!r} has no best model ({folder} is missing); run the study with "
-            f"[experiment] save_models = \"best\" (the default) or \"all\": `ablate run {argument}` "
+            f"[experiment] save_models = \"best\" (the default) or \"all\": `{spec.command('run')}` "
             "(trials that ran with \"none\" need `--rerun VARIANT`)")
     return folder, spec
 

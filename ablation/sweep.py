@@ -77,6 +77,21 @@ def make_output_dir(spec: ExperimentSpec) -> None:
             f"{err.strerror or err}") from None
 
 
+def check_own_output_dir(spec: ExperimentSpec) -> None:
+    """An output folder holds one study's report, best model and trial folders: another study
+    writing there (an output_dir set in the file, a name changed by --set) would mix them."""
+    resolved = spec.output_dir / "resolved.json"
+    try:
+        owner = json.loads(resolved.read_text(encoding="utf-8"))["experiment"]["name"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # a new folder, or not one of ours
+    if owner != spec.name:
+        raise AblateInputError(
+            f"[experiment] output_dir = {str(spec.output_dir)!r} holds the files of study {owner!r} "
+            f"(its resolved.json); give study {spec.name!r} its own output_dir (without one it is "
+            f"reports/<name>), or delete that folder if study {owner!r} is no longer wanted")
+
+
 def _write_study_files(spec: ExperimentSpec) -> None:
     """A copy of the experiment file and the fully resolved recipe, beside the report."""
     (spec.output_dir / "experiment.toml").write_text(spec.text, encoding="utf-8")
@@ -120,14 +135,18 @@ def _shown(value: Any) -> str:
     return "unset" if value is None else repr(value) if isinstance(value, str) else json.dumps(value)
 
 
-def _refusal(spec: ExperimentSpec, what: str) -> AblateInputError:
+NEW_STUDY = "use a new [experiment] name, or --force-new to delete that study and start afresh"
+# A worker only trains what `ablate run` queued: it must read what that run read.
+SAME_AS_RUN = "start the worker with the experiment file and --set options of the `ablate run` that queued it"
+
+
+def _refusal(spec: ExperimentSpec, what: str, advice: str) -> AblateInputError:
     return AblateInputError(
-        f"storage {spec.experiment.storage} holds study {spec.name!r} run with {what}; use a new "
-        "[experiment] name, or --force-new to delete that study and start afresh")
+        f"storage {spec.experiment.storage} holds study {spec.name!r} run with {what}; {advice}")
 
 
 def check_same_study(study: optuna.Study, spec: ExperimentSpec,
-                     keys: tuple[str, ...] = IDENTITY_ATTRS) -> None:
+                     keys: tuple[str, ...] = IDENTITY_ATTRS, advice: str = NEW_STUDY) -> None:
     """Refuse to add trials to a stored study of the same name but another data, model,
     baseline or metric: their results would be compared as if they were alike. New variants
     and seeds are fine."""
@@ -138,15 +157,18 @@ def check_same_study(study: optuna.Study, spec: ExperimentSpec,
         found = _first_difference(key, stored[key], mine)
         if found:
             where, old, new = found
-            raise _refusal(spec, f"{where}={_shown(old)}; this file says {_shown(new)}")
+            raise _refusal(spec, f"{where}={_shown(old)}; this file says {_shown(new)}", advice)
 
 
-def check_same_data(study: optuna.Study, spec: ExperimentSpec, fingerprint: str) -> None:
-    """The same [data] keys can still read other rows (a file changed on disk)."""
+def check_same_data(study: optuna.Study, spec: ExperimentSpec, fingerprint: str,
+                    advice: str = NEW_STUDY) -> None:
+    """The same [data] keys can still read other rows (a file changed on disk; a worker given
+    other files or --sets)."""
     stored = study.user_attrs.get(DATA_FINGERPRINT)
     if stored is not None and stored != fingerprint:
         raise _refusal(spec, f"other data rows (content fingerprint {stored}; {spec.data.dataset} "
-                             f"now gives {fingerprint}: its files changed)")
+                             f"now gives {fingerprint}: other files, or other keys that pick rows)",
+                       advice)
 
 
 def _record_study_attrs(study: optuna.Study, spec: ExperimentSpec, splits: Any) -> None:
@@ -201,18 +223,41 @@ class TrialInputs:
 
 def preflight(spec: ExperimentSpec, trials: list[TrialSpec], inputs: TrialInputs) -> None:
     """Checks that need the data, the models or the machine, done before the first trial trains:
-    every model and tokenizer loads, config overrides exist, knobs fit the data."""
+    every model and tokenizer loads, config overrides exist and build a model, knobs fit the data
+    and the model (max_length within its positions, at least two classes in a subsample)."""
     import numpy as np
 
-    from .train import ModelSource, apply_dropout, check_precision, class_weights
+    from .data import check_train_size, count_longer
+    from .train import (
+        ModelSource,
+        apply_dropout,
+        check_precision,
+        class_weights,
+        model_skeleton,
+        position_limit,
+    )
 
     label_names = inputs.splits.label_names
+    limits: dict[str, int | None] = {}  # one model skeleton per model and overrides
+    longer: dict[str, int] = {}  # how many texts are longer than a model's limit
     for trial in trials:
         where = f"{spec.path}: {trial.variant}"
         try:
             source = ModelSource.of(spec, trial.recipe)
             config = inputs.model_config(source)
-            inputs.tokenizer(source)
+            tokenizer = inputs.tokenizer(source)
+            model_key = json.dumps(source.identity(), sort_keys=True, default=str)
+            if model_key not in limits:
+                limits[model_key] = position_limit(model_skeleton(source, config), tokenizer)
+            limit = limits[model_key]
+            if limit is not None and trial.recipe.max_length > limit:
+                if model_key not in longer:
+                    longer[model_key] = count_longer(inputs.splits, tokenizer, limit)
+                if longer[model_key]:
+                    raise AblateInputError(
+                        f"max_length = {trial.recipe.max_length} is more than the {limit} tokens "
+                        f"that {source.name} can take, and {longer[model_key]} examples are "
+                        f"longer than that; set max_length = {limit} or less")
             problem = check_precision(trial.recipe.precision)
             if problem:
                 raise AblateInputError(f"precision = {trial.recipe.precision!r}: {problem}")
@@ -223,29 +268,66 @@ def preflight(spec: ExperimentSpec, trials: list[TrialSpec], inputs: TrialInputs
                     f"batch_size = {trial.recipe.batch_size} is the global batch of "
                     f"devices_per_trial = {devices} processes: it must be a multiple of {devices}")
             class_weights(trial.recipe, np.arange(len(label_names)), len(label_names))
+            check_train_size(inputs.splits, trial.recipe.max_train_samples)
         except AblateInputError as err:
             raise AblateInputError(f"{where}: {err}") from None
 
 
 def plan(study: optuna.Study, trials: list[TrialSpec], rerun: list[str] | None = None,
-         retry_failed: bool = False) -> tuple[list[TrialSpec], list[str], list[int]]:
+         retry_failed: bool = False, path: Any = "") -> tuple[list[TrialSpec], list[str], list[int]]:
     """Which selected trials to queue now, which complete ones are re-used, and which trial
     numbers the caller supersedes once every check has passed (nothing is written here).
 
     Queued: every trial with no complete, waiting or running attempt (a trial that failed in an
     earlier invocation is tried once more). `rerun` variants are queued again and their complete
-    results superseded; `retry_failed` queues only trials whose attempts all failed."""
-    existing = records.load_records(study)
-    replaced = [r.number for r in existing
-                if rerun and r.variant in rerun and r.complete and not r.superseded]
-    active = [r for r in existing if not r.superseded and r.number not in replaced]
+    results superseded; `retry_failed` queues only trials whose attempts all failed (and the
+    `rerun` ones). A complete, waiting or running attempt whose changes differ from the file's
+    is refused: its result would be shown under changes it was not trained with.
+
+    A `rerun` trial still running is refused where heartbeats tell a live process from a dead
+    one; without them (journal storage) it is taken as abandoned: superseded, failed by the
+    caller (`queue.fail_abandoned`), and queued again."""
+    rerun = rerun or []
+    existing = [r for r in records.load_records(study) if not r.superseded]
+    _check_unchanged(existing, [t for t in trials if t.variant not in rerun], path)
+    rerun_keys = {t.key for t in trials if t.variant in rerun}
+    running = [r for r in existing if r.key in rerun_keys and r.state == "RUNNING"]
+    if running and queue.has_heartbeats(study):
+        raise AblateInputError(
+            f"--rerun {running[0].variant}: trial {running[0].key} is running in another process; "
+            "run it again once it has finished")
+    abandoned = {r.number for r in running}
+    active = [r for r in existing if not (r.key in rerun_keys and r.complete) and r.number not in abandoned]
     complete = {r.key for r in active if r.complete}
     busy = {r.key for r in active if r.state in ("WAITING", "RUNNING")}
     failed = {r.key for r in active if r.state == "FAIL"}
     skipped = [t.key for t in trials if t.key in complete]
     to_queue = [t for t in trials if t.key not in complete | busy
-                and (not retry_failed or t.key in failed)]
+                and (not retry_failed or t.key in failed | rerun_keys)]
+    queued = {t.key for t in to_queue}  # only a result trained again is superseded
+    replaced = [r.number for r in existing
+                if r.key in rerun_keys & queued and (r.complete or r.number in abandoned)]
     return to_queue, skipped, replaced
+
+
+def _check_unchanged(existing: list[records.TrialRecord], trials: list[TrialSpec], path: Any) -> None:
+    from .variants import describe_changes
+
+    def canonical(overrides: dict[str, Any]) -> str:
+        return json.dumps(overrides, sort_keys=True, default=str)
+
+    wanted = {t.key: t for t in trials}
+    for record in existing:
+        trial = wanted.get(record.key)
+        if (trial is None or record.state not in ("COMPLETE", "WAITING", "RUNNING")
+                or canonical(record.overrides) == canonical(trial.overrides)):
+            continue
+        state = "run" if record.complete else "queued"
+        raise AblateInputError(
+            f"{path}: variant {trial.variant!r} was {state} with {describe_changes(record.overrides)}; "
+            f"the file now says {describe_changes(trial.overrides)}: `--rerun {trial.variant}` trains "
+            "it again with the new changes (the old result is kept as superseded), or give the "
+            "changed variant a new name")
 
 
 @dataclass
@@ -253,7 +335,7 @@ class Work:
     """What one process needs to train claimed trials; data and models load on first use."""
 
     spec: ExperimentSpec
-    study: optuna.Study
+    study: optuna.Study  # None only while `run --force-new` checks its input, before the new study
     echo: Lines  # a plain message callable is wrapped on construction
     stop: threading.Event = field(default_factory=threading.Event)  # --graceful: finish, then stop
     inputs: TrialInputs | None = None
@@ -298,6 +380,7 @@ def work(job: Work, wanted: set[str] | None, outcome: RunOutcome, wait_for_other
 
 def _work(job: Work, wanted: set[str] | None, outcome: RunOutcome, wait_for_others: bool) -> None:
     several_seeds = len(job.spec.experiment.seeds) > 1
+    waited_for: set[str] = set()
     while not job.stop.is_set():
         queue.requeue_stale(job.study)
         optuna_trial = queue.claim(job.study, wanted)
@@ -309,6 +392,10 @@ def _work(job: Work, wanted: set[str] | None, outcome: RunOutcome, wait_for_othe
                 if wanted is None or t.user_attrs.get(records.KEY) in wanted]
             if not (wait_for_others and running):
                 return
+            keys = {t.user_attrs.get(records.KEY) for t in running}
+            if keys - waited_for:  # said once, not at every poll
+                waited_for |= keys
+                job.echo(_waiting_note(job, running))
             time.sleep(min(job.spec.experiment.heartbeat, 5))
             continue
         with queue.Heartbeat(job.study, optuna_trial):  # from the claim until the trial is told
@@ -319,6 +406,16 @@ def _work(job: Work, wanted: set[str] | None, outcome: RunOutcome, wait_for_othe
             job.echo.trial_started(trial.key, trial.seed)
             _run_one(job.study, optuna_trial, trial, job.spec, data, tokenizer, job.tracker,
                      run_name, outcome, job.echo)
+
+
+def _waiting_note(job: Work, running: list[optuna.trial.FrozenTrial]) -> str:
+    keys = sorted({str(t.user_attrs.get(records.KEY)) for t in running})
+    note = f"waiting for {', '.join(keys)}, running in another process"
+    if queue.has_heartbeats(job.study):
+        return note
+    variants = sorted({str(t.user_attrs.get(records.VARIANT)) for t in running})
+    return (f"{note} (this storage has no heartbeats: if that process is gone, stop this and "
+            f"`{job.spec.command('run', *[part for v in variants for part in ('--rerun', v)])}`)")
 
 
 def _inputs_for(job: Work, optuna_trial: optuna.Trial, trial: TrialSpec) -> tuple[Any, Any]:
@@ -339,17 +436,20 @@ def _search_once(job: Work, outcome: RunOutcome) -> bool:
     from .search import PruningCallback, search_trial_name, suggest
 
     search = job.spec.search
-    made = [t for t in job.study.get_trials(deepcopy=False)
-            if str(t.user_attrs.get(records.VARIANT, "")).startswith("search_")]
-    if len(made) >= search.n_trials:
-        return False
-    optuna_trial = job.study.ask()
-    with queue.Heartbeat(job.study, optuna_trial):
+    # Counted and made under the study's lock: two workers would both see n_trials - 1 and
+    # both add one.
+    with queue.planning_lock(job.spec, lambda line: None):
+        made = [t for t in job.study.get_trials(deepcopy=False)
+                if str(t.user_attrs.get(records.VARIANT, "")).startswith("search_")]
+        if len(made) >= search.n_trials:
+            return False
+        optuna_trial = job.study.ask()
         overrides = suggest(optuna_trial, search)
         trial = TrialSpec.of(job.spec.baseline, search_trial_name(optuna_trial.number),
                              job.spec.experiment.seeds[0], overrides)
         for key, value in records.trial_attrs(trial).items():
             optuna_trial.set_user_attr(key, value)
+    with queue.Heartbeat(job.study, optuna_trial):
         tokenizer, data = _inputs_for(job, optuna_trial, trial)
         metric = job.spec.experiment.metric
         pruning = PruningCallback(optuna_trial, metric)
@@ -364,42 +464,27 @@ def _search_once(job: Work, outcome: RunOutcome) -> bool:
 def run_study(spec: ExperimentSpec, only: list[str] | None = None,
               echo: Callable[[str], None] = print, *, rerun: list[str] | None = None,
               retry_failed: bool = False, workers: int = 1,
-              stop: threading.Event | None = None, force_new: bool = False) -> RunOutcome:
+              stop: threading.Event | None = None, force_new: bool = False,
+              graceful: bool = False) -> RunOutcome:
     """Queue every selected trial not yet complete, train them (here, or in `workers` worker
-    processes), wait for the study's other workers, then write the report.
+    processes, which get `only`/`rerun` and `graceful` too), wait for the study's other
+    workers, then write the report.
 
     A stored study of the same name but another data, model, baseline or metric is refused;
-    `force_new` deletes it first."""
+    `force_new` deletes it, once every check of this run's input has passed."""
     echo = as_progress(echo)  # messages, and the trials' progress where the terminal shows it
     trials = select_trials(spec, (only or []) + (rerun or []) or None)
     outcome = RunOutcome(planned=trials)
     make_output_dir(spec)
-    if force_new:
-        deleted = queue.delete_study(spec)
-        if deleted is not None:
-            echo(f"--force-new: deleted study {spec.name!r} ({deleted} trial(s)) from "
-                 f"{spec.experiment.storage}; starting afresh")
-    study = queue.open_study(spec)
-    check_same_study(study, spec)  # before anything is written or queued
-    _write_study_files(spec)
-    to_queue, outcome.skipped, replaced = plan(study, trials, rerun, retry_failed)
-    if outcome.skipped:
-        echo(f"re-using {len(outcome.skipped)} completed trial(s): {', '.join(outcome.skipped)}")
-    echo.planned([(t.key, t.seed) for t in trials if t.key not in outcome.skipped])
-    job = Work(spec, study, echo, stop or threading.Event())
-    if to_queue:
-        inputs = job.prepare()
-        check_same_data(study, spec, inputs.splits.fingerprint())
-        preflight(spec, to_queue, inputs)  # every problem before anything trains
-        _record_study_attrs(study, spec, inputs.splits)
-        if replaced:  # --rerun: only now, so that bad input supersedes nothing
-            records.supersede(study, replaced)
-        for trial in to_queue:  # tokenize once, before any worker starts
-            inputs.for_trial(trial)
-        queue.enqueue(study, to_queue)
+    check_own_output_dir(spec)
+    with queue.planning_lock(spec, echo):
+        job, to_queue = _plan_and_queue(spec, trials, outcome, echo, stop, rerun, retry_failed,
+                                        force_new)
+    study = job.study
     wanted = {t.key for t in trials}
     if workers > 1 and to_queue:
-        _run_worker_processes(spec, workers, echo)
+        names = sorted({t.variant for t in trials}) if only or rerun else []
+        _run_worker_processes(spec, workers, echo, job.stop, names, graceful)
     work(job, wanted, outcome, wait_for_others=True)
     _collect_outcome(study, wanted, outcome)
 
@@ -412,22 +497,70 @@ def run_study(spec: ExperimentSpec, only: list[str] | None = None,
     return outcome
 
 
+def _plan_and_queue(spec: ExperimentSpec, trials: list[TrialSpec], outcome: RunOutcome,
+                    echo: Lines, stop: threading.Event | None, rerun: list[str] | None,
+                    retry_failed: bool, force_new: bool) -> tuple[Work, list[TrialSpec]]:
+    """Check everything, then queue what is to run; nothing is written (superseded, deleted,
+    queued) before every check has passed."""
+    study = None if force_new else queue.open_study(spec)
+    if study is None:  # --force-new: every selected trial, in a new study
+        to_queue, replaced = list(trials), []
+    else:
+        check_same_study(study, spec)
+        to_queue, outcome.skipped, replaced = plan(study, trials, rerun, retry_failed, spec.path)
+    _write_study_files(spec)
+    if outcome.skipped:
+        echo(f"re-using {len(outcome.skipped)} completed trial(s): {', '.join(outcome.skipped)}")
+    echo.planned([(t.key, t.seed) for t in trials if t.key not in outcome.skipped])
+    job = Work(spec, study, echo, stop or threading.Event())
+    if to_queue:
+        inputs = job.prepare()
+        if study is not None:
+            check_same_data(study, spec, inputs.splits.fingerprint())
+        preflight(spec, to_queue, inputs)  # every problem before anything trains
+        for trial in to_queue:  # tokenize once, before any worker starts
+            inputs.for_trial(trial)
+    if force_new:
+        deleted = queue.delete_study(spec)
+        if deleted is not None:
+            echo(f"--force-new: deleted study {spec.name!r} ({deleted} trial(s)) from "
+                 f"{spec.experiment.storage}; starting afresh")
+        job.study = queue.open_study(spec)
+    if to_queue:
+        _record_study_attrs(job.study, spec, job.prepare().splits)
+        if replaced:  # --rerun: only now, so that bad input supersedes nothing
+            queue.fail_abandoned(job.study, replaced)
+            records.supersede(job.study, replaced)
+        queue.enqueue(job.study, to_queue)
+    return job, to_queue
+
+
 def run_worker(spec: ExperimentSpec, echo: Callable[[str], None] = print,
-               stop: threading.Event | None = None) -> RunOutcome:
-    """`ablate worker`: join a study, train queued trials until the queue is empty."""
+               stop: threading.Event | None = None, only: list[str] | None = None) -> RunOutcome:
+    """`ablate worker`: join a study, train queued trials (of the `only` variants) until none is
+    left."""
+    wanted = {t.key for t in select_trials(spec, only)} if only else None
     study = queue.open_study(spec, create=False)
     # What the trials' recipes are built from; the data and model may sit at other paths on
     # another machine.
-    check_same_study(study, spec, keys=("baseline", "metric", "direction"))
+    check_same_study(study, spec, keys=("baseline", "metric", "direction"), advice=SAME_AS_RUN)
+    job = Work(spec, study, echo, stop or threading.Event())
+    if DATA_FINGERPRINT in study.user_attrs:  # before any trial is claimed: none fails for it
+        check_same_data(study, spec, job.prepare().splits.fingerprint(), advice=SAME_AS_RUN)
     outcome = RunOutcome(planned=[])
-    work(Work(spec, study, echo, stop or threading.Event()), None, outcome, wait_for_others=False)
+    work(job, wanted, outcome, wait_for_others=False)
     return outcome
 
 
-def _run_worker_processes(spec: ExperimentSpec, workers: int, echo: Callable[[str], None]) -> None:
+def _run_worker_processes(spec: ExperimentSpec, workers: int, echo: Callable[[str], None],
+                          stop: threading.Event, only: list[str], graceful: bool) -> None:
     """Start `workers` processes of `ablate worker` on this study (one GPU each when there are
-    enough) and wait for them."""
+    enough) and wait for them.
+
+    They run in their own session, so that each Ctrl+C reaches them once, from here: with
+    --graceful the first one (which sets `stop` here) lets their running trials finish."""
     import os
+    import signal
     import subprocess
     import sys
 
@@ -436,9 +569,12 @@ def _run_worker_processes(spec: ExperimentSpec, workers: int, echo: Callable[[st
     gpus = torch.cuda.device_count()
     per_trial = spec.experiment.devices_per_trial
     threads = max(1, (os.cpu_count() or 1) // workers)  # oversubscribed CPU threads thrash
-    command = [sys.executable, "-m", "ablation", "worker", str(spec.path),
-               "--set", f"experiment.storage={json.dumps(spec.experiment.storage)}",
-               "--set", f"experiment.output_dir={json.dumps(str(spec.output_dir))}"]
+    # The study's own --sets (data, model and tracking are read from them), then where it is.
+    command = [sys.executable, "-m", "ablation", *spec.arguments(
+        "worker", *[part for name in only for part in ("--only", name)],
+        *(["--graceful"] if graceful else []),
+        sets=(f"experiment.storage={json.dumps(spec.experiment.storage)}",
+              f"experiment.output_dir={json.dumps(str(spec.output_dir))}"))]
     processes = []
     for index in range(workers):
         env = dict(os.environ)
@@ -447,14 +583,28 @@ def _run_worker_processes(spec: ExperimentSpec, workers: int, echo: Callable[[st
                 str(index * per_trial + offset) for offset in range(per_trial))
         elif gpus == 0:
             env.setdefault("OMP_NUM_THREADS", str(threads))
-        processes.append(subprocess.Popen(command, env=env))
+        processes.append(subprocess.Popen(command, env=env, start_new_session=True))
     echo(f"started {workers} worker processes")
+
+    def interrupt() -> None:
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+
+    forwarded = False
     try:
+        while any(process.poll() is None for process in processes):
+            if stop.is_set() and not forwarded:
+                interrupt()  # --graceful's first Ctrl+C: they finish their running trials
+                forwarded = True
+            time.sleep(0.2)
+    except KeyboardInterrupt:  # Ctrl+C without --graceful, or the second one: stop them now
+        interrupt()
         for process in processes:
-            process.wait()
-    except KeyboardInterrupt:
-        for process in processes:
-            process.terminate()
+            try:
+                process.wait(timeout=60)  # each records its trial as failed, then exits
+            except subprocess.TimeoutExpired:
+                process.kill()
         raise
 
 

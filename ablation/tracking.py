@@ -7,13 +7,17 @@ run makes the next trial's points collide with it.
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
+import signal
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
 from .config import TrackingSpec
+from .locking import file_lock
 
 log = logging.getLogger(__name__)
 
@@ -77,11 +81,20 @@ class SwanLabTracker:
         if mode == "disabled":
             return None
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        if mode == "local":
+            _lock_local_store(self.log_dir / ".store.lock")
         settings = swanlab.Settings(
             probe=swanlab.Settings.Probe(monitor=False, requirements=False, git=False))
-        return swanlab.init(
+        handler = signal.getsignal(signal.SIGINT)
+        run = swanlab.init(
             project=self.project, name=name, group=group, config=config, mode=mode,
             log_dir=str(self.log_dir), reinit=True, settings=settings)
+        if threading.current_thread() is threading.main_thread():
+            # SwanLab's own Ctrl+C handler finishes the run at once and calls ours after: with
+            # --graceful the trial then goes on logging to a finished run and fails. Ablate
+            # handles Ctrl+C itself and finishes the run (as crashed) when the trial stops.
+            signal.signal(signal.SIGINT, handler)
+        return run
 
     def _warn_once(self, message: str) -> None:
         if message not in self._warned:
@@ -104,6 +117,33 @@ class SwanLabTracker:
         gc.collect()  # SwanLab's local database connections close only when collected
 
 
+# SwanLab's local mode keeps every run of a folder in one SQLite database (runs.swanlab), written
+# with check-then-insert steps (the project, each chart and namespace) from each run's background
+# thread. Worker processes sharing the folder interleave them, and a run, or a run's points, is
+# lost. Each of those writes is made under an fcntl lock on a file beside the database.
+_LOCAL_STORE_WRITES = ("on_run_initialized", "on_scalar_flush", "on_media_flush", "on_run_finished")
+_local_store_lock: list[Path] = []  # the lock file of this process's study
+
+
+def _lock_local_store(path: Path) -> None:
+    """Make SwanLab's local-store writes take the lock file `path` (once per process)."""
+    from swanlab.deprecated.local import LocalCallbacker
+
+    _local_store_lock[:] = [path]
+    if getattr(LocalCallbacker, "_ablate_locked", False):
+        return
+    for name in _LOCAL_STORE_WRITES:
+        write = getattr(LocalCallbacker, name)
+
+        @functools.wraps(write)
+        def locked(self: Any, *args: Any, _write: Any = write, **kwargs: Any) -> Any:
+            with file_lock(_local_store_lock[-1]):
+                return _write(self, *args, **kwargs)
+
+        setattr(LocalCallbacker, name, locked)
+    LocalCallbacker._ablate_locked = True
+
+
 TRACKERS: dict[str, Callable[[TrackingSpec, Path], Tracker]] = {
     "swanlab": SwanLabTracker,
     "none": lambda spec, output_dir: NullTracker(),
@@ -115,12 +155,13 @@ def make_tracker(spec: TrackingSpec, output_dir: Path) -> Tracker:
 
 
 def tracker_keys(logs: dict[str, Any]) -> dict[str, float]:
-    """Trainer log keys → dashboard keys grouped by panel: train/loss, eval/macro_f1, test/…"""
+    """Trainer log keys → dashboard keys grouped by panel: train/loss, eval/macro_f1 (each
+    evaluation), validation/… (the selected checkpoint), test/…"""
     out: dict[str, float] = {}
     for key, value in logs.items():
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             continue
-        for prefix in ("eval_", "test_"):
+        for prefix in ("eval_", "validation_", "test_"):
             if key.startswith(prefix):
                 out[f"{prefix[:-1]}/{key[len(prefix):]}"] = float(value)
                 break

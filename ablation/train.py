@@ -14,7 +14,7 @@ import platform
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,13 +60,26 @@ class ModelSource:
     name: str
     revision: str | None
     config: dict[str, Any]
+    # Where the name and the overrides were written, for error lines (not part of the identity):
+    # the variant's `model` knob or [model] name; the keys its `model_config` knob set.
+    name_key: str = field(default="[model] name", compare=False)
+    variant_config: tuple[str, ...] = field(default=(), compare=False)
 
     @classmethod
     def of(cls, spec: ExperimentSpec, recipe: Recipe) -> ModelSource:
         overrides = {**spec.model.config, **(recipe.model_config or {})}
+        variant_config = tuple(recipe.model_config or ())
         if recipe.model and recipe.model != spec.model.name:
-            return cls(recipe.model, None, overrides)
-        return cls(spec.model.name, spec.model.revision, overrides)
+            return cls(recipe.model, None, overrides, "model", variant_config)
+        return cls(spec.model.name, spec.model.revision, overrides, variant_config=variant_config)
+
+    def config_key(self, key: str) -> str:
+        """Where config override `key` was written: the variant's model_config or [model] config."""
+        return "model_config" if key in self.variant_config else "[model] config"
+
+    def identity(self) -> dict[str, Any]:
+        """What the trial's checkpoints are keyed by (the error-line fields left out)."""
+        return {"name": self.name, "revision": self.revision, "config": self.config}
 
 
 def load_model_config(source: ModelSource, label_names: list[str]) -> Any:
@@ -74,18 +87,18 @@ def load_model_config(source: ModelSource, label_names: list[str]) -> Any:
     try:
         config = AutoConfig.from_pretrained(source.name, revision=source.revision)
     except (OSError, ValueError) as err:
-        raise AblateInputError(model_unavailable(source.name, err)) from None
+        raise AblateInputError(model_unavailable(source.name, err, source.name_key)) from None
     for key in source.config:
         if not hasattr(config, key):
             raise AblateInputError(
-                f"[model] config key {key!r}: {type(config).__name__} of {source.name} has no "
+                f"{source.config_key(key)} key {key!r}: {type(config).__name__} of {source.name} has no "
                 "such setting")
         try:
             setattr(config, key, source.config[key])
         except Exception as err:  # transformers validates some fields (strict dataclasses)
             reason = str(err).strip().splitlines()[-1].strip() if str(err).strip() else type(err).__name__
             raise AblateInputError(
-                f"[model] config {key} = {source.config[key]!r} is refused by "
+                f"{source.config_key(key)} {key} = {source.config[key]!r} is refused by "
                 f"{type(config).__name__}: {reason}") from None
     config.num_labels = len(label_names)
     config.id2label = dict(enumerate(label_names))
@@ -135,7 +148,43 @@ def load_tokenizer(source: ModelSource) -> Any:
     try:
         return AutoTokenizer.from_pretrained(source.name, revision=source.revision)
     except (OSError, ValueError) as err:
-        raise AblateInputError(model_unavailable(source.name, err)) from None
+        raise AblateInputError(model_unavailable(source.name, err, source.name_key)) from None
+
+
+def model_skeleton(source: ModelSource, config: Any) -> Any:
+    """The model built from `config` on the meta device (no memory, no weights, milliseconds), so
+    that overrides making an impossible model fail before any trial trains, naming the key."""
+    try:
+        with torch.device("meta"):
+            return AutoModelForSequenceClassification.from_config(config)
+    except Exception as err:  # the architectures raise ValueError, ZeroDivisionError, TypeError, ...
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if not source.config:
+            raise AblateInputError(f"{source.name_key} = {source.name!r}: its config does not "
+                                   f"build a model: {reason}") from None
+        keys = " and ".join(sorted({source.config_key(key) for key in source.config}))
+        raise AblateInputError(
+            f"{keys} = {source.config!r}: {type(config).__name__} cannot build a model with these "
+            f"overrides ({reason}); change or drop them") from None
+
+
+NO_LIMIT = 100_000  # tokenizers without a length limit store model_max_length as 1e30
+
+
+def position_limit(model: Any, tokenizer: Any) -> int | None:
+    """The most tokens the model takes: its absolute position embeddings (RoBERTa-style models
+    number positions from pad_token_id + 1, so those are not usable) and the tokenizer's
+    model_max_length where that is a real number; None where neither says (relative positions)."""
+    limits = []
+    for name, module in model.named_modules():
+        if name.endswith("position_embeddings") and isinstance(module, torch.nn.Embedding):
+            reserved = module.padding_idx + 1 if module.padding_idx is not None else 0
+            limits.append(module.num_embeddings - reserved)
+            break
+    length = getattr(tokenizer, "model_max_length", None)
+    if isinstance(length, int) and 0 < length < NO_LIMIT:
+        limits.append(length)
+    return min(limits) if limits else None
 
 
 def device_name() -> str:
@@ -151,12 +200,17 @@ def device_name() -> str:
     return f"CPU: {platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
 
 
-def model_unavailable(name: str, err: Exception) -> str:
+def model_unavailable(name: str, err: Exception, key: str = "[model] name") -> str:
+    """Why the model named by `key` cannot be loaded, as one line."""
+    from .config import NO_SUCH_MODEL_FOLDER, looks_like_path
+
     reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     if Path(name).is_dir():
-        return (f"[model] name = {name!r} is a folder but not a saved model ({reason}); give a "
+        return (f"{key} = {name!r} is a folder but not a saved model ({reason}); give a "
                 "folder written by save_pretrained (config.json, the weights and the tokenizer)")
-    return (f"[model] name = {name!r} cannot be loaded ({reason}); give a local folder, or make "
+    if looks_like_path(name):
+        return f"{key} = {name!r}: {NO_SUCH_MODEL_FOLDER}"
+    return (f"{key} = {name!r} cannot be loaded ({reason}); give a local folder, or make "
             "the Hub id available offline: fill a Hugging Face cache, point HF_HUB_CACHE at it and "
             "set HF_HUB_OFFLINE=1")
 
@@ -431,7 +485,7 @@ def train_trial(trial: TrialSpec, spec: ExperimentSpec, data: TokenizedData, tok
     custom_loss = weights is not None or recipe.label_smoothing > 0
     validation_set, validation_order = data.by_length("validation")
     checkpoint_dir = trial_dir / "checkpoints"
-    identity = {"recipe": recipe.to_dict(), "seed": trial.seed, "source": dataclasses.asdict(source),
+    identity = {"recipe": recipe.to_dict(), "seed": trial.seed, "source": source.identity(),
                 "train_examples": len(data.train_labels)}
     identity = json.loads(json.dumps(identity, default=str))  # as it reads back from disk
     resume_from = resumable_checkpoint(checkpoint_dir, identity)
@@ -494,7 +548,9 @@ def train_trial(trial: TrialSpec, spec: ExperimentSpec, data: TokenizedData, tok
     if memory_at_start is not None:
         result["gpu_memory_at_start_mb"] = memory_at_start
         result["peak_gpu_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
-    final_logs = {f"final_eval_{k}": v for k, v in result["validation"].items()
+    # The selected checkpoint's validation metrics: a panel of their own (validation/macro_f1),
+    # beside eval/ (every evaluation during training) and test/.
+    final_logs = {f"validation_{k.removeprefix('eval_')}": v for k, v in result["validation"].items()
                   if k in SCALAR_METRICS or k == "eval_loss"}
     if data.test is not None:
         test = predict_in_order(trainer, *data.by_length("test"), "test")
@@ -502,7 +558,7 @@ def train_trial(trial: TrialSpec, spec: ExperimentSpec, data: TokenizedData, tok
         result["test_confusion"] = confusion(test.predictions, test.label_ids, n_classes)
         result["test_predictions"] = test.predictions.argmax(-1).tolist()
         result["test_labels"] = test.label_ids.tolist()
-        final_logs |= {f"test_{k}": v for k, v in result["test"].items()
+        final_logs |= {f"test_{k.removeprefix('eval_')}": v for k, v in result["test"].items()
                        if k in SCALAR_METRICS or k == "eval_loss"}
     tracker.log(tracker_keys(final_logs), step=trainer.state.global_step)
     result["runtime_s"] = time.perf_counter() - started

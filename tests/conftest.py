@@ -8,6 +8,7 @@ import os
 import random
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -35,6 +36,17 @@ def make_texts(n: int, seed: int) -> pd.DataFrame:
         rng.shuffle(words)
         rows.append({"text": " ".join(words), "label": label})
     return pd.DataFrame(rows)
+
+
+def one_error_line(call: Any, *args: Any) -> str:
+    """The message of the AblateInputError that `call(*args)` raises, checked to be one line."""
+    from ablation.errors import AblateInputError
+
+    with pytest.raises(AblateInputError) as info:
+        call(*args)
+    message = str(info.value)
+    assert "\n" not in message
+    return message
 
 
 @pytest.fixture(scope="session")

@@ -68,6 +68,8 @@ def test_best_trial_is_exported_to_best_model_and_loads_in_a_plain_pipeline(best
 
     report = (output_dir / "report.md").read_text()
     assert f"- **Best model**: `best_model/` — trial `{info['trial']}`" in report
+    assert f"`ablate predict {best_study} 'some text'`" in report  # runs from where it was made
+    assert f"regenerate with `ablate report {best_study}`" in report
 
     capsys.readouterr()
     assert cli.main(["run", str(best_study)]) == 0  # nothing to train; best_model/ stays
@@ -203,7 +205,9 @@ def test_save_models_none_keeps_no_weights_and_predict_says_how_to_get_them(
     assert err.count("\n") == 1
 
     assert cli.main(["evaluate", str(path), "--checkpoints", "baseline-s42"]) == 2
-    assert "save_models = \"all\" keeps the checkpoint of every evaluation" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "save_models = \"all\" keeps the checkpoint of every evaluation" in err
+    assert err.rstrip().endswith(f"ablate run {path} --rerun baseline --set experiment.save_models=all")
 
 
 def test_predict_and_evaluate_take_the_studys_set_overrides(best_study, tmp_path, capsys):
@@ -264,7 +268,41 @@ def test_inference_batches_stay_within_the_row_and_token_limits():
     assert [len(rows) for rows in batches] == [3, 3, 1, 1]  # 3,5,7 | 20,20,64 | 300 | 600 alone
 
 
-def test_next_commands_quote_what_the_shell_would_split():
-    args = cli.build_parser().parse_args(["run", "my studies/a b.toml", "--set", 'baseline.epochs=2'])
-    assert (cli._study_command(args, "dashboard")
-            == "ablate dashboard 'my studies/a b.toml' --set baseline.epochs=2")
+def test_next_commands_quote_what_the_shell_would_split(write_experiment, tmp_path, monkeypatch):
+    folder = tmp_path / "my studies"
+    folder.mkdir()
+    path = folder / "a b.toml"
+    path.write_text(write_experiment().read_text(encoding="utf-8"), encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    spec = load_spec("my studies/a b.toml", ["baseline.epochs=2"])
+    assert spec.command("dashboard") == "ablate dashboard 'my studies/a b.toml' --set baseline.epochs=2"
+    assert (spec.command("run", "--rerun", "baseline", sets=("experiment.save_models=all",))
+            == "ablate run 'my studies/a b.toml' --rerun baseline --set baseline.epochs=2 "
+               "--set experiment.save_models=all")  # the hint's own --set last: it wins
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # not under the working folder: the absolute path
+    assert spec.command("report") == f"ablate report {shlex.quote(str(path))} --set baseline.epochs=2"
+
+
+def test_a_best_model_no_longer_the_best_is_reported_as_such(write_experiment, monkeypatch, capsys):
+    """--rerun can change which trial is best after the new best's model was removed (it was not
+    the best then): best_model/ is kept, and the summary and report say whose it is."""
+    from ablation import train
+
+    path = write_experiment()
+    assert cli.main(["run", str(path)]) == 0
+    best = json.loads((load_spec(path).output_dir / "best_model" / "ablate.json").read_text())
+    other = "baseline_bs32" if best["variant"] == "baseline" else "baseline"
+
+    def fails(*args, **kwargs):
+        raise RuntimeError("flaky")
+
+    monkeypatch.setattr(train, "train_trial", fails)
+    capsys.readouterr()
+    assert cli.main(["run", str(path), "--rerun", best["variant"]]) == 1  # its result superseded
+    line = (f"best_model/ holds trial {best['trial']}, no longer the best: the best trial, {other}-s42, "
+            "kept no model")
+    out = capsys.readouterr().out
+    assert f"best model: {line}" in out and f"--rerun {other}` trains it again" in out
+    assert f"- **Best model**: {line}" in (load_spec(path).output_dir / "report.md").read_text()
+    assert (load_spec(path).output_dir / "best_model" / "config.json").is_file()  # nothing lost

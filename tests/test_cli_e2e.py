@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+import shlex
 import sqlite3
 from pathlib import Path
 
@@ -124,6 +127,34 @@ def test_dry_run_lists_the_plan_and_creates_nothing(write_experiment, capsys):
     assert not load_spec(path).output_dir.exists()
 
 
+def test_dry_run_plans_as_run_does(write_experiment, monkeypatch, capsys):
+    path = write_experiment()
+    assert cli.main(["run", str(path)]) == 0
+
+    def plan_of(*options: str) -> dict[str, str]:
+        capsys.readouterr()
+        assert cli.main(["run", str(path), "--dry-run", *options]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        start = next(i for i, line in enumerate(lines) if line.startswith("plan:"))
+        return {line.split()[0]: line[35:53].strip() for line in lines[start + 1:]
+                if line.startswith("  ")}
+
+    assert plan_of() == {"baseline-s42": "complete, re-used", "baseline_bs32-s42": "complete, re-used"}
+    assert plan_of("--rerun", "baseline_bs32") == {"baseline_bs32-s42": "to run again"}
+    assert plan_of("--retry-failed") == {"baseline-s42": "complete, re-used",
+                                         "baseline_bs32-s42": "complete, re-used"}
+    assert cli.main(["run", str(path), "--dry-run", "--rerun", "nope"]) == 2  # as run says
+
+    def fails(*args, **kwargs):
+        raise RuntimeError("flaky")
+
+    monkeypatch.setattr(train, "train_trial", fails)
+    assert cli.main(["run", str(path), "--rerun", "baseline"]) == 1  # superseded, then failed
+    assert plan_of() == {"baseline-s42": "to run", "baseline_bs32-s42": "complete, re-used"}
+    assert plan_of("--retry-failed") == {"baseline-s42": "to run",
+                                         "baseline_bs32-s42": "complete, re-used"}
+
+
 def test_report_and_status_commands_read_the_storage(write_experiment, capsys):
     path = write_experiment(variants="")
     assert cli.main(["run", str(path)]) == 0
@@ -162,10 +193,15 @@ def test_only_with_an_unknown_variant_is_bad_input(write_experiment, capsys):
     assert "--only 'bs32': no such variant" in capsys.readouterr().err
 
 
-def test_status_of_a_study_never_run_is_bad_input(write_experiment, capsys):
-    path = write_experiment()
-    assert cli.main(["status", str(path)]) == 2
-    assert "run `ablate run" in capsys.readouterr().err
+def test_status_of_a_study_never_run_is_bad_input_and_names_the_run_that_makes_it(
+        write_experiment, capsys):
+    path = write_experiment(variants="")
+    named = ["--set", 'experiment.name="other"']
+    assert cli.main(["status", str(path), *named]) == 2
+    hint = re.search(r"run `ablate (.*)` first", capsys.readouterr().err)
+    assert hint is not None and shlex.split(hint.group(1)) == ["run", str(path), *named]
+    assert cli.main(shlex.split(hint.group(1))) == 0
+    assert cli.main(["status", str(path), *named]) == 0
 
 
 def test_ctrl_c_marks_the_trial_failed_finishes_its_run_and_exits_130(write_experiment,
@@ -230,3 +266,41 @@ def test_validate_reports_data_and_model_problems_in_one_line(write_experiment, 
     assert cli.main(["validate", str(path), *[f"--set={s}" for s in sets]]) == 2
     err = capsys.readouterr().err
     assert expected in err and err.count("\n") == 1
+
+
+def test_a_study_is_refused_an_output_dir_that_holds_another_study(write_experiment, tmp_path, capsys):
+    path = write_experiment(variants="")  # its output_dir is set in the file: reports/tiny
+    assert cli.main(["run", str(path)]) == 0
+    renamed = ["--set", 'experiment.name="tiny2"']
+    for options in ([], ["--dry-run"]):
+        capsys.readouterr()
+        assert cli.main(["run", str(path), *options, *renamed]) == 2
+        err = capsys.readouterr().err
+        assert "holds the files of study 'tiny' (its resolved.json); give study 'tiny2' its own" in err
+    spec = load_spec(path)
+    assert optuna.load_study(study_name="tiny", storage=spec.experiment.storage).user_attrs
+    assert cli.main(["report", str(path)]) == 0  # the folder's own study
+
+
+def test_report_where_the_output_dir_cannot_be_made_is_bad_input(write_experiment, tmp_path, capsys):
+    path = write_experiment(variants="")
+    assert cli.main(["run", str(path)]) == 0
+    storage = json.dumps(load_spec(path).experiment.storage)
+    (tmp_path / "a_file").write_text("x")
+    elsewhere = ["--set", f"experiment.storage={storage}",
+                 "--set", f'experiment.output_dir="{tmp_path / "a_file"}"']
+    capsys.readouterr()
+    assert cli.main(["report", str(path), *elsewhere, "--format", "json"]) == 2
+    err = capsys.readouterr().err
+    assert "output_dir" in err and "cannot be created" in err and err.count("\n") == 1
+
+
+def test_dry_run_refuses_a_storage_that_run_would_refuse(write_experiment, capsys):
+    path = write_experiment(variants="")
+    database = load_spec(path).output_dir / "study.db"
+    database.parent.mkdir(parents=True)
+    database.write_text("garbage")
+    for options in ([], ["--dry-run"]):
+        capsys.readouterr()
+        assert cli.main(["run", str(path), *options]) == 2
+        assert "ablate: error: " in capsys.readouterr().err

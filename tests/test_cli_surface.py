@@ -108,7 +108,7 @@ def test_data_rows_changed_on_disk_are_refused_and_rerun_supersedes_nothing(
     assert cli.main(["run", str(study_file), "--rerun", "baseline"]) == 2
     err = _error(capsys)
     assert "holds study 'tiny' run with other data rows (content fingerprint" in err
-    assert "its files changed" in err
+    assert "other files, or other keys that pick rows" in err
     assert _trials(study_file) == stored
     assert cli.main(["status", str(study_file)]) == 0
     assert "SUPERSEDED" not in capsys.readouterr().out
@@ -132,6 +132,17 @@ def test_force_new_deletes_the_stored_study_and_starts_afresh(
     study = optuna.load_study(study_name="tiny", storage=storage)
     assert study.user_attrs["baseline"]["learning_rate"] == 5e-3
     assert cli.main(["run", str(study_file), *new_baseline]) == 0  # the new study is the file's
+
+
+def test_force_new_deletes_nothing_when_the_new_input_is_bad(
+        study_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["run", str(study_file)]) == 0
+    stored = _trials(study_file)
+    capsys.readouterr()
+    assert cli.main(["run", str(study_file), "--force-new", "--set", 'data.text_column="nope"']) == 2
+    out, err = capsys.readouterr()
+    assert "nope" in err and "deleted" not in out
+    assert _trials(study_file) == stored
 
 
 # --------------------------------------------------------------------------- init

@@ -116,7 +116,8 @@ def test_dashboard_api_has_every_trial_with_its_metrics_then_ctrl_c_stops_it(stu
         for name, number in _experiments(url).items():
             charts = {c["name"] for c in _get_json(f"{url}/api/v1/experiment/{number}/chart")["data"]
                       ["charts"]}
-            assert set(CHARTS) | {"test/macro_f1", "train/learning_rate"} <= charts, name
+            expected = set(CHARTS) | {"test/macro_f1", "validation/macro_f1", "train/learning_rate"}
+            assert expected <= charts, name
             summary = {s["key"]: s["value"] for s in
                        _get_json(f"{url}/api/v1/experiment/{number}/summary")["data"]["summaries"]}
             assert 0 <= summary["eval/macro_f1"] <= 1 and summary["train/loss"] > 0, name

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_texts
+from conftest import make_texts, one_error_line
 
 from ablation.config import DataSpec
 from ablation.data import LabeledSplits, load_labeled_splits, load_raw_splits, tokenize
@@ -45,11 +45,7 @@ def spec(path: Path, **kwargs) -> DataSpec:
 
 def load_error(data: DataSpec) -> str:
     """The one-line message of the AblateInputError that loading `data` raises."""
-    with pytest.raises(AblateInputError) as info:
-        load_labeled_splits(data)
-    message = str(info.value)
-    assert "\n" not in message
-    return message
+    return one_error_line(load_labeled_splits, data)
 
 
 def assert_stratified(sample: pd.DataFrame, source: pd.DataFrame) -> None:

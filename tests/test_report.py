@@ -189,6 +189,40 @@ def test_ablation_table_shows_each_change_alone_and_removed(write_experiment):
     assert "`full` (every change) vs `baseline`: +0.1000" in text
 
 
+def test_one_seed_with_a_loss_metric_says_its_effects_are_differences_in_accuracy(write_experiment):
+    """Per-example predictions give accuracy, not a loss: the effects must be labelled so."""
+    path = write_experiment(variants="good = { learning_rate = 1e-2 }\n")
+    spec = load_spec(path, ['experiment.metric="eval_loss"', 'experiment.direction="minimize"'])
+    labels = [0, 1, 2] * 40
+    wrong = [(y + 1) % 3 for y in labels[:60]] + labels[60:]
+
+    def result(predictions, value):
+        return _result(value, 0.5, 2.0) | {"test_predictions": predictions, "test_labels": labels}
+
+    study = _store(spec, {"baseline-s42": result(wrong, 0.6), "baseline_good-s42": result(labels, 0.9)})
+    built = build_report(spec, study)
+    (effect,) = built["effects"]
+    assert effect.metric == "accuracy" and effect.interval.estimate == pytest.approx(0.5)
+    text = write_report(spec, study).read_text()
+    assert "the difference in `accuracy` (see below the table)" in text
+    assert "the difference in `eval_loss`" not in text
+
+
+def test_a_removed_change_is_never_measured_against_the_baseline(write_experiment):
+    """full_minus_* is compared with `full`; while `full` has no result it shows no Δ."""
+    path = write_experiment(variants="", extra=(
+        '[ablation]\nmode = "leave-one-out"\n[ablation.changes]\n'
+        'cw = { class_weight = "balanced" }\nls = { label_smoothing = 0.1 }\n'))
+    spec = load_spec(path)
+    study = _store(spec, {"baseline-s42": _result(0.6, 0.5, 2.0),
+                          "full_minus_ls-s42": _result(0.9, 0.5, 2.0)})
+    built = build_report(spec, study)
+    row = built["variants"].set_index("variant").loc["full_minus_ls"]
+    assert math.isnan(row["delta"]) and row["best"]
+    text = write_report(spec, study).read_text()
+    assert "`full_minus_ls` — macro_f1 0.9000 (full has no result yet)" in text
+
+
 def test_diagnosis_and_pictures_are_in_the_report(write_experiment):
     path = write_experiment(variants="", extra="[sweep]\nmax_train_samples = [50, 100]\n")
     spec = load_spec(path)
@@ -214,3 +248,11 @@ def test_identical_results_over_seeds_still_plot(tmp_path):
     mean = float(np.nextafter(value, 0.0))  # one bit below the interval [value, value]
     path = plot_metric(["baseline"], [mean], [value], [value], "macro_f1", None, tmp_path / "m.png")
     assert path.stat().st_size > 1000
+
+
+def test_a_variants_interval_stays_within_what_the_metric_can_be(write_experiment):
+    path = write_experiment(variants="")
+    spec = load_spec(path, ["experiment.seeds=[1, 2]"])
+    study = _store(spec, {"baseline-s1": _result(0.1, 0.5, 2.0), "baseline-s2": _result(0.9, 0.5, 2.0)})
+    row = build_report(spec, study)["variants"].iloc[0]
+    assert (row["ci_low"], row["ci_high"]) == (0.0, 1.0)  # the t-interval is [-4.58, 5.58]

@@ -4,6 +4,8 @@ workers on one study (exactly once), and kill -9 at random moments followed by a
 from __future__ import annotations
 
 import collections
+import multiprocessing
+import multiprocessing.synchronize
 import os
 import random
 import signal
@@ -19,7 +21,7 @@ import pytest
 from ablation import cli, train
 from ablation.config import load_spec
 from ablation.queue import open_study
-from ablation.sweep import run_study
+from ablation.sweep import Work, _waiting_note, run_study
 
 FOUR_VARIANTS = ("bs32 = { batch_size = 32 }\nlr = { learning_rate = 5e-3 }\n"
                  "wd = { weight_decay = 0.01 }\n")
@@ -52,6 +54,46 @@ def test_rerun_of_an_unknown_variant_is_bad_input(write_experiment, capsys):
     path = write_experiment()
     assert cli.main(["run", str(path), "--rerun", "nope"]) == 2
     assert "--rerun 'nope': no such variant" in capsys.readouterr().err
+
+
+def test_a_variant_changed_since_its_run_is_refused_until_it_is_rerun(write_experiment, capsys):
+    """A complete result is never shown under changes it was not trained with."""
+    path = write_experiment()
+    assert cli.main(["run", str(path)]) == 0
+    changed = ["--set", "variants.bs32.batch_size=8"]
+    for dry in ([], ["--dry-run"]):
+        capsys.readouterr()
+        assert cli.main(["run", str(path), *changed, *dry]) == 2
+        err = capsys.readouterr().err
+        assert ("variant 'baseline_bs32' was run with batch_size=32; the file now says "
+                "batch_size=8: `--rerun baseline_bs32` trains it again") in err
+        assert err.count("\n") == 1
+    assert len(_trials(path)) == 2  # nothing queued
+    assert cli.main(["run", str(path), *changed, "--rerun", "baseline_bs32"]) == 0
+    trials = _trials(path)
+    assert [(t.user_attrs["key"], t.user_attrs["overrides"]) for t in trials] == [
+        ("baseline-s42", {}), ("baseline_bs32-s42", {"batch_size": 32}),
+        ("baseline_bs32-s42", {"batch_size": 8})]
+    results = (load_spec(path).output_dir / "results.csv").read_text()
+    assert "batch_size=8" in results and "batch_size=32" not in results
+    assert cli.main(["run", str(path), *changed]) == 0  # the stored result now matches the file
+
+
+def test_rerun_supersedes_only_the_results_it_trains_again(write_experiment, capsys):
+    path = write_experiment()
+    assert cli.main(["run", str(path)]) == 0
+    # Another seed: baseline-s7 trains; baseline-s42 is not trained again, so it stays.
+    assert cli.main(["run", str(path), "--rerun", "baseline", "--set", "experiment.seeds=[7]"]) == 0
+    # --retry-failed does not hold back a variant named by --rerun; --only adds nothing failed.
+    assert cli.main(["run", str(path), "--only", "baseline", "--rerun", "baseline_bs32",
+                     "--retry-failed"]) == 0
+    keys = [t.user_attrs["key"] for t in _trials(path)]
+    assert keys == ["baseline-s42", "baseline_bs32-s42", "baseline-s7", "baseline_bs32-s42"]
+    capsys.readouterr()
+    assert cli.main(["status", str(path)]) == 0
+    superseded = [line.split()[1] for line in capsys.readouterr().out.splitlines()
+                  if "SUPERSEDED" in line]
+    assert superseded == ["baseline_bs32-s42"]  # trial 1, replaced by trial 3
 
 
 def test_retry_failed_runs_only_the_failed_trials(write_experiment, monkeypatch):
@@ -105,6 +147,81 @@ def test_graceful_stop_finishes_the_running_trial_and_leaves_the_rest_queued(wri
     assert _complete_keys(_trials(path)) == {"baseline-s42": 1, "baseline_bs32-s42": 1}
 
 
+def test_graceful_stop_and_only_reach_the_worker_processes(write_experiment):
+    """Ctrl+C once on `run --workers 2 --graceful`: the workers finish their running trials and
+    stop, exit 0. Then `--only` workers claim only that variant's queued trials."""
+    path = write_experiment(variants=FOUR_VARIANTS)
+    sets = ["--set", "experiment.seeds=[1, 2]", "--set", "baseline.epochs=20",
+            "--set", "baseline.eval_steps=100"]
+    run = _ablate("run", str(path), "--workers", "2", "--graceful", *sets)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        running = [t for t in _trials_if_any(path, sets) if t.state.name == "RUNNING"]
+        if len(running) == 2:
+            break
+        time.sleep(0.2)
+    assert len(running) == 2, "two workers each started a trial"
+    run.send_signal(signal.SIGINT)  # what Ctrl+C sends to the run (the workers have their own session)
+    assert run.wait(timeout=300) == 0
+    states = collections.Counter(t.state.name for t in _trials(path, sets[1::2]))
+    assert states == {"COMPLETE": 2, "WAITING": 6}  # finished, not failed; the rest still queued
+
+    assert cli.main(["run", str(path), *sets, "--only", "baseline_wd", "--workers", "2"]) == 0
+    left = {t.user_attrs["key"] for t in _trials(path, sets[1::2]) if t.state.name == "WAITING"}
+    assert left == {"baseline_bs32-s1", "baseline_bs32-s2", "baseline_lr-s1", "baseline_lr-s2"}
+
+
+def test_graceful_ctrl_c_with_swanlab_finishes_the_trial_and_its_run(write_experiment):
+    """SwanLab installs its own Ctrl+C handler, which would finish the run under the trial's feet;
+    ablate keeps Ctrl+C: the trial completes and its run is finished normally."""
+    path = write_experiment(tracking='backend = "swanlab"\nproject = "ablate-tests"\nmode = "local"')
+    sets = ["--set", "baseline.epochs=30", "--set", "baseline.eval_steps=100"]
+    run = _ablate("run", str(path), "--graceful", *sets)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not any(
+            t.state.name == "RUNNING" for t in _trials_if_any(path, sets)):
+        time.sleep(0.2)
+    time.sleep(2)  # well inside the trial, its SwanLab run started
+    run.send_signal(signal.SIGINT)
+    assert run.wait(timeout=300) == 0
+    assert [(t.user_attrs["key"], t.state.name) for t in _trials(path, sets[1::2])] == [
+        ("baseline-s42", "COMPLETE"), ("baseline_bs32-s42", "WAITING")]
+
+
+def test_worker_processes_keep_every_local_swanlab_run_and_point(write_experiment):
+    """Two workers write one local SwanLab database: every trial is a run with all its points."""
+    import json
+    import sqlite3
+
+    path = write_experiment(tracking='backend = "swanlab"\nproject = "ablate-tests"\nmode = "local"')
+    sets = ["--set", "experiment.seeds=[1, 2]"]
+    assert cli.main(["run", str(path), "--workers", "2", *sets]) == 0
+    swanlog = load_spec(path).output_dir / "swanlog"
+    store = sqlite3.connect(f"file:{swanlog}/runs.swanlab?mode=ro", uri=True)
+    runs = store.execute("select id, run_id, name from experiment").fetchall()
+    results = {t.user_attrs["key"]: t.user_attrs["result"] for t in _trials(path, sets[1::2])}
+    assert sorted(name for _, _, name in runs) == sorted(results)
+
+    def points(run: int, run_id: str, tag: str) -> int:
+        (folder,) = store.execute("select folder from tag where experiment_id=? and name=?",
+                                  (run, tag)).fetchone()
+        files = (swanlog / run_id / "logs" / folder).glob("*.log")
+        return len({json.loads(line)["index"] for file in files for line in file.open()})
+
+    for run, run_id, name in runs:
+        assert points(run, run_id, "train/loss") == len(results[name]["history"]), name
+        assert points(run, run_id, "eval/macro_f1") == len(results[name]["eval_history"]), name
+        assert points(run, run_id, "test/macro_f1") == 1, name
+        assert points(run, run_id, "validation/macro_f1") == 1, name
+
+
+def _trials_if_any(path: Path, sets: list[str]) -> list[optuna.trial.FrozenTrial]:
+    try:
+        return _trials(path, sets[1::2])
+    except Exception:  # not created yet
+        return []
+
+
 @pytest.mark.parametrize("storage", ["sqlite", "journal"])
 def test_four_workers_run_every_trial_exactly_once(write_experiment, tmp_path, storage):
     path = write_experiment(variants=FOUR_VARIANTS)
@@ -120,10 +237,144 @@ def test_four_workers_run_every_trial_exactly_once(write_experiment, tmp_path, s
     assert starts[1] < ends[0], "trials ran side by side in several processes"
 
 
+def test_worker_processes_train_on_what_the_studys_sets_say(write_experiment, capfd):
+    """`--workers` starts `ablate worker` processes: they read the data through the same --sets
+    (here 16 training rows), so they train exactly what one process would."""
+    path = write_experiment(variants="bs4 = { batch_size = 4 }\n")
+    sets = ["--set", "data.max_train_samples=16"]
+    assert cli.main(["run", str(path), "--workers", "2", *sets]) == 0
+    assert "error" not in capfd.readouterr().err  # no worker refused the study's data
+    alone = ["--set", 'experiment.name="alone"', "--set",
+             f'experiment.output_dir="{path.parent / "reports" / "alone"}"']
+    assert cli.main(["run", str(path), *sets, *alone]) == 0
+
+    def results(sets: list[str]) -> dict[str, tuple]:
+        return {t.user_attrs["key"]: (t.user_attrs["result"]["steps"], t.value)
+                for t in _trials(path, sets[1::2])}
+
+    assert results(sets) == results(sets + alone)
+    assert results(sets)["baseline_bs4-s42"][0] == 4 * load_spec(path).baseline.epochs  # 16 / 4
+
+
+def test_a_worker_reading_other_rows_is_refused_before_it_claims_a_trial(write_experiment, capsys):
+    path = write_experiment()
+    sets = ["--set", "data.max_train_samples=16"]
+    assert cli.main(["run", str(path), *sets, "--only", "baseline"]) == 0
+    study = open_study(load_spec(path, sets[1::2]), create=False)
+    study.enqueue_trial({}, user_attrs={"key": "queued"})  # work waiting for a worker
+    capsys.readouterr()
+    assert cli.main(["worker", str(path)]) == 2  # without the run's --set: all the rows
+    err = capsys.readouterr().err
+    assert "other data rows" in err and "--set options of the `ablate run`" in err
+    assert err.count("\n") == 1
+    assert [t.state.name for t in study.get_trials()] == ["COMPLETE", "WAITING"]
+
+
+@pytest.mark.parametrize("storage", ["sqlite", "journal"])
+def test_rerun_of_a_trial_left_running(write_experiment, tmp_path, capsys, storage):
+    """Journal storage has no heartbeats: a trial whose process died stays RUNNING until
+    `--rerun`, which fails it and runs it again. With heartbeats a running trial is alive (or
+    soon re-queued): `--rerun` is refused."""
+    from ablation import queue, records
+    from ablation.sweep import select_trials
+
+    path = write_experiment()
+    sets = ([f'experiment.storage="journal:///{tmp_path}/study.journal"']
+            if storage == "journal" else [])
+    options = [part for item in sets for part in ("--set", item)]
+    assert cli.main(["run", str(path), "--only", "baseline_bs32", *options]) == 0
+    spec = load_spec(path, sets)
+    study = open_study(spec, create=False)
+    queue.enqueue(study, select_trials(spec, ["baseline"]))
+    assert queue.claim(study, {"baseline-s42"}) is not None  # then its process "died"
+    running = study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+    note = _waiting_note(Work(spec, study, lambda line: None), running)
+    assert note.startswith("waiting for baseline-s42, running in another process")
+    assert (f"`ablate run {path} --rerun baseline" in note) == (storage == "journal")
+
+    capsys.readouterr()
+    code = cli.main(["run", str(path), "--rerun", "baseline", *options])
+    if storage == "sqlite":
+        assert code == 2
+        assert ("--rerun baseline: trial baseline-s42 is running in another process"
+                in capsys.readouterr().err)
+        return
+    assert code == 0
+    trials = study.get_trials()
+    assert [(t.user_attrs["key"], t.state.name) for t in trials] == [
+        ("baseline_bs32-s42", "COMPLETE"), ("baseline-s42", "FAIL"), ("baseline-s42", "COMPLETE")]
+    assert trials[1].user_attrs[records.ERROR] == queue.ABANDONED_ERROR
+    assert trials[1].number in study.user_attrs[records.SUPERSEDED]  # not counted as a failure
+
+
+@pytest.mark.parametrize("storage", ["sqlite", "journal"])
+def test_simultaneous_claims_of_a_trial_give_it_to_one_worker(tmp_path, storage):
+    """Each worker has its own connection; both try to claim the one waiting trial at once."""
+    from ablation import queue
+
+    url = (f"sqlite:///{tmp_path}/claims.db" if storage == "sqlite"
+           else f"journal:///{tmp_path}/claims.journal")
+    study = optuna.create_study(study_name="claims", storage=queue.make_storage(url, 10))
+    workers = [optuna.load_study(study_name="claims", storage=queue.make_storage(url, 10))
+               for _ in range(2)]
+
+    def claim(worker: optuna.Study, start: threading.Barrier, won: list[int]) -> None:
+        start.wait()
+        trial = queue.claim(worker, None)
+        if trial is not None:
+            won.append(trial.number)
+
+    for round_ in range(40):
+        study.enqueue_trial({}, user_attrs={"key": f"trial-{round_}"})
+        start, won = threading.Barrier(2), []
+        threads = [threading.Thread(target=claim, args=(worker, start, won)) for worker in workers]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert won == [round_], f"round {round_}: claimed by {len(won)} workers"
+        study.tell(round_, 0.0)
+
+
+def _open_storage(url: str, start: multiprocessing.synchronize.Barrier, out: multiprocessing.Queue) -> None:
+    from ablation import queue
+
+    start.wait()
+    try:
+        queue.make_storage(url, 10)
+        out.put("ok")
+    except Exception as err:  # noqa: BLE001 - reported to the test
+        out.put(f"{type(err).__name__}: {err}")
+
+
+def test_two_processes_opening_a_new_sqlite_storage_at_once_both_succeed(tmp_path):
+    """Optuna creates the tables of a new file without IF NOT EXISTS (a run and `status` started
+    together: "table studies already exists")."""
+    for round_ in range(4):
+        url = f"sqlite:///{tmp_path}/new{round_}.db"
+        start, out = multiprocessing.Barrier(2), multiprocessing.Queue()
+        processes = [multiprocessing.Process(target=_open_storage, args=(url, start, out))
+                     for _ in range(2)]
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join(timeout=120)
+        assert [out.get(timeout=10), out.get(timeout=10)] == ["ok", "ok"]
+
+
 def _ablate(*args: str) -> subprocess.Popen:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     return subprocess.Popen([sys.executable, "-m", "ablation", *args], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def test_two_runs_of_one_study_at_once_train_each_trial_once(write_experiment):
+    """The second waits while the first queues, then finds the trials queued and helps."""
+    path = write_experiment(variants=FOUR_VARIANTS)
+    runs = [_ablate("run", str(path)) for _ in range(2)]
+    assert [run.wait(timeout=300) for run in runs] == [0, 0]
+    trials = _trials(path)
+    assert len(trials) == 4 and set(_complete_keys(trials).values()) == {1}
 
 
 def test_kill_9_at_random_moments_then_resume_gives_the_uninterrupted_results(write_experiment):
@@ -159,12 +410,14 @@ def test_kill_9_at_random_moments_then_resume_gives_the_uninterrupted_results(wr
         assert key.removesuffix("-s42") in report
 
 
-def test_search_runs_n_trials_in_total_and_reports_them(write_experiment):
+@pytest.mark.parametrize("workers", ["1", "3"])
+def test_search_runs_n_trials_in_total_and_reports_them(write_experiment, workers):
+    """n_trials for the study however many workers ask the sampler at once."""
     path = write_experiment(variants="", extra=(
         '[search]\nn_trials = 6\nsampler = "random"\npruner = "median"\n'
         '[search.space]\nlearning_rate = { low = 1e-4, high = 1e-2, log = true }\n'
         'batch_size = [8, 16, 32]\n'))
-    assert cli.main(["run", str(path)]) == 0
+    assert cli.main(["run", str(path), "--workers", workers]) == 0
     trials = _trials(path)
     searched = [t for t in trials if t.user_attrs["variant"].startswith("search_")]
     assert len(searched) == 6 and len(trials) == 7  # plus the baseline

@@ -13,7 +13,9 @@ from typing import Any
 import numpy as np
 import optuna
 
-from ..config import ExperimentSpec
+from ..config import ExperimentSpec, from_here
+from ..metrics import metric_range
+from ..models import stale_best_model
 from ..records import TrialRecord, latest_by_key, load_records, study_info
 from ..variants import BASELINE, FULL, MINUS, PLUS, reference_of, variant_names
 from .diagnosis import diagnose
@@ -50,8 +52,9 @@ def build_report(spec: ExperimentSpec, study: optuna.Study) -> dict[str, Any]:
     variants = variants_frame(trials, metric, greater, order)
     if len(variants):
         intervals = {name: variant_interval(chosen, name) for name in variants["variant"]}
-        variants["ci_low"] = [intervals[n].low for n in variants["variant"]]
-        variants["ci_high"] = [intervals[n].high for n in variants["variant"]]
+        low, high = metric_range(metric)  # macro-F1 over two seeds: not [-1.99, 3.55]
+        variants["ci_low"] = np.clip([intervals[n].low for n in variants["variant"]], low, high)
+        variants["ci_high"] = np.clip([intervals[n].high for n in variants["variant"]], low, high)
     effects = compute_effects(chosen, order, metric, greater, len(label_names))
     importances: dict[str, float] = {}
     if spec.search is not None:
@@ -108,7 +111,7 @@ def report_json(built: dict[str, Any]) -> dict[str, Any]:
     effects = [{"variant": e.variant, "reference": e.reference, "changes": e.changes,
                 "delta": e.interval.estimate, "ci_low": e.interval.low, "ci_high": e.interval.high,
                 "p_value": e.interval.p_value, "n": e.interval.n, "method": e.interval.method,
-                "verdict": e.verdict, "basis": e.basis} for e in built["effects"]]
+                "verdict": e.verdict, "basis": e.basis, "metric": e.metric} for e in built["effects"]]
     return _plain({
         "metric": built["metric"],
         "direction": "maximize" if built["greater_is_better"] else "minimize",
@@ -141,7 +144,8 @@ def _summary_plots(built: dict[str, Any], plots_dir: Path) -> dict[str, Path]:
     for name in dict.fromkeys([BASELINE, best]):
         summed = _summed_confusion(built["chosen"], name)
         if summed is not None:
-            matrices[f"{name} (validation)"] = summed
+            seeds = sum(1 for r in built["chosen"] if r.variant == name)
+            matrices[f"{name} (validation" + (f", {seeds} seeds summed)" if seeds > 1 else ")")] = summed
     if matrices and built["label_names"]:
         pictures["confusion"] = plot_confusions(matrices, built["label_names"],
                                                 plots_dir / "confusion.png")
@@ -189,9 +193,10 @@ def _what_mattered(built: dict[str, Any]) -> list[str]:
                     "hold no per-example predictions. Run the study with several seeds (or re-run "
                     "its trials) to see which differences are more than noise.", ""]
         return []
-    metric = built["metric"]
+    metrics = " or ".join(f"`{m}`" for m in dict.fromkeys(e.metric for e in effects))
     lines = ["## What mattered", "",
-             f"Each variant against its reference, largest effect first: the difference in `{metric}`, "
+             f"Each variant against its reference, largest effect first: the difference in {metrics} "
+             "(see below the table), "
              "its 95 % confidence interval and p-value. A difference whose interval contains 0 is "
              "*within noise*: do not read it as a result.", "",
              "| # | variant | changes | vs | Δ | 95 % CI | p | verdict |",
@@ -302,7 +307,8 @@ def render_markdown(spec: ExperimentSpec, built: dict[str, Any], pictures: dict[
         reference = reference_of(best["variant"], built["order"])
         lines.append(f"- **Best variant**: `{best['variant']}` — {metric} {fmt(best['value'])}"
                      + ("" if best["variant"] == BASELINE
-                        else f" ({fmt_delta(best['delta'])} vs {reference})"))
+                        else f" ({fmt_delta(best['delta'])} vs {reference})"
+                        if not math.isnan(best["delta"]) else f" ({reference} has no result yet)"))
     lines += _best_model_line(spec, built)
     lines += [
         f"- **Data**: `{spec.data.dataset}`" + (f" ({spec.data.config})" if spec.data.config else "")
@@ -353,14 +359,18 @@ def render_markdown(spec: ExperimentSpec, built: dict[str, Any], pictures: dict[
 
 
 def _best_model_line(spec: ExperimentSpec, built: dict[str, Any]) -> list[str]:
-    """Where the best trial's model is, and how to use it."""
+    """Where the best trial's model is, and how to use it (commands that run from here)."""
     best = built.get("best_model")
     if not best:
         return []
+    stale = stale_best_model(spec, built)
+    if stale:
+        return [f"- **Best model**: {stale}"]
+    folder = from_here(spec.output_dir / best["path"])
     return [f"- **Best model**: `{best['path']}/` — trial `{best['key']}`, its best checkpoint by "
-            f"{best['metric']} ({fmt(best['value'])}); use it with `ablate predict {spec.path.name} "
-            f"\"some text\"`, `ablate evaluate {spec.path.name}`, or "
-            f"`transformers.pipeline(\"text-classification\", model=\"{spec.output_dir / best['path']}\")`"]
+            f"{best['metric']} ({fmt(best['value'])}); use it with "
+            f"`{spec.command('predict', 'some text')}`, `{spec.command('evaluate')}`, or "
+            f"`transformers.pipeline(\"text-classification\", model=\"{folder}\")`"]
 
 
 def trial_notes(result: dict[str, Any]) -> list[str]:
@@ -403,6 +413,6 @@ def _environment(spec: ExperimentSpec, built: dict[str, Any]) -> list[str]:
         f"{'; '.join(devices) or '—'}; precision: {', '.join(precisions) or '—'}; total trial time "
         f"{fmt(runtime, digits=0)} s",
         f"- generated {dt.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}; regenerate "
-        f"with `ablate report {spec.path.name}`",
+        f"with `{spec.command('report')}`",
         "",
     ]

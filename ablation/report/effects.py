@@ -33,6 +33,7 @@ class Effect:
     interval: Interval
     verdict: str
     basis: str  # how the interval was computed, in words
+    metric: str = ""  # what Δ is a difference of: the selection metric, or accuracy standing in for a loss
 
 
 def seed_values(records: list[TrialRecord], variant: str) -> dict[int, float]:
@@ -93,7 +94,7 @@ def _effect(complete: list[TrialRecord], variant: str, reference: str, metric: s
         interval, scored, basis = single
     greater = greater_is_better if scored == metric else True  # accuracy stands in for a loss
     return Effect(variant, reference, describe_changes(overrides), interval,
-                  verdict(interval, greater), basis)
+                  verdict(interval, greater), basis, scored)
 
 
 def compute_effects(records: list[TrialRecord], order: list[str], metric: str,

@@ -93,7 +93,9 @@ def variants_frame(trials: pd.DataFrame, metric: str, greater_is_better: bool,
     table = pd.DataFrame(rows)
     value_of = dict(zip(table["variant"], table["value"], strict=True))
     names = list(table["variant"])
-    table["delta"] = [value - value_of.get(reference_of(name, names), math.nan)
+    # Against the study's reference, from its design (`order`): a full_minus_* variant is measured
+    # against `full`, and shows no Δ while `full` has no result, never one against the baseline.
+    table["delta"] = [value - value_of.get(reference_of(name, order or names), math.nan)
                       for name, value in zip(names, table["value"], strict=True)]
     scores = table["value"] if greater_is_better else -table["value"]
     table["best"] = False
