@@ -345,11 +345,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(_status_json(spec, records), indent=2, allow_nan=False))
         return EXIT_TRIALS_FAILED if failed else EXIT_OK
     print(f"study {spec.name} ({spec.experiment.storage}): {len(records)} trial(s)")
-    print(f"{'#':>4}  {'trial':<32} {'state':<10} {spec.experiment.metric:>10}  error")
+    print(f"{'#':>4}  {'trial':<32} {'state':<10} {spec.experiment.metric:>10}  error / process")
     for r in records:
         value = "" if r.value is None else f"{r.value:.4f}"
         state = "SUPERSEDED" if r.superseded else r.state
-        print(f"{r.number:>4}  {r.key:<32} {state:<10} {value:>10}  {r.error or ''}")
+        note = f"in {r.worker}" if r.state == "RUNNING" and r.worker else r.error or ""
+        print(f"{r.number:>4}  {r.key:<32} {state:<10} {value:>10}  {note}")
     return EXIT_TRIALS_FAILED if failed else EXIT_OK
 
 
@@ -362,7 +363,8 @@ def _status_json(spec: Any, records: list) -> dict[str, Any]:
             "trials": [{"number": r.number, "key": r.key, "variant": r.variant, "seed": r.seed,
                         "state": r.state,
                         "value": r.value if r.value is not None and math.isfinite(r.value) else None,
-                        "error": r.error, "superseded": r.superseded} for r in records]}
+                        "error": r.error, "superseded": r.superseded, "worker": r.worker}
+                       for r in records]}
 
 
 def _latest(records: list) -> list:

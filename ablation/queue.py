@@ -172,6 +172,7 @@ def claim(study: optuna.Study, wanted: set[str] | None) -> optuna.Trial | None:
         if key is None or (wanted is not None and key not in wanted):
             continue
         if storage.set_trial_state_values(frozen._trial_id, state=TrialState.RUNNING):
+            storage.set_trial_user_attr(frozen._trial_id, records.WORKER, records.this_worker())
             return optuna.Trial(study, frozen._trial_id)
     return None
 

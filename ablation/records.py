@@ -16,13 +16,22 @@ import optuna
 from .variants import TrialSpec
 
 # Trial user attributes.
-VARIANT, SEED, KEY, OVERRIDES, RESULT, ERROR = (
-    "variant", "seed", "key", "overrides", "result", "error")
+VARIANT, SEED, KEY, OVERRIDES, RESULT, ERROR, WORKER = (
+    "variant", "seed", "key", "overrides", "result", "error", "worker")
 IDENTITY = (VARIANT, SEED, KEY, OVERRIDES)  # what says which trial it is (set when enqueued)
 # Study user attributes. SUPERSEDED lists trial numbers replaced by `ablate run --rerun`
 # (a finished Optuna trial cannot be changed, so the study keeps the list).
 SUPERSEDED = "superseded"
 STUDY_ATTRS = ("metric", "direction", "label_names", "baseline", "description")
+
+
+def this_worker() -> str:
+    """Which process trains a trial (set when it starts): `status` and a waiting run name it, so a
+    trial left RUNNING by a dead process can be told from one still training elsewhere."""
+    import os
+    import socket
+
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def trial_attrs(trial: TrialSpec) -> dict[str, Any]:
@@ -42,6 +51,7 @@ class TrialRecord:
     started: dt.datetime | None = None
     finished: dt.datetime | None = None
     superseded: bool = False  # replaced by a re-run; kept for the record, left out of reports
+    worker: str | None = None  # host:pid of the process that trained it
 
     @property
     def key(self) -> str:
@@ -62,7 +72,7 @@ def to_record(trial: optuna.trial.FrozenTrial, superseded: frozenset[int] = froz
         overrides=dict(attrs.get(OVERRIDES, {})), state=trial.state.name, value=trial.value,
         result=dict(attrs.get(RESULT, {})), error=attrs.get(ERROR),
         started=trial.datetime_start, finished=trial.datetime_complete,
-        superseded=trial.number in superseded)
+        superseded=trial.number in superseded, worker=attrs.get(WORKER))
 
 
 def load_records(study: optuna.Study) -> list[TrialRecord]:

@@ -409,8 +409,10 @@ def _work(job: Work, wanted: set[str] | None, outcome: RunOutcome, wait_for_othe
 
 
 def _waiting_note(job: Work, running: list[optuna.trial.FrozenTrial]) -> str:
-    keys = sorted({str(t.user_attrs.get(records.KEY)) for t in running})
-    note = f"waiting for {', '.join(keys)}, running in another process"
+    where = {str(t.user_attrs.get(records.KEY)): t.user_attrs.get(records.WORKER) for t in running}
+    note = "waiting for " + ", ".join(
+        f"{key} (running in process {where[key]})" if where[key] else f"{key} (running elsewhere)"
+        for key in sorted(where))
     if queue.has_heartbeats(job.study):
         return note
     variants = sorted({str(t.user_attrs.get(records.VARIANT)) for t in running})
@@ -449,6 +451,7 @@ def _search_once(job: Work, outcome: RunOutcome) -> bool:
                              job.spec.experiment.seeds[0], overrides)
         for key, value in records.trial_attrs(trial).items():
             optuna_trial.set_user_attr(key, value)
+        optuna_trial.set_user_attr(records.WORKER, records.this_worker())
     with queue.Heartbeat(job.study, optuna_trial):
         tokenizer, data = _inputs_for(job, optuna_trial, trial)
         metric = job.spec.experiment.metric
