@@ -182,6 +182,12 @@ def _check_columns(frame: pd.DataFrame, split: str, spec: DataSpec) -> None:
                 f"(columns: {', '.join(map(str, frame.columns))})")
 
 
+def labels_hidden(frame: pd.DataFrame) -> bool:
+    """Every label is -1: the Hub's mark of a split whose labels are withheld (GLUE's test sets)."""
+    labels = pd.to_numeric(frame["label"], errors="coerce")
+    return len(labels) > 0 and bool((labels == -1).all())
+
+
 def _clean(frame: pd.DataFrame, spec: DataSpec) -> tuple[pd.DataFrame, int]:
     """Keep text (and pair) and label; drop rows whose text is empty or label missing.
 
@@ -391,6 +397,22 @@ def load_labeled_splits(spec: DataSpec) -> LabeledSplits:
     for split in used:
         _check_columns(raw[split], split, spec)
         frames[split], dropped[split] = _clean(raw[split], spec)
+        if labels_hidden(frames[split]):
+            if split == test_split and split not in (spec.train_split, spec.validation_split):
+                # GLUE-style data ships its test split with every label -1: no metric can be
+                # computed on it, so it is left out as a missing test split would be.
+                notes.append(f"split {split!r} has no labels (every label is -1): test metrics "
+                             "are left out" + ("" if spec.test_size else " (test_size carves a test "
+                                                                         "set from train)"))
+                del frames[split], dropped[split]
+                test_split = None
+                continue
+            role = "validation_split" if split == spec.validation_split else "train_split"
+            raise AblateInputError(
+                f"{where}: split {split!r} has no labels (every label in column "
+                f"{spec.label_column!r} is -1, as in a hidden test set); set {role} to a labelled "
+                "split" + (", or leave validation_split out to carve validation from train"
+                           if role == "validation_split" else ""))
         if frames[split].empty:
             raise AblateInputError(f"{where}: split {split!r} has no usable rows "
                                    "(every text is empty or every label missing)")

@@ -217,6 +217,12 @@ def model_label_names(folder: Path) -> list[str]:
 def label_ids(frame: pd.DataFrame, label_names: list[str], where: str) -> np.ndarray:
     """The frame's labels as the model's class ids: every label a name the model knows
     (its label2id), or every label an integer id below its class count."""
+    from .data import labels_hidden
+
+    if labels_hidden(frame):
+        raise AblateInputError(
+            f"{where} has no labels (every label is -1, withheld as in a hidden test set): "
+            "evaluate needs labelled rows; `ablate predict` classifies unlabelled texts")
     labels = frame["label"]
     as_text = labels.astype(str).str.strip()
     index = {name: i for i, name in enumerate(label_names)}

@@ -157,6 +157,12 @@ def test_evaluate_maps_label_names_through_the_models_label2id(best_study, tmp_p
     assert "split 'train', row 1: label 'angry' is not one the model knows: give its label names " \
            "(neg, neu, pos)" in err and err.count("\n") == 1
 
+    data.write_text("text,label\ngreat love fun,-1\nbad sad awful,-1\n")  # labels withheld
+    assert cli.main(["evaluate", str(renamed), "--dataset", str(data), "--split", "train"]) == 2
+    err = capsys.readouterr().err
+    assert "split 'train' has no labels (every label is -1" in err and "`ablate predict`" in err
+    assert err.count("\n") == 1
+
 
 def test_save_models_all_keeps_every_model_and_evaluation_checkpoint(tmp_path, tiny_model_dir,
                                                                       tiny_data_dir, capsys):

@@ -125,6 +125,28 @@ def test_empty_test_split_means_none_without_a_note(data_dir: Path):
     assert not any("no test split" in note for note in splits.notes)
 
 
+def test_test_split_without_labels_is_left_out_with_a_note(tmp_path: Path):
+    """GLUE-style data ships its test split with every label -1 (withheld)."""
+    hidden = labelled(50, 2).assign(label=-1)
+    folder = write_folder(tmp_path / "data", train=labelled(100, 1), test=hidden)
+    splits = load_labeled_splits(spec(folder))
+    assert splits.test is None and len(splits.train) + len(splits.validation) == 100
+    assert ("split 'test' has no labels (every label is -1): test metrics are left out "
+            "(test_size carves a test set from train)") in splits.notes
+    carved = load_labeled_splits(spec(folder, test_size=0.2))
+    assert len(carved.test) == 20 and set(carved.test["text"]) <= set(labelled(100, 1)["text"])
+
+
+@pytest.mark.parametrize("key", ["train_split", "validation_split"])
+def test_train_or_validation_split_without_labels_is_an_error(tmp_path: Path, key: str):
+    hidden = labelled(50, 2).assign(label=-1)
+    folder = write_folder(tmp_path / "data", train=labelled(100, 1), hidden=hidden)
+    message = load_error(spec(folder, **{key: "hidden"}))
+    assert "split 'hidden' has no labels (every label in column 'label' is -1" in message
+    assert f"set {key} to a labelled split" in message
+    assert ("leave validation_split out" in message) == (key == "validation_split")
+
+
 def test_missing_named_test_split_is_an_error_naming_the_splits(data_dir: Path):
     message = load_error(spec(data_dir, test_split="heldout"))
     assert "test_split = 'heldout' does not exist" in message
