@@ -1,7 +1,8 @@
 """The study storage as a work queue shared by any number of worker processes.
 
-- Only the coordinator (`ablate run`) enqueues trials, one `run` of a study at a time on a
-  machine (`planning_lock`); workers only claim them, so a variant × seed is never queued twice.
+- Only the coordinator (`ablate run`) enqueues trials, one `run` of a study at a time (on a
+  machine, and on PostgreSQL across machines: `planning_lock`); workers only claim them, so a
+  variant × seed is never queued twice.
 - Claiming moves a WAITING trial to RUNNING in the storage, which succeeds for exactly one process
   (Optuna's RDB and journal storages check the previous state atomically).
 - A running trial sends heartbeats (Optuna's RDB heartbeat). A trial whose worker died goes stale;
@@ -150,11 +151,44 @@ def delete_study(spec: ExperimentSpec) -> int | None:
 def planning_lock(spec: ExperimentSpec, echo: Callable[[str], None]) -> Iterator[None]:
     """Held by `ablate run` from reading the study's trials to queueing its own: two runs of one
     study at once would each queue every trial the other had not queued yet, and train it twice.
-    A lock file in the output folder, which the runs of a study share."""
+    A lock file in the output folder, which the runs of a study on one machine share, and on
+    PostgreSQL a lock in the database, which runs on every machine share."""
     spec.output_dir.mkdir(parents=True, exist_ok=True)
-    with file_lock(spec.output_dir / ".queue.lock",
-                   lambda: echo("waiting for another `ablate run` of this study to queue its trials")):
+
+    def waiting() -> None:
+        echo("waiting for another `ablate run` of this study to queue its trials")
+
+    with file_lock(spec.output_dir / ".queue.lock", waiting), \
+            _database_lock(spec.experiment.storage, spec.name, waiting):
         yield
+
+
+@contextlib.contextmanager
+def _database_lock(url: str, study_name: str, on_wait: Callable[[], None]) -> Iterator[None]:
+    """PostgreSQL's advisory lock on a key made from the study's name, held by this connection
+    (and released by the server if the process dies). Other storages: nothing to hold."""
+    if not url.startswith("postgres"):
+        yield
+        return
+    import hashlib
+
+    import sqlalchemy
+
+    key = int.from_bytes(hashlib.blake2b(f"ablate:{study_name}".encode(), digest_size=8).digest(),
+                         "big", signed=True)
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            sql = sqlalchemy.text
+            if not connection.execute(sql("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar():
+                on_wait()
+                connection.execute(sql("SELECT pg_advisory_lock(:key)"), {"key": key})
+            try:
+                yield
+            finally:
+                connection.execute(sql("SELECT pg_advisory_unlock(:key)"), {"key": key})
+    finally:
+        engine.dispose()
 
 
 def enqueue(study: optuna.Study, trials: list[TrialSpec]) -> None:

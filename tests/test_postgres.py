@@ -63,3 +63,40 @@ def test_a_worker_from_another_machine_joins_the_study(write_experiment, postgre
     total, complete = _complete(path, sets)
     assert total == 8 and set(complete.values()) == {1} and len(complete) == 8
     assert joined.returncode == 0, output
+
+
+def test_runs_on_two_machines_take_turns_at_planning(write_experiment, postgres_url, tmp_path):
+    """Two machines share no lock file (each has its own output folder): PostgreSQL's advisory
+    lock on the study makes their `ablate run`s take turns at queueing, as on one machine."""
+    import threading
+
+    from ablation import queue
+
+    path = write_experiment()
+    sets = _sets(postgres_url)[1::2]
+    machines = [load_spec(path, [*sets, f'experiment.output_dir="{tmp_path / name}"'])
+                for name in ("a", "b")]
+    other_study = load_spec(path, [*sets[:1], 'experiment.name="pg_other"',
+                                   f'experiment.output_dir="{tmp_path / "c"}"'])
+    events: list[str] = []
+    holding, release = threading.Event(), threading.Event()
+
+    def first() -> None:
+        with queue.planning_lock(machines[0], events.append):
+            events.append("a plans")
+            holding.set()
+            release.wait(30)
+            events.append("a done")
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    assert holding.wait(30)
+    with queue.planning_lock(other_study, events.append):  # another study: no wait
+        events.append("other plans")
+    threading.Timer(1.0, release.set).start()
+    with queue.planning_lock(machines[1], events.append):
+        events.append("b plans")
+    thread.join(30)
+    assert events == ["a plans", "other plans",
+                      "waiting for another `ablate run` of this study to queue its trials",
+                      "a done", "b plans"]
