@@ -130,9 +130,13 @@ def open_study(spec: ExperimentSpec, create: bool = True) -> optuna.Study:
     except KeyError:  # load_study: no study of that name in the storage
         raise never_run from None
     except Exception as err:  # bad URL, missing driver, unreachable server, unwritable folder
-        text = str(err).strip()
-        reason = text.splitlines()[0] if text else type(err).__name__
-        raise AblateInputError(f"[experiment] storage = {url!r} cannot be opened: {reason}") from None
+        raise _unusable(url, err) from None
+
+
+def _unusable(url: str, err: Exception) -> AblateInputError:
+    text = str(err).strip()
+    reason = text.splitlines()[0] if text else type(err).__name__
+    return AblateInputError(f"[experiment] storage = {url!r} cannot be opened: {reason}")
 
 
 def delete_study(spec: ExperimentSpec) -> int | None:
@@ -176,9 +180,13 @@ def _database_lock(url: str, study_name: str, on_wait: Callable[[], None]) -> It
 
     key = int.from_bytes(hashlib.blake2b(f"ablate:{study_name}".encode(), digest_size=8).digest(),
                          "big", signed=True)
-    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+    try:  # the first contact with the server: a wrong URL or no server is bad input
+        engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+        connection = engine.connect()
+    except Exception as err:
+        raise _unusable(url, err) from None
     try:
-        with engine.connect() as connection:
+        with connection:
             sql = sqlalchemy.text
             if not connection.execute(sql("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar():
                 on_wait()
