@@ -249,6 +249,14 @@ def _dry_run(spec: Any, args: argparse.Namespace) -> int:
     else:
         check_same_study(study, spec)  # the run would refuse: say so now
         to_queue, skipped, replaced = plan(study, trials, args.rerun, args.retry_failed, spec.path)
+    if to_queue or spec.search is not None:  # what run checks once the data and models load
+        from .data import load_labeled_splits
+        from .sweep import TrialInputs, check_same_data, preflight
+
+        inputs = TrialInputs(spec, load_labeled_splits(spec.data))
+        if study is not None:
+            check_same_data(study, spec, inputs.splits.fingerprint())
+        preflight(spec, to_queue, inputs)
     queued = {t.key for t in to_queue}
     print(f"plan: {len(trials)} trial(s), {len(queued)} to run")
     for trial in trials:
@@ -264,6 +272,15 @@ def _dry_run(spec: Any, args: argparse.Namespace) -> int:
     if replaced:
         print(f"the {len(replaced)} complete result(s) of the trials run again would be kept as "
               "superseded")
+    if spec.search is not None:
+        from .records import VARIANT
+
+        made = 0 if study is None else sum(
+            1 for t in study.get_trials(deepcopy=False)
+            if str(t.user_attrs.get(VARIANT, "")).startswith("search_"))
+        left = max(0, spec.search.n_trials - made)
+        print(f"then [search]: {left} more trial(s) proposed by the {spec.search.sampler} sampler "
+              f"(n_trials {spec.search.n_trials}, {made} made so far)")
     return EXIT_OK
 
 

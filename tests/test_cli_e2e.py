@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -153,6 +154,42 @@ def test_dry_run_plans_as_run_does(write_experiment, monkeypatch, capsys):
     assert plan_of() == {"baseline-s42": "to run", "baseline_bs32-s42": "complete, re-used"}
     assert plan_of("--retry-failed") == {"baseline-s42": "to run",
                                          "baseline_bs32-s42": "complete, re-used"}
+
+
+def test_dry_run_refuses_what_run_refuses_once_the_data_and_models_load(
+        write_experiment, tiny_data_dir, tmp_path, capsys):
+    """A knob that does not fit the data, and data rows changed since the study ran."""
+    path = write_experiment(variants="cw = { class_weight = [1.0, 2.0] }\n")
+    for options in (["--dry-run"], []):
+        capsys.readouterr()
+        assert cli.main(["run", str(path), *options]) == 2
+        err = capsys.readouterr().err
+        assert "class_weight has 2 values but the data has 3 classes" in err, err
+
+    data = shutil.copytree(tiny_data_dir, tmp_path / "data")
+    sets = ["--set", f'data.dataset="{data}"', "--set", 'experiment.name="rows"',
+            "--set", f'experiment.output_dir="{tmp_path / "rows"}"']
+    path = write_experiment(variants="")
+    assert cli.main(["run", str(path), *sets]) == 0
+    train_csv = data / "train.csv"
+    train_csv.write_text(train_csv.read_text().replace("great", "grand", 1))
+    for options in (["--dry-run"], []):
+        capsys.readouterr()
+        assert cli.main(["run", str(path), *sets, *options, "--set", "experiment.seeds=[1]"]) == 2
+        assert "other data rows" in capsys.readouterr().err
+
+
+def test_dry_run_says_what_search_will_add(write_experiment, capsys):
+    path = write_experiment(variants="", extra=(
+        "[search]\nn_trials = 3\n[search.space]\n"
+        "learning_rate = { low = 1e-4, high = 1e-2, log = true }\n"))
+    assert cli.main(["run", str(path), "--dry-run"]) == 0
+    assert ("then [search]: 3 more trial(s) proposed by the tpe sampler (n_trials 3, 0 made so far)"
+            in capsys.readouterr().out)
+    assert cli.main(["run", str(path)]) == 0
+    capsys.readouterr()
+    assert cli.main(["run", str(path), "--dry-run"]) == 0
+    assert "then [search]: 0 more trial(s)" in capsys.readouterr().out
 
 
 def test_report_and_status_commands_read_the_storage(write_experiment, capsys):
