@@ -11,12 +11,11 @@ import difflib
 import json
 import math
 import shlex
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from .errors import AblateInputError
 

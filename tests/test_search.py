@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import itertools
 import math
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import optuna
 import pytest
-import tomllib
 from optuna.trial import TrialState
 from transformers.trainer_callback import (
     CallbackHandler,
