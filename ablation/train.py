@@ -35,6 +35,7 @@ from transformers import (
 )
 
 from .config import ExperimentSpec, Recipe
+from .cpu_dropout import use_uniform_dropout
 from .data import TokenizedData
 from .errors import AblateInputError
 from .metrics import SCALAR_METRICS, confusion, trainer_metrics
@@ -481,6 +482,8 @@ def train_trial(trial: TrialSpec, spec: ExperimentSpec, data: TokenizedData, tok
     source = ModelSource.of(spec, recipe)
     config = apply_dropout(load_model_config(source, data.label_names), recipe)
     model = PRETRAINED.load(source, config)
+    if not torch.cuda.is_available():  # trains on CPU (use_cpu below): torch's masks cost a lot there
+        use_uniform_dropout(model)
     weights = class_weights(recipe, data.train_labels, n_classes)
     custom_loss = weights is not None or recipe.label_smoothing > 0
     validation_set, validation_order = data.by_length("validation")

@@ -6,14 +6,16 @@ initialised BERT-base (12 layers, hidden 768).
 It answers why training utilisation stops short of the matmul rate: the matrix products of the
 linear layers are the FLOPs that MFU counts; dropout's random masks, the optimizer and gradient
 clipping over every weight (the word embeddings included), attention, layer norms and GELU are time
-that MFU does not count. Two settings test cheap ways out: flushing denormal floats to zero
-(`torch.set_flush_denormal`), and freezing the word embeddings (a recipe change). Last, one epoch
-of MiniLM in the transformers Trainer (length-grouped batches, no evaluation or saving) is timed
-step by step against the same batches, in the same order, in the bare loop: what the Trainer's
-own loop adds.
+that MFU does not count. Three settings test cheap ways out: flushing denormal floats to zero
+(`torch.set_flush_denormal`), freezing the word embeddings (a recipe change), and ablate's CPU
+dropout (masks from uniform draws, ablation/cpu_dropout.py; cpu_dropout.py times it in rounds).
+Last, one epoch of MiniLM in the transformers Trainer (length-grouped batches, no evaluation or
+saving) is timed step by step against the same batches, in the same order, in the bare loop: what
+the Trainer's own loop adds.
 
     source ../shared/offline-hf.sh
-    python benchmarks/step_ops.py [--batch 32] [--steps 12] [--train-samples 1600] [--no-write]
+    python benchmarks/step_ops.py [--batch 32] [--steps 12] [--train-samples 1600] [--models MiniLM]
+                                  [--no-trainer] [--no-write]
 
 Writes its section of benchmarks/RESULTS.md (between the step_ops markers).
 """
@@ -40,7 +42,8 @@ from study_speed import (  # benchmarks/, this script's folder
 )
 
 BEGIN, END = "<!-- step_ops:begin -->", "<!-- step_ops:end -->"
-SETTINGS = ("fp32, as the Trainer runs it", "denormals flushed to zero", "word embeddings frozen")
+SETTINGS = ("fp32, as the Trainer runs it", "denormals flushed to zero", "word embeddings frozen",
+            "dropout masks from uniform draws (ablate on CPU)")
 # Operators by what they are for; the rest (layer norms, GELU, softmax, copies, fills, ...) is "other".
 CATEGORIES = {
     "linear layers (mm, addmm)": ("aten::mm", "aten::addmm"),
@@ -88,6 +91,10 @@ def measure(name: str, setting: str, batches: list[dict[str, Any]], rate: float)
     model.train()
     if setting == SETTINGS[2]:
         model.get_input_embeddings().weight.requires_grad_(False)
+    if setting == SETTINGS[3]:
+        from ablation.cpu_dropout import use_uniform_dropout
+
+        use_uniform_dropout(model)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-4, fused=True)
 
@@ -195,24 +202,32 @@ def render(rows: list[dict[str, Any]], batch: int, steps: int, rate: float, comm
     return "\n".join(lines + ["", END]) + "\n"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=12, help="distinct batches (default: 12)")
-    parser.add_argument("--train-samples", type=int, default=1600)
-    parser.add_argument("--no-trainer", action="store_true", help="skip the Trainer against the bare loop")
-    parser.add_argument("--no-write", action="store_true", help="print the section only")
-    args = parser.parse_args()
-    started_at = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+def setup(train_samples: int, batch: int, steps: int) -> tuple[float, Any, Any, list[dict[str, Any]]]:
+    """The best fp32 matmul rate (GFLOP/s), the tokenizer, `train_samples` training tweets, and
+    `steps` length-grouped batches of `batch` of them."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from _tweets import tweets
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
     rate = max(matmul_rates()["fp32"].values())
-    tokenizer, _, train = tweets(args.train_samples)
-    batches = grouped_batches(tokenizer, train, args.batch, args.steps)
-    rows = [measure(name, setting, batches, rate) for name in ("MiniLM", "bert-base") for setting in SETTINGS]
+    tokenizer, _, train = tweets(train_samples)
+    return rate, tokenizer, train, grouped_batches(tokenizer, train, batch, steps)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=12, help="distinct batches (default: 12)")
+    parser.add_argument("--train-samples", type=int, default=1600)
+    parser.add_argument("--models", nargs="+", choices=("MiniLM", "bert-base"),
+                        default=["MiniLM", "bert-base"])
+    parser.add_argument("--no-trainer", action="store_true", help="skip the Trainer against the bare loop")
+    parser.add_argument("--no-write", action="store_true", help="print the section only")
+    args = parser.parse_args()
+    started_at = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    rate, tokenizer, train, batches = setup(args.train_samples, args.batch, args.steps)
+    rows = [measure(name, setting, batches, rate) for name in args.models for setting in SETTINGS]
     versus = None if args.no_trainer else trainer_against_loop(tokenizer, train, args.batch)
     section = render(rows, args.batch, args.steps, rate, command_line(), started_at, versus)
     print(section)

@@ -1,0 +1,106 @@
+"""Dropout on CPU with masks from uniform draws: torch's distribution, a fraction of its cost.
+
+PyTorch's CPU dropout draws its mask with ``bernoulli_``, one element at a time on one thread
+(float64 arithmetic per draw); in MiniLM's CPU training step that is 9 % of the time on one CPU and a
+third on another (``benchmarks/step_ops.py``). Drawing the same number of uniform floats is
+vectorised, and ``u >= p`` keeps each element with probability ``1 - p``, exactly as Bernoulli(1 - p)
+does; kept elements are scaled by ``1 / (1 - p)`` as torch scales them. Only the random stream
+differs, so a trial is as reproducible from its seed as before (the draws come from torch's seeded
+CPU generator, whose state the Trainer's checkpoints keep).
+
+Used only for trials that train on CPU: a GPU keeps torch's own kernels (fused in SDPA attention).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+ATTENTION = "ablate_cpu_dropout"  # the attention implementation registered with transformers
+_REPLACEABLE = ("sdpa", "eager")  # the implementations whose maths ours repeats
+
+
+class _UniformMaskDropout(torch.autograd.Function):
+    """``x * keep / (1 - p)`` with ``keep = uniform >= p``; the backward pass reuses the bool mask
+    (one byte an element, as torch's dropout keeps)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, p: float) -> torch.Tensor:
+        keep = torch.rand(x.shape, device=x.device) >= p  # float32 draws whatever x's dtype
+        scale = 1.0 / (1.0 - p)
+        ctx.save_for_backward(keep)
+        ctx.scale = scale
+        return x.mul(keep).mul_(scale)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (keep,) = ctx.saved_tensors
+        return grad.mul(keep).mul_(ctx.scale), None
+
+
+def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
+    """``torch.nn.functional.dropout``'s semantics, with the mask drawn from uniform floats."""
+    if not training or p == 0.0:
+        return x
+    if p >= 1.0:
+        return x * 0.0
+    return _UniformMaskDropout.apply(x, p)
+
+
+class UniformDropout(nn.Dropout):
+    """``nn.Dropout`` (same ``p``, same ``train``/``eval`` switch) drawing its mask uniformly."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return dropout(x, self.p, self.training)
+
+
+def attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+              attention_mask: torch.Tensor | None, scaling: float | None = None,
+              dropout: float = 0.0, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """transformers' attention interface: BERT's eager attention (softmax(QKᵀ·s + mask), dropout,
+    ·V) with the uniform mask while training; SDPA, unchanged, when no dropout applies (evaluation)."""
+    if dropout == 0.0:
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+        return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling,
+                                      dropout=0.0, **kwargs)
+    if scaling is None:
+        scaling = query.size(-1) ** -0.5
+    weights = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        weights = weights + attention_mask
+    weights = _dropout_fn(nn.functional.softmax(weights, dim=-1), dropout)
+    return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
+
+
+_dropout_fn = dropout  # `attention`'s argument named `dropout` (the interface's) hides the function
+
+
+def use_uniform_dropout(model: nn.Module) -> int:
+    """Swap the model's ``nn.Dropout`` modules for ``UniformDropout`` and, where it runs SDPA or eager
+    attention through transformers' attention interface, its attention for ``attention``. Returns
+    how many dropout modules were swapped. Weights, state dict and saved config are unchanged."""
+    swapped = 0
+    for parent in model.modules():
+        for name, child in parent.named_children():
+            if type(child) is nn.Dropout:
+                setattr(parent, name, UniformDropout(child.p, child.inplace).train(child.training))
+                swapped += 1
+    config = getattr(model, "config", None)
+    if getattr(config, "_attn_implementation", None) in _REPLACEABLE:
+        from transformers import AttentionInterface
+        from transformers.masking_utils import AttentionMaskInterface, eager_mask
+
+        AttentionInterface.register(ATTENTION, attention)
+        AttentionMaskInterface.register(ATTENTION, eager_mask)  # additive float masks, as eager's
+        try:
+            model.set_attn_implementation(ATTENTION)
+        except (ValueError, AttributeError, NotImplementedError) as err:
+            # An architecture that does not route attention through the interface keeps its own.
+            log.debug("attention of %s kept: %s", type(model).__name__, err)
+    return swapped
