@@ -251,3 +251,21 @@ def test_a_knob_added_by_a_newer_ablate_does_not_make_a_stored_study_look_differ
     changed = {"learning_rate": 2e-5, "model_config": {"num_hidden_layers": 2}}
     assert _first_difference("baseline", stored, changed) == (
         "baseline.model_config.num_hidden_layers", None, 2)
+
+
+def test_the_command_imports_nothing_heavy_before_it_handles_ctrl_c():
+    """`ablate` turns Ctrl+C into one line and exit 130 inside `main`; the imports before it (the
+    package and the command line) must be quick, or an early Ctrl+C prints a traceback."""
+    import subprocess
+    import sys
+
+    heavy = ("torch", "transformers", "sklearn", "scipy", "optuna", "pandas", "datasets")
+    code = ("import sys, ablation, ablation.cli; "
+            f"print(','.join(m for m in {heavy!r} if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == ""
+    import ablation
+
+    assert ablation.load_spec is load_spec and "run_study" in ablation.__all__  # the public names
+    with pytest.raises(AttributeError):
+        ablation.nope  # noqa: B018
