@@ -303,3 +303,11 @@ def test_findings_come_most_severe_first():
     assert kinds(diagnose(stored, LABELS)) == ["class_collapse", "overfitting", "unstable_gradients"]
     stored["history"][5]["grad_norm"] = math.nan
     assert kinds(diagnose(stored, LABELS)) == ["divergence", "class_collapse"]
+
+
+def test_a_collapse_under_class_weights_is_not_told_to_add_class_weights():
+    plain = only(diagnose(result(confusion=[[5, 0], [3, 0]]), ["a", "b"]), "class_collapse")
+    weighted = only(diagnose(result(confusion=[[5, 0], [3, 0]]), ["a", "b"], class_weighted=True),
+                    "class_collapse")
+    assert 'class_weight = "balanced"' in plain.suggestion
+    assert "already weighted by class" in weighted.suggestion and '"balanced"' not in weighted.suggestion

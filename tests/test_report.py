@@ -9,7 +9,7 @@ import optuna
 import pandas as pd
 import pytest
 
-from ablation import records
+from ablation import cli, records
 from ablation.config import load_spec
 from ablation.queue import open_study
 from ablation.report import build_report, write_report
@@ -256,3 +256,15 @@ def test_a_variants_interval_stays_within_what_the_metric_can_be(write_experimen
     study = _store(spec, {"baseline-s1": _result(0.1, 0.5, 2.0), "baseline-s2": _result(0.9, 0.5, 2.0)})
     row = build_report(spec, study)["variants"].iloc[0]
     assert (row["ci_low"], row["ci_high"]) == (0.0, 1.0)  # the t-interval is [-4.58, 5.58]
+
+
+def test_what_mattered_says_when_the_reference_has_no_result_yet(write_experiment):
+    """`--only` the baseline and one leave-one-out variant: full_minus_a is compared with `full`,
+    which has not run, so there is nothing to compare; the note says so (not a seeds problem)."""
+    path = write_experiment(variants="", extra=(
+        "[ablation]\nmode = \"leave-one-out\"\n[ablation.changes]\n"
+        "a = { batch_size = 32 }\nb = { weight_decay = 0.01 }\n"))
+    assert cli.main(["run", str(path), "--only", "baseline", "--only", "full_minus_a"]) == 0
+    report = (load_spec(path).output_dir / "report.md").read_text()
+    assert "No comparisons yet: `full`, which the variants here are compared with, has no result" in report
+    assert "No confidence intervals" not in report

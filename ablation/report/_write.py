@@ -61,7 +61,8 @@ def build_report(spec: ExperimentSpec, study: optuna.Study) -> dict[str, Any]:
         from ..search import parameter_importances
 
         importances = parameter_importances(study, list(spec.search.space))
-    findings = {r.key: diagnose(r.result, label_names) for r in chosen}
+    findings = {r.key: diagnose(r.result, label_names, class_weighted=r.overrides.get(
+        "class_weight", spec.baseline.class_weight) != "none") for r in chosen}
     return {"metric": metric, "greater_is_better": greater, "info": info, "records": records,
             "chosen": chosen, "trials": trials, "variants": variants, "order": order,
             "effects": effects, "findings": findings, "label_names": label_names,
@@ -188,6 +189,13 @@ def _what_mattered(built: dict[str, Any]) -> list[str]:
     effects: list[Effect] = built["effects"]
     if not effects:
         if len(built["variants"]) > 1:
+            done = set(built["variants"]["variant"])
+            missing = sorted({reference_of(v, built["order"]) for v in done} - done)
+            if missing:  # nothing to compare with yet, whatever the seeds
+                names = ", ".join(f"`{name}`" for name in missing)
+                return ["## What mattered", "",
+                        f"No comparisons yet: {names}, which the variants here are compared with, "
+                        "has no result. Run it (`--only` its name) to see which differences matter.", ""]
             return ["## What mattered", "",
                     "No confidence intervals: these trials ran with one seed and their stored results "
                     "hold no per-example predictions. Run the study with several seeds (or re-run "

@@ -249,7 +249,8 @@ def _matrix(confusion: Any) -> list[list[float]] | None:
     return rows
 
 
-def _class_collapse(confusion: Any, label_names: Sequence[str], best_step: Any = None) -> Finding | None:
+def _class_collapse(confusion: Any, label_names: Sequence[str], best_step: Any = None,
+                    class_weighted: bool = False) -> Finding | None:
     """Classes present in validation that the selected checkpoint never predicts."""
     matrix = _matrix(confusion)
     if matrix is None or len(matrix) < 2:
@@ -268,8 +269,11 @@ def _class_collapse(confusion: Any, label_names: Sequence[str], best_step: Any =
     return Finding(
         "class_collapse",
         f"{checkpoint} never predicts {classes} on validation, out of {total:.0f} examples.",
-        'Weight the loss by class (class_weight = "balanced") or oversample the missing '
-        f"class{'es' if len(missing) > 1 else ''} in the training data.",
+        ("The loss is already weighted by class (class_weight): give the missing "
+         f"class{'es' if len(missing) > 1 else ''} larger weights or oversample "
+         f"{'them' if len(missing) > 1 else 'it'} in the training data." if class_weighted else
+         'Weight the loss by class (class_weight = "balanced") or oversample the missing '
+         f"class{'es' if len(missing) > 1 else ''} in the training data."),
         {"classes": float(len(missing)), "validation_size": total}
         | {f"support_{name}": support for name, support in missing})
 
@@ -277,8 +281,10 @@ def _class_collapse(confusion: Any, label_names: Sequence[str], best_step: Any =
 # --------------------------------------------------------------------------- composition
 
 
-def diagnose(result: Mapping[str, Any], label_names: Sequence[str]) -> list[Finding]:
-    """All findings for one trial's stored result, most severe first.
+def diagnose(result: Mapping[str, Any], label_names: Sequence[str],
+             class_weighted: bool = False) -> list[Finding]:
+    """All findings for one trial's stored result, most severe first; `class_weighted`: the trial
+    already weighted its loss by class, so the advice for a collapsed class is not to do that.
 
     Divergence silences the other curve rules (on a diverged run they are noise), and overfitting
     silences not_converged (a train loss still falling while validation loss rises is its symptom, and
@@ -288,7 +294,8 @@ def diagnose(result: Mapping[str, Any], label_names: Sequence[str]) -> list[Find
         return []
     history, evals = result.get("history"), result.get("eval_history")
     findings = [_divergence(history),
-                _class_collapse(result.get("validation_confusion"), label_names, result.get("best_step"))]
+                _class_collapse(result.get("validation_confusion"), label_names, result.get("best_step"),
+                                class_weighted)]
     if findings[0] is None:
         overfitting = _overfitting(history, evals)
         findings += [overfitting, _unstable_gradients(history),
