@@ -107,7 +107,7 @@ def named_variants(spec: ExperimentSpec) -> dict[str, dict[str, Any]]:
     baseline = spec.baseline.to_dict()
     for knob, values in spec.sweep.items():
         for value in values:
-            if value == baseline[knob]:
+            if _trained_as(spec, knob, value) == _trained_as(spec, knob, baseline[knob]):
                 continue  # the baseline already runs this value
             add(f"{BASELINE}_{suffix_for(knob, value)}", {knob: value}, f"[sweep] {knob}")
     if spec.ablation:
@@ -122,6 +122,19 @@ def named_variants(spec: ExperimentSpec) -> dict[str, dict[str, Any]]:
             for name, overrides in changes.items():
                 add(f"{PLUS}{name}", dict(overrides), f"[ablation.changes] {name}")
     return named
+
+
+def _trained_as(spec: ExperimentSpec, knob: str, value: Any) -> Any:
+    """What a knob's value trains with: the knobs left unset (None) fall back to [model] name,
+    [data] max_train_samples, and model_config adds to [model] config; so a sweep value equal to
+    those is the baseline again, not a variant."""
+    if knob == "model":
+        return value or spec.model.name
+    if knob == "model_config":
+        return {**(spec.model.config or {}), **(value or {})}
+    if knob == "max_train_samples":
+        return value or spec.data.max_train_samples
+    return value
 
 
 def variant_names(spec: ExperimentSpec) -> list[str]:

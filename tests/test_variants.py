@@ -76,6 +76,30 @@ def test_sweep_lists_expand_one_factor_at_a_time(tmp_path):
     }
 
 
+def test_sweep_values_that_the_model_and_data_sections_already_set_are_the_baseline(tmp_path):
+    """model, model_config and max_train_samples fall back to [model] and [data] in the baseline."""
+    path = tmp_path / "study.toml"
+    path.write_text(textwrap.dedent("""\
+        [data]
+        dataset = "mteb/x"
+        max_train_samples = 64
+        [model]
+        name = "org/model"
+        config = { num_hidden_layers = 1 }
+        [baseline]
+        batch_size = 16
+        [sweep]
+        model = ["org/model", "org/other"]
+        model_config = [{ num_hidden_layers = 1 }, { num_hidden_layers = 2 }]
+        max_train_samples = [64, 32]
+        """), encoding="utf-8")
+    assert named_variants(load_spec(path)) == {
+        "baseline_model-other": {"model": "org/other"},
+        "baseline_layers2": {"model_config": {"num_hidden_layers": 2}},
+        "baseline_n32": {"max_train_samples": 32},
+    }
+
+
 def test_sweep_and_variants_combine_in_file_section_order(tmp_path):
     spec = spec_from(tmp_path, """
         [variants]
