@@ -480,9 +480,15 @@ def _check_train_classes(labels: np.ndarray, names: list[str], cause: str, advic
 
 def check_train_size(splits: LabeledSplits, n: int | None) -> None:
     """The max_train_samples knob of a variant takes the rows with_train_size will take: refused
-    when they hold a single class."""
+    when they hold a single class, or when there are fewer rows than it asks for (the variant would
+    train on all of them under the name of a number it never saw)."""
     labels = splits.train["label"].to_numpy()
-    if n is None or n >= len(labels):
+    if n is not None and n > len(labels):
+        raise AblateInputError(
+            f"max_train_samples = {n} is more than the {len(labels)} training rows there are (after "
+            f"[data] max_train_samples and the validation and test splits): lower it to {len(labels)} "
+            "or less")
+    if n is None or n == len(labels):
         return
     _check_train_classes(labels[stratified_indices(labels, n)], splits.label_names,
                          f"max_train_samples = {n}", f"raise it to {len(np.unique(labels))} or more")

@@ -341,3 +341,15 @@ def test_dry_run_refuses_a_storage_that_run_would_refuse(write_experiment, capsy
         capsys.readouterr()
         assert cli.main(["run", str(path), *options]) == 2
         assert "ablate: error: " in capsys.readouterr().err
+
+
+def test_a_max_train_samples_variant_larger_than_the_data_is_refused(write_experiment, capsys):
+    """It would train on every row under the name of a number it never saw."""
+    path = write_experiment(variants="", extra="[sweep]\nmax_train_samples = [100000]\n")
+    for options in (["--dry-run"], []):
+        capsys.readouterr()
+        assert cli.main(["run", str(path), *options]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1
+        assert ("baseline_n100000" in err and "max_train_samples = 100000 is more than the 216 "
+                "training rows there are") in err
