@@ -287,9 +287,13 @@ def _names_of_ids(frames: dict[str, pd.DataFrame], spec: DataSpec, train_split: 
                 f"the train labels ({_some(seen)})")
     missing = sorted(set(range(seen[-1] + 1)) - set(seen))
     if missing:
+        train = frames[train_split]
+        row, _ = _first_bad(train, train["label"] > missing[0])  # the first label past the gap
+        where = f"row {row} the first beyond {missing[0] - 1}" if missing[0] else "none is 0"
         raise AblateInputError(
             f"{spec.dataset}: integer labels are class ids 0..N-1, but split {train_split!r} has "
-            f"labels {_some(seen)}, so ids {_some(missing)} would be classes without an example; "
+            f"labels {_some(seen)} ({where}), so ids "
+            f"{_some(missing)} would be classes without an example; "
             f"renumber the labels 0..{len(seen) - 1}, use class names instead of numbers, or set "
             f"[data] label_names to name all {seen[-1] + 1} ids")
     return [str(i) for i in range(len(seen))]
