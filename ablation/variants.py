@@ -95,6 +95,10 @@ def named_variants(spec: ExperimentSpec) -> dict[str, dict[str, Any]]:
     origin: dict[str, str] = {BASELINE: "the baseline"}
 
     def add(name: str, overrides: dict[str, Any], where: str) -> None:
+        if name in origin and origin[name] == where:  # `[sweep] batch_size = [32, 32]`
+            raise AblateInputError(
+                f"{spec.path}: {where} lists {next(iter(overrides.values()))!r} twice (variant "
+                f"{name!r}); list each value once")
         if name in origin:
             raise AblateInputError(
                 f"{spec.path}: variant name {name!r} is produced twice ({origin[name]} and {where}); "
@@ -135,6 +139,25 @@ def _trained_as(spec: ExperimentSpec, knob: str, value: Any) -> Any:
     if knob == "max_train_samples":
         return value or spec.data.max_train_samples
     return value
+
+
+def redundant_variants(spec: ExperimentSpec) -> list[str]:
+    """Notes on variants that train what the baseline or an earlier variant already trains: not
+    refused (an A/A comparison can be meant), but worth a line before minutes of training."""
+    baseline = spec.baseline.to_dict()
+
+    def trained(overrides: dict[str, Any]) -> str:
+        recipe = baseline | overrides
+        return repr(sorted((knob, _trained_as(spec, knob, recipe[knob])) for knob in recipe))
+
+    notes: list[str] = []
+    first_with = {trained({}): BASELINE}
+    for name, overrides in named_variants(spec).items():
+        same = first_with.setdefault(trained(overrides), name)
+        if same != name:
+            notes.append(f"variant {name!r} ({describe_changes(overrides)}) trains the same recipe "
+                         f"as {same!r}")
+    return notes
 
 
 def variant_names(spec: ExperimentSpec) -> list[str]:

@@ -9,7 +9,7 @@ import pytest
 
 from ablation.config import load_spec
 from ablation.errors import AblateInputError
-from ablation.variants import expand, named_variants, reference_of, suffix_for
+from ablation.variants import expand, named_variants, redundant_variants, reference_of, suffix_for
 
 
 def spec_from(tmp_path: Path, body: str):
@@ -200,3 +200,18 @@ def test_a_local_model_folder_in_a_variant_becomes_absolute(tmp_path, monkeypatc
     monkeypatch.chdir(tmp_path)
     spec = spec_from(tmp_path, '[variants]\nlocal = { model = "my-model" }\n')
     assert named_variants(spec)["baseline_local"]["model"] == str(tmp_path / "my-model")
+
+
+def test_variants_that_train_the_baseline_or_an_earlier_variant_again_get_a_note(tmp_path):
+    spec = spec_from(tmp_path, """
+        [variants]
+        same = { batch_size = 16 }
+        big = { batch_size = 32 }
+        [sweep]
+        batch_size = [32]
+        learning_rate = [5e-5]
+        """)
+    assert redundant_variants(spec) == [
+        "variant 'baseline_same' (batch_size=16) trains the same recipe as 'baseline'",
+        "variant 'baseline_bs32' (batch_size=32) trains the same recipe as 'baseline_big'"]
+    assert redundant_variants(spec_from(tmp_path, "[sweep]\nbatch_size = [32]\n")) == []
