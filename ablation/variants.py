@@ -189,6 +189,8 @@ def describe_changes(overrides: dict[str, Any]) -> str:
 
 
 def _format_value(value: Any) -> str:
+    if isinstance(value, bool):  # as the TOML file writes it
+        return str(value).lower()
     if isinstance(value, float):
         return human_number(value)
     if isinstance(value, dict):

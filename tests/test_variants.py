@@ -215,3 +215,10 @@ def test_variants_that_train_the_baseline_or_an_earlier_variant_again_get_a_note
         "variant 'baseline_same' (batch_size=16) trains the same recipe as 'baseline'",
         "variant 'baseline_bs32' (batch_size=32) trains the same recipe as 'baseline_big'"]
     assert redundant_variants(spec_from(tmp_path, "[sweep]\nbatch_size = [32]\n")) == []
+
+
+def test_changes_are_described_as_the_file_writes_them():
+    from ablation.variants import describe_changes
+
+    assert describe_changes({"group_by_length": True, "learning_rate": 5e-5}) == \
+        "group_by_length=true, learning_rate=5e-5"
