@@ -162,8 +162,11 @@ def _graceful_interrupts(enabled: bool) -> Iterator[threading.Event]:
 
 
 def _quiet_libraries() -> None:
+    from .sweep import TRIAL_LOG_ONLY
+
     console = logging.StreamHandler()
     console.setLevel(logging.WARNING)  # the console shows warnings; each trial.log gets INFO too
+    console.addFilter(lambda record: not getattr(record, TRIAL_LOG_ONLY, False))  # tracebacks
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s",
                         handlers=[console])
     logging.getLogger("ablation").setLevel(logging.INFO)
@@ -186,6 +189,10 @@ def _print_spec(spec: Any) -> None:
     print(f"  output:  {spec.output_dir}")
     print(f"  data:    {spec.data.dataset}" + (f" ({spec.data.config})" if spec.data.config else ""))
     print(f"  model:   {spec.model.name}")
+    from .variants import redundant_variants
+
+    for note in redundant_variants(spec):
+        print(f"note: {note}")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -230,10 +237,19 @@ def _progress(spec: Any, args: argparse.Namespace) -> Any:
 def _dry_run(spec: Any, args: argparse.Namespace) -> int:
     """What `run` with the same options would do, from the same plan, changing nothing."""
     from .queue import StudyNotFound, open_study
-    from .sweep import check_own_output_dir, check_same_study, plan, select_trials
+    from .records import latest_by_key, load_records
+    from .search import check_same_search, retries, search_names, selected
+    from .sweep import (
+        NEW_STUDY,
+        check_own_output_dir,
+        check_same_study,
+        plan,
+        run_selection,
+        select_trials,
+    )
     from .variants import describe_changes
 
-    trials = select_trials(spec, (args.only + args.rerun) or None)
+    trials = run_selection(spec, args.only, args.rerun, args.retry_failed)
     check_own_output_dir(spec)
     try:
         study = open_study(spec, create=False)
@@ -241,14 +257,20 @@ def _dry_run(spec: Any, args: argparse.Namespace) -> int:
         study = None
     if study is not None and args.force_new:
         print(f"--force-new: would delete study {spec.name!r} "
-              f"({len(study.get_trials(deepcopy=False))} trial(s)) and start afresh")
+              f"({len(study.get_trials(deepcopy=False))} trial(s)), its trial logs and SwanLab runs "
+              f"in {spec.output_dir}, and start afresh")
         study = None
     to_queue, skipped, replaced = [], [], []
     if study is None:
         to_queue = trials
     else:
         check_same_study(study, spec)  # the run would refuse: say so now
-        to_queue, skipped, replaced = plan(study, trials, args.rerun, args.retry_failed, spec.path)
+        check_same_search(study, spec, NEW_STUDY)
+        to_queue, skipped, replaced = plan(study, trials, args.rerun, args.retry_failed, spec.path,
+                                           every=select_trials(spec, None))
+    retry_search, propose = selected(spec, args.only, args.rerun, args.retry_failed)
+    # Failed search trials the run would try again.
+    retried = [t for t, _ in retries(study, spec)] if study is not None and retry_search else []
     if to_queue or spec.search is not None:  # what run checks once the data and models load
         from .data import load_labeled_splits
         from .sweep import TrialInputs, check_same_data, preflight
@@ -257,27 +279,32 @@ def _dry_run(spec: Any, args: argparse.Namespace) -> int:
         if study is not None:
             check_same_data(study, spec, inputs.splits.fingerprint())
         preflight(spec, to_queue, inputs)
-    queued = {t.key for t in to_queue}
-    print(f"plan: {len(trials)} trial(s), {len(queued)} to run")
-    for trial in trials:
+    queued = {t.key for t in to_queue + retried}
+    # Not queued anew: a trial still queued (an interrupted run's) is trained by this run too.
+    latest = latest_by_key(load_records(study)) if study is not None else {}
+    waiting = {key for key, r in latest.items() if r.state == "WAITING" and key not in queued}
+    print(f"plan: {len(trials) + len(retried)} trial(s), "
+          f"{len(queued | (waiting & {t.key for t in trials}))} to run")
+    for trial in trials + retried:
         if trial.key in queued:
-            state = "to run again" if trial.variant in args.rerun else "to run"
+            state = "to run again" if trial.key in latest and trial.variant in args.rerun else "to run"
         elif trial.key in skipped:
             state = "complete, re-used"
         elif args.retry_failed:
             state = "not failed, left"
+        elif trial.key in waiting:
+            state = "queued, to run"
         else:
-            state = "queued or running"
+            state = "running elsewhere"
         print(f"  {trial.key:<32} {state:<18} {describe_changes(trial.overrides)}")
     if replaced:
         print(f"the {len(replaced)} complete result(s) of the trials run again would be kept as "
               "superseded")
-    if spec.search is not None:
-        from .records import VARIANT
-
-        made = 0 if study is None else sum(
-            1 for t in study.get_trials(deepcopy=False)
-            if str(t.user_attrs.get(VARIANT, "")).startswith("search_"))
+    if spec.search is not None and not propose:
+        print("then [search]: no new trials: --only, --rerun and --retry-failed run only what they "
+              "select (--only search selects the search)")
+    elif spec.search is not None:
+        made = 0 if study is None else len(search_names(study))
         left = max(0, spec.search.n_trials - made)
         print(f"then [search]: {left} more trial(s) proposed by the {spec.search.sampler} sampler "
               f"(n_trials {spec.search.n_trials}, {made} made so far)")

@@ -200,18 +200,36 @@ def _database_lock(url: str, study_name: str, on_wait: Callable[[], None]) -> It
 
 
 def enqueue(study: optuna.Study, trials: list[TrialSpec]) -> None:
+    """Queue each trial; a search trial tried again keeps its parameters (see `enqueue_again`)."""
     for trial in trials:
-        study.enqueue_trial({}, user_attrs=records.trial_attrs(trial))
+        params = dict(trial.overrides) if trial.variant.startswith("search_") else {}
+        study.enqueue_trial(params, user_attrs=records.trial_attrs(trial))
 
 
-def claim(study: optuna.Study, wanted: set[str] | None) -> optuna.Trial | None:
-    """Move the oldest waiting trial (of `wanted` keys, or any of ours) to RUNNING; None when
-    there is none left. Never creates a trial, unlike study.ask()."""
+def _is_search(frozen: optuna.trial.FrozenTrial) -> bool:
+    """A [search] trial (search_<number>; the name is search.PREFIX, not imported here: that
+    module loads transformers)."""
+    return str(frozen.user_attrs.get(records.VARIANT, "")).startswith("search_")
+
+
+def enqueue_again(study: optuna.Study, frozen: optuna.trial.FrozenTrial) -> None:
+    """Queue a trial once more under its own name. A search trial keeps its parameters: they are
+    the trial's fixed params, recorded again when it is claimed (see `sweep._work`), so that the
+    sampler and the importances see the retry like any other search trial."""
+    params = dict(frozen.user_attrs.get(records.OVERRIDES, {})) if _is_search(frozen) else {}
+    study.enqueue_trial(params, user_attrs={k: frozen.user_attrs[k] for k in records.IDENTITY})
+
+
+def claim(study: optuna.Study, wanted: set[str] | None, search: bool = False) -> optuna.Trial | None:
+    """Move the oldest waiting trial (of `wanted` keys, or any of ours; with `search`, any search
+    trial too) to RUNNING; None when there is none left. Never creates a trial, unlike
+    study.ask()."""
     storage = study._storage
     waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
     for frozen in sorted(waiting, key=lambda t: t.number):
         key = frozen.user_attrs.get(records.KEY)
-        if key is None or (wanted is not None and key not in wanted):
+        searched = search and _is_search(frozen)
+        if key is None or (wanted is not None and key not in wanted and not searched):
             continue
         if storage.set_trial_state_values(frozen._trial_id, state=TrialState.RUNNING):
             storage.set_trial_user_attr(frozen._trial_id, records.WORKER, records.this_worker())
@@ -236,7 +254,10 @@ def requeue_stale(study: optuna.Study) -> list[str]:
             continue
         frozen = storage.get_trial(trial_id)
         if records.KEY in frozen.user_attrs:
-            study.enqueue_trial({}, user_attrs={k: frozen.user_attrs[k] for k in records.IDENTITY})
+            enqueue_again(study, frozen)
+            if _is_search(frozen):
+                # The report counts a search's trials by attempt: the retry replaces this one.
+                records.supersede(study, [frozen.number])
             requeued.append(frozen.user_attrs[records.KEY])
     return requeued
 

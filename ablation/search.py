@@ -18,8 +18,11 @@ callback that reports evaluations to the pruner, and parameter importances for t
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib.util
+import json
 import logging
+import math
 import warnings
 from dataclasses import dataclass
 from decimal import Decimal
@@ -30,6 +33,7 @@ import optuna
 from optuna.trial import TrialState
 from transformers import TrainerCallback
 
+from . import records
 from .config import KNOBS, Recipe, _did_you_mean
 from .errors import AblateInputError
 
@@ -43,6 +47,10 @@ DEFAULT_SAMPLER = "tpe"
 # Pruning cuts trials short on a noisy early evaluation; a study opts in rather than out.
 DEFAULT_PRUNER = "none"
 NOT_SEARCHABLE = ("model", "model_config")
+# Search trials are named search_<Optuna number>; `--only search` selects them (no variant can
+# be named "search": variants are baseline_*, full or full_*).
+PREFIX = "search_"
+SELECTOR = "search"
 
 # MedianPruner: no pruning until 5 trials have completed (the median of fewer is noise), and the
 # median at a step must come from at least 3 trials that reported at that very step. Steps are
@@ -170,6 +178,13 @@ def parse_search(raw: Any, path: Path) -> SearchSpec:
         raise AblateInputError(
             f"{path}: [search] sampler = 'cmaes' needs at least one range in [search.space] "
             "(CMA-ES does not search lists); use sampler = \"tpe\" or \"grid\"")
+    if sampler == "grid":
+        # More trials than points would train a point twice (Optuna re-evaluates one at random).
+        size = math.prod(len(dim.grid() or ()) for dim in space.values())
+        if n_trials > size:
+            raise AblateInputError(
+                f"{path}: [search] n_trials = {n_trials} is more than the {size} points of the "
+                f"grid (sampler = 'grid' over [search.space]); set n_trials = {size} or less")
     return SearchSpec(n_trials=n_trials, sampler=sampler, pruner=pruner, space=space)
 
 
@@ -253,8 +268,21 @@ def _parse_dimension(key: str, raw: Any, path: Path) -> Dimension:
 # --------------------------------------------------------------------------- Optuna objects
 
 
+def trial_seed(seed: int, number: int) -> int:
+    """The sampler's seed for the search trial that gets this Optuna number.
+
+    One seed for the whole study made every process replay the same proposals: a later run (after
+    raising n_trials) and every parallel worker proposed the trials of the first run again. Trial
+    numbers are unique in a study, so each proposal draws afresh, while a study run from scratch by
+    one process proposes the same trials again."""
+    digest = hashlib.blake2b(f"ablate-search:{seed}:{number}".encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big")
+
+
 def make_sampler(spec: SearchSpec, seed: int) -> optuna.samplers.BaseSampler:
-    """The study's sampler, seeded so that a rerun proposes the same trials."""
+    """The study's sampler with this seed (see `trial_seed` for the seed of each proposal).
+    TPE's constant liar counts running trials as bad results, so that parallel workers do not
+    propose the same region (Optuna's advice for distributed optimisation)."""
     if spec.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if spec.sampler == "grid":
@@ -263,9 +291,9 @@ def make_sampler(spec: SearchSpec, seed: int) -> optuna.samplers.BaseSampler:
     if spec.sampler == "cmaes":
         # CMA-ES handles only ranges; lists go to TPE rather than to Optuna's default, random.
         return optuna.samplers.CmaEsSampler(
-            seed=seed, independent_sampler=optuna.samplers.TPESampler(seed=seed),
+            seed=seed, independent_sampler=optuna.samplers.TPESampler(seed=seed, constant_liar=True),
             warn_independent_sampling=False)
-    return optuna.samplers.TPESampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
 
 
 class _AskTellGridSampler(optuna.samplers.GridSampler):
@@ -309,9 +337,114 @@ def suggest(trial: optuna.Trial, spec: SearchSpec) -> dict[str, Any]:
     return overrides
 
 
+def distributions(spec: SearchSpec) -> dict[str, optuna.distributions.BaseDistribution]:
+    """The Optuna distribution `suggest` records for each knob (the same constructors)."""
+    made: dict[str, optuna.distributions.BaseDistribution] = {}
+    for name, dim in spec.space.items():
+        if dim.kind == "categorical":
+            made[name] = optuna.distributions.CategoricalDistribution(list(dim.choices or ()))
+        elif dim.kind == "int":
+            made[name] = optuna.distributions.IntDistribution(
+                int(dim.low), int(dim.high), log=dim.log, step=int(dim.step or 1))
+        else:
+            made[name] = optuna.distributions.FloatDistribution(
+                float(dim.low), float(dim.high), log=dim.log, step=dim.step)
+    return made
+
+
 def search_trial_name(number: int) -> str:
     """The name of the search's trial with this Optuna number (its runs and folders)."""
-    return f"search_{number}"
+    return f"{PREFIX}{number}"
+
+
+def is_search_trial(variant: Any) -> bool:
+    return str(variant or "").startswith(PREFIX)
+
+
+def search_names(study: optuna.Study) -> set[str]:
+    """The search trials the study holds, by name: what counts toward n_trials. A retried trial
+    keeps its name, so a failed attempt and its retry count once."""
+    return {str(t.user_attrs[records.VARIANT]) for t in study.get_trials(deepcopy=False)
+            if is_search_trial(t.user_attrs.get(records.VARIANT))}
+
+
+# --------------------------------------------------------------------------- a study's search
+
+
+def _shown(dist: optuna.distributions.BaseDistribution) -> str:
+    """A distribution as it is written in [search.space]."""
+    if isinstance(dist, optuna.distributions.CategoricalDistribution):
+        return "[" + ", ".join('""' if c is None else json.dumps(c) for c in dist.choices) + "]"
+    parts = [f"low = {dist.low!r}", f"high = {dist.high!r}"]  # type: ignore[attr-defined]
+    if dist.log:  # type: ignore[attr-defined]
+        parts.append("log = true")
+    step = dist.step  # type: ignore[attr-defined]
+    if step is not None and not (isinstance(dist, optuna.distributions.IntDistribution) and step == 1):
+        parts.append(f"step = {step!r}")
+    return "{ " + ", ".join(parts) + " }"
+
+
+def check_same_search(study: optuna.Study, spec: Any, advice: str) -> None:
+    """Refuse a [search.space] other than the one the study's search trials were proposed from.
+
+    Optuna cannot go on with other choices for a list (it raised in the middle of a run), and
+    trials from different spaces would be ranked and weighed (importances) as one search. The
+    space of the study's latest search trial is the one to keep; n_trials, sampler and pruner
+    may change."""
+    if spec.search is None:
+        return
+    searched = [t for t in study.get_trials(deepcopy=False)
+                if is_search_trial(t.user_attrs.get(records.VARIANT)) and t.distributions]
+    if not searched:
+        return
+    stored = max(searched, key=lambda t: t.number).distributions
+    mine = distributions(spec.search)
+    done = f"study {spec.name!r} proposed its {len(search_names(study))} search trial(s)"
+    for name in [*mine, *(n for n in stored if n not in mine)]:
+        old, new = stored.get(name), mine.get(name)
+        if old == new:
+            continue
+        where = f"{spec.path}: [search.space] {name}"
+        if old is None:
+            raise AblateInputError(
+                f"{where}: {done} without {name}; the file now adds {name} = {_shown(new)}: remove "
+                f"it to go on with that search, or {advice}")
+        if new is None:
+            raise AblateInputError(
+                f"{where}: {done} with {name} = {_shown(old)}; the file no longer searches it: "
+                f"restore it to go on with that search, or {advice}")
+        raise AblateInputError(
+            f"{where}: {done} with {name} = {_shown(old)}; the file now says {name} = "
+            f"{_shown(new)}: restore it to go on with that search, or {advice}")
+
+
+def selected(spec: Any, only: list[str] | None, rerun: list[str] | None,
+             retry_failed: bool) -> tuple[bool, bool]:
+    """(retry, propose) for a run's options: whether failed search trials are queued again, and
+    whether the sampler proposes new ones. --only, --rerun and --retry-failed run what they select,
+    never new search trials; `--only search` selects the search. --retry-failed retries the
+    failed trials of the --only selection, else of every variant and of the search."""
+    if spec.search is None:
+        return False, False
+    named = SELECTOR in (only or [])
+    retry = named or (not only and (not rerun or retry_failed))
+    propose = (named or not (only or rerun)) and not retry_failed
+    return retry, propose
+
+
+def retries(study: optuna.Study, spec: Any) -> list[tuple[Any, list[int]]]:
+    """Search trials whose every attempt failed (an error, Ctrl+C, a dead worker): each is tried
+    once more per run, with its own parameters, like a failed variant. Returns the trials and the
+    numbers of the failed attempts, which the retry supersedes (so they count once)."""
+    from .variants import TrialSpec
+
+    found = []
+    latest = records.latest_by_key(records.load_records(study))
+    for record in latest.values():
+        if is_search_trial(record.variant) and record.state == "FAIL":
+            trial = TrialSpec.of(spec.baseline, record.variant, record.seed, record.overrides)
+            found.append((trial, [record.number]))
+    return sorted(found, key=lambda item: item[1])
 
 
 class PruningCallback(TrainerCallback):

@@ -8,6 +8,7 @@ trial never stops the others.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import gc
 import json
@@ -30,6 +31,8 @@ from .tracking import NullTracker, make_tracker
 from .variants import BASELINE, TrialSpec, expand, variant_names
 
 log = logging.getLogger(__name__)
+FORCE_NEW_FOLDERS = ("trials", "swanlog")  # under output_dir: per-trial logs, SwanLab's local runs
+TRIAL_LOG_ONLY = "trial_log_only"  # a log record flagged so goes to trial.log, not to the terminal
 
 
 @dataclass
@@ -53,12 +56,25 @@ def select_trials(spec: ExperimentSpec, only: list[str] | None,
     trials = expand(spec)
     if not only:
         return trials
+    from .search import SELECTOR
+
+    searched = spec.search is not None and option == "--only"  # `--only search`: the search
     for name in only:
-        if name not in known:
+        if name not in known and not (searched and name == SELECTOR):
             raise AblateInputError(
                 f"{option} {name!r}: no such variant in {spec.path.name} (variants: "
-                f"{', '.join(known)})")
+                f"{', '.join(known)}" + (f"; {SELECTOR} selects the [search] trials)"
+                                         if searched else ")"))
     return [t for t in trials if t.variant in only]
+
+
+def run_selection(spec: ExperimentSpec, only: list[str] | None, rerun: list[str] | None,
+                  retry_failed: bool) -> list[TrialSpec]:
+    """The trials a `run` plans: those of the --only and --rerun variants, or all of them. With
+    --retry-failed and no --only, all of them: it queues the failed ones (`plan`) besides any --rerun."""
+    if retry_failed and not only:
+        return select_trials(spec, None)
+    return select_trials(spec, (only or []) + (rerun or []) or None)
 
 
 def _first_line(err: BaseException) -> str:
@@ -274,7 +290,8 @@ def preflight(spec: ExperimentSpec, trials: list[TrialSpec], inputs: TrialInputs
 
 
 def plan(study: optuna.Study, trials: list[TrialSpec], rerun: list[str] | None = None,
-         retry_failed: bool = False, path: Any = "") -> tuple[list[TrialSpec], list[str], list[int]]:
+         retry_failed: bool = False, path: Any = "", every: list[TrialSpec] | None = None,
+         ) -> tuple[list[TrialSpec], list[str], list[int]]:
     """Which selected trials to queue now, which complete ones are re-used, and which trial
     numbers the caller supersedes once every check has passed (nothing is written here).
 
@@ -282,14 +299,15 @@ def plan(study: optuna.Study, trials: list[TrialSpec], rerun: list[str] | None =
     earlier invocation is tried once more). `rerun` variants are queued again and their complete
     results superseded; `retry_failed` queues only trials whose attempts all failed (and the
     `rerun` ones). A complete, waiting or running attempt whose changes differ from the file's
-    is refused: its result would be shown under changes it was not trained with.
+    is refused: its result would be shown under changes it was not trained with. That holds for
+    `every` trial of the file (default: `trials`), selected or not: the report compares them all.
 
     A `rerun` trial still running is refused where heartbeats tell a live process from a dead
     one; without them (journal storage) it is taken as abandoned: superseded, failed by the
     caller (`queue.fail_abandoned`), and queued again."""
     rerun = rerun or []
     existing = [r for r in records.load_records(study) if not r.superseded]
-    _check_unchanged(existing, [t for t in trials if t.variant not in rerun], path)
+    _check_unchanged(existing, [t for t in (every or trials) if t.variant not in rerun], path)
     rerun_keys = {t.key for t in trials if t.variant in rerun}
     running = [r for r in existing if r.key in rerun_keys and r.state == "RUNNING"]
     if running and queue.has_heartbeats(study):
@@ -317,17 +335,28 @@ def _check_unchanged(existing: list[records.TrialRecord], trials: list[TrialSpec
         return json.dumps(overrides, sort_keys=True, default=str)
 
     wanted = {t.key: t for t in trials}
+    changed: dict[str, tuple[str, str, str]] = {}  # variant -> (run or queued, then, now)
     for record in existing:
         trial = wanted.get(record.key)
         if (trial is None or record.state not in ("COMPLETE", "WAITING", "RUNNING")
                 or canonical(record.overrides) == canonical(trial.overrides)):
             continue
-        state = "run" if record.complete else "queued"
+        changed.setdefault(trial.variant, ("run" if record.complete else "queued",
+                                           describe_changes(record.overrides),
+                                           describe_changes(trial.overrides)))
+    if len(changed) == 1:
+        (variant, (state, then, now)), = changed.items()
         raise AblateInputError(
-            f"{path}: variant {trial.variant!r} was {state} with {describe_changes(record.overrides)}; "
-            f"the file now says {describe_changes(trial.overrides)}: `--rerun {trial.variant}` trains "
-            "it again with the new changes (the old result is kept as superseded), or give the "
-            "changed variant a new name")
+            f"{path}: variant {variant!r} was {state} with {then}; the file now says {now}: "
+            f"`--rerun {variant}` trains it again with the new changes (the old result is kept as "
+            "superseded), or give the changed variant a new name")
+    if changed:  # all of them in one line: one round trip, not one per variant
+        reruns = " ".join(f"--rerun {variant}" for variant in changed)
+        raise AblateInputError(
+            f"{path}: {len(changed)} variants were run with other changes than the file now says ("
+            + "; ".join(f"{variant}: {then} → {now}" for variant, (_, then, now) in changed.items())
+            + f"): `{reruns}` trains them again with the new changes (the old results are kept as "
+            "superseded), or give the changed variants new names")
 
 
 @dataclass
@@ -340,6 +369,9 @@ class Work:
     stop: threading.Event = field(default_factory=threading.Event)  # --graceful: finish, then stop
     inputs: TrialInputs | None = None
     tracker: Any = None
+    # Claim any [search] trial and ask the sampler for new ones; off where --only, --rerun or
+    # --retry-failed select other trials (their own search retries are among the wanted keys).
+    search: bool = True
 
     def __post_init__(self) -> None:
         self.echo = as_progress(self.echo)
@@ -383,9 +415,10 @@ def _work(job: Work, wanted: set[str] | None, outcome: RunOutcome, wait_for_othe
     waited_for: set[str] = set()
     while not job.stop.is_set():
         queue.requeue_stale(job.study)
-        optuna_trial = queue.claim(job.study, wanted)
+        searching = job.search and job.spec.search is not None
+        optuna_trial = queue.claim(job.study, wanted, search=searching)
         if optuna_trial is None:
-            if job.spec.search is not None and _search_once(job, outcome):
+            if searching and _search_once(job, outcome):
                 continue
             running = [t for t in job.study.get_trials(
                 deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
@@ -400,12 +433,30 @@ def _work(job: Work, wanted: set[str] | None, outcome: RunOutcome, wait_for_othe
             continue
         with queue.Heartbeat(job.study, optuna_trial):  # from the claim until the trial is told
             trial = _spec_from_attrs(job.spec, optuna_trial.user_attrs)
+            pruning = _search_retry(job, optuna_trial, trial)
             tokenizer, data = _inputs_for(job, optuna_trial, trial)
             run_name = trial.variant + (f"-s{trial.seed}" if several_seeds else "")
             job.echo(f"trial {optuna_trial.number} {trial.key}: {_describe(trial)}")
             job.echo.trial_started(trial.key, trial.seed)
             _run_one(job.study, optuna_trial, trial, job.spec, data, tokenizer, job.tracker,
-                     run_name, outcome, job.echo)
+                     run_name, outcome, job.echo, pruning)
+
+
+def _search_retry(job: Work, optuna_trial: optuna.Trial, trial: TrialSpec) -> Any:
+    """A claimed search trial tried again (it failed, or its worker died): record its parameters
+    (queued as fixed params) so that the sampler and the importances count it, and prune it like
+    any search trial. Returns its pruning callback, or None for other trials."""
+    from .search import PruningCallback, is_search_trial, suggest
+
+    search = job.spec.search
+    if search is None or not is_search_trial(trial.variant) or set(trial.overrides) != set(search.space):
+        return None
+    try:
+        suggest(optuna_trial, search)
+    except BaseException as err:
+        _fail(job.study, optuna_trial, None, f"{type(err).__name__}: {_first_line(err)}")
+        raise
+    return PruningCallback(optuna_trial, job.spec.experiment.metric)
 
 
 def _waiting_note(job: Work, running: list[optuna.trial.FrozenTrial]) -> str:
@@ -433,26 +484,45 @@ def _inputs_for(job: Work, optuna_trial: optuna.Trial, trial: TrialSpec) -> tupl
 
 def _search_once(job: Work, outcome: RunOutcome) -> bool:
     """Run one trial proposed by the [search] sampler; False once the study holds n_trials
-    search trials (in any state: a failing region is not retried for ever)."""
+    search trials. A failed one still counts: the next run tries it again (`search.retries`)."""
 
-    from .search import PruningCallback, search_trial_name, suggest
+    from .search import (
+        PruningCallback,
+        check_same_search,
+        make_sampler,
+        search_names,
+        search_trial_name,
+        suggest,
+        trial_seed,
+    )
 
     search = job.spec.search
-    # Counted and made under the study's lock: two workers would both see n_trials - 1 and
-    # both add one.
-    with queue.planning_lock(job.spec, lambda line: None):
-        made = [t for t in job.study.get_trials(deepcopy=False)
-                if str(t.user_attrs.get(records.VARIANT, "")).startswith("search_")]
-        if len(made) >= search.n_trials:
-            return False
-        optuna_trial = job.study.ask()
-        overrides = suggest(optuna_trial, search)
-        trial = TrialSpec.of(job.spec.baseline, search_trial_name(optuna_trial.number),
-                             job.spec.experiment.seeds[0], overrides)
-        for key, value in records.trial_attrs(trial).items():
-            optuna_trial.set_user_attr(key, value)
-        optuna_trial.set_user_attr(records.WORKER, records.this_worker())
-    with queue.Heartbeat(job.study, optuna_trial):
+    with contextlib.ExitStack() as beating:
+        # Counted and made under the study's lock: two workers would both see n_trials - 1 and
+        # both add one.
+        with queue.planning_lock(job.spec, lambda line: None):
+            # Again under the lock: another process may have begun the search with another space.
+            check_same_search(job.study, job.spec, NEW_STUDY)
+            made = search_names(job.study)
+            if len(made) >= search.n_trials:
+                return False
+            # Seeded from the number the new trial gets: each proposal draws afresh, in every
+            # process and every later run (numbers only grow under this lock).
+            number = len(job.study.get_trials(deepcopy=False))
+            job.study.sampler = make_sampler(search, trial_seed(job.spec.experiment.seeds[0], number))
+            optuna_trial = job.study.ask()
+            # From its creation: a process killed right now leaves a trial that goes stale.
+            beating.enter_context(queue.Heartbeat(job.study, optuna_trial))
+            try:
+                overrides = suggest(optuna_trial, search)
+                trial = TrialSpec.of(job.spec.baseline, search_trial_name(optuna_trial.number),
+                                     job.spec.experiment.seeds[0], overrides)
+                for key, value in records.trial_attrs(trial).items():
+                    optuna_trial.set_user_attr(key, value)
+                optuna_trial.set_user_attr(records.WORKER, records.this_worker())
+            except BaseException as err:  # never leave a trial RUNNING that no one will finish
+                _fail(job.study, optuna_trial, None, f"{type(err).__name__}: {_first_line(err)}")
+                raise
         tokenizer, data = _inputs_for(job, optuna_trial, trial)
         metric = job.spec.experiment.metric
         pruning = PruningCallback(optuna_trial, metric)
@@ -475,18 +545,24 @@ def run_study(spec: ExperimentSpec, only: list[str] | None = None,
 
     A stored study of the same name but another data, model, baseline or metric is refused;
     `force_new` deletes it, once every check of this run's input has passed."""
+    from .search import SELECTOR, selected
+
     echo = as_progress(echo)  # messages, and the trials' progress where the terminal shows it
-    trials = select_trials(spec, (only or []) + (rerun or []) or None)
+    trials = run_selection(spec, only, rerun, retry_failed)
+    retry_search, propose = selected(spec, only, rerun, retry_failed)
     outcome = RunOutcome(planned=trials)
     make_output_dir(spec)
     check_own_output_dir(spec)
     with queue.planning_lock(spec, echo):
         job, to_queue = _plan_and_queue(spec, trials, outcome, echo, stop, rerun, retry_failed,
-                                        force_new)
+                                        force_new, retry_search)
+    job.search = propose
     study = job.study
-    wanted = {t.key for t in trials}
-    if workers > 1 and to_queue:
-        names = sorted({t.variant for t in trials}) if only or rerun else []
+    wanted = {t.key for t in trials} | {t.key for t in to_queue}  # and the search's retries
+    if workers > 1 and (to_queue or propose):
+        names = []  # no selection: every queued trial, and the search
+        if only or rerun or retry_failed:  # the selected variants; the search if selected
+            names = sorted({t.variant for t in trials}) + ([SELECTOR] if propose else [])
         _run_worker_processes(spec, workers, echo, job.stop, names, graceful)
     work(job, wanted, outcome, wait_for_others=True)
     _collect_outcome(study, wanted, outcome)
@@ -502,21 +578,30 @@ def run_study(spec: ExperimentSpec, only: list[str] | None = None,
 
 def _plan_and_queue(spec: ExperimentSpec, trials: list[TrialSpec], outcome: RunOutcome,
                     echo: Lines, stop: threading.Event | None, rerun: list[str] | None,
-                    retry_failed: bool, force_new: bool) -> tuple[Work, list[TrialSpec]]:
+                    retry_failed: bool, force_new: bool, retry_search: bool = False
+                    ) -> tuple[Work, list[TrialSpec]]:
     """Check everything, then queue what is to run; nothing is written (superseded, deleted,
-    queued) before every check has passed."""
+    queued) before every check has passed. With `retry_search`, failed search trials are
+    queued again too (after the variants; they are checked when claimed, like proposals)."""
+    from .search import check_same_search, retries
+
     study = None if force_new else queue.open_study(spec)
+    retried: list[tuple[TrialSpec, list[int]]] = []
     if study is None:  # --force-new: every selected trial, in a new study
         to_queue, replaced = list(trials), []
     else:
         check_same_study(study, spec)
-        to_queue, outcome.skipped, replaced = plan(study, trials, rerun, retry_failed, spec.path)
+        check_same_search(study, spec, NEW_STUDY)
+        if retry_search:
+            retried = retries(study, spec)
+        to_queue, outcome.skipped, replaced = plan(study, trials, rerun, retry_failed, spec.path,
+                                                   every=select_trials(spec, None))
     _write_study_files(spec)
     if outcome.skipped:
         echo(f"re-using {len(outcome.skipped)} completed trial(s): {', '.join(outcome.skipped)}")
     echo.planned([(t.key, t.seed) for t in trials if t.key not in outcome.skipped])
     job = Work(spec, study, echo, stop or threading.Event())
-    if to_queue:
+    if to_queue or retried:
         inputs = job.prepare()
         if study is not None:
             check_same_data(study, spec, inputs.splits.fingerprint())
@@ -528,6 +613,8 @@ def _plan_and_queue(spec: ExperimentSpec, trials: list[TrialSpec], outcome: RunO
         if deleted is not None:
             echo(f"--force-new: deleted study {spec.name!r} ({deleted} trial(s)) from "
                  f"{spec.experiment.storage}; starting afresh")
+        for folder in FORCE_NEW_FOLDERS:  # the deleted trials' logs and SwanLab runs go with them
+            shutil.rmtree(spec.output_dir / folder, ignore_errors=True)
         job.study = queue.open_study(spec)
     if to_queue:
         _record_study_attrs(job.study, spec, job.prepare().splits)
@@ -535,19 +622,28 @@ def _plan_and_queue(spec: ExperimentSpec, trials: list[TrialSpec], outcome: RunO
             queue.fail_abandoned(job.study, replaced)
             records.supersede(job.study, replaced)
         queue.enqueue(job.study, to_queue)
-    return job, to_queue
+    if retried:  # the failed attempts are superseded: the report counts each search trial once
+        echo(f"[search]: trying {len(retried)} failed search trial(s) again: "
+             + ", ".join(trial.key for trial, _ in retried))
+        records.supersede(job.study, [number for _, numbers in retried for number in numbers])
+        queue.enqueue(job.study, [trial for trial, _ in retried])
+    return job, to_queue + [trial for trial, _ in retried]
 
 
 def run_worker(spec: ExperimentSpec, echo: Callable[[str], None] = print,
                stop: threading.Event | None = None, only: list[str] | None = None) -> RunOutcome:
     """`ablate worker`: join a study, train queued trials (of the `only` variants) until none is
     left."""
+    from .search import check_same_search, selected
+
     wanted = {t.key for t in select_trials(spec, only)} if only else None
     study = queue.open_study(spec, create=False)
     # What the trials' recipes are built from; the data and model may sit at other paths on
     # another machine.
     check_same_study(study, spec, keys=("baseline", "metric", "direction"), advice=SAME_AS_RUN)
-    job = Work(spec, study, echo, stop or threading.Event())
+    check_same_search(study, spec, SAME_AS_RUN)
+    job = Work(spec, study, echo, stop or threading.Event(),
+               search=selected(spec, only, None, False)[1])  # --only X: no search trials
     if DATA_FINGERPRINT in study.user_attrs:  # before any trial is claimed: none fails for it
         check_same_data(study, spec, job.prepare().splits.fingerprint(), advice=SAME_AS_RUN)
     outcome = RunOutcome(planned=[])
@@ -674,7 +770,8 @@ def _run_one(study: optuna.Study, optuna_trial: optuna.Trial, trial: TrialSpec,
             _fail(study, optuna_trial, tracker, "interrupted by the user (Ctrl+C)")
             raise
         except Exception as err:
-            log.error("trial %s failed:\n%s", trial.key, traceback.format_exc())
+            log.error("trial %s failed:\n%s", trial.key, traceback.format_exc(),
+                      extra={TRIAL_LOG_ONLY: True})  # the terminal gets the one line below
             message = f"{type(err).__name__}: {_first_line(err)}"
             _fail(study, optuna_trial, tracker, message)
             outcome.failed[trial.key] = message

@@ -353,3 +353,23 @@ def test_a_max_train_samples_variant_larger_than_the_data_is_refused(write_exper
         assert err.count("\n") == 1
         assert ("baseline_n100000" in err and "max_train_samples = 100000 is more than the 216 "
                 "training rows there are") in err
+
+
+def test_dry_run_names_queued_trials_as_to_run_and_a_first_rerun_as_to_run(write_experiment, capsys):
+    from ablation import queue
+    from ablation.variants import expand
+
+    path = write_experiment()
+    assert cli.main(["run", str(path), "--only", "baseline"]) == 0
+    capsys.readouterr()
+    assert cli.main(["run", str(path), "--dry-run", "--rerun", "baseline_bs32"]) == 0
+    assert re.search(r"baseline_bs32-s42 +to run +batch_size=32", capsys.readouterr().out)  # never ran
+
+    spec = load_spec(path)  # what an interrupted run leaves: a trial queued, never claimed
+    queue.enqueue(queue.open_study(spec), [t for t in expand(spec) if t.variant == "baseline_bs32"])
+    assert cli.main(["run", str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "plan: 2 trial(s), 1 to run" in out
+    assert re.search(r"baseline_bs32-s42 +queued, to run", out)
+    assert cli.main(["run", str(path)]) == 0  # and the run trains it
+    assert "\nbaseline_bs32,42,1,COMPLETE," in (spec.output_dir / "results.csv").read_text()

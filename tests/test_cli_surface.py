@@ -117,16 +117,24 @@ def test_data_rows_changed_on_disk_are_refused_and_rerun_supersedes_nothing(
 def test_force_new_deletes_the_stored_study_and_starts_afresh(
         study_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["run", str(study_file)]) == 0
+    output_dir = load_spec(study_file).output_dir
+    old_logs = [output_dir / "trials" / "old-s1" / "trial.log", output_dir / "swanlog" / "run-old" / "x"]
+    for path in old_logs:  # what the deleted study's trials left (the tiny study tracks nothing)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("old")
     new_baseline = ["--set", "baseline.learning_rate=5e-3"]
     capsys.readouterr()
     assert cli.main(["run", str(study_file), *new_baseline, "--dry-run", "--force-new"]) == 0
-    assert "--force-new: would delete study 'tiny' (1 trial(s))" in capsys.readouterr().out
-    assert len(_trials(study_file)) == 1  # a dry run deletes nothing
+    assert ("--force-new: would delete study 'tiny' (1 trial(s)), its trial logs and SwanLab runs in "
+            in capsys.readouterr().out)
+    assert len(_trials(study_file)) == 1 and all(path.exists() for path in old_logs)  # nothing deleted
 
     assert cli.main(["run", str(study_file), *new_baseline, "--force-new"]) == 0
     out = capsys.readouterr().out
     storage = load_spec(study_file).experiment.storage
     assert f"--force-new: deleted study 'tiny' (1 trial(s)) from {storage}; starting afresh" in out
+    assert not any(path.exists() for path in old_logs)
+    assert (output_dir / "trials" / "baseline-s42" / "trial.log").exists()  # the new study's
     assert [(n, key, state) for n, key, state in _trials(study_file)] == [
         (0, "baseline-s42", "COMPLETE")]
     study = optuna.load_study(study_name="tiny", storage=storage)

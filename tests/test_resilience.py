@@ -115,6 +115,51 @@ def test_retry_failed_runs_only_the_failed_trials(write_experiment, monkeypatch)
                     ("baseline_bs32-s42", "COMPLETE")]  # baseline_lr was not run
 
 
+def test_retry_failed_with_rerun_still_retries_every_failed_trial(write_experiment, monkeypatch, capsys):
+    path = write_experiment(variants=FOUR_VARIANTS)
+    real_train = train.train_trial
+
+    def fail_two(trial, *args, **kwargs):
+        if trial.variant in ("baseline_bs32", "baseline_lr"):
+            raise RuntimeError("flaky")
+        return real_train(trial, *args, **kwargs)
+
+    monkeypatch.setattr(train, "train_trial", fail_two)
+    assert cli.main(["run", str(path)]) == 1
+    monkeypatch.setattr(train, "train_trial", real_train)
+    options = ["--retry-failed", "--rerun", "baseline_wd"]
+    capsys.readouterr()
+    assert cli.main(["run", str(path), "--dry-run", *options]) == 0
+    planned = capsys.readouterr().out
+    assert "plan: 4 trial(s), 3 to run" in planned  # both failed ones and the --rerun one
+    assert cli.main(["run", str(path), *options]) == 0
+    latest = {t.user_attrs["key"]: t.state.name for t in _trials(path)}  # the last attempt of each
+    assert latest == dict.fromkeys(["baseline-s42", "baseline_bs32-s42", "baseline_lr-s42",
+                                    "baseline_wd-s42"], "COMPLETE")
+    assert len(_trials(path)) == 7  # 4, then the two failed ones and baseline_wd again
+
+
+def test_a_changed_variant_is_refused_even_when_another_is_selected_and_all_are_named(
+        write_experiment, capsys):
+    """--only/--rerun of one variant does not let the report mix another's old recipe with the file's."""
+    path = write_experiment(variants=FOUR_VARIANTS)
+    assert cli.main(["run", str(path)]) == 0
+    changed = ["--set", "variants.bs32.batch_size=8", "--set", "variants.wd.weight_decay=0.1"]
+    for options in (["--rerun", "baseline_bs32"], ["--only", "baseline"], ["--dry-run"]):
+        capsys.readouterr()
+        assert cli.main(["run", str(path), *changed, *options]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1
+        if options[0] == "--rerun":  # only the one not rerun is left to name
+            assert "variant 'baseline_wd' was run with weight_decay=0.01" in err
+        else:
+            assert ("2 variants were run with other changes than the file now says (baseline_bs32: "
+                    "batch_size=32 → batch_size=8; baseline_wd: weight_decay=0.01 → weight_decay=0.1): "
+                    "`--rerun baseline_bs32 --rerun baseline_wd` trains them again") in err
+    assert len(_trials(path)) == 4  # nothing queued
+    assert cli.main(["run", str(path), *changed, "--rerun", "baseline_bs32", "--rerun", "baseline_wd"]) == 0
+
+
 def test_trials_running_past_trial_timeout_fail_and_the_study_goes_on(write_experiment):
     # Every trial needs minutes (5000 epochs) against a 1 s limit: independent of machine load.
     path = write_experiment(variants="bs32 = { batch_size = 32 }\n",
@@ -124,6 +169,18 @@ def test_trials_running_past_trial_timeout_fail_and_the_study_goes_on(write_expe
     assert [s[:2] for s in states] == [("baseline-s42", "FAIL"), ("baseline_bs32-s42", "FAIL")]
     for _, _, error in states:
         assert error.startswith("TrialTimeout: ran ") and "longer than trial_timeout = 1 s" in error
+
+
+def test_a_failed_trial_is_one_line_on_the_terminal_and_its_traceback_is_in_its_log(write_experiment):
+    path = write_experiment(baseline="learning_rate = 1e-3\nepochs = 5000\nlogging_steps = 50\n")
+    run = subprocess.run([sys.executable, "-m", "ablation", "run", str(path), "--quiet", "--only",
+                          "baseline", "--set", "experiment.trial_timeout=1"],
+                         capture_output=True, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    assert run.returncode == 1
+    assert "Traceback" not in run.stdout + run.stderr
+    assert "trial 0 baseline-s42 FAILED: TrialTimeout: ran " in run.stdout + run.stderr
+    trial_log = load_spec(path).output_dir / "trials" / "baseline-s42" / "trial.log"
+    assert "Traceback (most recent call last)" in trial_log.read_text()
 
 
 def test_graceful_stop_finishes_the_running_trial_and_leaves_the_rest_queued(write_experiment,

@@ -59,7 +59,9 @@ def good_raw() -> dict[str, Any]:
 
 
 def spec_of(space: dict[str, Any], sampler: str = "tpe", pruner: str = "none") -> SearchSpec:
-    return parse_search({"n_trials": 10, "sampler": sampler, "pruner": pruner, "space": space}, PATH)
+    n_trials = 1 if sampler == "grid" else 10  # no more than the grid's points
+    return parse_search({"n_trials": n_trials, "sampler": sampler, "pruner": pruner, "space": space},
+                        PATH)
 
 
 def search_error(raw: Any) -> str:
@@ -160,6 +162,10 @@ ERRORS = [
     ({"n_trials": 4, "sampler": "grid", "space": {"max_length": {"low": 32, "high": 64}}},
      ["max_length", "integer range with step"]),
     ("n_trials = 5", ["[search] must be a table"]),
+    # A grid is visited once: more trials would train a point twice.
+    ({"n_trials": 7, "sampler": "grid", "space": {"batch_size": [8, 16],
+                                                  "max_length": {"low": 32, "high": 96, "step": 32}}},
+     ["[search] n_trials = 7 is more than the 6 points of the grid", "set n_trials = 6 or less"]),
 ]
 
 
@@ -263,6 +269,42 @@ def test_grid_inside_optimize_still_stops_the_study() -> None:
 def test_search_trial_name() -> None:
     assert search_trial_name(0) == "search_0"
     assert search_trial_name(17) == "search_17"
+    assert search.is_search_trial("search_17") and not search.is_search_trial("baseline")
+
+
+def test_grid_as_large_as_n_trials_is_fine() -> None:
+    spec = parse_search({"n_trials": 6, "sampler": "grid", "space": {
+        "batch_size": [8, 16], "max_length": {"low": 32, "high": 96, "step": 32}}}, PATH)
+    assert spec.n_trials == 6
+
+
+def test_distributions_are_what_suggest_records() -> None:
+    """check_same_search compares the file's space with the stored trials' distributions."""
+    spec = parse_search(good_raw() | {"space": good_raw()["space"] | {
+        "dropout": ["", 0.1], "batch_size": {"low": 8, "high": 64, "log": True}}}, PATH)
+    study = optuna.create_study(sampler=make_sampler(spec, seed=0))
+    trial = study.ask()
+    suggest(trial, spec)
+    assert study.trials[-1].distributions == search.distributions(spec)
+
+
+@pytest.mark.parametrize(("only", "rerun", "retry_failed", "expected"), [
+    ([], [], False, (True, True)),  # a plain run: retries and new proposals
+    (["baseline"], [], False, (False, False)),
+    ([], ["baseline"], False, (False, False)),
+    ([], [], True, (True, False)),  # failed search trials too, no new ones
+    (["baseline"], [], True, (False, False)),
+    (["search"], [], False, (True, True)),
+    (["search", "baseline"], [], True, (True, False)),
+    ([], ["baseline"], True, (True, False)),
+])
+def test_which_options_run_the_search(only: list[str], rerun: list[str], retry_failed: bool,
+                                      expected: tuple[bool, bool]) -> None:
+    from types import SimpleNamespace
+
+    spec = SimpleNamespace(search=spec_of({"batch_size": [8, 16]}))
+    assert search.selected(spec, only, rerun, retry_failed) == expected
+    assert search.selected(SimpleNamespace(search=None), only, rerun, retry_failed) == (False, False)
 
 
 # --------------------------------------------------------------------------- pruning callback

@@ -1,0 +1,211 @@
+"""`[search]` over several runs of the real CLI on the tiny BERT: a changed space is refused before
+any trial is made, every run and every worker proposes new parameters, a failed or interrupted
+search trial is tried again with its parameters, and --only / --rerun / --retry-failed add no
+search trials."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+
+from ablation import cli, search, train
+from ablation.config import load_spec
+from ablation.errors import AblateInputError
+from ablation.queue import open_study
+from ablation.sweep import run_worker
+
+# Four optimizer steps a trial: these tests are about which trials run, not what they learn.
+QUICK = "learning_rate = 1e-3\nbatch_size = 16\nmax_steps = 4\neval_steps = 2\nlogging_steps = 2\n"
+CONTINUOUS = ("learning_rate = { low = 1e-4, high = 1e-2, log = true }\n"
+              "dropout = { low = 0.0, high = 0.3 }\n")
+
+
+def searched(write_experiment, n_trials: int, space: str = CONTINUOUS, sampler: str = "random",
+             name: str = "tiny", variants: str = "") -> Path:
+    return write_experiment(name=name, baseline=QUICK, variants=variants, extra=(
+        f'[search]\nn_trials = {n_trials}\nsampler = "{sampler}"\n[search.space]\n{space}'))
+
+
+def trials(path: Path, *sets: str) -> list[optuna.trial.FrozenTrial]:
+    return open_study(load_spec(path, list(sets)), create=False).get_trials()
+
+
+def search_trials(path: Path, *sets: str) -> list[optuna.trial.FrozenTrial]:
+    return [t for t in trials(path, *sets) if str(t.user_attrs.get("variant")).startswith("search_")]
+
+
+def proposals(path: Path, *sets: str) -> list[tuple]:
+    return [tuple(sorted(t.params.items())) for t in search_trials(path, *sets)]
+
+
+def run(path: Path, *options: str) -> int:
+    return cli.main(["run", str(path), *options])
+
+
+# --------------------------------------------------------------------------- H1: a changed space
+
+
+def test_a_changed_search_space_is_refused_before_any_trial_is_made(write_experiment, capsys):
+    path = searched(write_experiment, 1, "batch_size = [8, 16]\n")
+    assert run(path) == 0
+    before = [(t.number, t.state.name) for t in trials(path)]
+    changed = [
+        ("search.space.batch_size=[32, 64]",
+         ["[search.space] batch_size: study 'tiny' proposed its 1 search trial(s) with batch_size = "
+          "[8, 16]; the file now says batch_size = [32, 64]: restore it to go on with that search, "
+          "or use a new [experiment] name, or --force-new"]),
+        ("search.space.dropout={ low = 0.0, high = 0.2 }",
+         ["[search.space] dropout:", "without dropout; the file now adds dropout = "
+          "{ low = 0.0, high = 0.2 }: remove it"]),
+        ("search.space.batch_size={ low = 8, high = 16 }",
+         ["[search.space] batch_size:", "the file now says batch_size = { low = 8, high = 16 }"]),
+    ]
+    for setting, words in changed:
+        for options in (["--dry-run"], []):
+            capsys.readouterr()
+            assert run(path, "--set", setting, "--set", "search.n_trials=3", *options) == 2
+            err = capsys.readouterr().err
+            assert err.count("\n") == 1 and "Traceback" not in err, err
+            for word in words:
+                assert word in err, err
+    # Nothing was made: no RUNNING trial without attributes, no new trial at all.
+    assert [(t.number, t.state.name) for t in trials(path)] == before
+    # A worker given the changed file is refused the same way, before it claims anything.
+    spec = load_spec(path, ["search.space.batch_size=[32, 64]"])
+    with pytest.raises(AblateInputError, match=r"\[search.space\] batch_size: .* start the worker"):
+        run_worker(spec, echo=lambda line: None)
+    # n_trials, sampler and pruner may change: the search goes on.
+    assert run(path, "--set", "search.n_trials=2", "--set", 'search.sampler="tpe"') == 0
+    assert len(search_trials(path, "search.n_trials=2")) == 2
+
+
+def test_a_failure_inside_suggestion_leaves_no_running_trial(write_experiment, monkeypatch):
+    path = searched(write_experiment, 2)
+
+    def interrupted(trial, spec):  # Ctrl+C while the sampler proposes
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(search, "suggest", interrupted)
+    assert run(path) == 130
+    states = [(t.state.name, t.user_attrs.get("variant")) for t in trials(path)]
+    assert states == [("COMPLETE", "baseline"), ("FAIL", None)]  # told FAIL, not left RUNNING
+    monkeypatch.undo()
+    assert run(path) == 0  # the half-made trial is not one of the search's
+    assert [t.state.name for t in search_trials(path)] == ["COMPLETE", "COMPLETE"]
+
+
+# --------------------------------------------------------------------------- H2: new proposals
+
+
+def test_later_runs_and_workers_propose_new_parameters(write_experiment):
+    path = searched(write_experiment, 2)
+    assert run(path) == 0
+    assert run(path, "--set", "search.n_trials=4") == 0  # raised: two more, not the first two again
+    first = proposals(path)
+    assert len(first) == 4 and len(set(first)) == 4, first
+
+    # The same file run from scratch proposes the same trials: the study is reproducible.
+    again = searched(write_experiment, 2, name="again")
+    assert run(again) == 0
+    assert proposals(again) == first[:2]
+
+    workers = searched(write_experiment, 4, name="workers")
+    assert run(workers, "--workers", "2") == 0
+    made = proposals(workers)
+    assert len(made) == 4 and len(set(made)) == 4, made
+
+
+def test_tpe_uses_the_constant_liar_and_seeds_differ_by_trial() -> None:
+    spec = search.parse_search({"n_trials": 3, "space": {"dropout": {"low": 0.0, "high": 0.3}}},
+                               Path("s.toml"))
+    assert search.make_sampler(spec, seed=1)._constant_liar
+    assert search.trial_seed(42, 5) == search.trial_seed(42, 5)
+    assert len({search.trial_seed(seed, number) for seed in (1, 42) for number in range(50)}) == 100
+
+
+# --------------------------------------------------------------------------- H3: retried, not lost
+
+
+def test_an_interrupted_search_trial_is_tried_again_with_its_parameters(write_experiment,
+                                                                        monkeypatch, capsys):
+    path = searched(write_experiment, 2)
+    real_train = train.train_trial
+
+    def ctrl_c_in_search_2(trial, *args, **kwargs):
+        if trial.variant == "search_2":
+            raise KeyboardInterrupt
+        return real_train(trial, *args, **kwargs)
+
+    monkeypatch.setattr(train, "train_trial", ctrl_c_in_search_2)
+    assert run(path) == 130
+    [interrupted] = [t for t in search_trials(path) if t.state.name == "FAIL"]
+    assert interrupted.user_attrs["variant"] == "search_2"
+    monkeypatch.undo()
+
+    capsys.readouterr()
+    assert run(path, "--dry-run") == 0
+    out = capsys.readouterr().out
+    assert "search_2-s42" in out and "then [search]: 0 more trial(s)" in out
+    assert [line.split()[1] for line in out.splitlines() if "search_2-s42" in line] == ["to"]
+
+    assert run(path) == 0
+    retried = [t for t in search_trials(path) if t.user_attrs["variant"] == "search_2"]
+    assert [t.state.name for t in retried] == ["FAIL", "COMPLETE"]
+    assert retried[1].params == interrupted.params == retried[1].user_attrs["overrides"]
+    assert len({t.user_attrs["variant"] for t in search_trials(path)}) == 2  # n_trials = 2
+    capsys.readouterr()
+    assert cli.main(["status", str(path)]) == 0
+    assert f"{interrupted.number:>4}  search_2-s42" in (status := capsys.readouterr().out)
+    assert "SUPERSEDED" in status
+    report = (load_spec(path).output_dir / "report.md").read_text()
+    assert "2 of 2 search trials: 2 complete, 0 pruned, 0 failed" in report
+
+    assert run(path) == 0  # done: nothing more to retry or to propose
+    assert len(search_trials(path)) == 3
+
+
+def test_a_failed_search_trial_is_retried_once_per_run(write_experiment, monkeypatch):
+    path = searched(write_experiment, 1)
+
+    def fails(trial, *args, **kwargs):
+        raise RuntimeError("no luck")
+
+    monkeypatch.setattr(train, "train_trial", fails)
+    assert run(path) == 1
+    assert run(path) == 1  # baseline and search_1 tried again, once each
+    assert [t.state.name for t in search_trials(path)] == ["FAIL", "FAIL"]
+    assert {t.user_attrs["variant"] for t in search_trials(path)} == {"search_1"}
+
+
+# --------------------------------------------------------------------------- M1: selections
+
+
+def test_only_rerun_and_retry_failed_add_no_search_trials(write_experiment, capsys):
+    path = searched(write_experiment, 1, variants="bs32 = { batch_size = 32 }\n")
+    for options in (["--only", "baseline"], ["--retry-failed"], ["--rerun", "baseline"]):
+        capsys.readouterr()
+        assert run(path, *options, "--dry-run") == 0
+        assert "then [search]: no new trials" in capsys.readouterr().out
+    assert run(path, "--only", "baseline") == 0
+    assert run(path, "--rerun", "baseline") == 0
+    assert run(path, "--retry-failed") == 0
+    assert search_trials(path) == []
+    # A worker that claims only a variant proposes nothing either.
+    run_worker(load_spec(path), echo=lambda line: None, only=["baseline_bs32"])
+    assert search_trials(path) == []
+
+    capsys.readouterr()
+    assert run(path, "--only", "search", "--dry-run") == 0
+    assert "then [search]: 1 more trial(s)" in capsys.readouterr().out
+    assert run(path, "--only", "search") == 0  # the search, and nothing else
+    assert len(search_trials(path)) == 1
+    assert "baseline_bs32-s42" not in [t.user_attrs["key"] for t in trials(path)]
+
+
+def test_only_search_needs_a_search(write_experiment, capsys):
+    path = write_experiment(baseline=QUICK)
+    assert run(path, "--only", "search", "--dry-run") == 2
+    err = capsys.readouterr().err
+    assert "--only 'search': no such variant" in err and "selects the [search]" not in err
