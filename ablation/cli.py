@@ -285,6 +285,7 @@ def _dry_run(spec: Any, args: argparse.Namespace) -> int:
     waiting = {key for key, r in latest.items() if r.state == "WAITING" and key not in queued}
     print(f"plan: {len(trials) + len(retried)} trial(s), "
           f"{len(queued | (waiting & {t.key for t in trials}))} to run")
+    width = max([32, *(len(t.key) for t in trials + retried)])  # long names keep the columns
     for trial in trials + retried:
         if trial.key in queued:
             state = "to run again" if trial.key in latest and trial.variant in args.rerun else "to run"
@@ -296,7 +297,7 @@ def _dry_run(spec: Any, args: argparse.Namespace) -> int:
             state = "queued, to run"
         else:
             state = "running elsewhere"
-        print(f"  {trial.key:<32} {state:<18} {describe_changes(trial.overrides)}")
+        print(f"  {trial.key:<{width}} {state:<18} {describe_changes(trial.overrides)}")
     if replaced:
         print(f"the {len(replaced)} complete result(s) of the trials run again would be kept as "
               "superseded")
@@ -317,17 +318,18 @@ def _print_summary(spec: Any, built: dict[str, Any]) -> None:
     from .report.markdown import fmt, fmt_delta
 
     variants, metric = built["variants"], built["metric"]
+    width = max([28, *(len(v) + 2 for v in variants["variant"])]) if len(variants) else 28
     if len(variants):
-        print(f"\n{'variant':<28} {metric:>18} {'Δ':>9}  changes")
+        print(f"\n{'variant':<{width}} {metric:>18} {'Δ':>9}  changes")
         for _, row in variants.iterrows():
             mark = " ★" if row["best"] else ""
             delta = "—" if row["variant"] == "baseline" else fmt_delta(row["delta"])
-            print(f"{row['variant'] + mark:<28} {fmt(row['value'], row['value_std']):>18} "
+            print(f"{row['variant'] + mark:<{width}} {fmt(row['value'], row['value_std']):>18} "
                   f"{delta:>9}  {row['changes']}")
     if built["effects"]:
         print("\nwhat mattered (Δ vs reference, 95 % CI):")
         for effect in built["effects"]:
-            print(f"  {effect.variant:<28} vs {effect.reference:<9} "
+            print(f"  {effect.variant:<{width}} vs {effect.reference:<9} "
                   f"{fmt_delta(effect.interval.estimate):>8} {fmt_interval(effect.interval):>20}  "
                   f"{effect.verdict}" + (f" (Δ {effect.metric})" if effect.metric != metric else ""))
     print(f"\nreport: {spec.output_dir / 'report.md'}")
@@ -389,12 +391,13 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(_status_json(spec, records), indent=2, allow_nan=False))
         return EXIT_TRIALS_FAILED if failed else EXIT_OK
     print(f"study {spec.name} ({spec.experiment.storage}): {len(records)} trial(s)")
-    print(f"{'#':>4}  {'trial':<32} {'state':<10} {spec.experiment.metric:>10}  error / process")
+    width = max([32, *(len(r.key) for r in records)])  # long names keep the columns
+    print(f"{'#':>4}  {'trial':<{width}} {'state':<10} {spec.experiment.metric:>10}  error / process")
     for r in records:
         value = "" if r.value is None else f"{r.value:.4f}"
         state = "SUPERSEDED" if r.superseded else r.state
         note = f"in {r.worker}" if r.state == "RUNNING" and r.worker else r.error or ""
-        print(f"{r.number:>4}  {r.key:<32} {state:<10} {value:>10}  {note}")
+        print(f"{r.number:>4}  {r.key:<{width}} {state:<10} {value:>10}  {note}")
     return EXIT_TRIALS_FAILED if failed else EXIT_OK
 
 

@@ -373,3 +373,17 @@ def test_dry_run_names_queued_trials_as_to_run_and_a_first_rerun_as_to_run(write
     assert re.search(r"baseline_bs32-s42 +queued, to run", out)
     assert cli.main(["run", str(path)]) == 0  # and the run trains it
     assert "\nbaseline_bs32,42,1,COMPLETE," in (spec.output_dir / "results.csv").read_text()
+
+
+def test_long_variant_names_keep_the_columns_of_status_and_the_plan(write_experiment, capsys):
+    long = "a_rather_long_variant_name_for_the_columns"
+    path = write_experiment(variants=f"{long} = {{ batch_size = 32 }}\n")
+    assert cli.main(["run", str(path)]) == 0
+    for command in (["run", str(path), "--dry-run"], ["status", str(path)]):
+        capsys.readouterr()
+        cli.main(command)
+        lines = [line for line in capsys.readouterr().out.splitlines() if "-s42" in line]
+        assert len(lines) == 2, lines
+        key_ends = {line.index("-s42") + len("-s42") for line in lines}
+        states = {len(line) - len(line[max(key_ends):].lstrip()) for line in lines}
+        assert len(states) == 1, lines  # the column after the names starts at one place
