@@ -202,14 +202,12 @@ def _database_lock(url: str, study_name: str, on_wait: Callable[[], None]) -> It
 def enqueue(study: optuna.Study, trials: list[TrialSpec]) -> None:
     """Queue each trial; a search trial tried again keeps its parameters (see `enqueue_again`)."""
     for trial in trials:
-        params = dict(trial.overrides) if trial.variant.startswith("search_") else {}
+        params = dict(trial.overrides) if records.is_search_variant(trial.variant) else {}
         study.enqueue_trial(params, user_attrs=records.trial_attrs(trial))
 
 
 def _is_search(frozen: optuna.trial.FrozenTrial) -> bool:
-    """A [search] trial (search_<number>; the name is search.PREFIX, not imported here: that
-    module loads transformers)."""
-    return str(frozen.user_attrs.get(records.VARIANT, "")).startswith("search_")
+    return records.is_search_variant(frozen.user_attrs.get(records.VARIANT))
 
 
 def enqueue_again(study: optuna.Study, frozen: optuna.trial.FrozenTrial) -> None:

@@ -19,10 +19,18 @@ from .variants import TrialSpec
 VARIANT, SEED, KEY, OVERRIDES, RESULT, ERROR, WORKER = (
     "variant", "seed", "key", "overrides", "result", "error", "worker")
 IDENTITY = (VARIANT, SEED, KEY, OVERRIDES)  # what says which trial it is (set when enqueued)
+# [search] trials are named search_<Optuna number> (search.py); here so that queue.py, which must
+# not import search.py (it loads transformers), tells them apart too.
+SEARCH_PREFIX = "search_"
 # Study user attributes. SUPERSEDED lists trial numbers replaced by `ablate run --rerun`
 # (a finished Optuna trial cannot be changed, so the study keeps the list).
 SUPERSEDED = "superseded"
 STUDY_ATTRS = ("metric", "direction", "label_names", "baseline", "description")
+
+
+def is_search_variant(variant: Any) -> bool:
+    """Whether a trial's variant name is a [search] trial's."""
+    return str(variant or "").startswith(SEARCH_PREFIX)
 
 
 def this_worker() -> str:

@@ -49,7 +49,7 @@ DEFAULT_PRUNER = "none"
 NOT_SEARCHABLE = ("model", "model_config")
 # Search trials are named search_<Optuna number>; `--only search` selects them (no variant can
 # be named "search": variants are baseline_*, full or full_*).
-PREFIX = "search_"
+PREFIX = records.SEARCH_PREFIX
 SELECTOR = "search"
 
 # MedianPruner: no pruning until 5 trials have completed (the median of fewer is noise), and the
@@ -357,8 +357,7 @@ def search_trial_name(number: int) -> str:
     return f"{PREFIX}{number}"
 
 
-def is_search_trial(variant: Any) -> bool:
-    return str(variant or "").startswith(PREFIX)
+is_search_trial = records.is_search_variant
 
 
 def search_names(study: optuna.Study) -> set[str]:
@@ -432,10 +431,10 @@ def selected(spec: Any, only: list[str] | None, rerun: list[str] | None,
     return retry, propose
 
 
-def retries(study: optuna.Study, spec: Any) -> list[tuple[Any, list[int]]]:
+def retries(study: optuna.Study, spec: Any) -> list[tuple[Any, int]]:
     """Search trials whose every attempt failed (an error, Ctrl+C, a dead worker): each is tried
     once more per run, with its own parameters, like a failed variant. Returns the trials and the
-    numbers of the failed attempts, which the retry supersedes (so they count once)."""
+    number of the failed attempt, which the retry supersedes (so it counts once)."""
     from .variants import TrialSpec
 
     found = []
@@ -443,7 +442,7 @@ def retries(study: optuna.Study, spec: Any) -> list[tuple[Any, list[int]]]:
     for record in latest.values():
         if is_search_trial(record.variant) and record.state == "FAIL":
             trial = TrialSpec.of(spec.baseline, record.variant, record.seed, record.overrides)
-            found.append((trial, [record.number]))
+            found.append((trial, record.number))
     return sorted(found, key=lambda item: item[1])
 
 

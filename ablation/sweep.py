@@ -77,6 +77,11 @@ def run_selection(spec: ExperimentSpec, only: list[str] | None, rerun: list[str]
     return select_trials(spec, (only or []) + (rerun or []) or None)
 
 
+def _error_line(err: BaseException) -> str:
+    """What the storage and the terminal say of a failure: the error's type and first line."""
+    return f"{type(err).__name__}: {_first_line(err)}"
+
+
 def _first_line(err: BaseException) -> str:
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__
@@ -454,7 +459,7 @@ def _search_retry(job: Work, optuna_trial: optuna.Trial, trial: TrialSpec) -> An
     try:
         suggest(optuna_trial, search)
     except BaseException as err:
-        _fail(job.study, optuna_trial, None, f"{type(err).__name__}: {_first_line(err)}")
+        _fail(job.study, optuna_trial, None, _error_line(err))
         raise
     return PruningCallback(optuna_trial, job.spec.experiment.metric)
 
@@ -478,7 +483,7 @@ def _inputs_for(job: Work, optuna_trial: optuna.Trial, trial: TrialSpec) -> tupl
         preflight(job.spec, [trial], inputs)
         return inputs.for_trial(trial)
     except BaseException as err:
-        _fail(job.study, optuna_trial, None, f"{type(err).__name__}: {_first_line(err)}")
+        _fail(job.study, optuna_trial, None, _error_line(err))
         raise
 
 
@@ -521,7 +526,7 @@ def _search_once(job: Work, outcome: RunOutcome) -> bool:
                     optuna_trial.set_user_attr(key, value)
                 optuna_trial.set_user_attr(records.WORKER, records.this_worker())
             except BaseException as err:  # never leave a trial RUNNING that no one will finish
-                _fail(job.study, optuna_trial, None, f"{type(err).__name__}: {_first_line(err)}")
+                _fail(job.study, optuna_trial, None, _error_line(err))
                 raise
         tokenizer, data = _inputs_for(job, optuna_trial, trial)
         metric = job.spec.experiment.metric
@@ -586,7 +591,7 @@ def _plan_and_queue(spec: ExperimentSpec, trials: list[TrialSpec], outcome: RunO
     from .search import check_same_search, retries
 
     study = None if force_new else queue.open_study(spec)
-    retried: list[tuple[TrialSpec, list[int]]] = []
+    retried: list[tuple[TrialSpec, int]] = []
     if study is None:  # --force-new: every selected trial, in a new study
         to_queue, replaced = list(trials), []
     else:
@@ -625,7 +630,7 @@ def _plan_and_queue(spec: ExperimentSpec, trials: list[TrialSpec], outcome: RunO
     if retried:  # the failed attempts are superseded: the report counts each search trial once
         echo(f"[search]: trying {len(retried)} failed search trial(s) again: "
              + ", ".join(trial.key for trial, _ in retried))
-        records.supersede(job.study, [number for _, numbers in retried for number in numbers])
+        records.supersede(job.study, [number for _, number in retried])
         queue.enqueue(job.study, [trial for trial, _ in retried])
     return job, to_queue + [trial for trial, _ in retried]
 
@@ -772,7 +777,7 @@ def _run_one(study: optuna.Study, optuna_trial: optuna.Trial, trial: TrialSpec,
         except Exception as err:
             log.error("trial %s failed:\n%s", trial.key, traceback.format_exc(),
                       extra={TRIAL_LOG_ONLY: True})  # the terminal gets the one line below
-            message = f"{type(err).__name__}: {_first_line(err)}"
+            message = _error_line(err)
             _fail(study, optuna_trial, tracker, message)
             outcome.failed[trial.key] = message
             echo.trial_ended(trial.key, "FAIL")

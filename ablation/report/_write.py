@@ -16,7 +16,7 @@ import optuna
 from ..config import ExperimentSpec, from_here
 from ..metrics import metric_range
 from ..models import stale_best_model
-from ..records import TrialRecord, latest_by_key, load_records, study_info
+from ..records import TrialRecord, is_search_variant, latest_by_key, load_records, study_info
 from ..variants import BASELINE, FULL, MINUS, PLUS, reference_of, variant_names
 from .diagnosis import diagnose
 from .effects import Effect, compute_effects, fmt_interval, fmt_p, variant_interval
@@ -261,7 +261,7 @@ def _ablation_table(built: dict[str, Any]) -> list[str]:
 
 def _search_section(spec: ExperimentSpec, built: dict[str, Any]) -> list[str]:
     """[search]: how many trials ran, the best one's parameters, Optuna's importances."""
-    searched = [r for r in built["records"] if r.variant.startswith("search_") and not r.superseded]
+    searched = [r for r in built["records"] if is_search_variant(r.variant) and not r.superseded]
     if spec.search is None and not searched:
         return []
     states = [r.state for r in searched]

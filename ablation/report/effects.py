@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..records import TrialRecord
+from ..records import TrialRecord, is_search_variant
 from ..variants import BASELINE, describe_changes, reference_of
 from .stats import (
     Interval,
@@ -103,7 +103,7 @@ def compute_effects(records: list[TrialRecord], order: list[str], metric: str,
     complete = [r for r in records if r.complete]
     effects = [_effect(complete, variant, reference_of(variant, order), metric,
                        greater_is_better, n_classes)
-               for variant in order if variant != BASELINE and not variant.startswith("search_")]
+               for variant in order if variant != BASELINE and not is_search_variant(variant)]
     return sorted((e for e in effects if e is not None),
                   key=lambda e: -abs(e.interval.estimate)
                   if not math.isnan(e.interval.estimate) else math.inf)
