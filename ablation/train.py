@@ -482,8 +482,6 @@ def train_trial(trial: TrialSpec, spec: ExperimentSpec, data: TokenizedData, tok
     source = ModelSource.of(spec, recipe)
     config = apply_dropout(load_model_config(source, data.label_names), recipe)
     model = PRETRAINED.load(source, config)
-    if not torch.cuda.is_available():  # trains on CPU (use_cpu below): torch's masks cost a lot there
-        use_uniform_dropout(model)
     weights = class_weights(recipe, data.train_labels, n_classes)
     custom_loss = weights is not None or recipe.label_smoothing > 0
     validation_set, validation_order = data.by_length("validation")
@@ -497,6 +495,8 @@ def train_trial(trial: TrialSpec, spec: ExperimentSpec, data: TokenizedData, tok
         (checkpoint_dir / CHECKPOINT_IDENTITY).write_text(json.dumps(identity))
     progress = as_progress(echo)
     args = training_arguments(recipe, spec, trial.seed, checkpoint_dir, progress.step_bars)
+    if args.use_cpu:  # torch's dropout masks cost a lot on CPU; a GPU keeps its kernels
+        use_uniform_dropout(model)
     callbacks: list[TrainerCallback] = [
         TrackerCallback(tracker, trial.key, spec.experiment.metric, progress)]
     if recipe.early_stopping_patience:
