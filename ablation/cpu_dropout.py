@@ -19,6 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .packing import KWARG as PACKING_KWARG
+
 log = logging.getLogger(__name__)
 
 ATTENTION = "ablate_cpu_dropout"  # the attention implementation registered with transformers
@@ -63,7 +65,12 @@ def attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: 
               attention_mask: torch.Tensor | None, scaling: float | None = None,
               dropout: float = 0.0, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
     """transformers' attention interface: BERT's eager attention (softmax(QKᵀ·s + mask), dropout,
-    ·V) with the uniform mask while training; SDPA, unchanged, when no dropout applies (evaluation)."""
+    ·V) with the uniform mask while training; SDPA, unchanged, when no dropout applies (evaluation).
+    Packed inputs (``packing.py``) are attended in their padded batch."""
+    packing = kwargs.pop(PACKING_KWARG, None)
+    if packing is not None:
+        return packing.attend(attention, module, query, key, value, scaling=scaling, dropout=dropout,
+                              **kwargs)
     if dropout == 0.0:
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
 

@@ -40,6 +40,7 @@ from .data import TokenizedData
 from .errors import AblateInputError
 from .metrics import SCALAR_METRICS, confusion, trainer_metrics
 from .models import keep_trial_model
+from .packing import pack_encoder
 from .progress import Lines, as_progress
 from .tracking import Tracker, tracker_keys
 from .variants import TrialSpec
@@ -495,8 +496,9 @@ def train_trial(trial: TrialSpec, spec: ExperimentSpec, data: TokenizedData, tok
         (checkpoint_dir / CHECKPOINT_IDENTITY).write_text(json.dumps(identity))
     progress = as_progress(echo)
     args = training_arguments(recipe, spec, trial.seed, checkpoint_dir, progress.step_bars)
-    if args.use_cpu:  # torch's dropout masks cost a lot on CPU; a GPU keeps its kernels
-        use_uniform_dropout(model)
+    if args.use_cpu:  # measured on CPU only (benchmarks/cpu_dropout.py, packing.py); a GPU keeps its kernels
+        use_uniform_dropout(model)  # torch's CPU dropout masks are slow
+        pack_encoder(model)  # layers skip the padding (uses the attention just swapped in)
     callbacks: list[TrainerCallback] = [
         TrackerCallback(tracker, trial.key, spec.experiment.metric, progress)]
     if recipe.early_stopping_patience:

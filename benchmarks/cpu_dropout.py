@@ -11,32 +11,23 @@ Writes its section of benchmarks/RESULTS.md (between the cpu_dropout markers).
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
-import os
 import statistics
 from pathlib import Path
 
-from step_ops import SETTINGS, measure, setup  # benchmarks/, this script's folder
-from study_speed import command_line, cpu_model, replace_section, versions
+from step_ops import SETTINGS, measure, rounds_parser, setup  # benchmarks/, this script's folder
+from study_speed import command_line, provenance, replace_section
 
 BEGIN, END = "<!-- cpu_dropout:begin -->", "<!-- cpu_dropout:end -->"
 SIDES = {"torch's dropout (bernoulli_)": SETTINGS[0], "ablate's dropout (uniform draws)": SETTINGS[3]}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=12, help="distinct batches (default: 12)")
-    parser.add_argument("--models", nargs="+", choices=("MiniLM", "bert-base"), default=["MiniLM"])
-    parser.add_argument("--no-write", action="store_true", help="print the section only")
-    args = parser.parse_args()
+    args = rounds_parser(__doc__, batch=32, steps=12).parse_args()
     started_at = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     rate, _, _, batches = setup(1600, args.batch, args.steps)
     lines = [BEGIN, "## CPU dropout: torch's masks against uniform draws (issue 5)", "",
-             f"Command: `{command_line()}` ({started_at}). Machine: {cpu_model()}, {os.cpu_count()} cores; "
-             + ", ".join(f"{k} {v}" for k, v in versions().items()) + ".", "",
+             provenance(command_line(), started_at), "",
              f"ms per training step (step_ops' step: fused AdamW, clipping at 1.0, fp32) on {args.steps} "
              f"length-grouped batches of {args.batch} tweets, two passes after a warm-up, a fresh model "
              f"each time; the two sides alternate for {args.rounds} rounds. MFU: 6 × non-embedding "

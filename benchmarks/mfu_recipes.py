@@ -38,15 +38,14 @@ from study_speed import (  # benchmarks/, this script's folder
     SEED,
     SIZES,
     command_line,
-    cpu_model,
     matmul_rates,
     padding_waste,
     parameter_counts,
     prepare_data,
+    provenance,
     replace_section,
     train_seconds,
     utilisation,
-    versions,
     way_ablate,
 )
 
@@ -93,8 +92,7 @@ def render(size: Any, model: str, runs: dict[int, dict[str, dict[str, Any]]], da
         begin,
         f"## Training utilisation by recipe: length grouping and batch size{title} (issue 5)",
         "",
-        f"Command: `{command}` ({started_at}). Machine: {cpu_model()}, {os.cpu_count()} cores; "
-        + ", ".join(f"{k} {v}" for k, v in versions().items()) + ".",
+        provenance(command, started_at),
         "",
         f"Study: {described}, {size.train} training tweets averaging "
         f"{data['train_lengths'].mean():.1f} tokens, lr {size.learning_rate:g}, 1 epoch, fp32; "

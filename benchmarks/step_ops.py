@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import sys
 import tempfile
 import time
@@ -33,12 +32,11 @@ from typing import Any
 
 from study_speed import (  # benchmarks/, this script's folder
     command_line,
-    cpu_model,
     matmul_rates,
+    provenance,
     replace_section,
     timed_step,
     utilisation,
-    versions,
 )
 
 BEGIN, END = "<!-- step_ops:begin -->", "<!-- step_ops:end -->"
@@ -167,8 +165,7 @@ def render(rows: list[dict[str, Any]], batch: int, steps: int, rate: float, comm
         BEGIN,
         "## Where a CPU training step's time goes, without padding (issue 5)",
         "",
-        f"Command: `{command}` ({started_at}). Machine: {cpu_model()}, {os.cpu_count()} cores; "
-        + ", ".join(f"{k} {v}" for k, v in versions().items()) + ".",
+        provenance(command, started_at),
         "",
         f"One training step as the Trainer runs it (fused AdamW, clipping at 1.0, fp32) on length-grouped "
         f"batches of {batch} tweets (the same {steps} batches for each row): ms per phase, "
@@ -200,6 +197,17 @@ def render(rows: list[dict[str, Any]], batch: int, steps: int, rate: float, comm
             lines.append(f"| {name} | {seconds:.2f} | {versus['tokens'] / seconds:.0f} | "
                          f"{utilisation(rows[0]['nonembedding'], versus['tokens'], seconds, rate):.1%} |")
     return "\n".join(lines + ["", END]) + "\n"
+
+
+def rounds_parser(doc: str, batch: int, steps: int) -> argparse.ArgumentParser:
+    """The options of a benchmark that alternates two sides of MiniLM's step in rounds."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=batch)
+    parser.add_argument("--steps", type=int, default=steps, help=f"distinct batches (default: {steps})")
+    parser.add_argument("--models", nargs="+", choices=("MiniLM", "bert-base"), default=["MiniLM"])
+    parser.add_argument("--no-write", action="store_true", help="print the section only")
+    return parser
 
 
 def setup(train_samples: int, batch: int, steps: int) -> tuple[float, Any, Any, list[dict[str, Any]]]:

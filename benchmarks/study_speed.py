@@ -530,6 +530,12 @@ def utilisation(nonembedding: int, tokens: float, seconds: float, gflops: float)
     return 6 * nonembedding * tokens / seconds / (gflops * 1e9)
 
 
+def provenance(command: str, started_at: str) -> str:
+    """The line that opens a RESULTS.md section: the command, when, the CPU and the versions."""
+    return (f"Command: `{command}` ({started_at}). Machine: {cpu_model()}, {os.cpu_count()} cores; "
+            + ", ".join(f"{k} {v}" for k, v in versions().items()) + ".")
+
+
 def command_line() -> str:
     """How this benchmark was started, as RESULTS.md quotes it: paths relative to the repository."""
     return "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]])

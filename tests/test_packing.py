@@ -1,0 +1,141 @@
+"""Packed encoder layers (packing.py): the same logits and gradients as padded layers, only where a
+probe shows it, and CPU trials train with them."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from transformers import (
+    BertConfig,
+    BertForSequenceClassification,
+    DistilBertConfig,
+    DistilBertForSequenceClassification,
+    RobertaConfig,
+    RobertaForSequenceClassification,
+)
+
+from ablation import cli, packing, train
+from ablation.cpu_dropout import use_uniform_dropout
+from ablation.packing import Packing, pack_encoder
+
+SIZES = {"vocab_size": 100, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+         "intermediate_size": 64, "num_labels": 3}
+NO_DROPOUT = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+
+
+def tiny(kind: str = "bert", **overrides) -> torch.nn.Module:
+    """A tiny random model with ablate's CPU attention, as CPU trials build theirs."""
+    torch.manual_seed(0)
+    config_class, model_class = {"bert": (BertConfig, BertForSequenceClassification),
+                                 "roberta": (RobertaConfig, RobertaForSequenceClassification)}[kind]
+    model = model_class(config_class(**SIZES | overrides))
+    use_uniform_dropout(model)
+    return model
+
+
+def padded_batch() -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(1)
+    mask = torch.ones(4, 10, dtype=torch.long)
+    mask[0, 6:] = 0
+    mask[2, 3:] = 0
+    return {"input_ids": torch.randint(3, 100, (4, 10), generator=generator), "attention_mask": mask,
+            "labels": torch.tensor([0, 1, 2, 1])}
+
+
+def test_packing_keeps_the_real_tokens_in_order_and_unpacks_them_with_zeros_at_padding():
+    real = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1], [1, 0, 0, 0]], dtype=torch.bool)
+    additive = torch.zeros(3, 1, 4, 4).masked_fill(~real[:, None, None, :], torch.finfo(torch.float32).min)
+    packing = Packing.of(additive)
+    hidden = torch.arange(3 * 4 * 2, dtype=torch.float32).view(3, 4, 2)
+    packed = packing.pack(hidden)
+    assert packed.shape == (1, 8, 2)
+    assert torch.equal(packed[0], hidden[real])
+    unpacked = packing.unpack(packed)
+    assert torch.equal(unpacked[real], hidden[real])
+    assert torch.all(unpacked[~real] == 0)
+    assert Packing.of(torch.zeros(3, 1, 4, 4)) is None  # no padding: nothing to remove
+    assert Packing.of(real[:, None, None, :].expand(3, 1, 4, 4)) is None  # a bool mask: not ours
+
+
+@pytest.mark.parametrize("kind", ["bert", "roberta"])
+def test_a_packed_model_computes_the_same_logits_loss_and_gradients(kind: str):
+    stock, packed = tiny(kind, **NO_DROPOUT), tiny(kind, **NO_DROPOUT)
+    assert pack_encoder(packed)
+    assert type(packed.base_model.encoder).__name__.startswith("Packed")
+    outputs = []
+    for model in (stock, packed):
+        model.train()
+        out = model(**padded_batch())
+        out.loss.backward()
+        outputs.append(out)
+    assert torch.allclose(outputs[0].logits, outputs[1].logits, atol=1e-6)
+    assert outputs[0].loss.item() == pytest.approx(outputs[1].loss.item(), abs=1e-6)
+    for (name, a), b in zip(stock.named_parameters(), packed.parameters(), strict=True):
+        assert torch.allclose(a.grad, b.grad, atol=1e-6), name
+
+
+def test_with_dropout_a_packed_model_trains_and_evaluates_as_the_stock_one():
+    stock, packed = tiny(), tiny()
+    assert pack_encoder(packed)
+    packed.train()
+    loss = packed(**padded_batch()).loss
+    loss.backward()
+    assert torch.isfinite(loss) and packed.classifier.weight.grad.abs().sum() > 0
+    stock.eval()
+    packed.eval()
+    with torch.no_grad():
+        assert torch.allclose(stock(**padded_batch()).logits, packed(**padded_batch()).logits, atol=1e-6)
+
+
+def test_a_batch_without_padding_and_a_copy_of_the_model_take_the_right_path():
+    packed = tiny()
+    assert pack_encoder(packed)
+    assert not pack_encoder(packed)  # already packed
+    copied = copy.deepcopy(packed)
+    full = {"input_ids": torch.randint(3, 100, (2, 5)), "attention_mask": torch.ones(2, 5, dtype=torch.long)}
+    packed.eval()
+    copied.eval()
+    with torch.no_grad():
+        assert torch.equal(packed(**full).logits, copied(**full).logits)
+        copied.classifier.weight.add_(1.0)  # the copy runs its own weights, not the original's
+        assert not torch.allclose(packed(**padded_batch()).logits, copied(**padded_batch()).logits)
+
+
+def test_models_the_probe_cannot_confirm_keep_their_padded_encoder():
+    stock_attention = BertForSequenceClassification(BertConfig(**SIZES))  # SDPA: knows no packing
+    assert not pack_encoder(stock_attention)
+    assert type(stock_attention.bert.encoder).__name__ == "BertEncoder"
+    relative = tiny(position_embedding_type="relative_key")
+    assert not pack_encoder(relative)
+    distil = DistilBertForSequenceClassification(DistilBertConfig(
+        vocab_size=100, dim=32, n_layers=2, n_heads=2, hidden_dim=64, num_labels=3))
+    use_uniform_dropout(distil)
+    assert not pack_encoder(distil)  # no `encoder.layer`: left as it is
+    model = tiny()
+    model.train()
+    assert pack_encoder(model) and model.training  # the probe restores the mode
+
+
+def test_an_encoder_whose_packed_logits_differ_is_put_back(monkeypatch):
+    def across_sequences(self, attention, module, query, key, value, **kwargs):
+        return attention(module, query, key, value, None, **kwargs)  # forgets the batch's shape
+
+    monkeypatch.setattr(Packing, "attend", across_sequences)
+    model = tiny()
+    assert not pack_encoder(model)
+    assert type(model.bert.encoder).__name__ == "BertEncoder"
+
+
+def test_trials_on_cpu_train_with_packed_encoders(write_experiment, monkeypatch):
+    packed: list[bool] = []
+    real = packing.pack_encoder
+
+    def watched(model):
+        packed.append(real(model))
+        return packed[-1]
+
+    monkeypatch.setattr(train, "pack_encoder", watched)
+    assert cli.main(["run", str(write_experiment())]) == 0
+    assert packed == [True, True]  # both trials (two seeds)
