@@ -371,7 +371,9 @@ LOCAL_DATA_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet", ".csv.gz",
 
 
 def _did_you_mean(word: str, options: tuple[str, ...] | list[str]) -> str:
-    close = difflib.get_close_matches(word, options, n=1)
+    # 0.7, not difflib's 0.6: a typo ('mdoe', 'tpee') scores 0.75 or more, while another word that
+    # shares letters ('bayes' against 'cmaes', 0.6) must not read as one
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.7)
     return f"; did you mean {close[0]!r}?" if close else ""
 
 

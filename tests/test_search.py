@@ -176,6 +176,12 @@ def test_bad_input_is_one_line_naming_key_and_value(raw: Any, words: list[str]) 
         assert word in message, f"{word!r} not in {message!r}"
 
 
+def test_a_word_that_only_shares_letters_gets_no_suggestion() -> None:
+    message = search_error({"n_trials": 5, "sampler": "bayes", "space": {"batch_size": [8]}})
+    assert "sampler = 'bayes'" in message and "must be one of 'tpe', 'random', 'grid', 'cmaes'" in message
+    assert "did you mean" not in message  # 'cmaes' shares three letters; it is not what was meant
+
+
 def test_range_refusals_match_baseline_checks() -> None:
     """The message carries the exact text the knob's check gives [baseline]."""
     import dataclasses
