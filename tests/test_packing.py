@@ -89,6 +89,28 @@ def test_with_dropout_a_packed_model_trains_and_evaluates_as_the_stock_one():
         assert torch.allclose(stock(**padded_batch()).logits, packed(**padded_batch()).logits, atol=1e-6)
 
 
+@pytest.mark.parametrize("site", ["hidden", "attention"])
+def test_under_dropout_packed_and_padded_layers_draw_alike(site: str):
+    """Dropout draws another stream once packed (one number per real token); what training sees
+    must keep its distribution: over many draws, the logits' mean and spread agree. (Weights drawn
+    wide, so that attention is peaked and each dropout site moves the logits.)"""
+    rates = {"hidden_dropout_prob": 0.3 if site == "hidden" else 0.0,
+             "attention_probs_dropout_prob": 0.3 if site == "attention" else 0.0, "initializer_range": 0.5}
+    stock, packed = tiny(**rates), tiny(**rates)
+    assert pack_encoder(packed)
+    draws = 300
+    logits = []
+    for model in (stock, packed):
+        model.train()
+        torch.manual_seed(0)
+        with torch.no_grad():
+            logits.append(torch.stack([model(**padded_batch()).logits for _ in range(draws)]))
+    (mean_a, mean_b), (std_a, std_b) = ([x.mean(0) for x in logits], [x.std(0) for x in logits])
+    assert std_a.mean() > 0.1  # this site's dropout does move the logits
+    assert torch.all((mean_a - mean_b).abs() < 5 * (std_a ** 2 + std_b ** 2).sqrt() / draws ** 0.5)
+    assert std_b.mean() / std_a.mean() == pytest.approx(1.0, abs=0.1)
+
+
 def test_a_batch_without_padding_and_a_copy_of_the_model_take_the_right_path():
     packed = tiny()
     assert pack_encoder(packed)
