@@ -332,6 +332,9 @@ def _print_summary(spec: Any, built: dict[str, Any]) -> None:
             print(f"  {effect.variant:<{width}} vs {effect.reference:<9} "
                   f"{fmt_delta(effect.interval.estimate):>8} {fmt_interval(effect.interval):>20}  "
                   f"{effect.verdict}" + (f" (Δ {effect.metric})" if effect.metric != metric else ""))
+        if any(effect.seeds == 1 for effect in built["effects"]):
+            print("  one seed: these intervals leave out the training's own randomness; "
+                  "run more seeds before trusting a small effect")
     print(f"\nreport: {spec.output_dir / 'report.md'}")
     best_model = built.get("best_model")
     stale = stale_best_model(spec, built)

@@ -125,7 +125,7 @@ def _store(spec, results: dict[str, dict]):
     return study
 
 
-def test_two_seeds_give_a_paired_interval_and_a_wide_one_is_within_noise(stored_study):
+def test_two_seeds_give_a_paired_interval_and_a_wide_one_is_within_noise(stored_study, capsys):
     spec, study = stored_study
     built = build_report(spec, study)
     effect = {e.variant: e for e in built["effects"]}["baseline_bs32"]
@@ -138,11 +138,15 @@ def test_two_seeds_give_a_paired_interval_and_a_wide_one_is_within_noise(stored_
     assert "## What mattered" in text
     assert "| 1 | baseline_bs32 | batch_size=32 | baseline | +0.1100 | [-0.0171, +0.2371] | 0.058 | " \
            "within noise |" in text
+    assert effect.seeds == 2 and "One seed:" not in text  # paired over seeds: the caveat is moot
+    cli._print_summary(spec, built)
+    out = capsys.readouterr().out
+    assert "what mattered" in out and "one seed" not in out
     assert "macro_f1 on validation, paired over seeds 7, 42 (t-test)" in text
     assert "macro_f1 95 % CI" in text  # the CI column of the results table
 
 
-def test_one_seed_compares_the_same_test_examples_by_bootstrap_and_mcnemar(write_experiment):
+def test_one_seed_compares_the_same_test_examples_by_bootstrap_and_mcnemar(write_experiment, capsys):
     path = write_experiment(variants="good = { learning_rate = 1e-2 }\nsame = { learning_rate = 2e-3 }\n")
     spec = load_spec(path)
     rng = np.random.default_rng(0)
@@ -164,6 +168,13 @@ def test_one_seed_compares_the_same_test_examples_by_bootstrap_and_mcnemar(write
     assert same.interval.estimate == 0 and same.verdict == "within noise"
     assert [e.variant for e in build_report(spec, study)["effects"]] == ["baseline_good",
                                                                           "baseline_same"]
+    assert good.seeds == 1
+    text = write_report(spec, study).read_text()
+    assert "One seed: these intervals cover which test examples were drawn, not the training's own " \
+           "randomness" in text  # a 'better' on one seed may be another seed's 'within noise'
+    cli._print_summary(spec, build_report(spec, study))  # the terminal says it too
+    out = capsys.readouterr().out
+    assert "what mattered" in out and "one seed: these intervals leave out the training's own" in out
 
 
 def test_ablation_table_shows_each_change_alone_and_removed(write_experiment):

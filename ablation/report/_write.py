@@ -19,7 +19,7 @@ from ..models import stale_best_model
 from ..records import TrialRecord, is_search_variant, latest_by_key, load_records, study_info
 from ..variants import BASELINE, FULL, MINUS, PLUS, reference_of, variant_names
 from .diagnosis import diagnose
-from .effects import Effect, compute_effects, fmt_interval, fmt_p, variant_interval
+from .effects import ONE_SEED_CAVEAT, Effect, compute_effects, fmt_interval, fmt_p, variant_interval
 from .markdown import fmt, fmt_delta, per_class_table, variant_table
 from .plots import plot_confusions, plot_curves, plot_learning_curve, plot_metric
 from .tables import trials_frame, variants_frame
@@ -215,6 +215,8 @@ def _what_mattered(built: dict[str, Any]) -> list[str]:
                      f"{fmt_p(e.interval.p_value)} | {_verdict_text(e)} |")
     bases = sorted({e.basis for e in effects})
     lines += [""] + [f"Computed from {basis}." for basis in bases] + [""]
+    if any(e.seeds == 1 for e in effects):
+        lines += [ONE_SEED_CAVEAT, ""]
     return lines
 
 

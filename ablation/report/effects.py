@@ -34,6 +34,14 @@ class Effect:
     verdict: str
     basis: str  # how the interval was computed, in words
     metric: str = ""  # what Δ is a difference of: the selection metric, or accuracy standing in for a loss
+    seeds: int = 1  # how many seeds the difference is paired over; 1: over test examples only
+
+
+ONE_SEED_CAVEAT = (
+    "One seed: these intervals cover which test examples were drawn, not the training's own "
+    "randomness (the new head's first weights, the data order, dropout), which also moves a "
+    "trial's result. A small **better** or **worse** may not hold at another seed: give `seeds` "
+    "several values (e.g. `[42, 43, 44]`) to compare over seeds.")
 
 
 def seed_values(records: list[TrialRecord], variant: str) -> dict[int, float]:
@@ -94,7 +102,7 @@ def _effect(complete: list[TrialRecord], variant: str, reference: str, metric: s
         interval, scored, basis = single
     greater = greater_is_better if scored == metric else True  # accuracy stands in for a loss
     return Effect(variant, reference, describe_changes(overrides), interval,
-                  verdict(interval, greater), basis, scored)
+                  verdict(interval, greater), basis, scored, len(common))
 
 
 def compute_effects(records: list[TrialRecord], order: list[str], metric: str,
