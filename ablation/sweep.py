@@ -60,6 +60,12 @@ def select_trials(spec: ExperimentSpec, only: list[str] | None,
 
     searched = spec.search is not None and option == "--only"  # `--only search`: the search
     for name in only:
+        if spec.search is not None and records.is_search_variant(name):
+            raise AblateInputError(
+                f"{option} {name!r}: the [search] trials of {spec.path.name} cannot be chosen one "
+                f"by one (the sampler proposes them); to train {name}'s parameters again, give them "
+                "a name in [variants] (the report's results table gives its changes); "
+                "`--retry-failed` retries failed search trials")
         if name not in known and not (searched and name == SELECTOR):
             raise AblateInputError(
                 f"{option} {name!r}: no such variant in {spec.path.name} (variants: "

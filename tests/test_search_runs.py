@@ -209,3 +209,13 @@ def test_only_search_needs_a_search(write_experiment, capsys):
     assert run(path, "--only", "search", "--dry-run") == 2
     err = capsys.readouterr().err
     assert "--only 'search': no such variant" in err and "selects the [search]" not in err
+
+
+@pytest.mark.parametrize("option", ["--rerun", "--only"])
+def test_a_search_trial_is_not_chosen_by_name_and_the_error_says_what_to_do(write_experiment, capsys,
+                                                                            option):
+    path = searched(write_experiment, 1)
+    assert run(path, option, "search_1", "--dry-run") == 2
+    err = capsys.readouterr().err
+    assert f"{option} 'search_1': the [search] trials of {path.name} cannot be chosen one by one" in err
+    assert "give them a name in [variants]" in err and "Traceback" not in err
