@@ -150,7 +150,8 @@ def test_an_encoder_whose_packed_logits_differ_is_put_back(monkeypatch):
     assert type(model.bert.encoder).__name__ == "BertEncoder"
 
 
-def test_trials_on_cpu_train_with_packed_encoders(write_experiment, monkeypatch):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_trials_on_cpu_train_with_packed_encoders(write_experiment, monkeypatch, precision):
     packed: list[bool] = []
     real = packing.pack_encoder
 
@@ -159,5 +160,20 @@ def test_trials_on_cpu_train_with_packed_encoders(write_experiment, monkeypatch)
         return packed[-1]
 
     monkeypatch.setattr(train, "pack_encoder", watched)
-    assert cli.main(["run", str(write_experiment())]) == 0
+    path = write_experiment()
+    assert cli.main(["run", str(path), "--set", f'baseline.precision="{precision}"']) == 0
     assert packed == [True, True]  # both trials (two seeds)
+
+
+def test_under_cpu_bf16_autocast_a_packed_model_trains_and_matches_the_padded_one():
+    stock, packed = tiny(**NO_DROPOUT), tiny(**NO_DROPOUT)
+    assert pack_encoder(packed)
+    outputs = []
+    for model in (stock, packed):
+        model.train()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(**padded_batch())
+        out.loss.backward()
+        outputs.append(out)
+    assert torch.isfinite(outputs[1].loss) and packed.classifier.weight.grad.abs().sum() > 0
+    assert torch.allclose(outputs[0].logits.float(), outputs[1].logits.float(), atol=2e-2)
