@@ -238,15 +238,8 @@ def _dry_run(spec: Any, args: argparse.Namespace) -> int:
     """What `run` with the same options would do, from the same plan, changing nothing."""
     from .queue import StudyNotFound, open_study
     from .records import latest_by_key, load_records
-    from .search import check_same_search, retries, search_names, selected
-    from .sweep import (
-        NEW_STUDY,
-        check_own_output_dir,
-        check_same_study,
-        plan,
-        run_selection,
-        select_trials,
-    )
+    from .search import retries, search_names, selected
+    from .sweep import check_own_output_dir, checked_plan, run_selection
     from .variants import describe_changes
 
     trials = run_selection(spec, args.only, args.rerun, args.retry_failed)
@@ -264,10 +257,8 @@ def _dry_run(spec: Any, args: argparse.Namespace) -> int:
     if study is None:
         to_queue = trials
     else:
-        check_same_study(study, spec)  # the run would refuse: say so now
-        check_same_search(study, spec, NEW_STUDY)
-        to_queue, skipped, replaced = plan(study, trials, args.rerun, args.retry_failed, spec.path,
-                                           every=select_trials(spec, None))
+        # The run's own checks: what it would refuse, the dry run refuses now.
+        to_queue, skipped, replaced = checked_plan(study, spec, trials, args.rerun, args.retry_failed)
     retry_search, propose = selected(spec, args.only, args.rerun, args.retry_failed)
     # Failed search trials the run would try again.
     retried = [t for t, _ in retries(study, spec)] if study is not None and retry_search else []

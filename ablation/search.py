@@ -357,14 +357,12 @@ def search_trial_name(number: int) -> str:
     return f"{PREFIX}{number}"
 
 
-is_search_trial = records.is_search_variant
-
 
 def search_names(study: optuna.Study) -> set[str]:
     """The search trials the study holds, by name: what counts toward n_trials. A retried trial
     keeps its name, so a failed attempt and its retry count once."""
     return {str(t.user_attrs[records.VARIANT]) for t in study.get_trials(deepcopy=False)
-            if is_search_trial(t.user_attrs.get(records.VARIANT))}
+            if records.is_search_variant(t.user_attrs.get(records.VARIANT))}
 
 
 # --------------------------------------------------------------------------- a study's search
@@ -393,7 +391,7 @@ def check_same_search(study: optuna.Study, spec: Any, advice: str) -> None:
     if spec.search is None:
         return
     searched = [t for t in study.get_trials(deepcopy=False)
-                if is_search_trial(t.user_attrs.get(records.VARIANT)) and t.distributions]
+                if records.is_search_variant(t.user_attrs.get(records.VARIANT)) and t.distributions]
     if not searched:
         return
     stored = max(searched, key=lambda t: t.number).distributions
@@ -440,7 +438,7 @@ def retries(study: optuna.Study, spec: Any) -> list[tuple[Any, int]]:
     found = []
     latest = records.latest_by_key(records.load_records(study))
     for record in latest.values():
-        if is_search_trial(record.variant) and record.state == "FAIL":
+        if records.is_search_variant(record.variant) and record.state == "FAIL":
             trial = TrialSpec.of(spec.baseline, record.variant, record.seed, record.overrides)
             found.append((trial, record.number))
     return sorted(found, key=lambda item: item[1])

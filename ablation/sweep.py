@@ -300,6 +300,17 @@ def preflight(spec: ExperimentSpec, trials: list[TrialSpec], inputs: TrialInputs
             raise AblateInputError(f"{where}: {err}") from None
 
 
+def checked_plan(study: optuna.Study, spec: ExperimentSpec, trials: list[TrialSpec],
+                 rerun: list[str] | None, retry_failed: bool) -> tuple[list[TrialSpec], list[str], list[int]]:
+    """`plan` against a stored study once it passes the checks a run makes (the same study, the
+    same search space): one place for what `run` does and `run --dry-run` shows."""
+    from .search import check_same_search
+
+    check_same_study(study, spec)
+    check_same_search(study, spec, NEW_STUDY)
+    return plan(study, trials, rerun, retry_failed, spec.path, every=select_trials(spec, None))
+
+
 def plan(study: optuna.Study, trials: list[TrialSpec], rerun: list[str] | None = None,
          retry_failed: bool = False, path: Any = "", every: list[TrialSpec] | None = None,
          ) -> tuple[list[TrialSpec], list[str], list[int]]:
@@ -457,10 +468,11 @@ def _search_retry(job: Work, optuna_trial: optuna.Trial, trial: TrialSpec) -> An
     """A claimed search trial tried again (it failed, or its worker died): record its parameters
     (queued as fixed params) so that the sampler and the importances count it, and prune it like
     any search trial. Returns its pruning callback, or None for other trials."""
-    from .search import PruningCallback, is_search_trial, suggest
+    from .search import PruningCallback, suggest
 
     search = job.spec.search
-    if search is None or not is_search_trial(trial.variant) or set(trial.overrides) != set(search.space):
+    if (search is None or not records.is_search_variant(trial.variant)
+            or set(trial.overrides) != set(search.space)):
         return None
     try:
         suggest(optuna_trial, search)
@@ -594,19 +606,16 @@ def _plan_and_queue(spec: ExperimentSpec, trials: list[TrialSpec], outcome: RunO
     """Check everything, then queue what is to run; nothing is written (superseded, deleted,
     queued) before every check has passed. With `retry_search`, failed search trials are
     queued again too (after the variants; they are checked when claimed, like proposals)."""
-    from .search import check_same_search, retries
+    from .search import retries
 
     study = None if force_new else queue.open_study(spec)
     retried: list[tuple[TrialSpec, int]] = []
     if study is None:  # --force-new: every selected trial, in a new study
         to_queue, replaced = list(trials), []
     else:
-        check_same_study(study, spec)
-        check_same_search(study, spec, NEW_STUDY)
+        to_queue, outcome.skipped, replaced = checked_plan(study, spec, trials, rerun, retry_failed)
         if retry_search:
             retried = retries(study, spec)
-        to_queue, outcome.skipped, replaced = plan(study, trials, rerun, retry_failed, spec.path,
-                                                   every=select_trials(spec, None))
     _write_study_files(spec)
     if outcome.skipped:
         echo(f"re-using {len(outcome.skipped)} completed trial(s): {', '.join(outcome.skipped)}")

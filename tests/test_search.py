@@ -22,7 +22,7 @@ from transformers.trainer_callback import (
     TrainerState,
 )
 
-from ablation import search
+from ablation import records, search
 from ablation.errors import AblateInputError
 from ablation.search import (
     Dimension,
@@ -275,7 +275,7 @@ def test_grid_inside_optimize_still_stops_the_study() -> None:
 def test_search_trial_name() -> None:
     assert search_trial_name(0) == "search_0"
     assert search_trial_name(17) == "search_17"
-    assert search.is_search_trial("search_17") and not search.is_search_trial("baseline")
+    assert records.is_search_variant("search_17") and not records.is_search_variant("baseline")
 
 
 def test_grid_as_large_as_n_trials_is_fine() -> None:
