@@ -73,8 +73,9 @@ def _forward(self: nn.Module, hidden_states: torch.Tensor, attention_mask: torch
              *args: Any, **kwargs: Any) -> Any:
     """A packed encoder's ``forward``: its layers run on the real tokens; it returns the padded shape."""
     stock = super(type(self), self).forward
-    packing = None if attention_mask is None or args else Packing.of(attention_mask)
-    if packing is None or kwargs.get("encoder_hidden_states") is not None:
+    cross = args or kwargs.get("encoder_hidden_states") is not None  # cross-attention: as it is
+    packing = None if attention_mask is None or cross else Packing.of(attention_mask)
+    if packing is None:
         return stock(hidden_states, attention_mask, *args, **kwargs)
     output = stock(packing.pack(hidden_states), None, **kwargs, **{KWARG: packing})
     output.last_hidden_state = packing.unpack(output.last_hidden_state)
