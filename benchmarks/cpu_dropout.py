@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import datetime as dt
 import statistics
-from pathlib import Path
 
-from step_ops import SETTINGS, measure, rounds_parser, setup  # benchmarks/, this script's folder
-from study_speed import command_line, provenance, replace_section
+from step_ops import SETTINGS, alternate, rounds_parser, setup  # benchmarks/, this script's folder
+from study_speed import command_line, provenance, publish
 
 BEGIN, END = "<!-- cpu_dropout:begin -->", "<!-- cpu_dropout:end -->"
 SIDES = {"torch's dropout (bernoulli_)": SETTINGS[0], "ablate's dropout (uniform draws)": SETTINGS[3]}
@@ -36,11 +35,7 @@ def main() -> None:
              "| model | dropout | ms per step, each round | median | MFU at the median | speed-up |",
              "|---|---|---|---|---|---|"]
     for model in args.models:
-        rows: dict[str, list[dict]] = {side: [] for side in SIDES}
-        for round_ in range(args.rounds):
-            for side, setting in SIDES.items():
-                rows[side].append(measure(model, setting, batches, rate))
-                print(f"{model} round {round_ + 1} {side}: {rows[side][-1]['total']:.0f} ms", flush=True)
+        rows = alternate(model, SIDES, batches, rate, args.rounds)
         medians = {side: statistics.median(r["total"] for r in runs) for side, runs in rows.items()}
         torch_ms = medians[next(iter(SIDES))]
         for side, runs in rows.items():
@@ -48,9 +43,7 @@ def main() -> None:
             lines.append(f"| {model} | {side} | " + ", ".join(f"{r['total']:.0f}" for r in runs)
                          + f" | {medians[side]:.0f} | {mfu:.1%} | {torch_ms / medians[side]:.2f}× |")
     section = "\n".join(lines + ["", END]) + "\n"
-    print(section)
-    if not args.no_write:
-        replace_section(Path(__file__).parent / "RESULTS.md", section, BEGIN, END)
+    publish(section, args.no_write, BEGIN, END)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ from study_speed import (  # benchmarks/, this script's folder
     parameter_counts,
     prepare_data,
     provenance,
-    replace_section,
+    publish,
     train_seconds,
     utilisation,
     way_ablate,
@@ -146,9 +146,7 @@ def main() -> None:
     runs = {seed: way_ablate(size, work, name=f"mfu-s{seed}", variants=RECIPES, seed=seed)[0].runs
             for seed in args.seeds}
     section = render(size, args.model, runs, data, total - embedding, rate, command_line(), started_at)
-    print(section)
-    if not args.no_write:
-        replace_section(Path(__file__).parent / "RESULTS.md", section, *markers(args.model))
+    publish(section, args.no_write, *markers(args.model))
 
 
 if __name__ == "__main__":

@@ -13,15 +13,20 @@ from __future__ import annotations
 
 import datetime as dt
 import statistics
-import time
-from pathlib import Path
 from typing import Any
 
-from step_ops import build_model, grouped_batches, rounds_parser, setup  # benchmarks/, this script's folder
-from study_speed import command_line, provenance, replace_section, timed_step, utilisation
+from step_ops import (  # benchmarks/, this script's folder
+    SETTINGS,
+    alternate,
+    grouped_batches,
+    rounds_parser,
+    setup,
+)
+from study_speed import command_line, provenance, publish
 
 BEGIN, END = "<!-- packing:begin -->", "<!-- packing:end -->"
-SIDES = ("padded layers", "packed layers (ablate)")
+PADDED = "padded layers"
+SIDES = {PADDED: SETTINGS[3], "packed layers (ablate)": SETTINGS[4]}
 
 
 def random_batches(tokenizer: Any, train: Any, batch: int, steps: int) -> list[dict[str, Any]]:
@@ -31,28 +36,6 @@ def random_batches(tokenizer: Any, train: Any, batch: int, steps: int) -> list[d
     picked = [train[i:i + batch] for i in range(0, steps * batch, batch)]
     return [tokenizer.pad({"input_ids": rows["input_ids"]}, return_tensors="pt")
             | {"labels": torch.tensor(rows["label"])} for rows in picked]
-
-
-def step_ms(model_name: str, packed: bool, batches: list[dict[str, Any]]) -> float:
-    """ms per training step over two passes after a warm-up pass, on a fresh model."""
-    import torch
-
-    from ablation.cpu_dropout import use_uniform_dropout
-    from ablation.packing import pack_encoder
-
-    model = build_model(model_name)
-    model.train()
-    use_uniform_dropout(model)
-    if packed and not pack_encoder(model):
-        raise SystemExit(f"{model_name}: the encoder could not be packed")
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=1e-4, fused=True)
-    for batch in batches:
-        timed_step(model, batch, params, optimizer)
-    started = time.perf_counter()
-    for batch in batches + batches:
-        timed_step(model, batch, params, optimizer)
-    return 1000 * (time.perf_counter() - started) / (2 * len(batches))
 
 
 def main() -> None:
@@ -72,27 +55,17 @@ def main() -> None:
              "| median | MFU at the median | speed-up |",
              "|---|---|---|---|---|---|---|---|"]
     for model_name in args.models:
-        nonembedding = sum(p.numel() for n, p in build_model(model_name).named_parameters()
-                           if ".embeddings." not in n)
         for kind, batches in kinds.items():
-            real = sum(int(b["attention_mask"].sum()) for b in batches) / len(batches)
-            padded = sum(b["input_ids"].numel() for b in batches) / len(batches)
-            runs: dict[str, list[float]] = {side: [] for side in SIDES}
-            for round_ in range(args.rounds):
-                for side in SIDES:
-                    runs[side].append(step_ms(model_name, side != SIDES[0], batches))
-                    print(f"{model_name} {kind} round {round_ + 1} {side}: {runs[side][-1]:.0f} ms",
-                          flush=True)
-            medians = {side: statistics.median(ms) for side, ms in runs.items()}
-            for side, ms in runs.items():
-                mfu = utilisation(nonembedding, real, medians[side] / 1000, rate)
-                lines.append(f"| {model_name} | {kind} | {padded / real:.2f} | {side} | "
-                             + ", ".join(f"{m:.0f}" for m in ms) + f" | {medians[side]:.0f} | {mfu:.1%} | "
-                             f"{medians[SIDES[0]] / medians[side]:.2f}× |")
+            rows = alternate(model_name, SIDES, batches, rate, args.rounds, label=f" {kind}")
+            medians = {side: statistics.median(r["total"] for r in runs) for side, runs in rows.items()}
+            padding = rows[PADDED][0]["padded_tokens"] / rows[PADDED][0]["real_tokens"]
+            for side, runs in rows.items():
+                mfu = runs[0]["mfu"] * runs[0]["total"] / medians[side]
+                lines.append(f"| {model_name} | {kind} | {padding:.2f} | {side} | "
+                             + ", ".join(f"{r['total']:.0f}" for r in runs) + f" | {medians[side]:.0f} | "
+                             f"{mfu:.1%} | {medians[PADDED] / medians[side]:.2f}× |")
     section = "\n".join(lines + ["", END]) + "\n"
-    print(section)
-    if not args.no_write:
-        replace_section(Path(__file__).parent / "RESULTS.md", section, BEGIN, END)
+    publish(section, args.no_write, BEGIN, END)
 
 
 if __name__ == "__main__":

@@ -6,9 +6,11 @@ initialised BERT-base (12 layers, hidden 768).
 It answers why training utilisation stops short of the matmul rate: the matrix products of the
 linear layers are the FLOPs that MFU counts; dropout's random masks, the optimizer and gradient
 clipping over every weight (the word embeddings included), attention, layer norms and GELU are time
-that MFU does not count. Three settings test cheap ways out: flushing denormal floats to zero
-(`torch.set_flush_denormal`), freezing the word embeddings (a recipe change), and ablate's CPU
-dropout (masks from uniform draws, ablation/cpu_dropout.py; cpu_dropout.py times it in rounds).
+that MFU does not count. Four settings test cheap ways out: flushing denormal floats to zero
+(`torch.set_flush_denormal`), freezing the word embeddings (a recipe change), ablate's CPU
+dropout (masks from uniform draws, ablation/cpu_dropout.py; cpu_dropout.py times it in rounds),
+and with it the encoder layers over real tokens only (ablation/packing.py; packing.py times it in
+rounds, on random batches too).
 Last, one epoch of MiniLM in the transformers Trainer (length-grouped batches, no evaluation or
 saving) is timed step by step against the same batches, in the same order, in the bare loop: what
 the Trainer's own loop adds.
@@ -34,14 +36,15 @@ from study_speed import (  # benchmarks/, this script's folder
     command_line,
     matmul_rates,
     provenance,
-    replace_section,
+    publish,
     timed_step,
     utilisation,
 )
 
 BEGIN, END = "<!-- step_ops:begin -->", "<!-- step_ops:end -->"
 SETTINGS = ("fp32, as the Trainer runs it", "denormals flushed to zero", "word embeddings frozen",
-            "dropout masks from uniform draws (ablate on CPU)")
+            "dropout masks from uniform draws (ablate on CPU)",
+            "and encoder layers over real tokens only (ablate on CPU)")
 # Operators by what they are for; the rest (layer norms, GELU, softmax, copies, fills, ...) is "other".
 CATEGORIES = {
     "linear layers (mm, addmm)": ("aten::mm", "aten::addmm"),
@@ -89,10 +92,13 @@ def measure(name: str, setting: str, batches: list[dict[str, Any]], rate: float)
     model.train()
     if setting == SETTINGS[2]:
         model.get_input_embeddings().weight.requires_grad_(False)
-    if setting == SETTINGS[3]:
+    if setting in SETTINGS[3:]:
         from ablation.cpu_dropout import use_uniform_dropout
+        from ablation.packing import pack_encoder
 
         use_uniform_dropout(model)
+        if setting == SETTINGS[4] and not pack_encoder(model):
+            raise SystemExit(f"{name}: the encoder could not be packed")
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-4, fused=True)
 
@@ -199,6 +205,18 @@ def render(rows: list[dict[str, Any]], batch: int, steps: int, rate: float, comm
     return "\n".join(lines + ["", END]) + "\n"
 
 
+def alternate(model: str, sides: dict[str, str], batches: list[dict[str, Any]], rate: float,
+              rounds: int, label: str = "") -> dict[str, list[dict[str, Any]]]:
+    """`measure` each side's setting in turn, `rounds` times, so that a busy or drifting machine
+    slows every side alike; each side's rows, round by round."""
+    rows: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
+    for round_ in range(rounds):
+        for side, setting in sides.items():
+            rows[side].append(measure(model, setting, batches, rate))
+            print(f"{model}{label} round {round_ + 1} {side}: {rows[side][-1]['total']:.0f} ms", flush=True)
+    return rows
+
+
 def rounds_parser(doc: str, batch: int, steps: int) -> argparse.ArgumentParser:
     """The options of a benchmark that alternates two sides of MiniLM's step in rounds."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
@@ -238,9 +256,7 @@ def main() -> None:
     rows = [measure(name, setting, batches, rate) for name in args.models for setting in SETTINGS]
     versus = None if args.no_trainer else trainer_against_loop(tokenizer, train, args.batch)
     section = render(rows, args.batch, args.steps, rate, command_line(), started_at, versus)
-    print(section)
-    if not args.no_write:
-        replace_section(Path(__file__).parent / "RESULTS.md", section, BEGIN, END)
+    publish(section, args.no_write, BEGIN, END)
 
 
 if __name__ == "__main__":

@@ -754,6 +754,13 @@ def write_results(section: str, path: Path, size: str) -> None:
     replace_section(path, section, *markers(size))
 
 
+def publish(section: str, no_write: bool, begin: str, end: str) -> None:
+    """Print a benchmark's section and, unless `no_write`, put it in benchmarks/RESULTS.md."""
+    print(section)
+    if not no_write:
+        replace_section(HERE / "RESULTS.md", section, begin, end)
+
+
 def replace_section(path: Path, section: str, begin: str, end: str) -> None:
     """Put `section` (which starts with `begin` and ends with `end`) in place of the one between
     those markers in the markdown file at `path`, or at its end."""
