@@ -2,11 +2,13 @@
 
 PyTorch's CPU dropout draws its mask with ``bernoulli_``, one element at a time on one thread
 (float64 arithmetic per draw); in MiniLM's CPU training step that is 9 % of the time on one CPU and a
-third on another (``benchmarks/step_ops.py``). Drawing the same number of uniform floats is
-vectorised, and ``u >= p`` keeps each element with probability ``1 - p``, exactly as Bernoulli(1 - p)
-does; kept elements are scaled by ``1 / (1 - p)`` as torch scales them. Only the random stream
-differs, so a trial is as reproducible from its seed as before (the draws come from torch's seeded
-CPU generator, whose state the Trainer's checkpoints keep).
+third on another (``benchmarks/step_ops.py``). ablate draws uniform integers instead: one 63-bit
+draw of torch's generator gives four elements 15 random bits each (a third of the time of one
+uniform float per element, ``benchmarks/cpu_dropout.py``), and ``u >= round(p * 2**15)`` keeps each
+element with probability ``1 - p`` rounded to a multiple of 2⁻¹⁵ (within 1.5·10⁻⁵ of it); kept
+elements are scaled by ``1 / (1 - p)`` as torch scales them. Only the random stream differs, so a
+trial is as reproducible from its seed as before (the draws come from torch's seeded CPU generator,
+whose state the Trainer's checkpoints keep).
 
 Used only for trials that train on CPU: a GPU keeps torch's own kernels (fused in SDPA attention).
 """
@@ -27,13 +29,28 @@ ATTENTION = "ablate_cpu_dropout"  # the attention implementation registered with
 _REPLACEABLE = ("sdpa", "eager")  # the implementations whose maths ours repeats
 
 
+_BITS = 15  # random bits per element: four elements per 63-bit draw
+
+
+def keep_mask(shape: torch.Size, p: float, device: torch.device | None = None) -> torch.Tensor:
+    """A bool mask of ``shape``, each element True with probability ``1 - p`` (p rounded to a
+    multiple of 2⁻¹⁵), independently: 15 uniform bits an element, four from each of torch's 63-bit
+    integer draws (``random_`` on int64 gives 63 uniform bits; the 16-bit words keep their low 15)."""
+    count, threshold = shape.numel(), round(p * (1 << _BITS))
+    if threshold >= 1 << _BITS:  # p within 2⁻¹⁶ of 1 (an int16 could not hold the threshold)
+        return torch.zeros(shape, dtype=torch.bool, device=device)
+    words = torch.empty((count + 3) // 4, dtype=torch.int64, device=device).random_()
+    bits = words.view(torch.int16)[:count].bitwise_and_((1 << _BITS) - 1)
+    return bits.view(shape) >= threshold
+
+
 class _UniformMaskDropout(torch.autograd.Function):
-    """``x * keep / (1 - p)`` with ``keep = uniform >= p``; the backward pass reuses the bool mask
-    (one byte an element, as torch's dropout keeps)."""
+    """``x * keep / (1 - p)`` with ``keep`` from uniform integer draws (``keep_mask``); the backward
+    pass reuses the bool mask (one byte an element, as torch's dropout keeps)."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, p: float) -> torch.Tensor:
-        keep = torch.rand(x.shape, device=x.device) >= p  # float32 draws whatever x's dtype
+        keep = keep_mask(x.shape, p, x.device)  # the same draws whatever x's dtype
         scale = 1.0 / (1.0 - p)
         ctx.save_for_backward(keep)
         ctx.scale = scale
@@ -46,7 +63,7 @@ class _UniformMaskDropout(torch.autograd.Function):
 
 
 def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
-    """``torch.nn.functional.dropout``'s semantics, with the mask drawn from uniform floats."""
+    """``torch.nn.functional.dropout``'s semantics, with the mask from uniform integer draws."""
     if not training or p == 0.0:
         return x
     if p >= 1.0:

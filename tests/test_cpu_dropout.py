@@ -10,7 +10,14 @@ import torch
 from transformers import BertConfig, BertForSequenceClassification
 
 from ablation import cli, cpu_dropout, train
-from ablation.cpu_dropout import ATTENTION, UniformDropout, attention, dropout, use_uniform_dropout
+from ablation.cpu_dropout import (
+    ATTENTION,
+    UniformDropout,
+    attention,
+    dropout,
+    keep_mask,
+    use_uniform_dropout,
+)
 
 
 def tiny_bert(seed: int = 0, **overrides) -> BertForSequenceClassification:
@@ -38,6 +45,25 @@ def test_each_element_is_kept_with_probability_1_minus_p_and_scaled_as_torch_sca
     assert torch.allclose(kept, torch.full_like(kept, 1 / (1 - p)))
     reference = torch.nn.functional.dropout(x, p)  # torch's own: the same two values
     assert set(reference.unique().tolist()) == set(out.unique().tolist())
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
+def test_the_mask_keeps_every_element_position_with_probability_1_minus_p(p: float):
+    # Four elements share each 63-bit draw; the top word has a bit less, so each of the four
+    # positions must keep at the same rate (masking to 15 bits), and the rate is p to 2**-15.
+    torch.manual_seed(0)
+    keep = keep_mask(torch.Size([4, 100_000]), p)
+    assert keep.dtype == torch.bool and keep.shape == (4, 100_000)
+    by_position = keep.view(-1, 4).float().mean(dim=0)
+    tolerance = 5 * (p * (1 - p) / 100_000) ** 0.5  # five standard errors
+    assert torch.all((by_position - (1 - p)).abs() < tolerance), by_position
+    assert abs(round(p * 2**15) / 2**15 - p) <= 2**-16
+
+
+def test_a_mask_of_any_length_is_drawn():
+    for count in (1, 3, 4, 5, 1023):
+        assert keep_mask(torch.Size([count]), 0.0).all()  # p = 0 keeps everything
+        assert not keep_mask(torch.Size([count, 1]), 1.0).any()
 
 
 def test_a_seed_gives_the_same_mask_and_no_training_or_p_0_changes_nothing():
