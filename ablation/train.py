@@ -37,6 +37,7 @@ from transformers import (
 from .config import ExperimentSpec, Recipe
 from .cpu_dropout import use_uniform_dropout
 from .data import TokenizedData
+from .embedding_gradient import keep_embedding_gradient
 from .errors import AblateInputError
 from .metrics import SCALAR_METRICS, confusion, trainer_metrics
 from .models import keep_trial_model
@@ -499,6 +500,8 @@ def train_trial(trial: TrialSpec, spec: ExperimentSpec, data: TokenizedData, tok
     if args.use_cpu:  # measured on CPU only (benchmarks/cpu_dropout.py, packing.py); a GPU keeps its kernels
         use_uniform_dropout(model)  # torch's CPU dropout masks are slow
         pack_encoder(model)  # layers skip the padding (uses the attention just swapped in)
+        if args.world_size == 1:  # DDP reduces dense gradients of its own
+            keep_embedding_gradient(model)  # no fresh zeroed (vocabulary × hidden) tensor a step
     callbacks: list[TrainerCallback] = [
         TrackerCallback(tracker, trial.key, spec.experiment.metric, progress)]
     if recipe.early_stopping_patience:

@@ -126,6 +126,25 @@ def write_experiment(tmp_path: Path, tiny_model_dir: Path, tiny_data_dir: Path):
     return write
 
 
+@pytest.fixture
+def watch_train(monkeypatch: pytest.MonkeyPatch):
+    """``watch_train(name)`` wraps the function ``ablation.train`` calls by ``name`` and returns the
+    list of what it returned, call by call (which trials it applied to)."""
+    from ablation import train
+
+    def watch(name: str) -> list[Any]:
+        real, returned = getattr(train, name), []
+
+        def watched(*args: Any, **kwargs: Any) -> Any:
+            returned.append(real(*args, **kwargs))
+            return returned[-1]
+
+        monkeypatch.setattr(train, name, watched)
+        return returned
+
+    return watch
+
+
 @pytest.fixture(scope="session")
 def offline_hf() -> Path:
     """The pre-filled Hugging Face cache beside the checkout, or skip with the reason."""

@@ -16,7 +16,7 @@ from transformers import (
     RobertaForSequenceClassification,
 )
 
-from ablation import cli, packing, train
+from ablation import cli
 from ablation.cpu_dropout import use_uniform_dropout
 from ablation.packing import Packing, pack_encoder
 
@@ -151,18 +151,12 @@ def test_an_encoder_whose_packed_logits_differ_is_put_back(monkeypatch):
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_trials_on_cpu_train_with_packed_encoders(write_experiment, monkeypatch, precision):
-    packed: list[bool] = []
-    real = packing.pack_encoder
-
-    def watched(model):
-        packed.append(real(model))
-        return packed[-1]
-
-    monkeypatch.setattr(train, "pack_encoder", watched)
+def test_trials_on_cpu_train_with_packed_encoders_and_kept_embedding_gradients(write_experiment, watch_train,
+                                                                              precision):
+    packed, kept = watch_train("pack_encoder"), watch_train("keep_embedding_gradient")
     path = write_experiment()
     assert cli.main(["run", str(path), "--set", f'baseline.precision="{precision}"']) == 0
-    assert packed == [True, True]  # both trials (two seeds)
+    assert packed == kept == [True, True]  # both trials (two seeds)
 
 
 def test_under_cpu_bf16_autocast_a_packed_model_trains_and_matches_the_padded_one():

@@ -1,0 +1,78 @@
+"""The word embeddings' gradient on CPU, written into one buffer kept for the whole trial.
+
+torch's embedding backward builds a dense (vocabulary × hidden) gradient from a freshly allocated
+zero tensor every step (47 MB for MiniLM), and the Trainer frees it again at ``zero_grad``. Fresh
+memory of that size comes from the kernel page by page, so zeroing it took 12–15 ms of MiniLM's
+~280 ms CPU step (``benchmarks/embedding_gradient.py``), though a batch touches a few hundred of
+its 30,522 rows. Here the embedding computes torch's sparse gradient instead (the batch's rows),
+and a hook adds it into a dense buffer kept for the trial, zeroed in place (1 ms), which becomes the
+weight's ``.grad``: the same dense gradient that clipping and AdamW read, with the same values
+(float rounding aside: repeated tokens' rows are summed in another order). ``zero_grad`` then drops
+only the reference, and a second micro-batch under gradient accumulation adds into the dense
+gradient as usual.
+
+Used only for trials that train on CPU in one process; a GPU keeps torch's kernels.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+
+import torch
+from torch import nn
+from torch.nn import functional
+
+log = logging.getLogger(__name__)
+
+
+class _DenseFromSparse:
+    """A post-accumulate-grad hook: a sparse ``.grad`` becomes the kept dense buffer holding its sum."""
+
+    def __init__(self) -> None:
+        self.buffer: torch.Tensor | None = None
+
+    def __call__(self, weight: torch.Tensor) -> None:
+        grad = weight.grad
+        if grad is None or not grad.is_sparse:
+            return  # already dense: accumulated into the buffer (or another dense gradient)
+        if (self.buffer is None or self.buffer.shape != weight.shape or self.buffer.dtype != grad.dtype
+                or self.buffer.device != weight.device):
+            self.buffer = torch.zeros(weight.shape, dtype=grad.dtype, device=weight.device)
+        else:
+            self.buffer.zero_()  # in place: no fresh pages to fault in
+        self.buffer.index_add_(0, grad._indices()[0], grad._values())
+        weight.grad = self.buffer
+
+
+class KeptGradientEmbedding(nn.Embedding):
+    """``nn.Embedding`` whose forward, where gradients are recorded, produces a sparse gradient that
+    ``_DenseFromSparse`` turns into the kept dense one; weights, evaluation and saved files are as
+    ``nn.Embedding``'s."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:  # noqa: A002 (nn.Embedding's name)
+        if not (torch.is_grad_enabled() and self.weight.requires_grad):
+            return super().forward(input)
+        hooked = self.__dict__.get("_hooked_weight")
+        if hooked is None or hooked() is not self.weight:  # first step, or a copy's own weight
+            self.weight.register_post_accumulate_grad_hook(_DenseFromSparse())
+            self.__dict__["_hooked_weight"] = weakref.ref(self.weight)
+        return functional.embedding(input, self.weight, self.padding_idx, self.max_norm, self.norm_type,
+                                    self.scale_grad_by_freq, sparse=True)
+
+
+def keep_embedding_gradient(model: nn.Module) -> bool:
+    """Give ``model``'s word embeddings a kept dense gradient buffer (``KeptGradientEmbedding``) where
+    that is safe: a plain ``nn.Embedding`` without renormalising (``max_norm``), not already sparse,
+    and not tied to an output layer (whose dense gradient would meet the sparse one). Returns
+    whether it did."""
+    embedding = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    if type(embedding) is not nn.Embedding or embedding.sparse or embedding.max_norm is not None:
+        return False
+    output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if output is not None and getattr(output, "weight", None) is embedding.weight:
+        return False
+    embedding.__class__ = KeptGradientEmbedding
+    log.debug("word embeddings of %s keep their gradient buffer", type(model).__name__)
+    return True
+
