@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -81,13 +83,10 @@ def build_model(name: str) -> Any:
     return AutoModelForSequenceClassification.from_pretrained(MODEL, num_labels=3)
 
 
-def measure(name: str, setting: str, batches: list[dict[str, Any]], rate: float) -> dict[str, Any]:
-    """ms per phase over two passes after a warm-up pass; for the first setting also each operator
-    category's share of the time, profiled over one more pass."""
+def prepared(name: str, setting: str) -> tuple[Any, list[Any], Any]:
+    """A fresh model in training mode set up for `setting`, its trained parameters and fused AdamW."""
     import torch
-    from torch.profiler import ProfilerActivity, profile
 
-    torch.set_flush_denormal(setting == SETTINGS[1])
     model = build_model(name)
     model.train()
     if setting == SETTINGS[2]:
@@ -100,8 +99,41 @@ def measure(name: str, setting: str, batches: list[dict[str, Any]], rate: float)
         if setting == SETTINGS[4] and not pack_encoder(model):
             raise SystemExit(f"{name}: the encoder could not be packed")
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=1e-4, fused=True)
+    return model, params, torch.optim.AdamW(params, lr=1e-4, fused=True)
 
+
+def paired_steps(name: str, setting: str, sides: dict[str, Callable[[Any], None]],
+                 batches: list[dict[str, Any]], passes: int) -> dict[str, Any]:
+    """One model set up for `setting` steps each batch once per side, the sides taking turns step by
+    step (the order swapping every batch), `passes` times over the batches after a warm-up pass:
+    a shared machine's drift then slows both sides alike. `sides` switch the model to each side.
+    Returns ms per step per side, the paired differences (first side minus each other), in ms, and
+    the model's non-embedding parameters (for MFU)."""
+    model, params, optimizer = prepared(name, setting)
+    names = list(sides)
+    for batch in batches:
+        timed_step(model, batch, params, optimizer)
+    seconds: dict[str, list[float]] = {side: [] for side in names}
+    for pass_ in range(passes):
+        for i, batch in enumerate(batches):
+            for side in names if (i + pass_) % 2 == 0 else names[::-1]:
+                sides[side](model)
+                seconds[side].append(sum(timed_step(model, batch, params, optimizer)))
+    first = seconds[names[0]]
+    return {"ms": {side: 1000 * statistics.mean(s) for side, s in seconds.items()},
+            "nonembedding": sum(p.numel() for n, p in model.named_parameters() if ".embeddings." not in n),
+            "differences": {side: [1000 * (a - b) for a, b in zip(first, s, strict=True)]
+                            for side, s in seconds.items() if side != names[0]}}
+
+
+def measure(name: str, setting: str, batches: list[dict[str, Any]], rate: float) -> dict[str, Any]:
+    """ms per phase over two passes after a warm-up pass; for the first setting also each operator
+    category's share of the time, profiled over one more pass."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.set_flush_denormal(setting == SETTINGS[1])
+    model, params, optimizer = prepared(name, setting)
     for batch in batches:  # warm-up: oneDNN kernels per shape, the optimizer's state
         timed_step(model, batch, params, optimizer)
     phases = [0.0] * 4

@@ -1,0 +1,136 @@
+"""Two costs of MiniLM's CPU training step, each against what ablate does instead, measured in pairs:
+dropout masks from uniform floats (one draw an element, ablate until 2026-12-03) against uniform
+integers (four elements from one 63-bit draw, `ablation.cpu_dropout.keep_mask`), and the word
+embeddings' gradient as torch builds it (a fresh zeroed 30,522 × 384 tensor every step) against
+ablate's kept buffer (`ablation.embedding_gradient`); then both together.
+
+First the time to draw one mask at the shapes of MiniLM's step. Then the step as `ablate run`
+trains on CPU (packed layers, step_ops' step: fused AdamW, clipping at 1.0, fp32) on random
+batches: one model steps every batch once per side, the sides taking turns step by step
+(`step_ops.paired_steps`), because on a shared virtual machine the speed drifts by more than these
+costs between runs of a few seconds.
+
+    source ../shared/offline-hf.sh
+    python benchmarks/step_pairs.py [--passes 6] [--batch 16] [--steps 16]
+
+Writes its section of benchmarks/RESULTS.md (between the step_pairs markers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+from packing import random_batches  # benchmarks/, this script's folder
+from step_ops import SETTINGS, paired_steps, setup
+from study_speed import command_line, provenance, publish, utilisation
+
+BEGIN, END = "<!-- step_pairs:begin -->", "<!-- step_pairs:end -->"
+# Mask shapes of MiniLM's step on a batch of 16 tweets: attention weights (batch × heads × length²)
+# and a packed layer's hidden states (real tokens × 384).
+SHAPES = {"attention weights 16 × 12 × 40 × 40": (16, 12, 40, 40), "hidden states 330 × 384": (1, 330, 384)}
+
+
+def float_mask(shape: Any, p: float, device: Any = None) -> Any:
+    """The previous keep mask: one uniform float32 per element."""
+    import torch
+
+    return torch.rand(shape, device=device) >= p
+
+
+def switches() -> dict[str, dict[str, Callable[[Any], None]]]:
+    """Per comparison, its sides (before, then ablate's) as functions that switch a model to them."""
+    import torch
+
+    from ablation import cpu_dropout
+    from ablation.embedding_gradient import KeptGradientEmbedding, keep_embedding_gradient
+
+    integer_mask = cpu_dropout.keep_mask
+
+    def switch(masks: Callable[..., Any], embedding: type) -> Callable[[Any], None]:
+        def to_side(model: Any) -> None:
+            cpu_dropout.keep_mask = masks
+            if type(model.get_input_embeddings()) is torch.nn.Embedding:
+                keep_embedding_gradient(model)  # hooks the weight once; the class says which side
+            model.get_input_embeddings().__class__ = embedding
+        return to_side
+
+    kept, stock = KeptGradientEmbedding, torch.nn.Embedding
+    return {
+        "dropout masks": {"uniform floats": switch(float_mask, kept),
+                          "uniform integers (ablate)": switch(integer_mask, kept)},
+        "word embeddings' gradient": {"a fresh zeroed tensor a step (torch)": switch(integer_mask, stock),
+                                      "kept buffer (ablate)": switch(integer_mask, kept)},
+        "both": {"floats, fresh tensor (ablate before)": switch(float_mask, stock),
+                 "integers, kept buffer (ablate now)": switch(integer_mask, kept)},
+    }
+
+
+def draw_ms(draw: Callable[..., Any], shape: tuple[int, ...], repeats: int = 200) -> float:
+    """Median ms of one mask draw (p = 0.1) over `repeats`, after a warm-up draw."""
+    import torch
+
+    size = torch.Size(shape)
+    draw(size, 0.1)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        draw(size, 0.1)
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+def main() -> None:
+    from ablation.cpu_dropout import keep_mask
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--passes", type=int, default=6, help="timed passes over the batches per comparison")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=16, help="distinct batches (default: 16)")
+    parser.add_argument("--no-write", action="store_true", help="print the section only")
+    args = parser.parse_args()
+    started_at = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    rate, tokenizer, train, _ = setup(1600, args.batch, args.steps)
+    batches = random_batches(tokenizer, train, args.batch, args.steps)
+    real = sum(int(b["attention_mask"].sum()) for b in batches) / len(batches)
+    lines = [BEGIN, "## CPU step costs in pairs: dropout draws, the word embeddings' gradient (issue 5)", "",
+             provenance(command_line(), started_at), "",
+             "Median ms to draw one keep mask (p = 0.1), over 200 draws:", "",
+             "| mask | uniform floats | uniform integers (ablate) | speed-up |", "|---|---|---|---|"]
+    for name, shape in SHAPES.items():
+        floats, integers = draw_ms(float_mask, shape), draw_ms(keep_mask, shape)
+        lines.append(f"| {name} | {floats:.3f} | {integers:.3f} | {floats / integers:.2f}× |")
+    lines += ["", "MiniLM's training step as `ablate run` trains on CPU (packed layers, fused AdamW, "
+              f"clipping at 1.0, fp32) on {args.steps} random batches of {args.batch} tweets "
+              f"({real:.0f} real tokens a batch on average): per comparison one model, each batch "
+              "stepped once per side in turn, "
+              f"{args.passes} passes after a warm-up pass. MFU: 6 × non-embedding parameters × real tokens "
+              f"/ step time / {rate:.0f} GFLOP/s (the best fp32 matmul rate measured at the start).", "",
+              "| comparison | side | ms per step (mean) | MFU | saved per step: median of the pairs "
+              "| speed-up |",
+              "|---|---|---|---|---|---|"]
+    import ablation.cpu_dropout as cpu_dropout
+
+    try:
+        for comparison, sides in switches().items():
+            result = paired_steps("MiniLM", SETTINGS[4], sides, batches, args.passes)
+            before, after = result["ms"].values()
+            saved = statistics.median(next(iter(result["differences"].values())))
+            nonembedding = result["nonembedding"]
+            for side, ms in result["ms"].items():
+                paired = f"{saved:.1f} ms" if ms == after else ""
+                lines.append(f"| {comparison} | {side} | {ms:.0f} | "
+                             f"{utilisation(nonembedding, real, ms / 1000, rate):.1%} | {paired} | "
+                             f"{before / ms:.3f}× |")
+            print(f"{comparison}: {before:.0f} → {after:.0f} ms, median pair {saved:.1f} ms", flush=True)
+    finally:
+        cpu_dropout.keep_mask = keep_mask
+    publish("\n".join(lines + ["", END]) + "\n", args.no_write, BEGIN, END)
+
+
+if __name__ == "__main__":
+    main()
