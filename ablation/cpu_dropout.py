@@ -4,7 +4,7 @@ PyTorch's CPU dropout draws its mask with ``bernoulli_``, one element at a time 
 (float64 arithmetic per draw); in MiniLM's CPU training step that is 9 % of the time on one CPU and a
 third on another (``benchmarks/step_ops.py``). ablate draws uniform integers instead: one 63-bit
 draw of torch's generator gives four elements 15 random bits each (a third of the time of one
-uniform float per element, ``benchmarks/cpu_dropout.py``), and ``u >= round(p * 2**15)`` keeps each
+uniform float per element, ``benchmarks/step_pairs.py``), and ``u >= round(p * 2**15)`` keeps each
 element with probability ``1 - p`` rounded to a multiple of 2⁻¹⁵ (within 1.5·10⁻⁵ of it); kept
 elements are scaled by ``1 / (1 - p)`` as torch scales them. Only the random stream differs, so a
 trial is as reproducible from its seed as before (the draws come from torch's seeded CPU generator,

@@ -3,7 +3,7 @@
 torch's embedding backward builds a dense (vocabulary × hidden) gradient from a freshly allocated
 zero tensor every step (47 MB for MiniLM), and the Trainer frees it again at ``zero_grad``. Fresh
 memory of that size comes from the kernel page by page, so zeroing it took 12–15 ms of MiniLM's
-~280 ms CPU step (``benchmarks/embedding_gradient.py``), though a batch touches a few hundred of
+~280 ms CPU step (``benchmarks/step_pairs.py``), though a batch touches a few hundred of
 its 30,522 rows. Here the embedding computes torch's sparse gradient instead (the batch's rows),
 and a hook adds it into a dense buffer kept for the trial, zeroed in place (1 ms), which becomes the
 weight's ``.grad``: the same dense gradient that clipping and AdamW read, with the same values
