@@ -92,3 +92,50 @@ def test_step_ops_tabulates_phases_mfu_and_the_profiled_shares():
     # 6 × 1e6 × 34,000 tokens / 10 s / 340 GFLOP/s = 6.0 %
     assert "| transformers Trainer | 10.00 | 3400 | 6.0% |" in section
     assert "| bare PyTorch loop | 8.50 | 4000 | 7.1% |" in section
+
+
+def _tiny_bert(name: str = "MiniLM"):
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    return BertForSequenceClassification(BertConfig(
+        vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        num_labels=3))
+
+
+def test_paired_steps_take_turns_step_by_step_swapping_the_order_every_batch(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(step_ops, "build_model", _tiny_bert)
+    turns: list[str] = []
+    sides = {"a": lambda model: turns.append("a"), "b": lambda model: turns.append("b")}
+    mask = torch.ones(2, 6, dtype=torch.long)
+    mask[1, 3:] = 0
+    batch = {"input_ids": torch.randint(1, 100, (2, 6)), "attention_mask": mask,
+             "labels": torch.tensor([0, 2])}
+    result = step_ops.paired_steps("MiniLM", step_ops.SETTINGS[4], sides, [batch] * 3, passes=2)
+    assert turns == ["a", "b", "b", "a", "a", "b"] + ["b", "a", "a", "b", "b", "a"]
+    assert set(result["ms"]) == {"a", "b"} and len(result["differences"]["b"]) == 6
+    assert result["nonembedding"] > 0
+
+
+def test_step_pairs_switch_the_dropout_draws_and_the_embedding_gradient(monkeypatch):
+    import step_pairs
+    import torch
+
+    from ablation import cpu_dropout
+    from ablation.embedding_gradient import KeptGradientEmbedding
+
+    monkeypatch.setattr(cpu_dropout, "keep_mask", cpu_dropout.keep_mask)  # restored after the test
+    integers = cpu_dropout.keep_mask
+    model = _tiny_bert()
+    sides = step_pairs.switches()["both"]
+    before, now = sides.values()
+    before(model)
+    assert cpu_dropout.keep_mask is step_pairs.float_mask
+    assert type(model.get_input_embeddings()) is torch.nn.Embedding
+    now(model)
+    assert cpu_dropout.keep_mask is integers
+    assert type(model.get_input_embeddings()) is KeptGradientEmbedding
+    assert step_pairs.float_mask(torch.Size([1000]), 0.0).all()
