@@ -17,7 +17,6 @@ Used only for trials that train on CPU in one process; a GPU keeps torch's kerne
 from __future__ import annotations
 
 import logging
-import weakref
 
 import torch
 from torch import nn
@@ -53,10 +52,10 @@ class KeptGradientEmbedding(nn.Embedding):
     def forward(self, input: torch.Tensor) -> torch.Tensor:  # noqa: A002 (nn.Embedding's name)
         if not (torch.is_grad_enabled() and self.weight.requires_grad):
             return super().forward(input)
-        hooked = self.__dict__.get("_hooked_weight")
-        if hooked is None or hooked() is not self.weight:  # first step, or a copy's own weight
+        hooks = getattr(self.weight, "_post_accumulate_grad_hooks", None) or {}
+        if not any(isinstance(hook, _DenseFromSparse) for hook in hooks.values()):
+            # the first step; or a copy (deep copies and saved modules keep no hooks)
             self.weight.register_post_accumulate_grad_hook(_DenseFromSparse())
-            self.__dict__["_hooked_weight"] = weakref.ref(self.weight)
         return functional.embedding(input, self.weight, self.padding_idx, self.max_norm, self.norm_type,
                                     self.scale_grad_by_freq, sparse=True)
 

@@ -81,12 +81,19 @@ def test_evaluation_and_saved_weights_are_unchanged(tmp_path):
     assert torch.equal(reloaded.get_input_embeddings().weight, kept.get_input_embeddings().weight)
 
 
-def test_a_copy_hooks_its_own_weight():
+@pytest.mark.parametrize("how", ["deepcopy", "torch.save"])
+def test_a_copy_hooks_its_own_weight_once(how: str, tmp_path):
     model = tiny()
     keep_embedding_gradient(model)
     model.train()
     model(**batch(0)).loss.backward()  # the original's weight is hooked
-    clone = copy.deepcopy(model)
+    model(**batch(1)).loss.backward()
+    assert len(model.get_input_embeddings().weight._post_accumulate_grad_hooks) == 1
+    if how == "deepcopy":
+        clone = copy.deepcopy(model)
+    else:
+        torch.save(model, tmp_path / "model.pt")
+        clone = torch.load(tmp_path / "model.pt", weights_only=False)
     clone.zero_grad()
     clone(**batch(1)).loss.backward()
     assert clone.get_input_embeddings().weight.grad.layout == torch.strided
