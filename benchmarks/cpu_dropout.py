@@ -12,9 +12,15 @@ Writes its section of benchmarks/RESULTS.md (between the cpu_dropout markers).
 from __future__ import annotations
 
 import datetime as dt
-import statistics
 
-from step_ops import SETTINGS, alternate, rounds_parser, setup  # benchmarks/, this script's folder
+from step_ops import (  # benchmarks/, this script's folder
+    SETTINGS,
+    alternate,
+    mfu_definition,
+    round_cells,
+    rounds_parser,
+    setup,
+)
 from study_speed import command_line, provenance, publish
 
 BEGIN, END = "<!-- cpu_dropout:begin -->", "<!-- cpu_dropout:end -->"
@@ -29,19 +35,12 @@ def main() -> None:
              provenance(command_line(), started_at), "",
              f"ms per training step (step_ops' step: fused AdamW, clipping at 1.0, fp32) on {args.steps} "
              f"length-grouped batches of {args.batch} tweets, two passes after a warm-up, a fresh model "
-             f"each time; the two sides alternate for {args.rounds} rounds. MFU: 6 × non-embedding "
-             f"parameters × real tokens / step time / {rate:.0f} GFLOP/s (the best fp32 matmul rate "
-             "measured at the start).", "",
+             f"each time; the two sides alternate for {args.rounds} rounds. " + mfu_definition(rate), "",
              "| model | dropout | ms per step, each round | median | MFU at the median | speed-up |",
              "|---|---|---|---|---|---|"]
     for model in args.models:
-        rows = alternate(model, SIDES, batches, rate, args.rounds)
-        medians = {side: statistics.median(r["total"] for r in runs) for side, runs in rows.items()}
-        torch_ms = medians[next(iter(SIDES))]
-        for side, runs in rows.items():
-            mfu = runs[0]["mfu"] * runs[0]["total"] / medians[side]
-            lines.append(f"| {model} | {side} | " + ", ".join(f"{r['total']:.0f}" for r in runs)
-                         + f" | {medians[side]:.0f} | {mfu:.1%} | {torch_ms / medians[side]:.2f}× |")
+        cells = round_cells(alternate(model, SIDES, batches, rate, args.rounds))
+        lines += [f"| {model} | {side} | {side_cells} |" for side, side_cells in cells.items()]
     section = "\n".join(lines + ["", END]) + "\n"
     publish(section, args.no_write, BEGIN, END)
 

@@ -12,13 +12,14 @@ Writes its section of benchmarks/RESULTS.md (between the packing markers).
 from __future__ import annotations
 
 import datetime as dt
-import statistics
 from typing import Any
 
 from step_ops import (  # benchmarks/, this script's folder
     SETTINGS,
     alternate,
     grouped_batches,
+    mfu_definition,
+    round_cells,
     rounds_parser,
     setup,
 )
@@ -48,22 +49,16 @@ def main() -> None:
              provenance(command_line(), started_at), "",
              f"ms per training step (fused AdamW, clipping at 1.0, fp32, ablate's CPU dropout) on "
              f"{args.steps} batches of {args.batch} tweets, two passes after a warm-up, a fresh model each "
-             f"time; the two sides alternate for {args.rounds} rounds. MFU: 6 × non-embedding "
-             f"parameters × real tokens / step time / {rate:.0f} GFLOP/s (the best fp32 matmul rate "
-             "measured at the start).", "",
+             f"time; the two sides alternate for {args.rounds} rounds. " + mfu_definition(rate), "",
              "| model | batches | padded / real tokens | encoder layers | ms per step, each round "
              "| median | MFU at the median | speed-up |",
              "|---|---|---|---|---|---|---|---|"]
     for model_name in args.models:
         for kind, batches in kinds.items():
             rows = alternate(model_name, SIDES, batches, rate, args.rounds, label=f" {kind}")
-            medians = {side: statistics.median(r["total"] for r in runs) for side, runs in rows.items()}
             padding = rows[PADDED][0]["padded_tokens"] / rows[PADDED][0]["real_tokens"]
-            for side, runs in rows.items():
-                mfu = runs[0]["mfu"] * runs[0]["total"] / medians[side]
-                lines.append(f"| {model_name} | {kind} | {padding:.2f} | {side} | "
-                             + ", ".join(f"{r['total']:.0f}" for r in runs) + f" | {medians[side]:.0f} | "
-                             f"{mfu:.1%} | {medians[PADDED] / medians[side]:.2f}× |")
+            lines += [f"| {model_name} | {kind} | {padding:.2f} | {side} | {side_cells} |"
+                      for side, side_cells in round_cells(rows).items()]
     section = "\n".join(lines + ["", END]) + "\n"
     publish(section, args.no_write, BEGIN, END)
 

@@ -207,8 +207,7 @@ def render(rows: list[dict[str, Any]], batch: int, steps: int, rate: float, comm
         "",
         f"One training step as the Trainer runs it (fused AdamW, clipping at 1.0, fp32) on length-grouped "
         f"batches of {batch} tweets (the same {steps} batches for each row): ms per phase, "
-        "averaged over two passes after a warm-up pass. MFU: 6 × non-embedding parameters × real tokens "
-        f"/ step time / {rate:.0f} GFLOP/s (the best fp32 matmul rate measured at the start).",
+        "averaged over two passes after a warm-up pass. " + mfu_definition(rate),
         "",
         "| model | setting | forward | backward | grad clip | optimizer | total | real / padded tokens "
         "| MFU of the step |",
@@ -235,6 +234,22 @@ def render(rows: list[dict[str, Any]], batch: int, steps: int, rate: float, comm
             lines.append(f"| {name} | {seconds:.2f} | {versus['tokens'] / seconds:.0f} | "
                          f"{utilisation(rows[0]['nonembedding'], versus['tokens'], seconds, rate):.1%} |")
     return "\n".join(lines + ["", END]) + "\n"
+
+
+def mfu_definition(rate: float) -> str:
+    """The sentence that says how a step's MFU is computed, against the rate measured at the start."""
+    return (f"MFU: 6 × non-embedding parameters × real tokens / step time / {rate:.0f} GFLOP/s (the best "
+            "fp32 matmul rate measured at the start).")
+
+
+def round_cells(rows: dict[str, list[dict[str, Any]]]) -> dict[str, str]:
+    """Per side of `alternate`'s rows, its table cells: ms per step in each round, their median, MFU at
+    the median and the speed-up over the first side."""
+    medians = {side: statistics.median(r["total"] for r in runs) for side, runs in rows.items()}
+    first = medians[next(iter(rows))]
+    return {side: ", ".join(f"{r['total']:.0f}" for r in runs)
+            + f" | {medians[side]:.0f} | {runs[0]['mfu'] * runs[0]['total'] / medians[side]:.1%} | "
+            f"{first / medians[side]:.2f}×" for side, runs in rows.items()}
 
 
 def alternate(model: str, sides: dict[str, str], batches: list[dict[str, Any]], rate: float,

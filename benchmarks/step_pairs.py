@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from packing import random_batches  # benchmarks/, this script's folder
-from step_ops import SETTINGS, paired_steps, setup
+from step_ops import SETTINGS, mfu_definition, paired_steps, setup
 from study_speed import command_line, provenance, publish, utilisation
 
 BEGIN, END = "<!-- step_pairs:begin -->", "<!-- step_pairs:end -->"
@@ -85,6 +85,7 @@ def draw_ms(draw: Callable[..., Any], shape: tuple[int, ...], repeats: int = 200
 
 
 def main() -> None:
+    from ablation import cpu_dropout
     from ablation.cpu_dropout import keep_mask
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -108,25 +109,22 @@ def main() -> None:
               f"clipping at 1.0, fp32) on {args.steps} random batches of {args.batch} tweets "
               f"({real:.0f} real tokens a batch on average): per comparison one model, each batch "
               "stepped once per side in turn, "
-              f"{args.passes} passes after a warm-up pass. MFU: 6 × non-embedding parameters × real tokens "
-              f"/ step time / {rate:.0f} GFLOP/s (the best fp32 matmul rate measured at the start).", "",
+              f"{args.passes} passes after a warm-up pass. " + mfu_definition(rate), "",
               "| comparison | side | ms per step (mean) | MFU | saved per step: median of the pairs "
               "| speed-up |",
               "|---|---|---|---|---|---|"]
-    import ablation.cpu_dropout as cpu_dropout
-
     try:
         for comparison, sides in switches().items():
             result = paired_steps("MiniLM", SETTINGS[4], sides, batches, args.passes)
-            before, after = result["ms"].values()
-            saved = statistics.median(next(iter(result["differences"].values())))
-            nonembedding = result["nonembedding"]
+            (first, before), (last, after) = result["ms"].items()
+            saved = statistics.median(result["differences"][last])
             for side, ms in result["ms"].items():
-                paired = f"{saved:.1f} ms" if ms == after else ""
+                paired = f"{saved:.1f} ms" if side == last else ""
                 lines.append(f"| {comparison} | {side} | {ms:.0f} | "
-                             f"{utilisation(nonembedding, real, ms / 1000, rate):.1%} | {paired} | "
+                             f"{utilisation(result['nonembedding'], real, ms / 1000, rate):.1%} | {paired} | "
                              f"{before / ms:.3f}× |")
-            print(f"{comparison}: {before:.0f} → {after:.0f} ms, median pair {saved:.1f} ms", flush=True)
+            print(f"{comparison}: {first} {before:.0f} → {last} {after:.0f} ms, median pair {saved:.1f} ms",
+                  flush=True)
     finally:
         cpu_dropout.keep_mask = keep_mask
     publish("\n".join(lines + ["", END]) + "\n", args.no_write, BEGIN, END)

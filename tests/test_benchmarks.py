@@ -139,3 +139,14 @@ def test_step_pairs_switch_the_dropout_draws_and_the_embedding_gradient(monkeypa
     assert cpu_dropout.keep_mask is integers
     assert type(model.get_input_embeddings()) is KeptGradientEmbedding
     assert step_pairs.float_mask(torch.Size([1000]), 0.0).all()
+
+
+def test_round_cells_give_each_sides_rounds_median_mfu_at_the_median_and_speed_up():
+    # The packing section's first rows (RESULTS.md, 2026-12-03 11:25).
+    rows = {"padded": [{"total": 482.0, "mfu": 0.290}, {"total": 425.0}, {"total": 503.0}],
+            "packed": [{"total": 299.0, "mfu": 0.433 * 324 / 299}, {"total": 324.0}, {"total": 350.0}]}
+    assert step_ops.round_cells(rows) == {"padded": "482, 425, 503 | 482 | 29.0% | 1.00×",
+                                          "packed": "299, 324, 350 | 324 | 43.3% | 1.49×"}
+    assert step_ops.mfu_definition(149.4).startswith("MFU: 6 × non-embedding parameters × real tokens")
+    assert step_ops.mfu_definition(149.4).endswith(
+        "/ 149 GFLOP/s (the best fp32 matmul rate measured at the start).")
