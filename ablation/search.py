@@ -357,7 +357,6 @@ def search_trial_name(number: int) -> str:
     return f"{PREFIX}{number}"
 
 
-
 def search_names(study: optuna.Study) -> set[str]:
     """The search trials the study holds, by name: what counts toward n_trials. A retried trial
     keeps its name, so a failed attempt and its retry count once."""

@@ -497,7 +497,7 @@ def train_trial(trial: TrialSpec, spec: ExperimentSpec, data: TokenizedData, tok
         (checkpoint_dir / CHECKPOINT_IDENTITY).write_text(json.dumps(identity))
     progress = as_progress(echo)
     args = training_arguments(recipe, spec, trial.seed, checkpoint_dir, progress.step_bars)
-    if args.use_cpu:  # measured on CPU only (benchmarks/cpu_dropout.py, packing.py); a GPU keeps its kernels
+    if args.use_cpu:  # measured on CPU only (benchmarks/cpu_dropout.py, packing.py, step_pairs.py)
         use_uniform_dropout(model)  # torch's CPU dropout masks are slow
         pack_encoder(model)  # layers skip the padding (uses the attention just swapped in)
         if args.world_size == 1:  # DDP reduces dense gradients of its own
