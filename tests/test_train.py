@@ -9,6 +9,7 @@ import optuna
 import pytest
 import torch
 import transformers
+from conftest import tiny_experiment
 
 from ablation import cli, train
 from ablation.config import load_spec
@@ -123,3 +124,66 @@ def test_trials_run_with_the_long_lived_objects_frozen_and_the_freeze_ends_with_
     assert cli.main(["run", str(write_experiment())]) == 0
     assert len(frozen_during_trials) == 2 and min(frozen_during_trials) > 10_000
     assert gc.get_freeze_count() == 0
+
+
+def _trainer_with_a_scripted_metric(folder: Path, best_in_memory: bool) -> tuple[train.AblateTrainer, dict]:
+    """An AblateTrainer on a tiny random BERT whose evaluations score 0.2, 0.9, 0.4, 0.3 (best: the
+    second), with the weights at each evaluation recorded."""
+    transformers.set_seed(0)
+    config = transformers.BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1,
+                                     num_attention_heads=2, intermediate_size=32, num_labels=2)
+    model = transformers.BertForSequenceClassification(config)
+    rows = [{"input_ids": [1, 5 + i % 7, 9, 2], "attention_mask": [1, 1, 1, 1], "labels": i % 2}
+            for i in range(32)]
+    scores = iter([0.2, 0.9, 0.4, 0.3])
+    weights_at: dict[int, dict[str, torch.Tensor]] = {}
+
+    class Record(transformers.TrainerCallback):
+        def on_evaluate(self, args, state, control, model=None, **kwargs):
+            weights_at[state.global_step] = {k: v.clone() for k, v in model.state_dict().items()}
+
+    args = transformers.TrainingArguments(
+        output_dir=str(folder), per_device_train_batch_size=8, num_train_epochs=4, learning_rate=1e-2,
+        eval_strategy="steps", eval_steps=4, save_strategy="best", save_total_limit=1, save_only_model=True,
+        load_best_model_at_end=True, metric_for_best_model="score", report_to="none", use_cpu=True,
+        disable_tqdm=True, seed=0, data_seed=0)
+    trainer = train.AblateTrainer(model=model, args=args, train_dataset=rows, eval_dataset=rows[:8],
+                                  compute_metrics=lambda _: {"score": next(scores)}, callbacks=[Record()])
+    trainer.best_in_memory = best_in_memory
+    return trainer, weights_at
+
+
+@pytest.mark.parametrize("best_in_memory", [False, True])
+def test_the_best_checkpoint_is_loaded_back_whether_kept_in_memory_or_on_disk(tmp_path: Path, best_in_memory):
+    trainer, weights_at = _trainer_with_a_scripted_metric(tmp_path / "checkpoints", best_in_memory)
+    written = []
+    trainer.add_callback(type("Files", (transformers.TrainerCallback,), {
+        "on_save": lambda self, args, state, control, **kw: written.extend(
+            p.name for p in (tmp_path / "checkpoints").rglob("*.safetensors"))}))
+    trainer.train()
+    assert sorted(weights_at) == [4, 8, 12, 16] and trainer.state.best_global_step == 8
+    final = trainer.model.state_dict()
+    assert all(torch.equal(final[k], weights_at[8][k]) for k in final)  # the best, not the last
+    assert not all(torch.equal(final[k], weights_at[16][k]) for k in final)
+    # In memory, no weights are written; the checkpoint folder and its trainer state still are.
+    assert ("model.safetensors" in written) is not best_in_memory
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["checkpoint-8"]
+
+
+def test_trials_keep_the_best_checkpoint_in_memory_unless_checkpoints_are_kept_or_resumable(
+        tmp_path, tiny_model_dir, tiny_data_dir, monkeypatch):
+    seen: dict[str, set[bool]] = {}
+    real_train = train.AblateTrainer.train
+
+    def watched(self, *args, **kwargs):
+        seen.setdefault(Path(self.args.output_dir).parts[-4], set()).add(self.best_in_memory)
+        return real_train(self, *args, **kwargs)
+
+    monkeypatch.setattr(train.AblateTrainer, "train", watched)
+    modes = {"default": "", "none": 'save_models = "none"', "all": 'save_models = "all"',
+             "resumable": "checkpoint_steps = 4"}
+    for name, experiment in modes.items():
+        path = tiny_experiment(tmp_path, tiny_model_dir, tiny_data_dir, name=name, variants="",
+                               experiment=experiment + "\nseeds = [42]")
+        assert cli.main(["run", str(path)]) == 0
+    assert seen == {"default": {True}, "none": {True}, "all": {False}, "resumable": {False}}
