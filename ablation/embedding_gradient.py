@@ -5,11 +5,12 @@ zero tensor every step (47 MB for MiniLM), and the Trainer frees it again at ``z
 memory of that size comes from the kernel page by page, so zeroing it took 12–15 ms of MiniLM's
 ~280 ms CPU step (``benchmarks/step_pairs.py``), though a batch touches a few hundred of
 its 30,522 rows. Here the embedding computes torch's sparse gradient instead (the batch's rows),
-and a hook adds it into a dense buffer kept for the trial, zeroed in place (1 ms), which becomes the
-weight's ``.grad``: the same dense gradient that clipping and AdamW read, with the same values
-(float rounding aside: repeated tokens' rows are summed in another order). ``zero_grad`` then drops
-only the reference, and a second micro-batch under gradient accumulation adds into the dense
-gradient as usual.
+and a hook adds it into a dense buffer kept for the trial, which becomes the weight's ``.grad``: the
+same dense gradient that clipping and AdamW read, with the same values (float rounding aside:
+repeated tokens' rows are summed in another order). ``zero_grad`` then drops only the reference, and
+a second micro-batch under gradient accumulation adds into the dense gradient as usual. The hook
+knows which rows the step wrote, so the next step zeroes only those, and the Trainer's gradient
+clipping (``clip_grad_norm``) reads and scales only those: 9.5 → 6.3 ms for MiniLM's clipping.
 
 Used only for trials that train on CPU in one process; a GPU keeps torch's kernels.
 """
@@ -26,22 +27,36 @@ log = logging.getLogger(__name__)
 
 
 class _DenseFromSparse:
-    """A post-accumulate-grad hook: a sparse ``.grad`` becomes the kept dense buffer holding its sum."""
+    """A post-accumulate-grad hook: a sparse ``.grad`` becomes the kept dense buffer holding its sum.
+    It knows which rows of the buffer can be non-zero (``rows``; None: any), so that zeroing it
+    and clipping it touch those rows only."""
 
     def __init__(self) -> None:
         self.buffer: torch.Tensor | None = None
+        self.rows: torch.Tensor | None = None
 
     def __call__(self, weight: torch.Tensor) -> None:
         grad = weight.grad
         if grad is None or not grad.is_sparse:
-            return  # already dense: accumulated into the buffer (or another dense gradient)
+            if grad is self.buffer:  # a dense accumulation (another micro-batch): rows unknown
+                self.rows = None
+            return
         if (self.buffer is None or self.buffer.shape != weight.shape or self.buffer.dtype != grad.dtype
                 or self.buffer.device != weight.device):
             self.buffer = torch.zeros(weight.shape, dtype=grad.dtype, device=weight.device)
-        else:
+        elif self.rows is None:
             self.buffer.zero_()  # in place: no fresh pages to fault in
-        self.buffer.index_add_(0, grad._indices()[0], grad._values())
+        else:
+            self.buffer.index_fill_(0, self.rows, 0.0)  # the rows the last step wrote
+        indices = grad._indices()[0]
+        self.buffer.index_add_(0, indices, grad._values())
+        self.rows = torch.unique(indices)
         weight.grad = self.buffer
+
+    def known_rows(self, weight: torch.Tensor) -> torch.Tensor | None:
+        """The rows outside which ``weight``'s gradient is zero, if it is this hook's buffer and they
+        are known."""
+        return self.rows if self.buffer is not None and weight.grad is self.buffer else None
 
 
 class KeptGradientEmbedding(nn.Embedding):
@@ -75,3 +90,36 @@ def keep_embedding_gradient(model: nn.Module) -> bool:
     log.debug("word embeddings of %s keep their gradient buffer", type(model).__name__)
     return True
 
+
+
+def _kept_rows_hook(model: nn.Module) -> tuple[torch.Tensor, _DenseFromSparse] | None:
+    embedding = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    if not isinstance(embedding, KeptGradientEmbedding):
+        return None
+    hooks = getattr(embedding.weight, "_post_accumulate_grad_hooks", None) or {}
+    hook = next((h for h in hooks.values() if isinstance(h, _DenseFromSparse)), None)
+    return None if hook is None else (embedding.weight, hook)
+
+
+def clip_grad_norm(model: nn.Module, max_norm: float) -> torch.Tensor | None:
+    """``torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)`` (2-norm) where the word
+    embeddings' kept gradient is read and scaled on the rows the step wrote only, the rest being
+    zero: the same total norm (summed in another order) and clipped gradients, without two passes
+    over the whole vocabulary. None (nothing done) when those rows are not known."""
+    found = _kept_rows_hook(model)
+    rows = None if found is None else found[1].known_rows(found[0])
+    if rows is None:
+        return None
+    weight = found[0]
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    if not grads:
+        return None
+    norms = [torch.linalg.vector_norm(g.index_select(0, rows) if g is weight.grad else g) for g in grads]
+    total = torch.linalg.vector_norm(torch.stack(norms))
+    scale = torch.clamp(max_norm / (total + 1e-6), max=1.0)
+    for g in grads:
+        if g is weight.grad:
+            g.index_copy_(0, rows, g.index_select(0, rows).mul_(scale))
+        else:
+            g.mul_(scale)
+    return total

@@ -37,7 +37,7 @@ from transformers import (
 from .config import ExperimentSpec, Recipe
 from .cpu_dropout import use_uniform_dropout
 from .data import TokenizedData
-from .embedding_gradient import keep_embedding_gradient
+from .embedding_gradient import clip_grad_norm, keep_embedding_gradient
 from .errors import AblateInputError
 from .metrics import SCALAR_METRICS, confusion, trainer_metrics
 from .models import keep_trial_model
@@ -364,6 +364,13 @@ class AblateTrainer(Trainer):
         else:
             kept = {name: tensor.detach().to("cpu", copy=True) for name, tensor in state.items()}
         self._best_weights = (output_dir, kept)
+
+    def _clip_grad_norm(self, model: Any) -> Any:
+        if getattr(self.accelerator, "scaler", None) is None:  # no fp16 gradients to unscale first
+            norm = clip_grad_norm(model, self.args.max_grad_norm)  # kept embedding gradient's rows
+            if norm is not None:
+                return norm
+        return super()._clip_grad_norm(model)
 
     def _load_best_model(self) -> None:
         if self._best_weights and self._best_weights[0] == self.state.best_model_checkpoint:

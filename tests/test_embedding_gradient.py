@@ -10,7 +10,8 @@ import pytest
 import torch
 from transformers import BertConfig, BertForMaskedLM, BertForSequenceClassification
 
-from ablation.embedding_gradient import KeptGradientEmbedding, keep_embedding_gradient
+from ablation import cli, train
+from ablation.embedding_gradient import KeptGradientEmbedding, clip_grad_norm, keep_embedding_gradient
 
 SIZES = {"vocab_size": 100, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
          "intermediate_size": 64, "num_labels": 3, "hidden_dropout_prob": 0.0,
@@ -55,6 +56,56 @@ def test_steps_with_the_kept_buffer_match_torchs_embedding_gradients_and_weights
     for (name, a), (_, b) in zip(stock.named_parameters(), kept.named_parameters(), strict=True):
         assert torch.allclose(a, b, atol=1e-5), name
     assert kept.get_input_embeddings().weight.grad[0].abs().sum() == 0  # padding_idx row
+
+
+def test_clipping_on_the_written_rows_matches_torchs_clipping_step_after_step():
+    stock, kept = tiny(), tiny()
+    keep_embedding_gradient(kept)
+    optimizers = [torch.optim.AdamW(m.parameters(), lr=1e-2) for m in (stock, kept)]
+    for step in range(4):  # other tokens each step: rows written before must read as zero again
+        for model in (stock, kept):
+            model.train()
+            model.zero_grad()
+            model(**batch(step)).loss.backward()
+        expected = torch.nn.utils.clip_grad_norm_(stock.parameters(), 0.1)
+        assert clip_grad_norm(kept, 0.1) == pytest.approx(float(expected), rel=1e-5)
+        assert expected > 0.1  # the gradients were scaled
+        for (name, a), (_, b) in zip(stock.named_parameters(), kept.named_parameters(), strict=True):
+            assert torch.allclose(a.grad, b.grad, atol=1e-7), name
+        for optimizer in optimizers:
+            optimizer.step()
+    stock_grad = stock.get_input_embeddings().weight.grad
+    assert torch.equal(kept.get_input_embeddings().weight.grad != 0, stock_grad != 0)
+
+
+def test_after_an_accumulated_micro_batch_the_whole_buffer_is_zeroed_and_clipped():
+    stock, kept = tiny(), tiny()
+    keep_embedding_gradient(kept)
+    for model in (stock, kept):
+        model.train()
+        for step in (0, 1):  # two micro-batches: the second one's rows are not known to the hook
+            model(**batch(step)).loss.backward()
+    assert clip_grad_norm(kept, 0.1) is None  # unknown rows: the Trainer clips as torch does
+    for model in (stock, kept):
+        model.zero_grad()
+        model(**batch(2)).loss.backward()
+    assert clip_grad_norm(kept, 0.1) == pytest.approx(
+        float(torch.nn.utils.clip_grad_norm_(stock.parameters(), 0.1)), rel=1e-5)
+    a, b = stock.get_input_embeddings().weight.grad, kept.get_input_embeddings().weight.grad
+    assert torch.allclose(a, b, atol=1e-7)
+
+
+def test_models_without_the_kept_buffer_are_clipped_by_torch():
+    model = tiny()
+    model(**batch(0)).loss.backward()
+    assert clip_grad_norm(model, 1.0) is None
+
+
+def test_cpu_trials_clip_the_written_rows(write_experiment, monkeypatch):
+    norms = []
+    monkeypatch.setattr(train, "clip_grad_norm", lambda *a: norms.append(clip_grad_norm(*a)) or norms[-1])
+    assert cli.main(["run", str(write_experiment())]) == 0
+    assert norms and all(isinstance(n, torch.Tensor) and n > 0 for n in norms)
 
 
 def test_gradient_accumulation_adds_the_second_batch_into_the_dense_gradient():
