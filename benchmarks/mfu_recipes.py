@@ -77,9 +77,11 @@ def random_bert_base(folder: Path) -> Path:
 
 
 def render(size: Any, model: str, runs: dict[int, dict[str, dict[str, Any]]], data: dict[str, Any],
-           nonembedding: int, rate: float, command: str, started_at: str) -> str:
+           nonembedding: int, rate: float, command: str, started_at: str,
+           rate_after: float | None = None) -> str:
     """The section: per recipe, training time, tokens/s and MFU averaged over the seeds, and (for the
-    pretrained MiniLM) validation macro-F1's mean and its range over the seeds."""
+    pretrained MiniLM) validation macro-F1's mean and its range over the seeds. `rate_after`: the
+    rate measured again after the runs, shown beside the first (a shared machine's speed drifts)."""
     real = int(data["train_lengths"].sum())
     seeds = sorted(runs)
     accuracy = model == "minilm"
@@ -99,7 +101,8 @@ def render(size: Any, model: str, runs: dict[int, dict[str, dict[str, Any]]], da
         f"{nonembedding / 1e6:.1f} M parameters outside the embeddings); each recipe one variant, "
         f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}. MFU: 6 × non-embedding "
         "parameters × real tokens / training time (evaluations inside it excluded) / "
-        f"{rate:.0f} GFLOP/s (the best fp32 matmul rate measured at the start)"
+        f"{rate:.0f} GFLOP/s (the best fp32 matmul rate measured at the start"
+        + (f"; {rate_after:.0f} GFLOP/s measured again at the end)" if rate_after else ")")
         + ("; train time, tokens/s and MFU are means over the seeds." if len(seeds) > 1 else "."),
         "",
         "| recipe | batch | sampler | padded / real tokens | steps | train time | real tokens/s | MFU |"
@@ -145,7 +148,9 @@ def main() -> None:
     total, embedding = parameter_counts(size)
     runs = {seed: way_ablate(size, work, name=f"mfu-s{seed}", variants=RECIPES, seed=seed)[0].runs
             for seed in args.seeds}
-    section = render(size, args.model, runs, data, total - embedding, rate, command_line(), started_at)
+    rate_after = max(matmul_rates()["fp32"].values())
+    section = render(size, args.model, runs, data, total - embedding, rate, command_line(), started_at,
+                     rate_after)
     publish(section, args.no_write, *markers(args.model))
 
 

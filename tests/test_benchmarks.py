@@ -72,6 +72,9 @@ def test_mfu_recipes_averages_seeds_and_shows_their_f1_range_for_minilm_only():
     base = mfu_recipes.render(size, "bert-base", _recipe_runs({42: 0.5}), *args)
     assert base.startswith("<!-- mfu_recipes:bert-base:begin -->")
     assert "| 10.0 s | 200 | 1.2% |\n" in base and "macro-F1" not in base
+    assert "measured at the start)" in base
+    drifted = mfu_recipes.render(size, "bert-base", _recipe_runs({42: 0.5}), *args, rate_after=80.0)
+    assert "measured at the start; 80 GFLOP/s measured again at the end)" in drifted
 
 
 def test_step_ops_tabulates_phases_mfu_and_the_profiled_shares():
