@@ -153,3 +153,14 @@ def test_round_cells_give_each_sides_rounds_median_mfu_at_the_median_and_speed_u
     assert step_ops.mfu_definition(149.4).startswith("MFU: 6 × non-embedding parameters × real tokens")
     assert step_ops.mfu_definition(149.4).endswith(
         "/ 149 GFLOP/s (the best fp32 matmul rate measured at the start).")
+
+
+def test_best_checkpoint_tabulates_each_way_per_model():
+    import best_checkpoint  # noqa: PLC0415  benchmarks/ is on sys.path above
+
+    times = {"MiniLM": {way: {"save": [0.3, 0.1, 0.2], "load": [0.01, 0.02, 0.03]}
+                        for way in best_checkpoint.WAYS}}
+    section = best_checkpoint.render(times, 3, "python benchmarks/best_checkpoint.py", "2026-12-03 15:00")
+    assert section.startswith(best_checkpoint.BEGIN) and section.rstrip().endswith(best_checkpoint.END)
+    assert "| MiniLM (22.7 M parameters) | in memory (ablate) | 0.200 (0.100–0.300) | 0.020 (0.010–0.030) |" \
+        in section
