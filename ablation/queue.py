@@ -5,7 +5,8 @@
   variant × seed is never queued twice.
 - Claiming moves a WAITING trial to RUNNING in the storage, which succeeds for exactly one process
   (Optuna's RDB and journal storages check the previous state atomically).
-- A running trial sends heartbeats (Optuna's RDB heartbeat). A trial whose worker died goes stale;
+- A running trial sends heartbeats (Optuna's RDB heartbeat), the first one before its claim makes
+  it RUNNING, so that no RUNNING trial is without one. A trial whose worker died goes stale;
   the one process that wins its RUNNING → FAIL transition queues it again, so it runs again once.
 """
 
@@ -223,12 +224,19 @@ def claim(study: optuna.Study, wanted: set[str] | None, search: bool = False) ->
     trial too) to RUNNING; None when there is none left. Never creates a trial, unlike
     study.ask()."""
     storage = study._storage
+    beats = optuna.storages._heartbeat.is_heartbeat_enabled(storage)
     waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
     for frozen in sorted(waiting, key=lambda t: t.number):
         key = frozen.user_attrs.get(records.KEY)
         searched = search and _is_search(frozen)
         if key is None or (wanted is not None and key not in wanted and not searched):
             continue
+        if beats:
+            # Beat before the trial turns RUNNING: stale detection only sees RUNNING trials that
+            # have a heartbeat, so a worker killed between its claim and its first beat would
+            # otherwise leave the trial RUNNING for good (tests/test_resilience.py's kill -9 test
+            # hit that window once). A beat on a trial another worker then wins is harmless.
+            storage.record_heartbeat(frozen._trial_id)
         if storage.set_trial_state_values(frozen._trial_id, state=TrialState.RUNNING):
             storage.set_trial_user_attr(frozen._trial_id, records.WORKER, records.this_worker())
             return optuna.Trial(study, frozen._trial_id)

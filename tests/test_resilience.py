@@ -399,6 +399,23 @@ def test_simultaneous_claims_of_a_trial_give_it_to_one_worker(tmp_path, storage)
         study.tell(round_, 0.0)
 
 
+def test_a_worker_killed_right_after_its_claim_leaves_a_trial_that_goes_stale(tmp_path):
+    """The claim beats before the trial turns RUNNING: with no beat after it (the worker died before
+    its heartbeat thread began), the trial is stale after the grace period and runs again."""
+    from ablation import queue
+
+    study = optuna.create_study(study_name="claims", storage=queue.make_storage(
+        f"sqlite:///{tmp_path}/claims.db", 1))
+    study.enqueue_trial({}, user_attrs={records.VARIANT: "baseline", records.SEED: 42,
+                                        records.KEY: "baseline-s42", records.OVERRIDES: {}})
+    claimed = queue.claim(study, None)  # and nothing more: no Heartbeat, as if killed here
+    assert claimed is not None and queue.requeue_stale(study) == []  # fresh: not stale yet
+    time.sleep(queue.STALE_AFTER_HEARTBEATS + 1.5)
+    assert queue.requeue_stale(study) == ["baseline-s42"]
+    states = [t.state for t in study.get_trials()]
+    assert states == [optuna.trial.TrialState.FAIL, optuna.trial.TrialState.WAITING]
+
+
 def _open_storage(url: str, start: multiprocessing.synchronize.Barrier, out: multiprocessing.Queue) -> None:
     from ablation import queue
 
