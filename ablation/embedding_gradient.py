@@ -91,7 +91,6 @@ def keep_embedding_gradient(model: nn.Module) -> bool:
     return True
 
 
-
 def _kept_rows_hook(model: nn.Module) -> tuple[torch.Tensor, _DenseFromSparse] | None:
     embedding = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
     if not isinstance(embedding, KeptGradientEmbedding):
