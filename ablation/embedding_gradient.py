@@ -10,7 +10,7 @@ same dense gradient that clipping and AdamW read, with the same values (float ro
 repeated tokens' rows are summed in another order). ``zero_grad`` then drops only the reference, and
 a second micro-batch under gradient accumulation adds into the dense gradient as usual. The hook
 knows which rows the step wrote, so the next step zeroes only those, and the Trainer's gradient
-clipping (``clip_grad_norm``) reads and scales only those: 9.5 → 6.3 ms for MiniLM's clipping.
+clipping (``clip_grad_norm``) reads and scales only those: 8.3 → 4.6 ms for MiniLM's clipping.
 
 Used only for trials that train on CPU in one process; a GPU keeps torch's kernels.
 """
@@ -106,10 +106,12 @@ def clip_grad_norm(model: nn.Module, max_norm: float) -> torch.Tensor | None:
     zero: the same total norm (summed in another order) and clipped gradients, without two passes
     over the whole vocabulary. None (nothing done) when those rows are not known."""
     found = _kept_rows_hook(model)
-    rows = None if found is None else found[1].known_rows(found[0])
+    if found is None:
+        return None
+    weight, hook = found
+    rows = hook.known_rows(weight)
     if rows is None:
         return None
-    weight = found[0]
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     if not grads:
         return None
