@@ -71,20 +71,6 @@ def switches() -> dict[str, dict[str, Callable[[Any], None]]]:
     }
 
 
-def draw_ms(draw: Callable[..., Any], shape: tuple[int, ...], repeats: int = 200) -> float:
-    """Median ms of one mask draw (p = 0.1) over `repeats`, after a warm-up draw."""
-    import torch
-
-    size = torch.Size(shape)
-    draw(size, 0.1)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        draw(size, 0.1)
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
-
-
 def alternating_ms(calls: dict[str, Callable[[], Any]], repeats: int = 200) -> dict[str, float]:
     """Median ms of each call over `repeats`, the calls taking turns (order swapped every round)."""
     times: dict[str, list[float]] = {name: [] for name in calls}
@@ -121,6 +107,8 @@ def embedding_rows_ms(batch: dict[str, Any]) -> dict[str, dict[str, float]]:
 
 
 def main() -> None:
+    import torch
+
     from ablation import cpu_dropout
     from ablation.cpu_dropout import keep_mask
 
@@ -136,10 +124,12 @@ def main() -> None:
     real = sum(int(b["attention_mask"].sum()) for b in batches) / len(batches)
     lines = [BEGIN, "## CPU step costs in pairs: dropout draws, the word embeddings' gradient (issue 5)", "",
              provenance(command_line(), started_at), "",
-             "Median ms to draw one keep mask (p = 0.1), over 200 draws:", "",
-             "| mask | uniform floats | uniform integers (ablate) | speed-up |", "|---|---|---|---|"]
+             "Median ms to draw one keep mask (p = 0.1), over 200 draws per side, the sides taking turns:",
+             "", "| mask | uniform floats | uniform integers (ablate) | speed-up |", "|---|---|---|---|"]
     for name, shape in SHAPES.items():
-        floats, integers = draw_ms(float_mask, shape), draw_ms(keep_mask, shape)
+        size = torch.Size(shape)
+        floats, integers = alternating_ms({"floats": lambda size=size: float_mask(size, 0.1),
+                                           "integers": lambda size=size: keep_mask(size, 0.1)}).values()
         lines.append(f"| {name} | {floats:.3f} | {integers:.3f} | {floats / integers:.2f}× |")
     lines += ["", "MiniLM's training step as `ablate run` trains on CPU (packed layers, fused AdamW, "
               f"clipping at 1.0, fp32) on {args.steps} random batches of {args.batch} tweets "

@@ -164,3 +164,13 @@ def test_best_checkpoint_tabulates_each_way_per_model():
     assert section.startswith(best_checkpoint.BEGIN) and section.rstrip().endswith(best_checkpoint.END)
     assert "| MiniLM (22.7 M parameters) | in memory (ablate) | 0.200 (0.100–0.300) | 0.020 (0.010–0.030) |" \
         in section
+
+
+def test_step_pairs_times_calls_taking_turns():
+    import step_pairs  # noqa: PLC0415  benchmarks/ is on sys.path above
+
+    order: list[str] = []
+    medians = step_pairs.alternating_ms({"a": lambda: order.append("a"), "b": lambda: order.append("b")},
+                                        repeats=4)
+    assert set(medians) == {"a", "b"} and all(ms >= 0 for ms in medians.values())
+    assert order == ["b", "a", "a", "b", "b", "a", "a", "b", "b", "a"]  # a warm-up round, then 4
