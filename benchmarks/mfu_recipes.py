@@ -7,7 +7,12 @@ epoch, SwanLab local tracking); each recipe is one variant of it, so every varia
 tweets once, with each of `--seeds`. Utilisation (MFU) is study_speed's: 6 × non-embedding
 parameters × real (non-pad) tokens trained / training time without the evaluations inside it / the
 best fp32 matmul rate; the padded tokens per real one are simulated for each sampler and batch (20
-shuffles). Accuracy is reported beside it: these are recipe changes, which a study should ablate,
+shuffles). The rate (the best of four square sizes) is measured before and after the study, and
+between the steps of every trial (`_rate_probe.py`: the sizes in turn, warm products timed after
+an optimizer step, their time taken out of the training time). This virtual machine's speed drifts by a
+quarter within minutes, so the last, measured in the same seconds as the training, is the one
+the utilisation target is read against; `--no-probe` runs `ablate run` without the probes.
+Accuracy is reported beside it: these are recipe changes, which a study should ablate,
 not free speed-ups.
 
 `--model bert-base` trains a randomly initialised BERT-base (`BertConfig()`: 12 layers, hidden 768,
@@ -17,6 +22,7 @@ Its accuracy after one epoch from random weights means nothing and is left out.
 
     source ../shared/offline-hf.sh
     python benchmarks/mfu_recipes.py [--seeds 42 43 44] [--model bert-base] [--layers 2] [--train 384]
+                                     [--no-probe]
 
 Writes its section of benchmarks/RESULTS.md (between the mfu_recipes markers, one pair per model).
 """
@@ -26,6 +32,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import json
 import os
 import sys
 import tempfile
@@ -76,15 +83,34 @@ def random_bert_base(folder: Path) -> Path:
     return folder
 
 
+def probed_seconds(run: dict[str, Any]) -> float:
+    """A run's training time without the evaluations inside it nor the rate probes between steps."""
+    return train_seconds(run) - run.get("probe", {}).get("seconds", 0.0)
+
+
+def probe_rate(runs: list[dict[str, Any]]) -> float | None:
+    """The best fp32 matmul rate (GFLOP/s) of the sizes timed between these runs' steps (per size,
+    all its products together), or None when none was."""
+    timed: dict[str, list[float]] = {}
+    for run in runs:
+        for size, measured in run.get("probe", {}).get("sizes", {}).items():
+            seconds, flops = timed.setdefault(size, [0.0, 0.0])
+            timed[size] = [seconds + measured["seconds"], flops + measured["flops"]]
+    return max((flops / seconds / 1e9 for seconds, flops in timed.values() if seconds), default=None)
+
+
 def render(size: Any, model: str, runs: dict[int, dict[str, dict[str, Any]]], data: dict[str, Any],
            nonembedding: int, rate: float, command: str, started_at: str,
            rate_after: float | None = None) -> str:
     """The section: per recipe, training time, tokens/s and MFU averaged over the seeds, and (for the
     pretrained MiniLM) validation macro-F1's mean and its range over the seeds. `rate_after`: the
-    rate measured again after the runs, shown beside the first (a shared machine's speed drifts)."""
+    rate measured again after the runs, shown beside the first (a shared machine's speed drifts).
+    Where the runs carry rate probes (`_rate_probe.py`), each recipe's rate between its steps and
+    its MFU against that rate too."""
     real = int(data["train_lengths"].sum())
     seeds = sorted(runs)
     accuracy = model == "minilm"
+    probed = probe_rate([run for per_recipe in runs.values() for run in per_recipe.values()]) is not None
     described = (f"study_speed's `{size.name}` one ({size.layers or 6} layers" if accuracy else
                  "study_speed's `full` one with a randomly initialised BERT-base "
                  f"({size.layers or 12} layers, hidden 768")
@@ -103,21 +129,30 @@ def render(size: Any, model: str, runs: dict[int, dict[str, dict[str, Any]]], da
         "parameters × real tokens / training time (evaluations inside it excluded) / "
         f"{rate:.0f} GFLOP/s (the best fp32 matmul rate measured at the start"
         + (f"; {rate_after:.0f} GFLOP/s measured again at the end)" if rate_after else ")")
-        + ("; train time, tokens/s and MFU are means over the seeds." if len(seeds) > 1 else "."),
+        + ("; train time, tokens/s and MFU are means over the seeds." if len(seeds) > 1 else ".")
+        + (" Rate between steps: the best fp32 matmul rate of the same sizes measured between the "
+           "recipe's training steps (`_rate_probe.py`), the probes' time taken out of the train time; "
+           "the MFU against it is the one measured in the same seconds as the training."
+           if probed else ""),
         "",
         "| recipe | batch | sampler | padded / real tokens | steps | train time | real tokens/s | MFU |"
+        + (" rate between steps | MFU against it |" if probed else "")
         + (" val macro-F1 |" if accuracy else ""),
-        "|---|---|---|---|---|---|---|---|" + ("---|" if accuracy else ""),
+        "|---|---|---|---|---|---|---|---|" + ("---|---|" if probed else "") + ("---|" if accuracy else ""),
     ]
     for name, recipe in RECIPES.items():
         per_seed = [runs[seed][name] for seed in seeds]
         batch = recipe.get("batch_size", size.batch_size)
         grouped = recipe.get("group_by_length", False)
         waste = padding_waste(data["train_lengths"], batch)["grouped" if grouped else "random"]
-        train_s = sum(train_seconds(run) for run in per_seed) / len(per_seed)
+        train_s = sum(probed_seconds(run) for run in per_seed) / len(per_seed)
         mfu = utilisation(nonembedding, real, train_s, rate)
         row = (f"| {name} | {batch} | {'length-grouped' if grouped else 'random'} | {waste:.2f} | "
                f"{per_seed[0]['steps']} | {train_s:.1f} s | {real / train_s:.0f} | {mfu:.1%} |")
+        if probed:
+            between = probe_rate(per_seed)
+            row += (f" {between:.0f} GFLOP/s | {utilisation(nonembedding, real, train_s, between):.1%} |"
+                    if between else " | |")
         if accuracy:
             f1 = [run["validation"]["macro_f1"] for run in per_seed]
             spread = f" ({min(f1):.4f}–{max(f1):.4f})" if len(f1) > 1 else ""
@@ -133,6 +168,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[SEED], help="seeds (default: 42)")
     parser.add_argument("--layers", type=int, help="cut the model to N layers (default: all of its own)")
     parser.add_argument("--train", type=int, help="training tweets (default: 1600)")
+    parser.add_argument("--no-probe", action="store_true",
+                        help="no matmul rate probes between training steps")
     parser.add_argument("--no-write", action="store_true", help="print the section only")
     args = parser.parse_args()
     size = SIZES["full"]
@@ -146,8 +183,16 @@ def main() -> None:
     rate = max(matmul_rates()["fp32"].values())
     data = prepare_data(size, work / "data")
     total, embedding = parameter_counts(size)
-    runs = {seed: way_ablate(size, work, name=f"mfu-s{seed}", variants=RECIPES, seed=seed)[0].runs
-            for seed in args.seeds}
+    probes = work / "probes.jsonl"
+    ablate = None if args.no_probe else [sys.executable, str(Path(__file__).with_name("_rate_probe.py")),
+                                         str(probes)]
+    runs = {seed: way_ablate(size, work, name=f"mfu-s{seed}", variants=RECIPES, seed=seed,
+                             ablate=ablate)[0].runs for seed in args.seeds}
+    if probes.exists():
+        by_key = {(record := json.loads(line))["key"]: record for line in probes.read_text().splitlines()}
+        for per_recipe in runs.values():
+            for run in per_recipe.values():
+                run["probe"] = by_key.get(run["key"], {})
     rate_after = max(matmul_rates()["fp32"].values())
     section = render(size, args.model, runs, data, total - embedding, rate, command_line(), started_at,
                      rate_after)

@@ -364,10 +364,11 @@ TRIAL_DONE = re.compile(r"^trial (\d+) (\S+) done: ")
 
 
 def way_ablate(size: Size, work: Path, precision: str = "auto", name: str = "",
-               variants: dict[str, dict[str, Any]] | None = None,
-               seed: int = SEED) -> tuple[Way, dict[str, Any]]:
+               variants: dict[str, dict[str, Any]] | None = None, seed: int = SEED,
+               ablate: list[str] | None = None) -> tuple[Way, dict[str, Any]]:
     """`ablate run` on the study of `size` (or on `variants` of its baseline), timed: the measurements
-    per variant, and the study's fixed costs from its output."""
+    per variant, and the study's fixed costs from its output. `ablate`: the command that stands for
+    `ablate` (default: this interpreter's `-m ablation`)."""
     import optuna
 
     from ablation import records
@@ -380,7 +381,7 @@ def way_ablate(size: Size, work: Path, precision: str = "auto", name: str = "",
     events: list[tuple[float, str]] = []
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     way.wall_s, way.peak_rss_mb, code = run_process(
-        [sys.executable, "-m", "ablation", "run", str(toml)], work / f"{name}.log", env=env,
+        [*(ablate or [sys.executable, "-m", "ablation"]), "run", str(toml)], work / f"{name}.log", env=env,
         on_line=lambda t, line: events.append((t, line)))
     if code != 0:
         raise SystemExit(f"{name}: exit {code}; see {work / f'{name}.log'}")
@@ -408,7 +409,7 @@ def way_ablate(size: Size, work: Path, precision: str = "auto", name: str = "",
                     evaluations += 1
         n_val, n_test = len(r["validation_labels"]), len(r.get("test_labels", []))
         way.runs[short] = {
-            "train_runtime_s": r["train_runtime_s"], "in_train_eval_s": in_train_eval,
+            "key": record.key, "train_runtime_s": r["train_runtime_s"], "in_train_eval_s": in_train_eval,
             "evaluations": evaluations, "steps": r["steps"],
             "validation": {k: r["validation"][k] for k in ("accuracy", "macro_f1")},
             "validation_samples_per_s": r["validation_samples_per_s"],

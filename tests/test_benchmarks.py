@@ -77,6 +77,74 @@ def test_mfu_recipes_averages_seeds_and_shows_their_f1_range_for_minilm_only():
     assert "measured at the start; 80 GFLOP/s measured again at the end)" in drifted
 
 
+def test_mfu_recipes_reads_utilisation_against_the_rate_probed_between_steps_too():
+    np = pytest.importorskip("numpy")
+    size, data = study_speed.SIZES["full"], {"train_lengths": np.array([20] * 100)}
+    runs = _recipe_runs({42: 0.5})
+    for run in runs[42].values():  # 2 s of probes inside the 12 s of training; 512 at 50 GFLOP/s is best
+        run["probe"] = {"key": "k", "probes": 10, "seconds": 2.0,
+                        "sizes": {"512": {"seconds": 0.5, "flops": 25e9},
+                                  "4096": {"seconds": 1.0, "flops": 40e9}}}
+    section = mfu_recipes.render(size, "minilm", runs, data, 1_000_000, 100.0,
+                                 "python benchmarks/mfu_recipes.py", "2026-12-03 17:00")
+    # 12 s − 2 s of evaluation − 2 s of probes = 8 s: 6 × 1e6 × 2,000 / 8 s = 1.5 GFLOP/s
+    assert "| 8.0 s | 250 | 1.5% | 50 GFLOP/s | 3.0% | 0.5000 |" in section
+    assert "| rate between steps | MFU against it | val macro-F1 |" in section
+    assert "rate between steps" not in mfu_recipes.render(size, "minilm", _recipe_runs({42: 0.5}), data,
+                                                         1_000_000, 100.0, "c", "t")
+
+
+def test_the_rate_probe_measures_the_sizes_in_turn_within_its_budget_of_the_steps_time():
+    import _rate_probe
+
+    probe = _rate_probe.RateProbe(sizes=(8, 16), budget=0.5, timed_s=0.001)
+    probe.on_step_end(None, None, None)  # no step time yet: 0 ≤ 0.5 × 0, a probe of 8
+    assert probe.probes == 1 and probe.seconds > 0
+    probe.step_seconds = 1000.0  # far within budget: the next size, then the first again
+    probe.on_step_end(None, None, None)
+    probe.on_step_end(None, None, None)
+    assert probe.probes == 3
+    probe.seconds = 1e6  # over budget: no probe
+    probe.on_step_end(None, None, None)
+    record = probe.record("baseline-s42")
+    assert record["key"] == "baseline-s42" and record["probes"] == 3
+    assert set(record["sizes"]) == {"8", "16"}
+    assert record["sizes"]["8"]["flops"] % (2 * 8**3) == 0 and record["sizes"]["8"]["flops"] >= 2 * 2 * 8**3
+    assert all(timed["seconds"] >= 0.001 for timed in record["sizes"].values())
+
+
+def test_the_rate_probe_runs_ablate_with_a_probe_in_every_trial_and_writes_a_line_each(monkeypatch,
+                                                                                         tmp_path):
+    import json
+    from types import SimpleNamespace
+
+    import _rate_probe
+
+    from ablation import cli, train
+
+    def fake_trial(trial, *args, extra_callbacks=None, **kwargs):
+        for _ in range(trial.steps):
+            for callback in extra_callbacks:
+                callback.on_step_end(None, None, None)
+        return {"steps": trial.steps}
+
+    def fake_ablate(argv):
+        assert argv == ["run", "study.toml"]
+        results = [train.train_trial(SimpleNamespace(key=f"v{steps}-s42", steps=steps)) for steps in (2, 3)]
+        return 0 if [r["steps"] for r in results] == [2, 3] else 1
+
+    monkeypatch.setattr(train, "train_trial", fake_trial)
+    monkeypatch.setattr(cli, "main", fake_ablate)
+    probes = tmp_path / "probes.jsonl"
+    monkeypatch.setattr(_rate_probe, "SIZES", (8,))
+    monkeypatch.setattr(_rate_probe, "TIMED_S", 0.001)
+    monkeypatch.setattr(_rate_probe, "BUDGET", 1e9)  # a probe after every step
+    assert _rate_probe.main([str(probes), "run", "study.toml"]) == 0
+    lines = [json.loads(line) for line in probes.read_text().splitlines()]
+    assert [(line["key"], line["probes"], list(line["sizes"])) for line in lines] == [
+        ("v2-s42", 2, ["8"]), ("v3-s42", 3, ["8"])]
+
+
 def test_step_ops_tabulates_phases_mfu_and_the_profiled_shares():
     shares = {category: 0.1 for category in step_ops.CATEGORIES} | {"other": 0.5}
     rows = [{"model": "MiniLM", "setting": step_ops.SETTINGS[0], "phases": [90.0, 110.0, 10.0, 20.0],
