@@ -22,7 +22,7 @@ Its accuracy after one epoch from random weights means nothing and is left out.
 
     source ../shared/offline-hf.sh
     python benchmarks/mfu_recipes.py [--seeds 42 43 44] [--model bert-base] [--layers 2] [--train 384]
-                                     [--no-probe]
+                                     [--recipes [grouped bs32 ...]] [--no-probe]
 
 Writes its section of benchmarks/RESULTS.md (between the mfu_recipes markers, one pair per model).
 """
@@ -141,6 +141,8 @@ def render(size: Any, model: str, runs: dict[int, dict[str, dict[str, Any]]], da
         "|---|---|---|---|---|---|---|---|" + ("---|---|" if probed else "") + ("---|" if accuracy else ""),
     ]
     for name, recipe in RECIPES.items():
+        if name not in runs[seeds[0]]:
+            continue  # not asked for (--recipes)
         per_seed = [runs[seed][name] for seed in seeds]
         batch = recipe.get("batch_size", size.batch_size)
         grouped = recipe.get("group_by_length", False)
@@ -168,6 +170,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[SEED], help="seeds (default: 42)")
     parser.add_argument("--layers", type=int, help="cut the model to N layers (default: all of its own)")
     parser.add_argument("--train", type=int, help="training tweets (default: 1600)")
+    parser.add_argument("--recipes", nargs="*", choices=[name for name in RECIPES if name != "baseline"],
+                        help="the recipes besides the baseline (default: all; none: the baseline alone)")
     parser.add_argument("--no-probe", action="store_true",
                         help="no matmul rate probes between training steps")
     parser.add_argument("--no-write", action="store_true", help="print the section only")
@@ -186,7 +190,9 @@ def main() -> None:
     probes = work / "probes.jsonl"
     ablate = None if args.no_probe else [sys.executable, str(Path(__file__).with_name("_rate_probe.py")),
                                          str(probes)]
-    runs = {seed: way_ablate(size, work, name=f"mfu-s{seed}", variants=RECIPES, seed=seed,
+    variants = {name: recipe for name, recipe in RECIPES.items()
+                if name == "baseline" or args.recipes is None or name in args.recipes}
+    runs = {seed: way_ablate(size, work, name=f"mfu-s{seed}", variants=variants, seed=seed,
                              ablate=ablate)[0].runs for seed in args.seeds}
     if probes.exists():
         by_key = {(record := json.loads(line))["key"]: record for line in probes.read_text().splitlines()}

@@ -90,6 +90,8 @@ def test_mfu_recipes_reads_utilisation_against_the_rate_probed_between_steps_too
     # 12 s − 2 s of evaluation − 2 s of probes = 8 s: 6 × 1e6 × 2,000 / 8 s = 1.5 GFLOP/s
     assert "| 8.0 s | 250 | 1.5% | 50 GFLOP/s | 3.0% | 0.5000 |" in section
     assert "| rate between steps | MFU against it | val macro-F1 |" in section
+    del runs[42]["bs32"]  # --recipes without it
+    assert "| bs32 |" not in mfu_recipes.render(size, "minilm", runs, data, 1_000_000, 100.0, "c", "t")
     assert "rate between steps" not in mfu_recipes.render(size, "minilm", _recipe_runs({42: 0.5}), data,
                                                          1_000_000, 100.0, "c", "t")
 
