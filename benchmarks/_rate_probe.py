@@ -1,7 +1,7 @@
 """`ablate run` with the CPU's fp32 matmul rate measured between its training steps.
 
 MFU divides training's FLOP rate by the machine's matmul rate. On a shared virtual machine that
-rate drifts by more than a quarter within minutes (RESULTS.md: 130-187 GFLOP/s), so a rate measured
+rate drifts by more than a quarter within seconds (RESULTS.md: 96-187 GFLOP/s), so a rate measured
 before the study and training that runs minutes later disagree about the machine they describe.
 Here every trial's Trainer measures the rate as study_speed's `matmul_rates` does (square fp32
 products of each size, the best size's rate) between its steps (a `TrainerCallback`, the only
