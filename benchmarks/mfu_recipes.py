@@ -9,9 +9,9 @@ parameters × real (non-pad) tokens trained / training time without the evaluati
 best fp32 matmul rate; the padded tokens per real one are simulated for each sampler and batch (20
 shuffles). The rate (the best of four square sizes) is measured before and after the study, and
 between the steps of every trial (`_rate_probe.py`: the sizes in turn, warm products timed after
-an optimizer step, their time taken out of the training time). This virtual machine's speed drifts by a
-quarter within minutes, so the last, measured in the same seconds as the training, is the one
-the utilisation target is read against; `--no-probe` runs `ablate run` without the probes.
+an optimizer step, their time taken out of the training time). This virtual machine's speed
+drifts by a quarter within seconds, so the last, measured in the same seconds as the training, is
+the one the utilisation target is read against; `--no-probe` runs `ablate run` without them.
 Accuracy is reported beside it: these are recipe changes, which a study should ablate,
 not free speed-ups.
 
