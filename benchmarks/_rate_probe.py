@@ -27,9 +27,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from study_speed import MATMUL_SIZES, timed_products  # benchmarks/, this script's folder
 from transformers import TrainerCallback
 
-SIZES = (512, 1024, 2048, 4096)  # study_speed.matmul_rates' sizes
+SIZES = MATMUL_SIZES
 TIMED_S = 0.05  # timed products per probe: at least this long
 BUDGET = 0.4  # probes' time at most this fraction of the steps' time
 
@@ -61,12 +62,8 @@ class RateProbe(TrainerCallback):
         if n not in self.operands:
             self.operands[n] = torch.randn(n, n), torch.randn(n, n), torch.empty(n, n)
         a, b, out = self.operands[n]
-        torch.mm(a, b, out=out)  # untimed: warms the caches and the threads
-        reps, started = 0, time.perf_counter()
-        while time.perf_counter() - started < self.timed_s:
-            torch.mm(a, b, out=out)
-            reps += 1
-        self.timed[n][0] += time.perf_counter() - started
+        elapsed, reps = timed_products(a, b, self.timed_s, out=out)  # after an untimed warm-up
+        self.timed[n][0] += elapsed
         self.timed[n][1] += 2 * n**3 * reps
         self.probes += 1
 

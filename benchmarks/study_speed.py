@@ -143,6 +143,22 @@ def versions() -> dict[str, str]:
     return out
 
 
+MATMUL_SIZES = (512, 1024, 2048, 4096)  # the square sizes whose best rate MFU divides by
+
+
+def timed_products(a: Any, b: Any, seconds: float, out: Any = None) -> tuple[float, int]:
+    """One untimed product a × b (it warms the caches and the threads), then products for at least
+    `seconds`: (seconds taken, products timed)."""
+    import torch
+
+    torch.matmul(a, b, out=out)
+    reps, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        torch.matmul(a, b, out=out)
+        reps += 1
+    return time.perf_counter() - started, reps
+
+
 def matmul_rates(seconds: float = 1.0) -> dict[str, dict[int, float]]:
     """GFLOP/s of torch.matmul on square matrices, per dtype and size (each size timed for about
     `seconds` after a warm-up); bf16 only where the CPU has bf16 instructions."""
@@ -154,14 +170,10 @@ def matmul_rates(seconds: float = 1.0) -> dict[str, dict[int, float]]:
     rates: dict[str, dict[int, float]] = {}
     for name, dtype in dtypes.items():
         rates[name] = {}
-        for n in (512, 1024, 2048, 4096):
-            a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-            torch.matmul(a, b)
-            reps, started = 0, time.perf_counter()
-            while time.perf_counter() - started < seconds:
-                torch.matmul(a, b)
-                reps += 1
-            rates[name][n] = 2 * n**3 * reps / (time.perf_counter() - started) / 1e9
+        for n in MATMUL_SIZES:
+            elapsed, reps = timed_products(torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype),
+                                           seconds)
+            rates[name][n] = 2 * n**3 * reps / elapsed / 1e9
     return rates
 
 
