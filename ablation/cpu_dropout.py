@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from .packing import KWARG as PACKING_KWARG
+from .packing import Packing
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +84,13 @@ def attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: 
               dropout: float = 0.0, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
     """transformers' attention interface: BERT's eager attention (softmax(QKᵀ·s + mask), dropout,
     ·V) with the uniform mask while training; SDPA, unchanged, when no dropout applies (evaluation).
-    Packed inputs (``packing.py``) are attended in their padded batch."""
+    Packed inputs (``packing.py``) are attended in their padded batch: while training in fp32 by
+    ``_PackedDropoutAttention``, otherwise through ``Packing.attend``."""
     packing = kwargs.pop(PACKING_KWARG, None)
     if packing is not None:
+        plain_fp32 = query.dtype == torch.float32 and not torch.is_autocast_enabled(query.device.type)
+        if dropout > 0.0 and plain_fp32:
+            return _attend_packed(packing, query, key, value, scaling, dropout)
         return packing.attend(attention, module, query, key, value, scaling=scaling, dropout=dropout,
                               **kwargs)
     if dropout == 0.0:
@@ -103,6 +108,70 @@ def attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: 
 
 
 _dropout_fn = dropout  # `attention`'s argument named `dropout` (the interface's) hides the function
+
+
+class _PackedDropoutAttention(torch.autograd.Function):
+    """``attention`` while training, for packed (tokens, heads, head size) queries, keys and values:
+    each put into the padded (batch × heads, length, head size) layout in one copy, attended there
+    with the padding mask, the output gathered back in one; backward written out alike. The autograd
+    graph of the same steps (``Packing.attend``: unpack, the transposes made contiguous for the
+    products, pack) takes more copies and passes: a MiniLM layer's attention 7.1 → 5.9 ms, its step
+    1.03× faster on random batches of 16 (``benchmarks/step_pairs.py``). The same draws (one
+    ``keep_mask`` of the weights' shape, where the padded path draws it) and the same products in
+    the same order as ``attention``."""
+
+    @staticmethod
+    def forward(ctx: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, rows: torch.Tensor,
+                mask: torch.Tensor, batch: int, length: int, scaling: float,
+                p: float) -> tuple[torch.Tensor, torch.Tensor]:
+        tokens, heads, size = query.shape
+
+        def padded(x: torch.Tensor) -> torch.Tensor:
+            flat = x.new_zeros(batch * heads * length, size).index_copy_(0, rows, x.reshape(-1, size))
+            return flat.view(batch * heads, length, size)
+
+        query, key, value = padded(query), padded(key), padded(value)
+        scores = torch.bmm(query, key.transpose(1, 2)).view(batch, heads, length, length)
+        probabilities = torch.softmax(scores.mul_(scaling).add_(mask), dim=-1)
+        keep = keep_mask(probabilities.shape, p, probabilities.device)
+        scale = 1.0 / (1.0 - p)
+        weights = torch.where(keep, probabilities, 0.0).mul_(scale)
+        output = torch.bmm(weights.view(batch * heads, length, length), value)
+        ctx.save_for_backward(query, key, value, probabilities, keep, weights, rows)
+        ctx.scaling, ctx.scale = scaling, scale
+        ctx.mark_non_differentiable(weights)
+        return output.view(-1, size).index_select(0, rows).view(tokens, heads, size), weights
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor, _: Any) -> tuple[torch.Tensor | None, ...]:
+        query, key, value, probabilities, keep, weights, rows = ctx.saved_tensors
+        tokens, heads, size = grad.shape
+        flat = grad.new_zeros(query.numel() // size, size).index_copy_(0, rows, grad.reshape(-1, size))
+        grad_output = flat.view(query.shape)
+        batch_heads, length, _ = query.shape
+        grad_value = torch.bmm(weights.view(batch_heads, length, length).transpose(1, 2), grad_output)
+        grad_weights = torch.bmm(grad_output, value.transpose(1, 2)).view(probabilities.shape)
+        grad_probabilities = torch.where(keep, grad_weights, 0.0).mul_(ctx.scale)
+        grad_scores = torch._softmax_backward_data(grad_probabilities, probabilities, -1, probabilities.dtype)
+        grad_scores = grad_scores.mul_(ctx.scaling).view(batch_heads, length, length)
+        grad_query = torch.bmm(grad_scores, key)
+        grad_key = torch.bmm(grad_scores.transpose(1, 2), query)
+
+        def packed(x: torch.Tensor) -> torch.Tensor:
+            return x.view(-1, size).index_select(0, rows).view(tokens, heads, size)
+
+        return packed(grad_query), packed(grad_key), packed(grad_value), None, None, None, None, None, None
+
+
+def _attend_packed(packing: Packing, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                   scaling: float | None, p: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Packed (1, heads, tokens, head size) inputs → the output as attention interfaces return it,
+    (1, tokens, heads, head size), and the dropped weights in the padded shape."""
+    heads, size = query.shape[1], query.shape[3]
+    output, weights = _PackedDropoutAttention.apply(
+        *(t[0].transpose(0, 1) for t in (query, key, value)), packing.head_rows(heads), packing.mask,
+        packing.batch, packing.length, size ** -0.5 if scaling is None else scaling, p)
+    return output[None], weights
 
 
 def use_uniform_dropout(model: nn.Module) -> int:

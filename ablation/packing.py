@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -36,6 +36,7 @@ class Packing:
     batch: int
     length: int
     mask: torch.Tensor  # the padded batch's attention mask, as the model built it
+    _head_rows: dict[int, torch.Tensor] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, attention_mask: torch.Tensor) -> Packing | None:
@@ -58,6 +59,17 @@ class Packing:
         rows = packed[0]
         flat = rows.new_zeros(self.batch * self.length, *rows.shape[1:]).index_copy(0, self.index, rows)
         return flat.view(self.batch, self.length, *rows.shape[1:])
+
+    def head_rows(self, heads: int) -> torch.Tensor:
+        """Where each real token's heads go in a padded (batch × heads × length, head size) layout,
+        token by token, head by head: packed (tokens, heads, head size) rows in one index, the same
+        for every layer of the batch."""
+        if heads not in self._head_rows:
+            sequence, position = self.index.div(self.length, rounding_mode="floor"), self.index % self.length
+            first = sequence * heads * self.length + position  # head 0's row of each real token
+            offsets = torch.arange(heads, device=self.index.device) * self.length
+            self._head_rows[heads] = (first[:, None] + offsets).reshape(-1)
+        return self._head_rows[heads]
 
     def attend(self, attention: Callable[..., tuple[torch.Tensor, Any]], module: nn.Module,
                query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,

@@ -1,9 +1,12 @@
-"""Two costs of MiniLM's CPU training step, each against what ablate does instead, measured in pairs:
+"""Costs of MiniLM's CPU training step, each against what ablate does instead, measured in pairs:
 dropout masks from uniform floats (one draw an element, ablate until 2026-12-03) against uniform
 integers (four elements from one 63-bit draw, `ablation.cpu_dropout.keep_mask`), and the word
 embeddings' gradient as torch builds it (a fresh zeroed 30,522 × 384 tensor every step) against
-ablate's kept buffer (`ablation.embedding_gradient`); then both together. Last, what the kept
-buffer's written rows save: gradient clipping and zeroing on those rows only, against the whole.
+ablate's kept buffer (`ablation.embedding_gradient`); then both together; then packed layers'
+attention while training as autograd records `Packing.attend` (ablate until 2026-12-03) against
+cpu_dropout's `_PackedDropoutAttention` (one copy into the padded layout and one gather back, its
+backward written out). Last, what the kept buffer's written rows save: gradient clipping and
+zeroing on those rows only, against the whole; and one layer's packed attention alone.
 
 First the time to draw one mask at the shapes of MiniLM's step. Then the step as `ablate run`
 trains on CPU (packed layers, step_ops' step: fused AdamW, clipping at 1.0, fp32) on random
@@ -43,6 +46,14 @@ def float_mask(shape: Any, p: float, device: Any = None) -> Any:
     return torch.rand(shape, device=device) >= p
 
 
+def autograd_attention(packing: Any, query: Any, key: Any, value: Any, scaling: float, p: float) -> Any:
+    """Packed attention while training as ablate ran it until 2026-12-03: `Packing.attend`'s
+    autograd graph around `cpu_dropout.attention`."""
+    from ablation import cpu_dropout
+
+    return packing.attend(cpu_dropout.attention, None, query, key, value, scaling=scaling, dropout=p)
+
+
 def switches() -> dict[str, dict[str, Callable[[Any], None]]]:
     """Per comparison, its sides (before, then ablate's) as functions that switch a model to them."""
     import torch
@@ -50,11 +61,13 @@ def switches() -> dict[str, dict[str, Callable[[Any], None]]]:
     from ablation import cpu_dropout
     from ablation.embedding_gradient import KeptGradientEmbedding, keep_embedding_gradient
 
-    integer_mask = cpu_dropout.keep_mask
+    integer_mask, function = cpu_dropout.keep_mask, cpu_dropout._attend_packed
 
-    def switch(masks: Callable[..., Any], embedding: type) -> Callable[[Any], None]:
+    def switch(masks: Callable[..., Any], embedding: type,
+               attend: Callable[..., Any] = function) -> Callable[[Any], None]:
         def to_side(model: Any) -> None:
             cpu_dropout.keep_mask = masks
+            cpu_dropout._attend_packed = attend
             if type(model.get_input_embeddings()) is torch.nn.Embedding:
                 keep_embedding_gradient(model)  # hooks the weight once; the class says which side
             model.get_input_embeddings().__class__ = embedding
@@ -68,7 +81,33 @@ def switches() -> dict[str, dict[str, Callable[[Any], None]]]:
                                       "kept buffer (ablate)": switch(integer_mask, kept)},
         "both": {"floats, fresh tensor (ablate before)": switch(float_mask, stock),
                  "integers, kept buffer (ablate now)": switch(integer_mask, kept)},
+        "packed attention": {"autograd graph": switch(integer_mask, kept, autograd_attention),
+                             "one Function (ablate)": switch(integer_mask, kept)},
     }
+
+
+def attention_ms(batch: dict[str, Any]) -> dict[str, float]:
+    """One MiniLM layer's packed attention while training (12 heads of 32, dropout 0.1) on `batch`'s
+    padding, forward and backward, random queries, keys and values: both sides' median ms."""
+    import torch
+
+    from ablation import cpu_dropout
+    from ablation.packing import Packing
+
+    real = batch["attention_mask"].bool()
+    mask = torch.zeros(real.shape[0], 1, 1, real.shape[1]).masked_fill(~real[:, None, None, :],
+                                                                       torch.finfo(torch.float32).min)
+    packing = Packing.of(mask)
+    inputs = [torch.randn(1, int(real.sum()), 12, 32).transpose(1, 2).requires_grad_() for _ in range(3)]
+
+    def step(attend: Callable[..., Any]) -> Callable[[], None]:
+        def run() -> None:
+            output = attend(packing, *inputs, 32 ** -0.5, 0.1)[0]
+            output.backward(torch.ones_like(output))
+        return run
+
+    return alternating_ms({"autograd graph": step(autograd_attention),
+                           "one Function (ablate)": step(cpu_dropout._attend_packed)})
 
 
 def alternating_ms(calls: dict[str, Callable[[], Any]], repeats: int = 200) -> dict[str, float]:
@@ -110,7 +149,7 @@ def main() -> None:
     import torch
 
     from ablation import cpu_dropout
-    from ablation.cpu_dropout import keep_mask
+    from ablation.cpu_dropout import _attend_packed, keep_mask
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--passes", type=int, default=6, help="timed passes over the batches per comparison")
@@ -122,7 +161,8 @@ def main() -> None:
     rate, tokenizer, train, _ = setup(1600, args.batch, args.steps)
     batches = random_batches(tokenizer, train, args.batch, args.steps)
     real = sum(int(b["attention_mask"].sum()) for b in batches) / len(batches)
-    lines = [BEGIN, "## CPU step costs in pairs: dropout draws, the word embeddings' gradient (issue 5)", "",
+    title = "CPU step costs in pairs: dropout draws, the word embeddings' gradient, packed attention"
+    lines = [BEGIN, f"## {title} (issue 5)", "",
              provenance(command_line(), started_at), "",
              "Median ms to draw one keep mask (p = 0.1), over 200 draws per side, the sides taking turns:",
              "", "| mask | uniform floats | uniform integers (ablate) | speed-up |", "|---|---|---|---|"]
@@ -152,13 +192,17 @@ def main() -> None:
             print(f"{comparison}: {first} {before:.0f} → {last} {after:.0f} ms, median pair {saved:.1f} ms",
                   flush=True)
     finally:
-        cpu_dropout.keep_mask = keep_mask
+        cpu_dropout.keep_mask, cpu_dropout._attend_packed = keep_mask, _attend_packed
     lines += ["", f"The word embeddings' kept gradient after one backward pass (the first batch, "
               f"{int(batches[0]['attention_mask'].sum())} real tokens): median ms over 200 calls per side, "
               "the sides taking turns:", "", "| operation | side | ms | speed-up |", "|---|---|---|---|"]
     for operation, sides in embedding_rows_ms(batches[0]).items():
         before = next(iter(sides.values()))
         lines += [f"| {operation} | {side} | {ms:.2f} | {before / ms:.2f}× |" for side, ms in sides.items()]
+    sides = attention_ms(batches[0])
+    before = next(iter(sides.values()))
+    operation = "one layer's packed attention, forward and backward"
+    lines += [f"| {operation} | {side} | {ms:.2f} | {before / ms:.2f}× |" for side, ms in sides.items()]
     publish("\n".join(lines + ["", END]) + "\n", args.no_write, BEGIN, END)
 
 

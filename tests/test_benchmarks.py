@@ -214,6 +214,26 @@ def test_step_pairs_switch_the_dropout_draws_and_the_embedding_gradient(monkeypa
     assert step_pairs.float_mask(torch.Size([1000]), 0.0).all()
 
 
+def test_step_pairs_switch_packed_attention_and_time_both_sides_alike(monkeypatch):
+    import step_pairs
+    import torch
+
+    from ablation import cpu_dropout
+
+    monkeypatch.setattr(cpu_dropout, "_attend_packed", cpu_dropout._attend_packed)  # restored after
+    function = cpu_dropout._attend_packed
+    before, now = step_pairs.switches()["packed attention"].values()
+    model = _tiny_bert()
+    before(model)
+    assert cpu_dropout._attend_packed is step_pairs.autograd_attention
+    now(model)
+    assert cpu_dropout._attend_packed is function
+    mask = torch.ones(2, 6, dtype=torch.long)
+    mask[1, 2:] = 0
+    timed = step_pairs.attention_ms({"attention_mask": mask})
+    assert list(timed) == ["autograd graph", "one Function (ablate)"] and all(ms > 0 for ms in timed.values())
+
+
 def test_round_cells_give_each_sides_rounds_median_mfu_at_the_median_and_speed_up():
     # The packing section's first rows (RESULTS.md, 2026-12-03 11:25).
     rows = {"padded": [{"total": 482.0, "mfu": 0.290}, {"total": 425.0}, {"total": 503.0}],

@@ -16,7 +16,7 @@ from transformers import (
     RobertaForSequenceClassification,
 )
 
-from ablation import cli
+from ablation import cli, cpu_dropout
 from ablation.cpu_dropout import use_uniform_dropout
 from ablation.packing import Packing, pack_encoder
 
@@ -87,6 +87,48 @@ def test_with_dropout_a_packed_model_trains_and_evaluates_as_the_stock_one():
     packed.eval()
     with torch.no_grad():
         assert torch.allclose(stock(**padded_batch()).logits, packed(**padded_batch()).logits, atol=1e-6)
+
+
+def test_with_attention_dropout_alone_packed_layers_draw_the_padded_masks(monkeypatch):
+    """Packed attention while training (cpu_dropout's own forward and backward) draws the padded
+    path's masks: the same seed gives the padded model's logits, loss, gradients and attention weights."""
+    calls = []
+    attend = cpu_dropout._attend_packed
+    monkeypatch.setattr(cpu_dropout, "_attend_packed", lambda *args: calls.append(1) or attend(*args))
+    rates = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.3}
+    stock, packed = tiny(**rates), tiny(**rates)
+    assert pack_encoder(packed)
+    outputs = []
+    for model in (stock, packed):
+        model.train()
+        torch.manual_seed(5)
+        out = model(**padded_batch(), output_attentions=True)
+        out.loss.backward()
+        outputs.append(out)
+    assert len(calls) == 2  # both layers of the packed model, none of the stock one
+    assert torch.allclose(outputs[0].logits, outputs[1].logits, atol=1e-6)
+    assert outputs[0].loss.item() == pytest.approx(outputs[1].loss.item(), abs=1e-6)
+    for (name, a), b in zip(stock.named_parameters(), packed.parameters(), strict=True):
+        assert torch.allclose(a.grad, b.grad, atol=1e-6), name
+    real = padded_batch()["attention_mask"].bool()  # padding's query rows: nothing reads them
+    for a, b in zip(outputs[0].attentions, outputs[1].attentions, strict=True):
+        assert a.shape == b.shape == (4, 2, 10, 10)
+        assert torch.allclose(a.transpose(1, 2)[real], b.transpose(1, 2)[real], atol=1e-6)
+
+
+def test_packed_attentions_backward_is_the_gradient_of_its_forward():
+    """Checked numerically in float64 (no element dropped, so that every call draws alike)."""
+    real = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 1, 0, 0, 0]], dtype=torch.bool)
+    mask = torch.zeros(3, 1, 5, 5, dtype=torch.float64).masked_fill(~real[:, None, None, :], -1e9)
+    packing = Packing.of(mask)
+    tokens, heads, size = int(real.sum()), 2, 4
+    rows = packing.head_rows(heads)
+    inputs = [torch.randn(tokens, heads, size, dtype=torch.float64, requires_grad=True) for _ in range(3)]
+
+    def attend(query, key, value):
+        return cpu_dropout._PackedDropoutAttention.apply(query, key, value, rows, mask, 3, 5, 0.5, 1e-9)[0]
+
+    assert torch.autograd.gradcheck(attend, inputs)
 
 
 @pytest.mark.parametrize("site", ["hidden", "attention"])
