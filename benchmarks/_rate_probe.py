@@ -59,8 +59,10 @@ class RateProbe(TrainerCallback):
     def probe(self, n: int) -> None:
         import torch
 
-        if n not in self.operands:
-            self.operands[n] = torch.randn(n, n), torch.randn(n, n), torch.empty(n, n)
+        if n not in self.operands:  # from a generator of its own: the trial's draws stay its own
+            generator = torch.Generator().manual_seed(n)
+            a, b = (torch.randn(n, n, generator=generator) for _ in range(2))
+            self.operands[n] = a, b, torch.empty(n, n)
         a, b, out = self.operands[n]
         elapsed, reps = timed_products(a, b, self.timed_s, out=out)  # after an untimed warm-up
         self.timed[n][0] += elapsed

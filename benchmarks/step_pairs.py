@@ -4,9 +4,10 @@ integers (four elements from one 63-bit draw, `ablation.cpu_dropout.keep_mask`),
 embeddings' gradient as torch builds it (a fresh zeroed 30,522 × 384 tensor every step) against
 ablate's kept buffer (`ablation.embedding_gradient`); then both together; then packed layers'
 attention while training as autograd records `Packing.attend` (ablate until 2026-12-03) against
-cpu_dropout's `_PackedDropoutAttention` (one copy into the padded layout and one gather back, its
-backward written out). Last, what the kept buffer's written rows save: gradient clipping and
-zeroing on those rows only, against the whole; and one layer's packed attention alone.
+cpu_dropout's `_PackedDropoutAttention` (the batch in two groups of similar lengths, each copied
+into its own padded layout and back, its backward written out). Last, what the kept buffer's
+written rows save: gradient clipping and zeroing on those rows only, against the whole; and one
+layer's packed attention alone.
 
 First the time to draw one mask at the shapes of MiniLM's step. Then the step as `ablate run`
 trains on CPU (packed layers, step_ops' step: fused AdamW, clipping at 1.0, fp32) on random
@@ -82,7 +83,7 @@ def switches() -> dict[str, dict[str, Callable[[Any], None]]]:
         "both": {"floats, fresh tensor (ablate before)": switch(float_mask, stock),
                  "integers, kept buffer (ablate now)": switch(integer_mask, kept)},
         "packed attention": {"autograd graph": switch(integer_mask, kept, autograd_attention),
-                             "one Function (ablate)": switch(integer_mask, kept)},
+                             "one Function, two length groups (ablate)": switch(integer_mask, kept)},
     }
 
 
@@ -107,7 +108,7 @@ def attention_ms(batch: dict[str, Any]) -> dict[str, float]:
         return run
 
     return alternating_ms({"autograd graph": step(autograd_attention),
-                           "one Function (ablate)": step(cpu_dropout._attend_packed)})
+                           "one Function, two length groups (ablate)": step(cpu_dropout._attend_packed)})
 
 
 def alternating_ms(calls: dict[str, Callable[[], Any]], repeats: int = 200) -> dict[str, float]:

@@ -89,31 +89,67 @@ def test_with_dropout_a_packed_model_trains_and_evaluates_as_the_stock_one():
         assert torch.allclose(stock(**padded_batch()).logits, packed(**padded_batch()).logits, atol=1e-6)
 
 
-def test_with_attention_dropout_alone_packed_layers_draw_the_padded_masks(monkeypatch):
-    """Packed attention while training (cpu_dropout's own forward and backward) draws the padded
-    path's masks: the same seed gives the padded model's logits, loss, gradients and attention weights."""
+def _attention_dropout_alone(monkeypatch, **call) -> tuple[list, list, list[torch.nn.Module]]:
+    """A stock and a packed model with attention dropout only, one training step each from the same
+    seed; the calls of the packed attention Function, the outputs and the models."""
     calls = []
     attend = cpu_dropout._attend_packed
     monkeypatch.setattr(cpu_dropout, "_attend_packed", lambda *args: calls.append(1) or attend(*args))
     rates = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.3}
-    stock, packed = tiny(**rates), tiny(**rates)
-    assert pack_encoder(packed)
+    models = [tiny(**rates), tiny(**rates)]
+    assert pack_encoder(models[1])
     outputs = []
-    for model in (stock, packed):
+    for model in models:
         model.train()
         torch.manual_seed(5)
-        out = model(**padded_batch(), output_attentions=True)
+        out = model(**padded_batch(), **call)
         out.loss.backward()
         outputs.append(out)
+    return calls, outputs, models
+
+
+def test_with_attention_dropout_alone_packed_layers_draw_the_padded_masks(monkeypatch):
+    """Packed attention while training (cpu_dropout's own forward and backward, in two groups of
+    lengths) draws the padded path's masks: the same seed gives the padded model's logits, loss
+    and gradients."""
+    calls, outputs, (stock, packed) = _attention_dropout_alone(monkeypatch)
     assert len(calls) == 2  # both layers of the packed model, none of the stock one
     assert torch.allclose(outputs[0].logits, outputs[1].logits, atol=1e-6)
     assert outputs[0].loss.item() == pytest.approx(outputs[1].loss.item(), abs=1e-6)
     for (name, a), b in zip(stock.named_parameters(), packed.parameters(), strict=True):
         assert torch.allclose(a.grad, b.grad, atol=1e-6), name
+
+
+def test_recorded_attention_weights_are_the_padded_ones(monkeypatch):
+    """``output_attentions=True`` while training: the packed model attends in one padded batch
+    (``Packing.attend``), whose weights it returns."""
+    calls, outputs, _ = _attention_dropout_alone(monkeypatch, output_attentions=True)
+    assert not calls
+    assert torch.allclose(outputs[0].logits, outputs[1].logits, atol=1e-6)
     real = padded_batch()["attention_mask"].bool()  # padding's query rows: nothing reads them
     for a, b in zip(outputs[0].attentions, outputs[1].attentions, strict=True):
         assert a.shape == b.shape == (4, 2, 10, 10)
         assert torch.allclose(a.transpose(1, 2)[real], b.transpose(1, 2)[real], atol=1e-6)
+
+
+def test_attention_groups_split_the_batch_by_length_at_the_least_area():
+    lengths = [9, 2, 10, 3, 3, 8]
+    real = torch.arange(10)[None, :] < torch.tensor(lengths)[:, None]
+    mask = torch.zeros(6, 1, 10, 10).masked_fill(~real[:, None, None, :], torch.finfo(torch.float32).min)
+    packing = Packing.of(mask)
+    short, long = packing.attention_groups(heads=2)
+    assert sorted(short.members.tolist()) == [1, 3, 4] and short.length == 3  # 3 × 3² + 3 × 10²
+    assert sorted(long.members.tolist()) == [0, 2, 5] and long.length == 10
+    tokens = torch.cat([short.tokens, long.tokens]).sort().values
+    assert torch.equal(tokens, torch.arange(sum(lengths) * 2))  # every packed row once
+    packed = torch.arange(sum(lengths) * 2, dtype=torch.float32)[:, None].expand(-1, 4).contiguous()
+    back = torch.empty_like(packed)
+    for group in (short, long):
+        padded = group.pad(packed, heads=2)
+        assert padded.shape == (group.members.numel() * 2, group.length, 4)
+        group.unpad(padded, back)
+    assert torch.equal(back, packed)
+    assert packing.attention_groups(heads=2) is packing.attention_groups(heads=2)  # one split a batch
 
 
 def test_packed_attentions_backward_is_the_gradient_of_its_forward():
@@ -122,11 +158,12 @@ def test_packed_attentions_backward_is_the_gradient_of_its_forward():
     mask = torch.zeros(3, 1, 5, 5, dtype=torch.float64).masked_fill(~real[:, None, None, :], -1e9)
     packing = Packing.of(mask)
     tokens, heads, size = int(real.sum()), 2, 4
-    rows = packing.head_rows(heads)
+    groups = packing.attention_groups(heads)
+    assert len(groups) == 2
     inputs = [torch.randn(tokens, heads, size, dtype=torch.float64, requires_grad=True) for _ in range(3)]
 
     def attend(query, key, value):
-        return cpu_dropout._PackedDropoutAttention.apply(query, key, value, rows, mask, 3, 5, 0.5, 1e-9)[0]
+        return cpu_dropout._PackedDropoutAttention.apply(query, key, value, groups, 3, 5, 0.5, 1e-9)
 
     assert torch.autograd.gradcheck(attend, inputs)
 
