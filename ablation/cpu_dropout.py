@@ -113,7 +113,8 @@ _dropout_fn = dropout  # `attention`'s argument named `dropout` (the interface's
 
 class _PackedDropoutAttention(torch.autograd.Function):
     """``attention`` while training, for packed (tokens, heads, head size) queries, keys and values,
-    in the batch's two groups of similar lengths (``Packing.attention_groups``): each group's rows
+    in the batch's two groups of similar lengths (``Packing.attention_groups``; one where a split
+    would save too little area): each group's rows
     copied into its own padded (members × heads, length, head size) layout, attended there with the
     padding mask, the output copied back; backward written out alike. Against the autograd graph
     of one padded batch (``Packing.attend``: unpack, the transposes made contiguous for the

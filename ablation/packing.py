@@ -27,6 +27,11 @@ from torch import nn
 log = logging.getLogger(__name__)
 
 KWARG = "ablate_packing"  # how the packing reaches the attention function through the layers
+# Attention in two groups of lengths only where they leave at most this share of the padded area:
+# a MiniLM layer's attention costs about 2.7 ms per padded batch's area on random batches of 16
+# tweets, and a second group's own operators about 0.55 ms (length-grouped batches, 0.90 of the
+# area: 4.9 ms in two groups against 4.3 in one), so a split pays below about 0.8.
+SPLIT_AREA = 0.75
 
 
 @dataclass(frozen=True)
@@ -64,15 +69,21 @@ class Packing:
     def attention_groups(self, heads: int) -> tuple[AttentionGroup, ...]:
         """The batch's sequences in two groups by length, each attended in its own padded shape
         (``cpu_dropout._PackedDropoutAttention``): the shortest ones up to the split that leaves the
-        least padded area (members × length² summed over the two groups), then the rest (one group
-        for a batch of one). On random batches of 16 tweets that is 0.25–0.73 of the padded batch's
-        area. The same for every layer of the batch."""
+        least padded area (members × length² summed over the two groups), then the rest. On random
+        batches of 16 tweets that is 0.25–0.73 of the padded batch's area. One group where the
+        split would leave more than ``SPLIT_AREA`` of it (length-grouped batches, a batch of one).
+        The same for every layer of the batch."""
         if heads not in self._groups:
             lengths = (self.mask[:, 0, 0, :] == 0).sum(dim=1).tolist()  # real keys, as in `of`
             order = sorted(range(self.batch), key=lengths.__getitem__)
             longest = lengths[order[-1]]
-            split = min(range(1, self.batch), default=self.batch,
-                        key=lambda k: k * lengths[order[k - 1]] ** 2 + (self.batch - k) * longest ** 2)
+
+            def area(split: int) -> int:
+                return split * lengths[order[split - 1]] ** 2 + (self.batch - split) * longest ** 2
+
+            split = min(range(1, self.batch), default=self.batch, key=area)
+            if area(split) > SPLIT_AREA * self.batch * longest**2:
+                split = self.batch  # one group: a second one's own operators would cost more
             sequence, position = self.index.div(self.length, rounding_mode="floor"), self.index % self.length
             self._groups[heads] = tuple(AttentionGroup.of(self, members, [lengths[b] for b in members],
                                                           sequence, position, heads)

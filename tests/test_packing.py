@@ -150,6 +150,10 @@ def test_attention_groups_split_the_batch_by_length_at_the_least_area():
         group.unpad(padded, back)
     assert torch.equal(back, packed)
     assert packing.attention_groups(heads=2) is packing.attention_groups(heads=2)  # one split a batch
+    similar = torch.arange(10)[None, :] < torch.tensor([10, 9, 10, 8])[:, None]
+    mask = torch.zeros(4, 1, 10, 10).masked_fill(~similar[:, None, None, :], torch.finfo(torch.float32).min)
+    (whole,) = Packing.of(mask).attention_groups(heads=2)  # a split would leave 0.91 of the area
+    assert sorted(whole.members.tolist()) == [0, 1, 2, 3] and whole.length == 10
 
 
 def test_packed_attentions_backward_is_the_gradient_of_its_forward():
