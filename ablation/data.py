@@ -9,6 +9,7 @@ the collator, per batch.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +63,14 @@ class TokenizedData:
     # split -> (split sorted by length, positions restoring its order); shared by every trial
     length_sorted: dict[str, tuple[Any, np.ndarray]] = field(default_factory=dict, repr=False,
                                                              compare=False)
+    token_ids: np.ndarray | None = field(default=None, repr=False, compare=False)  # train_token_ids
+
+    def train_token_ids(self) -> np.ndarray:
+        """Every token id of the training split, once: the word embeddings' rows training can reach."""
+        if self.token_ids is None:
+            ids = np.fromiter(itertools.chain.from_iterable(self.train["input_ids"]), dtype=np.int64)
+            self.token_ids = np.unique(ids)
+        return self.token_ids
 
     def by_length(self, split: str) -> tuple[Any, np.ndarray]:
         """`validation` or `test` sorted by length (see sorted_by_length), sorted once per study

@@ -37,7 +37,7 @@ from transformers import (
 from .config import ExperimentSpec, Recipe
 from .cpu_dropout import use_uniform_dropout
 from .data import TokenizedData
-from .embedding_gradient import clip_grad_norm, keep_embedding_gradient
+from .embedding_gradient import clip_grad_norm, keep_embedding_gradient, step_reachable_rows
 from .errors import AblateInputError
 from .metrics import SCALAR_METRICS, confusion, trainer_metrics
 from .models import keep_trial_model
@@ -351,6 +351,15 @@ class AblateTrainer(Trainer):
     # Trainer's bookkeeping is unchanged.
     best_in_memory = False
     _best_weights: tuple[str, dict[str, torch.Tensor]] | None = None
+    # Every token id the training batches can hold: AdamW then steps only those rows of the word
+    # embeddings where that is the same training (embedding_gradient.step_reachable_rows).
+    reachable_token_ids: torch.Tensor | None = None
+
+    def create_optimizer(self, model: Any = None) -> Any:
+        optimizer = super().create_optimizer(model)
+        if self.reachable_token_ids is not None:
+            step_reachable_rows(self.model, optimizer, self.reachable_token_ids)
+        return optimizer
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
         if not (self.best_in_memory and _internal_call and output_dir):
@@ -534,11 +543,16 @@ def train_trial(trial: TrialSpec, spec: ExperimentSpec, data: TokenizedData, tok
         (checkpoint_dir / CHECKPOINT_IDENTITY).write_text(json.dumps(identity))
     progress = as_progress(echo)
     args = training_arguments(recipe, spec, trial.seed, checkpoint_dir, progress.step_bars)
+    reachable = None
     if args.use_cpu:  # measured on CPU only (benchmarks/cpu_dropout.py, packing.py, step_pairs.py)
         use_uniform_dropout(model)  # torch's CPU dropout masks are slow
         pack_encoder(model)  # layers skip the padding (uses the attention just swapped in)
-        if args.world_size == 1:  # DDP reduces dense gradients of its own
-            keep_embedding_gradient(model)  # no fresh zeroed (vocabulary × hidden) tensor a step
+        # No fresh zeroed (vocabulary × hidden) gradient a step (DDP reduces dense gradients of
+        # its own), and AdamW over the word embeddings' rows that training batches can hold only.
+        if args.world_size == 1 and keep_embedding_gradient(model):
+            reachable = data.train_token_ids()
+            if tokenizer.pad_token_id is not None:
+                reachable = np.append(reachable, tokenizer.pad_token_id)
     callbacks: list[TrainerCallback] = [
         TrackerCallback(tracker, trial.key, spec.experiment.metric, progress)]
     if recipe.early_stopping_patience:
@@ -553,6 +567,8 @@ def train_trial(trial: TrialSpec, spec: ExperimentSpec, data: TokenizedData, tok
         compute_loss_func=make_loss(weights, recipe.label_smoothing) if custom_loss else None,
         callbacks=callbacks)
     trainer.checkpoint_steps = spec.experiment.checkpoint_steps
+    if reachable is not None:
+        trainer.reachable_token_ids = torch.from_numpy(reachable)
     trainer.best_in_memory = (not spec.experiment.checkpoint_steps and spec.experiment.save_models != "all"
                               and args.world_size == 1)
     if args.disable_tqdm:  # our callback prints one line per evaluation instead of every dict

@@ -5,7 +5,9 @@ embeddings' gradient as torch builds it (a fresh zeroed 30,522 × 384 tensor eve
 ablate's kept buffer (`ablation.embedding_gradient`); then both together; then packed layers'
 attention while training as autograd records `Packing.attend` (ablate until 2026-12-03) against
 cpu_dropout's `_PackedDropoutAttention` (the batch in two groups of similar lengths, each copied
-into its own padded layout and back, its backward written out). Last, what the kept buffer's
+into its own padded layout and back, its backward written out); then AdamW over the whole word
+embeddings' table against over the rows the training tweets reach (`step_reachable_rows`, two
+models taking turns, as `ablate run` clips and steps them). Last, what the kept buffer's
 written rows save: gradient clipping and zeroing on those rows only, against the whole; and one
 layer's packed attention alone.
 
@@ -37,6 +39,7 @@ from study_speed import command_line, provenance, publish, utilisation
 BEGIN, END = "<!-- step_pairs:begin -->", "<!-- step_pairs:end -->"
 # Mask shapes of MiniLM's step on a batch of 16 tweets: attention weights (batch × heads × length²)
 # and a packed layer's hidden states (real tokens × 384).
+REACHABLE_SIDES = ("the whole table", "the rows the training data reaches (ablate)")
 SHAPES = {"attention weights 16 × 12 × 40 × 40": (16, 12, 40, 40), "hidden states 330 × 384": (1, 330, 384)}
 
 
@@ -87,6 +90,47 @@ def switches() -> dict[str, dict[str, Callable[[Any], None]]]:
     }
 
 
+def reachable_pairs(batches: list[dict[str, Any]], token_ids: Any, passes: int) -> dict[str, Any]:
+    """AdamW over the whole word embeddings' table against over the rows the training data reaches
+    (`embedding_gradient.step_reachable_rows`): two models, as `ablate run` steps them (ablate's
+    clipping, fused AdamW without weight decay, the kept gradient buffer), step each batch in turn
+    (`paired_steps`' order and result; the sides' dropout draws differ, their costs do not)."""
+    import torch
+
+    from ablation.embedding_gradient import clip_grad_norm, keep_embedding_gradient, step_reachable_rows
+
+    sides = {}
+    for side in REACHABLE_SIDES:
+        model, params, _ = prepared("MiniLM", SETTINGS[4])
+        keep_embedding_gradient(model)
+        optimizer = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.0, fused=True)
+        if side == REACHABLE_SIDES[1] and not step_reachable_rows(model, optimizer, token_ids):
+            raise SystemExit("the reachable rows could not be stepped apart")
+        sides[side] = model, optimizer
+
+    def step(model: Any, optimizer: Any, batch: dict[str, Any]) -> float:
+        start = time.perf_counter()
+        model(**batch).loss.backward()
+        clip_grad_norm(model, 1.0)
+        optimizer.step()
+        model.zero_grad()
+        return time.perf_counter() - start
+
+    for batch in batches:
+        for model, optimizer in sides.values():
+            step(model, optimizer, batch)
+    seconds: dict[str, list[float]] = {side: [] for side in sides}
+    for pass_ in range(passes):
+        for i, batch in enumerate(batches):
+            for side in REACHABLE_SIDES if (i + pass_) % 2 == 0 else REACHABLE_SIDES[::-1]:
+                seconds[side].append(step(*sides[side], batch))
+    model = sides[REACHABLE_SIDES[0]][0]
+    first, last = (seconds[side] for side in REACHABLE_SIDES)
+    return {"ms": {side: 1000 * statistics.mean(s) for side, s in seconds.items()},
+            "nonembedding": sum(p.numel() for n, p in model.named_parameters() if ".embeddings." not in n),
+            "differences": {REACHABLE_SIDES[1]: [1000 * (a - b) for a, b in zip(first, last, strict=True)]}}
+
+
 def attention_ms(batch: dict[str, Any]) -> dict[str, float]:
     """One MiniLM layer's packed attention while training (12 heads of 32, dropout 0.1) on `batch`'s
     padding, forward and backward, random queries, keys and values: both sides' median ms."""
@@ -135,7 +179,7 @@ def embedding_rows_ms(batch: dict[str, Any]) -> dict[str, dict[str, float]]:
     keep_embedding_gradient(model)
     model(**batch).loss.backward()
     weight, hook = _kept_rows_hook(model)
-    rows = hook.known_rows(weight)
+    _, rows = hook.kept_gradient(weight)
     spare = torch.zeros_like(hook.buffer)  # zeroing timed on a copy: the gradient stays as it is
     return {
         "gradient clipping": alternating_ms({
@@ -162,7 +206,8 @@ def main() -> None:
     rate, tokenizer, train, _ = setup(1600, args.batch, args.steps)
     batches = random_batches(tokenizer, train, args.batch, args.steps)
     real = sum(int(b["attention_mask"].sum()) for b in batches) / len(batches)
-    title = "CPU step costs in pairs: dropout draws, the word embeddings' gradient, packed attention"
+    title = ("CPU step costs in pairs: dropout draws, the word embeddings' gradient, packed attention, "
+             "AdamW's rows")
     lines = [BEGIN, f"## {title} (issue 5)", "",
              provenance(command_line(), started_at), "",
              "Median ms to draw one keep mask (p = 0.1), over 200 draws per side, the sides taking turns:",
@@ -180,9 +225,13 @@ def main() -> None:
               "| comparison | side | ms per step (mean) | MFU | saved per step: median of the pairs "
               "| speed-up |",
               "|---|---|---|---|---|---|"]
+    reached = {i for ids in train["input_ids"] for i in ids} | {tokenizer.pad_token_id}
+    token_ids = torch.tensor(sorted(reached))
+    comparisons = {**switches(), "AdamW over the word embeddings": None}
     try:
-        for comparison, sides in switches().items():
-            result = paired_steps("MiniLM", SETTINGS[4], sides, batches, args.passes)
+        for comparison, sides in comparisons.items():
+            result = (paired_steps("MiniLM", SETTINGS[4], sides, batches, args.passes) if sides else
+                      reachable_pairs(batches, token_ids, args.passes))
             (first, before), (last, after) = result["ms"].items()
             saved = statistics.median(result["differences"][last])
             for side, ms in result["ms"].items():

@@ -5,13 +5,19 @@ trials train with it: test_packing.py)."""
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import pytest
 import torch
 from transformers import BertConfig, BertForMaskedLM, BertForSequenceClassification
 
 from ablation import cli
-from ablation.embedding_gradient import KeptGradientEmbedding, clip_grad_norm, keep_embedding_gradient
+from ablation.embedding_gradient import (
+    KeptGradientEmbedding,
+    clip_grad_norm,
+    keep_embedding_gradient,
+    step_reachable_rows,
+)
 
 SIZES = {"vocab_size": 100, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
          "intermediate_size": 64, "num_labels": 3, "hidden_dropout_prob": 0.0,
@@ -167,3 +173,112 @@ def test_embeddings_it_cannot_keep_are_left_alone(case: str):
     assert not keep_embedding_gradient(model)
     assert type(model.get_input_embeddings()) is before
 
+
+
+# --------------------------------------------------------------------------- AdamW over reachable rows
+
+REACHABLE = torch.arange(0, 100, 2)  # the even token ids: the only ones `even_batch` holds
+
+
+def even_batch(seed: int) -> dict[str, torch.Tensor]:
+    """`batch(seed)` with even token ids only (padding 0 among them)."""
+    return batch(seed) | {"input_ids": batch(seed)["input_ids"] // 2 * 2}
+
+
+def train_steps(model: BertForSequenceClassification, optimizer: torch.optim.Optimizer, clip: Any,
+                steps: range, micro_batches: int = 1) -> None:
+    for step in steps:
+        model.train()
+        for micro in range(micro_batches):
+            model(**even_batch(10 * step + micro)).loss.backward()
+        clip(model)
+        optimizer.step()
+        model.zero_grad()  # set_to_none, as the Trainer does
+
+
+def torch_clip(model: BertForSequenceClassification) -> None:
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 0.5)
+
+
+def ablate_clip(model: BertForSequenceClassification) -> None:
+    assert clip_grad_norm(model, 0.5) is not None  # the written rows are known, micro-batches or not
+
+
+def reachable_model(fused: bool = False) -> tuple[BertForSequenceClassification, torch.optim.Optimizer]:
+    model = tiny()
+    assert keep_embedding_gradient(model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.0, fused=fused)
+    assert step_reachable_rows(model, optimizer, REACHABLE)
+    return model, optimizer
+
+
+@pytest.mark.parametrize("fused", [False, True])
+@pytest.mark.parametrize("micro_batches", [1, 2])
+def test_adamw_over_the_reachable_rows_trains_as_over_the_whole_table(fused, micro_batches):
+    stock = tiny()
+    stock_optimizer = torch.optim.AdamW(stock.parameters(), lr=1e-2, weight_decay=0.0, fused=fused)
+    model, optimizer = reachable_model(fused)
+    word = model.get_input_embeddings().weight
+    compact = model.get_input_embeddings().reachable_rows.param
+    assert compact.shape == (len(REACHABLE), 32) and compact.grad is None
+    initial = word.detach().clone()
+    train_steps(stock, stock_optimizer, torch_clip, range(3), micro_batches)
+    train_steps(model, optimizer, ablate_clip, range(3), micro_batches)
+    for (name, a), (_, b) in zip(stock.named_parameters(), model.named_parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-5), name  # keys' biases: AdamW steps on rounding noise
+    assert word.grad is None and compact.grad is None  # the next step starts a new gradient
+    assert not optimizer.state.get(word)  # the table itself is not stepped
+    for moment in ("exp_avg", "exp_avg_sq"):
+        whole = stock_optimizer.state[stock.get_input_embeddings().weight][moment]
+        assert torch.allclose(optimizer.state[compact][moment], whole[REACHABLE], atol=1e-7)
+    odd = torch.arange(1, 100, 2)  # rows no batch reaches: unchanged both ways
+    assert torch.equal(word[odd], initial[odd])
+    assert torch.equal(stock.get_input_embeddings().weight[odd], initial[odd])
+    assert not torch.equal(word[REACHABLE], initial[REACHABLE])
+
+
+def test_reachable_rows_resume_from_a_whole_table_or_their_own_optimizer_state():
+    stock = tiny()
+    stock_optimizer = torch.optim.AdamW(stock.parameters(), lr=1e-2, weight_decay=0.0)
+    train_steps(stock, stock_optimizer, torch_clip, range(2))
+    for saved_by in ("whole table", "reachable rows"):
+        model, optimizer = reachable_model()
+        if saved_by == "whole table":  # a checkpoint of the same trial written before this change
+            model.load_state_dict(stock.state_dict())
+            optimizer.load_state_dict(copy.deepcopy(stock_optimizer.state_dict()))  # as from disk
+        else:
+            train_steps(model, optimizer, ablate_clip, range(2))
+            state = copy.deepcopy((model.state_dict(), optimizer.state_dict()))
+            model, optimizer = reachable_model()
+            model.load_state_dict(state[0])  # after the optimizer was made: read before its step
+            optimizer.load_state_dict(state[1])
+        continued = copy.deepcopy(stock)
+        continued_optimizer = torch.optim.AdamW(continued.parameters(), lr=1e-2, weight_decay=0.0)
+        continued_optimizer.load_state_dict(copy.deepcopy(stock_optimizer.state_dict()))
+        train_steps(continued, continued_optimizer, torch_clip, range(2, 4))
+        train_steps(model, optimizer, ablate_clip, range(2, 4))
+        for (name, a), (_, b) in zip(continued.named_parameters(), model.named_parameters(), strict=True):
+            assert torch.allclose(a, b, atol=1e-5), (saved_by, name)
+
+
+def test_reachable_rows_only_where_the_training_is_the_same():
+    model = tiny()
+    keep_embedding_gradient(model)
+    decaying = torch.optim.AdamW(model.parameters(), lr=1e-2)  # torch's default weight decay 0.01
+    assert not step_reachable_rows(model, decaying, REACHABLE)
+    assert not step_reachable_rows(model, torch.optim.SGD(model.parameters(), lr=0.1), REACHABLE)
+    every = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.0)
+    assert not step_reachable_rows(model, every, torch.arange(100))  # every row: nothing to skip
+    assert not step_reachable_rows(model, every, torch.tensor([3, 100]))  # outside the vocabulary
+    plain = tiny()  # no kept gradient: torch's dense embedding gradient
+    assert not step_reachable_rows(plain, torch.optim.AdamW(plain.parameters(), weight_decay=0.0), REACHABLE)
+    model, optimizer = reachable_model()
+    assert not step_reachable_rows(model, optimizer, REACHABLE)  # once
+    with pytest.raises(RuntimeError, match="outside the training data's vocabulary"):
+        model(**batch(0)).loss.backward()  # odd token ids: a batch the data did not announce
+
+
+def test_cpu_trials_step_the_reachable_rows(write_experiment, watch_train):
+    reachable = watch_train("step_reachable_rows")
+    assert cli.main(["run", str(write_experiment())]) == 0
+    assert reachable == [True, True]  # both trials (two seeds)
