@@ -8,8 +8,8 @@ cpu_dropout's `_PackedDropoutAttention` (the batch in two groups of similar leng
 into its own padded layout and back, its backward written out); then AdamW over the whole word
 embeddings' table against over the rows the training tweets reach (`step_reachable_rows`, two
 models taking turns, as `ablate run` clips and steps them). Last, what the kept buffer's
-written rows save: gradient clipping and zeroing on those rows only, against the whole; and one
-layer's packed attention alone.
+written rows save: gradient clipping and zeroing on those rows only, against the whole; one
+layer's packed attention alone; and the AdamW step alone over the whole table or those rows.
 
 First the time to draw one mask at the shapes of MiniLM's step. Then the step as `ablate run`
 trains on CPU (packed layers, step_ops' step: fused AdamW, clipping at 1.0, fp32) on random
@@ -131,6 +131,35 @@ def reachable_pairs(batches: list[dict[str, Any]], token_ids: Any, passes: int) 
             "differences": {REACHABLE_SIDES[1]: [1000 * (a - b) for a, b in zip(first, last, strict=True)]}}
 
 
+def adamw_ms(batch: dict[str, Any], token_ids: Any) -> dict[str, float]:
+    """MiniLM's fused AdamW step (no weight decay) after one backward pass on `batch`, over the whole
+    word embeddings' table against over the rows the training data reaches (with writing them back
+    into the weight): both sides' median ms."""
+    import torch
+
+    from ablation.embedding_gradient import keep_embedding_gradient, step_reachable_rows
+
+    calls = {}
+    for side in REACHABLE_SIDES:
+        model, params, _ = prepared("MiniLM", SETTINGS[4])
+        keep_embedding_gradient(model)
+        optimizer = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.0, fused=True)
+        rows = None
+        if side == REACHABLE_SIDES[1]:
+            if not step_reachable_rows(model, optimizer, token_ids):
+                raise SystemExit("the reachable rows could not be stepped apart")
+            rows = model.get_input_embeddings().reachable_rows
+        model(**batch).loss.backward()
+        grad = rows.param.grad if rows else None
+
+        def step(optimizer: Any = optimizer, rows: Any = rows, grad: Any = grad) -> None:
+            optimizer.step()
+            if rows:
+                rows.param.grad = grad  # dropped after each step: the same gradient for the next call
+        calls[side] = step
+    return alternating_ms(calls)
+
+
 def attention_ms(batch: dict[str, Any]) -> dict[str, float]:
     """One MiniLM layer's packed attention while training (12 heads of 32, dropout 0.1) on `batch`'s
     padding, forward and backward, random queries, keys and values: both sides' median ms."""
@@ -249,10 +278,10 @@ def main() -> None:
     for operation, sides in embedding_rows_ms(batches[0]).items():
         before = next(iter(sides.values()))
         lines += [f"| {operation} | {side} | {ms:.2f} | {before / ms:.2f}× |" for side, ms in sides.items()]
-    sides = attention_ms(batches[0])
-    before = next(iter(sides.values()))
-    operation = "one layer's packed attention, forward and backward"
-    lines += [f"| {operation} | {side} | {ms:.2f} | {before / ms:.2f}× |" for side, ms in sides.items()]
+    for operation, sides in {"one layer's packed attention, forward and backward": attention_ms(batches[0]),
+                             "fused AdamW, no weight decay": adamw_ms(batches[0], token_ids)}.items():
+        before = next(iter(sides.values()))
+        lines += [f"| {operation} | {side} | {ms:.2f} | {before / ms:.2f}× |" for side, ms in sides.items()]
     publish("\n".join(lines + ["", END]) + "\n", args.no_write, BEGIN, END)
 
 

@@ -268,3 +268,27 @@ def test_step_pairs_times_calls_taking_turns():
                                         repeats=4)
     assert set(medians) == {"a", "b"} and all(ms >= 0 for ms in medians.values())
     assert order == ["b", "a", "a", "b", "b", "a", "a", "b", "b", "a"]  # a warm-up round, then 4
+
+
+def test_step_pairs_step_adamw_over_the_whole_table_and_over_the_reachable_rows(monkeypatch):
+    import step_pairs  # noqa: PLC0415  benchmarks/ is on sys.path above
+    import torch
+
+    from ablation import embedding_gradient
+
+    monkeypatch.setattr(step_ops, "build_model", _tiny_bert)
+    stepped_apart = []
+    real = embedding_gradient.step_reachable_rows
+    monkeypatch.setattr(embedding_gradient, "step_reachable_rows",
+                        lambda *args: stepped_apart.append(real(*args)) or stepped_apart[-1])
+    mask = torch.ones(2, 6, dtype=torch.long)
+    mask[1, 3:] = 0
+    batch = {"input_ids": torch.randint(1, 50, (2, 6)) * mask, "attention_mask": mask,
+             "labels": torch.tensor([0, 2])}
+    reached = torch.arange(50)  # half of the tiny vocabulary; `reachable_pairs` exits where not stepped apart
+    result = step_pairs.reachable_pairs([batch] * 2, reached, passes=2)
+    assert list(result["ms"]) == list(step_pairs.REACHABLE_SIDES)
+    assert len(result["differences"][step_pairs.REACHABLE_SIDES[1]]) == 4
+    timed = step_pairs.adamw_ms(batch, reached)
+    assert list(timed) == list(step_pairs.REACHABLE_SIDES) and all(ms > 0 for ms in timed.values())
+    assert stepped_apart == [True, True]  # one model of the two, in each function
