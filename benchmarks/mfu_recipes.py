@@ -12,6 +12,8 @@ between the steps of every trial (`_rate_probe.py`: the sizes in turn, warm prod
 an optimizer step, their time taken out of the training time). This virtual machine's speed
 drifts by a quarter within seconds, so the last, measured in the same seconds as the training, is
 the one the utilisation target is read against; `--no-probe` runs `ablate run` without them.
+`--repeats N` runs the study N times per seed: each run's MFU against the rate between its own
+steps, their mean and range (one run moves by several points with the machine).
 Accuracy is reported beside it: these are recipe changes, which a study should ablate,
 not free speed-ups.
 
@@ -22,7 +24,7 @@ Its accuracy after one epoch from random weights means nothing and is left out.
 
     source ../shared/offline-hf.sh
     python benchmarks/mfu_recipes.py [--seeds 42 43 44] [--model bert-base] [--layers 2] [--train 384]
-                                     [--recipes [grouped bs32 ...]] [--no-probe]
+                                     [--recipes [grouped bs32 ...]] [--repeats 5] [--no-probe]
 
 Writes its section of benchmarks/RESULTS.md (between the mfu_recipes markers, one pair per model).
 """
@@ -99,16 +101,20 @@ def probe_rate(runs: list[dict[str, Any]]) -> float | None:
     return max((flops / seconds / 1e9 for seconds, flops in timed.values() if seconds), default=None)
 
 
-def render(size: Any, model: str, runs: dict[int, dict[str, dict[str, Any]]], data: dict[str, Any],
+def render(size: Any, model: str, runs: dict[Any, dict[str, dict[str, Any]]], data: dict[str, Any],
            nonembedding: int, rate: float, command: str, started_at: str,
            rate_after: float | None = None) -> str:
-    """The section: per recipe, training time, tokens/s and MFU averaged over the seeds, and (for the
-    pretrained MiniLM) validation macro-F1's mean and its range over the seeds. `rate_after`: the
-    rate measured again after the runs, shown beside the first (a shared machine's speed drifts).
-    Where the runs carry rate probes (`_rate_probe.py`), each recipe's rate between its steps and
-    its MFU against that rate too."""
+    """The section: per recipe, training time, tokens/s and MFU averaged over the runs, and (for the
+    pretrained MiniLM) validation macro-F1's mean and its range over them. `runs` are keyed by
+    seed, or by (seed, repeat) where each seed ran more than once (`--repeats`). `rate_after`:
+    the rate measured again after the runs, shown beside the first (a shared machine's speed
+    drifts). Where the runs carry rate probes (`_rate_probe.py`), each recipe's rate between its
+    steps and its MFU against that rate too: each run's against its own rate, their mean and
+    range where there are several."""
     real = int(data["train_lengths"].sum())
-    seeds = sorted(runs)
+    keys = sorted(runs)
+    seeds = sorted({key[0] if isinstance(key, tuple) else key for key in keys})
+    repeats = len(keys) // len(seeds)
     accuracy = model == "minilm"
     probed = probe_rate([run for per_recipe in runs.values() for run in per_recipe.values()]) is not None
     described = (f"study_speed's `{size.name}` one ({size.layers or 6} layers" if accuracy else
@@ -125,15 +131,17 @@ def render(size: Any, model: str, runs: dict[int, dict[str, dict[str, Any]]], da
         f"Study: {described}, {size.train} training tweets averaging "
         f"{data['train_lengths'].mean():.1f} tokens, lr {size.learning_rate:g}, 1 epoch, fp32; "
         f"{nonembedding / 1e6:.1f} M parameters outside the embeddings); each recipe one variant, "
-        f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}. MFU: 6 × non-embedding "
+        f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
+        + (f", each run {repeats} times" if repeats > 1 else "") + ". MFU: 6 × non-embedding "
         "parameters × real tokens / training time (evaluations inside it excluded) / "
         f"{rate:.0f} GFLOP/s (the best fp32 matmul rate measured at the start"
         + (f"; {rate_after:.0f} GFLOP/s measured again at the end)" if rate_after else ")")
-        + ("; train time, tokens/s and MFU are means over the seeds." if len(seeds) > 1 else ".")
+        + ("; train time, tokens/s and MFU are means over the runs." if len(keys) > 1 else ".")
         + (" Rate between steps: the best fp32 matmul rate of the same sizes measured between the "
            "recipe's training steps (`_rate_probe.py`), the probes' time taken out of the train time; "
-           "the MFU against it is the one measured in the same seconds as the training."
-           if probed else ""),
+           "the MFU against it is the one measured in the same seconds as the training"
+           + (" (each run's against its own rate: their mean, and their range in brackets)."
+              if len(keys) > 1 else ".") if probed else ""),
         "",
         "| recipe | batch | sampler | padded / real tokens | steps | train time | real tokens/s | MFU |"
         + (" rate between steps | MFU against it |" if probed else "")
@@ -141,9 +149,9 @@ def render(size: Any, model: str, runs: dict[int, dict[str, dict[str, Any]]], da
         "|---|---|---|---|---|---|---|---|" + ("---|---|" if probed else "") + ("---|" if accuracy else ""),
     ]
     for name, recipe in RECIPES.items():
-        if name not in runs[seeds[0]]:
+        if name not in runs[keys[0]]:
             continue  # not asked for (--recipes)
-        per_seed = [runs[seed][name] for seed in seeds]
+        per_seed = [runs[key][name] for key in keys]
         batch = recipe.get("batch_size", size.batch_size)
         grouped = recipe.get("group_by_length", False)
         waste = padding_waste(data["train_lengths"], batch)["grouped" if grouped else "random"]
@@ -153,8 +161,10 @@ def render(size: Any, model: str, runs: dict[int, dict[str, dict[str, Any]]], da
                f"{per_seed[0]['steps']} | {train_s:.1f} s | {real / train_s:.0f} | {mfu:.1%} |")
         if probed:
             between = probe_rate(per_seed)
-            row += (f" {between:.0f} GFLOP/s | {utilisation(nonembedding, real, train_s, between):.1%} |"
-                    if between else " | |")
+            each = [utilisation(nonembedding, real, probed_seconds(run), rated)
+                    for run in per_seed if (rated := probe_rate([run]))]
+            spread = f" ({min(each):.1%}–{max(each):.1%})" if len(each) > 1 else ""
+            row += (f" {between:.0f} GFLOP/s | {sum(each) / len(each):.1%}{spread} |" if each else " | |")
         if accuracy:
             f1 = [run["validation"]["macro_f1"] for run in per_seed]
             spread = f" ({min(f1):.4f}–{max(f1):.4f})" if len(f1) > 1 else ""
@@ -172,10 +182,14 @@ def main() -> None:
     parser.add_argument("--train", type=int, help="training tweets (default: 1600)")
     parser.add_argument("--recipes", nargs="*", choices=[name for name in RECIPES if name != "baseline"],
                         help="the recipes besides the baseline (default: all; none: the baseline alone)")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="run the study this many times per seed (MFU's mean and range over the runs)")
     parser.add_argument("--no-probe", action="store_true",
                         help="no matmul rate probes between training steps")
     parser.add_argument("--no-write", action="store_true", help="print the section only")
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error(f"--repeats {args.repeats}: give 1 or more")
     size = SIZES["full"]
     size = dataclasses.replace(size, layers=args.layers or size.layers, train=args.train or size.train)
     started_at = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
@@ -192,8 +206,12 @@ def main() -> None:
                                          str(probes)]
     variants = {name: recipe for name, recipe in RECIPES.items()
                 if name == "baseline" or args.recipes is None or name in args.recipes}
-    runs = {seed: way_ablate(size, work, name=f"mfu-s{seed}", variants=variants, seed=seed,
-                             ablate=ablate)[0].runs for seed in args.seeds}
+    runs: dict[Any, dict[str, dict[str, Any]]] = {}
+    for seed in args.seeds:
+        for repeat in range(args.repeats):
+            key: Any = (seed, repeat) if args.repeats > 1 else seed
+            name = f"mfu-s{seed}-r{repeat}" if args.repeats > 1 else f"mfu-s{seed}"
+            runs[key] = way_ablate(size, work, name=name, variants=variants, seed=seed, ablate=ablate)[0].runs
     if probes.exists():
         by_key = {(record := json.loads(line))["key"]: record for line in probes.read_text().splitlines()}
         for per_recipe in runs.values():

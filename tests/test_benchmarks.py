@@ -96,6 +96,28 @@ def test_mfu_recipes_reads_utilisation_against_the_rate_probed_between_steps_too
                                                          1_000_000, 100.0, "c", "t")
 
 
+def test_mfu_recipes_repeated_runs_read_each_against_its_own_rate_between_steps():
+    np = pytest.importorskip("numpy")
+    size, data = study_speed.SIZES["full"], {"train_lengths": np.array([20] * 100)}
+    runs = {}
+    for repeat, best in enumerate((50e9, 25e9, 100e9)):  # FLOPs timed in 1 s at 512: 50, 25, 100 GFLOP/s
+        runs[(42, repeat)] = _recipe_runs({42: 0.5})[42]
+        for run in runs[(42, repeat)].values():
+            run["probe"] = {"seconds": 2.0, "sizes": {"512": {"seconds": 1.0, "flops": best}}}
+    section = mfu_recipes.render(size, "minilm", runs, data, 1_000_000, 100.0, "c", "t")
+    # 1.5 GFLOP/s of training (8 s) against 50, 25 and 100 GFLOP/s: 3.0, 6.0 and 1.5 %, mean 3.5 %
+    # the rate column pools the runs' probes: 175e9 FLOPs in 3 s, 58 GFLOP/s
+    assert "| 8.0 s | 250 | 1.5% | 58 GFLOP/s | 3.5% (1.5%–6.0%) | 0.5000 (0.5000–0.5000) |" in section
+    assert "seed 42, each run 3 times" in section and "their range in brackets" in section
+
+
+def test_mfu_recipes_refuses_no_repeats(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["mfu_recipes.py", "--repeats", "0"])
+    with pytest.raises(SystemExit) as exit_:
+        mfu_recipes.main()
+    assert exit_.value.code == 2 and "--repeats 0: give 1 or more" in capsys.readouterr().err
+
+
 def test_the_rate_probe_measures_the_sizes_in_turn_within_its_budget_of_the_steps_time():
     import _rate_probe
     import torch
