@@ -9,7 +9,6 @@ the collator, per batch.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,10 +65,14 @@ class TokenizedData:
     token_ids: np.ndarray | None = field(default=None, repr=False, compare=False)  # train_token_ids
 
     def train_token_ids(self) -> np.ndarray:
-        """Every token id of the training split, once: the word embeddings' rows training can reach."""
+        """Every token id of the training split, once: the word embeddings' rows training can reach.
+        Read from the Arrow column in chunks, so a large split is never held as Python lists."""
         if self.token_ids is None:
-            ids = np.fromiter(itertools.chain.from_iterable(self.train["input_ids"]), dtype=np.int64)
-            self.token_ids = np.unique(ids)
+            import pyarrow.compute as pc
+
+            chunks = [pc.unique(pc.list_flatten(batch["input_ids"])).to_numpy().astype(np.int64)
+                      for batch in self.train.with_format("arrow").iter(batch_size=10_000)]
+            self.token_ids = np.unique(np.concatenate(chunks)) if chunks else np.zeros(0, dtype=np.int64)
         return self.token_ids
 
     def by_length(self, split: str) -> tuple[Any, np.ndarray]:

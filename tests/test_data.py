@@ -14,7 +14,7 @@ import pytest
 from conftest import make_texts, one_error_line
 
 from ablation.config import DataSpec
-from ablation.data import LabeledSplits, load_labeled_splits, load_raw_splits, tokenize
+from ablation.data import LabeledSplits, TokenizedData, load_labeled_splits, load_raw_splits, tokenize
 from ablation.errors import AblateInputError
 
 NAMES = ["neg", "neu", "pos"]  # make_texts labels 0, 1, 2 in this order
@@ -658,3 +658,13 @@ def test_a_train_split_with_one_class_present_is_refused(tmp_path: Path):
     frame["label"] = 1
     message = load_error(spec(write_folder(tmp_path / "data", train=frame), label_names=["n", "p"]))
     assert "holds a single class ('p')" in message
+
+
+def test_train_token_ids_are_every_id_of_the_selected_training_rows_once():
+    import datasets
+
+    rows = datasets.Dataset.from_dict({"input_ids": [[101, 5, 102], [101, 7, 7, 102], [101, 9, 102]]})
+    data = TokenizedData(train=rows.select([1, 2]), validation=rows, test=None, label_names=["a"],
+                         train_labels=np.array([0, 0]))
+    assert data.train_token_ids().tolist() == [7, 9, 101, 102]  # not 5: a row left out by select
+    assert data.train_token_ids() is data.train_token_ids()  # found once per study
