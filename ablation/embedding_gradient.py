@@ -102,29 +102,30 @@ class _DenseFromSparse:
             if grad is self.buffer:  # a dense accumulation (another micro-batch): rows unknown
                 self.rows = None
             return
-        if (self.buffer is None or self.buffer.shape != weight.shape or self.buffer.dtype != grad.dtype
-                or self.buffer.device != weight.device):
-            self.buffer = torch.zeros(weight.shape, dtype=grad.dtype, device=weight.device)
-        elif self.rows is None:
-            self.buffer.zero_()  # in place: no fresh pages to fault in
-        else:
-            self.buffer.index_fill_(0, self.rows, 0.0)  # the rows the last step wrote
+        self._zero_buffer(weight, grad.dtype)
         indices = grad._indices()[0]
         self.buffer.index_add_(0, indices, grad._values())
         self.rows = torch.unique(indices)
         weight.grad = self.buffer
 
+    def _zero_buffer(self, like: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """The kept buffer, zero, for a gradient of ``like``'s shape and device: zeroed in place
+        (no fresh pages to fault in), on the rows the last step wrote where they are known."""
+        buffer = self.buffer
+        if (buffer is None or buffer.shape != like.shape or buffer.dtype != dtype
+                or buffer.device != like.device):
+            self.buffer = torch.zeros(like.shape, dtype=dtype, device=like.device)
+        elif self.rows is None:
+            buffer.zero_()
+        else:
+            buffer.index_fill_(0, self.rows, 0.0)
+        return self.buffer
+
     def _add_to_reachable(self, weight: torch.Tensor, grad: torch.Tensor, reachable: ReachableRows) -> None:
         slots = reachable.slots(grad._indices()[0])
         target = reachable.param
         if target.grad is None:  # a new step (else another micro-batch's gradient adds in)
-            if self.buffer is None or self.buffer.shape != target.shape or self.buffer.dtype != grad.dtype:
-                self.buffer = torch.zeros_like(target, dtype=grad.dtype)
-            elif self.rows is None:
-                self.buffer.zero_()
-            else:
-                self.buffer.index_fill_(0, self.rows, 0.0)
-            target.grad, written = self.buffer, torch.unique(slots)
+            target.grad, written = self._zero_buffer(target, grad.dtype), torch.unique(slots)
         else:
             written = None if self.rows is None else torch.unique(torch.cat([self.rows, slots]))
         self.buffer.index_add_(0, slots, grad._values())
