@@ -90,14 +90,13 @@ def switches() -> dict[str, dict[str, Callable[[Any], None]]]:
     }
 
 
-def reachable_pairs(batches: list[dict[str, Any]], token_ids: Any, passes: int) -> dict[str, Any]:
-    """AdamW over the whole word embeddings' table against over the rows the training data reaches
-    (`embedding_gradient.step_reachable_rows`): two models, as `ablate run` steps them (ablate's
-    clipping, fused AdamW without weight decay, the kept gradient buffer), step each batch in turn
-    (`paired_steps`' order and result; the sides' dropout draws differ, their costs do not)."""
+def adamw_sides(token_ids: Any) -> dict[str, tuple[Any, Any]]:
+    """Per side of `REACHABLE_SIDES`, MiniLM as `ablate run` trains it on CPU (packed, the kept
+    gradient buffer) and fused AdamW without weight decay: over the whole table, then over the rows
+    of `token_ids` (`step_reachable_rows`)."""
     import torch
 
-    from ablation.embedding_gradient import clip_grad_norm, keep_embedding_gradient, step_reachable_rows
+    from ablation.embedding_gradient import keep_embedding_gradient, step_reachable_rows
 
     sides = {}
     for side in REACHABLE_SIDES:
@@ -107,6 +106,17 @@ def reachable_pairs(batches: list[dict[str, Any]], token_ids: Any, passes: int) 
         if side == REACHABLE_SIDES[1] and not step_reachable_rows(model, optimizer, token_ids):
             raise SystemExit("the reachable rows could not be stepped apart")
         sides[side] = model, optimizer
+    return sides
+
+
+def reachable_pairs(batches: list[dict[str, Any]], token_ids: Any, passes: int) -> dict[str, Any]:
+    """AdamW over the whole word embeddings' table against over the rows the training data reaches
+    (`embedding_gradient.step_reachable_rows`): two models, as `ablate run` steps them (ablate's
+    clipping, fused AdamW without weight decay, the kept gradient buffer), step each batch in turn
+    (`paired_steps`' order and result; the sides' dropout draws differ, their costs do not)."""
+    from ablation.embedding_gradient import clip_grad_norm
+
+    sides = adamw_sides(token_ids)
 
     def step(model: Any, optimizer: Any, batch: dict[str, Any]) -> float:
         start = time.perf_counter()
@@ -135,20 +145,9 @@ def adamw_ms(batch: dict[str, Any], token_ids: Any) -> dict[str, float]:
     """MiniLM's fused AdamW step (no weight decay) after one backward pass on `batch`, over the whole
     word embeddings' table against over the rows the training data reaches (with writing them back
     into the weight): both sides' median ms."""
-    import torch
-
-    from ablation.embedding_gradient import keep_embedding_gradient, step_reachable_rows
-
     calls = {}
-    for side in REACHABLE_SIDES:
-        model, params, _ = prepared("MiniLM", SETTINGS[4])
-        keep_embedding_gradient(model)
-        optimizer = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.0, fused=True)
-        rows = None
-        if side == REACHABLE_SIDES[1]:
-            if not step_reachable_rows(model, optimizer, token_ids):
-                raise SystemExit("the reachable rows could not be stepped apart")
-            rows = model.get_input_embeddings().reachable_rows
+    for side, (model, optimizer) in adamw_sides(token_ids).items():
+        rows = model.get_input_embeddings().reachable_rows if side == REACHABLE_SIDES[1] else None
         model(**batch).loss.backward()
         grad = rows.param.grad if rows else None
 
