@@ -151,22 +151,22 @@ def render(size: Any, model: str, runs: dict[Any, dict[str, dict[str, Any]]], da
     for name, recipe in RECIPES.items():
         if name not in runs[keys[0]]:
             continue  # not asked for (--recipes)
-        per_seed = [runs[key][name] for key in keys]
+        per_run = [runs[key][name] for key in keys]
         batch = recipe.get("batch_size", size.batch_size)
         grouped = recipe.get("group_by_length", False)
         waste = padding_waste(data["train_lengths"], batch)["grouped" if grouped else "random"]
-        train_s = sum(probed_seconds(run) for run in per_seed) / len(per_seed)
+        train_s = sum(probed_seconds(run) for run in per_run) / len(per_run)
         mfu = utilisation(nonembedding, real, train_s, rate)
         row = (f"| {name} | {batch} | {'length-grouped' if grouped else 'random'} | {waste:.2f} | "
-               f"{per_seed[0]['steps']} | {train_s:.1f} s | {real / train_s:.0f} | {mfu:.1%} |")
+               f"{per_run[0]['steps']} | {train_s:.1f} s | {real / train_s:.0f} | {mfu:.1%} |")
         if probed:
-            between = probe_rate(per_seed)
+            between = probe_rate(per_run)
             each = [utilisation(nonembedding, real, probed_seconds(run), rated)
-                    for run in per_seed if (rated := probe_rate([run]))]
+                    for run in per_run if (rated := probe_rate([run]))]
             spread = f" ({min(each):.1%}–{max(each):.1%})" if len(each) > 1 else ""
             row += (f" {between:.0f} GFLOP/s | {sum(each) / len(each):.1%}{spread} |" if each else " | |")
         if accuracy:
-            f1 = [run["validation"]["macro_f1"] for run in per_seed]
+            f1 = [run["validation"]["macro_f1"] for run in per_run]
             spread = f" ({min(f1):.4f}–{max(f1):.4f})" if len(f1) > 1 else ""
             row += f" {sum(f1) / len(f1):.4f}{spread} |"
         lines.append(row)
