@@ -5,7 +5,7 @@
     python benchmarks/study_speed.py --tiny     # smoke run: a few steps, to check the harness
 
 On 2 CPU cores the default takes about 10 minutes, 8 of them in way 1 (its 512-token padding);
---tiny about 3; --full 83 minutes, 76 of them in way 1: the size where the models leave the loss
+--tiny about 3; --full 83–94 minutes, 76–86 of them in way 1: the size where the models leave the loss
 plateau the default sits on, so that the accuracies of the ways can be compared, and small enough
 to run within one 3-hour session. Run it on a quiet machine: a second busy process on 2 cores
 slows torch's two threads several-fold.
