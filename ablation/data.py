@@ -8,7 +8,9 @@ the collator, per batch.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,30 +100,104 @@ def sorted_by_length(dataset: Any) -> tuple[Any, np.ndarray]:
 def _read_local_file(path: Path) -> pd.DataFrame:
     name = path.name.lower()
     try:
-        # Every cell as text: "None", "NA" or "007" are data, not missing values or numbers.
-        # Only an empty cell is missing. Integer-looking labels become ids later.
-        text_only = {"dtype": str, "keep_default_na": False, "na_values": [""],
-                     "encoding": "utf-8-sig"}
-        if name.endswith((".csv", ".csv.gz")):
-            return pd.read_csv(path, **text_only)
-        if name.endswith(".tsv"):
-            return pd.read_csv(path, sep="\t", **text_only)
-        if name.endswith((".jsonl", ".jsonl.gz")):
-            return pd.read_json(path, lines=True, encoding="utf-8-sig")
-        if name.endswith(".json"):
-            return pd.read_json(path, encoding="utf-8-sig")
-        if name.endswith(".parquet"):
-            return pd.read_parquet(path)
-    except UnicodeDecodeError as err:
-        raise AblateInputError(
-            f"{path}: cannot be decoded as UTF-8 text (byte {err.start}); save it as UTF-8") from None
+        frame = _read_table(path, name)
+    except UnicodeDecodeError:
+        raise AblateInputError(f"{path}: {_first_undecodable(path)}; save it as UTF-8") from None
+    except pd.errors.EmptyDataError:
+        raise AblateInputError(f"{path}: the file is empty; expected a header row and one row "
+                               "per example") from None
     except (ValueError, pd.errors.ParserError, OSError) as err:
+        if name.endswith((".jsonl", ".jsonl.gz")):
+            raise AblateInputError(f"{path}: {_first_bad_json_line(path)}") from None
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise AblateInputError(
             f"{path}: cannot be read as a table of examples (one row per example, with a text and "
             f"a label column): {first_line}") from None
+    if name.endswith((".csv", ".csv.gz", ".tsv")):
+        _check_header_names(path, name)
+    if not isinstance(frame.index, pd.RangeIndex):
+        # pandas takes a first data row with more fields than the header as an unnamed index
+        # column: every text with an unquoted separator would silently lose its first part.
+        separator = "a tab" if name.endswith(".tsv") else "a comma"
+        header = ", ".join(repr(str(c)) for c in frame.columns)
+        raise AblateInputError(
+            f"{path}: line 2 has more fields than the header ({header}): a text that contains "
+            f"{separator} must be quoted, as in \"I love it, really\"")
+    if len(frame.columns) == 0:
+        raise AblateInputError(f"{path}: the file holds no examples")
+    return frame
+
+
+def _check_header_names(path: Path, name: str) -> None:
+    """pandas renames a repeated column ("label", "label.1") and ablate would read the first."""
+    header = pd.read_csv(path, sep="\t" if name.endswith(".tsv") else ",", header=None, nrows=1,
+                         dtype=str, keep_default_na=False, encoding="utf-8-sig").iloc[0].tolist()
+    repeated = sorted({column for column in header if header.count(column) > 1})
+    if repeated:
+        raise AblateInputError(f"{path}: the header names column {repeated[0]!r} twice; give each "
+                               "column its own name")
+
+
+def _read_table(path: Path, name: str) -> pd.DataFrame:
+    # Every cell as text: "None", "NA" or "007" are data, not missing values or numbers.
+    # Only an empty cell is missing. Integer-looking labels become ids later.
+    text_only = {"dtype": str, "keep_default_na": False, "na_values": [""], "encoding": "utf-8-sig"}
+    if name.endswith((".csv", ".csv.gz")):
+        return pd.read_csv(path, **text_only)
+    if name.endswith(".tsv"):
+        return pd.read_csv(path, sep="\t", **text_only)
+    if name.endswith((".jsonl", ".jsonl.gz")):
+        return pd.read_json(path, lines=True, encoding="utf-8-sig")
+    if name.endswith(".json"):
+        try:
+            return pd.read_json(path, encoding="utf-8-sig")
+        except ValueError as err:
+            if "Trailing data" not in str(err):
+                raise
+            # JSON Lines under a .json name: what datasets' Dataset.to_json writes by default.
+            try:
+                return pd.read_json(path, lines=True, encoding="utf-8-sig")
+            except ValueError:
+                raise err from None
+    if name.endswith(".parquet"):
+        return pd.read_parquet(path)
     raise AblateInputError(
         f"{path}: unsupported file type; use one of {', '.join(LOCAL_DATA_SUFFIXES)}")
+
+
+def _file_bytes(path: Path) -> bytes:
+    data = path.read_bytes()
+    return gzip.decompress(data) if path.name.lower().endswith(".gz") else data
+
+
+def _first_undecodable(path: Path) -> str:
+    """Where the first byte that is not UTF-8 is, counted in the whole file (pandas' own error
+    counts within the chunk it was reading)."""
+    data = _file_bytes(path)
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        return f"line {line} (byte {err.start}) cannot be decoded as UTF-8 text"
+    return "cannot be decoded as UTF-8 text"
+
+
+def _first_bad_json_line(path: Path) -> str:
+    """The first line of a JSON Lines file that is not one JSON object, and why."""
+    text = _file_bytes(path).decode("utf-8-sig")
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as err:
+            return f"line {number} is not valid JSON ({err.msg}, column {err.colno})"
+        if not isinstance(value, dict):
+            kind = {list: "array", str: "string", bool: "boolean", int: "number", float: "number",
+                    type(None): "null"}[type(value)]
+            return (f"line {number} is a JSON {kind}, not an object; each line "
+                    'must be one example like {"text": "...", "label": "..."}')
+    return "cannot be read as JSON Lines (one JSON object per line)"
 
 
 def _split_name(path: Path) -> str:
@@ -159,7 +235,9 @@ def _load_hub(spec: DataSpec) -> tuple[dict[str, pd.DataFrame], dict[str, list[s
     try:
         loaded = datasets.load_dataset(spec.dataset, spec.config, revision=spec.revision)
     except Exception as err:  # the datasets library raises many types for "not available"
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        lines = str(err).strip().splitlines() or [type(err).__name__]
+        # datasets names the configs it has on a later line: "Available configs in the cache: [...]"
+        reason = "; ".join([lines[0], *(line for line in lines[1:] if line.startswith("Available"))])
         raise AblateInputError(
             f"[data] dataset = {spec.dataset!r}"
             + (f" (config {spec.config!r})" if spec.config else "")
@@ -191,7 +269,7 @@ def _check_columns(frame: pd.DataFrame, split: str, spec: DataSpec) -> None:
         if column is not None and column not in frame.columns:
             raise AblateInputError(
                 f"[data] {key} = {column!r}: split {split!r} of {spec.dataset} has no such column "
-                f"(columns: {', '.join(map(str, frame.columns))})")
+                f"(columns: {', '.join(repr(str(c)) for c in frame.columns)})")
 
 
 def labels_hidden(frame: pd.DataFrame) -> bool:
@@ -237,9 +315,10 @@ def _label_ids(frames: dict[str, pd.DataFrame], spec: DataSpec,
             mapped = frame["label"].astype(str).map(index)
             if mapped.isna().any():
                 row, value = _first_bad(frame, mapped.isna())
+                known = "[data] label_names" if spec.label_names else "the train labels"
                 raise AblateInputError(
-                    f"{spec.dataset}: split {split!r}, row {row}: label {_show(value)} is not "
-                    f"one of the train labels ({', '.join(names)})")
+                    f"{spec.dataset}: split {split!r}, row {row}: label {show_cell(value)} is not "
+                    f"one of {known} ({', '.join(names)})")
             frame["label"] = mapped.astype(int)
         return names
 
@@ -249,7 +328,7 @@ def _label_ids(frames: dict[str, pd.DataFrame], spec: DataSpec,
         if bad.any():
             row, value = _first_bad(frame, bad)
             raise AblateInputError(
-                f"{spec.dataset}: split {split!r}, row {row}: label {_show(value)} in column "
+                f"{spec.dataset}: split {split!r}, row {row}: label {show_cell(value)} in column "
                 f"{spec.label_column!r} must be an integer class id >= 0 or a class name")
         frame["label"] = values.astype(int)
 
@@ -295,7 +374,7 @@ def _names_of_ids(frames: dict[str, pd.DataFrame], spec: DataSpec, train_split: 
         if unseen.any():
             row, value = _first_bad(frame, unseen)
             raise AblateInputError(
-                f"{spec.dataset}: split {split!r}, row {row}: label {_show(value)} is not one of "
+                f"{spec.dataset}: split {split!r}, row {row}: label {show_cell(value)} is not one of "
                 f"the train labels ({_some(seen)})")
     missing = sorted(set(range(seen[-1] + 1)) - set(seen))
     if missing:
@@ -323,28 +402,50 @@ def _first_bad(frame: pd.DataFrame, bad: pd.Series) -> tuple[int, Any]:
     return int(frame.index[position]), frame["label"].iloc[position]
 
 
-def _show(value: Any) -> str:
+def show_cell(value: Any) -> str:
     """A cell as the user wrote it (no numpy reprs in messages)."""
-    return repr(value.item() if hasattr(value, "item") else value)
+    if isinstance(value, np.generic):
+        value = value.item()
+    elif isinstance(value, np.ndarray):
+        value = value.tolist()
+    return repr(value)
 
 
 def _integer_strings_to_ids(frames: dict[str, pd.DataFrame], spec: DataSpec) -> None:
-    """Text files give labels as text: all-integer columns become ids; a stray word among
-    integers is a typo to report, not a new class."""
+    """Text files give labels as text: all-integer columns become ids ("1.0", as pandas writes
+    integers with gaps, is 1); a stray word among integers is a typo to report, not a new class.
+    JSON can mix numbers and strings in one column: read as text, the same rule applies."""
     columns = [frame["label"] for frame in frames.values()]
-    if not all(c.map(lambda v: isinstance(v, str)).all() for c in columns):
-        return
-    integer_like = [c.str.fullmatch(r"\s*-?\d+\s*") for c in columns]
+    is_text = [c.map(lambda v: isinstance(v, str)) for c in columns]
+    if not any(t.any() for t in is_text):
+        return  # numbers only
+    columns = [c.map(_as_text) for c in columns]
+    integer_like = [c.str.fullmatch(r"\s*-?\d+(?:\.0*)?\s*") for c in columns]
     if not any(m.any() for m in integer_like):
         return  # class names
-    for (split, frame), matches in zip(frames.items(), integer_like, strict=True):
-        if not matches.all():
-            row, value = _first_bad(frame, ~matches)
-            raise AblateInputError(
-                f"{spec.dataset}: split {split!r}, row {row}: label {value!r} in column "
-                f"{spec.label_column!r} is not an integer class id like the other labels")
-    for frame in frames.values():
-        frame["label"] = frame["label"].astype(int)
+    splits = list(frames)
+    words = [(split, ~m) for split, m in zip(splits, integer_like, strict=True) if not m.all()]
+    if words:
+        split, bad = words[0]
+        row, value = _first_bad(frames[split], bad)
+        id_split, ids = next((s, m) for s, m in zip(splits, integer_like, strict=True) if m.any())
+        id_row, id_value = _first_bad(frames[id_split], ids)
+        like = f"split {id_split!r}, row {id_row}: {show_cell(id_value)}"
+        what = ("is not an integer class id like the other labels"
+                if pd.notna(pd.to_numeric(_as_text(value), errors="coerce"))
+                else "is a class name among integer class ids")
+        raise AblateInputError(
+            f"{spec.dataset}: split {split!r}, row {row}: label {show_cell(value)} in column "
+            f"{spec.label_column!r} {what} ({like}); give every label as a name or every label "
+            "as an integer id")
+    for frame, column in zip(frames.values(), columns, strict=True):
+        frame["label"] = column.astype(float).astype(int)
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return str(value.item() if isinstance(value, np.generic) else value)
 
 
 def _names_from_text_column(raw: dict[str, pd.DataFrame], spec: DataSpec) -> list[str] | None:
@@ -408,6 +509,12 @@ def load_labeled_splits(spec: DataSpec) -> LabeledSplits:
         test_split = None
 
     used = [s for s in (spec.train_split, spec.validation_split, test_split) if s]
+    if not spec.validation_split:
+        unused = [s for s in raw if s.lower() in ("validation", "valid", "val", "dev")
+                  and s not in used]
+        if unused:
+            notes.append(f"split {unused[0]!r} is not used: validation is carved from "
+                         f"{spec.train_split!r} (set [data] validation_split = {unused[0]!r} to use it)")
     frames: dict[str, pd.DataFrame] = {}
     dropped: dict[str, int] = {}
     for split in used:
@@ -469,6 +576,12 @@ def load_labeled_splits(spec: DataSpec) -> LabeledSplits:
             + (" (and test_split)" if spec.test_size and test_split is None else "")
             + " to a split of its own")
 
+    for key, frame in (("max_train_samples", train), ("max_eval_samples", validation),
+                       ("max_test_samples", test)):
+        limit = getattr(spec, key)
+        if limit and frame is not None and limit > len(frame):
+            notes.append(f"[data] {key} = {limit} is more than the {len(frame)} rows there are: "
+                         "all are used")
     if spec.max_train_samples:
         classes = train["label"].nunique()
         train, _ = _stratified_take(train, spec.max_train_samples)

@@ -90,6 +90,14 @@ def test_carved_validation_is_deterministic(data_dir: Path):
     pd.testing.assert_frame_equal(first.validation, second.validation)
 
 
+def test_a_validation_file_left_unused_is_named_in_a_note(data_dir: Path):
+    labelled(30, 3).to_csv(data_dir / "validation.csv", index=False)
+    splits = load_labeled_splits(spec(data_dir))
+    assert len(splits.validation) == 20  # carved from train, as before
+    assert ("split 'validation' is not used: validation is carved from 'train' "
+            "(set [data] validation_split = 'validation' to use it)") in splits.notes
+
+
 def test_named_validation_file_is_used_as_is(data_dir: Path):
     validation = labelled(30, 3)
     validation.to_csv(data_dir / "validation.csv", index=False)
@@ -346,7 +354,7 @@ def test_split_with_only_empty_rows_is_an_error(tmp_path: Path):
 def test_missing_column_is_an_error_listing_the_columns(data_dir: Path, key: str):
     message = load_error(spec(data_dir, **{key: "sentence"}))
     assert f"{key} = 'sentence'" in message
-    assert "has no such column" in message and "columns: text, label" in message
+    assert "has no such column" in message and "columns: 'text', 'label'" in message
 
 
 def test_text_pair_column_is_carried_as_text_pair(tmp_path: Path):
@@ -388,6 +396,57 @@ def test_latin1_csv_is_an_error_mentioning_utf8(tmp_path: Path):
     (folder / "train.csv").write_bytes(text.encode("latin-1"))
     message = load_error(spec(folder))
     assert "train.csv" in message and "UTF-8" in message
+
+
+def test_a_byte_that_is_not_utf8_is_named_by_its_line_in_the_whole_file(tmp_path: Path):
+    # pandas reads in chunks and counts its error's byte within the chunk
+    rows = "".join(f"a long enough text for row {i},{i % 2}\n" for i in range(20_000))
+    data = ("text,label\n" + rows).encode() + "crème,1\n".encode("latin-1")
+    (tmp_path / "train.csv").write_bytes(data)
+    message = load_error(spec(tmp_path / "train.csv"))
+    assert f"line 20002 (byte {len(data) - 6}) cannot be decoded as UTF-8 text" in message
+
+
+def test_json_lines_under_a_json_name_are_read(tmp_path: Path):
+    frame = labelled(30, 1, NAMES)
+    frame.to_json(tmp_path / "train.json", orient="records", lines=True)
+    splits = load_labeled_splits(spec(tmp_path / "train.json"))
+    assert splits.label_names == NAMES and len(splits.train) + len(splits.validation) == 30
+
+
+@pytest.mark.parametrize("lines, expected", [
+    (['{"text": "a", "label": 1}', '{"text": "b",'], "line 2 is not valid JSON"),
+    (['{"text": "a", "label": 1}', '', '"b"'], "line 3 is a JSON string, not an object"),
+])
+def test_a_bad_json_line_is_named(tmp_path: Path, lines: list[str], expected: str):
+    (tmp_path / "train.jsonl").write_text("\n".join(lines) + "\n")
+    assert expected in load_error(spec(tmp_path / "train.jsonl"))
+
+
+def test_a_csv_whose_rows_all_have_an_unquoted_comma_is_refused(tmp_path: Path):
+    (tmp_path / "train.csv").write_text("text,label\nfine, really,pos\nbad, truly,neg\n")
+    message = load_error(spec(tmp_path / "train.csv"))
+    assert "line 2 has more fields than the header ('text', 'label')" in message
+
+
+def test_integral_float_labels_are_class_ids(tmp_path: Path):
+    # pandas writes an integer column with a missing value as floats: 1.0, 0.0, 2.0
+    frame = labelled(30, 1)
+    frame["label"] = frame["label"].astype(float)
+    frame.loc[3, "label"] = np.nan
+    splits = load_labeled_splits(spec(write_folder(tmp_path / "data", train=frame)))
+    assert splits.label_names == ["0", "1", "2"]
+    assert splits.dropped["train"] == 1
+
+
+def test_json_labels_mixing_ids_and_a_word_are_refused(tmp_path: Path):
+    frame = labelled(30, 1)
+    frame["label"] = frame["label"].astype(object)
+    frame.loc[5, "label"] = "positive"
+    frame.to_json(tmp_path / "train.jsonl", orient="records", lines=True)
+    message = load_error(spec(tmp_path / "train.jsonl"))
+    assert "row 5: label 'positive' in column 'label' is a class name among integer class ids" \
+        in message
 
 
 def test_unreadable_table_is_an_error(tmp_path: Path):
@@ -450,6 +509,13 @@ def test_max_samples_larger_than_a_split_keep_it_whole(data_dir: Path):
                                    max_test_samples=10_000))
     for (_, a), (_, b) in zip(full.split_items(), big.split_items(), strict=True):
         pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True))
+
+
+def test_max_samples_larger_than_a_split_say_so_in_a_note(data_dir: Path):
+    splits = load_labeled_splits(spec(data_dir, max_train_samples=10_000, max_test_samples=50))
+    assert "[data] max_train_samples = 10000 is more than the 180 rows there are: all are used" \
+        in splits.notes
+    assert not any("max_test_samples" in note for note in splits.notes)  # 50 of 50: as asked
 
 
 def test_max_test_samples_without_a_test_split_is_ignored(tmp_path: Path):
@@ -643,7 +709,7 @@ def test_a_stray_word_among_integer_labels_names_its_row(tmp_path: Path):
     frame.loc[11, "label"] = "x"
     message = load_error(spec(write_folder(tmp_path / "data", train=frame)))
     assert "split 'train', row 11: label 'x'" in message
-    assert "not an integer class id like the other labels" in message
+    assert "is a class name among integer class ids (split 'train', row 0:" in message
 
 
 def test_two_files_for_one_split_are_refused(tmp_path: Path):
@@ -668,3 +734,25 @@ def test_train_token_ids_are_every_id_of_the_selected_training_rows_once():
                          train_labels=np.array([0, 0]))
     assert data.train_token_ids().tolist() == [7, 9, 101, 102]  # not 5: a row left out by select
     assert data.train_token_ids() is data.train_token_ids()  # found once per study
+
+
+def test_hub_error_keeps_the_line_naming_the_available_configs(monkeypatch: pytest.MonkeyPatch):
+    import datasets
+
+    def not_cached(*args, **kwargs):
+        raise ValueError("Couldn't find cache for cardiffnlp/tweet_eval for config 'emotions'\n"
+                         "Available configs in the cache: ['emotion']")
+
+    monkeypatch.setattr(datasets, "load_dataset", not_cached)
+    with pytest.raises(AblateInputError) as info:
+        load_raw_splits(DataSpec(dataset="cardiffnlp/tweet_eval", config="emotions"))
+    assert "for config 'emotions'; Available configs in the cache: ['emotion']" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("suffix, separator", [(".csv", ","), (".tsv", "\t")])
+def test_a_column_named_twice_in_the_header_is_refused(tmp_path: Path, suffix: str, separator: str):
+    path = tmp_path / f"train{suffix}"
+    path.write_text(separator.join(["text", "label", "label"]) + "\n"
+                    + separator.join(["good", "pos", "neg"]) + "\n")
+    assert "the header names column 'label' twice" in load_error(spec(path))
