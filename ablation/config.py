@@ -587,7 +587,8 @@ def looks_like_path(name: str) -> bool:
     return name.startswith((".", "/", "~"))
 
 
-def _looks_local(dataset: str) -> bool:
+def looks_local_dataset(dataset: str) -> bool:
+    """A path (./x, /x, ~/x, x.csv, or anything that exists here), not a Hub id."""
     return (dataset.startswith((".", "/", "~")) or dataset.lower().endswith(LOCAL_DATA_SUFFIXES)
             or Path(dataset).expanduser().exists())
 
@@ -681,11 +682,13 @@ def load_spec(path: str | Path, sets: list[str] | None = None) -> ExperimentSpec
     experiment = dataclasses.replace(
         experiment, name=name, direction=direction, output_dir=output_dir, storage=storage,
         seeds=list(experiment.seeds))
-    if _looks_local(data_spec.dataset):
+    if looks_local_dataset(data_spec.dataset):
         local = Path(data_spec.dataset).expanduser()
         if not local.exists():
-            raise AblateInputError(f"{path}: [data] dataset = {data_spec.dataset!r}: no such "
-                                   "file or folder (relative paths start at the working folder)")
+            given = [item for item in sets or [] if item.split("=", 1)[0].strip() == "data.dataset"]
+            where = f"--set {given[-1]!r}" if given else f"{path}: [data] dataset = {data_spec.dataset!r}"
+            raise AblateInputError(f"{where}: no such file or folder (relative paths start at the "
+                                   "working folder)")
         data_spec = dataclasses.replace(data_spec, dataset=str(local.resolve()))
     if Path(model.name).expanduser().exists():
         model = dataclasses.replace(model, name=_resolve_path_like(model.name))

@@ -112,6 +112,10 @@ def max_length_of(folder: Path, tokenizer: Any, model: Any = None) -> int:
 def read_texts(texts: list[str], file: Path | None) -> list[str]:
     """The texts given as arguments, then those of --file (one per line; blank lines skipped)."""
     texts = list(texts)
+    blank = [i for i, text in enumerate(texts, start=1) if not text.strip()]
+    if blank:
+        raise AblateInputError(f"predict: text argument {blank[0]} is empty; give each text to "
+                               "classify as a non-empty argument")
     if file is not None:
         try:
             lines = file.read_text(encoding="utf-8-sig").splitlines()
@@ -226,19 +230,31 @@ def label_ids(frame: pd.DataFrame, label_names: list[str], where: str) -> np.nda
     labels = frame["label"]
     as_text = labels.astype(str).str.strip()
     index = {name: i for i, name in enumerate(label_names)}
-    if as_text.isin(index).all():
+    is_name = as_text.isin(index)
+    if is_name.all():
         return as_text.map(index).to_numpy(dtype=int)
     numbers = pd.to_numeric(labels, errors="coerce")
     valid_id = numbers.notna() & (numbers == numbers.round()) & numbers.between(0, len(label_names) - 1)
     if valid_id.all():
         return numbers.to_numpy(dtype=int)
-    bad = ~as_text.isin(index) if as_text.isin(index).any() else ~valid_id
-    position = int(bad.to_numpy().nonzero()[0][0])
-    row, value = frame.index[position], labels.iloc[position]
-    value = value.item() if hasattr(value, "item") else value
+    if is_name.any() and valid_id.any() and (is_name | valid_id).all():
+        (name_row, name), (id_row, class_id) = _first_row(frame, is_name), _first_row(frame, valid_id)
+        raise AblateInputError(
+            f"{where}: labels mix the model's label names (row {name_row}: {name}) and class ids "
+            f"(row {id_row}: {class_id}); give every label as a name ({', '.join(label_names)}) "
+            f"or every label as an id 0..{len(label_names) - 1}")
+    row, value = _first_row(frame, ~is_name if is_name.any() else ~valid_id)
     raise AblateInputError(
-        f"{where}, row {row}: label {value!r} is not one the model knows: give its label names "
+        f"{where}, row {row}: label {value} is not one the model knows: give its label names "
         f"({', '.join(label_names)}) or class ids 0..{len(label_names) - 1}")
+
+
+def _first_row(frame: pd.DataFrame, flagged: pd.Series) -> tuple[Any, str]:
+    """The file row and the label, as written, of the first flagged row."""
+    from .data import show_cell
+
+    position = int(flagged.to_numpy().nonzero()[0][0])
+    return frame.index[position], show_cell(frame["label"].iloc[position])
 
 
 def evaluate(folder: Path, frame: pd.DataFrame, batch_size: int | None = None) -> Evaluation:
@@ -331,7 +347,7 @@ def evaluation_frame(spec: Any, label_names: list[str], dataset: str | None, con
     from train, subsamples taken). With --dataset: that split of it, every row."""
     import dataclasses
 
-    from .config import DataSpec
+    from .config import DataSpec, looks_local_dataset
     from .data import load_labeled_splits, load_split
 
     if dataset is None:
@@ -348,6 +364,7 @@ def evaluation_frame(spec: Any, label_names: list[str], dataset: str | None, con
             raise AblateInputError(
                 f"--split test: the data of study {spec.name!r} has no test split; use "
                 "--split validation, or --dataset for other data")
+        _check_study_rows(spec, splits.fingerprint(), split)
         if splits.label_names != label_names:
             raise AblateInputError(
                 f"the model's labels ({', '.join(label_names)}) are not the study's "
@@ -358,14 +375,30 @@ def evaluation_frame(spec: Any, label_names: list[str], dataset: str | None, con
     data_spec = dataclasses.replace(
         base, dataset=dataset, config=config, revision=None, train_split=split,
         text_column=text_column or base.text_column, label_column=label_column or base.label_column)
-    if not Path(dataset).expanduser().exists() and dataset.startswith((".", "/", "~")):
-        raise AblateInputError(f"--dataset {dataset!r}: no such file or folder")
+    if looks_local_dataset(dataset) and not Path(dataset).expanduser().exists():
+        raise AblateInputError(f"--dataset {dataset!r}: no such file or folder (relative paths "
+                               "start at the working folder)")
     try:
         frame = load_split(data_spec, split)
     except AblateInputError as err:
         raise AblateInputError(_as_options(str(err))) from None
     frame = frame.assign(label=label_ids(frame, label_names, f"{dataset}: split {split!r}"))
     return frame, f"{dataset}" + (f" ({config})" if config else "") + f", split {split}"
+
+
+def _check_study_rows(spec: Any, fingerprint: str, split: str) -> None:
+    """The study's splits are rebuilt from its [data]: refused when the files now give other rows
+    than its trials trained and were tested on (the carved test split would be other rows, some
+    of them trained on)."""
+    from .sweep import stored_data_fingerprint
+
+    stored = stored_data_fingerprint(spec)
+    if stored is not None and stored != fingerprint:
+        raise AblateInputError(
+            f"{spec.data.dataset} no longer gives the rows study {spec.name!r} ran on (content "
+            f"fingerprint {stored}, now {fingerprint}), so its {split} split cannot be rebuilt as "
+            "its trials saw it: restore the data, or give --dataset and --split to evaluate on "
+            "rows of your choice")
 
 
 def _as_options(message: str) -> str:

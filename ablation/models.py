@@ -148,8 +148,12 @@ def resolve_model(argument: str, sets: list[str] | None = None) -> tuple[Path, A
     if not path.exists():
         raise AblateInputError(
             f"MODEL_OR_STUDY {argument!r}: no such model folder or experiment file")
-    from .config import load_spec
+    from .config import LOCAL_DATA_SUFFIXES, load_spec
 
+    if path.name.lower().endswith(LOCAL_DATA_SUFFIXES):
+        raise AblateInputError(
+            f"MODEL_OR_STUDY {argument!r} is a data file; give a model folder or an experiment file "
+            "(.toml) first, then the texts (predict) or --dataset DATA (evaluate)")
     spec = load_spec(path, sets)
     folder = spec.output_dir / BEST_MODEL
     if not (folder / "config.json").is_file():

@@ -157,6 +157,13 @@ def test_evaluate_maps_label_names_through_the_models_label2id(best_study, tmp_p
     assert "split 'train', row 1: label 'angry' is not one the model knows: give its label names " \
            "(neg, neu, pos)" in err and err.count("\n") == 1
 
+    data.write_text("text,label\ngreat love fun,pos\nbad sad awful,0\n")
+    assert cli.main(["evaluate", str(renamed), "--dataset", str(data), "--split", "train"]) == 2
+    err = capsys.readouterr().err
+    assert "split 'train': labels mix the model's label names (row 0: 'pos') and class ids " \
+           "(row 1: '0'); give every label as a name (neg, neu, pos) or every label as an id 0..2" \
+           in err and err.count("\n") == 1
+
     data.write_text("text,label\ngreat love fun,-1\nbad sad awful,-1\n")  # labels withheld
     assert cli.main(["evaluate", str(renamed), "--dataset", str(data), "--split", "train"]) == 2
     err = capsys.readouterr().err
@@ -214,6 +221,24 @@ def test_save_models_none_keeps_no_weights_and_predict_says_how_to_get_them(
     err = capsys.readouterr().err
     assert "save_models = \"all\" keeps the checkpoint of every evaluation" in err
     assert err.rstrip().endswith(f"ablate run {path} --rerun baseline --set experiment.save_models=all")
+
+
+def test_evaluate_refuses_a_study_whose_data_files_changed(best_study, tiny_data_dir, tmp_path,
+                                                          capsys):
+    """Without --dataset the study's splits are rebuilt from its files: other rows there would
+    give another carved validation (or test) split, some of it trained on."""
+    changed = tmp_path / "data"
+    shutil.copytree(tiny_data_dir, changed)
+    args = ["evaluate", str(best_study), "--set", f"data.dataset={json.dumps(str(changed))}"]
+    capsys.readouterr()
+    assert cli.main(args) == 0  # the same rows in another folder
+    with (changed / "train.csv").open("a", encoding="utf-8") as file:
+        file.write("one more row,1\n")
+    for extra in ([], ["--split", "validation"]):
+        assert cli.main(args + extra) == 2
+        err = capsys.readouterr().err
+        assert f"{changed} no longer gives the rows study 'best' ran on (content fingerprint " in err
+        assert "restore the data, or give --dataset and --split" in err and err.count("\n") == 1
 
 
 def test_predict_and_evaluate_take_the_studys_set_overrides(best_study, tmp_path, capsys):
