@@ -24,6 +24,7 @@ from .errors import AblateInputError
 
 log = logging.getLogger(__name__)
 
+MAX_CLASS_ID = 100_000  # a label beyond it is an id or count column, not a class
 SAMPLING_SEED = 0  # fixed: every trial and every seed sees the same split
 TOKEN_COLUMNS = ("input_ids", "attention_mask", "token_type_ids", "labels")
 
@@ -330,6 +331,13 @@ def _label_ids(frames: dict[str, pd.DataFrame], spec: DataSpec,
             raise AblateInputError(
                 f"{spec.dataset}: split {split!r}, row {row}: label {show_cell(value)} in column "
                 f"{spec.label_column!r} must be an integer class id >= 0 or a class name")
+        huge = values > MAX_CLASS_ID
+        if huge.any():  # an id, count or timestamp column taken for the labels
+            row, value = _first_bad(frame, huge)
+            raise AblateInputError(
+                f"{spec.dataset}: split {split!r}, row {row}: label {show_cell(value)} in column "
+                f"{spec.label_column!r} is no class id (ids are 0..N-1 for N classes, at most "
+                f"{MAX_CLASS_ID:,}); is {spec.label_column!r} the label column?")
         frame["label"] = values.astype(int)
 
     if spec.label_names:
@@ -376,24 +384,27 @@ def _names_of_ids(frames: dict[str, pd.DataFrame], spec: DataSpec, train_split: 
             raise AblateInputError(
                 f"{spec.dataset}: split {split!r}, row {row}: label {show_cell(value)} is not one of "
                 f"the train labels ({_some(seen)})")
-    missing = sorted(set(range(seen[-1] + 1)) - set(seen))
-    if missing:
+    if seen[-1] + 1 > len(seen):  # a gap: found from the sorted ids, never by listing every id
+        present = set(seen)
+        missing = [i for i in range(min(seen[-1], len(seen) + 5) + 1) if i not in present][:6]
         train = frames[train_split]
         row, _ = _first_bad(train, train["label"] > missing[0])  # the first label past the gap
         where = f"row {row} the first beyond {missing[0] - 1}" if missing[0] else "none is 0"
         raise AblateInputError(
             f"{spec.dataset}: integer labels are class ids 0..N-1, but split {train_split!r} has "
             f"labels {_some(seen)} ({where}), so ids "
-            f"{_some(missing)} would be classes without an example; "
+            f"{_some(missing, total=seen[-1] + 1 - len(seen))} would be classes without an example; "
             f"renumber the labels 0..{len(seen) - 1}, use class names instead of numbers, or set "
             f"[data] label_names to name all {seen[-1] + 1} ids")
     return [str(i) for i in range(len(seen))]
 
 
-def _some(values: list[int], shown: int = 5) -> str:
-    """At most `shown` values, then how many there are in all."""
+def _some(values: list[int], shown: int = 5, total: int | None = None) -> str:
+    """At most `shown` values, then how many there are in all (`total` when `values` holds only
+    the first few)."""
+    total = len(values) if total is None else total
     text = ", ".join(str(v) for v in values[:shown])
-    return text + (f", … ({len(values)} in all)" if len(values) > shown else "")
+    return text + (f", … ({total} in all)" if total > shown else "")
 
 
 def _first_bad(frame: pd.DataFrame, bad: pd.Series) -> tuple[int, Any]:
@@ -439,7 +450,8 @@ def _integer_strings_to_ids(frames: dict[str, pd.DataFrame], spec: DataSpec) -> 
             f"{spec.label_column!r} {what} ({like}); give every label as a name or every label "
             "as an integer id")
     for frame, column in zip(frames.values(), columns, strict=True):
-        frame["label"] = column.astype(float).astype(int)
+        # integers (floats past int64), checked as ids with the others' below
+        frame["label"] = pd.to_numeric(column.str.strip().str.replace(r"\.0*$", "", regex=True))
 
 
 def _as_text(value: Any) -> str:

@@ -756,3 +756,19 @@ def test_a_column_named_twice_in_the_header_is_refused(tmp_path: Path, suffix: s
     path.write_text(separator.join(["text", "label", "label"]) + "\n"
                     + separator.join(["good", "pos", "neg"]) + "\n")
     assert "the header names column 'label' twice" in load_error(spec(path))
+
+
+def test_a_label_far_beyond_any_class_id_is_refused_without_listing_the_ids(tmp_path: Path):
+    # an id or timestamp column taken for the labels: the gap check once built range(label + 1)
+    frame = labelled(30, 1)
+    frame.loc[7, "label"] = 999_999_999_999
+    message = load_error(spec(write_folder(tmp_path / "data", train=frame)))
+    assert "split 'train', row 7: label 999999999999 in column 'label' is no class id" in message
+    assert "is 'label' the label column?" in message
+
+
+def test_a_wide_gap_in_the_ids_is_counted_not_listed(tmp_path: Path):
+    frame = labelled(30, 1)
+    frame.loc[7, "label"] = 90_000
+    message = load_error(spec(write_folder(tmp_path / "data", train=frame)))
+    assert "so ids 3, 4, 5, 6, 7, … (89997 in all) would be classes without an example" in message
