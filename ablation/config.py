@@ -89,6 +89,20 @@ def _string(value: Any) -> str:
     return value
 
 
+MAX_NAME_LENGTH = 100  # study and variant names name folders (reports/<name>, trials/<variant>-s<seed>)
+
+
+def _study_name(value: Any) -> str:
+    name = _string(value)
+    if set(name) & set("/\\") or name.strip() in (".", "..") or not name.isprintable():
+        raise ValueError("must be a name without / or \\, other than . and .., with no control "
+                         "characters: it names the study's folder, reports/<name>")
+    if len(name) > MAX_NAME_LENGTH:
+        raise ValueError(f"is {len(name)} characters long; at most {MAX_NAME_LENGTH}, as it names "
+                         "the study's folder")
+    return name
+
+
 def _one_of(*choices: str) -> Callable[[Any], str]:
     def check(value: Any) -> str:
         if value not in choices:
@@ -227,7 +241,7 @@ KNOBS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Recipe))
 
 @dataclass(frozen=True)
 class ExperimentSection:
-    name: str = _knob("", _string, "study name; default: the file's stem")
+    name: str = _knob("", _study_name, "study name; default: the file's stem")
     description: str = _knob("", lambda v: v if isinstance(v, str) else _string(v), "free text")
     seeds: list[int] = _knob((42,), _seeds, "every variant runs once per seed")
     metric: str = _knob("macro_f1", _one_of(*METRICS), "selection metric on validation")

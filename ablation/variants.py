@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .config import Recipe
+from .config import MAX_NAME_LENGTH, Recipe
 from .errors import AblateInputError
 
 if TYPE_CHECKING:
@@ -103,6 +103,10 @@ def named_variants(spec: ExperimentSpec) -> dict[str, dict[str, Any]]:
             raise AblateInputError(
                 f"{spec.path}: variant name {name!r} is produced twice ({origin[name]} and {where}); "
                 "rename one or drop the duplicate")
+        if len(name) > MAX_NAME_LENGTH:
+            raise AblateInputError(
+                f"{spec.path}: {where}: variant name {name[:40] + '…'!r} is {len(name)} characters "
+                f"long; at most {MAX_NAME_LENGTH}, as it names the trial's folder and SwanLab run")
         origin[name] = where
         named[name] = overrides
 
