@@ -238,7 +238,7 @@ def _dry_run(spec: Any, args: argparse.Namespace) -> int:
     """What `run` with the same options would do, from the same plan, changing nothing."""
     from .queue import StudyNotFound, open_study
     from .records import latest_by_key, load_records
-    from .search import retries, search_names, selected
+    from .search import retries, run_probes, search_names, selected
     from .sweep import check_own_output_dir, checked_plan, run_selection
     from .variants import describe_changes
 
@@ -262,6 +262,7 @@ def _dry_run(spec: Any, args: argparse.Namespace) -> int:
     retry_search, propose = selected(spec, args.only, args.rerun, args.retry_failed)
     # Failed search trials the run would try again.
     retried = [t for t, _ in retries(study, spec)] if study is not None and retry_search else []
+    probes = run_probes(spec, study, propose, bool(retried))
     if to_queue or spec.search is not None:  # what run checks once the data and models load
         from .data import load_labeled_splits
         from .sweep import TrialInputs, check_same_data, preflight
@@ -269,7 +270,7 @@ def _dry_run(spec: Any, args: argparse.Namespace) -> int:
         inputs = TrialInputs(spec, load_labeled_splits(spec.data))
         if study is not None:
             check_same_data(study, spec, inputs.splits.fingerprint())
-        preflight(spec, to_queue, inputs)
+        preflight(spec, to_queue + probes, inputs)
     queued = {t.key for t in to_queue + retried}
     # Not queued anew: a trial still queued (an interrupted run's) is trained by this run too.
     latest = latest_by_key(load_records(study)) if study is not None else {}
@@ -426,6 +427,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     from .config import load_spec
     from .data import load_labeled_splits
+    from .search import probe_trials
     from .sweep import TrialInputs, preflight, select_trials
 
     spec = load_spec(args.file, args.sets)
@@ -434,7 +436,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     splits = load_labeled_splits(spec.data)
     for note in splits.notes:
         print(f"data: {note}")
-    preflight(spec, trials, TrialInputs(spec, splits))
+    probes = probe_trials(spec) if spec.search is not None else []
+    preflight(spec, trials + probes, TrialInputs(spec, splits))
     print(f"ok: {len(trials)} trial(s); train {len(splits.train)}, validation "
           f"{len(splits.validation)}, test {0 if splits.test is None else len(splits.test)} rows; "
           f"labels {', '.join(splits.label_names)}")

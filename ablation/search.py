@@ -352,6 +352,41 @@ def distributions(spec: SearchSpec) -> dict[str, optuna.distributions.BaseDistri
     return made
 
 
+PROBED_GRID = 64  # an int range with a step at most this long is checked value by value
+
+
+def probe_trials(spec: Any) -> list[Any]:
+    """Trials that try each value a search can propose at the edges of its space (every choice,
+    both ends of a range, every point of a short stepped one), one knob at a time with the
+    baseline's other values. Proposals come one by one in the middle of a study, so `validate`
+    and `run` check these up front: a value the machine, the data or the model cannot take
+    (fp16 on a CPU, max_train_samples beyond the rows) is refused before any trial starts."""
+    from .variants import TrialSpec
+
+    probes = []
+    for knob, dimension in spec.search.space.items():
+        if dimension.kind == "categorical":
+            values = list(dimension.choices)
+        elif dimension.grid() is not None and len(dimension.grid()) <= PROBED_GRID:
+            values = list(dimension.grid())
+        else:
+            values = [dimension.low, dimension.high]
+        for value in dict.fromkeys(values):
+            probes.append(TrialSpec.of(spec.baseline, f"[search.space] {knob}",
+                                       spec.experiment.seeds[0], {knob: value}))
+    return probes
+
+
+def run_probes(spec: Any, study: optuna.Study | None, propose: bool, retry: bool) -> list[Any]:
+    """probe_trials, where a run will propose search trials (the study holds fewer than
+    n_trials) or retry failed ones; none for a search that is done."""
+    if spec.search is None:
+        return []
+    if propose and study is not None and len(search_names(study)) >= spec.search.n_trials:
+        propose = False
+    return probe_trials(spec) if propose or retry else []
+
+
 def search_trial_name(number: int) -> str:
     """The name of the search's trial with this Optuna number (its runs and folders)."""
     return f"{PREFIX}{number}"

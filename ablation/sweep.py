@@ -588,7 +588,7 @@ def run_study(spec: ExperimentSpec, only: list[str] | None = None,
     check_own_output_dir(spec)
     with queue.planning_lock(spec, echo):
         job, to_queue = _plan_and_queue(spec, trials, outcome, echo, stop, rerun, retry_failed,
-                                        force_new, retry_search)
+                                        force_new, retry_search, propose)
     job.search = propose
     study = job.study
     wanted = {t.key for t in trials} | {t.key for t in to_queue}  # and the search's retries
@@ -611,12 +611,12 @@ def run_study(spec: ExperimentSpec, only: list[str] | None = None,
 
 def _plan_and_queue(spec: ExperimentSpec, trials: list[TrialSpec], outcome: RunOutcome,
                     echo: Lines, stop: threading.Event | None, rerun: list[str] | None,
-                    retry_failed: bool, force_new: bool, retry_search: bool = False
-                    ) -> tuple[Work, list[TrialSpec]]:
+                    retry_failed: bool, force_new: bool, retry_search: bool = False,
+                    propose: bool = False) -> tuple[Work, list[TrialSpec]]:
     """Check everything, then queue what is to run; nothing is written (superseded, deleted,
     queued) before every check has passed. With `retry_search`, failed search trials are
     queued again too (after the variants; they are checked when claimed, like proposals)."""
-    from .search import retries
+    from .search import retries, run_probes
 
     study = None if force_new else queue.open_study(spec)
     retried: list[tuple[TrialSpec, int]] = []
@@ -626,16 +626,18 @@ def _plan_and_queue(spec: ExperimentSpec, trials: list[TrialSpec], outcome: RunO
         to_queue, outcome.skipped, replaced = checked_plan(study, spec, trials, rerun, retry_failed)
         if retry_search:
             retried = retries(study, spec)
+    # The sampler proposes search trials mid-study: the values it can propose are checked now.
+    probes = run_probes(spec, study, propose, bool(retried))
     _write_study_files(spec)
     if outcome.skipped:
         echo(f"re-using {len(outcome.skipped)} completed trial(s): {', '.join(outcome.skipped)}")
     echo.planned([(t.key, t.seed) for t in trials if t.key not in outcome.skipped])
     job = Work(spec, study, echo, stop or threading.Event())
-    if to_queue or retried:
+    if to_queue or retried or probes:
         inputs = job.prepare()
         if study is not None:
             check_same_data(study, spec, inputs.splits.fingerprint())
-        preflight(spec, to_queue, inputs)  # every problem before anything trains
+        preflight(spec, to_queue + probes, inputs)  # every problem before anything trains
         for trial in to_queue:  # tokenize once, before any worker starts
             inputs.for_trial(trial)
     if force_new:
