@@ -279,7 +279,7 @@ def labels_hidden(frame: pd.DataFrame) -> bool:
     return len(labels) > 0 and bool((labels == -1).all())
 
 
-def _clean(frame: pd.DataFrame, spec: DataSpec) -> tuple[pd.DataFrame, int]:
+def _clean(frame: pd.DataFrame, spec: DataSpec, split: str) -> tuple[pd.DataFrame, int]:
     """Keep text (and pair) and label; drop rows whose text is empty or label missing.
 
     The kept rows keep their original index, so that a bad label is reported by its row in
@@ -292,7 +292,17 @@ def _clean(frame: pd.DataFrame, spec: DataSpec) -> tuple[pd.DataFrame, int]:
     for column in ["text"] + (["text_pair"] if spec.text_pair_column else []):
         keep &= out[column].notna() & out[column].astype(str).str.strip().ne("")
     cleaned = out[keep].copy()
-    for column in ["text"] + (["text_pair"] if spec.text_pair_column else []):
+    for column, key in [("text", "text_column")] + (
+            [("text_pair", "text_pair_column")] if spec.text_pair_column else []):
+        not_text = ~cleaned[column].map(lambda v: isinstance(v, str))
+        if not_text.any():  # JSON, parquet or the Hub: numbers, lists or objects are no text
+            position = int(not_text.to_numpy().nonzero()[0][0])
+            value = cleaned[column].iloc[position]
+            value = value.item() if isinstance(value, np.generic) else value
+            raise AblateInputError(
+                f"{spec.dataset}: split {split!r}, row {cleaned.index[position]}: [data] {key} = "
+                f"{getattr(spec, key)!r} holds {show_cell(value)} ({type(value).__name__}), not "
+                f"text; is {getattr(spec, key)!r} the text column?")
         cleaned[column] = cleaned[column].astype(str)
     return cleaned, int((~keep).sum())
 
@@ -531,7 +541,7 @@ def load_labeled_splits(spec: DataSpec) -> LabeledSplits:
     dropped: dict[str, int] = {}
     for split in used:
         _check_columns(raw[split], split, spec)
-        frames[split], dropped[split] = _clean(raw[split], spec)
+        frames[split], dropped[split] = _clean(raw[split], spec, split)
         if labels_hidden(frames[split]):
             if split == test_split and split not in (spec.train_split, spec.validation_split):
                 # GLUE-style data ships its test split with every label -1: no metric can be
@@ -718,7 +728,7 @@ def load_split(spec: DataSpec, split: str) -> pd.DataFrame:
         raise AblateInputError(
             f"{spec.dataset}: split {split!r} does not exist (splits: {', '.join(raw)})")
     _check_columns(raw[split], split, spec)
-    frame, _ = _clean(raw[split], spec)
+    frame, _ = _clean(raw[split], spec, split)
     if frame.empty:
         raise AblateInputError(f"{spec.dataset}: split {split!r} has no usable rows "
                                "(every text is empty or every label missing)")

@@ -295,6 +295,7 @@ def preflight(spec: ExperimentSpec, trials: list[TrialSpec], inputs: TrialInputs
                         f"max_length = {trial.recipe.max_length} is more than the {limit} tokens "
                         f"that {source.name} can take, and {longer[model_key]} examples are "
                         f"longer than that; set max_length = {limit} or less")
+            _check_vocabulary(source, config, tokenizer, inputs.splits)
             problem = check_precision(trial.recipe.precision)
             if problem:
                 raise AblateInputError(f"precision = {trial.recipe.precision!r}: {problem}")
@@ -308,6 +309,21 @@ def preflight(spec: ExperimentSpec, trials: list[TrialSpec], inputs: TrialInputs
             check_train_size(inputs.splits, trial.recipe.max_train_samples)
         except AblateInputError as err:
             raise AblateInputError(f"{where}: {err}") from None
+
+
+def _check_vocabulary(source: Any, config: Any, tokenizer: Any, splits: Any) -> None:
+    """An overridden vocab_size or type_vocab_size smaller than the tokenizer's ids builds a model
+    whose embeddings the first batch indexes past (an IndexError in training)."""
+    if "vocab_size" in source.config and len(tokenizer) > config.vocab_size:
+        raise AblateInputError(
+            f"{source.config_key('vocab_size')} vocab_size = {config.vocab_size} is less than the "
+            f"{len(tokenizer)} token ids of {source.name}'s tokenizer; leave it out or give "
+            f"{len(tokenizer)} or more")
+    pairs = "text_pair" in splits.train.columns
+    if "type_vocab_size" in source.config and pairs and config.type_vocab_size < 2:
+        raise AblateInputError(
+            f"{source.config_key('type_vocab_size')} type_vocab_size = {config.type_vocab_size}: "
+            "text pairs need two segment types; leave it out or give 2 or more")
 
 
 def checked_plan(study: optuna.Study, spec: ExperimentSpec, trials: list[TrialSpec],
