@@ -6,13 +6,14 @@ Every check happens here, before anything is loaded or trained, and every failur
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import json
 import math
 import shlex
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -588,6 +589,29 @@ def check_set(item: str) -> None:
             raise AblateInputError(f"--set {item!r}: [{section}] {key} = {value!r} {err}") from None
 
 
+class _SetBlame:
+    """An error in a section a `--set` wrote is the --set's mistake, and named so: where the file
+    has no such section (the --set made it), or the error names the key the --set gave."""
+
+    def __init__(self, sets: list[str], in_file: dict[str, str], path: Path) -> None:
+        self.sets, self.in_file, self.path = sets, in_file, path
+
+    @contextlib.contextmanager
+    def on(self, *sections: str) -> Iterator[None]:
+        try:
+            yield
+        except AblateInputError as err:
+            text, prefix = str(err), f"{self.path}: "
+            for item in reversed(self.sets):
+                parts = item.split("=", 1)[0].strip().split(".")
+                if parts[0] not in sections or not text.startswith(prefix):
+                    continue
+                made = self.in_file[parts[0]] == "null"
+                if made or any(f" {part} " in text or f" {part}:" in text for part in parts[1:]):
+                    raise AblateInputError(f"--set {item!r}: {text[len(prefix):]}") from None
+            raise
+
+
 def _resolve_path_like(value: str) -> str:
     return str(Path(value).expanduser().resolve())
 
@@ -640,15 +664,21 @@ def load_spec(path: str | Path, sets: list[str] | None = None) -> ExperimentSpec
             raise AblateInputError(
                 f"{path}: unknown section [{key}]{_did_you_mean(key, SECTIONS)} "
                 f"(sections: {', '.join(SECTIONS)})")
-    for item in sets or []:
-        check_set(item)
+    keys = [item.split("=", 1)[0].strip() for item in sets or []]
+    for position, item in enumerate(sets or []):
+        if keys[position] not in keys[position + 1:]:  # a later --set of the key replaces it
+            check_set(item)
+    in_file = {section: json.dumps(raw.get(section), sort_keys=True, default=str)
+               for section in SECTIONS}
     apply_sets(raw, sets or [], path)
+    blame = _SetBlame(sets or [], in_file, path)
 
-    experiment = _parse_section(ExperimentSection, raw.get("experiment", {}), "experiment", path)
-    data_spec = _parse_section(DataSpec, raw.get("data", {}), "data", path)
-    model = _parse_section(ModelSpec, raw.get("model", {}), "model", path)
-    tracking = _parse_section(TrackingSpec, raw.get("tracking", {}), "tracking", path)
-    baseline = _parse_section(Recipe, raw.get("baseline", {}), "baseline", path)
+    with blame.on("experiment", "data", "model", "tracking", "baseline"):
+        experiment = _parse_section(ExperimentSection, raw.get("experiment", {}), "experiment", path)
+        data_spec = _parse_section(DataSpec, raw.get("data", {}), "data", path)
+        model = _parse_section(ModelSpec, raw.get("model", {}), "model", path)
+        tracking = _parse_section(TrackingSpec, raw.get("tracking", {}), "tracking", path)
+        baseline = _parse_section(Recipe, raw.get("baseline", {}), "baseline", path)
 
     if not data_spec.dataset:
         raise AblateInputError(f"{path}: [data] dataset is required (a Hub id or a local file)")
@@ -674,13 +704,16 @@ def load_spec(path: str | Path, sets: list[str] | None = None) -> ExperimentSpec
     for suffix, overrides in variants_raw.items():
         check_variant_suffix(suffix, path)
         variants[suffix] = parse_overrides(overrides, f"variants.{suffix}", path)
-    sweep = parse_sweep(raw["sweep"], path) if "sweep" in raw else {}
-    ablation = parse_ablation(raw["ablation"], path) if "ablation" in raw else None
+    with blame.on("sweep"):
+        sweep = parse_sweep(raw["sweep"], path) if "sweep" in raw else {}
+    with blame.on("ablation"):
+        ablation = parse_ablation(raw["ablation"], path) if "ablation" in raw else None
     search = None
     if "search" in raw:
         from .search import parse_search
 
-        search = parse_search(raw["search"], path)
+        with blame.on("search"):
+            search = parse_search(raw["search"], path)
         if search.pruner != "none" and experiment.devices_per_trial > 1:
             raise AblateInputError(
                 f"{path}: [search] pruner = {search.pruner!r} cannot prune a trial trained on "

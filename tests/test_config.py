@@ -618,6 +618,11 @@ def test_set_bare_word_is_a_string(tmp_path: Path) -> None:
     assert load_spec(write_spec(tmp_path), sets=["tracking.mode=offline"]).tracking.mode == "offline"
 
 
+def test_a_later_set_of_the_same_key_replaces_an_earlier_one_unchecked(tmp_path: Path) -> None:
+    sets = ['tracking.mode="bad"', 'tracking.mode="local"']
+    assert load_spec(write_spec(tmp_path), sets=sets).tracking.mode == "local"
+
+
 def test_set_quoted_string(tmp_path: Path) -> None:
     assert load_spec(write_spec(tmp_path), sets=['experiment.name="my study"']).name == "my study"
 
