@@ -13,6 +13,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import tempfile
 import threading
 import warnings
 from collections.abc import Callable, Iterator
@@ -109,10 +111,12 @@ def open_study(spec: ExperimentSpec, create: bool = True) -> optuna.Study:
         if url.startswith("sqlite:///"):
             database = Path(url[len("sqlite:///"):])
             if not create and not database.exists():
+                _refuse_uncreatable(url, database.parent)
                 raise never_run
             database.parent.mkdir(parents=True, exist_ok=True)
         if url.startswith(JOURNAL_PREFIX) and not create:
             if not _journal_path(url).exists():
+                _refuse_uncreatable(url, _journal_path(url).parent)
                 raise never_run
         storage = make_storage(url, spec.experiment.heartbeat)
         search: dict[str, Any] = {}
@@ -132,6 +136,34 @@ def open_study(spec: ExperimentSpec, create: bool = True) -> optuna.Study:
         raise never_run from None
     except Exception as err:  # bad URL, missing driver, unreachable server, unwritable folder
         raise _unusable(url, err) from None
+
+
+def uncreatable(folder: Path) -> str | None:
+    """Why `folder` could not be made with its parents (or, where it exists, written in), or None;
+    leaves nothing on disk. What `run --dry-run` checks in place of the folders `run` makes."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return "Not a directory" if existing != folder else "File exists"
+    try:  # a folder made there (or, where it exists, a file written in it)
+        if existing == folder:
+            handle, name = tempfile.mkstemp(dir=folder)
+            os.close(handle)
+            os.unlink(name)
+        else:
+            os.rmdir(tempfile.mkdtemp(dir=existing))
+    except OSError as err:
+        return err.strerror or str(err)
+    return None
+
+
+def _refuse_uncreatable(url: str, folder: Path) -> None:
+    """A storage whose folder cannot be made: what `run` would refuse, `status` or a dry run
+    (which open the study without creating it) refuse too, rather than say it never ran."""
+    problem = uncreatable(folder)
+    if problem:
+        raise AblateInputError(f"[experiment] storage = {url!r} cannot be opened: {folder}: {problem}")
 
 
 def _unusable(url: str, err: Exception) -> AblateInputError:
