@@ -23,6 +23,16 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise AblateInputError(f"{self.prog}: {message} (see `{self.prog} --help`)")
 
+    def parse_args(self, args: Any = None, namespace: Any = None) -> argparse.Namespace:
+        """An unknown option is the command's: `ablate run --help` lists what it takes."""
+        parsed, extra = self.parse_known_args(args, namespace)
+        if extra:
+            command = getattr(parsed, "command", None)
+            prog = f"{self.prog} {command}" if command else self.prog
+            raise AblateInputError(f"{prog}: unrecognized arguments: {' '.join(extra)} "
+                                   f"(see `{prog} --help`)")
+        return parsed
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ablate", description="Ablation studies for fine-tuning transformer "

@@ -54,6 +54,9 @@ def _bool(value: Any) -> bool:
     return value
 
 
+MAX_INT = 2**31
+
+
 def _int(low: int | None = None, *, also: tuple[int, ...] = ()) -> Callable[[Any], int]:
     allowed = "an integer" + (f" >= {low}" if low is not None else "")
     if also:
@@ -68,6 +71,8 @@ def _int(low: int | None = None, *, also: tuple[int, ...] = ()) -> Callable[[Any
             return value
         if low is not None and value < low:
             raise ValueError(f"must be {allowed}")
+        if value >= MAX_INT:  # no count or size here comes near it; torch and numpy would overflow
+            raise ValueError(f"must be {allowed} and below 2**31")
         return value
 
     return check
@@ -102,6 +107,18 @@ def _study_name(value: Any) -> str:
         raise ValueError(f"is {len(name)} characters long; at most {MAX_NAME_LENGTH}, as it names "
                          "the study's folder")
     return name
+
+
+def _storage_url(value: Any) -> str:
+    """The forms that open but keep nothing, or that a library reports in its own terms."""
+    url = _string(value)
+    if url in ("sqlite://", "sqlite:///", "sqlite:///:memory:"):
+        raise ValueError("is an in-memory database that keeps nothing once the command ends; give a "
+                         "file, e.g. sqlite:///reports/study.db")
+    if url.startswith("journal:") and not url.startswith("journal:///"):
+        raise ValueError("must be journal:/// and then an absolute path, e.g. "
+                         "journal:///data/study.journal for /data/study.journal")
+    return url
 
 
 def _one_of(*choices: str) -> Callable[[Any], str]:
@@ -248,7 +265,7 @@ class ExperimentSection:
     metric: str = _knob("macro_f1", _one_of(*METRICS), "selection metric on validation")
     direction: str = _knob("", _one_of("maximize", "minimize"),
                            "default: maximize for scores, minimize for losses")
-    storage: str = _knob("", _string, "Optuna storage URL; default: SQLite in output_dir")
+    storage: str = _knob("", _storage_url, "Optuna storage URL; default: SQLite in output_dir")
     output_dir: str = _knob("", _string, "default: reports/<name>")
     trial_timeout: int | None = _knob(None, _optional(_int(1)),
                                       "seconds; a trial that runs longer fails")
@@ -531,10 +548,24 @@ def _parse_set_value(text: str, item: str) -> Any:
         return text
 
 
+def _key_parts(key: str) -> list[str]:
+    """A dotted TOML key, quotes and all: variants."dropout0.3".batch_size → variants,
+    dropout0.3, batch_size (what the file's own [variants] "dropout0.3" = {...} names)."""
+    try:
+        table: Any = tomllib.loads(f"{key} = 0")
+    except tomllib.TOMLDecodeError:
+        return [part.strip() for part in key.strip().split(".")]
+    parts = []
+    while isinstance(table, dict) and len(table) == 1:
+        name, table = next(iter(table.items()))
+        parts.append(name)
+    return parts
+
+
 def _split_set(item: str) -> tuple[list[str], Any]:
     """`--set SECTION.KEY=VALUE` → (the key's parts, the parsed value); bad syntax is bad input."""
     key, sep, text = item.partition("=")
-    parts = [p.strip() for p in key.strip().split(".")]
+    parts = _key_parts(key)
     if not sep or len(parts) < 2 or not all(parts):
         raise AblateInputError(
             f"--set {item!r}: expected SECTION.KEY=VALUE, e.g. --set baseline.epochs=2")

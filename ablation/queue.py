@@ -166,9 +166,16 @@ def _refuse_uncreatable(url: str, folder: Path) -> None:
         raise AblateInputError(f"[experiment] storage = {url!r} cannot be opened: {folder}: {problem}")
 
 
+DRIVERS = {"postgresql": "pip install \"ablate[postgres]\" (psycopg 3)",
+           "mysql": "pip install pymysql, and a mysql+pymysql:// URL"}
+
+
 def _unusable(url: str, err: Exception) -> AblateInputError:
     text = str(err).strip()
     reason = text.splitlines()[0] if text else type(err).__name__
+    scheme = url.split(":", 1)[0].split("+", 1)[0]
+    if "DB access module" in reason and scheme in DRIVERS:  # Optuna's words for a missing driver
+        reason += f" For {scheme}: {DRIVERS[scheme]}"
     return AblateInputError(f"[experiment] storage = {url!r} cannot be opened: {reason}")
 
 

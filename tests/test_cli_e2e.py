@@ -278,6 +278,15 @@ def test_an_unusable_storage_is_bad_input(write_experiment, capsys, storage):
     assert err.count("\n") == 1
 
 
+def test_a_storage_without_its_driver_says_what_to_install(write_experiment, capsys):
+    path = write_experiment()  # pymysql is no dependency: SQLAlchemy's mysql:// finds no driver
+    assert cli.main(["run", str(path), "--dry-run", "--set",
+                     'experiment.storage="mysql://u:p@127.0.0.1:1/db"']) == 2
+    err = capsys.readouterr().err
+    assert "cannot be opened: Failed to import DB access module" in err
+    assert "For mysql: pip install pymysql, and a mysql+pymysql:// URL" in err and err.count("\n") == 1
+
+
 def test_validate_checks_data_and_model_and_trains_nothing(write_experiment, capsys):
     path = write_experiment()
     assert cli.main(["validate", str(path)]) == 0
