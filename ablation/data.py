@@ -143,21 +143,23 @@ def _read_table(path: Path, name: str) -> pd.DataFrame:
     # Every cell as text: "None", "NA" or "007" are data, not missing values or numbers.
     # Only an empty cell is missing. Integer-looking labels become ids later.
     text_only = {"dtype": str, "keep_default_na": False, "na_values": [""], "encoding": "utf-8-sig"}
+    # JSON values keep their JSON types: pandas would otherwise turn a text "007" into 7.
+    as_written = {"dtype": False, "encoding": "utf-8-sig"}
     if name.endswith((".csv", ".csv.gz")):
         return pd.read_csv(path, **text_only)
     if name.endswith(".tsv"):
         return pd.read_csv(path, sep="\t", **text_only)
     if name.endswith((".jsonl", ".jsonl.gz")):
-        return pd.read_json(path, lines=True, encoding="utf-8-sig")
+        return pd.read_json(path, lines=True, **as_written)
     if name.endswith(".json"):
         try:
-            return pd.read_json(path, encoding="utf-8-sig")
+            return pd.read_json(path, **as_written)
         except ValueError as err:
             if "Trailing data" not in str(err):
                 raise
             # JSON Lines under a .json name: what datasets' Dataset.to_json writes by default.
             try:
-                return pd.read_json(path, lines=True, encoding="utf-8-sig")
+                return pd.read_json(path, lines=True, **as_written)
             except ValueError:
                 raise err from None
     if name.endswith(".parquet"):

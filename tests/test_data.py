@@ -772,3 +772,13 @@ def test_a_wide_gap_in_the_ids_is_counted_not_listed(tmp_path: Path):
     frame.loc[7, "label"] = 90_000
     message = load_error(spec(write_folder(tmp_path / "data", train=frame)))
     assert "so ids 3, 4, 5, 6, 7, … (89997 in all) would be classes without an example" in message
+
+
+def test_json_texts_and_labels_keep_the_types_they_are_written_in(tmp_path: Path):
+    # pandas' type inference would read the text "007" as the number 7
+    rows = [{"text": text, "label": label} for text, label in
+            [("007", "pos"), ("123", "neg"), ("42", "pos"), ("9", "neg")] * 5]
+    pd.DataFrame(rows).to_json(tmp_path / "train.jsonl", orient="records", lines=True)
+    splits = load_labeled_splits(spec(tmp_path / "train.jsonl"))
+    texts = set(splits.train["text"]) | set(splits.validation["text"])
+    assert texts == {"007", "123", "42", "9"} and splits.label_names == ["neg", "pos"]
