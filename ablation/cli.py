@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -151,24 +152,33 @@ def _positive_int(text: str) -> int:
 @contextlib.contextmanager
 def _graceful_interrupts(enabled: bool) -> Iterator[threading.Event]:
     """With --graceful, the first Ctrl+C asks the loop to stop after the running trial; the
-    second interrupts at once (the trial is then recorded as failed)."""
+    second interrupts at once (the trial is then recorded as failed). SIGTERM (kill, a job
+    scheduler, a parent `ablate run` that died) interrupts at once, as Ctrl+C does: the running
+    trial is recorded as interrupted instead of being left RUNNING by a process that is gone."""
     stop = threading.Event()
-    if not enabled:
-        yield stop
-        return
 
     def handle(signum: int, frame: Any) -> None:
-        if stop.is_set():
+        if stop.is_set() or not enabled:
             raise KeyboardInterrupt
         stop.set()
         print("\nablate: stopping after the running trial (Ctrl+C again to stop now)",
               file=sys.stderr)
 
-    previous = signal.signal(signal.SIGINT, handle)
+    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, _raise_interrupt)}
+    if enabled:
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, handle)
     try:
         yield stop
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    # Once: a second SIGTERM (a parent-death signal can come twice) would interrupt the recording
+    # of the running trial as interrupted, and leave it RUNNING.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt
 
 
 def _quiet_libraries() -> None:
@@ -390,27 +400,33 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from .config import load_spec
-    from .queue import open_study
+    from .queue import STALE_AFTER_HEARTBEATS, open_study, stale_numbers
     from .records import load_records
 
     spec = load_spec(args.file, args.sets)
-    records = load_records(open_study(spec, create=False))
-    failed = any(r.state == "FAIL" for r in _latest(records))
+    study = open_study(spec, create=False)
+    records = load_records(study)
+    stale = stale_numbers(study)  # RUNNING in the storage, but their process is gone
+    failed = any(r.state == "FAIL" or r.number in stale for r in _latest(records))
     if args.json:
-        print(json.dumps(_status_json(spec, records), indent=2, allow_nan=False))
+        print(json.dumps(_status_json(spec, records, stale), indent=2, allow_nan=False))
         return EXIT_TRIALS_FAILED if failed else EXIT_OK
     print(f"study {spec.name} ({spec.experiment.storage}): {len(records)} trial(s)")
     width = max([32, *(len(r.key) for r in records)])  # long names keep the columns
     print(f"{'#':>4}  {'trial':<{width}} {'state':<10} {spec.experiment.metric:>10}  error / process")
+    gone = (f"its process is gone (no heartbeat for {spec.experiment.heartbeat * STALE_AFTER_HEARTBEATS}"
+            f" s); `{spec.command('run')}` runs it again")
     for r in records:
         value = "" if r.value is None else f"{r.value:.4f}"
         state = "SUPERSEDED" if r.superseded else r.state
         note = f"in {r.worker}" if r.state == "RUNNING" and r.worker else r.error or ""
+        if r.number in stale:
+            note = (f"was in {r.worker}: " if r.worker else "") + gone
         print(f"{r.number:>4}  {r.key:<{width}} {state:<10} {value:>10}  {note}")
     return EXIT_TRIALS_FAILED if failed else EXIT_OK
 
 
-def _status_json(spec: Any, records: list) -> dict[str, Any]:
+def _status_json(spec: Any, records: list, stale: set[int]) -> dict[str, Any]:
     """`status --json`: every trial, superseded ones included, in plain JSON types."""
     import math
 
@@ -419,7 +435,8 @@ def _status_json(spec: Any, records: list) -> dict[str, Any]:
             "trials": [{"number": r.number, "key": r.key, "variant": r.variant, "seed": r.seed,
                         "state": r.state,
                         "value": r.value if r.value is not None and math.isfinite(r.value) else None,
-                        "error": r.error, "superseded": r.superseded, "worker": r.worker}
+                        "error": r.error, "superseded": r.superseded, "worker": r.worker,
+                        "process_gone": r.number in stale}
                        for r in records]}
 
 
@@ -546,6 +563,7 @@ COMMANDS = {"run": cmd_run, "worker": cmd_worker, "report": cmd_report, "status"
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = None
     try:
         args = build_parser().parse_args(argv)
         # predict and evaluate tokenize all texts in one call and never fork: every core helps.
@@ -558,8 +576,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ablate: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print("ablate: interrupted; completed trials are kept in the storage", file=sys.stderr)
+        from .sweep import STARTED_BY_RUN
+
+        if os.environ.get(STARTED_BY_RUN) is None:  # the run that started workers says it once
+            print(f"ablate: interrupted; completed trials are kept in the storage{_resume(args)}",
+                  file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _resume(args: argparse.Namespace | None) -> str:
+    """The command that goes on with an interrupted run: the same file and --sets."""
+    if args is None or args.command != "run":
+        return ""
+    command = ["ablate", "run", str(args.file), *[p for item in args.sets for p in ("--set", item)]]
+    return f"; `{shlex.join(command)}` goes on from there"
 
 
 def entry_point() -> None:

@@ -307,6 +307,17 @@ def requeue_stale(study: optuna.Study) -> list[str]:
     return requeued
 
 
+def stale_numbers(study: optuna.Study) -> set[int]:
+    """The RUNNING trials whose heartbeats stopped (their process is gone), read only: `status`
+    shows them as such; the next run or worker fails and queues them again."""
+    storage = study._storage
+    if not optuna.storages._heartbeat.is_heartbeat_enabled(storage):
+        return set()
+    stale = set(storage._get_stale_trial_ids(study._study_id))
+    return {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if t._trial_id in stale}
+
+
 def has_heartbeats(study: optuna.Study) -> bool:
     """False for the journal storage: there a trial whose process died stays RUNNING."""
     return optuna.storages._heartbeat.is_heartbeat_enabled(study._storage)

@@ -30,6 +30,9 @@ from .progress import Lines, as_progress
 from .tracking import NullTracker, make_tracker
 from .variants import BASELINE, TrialSpec, expand, variant_names
 
+STARTED_BY_RUN = "ABLATE_STARTED_BY_RUN"  # in the environment of the workers `run` starts
+INTERRUPTED = "interrupted (Ctrl+C or SIGTERM)"  # a trial's error when its process was stopped
+
 log = logging.getLogger(__name__)
 FORCE_NEW_FOLDERS = ("trials", "swanlog")  # under output_dir: per-trial logs, SwanLab's local runs
 TRIAL_LOG_ONLY = "trial_log_only"  # a log record flagged so goes to trial.log, not to the terminal
@@ -85,6 +88,8 @@ def run_selection(spec: ExperimentSpec, only: list[str] | None, rerun: list[str]
 
 def _error_line(err: BaseException) -> str:
     """What the storage and the terminal say of a failure: the error's type and first line."""
+    if isinstance(err, KeyboardInterrupt):  # also while a claimed trial is being prepared
+        return INTERRUPTED
     return f"{type(err).__name__}: {_first_line(err)}"
 
 
@@ -479,15 +484,21 @@ def _work(job: Work, wanted: set[str] | None, outcome: RunOutcome, wait_for_othe
                 job.echo(_waiting_note(job, running))
             time.sleep(min(job.spec.experiment.heartbeat, 5))
             continue
-        with queue.Heartbeat(job.study, optuna_trial):  # from the claim until the trial is told
-            trial = _spec_from_attrs(job.spec, optuna_trial.user_attrs)
-            pruning = _search_retry(job, optuna_trial, trial)
-            tokenizer, data = _inputs_for(job, optuna_trial, trial)
-            run_name = trial.variant + (f"-s{trial.seed}" if several_seeds else "")
-            job.echo(f"trial {optuna_trial.number} {trial.key}: {_describe(trial)}")
-            job.echo.trial_started(trial.key, trial.seed)
-            _run_one(job.study, optuna_trial, trial, job.spec, data, tokenizer, job.tracker,
-                     run_name, outcome, job.echo, pruning)
+        try:
+            with queue.Heartbeat(job.study, optuna_trial):  # from the claim until it is told
+                trial = _spec_from_attrs(job.spec, optuna_trial.user_attrs)
+                pruning = _search_retry(job, optuna_trial, trial)
+                tokenizer, data = _inputs_for(job, optuna_trial, trial)
+                run_name = trial.variant + (f"-s{trial.seed}" if several_seeds else "")
+                job.echo(f"trial {optuna_trial.number} {trial.key}: {_describe(trial)}")
+                job.echo.trial_started(trial.key, trial.seed)
+                _run_one(job.study, optuna_trial, trial, job.spec, data, tokenizer, job.tracker,
+                         run_name, outcome, job.echo, pruning)
+        except KeyboardInterrupt:  # between the claim and training too: recorded, not left RUNNING
+            state = job.study._storage.get_trial(optuna_trial._trial_id).state
+            if state == optuna.trial.TrialState.RUNNING:
+                _fail(job.study, optuna_trial, None, INTERRUPTED)
+            raise
 
 
 def _search_retry(job: Work, optuna_trial: optuna.Trial, trial: TrialSpec) -> Any:
@@ -730,7 +741,9 @@ def _run_worker_processes(spec: ExperimentSpec, workers: int, echo: Callable[[st
                 str(index * per_trial + offset) for offset in range(per_trial))
         elif gpus == 0:
             env.setdefault("OMP_NUM_THREADS", str(threads))
-        processes.append(subprocess.Popen(command, env=env, start_new_session=True))
+        env[STARTED_BY_RUN] = str(os.getpid())
+        processes.append(subprocess.Popen(command, env=env, start_new_session=True,
+                                          preexec_fn=_stop_with_parent))
     echo(f"started {workers} worker processes")
 
     def interrupt() -> None:
@@ -753,6 +766,19 @@ def _run_worker_processes(spec: ExperimentSpec, workers: int, echo: Callable[[st
             except subprocess.TimeoutExpired:
                 process.kill()
         raise
+
+
+def _stop_with_parent() -> None:
+    """In a worker process, before it starts: SIGTERM when the `ablate run` that started it dies
+    (kill -9 included), which it takes as an interruption, instead of training on unseen."""
+    import sys
+
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        PR_SET_PDEATHSIG = 1  # noqa: N806 (the name in <sys/prctl.h>)
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _collect_outcome(study: optuna.Study, wanted: set[str], outcome: RunOutcome) -> None:
@@ -815,7 +841,7 @@ def _run_one(study: optuna.Study, optuna_trial: optuna.Trial, trial: TrialSpec,
                     trial, spec, data, tokenizer, trial_dir, tracker, echo=echo,
                     extra_callbacks=[pruning] if pruning is not None else None)
         except KeyboardInterrupt:
-            _fail(study, optuna_trial, tracker, "interrupted by the user (Ctrl+C)")
+            _fail(study, optuna_trial, tracker, INTERRUPTED)
             raise
         except Exception as err:
             log.error("trial %s failed:\n%s", trial.key, traceback.format_exc(),

@@ -253,7 +253,7 @@ def test_ctrl_c_marks_the_trial_failed_finishes_its_run_and_exits_130(write_expe
     assert "interrupted" in capsys.readouterr().err
     trials = _study(path).get_trials()
     assert [(t.state.name, t.user_attrs.get("error")) for t in trials] == [
-        ("FAIL", "interrupted by the user (Ctrl+C)"),
+        ("FAIL", "interrupted (Ctrl+C or SIGTERM)"),
         ("WAITING", None)]  # still queued: the next run takes it
     runs = _swanlab_runs(load_spec(path).output_dir)
     assert runs == [("baseline", runs[0][1])] and runs[0][1] != 1  # finished, as crashed

@@ -245,6 +245,48 @@ def test_graceful_ctrl_c_with_swanlab_finishes_the_trial_and_its_run(write_exper
         ("baseline-s42", "COMPLETE"), ("baseline_bs32-s42", "WAITING")]
 
 
+def _wait_running(path: Path, sets: list[str], count: int) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if sum(t.state.name == "RUNNING" for t in _trials_if_any(path, sets)) >= count:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{count} trial(s) never ran")
+
+
+def test_sigterm_interrupts_like_ctrl_c_and_records_the_trial(write_experiment):
+    """kill (SIGTERM), as a job scheduler sends it: exit 130 and the running trial recorded as
+    interrupted, not left RUNNING by a process that is gone."""
+    path = write_experiment()
+    sets = ["--set", "baseline.epochs=30", "--set", "baseline.eval_steps=100"]
+    run = _ablate("run", str(path), *sets)
+    _wait_running(path, sets, 1)
+    run.send_signal(signal.SIGTERM)
+    assert run.wait(timeout=120) == 130
+    assert [(t.user_attrs["key"], t.state.name, t.user_attrs.get("error"))
+            for t in _trials(path, sets[1::2])] == [
+        ("baseline-s42", "FAIL", "interrupted (Ctrl+C or SIGTERM)"),
+        ("baseline_bs32-s42", "WAITING", None)]
+
+
+def test_workers_stop_when_the_run_that_started_them_is_killed(write_experiment):
+    """kill -9 of `run --workers 2`: its workers get SIGTERM from the kernel (a parent-death
+    signal), record their trials as interrupted and exit, instead of training on unseen."""
+    path = write_experiment(variants=FOUR_VARIANTS)
+    sets = ["--set", "baseline.epochs=30", "--set", "baseline.eval_steps=100"]
+    run = _ablate("run", str(path), "--workers", "2", *sets)
+    _wait_running(path, sets, 2)
+    run.send_signal(signal.SIGKILL)
+    run.wait(timeout=60)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and any(
+            t.state.name == "RUNNING" for t in _trials(path, sets[1::2])):
+        time.sleep(0.2)
+    states = collections.Counter((t.state.name, t.user_attrs.get("error"))
+                                 for t in _trials(path, sets[1::2]))
+    assert states == {("FAIL", "interrupted (Ctrl+C or SIGTERM)"): 2, ("WAITING", None): 2}
+
+
 def test_worker_processes_keep_every_local_swanlab_run_and_point(write_experiment):
     """Two workers write one local SwanLab database: every trial is a run with all its points."""
     import json
@@ -414,6 +456,32 @@ def test_a_worker_killed_right_after_its_claim_leaves_a_trial_that_goes_stale(tm
     assert queue.requeue_stale(study) == ["baseline-s42"]
     states = [t.state for t in study.get_trials()]
     assert states == [optuna.trial.TrialState.FAIL, optuna.trial.TrialState.WAITING]
+
+
+def test_status_shows_a_running_trial_whose_process_is_gone(write_experiment, capsys):
+    """A trial left RUNNING by a process that died (kill -9): `status` says so and exits 1,
+    rather than show it running."""
+    from ablation import queue
+
+    path = write_experiment()
+    sets = ["--set", "experiment.heartbeat=1"]
+    assert cli.main(["run", str(path), *sets, "--only", "baseline"]) == 0
+    study = open_study(load_spec(path, sets[1::2]))
+    study.enqueue_trial({}, user_attrs={records.VARIANT: "baseline_bs32", records.SEED: 42,
+                                        records.KEY: "baseline_bs32-s42",
+                                        records.OVERRIDES: {"batch_size": 32}})
+    assert queue.claim(study, None) is not None  # and nothing more, as if killed here
+    time.sleep(queue.STALE_AFTER_HEARTBEATS + 1.5)
+    capsys.readouterr()
+    assert cli.main(["status", str(path), *sets]) == 1
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert "baseline_bs32-s42" in line and "RUNNING" in line
+    assert "its process is gone (no heartbeat for 3 s); `ablate run" in line
+    assert cli.main(["status", str(path), *sets, "--json"]) == 1
+    import json
+
+    trials = json.loads(capsys.readouterr().out)["trials"]
+    assert [t["process_gone"] for t in trials] == [False, True]
 
 
 def _open_storage(url: str, start: multiprocessing.synchronize.Barrier, out: multiprocessing.Queue) -> None:
