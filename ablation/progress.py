@@ -40,8 +40,9 @@ class Lines:
     def evaluated(self, key: str, step: int, max_steps: int, epoch: float, eval_loss: float,
                   metric: str, value: float) -> None:
         if not self.quiet:
+            selected = "" if metric == "eval_loss" else f"  {metric} {value:.4f}"
             self.write(f"  {key}  step {step}/{max_steps}  epoch {epoch:.2f}  eval_loss "
-                       f"{eval_loss:.4f}  {metric} {value:.4f}")
+                       f"{eval_loss:.4f}{selected}")
 
     def trial_ended(self, key: str, state: str, value: float | None = None) -> None:
         """COMPLETE, FAIL or PRUNED (the sweep prints its own line for each)."""

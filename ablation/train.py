@@ -327,7 +327,7 @@ class TimeoutCallback(TrainerCallback):
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         elapsed = time.perf_counter() - self.started
         if elapsed > self.limit_s:
-            raise TrialTimeout(f"ran {elapsed:.0f} s, longer than trial_timeout = {self.limit_s} s "
+            raise TrialTimeout(f"ran {elapsed:.1f} s, longer than trial_timeout = {self.limit_s} s "
                                f"(step {state.global_step} of {state.max_steps})")
 
 

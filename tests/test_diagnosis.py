@@ -311,3 +311,21 @@ def test_a_collapse_under_class_weights_is_not_told_to_add_class_weights():
                     "class_collapse")
     assert 'class_weight = "balanced"' in plain.suggestion
     assert "already weighted by class" in weighted.suggestion and '"balanced"' not in weighted.suggestion
+
+
+def test_one_class_predicted_at_the_loss_of_the_class_mix_is_a_model_that_has_not_learned():
+    """57/81/62 validation examples, every one predicted 'neu', at a loss of 1.0864: about the
+    entropy of that mix (1.0869). Class weights would be the wrong advice; training longer or
+    another rate not."""
+    confusion = [[0, 57, 0], [0, 81, 0], [0, 62, 0]]
+    stored = result(confusion=confusion) | {"validation": {"eval_loss": 1.0864}}
+    finding = only(diagnose(stored, LABELS), "class_collapse")
+    assert finding.sentence == ("The selected checkpoint (step 400) predicts 'neu' for all 200 "
+                                "validation examples, at a validation loss of 1.0864: the 1.0869 of "
+                                "predicting the class frequencies. The model has not learned from the "
+                                "text.")
+    assert "Train longer" in finding.suggestion and "class weights do not help" in finding.suggestion
+    # the same predictions at a clearly lower loss: a collapse the model learned its way into
+    lower = only(diagnose(result(confusion=confusion) | {"validation": {"eval_loss": 0.9}}, LABELS),
+                 "class_collapse")
+    assert "never predicts 'neg' (support 57) or 'pos' (support 62)" in lower.sentence

@@ -70,3 +70,14 @@ def test_a_terminal_gets_the_live_table(write_experiment):
     assert "trials: 2/2 finished" in text
     assert "baseline_bs32-s42" in text and "done" in text
     assert "report: " in text
+
+
+def test_an_evaluation_line_names_eval_loss_once_when_it_is_the_metric():
+    from ablation.progress import Lines
+
+    written: list[str] = []
+    lines = Lines(written.append)
+    lines.evaluated("baseline-s42", 10, 57, 0.53, 1.1021, "eval_loss", 1.1021)
+    lines.evaluated("baseline-s42", 20, 57, 1.05, 1.0, "macro_f1", 0.5)
+    assert written == ["  baseline-s42  step 10/57  epoch 0.53  eval_loss 1.1021",
+                       "  baseline-s42  step 20/57  epoch 1.05  eval_loss 1.0000  macro_f1 0.5000"]

@@ -40,6 +40,10 @@ NOT_CONVERGED_MIN_DROP_OF_FIRST = 0.02
 # fall at the evaluation before it too, so one lucky evaluation does not decide).
 NOT_CONVERGED_EVAL_DROP = 0.02
 
+# Class collapse onto one class with the validation loss within this fraction of the class mix's
+# entropy (what predicting the class frequencies scores): the model has not learned at all.
+NOT_LEARNED_LOSS_TOLERANCE = 0.02
+
 # Most severe first: the order of ``diagnose``'s findings.
 KINDS = ("divergence", "class_collapse", "overfitting", "unstable_gradients", "not_converged")
 
@@ -249,9 +253,18 @@ def _matrix(confusion: Any) -> list[list[float]] | None:
     return rows
 
 
+def _class_mix_entropy(matrix: list[list[float]]) -> float:
+    """The cross-entropy of always predicting the validation class frequencies (nats)."""
+    supports = [sum(row) for row in matrix]
+    total = sum(supports)
+    return -sum(n / total * math.log(n / total) for n in supports if n > 0) if total else math.nan
+
+
 def _class_collapse(confusion: Any, label_names: Sequence[str], best_step: Any = None,
-                    class_weighted: bool = False) -> Finding | None:
-    """Classes present in validation that the selected checkpoint never predicts."""
+                    class_weighted: bool = False, eval_loss: Any = None) -> Finding | None:
+    """Classes present in validation that the selected checkpoint never predicts. When it
+    predicts a single class at the loss of the class frequencies, it has learned nothing from
+    the text: class weights are then the wrong advice."""
     matrix = _matrix(confusion)
     if matrix is None or len(matrix) < 2:
         return None
@@ -266,6 +279,19 @@ def _class_collapse(confusion: Any, label_names: Sequence[str], best_step: Any =
     checkpoint = f"The selected checkpoint (step {int(step)})" if step is not None and math.isfinite(step) \
         else "The selected checkpoint"
     classes = " or ".join(f"'{name}' (support {support:.0f})" for name, support in missing)
+    predicted = [j for j in range(size) if sum(row[j] for row in matrix) > 0]
+    loss, prior = _number(eval_loss), _class_mix_entropy(matrix)
+    if (len(predicted) == 1 and loss is not None and math.isfinite(loss) and prior > 0
+            and abs(loss - prior) <= NOT_LEARNED_LOSS_TOLERANCE * prior):
+        return Finding(
+            "class_collapse",
+            f"{checkpoint} predicts '{names[predicted[0]]}' for all {total:.0f} validation examples, "
+            f"at a validation loss of {loss:.4f}: the {prior:.4f} of predicting the class "
+            "frequencies. The model has not learned from the text.",
+            "Train longer (more epochs or max_steps) or try another learning rate (one too high "
+            "leaves a model here too); class weights do not help a model that has not learned.",
+            {"classes": float(len(missing)), "validation_size": total, "eval_loss": loss,
+             "class_mix_entropy": prior})
     return Finding(
         "class_collapse",
         f"{checkpoint} never predicts {classes} on validation, out of {total:.0f} examples.",
@@ -279,6 +305,11 @@ def _class_collapse(confusion: Any, label_names: Sequence[str], best_step: Any =
 
 
 # --------------------------------------------------------------------------- composition
+
+
+def _validation_loss(result: Mapping[str, Any]) -> Any:
+    validation = result.get("validation")
+    return validation.get("eval_loss") if isinstance(validation, Mapping) else None
 
 
 def diagnose(result: Mapping[str, Any], label_names: Sequence[str],
@@ -295,7 +326,7 @@ def diagnose(result: Mapping[str, Any], label_names: Sequence[str],
     history, evals = result.get("history"), result.get("eval_history")
     findings = [_divergence(history),
                 _class_collapse(result.get("validation_confusion"), label_names, result.get("best_step"),
-                                class_weighted)]
+                                class_weighted, _validation_loss(result))]
     if findings[0] is None:
         overfitting = _overfitting(history, evals)
         findings += [overfitting, _unstable_gradients(history),

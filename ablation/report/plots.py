@@ -74,7 +74,8 @@ def plot_metric(names: list[str], means: list[float], lows: list[float], highs: 
     if names and names[0] == "baseline" and means[0] == means[0]:
         ax.axvline(means[0], color="grey", linestyle=":", linewidth=1)
     ax.set_yticks(y, names, fontsize=8)
-    ax.set_xlabel(f"{metric} (validation; bars: 95 % CI over seeds)")
+    bars = any(low == low and high == high for low, high in zip(lows, highs, strict=True))
+    ax.set_xlabel(f"{metric} (validation" + ("; bars: 95 % CI over seeds)" if bars else ")"))
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
