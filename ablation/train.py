@@ -301,6 +301,10 @@ class TrackerCallback(TrainerCallback):
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.progress.step(self.label, state.global_step, state.max_steps)
+        if state.global_step >= state.max_steps > 0:
+            # The Trainer logs every logging_steps only: the last steps' loss and grad norm would
+            # be missing from the curves and the report's "final" columns.
+            control.should_log = True
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None,
                **kwargs: Any) -> None:

@@ -396,3 +396,14 @@ def test_long_variant_names_keep_the_columns_of_status_and_the_plan(write_experi
         key_ends = {line.index("-s42") + len("-s42") for line in lines}
         states = {len(line) - len(line[max(key_ends):].lstrip()) for line in lines}
         assert len(states) == 1, lines  # the column after the names starts at one place
+
+
+def test_the_last_step_is_logged_whatever_logging_steps_says(write_experiment):
+    """28 steps logged every 10: without a log at the end the curves and the report's final train
+    loss would stop at step 20."""
+    path = write_experiment(variants="", baseline="learning_rate = 1e-3\nbatch_size = 16\n"
+                                                  "epochs = 2\nlogging_steps = 10\n")
+    assert cli.main(["run", str(path)]) == 0
+    (trial,) = _study(path).get_trials()
+    steps = [point["step"] for point in trial.user_attrs["result"]["history"]]
+    assert steps == [1, 10, 20, 28]  # the first step too, as ablate always logs it
