@@ -624,7 +624,7 @@ class _SetBlame:
     """An error in a section a `--set` wrote is the --set's mistake, and named so: where the file
     has no such section (the --set made it), or the error names the key the --set gave."""
 
-    def __init__(self, sets: list[str], in_file: dict[str, str], path: Path) -> None:
+    def __init__(self, sets: list[str], in_file: set[str], path: Path) -> None:
         self.sets, self.in_file, self.path = sets, in_file, path
 
     @contextlib.contextmanager
@@ -637,7 +637,7 @@ class _SetBlame:
                 parts = item.split("=", 1)[0].strip().split(".")
                 if parts[0] not in sections or not text.startswith(prefix):
                     continue
-                made = self.in_file[parts[0]] == "null"
+                made = parts[0] not in self.in_file
                 if made or any(f" {part} " in text or f" {part}:" in text for part in parts[1:]):
                     raise AblateInputError(f"--set {item!r}: {text[len(prefix):]}") from None
             raise
@@ -699,8 +699,7 @@ def load_spec(path: str | Path, sets: list[str] | None = None) -> ExperimentSpec
     for position, item in enumerate(sets or []):
         if keys[position] not in keys[position + 1:]:  # a later --set of the key replaces it
             check_set(item)
-    in_file = {section: json.dumps(raw.get(section), sort_keys=True, default=str)
-               for section in SECTIONS}
+    in_file = set(raw)  # the sections the file itself has
     apply_sets(raw, sets or [], path)
     blame = _SetBlame(sets or [], in_file, path)
 
