@@ -256,17 +256,14 @@ def _progress(spec: Any, args: argparse.Namespace) -> Any:
 
 def _dry_run(spec: Any, args: argparse.Namespace) -> int:
     """What `run` with the same options would do, from the same plan, changing nothing."""
-    from .queue import StudyNotFound, open_study, uncreatable
+    from .queue import StudyNotFound, open_study
     from .records import latest_by_key, load_records
     from .search import retries, run_probes, search_names, selected
-    from .sweep import check_own_output_dir, checked_plan, run_selection
+    from .sweep import check_own_output_dir, checked_plan, make_output_dir, run_selection
     from .variants import describe_changes
 
     trials = run_selection(spec, args.only, args.rerun, args.retry_failed)
-    problem = uncreatable(spec.output_dir)
-    if problem:  # as make_output_dir words it for run
-        raise AblateInputError(
-            f"[experiment] output_dir = {str(spec.output_dir)!r} cannot be created: {problem}")
+    make_output_dir(spec, dry_run=True)
     check_own_output_dir(spec)
     try:
         study = open_study(spec, create=False)

@@ -327,7 +327,7 @@ def _label_ids(frames: dict[str, pd.DataFrame], spec: DataSpec,
         for split, frame in frames.items():
             mapped = frame["label"].astype(str).map(index)
             if mapped.isna().any():
-                row, value = _first_bad(frame, mapped.isna())
+                row, value = first_flagged(frame, mapped.isna())
                 known = "[data] label_names" if spec.label_names else "the train labels"
                 raise AblateInputError(
                     f"{spec.dataset}: split {split!r}, row {row}: label {show_cell(value)} is not "
@@ -339,13 +339,13 @@ def _label_ids(frames: dict[str, pd.DataFrame], spec: DataSpec,
         values = pd.to_numeric(frame["label"], errors="coerce")
         bad = values.isna() | (values != values.round()) | (values < 0)
         if bad.any():
-            row, value = _first_bad(frame, bad)
+            row, value = first_flagged(frame, bad)
             raise AblateInputError(
                 f"{spec.dataset}: split {split!r}, row {row}: label {show_cell(value)} in column "
                 f"{spec.label_column!r} must be an integer class id >= 0 or a class name")
         huge = values > MAX_CLASS_ID
         if huge.any():  # an id, count or timestamp column taken for the labels
-            row, value = _first_bad(frame, huge)
+            row, value = first_flagged(frame, huge)
             raise AblateInputError(
                 f"{spec.dataset}: split {split!r}, row {row}: label {show_cell(value)} in column "
                 f"{spec.label_column!r} is no class id (ids are 0..N-1 for N classes, at most "
@@ -361,7 +361,7 @@ def _label_ids(frames: dict[str, pd.DataFrame], spec: DataSpec,
     for split, frame in frames.items():
         too_big = frame["label"] >= len(names)
         if too_big.any():
-            row, value = _first_bad(frame, too_big)
+            row, value = first_flagged(frame, too_big)
             raise AblateInputError(
                 f"{spec.dataset}: split {split!r}, row {row}: label {int(value)} is outside the "
                 f"{len(names)} classes ({', '.join(names)}); fix the row or set [data] label_names")
@@ -392,7 +392,7 @@ def _names_of_ids(frames: dict[str, pd.DataFrame], spec: DataSpec, train_split: 
     for split, frame in frames.items():
         unseen = ~frame["label"].isin(seen)
         if unseen.any():
-            row, value = _first_bad(frame, unseen)
+            row, value = first_flagged(frame, unseen)
             raise AblateInputError(
                 f"{spec.dataset}: split {split!r}, row {row}: label {show_cell(value)} is not one of "
                 f"the train labels ({_some(seen)})")
@@ -400,7 +400,7 @@ def _names_of_ids(frames: dict[str, pd.DataFrame], spec: DataSpec, train_split: 
         present = set(seen)
         missing = [i for i in range(min(seen[-1], len(seen) + 5) + 1) if i not in present][:6]
         train = frames[train_split]
-        row, _ = _first_bad(train, train["label"] > missing[0])  # the first label past the gap
+        row, _ = first_flagged(train, train["label"] > missing[0])  # the first label past the gap
         where = f"row {row} the first beyond {missing[0] - 1}" if missing[0] else "none is 0"
         raise AblateInputError(
             f"{spec.dataset}: integer labels are class ids 0..N-1, but split {train_split!r} has "
@@ -419,7 +419,7 @@ def _some(values: list[int], shown: int = 5, total: int | None = None) -> str:
     return text + (f", … ({total} in all)" if total > shown else "")
 
 
-def _first_bad(frame: pd.DataFrame, bad: pd.Series) -> tuple[int, Any]:
+def first_flagged(frame: pd.DataFrame, bad: pd.Series) -> tuple[int, Any]:
     """The file row (counted from 0, header excluded) and label of the first flagged row."""
     position = int(bad.to_numpy().nonzero()[0][0])
     return int(frame.index[position]), frame["label"].iloc[position]
@@ -450,9 +450,9 @@ def _integer_strings_to_ids(frames: dict[str, pd.DataFrame], spec: DataSpec) -> 
     words = [(split, ~m) for split, m in zip(splits, integer_like, strict=True) if not m.all()]
     if words:
         split, bad = words[0]
-        row, value = _first_bad(frames[split], bad)
+        row, value = first_flagged(frames[split], bad)
         id_split, ids = next((s, m) for s, m in zip(splits, integer_like, strict=True) if m.any())
-        id_row, id_value = _first_bad(frames[id_split], ids)
+        id_row, id_value = first_flagged(frames[id_split], ids)
         like = f"split {id_split!r}, row {id_row}: {show_cell(id_value)}"
         what = ("is not an integer class id like the other labels"
                 if pd.notna(pd.to_numeric(_as_text(value), errors="coerce"))

@@ -249,12 +249,12 @@ def label_ids(frame: pd.DataFrame, label_names: list[str], where: str) -> np.nda
         f"({', '.join(label_names)}) or class ids 0..{len(label_names) - 1}")
 
 
-def _first_row(frame: pd.DataFrame, flagged: pd.Series) -> tuple[Any, str]:
+def _first_row(frame: pd.DataFrame, flagged: pd.Series) -> tuple[int, str]:
     """The file row and the label, as written, of the first flagged row."""
-    from .data import show_cell
+    from .data import first_flagged, show_cell
 
-    position = int(flagged.to_numpy().nonzero()[0][0])
-    return frame.index[position], show_cell(frame["label"].iloc[position])
+    row, value = first_flagged(frame, flagged)
+    return row, show_cell(value)
 
 
 def evaluate(folder: Path, frame: pd.DataFrame, batch_size: int | None = None) -> Evaluation:

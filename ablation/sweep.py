@@ -98,15 +98,20 @@ def _first_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
-def make_output_dir(spec: ExperimentSpec) -> None:
+def make_output_dir(spec: ExperimentSpec, dry_run: bool = False) -> None:
     """Create the output folder first: one that cannot be created is bad input, found before
-    the storage is touched."""
-    try:
-        spec.output_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
+    the storage is touched. `dry_run`: only find out whether it could be (nothing is left)."""
+    if dry_run:
+        problem = queue.uncreatable(spec.output_dir)
+    else:
+        try:
+            spec.output_dir.mkdir(parents=True, exist_ok=True)
+            problem = None
+        except OSError as err:
+            problem = err.strerror or str(err)
+    if problem:
         raise AblateInputError(
-            f"[experiment] output_dir = {str(spec.output_dir)!r} cannot be created: "
-            f"{err.strerror or err}") from None
+            f"[experiment] output_dir = {str(spec.output_dir)!r} cannot be created: {problem}")
 
 
 def check_own_output_dir(spec: ExperimentSpec) -> None:
