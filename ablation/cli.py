@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import os
 import shlex
-import signal
 import sys
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
+from . import interrupts
 from .errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, EXIT_TRIALS_FAILED, AblateInputError
 
 
@@ -149,38 +146,6 @@ def _positive_int(text: str) -> int:
     return value
 
 
-@contextlib.contextmanager
-def _graceful_interrupts(enabled: bool) -> Iterator[threading.Event]:
-    """With --graceful, the first Ctrl+C asks the loop to stop after the running trial; the
-    second interrupts at once (the trial is then recorded as failed). SIGTERM (kill, a job
-    scheduler, a parent `ablate run` that died) interrupts at once, as Ctrl+C does: the running
-    trial is recorded as interrupted instead of being left RUNNING by a process that is gone."""
-    stop = threading.Event()
-
-    def handle(signum: int, frame: Any) -> None:
-        if stop.is_set() or not enabled:
-            raise KeyboardInterrupt
-        stop.set()
-        print("\nablate: stopping after the running trial (Ctrl+C again to stop now)",
-              file=sys.stderr)
-
-    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, _raise_interrupt)}
-    if enabled:
-        previous[signal.SIGINT] = signal.signal(signal.SIGINT, handle)
-    try:
-        yield stop
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
-
-
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    # Once: a second SIGTERM (a parent-death signal can come twice) would interrupt the recording
-    # of the running trial as interrupted, and leave it RUNNING.
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise KeyboardInterrupt
-
-
 def _quiet_libraries() -> None:
     from .sweep import TRIAL_LOG_ONLY
 
@@ -227,7 +192,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _dry_run(spec, args)
     progress = _progress(spec, args)
     try:
-        with _graceful_interrupts(args.graceful) as stop:
+        with interrupts.handled(args.graceful) as stop:
             outcome = run_study(spec, only=args.only or None, rerun=args.rerun,
                                 retry_failed=args.retry_failed, workers=args.workers, stop=stop,
                                 force_new=args.force_new, echo=progress, graceful=args.graceful)
@@ -369,7 +334,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     sets = args.sets + ([f"experiment.storage={json.dumps(args.storage)}"] if args.storage else [])
     spec = load_spec(args.file, sets)
     print(f"worker on study {spec.name}: {spec.experiment.storage}")
-    with _graceful_interrupts(args.graceful) as stop:
+    with interrupts.handled(args.graceful) as stop:
         outcome = run_worker(spec, stop=stop, only=args.only or None)
     print(f"worker done: {len(outcome.completed)} trial(s) complete, {len(outcome.failed)} failed"
           + ("; stopped after the running trial" if stop.is_set() else ""))

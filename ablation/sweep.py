@@ -23,7 +23,7 @@ from typing import Any
 
 import optuna
 
-from . import queue, records
+from . import interrupts, queue, records
 from .config import ExperimentSpec
 from .errors import AblateInputError
 from .progress import Lines, as_progress
@@ -474,7 +474,13 @@ def _work(job: Work, wanted: set[str] | None, outcome: RunOutcome, wait_for_othe
     while not job.stop.is_set():
         queue.requeue_stale(job.study)
         searching = job.search and job.spec.search is not None
-        optuna_trial = queue.claim(job.study, wanted, search=searching)
+        optuna_trial = None
+        try:
+            with interrupts.held():  # a claim is not cut in half: the trial is ours to record
+                optuna_trial = queue.claim(job.study, wanted, search=searching)
+        except KeyboardInterrupt:
+            _fail_if_running(job.study, optuna_trial)
+            raise
         if optuna_trial is None:
             if searching and _search_once(job, outcome):
                 continue
@@ -500,10 +506,16 @@ def _work(job: Work, wanted: set[str] | None, outcome: RunOutcome, wait_for_othe
                 _run_one(job.study, optuna_trial, trial, job.spec, data, tokenizer, job.tracker,
                          run_name, outcome, job.echo, pruning)
         except KeyboardInterrupt:  # between the claim and training too: recorded, not left RUNNING
-            state = job.study._storage.get_trial(optuna_trial._trial_id).state
-            if state == optuna.trial.TrialState.RUNNING:
-                _fail(job.study, optuna_trial, None, INTERRUPTED)
+            _fail_if_running(job.study, optuna_trial)
             raise
+
+
+def _fail_if_running(study: optuna.Study, optuna_trial: optuna.Trial | None) -> None:
+    """Record a trial this process claimed as interrupted, unless it was told already."""
+    if optuna_trial is None:
+        return
+    if study._storage.get_trial(optuna_trial._trial_id).state == optuna.trial.TrialState.RUNNING:
+        _fail(study, optuna_trial, None, INTERRUPTED)
 
 
 def _search_retry(job: Work, optuna_trial: optuna.Trial, trial: TrialSpec) -> Any:
@@ -518,7 +530,7 @@ def _search_retry(job: Work, optuna_trial: optuna.Trial, trial: TrialSpec) -> An
         return None
     try:
         suggest(optuna_trial, search)
-    except BaseException as err:
+    except Exception as err:  # an interrupt is recorded as one by the caller
         _fail(job.study, optuna_trial, None, _error_line(err))
         raise
     return PruningCallback(optuna_trial, job.spec.experiment.metric)
@@ -562,40 +574,48 @@ def _search_once(job: Work, outcome: RunOutcome) -> bool:
     )
 
     search = job.spec.search
+    optuna_trial = None
     with contextlib.ExitStack() as beating:
-        # Counted and made under the study's lock: two workers would both see n_trials - 1 and
-        # both add one.
-        with queue.planning_lock(job.spec, lambda line: None):
-            # Again under the lock: another process may have begun the search with another space.
-            check_same_search(job.study, job.spec, NEW_STUDY)
-            made = search_names(job.study)
-            if len(made) >= search.n_trials:
-                return False
-            # Seeded from the number the new trial gets: each proposal draws afresh, in every
-            # process and every later run (numbers only grow under this lock).
-            number = len(job.study.get_trials(deepcopy=False))
-            job.study.sampler = make_sampler(search, trial_seed(job.spec.experiment.seeds[0], number))
-            optuna_trial = job.study.ask()
-            # From its creation: a process killed right now leaves a trial that goes stale.
-            beating.enter_context(queue.Heartbeat(job.study, optuna_trial))
-            try:
-                overrides = suggest(optuna_trial, search)
-                trial = TrialSpec.of(job.spec.baseline, search_trial_name(optuna_trial.number),
-                                     job.spec.experiment.seeds[0], overrides)
-                for key, value in records.trial_attrs(trial).items():
-                    optuna_trial.set_user_attr(key, value)
-                optuna_trial.set_user_attr(records.WORKER, records.this_worker())
-            except BaseException as err:  # never leave a trial RUNNING that no one will finish
-                _fail(job.study, optuna_trial, None, _error_line(err))
-                raise
-        tokenizer, data = _inputs_for(job, optuna_trial, trial)
-        metric = job.spec.experiment.metric
-        pruning = PruningCallback(optuna_trial, metric)
-        job.echo(f"trial {optuna_trial.number} {trial.key}: {_describe(trial)} "
-                 f"(search {len(made) + 1}/{search.n_trials})")
-        job.echo.trial_started(trial.key, trial.seed)
-        _run_one(job.study, optuna_trial, trial, job.spec, data, tokenizer, job.tracker,
-                 trial.variant, outcome, job.echo, pruning)
+        try:
+            # Counted and made under the study's lock: two workers would both see n_trials - 1
+            # and both add one.
+            with queue.planning_lock(job.spec, lambda line: None):
+                # Again under the lock: another process may have begun the search with another
+                # space.
+                check_same_search(job.study, job.spec, NEW_STUDY)
+                made = search_names(job.study)
+                if len(made) >= search.n_trials:
+                    return False
+                # Seeded from the number the new trial gets: each proposal draws afresh, in every
+                # process and every later run (numbers only grow under this lock).
+                number = len(job.study.get_trials(deepcopy=False))
+                job.study.sampler = make_sampler(
+                    search, trial_seed(job.spec.experiment.seeds[0], number))
+                with interrupts.held():  # the new trial is ours to record once ask() made it
+                    optuna_trial = job.study.ask()
+                    # From its creation: a process killed now leaves a trial that goes stale.
+                    beating.enter_context(queue.Heartbeat(job.study, optuna_trial))
+                try:
+                    overrides = suggest(optuna_trial, search)
+                    trial = TrialSpec.of(job.spec.baseline, search_trial_name(optuna_trial.number),
+                                         job.spec.experiment.seeds[0], overrides)
+                    for key, value in records.trial_attrs(trial).items():
+                        optuna_trial.set_user_attr(key, value)
+                    optuna_trial.set_user_attr(records.WORKER, records.this_worker())
+                except Exception as err:  # never leave a trial RUNNING that no one will finish
+                    _fail(job.study, optuna_trial, None, _error_line(err))
+                    raise
+            tokenizer, data = _inputs_for(job, optuna_trial, trial)
+            metric = job.spec.experiment.metric
+            pruning = PruningCallback(optuna_trial, metric)
+            job.echo(f"trial {optuna_trial.number} {trial.key}: {_describe(trial)} "
+                     f"(search {len(made) + 1}/{search.n_trials})")
+            job.echo.trial_started(trial.key, trial.seed)
+            _run_one(job.study, optuna_trial, trial, job.spec, data, tokenizer, job.tracker,
+                     trial.variant, outcome, job.echo, pruning)
+        except KeyboardInterrupt:  # before training too: recorded, not left RUNNING
+            _fail_if_running(job.study, optuna_trial)
+            raise
     return True
 
 
@@ -860,29 +880,33 @@ def _run_one(study: optuna.Study, optuna_trial: optuna.Trial, trial: TrialSpec,
             train.release_memory()
             return
         value = result["validation"][spec.experiment.metric]
-        if pruning is not None and pruning.pruned_at_step is not None:
-            result["pruned_at_step"] = pruning.pruned_at_step
+        # What the trial computed is kept: an interrupt now waits until it is recorded.
+        with interrupts.held():
+            if pruning is not None and pruning.pruned_at_step is not None:
+                result["pruned_at_step"] = pruning.pruned_at_step
+                optuna_trial.set_user_attr(records.RESULT, result)
+                study.tell(optuna_trial, state=optuna.trial.TrialState.PRUNED)
+                echo.trial_ended(trial.key, "PRUNED", value)
+                tracker.finish()
+                echo(f"trial {optuna_trial.number} {trial.key} pruned at step "
+                     f"{pruning.pruned_at_step}")
+                return
             optuna_trial.set_user_attr(records.RESULT, result)
-            study.tell(optuna_trial, state=optuna.trial.TrialState.PRUNED)
-            echo.trial_ended(trial.key, "PRUNED", value)
+            study.tell(optuna_trial, value)
+            echo.trial_ended(trial.key, "COMPLETE", value)
             tracker.finish()
-            echo(f"trial {optuna_trial.number} {trial.key} pruned at step {pruning.pruned_at_step}")
-            return
-        optuna_trial.set_user_attr(records.RESULT, result)
-        study.tell(optuna_trial, value)
-        echo.trial_ended(trial.key, "COMPLETE", value)
-        tracker.finish()
-        outcome.completed.append(trial.key)
-        log.info("trial %s complete: %s = %s", trial.key, spec.experiment.metric, value)
-        echo(f"trial {optuna_trial.number} {trial.key} done: {spec.experiment.metric} "
-             f"{value:.4f} in {result['runtime_s']:.0f}s")
+            outcome.completed.append(trial.key)
+            log.info("trial %s complete: %s = %s", trial.key, spec.experiment.metric, value)
+            echo(f"trial {optuna_trial.number} {trial.key} done: {spec.experiment.metric} "
+                 f"{value:.4f} in {result['runtime_s']:.0f}s")
     finally:
         root.removeHandler(handler)
         handler.close()
 
 
 def _fail(study: optuna.Study, optuna_trial: optuna.Trial, tracker: Any, message: str) -> None:
-    optuna_trial.set_user_attr(records.ERROR, message)
-    study.tell(optuna_trial, state=optuna.trial.TrialState.FAIL)
-    if tracker is not None:
-        tracker.finish(error=message)
+    with interrupts.held():  # a second Ctrl+C leaves neither the trial nor its run unfinished
+        optuna_trial.set_user_attr(records.ERROR, message)
+        study.tell(optuna_trial, state=optuna.trial.TrialState.FAIL)
+        if tracker is not None:
+            tracker.finish(error=message)

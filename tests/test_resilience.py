@@ -18,7 +18,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from ablation import cli, records, train
+from ablation import cli, interrupts, records, train
 from ablation.config import load_spec
 from ablation.queue import open_study
 from ablation.sweep import Work, _waiting_note, run_study
@@ -267,6 +267,66 @@ def test_sigterm_interrupts_like_ctrl_c_and_records_the_trial(write_experiment):
             for t in _trials(path, sets[1::2])] == [
         ("baseline-s42", "FAIL", "interrupted (Ctrl+C or SIGTERM)"),
         ("baseline_bs32-s42", "WAITING", None)]
+
+
+def _signal_self(number: int) -> None:
+    """What Ctrl+C or kill does to this process: the handler runs in the main thread at once."""
+    os.kill(os.getpid(), number)
+    time.sleep(0.05)  # a sleep a signal interrupts: its handler has run when this returns
+
+
+def test_an_interrupt_inside_held_is_raised_at_its_end() -> None:
+    done = []
+    with interrupts.handled(graceful=False), pytest.raises(KeyboardInterrupt):
+        with interrupts.held():
+            _signal_self(signal.SIGINT)
+            done.append("the held block went on")
+        done.append("not reached")
+    assert done == ["the held block went on"]
+    with interrupts.handled(graceful=True) as stop:  # the first Ctrl+C only asks to stop
+        _signal_self(signal.SIGINT)
+        assert stop.is_set()
+        with pytest.raises(KeyboardInterrupt):
+            _signal_self(signal.SIGINT)
+
+
+@pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupt_during_a_claim_records_the_claimed_trial(write_experiment, monkeypatch,
+                                                               number):
+    """Ctrl+C or kill after a claim made the trial RUNNING but before the claim returned (a
+    worker killed with its `run` hit this): the trial is recorded as interrupted, not left
+    RUNNING until its heartbeats go stale."""
+    path = write_experiment()
+    real = records.this_worker
+
+    def interrupted_claim() -> str:  # called by queue.claim once the trial is RUNNING
+        _signal_self(number)
+        return real()
+
+    monkeypatch.setattr(records, "this_worker", interrupted_claim)
+    assert cli.main(["run", str(path)]) == 130
+    assert [(t.user_attrs["key"], t.state.name, t.user_attrs.get("error"))
+            for t in _trials(path)] == [
+        ("baseline-s42", "FAIL", "interrupted (Ctrl+C or SIGTERM)"),
+        ("baseline_bs32-s42", "WAITING", None)]
+
+
+def test_an_interrupt_while_a_result_is_recorded_keeps_the_result(write_experiment, monkeypatch):
+    """Ctrl+C between a finished trial's result and its state: the trial is kept complete (its
+    training is not thrown away as interrupted), then the run stops with 130."""
+    path = write_experiment()
+    real = optuna.Trial.set_user_attr
+
+    def interrupted_write(trial: optuna.Trial, key: str, value: object) -> None:
+        real(trial, key, value)
+        if key == records.RESULT:
+            _signal_self(signal.SIGINT)
+
+    monkeypatch.setattr(optuna.Trial, "set_user_attr", interrupted_write)
+    assert cli.main(["run", str(path)]) == 130
+    baseline, queued = _trials(path)
+    assert (baseline.state.name, queued.state.name) == ("COMPLETE", "WAITING")
+    assert baseline.value == baseline.user_attrs[records.RESULT]["validation"]["macro_f1"]
 
 
 def _processes_with(text: str) -> list[int]:

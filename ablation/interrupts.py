@@ -1,0 +1,76 @@
+"""Ctrl+C and SIGTERM while `ablate run` or `ablate worker` trains.
+
+Both interrupt at once (as KeyboardInterrupt), so that the running trial is recorded as
+interrupted instead of being left RUNNING by a process that is gone. With --graceful the first
+Ctrl+C only asks the loop to stop after the running trial.
+
+Some storage writes must not be cut in half: a claim and the attributes that make the trial this
+process's, a finished trial's result and its state. Inside `held()` an interrupt waits for the
+block's end and is raised there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+_depth = 0  # how many held() blocks the main thread is in (signal handlers run there)
+_pending = False  # an interrupt came inside one
+
+
+@contextlib.contextmanager
+def held() -> Iterator[None]:
+    """An interrupt that comes inside this block is raised when the block ends (only while
+    `handled` has installed the handlers; elsewhere Python's own Ctrl+C handler applies)."""
+    global _depth, _pending
+    _depth += 1
+    try:
+        yield
+    finally:
+        _depth -= 1
+        if not _depth and _pending:
+            _pending = False
+            raise KeyboardInterrupt
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    global _pending
+    if signum == signal.SIGTERM:
+        # Once: a second SIGTERM (a parent-death signal can come twice) would interrupt the
+        # recording of the running trial as interrupted, and leave it RUNNING.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if _depth:
+        _pending = True
+        return
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def handled(graceful: bool) -> Iterator[threading.Event]:
+    """Install the handlers for the block; yields the event --graceful's first Ctrl+C sets.
+
+    SIGTERM (kill, a job scheduler, a parent `ablate run` that died) interrupts at once, as
+    Ctrl+C does; with `graceful` the second Ctrl+C does (the trial is then recorded as failed)."""
+    global _pending
+    stop = threading.Event()
+
+    def ctrl_c(signum: int, frame: Any) -> None:
+        if stop.is_set() or not graceful:
+            _interrupt(signum, frame)
+            return
+        stop.set()
+        print("\nablate: stopping after the running trial (Ctrl+C again to stop now)",
+              file=sys.stderr)
+
+    previous = {number: signal.signal(number, handler)
+                for number, handler in ((signal.SIGTERM, _interrupt), (signal.SIGINT, ctrl_c))}
+    try:
+        yield stop
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        _pending = False
