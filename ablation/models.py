@@ -27,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from . import interrupts
 from .config import ExperimentSpec
 from .errors import AblateInputError
 
@@ -119,13 +120,16 @@ def export_best_model(spec: ExperimentSpec, study: Any, built: dict[str, Any],
     else:
         staging = spec.output_dir / f".{BEST_MODEL}.tmp"
         shutil.rmtree(staging, ignore_errors=True)
-        if mode == "best":
-            source.rename(staging)  # the trial's own folder: moving it costs no disk
-        else:
-            shutil.copytree(source, staging)
-        shutil.rmtree(target, ignore_errors=True)
-        staging.rename(target)
-        study.set_user_attr(STUDY_ATTR, info)
+        # Cut in half by Ctrl+C, the trial's model would sit in the staging folder, where no run
+        # looks for it: the interrupt waits until best_model/ and the study say the same.
+        with interrupts.held():
+            if mode == "best":
+                source.rename(staging)  # the trial's own folder: moving it costs no disk
+            else:
+                shutil.copytree(source, staging)
+            shutil.rmtree(target, ignore_errors=True)
+            staging.rename(target)
+            study.set_user_attr(STUDY_ATTR, info)
         built["best_model"] = info
         log.info("best model: trial %s -> %s", best.key, target)
     if mode == "best":

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import random
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,12 @@ def one_error_line(call: Any, *args: Any) -> str:
     message = str(info.value)
     assert "\n" not in message
     return message
+
+
+def signal_self(number: int) -> None:
+    """What Ctrl+C or kill does to this process: the handler runs in the main thread at once."""
+    os.kill(os.getpid(), number)
+    time.sleep(0.05)  # a sleep a signal interrupts: its handler has run when this returns
 
 
 @pytest.fixture(scope="session")

@@ -7,12 +7,13 @@ import json
 import re
 import shlex
 import shutil
+import signal
 from pathlib import Path
 
 import numpy as np
 import optuna
 import pytest
-from conftest import tiny_experiment
+from conftest import signal_self, tiny_experiment
 
 from ablation import cli
 from ablation.config import load_spec
@@ -337,3 +338,27 @@ def test_a_best_model_no_longer_the_best_is_reported_as_such(write_experiment, m
     assert f"best model: {line}" in out and f"--rerun {other}` trains it again" in out
     assert f"- **Best model**: {line}" in (load_spec(path).output_dir / "report.md").read_text()
     assert (load_spec(path).output_dir / "best_model" / "config.json").is_file()  # nothing lost
+
+
+def test_ctrl_c_during_the_best_models_export_keeps_the_model(write_experiment, monkeypatch,
+                                                              capsys):
+    """The export moves the best trial's folder into place: Ctrl+C in the middle waits for it, so
+    the model is not left in a staging folder where no run looks, and the next run finds it."""
+    path = write_experiment()
+    real = shutil.rmtree
+
+    def interrupted(folder, *args, **kwargs):  # the old best_model/ removed, mid-export
+        if Path(folder).name == "best_model":
+            signal_self(signal.SIGINT)
+        return real(folder, *args, **kwargs)
+
+    monkeypatch.setattr(shutil, "rmtree", interrupted)
+    assert cli.main(["run", str(path)]) == 130
+    monkeypatch.undo()
+    output_dir = load_spec(path).output_dir
+    info = json.loads((output_dir / "best_model" / "ablate.json").read_text())
+    capsys.readouterr()
+    assert cli.main(["run", str(path)]) == 0
+    assert "kept no model" not in capsys.readouterr().out
+    assert json.loads((output_dir / "best_model" / "ablate.json").read_text()) == info
+    assert (output_dir / "best_model" / "model.safetensors").is_file()

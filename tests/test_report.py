@@ -279,3 +279,27 @@ def test_what_mattered_says_when_the_reference_has_no_result_yet(write_experimen
     report = (load_spec(path).output_dir / "report.md").read_text()
     assert "No comparisons yet: `full`, which the variants here are compared with, has no result" in report
     assert "No confidence intervals" not in report
+
+
+def test_a_report_file_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
+    """An interrupted write leaves the previous report, not half of the new one."""
+    from pathlib import Path
+
+    from ablation.report._write import _write_whole
+
+    report = tmp_path / "report.md"
+    report.write_text("previous report\n", encoding="utf-8")
+    real = Path.write_text
+
+    def interrupted(path, text, *args, **kwargs):
+        real(path, text[:5], *args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Path, "write_text", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _write_whole(report, "the new report\n")
+    assert report.read_text(encoding="utf-8") == "previous report\n"
+    monkeypatch.undo()
+    _write_whole(report, "the new report\n")
+    assert report.read_text(encoding="utf-8") == "the new report\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.md"]

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from conftest import signal_self
 
 from ablation import cli, interrupts, records, train
 from ablation.config import load_spec
@@ -269,25 +270,19 @@ def test_sigterm_interrupts_like_ctrl_c_and_records_the_trial(write_experiment):
         ("baseline_bs32-s42", "WAITING", None)]
 
 
-def _signal_self(number: int) -> None:
-    """What Ctrl+C or kill does to this process: the handler runs in the main thread at once."""
-    os.kill(os.getpid(), number)
-    time.sleep(0.05)  # a sleep a signal interrupts: its handler has run when this returns
-
-
 def test_an_interrupt_inside_held_is_raised_at_its_end() -> None:
     done = []
     with interrupts.handled(graceful=False), pytest.raises(KeyboardInterrupt):
         with interrupts.held():
-            _signal_self(signal.SIGINT)
+            signal_self(signal.SIGINT)
             done.append("the held block went on")
         done.append("not reached")
     assert done == ["the held block went on"]
     with interrupts.handled(graceful=True) as stop:  # the first Ctrl+C only asks to stop
-        _signal_self(signal.SIGINT)
+        signal_self(signal.SIGINT)
         assert stop.is_set()
         with pytest.raises(KeyboardInterrupt):
-            _signal_self(signal.SIGINT)
+            signal_self(signal.SIGINT)
 
 
 @pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
@@ -300,7 +295,7 @@ def test_an_interrupt_during_a_claim_records_the_claimed_trial(write_experiment,
     real = records.this_worker
 
     def interrupted_claim() -> str:  # called by queue.claim once the trial is RUNNING
-        _signal_self(number)
+        signal_self(number)
         return real()
 
     monkeypatch.setattr(records, "this_worker", interrupted_claim)
@@ -320,7 +315,7 @@ def test_an_interrupt_while_a_result_is_recorded_keeps_the_result(write_experime
     def interrupted_write(trial: optuna.Trial, key: str, value: object) -> None:
         real(trial, key, value)
         if key == records.RESULT:
-            _signal_self(signal.SIGINT)
+            signal_self(signal.SIGINT)
 
     monkeypatch.setattr(optuna.Trial, "set_user_attr", interrupted_write)
     assert cli.main(["run", str(path)]) == 130

@@ -82,15 +82,23 @@ def write_report(spec: ExperimentSpec, study: optuna.Study,
     pictures |= _summary_plots(built, plots_dir)
     text = render_markdown(spec, built, {k: p.relative_to(out) for k, p in pictures.items()})
     path = out / "report.md"
-    path.write_text(text, encoding="utf-8")
+    _write_whole(path, text)
     return path
+
+
+def _write_whole(path: Path, text: str) -> None:
+    """Write to a file beside `path`, then put it in place: an interrupted or failed write leaves
+    the previous file, never half of one."""
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(path)
 
 
 def write_results_csv(spec: ExperimentSpec, built: dict[str, Any]) -> Path:
     """results.csv: one row per trial (the newest attempt of each variant × seed)."""
     spec.output_dir.mkdir(parents=True, exist_ok=True)
     path = spec.output_dir / "results.csv"
-    built["trials"].to_csv(path, index=False)
+    _write_whole(path, built["trials"].to_csv(index=False))
     return path
 
 
@@ -128,7 +136,7 @@ def write_report_json(spec: ExperimentSpec, built: dict[str, Any]) -> Path:
     spec.output_dir.mkdir(parents=True, exist_ok=True)
     path = spec.output_dir / "report.json"
     document = {"study": spec.name, "storage": spec.experiment.storage, **report_json(built)}
-    path.write_text(json.dumps(document, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    _write_whole(path, json.dumps(document, indent=2, allow_nan=False) + "\n")
     return path
 
 
