@@ -771,20 +771,20 @@ def _run_worker_processes(spec: ExperimentSpec, workers: int, echo: Callable[[st
                                           preexec_fn=_stop_with_parent))
     echo(f"started {workers} worker processes")
 
-    def interrupt() -> None:
+    def signal_all(number: int) -> None:
         for process in processes:
             if process.poll() is None:
-                process.send_signal(signal.SIGINT)
+                process.send_signal(number)
 
     forwarded = False
     try:
         while any(process.poll() is None for process in processes):
             if stop.is_set() and not forwarded:
-                interrupt()  # --graceful's first Ctrl+C: they finish their running trials
+                signal_all(signal.SIGINT)  # --graceful's first Ctrl+C: they finish their trials
                 forwarded = True
             time.sleep(0.2)
-    except KeyboardInterrupt:  # Ctrl+C without --graceful, or the second one: stop them now
-        interrupt()
+    except KeyboardInterrupt:  # Ctrl+C without --graceful, a second one, or SIGTERM: stop now
+        signal_all(signal.SIGTERM)  # which a --graceful worker does not take as its first Ctrl+C
         for process in processes:
             try:
                 process.wait(timeout=60)  # each records its trial as failed, then exits

@@ -270,6 +270,20 @@ def test_sigterm_interrupts_like_ctrl_c_and_records_the_trial(write_experiment):
         ("baseline_bs32-s42", "WAITING", None)]
 
 
+def test_sigterm_stops_graceful_workers_at_once(write_experiment):
+    """SIGTERM to `run --workers 2 --graceful` (a job scheduler's stop) stops its workers now, as
+    it stops a run in one process: their first Ctrl+C would only ask them to finish their trials."""
+    path = write_experiment(variants=FOUR_VARIANTS)
+    sets = ["--set", "baseline.epochs=300", "--set", "baseline.eval_steps=1000"]
+    run = _ablate("run", str(path), "--workers", "2", "--graceful", *sets)
+    _wait_running(path, sets, 2)
+    run.send_signal(signal.SIGTERM)
+    assert run.wait(timeout=120) == 130
+    states = collections.Counter((t.state.name, t.user_attrs.get("error"))
+                                 for t in _trials(path, sets[1::2]))
+    assert states == {("FAIL", "interrupted (Ctrl+C or SIGTERM)"): 2, ("WAITING", None): 2}
+
+
 def test_an_interrupt_inside_held_is_raised_at_its_end() -> None:
     done = []
     with interrupts.handled(graceful=False), pytest.raises(KeyboardInterrupt):
