@@ -277,8 +277,8 @@ def _dry_run(spec: Any, args: argparse.Namespace) -> int:
             state = "running elsewhere"
         print(f"  {trial.key:<{width}} {state:<18} {describe_changes(trial.overrides)}")
     if replaced:
-        print(f"the {len(replaced)} complete result(s) of the trials run again would be kept as "
-              "superseded")
+        print(f"the {len(replaced)} complete result(s) of the variants run again would be kept "
+              "as superseded")
     if spec.search is not None and not propose:
         print("then [search]: no new trials: --only, --rerun and --retry-failed run only what they "
               "select (--only search selects the search)")

@@ -383,21 +383,30 @@ def plan(study: optuna.Study, trials: list[TrialSpec], rerun: list[str] | None =
     queued = {t.key for t in to_queue}  # only a result trained again is superseded
     replaced = [r.number for r in existing
                 if r.key in rerun_keys & queued and (r.complete or r.number in abandoned)]
+    # A variant trained again with new changes: its results at seeds the file no longer lists
+    # were trained with the old ones, and would be averaged with the new (same variant, one row).
+    retrained = {t.variant: t.overrides for t in to_queue if t.key in rerun_keys}
+    replaced += [r.number for r in existing
+                 if r.variant in retrained and r.key not in rerun_keys and r.complete
+                 and _canonical(r.overrides) != _canonical(retrained[r.variant])]
     return to_queue, skipped, replaced
+
+
+def _canonical(overrides: dict[str, Any]) -> str:
+    return json.dumps(overrides, sort_keys=True, default=str)
 
 
 def _check_unchanged(existing: list[records.TrialRecord], trials: list[TrialSpec], path: Any) -> None:
     from .variants import describe_changes
 
-    def canonical(overrides: dict[str, Any]) -> str:
-        return json.dumps(overrides, sort_keys=True, default=str)
-
-    wanted = {t.key: t for t in trials}
+    # By variant, not variant × seed: a seed since left out of the file still counts in the
+    # variant's row of the report.
+    wanted = {t.variant: t for t in trials}
     changed: dict[str, tuple[str, str, str]] = {}  # variant -> (run or queued, then, now)
     for record in existing:
-        trial = wanted.get(record.key)
+        trial = wanted.get(record.variant)
         if (trial is None or record.state not in ("COMPLETE", "WAITING", "RUNNING")
-                or canonical(record.overrides) == canonical(trial.overrides)):
+                or _canonical(record.overrides) == _canonical(trial.overrides)):
             continue
         changed.setdefault(trial.variant, ("run" if record.complete else "queued",
                                            describe_changes(record.overrides),

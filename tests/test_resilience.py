@@ -80,6 +80,28 @@ def test_a_variant_changed_since_its_run_is_refused_until_it_is_rerun(write_expe
     assert cli.main(["run", str(path), *changed]) == 0  # the stored result now matches the file
 
 
+def test_a_changed_variant_is_refused_also_at_a_seed_the_file_no_longer_lists(write_experiment,
+                                                                               capsys):
+    """Seeds 42 and 7 run with batch 32; the file then lists seed 42 only and batch 8. The seed-7
+    result still counts in the variant's row, so the change is refused; --rerun supersedes it
+    too, and the row holds one recipe."""
+    path = write_experiment()
+    two_seeds = ["--set", "experiment.seeds=[42, 7]"]
+    assert cli.main(["run", str(path), *two_seeds]) == 0
+    changed = ["--set", "experiment.seeds=[42]", "--set", "variants.bs32.batch_size=8"]
+    capsys.readouterr()
+    assert cli.main(["run", str(path), *changed]) == 2
+    assert "variant 'baseline_bs32' was run with batch_size=32" in capsys.readouterr().err
+    assert cli.main(["run", str(path), *changed, "--rerun", "baseline_bs32", "--dry-run"]) == 0
+    assert "the 2 complete result(s) of the variants run again" in capsys.readouterr().out
+    assert cli.main(["run", str(path), *changed, "--rerun", "baseline_bs32"]) == 0
+    rows = [row for row in (load_spec(path).output_dir / "results.csv").read_text().splitlines()
+            if row.startswith("baseline_bs32,")]
+    assert len(rows) == 1 and "batch_size=8" in rows[0]
+    assert cli.main(["run", str(path), *changed]) == 0  # the stored results match the file
+    assert cli.main(["run", str(path), *two_seeds]) == 2  # batch 32 again: refused, not mixed
+
+
 def test_rerun_supersedes_only_the_results_it_trains_again(write_experiment, capsys):
     path = write_experiment()
     assert cli.main(["run", str(path)]) == 0
