@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import json
 import math
+import re
 import shlex
 import tomllib
 from collections.abc import Callable, Iterator
@@ -632,15 +633,24 @@ class _SetBlame:
         try:
             yield
         except AblateInputError as err:
-            text, prefix = str(err), f"{self.path}: "
+            text = str(err)
+            prefix = next((f"{path}: " for path in (self.path, self.path.resolve())
+                           if text.startswith(f"{path}: ")), None)
             for item in reversed(self.sets):
-                parts = item.split("=", 1)[0].strip().split(".")
-                if parts[0] not in sections or not text.startswith(prefix):
+                parts = _split_set(item)[0]
+                if parts[0] not in sections or prefix is None:
                     continue
                 made = parts[0] not in self.in_file
-                if made or any(f" {part} " in text or f" {part}:" in text for part in parts[1:]):
+                if made or any(_mentions(text, part) for part in parts[1:]):
                     raise AblateInputError(f"--set {item!r}: {text[len(prefix):]}") from None
             raise
+
+
+def _mentions(text: str, name: str) -> bool:
+    """Whether an error line names a key or variant as the one at fault: a word of its own,
+    quoted or not, outside the lists of what is allowed and the did-you-mean."""
+    text = re.sub(r"\((?:knobs|allowed|sections|keys): [^)]*\)|did you mean '[^']*'", "", text)
+    return re.search(rf"(?:^|[\s\['\"(]){re.escape(name)}(?:$|[\s\]'\":);=])", text) is not None
 
 
 def _resolve_path_like(value: str) -> str:
@@ -731,9 +741,10 @@ def load_spec(path: str | Path, sets: list[str] | None = None) -> ExperimentSpec
     if not isinstance(variants_raw, dict):
         raise AblateInputError(f"{path}: [variants] must be a table of  suffix = {{ knob = value }}")
     variants: dict[str, dict[str, Any]] = {}
-    for suffix, overrides in variants_raw.items():
-        check_variant_suffix(suffix, path)
-        variants[suffix] = parse_overrides(overrides, f"variants.{suffix}", path)
+    with blame.on("variants"):
+        for suffix, overrides in variants_raw.items():
+            check_variant_suffix(suffix, path)
+            variants[suffix] = parse_overrides(overrides, f"variants.{suffix}", path)
     with blame.on("sweep"):
         sweep = parse_sweep(raw["sweep"], path) if "sweep" in raw else {}
     with blame.on("ablation"):
@@ -777,7 +788,8 @@ def load_spec(path: str | Path, sets: list[str] | None = None) -> ExperimentSpec
         search=search, has_baseline="baseline" in raw, sets=tuple(sets or ()))
     from .variants import named_variants
 
-    named_variants(spec)  # a name produced twice is an error before anything runs
+    with blame.on("variants", "sweep", "ablation"):
+        named_variants(spec)  # a name produced twice is an error before anything runs
     return spec
 
 

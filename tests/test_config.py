@@ -718,6 +718,31 @@ def test_set_value_is_validated_like_the_file(tmp_path: Path, item: str, expecte
     assert expected in load_error(write_spec(tmp_path), sets=[item])
 
 
+@pytest.mark.parametrize(("item", "expected"), [
+    ("sweep.batchsize=[64]", "[sweep] unknown knob 'batchsize'"),
+    ("sweep.learning_rate=[5e-5, 5e-5]", "[sweep] learning_rate lists 5e-05 twice"),
+    ('variants."a b".batch_size=32', "[variants] name 'a b' may use only"),
+    ('ablation.changes.cw.clas_weight="balanced"', "[ablation.changes.cw] unknown knob 'clas_weight'"),
+    ("sweep.dropout=[0.3]", "variant name 'baseline_dropout0.3' is produced twice"),
+])
+def test_set_mistakes_in_sections_the_file_has_are_the_sets(tmp_path: Path, item: str,
+                                                            expected: str) -> None:
+    """The file has [variants], [sweep] and [ablation]; what a --set wrote into them is blamed
+    on that --set, also where the mistake only shows once the variants are named."""
+    path = write_spec(tmp_path, variants='"dropout0.3" = { dropout = 0.3 }',
+                      sweep="batch_size = [32]",
+                      ablation='[ablation.changes]\ncw = { class_weight = "balanced" }')
+    assert load_error(path, sets=[item]).startswith(f"--set {item!r}: {expected}")
+
+
+def test_the_files_own_mistake_stays_the_files_beside_a_set_of_the_same_section(
+        tmp_path: Path) -> None:
+    """The allowed knobs listed in the message name the --set's key too: that is not blame."""
+    path = write_spec(tmp_path, sweep="batchsize = [32]")
+    message = load_error(path, sets=["sweep.learning_rate=[1e-4]"])
+    assert message.startswith(f"{path}: [sweep] unknown knob 'batchsize'")
+
+
 # --------------------------------------------------------------------------- apply_sets, resolve_storage
 
 
