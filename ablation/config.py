@@ -464,6 +464,8 @@ def toml_value(value: Any) -> str:
         return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, float):  # 5e-5, not Python's 5e-05
+        return re.sub(r"e([+-]?)0*(\d)", lambda m: f"e{m[1].replace('+', '')}{m[2]}", repr(value))
     return repr(value)
 
 
@@ -478,9 +480,12 @@ def parse_sweep(raw: Any, path: Path) -> dict[str, list[Any]]:
                 f"{path}: [sweep] unknown knob {key!r}{_did_you_mean(key, KNOBS)} "
                 f"(knobs: {', '.join(KNOBS)})")
         if not isinstance(values, list) or not values:
-            example = values if values != [] else SWEEP_EXAMPLES[key]
+            # One value given alone makes the example; a table ([sweep.KNOB]) is not a value
+            # but for model_config.
+            alone = values != [] and (not isinstance(values, dict) or key == "model_config")
+            example = values if alone else SWEEP_EXAMPLES[key]
             raise AblateInputError(
-                f"{path}: [sweep] {key} = {values!r} must be a non-empty list of values, "
+                f"{path}: [sweep] {key} = {toml_value(values)} must be a non-empty list of values, "
                 f"e.g. {key} = [{toml_value(example)}]")
         sweep[key] = [_check_knob(key, value, "sweep", path) for value in values]
     return sweep

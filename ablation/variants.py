@@ -9,13 +9,14 @@ baseline_plus_<change>). A name produced twice is an error.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .config import MAX_NAME_LENGTH, Recipe
+from .config import MAX_NAME_LENGTH, Recipe, toml_value
 from .errors import AblateInputError
 
 if TYPE_CHECKING:
@@ -78,15 +79,17 @@ def _value_text(value: Any) -> str:
 
 
 def suffix_for(knob: str, value: Any) -> str:
-    """The part of a generated variant name that says knob = value."""
+    """The part of a generated variant name that says knob = value, in the characters a
+    written name may use (a model folder `my model` gives `model-my-model`)."""
     if knob == "model_config":
-        return "_".join(f"{CONFIG_SUFFIXES.get(k, k)}{_value_text(v)}" for k, v in value.items())
-    if knob == "model":
-        return f"model-{PurePath(str(value)).name}"
-    prefix = SUFFIXES.get(knob, knob)
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return f"{prefix}{_value_text(value)}"
-    return f"{prefix}-{_value_text(value)}"
+        text = "_".join(f"{CONFIG_SUFFIXES.get(k, k)}{_value_text(v)}" for k, v in value.items())
+    elif knob == "model":
+        text = f"model-{PurePath(str(value)).name}"
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        text = f"{SUFFIXES.get(knob, knob)}{_value_text(value)}"
+    else:
+        text = f"{SUFFIXES.get(knob, knob)}-{_value_text(value)}"
+    return re.sub(r"[^A-Za-z0-9._+-]+", "-", text)
 
 
 def named_variants(spec: ExperimentSpec) -> dict[str, dict[str, Any]]:
@@ -95,10 +98,11 @@ def named_variants(spec: ExperimentSpec) -> dict[str, dict[str, Any]]:
     origin: dict[str, str] = {BASELINE: "the baseline"}
 
     def add(name: str, overrides: dict[str, Any], where: str) -> None:
-        if name in origin and origin[name] == where:  # `[sweep] batch_size = [32, 32]`
+        if name in origin and origin[name] == where:  # two values of one [sweep] list
+            first, second = (toml_value(next(iter(o.values()))) for o in (named[name], overrides))
             raise AblateInputError(
-                f"{spec.path}: {where} lists {next(iter(overrides.values()))!r} twice (variant "
-                f"{name!r}); list each value once")
+                f"{spec.path}: {where} values {first} and {second} both give the variant name "
+                f"{name!r}; give them names of your own in [variants]")
         if name in origin:
             raise AblateInputError(
                 f"{spec.path}: variant name {name!r} is produced twice ({origin[name]} and {where}); "
@@ -114,8 +118,15 @@ def named_variants(spec: ExperimentSpec) -> dict[str, dict[str, Any]]:
         add(f"{BASELINE}_{suffix}", overrides, f"[variants] {suffix}")
     baseline = spec.baseline.to_dict()
     for knob, values in spec.sweep.items():
+        listed: list[Any] = []
         for value in values:
-            if _trained_as(spec, knob, value) == _trained_as(spec, knob, baseline[knob]):
+            trained = _trained_as(spec, knob, value)
+            if trained in listed:  # `[sweep] batch_size = [32, 32]`, also of the baseline's value
+                raise AblateInputError(
+                    f"{spec.path}: [sweep] {knob} lists {toml_value(value)} twice; list each value "
+                    "once")
+            listed.append(trained)
+            if trained == _trained_as(spec, knob, baseline[knob]):
                 continue  # the baseline already runs this value
             add(f"{BASELINE}_{suffix_for(knob, value)}", {knob: value}, f"[sweep] {knob}")
     if spec.ablation:
@@ -154,7 +165,10 @@ def redundant_variants(spec: ExperimentSpec) -> list[str]:
         recipe = baseline | overrides
         return repr(sorted((knob, _trained_as(spec, knob, recipe[knob])) for knob in recipe))
 
-    notes: list[str] = []
+    notes = [f"[sweep] {knob} = {toml_value(values)} lists only the baseline's value: it adds no "
+             "variant" for knob, values in spec.sweep.items()
+             if all(_trained_as(spec, knob, v) == _trained_as(spec, knob, baseline[knob])
+                    for v in values)]
     first_with = {trained({}): BASELINE}
     for name, overrides in named_variants(spec).items():
         same = first_with.setdefault(trained(overrides), name)

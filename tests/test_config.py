@@ -720,7 +720,7 @@ def test_set_value_is_validated_like_the_file(tmp_path: Path, item: str, expecte
 
 @pytest.mark.parametrize(("item", "expected"), [
     ("sweep.batchsize=[64]", "[sweep] unknown knob 'batchsize'"),
-    ("sweep.learning_rate=[5e-5, 5e-5]", "[sweep] learning_rate lists 5e-05 twice"),
+    ("sweep.learning_rate=[5e-5, 5e-5]", "[sweep] learning_rate lists 5e-5 twice"),
     ('variants."a b".batch_size=32', "[variants] name 'a b' may use only"),
     ('ablation.changes.cw.clas_weight="balanced"', "[ablation.changes.cw] unknown knob 'clas_weight'"),
     ("sweep.dropout=[0.3]", "variant name 'baseline_dropout0.3' is produced twice"),

@@ -121,9 +121,51 @@ def test_a_name_produced_twice_is_an_error(tmp_path):
         in message
 
 
+@pytest.mark.parametrize("values, shown", [
+    ("batch_size = [16, 16, 32]", "batch_size lists 16 twice"),  # 16: the baseline's value
+    ("learning_rate = [1e-3, 0.001]", "learning_rate lists 0.001 twice"),
+    ("learning_rate = [5e-5, 0.00005]", "learning_rate lists 5e-5 twice"),
+])
+def test_a_sweep_value_listed_twice_is_an_error_also_the_baselines(tmp_path, values, shown):
+    message = error_from(tmp_path, f"""
+        [sweep]
+        {values}
+        """)
+    assert f"[sweep] {shown}; list each value once" in message
+
+
+def test_generated_names_use_only_the_characters_of_written_names(tmp_path):
+    """A model folder `my model` names the variant `model-my-model`: the name is a folder, a
+    SwanLab run and an --only argument."""
+    (tmp_path / "sp ace" / "my model").mkdir(parents=True)
+    spec = spec_from(tmp_path, f"""
+        [sweep]
+        model = ["{tmp_path / 'sp ace' / 'my model'}"]
+        lr_scheduler = ["cosine_with_restarts"]
+        """)
+    assert list(named_variants(spec)) == ["baseline_model-my-model",
+                                          "baseline_sched-cosine_with_restarts"]
+
+
+def test_two_sweep_values_that_give_one_name_are_not_called_the_same_value(tmp_path):
+    """Two model folders of one name: different values, one generated name."""
+    for parent in ("a", "b"):
+        (tmp_path / parent / "tiny").mkdir(parents=True)
+    message = error_from(tmp_path, f"""
+        [sweep]
+        model = ["{tmp_path / 'a' / 'tiny'}", "{tmp_path / 'b' / 'tiny'}"]
+        """)
+    assert (f'[sweep] model values "{tmp_path / "a" / "tiny"}" and "{tmp_path / "b" / "tiny"}" '
+            "both give the variant name 'baseline_model-tiny'; give them names of your own in "
+            "[variants]") in message
+
+
 @pytest.mark.parametrize("body, expected", [
     ("[sweep]\nbatch_size = 32\n", "[sweep] batch_size = 32 must be a non-empty list"),
     ("[sweep]\nbatch_size = []\n", "[sweep] batch_size = [] must be a non-empty list"),
+    ("[sweep.batch_size]\nvalues = [32]\n",  # a table is not a list: the example is a list
+     "[sweep] batch_size = { values = [32] } must be a non-empty list of values, e.g. "
+     "batch_size = [32]"),
     ("[sweep]\nbatch_sizes = [8]\n", "did you mean 'batch_size'"),
     ("[sweep]\ndropout = [1.5]\n", "[sweep] dropout = 1.5 must be a finite number in [0, 1)"),
     ("[ablation]\nmode = \"leave-two-out\"\n[ablation.changes]\ncw = { class_weight = \"balanced\" }\n",
@@ -215,6 +257,12 @@ def test_variants_that_train_the_baseline_or_an_earlier_variant_again_get_a_note
         "variant 'baseline_same' (batch_size=16) trains the same recipe as 'baseline'",
         "variant 'baseline_bs32' (batch_size=32) trains the same recipe as 'baseline_big'"]
     assert redundant_variants(spec_from(tmp_path, "[sweep]\nbatch_size = [32]\n")) == []
+
+
+def test_a_sweep_of_only_the_baselines_value_gets_a_note(tmp_path):
+    spec = spec_from(tmp_path, "[sweep]\nbatch_size = [16]\nlearning_rate = [2e-5, 5e-5]\n")
+    assert redundant_variants(spec) == [
+        "[sweep] batch_size = [16] lists only the baseline's value: it adds no variant"]
 
 
 def test_changes_are_described_as_the_file_writes_them():
