@@ -107,8 +107,10 @@ def _read_local_file(path: Path) -> pd.DataFrame:
     except pd.errors.EmptyDataError:
         raise AblateInputError(f"{path}: the file is empty; expected a header row and one row "
                                "per example") from None
-    except (ValueError, pd.errors.ParserError, OSError) as err:
-        if name.endswith((".jsonl", ".jsonl.gz")):
+    except (ValueError, TypeError, pd.errors.ParserError, OSError) as err:
+        # TypeError: pandas meeting a JSON Lines line that is an array, a number or null.
+        if name.endswith((".jsonl", ".jsonl.gz")) or (name.endswith(".json")
+                                                      and _first_line_is_an_object(path)):
             raise AblateInputError(f"{path}: {_first_bad_json_line(path)}") from None
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise AblateInputError(
@@ -183,6 +185,15 @@ def _first_undecodable(path: Path) -> str:
         line = data.count(b"\n", 0, err.start) + 1
         return f"line {line} (byte {err.start}) cannot be decoded as UTF-8 text"
     return "cannot be decoded as UTF-8 text"
+
+
+def _first_line_is_an_object(path: Path) -> bool:
+    """A .json file whose first line is a whole object holds JSON Lines (datasets writes them)."""
+    lines = (line for line in _file_bytes(path).decode("utf-8-sig").splitlines() if line.strip())
+    try:
+        return isinstance(json.loads(next(lines, "")), dict)
+    except json.JSONDecodeError:
+        return False
 
 
 def _first_bad_json_line(path: Path) -> str:

@@ -417,10 +417,14 @@ def test_json_lines_under_a_json_name_are_read(tmp_path: Path):
 @pytest.mark.parametrize("lines, expected", [
     (['{"text": "a", "label": 1}', '{"text": "b",'], "line 2 is not valid JSON"),
     (['{"text": "a", "label": 1}', '', '"b"'], "line 3 is a JSON string, not an object"),
+    (['{"text": "a", "label": 1}', '[1, 2]'], "line 2 is a JSON array, not an object"),
+    (['{"text": "a", "label": 1}', '5'], "line 2 is a JSON number, not an object"),
+    (['{"text": "a", "label": 1}', 'null'], "line 2 is a JSON null, not an object"),
 ])
-def test_a_bad_json_line_is_named(tmp_path: Path, lines: list[str], expected: str):
-    (tmp_path / "train.jsonl").write_text("\n".join(lines) + "\n")
-    assert expected in load_error(spec(tmp_path / "train.jsonl"))
+@pytest.mark.parametrize("name", ["train.jsonl", "train.json"])
+def test_a_bad_json_line_is_named(tmp_path: Path, lines: list[str], expected: str, name: str):
+    (tmp_path / name).write_text("\n".join(lines) + "\n")
+    assert expected in load_error(spec(tmp_path / name))
 
 
 def test_a_csv_whose_rows_all_have_an_unquoted_comma_is_refused(tmp_path: Path):
