@@ -468,7 +468,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     folder, spec = resolve_model(args.model, args.sets)
     label_names = model_label_names(folder)
     frame, source = evaluation_frame(spec, label_names, args.dataset, args.config,
-                                     args.split or "test", args.text_column, args.label_column)
+                                     args.split or "test", args.text_column, args.label_column,
+                                     model_info(folder).get("text_pair_column"))
     result = evaluate(folder, frame, args.batch_size)
     trial = model_info(folder).get("trial")
     if args.json:

@@ -30,13 +30,27 @@ def load_classifier(folder: Path) -> tuple[Any, Any, str]:
 
     from .train import check_precision
 
-    tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    model = AutoModelForSequenceClassification.from_pretrained(str(folder))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        model, loading = AutoModelForSequenceClassification.from_pretrained(
+            str(folder), output_loading_info=True)
+    except (OSError, ValueError) as err:
+        raise AblateInputError(f"{folder}: cannot be loaded as a text classifier: "
+                               f"{_first_line(err)}") from None
+    if loading["missing_keys"]:  # transformers fills them with random weights, and says so softly
+        raise AblateInputError(
+            f"{folder}: its weights lack {', '.join(sorted(loading['missing_keys'])[:3])}: not a "
+            "trained text classifier (those weights would be random)")
     model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
     precision = model_info(folder).get("precision") or "fp32"
     if precision not in ("bf16", "fp16") or check_precision(precision) or not torch.cuda.is_available():
         precision = "fp32"
     return tokenizer, model, precision
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 GPU_BATCH, CPU_BATCH = 1024, 64  # fastest measured: few large batches on a GPU, small ones on CPU
@@ -155,6 +169,12 @@ def predict(folder: Path, texts: list[str], batch_size: int | None = None) -> li
     """Per text: the top label, its probability, and every label's probability (top first)."""
     from scipy.special import softmax
 
+    pair = model_info(folder).get("text_pair_column")
+    if pair:  # its labels would come from the first text alone, and be wrong
+        raise AblateInputError(
+            f"{folder} was trained on text pairs ([data] text_pair_column = {pair!r}); `ablate "
+            f"predict` takes single texts: evaluate it with `ablate evaluate` on data with a "
+            f"{pair!r} column")
     tokenizer, model, precision = load_classifier(folder)
     logits = class_logits(model, tokenizer, texts, max_length=max_length_of(folder, tokenizer, model),
                           batch_size=batch_size, precision=precision)
@@ -215,7 +235,11 @@ def label_names_of(config: Any) -> list[str]:
 def model_label_names(folder: Path) -> list[str]:
     from transformers import AutoConfig
 
-    return label_names_of(AutoConfig.from_pretrained(str(folder)))
+    try:
+        return label_names_of(AutoConfig.from_pretrained(str(folder)))
+    except (OSError, ValueError) as err:
+        raise AblateInputError(f"{folder}: its config.json cannot be loaded: "
+                               f"{_first_line(err)}") from None
 
 
 def label_ids(frame: pd.DataFrame, label_names: list[str], where: str) -> np.ndarray:
@@ -339,12 +363,13 @@ STUDY_SPLITS = ("train", "validation", "test")
 
 
 def evaluation_frame(spec: Any, label_names: list[str], dataset: str | None, config: str | None,
-                     split: str, text_column: str | None,
-                     label_column: str | None) -> tuple[pd.DataFrame, str]:
+                     split: str, text_column: str | None, label_column: str | None,
+                     text_pair_column: str | None = None) -> tuple[pd.DataFrame, str]:
     """The labelled rows to evaluate on, with the model's class ids, and where they come from.
 
     Without --dataset: the study's own splits exactly as its trials saw them (validation carved
-    from train, subsamples taken). With --dataset: that split of it, every row."""
+    from train, subsamples taken). With --dataset: that split of it, every row; a model trained
+    on text pairs (`text_pair_column`, from its ablate.json) reads its second text from there."""
     import dataclasses
 
     from .config import DataSpec, looks_local_dataset
@@ -374,7 +399,8 @@ def evaluation_frame(spec: Any, label_names: list[str], dataset: str | None, con
     base = spec.data if spec is not None else DataSpec()
     data_spec = dataclasses.replace(
         base, dataset=dataset, config=config, revision=None, train_split=split,
-        text_column=text_column or base.text_column, label_column=label_column or base.label_column)
+        text_column=text_column or base.text_column, label_column=label_column or base.label_column,
+        text_pair_column=text_pair_column or base.text_pair_column)
     if looks_local_dataset(dataset) and not Path(dataset).expanduser().exists():
         raise AblateInputError(f"--dataset {dataset!r}: no such file or folder (relative paths "
                                "start at the working folder)")
@@ -404,6 +430,8 @@ def _check_study_rows(spec: Any, fingerprint: str, split: str) -> None:
 def _as_options(message: str) -> str:
     """data.py names experiment-file keys; here the user typed command-line options."""
     for key, option in (("[data] dataset =", "--dataset"), ("[data] text_column =", "--text-column"),
-                        ("[data] label_column =", "--label-column")):
+                        ("[data] label_column =", "--label-column"),
+                        ("[data] text_pair_column =",
+                         "text_pair_column (the model was trained on text pairs) =")):
         message = message.replace(key, option)
     return message

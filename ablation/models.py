@@ -54,6 +54,7 @@ def keep_trial_model(trainer: Any, trial: Any, spec: ExperimentSpec, trial_dir: 
             info = {"study": spec.name, "trial": trial.key, "variant": trial.variant,
                     "seed": trial.seed, "overrides": trial.overrides,
                     "max_length": trial.recipe.max_length, "precision": result.get("precision"),
+                    "text_pair_column": spec.data.text_pair_column,
                     "metric": spec.experiment.metric, "best_step": result.get("best_step"),
                     "validation": result.get("validation"), "test": result.get("test")}
             (target / MODEL_INFO).write_text(json.dumps(info, indent=2, default=str) + "\n",
@@ -148,6 +149,7 @@ def resolve_model(argument: str, sets: list[str] | None = None) -> tuple[Path, A
                 f"MODEL_OR_STUDY {argument!r} is a folder but not a saved model (no config.json); "
                 f"give a study's {BEST_MODEL}/ or trials/<trial>/{MODEL_DIR}/ folder, or an "
                 "experiment file")
+        check_classifier_folder(path)
         return path, None
     if not path.exists():
         raise AblateInputError(
@@ -165,7 +167,39 @@ def resolve_model(argument: str, sets: list[str] | None = None) -> tuple[Path, A
             f"study {spec.name!r} has no best model ({folder} is missing); run the study with "
             f"[experiment] save_models = \"best\" (the default) or \"all\": `{spec.command('run')}` "
             "(trials that ran with \"none\" need `--rerun VARIANT`)")
+    check_classifier_folder(folder)
     return folder, spec
+
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json",
+                   "spiece.model", "sentencepiece.bpe.model")
+
+
+def check_classifier_folder(folder: Path) -> None:
+    """A folder given as the model must hold a text classifier whole: transformers would fail
+    with a traceback on a broken config or missing weights, and quietly make up a tokenizer
+    (every word [UNK]) or a random head (other labels at every call) where those are missing."""
+    where = f"MODEL_OR_STUDY {str(folder)!r}"
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise AblateInputError(f"{where}: config.json cannot be read as JSON ({err})") from None
+    heads = config.get("architectures") if isinstance(config, dict) else None
+    if not isinstance(config, dict) or not config.get("model_type"):
+        raise AblateInputError(f"{where}: config.json names no model_type; give a folder written "
+                               "by save_pretrained")
+    if heads and not any(str(h).endswith("ForSequenceClassification") for h in heads):
+        raise AblateInputError(
+            f"{where} holds a {heads[0]}, not a text classifier (a ...ForSequenceClassification "
+            "model): its classification layer would be random")
+    if not any((folder / name).is_file() for name in WEIGHT_FILES):
+        raise AblateInputError(f"{where} holds no weights ({' or '.join(WEIGHT_FILES[::2])})")
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise AblateInputError(
+            f"{where} holds no tokenizer files (tokenizer.json, vocab.txt, ...): save the "
+            "tokenizer beside the model, as `tokenizer.save_pretrained(folder)` does")
 
 
 def model_info(folder: Path) -> dict[str, Any]:

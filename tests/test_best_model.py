@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
-from conftest import signal_self, tiny_experiment
+from conftest import make_texts, signal_self, tiny_experiment
 
 from ablation import cli
 from ablation.config import load_spec
@@ -362,3 +362,67 @@ def test_ctrl_c_during_the_best_models_export_keeps_the_model(write_experiment, 
     assert "kept no model" not in capsys.readouterr().out
     assert json.loads((output_dir / "best_model" / "ablate.json").read_text()) == info
     assert (output_dir / "best_model" / "model.safetensors").is_file()
+
+
+def _broken(best: Path, folder: Path, kind: str) -> Path:
+    folder.mkdir()
+    if kind == "empty config":
+        (folder / "config.json").write_text("{}")
+    elif kind == "config not JSON":
+        (folder / "config.json").write_text("not json")
+    elif kind == "no weights":
+        shutil.copy(best / "config.json", folder)
+    elif kind == "no tokenizer":
+        for name in ("config.json", "model.safetensors"):
+            shutil.copy(best / name, folder)
+    else:  # "no head": the encoder alone, as BertModel saves it
+        from transformers import AutoTokenizer, BertModel
+
+        BertModel.from_pretrained(str(best)).save_pretrained(str(folder))
+        AutoTokenizer.from_pretrained(str(best)).save_pretrained(str(folder))
+    return folder
+
+
+@pytest.mark.parametrize(("kind", "expected"), [
+    ("empty config", "config.json names no model_type"),
+    ("config not JSON", "config.json cannot be read as JSON"),
+    ("no weights", "holds no weights"),
+    ("no tokenizer", "holds no tokenizer files"),
+    ("no head", "holds a BertModel, not a text classifier"),
+])
+def test_a_model_folder_missing_a_part_is_refused(best_study, tmp_path, capsys, kind, expected):
+    """transformers fails with a traceback on some (config, weights) and quietly makes up the
+    others (a tokenizer with every word [UNK], a random classification layer)."""
+    folder = _broken(load_spec(best_study).output_dir / "best_model", tmp_path / "model", kind)
+    for command in (["predict", str(folder), "great fun"],
+                    ["evaluate", str(folder), "--dataset", str(tmp_path)]):
+        capsys.readouterr()
+        assert cli.main(command) == 2
+        err = capsys.readouterr().err
+        assert expected in err and err.count("\n") == 1, err
+
+
+def test_a_text_pair_model_reads_its_second_text_from_its_folder_too(tmp_path, tiny_model_dir,
+                                                                      capsys):
+    """Only the second text carries the label: evaluating the best model folder uses it as the
+    study does (it is in ablate.json), and predict, which takes single texts, refuses."""
+    data = tmp_path / "pairs"
+    data.mkdir()
+    for split, rows, seed in (("train", 240, 1), ("test", 60, 2)):
+        frame = make_texts(rows, seed)
+        frame.assign(text2=frame["text"], text="the movie was it").to_csv(
+            data / f"{split}.csv", index=False)
+    path = tiny_experiment(tmp_path, tiny_model_dir, data, name="pairs", variants="",
+                           baseline=BASELINE.replace("epochs = 2", "epochs = 4"))
+    path.write_text(path.read_text().replace("[data]\n", '[data]\ntext_pair_column = "text2"\n'))
+    assert cli.main(["run", str(path)]) == 0
+    best = load_spec(path).output_dir / "best_model"
+    assert json.loads((best / "ablate.json").read_text())["text_pair_column"] == "text2"
+    results = []
+    for model in (path, best):
+        capsys.readouterr()
+        assert cli.main(["evaluate", str(model), "--dataset", str(data), "--json"]) == 0
+        results.append(json.loads(capsys.readouterr().out)["metrics"])
+    assert results[0] == results[1]
+    assert cli.main(["predict", str(best), "great fun"]) == 2
+    assert "was trained on text pairs ([data] text_pair_column = 'text2')" in capsys.readouterr().err
