@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from . import interrupts
-from .errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, EXIT_TRIALS_FAILED, AblateInputError
+from .errors import (
+    EXIT_BAD_INPUT,
+    EXIT_BROKEN_PIPE,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_TRIALS_FAILED,
+    AblateInputError,
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -24,6 +31,11 @@ class _Parser(argparse.ArgumentParser):
     def parse_args(self, args: Any = None, namespace: Any = None) -> argparse.Namespace:
         """An unknown option is the command's: `ablate run --help` lists what it takes."""
         parsed, extra = self.parse_known_args(args, namespace)
+        if extra and getattr(parsed, "command", None) == "predict" and not any(
+                item.startswith("-") for item in extra):
+            # Texts after an option (`predict MODEL --json "text"`): argparse takes a positional
+            # list in one place only. They come back in the order given.
+            parsed.texts, extra = [*parsed.texts, *extra], []
         if extra:
             command = getattr(parsed, "command", None)
             prog = f"{self.prog} {command}" if command else self.prog
@@ -545,6 +557,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"ablate: interrupted; completed trials are kept in the storage{_resume(args)}",
                   file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `ablate predict ... | head`: the reader has what it wanted
+        # What is still buffered would fail again at exit: it goes nowhere (Python's own recipe).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 def _resume(args: argparse.Namespace | None) -> str:

@@ -6,6 +6,7 @@ EXIT_OK = 0
 EXIT_TRIALS_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the program reading the output stopped (`| head`)
 
 
 class AblateInputError(Exception):

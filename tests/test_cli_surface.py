@@ -4,7 +4,10 @@ replaced with --force-new), `init`, `status --json` and `report --format`."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -277,3 +280,26 @@ def test_the_command_imports_nothing_heavy_before_it_handles_ctrl_c():
     assert ablation.load_spec is load_spec and "run_study" in ablation.__all__  # the public names
     with pytest.raises(AttributeError):
         ablation.nope  # noqa: B018
+
+
+def test_output_to_a_reader_that_stopped_exits_141_without_a_traceback(write_experiment):
+    """`ablate ... | head`: the reader closes the pipe before ablate has written everything."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # nobody reads: the first write fails with EPIPE
+    try:
+        done = subprocess.run([sys.executable, "-m", "ablation", "validate",
+                               str(write_experiment())], stdout=write_end, stderr=subprocess.PIPE,
+                              text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 141
+    assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr
+
+
+@pytest.mark.parametrize(("argv", "texts"), [
+    (["--json", "great fun"], ["great fun"]),
+    (["--batch-size", "8", "a", "b"], ["a", "b"]),
+    (["a", "--json", "b", "--batch-size", "3", "c"], ["a", "b", "c"]),
+])
+def test_predict_takes_texts_before_and_after_its_options(argv, texts):
+    assert cli.build_parser().parse_args(["predict", "model", *argv]).texts == texts
