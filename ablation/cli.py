@@ -479,9 +479,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return _evaluate_checkpoints(args)
     folder, spec = resolve_model(args.model, args.sets)
     label_names = model_label_names(folder)
+    notes: list[str] = []
     frame, source = evaluation_frame(spec, label_names, args.dataset, args.config,
                                      args.split or "test", args.text_column, args.label_column,
-                                     model_info(folder).get("text_pair_column"))
+                                     model_info(folder).get("text_pair_column"), notes)
+    _print_notes(notes, frame, label_names)
     result = evaluate(folder, frame, args.batch_size)
     trial = model_info(folder).get("trial")
     if args.json:
@@ -492,6 +494,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"data:  {source}: {result.examples} rows\n")
     print(format_evaluation(result))
     return EXIT_OK
+
+
+def _print_notes(notes: list[str], frame: Any, label_names: list[str]) -> None:
+    """What reading the data did, and classes it lacks (to stderr: --json keeps stdout JSON)."""
+    present = set(frame["label"].tolist())
+    absent = [name for index, name in enumerate(label_names) if index not in present]
+    if absent:
+        notes.append(f"no rows of class {', '.join(map(repr, absent))}: the macro averages "
+                     "count its F1, precision and recall as 0")
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
 
 
 def _evaluate_checkpoints(args: argparse.Namespace) -> int:
@@ -506,9 +519,11 @@ def _evaluate_checkpoints(args: argparse.Namespace) -> int:
     spec = load_spec(args.model, args.sets)
     folders = checkpoint_folders(spec, args.checkpoints)
     metric, greater = spec.experiment.metric, spec.greater_is_better
-    frame, source = evaluation_frame(spec, model_label_names(folders[0]), args.dataset, args.config,
+    label_names, notes = model_label_names(folders[0]), []
+    frame, source = evaluation_frame(spec, label_names, args.dataset, args.config,
                                      args.split or "validation", args.text_column,
-                                     args.label_column)
+                                     args.label_column, notes=notes)
+    _print_notes(notes, frame, label_names)
     rows = []
     for folder in folders:
         result = evaluate(folder, frame, args.batch_size)

@@ -732,19 +732,24 @@ def with_train_size(data: TokenizedData, n: int | None) -> TokenizedData:
 # --------------------------------------------------------------------------- one split, for evaluation
 
 
-def load_split(spec: DataSpec, split: str) -> pd.DataFrame:
+def load_split(spec: DataSpec, split: str, notes: list[str] | None = None) -> pd.DataFrame:
     """One split of a dataset, cleaned like a study's (text, optional text_pair, label as
     given: names or ids), without carving or subsampling: what `ablate evaluate --dataset` reads.
-    Rows keep their index in the file, so that a bad label can be named by its row."""
+    Rows keep their index in the file, so that a bad label can be named by its row. What the
+    cleaning did (rows dropped, spaces stripped) is added to `notes`, as a study says it."""
+    notes = notes if notes is not None else []
     raw, _ = load_raw_splits(spec)
     if split not in raw:
         raise AblateInputError(
             f"{spec.dataset}: split {split!r} does not exist (splits: {', '.join(raw)})")
     _check_columns(raw[split], split, spec)
-    frame, _ = _clean(raw[split], spec, split)
+    frame, dropped = _clean(raw[split], spec, split)
     if frame.empty:
         raise AblateInputError(f"{spec.dataset}: split {split!r} has no usable rows "
                                "(every text is empty or every label missing)")
+    if dropped:
+        notes.append(f"split {split!r}: dropped {dropped} rows with an empty text or missing label")
+    _strip_labels({split: frame}, notes)
     return frame
 
 

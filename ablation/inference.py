@@ -364,7 +364,8 @@ STUDY_SPLITS = ("train", "validation", "test")
 
 def evaluation_frame(spec: Any, label_names: list[str], dataset: str | None, config: str | None,
                      split: str, text_column: str | None, label_column: str | None,
-                     text_pair_column: str | None = None) -> tuple[pd.DataFrame, str]:
+                     text_pair_column: str | None = None, notes: list[str] | None = None,
+                     ) -> tuple[pd.DataFrame, str]:
     """The labelled rows to evaluate on, with the model's class ids, and where they come from.
 
     Without --dataset: the study's own splits exactly as its trials saw them (validation carved
@@ -405,7 +406,7 @@ def evaluation_frame(spec: Any, label_names: list[str], dataset: str | None, con
         raise AblateInputError(f"--dataset {dataset!r}: no such file or folder (relative paths "
                                "start at the working folder)")
     try:
-        frame = load_split(data_spec, split)
+        frame = load_split(data_spec, split, notes)
     except AblateInputError as err:
         raise AblateInputError(_as_options(str(err))) from None
     frame = frame.assign(label=label_ids(frame, label_names, f"{dataset}: split {split!r}"))

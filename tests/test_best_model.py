@@ -364,6 +364,23 @@ def test_ctrl_c_during_the_best_models_export_keeps_the_model(write_experiment, 
     assert (output_dir / "best_model" / "model.safetensors").is_file()
 
 
+def test_evaluate_says_what_reading_the_data_did(best_study, tmp_path, capsys):
+    """Dropped rows, stripped label spaces and classes the rows lack are said, as a study says
+    them; on stderr, so that --json stays JSON."""
+    data = tmp_path / "notes.csv"
+    data.write_text("text,label\ngreat love fun, 2 \n,0\nbad sad awful,0\nfun happy,\n")
+    best = load_spec(best_study).output_dir / "best_model"
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(best), "--dataset", str(data), "--split", "train",
+                     "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["examples"] == 2
+    assert captured.err.splitlines() == [
+        "note: split 'train': dropped 2 rows with an empty text or missing label",
+        "note: stripped the spaces around 1 labels (' 2 ' is '2')",
+        "note: no rows of class '1': the macro averages count its F1, precision and recall as 0"]
+
+
 def _broken(best: Path, folder: Path, kind: str) -> Path:
     folder.mkdir()
     if kind == "empty config":
