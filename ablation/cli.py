@@ -374,7 +374,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from .config import load_spec
-    from .queue import STALE_AFTER_HEARTBEATS, open_study, stale_numbers
+    from .queue import has_heartbeats, open_study, stale_numbers
     from .records import load_records
 
     spec = load_spec(args.file, args.sets)
@@ -388,14 +388,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"study {spec.name} ({spec.experiment.storage}): {len(records)} trial(s)")
     width = max([32, *(len(r.key) for r in records)])  # long names keep the columns
     print(f"{'#':>4}  {'trial':<{width}} {'state':<10} {spec.experiment.metric:>10}  error / process")
-    gone = (f"its process is gone (no heartbeat for {spec.experiment.heartbeat * STALE_AFTER_HEARTBEATS}"
-            f" s); `{spec.command('run')}` runs it again")
     for r in records:
         value = "" if r.value is None else f"{r.value:.4f}"
         state = "SUPERSEDED" if r.superseded else r.state
         note = f"in {r.worker}" if r.state == "RUNNING" and r.worker else r.error or ""
         if r.number in stale:
-            note = (f"was in {r.worker}: " if r.worker else "") + gone
+            again = (f"`{spec.command('run')}` runs it again" if has_heartbeats(study)
+                     else f"`{spec.command('run', '--rerun', r.variant)}` runs it again")
+            note = (f"was in {r.worker}: " if r.worker else "") + f"its process is gone; {again}"
         print(f"{r.number:>4}  {r.key:<{width}} {state:<10} {value:>10}  {note}")
     return EXIT_TRIALS_FAILED if failed else EXIT_OK
 

@@ -308,14 +308,32 @@ def requeue_stale(study: optuna.Study) -> list[str]:
 
 
 def stale_numbers(study: optuna.Study) -> set[int]:
-    """The RUNNING trials whose heartbeats stopped (their process is gone), read only: `status`
-    shows them as such; the next run or worker fails and queues them again."""
+    """The RUNNING trials whose process is gone, read only: their heartbeats stopped, or their
+    process ran on this machine and has exited (known at once, before the heartbeats tell).
+    `status` shows them as such; the next run or worker fails and queues them again."""
     storage = study._storage
-    if not optuna.storages._heartbeat.is_heartbeat_enabled(storage):
-        return set()
-    stale = set(storage._get_stale_trial_ids(study._study_id))
+    stale: set[int] = set()
+    if optuna.storages._heartbeat.is_heartbeat_enabled(storage):
+        stale = set(storage._get_stale_trial_ids(study._study_id))
     return {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-            if t._trial_id in stale}
+            if t._trial_id in stale or _exited_here(t.user_attrs.get(records.WORKER))}
+
+
+def _exited_here(worker: str | None) -> bool:
+    """Whether a trial's `host:pid` names a process of this machine that no longer exists."""
+    import os
+    import socket
+
+    host, _, pid = (worker or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return True
+    except OSError:  # exists, another user's
+        return False
+    return False
 
 
 def has_heartbeats(study: optuna.Study) -> bool:
