@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import EXIT_OK, EXIT_TRIALS_FAILED, AblateInputError
+from .interrupts import stop_with_parent
 
 HOST = "127.0.0.1"
 DEFAULT_PORT = 5092  # swanlab watch's own default
@@ -67,9 +68,12 @@ def check_dashboard_inputs(spec: Any, port: int) -> Path:
 
 
 def port_is_free(port: int, host: str = HOST) -> bool:
-    """True when nothing listens on the port (swanlab watch would silently take another one)."""
+    """True when nothing listens on the port (swanlab watch would silently take another one).
+    Bound as the server binds, with SO_REUSEADDR: the connections of a dashboard just stopped
+    (TIME-WAIT, a minute) do not keep it from serving there again; a listening socket does."""
     for address in (host, "0.0.0.0"):  # swanlab checks 0.0.0.0, then binds `host`
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind((address, port))
             except OSError:
@@ -77,15 +81,32 @@ def port_is_free(port: int, host: str = HOST) -> bool:
     return True
 
 
-def watch_command(folder: Path, port: int) -> list[str]:
-    return [sys.executable, "-m", "swanlab", "watch", str(folder), "-h", HOST, "-p", str(port)]
+# `python -m swanlab`, except that `swanlab watch` serves on the port it is given. Its own check
+# binds 0.0.0.0 without SO_REUSEADDR and, failing, serves on another port: for a minute after a
+# dashboard stopped (its connections in TIME-WAIT) it would not serve on the same port again.
+# port_is_free has checked the port as the server binds it; a real clash is the server's
+# "address already in use", which wait_ready reports.
+_WATCH = """\
+import runpy
+try:
+    import swanlab.deprecated.local as local
+    local._get_free_port = lambda address="0.0.0.0", default_port=5092: default_port
+except ImportError:
+    pass
+runpy.run_module("swanlab", run_name="__main__", alter_sys=True)
+"""
+
+
+def watch_arguments(folder: Path, port: int) -> list[str]:
+    """`swanlab ...`: serve the folder on HOST:port."""
+    return ["watch", str(folder), "-h", HOST, "-p", str(port)]
 
 
 def serve_dashboard(spec: Any, port: int = DEFAULT_PORT, open_browser: bool = True) -> int:
     """Serve until Ctrl+C (or SIGTERM): exit code 0; 1 when the server stops by itself."""
     folder = check_dashboard_inputs(spec, port)
     url = f"http://{HOST}:{port}"
-    server = _Server(watch_command(folder, port))
+    server = _Server(watch_arguments(folder, port))
     # Ctrl+C, and SIGINT/SIGTERM from other programs (SIGINT is ignored in background jobs)
     previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -129,13 +150,16 @@ def _count_runs(folder: Path) -> int | str:
 
 
 class _Server:
-    """`swanlab watch` as a child process; its output is kept (the last lines) for errors."""
+    """`swanlab watch` as a child process, stopped with us (kill -9 included); its output is kept
+    (the last lines) for errors."""
 
-    def __init__(self, command: list[str]) -> None:
-        self.command = command
+    def __init__(self, arguments: list[str]) -> None:
+        self.command = ["swanlab", *arguments]  # as errors show it
         self._lines: collections.deque[str] = collections.deque(maxlen=20)
+        command = [sys.executable, "-c", _WATCH, *arguments]
         self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, text=True, errors="replace")
+                                        stderr=subprocess.STDOUT, text=True, errors="replace",
+                                        preexec_fn=stop_with_parent)  # no server left behind
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 

@@ -74,3 +74,13 @@ def handled(graceful: bool) -> Iterator[threading.Event]:
         for number, handler in previous.items():
             signal.signal(number, handler)
         _pending = False
+
+
+def stop_with_parent() -> None:
+    """In a child process (a worker, the dashboard's server), before it starts: SIGTERM when the
+    `ablate` process that started it dies (kill -9 included), instead of going on unseen."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1  # noqa: N806 (the name in <sys/prctl.h>)
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)

@@ -777,7 +777,7 @@ def _run_worker_processes(spec: ExperimentSpec, workers: int, echo: Callable[[st
             env.setdefault("OMP_NUM_THREADS", str(threads))
         env[STARTED_BY_RUN] = str(os.getpid())
         processes.append(subprocess.Popen(command, env=env, start_new_session=True,
-                                          preexec_fn=_stop_with_parent))
+                                          preexec_fn=interrupts.stop_with_parent))
     echo(f"started {workers} worker processes")
 
     def signal_all(number: int) -> None:
@@ -800,19 +800,6 @@ def _run_worker_processes(spec: ExperimentSpec, workers: int, echo: Callable[[st
             except subprocess.TimeoutExpired:
                 process.kill()
         raise
-
-
-def _stop_with_parent() -> None:
-    """In a worker process, before it starts: SIGTERM when the `ablate run` that started it dies
-    (kill -9 included), which it takes as an interruption, instead of training on unseen."""
-    import sys
-
-    if sys.platform.startswith("linux"):
-        import ctypes
-        import signal
-
-        PR_SET_PDEATHSIG = 1  # noqa: N806 (the name in <sys/prctl.h>)
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _collect_outcome(study: optuna.Study, wanted: set[str], outcome: RunOutcome) -> None:

@@ -80,9 +80,9 @@ def _wait_for_line(process: subprocess.Popen, prefix: str, timeout: float = 120)
 
 
 @contextlib.contextmanager
-def _ablate_dashboard(path: Path) -> Iterator[tuple[subprocess.Popen, str]]:
+def _ablate_dashboard(path: Path, port: int | None = None) -> Iterator[tuple[subprocess.Popen, str]]:
     """`ablate dashboard FILE --port P --no-browser` as a subprocess: (process, printed URL)."""
-    port = _free_port()
+    port = port or _free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "ablation", "dashboard", str(path), "--port", str(port), "--no-browser"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
@@ -135,6 +135,68 @@ def test_dashboard_api_has_every_trial_with_its_metrics_then_ctrl_c_stops_it(stu
         assert not alive, "the swanlab watch server outlived ablate dashboard"
         with pytest.raises(OSError):
             urllib.request.urlopen(f"{url}/api/v1/project", timeout=5)
+
+
+def test_the_same_port_serves_again_right_after_a_stop(study_file):
+    """The stopped dashboard's connections linger in TIME-WAIT for a minute: not "in use"."""
+    port = _free_port()
+    with _ablate_dashboard(study_file, port) as (process, _):
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as browser:
+            browser.sendall(b"GET /api/v1/project HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                            b"Connection: close\r\n\r\n")
+            while browser.recv(65536):  # until the server closes: its side stays in TIME-WAIT
+                pass
+    assert process.returncode == 0
+    assert _time_wait_on(port), "the test needs a connection in TIME-WAIT on the port"
+    with _ablate_dashboard(study_file, port) as (_, url):
+        assert set(_experiments(url)) == set(RUNS)
+
+
+def _time_wait_on(port: int) -> bool:
+    """A TCP connection of the port in TIME-WAIT (Linux's /proc/net/tcp: state 06)."""
+    rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return any(row.split()[1].endswith(f":{port:04X}") and row.split()[3] == "06" for row in rows)
+
+
+def test_the_server_stops_when_ablate_dashboard_is_killed(study_file):
+    """kill -9 runs no handler: the kernel sends swanlab watch SIGTERM (PR_SET_PDEATHSIG)."""
+    import psutil
+
+    with _ablate_dashboard(study_file) as (process, url):
+        children = psutil.Process(process.pid).children(recursive=True)
+        assert children
+        process.kill()
+        process.wait(timeout=30)
+        gone, alive = psutil.wait_procs(children, timeout=15)
+        for child in alive:  # not left serving after this test
+            child.kill()
+        assert not alive, "the swanlab watch server outlived a killed ablate dashboard"
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"{url}/api/v1/project", timeout=5)
+
+
+def test_a_port_in_time_wait_is_free_and_a_listening_one_is_not():
+    """As the server binds (SO_REUSEADDR): a closed connection's TIME-WAIT does not hold the port,
+    a listening socket does, on 127.0.0.1 and on 0.0.0.0."""
+    from ablation.dashboard import port_is_free
+
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        assert not port_is_free(port)
+        client = socket.create_connection(("127.0.0.1", port))
+        accepted, _ = server.accept()
+        accepted.close()  # the server's side closes first: it is the one left in TIME-WAIT
+    client.close()
+    assert _time_wait_on(port)
+    assert port_is_free(port)
+    with socket.socket() as anywhere:
+        anywhere.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        anywhere.bind(("0.0.0.0", port))
+        anywhere.listen()
+        assert not port_is_free(port)
 
 
 def _chromium() -> str:

@@ -297,9 +297,94 @@ def test_a_report_file_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
 
     monkeypatch.setattr(Path, "write_text", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        _write_whole(report, "the new report\n")
+        _write_whole(report, "the new report\n", "ablate report x.toml")
     assert report.read_text(encoding="utf-8") == "previous report\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.md"]  # no partial file left
     monkeypatch.undo()
-    _write_whole(report, "the new report\n")
+    _write_whole(report, "the new report\n", "ablate report x.toml")
     assert report.read_text(encoding="utf-8") == "the new report\n"
     assert [p.name for p in tmp_path.iterdir()] == ["report.md"]
+
+
+def _trials(study) -> list[tuple]:
+    return [(t.number, t.state, t.value, t.user_attrs.get("variant")) for t in study.get_trials()]
+
+
+@pytest.mark.parametrize(("in_the_way", "fmt", "said"), [
+    ("report.md", "md", "report.md cannot be written: a folder is in its place; move it out of the way"),
+    ("results.csv", "csv", "results.csv cannot be written: a folder is in its place"),
+    ("report.json", "json", "report.json cannot be written: a folder is in its place"),
+    ("plots", "md", "plots cannot be created: a file is in its place; move it out of the way"),
+    ("plots/metric.png", "md", "metric.png cannot be written: a folder is in its place"),
+], ids=["report.md", "results.csv", "report.json", "plots", "a plot"])
+def test_a_report_file_that_cannot_be_written_is_one_error_line(stored_study, capsys, in_the_way,
+                                                                fmt, said):
+    """A folder where a report file goes (or a file where the plots folder goes): exit code 2, one
+    line naming it and the command that writes it again; no partial file; the trials unchanged."""
+    spec, study = stored_study
+    before = _trials(study)
+    out = spec.output_dir
+    blocker = out / in_the_way
+    if in_the_way == "plots":
+        out.mkdir(parents=True, exist_ok=True)
+        blocker.write_text("not a folder\n", encoding="utf-8")
+    else:
+        (blocker / "kept").mkdir(parents=True)
+    capsys.readouterr()
+    argv = ["report", str(spec.path), "--set", "experiment.seeds=[42, 7]", "--format", fmt]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"ablate: error: {blocker} ") and err.count("\n") == 1, err
+    assert said in err and "`ablate report " in err and "writes it again" in err, err
+    assert "Traceback" not in err
+    assert not list(out.rglob("*.partial")), list(out.rglob("*.partial"))
+    assert (blocker / "kept").is_dir() if in_the_way != "plots" else blocker.is_file()
+    assert _trials(open_study(spec, create=False)) == before
+    if in_the_way.startswith("plots"):
+        assert not (out / "report.md").exists()  # stopped at the plots
+
+
+def test_a_failed_write_says_why_and_leaves_the_previous_file(stored_study, monkeypatch):
+    """No space left (or no permission): the OS's reason; the previous report.json stays whole."""
+    import errno
+    from pathlib import Path
+
+    from conftest import one_error_line
+
+    from ablation.report import write_report_json
+
+    spec, study = stored_study
+    built = build_report(spec, study)
+    path = write_report_json(spec, built)
+    previous = path.read_text(encoding="utf-8")
+
+    def full(self, target):
+        raise OSError(errno.ENOSPC, "No space left on device", str(self))
+
+    monkeypatch.setattr(Path, "replace", full)
+    message = one_error_line(write_report_json, spec, built)
+    assert message.startswith(f"{path} cannot be written: No space left on device; once it can be, "
+                              "`ablate report ") and message.endswith(" writes it again"), message
+    assert path.read_text(encoding="utf-8") == previous
+    assert not list(spec.output_dir.glob(".*.partial"))
+
+
+def test_a_study_without_complete_trials_says_so_and_names_only_logs_that_exist(
+        write_experiment, monkeypatch):
+    """Not "ran with one seed" when nothing completed; a trial still waiting has no log yet."""
+    from ablation import train
+
+    path = write_experiment()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "train_trial", interrupted)
+    assert cli.main(["run", str(path)]) == 130  # baseline failed as interrupted; bs32 waits
+    assert cli.main(["report", str(path)]) == 0
+    report = (load_spec(path).output_dir / "report.md").read_text()
+    assert "No comparisons yet: no variant has a complete trial" in report
+    assert "No confidence intervals" not in report
+    assert ("- `baseline-s42` (trial 0): interrupted (Ctrl+C or SIGTERM) — log: "
+            "`trials/baseline-s42/trial.log`") in report
+    assert "- `baseline_bs32-s42` (trial 1): waiting\n" in report

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import importlib.metadata
 import json
 import math
 import platform
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +16,10 @@ import numpy as np
 import optuna
 
 from ..config import ExperimentSpec, from_here
+from ..errors import AblateInputError
 from ..metrics import metric_range
 from ..models import stale_best_model
+from ..queue import stale_numbers
 from ..records import TrialRecord, is_search_variant, latest_by_key, load_records, study_info
 from ..variants import BASELINE, FULL, MINUS, PLUS, reference_of, variant_names
 from .diagnosis import diagnose
@@ -67,7 +71,8 @@ def build_report(spec: ExperimentSpec, study: optuna.Study) -> dict[str, Any]:
             "chosen": chosen, "trials": trials, "variants": variants, "order": order,
             "effects": effects, "findings": findings, "label_names": label_names,
             "importances": importances,
-            "best_model": study.user_attrs.get("best_model")}  # set by models.export_best_model
+            "best_model": study.user_attrs.get("best_model"),  # set by models.export_best_model
+            "gone": stale_numbers(study)}  # RUNNING trials whose process is gone
 
 
 def write_report(spec: ExperimentSpec, study: optuna.Study,
@@ -75,30 +80,62 @@ def write_report(spec: ExperimentSpec, study: optuna.Study,
     """Write report.md, results.csv and the plots; `built` re-uses a build_report result."""
     out = spec.output_dir
     plots_dir = out / "plots"
-    plots_dir.mkdir(parents=True, exist_ok=True)
+    again = spec.command("report")
+    with _writing(plots_dir, again, folder=True):
+        plots_dir.mkdir(parents=True, exist_ok=True)
     built = built if built is not None else build_report(spec, study)
     write_results_csv(spec, built)
-    pictures = {p.stem: p for p in plot_curves(built["chosen"], plots_dir, built["order"])}
-    pictures |= _summary_plots(built, plots_dir)
+    with _writing(plots_dir, again, folder=True):
+        pictures = {p.stem: p for p in plot_curves(built["chosen"], plots_dir, built["order"])}
+        pictures |= _summary_plots(built, plots_dir)
     text = render_markdown(spec, built, {k: p.relative_to(out) for k, p in pictures.items()})
     path = out / "report.md"
-    _write_whole(path, text)
+    _write_whole(path, text, again)
     return path
 
 
-def _write_whole(path: Path, text: str) -> None:
+@contextlib.contextmanager
+def _writing(path: Path, again: str, folder: bool = False) -> Iterator[None]:
+    """An output that cannot be written (a folder where a file goes, no permission, a full disk)
+    is bad input: one line naming it, why, and the command that writes it again; the study's
+    trials are in the storage, untouched."""
+    try:
+        yield
+    except OSError as err:
+        if err.filename and Path(err.filename).parent == path:  # a plot in the plots folder
+            path, folder = Path(err.filename), False
+        verb = "created" if folder else "written"
+        if path.exists() and path.is_dir() != folder:
+            reason = "a file is in its place" if folder else "a folder is in its place"
+            hint = f"move it out of the way, then `{again}` writes it again"
+        else:
+            reason = err.strerror or str(err)
+            hint = f"once it can be, `{again}` writes it again"
+        raise AblateInputError(f"{path} cannot be {verb}: {reason}; {hint}") from None
+
+
+def _write_whole(path: Path, text: str, again: str) -> None:
     """Write to a file beside `path`, then put it in place: an interrupted or failed write leaves
-    the previous file, never half of one."""
+    the previous file, never half of one, and no partial file either. `again`: the command that
+    writes it again, for the error when it cannot be written."""
     partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(text, encoding="utf-8")
-    partial.replace(path)
+    with _writing(path, again):
+        try:
+            partial.write_text(text, encoding="utf-8")
+            partial.replace(path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                partial.unlink(missing_ok=True)
+            raise
 
 
 def write_results_csv(spec: ExperimentSpec, built: dict[str, Any]) -> Path:
     """results.csv: one row per trial (the newest attempt of each variant × seed)."""
-    spec.output_dir.mkdir(parents=True, exist_ok=True)
+    again = spec.command("report")
+    with _writing(spec.output_dir, again, folder=True):
+        spec.output_dir.mkdir(parents=True, exist_ok=True)
     path = spec.output_dir / "results.csv"
-    _write_whole(path, built["trials"].to_csv(index=False))
+    _write_whole(path, built["trials"].to_csv(index=False), again)
     return path
 
 
@@ -133,10 +170,12 @@ def report_json(built: dict[str, Any]) -> dict[str, Any]:
 
 def write_report_json(spec: ExperimentSpec, built: dict[str, Any]) -> Path:
     """report.json: what the markdown report shows, for programs."""
-    spec.output_dir.mkdir(parents=True, exist_ok=True)
+    again = spec.command("report", "--format", "json")
+    with _writing(spec.output_dir, again, folder=True):
+        spec.output_dir.mkdir(parents=True, exist_ok=True)
     path = spec.output_dir / "report.json"
     document = {"study": spec.name, "storage": spec.experiment.storage, **report_json(built)}
-    _write_whole(path, json.dumps(document, indent=2, allow_nan=False) + "\n")
+    _write_whole(path, json.dumps(document, indent=2, allow_nan=False) + "\n", again)
     return path
 
 
@@ -197,7 +236,11 @@ def _what_mattered(built: dict[str, Any]) -> list[str]:
     effects: list[Effect] = built["effects"]
     if not effects:
         if len(built["variants"]) > 1:
-            done = set(built["variants"]["variant"])
+            done = {r.variant for r in built["chosen"]}  # with a complete trial
+            if len(done) < 2:
+                return ["## What mattered", "",
+                        f"No comparisons yet: {'only one variant has' if done else 'no variant has'}"
+                        " a complete trial (see the trials without a result below).", ""]
             missing = sorted({reference_of(v, built["order"]) for v in done} - done)
             if missing:  # nothing to compare with yet, whatever the seeds
                 names = ", ".join(f"`{name}`" for name in missing)
@@ -369,7 +412,11 @@ def render_markdown(spec: ExperimentSpec, built: dict[str, Any], pictures: dict[
         for _, row in failed.iterrows():
             key = f"{row['variant']}-s{row['seed']}"
             error = row["error"] or row["state"].lower()
-            lines.append(f"- `{key}` (trial {row['trial']}): {error} — log: `trials/{key}/trial.log`")
+            if row["trial"] in built["gone"]:
+                error = "running, but its process is gone; the next run trains it again"
+            log = f"trials/{key}/trial.log"
+            where = f" — log: `{log}`" if (spec.output_dir / log).is_file() else ""
+            lines.append(f"- `{key}` (trial {row['trial']}): {error}{where}")
         lines.append("")
     lines += _trial_notes(built)
     lines += _environment(spec, built)

@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
 from ..records import TrialRecord  # noqa: E402
 
@@ -48,10 +49,18 @@ def plot_curves(records: list[TrialRecord], out_dir: Path, variant_order: list[s
         ax.legend(fontsize=8)
         fig.tight_layout()
         path = out_dir / f"{stem}.png"
-        fig.savefig(path)
-        plt.close(fig)
+        _save(fig, path)
         written.append(path)
     return written
+
+
+def _save(fig: Figure, path: Path) -> None:
+    """Save, then close the figure also when saving fails (an unwritable file): figures left open
+    pile up in pyplot."""
+    try:
+        fig.savefig(path)
+    finally:
+        plt.close(fig)
 
 
 def _bar(mean: float, low: float, high: float) -> list[list[float]]:
@@ -78,8 +87,7 @@ def plot_metric(names: list[str], means: list[float], lows: list[float], highs: 
     ax.set_xlabel(f"{metric} (validation" + ("; bars: 95 % CI over seeds)" if bars else ")"))
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save(fig, path)
     return path
 
 
@@ -104,8 +112,7 @@ def plot_confusions(matrices: dict[str, list[list[int]]], label_names: list[str]
         ax.set_ylabel("true")
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save(fig, path)
     return path
 
 
@@ -126,6 +133,5 @@ def plot_learning_curve(points: list[tuple[int, float, float, float]], metric: s
     ax.set_title("Learning curve")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save(fig, path)
     return path
