@@ -28,6 +28,10 @@ def classification_metrics(logits: np.ndarray, labels: np.ndarray,
                            label_names: list[str]) -> dict[str, float]:
     """Scalar metrics (the selection metric is one of them) plus one F1 per class."""
     logits = np.asarray(logits, dtype=np.float64)
+    if not np.isfinite(logits).all():  # scikit-learn would say only "Input contains NaN"
+        raise FloatingPointError(
+            "the model's outputs are NaN or infinite: training diverged (a lower learning_rate, "
+            "or max_grad_norm, keeps it stable)")
     labels = np.asarray(labels)
     classes = list(range(len(label_names)))
     predictions = logits.argmax(axis=-1)

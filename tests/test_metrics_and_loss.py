@@ -35,6 +35,13 @@ def test_metrics_match_hand_computed_values():
     assert m["log_loss"] == pytest.approx(expected_log_loss)
 
 
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_outputs_of_a_diverged_model_are_named_as_such(bad):
+    logits = np.array([[0.1, 0.9], [bad, 0.0]])
+    with pytest.raises(FloatingPointError, match="training diverged"):
+        classification_metrics(logits, np.array([1, 0]), ["neg", "pos"])
+
+
 def test_a_class_never_predicted_scores_zero_without_warnings():
     logits = np.array([[1.0, 0], [1, 0], [1, 0]])
     m = classification_metrics(logits, np.array([0, 1, 0]), ["x", "y"])
