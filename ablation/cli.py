@@ -113,7 +113,8 @@ def _add_model_commands(commands: Any) -> None:
         "predict", help="label new texts with a trained model (a study's best model)",
         description="label new texts with a trained model: top label and every probability")
     predict.add_argument("model", metavar="MODEL_OR_STUDY", help=MODEL_OR_STUDY)
-    predict.add_argument("texts", nargs="*", metavar="TEXT", help="texts to classify")
+    predict.add_argument("texts", nargs="*", default=[], metavar="TEXT",  # optional: or --file
+                         help="texts to classify")
     predict.add_argument("--file", type=Path, metavar="PATH", help="more texts, one per line")
     predict.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                          help="override a key of the experiment file (as for run)")
@@ -475,7 +476,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .inference import evaluate, evaluation_frame, format_evaluation, model_label_names
     from .models import model_info, resolve_model
 
-    if args.checkpoints:
+    if args.dataset is None:  # they describe --dataset; the study's own data has its [data]
+        given = [option for option, value in (("--config", args.config),
+                                              ("--text-column", args.text_column),
+                                              ("--label-column", args.label_column)) if value]
+        if given:
+            raise AblateInputError(
+                f"evaluate: {given[0]} describes --dataset, which is not given; without it the "
+                "study's own data is read with its [data] keys")
+    if args.checkpoints is not None:
         return _evaluate_checkpoints(args)
     folder, spec = resolve_model(args.model, args.sets)
     label_names = model_label_names(folder)

@@ -339,7 +339,7 @@ def format_evaluation(result: Evaluation) -> str:
 def checkpoint_folders(spec: Any, key: str) -> list[Path]:
     """A trial's kept checkpoints (trials/<key>/checkpoints/checkpoint-<step>), by step."""
     trials = spec.output_dir / "trials"
-    if not (trials / key).is_dir():
+    if key in ("", ".", "..") or Path(key).name != key or not (trials / key).is_dir():
         known = sorted(p.name for p in trials.glob("*") if p.is_dir()) if trials.is_dir() else []
         raise AblateInputError(
             f"--checkpoints {key!r}: study {spec.name!r} has no trial of that name in {trials} "

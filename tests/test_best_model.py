@@ -222,6 +222,18 @@ def test_save_models_none_keeps_no_weights_and_predict_says_how_to_get_them(
     err = capsys.readouterr().err
     assert "save_models = \"all\" keeps the checkpoint of every evaluation" in err
     assert err.rstrip().endswith(f"ablate run {path} --rerun baseline --set experiment.save_models=all")
+    for name in ("", ".", "../trials", "baseline-s42/.."):  # not a trial's own folder
+        assert cli.main(["evaluate", str(path), "--checkpoints", name]) == 2
+        assert f"--checkpoints {name!r}: study 'none' has no trial of that name" in \
+            capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option", [["--config", "x"], ["--text-column", "t"],
+                                    ["--label-column", "l"]])
+def test_evaluate_options_that_describe_a_dataset_need_one(best_study, capsys, option):
+    assert cli.main(["evaluate", str(best_study), *option]) == 2
+    assert (f"evaluate: {option[0]} describes --dataset, which is not given"
+            in capsys.readouterr().err)
 
 
 def test_evaluate_refuses_a_study_whose_data_files_changed(best_study, tiny_data_dir, tmp_path,
