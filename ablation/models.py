@@ -163,6 +163,15 @@ def resolve_model(argument: str, sets: list[str] | None = None) -> tuple[Path, A
     spec = load_spec(path, sets)
     folder = spec.output_dir / BEST_MODEL
     if not (folder / "config.json").is_file():
+        import optuna
+
+        from .queue import open_study
+
+        study = open_study(spec, create=False)  # one never run says so, with the run command
+        if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+            raise AblateInputError(
+                f"study {spec.name!r} has no complete trial yet, so no best model; see "
+                f"`{spec.command('status')}`")
         raise AblateInputError(
             f"study {spec.name!r} has no best model ({folder} is missing); run the study with "
             f"[experiment] save_models = \"best\" (the default) or \"all\": `{spec.command('run')}` "

@@ -263,7 +263,24 @@ def test_predict_and_evaluate_take_the_studys_set_overrides(best_study, tmp_path
     assert cli.main(["predict", str(best_study), "great love fun", "--set", elsewhere]) == 0
     assert capsys.readouterr().out.splitlines()[1].startswith("great love fun")
     assert cli.main(["predict", str(best_study), "x", "--set", f'experiment.output_dir="{tmp_path}"']) == 2
-    assert "has no best model" in capsys.readouterr().err
+    assert "no study 'best' in sqlite:///" in capsys.readouterr().err  # its storage is there too
+
+
+def test_predict_on_a_study_whose_trials_all_failed_says_that(write_experiment, monkeypatch,
+                                                              capsys):
+    from ablation import train
+
+    path = write_experiment()
+
+    def fails(*args, **kwargs):
+        raise RuntimeError("flaky")
+
+    monkeypatch.setattr(train, "train_trial", fails)
+    assert cli.main(["run", str(path)]) == 1
+    capsys.readouterr()
+    assert cli.main(["predict", str(path), "great fun"]) == 2
+    assert (f"study 'tiny' has no complete trial yet, so no best model; see `ablate status {path}`"
+            in capsys.readouterr().err)
 
 
 @pytest.mark.parametrize("padding_side", ["right", "left"])
