@@ -9,6 +9,7 @@ the study's test split gives the test metrics the study stored for that trial.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -132,7 +133,9 @@ def read_texts(texts: list[str], file: Path | None) -> list[str]:
                                "classify as a non-empty argument")
     if file is not None:
         try:
-            lines = file.read_text(encoding="utf-8-sig").splitlines()
+            # `--file -`: standard input, as in `cut -f2 tweets.tsv | ablate predict MODEL --file -`
+            data = sys.stdin.buffer.read() if str(file) == "-" else file.read_bytes()
+            lines = data.decode("utf-8-sig").splitlines()
         except FileNotFoundError:
             raise AblateInputError(f"--file {str(file)!r}: no such file") from None
         except UnicodeDecodeError as err:

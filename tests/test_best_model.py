@@ -472,3 +472,14 @@ def test_a_text_pair_model_reads_its_second_text_from_its_folder_too(tmp_path, t
     assert results[0] == results[1]
     assert cli.main(["predict", str(best), "great fun"]) == 2
     assert "was trained on text pairs ([data] text_pair_column = 'text2')" in capsys.readouterr().err
+
+
+def test_predict_reads_texts_from_standard_input_with_file_dash(monkeypatch):
+    import io
+    import sys
+
+    from ablation.inference import read_texts
+
+    stdin = io.TextIOWrapper(io.BytesIO("great fun\n\nbad sad\n".encode()), encoding="utf-8")
+    monkeypatch.setattr(sys, "stdin", stdin)
+    assert read_texts(["first"], Path("-")) == ["first", "great fun", "bad sad"]
