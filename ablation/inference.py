@@ -10,6 +10,7 @@ the study's test split gives the test metrics the study stored for that trial.
 from __future__ import annotations
 
 import sys
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -192,17 +193,37 @@ def predict(folder: Path, texts: list[str], batch_size: int | None = None) -> li
 
 def format_predictions(rows: list[dict[str, Any]], shown: int = 5, width: int = 48) -> str:
     """A plain table: text (shortened), top label, the `shown` most probable labels."""
-    label_width = max([len("label"), *(len(r["label"]) for r in rows)])
-    text_width = min(width, max([len("text"), *(len(r["text"]) for r in rows)]))
+    label_width = max([len("label"), *(_columns(r["label"]) for r in rows)])
+    text_width = min(width, max([len("text"), *(_columns(_one_line(r["text"])) for r in rows)]))
     lines = [f"{'text':<{text_width}}  {'label':<{label_width}}  probabilities (top first)"]
     for row in rows:
-        text = row["text"] if len(row["text"]) <= text_width else row["text"][:text_width - 1] + "…"
         top = list(row["probabilities"].items())
         probabilities = "  ".join(f"{label} {p:.4f}" for label, p in top[:shown])
         if len(top) > shown:
             probabilities += f"  … {len(top) - shown} more"
-        lines.append(f"{text:<{text_width}}  {row['label']:<{label_width}}  {probabilities}")
+        lines.append(f"{_fit(_one_line(row['text']), text_width)}  "
+                     f"{_fit(row['label'], label_width)}  {probabilities}")
     return "\n".join(lines)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())  # a text's line breaks and tabs would break the table's rows
+
+
+def _columns(text: str) -> int:
+    """Terminal columns the text takes: wide characters (CJK, most emoji) take two."""
+    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF"
+               else 1 for c in text)
+
+
+def _fit(text: str, width: int) -> str:
+    """The text padded to `width` columns, or shortened with … to fit them."""
+    if _columns(text) > width:
+        text = text[:width]  # at least a column each, but for combining marks
+        while _columns(text) > width - 1:
+            text = text[:-1]
+        text += "…"
+    return text + " " * (width - _columns(text))
 
 
 # --------------------------------------------------------------------------- evaluate

@@ -483,3 +483,16 @@ def test_predict_reads_texts_from_standard_input_with_file_dash(monkeypatch):
     stdin = io.TextIOWrapper(io.BytesIO("great fun\n\nbad sad\n".encode()), encoding="utf-8")
     monkeypatch.setattr(sys, "stdin", stdin)
     assert read_texts(["first"], Path("-")) == ["first", "great fun", "bad sad"]
+
+
+def test_the_predictions_table_keeps_its_columns_for_wide_and_multiline_texts():
+    from ablation.inference import _columns, format_predictions
+
+    texts = ["hello", "两个中文字的句子很好", "line\nbreak", "😀😀 fun", "x" * 60 + "\n" + "y" * 9000]
+    rows = [{"text": text, "label": "pos", "probabilities": {"pos": 0.9, "neg": 0.1}}
+            for text in texts]
+    lines = format_predictions(rows).splitlines()
+    assert len(lines) == 1 + len(texts)  # one row a text, line breaks or not
+    assert {_columns(line.split("  pos ")[0]) for line in lines[1:]} == {48}  # label aligned
+    assert lines[3].startswith("line break ") and lines[5].endswith("neg 0.1000")
+    assert "…" in lines[5]
