@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from .config import LOCAL_DATA_SUFFIXES, DataSpec
-from .errors import AblateInputError
+from .errors import AblateInputError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -112,10 +112,10 @@ def _read_local_file(path: Path) -> pd.DataFrame:
         if name.endswith((".jsonl", ".jsonl.gz")) or (name.endswith(".json")
                                                       and _first_line_is_an_object(path)):
             raise AblateInputError(f"{path}: {_first_bad_json_line(path)}") from None
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        reason = first_line(err)
         raise AblateInputError(
             f"{path}: cannot be read as a table of examples (one row per example, with a text and "
-            f"a label column): {first_line}") from None
+            f"a label column): {reason}") from None
     if name.endswith((".csv", ".csv.gz", ".tsv")):
         _check_header_names(path, name)
     if not isinstance(frame.index, pd.RangeIndex):

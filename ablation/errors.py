@@ -15,3 +15,9 @@ class AblateInputError(Exception):
     The CLI prints ``str(error)`` as a single line and exits with code 2, so the message
     must name the file, key or row at fault and say what is allowed.
     """
+
+
+def first_line(err: BaseException) -> str:
+    """An exception's first line (or its type's name): what one error line can quote of it."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

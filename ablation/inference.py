@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import AblateInputError
+from .errors import AblateInputError, first_line
 from .models import model_info
 
 DEFAULT_MAX_LENGTH = 512  # for a model folder that ablate did not write (no ablate.json)
@@ -38,7 +38,7 @@ def load_classifier(folder: Path) -> tuple[Any, Any, str]:
             str(folder), output_loading_info=True)
     except (OSError, ValueError) as err:
         raise AblateInputError(f"{folder}: cannot be loaded as a text classifier: "
-                               f"{_first_line(err)}") from None
+                               f"{first_line(err)}") from None
     if loading["missing_keys"]:  # transformers fills them with random weights, and says so softly
         raise AblateInputError(
             f"{folder}: its weights lack {', '.join(sorted(loading['missing_keys'])[:3])}: not a "
@@ -48,11 +48,6 @@ def load_classifier(folder: Path) -> tuple[Any, Any, str]:
     if precision not in ("bf16", "fp16") or check_precision(precision) or not torch.cuda.is_available():
         precision = "fp32"
     return tokenizer, model, precision
-
-
-def _first_line(err: Exception) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 GPU_BATCH, CPU_BATCH = 1024, 64  # fastest measured: few large batches on a GPU, small ones on CPU
@@ -263,7 +258,7 @@ def model_label_names(folder: Path) -> list[str]:
         return label_names_of(AutoConfig.from_pretrained(str(folder)))
     except (OSError, ValueError) as err:
         raise AblateInputError(f"{folder}: its config.json cannot be loaded: "
-                               f"{_first_line(err)}") from None
+                               f"{first_line(err)}") from None
 
 
 def label_ids(frame: pd.DataFrame, label_names: list[str], where: str) -> np.ndarray:

@@ -25,7 +25,7 @@ import optuna
 
 from . import interrupts, queue, records
 from .config import ExperimentSpec
-from .errors import AblateInputError
+from .errors import AblateInputError, first_line
 from .progress import Lines, as_progress
 from .tracking import NullTracker, make_tracker
 from .variants import BASELINE, TrialSpec, expand, variant_names
@@ -90,12 +90,7 @@ def _error_line(err: BaseException) -> str:
     """What the storage and the terminal say of a failure: the error's type and first line."""
     if isinstance(err, KeyboardInterrupt):  # also while a claimed trial is being prepared
         return INTERRUPTED
-    return f"{type(err).__name__}: {_first_line(err)}"
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
+    return f"{type(err).__name__}: {first_line(err)}"
 
 
 def make_output_dir(spec: ExperimentSpec, dry_run: bool = False) -> None:

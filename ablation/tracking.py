@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .config import TrackingSpec
+from .errors import first_line
 from .locking import file_lock
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ class SwanLabTracker:
             try:
                 self._run = self._init(name, group, config, mode)
             except Exception as err:
-                reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                reason = first_line(err)
                 if mode == modes[-1]:
                     self._warn_once(f"SwanLab could not start ({reason}); this study runs without "
                                     "tracking")

@@ -38,7 +38,7 @@ from .config import ExperimentSpec, Recipe
 from .cpu_dropout import use_uniform_dropout
 from .data import TokenizedData
 from .embedding_gradient import clip_grad_norm, keep_embedding_gradient, step_reachable_rows
-from .errors import AblateInputError
+from .errors import AblateInputError, first_line
 from .metrics import SCALAR_METRICS, confusion, trainer_metrics
 from .models import keep_trial_model
 from .packing import pack_encoder
@@ -161,7 +161,7 @@ def model_skeleton(source: ModelSource, config: Any) -> Any:
         with torch.device("meta"):
             return AutoModelForSequenceClassification.from_config(config)
     except Exception as err:  # the architectures raise ValueError, ZeroDivisionError, TypeError, ...
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        reason = first_line(err)
         if not source.config:
             raise AblateInputError(f"{source.name_key} = {source.name!r}: its config does not "
                                    f"build a model: {reason}") from None
@@ -207,7 +207,7 @@ def model_unavailable(name: str, err: Exception, key: str = "[model] name") -> s
     """Why the model named by `key` cannot be loaded, as one line."""
     from .config import NO_SUCH_MODEL_FOLDER, looks_like_path
 
-    reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    reason = first_line(err)
     if Path(name).is_dir():
         return (f"{key} = {name!r} is a folder but not a saved model ({reason}); give a "
                 "folder written by save_pretrained (config.json, the weights and the tokenizer)")
