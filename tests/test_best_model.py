@@ -480,7 +480,7 @@ def test_predict_reads_texts_from_standard_input_with_file_dash(monkeypatch):
 
     from ablation.inference import read_texts
 
-    stdin = io.TextIOWrapper(io.BytesIO("great fun\n\nbad sad\n".encode()), encoding="utf-8")
+    stdin = io.TextIOWrapper(io.BytesIO(b"great fun\n\nbad sad\n"), encoding="utf-8")
     monkeypatch.setattr(sys, "stdin", stdin)
     assert read_texts(["first"], Path("-")) == ["first", "great fun", "bad sad"]
 
