@@ -28,7 +28,7 @@ from .config import ExperimentSpec
 from .errors import AblateInputError, first_line
 from .progress import Lines, as_progress
 from .tracking import NullTracker, make_tracker
-from .variants import BASELINE, TrialSpec, expand, variant_names
+from .variants import BASELINE, TrialSpec, describe_changes, expand, variant_names
 
 STARTED_BY_RUN = "ABLATE_STARTED_BY_RUN"  # in the environment of the workers `run` starts
 INTERRUPTED = "interrupted (Ctrl+C or SIGTERM)"  # a trial's error when its process was stopped
@@ -387,13 +387,25 @@ def plan(study: optuna.Study, trials: list[TrialSpec], rerun: list[str] | None =
     return to_queue, skipped, replaced
 
 
+def stored_twins(study: optuna.Study, trials: list[TrialSpec]) -> list[str]:
+    """Notes on trials about to train what a stored complete trial of another name already
+    trained (a variant renamed in the file, say): said, not refused, as a rename may be meant."""
+    done = {(r.seed, _canonical(r.overrides)): r.key for r in records.load_records(study)
+            if r.complete and not r.superseded}
+    notes = []
+    for trial in trials:
+        twin = done.get((trial.seed, _canonical(trial.overrides)))
+        if twin is not None and twin != trial.key:
+            notes.append(f"{trial.key} trains the changes of stored trial {twin} "
+                         f"({describe_changes(trial.overrides)}) again under a new name")
+    return notes
+
+
 def _canonical(overrides: dict[str, Any]) -> str:
     return json.dumps(overrides, sort_keys=True, default=str)
 
 
 def _check_unchanged(existing: list[records.TrialRecord], trials: list[TrialSpec], path: Any) -> None:
-    from .variants import describe_changes
-
     # By variant, not variant × seed: a seed since left out of the file still counts in the
     # variant's row of the report.
     wanted = {t.variant: t for t in trials}
@@ -687,6 +699,8 @@ def _plan_and_queue(spec: ExperimentSpec, trials: list[TrialSpec], outcome: RunO
     _write_study_files(spec)
     if outcome.skipped:
         echo(f"re-using {len(outcome.skipped)} completed trial(s): {', '.join(outcome.skipped)}")
+    for note in stored_twins(study, to_queue) if study is not None else []:
+        echo(f"note: {note}")
     echo.planned([(t.key, t.seed) for t in trials if t.key not in outcome.skipped])
     job = Work(spec, study, echo, stop or threading.Event())
     if to_queue or retried or probes:
@@ -819,8 +833,6 @@ def _spec_from_attrs(spec: ExperimentSpec, attrs: dict[str, Any]) -> TrialSpec:
 
 
 def _describe(trial: TrialSpec) -> str:
-    from .variants import describe_changes
-
     return "baseline recipe" if not trial.overrides else describe_changes(trial.overrides)
 
 

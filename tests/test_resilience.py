@@ -102,6 +102,20 @@ def test_a_changed_variant_is_refused_also_at_a_seed_the_file_no_longer_lists(wr
     assert cli.main(["run", str(path), *two_seeds]) == 2  # batch 32 again: refused, not mixed
 
 
+def test_a_renamed_variant_is_trained_again_with_a_note(write_experiment, capsys):
+    """bs32 renamed big: the same changes under a new name train again (a rename may be meant),
+    and the dry run and the run say which stored trial had them."""
+    path = write_experiment()
+    assert cli.main(["run", str(path)]) == 0
+    path.write_text(path.read_text().replace("bs32 = {", "big = {"))
+    note = ("note: baseline_big-s42 trains the changes of stored trial baseline_bs32-s42 "
+            "(batch_size=32) again under a new name")
+    for dry in (["--dry-run"], []):
+        capsys.readouterr()
+        assert cli.main(["run", str(path), *dry]) == 0
+        assert note in capsys.readouterr().out
+
+
 def test_rerun_supersedes_only_the_results_it_trains_again(write_experiment, capsys):
     path = write_experiment()
     assert cli.main(["run", str(path)]) == 0
