@@ -237,13 +237,7 @@ def _dry_run(spec: Any, args: argparse.Namespace) -> int:
     from .queue import StudyNotFound, open_study
     from .records import latest_by_key, load_records
     from .search import retries, run_probes, search_names, selected
-    from .sweep import (
-        check_own_output_dir,
-        checked_plan,
-        make_output_dir,
-        run_selection,
-        stored_twins,
-    )
+    from .sweep import check_own_output_dir, checked_plan, make_output_dir, run_selection
     from .variants import describe_changes
 
     trials = run_selection(spec, args.only, args.rerun, args.retry_failed)
@@ -258,14 +252,15 @@ def _dry_run(spec: Any, args: argparse.Namespace) -> int:
               f"({len(study.get_trials(deepcopy=False))} trial(s)), its trial logs and SwanLab runs "
               f"in {spec.output_dir}, and start afresh")
         study = None
-    to_queue, skipped, replaced = [], [], []
+    to_queue, skipped, replaced, notes = [], [], [], []
     if study is None:
         to_queue = trials
     else:
         # The run's own checks: what it would refuse, the dry run refuses now.
-        to_queue, skipped, replaced = checked_plan(study, spec, trials, args.rerun, args.retry_failed)
-        for note in stored_twins(study, to_queue):
-            print(f"note: {note}")
+        to_queue, skipped, replaced, notes = checked_plan(study, spec, trials, args.rerun,
+                                                          args.retry_failed)
+    for note in notes:
+        print(f"note: {note}")
     retry_search, propose = selected(spec, args.only, args.rerun, args.retry_failed)
     # Failed search trials the run would try again.
     retried = [t for t, _ in retries(study, spec)] if study is not None and retry_search else []

@@ -332,7 +332,8 @@ def _check_vocabulary(source: Any, config: Any, tokenizer: Any, splits: Any) -> 
 
 
 def checked_plan(study: optuna.Study, spec: ExperimentSpec, trials: list[TrialSpec],
-                 rerun: list[str] | None, retry_failed: bool) -> tuple[list[TrialSpec], list[str], list[int]]:
+                 rerun: list[str] | None, retry_failed: bool,
+                 ) -> tuple[list[TrialSpec], list[str], list[int], list[str]]:
     """`plan` against a stored study once it passes the checks a run makes (the same study, the
     same search space): one place for what `run` does and `run --dry-run` shows."""
     from .search import check_same_search
@@ -344,9 +345,10 @@ def checked_plan(study: optuna.Study, spec: ExperimentSpec, trials: list[TrialSp
 
 def plan(study: optuna.Study, trials: list[TrialSpec], rerun: list[str] | None = None,
          retry_failed: bool = False, path: Any = "", every: list[TrialSpec] | None = None,
-         ) -> tuple[list[TrialSpec], list[str], list[int]]:
-    """Which selected trials to queue now, which complete ones are re-used, and which trial
-    numbers the caller supersedes once every check has passed (nothing is written here).
+         ) -> tuple[list[TrialSpec], list[str], list[int], list[str]]:
+    """Which selected trials to queue now, which complete ones are re-used, which trial
+    numbers the caller supersedes once every check has passed (nothing is written here), and
+    notes for the caller to print (see `_stored_twins`).
 
     Queued: every trial with no complete, waiting or running attempt (a trial that failed in an
     earlier invocation is tried once more). `rerun` variants are queued again and their complete
@@ -384,14 +386,13 @@ def plan(study: optuna.Study, trials: list[TrialSpec], rerun: list[str] | None =
     replaced += [r.number for r in existing
                  if r.variant in retrained and r.key not in rerun_keys and r.complete
                  and _canonical(r.overrides) != _canonical(retrained[r.variant])]
-    return to_queue, skipped, replaced
+    return to_queue, skipped, replaced, _stored_twins(existing, to_queue)
 
 
-def stored_twins(study: optuna.Study, trials: list[TrialSpec]) -> list[str]:
+def _stored_twins(existing: list[records.TrialRecord], trials: list[TrialSpec]) -> list[str]:
     """Notes on trials about to train what a stored complete trial of another name already
     trained (a variant renamed in the file, say): said, not refused, as a rename may be meant."""
-    done = {(r.seed, _canonical(r.overrides)): r.key for r in records.load_records(study)
-            if r.complete and not r.superseded}
+    done = {(r.seed, _canonical(r.overrides)): r.key for r in existing if r.complete}
     notes = []
     for trial in trials:
         twin = done.get((trial.seed, _canonical(trial.overrides)))
@@ -689,9 +690,10 @@ def _plan_and_queue(spec: ExperimentSpec, trials: list[TrialSpec], outcome: RunO
     study = None if force_new else queue.open_study(spec)
     retried: list[tuple[TrialSpec, int]] = []
     if study is None:  # --force-new: every selected trial, in a new study
-        to_queue, replaced = list(trials), []
+        to_queue, replaced, notes = list(trials), [], []
     else:
-        to_queue, outcome.skipped, replaced = checked_plan(study, spec, trials, rerun, retry_failed)
+        to_queue, outcome.skipped, replaced, notes = checked_plan(study, spec, trials, rerun,
+                                                                  retry_failed)
         if retry_search:
             retried = retries(study, spec)
     # The sampler proposes search trials mid-study: the values it can propose are checked now.
@@ -699,7 +701,7 @@ def _plan_and_queue(spec: ExperimentSpec, trials: list[TrialSpec], outcome: RunO
     _write_study_files(spec)
     if outcome.skipped:
         echo(f"re-using {len(outcome.skipped)} completed trial(s): {', '.join(outcome.skipped)}")
-    for note in stored_twins(study, to_queue) if study is not None else []:
+    for note in notes:
         echo(f"note: {note}")
     echo.planned([(t.key, t.seed) for t in trials if t.key not in outcome.skipped])
     job = Work(spec, study, echo, stop or threading.Event())
