@@ -490,14 +490,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.checkpoints is not None:
         return _evaluate_checkpoints(args)
     folder, spec = resolve_model(args.model, args.sets)
-    label_names = model_label_names(folder)
-    notes: list[str] = []
+    label_names, info, notes = model_label_names(folder), model_info(folder), []
     frame, source = evaluation_frame(spec, label_names, args.dataset, args.config,
                                      args.split or "test", args.text_column, args.label_column,
-                                     model_info(folder).get("text_pair_column"), notes)
+                                     info.get("text_pair_column"), notes)
     _print_notes(notes, frame, label_names)
     result = evaluate(folder, frame, args.batch_size)
-    trial = model_info(folder).get("trial")
+    trial = info.get("trial")
     if args.json:
         print(json.dumps({"model": str(folder), "trial": trial, "data": source, **result.to_json()},
                          indent=2, allow_nan=False))

@@ -188,16 +188,17 @@ def predict(folder: Path, texts: list[str], batch_size: int | None = None) -> li
 
 def format_predictions(rows: list[dict[str, Any]], shown: int = 5, width: int = 48) -> str:
     """A plain table: text (shortened), top label, the `shown` most probable labels."""
+    texts = [_one_line(r["text"]) for r in rows]
     label_width = max([len("label"), *(_columns(r["label"]) for r in rows)])
-    text_width = min(width, max([len("text"), *(_columns(_one_line(r["text"])) for r in rows)]))
+    text_width = min(width, max([len("text"), *(_columns(text) for text in texts)]))
     lines = [f"{'text':<{text_width}}  {'label':<{label_width}}  probabilities (top first)"]
-    for row in rows:
+    for text, row in zip(texts, rows, strict=True):
         top = list(row["probabilities"].items())
         probabilities = "  ".join(f"{label} {p:.4f}" for label, p in top[:shown])
         if len(top) > shown:
             probabilities += f"  … {len(top) - shown} more"
-        lines.append(f"{_fit(_one_line(row['text']), text_width)}  "
-                     f"{_fit(row['label'], label_width)}  {probabilities}")
+        lines.append(f"{_fit(text, text_width)}  {_fit(row['label'], label_width)}  "
+                     f"{probabilities}")
     return "\n".join(lines)
 
 
@@ -207,6 +208,8 @@ def _one_line(text: str) -> str:
 
 def _columns(text: str) -> int:
     """Terminal columns the text takes: wide characters (CJK, most emoji) take two."""
+    if text.isascii():  # one column a character, without a lookup each
+        return len(text)
     return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF"
                else 1 for c in text)
 

@@ -195,10 +195,10 @@ def check_classifier_folder(folder: Path) -> None:
         config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise AblateInputError(f"{where}: config.json cannot be read as JSON ({err})") from None
-    heads = config.get("architectures") if isinstance(config, dict) else None
     if not isinstance(config, dict) or not config.get("model_type"):
         raise AblateInputError(f"{where}: config.json names no model_type; give a folder written "
                                "by save_pretrained")
+    heads = config.get("architectures")
     if heads and not any(str(h).endswith("ForSequenceClassification") for h in heads):
         raise AblateInputError(
             f"{where} holds a {heads[0]}, not a text classifier (a ...ForSequenceClassification "

@@ -81,8 +81,7 @@ def write_report(spec: ExperimentSpec, study: optuna.Study,
     out = spec.output_dir
     plots_dir = out / "plots"
     again = spec.command("report")
-    with _writing(plots_dir, again, folder=True):
-        plots_dir.mkdir(parents=True, exist_ok=True)
+    _make_folder(plots_dir, again)
     built = built if built is not None else build_report(spec, study)
     write_results_csv(spec, built)
     with _writing(plots_dir, again, folder=True):
@@ -114,6 +113,11 @@ def _writing(path: Path, again: str, folder: bool = False) -> Iterator[None]:
         raise AblateInputError(f"{path} cannot be {verb}: {reason}; {hint}") from None
 
 
+def _make_folder(path: Path, again: str) -> None:
+    with _writing(path, again, folder=True):
+        path.mkdir(parents=True, exist_ok=True)
+
+
 def _write_whole(path: Path, text: str, again: str) -> None:
     """Write to a file beside `path`, then put it in place: an interrupted or failed write leaves
     the previous file, never half of one, and no partial file either. `again`: the command that
@@ -132,8 +136,7 @@ def _write_whole(path: Path, text: str, again: str) -> None:
 def write_results_csv(spec: ExperimentSpec, built: dict[str, Any]) -> Path:
     """results.csv: one row per trial (the newest attempt of each variant × seed)."""
     again = spec.command("report")
-    with _writing(spec.output_dir, again, folder=True):
-        spec.output_dir.mkdir(parents=True, exist_ok=True)
+    _make_folder(spec.output_dir, again)
     path = spec.output_dir / "results.csv"
     _write_whole(path, built["trials"].to_csv(index=False), again)
     return path
@@ -171,8 +174,7 @@ def report_json(built: dict[str, Any]) -> dict[str, Any]:
 def write_report_json(spec: ExperimentSpec, built: dict[str, Any]) -> Path:
     """report.json: what the markdown report shows, for programs."""
     again = spec.command("report", "--format", "json")
-    with _writing(spec.output_dir, again, folder=True):
-        spec.output_dir.mkdir(parents=True, exist_ok=True)
+    _make_folder(spec.output_dir, again)
     path = spec.output_dir / "report.json"
     document = {"study": spec.name, "storage": spec.experiment.storage, **report_json(built)}
     _write_whole(path, json.dumps(document, indent=2, allow_nan=False) + "\n", again)
