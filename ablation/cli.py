@@ -492,7 +492,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     folder, spec = resolve_model(args.model, args.sets)
     label_names, info, notes = model_label_names(folder), model_info(folder), []
     frame, source = evaluation_frame(spec, label_names, args.dataset, args.config,
-                                     args.split or "test", args.text_column, args.label_column,
+                                     args.split, args.text_column, args.label_column,
                                      info.get("text_pair_column"), notes)
     _print_notes(notes, frame, label_names)
     result = evaluate(folder, frame, args.batch_size)
@@ -532,8 +532,8 @@ def _evaluate_checkpoints(args: argparse.Namespace) -> int:
     metric, greater = spec.experiment.metric, spec.greater_is_better
     label_names, notes = model_label_names(folders[0]), []
     frame, source = evaluation_frame(spec, label_names, args.dataset, args.config,
-                                     args.split or "validation", args.text_column,
-                                     args.label_column, notes=notes)
+                                     args.split, args.text_column, args.label_column,
+                                     notes=notes, default_split="validation")
     _print_notes(notes, frame, label_names)
     rows = []
     for folder in folders:

@@ -214,7 +214,8 @@ def _first_bad_json_line(path: Path) -> str:
     return "cannot be read as JSON Lines (one JSON object per line)"
 
 
-def _split_name(path: Path) -> str:
+def split_of_file(path: Path) -> str:
+    """The split a data file's name gives it in a folder: `test.csv` → test."""
     name = path.name
     for suffix in sorted(LOCAL_DATA_SUFFIXES, key=len, reverse=True):
         if name.lower().endswith(suffix):
@@ -233,11 +234,11 @@ def _load_local(spec: DataSpec) -> dict[str, pd.DataFrame]:
             f"({', '.join(LOCAL_DATA_SUFFIXES)})")
     splits: dict[str, pd.DataFrame] = {}
     for file in files:
-        split = _split_name(file)
+        split = split_of_file(file)
         if split in splits:
             raise AblateInputError(
                 f"{path}: two files for split {split!r}; keep one of "
-                + ", ".join(f.name for f in files if _split_name(f) == split))
+                + ", ".join(f.name for f in files if split_of_file(f) == split))
         splits[split] = _read_local_file(file)
     return splits
 

@@ -385,19 +385,28 @@ STUDY_SPLITS = ("train", "validation", "test")
 
 
 def evaluation_frame(spec: Any, label_names: list[str], dataset: str | None, config: str | None,
-                     split: str, text_column: str | None, label_column: str | None,
+                     split: str | None, text_column: str | None, label_column: str | None,
                      text_pair_column: str | None = None, notes: list[str] | None = None,
-                     ) -> tuple[pd.DataFrame, str]:
+                     default_split: str = "test") -> tuple[pd.DataFrame, str]:
     """The labelled rows to evaluate on, with the model's class ids, and where they come from.
 
     Without --dataset: the study's own splits exactly as its trials saw them (validation carved
-    from train, subsamples taken). With --dataset: that split of it, every row; a model trained
-    on text pairs (`text_pair_column`, from its ablate.json) reads its second text from there."""
+    from train, subsamples taken). With --dataset: that split of it, every row (a single file is
+    read whole: it has no splits to choose from); a model trained on text pairs
+    (`text_pair_column`, from its ablate.json) reads its second text from there."""
     import dataclasses
 
     from .config import DataSpec, looks_local_dataset
-    from .data import load_labeled_splits, load_split
+    from .data import load_labeled_splits, load_split, split_of_file
 
+    if dataset is not None and looks_local_dataset(dataset) and Path(dataset).expanduser().is_file():
+        named = split_of_file(Path(dataset))  # or train, as a study reads a single file
+        if split is not None and split not in (named, "train"):
+            raise AblateInputError(
+                f"--split {split!r}: --dataset {dataset} is one file, evaluated whole; drop "
+                "--split (a folder's files name its splits: train.csv, test.csv, ...)")
+        split = split or named
+    split = split or default_split
     if dataset is None:
         if spec is None:
             raise AblateInputError("evaluate: --dataset is required when MODEL_OR_STUDY is a model "
@@ -424,6 +433,14 @@ def evaluation_frame(spec: Any, label_names: list[str], dataset: str | None, con
         base, dataset=dataset, config=config, revision=None, train_split=split,
         text_column=text_column or base.text_column, label_column=label_column or base.label_column,
         text_pair_column=text_pair_column or base.text_pair_column)
+    if data_spec.text_column == data_spec.label_column:
+        column = data_spec.text_column
+        raise AblateInputError(
+            (f"--text-column and --label-column are both {column!r}" if text_column and label_column
+             else f"--label-column {column!r} is the text column too (give --text-column for the "
+             "texts)" if label_column
+             else f"--text-column {column!r} is the label column too (give --label-column for the "
+             "labels)") + ": the text and the label must be different columns")
     if looks_local_dataset(dataset) and not Path(dataset).expanduser().exists():
         raise AblateInputError(f"--dataset {dataset!r}: no such file or folder (relative paths "
                                "start at the working folder)")
@@ -432,6 +449,8 @@ def evaluation_frame(spec: Any, label_names: list[str], dataset: str | None, con
     except AblateInputError as err:
         raise AblateInputError(_as_options(str(err))) from None
     frame = frame.assign(label=label_ids(frame, label_names, f"{dataset}: split {split!r}"))
+    if looks_local_dataset(dataset) and Path(dataset).expanduser().is_file():
+        return frame, f"{dataset} (the whole file)"
     return frame, f"{dataset}" + (f" ({config})" if config else "") + f", split {split}"
 
 

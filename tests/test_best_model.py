@@ -496,3 +496,35 @@ def test_the_predictions_table_keeps_its_columns_for_wide_and_multiline_texts():
     assert {_columns(line.split("  pos ")[0]) for line in lines[1:]} == {48}  # label aligned
     assert lines[3].startswith("line break ") and lines[5].endswith("neg 0.1000")
     assert "…" in lines[5]
+
+
+def test_evaluate_reads_a_single_file_whole_and_refuses_a_split_it_does_not_have(
+        best_study, tmp_path, capsys):
+    """A single file has no splits: it is evaluated whole (named as such), and a --split other
+    than the one its name gives (or train, as a study reads one file) is refused, not shown."""
+    data = tmp_path / "holdout.csv"
+    data.write_text("text,label\ngreat love fun,2\nbad sad awful,0\nthe table monday,1\n")
+    best = load_spec(best_study).output_dir / "best_model"
+    capsys.readouterr()
+    for extra in ([], ["--split", "holdout"], ["--split", "train"]):
+        assert cli.main(["evaluate", str(best), "--dataset", str(data), *extra]) == 0
+        assert f"data:  {data} (the whole file): 3 rows" in capsys.readouterr().out
+    assert cli.main(["evaluate", str(best), "--dataset", str(data), "--split", "validation"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"ablate: error: --split 'validation': --dataset {data} is one file, evaluated whole; "
+                   "drop --split (a folder's files name its splits: train.csv, test.csv, ...)\n")
+
+
+def test_evaluate_refuses_the_text_column_as_the_label_column(best_study, tmp_path, capsys):
+    data = tmp_path / "holdout.csv"
+    data.write_text("text,label\ngreat love fun,2\nbad sad awful,0\n")
+    best = load_spec(best_study).output_dir / "best_model"
+    capsys.readouterr()
+    for extra, start in ((["--label-column", "text"], "--label-column 'text' is the text column too"),
+                         (["--text-column", "label"], "--text-column 'label' is the label column too"),
+                         (["--text-column", "text", "--label-column", "text"],
+                          "--text-column and --label-column are both 'text'")):
+        assert cli.main(["evaluate", str(best), "--dataset", str(data), *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"ablate: error: {start}") and err.count("\n") == 1
+        assert err.endswith("the text and the label must be different columns\n")
