@@ -143,7 +143,7 @@ def _model_config(value: Any) -> dict:
     table = _table(value)
     for key, setting in table.items():
         if _is_size_key(key) and _is_number(setting) and setting < 1:
-            raise ValueError(f"sets {key} = {setting!r}: a size or count must be an integer >= 1")
+            raise ValueError(f"sets {key} = {toml_value(setting)}: a size or count must be an integer >= 1")
     return table
 
 
@@ -423,7 +423,7 @@ def _parse_section(cls: type, raw: Any, where: str, path: Path) -> Any:
         try:
             clean[key] = fields[key].metadata["check"](value)
         except ValueError as err:
-            raise AblateInputError(f"{path}: [{where}] {key} = {value!r} {err}") from None
+            raise AblateInputError(f"{path}: [{where}] {key} = {toml_value(value)} {err}") from None
     return cls(**clean)
 
 
@@ -432,7 +432,7 @@ def _check_knob(key: str, value: Any, where: str, path: Path) -> Any:
     try:
         value = fields[key].metadata["check"](value)
     except ValueError as err:
-        raise AblateInputError(f"{path}: [{where}] {key} = {value!r} {err}") from None
+        raise AblateInputError(f"{path}: [{where}] {key} = {toml_value(value)} {err}") from None
     if key == "model" and value and Path(value).expanduser().exists():
         value = _resolve_path_like(value)  # a local folder, relative to the working folder
     if key == "model_config" and value == {}:
@@ -455,10 +455,13 @@ SWEEP_EXAMPLES: dict[str, Any] = {
 
 
 def toml_value(value: Any) -> str:
-    """A value as it is written in TOML (true, "x", { a = 1 }), for the examples in hints."""
+    """A value as it is written in TOML (true, 'x', { a = 1 }): error lines and hints show what
+    the user wrote, in the file's own language, not Python's (True, {'a': 1})."""
     if isinstance(value, bool):
         return str(value).lower()
-    if isinstance(value, str):
+    if isinstance(value, str):  # a literal string where TOML allows one, as Python quotes it
+        if "'" not in value and value.isprintable():
+            return f"'{value}'"
         return json.dumps(value, ensure_ascii=False)
     if isinstance(value, dict):
         return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
@@ -623,7 +626,7 @@ def check_set(item: str) -> None:
         try:
             fields[key].metadata["check"](value)
         except ValueError as err:
-            raise AblateInputError(f"--set {item!r}: [{section}] {key} = {value!r} {err}") from None
+            raise AblateInputError(f"--set {item!r}: [{section}] {key} = {toml_value(value)} {err}") from None
 
 
 class _SetBlame:

@@ -34,7 +34,7 @@ from optuna.trial import TrialState
 from transformers import TrainerCallback
 
 from . import records
-from .config import KNOBS, Recipe, _did_you_mean
+from .config import KNOBS, Recipe, _did_you_mean, toml_value
 from .errors import AblateInputError
 
 log = logging.getLogger(__name__)
@@ -119,7 +119,7 @@ def _choice(raw: dict, key: str, default: str, allowed: tuple[str, ...], path: P
     if value not in allowed:
         hint = _did_you_mean(value, allowed) if isinstance(value, str) else ""
         raise AblateInputError(
-            f"{path}: [search] {key} = {value!r} must be one of "
+            f"{path}: [search] {key} = {toml_value(value)} must be one of "
             + ", ".join(repr(a) for a in allowed) + hint)
     return value
 
@@ -143,7 +143,7 @@ def parse_search(raw: Any, path: Path) -> SearchSpec:
         n_trials = int(n_trials)
     if not isinstance(n_trials, int) or isinstance(n_trials, bool) or n_trials < 1:
         raise AblateInputError(
-            f"{path}: [search] n_trials = {raw['n_trials']!r} must be an integer >= 1 "
+            f"{path}: [search] n_trials = {toml_value(raw['n_trials'])} must be an integer >= 1 "
             "(the total for the study, not per run)")
 
     sampler = _choice(raw, "sampler", DEFAULT_SAMPLER, SAMPLERS, path)
@@ -172,8 +172,8 @@ def parse_search(raw: Any, path: Path) -> SearchSpec:
         space[key] = _parse_dimension(key, value, path)
         if sampler == "grid" and space[key].grid() is None:
             raise AblateInputError(
-                f"{path}: [search.space] {key} = {value!r}: sampler = 'grid' needs a list of values "
-                "or an integer range with step, e.g. { low = 1, high = 4, step = 1 }")
+                f"{path}: [search.space] {key} = {toml_value(value)}: sampler = 'grid' needs a list "
+                "of values or an integer range with step, e.g. { low = 1, high = 4, step = 1 }")
     if sampler == "cmaes" and all(d.kind == "categorical" for d in space.values()):
         raise AblateInputError(
             f"{path}: [search] sampler = 'cmaes' needs at least one range in [search.space] "
@@ -189,14 +189,14 @@ def parse_search(raw: Any, path: Path) -> SearchSpec:
 
 
 def _parse_dimension(key: str, raw: Any, path: Path) -> Dimension:
-    where = f"{path}: [search.space] {key} = {raw!r}"
+    where = f"{path}: [search.space] {key} = {toml_value(raw)}"
     check = _FIELDS[key].metadata["check"]
 
     def checked(label: str, value: Any) -> Any:
         try:
             return check(value)
         except ValueError as err:
-            raise AblateInputError(f"{where}: {label} {value!r} {err}") from None
+            raise AblateInputError(f"{where}: {label} {toml_value(value)} {err}") from None
 
     if isinstance(raw, list):
         if not raw:
@@ -230,12 +230,12 @@ def _parse_dimension(key: str, raw: Any, path: Path) -> Dimension:
     low, high = checked("low", raw["low"]), checked("high", raw["high"])
     for label, value in (("low", low), ("high", high)):
         if not _is_number(value):  # an optional knob's ""/false means "unset", not a bound
-            raise AblateInputError(f"{where}: {label} {raw[label]!r} must be a number")
+            raise AblateInputError(f"{where}: {label} {toml_value(raw[label])} must be a number")
     if low >= high:
         raise AblateInputError(f"{where} must have low < high")
     log_scale = raw.get("log", False)
     if not isinstance(log_scale, bool):
-        raise AblateInputError(f"{where}: log {log_scale!r} must be true or false")
+        raise AblateInputError(f"{where}: log {toml_value(log_scale)} must be true or false")
     if log_scale and low <= 0:
         raise AblateInputError(f"{where} must have low > 0 when log = true")
     step = raw.get("step")
@@ -245,9 +245,9 @@ def _parse_dimension(key: str, raw: Any, path: Path) -> Dimension:
         if kind == "int" and isinstance(step, float) and step.is_integer():
             step = int(step)
         if kind == "int" and (not isinstance(step, int) or isinstance(step, bool) or step < 1):
-            raise AblateInputError(f"{where}: step {raw['step']!r} must be an integer >= 1")
+            raise AblateInputError(f"{where}: step {toml_value(raw['step'])} must be an integer >= 1")
         if kind == "float" and (not _is_number(step) or not step > 0):
-            raise AblateInputError(f"{where}: step {raw['step']!r} must be a number > 0")
+            raise AblateInputError(f"{where}: step {toml_value(raw['step'])} must be a number > 0")
         if kind == "float":
             step = float(step)
         # Optuna would silently move high onto the grid; say so instead.

@@ -34,7 +34,7 @@ from transformers import (
     TrainingArguments,
 )
 
-from .config import ExperimentSpec, Recipe
+from .config import ExperimentSpec, Recipe, toml_value
 from .cpu_dropout import use_uniform_dropout
 from .data import TokenizedData
 from .embedding_gradient import clip_grad_norm, keep_embedding_gradient, step_reachable_rows
@@ -167,7 +167,7 @@ def model_skeleton(source: ModelSource, config: Any) -> Any:
                                    f"build a model: {reason}") from None
         keys = " and ".join(sorted({source.config_key(key) for key in source.config}))
         raise AblateInputError(
-            f"{keys} = {source.config!r}: {type(config).__name__} cannot build a model with these "
+            f"{keys} = {toml_value(source.config)}: {type(config).__name__} cannot build a model with these "
             f"overrides ({reason}); change or drop them") from None
 
 

@@ -517,7 +517,7 @@ def test_out_of_range_value_is_rejected(tmp_path: Path, section: str, line: str,
 
 def test_error_message_escapes_newlines_in_a_value(tmp_path: Path) -> None:
     message = load_error(write_spec(tmp_path, experiment='metric = """macro\nf1"""'))
-    assert "metric = 'macro\\nf1'" in message
+    assert 'metric = "macro\\nf1"' in message
 
 
 def test_missing_dataset_is_rejected(tmp_path: Path) -> None:

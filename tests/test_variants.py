@@ -155,7 +155,7 @@ def test_two_sweep_values_that_give_one_name_are_not_called_the_same_value(tmp_p
         [sweep]
         model = ["{tmp_path / 'a' / 'tiny'}", "{tmp_path / 'b' / 'tiny'}"]
         """)
-    assert (f'[sweep] model values "{tmp_path / "a" / "tiny"}" and "{tmp_path / "b" / "tiny"}" '
+    assert (f"[sweep] model values '{tmp_path / 'a' / 'tiny'}' and '{tmp_path / 'b' / 'tiny'}' "
             "both give the variant name 'baseline_model-tiny'; give them names of your own in "
             "[variants]") in message
 
