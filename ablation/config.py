@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
 import difflib
 import json
 import math
@@ -143,7 +144,8 @@ def _model_config(value: Any) -> dict:
     table = _table(value)
     for key, setting in table.items():
         if _is_size_key(key) and _is_number(setting) and setting < 1:
-            raise ValueError(f"sets {key} = {toml_value(setting)}: a size or count must be an integer >= 1")
+            raise ValueError(
+                f"sets {key} = {toml_value(setting)}: a size or count must be an integer >= 1")
     return table
 
 
@@ -467,6 +469,8 @@ def toml_value(value: Any) -> str:
         return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, (datetime.date, datetime.time)):  # TOML's dates and times: 2024-01-01
+        return value.isoformat()
     if isinstance(value, float):  # 5e-5, not Python's 5e-05
         return re.sub(r"e([+-]?)0*(\d)", lambda m: f"e{m[1].replace('+', '')}{m[2]}", repr(value))
     return repr(value)

@@ -909,3 +909,21 @@ def test_unquoted_dotted_variant_name_gets_a_quoting_hint(tmp_path: Path) -> Non
 
 def test_bare_sqlite_prefix_is_left_alone() -> None:
     assert resolve_storage("sqlite:///") == "sqlite:///"
+
+
+def test_error_lines_show_values_as_toml_writes_them(tmp_path: Path) -> None:
+    """The user wrote TOML: an error line quotes their value in it, not in Python's spelling."""
+    import datetime
+
+    from ablation.config import toml_value
+
+    assert toml_value(True) == "true" and toml_value(5e-5) == "5e-5" and toml_value(0.001) == "0.001"
+    assert toml_value({"hidden_size": 37, "act": "gelu"}) == "{ hidden_size = 37, act = 'gelu' }"
+    assert toml_value([1, "it's"]) == "[1, \"it's\"]"  # a literal string cannot hold '
+    assert toml_value(datetime.date(2024, 1, 1)) == "2024-01-01"
+    message = load_error(write_spec(tmp_path, baseline="epochs = 2024-01-01"))
+    assert "[baseline] epochs = 2024-01-01 must be" in message
+    message = load_error(write_spec(tmp_path, baseline="learning_rate = true"))
+    assert "[baseline] learning_rate = true must be" in message
+    message = load_error(write_spec(tmp_path, baseline="model_config = { num_hidden_layers = 0 }"))
+    assert "model_config = { num_hidden_layers = 0 } sets num_hidden_layers = 0" in message
