@@ -604,10 +604,13 @@ def _search_once(job: Work, outcome: RunOutcome) -> bool:
                 if len(made) >= search.n_trials:
                     return False
                 # Seeded from the number the new trial gets: each proposal draws afresh, in every
-                # process and every later run (numbers only grow under this lock).
+                # process and every later run (numbers only grow under this lock). Not the grid:
+                # its seed orders the grid points that the stored grid ids number, so it is the
+                # study's, or a later proposal would read the ids in another order and repeat one.
                 number = len(job.study.get_trials(deepcopy=False))
-                job.study.sampler = make_sampler(
-                    search, trial_seed(job.spec.experiment.seeds[0], number))
+                first_seed = job.spec.experiment.seeds[0]
+                job.study.sampler = make_sampler(search, first_seed if search.sampler == "grid"
+                                                 else trial_seed(first_seed, number))
                 with interrupts.held():  # the new trial is ours to record once ask() made it
                     optuna_trial = job.study.ask()
                     # From its creation: a process killed now leaves a trial that goes stale.

@@ -234,3 +234,13 @@ def test_a_value_the_search_could_propose_but_not_train_is_refused_before_any_tr
     assert run(path, "--set", 'search.space.precision=["fp32", "bf16"]') == 0
     assert sorted(p for (p,) in proposals(path, 'search.space.precision=["fp32", "bf16"]')) \
         == [("precision", "bf16"), ("precision", "fp32")]
+
+
+def test_grid_trains_every_point_once_over_variants_and_several_proposals(write_experiment):
+    """Each grid point once: the grid's order is the study's, not reshuffled for each proposal
+    (a reshuffle read the stored grid ids in another order: one point twice, one never)."""
+    path = searched(write_experiment, 4, "batch_size = [8, 16]\neval_steps = { low = 2, high = 4, "
+                    "step = 2 }\n", sampler="grid", variants="[variants.lr]\nlearning_rate = 2e-3\n")
+    assert run(path) == 0
+    assert sorted(proposals(path)) == [(("batch_size", b), ("eval_steps", e))
+                                       for b in (8, 16) for e in (2, 4)]
