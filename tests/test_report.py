@@ -146,7 +146,8 @@ def test_two_seeds_give_a_paired_interval_and_a_wide_one_is_within_noise(stored_
     assert "macro_f1 95 % CI" in text  # the CI column of the results table
 
 
-def test_one_seed_compares_the_same_test_examples_by_bootstrap_and_mcnemar(write_experiment, capsys):
+def test_one_seed_compares_the_same_test_examples_by_bootstrap_and_permutation(write_experiment,
+                                                                                capsys):
     path = write_experiment(variants="good = { learning_rate = 1e-2 }\nsame = { learning_rate = 2e-3 }\n")
     spec = load_spec(path)
     rng = np.random.default_rng(0)
@@ -164,7 +165,8 @@ def test_one_seed_compares_the_same_test_examples_by_bootstrap_and_mcnemar(write
     effects = {e.variant: e for e in build_report(spec, study)["effects"]}
     good, same = effects["baseline_good"], effects["baseline_same"]
     assert good.verdict == "better" and good.interval.low > 0 and good.interval.p_value < 0.001
-    assert "on the test split (400 examples): paired bootstrap 95 % CI, McNemar's test" in good.basis
+    assert "on the test split (400 examples): paired bootstrap 95 % CI, paired permutation test" \
+        in good.basis
     assert same.interval.estimate == 0 and same.verdict == "within noise"
     assert [e.variant for e in build_report(spec, study)["effects"]] == ["baseline_good",
                                                                           "baseline_same"]

@@ -3,7 +3,8 @@ confidence interval and a verdict, so that a gap inside the noise is never read 
 
 With several seeds the comparison is paired over seeds (the same seeds run for every variant).
 With a single seed it is paired over examples: a bootstrap of the metric difference on the same
-test examples (validation when there is no test split), and McNemar's test on correctness.
+test examples (validation when there is no test split), and a p-value on the same metric:
+McNemar's test for accuracy, a paired permutation test for the others.
 """
 
 from __future__ import annotations
@@ -77,8 +78,10 @@ def _single_seed_effect(variant: TrialRecord, reference: TrialRecord, metric: st
         scored, function = "accuracy", metric_function("accuracy", classes=range(n_classes))
     interval = paired_bootstrap_difference(predictions, theirs[1], labels, function,
                                            n_resamples=BOOTSTRAP_RESAMPLES, seed=0)
+    test = ("McNemar's test" if interval.method == "bootstrap+mcnemar"
+            else "paired permutation test")
     basis = (f"{scored} on the {split} split ({len(labels)} examples): paired bootstrap 95 % CI, "
-             "McNemar's test")
+             f"{test}")
     return interval, scored, basis
 
 
