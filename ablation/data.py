@@ -8,10 +8,13 @@ the collator, per batch.
 
 from __future__ import annotations
 
+import csv
 import gzip
 import hashlib
+import io
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +30,11 @@ log = logging.getLogger(__name__)
 MAX_CLASS_ID = 100_000  # a label beyond it is an id or count column, not a class
 SAMPLING_SEED = 0  # fixed: every trial and every seed sees the same split
 TOKEN_COLUMNS = ("input_ids", "attention_mask", "token_type_ids", "labels")
+CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv")  # the files read as rows of separated fields
+JSON_LAYOUTS = ('supported JSON layouts: an array of examples [{"text": ..., "label": ...}, ...], '
+                "JSON Lines (one example object per line), an object of columns "
+                '{"text": [...], "label": [...]}, or pandas\' to_json default '
+                '{"text": {"0": ...}, "label": {"0": ...}}')
 
 
 @dataclass
@@ -98,17 +106,21 @@ def sorted_by_length(dataset: Any) -> tuple[Any, np.ndarray]:
 # --------------------------------------------------------------------------- loading
 
 
-def _read_local_file(path: Path) -> pd.DataFrame:
+def _read_local_file(path: Path, columns: tuple[str, ...] = ()) -> pd.DataFrame:
+    """One local file as a frame whose rows are the file's examples, in file order, indexed by
+    their position (0, 1, ...). `columns`: the columns the study names (text, label, ...), which
+    tell a JSON object keyed by example from one keyed by column."""
     name = path.name.lower()
     try:
-        frame = _read_table(path, name)
+        frame = _read_table(path, name, columns)
     except UnicodeDecodeError:
         raise AblateInputError(f"{path}: {_first_undecodable(path)}; save it as UTF-8") from None
     except pd.errors.EmptyDataError:
         raise AblateInputError(f"{path}: the file is empty; expected a header row and one row "
                                "per example") from None
-    except (ValueError, TypeError, pd.errors.ParserError, OSError) as err:
+    except (ValueError, TypeError, pd.errors.ParserError, OSError, EOFError) as err:
         # TypeError: pandas meeting a JSON Lines line that is an array, a number or null.
+        # EOFError: a .gz file cut short.
         if name.endswith((".jsonl", ".jsonl.gz")) or (name.endswith(".json")
                                                       and _first_line_is_an_object(path)):
             raise AblateInputError(f"{path}: {_first_bad_json_line(path)}") from None
@@ -116,16 +128,22 @@ def _read_local_file(path: Path) -> pd.DataFrame:
         raise AblateInputError(
             f"{path}: cannot be read as a table of examples (one row per example, with a text and "
             f"a label column): {reason}") from None
-    if name.endswith((".csv", ".csv.gz", ".tsv")):
+    if name.endswith(CSV_SUFFIXES):
         _check_header_names(path, name)
-    if not isinstance(frame.index, pd.RangeIndex):
-        # pandas takes a first data row with more fields than the header as an unnamed index
-        # column: every text with an unquoted separator would silently lose its first part.
-        separator = "a tab" if name.endswith(".tsv") else "a comma"
-        header = ", ".join(repr(str(c)) for c in frame.columns)
-        raise AblateInputError(
-            f"{path}: line 2 has more fields than the header ({header}): a text that contains "
-            f"{separator} must be quoted, as in \"I love it, really\"")
+        if not isinstance(frame.index, pd.RangeIndex):
+            # pandas takes a first data row with more fields than the header as an unnamed index
+            # column: every text with an unquoted separator would silently lose its first part.
+            separator = "a tab" if name.endswith(".tsv") else "a comma"
+            header = ", ".join(repr(str(c)) for c in frame.columns)
+            raise AblateInputError(
+                f"{path}: line 2 has more fields than the header ({header}): a text that contains "
+                f"{separator} must be quoted, as in \"I love it, really\"")
+    elif not isinstance(frame.index, pd.RangeIndex):
+        # parquet keeps the index pandas wrote (df[mask].to_parquet: 1, 2, 4, ...), JSON its
+        # keys: rows are the file's rows, in its order, numbered by position.
+        named = [level for level in frame.index.names if level is not None]
+        keep = len(named) == frame.index.nlevels and not set(named) & set(frame.columns)
+        frame = frame.reset_index(drop=not keep)  # a named index (an id column) stays a column
     if len(frame.columns) == 0:
         raise AblateInputError(f"{path}: the file holds no examples")
     return frame
@@ -141,19 +159,31 @@ def _check_header_names(path: Path, name: str) -> None:
                                "column its own name")
 
 
-def _read_table(path: Path, name: str) -> pd.DataFrame:
+def _read_table(path: Path, name: str, columns: tuple[str, ...] = ()) -> pd.DataFrame:
     # Every cell as text: "None", "NA" or "007" are data, not missing values or numbers.
     # Only an empty cell is missing. Integer-looking labels become ids later.
     text_only = {"dtype": str, "keep_default_na": False, "na_values": [""], "encoding": "utf-8-sig"}
     # JSON values keep their JSON types: pandas would otherwise turn a text "007" into 7.
     as_written = {"dtype": False, "encoding": "utf-8-sig"}
     if name.endswith((".csv", ".csv.gz")):
-        return pd.read_csv(path, **text_only)
+        return _read_delimited(path, ",", text_only)
     if name.endswith(".tsv"):
-        return pd.read_csv(path, sep="\t", **text_only)
+        return _read_delimited(path, "\t", text_only)
     if name.endswith((".jsonl", ".jsonl.gz")):
         return pd.read_json(path, lines=True, **as_written)
     if name.endswith(".json"):
+        try:
+            document = json.loads(_file_bytes(path).decode("utf-8-sig"))
+        except json.JSONDecodeError:
+            document = _NOT_ONE_DOCUMENT  # JSON Lines, or broken: pandas below says which
+        if document is not _NOT_ONE_DOCUMENT:
+            layout = _json_layout(path, document, columns)
+            if layout == "one example":  # {"text": ..., "label": ...}: JSON Lines of one line
+                return pd.DataFrame([document])
+            frame = pd.read_json(path, **as_written)
+            if layout == "columns of rows":  # pandas' to_json default: {column: {row: value}}
+                frame = frame.reset_index(drop=True)
+            return frame
         try:
             return pd.read_json(path, **as_written)
         except ValueError as err:
@@ -168,6 +198,133 @@ def _read_table(path: Path, name: str) -> pd.DataFrame:
         return pd.read_parquet(path)
     raise AblateInputError(
         f"{path}: unsupported file type; use one of {', '.join(LOCAL_DATA_SUFFIXES)}")
+
+
+# --------------------------------------------------------------------------- CSV and TSV quoting
+
+
+def _read_delimited(path: Path, separator: str, text_only: dict[str, Any]) -> pd.DataFrame:
+    """A CSV or TSV file, with the file's quotes checked first (see _quoted_records).
+
+    CSV is read with CSV quoting. A TSV is read as TSV writers write it, quotes as plain
+    characters (`"Great" movie` stays so), unless the file is written with CSV quoting (what
+    pandas' and Python's csv writers do with a tab separator): a text that runs over lines inside
+    quotes, or a whole field in quotes with the quotes inside doubled (`"a ""b"" c"`).
+    """
+    data = _file_bytes(path)
+    if b'"' not in data:
+        return pd.read_csv(path, sep=separator, **text_only)
+    lines = io.StringIO(data.decode("utf-8-sig"), newline="").readlines()
+    spans_lines = _quoted_records(path, lines, separator)
+    if separator == "\t" and not spans_lines and not any(
+            _CSV_QUOTED_FIELD.match(field) for line in lines
+            for field in line.rstrip("\r\n").split(separator)):
+        return pd.read_csv(path, sep=separator, quoting=csv.QUOTE_NONE, **text_only)
+    return pd.read_csv(path, sep=separator, **text_only)
+
+
+def _quoted_records(path: Path, lines: list[str], separator: str) -> bool:
+    """Refuse a stray quote that merges rows; say whether a quoted text legitimately runs over
+    lines.
+
+    In CSV quoting a field that starts with `"` runs to the next lone `"`, line breaks and
+    separators included: one stray quote (`"Great movie,1`) makes the following rows part of
+    its text until another quote closes it, and pandas reads the merged rows as one example
+    without a word. The rule: a quoted text that runs over lines is a stray quote when every
+    line it covers, taken alone (split on the separator, quotes as plain characters), is a row of
+    its own: it has the header's number of fields, and one of its fields without a quote is a
+    value that column holds in the file's other rows (a label, usually). A real multi-line text
+    (`"first line<newline>second line",pos`) has lines that are not whole rows.
+    """
+    reader = csv.reader(lines, delimiter=separator, quotechar='"', doublequote=True, strict=False)
+    spans: list[tuple[int, int]] = []  # first and last line of each record over several lines
+    values: list[set[str]] = []  # by column: the values of the rows that are one line each
+    width = 0
+    previous = 0
+    try:
+        for fields in reader:
+            first, previous = previous + 1, reader.line_num
+            if not width:  # the header (pandas skips blank lines before it)
+                width = len(fields)
+                values = [set() for _ in fields]
+            elif previous > first:
+                spans.append((first, previous))
+            elif len(fields) == width:
+                for column, value in zip(values, fields, strict=True):
+                    column.add(value.strip())
+    except csv.Error:
+        return False  # pandas' own reading says what is wrong
+    for first, last in spans:
+        if width > 1 and all(_a_whole_row(line, separator, values) for line in lines[first - 1:last]):
+            kind = "tab" if separator == "\t" else "comma"
+            raise AblateInputError(
+                f'{path}: line {first}: a quoted text runs over {last - first + 1} lines (to line '
+                f"{last}), each of them a whole row with its own {kind}-separated fields: a stray "
+                '" merges them into one text; quote the whole text and double the quotes inside '
+                'it ("say ""hi"""), or remove the stray quote')
+    return bool(spans)
+
+
+def _a_whole_row(line: str, separator: str, values: list[set[str]]) -> bool:
+    """A line that is a row on its own: the header's number of fields, one of them (without a
+    quote) a value its column holds in other rows."""
+    fields = line.rstrip("\r\n").split(separator)
+    return len(fields) == len(values) and any(
+        '"' not in field and field.strip() in column for field, column in zip(fields, values, strict=True))
+
+
+# A whole field in CSV quoting: "...", every quote inside doubled.
+_CSV_QUOTED_FIELD = re.compile(r'"(?:[^"]|"")*"\Z')
+_NOT_ONE_DOCUMENT = object()
+
+
+def _json_kind(value: Any) -> str:
+    return {list: "array", dict: "object", str: "string", bool: "boolean", int: "number",
+            float: "number", type(None): "null"}[type(value)]
+
+
+def _json_layout(path: Path, document: Any, columns: tuple[str, ...]) -> str:
+    """Which of the JSON_LAYOUTS a .json file that is one JSON value holds: "records" (an array
+    of objects), "lists" ({column: [values]}), "columns of rows" ({column: {row: value}}, what
+    pandas' to_json writes by default) or "one example" (a lone object of values: JSON Lines of
+    one line). Anything else is refused, naming the layouts that are read.
+
+    An object of objects is read as {column: {row: value}}; when none of its keys is a column
+    the study names and its inner objects hold them ({"id0": {"text": ..., "label": ...}}), it
+    is keyed by example, and refused."""
+    if isinstance(document, list):
+        for position, item in enumerate(document):
+            if not isinstance(item, dict):
+                raise AblateInputError(
+                    f"{path}: item {position} of the JSON array is a JSON {_json_kind(item)}, not "
+                    f"an example object; {JSON_LAYOUTS}")
+        return "records"
+    if not isinstance(document, dict):
+        raise AblateInputError(f"{path}: the file is a JSON {_json_kind(document)}, not a table "
+                               f"of examples; {JSON_LAYOUTS}")
+    kinds = {type(value) if isinstance(value, (list, dict)) else "value" for value in document.values()}
+    if kinds == {list}:
+        lengths = {key: len(value) for key, value in document.items()}
+        if len(set(lengths.values())) > 1:
+            shown = ", ".join(f"{key!r}: {n}" for key, n in list(lengths.items())[:4])
+            raise AblateInputError(
+                f"{path}: the JSON columns hold different numbers of values ({shown}); every "
+                "column needs one value per example")
+        return "lists"
+    if kinds == {dict}:
+        inner = {key for value in document.values() for key in value}
+        if columns and not set(columns) & set(document) and set(columns) & inner:
+            keys = ", ".join(repr(key) for key in list(document)[:3])
+            raise AblateInputError(
+                f"{path}: the JSON object is keyed by example ({keys}, ...) with the columns inside "
+                f"each; {JSON_LAYOUTS} (pandas: df.to_json(path, orient=\"records\"))")
+        return "columns of rows"
+    if kinds <= {"value"}:
+        return "one example"
+    key = next(key for key, value in document.items() if not isinstance(value, (list, dict)))
+    raise AblateInputError(
+        f"{path}: the JSON object mixes columns and single values (key {key!r} holds a JSON "
+        f"{_json_kind(document[key])}); {JSON_LAYOUTS}")
 
 
 def _file_bytes(path: Path) -> bytes:
@@ -223,10 +380,14 @@ def split_of_file(path: Path) -> str:
     return path.stem
 
 
+def _named_columns(spec: DataSpec) -> tuple[str, ...]:
+    return tuple(c for c in (spec.text_column, spec.text_pair_column, spec.label_column) if c)
+
+
 def _load_local(spec: DataSpec) -> dict[str, pd.DataFrame]:
     path = Path(spec.dataset)
     if path.is_file():  # a single file is the train split; validation is carved from it
-        return {spec.train_split: _read_local_file(path)}
+        return {spec.train_split: _read_local_file(path, _named_columns(spec))}
     files = sorted(p for p in path.iterdir() if p.name.lower().endswith(LOCAL_DATA_SUFFIXES))
     if not files:
         raise AblateInputError(
@@ -239,7 +400,7 @@ def _load_local(spec: DataSpec) -> dict[str, pd.DataFrame]:
             raise AblateInputError(
                 f"{path}: two files for split {split!r}; keep one of "
                 + ", ".join(f.name for f in files if split_of_file(f) == split))
-        splits[split] = _read_local_file(file)
+        splits[split] = _read_local_file(file, _named_columns(spec))
     return splits
 
 

@@ -786,3 +786,138 @@ def test_json_texts_and_labels_keep_the_types_they_are_written_in(tmp_path: Path
     splits = load_labeled_splits(spec(tmp_path / "train.jsonl"))
     texts = set(splits.train["text"]) | set(splits.validation["text"])
     assert texts == {"007", "123", "42", "9"} and splits.label_names == ["neg", "pos"]
+
+
+# --------------------------------------------------------------------------- quotes in CSV and TSV
+
+
+def _rows_with_a_stray_quote(separator: str) -> str:
+    """60 rows; row 10 opens a quote that row 13 closes: quoting would merge rows 10-13."""
+    lines = ["text" + separator + "label"]
+    for i in range(60):
+        if i == 10:
+            lines.append(f'"Great movie{separator}1')
+        elif i == 13:
+            lines.append(f'he said hi"{separator}0')
+        else:
+            lines.append(f"plain text {i}{separator}{i % 2}")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("name, separator", [("train.tsv", "\t"), ("train.csv", ","),
+                                             ("train.csv.gz", ",")])
+def test_a_stray_quote_that_would_merge_rows_is_refused_by_its_line(tmp_path: Path, name: str,
+                                                                     separator: str):
+    path = tmp_path / name
+    data = _rows_with_a_stray_quote(separator).encode()
+    path.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    message = load_error(spec(path))
+    assert message.startswith(f"{path}: line 12: a quoted text runs over 4 lines (to line 15)")
+    assert "stray" in message and "double the quotes inside it" in message
+
+
+@pytest.mark.parametrize("suffix, separator", [(".csv", ","), (".tsv", "\t")])
+def test_quoted_texts_with_line_breaks_quotes_and_separators_load(tmp_path: Path, suffix: str,
+                                                                  separator: str):
+    frame = labelled(40, 1, NAMES)
+    frame.loc[3, "text"] = 'she said "hi"\nthen left'
+    frame.loc[7, "text"] = f"first line{separator} still text\nsecond line"
+    frame.loc[9, "text"] = '"quoted" from the start'
+    path = tmp_path / f"train{suffix}"
+    frame.to_csv(path, sep=separator, index=False)
+    raw, _ = load_raw_splits(spec(path))
+    assert raw["train"]["text"].tolist() == frame["text"].tolist()
+
+
+def test_a_quoted_text_whose_lines_hold_commas_but_no_label_loads(tmp_path: Path):
+    path = tmp_path / "train.csv"
+    path.write_text('text,label\n"Hi, you\nI loved it, really\nBest",pos\nok,neg\nfine,pos\n')
+    raw, _ = load_raw_splits(spec(path))
+    assert raw["train"]["text"].tolist() == ["Hi, you\nI loved it, really\nBest", "ok", "fine"]
+
+
+def test_a_tsv_keeps_quotes_that_are_not_csv_quoting(tmp_path: Path):
+    path = tmp_path / "train.tsv"
+    path.write_text('text\tlabel\n"Great" movie\tpos\nhe said "hi"\tneg\nok\tpos\n')
+    raw, _ = load_raw_splits(spec(path))
+    assert raw["train"]["text"].tolist() == ['"Great" movie', 'he said "hi"', "ok"]
+
+
+# --------------------------------------------------------------------------- what pandas writes
+
+
+def test_a_parquet_with_a_stored_index_loads_in_file_order(tmp_path: Path):
+    frame = labelled(60, 1, NAMES)
+    kept = frame[frame.index % 3 != 0]
+    kept.to_parquet(tmp_path / "train.parquet")  # index=None: pandas stores 1, 2, 4, 5, ...
+    raw, _ = load_raw_splits(spec(tmp_path / "train.parquet"))
+    assert isinstance(raw["train"].index, pd.RangeIndex)
+    assert raw["train"]["text"].tolist() == kept["text"].tolist()
+    assert list(raw["train"].columns) == ["text", "label"]
+    splits = load_labeled_splits(spec(tmp_path / "train.parquet"))
+    assert len(splits.train) + len(splits.validation) == 40
+
+
+def test_a_parquet_row_is_named_by_its_position_in_the_file(tmp_path: Path):
+    frame = labelled(30, 1).astype({"label": str})
+    frame.loc[7, "label"] = "positive"  # position 4 once rows 0, 3, 6 are left out
+    frame[frame.index % 3 != 0].to_parquet(tmp_path / "train.parquet")
+    message = load_error(spec(tmp_path / "train.parquet"))
+    assert "row 4: label 'positive'" in message
+
+
+def test_a_parquet_index_with_a_name_is_kept_as_a_column(tmp_path: Path):
+    frame = labelled(30, 1, NAMES)
+    frame.index = pd.Index([f"id{i}" for i in range(30)], name="id")
+    frame.to_parquet(tmp_path / "train.parquet")
+    raw, _ = load_raw_splits(spec(tmp_path / "train.parquet"))
+    assert list(raw["train"].columns) == ["id", "text", "label"]
+    assert raw["train"]["id"].tolist()[:2] == ["id0", "id1"]
+
+
+def test_pandas_default_json_layout_loads_in_file_order(tmp_path: Path):
+    frame = labelled(60, 1, NAMES)
+    kept = frame[frame.index % 3 != 0].iloc[::-1]  # keys "59", "58", "56", ...
+    kept.to_json(tmp_path / "train.json")  # {"text": {"59": ...}, "label": {"59": ...}}
+    raw, _ = load_raw_splits(spec(tmp_path / "train.json"))
+    assert isinstance(raw["train"].index, pd.RangeIndex)
+    assert raw["train"]["text"].tolist() == kept["text"].tolist()
+    assert load_labeled_splits(spec(tmp_path / "train.json")).label_names == NAMES
+
+
+def test_a_json_object_of_lists_loads(tmp_path: Path):
+    frame = labelled(30, 1, NAMES)
+    (tmp_path / "lists.json").write_text(
+        '{"text": ' + frame["text"].to_json(orient="values") + ', "label": '
+        + frame["label"].to_json(orient="values") + "}")
+    raw, _ = load_raw_splits(spec(tmp_path / "lists.json"))
+    assert raw["train"]["text"].tolist() == frame["text"].tolist()
+
+
+@pytest.mark.parametrize("document, expected", [
+    ('{"id0": {"text": "a", "label": 1}, "id1": {"text": "b", "label": 0}}',
+     "the JSON object is keyed by example ('id0', 'id1', ...)"),
+    ("[1, 2]", "item 0 of the JSON array is a JSON number, not an example object"),
+    ('[{"text": "a", "label": 1}, "b"]', "item 1 of the JSON array is a JSON string"),
+    ('"just a text"', "the file is a JSON string, not a table of examples"),
+    ('{"text": ["a", "b"], "label": 1}', "mixes columns and single values (key 'label'"),
+])
+def test_an_unsupported_json_layout_names_the_supported_ones(tmp_path: Path, document: str,
+                                                             expected: str):
+    (tmp_path / "train.json").write_text(document)
+    message = load_error(spec(tmp_path / "train.json"))
+    assert expected in message
+    assert "supported JSON layouts" in message and "comma" not in message
+
+
+def test_json_columns_of_different_lengths_are_refused(tmp_path: Path):
+    (tmp_path / "train.json").write_text('{"text": ["a", "b", "c"], "label": [1, 0]}')
+    message = load_error(spec(tmp_path / "train.json"))
+    assert "the JSON columns hold different numbers of values ('text': 3, 'label': 2)" in message
+
+
+def test_a_gzip_file_cut_short_is_an_error(tmp_path: Path):
+    data = gzip.compress(("text,label\n" + "".join(f'"t {i}",{i % 2}\n' for i in range(2000))).encode())
+    (tmp_path / "train.csv.gz").write_bytes(data[: len(data) // 2])
+    message = load_error(spec(tmp_path / "train.csv.gz"))
+    assert "train.csv.gz: cannot be read as a table of examples" in message
