@@ -306,6 +306,16 @@ def _dry_run(spec: Any, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _value_cell(row: Any, fmt: Any) -> str:
+    """A variant's mean ± std, or why it has none: pruned (at which step) or failed."""
+    pruned = row.get("pruned_at_step")
+    if row["seeds"] == 0 and pruned is not None and pruned == pruned:  # NaN: not pruned
+        return f"pruned at step {int(pruned)}"
+    if row["seeds"] == 0 and row["failed"]:
+        return "failed"
+    return fmt(row["value"], row["value_std"])
+
+
 def _print_summary(spec: Any, built: dict[str, Any]) -> None:
     from .models import stale_best_model
     from .report.effects import fmt_interval
@@ -314,14 +324,15 @@ def _print_summary(spec: Any, built: dict[str, Any]) -> None:
     variants, metric = built["variants"], built["metric"]
     width = max([28, *(len(v) + 2 for v in variants["variant"])]) if len(variants) else 28
     if len(variants):
-        print(f"\n{'variant':<{width}} {metric:>18} {'Δ':>9}  changes")
+        print(f"\n{'variant':<{width}} {metric + ' (validation)':>24} {'Δ':>9}  changes")
         for _, row in variants.iterrows():
             mark = " ★" if row["best"] else ""
             delta = "—" if row["variant"] == "baseline" else fmt_delta(row["delta"])
-            print(f"{row['variant'] + mark:<{width}} {fmt(row['value'], row['value_std']):>18} "
+            print(f"{row['variant'] + mark:<{width}} {_value_cell(row, fmt):>24} "
                   f"{delta:>9}  {row['changes']}")
     if built["effects"]:
-        print("\nwhat mattered (Δ vs reference, 95 % CI):")
+        splits = sorted({effect.split for effect in built["effects"]})
+        print(f"\nwhat mattered (Δ vs reference on the {' and '.join(splits)} split, 95 % CI):")
         for effect in built["effects"]:
             print(f"  {effect.variant:<{width}} vs {effect.reference:<9} "
                   f"{fmt_delta(effect.interval.estimate):>8} {fmt_interval(effect.interval):>20}  "

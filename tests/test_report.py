@@ -141,7 +141,8 @@ def test_two_seeds_give_a_paired_interval_and_a_wide_one_is_within_noise(stored_
     assert effect.seeds == 2 and "One seed:" not in text  # paired over seeds: the caveat is moot
     cli._print_summary(spec, built)
     out = capsys.readouterr().out
-    assert "what mattered" in out and "one seed" not in out
+    assert "what mattered (Δ vs reference on the validation split, 95 % CI)" in out
+    assert "one seed" not in out and "macro_f1 (validation)" in out
     assert "macro_f1 on validation, paired over seeds 7, 42 (t-test)" in text
     assert "macro_f1 95 % CI" in text  # the CI column of the results table
 
@@ -176,7 +177,10 @@ def test_one_seed_compares_the_same_test_examples_by_bootstrap_and_permutation(w
            "randomness" in text  # a 'better' on one seed may be another seed's 'within noise'
     cli._print_summary(spec, build_report(spec, study))  # the terminal says it too
     out = capsys.readouterr().out
-    assert "what mattered" in out and "one seed: these intervals leave out the training's own" in out
+    assert "one seed: these intervals leave out the training's own" in out
+    # the table above it is on validation, these differences on test: each says which
+    assert "what mattered (Δ vs reference on the test split, 95 % CI)" in out
+    assert "macro_f1 (validation)" in out
 
 
 def test_ablation_table_shows_each_change_alone_and_removed(write_experiment):
@@ -390,3 +394,19 @@ def test_a_study_without_complete_trials_says_so_and_names_only_logs_that_exist(
     assert ("- `baseline-s42` (trial 0): interrupted (Ctrl+C or SIGTERM) — log: "
             "`trials/baseline-s42/trial.log`") in report
     assert "- `baseline_bs32-s42` (trial 1): waiting\n" in report
+
+
+def test_the_terminal_says_a_variant_without_a_result_was_pruned_or_failed(capsys):
+    """A pruned or failed variant showed "—", as if it had no trial at all."""
+    import pandas as pd
+
+    from ablation.report.markdown import fmt
+
+    rows = pd.DataFrame([{"seeds": 0, "failed": 0, "pruned_at_step": 5.0, "value": float("nan"),
+                          "value_std": float("nan")},
+                         {"seeds": 0, "failed": 1, "pruned_at_step": float("nan"),
+                          "value": float("nan"), "value_std": float("nan")},
+                         {"seeds": 1, "failed": 0, "pruned_at_step": float("nan"), "value": 0.5,
+                          "value_std": float("nan")}])
+    assert [cli._value_cell(row, fmt) for _, row in rows.iterrows()] == [
+        "pruned at step 5", "failed", fmt(0.5, float("nan"))]

@@ -5,6 +5,7 @@ search trials."""
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import optuna
@@ -234,6 +235,9 @@ def test_a_value_the_search_could_propose_but_not_train_is_refused_before_any_tr
     assert run(path, "--set", 'search.space.precision=["fp32", "bf16"]') == 0
     assert sorted(p for (p,) in proposals(path, 'search.space.precision=["fp32", "bf16"]')) \
         == [("precision", "bf16"), ("precision", "fp32")]
+    report = (load_spec(path).output_dir / "report.md").read_text()
+    best = report.split("- **Best**: ")[1].split("\n")[0].split(" with ")[1]
+    assert tomllib.loads(best.strip("`"))["precision"] in ("fp32", "bf16")  # pasteable TOML
 
 
 def test_grid_trains_every_point_once_over_variants_and_several_proposals(write_experiment):

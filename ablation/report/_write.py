@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import optuna
 
-from ..config import ExperimentSpec, from_here
+from ..config import ExperimentSpec, from_here, toml_value
 from ..errors import AblateInputError
 from ..metrics import metric_range
 from ..models import stale_best_model
@@ -330,7 +330,7 @@ def _search_section(spec: ExperimentSpec, built: dict[str, Any]) -> list[str]:
     if complete:
         best = (max if built["greater_is_better"] else min)(complete, key=lambda r: r.value)
         lines += [f"- **Best**: `{best.variant}` — {built['metric']} {fmt(best.value)} with "
-                  + ", ".join(f"`{k} = {v}`" for k, v in best.overrides.items())]
+                  + ", ".join(f"`{k} = {toml_value(v)}`" for k, v in best.overrides.items())]
     if built["importances"]:
         lines.append("- **Parameter importances** (Optuna): " + ", ".join(
             f"{name} {value:.2f}" for name, value in built["importances"].items()))

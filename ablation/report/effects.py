@@ -36,6 +36,7 @@ class Effect:
     basis: str  # how the interval was computed, in words
     metric: str = ""  # what Δ is a difference of: the selection metric, or accuracy standing in for a loss
     seeds: int = 1  # how many seeds the difference is paired over; 1: over test examples only
+    split: str = "validation"  # the split Δ is measured on (test with one seed, when it has one)
 
 
 ONE_SEED_CAVEAT = (
@@ -65,8 +66,8 @@ def _predictions(record: TrialRecord) -> tuple[str, list[int], list[int]] | None
 
 
 def _single_seed_effect(variant: TrialRecord, reference: TrialRecord, metric: str,
-                        n_classes: int) -> tuple[Interval, str, str] | None:
-    """(interval, metric actually compared, basis) from per-example predictions, or None."""
+                        n_classes: int) -> tuple[Interval, str, str, str] | None:
+    """(interval, metric actually compared, basis, split) from per-example predictions, or None."""
     mine, theirs = _predictions(variant), _predictions(reference)
     if mine is None or theirs is None or mine[0] != theirs[0] or mine[2] != theirs[2]:
         return None
@@ -82,7 +83,7 @@ def _single_seed_effect(variant: TrialRecord, reference: TrialRecord, metric: st
             else "paired permutation test")
     basis = (f"{scored} on the {split} split ({len(labels)} examples): paired bootstrap 95 % CI, "
              f"{test}")
-    return interval, scored, basis
+    return interval, scored, basis, split
 
 
 def _effect(complete: list[TrialRecord], variant: str, reference: str, metric: str,
@@ -94,7 +95,7 @@ def _effect(complete: list[TrialRecord], variant: str, reference: str, metric: s
     overrides = next(r.overrides for r in complete if r.variant == variant)
     if len(common) >= 2:
         interval = paired_seed_difference(mine, theirs)
-        scored = metric
+        scored, split = metric, "validation"
         basis = f"{metric} on validation, paired over seeds {', '.join(map(str, common))} (t-test)"
     else:
         pair = [next(r for r in complete if r.variant == v and r.seed == common[0])
@@ -102,10 +103,10 @@ def _effect(complete: list[TrialRecord], variant: str, reference: str, metric: s
         single = _single_seed_effect(pair[0], pair[1], metric, n_classes)
         if single is None:
             return None
-        interval, scored, basis = single
+        interval, scored, basis, split = single
     greater = greater_is_better if scored == metric else True  # accuracy stands in for a loss
     return Effect(variant, reference, describe_changes(overrides), interval,
-                  verdict(interval, greater), basis, scored, len(common))
+                  verdict(interval, greater), basis, scored, len(common), split)
 
 
 def compute_effects(records: list[TrialRecord], order: list[str], metric: str,
