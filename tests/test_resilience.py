@@ -734,6 +734,7 @@ def test_search_runs_n_trials_in_total_and_reports_them(write_experiment, worker
     report = (load_spec(path).output_dir / "report.md").read_text()
     assert "## Search" in report and "6 of 6 search trials" in report
     assert "- **Best**: `search_" in report
+    assert "No comparisons: the [search] trials are not compared with the baseline" in report
 
 
 def test_a_failed_trial_resumes_from_its_last_checkpoint_with_the_same_results(

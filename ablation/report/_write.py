@@ -249,6 +249,12 @@ def _what_mattered(built: dict[str, Any]) -> list[str]:
                 return ["## What mattered", "",
                         f"No comparisons yet: {names}, which the variants here are compared with, "
                         "has no result. Run it (`--only` its name) to see which differences matter.", ""]
+            if len(done - {v for v in done if is_search_variant(v)}) < 2:
+                return ["## What mattered", "",
+                        "No comparisons: the [search] trials are not compared with the baseline "
+                        "here (each ran once, at the first seed, and was picked from many). To test "
+                        "the best one, copy its parameters (Search, below) into [variants]: it then "
+                        "runs at every seed and gets its interval.", ""]
             return ["## What mattered", "",
                     "No confidence intervals: these trials ran with one seed and their stored results "
                     "hold no per-example predictions. Run the study with several seeds (or re-run "
@@ -378,7 +384,9 @@ def render_markdown(spec: ExperimentSpec, built: dict[str, Any], pictures: dict[
         + f"; labels: {', '.join(built['label_names'])}",
         f"- **Model**: `{spec.model.name}`" + (f" with {spec.model.config}" if spec.model.config else ""),
         f"- **Seeds**: {', '.join(map(str, seeds))}"
-        + (" — values are mean ± std over seeds" if len(seeds) > 1 else ""),
+        + (" — values are mean ± std over seeds" if len(seeds) > 1 else "")
+        + (f" ([search] trials: seed {seeds[0]} only)" if len(seeds) > 1 and any(
+            is_search_variant(r.variant) for r in built["records"]) else ""),
         f"- **Trials**: {n_done} complete, {n_failed} failed; storage `{spec.experiment.storage}`",
         "",
     ]
