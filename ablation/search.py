@@ -435,17 +435,21 @@ def check_same_search(study: optuna.Study, spec: Any, advice: str) -> None:
         old, new = stored.get(name), mine.get(name)
         if old == new:
             continue
-        where = f"{spec.path}: [search.space] {name}"
+        given = [item for item in getattr(spec, "sets", ()) if item.split("=", 1)[0].strip()
+                 in ("search", "search.space", f"search.space.{name}")]
+        # A --set that changed the space is the one to blame, not the file (which says otherwise).
+        where, source = ((f"--set {given[-1]!r}: [search.space] {name}", "this --set")
+                         if given else (f"{spec.path}: [search.space] {name}", "the file"))
         if old is None:
             raise AblateInputError(
-                f"{where}: {done} without {name}; the file now adds {name} = {_shown(new)}: remove "
+                f"{where}: {done} without {name}; {source} now adds {name} = {_shown(new)}: remove "
                 f"it to go on with that search, or {advice}")
         if new is None:
             raise AblateInputError(
-                f"{where}: {done} with {name} = {_shown(old)}; the file no longer searches it: "
+                f"{where}: {done} with {name} = {_shown(old)}; {source} no longer searches it: "
                 f"restore it to go on with that search, or {advice}")
         raise AblateInputError(
-            f"{where}: {done} with {name} = {_shown(old)}; the file now says {name} = "
+            f"{where}: {done} with {name} = {_shown(old)}; {source} now says {name} = "
             f"{_shown(new)}: restore it to go on with that search, or {advice}")
 
 

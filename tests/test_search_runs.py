@@ -54,14 +54,15 @@ def test_a_changed_search_space_is_refused_before_any_trial_is_made(write_experi
     before = [(t.number, t.state.name) for t in trials(path)]
     changed = [
         ("search.space.batch_size=[32, 64]",
-         ["[search.space] batch_size: study 'tiny' proposed its 1 search trial(s) with batch_size = "
-          "[8, 16]; the file now says batch_size = [32, 64]: restore it to go on with that search, "
+         ["--set 'search.space.batch_size=[32, 64]': [search.space] batch_size: study 'tiny' proposed "
+          "its 1 search trial(s) with batch_size = [8, 16]; this --set now says batch_size = "
+          "[32, 64]: restore it to go on with that search, "
           "or use a new [experiment] name, or --force-new"]),
         ("search.space.dropout={ low = 0.0, high = 0.2 }",
-         ["[search.space] dropout:", "without dropout; the file now adds dropout = "
+         ["[search.space] dropout:", "without dropout; this --set now adds dropout = "
           "{ low = 0.0, high = 0.2 }: remove it"]),
         ("search.space.batch_size={ low = 8, high = 16 }",
-         ["[search.space] batch_size:", "the file now says batch_size = { low = 8, high = 16 }"]),
+         ["[search.space] batch_size:", "this --set now says batch_size = { low = 8, high = 16 }"]),
     ]
     for setting, words in changed:
         for options in (["--dry-run"], []):
@@ -77,6 +78,13 @@ def test_a_changed_search_space_is_refused_before_any_trial_is_made(write_experi
     spec = load_spec(path, ["search.space.batch_size=[32, 64]"])
     with pytest.raises(AblateInputError, match=r"\[search.space\] batch_size: .* start the worker"):
         run_worker(spec, echo=lambda line: None)
+    # The file itself changed: the file is named.
+    original = path.read_text()
+    path.write_text(original.replace("batch_size = [8, 16]", "batch_size = [8, 32]"))
+    assert run(path, "--dry-run") == 2
+    err = capsys.readouterr().err
+    assert f"{path}: [search.space] batch_size:" in err and "the file now says batch_size = [8, 32]" in err
+    path.write_text(original)
     # n_trials, sampler and pruner may change: the search goes on.
     assert run(path, "--set", "search.n_trials=2", "--set", 'search.sampler="tpe"') == 0
     assert len(search_trials(path, "search.n_trials=2")) == 2
