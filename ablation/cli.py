@@ -374,7 +374,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .report import build_report, write_report, write_report_json, write_results_csv
     from .sweep import check_own_output_dir, make_output_dir
 
-    spec = load_spec(args.file, args.sets)
+    spec = load_spec(args.file, args.sets, need_data=False)
     study = open_study(spec, create=False)
     make_output_dir(spec)  # on another machine, or deleted: made again; a file there is bad input
     check_own_output_dir(spec)
@@ -392,7 +392,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from .queue import has_heartbeats, open_study, stale_numbers
     from .records import load_records
 
-    spec = load_spec(args.file, args.sets)
+    spec = load_spec(args.file, args.sets, need_data=False)
     study = open_study(spec, create=False)
     records = load_records(study)
     stale = stale_numbers(study)  # RUNNING in the storage, but their process is gone
@@ -468,7 +468,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     from .config import load_spec
     from .dashboard import serve_dashboard
 
-    spec = load_spec(args.file, args.sets)
+    spec = load_spec(args.file, args.sets, need_data=False)
     return serve_dashboard(spec, port=args.port, open_browser=not args.no_browser)
 
 
@@ -476,7 +476,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .inference import format_predictions, predict, read_texts
     from .models import resolve_model
 
-    folder, _ = resolve_model(args.model, args.sets)
+    folder, _ = resolve_model(args.model, args.sets, need_data=False)
     rows = predict(folder, read_texts(args.texts, args.file), args.batch_size)
     if args.json:
         for row in rows:
@@ -500,7 +500,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 "study's own data is read with its [data] keys")
     if args.checkpoints is not None:
         return _evaluate_checkpoints(args)
-    folder, spec = resolve_model(args.model, args.sets)
+    folder, spec = resolve_model(args.model, args.sets, need_data=args.dataset is None)
     label_names, info, notes = model_label_names(folder), model_info(folder), []
     frame, source = evaluation_frame(spec, label_names, args.dataset, args.config,
                                      args.split, args.text_column, args.label_column,
@@ -538,7 +538,7 @@ def _evaluate_checkpoints(args: argparse.Namespace) -> int:
     if not Path(args.model).is_file():
         raise AblateInputError(f"--checkpoints needs an experiment file as MODEL_OR_STUDY, not "
                                f"{args.model!r}")
-    spec = load_spec(args.model, args.sets)
+    spec = load_spec(args.model, args.sets, need_data=args.dataset is None)
     folders = checkpoint_folders(spec, args.checkpoints)
     metric, greater = spec.experiment.metric, spec.greater_is_better
     label_names, notes = model_label_names(folders[0]), []

@@ -693,8 +693,12 @@ def resolve_storage(url: str) -> str:
     return url
 
 
-def load_spec(path: str | Path, sets: list[str] | None = None) -> ExperimentSpec:
-    """Read, validate and resolve an experiment file (with `--set` overrides applied)."""
+def load_spec(path: str | Path, sets: list[str] | None = None,
+              need_data: bool = True) -> ExperimentSpec:
+    """Read, validate and resolve an experiment file (with `--set` overrides applied).
+
+    need_data=False: commands that read only what a study stored (report, status, dashboard,
+    predict, evaluate on other data) do not refuse a local dataset that has moved or gone."""
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -784,7 +788,7 @@ def load_spec(path: str | Path, sets: list[str] | None = None) -> ExperimentSpec
         seeds=list(experiment.seeds))
     if looks_local_dataset(data_spec.dataset):
         local = Path(data_spec.dataset).expanduser()
-        if not local.exists():
+        if need_data and not local.exists():
             given = [item for item in sets or [] if item.split("=", 1)[0].strip() == "data.dataset"]
             where = f"--set {given[-1]!r}" if given else f"{path}: [data] dataset = {data_spec.dataset!r}"
             raise AblateInputError(f"{where}: no such file or folder (relative paths start at the "

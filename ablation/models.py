@@ -139,9 +139,11 @@ def export_best_model(spec: ExperimentSpec, study: Any, built: dict[str, Any],
     return info
 
 
-def resolve_model(argument: str, sets: list[str] | None = None) -> tuple[Path, Any]:
+def resolve_model(argument: str, sets: list[str] | None = None,
+                  need_data: bool = True) -> tuple[Path, Any]:
     """MODEL_OR_STUDY → (model folder, the study's spec or None). A folder is a model; a file
-    is an experiment file (with its --set overrides) whose best_model/ is used."""
+    is an experiment file (with its --set overrides) whose best_model/ is used. need_data=False:
+    the study's local data may have moved (predict, evaluate on other data do not read it)."""
     path = Path(argument)
     if path.is_dir():
         if not (path / "config.json").is_file():
@@ -160,7 +162,7 @@ def resolve_model(argument: str, sets: list[str] | None = None) -> tuple[Path, A
         raise AblateInputError(
             f"MODEL_OR_STUDY {argument!r} is a data file; give a model folder or an experiment file "
             "(.toml) first, then the texts (predict) or --dataset DATA (evaluate)")
-    spec = load_spec(path, sets)
+    spec = load_spec(path, sets, need_data=need_data)
     folder = spec.output_dir / BEST_MODEL
     if not (folder / "config.json").is_file():
         import optuna

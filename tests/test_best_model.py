@@ -528,3 +528,21 @@ def test_evaluate_refuses_the_text_column_as_the_label_column(best_study, tmp_pa
         err = capsys.readouterr().err
         assert err.startswith(f"ablate: error: {start}") and err.count("\n") == 1
         assert err.endswith("the text and the label must be different columns\n")
+
+
+def test_commands_that_read_only_the_stored_study_work_after_its_data_file_moved(
+        best_study, tmp_path, capsys):
+    """report, status, predict and evaluate on other data read what the study stored, not its
+    data: a data folder moved or deleted since the run does not stop them. evaluate on the
+    study's own data still needs it, and says so."""
+    gone = f"data.dataset={json.dumps(str(tmp_path / 'moved_away'))}"
+    data = tmp_path / "holdout.csv"
+    data.write_text("text,label\ngreat love fun,2\nbad sad awful,0\n")
+    for command in (["report"], ["status"], ["predict", "some text"],
+                    ["evaluate", "--dataset", str(data)]):
+        first, *rest = command
+        capsys.readouterr()
+        assert cli.main([first, str(best_study), *rest, "--set", gone]) == 0, capsys.readouterr().err
+    assert cli.main(["evaluate", str(best_study), "--set", gone]) == 2
+    err = capsys.readouterr().err
+    assert "moved_away" in err and "no such file or folder" in err
