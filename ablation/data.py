@@ -513,9 +513,12 @@ def _label_ids(frames: dict[str, pd.DataFrame], spec: DataSpec,
         bad = values.isna() | (values != values.round()) | (values < 0)
         if bad.any():
             row, value = first_flagged(frame, bad)
+            position = int(bad.to_numpy().nonzero()[0][0])
+            negative = bool(values.iloc[position] < 0)
             raise AblateInputError(
                 f"{spec.dataset}: split {split!r}, row {row}: label {show_cell(value)} in column "
-                f"{spec.label_column!r} must be an integer class id >= 0 or a class name")
+                f"{spec.label_column!r} must be an integer class id >= 0 or a class name"
+                + (_renumbering(frames, show_cell(value)) if negative else ""))
         huge = values > MAX_CLASS_ID
         if huge.any():  # an id, count or timestamp column taken for the labels
             row, value = first_flagged(frame, huge)
@@ -535,10 +538,28 @@ def _label_ids(frames: dict[str, pd.DataFrame], spec: DataSpec,
         too_big = frame["label"] >= len(names)
         if too_big.any():
             row, value = first_flagged(frame, too_big)
-            raise AblateInputError(
-                f"{spec.dataset}: split {split!r}, row {row}: label {int(value)} is outside the "
-                f"{len(names)} classes ({', '.join(names)}); fix the row or set [data] label_names")
+            count = f"{len(names)} class" + ("es" if len(names) > 1 else "")
+            message = (f"{spec.dataset}: split {split!r}, row {row}: label {int(value)} is outside "
+                       f"the {count} ({', '.join(names)}); fix the row or set [data] label_names")
+            if spec.label_names:  # label_names is the cause: it names too few classes
+                top = max(int(f["label"].max()) for f in frames.values())
+                ids = f"ids 0..{len(names) - 1}" if len(names) > 1 else "id 0"
+                message += (f" to name every id 0..{top}: it names only {count} ({ids}) and the "
+                            f"data has id {top}")
+            raise AblateInputError(message)
     return names
+
+
+def _renumbering(frames: dict[str, pd.DataFrame], value: str) -> str:
+    """What to say of a negative integer label: ids are 0..N-1, and how to renumber them."""
+    ids = sorted({int(v) for frame in frames.values()
+                  for v in pd.to_numeric(frame["label"], errors="coerce").dropna()
+                  if v == round(v)})
+    advice = (f"renumber them, e.g. {', '.join(map(str, ids))} as "
+              f"{', '.join(map(str, range(len(ids))))}" if len(ids) <= 5
+              else "renumber them 0..N-1")
+    return (f": class ids are 0..N-1 for N classes and {value} is not one; {advice}, or use "
+            "class names")
 
 
 def _strip_labels(frames: dict[str, pd.DataFrame], notes: list[str]) -> None:
@@ -562,6 +583,10 @@ def _names_of_ids(frames: dict[str, pd.DataFrame], spec: DataSpec, train_split: 
     (as for string labels), and train's must be 0..N-1: an id in a gap would be a class without
     a single example, which the model is still built to predict."""
     seen = sorted(set(frames[train_split]["label"]))
+    if len(seen) == 1:  # the real cause, before any gap below it
+        raise AblateInputError(
+            f"[data] of {spec.dataset}: split {train_split!r} holds a single class ({str(seen[0])!r}); "
+            "classification needs at least two")
     for split, frame in frames.items():
         unseen = ~frame["label"].isin(seen)
         if unseen.any():
@@ -584,7 +609,7 @@ def _names_of_ids(frames: dict[str, pd.DataFrame], spec: DataSpec, train_split: 
     return [str(i) for i in range(len(seen))]
 
 
-def _some(values: list[int], shown: int = 5, total: int | None = None) -> str:
+def _some(values: list[Any], shown: int = 5, total: int | None = None) -> str:
     """At most `shown` values, then how many there are in all (`total` when `values` holds only
     the first few)."""
     total = len(values) if total is None else total
@@ -616,7 +641,7 @@ def _integer_strings_to_ids(frames: dict[str, pd.DataFrame], spec: DataSpec) -> 
     if not any(t.any() for t in is_text):
         return  # numbers only
     columns = [c.map(_as_text) for c in columns]
-    integer_like = [c.str.fullmatch(r"\s*-?\d+(?:\.0*)?\s*") for c in columns]
+    integer_like = [c.str.fullmatch(r"\s*[-+]?\d+(?:\.0*)?\s*") for c in columns]
     if not any(m.any() for m in integer_like):
         return  # class names
     splits = list(frames)
@@ -660,26 +685,64 @@ def _names_from_text_column(raw: dict[str, pd.DataFrame], spec: DataSpec) -> lis
     return [mapping[i] for i in range(len(mapping))]
 
 
-def stratified_indices(labels: np.ndarray, n: int) -> np.ndarray:
-    """Positions of n rows keeping class proportions (plain random when a class is too small)."""
+def stratified_indices(labels: np.ndarray, n: int, rare_taken: bool = True) -> np.ndarray:
+    """Positions of n rows keeping class proportions (see _draw)."""
+    return _draw(labels, n, rare_taken)[0]
+
+
+def _draw(labels: np.ndarray, n: int, rare_taken: bool = True) -> tuple[np.ndarray, bool, list[int]]:
+    """Positions of n rows keeping class proportions; whether the draw is stratified; the classes
+    of a single row, which cannot be stratified.
+
+    A class of a single row cannot be on both sides of a split: it is set aside, on the taken
+    side when `rare_taken` (a subsample: the rows kept) or on the other (a carve: the rows that
+    stay in train), and the other classes are stratified. When even those are too few rows for
+    the asked size (fewer than one per class on a side), the draw is plain random among them;
+    when they cannot fill it and leave a row over, it is plain random among all rows."""
     from sklearn.model_selection import train_test_split
 
     positions = np.arange(len(labels))
     if n >= len(labels):
-        return positions
-    try:
+        return positions, True, []
+    try:  # every class of two rows or more: as it always was (split contents are pinned)
         taken, _ = train_test_split(positions, train_size=n, random_state=SAMPLING_SEED,
                                     stratify=labels)
+        return np.asarray(taken), True, []
     except ValueError:
-        taken, _ = train_test_split(positions, train_size=n, random_state=SAMPLING_SEED)
-    return np.asarray(taken)
+        pass
+    classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    single = counts[inverse] < 2
+    rare = [int(c) for c in classes[counts < 2]]
+    pool = positions[~single]
+    aside = positions[single] if rare_taken else positions[:0]
+    want = n - len(aside)
+    if rare and 0 < want < len(pool):
+        try:
+            taken, _ = train_test_split(pool, train_size=want, random_state=SAMPLING_SEED,
+                                        stratify=labels[pool])
+            stratified = True
+        except ValueError:
+            taken, _ = train_test_split(pool, train_size=want, random_state=SAMPLING_SEED)
+            stratified = False
+        return np.sort(np.concatenate([np.asarray(taken), aside])), stratified, rare
+    # the other classes cannot fill the asked size and leave a row over: plain random, as before
+    taken, _ = train_test_split(positions, train_size=n, random_state=SAMPLING_SEED)
+    return np.asarray(taken), False, []
 
 
-def _stratified_take(frame: pd.DataFrame, n: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split off n rows keeping class proportions; returns (taken, rest)."""
-    taken = stratified_indices(frame["label"].to_numpy(), n)
+def _stratified_take(frame: pd.DataFrame, n: int, names: list[str], rare_taken: bool = True
+                     ) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """Split off n rows keeping class proportions; returns (taken, rest, how): how the rows were
+    drawn, in words, for a note ("stratified", and which classes were too small for it)."""
+    taken, stratified, rare = _draw(frame["label"].to_numpy(), n, rare_taken)
     rest = np.setdiff1d(np.arange(len(frame)), taken)
-    return frame.iloc[taken].reset_index(drop=True), frame.iloc[rest].reset_index(drop=True)
+    how = "stratified" if stratified else "not stratified: too few rows per class for that size"
+    if rare:
+        side = "kept" if rare_taken else "left in train"
+        shown = _some([repr(names[c]) for c in rare])
+        how += (f"; class {shown} has a single row, {side}" if len(rare) == 1
+                else f"; classes {shown} have a single row each, {side}")
+    return frame.iloc[taken].reset_index(drop=True), frame.iloc[rest].reset_index(drop=True), how
 
 
 def load_labeled_splits(spec: DataSpec) -> LabeledSplits:
@@ -751,17 +814,18 @@ def load_labeled_splits(spec: DataSpec) -> LabeledSplits:
     test = frames[test_split] if test_split else None
     carved = []
     if test is None and spec.test_size:  # carved first, so validation never sees its rows
-        test, train = _stratified_take(train, max(len(names), round(len(train) * spec.test_size)))
+        test, train, how = _stratified_take(
+            train, max(len(names), round(len(train) * spec.test_size)), names, rare_taken=False)
         notes.append(f"test carved from {spec.train_split!r}: {len(test)} rows "
-                     f"({spec.test_size:g}, stratified)")
+                     f"({spec.test_size:g}, {how})")
         carved.append(f"test ({len(test)} rows: test_size {spec.test_size:g})")
     if spec.validation_split:
         validation = frames[spec.validation_split]
     else:
         n_val = max(len(names), round(len(train) * spec.validation_size))
-        validation, train = _stratified_take(train, n_val)
+        validation, train, how = _stratified_take(train, n_val, names, rare_taken=False)
         notes.append(f"validation carved from {spec.train_split!r}: {len(validation)} rows "
-                     f"({spec.validation_size:g}, stratified)")
+                     f"({spec.validation_size:g}, {how})")
         carved.append(f"validation ({len(validation)} rows: validation_size "
                       f"{spec.validation_size:g}, at least one per class)")
     if carved:
@@ -779,18 +843,55 @@ def load_labeled_splits(spec: DataSpec) -> LabeledSplits:
         if limit and frame is not None and limit > len(frame):
             notes.append(f"[data] {key} = {limit} is more than the {len(frame)} rows there are: "
                          "all are used")
+    before_subsample = train
     if spec.max_train_samples:
         classes = train["label"].nunique()
-        train, _ = _stratified_take(train, spec.max_train_samples)
+        train, _, _ = _stratified_take(train, spec.max_train_samples, names)
         _check_train_classes(train["label"].to_numpy(), names,
                              f"{where}: max_train_samples = {spec.max_train_samples}",
                              f"raise it to {classes} or more, or leave it out")
     if spec.max_eval_samples:
-        validation, _ = _stratified_take(validation, spec.max_eval_samples)
+        validation, _, _ = _stratified_take(validation, spec.max_eval_samples, names)
     if spec.max_test_samples and test is not None:
-        test, _ = _stratified_take(test, spec.max_test_samples)
+        test, _, _ = _stratified_take(test, spec.max_test_samples, names)
+    notes.extend(_class_notes(frames, before_subsample, train,
+                              [("validation", validation), ("test", test)], names, spec))
     return LabeledSplits(train=train, validation=validation, test=test, label_names=names,
                          dropped=dropped, notes=notes)
+
+
+def _class_notes(frames: dict[str, pd.DataFrame], before_subsample: pd.DataFrame,
+                 train: pd.DataFrame, others: list[tuple[str, pd.DataFrame | None]],
+                 names: list[str], spec: DataSpec) -> list[str]:
+    """Notes on classes the final splits lack: a class of the data with no training row (the
+    model cannot learn it), and a class of train that validation or test lacks (their metrics
+    say nothing of it)."""
+    notes = []
+    in_train = train["label"].value_counts()
+    in_data = pd.concat([frame["label"] for frame in frames.values()]).value_counts()
+    before = before_subsample["label"].value_counts()
+    for label in sorted(set(in_data.index) - set(in_train.index)):
+        name = names[label]
+        if label in before.index:
+            notes.append(
+                f"class {name!r} has no training row: [data] max_train_samples = "
+                f"{spec.max_train_samples} keeps none of its {before[label]} training rows, so the "
+                "model cannot learn it (raise max_train_samples or leave it out)")
+            continue
+        where = [f"{int((frame['label'] == label).sum())} in {split}" for split, frame in others
+                 if frame is not None and (frame["label"] == label).any()]
+        notes.append(f"class {name!r} has no training row ({in_data[label]} rows in the data"
+                     + (f": {', '.join(where)}" if where else "")
+                     + "), so the model cannot learn it")
+    for split, frame in others:
+        if frame is None:
+            continue
+        lacking = sorted(set(in_train.index) - set(frame["label"]))
+        if lacking:
+            shown = _some([f"{names[label]!r} ({in_train[label]} in train)" for label in lacking])
+            notes.append(f"{split} has no row of class{'es' if len(lacking) > 1 else ''} {shown}: "
+                         f"its metrics say nothing of {'them' if len(lacking) > 1 else 'it'}")
+    return notes
 
 
 def _check_train_classes(labels: np.ndarray, names: list[str], cause: str, advice: str) -> None:

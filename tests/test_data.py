@@ -262,7 +262,15 @@ def test_int_label_beyond_label_names_is_an_error(tmp_path: Path):
     message = load_error(spec(folder, label_names=["neg", "pos"]))
     assert f"split 'train', row {first_two}" in message
     assert "label 2 is outside the 2 classes (neg, pos)" in message
-    assert "label_names" in message
+    assert "set [data] label_names to name every id 0..2: it names only 2 classes (ids 0..1) and " \
+        "the data has id 2" in message
+
+
+def test_label_names_of_a_single_name_say_it_names_only_one_class(tmp_path: Path):
+    frame = pd.DataFrame({"text": [f"t {i}" for i in range(20)], "label": [i % 2 for i in range(20)]})
+    message = load_error(spec(write_folder(tmp_path / "data", train=frame), label_names=["a"]))
+    assert "split 'train', row 1: label 1 is outside the 1 class (a)" in message
+    assert "it names only 1 class (id 0) and the data has id 1" in message
 
 
 @pytest.mark.parametrize("bad", [-1, 1.5])
@@ -275,6 +283,17 @@ def test_negative_or_fractional_label_is_an_error(tmp_path: Path, bad: float):
     assert "split 'train', row 7" in message and str(bad) in message
     assert "integer class id" in message
     assert "np." not in message  # the cell as written, not a numpy repr
+
+
+@pytest.mark.parametrize("plus", ["+1", "1"])
+def test_labels_minus_one_and_plus_one_name_minus_one_as_the_bad_id(tmp_path: Path, plus: str):
+    path = tmp_path / "train.csv"
+    path.write_text("text,label\n" + "".join(f"t {i},{plus if i % 2 else '-1'}\n" for i in range(20)))
+    message = load_error(spec(path))
+    assert "split 'train', row 0: label -1 in column 'label'" in message
+    assert "class ids are 0..N-1 for N classes and -1 is not one" in message
+    assert "renumber them, e.g. -1, 1 as 0, 1, or use class names" in message
+    assert "'+1'" not in message
 
 
 def test_word_in_an_int_label_column_is_an_error(tmp_path: Path):
@@ -304,13 +323,14 @@ def test_inconsistent_label_text_column_falls_back_to_ids(tmp_path: Path):
     assert load_labeled_splits(spec(folder)).label_names == ["0", "1", "2"]
 
 
-@pytest.mark.parametrize("label", ["pos", 0])
+@pytest.mark.parametrize("label", ["pos", 0, 1, 7])
 def test_single_class_is_an_error(tmp_path: Path, label):
     frame = labelled(30, 1)
     frame["label"] = label
     folder = write_folder(tmp_path / "data", train=frame)
     message = load_error(spec(folder))
     assert f"single class ({str(label)!r})" in message and "at least two" in message
+    assert "renumber" not in message  # a single class, not a gap below it
 
 
 # --------------------------------------------------------------------------- cleaning
@@ -526,6 +546,95 @@ def test_max_test_samples_without_a_test_split_is_ignored(tmp_path: Path):
     folder = write_folder(tmp_path / "data", train=labelled(60, 1))
     splits = load_labeled_splits(spec(folder, max_test_samples=5))
     assert splits.test is None
+
+
+# --------------------------------------------------------------------------- classes too small to stratify
+
+
+def _with_a_lone_class(tmp_path: Path) -> Path:
+    """60 rows of label 0, 60 of label 1 and one row of label 2: class 2 cannot be stratified."""
+    rows = [(f"text {i}", i % 2) for i in range(120)] + [("the odd one", 2)]
+    path = tmp_path / "that.csv"
+    pd.DataFrame(rows, columns=["text", "label"]).to_csv(path, index=False)
+    return path
+
+
+def test_a_class_of_one_row_stays_in_train_and_the_others_are_still_stratified(tmp_path: Path):
+    splits = load_labeled_splits(spec(_with_a_lone_class(tmp_path)))
+    assert splits.label_names == ["0", "1", "2"]
+    assert "the odd one" in set(splits.train["text"])
+    assert splits.validation["label"].value_counts().to_dict() == {0: 6, 1: 6}
+    assert splits.train["label"].value_counts().to_dict() == {0: 54, 1: 54, 2: 1}
+    assert ("validation carved from 'train': 12 rows (0.1, stratified; class '2' has a single row, "
+            "left in train)") in splits.notes
+    assert "validation has no row of class '2' (1 in train): its metrics say nothing of it" \
+        in splits.notes
+
+
+def test_a_class_of_one_row_survives_max_train_samples_and_test_size(tmp_path: Path):
+    splits = load_labeled_splits(spec(_with_a_lone_class(tmp_path), test_size=0.1,
+                                      max_train_samples=64))
+    assert len(splits.train) == 64 and "the odd one" in set(splits.train["text"])
+    assert splits.train["label"].value_counts()[2] == 1
+    assert splits.test["label"].value_counts().to_dict() == {0: 6, 1: 6}
+    assert any(note.startswith("test carved from 'train': 12 rows (0.1, stratified; class '2'")
+               for note in splits.notes)
+    assert "test has no row of class '2' (1 in train): its metrics say nothing of it" in splits.notes
+
+
+def test_a_variant_subsample_keeps_a_class_of_one_row():
+    from ablation.data import stratified_indices
+
+    labels = np.array([0, 1] * 60 + [2])
+    taken = stratified_indices(labels, 30)
+    assert len(taken) == 30 and len(set(taken)) == 30 and 120 in taken
+    assert sorted(np.bincount(labels[taken]).tolist()) == [1, 14, 15]
+
+
+def test_data_every_class_of_which_can_be_stratified_is_split_as_before(data_dir: Path):
+    from sklearn.model_selection import train_test_split
+
+    train = pd.read_csv(data_dir / "train.csv")
+    positions = np.arange(len(train))
+    validation, _ = train_test_split(positions, train_size=20, random_state=0,
+                                     stratify=train["label"])
+    splits = load_labeled_splits(spec(data_dir))
+    assert splits.validation["text"].tolist() == train["text"].iloc[validation].tolist()
+    assert "validation carved from 'train': 20 rows (0.1, stratified)" in splits.notes
+    assert not any("has no row of class" in note or "no training row" in note
+                   for note in splits.notes)
+
+
+def test_a_class_that_max_train_samples_leaves_out_is_named_in_a_note(tmp_path: Path):
+    rows = [(f"text {i}", i % 2) for i in range(198)] + [("rare a", 2), ("rare b", 2)]
+    path = tmp_path / "train.csv"
+    pd.DataFrame(rows, columns=["text", "label"]).to_csv(path, index=False)
+    splits = load_labeled_splits(spec(path, max_train_samples=20))
+    assert set(splits.train["label"]) == {0, 1}
+    assert ("class '2' has no training row: [data] max_train_samples = 20 keeps none of its 2 "
+            "training rows, so the model cannot learn it (raise max_train_samples or leave it out)"
+            ) in splits.notes
+
+
+def test_a_class_only_validation_has_is_named_in_a_note(tmp_path: Path):
+    folder = write_folder(
+        tmp_path / "data",
+        train=pd.DataFrame({"text": [f"t {i}" for i in range(40)], "label": [i % 2 for i in range(40)]}),
+        validation=pd.DataFrame({"text": [f"v {i}" for i in range(12)],
+                                 "label": [i % 3 for i in range(12)]}))
+    splits = load_labeled_splits(spec(folder, validation_split="validation",
+                                      label_names=["a", "b", "c"]))
+    assert ("class 'c' has no training row (4 rows in the data: 4 in validation), so the model "
+            "cannot learn it") in splits.notes
+
+
+def test_too_few_rows_to_stratify_say_so_and_keep_a_lone_class_in_train(tmp_path: Path):
+    path = tmp_path / "train.csv"
+    pd.DataFrame({"text": list("abcde"), "label": [0, 0, 1, 1, 2]}).to_csv(path, index=False)
+    splits = load_labeled_splits(spec(path, validation_size=0.5))
+    assert 2 in set(splits.train["label"]) and len(splits.validation) == 3
+    assert ("validation carved from 'train': 3 rows (0.5, not stratified: too few rows per class "
+            "for that size; class '2' has a single row, left in train)") in splits.notes
 
 
 # --------------------------------------------------------------------------- fingerprint
