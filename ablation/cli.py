@@ -458,7 +458,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(f"data: {note}")
     probes = probe_trials(spec) if spec.search is not None else []
     preflight(spec, trials + probes, TrialInputs(spec, splits))
-    print(f"ok: {len(trials)} trial(s); train {len(splits.train)}, validation "
+    search = (f" and {spec.search.n_trials} [search] trial(s) in all ({spec.search.sampler} sampler)"
+              if spec.search is not None else "")
+    print(f"ok: {len(trials)} trial(s){search}; train {len(splits.train)}, validation "
           f"{len(splits.validation)}, test {0 if splits.test is None else len(splits.test)} rows; "
           f"labels {', '.join(splits.label_names)}")
     return EXIT_OK

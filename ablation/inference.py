@@ -428,6 +428,8 @@ def evaluation_frame(spec: Any, label_names: list[str], dataset: str | None, con
                 f"({', '.join(splits.label_names)}); give --dataset with labels the model knows")
         return frame, f"{spec.data.dataset}, split {split} (as the study's trials saw it)"
 
+    if looks_local_dataset(dataset):  # '~/x.csv' quoted, so the shell left the ~ to us
+        dataset = str(Path(dataset).expanduser())
     base = spec.data if spec is not None else DataSpec()
     data_spec = dataclasses.replace(
         base, dataset=dataset, config=config, revision=None, train_split=split,

@@ -546,3 +546,14 @@ def test_commands_that_read_only_the_stored_study_work_after_its_data_file_moved
     assert cli.main(["evaluate", str(best_study), "--set", gone]) == 2
     err = capsys.readouterr().err
     assert "moved_away" in err and "no such file or folder" in err
+
+
+def test_evaluate_expands_a_quoted_tilde_in_dataset(best_study, tmp_path, monkeypatch, capsys):
+    """`--dataset '~/x.csv'` (quoted, so the shell left the ~) is the file in the home folder, as
+    `[data] dataset` reads it, not a Hub id."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "holdout.csv").write_text("text,label\ngreat love fun,2\nbad sad awful,0\n")
+    best = load_spec(best_study).output_dir / "best_model"
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(best), "--dataset", "~/holdout.csv"]) == 0
+    assert f"data:  {tmp_path / 'holdout.csv'} (the whole file): 2 rows" in capsys.readouterr().out

@@ -256,3 +256,11 @@ def test_grid_trains_every_point_once_over_variants_and_several_proposals(write_
     assert run(path) == 0
     assert sorted(proposals(path)) == [(("batch_size", b), ("eval_steps", e))
                                        for b in (8, 16) for e in (2, 4)]
+
+
+def test_validate_counts_the_search_trials_too(write_experiment, capsys):
+    path = searched(write_experiment, 3)
+    capsys.readouterr()
+    assert cli.main(["validate", str(path)]) == 0
+    assert "ok: 1 trial(s) and 3 [search] trial(s) in all (random sampler); train " in \
+        capsys.readouterr().out
