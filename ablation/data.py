@@ -172,15 +172,16 @@ def _read_table(path: Path, name: str, columns: tuple[str, ...] = ()) -> pd.Data
     if name.endswith((".jsonl", ".jsonl.gz")):
         return pd.read_json(path, lines=True, **as_written)
     if name.endswith(".json"):
+        data = _file_bytes(path)  # read once: parsed here for its layout, then by pandas
         try:
-            document = json.loads(_file_bytes(path).decode("utf-8-sig"))
+            document = json.loads(data.decode("utf-8-sig"))
         except json.JSONDecodeError:
             document = _NOT_ONE_DOCUMENT  # JSON Lines, or broken: pandas below says which
         if document is not _NOT_ONE_DOCUMENT:
             layout = _json_layout(path, document, columns)
             if layout == "one example":  # {"text": ..., "label": ...}: JSON Lines of one line
                 return pd.DataFrame([document])
-            frame = pd.read_json(path, **as_written)
+            frame = pd.read_json(io.BytesIO(data), **as_written)
             if layout == "columns of rows":  # pandas' to_json default: {column: {row: value}}
                 frame = frame.reset_index(drop=True)
             return frame
@@ -211,16 +212,16 @@ def _read_delimited(path: Path, separator: str, text_only: dict[str, Any]) -> pd
     pandas' and Python's csv writers do with a tab separator): a text that runs over lines inside
     quotes, or a whole field in quotes with the quotes inside doubled (`"a ""b"" c"`).
     """
-    data = _file_bytes(path)
+    data = _file_bytes(path)  # read (and decompressed) once: checked here, parsed by pandas
     if b'"' not in data:
-        return pd.read_csv(path, sep=separator, **text_only)
+        return pd.read_csv(io.BytesIO(data), sep=separator, **text_only)
     lines = io.StringIO(data.decode("utf-8-sig"), newline="").readlines()
     spans_lines = _quoted_records(path, lines, separator)
     if separator == "\t" and not spans_lines and not any(
             _CSV_QUOTED_FIELD.match(field) for line in lines
             for field in line.rstrip("\r\n").split(separator)):
-        return pd.read_csv(path, sep=separator, quoting=csv.QUOTE_NONE, **text_only)
-    return pd.read_csv(path, sep=separator, **text_only)
+        return pd.read_csv(io.BytesIO(data), sep=separator, quoting=csv.QUOTE_NONE, **text_only)
+    return pd.read_csv(io.BytesIO(data), sep=separator, **text_only)
 
 
 def _quoted_records(path: Path, lines: list[str], separator: str) -> bool:
