@@ -399,11 +399,15 @@ def evaluation_frame(spec: Any, label_names: list[str], dataset: str | None, con
     from .config import DataSpec, looks_local_dataset
     from .data import load_labeled_splits, load_split, split_of_file
 
-    if dataset is not None and looks_local_dataset(dataset) and Path(dataset).expanduser().is_file():
+    given, local = dataset, dataset is not None and looks_local_dataset(dataset)
+    if local:  # '~/x.csv' quoted, so the shell left the ~ to us
+        dataset = str(Path(dataset).expanduser())
+    whole_file = local and Path(dataset).is_file()
+    if whole_file:
         named = split_of_file(Path(dataset))  # or train, as a study reads a single file
         if split is not None and split not in (named, "train"):
             raise AblateInputError(
-                f"--split {split!r}: --dataset {dataset} is one file, evaluated whole; drop "
+                f"--split {split!r}: --dataset {given} is one file, evaluated whole; drop "
                 "--split (a folder's files name its splits: train.csv, test.csv, ...)")
         split = split or named
     split = split or default_split
@@ -428,8 +432,6 @@ def evaluation_frame(spec: Any, label_names: list[str], dataset: str | None, con
                 f"({', '.join(splits.label_names)}); give --dataset with labels the model knows")
         return frame, f"{spec.data.dataset}, split {split} (as the study's trials saw it)"
 
-    if looks_local_dataset(dataset):  # '~/x.csv' quoted, so the shell left the ~ to us
-        dataset = str(Path(dataset).expanduser())
     base = spec.data if spec is not None else DataSpec()
     data_spec = dataclasses.replace(
         base, dataset=dataset, config=config, revision=None, train_split=split,
@@ -443,15 +445,15 @@ def evaluation_frame(spec: Any, label_names: list[str], dataset: str | None, con
              "texts)" if label_column
              else f"--text-column {column!r} is the label column too (give --label-column for the "
              "labels)") + ": the text and the label must be different columns")
-    if looks_local_dataset(dataset) and not Path(dataset).expanduser().exists():
-        raise AblateInputError(f"--dataset {dataset!r}: no such file or folder (relative paths "
+    if local and not Path(dataset).exists():
+        raise AblateInputError(f"--dataset {given!r}: no such file or folder (relative paths "
                                "start at the working folder)")
     try:
         frame = load_split(data_spec, split, notes)
     except AblateInputError as err:
         raise AblateInputError(_as_options(str(err))) from None
     frame = frame.assign(label=label_ids(frame, label_names, f"{dataset}: split {split!r}"))
-    if looks_local_dataset(dataset) and Path(dataset).expanduser().is_file():
+    if whole_file:
         return frame, f"{dataset} (the whole file)"
     return frame, f"{dataset}" + (f" ({config})" if config else "") + f", split {split}"
 
