@@ -15,7 +15,7 @@ import math
 import re
 import shlex
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -693,6 +693,12 @@ def resolve_storage(url: str) -> str:
     return url
 
 
+def last_set(sets: Sequence[str], *keys: str) -> str | None:
+    """The last `--set KEY=VALUE` (as typed) whose KEY is one of `keys`: the one that took effect,
+    to blame for what it set."""
+    return next((item for item in reversed(sets) if item.split("=", 1)[0].strip() in keys), None)
+
+
 def load_spec(path: str | Path, sets: list[str] | None = None,
               need_data: bool = True) -> ExperimentSpec:
     """Read, validate and resolve an experiment file (with `--set` overrides applied).
@@ -789,8 +795,8 @@ def load_spec(path: str | Path, sets: list[str] | None = None,
     if looks_local_dataset(data_spec.dataset):
         local = Path(data_spec.dataset).expanduser()
         if need_data and not local.exists():
-            given = [item for item in sets or [] if item.split("=", 1)[0].strip() == "data.dataset"]
-            where = f"--set {given[-1]!r}" if given else f"{path}: [data] dataset = {data_spec.dataset!r}"
+            given = last_set(sets or [], "data.dataset")
+            where = f"--set {given!r}" if given else f"{path}: [data] dataset = {data_spec.dataset!r}"
             raise AblateInputError(f"{where}: no such file or folder (relative paths start at the "
                                    "working folder)")
         data_spec = dataclasses.replace(data_spec, dataset=str(local.resolve()))

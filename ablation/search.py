@@ -34,7 +34,7 @@ from optuna.trial import TrialState
 from transformers import TrainerCallback
 
 from . import records
-from .config import KNOBS, Recipe, _did_you_mean, toml_value
+from .config import KNOBS, Recipe, _did_you_mean, last_set, toml_value
 from .errors import AblateInputError
 
 log = logging.getLogger(__name__)
@@ -435,10 +435,9 @@ def check_same_search(study: optuna.Study, spec: Any, advice: str) -> None:
         old, new = stored.get(name), mine.get(name)
         if old == new:
             continue
-        given = [item for item in getattr(spec, "sets", ()) if item.split("=", 1)[0].strip()
-                 in ("search", "search.space", f"search.space.{name}")]
+        given = last_set(spec.sets, "search", "search.space", f"search.space.{name}")
         # A --set that changed the space is the one to blame, not the file (which says otherwise).
-        where, source = ((f"--set {given[-1]!r}: [search.space] {name}", "this --set")
+        where, source = ((f"--set {given!r}: [search.space] {name}", "this --set")
                          if given else (f"{spec.path}: [search.space] {name}", "the file"))
         if old is None:
             raise AblateInputError(
