@@ -579,15 +579,18 @@ def _strip_labels(frames: dict[str, pd.DataFrame], notes: list[str]) -> None:
         notes.append(f"stripped the spaces around {stripped} labels{example}")
 
 
+def _single_class(spec: DataSpec, split: str, name: str) -> AblateInputError:
+    return AblateInputError(f"[data] of {spec.dataset}: split {split!r} holds a single class "
+                            f"({name!r}); classification needs at least two")
+
+
 def _names_of_ids(frames: dict[str, pd.DataFrame], spec: DataSpec, train_split: str) -> list[str]:
     """Names "0".."N-1" of integer labels that come without names. Every split's ids must be train's
     (as for string labels), and train's must be 0..N-1: an id in a gap would be a class without
     a single example, which the model is still built to predict."""
     seen = sorted(set(frames[train_split]["label"]))
     if len(seen) == 1:  # the real cause, before any gap below it
-        raise AblateInputError(
-            f"[data] of {spec.dataset}: split {train_split!r} holds a single class ({str(seen[0])!r}); "
-            "classification needs at least two")
+        raise _single_class(spec, train_split, str(seen[0]))
     for split, frame in frames.items():
         unseen = ~frame["label"].isin(seen)
         if unseen.any():
@@ -807,9 +810,7 @@ def load_labeled_splits(spec: DataSpec) -> LabeledSplits:
     frames = {split: frame.reset_index(drop=True) for split, frame in frames.items()}
     present = sorted(set(frames[spec.train_split]["label"]))
     if len(names) < 2 or len(present) < 2:
-        raise AblateInputError(
-            f"{where}: split {spec.train_split!r} holds a single class "
-            f"({names[present[0]]!r}); classification needs at least two")
+        raise _single_class(spec, spec.train_split, names[present[0]])
 
     train = frames[spec.train_split]
     test = frames[test_split] if test_split else None
