@@ -410,3 +410,33 @@ def test_the_terminal_says_a_variant_without_a_result_was_pruned_or_failed(capsy
                           "value_std": float("nan")}])
     assert [cli._value_cell(row, fmt) for _, row in rows.iterrows()] == [
         "pruned at step 5", "failed", fmt(0.5, float("nan"))]
+
+
+def test_steps_stay_integers_in_results_csv_and_report_json_beside_missing_ones(stored_study):
+    """A failed trial has no steps, and only a pruned one a pruned_at_step: the counts that exist
+    are still written as integers (`10`, not `10.0`), the missing ones as empty cells and null."""
+    import json
+
+    from ablation.report import write_report_json
+    from ablation.report._write import write_results_csv
+
+    spec, study = stored_study
+    more = load_spec(spec.path, ["experiment.seeds=[42, 7, 9]"])
+    pruned = next(t for t in expand(more) if t.key == "baseline-s9")
+    study.enqueue_trial({}, user_attrs=records.trial_attrs(pruned))
+    live = study.ask()
+    live.set_user_attr(records.RESULT, {**_result(0.4, 0.9, 1.0), "pruned_at_step": 5})
+    study.tell(live, state=optuna.trial.TrialState.PRUNED)
+    built = build_report(more, study)
+    assert built["trials"]["pruned_at_step"].notna().sum() == 1
+    text = write_results_csv(more, built).read_text().splitlines()
+    header = text[0].split(",")
+    steps = [line.split(",")[header.index("steps")] for line in text[1:]]
+    assert "10" in steps and "" in steps and "10.0" not in steps
+    document = json.loads(write_report_json(more, built).read_text())
+    assert [row["pruned_at_step"] for row in document["trials"]].count(5) == 1
+    trial_steps = [row["steps"] for row in document["trials"]]
+    assert 10 in trial_steps and None in trial_steps
+    assert all(type(s) is int for s in trial_steps if s is not None)
+    assert all(type(row["seed"]) is int for row in document["trials"])
+    assert all(type(row["seeds"]) is int for row in document["variants"])

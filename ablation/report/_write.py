@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import optuna
+import pandas as pd
 
 from ..config import ExperimentSpec, from_here, toml_value
 from ..errors import AblateInputError
@@ -26,7 +27,7 @@ from .diagnosis import diagnose
 from .effects import ONE_SEED_CAVEAT, Effect, compute_effects, fmt_interval, fmt_p, variant_interval
 from .markdown import fmt, fmt_delta, per_class_table, variant_table
 from .plots import plot_confusions, plot_curves, plot_learning_curve, plot_metric
-from .tables import trials_frame, variants_frame
+from .tables import integer_columns, trials_frame, variants_frame
 
 LIBRARIES = ("ablate", "torch", "transformers", "datasets", "optuna", "swanlab", "scikit-learn",
              "scipy", "statsmodels")
@@ -138,7 +139,7 @@ def write_results_csv(spec: ExperimentSpec, built: dict[str, Any]) -> Path:
     again = spec.command("report")
     _make_folder(spec.output_dir, again)
     path = spec.output_dir / "results.csv"
-    _write_whole(path, built["trials"].to_csv(index=False), again)
+    _write_whole(path, integer_columns(built["trials"]).to_csv(index=False), again)
     return path
 
 
@@ -148,6 +149,8 @@ def _plain(value: Any) -> Any:
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
+    if value is pd.NA:  # a missing integer (integer_columns)
+        return None
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
@@ -165,9 +168,9 @@ def report_json(built: dict[str, Any]) -> dict[str, Any]:
         "metric": built["metric"],
         "direction": "maximize" if built["greater_is_better"] else "minimize",
         "label_names": built["label_names"],
-        "variants": built["variants"].to_dict(orient="records"),
+        "variants": integer_columns(built["variants"]).to_dict(orient="records"),
         "effects": effects,
-        "trials": built["trials"].to_dict(orient="records"),
+        "trials": integer_columns(built["trials"]).to_dict(orient="records"),
     })
 
 

@@ -63,6 +63,19 @@ def trials_frame(records: list[TrialRecord]) -> pd.DataFrame:
     return pd.DataFrame([trial_row(r) for r in chosen])
 
 
+INTEGER_COLUMNS = ("seed", "trial", "best_step", "steps", "pruned_at_step", "seeds", "failed")
+
+
+def integer_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy whose step and count columns are integers where set: a missing value (a failed or
+    pruned trial's) otherwise turns the whole column into floats, `500.0` in results.csv."""
+    frame = frame.copy()
+    for column in INTEGER_COLUMNS:
+        if column in frame.columns:
+            frame[column] = pd.to_numeric(frame[column]).round().astype("Int64")
+    return frame
+
+
 NUMERIC = CURVE_STATS + VALIDATION_METRICS + tuple(f"test_{m}" for m in TEST_METRICS) + (
     "value", "runtime_s")
 
