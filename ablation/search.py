@@ -515,12 +515,14 @@ class PruningCallback(TrainerCallback):
 
 def parameter_importances(study: optuna.Study, params: list[str]) -> dict[str, float]:
     """Optuna's importances (PED-ANOVA by default) of `params` over the COMPLETE trials that have
-    them all, e.g. the search's trials among the ablation's; {} when there is too little to say."""
+    them all, e.g. the search's trials among the ablation's; {} when there is too little to say,
+    also when they all scored the same (Optuna then splits the importance evenly, which reads as
+    if every parameter mattered)."""
     if not params:
         return {}
     trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
               if all(p in t.params for p in params)]
-    if len(trials) < 2:
+    if len(trials) < 2 or len({t.value for t in trials}) == 1:
         return {}
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "new study created" line

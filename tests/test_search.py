@@ -400,9 +400,31 @@ def test_importances_with_too_little_to_say(monkeypatch: pytest.MonkeyPatch) -> 
     assert parameter_importances(toy_study(1), ["x", "y"]) == {}
     assert parameter_importances(toy_study(5), ["x", "z"]) == {}  # no trial has z
     assert parameter_importances(toy_study(5), []) == {}
+    level = optuna.create_study()  # every trial scored the same: Optuna would say 0.50 / 0.50
+    level.optimize(lambda t: t.suggest_float("x", -1, 1) * 0 + t.suggest_int("y", 0, 3) * 0,
+                   n_trials=6)
+    assert parameter_importances(level, ["x", "y"]) == {}
 
     def broken(*args: Any, **kwargs: Any) -> dict[str, float]:
         raise RuntimeError("evaluator failed")
 
     monkeypatch.setattr(optuna.importance, "get_param_importances", broken)
     assert parameter_importances(toy_study(5), ["x", "y"]) == {}
+
+
+def test_the_report_says_why_it_weighs_no_parameter_when_every_trial_scored_the_same(
+        write_experiment) -> None:
+    from ablation.config import load_spec
+    from ablation.records import TrialRecord
+    from ablation.report._write import _search_section
+
+    path = write_experiment(extra='[search]\nn_trials = 2\n[search.space]\nbatch_size = [8, 16]\n')
+    searched = [TrialRecord(number=n, variant=f"search_{n}", seed=42, overrides={"batch_size": b},
+                            state="COMPLETE", value=0.5) for n, b in ((1, 8), (2, 16))]
+    built = {"records": searched, "greater_is_better": True, "metric": "macro_f1",
+             "importances": {}}
+    text = "\n".join(_search_section(load_spec(path), built))
+    assert ("**Parameter importances**: none — every complete search trial scored macro_f1 0.5000"
+            in text)
+    searched[1].value = 0.6
+    assert "Parameter importances" not in "\n".join(_search_section(load_spec(path), built))

@@ -343,6 +343,10 @@ def _search_section(spec: ExperimentSpec, built: dict[str, Any]) -> list[str]:
     if built["importances"]:
         lines.append("- **Parameter importances** (Optuna): " + ", ".join(
             f"{name} {value:.2f}" for name, value in built["importances"].items()))
+    elif len(complete) > 1 and len({r.value for r in complete}) == 1:
+        lines.append(f"- **Parameter importances**: none — every complete search trial scored "
+                     f"{built['metric']} {fmt(complete[0].value)}, so no parameter made a "
+                     "difference that could be weighed")
     pruned = [r for r in searched if r.state == "PRUNED"]
     if pruned:
         lines.append("- **Pruned**: " + ", ".join(
