@@ -376,6 +376,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.file, args.sets, need_data=False)
     study = open_study(spec, create=False)
+    _check_report_metric(spec, study)
     make_output_dir(spec)  # on another machine, or deleted: made again; a file there is bad input
     check_own_output_dir(spec)
     if args.format == "md":
@@ -385,6 +386,24 @@ def cmd_report(args: argparse.Namespace) -> int:
         path = write(spec, build_report(spec, study))
     print(f"report: {path}")
     return EXIT_OK
+
+
+def _check_report_metric(spec: Any, study: Any) -> None:
+    """A report compares by the metric its trials were selected with (their value, the checkpoint
+    each kept): a file or --set asking for another metric would silently get the stored one."""
+    from .config import from_here, last_set
+
+    for key in ("metric", "direction"):
+        stored, wanted = study.user_attrs.get(key), getattr(spec.experiment, key)
+        if stored is None or stored == wanted:
+            continue
+        given = last_set(spec.sets, f"experiment.{key}")
+        source = f"--set {given}" if given else f"{from_here(spec.path)} says {key} = {wanted!r}"
+        raise AblateInputError(
+            f"{source}, but study {spec.name!r} was run with {key} = {stored!r}: its trials' "
+            f"values and kept checkpoints were selected by that, and its report compares by it; "
+            f"report without changing the {key} (every metric is in the report's table), or "
+            f"select by {wanted!r} in a new study (a new [experiment] name)")
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -397,12 +416,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     records = load_records(study)
     stale = stale_numbers(study)  # RUNNING in the storage, but their process is gone
     failed = any(r.state == "FAIL" or r.number in stale for r in _latest(records))
+    metric = study.user_attrs.get("metric") or spec.experiment.metric  # what the values are
     if args.json:
-        print(json.dumps(_status_json(spec, records, stale), indent=2, allow_nan=False))
+        print(json.dumps(_status_json(spec, metric, records, stale), indent=2, allow_nan=False))
         return EXIT_TRIALS_FAILED if failed else EXIT_OK
     print(f"study {spec.name} ({spec.experiment.storage}): {len(records)} trial(s)")
     width = max([32, *(len(r.key) for r in records)])  # long names keep the columns
-    print(f"{'#':>4}  {'trial':<{width}} {'state':<10} {spec.experiment.metric:>10}  error / process")
+    print(f"{'#':>4}  {'trial':<{width}} {'state':<10} {metric:>10}  error / process")
     for r in records:
         value = "" if r.value is None else f"{r.value:.4f}"
         state = "SUPERSEDED" if r.superseded else r.state
@@ -415,12 +435,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_TRIALS_FAILED if failed else EXIT_OK
 
 
-def _status_json(spec: Any, records: list, stale: set[int]) -> dict[str, Any]:
+def _status_json(spec: Any, metric: str, records: list, stale: set[int]) -> dict[str, Any]:
     """`status --json`: every trial, superseded ones included, in plain JSON types."""
     import math
 
-    return {"study": spec.name, "storage": spec.experiment.storage,
-            "metric": spec.experiment.metric,
+    return {"study": spec.name, "storage": spec.experiment.storage, "metric": metric,
             "trials": [{"number": r.number, "key": r.key, "variant": r.variant, "seed": r.seed,
                         "state": r.state,
                         "value": r.value if r.value is not None and math.isfinite(r.value) else None,

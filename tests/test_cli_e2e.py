@@ -202,6 +202,19 @@ def test_report_and_status_commands_read_the_storage(write_experiment, capsys):
     capsys.readouterr()
     assert cli.main(["status", str(path)]) == 0
     assert "baseline-s42" in capsys.readouterr().out
+    # A report by another metric than the trials were selected with would show the stored one.
+    before = report.read_text()
+    assert cli.main(["report", str(path), "--set", 'experiment.metric="accuracy"']) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--set experiment.metric=\"accuracy\", but study 'tiny' was " \
+        "run with metric = 'macro_f1'" in err and "a new [experiment] name" in err
+    path.write_text(path.read_text().replace('name = "tiny"', 'name = "tiny"\nmetric = "eval_loss"'))
+    assert cli.main(["report", str(path)]) == 2
+    assert f"{path} says metric = 'eval_loss', but study 'tiny'" in capsys.readouterr().err
+    assert report.read_text() == before
+    assert cli.main(["status", str(path)]) == 0  # its values are macro_f1, and headed so
+    header = capsys.readouterr().out.splitlines()[1]
+    assert "macro_f1" in header and "eval_loss" not in header
 
 
 @pytest.mark.parametrize("argv, expected", [
