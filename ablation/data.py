@@ -125,6 +125,13 @@ def _read_local_file(path: Path, columns: tuple[str, ...] = ()) -> pd.DataFrame:
                                                       and _first_line_is_an_object(path)):
             raise AblateInputError(f"{path}: {_first_bad_json_line(path)}") from None
         reason = first_line(err)
+        fields = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", reason)
+        if fields and name.endswith(CSV_SUFFIXES):  # a row past the first with an unquoted comma
+            expected, line, saw = fields.groups()
+            separator = "a tab" if name.endswith(".tsv") else "a comma"
+            raise AblateInputError(
+                f"{path}: line {line} has {saw} fields, the header {expected}: a text that "
+                f"contains {separator} must be quoted, as in \"I love it, really\"") from None
         raise AblateInputError(
             f"{path}: cannot be read as a table of examples (one row per example, with a text and "
             f"a label column): {reason}") from None

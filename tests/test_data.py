@@ -453,6 +453,19 @@ def test_a_csv_whose_rows_all_have_an_unquoted_comma_is_refused(tmp_path: Path):
     assert "line 2 has more fields than the header ('text', 'label')" in message
 
 
+@pytest.mark.parametrize("name, body, expected", [
+    ("train.csv", "text,label\nfine,pos\nbad, truly,neg\n", "line 3 has 3 fields, the header 2: "
+     "a text that contains a comma must be quoted"),
+    ("train.tsv", "text\tlabel\nfine\tpos\nok\tfine\tneg\nbad\tneg\n", "line 3 has 3 fields, "
+     "the header 2: a text that contains a tab must be quoted"),
+])
+def test_a_later_row_with_an_unquoted_separator_is_named_by_its_line(tmp_path: Path, name: str,
+                                                                    body: str, expected: str):
+    (tmp_path / name).write_text(body)
+    message = load_error(spec(tmp_path / name))
+    assert expected in message and "Error tokenizing" not in message
+
+
 def test_integral_float_labels_are_class_ids(tmp_path: Path):
     # pandas writes an integer column with a missing value as floats: 1.0, 0.0, 2.0
     frame = labelled(30, 1)
