@@ -160,7 +160,8 @@ def _check_header_names(path: Path, name: str) -> None:
     """pandas renames a repeated column ("label", "label.1") and ablate would read the first."""
     header = pd.read_csv(path, sep="\t" if name.endswith(".tsv") else ",", header=None, nrows=1,
                          dtype=str, keep_default_na=False, encoding="utf-8-sig").iloc[0].tolist()
-    repeated = sorted({column for column in header if header.count(column) > 1})
+    # Empty names are not columns anyone names (Excel's trailing empty cells: "text,label,,").
+    repeated = sorted({column for column in header if column and header.count(column) > 1})
     if repeated:
         raise AblateInputError(f"{path}: the header names column {repeated[0]!r} twice; give each "
                                "column its own name")

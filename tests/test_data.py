@@ -453,6 +453,13 @@ def test_a_csv_whose_rows_all_have_an_unquoted_comma_is_refused(tmp_path: Path):
     assert "line 2 has more fields than the header ('text', 'label')" in message
 
 
+def test_a_csv_saved_by_excel_with_empty_trailing_columns_is_read(tmp_path: Path):
+    rows = "".join(f"{text},{label},,\n" for text, label in labelled(30, 1, NAMES).values)
+    (tmp_path / "train.csv").write_text("text,label,,\n" + rows)
+    splits = load_labeled_splits(spec(tmp_path / "train.csv"))
+    assert splits.label_names == NAMES and len(splits.train) + len(splits.validation) == 30
+
+
 @pytest.mark.parametrize("name, body, expected", [
     ("train.csv", "text,label\nfine,pos\nbad, truly,neg\n", "line 3 has 3 fields, the header 2: "
      "a text that contains a comma must be quoted"),
