@@ -413,6 +413,44 @@ def _load_local(spec: DataSpec) -> dict[str, pd.DataFrame]:
     return splits
 
 
+def _saved_by_datasets(path: Path) -> bool:
+    """A folder written by `datasets`' save_to_disk: a DatasetDict's (dataset_dict.json beside a
+    folder per split) or a single Dataset's (state.json and dataset_info.json beside its shards)."""
+    return path.is_dir() and ((path / "dataset_dict.json").is_file()
+                              or ((path / "state.json").is_file()
+                                  and (path / "dataset_info.json").is_file()))
+
+
+def _load_saved(spec: DataSpec) -> tuple[dict[str, pd.DataFrame], dict[str, list[str]]]:
+    """A save_to_disk folder, read with load_from_disk: a DatasetDict's splits, or one Dataset as
+    the train split (validation is carved from it, as from a single file)."""
+    import datasets
+
+    try:
+        loaded = datasets.load_from_disk(spec.dataset)
+    except Exception as err:  # a folder cut short or written by another datasets version
+        raise AblateInputError(
+            f"[data] dataset = {spec.dataset!r}: a folder saved by datasets' save_to_disk that "
+            f"load_from_disk cannot read: {first_line(err)}") from None
+    if isinstance(loaded, datasets.Dataset):
+        loaded = datasets.DatasetDict({spec.train_split: loaded})
+    return _frames_and_class_names(loaded)
+
+
+def _frames_and_class_names(loaded: Any) -> tuple[dict[str, pd.DataFrame], dict[str, list[str]]]:
+    """A DatasetDict's splits as frames, and ClassLabel names by column where it declares them."""
+    import datasets
+
+    class_names: dict[str, list[str]] = {}
+    frames = {}
+    for split, ds in loaded.items():
+        for column, feature in ds.features.items():
+            if isinstance(feature, datasets.ClassLabel):
+                class_names[column] = list(feature.names)
+        frames[split] = ds.to_pandas()
+    return frames, class_names
+
+
 def _load_hub(spec: DataSpec) -> tuple[dict[str, pd.DataFrame], dict[str, list[str]]]:
     """Returns the splits as frames, and ClassLabel names by column where the data declares them."""
     import datasets
@@ -429,17 +467,12 @@ def _load_hub(spec: DataSpec) -> tuple[dict[str, pd.DataFrame], dict[str, list[s
             + f" cannot be loaded: {reason}. Offline? Point HF_HUB_CACHE / HF_DATASETS_CACHE at a "
             "filled cache and set HF_HUB_OFFLINE=1, or give a local .csv/.jsonl/.parquet path"
         ) from None
-    class_names: dict[str, list[str]] = {}
-    frames = {}
-    for split, ds in loaded.items():
-        for column, feature in ds.features.items():
-            if isinstance(feature, datasets.ClassLabel):
-                class_names[column] = list(feature.names)
-        frames[split] = ds.to_pandas()
-    return frames, class_names
+    return _frames_and_class_names(loaded)
 
 
 def load_raw_splits(spec: DataSpec) -> tuple[dict[str, pd.DataFrame], dict[str, list[str]]]:
+    if _saved_by_datasets(Path(spec.dataset)):
+        return _load_saved(spec)
     if Path(spec.dataset).exists():
         return _load_local(spec), {}
     return _load_hub(spec)

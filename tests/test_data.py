@@ -1050,3 +1050,29 @@ def test_a_gzip_file_cut_short_is_an_error(tmp_path: Path):
     (tmp_path / "train.csv.gz").write_bytes(data[: len(data) // 2])
     message = load_error(spec(tmp_path / "train.csv.gz"))
     assert "train.csv.gz: cannot be read as a table of examples" in message
+
+
+def test_a_folder_saved_by_datasets_save_to_disk_is_read_with_its_splits_and_class_names(
+        tmp_path: Path):
+    import datasets
+
+    features = datasets.Features({"text": datasets.Value("string"),
+                                  "label": datasets.ClassLabel(names=NAMES)})
+    train, test = labelled(30, 1), labelled(12, 2)
+    saved = datasets.DatasetDict({
+        "train": datasets.Dataset.from_pandas(train, features=features, preserve_index=False),
+        "test": datasets.Dataset.from_pandas(test, features=features, preserve_index=False)})
+    saved.save_to_disk(tmp_path / "saved")
+    splits = load_labeled_splits(spec(tmp_path / "saved"))
+    assert splits.label_names == NAMES  # from the ClassLabel, as from the Hub
+    assert sorted(splits.test["text"]) == sorted(test["text"])
+    assert len(splits.train) + len(splits.validation) == 30
+
+    saved["train"].save_to_disk(tmp_path / "one")  # one Dataset: the train split, as one file is
+    one = load_labeled_splits(spec(tmp_path / "one"))
+    assert one.test is None and len(one.train) + len(one.validation) == 30
+
+    (tmp_path / "one" / "state.json").write_text("{")  # cut short
+    message = load_error(spec(tmp_path / "one"))
+    assert message.startswith(f"[data] dataset = '{tmp_path / 'one'}': a folder saved by "
+                              "datasets' save_to_disk that load_from_disk cannot read")
