@@ -9,6 +9,7 @@ the collator, per batch.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import gzip
 import hashlib
 import io
@@ -790,6 +791,23 @@ def _stratified_take(frame: pd.DataFrame, n: int, names: list[str], rare_taken: 
     return frame.iloc[taken].reset_index(drop=True), frame.iloc[rest].reset_index(drop=True), how
 
 
+def _unused_keys(spec: DataSpec, test_present: bool) -> list[str]:
+    """Notes for [data] keys that this data makes do nothing, which a user set expecting them to."""
+    defaults = {f.name: f.default for f in dataclasses.fields(DataSpec)}
+    notes = []
+    if Path(spec.dataset).expanduser().exists():
+        notes += [f"[data] {key} = {getattr(spec, key)!r} is not used: it picks a Hub dataset's "
+                  f"{'configuration' if key == 'config' else 'revision'}, and {spec.dataset} is a "
+                  "local path" for key in ("config", "revision") if getattr(spec, key)]
+    if spec.validation_split and spec.validation_size != defaults["validation_size"]:
+        notes.append(f"[data] validation_size = {spec.validation_size:g} is not used: validation "
+                     f"is split {spec.validation_split!r} (validation_split), not carved")
+    if test_present and spec.test_size:
+        notes.append(f"[data] test_size = {spec.test_size:g} is not used: the data has split "
+                     f"{spec.test_split!r}, the test split (test_split = \"\" carves one instead)")
+    return notes
+
+
 def load_labeled_splits(spec: DataSpec) -> LabeledSplits:
     """Everything up to tokenization: the same rows for every trial of a study."""
     raw, class_names = load_raw_splits(spec)
@@ -802,7 +820,7 @@ def load_labeled_splits(spec: DataSpec) -> LabeledSplits:
         raise AblateInputError(
             f"{where}: validation_split = {spec.validation_split!r} does not exist "
             f"(splits: {available}); omit it to carve validation from train")
-    notes: list[str] = []
+    notes = _unused_keys(spec, test_present=bool(spec.test_split) and spec.test_split in raw)
     test_split = spec.test_split
     if test_split and test_split not in raw:
         if test_split != "test":

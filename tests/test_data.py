@@ -1076,3 +1076,20 @@ def test_a_folder_saved_by_datasets_save_to_disk_is_read_with_its_splits_and_cla
     message = load_error(spec(tmp_path / "one"))
     assert message.startswith(f"[data] dataset = '{tmp_path / 'one'}': a folder saved by "
                               "datasets' save_to_disk that load_from_disk cannot read")
+
+
+def test_data_keys_this_data_makes_do_nothing_get_a_note(tmp_path: Path):
+    folder = write_folder(tmp_path / "data", train=labelled(40, 1), validation=labelled(10, 2),
+                          test=labelled(10, 3))
+    notes = load_labeled_splits(spec(folder, config="emotion", revision="main",
+                                     validation_split="validation", validation_size=0.2,
+                                     test_size=0.1)).notes
+    assert f"[data] config = 'emotion' is not used: it picks a Hub dataset's configuration, and " \
+           f"{folder} is a local path" in notes
+    assert any(n.startswith("[data] revision = 'main' is not used") for n in notes)
+    assert "[data] validation_size = 0.2 is not used: validation is split 'validation' " \
+           "(validation_split), not carved" in notes
+    assert any(n.startswith("[data] test_size = 0.1 is not used: the data has split 'test'")
+               for n in notes)
+    quiet = load_labeled_splits(spec(folder, validation_split="validation")).notes
+    assert not any("is not used" in n for n in quiet)
