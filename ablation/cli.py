@@ -266,10 +266,10 @@ def _dry_run(spec: Any, args: argparse.Namespace) -> int:
     retried = [t for t, _ in retries(study, spec)] if study is not None and retry_search else []
     probes = run_probes(spec, study, propose, bool(retried))
     if to_queue or spec.search is not None:  # what run checks once the data and models load
-        from .data import load_labeled_splits
+        from .data import load_study_splits
         from .sweep import TrialInputs, check_same_data, preflight
 
-        inputs = TrialInputs(spec, load_labeled_splits(spec.data))
+        inputs = TrialInputs(spec, load_study_splits(spec))
         if study is not None:
             check_same_data(study, spec, inputs.splits.fingerprint())
         preflight(spec, to_queue + probes, inputs)
@@ -398,7 +398,7 @@ def _check_report_metric(spec: Any, study: Any) -> None:
         if stored is None or stored == wanted:
             continue
         given = last_set(spec.sets, f"experiment.{key}")
-        source = f"--set {given}" if given else f"{from_here(spec.path)} says {key} = {wanted!r}"
+        source = f"--set {given!r}" if given else f"{from_here(spec.path)} says {key} = {wanted!r}"
         raise AblateInputError(
             f"{source}, but study {spec.name!r} was run with {key} = {stored!r}: its trials' "
             f"values and kept checkpoints were selected by that, and its report compares by it; "
@@ -465,14 +465,14 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from .config import load_spec
-    from .data import load_labeled_splits
+    from .data import load_study_splits
     from .search import probe_trials
     from .sweep import TrialInputs, preflight, select_trials
 
     spec = load_spec(args.file, args.sets)
     _print_spec(spec)
     trials = select_trials(spec, None)
-    splits = load_labeled_splits(spec.data)
+    splits = load_study_splits(spec)
     for note in splits.notes:
         print(f"data: {note}")
     probes = probe_trials(spec) if spec.search is not None else []

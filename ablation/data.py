@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .config import LOCAL_DATA_SUFFIXES, DataSpec
+from .config import LOCAL_DATA_SUFFIXES, DataSpec, ExperimentSpec, last_set
 from .errors import AblateInputError, first_line
 
 log = logging.getLogger(__name__)
@@ -789,6 +789,19 @@ def _stratified_take(frame: pd.DataFrame, n: int, names: list[str], rare_taken: 
         how += (f"; class {shown} has a single row, {side}" if len(rare) == 1
                 else f"; classes {shown} have a single row each, {side}")
     return frame.iloc[taken].reset_index(drop=True), frame.iloc[rest].reset_index(drop=True), how
+
+
+def load_study_splits(spec: ExperimentSpec) -> LabeledSplits:
+    """load_labeled_splits of a study's [data]: a mistake in a [data] key that a --set gave is
+    blamed on that --set (the file says otherwise), as the file's own mistakes are."""
+    try:
+        return load_labeled_splits(spec.data)
+    except AblateInputError as err:
+        named = re.match(r"\[data\] (?:of .*?: )?(\w+) = ", str(err))
+        given = named and last_set(spec.sets, f"data.{named.group(1)}")
+        if not given:
+            raise
+        raise AblateInputError(f"--set {given!r}: {err}") from None
 
 
 def _unused_keys(spec: DataSpec, test_present: bool) -> list[str]:

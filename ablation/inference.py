@@ -397,7 +397,7 @@ def evaluation_frame(spec: Any, label_names: list[str], dataset: str | None, con
     import dataclasses
 
     from .config import DataSpec, looks_local_dataset
-    from .data import load_labeled_splits, load_split, split_of_file
+    from .data import load_split, load_study_splits, split_of_file
 
     given, local = dataset, dataset is not None and looks_local_dataset(dataset)
     if local:  # '~/x.csv' quoted, so the shell left the ~ to us
@@ -419,7 +419,7 @@ def evaluation_frame(spec: Any, label_names: list[str], dataset: str | None, con
             raise AblateInputError(
                 f"--split {split!r}: without --dataset the study's own data is used, whose splits "
                 f"are {', '.join(STUDY_SPLITS)} (as its trials saw them)")
-        splits = load_labeled_splits(spec.data)
+        splits = load_study_splits(spec)
         frame = {"train": splits.train, "validation": splits.validation, "test": splits.test}[split]
         if frame is None:
             raise AblateInputError(

@@ -452,10 +452,10 @@ class Work:
         self.echo = as_progress(self.echo)
 
     def prepare(self) -> TrialInputs:
-        from .data import load_labeled_splits
+        from .data import load_study_splits
 
         if self.inputs is None:
-            splits = load_labeled_splits(self.spec.data)
+            splits = load_study_splits(self.spec)
             for note in splits.notes:
                 self.echo(f"data: {note}")
             self.echo(f"data: train {len(splits.train)}, validation {len(splits.validation)}, "

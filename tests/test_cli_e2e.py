@@ -206,7 +206,7 @@ def test_report_and_status_commands_read_the_storage(write_experiment, capsys):
     before = report.read_text()
     assert cli.main(["report", str(path), "--set", 'experiment.metric="accuracy"']) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "--set experiment.metric=\"accuracy\", but study 'tiny' was " \
+    assert err.count("\n") == 1 and "--set 'experiment.metric=\"accuracy\"', but study 'tiny' was " \
         "run with metric = 'macro_f1'" in err and "a new [experiment] name" in err
     path.write_text(path.read_text().replace('name = "tiny"', 'name = "tiny"\nmetric = "eval_loss"'))
     assert cli.main(["report", str(path)]) == 2
@@ -309,7 +309,9 @@ def test_validate_checks_data_and_model_and_trains_nothing(write_experiment, cap
 
 
 @pytest.mark.parametrize("sets, expected", [
-    (["data.text_column=body"], "[data] text_column = 'body': split 'train'"),
+    (["data.text_column=body"], "--set 'data.text_column=body': [data] text_column = 'body': "
+                                "split 'train'"),
+    (["data.validation_split=dev"], "--set 'data.validation_split=dev': [data] of "),
     (["model.config.num_layerz=2"], "[model] config key 'num_layerz': BertConfig of "),
     (["variants.cw.class_weight=[1.0, 2.0]"], "baseline_cw: class_weight has 2 values but the "
                                                "data has 3 classes"),
