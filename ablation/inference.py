@@ -9,6 +9,7 @@ the study's test split gives the test metrics the study stored for that trial.
 
 from __future__ import annotations
 
+import re
 import sys
 import unicodedata
 from dataclasses import dataclass
@@ -451,7 +452,8 @@ def evaluation_frame(spec: Any, label_names: list[str], dataset: str | None, con
     try:
         frame = load_split(data_spec, split, notes)
     except AblateInputError as err:
-        raise AblateInputError(_as_options(str(err))) from None
+        given_options = {"--text-column": bool(text_column), "--label-column": bool(label_column)}
+        raise AblateInputError(_as_options(str(err), given_options, spec is not None)) from None
     frame = frame.assign(label=label_ids(frame, label_names, f"{dataset}: split {split!r}"))
     if whole_file:
         return frame, f"{dataset} (the whole file)"
@@ -473,11 +475,19 @@ def _check_study_rows(spec: Any, fingerprint: str, split: str) -> None:
             "rows of your choice")
 
 
-def _as_options(message: str) -> str:
-    """data.py names experiment-file keys; here the user typed command-line options."""
-    for key, option in (("[data] dataset =", "--dataset"), ("[data] text_column =", "--text-column"),
-                        ("[data] label_column =", "--label-column"),
-                        ("[data] text_pair_column =",
-                         "text_pair_column (the model was trained on text pairs) =")):
-        message = message.replace(key, option)
+def _as_options(message: str, given: dict[str, bool], of_study: bool) -> str:
+    """data.py names experiment-file keys; here the user typed command-line options, or left
+    them out (then the column is the study's, or the default, and the option that names another
+    is said)."""
+    message = message.replace("[data] dataset =", "--dataset").replace(
+        "[data] text_pair_column =", "text_pair_column (the model was trained on text pairs) =")
+    for kind, option in (("text", "--text-column"), ("label", "--label-column")):
+        key = f"[data] {kind}_column ="
+        if given[option]:
+            message = message.replace(key, option)
+        else:
+            origin = "the study's" if of_study else "the default"
+            value = r"('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")"  # a repr()'d string
+            message = re.sub(f"{re.escape(key)} {value}",
+                             rf"{kind} column \1 ({origin}; {option} names another)", message)
     return message

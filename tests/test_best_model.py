@@ -557,3 +557,19 @@ def test_evaluate_expands_a_quoted_tilde_in_dataset(best_study, tmp_path, monkey
     capsys.readouterr()
     assert cli.main(["evaluate", str(best), "--dataset", "~/holdout.csv"]) == 0
     assert f"data:  {tmp_path / 'holdout.csv'} (the whole file): 2 rows" in capsys.readouterr().out
+
+
+def test_evaluate_names_an_option_only_when_it_was_given(best_study, tmp_path, capsys):
+    """A column the data lacks is the option's when typed; otherwise the study's (or the
+    default), with the option that names another."""
+    data = tmp_path / "holdout.csv"
+    data.write_text("body,label\ngreat love fun,2\nbad sad awful,0\n")
+    best = load_spec(best_study).output_dir / "best_model"
+    for model, origin in ((str(best_study), "the study's"), (str(best), "the default")):
+        capsys.readouterr()
+        assert cli.main(["evaluate", model, "--dataset", str(data)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"ablate: error: text column 'text' ({origin}; --text-column names "
+                              "another): split ") and err.count("\n") == 1
+    assert cli.main(["evaluate", str(best), "--dataset", str(data), "--text-column", "txt"]) == 2
+    assert capsys.readouterr().err.startswith("ablate: error: --text-column 'txt': split ")
