@@ -141,10 +141,34 @@ def test_two_seeds_give_a_paired_interval_and_a_wide_one_is_within_noise(stored_
     assert effect.seeds == 2 and "One seed:" not in text  # paired over seeds: the caveat is moot
     cli._print_summary(spec, built)
     out = capsys.readouterr().out
-    assert "what mattered (Δ vs reference on the validation split, 95 % CI)" in out
+    assert "what mattered (Δ vs reference on the test split, 95 % CI)" in out
     assert "one seed" not in out and "macro_f1 (validation)" in out
-    assert "macro_f1 on validation, paired over seeds 7, 42 (t-test)" in text
+    assert "macro_f1 on test, paired over seeds 7, 42 (t-test)" in text
     assert "macro_f1 95 % CI" in text  # the CI column of the results table
+
+
+def test_over_seeds_the_effect_is_measured_on_test_where_every_paired_trial_has_it(
+        write_experiment):
+    """Validation picked each trial's checkpoint, so its value flatters the variant with more
+    checkpoints to pick from: the effect is the test metric's, validation only without one."""
+    path = write_experiment(variants="bs32 = { batch_size = 32 }\n")
+    spec = load_spec(path, ["experiment.seeds=[42, 7]"])
+
+    def result(validation: float, test: float | None) -> dict:
+        out = _result(validation, 0.5, 2.0)
+        out["test"] = None if test is None else {**out["test"], "macro_f1": test}
+        return out
+
+    study = _store(spec, {"baseline-s42": result(0.60, 0.58), "baseline-s7": result(0.62, 0.57),
+                          "baseline_bs32-s42": result(0.70, 0.58), "baseline_bs32-s7": result(0.74, 0.59)})
+    [effect] = build_report(spec, study)["effects"]
+    assert effect.split == "test" and effect.interval.estimate == pytest.approx(0.01)
+    assert effect.basis == "macro_f1 on test, paired over seeds 7, 42 (t-test)"
+    study = _store(load_spec(path, ["experiment.seeds=[42, 7]", 'experiment.name="notest"']),
+                   {"baseline-s42": result(0.60, 0.58), "baseline-s7": result(0.62, None),
+                    "baseline_bs32-s42": result(0.70, 0.58), "baseline_bs32-s7": result(0.74, 0.59)})
+    [effect] = build_report(spec, study)["effects"]
+    assert effect.split == "validation" and effect.interval.estimate == pytest.approx(0.11)
 
 
 def test_one_seed_compares_the_same_test_examples_by_bootstrap_and_permutation(write_experiment,

@@ -1,8 +1,10 @@
 """What mattered: each variant's effect on the selection metric against its reference, with a 95 %
 confidence interval and a verdict, so that a gap inside the noise is never read as a result.
 
-With several seeds the comparison is paired over seeds (the same seeds run for every variant).
-With a single seed it is paired over examples: a bootstrap of the metric difference on the same
+With several seeds the comparison is paired over seeds (the same seeds run for every variant),
+on the test metric of each trial's selected checkpoint (validation when a trial has no test
+metric): the validation value is the best of the trial's checkpoints, picked on that very split,
+so a variant with more evaluations to pick from looks better there than it is. With a single seed it is paired over examples: a bootstrap of the metric difference on the same
 test examples (validation when there is no test split), and a p-value on the same metric:
 McNemar's test for accuracy, a paired permutation test for the others.
 """
@@ -86,6 +88,10 @@ def _single_seed_effect(variant: TrialRecord, reference: TrialRecord, metric: st
     return interval, scored, basis, split
 
 
+def _finite(value: object) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
 def _effect(complete: list[TrialRecord], variant: str, reference: str, metric: str,
             greater_is_better: bool, n_classes: int) -> Effect | None:
     mine, theirs = seed_values(complete, variant), seed_values(complete, reference)
@@ -94,9 +100,16 @@ def _effect(complete: list[TrialRecord], variant: str, reference: str, metric: s
         return None
     overrides = next(r.overrides for r in complete if r.variant == variant)
     if len(common) >= 2:
+        paired = [r for r in complete if r.variant in (variant, reference) and r.seed in common]
+        if all(_finite((r.result.get("test") or {}).get(metric)) for r in paired):
+            mine, theirs = ({r.seed: float(r.result["test"][metric]) for r in paired
+                             if r.variant == name} for name in (variant, reference))
+            split = "test"
+        else:
+            split = "validation"
         interval = paired_seed_difference(mine, theirs)
-        scored, split = metric, "validation"
-        basis = f"{metric} on validation, paired over seeds {', '.join(map(str, common))} (t-test)"
+        scored = metric
+        basis = f"{metric} on {split}, paired over seeds {', '.join(map(str, common))} (t-test)"
     else:
         pair = [next(r for r in complete if r.variant == v and r.seed == common[0])
                 for v in (variant, reference)]
