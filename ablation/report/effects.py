@@ -4,7 +4,9 @@ confidence interval and a verdict, so that a gap inside the noise is never read 
 With several seeds the comparison is paired over seeds (the same seeds run for every variant),
 on the test metric of each trial's selected checkpoint (validation when a trial has no test
 metric): the validation value is the best of the trial's checkpoints, picked on that very split,
-so a variant with more evaluations to pick from looks better there than it is. With a single seed it is paired over examples: a bootstrap of the metric difference on the same
+so a variant with more evaluations to pick from looks better there than it is.
+
+With a single seed it is paired over examples: a bootstrap of the metric difference on the same
 test examples (validation when there is no test split), and a p-value on the same metric:
 McNemar's test for accuracy, a paired permutation test for the others.
 """
