@@ -386,6 +386,13 @@ class AblateTrainer(Trainer):
                 return norm
         return super()._clip_grad_norm(model)
 
+    def _get_grad_norm(self, model: Any, grad_norm: Any = None) -> Any:
+        # Clipping off (max_grad_norm = 0): the Trainer measures the norm over model.parameters(),
+        # which misses the word embeddings' kept gradient; infinity measures it and scales by 1.
+        if grad_norm is None and getattr(self.accelerator, "scaler", None) is None:
+            grad_norm = clip_grad_norm(model, float("inf"))
+        return super()._get_grad_norm(model, grad_norm)
+
     def _load_best_model(self) -> None:
         if self._best_weights and self._best_weights[0] == self.state.best_model_checkpoint:
             log.info("loading the best model (step %s) from memory", self.state.best_global_step)
@@ -570,6 +577,10 @@ def train_trial(trial: TrialSpec, spec: ExperimentSpec, data: TokenizedData, tok
         compute_metrics=trainer_metrics(data.label_names),
         compute_loss_func=make_loss(weights, recipe.label_smoothing) if custom_loss else None,
         callbacks=callbacks)
+    # BERT's own loss is the mean over its micro-batch, whatever num_items_in_batch says; the
+    # Trainer would take it as already divided for gradient accumulation (the model's forward takes
+    # **kwargs) and sum N of them: N× the loss and gradient. make_loss divides by the whole batch.
+    trainer.loss_is_scaled_for_ga = custom_loss
     trainer.checkpoint_steps = spec.experiment.checkpoint_steps
     if reachable is not None:
         trainer.reachable_token_ids = torch.from_numpy(reachable)

@@ -187,3 +187,24 @@ def test_trials_keep_the_best_checkpoint_in_memory_unless_checkpoints_are_kept_o
                                experiment=experiment + "\nseeds = [42]")
         assert cli.main(["run", str(path)]) == 0
     assert seen == {"default": {True}, "none": {True}, "all": {False}, "resumable": {False}}
+
+
+def test_gradient_accumulation_and_clipping_off_log_the_loss_and_gradient_of_one_large_batch(
+        write_experiment):
+    """32 examples as one batch, as 2 × 16 or 4 × 8 accumulated, with a custom loss or BERT's own,
+    clipped or not: the same first step's loss and gradient norm (BERT's own loss once counted
+    N×, and the norm with clipping off missed the word embeddings' gradient)."""
+    baseline = ("learning_rate = 1e-3\nbatch_size = 32\nmax_steps = 2\nlogging_steps = 1\n"
+                "eval_steps = 2\ndropout = 0.0\nclassifier_dropout = 0.0\n")
+    variants = ("acc2 = { batch_size = 16, gradient_accumulation_steps = 2 }\n"
+                "acc4 = { batch_size = 8, gradient_accumulation_steps = 4 }\n"
+                "cwacc = { class_weight = [1, 1, 1], batch_size = 16, gradient_accumulation_steps = 2 }\n"
+                "clip0 = { max_grad_norm = 0 }\n")
+    path = write_experiment(baseline=baseline, variants=variants)
+    assert cli.main(["run", str(path)]) == 0
+    first = {key: result["history"][0] for key, result in _results(path).items()}
+    reference = first.pop("baseline-s42")
+    assert len(first) == 4
+    for key, step in first.items():
+        assert step["loss"] == pytest.approx(reference["loss"], rel=1e-4), key
+        assert step["grad_norm"] == pytest.approx(reference["grad_norm"], rel=1e-4), key
