@@ -123,6 +123,15 @@ def _storage_url(value: Any) -> str:
     return url
 
 
+def _project_name(value: Any) -> str:
+    """SwanLab refuses other project names when a run starts: found at load time instead."""
+    name = _string(value)
+    if len(name) > 100 or not re.fullmatch(r"[0-9a-zA-Z_\-+.]+", name):
+        raise ValueError("must be 1 to 100 of the characters SwanLab allows in a project name: "
+                         "letters a-z A-Z, digits, - _ . +")
+    return name
+
+
 def _one_of(*choices: str) -> Callable[[Any], str]:
     def check(value: Any) -> str:
         if value not in choices:
@@ -317,7 +326,7 @@ class ModelSpec:
 @dataclass(frozen=True)
 class TrackingSpec:
     backend: str = _knob("swanlab", _one_of("swanlab", "none"), "experiment tracker")
-    project: str = _knob("ablate", _string, "tracker project")
+    project: str = _knob("ablate", _project_name, "tracker project")
     mode: str = _knob("local", _one_of(*TRACKING_MODES), "SwanLab mode")
 
 
