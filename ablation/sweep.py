@@ -486,7 +486,6 @@ def work(job: Work, wanted: set[str] | None, outcome: RunOutcome, wait_for_other
 
 
 def _work(job: Work, wanted: set[str] | None, outcome: RunOutcome, wait_for_others: bool) -> None:
-    several_seeds = len(job.spec.experiment.seeds) > 1
     waited_for: set[str] = set()
     while not job.stop.is_set():
         queue.requeue_stale(job.study)
@@ -517,7 +516,7 @@ def _work(job: Work, wanted: set[str] | None, outcome: RunOutcome, wait_for_othe
                 trial = _spec_from_attrs(job.spec, optuna_trial.user_attrs)
                 pruning = _search_retry(job, optuna_trial, trial)
                 tokenizer, data = _inputs_for(job, optuna_trial, trial)
-                run_name = trial.variant + (f"-s{trial.seed}" if several_seeds else "")
+                run_name = tracker_run_name(job.study, optuna_trial.number, trial.key)
                 job.echo(f"trial {optuna_trial.number} {trial.key}: {_describe(trial)}")
                 job.echo.trial_started(trial.key, trial.seed)
                 _run_one(job.study, optuna_trial, trial, job.spec, data, tokenizer, job.tracker,
@@ -525,6 +524,15 @@ def _work(job: Work, wanted: set[str] | None, outcome: RunOutcome, wait_for_othe
         except KeyboardInterrupt:  # between the claim and training too: recorded, not left RUNNING
             _fail_if_running(job.study, optuna_trial)
             raise
+
+
+def tracker_run_name(study: optuna.Study, number: int, key: str) -> str:
+    """The SwanLab run's name: the trial's key (`baseline-s42`, as its folder and `status` name
+    it), and `-try2`, `-try3` for a trial trained again (a --rerun, a retry, an interrupted one),
+    whose earlier attempts' runs stay in the dashboard under their own names."""
+    earlier = sum(1 for t in study.get_trials(deepcopy=False)
+                  if t.number < number and t.user_attrs.get(records.KEY) == key)
+    return key if earlier == 0 else f"{key}-try{earlier + 1}"
 
 
 def _fail_if_running(study: optuna.Study, optuna_trial: optuna.Trial | None) -> None:

@@ -49,7 +49,7 @@ def test_run_writes_trials_runs_and_report_then_reuses_them(write_experiment, ca
     assert trials[1].user_attrs["overrides"] == {"batch_size": 32}
 
     # One SwanLab run per trial, each finished.
-    assert _swanlab_runs(output_dir) == [("baseline", 1), ("baseline_bs32", 1)]
+    assert _swanlab_runs(output_dir) == [("baseline-s42", 1), ("baseline_bs32-s42", 1)]
 
     report = (output_dir / "report.md").read_text()
     assert "| **baseline" in report or "| baseline |" in report
@@ -71,6 +71,9 @@ def test_run_writes_trials_runs_and_report_then_reuses_them(write_experiment, ca
     assert len(_study(path).get_trials()) == 2
     assert "re-using 2 completed trial(s)" in capsys.readouterr().out
     assert len(_swanlab_runs(output_dir)) == 2
+    # A trial trained again is a run of its own, named apart from the one it supersedes.
+    assert cli.main(["run", str(path), "--rerun", "baseline_bs32"]) == 0
+    assert _swanlab_runs(output_dir)[2:] == [("baseline_bs32-s42-try2", 1)]
 
 
 def test_only_and_set_add_just_the_named_variant_seeds(write_experiment):

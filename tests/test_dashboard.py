@@ -32,7 +32,8 @@ from ablation.config import load_spec
 pytestmark = pytest.mark.dashboard
 
 ROOT = Path(__file__).resolve().parents[1]
-RUNS = ["baseline", "baseline_bs32"]
+VARIANTS = ["baseline", "baseline_bs32"]
+RUNS = [f"{variant}-s42" for variant in VARIANTS]  # a SwanLab run is named by its trial
 CHARTS = ["train/loss", "train/grad_norm", "eval/loss", "eval/macro_f1"]
 
 
@@ -323,10 +324,10 @@ def test_optuna_cli_reads_the_study_storage(study_file):
         ("dash", 2, ["MAXIMIZE"])]
     trials = optuna("trials", "--study-name", "dash")
     assert [(t["user_attrs"]["variant"], t["state"]) for t in trials] == [
-        (run, "COMPLETE") for run in RUNS]
+        (variant, "COMPLETE") for variant in VARIANTS]
     best = optuna("best-trial", "--study-name", "dash")
     assert best["value"] == max(t["value"] for t in trials)
-    assert best["user_attrs"]["variant"] in RUNS
+    assert best["user_attrs"]["variant"] in VARIANTS
 
 
 def test_optuna_dashboard_serves_the_study(study_file, tmp_path):
@@ -351,7 +352,7 @@ def test_optuna_dashboard_serves_the_study(study_file, tmp_path):
         study = _get_json(f"{url}/api/studies/{studies[0]['study_id']}")
         assert [t["state"] for t in study["trials"]] == ["Complete", "Complete"]
         variants = [a["value"] for t in study["trials"] for a in t["user_attrs"] if a["key"] == "variant"]
-        assert variants == RUNS
+        assert variants == VARIANTS
 
         chromium = shutil.which("chromium")
         if chromium:  # the app itself shows the study and its trials
