@@ -156,19 +156,47 @@ def _trained_as(spec: ExperimentSpec, knob: str, value: Any) -> Any:
     return value
 
 
+# transformers' schedulers that take no warmup: a warmup_ratio beside them trains nothing else.
+NO_WARMUP_SCHEDULERS = ("constant", "reduce_lr_on_plateau", "greedy")
+
+
+def inert_knobs(recipe: dict[str, Any]) -> dict[str, str]:
+    """Knobs of a resolved recipe that change nothing in its training, each with why."""
+    inert = {}
+    if recipe["warmup_ratio"] > 0 and recipe["lr_scheduler"] in NO_WARMUP_SCHEDULERS:
+        inert["warmup_ratio"] = (f"lr_scheduler = {toml_value(recipe['lr_scheduler'])} has no "
+                                 "warmup (constant_with_warmup has)")
+    if recipe["max_steps"] > 0:
+        inert["epochs"] = f"max_steps = {recipe['max_steps']} sets how long training runs"
+    return inert
+
+
 def redundant_variants(spec: ExperimentSpec) -> list[str]:
-    """Notes on variants that train what the baseline or an earlier variant already trains: not
-    refused (an A/A comparison can be meant), but worth a line before minutes of training."""
+    """Notes on variants that train what the baseline or an earlier variant already trains, and
+    on knobs a recipe sets that change nothing (warmup with a constant schedule, epochs beside
+    max_steps): not refused (an A/A comparison can be meant), but worth a line before minutes of
+    training."""
     baseline = spec.baseline.to_dict()
+    defaults = Recipe().to_dict()
 
     def trained(overrides: dict[str, Any]) -> str:
         recipe = baseline | overrides
-        return repr(sorted((knob, _trained_as(spec, knob, recipe[knob])) for knob in recipe))
+        inert = inert_knobs(recipe)
+        return repr(sorted((knob, _trained_as(spec, knob, recipe[knob])) for knob in recipe
+                           if knob not in inert))
 
-    notes = [f"[sweep] {knob} = {toml_value(values)} lists only the baseline's value: it adds no "
-             "variant" for knob, values in spec.sweep.items()
-             if all(_trained_as(spec, knob, v) == _trained_as(spec, knob, baseline[knob])
-                    for v in values)]
+    notes = []
+    set_in_baseline = {k: v for k, v in baseline.items() if v != defaults[k]}
+    for name, overrides in [(BASELINE, set_in_baseline), *named_variants(spec).items()]:
+        inert = inert_knobs(baseline | overrides)
+        notes += [f"{name}: {describe_changes({knob: overrides[knob]})} changes nothing: {why}"
+                  for knob, why in inert.items() if knob in overrides
+                  and (name == BASELINE or overrides[knob] != baseline[knob])]
+
+    notes += [f"[sweep] {knob} = {toml_value(values)} lists only the baseline's value: it adds no "
+              "variant" for knob, values in spec.sweep.items()
+              if all(_trained_as(spec, knob, v) == _trained_as(spec, knob, baseline[knob])
+                     for v in values)]
     first_with = {trained({}): BASELINE}
     for name, overrides in named_variants(spec).items():
         same = first_with.setdefault(trained(overrides), name)

@@ -265,6 +265,30 @@ def test_a_sweep_of_only_the_baselines_value_gets_a_note(tmp_path):
         "[sweep] batch_size = [16] lists only the baseline's value: it adds no variant"]
 
 
+def test_knobs_that_change_nothing_in_their_recipe_get_a_note(tmp_path):
+    """transformers' constant schedule takes no warmup, and max_steps decides the length whatever
+    the epochs: such a variant trains the baseline again, and the note says why."""
+    spec = spec_from(tmp_path, """
+        max_steps = 100
+        [variants]
+        steady = { lr_scheduler = "constant", warmup_ratio = 0.1 }
+        steady_ramp = { lr_scheduler = "constant_with_warmup", warmup_ratio = 0.1 }
+        [sweep]
+        epochs = [1, 5]
+        """)
+    assert redundant_variants(spec) == [
+        "baseline_steady: warmup_ratio=0.1 changes nothing: lr_scheduler = 'constant' has no "
+        "warmup (constant_with_warmup has)",
+        "baseline_epochs1: epochs=1 changes nothing: max_steps = 100 sets how long training runs",
+        "baseline_epochs5: epochs=5 changes nothing: max_steps = 100 sets how long training runs",
+        "variant 'baseline_epochs1' (epochs=1) trains the same recipe as 'baseline'",
+        "variant 'baseline_epochs5' (epochs=5) trains the same recipe as 'baseline'"]
+    baseline_only = spec_from(tmp_path, 'lr_scheduler = "constant"\nwarmup_ratio = 0.06\n')
+    assert redundant_variants(baseline_only) == [
+        "baseline: warmup_ratio=0.06 changes nothing: lr_scheduler = 'constant' has no warmup "
+        "(constant_with_warmup has)"]
+
+
 def test_changes_are_described_as_the_file_writes_them():
     from ablation.variants import describe_changes
 
