@@ -32,7 +32,7 @@ name = "sentence-transformers/all-MiniLM-L6-v2"
 
 [tracking]                    # one SwanLab run per trial
 backend = "swanlab"           # or "none"
-mode = "local"                # logs under the output folder; `swanlab watch` shows them
+mode = "local"                # logs under the output folder; `ablate dashboard FILE` serves them
 
 [baseline]                    # the recipe every variant starts from (unset knobs: defaults)
 learning_rate = 2e-5
@@ -42,7 +42,7 @@ eval_steps = 50               # evaluate every 50 steps; 0: once per epoch
 
 [variants]                    # name = the knobs it changes; it runs as "baseline_<name>"
 bs32 = { batch_size = 32 }
-"bs32_lr5e-5" = { batch_size = 32, learning_rate = 5e-5 }   # quote names with a dot or a dash
+bs32_lr5e-5 = { batch_size = 32, learning_rate = 5e-5 }   # quote a name with a dot: "lr2.5e-5"
 
 # [sweep]                     # one factor at a time: each value becomes its own variant
 # dropout = [0.0, 0.3]
@@ -56,6 +56,10 @@ def write_starter(path: Path) -> Path:
         with path.open("x", encoding="utf-8") as out:
             out.write(STARTER)
     except FileExistsError:
+        if path.is_dir():
+            raise AblateInputError(
+                f"{path}: is a folder; `ablate init` writes a file: give its path "
+                f"(ablate init {path / 'experiment.toml'})") from None
         raise AblateInputError(
             f"{path}: already exists; `ablate init` never overwrites a file, give another "
             "path (ablate init other.toml)") from None

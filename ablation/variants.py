@@ -237,6 +237,8 @@ def describe_changes(overrides: dict[str, Any]) -> str:
 def _format_value(value: Any) -> str:
     if isinstance(value, bool):  # as the TOML file writes it
         return str(value).lower()
+    if value is None:  # "" or false in the file: back to the model's or ablate's default
+        return "unset"
     if isinstance(value, float):
         return human_number(value)
     if isinstance(value, dict):

@@ -294,3 +294,4 @@ def test_changes_are_described_as_the_file_writes_them():
 
     assert describe_changes({"group_by_length": True, "learning_rate": 5e-5}) == \
         "group_by_length=true, learning_rate=5e-5"
+    assert describe_changes({"dropout": None}) == "dropout=unset"  # dropout = "" in the file
