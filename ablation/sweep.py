@@ -13,6 +13,7 @@ import copy
 import gc
 import json
 import logging
+import re
 import shutil
 import threading
 import time
@@ -24,7 +25,7 @@ from typing import Any
 import optuna
 
 from . import interrupts, queue, records
-from .config import ExperimentSpec
+from .config import KNOBS, ExperimentSpec, last_set
 from .errors import AblateInputError, first_line
 from .progress import Lines, as_progress
 from .tracking import NullTracker, make_tracker
@@ -313,7 +314,22 @@ def preflight(spec: ExperimentSpec, trials: list[TrialSpec], inputs: TrialInputs
             class_weights(trial.recipe, np.arange(len(label_names)), len(label_names))
             check_train_size(inputs.splits, trial.recipe.max_train_samples)
         except AblateInputError as err:
+            given = _set_behind(spec, trial, str(err))
+            where = f"--set {given!r}: {trial.variant}" if given else where
             raise AblateInputError(f"{where}: {err}") from None
+
+
+def _set_behind(spec: ExperimentSpec, trial: TrialSpec, message: str) -> str | None:
+    """The --set that gave the knob a preflight message starts with, if one did: the variant's
+    own (variants.NAME.KNOB) where it changes that knob, else the baseline's."""
+    knob = re.match(r"\w+", message)
+    if knob is None or knob.group() not in KNOBS:
+        return None
+    knob = knob.group()
+    if knob in trial.overrides:
+        suffix = trial.variant.removeprefix(BASELINE + "_")
+        return last_set(spec.sets, f"variants.{suffix}.{knob}", f"variants.{suffix}")
+    return last_set(spec.sets, f"baseline.{knob}")
 
 
 def _check_vocabulary(source: Any, config: Any, tokenizer: Any, splits: Any) -> None:

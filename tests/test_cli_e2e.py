@@ -318,7 +318,11 @@ def test_validate_checks_data_and_model_and_trains_nothing(write_experiment, cap
     (["model.config.num_layerz=2"], "[model] config key 'num_layerz': BertConfig of "),
     (["variants.cw.class_weight=[1.0, 2.0]"], "baseline_cw: class_weight has 2 values but the "
                                                "data has 3 classes"),
-    (["variants.half.precision=fp16"], "fp16 needs a CUDA GPU"),
+    (["variants.half.precision=fp16"], "--set 'variants.half.precision=fp16': baseline_half: "
+                                       "precision = 'fp16': fp16 needs a CUDA GPU"),
+    (["baseline.precision=fp16"], "--set 'baseline.precision=fp16': baseline: precision = 'fp16'"),
+    (["baseline.class_weight=[1.0, 2.0]"], "--set 'baseline.class_weight=[1.0, 2.0]': baseline: "
+                                           "class_weight has 2 values"),
 ])
 def test_validate_reports_data_and_model_problems_in_one_line(write_experiment, capsys, sets,
                                                               expected):
