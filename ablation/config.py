@@ -599,7 +599,10 @@ def _split_set(item: str) -> tuple[list[str], Any]:
         if len(parts) < 3:
             raise AblateInputError(
                 f"--set {item!r}: expected variants.NAME.KNOB=VALUE")
-        parts = ["variants", ".".join(parts[1:-1]), parts[-1]]
+        if len(parts) >= 4 and parts[-2] == "model_config":  # variants.NAME.model_config.KEY
+            parts = ["variants", ".".join(parts[1:-2]), "model_config", parts[-1]]
+        else:
+            parts = ["variants", ".".join(parts[1:-1]), parts[-1]]
     return parts, _parse_set_value(text.strip(), item)
 
 
@@ -635,7 +638,7 @@ def check_set(item: str) -> None:
     if key not in fields:
         raise AblateInputError(f"--set {item!r}: {unknown}{_did_you_mean(key, list(fields))} "
                                f"(allowed: {', '.join(fields)})")
-    if len(parts) == 2 or parts[0] == "variants":
+    if len(parts) == 2 or (parts[0] == "variants" and len(parts) == 3):
         try:
             fields[key].metadata["check"](value)
         except ValueError as err:

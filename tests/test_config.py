@@ -677,6 +677,17 @@ def test_set_knob_of_a_variant_whose_name_has_a_dot(tmp_path: Path) -> None:
     assert spec.variants == {"dropout0.3": {"dropout": 0.2}}
 
 
+def test_set_one_model_config_key_of_a_variant(tmp_path: Path) -> None:
+    """As baseline.model_config.KEY: the dotted key goes into the variant's model_config, which
+    keeps the file's other keys, also for a variant whose name holds a dot."""
+    path = write_spec(tmp_path, variants='"v1.5" = { model_config = { hidden_dropout_prob = 0.2 } }')
+    spec = load_spec(path, sets=["variants.v1.5.model_config.num_hidden_layers=1",
+                                 "variants.new.model_config.num_hidden_layers=2"])
+    assert spec.variants == {"v1.5": {"model_config": {"hidden_dropout_prob": 0.2,
+                                                       "num_hidden_layers": 1}},
+                             "new": {"model_config": {"num_hidden_layers": 2}}}
+
+
 def test_set_adds_a_new_variant_after_the_file_ones(tmp_path: Path) -> None:
     spec = load_spec(write_spec(tmp_path, variants="bs32 = { batch_size = 32 }"),
                      sets=["variants.new.batch_size=8"])
