@@ -622,10 +622,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _resume(args: argparse.Namespace | None) -> str:
-    """The command that goes on with an interrupted run: the same file and --sets."""
+    """The command that goes on with an interrupted run: the same file, --sets, selection,
+    workers and --graceful. Not --rerun: its trials were superseded and queued when it planned
+    (the run goes on with them; naming it again would train those it finished once more), but
+    with --only its variants stay selected."""
     if args is None or args.command != "run":
         return ""
     command = ["ablate", "run", str(args.file), *[p for item in args.sets for p in ("--set", item)]]
+    selected = args.only + args.rerun if args.only else []
+    command += [p for name in dict.fromkeys(selected) for p in ("--only", name)]
+    command += ["--retry-failed"] * args.retry_failed + ["--graceful"] * args.graceful
+    command += ["--workers", str(args.workers)] if args.workers > 1 else []
     return f"; `{shlex.join(command)}` goes on from there"
 
 

@@ -688,7 +688,10 @@ def run_study(spec: ExperimentSpec, only: list[str] | None = None,
     job.search = propose
     study = job.study
     wanted = {t.key for t in trials} | {t.key for t in to_queue}  # and the search's retries
-    if workers > 1 and (to_queue or propose):
+    # Trials queued by an earlier, interrupted run are waiting too: they are this run's work.
+    waiting = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+               if t.user_attrs.get(records.KEY) in wanted or not (only or rerun or retry_failed)]
+    if workers > 1 and (to_queue or propose or waiting):
         names = []  # no selection: every queued trial, and the search
         if only or rerun or retry_failed:  # the selected variants; the search if selected
             names = sorted({t.variant for t in trials}) + ([SELECTOR] if propose else [])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -303,3 +304,17 @@ def test_output_to_a_reader_that_stopped_exits_141_without_a_traceback(write_exp
 ])
 def test_predict_takes_texts_before_and_after_its_options(argv, texts):
     assert cli.build_parser().parse_args(["predict", "model", *argv]).texts == texts
+
+
+@pytest.mark.parametrize("options, resumed", [
+    ([], []),
+    (["--only", "a", "--workers", "2", "--graceful"], ["--only", "a", "--graceful", "--workers", "2"]),
+    (["--rerun", "b"], []),  # its trials are queued: a plain run trains them, not again
+    (["--only", "a", "--rerun", "b", "--retry-failed"], ["--only", "a", "--only", "b",
+                                                        "--retry-failed"]),
+])
+def test_the_interrupted_line_gives_the_command_that_goes_on_with_the_same_selection(
+        options, resumed):
+    args = cli.build_parser().parse_args(["run", "x.toml", "--set", "baseline.epochs=1", *options])
+    expected = shlex.join(["ablate", "run", "x.toml", "--set", "baseline.epochs=1", *resumed])
+    assert cli._resume(args) == f"; `{expected}` goes on from there"

@@ -466,6 +466,27 @@ def test_four_workers_run_every_trial_exactly_once(write_experiment, tmp_path, s
     assert records.this_worker() not in processes and len(processes) >= 2, processes
 
 
+def test_a_run_again_after_an_interruption_trains_the_queued_trials_in_its_workers(
+        write_experiment, monkeypatch):
+    """Interrupted after planning, a run leaves every trial queued: the same command with
+    --workers trains them in worker processes, not alone in this one."""
+    from ablation import sweep
+
+    path = write_experiment()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(sweep, "work", interrupted)
+        assert cli.main(["run", str(path)]) == 130
+    assert {t.state.name for t in _trials(path, [])} == {"WAITING"}
+    assert cli.main(["run", str(path), "--workers", "2"]) == 0
+    trials = _trials(path, [])
+    assert len(trials) == 2 and {t.state.name for t in trials} == {"COMPLETE"}
+    assert records.this_worker() not in {t.user_attrs["worker"] for t in trials}
+
+
 def test_worker_processes_train_on_what_the_studys_sets_say(write_experiment, capfd):
     """`--workers` starts `ablate worker` processes: they read the data through the same --sets
     (here 16 training rows), so they train exactly what one process would."""
