@@ -234,7 +234,7 @@ def _progress(spec: Any, args: argparse.Namespace) -> Any:
 
 def _dry_run(spec: Any, args: argparse.Namespace) -> int:
     """What `run` with the same options would do, from the same plan, changing nothing."""
-    from .queue import StudyNotFound, open_study
+    from .queue import StudyNotFound, check_none_running, open_study
     from .records import latest_by_key, load_records
     from .search import retries, run_probes, search_names, selected
     from .sweep import check_own_output_dir, checked_plan, make_output_dir, run_selection
@@ -248,6 +248,7 @@ def _dry_run(spec: Any, args: argparse.Namespace) -> int:
     except StudyNotFound:  # never run (nothing created): all to run; an unusable storage is refused
         study = None
     if study is not None and args.force_new:
+        check_none_running(study)
         print(f"--force-new: would delete study {spec.name!r} "
               f"({len(study.get_trials(deepcopy=False))} trial(s)), its trial logs and SwanLab runs "
               f"in {spec.output_dir}, and start afresh")

@@ -179,6 +179,24 @@ def _unusable(url: str, err: Exception) -> AblateInputError:
     return AblateInputError(f"[experiment] storage = {url!r} cannot be opened: {reason}")
 
 
+def check_none_running(study: optuna.Study) -> None:
+    """`--force-new` deletes the study under the processes training it (they would crash and
+    lose their trial): refused while a trial runs in a live process. Without heartbeats (a
+    journal) a RUNNING trial may be long dead, and is not taken as alive."""
+    if not has_heartbeats(study):
+        return
+    gone = stale_numbers(study)
+    alive = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+             if t.number not in gone]
+    if alive:
+        key = alive[0].user_attrs.get(records.KEY, f"#{alive[0].number}")
+        worker = alive[0].user_attrs.get(records.WORKER)
+        raise AblateInputError(
+            f"--force-new: study {study.study_name!r} has {len(alive)} trial(s) running in another "
+            f"process ({key}" + (f" in {worker}" if worker else "") + "); deleting it would "
+            "crash them and lose their trials: stop them first, or wait until they finish")
+
+
 def delete_study(spec: ExperimentSpec) -> int | None:
     """`run --force-new`: delete the study of this name from the storage; returns how many
     trials it held, or None when there was none."""
@@ -354,14 +372,21 @@ def fail_abandoned(study: optuna.Study, numbers: list[int]) -> None:
             storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
 
 
+class TrialTakenOver(Exception):
+    """This process's trial was failed as stale and queued again by another process (this one
+    sent no heartbeat for 3 intervals: suspended, or too busy): its attempt is not stored."""
+
+
 class Heartbeat:
-    """Records a running trial's heartbeat every interval, in a daemon thread."""
+    """Records a running trial's heartbeat every interval, in a daemon thread, and sets `lost`
+    once the trial is no longer RUNNING: another process took it over as stale."""
 
     def __init__(self, study: optuna.Study, trial: optuna.Trial) -> None:
         self.storage = study._storage
         self.trial_id = trial._trial_id
         self.interval = (self.storage.get_heartbeat_interval()
                          if optuna.storages._heartbeat.is_heartbeat_enabled(self.storage) else None)
+        self.lost = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -375,6 +400,9 @@ class Heartbeat:
     def _beat(self) -> None:
         while not self._stop.wait(self.interval):
             try:
+                if self.storage.get_trial(self.trial_id).state != TrialState.RUNNING:
+                    self.lost.set()  # failed as stale by another process: no more beats
+                    return
                 self.storage.record_heartbeat(self.trial_id)
             except Exception:  # a storage hiccup must not kill training; the next beat retries
                 pass

@@ -136,6 +136,7 @@ def _write_study_files(spec: ExperimentSpec) -> None:
 # mix its results with the stored ones.
 IDENTITY_ATTRS = ("data", "model", "baseline", "metric", "direction")
 DATA_FINGERPRINT = "data_fingerprint"
+HEARTBEAT = "heartbeat"  # of the last run: a worker judging others by another one is refused
 
 
 def study_identity(spec: ExperimentSpec) -> dict[str, Any]:
@@ -216,7 +217,8 @@ def stored_data_fingerprint(spec: ExperimentSpec) -> str | None:
 
 def _record_study_attrs(study: optuna.Study, spec: ExperimentSpec, splits: Any) -> None:
     values = {"label_names": splits.label_names, "description": spec.experiment.description,
-              DATA_FINGERPRINT: splits.fingerprint(), **study_identity(spec)}
+              DATA_FINGERPRINT: splits.fingerprint(), HEARTBEAT: spec.experiment.heartbeat,
+              **study_identity(spec)}
     for key, value in values.items():
         if study.user_attrs.get(key) != value:
             study.set_user_attr(key, value)
@@ -528,7 +530,7 @@ def _work(job: Work, wanted: set[str] | None, outcome: RunOutcome, wait_for_othe
             time.sleep(min(job.spec.experiment.heartbeat, 5))
             continue
         try:
-            with queue.Heartbeat(job.study, optuna_trial):  # from the claim until it is told
+            with queue.Heartbeat(job.study, optuna_trial) as beat:  # from the claim until told
                 trial = _spec_from_attrs(job.spec, optuna_trial.user_attrs)
                 pruning = _search_retry(job, optuna_trial, trial)
                 tokenizer, data = _inputs_for(job, optuna_trial, trial)
@@ -536,7 +538,7 @@ def _work(job: Work, wanted: set[str] | None, outcome: RunOutcome, wait_for_othe
                 job.echo(f"trial {optuna_trial.number} {trial.key}: {_describe(trial)}")
                 job.echo.trial_started(trial.key, trial.seed)
                 _run_one(job.study, optuna_trial, trial, job.spec, data, tokenizer, job.tracker,
-                         run_name, outcome, job.echo, pruning)
+                         run_name, outcome, job.echo, pruning, beat.lost)
         except KeyboardInterrupt:  # between the claim and training too: recorded, not left RUNNING
             _fail_if_running(job.study, optuna_trial)
             raise
@@ -638,7 +640,7 @@ def _search_once(job: Work, outcome: RunOutcome) -> bool:
                 with interrupts.held():  # the new trial is ours to record once ask() made it
                     optuna_trial = job.study.ask()
                     # From its creation: a process killed now leaves a trial that goes stale.
-                    beating.enter_context(queue.Heartbeat(job.study, optuna_trial))
+                    beat = beating.enter_context(queue.Heartbeat(job.study, optuna_trial))
                 try:
                     overrides = suggest(optuna_trial, search)
                     trial = TrialSpec.of(job.spec.baseline, search_trial_name(optuna_trial.number),
@@ -656,7 +658,7 @@ def _search_once(job: Work, outcome: RunOutcome) -> bool:
                      f"(search {len(made) + 1}/{search.n_trials})")
             job.echo.trial_started(trial.key, trial.seed)
             _run_one(job.study, optuna_trial, trial, job.spec, data, tokenizer, job.tracker,
-                     trial.variant, outcome, job.echo, pruning)
+                     trial.variant, outcome, job.echo, pruning, beat.lost)
         except KeyboardInterrupt:  # before training too: recorded, not left RUNNING
             _fail_if_running(job.study, optuna_trial)
             raise
@@ -717,6 +719,9 @@ def _plan_and_queue(spec: ExperimentSpec, trials: list[TrialSpec], outcome: RunO
     queued again too (after the variants; they are checked when claimed, like proposals)."""
     from .search import retries, run_probes
 
+    if force_new:
+        with contextlib.suppress(queue.StudyNotFound):
+            queue.check_none_running(queue.open_study(spec, create=False))
     study = None if force_new else queue.open_study(spec)
     retried: list[tuple[TrialSpec, int]] = []
     if study is None:  # --force-new: every selected trial, in a new study
@@ -776,6 +781,11 @@ def run_worker(spec: ExperimentSpec, echo: Callable[[str], None] = print,
     # another machine.
     check_same_study(study, spec, keys=("baseline", "metric", "direction"), advice=SAME_AS_RUN)
     check_same_search(study, spec, SAME_AS_RUN)
+    stored = study.user_attrs.get(HEARTBEAT)
+    if stored is not None and stored != spec.experiment.heartbeat:
+        raise _refusal(spec, f"experiment.heartbeat={stored}; this worker's is "
+                             f"{spec.experiment.heartbeat} (a process takes a trial over as "
+                             "dead after 3 of its own heartbeats without one from it)", SAME_AS_RUN)
     job = Work(spec, study, echo, stop or threading.Event(),
                search=selected(spec, only, None, False)[1])  # --only X: no search trials
     if DATA_FINGERPRINT in study.user_attrs:  # before any trial is claimed: none fails for it
@@ -870,7 +880,8 @@ def _describe(trial: TrialSpec) -> str:
 
 def _run_one(study: optuna.Study, optuna_trial: optuna.Trial, trial: TrialSpec,
              spec: ExperimentSpec, data: Any, tokenizer: Any, tracker: Any, run_name: str,
-             outcome: RunOutcome, echo: Lines, pruning: Any = None) -> None:
+             outcome: RunOutcome, echo: Lines, pruning: Any = None,
+             lost: threading.Event | None = None) -> None:
     from . import train
 
     trial_dir = spec.output_dir / "trials" / trial.key
@@ -897,12 +908,20 @@ def _run_one(study: optuna.Study, optuna_trial: optuna.Trial, trial: TrialSpec,
                                            tracker_config, echo)
             else:
                 tracker.start(run_name, spec.name, tracker_config)
+                extra = [pruning] if pruning is not None else []
+                if lost is not None:
+                    extra.append(train.StopWhenTakenOver(lost))
                 result = train.train_with_backoff(
                     trial, spec, data, tokenizer, trial_dir, tracker, echo=echo,
-                    extra_callbacks=[pruning] if pruning is not None else None)
+                    extra_callbacks=extra)
+            if lost is not None and lost.is_set():
+                raise queue.TrialTakenOver
         except KeyboardInterrupt:
             _fail(study, optuna_trial, tracker, INTERRUPTED)
             raise
+        except queue.TrialTakenOver:
+            _taken_over(optuna_trial, trial, spec, tracker, echo)
+            return
         except Exception as err:
             log.error("trial %s failed:\n%s", trial.key, traceback.format_exc(),
                       extra={TRIAL_LOG_ONLY: True})  # the terminal gets the one line below
@@ -916,7 +935,7 @@ def _run_one(study: optuna.Study, optuna_trial: optuna.Trial, trial: TrialSpec,
             return
         value = result["validation"][spec.experiment.metric]
         # What the trial computed is kept: an interrupt now waits until it is recorded.
-        with interrupts.held():
+        with interrupts.held(), _unless_taken_over(optuna_trial, trial, spec, tracker, echo):
             if pruning is not None and pruning.pruned_at_step is not None:
                 result["pruned_at_step"] = pruning.pruned_at_step
                 optuna_trial.set_user_attr(records.RESULT, result)
@@ -939,9 +958,37 @@ def _run_one(study: optuna.Study, optuna_trial: optuna.Trial, trial: TrialSpec,
         handler.close()
 
 
+def _taken_over(optuna_trial: optuna.Trial, trial: TrialSpec, spec: ExperimentSpec,
+                tracker: Any, echo: Lines) -> None:
+    """One line instead of a traceback: another process failed this trial as stale and queued it
+    again; its attempt there is the one the study keeps."""
+    message = (f"another process took this trial over: this one sent no heartbeat for "
+               f"{3 * spec.experiment.heartbeat:g} s (suspended, or too busy), so its trial was "
+               "failed as stale and queued again; this attempt is not stored")
+    log.warning("trial %s: %s", trial.key, message)
+    tracker.finish(error=message)
+    echo.trial_ended(trial.key, "FAIL")
+    echo(f"trial {optuna_trial.number} {trial.key}: {message}")
+    from . import train
+
+    train.release_memory()
+
+
+@contextlib.contextmanager
+def _unless_taken_over(optuna_trial: optuna.Trial, trial: TrialSpec, spec: ExperimentSpec,
+                       tracker: Any, echo: Lines) -> Any:
+    """Storing the result of a trial that was taken over in the meantime (between the last beat
+    and now) fails as Optuna's finished-trial error: said in one line, the run goes on."""
+    try:
+        yield
+    except optuna.exceptions.UpdateFinishedTrialError:
+        _taken_over(optuna_trial, trial, spec, tracker, echo)
+
+
 def _fail(study: optuna.Study, optuna_trial: optuna.Trial, tracker: Any, message: str) -> None:
     with interrupts.held():  # a second Ctrl+C leaves neither the trial nor its run unfinished
-        optuna_trial.set_user_attr(records.ERROR, message)
-        study.tell(optuna_trial, state=optuna.trial.TrialState.FAIL)
+        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):  # taken over
+            optuna_trial.set_user_attr(records.ERROR, message)
+            study.tell(optuna_trial, state=optuna.trial.TrialState.FAIL)
         if tracker is not None:
             tracker.finish(error=message)

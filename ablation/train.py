@@ -12,6 +12,7 @@ import json
 import logging
 import platform
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -333,6 +334,20 @@ class TimeoutCallback(TrainerCallback):
         if elapsed > self.limit_s:
             raise TrialTimeout(f"ran {elapsed:.1f} s, longer than trial_timeout = {self.limit_s} s "
                                f"(step {state.global_step} of {state.max_steps})")
+
+
+class StopWhenTakenOver(TrainerCallback):
+    """Stops a trial another process took over as stale (queue.Heartbeat's `lost`) at the next
+    step, before it saves a model into the folder the new attempt trains in."""
+
+    def __init__(self, lost: threading.Event) -> None:
+        self.lost = lost
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.lost.is_set():
+            from .queue import TrialTakenOver
+
+            raise TrialTakenOver
 
 
 # --------------------------------------------------------------------------- checkpoints

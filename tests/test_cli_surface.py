@@ -157,6 +157,26 @@ def test_force_new_deletes_nothing_when_the_new_input_is_bad(
     assert _trials(study_file) == stored
 
 
+def test_force_new_is_refused_while_a_trial_of_the_study_trains_in_a_live_process(
+        study_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from ablation import queue
+    from ablation.sweep import select_trials
+
+    spec = load_spec(study_file)
+    study = queue.open_study(spec)
+    queue.enqueue(study, select_trials(spec, None))
+    claimed = queue.claim(study, None)
+    with queue.Heartbeat(study, claimed):  # training, here standing for another process
+        for dry in (["--dry-run"], []):
+            capsys.readouterr()
+            assert cli.main(["run", str(study_file), "--force-new", *dry]) == 2
+            err = capsys.readouterr().err
+            assert err.startswith("ablate: error: --force-new: study 'tiny' has 1 trial(s) running "
+                                  "in another process (baseline-s42 in ")
+            assert "stop them first, or wait until they finish" in err and err.count("\n") == 1
+    assert [state for *_, state in _trials(study_file)] == ["RUNNING"]  # nothing deleted
+
+
 # --------------------------------------------------------------------------- init
 
 

@@ -520,6 +520,70 @@ def test_a_worker_reading_other_rows_is_refused_before_it_claims_a_trial(write_e
     assert [t.state.name for t in study.get_trials()] == ["COMPLETE", "WAITING"]
 
 
+def test_a_worker_with_another_heartbeat_is_refused(write_experiment, capsys):
+    """Each process takes another's trial over after 3 of its own heartbeats: a worker beating
+    every 30 s beside a run that waits 3 × 2 s would have its trials taken over while alive."""
+    path = write_experiment(variants="")
+    assert cli.main(["run", str(path), "--set", "experiment.heartbeat=2"]) == 0
+    capsys.readouterr()
+    assert cli.main(["worker", str(path), "--set", "experiment.heartbeat=30"]) == 2
+    err = capsys.readouterr().err
+    assert "run with experiment.heartbeat=2; this worker's is 30" in err and err.count("\n") == 1
+
+
+def test_a_trial_taken_over_by_another_process_stops_in_one_line_and_the_run_goes_on(
+        write_experiment, monkeypatch, capsys):
+    """A process suspended past 3 heartbeats has its trial failed as stale and queued again by
+    another: when it wakes, it stops that trial with one line (no traceback, nothing stored over
+    the other attempt) and goes on to the report."""
+    from ablation import queue
+
+    path = write_experiment(variants="")
+    real_train = train.train_with_backoff
+    attempts = []
+
+    def taken_over_while_training(trial, spec, *args, **kwargs):
+        attempts.append(trial.key)
+        if len(attempts) == 1:  # what queue.requeue_stale does in the other process
+            study = open_study(spec, create=False)
+            [running] = study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+            study._storage.set_trial_user_attr(running._trial_id, records.ERROR, queue.STALE_ERROR)
+            study._storage.set_trial_state_values(running._trial_id,
+                                                  state=optuna.trial.TrialState.FAIL)
+            queue.enqueue_again(study, study._storage.get_trial(running._trial_id))
+        return real_train(trial, spec, *args, **kwargs)
+
+    monkeypatch.setattr(train, "train_with_backoff", taken_over_while_training)
+    assert cli.main(["run", str(path)]) == 0  # the queued attempt is trained here, then reported
+    out = capsys.readouterr().out
+    assert "trial 0 baseline-s42: another process took this trial over: this one sent no " \
+           "heartbeat for 30 s" in out
+    assert "Traceback" not in out and "report:" in out
+    first, second = _trials(path)
+    assert first.state.name == "FAIL" and records.RESULT not in first.user_attrs
+    assert first.user_attrs[records.ERROR] == queue.STALE_ERROR  # not overwritten by this process
+    assert second.state.name == "COMPLETE" and attempts == ["baseline-s42"] * 2
+
+
+def test_the_heartbeat_tells_a_trial_it_was_taken_over_and_training_stops_at_the_next_step(
+        write_experiment):
+    from ablation import queue
+    from ablation.sweep import select_trials
+
+    path = write_experiment(variants="")
+    spec = load_spec(path, ["experiment.heartbeat=1"])
+    study = open_study(spec)
+    queue.enqueue(study, select_trials(spec, None))
+    claimed = queue.claim(study, {"baseline-s42"})
+    with queue.Heartbeat(study, claimed) as beat:
+        stop = train.StopWhenTakenOver(beat.lost)
+        stop.on_step_end(None, None, None)  # still ours: training goes on
+        study._storage.set_trial_state_values(claimed._trial_id, state=optuna.trial.TrialState.FAIL)
+        assert beat.lost.wait(timeout=10)
+        with pytest.raises(queue.TrialTakenOver):
+            stop.on_step_end(None, None, None)
+
+
 @pytest.mark.parametrize("storage", ["sqlite", "journal"])
 def test_rerun_of_a_trial_left_running(write_experiment, tmp_path, capsys, storage):
     """Journal storage has no heartbeats: a trial whose process died stays RUNNING until
