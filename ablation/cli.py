@@ -234,7 +234,7 @@ def _progress(spec: Any, args: argparse.Namespace) -> Any:
 
 def _dry_run(spec: Any, args: argparse.Namespace) -> int:
     """What `run` with the same options would do, from the same plan, changing nothing."""
-    from .queue import StudyNotFound, check_none_running, open_study
+    from .queue import StudyNotFound, check_none_running, has_heartbeats, open_study, stale_numbers
     from .records import latest_by_key, load_records
     from .search import retries, run_probes, search_names, selected
     from .sweep import check_own_output_dir, checked_plan, make_output_dir, run_selection
@@ -278,8 +278,13 @@ def _dry_run(spec: Any, args: argparse.Namespace) -> int:
     # Not queued anew: a trial still queued (an interrupted run's) is trained by this run too.
     latest = latest_by_key(load_records(study)) if study is not None else {}
     waiting = {key for key, r in latest.items() if r.state == "WAITING" and key not in queued}
+    # RUNNING, but its process is gone (as `status` says): with heartbeats, the run queues it
+    # again once they have stopped, and trains it; without (a journal), only --rerun does.
+    stale = stale_numbers(study) if study is not None else set()
+    gone = {key for key, r in latest.items() if r.number in stale and key not in queued}
+    requeued = gone if study is not None and has_heartbeats(study) else set()
     print(f"plan: {len(trials) + len(retried)} trial(s), "
-          f"{len(queued | (waiting & {t.key for t in trials}))} to run")
+          f"{len(queued | ((waiting | requeued) & {t.key for t in trials}))} to run")
     width = max([32, *(len(t.key) for t in trials + retried)])  # long names keep the columns
     for trial in trials + retried:
         if trial.key in queued:
@@ -290,6 +295,10 @@ def _dry_run(spec: Any, args: argparse.Namespace) -> int:
             state = "not failed, left"
         elif trial.key in waiting:
             state = "queued, to run"
+        elif trial.key in requeued:
+            state = "process gone, to run"
+        elif trial.key in gone:
+            state = "process gone: --rerun it"
         else:
             state = "running elsewhere"
         print(f"  {trial.key:<{width}} {state:<18} {describe_changes(trial.overrides)}")

@@ -581,10 +581,18 @@ def _search_retry(job: Work, optuna_trial: optuna.Trial, trial: TrialSpec) -> An
 
 def _waiting_note(job: Work, running: list[optuna.trial.FrozenTrial]) -> str:
     where = {str(t.user_attrs.get(records.KEY)): t.user_attrs.get(records.WORKER) for t in running}
-    note = "waiting for " + ", ".join(
-        f"{key} (running in process {where[key]})" if where[key] else f"{key} (running elsewhere)"
-        for key in sorted(where))
-    if queue.has_heartbeats(job.study):
+    gone = {str(t.user_attrs.get(records.KEY)) for t in running
+            if t.number in queue.stale_numbers(job.study)}
+    beats = queue.has_heartbeats(job.study)
+
+    def state(key: str) -> str:
+        if key in gone:  # known on this machine at once; the heartbeats tell everyone later
+            process = f"its process {where[key]}" if where[key] else "its process"
+            return f"{process} is gone" + ("; queued again once its heartbeats stop" if beats else "")
+        return f"running in process {where[key]}" if where[key] else "running elsewhere"
+
+    note = "waiting for " + ", ".join(f"{key} ({state(key)})" for key in sorted(where))
+    if beats:
         return note
     variants = sorted({str(t.user_attrs.get(records.VARIANT)) for t in running})
     return (f"{note} (this storage has no heartbeats: if that process is gone, stop this and "

@@ -584,6 +584,36 @@ def test_the_heartbeat_tells_a_trial_it_was_taken_over_and_training_stops_at_the
             stop.on_step_end(None, None, None)
 
 
+def test_a_trial_whose_process_is_gone_is_said_so_by_the_waiting_note_and_the_dry_run(
+        write_experiment, capsys):
+    """As status says: a RUNNING trial whose process on this machine has exited is not "running
+    elsewhere": the run queues it again once its heartbeats stop, and trains it."""
+    import socket
+
+    from ablation import queue
+    from ablation.sweep import select_trials
+
+    path = write_experiment()
+    spec = load_spec(path)
+    study = open_study(spec)
+    queue.enqueue(study, select_trials(spec, ["baseline"]))
+    claimed = queue.claim(study, {"baseline-s42"})
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    gone = f"{socket.gethostname()}:{dead.pid}"
+    claimed.set_user_attr(records.WORKER, gone)
+    running = study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+    note = _waiting_note(Work(spec, study, lambda line: None), running)
+    assert note == (f"waiting for baseline-s42 (its process {gone} is gone; queued again once its "
+                    "heartbeats stop)")
+    capsys.readouterr()
+    assert cli.main(["run", str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "plan: 2 trial(s), 2 to run" in out
+    assert [line.split()[1:4] for line in out.splitlines() if "baseline-s42" in line] == [
+        ["process", "gone,", "to"]]
+
+
 @pytest.mark.parametrize("storage", ["sqlite", "journal"])
 def test_rerun_of_a_trial_left_running(write_experiment, tmp_path, capsys, storage):
     """Journal storage has no heartbeats: a trial whose process died stays RUNNING until
