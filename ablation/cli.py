@@ -213,8 +213,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         progress.close()
     _print_summary(spec, outcome.report)
     if stop.is_set():
-        print("stopped after the running trial; run the same command again to go on",
-              file=sys.stderr)
+        print("stopped by Ctrl+C with no trial left half-done; run the same command again to "
+              "go on", file=sys.stderr)
     if outcome.failed:
         print(f"{len(outcome.failed)} trial(s) failed: {', '.join(outcome.failed)}; "
               f"see `{spec.command('status')}`", file=sys.stderr)
@@ -303,8 +303,11 @@ def _dry_run(spec: Any, args: argparse.Namespace) -> int:
             state = "running elsewhere"
         print(f"  {trial.key:<{width}} {state:<18} {describe_changes(trial.overrides)}")
     if replaced:
-        print(f"the {len(replaced)} complete result(s) of the variants run again would be kept "
-              "as superseded")
+        states = {r.number: r.state for r in load_records(study)}
+        done = sum(states.get(number) == "COMPLETE" for number in replaced)
+        parts = [f"{done} complete result(s)"] * bool(done) + [
+            f"{len(replaced) - done} abandoned running trial(s)"] * bool(len(replaced) - done)
+        print(f"the {' and '.join(parts)} of the variants run again would be kept as superseded")
     if spec.search is not None and not propose:
         print("then [search]: no new trials: --only, --rerun and --retry-failed run only what they "
               "select (--only search selects the search)")
@@ -374,7 +377,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     with interrupts.handled(args.graceful) as stop:
         outcome = run_worker(spec, stop=stop, only=args.only or None)
     print(f"worker done: {len(outcome.completed)} trial(s) complete, {len(outcome.failed)} failed"
-          + ("; stopped after the running trial" if stop.is_set() else ""))
+          + ("; stopped by Ctrl+C with no trial left half-done" if stop.is_set() else ""))
     return EXIT_TRIALS_FAILED if outcome.failed else EXIT_OK
 
 
@@ -619,9 +622,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ablate: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        from .sweep import STARTED_BY_RUN
-
-        if os.environ.get(STARTED_BY_RUN) is None:  # the run that started workers says it once
+        if not interrupts.started_by_run():  # the run that started workers says it once
             print(f"ablate: interrupted; completed trials are kept in the storage{_resume(args)}",
                   file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -12,6 +12,7 @@ block's end and is raised there.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -35,6 +36,14 @@ def held() -> Iterator[None]:
         if not _depth and _pending:
             _pending = False
             raise KeyboardInterrupt
+
+
+STARTED_BY_RUN = "ABLATE_STARTED_BY_RUN"  # in the environment of the workers `run` starts
+
+
+def started_by_run() -> bool:
+    """A worker process of `ablate run --workers`: the run speaks for it to the terminal."""
+    return os.environ.get(STARTED_BY_RUN) is not None
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -63,8 +72,9 @@ def handled(graceful: bool) -> Iterator[threading.Event]:
             _interrupt(signum, frame)
             return
         stop.set()
-        print("\nablate: stopping after the running trial (Ctrl+C again to stop now)",
-              file=sys.stderr)
+        if not started_by_run():  # the run's Ctrl+C reaches its workers too: said once
+            print("\nablate: stopping after the running trial (Ctrl+C again to stop now)",
+                  file=sys.stderr)
 
     previous = {number: signal.signal(number, handler)
                 for number, handler in ((signal.SIGTERM, _interrupt), (signal.SIGINT, ctrl_c))}

@@ -31,7 +31,7 @@ from .progress import Lines, as_progress
 from .tracking import NullTracker, make_tracker
 from .variants import BASELINE, TrialSpec, describe_changes, expand, variant_names
 
-STARTED_BY_RUN = "ABLATE_STARTED_BY_RUN"  # in the environment of the workers `run` starts
+STARTED_BY_RUN = interrupts.STARTED_BY_RUN
 INTERRUPTED = "interrupted (Ctrl+C or SIGTERM)"  # a trial's error when its process was stopped
 
 log = logging.getLogger(__name__)

@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -247,7 +248,9 @@ def test_graceful_stop_and_only_reach_the_worker_processes(write_experiment):
     path = write_experiment(variants=FOUR_VARIANTS)
     sets = ["--set", "experiment.seeds=[1, 2]", "--set", "baseline.epochs=20",
             "--set", "baseline.eval_steps=100"]
-    run = _ablate("run", str(path), "--workers", "2", "--graceful", *sets)
+    log = path.parent / "run.err"
+    with log.open("w") as err:
+        run = _ablate("run", str(path), "--workers", "2", "--graceful", *sets, stderr=err)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         running = [t for t in _trials_if_any(path, sets) if t.state.name == "RUNNING"]
@@ -259,6 +262,9 @@ def test_graceful_stop_and_only_reach_the_worker_processes(write_experiment):
     assert run.wait(timeout=300) == 0
     states = collections.Counter(t.state.name for t in _trials(path, sets[1::2]))
     assert states == {"COMPLETE": 2, "WAITING": 6}  # finished, not failed; the rest still queued
+    said = log.read_text()  # once, by the run, not once more by each worker it passed Ctrl+C to
+    assert said.count("stopping after the running trial") == 1, said
+    assert said.count("stopped by Ctrl+C with no trial left half-done") == 1, said
 
     assert cli.main(["run", str(path), *sets, "--only", "baseline_wd", "--workers", "2"]) == 0
     left = {t.user_attrs["key"] for t in _trials(path, sets[1::2]) if t.state.name == "WAITING"}
@@ -640,6 +646,11 @@ def test_rerun_of_a_trial_left_running(write_experiment, tmp_path, capsys, stora
     assert line.endswith(f"in {records.this_worker()}")
     assert (f"`ablate run {path} --rerun baseline" in note) == (storage == "journal")
 
+    if storage == "journal":  # what --rerun replaces there is the abandoned attempt
+        capsys.readouterr()
+        assert cli.main(["run", str(path), "--rerun", "baseline", "--dry-run", *options]) == 0
+        assert ("the 1 abandoned running trial(s) of the variants run again would be kept as "
+                "superseded") in capsys.readouterr().out
     capsys.readouterr()
     code = cli.main(["run", str(path), "--rerun", "baseline", *options])
     if storage == "sqlite":
@@ -778,10 +789,10 @@ def test_two_processes_opening_a_new_sqlite_storage_at_once_both_succeed(tmp_pat
         assert [out.get(timeout=10), out.get(timeout=10)] == ["ok", "ok"]
 
 
-def _ablate(*args: str) -> subprocess.Popen:
+def _ablate(*args: str, stderr: Any = subprocess.DEVNULL) -> subprocess.Popen:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     return subprocess.Popen([sys.executable, "-m", "ablation", *args], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=stderr, text=True)
 
 
 def test_two_runs_of_one_study_at_once_train_each_trial_once(write_experiment):
