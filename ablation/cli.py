@@ -480,10 +480,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from .config import load_spec
     from .data import load_study_splits
     from .search import probe_trials
-    from .sweep import TrialInputs, preflight, select_trials
+    from .sweep import TrialInputs, check_own_output_dir, preflight, select_trials
 
     spec = load_spec(args.file, args.sets)
     _print_spec(spec)
+    check_own_output_dir(spec)  # what run refuses first
     trials = select_trials(spec, None)
     splits = load_study_splits(spec)
     for note in splits.notes:

@@ -119,8 +119,10 @@ def check_own_output_dir(spec: ExperimentSpec) -> None:
     except (OSError, ValueError, KeyError, TypeError):
         return  # a new folder, or not one of ours
     if owner != spec.name:
+        given = last_set(spec.sets, "experiment.output_dir", "experiment.name")
         raise AblateInputError(
-            f"[experiment] output_dir = {str(spec.output_dir)!r} holds the files of study {owner!r} "
+            (f"--set {given!r}: " if given else f"{spec.path}: ")
+            + f"[experiment] output_dir = {str(spec.output_dir)!r} holds the files of study {owner!r} "
             f"(its resolved.json); give study {spec.name!r} its own output_dir (without one it is "
             f"reports/<name>), or delete that folder if study {owner!r} is no longer wanted")
 
@@ -191,7 +193,12 @@ def check_same_study(study: optuna.Study, spec: ExperimentSpec,
         found = _first_difference(key, stored[key], mine)
         if found:
             where, old, new = found
-            raise _refusal(spec, f"{where}={_shown(old)}; this file says {_shown(new)}", advice)
+            # A key of [experiment] (metric, direction) is stored bare; --set names its section.
+            parts = where.split(".")
+            given = last_set(spec.sets, *{".".join(parts[:n]) for n in range(1, len(parts) + 1)},
+                             f"experiment.{where}")
+            says = f"--set {given!r} says" if given else "this file says"
+            raise _refusal(spec, f"{where}={_shown(old)}; {says} {_shown(new)}", advice)
 
 
 def check_same_data(study: optuna.Study, spec: ExperimentSpec, fingerprint: str,

@@ -340,11 +340,17 @@ def test_a_study_is_refused_an_output_dir_that_holds_another_study(write_experim
     path = write_experiment(variants="")  # its output_dir is set in the file: reports/tiny
     assert cli.main(["run", str(path)]) == 0
     renamed = ["--set", 'experiment.name="tiny2"']
-    for options in ([], ["--dry-run"]):
+    for command in (["run"], ["run", "--dry-run"], ["validate"]):
         capsys.readouterr()
-        assert cli.main(["run", str(path), *options, *renamed]) == 2
+        assert cli.main([command[0], str(path), *command[1:], *renamed]) == 2
         err = capsys.readouterr().err
+        assert err.startswith("ablate: error: --set 'experiment.name=\"tiny2\"': [experiment] "
+                              "output_dir = ")
         assert "holds the files of study 'tiny' (its resolved.json); give study 'tiny2' its own" in err
+    path.write_text(path.read_text().replace('name = "tiny"', 'name = "tiny3"'))
+    assert cli.main(["validate", str(path)]) == 2  # the file's own name: the file's mistake
+    assert capsys.readouterr().err.startswith(f"ablate: error: {path}: [experiment] output_dir")
+    path.write_text(path.read_text().replace('name = "tiny3"', 'name = "tiny"'))
     spec = load_spec(path)
     assert optuna.load_study(study_name="tiny", storage=spec.experiment.storage).user_attrs
     assert cli.main(["report", str(path)]) == 0  # the folder's own study

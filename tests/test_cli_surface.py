@@ -69,19 +69,25 @@ def test_a_stored_study_run_with_other_data_model_baseline_or_metric_is_refused(
     resolved = (output_dir / "resolved.json").read_text()
     report = (output_dir / "report.md").read_text()
 
-    for item, difference in [
-        ("data.max_train_samples=100", "data.max_train_samples=unset; this file says 100"),
-        ("model.config.num_hidden_layers=1",
-         "model.config.num_hidden_layers=unset; this file says 1"),
-        ("baseline.learning_rate=5e-3", "baseline.learning_rate=0.001; this file says 0.005"),
-        ("experiment.metric=accuracy", "metric='macro_f1'; this file says 'accuracy'"),
+    for item, stored_value, new in [
+        ("data.max_train_samples=100", "data.max_train_samples=unset", "100"),
+        ("model.config.num_hidden_layers=1", "model.config.num_hidden_layers=unset", "1"),
+        ("baseline.learning_rate=5e-3", "baseline.learning_rate=0.001", "0.005"),
+        ("experiment.metric=accuracy", "metric='macro_f1'", "'accuracy'"),
     ]:
         capsys.readouterr()
         assert cli.main(["run", str(study_file), "--set", item]) == 2, item
         err = _error(capsys)
-        assert f"holds study 'tiny' run with {difference}" in err
+        assert f"holds study 'tiny' run with {stored_value}; --set {item!r} says {new}" in err
         assert "use a new [experiment] name, or --force-new" in err
         assert cli.main(["run", str(study_file), "--dry-run", "--set", item]) == 2  # said at once
+
+    text = study_file.read_text()  # the same change made in the file is the file's
+    study_file.write_text(text.replace("learning_rate = 1e-3", "learning_rate = 5e-3", 1))
+    capsys.readouterr()
+    assert cli.main(["run", str(study_file)]) == 2
+    assert "run with baseline.learning_rate=0.001; this file says 0.005" in _error(capsys)
+    study_file.write_text(text)
 
     # Nothing stored, written or superseded by the refused runs.
     assert _trials(study_file) == stored
