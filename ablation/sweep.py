@@ -588,8 +588,8 @@ def _search_retry(job: Work, optuna_trial: optuna.Trial, trial: TrialSpec) -> An
 
 def _waiting_note(job: Work, running: list[optuna.trial.FrozenTrial]) -> str:
     where = {str(t.user_attrs.get(records.KEY)): t.user_attrs.get(records.WORKER) for t in running}
-    gone = {str(t.user_attrs.get(records.KEY)) for t in running
-            if t.number in queue.stale_numbers(job.study)}
+    stale = queue.stale_numbers(job.study)
+    gone = {str(t.user_attrs.get(records.KEY)) for t in running if t.number in stale}
     beats = queue.has_heartbeats(job.study)
 
     def state(key: str) -> str:
