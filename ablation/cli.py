@@ -273,7 +273,8 @@ def _dry_run(spec: Any, args: argparse.Namespace) -> int:
         inputs = TrialInputs(spec, load_study_splits(spec))
         if study is not None:
             check_same_data(study, spec, inputs.splits.fingerprint())
-        preflight(spec, to_queue + probes, inputs)
+        for note in preflight(spec, to_queue + probes, inputs):
+            print(f"note: {note}")
     queued = {t.key for t in to_queue + retried}
     # Not queued anew: a trial still queued (an interrupted run's) is trained by this run too.
     latest = latest_by_key(load_records(study)) if study is not None else {}
@@ -490,7 +491,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for note in splits.notes:
         print(f"data: {note}")
     probes = probe_trials(spec) if spec.search is not None else []
-    preflight(spec, trials + probes, TrialInputs(spec, splits))
+    for note in preflight(spec, trials + probes, TrialInputs(spec, splits)):
+        print(f"note: {note}")
     search = (f" and {spec.search.n_trials} [search] trial(s) in all ({spec.search.sampler} sampler)"
               if spec.search is not None else "")
     print(f"ok: {len(trials)} trial(s){search}; train {len(splits.train)}, validation "

@@ -13,6 +13,7 @@ import copy
 import gc
 import json
 import logging
+import math
 import re
 import shutil
 import threading
@@ -273,10 +274,11 @@ class TrialInputs:
         return tokenizer, with_train_size(self._tokenized[key], trial.recipe.max_train_samples)
 
 
-def preflight(spec: ExperimentSpec, trials: list[TrialSpec], inputs: TrialInputs) -> None:
+def preflight(spec: ExperimentSpec, trials: list[TrialSpec], inputs: TrialInputs) -> list[str]:
     """Checks that need the data, the models or the machine, done before the first trial trains:
     every model and tokenizer loads, config overrides exist and build a model, knobs fit the data
-    and the model (max_length within its positions, at least two classes in a subsample)."""
+    and the model (max_length within its positions, at least two classes in a subsample).
+    Returns notes on what the data makes a knob do (early stopping that cannot stop)."""
     import numpy as np
 
     from .data import check_train_size, count_longer
@@ -326,6 +328,28 @@ def preflight(spec: ExperimentSpec, trials: list[TrialSpec], inputs: TrialInputs
             given = _set_behind(spec, trial, str(err))
             where = f"--set {given!r}: {trial.variant}" if given else where
             raise AblateInputError(f"{where}: {err}") from None
+    rows = len(inputs.splits.train)
+    notes = [_never_stops_early(t, rows) for t in {t.variant: t for t in trials}.values()]
+    return [note for note in notes if note]
+
+
+def _never_stops_early(trial: TrialSpec, rows: int) -> str | None:
+    """Early stopping waits `patience` evaluations after the best one: a trial that evaluates
+    no more often than that trains to its end whatever the patience, as its baseline does."""
+    recipe = trial.recipe
+    if not recipe.early_stopping_patience:
+        return None
+    rows = min(rows, recipe.max_train_samples or rows)
+    batches = -(-rows // recipe.batch_size)  # per epoch, as the Trainer counts them
+    per_epoch = max(1, -(-batches // recipe.gradient_accumulation_steps))
+    steps = recipe.max_steps if recipe.max_steps > 0 else math.ceil(recipe.epochs * per_epoch)
+    every = recipe.eval_steps if recipe.eval_steps > 0 else per_epoch
+    evaluations = -(-steps // every)
+    if evaluations > recipe.early_stopping_patience:
+        return None
+    return (f"{trial.variant}: early_stopping_patience = {recipe.early_stopping_patience} never "
+            f"stops training: it evaluates {evaluations} time(s) in its {steps} steps (every "
+            f"{every}); a smaller eval_steps or patience lets it stop")
 
 
 def _set_behind(spec: ExperimentSpec, trial: TrialSpec, message: str) -> str | None:
@@ -759,7 +783,8 @@ def _plan_and_queue(spec: ExperimentSpec, trials: list[TrialSpec], outcome: RunO
         inputs = job.prepare()
         if study is not None:
             check_same_data(study, spec, inputs.splits.fingerprint())
-        preflight(spec, to_queue + probes, inputs)  # every problem before anything trains
+        for note in preflight(spec, to_queue + probes, inputs):  # every problem before training
+            echo(f"note: {note}")
         for trial in to_queue:  # tokenize once, before any worker starts
             inputs.for_trial(trial)
     if force_new:

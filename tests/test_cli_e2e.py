@@ -336,6 +336,19 @@ def test_validate_reports_data_and_model_problems_in_one_line(write_experiment, 
     assert expected in err and err.count("\n") == 1
 
 
+def test_early_stopping_that_cannot_stop_gets_a_note(write_experiment, capsys):
+    """216 training rows at batch 16: 14 steps an epoch, 28 in 2 epochs, an evaluation every 5:
+    6 evaluations, so a patience of 6 never stops training (the variant trains the baseline)."""
+    path = write_experiment(variants="p5 = { early_stopping_patience = 5 }\n"
+                                     "p6 = { early_stopping_patience = 6 }\n")
+    for command in (["validate"], ["run", "--dry-run"]):
+        assert cli.main([command[0], str(path), *command[1:]]) == 0
+        notes = [line for line in capsys.readouterr().out.splitlines() if "never stops" in line]
+        assert notes == ["note: baseline_p6: early_stopping_patience = 6 never stops training: it "
+                         "evaluates 6 time(s) in its 28 steps (every 5); a smaller eval_steps or "
+                         "patience lets it stop"]
+
+
 def test_a_study_is_refused_an_output_dir_that_holds_another_study(write_experiment, tmp_path, capsys):
     path = write_experiment(variants="")  # its output_dir is set in the file: reports/tiny
     assert cli.main(["run", str(path)]) == 0
