@@ -292,6 +292,7 @@ def preflight(spec: ExperimentSpec, trials: list[TrialSpec], inputs: TrialInputs
     )
 
     label_names = inputs.splits.label_names
+    notes: dict[str, str] = {}  # one per variant (trials repeat it once per seed)
     limits: dict[str, int | None] = {}  # one model skeleton per model and overrides
     longer: dict[str, int] = {}  # how many texts are longer than a model's limit
     for trial in trials:
@@ -313,6 +314,9 @@ def preflight(spec: ExperimentSpec, trials: list[TrialSpec], inputs: TrialInputs
                         f"that {source.name} can take, and {longer[model_key]} examples are "
                         f"longer than that; set max_length = {limit} or less")
             _check_vocabulary(source, config, tokenizer, inputs.splits)
+            same = _model_own_dropout(spec, trial, config)
+            if same:
+                notes.setdefault(trial.variant, same)
             problem = check_precision(trial.recipe.precision)
             if problem:
                 raise AblateInputError(f"precision = {trial.recipe.precision!r}: {problem}")
@@ -329,8 +333,25 @@ def preflight(spec: ExperimentSpec, trials: list[TrialSpec], inputs: TrialInputs
             where = f"--set {given!r}: {trial.variant}" if given else where
             raise AblateInputError(f"{where}: {err}") from None
     rows = len(inputs.splits.train)
-    notes = [_never_stops_early(t, rows) for t in {t.variant: t for t in trials}.values()]
-    return [note for note in notes if note]
+    stops = [_never_stops_early(t, rows) for t in {t.variant: t for t in trials}.values()]
+    return list(notes.values()) + [note for note in stops if note]
+
+
+def _model_own_dropout(spec: ExperimentSpec, trial: TrialSpec, config: Any) -> str | None:
+    """A variant's dropout equal to what the model uses when the baseline leaves it unset
+    (BERT's 0.1): that change trains the baseline's dropout."""
+    from .train import DROPOUT_KEYS
+
+    value = trial.overrides.get("dropout")
+    if (value is None or spec.baseline.dropout is not None
+            or {"model", "model_config"} & set(trial.overrides)):  # another model: its own dropout
+        return None
+    own = [getattr(config, key) for key in DROPOUT_KEYS if getattr(config, key, None) is not None]
+    if not own or any(v != value for v in own):
+        return None
+    model = spec.baseline.model or spec.model.name
+    return (f"{trial.variant}: dropout={value:g} changes nothing: it is {model}'s own dropout, "
+            "which the baseline (dropout unset) trains with")
 
 
 def _never_stops_early(trial: TrialSpec, rows: int) -> str | None:

@@ -349,6 +349,17 @@ def test_early_stopping_that_cannot_stop_gets_a_note(write_experiment, capsys):
                          "patience lets it stop"]
 
 
+def test_a_dropout_equal_to_the_models_own_gets_a_note(write_experiment, capsys):
+    """The tiny BERT's hidden and attention dropout are 0.1 (BertConfig's default): a variant
+    with dropout 0.1 trains what the baseline, which leaves dropout unset, trains."""
+    path = write_experiment(variants="d01 = { dropout = 0.1 }\nd02 = { dropout = 0.2 }\n")
+    assert cli.main(["validate", str(path)]) == 0
+    notes = [line for line in capsys.readouterr().out.splitlines() if "changes nothing" in line]
+    assert len(notes) == 1 and notes[0].startswith(
+        "note: baseline_d01: dropout=0.1 changes nothing: it is ")
+    assert notes[0].endswith("'s own dropout, which the baseline (dropout unset) trains with")
+
+
 def test_a_study_is_refused_an_output_dir_that_holds_another_study(write_experiment, tmp_path, capsys):
     path = write_experiment(variants="")  # its output_dir is set in the file: reports/tiny
     assert cli.main(["run", str(path)]) == 0
