@@ -272,7 +272,7 @@ def test_ctrl_c_marks_the_trial_failed_finishes_its_run_and_exits_130(write_expe
         ("FAIL", "interrupted (Ctrl+C or SIGTERM)"),
         ("WAITING", None)]  # still queued: the next run takes it
     runs = _swanlab_runs(load_spec(path).output_dir)
-    assert runs == [("baseline", runs[0][1])] and runs[0][1] != 1  # finished, as crashed
+    assert runs == [("baseline-s42", runs[0][1])] and runs[0][1] != 1  # finished, as crashed
 
     monkeypatch.undo()
     assert cli.main(["run", str(path)]) == 0
