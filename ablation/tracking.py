@@ -155,12 +155,21 @@ def make_tracker(spec: TrackingSpec, output_dir: Path) -> Tracker:
     return TRACKERS[spec.backend](spec, output_dir)
 
 
+# What the Trainer logs once, when training ends: a panel of their own, not points on the
+# training curves (train_loss, the mean over all steps, beside train/loss at the last step).
+SUMMARY_KEYS = ("train_runtime", "train_samples_per_second", "train_steps_per_second",
+                "total_flos", "train_loss")
+
+
 def tracker_keys(logs: dict[str, Any]) -> dict[str, float]:
     """Trainer log keys → dashboard keys grouped by panel: train/loss, eval/macro_f1 (each
-    evaluation), validation/… (the selected checkpoint), test/…"""
+    evaluation), validation/… (the selected checkpoint), test/…, summary/… (the end of training)"""
     out: dict[str, float] = {}
     for key, value in logs.items():
         if not isinstance(value, (int, float)) or isinstance(value, bool):
+            continue
+        if key in SUMMARY_KEYS:
+            out[f"summary/{key}"] = float(value)
             continue
         for prefix in ("eval_", "validation_", "test_"):
             if key.startswith(prefix):

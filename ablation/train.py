@@ -644,7 +644,7 @@ def train_trial(trial: TrialSpec, spec: ExperimentSpec, data: TokenizedData, tok
     # The selected checkpoint's validation metrics: a panel of their own (validation/macro_f1),
     # beside eval/ (every evaluation during training) and test/.
     final_logs = {f"validation_{k.removeprefix('eval_')}": v for k, v in result["validation"].items()
-                  if k in SCALAR_METRICS or k == "eval_loss"}
+                  if _logged(k)}
     if data.test is not None:
         test = predict_in_order(trainer, *data.by_length("test"), "test")
         result["test"], result["test_samples_per_s"] = _split_metrics(test.metrics, "test")
@@ -652,7 +652,7 @@ def train_trial(trial: TrialSpec, spec: ExperimentSpec, data: TokenizedData, tok
         result["test_predictions"] = test.predictions.argmax(-1).tolist()
         result["test_labels"] = test.label_ids.tolist()
         final_logs |= {f"test_{k.removeprefix('eval_')}": v for k, v in result["test"].items()
-                       if k in SCALAR_METRICS or k == "eval_loss"}
+                       if _logged(k)}
     tracker.log(tracker_keys(final_logs), step=trainer.state.global_step)
     result["runtime_s"] = time.perf_counter() - started
 
@@ -676,6 +676,12 @@ def is_out_of_memory(err: BaseException) -> bool:
 
 class OutOfMemoryAtBatchOne(Exception):
     """Still out of memory with one example per device: the trial cannot run on this device."""
+
+
+def _logged(metric: str) -> bool:
+    """The selected checkpoint's metrics the tracker shows: the scalar ones, the loss, and each
+    class's F1 (as every evaluation's are, under eval/)."""
+    return metric in SCALAR_METRICS or metric == "eval_loss" or metric.startswith("f1_")
 
 
 def train_with_backoff(trial: TrialSpec, *args: Any, echo: Callable[[str], None] = print,

@@ -119,10 +119,12 @@ def test_auto_precision_is_fp32_on_cpu():
 
 def test_tracker_keys_group_panels_and_drop_non_numbers():
     logs = {"loss": 0.5, "grad_norm": 1.2, "eval_macro_f1": 0.7, "eval_loss": 0.6,
-            "test_accuracy": 0.8, "validation_loss": 0.55, "epoch": 1.0, "note": "x", "flag": True}
+            "test_accuracy": 0.8, "validation_loss": 0.55, "epoch": 1.0, "note": "x", "flag": True,
+            "train_loss": 0.9, "train_runtime": 12.0, "total_flos": 3.0}
     assert tracker_keys(logs) == {
         "train/loss": 0.5, "train/grad_norm": 1.2, "eval/macro_f1": 0.7, "eval/loss": 0.6,
-        "test/accuracy": 0.8, "validation/loss": 0.55, "train/epoch": 1.0}
+        "test/accuracy": 0.8, "validation/loss": 0.55, "train/epoch": 1.0,
+        "summary/train_loss": 0.9, "summary/train_runtime": 12.0, "summary/total_flos": 3.0}
 
 
 def test_backend_none_gives_a_tracker_that_does_nothing(tmp_path):

@@ -446,6 +446,7 @@ def test_worker_processes_keep_every_local_swanlab_run_and_point(write_experimen
         assert points(run, run_id, "eval/macro_f1") == len(results[name]["eval_history"]), name
         assert points(run, run_id, "test/macro_f1") == 1, name
         assert points(run, run_id, "validation/macro_f1") == 1, name
+        assert points(run, run_id, "test/f1_0") == points(run, run_id, "validation/f1_2") == 1
 
 
 def _trials_if_any(path: Path, sets: list[str]) -> list[optuna.trial.FrozenTrial]:
