@@ -410,12 +410,13 @@ def checked_plan(study: optuna.Study, spec: ExperimentSpec, trials: list[TrialSp
 
     check_same_study(study, spec)
     check_same_search(study, spec, NEW_STUDY)
-    return plan(study, trials, rerun, retry_failed, spec.path, every=select_trials(spec, None))
+    return plan(study, trials, rerun, retry_failed, spec.path, every=select_trials(spec, None),
+                sets=spec.sets)
 
 
 def plan(study: optuna.Study, trials: list[TrialSpec], rerun: list[str] | None = None,
          retry_failed: bool = False, path: Any = "", every: list[TrialSpec] | None = None,
-         ) -> tuple[list[TrialSpec], list[str], list[int], list[str]]:
+         sets: list[str] | None = None) -> tuple[list[TrialSpec], list[str], list[int], list[str]]:
     """Which selected trials to queue now, which complete ones are re-used, which trial
     numbers the caller supersedes once every check has passed (nothing is written here), and
     notes for the caller to print (see `_stored_twins`).
@@ -432,7 +433,8 @@ def plan(study: optuna.Study, trials: list[TrialSpec], rerun: list[str] | None =
     caller (`queue.fail_abandoned`), and queued again."""
     rerun = rerun or []
     existing = [r for r in records.load_records(study) if not r.superseded]
-    _check_unchanged(existing, [t for t in (every or trials) if t.variant not in rerun], path)
+    _check_unchanged(existing, [t for t in (every or trials) if t.variant not in rerun], path,
+                     sets or [])
     rerun_keys = {t.key for t in trials if t.variant in rerun}
     running = [r for r in existing if r.key in rerun_keys and r.state == "RUNNING"]
     if running and queue.has_heartbeats(study):
@@ -476,9 +478,13 @@ def _canonical(overrides: dict[str, Any]) -> str:
     return json.dumps(overrides, sort_keys=True, default=str)
 
 
-def _check_unchanged(existing: list[records.TrialRecord], trials: list[TrialSpec], path: Any) -> None:
+def _check_unchanged(existing: list[records.TrialRecord], trials: list[TrialSpec], path: Any,
+                     sets: list[str]) -> None:
     # By variant, not variant × seed: a seed since left out of the file still counts in the
-    # variant's row of the report.
+    # variant's row of the report. `sets`: a --set that changes variants shares the blame.
+    source = ("the file with its --set options" if any(
+        item.split("=", 1)[0].strip().startswith(("variants", "sweep", "ablation", "baseline"))
+        for item in sets) else "the file")
     wanted = {t.variant: t for t in trials}
     changed: dict[str, tuple[str, str, str]] = {}  # variant -> (run or queued, then, now)
     for record in existing:
@@ -492,13 +498,13 @@ def _check_unchanged(existing: list[records.TrialRecord], trials: list[TrialSpec
     if len(changed) == 1:
         (variant, (state, then, now)), = changed.items()
         raise AblateInputError(
-            f"{path}: variant {variant!r} was {state} with {then}; the file now says {now}: "
+            f"{path}: variant {variant!r} was {state} with {then}; {source} now says {now}: "
             f"`--rerun {variant}` trains it again with the new changes (the old result is kept as "
             "superseded), or give the changed variant a new name")
     if changed:  # all of them in one line: one round trip, not one per variant
         reruns = " ".join(f"--rerun {variant}" for variant in changed)
         raise AblateInputError(
-            f"{path}: {len(changed)} variants were run with other changes than the file now says ("
+            f"{path}: {len(changed)} variants were run with other changes than {source} now says ("
             + "; ".join(f"{variant}: {then} → {now}" for variant, (_, then, now) in changed.items())
             + f"): `{reruns}` trains them again with the new changes (the old results are kept as "
             "superseded), or give the changed variants new names")
