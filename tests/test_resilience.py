@@ -192,7 +192,8 @@ def test_a_changed_variant_is_refused_even_when_another_is_selected_and_all_are_
             assert "variant 'baseline_wd' was run with weight_decay=0.01" in err
         else:
             assert ("2 variants were run with other changes than the file with its --set options "
-                    "now says (baseline_bs32: batch_size=32 → batch_size=8; baseline_wd: weight_decay=0.01 → weight_decay=0.1): "
+                    "now says (baseline_bs32: batch_size=32 → batch_size=8; baseline_wd: "
+                    "weight_decay=0.01 → weight_decay=0.1): "
                     "`--rerun baseline_bs32 --rerun baseline_wd` trains them again") in err
     assert len(_trials(path)) == 4  # nothing queued
     assert cli.main(["run", str(path), *changed, "--rerun", "baseline_bs32", "--rerun", "baseline_wd"]) == 0
