@@ -30,7 +30,7 @@ from .config import KNOBS, ExperimentSpec, last_set
 from .errors import AblateInputError, first_line
 from .progress import Lines, as_progress
 from .tracking import NullTracker, make_tracker
-from .variants import BASELINE, TrialSpec, describe_changes, expand, variant_names
+from .variants import BASELINE, FULL, MINUS, PLUS, TrialSpec, describe_changes, expand, variant_names
 
 STARTED_BY_RUN = interrupts.STARTED_BY_RUN
 INTERRUPTED = "interrupted (Ctrl+C or SIGTERM)"  # a trial's error when its process was stopped
@@ -478,6 +478,16 @@ def _canonical(overrides: dict[str, Any]) -> str:
     return json.dumps(overrides, sort_keys=True, default=str)
 
 
+def _renaming(variant: str) -> str:
+    """How a changed variant keeps its old result beside the new one: a new name, which for
+    [ablation] variants comes from the change's name (full has none of its own)."""
+    if variant == FULL:
+        return "run the new recipe as a new study (a new [experiment] name)"
+    if variant.startswith((MINUS, PLUS)):
+        return "give the change a new name in [ablation.changes]"
+    return "give the changed variant a new name"
+
+
 def _check_unchanged(existing: list[records.TrialRecord], trials: list[TrialSpec], path: Any,
                      sets: list[str]) -> None:
     # By variant, not variant × seed: a seed since left out of the file still counts in the
@@ -500,7 +510,7 @@ def _check_unchanged(existing: list[records.TrialRecord], trials: list[TrialSpec
         raise AblateInputError(
             f"{path}: variant {variant!r} was {state} with {then}; {source} now says {now}: "
             f"`--rerun {variant}` trains it again with the new changes (the old result is kept as "
-            "superseded), or give the changed variant a new name")
+            f"superseded), or {_renaming(variant)}")
     if changed:  # all of them in one line: one round trip, not one per variant
         reruns = " ".join(f"--rerun {variant}" for variant in changed)
         raise AblateInputError(
