@@ -84,6 +84,7 @@ class SwanLabTracker:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         if mode == "local":
             _lock_local_store(self.log_dir / ".store.lock")
+        _quiet_swanlab_console(mode != "online")  # online: it prints the run's cloud address
         settings = swanlab.Settings(
             probe=swanlab.Settings.Probe(monitor=False, requirements=False, git=False))
         handler = signal.getsignal(signal.SIGINT)
@@ -116,6 +117,19 @@ class SwanLabTracker:
             run.finish(state="crashed", error=error)
         del run
         gc.collect()  # SwanLab's local database connections close only when collected
+
+
+def _quiet_swanlab_console(quiet: bool) -> None:
+    """SwanLab greets each run in the terminal (its version, its folder, `swanlab watch` to view
+    it: ablate prints its own `ablate dashboard`), 4-6 lines a trial that bury ablate's own, even
+    with --quiet. Its console is a rich Console, made quiet; another SwanLab version that keeps
+    it elsewhere keeps its lines."""
+    try:
+        from swanlab.sdk.internal.pkg import console
+
+        console.c.quiet = quiet
+    except (ImportError, AttributeError):
+        pass
 
 
 # SwanLab's local mode keeps every run of a folder in one SQLite database (runs.swanlab), written

@@ -35,6 +35,7 @@ def test_run_writes_trials_runs_and_report_then_reuses_them(write_experiment, ca
     output_dir = load_spec(path).output_dir
 
     assert cli.main(["run", str(path)]) == 0
+    assert "swanlab:" not in capsys.readouterr().out  # SwanLab's greetings: ablate says where
 
     trials = _study(path).get_trials()
     assert [(t.user_attrs["variant"], t.user_attrs["seed"], t.state.name) for t in trials] == [
