@@ -804,6 +804,10 @@ def load_study_splits(spec: ExperimentSpec) -> LabeledSplits:
         raise AblateInputError(f"--set {given!r}: {err}") from None
 
 
+def _rows(count: int) -> str:
+    return f"{count} row" if count == 1 else f"{count} rows"
+
+
 def _unused_keys(spec: DataSpec, test_present: bool) -> list[str]:
     """Notes for [data] keys that this data makes do nothing, which a user set expecting them to."""
     defaults = {f.name: f.default for f in dataclasses.fields(DataSpec)}
@@ -876,8 +880,8 @@ def load_labeled_splits(spec: DataSpec) -> LabeledSplits:
             raise AblateInputError(f"{where}: split {split!r} has no usable rows "
                                    "(every text is empty or every label missing)")
         if dropped[split]:
-            notes.append(f"split {split!r}: dropped {dropped[split]} rows with an empty text or "
-                         "missing label")
+            notes.append(f"split {split!r}: dropped {_rows(dropped[split])} with an empty text "
+                         "or missing label")
     names = _label_ids(frames, spec, class_names, raw, spec.train_split, notes)
     frames = {split: frame.reset_index(drop=True) for split, frame in frames.items()}
     present = sorted(set(frames[spec.train_split]["label"]))
@@ -1085,7 +1089,7 @@ def load_split(spec: DataSpec, split: str, notes: list[str] | None = None) -> pd
         raise AblateInputError(f"{spec.dataset}: split {split!r} has no usable rows "
                                "(every text is empty or every label missing)")
     if dropped:
-        notes.append(f"split {split!r}: dropped {dropped} rows with an empty text or missing label")
+        notes.append(f"split {split!r}: dropped {_rows(dropped)} with an empty text or missing label")
     _strip_labels({split: frame}, notes)
     return frame
 
