@@ -227,10 +227,13 @@ def expand(spec: ExperimentSpec) -> list[TrialSpec]:
     ]
 
 
+NO_CHANGES = "—"  # the baseline's changes, in the report and the terminal
+
+
 def describe_changes(overrides: dict[str, Any]) -> str:
     """How a variant differs from the baseline, as a person would write it."""
     if not overrides:
-        return "—"
+        return NO_CHANGES
     return ", ".join(f"{key}={_format_value(value)}" for key, value in overrides.items())
 
 

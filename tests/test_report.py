@@ -436,7 +436,7 @@ def test_the_terminal_says_a_variant_without_a_result_was_pruned_or_failed(capsy
         "pruned at step 5", "failed", fmt(0.5, float("nan"))]
 
 
-def test_steps_stay_integers_in_results_csv_and_report_json_beside_missing_ones(stored_study):
+def test_results_csv_and_report_json_are_written_for_programs(stored_study):
     """A failed trial has no steps, and only a pruned one a pruned_at_step: the counts that exist
     are still written as integers (`10`, not `10.0`), the missing ones as empty cells and null."""
     import json
@@ -464,3 +464,6 @@ def test_steps_stay_integers_in_results_csv_and_report_json_beside_missing_ones(
     assert all(type(s) is int for s in trial_steps if s is not None)
     assert all(type(row["seed"]) is int for row in document["trials"])
     assert all(type(row["seeds"]) is int for row in document["variants"])
+    # The baseline changes nothing: an empty field for programs, "—" only in the report.
+    assert {row["changes"] for row in document["trials"] if row["variant"] == "baseline"} == {""}
+    assert ",—," not in "\n".join(text)

@@ -27,7 +27,7 @@ from .diagnosis import diagnose
 from .effects import ONE_SEED_CAVEAT, Effect, compute_effects, fmt_interval, fmt_p, variant_interval
 from .markdown import fmt, fmt_delta, per_class_table, variant_table
 from .plots import plot_confusions, plot_curves, plot_learning_curve, plot_metric
-from .tables import integer_columns, trials_frame, variants_frame
+from .tables import for_programs, trials_frame, variants_frame
 
 LIBRARIES = ("ablate", "torch", "transformers", "datasets", "optuna", "swanlab", "scikit-learn",
              "scipy", "statsmodels")
@@ -139,7 +139,7 @@ def write_results_csv(spec: ExperimentSpec, built: dict[str, Any]) -> Path:
     again = spec.command("report")
     _make_folder(spec.output_dir, again)
     path = spec.output_dir / "results.csv"
-    _write_whole(path, integer_columns(built["trials"]).to_csv(index=False), again)
+    _write_whole(path, for_programs(built["trials"]).to_csv(index=False), again)
     return path
 
 
@@ -149,7 +149,7 @@ def _plain(value: Any) -> Any:
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
-    if value is pd.NA:  # a missing integer (integer_columns)
+    if value is pd.NA:  # a missing integer (for_programs)
         return None
     if isinstance(value, np.generic):
         value = value.item()
@@ -168,9 +168,9 @@ def report_json(built: dict[str, Any]) -> dict[str, Any]:
         "metric": built["metric"],
         "direction": "maximize" if built["greater_is_better"] else "minimize",
         "label_names": built["label_names"],
-        "variants": integer_columns(built["variants"]).to_dict(orient="records"),
+        "variants": for_programs(built["variants"]).to_dict(orient="records"),
         "effects": effects,
-        "trials": integer_columns(built["trials"]).to_dict(orient="records"),
+        "trials": for_programs(built["trials"]).to_dict(orient="records"),
     })
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 
 from ..records import TrialRecord, latest_by_key
-from ..variants import describe_changes, reference_of
+from ..variants import NO_CHANGES, describe_changes, reference_of
 
 VALIDATION_METRICS = ("accuracy", "macro_f1", "weighted_f1", "macro_precision", "macro_recall",
                       "weighted_precision", "weighted_recall", "log_loss", "eval_loss")
@@ -66,13 +66,16 @@ def trials_frame(records: list[TrialRecord]) -> pd.DataFrame:
 INTEGER_COLUMNS = ("seed", "trial", "best_step", "steps", "pruned_at_step", "seeds", "failed")
 
 
-def integer_columns(frame: pd.DataFrame) -> pd.DataFrame:
-    """A copy whose step and count columns are integers where set: a missing value (a failed or
-    pruned trial's) otherwise turns the whole column into floats, `500.0` in results.csv."""
+def for_programs(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy for results.csv and report.json: step and count columns are integers where set (a
+    missing value, a failed or pruned trial's, otherwise turns the whole column into floats:
+    `500.0`), and the baseline's changes are empty, not the report's "—"."""
     frame = frame.copy()
     for column in INTEGER_COLUMNS:
         if column in frame.columns:
             frame[column] = pd.to_numeric(frame[column]).round().astype("Int64")
+    if "changes" in frame.columns:
+        frame["changes"] = frame["changes"].replace(NO_CHANGES, "")
     return frame
 
 
