@@ -40,11 +40,20 @@ def swanlog_dir(spec: Any) -> Path:
 
 def check_dashboard_inputs(spec: Any, port: int) -> Path:
     """The swanlog folder to serve, or AblateInputError with one line saying what to do."""
-    tracking, file = spec.tracking, spec.path
+    from .config import last_set
+
+    tracking = spec.tracking
+
+    def said(key: str) -> str:  # who said it: a --set, else the file
+        given = last_set(spec.sets, f"tracking.{key}")
+        return f"--set {given!r}" if given else str(spec.path)
+
+    file = said("backend")
     if tracking.backend != "swanlab":
         raise AblateInputError(
             f'{file}: [tracking] backend = "{tracking.backend}" logs no runs; the dashboard shows '
             'SwanLab runs logged with backend = "swanlab" and mode = "local"')
+    file = said("mode")
     if tracking.mode == "online":
         raise AblateInputError(
             f'{file}: [tracking] mode = "online" logs to SwanLab cloud: open {CLOUD_URL} '

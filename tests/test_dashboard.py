@@ -285,6 +285,7 @@ def test_dashboard_bad_inputs_are_one_line_with_exit_code_2(study_file, tmp_path
     assert 'backend = "none"' in err and 'mode = "local"' in err
     err = _bad(capsys, file, "--set", 'tracking.mode="online"')
     assert "https://swanlab.cn" in err and 'mode = "local"' in err
+    assert err.startswith("ablate: error: --set 'tracking.mode=\"online\"': ")  # not the file
     err = _bad(capsys, file, "--set", 'tracking.mode="offline"')
     assert "swanlab sync" in err and 'mode = "local"' in err
     empty = json.dumps(str(tmp_path / "never-run"))
