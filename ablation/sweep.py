@@ -411,12 +411,13 @@ def checked_plan(study: optuna.Study, spec: ExperimentSpec, trials: list[TrialSp
     check_same_study(study, spec)
     check_same_search(study, spec, NEW_STUDY)
     return plan(study, trials, rerun, retry_failed, spec.path, every=select_trials(spec, None),
-                sets=spec.sets)
+                sets=spec.sets, command=spec.command)
 
 
 def plan(study: optuna.Study, trials: list[TrialSpec], rerun: list[str] | None = None,
          retry_failed: bool = False, path: Any = "", every: list[TrialSpec] | None = None,
-         sets: list[str] | None = None) -> tuple[list[TrialSpec], list[str], list[int], list[str]]:
+         sets: list[str] | None = None, command: Callable[..., str] | None = None,
+         ) -> tuple[list[TrialSpec], list[str], list[int], list[str]]:
     """Which selected trials to queue now, which complete ones are re-used, which trial
     numbers the caller supersedes once every check has passed (nothing is written here), and
     notes for the caller to print (see `_stored_twins`).
@@ -434,7 +435,7 @@ def plan(study: optuna.Study, trials: list[TrialSpec], rerun: list[str] | None =
     rerun = rerun or []
     existing = [r for r in records.load_records(study) if not r.superseded]
     _check_unchanged(existing, [t for t in (every or trials) if t.variant not in rerun], path,
-                     sets or [])
+                     sets or [], command)
     rerun_keys = {t.key for t in trials if t.variant in rerun}
     running = [r for r in existing if r.key in rerun_keys and r.state == "RUNNING"]
     if running and queue.has_heartbeats(study):
@@ -489,7 +490,7 @@ def _renaming(variant: str) -> str:
 
 
 def _check_unchanged(existing: list[records.TrialRecord], trials: list[TrialSpec], path: Any,
-                     sets: list[str]) -> None:
+                     sets: list[str], command: Callable[..., str] | None = None) -> None:
     # By variant, not variant × seed: a seed since left out of the file still counts in the
     # variant's row of the report. `sets`: a --set that changes variants shares the blame.
     source = ("the file with its --set options" if any(
@@ -505,14 +506,16 @@ def _check_unchanged(existing: list[records.TrialRecord], trials: list[TrialSpec
         changed.setdefault(trial.variant, ("run" if record.complete else "queued",
                                            describe_changes(record.overrides),
                                            describe_changes(trial.overrides)))
+    options = [part for variant in changed for part in ("--rerun", variant)]
+    # The command to paste, with the file and --sets as typed (the options alone without them).
+    reruns = command("run", *options) if command else " ".join(options)
     if len(changed) == 1:
         (variant, (state, then, now)), = changed.items()
         raise AblateInputError(
             f"{path}: variant {variant!r} was {state} with {then}; {source} now says {now}: "
-            f"`--rerun {variant}` trains it again with the new changes (the old result is kept as "
+            f"`{reruns}` trains it again with the new changes (the old result is kept as "
             f"superseded), or {_renaming(variant)}")
     if changed:  # all of them in one line: one round trip, not one per variant
-        reruns = " ".join(f"--rerun {variant}" for variant in changed)
         raise AblateInputError(
             f"{path}: {len(changed)} variants were run with other changes than {source} now says ("
             + "; ".join(f"{variant}: {then} → {now}" for variant, (_, then, now) in changed.items())

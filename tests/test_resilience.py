@@ -8,6 +8,7 @@ import multiprocessing
 import multiprocessing.synchronize
 import os
 import random
+import shlex
 import signal
 import subprocess
 import sys
@@ -79,8 +80,9 @@ def test_a_variant_changed_since_its_run_is_refused_until_it_is_rerun(write_expe
         capsys.readouterr()
         assert cli.main(["run", str(path), *changed, *dry]) == 2
         err = capsys.readouterr().err
+        rerun = shlex.join(["ablate", "run", str(path), "--rerun", "baseline_bs32", *changed])
         assert ("variant 'baseline_bs32' was run with batch_size=32; the file with its --set "
-                "options now says batch_size=8: `--rerun baseline_bs32` trains it again") in err
+                f"options now says batch_size=8: `{rerun}` trains it again") in err  # as typed
         assert err.count("\n") == 1
     assert len(_trials(path)) == 2  # nothing queued
     assert cli.main(["run", str(path), *changed, "--rerun", "baseline_bs32"]) == 0
@@ -205,8 +207,8 @@ def test_a_changed_variant_is_refused_even_when_another_is_selected_and_all_are_
         else:
             assert ("2 variants were run with other changes than the file with its --set options "
                     "now says (baseline_bs32: batch_size=32 → batch_size=8; baseline_wd: "
-                    "weight_decay=0.01 → weight_decay=0.1): "
-                    "`--rerun baseline_bs32 --rerun baseline_wd` trains them again") in err
+                    "weight_decay=0.01 → weight_decay=0.1): `ablate run ") in err
+            assert "--rerun baseline_bs32 --rerun baseline_wd --set " in err
     assert len(_trials(path)) == 4  # nothing queued
     assert cli.main(["run", str(path), *changed, "--rerun", "baseline_bs32", "--rerun", "baseline_wd"]) == 0
 
