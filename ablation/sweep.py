@@ -479,14 +479,16 @@ def _canonical(overrides: dict[str, Any]) -> str:
     return json.dumps(overrides, sort_keys=True, default=str)
 
 
-def _renaming(variant: str) -> str:
-    """How a changed variant keeps its old result beside the new one: a new name, which for
-    [ablation] variants comes from the change's name (full has none of its own)."""
-    if variant == FULL:
+def _renaming(*variants: str) -> str:
+    """How changed variants keep their old results beside the new ones: new names, which for
+    [ablation] variants come from the changes' names (full has none of its own)."""
+    if variants == (FULL,):
         return "run the new recipe as a new study (a new [experiment] name)"
-    if variant.startswith((MINUS, PLUS)):
-        return "give the change a new name in [ablation.changes]"
-    return "give the changed variant a new name"
+    if all(v == FULL or v.startswith((MINUS, PLUS)) for v in variants):
+        return ("give the change a new name in [ablation.changes]" if len(variants) == 1
+                else "give those changes new names in [ablation.changes]")
+    return "give the changed variant a new name" if len(variants) == 1 else \
+        "give the changed variants new names"
 
 
 def _check_unchanged(existing: list[records.TrialRecord], trials: list[TrialSpec], path: Any,
@@ -520,7 +522,7 @@ def _check_unchanged(existing: list[records.TrialRecord], trials: list[TrialSpec
             f"{path}: {len(changed)} variants were run with other changes than {source} now says ("
             + "; ".join(f"{variant}: {then} → {now}" for variant, (_, then, now) in changed.items())
             + f"): `{reruns}` trains them again with the new changes (the old results are kept as "
-            "superseded), or give the changed variants new names")
+            f"superseded), or {_renaming(*changed)}")
 
 
 @dataclass

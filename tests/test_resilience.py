@@ -69,6 +69,15 @@ def test_a_changed_ablation_change_is_renamed_in_ablation_changes(write_experime
     err = capsys.readouterr().err
     assert "variant 'baseline_plus_wd' was run with weight_decay=0.1" in err
     assert err.endswith("or give the change a new name in [ablation.changes]\n")
+    both = write_experiment(name="both", variants="", extra='[ablation]\nmode = "both"\n'
+                                               '[ablation.changes]\nwd = { weight_decay = 0.1 }\n'
+                                               'ls = { label_smoothing = 0.1 }\n')
+    assert cli.main(["run", str(both)]) == 0
+    capsys.readouterr()
+    assert cli.main(["run", str(both), "--set", "ablation.changes.wd.weight_decay=0.2"]) == 2
+    err = capsys.readouterr().err
+    assert "variants were run with other changes" in err
+    assert err.endswith("or give those changes new names in [ablation.changes]\n")
 
 
 def test_a_variant_changed_since_its_run_is_refused_until_it_is_rerun(write_experiment, capsys):
