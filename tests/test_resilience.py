@@ -59,25 +59,22 @@ def test_rerun_of_an_unknown_variant_is_bad_input(write_experiment, capsys):
     assert "--rerun 'nope': no such variant" in capsys.readouterr().err
 
 
-def test_a_changed_ablation_change_is_renamed_in_ablation_changes(write_experiment, capsys):
+@pytest.mark.parametrize("mode, changes, said, advice", [
+    ("add-one", "", "variant 'baseline_plus_wd' was run with weight_decay=0.1",
+     "or give the change a new name in [ablation.changes]"),
+    ("both", "ls = { label_smoothing = 0.1 }\n", "variants were run with other changes",
+     "or give those changes new names in [ablation.changes]"),
+])
+def test_a_changed_ablation_change_is_renamed_in_ablation_changes(write_experiment, capsys, mode,
+                                                                   changes, said, advice):
     """An [ablation] variant's name comes from its change: that is the name to give anew."""
-    path = write_experiment(variants="", extra='[ablation]\nmode = "add-one"\n'
-                                               '[ablation.changes]\nwd = { weight_decay = 0.1 }\n')
+    path = write_experiment(variants="", extra=f'[ablation]\nmode = "{mode}"\n[ablation.changes]\n'
+                                               f"wd = {{ weight_decay = 0.1 }}\n{changes}")
     assert cli.main(["run", str(path)]) == 0
     capsys.readouterr()
     assert cli.main(["run", str(path), "--set", "ablation.changes.wd.weight_decay=0.2"]) == 2
     err = capsys.readouterr().err
-    assert "variant 'baseline_plus_wd' was run with weight_decay=0.1" in err
-    assert err.endswith("or give the change a new name in [ablation.changes]\n")
-    both = write_experiment(name="both", variants="", extra='[ablation]\nmode = "both"\n'
-                                               '[ablation.changes]\nwd = { weight_decay = 0.1 }\n'
-                                               'ls = { label_smoothing = 0.1 }\n')
-    assert cli.main(["run", str(both)]) == 0
-    capsys.readouterr()
-    assert cli.main(["run", str(both), "--set", "ablation.changes.wd.weight_decay=0.2"]) == 2
-    err = capsys.readouterr().err
-    assert "variants were run with other changes" in err
-    assert err.endswith("or give those changes new names in [ablation.changes]\n")
+    assert said in err and err.endswith(f"{advice}\n")
 
 
 def test_a_variant_changed_since_its_run_is_refused_until_it_is_rerun(write_experiment, capsys):
