@@ -100,9 +100,10 @@ class Board:
 
         done = sum(r.state in ("done", "failed", "pruned") for r in self.rows.values())
         eta = self.study_eta_s(now)
-        table = Table(title=f"trials: {done}/{len(self.rows)} finished"
-                      + (f" · study ETA {fmt_duration(eta)}" if eta is not None else ""),
-                      title_justify="left")
+        title = (f"trials: {done}/{len(self.rows)} finished"
+                 + (f" · study ETA {fmt_duration(eta)}" if eta is not None else "")
+                 if self.rows else "trials: planning the study")  # before the plan names any
+        table = Table(title=title, title_justify="left")
         for name, justify in (("trial", "left"), ("seed", "right"), ("state", "left"),
                               ("step", "right"), (self.metric, "right"), ("ETA", "right")):
             table.add_column(name, justify=justify)  # type: ignore[arg-type]

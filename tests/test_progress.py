@@ -33,6 +33,9 @@ def test_the_board_shows_each_trial_with_its_state_step_metric_and_eta():
     assert "2 min 30 s" in lines["baseline_bs32-s42"]
     assert "waiting" in lines["baseline_lr-s42"]
     assert fmt_duration(59.6) == "1 min 00 s" and fmt_duration(7) == "7 s"
+    console = Console(record=True, width=120)
+    console.print(Board("macro_f1").table(now=0.0))  # the first frame, before the plan
+    assert "trials: planning the study" in console.export_text()
 
 
 def test_quiet_prints_one_line_per_trial_and_no_evaluation_lines(write_experiment, capsys):
