@@ -129,10 +129,8 @@ def _read_local_file(path: Path, columns: tuple[str, ...] = ()) -> pd.DataFrame:
         fields = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", reason)
         if fields and name.endswith(CSV_SUFFIXES):  # a row past the first with an unquoted comma
             expected, line, saw = fields.groups()
-            separator = "a tab" if name.endswith(".tsv") else "a comma"
-            raise AblateInputError(
-                f"{path}: line {line} has {saw} fields, the header {expected}: a text that "
-                f"contains {separator} must be quoted, as in \"I love it, really\"") from None
+            raise AblateInputError(f"{path}: line {line} has {saw} fields, the header {expected}: "
+                                   f"{_quote_advice(name)}") from None
         raise AblateInputError(
             f"{path}: cannot be read as a table of examples (one row per example, with a text and "
             f"a label column): {reason}") from None
@@ -141,11 +139,9 @@ def _read_local_file(path: Path, columns: tuple[str, ...] = ()) -> pd.DataFrame:
         if not isinstance(frame.index, pd.RangeIndex):
             # pandas takes a first data row with more fields than the header as an unnamed index
             # column: every text with an unquoted separator would silently lose its first part.
-            separator = "a tab" if name.endswith(".tsv") else "a comma"
             header = ", ".join(repr(str(c)) for c in frame.columns)
-            raise AblateInputError(
-                f"{path}: line 2 has more fields than the header ({header}): a text that contains "
-                f"{separator} must be quoted, as in \"I love it, really\"")
+            raise AblateInputError(f"{path}: line 2 has more fields than the header ({header}): "
+                                   f"{_quote_advice(name)}")
     elif not isinstance(frame.index, pd.RangeIndex):
         # parquet keeps the index pandas wrote (df[mask].to_parquet: 1, 2, 4, ...), JSON its
         # keys: rows are the file's rows, in its order, numbered by position.
@@ -155,6 +151,12 @@ def _read_local_file(path: Path, columns: tuple[str, ...] = ()) -> pd.DataFrame:
     if len(frame.columns) == 0:
         raise AblateInputError(f"{path}: the file holds no examples")
     return frame
+
+
+def _quote_advice(name: str) -> str:
+    """What a row with more fields than the header needs: its text quoted."""
+    separator = "a tab" if name.endswith(".tsv") else "a comma"
+    return f'a text that contains {separator} must be quoted, as in "I love it, really"'
 
 
 def _check_header_names(path: Path, name: str) -> None:
@@ -374,9 +376,7 @@ def _first_bad_json_line(path: Path) -> str:
         except json.JSONDecodeError as err:
             return f"line {number} is not valid JSON ({err.msg}, column {err.colno})"
         if not isinstance(value, dict):
-            kind = {list: "array", str: "string", bool: "boolean", int: "number", float: "number",
-                    type(None): "null"}[type(value)]
-            return (f"line {number} is a JSON {kind}, not an object; each line "
+            return (f"line {number} is a JSON {_json_kind(value)}, not an object; each line "
                     'must be one example like {"text": "...", "label": "..."}')
     return "cannot be read as JSON Lines (one JSON object per line)"
 
