@@ -277,7 +277,8 @@ def _dry_run(spec: Any, args: argparse.Namespace) -> int:
             print(f"note: {note}")
     queued = {t.key for t in to_queue + retried}
     # Not queued anew: a trial still queued (an interrupted run's) is trained by this run too.
-    latest = latest_by_key(load_records(study)) if study is not None else {}
+    stored = load_records(study) if study is not None else []
+    latest = latest_by_key(stored)
     waiting = {key for key, r in latest.items() if r.state == "WAITING" and key not in queued}
     # RUNNING, but its process is gone (as `status` says): with heartbeats, the run queues it
     # again once they have stopped, and trains it; without (a journal), only --rerun does.
@@ -304,7 +305,7 @@ def _dry_run(spec: Any, args: argparse.Namespace) -> int:
             state = "running elsewhere"
         print(f"  {trial.key:<{width}} {state:<18} {describe_changes(trial.overrides)}")
     if replaced:
-        states = {r.number: r.state for r in load_records(study)}
+        states = {r.number: r.state for r in stored}
         done = sum(states.get(number) == "COMPLETE" for number in replaced)
         parts = [f"{done} complete result(s)"] * bool(done) + [
             f"{len(replaced) - done} abandoned running trial(s)"] * bool(len(replaced) - done)
@@ -322,9 +323,11 @@ def _dry_run(spec: Any, args: argparse.Namespace) -> int:
 
 def _value_cell(row: Any, fmt: Any) -> str:
     """A variant's mean ± std, or why it has none: pruned (at which step) or failed."""
-    pruned = row.get("pruned_at_step")
-    if row["seeds"] == 0 and pruned is not None and pruned == pruned:  # NaN: not pruned
-        return f"pruned at step {int(pruned)}"
+    from .report.tables import pruned_step
+
+    pruned = pruned_step(row)
+    if pruned is not None:
+        return f"pruned at step {pruned}"
     if row["seeds"] == 0 and row["failed"]:
         return "failed"
     return fmt(row["value"], row["value_std"])

@@ -7,6 +7,8 @@ from typing import Any
 
 import pandas as pd
 
+from .tables import pruned_step
+
 COLUMNS = (  # (header, column, kind)
     ("train loss", "final_train_loss", "num"),
     ("eval loss final / best", ("final_eval_loss", "best_eval_loss"), "pair"),
@@ -44,9 +46,8 @@ def variant_table(variants: pd.DataFrame, metric: str, with_test: bool, with_ci:
     for _, row in variants.iterrows():
         name = f"**{row['variant']}** ★" if row["best"] else row["variant"]
         if row["seeds"] == 0:
-            pruned = row.get("pruned_at_step")
-            name += " (no complete trial)" if pruned is None or pruned != pruned \
-                else f" (pruned at step {int(pruned)})"
+            pruned = pruned_step(row)
+            name += " (no complete trial)" if pruned is None else f" (pruned at step {pruned})"
         cells = [name, row["changes"]]
         for _, column, kind in columns:
             if kind == "pair":

@@ -63,6 +63,15 @@ def trials_frame(records: list[TrialRecord]) -> pd.DataFrame:
     return pd.DataFrame([trial_row(r) for r in chosen])
 
 
+def pruned_step(row: Any) -> int | None:
+    """The step a variant without a complete trial was pruned at; None when it was not pruned
+    (NaN in a frame row) or has a complete trial."""
+    pruned = row.get("pruned_at_step")
+    if row["seeds"] or pruned is None or pruned != pruned:
+        return None
+    return int(pruned)
+
+
 INTEGER_COLUMNS = ("seed", "trial", "best_step", "steps", "pruned_at_step", "seeds", "failed")
 
 
