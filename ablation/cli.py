@@ -213,8 +213,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         progress.close()
     _print_summary(spec, outcome.report)
     if stop.is_set():
-        print("stopped by Ctrl+C with no trial left half-done; run the same command again to "
-              "go on", file=sys.stderr)
+        print("stopped by Ctrl+C with no trial left half-done"
+              + (_rerun_gone(outcome.rerun_gone) if outcome.rerun_gone
+                 else "; run the same command again to go on"), file=sys.stderr)
     if outcome.failed:
         print(f"{len(outcome.failed)} trial(s) failed: {', '.join(outcome.failed)}; "
               f"see `{spec.command('status')}`", file=sys.stderr)
@@ -627,9 +628,11 @@ def main(argv: list[str] | None = None) -> int:
     except AblateInputError as err:
         print(f"ablate: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
         if not interrupts.started_by_run():  # the run that started workers says it once
-            print(f"ablate: interrupted; completed trials are kept in the storage{_resume(args)}",
+            resume = (_rerun_gone(err.command) if isinstance(err, interrupts.WaitedOnGone)
+                      else _resume(args))
+            print(f"ablate: interrupted; completed trials are kept in the storage{resume}",
                   file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # `ablate predict ... | head`: the reader has what it wanted
@@ -651,6 +654,11 @@ def _resume(args: argparse.Namespace | None) -> str:
     command += ["--retry-failed"] * args.retry_failed + ["--graceful"] * args.graceful
     command += ["--workers", str(args.workers)] if args.workers > 1 else []
     return f"; `{shlex.join(command)}` goes on from there"
+
+
+def _rerun_gone(command: str) -> str:
+    return (f"; the trials it waited on lost their process and this storage has no heartbeats "
+            f"to queue them again: `{command}` trains them again")
 
 
 def entry_point() -> None:

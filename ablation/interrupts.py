@@ -38,6 +38,15 @@ def held() -> Iterator[None]:
             raise KeyboardInterrupt
 
 
+class WaitedOnGone(KeyboardInterrupt):
+    """Ctrl+C while a run waited on trials whose process is gone, in a storage without
+    heartbeats: the same command would wait for them again; `command` (their --rerun) moves them."""
+
+    def __init__(self, command: str) -> None:
+        super().__init__()
+        self.command = command
+
+
 STARTED_BY_RUN = "ABLATE_STARTED_BY_RUN"  # in the environment of the workers `run` starts
 
 

@@ -47,6 +47,7 @@ class RunOutcome:
     completed: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)  # key -> error line
     report: dict[str, Any] = field(default_factory=dict)  # build_report() of the final state
+    rerun_gone: str | None = None  # stopped waiting on gone trials: the command that moves them
 
 
 def select_trials(spec: ExperimentSpec, only: list[str] | None,
@@ -600,7 +601,15 @@ def _work(job: Work, wanted: set[str] | None, outcome: RunOutcome, wait_for_othe
             if keys - waited_for:  # said once, not at every poll
                 waited_for |= keys
                 job.echo(_waiting_note(job, running))
-            time.sleep(min(job.spec.experiment.heartbeat, 5))
+            try:
+                time.sleep(min(job.spec.experiment.heartbeat, 5))
+            except KeyboardInterrupt:
+                command = _rerun_gone(job, running)
+                if command:
+                    raise interrupts.WaitedOnGone(command) from None
+                raise
+            if job.stop.is_set():
+                outcome.rerun_gone = _rerun_gone(job, running)
             continue
         try:
             with queue.Heartbeat(job.study, optuna_trial) as beat:  # from the claim until told
@@ -670,6 +679,17 @@ def _waiting_note(job: Work, running: list[optuna.trial.FrozenTrial]) -> str:
     variants = sorted({str(t.user_attrs.get(records.VARIANT)) for t in running})
     return (f"{note} (this storage has no heartbeats: if that process is gone, stop this and "
             f"`{job.spec.command('run', *[part for v in variants for part in ('--rerun', v)])}`)")
+
+
+def _rerun_gone(job: Work, running: list[optuna.trial.FrozenTrial]) -> str | None:
+    """The command that trains again the waited-on trials whose process is gone, where no
+    heartbeat will ever queue them again (the same command would only wait once more)."""
+    if queue.has_heartbeats(job.study):
+        return None
+    gone = queue.stale_numbers(job.study)
+    variants = sorted({str(t.user_attrs.get(records.VARIANT)) for t in running if t.number in gone})
+    return job.spec.command("run", *[part for v in variants for part in ("--rerun", v)]) \
+        if variants else None
 
 
 def _inputs_for(job: Work, optuna_trial: optuna.Trial, trial: TrialSpec) -> tuple[Any, Any]:

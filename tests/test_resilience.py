@@ -932,3 +932,38 @@ def test_a_checkpoint_of_another_recipe_is_not_resumed(tmp_path):
     assert train.resumable_checkpoint(folder, {"recipe": {"batch_size": 16}}) == folder / "checkpoint-8"
     assert train.resumable_checkpoint(folder, {"recipe": {"batch_size": 8}}) is None
     assert not folder.exists(), "a checkpoint that cannot be resumed is removed"
+
+
+@pytest.mark.parametrize("graceful", [False, True])
+def test_stopping_a_run_that_waits_on_a_gone_trial_without_heartbeats_names_its_rerun(
+        write_experiment, tmp_path, capsys, monkeypatch, graceful):
+    """Journal storage has no heartbeats: the same command would wait for a dead process's trial
+    again; the line printed on Ctrl+C (and on --graceful's) gives the --rerun that moves it."""
+    import socket
+    import types
+
+    from ablation import queue, sweep
+    from ablation.sweep import select_trials
+
+    path = write_experiment()
+    sets = [f'experiment.storage="journal:///{tmp_path}/study.journal"']
+    spec = load_spec(path, sets)
+    study = open_study(spec)
+    queue.enqueue(study, select_trials(spec, ["baseline"]))
+    claimed = queue.claim(study, {"baseline-s42"})
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    claimed.set_user_attr(records.WORKER, f"{socket.gethostname()}:{dead.pid}")
+    clock = types.SimpleNamespace(**vars(sweep.time))
+    clock.sleep = lambda seconds: os.kill(os.getpid(), signal.SIGINT)  # Ctrl+C while it waits
+    monkeypatch.setattr(sweep, "time", clock)
+    capsys.readouterr()
+    code = cli.main(["run", str(path), "--only", "baseline", "--set", sets[0],
+                     *(["--graceful"] if graceful else [])])
+    err = capsys.readouterr().err
+    assert code == (0 if graceful else 130)
+    rerun = f"`ablate run {path} --rerun baseline --set {shlex.quote(sets[0])}` trains them again"
+    assert ("lost their process and this storage has no heartbeats to queue them again: "
+            + rerun) in err
+    assert "goes on from there" not in err and "run the same command again" not in err
+    assert [t.state.name for t in study.get_trials()] == ["RUNNING"]  # nothing else touched
