@@ -1073,13 +1073,15 @@ def with_train_size(data: TokenizedData, n: int | None) -> TokenizedData:
 # --------------------------------------------------------------------------- one split, for evaluation
 
 
-def load_split(spec: DataSpec, split: str, notes: list[str] | None = None) -> pd.DataFrame:
+def load_split(spec: DataSpec, split: str,
+               notes: list[str] | None = None) -> tuple[pd.DataFrame, list[str] | None]:
     """One split of a dataset, cleaned like a study's (text, optional text_pair, label as
-    given: names or ids), without carving or subsampling: what `ablate evaluate --dataset` reads.
+    given: names or ids), without carving or subsampling: what `ablate evaluate --dataset` reads,
+    with the class names the data declares for its label column (a ClassLabel), if any.
     Rows keep their index in the file, so that a bad label can be named by its row. What the
     cleaning did (rows dropped, spaces stripped) is added to `notes`, as a study says it."""
     notes = notes if notes is not None else []
-    raw, _ = load_raw_splits(spec)
+    raw, class_names = load_raw_splits(spec)
     if split not in raw:
         raise AblateInputError(
             f"{spec.dataset}: split {split!r} does not exist (splits: {', '.join(raw)})")
@@ -1091,7 +1093,7 @@ def load_split(spec: DataSpec, split: str, notes: list[str] | None = None) -> pd
     if dropped:
         notes.append(f"split {split!r}: dropped {_rows(dropped)} with an empty text or missing label")
     _strip_labels({split: frame}, notes)
-    return frame
+    return frame, class_names.get(spec.label_column)
 
 
 def tokenize_frame(frame: pd.DataFrame, tokenizer: Any, max_length: int) -> Any:

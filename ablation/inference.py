@@ -450,14 +450,43 @@ def evaluation_frame(spec: Any, label_names: list[str], dataset: str | None, con
         raise AblateInputError(f"--dataset {given!r}: no such file or folder (relative paths "
                                "start at the working folder)")
     try:
-        frame = load_split(data_spec, split, notes)
+        frame, declared = load_split(data_spec, split, notes)
     except AblateInputError as err:
         given_options = {"--text-column": bool(text_column), "--label-column": bool(label_column)}
         raise AblateInputError(_as_options(str(err), given_options, spec is not None)) from None
-    frame = frame.assign(label=label_ids(frame, label_names, f"{dataset}: split {split!r}"))
+    where = f"{dataset}: split {split!r}"
+    if declared:
+        frame = _declared_names(frame, declared, label_names, where, notes)
+    frame = frame.assign(label=label_ids(frame, label_names, where))
     if whole_file:
         return frame, f"{dataset} (the whole file)"
     return frame, f"{dataset}" + (f" ({config})" if config else "") + f", split {split}"
+
+
+def _declared_names(frame: pd.DataFrame, declared: list[str], label_names: list[str], where: str,
+                    notes: list[str] | None) -> pd.DataFrame:
+    """Class ids of data that names its classes (a ClassLabel: sst2's 0 is 'negative', 1
+    'positive') are that data's own numbering, not the model's: they are mapped by name (the
+    model's label2id), and a class the model does not know is refused. A model whose labels are
+    transformers' placeholders (LABEL_0, ...) or its ids ("0", "1", ... of a study whose data gave
+    ids alone) names no classes: the data's ids are taken as its own."""
+    if all(re.fullmatch(r"(?:LABEL_)?\d+", name) for name in label_names):
+        return frame
+    ids = pd.to_numeric(frame["label"], errors="coerce")
+    if not (ids.notna().all() and ids.between(0, len(declared) - 1).all()):
+        return frame  # label_ids names the row at fault
+    names = [declared[int(i)] for i in ids]
+    present = set(names)
+    unknown = [name for name in declared if name in present and name not in label_names]
+    if unknown:
+        raise AblateInputError(
+            f"{where}: the data names its classes ({', '.join(declared)}) and the model does not "
+            f"know {', '.join(map(repr, unknown))}: its labels are {', '.join(label_names)}; "
+            "evaluate it on data of those classes")
+    if declared != label_names[:len(declared)] and notes is not None:
+        notes.append(f"labels mapped by class name: the data's ids name {', '.join(declared)}, "
+                     f"the model's {', '.join(label_names)}")
+    return frame.assign(label=names)
 
 
 def _check_study_rows(spec: Any, fingerprint: str, split: str) -> None:

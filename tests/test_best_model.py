@@ -172,6 +172,49 @@ def test_evaluate_maps_label_names_through_the_models_label2id(best_study, tmp_p
     assert err.count("\n") == 1
 
 
+def test_evaluate_maps_the_class_ids_of_data_that_names_its_classes_by_name(best_study, tmp_path,
+                                                                          capsys):
+    """A ClassLabel's ids are the data's own numbering (sst2: 0 negative, 1 positive): taken as the
+    model's ids they would score a 3-class model's 'positive' rows as its class 1 ('neu')."""
+    import datasets
+
+    renamed = tmp_path / "renamed"
+    shutil.copytree(load_spec(best_study).output_dir / "best_model", renamed)
+    config = json.loads((renamed / "config.json").read_text())
+    config["id2label"] = dict(enumerate(["neg", "neu", "pos"]))
+    config["label2id"] = {"neg": 0, "neu": 1, "pos": 2}
+    (renamed / "config.json").write_text(json.dumps(config))
+
+    def saved(names: list[str], labels: list[int]) -> str:
+        features = datasets.Features({"text": datasets.Value("string"),
+                                      "label": datasets.ClassLabel(names=names)})
+        rows = {"text": ["great love fun", "bad sad awful", "fun happy great"][:len(labels)],
+                "label": labels}
+        folder = tmp_path / "-".join(names)
+        datasets.DatasetDict({"test": datasets.Dataset.from_dict(rows, features=features)}
+                             ).save_to_disk(folder)
+        return str(folder)
+
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(renamed), "--dataset", saved(["neg", "pos"], [1, 0, 1]),
+                     "--json"]) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    assert [sum(row) for row in result["confusion"]] == [1, 0, 2]  # 'pos' rows are class 2
+    assert "note: labels mapped by class name: the data's ids name neg, pos" in captured.err
+
+    assert cli.main(["evaluate", str(renamed), "--dataset", saved(["neg", "joy"], [0, 1])]) == 2
+    err = capsys.readouterr().err
+    assert "the data names its classes (neg, joy) and the model does not know 'joy'" in err
+    assert err.count("\n") == 1
+
+    # The study's own model names its classes by id ("0", "1", "2"): it knows no names to map.
+    best = load_spec(best_study).output_dir / "best_model"
+    assert cli.main(["evaluate", str(best), "--dataset", saved(["neg", "pos"], [1, 0, 1]),
+                     "--json"]) == 0
+    assert [sum(row) for row in json.loads(capsys.readouterr().out)["confusion"]] == [1, 2, 0]
+
+
 def test_save_models_all_keeps_every_model_and_evaluation_checkpoint(tmp_path, tiny_model_dir,
                                                                       tiny_data_dir, capsys):
     path = _study_file(tmp_path, tiny_model_dir, tiny_data_dir, "all")
