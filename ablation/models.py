@@ -184,8 +184,10 @@ def resolve_model(argument: str, sets: list[str] | None = None,
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                 "pytorch_model.bin.index.json")
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json",
-                   "spiece.model", "sentencepiece.bpe.model")
+# A tokenizer's vocabulary: tokenizer_config.json alone is not one (transformers then builds a
+# tokenizer of the special tokens only, every word [UNK]); "*.model" is SentencePiece's.
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model",
+                   "sentencepiece.bpe.model")
 
 
 def check_classifier_folder(folder: Path) -> None:
@@ -207,9 +209,10 @@ def check_classifier_folder(folder: Path) -> None:
             "model): its classification layer would be random")
     if not any((folder / name).is_file() for name in WEIGHT_FILES):
         raise AblateInputError(f"{where} holds no weights ({' or '.join(WEIGHT_FILES[::2])})")
-    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+    if not (any((folder / name).is_file() for name in TOKENIZER_FILES)
+            or any(folder.glob("*.model"))):
         raise AblateInputError(
-            f"{where} holds no tokenizer files (tokenizer.json, vocab.txt, ...): save the "
+            f"{where} holds no tokenizer vocabulary (tokenizer.json, vocab.txt, ...): save the "
             "tokenizer beside the model, as `tokenizer.save_pretrained(folder)` does")
 
 

@@ -464,6 +464,9 @@ def _broken(best: Path, folder: Path, kind: str) -> Path:
     elif kind == "no tokenizer":
         for name in ("config.json", "model.safetensors"):
             shutil.copy(best / name, folder)
+    elif kind == "tokenizer config alone":  # transformers: a tokenizer of the special tokens
+        for name in ("config.json", "model.safetensors", "tokenizer_config.json"):
+            shutil.copy(best / name, folder)
     else:  # "no head": the encoder alone, as BertModel saves it
         from transformers import AutoTokenizer, BertModel
 
@@ -476,7 +479,8 @@ def _broken(best: Path, folder: Path, kind: str) -> Path:
     ("empty config", "config.json names no model_type"),
     ("config not JSON", "config.json cannot be read as JSON"),
     ("no weights", "holds no weights"),
-    ("no tokenizer", "holds no tokenizer files"),
+    ("no tokenizer", "holds no tokenizer vocabulary"),
+    ("tokenizer config alone", "holds no tokenizer vocabulary"),
     ("no head", "holds a BertModel, not a text classifier"),
 ])
 def test_a_model_folder_missing_a_part_is_refused(best_study, tmp_path, capsys, kind, expected):
