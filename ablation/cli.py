@@ -115,7 +115,8 @@ def _add_model_commands(commands: Any) -> None:
     predict.add_argument("model", metavar="MODEL_OR_STUDY", help=MODEL_OR_STUDY)
     predict.add_argument("texts", nargs="*", default=[], metavar="TEXT",  # optional: or --file
                          help="texts to classify")
-    predict.add_argument("--file", type=Path, metavar="PATH", help="more texts, one per line")
+    predict.add_argument("--file", type=Path, action="append", default=[], metavar="PATH",
+                         help="more texts, one per line (repeat for more files)")
     predict.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                          help="override a key of the experiment file (as for run)")
     predict.add_argument("--json", action="store_true",

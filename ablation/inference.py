@@ -121,14 +121,16 @@ def max_length_of(folder: Path, tokenizer: Any, model: Any = None) -> int:
 # --------------------------------------------------------------------------- predict
 
 
-def read_texts(texts: list[str], file: Path | None) -> list[str]:
-    """The texts given as arguments, then those of --file (one per line; blank lines skipped)."""
+def read_texts(texts: list[str], files: Path | list[Path] | None) -> list[str]:
+    """The texts given as arguments, then those of each --file in turn (one per line; blank
+    lines skipped)."""
     texts = list(texts)
     blank = [i for i, text in enumerate(texts, start=1) if not text.strip()]
     if blank:
         raise AblateInputError(f"predict: text argument {blank[0]} is empty; give each text to "
                                "classify as a non-empty argument")
-    if file is not None:
+    files = [] if files is None else [files] if isinstance(files, Path) else list(files)
+    for file in files:
         try:
             # `--file -`: standard input, as in `cut -f2 tweets.tsv | ablate predict MODEL --file -`
             data = sys.stdin.buffer.read() if str(file) == "-" else file.read_bytes()

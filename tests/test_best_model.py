@@ -532,6 +532,18 @@ def test_predict_reads_texts_from_standard_input_with_file_dash(monkeypatch):
     assert read_texts(["first"], Path("-")) == ["first", "great fun", "bad sad"]
 
 
+def test_predict_reads_every_file_given_with_file_in_turn(tmp_path):
+    """A second --file used to replace the first: its texts went unlabelled, unsaid."""
+    from ablation import cli
+    from ablation.inference import read_texts
+
+    (tmp_path / "a.txt").write_text("one\ntwo\n")
+    (tmp_path / "b.txt").write_text("three\n")
+    args = cli.build_parser().parse_args(["predict", "m", "zero", "--file", str(tmp_path / "a.txt"),
+                                          "--file", str(tmp_path / "b.txt")])
+    assert read_texts(args.texts, args.file) == ["zero", "one", "two", "three"]
+
+
 def test_the_predictions_table_keeps_its_columns_for_wide_and_multiline_texts():
     from ablation.inference import _columns, format_predictions
 
