@@ -124,6 +124,8 @@ def max_length_of(folder: Path, tokenizer: Any, model: Any = None) -> int:
 def read_texts(texts: list[str], files: Path | list[Path] | None) -> list[str]:
     """The texts given as arguments, then those of each --file in turn (one per line; blank
     lines skipped)."""
+    from .config import LOCAL_DATA_SUFFIXES
+
     texts = list(texts)
     blank = [i for i, text in enumerate(texts, start=1) if not text.strip()]
     if blank:
@@ -131,6 +133,12 @@ def read_texts(texts: list[str], files: Path | list[Path] | None) -> list[str]:
                                "classify as a non-empty argument")
     files = [] if files is None else [files] if isinstance(files, Path) else list(files)
     for file in files:
+        if file.name.lower().endswith(LOCAL_DATA_SUFFIXES):  # its header and labels would be texts
+            raise AblateInputError(
+                f"--file {str(file)!r} is a data table ({file.suffix}): --file reads plain text, "
+                "one text per line, and would classify its header and every column as text; save "
+                "the texts alone one per line (.txt), or score labelled data with `ablate "
+                f"evaluate MODEL_OR_STUDY --dataset {file}`")
         try:
             # `--file -`: standard input, as in `cut -f2 tweets.tsv | ablate predict MODEL --file -`
             data = sys.stdin.buffer.read() if str(file) == "-" else file.read_bytes()

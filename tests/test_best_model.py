@@ -544,6 +544,18 @@ def test_predict_reads_every_file_given_with_file_in_turn(tmp_path):
     assert read_texts(args.texts, args.file) == ["zero", "one", "two", "three"]
 
 
+@pytest.mark.parametrize("name", ["texts.csv", "texts.TSV", "texts.jsonl"])
+def test_predict_refuses_a_data_table_as_file(tmp_path, name):
+    """Read line by line, a table's header and label column would be classified as texts."""
+    from ablation.errors import AblateInputError
+    from ablation.inference import read_texts
+
+    (tmp_path / name).write_text("text,label\ngreat fun,2\n")
+    with pytest.raises(AblateInputError, match=r"is a data table .*--file reads plain text, one "
+                       r"text per line.*`ablate evaluate MODEL_OR_STUDY --dataset "):
+        read_texts([], [tmp_path / name])
+
+
 def test_the_predictions_table_keeps_its_columns_for_wide_and_multiline_texts():
     from ablation.inference import _columns, format_predictions
 
