@@ -410,6 +410,9 @@ def evaluation_frame(spec: Any, label_names: list[str], dataset: str | None, con
     from .config import DataSpec, looks_local_dataset
     from .data import load_split, load_study_splits, split_of_file
 
+    if dataset is not None and not dataset.strip():  # Path("") is the working folder
+        raise AblateInputError("--dataset is empty; give a Hub id or a local file or folder, or "
+                               "leave --dataset out to use the study's own data")
     given, local = dataset, dataset is not None and looks_local_dataset(dataset)
     if local:  # '~/x.csv' quoted, so the shell left the ~ to us
         dataset = str(Path(dataset).expanduser())

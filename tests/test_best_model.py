@@ -586,6 +586,18 @@ def test_evaluate_reads_a_single_file_whole_and_refuses_a_split_it_does_not_have
                    "drop --split (a folder's files name its splits: train.csv, test.csv, ...)\n")
 
 
+@pytest.mark.parametrize("dataset", ["", " "])
+def test_evaluate_refuses_an_empty_dataset(best_study, tmp_path, monkeypatch, capsys, dataset):
+    """Path('') is the working folder: its data files were read as splits, and a stray one named."""
+    (tmp_path / "empty.csv").write_text("")
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(best_study), "--dataset", dataset]) == 2
+    err = capsys.readouterr().err
+    assert err == "ablate: error: --dataset is empty; give a Hub id or a local file or folder, or " \
+                  "leave --dataset out to use the study's own data\n"
+
+
 def test_evaluate_refuses_the_text_column_as_the_label_column(best_study, tmp_path, capsys):
     data = tmp_path / "holdout.csv"
     data.write_text("text,label\ngreat love fun,2\nbad sad awful,0\n")
