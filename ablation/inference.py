@@ -142,7 +142,9 @@ def read_texts(texts: list[str], files: Path | list[Path] | None) -> list[str]:
         try:
             # `--file -`: standard input, as in `cut -f2 tweets.tsv | ablate predict MODEL --file -`
             data = sys.stdin.buffer.read() if str(file) == "-" else file.read_bytes()
-            lines = data.decode("utf-8-sig").splitlines()
+            # Lines end at \n (\r\n too) only: str.splitlines() would also cut a text at the
+            # U+2028, \x85, \x0c, ... it may hold (pasted tweets and web text do).
+            lines = [line.removesuffix("\r") for line in data.decode("utf-8-sig").split("\n")]
         except FileNotFoundError:
             raise AblateInputError(f"--file {str(file)!r}: no such file") from None
         except UnicodeDecodeError as err:

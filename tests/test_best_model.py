@@ -532,6 +532,14 @@ def test_predict_reads_texts_from_standard_input_with_file_dash(monkeypatch):
     assert read_texts(["first"], Path("-")) == ["first", "great fun", "bad sad"]
 
 
+def test_predict_file_lines_end_at_newlines_only(tmp_path):
+    """str.splitlines() cut a text at a U+2028 or a form feed: one line became two texts."""
+    from ablation.inference import read_texts
+
+    (tmp_path / "t.txt").write_bytes("first\u2028part\r\nform\x0cfeed\x85x\r\n\r\nlast".encode())
+    assert read_texts([], [tmp_path / "t.txt"]) == ["first\u2028part", "form\x0cfeed\x85x", "last"]
+
+
 def test_predict_reads_every_file_given_with_file_in_turn(tmp_path):
     """A second --file used to replace the first: its texts went unlabelled, unsaid."""
     from ablation import cli
