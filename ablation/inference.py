@@ -121,7 +121,7 @@ def max_length_of(folder: Path, tokenizer: Any, model: Any = None) -> int:
 # --------------------------------------------------------------------------- predict
 
 
-def read_texts(texts: list[str], files: Path | list[Path] | None) -> list[str]:
+def read_texts(texts: list[str], files: list[Path]) -> list[str]:
     """The texts given as arguments, then those of each --file in turn (one per line; blank
     lines skipped)."""
     from .config import LOCAL_DATA_SUFFIXES
@@ -131,7 +131,6 @@ def read_texts(texts: list[str], files: Path | list[Path] | None) -> list[str]:
     if blank:
         raise AblateInputError(f"predict: text argument {blank[0]} is empty; give each text to "
                                "classify as a non-empty argument")
-    files = [] if files is None else [files] if isinstance(files, Path) else list(files)
     for file in files:
         if file.name.lower().endswith(LOCAL_DATA_SUFFIXES):  # its header and labels would be texts
             raise AblateInputError(

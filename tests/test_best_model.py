@@ -529,7 +529,7 @@ def test_predict_reads_texts_from_standard_input_with_file_dash(monkeypatch):
 
     stdin = io.TextIOWrapper(io.BytesIO(b"great fun\n\nbad sad\n"), encoding="utf-8")
     monkeypatch.setattr(sys, "stdin", stdin)
-    assert read_texts(["first"], Path("-")) == ["first", "great fun", "bad sad"]
+    assert read_texts(["first"], [Path("-")]) == ["first", "great fun", "bad sad"]
 
 
 def test_predict_file_lines_end_at_newlines_only(tmp_path):
