@@ -277,11 +277,16 @@ def run_process(command: list[str], log: Path, env: dict[str, str] | None = None
         process = subprocess.Popen(command, cwd=ROOT, env=env, text=True,
                                    stdout=subprocess.PIPE if on_line else out,
                                    stderr=subprocess.STDOUT)
-        if on_line:
-            for line in process.stdout:  # type: ignore[union-attr]
-                out.write(line)
-                on_line(time.perf_counter() - started, line.rstrip("\n"))
-        _, status, usage = os.wait4(process.pid, 0)
+        try:
+            if on_line:
+                for line in process.stdout:  # type: ignore[union-attr]
+                    out.write(line)
+                    on_line(time.perf_counter() - started, line.rstrip("\n"))
+            _, status, usage = os.wait4(process.pid, 0)
+        except BaseException:  # Ctrl+C (or an error) in the harness: the way's process goes too
+            process.kill()
+            process.wait()
+            raise
         process.returncode = os.waitstatus_to_exitcode(status)
     return time.perf_counter() - started, usage.ru_maxrss / 1024, process.returncode
 
@@ -783,7 +788,9 @@ def replace_section(path: Path, section: str, begin: str, end: str) -> None:
         text = head + section.rstrip("\n") + rest.split(end, 1)[1]
     else:
         text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text, encoding="utf-8")
+    partial = path.with_name(path.name + ".partial")  # written whole, then renamed: never half a file
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)
 
 
 # --------------------------------------------------------------------------- main
@@ -805,12 +812,41 @@ def main() -> None:
     parser.add_argument("--note-noisy", action="store_true",
                         help="label the results as taken on a busy machine")
     args = parser.parse_args()
+    check_paths(parser, args)
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="study_speed-"))
+    try:
+        run(args, work)
+    except KeyboardInterrupt:
+        if args.workdir is None:
+            shutil.rmtree(work, ignore_errors=True)
+        print(f"study_speed: interrupted; {args.results} left as it was"
+              + ("" if args.workdir is None else f", the runs so far in {work}"), file=sys.stderr)
+        raise SystemExit(130) from None
+    # A way that failed leaves the temporary folder: its message names the log to read there.
+    if args.workdir is None:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def check_paths(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse, before any measuring, a --workdir that is not a folder and a --results that cannot
+    be written; make --workdir absolute (the ways' processes run in the repository root)."""
+    if args.workdir is not None:
+        if args.workdir.exists() and not args.workdir.is_dir():
+            parser.error(f"--workdir {args.workdir}: not a folder")
+        args.workdir = args.workdir.resolve()
+    if not args.no_write:
+        if args.results.is_dir():
+            parser.error(f"--results {args.results}: a folder; give a markdown file")
+        if not args.results.parent.is_dir():
+            parser.error(f"--results {args.results}: no folder {args.results.parent}")
+
+
+def run(args: argparse.Namespace, work: Path) -> None:
     size = SIZES["full" if args.full else "tiny" if args.tiny else "default"]
     started, started_at = time.perf_counter(), dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     sys.path.insert(0, str(ROOT))
 
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="study_speed-"))
     work.mkdir(parents=True, exist_ok=True)
     print(f"study_speed ({size.name}) in {work}", flush=True)
     import torch
@@ -860,8 +896,6 @@ def main() -> None:
     if not args.no_write:
         write_results(section, args.results, size.name)
         print(f"written: {args.results}")
-    if args.workdir is None:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

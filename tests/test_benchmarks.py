@@ -314,3 +314,62 @@ def test_step_pairs_step_adamw_over_the_whole_table_and_over_the_reachable_rows(
     timed = step_pairs.adamw_ms(batch, reached)
     assert list(timed) == list(step_pairs.REACHABLE_SIDES) and all(ms > 0 for ms in timed.values())
     assert stepped_apart == [True, True]  # one model of the two, in each function
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--workdir", "{file}"], "not a folder"),
+    (["--results", "{tmp}/no/such/RESULTS.md"], "no folder"),
+    (["--results", "{tmp}"], "a folder; give a markdown file"),
+])
+def test_study_speed_refuses_bad_paths_before_measuring(argv, message, tmp_path, monkeypatch, capsys):
+    (tmp_path / "a-file").write_text("")
+    argv = [a.format(file=tmp_path / "a-file", tmp=tmp_path) for a in argv]
+    monkeypatch.setattr(sys, "argv", ["study_speed.py", *argv])
+    monkeypatch.setattr(study_speed, "run", lambda *_: pytest.fail("measured before checking its paths"))
+    with pytest.raises(SystemExit) as exit_:
+        study_speed.main()
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_study_speed_interrupted_keeps_results_and_removes_its_temporary_folder(tmp_path, monkeypatch,
+                                                                                 capsys):
+    results, work = tmp_path / "RESULTS.md", tmp_path / "study_speed-x"
+    results.write_text("# Benchmark results\n")
+    work.mkdir()
+
+    def interrupted(args, folder):  # type: ignore[no-untyped-def]
+        (folder / "usual-baseline.log").write_text("half a run")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sys, "argv", ["study_speed.py", "--results", str(results)])
+    monkeypatch.setattr(study_speed.tempfile, "mkdtemp", lambda **_: str(work))
+    monkeypatch.setattr(study_speed, "run", interrupted)
+    with pytest.raises(SystemExit) as exit_:
+        study_speed.main()
+    assert exit_.value.code == 130 and "interrupted" in capsys.readouterr().err
+    assert not work.exists() and results.read_text() == "# Benchmark results\n"
+
+
+def test_study_speed_interrupted_stops_the_ways_process(tmp_path, monkeypatch):
+    started = []
+    popen = study_speed.subprocess.Popen
+
+    def recording(*args, **kwargs):  # type: ignore[no-untyped-def]
+        started.append(popen(*args, **kwargs))
+        return started[-1]
+
+    def ctrl_c(seconds, line):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(study_speed.subprocess, "Popen", recording)
+    child = [sys.executable, "-c", "import time; print('started', flush=True); time.sleep(600)"]
+    with pytest.raises(KeyboardInterrupt):
+        study_speed.run_process(child, tmp_path / "way.log", on_line=ctrl_c)
+    assert started[0].poll() is not None  # killed and reaped, not left running
+
+
+def test_results_are_replaced_whole(tmp_path):
+    results = tmp_path / "RESULTS.md"
+    study_speed.replace_section(results, "<!-- a:begin -->\nnew\n<!-- a:end -->\n",
+                                "<!-- a:begin -->", "<!-- a:end -->")
+    assert [p.name for p in tmp_path.iterdir()] == ["RESULTS.md"]
