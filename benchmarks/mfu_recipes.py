@@ -36,6 +36,7 @@ import dataclasses
 import datetime as dt
 import json
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -173,7 +174,7 @@ def render(size: Any, model: str, runs: dict[Any, dict[str, dict[str, Any]]], da
     return "\n".join(lines + ["", end]) + "\n"
 
 
-def main() -> None:
+def measure(work: Path) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=MODELS, default="minilm",
                         help="the pretrained MiniLM (default) or a randomly initialised BERT-base")
@@ -195,7 +196,6 @@ def main() -> None:
     started_at = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     sys.path.insert(0, str(ROOT))
-    work = Path(tempfile.mkdtemp(prefix="mfu_recipes-"))
     if args.model == "bert-base":
         size = dataclasses.replace(size, model=str(random_bert_base(work / "bert-base")))
     rate = max(matmul_rates()["fp32"].values())
@@ -221,6 +221,14 @@ def main() -> None:
     section = render(size, args.model, runs, data, total - embedding, rate, command_line(), started_at,
                      rate_after)
     publish(section, args.no_write, *markers(args.model))
+
+
+def main() -> None:
+    work = Path(tempfile.mkdtemp(prefix="mfu_recipes-"))
+    try:
+        measure(work)
+    finally:  # the studies' databases, checkpoints and SwanLab folders
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

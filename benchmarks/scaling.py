@@ -15,6 +15,7 @@ cost (imports, data, tokenization, report) and whose slope is one trial. Prints 
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -53,12 +54,11 @@ def line(xs: list[float], ys: list[float]) -> str:
     return f"{fit.intercept:.2f} s + {fit.slope:.4g} s × x (R² {fit.rvalue ** 2:.4f})"
 
 
-def main() -> None:
+def measure(work: Path) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", type=int, nargs="+", default=[192, 384, 768])
     parser.add_argument("--variants", type=int, nargs="+", default=[1, 2, 4], choices=[1, 2, 3, 4])
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="scaling-"))
 
     print("| run | examples | variants | study wall | trial wall (mean) | train time (mean) |")
     print("|---|---|---|---|---|---|")
@@ -82,6 +82,14 @@ def main() -> None:
     if len(by_variants) > 1:
         xs = [float(v) for v, _ in by_variants]
         print(f"- study wall against variants: {line(xs, [w for _, w in by_variants])}")
+
+
+def main() -> None:
+    work = Path(tempfile.mkdtemp(prefix="scaling-"))
+    try:
+        measure(work)
+    finally:  # the studies' databases, checkpoints and SwanLab folders
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

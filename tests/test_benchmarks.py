@@ -13,6 +13,7 @@ from ablation.config import load_spec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import mfu_recipes  # noqa: E402  benchmarks/ is a folder of scripts, not a package
+import scaling  # noqa: E402
 import step_ops  # noqa: E402
 import study_speed  # noqa: E402
 
@@ -373,3 +374,18 @@ def test_results_are_replaced_whole(tmp_path):
     study_speed.replace_section(results, "<!-- a:begin -->\nnew\n<!-- a:end -->\n",
                                 "<!-- a:begin -->", "<!-- a:end -->")
     assert [p.name for p in tmp_path.iterdir()] == ["RESULTS.md"]
+
+
+@pytest.mark.parametrize("script", [mfu_recipes, scaling], ids=["mfu_recipes", "scaling"])
+def test_benchmarks_remove_their_temporary_studies_even_when_stopped(script, tmp_path, monkeypatch):
+    work = tmp_path / "work"
+
+    def stopped(folder):  # type: ignore[no-untyped-def]
+        (folder / "study" / "swanlog").mkdir(parents=True)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(script.tempfile, "mkdtemp", lambda **_: str(work.mkdir() or work))
+    monkeypatch.setattr(script, "measure", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        script.main()
+    assert not work.exists()
