@@ -389,3 +389,16 @@ def test_benchmarks_remove_their_temporary_studies_even_when_stopped(script, tmp
     with pytest.raises(KeyboardInterrupt):
         script.main()
     assert not work.exists()
+
+
+@pytest.mark.parametrize(("argv", "writes"), [
+    ([], True), (["--full"], True), (["--tiny"], False), (["--tiny", "--results", "{tmp}/R.md"], True),
+    (["--no-write"], False)])
+def test_study_speed_writes_results_except_for_a_smoke_run(argv, writes, tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr(sys, "argv", ["study_speed.py", *(a.format(tmp=tmp_path) for a in argv)])
+    monkeypatch.setattr(study_speed.tempfile, "mkdtemp", lambda **_: str(tmp_path / "work"))
+    monkeypatch.setattr(study_speed, "run", lambda args, work: seen.append(args))
+    study_speed.main()
+    assert seen[0].no_write is not writes
+    assert seen[0].results == (tmp_path / "R.md" if "--results" in argv else study_speed.HERE / "RESULTS.md")
