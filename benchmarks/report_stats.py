@@ -20,6 +20,9 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=3534)  # the demo's test tweets
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
+    for flag, value in (("--examples", args.examples), ("--repeats", args.repeats)):
+        if value < 1:
+            parser.error(f"{flag} {value}: give 1 or more")
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 3, args.examples)
     ours = np.where(rng.random(args.examples) < 0.75, labels, rng.integers(0, 3, args.examples))

@@ -402,3 +402,13 @@ def test_study_speed_writes_results_except_for_a_smoke_run(argv, writes, tmp_pat
     study_speed.main()
     assert seen[0].no_write is not writes
     assert seen[0].results == (tmp_path / "R.md" if "--results" in argv else study_speed.HERE / "RESULTS.md")
+
+
+@pytest.mark.parametrize("argv", [["--examples", "-5"], ["--repeats", "0"]])
+def test_report_stats_refuses_counts_below_one(argv, monkeypatch, capsys):
+    import report_stats
+
+    monkeypatch.setattr(sys, "argv", ["report_stats.py", *argv])
+    with pytest.raises(SystemExit) as exit_:
+        report_stats.main()
+    assert exit_.value.code == 2 and f"{argv[0]} {argv[1]}: give 1 or more" in capsys.readouterr().err
