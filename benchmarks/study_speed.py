@@ -588,6 +588,26 @@ def fmt_s(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds >= 100 else f"{seconds:.1f} s"
 
 
+NOISY_DRIFT = 0.10  # the start and end matmul rates differ by more: other work shared the cores
+
+
+def rate_drift(rates: list[dict[str, dict[int, float]]]) -> float:
+    """How far the best fp32 matmul rate moved between the start and the end of the run, as a
+    fraction of the higher one: on an idle machine it stays within a few %."""
+    start, end = (max(rates[i]["fp32"].values()) for i in (0, -1))
+    return abs(start - end) / max(start, end)
+
+
+def noisy_note(told: bool, rates: list[dict[str, dict[int, float]]]) -> str:
+    """The warning heading results taken on a busy machine: told so (--note-noisy), or seen in
+    the matmul rate's drift, which another process's work moves."""
+    drift = rate_drift(rates)
+    if drift > NOISY_DRIFT:
+        return (f" **The fp32 matmul rate moved {100 * drift:.0f} % between the start and the end "
+                "of the run: other work shared the cores, timings are noisy.**")
+    return " **Taken on a shared machine while other work ran: timings are noisy.**" if told else ""
+
+
 def pass_fail(ok: bool) -> str:
     return "**PASS**" if ok else "**FAIL**"
 
@@ -604,8 +624,7 @@ def render(args: argparse.Namespace, size: Size, machine: dict[str, Any], data: 
         + ("" if size.name == "default" else f", size `{size.name}`"),
         "",
         f"Command: `{machine['command']}` (size `{size.name}`; {started_at}, {total_s / 60:.1f} min in all)."
-        + (" **Taken on a shared machine while other work ran: timings are noisy.**"
-           if args.note_noisy else ""),
+        + noisy_note(args.note_noisy, rates),
         "",
         f"Machine: {machine['cpu']}, {machine['cores']} cores (torch {machine['threads']} threads), "
         f"{machine['memory_gib']:.0f} GiB, no GPU used; "

@@ -412,3 +412,14 @@ def test_report_stats_refuses_counts_below_one(argv, monkeypatch, capsys):
     with pytest.raises(SystemExit) as exit_:
         report_stats.main()
     assert exit_.value.code == 2 and f"{argv[0]} {argv[1]}: give 1 or more" in capsys.readouterr().err
+
+
+def test_study_speed_calls_a_run_noisy_when_the_matmul_rate_drifts_or_when_told():
+    """Another process's work moves the matmul rate between the start and the end of the run:
+    the results are headed as noisy without --note-noisy too."""
+    steady = [{"fp32": {512: 80.0, 1024: 94.0}}, {"fp32": {512: 79.0, 1024: 90.0}}]
+    busy = [{"fp32": {512: 60.0, 1024: 78.0}}, {"fp32": {512: 80.0, 1024: 94.0}}]
+    assert study_speed.rate_drift(busy) == pytest.approx(16 / 94)
+    assert study_speed.noisy_note(False, steady) == ""
+    assert "timings are noisy" in study_speed.noisy_note(True, steady)
+    assert "moved 17 % between the start and the end" in study_speed.noisy_note(False, busy)
