@@ -59,6 +59,7 @@ def keep_trial_model(trainer: Any, trial: Any, spec: ExperimentSpec, trial_dir: 
                     "validation": result.get("validation"), "test": result.get("test")}
             (target / MODEL_INFO).write_text(json.dumps(info, indent=2, default=str) + "\n",
                                              encoding="utf-8")
+            _truncate_like_the_trial(target, trial.recipe.max_length, trainer)
         saved = target.relative_to(spec.output_dir).as_posix()
     if mode == "all":
         # Kept for `ablate evaluate --checkpoints`; without the identity file a re-run of the
@@ -69,6 +70,21 @@ def keep_trial_model(trainer: Any, trial: Any, spec: ExperimentSpec, trial_dir: 
     else:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)  # the selected weights were evaluated
     return saved
+
+
+def _truncate_like_the_trial(target: Path, max_length: int, trainer: Any) -> None:
+    """The saved tokenizer's model_max_length becomes the length the trial truncated at (its
+    max_length within the model's positions), so that `pipeline(..., truncation=True)` labels a
+    long text as the trial and `ablate predict` do, not at the pretrained limit (512)."""
+    from .train import position_limit
+
+    path = target / "tokenizer_config.json"
+    if not path.is_file():
+        return
+    limit = position_limit(trainer.model, trainer.processing_class)
+    config = json.loads(path.read_text(encoding="utf-8"))
+    config["model_max_length"] = min(max_length, limit) if limit is not None else max_length
+    path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def best_record(built: dict[str, Any]) -> Any:

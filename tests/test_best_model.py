@@ -59,6 +59,15 @@ def test_best_trial_is_exported_to_best_model_and_loads_in_a_plain_pipeline(best
     (scores,) = classifier(["great love fun"], top_k=None)
     assert sorted(s["label"] for s in scores) == ["0", "1", "2"]
     assert sum(s["score"] for s in scores) == pytest.approx(1.0)
+    # Truncated where the trial truncated (max_length 128 within the tiny model's 64 positions),
+    # a long text gets the probabilities `ablate predict` gives it.
+    from ablation.inference import predict
+
+    assert classifier.tokenizer.model_max_length == 64
+    long_text = " ".join(["great love fun", "bad sad awful"] * 40)
+    (scores,) = classifier([long_text], top_k=None, truncation=True)
+    (ours,) = predict(best, [long_text])
+    assert {s["label"]: s["score"] for s in scores} == pytest.approx(ours["probabilities"])
 
     # "best": only best_model/ holds weights; each trial's result says where its model was saved.
     for key, trial in trials.items():
