@@ -87,6 +87,12 @@ def _truncate_like_the_trial(target: Path, max_length: int, trainer: Any) -> Non
     path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+def keeping_models(spec: ExperimentSpec) -> tuple[str, ...]:
+    """The --set that makes a re-run keep its model, where the study keeps none (the study's
+    own --sets, repeated in a suggested command, would say "none" again)."""
+    return ("experiment.save_models=best",) if spec.experiment.save_models == "none" else ()
+
+
 def best_record(built: dict[str, Any]) -> Any:
     """The report's best trial: of the best variant, the seed with the best value; or None."""
     variants = built["variants"]
@@ -132,7 +138,7 @@ def export_best_model(spec: ExperimentSpec, study: Any, built: dict[str, Any],
     elif not source.is_dir():
         echo(f"best model: trial {best.key} kept no model ({source} is missing: it ran with "
              "save_models = \"none\", or on another machine); re-run it to keep one: "
-             f"{spec.command('run', '--rerun', best.variant)}")
+             f"{spec.command('run', '--rerun', best.variant, sets=keeping_models(spec))}")
         return current
     else:
         staging = spec.output_dir / f".{BEST_MODEL}.tmp"
@@ -190,10 +196,14 @@ def resolve_model(argument: str, sets: list[str] | None = None,
             raise AblateInputError(
                 f"study {spec.name!r} has no complete trial yet, so no best model; see "
                 f"`{spec.command('status')}`")
+        from .report import build_report
+
+        best = best_record(build_report(spec, study))
+        rerun = ("--rerun", best.variant) if best is not None else ()
         raise AblateInputError(
-            f"study {spec.name!r} has no best model ({folder} is missing); run the study with "
-            f"[experiment] save_models = \"best\" (the default) or \"all\": `{spec.command('run')}` "
-            "(trials that ran with \"none\" need `--rerun VARIANT`)")
+            f"study {spec.name!r} has no best model ({folder} is missing: its trials ran with "
+            "[experiment] save_models = \"none\", or on another machine); train the best "
+            f"variant again keeping its model: `{spec.command('run', *rerun, sets=keeping_models(spec))}`")
     check_classifier_folder(folder)
     return folder, spec
 

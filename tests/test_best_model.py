@@ -267,8 +267,13 @@ def test_save_models_none_keeps_no_weights_and_predict_says_how_to_get_them(
 
     assert cli.main(["predict", str(path), "great fun"]) == 2
     err = capsys.readouterr().err
-    assert "study 'none' has no best model" in err and 'save_models = "best"' in err
-    assert err.count("\n") == 1
+    assert "study 'none' has no best model" in err
+    rerun = f"ablate run {path} --rerun baseline --set experiment.save_models=best"
+    assert err.rstrip().endswith(f"`{rerun}`") and err.count("\n") == 1
+    capsys.readouterr()
+    assert cli.main(shlex.split(rerun)[1:]) == 0  # the command as printed keeps the model
+    assert cli.main(["predict", str(path), "great fun"]) == 0
+    capsys.readouterr()
 
     assert cli.main(["evaluate", str(path), "--checkpoints", "baseline-s42"]) == 2
     err = capsys.readouterr().err
