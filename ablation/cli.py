@@ -107,6 +107,10 @@ MODEL_OR_STUDY = ("a model folder (a study's best_model/, or trials/<trial>/mode
                   "file whose best_model/ is used")
 
 
+TRIAL_HELP = ("with an experiment file: this trial's model (e.g. baseline_bs32-s42) instead of the "
+              "best one; save_models = \"all\" keeps every trial's")
+
+
 def _add_model_commands(commands: Any) -> None:
     """`predict` and `evaluate`: using a trained model (see ablation/inference.py)."""
     predict = commands.add_parser(
@@ -117,6 +121,7 @@ def _add_model_commands(commands: Any) -> None:
                          help="texts to classify")
     predict.add_argument("--file", type=Path, action="append", default=[], metavar="PATH",
                          help="more texts, one per line (repeat for more files)")
+    predict.add_argument("--trial", metavar="TRIAL", help=TRIAL_HELP)
     predict.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                          help="override a key of the experiment file (as for run)")
     predict.add_argument("--json", action="store_true",
@@ -141,6 +146,7 @@ def _add_model_commands(commands: Any) -> None:
     evaluate.add_argument("--label-column", metavar="NAME",
                           help="label column of --dataset: label names or class ids (default: the "
                           "study's, else label)")
+    evaluate.add_argument("--trial", metavar="TRIAL", help=TRIAL_HELP)
     evaluate.add_argument("--checkpoints", metavar="TRIAL",
                           help="evaluate every kept checkpoint of this trial of the study "
                           "(e.g. baseline-s42) and show where the metric peaked")
@@ -518,7 +524,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .inference import format_predictions, predict, read_texts
     from .models import resolve_model
 
-    folder, _ = resolve_model(args.model, args.sets, need_data=False)
+    folder, _ = resolve_model(args.model, args.sets, need_data=False, trial=args.trial)
     rows = predict(folder, read_texts(args.texts, args.file), args.batch_size)
     if args.json:
         for row in rows:
@@ -541,8 +547,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 f"evaluate: {given[0]} describes --dataset, which is not given; without it the "
                 "study's own data is read with its [data] keys")
     if args.checkpoints is not None:
+        if args.trial is not None:
+            raise AblateInputError("evaluate: give --trial or --checkpoints, not both: --trial "
+                                   "scores a trial's model, --checkpoints each of its checkpoints")
         return _evaluate_checkpoints(args)
-    folder, spec = resolve_model(args.model, args.sets, need_data=args.dataset is None)
+    folder, spec = resolve_model(args.model, args.sets, need_data=args.dataset is None,
+                                 trial=args.trial)
     label_names, info, notes = model_label_names(folder), model_info(folder), []
     frame, source = evaluation_frame(spec, label_names, args.dataset, args.config,
                                      args.split, args.text_column, args.label_column,

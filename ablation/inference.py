@@ -372,13 +372,9 @@ def format_evaluation(result: Evaluation) -> str:
 
 def checkpoint_folders(spec: Any, key: str) -> list[Path]:
     """A trial's kept checkpoints (trials/<key>/checkpoints/checkpoint-<step>), by step."""
-    trials = spec.output_dir / "trials"
-    if key in ("", ".", "..") or Path(key).name != key or not (trials / key).is_dir():
-        known = sorted(p.name for p in trials.glob("*") if p.is_dir()) if trials.is_dir() else []
-        raise AblateInputError(
-            f"--checkpoints {key!r}: study {spec.name!r} has no trial of that name in {trials} "
-            f"(trials: {', '.join(known) or 'none yet'}); name one as variant-s<seed>, e.g. "
-            "baseline-s42")
+    from .models import trial_dir
+
+    trials = trial_dir(spec, key, "--checkpoints").parent
     folders = [p for p in (trials / key / "checkpoints").glob("checkpoint-*")
                if p.name.split("-")[-1].isdigit() and (p / "config.json").is_file()]
     if not folders:

@@ -161,12 +161,46 @@ def export_best_model(spec: ExperimentSpec, study: Any, built: dict[str, Any],
     return info
 
 
+def trial_dir(spec: ExperimentSpec, key: str, option: str) -> Path:
+    """trials/<key>/ of the study, for an option naming one of its trials (as variant-s<seed>)."""
+    trials = spec.output_dir / "trials"
+    if key in ("", ".", "..") or Path(key).name != key or not (trials / key).is_dir():
+        known = sorted(p.name for p in trials.glob("*") if p.is_dir()) if trials.is_dir() else []
+        raise AblateInputError(
+            f"{option} {key!r}: study {spec.name!r} has no trial of that name in {trials} "
+            f"(trials: {', '.join(known) or 'none yet'}); name one as variant-s<seed>, e.g. "
+            "baseline-s42")
+    return trials / key
+
+
+def trial_model(spec: ExperimentSpec, key: str) -> Path:
+    """`--trial KEY`: that trial's saved model (best_model/ when it is the best trial's)."""
+    folder = trial_dir(spec, key, "--trial") / MODEL_DIR
+    best = spec.output_dir / BEST_MODEL
+    if not (folder / "config.json").is_file() and model_info(best).get("trial") == key:
+        folder = best
+    if not (folder / "config.json").is_file():
+        variant = key.rsplit("-s", 1)[0]
+        raise AblateInputError(
+            f"--trial {key!r}: the trial kept no model ({folder} is missing: save_models = "
+            f"\"{spec.experiment.save_models}\" keeps " + ("none" if spec.experiment.save_models
+                                                            == "none" else "the best trial's alone")
+            + "; \"all\" keeps every trial's): "
+            f"`{spec.command('run', '--rerun', variant, sets=('experiment.save_models=all',))}`")
+    return folder
+
+
 def resolve_model(argument: str, sets: list[str] | None = None,
-                  need_data: bool = True) -> tuple[Path, Any]:
+                  need_data: bool = True, trial: str | None = None) -> tuple[Path, Any]:
     """MODEL_OR_STUDY → (model folder, the study's spec or None). A folder is a model; a file
-    is an experiment file (with its --set overrides) whose best_model/ is used. need_data=False:
-    the study's local data may have moved (predict, evaluate on other data do not read it)."""
+    is an experiment file (with its --set overrides) whose best_model/ is used, or the model of
+    its trial `trial` (--trial). need_data=False: the study's local data may have moved (predict,
+    evaluate on other data do not read it)."""
     path = Path(argument)
+    if path.is_dir() and trial is not None:
+        raise AblateInputError(
+            f"--trial {trial!r} names a trial of a study: give its experiment file as "
+            f"MODEL_OR_STUDY, not the model folder {argument!r} (which is already one model)")
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise AblateInputError(
@@ -185,6 +219,10 @@ def resolve_model(argument: str, sets: list[str] | None = None,
             f"MODEL_OR_STUDY {argument!r} is a data file; give a model folder or an experiment file "
             "(.toml) first, then the texts (predict) or --dataset DATA (evaluate)")
     spec = load_spec(path, sets, need_data=need_data)
+    if trial is not None:
+        folder = trial_model(spec, trial)
+        check_classifier_folder(folder)
+        return folder, spec
     folder = spec.output_dir / BEST_MODEL
     if not (folder / "config.json").is_file():
         import optuna

@@ -255,6 +255,53 @@ def test_save_models_all_keeps_every_model_and_evaluation_checkpoint(tmp_path, t
     assert f"macro_f1 peaked at step {result['best_step']}" in out and "★ peak" in out
 
 
+def test_predict_and_evaluate_take_any_kept_trials_model_with_trial(tmp_path, tiny_model_dir,
+                                                                     tiny_data_dir, capsys):
+    """save_models = "all": every trial's model is scored on the study's own test split as the
+    study stored it, not only the best one's."""
+    path = _study_file(tmp_path, tiny_model_dir, tiny_data_dir, "all",
+                       variants="bs32 = { batch_size = 32 }\n")
+    assert cli.main(["run", str(path)]) == 0
+    best = json.loads((load_spec(path).output_dir / "best_model" / "ablate.json").read_text())["trial"]
+    for key, trial in _trials(path).items():
+        capsys.readouterr()
+        assert cli.main(["evaluate", str(path), "--trial", key, "--json"]) == 0
+        result = json.loads(capsys.readouterr().out)
+        assert result["trial"] == key
+        assert result["model"].endswith(f"trials/{key}/model")
+        assert result["confusion"] == trial.user_attrs["result"]["test_confusion"]
+        assert result["metrics"]["macro_f1"] == pytest.approx(
+            trial.user_attrs["result"]["test"]["macro_f1"], abs=1e-6)
+        assert cli.main(["predict", str(path), "great fun", "--trial", key, "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["label"] in ("0", "1", "2")
+    other = next(key for key in _trials(path) if key != best)
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(path), "--trial", other, "--checkpoints", other]) == 2
+    assert "give --trial or --checkpoints, not both" in capsys.readouterr().err
+
+
+def test_trial_names_a_kept_model_of_a_study_file(best_study, capsys):
+    """save_models = "best": the best trial's model is best_model/, the others' are removed."""
+    best = json.loads((load_spec(best_study).output_dir / "best_model" / "ablate.json").read_text())
+    other = next(key for key in _trials(best_study) if key != best["trial"])
+    capsys.readouterr()
+    assert cli.main(["predict", str(best_study), "great fun", "--trial", best["trial"], "--json"]) == 0
+    assert cli.main(["predict", str(best_study), "great fun", "--json"]) == 0
+    by_trial, by_default = capsys.readouterr().out.splitlines()
+    assert by_trial == by_default
+    variant = other.rsplit("-s", 1)[0]
+    assert cli.main(["evaluate", str(best_study), "--trial", other]) == 2
+    err = capsys.readouterr().err
+    assert f"--trial {other!r}: the trial kept no model" in err and err.count("\n") == 1
+    assert err.rstrip().endswith(
+        f"`ablate run {best_study} --rerun {variant} --set experiment.save_models=all`")
+    assert cli.main(["evaluate", str(best_study), "--trial", "nope-s1"]) == 2
+    assert "--trial 'nope-s1': study 'best' has no trial of that name" in capsys.readouterr().err
+    folder = str(load_spec(best_study).output_dir / "best_model")
+    assert cli.main(["predict", folder, "great fun", "--trial", best["trial"]]) == 2
+    assert "give its experiment file as MODEL_OR_STUDY" in capsys.readouterr().err
+
+
 def test_save_models_none_keeps_no_weights_and_predict_says_how_to_get_them(
         tmp_path, tiny_model_dir, tiny_data_dir, capsys):
     path = _study_file(tmp_path, tiny_model_dir, tiny_data_dir, "none")
