@@ -535,6 +535,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .data import row_count
     from .inference import evaluate, evaluation_frame, format_evaluation, model_label_names
     from .models import model_info, resolve_model
 
@@ -565,7 +566,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                          indent=2, allow_nan=False))
         return EXIT_OK
     print(f"model: {folder}" + (f" (trial {trial})" if trial else ""))
-    print(f"data:  {source}: {result.examples} rows\n")
+    print(f"data:  {source}: {row_count(result.examples)}\n")
     print(format_evaluation(result))
     return EXIT_OK
 
@@ -576,7 +577,7 @@ def _print_notes(notes: list[str], frame: Any, label_names: list[str]) -> None:
     absent = [name for index, name in enumerate(label_names) if index not in present]
     if absent:
         notes.append(f"no rows of class {', '.join(map(repr, absent))}: the macro averages "
-                     "count its F1, precision and recall as 0")
+                     f"count {'its' if len(absent) == 1 else 'their'} F1, precision and recall as 0")
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
 
@@ -584,6 +585,7 @@ def _print_notes(notes: list[str], frame: Any, label_names: list[str]) -> None:
 def _evaluate_checkpoints(args: argparse.Namespace) -> int:
     """`evaluate STUDY --checkpoints TRIAL`: each kept checkpoint on validation (or --split)."""
     from .config import load_spec
+    from .data import row_count
     from .inference import checkpoint_folders, evaluate, evaluation_frame, model_label_names
     from .models import MODEL_DIR, model_info
 
@@ -610,7 +612,7 @@ def _evaluate_checkpoints(args: argparse.Namespace) -> int:
                           "peak_step": peak["step"], "selected_step": selected, "checkpoints": rows},
                          indent=2, allow_nan=False))
         return EXIT_OK
-    print(f"trial {args.checkpoints}: {len(rows)} checkpoint(s) on {source}: {len(frame)} rows\n")
+    print(f"trial {args.checkpoints}: {len(rows)} checkpoint(s) on {source}: {row_count(len(frame))}\n")
     columns = list(dict.fromkeys(["accuracy", "macro_f1", "eval_loss", metric]))
     print(f"{'step':>8}  " + "  ".join(f"{c:>10}" for c in columns))
     for row in rows:

@@ -804,7 +804,8 @@ def load_study_splits(spec: ExperimentSpec) -> LabeledSplits:
         raise AblateInputError(f"--set {given!r}: {err}") from None
 
 
-def _rows(count: int) -> str:
+def row_count(count: int) -> str:
+    """"1 row", "2 rows": for a line a user reads."""
     return f"{count} row" if count == 1 else f"{count} rows"
 
 
@@ -880,7 +881,7 @@ def load_labeled_splits(spec: DataSpec) -> LabeledSplits:
             raise AblateInputError(f"{where}: split {split!r} has no usable rows "
                                    "(every text is empty or every label missing)")
         if dropped[split]:
-            notes.append(f"split {split!r}: dropped {_rows(dropped[split])} with an empty text "
+            notes.append(f"split {split!r}: dropped {row_count(dropped[split])} with an empty text "
                          "or missing label")
     names = _label_ids(frames, spec, class_names, raw, spec.train_split, notes)
     frames = {split: frame.reset_index(drop=True) for split, frame in frames.items()}
@@ -1091,7 +1092,7 @@ def load_split(spec: DataSpec, split: str,
         raise AblateInputError(f"{spec.dataset}: split {split!r} has no usable rows "
                                "(every text is empty or every label missing)")
     if dropped:
-        notes.append(f"split {split!r}: dropped {_rows(dropped)} with an empty text or missing label")
+        notes.append(f"split {split!r}: dropped {row_count(dropped)} with an empty text or missing label")
     _strip_labels({split: frame}, notes)
     return frame, class_names.get(spec.label_column)
 
