@@ -372,17 +372,16 @@ def format_evaluation(result: Evaluation) -> str:
 
 def checkpoint_folders(spec: Any, key: str) -> list[Path]:
     """A trial's kept checkpoints (trials/<key>/checkpoints/checkpoint-<step>), by step."""
-    from .models import trial_dir
+    from .models import keep_all_command, trial_dir
 
-    trials = trial_dir(spec, key, "--checkpoints").parent
-    folders = [p for p in (trials / key / "checkpoints").glob("checkpoint-*")
+    kept = trial_dir(spec, key, "--checkpoints") / "checkpoints"
+    folders = [p for p in kept.glob("checkpoint-*")
                if p.name.split("-")[-1].isdigit() and (p / "config.json").is_file()]
     if not folders:
-        variant = key.rsplit("-s", 1)[0]
         raise AblateInputError(
-            f"--checkpoints {key!r}: the trial kept no checkpoints ({trials / key / 'checkpoints'} "
-            "has no checkpoint-*); [experiment] save_models = \"all\" keeps the checkpoint of every "
-            f"evaluation: {spec.command('run', '--rerun', variant, sets=('experiment.save_models=all',))}")
+            f"--checkpoints {key!r}: the trial kept no checkpoints ({kept} has no checkpoint-*); "
+            "[experiment] save_models = \"all\" keeps the checkpoint of every evaluation: "
+            f"{keep_all_command(spec, key)}")
     return sorted(folders, key=lambda p: int(p.name.split("-")[-1]))
 
 

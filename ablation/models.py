@@ -180,14 +180,18 @@ def trial_model(spec: ExperimentSpec, key: str) -> Path:
     if not (folder / "config.json").is_file() and model_info(best).get("trial") == key:
         folder = best
     if not (folder / "config.json").is_file():
-        variant = key.rsplit("-s", 1)[0]
+        mode = spec.experiment.save_models
         raise AblateInputError(
             f"--trial {key!r}: the trial kept no model ({folder} is missing: save_models = "
-            f"\"{spec.experiment.save_models}\" keeps " + ("none" if spec.experiment.save_models
-                                                            == "none" else "the best trial's alone")
-            + "; \"all\" keeps every trial's): "
-            f"`{spec.command('run', '--rerun', variant, sets=('experiment.save_models=all',))}`")
+            f"\"{mode}\" keeps " + ("none" if mode == "none" else "the best trial's alone")
+            + f"; \"all\" keeps every trial's): `{keep_all_command(spec, key)}`")
     return folder
+
+
+def keep_all_command(spec: ExperimentSpec, key: str) -> str:
+    """The run that trains trial `key`'s variant again, keeping every model and checkpoint."""
+    variant = key.rsplit("-s", 1)[0]
+    return spec.command("run", "--rerun", variant, sets=("experiment.save_models=all",))
 
 
 def resolve_model(argument: str, sets: list[str] | None = None,
