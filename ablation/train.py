@@ -344,6 +344,9 @@ class StopWhenTakenOver(TrainerCallback):
         self.lost = lost
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.check()
+
+    def check(self) -> None:
         if self.lost.is_set():
             from .queue import TrialTakenOver
 
@@ -656,6 +659,9 @@ def train_trial(trial: TrialSpec, spec: ExperimentSpec, data: TokenizedData, tok
     tracker.log(tracker_keys(final_logs), step=trainer.state.global_step)
     result["runtime_s"] = time.perf_counter() - started
 
+    for callback in trainer.callback_handler.callbacks:  # taken over during the evaluations:
+        if isinstance(callback, StopWhenTakenOver):  # the new attempt's folder is not ours
+            callback.check()
     result["model_dir"] = keep_trial_model(trainer, trial, spec, trial_dir, result)  # or None
     del trainer, model
     release_memory()

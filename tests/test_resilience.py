@@ -593,6 +593,41 @@ def test_a_trial_taken_over_by_another_process_stops_in_one_line_and_the_run_goe
     assert second.state.name == "COMPLETE" and attempts == ["baseline-s42"] * 2
 
 
+def test_a_trial_taken_over_during_its_final_evaluation_saves_no_model(write_experiment,
+                                                                        monkeypatch, capsys):
+    """Taken over after its last step (its test evaluation outlasted 3 heartbeats): it does not
+    save its model into the trial folder the new attempt trains in."""
+    from ablation import queue
+
+    path = write_experiment(variants="")
+    real_predict, real_keep = train.predict_in_order, train.keep_trial_model
+    saved, taken = [], []
+
+    def taken_over_while_testing(trainer, dataset, restore, prefix):
+        if prefix == "test" and not taken:  # what queue.requeue_stale does in the other process
+            taken.append(True)
+            study = open_study(load_spec(path, ["experiment.heartbeat=1"]), create=False)
+            [running] = study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+            study._storage.set_trial_user_attr(running._trial_id, records.ERROR, queue.STALE_ERROR)
+            study._storage.set_trial_state_values(running._trial_id,
+                                                  state=optuna.trial.TrialState.FAIL)
+            queue.enqueue_again(study, study._storage.get_trial(running._trial_id))
+            time.sleep(3)  # this process's heartbeat (every second) sees it
+        return real_predict(trainer, dataset, restore, prefix)
+
+    def keep(*args, **kwargs):
+        saved.append(True)
+        return real_keep(*args, **kwargs)
+
+    monkeypatch.setattr(train, "predict_in_order", taken_over_while_testing)
+    monkeypatch.setattr(train, "keep_trial_model", keep)
+    assert cli.main(["run", str(path), "--set", "experiment.heartbeat=1"]) == 0
+    assert "another process took this trial over" in capsys.readouterr().out
+    first, second = _trials(path)
+    assert first.state.name == "FAIL" and second.state.name == "COMPLETE"
+    assert saved == [True]  # the second attempt's model alone
+
+
 def test_the_heartbeat_tells_a_trial_it_was_taken_over_and_training_stops_at_the_next_step(
         write_experiment):
     from ablation import queue
