@@ -423,3 +423,98 @@ def test_study_speed_calls_a_run_noisy_when_the_matmul_rate_drifts_or_when_told(
     assert study_speed.noisy_note(False, steady) == ""
     assert "timings are noisy" in study_speed.noisy_note(True, steady)
     assert "moved 17 % between the start and the end" in study_speed.noisy_note(False, busy)
+
+
+def _study_speed_run(train_runtime_s: float, f1: float, **extra: float) -> dict:
+    """One variant's measurements as way 1, 2 or 3 reports them (_trainer_figures.py, way_ablate)."""
+    return {"train_runtime_s": train_runtime_s, "in_train_eval_s": 1.0, "evaluations": 2, "steps": 13,
+            "validation": {"accuracy": f1 + 0.1, "macro_f1": f1}, "validation_s": 0.5,
+            "validation_samples_per_s": 20.0, "test": {"accuracy": f1 + 0.1, "macro_f1": f1},
+            "test_s": 0.25, "validation_labels": [0, 1, 2, 0, 1, 2, 0, 1, 2, 0], **extra}
+
+
+def _study_speed_section(end_rate: float = 49.0) -> tuple[str, dict]:
+    """study_speed's section rendered from fake measurements shaped as run() builds them: 50 train
+    tweets of 20 tokens, 10 M non-embedding parameters, a best fp32 rate of 50 GFLOP/s, 4 variants."""
+    from argparse import Namespace
+
+    np = pytest.importorskip("numpy")
+    size = study_speed.SIZES["tiny"]
+    f1s = {"1": [0.60, 0.70, 0.50, 0.60], "2": [0.60, 0.70, 0.50, 0.60], "3": [0.61, 0.69, 0.50, 0.60]}
+    extra = {"1": {"padded_train_tokens": 50 * 512, "process_wall_s": 125.0},
+             "2": {"padded_train_tokens": 1900, "runtime_s": 4.0},
+             "3": {"runtime_s": 4.5, "trial_wall_s": 5.0}}
+    train_runtime = {"1": 101.0, "2": 2.5, "3": 3.0}  # minus 1 s of evaluations: 100, 1.5 and 2 s
+    labels = {"1": "1. the usual way", "2": "2. careful script", "3": "3. `ablate run`"}
+    ways = {k: study_speed.Way(labels[k], wall_s=wall, peak_rss_mb=1000.0, runs={
+        variant: _study_speed_run(train_runtime[k], f1, **extra[k])
+        for variant, f1 in zip(size.variants, f1s[k], strict=True)})
+        for k, wall in (("1", 500.0), ("2", 30.0), ("3", 40.0))}
+    data = {"label_names": ["negative", "neutral", "positive"], "train_lengths": np.array([20] * 50),
+            "validation_labels": [0, 1, 2, 0, 1, 2, 0, 1, 2, 0], "rows": {"train": 50, "validation": 10,
+                                                                         "test": 10},
+            "padding": {"random": 1.9, "grouped": 1.1, "max_length_512": 25.6}}
+    machine = {"cpu": "Fake CPU", "cores": 2, "threads": 2, "memory_gib": 24.0,
+               "versions": {"torch": "2.0"}, "command": "python benchmarks/study_speed.py --tiny",
+               "matmul": [{"fp32": {512: 50.0, 1024: 45.0}}, {"fp32": {512: end_rate, 1024: end_rate - 5}}],
+               "step_shapes": {"tokens": 608, "gflops": 40.0}}
+    params = (12_000_000, 2_000_000)
+    best = max(max(m["fp32"].values()) for m in machine["matmul"])  # as run() takes it
+    summaries = {k: study_speed.summarize(w, data, params[0] - params[1], best) for k, w in ways.items()}
+    fixed = {"start → spec parsed": 1.0, "report written → process exit": 1.5}
+    profile = [{"setting": "fp32", "forward": 40.0, "backward": 60.0, "clip": 5.0, "optimizer": 15.0,
+                "first_pass": 130.0, "real_tokens_per_step": 32.0}]
+    section = study_speed.render(Namespace(note_noisy=False), size, machine, data, ways, summaries,
+                                 fixed, 4.9, params, profile, "2026-12-06 10:00", 600.0)
+    return section, summaries
+
+
+def test_study_speed_tabulates_each_way_with_its_mfu_fixed_costs_and_targets():
+    section, summaries = _study_speed_section()
+    begin, end = study_speed.markers("tiny")
+    assert section.startswith(begin) and section.rstrip().endswith(end)
+    assert ("| way | wall time, whole study | train time (sum) | train samples/s | train tokens/s "
+            "(non-pad) | eval samples/s | peak RSS | val accuracy (mean) | val macro-F1 (mean) | MFU |"
+            in section)
+    # MFU: 6 × non-embedding parameters × real tokens trained / train time / matmul rate, by hand:
+    # 4 variants × 50 tweets × 20 tokens = 4,000 tokens; way 3 trains 4 × 2 s = 8 s; best rate 50 GFLOP/s
+    mfu_3 = 6 * 10_000_000 * 4_000 / 8.0 / 50e9
+    assert mfu_3 == pytest.approx(0.60) and summaries["3"]["mfu"] == pytest.approx(mfu_3)
+    # samples/s 200 / 8 s; tokens/s 4,000 / 8 s; eval samples/s 4 × 10 / (4 × 0.5 s)
+    assert (f"| 3. `ablate run` | 40.0 s | 8.0 s | 25.0 | 500 | 20.0 | 1000 MiB | 0.7000 | 0.6000 | "
+            f"{100 * mfu_3:.1f} % |") in section
+    assert "| 1. the usual way | 500 s | 400 s | 0.5 | 10 | 20.0 | 1000 MiB | 0.7000 | 0.6000 | 1.2 % |" \
+        in section  # 6 × 1e7 × 4,000 / 400 s / 50 GFLOP/s
+    assert ("| 2. careful script | 30.0 s | 6.0 s | 33.3 | 667 | 20.0 | 1000 MiB | 0.7000 | 0.6000 | "
+            "80.0 % |") in section
+    assert "the best fp32 matmul rate (50 GFLOP/s)" in section
+    assert "Way 1 computes on 25.6× as many tokens" in section  # 512 / 20
+    assert ("| variant | way 1 train | way 2 train | way 3 train |  ablate / way 2 train | way 1 F1 | "
+            "way 2 F1 | way 3 F1 |") in section
+    assert "| baseline | 100.0 | 1.5 | 2.0 | 1.333 | 0.6000 | 0.6000 | 0.6100 |" in section
+    # the fixed costs, with the trials' training (4 × 2 s) and evaluations (4 × (1 + 0.5 + 0.25 s))
+    assert "| phase | seconds |" in section and "| start → spec parsed | 1.0 |" in section
+    assert "| report written → process exit | 1.5 |" in section
+    assert "| (for scale) training inside the trials, sum | 8.0 |" in section
+    assert "| (for scale) evaluations inside the trials (in training, validation, test), sum | 7.0 |" \
+        in section
+    assert "fresh interpreter, median of 3) | 4.9 |" in section
+    # the step profile: 120 ms, 6 × 1e7 × 32 tokens / 0.12 s / 50 GFLOP/s = 32 %
+    assert "| fp32 | 40 | 60 | 5 | 15 | 120 | 130 | 32 | 32.0 % (fp32 rate) |" in section
+    # 500 s / 40 s at equal mean F1: PASS; trials 4 × 5 s against 4 × 4 s: 1.25 > 1.05, FAIL; MFU PASS
+    targets = section.split("Targets:")[1]
+    assert "faster than way 1 for the whole study at equal accuracy" in targets
+    assert "**PASS** — 12.50× (500 s vs 40.0 s); mean validation macro-F1 ablate − way 1: +0.00 points" \
+        in targets and "+1.0, -1.0, +0.0, +0.0 points" in targets
+    assert "within 5 % of way 2 per trial" in targets
+    assert "**FAIL** — 1.250; train time alone, summed: 1.333" in targets
+    assert "≥ 50 % of the measured fp32 matmul rate: **PASS** — 60.0 %" in targets
+    assert "against the rate of the step's own shapes (40 GFLOP/s): 75.0 %" in targets
+    assert "timings are noisy" not in section  # 50 → 49 GFLOP/s: 2 % of drift
+
+
+def test_study_speed_section_is_headed_noisy_when_the_matmul_rate_drifts():
+    section, _ = _study_speed_section(end_rate=40.0)  # best fp32 rate 50 GFLOP/s at the start, 40 at the end
+    header = section.split("Machine:")[0]
+    assert "moved 20 % between the start and the end of the run" in header
+    assert "timings are noisy" in header
