@@ -691,17 +691,21 @@ def render(args: argparse.Namespace, size: Size, machine: dict[str, Any], data: 
                   f"these lengths; random batches simulate at {data['padding']['random']:.2f}×).", ""]
 
     names = {k: f"way {k}" if k.isdigit() else f"ablate {k}" for k in ways}
+    ratio = {"2", "3"} <= ways.keys()  # ablate / way 2 train, right after way 3's train column
+    train_heads = [f"{names[k]} train" + (" | ablate / way 2 train" if ratio and k == "3" else "")
+                   for k in ways]
     lines += ["Per variant (train time in s; validation macro-F1):", "",
-              "| variant | " + " | ".join(f"{names[k]} train" for k in ways) + " | "
-              + (" ablate / way 2 train | " if {"2", "3"} <= ways.keys() else "")
+              "| variant | " + " | ".join(train_heads) + " | "
               + " | ".join(f"{names[k]} F1" for k in ways) + " |",
-              "|---|" + "---|" * (2 * len(ways) + ({"2", "3"} <= ways.keys())),
+              "|---|" + "---|" * (2 * len(ways) + ratio),
               ]
     for variant in size.variants:
-        cells = [f"{train_seconds(ways[k].runs[variant]):.1f}" for k in ways]
-        if {"2", "3"} <= ways.keys():
-            ratio = train_seconds(ways["3"].runs[variant]) / train_seconds(ways["2"].runs[variant])
-            cells.append(f"{ratio:.3f}")
+        cells = []
+        for k in ways:
+            cells.append(f"{train_seconds(ways[k].runs[variant]):.1f}")
+            if ratio and k == "3":
+                train_3, train_2 = (train_seconds(ways[w].runs[variant]) for w in ("3", "2"))
+                cells.append(f"{train_3 / train_2:.3f}")
         cells += [f"{ways[k].runs[variant]['validation']['macro_f1']:.4f}" for k in ways]
         lines.append(f"| {variant} | " + " | ".join(cells) + " |")
     lines.append("")

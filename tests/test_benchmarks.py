@@ -433,7 +433,7 @@ def _study_speed_run(train_runtime_s: float, f1: float, **extra: float) -> dict:
             "test_s": 0.25, "validation_labels": [0, 1, 2, 0, 1, 2, 0, 1, 2, 0], **extra}
 
 
-def _study_speed_section(end_rate: float = 49.0) -> tuple[str, dict]:
+def _study_speed_section(end_rate: float = 49.0, bf16: bool = False) -> tuple[str, dict]:
     """study_speed's section rendered from fake measurements shaped as run() builds them: 50 train
     tweets of 20 tokens, 10 M non-embedding parameters, a best fp32 rate of 50 GFLOP/s, 4 variants."""
     from argparse import Namespace
@@ -450,6 +450,10 @@ def _study_speed_section(end_rate: float = 49.0) -> tuple[str, dict]:
         variant: _study_speed_run(train_runtime[k], f1, **extra[k])
         for variant, f1 in zip(size.variants, f1s[k], strict=True)})
         for k, wall in (("1", 500.0), ("2", 30.0), ("3", 40.0))}
+    if bf16:  # the extra `ablate run` with precision bf16: 1 s of training per variant
+        ways["bf16"] = study_speed.Way("(extra) bf16", wall_s=35.0, runs={
+            variant: _study_speed_run(2.0, f1, runtime_s=3.5, trial_wall_s=4.0)
+            for variant, f1 in zip(size.variants, f1s["3"], strict=True)})
     data = {"label_names": ["negative", "neutral", "positive"], "train_lengths": np.array([20] * 50),
             "validation_labels": [0, 1, 2, 0, 1, 2, 0, 1, 2, 0], "rows": {"train": 50, "validation": 10,
                                                                          "test": 10},
@@ -489,8 +493,8 @@ def test_study_speed_tabulates_each_way_with_its_mfu_fixed_costs_and_targets():
             "80.0 % |") in section
     assert "the best fp32 matmul rate (50 GFLOP/s)" in section
     assert "Way 1 computes on 25.6× as many tokens" in section  # 512 / 20
-    assert ("| variant | way 1 train | way 2 train | way 3 train |  ablate / way 2 train | way 1 F1 | "
-            "way 2 F1 | way 3 F1 |") in section
+    assert ("| variant | way 1 train | way 2 train | way 3 train | ablate / way 2 train | way 1 F1 | "
+            "way 2 F1 | way 3 F1 |\n|---|---|---|---|---|---|---|---|\n") in section
     assert "| baseline | 100.0 | 1.5 | 2.0 | 1.333 | 0.6000 | 0.6000 | 0.6100 |" in section
     # the fixed costs, with the trials' training (4 × 2 s) and evaluations (4 × (1 + 0.5 + 0.25 s))
     assert "| phase | seconds |" in section and "| start → spec parsed | 1.0 |" in section
@@ -518,3 +522,11 @@ def test_study_speed_section_is_headed_noisy_when_the_matmul_rate_drifts():
     header = section.split("Machine:")[0]
     assert "moved 20 % between the start and the end of the run" in header
     assert "timings are noisy" in header
+
+
+def test_study_speed_puts_the_train_ratio_beside_the_two_ways_it_compares():
+    section, _ = _study_speed_section(bf16=True)
+    assert ("| variant | way 1 train | way 2 train | way 3 train | ablate / way 2 train | "
+            "ablate bf16 train | way 1 F1 | way 2 F1 | way 3 F1 | ablate bf16 F1 |\n"
+            "|---|---|---|---|---|---|---|---|---|---|\n"
+            "| baseline | 100.0 | 1.5 | 2.0 | 1.333 | 1.0 | 0.6000 | 0.6000 | 0.6100 | 0.6100 |") in section
