@@ -827,7 +827,8 @@ def main() -> None:
     group.add_argument("--tiny", action="store_true", help="a smoke run of a few steps")
     parser.add_argument("--ways", nargs="+", choices=("1", "2", "3"), default=["1", "2", "3"],
                         help="run only these ways (the targets need all three)")
-    parser.add_argument("--workdir", type=Path, help="keep the runs here (default: a temp folder)")
+    parser.add_argument("--workdir", type=Path, help="keep the runs here (default: a temp folder); "
+                        "an existing one's data/, study.json and ablate*/ runs are replaced")
     parser.add_argument("--results", type=Path,
                         help="the markdown file whose study_speed section is replaced (default: "
                         "benchmarks/RESULTS.md; --tiny writes one only when given it)")
