@@ -501,6 +501,7 @@ def step_profile(size: Size, data_dir: Path, label_count: int, steps: int = 12) 
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()  # no "Loading weights" bar per model load (as ablation/cli.py)
     texts = pd.read_json(data_dir / "train.jsonl", lines=True)
     tokenizer = AutoTokenizer.from_pretrained(MODEL)
     starts = [(i * size.batch_size) % (len(texts) - size.batch_size + 1) for i in range(steps)]
