@@ -7,6 +7,7 @@ Pure numpy, no model: the whole file runs in about a second.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -204,6 +205,23 @@ def test_verdict(low, high, greater_is_better, expected):
     interval = Interval(estimate=0.02, low=low, high=high, p_value=math.nan, n=3, method="paired-t")
     assert verdict(interval, greater_is_better) == expected
     assert interval.within_noise == (expected in ("within noise", "not enough runs"))
+
+
+def test_verdict_needs_the_p_value_to_agree_with_the_interval():
+    """One seed: the percentile bootstrap's interval can exclude 0 while McNemar's (or the
+    permutation) p is well above 0.05; the row must then say within noise, not **better**."""
+    labels = np.zeros(100, dtype=int)
+    baseline = np.array([1] * 4 + [0] * 50 + [1] * 46)  # the variant alone is right on 4 examples
+    variant = np.array([0] * 4 + [0] * 50 + [1] * 46)
+    result = paired_bootstrap_difference(variant, baseline, labels,
+                                         metric_function("accuracy", classes=range(2)),
+                                         n_resamples=1000, seed=0)
+    assert result.low > 0 and result.p_value == pytest.approx(0.125)  # exact: 2 · 0.5**4
+    assert verdict(result, greater_is_better=True) == "within noise"
+    at_alpha = Interval(estimate=0.02, low=0.01, high=0.03, p_value=0.05, n=3, method="paired-t")
+    assert verdict(at_alpha, True) == "within noise"
+    assert verdict(dataclasses.replace(at_alpha, p_value=0.049), True) == "better"
+    assert verdict(dataclasses.replace(at_alpha, p_value=0.049), False) == "worse"
 
 
 # metric_function -----------------------------------------------------------------------------------

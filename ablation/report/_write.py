@@ -267,8 +267,8 @@ def _what_mattered(built: dict[str, Any]) -> list[str]:
     lines = ["## What mattered", "",
              f"Each variant against its reference, largest effect first: the difference in {metrics} "
              "(see below the table), "
-             "its 95 % confidence interval and p-value. A difference whose interval contains 0 is "
-             "*within noise*: do not read it as a result.", "",
+             "its 95 % confidence interval and p-value. A difference whose interval contains 0, or "
+             "whose p is 0.05 or more, is *within noise*: do not read it as a result.", "",
              "| # | variant | changes | vs | Δ | 95 % CI | p | verdict |",
              "|---|---|---|---|---|---|---|---|"]
     for rank, e in enumerate(effects, 1):

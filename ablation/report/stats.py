@@ -269,11 +269,18 @@ def metric_function(name: str, classes: Sequence[int] | None = None) -> LabelMet
     return LabelMetric(name, None if classes is None else tuple(classes))
 
 
-def verdict(interval: Interval, greater_is_better: bool) -> str:
-    """Words for a difference: only an interval that excludes 0 makes it "better" or "worse"."""
+def verdict(interval: Interval, greater_is_better: bool, confidence: float = 0.95) -> str:
+    """Words for a difference: only an interval that excludes 0, with a p-value (where there is
+    one) below 1 − confidence, makes it "better" or "worse". With one seed the interval (a
+    percentile bootstrap) and p (McNemar, a permutation test) are two procedures that can disagree
+    near the boundary: 4 test examples that only the variant gets right give an interval above 0
+    but an exact McNemar p of 0.125, and the row must not say **better** beside that p. Over
+    seeds the paired t-interval and its p agree by construction, so nothing changes there."""
+    _check_confidence(confidence)
     if math.isnan(interval.low) or math.isnan(interval.high):
         return "not enough runs"
-    if interval.within_noise:
+    alpha = round(1.0 - confidence, 12)  # 1 - 0.95 is 0.050000000000000044 in floats
+    if interval.within_noise or interval.p_value >= alpha:  # nan p: the interval alone
         return "within noise"
     increased = interval.low > 0.0
     return "better" if increased == greater_is_better else "worse"
