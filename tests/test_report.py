@@ -230,6 +230,30 @@ def test_ablation_table_shows_each_change_alone_and_removed(write_experiment):
     assert "`full` (every change) vs `baseline`: +0.1000" in text
 
 
+def test_ablation_table_says_which_sign_is_better_for_a_minimized_metric(write_experiment):
+    """Over seeds a loss is compared as a loss: removing a change that helps raises it, so a
+    positive 'removed' value means the recipe is worse without the change, not better."""
+    path = write_experiment(variants="", extra=(
+        '[ablation]\nmode = "leave-one-out"\n[ablation.changes]\n'
+        'cw = { class_weight = "balanced" }\nls = { label_smoothing = 0.1 }\n'))
+    spec = load_spec(path, ["experiment.seeds=[1, 2, 3]", 'experiment.metric="eval_loss"'])
+    losses = {"baseline": [.80, .81, .82], "full": [.60, .62, .61], "full_minus_cw": [.70, .71, .72],
+              "full_minus_ls": [.60, .61, .62]}
+    results = {}
+    for name, values in losses.items():
+        for seed, loss in zip((1, 2, 3), values, strict=True):
+            result = _result(0.6, 0.5, 2.0)
+            result["validation"] = {**result["validation"], "macro_f1": loss, "eval_loss": loss}
+            result["test"] = {**result["test"], "eval_loss": loss + 0.01}
+            results[f"{name}-s{seed}"] = result
+    text = write_report(spec, _store(spec, results)).read_text()
+    assert ("a negative value means the recipe is better without the change (lower eval_loss is "
+            "better)") in text
+    assert "a positive value means the recipe is better" not in text
+    cw_row = next(line for line in text.splitlines() if line.startswith("| cw |"))
+    assert "+0.1000" in cw_row and "worse" in cw_row and "**helps in the full recipe**" in cw_row
+
+
 def test_one_seed_with_a_loss_metric_says_its_effects_are_differences_in_accuracy(write_experiment):
     """Per-example predictions give accuracy, not a loss: the effects must be labelled so."""
     path = write_experiment(variants="good = { learning_rate = 1e-2 }\n")

@@ -310,10 +310,17 @@ def _ablation_table(built: dict[str, Any]) -> list[str]:
             verdicts.append(same.get(alone.verdict, alone.verdict) + " alone")
         return "; ".join(verdicts) or "—"
 
+    # Which sign is "better without the change": a loss compared over seeds falls when it improves;
+    # with one seed a loss is compared through accuracy (the effect's metric), which rises.
+    removed = [e for e in built["effects"] if e.variant.startswith(MINUS)]
+    lower = {e.metric == built["metric"] and not built["greater_is_better"] for e in removed}
+    sign = ("a positive value means the recipe is better without the change" if lower == {False}
+            else f"a negative value means the recipe is better without the change (lower "
+            f"{built['metric']} is better)" if lower == {True}
+            else "its verdict says whether the recipe is better without the change")
     lines = ["## Ablation", "",
              "*Alone*: the change added to the baseline (`baseline_plus_<change>` − `baseline`). "
-             "*Removed*: the full recipe without it (`full_minus_<change>` − `full`); a positive "
-             "value means the recipe is better without the change.", "",
+             f"*Removed*: the full recipe without it (`full_minus_<change>` − `full`); {sign}.", "",
              "| change | alone | removed from full | the change… |", "|---|---|---|---|"]
     for change in changes:
         lines.append(f"| {change} | {cell(PLUS + change)} | {cell(MINUS + change)} | "
