@@ -488,6 +488,9 @@ def test_results_csv_and_report_json_are_written_for_programs(stored_study):
     assert all(type(s) is int for s in trial_steps if s is not None)
     assert all(type(row["seed"]) is int for row in document["trials"])
     assert all(type(row["seeds"]) is int for row in document["variants"])
+    # Which split and how many paired seeds each effect is on, as the terminal and report.md say.
+    effect = next(e for e in document["effects"] if e["variant"] == "baseline_bs32")
+    assert effect["split"] == "test" and effect["seeds"] == 2 and effect["n"] == 2
     # The baseline changes nothing: an empty field for programs, "—" only in the report.
     assert {row["changes"] for row in document["trials"] if row["variant"] == "baseline"} == {""}
     assert ",—," not in "\n".join(text)

@@ -163,7 +163,8 @@ def report_json(built: dict[str, Any]) -> dict[str, Any]:
     effects = [{"variant": e.variant, "reference": e.reference, "changes": e.changes,
                 "delta": e.interval.estimate, "ci_low": e.interval.low, "ci_high": e.interval.high,
                 "p_value": e.interval.p_value, "n": e.interval.n, "method": e.interval.method,
-                "verdict": e.verdict, "basis": e.basis, "metric": e.metric} for e in built["effects"]]
+                "verdict": e.verdict, "basis": e.basis, "metric": e.metric, "split": e.split,
+                "seeds": e.seeds} for e in built["effects"]]
     return _plain({
         "metric": built["metric"],
         "direction": "maximize" if built["greater_is_better"] else "minimize",
