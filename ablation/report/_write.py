@@ -392,7 +392,8 @@ def render_markdown(spec: ExperimentSpec, built: dict[str, Any], pictures: dict[
         lines.append(f"- **Best variant**: `{best['variant']}` — {metric} {fmt(best['value'])}"
                      + ("" if best["variant"] == BASELINE
                         else f" ({fmt_delta(best['delta'])} vs {reference})"
-                        if not math.isnan(best["delta"]) else f" ({reference} has no result yet)"))
+                        if not math.isnan(best["delta"]) else f" ({reference} has no result yet)")
+                     + _best_variant_caveats(built, best))
     lines += _best_model_line(spec, built)
     lines += [
         f"- **Data**: `{spec.data.dataset}`" + (f" ({spec.data.config})" if spec.data.config else "")
@@ -446,6 +447,22 @@ def render_markdown(spec: ExperimentSpec, built: dict[str, Any], pictures: dict[
     lines += _trial_notes(built)
     lines += _environment(spec, built)
     return "\n".join(lines)
+
+
+def _best_variant_caveats(built: dict[str, Any], best: Any) -> str:
+    """What the best variant's validation mean does not say: that it rests on fewer seeds than
+    the others have (a mean over other seeds is not a like-for-like ranking), and, when What
+    mattered does not find it better than its reference, that verdict, so the headline is not
+    read as a result that the paired comparison contradicts."""
+    notes = []
+    most = int(built["variants"]["seeds"].max())
+    if 0 < int(best["seeds"]) < most:
+        notes.append(f"mean of its {int(best['seeds'])} complete seed(s); others have up to {most}")
+    effect = next((e for e in built["effects"] if e.variant == best["variant"]), None)
+    if effect is not None and effect.verdict != "better":
+        notes.append(f"against {effect.reference} on {effect.split}: {_verdict_text(effect)} "
+                     "(What mattered)")
+    return "".join(f"; {note}" for note in notes)
 
 
 def _best_model_line(spec: ExperimentSpec, built: dict[str, Any]) -> list[str]:
