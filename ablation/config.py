@@ -797,8 +797,16 @@ def load_spec(path: str | Path, sets: list[str] | None = None,
 
     # Resolve defaults that depend on other keys, and paths relative to the working folder.
     name = experiment.name or path.stem
-    direction = experiment.direction or (
-        "minimize" if experiment.metric in LOSS_METRICS else "maximize")
+    natural = "minimize" if experiment.metric in LOSS_METRICS else "maximize"
+    if experiment.direction and experiment.direction != natural:  # every verdict upside down
+        given = last_set(sets or [], "experiment.direction", "experiment.metric")
+        where = f"--set {given!r}" if given else f"{path}: [experiment]"
+        kind = "a loss, lower is better" if natural == "minimize" else "a score, higher is better"
+        raise AblateInputError(
+            f"{where}: direction = {experiment.direction!r} with metric = {experiment.metric!r} "
+            f"({kind}) would rank the worst trial best; leave direction out (it follows the "
+            f"metric) or set it to {natural!r}")
+    direction = natural
     output_dir = _resolve_path_like(experiment.output_dir or f"reports/{name}")
     storage = resolve_storage(experiment.storage or f"sqlite:///{output_dir}/study.db")
     experiment = dataclasses.replace(

@@ -106,9 +106,9 @@ def test_direction_defaults_to_maximize_for_score_metrics(tmp_path: Path, metric
     assert spec.greater_is_better is True
 
 
-def test_explicit_direction_is_kept(tmp_path: Path) -> None:
-    spec = load_spec(write_spec(tmp_path, experiment='metric = "log_loss"\ndirection = "maximize"'))
-    assert spec.experiment.direction == "maximize"
+def test_a_direction_that_agrees_with_the_metric_is_kept(tmp_path: Path) -> None:
+    spec = load_spec(write_spec(tmp_path, experiment='metric = "log_loss"\ndirection = "minimize"'))
+    assert spec.experiment.direction == "minimize"
 
 
 def test_output_dir_defaults_to_reports_name_under_working_folder(tmp_path: Path) -> None:
