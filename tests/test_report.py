@@ -507,6 +507,8 @@ def test_results_csv_and_report_json_are_written_for_programs(stored_study):
     # Which split and how many paired seeds each effect is on, as the terminal and report.md say.
     effect = next(e for e in document["effects"] if e["variant"] == "baseline_bs32")
     assert effect["split"] == "test" and effect["seeds"] == 2 and effect["n"] == 2
+    tested = [e for e in document["effects"] if e["p_value"] is not None]
+    assert (effect["p_holm"] is None) == (len(tested) < 2)  # adjusted with the others, if any
     # The baseline changes nothing: an empty field for programs, "—" only in the report.
     assert {row["changes"] for row in document["trials"] if row["variant"] == "baseline"} == {""}
     assert ",—," not in "\n".join(text)

@@ -313,3 +313,27 @@ def test_the_p_value_tests_the_metric_of_the_interval_not_accuracy():
     assert paired_bootstrap_difference(baseline, baseline, labels, macro_f1).p_value == 1.0
     named = paired_bootstrap_difference(variant, baseline, labels, metric_function("accuracy"))
     assert named.method == "bootstrap+mcnemar" and named.p_value > 0.9
+
+
+def test_effects_tested_together_are_holm_adjusted_and_the_verdicts_that_fall_are_named():
+    """tweets_loo's five p-values: Holm's step-down gives 0.070, 0.041, 0.019, 0.125, 0.839, so
+    the `full` row (p 0.023, worse alone) no longer holds when the five are tested together."""
+    from ablation.report.effects import Effect, holm_adjusted, tested_together
+    from ablation.report.stats import Interval
+
+    def effect(name: str, p: float, verdict: str) -> Effect:
+        low, high = (-0.2, -0.05) if verdict == "worse" else (-0.01, 0.02)
+        return Effect(name, "baseline", "", Interval(-0.1, low, high, p, 3, "paired-t"), verdict,
+                      "basis", "macro_f1", 3, "test")
+
+    effects = [effect("full", 0.023, "worse"), effect("a", 0.010, "worse"),
+               effect("b", 0.004, "worse"), effect("c", 0.063, "within noise"),
+               effect("d", 0.839, "within noise"), effect("e", math.nan, "not enough runs")]
+    adjusted = holm_adjusted(effects)
+    assert adjusted == pytest.approx({"full": 0.069, "a": 0.04, "b": 0.02, "c": 0.126, "d": 0.839})
+    note = tested_together(effects, adjusted)
+    assert "With Holm's correction over the 5, `full` (adjusted p 0.069) no longer reaches" in note
+    assert "`a`" not in note and "`b`" not in note
+    assert "still has p < 0.05" in tested_together(effects[1:], holm_adjusted(effects[1:]))
+    assert tested_together(effects[3:], holm_adjusted(effects[3:])) is None  # nothing called
+    assert holm_adjusted(effects[:1]) == {}  # one comparison: nothing to correct

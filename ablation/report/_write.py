@@ -24,7 +24,16 @@ from ..queue import stale_numbers
 from ..records import TrialRecord, is_search_variant, latest_by_key, load_records, study_info
 from ..variants import BASELINE, FULL, MINUS, PLUS, reference_of, variant_names
 from .diagnosis import diagnose
-from .effects import ONE_SEED_CAVEAT, Effect, compute_effects, fmt_interval, fmt_p, variant_interval
+from .effects import (
+    ONE_SEED_CAVEAT,
+    Effect,
+    compute_effects,
+    fmt_interval,
+    fmt_p,
+    holm_adjusted,
+    tested_together,
+    variant_interval,
+)
 from .markdown import fmt, fmt_delta, per_class_table, variant_table
 from .plots import plot_confusions, plot_curves, plot_learning_curve, plot_metric
 from .tables import for_programs, trials_frame, variants_frame
@@ -70,7 +79,8 @@ def build_report(spec: ExperimentSpec, study: optuna.Study) -> dict[str, Any]:
         "class_weight", spec.baseline.class_weight) != "none") for r in chosen}
     return {"metric": metric, "greater_is_better": greater, "info": info, "records": records,
             "chosen": chosen, "trials": trials, "variants": variants, "order": order,
-            "effects": effects, "findings": findings, "label_names": label_names,
+            "effects": effects, "holm": holm_adjusted(effects), "findings": findings,
+            "label_names": label_names,
             "importances": importances,
             "best_model": study.user_attrs.get("best_model"),  # set by models.export_best_model
             "gone": stale_numbers(study)}  # RUNNING trials whose process is gone
@@ -164,7 +174,8 @@ def report_json(built: dict[str, Any]) -> dict[str, Any]:
                 "delta": e.interval.estimate, "ci_low": e.interval.low, "ci_high": e.interval.high,
                 "p_value": e.interval.p_value, "n": e.interval.n, "method": e.interval.method,
                 "verdict": e.verdict, "basis": e.basis, "metric": e.metric, "split": e.split,
-                "seeds": e.seeds} for e in built["effects"]]
+                "seeds": e.seeds, "p_holm": built["holm"].get(e.variant, math.nan)}
+               for e in built["effects"]]
     return _plain({
         "metric": built["metric"],
         "direction": "maximize" if built["greater_is_better"] else "minimize",
@@ -278,6 +289,9 @@ def _what_mattered(built: dict[str, Any]) -> list[str]:
                      f"{fmt_p(e.interval.p_value)} | {_verdict_text(e)} |")
     bases = sorted({e.basis for e in effects})
     lines += [""] + [f"Computed from {basis}." for basis in bases] + [""]
+    together = tested_together(effects, built["holm"])
+    if together:
+        lines += [together, ""]
     if any(e.seeds == 1 for e in effects):
         lines += [ONE_SEED_CAVEAT, ""]
     return lines

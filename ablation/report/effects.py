@@ -136,6 +136,36 @@ def compute_effects(records: list[TrialRecord], order: list[str], metric: str,
                   if not math.isnan(e.interval.estimate) else math.inf)
 
 
+def holm_adjusted(effects: list[Effect]) -> dict[str, float]:
+    """Each effect's p-value adjusted for testing all of the report's effects together (Holm's
+    step-down correction, by variant): with k comparisons at 5 % each, about one in twenty
+    differences that are noise would read **better** or **worse**. Empty below two p-values."""
+    from statsmodels.stats.multitest import multipletests
+
+    tested = [e for e in effects if _finite(e.interval.p_value)]
+    if len(tested) < 2:
+        return {}
+    adjusted = multipletests([e.interval.p_value for e in tested], method="holm")[1]
+    return {e.variant: float(p) for e, p in zip(tested, adjusted, strict=True)}
+
+
+def tested_together(effects: list[Effect], adjusted: dict[str, float]) -> str | None:
+    """One sentence on the verdicts that do not hold once the effects are tested together."""
+    called = [e for e in effects if e.verdict in ("better", "worse") and e.variant in adjusted]
+    if not called:
+        return None
+    weak = [e for e in called if adjusted[e.variant] >= 0.05]
+    k = len(adjusted)
+    if not weak:
+        return (f"Tested together (Holm's correction over the {k} comparisons), every **better** "
+                "and **worse** here still has p < 0.05.")
+    names = ", ".join(f"`{e.variant}` (adjusted p {fmt_p(adjusted[e.variant])})" for e in weak)
+    return (f"Tested together: {k} comparisons at 5 % each would call about one in twenty "
+            f"differences that are noise **better** or **worse**. With Holm's correction over the "
+            f"{k}, {names} no longer {'reaches' if len(weak) == 1 else 'reach'} p < 0.05: treat "
+            f"{'it' if len(weak) == 1 else 'them'} as tentative, or run more seeds.")
+
+
 def fmt_interval(interval: Interval, digits: int = 4) -> str:
     if math.isnan(interval.low) or math.isnan(interval.high):
         return "—"
