@@ -120,6 +120,7 @@ def test_formatting_helpers():
     assert fmt(0.5, 0.01) == "0.5000 ± 0.0100"
     assert fmt(float("nan")) == "—"
     assert fmt_delta(0.0123) == "+0.0123" and fmt_delta(-0.5) == "-0.5000"
+    assert fmt_delta(-1e-9) == "+0.0000"  # rounds to no difference: no minus sign
 
 
 # --------------------------------------------------------------------------- issue 3: trustworthy

@@ -35,7 +35,8 @@ def fmt(value: Any, std: Any = math.nan, digits: int = 4) -> str:
 def fmt_delta(value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
-    return f"{value:+.4f}"
+    text = f"{value:+.4f}"
+    return "+0.0000" if text == "-0.0000" else text  # a difference that rounds to none has no sign
 
 
 def variant_table(variants: pd.DataFrame, metric: str, with_test: bool, with_ci: bool = False) -> str:
