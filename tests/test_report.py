@@ -115,6 +115,16 @@ def test_best_variant_on_fewer_seeds_says_so_and_what_mattered_says(write_experi
             "(What mattered)") in text
 
 
+def test_best_variant_tied_with_another_says_so(write_experiment):
+    path = write_experiment(variants="v = { batch_size = 32 }\nw = { learning_rate = 1e-2 }\n")
+    spec = load_spec(path)
+    values = {"baseline-s42": .60, "baseline_v-s42": .70, "baseline_w-s42": .70}
+    study = _store(spec, {key: _result(v, 0.5, 2.0) for key, v in values.items()})
+    text = write_report(spec, study).read_text()
+    assert ("**Best variant**: `baseline_v` — macro_f1 0.7000 (+0.1000 vs baseline); tied with "
+            "`baseline_w` (the first in the study's order is named)") in text
+
+
 def test_formatting_helpers():
     assert fmt(0.123456) == "0.1235"
     assert fmt(0.5, 0.01) == "0.5000 ± 0.0100"

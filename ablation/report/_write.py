@@ -469,6 +469,12 @@ def _best_variant_caveats(built: dict[str, Any], best: Any) -> str:
     mattered does not find it better than its reference, that verdict, so the headline is not
     read as a result that the paired comparison contradicts."""
     notes = []
+    table = built["variants"]
+    tied = [name for name, value in zip(table["variant"], table["value"], strict=True)
+            if name != best["variant"] and value == best["value"]]
+    if tied:  # idxmax: the first in the study's order
+        notes.append(f"tied with {', '.join(f'`{name}`' for name in tied)} (the first in the "
+                     "study's order is named)")
     most = int(built["variants"]["seeds"].max())
     if 0 < int(best["seeds"]) < most:
         notes.append(f"mean of its {int(best['seeds'])} complete seed(s); others have up to {most}")
