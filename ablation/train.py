@@ -560,7 +560,11 @@ def train_trial(trial: TrialSpec, spec: ExperimentSpec, data: TokenizedData, tok
     config = apply_dropout(load_model_config(source, data.label_names), recipe)
     model = PRETRAINED.load(source, config)
     weights = class_weights(recipe, data.train_labels, n_classes)
-    custom_loss = weights is not None or recipe.label_smoothing > 0
+    # Accumulated micro-batches go through make_loss too: BERT's own loss is a mean per
+    # micro-batch, which the Trainer divides by the accumulation steps, so an epoch's last step
+    # of uneven micro-batches (10 and 6 rows) weighted its 6 rows as much as its 10.
+    custom_loss = (weights is not None or recipe.label_smoothing > 0
+                   or recipe.gradient_accumulation_steps > 1)
     validation_set, validation_order = data.by_length("validation")
     checkpoint_dir = trial_dir / "checkpoints"
     identity = {"recipe": recipe.to_dict(), "seed": trial.seed, "source": source.identity(),

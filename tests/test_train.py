@@ -208,3 +208,22 @@ def test_gradient_accumulation_and_clipping_off_log_the_loss_and_gradient_of_one
     for key, step in first.items():
         assert step["loss"] == pytest.approx(reference["loss"], rel=1e-4), key
         assert step["grad_norm"] == pytest.approx(reference["grad_norm"], rel=1e-4), key
+
+
+def test_an_accumulated_step_of_uneven_micro_batches_is_the_mean_over_its_examples(write_experiment):
+    """The epoch's last step: 216 training rows as batches of 20 end with 16 rows; as 10 × 2
+    accumulated they end with micro-batches of 10 and 6. BERT's own loss (a mean per micro-batch,
+    divided by the accumulation steps) weighted the 6 rows as much as the 10: that step's loss and
+    gradient were not the one large batch's, and the training went apart from there."""
+    baseline = ("learning_rate = 1e-3\nbatch_size = 20\nepochs = 1\nlogging_steps = 1\n"
+                "eval_steps = 0\ndropout = 0.0\nclassifier_dropout = 0.0\n")
+    variants = "acc = { batch_size = 10, gradient_accumulation_steps = 2 }\n"
+    path = write_experiment(baseline=baseline, variants=variants)
+    assert cli.main(["run", str(path)]) == 0
+    results = _results(path)
+    assert results["baseline-s42"]["train_examples"] % 20 == 16  # the last step is uneven
+    large, accumulated = results["baseline-s42"]["history"], results["baseline_acc-s42"]["history"]
+    assert [p["step"] for p in large] == [p["step"] for p in accumulated]
+    for one, other in zip(large, accumulated, strict=True):
+        assert other["loss"] == pytest.approx(one["loss"], rel=1e-4), one["step"]
+        assert other["grad_norm"] == pytest.approx(one["grad_norm"], rel=1e-4), one["step"]
