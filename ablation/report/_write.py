@@ -467,10 +467,10 @@ def render_markdown(spec: ExperimentSpec, built: dict[str, Any], pictures: dict[
 
 
 def _best_variant_caveats(built: dict[str, Any], best: Any) -> str:
-    """What the best variant's validation mean does not say: that it rests on fewer seeds than
-    the others have (a mean over other seeds is not a like-for-like ranking), and, when What
-    mattered does not find it better than its reference, that verdict, so the headline is not
-    read as a result that the paired comparison contradicts."""
+    """What the best variant's validation mean does not say: the variants tied with it, that it
+    rests on fewer seeds than the others have (a mean over other seeds is not a like-for-like
+    ranking), and, when What mattered does not find it better than its reference, that verdict,
+    so the headline is not read as a result that the paired comparison contradicts."""
     notes = []
     table = built["variants"]
     tied = [name for name, value in zip(table["variant"], table["value"], strict=True)
