@@ -36,7 +36,6 @@ import dataclasses
 import datetime as dt
 import json
 import os
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -224,11 +223,9 @@ def measure(work: Path) -> None:
 
 
 def main() -> None:
-    work = Path(tempfile.mkdtemp(prefix="mfu_recipes-"))
-    try:
-        measure(work)
-    finally:  # the studies' databases, checkpoints and SwanLab folders
-        shutil.rmtree(work, ignore_errors=True)
+    # Removed at the end, stopped or not: the studies' databases, checkpoints and SwanLab folders.
+    with tempfile.TemporaryDirectory(prefix="mfu_recipes-", ignore_cleanup_errors=True) as work:
+        measure(Path(work))
 
 
 if __name__ == "__main__":

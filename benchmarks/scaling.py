@@ -15,7 +15,6 @@ cost (imports, data, tokenization, report) and whose slope is one trial. Prints 
 from __future__ import annotations
 
 import argparse
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -85,11 +84,9 @@ def measure(work: Path) -> None:
 
 
 def main() -> None:
-    work = Path(tempfile.mkdtemp(prefix="scaling-"))
-    try:
-        measure(work)
-    finally:  # the studies' databases, checkpoints and SwanLab folders
-        shutil.rmtree(work, ignore_errors=True)
+    # Removed at the end, stopped or not: the studies' databases, checkpoints and SwanLab folders.
+    with tempfile.TemporaryDirectory(prefix="scaling-", ignore_cleanup_errors=True) as work:
+        measure(Path(work))
 
 
 if __name__ == "__main__":

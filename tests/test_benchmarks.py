@@ -384,7 +384,7 @@ def test_benchmarks_remove_their_temporary_studies_even_when_stopped(script, tmp
         (folder / "study" / "swanlog").mkdir(parents=True)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(script.tempfile, "mkdtemp", lambda **_: str(work.mkdir() or work))
+    monkeypatch.setattr(script.tempfile, "mkdtemp", lambda *_, **__: str(work.mkdir() or work))
     monkeypatch.setattr(script, "measure", stopped)
     with pytest.raises(KeyboardInterrupt):
         script.main()
