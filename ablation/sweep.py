@@ -676,9 +676,14 @@ def _waiting_note(job: Work, running: list[optuna.trial.FrozenTrial]) -> str:
     note = "waiting for " + ", ".join(f"{key} ({state(key)})" for key in sorted(where))
     if beats:
         return note
-    variants = sorted({str(t.user_attrs.get(records.VARIANT)) for t in running})
     return (f"{note} (this storage has no heartbeats: if that process is gone, stop this and "
-            f"`{job.spec.command('run', *[part for v in variants for part in ('--rerun', v)])}`)")
+            f"`{_rerun_command(job.spec, running)}`)")
+
+
+def _rerun_command(spec: ExperimentSpec, trials: list[optuna.trial.FrozenTrial]) -> str:
+    """`ablate run FILE --rerun V ...` for the variants of these stored trials."""
+    variants = sorted({str(t.user_attrs.get(records.VARIANT)) for t in trials})
+    return spec.command("run", *[part for v in variants for part in ("--rerun", v)])
 
 
 def _rerun_gone(job: Work, running: list[optuna.trial.FrozenTrial]) -> str | None:
@@ -687,9 +692,8 @@ def _rerun_gone(job: Work, running: list[optuna.trial.FrozenTrial]) -> str | Non
     if queue.has_heartbeats(job.study):
         return None
     gone = queue.stale_numbers(job.study)
-    variants = sorted({str(t.user_attrs.get(records.VARIANT)) for t in running if t.number in gone})
-    return job.spec.command("run", *[part for v in variants for part in ("--rerun", v)]) \
-        if variants else None
+    lost = [t for t in running if t.number in gone]
+    return _rerun_command(job.spec, lost) if lost else None
 
 
 def _inputs_for(job: Work, optuna_trial: optuna.Trial, trial: TrialSpec) -> tuple[Any, Any]:
