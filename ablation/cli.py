@@ -343,7 +343,7 @@ def _value_cell(row: Any, fmt: Any) -> str:
 
 def _print_summary(spec: Any, built: dict[str, Any]) -> None:
     from .models import stale_best_model
-    from .report.effects import fmt_interval
+    from .report.effects import fmt_interval, tentative
     from .report.markdown import fmt, fmt_delta
 
     variants, metric = built["variants"], built["metric"]
@@ -362,11 +362,10 @@ def _print_summary(spec: Any, built: dict[str, Any]) -> None:
             print(f"  {effect.variant:<{width}} vs {effect.reference:<9} "
                   f"{fmt_delta(effect.interval.estimate):>8} {fmt_interval(effect.interval):>20}  "
                   f"{effect.verdict}" + (f" (Δ {effect.metric})" if effect.metric != metric else ""))
-        weak = [e.variant for e in built["effects"] if e.verdict in ("better", "worse")
-                and built["holm"].get(e.variant, 0.0) >= 0.05]
+        weak = tentative(built["effects"], built["holm"])
         if weak:
             print(f"  tested together (Holm's correction over {len(built['holm'])}): "
-                  f"{', '.join(weak)} no longer at p < 0.05; treat as tentative")
+                  f"{', '.join(e.variant for e in weak)} no longer at p < 0.05; treat as tentative")
         if any(effect.seeds == 1 for effect in built["effects"]):
             print("  one seed: these intervals leave out the training's own randomness; "
                   "run more seeds before trusting a small effect")

@@ -149,12 +149,22 @@ def holm_adjusted(effects: list[Effect]) -> dict[str, float]:
     return {e.variant: float(p) for e, p in zip(tested, adjusted, strict=True)}
 
 
+def _called(effects: list[Effect], adjusted: dict[str, float]) -> list[Effect]:
+    """The effects called better or worse alone that have a Holm-adjusted p."""
+    return [e for e in effects if e.verdict in ("better", "worse") and e.variant in adjusted]
+
+
+def tentative(effects: list[Effect], adjusted: dict[str, float]) -> list[Effect]:
+    """The better/worse verdicts whose adjusted p is 0.05 or more: they do not hold once the
+    report's comparisons are tested together."""
+    return [e for e in _called(effects, adjusted) if adjusted[e.variant] >= 0.05]
+
+
 def tested_together(effects: list[Effect], adjusted: dict[str, float]) -> str | None:
     """One sentence on the verdicts that do not hold once the effects are tested together."""
-    called = [e for e in effects if e.verdict in ("better", "worse") and e.variant in adjusted]
-    if not called:
+    if not _called(effects, adjusted):
         return None
-    weak = [e for e in called if adjusted[e.variant] >= 0.05]
+    weak = tentative(effects, adjusted)
     k = len(adjusted)
     if not weak:
         return (f"Tested together (Holm's correction over the {k} comparisons), every **better** "
