@@ -59,7 +59,7 @@ def keep_trial_model(trainer: Any, trial: Any, spec: ExperimentSpec, trial_dir: 
                     "validation": result.get("validation"), "test": result.get("test")}
             (target / MODEL_INFO).write_text(json.dumps(info, indent=2, default=str) + "\n",
                                              encoding="utf-8")
-            _truncate_like_the_trial(target, trial.recipe.max_length, trainer)
+            _truncate_like_the_trial(target, trainer)
         saved = target.relative_to(spec.output_dir).as_posix()
     if mode == "all":
         # Kept for `ablate evaluate --checkpoints`; without the identity file a re-run of the
@@ -72,18 +72,17 @@ def keep_trial_model(trainer: Any, trial: Any, spec: ExperimentSpec, trial_dir: 
     return saved
 
 
-def _truncate_like_the_trial(target: Path, max_length: int, trainer: Any) -> None:
-    """The saved tokenizer's model_max_length becomes the length the trial truncated at (its
-    max_length within the model's positions), so that `pipeline(..., truncation=True)` labels a
-    long text as the trial and `ablate predict` do, not at the pretrained limit (512)."""
-    from .train import position_limit
+def _truncate_like_the_trial(target: Path, trainer: Any) -> None:
+    """The saved tokenizer's model_max_length becomes the length `ablate predict` truncates this
+    model at (the trial's max_length, from ablate.json, within the model's positions), so that
+    `pipeline(..., truncation=True)` labels a long text alike, not at the pretrained limit (512)."""
+    from .inference import max_length_of
 
     path = target / "tokenizer_config.json"
     if not path.is_file():
         return
-    limit = position_limit(trainer.model, trainer.processing_class)
     config = json.loads(path.read_text(encoding="utf-8"))
-    config["model_max_length"] = min(max_length, limit) if limit is not None else max_length
+    config["model_max_length"] = max_length_of(target, trainer.processing_class, trainer.model)
     path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
@@ -253,9 +252,9 @@ def resolve_model(argument: str, sets: list[str] | None = None,
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                 "pytorch_model.bin.index.json")
 # A tokenizer's vocabulary: tokenizer_config.json alone is not one (transformers then builds a
-# tokenizer of the special tokens only, every word [UNK]); "*.model" is SentencePiece's.
-TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model",
-                   "sentencepiece.bpe.model")
+# tokenizer of the special tokens only, every word [UNK]); SentencePiece's is any "*.model"
+# (spiece.model, sentencepiece.bpe.model), checked beside these.
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json")
 
 
 def check_classifier_folder(folder: Path) -> None:
