@@ -155,6 +155,9 @@ def test_dry_run_plans_as_run_does(write_experiment, monkeypatch, capsys):
 
     monkeypatch.setattr(train, "train_trial", fails)
     assert cli.main(["run", str(path), "--rerun", "baseline"]) == 1  # superseded, then failed
+    assert cli.main(["status", str(path)]) == 1
+    assert cli.main(["report", str(path)]) == 0  # the report is written; the failure is in it
+    assert "flaky" in (load_spec(path).output_dir / "report.md").read_text()
     assert plan_of() == {"baseline-s42": "to run", "baseline_bs32-s42": "complete, re-used"}
     assert plan_of("--retry-failed") == {"baseline-s42": "to run",
                                          "baseline_bs32-s42": "complete, re-used"}
