@@ -353,6 +353,12 @@ def distributions(spec: SearchSpec) -> dict[str, optuna.distributions.BaseDistri
 
 
 PROBED_GRID = 64  # an int range with a step at most this long is checked value by value
+PROBE = "[search.space] "  # a probe trial's variant: this and the knob whose value it tries
+
+
+def space_set(spec: Any, knob: str) -> str | None:
+    """The --set that gave [search.space] its `knob`, if one did."""
+    return last_set(spec.sets, "search", "search.space", f"search.space.{knob}")
 
 
 def probe_trials(spec: Any) -> list[Any]:
@@ -372,7 +378,7 @@ def probe_trials(spec: Any) -> list[Any]:
         else:
             values = [dimension.low, dimension.high]
         for value in dict.fromkeys(values):
-            probes.append(TrialSpec.of(spec.baseline, f"[search.space] {knob}",
+            probes.append(TrialSpec.of(spec.baseline, f"{PROBE}{knob}",
                                        spec.experiment.seeds[0], {knob: value}))
     return probes
 
@@ -435,7 +441,7 @@ def check_same_search(study: optuna.Study, spec: Any, advice: str) -> None:
         old, new = stored.get(name), mine.get(name)
         if old == new:
             continue
-        given = last_set(spec.sets, "search", "search.space", f"search.space.{name}")
+        given = space_set(spec, name)
         # A --set that changed the space is the one to blame, not the file (which says otherwise).
         where, source = ((f"--set {given!r}: [search.space] {name}", "this --set")
                          if given else (f"{spec.path}: [search.space] {name}", "the file"))

@@ -376,12 +376,17 @@ def _never_stops_early(trial: TrialSpec, rows: int) -> str | None:
 
 def _set_behind(spec: ExperimentSpec, trial: TrialSpec, message: str) -> str | None:
     """The --set that gave the knob a preflight message starts with, if one did: the variant's
-    own (variants.NAME.KNOB) where it changes that knob, else the baseline's."""
+    own (variants.NAME.KNOB) where it changes that knob, [search.space]'s for a value a search can
+    propose, else the baseline's."""
     knob = re.match(r"\w+", message)
     if knob is None or knob.group() not in KNOBS:
         return None
     knob = knob.group()
     if knob in trial.overrides:
+        from .search import PROBE, space_set
+
+        if trial.variant.startswith(PROBE):  # a value [search.space] can propose
+            return space_set(spec, knob)
         suffix = trial.variant.removeprefix(BASELINE + "_")
         return last_set(spec.sets, f"variants.{suffix}.{knob}", f"variants.{suffix}")
     return last_set(spec.sets, f"baseline.{knob}")

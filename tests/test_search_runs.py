@@ -248,6 +248,19 @@ def test_a_value_the_search_could_propose_but_not_train_is_refused_before_any_tr
     assert tomllib.loads(best.strip("`"))["precision"] in ("fp32", "bf16")  # pasteable TOML
 
 
+def test_a_value_a_set_gave_the_search_space_is_refused_as_that_sets(write_experiment, capsys):
+    """What the machine or the data refuse of a [search.space] value a --set gave is that --set's,
+    as it is for [baseline] and [variants] (it was blamed on the file, which says otherwise)."""
+    path = searched(write_experiment, 2)
+    setting = 'search.space.precision=["fp32", "fp16"]'
+    assert cli.main(["validate", str(path), "--set", setting]) == 2
+    err = capsys.readouterr().err
+    assert f"--set {setting!r}: [search.space] precision: precision = 'fp16': fp16 needs" in err, err
+    assert cli.main(["validate", str(path), "--set", "search.space.max_train_samples=[5, 100000]"]) == 2
+    assert "--set 'search.space.max_train_samples=[5, 100000]': [search.space] max_train_samples: " \
+        "max_train_samples = 100000 is more than" in capsys.readouterr().err
+
+
 def test_grid_trains_every_point_once_over_variants_and_several_proposals(write_experiment):
     """Each grid point once: the grid's order is the study's, not reshuffled for each proposal
     (a reshuffle read the stored grid ids in another order: one point twice, one never)."""
