@@ -492,7 +492,7 @@ class PruningCallback(TrainerCallback):
 
     Raising optuna.TrialPruned inside the Trainer would skip its clean-up and lose the trial's
     record; instead training stops here, `pruned_at_step` is set, and the caller tells the trial
-    PRUNED once `train()` returns.
+    PRUNED once `train()` returns. The evaluation at the last step reports but never prunes.
     """
 
     def __init__(self, trial: optuna.Trial, metric_key: str) -> None:
@@ -514,6 +514,10 @@ class PruningCallback(TrainerCallback):
                 self._warned = True
             return
         self.trial.report(float(value), step=state.global_step)
+        # The last evaluation saves no training: the trial completes with its result (pruned,
+        # it lost its metrics, its place among the best and in the importances).
+        if state.max_steps and state.global_step >= state.max_steps:
+            return
         if self.trial.should_prune():
             self.pruned_at_step = state.global_step
             control.should_training_stop = True

@@ -329,10 +329,11 @@ def median_study() -> optuna.Study:
     return study
 
 
-def evaluate(callback: PruningCallback, step: int, metrics: dict[str, float]) -> TrainerControl:
+def evaluate(callback: PruningCallback, step: int, metrics: dict[str, float],
+             max_steps: int = 0) -> TrainerControl:
     """Dispatch on_evaluate the way the Trainer does (CallbackHandler, metrics= keyword)."""
     state, control = TrainerState(), TrainerControl()
-    state.global_step = step
+    state.global_step, state.max_steps = step, max_steps
     handler = CallbackHandler([DefaultFlowCallback, callback], None, None, None, None)
     return handler.on_evaluate(None, state, control, metrics=metrics)
 
@@ -347,6 +348,24 @@ def test_pruning_callback_stops_a_worse_trial() -> None:
     assert study.trials[-1].intermediate_values == {10: 0.2}
     study.tell(trial, state=TrialState.PRUNED)  # what the caller does next
     assert study.trials[-1].state == TrialState.PRUNED
+
+
+def test_a_trial_below_the_median_at_its_last_step_completes_rather_than_pruned() -> None:
+    """Its training is done: pruned there, its result would be lost (no metrics, never the best,
+    not in the importances). Before the last step the same values prune it."""
+    spec = spec_of({"batch_size": [8, 16]}, pruner="median")
+    study = optuna.create_study(direction="maximize", pruner=make_pruner(spec))
+    for _ in range(search.MEDIAN_STARTUP_TRIALS):  # curves that rise: 0.5, then 0.9
+        trial = study.ask()
+        trial.report(0.5, step=10)
+        trial.report(0.9, step=20)
+        study.tell(trial, 0.9)
+    for max_steps, pruned in ((20, None), (30, 20)):
+        callback = PruningCallback(study.ask(), "eval_macro_f1")
+        assert not evaluate(callback, 10, {"eval_macro_f1": 0.6}, max_steps).should_training_stop
+        control = evaluate(callback, 20, {"eval_macro_f1": 0.7}, max_steps)
+        assert (callback.pruned_at_step, control.should_training_stop) == (pruned, bool(pruned))
+        assert study.trials[-1].intermediate_values == {10: 0.6, 20: 0.7}
 
 
 def test_pruning_callback_lets_a_better_trial_train() -> None:
