@@ -52,7 +52,8 @@ NOT_SEARCHABLE = ("model", "model_config")
 PREFIX = records.SEARCH_PREFIX
 SELECTOR = "search"
 
-# MedianPruner: no pruning until 5 trials have completed (the median of fewer is noise), and the
+# MedianPruner: no pruning until 5 search trials have completed (the median of fewer is noise;
+# the ablation's own trials report nothing to the pruner, so they are not counted), and the
 # median at a step must come from at least 3 trials that reported at that very step. Steps are
 # optimizer steps (state.global_step) at evaluations; where the first evaluation falls depends on
 # eval_steps, batch size and data size, which this section does not see, so n_warmup_steps stays 0.
@@ -309,10 +310,22 @@ class _AskTellGridSampler(optuna.samplers.GridSampler):
                 raise
 
 
+class _SearchMedianPruner(optuna.pruners.MedianPruner):
+    """MedianPruner whose startup counts the complete trials that reported intermediate values
+    (the search's): Optuna's counts every complete trial, so the variants and seeds that ran
+    before the search used up the startup and the first search trials were pruned on the
+    median of 3."""
+
+    def prune(self, study: optuna.Study, trial: Any) -> bool:
+        reported = sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                       if t.intermediate_values)
+        return reported >= MEDIAN_STARTUP_TRIALS and super().prune(study, trial)
+
+
 def make_pruner(spec: SearchSpec) -> optuna.pruners.BasePruner:
     """The study's pruner; see MEDIAN_* and HYPERBAND_* for the defaults and why."""
     if spec.pruner == "median":
-        return optuna.pruners.MedianPruner(
+        return _SearchMedianPruner(
             n_startup_trials=MEDIAN_STARTUP_TRIALS, n_warmup_steps=MEDIAN_WARMUP_STEPS,
             n_min_trials=MEDIAN_MIN_TRIALS)
     if spec.pruner == "hyperband":

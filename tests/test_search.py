@@ -350,6 +350,21 @@ def test_pruning_callback_stops_a_worse_trial() -> None:
     assert study.trials[-1].state == TrialState.PRUNED
 
 
+def test_the_median_pruner_waits_for_five_search_trials_whatever_the_variants() -> None:
+    """The ablation's own trials (complete, with no intermediate values) do not count toward the
+    startup: with 5 of them and 3 search trials done, the 4th search trial was pruned."""
+    study = optuna.create_study(direction="maximize", pruner=make_pruner(
+        spec_of({"batch_size": [8, 16]}, pruner="median")))
+    for _ in range(5):  # variants, trained before the search: nothing reported
+        study.tell(study.ask(), 0.9)
+    for searched in range(search.MEDIAN_STARTUP_TRIALS + 1):
+        callback = PruningCallback(study.ask(), "eval_macro_f1")
+        control = evaluate(callback, 10, {"eval_macro_f1": 0.9 if searched < 4 else 0.2})
+        assert control.should_training_stop is (searched == search.MEDIAN_STARTUP_TRIALS), searched
+        if not control.should_training_stop:
+            study.tell(callback.trial, 0.9 if searched < 4 else 0.2)
+
+
 def test_a_trial_below_the_median_at_its_last_step_completes_rather_than_pruned() -> None:
     """Its training is done: pruned there, its result would be lost (no metrics, never the best,
     not in the importances). Before the last step the same values prune it."""
