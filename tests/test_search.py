@@ -462,3 +462,22 @@ def test_the_report_says_why_it_weighs_no_parameter_when_every_trial_scored_the_
             in text)
     searched[1].value = 0.6
     assert "Parameter importances" not in "\n".join(_search_section(load_spec(path), built))
+
+
+def test_the_best_search_trial_names_the_trials_tied_with_it(write_experiment) -> None:
+    """The Best line named search_1 alone while search_2 and search_8 scored exactly the same."""
+    from ablation.config import load_spec
+    from ablation.records import TrialRecord
+    from ablation.report._write import _search_section
+
+    path = write_experiment(extra='[search]\nn_trials = 4\n[search.space]\nbatch_size = [8, 16]\n')
+    searched = [TrialRecord(number=n, variant=f"search_{n}", seed=42, overrides={"batch_size": b},
+                            state="COMPLETE", value=v)
+                for n, b, v in ((1, 8, 0.7), (2, 16, 0.7), (3, 16, 0.6), (8, 8, 0.7))]
+    built = {"records": searched, "greater_is_better": True, "metric": "macro_f1",
+             "importances": {"batch_size": 1.0}}
+    text = "\n".join(_search_section(load_spec(path), built))
+    assert ("- **Best**: `search_1` — macro_f1 0.7000 with `batch_size = 8`; tied with `search_2`, "
+            "`search_8` (the first in the study's order is named)\n") in text
+    searched[1].value = searched[3].value = 0.65
+    assert "tied" not in "\n".join(_search_section(load_spec(path), built))

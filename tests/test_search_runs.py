@@ -244,7 +244,8 @@ def test_a_value_the_search_could_propose_but_not_train_is_refused_before_any_tr
     assert sorted(p for (p,) in proposals(path, 'search.space.precision=["fp32", "bf16"]')) \
         == [("precision", "bf16"), ("precision", "fp32")]
     report = (load_spec(path).output_dir / "report.md").read_text()
-    best = report.split("- **Best**: ")[1].split("\n")[0].split(" with ")[1]
+    # The parameters end at the notes, e.g. "; tied with `search_1` (...)": fp32 and bf16 may tie.
+    best = report.split("- **Best**: ")[1].split("\n")[0].split(" with ")[1].split("; ")[0]
     assert tomllib.loads(best.strip("`"))["precision"] in ("fp32", "bf16")  # pasteable TOML
 
 

@@ -8,7 +8,7 @@ import importlib.metadata
 import json
 import math
 import platform
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -360,8 +360,10 @@ def _search_section(spec: ExperimentSpec, built: dict[str, Any]) -> list[str]:
     complete = [r for r in searched if r.complete and r.value is not None]
     if complete:
         best = (max if built["greater_is_better"] else min)(complete, key=lambda r: r.value)
+        tied = _tied_with(best.variant, best.value, ((r.variant, r.value) for r in complete))
         lines += [f"- **Best**: `{best.variant}` — {built['metric']} {fmt(best.value)} with "
-                  + ", ".join(f"`{k} = {toml_value(v)}`" for k, v in best.overrides.items())]
+                  + ", ".join(f"`{k} = {toml_value(v)}`" for k, v in best.overrides.items())
+                  + "".join(f"; {note}" for note in _tied_note(tied))]
     if built["importances"]:
         lines.append("- **Parameter importances** (Optuna): " + ", ".join(
             f"{name} {value:.2f}" for name, value in built["importances"].items()))
@@ -471,13 +473,9 @@ def _best_variant_caveats(built: dict[str, Any], best: Any) -> str:
     rests on fewer seeds than the others have (a mean over other seeds is not a like-for-like
     ranking), and, when What mattered does not find it better than its reference, that verdict,
     so the headline is not read as a result that the paired comparison contradicts."""
-    notes = []
     table = built["variants"]
-    tied = [name for name, value in zip(table["variant"], table["value"], strict=True)
-            if name != best["variant"] and value == best["value"]]
-    if tied:  # idxmax: the first in the study's order
-        notes.append(f"tied with {', '.join(f'`{name}`' for name in tied)} (the first in the "
-                     "study's order is named)")
+    notes = _tied_note(_tied_with(best["variant"], best["value"],
+                                  zip(table["variant"], table["value"], strict=True)))
     most = int(built["variants"]["seeds"].max())
     if 0 < int(best["seeds"]) < most:
         notes.append(f"mean of its {int(best['seeds'])} complete seed(s); others have up to {most}")
@@ -486,6 +484,20 @@ def _best_variant_caveats(built: dict[str, Any], best: Any) -> str:
         notes.append(f"against {effect.reference} on {effect.split}: {_verdict_text(effect)} "
                      "(What mattered)")
     return "".join(f"; {note}" for note in notes)
+
+
+def _tied_with(best: str, value: Any, scores: Iterable[tuple[str, Any]]) -> list[str]:
+    """The others among `scores` (name, value) that scored exactly the best's `value`."""
+    return [name for name, score in scores if name != best and score == value]
+
+
+def _tied_note(tied: list[str]) -> list[str]:
+    """A headline names one best (the first in the study's order, as idxmax and max pick it):
+    the note names the others that scored the same, which it would otherwise hide."""
+    if not tied:
+        return []
+    return [f"tied with {', '.join(f'`{name}`' for name in tied)} (the first in the study's order "
+            "is named)"]
 
 
 def _best_model_line(spec: ExperimentSpec, built: dict[str, Any]) -> list[str]:
