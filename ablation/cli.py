@@ -392,7 +392,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     print(f"worker on study {spec.name}: {spec.experiment.storage}")
     with interrupts.handled(args.graceful) as stop:
         outcome = run_worker(spec, stop=stop, only=args.only or None)
-    print(f"worker done: {len(outcome.completed)} trial(s) complete, {len(outcome.failed)} failed"
+    pruned = f"{len(outcome.pruned)} pruned, " if outcome.pruned else ""  # neither of the others
+    print(f"worker done: {len(outcome.completed)} trial(s) complete, {pruned}{len(outcome.failed)} "
+          "failed"
           + ("; stopped by Ctrl+C with no trial left half-done" if stop.is_set() else ""))
     return EXIT_TRIALS_FAILED if outcome.failed else EXIT_OK
 

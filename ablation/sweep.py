@@ -45,6 +45,7 @@ class RunOutcome:
     planned: list[TrialSpec]
     skipped: list[str] = field(default_factory=list)  # keys already complete
     completed: list[str] = field(default_factory=list)
+    pruned: list[str] = field(default_factory=list)  # search trials the pruner stopped: neither
     failed: dict[str, str] = field(default_factory=dict)  # key -> error line
     report: dict[str, Any] = field(default_factory=dict)  # build_report() of the final state
     rerun_gone: str | None = None  # stopped waiting on gone trials: the command that moves them
@@ -975,6 +976,10 @@ def _collect_outcome(study: optuna.Study, wanted: set[str], outcome: RunOutcome)
             outcome.failed.pop(key, None)
             if key not in outcome.completed:
                 outcome.completed.append(key)
+        elif record.state == "PRUNED":
+            outcome.failed.pop(key, None)
+            if key not in outcome.pruned:
+                outcome.pruned.append(key)
         elif record.state == "FAIL" and key not in outcome.failed:
             outcome.failed[key] = record.error or "failed"
 
@@ -1053,6 +1058,7 @@ def _run_one(study: optuna.Study, optuna_trial: optuna.Trial, trial: TrialSpec,
                 study.tell(optuna_trial, state=optuna.trial.TrialState.PRUNED)
                 echo.trial_ended(trial.key, "PRUNED", value)
                 tracker.finish()
+                outcome.pruned.append(trial.key)
                 echo(f"trial {optuna_trial.number} {trial.key} pruned at step "
                      f"{pruning.pruned_at_step}")
                 return

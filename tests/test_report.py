@@ -504,6 +504,9 @@ def test_results_csv_and_report_json_are_written_for_programs(stored_study):
     study.tell(live, state=optuna.trial.TrialState.PRUNED)
     built = build_report(more, study)
     assert built["trials"]["pruned_at_step"].notna().sum() == 1
+    # A pruned trial is neither complete nor failed: the headline counts it apart.
+    report = write_report(more, study, built).read_text()
+    assert "- **Trials**: 5 complete, 1 pruned, 1 failed; storage" in report
     text = write_results_csv(more, built).read_text().splitlines()
     header = text[0].split(",")
     steps = [line.split(",")[header.index("steps")] for line in text[1:]]

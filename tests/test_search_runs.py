@@ -278,3 +278,29 @@ def test_validate_counts_the_search_trials_too(write_experiment, capsys):
     assert cli.main(["validate", str(path)]) == 0
     assert "ok: 1 trial(s) and 3 [search] trial(s) in all (random sampler); train " in \
         capsys.readouterr().out
+
+
+def test_a_pruned_trial_is_counted_as_pruned_by_the_worker(write_experiment, monkeypatch, capsys):
+    """`worker done: N trial(s) complete, M failed` left out the trials the pruner stopped."""
+    from types import SimpleNamespace
+
+    from ablation import records, sweep
+    from ablation.progress import Lines
+    from ablation.tracking import NullTracker
+    from ablation.variants import TrialSpec
+
+    spec = load_spec(searched(write_experiment, 1))
+    study = open_study(spec)
+    trial = TrialSpec.of(spec.baseline, search.search_trial_name(0), 42, {})
+    study.enqueue_trial({}, user_attrs=records.trial_attrs(trial))
+    monkeypatch.setattr(train, "train_with_backoff", lambda *args, **kwargs: {
+        "validation": {spec.experiment.metric: 0.5}, "runtime_s": 1.0})
+    outcome = sweep.RunOutcome(planned=[])
+    sweep._run_one(study, study.ask(), trial, spec, None, None, NullTracker(), "run", outcome,
+                   Lines(quiet=True), pruning=SimpleNamespace(pruned_at_step=2))
+    assert outcome.pruned == [trial.key] and not outcome.completed and not outcome.failed
+
+    monkeypatch.setattr(sweep, "run_worker", lambda *args, **kwargs: outcome)
+    capsys.readouterr()
+    assert cli.main(["worker", str(spec.path)]) == 0
+    assert "worker done: 0 trial(s) complete, 1 pruned, 0 failed\n" in capsys.readouterr().out

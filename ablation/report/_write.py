@@ -399,6 +399,7 @@ def render_markdown(spec: ExperimentSpec, built: dict[str, Any], pictures: dict[
         lines += [spec.experiment.description, ""]
     n_done = int((trials["state"] == "COMPLETE").sum()) if len(trials) else 0
     n_failed = int((trials["state"] == "FAIL").sum()) if len(trials) else 0
+    n_pruned = int((trials["state"] == "PRUNED").sum()) if len(trials) else 0  # neither of those
     direction = "higher is better" if built["greater_is_better"] else "lower is better"
     lines.append(f"- **Selection metric**: `{metric}` on the validation split ({direction}); each "
                  "trial's best checkpoint by it is the one evaluated.")
@@ -419,7 +420,8 @@ def render_markdown(spec: ExperimentSpec, built: dict[str, Any], pictures: dict[
         + (" — values are mean ± std over seeds" if len(seeds) > 1 else "")
         + (f" ([search] trials: seed {seeds[0]} only)" if len(seeds) > 1 and any(
             is_search_variant(r.variant) for r in built["records"]) else ""),
-        f"- **Trials**: {n_done} complete, {n_failed} failed; storage `{spec.experiment.storage}`",
+        f"- **Trials**: {n_done} complete, " + (f"{n_pruned} pruned, " if n_pruned else "")
+        + f"{n_failed} failed; storage `{spec.experiment.storage}`",
         "",
     ]
     lines += _what_mattered(built)
