@@ -458,6 +458,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         value = "" if r.value is None else f"{r.value:.4f}"
         state = "SUPERSEDED" if r.superseded else r.state
         note = f"in {r.worker}" if r.state == "RUNNING" and r.worker else r.error or ""
+        if r.pruned_at_step is not None:
+            note = f"pruned at step {r.pruned_at_step}"
         if r.number in stale:
             again = (f"`{spec.command('run')}` runs it again" if has_heartbeats(study)
                      else f"`{spec.command('run', '--rerun', r.variant)}` runs it again")
@@ -475,7 +477,7 @@ def _status_json(spec: Any, metric: str, records: list, stale: set[int]) -> dict
                         "state": r.state,
                         "value": r.value if r.value is not None and math.isfinite(r.value) else None,
                         "error": r.error, "superseded": r.superseded, "worker": r.worker,
-                        "process_gone": r.number in stale}
+                        "process_gone": r.number in stale, "pruned_at_step": r.pruned_at_step}
                        for r in records]}
 
 

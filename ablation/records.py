@@ -69,6 +69,12 @@ class TrialRecord:
     def complete(self) -> bool:
         return self.state == "COMPLETE"
 
+    @property
+    def pruned_at_step(self) -> int | None:
+        """The step at which the pruner stopped it; None for a trial that was not pruned."""
+        step = self.result.get("pruned_at_step") if self.state == "PRUNED" else None
+        return None if step is None else int(step)
+
 
 def to_record(trial: optuna.trial.FrozenTrial, superseded: frozenset[int] = frozenset()
               ) -> TrialRecord | None:

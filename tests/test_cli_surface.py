@@ -344,3 +344,33 @@ def test_the_interrupted_line_gives_the_command_that_goes_on_with_the_same_selec
     args = cli.build_parser().parse_args(["run", "x.toml", "--set", "baseline.epochs=1", *options])
     expected = shlex.join(["ablate", "run", "x.toml", "--set", "baseline.epochs=1", *resumed])
     assert cli._resume(args) == f"; `{expected}` goes on from there"
+
+
+def test_status_says_at_which_step_a_trial_was_pruned(write_experiment,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """report.json had each trial's pruned_at_step; `status` showed a bare PRUNED."""
+    from ablation import records
+    from ablation.queue import open_study
+    from ablation.variants import TrialSpec
+
+    path = write_experiment(extra='[search]\nn_trials = 2\n[search.space]\nbatch_size = [8, 16]\n')
+    spec = load_spec(path)
+    study = open_study(spec)
+    for number, step in ((0, 40), (1, None)):
+        trial = TrialSpec.of(spec.baseline, f"search_{number}", 42, {})
+        study.enqueue_trial({}, user_attrs=records.trial_attrs(trial))
+        live = study.ask()
+        if step is None:
+            study.tell(live, 0.5)
+        else:
+            live.set_user_attr(records.RESULT, {"pruned_at_step": step})
+            live.report(0.3, step)
+            study.tell(live, state=optuna.trial.TrialState.PRUNED)
+    capsys.readouterr()
+    assert cli.main(["status", str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2].split()[1:3] == ["search_0-s42", "PRUNED"]
+    assert lines[2].endswith("  pruned at step 40") and "pruned" not in lines[3]
+    assert cli.main(["status", str(path), "--json"]) == 0
+    trials = json.loads(capsys.readouterr().out)["trials"]
+    assert [t["pruned_at_step"] for t in trials] == [40, None]

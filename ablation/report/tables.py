@@ -51,7 +51,7 @@ def trial_row(record: TrialRecord) -> dict[str, Any]:
         row[f"test_{metric}"] = test.get(metric, math.nan)
     row |= {"best_step": result.get("best_step"), "steps": result.get("steps"),
             "runtime_s": result.get("runtime_s", math.nan),
-            "pruned_at_step": result.get("pruned_at_step"),
+            "pruned_at_step": record.pruned_at_step,
             "train_samples_per_s": result.get("train_samples_per_s", math.nan),
             "error": record.error or ""}
     return row
