@@ -14,7 +14,7 @@ from ablation.config import load_spec
 from ablation.queue import open_study
 from ablation.report import build_report, write_report
 from ablation.report.markdown import fmt, fmt_delta
-from ablation.variants import expand
+from ablation.variants import TrialSpec, expand
 
 
 def _result(value: float, loss_end: float, grad_max: float) -> dict:
@@ -526,3 +526,46 @@ def test_results_csv_and_report_json_are_written_for_programs(stored_study):
     # The baseline changes nothing: an empty field for programs, "—" only in the report.
     assert {row["changes"] for row in document["trials"] if row["variant"] == "baseline"} == {""}
     assert ",—," not in "\n".join(text)
+
+
+def test_report_json_has_the_search_section_of_report_md(write_experiment, stored_study):
+    """report.md's Search section (best trial, its parameters, importances) was not in report.json;
+    a study without [search] has `"search": null`."""
+    import json
+
+    from ablation.report import write_report_json
+
+    spec, study = stored_study
+    assert json.loads(write_report_json(spec, build_report(spec, study)).read_text())["search"] is None
+
+    path = write_experiment(name="searched", variants="", extra=(
+        '[search]\nn_trials = 5\npruner = "median"\n[search.space]\nbatch_size = [8, 16]\n'))
+    spec = load_spec(path)
+    study = _store(spec, {"baseline-s42": _result(0.6, 0.5, 2.0)})
+    for number, batch_size, value in ((1, 8, 0.7), (2, 16, 0.6), (3, 8, 0.7), (4, 16, None)):
+        trial = TrialSpec.of(spec.baseline, f"search_{number}", 42, {"batch_size": batch_size})
+        study.enqueue_trial({"batch_size": batch_size}, user_attrs=records.trial_attrs(trial))
+        live = study.ask()
+        live.suggest_categorical("batch_size", [8, 16])
+        if value is None:
+            live.set_user_attr(records.RESULT, {**_result(0.4, 0.9, 1.0), "pruned_at_step": 5})
+            live.report(0.4, 5)
+            study.tell(live, state=optuna.trial.TrialState.PRUNED)
+        else:
+            live.set_user_attr(records.RESULT, _result(value, 0.5, 2.0))
+            study.tell(live, value)
+    built = build_report(spec, study)
+    search = json.loads(write_report_json(spec, built).read_text())["search"]
+    assert {k: v for k, v in search.items() if k != "importances"} == {
+        "n_trials": 5, "sampler": "tpe", "pruner": "median", "trials": 4, "complete": 3,
+        "pruned": 1, "failed": 0,
+        "best": {"variant": "search_1", "trial": 1, "value": 0.7, "params": {"batch_size": 8},
+                 "tied_with": ["search_3"]},
+        "pruned_at_step": {"search_4": 5}}
+    assert list(search["importances"]) == ["batch_size"] == list(built["importances"])
+    assert search["importances"]["batch_size"] == pytest.approx(built["importances"]["batch_size"])
+    report = write_report(spec, study, built).read_text()  # the same figures as report.md's
+    assert "4 of 5 search trials: 3 complete, 1 pruned, 0 failed (sampler tpe, pruner median)" in report
+    assert ("- **Best**: `search_1` — macro_f1 0.7000 with `batch_size = 8`; tied with `search_3` "
+            "(the first in the study's order is named)") in report
+    assert "- **Pruned**: `search_4` at step 5" in report

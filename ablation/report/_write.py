@@ -168,8 +168,9 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def report_json(built: dict[str, Any]) -> dict[str, Any]:
-    """The report's numbers in plain JSON types: per-variant table, effects, per-trial rows."""
+def report_json(spec: ExperimentSpec, built: dict[str, Any]) -> dict[str, Any]:
+    """The report's numbers in plain JSON types: per-variant table, effects, the search (null
+    without one), per-trial rows."""
     effects = [{"variant": e.variant, "reference": e.reference, "changes": e.changes,
                 "delta": e.interval.estimate, "ci_low": e.interval.low, "ci_high": e.interval.high,
                 "p_value": e.interval.p_value, "n": e.interval.n, "method": e.interval.method,
@@ -182,6 +183,7 @@ def report_json(built: dict[str, Any]) -> dict[str, Any]:
         "label_names": built["label_names"],
         "variants": for_programs(built["variants"]).to_dict(orient="records"),
         "effects": effects,
+        "search": search_summary(spec, built),
         "trials": for_programs(built["trials"]).to_dict(orient="records"),
     })
 
@@ -191,7 +193,7 @@ def write_report_json(spec: ExperimentSpec, built: dict[str, Any]) -> Path:
     again = spec.command("report", "--format", "json")
     _make_folder(spec.output_dir, again)
     path = spec.output_dir / "report.json"
-    document = {"study": spec.name, "storage": spec.experiment.storage, **report_json(built)}
+    document = {"study": spec.name, "storage": spec.experiment.storage, **report_json(spec, built)}
     _write_whole(path, json.dumps(document, indent=2, allow_nan=False) + "\n", again)
     return path
 
@@ -345,36 +347,58 @@ def _ablation_table(built: dict[str, Any]) -> list[str]:
     return lines + [""]
 
 
-def _search_section(spec: ExperimentSpec, built: dict[str, Any]) -> list[str]:
-    """[search]: how many trials ran, the best one's parameters, Optuna's importances."""
+def search_summary(spec: ExperimentSpec, built: dict[str, Any]) -> dict[str, Any] | None:
+    """The [search] trials in figures, for report.md's Search section and report.json's `search`
+    (one computation, so that the two agree): how many ran and how each ended, the best one's
+    parameters and the trials tied with it, Optuna's importances, where each pruned trial stopped.
+    None when the study has no search; sampler, pruner and n_trials are None when the file no
+    longer has the [search] its trials ran with."""
     searched = [r for r in built["records"] if is_search_variant(r.variant) and not r.superseded]
     if spec.search is None and not searched:
-        return []
+        return None
     states = [r.state for r in searched]
-    total = spec.search.n_trials if spec.search else len(searched)
-    lines = ["## Search", "",
-             f"{len(searched)} of {total} search trials: {states.count('COMPLETE')} complete, "
-             f"{states.count('PRUNED')} pruned, {states.count('FAIL')} failed "
-             f"(sampler {spec.search.sampler if spec.search else '?'}, "
-             f"pruner {spec.search.pruner if spec.search else '?'}).", ""]
     complete = [r for r in searched if r.complete and r.value is not None]
+    best = None
     if complete:
-        best = (max if built["greater_is_better"] else min)(complete, key=lambda r: r.value)
-        tied = _tied_with(best.variant, best.value, ((r.variant, r.value) for r in complete))
-        lines += [f"- **Best**: `{best.variant}` — {built['metric']} {fmt(best.value)} with "
-                  + ", ".join(f"`{k} = {toml_value(v)}`" for k, v in best.overrides.items())
-                  + "".join(f"; {note}" for note in _tied_note(tied))]
-    if built["importances"]:
+        top = (max if built["greater_is_better"] else min)(complete, key=lambda r: r.value)
+        best = {"variant": top.variant, "trial": top.number, "value": top.value,
+                "params": top.overrides,
+                "tied_with": _tied_with(top.variant, top.value,
+                                        ((r.variant, r.value) for r in complete))}
+    return {"n_trials": spec.search.n_trials if spec.search else None,
+            "sampler": spec.search.sampler if spec.search else None,
+            "pruner": spec.search.pruner if spec.search else None,
+            "trials": len(searched), "complete": len(complete), "pruned": states.count("PRUNED"),
+            "failed": states.count("FAIL"), "best": best, "importances": built["importances"],
+            "pruned_at_step": {r.variant: r.pruned_at_step for r in searched
+                               if r.state == "PRUNED"}}
+
+
+def _search_section(spec: ExperimentSpec, built: dict[str, Any]) -> list[str]:
+    """[search]: how many trials ran, the best one's parameters, Optuna's importances."""
+    search = search_summary(spec, built)
+    if search is None:
+        return []
+    lines = ["## Search", "",
+             f"{search['trials']} of {search['n_trials'] or search['trials']} search trials: "
+             f"{search['complete']} complete, {search['pruned']} pruned, {search['failed']} failed "
+             f"(sampler {search['sampler'] or '?'}, pruner {search['pruner'] or '?'}).", ""]
+    best = search["best"]
+    if best is not None:
+        lines += [f"- **Best**: `{best['variant']}` — {built['metric']} {fmt(best['value'])} with "
+                  + ", ".join(f"`{k} = {toml_value(v)}`" for k, v in best["params"].items())
+                  + "".join(f"; {note}" for note in _tied_note(best["tied_with"]))]
+    if search["importances"]:
         lines.append("- **Parameter importances** (Optuna): " + ", ".join(
-            f"{name} {value:.2f}" for name, value in built["importances"].items()))
-    elif len(complete) > 1 and len({r.value for r in complete}) == 1:
+            f"{name} {value:.2f}" for name, value in search["importances"].items()))
+    elif best is not None and 0 < len(best["tied_with"]) == search["complete"] - 1:  # all tied
         lines.append(f"- **Parameter importances**: none — every complete search trial scored "
-                     f"{built['metric']} {fmt(complete[0].value)}, so no parameter made a "
+                     f"{built['metric']} {fmt(best['value'])}, so no parameter made a "
                      "difference that could be weighed")
-    pruned = [r for r in searched if r.state == "PRUNED"]
-    if pruned:
+    if search["pruned_at_step"]:
         lines.append("- **Pruned**: " + ", ".join(
-            f"`{r.variant}` at step {r.result.get('pruned_at_step', '?')}" for r in pruned))
+            f"`{name}` at step {'?' if step is None else step}"
+            for name, step in search["pruned_at_step"].items()))
     return lines + [""]
 
 
