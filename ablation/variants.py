@@ -58,7 +58,17 @@ class TrialSpec:
     def of(cls, baseline: Recipe, variant: str, seed: int, overrides: dict[str, Any]) -> TrialSpec:
         """The baseline recipe with `overrides` applied."""
         return cls(variant=variant, seed=seed, overrides=dict(overrides),
-                   recipe=dataclasses.replace(baseline, **overrides))
+                   recipe=dataclasses.replace(baseline, **applied(baseline.model_config, overrides)))
+
+
+def applied(baseline_config: dict | None, overrides: dict[str, Any]) -> dict[str, Any]:
+    """`overrides` as they set the recipe: a `model_config` table adds its keys to the baseline's
+    `model_config` (as both add to [model] config), so that a variant setting one config key keeps
+    the baseline's others (its layers, say) rather than training another model."""
+    config = overrides.get("model_config")
+    if config and baseline_config:
+        return {**overrides, "model_config": {**baseline_config, **config}}
+    return overrides
 
 
 def human_number(value: float) -> str:
@@ -149,8 +159,9 @@ def _trained_as(spec: ExperimentSpec, knob: str, value: Any) -> Any:
     those is the baseline again, not a variant."""
     if knob == "model":
         return value or spec.model.name
-    if knob == "model_config":
-        return {**(spec.model.config or {}), **(value or {})}
+    if knob == "model_config":  # added to the baseline's own, as a variant's is (`applied`)
+        config = applied(spec.baseline.model_config, {knob: value})[knob]
+        return {**(spec.model.config or {}), **(config or {})}
     if knob == "max_train_samples":
         return value or spec.data.max_train_samples
     return value
@@ -180,7 +191,7 @@ def redundant_variants(spec: ExperimentSpec) -> list[str]:
     defaults = Recipe().to_dict()
 
     def trained(overrides: dict[str, Any]) -> str:
-        recipe = baseline | overrides
+        recipe = baseline | applied(baseline["model_config"], overrides)
         inert = inert_knobs(recipe)
         return repr(sorted((knob, _trained_as(spec, knob, recipe[knob])) for knob in recipe
                            if knob not in inert))
@@ -188,7 +199,7 @@ def redundant_variants(spec: ExperimentSpec) -> list[str]:
     notes = []
     set_in_baseline = {k: v for k, v in baseline.items() if v != defaults[k]}
     for name, overrides in [(BASELINE, set_in_baseline), *named_variants(spec).items()]:
-        inert = inert_knobs(baseline | overrides)
+        inert = inert_knobs(baseline | applied(baseline["model_config"], overrides))
         notes += [f"{name}: {describe_changes({knob: overrides[knob]})} changes nothing: {why}"
                   for knob, why in inert.items() if knob in overrides
                   and (name == BASELINE or overrides[knob] != baseline[knob])]

@@ -295,3 +295,30 @@ def test_changes_are_described_as_the_file_writes_them():
     assert describe_changes({"group_by_length": True, "learning_rate": 5e-5}) == \
         "group_by_length=true, learning_rate=5e-5"
     assert describe_changes({"dropout": None}) == "dropout=unset"  # dropout = "" in the file
+
+
+def test_a_variants_model_config_adds_to_the_baselines(tmp_path):
+    """A variant that sets one config key trains the baseline's model with that key changed, not
+    a model without the baseline's other keys (6 layers where the baseline trains 2)."""
+    spec = spec_from(tmp_path, """
+        model_config = { num_hidden_layers = 2 }
+        [variants]
+        hdrop = { model_config = { hidden_dropout_prob = 0.2 } }
+        same = { model_config = { num_hidden_layers = 2 } }
+        plain = { model_config = false }
+        [sweep]
+        model_config = [{ num_hidden_layers = 2 }, { hidden_dropout_prob = 0.3 }]
+        """)
+    assert list(named_variants(spec)) == ["baseline_hdrop", "baseline_same", "baseline_plain",
+                                          "baseline_hdrop0.3"]  # layers2: the baseline's own
+    recipes = {t.variant: t.recipe.model_config for t in expand(spec)}
+    assert recipes == {"baseline": {"num_hidden_layers": 2},
+                       "baseline_hdrop": {"num_hidden_layers": 2, "hidden_dropout_prob": 0.2},
+                       "baseline_same": {"num_hidden_layers": 2},
+                       "baseline_plain": None,  # false: back to [model] config alone
+                       "baseline_hdrop0.3": {"num_hidden_layers": 2, "hidden_dropout_prob": 0.3}}
+    assert {t.variant: t.overrides for t in expand(spec)}["baseline_hdrop"] == {
+        "model_config": {"hidden_dropout_prob": 0.2}}  # the change, as the file writes it
+    assert redundant_variants(spec) == [
+        "variant 'baseline_same' (model_config={num_hidden_layers=2}) trains the same recipe as "
+        "'baseline'"]
