@@ -91,7 +91,9 @@ def _value_text(value: Any) -> str:
 def suffix_for(knob: str, value: Any) -> str:
     """The part of a generated variant name that says knob = value, in the characters a
     written name may use (a model folder `my model` gives `model-my-model`)."""
-    if knob == "model_config":
+    if value is None:  # "" or false in a [sweep] list: back to the model's or ablate's default
+        text = f"{SUFFIXES.get(knob, knob)}-unset"
+    elif knob == "model_config":
         text = "_".join(f"{CONFIG_SUFFIXES.get(k, k)}{_value_text(v)}" for k, v in value.items())
     elif knob == "model":
         text = f"model-{PurePath(str(value)).name}"

@@ -54,6 +54,9 @@ def error_from(tmp_path: Path, body: str) -> str:
     ("model_config", {"num_hidden_layers": 2}, "layers2"),
     ("model", "google-bert/bert-base-uncased", "model-bert-base-uncased"),
     ("eval_batch_size", 128, "eval_batch_size128"),  # no short form: the knob's own name
+    ("dropout", None, "dropout-unset"),  # "" or false: the model's own, as the changes say
+    ("model_config", None, "model_config-unset"),
+    ("model", None, "model-unset"),
 ])
 def test_generated_suffixes_read_as_a_person_writes_them(knob, value, suffix):
     assert suffix_for(knob, value) == suffix
@@ -322,3 +325,18 @@ def test_a_variants_model_config_adds_to_the_baselines(tmp_path):
     assert redundant_variants(spec) == [
         "variant 'baseline_same' (model_config={num_hidden_layers=2}) trains the same recipe as "
         "'baseline'"]
+
+
+def test_a_sweep_value_that_unsets_a_knob_names_its_variant_unset(tmp_path):
+    """`false` in a [sweep] list goes back to the default the baseline left: a variant named as
+    its changes say (dropout=unset), not by Python's None, and no traceback for model_config."""
+    spec = spec_from(tmp_path, """
+        dropout = 0.2
+        model_config = { num_hidden_layers = 2 }
+        [sweep]
+        dropout = [false, 0.3]
+        model_config = [false]
+        """)
+    assert named_variants(spec) == {"baseline_dropout-unset": {"dropout": None},
+                                    "baseline_dropout0.3": {"dropout": 0.3},
+                                    "baseline_model_config-unset": {"model_config": None}}
