@@ -496,15 +496,27 @@ def parse_sweep(raw: Any, path: Path) -> dict[str, list[Any]]:
                 f"{path}: [sweep] unknown knob {key!r}{_did_you_mean(key, KNOBS)} "
                 f"(knobs: {', '.join(KNOBS)})")
         if not isinstance(values, list) or not values:
-            # One value given alone makes the example; a table ([sweep.KNOB]) is not a value
-            # but for model_config.
-            alone = values != [] and (not isinstance(values, dict) or key == "model_config")
-            example = values if alone else SWEEP_EXAMPLES[key]
             raise AblateInputError(
                 f"{path}: [sweep] {key} = {toml_value(values)} must be a non-empty list of values, "
-                f"e.g. {key} = [{toml_value(example)}]")
+                f"e.g. {key} = {toml_value(_sweep_example(key, values, path))}")
         sweep[key] = [_check_knob(key, value, "sweep", path) for value in values]
     return sweep
+
+
+def _sweep_example(key: str, given: Any, path: Path) -> list[Any]:
+    """The list a wrong [sweep] value meant: the value alone (`32`), the values of a text written
+    with commas (`--set sweep.batch_size=8,16`), else the knob's example. Only values the knob
+    takes: the hint must not show one that is refused in turn (batch_size = ['8,16'])."""
+    candidates = [given]
+    if isinstance(given, str):
+        with contextlib.suppress(tomllib.TOMLDecodeError):
+            candidates = tomllib.loads(f"v = [{given}]")["v"]
+    try:
+        for value in candidates:
+            _check_knob(key, value, "sweep", path)
+    except AblateInputError:
+        return [SWEEP_EXAMPLES[key]]
+    return candidates
 
 
 def parse_ablation(raw: Any, path: Path) -> AblationSpec:

@@ -170,6 +170,11 @@ def test_two_sweep_values_that_give_one_name_are_not_called_the_same_value(tmp_p
      "[sweep] batch_size = { values = [32] } must be a non-empty list of values, e.g. "
      "batch_size = [32]"),
     ("[sweep]\nbatch_sizes = [8]\n", "did you mean 'batch_size'"),
+    # the example is a list the knob takes, never the refused value again
+    ("[sweep]\ndropout = 1.5\n", "[sweep] dropout = 1.5 must be a non-empty list of values, e.g. "
+     "dropout = [0.3]"),
+    ("[sweep]\nbatch_size = \"8,16\"\n", "[sweep] batch_size = '8,16' must be a non-empty list "
+     "of values, e.g. batch_size = [8, 16]"),
     ("[sweep]\ndropout = [1.5]\n", "[sweep] dropout = 1.5 must be a finite number in [0, 1)"),
     ("[ablation]\nmode = \"leave-two-out\"\n[ablation.changes]\ncw = { class_weight = \"balanced\" }\n",
      "[ablation] mode = 'leave-two-out' must be one of"),
