@@ -414,10 +414,27 @@ LOCAL_DATA_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet", ".csv.gz",
 # --------------------------------------------------------------------------- parsing
 
 
+# What a knob is called elsewhere, too far from its name for a typo: by the Trainer's
+# TrainingArguments and a model's config, and in generated variant names (lr, bs, cw, ...).
+KNOB_ALIASES = {
+    "per_device_train_batch_size": "batch_size", "per_device_eval_batch_size": "eval_batch_size",
+    "num_train_epochs": "epochs", "warmup_steps": "warmup_ratio", "fp16": "precision",
+    "bf16": "precision", "label_smoothing_factor": "label_smoothing",
+    "hidden_dropout_prob": "dropout", "attention_probs_dropout_prob": "dropout",
+}
+
+
 def _did_you_mean(word: str, options: tuple[str, ...] | list[str]) -> str:
     # 0.7, not difflib's 0.6: a typo ('mdoe', 'tpee') scores 0.75 or more, while another word that
     # shares letters ('bayes' against 'cmaes', 0.6) must not read as one
     close = difflib.get_close_matches(word, options, n=1, cutoff=0.7)
+    if not close:  # a knob by another of its names, where knobs are what is allowed
+        from .variants import CONFIG_SUFFIXES, SUFFIXES
+
+        aliases = {**{short: knob for knob, short in SUFFIXES.items()},
+                   **dict.fromkeys([*CONFIG_SUFFIXES, *CONFIG_SUFFIXES.values()], "model_config"),
+                   **KNOB_ALIASES}
+        close = [aliases[word]] if aliases.get(word) in options else []
     return f"; did you mean {close[0]!r}?" if close else ""
 
 

@@ -368,10 +368,24 @@ def test_unknown_knob_in_variant_suggests_the_close_one(tmp_path: Path, knob: st
 
 
 def test_unknown_knob_without_close_match_lists_every_knob(tmp_path: Path) -> None:
-    message = load_error(write_spec(tmp_path, variants="v = { lr = 1e-4 }"))
-    assert "[variants.v] unknown knob 'lr'" in message
+    message = load_error(write_spec(tmp_path, variants="v = { momentum = 0.9 }"))
+    assert "[variants.v] unknown knob 'momentum'" in message
     assert "did you mean" not in message
     assert "knobs: " + ", ".join(KNOBS) in message
+
+
+@pytest.mark.parametrize(("where", "knob", "suggestion"), [
+    ("variants", "v = { lr = 1e-4 }", "learning_rate"),  # as generated names write it: lr1e-4
+    ("sweep", "bs = [32]", "batch_size"),
+    ("sweep", "warmup = [0.1]", "warmup_ratio"),
+    ("baseline", "num_train_epochs = 2", "epochs"),  # the Trainer's names
+    ("baseline", "fp16 = true", "precision"),
+    ("variants", "v = { num_hidden_layers = 2 }", "model_config"),  # a model config key
+])
+def test_a_knob_by_another_of_its_names_suggests_the_knob(tmp_path: Path, where: str, knob: str,
+                                                          suggestion: str) -> None:
+    message = load_error(write_spec(tmp_path, **{where: knob}))
+    assert f"did you mean {suggestion!r}?" in message
 
 
 def test_bad_value_in_variant_names_the_variant_and_knob(tmp_path: Path) -> None:
