@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import difflib
 import gc
 import json
 import logging
@@ -75,10 +76,21 @@ def select_trials(spec: ExperimentSpec, only: list[str] | None,
                 "`--retry-failed` retries failed search trials")
         if name not in known and not (searched and name == SELECTOR):
             raise AblateInputError(
-                f"{option} {name!r}: no such variant in {spec.path.name} (variants: "
+                f"{option} {name!r}: no such variant in {spec.path.name}{_variant_hint(name, known)} "
+                f"(variants: "
                 f"{', '.join(known)}" + (f"; {SELECTOR} selects the [search] trials)"
                                          if searched else ")"))
     return [t for t in trials if t.variant in only]
+
+
+def _variant_hint(name: str, known: list[str]) -> str:
+    """A did-you-mean for a variant name: `bs32` for baseline_bs32 (the short name the file or
+    the sweep's naming wrote), or a typo of the part after `baseline_`, which every generated
+    name shares (compared whole, any `baseline_x` would look close to any other)."""
+    short = {variant.removeprefix(f"{BASELINE}_"): variant for variant in known}
+    close = difflib.get_close_matches(name.removeprefix(f"{BASELINE}_"), list(short), n=1,
+                                      cutoff=0.7)  # as config's did-you-mean: typos, not words
+    return f"; did you mean {short[close[0]]!r}?" if close else ""
 
 
 def run_selection(spec: ExperimentSpec, only: list[str] | None, rerun: list[str] | None,

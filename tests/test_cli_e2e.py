@@ -463,3 +463,14 @@ def test_the_last_step_is_logged_whatever_logging_steps_says(write_experiment):
     (trial,) = _study(path).get_trials()
     steps = [point["step"] for point in trial.user_attrs["result"]["history"]]
     assert steps == [1, 10, 20, 28]  # the first step too, as ablate always logs it
+
+
+def test_an_unknown_variant_gets_a_did_you_mean_only_for_a_close_name(write_experiment, capsys):
+    """Every generated name starts with baseline_: the hint compares what follows it."""
+    path = write_experiment()
+    for typed, hint in (("bs32", "baseline_bs32"), ("baseline_bs23", "baseline_bs32"),
+                        ("basline", "baseline"), ("baseline_lr", None)):
+        assert cli.main(["run", str(path), "--only", typed]) == 2
+        err = capsys.readouterr().err
+        assert f"--only {typed!r}: no such variant" in err
+        assert (f"did you mean {hint!r}?" in err) if hint else "did you mean" not in err
