@@ -24,6 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from . import interrupts
+
 PAYLOAD = "distributed_trial.pkl"
 RESULT = "result.json"
 ERRORS = "error.rank*.json"
@@ -60,8 +62,19 @@ def train_distributed(trial: Any, spec: Any, data: Any, tokenizer: Any, trial_di
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                f"--nproc-per-node={devices}", "-m", "ablation.distributed", str(payload)]
     echo(f"  {trial.key}: data-parallel on {devices} {'GPUs' if _has_cuda() else 'CPU processes'}")
+    # In a session of its own, stopped by this process alone: Ctrl+C in the terminal does not
+    # reach it (--graceful's first one lets the trial finish), an interrupt here stops it with
+    # SIGTERM, which torchrun passes on to its processes before it exits, and so does the kernel
+    # when this process dies (kill -9): no process trains on unseen.
+    torchrun = subprocess.Popen(command, env=env, start_new_session=True,
+                                preexec_fn=interrupts.stop_with_parent)
     try:
-        returncode = subprocess.run(command, env=env).returncode
+        returncode = torchrun.wait()
+    except BaseException:
+        with interrupts.held():  # a second Ctrl+C waits for the processes to be gone
+            torchrun.terminate()
+            torchrun.wait()
+        raise
     finally:
         payload.unlink(missing_ok=True)
     if returncode != 0 or not (trial_dir / RESULT).is_file():

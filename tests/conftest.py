@@ -56,6 +56,18 @@ def signal_self(number: int) -> None:
     time.sleep(0.05)  # a sleep a signal interrupts: its handler has run when this returns
 
 
+def processes_with(text: str) -> list[int]:
+    """Pids of this machine's processes whose command line holds `text` (Linux /proc)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and text.encode() in (entry / "cmdline").read_bytes():
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A randomly initialised 2-layer BERT (hidden 32) and a WordPiece tokenizer, saved to disk."""

@@ -7,7 +7,14 @@ the same losses and metrics up to floating-point summation order."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+
 import pytest
+from conftest import processes_with
 
 from ablation import cli, distributed
 from ablation.config import load_spec
@@ -96,3 +103,60 @@ def test_the_rank_that_failed_first_names_the_error(tmp_path, monkeypatch):
     distributed._write_error(tmp_path, 2, TrialTimeout("ran 3 s, longer than 1 s"))
     assert distributed.first_error(tmp_path) == "TrialTimeout: ran 3 s, longer than 1 s"
     assert distributed.first_error(tmp_path / "absent") is None
+
+
+def _run_in_a_terminal(path, sets, *args):
+    """`ablate run` on 2 processes, in a session of its own as a terminal starts it."""
+    options = [part for value in ["experiment.devices_per_trial=2", *sets] for part in ("--set", value)]
+    return subprocess.Popen([sys.executable, "-m", "ablation", "run", str(path), *options, *args],
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def _wait_for_training(trial_dir, timeout=120):
+    """Until torchrun's 2 processes (their command lines name the trial's folder) train: rank 0
+    has logged a step."""
+    deadline = time.monotonic() + timeout
+    while "INFO rank0 ablation.train: step" not in _text(trial_dir / "trial.log"):
+        assert time.monotonic() < deadline, "torchrun's processes never trained"
+        time.sleep(0.2)
+    assert len(processes_with(str(trial_dir))) == 3  # torchrun and its 2 processes
+
+
+def _text(path):
+    return path.read_text() if path.is_file() else ""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_the_processes_of_a_trial_stop_with_the_process_that_owns_it(write_experiment, number):
+    """kill (a job scheduler, or `run --workers` stopping its workers) or kill -9 of the worker
+    that owns a data-parallel trial: torchrun and its processes exit too, instead of training on
+    unseen and writing into the folder of the trial's next attempt."""
+    path = write_experiment(variants="")
+    sets = ["baseline.epochs=10000", "baseline.eval_steps=100000"]  # hours
+    trial_dir = load_spec(path, sets).output_dir / "trials" / "baseline-s42"
+    run = _run_in_a_terminal(path, sets)
+    try:
+        _wait_for_training(trial_dir)
+        run.send_signal(number)
+        assert run.wait(timeout=120) == (130 if number == signal.SIGTERM else -signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while processes_with(str(trial_dir)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not processes_with(str(trial_dir)), "torchrun and its processes exited"
+    finally:
+        for pid in processes_with(str(trial_dir)):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_graceful_ctrl_c_in_the_terminal_lets_a_data_parallel_trial_finish(write_experiment):
+    """Ctrl+C reaches every process of the terminal's process group: torchrun and its processes
+    must leave it to their owner, whose first Ctrl+C with --graceful lets the trial finish."""
+    path = write_experiment(variants="")
+    sets = ["baseline.epochs=20", "baseline.eval_steps=1000"]
+    run = _run_in_a_terminal(path, sets, "--graceful")
+    _wait_for_training(load_spec(path, sets).output_dir / "trials" / "baseline-s42")
+    os.killpg(run.pid, signal.SIGINT)
+    assert run.wait(timeout=300) == 0
+    assert _result(path, ["experiment.devices_per_trial=2", *sets])["steps"] == 20 * 14

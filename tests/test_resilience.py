@@ -19,7 +19,7 @@ from typing import Any
 
 import optuna
 import pytest
-from conftest import signal_self
+from conftest import processes_with, signal_self
 
 from ablation import cli, interrupts, records, train
 from ablation.config import load_spec
@@ -401,18 +401,6 @@ def test_an_interrupt_while_a_result_is_recorded_keeps_the_result(write_experime
     assert baseline.value == baseline.user_attrs[records.RESULT]["validation"]["macro_f1"]
 
 
-def _processes_with(text: str) -> list[int]:
-    """Pids of this machine's processes whose command line holds `text` (Linux /proc)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and text.encode() in (entry / "cmdline").read_bytes():
-                pids.append(int(entry.name))
-        except OSError:
-            continue
-    return pids
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
 def test_workers_stop_when_the_run_that_started_them_is_killed(write_experiment):
     """kill -9 of `run --workers 2`: its workers get SIGTERM from the kernel (a parent-death
@@ -428,9 +416,9 @@ def test_workers_stop_when_the_run_that_started_them_is_killed(write_experiment)
     run.wait(timeout=60)
     output_dir = str(load_spec(path, sets[1::2]).output_dir)
     deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and _processes_with(output_dir):
+    while time.monotonic() < deadline and processes_with(output_dir):
         time.sleep(0.5)
-    assert not _processes_with(output_dir), "the workers exited"
+    assert not processes_with(output_dir), "the workers exited"
     states = collections.Counter(t.state.name for t in _trials(path, sets[1::2]))
     assert states["COMPLETE"] == 0 and states["WAITING"] == 2  # nothing trained on after the kill
     interrupted = [t for t in _trials(path, sets[1::2]) if t.state.name == "FAIL"]
