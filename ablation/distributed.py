@@ -66,8 +66,11 @@ def train_distributed(trial: Any, spec: Any, data: Any, tokenizer: Any, trial_di
     # reach it (--graceful's first one lets the trial finish), an interrupt here stops it with
     # SIGTERM, which torchrun passes on to its processes before it exits, and so does the kernel
     # when this process dies (kill -9): no process trains on unseen.
-    torchrun = subprocess.Popen(command, env=env, start_new_session=True,
-                                preexec_fn=interrupts.stop_with_parent)
+    # Its messages and its processes' tracebacks go to the trial's log, as a one-process trial's
+    # do: the terminal gets the progress (rank 0's stdout) and the one line of a failure.
+    with (trial_dir / "trial.log").open("a", encoding="utf-8") as trial_log:
+        torchrun = subprocess.Popen(command, env=env, stderr=trial_log, start_new_session=True,
+                                    preexec_fn=interrupts.stop_with_parent)
     try:
         returncode = torchrun.wait()
     except BaseException:

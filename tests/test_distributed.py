@@ -80,7 +80,8 @@ def test_pruning_is_refused_for_data_parallel_trials(write_experiment, capsys):
         capsys.readouterr().err)
 
 
-def test_a_failing_rank_fails_the_trial_with_its_error_and_the_study_goes_on(write_experiment):
+def test_a_failing_rank_fails_the_trial_with_its_error_and_the_study_goes_on(write_experiment,
+                                                                            capfd):
     path = write_experiment(variants="")
     # 40 epochs take well over the 1 s allowed (2 epochs take about 1 s).
     sets = ["experiment.devices_per_trial=2", "experiment.trial_timeout=1", "baseline.epochs=40"]
@@ -89,6 +90,12 @@ def test_a_failing_rank_fails_the_trial_with_its_error_and_the_study_goes_on(wri
     assert trial.state.name == "FAIL"
     # Whichever rank timed out first, the other then fails on a closed connection: the cause is kept.
     assert trial.user_attrs["error"].startswith("DistributedTrialError: TrialTimeout: ran ")
+    # As for a trial in one process: the terminal gets one line, the trial's log the tracebacks.
+    terminal = capfd.readouterr()
+    assert "Traceback" not in terminal.out + terminal.err
+    assert "baseline-s42 FAILED: DistributedTrialError: TrialTimeout: ran " in terminal.out
+    trial_log = (load_spec(path, sets).output_dir / "trials" / "baseline-s42" / "trial.log").read_text()
+    assert "]: Traceback" in trial_log and "ChildFailedError" in trial_log
 
 
 def test_the_rank_that_failed_first_names_the_error(tmp_path, monkeypatch):
