@@ -57,8 +57,10 @@ def train_distributed(trial: Any, spec: Any, data: Any, tokenizer: Any, trial_di
         pickle.dump({"trial": trial, "spec": spec, "data": data, "tokenizer": tokenizer,
                      "run_name": run_name, "tracker_config": tracker_config}, handle)
     env = dict(os.environ)
-    if not _has_cuda():  # share the cores between the processes instead of oversubscribing them
-        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // devices))
+    if not _has_cuda():  # share this worker's threads (`run --workers` gives each its share of
+        import torch  # the cores) between the processes instead of oversubscribing the cores
+
+        env["OMP_NUM_THREADS"] = str(max(1, torch.get_num_threads() // devices))
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                f"--nproc-per-node={devices}", "-m", "ablation.distributed", str(payload)]
     echo(f"  {trial.key}: data-parallel on {devices} {'GPUs' if _has_cuda() else 'CPU processes'}")

@@ -112,6 +112,37 @@ def test_the_rank_that_failed_first_names_the_error(tmp_path, monkeypatch):
     assert distributed.first_error(tmp_path / "absent") is None
 
 
+def test_the_processes_share_the_threads_of_their_worker(tmp_path, monkeypatch):
+    """`run --workers 4` on 16 cores gives each worker 4 threads; its trial's 2 processes take 2
+    each (not 16 / 2 = 8 each: 32 threads on 16 cores)."""
+    import types
+
+    import torch
+
+    started = []
+
+    class Torchrun:
+        def __init__(self, command, env, **kwargs):
+            started.append(env)
+
+        def wait(self):
+            return 1
+
+    monkeypatch.setattr(distributed.subprocess, "Popen", Torchrun)
+    monkeypatch.setattr(distributed, "_has_cuda", lambda: False)
+    monkeypatch.setattr(distributed.os, "cpu_count", lambda: 16)
+    spec = types.SimpleNamespace(experiment=types.SimpleNamespace(devices_per_trial=2))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(4)  # what OMP_NUM_THREADS=4 from `run --workers 4` gives the worker
+    try:
+        with pytest.raises(distributed.DistributedTrialError):
+            distributed.train_distributed(types.SimpleNamespace(key="baseline-s42"), spec, None,
+                                          None, tmp_path, "run", {}, echo=lambda line: None)
+    finally:
+        torch.set_num_threads(threads)
+    assert started[0]["OMP_NUM_THREADS"] == "2"
+
+
 def _run_in_a_terminal(path, sets, *args):
     """`ablate run` on 2 processes, in a session of its own as a terminal starts it."""
     options = [part for value in ["experiment.devices_per_trial=2", *sets] for part in ("--set", value)]
