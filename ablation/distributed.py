@@ -11,16 +11,19 @@ processes takes batch_size / N examples per step. On CPU the processes use the g
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import os
 import pickle
+import signal
 import subprocess
 import sys
+import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,7 @@ from . import interrupts
 PAYLOAD = "distributed_trial.pkl"
 RESULT = "result.json"
 ERRORS = "error.rank*.json"
+POLL_S = 0.5  # how soon the processes of a trial another process took over are stopped
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +50,11 @@ def per_device_recipe(recipe: Any, devices: int) -> Any:
 
 def train_distributed(trial: Any, spec: Any, data: Any, tokenizer: Any, trial_dir: Path,
                       run_name: str, tracker_config: dict[str, Any],
-                      echo: Callable[[str], None] = print) -> dict[str, Any]:
-    """Train `trial` with torchrun on spec.experiment.devices_per_trial processes; its result."""
+                      echo: Callable[[str], None] = print,
+                      lost: threading.Event | None = None) -> dict[str, Any]:
+    """Train `trial` with torchrun on spec.experiment.devices_per_trial processes; its result.
+    `lost` (queue.Heartbeat's): set when another process took the trial over; its processes are
+    then stopped and queue.TrialTakenOver raised."""
     devices = spec.experiment.devices_per_trial
     (trial_dir / RESULT).unlink(missing_ok=True)
     for stale in trial_dir.glob(ERRORS):
@@ -74,7 +81,7 @@ def train_distributed(trial: Any, spec: Any, data: Any, tokenizer: Any, trial_di
         torchrun = subprocess.Popen(command, env=env, stderr=trial_log, start_new_session=True,
                                     preexec_fn=interrupts.stop_with_parent)
     try:
-        returncode = torchrun.wait()
+        returncode = _wait(torchrun, lost)
     except BaseException:
         with interrupts.held():  # a second Ctrl+C waits for the processes to be gone
             torchrun.terminate()
@@ -87,6 +94,55 @@ def train_distributed(trial: Any, spec: Any, data: Any, tokenizer: Any, trial_di
     result = json.loads((trial_dir / RESULT).read_text())
     (trial_dir / RESULT).unlink()
     return result
+
+
+def _wait(torchrun: subprocess.Popen, lost: threading.Event | None) -> int:
+    """torchrun's exit code, waited for in steps: a trial another process took over as stale
+    stops (as a one-process trial stops at its next step) rather than training on, its rank 0
+    saving its model into the folder of the trial's new attempt."""
+    with _stopped_with_this_process(torchrun.pid):
+        while True:
+            try:
+                return torchrun.wait(timeout=POLL_S)
+            except subprocess.TimeoutExpired:
+                if lost is not None and lost.is_set():
+                    from .queue import TrialTakenOver
+
+                    raise TrialTakenOver from None
+
+
+@contextlib.contextmanager
+def _stopped_with_this_process(torchrun: int) -> Iterator[None]:
+    """Ctrl+Z stops the terminal's process group, and torchrun and its processes each have a
+    session of their own (torchrun starts them so): while they run, this process stops them with
+    itself and continues them with itself, so that a paused worker pauses its trial (and finds it
+    taken over when it wakes, as a one-process trial does)."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGTSTP"):
+        yield  # signal handlers are the main thread's
+        return
+    import psutil
+
+    def stop(signum: int, frame: Any) -> None:
+        try:
+            root = psutil.Process(torchrun)
+            tree = [root, *root.children(recursive=True)]
+        except psutil.Error:  # gone meanwhile
+            tree = []
+        for process in tree:
+            with contextlib.suppress(psutil.Error):
+                process.suspend()
+        signal.signal(signal.SIGTSTP, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTSTP)  # stopped here until continued (fg, bg, SIGCONT)
+        signal.signal(signal.SIGTSTP, stop)
+        for process in tree:
+            with contextlib.suppress(psutil.Error):
+                process.resume()
+
+    previous = signal.signal(signal.SIGTSTP, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTSTP, previous)
 
 
 # How gloo reports that a peer process is gone: the consequence of another rank's failure.

@@ -1033,7 +1033,7 @@ def _run_one(study: optuna.Study, optuna_trial: optuna.Trial, trial: TrialSpec,
 
                 tracker = NullTracker()
                 result = train_distributed(trial, spec, data, tokenizer, trial_dir, run_name,
-                                           tracker_config, echo)
+                                           tracker_config, echo, lost)
             else:
                 tracker.start(run_name, spec.name, tracker_config)
                 extra = [pruning] if pruning is not None else []

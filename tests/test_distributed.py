@@ -122,10 +122,12 @@ def test_the_processes_share_the_threads_of_their_worker(tmp_path, monkeypatch):
     started = []
 
     class Torchrun:
+        pid = -1
+
         def __init__(self, command, env, **kwargs):
             started.append(env)
 
-        def wait(self):
+        def wait(self, timeout=None):
             return 1
 
     monkeypatch.setattr(distributed.subprocess, "Popen", Torchrun)
@@ -198,3 +200,75 @@ def test_graceful_ctrl_c_in_the_terminal_lets_a_data_parallel_trial_finish(write
     os.killpg(run.pid, signal.SIGINT)
     assert run.wait(timeout=300) == 0
     assert _result(path, ["experiment.devices_per_trial=2", *sets])["steps"] == 20 * 14
+
+
+def test_a_trial_taken_over_stops_its_processes_and_says_so(tmp_path, monkeypatch):
+    """The heartbeat finds the trial taken over by another process (`lost`): its processes stop
+    instead of training on and saving a model into the folder of the trial's new attempt."""
+    import threading
+    import types
+
+    from ablation.queue import TrialTakenOver
+
+    started, popen = [], subprocess.Popen
+
+    def training(command, **kwargs):  # stands for torchrun: a process that trains for minutes
+        started.append(popen([sys.executable, "-c", "import time; time.sleep(600)"],
+                                        **kwargs))
+        return started[-1]
+
+    monkeypatch.setattr(distributed.subprocess, "Popen", training)
+    spec = types.SimpleNamespace(experiment=types.SimpleNamespace(devices_per_trial=2))
+    lost = threading.Event()
+    threading.Timer(1.0, lost.set).start()
+    begun = time.monotonic()
+    with pytest.raises(TrialTakenOver):
+        distributed.train_distributed(types.SimpleNamespace(key="baseline-s42"), spec, None, None,
+                                      tmp_path, "run", {}, echo=lambda line: None, lost=lost)
+    assert time.monotonic() - begun < 30
+    assert started[0].poll() is not None  # stopped, not left training
+    assert not (tmp_path / distributed.PAYLOAD).exists()
+
+
+def _state(pid):
+    """A process's state letter in /proc: T when stopped."""
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()[0]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_ctrl_z_pauses_the_processes_of_a_data_parallel_trial_and_fg_continues_them(
+        write_experiment):
+    """torchrun has a session of its own, which the terminal's Ctrl+Z does not reach: the worker
+    stops and continues it with itself, so that a paused study pauses its training too."""
+    path = write_experiment(variants="")
+    sets = ["baseline.epochs=10000", "baseline.eval_steps=100000"]  # hours
+    trial_dir = load_spec(path, sets).output_dir / "trials" / "baseline-s42"
+    # A job of its own in this session, as a shell starts one: not an orphaned process group,
+    # which the kernel would not stop on SIGTSTP.
+    options = [part for value in ["experiment.devices_per_trial=2", *sets]
+               for part in ("--set", value)]
+    run = subprocess.Popen([sys.executable, "-m", "ablation", "run", str(path), *options],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, process_group=0)
+    try:
+        _wait_for_training(trial_dir)
+        trainers = processes_with(str(trial_dir))
+
+        def states():
+            return {_state(pid) for pid in [run.pid, *trainers]}
+
+        os.killpg(run.pid, signal.SIGTSTP)  # Ctrl+Z: the terminal's foreground group
+        deadline = time.monotonic() + 30
+        while states() != {"T"} and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert states() == {"T"}, "the worker, torchrun and its processes are stopped"
+        os.killpg(run.pid, signal.SIGCONT)  # fg
+        deadline = time.monotonic() + 30
+        while "T" in states() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "T" not in states(), "all of them go on"
+    finally:
+        run.kill()
+        run.wait()
+        for pid in processes_with(str(trial_dir)):
+            os.kill(pid, signal.SIGKILL)
