@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import pickle
+import re
 import signal
 import subprocess
 import sys
@@ -90,7 +91,8 @@ def train_distributed(trial: Any, spec: Any, data: Any, tokenizer: Any, trial_di
     finally:
         payload.unlink(missing_ok=True)
     if returncode != 0 or not (trial_dir / RESULT).is_file():
-        raise DistributedTrialError(first_error(trial_dir) or f"torchrun exited with code {returncode}")
+        raise DistributedTrialError(first_error(trial_dir) or _killed(trial_dir / "trial.log")
+                                    or f"torchrun exited with code {returncode}")
     result = json.loads((trial_dir / RESULT).read_text())
     (trial_dir / RESULT).unlink()
     return result
@@ -156,6 +158,17 @@ def first_error(trial_dir: Path) -> str | None:
     errors = [json.loads(path.read_text()) for path in trial_dir.glob(ERRORS)]
     return min(errors, key=lambda error: (any(sign in error["error"] for sign in PEER_LOST),
                                           error["time"]))["error"] if errors else None
+
+
+def _killed(trial_log: Path) -> str | None:
+    """What a process killed by a signal (which records no error of its own) left: torchrun's
+    report of it in the trial's log, said in one line."""
+    text = trial_log.read_text(encoding="utf-8", errors="replace") if trial_log.is_file() else ""
+    signals = re.findall(r"Signal \d+ \((SIG\w+)\) received by PID \d+", text)  # torch's words
+    if not signals:
+        return None
+    return (f"a process of the trial was killed by {signals[-1]} before it could record an error "
+            "(the system's out-of-memory killer sends SIGKILL); torchrun's report is in trial.log")
 
 
 def _write_error(trial_dir: Path, rank: int, err: BaseException) -> str:

@@ -272,3 +272,22 @@ def test_ctrl_z_pauses_the_processes_of_a_data_parallel_trial_and_fg_continues_t
         run.wait()
         for pid in processes_with(str(trial_dir)):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_a_process_killed_by_a_signal_is_named_in_the_trials_error(tmp_path, monkeypatch):
+    """A rank killed (kill -9, the out-of-memory killer) records no error of its own: the trial's
+    error says which signal torchrun reported, not only torchrun's exit code."""
+    import types
+
+    popen = subprocess.Popen
+
+    def torchrun(command, **kwargs):  # torch's report of a rank killed by SIGKILL, then exit 1
+        report = "traceback : Signal 9 (SIGKILL) received by PID 4242"
+        return popen([sys.executable, "-c", f"import sys; sys.stderr.write({report!r}); sys.exit(1)"],
+                     **kwargs)
+
+    monkeypatch.setattr(distributed.subprocess, "Popen", torchrun)
+    spec = types.SimpleNamespace(experiment=types.SimpleNamespace(devices_per_trial=2))
+    with pytest.raises(distributed.DistributedTrialError, match="killed by SIGKILL before it could"):
+        distributed.train_distributed(types.SimpleNamespace(key="baseline-s42"), spec, None, None,
+                                      tmp_path, "run", {}, echo=lambda line: None)
