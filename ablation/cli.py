@@ -194,9 +194,9 @@ def _print_spec(spec: Any) -> None:
     print(f"  output:  {spec.output_dir}")
     print(f"  data:    {spec.data.dataset}" + (f" ({spec.data.config})" if spec.data.config else ""))
     print(f"  model:   {spec.model.name}")
-    from .variants import redundant_variants
+    from .variants import redundant_variants, variants_sets_add
 
-    for note in redundant_variants(spec):
+    for note in variants_sets_add(spec) + redundant_variants(spec):
         print(f"note: {note}")
 
 

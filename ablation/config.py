@@ -635,6 +635,12 @@ def _split_set(item: str) -> tuple[list[str], Any]:
     return parts, _parse_set_value(text.strip(), item)
 
 
+def set_variant(item: str) -> str | None:
+    """The [variants] name a `--set variants.NAME.KNOB=VALUE` sets a knob of; None for others."""
+    parts, _ = _split_set(item)
+    return parts[1] if parts[0] == "variants" else None
+
+
 def apply_sets(raw: dict[str, Any], sets: list[str], path: Path) -> None:
     """Apply `--set KEY=VALUE` overrides to the raw TOML tables, in place."""
     for item in sets:

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import tomllib
 from dataclasses import dataclass
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .config import MAX_NAME_LENGTH, Recipe, toml_value
+from .config import MAX_NAME_LENGTH, Recipe, set_variant, toml_value
 from .errors import AblateInputError
 
 if TYPE_CHECKING:
@@ -182,6 +183,17 @@ def inert_knobs(recipe: dict[str, Any]) -> dict[str, str]:
     if recipe["max_steps"] > 0:
         inert["epochs"] = f"max_steps = {recipe['max_steps']} sets how long training runs"
     return inert
+
+
+def variants_sets_add(spec: ExperimentSpec) -> list[str]:
+    """Notes on the variants a `--set variants.NAME.KNOB=VALUE` adds, the file having no NAME:
+    allowed (a variant tried from the command line), but a misspelt NAME would otherwise train
+    an extra trial without a word."""
+    in_file = tomllib.loads(spec.text).get("variants", {})
+    added = dict.fromkeys(name for item in spec.sets if (name := set_variant(item)) is not None
+                          and name not in in_file and name in spec.variants)
+    return [f"--set adds variant {BASELINE}_{name} ({describe_changes(spec.variants[name])}), "
+            f"which {spec.path.name} does not have" for name in added]
 
 
 def redundant_variants(spec: ExperimentSpec) -> list[str]:

@@ -474,3 +474,14 @@ def test_an_unknown_variant_gets_a_did_you_mean_only_for_a_close_name(write_expe
         err = capsys.readouterr().err
         assert f"--only {typed!r}: no such variant" in err
         assert (f"did you mean {hint!r}?" in err) if hint else "did you mean" not in err
+
+
+def test_a_set_that_adds_a_variant_says_so(write_experiment, capsys):
+    """`--set variants.NAME.KNOB=...` adds NAME where the file has none (allowed): a note says so,
+    as a misspelt name would otherwise train an extra trial unseen."""
+    path = write_experiment()  # its [variants]: bs32 = { batch_size = 32 }
+    assert cli.main(["run", str(path), "--dry-run", "--set", "variants.bs23.batch_size=16",
+                     "--set", "variants.bs32.batch_size=16"]) == 0
+    notes = [line for line in capsys.readouterr().out.splitlines() if "--set adds" in line]
+    assert notes == [f"note: --set adds variant baseline_bs23 (batch_size=16), which {path.name} "
+                     "does not have"]
