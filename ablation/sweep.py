@@ -343,6 +343,9 @@ def preflight(spec: ExperimentSpec, trials: list[TrialSpec], inputs: TrialInputs
             class_weights(trial.recipe, np.arange(len(label_names)), len(label_names))
             check_train_size(inputs.splits, trial.recipe.max_train_samples)
         except AblateInputError as err:
+            change = _change_behind(spec, trial, str(err))
+            if change:  # the file's key that gave the generated variant its value
+                where = f"{where} ([ablation.changes] {change})"
             given = _set_behind(spec, trial, str(err))
             where = f"--set {given!r}: {trial.variant}" if given else where
             raise AblateInputError(f"{where}: {err}") from None
@@ -387,19 +390,39 @@ def _never_stops_early(trial: TrialSpec, rows: int) -> str | None:
             f"{every}); a smaller eval_steps or patience lets it stop")
 
 
+def _knob_of(message: str) -> str | None:
+    """The knob a preflight message starts with (`precision = 'fp16': ...`), if it does."""
+    knob = re.match(r"\w+", message)
+    return knob.group() if knob is not None and knob.group() in KNOBS else None
+
+
+def _change_behind(spec: ExperimentSpec, trial: TrialSpec, message: str) -> str | None:
+    """The [ablation.changes] entry that gave an [ablation] variant (full, full_minus_*,
+    baseline_plus_*) the knob a preflight message starts with: the name the file wrote."""
+    knob = _knob_of(message)
+    if (spec.ablation is None or knob not in trial.overrides
+            or not (trial.variant == FULL or trial.variant.startswith((MINUS, PLUS)))):
+        return None
+    return next((name for name, change in spec.ablation.changes.items()
+                 if change.get(knob) == trial.overrides[knob]), None)
+
+
 def _set_behind(spec: ExperimentSpec, trial: TrialSpec, message: str) -> str | None:
     """The --set that gave the knob a preflight message starts with, if one did: the variant's
     own (variants.NAME.KNOB) where it changes that knob, [search.space]'s for a value a search can
-    propose, else the baseline's."""
-    knob = re.match(r"\w+", message)
-    if knob is None or knob.group() not in KNOBS:
+    propose, the [ablation.changes] entry's for an [ablation] variant, else the baseline's."""
+    knob = _knob_of(message)
+    if knob is None:
         return None
-    knob = knob.group()
     if knob in trial.overrides:
         from .search import PROBE, space_set
 
         if trial.variant.startswith(PROBE):  # a value [search.space] can propose
             return space_set(spec, knob)
+        change = _change_behind(spec, trial, message)
+        if change:
+            return last_set(spec.sets, "ablation", "ablation.changes", f"ablation.changes.{change}",
+                            f"ablation.changes.{change}.{knob}")
         suffix = trial.variant.removeprefix(BASELINE + "_")
         return last_set(spec.sets, f"variants.{suffix}.{knob}", f"variants.{suffix}")
     return last_set(spec.sets, f"baseline.{knob}")
