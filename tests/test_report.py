@@ -125,6 +125,14 @@ def test_best_variant_tied_with_another_says_so(write_experiment):
             "`baseline_w` (the first in the study's order is named)") in text
 
 
+def test_the_environment_says_a_trial_trained_data_parallel(write_experiment):
+    spec = load_spec(write_experiment(variants=""))
+    result = _result(0.6, 0.5, 2.0) | {"device_name": "CPU: Test (2 threads)",
+                                        "devices_per_trial": 2}
+    text = write_report(spec, _store(spec, {"baseline-s42": result})).read_text()
+    assert "device: CPU: Test (2 threads) × 2 processes (data-parallel);" in text
+
+
 def test_formatting_helpers():
     assert fmt(0.123456) == "0.1235"
     assert fmt(0.5, 0.01) == "0.5000 ± 0.0100"

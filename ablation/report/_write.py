@@ -561,12 +561,19 @@ def _trial_notes(built: dict[str, Any]) -> list[str]:
     return ["## Trial notes", "", *lines, ""] if lines else []
 
 
+def _device(result: dict[str, Any]) -> str:
+    """What a trial trained on: the device's name, and how many processes a data-parallel
+    trial took (rank 0's device is one of them)."""
+    name = result.get("device_name") or result.get("device", "?")
+    processes = result.get("devices_per_trial") or 1
+    return f"{name} × {processes} processes (data-parallel)" if processes > 1 else name
+
+
 def _environment(spec: ExperimentSpec, built: dict[str, Any]) -> list[str]:
     versions = library_versions()
     trials = built["trials"]
     runtime = trials["runtime_s"].sum() if len(trials) else math.nan
-    devices = sorted({r.result.get("device_name") or r.result.get("device", "?")
-                      for r in built["chosen"]})
+    devices = sorted({_device(r.result) for r in built["chosen"]})
     precisions = sorted({r.result.get("precision", "?") for r in built["chosen"]})
     return [
         "## Files", "",
