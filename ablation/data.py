@@ -838,7 +838,7 @@ def load_labeled_splits(spec: DataSpec) -> LabeledSplits:
         raise AblateInputError(
             f"{where}: validation_split = {spec.validation_split!r} does not exist "
             f"(splits: {available}); omit it to carve validation from train")
-    notes = _unused_keys(spec, test_present=bool(spec.test_split) and spec.test_split in raw)
+    notes: list[str] = []
     test_split = spec.test_split
     if test_split and test_split not in raw:
         if test_split != "test":
@@ -883,6 +883,8 @@ def load_labeled_splits(spec: DataSpec) -> LabeledSplits:
         if dropped[split]:
             notes.append(f"split {split!r}: dropped {row_count(dropped[split])} with an empty text "
                          "or missing label")
+    # first among the notes; after the loop, which leaves out a test split whose labels are withheld
+    notes[:0] = _unused_keys(spec, test_present=bool(test_split))
     names = _label_ids(frames, spec, class_names, raw, spec.train_split, notes)
     frames = {split: frame.reset_index(drop=True) for split, frame in frames.items()}
     present = sorted(set(frames[spec.train_split]["label"]))

@@ -143,6 +143,11 @@ def test_test_split_without_labels_is_left_out_with_a_note(tmp_path: Path):
             "(test_size carves a test set from train)") in splits.notes
     carved = load_labeled_splits(spec(folder, test_size=0.2))
     assert len(carved.test) == 20 and set(carved.test["text"]) <= set(labelled(100, 1)["text"])
+    # test_size is what carved it: no note calls it unused (it is, beside a labelled test split)
+    assert not any("test_size = 0.2 is not used" in note for note in carved.notes), carved.notes
+    labelled(50, 2).to_csv(folder / "test.csv", index=False)
+    assert ("[data] test_size = 0.2 is not used: the data has split 'test', the test split "
+            '(test_split = "" carves one instead)') in load_labeled_splits(spec(folder, test_size=0.2)).notes
 
 
 @pytest.mark.parametrize("key", ["train_split", "validation_split"])
