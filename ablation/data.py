@@ -1018,12 +1018,15 @@ def count_longer(splits: LabeledSplits, tokenizer: Any, limit: int) -> int:
 
 def tokenizer_key(tokenizer: Any) -> str:
     """Identity of a tokenizer for the cache: its full serialization (vocabulary, normalizer,
-    special tokens), so the same tokenizer in two model folders is tokenized once."""
+    special tokens), so the same tokenizer in two model folders is tokenized once, and what the
+    call adds to it: the columns it returns (DistilBERT's vocabulary is BERT's, without
+    token_type_ids) and the end a long text loses."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
         content = backend.to_str()
     else:  # a slow tokenizer: class and vocabulary
         content = type(tokenizer).__name__ + "\x1f".join(sorted(tokenizer.get_vocab()))
+    content += f"\x1f{list(tokenizer.model_input_names)}\x1f{tokenizer.truncation_side}"
     return hashlib.sha256(content.encode()).hexdigest()[:16]
 
 

@@ -752,6 +752,26 @@ def test_tokenize_pairs_marks_the_second_segment(tokenizer, tmp_path: Path):
     assert first["input_ids"].count(tokenizer.sep_token_id) == 2
 
 
+def test_tokenize_cache_tells_tokenizers_apart_that_share_a_vocabulary(tiny_model_dir: Path,
+                                                                         tmp_path: Path):
+    """DistilBERT's tokenizer is BERT's vocabulary without token_type_ids: a variant comparing the
+    two encoders must not read the other's cached pairs (BERT would lose its second segment)."""
+    from transformers import AutoTokenizer, DistilBertTokenizerFast
+
+    pairs = pd.DataFrame({"text": ["good movie", "bad day"], "text_pair": ["happy", "sad"],
+                          "label": [1, 0]})
+    splits = LabeledSplits(train=pairs, validation=pairs.copy(), test=None, label_names=["a", "b"])
+    cache = tmp_path / "cache"
+    distil = DistilBertTokenizerFast.from_pretrained(str(tiny_model_dir))
+    assert "token_type_ids" not in tokenize(splits, distil, 16, cache).train.column_names
+    bert = AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    assert tokenize(splits, bert, 16, cache).train[0]["token_type_ids"] == [0, 0, 0, 0, 1, 1]
+    texts = dataclasses.replace(splits, train=pairs[["text", "label"]], validation=pairs[["text", "label"]])
+    assert tokenize(texts, bert, 3, cache).train[0]["input_ids"][1] == bert.convert_tokens_to_ids("good")
+    left = AutoTokenizer.from_pretrained(str(tiny_model_dir), truncation_side="left")
+    assert tokenize(texts, left, 3, cache).train[0]["input_ids"][1] == bert.convert_tokens_to_ids("movie")
+
+
 def test_tokenize_reuses_the_cached_arrow_files(small_splits, tokenizer, tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch):
     import datasets
