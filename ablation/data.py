@@ -1020,10 +1020,12 @@ def tokenizer_key(tokenizer: Any) -> str:
     """Identity of a tokenizer for the cache: its full serialization (vocabulary, normalizer,
     special tokens), so the same tokenizer in two model folders is tokenized once, and what the
     call adds to it: the columns it returns (DistilBERT's vocabulary is BERT's, without
-    token_type_ids) and the end a long text loses."""
+    token_type_ids) and the end a long text loses. Not the truncation and padding of the last call,
+    which the serialization holds too: the key would then depend on what was tokenized before."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
-        content = backend.to_str()
+        content = json.dumps({key: value for key, value in json.loads(backend.to_str()).items()
+                              if key not in ("truncation", "padding")}, sort_keys=True)
     else:  # a slow tokenizer: class and vocabulary
         content = type(tokenizer).__name__ + "\x1f".join(sorted(tokenizer.get_vocab()))
     content += f"\x1f{list(tokenizer.model_input_names)}\x1f{tokenizer.truncation_side}"

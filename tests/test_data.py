@@ -772,6 +772,19 @@ def test_tokenize_cache_tells_tokenizers_apart_that_share_a_vocabulary(tiny_mode
     assert tokenize(texts, left, 3, cache).train[0]["input_ids"][1] == bert.convert_tokens_to_ids("movie")
 
 
+def test_tokenize_cache_key_does_not_depend_on_earlier_calls(tiny_model_dir: Path, small_splits,
+                                                            tmp_path: Path):
+    """A fast tokenizer's serialization holds its last call's truncation: a worker that tokenized
+    max_length 16 first must find the max_length 8 files another process wrote."""
+    from transformers import AutoTokenizer
+
+    used = AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    tokenize(small_splits, used, 16, tmp_path / "cache")
+    tokenize(small_splits, AutoTokenizer.from_pretrained(str(tiny_model_dir)), 8, tmp_path / "cache")
+    tokenize(small_splits, used, 8, tmp_path / "cache")
+    assert len(list((tmp_path / "cache").glob("*.arrow"))) == 6  # 3 splits × 2 max_lengths
+
+
 def test_tokenize_reuses_the_cached_arrow_files(small_splits, tokenizer, tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch):
     import datasets
