@@ -113,6 +113,8 @@ def _read_local_file(path: Path, columns: tuple[str, ...] = ()) -> pd.DataFrame:
     tell a JSON object keyed by example from one keyed by column."""
     name = path.name.lower()
     try:
+        if name.endswith(CSV_SUFFIXES):
+            _check_separator(path, name)
         frame = _read_table(path, name, columns)
     except UnicodeDecodeError:
         raise AblateInputError(f"{path}: {_first_undecodable(path)}; save it as UTF-8") from None
@@ -157,6 +159,25 @@ def _quote_advice(name: str) -> str:
     """What a row with more fields than the header needs: its text quoted."""
     separator = "a tab" if name.endswith(".tsv") else "a comma"
     return f'a text that contains {separator} must be quoted, as in "I love it, really"'
+
+
+def _check_separator(path: Path, name: str) -> None:
+    """A header of one column with another separator in it ("text;label", as Excel writes CSV
+    where the comma is the decimal mark): one column cannot hold a text and a label, and the rows
+    would be refused for their commas, with advice to quote them, or read as one text each."""
+    separator, suffix = ("\t", ".tsv") if name.endswith(".tsv") else (",", ".csv")
+    with (gzip.open if name.endswith(".gz") else open)(path, "rt", encoding="utf-8-sig",
+                                                        newline="") as file:
+        header = file.readline().rstrip("\r\n")
+    other = next((c for c in ";\t|," if c != separator and c in header), None)
+    if separator in header or other is None:
+        return
+    words = {",": "commas", "\t": "tabs", ";": "semicolons", "|": "'|'"}
+    advice = ({",": "name it .csv", "\t": "name it .tsv"}.get(other)
+              or f"save it with {words[separator]} between fields")
+    raise AblateInputError(f"{path}: the header {header!r} is one column: a {suffix} file has "
+                           f"{words[separator]} between its fields, and this one has "
+                           f"{words[other]}; {advice}")
 
 
 def _check_header_names(path: Path, name: str) -> None:

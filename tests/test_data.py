@@ -929,6 +929,25 @@ def test_a_column_named_twice_in_the_header_is_refused(tmp_path: Path, suffix: s
     assert "the header names column 'label' twice" in load_error(spec(path))
 
 
+@pytest.mark.parametrize("name, separator, advice", [
+    ("train.csv", ";", "has semicolons; save it with commas between fields"),
+    ("train.csv.gz", ";", "has semicolons; save it with commas between fields"),
+    ("train.csv", "\t", "has tabs; name it .tsv"),
+    ("train.tsv", ",", "has commas; name it .csv"),
+])
+def test_a_file_of_one_column_with_another_separator_is_refused_naming_it(
+        tmp_path: Path, name: str, separator: str, advice: str):
+    """Not "a text that contains a comma must be quoted", nor "no such column 'text'"."""
+    content = "".join(f"{text}{separator}{label}\n" for text, label in [
+        ("text", "label"), ("good fun", "pos"), ("bad, really", "neg"), ("dull", "neg")])
+    path = tmp_path / name
+    with (gzip.open if name.endswith(".gz") else open)(path, "wt") as file:
+        file.write(content)
+    message = load_error(spec(path))
+    assert f"{name}: the header {'text' + separator + 'label'!r} is one column" in message
+    assert advice in message
+
+
 def test_a_label_far_beyond_any_class_id_is_refused_without_listing_the_ids(tmp_path: Path):
     # an id or timestamp column taken for the labels: the gap check once built range(label + 1)
     frame = labelled(30, 1)
