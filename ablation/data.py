@@ -592,12 +592,23 @@ def _label_ids(frames: dict[str, pd.DataFrame], spec: DataSpec,
                 f"{MAX_CLASS_ID:,}); is {spec.label_column!r} the label column?")
         frame["label"] = values.astype(int)
 
+    declared = class_names.get(spec.label_column) or _names_from_text_column(raw, spec)
+    if spec.label_names and declared and list(spec.label_names) != declared:
+        # the data names its ids itself: other names (or the same in another order) relabel them
+        i = next((i for i, name in enumerate(spec.label_names)
+                  if i >= len(declared) or name != declared[i]), len(declared))
+        source = ("its ClassLabel" if spec.label_column in class_names
+                  else f"its column '{spec.label_column}_text'")
+        says = (f"calls id {i} {spec.label_names[i]!r}, which the data calls {declared[i]!r}"
+                if i < min(len(declared), len(spec.label_names))
+                else f"names {len(spec.label_names)} classes, the data {len(declared)}")
+        raise AblateInputError(
+            f"[data] label_names = {list(spec.label_names)}: {spec.dataset} names its label ids "
+            f"itself ({source}: {', '.join(declared)}), and label_names {says}; leave label_names out")
     if spec.label_names:
         names = list(spec.label_names)
-    elif spec.label_column in class_names:
-        names = class_names[spec.label_column]
     else:
-        names = _names_from_text_column(raw, spec) or _names_of_ids(frames, spec, train_split)
+        names = declared or _names_of_ids(frames, spec, train_split)
     for split, frame in frames.items():
         too_big = frame["label"] >= len(names)
         if too_big.any():

@@ -320,6 +320,29 @@ def test_label_text_column_provides_the_names(tmp_path: Path):
     assert splits.train["label"].isin([0, 1, 2]).all()
 
 
+def test_label_names_that_relabel_the_datas_own_names_are_refused(tmp_path: Path):
+    """A ClassLabel (the Hub, save_to_disk) or a <label>_text column names the ids: label_names in
+    another order would put every per-class score, and every prediction, under another class."""
+    import datasets
+
+    frame = labelled(60, 1)
+    frame["label_text"] = frame["label"].map(dict(enumerate(NAMES)))
+    folder = write_folder(tmp_path / "data", train=frame)  # mteb style
+    message = load_error(spec(folder, label_names=["pos", "neu", "neg"]))
+    assert message == (f"[data] label_names = ['pos', 'neu', 'neg']: {folder} names its label ids "
+                       "itself (its column 'label_text': neg, neu, pos), and label_names calls id 0 "
+                       "'pos', which the data calls 'neg'; leave label_names out")
+    assert "names 4 classes, the data 3" in load_error(spec(folder, label_names=NAMES + ["x"]))
+    assert load_labeled_splits(spec(folder, label_names=NAMES)).label_names == NAMES
+
+    features = datasets.Features({"text": datasets.Value("string"),
+                                  "label": datasets.ClassLabel(names=NAMES)})
+    datasets.Dataset.from_pandas(labelled(30, 1), features=features,
+                                 preserve_index=False).save_to_disk(tmp_path / "saved")
+    message = load_error(spec(tmp_path / "saved", label_names=["neu", "neg", "pos"]))
+    assert "(its ClassLabel: neg, neu, pos), and label_names calls id 0 'neu'" in message
+
+
 def test_inconsistent_label_text_column_falls_back_to_ids(tmp_path: Path):
     frame = labelled(60, 1)
     frame["label_text"] = frame["label"].map({0: "negative", 1: "neutral", 2: "positive"})
