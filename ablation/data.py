@@ -891,6 +891,14 @@ def load_labeled_splits(spec: DataSpec) -> LabeledSplits:
     frames: dict[str, pd.DataFrame] = {}
     dropped: dict[str, int] = {}
     for split in used:
+        if split == test_split and spec.label_column not in raw[split].columns:
+            # a test file without labels (Kaggle's test.csv): label_column is train's, and right
+            columns = ", ".join(repr(str(c)) for c in raw[split].columns)
+            raise AblateInputError(
+                f"{where}: test_split = {split!r}: split {split!r} has no column "
+                f"{spec.label_column!r} (columns: {columns}), so no labels to score; "
+                'set test_split = "" for none'
+                + ("" if spec.test_size else " (test_size carves a test set from train)"))
         _check_columns(raw[split], split, spec)
         frames[split], dropped[split] = _clean(raw[split], spec, split)
         if labels_hidden(frames[split]):

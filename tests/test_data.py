@@ -150,6 +150,19 @@ def test_test_split_without_labels_is_left_out_with_a_note(tmp_path: Path):
             '(test_split = "" carves one instead)') in load_labeled_splits(spec(folder, test_size=0.2)).notes
 
 
+def test_test_split_without_a_label_column_says_to_leave_it_out(tmp_path: Path):
+    """Kaggle's layout: train.csv with labels, test.csv with id and text only. label_column is
+    right (train has it): the advice is test_split, not the column."""
+    test = labelled(20, 2).drop(columns="label").rename_axis("id").reset_index()
+    folder = write_folder(tmp_path / "data", train=labelled(100, 1), test=test)
+    assert load_error(spec(folder)) == (
+        f"[data] of {folder}: test_split = 'test': split 'test' has no column 'label' (columns: "
+        "'id', 'text'), so no labels to score; set test_split = \"\" for none (test_size carves a "
+        "test set from train)")
+    assert load_labeled_splits(spec(folder, test_split="")).test is None
+    assert len(load_labeled_splits(spec(folder, test_split="", test_size=0.2)).test) == 20
+
+
 @pytest.mark.parametrize("key", ["train_split", "validation_split"])
 def test_train_or_validation_split_without_labels_is_an_error(tmp_path: Path, key: str):
     hidden = labelled(50, 2).assign(label=-1)
