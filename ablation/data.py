@@ -977,6 +977,7 @@ def load_labeled_splits(spec: DataSpec) -> LabeledSplits:
         test, _, _ = _stratified_take(test, spec.max_test_samples, names)
     notes.extend(_class_notes(frames, before_subsample, train,
                               [("validation", validation), ("test", test)], names, spec))
+    notes.extend(_overlap_notes(train, [("validation", validation), ("test", test)]))
     return LabeledSplits(train=train, validation=validation, test=test, label_names=names,
                          dropped=dropped, notes=notes)
 
@@ -1018,6 +1019,26 @@ def _class_notes(frames: dict[str, pd.DataFrame], before_subsample: pd.DataFrame
                          f"its macro averages count {them} as 0 (macro_f1 at most {top:.3f}; the "
                          "same for every variant, so differences stand), and its other metrics say "
                          f"nothing of {them}")
+    return notes
+
+
+def _overlap_notes(train: pd.DataFrame, others: list[tuple[str, pd.DataFrame | None]]) -> list[str]:
+    """Notes on validation and test rows whose text (and pair) train has too: the model has
+    seen their answers, so their scores flatter it (a user reading 0.90 on a test of repeated
+    tweets should know)."""
+    def texts(frame: pd.DataFrame) -> pd.Series:
+        return frame["text"] + ("\x1f" + frame["text_pair"] if "text_pair" in frame else "")
+
+    seen = set(texts(train))
+    notes = []
+    for split, frame in others:
+        if frame is None or not len(frame):
+            continue
+        repeated = int(texts(frame).isin(seen).sum())
+        if repeated:
+            notes.append(f"{split}: {repeated} of its {len(frame)} rows ({repeated / len(frame):.1%}) "
+                         f"{'has' if repeated == 1 else 'have'} a text that train has too (exact "
+                         "duplicates: their scores flatter the model)")
     return notes
 
 

@@ -1190,3 +1190,20 @@ def test_data_keys_this_data_makes_do_nothing_get_a_note(tmp_path: Path):
                for n in notes)
     quiet = load_labeled_splits(spec(folder, validation_split="validation")).notes
     assert not any("is not used" in n for n in quiet)
+
+
+def test_validation_and_test_rows_that_train_has_too_are_counted(tmp_path: Path):
+    """Exact repeats of training texts (a retweet, a copied review) score what the model saw."""
+    folder = tmp_path / "repeats"
+    folder.mkdir()
+    train = [(f"text {i}", i % 2) for i in range(40)]
+    test = [("text 3", 1), ("text 4", 0), ("new one", 1), ("new two", 0)]  # 2 seen in train
+    pd.DataFrame(train, columns=["text", "label"]).to_csv(folder / "train.csv", index=False)
+    pd.DataFrame(test, columns=["text", "label"]).to_csv(folder / "test.csv", index=False)
+    validation = [("text 5", 1), ("other", 0)]
+    pd.DataFrame(validation, columns=["text", "label"]).to_csv(folder / "validation.csv", index=False)
+    splits = load_labeled_splits(spec(folder, validation_split="validation"))
+    assert ("test: 2 of its 4 rows (50.0%) have a text that train has too (exact duplicates: their "
+            "scores flatter the model)") in splits.notes
+    assert ("validation: 1 of its 2 rows (50.0%) has a text that train has too (exact duplicates: "
+            "their scores flatter the model)") in splits.notes
