@@ -1080,6 +1080,25 @@ def count_longer(splits: LabeledSplits, tokenizer: Any, limit: int) -> int:
     return longer
 
 
+UNKNOWN_SAMPLE = 1000  # training texts sampled to measure a tokenizer's unknown-token share
+
+
+def unknown_token_share(splits: LabeledSplits, tokenizer: Any) -> float | None:
+    """The share of the tokens of (a fixed sample of) the training texts that the tokenizer maps
+    to its unknown token; None where it has none (byte-level tokenizers) or the texts no tokens.
+    An English vocabulary reads Chinese reviews mostly as [UNK]: the model then sees little."""
+    unknown = getattr(tokenizer, "unk_token_id", None)
+    if unknown is None:
+        return None
+    train = splits.train
+    sample = train.sample(min(UNKNOWN_SAMPLE, len(train)), random_state=0)
+    pairs = sample["text_pair"].tolist() if "text_pair" in sample.columns else None
+    ids = tokenizer(sample["text"].tolist(), pairs, add_special_tokens=False,
+                    truncation=True)["input_ids"]
+    total = sum(len(row) for row in ids)
+    return sum(row.count(unknown) for row in ids) / total if total else None
+
+
 # --------------------------------------------------------------------------- tokenization
 
 

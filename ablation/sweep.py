@@ -318,6 +318,9 @@ def preflight(spec: ExperimentSpec, trials: list[TrialSpec], inputs: TrialInputs
             model_key = json.dumps(source.identity(), sort_keys=True, default=str)
             if model_key not in limits:
                 limits[model_key] = position_limit(model_skeleton(source, config), tokenizer)
+                unknown = _unknown_tokens(source.name, tokenizer, inputs.splits)
+                if unknown:
+                    notes.setdefault(model_key, unknown)
             limit = limits[model_key]
             if limit is not None and trial.recipe.max_length > limit:
                 if model_key not in longer:
@@ -352,6 +355,22 @@ def preflight(spec: ExperimentSpec, trials: list[TrialSpec], inputs: TrialInputs
     rows = len(inputs.splits.train)
     stops = [_never_stops_early(t, rows) for t in {t.variant: t for t in trials}.values()]
     return list(notes.values()) + [note for note in stops if note]
+
+
+UNKNOWN_NOTE_SHARE = 0.05  # English text on an English vocabulary: well under 1 %
+
+
+def _unknown_tokens(model: str, tokenizer: Any, splits: Any) -> str | None:
+    """A note when the tokenizer reads much of the training text as its unknown token (an English
+    vocabulary on Chinese reviews: two thirds), which no knob of a study can make up for."""
+    from .data import UNKNOWN_SAMPLE, unknown_token_share
+
+    share = unknown_token_share(splits, tokenizer)
+    if share is None or share < UNKNOWN_NOTE_SHARE:
+        return None
+    return (f"{model}'s tokenizer reads {share:.0%} of the training texts' tokens as "
+            f"{tokenizer.unk_token} (of up to {UNKNOWN_SAMPLE} texts): the model sees little of "
+            "them; a model whose vocabulary covers their language reads them")
 
 
 def _model_own_dropout(spec: ExperimentSpec, trial: TrialSpec, config: Any) -> str | None:

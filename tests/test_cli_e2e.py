@@ -485,3 +485,26 @@ def test_a_set_that_adds_a_variant_says_so(write_experiment, capsys):
     notes = [line for line in capsys.readouterr().out.splitlines() if "--set adds" in line]
     assert notes == [f"note: --set adds variant baseline_bs23 (batch_size=16), which {path.name} "
                      "does not have"]
+
+
+def test_a_tokenizer_that_reads_much_of_the_text_as_unknown_is_noted(tmp_path, tiny_model_dir,
+                                                                      capsys):
+    """Text in a language the vocabulary lacks (Chinese reviews on an English BERT) becomes
+    mostly [UNK]: validate says so before any trial trains on it."""
+    from conftest import make_texts, tiny_experiment
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for split, n, seed in (("train", 120, 1), ("test", 30, 2)):
+        frame = make_texts(n, seed)
+        frame["text"] = frame["text"] + " 好吃 外卖"  # 4 characters, each a token: 4 of 10 unknown
+        frame.to_csv(data / f"{split}.csv", index=False)
+    path = tiny_experiment(tmp_path, tiny_model_dir, data)
+    assert cli.main(["validate", str(path)]) == 0
+    assert (f"note: {tiny_model_dir}'s tokenizer reads 40% of the training texts' tokens as [UNK] "
+            "(of up to 1000 texts)") in capsys.readouterr().out
+
+
+def test_english_text_on_its_own_vocabulary_gets_no_unknown_token_note(write_experiment, capsys):
+    assert cli.main(["validate", str(write_experiment())]) == 0
+    assert "[UNK]" not in capsys.readouterr().out
