@@ -509,6 +509,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     splits = load_study_splits(spec)
     for note in splits.notes:
         print(f"data: {note}")
+    _check_against_stored(spec, trials, splits)
     probes = probe_trials(spec) if spec.search is not None else []
     for note in preflight(spec, trials + probes, TrialInputs(spec, splits)):
         print(f"note: {note}")
@@ -518,6 +519,21 @@ def cmd_validate(args: argparse.Namespace) -> int:
           f"{len(splits.validation)}, test {0 if splits.test is None else len(splits.test)} rows; "
           f"labels {', '.join(splits.label_names)}")
     return EXIT_OK
+
+
+def _check_against_stored(spec: Any, trials: list, splits: Any) -> None:
+    """Where the storage already holds this study, what `run` would refuse of it: another
+    baseline, model or metric, variants changed since they ran, other data rows. (`validate`
+    saying ok to a file that `run` then refuses would be no check at all.)"""
+    from .queue import StudyNotFound, open_study
+    from .sweep import check_same_data, checked_plan
+
+    try:
+        study = open_study(spec, create=False)
+    except StudyNotFound:  # never run: nothing to be consistent with
+        return
+    checked_plan(study, spec, trials, [], False)
+    check_same_data(study, spec, splits.fingerprint())
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:

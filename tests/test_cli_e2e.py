@@ -180,9 +180,10 @@ def test_dry_run_refuses_what_run_refuses_once_the_data_and_models_load(
     assert cli.main(["run", str(path), *sets]) == 0
     train_csv = data / "train.csv"
     train_csv.write_text(train_csv.read_text().replace("great", "grand", 1))
-    for options in (["--dry-run"], []):
+    for command in (["run", "--dry-run"], ["run"], ["validate"]):  # validate: what run refuses
         capsys.readouterr()
-        assert cli.main(["run", str(path), *sets, *options, "--set", "experiment.seeds=[1]"]) == 2
+        assert cli.main([command[0], str(path), *sets, *command[1:],
+                         "--set", "experiment.seeds=[1]"]) == 2
         assert "other data rows" in capsys.readouterr().err
 
 

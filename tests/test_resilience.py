@@ -91,6 +91,9 @@ def test_a_variant_changed_since_its_run_is_refused_until_it_is_rerun(write_expe
                 f"options now says batch_size=8: `{rerun}` trains it again") in err  # as typed
         assert err.count("\n") == 1
     assert len(_trials(path)) == 2  # nothing queued
+    capsys.readouterr()
+    assert cli.main(["validate", str(path), *changed]) == 2  # validate refuses what run refuses
+    assert "variant 'baseline_bs32' was run with batch_size=32" in capsys.readouterr().err
     assert cli.main(["run", str(path), *changed, "--rerun", "baseline_bs32"]) == 0
     trials = _trials(path)
     assert [(t.user_attrs["key"], t.user_attrs["overrides"]) for t in trials] == [
