@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .config import LOCAL_DATA_SUFFIXES, DataSpec, ExperimentSpec, last_set
+from .config import LOCAL_DATA_SUFFIXES, DataSpec, ExperimentSpec, _did_you_mean, last_set
 from .errors import AblateInputError, first_line
 
 log = logging.getLogger(__name__)
@@ -507,9 +507,10 @@ def _check_columns(frame: pd.DataFrame, split: str, spec: DataSpec) -> None:
     for key in ("text_column", "text_pair_column", "label_column"):
         column = getattr(spec, key)
         if column is not None and column not in frame.columns:
+            columns = [str(c) for c in frame.columns]
             raise AblateInputError(
-                f"[data] {key} = {column!r}: split {split!r} of {spec.dataset} has no such column "
-                f"(columns: {', '.join(repr(str(c)) for c in frame.columns)})")
+                f"[data] {key} = {column!r}: split {split!r} of {spec.dataset} has no such column"
+                f"{_did_you_mean(column, columns)} (columns: {', '.join(map(repr, columns))})")
 
 
 def labels_hidden(frame: pd.DataFrame) -> bool:
