@@ -85,7 +85,10 @@ class SwanLabTracker:
         if mode == "local":
             _lock_local_store(self.log_dir / ".store.lock")
         _quiet_swanlab_console(mode != "online")  # online: it prints the run's cloud address
+        # interactive=False: online without a key raises (and falls back to offline) instead of
+        # asking "Enter your choice [1/2/3]" on a terminal, which held the study at its first trial
         settings = swanlab.Settings(
+            interactive=False,
             probe=swanlab.Settings.Probe(monitor=False, requirements=False, git=False))
         handler = signal.getsignal(signal.SIGINT)
         run = swanlab.init(

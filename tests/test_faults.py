@@ -93,3 +93,33 @@ def test_an_unwritable_tracker_folder_runs_the_study_untracked(write_experiment,
         assert cli.main(["run", str(path)]) == 0
     assert [t.state.name for t in _trials(path)] == ["COMPLETE", "COMPLETE"]
     assert any("this study runs without tracking" in r.getMessage() for r in caplog.records)
+
+
+def test_online_without_a_key_on_a_terminal_falls_back_without_a_prompt(tmp_path, monkeypatch,
+                                                                         caplog):
+    """On a TTY, SwanLab's online mode without a key asks 'Enter your choice [1/2/3]' and waits:
+    an unattended study would hang at its first trial (the prompt drawn into the live table)."""
+    import builtins
+
+    from swanlab.sdk.internal.pkg import helper
+
+    from ablation.config import TrackingSpec
+    from ablation.tracking import SwanLabTracker
+
+    monkeypatch.delenv("SWANLAB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no saved key (swanlab login's .netrc)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(helper, "is_interactive", lambda: True)  # as on a terminal
+
+    def prompt(*args, **kwargs):
+        raise AssertionError(f"SwanLab prompted: {args}")
+
+    monkeypatch.setattr(builtins, "input", prompt)
+    tracker = SwanLabTracker(TrackingSpec(project="t", mode="online"), tmp_path / "out")
+    with caplog.at_level(logging.WARNING, logger="ablation"):
+        tracker.start("baseline-s42", "study", {"seed": 42})
+        tracker.finish()
+    warnings = [r.getMessage() for r in caplog.records if "SwanLab" in r.getMessage()]
+    assert len(warnings) == 1 and "no API key" in warnings[0], warnings
+    assert "logging offline" in warnings[0] and tracker.mode == "offline"
+    assert len(list((tmp_path / "out" / "swanlog").glob("run-*"))) == 1
