@@ -300,6 +300,13 @@ class TrackerCallback(TrainerCallback):
     def __init__(self, tracker: Tracker, label: str, metric: str, progress: Lines) -> None:
         self.tracker, self.label, self.metric, self.progress = tracker, label, metric, progress
 
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        # Resumed from a checkpoint: this attempt's run (a new one, `-try2`) gets the points logged
+        # before it, as the trial's stored history has them, not curves that start mid-training.
+        for entry in state.log_history:
+            logs = {key: value for key, value in entry.items() if key != "step"}
+            self.tracker.log(tracker_keys(logs), step=entry["step"])
+
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.progress.step(self.label, state.global_step, state.max_steps)
         if state.global_step >= state.max_steps > 0:

@@ -911,6 +911,19 @@ def test_search_runs_n_trials_in_total_and_reports_them(write_experiment, worker
     assert "No comparisons: the [search] trials are not compared with the baseline" in report
 
 
+def _crash_at_step_11(monkeypatch) -> Any:
+    """Make training raise at step 11 (after checkpoints at 4 and 8); returns the real callback."""
+    real_step_end = train.TrackerCallback.on_step_end
+
+    def crash_at_step_11(self, args, state, control, **kwargs):
+        if state.global_step == 11:
+            raise RuntimeError("the machine went away")
+        return real_step_end(self, args, state, control, **kwargs)
+
+    monkeypatch.setattr(train.TrackerCallback, "on_step_end", crash_at_step_11, raising=False)
+    return real_step_end
+
+
 def test_a_failed_trial_resumes_from_its_last_checkpoint_with_the_same_results(
         write_experiment, monkeypatch):
     """checkpoint_steps: the retried trial starts at its last full checkpoint (optimizer, scheduler,
@@ -921,14 +934,7 @@ def test_a_failed_trial_resumes_from_its_last_checkpoint_with_the_same_results(
     [expected] = _trials(reference, sets[1::2])
 
     path = write_experiment(name="crashed", variants="")
-    real_step_end = train.TrackerCallback.on_step_end
-
-    def crash_at_step_11(self, args, state, control, **kwargs):
-        if state.global_step == 11:
-            raise RuntimeError("the machine went away")
-        return real_step_end(self, args, state, control, **kwargs)
-
-    monkeypatch.setattr(train.TrackerCallback, "on_step_end", crash_at_step_11, raising=False)
+    real_step_end = _crash_at_step_11(monkeypatch)
     assert cli.main(["run", str(path), *sets]) == 1
     checkpoints = load_spec(path, sets[1::2]).output_dir / "trials" / "baseline-s42" / "checkpoints"
     last = max(int(p.name.split("-")[1]) for p in checkpoints.glob("checkpoint-*"))
@@ -947,6 +953,39 @@ def test_a_failed_trial_resumes_from_its_last_checkpoint_with_the_same_results(
     assert not checkpoints.exists(), "checkpoints are removed once the trial is complete"
     report = (load_spec(path, sets[1::2]).output_dir / "report.md").read_text()
     assert f"- `baseline-s42`: resumed from its checkpoint at step {last}" in report
+
+
+def test_a_resumed_trial_s_tracker_run_holds_its_whole_curves(write_experiment, monkeypatch):
+    """The resumed attempt is a run of its own (baseline-s42-try2): its curves start at step 1,
+    as the trial's stored history does, not at the first step after the checkpoint."""
+    from ablation import sweep
+    from ablation.tracking import NullTracker
+
+    runs: dict[str, list[tuple[int, dict]]] = {}
+
+    class Recorder(NullTracker):
+        def start(self, name, group, config):
+            self.points = runs.setdefault(name, [])
+
+        def log(self, metrics, step):
+            self.points.append((step, metrics))
+
+    monkeypatch.setattr(sweep, "make_tracker", lambda spec, output_dir: Recorder())
+    sets = ["--set", "experiment.checkpoint_steps=4"]
+    path = write_experiment(name="crashed", variants="")
+    real_step_end = _crash_at_step_11(monkeypatch)
+    assert cli.main(["run", str(path), *sets]) == 1
+    monkeypatch.setattr(train.TrackerCallback, "on_step_end", real_step_end)
+    assert cli.main(["run", str(path), "--retry-failed", *sets]) == 0
+    result = _trials(path, sets[1::2])[-1].user_attrs["result"]
+    assert result["resumed_from_step"] >= 4 and set(runs) == {"baseline-s42", "baseline-s42-try2"}
+
+    def curve(key, points):
+        return [(step, metrics[key]) for step, metrics in points if key in metrics]
+
+    resumed = runs["baseline-s42-try2"]
+    assert curve("train/loss", resumed) == [(p["step"], p["loss"]) for p in result["history"]]
+    assert curve("eval/loss", resumed) == [(p["step"], p["loss"]) for p in result["eval_history"]]
 
 
 def test_a_checkpoint_of_another_recipe_is_not_resumed(tmp_path):
