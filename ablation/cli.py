@@ -166,10 +166,24 @@ def _positive_int(text: str) -> int:
     return value
 
 
+class _ConsoleHandler(logging.StreamHandler):
+    """Writes to sys.stderr as it is at each record: the live table swaps it for a stream that
+    prints above the table (a handler holding the real stderr wrote onto the table's last line,
+    and its next redraw wiped the warning)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def _quiet_libraries() -> None:
     from .sweep import TRIAL_LOG_ONLY
 
-    console = logging.StreamHandler()
+    console = _ConsoleHandler()
     console.setLevel(logging.WARNING)  # the console shows warnings; each trial.log gets INFO too
     console.addFilter(lambda record: not getattr(record, TRIAL_LOG_ONLY, False))  # tracebacks
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s",

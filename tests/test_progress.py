@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pty
+import re
 import select
 import subprocess
 import sys
@@ -47,10 +48,8 @@ def test_quiet_prints_one_line_per_trial_and_no_evaluation_lines(write_experimen
     assert "report: " in out
 
 
-def test_a_terminal_gets_the_live_table(write_experiment):
-    """`ablate run` on a pseudo-terminal redraws a table of the trials; the final one shows them all
-    finished."""
-    path = write_experiment()
+def _run_on_a_terminal(path) -> str:
+    """`ablate run PATH` on a pseudo-terminal (exit code 0): what the terminal received."""
     controller, terminal = pty.openpty()
     env = dict(os.environ, COLUMNS="120", LINES="40", TERM="xterm")
     process = subprocess.Popen([sys.executable, "-m", "ablation", "run", str(path)], stdin=terminal,
@@ -69,10 +68,32 @@ def test_a_terminal_gets_the_live_table(write_experiment):
             break
         output += chunk
     assert process.wait(timeout=120) == 0
-    text = output.decode("utf-8", "replace")
+    return output.decode("utf-8", "replace")
+
+
+def test_a_terminal_gets_the_live_table(write_experiment):
+    """`ablate run` on a pseudo-terminal redraws a table of the trials; the final one shows them all
+    finished."""
+    text = _run_on_a_terminal(write_experiment())
     assert "trials: 2/2 finished" in text
     assert "baseline_bs32-s42" in text and "done" in text
     assert "report: " in text
+
+
+def test_a_warning_prints_above_the_live_table(write_experiment):
+    """A warning logged while the table is live (here: a tracker that cannot start) is printed
+    above the table, as messages are, not glued to its last line and wiped by the next redraw."""
+    from ablation.config import load_spec
+
+    path = write_experiment(tracking='backend = "swanlab"\nmode = "local"')
+    output_dir = load_spec(path).output_dir
+    output_dir.mkdir(parents=True)
+    (output_dir / "swanlog").write_text("a file where the folder should be")
+    text = _run_on_a_terminal(path)
+    assert "this study runs without tracking" in text
+    assert "┘WARNING" not in text  # written past the live display, at the end of its last line
+    assert re.search(r"\x1b\[2K(\x1b\[[0-9;]*m)*WARNING ablation.tracking", text), \
+        "the live display clears itself, prints the warning, and draws itself again below it"
 
 
 def test_an_evaluation_line_names_eval_loss_once_when_it_is_the_metric():
