@@ -314,6 +314,12 @@ class TrackerCallback(TrainerCallback):
             # be missing from the curves and the report's "final" columns.
             control.should_log = True
 
+    def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if control.should_training_stop:
+            # Stopped early (early stopping, pruning) at an evaluation: the Trainer logs at the end
+            # of the epoch when told to, so the steps since the last log are not missing either.
+            control.should_log = True
+
     def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None,
                **kwargs: Any) -> None:
         if not logs:
