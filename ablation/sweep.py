@@ -1126,7 +1126,10 @@ def _run_one(study: optuna.Study, optuna_trial: optuna.Trial, trial: TrialSpec,
                  f"{value:.4f} in {result['runtime_s']:.0f}s")
     finally:
         root.removeHandler(handler)
-        handler.close()
+        # A full disk fails the flush of the log's last lines: the trial is recorded already, and
+        # the study goes on (it crashed here, leaving the next trials and the report undone).
+        with contextlib.suppress(OSError):
+            handler.close()
 
 
 def _taken_over(optuna_trial: optuna.Trial, trial: TrialSpec, spec: ExperimentSpec,

@@ -245,6 +245,25 @@ def test_a_failed_trial_is_one_line_on_the_terminal_and_its_traceback_is_in_its_
     assert "Traceback (most recent call last)" in trial_log.read_text()
 
 
+def test_a_trial_log_that_a_full_disk_cannot_flush_does_not_stop_the_study(write_experiment,
+                                                                          monkeypatch):
+    """No space left for the last lines of a trial's log: the study goes on with its next trial
+    (closing the log raised out of the trial, and the run crashed with a traceback)."""
+    import errno
+    import logging
+
+    class FullDisk(logging.FileHandler):
+        def close(self) -> None:
+            super().close()
+            if "baseline-s42" in self.baseFilename:
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(logging, "FileHandler", FullDisk)
+    path = write_experiment()
+    assert cli.main(["run", str(path)]) == 0
+    assert _complete_keys(_trials(path)) == {"baseline-s42": 1, "baseline_bs32-s42": 1}
+
+
 def test_graceful_stop_finishes_the_running_trial_and_leaves_the_rest_queued(write_experiment,
                                                                            monkeypatch):
     path = write_experiment()
