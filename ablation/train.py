@@ -441,6 +441,13 @@ class AblateTrainer(Trainer):
             self._save_checkpoint(model, trial)
 
 
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        super()._save_checkpoint(model, trial)
+        folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
+        if self.checkpoint_steps and folder.is_dir():  # a resumable one: see ResumeLogWindow
+            (folder / LOG_WINDOW.format(self.args.process_index)).write_text(json.dumps(
+                {"loss": self._tr_loss.item(), "last_logged": self._globalstep_last_logged}))
+
     def evaluation_loop(self, dataloader: Any, description: str, prediction_loss_only: bool | None = None,
                         ignore_keys: list[str] | None = None, metric_key_prefix: str = "eval") -> Any:
         output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys,
@@ -455,6 +462,25 @@ class AblateTrainer(Trainer):
 
 
 CHECKPOINT_IDENTITY = "trial.json"
+LOG_WINDOW = "log_window-{}.json"  # per process: the train loss summed since the last logged step
+
+
+class ResumeLogWindow(TrainerCallback):
+    """A resumed trial's first logged train loss averages every step since the last logged one,
+    as the uninterrupted trial's does: the Trainer starts its sum at the checkpoint, so a
+    checkpoint between two logging steps (checkpoint_steps = 3, logging_steps = 2) logged the
+    mean of the steps after it only."""
+
+    def __init__(self, trainer: AblateTrainer, checkpoint: Path) -> None:
+        self.trainer, self.checkpoint = trainer, checkpoint
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        try:
+            window = json.loads((self.checkpoint / LOG_WINDOW.format(args.process_index)).read_text())
+        except (OSError, ValueError):  # a checkpoint from before these were written
+            return
+        self.trainer._tr_loss += window["loss"]
+        self.trainer._globalstep_last_logged = window["last_logged"]
 
 
 def resumable_checkpoint(checkpoint_dir: Path, identity: dict[str, Any]) -> Path | None:
@@ -628,6 +654,7 @@ def train_trial(trial: TrialSpec, spec: ExperimentSpec, data: TokenizedData, tok
         trainer.add_callback(_QuietProgress())
 
     if resume_from is not None:
+        trainer.add_callback(ResumeLogWindow(trainer, resume_from))
         echo(f"  {trial.key}: resuming from {resume_from.name}")
         log.info("trial %s resumes from %s", trial.key, resume_from)
     train_output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)

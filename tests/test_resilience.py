@@ -930,12 +930,13 @@ def test_search_runs_n_trials_in_total_and_reports_them(write_experiment, worker
     assert "No comparisons: the [search] trials are not compared with the baseline" in report
 
 
-def _crash_at_step_11(monkeypatch) -> Any:
-    """Make training raise at step 11 (after checkpoints at 4 and 8); returns the real callback."""
+def _crash_at_step_11(monkeypatch, step: int = 11) -> Any:
+    """Make training raise at step 11 (after checkpoints at 4 and 8), or at `step`; returns the
+    real callback."""
     real_step_end = train.TrackerCallback.on_step_end
 
     def crash_at_step_11(self, args, state, control, **kwargs):
-        if state.global_step == 11:
+        if state.global_step == step:
             raise RuntimeError("the machine went away")
         return real_step_end(self, args, state, control, **kwargs)
 
@@ -972,6 +973,25 @@ def test_a_failed_trial_resumes_from_its_last_checkpoint_with_the_same_results(
     assert not checkpoints.exists(), "checkpoints are removed once the trial is complete"
     report = (load_spec(path, sets[1::2]).output_dir / "report.md").read_text()
     assert f"- `baseline-s42`: resumed from its checkpoint at step {last}" in report
+
+
+def test_a_checkpoint_between_logging_steps_resumes_the_same_logged_train_loss(
+        write_experiment, monkeypatch):
+    """Checkpoints every 3 steps, a train loss logged every 2: resumed from step 9, the loss
+    logged at step 10 is still the mean of steps 9 and 10 (it was step 10's alone)."""
+    sets = ["--set", "experiment.checkpoint_steps=3"]
+    reference = write_experiment(name="reference", variants="")
+    assert cli.main(["run", str(reference), *sets]) == 0
+    [expected] = _trials(reference, sets[1::2])
+
+    path = write_experiment(name="crashed", variants="")
+    real_step_end = _crash_at_step_11(monkeypatch, step=10)
+    assert cli.main(["run", str(path), *sets]) == 1
+    monkeypatch.setattr(train.TrackerCallback, "on_step_end", real_step_end)
+    assert cli.main(["run", str(path), "--retry-failed", *sets]) == 0
+    result = _trials(path, sets[1::2])[-1].user_attrs["result"]
+    assert result["resumed_from_step"] == 9
+    assert result["history"] == expected.user_attrs["result"]["history"]
 
 
 def test_a_resumed_trial_s_tracker_run_holds_its_whole_curves(write_experiment, monkeypatch):
