@@ -440,11 +440,11 @@ class AblateTrainer(Trainer):
                 and not (Path(self.args.output_dir) / f"checkpoint-{step}").exists()):
             self._save_checkpoint(model, trial)
 
-
     def _save_checkpoint(self, model: Any, trial: Any) -> None:
         super()._save_checkpoint(model, trial)
         folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
-        if self.checkpoint_steps and folder.is_dir():  # a resumable one: see ResumeLogWindow
+        # a resumable one: see ResumeLogWindow (the Trainer's running loss: transformers 5.x's)
+        if self.checkpoint_steps and folder.is_dir() and hasattr(self, "_tr_loss"):
             (folder / LOG_WINDOW.format(self.args.process_index)).write_text(json.dumps(
                 {"loss": self._tr_loss.item(), "last_logged": self._globalstep_last_logged}))
 
