@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import difflib
+import errno
 import gc
 import json
 import logging
@@ -103,10 +104,25 @@ def run_selection(spec: ExperimentSpec, only: list[str] | None, rerun: list[str]
 
 
 def _error_line(err: BaseException) -> str:
-    """What the storage and the terminal say of a failure: the error's type and first line."""
+    """What the storage and the terminal say of a failure: the error's type and first line, and
+    a full disk behind it, which libraries hide (torch.save's "unexpected pos 64 vs 42")."""
     if isinstance(err, KeyboardInterrupt):  # also while a claimed trial is being prepared
         return INTERRUPTED
-    return f"{type(err).__name__}: {first_line(err)}"
+    line = f"{type(err).__name__}: {first_line(err)}"
+    cause, seen = err.__cause__ or err.__context__, 0
+    while cause is not None and seen < 10:
+        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
+            return f"{line} ({type(cause).__name__}: {first_line(cause)})"
+        cause, seen = cause.__cause__ or cause.__context__, seen + 1
+    return line
+
+
+class _TrialLogHandler(logging.FileHandler):
+    """A trial's log: a line it cannot write (a full disk) is lost without logging's own report
+    of it, some 20 lines of traceback on the terminal per record; the trial's error says why."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        pass
 
 
 def make_output_dir(spec: ExperimentSpec, dry_run: bool = False) -> None:
@@ -1059,7 +1075,7 @@ def _run_one(study: optuna.Study, optuna_trial: optuna.Trial, trial: TrialSpec,
     for old in trial_dir.iterdir():  # an earlier attempt's files; its checkpoints may be resumed
         if old.name != "checkpoints":
             shutil.rmtree(old) if old.is_dir() else old.unlink()
-    handler = logging.FileHandler(trial_dir / "trial.log", encoding="utf-8")
+    handler = _TrialLogHandler(trial_dir / "trial.log", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.addHandler(handler)

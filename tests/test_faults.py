@@ -123,3 +123,30 @@ def test_online_without_a_key_on_a_terminal_falls_back_without_a_prompt(tmp_path
     assert len(warnings) == 1 and "no API key" in warnings[0], warnings
     assert "logging offline" in warnings[0] and tracker.mode == "offline"
     assert len(list((tmp_path / "out" / "swanlog").glob("run-*"))) == 1
+
+
+def test_a_full_disk_behind_a_librarys_error_is_named_in_the_trials_error(write_experiment,
+                                                                         monkeypatch, capsys):
+    """torch.save on a full disk raises "unexpected pos ..." from the ENOSPC it hit: the trial's
+    error names the full disk, and the trial log's failed writes print no logging tracebacks."""
+    import errno
+
+    from ablation import sweep, train
+
+    def save_fails(*args, **kwargs):
+        logging.getLogger("ablation.train").warning("a line the full disk cannot take")
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 42")
+
+    monkeypatch.setattr(train, "train_trial", save_fails)
+    monkeypatch.setattr(sweep._TrialLogHandler, "emit",
+                        lambda self, record: self.handleError(record))  # every write fails
+    path = write_experiment(variants="")
+    assert cli.main(["run", str(path)]) == 1
+    (trial,) = _trials(path)
+    assert trial.user_attrs["error"] == (
+        "RuntimeError: [enforce fail at inline_container.cc:672] . unexpected pos 64 vs 42 "
+        "(OSError: [Errno 28] No space left on device)")
+    assert "Logging error" not in capsys.readouterr().err
