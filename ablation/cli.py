@@ -453,7 +453,7 @@ def _check_report_metric(spec: Any, study: Any) -> None:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from .config import load_spec
-    from .queue import has_heartbeats, open_study, stale_numbers
+    from .queue import has_heartbeats, open_study, paused_here, stale_numbers
     from .records import load_records
 
     spec = load_spec(args.file, args.sets, need_data=False)
@@ -477,7 +477,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         if r.number in stale:
             again = (f"`{spec.command('run')}` runs it again" if has_heartbeats(study)
                      else f"`{spec.command('run', '--rerun', r.variant)}` runs it again")
-            note = (f"was in {r.worker}: " if r.worker else "") + f"its process is gone; {again}"
+            if paused_here(r.worker):  # stopped, not dead: its heartbeats stopped all the same
+                note = (f"was in {r.worker}, which is paused (Ctrl+Z) and sends no heartbeats: "
+                        f"`fg` it to go on, or {again} and the paused one stops when it wakes")
+            else:
+                note = (f"was in {r.worker}: " if r.worker else "") + f"its process is gone; {again}"
         print(f"{r.number:>4}  {r.key:<{width}} {state:<10} {value:>10}  {note}")
     return EXIT_TRIALS_FAILED if failed else EXIT_OK
 

@@ -354,6 +354,22 @@ def _exited_here(worker: str | None) -> bool:
     return False
 
 
+def paused_here(worker: str | None) -> bool:
+    """Whether a trial's `host:pid` names a process of this machine that is stopped (Ctrl+Z,
+    SIGSTOP): its heartbeats stop as a dead one's do, but it goes on when continued."""
+    import socket
+
+    import psutil
+
+    host, _, pid = (worker or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        return psutil.Process(int(pid)).status() == psutil.STATUS_STOPPED
+    except psutil.Error:  # gone, or not ours to ask
+        return False
+
+
 def has_heartbeats(study: optuna.Study) -> bool:
     """False for the journal storage: there a trial whose process died stays RUNNING."""
     return optuna.storages._heartbeat.is_heartbeat_enabled(study._storage)

@@ -137,8 +137,9 @@ def test_a_full_disk_behind_a_librarys_error_is_named_in_the_trials_error(write_
         logging.getLogger("ablation.train").warning("a line the full disk cannot take")
         try:
             raise OSError(errno.ENOSPC, "No space left on device")
-        except OSError:
-            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 42")
+        except OSError:  # raised while handling it: the ENOSPC is only its __context__
+            raise RuntimeError(  # noqa: B904
+                "[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 42")
 
     monkeypatch.setattr(train, "train_trial", save_fails)
     monkeypatch.setattr(sweep._TrialLogHandler, "emit",

@@ -830,6 +830,35 @@ def test_status_knows_at_once_a_trial_whose_process_on_this_machine_exited(write
     assert f"was in {socket.gethostname()}:{exited.pid}: its process is gone" in line
 
 
+def test_status_tells_a_paused_worker_from_a_gone_one(write_experiment, monkeypatch, capsys):
+    """Ctrl+Z stops a worker's heartbeats as kill -9 does; status says it is paused, not gone."""
+    import signal
+    import socket
+
+    from ablation import queue
+
+    path = write_experiment()
+    study = open_study(load_spec(path))
+    study.enqueue_trial({}, user_attrs={records.VARIANT: "baseline", records.SEED: 42,
+                                        records.KEY: "baseline-s42", records.OVERRIDES: {}})
+    claimed = queue.claim(study, None)
+    paused = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        paused.send_signal(signal.SIGSTOP)
+        worker = f"{socket.gethostname()}:{paused.pid}"
+        claimed.set_user_attr(records.WORKER, worker)
+        monkeypatch.setattr(queue, "stale_numbers", lambda study: {claimed.number})  # beats stopped
+        capsys.readouterr()
+        assert cli.main(["status", str(path)]) == 1
+        line = capsys.readouterr().out.splitlines()[-1]
+        assert f"was in {worker}, which is paused (Ctrl+Z) and sends no heartbeats: `fg` it" in line
+        paused.send_signal(signal.SIGCONT)
+        assert not queue.paused_here(worker)
+    finally:
+        paused.kill()
+        paused.wait()
+
+
 def _open_storage(url: str, start: multiprocessing.synchronize.Barrier, out: multiprocessing.Queue) -> None:
     from ablation import queue
 
