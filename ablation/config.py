@@ -424,10 +424,13 @@ KNOB_ALIASES = {
 }
 
 
+# 0.7, not difflib's 0.6: a typo ('mdoe', 'tpee') scores 0.75 or more, while another word that
+# shares letters ('bayes' against 'cmaes', 0.6) must not read as one
+TYPO_CUTOFF = 0.7
+
+
 def _did_you_mean(word: str, options: tuple[str, ...] | list[str]) -> str:
-    # 0.7, not difflib's 0.6: a typo ('mdoe', 'tpee') scores 0.75 or more, while another word that
-    # shares letters ('bayes' against 'cmaes', 0.6) must not read as one
-    close = difflib.get_close_matches(word, options, n=1, cutoff=0.7)
+    close = difflib.get_close_matches(word, options, n=1, cutoff=TYPO_CUTOFF)
     if not close:  # a knob by another of its names, where knobs are what is allowed
         from .variants import CONFIG_SUFFIXES, SUFFIXES
 

@@ -28,7 +28,7 @@ from typing import Any
 import optuna
 
 from . import interrupts, queue, records
-from .config import KNOBS, ExperimentSpec, last_set
+from .config import KNOBS, TYPO_CUTOFF, ExperimentSpec, last_set
 from .errors import AblateInputError, first_line
 from .progress import Lines, as_progress
 from .tracking import NullTracker, make_tracker
@@ -90,7 +90,7 @@ def _variant_hint(name: str, known: list[str]) -> str:
     name shares (compared whole, any `baseline_x` would look close to any other)."""
     short = {variant.removeprefix(f"{BASELINE}_"): variant for variant in known}
     close = difflib.get_close_matches(name.removeprefix(f"{BASELINE}_"), list(short), n=1,
-                                      cutoff=0.7)  # as config's did-you-mean: typos, not words
+                                      cutoff=TYPO_CUTOFF)
     return f"; did you mean {short[close[0]]!r}?" if close else ""
 
 
