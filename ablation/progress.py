@@ -66,12 +66,18 @@ class TrialRow:
     value: float | None = None
     started: float | None = None
     ended: float | None = None
+    resumed_at: int | None = 0  # the step this attempt started from (a checkpoint's); None
+    # until its first step says
 
     def eta_s(self, now: float) -> float | None:
-        """Seconds left, from this trial's own pace (None before its first step)."""
-        if self.state != "running" or not self.step or self.started is None:
+        """Seconds left, from the pace of this attempt's own steps (None before its first): a
+        trial resumed at step 500 has not trained 510 steps in its first seconds."""
+        if self.state != "running" or self.resumed_at is None or self.started is None:
             return None
-        return (now - self.started) / self.step * (self.max_steps - self.step)
+        done = self.step - self.resumed_at
+        if done <= 0:
+            return None
+        return (now - self.started) / done * (self.max_steps - self.step)
 
 
 @dataclass
@@ -150,10 +156,13 @@ class LiveTable(Lines):
     def trial_started(self, key: str, seed: int) -> None:
         row = self.board.row(key, seed)
         row.state, row.started, row.step, row.value = "running", time.monotonic(), 0, None
+        row.resumed_at = None  # until its first step says where it starts
         self._redraw()
 
     def step(self, key: str, step: int, max_steps: int) -> None:
         row = self.board.row(key)
+        if row.resumed_at is None:  # this attempt's first step: the steps before it were restored
+            row.resumed_at = step - 1
         row.step, row.max_steps = step, max_steps
         self._redraw()
 

@@ -39,6 +39,33 @@ def test_the_board_shows_each_trial_with_its_state_step_metric_and_eta():
     assert "trials: planning the study" in console.export_text()
 
 
+def test_a_resumed_trial_s_eta_counts_only_the_steps_this_attempt_trained(monkeypatch):
+    """Resumed from a checkpoint at step 500 of 1000, its first 10 steps in 10 s: 490 s left
+    (counting the restored 500 as done in those 10 s said 10 s)."""
+    from ablation import progress
+
+    class Live:  # rich's Live, without a terminal
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def start(self):
+            pass
+
+        def update(self, renderable):
+            pass
+
+    monkeypatch.setattr("rich.live.Live", Live)
+    clock = iter([0.0, 0.0])
+    monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock, 0.0))
+    table = progress.LiveTable("macro_f1")
+    table.trial_started("baseline-s42", 42)
+    row = table.board.rows["baseline-s42"]
+    assert row.eta_s(now=5.0) is None  # no step yet
+    for step in range(501, 511):
+        table.step("baseline-s42", step, 1000)
+    assert row.eta_s(now=10.0) == 490.0
+
+
 def test_quiet_prints_one_line_per_trial_and_no_evaluation_lines(write_experiment, capsys):
     path = write_experiment()
     assert cli.main(["run", str(path), "--quiet"]) == 0
