@@ -141,8 +141,8 @@ def _read_local_file(path: Path, columns: tuple[str, ...] = ()) -> pd.DataFrame:
         if not isinstance(frame.index, pd.RangeIndex):
             # pandas takes a first data row with more fields than the header as an unnamed index
             # column: every text with an unquoted separator would silently lose its first part.
-            header = ", ".join(repr(str(c)) for c in frame.columns)
-            raise AblateInputError(f"{path}: line 2 has more fields than the header ({header}): "
+            raise AblateInputError(f"{path}: line 2 has more fields than the header "
+                                   f"({_column_list(frame)}): "
                                    f"{_quote_advice(name)}")
     elif not isinstance(frame.index, pd.RangeIndex):
         # parquet keeps the index pandas wrote (df[mask].to_parquet: 1, 2, 4, ...), JSON its
@@ -507,10 +507,15 @@ def _check_columns(frame: pd.DataFrame, split: str, spec: DataSpec) -> None:
     for key in ("text_column", "text_pair_column", "label_column"):
         column = getattr(spec, key)
         if column is not None and column not in frame.columns:
-            columns = [str(c) for c in frame.columns]
             raise AblateInputError(
                 f"[data] {key} = {column!r}: split {split!r} of {spec.dataset} has no such column"
-                f"{_did_you_mean(column, columns)} (columns: {', '.join(map(repr, columns))})")
+                f"{_did_you_mean(column, [str(c) for c in frame.columns])} "
+                f"(columns: {_column_list(frame)})")
+
+
+def _column_list(frame: pd.DataFrame) -> str:
+    """A frame's column names as an error line lists them: 'text', 'label'."""
+    return ", ".join(repr(str(c)) for c in frame.columns)
 
 
 def labels_hidden(frame: pd.DataFrame) -> bool:
@@ -894,10 +899,9 @@ def load_labeled_splits(spec: DataSpec) -> LabeledSplits:
     for split in used:
         if split == test_split and spec.label_column not in raw[split].columns:
             # a test file without labels (Kaggle's test.csv): label_column is train's, and right
-            columns = ", ".join(repr(str(c)) for c in raw[split].columns)
             raise AblateInputError(
                 f"{where}: test_split = {split!r}: split {split!r} has no column "
-                f"{spec.label_column!r} (columns: {columns}), so no labels to score; "
+                f"{spec.label_column!r} (columns: {_column_list(raw[split])}), so no labels to score; "
                 'set test_split = "" for none'
                 + ("" if spec.test_size else " (test_size carves a test set from train)"))
         _check_columns(raw[split], split, spec)

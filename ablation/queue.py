@@ -337,16 +337,23 @@ def stale_numbers(study: optuna.Study) -> set[int]:
             if t._trial_id in stale or _exited_here(t.user_attrs.get(records.WORKER))}
 
 
-def _exited_here(worker: str | None) -> bool:
-    """Whether a trial's `host:pid` names a process of this machine that no longer exists."""
-    import os
+def _pid_here(worker: str | None) -> int | None:
+    """The pid of a trial's `host:pid` where that host is this machine; None elsewhere."""
     import socket
 
     host, _, pid = (worker or "").rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
+    return int(pid) if host == socket.gethostname() and pid.isdigit() else None
+
+
+def _exited_here(worker: str | None) -> bool:
+    """Whether a trial's `host:pid` names a process of this machine that no longer exists."""
+    import os
+
+    pid = _pid_here(worker)
+    if pid is None:
         return False
     try:
-        os.kill(int(pid), 0)  # signal 0: only asks whether the process exists
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
     except ProcessLookupError:
         return True
     except OSError:  # exists, another user's
@@ -357,15 +364,13 @@ def _exited_here(worker: str | None) -> bool:
 def paused_here(worker: str | None) -> bool:
     """Whether a trial's `host:pid` names a process of this machine that is stopped (Ctrl+Z,
     SIGSTOP): its heartbeats stop as a dead one's do, but it goes on when continued."""
-    import socket
-
     import psutil
 
-    host, _, pid = (worker or "").rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
+    pid = _pid_here(worker)
+    if pid is None:
         return False
     try:
-        return psutil.Process(int(pid)).status() == psutil.STATUS_STOPPED
+        return psutil.Process(pid).status() == psutil.STATUS_STOPPED
     except psutil.Error:  # gone, or not ours to ask
         return False
 
