@@ -530,3 +530,18 @@ def test_study_speed_puts_the_train_ratio_beside_the_two_ways_it_compares():
             "ablate bf16 train | way 1 F1 | way 2 F1 | way 3 F1 | ablate bf16 F1 |\n"
             "|---|---|---|---|---|---|---|---|---|---|\n"
             "| baseline | 100.0 | 1.5 | 2.0 | 1.333 | 1.0 | 0.6000 | 0.6000 | 0.6100 | 0.6100 |") in section
+
+
+def test_startup_notes_times_both_notes_on_a_study_and_refuses_a_bad_file(write_experiment,
+                                                                          monkeypatch, capsys):
+    import startup_notes
+
+    monkeypatch.setattr(sys, "argv", ["startup_notes.py", str(write_experiment()), "--repeats", "2"])
+    startup_notes.main()
+    out = capsys.readouterr().out
+    assert "unknown-token share: median" in out and "overlap notes: median" in out
+    assert out.count("over 2 (train") == 2
+    monkeypatch.setattr(sys, "argv", ["startup_notes.py", "nope.toml"])
+    with pytest.raises(SystemExit) as exit_:
+        startup_notes.main()
+    assert exit_.value.code == 2 and "nope.toml: no such experiment file" in capsys.readouterr().err
