@@ -55,9 +55,13 @@ def check_dashboard_inputs(spec: Any, port: int) -> Path:
             'SwanLab runs logged with backend = "swanlab" and mode = "local"')
     file = said("mode")
     if tracking.mode == "online":
+        offline = offline_runs(spec)
+        fell_back = (f", but {len(offline)} trial(s) could not log online and logged offline: "
+                     f"upload them with `swanlab sync {' '.join(offline)}`" if offline else "")
         raise AblateInputError(
             f'{file}: [tracking] mode = "online" logs to SwanLab cloud: open {CLOUD_URL} '
-            f'(project {tracking.project!r}); the local dashboard shows runs of mode = "local"')
+            f'(project {tracking.project!r}){fell_back}; the local dashboard shows runs of '
+            'mode = "local"')
     if tracking.mode != "local":
         hint = (f"; sync them to the cloud with `swanlab sync {swanlog_dir(spec)}/run-*`"
                 if tracking.mode == "offline" else "")
@@ -74,6 +78,20 @@ def check_dashboard_inputs(spec: Any, port: int) -> Path:
     if not port_is_free(port):
         raise AblateInputError(f"port {port} is in use on {HOST}: choose another with --port N")
     return folder
+
+
+def offline_runs(spec: Any) -> list[str]:
+    """The run folders of the study's trials that were asked for online but logged offline (no
+    SwanLab key, no network), as stored with each trial; none when the study cannot be read."""
+    from .queue import open_study
+    from .records import TRACKED_OFFLINE
+
+    try:
+        study = open_study(spec, create=False)
+    except AblateInputError:
+        return []
+    folders = (trial.user_attrs.get(TRACKED_OFFLINE) for trial in study.get_trials(deepcopy=False))
+    return list(dict.fromkeys(f for f in folders if f and Path(f).is_dir()))
 
 
 def port_is_free(port: int, host: str = HOST) -> bool:

@@ -188,7 +188,7 @@ def _has_cuda() -> bool:
 
 def _rank_main(payload_path: Path) -> int:
     """One torchrun process: train the trial; rank 0 tracks, logs and writes the result."""
-    from . import train
+    from . import records, train
     from .tracking import NullTracker, make_tracker
 
     rank = int(os.environ.get("RANK", "0"))
@@ -217,6 +217,9 @@ def _rank_main(payload_path: Path) -> int:
         raise
     if rank == 0:
         result |= {"devices_per_trial": devices, "per_device_batch_size": local.recipe.batch_size}
+        offline_dir = getattr(tracker, "offline_run_dir", None)
+        if offline_dir:  # the parent stores it with the trial (records.TRACKED_OFFLINE)
+            result[records.TRACKED_OFFLINE] = offline_dir
         (trial_dir / RESULT).write_text(json.dumps(result))
         tracker.finish()
     return 0

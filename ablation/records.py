@@ -22,6 +22,8 @@ IDENTITY = (VARIANT, SEED, KEY, OVERRIDES)  # what says which trial it is (set w
 # [search] trials are named search_<Optuna number> (search.py); here so that queue.py, which must
 # not import search.py (it loads transformers), tells them apart too.
 SEARCH_PREFIX = "search_"
+# The folder of a trial's SwanLab run asked for online but logged offline (no key, no network).
+TRACKED_OFFLINE = "tracked_offline"
 # Study user attributes. SUPERSEDED lists trial numbers replaced by `ablate run --rerun`
 # (a finished Optuna trial cannot be changed, so the study keeps the list).
 SUPERSEDED = "superseded"

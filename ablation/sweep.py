@@ -1092,8 +1092,14 @@ def _run_one(study: optuna.Study, optuna_trial: optuna.Trial, trial: TrialSpec,
                 tracker = NullTracker()
                 result = train_distributed(trial, spec, data, tokenizer, trial_dir, run_name,
                                            tracker_config, echo, lost)
+                offline_dir = result.pop(records.TRACKED_OFFLINE, None)
+                if offline_dir:
+                    optuna_trial.set_user_attr(records.TRACKED_OFFLINE, offline_dir)
             else:
                 tracker.start(run_name, spec.name, tracker_config)
+                offline_dir = getattr(tracker, "offline_run_dir", None)
+                if offline_dir:
+                    optuna_trial.set_user_attr(records.TRACKED_OFFLINE, offline_dir)
                 extra = [pruning] if pruning is not None else []
                 if lost is not None:
                     extra.append(train.StopWhenTakenOver(lost))

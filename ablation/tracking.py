@@ -50,6 +50,7 @@ class SwanLabTracker:
     def __init__(self, spec: TrackingSpec, output_dir: Path) -> None:
         self.project = spec.project
         self.mode = spec.mode  # always explicit: SwanLab's own default is online
+        self.requested_mode = spec.mode
         self.log_dir = output_dir / "swanlog"
         self._run: Any = None
         self._warned: set[str] = set()
@@ -75,6 +76,17 @@ class SwanLabTracker:
                 self.mode = "offline"
                 continue
             return
+
+    @property
+    def offline_run_dir(self) -> str | None:
+        """The folder of this trial's run when it was asked for online and logged offline
+        instead: stored with the trial, so `ablate dashboard` can say what to `swanlab sync`."""
+        if self._run is None or self.requested_mode != "online" or self.mode != "offline":
+            return None
+        try:
+            return str(self._run.dir)
+        except Exception:  # another SwanLab version without Run.dir: the folder is still there
+            return str(self.log_dir)
 
     def _init(self, name: str, group: str, config: dict[str, Any], mode: str) -> Any:
         import swanlab

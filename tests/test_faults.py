@@ -64,7 +64,8 @@ def test_out_of_memory_at_batch_one_fails_the_trial_and_the_study_goes_on(write_
 
 
 def test_a_tracker_that_cannot_start_online_logs_offline_with_one_warning(write_experiment,
-                                                                          monkeypatch, caplog):
+                                                                          monkeypatch, caplog,
+                                                                          capsys):
     import swanlab
 
     real_init = swanlab.init
@@ -81,7 +82,17 @@ def test_a_tracker_that_cannot_start_online_logs_offline_with_one_warning(write_
     warnings = [r.getMessage() for r in caplog.records if "SwanLab" in r.getMessage()]
     assert len(warnings) == 1
     assert "mode 'online' could not start (api key not configured); logging offline" in warnings[0]
-    assert len(list((load_spec(path).output_dir / "swanlog").glob("run-*"))) == 2
+    runs = sorted(str(run) for run in (load_spec(path).output_dir / "swanlog").glob("run-*"))
+    assert len(runs) == 2
+    # Each trial keeps where its run went; `ablate dashboard` names them to upload, not only the
+    # cloud where they are not.
+    assert sorted(t.user_attrs["tracked_offline"] for t in _trials(path)) == runs
+    capsys.readouterr()
+    assert cli.main(["dashboard", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "https://swanlab.cn" in err, err
+    assert f"2 trial(s) could not log online and logged offline: upload them with `swanlab sync " \
+           f"{runs[0]} {runs[1]}`" in err or f"swanlab sync {runs[1]} {runs[0]}`" in err, err
 
 
 def test_an_unwritable_tracker_folder_runs_the_study_untracked(write_experiment, caplog):
