@@ -174,8 +174,9 @@ def _unusable(url: str, err: Exception) -> AblateInputError:
     text = str(err).strip()
     reason = text.splitlines()[0] if text else type(err).__name__
     scheme = url.split(":", 1)[0].split("+", 1)[0]
-    if "DB access module" in reason and scheme in DRIVERS:  # Optuna's words for a missing driver
-        reason += f" For {scheme}: {DRIVERS[scheme]}"
+    # Optuna's words for a missing driver; SQLAlchemy's own (`run`'s PostgreSQL lock) an ImportError
+    if ("DB access module" in reason or isinstance(err, ImportError)) and scheme in DRIVERS:
+        reason += ("" if reason.endswith(".") else ".") + f" For {scheme}: {DRIVERS[scheme]}"
     return AblateInputError(f"[experiment] storage = {url!r} cannot be opened: {reason}")
 
 

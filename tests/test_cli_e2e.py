@@ -7,6 +7,7 @@ import re
 import shlex
 import shutil
 import sqlite3
+import sys
 from pathlib import Path
 
 import optuna
@@ -522,3 +523,19 @@ def test_a_tokenizer_that_reads_much_of_the_text_as_unknown_is_noted(tmp_path, t
 def test_english_text_on_its_own_vocabulary_gets_no_unknown_token_note(write_experiment, capsys):
     assert cli.main(["validate", str(write_experiment())]) == 0
     assert "[UNK]" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", [["run"], ["run", "--dry-run"], ["status"], ["worker"]])
+def test_a_postgresql_storage_without_psycopg_says_what_to_install(write_experiment, capsys,
+                                                                    monkeypatch, command):
+    """`run` first takes PostgreSQL's planning lock, where SQLAlchemy's ImportError, not
+    Optuna's words, tells of the missing driver: every command names what to install."""
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # `import psycopg` fails
+    path = write_experiment()
+    storage = "postgresql://nobody@127.0.0.1:1/none"
+    assert cli.main([command[0], str(path), *command[1:], "--set",
+                     f'experiment.storage="{storage}"']) == 2
+    err = capsys.readouterr().err
+    assert f"[experiment] storage = '{storage}' cannot be opened" in err
+    assert 'For postgresql: pip install "ablate[postgres]" (psycopg 3)' in err
+    assert err.count("\n") == 1
