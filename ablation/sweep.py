@@ -213,15 +213,19 @@ def _refusal(spec: ExperimentSpec, what: str, advice: str) -> AblateInputError:
 
 
 def check_same_study(study: optuna.Study, spec: ExperimentSpec,
-                     keys: tuple[str, ...] = IDENTITY_ATTRS, advice: str = NEW_STUDY) -> None:
+                     keys: tuple[str, ...] = IDENTITY_ATTRS, advice: str = NEW_STUDY,
+                     elsewhere: tuple[str, ...] = ()) -> None:
     """Refuse to add trials to a stored study of the same name but another data, model,
     baseline or metric: their results would be compared as if they were alike. New variants
-    and seeds are fine."""
+    and seeds are fine. `elsewhere`: keys (`model.name`) that may differ, as a path on another
+    machine does."""
     stored = study.user_attrs
     for key, mine in study_identity(spec).items():
         if key not in keys or key not in stored:
             continue  # a study from before these were recorded
-        found = _first_difference(key, stored[key], mine)
+        left_out = {sub for section, _, sub in (name.partition(".") for name in elsewhere)
+                    if section == key}
+        found = _first_difference(key, _without(stored[key], left_out), _without(mine, left_out))
         if found:
             where, old, new = found
             # A key of [experiment] (metric, direction) is stored bare; --set names its section.
@@ -230,6 +234,10 @@ def check_same_study(study: optuna.Study, spec: ExperimentSpec,
                              f"experiment.{where}")
             says = f"--set {given!r} says" if given else "this file says"
             raise _refusal(spec, f"{where}={_shown(old)}; {says} {_shown(new)}", advice)
+
+
+def _without(section: Any, keys: set[str]) -> Any:
+    return {k: v for k, v in section.items() if k not in keys} if isinstance(section, dict) else section
 
 
 def check_same_data(study: optuna.Study, spec: ExperimentSpec, fingerprint: str,
@@ -960,8 +968,9 @@ def run_worker(spec: ExperimentSpec, echo: Callable[[str], None] = print,
     wanted = {t.key for t in select_trials(spec, only)} if only else None
     study = queue.open_study(spec, create=False)
     # What the trials' recipes are built from; the data and model may sit at other paths on
-    # another machine.
-    check_same_study(study, spec, keys=("baseline", "metric", "direction"), advice=SAME_AS_RUN)
+    # another machine, but the model's config overrides and revision are the study's.
+    check_same_study(study, spec, keys=("baseline", "model", "metric", "direction"),
+                     advice=SAME_AS_RUN, elsewhere=("model.name",))
     check_same_search(study, spec, SAME_AS_RUN)
     stored = study.user_attrs.get(HEARTBEAT)
     if stored is not None and stored != spec.experiment.heartbeat:

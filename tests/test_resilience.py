@@ -9,6 +9,7 @@ import multiprocessing.synchronize
 import os
 import random
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -567,6 +568,24 @@ def test_a_worker_with_another_heartbeat_is_refused(write_experiment, capsys):
     assert cli.main(["worker", str(path), "--set", "experiment.heartbeat=30"]) == 2
     err = capsys.readouterr().err
     assert "run with experiment.heartbeat=2; this worker's is 30" in err and err.count("\n") == 1
+
+
+def test_a_worker_with_another_model_config_is_refused_and_one_at_another_path_works(
+        write_experiment, capsys, tiny_model_dir, tmp_path):
+    """A worker's [model] config trains another model under the study's trial names: refused.
+    Its model's path may differ (another machine)."""
+    path = write_experiment(variants="")
+    assert cli.main(["run", str(path), "--only", "baseline"]) == 0
+    elsewhere = shutil.copytree(tiny_model_dir, tmp_path / "copied-model")
+    assert cli.main(["worker", str(path), "--set", f'model.name="{elsewhere}"']) == 0
+    study = open_study(load_spec(path), create=False)
+    study.enqueue_trial({}, user_attrs={"key": "queued"})  # work waiting for a worker
+    capsys.readouterr()
+    assert cli.main(["worker", str(path), "--set", "model.config={ num_hidden_layers = 1 }"]) == 2
+    err = capsys.readouterr().err
+    assert "run with model.config.num_hidden_layers=unset" in err and "says 1" in err
+    assert "--set options of the `ablate run`" in err and err.count("\n") == 1
+    assert [t.state.name for t in study.get_trials()] == ["COMPLETE", "WAITING"]
 
 
 def test_a_trial_taken_over_by_another_process_stops_in_one_line_and_the_run_goes_on(
