@@ -203,8 +203,10 @@ def _quiet_libraries() -> None:
 
 
 def _print_spec(spec: Any) -> None:
+    from .config import shown_storage
+
     print(f"study {spec.name}: {spec.path}")
-    print(f"  storage: {spec.experiment.storage}")
+    print(f"  storage: {shown_storage(spec.experiment.storage)}")
     print(f"  output:  {spec.output_dir}")
     print(f"  data:    {spec.data.dataset}" + (f" ({spec.data.config})" if spec.data.config else ""))
     print(f"  model:   {spec.model.name}")
@@ -398,12 +400,12 @@ def _print_summary(spec: Any, built: dict[str, Any]) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from .config import load_spec
+    from .config import load_spec, shown_storage
     from .sweep import run_worker
 
     sets = args.sets + ([f"experiment.storage={json.dumps(args.storage)}"] if args.storage else [])
     spec = load_spec(args.file, sets)
-    print(f"worker on study {spec.name}: {spec.experiment.storage}")
+    print(f"worker on study {spec.name}: {shown_storage(spec.experiment.storage)}")
     with interrupts.handled(args.graceful) as stop:
         outcome = run_worker(spec, stop=stop, only=args.only or None)
     pruned = f"{len(outcome.pruned)} pruned, " if outcome.pruned else ""  # neither of the others
@@ -452,7 +454,7 @@ def _check_report_metric(spec: Any, study: Any) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from .config import load_spec
+    from .config import load_spec, shown_storage
     from .queue import has_heartbeats, open_study, paused_here, stale_numbers
     from .records import load_records
 
@@ -465,7 +467,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(_status_json(spec, metric, records, stale), indent=2, allow_nan=False))
         return EXIT_TRIALS_FAILED if failed else EXIT_OK
-    print(f"study {spec.name} ({spec.experiment.storage}): {len(records)} trial(s)")
+    print(f"study {spec.name} ({shown_storage(spec.experiment.storage)}): {len(records)} trial(s)")
     width = max([32, *(len(r.key) for r in records)])  # long names keep the columns
     print(f"{'#':>4}  {'trial':<{width}} {'state':<10} {metric:>10}  error / process")
     for r in records:
@@ -490,7 +492,9 @@ def _status_json(spec: Any, metric: str, records: list, stale: set[int]) -> dict
     """`status --json`: every trial, superseded ones included, in plain JSON types."""
     import math
 
-    return {"study": spec.name, "storage": spec.experiment.storage, "metric": metric,
+    from .config import shown_storage
+
+    return {"study": spec.name, "storage": shown_storage(spec.experiment.storage), "metric": metric,
             "trials": [{"number": r.number, "key": r.key, "variant": r.variant, "seed": r.seed,
                         "state": r.state,
                         "value": r.value if r.value is not None and math.isfinite(r.value) else None,

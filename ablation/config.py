@@ -743,6 +743,13 @@ def resolve_storage(url: str) -> str:
     return url
 
 
+def shown_storage(url: str) -> str:
+    """The storage URL to print or write in a report: its password, if it holds one, as ***
+    (`postgresql://user:***@host/db`), so that a terminal log or a shared report.md does not
+    give the database away. Commands to paste keep the URL as given."""
+    return re.sub(r"^([\w+]+://[^:/@]*:)[^@]+@", r"\1***@", url, count=1)
+
+
 def last_set(sets: Sequence[str], *keys: str) -> str | None:
     """The last `--set KEY=VALUE` (as typed) whose KEY is one of `keys`: the one that took effect,
     to blame for what it set."""

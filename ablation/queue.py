@@ -26,7 +26,7 @@ from optuna.exceptions import ExperimentalWarning
 from optuna.trial import TrialState
 
 from . import records
-from .config import ExperimentSpec
+from .config import ExperimentSpec, shown_storage
 from .errors import AblateInputError
 from .locking import file_lock
 from .variants import TrialSpec
@@ -106,7 +106,7 @@ def open_study(spec: ExperimentSpec, create: bool = True) -> optuna.Study:
     """Open (or create) the study; an unusable storage URL is bad input."""
     url = spec.experiment.storage
     never_run = StudyNotFound(
-        f"no study {spec.name!r} in {url} yet; run `{spec.command('run')}` first")
+        f"no study {spec.name!r} in {shown_storage(url)} yet; run `{spec.command('run')}` first")
     try:
         if url.startswith("sqlite:///"):
             database = Path(url[len("sqlite:///"):])
@@ -177,7 +177,7 @@ def _unusable(url: str, err: Exception) -> AblateInputError:
     # Optuna's words for a missing driver; SQLAlchemy's own (`run`'s PostgreSQL lock) an ImportError
     if ("DB access module" in reason or isinstance(err, ImportError)) and scheme in DRIVERS:
         reason += ("" if reason.endswith(".") else ".") + f" For {scheme}: {DRIVERS[scheme]}"
-    return AblateInputError(f"[experiment] storage = {url!r} cannot be opened: {reason}")
+    return AblateInputError(f"[experiment] storage = {shown_storage(url)!r} cannot be opened: {reason}")
 
 
 def check_none_running(study: optuna.Study) -> None:

@@ -28,7 +28,7 @@ from typing import Any
 import optuna
 
 from . import interrupts, queue, records
-from .config import KNOBS, TYPO_CUTOFF, ExperimentSpec, last_set
+from .config import KNOBS, TYPO_CUTOFF, ExperimentSpec, last_set, shown_storage
 from .errors import AblateInputError, first_line
 from .progress import Lines, as_progress
 from .tracking import NullTracker, make_tracker
@@ -208,8 +208,8 @@ SAME_AS_RUN = "start the worker with the experiment file and --set options of th
 
 
 def _refusal(spec: ExperimentSpec, what: str, advice: str) -> AblateInputError:
-    return AblateInputError(
-        f"storage {spec.experiment.storage} holds study {spec.name!r} run with {what}; {advice}")
+    return AblateInputError(f"storage {shown_storage(spec.experiment.storage)} holds study "
+                            f"{spec.name!r} run with {what}; {advice}")
 
 
 def check_same_study(study: optuna.Study, spec: ExperimentSpec,
@@ -941,7 +941,7 @@ def _plan_and_queue(spec: ExperimentSpec, trials: list[TrialSpec], outcome: RunO
         deleted = queue.delete_study(spec)
         if deleted is not None:
             echo(f"--force-new: deleted study {spec.name!r} ({deleted} trial(s)) from "
-                 f"{spec.experiment.storage}; starting afresh")
+                 f"{shown_storage(spec.experiment.storage)}; starting afresh")
         for folder in FORCE_NEW_FOLDERS:  # the deleted trials' logs and SwanLab runs go with them
             shutil.rmtree(spec.output_dir / folder, ignore_errors=True)
         job.study = queue.open_study(spec)

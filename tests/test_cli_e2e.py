@@ -539,3 +539,14 @@ def test_a_postgresql_storage_without_psycopg_says_what_to_install(write_experim
     assert f"[experiment] storage = '{storage}' cannot be opened" in err
     assert 'For postgresql: pip install "ablate[postgres]" (psycopg 3)' in err
     assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize("command", ["run", "status"])
+def test_a_storage_password_is_never_printed(write_experiment, capsys, command):
+    """A terminal log (a CI job's, a shared tmux) must not give the database away."""
+    path = write_experiment()
+    storage = "postgresql://nobody:s3cret@127.0.0.1:1/none"
+    assert cli.main([command, str(path), "--set", f'experiment.storage="{storage}"']) == 2
+    out, err = capsys.readouterr()
+    assert "s3cret" not in out + err
+    assert "[experiment] storage = 'postgresql://nobody:***@127.0.0.1:1/none' cannot be opened" in err

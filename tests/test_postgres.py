@@ -100,3 +100,29 @@ def test_runs_on_two_machines_take_turns_at_planning(write_experiment, postgres_
     assert events == ["a plans", "other plans",
                       "waiting for another `ablate run` of this study to queue its trials",
                       "a done", "b plans"]
+
+
+def test_the_password_of_the_storage_stays_out_of_the_output_and_the_report(
+        write_experiment, postgres_url, capsys):
+    """run, worker, status and report show the URL with `***` for its password (report.md is
+    shared; terminal logs are kept); the test server trusts 127.0.0.1, so any password opens it."""
+    import json
+    import re
+
+    url = re.sub(r"^([\w+]+://[^:/@]*)(:[^@]*)?@", r"\1:s3cret@", postgres_url, count=1)
+    path = write_experiment(variants="")  # the URL in the file: a command to paste has no --set of it
+    name = _sets(url)[3].split("=", 1)[1]
+    path.write_text(path.read_text().replace('name = "tiny"', f'name = {name}\nstorage = "{url}"'),
+                    encoding="utf-8")
+    sets = ["--set", "experiment.seeds=[1, 2]"]
+    spec = load_spec(path, sets[1::2])
+    assert cli.main(["run", str(path), *sets]) == 0
+    assert cli.main(["worker", str(path), *sets]) == 0
+    assert cli.main(["status", str(path), *sets]) == 0
+    assert cli.main(["status", str(path), "--json", *sets]) == 0
+    assert cli.main(["report", str(path), "--format", "json", *sets]) == 0
+    out, err = capsys.readouterr()
+    assert ":***@" in out and "s3cret" not in out + err
+    for name in ("report.md", "report.json"):
+        assert "s3cret" not in (spec.output_dir / name).read_text(encoding="utf-8")
+    assert json.loads((spec.output_dir / "report.json").read_text())["storage"].count(":***@") == 1

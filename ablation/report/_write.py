@@ -16,7 +16,7 @@ import numpy as np
 import optuna
 import pandas as pd
 
-from ..config import ExperimentSpec, from_here, toml_value
+from ..config import ExperimentSpec, from_here, shown_storage, toml_value
 from ..errors import AblateInputError
 from ..metrics import metric_range
 from ..models import stale_best_model
@@ -193,7 +193,8 @@ def write_report_json(spec: ExperimentSpec, built: dict[str, Any]) -> Path:
     again = spec.command("report", "--format", "json")
     _make_folder(spec.output_dir, again)
     path = spec.output_dir / "report.json"
-    document = {"study": spec.name, "storage": spec.experiment.storage, **report_json(spec, built)}
+    document = {"study": spec.name, "storage": shown_storage(spec.experiment.storage),
+                **report_json(spec, built)}
     _write_whole(path, json.dumps(document, indent=2, allow_nan=False) + "\n", again)
     return path
 
@@ -445,7 +446,7 @@ def render_markdown(spec: ExperimentSpec, built: dict[str, Any], pictures: dict[
         + (f" ([search] trials: seed {seeds[0]} only)" if len(seeds) > 1 and any(
             is_search_variant(r.variant) for r in built["records"]) else ""),
         f"- **Trials**: {n_done} complete, " + (f"{n_pruned} pruned, " if n_pruned else "")
-        + f"{n_failed} failed; storage `{spec.experiment.storage}`",
+        + f"{n_failed} failed; storage `{shown_storage(spec.experiment.storage)}`",
         "",
     ]
     lines += _what_mattered(built)
