@@ -967,6 +967,11 @@ def run_worker(spec: ExperimentSpec, echo: Callable[[str], None] = print,
 
     wanted = {t.key for t in select_trials(spec, only)} if only else None
     study = queue.open_study(spec, create=False)
+    # A run that is still planning (loading and tokenizing the data: minutes on a large set) has
+    # queued nothing yet, nor recorded what the checks below compare: wait for its queue, rather
+    # than find it empty and stop at once.
+    with queue.planning_lock(spec, echo):
+        pass
     # What the trials' recipes are built from; the data and model may sit at other paths on
     # another machine, but the model's config overrides and revision are the study's.
     check_same_study(study, spec, keys=("baseline", "model", "metric", "direction"),

@@ -559,6 +559,30 @@ def test_a_worker_reading_other_rows_is_refused_before_it_claims_a_trial(write_e
     assert [t.state.name for t in study.get_trials()] == ["COMPLETE", "WAITING"]
 
 
+def test_a_worker_started_while_a_run_plans_waits_for_its_queue(write_experiment):
+    """Started beside `ablate run` (a job scheduler starts both at once), a worker found the
+    study the run had just made, with nothing queued yet, and stopped at once."""
+    from ablation import queue
+    from ablation.sweep import select_trials
+
+    path = write_experiment()
+    assert cli.main(["run", str(path), "--only", "baseline"]) == 0
+    spec = load_spec(path)
+    with queue.planning_lock(spec, print):  # a run loading its data, its trials not yet queued
+        worker = subprocess.Popen([sys.executable, "-m", "ablation", "worker", str(path)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        lines = []
+        for line in worker.stdout:
+            lines.append(line)
+            if "waiting for another `ablate run`" in line or "worker done" in line:
+                break
+        queue.enqueue(open_study(spec, create=False),
+                      [t for t in select_trials(spec, None) if t.variant == "baseline_bs32"])
+    output = "".join(lines) + worker.communicate(timeout=300)[0]
+    assert worker.returncode == 0, output
+    assert "worker done: 1 trial(s) complete, 0 failed" in output
+
+
 def test_a_worker_with_another_heartbeat_is_refused(write_experiment, capsys):
     """Each process takes another's trial over after 3 of its own heartbeats: a worker beating
     every 30 s beside a run that waits 3 × 2 s would have its trials taken over while alive."""
