@@ -177,6 +177,8 @@ def _unusable(url: str, err: Exception) -> AblateInputError:
     # Optuna's words for a missing driver; SQLAlchemy's own (`run`'s PostgreSQL lock) an ImportError
     if ("DB access module" in reason or isinstance(err, ImportError)) and scheme in DRIVERS:
         reason += ("" if reason.endswith(".") else ".") + f" For {scheme}: {DRIVERS[scheme]}"
+    if url.startswith(("postgres://", "postgres+")):  # libpq's and Heroku's name; SQLAlchemy's is postgresql
+        reason += f"; did you mean {shown_storage('postgresql' + url[len('postgres'):])!r}?"
     return AblateInputError(f"[experiment] storage = {shown_storage(url)!r} cannot be opened: {reason}")
 
 

@@ -550,3 +550,13 @@ def test_a_storage_password_is_never_printed(write_experiment, capsys, command):
     out, err = capsys.readouterr()
     assert "s3cret" not in out + err
     assert "[experiment] storage = 'postgresql://nobody:***@127.0.0.1:1/none' cannot be opened" in err
+
+
+def test_a_postgres_scheme_url_suggests_postgresql(write_experiment, capsys):
+    """libpq and Heroku write postgres://; SQLAlchemy only knows postgresql://."""
+    path = write_experiment()
+    assert cli.main(["status", str(path), "--set",
+                     'experiment.storage="postgres://u:pw@127.0.0.1:1/db"']) == 2
+    err = capsys.readouterr().err
+    assert "cannot be opened: " in err and err.count("\n") == 1
+    assert err.rstrip().endswith("did you mean 'postgresql://u:***@127.0.0.1:1/db'?")
