@@ -60,6 +60,11 @@ def make_storage(url: str, heartbeat: int) -> optuna.storages.BaseStorage:
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):  # several local workers: wait for the file lock, don't fail
         engine_kwargs = {"connect_args": {"timeout": 60}}
+    elif url.startswith("postgresql"):
+        # A pooled connection can die while a trial trains (a server restart, a firewall closing
+        # idle connections): checked before each use and replaced, as Optuna does for MySQL,
+        # rather than fail the trial's result with a traceback and leave it RUNNING.
+        engine_kwargs = {"pool_pre_ping": True}
     with _creation_lock(url):
         storage = optuna.storages.RDBStorage(
             url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat,

@@ -126,3 +126,30 @@ def test_the_password_of_the_storage_stays_out_of_the_output_and_the_report(
     for name in ("report.md", "report.json"):
         assert "s3cret" not in (spec.output_dir / name).read_text(encoding="utf-8")
     assert json.loads((spec.output_dir / "report.json").read_text())["storage"].count(":***@") == 1
+
+
+def test_a_trial_outlives_its_dropped_database_connections(write_experiment, postgres_url,
+                                                           monkeypatch):
+    """A server restart, or a firewall closing connections idle for the length of a trial, left
+    the run's pooled connections dead: its trial's result failed to store, with a traceback,
+    and the trial stayed RUNNING. Connections are checked before use and replaced."""
+    import psycopg
+
+    from ablation import train
+
+    tag = f"ablate_drop_{uuid.uuid4().hex[:8]}"  # this test's connections, not other tests'
+    path = write_experiment(variants="")
+    sets = _sets(f"{postgres_url}{'&' if '?' in postgres_url else '?'}application_name={tag}")
+    real = train.train_with_backoff
+
+    def after_dropping(*args, **kwargs):
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            dropped = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                    "WHERE application_name = %s", (tag,)).fetchone()[0]
+        assert dropped >= 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train, "train_with_backoff", after_dropping)
+    assert cli.main(["run", str(path), *sets]) == 0
+    total, complete = _complete(path, sets)
+    assert total == 2 and complete == {"baseline-s1": 1, "baseline-s2": 1}
