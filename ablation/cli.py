@@ -698,6 +698,20 @@ def main(argv: list[str] | None = None) -> int:
         # What is still buffered would fail again at exit: it goes nowhere (Python's own recipe).
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
+    except Exception as err:
+        lost = _storage_lost(err)
+        if lost is None:
+            raise
+        print(f"ablate: error: {lost}{_resume(args)}", file=sys.stderr)
+        return EXIT_TRIALS_FAILED
+
+
+def _storage_lost(err: BaseException) -> str | None:
+    if "sqlalchemy" not in sys.modules:  # no database was opened: not a lost storage
+        return None
+    from .queue import storage_lost
+
+    return storage_lost(err)
 
 
 def _resume(args: argparse.Namespace | None) -> str:

@@ -27,7 +27,7 @@ from optuna.trial import TrialState
 
 from . import records
 from .config import ExperimentSpec, shown_storage
-from .errors import AblateInputError
+from .errors import AblateInputError, first_line
 from .locking import file_lock
 from .variants import TrialSpec
 
@@ -72,6 +72,22 @@ def make_storage(url: str, heartbeat: int) -> optuna.storages.BaseStorage:
     if url.startswith("sqlite"):
         _begin_immediate(storage.engine)
     return storage
+
+
+def storage_lost(err: BaseException) -> str | None:
+    """The line for a study storage that stopped answering mid-run (a database server down or
+    restarting, a network cut), else None. Optuna raises it as StorageInternalError blaming
+    "invalid data in the commit"; the connection error behind it is what the user must see."""
+    import sqlalchemy.exc
+
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, sqlalchemy.exc.OperationalError):
+            cause = seen.orig if seen.orig is not None else seen
+            return (f"the study storage stopped answering ({first_line(cause)}); what it "
+                    "recorded is kept and a trial it could not record trains again")
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 @contextlib.contextmanager

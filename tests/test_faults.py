@@ -162,3 +162,41 @@ def test_a_full_disk_behind_a_librarys_error_is_named_in_the_trials_error(write_
         "RuntimeError: [enforce fail at inline_container.cc:672] . unexpected pos 64 vs 42 "
         "(OSError: [Errno 28] No space left on device)")
     assert "Logging error" not in capsys.readouterr().err
+
+
+def test_a_storage_that_stops_answering_ends_the_run_in_one_line_and_the_run_goes_on_later(
+        write_experiment, monkeypatch, capsys):
+    """A database server that is down when a trial's result is stored (PostgreSQL restarting):
+    Optuna raises StorageInternalError, blaming "invalid data", from the driver's connection
+    error. One line names the lost connection and the command that goes on; running it trains
+    the trial that could not be recorded, and keeps the one that was."""
+    import sqlalchemy.exc
+
+    path = write_experiment()
+    real = optuna.storages.RDBStorage.set_trial_state_values
+    calls = []
+
+    def set_state(self, trial_id, state, values=None):
+        if state == optuna.trial.TrialState.COMPLETE:
+            calls.append(trial_id)
+            if len(calls) == 2:  # the second trial's result
+                down = sqlalchemy.exc.OperationalError(
+                    "UPDATE trials", {}, Exception("connection to server at \"127.0.0.1\", port "
+                                                   "5432 failed: Connection refused"))
+                raise optuna.exceptions.StorageInternalError(
+                    "An exception is raised during the commit. This typically happens due to "
+                    "invalid data in the commit, e.g. exceeding max length.") from down
+        return real(self, trial_id, state, values)
+
+    monkeypatch.setattr(optuna.storages.RDBStorage, "set_trial_state_values", set_state)
+    capsys.readouterr()
+    assert cli.main(["run", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith("ablate: error: the study storage stopped answering (")
+    assert "Connection refused" in err and "invalid data" not in err
+    assert f"`ablate run {path}` goes on from there" in err
+    monkeypatch.setattr(optuna.storages.RDBStorage, "set_trial_state_values", real)
+    assert cli.main(["run", str(path)]) == 0
+    states = sorted(t.state.name for t in _trials(path) if t.state.name != "FAIL")
+    assert states == ["COMPLETE", "COMPLETE"], [(t.state.name, t.user_attrs) for t in _trials(path)]
