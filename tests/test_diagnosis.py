@@ -329,3 +329,19 @@ def test_one_class_predicted_at_the_loss_of_the_class_mix_is_a_model_that_has_no
     lower = only(diagnose(result(confusion=confusion) | {"validation": {"eval_loss": 0.9}}, LABELS),
                  "class_collapse")
     assert "never predicts 'neg' (support 57) or 'pos' (support 62)" in lower.sentence
+
+
+def test_one_class_predicted_at_a_loss_above_the_class_mix_has_not_learned_either():
+    """Every example predicted 'anger' at a loss of 1.3469, above the 1.2508 that predicting the
+    class frequencies scores (a real 4-class emotion trial): worse than a constant guess, so the
+    model has learned nothing from the text and class weights are the wrong advice, as they are
+    at the loss of the mix itself."""
+    confusion = [[51, 0, 0, 0], [31, 0, 0, 0], [9, 0, 0, 0], [29, 0, 0, 0]]
+    names = ["anger", "joy", "optimism", "sadness"]
+    stored = result(confusion=confusion) | {"validation": {"eval_loss": 1.3469}}
+    finding = only(diagnose(stored, names), "class_collapse")
+    assert finding.sentence == ("The selected checkpoint (step 400) predicts 'anger' for all 120 "
+                                "validation examples, at a validation loss of 1.3469: worse than the "
+                                "1.2508 of predicting the class frequencies. The model has not "
+                                "learned from the text.")
+    assert "Train longer" in finding.suggestion and 'class_weight = "balanced"' not in finding.suggestion

@@ -41,7 +41,7 @@ NOT_CONVERGED_MIN_DROP_OF_FIRST = 0.02
 NOT_CONVERGED_EVAL_DROP = 0.02
 
 # Class collapse onto one class with the validation loss within this fraction of the class mix's
-# entropy (what predicting the class frequencies scores): the model has not learned at all.
+# entropy (what predicting the class frequencies scores), or above it: the model has not learned at all.
 NOT_LEARNED_LOSS_TOLERANCE = 0.02
 
 # Most severe first: the order of ``diagnose``'s findings.
@@ -263,8 +263,9 @@ def _class_mix_entropy(matrix: list[list[float]]) -> float:
 def _class_collapse(confusion: Any, label_names: Sequence[str], best_step: Any = None,
                     class_weighted: bool = False, eval_loss: Any = None) -> Finding | None:
     """Classes present in validation that the selected checkpoint never predicts. When it
-    predicts a single class at the loss of the class frequencies, it has learned nothing from
-    the text: class weights are then the wrong advice."""
+    predicts a single class at the loss of the class frequencies (or a higher one: worse than
+    that constant guess), it has learned nothing from the text: class weights are then the wrong
+    advice."""
     matrix = _matrix(confusion)
     if matrix is None or len(matrix) < 2:
         return None
@@ -282,12 +283,13 @@ def _class_collapse(confusion: Any, label_names: Sequence[str], best_step: Any =
     predicted = [j for j in range(size) if sum(row[j] for row in matrix) > 0]
     loss, prior = _number(eval_loss), _class_mix_entropy(matrix)
     if (len(predicted) == 1 and loss is not None and math.isfinite(loss) and prior > 0
-            and abs(loss - prior) <= NOT_LEARNED_LOSS_TOLERANCE * prior):
+            and loss >= (1 - NOT_LEARNED_LOSS_TOLERANCE) * prior):
+        above = loss > (1 + NOT_LEARNED_LOSS_TOLERANCE) * prior
         return Finding(
             "class_collapse",
             f"{checkpoint} predicts '{names[predicted[0]]}' for all {total:.0f} validation examples, "
-            f"at a validation loss of {loss:.4f}: the {prior:.4f} of predicting the class "
-            "frequencies. The model has not learned from the text.",
+            f"at a validation loss of {loss:.4f}: {'worse than ' if above else ''}the {prior:.4f} "
+            "of predicting the class frequencies. The model has not learned from the text.",
             "Train longer (more epochs or max_steps) or try another learning rate (one too high "
             "leaves a model here too); class weights do not help a model that has not learned.",
             {"classes": float(len(missing)), "validation_size": total, "eval_loss": loss,
