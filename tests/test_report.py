@@ -577,3 +577,27 @@ def test_report_json_has_the_search_section_of_report_md(write_experiment, store
     assert ("- **Best**: `search_1` — macro_f1 0.7000 with `batch_size = 8`; tied with `search_3` "
             "(the first in the study's order is named)") in report
     assert "- **Pruned**: `search_4` at step 5" in report
+
+
+def test_every_variant_of_a_curve_plot_has_its_own_line_style_beyond_ten_variants(tmp_path, monkeypatch):
+    """tab10 has ten colours: the eleventh variant (a search trial after ten others) was drawn in
+    the baseline's colour and style, so the legend could not tell the two apart."""
+    from ablation.report import plots
+
+    names = ["baseline", *[f"v{i}" for i in range(1, 12)]]
+    history = [{"step": s, "epoch": s / 10, "loss": 1.0, "grad_norm": 1.0, "learning_rate": 1e-3}
+               for s in (1, 10)]
+    chosen = [records.TrialRecord(number=i, variant=name, seed=42, overrides={}, state="COMPLETE",
+                                  value=0.5, result={"history": history, "eval_history": []})
+              for i, name in enumerate(names)]
+    styles: dict[str, set] = {}
+
+    def keep(fig, path):
+        styles[path.stem] = {(line.get_label(), line.get_color(), line.get_linestyle())
+                             for line in fig.axes[0].get_lines()}
+        plots.plt.close(fig)
+
+    monkeypatch.setattr(plots, "_save", keep)
+    plots.plot_curves(chosen, tmp_path, names)
+    looks = [(color, style) for _, color, style in styles["train_loss"]]
+    assert len(styles["train_loss"]) == len(names) and len(set(looks)) == len(names)

@@ -19,6 +19,9 @@ CURVES = {  # file stem -> (curve, key, title)
     "grad_norm": ("history", "grad_norm", "Gradient norm (before clipping)"),
     "learning_rate": ("history", "learning_rate", "Learning rate"),
 }
+# tab10 has ten colours: each further ten variants take the next line style, so that no two
+# variants look alike in a plot and its legend.
+LINE_STYLES = ("-", "--", ":", "-.")
 
 
 def plot_curves(records: list[TrialRecord], out_dir: Path, variant_order: list[str]) -> list[Path]:
@@ -37,7 +40,8 @@ def plot_curves(records: list[TrialRecord], out_dir: Path, variant_order: list[s
             label = record.variant if record.variant not in labelled else None
             labelled.add(record.variant)
             ax.plot([p["epoch"] for p in points], [p[key] for p in points], label=label,
-                    color=colors(index % 10), linewidth=1.4, alpha=0.85,
+                    color=colors(index % 10), linestyle=LINE_STYLES[index // 10 % len(LINE_STYLES)],
+                    linewidth=1.4, alpha=0.85,
                     marker="o" if curve == "eval_history" else None, markersize=3)
         if not labelled:
             plt.close(fig)
