@@ -601,3 +601,18 @@ def test_every_variant_of_a_curve_plot_has_its_own_line_style_beyond_ten_variant
     plots.plot_curves(chosen, tmp_path, names)
     looks = [(color, style) for _, color, style in styles["train_loss"]]
     assert len(styles["train_loss"]) == len(names) and len(set(looks)) == len(names)
+
+
+def test_the_trials_line_counts_running_and_queued_trials_too(stored_study):
+    """A study of 5 results and 1 failure, with one trial still training and one queued: the line
+    said "5 complete, 1 failed" and left 2 of its trials out of the count."""
+    spec, study = stored_study
+    import dataclasses
+
+    lr = next(t for t in expand(spec) if t.variant == "baseline_lr")
+    running, queued = (dataclasses.replace(lr, seed=seed) for seed in (43, 44))
+    study.enqueue_trial({}, user_attrs=records.trial_attrs(running))
+    study.ask()  # claimed, never told: RUNNING
+    study.enqueue_trial({}, user_attrs=records.trial_attrs(queued))  # WAITING
+    text = write_report(spec, study).read_text()
+    assert "- **Trials**: 5 complete, 1 failed, 1 running, 1 queued; storage" in text

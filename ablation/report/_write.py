@@ -425,6 +425,9 @@ def render_markdown(spec: ExperimentSpec, built: dict[str, Any], pictures: dict[
     n_done = int((trials["state"] == "COMPLETE").sum()) if len(trials) else 0
     n_failed = int((trials["state"] == "FAIL").sum()) if len(trials) else 0
     n_pruned = int((trials["state"] == "PRUNED").sum()) if len(trials) else 0  # neither of those
+    # still training, or queued: trials of the study too, which the line would otherwise leave out
+    n_running = int((trials["state"] == "RUNNING").sum()) if len(trials) else 0
+    n_queued = int((trials["state"] == "WAITING").sum()) if len(trials) else 0
     direction = "higher is better" if built["greater_is_better"] else "lower is better"
     lines.append(f"- **Selection metric**: `{metric}` on the validation split ({direction}); each "
                  "trial's best checkpoint by it is the one evaluated.")
@@ -446,7 +449,9 @@ def render_markdown(spec: ExperimentSpec, built: dict[str, Any], pictures: dict[
         + (f" ([search] trials: seed {seeds[0]} only)" if len(seeds) > 1 and any(
             is_search_variant(r.variant) for r in built["records"]) else ""),
         f"- **Trials**: {n_done} complete, " + (f"{n_pruned} pruned, " if n_pruned else "")
-        + f"{n_failed} failed; storage `{shown_storage(spec.experiment.storage)}`",
+        + f"{n_failed} failed" + (f", {n_running} running" if n_running else "")
+        + (f", {n_queued} queued" if n_queued else "")
+        + f"; storage `{shown_storage(spec.experiment.storage)}`",
         "",
     ]
     lines += _what_mattered(built)
