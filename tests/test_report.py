@@ -616,3 +616,16 @@ def test_the_trials_line_counts_running_and_queued_trials_too(stored_study):
     study.enqueue_trial({}, user_attrs=records.trial_attrs(queued))  # WAITING
     text = write_report(spec, study).read_text()
     assert "- **Trials**: 5 complete, 1 failed, 1 running, 1 queued; storage" in text
+
+
+def test_each_basis_line_names_the_comparisons_it_is_of(write_experiment):
+    """v was paired over 3 seeds, w over the 2 it completed: two "Computed from" lines, and a
+    reader must be able to tell which row rests on which seeds."""
+    path = write_experiment(variants="v = { batch_size = 32 }\nw = { learning_rate = 1e-2 }\n")
+    spec = load_spec(path, ["experiment.seeds=[1, 2, 3]"])
+    values = {"baseline-s1": .60, "baseline-s2": .62, "baseline-s3": .61, "baseline_v-s1": .70,
+              "baseline_v-s2": .74, "baseline_v-s3": .71, "baseline_w-s1": .50, "baseline_w-s2": .55}
+    study = _store(spec, {key: _result(v, 0.5, 2.0) for key, v in values.items()})
+    text = write_report(spec, study).read_text()
+    assert "Computed from macro_f1 on test, paired over seeds 1, 2 (t-test): `baseline_w`." in text
+    assert "Computed from macro_f1 on test, paired over seeds 1, 2, 3 (t-test): `baseline_v`." in text

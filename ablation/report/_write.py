@@ -291,7 +291,12 @@ def _what_mattered(built: dict[str, Any]) -> list[str]:
                      f"{fmt_delta(e.interval.estimate)} | {fmt_interval(e.interval)} | "
                      f"{fmt_p(e.interval.p_value)} | {_verdict_text(e)} |")
     bases = sorted({e.basis for e in effects})
-    lines += [""] + [f"Computed from {basis}." for basis in bases] + [""]
+    if len(bases) == 1:
+        lines += ["", f"Computed from {bases[0]}.", ""]
+    else:  # rows on other seeds (a failed seed drops out of a pair) or splits: say which is which
+        lines += [""] + [f"Computed from {basis}: "
+                         + ", ".join(f"`{e.variant}`" for e in effects if e.basis == basis) + "."
+                         for basis in bases] + [""]
     together = tested_together(effects, built["holm"])
     if together:
         lines += [together, ""]
