@@ -35,6 +35,16 @@ def test_metrics_match_hand_computed_values():
     assert m["log_loss"] == pytest.approx(expected_log_loss)
 
 
+def test_log_loss_is_the_cross_entropy_of_a_model_that_blew_up_too():
+    """The same number the eval loss is (no class weights): scikit-learn's log_loss clips each
+    example at 36 nats, and read 23.6 beside an eval loss of 345555 (a learning rate of 1e4)."""
+    logits = np.array([[1e5, 0.0], [0.0, 3.0]])
+    expected = torch.nn.functional.cross_entropy(torch.tensor(logits), torch.tensor([1, 1])).item()
+    assert classification_metrics(logits, np.array([1, 1]), ["neg", "pos"])["log_loss"] == \
+        pytest.approx(expected)
+    assert expected > 4e4
+
+
 @pytest.mark.parametrize("bad", [math.nan, math.inf])
 def test_outputs_of_a_diverged_model_are_named_as_such(bad):
     logits = np.array([[0.1, 0.9], [bad, 0.0]])

@@ -466,7 +466,8 @@ def render_markdown(spec: ExperimentSpec, built: dict[str, Any], pictures: dict[
               "Validation metrics of each trial's selected checkpoint; precision and recall are macro "
               "averages; test metrics are of the same checkpoint. Loss and gradient-norm columns come "
               "from the training curves: eval loss at the last evaluation and the lowest of any (the "
-              "selected checkpoint's, by the metric, is the log loss column), grad norm at the last "
+              "selected checkpoint's, by the metric, is the log loss column: the same cross-entropy "
+              "without class weights or label smoothing), grad norm at the last "
               "logged step and the highest logged. Δ is against the baseline (`full_minus_*`: "
               "against `full`).",
               ""]
