@@ -237,8 +237,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     _print_summary(spec, outcome.report)
     if stop.is_set():
         print("stopped by Ctrl+C with no trial left half-done"
-              + (_rerun_gone(outcome.rerun_gone) if outcome.rerun_gone
-                 else "; run the same command again to go on"), file=sys.stderr)
+              + (_rerun_gone(outcome.rerun_gone) if outcome.rerun_gone else _resume(args)),
+              file=sys.stderr)
     if outcome.failed:
         print(f"{len(outcome.failed)} trial(s) failed: {', '.join(outcome.failed)}; "
               f"see `{spec.command('status')}`", file=sys.stderr)

@@ -286,6 +286,35 @@ def test_graceful_stop_finishes_the_running_trial_and_leaves_the_rest_queued(wri
     assert _complete_keys(_trials(path)) == {"baseline-s42": 1, "baseline_bs32-s42": 1}
 
 
+def test_a_graceful_stop_of_a_rerun_gives_the_command_that_goes_on_without_rerunning_again(
+        write_experiment, monkeypatch, capsys):
+    """`run --rerun baseline --graceful`, Ctrl+C during its first trial: the line names the
+    command that goes on (its trials are queued by then), not "the same command", whose --rerun
+    would supersede and train again the trial this run just finished."""
+    path = write_experiment()
+    sets = ["--set", "experiment.seeds=[1, 2]"]
+    assert cli.main(["run", str(path), *sets]) == 0
+    real_train = train.train_trial
+
+    def ctrl_c_then_train(*args, **kwargs):
+        signal.raise_signal(signal.SIGINT)  # Ctrl+C while the first trial trains
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(train, "train_trial", ctrl_c_then_train)
+    capsys.readouterr()
+    assert cli.main(["run", str(path), *sets, "--rerun", "baseline", "--graceful"]) == 0
+    err = capsys.readouterr().err
+    goes_on = ["run", str(path), *sets, "--graceful"]
+    assert f"`{shlex.join(['ablate', *goes_on])}` goes on from there" in err, err
+    assert "run the same command again" not in err
+    monkeypatch.setattr(train, "train_trial", real_train)
+    assert cli.main(goes_on) == 0
+    trials = _trials(path, sets[1::2])
+    assert _complete_keys(trials) == {"baseline-s1": 2, "baseline-s2": 2, "baseline_bs32-s1": 1,
+                                      "baseline_bs32-s2": 1}  # each baseline trained once more
+    assert len(trials) == 6
+
+
 def test_graceful_stop_and_only_reach_the_worker_processes(write_experiment):
     """Ctrl+C once on `run --workers 2 --graceful`: the workers finish their running trials and
     stop, exit 0. Then `--only` workers claim only that variant's queued trials."""
