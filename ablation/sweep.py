@@ -434,9 +434,10 @@ def _never_stops_early(trial: TrialSpec, rows: int) -> str | None:
 
 
 def _knob_of(message: str) -> str | None:
-    """The knob a preflight message starts with (`precision = 'fp16': ...`), if it does."""
-    knob = re.match(r"\w+", message)
-    return knob.group() if knob is not None and knob.group() in KNOBS else None
+    """The knob a preflight message starts with (`precision = 'fp16': ...`), if it does; for
+    overrides from both `[model] config and model_config = ...`, model_config."""
+    knob = re.match(r"(?:\[model\] config and )?(\w+)", message)
+    return knob.group(1) if knob is not None and knob.group(1) in KNOBS else None
 
 
 def _change_behind(spec: ExperimentSpec, trial: TrialSpec, message: str) -> str | None:
@@ -467,8 +468,16 @@ def _set_behind(spec: ExperimentSpec, trial: TrialSpec, message: str) -> str | N
             return last_set(spec.sets, "ablation", "ablation.changes", f"ablation.changes.{change}",
                             f"ablation.changes.{change}.{knob}")
         suffix = trial.variant.removeprefix(BASELINE + "_")
-        return last_set(spec.sets, f"variants.{suffix}.{knob}", f"variants.{suffix}")
-    return last_set(spec.sets, f"baseline.{knob}")
+        return _knob_set(spec.sets, f"variants.{suffix}.{knob}", f"variants.{suffix}")
+    return _knob_set(spec.sets, f"baseline.{knob}")
+
+
+def _knob_set(sets: list[str], key: str, *others: str) -> str | None:
+    """last_set of `key` or `others`, where a --set of one key inside the knob's table
+    (`baseline.model_config.num_attention_heads=4`) counts as one of `key`."""
+    return next((item for item in reversed(sets)
+                 if (written := item.split("=", 1)[0].strip()) in (key, *others)
+                 or written.startswith(key + ".")), None)
 
 
 def _check_vocabulary(source: Any, config: Any, tokenizer: Any, splits: Any) -> None:

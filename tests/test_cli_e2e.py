@@ -329,6 +329,12 @@ def test_validate_checks_data_and_model_and_trains_nothing(write_experiment, cap
     (["baseline.precision=fp16"], "--set 'baseline.precision=fp16': baseline: precision = 'fp16'"),
     (["baseline.class_weight=[1.0, 2.0]"], "--set 'baseline.class_weight=[1.0, 2.0]': baseline: "
                                            "class_weight has 2 values"),
+    (["variants.h3.model_config.num_attention_heads=3"],  # one key of a variant's model_config
+     "--set 'variants.h3.model_config.num_attention_heads=3': baseline_h3: model_config = "
+     "{ num_attention_heads = 3 }: BertConfig cannot build a model"),
+    (["baseline.model_config.num_attention_heads=3"],
+     "--set 'baseline.model_config.num_attention_heads=3': baseline: model_config = "
+     "{ num_attention_heads = 3 }: BertConfig cannot build a model"),
 ])
 def test_validate_reports_data_and_model_problems_in_one_line(write_experiment, capsys, sets,
                                                               expected):
