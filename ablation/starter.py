@@ -15,7 +15,7 @@ STARTER = '''\
 [experiment]                  # the study as a whole
 # name = "my_study"           # the Optuna study name; default: this file's name
 description = "Does a larger batch need a larger learning rate?"
-seeds = [42]                  # every variant runs once per seed; 3 seeds give confidence intervals
+seeds = [42]                  # every variant runs once per seed; [42, 43, 44] compares over seeds
 metric = "macro_f1"           # the selection metric, on the validation split
 # storage = "sqlite:///reports/<name>/study.db"   # the default; or postgresql://..., journal:///...
 
