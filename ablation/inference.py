@@ -502,10 +502,21 @@ def _check_study_rows(spec: Any, fingerprint: str, split: str) -> None:
     """The study's splits are rebuilt from its [data]: refused when the files now give other rows
     than its trials trained and were tested on (the carved test split would be other rows, some
     of them trained on)."""
-    from .sweep import stored_data_fingerprint
+    from . import queue
+    from .sweep import DATA_FINGERPRINT, check_same_study
 
-    stored = stored_data_fingerprint(spec)
+    try:
+        study = queue.open_study(spec, create=False)
+    except queue.StudyNotFound:  # a model folder moved without its study
+        return
+    stored = study.user_attrs.get(DATA_FINGERPRINT)  # None: a study from before fingerprints
     if stored is not None and stored != fingerprint:
+        # [data] keys other than the study's (evaluate without the --set options it ran with)
+        # are named, as run names them; the dataset's location may differ (files move).
+        check_same_study(study, spec, keys=("data",), elsewhere=("data.dataset",),
+                         advice="its splits would be other rows than its trials saw: give the "
+                                "--set options the study ran with, or --dataset and --split to "
+                                "evaluate on rows of your choice")
         raise AblateInputError(
             f"{spec.data.dataset} no longer gives the rows study {spec.name!r} ran on (content "
             f"fingerprint {stored}, now {fingerprint}), so its {split} split cannot be rebuilt as "

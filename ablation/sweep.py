@@ -251,16 +251,6 @@ def check_same_data(study: optuna.Study, spec: ExperimentSpec, fingerprint: str,
                        advice)
 
 
-def stored_data_fingerprint(spec: ExperimentSpec) -> str | None:
-    """The content fingerprint of the rows the study ran on; None when its storage holds no
-    such study (a model folder moved without it) or it predates fingerprints."""
-    try:
-        study = queue.open_study(spec, create=False)
-    except queue.StudyNotFound:
-        return None
-    return study.user_attrs.get(DATA_FINGERPRINT)
-
-
 def _record_study_attrs(study: optuna.Study, spec: ExperimentSpec, splits: Any) -> None:
     values = {"label_names": splits.label_names, "description": spec.experiment.description,
               DATA_FINGERPRINT: splits.fingerprint(), HEARTBEAT: spec.experiment.heartbeat,

@@ -358,6 +358,18 @@ def test_evaluate_refuses_a_study_whose_data_files_changed(best_study, tiny_data
         assert "restore the data, or give --dataset and --split" in err and err.count("\n") == 1
 
 
+def test_evaluate_without_the_studys_set_names_the_data_key_that_differs(best_study, capsys):
+    """A study run with a [data] --set, evaluated without it, reads other rows: the line names the
+    key (as `run` does) rather than saying the data changed."""
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(best_study), "--set", "data.max_eval_samples=20"]) == 2
+    err = capsys.readouterr().err
+    assert ("holds study 'best' run with data.max_eval_samples=40; --set "
+            "'data.max_eval_samples=20' says 20; its splits would be other rows than its trials "
+            "saw: give the --set options the study ran with") in err, err
+    assert err.count("\n") == 1
+
+
 def test_predict_and_evaluate_take_the_studys_set_overrides(best_study, tmp_path, capsys):
     """A study run with --set (its data or output folder given on the command line) is found
     with the same --set."""
