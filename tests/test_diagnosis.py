@@ -321,7 +321,7 @@ def test_one_class_predicted_at_the_loss_of_the_class_mix_is_a_model_that_has_no
     stored = result(confusion=confusion) | {"validation": {"eval_loss": 1.0864}}
     finding = only(diagnose(stored, LABELS), "class_collapse")
     assert finding.sentence == ("The selected checkpoint (step 400) predicts 'neu' for all 200 "
-                                "validation examples, at a validation loss of 1.0864: the 1.0869 of "
+                                "validation examples, at a validation loss of 1.0864: about the 1.0869 of "
                                 "predicting the class frequencies. The model has not learned from the "
                                 "text.")
     assert "Train longer" in finding.suggestion and "class weights do not help" in finding.suggestion

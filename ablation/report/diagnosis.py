@@ -288,8 +288,9 @@ def _class_collapse(confusion: Any, label_names: Sequence[str], best_step: Any =
         return Finding(
             "class_collapse",
             f"{checkpoint} predicts '{names[predicted[0]]}' for all {total:.0f} validation examples, "
-            f"at a validation loss of {loss:.4f}: {'worse than ' if above else ''}the {prior:.4f} "
-            "of predicting the class frequencies. The model has not learned from the text.",
+            f"at a validation loss of {loss:.4f}: {'worse than' if above else 'about'} the "
+            f"{prior:.4f} of predicting the class frequencies. The model has not learned from the "
+            "text.",
             "Train longer (more epochs or max_steps) or try another learning rate (one too high "
             "leaves a model here too); class weights do not help a model that has not learned.",
             {"classes": float(len(missing)), "validation_size": total, "eval_loss": loss,
