@@ -972,9 +972,10 @@ def run_worker(spec: ExperimentSpec, echo: Callable[[str], None] = print,
     with queue.planning_lock(spec, echo):
         pass
     # What the trials' recipes are built from; the data and model may sit at other paths on
-    # another machine, but the model's config overrides and revision are the study's.
-    check_same_study(study, spec, keys=("baseline", "model", "metric", "direction"),
-                     advice=SAME_AS_RUN, elsewhere=("model.name",))
+    # another machine, but the model's config overrides and revision, and the [data] keys that
+    # pick the rows, are the study's (a differing one is named before the rows are compared).
+    check_same_study(study, spec, keys=("data", "baseline", "model", "metric", "direction"),
+                     advice=SAME_AS_RUN, elsewhere=("data.dataset", "model.name"))
     check_same_search(study, spec, SAME_AS_RUN)
     stored = study.user_attrs.get(HEARTBEAT)
     if stored is not None and stored != spec.experiment.heartbeat:

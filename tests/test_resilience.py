@@ -641,6 +641,18 @@ def test_a_worker_with_another_model_config_is_refused_and_one_at_another_path_w
     assert [t.state.name for t in study.get_trials()] == ["COMPLETE", "WAITING"]
 
 
+def test_a_worker_with_another_data_key_is_refused_naming_it(write_experiment, capsys):
+    """A worker without the run's [data] --set reads other rows: the line names the key, as run
+    and evaluate do, not only that the rows' fingerprint differs."""
+    path = write_experiment(variants="")
+    assert cli.main(["run", str(path), "--only", "baseline"]) == 0
+    capsys.readouterr()
+    assert cli.main(["worker", str(path), "--set", "data.max_eval_samples=20"]) == 2
+    err = capsys.readouterr().err
+    assert "data.max_eval_samples=40" in err and "says 20" in err, err
+    assert "fingerprint" not in err and err.count("\n") == 1
+
+
 def test_a_trial_taken_over_by_another_process_stops_in_one_line_and_the_run_goes_on(
         write_experiment, monkeypatch, capsys):
     """A process suspended past 3 heartbeats has its trial failed as stale and queued again by
