@@ -101,6 +101,20 @@ def test_report_files_written_from_the_storage(stored_study):
     assert (spec.output_dir / "plots" / "train_loss.png").exists()
 
 
+def test_a_plot_the_report_no_longer_draws_is_removed_and_other_files_kept(stored_study):
+    """An earlier report's learning curve (its sweep since left out) would sit in plots/ beside
+    a report that no longer links it; a file of the user's own there is not ablate's to remove."""
+    spec, study = stored_study
+    plots = spec.output_dir / "plots"
+    plots.mkdir(parents=True)
+    (plots / "learning_curve.png").write_bytes(b"an earlier report's")
+    (plots / "mine.png").write_bytes(b"the user's")
+    text = write_report(spec, study).read_text()
+    assert "learning_curve.png" not in text and not (plots / "learning_curve.png").exists()
+    assert (plots / "mine.png").read_bytes() == b"the user's"
+    assert {p.name for p in plots.glob("*.png")} >= {"train_loss.png", "metric.png", "mine.png"}
+
+
 def test_best_variant_on_fewer_seeds_says_so_and_what_mattered_says(write_experiment):
     """A variant whose hard seed failed has the best mean over its other seeds, yet is worse
     than the baseline on every seed both ran: its headline must not read as a result."""

@@ -35,7 +35,7 @@ from .effects import (
     variant_interval,
 )
 from .markdown import fmt, fmt_delta, per_class_table, variant_table
-from .plots import plot_confusions, plot_curves, plot_learning_curve, plot_metric
+from .plots import plot_confusions, plot_curves, plot_learning_curve, plot_metric, plot_names
 from .tables import for_programs, trials_frame, variants_frame
 
 LIBRARIES = ("ablate", "torch", "transformers", "datasets", "optuna", "swanlab", "scikit-learn",
@@ -98,6 +98,8 @@ def write_report(spec: ExperimentSpec, study: optuna.Study,
     with _writing(plots_dir, again, folder=True):
         pictures = {p.stem: p for p in plot_curves(built["chosen"], plots_dir, built["order"])}
         pictures |= _summary_plots(built, plots_dir)
+        for stale in set(plot_names()) - pictures.keys():  # an earlier report's, not drawn now
+            (plots_dir / f"{stale}.png").unlink(missing_ok=True)
     text = render_markdown(spec, built, {k: p.relative_to(out) for k, p in pictures.items()})
     path = out / "report.md"
     _write_whole(path, text, again)

@@ -24,6 +24,15 @@ CURVES = {  # file stem -> (curve, key, title)
 LINE_STYLES = ("-", "--", ":", "-.")
 
 
+# Every PNG a report may draw (the curves, then the summary plots): one it no longer draws (a
+# learning curve after its sweep was left out) is removed, rather than left beside the report.
+SUMMARY_PLOTS = ("metric", "confusion", "learning_curve")
+
+
+def plot_names() -> tuple[str, ...]:
+    return (*CURVES, *SUMMARY_PLOTS)
+
+
 def plot_curves(records: list[TrialRecord], out_dir: Path, variant_order: list[str]) -> list[Path]:
     """Writes one PNG per curve kind; returns the files written."""
     out_dir.mkdir(parents=True, exist_ok=True)
