@@ -127,6 +127,9 @@ def test_best_variant_on_fewer_seeds_says_so_and_what_mattered_says(write_experi
     assert ("**Best variant**: `baseline_v` — macro_f1 0.6800 (+0.0467 vs baseline); mean of its 2 "
             "complete seed(s); others have up to 3; against baseline on test: **worse** "
             "(What mattered)") in text
+    # the Results rows say over how many seeds each mean is
+    assert "| variant | changes | seeds | " in text
+    assert "| baseline | — | 3 | " in text and "| **baseline_v** ★ | batch_size=32 | 2 | " in text
 
 
 def test_best_variant_tied_with_another_says_so(write_experiment):
@@ -137,6 +140,7 @@ def test_best_variant_tied_with_another_says_so(write_experiment):
     text = write_report(spec, study).read_text()
     assert ("**Best variant**: `baseline_v` — macro_f1 0.7000 (+0.1000 vs baseline); tied with "
             "`baseline_w` (the first in the study's order is named)") in text
+    assert "| seeds |" not in text  # every mean is over the same seeds
 
 
 def test_the_environment_says_a_trial_trained_data_parallel(write_experiment):

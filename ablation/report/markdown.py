@@ -42,14 +42,19 @@ def fmt_delta(value: Any) -> str:
 def variant_table(variants: pd.DataFrame, metric: str, with_test: bool, with_ci: bool = False) -> str:
     columns = COLUMNS + (TEST_COLUMNS if with_test else ())
     ci_header = [f"{metric} 95 % CI"] if with_ci else []
-    headers = ["variant", "changes", *[c[0] for c in columns], *ci_header, f"Δ {metric}", "runtime"]
+    # Means over different numbers of seeds (a seed added to some variants, a failed one, [search]
+    # trials on one seed) look alike without their count beside them.
+    counts = set(variants.loc[variants["seeds"] > 0, "seeds"]) if len(variants) else set()
+    seeds_header = ["seeds"] if len(counts) > 1 else []
+    headers = ["variant", "changes", *seeds_header, *[c[0] for c in columns], *ci_header,
+               f"Δ {metric}", "runtime"]
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for _, row in variants.iterrows():
         name = f"**{row['variant']}** ★" if row["best"] else row["variant"]
         if row["seeds"] == 0:
             pruned = pruned_step(row)
             name += " (no complete trial)" if pruned is None else f" (pruned at step {pruned})"
-        cells = [name, row["changes"]]
+        cells = [name, row["changes"]] + ([f"{row['seeds']:.0f}"] if seeds_header else [])
         for _, column, kind in columns:
             if kind == "pair":
                 cells.append(f"{fmt(row[column[0]])} / {fmt(row[column[1]])}")
