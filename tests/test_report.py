@@ -73,6 +73,14 @@ def test_variant_rows_aggregate_seeds_with_delta_and_best(stored_study):
     assert table.loc["baseline", "best_eval_loss"] == pytest.approx(0.8)
 
 
+def test_identical_values_over_seeds_have_a_std_of_exactly_zero(write_experiment):
+    path = write_experiment(variants="")
+    spec = load_spec(path, ["experiment.seeds=[1, 2, 3]"])
+    study = _store(spec, {f"baseline-s{seed}": _result(.7, 0.5, 2.0) for seed in (1, 2, 3)})
+    row = build_report(spec, study)["variants"].iloc[0]
+    assert row["value_std"] == 0.0 and row["accuracy_std"] == 0.0
+
+
 def test_minimized_metric_marks_the_lowest_as_best(stored_study):
     spec, study = stored_study
     study.set_user_attr("direction", "minimize")

@@ -113,7 +113,9 @@ def variants_frame(trials: pd.DataFrame, metric: str, greater_is_better: bool,
         for column in NUMERIC + tuple(per_class):
             values = group[column].astype(float)
             row[column] = values.mean() if len(values) else math.nan
-            row[f"{column}_std"] = values.std(ddof=1) if len(values) > 1 else math.nan
+            # identical values: exactly 0 (pandas' std of [0.7] * 3 is 1.4e-16, shown in report.json)
+            row[f"{column}_std"] = (math.nan if len(values) < 2 else 0.0 if values.nunique() == 1
+                                    else values.std(ddof=1))
         rows.append(row)
     table = pd.DataFrame(rows)
     value_of = dict(zip(table["variant"], table["value"], strict=True))
