@@ -27,7 +27,7 @@ TRACKED_OFFLINE = "tracked_offline"
 # Study user attributes. SUPERSEDED lists trial numbers replaced by `ablate run --rerun`
 # (a finished Optuna trial cannot be changed, so the study keeps the list).
 SUPERSEDED = "superseded"
-STUDY_ATTRS = ("metric", "direction", "label_names", "baseline", "description")
+STUDY_ATTRS = ("metric", "direction", "label_names", "baseline", "description", "data", "model")
 
 
 def is_search_variant(variant: Any) -> bool:

@@ -186,6 +186,17 @@ def _store(spec, results: dict[str, dict]):
     return study
 
 
+def test_a_report_without_the_runs_set_options_describes_the_study_as_it_ran(write_experiment,
+                                                                               capsys):
+    """Data and Model come from the storage: `ablate report FILE` after `ablate run FILE --set
+    model.config=...` must not describe the file's model as the one trained."""
+    path = write_experiment(variants="")
+    assert cli.main(["run", str(path), "--set", "model.config={ hidden_dropout_prob = 0.2 }"]) == 0
+    assert cli.main(["report", str(path)]) == 0
+    text = (load_spec(path).output_dir / "report.md").read_text()
+    assert "with {'hidden_dropout_prob': 0.2}" in text
+
+
 def test_two_seeds_give_a_paired_interval_and_a_wide_one_is_within_noise(stored_study, capsys):
     spec, study = stored_study
     built = build_report(spec, study)

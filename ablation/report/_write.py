@@ -75,8 +75,10 @@ def build_report(spec: ExperimentSpec, study: optuna.Study) -> dict[str, Any]:
         from ..search import parameter_importances
 
         importances = parameter_importances(study, list(spec.search.space))
+    stored_baseline = info.get("baseline") if isinstance(info.get("baseline"), dict) else {}
+    baseline_weight = stored_baseline.get("class_weight", spec.baseline.class_weight)
     findings = {r.key: diagnose(r.result, label_names, class_weighted=r.overrides.get(
-        "class_weight", spec.baseline.class_weight) != "none") for r in chosen}
+        "class_weight", baseline_weight) != "none") for r in chosen}
     return {"metric": metric, "greater_is_better": greater, "info": info, "records": records,
             "chosen": chosen, "trials": trials, "variants": variants, "order": order,
             "effects": effects, "holm": holm_adjusted(effects), "findings": findings,
@@ -447,10 +449,14 @@ def render_markdown(spec: ExperimentSpec, built: dict[str, Any], pictures: dict[
                         if not math.isnan(best["delta"]) else f" ({reference} has no result yet)")
                      + _best_variant_caveats(built, best))
     lines += _best_model_line(spec, built)
+    # What the trials ran on, as stored: a report run without the run's --set options (another
+    # dataset, model config) describes the study, not the file.
+    resolved = spec.to_dict()
+    data, model = (built["info"].get(key) or resolved[key] for key in ("data", "model"))
     lines += [
-        f"- **Data**: `{spec.data.dataset}`" + (f" ({spec.data.config})" if spec.data.config else "")
+        f"- **Data**: `{data['dataset']}`" + (f" ({data['config']})" if data.get("config") else "")
         + f"; labels: {', '.join(built['label_names'])}",
-        f"- **Model**: `{spec.model.name}`" + (f" with {spec.model.config}" if spec.model.config else ""),
+        f"- **Model**: `{model['name']}`" + (f" with {model['config']}" if model.get("config") else ""),
         f"- **Seeds**: {', '.join(map(str, seeds))}"
         + (" — values are mean ± std over seeds" if len(seeds) > 1 else "")
         + (f" ([search] trials: seed {seeds[0]} only)" if len(seeds) > 1 and any(
