@@ -1085,6 +1085,17 @@ def count_longer(splits: LabeledSplits, tokenizer: Any, limit: int) -> int:
     return longer
 
 
+def count_cut(splits: LabeledSplits, tokenizer: Any, max_length: int) -> tuple[int, int]:
+    """How many of (a fixed sample of) the training texts, encoded as for training, have more
+    than `max_length` tokens, which truncation cuts off; and how many were looked at."""
+    train = splits.train
+    sample = train.sample(min(UNKNOWN_SAMPLE, len(train)), random_state=0)
+    pairs = sample["text_pair"].tolist() if "text_pair" in sample.columns else None
+    ids = tokenizer(sample["text"].tolist(), pairs, truncation=True,
+                    max_length=max_length + 1)["input_ids"]
+    return sum(len(row) > max_length for row in ids), len(ids)
+
+
 UNKNOWN_SAMPLE = 1000  # training texts sampled to measure a tokenizer's unknown-token share
 
 

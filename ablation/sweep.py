@@ -323,6 +323,7 @@ def preflight(spec: ExperimentSpec, trials: list[TrialSpec], inputs: TrialInputs
     notes: dict[str, str] = {}  # one per variant (trials repeat it once per seed)
     limits: dict[str, int | None] = {}  # one model skeleton per model and overrides
     longer: dict[str, int] = {}  # how many texts are longer than a model's limit
+    cut: set[str] = set()  # the models and max_lengths whose truncation was looked at
     for trial in trials:
         where = f"{spec.path}: {trial.variant}"
         try:
@@ -344,6 +345,12 @@ def preflight(spec: ExperimentSpec, trials: list[TrialSpec], inputs: TrialInputs
                         f"max_length = {trial.recipe.max_length} is more than the {limit} tokens "
                         f"that {source.name} can take, and {longer[model_key]} examples are "
                         f"longer than that; set max_length = {limit} or less")
+            length_key = f"{model_key}\x1f{trial.recipe.max_length}"
+            if length_key not in cut:
+                cut.add(length_key)
+                note = _cut_texts(trial, source.name, tokenizer, inputs.splits, limit)
+                if note:
+                    notes[length_key] = note
             _check_vocabulary(source, config, tokenizer, inputs.splits)
             same = _model_own_dropout(spec, trial, config)
             if same:
@@ -385,6 +392,26 @@ def _unknown_tokens(model: str, tokenizer: Any, splits: Any) -> str | None:
     return (f"{model}'s tokenizer reads {share:.0%} of the training texts' tokens as "
             f"{tokenizer.unk_token} (of up to {UNKNOWN_SAMPLE} texts): the model sees little of "
             "them; a model whose vocabulary covers their language reads them")
+
+
+def _cut_texts(trial: TrialSpec, model: str, tokenizer: Any, splits: Any,
+               limit: int | None) -> str | None:
+    """A note when a variant's max_length cuts training texts short (movie reviews at 128
+    tokens): truncation is silent, and the model never reads the rest of them."""
+    from .data import count_cut
+
+    length = trial.recipe.max_length
+    longer, total = count_cut(splits, tokenizer, length)
+    if not longer:
+        return None
+    share = f"{longer / total:.0%}" if longer / total >= 0.01 else "under 1%"
+    more = ("; a larger max_length reads more of them" if limit is None
+            else f"; a larger max_length (up to {limit}) reads more of them" if length < limit
+            else "")
+    return (f"{trial.variant}: max_length = {length} truncates {share} of the training texts "
+            f"({longer} of {total}{' sampled' if total < len(splits.train) else ''}): {model}'s "
+            f"tokenizer makes them longer, and the model reads only their first {length} tokens"
+            f"{more}")
 
 
 def _model_own_dropout(spec: ExperimentSpec, trial: TrialSpec, config: Any) -> str | None:

@@ -526,6 +526,30 @@ def test_a_tokenizer_that_reads_much_of_the_text_as_unknown_is_noted(tmp_path, t
             "(of up to 1000 texts)") in capsys.readouterr().out
 
 
+def test_texts_longer_than_max_length_are_noted(tmp_path, tiny_model_dir, capsys):
+    """Long texts (movie reviews at max_length 128) lose their ends: validate says how many of the
+    training texts a variant's max_length cuts, once per length; a length that cuts none is quiet."""
+    from conftest import DEFAULT_BASELINE, make_texts, tiny_experiment
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for split, n, seed in (("train", 120, 1), ("validation", 30, 2), ("test", 30, 3)):
+        frame = make_texts(n, seed)  # 6 words: 8 tokens with [CLS] and [SEP]
+        frame.loc[::4, "text"] = frame["text"] + " the movie" * 10  # every 4th: 28 tokens
+        frame.to_csv(data / f"{split}.csv", index=False)
+    path = tiny_experiment(tmp_path, tiny_model_dir, data,
+                           baseline=DEFAULT_BASELINE + "max_length = 16\n",
+                           variants="bs32 = { batch_size = 32 }\nlong = { max_length = 32 }\n")
+    path.write_text(path.read_text().replace("max_eval_samples = 40",
+                                             'validation_split = "validation"'))
+    assert cli.main(["validate", str(path)]) == 0
+    notes = [line for line in capsys.readouterr().out.splitlines() if "max_length" in line]
+    assert notes == [f"note: baseline: max_length = 16 truncates 25% of the training texts (30 of "
+                     f"120): {tiny_model_dir}'s tokenizer makes them longer, and the model reads "
+                     "only their first 16 tokens; a larger max_length (up to 64) reads more of "
+                     "them"]
+
+
 def test_english_text_on_its_own_vocabulary_gets_no_unknown_token_note(write_experiment, capsys):
     assert cli.main(["validate", str(write_experiment())]) == 0
     assert "[UNK]" not in capsys.readouterr().out
