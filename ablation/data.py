@@ -566,6 +566,7 @@ def _label_ids(frames: dict[str, pd.DataFrame], spec: DataSpec,
             names = list(spec.label_names)
         else:
             names = sorted({str(v) for v in train_labels})
+            _note_case_twins(names, notes)
         index = {name: i for i, name in enumerate(names)}
         for split, frame in frames.items():
             mapped = frame["label"].astype(str).map(index)
@@ -657,6 +658,19 @@ def _strip_labels(frames: dict[str, pd.DataFrame], notes: list[str]) -> None:
         frame["label"] = clean
     if stripped:
         notes.append(f"stripped the spaces around {stripped} labels{example}")
+
+
+def _note_case_twins(names: list[str], notes: list[str]) -> None:
+    """'Positive' and 'positive' are two classes: a note names the first such pair (a typo in a
+    hand-edited file trains a class of its own); not refused, as a case can be meant."""
+    by_fold: dict[str, list[str]] = {}
+    for name in names:
+        by_fold.setdefault(name.casefold(), []).append(name)
+    twins = next((group for group in by_fold.values() if len(group) > 1), None)
+    if twins:
+        shown = " and ".join(repr(name) for name in twins)
+        notes.append(f"labels {shown} differ only in case: they are {len(twins)} classes (of "
+                     f"{len(names)} in all); write each class one way if they are one")
 
 
 def _single_class(spec: DataSpec, split: str, name: str) -> AblateInputError:

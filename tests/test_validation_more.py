@@ -86,6 +86,20 @@ def test_string_labels_are_stripped_with_a_note(tmp_path: Path) -> None:
     assert "split 'train': dropped 8 rows with an empty text or missing label" in splits.notes
 
 
+def test_string_labels_that_differ_only_in_case_are_noted(tmp_path: Path) -> None:
+    """'Positive' among 'positive' labels (a hand-edited spreadsheet) is a class of its own: a
+    note names the pair, as the model would otherwise learn a third class unseen."""
+    frame = pd.DataFrame({"text": [f"text {i}" for i in range(40)],
+                          "label": ["negative", "positive", "negative", "Positive"] * 10})
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    from ablation.config import DataSpec
+
+    splits = load_labeled_splits(DataSpec(dataset=str(tmp_path)))
+    assert splits.label_names == ["Positive", "negative", "positive"]
+    assert ("labels 'Positive' and 'positive' differ only in case: they are 2 classes (of 3 in "
+            "all); write each class one way if they are one") in splits.notes
+
+
 def test_a_max_length_beyond_the_positions_is_accepted_while_every_text_fits(
         tmp_path: Path, write_experiment, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
