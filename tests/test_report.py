@@ -666,3 +666,23 @@ def test_each_basis_line_names_the_comparisons_it_is_of(write_experiment):
     text = write_report(spec, study).read_text()
     assert "Computed from macro_f1 on test, paired over seeds 1, 2 (t-test): `baseline_w`." in text
     assert "Computed from macro_f1 on test, paired over seeds 1, 2, 3 (t-test): `baseline_v`." in text
+
+
+def test_label_names_no_font_can_draw_get_one_note_not_a_warning_per_glyph(tmp_path, capsys,
+                                                                          monkeypatch):
+    """Chinese label names (差评, 好评) on a machine with no CJK font: matplotlib warned once per
+    glyph, with its source lines, and drew boxes; one note says what the picture lacks instead."""
+    import warnings
+
+    from ablation.report import plots
+
+    monkeypatch.setattr(plots, "CJK_FONTS", ())  # as on a machine without any
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        path = plots.plot_confusions({"baseline (validation)": [[3, 1], [0, 2]]}, ["差评", "好评"],
+                                     tmp_path / "confusion.png")
+    assert path.is_file()
+    assert capsys.readouterr().err.splitlines() == [
+        f"note: {path}: no installed font draws the label names '差评', '好评' (they show as boxes); "
+        "install a font that has them (Noto Sans CJK for Chinese, Japanese and Korean) and run "
+        "`ablate report` again"]

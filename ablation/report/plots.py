@@ -3,6 +3,8 @@ different batch sizes line up."""
 
 from __future__ import annotations
 
+import sys
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -27,6 +29,13 @@ LINE_STYLES = ("-", "--", ":", "-.")
 # Every PNG a report may draw (the curves, then the summary plots): one it no longer draws (a
 # learning curve after its sweep was left out) is removed, rather than left beside the report.
 SUMMARY_PLOTS = ("metric", "confusion", "learning_curve")
+
+
+# Fonts with the CJK glyphs DejaVu Sans lacks (label names such as 差评 / 好评): those installed are
+# its fallbacks in the confusion matrices, glyph by glyph.
+CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans CJK JP", "Noto Sans CJK KR", "Source Han Sans SC",
+             "Noto Sans SC", "WenQuanYi Zen Hei", "WenQuanYi Micro Hei", "Microsoft YaHei", "SimHei",
+             "PingFang SC", "Hiragino Sans GB", "Arial Unicode MS")
 
 
 def plot_names() -> tuple[str, ...]:
@@ -106,6 +115,27 @@ def plot_metric(names: list[str], means: list[float], lows: list[float], highs: 
 
 def plot_confusions(matrices: dict[str, list[list[int]]], label_names: list[str], path: Path) -> Path:
     """Confusion matrices (rows true, columns predicted), side by side, normalised per true class."""
+    from matplotlib import font_manager
+
+    installed = {font.name for font in font_manager.fontManager.ttflist}
+    families = ["DejaVu Sans", *(name for name in CJK_FONTS if name in installed)]
+    with plt.rc_context({"font.family": families}), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font")  # said below
+        _draw_confusions(matrices, label_names, path)
+    drawn: set[int] = set()
+    for family in families:
+        drawn |= set(font_manager.get_font(font_manager.findfont(family)).get_charmap())
+    lacking = [name for name in label_names if any(ord(c) not in drawn for c in name)]
+    if lacking:
+        print(f"note: {path}: no installed font draws the label names "
+              f"{', '.join(map(repr, lacking[:5]))} (they show as boxes); install a font that has "
+              "them (Noto Sans CJK for Chinese, Japanese and Korean) and run `ablate report` again",
+              file=sys.stderr)
+    return path
+
+
+def _draw_confusions(matrices: dict[str, list[list[int]]], label_names: list[str],
+                     path: Path) -> None:
     import numpy as np
 
     fig, axes = plt.subplots(1, len(matrices), figsize=(4.2 * len(matrices), 4), dpi=110,
@@ -126,7 +156,6 @@ def plot_confusions(matrices: dict[str, list[list[int]]], label_names: list[str]
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
     _save(fig, path)
-    return path
 
 
 def plot_learning_curve(points: list[tuple[int, float, float, float]], metric: str,
