@@ -899,4 +899,5 @@ _SUFFIX_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456
 def check_variant_suffix(suffix: str, path: Path, section: str = "variants") -> None:
     if not suffix or not set(suffix) <= _SUFFIX_CHARS:
         raise AblateInputError(
-            f"{path}: [{section}] name {suffix!r} may use only letters, digits and . _ + -")
+            f"{path}: [{section}] name {suffix!r} may use only ASCII letters (a-z, A-Z), digits "
+            "and . _ + -")
