@@ -133,8 +133,10 @@ def read_texts(texts: list[str], files: list[Path]) -> list[str]:
                                "classify as a non-empty argument")
     for file in files:
         if file.name.lower().endswith(LOCAL_DATA_SUFFIXES):  # its header and labels would be texts
+            kind = next(s for s in sorted(LOCAL_DATA_SUFFIXES, key=len, reverse=True)
+                        if file.name.lower().endswith(s))
             raise AblateInputError(
-                f"--file {str(file)!r} is a data table ({file.suffix}): --file reads plain text, "
+                f"--file {str(file)!r} is a data table ({kind}): --file reads plain text, "
                 "one text per line, and would classify its header and every column as text; save "
                 "the texts alone one per line (.txt), or score labelled data with `ablate "
                 f"evaluate MODEL_OR_STUDY --dataset {file}`")

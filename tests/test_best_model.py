@@ -637,6 +637,18 @@ def test_predict_refuses_a_data_table_as_file(tmp_path, name):
         read_texts([], [tmp_path / name])
 
 
+def test_predict_names_a_compressed_tables_whole_suffix(tmp_path):
+    """IMDB's test.csv.gz is a table too: its kind is .csv.gz, not .gz."""
+    import gzip
+
+    from ablation.errors import AblateInputError
+    from ablation.inference import read_texts
+
+    (tmp_path / "test.csv.gz").write_bytes(gzip.compress(b"text,label\ngreat fun,1\n"))
+    with pytest.raises(AblateInputError, match=r"is a data table \(\.csv\.gz\): "):
+        read_texts([], [tmp_path / "test.csv.gz"])
+
+
 def test_the_predictions_table_keeps_its_columns_for_wide_and_multiline_texts():
     from ablation.inference import _columns, format_predictions
 
