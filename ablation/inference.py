@@ -357,16 +357,34 @@ def format_evaluation(result: Evaluation) -> str:
     names = [*SCALAR_METRICS, "eval_loss"]
     lines = ["metric               value"]
     lines += [f"{name:<20} {result.metrics[name]:.4f}" for name in names if name in result.metrics]
-    lines += ["", "per class (scikit-learn classification_report):", result.per_class_text.rstrip(),
+    lines += ["", "per class (scikit-learn classification_report):",
+              _wide_names(result.per_class_text.rstrip(), result.label_names),
               "", "confusion matrix (rows: true label, columns: predicted):"]
-    width = max(6, *(len(n) for n in result.label_names), *(len(str(v)) for row in result.confusion
-                                                            for v in row))
-    lines.append(" " * width + " " + " ".join(f"{n:>{width}}" for n in result.label_names))
+    width = max(6, *(_columns(n) for n in result.label_names),
+                *(len(str(v)) for row in result.confusion for v in row))
+    lines.append(" " * width + " " + " ".join(_right(n, width) for n in result.label_names))
     for name, row in zip(result.label_names, result.confusion, strict=True):
-        lines.append(f"{name:>{width}} " + " ".join(f"{v:>{width}}" for v in row))
+        lines.append(f"{_right(name, width)} " + " ".join(f"{v:>{width}}" for v in row))
     lines += ["", f"inference: {result.examples} examples in {result.runtime_s:.2f} s, "
                   f"{result.samples_per_s:.1f} samples/s ({result.device}, {result.precision})"]
     return "\n".join(lines)
+
+
+def _right(text: str, width: int) -> str:
+    """The text right-aligned in `width` terminal columns (a CJK character takes two)."""
+    return " " * (width - _columns(text)) + text
+
+
+def _wide_names(report: str, names: list[str]) -> str:
+    """scikit-learn's classification_report pads its first column by characters: a CJK class name
+    (差评) takes two columns a character and pushes its row's numbers right. Re-padded here by
+    terminal columns, its first column as wide as scikit-learn's or the widest name."""
+    if all(name.isascii() for name in names):
+        return report
+    first = max(len("weighted avg"), *(len(name) for name in names))  # as scikit-learn sizes it
+    shown = max(first, *(_columns(name) for name in names))
+    return "\n".join(_right(line[:first].lstrip(), shown) + line[first:] if line else line
+                     for line in report.split("\n"))
 
 
 # --------------------------------------------------------------------------- checkpoints

@@ -749,3 +749,27 @@ def test_evaluate_names_an_option_only_when_it_was_given(best_study, tmp_path, c
                               "another): split ") and err.count("\n") == 1
     assert cli.main(["evaluate", str(best), "--dataset", str(data), "--text-column", "txt"]) == 2
     assert capsys.readouterr().err.startswith("ablate: error: --text-column 'txt': split ")
+
+
+def test_the_evaluation_tables_keep_their_columns_for_chinese_label_names():
+    """差评 / 好评 take four terminal columns, not two: scikit-learn's per-class report and the
+    confusion matrix are padded by what a terminal shows, as predict's table is."""
+    from sklearn.metrics import classification_report
+
+    from ablation.inference import Evaluation, _columns, format_evaluation
+
+    names, labels, predictions = ["好评", "差评"], [0, 1, 1, 1], [0, 1, 1, 0]
+    report = {"labels": [0, 1], "target_names": names, "digits": 4, "zero_division": 0}
+    result = Evaluation(examples=4, label_names=names, metrics={"accuracy": 0.75},
+                        per_class=classification_report(labels, predictions, output_dict=True,
+                                                        **report),
+                        per_class_text=classification_report(labels, predictions, **report),
+                        confusion=[[1, 0], [1, 2]], runtime_s=1.0, samples_per_s=4.0,
+                        device="cpu", precision="fp32")
+    lines = format_evaluation(result).splitlines()
+    matrix_at = lines.index("confusion matrix (rows: true label, columns: predicted):")
+    per_class = lines[lines.index("per class (scikit-learn classification_report):") + 1:matrix_at]
+    assert len({_columns(line) for line in per_class if line}) == 1, per_class  # right-aligned
+    assert per_class[2].startswith("        好评     0.5000") and per_class[3].endswith("         3")
+    matrix = lines[matrix_at + 1:matrix_at + 4]
+    assert len({_columns(line) for line in matrix}) == 1, matrix
