@@ -359,7 +359,7 @@ def _value_cell(row: Any, fmt: Any) -> str:
 
 def _print_summary(spec: Any, built: dict[str, Any]) -> None:
     from .models import stale_best_model
-    from .report.effects import fmt_interval, tentative
+    from .report.effects import fmt_interval, fmt_p, tentative
     from .report.markdown import fmt, fmt_delta
 
     variants, metric = built["variants"], built["metric"]
@@ -373,11 +373,14 @@ def _print_summary(spec: Any, built: dict[str, Any]) -> None:
                   f"{delta:>9}  {row['changes']}")
     if built["effects"]:
         splits = sorted({effect.split for effect in built["effects"]})
-        print(f"\nwhat mattered (Δ vs reference on the {' and '.join(splits)} split, 95 % CI):")
+        # p beside the interval: a verdict of "within noise" next to an interval that leaves out
+        # 0 (a bootstrap CI and McNemar's p can disagree near the edge) is explained by it.
+        print(f"\nwhat mattered (Δ vs reference on the {' and '.join(splits)} split, 95 % CI, p):")
         for effect in built["effects"]:
             print(f"  {effect.variant:<{width}} vs {effect.reference:<9} "
-                  f"{fmt_delta(effect.interval.estimate):>8} {fmt_interval(effect.interval):>20}  "
-                  f"{effect.verdict}" + (f" (Δ {effect.metric})" if effect.metric != metric else ""))
+                  f"{fmt_delta(effect.interval.estimate):>8} {fmt_interval(effect.interval):>20} "
+                  f"{'p ' + fmt_p(effect.interval.p_value):>9}  {effect.verdict}"
+                  + (f" (Δ {effect.metric})" if effect.metric != metric else ""))
         weak = tentative(built["effects"], built["holm"])
         if weak:
             print(f"  tested together (Holm's correction over {len(built['holm'])}): "

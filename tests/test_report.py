@@ -213,7 +213,8 @@ def test_two_seeds_give_a_paired_interval_and_a_wide_one_is_within_noise(stored_
     assert effect.seeds == 2 and "One seed:" not in text  # paired over seeds: the caveat is moot
     cli._print_summary(spec, built)
     out = capsys.readouterr().out
-    assert "what mattered (Δ vs reference on the test split, 95 % CI)" in out
+    assert "what mattered (Δ vs reference on the test split, 95 % CI, p)" in out
+    assert "+0.1100   [-0.0171, +0.2371]   p 0.058  within noise" in out  # p explains the verdict
     assert "one seed" not in out and "macro_f1 (validation)" in out
     assert "macro_f1 on test, paired over seeds 7, 42 (t-test)" in text
     assert "macro_f1 95 % CI" in text  # the CI column of the results table
@@ -275,7 +276,7 @@ def test_one_seed_compares_the_same_test_examples_by_bootstrap_and_permutation(w
     out = capsys.readouterr().out
     assert "one seed: these intervals leave out the training's own" in out
     # the table above it is on validation, these differences on test: each says which
-    assert "what mattered (Δ vs reference on the test split, 95 % CI)" in out
+    assert "what mattered (Δ vs reference on the test split, 95 % CI, p)" in out
     assert "macro_f1 (validation)" in out
 
 
