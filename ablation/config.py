@@ -803,7 +803,8 @@ def load_spec(path: str | Path, sets: list[str] | None = None,
         raise AblateInputError(f"{path}: [data] dataset is required (a Hub id or a local file)")
     if not model.name:
         raise AblateInputError(f"{path}: [model] name is required (a Hub id or a local folder)")
-    _check_distinct_columns(data_spec, path)
+    with blame.on("data"):
+        _check_distinct_columns(data_spec, path)
     if data_spec.validation_split and data_spec.validation_split == data_spec.train_split:
         raise AblateInputError(
             f"{path}: [data] validation_split must differ from train_split "
