@@ -448,6 +448,13 @@ class AblateTrainer(Trainer):
             (folder / LOG_WINDOW.format(self.args.process_index)).write_text(json.dumps(
                 {"loss": self._tr_loss.item(), "last_logged": self._globalstep_last_logged}))
 
+    def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
+        # Each evaluation's data loader draws its base seed from torch's CPU generator: without the
+        # fork, evaluating at other steps (eval_steps) would change the dropout masks and data order
+        # of every training step after it, and an eval_steps variant would train another model.
+        with torch.random.fork_rng(devices=[]):
+            return super().evaluate(*args, **kwargs)
+
     def evaluation_loop(self, dataloader: Any, description: str, prediction_loss_only: bool | None = None,
                         ignore_keys: list[str] | None = None, metric_key_prefix: str = "eval") -> Any:
         output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys,

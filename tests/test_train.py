@@ -227,3 +227,19 @@ def test_an_accumulated_step_of_uneven_micro_batches_is_the_mean_over_its_exampl
     for one, other in zip(large, accumulated, strict=True):
         assert other["loss"] == pytest.approx(one["loss"], rel=1e-4), one["step"]
         assert other["grad_norm"] == pytest.approx(one["grad_norm"], rel=1e-4), one["step"]
+
+
+def test_evaluating_more_often_trains_the_same_steps(write_experiment):
+    """eval_steps says when to evaluate, not how to train: every evaluation's data loader drew its
+    seed from torch's generator, so a variant evaluating at step 3 trained with other dropout masks
+    from step 4 on than a baseline evaluating at step 5, and its report compared two trainings."""
+    baseline = "learning_rate = 1e-3\nbatch_size = 16\nepochs = 1\nlogging_steps = 1\neval_steps = 5\n"
+    variants = "ev3 = { eval_steps = 3 }\n"
+    path = write_experiment(baseline=baseline, variants=variants)
+    assert cli.main(["run", str(path)]) == 0
+    results = _results(path)
+    baseline_steps, variant_steps = results["baseline-s42"]["history"], results["baseline_ev3-s42"]["history"]
+    assert [p["step"] for p in variant_steps] == [p["step"] for p in baseline_steps] == list(range(1, 15))
+    assert [p["loss"] for p in variant_steps] == [p["loss"] for p in baseline_steps]
+    assert ([p["step"] for p in results["baseline_ev3-s42"]["eval_history"]]
+            == [3, 6, 9, 12, 14])
