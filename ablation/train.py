@@ -49,7 +49,11 @@ from .variants import TrialSpec
 
 log = logging.getLogger(__name__)
 
-DROPOUT_KEYS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout")
+# Hidden and attention dropout as the architectures name them: BERT-likes, DistilBERT/BART, Funnel
+# and GPT-NeoX-likes, ModernBERT, GPT-2/Phi, GPT-Neo, StarCoder2, T5.
+DROPOUT_KEYS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout",
+                "hidden_dropout", "embedding_dropout", "mlp_dropout", "resid_pdrop", "embd_pdrop",
+                "attn_pdrop", "resid_dropout", "embed_dropout", "residual_dropout", "dropout_rate")
 CLASSIFIER_DROPOUT_KEYS = ("classifier_dropout", "seq_classif_dropout")
 TRAIN_KEYS = ("loss", "grad_norm", "learning_rate")
 

@@ -243,3 +243,34 @@ def test_evaluating_more_often_trains_the_same_steps(write_experiment):
     assert [p["loss"] for p in variant_steps] == [p["loss"] for p in baseline_steps]
     assert ([p["step"] for p in results["baseline_ev3-s42"]["eval_history"]]
             == [3, 6, 9, 12, 14])
+
+
+SMALL_CONFIGS = {
+    "bert": lambda: transformers.BertConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                            intermediate_size=32, vocab_size=50),
+    "distilbert": lambda: transformers.DistilBertConfig(dim=16, n_layers=1, n_heads=2, hidden_dim=32,
+                                                        vocab_size=50),
+    "modernbert": lambda: transformers.ModernBertConfig(
+        hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, vocab_size=50,
+        pad_token_id=0, bos_token_id=1, eos_token_id=2, cls_token_id=1, sep_token_id=2),
+    "funnel": lambda: transformers.FunnelConfig(d_model=16, n_head=2, d_head=8, d_inner=32, vocab_size=50,
+                                                block_sizes=[1], block_repeats=[1], num_decoder_layers=1),
+}
+
+
+@pytest.mark.parametrize("architecture", sorted(SMALL_CONFIGS))
+def test_the_dropout_knob_sets_every_dropout_of_the_encoder(architecture):
+    """`dropout` sets hidden and attention dropout whatever the config calls them: ModernBERT's
+    embedding and MLP dropout (and Funnel's hidden dropout) were left as they were, so a dropout
+    variant of those models changed the attention dropout only, under the name `dropout=0.37`.
+    Dropout inside the feed-forward layer (activation_dropout) stays the model's, as documented."""
+    from ablation.config import Recipe
+
+    config = train.apply_dropout(SMALL_CONFIGS[architecture](), Recipe(dropout=0.37))
+    config.num_labels = 3
+    model = transformers.AutoModelForSequenceClassification.from_config(config)
+    rates = {name: module.p for name, module in model.base_model.named_modules()  # not Funnel's
+             if isinstance(module, torch.nn.Dropout) and not name.endswith("activation_dropout")}
+    assert rates and set(rates.values()) == {0.37}, rates
+    attention = [key for key in ("attention_probs_dropout_prob", "attention_dropout") if hasattr(config, key)]
+    assert attention and all(getattr(config, key) == 0.37 for key in attention)
