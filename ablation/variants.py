@@ -172,6 +172,9 @@ def _trained_as(spec: ExperimentSpec, knob: str, value: Any) -> Any:
 
 # transformers' schedulers that take no warmup: a warmup_ratio beside them trains nothing else.
 NO_WARMUP_SCHEDULERS = ("constant", "reduce_lr_on_plateau", "greedy")
+# transformers' schedulers that train another's schedule as no knob sets their arguments: hard
+# restarts' one cycle (num_cycles = 1) is the cosine schedule, step for step.
+SAME_SCHEDULES = {"cosine_with_restarts": "cosine"}
 
 
 def inert_knobs(recipe: dict[str, Any]) -> dict[str, str]:
@@ -206,6 +209,7 @@ def redundant_variants(spec: ExperimentSpec) -> list[str]:
 
     def trained(overrides: dict[str, Any]) -> str:
         recipe = baseline | applied(baseline["model_config"], overrides)
+        recipe["lr_scheduler"] = SAME_SCHEDULES.get(recipe["lr_scheduler"], recipe["lr_scheduler"])
         inert = inert_knobs(recipe)
         return repr(sorted((knob, _trained_as(spec, knob, recipe[knob])) for knob in recipe
                            if knob not in inert))
@@ -217,6 +221,11 @@ def redundant_variants(spec: ExperimentSpec) -> list[str]:
         notes += [f"{name}: {describe_changes({knob: overrides[knob]})} changes nothing: {why}"
                   for knob, why in inert.items() if knob in overrides
                   and (name == BASELINE or overrides[knob] != baseline[knob])]
+        scheduler = overrides.get("lr_scheduler")
+        if scheduler in SAME_SCHEDULES and (name == BASELINE or scheduler != baseline["lr_scheduler"]):
+            notes.append(f"{name}: lr_scheduler={scheduler} trains as lr_scheduler = "
+                         f"{toml_value(SAME_SCHEDULES[scheduler])}: no knob sets its num_cycles, and with "
+                         "one cycle it never restarts")
 
     notes += [f"[sweep] {knob} = {toml_value(values)} lists only the baseline's value: it adds no "
               "variant" for knob, values in spec.sweep.items()

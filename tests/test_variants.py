@@ -297,6 +297,22 @@ def test_knobs_that_change_nothing_in_their_recipe_get_a_note(tmp_path):
         "(constant_with_warmup has)"]
 
 
+def test_cosine_with_restarts_gets_a_note_that_it_trains_the_cosine_schedule(tmp_path):
+    """No knob passes num_cycles, and transformers' one cycle never restarts: the schedule is
+    cosine's, step for step, so a restarts variant compared with a cosine one is an A/A comparison
+    under another name."""
+    spec = spec_from(tmp_path, """
+        [variants]
+        cosine = { lr_scheduler = "cosine" }
+        restarts = { lr_scheduler = "cosine_with_restarts" }
+        """)
+    assert redundant_variants(spec) == [
+        "baseline_restarts: lr_scheduler=cosine_with_restarts trains as lr_scheduler = 'cosine': "
+        "no knob sets its num_cycles, and with one cycle it never restarts",
+        "variant 'baseline_restarts' (lr_scheduler=cosine_with_restarts) trains the same recipe as "
+        "'baseline_cosine'"]
+
+
 def test_changes_are_described_as_the_file_writes_them():
     from ablation.variants import describe_changes
 
