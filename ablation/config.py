@@ -231,7 +231,7 @@ class Recipe:
     """The training knobs; `[baseline]` sets them and each variant overrides some."""
 
     learning_rate: float = _knob(2e-5, _float(0, low_open=True), "peak learning rate")
-    batch_size: int = _knob(16, _int(1), "per-device train batch size")
+    batch_size: int = _knob(16, _int(1), "train batch size (global with devices_per_trial > 1)")
     eval_batch_size: int = _knob(64, _int(1), "per-device evaluation batch size")
     gradient_accumulation_steps: int = _knob(1, _int(1), "optimizer step every N batches")
     epochs: float = _knob(3.0, _float(0, low_open=True), "training epochs")
