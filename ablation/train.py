@@ -54,7 +54,8 @@ log = logging.getLogger(__name__)
 DROPOUT_KEYS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout",
                 "hidden_dropout", "embedding_dropout", "mlp_dropout", "resid_pdrop", "embd_pdrop",
                 "attn_pdrop", "resid_dropout", "embed_dropout", "residual_dropout", "dropout_rate")
-CLASSIFIER_DROPOUT_KEYS = ("classifier_dropout", "seq_classif_dropout")
+CLASSIFIER_DROPOUT_KEYS = ("classifier_dropout", "seq_classif_dropout", "classifier_dropout_prob",
+                           "summary_last_dropout")  # ... DistilBERT, ALBERT, XLNet
 TRAIN_KEYS = ("loss", "grad_norm", "learning_rate")
 
 

@@ -253,6 +253,9 @@ SMALL_CONFIGS = {
     "modernbert": lambda: transformers.ModernBertConfig(
         hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, vocab_size=50,
         pad_token_id=0, bos_token_id=1, eos_token_id=2, cls_token_id=1, sep_token_id=2),
+    "albert": lambda: transformers.AlbertConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                                intermediate_size=32, vocab_size=50, embedding_size=8),
+    "xlnet": lambda: transformers.XLNetConfig(d_model=16, n_layer=1, n_head=2, d_inner=32, vocab_size=50),
     "funnel": lambda: transformers.FunnelConfig(d_model=16, n_head=2, d_head=8, d_inner=32, vocab_size=50,
                                                 block_sizes=[1], block_repeats=[1], num_decoder_layers=1),
 }
@@ -273,4 +276,19 @@ def test_the_dropout_knob_sets_every_dropout_of_the_encoder(architecture):
              if isinstance(module, torch.nn.Dropout) and not name.endswith("activation_dropout")}
     assert rates and set(rates.values()) == {0.37}, rates
     attention = [key for key in ("attention_probs_dropout_prob", "attention_dropout") if hasattr(config, key)]
-    assert attention and all(getattr(config, key) == 0.37 for key in attention)
+    assert all(getattr(config, key) == 0.37 for key in attention)  # XLNet's: `dropout`, above
+
+
+@pytest.mark.parametrize("architecture", sorted(set(SMALL_CONFIGS) - {"funnel"}))  # its head: hidden_dropout
+def test_the_classifier_dropout_knob_sets_the_dropout_of_the_classification_head(architecture):
+    """ALBERT names it classifier_dropout_prob and XLNet summary_last_dropout: the knob was refused
+    for them ("has none of classifier_dropout, seq_classif_dropout")."""
+    from ablation.config import Recipe
+
+    config = train.apply_dropout(SMALL_CONFIGS[architecture](), Recipe(classifier_dropout=0.37))
+    config.num_labels = 3
+    model = transformers.AutoModelForSequenceClassification.from_config(config)
+    encoder = {id(module) for module in model.base_model.modules()}
+    rates = {name: module.p for name, module in model.named_modules()
+             if isinstance(module, torch.nn.Dropout) and id(module) not in encoder}
+    assert rates and set(rates.values()) == {0.37}, rates
