@@ -197,6 +197,15 @@ def _class_weight(value: Any) -> str | list[float]:
     raise ValueError('must be "none", "balanced" or a list of positive numbers, one per class')
 
 
+# The model config keys the dropout knobs set (over [model] config and model_config): hidden and
+# attention dropout as BERT-likes, DistilBERT/BART, Funnel and GPT-NeoX-likes, ModernBERT, GPT-2/Phi,
+# GPT-Neo, StarCoder2 and T5 name them; the classifier's.
+DROPOUT_KEYS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout",
+                "hidden_dropout", "embedding_dropout", "mlp_dropout", "resid_pdrop", "embd_pdrop",
+                "attn_pdrop", "resid_dropout", "embed_dropout", "residual_dropout", "dropout_rate")
+CLASSIFIER_DROPOUT_KEYS = ("classifier_dropout", "seq_classif_dropout", "classifier_dropout_prob",
+                           "summary_last_dropout")  # ... DistilBERT, ALBERT, XLNet
+
 # Schedulers that need arguments (min_lr, num_decay_steps) no knob passes: they fail every trial.
 UNSUPPORTED_SCHEDULERS = ("cosine_with_min_lr", "cosine_warmup_with_min_lr", "warmup_stable_decay")
 

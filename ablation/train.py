@@ -35,7 +35,7 @@ from transformers import (
     TrainingArguments,
 )
 
-from .config import ExperimentSpec, Recipe, toml_value
+from .config import CLASSIFIER_DROPOUT_KEYS, DROPOUT_KEYS, ExperimentSpec, Recipe, toml_value
 from .cpu_dropout import use_uniform_dropout
 from .data import TokenizedData
 from .embedding_gradient import clip_grad_norm, keep_embedding_gradient, step_reachable_rows
@@ -49,13 +49,6 @@ from .variants import TrialSpec
 
 log = logging.getLogger(__name__)
 
-# Hidden and attention dropout as the architectures name them: BERT-likes, DistilBERT/BART, Funnel
-# and GPT-NeoX-likes, ModernBERT, GPT-2/Phi, GPT-Neo, StarCoder2, T5.
-DROPOUT_KEYS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout",
-                "hidden_dropout", "embedding_dropout", "mlp_dropout", "resid_pdrop", "embd_pdrop",
-                "attn_pdrop", "resid_dropout", "embed_dropout", "residual_dropout", "dropout_rate")
-CLASSIFIER_DROPOUT_KEYS = ("classifier_dropout", "seq_classif_dropout", "classifier_dropout_prob",
-                           "summary_last_dropout")  # ... DistilBERT, ALBERT, XLNet
 TRAIN_KEYS = ("loss", "grad_norm", "learning_rate")
 
 

@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .config import MAX_NAME_LENGTH, Recipe, set_variant, toml_value
+from .config import (
+    CLASSIFIER_DROPOUT_KEYS,
+    DROPOUT_KEYS,
+    MAX_NAME_LENGTH,
+    Recipe,
+    set_variant,
+    toml_value,
+)
 from .errors import AblateInputError
 
 if TYPE_CHECKING:
@@ -188,6 +195,14 @@ def inert_knobs(recipe: dict[str, Any]) -> dict[str, str]:
     return inert
 
 
+def overwritten_config(recipe: dict[str, Any]) -> dict[str, str]:
+    """Keys of a resolved recipe's model_config that its dropout knobs overwrite (they are applied
+    over the config), each with the knob that sets it."""
+    knobs = (("dropout", DROPOUT_KEYS), ("classifier_dropout", CLASSIFIER_DROPOUT_KEYS))
+    return {key: knob for knob, keys in knobs if recipe[knob] is not None
+            for key in recipe["model_config"] or {} if key in keys}
+
+
 def variants_sets_add(spec: ExperimentSpec) -> list[str]:
     """Notes on the variants a `--set variants.NAME.KNOB=VALUE` adds, the file having no NAME:
     allowed (a variant tried from the command line), but a misspelt NAME would otherwise train
@@ -210,6 +225,9 @@ def redundant_variants(spec: ExperimentSpec) -> list[str]:
     def trained(overrides: dict[str, Any]) -> str:
         recipe = baseline | applied(baseline["model_config"], overrides)
         recipe["lr_scheduler"] = SAME_SCHEDULES.get(recipe["lr_scheduler"], recipe["lr_scheduler"])
+        overwritten = overwritten_config(recipe)
+        if overwritten:
+            recipe["model_config"] = {k: v for k, v in recipe["model_config"].items() if k not in overwritten}
         inert = inert_knobs(recipe)
         return repr(sorted((knob, _trained_as(spec, knob, recipe[knob])) for knob in recipe
                            if knob not in inert))
@@ -221,6 +239,17 @@ def redundant_variants(spec: ExperimentSpec) -> list[str]:
         notes += [f"{name}: {describe_changes({knob: overrides[knob]})} changes nothing: {why}"
                   for knob, why in inert.items() if knob in overrides
                   and (name == BASELINE or overrides[knob] != baseline[knob])]
+        recipe = baseline | applied(baseline["model_config"], overrides)
+        own = {key: ("model_config", value) for key, value in (overrides.get("model_config") or {}).items()}
+        if name == BASELINE:  # [model] config is the baseline's too
+            own = {key: ("[model] config", value) for key, value in spec.model.config.items()} | own
+            recipe["model_config"] = {**spec.model.config, **(recipe["model_config"] or {})}
+        for key, knob in overwritten_config(recipe).items():
+            if key in own:
+                where, value = own[key]
+                notes.append(f"{name}: {where} {key} = {toml_value(value)} changes nothing: {knob} = "
+                             f"{toml_value(recipe[knob])} sets it ({knob} = \"\" in "
+                             f"{'[baseline]' if name == BASELINE else 'this variant'} leaves it to {where})")
         scheduler = overrides.get("lr_scheduler")
         if scheduler in SAME_SCHEDULES and (name == BASELINE or scheduler != baseline["lr_scheduler"]):
             notes.append(f"{name}: lr_scheduler={scheduler} trains as lr_scheduler = "

@@ -313,6 +313,38 @@ def test_cosine_with_restarts_gets_a_note_that_it_trains_the_cosine_schedule(tmp
         "'baseline_cosine'"]
 
 
+def test_a_model_config_dropout_that_the_dropout_knob_overwrites_gets_a_note(tmp_path):
+    """The dropout knobs are applied over the model config: with the baseline's dropout = 0.1, a
+    variant's model_config = { hidden_dropout_prob = 0.2 } trained at 0.1, the baseline again,
+    and its report row said hidden_dropout_prob=0.2 made no difference."""
+    spec = spec_from(tmp_path, """
+        dropout = 0.1
+        [variants]
+        hdrop = { model_config = { hidden_dropout_prob = 0.2, num_hidden_layers = 2 } }
+        head = { classifier_dropout = 0.3, model_config = { classifier_dropout = 0.5 } }
+        own = { dropout = "", model_config = { hidden_dropout_prob = 0.2 } }
+        """)
+    assert redundant_variants(spec) == [
+        "baseline_hdrop: model_config hidden_dropout_prob = 0.2 changes nothing: dropout = 0.1 "
+        "sets it (dropout = \"\" in this variant leaves it to model_config)",
+        "baseline_head: model_config classifier_dropout = 0.5 changes nothing: classifier_dropout = "
+        "0.3 sets it (classifier_dropout = \"\" in this variant leaves it to model_config)"]
+    same = spec_from(tmp_path, """
+        dropout = 0.1
+        [variants]
+        hdrop = { model_config = { hidden_dropout_prob = 0.2 } }
+        """)
+    assert redundant_variants(same)[1:] == [
+        "variant 'baseline_hdrop' (model_config={hidden_dropout_prob=0.2}) trains the same recipe "
+        "as 'baseline'"]
+    path = tmp_path / "model_config.toml"  # [model] config is the baseline's own
+    path.write_text('[data]\ndataset = "mteb/x"\n[model]\nname = "org/model"\n'
+                    'config = { attention_probs_dropout_prob = 0.2 }\n[baseline]\ndropout = 0.1\n')
+    assert redundant_variants(load_spec(path)) == [
+        "baseline: [model] config attention_probs_dropout_prob = 0.2 changes nothing: dropout = 0.1 "
+        "sets it (dropout = \"\" in [baseline] leaves it to [model] config)"]
+
+
 def test_changes_are_described_as_the_file_writes_them():
     from ablation.variants import describe_changes
 
