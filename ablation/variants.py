@@ -182,6 +182,10 @@ NO_WARMUP_SCHEDULERS = ("constant", "reduce_lr_on_plateau", "greedy")
 # transformers' schedulers that train another's schedule as no knob sets their arguments: hard
 # restarts' one cycle (num_cycles = 1) is the cosine schedule, step for step.
 SAME_SCHEDULES = {"cosine_with_restarts": "cosine"}
+# ...and those that train nearly another's: polynomial at its default power 1 is the linear decay,
+# ending at 1e-7 rather than 0 (a different recipe, by a hair: noted, still trained).
+LIKE_SCHEDULES = {"polynomial": ("linear", "no knob sets its power, and at power 1 it is the "
+                                           "linear decay, ending at 1e-7 rather than 0")}
 
 
 def inert_knobs(recipe: dict[str, Any]) -> dict[str, str]:
@@ -255,6 +259,10 @@ def redundant_variants(spec: ExperimentSpec) -> list[str]:
             notes.append(f"{name}: lr_scheduler={scheduler} trains as lr_scheduler = "
                          f"{toml_value(SAME_SCHEDULES[scheduler])}: no knob sets its num_cycles, and with "
                          "one cycle it never restarts")
+        if scheduler in LIKE_SCHEDULES and (name == BASELINE or scheduler != baseline["lr_scheduler"]):
+            like, why = LIKE_SCHEDULES[scheduler]
+            notes.append(f"{name}: lr_scheduler={scheduler} trains almost as lr_scheduler = "
+                         f"{toml_value(like)}: {why}")
 
     notes += [f"[sweep] {knob} = {toml_value(values)} lists only the baseline's value: it adds no "
               "variant" for knob, values in spec.sweep.items()

@@ -313,6 +313,18 @@ def test_cosine_with_restarts_gets_a_note_that_it_trains_the_cosine_schedule(tmp
         "'baseline_cosine'"]
 
 
+def test_polynomial_gets_a_note_that_it_trains_almost_the_linear_schedule(tmp_path):
+    """At transformers' default power 1 (no knob sets it) the polynomial decay is linear's, to
+    1e-7 rather than 0: a polynomial-vs-linear comparison is nearly an A/A one, but still trained."""
+    spec = spec_from(tmp_path, """
+        [variants]
+        poly = { lr_scheduler = "polynomial" }
+        """)
+    assert redundant_variants(spec) == [
+        "baseline_poly: lr_scheduler=polynomial trains almost as lr_scheduler = 'linear': no knob "
+        "sets its power, and at power 1 it is the linear decay, ending at 1e-7 rather than 0"]
+
+
 def test_a_model_config_dropout_that_the_dropout_knob_overwrites_gets_a_note(tmp_path):
     """The dropout knobs are applied over the model config: with the baseline's dropout = 0.1, a
     variant's model_config = { hidden_dropout_prob = 0.2 } trained at 0.1, the baseline again,
