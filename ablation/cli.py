@@ -292,7 +292,8 @@ def _dry_run(spec: Any, args: argparse.Namespace) -> int:
     probes = run_probes(spec, study, propose, bool(retried))
     if to_queue or spec.search is not None:  # what run checks once the data and models load
         from .data import load_study_splits
-        from .sweep import TrialInputs, check_same_data, preflight
+        from .preflight import TrialInputs, preflight
+        from .sweep import check_same_data
 
         inputs = TrialInputs(spec, load_study_splits(spec))
         if study is not None:
@@ -524,8 +525,9 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     from .config import load_spec
     from .data import load_study_splits
+    from .preflight import TrialInputs, preflight
     from .search import probe_trials
-    from .sweep import TrialInputs, check_own_output_dir, preflight, select_trials
+    from .sweep import check_own_output_dir, select_trials
 
     spec = load_spec(args.file, args.sets)
     _print_spec(spec)

@@ -9,14 +9,11 @@ trial never stops the others.
 from __future__ import annotations
 
 import contextlib
-import copy
 import difflib
 import errno
 import gc
 import json
 import logging
-import math
-import re
 import shutil
 import threading
 import time
@@ -28,8 +25,9 @@ from typing import Any
 import optuna
 
 from . import interrupts, queue, records
-from .config import KNOBS, TYPO_CUTOFF, ExperimentSpec, last_set, shown_storage
+from .config import TYPO_CUTOFF, ExperimentSpec, last_set, shown_storage
 from .errors import AblateInputError, first_line
+from .preflight import TrialInputs, preflight
 from .progress import Lines, as_progress
 from .tracking import NullTracker, make_tracker
 from .variants import BASELINE, FULL, MINUS, PLUS, TrialSpec, describe_changes, expand, variant_names
@@ -258,258 +256,6 @@ def _record_study_attrs(study: optuna.Study, spec: ExperimentSpec, splits: Any) 
     for key, value in values.items():
         if study.user_attrs.get(key) != value:
             study.set_user_attr(key, value)
-
-
-class TrialInputs:
-    """Tokenizers and tokenized data shared by the trials of one invocation: each tokenizer is
-    loaded once, the data tokenized once per (tokenizer, max_length) and cached on disk; a
-    variant's train-set size is a selection of that, never a new tokenization."""
-
-    def __init__(self, spec: ExperimentSpec, splits: Any) -> None:
-        self.spec, self.splits = spec, splits
-        self._tokenizers: dict[tuple[str, str | None], Any] = {}
-        self._tokenized: dict[tuple[str, str | None, int], Any] = {}
-        self._configs: dict[tuple[str, str | None, str], Any] = {}
-
-    def model_config(self, source: Any) -> Any:
-        """The model config with its overrides (loaded once per model and overrides; checks the
-        override keys). Callers get a copy, since dropout knobs change it."""
-        from .train import load_model_config
-
-        key = (source.name, source.revision, json.dumps(source.config, sort_keys=True))
-        if key not in self._configs:
-            self._configs[key] = load_model_config(source, self.splits.label_names)
-        return copy.deepcopy(self._configs[key])
-
-    def tokenizer(self, source: Any) -> Any:
-        from .train import load_tokenizer
-
-        key = (source.name, source.revision)
-        if key not in self._tokenizers:
-            self._tokenizers[key] = load_tokenizer(source)
-        return self._tokenizers[key]
-
-    def for_trial(self, trial: TrialSpec) -> tuple[Any, Any]:
-        from .data import tokenize, with_train_size
-        from .train import ModelSource
-
-        source = ModelSource.of(self.spec, trial.recipe)
-        tokenizer = self.tokenizer(source)
-        key = (source.name, source.revision, trial.recipe.max_length)
-        if key not in self._tokenized:
-            self._tokenized[key] = tokenize(self.splits, tokenizer, trial.recipe.max_length,
-                                            self.spec.output_dir / "cache")
-        return tokenizer, with_train_size(self._tokenized[key], trial.recipe.max_train_samples)
-
-
-def preflight(spec: ExperimentSpec, trials: list[TrialSpec], inputs: TrialInputs) -> list[str]:
-    """Checks that need the data, the models or the machine, done before the first trial trains:
-    every model and tokenizer loads, config overrides exist and build a model, knobs fit the data
-    and the model (max_length within its positions, at least two classes in a subsample).
-    Returns notes on what the data makes a knob do (early stopping that cannot stop)."""
-    import numpy as np
-
-    from .data import check_train_size, count_longer
-    from .train import (
-        ModelSource,
-        apply_dropout,
-        check_precision,
-        class_weights,
-        model_skeleton,
-        position_limit,
-    )
-
-    label_names = inputs.splits.label_names
-    notes: dict[str, str] = {}  # one per variant (trials repeat it once per seed)
-    limits: dict[str, int | None] = {}  # one model skeleton per model and overrides
-    longer: dict[str, int] = {}  # how many texts are longer than a model's limit
-    cut: set[str] = set()  # the models and max_lengths whose truncation was looked at
-    for trial in trials:
-        where = f"{spec.path}: {trial.variant}"
-        try:
-            source = ModelSource.of(spec, trial.recipe)
-            config = inputs.model_config(source)
-            tokenizer = inputs.tokenizer(source)
-            model_key = json.dumps(source.identity(), sort_keys=True, default=str)
-            if model_key not in limits:
-                limits[model_key] = position_limit(model_skeleton(source, config), tokenizer)
-                unknown = _unknown_tokens(source.name, tokenizer, inputs.splits)
-                if unknown:
-                    notes.setdefault(model_key, unknown)
-            limit = limits[model_key]
-            if limit is not None and trial.recipe.max_length > limit:
-                if model_key not in longer:
-                    longer[model_key] = count_longer(inputs.splits, tokenizer, limit)
-                if longer[model_key]:
-                    raise AblateInputError(
-                        f"max_length = {trial.recipe.max_length} is more than the {limit} tokens "
-                        f"that {source.name} can take, and {longer[model_key]} examples are "
-                        f"longer than that; set max_length = {limit} or less")
-            length_key = f"{model_key}\x1f{trial.recipe.max_length}"
-            if length_key not in cut:
-                cut.add(length_key)
-                note = _cut_texts(trial, source.name, tokenizer, inputs.splits, limit)
-                if note:
-                    notes[length_key] = note
-            _check_vocabulary(source, config, tokenizer, inputs.splits)
-            same = _model_own_dropout(spec, trial, config)
-            if same:
-                notes.setdefault(trial.variant, same)
-            problem = check_precision(trial.recipe.precision)
-            if problem:
-                raise AblateInputError(f"precision = {trial.recipe.precision!r}: {problem}")
-            apply_dropout(config, trial.recipe)
-            devices = spec.experiment.devices_per_trial
-            if trial.recipe.batch_size % devices:
-                raise AblateInputError(
-                    f"batch_size = {trial.recipe.batch_size} is the global batch of "
-                    f"devices_per_trial = {devices} processes: it must be a multiple of {devices}")
-            class_weights(trial.recipe, np.arange(len(label_names)), len(label_names))
-            check_train_size(inputs.splits, trial.recipe.max_train_samples)
-        except AblateInputError as err:
-            change = _change_behind(spec, trial, str(err))
-            if change:  # the file's key that gave the generated variant its value
-                where = f"{where} ([ablation.changes] {change})"
-            given = _set_behind(spec, trial, str(err))
-            where = f"--set {given!r}: {trial.variant}" if given else where
-            raise AblateInputError(f"{where}: {err}") from None
-    rows = len(inputs.splits.train)
-    stops = [_never_stops_early(t, rows) for t in {t.variant: t for t in trials}.values()]
-    return list(notes.values()) + [note for note in stops if note]
-
-
-UNKNOWN_NOTE_SHARE = 0.05  # English text on an English vocabulary: well under 1 %
-
-
-def _unknown_tokens(model: str, tokenizer: Any, splits: Any) -> str | None:
-    """A note when the tokenizer reads much of the training text as its unknown token (an English
-    vocabulary on Chinese reviews: two thirds), which no knob of a study can make up for."""
-    from .data import UNKNOWN_SAMPLE, unknown_token_share
-
-    share = unknown_token_share(splits, tokenizer)
-    if share is None or share < UNKNOWN_NOTE_SHARE:
-        return None
-    return (f"{model}'s tokenizer reads {share:.0%} of the training texts' tokens as "
-            f"{tokenizer.unk_token} (of up to {UNKNOWN_SAMPLE} texts): the model sees little of "
-            "them; a model whose vocabulary covers their language reads them")
-
-
-def _cut_texts(trial: TrialSpec, model: str, tokenizer: Any, splits: Any,
-               limit: int | None) -> str | None:
-    """A note when a variant's max_length cuts training texts short (movie reviews at 128
-    tokens): truncation is silent, and the model never reads the rest of them."""
-    from .data import count_cut
-
-    length = trial.recipe.max_length
-    longer, total = count_cut(splits, tokenizer, length)
-    if not longer:
-        return None
-    share = f"{longer / total:.0%}" if longer / total >= 0.01 else "under 1%"
-    more = ("; a larger max_length reads more of them" if limit is None
-            else f"; a larger max_length (up to {limit}) reads more of them" if length < limit
-            else "")
-    return (f"{trial.variant}: max_length = {length} truncates {share} of the training texts "
-            f"({longer} of {total}{' sampled' if total < len(splits.train) else ''}): {model}'s "
-            f"tokenizer makes them longer, and the model reads only their first {length} tokens"
-            f"{more}")
-
-
-def _model_own_dropout(spec: ExperimentSpec, trial: TrialSpec, config: Any) -> str | None:
-    """A variant's dropout equal to what the model uses when the baseline leaves it unset
-    (BERT's 0.1): that change trains the baseline's dropout."""
-    from .train import DROPOUT_KEYS
-
-    value = trial.overrides.get("dropout")
-    if (value is None or spec.baseline.dropout is not None
-            or {"model", "model_config"} & set(trial.overrides)):  # another model: its own dropout
-        return None
-    own = [getattr(config, key) for key in DROPOUT_KEYS if getattr(config, key, None) is not None]
-    if not own or any(v != value for v in own):
-        return None
-    model = spec.baseline.model or spec.model.name
-    return (f"{trial.variant}: dropout={value:g} changes nothing: it is {model}'s own dropout, "
-            "which the baseline (dropout unset) trains with")
-
-
-def _never_stops_early(trial: TrialSpec, rows: int) -> str | None:
-    """Early stopping waits `patience` evaluations after the best one: a trial that evaluates
-    no more often than that trains to its end whatever the patience, as its baseline does."""
-    recipe = trial.recipe
-    if not recipe.early_stopping_patience:
-        return None
-    rows = min(rows, recipe.max_train_samples or rows)
-    batches = -(-rows // recipe.batch_size)  # per epoch, as the Trainer counts them
-    per_epoch = max(1, -(-batches // recipe.gradient_accumulation_steps))
-    steps = recipe.max_steps if recipe.max_steps > 0 else math.ceil(recipe.epochs * per_epoch)
-    every = recipe.eval_steps if recipe.eval_steps > 0 else per_epoch
-    evaluations = -(-steps // every)
-    if evaluations > recipe.early_stopping_patience:
-        return None
-    return (f"{trial.variant}: early_stopping_patience = {recipe.early_stopping_patience} never "
-            f"stops training: it evaluates {evaluations} time(s) in its {steps} steps (every "
-            f"{every}); a smaller eval_steps or patience lets it stop")
-
-
-def _knob_of(message: str) -> str | None:
-    """The knob a preflight message starts with (`precision = 'fp16': ...`), if it does; for
-    overrides from both `[model] config and model_config = ...`, model_config."""
-    knob = re.match(r"(?:\[model\] config and )?(\w+)", message)
-    return knob.group(1) if knob is not None and knob.group(1) in KNOBS else None
-
-
-def _change_behind(spec: ExperimentSpec, trial: TrialSpec, message: str) -> str | None:
-    """The [ablation.changes] entry that gave an [ablation] variant (full, full_minus_*,
-    baseline_plus_*) the knob a preflight message starts with: the name the file wrote."""
-    knob = _knob_of(message)
-    if (spec.ablation is None or knob not in trial.overrides
-            or not (trial.variant == FULL or trial.variant.startswith((MINUS, PLUS)))):
-        return None
-    return next((name for name, change in spec.ablation.changes.items()
-                 if change.get(knob) == trial.overrides[knob]), None)
-
-
-def _set_behind(spec: ExperimentSpec, trial: TrialSpec, message: str) -> str | None:
-    """The --set that gave the knob a preflight message starts with, if one did: the variant's
-    own (variants.NAME.KNOB) where it changes that knob, [search.space]'s for a value a search can
-    propose, the [ablation.changes] entry's for an [ablation] variant, else the baseline's."""
-    knob = _knob_of(message)
-    if knob is None:
-        return None
-    if knob in trial.overrides:
-        from .search import PROBE, space_set
-
-        if trial.variant.startswith(PROBE):  # a value [search.space] can propose
-            return space_set(spec, knob)
-        change = _change_behind(spec, trial, message)
-        if change:
-            return last_set(spec.sets, "ablation", "ablation.changes", f"ablation.changes.{change}",
-                            f"ablation.changes.{change}.{knob}")
-        suffix = trial.variant.removeprefix(BASELINE + "_")
-        return _knob_set(spec.sets, f"variants.{suffix}.{knob}", f"variants.{suffix}")
-    return _knob_set(spec.sets, f"baseline.{knob}")
-
-
-def _knob_set(sets: list[str], key: str, *others: str) -> str | None:
-    """last_set of `key` or `others`, where a --set of one key inside the knob's table
-    (`baseline.model_config.num_attention_heads=4`) counts as one of `key`."""
-    return next((item for item in reversed(sets)
-                 if (written := item.split("=", 1)[0].strip()) in (key, *others)
-                 or written.startswith(key + ".")), None)
-
-
-def _check_vocabulary(source: Any, config: Any, tokenizer: Any, splits: Any) -> None:
-    """An overridden vocab_size or type_vocab_size smaller than the tokenizer's ids builds a model
-    whose embeddings the first batch indexes past (an IndexError in training)."""
-    if "vocab_size" in source.config and len(tokenizer) > config.vocab_size:
-        raise AblateInputError(
-            f"{source.config_key('vocab_size')} vocab_size = {config.vocab_size} is less than the "
-            f"{len(tokenizer)} token ids of {source.name}'s tokenizer; leave it out or give "
-            f"{len(tokenizer)} or more")
-    pairs = "text_pair" in splits.train.columns
-    if "type_vocab_size" in source.config and pairs and config.type_vocab_size < 2:
-        raise AblateInputError(
-            f"{source.config_key('type_vocab_size')} type_vocab_size = {config.type_vocab_size}: "
-            "text pairs need two segment types; leave it out or give 2 or more")
 
 
 def checked_plan(study: optuna.Study, spec: ExperimentSpec, trials: list[TrialSpec],
