@@ -1,5 +1,6 @@
 """What the data notes added to every study's start cost: the unknown-token share of a tokenizer
-(preflight, once per model) and the train/validation/test overlap count (once per data load).
+(preflight, once per model), the share of training texts a max_length truncates (preflight, once
+per model and max_length) and the train/validation/test overlap count (once per data load).
 
 Usage: python benchmarks/startup_notes.py [FILE] [--repeats R]   (default FILE: the demo study;
 offline, `source ../shared/offline-hf.sh` first)
@@ -12,7 +13,7 @@ import statistics
 import time
 
 from ablation.config import load_spec
-from ablation.data import _overlap_notes, load_study_splits, unknown_token_share
+from ablation.data import _overlap_notes, count_cut, load_study_splits, unknown_token_share
 from ablation.errors import AblateInputError
 
 
@@ -32,7 +33,10 @@ def main() -> None:
         parser.error(str(err))
     tokenizer = AutoTokenizer.from_pretrained(spec.model.name)
     others = [("validation", splits.validation), ("test", splits.test)]
+    length = spec.baseline.max_length
     for name, call in (("unknown-token share", lambda: unknown_token_share(splits, tokenizer)),
+                       (f"truncated share at max_length {length}",
+                        lambda: count_cut(splits, tokenizer, length)),
                        ("overlap notes", lambda: _overlap_notes(splits.train, others))):
         times = []
         for _ in range(args.repeats):

@@ -532,7 +532,7 @@ def test_study_speed_puts_the_train_ratio_beside_the_two_ways_it_compares():
             "| baseline | 100.0 | 1.5 | 2.0 | 1.333 | 1.0 | 0.6000 | 0.6000 | 0.6100 | 0.6100 |") in section
 
 
-def test_startup_notes_times_both_notes_on_a_study_and_refuses_a_bad_file(write_experiment,
+def test_startup_notes_times_each_note_on_a_study_and_refuses_a_bad_file(write_experiment,
                                                                           monkeypatch, capsys):
     import startup_notes
 
@@ -540,7 +540,8 @@ def test_startup_notes_times_both_notes_on_a_study_and_refuses_a_bad_file(write_
     startup_notes.main()
     out = capsys.readouterr().out
     assert "unknown-token share: median" in out and "overlap notes: median" in out
-    assert out.count("over 2 (train") == 2
+    assert "truncated share at max_length 128: median" in out
+    assert out.count("over 2 (train") == 3
     monkeypatch.setattr(sys, "argv", ["startup_notes.py", "nope.toml"])
     with pytest.raises(SystemExit) as exit_:
         startup_notes.main()

@@ -574,14 +574,19 @@ def test_worker_processes_train_on_what_the_studys_sets_say(write_experiment, ca
     assert results(sets)["baseline_bs4-s42"][0] == 4 * load_spec(path).baseline.epochs  # 16 / 4
 
 
-def test_a_worker_reading_other_rows_is_refused_before_it_claims_a_trial(write_experiment, capsys):
+def test_a_worker_reading_other_rows_is_refused_before_it_claims_a_trial(write_experiment, capsys,
+                                                                         tiny_data_dir, tmp_path):
+    """The same [data] keys, another machine's copy of the files with a row changed."""
     path = write_experiment()
-    sets = ["--set", "data.max_train_samples=16"]
-    assert cli.main(["run", str(path), *sets, "--only", "baseline"]) == 0
-    study = open_study(load_spec(path, sets[1::2]), create=False)
+    assert cli.main(["run", str(path), "--only", "baseline"]) == 0
+    study = open_study(load_spec(path), create=False)
     study.enqueue_trial({}, user_attrs={"key": "queued"})  # work waiting for a worker
+    copy = shutil.copytree(tiny_data_dir, tmp_path / "copied-data")
+    train = (copy / "train.csv").read_text().splitlines()
+    train[1] = "a changed text," + train[1].rsplit(",", 1)[1]
+    (copy / "train.csv").write_text("\n".join(train) + "\n")
     capsys.readouterr()
-    assert cli.main(["worker", str(path)]) == 2  # without the run's --set: all the rows
+    assert cli.main(["worker", str(path), "--set", f'data.dataset="{copy}"']) == 2
     err = capsys.readouterr().err
     assert "other data rows" in err and "--set options of the `ablate run`" in err
     assert err.count("\n") == 1
