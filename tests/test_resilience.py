@@ -471,8 +471,12 @@ def test_workers_stop_when_the_run_that_started_them_is_killed(write_experiment)
     while time.monotonic() < deadline and processes_with(output_dir):
         time.sleep(0.5)
     assert not processes_with(output_dir), "the workers exited"
-    states = collections.Counter(t.state.name for t in _trials(path, sets[1::2]))
-    assert states["COMPLETE"] == 0 and states["WAITING"] == 2  # nothing trained on after the kill
+    trials = _trials(path, sets[1::2])
+    states = collections.Counter(t.state.name for t in trials)
+    seen = [(t.number, t.state.name, t.user_attrs.get("key"), t.user_attrs.get("worker"),
+             t.user_attrs.get("error"), t.datetime_start, t.datetime_complete) for t in trials]
+    # nothing trained on after the kill (seen: which process had each trial, and when, if not)
+    assert states["COMPLETE"] == 0 and states["WAITING"] == 2, (run.pid, time.time(), seen)
     interrupted = [t for t in _trials(path, sets[1::2]) if t.state.name == "FAIL"]
     assert all(t.user_attrs["error"] == "interrupted (Ctrl+C or SIGTERM)" for t in interrupted)
 
