@@ -179,13 +179,17 @@ def _trained_as(spec: ExperimentSpec, knob: str, value: Any) -> Any:
 
 # transformers' schedulers that take no warmup: a warmup_ratio beside them trains nothing else.
 NO_WARMUP_SCHEDULERS = ("constant", "reduce_lr_on_plateau", "greedy")
-# transformers' schedulers that train another's schedule as no knob sets their arguments: hard
-# restarts' one cycle (num_cycles = 1) is the cosine schedule, step for step.
-SAME_SCHEDULES = {"cosine_with_restarts": "cosine"}
-# ...and those that train nearly another's: polynomial at its default power 1 is the linear decay,
-# ending at 1e-7 rather than 0 (a different recipe, by a hair: noted, still trained).
-LIKE_SCHEDULES = {"polynomial": ("linear", "no knob sets its power, and at power 1 it is the "
-                                           "linear decay, ending at 1e-7 rather than 0")}
+# transformers' schedulers that train (almost) another's schedule, as no knob sets their arguments:
+# scheduler -> (the other, how close, why). Hard restarts' one cycle (num_cycles = 1) is the cosine
+# schedule step for step, so it counts as cosine when recipes are compared; polynomial at its
+# default power 1 is the linear decay to 1e-7 rather than 0 (another recipe, by a hair: noted only).
+SCHEDULE_NOTES = {
+    "cosine_with_restarts": ("cosine", "as", "no knob sets its num_cycles, and with one cycle it "
+                                             "never restarts"),
+    "polynomial": ("linear", "almost as", "no knob sets its power, and at power 1 it is the linear "
+                                          "decay, ending at 1e-7 rather than 0"),
+}
+SAME_SCHEDULES = {name: other for name, (other, how, _) in SCHEDULE_NOTES.items() if how == "as"}
 
 
 def inert_knobs(recipe: dict[str, Any]) -> dict[str, str]:
@@ -255,14 +259,10 @@ def redundant_variants(spec: ExperimentSpec) -> list[str]:
                              f"{toml_value(recipe[knob])} sets it ({knob} = \"\" in "
                              f"{'[baseline]' if name == BASELINE else 'this variant'} leaves it to {where})")
         scheduler = overrides.get("lr_scheduler")
-        if scheduler in SAME_SCHEDULES and (name == BASELINE or scheduler != baseline["lr_scheduler"]):
-            notes.append(f"{name}: lr_scheduler={scheduler} trains as lr_scheduler = "
-                         f"{toml_value(SAME_SCHEDULES[scheduler])}: no knob sets its num_cycles, and with "
-                         "one cycle it never restarts")
-        if scheduler in LIKE_SCHEDULES and (name == BASELINE or scheduler != baseline["lr_scheduler"]):
-            like, why = LIKE_SCHEDULES[scheduler]
-            notes.append(f"{name}: lr_scheduler={scheduler} trains almost as lr_scheduler = "
-                         f"{toml_value(like)}: {why}")
+        if scheduler in SCHEDULE_NOTES and (name == BASELINE or scheduler != baseline["lr_scheduler"]):
+            other, how, why = SCHEDULE_NOTES[scheduler]
+            notes.append(f"{name}: lr_scheduler={scheduler} trains {how} lr_scheduler = "
+                         f"{toml_value(other)}: {why}")
 
     notes += [f"[sweep] {knob} = {toml_value(values)} lists only the baseline's value: it adds no "
               "variant" for knob, values in spec.sweep.items()
