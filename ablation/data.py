@@ -1091,26 +1091,30 @@ def check_train_size(splits: LabeledSplits, n: int | None) -> None:
 def count_longer(splits: LabeledSplits, tokenizer: Any, limit: int) -> int:
     """How many examples (text and pair, encoded as for training) of all splits have more than
     `limit` tokens."""
-    longer = 0
-    for _, frame in splits.split_items():
-        pairs = frame["text_pair"].tolist() if "text_pair" in frame.columns else None
-        encoded = tokenizer(frame["text"].tolist(), pairs, truncation=True, max_length=limit + 1)
-        longer += sum(len(ids) > limit for ids in encoded["input_ids"])
-    return longer
+    return sum(_longer_than(frame, tokenizer, limit) for _, frame in splits.split_items())
 
 
 def count_cut(splits: LabeledSplits, tokenizer: Any, max_length: int) -> tuple[int, int]:
     """How many of (a fixed sample of) the training texts, encoded as for training, have more
     than `max_length` tokens, which truncation cuts off; and how many were looked at."""
-    train = splits.train
-    sample = train.sample(min(UNKNOWN_SAMPLE, len(train)), random_state=0)
-    pairs = sample["text_pair"].tolist() if "text_pair" in sample.columns else None
-    ids = tokenizer(sample["text"].tolist(), pairs, truncation=True,
-                    max_length=max_length + 1)["input_ids"]
-    return sum(len(row) > max_length for row in ids), len(ids)
+    sample = _train_sample(splits)
+    return _longer_than(sample, tokenizer, max_length), len(sample)
+
+
+def _longer_than(frame: pd.DataFrame, tokenizer: Any, limit: int) -> int:
+    """How many of the frame's examples (text and pair, encoded as for training) have more than
+    `limit` tokens: encoded to limit + 1 at most, so a long text costs no more than that."""
+    pairs = frame["text_pair"].tolist() if "text_pair" in frame.columns else None
+    encoded = tokenizer(frame["text"].tolist(), pairs, truncation=True, max_length=limit + 1)
+    return sum(len(ids) > limit for ids in encoded["input_ids"])
 
 
 UNKNOWN_SAMPLE = 1000  # training texts sampled to measure a tokenizer's unknown-token share
+
+
+def _train_sample(splits: LabeledSplits) -> pd.DataFrame:
+    """The fixed sample of training rows the start-up notes measure (the same rows each time)."""
+    return splits.train.sample(min(UNKNOWN_SAMPLE, len(splits.train)), random_state=0)
 
 
 def unknown_token_share(splits: LabeledSplits, tokenizer: Any) -> float | None:
@@ -1120,8 +1124,7 @@ def unknown_token_share(splits: LabeledSplits, tokenizer: Any) -> float | None:
     unknown = getattr(tokenizer, "unk_token_id", None)
     if unknown is None:
         return None
-    train = splits.train
-    sample = train.sample(min(UNKNOWN_SAMPLE, len(train)), random_state=0)
+    sample = _train_sample(splits)
     pairs = sample["text_pair"].tolist() if "text_pair" in sample.columns else None
     ids = tokenizer(sample["text"].tolist(), pairs, add_special_tokens=False,
                     truncation=True)["input_ids"]
