@@ -192,8 +192,7 @@ DRIVERS = {"postgresql": "pip install \"ablate[postgres]\" (psycopg 3)",
 
 
 def _unusable(url: str, err: Exception) -> AblateInputError:
-    text = str(err).strip()
-    reason = text.splitlines()[0] if text else type(err).__name__
+    reason = first_line(err)
     scheme = url.split(":", 1)[0].split("+", 1)[0]
     # Optuna's words for a missing driver; SQLAlchemy's own (`run`'s PostgreSQL lock) an ImportError
     if ("DB access module" in reason or isinstance(err, ImportError)) and scheme in DRIVERS:
