@@ -431,12 +431,10 @@ def render_markdown(spec: ExperimentSpec, built: dict[str, Any], pictures: dict[
     lines = [f"# Ablation study `{spec.name}`", ""]
     if spec.experiment.description:
         lines += [spec.experiment.description, ""]
-    n_done = int((trials["state"] == "COMPLETE").sum()) if len(trials) else 0
-    n_failed = int((trials["state"] == "FAIL").sum()) if len(trials) else 0
-    n_pruned = int((trials["state"] == "PRUNED").sum()) if len(trials) else 0  # neither of those
-    # still training, or queued: trials of the study too, which the line would otherwise leave out
-    n_running = int((trials["state"] == "RUNNING").sum()) if len(trials) else 0
-    n_queued = int((trials["state"] == "WAITING").sum()) if len(trials) else 0
+    # pruned is neither complete nor failed; running and queued trials are the study's too
+    states = trials["state"].value_counts() if len(trials) else {}
+    n_done, n_failed, n_pruned, n_running, n_queued = (
+        int(states.get(state, 0)) for state in ("COMPLETE", "FAIL", "PRUNED", "RUNNING", "WAITING"))
     direction = "higher is better" if built["greater_is_better"] else "lower is better"
     lines.append(f"- **Selection metric**: `{metric}` on the validation split ({direction}); each "
                  "trial's best checkpoint by it is the one evaluated.")
