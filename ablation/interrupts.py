@@ -21,6 +21,7 @@ from typing import Any
 
 _depth = 0  # how many held() blocks the main thread is in (signal handlers run there)
 _pending = False  # an interrupt came inside one
+_interrupted = False  # one came at all (until `handled` ends): see check()
 
 
 @contextlib.contextmanager
@@ -56,7 +57,8 @@ def started_by_run() -> bool:
 
 
 def _interrupt(signum: int, frame: Any) -> None:
-    global _pending
+    global _pending, _interrupted
+    _interrupted = True
     if signum == signal.SIGTERM:
         # Once: a second SIGTERM (a parent-death signal can come twice) would interrupt the
         # recording of the running trial as interrupted, and leave it RUNNING.
@@ -67,13 +69,22 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+def check() -> None:
+    """Raise again an interrupt whose KeyboardInterrupt was lost: raised while the main thread ran
+    a `__del__` or a weakref callback, Python prints "Exception ignored" and goes on, and with
+    SIGTERM now ignored a worker whose `run` was killed trained the queue on. Called after every
+    training and evaluation step and before each claim."""
+    if _interrupted and not _depth:
+        raise KeyboardInterrupt
+
+
 @contextlib.contextmanager
 def handled(graceful: bool) -> Iterator[threading.Event]:
     """Install the handlers for the block; yields the event --graceful's first Ctrl+C sets.
 
     SIGTERM (kill, a job scheduler, a parent `ablate run` that died) interrupts at once, as
     Ctrl+C does; with `graceful` the second Ctrl+C does (the trial is then recorded as failed)."""
-    global _pending
+    global _pending, _interrupted
     stop = threading.Event()
 
     def ctrl_c(signum: int, frame: Any) -> None:
@@ -92,7 +103,7 @@ def handled(graceful: bool) -> Iterator[threading.Event]:
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
-        _pending = False
+        _pending = _interrupted = False
 
 
 def stop_with_parent() -> None:

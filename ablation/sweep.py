@@ -436,6 +436,7 @@ def work(job: Work, wanted: set[str] | None, outcome: RunOutcome, wait_for_other
 def _work(job: Work, wanted: set[str] | None, outcome: RunOutcome, wait_for_others: bool) -> None:
     waited_for: set[str] = set()
     while not job.stop.is_set():
+        interrupts.check()  # one swallowed during the last trial does not start the next
         queue.requeue_stale(job.study)
         searching = job.search and job.spec.search is not None
         optuna_trial = None
@@ -808,6 +809,7 @@ def _run_worker_processes(spec: ExperimentSpec, workers: int, echo: Callable[[st
     forwarded = False
     try:
         while any(process.poll() is None for process in processes):
+            interrupts.check()
             if stop.is_set() and not forwarded:
                 signal_all(signal.SIGINT)  # --graceful's first Ctrl+C: they finish their trials
                 forwarded = True

@@ -35,6 +35,7 @@ from transformers import (
     TrainingArguments,
 )
 
+from . import interrupts
 from .config import CLASSIFIER_DROPOUT_KEYS, DROPOUT_KEYS, ExperimentSpec, Recipe, toml_value
 from .cpu_dropout import use_uniform_dropout
 from .data import TokenizedData
@@ -347,6 +348,17 @@ class TimeoutCallback(TrainerCallback):
                                f"(step {state.global_step} of {state.max_steps})")
 
 
+class StopWhenInterrupted(TrainerCallback):
+    """Ctrl+C or SIGTERM whose KeyboardInterrupt Python swallowed (see interrupts.check) stops the
+    trial at the next step or evaluation batch, as the interrupt would have."""
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        interrupts.check()
+
+    def on_prediction_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        interrupts.check()
+
+
 class StopWhenTakenOver(TrainerCallback):
     """Stops a trial another process took over as stale (queue.Heartbeat's `lost`) at the next
     step, before it saves a model into the folder the new attempt trains in."""
@@ -631,7 +643,8 @@ def train_trial(trial: TrialSpec, spec: ExperimentSpec, data: TokenizedData, tok
             if tokenizer.pad_token_id is not None:
                 reachable = np.append(reachable, tokenizer.pad_token_id)
     callbacks: list[TrainerCallback] = [
-        TrackerCallback(tracker, trial.key, spec.experiment.metric, progress)]
+        TrackerCallback(tracker, trial.key, spec.experiment.metric, progress),
+        StopWhenInterrupted()]
     if recipe.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(recipe.early_stopping_patience))
     if spec.experiment.trial_timeout:

@@ -414,6 +414,50 @@ def test_an_interrupt_inside_held_is_raised_at_its_end() -> None:
             signal_self(signal.SIGINT)
 
 
+class _InterruptedWhileCollected:
+    """An object whose `__del__` receives the signal: Python prints "Exception ignored" for the
+    KeyboardInterrupt its handler raises there, and goes on."""
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+
+    def __del__(self) -> None:
+        signal_self(self.number)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # on purpose
+def test_an_interrupt_python_swallowed_is_raised_again_by_check() -> None:
+    with interrupts.handled(graceful=False):
+        interrupts.check()  # nothing came: nothing raised
+        _InterruptedWhileCollected(signal.SIGTERM)  # collected at once: swallowed inside __del__
+        with pytest.raises(KeyboardInterrupt):
+            interrupts.check()
+    interrupts.check()  # the block that handled it is over: a later run starts afresh
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # on purpose
+@pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupt_swallowed_in_a_del_during_training_still_stops_the_trial(
+        write_experiment, monkeypatch, number):
+    """The worker that trained the queue on after its `run` was killed (a CI failure): its
+    parent-death SIGTERM came while a `__del__` ran, the KeyboardInterrupt was swallowed, and
+    SIGTERM was ignored from then on. The trial stops at the next step, recorded as interrupted."""
+    path = write_experiment()
+    real = train.TrackerCallback.on_step_end
+
+    def step_end(callback, args, state, control, **kwargs):
+        real(callback, args, state, control, **kwargs)
+        if state.global_step == 2:
+            _InterruptedWhileCollected(number)
+
+    monkeypatch.setattr(train.TrackerCallback, "on_step_end", step_end)
+    assert cli.main(["run", str(path)]) == 130
+    assert [(t.user_attrs["key"], t.state.name, t.user_attrs.get("error"))
+            for t in _trials(path)] == [
+        ("baseline-s42", "FAIL", "interrupted (Ctrl+C or SIGTERM)"),
+        ("baseline_bs32-s42", "WAITING", None)]
+
+
 @pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_an_interrupt_during_a_claim_records_the_claimed_trial(write_experiment, monkeypatch,
                                                                number):
