@@ -30,6 +30,10 @@ class Tracker(Protocol):
 
     def finish(self, error: str | None = None) -> None: ...
 
+    def start_over(self, suffix: str, reason: str) -> None:
+        """The trial trains again from step 0 in this process (an out-of-memory back-off): its
+        points go to a new run, `<name><suffix>`, if the failed attempt logged any."""
+
 
 class NullTracker:
     """`backend = "none"`: tracking off."""
@@ -43,6 +47,9 @@ class NullTracker:
     def finish(self, error: str | None = None) -> None:
         pass
 
+    def start_over(self, suffix: str, reason: str) -> None:
+        pass
+
 
 class SwanLabTracker:
     """One SwanLab run per trial, written under ``<output_dir>/swanlog`` unless mode is online."""
@@ -53,11 +60,14 @@ class SwanLabTracker:
         self.requested_mode = spec.mode
         self.log_dir = output_dir / "swanlog"
         self._run: Any = None
+        self._started: tuple[str, str, dict[str, Any]] | None = None  # start()'s arguments
+        self._logged = False  # since start(): any point at all
         self._warned: set[str] = set()
 
     def start(self, name: str, group: str, config: dict[str, Any]) -> None:
         """Start the run; a tracker that cannot start (online without a key, unwritable folder)
         falls back to offline, then to no tracking, with one warning: the trial still runs."""
+        self._started, self._logged = (name, group, config), False
         modes = [self.mode] + (["offline"] if self.mode not in ("offline", "disabled") else [])
         for mode in modes:
             try:
@@ -121,6 +131,7 @@ class SwanLabTracker:
     def log(self, metrics: dict[str, float], step: int) -> None:
         if self._run is not None and metrics:
             self._run.log(metrics, step=step)
+            self._logged = True
 
     def finish(self, error: str | None = None) -> None:
         if self._run is None:
@@ -132,6 +143,15 @@ class SwanLabTracker:
             run.finish(state="crashed", error=error)
         del run
         gc.collect()  # SwanLab's local database connections close only when collected
+
+    def start_over(self, suffix: str, reason: str) -> None:
+        """SwanLab keeps the first point logged at a step and drops later ones: the new attempt's
+        curves, logged at the same steps, would show the failed attempt's start instead."""
+        if self._run is None or not self._logged or self._started is None:
+            return  # nothing logged yet (out of memory at the first step): the run goes on
+        name, group, config = self._started
+        self.finish(error=f"{reason}; the trial goes on in run {name}{suffix}")
+        self.start(name + suffix, group, config)
 
 
 def _quiet_swanlab_console(quiet: bool) -> None:

@@ -752,14 +752,17 @@ def _logged(metric: str) -> bool:
     return metric in SCALAR_METRICS or metric == "eval_loss" or metric.startswith("f1_")
 
 
-def train_with_backoff(trial: TrialSpec, *args: Any, echo: Callable[[str], None] = print,
-                       **kwargs: Any) -> dict[str, Any]:
+def train_with_backoff(trial: TrialSpec, spec: ExperimentSpec, data: TokenizedData,
+                       tokenizer: Any, trial_dir: Path, tracker: Tracker,
+                       echo: Callable[[str], None] = print,
+                       extra_callbacks: list[TrainerCallback] | None = None) -> dict[str, Any]:
     """train_trial, retried on out-of-memory with half the per-device batch and twice the
     gradient accumulation (the same effective batch); the retries are recorded in the result."""
     backoff: list[dict[str, Any]] = []
     while True:
         try:
-            result = train_trial(trial, *args, echo=echo, **kwargs)
+            result = train_trial(trial, spec, data, tokenizer, trial_dir, tracker, echo=echo,
+                                 extra_callbacks=extra_callbacks)
             break
         except Exception as err:
             if not is_out_of_memory(err):
@@ -780,6 +783,8 @@ def train_with_backoff(trial: TrialSpec, *args: Any, echo: Callable[[str], None]
                         "gradient_accumulation_steps": recipe.gradient_accumulation_steps})
         echo(f"  {trial.key}: out of memory at batch_size {recipe.batch_size}; retrying with "
              f"batch_size {smaller.batch_size} × accumulation {smaller.gradient_accumulation_steps}")
+        tracker.start_over(f"-oom{len(backoff)}",
+                           f"out of memory at batch_size {recipe.batch_size}")
         log.warning("trial %s out of memory at batch_size %s: %s", trial.key, recipe.batch_size,
                     reason)
         trial = dataclasses.replace(trial, recipe=smaller)

@@ -10,7 +10,7 @@ import pytest
 import torch
 import transformers
 
-from ablation import cli
+from ablation import cli, train
 from ablation.config import load_spec
 
 
@@ -49,6 +49,48 @@ def test_out_of_memory_halves_the_batch_and_doubles_accumulation(write_experimen
     report = (load_spec(path).output_dir / "report.md").read_text()
     assert ("- `baseline-s42`: out of memory at batch_size 32 × accumulation 1; out of memory at "
             "batch_size 16 × accumulation 2; ran at batch_size 8 × accumulation 4") in report
+
+
+def test_out_of_memory_mid_training_gives_the_retry_its_own_swanlab_run(write_experiment,
+                                                                        monkeypatch):
+    """Out of memory after points were logged (at an evaluation, whose batch is larger): the
+    retry logs from step 0 again, which SwanLab would drop as repeats of the failed attempt's
+    steps; it gets a run of its own, and the failed attempt's run ends as crashed, saying why."""
+    import json
+    import sqlite3
+
+    real = train.TrackerCallback.on_step_end
+
+    def step_end(callback, args, state, control, **kwargs):
+        real(callback, args, state, control, **kwargs)
+        if state.global_step == 3 and args.per_device_train_batch_size > 8:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(train.TrackerCallback, "on_step_end", step_end)
+    path = write_experiment(variants="", tracking='backend = "swanlab"\nmode = "local"',
+                            baseline="batch_size = 16\nepochs = 1\nlogging_steps = 1\n")
+    assert cli.main(["run", str(path)]) == 0
+    (trial,) = _trials(path)
+    history = trial.user_attrs["result"]["history"]
+    swanlog = load_spec(path).output_dir / "swanlog"
+    store = sqlite3.connect(f"file:{swanlog}/runs.swanlab?mode=ro", uri=True)
+    runs = {name: (run, run_id) for run, run_id, name in
+            store.execute("select id, run_id, name from experiment")}
+    assert sorted(runs) == ["baseline-s42", "baseline-s42-oom1"]
+
+    def losses(name: str) -> dict[int, float]:
+        run, run_id = runs[name]
+        (folder,) = store.execute("select folder from tag where experiment_id=? and name=?",
+                                  (run, "train/loss")).fetchone()
+        lines = [json.loads(line) for file in (swanlog / run_id / "logs" / folder).glob("*.log")
+                 for line in file.open()]
+        return {line["index"]: line["data"] for line in lines}
+
+    assert sorted(losses("baseline-s42")) == [1, 2]  # the failed attempt's, kept apart
+    retry = losses("baseline-s42-oom1")
+    assert len(retry) == len(history)
+    assert [retry[entry["step"]] for entry in history] == pytest.approx(
+        [entry["loss"] for entry in history])
 
 
 def test_out_of_memory_at_batch_one_fails_the_trial_and_the_study_goes_on(write_experiment,
