@@ -260,7 +260,7 @@ def _dry_run(spec: Any, args: argparse.Namespace) -> int:
     """What `run` with the same options would do, from the same plan, changing nothing."""
     from .queue import StudyNotFound, check_none_running, has_heartbeats, open_study, stale_numbers
     from .records import latest_by_key, load_records
-    from .search import retries, run_probes, search_names, selected
+    from .search import left_running, retries, run_probes, search_names, selected
     from .sweep import check_own_output_dir, checked_plan, make_output_dir, run_selection
     from .variants import describe_changes
 
@@ -289,6 +289,8 @@ def _dry_run(spec: Any, args: argparse.Namespace) -> int:
     retry_search, propose = selected(spec, args.only, args.rerun, args.retry_failed)
     # Failed search trials the run would try again.
     retried = [t for t, _ in retries(study, spec)] if study is not None and retry_search else []
+    # Search trials left running (killed, or training elsewhere): the run waits for them.
+    running = left_running(study, spec) if study is not None and retry_search else []
     probes = run_probes(spec, study, propose, bool(retried))
     if to_queue or spec.search is not None:  # what run checks once the data and models load
         from .data import load_study_splits
@@ -310,10 +312,11 @@ def _dry_run(spec: Any, args: argparse.Namespace) -> int:
     stale = stale_numbers(study) if study is not None else set()
     gone = {key for key, r in latest.items() if r.number in stale and key not in queued}
     requeued = gone if study is not None and has_heartbeats(study) else set()
-    print(f"plan: {len(trials) + len(retried)} trial(s), "
-          f"{len(queued | ((waiting | requeued) & {t.key for t in trials}))} to run")
-    width = max([32, *(len(t.key) for t in trials + retried)])  # long names keep the columns
-    for trial in trials + retried:
+    listed = trials + retried + running
+    print(f"plan: {len(listed)} trial(s), "
+          f"{len(queued | ((waiting | requeued) & {t.key for t in trials + running}))} to run")
+    width = max([32, *(len(t.key) for t in listed)])  # long names keep the columns
+    for trial in listed:
         if trial.key in queued:
             state = "to run again" if trial.key in latest and trial.variant in args.rerun else "to run"
         elif trial.key in skipped:

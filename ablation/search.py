@@ -500,6 +500,21 @@ def retries(study: optuna.Study, spec: Any) -> list[tuple[Any, int]]:
     return sorted(found, key=lambda item: item[1])
 
 
+def left_running(study: optuna.Study, spec: Any) -> list[Any]:
+    """Search trials left RUNNING (by a killed process, or one still training elsewhere), on a
+    storage with heartbeats. They count toward n_trials, so a run that retries the search waits
+    for them, as for a variant's, and trains again those whose heartbeats stop; it used to end at
+    once, leaving a killed trial RUNNING. Without heartbeats (a journal) it would wait forever."""
+    from .queue import has_heartbeats
+    from .variants import TrialSpec
+
+    if spec.search is None or not has_heartbeats(study):
+        return []
+    latest = records.latest_by_key(records.load_records(study))
+    return [TrialSpec.of(spec.baseline, r.variant, r.seed, r.overrides) for r in latest.values()
+            if records.is_search_variant(r.variant) and r.state == "RUNNING"]
+
+
 class PruningCallback(TrainerCallback):
     """Reports the selection metric to the pruner at every evaluation and stops training when told.
 

@@ -638,7 +638,7 @@ def run_study(spec: ExperimentSpec, only: list[str] | None = None,
 
     A stored study of the same name but another data, model, baseline or metric is refused;
     `force_new` deletes it, once every check of this run's input has passed."""
-    from .search import SELECTOR, selected
+    from .search import SELECTOR, left_running, selected
 
     echo = as_progress(echo)  # messages, and the trials' progress where the terminal shows it
     trials = run_selection(spec, only, rerun, retry_failed)
@@ -652,6 +652,8 @@ def run_study(spec: ExperimentSpec, only: list[str] | None = None,
     job.search = propose
     study = job.study
     wanted = {t.key for t in trials} | {t.key for t in to_queue}  # and the search's retries
+    if retry_search:  # and its trials left running, killed or elsewhere: waited for, as variants
+        wanted |= {t.key for t in left_running(study, spec)}
     # Trials queued by an earlier, interrupted run are waiting too: they are this run's work.
     waiting = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
                if t.user_attrs.get(records.KEY) in wanted or not (only or rerun or retry_failed)]

@@ -175,6 +175,47 @@ def test_an_interrupted_search_trial_is_tried_again_with_its_parameters(write_ex
     assert len(search_trials(path)) == 3
 
 
+def test_a_search_trial_whose_process_was_killed_is_waited_for_and_trained_again(
+        write_experiment, capsys):
+    """kill -9 in a search trial leaves it RUNNING, and it counts toward n_trials: the next run
+    waits for its heartbeats to stop and trains it again, as it does a variant's, rather than end
+    at once with the trial still RUNNING (status then said `ablate run` would run it again)."""
+    import socket
+    import subprocess
+    import sys
+
+    from ablation import records
+    from ablation.variants import TrialSpec
+
+    path = searched(write_experiment, 1)
+    sets = ["--set", "experiment.heartbeat=1"]
+    assert run(path, "--only", "baseline", *sets) == 0
+    spec = load_spec(path, ["experiment.heartbeat=1"])
+    study = open_study(spec, create=False)
+    killed = study.ask()  # as `_search_once` makes it, then its process dies
+    overrides = search.suggest(killed, spec.search)
+    trial = TrialSpec.of(spec.baseline, search.search_trial_name(killed.number), 42, overrides)
+    for key, value in records.trial_attrs(trial).items():
+        killed.set_user_attr(key, value)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    killed.set_user_attr(records.WORKER, f"{socket.gethostname()}:{dead.pid}")
+    study._storage.record_heartbeat(killed._trial_id)
+
+    capsys.readouterr()
+    assert run(path, "--dry-run", *sets) == 0
+    out = capsys.readouterr().out
+    assert "plan: 2 trial(s), 1 to run" in out
+    assert [line.split()[1:4] for line in out.splitlines() if "search_1-s42" in line] == [
+        ["process", "gone,", "to"]]
+    assert run(path, *sets) == 0
+    attempts = [t for t in search_trials(path, *sets[1:]) if t.user_attrs["variant"] == "search_1"]
+    assert [t.state.name for t in attempts] == ["FAIL", "COMPLETE"]
+    assert attempts[1].params == overrides
+    assert len(search_trials(path, *sets[1:])) == 2  # n_trials = 1: nothing new proposed
+    assert "waiting for search_1-s42" in capsys.readouterr().out
+
+
 def test_a_failed_search_trial_is_retried_once_per_run(write_experiment, monkeypatch):
     path = searched(write_experiment, 1)
 
