@@ -497,6 +497,8 @@ SWEEP_EXAMPLES: dict[str, Any] = {
 def toml_value(value: Any) -> str:
     """A value as it is written in TOML (true, 'x', { a = 1 }): error lines and hints show what
     the user wrote, in the file's own language, not Python's (True, {'a': 1})."""
+    if value is None:  # TOML has no null: an unset knob is written "" (the report's search
+        return '""'  # parameters, an unset dropout among them, are pasted into [variants])
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, str):  # a literal string where TOML allows one, as Python quotes it

@@ -481,3 +481,22 @@ def test_the_best_search_trial_names_the_trials_tied_with_it(write_experiment) -
             "`search_8` (the first in the study's order is named)\n") in text
     searched[1].value = searched[3].value = 0.65
     assert "tied" not in "\n".join(_search_section(load_spec(path), built))
+
+
+def test_the_best_search_trial_s_parameters_are_toml_a_variant_can_take(write_experiment) -> None:
+    """An unset dropout (`""` in the space) was written `dropout = None`: pasted into [variants],
+    as the report advises, the file no longer parsed."""
+    from ablation.config import load_spec
+    from ablation.records import TrialRecord
+    from ablation.report._write import _search_section
+
+    path = write_experiment(extra='[search]\nn_trials = 2\n[search.space]\ndropout = ["", 0.1]\n'
+                                  'class_weight = ["none", "balanced"]\n')
+    best = {"dropout": None, "class_weight": "balanced"}
+    searched = [TrialRecord(number=1, variant="search_1", seed=42, overrides=best,
+                            state="COMPLETE", value=0.7)]
+    built = {"records": searched, "greater_is_better": True, "metric": "macro_f1", "importances": {}}
+    text = "\n".join(_search_section(load_spec(path), built))
+    assert "with `dropout = \"\"`, `class_weight = 'balanced'`" in text
+    pasted = tomllib.loads("best = { " + text.split(" with ")[1].split("\n")[0].replace("`", "") + " }")
+    assert pasted["best"] == {"dropout": "", "class_weight": "balanced"}
