@@ -641,7 +641,7 @@ def _evaluate_checkpoints(args: argparse.Namespace) -> int:
     from .config import load_spec
     from .data import row_count
     from .inference import checkpoint_folders, evaluate, evaluation_frame, model_label_names
-    from .models import MODEL_DIR, model_info
+    from .models import BEST_MODEL, MODEL_DIR, model_info
 
     if not Path(args.model).is_file():
         raise AblateInputError(f"--checkpoints needs an experiment file as MODEL_OR_STUDY, not "
@@ -654,13 +654,19 @@ def _evaluate_checkpoints(args: argparse.Namespace) -> int:
                                      args.split, args.text_column, args.label_column,
                                      notes=notes, default_split="validation")
     _print_notes(notes, frame, label_names)
+    # A checkpoint folder from before checkpoints carried it reads texts at the pretrained
+    # limit: truncated where the trial truncated (its model's ablate.json), as its trial scored it.
+    kept = spec.output_dir / "trials" / args.checkpoints / MODEL_DIR
+    if not model_info(kept) and model_info(spec.output_dir / BEST_MODEL).get("trial") == args.checkpoints:
+        kept = spec.output_dir / BEST_MODEL  # save_models = "best" moved it there
+    max_length = model_info(kept).get("max_length")
     rows = []
     for folder in folders:
-        result = evaluate(folder, frame, args.batch_size)
+        result = evaluate(folder, frame, args.batch_size, max_length)
         rows.append({"step": int(folder.name.split("-")[-1]), "checkpoint": str(folder),
                      **{k: result.metrics[k] for k in ("accuracy", "macro_f1", "eval_loss", metric)}})
     peak = (max if greater else min)(rows, key=lambda row: row[metric])
-    selected = model_info(spec.output_dir / "trials" / args.checkpoints / MODEL_DIR).get("best_step")
+    selected = model_info(kept).get("best_step")
     if args.json:
         print(json.dumps({"trial": args.checkpoints, "data": source, "metric": metric,
                           "peak_step": peak["step"], "selected_step": selected, "checkpoints": rows},

@@ -103,12 +103,14 @@ def class_logits(model: Any, tokenizer: Any, texts: list[str], pairs: list[str] 
     return restored
 
 
-def max_length_of(folder: Path, tokenizer: Any, model: Any = None) -> int:
-    """Truncate like the trial did (ablate.json), else at the tokenizer's own limit; never beyond
-    the positions the model has (a trial whose texts were all shorter may have set more)."""
+def max_length_of(folder: Path, tokenizer: Any, model: Any = None,
+                  stored: int | None = None) -> int:
+    """Truncate like the trial did (`stored`, else ablate.json), else at the tokenizer's own
+    limit; never beyond the positions the model has (a trial whose texts were all shorter may
+    have set more)."""
     from .train import position_limit
 
-    stored = model_info(folder).get("max_length")
+    stored = stored or model_info(folder).get("max_length")
     if stored:
         length = int(stored)
     else:
@@ -317,8 +319,10 @@ def _first_row(frame: pd.DataFrame, flagged: pd.Series) -> tuple[int, str]:
     return row, show_cell(value)
 
 
-def evaluate(folder: Path, frame: pd.DataFrame, batch_size: int | None = None) -> Evaluation:
-    """Every metric of the model in `folder` on `frame` (text, optional text_pair, label ids)."""
+def evaluate(folder: Path, frame: pd.DataFrame, batch_size: int | None = None,
+             max_length: int | None = None) -> Evaluation:
+    """Every metric of the model in `folder` on `frame` (text, optional text_pair, label ids),
+    truncated at `max_length` (a checkpoint's trial's), else where the folder says."""
     import time
 
     import torch
@@ -333,8 +337,8 @@ def evaluate(folder: Path, frame: pd.DataFrame, batch_size: int | None = None) -
     labels = frame["label"].to_numpy(dtype=np.int64)
     started = time.perf_counter()
     logits = class_logits(model, tokenizer, frame["text"].astype(str).tolist(), pairs,
-                          max_length=max_length_of(folder, tokenizer, model), batch_size=batch_size,
-                          precision=precision)
+                          max_length=max_length_of(folder, tokenizer, model, max_length),
+                          batch_size=batch_size, precision=precision)
     runtime = time.perf_counter() - started
     metrics = {"eval_loss": float(F.cross_entropy(torch.from_numpy(logits), torch.tensor(labels)))}
     metrics |= classification_metrics(logits, labels, label_names)

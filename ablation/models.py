@@ -59,7 +59,10 @@ def keep_trial_model(trainer: Any, trial: Any, spec: ExperimentSpec, trial_dir: 
                     "validation": result.get("validation"), "test": result.get("test")}
             (target / MODEL_INFO).write_text(json.dumps(info, indent=2, default=str) + "\n",
                                              encoding="utf-8")
-            _truncate_like_the_trial(target, trainer)
+            length = _truncate_like_the_trial(target, trainer)
+            if mode == "all":  # each checkpoint too, for `evaluate --checkpoints` and pipelines
+                for checkpoint in checkpoint_dir.glob("checkpoint-*"):
+                    _set_model_max_length(checkpoint, length)
         saved = target.relative_to(spec.output_dir).as_posix()
     if mode == "all":
         # Kept for `ablate evaluate --checkpoints`; without the identity file a re-run of the
@@ -72,17 +75,24 @@ def keep_trial_model(trainer: Any, trial: Any, spec: ExperimentSpec, trial_dir: 
     return saved
 
 
-def _truncate_like_the_trial(target: Path, trainer: Any) -> None:
+def _truncate_like_the_trial(target: Path, trainer: Any) -> int:
     """The saved tokenizer's model_max_length becomes the length `ablate predict` truncates this
     model at (the trial's max_length, from ablate.json, within the model's positions), so that
-    `pipeline(..., truncation=True)` labels a long text alike, not at the pretrained limit (512)."""
+    `pipeline(..., truncation=True)` labels a long text alike, not at the pretrained limit (512).
+    Returns that length."""
     from .inference import max_length_of
 
-    path = target / "tokenizer_config.json"
+    length = max_length_of(target, trainer.processing_class, trainer.model)
+    _set_model_max_length(target, length)
+    return length
+
+
+def _set_model_max_length(folder: Path, length: int) -> None:
+    path = folder / "tokenizer_config.json"
     if not path.is_file():
         return
     config = json.loads(path.read_text(encoding="utf-8"))
-    config["model_max_length"] = max_length_of(target, trainer.processing_class, trainer.model)
+    config["model_max_length"] = length
     path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 

@@ -255,6 +255,32 @@ def test_save_models_all_keeps_every_model_and_evaluation_checkpoint(tmp_path, t
     assert f"macro_f1 peaked at step {result['best_step']}" in out and "★ peak" in out
 
 
+def test_checkpoints_are_scored_truncated_where_the_trial_truncated(tmp_path, tiny_model_dir,
+                                                                     tiny_data_dir, capsys):
+    """A checkpoint folder has no ablate.json and the pretrained tokenizer's limit: scored at that
+    limit, texts longer than the trial's max_length gave other numbers than the trial logged at
+    the same step (the selected step's than `evaluate --split validation` of its model)."""
+    path = tiny_experiment(tmp_path, tiny_model_dir, tiny_data_dir, name="short",
+                           baseline=BASELINE + "max_length = 4\n", variants="",
+                           experiment='save_models = "all"')
+    assert cli.main(["run", str(path)]) == 0
+    history = _trials(path)["baseline-s42"].user_attrs["result"]["eval_history"]
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(path), "--checkpoints", "baseline-s42", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["checkpoints"]
+    assert [row["eval_loss"] for row in rows] == pytest.approx(
+        [point["loss"] for point in history], abs=1e-5)
+    # The folder itself truncates so too: predict and a plain pipeline on a checkpoint.
+    for row in rows:
+        config_file = Path(row["checkpoint"]) / "tokenizer_config.json"
+        config = json.loads(config_file.read_text())
+        assert config["model_max_length"] == 4
+        # As a study from before wrote them: the trial's model still says where to truncate.
+        config_file.write_text(json.dumps({**config, "model_max_length": 512}))
+    assert cli.main(["evaluate", str(path), "--checkpoints", "baseline-s42", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["checkpoints"] == rows
+
+
 def test_predict_and_evaluate_take_any_kept_trials_model_with_trial(tmp_path, tiny_model_dir,
                                                                      tiny_data_dir, capsys):
     """save_models = "all": every trial's model is scored on the study's own test split as the
