@@ -150,9 +150,11 @@ def read_texts(texts: list[str], files: list[Path]) -> list[str]:
             lines = [line.removesuffix("\r") for line in data.decode("utf-8-sig").split("\n")]
         except FileNotFoundError:
             raise AblateInputError(f"--file {str(file)!r}: no such file") from None
-        except UnicodeDecodeError as err:
-            raise AblateInputError(f"--file {str(file)!r}: not UTF-8 text (byte {err.start}); "
-                                   "save it as UTF-8, one text per line") from None
+        except UnicodeDecodeError as err:  # err.object lacks a byte-order mark the file has
+            line = err.object.count(b"\n", 0, err.start) + 1
+            byte = err.start + len(data) - len(err.object)
+            raise AblateInputError(f"--file {str(file)!r}: line {line} (byte {byte}) is not UTF-8 "
+                                   "text; save it as UTF-8, one text per line") from None
         except OSError as err:
             raise AblateInputError(f"--file {str(file)!r}: cannot be read: {err.strerror}") from None
         from_file = [line for line in lines if line.strip()]

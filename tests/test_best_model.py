@@ -639,6 +639,20 @@ def test_predict_file_lines_end_at_newlines_only(tmp_path):
     assert read_texts([], [tmp_path / "t.txt"]) == ["first\u2028part", "form\x0cfeed\x85x", "last"]
 
 
+@pytest.mark.parametrize("bom", [b"", b"\xef\xbb\xbf"])
+def test_predict_names_the_line_of_a_files_first_byte_that_is_not_utf8(tmp_path, bom):
+    """Only a byte offset was named, 3 short of the file's own where the file starts with a BOM:
+    a file of one text per line is fixed by its line, as [data] files are."""
+    from conftest import one_error_line
+
+    from ablation.inference import read_texts
+
+    (tmp_path / "t.txt").write_bytes(bom + b"one\ntwo\ncaf\xe9\n")
+    assert one_error_line(read_texts, [], [tmp_path / "t.txt"]) == (
+        f"--file {str(tmp_path / 't.txt')!r}: line 3 (byte {len(bom) + 11}) is not UTF-8 text; "
+        "save it as UTF-8, one text per line")
+
+
 def test_predict_reads_every_file_given_with_file_in_turn(tmp_path):
     """A second --file used to replace the first: its texts went unlabelled, unsaid."""
     from ablation import cli
