@@ -133,6 +133,15 @@ def read_texts(texts: list[str], files: list[Path]) -> list[str]:
     if blank:
         raise AblateInputError(f"predict: text argument {blank[0]} is empty; give each text to "
                                "classify as a non-empty argument")
+    for number, text in enumerate(texts, start=1):
+        try:  # Python keeps an argument's bytes that are not UTF-8 as lone surrogates
+            text.encode("utf-8")
+        except UnicodeEncodeError as err:
+            byte = ord(text[err.start]) - 0xDC00  # surrogateescape: byte b is U+DC00 + b
+            shown = f" (byte {byte:#04x})" if 0x80 <= byte <= 0xFF else ""
+            raise AblateInputError(
+                f"predict: text argument {number} is not UTF-8 text{shown}; give texts as UTF-8 (a "
+                "UTF-8 terminal types them so), or in a UTF-8 file with --file") from None
     for file in files:
         if file.name.lower().endswith(LOCAL_DATA_SUFFIXES):  # its header and labels would be texts
             kind = next(s for s in sorted(LOCAL_DATA_SUFFIXES, key=len, reverse=True)

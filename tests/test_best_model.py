@@ -639,6 +639,20 @@ def test_predict_file_lines_end_at_newlines_only(tmp_path):
     assert read_texts([], [tmp_path / "t.txt"]) == ["first\u2028part", "form\x0cfeed\x85x", "last"]
 
 
+def test_predict_refuses_a_text_argument_that_is_not_utf8(best_study, capsys):
+    """A Latin-1 byte in an argument (Python keeps it as a lone surrogate) made the tokenizer
+    fail with a traceback."""
+    from conftest import one_error_line
+
+    from ablation.inference import read_texts
+
+    assert one_error_line(read_texts, ["great fun", "caf\udce9 fun"], []) == (
+        "predict: text argument 2 is not UTF-8 text (byte 0xe9); give texts as UTF-8 (a UTF-8 "
+        "terminal types them so), or in a UTF-8 file with --file")
+    assert cli.main(["predict", str(best_study), "caf\udce9 fun"]) == 2
+    assert "text argument 1 is not UTF-8 text" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("bom", [b"", b"\xef\xbb\xbf"])
 def test_predict_names_the_line_of_a_files_first_byte_that_is_not_utf8(tmp_path, bom):
     """Only a byte offset was named, 3 short of the file's own where the file starts with a BOM:
