@@ -26,6 +26,7 @@ import math
 import warnings
 from dataclasses import dataclass
 from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
 
@@ -523,8 +524,11 @@ class PruningCallback(TrainerCallback):
     PRUNED once `train()` returns. The evaluation at the last step reports but never prunes.
     """
 
-    def __init__(self, trial: optuna.Trial, metric_key: str) -> None:
+    def __init__(self, trial: optuna.Trial, metric_key: str, examples: Fraction = Fraction(1)
+                 ) -> None:
         self.trial = trial
+        # Steps are reported to the pruner in the baseline's batches (see pruning_callback).
+        self.examples = examples
         # The Trainer prefixes evaluation metrics: accept "macro_f1" as well as "eval_macro_f1".
         self.metric_key = metric_key if metric_key.startswith("eval_") else f"eval_{metric_key}"
         self.pruned_at_step: int | None = None
@@ -541,7 +545,7 @@ class PruningCallback(TrainerCallback):
                             ", ".join(sorted(metrics or {})))
                 self._warned = True
             return
-        self.trial.report(float(value), step=state.global_step)
+        self.trial.report(float(value), step=int(state.global_step * self.examples))
         # The last evaluation saves no training: the trial completes with its result (pruned,
         # it lost its metrics, its place among the best and in the importances).
         if state.max_steps and state.global_step >= state.max_steps:
@@ -549,6 +553,20 @@ class PruningCallback(TrainerCallback):
         if self.trial.should_prune():
             self.pruned_at_step = state.global_step
             control.should_training_stop = True
+
+
+def pruning_callback(optuna_trial: optuna.Trial, spec: Any, trial: Any) -> PruningCallback:
+    """The pruner compares trials at the same reported step: a search over batch_size at equal
+    optimizer steps judged batch 8 on a quarter of the examples batch 32 had seen (every batch-8
+    trial was pruned). Steps are reported in batches of the baseline's size (examples seen /
+    the baseline's batch × accumulation), so trials are compared at equal data; for a trial at
+    the baseline's batch they are its optimizer steps."""
+
+    def per_step(recipe: Any) -> int:
+        return recipe.batch_size * recipe.gradient_accumulation_steps
+
+    return PruningCallback(optuna_trial, spec.experiment.metric,
+                           Fraction(per_step(trial.recipe), per_step(spec.baseline)))
 
 
 def parameter_importances(study: optuna.Study, params: list[str]) -> dict[str, float]:

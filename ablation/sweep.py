@@ -504,7 +504,7 @@ def _search_retry(job: Work, optuna_trial: optuna.Trial, trial: TrialSpec) -> An
     """A claimed search trial tried again (it failed, or its worker died): record its parameters
     (queued as fixed params) so that the sampler and the importances count it, and prune it like
     any search trial. Returns its pruning callback, or None for other trials."""
-    from .search import PruningCallback, suggest
+    from .search import pruning_callback, suggest
 
     search = job.spec.search
     if (search is None or not records.is_search_variant(trial.variant)
@@ -515,7 +515,7 @@ def _search_retry(job: Work, optuna_trial: optuna.Trial, trial: TrialSpec) -> An
     except Exception as err:  # an interrupt is recorded as one by the caller
         _fail(job.study, optuna_trial, None, _error_line(err))
         raise
-    return PruningCallback(optuna_trial, job.spec.experiment.metric)
+    return pruning_callback(optuna_trial, job.spec, trial)
 
 
 def _waiting_note(job: Work, running: list[optuna.trial.FrozenTrial]) -> str:
@@ -569,9 +569,9 @@ def _search_once(job: Work, outcome: RunOutcome) -> bool:
     search trials. A failed one still counts: the next run tries it again (`search.retries`)."""
 
     from .search import (
-        PruningCallback,
         check_same_search,
         make_sampler,
+        pruning_callback,
         search_names,
         search_trial_name,
         suggest,
@@ -614,8 +614,7 @@ def _search_once(job: Work, outcome: RunOutcome) -> bool:
                     _fail(job.study, optuna_trial, None, _error_line(err))
                     raise
             tokenizer, data = _inputs_for(job, optuna_trial, trial)
-            metric = job.spec.experiment.metric
-            pruning = PruningCallback(optuna_trial, metric)
+            pruning = pruning_callback(optuna_trial, job.spec, trial)
             job.echo(f"trial {optuna_trial.number} {trial.key}: {_describe(trial)} "
                      f"(search {len(made) + 1}/{search.n_trials})")
             job.echo.trial_started(trial.key, trial.seed)

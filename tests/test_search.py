@@ -394,6 +394,39 @@ def test_pruning_callback_lets_a_better_trial_train() -> None:
     assert study.trials[-1].intermediate_values == {10: 0.95, 20: 0.97}
 
 
+@pytest.mark.parametrize(("batch_size", "accumulation", "reported", "pruned"),
+                         [(32, 1, 40, True), (8, 1, 10, False), (16, 2, 40, True),
+                          (4, 2, 10, False)])
+def test_trials_of_other_batch_sizes_are_pruned_at_equal_examples_seen(batch_size, accumulation,
+                                                                       reported, pruned) -> None:
+    """A search over batch_size with the median pruner: the baseline-sized trials' curves rise
+    from 0.5 (10 steps) to 0.9 (40). A batch-8 trial at its step 40 has seen what they had at
+    step 10: compared with their 0.9 at step 40 it was pruned, as every batch-8 trial was."""
+    import dataclasses
+    import types
+
+    from ablation.config import Recipe
+    from ablation.variants import TrialSpec
+
+    baseline = Recipe(batch_size=32)
+    spec = types.SimpleNamespace(experiment=types.SimpleNamespace(metric="macro_f1"),
+                                 baseline=baseline)
+    study = optuna.create_study(direction="maximize", pruner=make_pruner(
+        spec_of({"batch_size": [8, 32]}, pruner="median")))
+    for _ in range(search.MEDIAN_STARTUP_TRIALS):
+        trial = study.ask()
+        trial.report(0.5, step=10)
+        trial.report(0.9, step=40)
+        study.tell(trial, 0.9)
+    recipe = dataclasses.replace(baseline, batch_size=batch_size,
+                                 gradient_accumulation_steps=accumulation)
+    callback = search.pruning_callback(study.ask(), spec,
+                                       TrialSpec("search_5", 42, {"batch_size": batch_size}, recipe))
+    assert evaluate(callback, 40, {"eval_macro_f1": 0.6}).should_training_stop is pruned
+    assert study.trials[-1].intermediate_values == {reported: 0.6}
+    assert callback.pruned_at_step == (40 if pruned else None)  # the trial's own steps
+
+
 def test_pruning_callback_minimizing_loss_and_missing_metric() -> None:
     study = optuna.create_study(direction="minimize", pruner=make_pruner(spec_of({"batch_size": [8]},
                                                                                  pruner="median")))
