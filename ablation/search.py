@@ -524,11 +524,11 @@ class PruningCallback(TrainerCallback):
     PRUNED once `train()` returns. The evaluation at the last step reports but never prunes.
     """
 
-    def __init__(self, trial: optuna.Trial, metric_key: str, examples: Fraction = Fraction(1)
+    def __init__(self, trial: optuna.Trial, metric_key: str, batches_per_step: Fraction = Fraction(1)
                  ) -> None:
         self.trial = trial
-        # Steps are reported to the pruner in the baseline's batches (see pruning_callback).
-        self.examples = examples
+        # The baseline's batches one of its steps trains on: the step reported (pruning_callback).
+        self.batches_per_step = batches_per_step
         # The Trainer prefixes evaluation metrics: accept "macro_f1" as well as "eval_macro_f1".
         self.metric_key = metric_key if metric_key.startswith("eval_") else f"eval_{metric_key}"
         self.pruned_at_step: int | None = None
@@ -545,7 +545,7 @@ class PruningCallback(TrainerCallback):
                             ", ".join(sorted(metrics or {})))
                 self._warned = True
             return
-        self.trial.report(float(value), step=int(state.global_step * self.examples))
+        self.trial.report(float(value), step=int(state.global_step * self.batches_per_step))
         # The last evaluation saves no training: the trial completes with its result (pruned,
         # it lost its metrics, its place among the best and in the importances).
         if state.max_steps and state.global_step >= state.max_steps:
