@@ -146,6 +146,9 @@ def _add_model_commands(commands: Any) -> None:
     evaluate.add_argument("--label-column", metavar="NAME",
                           help="label column of --dataset: label names or class ids (default: the "
                           "study's, else label)")
+    evaluate.add_argument("--labels", choices=("names", "ids"), default=None,
+                          help="read --dataset's labels as the model's label names or as its class "
+                          "ids (needed only where they are both and the two differ: digit names)")
     evaluate.add_argument("--trial", metavar="TRIAL", help=TRIAL_HELP)
     evaluate.add_argument("--checkpoints", metavar="TRIAL",
                           help="evaluate every kept checkpoint of this trial of the study "
@@ -596,7 +599,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.dataset is None:  # they describe --dataset; the study's own data has its [data]
         given = [option for option, value in (("--config", args.config),
                                               ("--text-column", args.text_column),
-                                              ("--label-column", args.label_column)) if value]
+                                              ("--label-column", args.label_column),
+                                              ("--labels", args.labels)) if value]
         if given:
             raise AblateInputError(
                 f"evaluate: {given[0]} describes --dataset, which is not given; without it the "
@@ -611,7 +615,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     label_names, info, notes = model_label_names(folder), model_info(folder), []
     frame, source = evaluation_frame(spec, label_names, args.dataset, args.config,
                                      args.split, args.text_column, args.label_column,
-                                     info.get("text_pair_column"), notes)
+                                     info.get("text_pair_column"), notes, labels=args.labels)
     _print_notes(notes, frame, label_names)
     result = evaluate(folder, frame, args.batch_size)
     trial = info.get("trial")
@@ -652,7 +656,7 @@ def _evaluate_checkpoints(args: argparse.Namespace) -> int:
     label_names, notes = model_label_names(folders[0]), []
     frame, source = evaluation_frame(spec, label_names, args.dataset, args.config,
                                      args.split, args.text_column, args.label_column,
-                                     notes=notes, default_split="validation")
+                                     notes=notes, default_split="validation", labels=args.labels)
     _print_notes(notes, frame, label_names)
     # A checkpoint folder from before checkpoints carried it reads texts at the pretrained
     # limit: truncated where the trial truncated (its model's ablate.json), as its trial scored it.

@@ -291,9 +291,13 @@ def model_label_names(folder: Path) -> list[str]:
                                f"{first_line(err)}") from None
 
 
-def label_ids(frame: pd.DataFrame, label_names: list[str], where: str) -> np.ndarray:
+def label_ids(frame: pd.DataFrame, label_names: list[str], where: str, reading: str | None = None,
+              column: str = "label") -> np.ndarray:
     """The frame's labels as the model's class ids: every label a name the model knows
-    (its label2id), or every label an integer id below its class count."""
+    (its label2id), or every label an integer id below its class count; `reading` ("names",
+    "ids": evaluate --labels) says which. Unsaid, labels that are both (a model whose names are
+    digits other than their ids: star ratings "1".."5" for ids 0..4) and name other classes read
+    each way are refused: a guess would score every row against another class, silently."""
     from .data import labels_hidden
 
     if labels_hidden(frame):
@@ -304,22 +308,42 @@ def label_ids(frame: pd.DataFrame, label_names: list[str], where: str) -> np.nda
     as_text = labels.astype(str).str.strip()
     index = {name: i for i, name in enumerate(label_names)}
     is_name = as_text.isin(index)
-    if is_name.all():
-        return as_text.map(index).to_numpy(dtype=int)
     numbers = pd.to_numeric(labels, errors="coerce")
     valid_id = numbers.notna() & (numbers == numbers.round()) & numbers.between(0, len(label_names) - 1)
-    if valid_id.all():
+    ids = f"0..{len(label_names) - 1}"
+    if reading is None and is_name.all() and valid_id.all():
+        differ = as_text.map(index) != numbers
+        if differ.any():
+            row, shown = _first_row(frame, differ)
+            value = as_text[differ].iloc[0]
+            raise AblateInputError(
+                f"{where}, column {column!r}: every label is both a label name of the model and "
+                f"a class id {ids}, and the two readings name other classes (row {row}, label "
+                f"{shown}: as a name, class id {index[value]}; as an id, class "
+                f"{label_names[int(float(value))]!r}); say which with --labels names or --labels ids")
+    if reading != "ids" and is_name.all():
+        return as_text.map(index).to_numpy(dtype=int)
+    if reading != "names" and valid_id.all():
         return numbers.to_numpy(dtype=int)
-    if is_name.any() and valid_id.any() and (is_name | valid_id).all():
+    if reading is None and is_name.any() and valid_id.any() and (is_name | valid_id).all():
         (name_row, name), (id_row, class_id) = _first_row(frame, is_name), _first_row(frame, valid_id)
         raise AblateInputError(
             f"{where}: labels mix the model's label names (row {name_row}: {name}) and class ids "
             f"(row {id_row}: {class_id}); give every label as a name ({', '.join(label_names)}) "
-            f"or every label as an id 0..{len(label_names) - 1}")
+            f"or every label as an id {ids}")
+    if reading == "names":
+        row, value = _first_row(frame, ~is_name)
+        raise AblateInputError(
+            f"{where}, row {row}: label {value} is not one of the model's label names "
+            f"({', '.join(label_names)}), as --labels names reads them")
+    if reading == "ids":
+        row, value = _first_row(frame, ~valid_id)
+        raise AblateInputError(f"{where}, row {row}: label {value} is not a class id {ids} of the "
+                               "model, as --labels ids reads them")
     row, value = _first_row(frame, ~is_name if is_name.any() else ~valid_id)
     raise AblateInputError(
         f"{where}, row {row}: label {value} is not one the model knows: give its label names "
-        f"({', '.join(label_names)}) or class ids 0..{len(label_names) - 1}")
+        f"({', '.join(label_names)}) or class ids {ids}")
 
 
 def _first_row(frame: pd.DataFrame, flagged: pd.Series) -> tuple[int, str]:
@@ -429,13 +453,15 @@ STUDY_SPLITS = ("train", "validation", "test")
 def evaluation_frame(spec: Any, label_names: list[str], dataset: str | None, config: str | None,
                      split: str | None, text_column: str | None, label_column: str | None,
                      text_pair_column: str | None = None, notes: list[str] | None = None,
-                     default_split: str = "test") -> tuple[pd.DataFrame, str]:
+                     default_split: str = "test",
+                     labels: str | None = None) -> tuple[pd.DataFrame, str]:
     """The labelled rows to evaluate on, with the model's class ids, and where they come from.
 
     Without --dataset: the study's own splits exactly as its trials saw them (validation carved
     from train, subsamples taken). With --dataset: that split of it, every row (a single file is
     read whole: it has no splits to choose from); a model trained on text pairs
-    (`text_pair_column`, from its ablate.json) reads its second text from there."""
+    (`text_pair_column`, from its ablate.json) reads its second text from there; `labels`
+    (--labels) says whether its labels are the model's label names or its class ids."""
     import dataclasses
 
     from .config import DataSpec, looks_local_dataset
@@ -501,7 +527,7 @@ def evaluation_frame(spec: Any, label_names: list[str], dataset: str | None, con
     where = f"{dataset}: split {split!r}"
     if declared:
         frame = _declared_names(frame, declared, label_names, where, notes)
-    frame = frame.assign(label=label_ids(frame, label_names, where))
+    frame = frame.assign(label=label_ids(frame, label_names, where, labels, data_spec.label_column))
     if whole_file:
         return frame, f"{dataset} (the whole file)"
     return frame, f"{dataset}" + (f" ({config})" if config else "") + f", split {split}"

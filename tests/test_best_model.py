@@ -181,6 +181,49 @@ def test_evaluate_maps_label_names_through_the_models_label2id(best_study, tmp_p
     assert err.count("\n") == 1
 
 
+def test_evaluate_refuses_labels_that_read_as_names_and_as_ids_name_other_classes(
+        best_study, tmp_path, capsys):
+    """Star ratings: names "1", "2", "3" for ids 0..2. A file's 1 and 2 are names of the model and
+    its ids alike, and each reading scores other classes: refused, naming the file and the column,
+    until --labels says which. Labels only one reading fits are read so, as before."""
+    stars = tmp_path / "stars"
+    shutil.copytree(load_spec(best_study).output_dir / "best_model", stars)
+    config = json.loads((stars / "config.json").read_text())
+    config["id2label"] = dict(enumerate(["1", "2", "3"]))
+    config["label2id"] = {"1": 0, "2": 1, "3": 2}
+    (stars / "config.json").write_text(json.dumps(config))
+    data = tmp_path / "rated.csv"
+    data.write_text("text,stars\ngreat love fun,2\nbad sad awful,1\nfun happy,2\n")  # no class 0
+
+    def true_counts(*options: str) -> list[int]:
+        assert cli.main(["evaluate", str(stars), "--dataset", str(data), "--label-column", "stars",
+                         "--json", *options]) == 0
+        return [sum(row) for row in json.loads(capsys.readouterr().out)["confusion"]]
+
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(stars), "--dataset", str(data), "--label-column", "stars"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"ablate: error: {data}: split 'rated', column 'stars': every label is both a label name "
+                   "of the model and a class id 0..2, and the two readings name other classes "
+                   "(row 0, label '2': as a name, class id 1; as an id, class '3'); say which with "
+                   "--labels "
+                   "names or --labels ids\n")
+    assert true_counts("--labels", "names") == [1, 2, 0]
+    assert true_counts("--labels", "ids") == [0, 1, 2]
+    data.write_text("text,stars\ngreat love fun,2\nbad sad awful,0\n")  # 0: ids alone
+    assert true_counts() == [1, 0, 1]
+    data.write_text("text,stars\ngreat love fun,3\nbad sad awful,1\n")  # 3: names alone
+    assert true_counts() == [1, 0, 1]
+    assert cli.main(["evaluate", str(stars), "--dataset", str(data), "--label-column", "stars",
+                     "--labels", "ids"]) == 2
+    assert capsys.readouterr().err == (f"ablate: error: {data}: split 'rated', row 0: label '3' is not a "
+                                       "class id 0..2 of the model, as --labels ids reads them\n")
+    data.write_text("text,label\ngreat love fun,2\nbad sad awful,1\n")
+    best = load_spec(best_study).output_dir / "best_model"  # names "0", "1", "2": the same classes
+    assert cli.main(["evaluate", str(best), "--dataset", str(data), "--json"]) == 0
+    assert [sum(row) for row in json.loads(capsys.readouterr().out)["confusion"]] == [0, 1, 1]
+
+
 def test_evaluate_maps_the_class_ids_of_data_that_names_its_classes_by_name(best_study, tmp_path,
                                                                           capsys):
     """A ClassLabel's ids are the data's own numbering (sst2: 0 negative, 1 positive): taken as the
@@ -359,7 +402,7 @@ def test_save_models_none_keeps_no_weights_and_predict_says_how_to_get_them(
 
 
 @pytest.mark.parametrize("option", [["--config", "x"], ["--text-column", "t"],
-                                    ["--label-column", "l"]])
+                                    ["--label-column", "l"], ["--labels", "ids"]])
 def test_evaluate_options_that_describe_a_dataset_need_one(best_study, capsys, option):
     assert cli.main(["evaluate", str(best_study), *option]) == 2
     assert (f"evaluate: {option[0]} describes --dataset, which is not given"
