@@ -439,7 +439,9 @@ TYPO_CUTOFF = 0.7
 
 
 def _did_you_mean(word: str, options: tuple[str, ...] | list[str]) -> str:
-    close = difflib.get_close_matches(word, options, n=1, cutoff=TYPO_CUTOFF)
+    # The same word in another case first: difflib scores 'NEG' against 'neg' 0
+    close = [option for option in options if option.casefold() == word.casefold()][:1]
+    close = close or difflib.get_close_matches(word, options, n=1, cutoff=TYPO_CUTOFF)
     if not close:  # a knob by another of its names, where knobs are what is allowed
         from .variants import CONFIG_SUFFIXES, SUFFIXES
 

@@ -298,6 +298,7 @@ def label_ids(frame: pd.DataFrame, label_names: list[str], where: str, reading: 
     "ids": evaluate --labels) says which. Unsaid, labels that are both (a model whose names are
     digits other than their ids: star ratings "1".."5" for ids 0..4) and name other classes read
     each way are refused: a guess would score every row against another class, silently."""
+    from .config import _did_you_mean
     from .data import labels_hidden
 
     if labels_hidden(frame):
@@ -331,19 +332,21 @@ def label_ids(frame: pd.DataFrame, label_names: list[str], where: str, reading: 
             f"{where}: labels mix the model's label names (row {name_row}: {name}) and class ids "
             f"(row {id_row}: {class_id}); give every label as a name ({', '.join(label_names)}) "
             f"or every label as an id {ids}")
-    if reading == "names":
-        row, value = _first_row(frame, ~is_name)
-        raise AblateInputError(
-            f"{where}, row {row}: label {value} is not one of the model's label names "
-            f"({', '.join(label_names)}), as --labels names reads them")
     if reading == "ids":
         row, value = _first_row(frame, ~valid_id)
         raise AblateInputError(f"{where}, row {row}: label {value} is not a class id {ids} of the "
                                "model, as --labels ids reads them")
-    row, value = _first_row(frame, ~is_name if is_name.any() else ~valid_id)
+    flagged = ~is_name if reading == "names" or is_name.any() else ~valid_id
+    row, value = _first_row(frame, flagged)
+    # 'Positive' for the model's 'positive': the name it is closest to, in any case
+    hint = _did_you_mean(as_text[flagged].iloc[0], label_names)
+    if reading == "names":
+        raise AblateInputError(
+            f"{where}, row {row}: label {value} is not one of the model's label names "
+            f"({', '.join(label_names)}), as --labels names reads them{hint}")
     raise AblateInputError(
         f"{where}, row {row}: label {value} is not one the model knows: give its label names "
-        f"({', '.join(label_names)}) or class ids {ids}")
+        f"({', '.join(label_names)}) or class ids {ids}{hint}")
 
 
 def _first_row(frame: pd.DataFrame, flagged: pd.Series) -> tuple[int, str]:

@@ -167,6 +167,17 @@ def test_evaluate_maps_label_names_through_the_models_label2id(best_study, tmp_p
     assert "split 'train', row 1: label 'angry' is not one the model knows: give its label names " \
            "(neg, neu, pos)" in err and err.count("\n") == 1
 
+    data.write_text("text,label\ngreat love fun,pos\nbad sad awful,NEG\n")  # another case
+    assert cli.main(["evaluate", str(renamed), "--dataset", str(data), "--split", "train"]) == 2
+    err = capsys.readouterr().err
+    assert err.endswith("split 'train', row 1: label 'NEG' is not one the model knows: give its "
+                        "label names (neg, neu, pos) or class ids 0..2; did you mean 'neg'?\n")
+    assert cli.main(["evaluate", str(renamed), "--dataset", str(data), "--split", "train",
+                     "--labels", "names"]) == 2
+    assert capsys.readouterr().err.endswith(
+        "row 1: label 'NEG' is not one of the model's label names (neg, neu, pos), as --labels "
+        "names reads them; did you mean 'neg'?\n")
+
     data.write_text("text,label\ngreat love fun,pos\nbad sad awful,0\n")
     assert cli.main(["evaluate", str(renamed), "--dataset", str(data), "--split", "train"]) == 2
     err = capsys.readouterr().err
