@@ -581,7 +581,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .inference import format_predictions, predict, read_texts
     from .models import resolve_model
 
-    folder, _ = resolve_model(args.model, args.sets, need_data=False, trial=args.trial)
+    folder, spec = resolve_model(args.model, args.sets, need_data=False, trial=args.trial)
+    _note_stale_best_model(spec, args)
     rows = predict(folder, read_texts(args.texts, args.file), args.batch_size)
     if args.json:
         for row in rows:
@@ -612,6 +613,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return _evaluate_checkpoints(args)
     folder, spec = resolve_model(args.model, args.sets, need_data=args.dataset is None,
                                  trial=args.trial)
+    _note_stale_best_model(spec, args)
     label_names, info, notes = model_label_names(folder), model_info(folder), []
     frame, source = evaluation_frame(spec, label_names, args.dataset, args.config,
                                      args.split, args.text_column, args.label_column,
@@ -627,6 +629,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"data:  {source}: {row_count(result.examples)}\n")
     print(format_evaluation(result))
     return EXIT_OK
+
+
+def _note_stale_best_model(spec: Any, args: argparse.Namespace) -> None:
+    """A study's best_model/ that holds a trial no longer the best is said, as `run` and the
+    report say it (to stderr: --json keeps stdout JSON)."""
+    from .models import stale_best_model_note
+
+    stale = stale_best_model_note(spec) if spec is not None and args.trial is None else None
+    if stale:
+        print(f"note: best model: {stale}", file=sys.stderr)
 
 
 def _print_notes(notes: list[str], frame: Any, label_names: list[str]) -> None:

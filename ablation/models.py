@@ -127,6 +127,20 @@ def stale_best_model(spec: ExperimentSpec, built: dict[str, Any]) -> str | None:
             "it again and keeps it")
 
 
+def stale_best_model_note(spec: ExperimentSpec) -> str | None:
+    """stale_best_model's line for `predict` and `evaluate` of the study's best_model/, read from
+    its storage (as run and the report say it); None where the storage cannot say: a model used
+    away from its study's storage still labels texts."""
+    from .queue import open_study
+    from .report import build_best
+
+    try:
+        study = open_study(spec, create=False)
+    except AblateInputError:  # never run here, or its storage unreachable
+        return None
+    return stale_best_model(spec, build_best(spec, study))
+
+
 def export_best_model(spec: ExperimentSpec, study: Any, built: dict[str, Any],
                       echo: Callable[[str], None] = print) -> dict[str, Any] | None:
     """Make output_dir/best_model/ the best trial's model and record it in the study (and in

@@ -563,6 +563,14 @@ def test_a_best_model_no_longer_the_best_is_reported_as_such(write_experiment, m
     assert f"best model: {line}" in out and f"--rerun {other}` trains it again" in out
     assert f"- **Best model**: {line}" in (load_spec(path).output_dir / "report.md").read_text()
     assert (load_spec(path).output_dir / "best_model" / "config.json").is_file()  # nothing lost
+    # predict and evaluate of the study's best_model/ say it too, on stderr: --json stays JSON
+    for command in (["predict", str(path), "great fun", "--json"], ["evaluate", str(path), "--json"]):
+        assert cli.main(command) == 0
+        captured = capsys.readouterr()
+        assert json.loads(captured.out)  # one text's line, or evaluate's object
+        assert f"note: best model: {line}" in captured.err and captured.err.count(line) == 1
+    assert cli.main(["predict", str(path), "great fun", "--trial", best["trial"]]) == 0
+    assert line not in capsys.readouterr().err  # the trial asked for, whichever is the best
 
 
 def test_ctrl_c_during_the_best_models_export_keeps_the_model(write_experiment, monkeypatch,

@@ -52,18 +52,29 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def build_report(spec: ExperimentSpec, study: optuna.Study) -> dict[str, Any]:
-    """Everything the report shows, computed from the storage: tables, effects, findings."""
+def build_best(spec: ExperimentSpec, study: optuna.Study) -> dict[str, Any]:
+    """What ranks the variants and names the best trial and best_model/'s (models.best_record,
+    models.stale_best_model), without the report's effects, findings and importances."""
     info = study_info(study)
     metric = info["metric"] or spec.experiment.metric
     greater = (info["direction"] or spec.experiment.direction) == "maximize"
-    label_names = info.get("label_names") or []
     records = load_records(study)
     chosen = [r for r in latest_by_key(records).values() if r.complete]
     trials = trials_frame(records)
     order = variant_names(spec)
     order += [v for v in dict.fromkeys(trials["variant"]) if v not in order] if len(trials) else []
-    variants = variants_frame(trials, metric, greater, order)
+    return {"metric": metric, "greater_is_better": greater, "info": info, "records": records,
+            "chosen": chosen, "trials": trials,
+            "variants": variants_frame(trials, metric, greater, order), "order": order,
+            "best_model": study.user_attrs.get("best_model")}  # set by models.export_best_model
+
+
+def build_report(spec: ExperimentSpec, study: optuna.Study) -> dict[str, Any]:
+    """Everything the report shows, computed from the storage: tables, effects, findings."""
+    best = build_best(spec, study)
+    info, metric, greater = best["info"], best["metric"], best["greater_is_better"]
+    chosen, variants, order = best["chosen"], best["variants"], best["order"]
+    label_names = info.get("label_names") or []
     if len(variants):
         intervals = {name: variant_interval(chosen, name) for name in variants["variant"]}
         low, high = metric_range(metric)  # macro-F1 over two seeds: not [-1.99, 3.55]
@@ -79,12 +90,12 @@ def build_report(spec: ExperimentSpec, study: optuna.Study) -> dict[str, Any]:
     baseline_weight = stored_baseline.get("class_weight", spec.baseline.class_weight)
     findings = {r.key: diagnose(r.result, label_names, class_weighted=r.overrides.get(
         "class_weight", baseline_weight) != "none") for r in chosen}
-    return {"metric": metric, "greater_is_better": greater, "info": info, "records": records,
-            "chosen": chosen, "trials": trials, "variants": variants, "order": order,
+    return {"metric": metric, "greater_is_better": greater, "info": info, "records": best["records"],
+            "chosen": chosen, "trials": best["trials"], "variants": variants, "order": order,
             "effects": effects, "holm": holm_adjusted(effects), "findings": findings,
             "label_names": label_names,
             "importances": importances,
-            "best_model": study.user_attrs.get("best_model"),  # set by models.export_best_model
+            "best_model": best["best_model"],
             "gone": stale_numbers(study)}  # RUNNING trials whose process is gone
 
 
