@@ -623,7 +623,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     trial = info.get("trial")
     if args.json:
         print(json.dumps({"model": str(folder), "trial": trial, "data": source, **result.to_json()},
-                         indent=2, allow_nan=False))
+                         indent=2, allow_nan=False, ensure_ascii=False))  # 差评, as predict prints it
         return EXIT_OK
     print(f"model: {folder}" + (f" (trial {trial})" if trial else ""))
     print(f"data:  {source}: {row_count(result.examples)}\n")
@@ -686,7 +686,7 @@ def _evaluate_checkpoints(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"trial": args.checkpoints, "data": source, "metric": metric,
                           "peak_step": peak["step"], "selected_step": selected, "checkpoints": rows},
-                         indent=2, allow_nan=False))
+                         indent=2, allow_nan=False, ensure_ascii=False))
         return EXIT_OK
     print(f"trial {args.checkpoints}: {len(rows)} checkpoint(s) on {source}: {row_count(len(frame))}\n")
     columns = list(dict.fromkeys(["accuracy", "macro_f1", "eval_loss", metric]))

@@ -235,6 +235,26 @@ def test_evaluate_refuses_labels_that_read_as_names_and_as_ids_name_other_classe
     assert [sum(row) for row in json.loads(capsys.readouterr().out)["confusion"]] == [0, 1, 1]
 
 
+def test_evaluate_json_keeps_cjk_label_names_unescaped_as_predict_json_does(best_study, tmp_path,
+                                                                           capsys):
+    renamed = tmp_path / "renamed"
+    shutil.copytree(load_spec(best_study).output_dir / "best_model", renamed)
+    config = json.loads((renamed / "config.json").read_text())
+    names = ["差评", "中性", "好评"]
+    config["id2label"] = dict(enumerate(names))
+    config["label2id"] = {name: i for i, name in enumerate(names)}
+    (renamed / "config.json").write_text(json.dumps(config, ensure_ascii=False), encoding="utf-8")
+    data = tmp_path / "评论.csv"
+    data.write_text("text,label\ngreat love fun,好评\nbad sad awful,差评\n", encoding="utf-8")
+    capsys.readouterr()
+    assert cli.main(["predict", str(renamed), "great fun", "--json"]) == 0
+    assert "\\u" not in capsys.readouterr().out
+    assert cli.main(["evaluate", str(renamed), "--dataset", str(data), "--json"]) == 0
+    out = capsys.readouterr().out
+    assert json.loads(out)["labels"] == names
+    assert '"差评"' in out and "评论.csv" in out and "\\u" not in out
+
+
 def test_evaluate_maps_the_class_ids_of_data_that_names_its_classes_by_name(best_study, tmp_path,
                                                                           capsys):
     """A ClassLabel's ids are the data's own numbering (sst2: 0 negative, 1 positive): taken as the
