@@ -443,7 +443,7 @@ def checkpoint_folders(spec: Any, key: str) -> list[Path]:
         raise AblateInputError(
             f"--checkpoints {key!r}: the trial kept no checkpoints ({kept} has no checkpoint-*); "
             "[experiment] save_models = \"all\" keeps the checkpoint of every evaluation: "
-            f"{keep_all_command(spec, key)}")
+            f"`{keep_all_command(spec, key)}`")
     return sorted(folders, key=lambda p: int(p.name.split("-")[-1]))
 
 

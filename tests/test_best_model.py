@@ -425,7 +425,7 @@ def test_save_models_none_keeps_no_weights_and_predict_says_how_to_get_them(
     assert cli.main(["evaluate", str(path), "--checkpoints", "baseline-s42"]) == 2
     err = capsys.readouterr().err
     assert "save_models = \"all\" keeps the checkpoint of every evaluation" in err
-    assert err.rstrip().endswith(f"ablate run {path} --rerun baseline --set experiment.save_models=all")
+    assert err.rstrip().endswith(f"`ablate run {path} --rerun baseline --set experiment.save_models=all`")
     for name in ("", ".", "../trials", "baseline-s42/.."):  # not a trial's own folder
         assert cli.main(["evaluate", str(path), "--checkpoints", name]) == 2
         assert f"--checkpoints {name!r}: study 'none' has no trial of that name" in \
