@@ -73,7 +73,7 @@ def build_report(spec: ExperimentSpec, study: optuna.Study) -> dict[str, Any]:
     """Everything the report shows, computed from the storage: tables, effects, findings."""
     best = build_best(spec, study)
     info, metric, greater = best["info"], best["metric"], best["greater_is_better"]
-    chosen, variants, order = best["chosen"], best["variants"], best["order"]
+    chosen, variants, order = best["chosen"], best["variants"], best["order"]  # variants: + CIs
     label_names = info.get("label_names") or []
     if len(variants):
         intervals = {name: variant_interval(chosen, name) for name in variants["variant"]}
@@ -90,13 +90,9 @@ def build_report(spec: ExperimentSpec, study: optuna.Study) -> dict[str, Any]:
     baseline_weight = stored_baseline.get("class_weight", spec.baseline.class_weight)
     findings = {r.key: diagnose(r.result, label_names, class_weighted=r.overrides.get(
         "class_weight", baseline_weight) != "none") for r in chosen}
-    return {"metric": metric, "greater_is_better": greater, "info": info, "records": best["records"],
-            "chosen": chosen, "trials": best["trials"], "variants": variants, "order": order,
-            "effects": effects, "holm": holm_adjusted(effects), "findings": findings,
-            "label_names": label_names,
-            "importances": importances,
-            "best_model": best["best_model"],
-            "gone": stale_numbers(study)}  # RUNNING trials whose process is gone
+    return best | {"effects": effects, "holm": holm_adjusted(effects), "findings": findings,
+                   "label_names": label_names, "importances": importances,
+                   "gone": stale_numbers(study)}  # RUNNING trials whose process is gone
 
 
 def write_report(spec: ExperimentSpec, study: optuna.Study,
