@@ -62,12 +62,13 @@ class SwanLabTracker:
         self._run: Any = None
         self._started: tuple[str, str, dict[str, Any]] | None = None  # start()'s arguments
         self._logged = False  # since start(): any point at all
+        self._root: str | None = None  # the trial's run name, once start_over suffixed it
         self._warned: set[str] = set()
 
     def start(self, name: str, group: str, config: dict[str, Any]) -> None:
         """Start the run; a tracker that cannot start (online without a key, unwritable folder)
         falls back to offline, then to no tracking, with one warning: the trial still runs."""
-        self._started, self._logged = (name, group, config), False
+        self._started, self._logged, self._root = (name, group, config), False, None
         modes = [self.mode] + (["offline"] if self.mode not in ("offline", "disabled") else [])
         for mode in modes:
             try:
@@ -150,8 +151,10 @@ class SwanLabTracker:
         if self._run is None or not self._logged or self._started is None:
             return  # nothing logged yet (out of memory at the first step): the run goes on
         name, group, config = self._started
-        self.finish(error=f"{reason}; the trial goes on in run {name}{suffix}")
-        self.start(name + suffix, group, config)
+        root = self._root or name  # a second back-off: baseline-s42-oom2, not ...-oom1-oom2
+        self.finish(error=f"{reason}; the trial goes on in run {root}{suffix}")
+        self.start(root + suffix, group, config)
+        self._root = root
 
 
 def _quiet_swanlab_console(quiet: bool) -> None:

@@ -68,7 +68,7 @@ def test_out_of_memory_mid_training_gives_the_retry_its_own_swanlab_run(write_ex
 
     monkeypatch.setattr(train.TrackerCallback, "on_step_end", step_end)
     path = write_experiment(variants="", tracking='backend = "swanlab"\nmode = "local"',
-                            baseline="batch_size = 16\nepochs = 1\nlogging_steps = 1\n")
+                            baseline="batch_size = 32\nepochs = 1\nlogging_steps = 1\n")
     assert cli.main(["run", str(path)]) == 0
     (trial,) = _trials(path)
     history = trial.user_attrs["result"]["history"]
@@ -76,7 +76,7 @@ def test_out_of_memory_mid_training_gives_the_retry_its_own_swanlab_run(write_ex
     store = sqlite3.connect(f"file:{swanlog}/runs.swanlab?mode=ro", uri=True)
     runs = {name: (run, run_id) for run, run_id, name in
             store.execute("select id, run_id, name from experiment")}
-    assert sorted(runs) == ["baseline-s42", "baseline-s42-oom1"]
+    assert sorted(runs) == ["baseline-s42", "baseline-s42-oom1", "baseline-s42-oom2"]  # 32, 16, 8
 
     def losses(name: str) -> dict[int, float]:
         run, run_id = runs[name]
@@ -86,8 +86,9 @@ def test_out_of_memory_mid_training_gives_the_retry_its_own_swanlab_run(write_ex
                  for line in file.open()]
         return {line["index"]: line["data"] for line in lines}
 
-    assert sorted(losses("baseline-s42")) == [1, 2]  # the failed attempt's, kept apart
-    retry = losses("baseline-s42-oom1")
+    assert sorted(losses("baseline-s42")) == [1, 2]  # the failed attempts', kept apart
+    assert sorted(losses("baseline-s42-oom1")) == [1, 2]
+    retry = losses("baseline-s42-oom2")
     assert len(retry) == len(history)
     assert [retry[entry["step"]] for entry in history] == pytest.approx(
         [entry["loss"] for entry in history])
