@@ -221,12 +221,11 @@ def _print_spec(spec: Any) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .config import load_spec
-    from .sweep import run_study, select_trials
+    from .sweep import run_study
 
     spec = load_spec(args.file, args.sets)
     _print_spec(spec)
-    for name in args.rerun:  # an unknown name is bad input before anything runs
-        select_trials(spec, [name], option="--rerun")
+    _check_reruns(spec, args.rerun)
     if args.dry_run:
         return _dry_run(spec, args)
     progress = _progress(spec, args)
@@ -249,6 +248,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _check_reruns(spec: Any, names: list[str]) -> None:
+    """An unknown --rerun name is bad input before anything runs; so is a search trial other than
+    one left running where no heartbeat will end it (see `search.reruns`, which `run` asks again
+    once it holds the planning lock)."""
+    from .queue import StudyNotFound, open_study
+    from .search import rerun_names, reruns
+    from .sweep import select_trials
+
+    searched = rerun_names(spec, names)
+    for name in names:
+        if name not in searched:
+            select_trials(spec, [name], option="--rerun")
+    if searched:
+        try:
+            study = open_study(spec, create=False)
+        except StudyNotFound:
+            study = None
+        reruns(study, spec, searched)
+
+
 def _progress(spec: Any, args: argparse.Namespace) -> Any:
     """A live table of the trials on a terminal; plain lines in logs, pipes and with --quiet.
     With several worker processes, each prints its own lines."""
@@ -263,7 +282,7 @@ def _dry_run(spec: Any, args: argparse.Namespace) -> int:
     """What `run` with the same options would do, from the same plan, changing nothing."""
     from .queue import StudyNotFound, check_none_running, has_heartbeats, open_study, stale_numbers
     from .records import latest_by_key, load_records
-    from .search import left_running, retries, run_probes, search_names, selected
+    from .search import left_running, reruns, retries, run_probes, search_names, selected
     from .sweep import check_own_output_dir, checked_plan, make_output_dir, run_selection
     from .variants import describe_changes
 
@@ -292,8 +311,12 @@ def _dry_run(spec: Any, args: argparse.Namespace) -> int:
     retry_search, propose = selected(spec, args.only, args.rerun, args.retry_failed)
     # Failed search trials the run would try again.
     retried = [t for t, _ in retries(study, spec)] if study is not None and retry_search else []
+    # `--rerun search_N` of one left running without heartbeats: failed, superseded, run again.
+    reran = reruns(study, spec, args.rerun) if study is not None else []  # --force-new: moot
+    retried += [t for t, _ in reran]
     # Search trials left running (killed, or training elsewhere): the run waits for them.
-    running = left_running(study, spec) if study is not None and retry_search else []
+    running = [t for t in (left_running(study, spec) if study is not None and retry_search else [])
+               if t.key not in {r.key for r, _ in reran}]
     probes = run_probes(spec, study, propose, bool(retried))
     if to_queue or spec.search is not None:  # what run checks once the data and models load
         from .data import load_study_splits
@@ -318,7 +341,7 @@ def _dry_run(spec: Any, args: argparse.Namespace) -> int:
     listed = trials + retried + running
     print(f"plan: {len(listed)} trial(s), "
           f"{len(queued | ((waiting | requeued) & {t.key for t in trials + running}))} to run")
-    width = max([32, *(len(t.key) for t in listed)])  # long names keep the columns
+    rows = []
     for trial in listed:
         if trial.key in queued:
             state = "to run again" if trial.key in latest and trial.variant in args.rerun else "to run"
@@ -334,7 +357,13 @@ def _dry_run(spec: Any, args: argparse.Namespace) -> int:
             state = "process gone: --rerun it"
         else:
             state = "running elsewhere"
+        rows.append((trial, state))
+    width = max([32, *(len(t.key) for t in listed)])  # long names keep the columns
+    for trial, state in rows:
         print(f"  {trial.key:<{width}} {state:<18} {describe_changes(trial.overrides)}")
+    if reran:
+        print(f"the abandoned running attempt(s) of {', '.join(t.key for t, _ in reran)} would be "
+              "kept as failed and superseded")
     if replaced:
         states = {r.number: r.state for r in stored}
         done = sum(states.get(number) == "COMPLETE" for number in replaced)
@@ -749,10 +778,13 @@ def _resume(args: argparse.Namespace | None) -> str:
     workers and --graceful. Not --rerun: its trials were superseded and queued when it planned
     (the run goes on with them; naming it again would train those it finished once more), but
     with --only its variants stay selected."""
+    from .records import is_search_variant
+
     if args is None or args.command != "run":
         return ""
     command = ["ablate", "run", str(args.file), *[p for item in args.sets for p in ("--set", item)]]
-    selected = args.only + args.rerun if args.only else []
+    # A search trial's --rerun is done once it has planned: the search's retries go on with it.
+    selected = args.only + [n for n in args.rerun if not is_search_variant(n)] if args.only else []
     command += [p for name in dict.fromkeys(selected) for p in ("--only", name)]
     command += ["--retry-failed"] * args.retry_failed + ["--graceful"] * args.graceful
     command += ["--workers", str(args.workers)] if args.workers > 1 else []

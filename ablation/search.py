@@ -502,18 +502,52 @@ def retries(study: optuna.Study, spec: Any) -> list[tuple[Any, int]]:
 
 
 def left_running(study: optuna.Study, spec: Any) -> list[Any]:
-    """Search trials left RUNNING (by a killed process, or one still training elsewhere), on a
-    storage with heartbeats. They count toward n_trials, so a run that retries the search waits
-    for them, as for a variant's, and trains again those whose heartbeats stop; it used to end at
-    once, leaving a killed trial RUNNING. Without heartbeats (a journal) it would wait forever."""
-    from .queue import has_heartbeats
+    """Search trials left RUNNING (by a killed process, or one still training elsewhere). They
+    count toward n_trials, so a run that retries the search waits for them, as for a variant's:
+    with heartbeats it trains again those whose heartbeats stop; without (a journal) it says
+    `--rerun search_N` (see `reruns`) moves them. It used to end at once, leaving them RUNNING."""
     from .variants import TrialSpec
 
-    if spec.search is None or not has_heartbeats(study):
+    if spec.search is None:
         return []
     latest = records.latest_by_key(records.load_records(study))
     return [TrialSpec.of(spec.baseline, r.variant, r.seed, r.overrides) for r in latest.values()
             if records.is_search_variant(r.variant) and r.state == "RUNNING"]
+
+
+def rerun_names(spec: Any, names: list[str] | None) -> list[str]:
+    """The search trials among `--rerun` names (none where the file has no [search])."""
+    return [n for n in names or [] if spec.search is not None and records.is_search_variant(n)]
+
+
+def reruns(study: optuna.Study | None, spec: Any, names: list[str] | None) -> list[tuple[Any, int]]:
+    """`--rerun search_N`: a search trial left RUNNING in a storage without heartbeats (a journal),
+    whose process was killed: nothing else will ever end it, so, as for a variant's, `--rerun`
+    records it as failed and superseded (the caller, `queue.fail_abandoned`) and trains it again
+    with its parameters, under its name. Returns the trials and the numbers of the attempts they
+    replace. Any other search trial is refused with one line: the sampler proposes them, and with
+    heartbeats a running one is alive, or trained again by a plain `run` once they stop."""
+    from .queue import has_heartbeats
+    from .variants import TrialSpec
+
+    found = []
+    latest = records.latest_by_key(records.load_records(study)) if study is not None else {}
+    for name in dict.fromkeys(rerun_names(spec, names)):
+        running = [r for r in latest.values() if r.variant == name and r.state == "RUNNING"]
+        if not running:
+            raise AblateInputError(
+                f"--rerun {name!r}: the [search] trials of {spec.path.name} cannot be chosen one "
+                f"by one (the sampler proposes them; `--rerun` takes only one left running by a "
+                f"killed process on a storage without heartbeats); to train {name}'s parameters "
+                "again, give them a name in [variants] (the report's results table gives its "
+                "changes); `--retry-failed` retries failed search trials")
+        if has_heartbeats(study):
+            raise AblateInputError(
+                f"--rerun {name}: trial {running[0].key} is running in another process; if that "
+                f"process is gone, `{spec.command('run')}` trains it again once its heartbeats stop")
+        found += [(TrialSpec.of(spec.baseline, r.variant, r.seed, r.overrides), r.number)
+                  for r in running]
+    return sorted(found, key=lambda item: item[1])
 
 
 class PruningCallback(TrainerCallback):

@@ -96,9 +96,15 @@ def run_selection(spec: ExperimentSpec, only: list[str] | None, rerun: list[str]
                   retry_failed: bool) -> list[TrialSpec]:
     """The trials a `run` plans: those of the --only and --rerun variants, or all of them. With
     --retry-failed and no --only, all of them: it queues the failed ones (`plan`) besides any --rerun."""
+    from .search import rerun_names
+
     if retry_failed and not only:
         return select_trials(spec, None)
-    return select_trials(spec, (only or []) + (rerun or []) or None)
+    searched = rerun_names(spec, rerun)  # search trials: from the study, not the file (`reruns`)
+    names = (only or []) + [name for name in rerun or [] if name not in searched]
+    if searched and not names:  # `--rerun search_N` alone: no variant
+        return []
+    return select_trials(spec, names or None)
 
 
 def _error_line(err: BaseException) -> str:
@@ -656,10 +662,12 @@ def run_study(spec: ExperimentSpec, only: list[str] | None = None,
     # Trials queued by an earlier, interrupted run are waiting too: they are this run's work.
     waiting = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
                if t.user_attrs.get(records.KEY) in wanted or not (only or rerun or retry_failed)]
-    if workers > 1 and (to_queue or propose or waiting):
-        names = []  # no selection: every queued trial, and the search
-        if only or rerun or retry_failed:  # the selected variants; the search if selected
-            names = sorted({t.variant for t in trials}) + ([SELECTOR] if propose else [])
+    names = []  # no selection: every queued trial, and the search
+    if only or rerun or retry_failed:  # the selected variants; the search if selected
+        names = sorted({t.variant for t in trials}) + ([SELECTOR] if propose else [])
+    # A selection with no variant and no search (`--rerun search_N`) is trained here: a worker
+    # given no --only would propose new search trials.
+    if workers > 1 and (to_queue or propose or waiting) and (names or not (only or rerun or retry_failed)):
         _run_worker_processes(spec, workers, echo, job.stop, names, graceful)
     work(job, wanted, outcome, wait_for_others=True)
     _collect_outcome(study, wanted, outcome)
@@ -680,7 +688,7 @@ def _plan_and_queue(spec: ExperimentSpec, trials: list[TrialSpec], outcome: RunO
     """Check everything, then queue what is to run; nothing is written (superseded, deleted,
     queued) before every check has passed. With `retry_search`, failed search trials are
     queued again too (after the variants; they are checked when claimed, like proposals)."""
-    from .search import retries, run_probes
+    from .search import reruns, retries, run_probes
 
     if force_new:
         with contextlib.suppress(queue.StudyNotFound):
@@ -694,8 +702,10 @@ def _plan_and_queue(spec: ExperimentSpec, trials: list[TrialSpec], outcome: RunO
                                                                   retry_failed)
         if retry_search:
             retried = retries(study, spec)
+    # `--rerun search_N` of one left running (a journal's); moot where --force-new deletes it.
+    reran = reruns(study, spec, rerun) if study is not None else []
     # The sampler proposes search trials mid-study: the values it can propose are checked now.
-    probes = run_probes(spec, study, propose, bool(retried))
+    probes = run_probes(spec, study, propose, bool(retried or reran))
     _write_study_files(spec)
     if outcome.skipped:
         echo(f"re-using {len(outcome.skipped)} completed trial(s): {', '.join(outcome.skipped)}")
@@ -703,7 +713,7 @@ def _plan_and_queue(spec: ExperimentSpec, trials: list[TrialSpec], outcome: RunO
         echo(f"note: {note}")
     echo.planned([(t.key, t.seed) for t in trials if t.key not in outcome.skipped])
     job = Work(spec, study, echo, stop or threading.Event())
-    if to_queue or retried or probes:
+    if to_queue or retried or reran or probes:
         inputs = job.prepare()
         if study is not None:
             check_same_data(study, spec, inputs.splits.fingerprint())
@@ -730,7 +740,14 @@ def _plan_and_queue(spec: ExperimentSpec, trials: list[TrialSpec], outcome: RunO
              + ", ".join(trial.key for trial, _ in retried))
         records.supersede(job.study, [number for _, number in retried])
         queue.enqueue(job.study, [trial for trial, _ in retried])
-    return job, to_queue + [trial for trial, _ in retried]
+    if reran:  # as a variant's --rerun: the abandoned attempt is failed, superseded, trained again
+        echo(f"[search]: --rerun: training {', '.join(trial.key for trial, _ in reran)} again; "
+             "the attempt left running is kept as failed and superseded")
+        numbers = [number for _, number in reran]
+        queue.fail_abandoned(job.study, numbers)
+        records.supersede(job.study, numbers)
+        queue.enqueue(job.study, [trial for trial, _ in reran])
+    return job, to_queue + [trial for trial, _ in retried + reran]
 
 
 def run_worker(spec: ExperimentSpec, echo: Callable[[str], None] = print,

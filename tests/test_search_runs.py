@@ -216,6 +216,103 @@ def test_a_search_trial_whose_process_was_killed_is_waited_for_and_trained_again
     assert "waiting for search_1-s42" in capsys.readouterr().out
 
 
+def _kill_a_search_trial(path: Path, sets: list[str]) -> tuple[optuna.Trial, dict]:
+    """A search trial made as `_search_once` makes it, whose process then died (kill -9): it
+    stays RUNNING, its worker a pid of this machine that no longer exists."""
+    import socket
+    import subprocess
+    import sys
+
+    from ablation import records
+    from ablation.variants import TrialSpec
+
+    spec = load_spec(path, sets)
+    study = open_study(spec, create=False)
+    killed = study.ask()
+    overrides = search.suggest(killed, spec.search)
+    trial = TrialSpec.of(spec.baseline, search.search_trial_name(killed.number), 42, overrides)
+    for key, value in records.trial_attrs(trial).items():
+        killed.set_user_attr(key, value)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    killed.set_user_attr(records.WORKER, f"{socket.gethostname()}:{dead.pid}")
+    return killed, overrides
+
+
+def test_a_killed_search_trial_on_a_journal_is_trained_again_by_the_rerun_ablate_names(
+        write_experiment, tmp_path, capsys, monkeypatch):
+    """A journal has no heartbeats: a search trial whose process was killed stays RUNNING.
+    `status`, the run that waits for it, and that run's Ctrl+C name `--rerun search_1`, which
+    records the attempt as failed and superseded and trains it again with its parameters, as
+    for a variant (it was refused, exit 2, and a plain run ended with the trial RUNNING)."""
+    import os
+    import shlex
+    import signal
+    import types
+
+    from ablation import queue, records, sweep
+
+    path = searched(write_experiment, 1)
+    journal = f'experiment.storage="journal:///{tmp_path}/study.journal"'
+    sets = ["--set", journal]
+    assert run(path, "--only", "baseline", *sets) == 0
+    killed, overrides = _kill_a_search_trial(path, [journal])
+    rerun = f"ablate run {path} --rerun search_1 --set {shlex.quote(journal)}"
+
+    capsys.readouterr()
+    assert cli.main(["status", str(path), *sets]) == 1
+    assert f"its process is gone; `{rerun}` runs it again" in capsys.readouterr().out
+    assert run(path, "--dry-run", *sets) == 0
+    out = capsys.readouterr().out
+    assert "plan: 2 trial(s), 0 to run" in out
+    (line,) = [line for line in out.splitlines() if "search_1-s42" in line]
+    assert line.split()[1:5] == ["process", "gone:", "--rerun", "it"]
+    # The run waits for it (it counts toward n_trials), and its Ctrl+C says what moves it.
+    clock = types.SimpleNamespace(**vars(sweep.time))
+    clock.sleep = lambda seconds: os.kill(os.getpid(), signal.SIGINT)
+    with monkeypatch.context() as patch:
+        patch.setattr(sweep, "time", clock)
+        assert run(path, *sets) == 130
+    captured = capsys.readouterr()
+    assert f"stop this and `{rerun}`" in captured.out
+    assert f"`{rerun}` trains them again" in captured.err
+    assert [t.state.name for t in search_trials(path, journal)] == ["RUNNING"]
+
+    assert run(path, "--rerun", "search_1", "--dry-run", *sets) == 0
+    out = capsys.readouterr().out
+    assert "plan: 1 trial(s), 1 to run" in out and "search_1-s42" in out and "to run again" in out
+    assert "search_1-s42 would be kept as failed and superseded" in out
+    assert run(path, "--rerun", "search_1", *sets) == 0
+    attempts = search_trials(path, journal)
+    assert [t.state.name for t in attempts] == ["FAIL", "COMPLETE"]
+    assert attempts[0].user_attrs[records.ERROR] == queue.ABANDONED_ERROR
+    assert attempts[1].params == overrides and attempts[1].user_attrs["variant"] == "search_1"
+    study = open_study(load_spec(path, [journal]), create=False)
+    assert killed.number in study.user_attrs[records.SUPERSEDED]
+    assert run(path, *sets) == 0  # n_trials = 1: done, nothing new proposed
+    assert len(search_trials(path, journal)) == 2
+    # Only a running one is taken: now it is complete, the sampler's choice is refused as before.
+    capsys.readouterr()
+    assert run(path, "--rerun", "search_1", *sets) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot be chosen one by one" in err
+
+
+def test_rerun_of_a_running_search_trial_is_refused_where_heartbeats_tell(write_experiment, capsys):
+    path = searched(write_experiment, 1)
+    sets = ["--set", "experiment.heartbeat=1"]
+    assert run(path, "--only", "baseline", *sets) == 0
+    _kill_a_search_trial(path, ["experiment.heartbeat=1"])
+    for options in (["--dry-run"], []):
+        capsys.readouterr()
+        assert run(path, "--rerun", "search_1", *sets, *options) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1, err
+        assert ("--rerun search_1: trial search_1-s42 is running in another process; if that process "
+                f"is gone, `ablate run {path} --set experiment.heartbeat=1` trains it again") in err
+    assert [t.state.name for t in search_trials(path, "experiment.heartbeat=1")] == ["RUNNING"]
+
+
 def test_a_failed_search_trial_is_retried_once_per_run(write_experiment, monkeypatch):
     path = searched(write_experiment, 1)
 
