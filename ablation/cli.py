@@ -359,8 +359,9 @@ def _dry_run(spec: Any, args: argparse.Namespace) -> int:
             state = "running elsewhere"
         rows.append((trial, state))
     width = max([32, *(len(t.key) for t in listed)])  # long names keep the columns
+    column = max([18, *(len(state) for _, state in rows)])  # `process gone: --rerun it` is 24
     for trial, state in rows:
-        print(f"  {trial.key:<{width}} {state:<18} {describe_changes(trial.overrides)}")
+        print(f"  {trial.key:<{width}} {state:<{column}} {describe_changes(trial.overrides)}")
     if reran:
         print(f"the abandoned running attempt(s) of {', '.join(t.key for t, _ in reran)} would be "
               "kept as failed and superseded")

@@ -313,6 +313,27 @@ def test_rerun_of_a_running_search_trial_is_refused_where_heartbeats_tell(write_
     assert [t.state.name for t in search_trials(path, "experiment.heartbeat=1")] == ["RUNNING"]
 
 
+@pytest.mark.parametrize("storage", ["heartbeats", "journal"])
+def test_dry_run_keeps_its_columns_for_every_state(write_experiment, tmp_path, capsys, storage):
+    """`process gone, to run` (heartbeats) and `process gone: --rerun it` (a journal) are wider
+    than the other states: the changes after them were pushed out of their column."""
+    path = searched(write_experiment, 1, variants="bs8 = { batch_size = 8 }\n")
+    setting = ("experiment.heartbeat=1" if storage == "heartbeats"
+               else f'experiment.storage="journal:///{tmp_path}/study.journal"')
+    assert run(path, "--only", "baseline", "--set", setting) == 0
+    killed, _ = _kill_a_search_trial(path, [setting])
+    if storage == "heartbeats":
+        killed.study._storage.record_heartbeat(killed._trial_id)
+    capsys.readouterr()
+    assert run(path, "--dry-run", "--set", setting) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if "-s42 " in line]
+    gone = "process gone, to run" if storage == "heartbeats" else "process gone: --rerun it"
+    assert len(lines) == 3 and gone in lines[2]
+    changes = ("—", "batch_size=", "learning_rate=")
+    starts = {line.index(change) for line, change in zip(lines, changes, strict=True)}
+    assert len(starts) == 1, lines
+
+
 def test_a_failed_search_trial_is_retried_once_per_run(write_experiment, monkeypatch):
     path = searched(write_experiment, 1)
 
