@@ -148,6 +148,10 @@ def export_best_model(spec: ExperimentSpec, study: Any, built: dict[str, Any],
     Returns what was recorded, or None when nothing could be exported."""
     mode = spec.experiment.save_models
     built["best_model"] = study.user_attrs.get(STUDY_ATTR)
+    deleted = built["best_model"] and not (spec.output_dir / built["best_model"]["path"]).is_dir()
+    if deleted:  # best_model/ deleted since (by hand, a clean-up): not to be named as there
+        built["best_model"] = None
+        study.set_user_attr(STUDY_ATTR, None)
     best = best_record(built)
     if mode == "none" or best is None:
         return built["best_model"]
@@ -159,8 +163,9 @@ def export_best_model(spec: ExperimentSpec, study: Any, built: dict[str, Any],
     if current == info and target.is_dir():
         pass  # already exported
     elif not source.is_dir():
-        echo(f"best model: trial {best.key} kept no model ({source} is missing: it ran with "
-             "save_models = \"none\", or on another machine); re-run it to keep one: "
+        why = (f"{target} was deleted, and {source} is missing" if deleted else
+               f"{source} is missing: it ran with save_models = \"none\", or on another machine")
+        echo(f"best model: trial {best.key} kept no model ({why}); re-run it to keep one: "
              f"{spec.command('run', '--rerun', best.variant, sets=keeping_models(spec))}")
         return current
     else:

@@ -909,3 +909,23 @@ def test_the_evaluation_tables_keep_their_columns_for_chinese_label_names():
     assert per_class[2].startswith("        好评     0.5000") and per_class[3].endswith("         3")
     matrix = lines[matrix_at + 1:matrix_at + 4]
     assert len({_columns(line) for line in matrix}) == 1, matrix
+
+
+def test_a_best_model_folder_deleted_between_runs_is_not_named_as_there(write_experiment, capsys):
+    """best_model/ deleted by hand (a clean-up) after the run: the next run says the model is gone
+    and how to get it back, and neither its summary nor the report points at the missing folder."""
+    path = write_experiment()
+    assert cli.main(["run", str(path)]) == 0
+    output_dir = load_spec(path).output_dir
+    best = json.loads((output_dir / "best_model" / "ablate.json").read_text())
+    shutil.rmtree(output_dir / "best_model")
+    capsys.readouterr()
+    assert cli.main(["run", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert (f"best model: trial {best['trial']} kept no model ({output_dir / 'best_model'} was "
+            "deleted, and ") in out, out
+    assert f"--rerun {best['variant']}" in out
+    assert f"best model: {output_dir / 'best_model'} (trial" not in out, out
+    assert "**Best model**" not in (output_dir / "report.md").read_text()
+    assert cli.main(["report", str(path)]) == 0
+    assert "**Best model**" not in (output_dir / "report.md").read_text()
