@@ -78,14 +78,22 @@ def storage_lost(err: BaseException) -> str | None:
     """The line for a study storage that stopped answering mid-run (a database server down or
     restarting, a network cut), else None. Optuna raises it as StorageInternalError blaming
     "invalid data in the commit"; the connection error behind it is what the user must see."""
+    cause = _database_error(err)
+    if cause is None:
+        return None
+    return (f"the study storage stopped answering ({first_line(cause)}); what it "
+            "recorded is kept and a trial it could not record trains again")
+
+
+def _database_error(err: BaseException) -> BaseException | None:
+    """The database's own error behind `err` (SQLAlchemy's OperationalError, which Optuna wraps
+    in a StorageInternalError blaming "invalid data in the commit"), else None."""
     import sqlalchemy.exc
 
     seen: BaseException | None = err
     while seen is not None:
         if isinstance(seen, sqlalchemy.exc.OperationalError):
-            cause = seen.orig if seen.orig is not None else seen
-            return (f"the study storage stopped answering ({first_line(cause)}); what it "
-                    "recorded is kept and a trial it could not record trains again")
+            return seen.orig if seen.orig is not None else seen
         seen = seen.__cause__ or seen.__context__
     return None
 
@@ -99,8 +107,22 @@ def _creation_lock(url: str) -> Iterator[None]:
     if database is None or database.name == ":memory:" or not database.parent.is_dir():
         yield
         return
-    with file_lock(database.with_name(database.name + ".lock")):
+    lock = database.with_name(database.name + ".lock")
+    if database.is_file() and not _can_open(lock):
+        # A study read in a folder this user may not write in (a colleague's, on a shared
+        # machine): `status` and `report` read it; its tables exist, so nothing is created.
         yield
+        return
+    with file_lock(lock):
+        yield
+
+
+def _can_open(lock: Path) -> bool:
+    try:
+        lock.open("a").close()
+    except PermissionError:
+        return False
+    return True
 
 
 def _begin_immediate(engine: Any) -> None:
@@ -192,7 +214,7 @@ DRIVERS = {"postgresql": "pip install \"ablate[postgres]\" (psycopg 3)",
 
 
 def _unusable(url: str, err: Exception) -> AblateInputError:
-    reason = first_line(err)
+    reason = first_line(_database_error(err) or err)
     scheme = url.split(":", 1)[0].split("+", 1)[0]
     # Optuna's words for a missing driver; SQLAlchemy's own (`run`'s PostgreSQL lock) an ImportError
     if ("DB access module" in reason or isinstance(err, ImportError)) and scheme in DRIVERS:

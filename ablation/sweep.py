@@ -132,17 +132,21 @@ class _TrialLogHandler(logging.FileHandler):
 def make_output_dir(spec: ExperimentSpec, dry_run: bool = False) -> None:
     """Create the output folder first: one that cannot be created is bad input, found before
     the storage is touched. `dry_run`: only find out whether it could be (nothing is left)."""
+    existed = spec.output_dir.is_dir()
     if dry_run:
         problem = queue.uncreatable(spec.output_dir)
     else:
         try:
             spec.output_dir.mkdir(parents=True, exist_ok=True)
-            problem = None
+            # A folder that is there but not ours to write in (chmod, another user's): its
+            # lock file, study files and trials could not be made.
+            problem = queue.uncreatable(spec.output_dir) if existed else None
         except OSError as err:
             problem = err.strerror or str(err)
     if problem:
         raise AblateInputError(
-            f"[experiment] output_dir = {str(spec.output_dir)!r} cannot be created: {problem}")
+            f"[experiment] output_dir = {str(spec.output_dir)!r} cannot be "
+            + ("written in" if existed else "created") + f": {problem}")
 
 
 def check_own_output_dir(spec: ExperimentSpec) -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
 import sqlite3
+import subprocess
 import sys
 from pathlib import Path
 
@@ -590,3 +592,51 @@ def test_a_postgres_scheme_url_suggests_postgresql(write_experiment, capsys):
     err = capsys.readouterr().err
     assert "cannot be opened: " in err and err.count("\n") == 1
     assert err.rstrip().endswith("did you mean 'postgresql://u:***@127.0.0.1:1/db'?")
+
+
+def _without_write_permission() -> list[str]:
+    """The command prefix that runs ablate as a user whom a folder's permissions bind: none for
+    a user; root ignores them unless it gives up that capability (setpriv, util-linux)."""
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("root without setpriv: folder permissions cannot bind the tested process")
+    caps = "-dac_override,-dac_read_search,-fowner"
+    return ["setpriv", f"--bounding-set={caps}", f"--inh-caps={caps}"]
+
+
+def test_a_study_in_a_folder_this_user_cannot_write_in(write_experiment):
+    """A colleague's study on a shared machine (or `chmod -R a-w`): status reads it; report and
+    run refuse with one line naming the folder, no traceback. A read-only study.db in a folder
+    that is writable is named with SQLite's own reason, not Optuna's "invalid data"."""
+    prefix = _without_write_permission()
+    path = write_experiment(variants="")
+    assert cli.main(["run", str(path)]) == 0
+    out = load_spec(path).output_dir
+    modes = {p: p.stat().st_mode for p in [out, *out.rglob("*")]}
+
+    def ablate(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*prefix, sys.executable, "-m", "ablation", *args], capture_output=True,
+                              text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+
+    try:
+        for entry in modes:
+            entry.chmod(modes[entry] & ~0o222)
+        status = ablate("status", str(path))
+        assert status.returncode == 0 and "baseline-s42" in status.stdout, status.stderr
+        for command in (["report"], ["run"], ["run", "--dry-run"]):
+            result = ablate(*command, str(path))
+            assert result.returncode == 2, (command, result.stderr)
+            assert result.stderr == (f"ablate: error: [experiment] output_dir = '{out}' cannot be "
+                                     "written in: Permission denied\n"), (command, result.stderr)
+        for entry in modes:
+            entry.chmod(modes[entry])
+        (out / "study.db").chmod(0o444)
+        result = ablate("run", str(path))
+        assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+        assert "study.db' cannot be opened: attempt to write a readonly database" in result.stderr
+    finally:
+        for entry in modes:
+            entry.chmod(modes[entry])
+    assert cli.main(["status", str(path)]) == 0
+
