@@ -38,6 +38,7 @@ warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to b
 
 JOURNAL_PREFIX = "journal:///"
 STALE_AFTER_HEARTBEATS = 3
+SQLITE_LOCK_WAIT = 60  # seconds a SQLite write waits for another process's lock
 STALE_ERROR = "its worker stopped sending heartbeats (killed or crashed); queued again"
 
 
@@ -59,7 +60,7 @@ def make_storage(url: str, heartbeat: int) -> optuna.storages.BaseStorage:
         return JournalStorage(JournalFileBackend(str(path)))
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):  # several local workers: wait for the file lock, don't fail
-        engine_kwargs = {"connect_args": {"timeout": 60}}
+        engine_kwargs = {"connect_args": {"timeout": SQLITE_LOCK_WAIT}}
     elif url.startswith("postgresql"):
         # A pooled connection can die while a trial trains (a server restart, a firewall closing
         # idle connections): checked before each use and replaced, as Optuna does for MySQL,
@@ -178,6 +179,10 @@ def open_study(spec: ExperimentSpec, create: bool = True) -> optuna.Study:
     except KeyError:  # load_study: no study of that name in the storage
         raise never_run from None
     except Exception as err:  # bad URL, missing driver, unreachable server, unwritable folder
+        if "database is locked" in str(_database_error(err) or ""):
+            # Another program holds SQLite's lock longer than the 60 s waited for it: the storage
+            # does not answer (exit 1, as when it stops mid-run), the file is not at fault.
+            raise
         raise _unusable(url, err) from None
 
 

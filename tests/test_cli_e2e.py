@@ -640,3 +640,26 @@ def test_a_study_in_a_folder_this_user_cannot_write_in(write_experiment):
             entry.chmod(modes[entry])
     assert cli.main(["status", str(path)]) == 0
 
+
+def test_a_storage_locked_by_another_program_has_stopped_answering(write_experiment, monkeypatch,
+                                                                   capsys):
+    """`sqlite3 study.db` holding a transaction longer than ablate waits for it: the storage does
+    not answer (exit 1, as when it stops mid-run), rather than the file said to be bad input."""
+    from ablation import queue
+
+    path = write_experiment(variants="")
+    assert cli.main(["run", str(path)]) == 0
+    monkeypatch.setattr(queue, "SQLITE_LOCK_WAIT", 0.2)
+    holder = sqlite3.connect(load_spec(path).output_dir / "study.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        capsys.readouterr()
+        for command in ("status", "report", "run"):
+            assert cli.main([command, str(path)]) == 1, command
+            err = capsys.readouterr().err
+            assert err.startswith("ablate: error: the study storage stopped answering (database is "
+                                  "locked); what it recorded is kept") and err.count("\n") == 1, err
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert cli.main(["status", str(path)]) == 0
