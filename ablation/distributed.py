@@ -191,6 +191,9 @@ def _rank_main(payload_path: Path) -> int:
     from . import records, train
     from .tracking import NullTracker, make_tracker
 
+    # torchrun passes a SIGTERM on to its processes before it exits; one it did not (it was
+    # killed, or its own handler's exception was lost) left them training unseen (a CI failure).
+    interrupts.stop_with_parent()
     rank = int(os.environ.get("RANK", "0"))
     with payload_path.open("rb") as handle:
         work = pickle.load(handle)

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from conftest import processes_with
@@ -165,6 +166,30 @@ def _wait_for_training(trial_dir, timeout=120):
 
 def _text(path):
     return path.read_text() if path.is_file() else ""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_the_processes_of_a_trial_stop_when_torchrun_dies_without_stopping_them(write_experiment):
+    """torchrun passes a SIGTERM on to its processes; killed itself (or had it not passed one on:
+    a CI run found both processes training a minute after the worker's kill -9), they got none."""
+    path = write_experiment(variants="")
+    sets = ["baseline.epochs=10000", "baseline.eval_steps=100000"]  # hours
+    trial_dir = load_spec(path, sets).output_dir / "trials" / "baseline-s42"
+    run = _run_in_a_terminal(path, sets)
+    try:
+        _wait_for_training(trial_dir)
+        (torchrun,) = [pid for pid in processes_with(str(trial_dir))
+                       if b"torch.distributed.run" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        os.kill(torchrun, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while processes_with(str(trial_dir)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not processes_with(str(trial_dir)), "the trial's processes exited"
+    finally:
+        for pid in processes_with(str(trial_dir)):
+            os.kill(pid, signal.SIGKILL)
+        run.kill()
+        run.wait(timeout=60)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
