@@ -164,6 +164,19 @@ def _wait_for_training(trial_dir, timeout=120):
     assert len(processes_with(str(trial_dir))) == 3  # torchrun and its 2 processes
 
 
+def _left_after(trial_dir, seconds):
+    """The trial's processes still there after waiting up to `seconds` for them to exit."""
+    deadline = time.monotonic() + seconds
+    while processes_with(str(trial_dir)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return processes_with(str(trial_dir))
+
+
+def _kill_left(trial_dir):
+    for pid in processes_with(str(trial_dir)):
+        os.kill(pid, signal.SIGKILL)
+
+
 def _text(path):
     return path.read_text() if path.is_file() else ""
 
@@ -181,13 +194,9 @@ def test_the_processes_of_a_trial_stop_when_torchrun_dies_without_stopping_them(
         (torchrun,) = [pid for pid in processes_with(str(trial_dir))
                        if b"torch.distributed.run" in Path(f"/proc/{pid}/cmdline").read_bytes()]
         os.kill(torchrun, signal.SIGKILL)
-        deadline = time.monotonic() + 60
-        while processes_with(str(trial_dir)) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not processes_with(str(trial_dir)), "the trial's processes exited"
+        assert not _left_after(trial_dir, 60), "the trial's processes exited"
     finally:
-        for pid in processes_with(str(trial_dir)):
-            os.kill(pid, signal.SIGKILL)
+        _kill_left(trial_dir)
         run.kill()
         run.wait(timeout=60)
 
@@ -206,13 +215,9 @@ def test_the_processes_of_a_trial_stop_with_the_process_that_owns_it(write_exper
         _wait_for_training(trial_dir)
         run.send_signal(number)
         assert run.wait(timeout=120) == (130 if number == signal.SIGTERM else -signal.SIGKILL)
-        deadline = time.monotonic() + 60
-        while processes_with(str(trial_dir)) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not processes_with(str(trial_dir)), "torchrun and its processes exited"
+        assert not _left_after(trial_dir, 60), "torchrun and its processes exited"
     finally:
-        for pid in processes_with(str(trial_dir)):
-            os.kill(pid, signal.SIGKILL)
+        _kill_left(trial_dir)
 
 
 def test_graceful_ctrl_c_in_the_terminal_lets_a_data_parallel_trial_finish(write_experiment):
