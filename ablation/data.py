@@ -483,10 +483,14 @@ def _load_hub(spec: DataSpec) -> tuple[dict[str, pd.DataFrame], dict[str, list[s
         lines = str(err).strip().splitlines() or [type(err).__name__]
         # datasets names the configs it has on a later line: "Available configs in the cache: [...]"
         reason = "; ".join([lines[0], *(line for line in lines[1:] if line.startswith("Available"))])
+        # "data/tweets" reads as a Hub id too: a path meant from another folder is named as one.
+        here = ("" if Path(spec.dataset).is_absolute() else
+                f"; nor is {spec.dataset!r} a file or folder under {Path.cwd()} (a relative path is "
+                "read from the folder ablate runs in)")
         raise AblateInputError(
             f"[data] dataset = {spec.dataset!r}"
             + (f" (config {spec.config!r})" if spec.config else "")
-            + f" cannot be loaded: {reason}. Offline? Point HF_HUB_CACHE / HF_DATASETS_CACHE at a "
+            + f" cannot be loaded: {reason}{here}. Offline? Point HF_HUB_CACHE / HF_DATASETS_CACHE at a "
             "filled cache and set HF_HUB_OFFLINE=1, or give a local .csv/.jsonl/.parquet path"
         ) from None
     return _frames_and_class_names(loaded)

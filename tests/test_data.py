@@ -892,6 +892,9 @@ def test_hub_dataset_unavailable_offline_is_an_error(tmp_path: Path, monkeypatch
     assert "\n" not in message
     assert "'nobody-here/no-such-dataset'" in message and "(config 'default')" in message
     assert "cannot be loaded" in message and "HF_HUB_OFFLINE" in message
+    # A relative path meant from another folder reads as a Hub id: the folder looked in is named.
+    assert (f"nor is 'nobody-here/no-such-dataset' a file or folder under {Path.cwd()} (a relative "
+            "path is read from the folder ablate runs in)") in message
 
 
 def test_words_pandas_would_read_as_missing_are_kept_as_classes_and_texts(tmp_path: Path):
