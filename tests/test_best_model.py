@@ -192,17 +192,22 @@ def test_evaluate_maps_label_names_through_the_models_label2id(best_study, tmp_p
     assert err.count("\n") == 1
 
 
+def _best_model_labelled(study_file: Path, folder: Path, names: list[str]) -> Path:
+    """A copy of the study's best model in `folder` whose classes 0, 1, 2 are named `names`."""
+    shutil.copytree(load_spec(study_file).output_dir / "best_model", folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["id2label"] = dict(enumerate(names))
+    config["label2id"] = {name: i for i, name in enumerate(names)}
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
 def test_evaluate_refuses_labels_that_read_as_names_and_as_ids_name_other_classes(
         best_study, tmp_path, capsys):
     """Star ratings: names "1", "2", "3" for ids 0..2. A file's 1 and 2 are names of the model and
     its ids alike, and each reading scores other classes: refused, naming the file and the column,
     until --labels says which. Labels only one reading fits are read so, as before."""
-    stars = tmp_path / "stars"
-    shutil.copytree(load_spec(best_study).output_dir / "best_model", stars)
-    config = json.loads((stars / "config.json").read_text())
-    config["id2label"] = dict(enumerate(["1", "2", "3"]))
-    config["label2id"] = {"1": 0, "2": 1, "3": 2}
-    (stars / "config.json").write_text(json.dumps(config))
+    stars = _best_model_labelled(best_study, tmp_path / "stars", ["1", "2", "3"])
     data = tmp_path / "rated.csv"
     data.write_text("text,stars\ngreat love fun,2\nbad sad awful,1\nfun happy,2\n")  # no class 0
 
@@ -261,12 +266,7 @@ def test_evaluate_maps_the_class_ids_of_data_that_names_its_classes_by_name(best
     model's ids they would score a 3-class model's 'positive' rows as its class 1 ('neu')."""
     import datasets
 
-    renamed = tmp_path / "renamed"
-    shutil.copytree(load_spec(best_study).output_dir / "best_model", renamed)
-    config = json.loads((renamed / "config.json").read_text())
-    config["id2label"] = dict(enumerate(["neg", "neu", "pos"]))
-    config["label2id"] = {"neg": 0, "neu": 1, "pos": 2}
-    (renamed / "config.json").write_text(json.dumps(config))
+    renamed = _best_model_labelled(best_study, tmp_path / "renamed", ["neg", "neu", "pos"])
 
     def saved(names: list[str], labels: list[int]) -> str:
         features = datasets.Features({"text": datasets.Value("string"),

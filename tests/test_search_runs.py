@@ -180,27 +180,13 @@ def test_a_search_trial_whose_process_was_killed_is_waited_for_and_trained_again
     """kill -9 in a search trial leaves it RUNNING, and it counts toward n_trials: the next run
     waits for its heartbeats to stop and trains it again, as it does a variant's, rather than end
     at once with the trial still RUNNING (status then said `ablate run` would run it again)."""
-    import socket
-    import subprocess
-    import sys
 
-    from ablation import records
-    from ablation.variants import TrialSpec
 
     path = searched(write_experiment, 1)
     sets = ["--set", "experiment.heartbeat=1"]
     assert run(path, "--only", "baseline", *sets) == 0
-    spec = load_spec(path, ["experiment.heartbeat=1"])
-    study = open_study(spec, create=False)
-    killed = study.ask()  # as `_search_once` makes it, then its process dies
-    overrides = search.suggest(killed, spec.search)
-    trial = TrialSpec.of(spec.baseline, search.search_trial_name(killed.number), 42, overrides)
-    for key, value in records.trial_attrs(trial).items():
-        killed.set_user_attr(key, value)
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    killed.set_user_attr(records.WORKER, f"{socket.gethostname()}:{dead.pid}")
-    study._storage.record_heartbeat(killed._trial_id)
+    killed, overrides = _kill_a_search_trial(path, ["experiment.heartbeat=1"])
+    killed.study._storage.record_heartbeat(killed._trial_id)
 
     capsys.readouterr()
     assert run(path, "--dry-run", *sets) == 0
