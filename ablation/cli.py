@@ -449,8 +449,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     with interrupts.handled(args.graceful) as stop:
         outcome = run_worker(spec, stop=stop, only=args.only or None)
     pruned = f"{len(outcome.pruned)} pruned, " if outcome.pruned else ""  # neither of the others
+    repeated = (f", {len(outcome.repeated)} search proposal(s) of earlier parameters not trained "
+                "again" if outcome.repeated else "")
     print(f"worker done: {len(outcome.completed)} trial(s) complete, {pruned}{len(outcome.failed)} "
-          "failed"
+          f"failed{repeated}"
           + ("; stopped by Ctrl+C with no trial left half-done" if stop.is_set() else ""))
     return EXIT_TRIALS_FAILED if outcome.failed else EXIT_OK
 
@@ -510,10 +512,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"study {spec.name} ({shown_storage(spec.experiment.storage)}): {len(records)} trial(s)")
     width = max([32, *(len(r.key) for r in records)])  # long names keep the columns
     print(f"{'#':>4}  {'trial':<{width}} {'state':<10} {metric:>10}  error / process")
+    names = {r.number: r.variant for r in records}
     for r in records:
         value = "" if r.value is None else f"{r.value:.4f}"
         state = "SUPERSEDED" if r.superseded else r.state
         note = f"in {r.worker}" if r.state == "RUNNING" and r.worker else r.error or ""
+        if r.repeat_of is not None:
+            note = (f"proposed the parameters of {names.get(r.repeat_of, r.repeat_of)}: its result, "
+                    "not trained again")
         if r.pruned_at_step is not None:
             note = f"pruned at step {r.pruned_at_step}"
         if r.number in stale:
@@ -539,7 +545,8 @@ def _status_json(spec: Any, metric: str, records: list, stale: set[int]) -> dict
                         "state": r.state,
                         "value": r.value if r.value is not None and math.isfinite(r.value) else None,
                         "error": r.error, "superseded": r.superseded, "worker": r.worker,
-                        "process_gone": r.number in stale, "pruned_at_step": r.pruned_at_step}
+                        "process_gone": r.number in stale, "pruned_at_step": r.pruned_at_step,
+                        "repeat_of": r.repeat_of}
                        for r in records]}
 
 

@@ -27,6 +27,10 @@ TRACKED_OFFLINE = "tracked_offline"
 # Study user attributes. SUPERSEDED lists trial numbers replaced by `ablate run --rerun`
 # (a finished Optuna trial cannot be changed, so the study keeps the list).
 SUPERSEDED = "superseded"
+# A [search] proposal of the parameters an earlier complete search trial had, at its seed (TPE and
+# random can draw a point again in a small space): not trained again, it is told that trial's
+# value (Optuna's advice for repeated samples) and names it here (its trial number).
+REPEAT_OF = "repeat_of"
 STUDY_ATTRS = ("metric", "direction", "label_names", "baseline", "description", "data", "model")
 
 
@@ -62,6 +66,7 @@ class TrialRecord:
     finished: dt.datetime | None = None
     superseded: bool = False  # replaced by a re-run; kept for the record, left out of reports
     worker: str | None = None  # host:pid of the process that trained it
+    repeat_of: int | None = None  # a search proposal not trained: the trial whose result it has
 
     @property
     def key(self) -> str:
@@ -88,7 +93,8 @@ def to_record(trial: optuna.trial.FrozenTrial, superseded: frozenset[int] = froz
         overrides=dict(attrs.get(OVERRIDES, {})), state=trial.state.name, value=trial.value,
         result=dict(attrs.get(RESULT, {})), error=attrs.get(ERROR),
         started=trial.datetime_start, finished=trial.datetime_complete,
-        superseded=trial.number in superseded, worker=attrs.get(WORKER))
+        superseded=trial.number in superseded, worker=attrs.get(WORKER),
+        repeat_of=attrs.get(REPEAT_OF))
 
 
 def load_records(study: optuna.Study) -> list[TrialRecord]:
@@ -105,9 +111,10 @@ def supersede(study: optuna.Study, numbers: list[int]) -> None:
 
 
 def latest_by_key(records: list[TrialRecord]) -> dict[str, TrialRecord]:
-    """One record per variant × seed: the newest complete one, else the newest attempt."""
+    """One record per variant × seed: the newest complete one, else the newest attempt. A search
+    proposal that repeated an earlier trial's parameters is not one: that trial stands for it."""
     chosen: dict[str, TrialRecord] = {}
-    for record in (r for r in records if not r.superseded):  # ascending trial number
+    for record in (r for r in records if not r.superseded and r.repeat_of is None):  # by number
         current = chosen.get(record.key)
         if current is None or record.complete or not current.complete:
             chosen[record.key] = record

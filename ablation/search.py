@@ -422,6 +422,22 @@ def search_names(study: optuna.Study) -> set[str]:
 # --------------------------------------------------------------------------- a study's search
 
 
+def repeated_trial(study: optuna.Study, proposal: optuna.Trial, seed: int
+                   ) -> optuna.trial.FrozenTrial | None:
+    """The complete search trial that had the parameters just proposed, at this seed: training
+    them again would repeat it (same recipe, same seed), so the proposal takes its result instead
+    (`records.REPEAT_OF`). None for a new point."""
+    superseded = set(study.user_attrs.get(records.SUPERSEDED, []))
+    for earlier in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        attrs = earlier.user_attrs
+        if (earlier.number != proposal.number and earlier.number not in superseded
+                and records.is_search_variant(attrs.get(records.VARIANT))
+                and records.REPEAT_OF not in attrs and attrs.get(records.SEED) == seed
+                and earlier.params == proposal.params):
+            return earlier
+    return None
+
+
 def _shown(dist: optuna.distributions.BaseDistribution) -> str:
     """A distribution as it is written in [search.space]."""
     if isinstance(dist, optuna.distributions.CategoricalDistribution):
@@ -610,8 +626,9 @@ def parameter_importances(study: optuna.Study, params: list[str]) -> dict[str, f
     if every parameter mattered)."""
     if not params:
         return {}
+    # A repeated proposal (records.REPEAT_OF) would weigh its point twice.
     trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-              if all(p in t.params for p in params)]
+              if all(p in t.params for p in params) and records.REPEAT_OF not in t.user_attrs]
     if len(trials) < 2 or len({t.value for t in trials}) == 1:
         return {}
     verbosity = optuna.logging.get_verbosity()

@@ -47,6 +47,7 @@ class RunOutcome:
     completed: list[str] = field(default_factory=list)
     pruned: list[str] = field(default_factory=list)  # search trials the pruner stopped: neither
     failed: dict[str, str] = field(default_factory=dict)  # key -> error line
+    repeated: list[str] = field(default_factory=list)  # search proposals of earlier parameters
     report: dict[str, Any] = field(default_factory=dict)  # build_report() of the final state
     rerun_gone: str | None = None  # stopped waiting on gone trials: the command that moves them
 
@@ -582,6 +583,7 @@ def _search_once(job: Work, outcome: RunOutcome) -> bool:
         check_same_search,
         make_sampler,
         pruning_callback,
+        repeated_trial,
         search_names,
         search_trial_name,
         suggest,
@@ -620,6 +622,18 @@ def _search_once(job: Work, outcome: RunOutcome) -> bool:
                     for key, value in records.trial_attrs(trial).items():
                         optuna_trial.set_user_attr(key, value)
                     optuna_trial.set_user_attr(records.WORKER, records.this_worker())
+                    earlier = repeated_trial(job.study, optuna_trial, trial.seed)
+                    if earlier is not None:  # not trained again: it takes that trial's result
+                        with interrupts.held():
+                            optuna_trial.set_user_attr(records.REPEAT_OF, earlier.number)
+                            job.study.tell(optuna_trial, earlier.value)
+                        outcome.repeated.append(trial.key)
+                        job.echo(f"trial {optuna_trial.number} {trial.key}: {_describe(trial)} "
+                                 f"(search {len(made) + 1}/{search.n_trials}): the parameters of "
+                                 f"{earlier.user_attrs[records.VARIANT]}, whose result it takes "
+                                 f"({job.spec.experiment.metric} {earlier.value:.4f}); not "
+                                 "trained again")
+                        return True
                 except Exception as err:  # never leave a trial RUNNING that no one will finish
                     _fail(job.study, optuna_trial, None, _error_line(err))
                     raise

@@ -607,7 +607,7 @@ def test_report_json_has_the_search_section_of_report_md(write_experiment, store
         "pruned": 1, "failed": 0,
         "best": {"variant": "search_1", "trial": 1, "value": 0.7, "params": {"batch_size": 8},
                  "tied_with": ["search_3"]},
-        "pruned_at_step": {"search_4": 5}}
+        "pruned_at_step": {"search_4": 5}, "repeated": {}}
     assert list(search["importances"]) == ["batch_size"] == list(built["importances"])
     assert search["importances"]["batch_size"] == pytest.approx(built["importances"]["batch_size"])
     report = write_report(spec, study, built).read_text()  # the same figures as report.md's

@@ -449,3 +449,54 @@ def test_a_pruned_trial_is_counted_as_pruned_by_the_worker(write_experiment, mon
     capsys.readouterr()
     assert cli.main(["worker", str(spec.path)]) == 0
     assert "worker done: 0 trial(s) complete, 1 pruned, 0 failed\n" in capsys.readouterr().out
+
+
+def test_a_proposal_of_earlier_parameters_takes_their_result_without_training(
+        write_experiment, monkeypatch, capsys):
+    """Random and TPE can draw a point of a small space again: it trained again at the same seed
+    (the same result, for the whole cost of a trial). Now it takes the earlier trial's result,
+    and the report, status and the run say so; it still counts toward n_trials."""
+    from ablation import records, sweep
+
+    # Seeded by trial number, random draws 8 for trials 1-6 and 16 for trial 7.
+    path = searched(write_experiment, 7, "batch_size = [8, 16]\n")
+    trained = []
+    real = sweep._run_one
+    monkeypatch.setattr(sweep, "_run_one", lambda study, optuna_trial, trial, *args, **kwargs: (
+        trained.append(trial.overrides.get("batch_size", "baseline")),
+        real(study, optuna_trial, trial, *args, **kwargs))[1])
+    assert run(path) == 0
+    out = capsys.readouterr().out
+    found = search_trials(path)
+    assert len(found) == 7 and all(t.state.name == "COMPLETE" for t in found)
+    firsts = [t for t in found if records.REPEAT_OF not in t.user_attrs]
+    repeats = [t for t in found if records.REPEAT_OF in t.user_attrs]
+    # Each point trained once, whatever order the sampler drew them in.
+    assert sorted(trained, key=str) == [16, 8, "baseline"] and len(firsts) == 2
+    assert len(repeats) == 5
+    by_number = {t.number: t for t in firsts}
+    for repeat in repeats:
+        earlier = by_number[repeat.user_attrs[records.REPEAT_OF]]
+        assert repeat.params == earlier.params and repeat.value == earlier.value
+        assert (f"{repeat.user_attrs['variant']}-s42: batch_size={repeat.params['batch_size']} "
+                f"(search {repeat.number}/7): the parameters of {earlier.user_attrs['variant']}, "
+                "whose result it takes") in out, out
+
+    report = (path.parent / "reports" / "tiny" / "report.md").read_text()
+    assert ("7 of 7 search trials: 2 complete, 0 pruned, 0 failed, 5 proposed the parameters of an "
+            "earlier trial and took its result, not trained again") in report
+    first = repeats[0]
+    assert (f"`{first.user_attrs['variant']}` = "
+            f"`{by_number[first.user_attrs[records.REPEAT_OF]].user_attrs['variant']}`") in report
+    # The report's tables have rows for the points trained, none for the proposals that were not.
+    rows = {line.split(" |")[0] for line in report.splitlines() if line.startswith("| search_")}
+    assert rows == {f"| {t.user_attrs['variant']}" for t in firsts}
+
+    assert cli.main(["status", str(path)]) == 0
+    status = capsys.readouterr().out
+    assert status.count("its result, not trained again") == 5, status
+
+    # Both points trained: a worker's further proposals are all repeats, and it says so.
+    assert cli.main(["worker", str(path), "--set", "search.n_trials=9"]) == 0
+    assert ("worker done: 0 trial(s) complete, 0 failed, 2 search proposal(s) of earlier "
+            "parameters not trained again") in capsys.readouterr().out

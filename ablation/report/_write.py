@@ -373,6 +373,10 @@ def search_summary(spec: ExperimentSpec, built: dict[str, Any]) -> dict[str, Any
     searched = [r for r in built["records"] if is_search_variant(r.variant) and not r.superseded]
     if spec.search is None and not searched:
         return None
+    names = {r.number: r.variant for r in searched}
+    repeated = {r.variant: names.get(r.repeat_of, str(r.repeat_of)) for r in searched
+                if r.repeat_of is not None}
+    searched = [r for r in searched if r.repeat_of is None]
     states = [r.state for r in searched]
     complete = [r for r in searched if r.complete and r.value is not None]
     best = None
@@ -388,7 +392,8 @@ def search_summary(spec: ExperimentSpec, built: dict[str, Any]) -> dict[str, Any
             "trials": len(searched), "complete": len(complete), "pruned": states.count("PRUNED"),
             "failed": states.count("FAIL"), "best": best, "importances": built["importances"],
             "pruned_at_step": {r.variant: r.pruned_at_step for r in searched
-                               if r.state == "PRUNED"}}
+                               if r.state == "PRUNED"},
+            "repeated": repeated}  # proposals of an earlier trial's parameters: not trained
 
 
 def _search_section(spec: ExperimentSpec, built: dict[str, Any]) -> list[str]:
@@ -396,10 +401,14 @@ def _search_section(spec: ExperimentSpec, built: dict[str, Any]) -> list[str]:
     search = search_summary(spec, built)
     if search is None:
         return []
+    repeated = search["repeated"]
+    made = search["trials"] + len(repeated)
     lines = ["## Search", "",
-             f"{search['trials']} of {search['n_trials'] or search['trials']} search trials: "
-             f"{search['complete']} complete, {search['pruned']} pruned, {search['failed']} failed "
-             f"(sampler {search['sampler'] or '?'}, pruner {search['pruner'] or '?'}).", ""]
+             f"{made} of {search['n_trials'] or made} search trials: "
+             f"{search['complete']} complete, {search['pruned']} pruned, {search['failed']} failed"
+             + (f", {len(repeated)} proposed the parameters of an earlier trial and took its "
+                "result, not trained again" if repeated else "")
+             + f" (sampler {search['sampler'] or '?'}, pruner {search['pruner'] or '?'}).", ""]
     best = search["best"]
     if best is not None:
         lines += [f"- **Best**: `{best['variant']}` — {built['metric']} {fmt(best['value'])} with "
@@ -412,6 +421,9 @@ def _search_section(spec: ExperimentSpec, built: dict[str, Any]) -> list[str]:
         lines.append(f"- **Parameter importances**: none — every complete search trial scored "
                      f"{built['metric']} {fmt(best['value'])}, so no parameter made a "
                      "difference that could be weighed")
+    if repeated:
+        lines.append("- **Repeated**: " + ", ".join(
+            f"`{name}` = `{earlier}`" for name, earlier in repeated.items()))
     if search["pruned_at_step"]:
         lines.append("- **Pruned**: " + ", ".join(
             f"`{name}` at step {'?' if step is None else step}"
