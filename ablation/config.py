@@ -204,7 +204,14 @@ DROPOUT_KEYS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout"
                 "hidden_dropout", "embedding_dropout", "mlp_dropout", "resid_pdrop", "embd_pdrop",
                 "attn_pdrop", "resid_dropout", "embed_dropout", "residual_dropout", "dropout_rate")
 CLASSIFIER_DROPOUT_KEYS = ("classifier_dropout", "seq_classif_dropout", "classifier_dropout_prob",
-                           "summary_last_dropout")  # ... DistilBERT, ALBERT, XLNet
+                           "summary_last_dropout", "cls_dropout", "pooler_dropout")
+# ... DistilBERT, ALBERT, XLNet, DeBERTa (the dropout before its classifier, and its pooler's).
+# Keys a head reads though its config class does not define them (DeBERTa's classifier takes
+# cls_dropout where set, else hidden_dropout_prob): set on these model types, present or not.
+UNDECLARED_CLASSIFIER_DROPOUT = {"deberta": ("cls_dropout",), "deberta-v2": ("cls_dropout",)}
+# Heads with no dropout of their own: they use the encoder's, which only `dropout` sets.
+SHARED_CLASSIFIER_DROPOUT = {"mpnet": "hidden_dropout_prob", "longformer": "hidden_dropout_prob",
+                             "funnel": "hidden_dropout"}
 
 # Schedulers that need arguments (min_lr, num_decay_steps) no knob passes: they fail every trial.
 UNSUPPORTED_SCHEDULERS = ("cosine_with_min_lr", "cosine_warmup_with_min_lr", "warmup_stable_decay")

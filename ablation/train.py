@@ -36,7 +36,15 @@ from transformers import (
 )
 
 from . import interrupts
-from .config import CLASSIFIER_DROPOUT_KEYS, DROPOUT_KEYS, ExperimentSpec, Recipe, toml_value
+from .config import (
+    CLASSIFIER_DROPOUT_KEYS,
+    DROPOUT_KEYS,
+    SHARED_CLASSIFIER_DROPOUT,
+    UNDECLARED_CLASSIFIER_DROPOUT,
+    ExperimentSpec,
+    Recipe,
+    toml_value,
+)
 from .cpu_dropout import use_uniform_dropout
 from .data import TokenizedData
 from .embedding_gradient import clip_grad_norm, keep_embedding_gradient, step_reachable_rows
@@ -220,12 +228,21 @@ def model_unavailable(name: str, err: Exception, key: str = "[model] name") -> s
 
 def apply_dropout(config: Any, recipe: Recipe) -> Any:
     """Dropout goes through the model config; the key names differ between architectures."""
+    model_type = getattr(config, "model_type", None)
     for value, keys, knob in ((recipe.dropout, DROPOUT_KEYS, "dropout"),
                               (recipe.classifier_dropout, CLASSIFIER_DROPOUT_KEYS,
                                "classifier_dropout")):
         if value is None:
             continue
         present = [k for k in keys if hasattr(config, k)]
+        if knob == "classifier_dropout":
+            present += [k for k in UNDECLARED_CLASSIFIER_DROPOUT.get(model_type, ()) if k not in present]
+            if not present and model_type in SHARED_CLASSIFIER_DROPOUT:
+                raise AblateInputError(
+                    f"knob 'classifier_dropout': {type(config).__name__}'s classification head "
+                    f"has no dropout of its own, it uses the encoder's "
+                    f"{SHARED_CLASSIFIER_DROPOUT[model_type]}; set dropout instead, which sets "
+                    "the head's and the encoder's together")
         if not present:
             raise AblateInputError(
                 f"knob {knob!r}: {type(config).__name__} has none of {', '.join(keys)}")

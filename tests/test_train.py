@@ -13,6 +13,7 @@ from conftest import tiny_experiment
 
 from ablation import cli, train
 from ablation.config import load_spec
+from ablation.errors import AblateInputError
 from ablation.queue import open_study
 from ablation.train import ModelSource, PretrainedWeights, load_model_config
 
@@ -258,7 +259,19 @@ SMALL_CONFIGS = {
     "xlnet": lambda: transformers.XLNetConfig(d_model=16, n_layer=1, n_head=2, d_inner=32, vocab_size=50),
     "funnel": lambda: transformers.FunnelConfig(d_model=16, n_head=2, d_head=8, d_inner=32, vocab_size=50,
                                                 block_sizes=[1], block_repeats=[1], num_decoder_layers=1),
+    "deberta": lambda: transformers.DebertaConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                                  intermediate_size=32, vocab_size=50),
+    "deberta-v2": lambda: transformers.DebertaV2Config(hidden_size=16, num_hidden_layers=1,
+                                                       num_attention_heads=2, intermediate_size=32,
+                                                       vocab_size=50),
+    "mpnet": lambda: transformers.MPNetConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                              intermediate_size=32, vocab_size=50),
+    "longformer": lambda: transformers.LongformerConfig(hidden_size=16, num_hidden_layers=1,
+                                                        num_attention_heads=2, intermediate_size=32,
+                                                        vocab_size=50, attention_window=4),
 }
+# Heads whose dropout is the encoder's hidden dropout: no key sets theirs alone.
+SHARED_HEAD_DROPOUT = ("funnel", "longformer", "mpnet")
 
 
 @pytest.mark.parametrize("architecture", sorted(SMALL_CONFIGS))
@@ -279,10 +292,11 @@ def test_the_dropout_knob_sets_every_dropout_of_the_encoder(architecture):
     assert all(getattr(config, key) == 0.37 for key in attention)  # XLNet's: `dropout`, above
 
 
-@pytest.mark.parametrize("architecture", sorted(set(SMALL_CONFIGS) - {"funnel"}))  # its head: hidden_dropout
+@pytest.mark.parametrize("architecture", sorted(set(SMALL_CONFIGS) - set(SHARED_HEAD_DROPOUT)))
 def test_the_classifier_dropout_knob_sets_the_dropout_of_the_classification_head(architecture):
     """ALBERT names it classifier_dropout_prob and XLNet summary_last_dropout: the knob was refused
-    for them ("has none of classifier_dropout, seq_classif_dropout")."""
+    for them ("has none of classifier_dropout, seq_classif_dropout"). DeBERTa's head reads
+    cls_dropout, which its config class does not define, and pooler_dropout: refused too."""
     from ablation.config import Recipe
 
     config = train.apply_dropout(SMALL_CONFIGS[architecture](), Recipe(classifier_dropout=0.37))
@@ -292,3 +306,21 @@ def test_the_classifier_dropout_knob_sets_the_dropout_of_the_classification_head
     rates = {name: module.p for name, module in model.named_modules()
              if isinstance(module, torch.nn.Dropout) and id(module) not in encoder}
     assert rates and set(rates.values()) == {0.37}, rates
+
+
+@pytest.mark.parametrize("architecture", SHARED_HEAD_DROPOUT)
+def test_classifier_dropout_of_a_head_using_the_encoders_dropout_is_refused_naming_dropout(architecture):
+    """MPNet's, Longformer's and Funnel's heads read the encoder's hidden dropout: refused with a
+    line listing keys the model does not have, and no word of `dropout`, which sets it."""
+    from ablation.config import Recipe
+
+    with pytest.raises(AblateInputError) as refused:
+        train.apply_dropout(SMALL_CONFIGS[architecture](), Recipe(classifier_dropout=0.37))
+    message = str(refused.value)
+    assert "\n" not in message and "no dropout of its own" in message and "set dropout instead" in message
+    config = train.apply_dropout(SMALL_CONFIGS[architecture](), Recipe(dropout=0.37))
+    config.num_labels = 3
+    model = transformers.AutoModelForSequenceClassification.from_config(config)
+    head = {name: module.p for name, module in model.named_modules() if isinstance(module, torch.nn.Dropout)
+            and not name.startswith(model.base_model_prefix)}
+    assert head and set(head.values()) == {0.37}, head  # what the line says `dropout` does
