@@ -56,7 +56,7 @@ def check_dashboard_inputs(spec: Any, port: int) -> Path:
     file = said("mode")
     if tracking.mode == "online":
         offline = offline_runs(spec)
-        fell_back = (f", but {len(offline)} trial(s) could not log online and logged offline: "
+        fell_back = (f", but {len(offline)} SwanLab run(s) could not log online and logged offline: "
                      f"upload them with `swanlab sync {' '.join(offline)}`" if offline else "")
         raise AblateInputError(
             f'{file}: [tracking] mode = "online" logs to SwanLab cloud: open {CLOUD_URL} '
@@ -82,7 +82,8 @@ def check_dashboard_inputs(spec: Any, port: int) -> Path:
 
 def offline_runs(spec: Any) -> list[str]:
     """The run folders of the study's trials that were asked for online but logged offline (no
-    SwanLab key, no network), as stored with each trial; none when the study cannot be read."""
+    SwanLab key, no network), as stored with each trial (each out-of-memory retry's run too); none
+    when the study cannot be read."""
     from .queue import open_study
     from .records import TRACKED_OFFLINE
 
@@ -90,7 +91,10 @@ def offline_runs(spec: Any) -> list[str]:
         study = open_study(spec, create=False)
     except AblateInputError:
         return []
-    folders = (trial.user_attrs.get(TRACKED_OFFLINE) for trial in study.get_trials(deepcopy=False))
+    folders = []
+    for trial in study.get_trials(deepcopy=False):
+        kept = trial.user_attrs.get(TRACKED_OFFLINE) or []
+        folders += [kept] if isinstance(kept, str) else kept  # a string: stored before a retry's run was kept
     return list(dict.fromkeys(f for f in folders if f and Path(f).is_dir()))
 
 

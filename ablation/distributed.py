@@ -220,9 +220,9 @@ def _rank_main(payload_path: Path) -> int:
         raise
     if rank == 0:
         result |= {"devices_per_trial": devices, "per_device_batch_size": local.recipe.batch_size}
-        offline_dir = getattr(tracker, "offline_run_dir", None)
-        if offline_dir:  # the parent stores it with the trial (records.TRACKED_OFFLINE)
-            result[records.TRACKED_OFFLINE] = offline_dir
+        offline_dirs = getattr(tracker, "offline_run_dirs", [])
+        if offline_dirs:  # the parent stores them with the trial (records.TRACKED_OFFLINE)
+            result[records.TRACKED_OFFLINE] = offline_dirs
         (trial_dir / RESULT).write_text(json.dumps(result))
         tracker.finish()
     return 0

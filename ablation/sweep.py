@@ -917,20 +917,21 @@ def _run_one(study: optuna.Study, optuna_trial: optuna.Trial, trial: TrialSpec,
                 tracker = NullTracker()
                 result = train_distributed(trial, spec, data, tokenizer, trial_dir, run_name,
                                            tracker_config, echo, lost)
-                offline_dir = result.pop(records.TRACKED_OFFLINE, None)
-                if offline_dir:
-                    optuna_trial.set_user_attr(records.TRACKED_OFFLINE, offline_dir)
+                offline_dirs = result.pop(records.TRACKED_OFFLINE, None)
+                if offline_dirs:
+                    optuna_trial.set_user_attr(records.TRACKED_OFFLINE, offline_dirs)
             else:
                 tracker.start(run_name, spec.name, tracker_config)
-                offline_dir = getattr(tracker, "offline_run_dir", None)
-                if offline_dir:
-                    optuna_trial.set_user_attr(records.TRACKED_OFFLINE, offline_dir)
+                kept = _keep_offline_runs(optuna_trial, tracker, [])
                 extra = [pruning] if pruning is not None else []
                 if lost is not None:
                     extra.append(train.StopWhenTakenOver(lost))
-                result = train.train_with_backoff(
-                    trial, spec, data, tokenizer, trial_dir, tracker, echo=echo,
-                    extra_callbacks=extra)
+                try:
+                    result = train.train_with_backoff(
+                        trial, spec, data, tokenizer, trial_dir, tracker, echo=echo,
+                        extra_callbacks=extra)
+                finally:  # an out-of-memory retry's run fell back too, whatever the trial's end
+                    _keep_offline_runs(optuna_trial, tracker, kept)
             if lost is not None and lost.is_set():
                 raise queue.TrialTakenOver
         except KeyboardInterrupt:
@@ -1004,6 +1005,17 @@ def _unless_taken_over(optuna_trial: optuna.Trial, trial: TrialSpec, spec: Exper
         yield
     except optuna.exceptions.UpdateFinishedTrialError:
         _taken_over(optuna_trial, trial, spec, tracker, echo)
+
+
+def _keep_offline_runs(optuna_trial: optuna.Trial, tracker: Any, kept: list[str]) -> list[str]:
+    """Store with the trial the folders of its runs that logged offline instead of online (its
+    first run, and each out-of-memory retry's), unless `kept` already holds them all: each is a
+    run to `swanlab sync`, which `ablate dashboard` names. Returns what is stored."""
+    folders = getattr(tracker, "offline_run_dirs", [])
+    if folders and folders != kept:
+        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):  # taken over
+            optuna_trial.set_user_attr(records.TRACKED_OFFLINE, folders)
+    return folders
 
 
 def _fail(study: optuna.Study, optuna_trial: optuna.Trial, tracker: Any, message: str) -> None:

@@ -63,12 +63,24 @@ class SwanLabTracker:
         self._started: tuple[str, str, dict[str, Any]] | None = None  # start()'s arguments
         self._logged = False  # since start(): any point at all
         self._root: str | None = None  # the trial's run name, once start_over suffixed it
+        self._offline_dirs: list[str] = []  # the trial's runs, every attempt's, that fell back
         self._warned: set[str] = set()
 
     def start(self, name: str, group: str, config: dict[str, Any]) -> None:
-        """Start the run; a tracker that cannot start (online without a key, unwritable folder)
-        falls back to offline, then to no tracking, with one warning: the trial still runs."""
-        self._started, self._logged, self._root = (name, group, config), False, None
+        """Start the trial's run; a tracker that cannot start (online without a key, unwritable
+        folder) falls back to offline, then to no tracking, with one warning: the trial still runs."""
+        self._offline_dirs, self._root = [], None
+        self._start_run(name, group, config)
+
+    def _start_run(self, name: str, group: str, config: dict[str, Any]) -> None:
+        """Start one run of the trial: its first, or a retry's (start_over)."""
+        self._started, self._logged = (name, group, config), False
+        self._start_mode(name, group, config)
+        folder = self._fell_back_dir()
+        if folder is not None:
+            self._offline_dirs.append(folder)
+
+    def _start_mode(self, name: str, group: str, config: dict[str, Any]) -> None:
         modes = [self.mode] + (["offline"] if self.mode not in ("offline", "disabled") else [])
         for mode in modes:
             try:
@@ -89,9 +101,14 @@ class SwanLabTracker:
             return
 
     @property
-    def offline_run_dir(self) -> str | None:
-        """The folder of this trial's run when it was asked for online and logged offline
-        instead: stored with the trial, so `ablate dashboard` can say what to `swanlab sync`."""
+    def offline_run_dirs(self) -> list[str]:
+        """The folders of this trial's runs (an out-of-memory retry logs to a run of its own)
+        that were asked for online and logged offline instead: stored with the trial, so
+        `ablate dashboard` can say what to `swanlab sync`."""
+        return list(self._offline_dirs)
+
+    def _fell_back_dir(self) -> str | None:
+        """The folder of the run just started, when it was asked for online and logs offline."""
         if self._run is None or self.requested_mode != "online" or self.mode != "offline":
             return None
         try:
@@ -153,7 +170,7 @@ class SwanLabTracker:
         name, group, config = self._started
         root = self._root or name  # a second back-off: baseline-s42-oom2, not ...-oom1-oom2
         self.finish(error=f"{reason}; the trial goes on in run {root}{suffix}")
-        self.start(root + suffix, group, config)
+        self._start_run(root + suffix, group, config)
         self._root = root
 
 

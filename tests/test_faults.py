@@ -129,13 +129,50 @@ def test_a_tracker_that_cannot_start_online_logs_offline_with_one_warning(write_
     assert len(runs) == 2
     # Each trial keeps where its run went; `ablate dashboard` names them to upload, not only the
     # cloud where they are not.
-    assert sorted(t.user_attrs["tracked_offline"] for t in _trials(path)) == runs
+    assert sorted(t.user_attrs["tracked_offline"] for t in _trials(path)) == [[run] for run in runs]
     capsys.readouterr()
     assert cli.main(["dashboard", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "https://swanlab.cn" in err, err
-    assert f"2 trial(s) could not log online and logged offline: upload them with `swanlab sync " \
+    assert f"2 SwanLab run(s) could not log online and logged offline: upload them with `swanlab sync " \
            f"{runs[0]} {runs[1]}`" in err or f"swanlab sync {runs[1]} {runs[0]}`" in err, err
+
+
+def test_every_run_of_a_trial_that_fell_back_offline_is_kept_to_sync(write_experiment, monkeypatch,
+                                                                     capsys):
+    """Out of memory after points were logged starts the trial's retry in a run of its own
+    (baseline-s42-oom1): only the first run's folder was kept, so `ablate dashboard` named that one
+    to `swanlab sync` and the retry's run, the one that trained the result, was never uploaded."""
+    import swanlab
+
+    real_init = swanlab.init
+
+    def init(*args, mode=None, **kwargs):
+        if mode == "online":
+            raise RuntimeError("api key not configured")
+        return real_init(*args, mode=mode, **kwargs)
+
+    real_step_end = train.TrackerCallback.on_step_end
+
+    def step_end(callback, args, state, control, **kwargs):
+        real_step_end(callback, args, state, control, **kwargs)
+        if state.global_step == 3 and args.per_device_train_batch_size > 8:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(swanlab, "init", init)
+    monkeypatch.setattr(train.TrackerCallback, "on_step_end", step_end)
+    path = write_experiment(variants="", tracking='backend = "swanlab"\nmode = "online"',
+                            baseline="batch_size = 16\nepochs = 1\nlogging_steps = 1\n")
+    assert cli.main(["run", str(path)]) == 0
+    runs = sorted(str(run) for run in (load_spec(path).output_dir / "swanlog").glob("run-*"))
+    assert len(runs) == 2  # baseline-s42 (batch 16, out of memory at step 3), baseline-s42-oom1
+    (trial,) = _trials(path)
+    assert sorted(trial.user_attrs["tracked_offline"]) == runs
+    capsys.readouterr()
+    assert cli.main(["dashboard", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "2 SwanLab run(s) could not log online and logged offline" in err, err
+    assert all(run in err.split("swanlab sync ", 1)[1] for run in runs), err
 
 
 def test_an_unwritable_tracker_folder_runs_the_study_untracked(write_experiment, caplog):
