@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the study's storage URL (default: the file's [experiment] storage)")
     worker.add_argument("--only", action="append", default=[], metavar="NAME",
                         help="claim only this variant's trials, by full name; repeat for more")
+    worker.add_argument("--wait", type=_seconds, default=None, metavar="SECONDS",
+                        help="wait at most SECONDS for `ablate run` to create the study and queue "
+                        "its trials (default: until it does; 0: refuse a study not there)")
     worker.add_argument("--graceful", **graceful)
     report = add("report", "regenerate the report from the study storage")
     report.add_argument("--format", choices=("md", "csv", "json"), default="md",
@@ -157,6 +160,16 @@ def _add_model_commands(commands: Any) -> None:
                           help="at most N examples per batch (default 1024 on a GPU, 64 on CPU; "
                                "batches also stay within 65,536 padded tokens)")
     evaluate.add_argument("--json", action="store_true", help="print the results as JSON")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds >= 0")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -447,7 +460,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     spec = load_spec(args.file, sets)
     print(f"worker on study {spec.name}: {shown_storage(spec.experiment.storage)}")
     with interrupts.handled(args.graceful) as stop:
-        outcome = run_worker(spec, stop=stop, only=args.only or None)
+        outcome = run_worker(spec, echo=_print_now, stop=stop, only=args.only or None,
+                             wait=args.wait)
     pruned = f"{len(outcome.pruned)} pruned, " if outcome.pruned else ""  # neither of the others
     repeated = (f", {len(outcome.repeated)} search proposal(s) of earlier parameters not trained "
                 "again" if outcome.repeated else "")
@@ -455,6 +469,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
           f"failed{repeated}"
           + ("; stopped by Ctrl+C with no trial left half-done" if stop.is_set() else ""))
     return EXIT_TRIALS_FAILED if outcome.failed else EXIT_OK
+
+
+def _print_now(line: str) -> None:
+    """A worker's lines reach a log file or a scheduler's output as they happen (a worker waiting
+    for its `run` says so at once, not when its buffer fills)."""
+    print(line, flush=True)
 
 
 def cmd_report(args: argparse.Namespace) -> int:

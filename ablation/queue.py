@@ -16,6 +16,7 @@ import contextlib
 import os
 import tempfile
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -39,6 +40,7 @@ warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to b
 JOURNAL_PREFIX = "journal:///"
 STALE_AFTER_HEARTBEATS = 3
 SQLITE_LOCK_WAIT = 60  # seconds a SQLite write waits for another process's lock
+STUDY_POLL_SECONDS = 5.0  # how often a worker started before its `run` looks for the study
 STALE_ERROR = "its worker stopped sending heartbeats (killed or crashed); queued again"
 
 
@@ -184,6 +186,38 @@ def open_study(spec: ExperimentSpec, create: bool = True) -> optuna.Study:
             # does not answer (exit 1, as when it stops mid-run), the file is not at fault.
             raise
         raise _unusable(url, err) from None
+
+
+def wait_for_study(spec: ExperimentSpec, echo: Callable[[str], None], stop: threading.Event,
+                   limit: float | None = None) -> optuna.Study | None:
+    """`ablate worker` started before its `run` has made the study and queued trials in it (a job
+    scheduler, or a user on several machines, starts them all at once): wait, saying so in one
+    line, rather than refuse or find an empty study and stop. A study with no trial yet is one
+    whose `run` still plans: on a journal shared by machines with their own output folders no
+    lock says so. `limit`: seconds, after which a study still missing is refused as before and an
+    empty one joined. None when `stop` is set while waiting (--graceful's Ctrl+C)."""
+    deadline = None if limit is None else time.monotonic() + limit
+    said = False
+    while True:
+        try:
+            study: optuna.Study | None = open_study(spec, create=False)
+        except StudyNotFound as missing:
+            if deadline is not None and time.monotonic() >= deadline:
+                waited = f" (this worker waited {limit:g} s for it: --wait)" if limit else ""
+                raise StudyNotFound(f"{missing}{waited}") from None
+            study = None
+        if study is not None and (study.get_trials(deepcopy=False)
+                                  or (deadline is not None and time.monotonic() >= deadline)):
+            return study
+        if not said:
+            where = f"study {spec.name!r} in {shown_storage(spec.experiment.storage)}"
+            echo(f"waiting for `{spec.command('run')}` to "
+                 + (f"queue trials in {where}" if study is not None else f"create {where}")
+                 + " (Ctrl+C to stop)")
+            said = True
+        left = STUDY_POLL_SECONDS if deadline is None else deadline - time.monotonic()
+        if stop.wait(max(0.0, min(STUDY_POLL_SECONDS, left))):
+            return None
 
 
 def uncreatable(folder: Path) -> str | None:

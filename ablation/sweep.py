@@ -769,13 +769,17 @@ def _plan_and_queue(spec: ExperimentSpec, trials: list[TrialSpec], outcome: RunO
 
 
 def run_worker(spec: ExperimentSpec, echo: Callable[[str], None] = print,
-               stop: threading.Event | None = None, only: list[str] | None = None) -> RunOutcome:
+               stop: threading.Event | None = None, only: list[str] | None = None,
+               wait: float | None = None) -> RunOutcome:
     """`ablate worker`: join a study, train queued trials (of the `only` variants) until none is
-    left."""
+    left. A study not made yet is waited for (at most `wait` seconds; None: until it is)."""
     from .search import check_same_search, selected
 
     wanted = {t.key for t in select_trials(spec, only)} if only else None
-    study = queue.open_study(spec, create=False)
+    stop = stop or threading.Event()
+    study = queue.wait_for_study(spec, echo, stop, wait)
+    if study is None:  # --graceful's Ctrl+C while it waited: nothing claimed, nothing to stop
+        return RunOutcome(planned=[])
     # A run that is still planning (loading and tokenizing the data: minutes on a large set) has
     # queued nothing yet, nor recorded what the checks below compare: wait for its queue, rather
     # than find it empty and stop at once.
@@ -792,7 +796,7 @@ def run_worker(spec: ExperimentSpec, echo: Callable[[str], None] = print,
         raise _refusal(spec, f"experiment.heartbeat={stored}; this worker's is "
                              f"{spec.experiment.heartbeat} (a process takes a trial over as "
                              "dead after 3 of its own heartbeats without one from it)", SAME_AS_RUN)
-    job = Work(spec, study, echo, stop or threading.Event(),
+    job = Work(spec, study, echo, stop,
                search=selected(spec, only, None, False)[1])  # --only X: no search trials
     if DATA_FINGERPRINT in study.user_attrs:  # before any trial is claimed: none fails for it
         check_same_data(study, spec, job.prepare().splits.fingerprint(), advice=SAME_AS_RUN)
@@ -819,8 +823,10 @@ def _run_worker_processes(spec: ExperimentSpec, workers: int, echo: Callable[[st
     per_trial = spec.experiment.devices_per_trial
     threads = max(1, (os.cpu_count() or 1) // workers)  # oversubscribed CPU threads thrash
     # The study's own --sets (data, model and tracking are read from them), then where it is.
+    # `--wait 0`: the study is made; with `--only search` it may hold no trial until this run's
+    # first proposal, which its workers need not wait for.
     command = [sys.executable, "-m", "ablation", *spec.arguments(
-        "worker", *[part for name in only for part in ("--only", name)],
+        "worker", "--wait", "0", *[part for name in only for part in ("--only", name)],
         *(["--graceful"] if graceful else []),
         sets=(f"experiment.storage={json.dumps(spec.experiment.storage)}",
               f"experiment.output_dir={json.dumps(str(spec.output_dir))}"))]

@@ -665,6 +665,70 @@ def test_a_worker_started_while_a_run_plans_waits_for_its_queue(write_experiment
     assert "worker done: 1 trial(s) complete, 0 failed" in output
 
 
+def test_a_worker_started_before_the_run_waits_for_its_study_and_trials(write_experiment,
+                                                                        monkeypatch, capsys):
+    """A job scheduler starts `ablate worker` on several machines and `ablate run` on one at about
+    the same time: a worker first was refused (`no study ... yet`). It waits, in one line, while
+    the study is missing and while the run that made it still plans (no trial queued yet)."""
+    from ablation import queue
+    from ablation.sweep import select_trials
+
+    path = write_experiment(variants="")
+    spec = load_spec(path)
+    real_open, looks = queue.open_study, []
+
+    def the_run_goes_on_meanwhile(spec_: Any, create: bool = True) -> optuna.Study:
+        looks.append(create)
+        if len(looks) == 2:  # the run has made the study and loads its data
+            real_open(spec)
+        elif len(looks) == 4:  # and has queued its trials
+            queue.enqueue(real_open(spec, create=False), select_trials(spec, None))
+        return real_open(spec_, create)
+
+    monkeypatch.setattr(queue, "STUDY_POLL_SECONDS", 0.01)
+    monkeypatch.setattr(queue, "open_study", the_run_goes_on_meanwhile)
+    assert cli.main(["worker", str(path)]) == 0
+    out = capsys.readouterr().out
+    waiting = [line for line in out.splitlines() if line.startswith("waiting for")]
+    assert waiting == [f"waiting for `ablate run {path}` to create study 'tiny' in "
+                       f"sqlite:///{spec.output_dir}/study.db (Ctrl+C to stop)"], out
+    assert "worker done: 1 trial(s) complete, 0 failed" in out
+
+
+def test_a_worker_waits_at_most_wait_seconds_for_its_study(write_experiment, monkeypatch, capsys):
+    from ablation import queue
+
+    path = write_experiment(variants="")
+    monkeypatch.setattr(queue, "STUDY_POLL_SECONDS", 0.01)
+    assert cli.main(["worker", str(path), "--wait", "0.2"]) == 2
+    captured = capsys.readouterr()
+    assert "waiting for `ablate run" in captured.out
+    assert captured.err.count("\n") == 1 and captured.err.startswith("ablate: error: no study 'tiny'")
+    assert "(this worker waited 0.2 s for it: --wait)" in captured.err
+    assert cli.main(["worker", str(path), "--wait", "0"]) == 2  # refused at once, as before
+    captured = capsys.readouterr()
+    assert "waiting" not in captured.out and "; run `ablate run" in captured.err
+    assert cli.main(["worker", str(path), "--wait", "soon"]) == 2
+    assert "'soon' is not a number of seconds >= 0" in capsys.readouterr().err
+    assert not (load_spec(path).output_dir / "study.db").exists()  # looking made nothing
+
+
+def test_ctrl_c_stops_a_worker_waiting_for_its_study_in_one_line(write_experiment):
+    path = write_experiment(variants="")
+    worker = subprocess.Popen([sys.executable, "-m", "ablation", "worker", str(path)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in worker.stdout:  # printed at once, also into a pipe or a log file
+        lines.append(line)
+        if line.startswith("waiting for"):
+            break
+    assert lines and lines[-1].endswith("(Ctrl+C to stop)\n"), lines
+    worker.send_signal(signal.SIGINT)
+    out, err = worker.communicate(timeout=60)
+    assert worker.returncode == 130, err
+    assert err.startswith("ablate: interrupted") and err.count("\n") == 1, err
+
+
 def test_a_worker_with_another_heartbeat_is_refused(write_experiment, capsys):
     """Each process takes another's trial over after 3 of its own heartbeats: a worker beating
     every 30 s beside a run that waits 3 × 2 s would have its trials taken over while alive."""
