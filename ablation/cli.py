@@ -480,12 +480,14 @@ def _print_now(line: str) -> None:
 def cmd_report(args: argparse.Namespace) -> int:
     from .config import load_spec
     from .queue import open_study
+    from .records import with_run_sets
     from .report import build_report, write_report, write_report_json, write_results_csv
     from .sweep import check_own_output_dir, make_output_dir
 
     spec = load_spec(args.file, args.sets, need_data=False)
     study = open_study(spec, create=False)
     _check_report_metric(spec, study)
+    spec = with_run_sets(spec, study)  # the commands report.md gives run the study's settings
     make_output_dir(spec)  # on another machine, or deleted: made again; a file there is bad input
     check_own_output_dir(spec)
     if args.format == "md":
@@ -518,10 +520,11 @@ def _check_report_metric(spec: Any, study: Any) -> None:
 def cmd_status(args: argparse.Namespace) -> int:
     from .config import load_spec, shown_storage
     from .queue import has_heartbeats, open_study, paused_here, stale_numbers
-    from .records import load_records
+    from .records import load_records, with_run_sets
 
     spec = load_spec(args.file, args.sets, need_data=False)
     study = open_study(spec, create=False)
+    spec = with_run_sets(spec, study)  # its `ablate run` commands run the study's settings
     records = load_records(study)
     stale = stale_numbers(study)  # RUNNING in the storage, but their process is gone
     failed = any(r.state == "FAIL" or r.number in stale for r in _latest(records))

@@ -384,6 +384,9 @@ class ExperimentSpec:
     search: Any = None  # search.SearchSpec, from [search]
     has_baseline: bool = True  # the file (or --set) has a [baseline] section
     sets: tuple[str, ...] = ()  # the `--set KEY=VALUE` overrides applied, as typed
+    # The `--set`s of the `run` that last queued the study's trials (records.with_run_sets), for
+    # commands to paste: `ablate report FILE` without them would print commands on other data.
+    run_sets: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -393,8 +396,15 @@ class ExperimentSpec:
         """`NAME FILE ARGUMENTS --set ...`: a command line on this same study. Without the
         study's `--set`s it would name another study (or other data); `sets` go after them, so
         that they win."""
-        options = [part for item in (*self.sets, *sets) for part in ("--set", item)]
+        options = [part for item in (*self.pasted_sets, *sets) for part in ("--set", item)]
         return [name, str(from_here(self.path)), *arguments, *options]
+
+    @property
+    def pasted_sets(self) -> tuple[str, ...]:
+        """The run's `--set`s, then this command's own, which replace a run's of the same key (a
+        storage or path given on this machine)."""
+        mine = {set_key(item) for item in self.sets}
+        return (*[item for item in self.run_sets if set_key(item) not in mine], *self.sets)
 
     def command(self, name: str, *arguments: str, sets: tuple[str, ...] = ()) -> str:
         """`ablate ...` (see `arguments`), shell-quoted, for a hint the user can paste."""
@@ -770,10 +780,15 @@ def shown_storage(url: str) -> str:
     return re.sub(r"^([\w+]+://[^:/@]*:)[^@]+@", r"\1***@", url, count=1)
 
 
+def set_key(item: str) -> str:
+    """The KEY of a `--set KEY=VALUE` as typed."""
+    return item.split("=", 1)[0].strip()
+
+
 def last_set(sets: Sequence[str], *keys: str) -> str | None:
     """The last `--set KEY=VALUE` (as typed) whose KEY is one of `keys`: the one that took effect,
     to blame for what it set."""
-    return next((item for item in reversed(sets) if item.split("=", 1)[0].strip() in keys), None)
+    return next((item for item in reversed(sets) if set_key(item) in keys), None)
 
 
 def load_spec(path: str | Path, sets: list[str] | None = None,

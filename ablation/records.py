@@ -7,13 +7,17 @@ it ends. Reports, ``status`` and re-runs read only this, never the trial folders
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 
 from .variants import TrialSpec
+
+if TYPE_CHECKING:
+    from .config import ExperimentSpec
 
 # Trial user attributes.
 VARIANT, SEED, KEY, OVERRIDES, RESULT, ERROR, WORKER = (
@@ -32,6 +36,11 @@ SUPERSEDED = "superseded"
 # value (Optuna's advice for repeated samples) and names it here (its trial number).
 REPEAT_OF = "repeat_of"
 STUDY_ATTRS = ("metric", "direction", "label_names", "baseline", "description", "data", "model")
+# The `--set`s of the run that last queued trials, as typed, for the commands that `report` and
+# `status` print to paste; its storage is left out (a password stays out of the database, and a
+# command that found the study names its storage itself).
+RUN_SETS = "run_sets"
+STORAGE_KEY = "experiment.storage"
 
 
 def is_search_variant(variant: Any) -> bool:
@@ -123,3 +132,16 @@ def latest_by_key(records: list[TrialRecord]) -> dict[str, TrialRecord]:
 
 def study_info(study: optuna.Study) -> dict[str, Any]:
     return {key: study.user_attrs.get(key) for key in STUDY_ATTRS}
+
+
+def run_sets(spec: ExperimentSpec) -> list[str]:
+    """What the study stores of a run's `--set`s (see RUN_SETS)."""
+    from .config import set_key
+
+    return [item for item in spec.sets if set_key(item) != STORAGE_KEY]
+
+
+def with_run_sets(spec: ExperimentSpec, study: optuna.Study) -> ExperimentSpec:
+    """`spec`, its commands to paste repeating the `--set`s the study was run with."""
+    stored = study.user_attrs.get(RUN_SETS)
+    return dataclasses.replace(spec, run_sets=tuple(stored)) if stored else spec

@@ -263,7 +263,7 @@ def check_same_data(study: optuna.Study, spec: ExperimentSpec, fingerprint: str,
 def _record_study_attrs(study: optuna.Study, spec: ExperimentSpec, splits: Any) -> None:
     values = {"label_names": splits.label_names, "description": spec.experiment.description,
               DATA_FINGERPRINT: splits.fingerprint(), HEARTBEAT: spec.experiment.heartbeat,
-              **study_identity(spec)}
+              records.RUN_SETS: records.run_sets(spec), **study_identity(spec)}
     for key, value in values.items():
         if study.user_attrs.get(key) != value:
             study.set_user_attr(key, value)

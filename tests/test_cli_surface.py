@@ -374,3 +374,35 @@ def test_status_says_at_which_step_a_trial_was_pruned(write_experiment,
     assert cli.main(["status", str(path), "--json"]) == 0
     trials = json.loads(capsys.readouterr().out)["trials"]
     assert [t["pruned_at_step"] for t in trials] == [40, None]
+
+
+def test_the_commands_report_and_status_print_repeat_the_runs_sets(write_experiment, monkeypatch,
+                                                                    capsys):
+    """`ablate report FILE` and `ablate status FILE` without the run's --set printed commands
+    without it: pasted, they read other rows (refused) or ran other settings. The study keeps
+    the --sets its run was given; their commands repeat them, shell-quoted, then their own."""
+    from ablation import queue, records
+    from ablation.queue import open_study
+
+    path = write_experiment(variants="")
+    sets = ["data.max_train_samples=16", 'experiment.description="two words"']
+    assert cli.main(["run", str(path), *[p for item in sets for p in ("--set", item)]]) == 0
+    assert cli.main(["report", str(path), "--set", "experiment.heartbeat=5"]) == 0
+    quoted = shlex.join(["--set", sets[0], "--set", sets[1], "--set", "experiment.heartbeat=5"])
+    report = (load_spec(path).output_dir / "report.md").read_text(encoding="utf-8")
+    assert f"`ablate predict {path} 'some text' {quoted}`, `ablate evaluate {path} {quoted}`" in report
+    assert f"regenerate with `ablate report {path} {quoted}`" in report
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(path)]) == 2  # what report.md gave: other rows, refused
+    assert cli.main(shlex.split(f"evaluate {path} {quoted}")) == 0  # pasted: the study's rows
+
+    study = open_study(load_spec(path), create=False)  # a trial whose process is gone
+    study.enqueue_trial({}, user_attrs={records.VARIANT: "baseline", records.SEED: 7,
+                                        records.KEY: "baseline-s7", records.OVERRIDES: {}})
+    claimed = queue.claim(study, None)
+    monkeypatch.setattr(queue, "stale_numbers", lambda study: {claimed.number})
+    capsys.readouterr()
+    assert cli.main(["status", str(path)]) == 1
+    line = capsys.readouterr().out.splitlines()[-1]
+    run = shlex.join(["ablate", "run", str(path), "--set", sets[0], "--set", sets[1]])
+    assert line.endswith(f"its process is gone; `{run}` runs it again"), line
