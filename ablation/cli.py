@@ -337,6 +337,9 @@ def _dry_run(spec: Any, args: argparse.Namespace) -> int:
         from .sweep import check_same_data
 
         inputs = TrialInputs(spec, load_study_splits(spec))
+        for note in inputs.splits.notes:  # what `run` says of the data it would train on
+            print(f"data: {note}")
+        print(f"data: {inputs.splits.summary()}")
         if study is not None:
             check_same_data(study, spec, inputs.splits.fingerprint())
         for note in preflight(spec, to_queue + probes, inputs):
@@ -608,9 +611,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(f"note: {note}")
     search = (f" and {spec.search.n_trials} [search] trial(s) in all ({spec.search.sampler} sampler)"
               if spec.search is not None else "")
-    print(f"ok: {len(trials)} trial(s){search}; train {len(splits.train)}, validation "
-          f"{len(splits.validation)}, test {0 if splits.test is None else len(splits.test)} rows; "
-          f"labels {', '.join(splits.label_names)}")
+    print(f"ok: {len(trials)} trial(s){search}; {splits.summary()}")
     return EXIT_OK
 
 

@@ -53,6 +53,13 @@ class LabeledSplits:
         items = [("train", self.train), ("validation", self.validation)]
         return items + ([("test", self.test)] if self.test is not None else [])
 
+    def summary(self) -> str:
+        """Rows per split (after max_*_samples) and the labels: what `run`, `worker`, `validate`
+        and `run --dry-run` say the trials train and are scored on."""
+        test = 0 if self.test is None else len(self.test)
+        return (f"train {len(self.train)}, validation {len(self.validation)}, test {test} rows; "
+                f"labels {', '.join(self.label_names)}")
+
     def fingerprint(self) -> str:
         """A content hash of all rows, labels and label names: the key of every cache."""
         digest = hashlib.sha256("\x1f".join(self.label_names).encode())

@@ -417,9 +417,7 @@ class Work:
             splits = load_study_splits(self.spec)
             for note in splits.notes:
                 self.echo(f"data: {note}")
-            self.echo(f"data: train {len(splits.train)}, validation {len(splits.validation)}, "
-                      f"test {0 if splits.test is None else len(splits.test)} rows; "
-                      f"labels {', '.join(splits.label_names)}")
+            self.echo(f"data: {splits.summary()}")
             self.inputs = TrialInputs(self.spec, splits)
             self.tracker = make_tracker(self.spec.tracking, self.spec.output_dir)
         return self.inputs

@@ -135,6 +135,27 @@ def test_dry_run_lists_the_plan_and_creates_nothing(write_experiment, capsys):
     assert not load_spec(path).output_dir.exists()
 
 
+def test_dry_run_says_what_data_the_trials_would_train_on(write_experiment, capsys):
+    """Checking a file before a long run: the rows each split keeps after max_*_samples and the
+    labels, as `run` says them (the dry run read the data and said nothing of it); data that
+    cannot be read is refused in one line before anything is made."""
+    path = write_experiment(variants="")
+    assert cli.main(["run", str(path), "--dry-run", "--set", "data.max_train_samples=100"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    data = [line for line in lines if line.startswith("data: ")]
+    assert data == ["data: validation carved from 'train': 24 rows (0.1, stratified)",
+                    "data: [data] max_eval_samples = 40 is more than the 24 rows there are: all "
+                    "are used",
+                    "data: train 100, validation 24, test 60 rows; labels 0, 1, 2"]
+    assert lines.index(data[-1]) < next(i for i, line in enumerate(lines) if line.startswith("plan:"))
+    assert cli.main(["run", str(path), "--dry-run", "--set", 'data.label_column="sentiment"']) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ablate: error: --set 'data.label_column=\"sentiment\"': [data] "
+                          "label_column = 'sentiment': split 'train' of ") and err.count("\n") == 1
+    assert "no such column (columns: 'text', 'label')" in err
+    assert not load_spec(path).output_dir.exists()
+
+
 def test_dry_run_plans_as_run_does(write_experiment, monkeypatch, capsys):
     path = write_experiment()
     assert cli.main(["run", str(path)]) == 0
