@@ -790,19 +790,34 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
     except Exception as err:
-        lost = _storage_lost(err)
+        lost = _storage_lost(err, args)
         if lost is None:
             raise
-        print(f"ablate: error: {lost}{_resume(args)}", file=sys.stderr)
+        print(f"ablate: error: {lost}", file=sys.stderr)
         return EXIT_TRIALS_FAILED
 
 
-def _storage_lost(err: BaseException) -> str | None:
+def _storage_lost(err: BaseException, args: argparse.Namespace | None) -> str | None:
+    """The line for a storage lost mid-command, with what to run next: the same command goes on
+    where the storage stopped answering; where its database file was deleted, nothing is left to
+    go on from."""
     if "sqlalchemy" not in sys.modules:  # no database was opened: not a lost storage
         return None
-    from .queue import storage_lost
+    from .queue import storage_gone, storage_lost
 
-    return storage_lost(err)
+    lost = storage_lost(err)
+    if lost is None:
+        return None
+    if storage_gone(err) is None:
+        return lost + _resume(args)
+    if args is None or args.command != "run":
+        return lost
+    return f"{lost}; `{shlex.join(_run_command(args))}` starts the study over"
+
+
+def _run_command(args: argparse.Namespace) -> list[str]:
+    """`ablate run` of the same file with the same --sets."""
+    return ["ablate", "run", str(args.file), *[p for item in args.sets for p in ("--set", item)]]
 
 
 def _resume(args: argparse.Namespace | None) -> str:
@@ -814,7 +829,7 @@ def _resume(args: argparse.Namespace | None) -> str:
 
     if args is None or args.command != "run":
         return ""
-    command = ["ablate", "run", str(args.file), *[p for item in args.sets for p in ("--set", item)]]
+    command = _run_command(args)
     # A search trial's --rerun is done once it has planned: the search's retries go on with it.
     selected = args.only + [n for n in args.rerun if not is_search_variant(n)] if args.only else []
     command += [p for name in dict.fromkeys(selected) for p in ("--only", name)]

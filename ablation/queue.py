@@ -74,7 +74,52 @@ def make_storage(url: str, heartbeat: int) -> optuna.storages.BaseStorage:
             grace_period=heartbeat * STALE_AFTER_HEARTBEATS)
     if url.startswith("sqlite"):
         _begin_immediate(storage.engine)
+        _watch_for_deletion(storage.engine, url)
     return storage
+
+
+GONE = "ablate_storage_gone"  # on a SQLite error whose database file was deleted: what is gone
+
+
+def _sqlite_path(url: str) -> Path | None:
+    """The database file of a sqlite:/// URL, absolute; None for other URLs and :memory:."""
+    if not url.startswith("sqlite:///") or url[len("sqlite:///"):] in ("", ":memory:"):
+        return None
+    return Path(url[len("sqlite:///"):]).absolute()
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
+def _watch_for_deletion(engine: Any, url: str) -> None:
+    """A SQLite file deleted under a running command (its output folder removed) fails the next
+    write as "readonly database" or "unable to open": not a storage that stopped answering, whose
+    records are kept. Each error of this engine is checked against the file (and folder) opened,
+    by inode (a trial's folder made again recreates the output folder), and marked with what is
+    gone (see `storage_lost`)."""
+    from sqlalchemy import event
+
+    database = _sqlite_path(url)
+    if database is None:
+        return
+    opened = (_identity(database), _identity(database.parent))
+
+    @event.listens_for(engine, "handle_error")
+    def _mark_gone(context: Any) -> None:
+        now = (_identity(database), _identity(database.parent))
+        if now[1] != opened[1]:
+            what = f"is gone: its folder {database.parent} was deleted"
+        elif now[0] != opened[0]:
+            what = "was deleted or replaced"
+        else:
+            return
+        if context.sqlalchemy_exception is not None:  # None for errors SQLAlchemy does not wrap
+            setattr(context.sqlalchemy_exception, GONE, f"the study storage {database} {what}")
 
 
 def storage_lost(err: BaseException) -> str | None:
@@ -84,8 +129,24 @@ def storage_lost(err: BaseException) -> str | None:
     cause = _database_error(err)
     if cause is None:
         return None
+    gone = storage_gone(err)
+    if gone is not None:  # not "kept": what it recorded went with the file
+        return f"{gone} while ablate ran; every trial it recorded is lost, this run's included"
     return (f"the study storage stopped answering ({first_line(cause)}); what it "
             "recorded is kept and a trial it could not record trains again")
+
+
+def storage_gone(err: BaseException) -> str | None:
+    """What is gone ("the study storage PATH is gone: ...") where `err` came from a SQLite file
+    deleted under this command, else None."""
+    import sqlalchemy.exc
+
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, sqlalchemy.exc.OperationalError):
+            return getattr(seen, GONE, None)
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _database_error(err: BaseException) -> BaseException | None:

@@ -280,3 +280,36 @@ def test_a_storage_that_stops_answering_ends_the_run_in_one_line_and_the_run_goe
     assert cli.main(["run", str(path)]) == 0
     states = sorted(t.state.name for t in _trials(path) if t.state.name != "FAIL")
     assert states == ["COMPLETE", "COMPLETE"], [(t.state.name, t.user_attrs) for t in _trials(path)]
+
+
+@pytest.mark.parametrize("deleted", ["folder", "database"])
+def test_a_study_database_deleted_mid_run_is_said_lost_not_kept(write_experiment, monkeypatch,
+                                                                capsys, deleted):
+    """The output folder (holding study.db, the default storage) or study.db alone deleted while
+    a trial trains: the next write fails, and the line said "what it recorded is kept" and that
+    the same command "goes on from there", when everything recorded went with the file."""
+    import shutil
+
+    path = write_experiment(variants="")
+    output_dir = load_spec(path).output_dir
+    real_train = transformers.Trainer.train
+
+    def train_after_deleting(self, *args, **kwargs):
+        if deleted == "folder":
+            shutil.rmtree(output_dir)
+        else:
+            (output_dir / "study.db").unlink()
+        return real_train(self, *args, **kwargs)
+
+    monkeypatch.setattr(transformers.Trainer, "train", train_after_deleting)
+    capsys.readouterr()
+    assert cli.main(["run", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    gone = (f"the study storage {output_dir / 'study.db'} is gone: its folder {output_dir} was "
+            "deleted" if deleted == "folder" else
+            f"the study storage {output_dir / 'study.db'} was deleted or replaced")
+    assert err.startswith(f"ablate: error: {gone} while ablate ran; every trial it recorded is "
+                          "lost, this run's included"), err
+    assert "kept" not in err and "goes on from there" not in err, err
+    assert err.endswith(f"; `ablate run {path}` starts the study over\n"), err
