@@ -11,15 +11,19 @@ experiment file as written there).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import optuna
 import pytest
+from conftest import tiny_experiment
 
 import ablation
 from ablation import cli
@@ -151,3 +155,48 @@ def test_a_csv_with_a_utf8_byte_order_mark_is_simply_read(
     assert code == 0, err
     assert "ok: 1 trial(s); train 36, validation 4, test 0 rows; labels 0, 1" in out
     assert "dropped" not in out and err == ""
+
+
+# --------------------------------------------------------------------------- a refused run's traces
+
+
+@pytest.mark.parametrize("bad_data", [
+    'data.label_names=["neg", "pos"]',  # the data has label 2: outside the named classes
+    "data.text_column=body",  # no such column
+    f"data.dataset={json.dumps(str(CASES_DIR / 'data' / 'empty_test'))}",  # a split left empty
+], ids=["label_outside_the_label_set", "text_column_missing", "empty_split"])
+def test_a_run_refused_for_bad_data_leaves_no_study_behind(
+        bad_data: str, tmp_path: Path, tiny_model_dir: Path, tiny_data_dir: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The study and its output folder were made before the data was read: a refused run left an
+    empty study behind (`status`: 0 trial(s)), its folder, lock and copies of the file."""
+    path = tiny_experiment(tmp_path, tiny_model_dir, tiny_data_dir)
+    assert cli.main(["run", str(path), "--set", bad_data]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("ablate: error: "), err
+    assert sorted(p.name for p in tmp_path.rglob("*")) == [path.name]  # not even reports/
+    assert cli.main(["status", str(path)]) == 2
+    assert f"no study 'tiny' in sqlite:///{tmp_path}/reports/tiny/study.db yet" in capsys.readouterr().err
+
+
+def test_a_run_refused_for_bad_data_keeps_the_study_it_found(
+        tmp_path: Path, tiny_model_dir: Path, tiny_data_dir: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Only what the refused run made goes: a study run before, its trials and files stay."""
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data_dir, data)
+    path = tiny_experiment(tmp_path, tiny_model_dir, data)
+    assert cli.main(["run", str(path), "--only", "baseline"]) == 0
+    output_dir = tmp_path / "reports" / "tiny"
+    before = sorted(p.relative_to(output_dir) for p in output_dir.rglob("*"))
+    with (data / "train.csv").open("a", encoding="utf-8") as rows:
+        rows.write("a great movie,seven\n")  # a word among integer labels
+    capsys.readouterr()
+    assert cli.main(["run", str(path)]) == 2  # bs32 still to run: the data is read
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "seven" in err, err
+    assert sorted(p.relative_to(output_dir) for p in output_dir.rglob("*")) == before
+    assert cli.main(["status", str(path)]) == 0
+    assert "tiny (sqlite:" in capsys.readouterr().out
+    assert [t.state.name for t in optuna.load_study(
+        study_name="tiny", storage=f"sqlite:///{output_dir / 'study.db'}").get_trials()] == ["COMPLETE"]

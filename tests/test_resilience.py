@@ -729,6 +729,32 @@ def test_ctrl_c_stops_a_worker_waiting_for_its_study_in_one_line(write_experimen
     assert err.startswith("ablate: interrupted") and err.count("\n") == 1, err
 
 
+def test_a_worker_started_while_a_run_plans_a_new_study_waits_for_it(write_experiment, capsys):
+    """A run makes a new study only once its data and plan have passed every check: a worker
+    started before that waits for it and trains its trials; looking for the study makes
+    nothing."""
+    from ablation import queue
+    from ablation.sweep import select_trials
+
+    path = write_experiment(variants="")
+    spec = load_spec(path)
+    assert cli.main(["worker", str(path), "--wait", "0"]) == 2
+    assert "no study 'tiny' in" in capsys.readouterr().err
+    assert not spec.output_dir.exists()
+    with queue.planning_lock(spec, print):  # a run checking its data; no study made yet
+        worker = subprocess.Popen([sys.executable, "-m", "ablation", "worker", str(path)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        lines = []
+        for line in worker.stdout:
+            lines.append(line)
+            if line.startswith("waiting for") or "error" in line:
+                break
+        queue.enqueue(open_study(spec), select_trials(spec, None))  # the checks passed
+    output = "".join(lines) + worker.communicate(timeout=300)[0]
+    assert worker.returncode == 0, output
+    assert "worker done: 1 trial(s) complete, 0 failed" in output
+
+
 def test_a_worker_with_another_heartbeat_is_refused(write_experiment, capsys):
     """Each process takes another's trial over after 3 of its own heartbeats: a worker beating
     every 30 s beside a run that waits 3 × 2 s would have its trials taken over while alive."""
