@@ -271,11 +271,31 @@ def resolve_model(argument: str, sets: list[str] | None = None,
         best = best_record(build_report(spec, study))
         rerun = ("--rerun", best.variant) if best is not None else ()
         raise AblateInputError(
-            f"study {spec.name!r} has no best model ({folder} is missing: its trials ran with "
-            "[experiment] save_models = \"none\", or on another machine); train the best "
-            f"variant again keeping its model: `{spec.command('run', *rerun, sets=keeping_models(spec))}`")
+            f"study {spec.name!r} has no best model: {_why_no_best_model(folder, best)}; train "
+            "the best variant again keeping its model: "
+            f"`{spec.command('run', *rerun, sets=keeping_models(spec))}`")
     check_classifier_folder(folder)
     return folder, spec
+
+
+def _why_no_best_model(folder: Path, best: Any) -> str:
+    """Why a study with a complete trial has no best_model/, from what its best trial recorded:
+    it kept no model (save_models = "none"), it trained on another machine (which kept it), or
+    the folder was deleted since (by hand, a clean-up)."""
+    result = best.result if best is not None else {}
+    missing = f"{folder} " + ("has no config.json" if folder.is_dir() else "is missing")
+    if "model_dir" not in result:  # no best trial, or one recorded before model_dir was
+        return (f"{missing}: deleted, or its trials ran with [experiment] save_models = "
+                "\"none\" or on another machine")
+    if result["model_dir"] is None:
+        return (f"its best trial, {best.key}, kept no model ([experiment] save_models = "
+                "\"none\")")
+    import socket
+
+    host = (best.worker or "").rpartition(":")[0]
+    if host and host != socket.gethostname():
+        return f"{missing} (trial {best.key} trained on {host}, which kept its model)"
+    return f"{missing} (deleted since trial {best.key} kept its model there)"
 
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",

@@ -929,3 +929,25 @@ def test_a_best_model_folder_deleted_between_runs_is_not_named_as_there(write_ex
     assert "**Best model**" not in (output_dir / "report.md").read_text()
     assert cli.main(["report", str(path)]) == 0
     assert "**Best model**" not in (output_dir / "report.md").read_text()
+
+
+def test_predict_and_evaluate_name_a_deleted_best_model_folder(write_experiment, capsys):
+    """best_model/ deleted by hand, then used: the reason given was that the trials ran with
+    save_models = "none" or on another machine, neither of them true. The folder expected is
+    named as deleted, with the run that brings it back; so too once a run has seen it gone."""
+    path = write_experiment()
+    assert cli.main(["run", str(path)]) == 0
+    folder = load_spec(path).output_dir / "best_model"
+    best = json.loads((folder / "ablate.json").read_text())
+    shutil.rmtree(folder)
+    for run_between in (False, True):
+        if run_between:
+            assert cli.main(["run", str(path)]) == 0  # which says it is gone, and forgets it
+        capsys.readouterr()
+        for command in (["predict", str(path), "great fun"], ["evaluate", str(path)]):
+            assert cli.main(command) == 2, command
+            err = capsys.readouterr().err
+            assert err == (f"ablate: error: study 'tiny' has no best model: {folder} is missing "
+                           f"(deleted since trial {best['trial']} kept its model there); train "
+                           "the best variant again keeping its model: "
+                           f"`ablate run {path} --rerun {best['variant']}`\n"), (command, err)
