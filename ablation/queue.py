@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
+import sys
 import tempfile
 import threading
 import time
@@ -41,6 +43,7 @@ JOURNAL_PREFIX = "journal:///"
 STALE_AFTER_HEARTBEATS = 3
 SQLITE_LOCK_WAIT = 60  # seconds a SQLite write waits for another process's lock
 STUDY_POLL_SECONDS = 5.0  # how often a worker started before its `run` looks for the study
+SQLITE_LOCK_NOTE_AFTER = 2  # seconds of that wait before it is said on stderr
 STALE_ERROR = "its worker stopped sending heartbeats (killed or crashed); queued again"
 
 
@@ -62,7 +65,8 @@ def make_storage(url: str, heartbeat: int) -> optuna.storages.BaseStorage:
         return JournalStorage(JournalFileBackend(str(path)))
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):  # several local workers: wait for the file lock, don't fail
-        engine_kwargs = {"connect_args": {"timeout": SQLITE_LOCK_WAIT}}
+        engine_kwargs = {"connect_args": {"timeout": SQLITE_LOCK_WAIT,
+                                          "factory": _LockWaitsSaid}}
     elif url.startswith("postgresql"):
         # A pooled connection can die while a trial trains (a server restart, a firewall closing
         # idle connections): checked before each use and replaced, as Optuna does for MySQL,
@@ -76,6 +80,87 @@ def make_storage(url: str, heartbeat: int) -> optuna.storages.BaseStorage:
         _begin_immediate(storage.engine)
         _watch_for_deletion(storage.engine, url)
     return storage
+
+
+class _LockWaitNote:
+    """One line on stderr once a statement has waited SQLITE_LOCK_NOTE_AFTER seconds for SQLite's
+    lock (SQLite waits inside the statement, in silence, up to SQLITE_LOCK_WAIT): a command
+    blocked by `sqlite3 study.db` seemed hung for a minute. A statement waits where it has run
+    that long with no sign of work: SQLite runs no instruction while it waits for a lock, and
+    a long read reports its progress (`alive`). Said once while statements wait (a heartbeat's
+    may wait beside the main thread's), and again for a later wait. One watching thread for
+    the process: a statement only notes when it starts, works and ends."""
+
+    def __init__(self) -> None:
+        # a thread's statement -> (its start or last sign of work, database)
+        self._running: dict[int, tuple[float, str]] = {}
+        self._watcher: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def around(self, database: str) -> Iterator[None]:
+        token = id(threading.current_thread())  # one statement at a time per thread
+        self._running[token] = (time.monotonic(), database)
+        if self._watcher is None or not self._watcher.is_alive():  # not yet, or lost to a fork
+            self._start_watcher()
+        try:
+            yield
+        finally:
+            self._running.pop(token, None)
+
+    def alive(self, database: str) -> None:
+        """The statement of this thread is working, not waiting."""
+        token = id(threading.current_thread())
+        if token in self._running:
+            self._running[token] = (time.monotonic(), database)
+
+    def _start_watcher(self) -> None:
+        with self._start_lock:
+            if self._watcher is None or not self._watcher.is_alive():
+                self._watcher = threading.Thread(target=self._watch, name="ablate-sqlite-lock",
+                                                 daemon=True)
+                self._watcher.start()
+
+    def _watch(self) -> None:
+        said = False
+        while True:
+            time.sleep(min(0.5, SQLITE_LOCK_NOTE_AFTER / 4))
+            now = time.monotonic()
+            waiting = [database for started, database in self._running.copy().values()
+                       if now - started >= SQLITE_LOCK_NOTE_AFTER]
+            if waiting and not said:
+                print(f"note: {waiting[0]} is locked by another program; waiting up to "
+                      f"{SQLITE_LOCK_WAIT:g} s for it", file=sys.stderr, flush=True)
+            said = bool(waiting)
+
+
+_LOCK_WAITS = _LockWaitNote()
+
+
+class _LockWaitsSaidCursor(sqlite3.Cursor):
+    def execute(self, *args: Any) -> Any:
+        with _LOCK_WAITS.around(self.connection.database_path):
+            return super().execute(*args)
+
+    def executemany(self, *args: Any) -> Any:
+        with _LOCK_WAITS.around(self.connection.database_path):
+            return super().executemany(*args)
+
+
+class _LockWaitsSaid(sqlite3.Connection):
+    """The storage's SQLite connections (sqlite3.connect's factory): each statement says a long
+    wait for the database's lock (see _LockWaitNote)."""
+
+    def __init__(self, database: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(database, *args, **kwargs)
+        self.database_path = path = str(database)
+        # Every 100,000 SQLite instructions (about 1 ms); 0: go on. A closure, not a method: the
+        # connection would hold itself.
+        self.set_progress_handler(lambda: _LOCK_WAITS.alive(path) or 0, 100_000)
+
+    def cursor(self, *args: Any, **kwargs: Any) -> Any:
+        return super().cursor(*args, **kwargs) if args or kwargs else super().cursor(
+            _LockWaitsSaidCursor)
 
 
 GONE = "ablate_storage_gone"  # on a SQLite error whose database file was deleted: what is gone

@@ -10,6 +10,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import optuna
@@ -660,6 +661,52 @@ def test_a_study_in_a_folder_this_user_cannot_write_in(write_experiment):
         for entry in modes:
             entry.chmod(modes[entry])
     assert cli.main(["status", str(path)]) == 0
+
+
+def test_a_wait_for_a_locked_storage_is_said_once_it_lasts(write_experiment, monkeypatch,
+                                                        capsys):
+    """`sqlite3 study.db` holding a transaction when a command starts: ablate waited up to 60 s
+    for its lock in silence. Once the wait lasts (2 s; here 0.2), one line says why nothing
+    happens; the command goes on when the lock is let go."""
+    import threading
+
+    from ablation import queue
+
+    path = write_experiment(variants="")
+    assert cli.main(["run", str(path)]) == 0
+    monkeypatch.setattr(queue, "SQLITE_LOCK_NOTE_AFTER", 0.2)
+    database = load_spec(path).output_dir / "study.db"
+    holder = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN EXCLUSIVE")
+    threading.Timer(1.5, holder.execute, ["ROLLBACK"]).start()
+    try:
+        capsys.readouterr()
+        assert cli.main(["status", str(path)]) == 0
+        out, err = capsys.readouterr()
+        assert err == (f"note: {database} is locked by another program; waiting up to "
+                       f"{queue.SQLITE_LOCK_WAIT} s for it\n"), err
+        assert "baseline-s42" in out
+        assert cli.main(["status", str(path)]) == 0  # no wait: nothing said
+        assert capsys.readouterr().err == ""
+    finally:
+        holder.close()
+
+
+def test_a_long_statement_that_works_is_not_said_to_wait_for_a_lock(tmp_path, monkeypatch,
+                                                                    capsys):
+    """A long read (a large study's trials) runs SQLite's instructions all along; only a
+    statement that shows no work for the time is waiting for a lock."""
+    from ablation import queue
+
+    monkeypatch.setattr(queue, "SQLITE_LOCK_NOTE_AFTER", 0.2)
+    storage = queue.make_storage(f"sqlite:///{tmp_path / 'study.db'}", 10)
+    count = ("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000000) "
+             "SELECT count(*) FROM n WHERE i % 7 = 3")
+    with storage.engine.connect() as connection:
+        started = time.monotonic()
+        assert connection.exec_driver_sql(count).scalar() == 428572
+        assert time.monotonic() - started > 0.5  # long enough to have been said
+    assert capsys.readouterr().err == ""
 
 
 def test_a_storage_locked_by_another_program_has_stopped_answering(write_experiment, monkeypatch,
