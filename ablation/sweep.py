@@ -20,6 +20,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -398,7 +399,7 @@ class Work:
     """What one process needs to train claimed trials; data and models load on first use."""
 
     spec: ExperimentSpec
-    study: optuna.Study  # None only while `run --force-new` checks its input, before the new study
+    study: optuna.Study  # None only while `run` checks its input, before a new study is made
     echo: Lines  # a plain message callable is wrapped on construction
     stop: threading.Event = field(default_factory=threading.Event)  # --graceful: finish, then stop
     inputs: TrialInputs | None = None
@@ -665,11 +666,16 @@ def run_study(spec: ExperimentSpec, only: list[str] | None = None,
     trials = run_selection(spec, only, rerun, retry_failed)
     retry_search, propose = selected(spec, only, rerun, retry_failed)
     outcome = RunOutcome(planned=trials)
+    made = [path for path in _made_while_planning(spec) if not path.exists()]
     make_output_dir(spec)
     check_own_output_dir(spec)
-    with queue.planning_lock(spec, echo):
-        job, to_queue = _plan_and_queue(spec, trials, outcome, echo, stop, rerun, retry_failed,
-                                        force_new, retry_search, propose)
+    try:
+        with queue.planning_lock(spec, echo):
+            job, to_queue = _plan_and_queue(spec, trials, outcome, echo, stop, rerun,
+                                            retry_failed, force_new, retry_search, propose)
+    except AblateInputError:
+        _remove_made(spec, made)
+        raise
     job.search = propose
     study = job.study
     wanted = {t.key for t in trials} | {t.key for t in to_queue}  # and the search's retries
@@ -697,22 +703,51 @@ def run_study(spec: ExperimentSpec, only: list[str] | None = None,
     return outcome
 
 
+def _made_while_planning(spec: ExperimentSpec) -> list[Path]:
+    """What a run may make before a new study's checks have passed, innermost first: the
+    tokenized data's cache, the planning lock, the output folder and its parents (a new study
+    and the study files are made after the checks)."""
+    return [spec.output_dir / "cache", spec.output_dir / ".queue.lock",
+            spec.output_dir, *spec.output_dir.parents]
+
+
+def _remove_made(spec: ExperimentSpec, made: list[Path]) -> None:
+    """A run refused for bad input leaves nothing new behind: `made` (those of
+    `_made_while_planning` not there before it) goes; a folder only when nothing else is in it."""
+    for path in made:
+        with contextlib.suppress(OSError):
+            if path == spec.output_dir / "cache":
+                shutil.rmtree(path)
+            elif path.is_dir():
+                path.rmdir()  # not empty: what is there is not this run's
+            else:
+                path.unlink(missing_ok=True)
+
+
 def _plan_and_queue(spec: ExperimentSpec, trials: list[TrialSpec], outcome: RunOutcome,
                     echo: Lines, stop: threading.Event | None, rerun: list[str] | None,
                     retry_failed: bool, force_new: bool, retry_search: bool = False,
                     propose: bool = False) -> tuple[Work, list[TrialSpec]]:
     """Check everything, then queue what is to run; nothing is written (superseded, deleted,
-    queued) before every check has passed. With `retry_search`, failed search trials are
-    queued again too (after the variants; they are checked when claimed, like proposals)."""
+    queued, a new study made, the study files) before every check has passed. With
+    `retry_search`, failed search trials are queued again too (after the variants; they are
+    checked when claimed, like proposals)."""
     from .search import reruns, retries, run_probes
 
-    if force_new:
-        with contextlib.suppress(queue.StudyNotFound):
-            queue.check_none_running(queue.open_study(spec, create=False))
-    study = None if force_new else queue.open_study(spec)
+    try:
+        stored = queue.open_study(spec, create=False)
+    except queue.StudyNotFound:  # made once the data and the plan have passed every check
+        stored = None
+    if force_new and stored is not None:
+        queue.check_none_running(stored)
+    # Opened as a run writes to it: a storage this run cannot write in is refused now.
+    study = queue.open_study(spec) if stored is not None and not force_new else None
     retried: list[tuple[TrialSpec, int]] = []
-    if study is None:  # --force-new: every selected trial, in a new study
-        to_queue, replaced, notes = list(trials), [], []
+    if study is None:  # a new study (or --force-new's): every selected trial
+        rerun_keys = {t.key for t in trials if t.variant in (rerun or [])}
+        # --retry-failed of a study never run: nothing failed yet, as `plan` finds
+        to_queue = [t for t in trials if force_new or not retry_failed or t.key in rerun_keys]
+        replaced, notes = [], []
     else:
         to_queue, outcome.skipped, replaced, notes = checked_plan(study, spec, trials, rerun,
                                                                   retry_failed)
@@ -722,7 +757,6 @@ def _plan_and_queue(spec: ExperimentSpec, trials: list[TrialSpec], outcome: RunO
     reran = reruns(study, spec, rerun) if study is not None else []
     # The sampler proposes search trials mid-study: the values it can propose are checked now.
     probes = run_probes(spec, study, propose, bool(retried or reran))
-    _write_study_files(spec)
     if outcome.skipped:
         echo(f"re-using {len(outcome.skipped)} completed trial(s): {', '.join(outcome.skipped)}")
     for note in notes:
@@ -737,6 +771,7 @@ def _plan_and_queue(spec: ExperimentSpec, trials: list[TrialSpec], outcome: RunO
             echo(f"note: {note}")
         for trial in to_queue:  # tokenize once, before any worker starts
             inputs.for_trial(trial)
+    _write_study_files(spec)
     if force_new:
         deleted = queue.delete_study(spec)
         if deleted is not None:
@@ -744,6 +779,7 @@ def _plan_and_queue(spec: ExperimentSpec, trials: list[TrialSpec], outcome: RunO
                  f"{shown_storage(spec.experiment.storage)}; starting afresh")
         for folder in FORCE_NEW_FOLDERS:  # the deleted trials' logs and SwanLab runs go with them
             shutil.rmtree(spec.output_dir / folder, ignore_errors=True)
+    if job.study is None:
         job.study = queue.open_study(spec)
     if to_queue:
         _record_study_attrs(job.study, spec, job.prepare().splits)
