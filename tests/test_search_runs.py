@@ -14,7 +14,7 @@ import pytest
 from ablation import cli, search, train
 from ablation.config import load_spec
 from ablation.errors import AblateInputError
-from ablation.queue import open_study
+from ablation.queue import StudyNotFound, open_study
 from ablation.sweep import run_worker
 
 # Four optimizer steps a trial: these tests are about which trials run, not what they learn.
@@ -377,14 +377,15 @@ def test_a_search_trial_is_not_chosen_by_name_and_the_error_says_what_to_do(writ
 
 def test_a_value_the_search_could_propose_but_not_train_is_refused_before_any_trial(
         write_experiment, capsys):
-    """fp16 on a CPU is refused by `validate` and by `run` up front: no failed search trial is
-    left in the study, so the file can be fixed and run again."""
+    """fp16 on a CPU is refused by `validate` and by `run` up front: no study (so no failed
+    search trial) is left, so the file can be fixed and run again."""
     path = searched(write_experiment, 2, 'precision = ["fp32", "fp16"]\n', sampler="grid")
     for command in (["validate", str(path)], ["run", str(path)], ["run", str(path), "--dry-run"]):
         assert cli.main(command) == 2
         assert "[search.space] precision: precision = 'fp16': fp16 needs a CUDA GPU" in \
             capsys.readouterr().err
-    assert not [t for t in trials(path) if t.state != optuna.trial.TrialState.COMPLETE]
+    with pytest.raises(StudyNotFound):  # the refused run made nothing
+        trials(path)
     assert run(path, "--set", 'search.space.precision=["fp32", "bf16"]') == 0
     assert sorted(p for (p,) in proposals(path, 'search.space.precision=["fp32", "bf16"]')) \
         == [("precision", "bf16"), ("precision", "fp32")]
