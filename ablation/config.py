@@ -394,9 +394,11 @@ class ExperimentSpec:
 
     def arguments(self, name: str, *arguments: str, sets: tuple[str, ...] = ()) -> list[str]:
         """`NAME FILE ARGUMENTS --set ...`: a command line on this same study. Without the
-        study's `--set`s it would name another study (or other data); `sets` go after them, so
-        that they win."""
-        options = [part for item in (*self.pasted_sets, *sets) for part in ("--set", item)]
+        study's `--set`s it would name another study (or other data); `sets` go after them, and
+        replace theirs of the same key (a rerun keeping models, after a run that kept none)."""
+        hints = {set_key(item) for item in sets}
+        kept = [item for item in self.pasted_sets if set_key(item) not in hints]
+        options = [part for item in (*kept, *sets) for part in ("--set", item)]
         return [name, str(from_here(self.path)), *arguments, *options]
 
     @property

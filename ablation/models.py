@@ -132,13 +132,27 @@ def stale_best_model_note(spec: ExperimentSpec) -> str | None:
     its storage (as run and the report say it); None where the storage cannot say: a model used
     away from its study's storage still labels texts."""
     from .queue import open_study
+    from .records import with_run_sets
     from .report import build_best
 
     try:
         study = open_study(spec, create=False)
     except AblateInputError:  # never run here, or its storage unreachable
         return None
-    return stale_best_model(spec, build_best(spec, study))
+    return stale_best_model(with_run_sets(spec, study), build_best(spec, study))
+
+
+def with_study_sets(spec: ExperimentSpec) -> ExperimentSpec:
+    """`spec`, its commands to paste repeating the `--set`s its study was run with, as `report`
+    and `status` print them (records.with_run_sets); where its storage cannot say (never run
+    here, unreachable), the command's own `--set`s alone."""
+    from .queue import open_study
+    from .records import with_run_sets
+
+    try:
+        return with_run_sets(spec, open_study(spec, create=False))
+    except AblateInputError:
+        return spec
 
 
 def export_best_model(spec: ExperimentSpec, study: Any, built: dict[str, Any],
@@ -217,9 +231,10 @@ def trial_model(spec: ExperimentSpec, key: str) -> Path:
 
 
 def keep_all_command(spec: ExperimentSpec, key: str) -> str:
-    """The run that trains trial `key`'s variant again, keeping every model and checkpoint."""
+    """The run that trains trial `key`'s variant again, keeping every model and checkpoint (with
+    the --sets its study was run with: without them it would train other settings)."""
     variant = key.rsplit("-s", 1)[0]
-    return spec.command("run", "--rerun", variant, sets=("experiment.save_models=all",))
+    return with_study_sets(spec).command("run", "--rerun", variant, sets=("experiment.save_models=all",))
 
 
 def resolve_model(argument: str, sets: list[str] | None = None,
@@ -260,8 +275,10 @@ def resolve_model(argument: str, sets: list[str] | None = None,
         import optuna
 
         from .queue import open_study
+        from .records import with_run_sets
 
         study = open_study(spec, create=False)  # one never run says so, with the run command
+        spec = with_run_sets(spec, study)  # its commands run the study's settings
         if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
             raise AblateInputError(
                 f"study {spec.name!r} has no complete trial yet, so no best model; see "

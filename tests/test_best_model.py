@@ -951,3 +951,30 @@ def test_predict_and_evaluate_name_a_deleted_best_model_folder(write_experiment,
                            f"(deleted since trial {best['trial']} kept its model there); train "
                            "the best variant again keeping its model: "
                            f"`ablate run {path} --rerun {best['variant']}`\n"), (command, err)
+
+
+def test_predict_and_evaluate_commands_repeat_the_runs_sets(write_experiment, capsys):
+    """`report` and `status` print commands repeating the --sets the study was run with; those
+    `predict` and `evaluate` printed (a deleted best_model/'s --rerun, a trial's model or
+    checkpoints not kept) did not: pasted, they trained other settings."""
+    path = write_experiment()
+    sets = ["data.max_train_samples=16", 'experiment.description="two words"']
+    options = shlex.join([part for item in sets for part in ("--set", item)])
+    assert cli.main(["run", str(path), *shlex.split(options)]) == 0
+    output_dir = load_spec(path).output_dir
+    best = json.loads((output_dir / "best_model" / "ablate.json").read_text())
+    other = next(p.name for p in (output_dir / "trials").iterdir() if p.name != best["trial"])
+    shutil.rmtree(output_dir / "best_model")
+    keep_all = "--set experiment.save_models=all"
+    expected = {
+        ("predict", "great fun"): f"`ablate run {path} --rerun {best['variant']} {options}`",
+        ("predict", "great fun", "--trial", other):
+            f"`ablate run {path} --rerun {other.rsplit('-s', 1)[0]} {options} {keep_all}`",
+        ("evaluate", "--checkpoints", other):
+            f"`ablate run {path} --rerun {other.rsplit('-s', 1)[0]} {options} {keep_all}`",
+    }
+    capsys.readouterr()
+    for (name, *arguments), command in expected.items():
+        assert cli.main([name, str(path), *arguments]) == 2
+        err = capsys.readouterr().err
+        assert err.endswith(f"{command}\n"), err
