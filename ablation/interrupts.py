@@ -22,6 +22,8 @@ from typing import Any
 _depth = 0  # how many held() blocks the main thread is in (signal handlers run there)
 _pending = False  # an interrupt came inside one
 _interrupted = False  # one came at all (until `handled` ends): see check()
+# What --graceful's first Ctrl+C says it does; `only_waiting` replaces it where nothing runs.
+_graceful_line = "stopping after the running trial (Ctrl+C again to stop now)"
 
 
 @contextlib.contextmanager
@@ -37,6 +39,19 @@ def held() -> Iterator[None]:
         if not _depth and _pending:
             _pending = False
             raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def only_waiting(line: str) -> Iterator[None]:
+    """Inside this block the process only waits (a worker for its `run` to make the study),
+    stopping at once on --graceful's event: its first Ctrl+C says `line`, not that a running
+    trial is let finish (there is none)."""
+    global _graceful_line
+    previous, _graceful_line = _graceful_line, line
+    try:
+        yield
+    finally:
+        _graceful_line = previous
 
 
 class WaitedOnGone(KeyboardInterrupt):
@@ -93,8 +108,7 @@ def handled(graceful: bool) -> Iterator[threading.Event]:
             return
         stop.set()
         if not started_by_run():  # the run's Ctrl+C reaches its workers too: said once
-            print("\nablate: stopping after the running trial (Ctrl+C again to stop now)",
-                  file=sys.stderr)
+            print(f"\nablate: {_graceful_line}", file=sys.stderr)
 
     previous = {number: signal.signal(number, handler)
                 for number, handler in ((signal.SIGTERM, _interrupt), (signal.SIGINT, ctrl_c))}

@@ -811,7 +811,8 @@ def run_worker(spec: ExperimentSpec, echo: Callable[[str], None] = print,
 
     wanted = {t.key for t in select_trials(spec, only)} if only else None
     stop = stop or threading.Event()
-    study = queue.wait_for_study(spec, echo, stop, wait)
+    with interrupts.only_waiting("stopped waiting for the study (nothing was running)"):
+        study = queue.wait_for_study(spec, echo, stop, wait)
     if study is None:  # --graceful's Ctrl+C while it waited: nothing claimed, nothing to stop
         return RunOutcome(planned=[])
     # A run that is still planning (loading and tokenizing the data: minutes on a large set) has

@@ -729,6 +729,23 @@ def test_ctrl_c_stops_a_worker_waiting_for_its_study_in_one_line(write_experimen
     assert err.startswith("ablate: interrupted") and err.count("\n") == 1, err
 
 
+def test_graceful_ctrl_c_of_a_worker_waiting_for_its_study_says_it_stopped_waiting(
+        write_experiment):
+    """--graceful's first Ctrl+C said "stopping after the running trial" to a worker that only
+    waited for its `run` to make the study: nothing ran. It stops waiting at once, and says so."""
+    path = write_experiment(variants="")
+    worker = subprocess.Popen([sys.executable, "-m", "ablation", "worker", str(path), "--graceful"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in worker.stdout:
+        if line.startswith("waiting for"):
+            break
+    worker.send_signal(signal.SIGINT)
+    out, err = worker.communicate(timeout=60)
+    assert worker.returncode == 0, err
+    assert err == "\nablate: stopped waiting for the study (nothing was running)\n", err
+    assert "worker done: 0 trial(s) complete, 0 failed" in out
+
+
 def test_a_worker_started_while_a_run_plans_a_new_study_waits_for_it(write_experiment, capsys):
     """A run makes a new study only once its data and plan have passed every check: a worker
     started before that waits for it and trains its trials; looking for the study makes
