@@ -33,6 +33,7 @@ from . import interrupts
 PAYLOAD = "distributed_trial.pkl"
 RESULT = "result.json"
 ERRORS = "error.rank*.json"
+OFFLINE = "tracked_offline.json"  # rank 0's runs that fell back offline, whatever the trial's end
 POLL_S = 0.5  # how soon the processes of a trial another process took over are stopped
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ def train_distributed(trial: Any, spec: Any, data: Any, tokenizer: Any, trial_di
     then stopped and queue.TrialTakenOver raised."""
     devices = spec.experiment.devices_per_trial
     (trial_dir / RESULT).unlink(missing_ok=True)
+    (trial_dir / OFFLINE).unlink(missing_ok=True)
     for stale in trial_dir.glob(ERRORS):
         stale.unlink()
     payload = trial_dir / PAYLOAD
@@ -96,6 +98,18 @@ def train_distributed(trial: Any, spec: Any, data: Any, tokenizer: Any, trial_di
     result = json.loads((trial_dir / RESULT).read_text())
     (trial_dir / RESULT).unlink()
     return result
+
+
+def offline_runs(trial_dir: Path) -> list[str]:
+    """The folders of the SwanLab runs rank 0 logged offline instead of online, read once after
+    torchrun is gone, whether the trial completed or failed: each is a run to `swanlab sync`
+    (records.TRACKED_OFFLINE), which `ablate dashboard` names."""
+    path = trial_dir / OFFLINE
+    if not path.is_file():
+        return []
+    folders = json.loads(path.read_text())
+    path.unlink()
+    return folders
 
 
 def _wait(torchrun: subprocess.Popen, lost: threading.Event | None) -> int:
@@ -188,7 +202,7 @@ def _has_cuda() -> bool:
 
 def _rank_main(payload_path: Path) -> int:
     """One torchrun process: train the trial; rank 0 tracks, logs and writes the result."""
-    from . import records, train
+    from . import train
     from .tracking import NullTracker, make_tracker
 
     # torchrun passes a SIGTERM on to its processes before it exits; one it did not (it was
@@ -216,16 +230,22 @@ def _rank_main(payload_path: Path) -> int:
         line = _write_error(trial_dir, rank, err)
         if rank == 0:
             log.error("distributed trial %s failed:\n%s", trial.key, traceback.format_exc())
+            _write_offline_runs(trial_dir, tracker)  # its logged points are to sync all the same
             tracker.finish(error=line)
         raise
     if rank == 0:
         result |= {"devices_per_trial": devices, "per_device_batch_size": local.recipe.batch_size}
-        offline_dirs = getattr(tracker, "offline_run_dirs", [])
-        if offline_dirs:  # the parent stores them with the trial (records.TRACKED_OFFLINE)
-            result[records.TRACKED_OFFLINE] = offline_dirs
+        _write_offline_runs(trial_dir, tracker)
         (trial_dir / RESULT).write_text(json.dumps(result))
         tracker.finish()
     return 0
+
+
+def _write_offline_runs(trial_dir: Path, tracker: Any) -> None:
+    """For the parent (`offline_runs`), which stores them with the trial."""
+    folders = getattr(tracker, "offline_run_dirs", [])
+    if folders:
+        (trial_dir / OFFLINE).write_text(json.dumps(folders))
 
 
 def _silent(line: str) -> None:

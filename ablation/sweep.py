@@ -953,14 +953,14 @@ def _run_one(study: optuna.Study, optuna_trial: optuna.Trial, trial: TrialSpec,
         log.info("trial %s (%s) starts: %s", optuna_trial.number, trial.key, tracker_config)
         try:
             if spec.experiment.devices_per_trial > 1:  # its rank 0 tracks the trial
-                from .distributed import train_distributed
+                from .distributed import offline_runs, train_distributed
 
                 tracker = NullTracker()
-                result = train_distributed(trial, spec, data, tokenizer, trial_dir, run_name,
-                                           tracker_config, echo, lost)
-                offline_dirs = result.pop(records.TRACKED_OFFLINE, None)
-                if offline_dirs:
-                    optuna_trial.set_user_attr(records.TRACKED_OFFLINE, offline_dirs)
+                try:
+                    result = train_distributed(trial, spec, data, tokenizer, trial_dir, run_name,
+                                               tracker_config, echo, lost)
+                finally:  # rank 0's runs that fell back offline, whatever the trial's end
+                    _store_offline_runs(optuna_trial, offline_runs(trial_dir))
             else:
                 tracker.start(run_name, spec.name, tracker_config)
                 kept = _keep_offline_runs(optuna_trial, tracker, [])
@@ -1053,10 +1053,17 @@ def _keep_offline_runs(optuna_trial: optuna.Trial, tracker: Any, kept: list[str]
     first run, and each out-of-memory retry's), unless `kept` already holds them all: each is a
     run to `swanlab sync`, which `ablate dashboard` names. Returns what is stored."""
     folders = getattr(tracker, "offline_run_dirs", [])
-    if folders and folders != kept:
+    if folders != kept:
+        _store_offline_runs(optuna_trial, folders)
+    return folders
+
+
+def _store_offline_runs(optuna_trial: optuna.Trial, folders: list[str]) -> None:
+    """Store with the trial the folders of its runs that logged offline (records.TRACKED_OFFLINE);
+    none: nothing to store."""
+    if folders:
         with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):  # taken over
             optuna_trial.set_user_attr(records.TRACKED_OFFLINE, folders)
-    return folders
 
 
 def _fail(study: optuna.Study, optuna_trial: optuna.Trial, tracker: Any, message: str) -> None:

@@ -321,3 +321,52 @@ def test_a_process_killed_by_a_signal_is_named_in_the_trials_error(tmp_path, mon
     with pytest.raises(distributed.DistributedTrialError, match="killed by SIGKILL before it could"):
         distributed.train_distributed(types.SimpleNamespace(key="baseline-s42"), spec, None, None,
                                       tmp_path, "run", {}, echo=lambda line: None)
+
+
+RANK_0_FAILS_AFTER_LOGGING = """\
+import sys
+from pathlib import Path
+
+import swanlab
+
+from ablation import distributed, train
+
+real_init = swanlab.init
+
+
+def init(*args, mode=None, **kwargs):  # no SwanLab key: the run falls back offline
+    if mode == "online":
+        raise RuntimeError("api key not configured")
+    return real_init(*args, mode=mode, **kwargs)
+
+
+def fails(*args, **kwargs):
+    raise RuntimeError("rank 0 failed after logging")
+
+
+swanlab.init, train.train_with_backoff = init, fails
+sys.exit(distributed._rank_main(Path(sys.argv[1])))
+"""
+
+
+def test_a_failed_data_parallel_trial_keeps_its_runs_that_logged_offline(write_experiment,
+                                                                         monkeypatch, capsys):
+    """Rank 0 passed back the SwanLab runs that fell back offline with a result alone: a trial
+    that failed after logging lost them, and `ablate dashboard`'s `swanlab sync` missed them.
+    (torchrun stands in as rank 0 alone, whose online run falls back and whose training fails.)"""
+    popen = subprocess.Popen
+
+    def rank_0(command, **kwargs):
+        return popen([sys.executable, "-c", RANK_0_FAILS_AFTER_LOGGING, command[-1]], **kwargs)
+
+    monkeypatch.setattr(distributed.subprocess, "Popen", rank_0)
+    path = write_experiment(variants="", tracking='backend = "swanlab"\nmode = "online"')
+    sets = ["experiment.devices_per_trial=2"]
+    assert cli.main(["run", str(path), "--set", sets[0]]) == 1
+    (trial,) = open_study(load_spec(path, sets), create=False).get_trials()
+    assert trial.user_attrs["error"] == "DistributedTrialError: RuntimeError: rank 0 failed after logging"
+    runs = [str(run) for run in (load_spec(path, sets).output_dir / "swanlog").glob("run-*")]
+    assert len(runs) == 1 and trial.user_attrs.get("tracked_offline") == runs
+    capsys.readouterr()
+    assert cli.main(["dashboard", str(path), "--set", sets[0]]) == 2
+    assert f"upload them with `swanlab sync {runs[0]}`" in capsys.readouterr().err
