@@ -817,9 +817,14 @@ def run_worker(spec: ExperimentSpec, echo: Callable[[str], None] = print,
         return RunOutcome(planned=[])
     # A run that is still planning (loading and tokenizing the data: minutes on a large set) has
     # queued nothing yet, nor recorded what the checks below compare: wait for its queue, rather
-    # than find it empty and stop at once.
-    with queue.planning_lock(spec, echo):
-        pass
+    # than find it empty and stop at once. That wait cannot be cut short; --graceful's Ctrl+C
+    # during it takes no trial after it.
+    with interrupts.only_waiting("stopping once the other `ablate run` has queued its trials "
+                                 "(nothing was running; Ctrl+C again to stop now)"):
+        with queue.planning_lock(spec, echo):
+            pass
+    if stop.is_set():
+        return RunOutcome(planned=[])
     # What the trials' recipes are built from; the data and model may sit at other paths on
     # another machine, but the model's config overrides and revision, and the [data] keys that
     # pick the rows, are the study's (a differing one is named before the rows are compared).

@@ -746,6 +746,34 @@ def test_graceful_ctrl_c_of_a_worker_waiting_for_its_study_says_it_stopped_waiti
     assert "worker done: 0 trial(s) complete, 0 failed" in out
 
 
+def test_graceful_ctrl_c_of_a_worker_waiting_on_a_planning_run_says_so_and_takes_no_trial(
+        write_experiment):
+    """The same for a worker waiting while another `run` of a study plans (it holds the planning
+    lock, which cannot be waited on with a stop): the line says it stops once that run has
+    queued, and it then takes no trial."""
+    from ablation import queue
+    from ablation.sweep import select_trials
+
+    path = write_experiment(variants="")
+    spec = load_spec(path)
+    with queue.planning_lock(spec, print):  # a second run of the study plans
+        queue.enqueue(open_study(spec), select_trials(spec, None))
+        worker = subprocess.Popen([sys.executable, "-m", "ablation", "worker", str(path),
+                                   "--graceful"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True)
+        for line in worker.stdout:
+            if line.startswith("waiting for another"):
+                break
+        worker.send_signal(signal.SIGINT)
+        time.sleep(1)  # the line is printed while the lock is still held
+    out, err = worker.communicate(timeout=120)
+    assert worker.returncode == 0, err
+    assert err == ("\nablate: stopping once the other `ablate run` has queued its trials (nothing "
+                   "was running; Ctrl+C again to stop now)\n"), err
+    assert "worker done: 0 trial(s) complete, 0 failed" in out
+    assert [t.state.name for t in open_study(spec, create=False).get_trials()] == ["WAITING"]
+
+
 def test_a_worker_started_while_a_run_plans_a_new_study_waits_for_it(write_experiment, capsys):
     """A run makes a new study only once its data and plan have passed every check: a worker
     started before that waits for it and trains its trials; looking for the study makes
