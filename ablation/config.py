@@ -396,17 +396,11 @@ class ExperimentSpec:
         """`NAME FILE ARGUMENTS --set ...`: a command line on this same study. Without the
         study's `--set`s it would name another study (or other data); `sets` go after them, and
         replace theirs of the same key (a rerun keeping models, after a run that kept none)."""
-        hints = {set_key(item) for item in sets}
-        kept = [item for item in self.pasted_sets if set_key(item) not in hints]
-        options = [part for item in (*kept, *sets) for part in ("--set", item)]
+        # The run's `--set`s, then this command's own (a storage or path given on this
+        # machine), then `sets`.
+        options = [part for item in _later_replace(self.run_sets, self.sets, sets)
+                   for part in ("--set", item)]
         return [name, str(from_here(self.path)), *arguments, *options]
-
-    @property
-    def pasted_sets(self) -> tuple[str, ...]:
-        """The run's `--set`s, then this command's own, which replace a run's of the same key (a
-        storage or path given on this machine)."""
-        mine = {set_key(item) for item in self.sets}
-        return (*[item for item in self.run_sets if set_key(item) not in mine], *self.sets)
 
     def command(self, name: str, *arguments: str, sets: tuple[str, ...] = ()) -> str:
         """`ablate ...` (see `arguments`), shell-quoted, for a hint the user can paste."""
@@ -785,6 +779,16 @@ def shown_storage(url: str) -> str:
 def set_key(item: str) -> str:
     """The KEY of a `--set KEY=VALUE` as typed."""
     return item.split("=", 1)[0].strip()
+
+
+def _later_replace(*groups: Sequence[str]) -> list[str]:
+    """The `--set`s of every group in order, less those a later group sets again (its KEY)."""
+    kept: list[str] = []
+    later: set[str] = set()
+    for group in reversed(groups):
+        kept[:0] = [item for item in group if set_key(item) not in later]
+        later |= {set_key(item) for item in group}
+    return kept
 
 
 def last_set(sets: Sequence[str], *keys: str) -> str | None:
