@@ -43,9 +43,9 @@ def held() -> Iterator[None]:
 
 @contextlib.contextmanager
 def only_waiting(line: str) -> Iterator[None]:
-    """Inside this block the process only waits (a worker for its `run` to make the study),
-    stopping at once on --graceful's event: its first Ctrl+C says `line`, not that a running
-    trial is let finish (there is none)."""
+    """Inside this block the process only waits (a worker for its `run` to make the study, or
+    for another run's planning): --graceful's first Ctrl+C says `line` (what the wait does on
+    its event), not that a running trial is let finish (there is none)."""
     global _graceful_line
     previous, _graceful_line = _graceful_line, line
     try:
