@@ -7,6 +7,7 @@ the same losses and metrics up to floating-point summation order."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -177,6 +178,23 @@ def _kill_left(trial_dir):
         os.kill(pid, signal.SIGKILL)
 
 
+@contextlib.contextmanager
+def _training_for_hours(write_experiment):
+    """`ablate run` of a data-parallel trial that would train for hours, in a terminal, once it
+    trains: (the run, the trial's folder). Whatever the test did, nothing of it is left after."""
+    path = write_experiment(variants="")
+    sets = ["baseline.epochs=10000", "baseline.eval_steps=100000"]  # hours
+    trial_dir = load_spec(path, sets).output_dir / "trials" / "baseline-s42"
+    run = _run_in_a_terminal(path, sets)
+    try:
+        _wait_for_training(trial_dir)
+        yield run, trial_dir
+    finally:
+        _kill_left(trial_dir)
+        run.kill()
+        run.wait(timeout=60)
+
+
 def _text(path):
     return path.read_text() if path.is_file() else ""
 
@@ -185,20 +203,11 @@ def _text(path):
 def test_the_processes_of_a_trial_stop_when_torchrun_dies_without_stopping_them(write_experiment):
     """torchrun passes a SIGTERM on to its processes; killed itself (or had it not passed one on:
     a CI run found both processes training a minute after the worker's kill -9), they got none."""
-    path = write_experiment(variants="")
-    sets = ["baseline.epochs=10000", "baseline.eval_steps=100000"]  # hours
-    trial_dir = load_spec(path, sets).output_dir / "trials" / "baseline-s42"
-    run = _run_in_a_terminal(path, sets)
-    try:
-        _wait_for_training(trial_dir)
+    with _training_for_hours(write_experiment) as (run, trial_dir):
         (torchrun,) = [pid for pid in processes_with(str(trial_dir))
                        if b"torch.distributed.run" in Path(f"/proc/{pid}/cmdline").read_bytes()]
         os.kill(torchrun, signal.SIGKILL)
         assert not _left_after(trial_dir, 60), "the trial's processes exited"
-    finally:
-        _kill_left(trial_dir)
-        run.kill()
-        run.wait(timeout=60)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
@@ -207,17 +216,10 @@ def test_the_processes_of_a_trial_stop_with_the_process_that_owns_it(write_exper
     """kill (a job scheduler, or `run --workers` stopping its workers) or kill -9 of the worker
     that owns a data-parallel trial: torchrun and its processes exit too, instead of training on
     unseen and writing into the folder of the trial's next attempt."""
-    path = write_experiment(variants="")
-    sets = ["baseline.epochs=10000", "baseline.eval_steps=100000"]  # hours
-    trial_dir = load_spec(path, sets).output_dir / "trials" / "baseline-s42"
-    run = _run_in_a_terminal(path, sets)
-    try:
-        _wait_for_training(trial_dir)
+    with _training_for_hours(write_experiment) as (run, trial_dir):
         run.send_signal(number)
         assert run.wait(timeout=120) == (130 if number == signal.SIGTERM else -signal.SIGKILL)
         assert not _left_after(trial_dir, 60), "torchrun and its processes exited"
-    finally:
-        _kill_left(trial_dir)
 
 
 def test_graceful_ctrl_c_in_the_terminal_lets_a_data_parallel_trial_finish(write_experiment):
