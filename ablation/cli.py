@@ -801,7 +801,7 @@ def _storage_lost(err: BaseException, args: argparse.Namespace | None) -> str | 
     """The line for a storage lost mid-command, with what to run next: the same command goes on
     where the storage stopped answering; where its database file was deleted, nothing is left to
     go on from."""
-    if "sqlalchemy" not in sys.modules:  # no database was opened: not a lost storage
+    if "ablation.queue" not in sys.modules:  # no storage was opened: not a lost storage
         return None
     from .queue import storage_gone, storage_lost
 

@@ -62,7 +62,7 @@ def make_storage(url: str, heartbeat: int) -> optuna.storages.BaseStorage:
 
         path = _journal_path(url)
         path.parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(path)))
+        return JournalStorage(_watched_journal(JournalFileBackend)(path))
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):  # several local workers: wait for the file lock, don't fail
         engine_kwargs = {"connect_args": {"timeout": SQLITE_LOCK_WAIT,
@@ -181,12 +181,23 @@ def _identity(path: Path) -> tuple[int, int] | None:
     return stat.st_dev, stat.st_ino
 
 
+def _what_is_gone(path: Path, opened: tuple[Any, Any]) -> str | None:
+    """What became of the storage file `path` since it was opened (`opened`: the identities of
+    it and its folder), by inode (a trial's folder made again recreates the output folder),
+    else None."""
+    now = (_identity(path), _identity(path.parent))
+    if now[1] != opened[1]:
+        return f"the study storage {path} is gone: its folder {path.parent} was deleted"
+    if now[0] != opened[0]:
+        return f"the study storage {path} was deleted or replaced"
+    return None
+
+
 def _watch_for_deletion(engine: Any, url: str) -> None:
     """A SQLite file deleted under a running command (its output folder removed) fails the next
     write as "readonly database" or "unable to open": not a storage that stopped answering, whose
-    records are kept. Each error of this engine is checked against the file (and folder) opened,
-    by inode (a trial's folder made again recreates the output folder), and marked with what is
-    gone (see `storage_lost`)."""
+    records are kept. Each error of this engine is checked against the file (and folder) opened
+    and marked with what is gone (see `storage_lost`)."""
     from sqlalchemy import event
 
     database = _sqlite_path(url)
@@ -196,40 +207,65 @@ def _watch_for_deletion(engine: Any, url: str) -> None:
 
     @event.listens_for(engine, "handle_error")
     def _mark_gone(context: Any) -> None:
-        now = (_identity(database), _identity(database.parent))
-        if now[1] != opened[1]:
-            what = f"is gone: its folder {database.parent} was deleted"
-        elif now[0] != opened[0]:
-            what = "was deleted or replaced"
-        else:
-            return
-        if context.sqlalchemy_exception is not None:  # None for errors SQLAlchemy does not wrap
-            setattr(context.sqlalchemy_exception, GONE, f"the study storage {database} {what}")
+        what = _what_is_gone(database, opened)
+        if what is not None and context.sqlalchemy_exception is not None:  # None: not wrapped
+            setattr(context.sqlalchemy_exception, GONE, what)
+
+
+class StorageGone(Exception):
+    """The journal file of the study storage was deleted or replaced under this command."""
+
+
+def _watched_journal(backend: type) -> type:
+    """A journal file backend that refuses to read or write once its file was deleted or
+    replaced: Optuna's would append to a new empty file and read it from the old offsets
+    (JSONDecodeError, or a run waiting without end for trials the new file never names)."""
+
+    class WatchedJournal(backend):
+        def __init__(self, path: Path) -> None:
+            super().__init__(str(path))  # creates the file where it is missing
+            self._watched = path.absolute()
+            self._opened = (_identity(self._watched), _identity(self._watched.parent))
+
+        def _check(self) -> None:
+            what = _what_is_gone(self._watched, self._opened)
+            if what is not None:
+                raise StorageGone(what)
+
+        def read_logs(self, log_number_from: int) -> Iterator[dict[str, Any]]:
+            self._check()
+            yield from super().read_logs(log_number_from)
+
+        def append_logs(self, logs: list[dict[str, Any]]) -> None:
+            self._check()
+            super().append_logs(logs)
+
+    return WatchedJournal
 
 
 def storage_lost(err: BaseException) -> str | None:
     """The line for a study storage that stopped answering mid-run (a database server down or
     restarting, a network cut), else None. Optuna raises it as StorageInternalError blaming
     "invalid data in the commit"; the connection error behind it is what the user must see."""
-    cause = _database_error(err)
-    if cause is None:
-        return None
     gone = storage_gone(err)
     if gone is not None:  # not "kept": what it recorded went with the file
         return f"{gone} while ablate ran; every trial it recorded is lost, this run's included"
+    cause = _database_error(err)
+    if cause is None:
+        return None
     return (f"the study storage stopped answering ({first_line(cause)}); what it "
             "recorded is kept and a trial it could not record trains again")
 
 
 def storage_gone(err: BaseException) -> str | None:
-    """What is gone ("the study storage PATH is gone: ...") where `err` came from a SQLite file
-    deleted under this command, else None."""
-    import sqlalchemy.exc
-
+    """What is gone ("the study storage PATH is gone: ...") where `err` came from a SQLite or
+    journal file deleted under this command, else None."""
     seen: BaseException | None = err
     while seen is not None:
-        if isinstance(seen, sqlalchemy.exc.OperationalError):
-            return getattr(seen, GONE, None)
+        if isinstance(seen, StorageGone):
+            return str(seen)
+        if getattr(seen, GONE, None) is not None:  # SQLAlchemy's error, marked by the engine
+            return getattr(seen, GONE)
         seen = seen.__cause__ or seen.__context__
     return None
 
@@ -237,6 +273,8 @@ def storage_gone(err: BaseException) -> str | None:
 def _database_error(err: BaseException) -> BaseException | None:
     """The database's own error behind `err` (SQLAlchemy's OperationalError, which Optuna wraps
     in a StorageInternalError blaming "invalid data in the commit"), else None."""
+    if "sqlalchemy" not in sys.modules:  # no database was opened
+        return None
     import sqlalchemy.exc
 
     seen: BaseException | None = err

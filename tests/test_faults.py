@@ -4,6 +4,7 @@ cannot start."""
 from __future__ import annotations
 
 import logging
+import shlex
 
 import optuna
 import pytest
@@ -313,3 +314,44 @@ def test_a_study_database_deleted_mid_run_is_said_lost_not_kept(write_experiment
                           "lost, this run's included"), err
     assert "kept" not in err and "goes on from there" not in err, err
     assert err.endswith(f"; `ablate run {path}` starts the study over\n"), err
+
+
+@pytest.mark.parametrize("when", ["training", "between trials"])
+def test_a_journal_file_deleted_mid_run_is_said_lost_not_kept(write_experiment, monkeypatch,
+                                                              capsys, tmp_path, when):
+    """A journal storage (journal:///FILE) deleted while a trial trains, or between two trials:
+    Optuna appended to a new empty file and read it from the old offsets, and the run ended in a
+    JSONDecodeError or FileNotFoundError traceback, or exit 130 saying it was interrupted and
+    that the same command goes on from there, when everything recorded went with the file."""
+    from ablation import sweep
+
+    journal = tmp_path / "journal" / "study.log"
+    path = write_experiment(variants="" if when == "training" else None)
+    sets = ["--set", f'experiment.storage="journal:///{journal}"']
+    real_train, real_run_one = transformers.Trainer.train, sweep._run_one
+    started = []
+
+    def train_after_deleting(self, *args, **kwargs):
+        journal.unlink()
+        return real_train(self, *args, **kwargs)
+
+    def run_one_after_deleting(*args, **kwargs):
+        started.append(1)
+        if len(started) == 2:
+            journal.unlink()
+        return real_run_one(*args, **kwargs)
+
+    if when == "training":
+        monkeypatch.setattr(transformers.Trainer, "train", train_after_deleting)
+    else:
+        monkeypatch.setattr(sweep, "_run_one", run_one_after_deleting)
+    capsys.readouterr()
+    assert cli.main(["run", str(path), *sets]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith(f"ablate: error: the study storage {journal} was deleted or replaced "
+                          "while ablate ran; every trial it recorded is lost, this run's "
+                          "included"), err
+    assert "kept" not in err and "goes on from there" not in err, err
+    again = shlex.join(["ablate", "run", str(path), *sets])
+    assert err.endswith(f"; `{again}` starts the study over\n"), err
