@@ -26,6 +26,7 @@ from typing import Any
 
 import optuna
 from optuna.exceptions import ExperimentalWarning
+from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
 
 from . import records
@@ -58,11 +59,9 @@ def _journal_path(url: str) -> Path:
 def make_storage(url: str, heartbeat: int) -> optuna.storages.BaseStorage:
     """SQLite, PostgreSQL, MySQL (with heartbeats), or a journal file: journal:///path/to/file."""
     if url.startswith(JOURNAL_PREFIX):
-        from optuna.storages.journal import JournalFileBackend, JournalStorage
-
         path = _journal_path(url)
         path.parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(_watched_journal(JournalFileBackend)(path))
+        return JournalStorage(_WatchedJournal(path))
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):  # several local workers: wait for the file lock, don't fail
         engine_kwargs = {"connect_args": {"timeout": SQLITE_LOCK_WAIT,
@@ -216,31 +215,28 @@ class StorageGone(Exception):
     """The journal file of the study storage was deleted or replaced under this command."""
 
 
-def _watched_journal(backend: type) -> type:
+class _WatchedJournal(JournalFileBackend):
     """A journal file backend that refuses to read or write once its file was deleted or
     replaced: Optuna's would append to a new empty file and read it from the old offsets
     (JSONDecodeError, or a run waiting without end for trials the new file never names)."""
 
-    class WatchedJournal(backend):
-        def __init__(self, path: Path) -> None:
-            super().__init__(str(path))  # creates the file where it is missing
-            self._watched = path.absolute()
-            self._opened = (_identity(self._watched), _identity(self._watched.parent))
+    def __init__(self, path: Path) -> None:
+        super().__init__(str(path))  # creates the file where it is missing
+        self._watched = path.absolute()
+        self._opened = (_identity(self._watched), _identity(self._watched.parent))
 
-        def _check(self) -> None:
-            what = _what_is_gone(self._watched, self._opened)
-            if what is not None:
-                raise StorageGone(what)
+    def _check(self) -> None:
+        what = _what_is_gone(self._watched, self._opened)
+        if what is not None:
+            raise StorageGone(what)
 
-        def read_logs(self, log_number_from: int) -> Iterator[dict[str, Any]]:
-            self._check()
-            yield from super().read_logs(log_number_from)
+    def read_logs(self, log_number_from: int) -> Iterator[dict[str, Any]]:
+        self._check()
+        yield from super().read_logs(log_number_from)
 
-        def append_logs(self, logs: list[dict[str, Any]]) -> None:
-            self._check()
-            super().append_logs(logs)
-
-    return WatchedJournal
+    def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        self._check()
+        super().append_logs(logs)
 
 
 def storage_lost(err: BaseException) -> str | None:
