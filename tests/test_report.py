@@ -13,6 +13,7 @@ from ablation import cli, records
 from ablation.config import load_spec
 from ablation.queue import open_study
 from ablation.report import build_report, write_report
+from ablation.report.effects import fmt_p
 from ablation.report.markdown import fmt, fmt_delta
 from ablation.variants import TrialSpec, expand
 
@@ -165,6 +166,16 @@ def test_formatting_helpers():
     assert fmt(float("nan")) == "—"
     assert fmt_delta(0.0123) == "+0.0123" and fmt_delta(-0.5) == "-0.5000"
     assert fmt_delta(-1e-9) == "+0.0000"  # rounds to no difference: no minus sign
+
+
+def test_a_p_just_below_005_is_not_printed_as_0050_beside_a_verdict_it_allows():
+    """A real one-seed run: p 0.04995 made **worse** (p < 0.05) but read "0.050", which the same
+    report calls within noise. Shown with the digits that keep it on its side of 0.05."""
+    shown = fmt_p(0.04994997645474623)
+    assert shown != "0.050" and float(shown) < 0.05
+    assert fmt_p(0.0504) == "0.050" and fmt_p(0.05) == "0.050"  # 0.05 or more: within noise
+    assert fmt_p(0.0123) == "0.012" and fmt_p(0.0004) == "< 0.001" and fmt_p(math.nan) == "—"
+    assert fmt_p(0.04999999999) == "< 0.05"
 
 
 # --------------------------------------------------------------------------- issue 3: trustworthy

@@ -28,6 +28,7 @@ from .stats import (
 )
 
 BOOTSTRAP_RESAMPLES = 1000
+SIGNIFICANCE = 0.05  # the p below which a verdict may say better or worse (stats.verdict's 1 − 0.95)
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,7 @@ def _called(effects: list[Effect], adjusted: dict[str, float]) -> list[Effect]:
 def tentative(effects: list[Effect], adjusted: dict[str, float]) -> list[Effect]:
     """The better/worse verdicts whose adjusted p is 0.05 or more: they do not hold once the
     report's comparisons are tested together."""
-    return [e for e in _called(effects, adjusted) if adjusted[e.variant] >= 0.05]
+    return [e for e in _called(effects, adjusted) if adjusted[e.variant] >= SIGNIFICANCE]
 
 
 def tested_together(effects: list[Effect], adjusted: dict[str, float]) -> str | None:
@@ -183,6 +184,14 @@ def fmt_interval(interval: Interval, digits: int = 4) -> str:
 
 
 def fmt_p(p: float) -> str:
+    """Three decimals, or more where three would round across 0.05: p 0.04995 beside **better**
+    must not read "0.050", which the report says is within noise."""
     if p is None or (isinstance(p, float) and math.isnan(p)):
         return "—"
-    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+    if p < 0.001:
+        return "< 0.001"
+    for digits in (3, 4, 5, 6):
+        text = f"{p:.{digits}f}"
+        if (float(text) < SIGNIFICANCE) == (p < SIGNIFICANCE):
+            return text
+    return "< 0.05" if p < SIGNIFICANCE else text
