@@ -178,20 +178,38 @@ def paired_permutation_p(ours: np.ndarray, theirs: np.ndarray, truth: np.ndarray
                          difference: Callable[..., Any], vectorized: bool, seed: int = 0,
                          n_resamples: int = PERMUTATION_RESAMPLES) -> float:
     """Two-sided p of a metric difference by swapping the two models' predictions per example
-    (scipy's paired permutation test; approximate randomization, as NLP compares systems): under
-    "no difference" either model could have made either prediction. The same metric as the
+    (scipy's paired permutation test; approximate randomization, as NLP compares systems, exact
+    where the models disagree on few examples): under "no difference" either model could have
+    made either prediction. The same metric as the
     interval, so the two agree about what they test. Fewer than 2 examples, or the same
     predictions: 1.0 (every swap gives the same difference)."""
     if len(truth) < 2 or np.array_equal(ours, theirs):
         return 1.0
+    discordant = np.flatnonzero(ours != theirs)
+    if 2 ** len(discordant) <= n_resamples:
+        # Swapping two equal predictions changes nothing: over the examples where the models
+        # disagree scipy tries every swap pattern once, the exact p, not a random estimate of it
+        # (5 disagreements: 0.0625, where 4,999 random swaps of all examples said 0.052).
+        def statistic(a: np.ndarray, b: np.ndarray, axis: int = -1) -> Any:
+            return difference(truth, _with(ours, discordant, a), _with(theirs, discordant, b))
 
-    def statistic(a: np.ndarray, b: np.ndarray, axis: int = -1) -> Any:
-        return difference(truth, a, b)
+        data = (ours[discordant], theirs[discordant])
+    else:
+        def statistic(a: np.ndarray, b: np.ndarray, axis: int = -1) -> Any:
+            return difference(truth, a, b)
 
-    result = stats.permutation_test((ours, theirs), statistic, permutation_type="samples",
+        data = (ours, theirs)
+    result = stats.permutation_test(data, statistic, permutation_type="samples",
                                     vectorized=vectorized, n_resamples=n_resamples,
                                     alternative="two-sided", rng=np.random.default_rng(seed))
     return float(result.pvalue)
+
+
+def _with(predictions: np.ndarray, where: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """`predictions` with `values` at `where`: one row per row of `values` (a batch of swaps)."""
+    full = np.array(np.broadcast_to(predictions, values.shape[:-1] + predictions.shape))
+    full[..., where] = values
+    return full
 
 
 @dataclass(frozen=True)
