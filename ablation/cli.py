@@ -481,14 +481,18 @@ def _print_now(line: str) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .config import load_spec
-    from .queue import open_study
+    from .config import load_spec, shown_storage
     from .records import with_run_sets
     from .report import build_report, write_report, write_report_json, write_results_csv
     from .sweep import check_own_output_dir, make_output_dir
 
     spec = load_spec(args.file, args.sets, need_data=False)
-    study = open_study(spec, create=False)
+    study, planning = _study_or_planning(spec)
+    if study is None:  # nothing trained yet: no report to write, as for a study never run
+        raise AblateInputError(
+            f"no study {spec.name!r} in {shown_storage(spec.experiment.storage)} yet: "
+            f"{_still_planning(planning)}, so there is nothing to report: that run writes "
+            f"report.md when it ends, and `{spec.command('status')}` shows its trials meanwhile")
     _check_report_metric(spec, study)
     spec = with_run_sets(spec, study)  # the commands report.md gives run the study's settings
     make_output_dir(spec)  # on another machine, or deleted: made again; a file there is bad input
@@ -522,11 +526,19 @@ def _check_report_metric(spec: Any, study: Any) -> None:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from .config import load_spec, shown_storage
-    from .queue import has_heartbeats, open_study, paused_here, stale_numbers
+    from .queue import has_heartbeats, paused_here, stale_numbers
     from .records import load_records, with_run_sets
 
     spec = load_spec(args.file, args.sets, need_data=False)
-    study = open_study(spec, create=False)
+    study, planning = _study_or_planning(spec)
+    if study is None:  # its first run checks its data: a study under way, nothing failed
+        if args.json:
+            print(json.dumps(_status_json(spec, spec.experiment.metric, [], set(), planning),
+                             indent=2, allow_nan=False))
+        else:
+            print(f"study {spec.name} ({shown_storage(spec.experiment.storage)}): not made yet: "
+                  + _still_planning(planning))
+        return EXIT_OK
     spec = with_run_sets(spec, study)  # its `ablate run` commands run the study's settings
     records = load_records(study)
     stale = stale_numbers(study)  # RUNNING in the storage, but their process is gone
@@ -560,13 +572,37 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_TRIALS_FAILED if failed else EXIT_OK
 
 
-def _status_json(spec: Any, metric: str, records: list, stale: set[int]) -> dict[str, Any]:
-    """`status --json`: every trial, superseded ones included, in plain JSON types."""
+def _study_or_planning(spec: Any) -> tuple[Any, Any]:
+    """(the stored study, None); or (None, the `run` planning it) where there is no study yet but
+    its first run plans (loading and checking its data, after which it makes the study). No study
+    and no run planning it: refused as never run."""
+    from .queue import StudyNotFound, open_study, planning_run
+
+    try:
+        return open_study(spec, create=False), None
+    except StudyNotFound:
+        planning = planning_run(spec)
+        if planning is None:
+            raise
+        return None, planning
+
+
+def _still_planning(planning: Any) -> str:
+    """What a study's first run is doing while it plans, naming it (`host:pid`, since when)."""
+    return (f"its first `ablate run` ({planning.named()}) is still planning (loading, checking "
+            "and tokenizing the data); nothing has trained yet")
+
+
+def _status_json(spec: Any, metric: str, records: list, stale: set[int],
+                 planning: Any = None) -> dict[str, Any]:
+    """`status --json`: every trial, superseded ones included, in plain JSON types; `planning`,
+    the first run of a study not made yet, while it plans."""
     import math
 
     from .config import shown_storage
 
     return {"study": spec.name, "storage": shown_storage(spec.experiment.storage), "metric": metric,
+            "planning": planning.to_json() if planning is not None else None,
             "trials": [{"number": r.number, "key": r.key, "variant": r.variant, "seed": r.seed,
                         "state": r.state,
                         "value": r.value if r.value is not None and math.isfinite(r.value) else None,

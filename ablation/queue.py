@@ -13,6 +13,8 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
+import json
 import os
 import sqlite3
 import sys
@@ -21,8 +23,9 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import optuna
 from optuna.exceptions import ExperimentalWarning
@@ -32,7 +35,7 @@ from optuna.trial import TrialState
 from . import records
 from .config import ExperimentSpec, shown_storage
 from .errors import AblateInputError, first_line
-from .locking import file_lock
+from .locking import file_lock, held_by_another
 from .variants import TrialSpec
 
 # Heartbeats are an "experimental" Optuna feature meant for Study.optimize; ablate drives them
@@ -45,6 +48,7 @@ STALE_AFTER_HEARTBEATS = 3
 SQLITE_LOCK_WAIT = 60  # seconds a SQLite write waits for another process's lock
 STUDY_POLL_SECONDS = 5.0  # how often a worker started before its `run` looks for the study
 SQLITE_LOCK_NOTE_AFTER = 2  # seconds of that wait before it is said on stderr
+PLANNING_LOCK = ".queue.lock"  # in the output folder; its holder writes itself in it
 STALE_ERROR = "its worker stopped sending heartbeats (killed or crashed); queued again"
 
 
@@ -484,9 +488,73 @@ def planning_lock(spec: ExperimentSpec, echo: Callable[[str], None]) -> Iterator
     def waiting() -> None:
         echo("waiting for another `ablate run` of this study to queue its trials")
 
-    with file_lock(spec.output_dir / ".queue.lock", waiting), \
+    with file_lock(spec.output_dir / PLANNING_LOCK, waiting) as lock, \
             _database_lock(spec.experiment.storage, spec.name, waiting):
-        yield
+        # Who plans (`host:pid`, as a trial names the process training it), for `status` and
+        # `report` while a new study is not made yet (see `planning_run`); emptied before the
+        # lock is let go.
+        import socket
+
+        holder = {"process": f"{socket.gethostname()}:{os.getpid()}", "since": time.time()}
+        _write_holder(lock, json.dumps(holder))
+        try:
+            yield
+        finally:
+            _write_holder(lock, "")
+
+
+def _write_holder(lock: IO[str], text: str) -> None:
+    """The lock file's text, written through the locked file (its path may have been removed);
+    a file that cannot be written (a full disk) only names no one."""
+    with contextlib.suppress(OSError):
+        lock.truncate(0)
+        lock.write(text)
+        lock.flush()
+
+
+@dataclass(frozen=True)
+class PlanningRun:
+    """An `ablate run` holding a study's planning lock: `process` its `host:pid`, `since` when it
+    took the lock (seconds since the epoch); either None where its lock file does not say."""
+
+    process: str | None
+    since: float | None
+
+    def named(self) -> str:
+        """`host:pid, since 2025-01-31 14:03:12`, for a line that names it."""
+        when = "" if self.since is None else ", since " + time.strftime(
+            "%Y-%m-%d %H:%M:%S", time.localtime(self.since))
+        return (self.process or "another process") + when
+
+    def to_json(self) -> dict[str, str | None]:
+        since = None if self.since is None else datetime.datetime.fromtimestamp(
+            self.since).astimezone().isoformat(timespec="seconds")
+        return {"process": self.process, "since": since}
+
+
+def planning_run(spec: ExperimentSpec) -> PlanningRun | None:
+    """The `ablate run` of this study that plans now, holding its planning lock (on this machine,
+    or on the file system its output folder is shared on), or None: what `status` and `report`
+    say of a study not made yet, whose first run is still loading and checking its data. The
+    lock is tried only where a holder wrote itself in the file: trying takes it for an instant,
+    and a run starting at that instant would say it waits for another."""
+    try:
+        with (spec.output_dir / PLANNING_LOCK).open() as lock:
+            if not lock.read().strip() or not held_by_another(lock):
+                return None  # none planning, or one killed while it planned left its line
+            lock.seek(0)
+            text = lock.read()
+    except OSError:  # no lock file (no run made the output folder), or none we may read
+        return None
+    try:
+        holder = json.loads(text)
+    except ValueError:
+        holder = None
+    if not isinstance(holder, dict):  # read while it was written: a run all the same
+        return PlanningRun(None, None)
+    process, since = holder.get("process"), holder.get("since")
+    return PlanningRun(process if isinstance(process, str) else None,
+                       float(since) if isinstance(since, (int, float)) else None)
 
 
 @contextlib.contextmanager

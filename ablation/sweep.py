@@ -707,7 +707,7 @@ def _made_while_planning(spec: ExperimentSpec) -> list[Path]:
     """What a run may make before a new study's checks have passed, innermost first: the
     tokenized data's cache, the planning lock, the output folder and its parents (a new study
     and the study files are made after the checks)."""
-    return [spec.output_dir / "cache", spec.output_dir / ".queue.lock",
+    return [spec.output_dir / "cache", spec.output_dir / queue.PLANNING_LOCK,
             spec.output_dir, *spec.output_dir.parents]
 
 

@@ -800,6 +800,67 @@ def test_a_worker_started_while_a_run_plans_a_new_study_waits_for_it(write_exper
     assert "worker done: 1 trial(s) complete, 0 failed" in output
 
 
+def test_status_and_report_while_a_new_studys_first_run_plans_name_that_run(
+        write_experiment, monkeypatch, capsys):
+    """`ablate status` in a second terminal while the first `ablate run` of a new study loads and
+    checks its data (the study is made only once they pass) said `no study ... yet; run ...
+    first`, exit 2, as if nothing ran. It names the planning run, exit 0 (nothing failed);
+    `report`, which has nothing to write yet, says why, exit 2 as for a study never run. A run
+    killed while it planned is not taken for one still planning."""
+    import datetime
+    import json
+    import socket
+
+    from ablation import sweep
+
+    path = write_experiment(variants="")
+    spec = load_spec(path)
+    planner = f"{socket.gethostname()}:{os.getpid()}"  # the run below, in this process
+    seen: dict[str, tuple[int, Any]] = {}
+    real_preflight = sweep.preflight
+
+    def look_while_it_plans(*args: Any, **kwargs: Any) -> Any:
+        if not seen:  # the run's checks of its data: no study yet
+            capsys.readouterr()
+            for name, command in {"status": ["status", str(path)],
+                                  "json": ["status", str(path), "--json"],
+                                  "report": ["report", str(path)]}.items():
+                seen[name] = cli.main(command), capsys.readouterr()
+        return real_preflight(*args, **kwargs)
+
+    monkeypatch.setattr(sweep, "preflight", look_while_it_plans)
+    started = time.time()
+    assert cli.main(["run", str(path)]) == 0
+    code, captured = seen["status"]
+    assert code == 0 and captured.err == "", captured.err
+    assert captured.out.splitlines() == [
+        f"study tiny (sqlite:///{spec.output_dir}/study.db): not made yet: its first `ablate run` "
+        f"({planner}, since {captured.out.split(', since ')[1].split(')')[0]}) is still planning "
+        "(loading, checking and tokenizing the data); nothing has trained yet"], captured.out
+    code, captured = seen["json"]
+    status = json.loads(captured.out)
+    assert code == 0 and status["trials"] == [] and status["study"] == "tiny"
+    assert status["planning"]["process"] == planner
+    since = datetime.datetime.fromisoformat(status["planning"]["since"]).timestamp()
+    assert started - 1 <= since <= time.time()
+    code, captured = seen["report"]
+    assert code == 2 and captured.err.count("\n") == 1, captured.err
+    assert captured.err.startswith(f"ablate: error: no study 'tiny' in sqlite:///{spec.output_dir}"
+                                   f"/study.db yet: its first `ablate run` ({planner}, since ")
+    assert "still planning" in captured.err and "nothing has trained yet" in captured.err
+    assert "run `ablate run" not in captured.err  # it runs: running it again is not the advice
+
+    capsys.readouterr()
+    assert cli.main(["status", str(path), "--json"]) == 0  # planned and trained: no run plans
+    assert json.loads(capsys.readouterr().out)["planning"] is None
+    (spec.output_dir / "study.db").unlink()  # as if that run had been killed while it planned
+    (spec.output_dir / ".queue.lock").write_text(json.dumps({"process": planner, "since": 0}))
+    assert cli.main(["status", str(path)]) == 2
+    assert "no study 'tiny' in" in capsys.readouterr().err
+    assert cli.main(["report", str(path)]) == 2
+    assert "; run `ablate run" in capsys.readouterr().err
+
+
 def test_a_worker_with_another_heartbeat_is_refused(write_experiment, capsys):
     """Each process takes another's trial over after 3 of its own heartbeats: a worker beating
     every 30 s beside a run that waits 3 × 2 s would have its trials taken over while alive."""
