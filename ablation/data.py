@@ -1015,12 +1015,23 @@ def load_labeled_splits(spec: DataSpec) -> LabeledSplits:
 def _class_notes(frames: dict[str, pd.DataFrame], before_subsample: pd.DataFrame,
                  train: pd.DataFrame, others: list[tuple[str, pd.DataFrame | None]],
                  names: list[str], spec: DataSpec) -> list[str]:
-    """Notes on classes the final splits lack: a class of the data with no training row (the
-    model cannot learn it), and a class of train that validation or test lacks (their macro
-    averages count it as 0)."""
+    """Notes on classes the final splits lack: a class [data] label_names names that no row
+    has (the head predicts it, every macro average counts it as 0), a class of the data with no
+    training row (the model cannot learn it), and a class of train that validation or test lacks
+    (their macro averages count it as 0)."""
     notes = []
     in_train = train["label"].value_counts()
     in_data = pd.concat([frame["label"] for frame in frames.values()]).value_counts()
+    absent = [label for label in range(len(names)) if label not in in_data.index]
+    if absent:
+        them = "them" if len(absent) > 1 else "it"
+        top = (len(names) - len(absent)) / len(names)
+        notes.append(
+            f"[data] label_names names {'classes' if len(absent) > 1 else 'class'} "
+            f"{_some([repr(names[label]) for label in absent])} that no row of the data has: the "
+            f"model is built to predict {them}, and every split's macro averages count {them} as 0 "
+            f"(macro_f1 at most {top:.3f}; the same for every variant, so differences stand); "
+            f"leave {them} out of label_names unless the data should have {them}")
     before = before_subsample["label"].value_counts()
     for label in sorted(set(in_data.index) - set(in_train.index)):
         name = names[label]
@@ -1044,7 +1055,7 @@ def _class_notes(frames: dict[str, pd.DataFrame], before_subsample: pd.DataFrame
             them = "them" if len(lacking) > 1 else "it"
             # Every class counts in the macro averages (the same classes on every split, seed and
             # bootstrap resample): one with no row scores F1 0 there, which caps them.
-            top = (len(names) - len(lacking)) / len(names)
+            top = (len(names) - len(lacking) - len(absent)) / len(names)
             notes.append(f"{split} has no row of class{'es' if len(lacking) > 1 else ''} {shown}: "
                          f"its macro averages count {them} as 0 (macro_f1 at most {top:.3f}; the "
                          "same for every variant, so differences stand), and its other metrics say "

@@ -693,6 +693,32 @@ def test_a_class_only_validation_has_is_named_in_a_note(tmp_path: Path):
             "cannot learn it") in splits.notes
 
 
+@pytest.mark.parametrize("names", [None, NAMES])  # integer ids, class names
+def test_a_class_label_names_names_that_no_row_has_is_named_in_a_note(tmp_path: Path, names):
+    # An extra name trains a head for a class no row has: its F1 is 0 on every split, which caps
+    # every macro average (here at 3 of 4 classes) without a word.
+    folder = write_folder(tmp_path / "data", train=labelled(60, 1, names), test=labelled(30, 2, names))
+    splits = load_labeled_splits(spec(folder, label_names=[*NAMES, "other"]))
+    assert splits.label_names == [*NAMES, "other"]
+    assert ("[data] label_names names class 'other' that no row of the data has: the model is "
+            "built to predict it, and every split's macro averages count it as 0 (macro_f1 at most "
+            "0.750; the same for every variant, so differences stand); leave it out of label_names "
+            "unless the data should have it") in splits.notes
+
+
+def test_a_class_split_lacks_caps_macro_f1_with_the_classes_no_row_has(tmp_path: Path):
+    train = pd.DataFrame({"text": [f"t {i}" for i in range(40)], "label": [i % 2 for i in range(40)]})
+    validation = pd.DataFrame({"text": [f"v {i}" for i in range(10)], "label": [0] * 10})
+    folder = write_folder(tmp_path / "data", train=train, validation=validation)
+    splits = load_labeled_splits(spec(folder, validation_split="validation",
+                                      label_names=["a", "b", "c", "d"]))
+    # 'b' lacking in validation, 'c' and 'd' in every split: one class of four can score
+    lacking = next(note for note in splits.notes if note.startswith("validation has no row"))
+    assert "macro_f1 at most 0.250" in lacking
+    assert any("names classes 'c', 'd' that no row" in note and "at most 0.500" in note
+               for note in splits.notes)
+
+
 def test_too_few_rows_to_stratify_say_so_and_keep_a_lone_class_in_train(tmp_path: Path):
     path = tmp_path / "train.csv"
     pd.DataFrame({"text": list("abcde"), "label": [0, 0, 1, 1, 2]}).to_csv(path, index=False)
