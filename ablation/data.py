@@ -32,6 +32,7 @@ MAX_CLASS_ID = 100_000  # a label beyond it is an id or count column, not a clas
 SAMPLING_SEED = 0  # fixed: every trial and every seed sees the same split
 TOKEN_COLUMNS = ("input_ids", "attention_mask", "token_type_ids", "labels")
 CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv")  # the files read as rows of separated fields
+CELLS_ARE_TEXT = "ablate_cells_are_text"  # frame.attrs key: read from a CSV/TSV, numbers untyped
 JSON_LAYOUTS = ('supported JSON layouts: an array of examples [{"text": ..., "label": ...}, ...], '
                 "JSON Lines (one example object per line), an object of columns "
                 '{"text": [...], "label": [...]}, or pandas\' to_json default '
@@ -144,6 +145,7 @@ def _read_local_file(path: Path, columns: tuple[str, ...] = ()) -> pd.DataFrame:
             f"{path}: cannot be read as a table of examples (one row per example, with a text and "
             f"a label column): {reason}") from None
     if name.endswith(CSV_SUFFIXES):
+        frame.attrs[CELLS_ARE_TEXT] = True  # see _clean: "1000" may be an id, not a text
         _check_header_names(path, name)
         if not isinstance(frame.index, pd.RangeIndex):
             # pandas takes a first data row with more fields than the header as an unnamed index
@@ -560,7 +562,21 @@ def _clean(frame: pd.DataFrame, spec: DataSpec, split: str) -> tuple[pd.DataFram
                 f"{getattr(spec, key)!r} holds {show_cell(value)} ({type(value).__name__}), not "
                 f"text; is {getattr(spec, key)!r} the text column?")
         cleaned[column] = cleaned[column].astype(str)
+    if frame.attrs.get(CELLS_ARE_TEXT) and len(cleaned) and cleaned["text"].str.fullmatch(
+            _A_NUMBER).all():
+        # CSV and TSV cells are text: an id or score column named as the text reads as texts
+        # "1000", "1001", ... and trains without a word (JSON and parquet numbers are refused
+        # above; a JSON string of digits was written as a text).
+        shown = ", ".join(f"row {row}: {text!r}" for row, text in cleaned["text"].head(2).items())
+        raise AblateInputError(
+            f"{spec.dataset}: split {split!r}: [data] text_column = {spec.text_column!r} holds only "
+            f"numbers ({shown}), no text; is {spec.text_column!r} the text column? (columns: "
+            f"{_column_list(frame)})")
     return cleaned, int((~keep).sum())
+
+
+# A cell that is one number (an id, a count, a score), as a CSV writes it.
+_A_NUMBER = re.compile(r"\s*[-+]?(?:\d+(?:[.,]\d*)?|[.,]\d+)(?:[eE][-+]?\d+)?\s*")
 
 
 def _label_ids(frames: dict[str, pd.DataFrame], spec: DataSpec,

@@ -935,6 +935,24 @@ def test_words_pandas_would_read_as_missing_are_kept_as_classes_and_texts(tmp_pa
     assert {"NA", "007"} <= texts
 
 
+@pytest.mark.parametrize("suffix", [".csv", ".tsv"])
+def test_a_csv_text_column_of_only_numbers_is_refused_naming_the_columns(tmp_path: Path, suffix: str):
+    # Every CSV cell is text: an id column named as the text trained on "1000", "1001", ...
+    frame = labelled(20, 1)
+    frame.insert(0, "id", range(1000, 1020))
+    path = tmp_path / f"train{suffix}"
+    frame.to_csv(path, index=False, sep="\t" if suffix == ".tsv" else ",")
+    message = load_error(spec(path, text_column="id"))
+    assert (f"{path}: split 'train': [data] text_column = 'id' holds only numbers (row 0: '1000', "
+            "row 1: '1001'), no text; is 'id' the text column? (columns: 'id', 'text', 'label')"
+            ) == message
+    # a few numbers among texts are texts ("007", a rating written out)
+    frame.loc[[2, 5], "text"] = ["007", "4.5"]
+    frame.to_csv(path, index=False, sep="\t" if suffix == ".tsv" else ",")
+    splits = load_labeled_splits(spec(path))
+    assert {"007", "4.5"} <= set(splits.train["text"]) | set(splits.validation["text"])
+
+
 def test_integer_labels_in_a_csv_keep_numeric_order(tmp_path: Path):
     frame = pd.DataFrame({"text": [f"t{i}" for i in range(24)], "label": [i % 12 for i in range(24)]})
     folder = write_folder(tmp_path / "data", train=frame, validation=frame)
