@@ -924,6 +924,11 @@ def load_labeled_splits(spec: DataSpec) -> LabeledSplits:
             raise AblateInputError(
                 f"{where}: test_split = {test_split!r} does not exist (splits: {available}); "
                 'set test_split = "" for none')
+        # Test.csv beside train.csv: a split name differs in case from the default, not in meaning
+        twin = next((split for split in raw if split.lower() == "test"), None)
+        if twin:
+            notes.append(f"split {twin!r} is not used: the test split is the one named 'test' "
+                         f"(set [data] test_split = {twin!r} to use it)")
         if not spec.test_size:
             notes.append("no test split: test metrics are left out (test_size carves one)")
         test_split = None

@@ -116,6 +116,16 @@ def test_missing_default_test_split_is_left_out_with_a_note(tmp_path: Path):
     assert "no test split: test metrics are left out (test_size carves one)" in splits.notes
 
 
+def test_a_test_file_named_in_another_case_is_named_in_a_note(tmp_path: Path):
+    # Test.csv beside train.csv (as saved on Windows) was left out under "no test split" alone.
+    folder = write_folder(tmp_path / "data", train=labelled(40, 1), Test=labelled(10, 2))
+    splits = load_labeled_splits(spec(folder))
+    assert splits.test is None
+    assert ("split 'Test' is not used: the test split is the one named 'test' (set [data] "
+            "test_split = 'Test' to use it)") in splits.notes
+    assert len(load_labeled_splits(spec(folder, test_split="Test")).test) == 10
+
+
 def test_test_size_carves_a_stratified_test_split_before_validation(tmp_path: Path):
     folder = write_folder(tmp_path / "data", train=labelled(100, 1))
     splits = load_labeled_splits(spec(folder, test_size=0.2))
