@@ -700,6 +700,16 @@ def _note_case_twins(names: list[str], notes: list[str]) -> None:
                      f"{len(names)} in all); write each class one way if they are one")
 
 
+def _no_usable_rows(where: str, split: str, raw: pd.DataFrame) -> AblateInputError:
+    """A split left empty by cleaning; one that had no rows to begin with (a CSV of a header
+    alone) is said so, not blamed on empty texts."""
+    if raw.empty:
+        return AblateInputError(f"{where}: split {split!r} has no rows, only its columns "
+                                f"({_column_list(raw)}); give it one row per example")
+    return AblateInputError(f"{where}: split {split!r} has no usable rows "
+                            "(every text is empty or every label missing)")
+
+
 def _single_class(spec: DataSpec, split: str, name: str) -> AblateInputError:
     return AblateInputError(f"[data] of {spec.dataset}: split {split!r} holds a single class "
                             f"({name!r}); classification needs at least two")
@@ -969,8 +979,7 @@ def load_labeled_splits(spec: DataSpec) -> LabeledSplits:
                 "split" + (", or leave validation_split out to carve validation from train"
                            if role == "validation_split" else ""))
         if frames[split].empty:
-            raise AblateInputError(f"{where}: split {split!r} has no usable rows "
-                                   "(every text is empty or every label missing)")
+            raise _no_usable_rows(where, split, raw[split])
         if dropped[split]:
             notes.append(f"split {split!r}: dropped {row_count(dropped[split])} with an empty text "
                          "or missing label")
@@ -1258,8 +1267,7 @@ def load_split(spec: DataSpec, split: str,
     _check_columns(raw[split], split, spec)
     frame, dropped = _clean(raw[split], spec, split)
     if frame.empty:
-        raise AblateInputError(f"{spec.dataset}: split {split!r} has no usable rows "
-                               "(every text is empty or every label missing)")
+        raise _no_usable_rows(spec.dataset, split, raw[split])
     if dropped:
         notes.append(f"split {split!r}: dropped {row_count(dropped)} with an empty text or missing label")
     _strip_labels({split: frame}, notes)

@@ -421,6 +421,14 @@ def test_split_with_only_empty_rows_is_an_error(tmp_path: Path):
     assert "split 'test' has no usable rows" in message
 
 
+def test_a_split_of_a_header_alone_says_it_has_no_rows(tmp_path: Path):
+    # not "every text is empty or every label missing": it has no text or label at all
+    folder = write_folder(tmp_path / "data", train=labelled(60, 1))
+    (folder / "test.csv").write_text("text,label\n", encoding="utf-8")
+    assert load_error(spec(folder)) == (f"[data] of {folder}: split 'test' has no rows, only its "
+                                        "columns ('text', 'label'); give it one row per example")
+
+
 @pytest.mark.parametrize("key", ["text_column", "label_column", "text_pair_column"])
 def test_missing_column_is_an_error_listing_the_columns(data_dir: Path, key: str):
     message = load_error(spec(data_dir, **{key: "sentence"}))
