@@ -100,10 +100,12 @@ def preflight(spec: ExperimentSpec, trials: list[TrialSpec], inputs: TrialInputs
                 if model_key not in longer:
                     longer[model_key] = count_longer(inputs.splits, tokenizer, limit)
                 if longer[model_key]:
+                    count = longer[model_key]
                     raise AblateInputError(
                         f"max_length = {trial.recipe.max_length} is more than the {limit} tokens "
-                        f"that {source.name} can take, and {longer[model_key]} examples are "
-                        f"longer than that; set max_length = {limit} or less")
+                        f"that {source.name} can take, and {count} "
+                        f"{'example is' if count == 1 else 'examples are'} longer than that; set "
+                        f"max_length = {limit} or less")
             length_key = f"{model_key}\x1f{trial.recipe.max_length}"
             if length_key not in cut:
                 cut.add(length_key)
