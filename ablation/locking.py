@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
@@ -14,18 +15,37 @@ from typing import IO
 def file_lock(path: Path, on_wait: Callable[[], None] | None = None) -> Iterator[IO[str]]:
     """Hold an exclusive fcntl lock on `path` (created if missing); `on_wait` is called once
     when another process holds it, before waiting. Yields the file, opened for appending, for
-    a holder that says in it who holds the lock."""
-    with path.open("a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if on_wait is not None:
-                on_wait()
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield handle
-        finally:
+    a holder that says in it who holds the lock. A holder may remove the file (a refused run
+    leaves nothing): a process that waited then locks the file at the path, made again, not the
+    removed one, which a newcomer would not see locked."""
+    waited = False
+    while True:
+        with path.open("a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if on_wait is not None and not waited:
+                    on_wait()
+                waited = True
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            if _is_at(handle, path):
+                try:
+                    yield handle
+                finally:
+                    fcntl.flock(handle, fcntl.LOCK_UN)
+                return
             fcntl.flock(handle, fcntl.LOCK_UN)
+        path.parent.mkdir(parents=True, exist_ok=True)  # removed with its folder
+
+
+def _is_at(handle: IO[str], path: Path) -> bool:
+    """Whether the open file `handle` is still the file at `path` (not removed or replaced)."""
+    try:
+        now = path.stat()
+    except OSError:
+        return False
+    opened = os.fstat(handle.fileno())
+    return (opened.st_dev, opened.st_ino) == (now.st_dev, now.st_ino)
 
 
 def held_by_another(handle: IO[str]) -> bool:

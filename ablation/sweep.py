@@ -669,13 +669,13 @@ def run_study(spec: ExperimentSpec, only: list[str] | None = None,
     made = [path for path in _made_while_planning(spec) if not path.exists()]
     make_output_dir(spec)
     check_own_output_dir(spec)
-    try:
-        with queue.planning_lock(spec, echo):
+    with queue.planning_lock(spec, echo):
+        try:
             job, to_queue = _plan_and_queue(spec, trials, outcome, echo, stop, rerun,
                                             retry_failed, force_new, retry_search, propose)
-    except AblateInputError:
-        _remove_made(spec, made)
-        raise
+        except AblateInputError:
+            _remove_made(spec, made)  # the lock too, while held: see locking.file_lock
+            raise
     job.search = propose
     study = job.study
     wanted = {t.key for t in trials} | {t.key for t in to_queue}  # and the search's retries

@@ -1433,3 +1433,65 @@ def test_stopping_a_run_that_waits_on_a_gone_trial_without_heartbeats_names_its_
             + rerun) in err
     assert "goes on from there" not in err and "run the same command again" not in err
     assert [t.state.name for t in study.get_trials()] == ["RUNNING"]  # nothing else touched
+
+
+def test_a_lock_file_its_holder_removes_is_not_held_by_a_waiter_on_the_removed_file(tmp_path):
+    """A refused run removes the planning lock it made (and the then empty output folder). A run
+    that waited on that lock got it on the removed file, while a third run made the file again
+    and locked that one: both planned at once, each queueing every trial. The waiter now locks
+    the file at the path (made again, with its folder) and a newcomer waits for it."""
+    import fcntl
+
+    from ablation.locking import file_lock
+
+    path = tmp_path / "reports" / "tiny" / ".queue.lock"
+    path.parent.mkdir(parents=True)
+    waiting, got, release = threading.Event(), threading.Event(), threading.Event()
+
+    def waiter() -> None:
+        with file_lock(path, on_wait=waiting.set):
+            got.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=waiter)
+    with file_lock(path):
+        thread.start()
+        assert waiting.wait(30)
+        time.sleep(0.3)  # the waiter is in flock now
+        path.unlink()
+        path.parent.rmdir()  # what a refused run does while it holds the lock
+    try:
+        assert got.wait(30)
+        with path.open("a") as newcomer:  # a third run: the lock at the path is taken
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(newcomer, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        release.set()
+        thread.join(30)
+
+
+def test_a_refused_run_removes_its_planning_lock_while_it_holds_it(write_experiment, monkeypatch,
+                                                                    capsys):
+    """Removed after it was let go, a run that took it in between would hold the removed file
+    (see the test above): the refused run removes what it made before it lets go."""
+    import fcntl
+
+    from ablation import sweep
+
+    path = write_experiment()
+    lock = load_spec(path).output_dir / ".queue.lock"
+    real_remove, held = sweep._remove_made, []
+
+    def remove_made(spec, made):
+        with lock.open("a") as other:
+            try:
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                held.append(False)
+            except BlockingIOError:
+                held.append(True)
+        return real_remove(spec, made)
+
+    monkeypatch.setattr(sweep, "_remove_made", remove_made)
+    assert cli.main(["run", str(path), "--set", "data.text_column=body"]) == 2
+    assert held == [True]
+    assert not lock.parent.exists()
