@@ -575,6 +575,11 @@ def _clean(frame: pd.DataFrame, spec: DataSpec, split: str) -> tuple[pd.DataFram
     return cleaned, int((~keep).sum())
 
 
+# A validation or test label train lacks may be a typo, or a class meant to be there: label_names
+# keeps such a class (the model cannot learn it, and a note says so).
+UNSEEN_LABEL_ADVICE = ("; fix the row, or name every class in [data] label_names (a class with no "
+                       "training row is kept, though the model cannot learn it)")
+
 # A cell that is one number (an id, a count, a score), as a CSV writes it.
 _A_NUMBER = re.compile(r"\s*[-+]?(?:\d+(?:[.,]\d*)?|[.,]\d+)(?:[eE][-+]?\d+)?\s*")
 
@@ -602,7 +607,8 @@ def _label_ids(frames: dict[str, pd.DataFrame], spec: DataSpec,
                 known = "[data] label_names" if spec.label_names else "the train labels"
                 raise AblateInputError(
                     f"{spec.dataset}: split {split!r}, row {row}: label {show_cell(value)} is not "
-                    f"one of {known} ({', '.join(names)})")
+                    f"one of {known} ({', '.join(names)})"
+                    + ("" if spec.label_names else UNSEEN_LABEL_ADVICE))
             frame["label"] = mapped.astype(int)
         return names
 
@@ -728,7 +734,7 @@ def _names_of_ids(frames: dict[str, pd.DataFrame], spec: DataSpec, train_split: 
             row, value = first_flagged(frame, unseen)
             raise AblateInputError(
                 f"{spec.dataset}: split {split!r}, row {row}: label {show_cell(value)} is not one of "
-                f"the train labels ({_some(seen)})")
+                f"the train labels ({_some(seen)}){UNSEEN_LABEL_ADVICE}")
     if seen[-1] + 1 > len(seen):  # a gap: found from the sorted ids, never by listing every id
         present = set(seen)
         missing = [i for i in range(min(seen[-1], len(seen) + 5) + 1) if i not in present][:6]

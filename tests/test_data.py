@@ -273,6 +273,22 @@ def test_string_label_unseen_in_train_is_an_error(tmp_path: Path, split: str):
     message = load_error(data)
     assert f"split {split!r}, row 3" in message
     assert "'angry'" in message and "neg, neu, pos" in message
+    assert "fix the row, or name every class in [data] label_names" in message
+
+
+@pytest.mark.parametrize("names", [None, NAMES])  # integer ids, class names
+def test_a_test_label_train_lacks_is_kept_when_label_names_names_it(tmp_path: Path, names):
+    # README: label_names may name a class with no training row; the refusal says so
+    train = labelled(60, 1, names)
+    train = train[train["label"] != (names[2] if names else 2)]
+    folder = write_folder(tmp_path / "data", train=train, test=labelled(30, 2, names))
+    message = load_error(spec(folder))
+    assert "is not one of the train labels" in message
+    assert ("; fix the row, or name every class in [data] label_names (a class with no training "
+            "row is kept, though the model cannot learn it)") in message
+    splits = load_labeled_splits(spec(folder, label_names=NAMES))
+    assert splits.label_names == NAMES
+    assert any(note.startswith("class 'pos' has no training row") for note in splits.notes)
 
 
 def test_int_labels_take_the_given_label_names(data_dir: Path):
