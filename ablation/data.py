@@ -8,6 +8,7 @@ the collator, per batch.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import dataclasses
 import gzip
@@ -374,16 +375,53 @@ def _file_bytes(path: Path) -> bytes:
     return gzip.decompress(data) if path.name.lower().endswith(".gz") else data
 
 
+_PAST_ASCII = re.compile(r"[^\x00-\x7f]")
+_CHINESE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")  # CJK ideographs: hanzi
+
+
 def _first_undecodable(path: Path) -> str:
     """Where the first byte that is not UTF-8 is, counted in the whole file (pandas' own error
-    counts within the chunk it was reading)."""
+    counts within the chunk it was reading), and the encoding the file is in where its bytes
+    tell it cheaply: the user then knows what to convert from."""
     data = _file_bytes(path)
     try:
         data.decode("utf-8")
     except UnicodeDecodeError as err:
         line = data.count(b"\n", 0, err.start) + 1
-        return f"line {line} (byte {err.start}) cannot be decoded as UTF-8 text"
+        if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # its first byte is wrong
+            encoding = ": it is UTF-16 (Excel's 'Unicode text')"
+        elif _looks_like_gbk(data):
+            encoding = ": it looks like GBK/GB18030 (a Chinese Windows encoding)"
+        else:
+            encoding = ""
+        return f"line {line} (byte {err.start}) cannot be decoded as UTF-8 text{encoding}"
     return "cannot be decoded as UTF-8 text"
+
+
+def _looks_like_gbk(data: bytes) -> bool:
+    """Chinese text saved by Windows in GBK/GB18030 (a hint, so in doubt none): the bytes decode
+    so, to characters past ASCII that are mostly GB2312's (simplified Chinese's, two bytes past
+    ASCII each) and mostly Chinese, and they are not Korean or Japanese text. Latin-1 or
+    Windows-1252 text decodes as GBK too, an accented letter and the letter after it making one
+    character, but few such pairs are GB2312 characters; Shift-JIS kana are none; EUC-KR and EUC-JP
+    share GB2312's bytes, so bytes that decode as either get the plain message."""
+    try:
+        text = data.decode("gb18030")
+    except UnicodeDecodeError:
+        return False
+    wide = _PAST_ASCII.findall(text, 0, 100_000)  # a sample is enough, and quick
+    in_gb2312 = sum(_decodes(char.encode("gb18030"), "gb2312") for char in wide)
+    chinese = sum(bool(_CHINESE.match(char)) for char in wide)
+    return (bool(wide) and in_gb2312 >= 0.8 * len(wide) and chinese * 2 >= len(wide)
+            and not any(_decodes(data, encoding) for encoding in ("euc_kr", "euc_jp")))
+
+
+def _decodes(data: bytes, encoding: str) -> bool:
+    try:
+        data.decode(encoding)
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _first_line_is_an_object(path: Path) -> bool:

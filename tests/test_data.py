@@ -502,6 +502,30 @@ def test_a_byte_that_is_not_utf8_is_named_by_its_line_in_the_whole_file(tmp_path
     assert f"line 20002 (byte {len(data) - 6}) cannot be decoded as UTF-8 text" in message
 
 
+UTF16 = ": it is UTF-16 (Excel's 'Unicode text'); save it as UTF-8"
+GBK = ": it looks like GBK/GB18030 (a Chinese Windows encoding); save it as UTF-8"
+CHINESE = ["这部电影很好看，上映第一天就去了", "太差了，浪费时间", "演员表演出色，音乐也好听", "剧情一般"]
+
+
+@pytest.mark.parametrize(("texts", "encoding", "byte_order_mark", "says"), [
+    (["great fun", "dull"], "utf-16-le", b"\xff\xfe", UTF16),  # Excel's "Unicode text"
+    (["great fun", "dull"], "utf-16-be", b"\xfe\xff", UTF16),
+    (CHINESE, "gbk", b"", GBK),
+    (CHINESE, "gb18030", b"", GBK),
+    # decodable as GBK, an accented letter and the next one a character, yet not Chinese
+    (["crème brûlée", "réélu", "Grüße aus Köln"], "latin-1", b"", "; save it as UTF-8"),
+    (["이 영화는 정말 재미있어요", "시간 낭비였습니다"], "euc_kr", b"", "; save it as UTF-8"),
+    (["この映画はとても面白かった", "時間の無駄でした"], "shift_jis", b"", "; save it as UTF-8"),
+    (["この映画はとても面白かった", "時間の無駄でした"], "euc_jp", b"", "; save it as UTF-8"),
+], ids=["utf16le", "utf16be", "gbk", "gb18030", "latin1", "euc_kr", "shift_jis", "euc_jp"])
+def test_a_file_not_in_utf8_names_the_encoding_its_bytes_tell(
+        tmp_path: Path, texts: list[str], encoding: str, byte_order_mark: bytes, says: str):
+    rows = "text,label\n" + "".join(f"{texts[i % len(texts)]} {i},{i % 2}\n" for i in range(20))
+    (tmp_path / "train.csv").write_bytes(byte_order_mark + rows.encode(encoding))
+    message = load_error(spec(tmp_path / "train.csv"))
+    assert "train.csv: line " in message and f"cannot be decoded as UTF-8 text{says}" in message
+
+
 def test_json_lines_under_a_json_name_are_read(tmp_path: Path):
     frame = labelled(30, 1, NAMES)
     frame.to_json(tmp_path / "train.json", orient="records", lines=True)
