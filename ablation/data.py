@@ -686,7 +686,7 @@ def _label_ids(frames: dict[str, pd.DataFrame], spec: DataSpec,
     if spec.label_names:
         names = list(spec.label_names)
     else:
-        names = declared or _names_of_ids(frames, spec, train_split)
+        names = declared or _names_of_ids(frames, spec, train_split, raw[train_split])
     for split, frame in frames.items():
         too_big = frame["label"] >= len(names)
         if too_big.any():
@@ -759,10 +759,12 @@ def _single_class(spec: DataSpec, split: str, name: str) -> AblateInputError:
                             f"({name!r}); classification needs at least two")
 
 
-def _names_of_ids(frames: dict[str, pd.DataFrame], spec: DataSpec, train_split: str) -> list[str]:
+def _names_of_ids(frames: dict[str, pd.DataFrame], spec: DataSpec, train_split: str,
+                  raw_train: pd.DataFrame) -> list[str]:
     """Names "0".."N-1" of integer labels that come without names. Every split's ids must be train's
     (as for string labels), and train's must be 0..N-1: an id in a gap would be a class without
-    a single example, which the model is still built to predict."""
+    a single example, which the model is still built to predict. Ids with a gap below them
+    that nearly every row has one of are an id column's, not classes to renumber."""
     seen = sorted(set(frames[train_split]["label"]))
     if len(seen) == 1:  # the real cause, before any gap below it
         raise _single_class(spec, train_split, str(seen[0]))
@@ -779,6 +781,10 @@ def _names_of_ids(frames: dict[str, pd.DataFrame], spec: DataSpec, train_split: 
         train = frames[train_split]
         row, _ = first_flagged(train, train["label"] > missing[0])  # the first label past the gap
         where = f"row {row} the first beyond {missing[0] - 1}" if missing[0] else "none is 0"
+        doubt = _label_per_row(train["label"], seen, train_split, spec, raw_train)
+        if doubt:
+            raise AblateInputError(f"{spec.dataset}: {doubt}; if it is, renumber the labels "
+                                   f"0..{len(seen) - 1} or use class names")
         raise AblateInputError(
             f"{spec.dataset}: integer labels are class ids 0..N-1, but split {train_split!r} has "
             f"labels {_some(seen)} ({where}), so ids "
@@ -786,6 +792,20 @@ def _names_of_ids(frames: dict[str, pd.DataFrame], spec: DataSpec, train_split: 
             f"renumber the labels 0..{len(seen) - 1}, use class names instead of numbers, or set "
             f"[data] label_names to name all {seen[-1] + 1} ids")
     return [str(i) for i in range(len(seen))]
+
+
+def _label_per_row(labels: pd.Series, shown: list[Any], split: str, spec: DataSpec,
+                   raw: pd.DataFrame) -> str | None:
+    """What to ask when nearly every row has a label of its own, as in an id column named as
+    label_column by mistake (no classifier learns a class per row): whether it is the label
+    column, with the file's columns. None for labels that repeat, or too few rows to tell."""
+    classes = labels.nunique()
+    if len(labels) < 10 or classes < 0.9 * len(labels):
+        return None
+    return (f"split {split!r} has a label of its own in nearly every row ({classes} labels in "
+            f"{row_count(len(labels))}: {_some(shown, total=classes)}), as an id column has; is "
+            f"[data] label_column = {spec.label_column!r} the label column? (columns: "
+            f"{_column_list(raw)})")
 
 
 def _some(values: list[Any], shown: int = 5, total: int | None = None) -> str:
@@ -1054,13 +1074,16 @@ def load_labeled_splits(spec: DataSpec) -> LabeledSplits:
         carved.append(f"validation ({len(validation)} rows: validation_size "
                       f"{spec.validation_size:g}, at least one per class)")
     if carved:
+        whole_train = frames[spec.train_split]["label"]
+        doubt = _label_per_row(whole_train, [names[i] for i in sorted(set(whole_train))],
+                               spec.train_split, spec, raw[spec.train_split])
         _check_train_classes(
             train["label"].to_numpy(), names,
             f"{where}: carving {' and '.join(carved)} from the {len(frames[spec.train_split])} rows "
             f"of split {spec.train_split!r}",
-            "give train more rows, or set validation_split"
-            + (" (and test_split)" if spec.test_size and test_split is None else "")
-            + " to a split of its own")
+            doubt or ("give train more rows, or set validation_split"
+                      + (" (and test_split)" if spec.test_size and test_split is None else "")
+                      + " to a split of its own"))
 
     for key, frame in (("max_train_samples", train), ("max_eval_samples", validation),
                        ("max_test_samples", test)):

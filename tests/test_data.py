@@ -1109,6 +1109,31 @@ def test_a_wide_gap_in_the_ids_is_counted_not_listed(tmp_path: Path):
     assert "so ids 3, 4, 5, 6, 7, … (89997 in all) would be classes without an example" in message
 
 
+@pytest.mark.parametrize(("first", "shown", "refusal"), [
+    (1000, "1000, 1001, 1002, 1003, 1004", "; if it is, renumber the labels 0..119 or use class names"),
+    (0, "0, 1, 2, 3, 4", ""),  # no gap: carving validation leaves train no class of two rows
+    ("u", "u0, u1, u10, u100, u101", ""),  # names sort as text
+], ids=["ids_from_1000", "ids_from_0", "names"])
+def test_a_label_column_with_a_label_per_row_asks_if_it_is_the_label_column(
+        tmp_path: Path, first: int | str, shown: str, refusal: str):
+    # an id column named as label_column was refused with advice to renumber 120 classes, or to
+    # give train more rows
+    ids = [f"{first}{i}" if isinstance(first, str) else first + i for i in range(120)]
+    frame = pd.DataFrame({"id": ids, "text": [f"t {i}" for i in range(120)],
+                          "label": [i % 2 for i in range(120)]})
+    message = load_error(spec(write_folder(tmp_path / "data", train=frame), label_column="id"))
+    assert (f"split 'train' has a label of its own in nearly every row (120 labels in 120 rows: "
+            f"{shown}, … (120 in all)), as an id column has; is [data] label_column = 'id' the label "
+            f"column? (columns: 'id', 'text', 'label'){refusal}") in message
+    assert message.endswith(refusal or "(columns: 'id', 'text', 'label')")
+
+
+def test_labels_with_a_gap_that_repeat_are_not_taken_for_an_id_column(tmp_path: Path):
+    frame = pd.DataFrame({"text": [f"t {i}" for i in range(40)], "label": [i % 20 + 5 for i in range(40)]})
+    message = load_error(spec(write_folder(tmp_path / "data", train=frame)))
+    assert "integer labels are class ids 0..N-1" in message and "label column?" not in message
+
+
 def test_json_texts_and_labels_keep_the_types_they_are_written_in(tmp_path: Path):
     # pandas' type inference would read the text "007" as the number 7
     rows = [{"text": text, "label": label} for text, label in
