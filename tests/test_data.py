@@ -299,6 +299,21 @@ def test_int_labels_take_the_given_label_names(data_dir: Path):
     assert splits.test["label"].tolist() == original["label"].tolist()
 
 
+def test_label_names_set_the_order_of_string_labels(tmp_path: Path):
+    # README: string labels take label_names' order (ids, outputs, report), not sorted order;
+    # every label must be one of them, case and all, after its spaces are stripped
+    frame = labelled(60, 1, names=["pos", "neu ", "neg"])
+    folder = write_folder(tmp_path / "data", train=frame)
+    splits = load_labeled_splits(spec(folder, label_names=["pos", "neu", "neg"]))
+    assert splits.label_names == ["pos", "neu", "neg"]
+    truth = dict(zip(frame["text"], frame["label"].str.strip(), strict=True))
+    assert all(splits.label_names[label] == truth[text]
+               for text, label in zip(splits.train["text"], splits.train["label"], strict=True))
+    assert (splits.train["label"][splits.train["text"].map(truth) == "pos"] == 0).all()
+    message = load_error(spec(folder, label_names=["Pos", "neu", "neg"]))
+    assert "label 'pos' is not one of [data] label_names (Pos, neu, neg)" in message
+
+
 def test_int_label_beyond_label_names_is_an_error(tmp_path: Path):
     frame = labelled(40, 1)
     folder = write_folder(tmp_path / "data", train=frame)
