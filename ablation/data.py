@@ -728,7 +728,7 @@ def _strip_labels(frames: dict[str, pd.DataFrame], notes: list[str]) -> None:
         stripped += int(changed.sum())
         frame["label"] = clean
     if stripped:
-        notes.append(f"stripped the spaces around {stripped} labels{example}")
+        notes.append(f"stripped the spaces around {stripped} label{'' if stripped == 1 else 's'}{example}")
 
 
 def _note_case_twins(names: list[str], notes: list[str]) -> None:
@@ -785,10 +785,12 @@ def _names_of_ids(frames: dict[str, pd.DataFrame], spec: DataSpec, train_split: 
         if doubt:
             raise AblateInputError(f"{spec.dataset}: {doubt}; if it is, renumber the labels "
                                    f"0..{len(seen) - 1} or use class names")
+        gaps = seen[-1] + 1 - len(seen)
+        ids = (f"ids {_some(missing, total=gaps)} would be classes" if gaps > 1
+               else f"id {missing[0]} would be a class")
         raise AblateInputError(
             f"{spec.dataset}: integer labels are class ids 0..N-1, but split {train_split!r} has "
-            f"labels {_some(seen)} ({where}), so ids "
-            f"{_some(missing, total=seen[-1] + 1 - len(seen))} would be classes without an example; "
+            f"labels {_some(seen)} ({where}), so {ids} without an example; "
             f"renumber the labels 0..{len(seen) - 1}, use class names instead of numbers, or set "
             f"[data] label_names to name all {seen[-1] + 1} ids")
     return [str(i) for i in range(len(seen))]
@@ -1061,17 +1063,17 @@ def load_labeled_splits(spec: DataSpec) -> LabeledSplits:
     if test is None and spec.test_size:  # carved first, so validation never sees its rows
         test, train, how = _stratified_take(
             train, max(len(names), round(len(train) * spec.test_size)), names, rare_taken=False)
-        notes.append(f"test carved from {spec.train_split!r}: {len(test)} rows "
+        notes.append(f"test carved from {spec.train_split!r}: {row_count(len(test))} "
                      f"({spec.test_size:g}, {how})")
-        carved.append(f"test ({len(test)} rows: test_size {spec.test_size:g})")
+        carved.append(f"test ({row_count(len(test))}: test_size {spec.test_size:g})")
     if spec.validation_split:
         validation = frames[spec.validation_split]
     else:
         n_val = max(len(names), round(len(train) * spec.validation_size))
         validation, train, how = _stratified_take(train, n_val, names, rare_taken=False)
-        notes.append(f"validation carved from {spec.train_split!r}: {len(validation)} rows "
+        notes.append(f"validation carved from {spec.train_split!r}: {row_count(len(validation))} "
                      f"({spec.validation_size:g}, {how})")
-        carved.append(f"validation ({len(validation)} rows: validation_size "
+        carved.append(f"validation ({row_count(len(validation))}: validation_size "
                       f"{spec.validation_size:g}, at least one per class)")
     if carved:
         whole_train = frames[spec.train_split]["label"]
@@ -1079,7 +1081,7 @@ def load_labeled_splits(spec: DataSpec) -> LabeledSplits:
                                spec.train_split, spec, raw[spec.train_split])
         _check_train_classes(
             train["label"].to_numpy(), names,
-            f"{where}: carving {' and '.join(carved)} from the {len(frames[spec.train_split])} rows "
+            f"{where}: carving {' and '.join(carved)} from the {row_count(len(frames[spec.train_split]))} "
             f"of split {spec.train_split!r}",
             doubt or ("give train more rows, or set validation_split"
                       + (" (and test_split)" if spec.test_size and test_split is None else "")
@@ -1089,7 +1091,7 @@ def load_labeled_splits(spec: DataSpec) -> LabeledSplits:
                        ("max_test_samples", test)):
         limit = getattr(spec, key)
         if limit and frame is not None and limit > len(frame):
-            notes.append(f"[data] {key} = {limit} is more than the {len(frame)} rows there are: "
+            notes.append(f"[data] {key} = {limit} is more than the {row_count(len(frame))} there are: "
                          "all are used")
     before_subsample = train
     if spec.max_train_samples:
@@ -1140,7 +1142,7 @@ def _class_notes(frames: dict[str, pd.DataFrame], before_subsample: pd.DataFrame
             continue
         where = [f"{int((frame['label'] == label).sum())} in {split}" for split, frame in others
                  if frame is not None and (frame["label"] == label).any()]
-        notes.append(f"class {name!r} has no training row ({in_data[label]} rows in the data"
+        notes.append(f"class {name!r} has no training row ({row_count(in_data[label])} in the data"
                      + (f": {', '.join(where)}" if where else "")
                      + "), so the model cannot learn it")
     for split, frame in others:

@@ -630,7 +630,7 @@ def test_evaluate_says_what_reading_the_data_did(best_study, tmp_path, capsys):
     assert json.loads(captured.out)["examples"] == 2
     assert captured.err.splitlines() == [
         "note: split 'train': dropped 2 rows with an empty text or missing label",
-        "note: stripped the spaces around 1 labels (' 2 ' is '2')",
+        "note: stripped the spaces around 1 label (' 2 ' is '2')",
         "note: no rows of class '1': the macro averages count its F1, precision and recall as 0"]
 
 

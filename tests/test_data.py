@@ -1149,6 +1149,21 @@ def test_labels_with_a_gap_that_repeat_are_not_taken_for_an_id_column(tmp_path: 
     assert "integer labels are class ids 0..N-1" in message and "label column?" not in message
 
 
+def test_messages_count_one_label_row_or_id_in_the_singular(tmp_path: Path):
+    # "stripped the spaces around 1 labels", "validation (1 rows: ...)", "ids 0 would be classes"
+    frame = pd.DataFrame({"text": [f"t {i}" for i in range(40)],
+                          "label": [" a" if i == 0 else "ab"[i % 2] for i in range(40)]})
+    notes = load_labeled_splits(spec(write_folder(tmp_path / "spaces", train=frame))).notes
+    assert "stripped the spaces around 1 label (' a' is 'a')" in notes
+    frame = pd.DataFrame({"text": ["t 0", "t 1", "t 2"], "label": ["a", "b", "b"]})
+    message = load_error(spec(write_folder(tmp_path / "small", train=frame), test_size=0.1))
+    assert ("carving test (2 rows: test_size 0.1) and validation (1 row: validation_size 0.1, at "
+            "least one per class) from the 3 rows of split 'train'") in message
+    frame = pd.DataFrame({"text": [f"t {i}" for i in range(20)], "label": [1 + i % 2 for i in range(20)]})
+    message = load_error(spec(write_folder(tmp_path / "from_one", train=frame)))
+    assert "has labels 1, 2 (none is 0), so id 0 would be a class without an example;" in message
+
+
 def test_json_texts_and_labels_keep_the_types_they_are_written_in(tmp_path: Path):
     # pandas' type inference would read the text "007" as the number 7
     rows = [{"text": text, "label": label} for text, label in
