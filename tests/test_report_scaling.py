@@ -1,0 +1,107 @@
+"""Big studies (a 300-trial [search], many variants × seeds): the report's tables do no work
+per variant that a study of one-seed variants does not need, with the same numbers as before.
+(Timings: benchmarks/report_scaling.py, never here.)"""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ablation.report.tables import NUMERIC, variants_frame
+from ablation.variants import reference_of
+
+
+def _reference_variants_frame(trials: pd.DataFrame, metric: str, greater_is_better: bool,
+                              order: list[str] | None = None) -> pd.DataFrame:
+    """variants_frame as it was before it grouped the trials once: one filter of the frame per
+    variant and pandas' mean and std of each column. The numbers must not change."""
+    if trials.empty:
+        return pd.DataFrame()
+    done = trials[trials["state"] == "COMPLETE"]
+    rows = []
+    names = order or list(dict.fromkeys(trials["variant"]))
+    for name in names:
+        group = done[done["variant"] == name]
+        all_runs = trials[trials["variant"] == name]
+        if all_runs.empty:
+            continue
+        pruned = all_runs["pruned_at_step"].dropna()
+        row: dict[str, Any] = {"variant": name, "changes": all_runs["changes"].iloc[0],
+                               "seeds": len(group), "failed": int((all_runs["state"] == "FAIL").sum()),
+                               "pruned_at_step": int(pruned.iloc[0]) if len(pruned) else None}
+        per_class = [c for c in trials.columns if c.startswith("f1_")]
+        for column in NUMERIC + tuple(per_class):
+            values = group[column].astype(float)
+            row[column] = values.mean() if len(values) else math.nan
+            row[f"{column}_std"] = (math.nan if len(values) < 2 else 0.0 if values.nunique() == 1
+                                    else values.std(ddof=1))
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    value_of = dict(zip(table["variant"], table["value"], strict=True))
+    names = list(table["variant"])
+    table["delta"] = [value - value_of.get(reference_of(name, order or names), math.nan)
+                      for name, value in zip(names, table["value"], strict=True)]
+    scores = table["value"] if greater_is_better else -table["value"]
+    table["best"] = False
+    if scores.notna().any():
+        table.loc[scores.idxmax(), "best"] = True
+    return table
+
+
+def _random_trials(rng: random.Random, variants: int) -> pd.DataFrame:
+    """Trial rows as trials_frame makes them: 0 to 6 seeds a variant, failed and pruned trials,
+    missing metrics, seeds that scored the same, -0.0 and infinities."""
+    rows = []
+    for index in range(variants):
+        name = "baseline" if index == 0 else f"v{index}"
+        same = rng.random() < 0.2
+        for seed in range(rng.randrange(0, 7)):
+            state = rng.choice(["COMPLETE"] * 6 + ["FAIL", "PRUNED", "RUNNING"])
+            row: dict[str, Any] = {"variant": name, "seed": seed, "trial": len(rows),
+                                   "state": state, "changes": f"learning_rate={index}"}
+            for column in NUMERIC:
+                row[column] = (0.7 if same else rng.choice(
+                    [rng.random(), rng.random() * 1e-3, math.nan, -0.0, math.inf, 1 / 3]))
+            row["value"] = None if state != "COMPLETE" else row["value"]
+            row["f1_neg"], row["f1_pos"] = rng.random(), rng.choice([0.25, math.nan])
+            row["pruned_at_step"] = rng.randrange(1, 50) if state == "PRUNED" else None
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # inf − inf in a std
+@pytest.mark.parametrize("seed", range(25))
+def test_the_variants_table_has_the_numbers_it_had_when_filtered_per_variant(seed):
+    rng = random.Random(seed)
+    trials = _random_trials(rng, rng.randrange(1, 40))
+    if trials.empty:
+        return
+    order = ["baseline", "missing"] + [v for v in dict.fromkeys(trials["variant"]) if v != "baseline"]
+    for greater in (True, False):
+        ours = variants_frame(trials, "macro_f1", greater, order)
+        theirs = _reference_variants_frame(trials, "macro_f1", greater, order)
+        pd.testing.assert_frame_equal(ours, theirs, check_exact=True)
+        # as results.csv and report.json write them, bit for bit (the sign of -0.0 included)
+        assert ours.to_csv() == theirs.to_csv() and ours.to_json() == theirs.to_json()
+        numbers = [c for c in ours.columns if ours[c].dtype == float]
+        assert np.array_equal(np.signbit(ours[numbers].to_numpy(float)),
+                              np.signbit(theirs[numbers].to_numpy(float)))
+
+
+def test_one_seed_variants_cost_no_pandas_statistics(monkeypatch):
+    """A 300-trial search is 300 one-seed variants: the mean of one value is that value. Each of
+    their columns cost pandas calls, after a filter of the whole frame per variant."""
+    calls = []
+    real = pd.Series.mean
+    monkeypatch.setattr(pd.Series, "mean", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    rows = [{"variant": f"search_{n}", "seed": 42, "trial": n, "state": "COMPLETE",
+             "changes": f"learning_rate={n}", "pruned_at_step": None,
+             **{column: n / 1000 for column in NUMERIC}} for n in range(200)]
+    table = variants_frame(pd.DataFrame(rows), "macro_f1", True)
+    assert len(table) == 200 and table["value"].tolist() == [n / 1000 for n in range(200)]
+    assert calls == []
