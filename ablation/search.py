@@ -635,7 +635,10 @@ def parameter_importances(study: optuna.Study, params: list[str]) -> dict[str, f
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "new study created" line
     try:
         view = optuna.create_study(directions=study.directions)  # in memory: only these trials
-        view.add_trials(trials)
+        # Their parameters and values only: adding a trial copies it whole, and each search
+        # trial's stored result (curves, predictions) took most of a 300-trial report's importances.
+        view.add_trials([optuna.trial.create_trial(
+            params=t.params, distributions=t.distributions, value=t.value) for t in trials])
         with warnings.catch_warnings():  # "too few trials" and experimental notes: the caller
             warnings.simplefilter("ignore")  # gets numbers or {}
             importances = optuna.importance.get_param_importances(view, params=list(params))

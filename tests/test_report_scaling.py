@@ -1,6 +1,6 @@
-"""Big studies (a 300-trial [search], many variants × seeds): the report's tables do no work
-per variant that a study of one-seed variants does not need, with the same numbers as before.
-(Timings: benchmarks/report_scaling.py, never here.)"""
+"""Big studies (a 300-trial [search], many variants × seeds): the report's tables and
+importances do no work per variant that a study of one-seed variants does not need, with the same
+numbers as before. (Timings: benchmarks/report_scaling.py, never here.)"""
 
 from __future__ import annotations
 
@@ -9,11 +9,17 @@ import random
 from typing import Any
 
 import numpy as np
+import optuna
 import pandas as pd
 import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution
 
+from ablation import records
+from ablation.config import load_spec
+from ablation.queue import open_study
 from ablation.report.tables import NUMERIC, variants_frame
-from ablation.variants import reference_of
+from ablation.search import parameter_importances
+from ablation.variants import expand, reference_of
 
 
 def _reference_variants_frame(trials: pd.DataFrame, metric: str, greater_is_better: bool,
@@ -105,3 +111,63 @@ def test_one_seed_variants_cost_no_pandas_statistics(monkeypatch):
     table = variants_frame(pd.DataFrame(rows), "macro_f1", True)
     assert len(table) == 200 and table["value"].tolist() == [n / 1000 for n in range(200)]
     assert calls == []
+
+
+def _study(write_experiment, trials: int, search: bool = False):
+    """A stored study of `trials` complete trials (a [search] one: the baseline and search
+    trials), as the benchmark clones them, with curves and per-example predictions."""
+    extra = ('[search]\nn_trials = 1000\nsampler = "random"\n[search.space]\n'
+             "learning_rate = { low = 1e-5, high = 1e-2, log = true }\nbatch_size = [8, 16, 32]\n"
+             if search else "")
+    variants = "" if search else "".join(f"v{i} = {{ learning_rate = {i + 1}e-4 }}\n"
+                                         for i in range(trials // 2 - 1))
+    path = write_experiment(variants=variants, extra=extra)
+    spec = load_spec(path, [f"experiment.seeds={[42] if search else [42, 43]}"], need_data=False)
+    study = open_study(spec)
+    for key, value in (("metric", "macro_f1"), ("direction", "maximize"),
+                       ("label_names", ["neg", "neu", "pos"])):
+        study.set_user_attr(key, value)
+    rng = random.Random(trials)
+    planned: list[Any] = expand(spec)[:1] + [None] * (trials - 1) if search else expand(spec)
+    space = {"learning_rate": FloatDistribution(1e-5, 1e-2, log=True),
+             "batch_size": CategoricalDistribution((8, 16, 32))}
+    made = []
+    for number, trial in enumerate(planned):
+        params = {"learning_rate": 10 ** rng.uniform(-5, -2), "batch_size": rng.choice((8, 16, 32))
+                  } if trial is None else {}
+        attrs = records.trial_attrs(trial) if trial is not None else {
+            records.VARIANT: f"search_{number}", records.SEED: 42, records.KEY: f"search_{number}-s42",
+            records.OVERRIDES: params}
+        value = rng.uniform(0.4, 0.8)
+        labels = [rng.randrange(3) for _ in range(30)]
+        result = {"history": [{"step": s, "epoch": s / 10, "loss": 1 - s / 20, "grad_norm": 1.0,
+                               "learning_rate": 1e-3} for s in range(1, 11)],
+                  "eval_history": [{"step": 10, "epoch": 1.0, "loss": 0.8, "macro_f1": value}],
+                  "validation": {"macro_f1": value, "accuracy": value},
+                  "test": {"macro_f1": value, "accuracy": value},
+                  "test_predictions": [rng.randrange(3) for _ in labels], "test_labels": labels,
+                  "validation_confusion": [[3, 1, 0], [0, 4, 1], [1, 0, 5]], "runtime_s": 1.0}
+        made.append(optuna.trial.create_trial(
+            state=optuna.trial.TrialState.COMPLETE, value=value, params=params,
+            distributions={k: space[k] for k in params},
+            user_attrs={**attrs, records.RESULT: result}))
+    study.add_trials(made)
+    return path
+
+
+def test_importances_are_computed_from_parameters_and_values_alone(write_experiment, monkeypatch):
+    """The importances' in-memory view copies every trial it is given: each search trial's whole
+    stored result (curves, predictions) was copied for them. The importances stay the same."""
+    path = _study(write_experiment, 12, search=True)
+    spec = load_spec(path, ["experiment.seeds=[42]"], need_data=False)
+    study = open_study(spec, create=False)
+    added: list[optuna.trial.FrozenTrial] = []
+    real = optuna.Study.add_trials
+    monkeypatch.setattr(optuna.Study, "add_trials",
+                        lambda self, trials: added.extend(trials) or real(self, trials))
+    importances = parameter_importances(study, list(spec.search.space))
+    assert len(added) == 11 and all(not t.user_attrs for t in added)
+    whole = optuna.create_study(directions=study.directions)
+    real(whole, [t for t in study.get_trials() if t.params])
+    assert importances == optuna.importance.get_param_importances(
+        whole, params=list(spec.search.space))
