@@ -1,9 +1,12 @@
-"""Big studies (a 300-trial [search], many variants × seeds): the report's tables and
-importances do no work per variant that a study of one-seed variants does not need, with the same
-numbers as before. (Timings: benchmarks/report_scaling.py, never here.)"""
+"""Big studies (a 300-trial [search], many variants × seeds): `status` and `report` read the
+storage a fixed number of times whatever the number of trials, and the report's tables and
+importances do no work per variant that a study of one-seed variants does not need; each with the
+same numbers as before. (Timings: benchmarks/report_scaling.py, never here.)"""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 import random
 from typing import Any
@@ -13,8 +16,10 @@ import optuna
 import pandas as pd
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution
+from optuna.storages._cached_storage import _CachedStorage
 
 from ablation import records
+from ablation.cli import main
 from ablation.config import load_spec
 from ablation.queue import open_study
 from ablation.report.tables import NUMERIC, variants_frame
@@ -153,6 +158,37 @@ def _study(write_experiment, trials: int, search: bool = False):
             user_attrs={**attrs, records.RESULT: result}))
     study.add_trials(made)
     return path
+
+
+def _reads(command: list[str]) -> int:
+    """How often the command asks the storage for the study's trials."""
+    calls = 0
+    real = _CachedStorage.get_all_trials
+
+    def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return real(self, *args, **kwargs)
+
+    _CachedStorage.get_all_trials = counted
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            main(command)
+    finally:
+        _CachedStorage.get_all_trials = real
+    return calls
+
+
+@pytest.mark.parametrize("search", [False, True], ids=["variants×seeds", "search"])
+def test_status_and_report_read_the_trials_a_fixed_number_of_times(write_experiment, search):
+    """Not once per trial: the count is the same for 4 trials and for 40."""
+    counts = {}
+    for trials in (4, 40):
+        path = _study(write_experiment, trials, search)
+        counts[trials] = [_reads([*command, str(path)]) for command in (
+            ["status"], ["status", "--json"], ["report"], ["report", "--format", "json"])]
+    assert counts[4] == counts[40]
+    assert max(counts[40]) <= 3
 
 
 def test_importances_are_computed_from_parameters_and_values_alone(write_experiment, monkeypatch):
