@@ -382,8 +382,14 @@ _CHINESE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")  # CJK ideographs: hanzi
 def _first_undecodable(path: Path) -> str:
     """Where the first byte that is not UTF-8 is, counted in the whole file (pandas' own error
     counts within the chunk it was reading), and the encoding the file is in where its bytes
-    tell it cheaply: the user then knows what to convert from."""
-    data = _file_bytes(path)
+    tell it."""
+    return not_utf8(_file_bytes(path))
+
+
+def not_utf8(data: bytes) -> str:
+    """Where the first byte of `data` (a whole file, or `predict --file`'s text) that is not UTF-8
+    is, and the encoding it is in where its bytes tell it cheaply: the user then knows what to
+    convert from."""
     try:
         data.decode("utf-8")
     except UnicodeDecodeError as err:

@@ -127,6 +127,7 @@ def read_texts(texts: list[str], files: list[Path]) -> list[str]:
     """The texts given as arguments, then those of each --file in turn (one per line; blank
     lines skipped)."""
     from .config import LOCAL_DATA_SUFFIXES
+    from .data import not_utf8
 
     texts = list(texts)
     blank = [i for i, text in enumerate(texts, start=1) if not text.strip()]
@@ -159,11 +160,9 @@ def read_texts(texts: list[str], files: list[Path]) -> list[str]:
             lines = [line.removesuffix("\r") for line in data.decode("utf-8-sig").split("\n")]
         except FileNotFoundError:
             raise AblateInputError(f"--file {str(file)!r}: no such file") from None
-        except UnicodeDecodeError as err:  # err.object lacks a byte-order mark the file has
-            line = err.object.count(b"\n", 0, err.start) + 1
-            byte = err.start + len(data) - len(err.object)
-            raise AblateInputError(f"--file {str(file)!r}: line {line} (byte {byte}) is not UTF-8 "
-                                   "text; save it as UTF-8, one text per line") from None
+        except UnicodeDecodeError:  # the line, and the encoding (UTF-16, GBK), as for [data] files
+            raise AblateInputError(f"--file {str(file)!r}: {not_utf8(data)}; save it as UTF-8, "
+                                   "one text per line") from None
         except OSError as err:
             raise AblateInputError(f"--file {str(file)!r}: cannot be read: {err.strerror}") from None
         from_file = [line for line in lines if line.strip()]

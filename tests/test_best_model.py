@@ -745,8 +745,39 @@ def test_predict_names_the_line_of_a_files_first_byte_that_is_not_utf8(tmp_path,
 
     (tmp_path / "t.txt").write_bytes(bom + b"one\ntwo\ncaf\xe9\n")
     assert one_error_line(read_texts, [], [tmp_path / "t.txt"]) == (
-        f"--file {str(tmp_path / 't.txt')!r}: line 3 (byte {len(bom) + 11}) is not UTF-8 text; "
-        "save it as UTF-8, one text per line")
+        f"--file {str(tmp_path / 't.txt')!r}: line 3 (byte {len(bom) + 11}) cannot be decoded as "
+        "UTF-8 text; save it as UTF-8, one text per line")
+
+
+CHINESE = ["这部电影很好看，上映第一天就去了", "太差了，浪费时间", "演员表演出色，音乐也好听", "剧情一般"]
+
+
+@pytest.mark.parametrize(("encoded", "says"), [
+    (b"\xff\xfe" + "great fun\r\ndull\r\n".encode("utf-16-le"),
+     "line 1 (byte 0) cannot be decoded as UTF-8 text: it is UTF-16 (Excel's 'Unicode text')"),
+    ("\n".join(CHINESE).encode("gbk"),
+     "line 1 (byte 0) cannot be decoded as UTF-8 text: it looks like GBK/GB18030 (a Chinese "
+     "Windows encoding)"),
+], ids=["utf16", "gbk"])
+@pytest.mark.parametrize("from_stdin", [False, True], ids=["file", "stdin"])
+def test_predict_file_not_in_utf8_names_the_encoding_its_bytes_tell(
+        tmp_path, monkeypatch, encoded, says, from_stdin):
+    """--file said only 'is not UTF-8 text' where a [data] file of the same bytes is named
+    UTF-16 or GBK: Notepad's 'Unicode' and Chinese Windows' default save texts so."""
+    import io
+    import sys
+
+    from conftest import one_error_line
+
+    from ablation.inference import read_texts
+
+    (tmp_path / "t.txt").write_bytes(encoded)
+    file = tmp_path / "t.txt"
+    if from_stdin:
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(encoded)))
+        file = Path("-")
+    assert one_error_line(read_texts, [], [file]) == (
+        f"--file {str(file)!r}: {says}; save it as UTF-8, one text per line")
 
 
 def test_predict_reads_every_file_given_with_file_in_turn(tmp_path):
