@@ -29,8 +29,10 @@ def load_classifier(folder: Path) -> tuple[Any, Any, str]:
     """Tokenizer, model (on the GPU when there is one, in eval mode) and the precision to run it
     in: the trial's (its stored metrics used it) where this machine has it, else fp32."""
     import torch
+    from safetensors import SafetensorError
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    from .models import WEIGHT_FILES
     from .train import check_precision
 
     try:
@@ -40,6 +42,14 @@ def load_classifier(folder: Path) -> tuple[Any, Any, str]:
     except (OSError, ValueError) as err:
         raise AblateInputError(f"{folder}: cannot be loaded as a text classifier: "
                                f"{first_line(err)}") from None
+    except (SafetensorError, RuntimeError) as err:  # RuntimeError: torch.load's, for a .bin
+        weights = next((name for name in WEIGHT_FILES if (folder / name).is_file()), "weights")
+        cause = first_line(err).split(". ")[0]  # torch's runs on for sentences
+        damaged = ("the file is damaged or cut short, as a copy or save that did not finish "
+                   "leaves it; copy or save the model folder again"
+                   if isinstance(err, SafetensorError) else "give a folder written by save_pretrained")
+        raise AblateInputError(f"{folder}: its weights ({weights}) cannot be read ({cause}): "
+                               f"{damaged}") from None
     if loading["missing_keys"]:  # transformers fills them with random weights, and says so softly
         raise AblateInputError(
             f"{folder}: its weights lack {', '.join(sorted(loading['missing_keys'])[:3])}: not a "

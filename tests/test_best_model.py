@@ -676,6 +676,23 @@ def test_a_model_folder_missing_a_part_is_refused(best_study, tmp_path, capsys, 
         assert expected in err and err.count("\n") == 1, err
 
 
+def test_a_model_folder_whose_weights_are_cut_short_is_refused(best_study, tiny_data_dir, tmp_path,
+                                                               capsys):
+    """A copy or save that did not finish leaves model.safetensors cut short: safetensors' error
+    came out as a traceback, from predict and evaluate alike."""
+    folder = shutil.copytree(load_spec(best_study).output_dir / "best_model", tmp_path / "model")
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    for command in (["predict", str(folder), "great fun"],
+                    ["evaluate", str(folder), "--dataset", str(tiny_data_dir / "test.csv")]):
+        capsys.readouterr()
+        assert cli.main(command) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"ablate: error: {folder}: its weights (model.safetensors) cannot be "
+                              "read (Error while deserializing header") and err.count("\n") == 1, err
+        assert "copy or save the model folder again" in err
+
+
 def test_a_text_pair_model_reads_its_second_text_from_its_folder_too(tmp_path, tiny_model_dir,
                                                                       capsys):
     """Only the second text carries the label: evaluating the best model folder uses it as the
