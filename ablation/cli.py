@@ -682,11 +682,28 @@ def cmd_predict(args: argparse.Namespace) -> int:
     _note_stale_best_model(spec, args)
     rows = predict(folder, read_texts(args.texts, args.file), args.batch_size)
     if args.json:
-        for row in rows:
-            print(json.dumps(row, ensure_ascii=False))
+        _emit("\n".join(json.dumps(row, ensure_ascii=False) for row in rows))
     else:
-        print(format_predictions(rows))
+        _emit(format_predictions(rows))
     return EXIT_OK
+
+
+def _emit(text: str) -> None:
+    """Print a command's output, written out now: a disk filled by `> out.txt` (or a closed
+    standard output) is said in one line that the output is incomplete, not a traceback.
+    (A reader that stopped, `| head`, is BrokenPipeError: main's own exit.)"""
+    if sys.stdout is None:
+        raise AblateInputError("standard output is closed: the output has nowhere to go; "
+                               "redirect it to a file or a pipe")
+    try:
+        print(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as err:
+        raise AblateInputError(f"standard output cannot be written ({err.strerror or err}): what "
+                               "it holds is incomplete; free space where it goes, or redirect it "
+                               "elsewhere") from None
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -719,12 +736,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     result = evaluate(folder, frame, args.batch_size)
     trial = info.get("trial")
     if args.json:
-        print(json.dumps({"model": str(folder), "trial": trial, "data": source, **result.to_json()},
+        _emit(json.dumps({"model": str(folder), "trial": trial, "data": source, **result.to_json()},
                          indent=2, allow_nan=False, ensure_ascii=False))  # 差评, as predict prints it
         return EXIT_OK
-    print(f"model: {folder}" + (f" (trial {trial})" if trial else ""))
-    print(f"data:  {source}: {row_count(result.examples)}\n")
-    print(format_evaluation(result))
+    _emit(f"model: {folder}" + (f" (trial {trial})" if trial else "")
+          + f"\ndata:  {source}: {row_count(result.examples)}\n\n{format_evaluation(result)}")
     return EXIT_OK
 
 
@@ -781,18 +797,19 @@ def _evaluate_checkpoints(args: argparse.Namespace) -> int:
     peak = (max if greater else min)(rows, key=lambda row: row[metric])
     selected = model_info(kept).get("best_step")
     if args.json:
-        print(json.dumps({"trial": args.checkpoints, "data": source, "metric": metric,
+        _emit(json.dumps({"trial": args.checkpoints, "data": source, "metric": metric,
                           "peak_step": peak["step"], "selected_step": selected, "checkpoints": rows},
                          indent=2, allow_nan=False, ensure_ascii=False))
         return EXIT_OK
-    print(f"trial {args.checkpoints}: {len(rows)} checkpoint(s) on {source}: {row_count(len(frame))}\n")
     columns = list(dict.fromkeys(["accuracy", "macro_f1", "eval_loss", metric]))
-    print(f"{'step':>8}  " + "  ".join(f"{c:>10}" for c in columns))
+    lines = [f"trial {args.checkpoints}: {len(rows)} checkpoint(s) on {source}: "
+             f"{row_count(len(frame))}\n", f"{'step':>8}  " + "  ".join(f"{c:>10}" for c in columns)]
     for row in rows:
         mark = "  ★ peak" if row is peak else ""
-        print(f"{row['step']:>8}  " + "  ".join(f"{row[c]:>10.4f}" for c in columns) + mark)
-    print(f"\n{metric} peaked at step {peak['step']} ({peak[metric]:.4f})"
-          + (f"; the trial selected step {selected}" if selected is not None else ""))
+        lines.append(f"{row['step']:>8}  " + "  ".join(f"{row[c]:>10.4f}" for c in columns) + mark)
+    lines.append(f"\n{metric} peaked at step {peak['step']} ({peak[metric]:.4f})"
+                 + (f"; the trial selected step {selected}" if selected is not None else ""))
+    _emit("\n".join(lines))
     return EXIT_OK
 
 

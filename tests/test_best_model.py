@@ -693,6 +693,32 @@ def test_a_model_folder_whose_weights_are_cut_short_is_refused(best_study, tiny_
         assert "copy or save the model folder again" in err
 
 
+class _FullDisk:
+    """Standard output redirected to a file on a full disk (`> out.txt`, `> /dev/full`)."""
+
+    def write(self, text: str) -> int:
+        import errno
+
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def flush(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("command", [["predict", "great fun"], ["predict", "great fun", "--json"],
+                                     ["evaluate"], ["evaluate", "--json"]])
+def test_output_to_a_full_disk_is_said_in_one_line(best_study, monkeypatch, capsys, command):
+    """`ablate predict ... > out.txt` on a full disk ended in an OSError traceback (exit 1)."""
+    import sys
+
+    capsys.readouterr()
+    monkeypatch.setattr(sys, "stdout", _FullDisk())
+    assert cli.main([command[0], str(best_study), *command[1:]]) == 2
+    assert capsys.readouterr().err == (
+        "ablate: error: standard output cannot be written (No space left on device): what it holds "
+        "is incomplete; free space where it goes, or redirect it elsewhere\n")
+
+
 def test_a_text_pair_model_reads_its_second_text_from_its_folder_too(tmp_path, tiny_model_dir,
                                                                       capsys):
     """Only the second text carries the label: evaluating the best model folder uses it as the
