@@ -166,8 +166,11 @@ def read_texts(texts: list[str], files: list[Path]) -> list[str]:
             # `--file -`: standard input, as in `cut -f2 tweets.tsv | ablate predict MODEL --file -`
             data = sys.stdin.buffer.read() if str(file) == "-" else file.read_bytes()
             # Lines end at \n (\r\n too) only: str.splitlines() would also cut a text at the
-            # U+2028, \x85, \x0c, ... it may hold (pasted tweets and web text do).
-            lines = [line.removesuffix("\r") for line in data.decode("utf-8-sig").split("\n")]
+            # U+2028, \x85, \x0c, ... it may hold (pasted tweets and web text do). A file with
+            # no \n but \r has old Mac line ends: its texts would be labelled as one.
+            text = data.decode("utf-8-sig")
+            ends = "\n" if "\n" in text or "\r" not in text else "\r"
+            lines = [line.removesuffix("\r") for line in text.split(ends)]
         except FileNotFoundError:
             raise AblateInputError(f"--file {str(file)!r}: no such file") from None
         except UnicodeDecodeError:  # the line, and the encoding (UTF-16, GBK), as for [data] files

@@ -764,6 +764,17 @@ def test_predict_file_lines_end_at_newlines_only(tmp_path):
     assert read_texts([], [tmp_path / "t.txt"]) == ["first\u2028part", "form\x0cfeed\x85x", "last"]
 
 
+def test_predict_file_with_old_mac_line_ends_gives_a_text_per_line(tmp_path):
+    """A file whose lines end at \r alone (classic Mac, some exports) was one text: its lines
+    got a single label, unsaid."""
+    from ablation.inference import read_texts
+
+    (tmp_path / "t.txt").write_bytes(b"great fun\rbad sad\r\rlast")
+    assert read_texts([], [tmp_path / "t.txt"]) == ["great fun", "bad sad", "last"]
+    (tmp_path / "t.txt").write_bytes(b"a\rb\nc\r\n")  # \n present: a lone \r is the text's own
+    assert read_texts([], [tmp_path / "t.txt"]) == ["a\rb", "c"]
+
+
 def test_predict_refuses_a_text_argument_that_is_not_utf8(best_study, capsys):
     """A Latin-1 byte in an argument (Python keeps it as a lone surrogate) made the tokenizer
     fail with a traceback."""
