@@ -641,7 +641,7 @@ def test_every_variant_of_a_curve_plot_has_its_own_line_style_beyond_ten_variant
               for i, name in enumerate(names)]
     styles: dict[str, set] = {}
 
-    def keep(fig, path):
+    def keep(fig, path, tight=True):
         styles[path.stem] = {(line.get_label(), line.get_color(), line.get_linestyle())
                              for line in fig.axes[0].get_lines()}
         plots.plt.close(fig)
@@ -698,3 +698,104 @@ def test_label_names_no_font_can_draw_get_one_note_not_a_warning_per_glyph(tmp_p
         f"note: {path}: no installed font draws the label names '差评', '好评' (they show as boxes); "
         "install a font that has them (Noto Sans CJK for Chinese, Japanese and Korean) and run "
         "`ablate report` again"]
+
+
+def _captured_plots(monkeypatch) -> dict[str, dict]:
+    """Each plot's legend labels and size in pixels as write_report saves it (the file is written
+    too)."""
+    from ablation.report import plots
+
+    seen: dict[str, dict] = {}
+    save = plots._save
+
+    def keep(fig, path, tight=True):
+        legend = fig.axes[0].get_legend()
+        seen[path.stem] = {"legend": [t.get_text() for t in legend.get_texts()] if legend else []}
+        save(fig, path, tight)
+        seen[path.stem]["pixels"] = plots.plt.imread(path).shape[:2]
+
+    monkeypatch.setattr(plots, "_save", keep)
+    return seen
+
+
+def test_a_big_studys_plots_name_a_few_variants_and_stay_small_without_a_warning(write_experiment,
+                                                                                 monkeypatch):
+    """40 variants: the curve plots' legends named all 40 (taller than the figure: matplotlib
+    printed "Tight layout not applied" on the terminal) and the metric plot grew 0.45 inch a
+    variant; now the baseline, the best and worst 5 are named, the rest one grey entry, the metric
+    plot shows the baseline and the best and worst 12, and report.md says what is left out."""
+    import warnings
+
+    names = [f"v{i:02d}" for i in range(1, 40)]
+    path = write_experiment(variants="".join(
+        f"{name} = {{ learning_rate = {1e-4 * i:.4g} }}\n" for i, name in enumerate(names, 1)))
+    spec = load_spec(path, ["experiment.seeds=[42]"])
+    values = {"baseline-s42": 0.5} | {f"baseline_{name}-s42": 0.3 + 0.01 * i
+                                      for i, name in enumerate(names)}  # v39 best, v01 worst
+    study = _store(spec, {key: _result(value, 0.5, 2.0) for key, value in values.items()})
+    seen = _captured_plots(monkeypatch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        text = write_report(spec, study).read_text()
+    for stem in ("train_loss", "eval_loss", "grad_norm", "learning_rate"):
+        assert seen[stem]["legend"] == [
+            "baseline", *[f"baseline_v{i:02d}" for i in (39, 38, 37, 36, 35, 5, 4, 3, 2, 1)],
+            "other variants (29)"], stem
+        assert seen[stem]["pixels"] == (440, 990)
+    height, _ = seen["metric"]["pixels"]
+    assert height <= 0.45 * 26 * 110 + 1.4 * 110 + 1  # baseline, 24 rows and the gap row
+    assert ("*The curve plots name the baseline, the 5 best and 5 worst variants by macro_f1 (11 "
+            "of 40); the 29 other variants are the thin grey lines, each group one legend "
+            "entry.*") in text
+    assert ("*The metric plot shows the baseline and the 12 best and 12 worst of the 40 variants "
+            "by macro_f1, best first; the 15 between them are left out (the Results table has "
+            "every variant).*") in text
+
+
+def test_a_big_searchs_trials_are_grey_but_the_best_and_the_legend_stays_short(tmp_path,
+                                                                               monkeypatch):
+    """300 [search] trials: one legend entry each (about 5 s to place, taller than the figure);
+    now the best search trial is named and marked, the others are one grey entry."""
+    import warnings
+
+    from ablation.report import plots
+
+    names = ["baseline", *[f"search_{i}" for i in range(1, 300)]]
+    history = [{"step": s, "epoch": s / 10, "loss": 1.0, "grad_norm": 1.0, "learning_rate": 1e-3}
+               for s in (1, 10)]
+    chosen = [records.TrialRecord(number=i, variant=name, seed=42, overrides={}, state="COMPLETE",
+                                  value=i / 300, result={"history": history, "eval_history": []})
+              for i, name in enumerate(names)]
+    seen = _captured_plots(monkeypatch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plots.plot_curves(chosen, tmp_path, names, ranking=names[::-1])
+    assert seen["train_loss"]["legend"] == [
+        "baseline", "search_299 (best [search] trial)",
+        *[f"search_{i}" for i in (298, 297, 296, 295, 5, 4, 3, 2, 1)], "other [search] trials (289)"]
+
+
+def test_a_small_studys_curve_plots_name_every_variant_as_before(stored_study, monkeypatch):
+    """Up to 12 variants the plots look as they always did: each variant named in the legend, a
+    7 × 4 inch figure, and report.md says nothing is left out."""
+    spec, study = stored_study
+    seen = _captured_plots(monkeypatch)
+    text = write_report(spec, study).read_text()
+    assert seen["train_loss"]["legend"] == ["baseline", "baseline_bs32", "baseline_lr"]
+    assert seen["train_loss"]["pixels"] == (440, 770)
+    assert "thin grey lines" not in text and "left out" not in text
+
+
+def test_a_variant_name_too_long_for_the_figure_widens_the_picture_without_a_warning(tmp_path):
+    """A 150-character variant name left no room for the metric plot's axes: matplotlib printed
+    "Tight layout not applied" on the terminal; the picture is now saved as wide as its labels."""
+    import warnings
+
+    from ablation.report import plots
+
+    name = "baseline_" + "x" * 150
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        path = plots.plot_metric(["baseline", name], [0.5, 0.6], [math.nan] * 2, [math.nan] * 2,
+                                 "macro_f1", name, tmp_path / "metric.png")
+    assert plots.plt.imread(path).shape[1] > 7 * 110  # wider than the 7-inch figure: nothing cut

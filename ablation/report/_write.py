@@ -35,7 +35,18 @@ from .effects import (
     variant_interval,
 )
 from .markdown import fmt, fmt_delta, per_class_table, variant_table
-from .plots import plot_confusions, plot_curves, plot_learning_curve, plot_metric, plot_names
+from .plots import (
+    CURVES,
+    METRIC_ROWS_EACH_END,
+    NAMED_EACH_END,
+    curve_legend,
+    metric_rows,
+    plot_confusions,
+    plot_curves,
+    plot_learning_curve,
+    plot_metric,
+    plot_names,
+)
 from .tables import for_programs, trials_frame, variants_frame
 
 LIBRARIES = ("ablate", "torch", "transformers", "datasets", "optuna", "swanlab", "scikit-learn",
@@ -105,7 +116,8 @@ def write_report(spec: ExperimentSpec, study: optuna.Study,
     built = built if built is not None else build_report(spec, study)
     write_results_csv(spec, built)
     with _writing(plots_dir, again, folder=True):
-        pictures = {p.stem: p for p in plot_curves(built["chosen"], plots_dir, built["order"])}
+        pictures = {p.stem: p for p in plot_curves(built["chosen"], plots_dir, built["order"],
+                                                   _ranking(built))}
         pictures |= _summary_plots(built, plots_dir)
         for stale in set(plot_names()) - pictures.keys():  # an earlier report's, not drawn now
             (plots_dir / f"{stale}.png").unlink(missing_ok=True)
@@ -210,15 +222,33 @@ def write_report_json(spec: ExperimentSpec, built: dict[str, Any]) -> Path:
     return path
 
 
+def _ranking(built: dict[str, Any]) -> list[str]:
+    """The variants with a complete trial by the selection metric, best first (ties: the study's
+    order): which ones a big study's plots name."""
+    variants = built["variants"]
+    if not len(variants):
+        return []
+    done = variants[(variants["seeds"] > 0) & variants["value"].notna()]
+    sign = 1.0 if built["greater_is_better"] else -1.0
+    scores = [(-sign * value, index) for index, value in enumerate(done["value"])]
+    names = list(done["variant"])
+    return [names[index] for _, index in sorted(scores)]
+
+
+def _done_variants(built: dict[str, Any]) -> pd.DataFrame:
+    variants = built["variants"]
+    return variants[variants["seeds"] > 0] if len(variants) else variants
+
+
 def _summary_plots(built: dict[str, Any], plots_dir: Path) -> dict[str, Path]:
-    variants, metric = built["variants"], built["metric"]
-    done = variants[variants["seeds"] > 0] if len(variants) else variants
+    metric = built["metric"]
+    done = _done_variants(built)
     if not len(done):
         return {}
     best = done.loc[done["best"], "variant"].iloc[0] if done["best"].any() else None
     pictures = {"metric": plot_metric(
         list(done["variant"]), list(done["value"]), list(done["ci_low"]), list(done["ci_high"]),
-        metric, best, plots_dir / "metric.png")}
+        metric, best, plots_dir / "metric.png", built["greater_is_better"])}
     matrices = {}
     for name in dict.fromkeys([BASELINE, best]):
         summed = _summed_confusion(built["chosen"], name)
@@ -444,6 +474,32 @@ def _diagnosis(built: dict[str, Any]) -> list[str]:
     return lines + [""]
 
 
+def _plot_captions(built: dict[str, Any]) -> dict[str, str]:
+    """What a big study's plots leave out (plots.metric_rows, plots.curve_legend), said under the
+    first picture of each kind; a small study's plots show everything and have none."""
+    metric, captions = built["metric"], {}
+    done = _done_variants(built)
+    names = list(done["variant"]) if len(done) else []
+    shown = metric_rows(names, list(done["value"]) if len(done) else [], built["greater_is_better"])
+    if shown is not None:
+        captions["metric"] = (
+            f"*The metric plot shows the baseline and the {METRIC_ROWS_EACH_END} best and "
+            f"{METRIC_ROWS_EACH_END} worst of the {len(names)} variants by {metric}, best first; "
+            f"the {len(names) - len(shown)} between them are left out (the Results table has "
+            "every variant).*")
+    legend = curve_legend(list(dict.fromkeys(r.variant for r in built["chosen"])), _ranking(built))
+    if legend is not None:
+        grey = [f"{legend.grey_variants} other variants"] if legend.grey_variants else []
+        grey += [f"{legend.grey_search} other [search] trials"] if legend.grey_search else []
+        best_search = " and the best [search] trial" if legend.best_search else ""
+        captions["curves"] = (
+            f"*The curve plots name the baseline, the {NAMED_EACH_END} best and "
+            f"{NAMED_EACH_END} worst variants by {metric}{best_search} ({len(legend.named)} of "
+            f"{legend.variants}); the {' and '.join(grey)} are the thin grey lines, each group one "
+            "legend entry.*")
+    return captions
+
+
 def render_markdown(spec: ExperimentSpec, built: dict[str, Any], pictures: dict[str, Path]) -> str:
     metric, trials, variants = built["metric"], built["trials"], built["variants"]
     seeds = sorted(set(trials["seed"])) if len(trials) else spec.experiment.seeds
@@ -511,9 +567,13 @@ def render_markdown(spec: ExperimentSpec, built: dict[str, Any], pictures: dict[
         lines += _diagnosis(built)
     if pictures:
         lines += ["## Pictures", ""]
+        captions = _plot_captions(built)
         for key in ("metric", "confusion", "train_loss", "eval_loss", "grad_norm", "learning_rate"):
             if key in pictures:
                 lines += [f"![{key.replace('_', ' ')}]({pictures[key].as_posix()})", ""]
+                caption = captions.pop("metric" if key == "metric" else "curves"
+                                        if key in CURVES else "", None)
+                lines += [caption, ""] if caption else []
     failed = trials[trials["state"] != "COMPLETE"] if len(trials) else trials
     if len(failed):
         lines += ["## Trials without a result", ""]

@@ -1,11 +1,14 @@
 """Training curves as PNG: one line per variant (and seed), against epochs so that variants with
-different batch sizes line up."""
+different batch sizes line up. A big study (hundreds of variants or [search] trials) names only a
+few in its plots, so that each stays readable and of a bounded size."""
 
 from __future__ import annotations
 
 import sys
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -13,7 +16,8 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from ..records import TrialRecord  # noqa: E402
+from ..records import TrialRecord, is_search_variant  # noqa: E402
+from ..variants import BASELINE  # noqa: E402
 
 CURVES = {  # file stem -> (curve, key, title)
     "train_loss": ("history", "loss", "Training loss"),
@@ -38,49 +42,156 @@ CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans CJK JP", "Noto Sans CJK KR", "Source
              "PingFang SC", "Hiragino Sans GB", "Arial Unicode MS")
 
 
+# Up to this many variants a curve plot names each in its legend (its own colour and style) and
+# the metric plot has a row for each: a small study's plots. Beyond, a legend of every variant is
+# taller than the figure (and slow to place), and a metric plot of 300 rows 15,000 pixels tall.
+MAX_NAMED = 12
+NAMED_EACH_END = 5  # beyond MAX_NAMED the curve plots name the baseline, the best and worst 5
+METRIC_ROWS_EACH_END = 12  # beyond 2 × this + 1 rows the metric plot shows the baseline, best, worst
+GREY = "0.6"
+
+
 def plot_names() -> tuple[str, ...]:
     return (*CURVES, *SUMMARY_PLOTS)
 
 
-def plot_curves(records: list[TrialRecord], out_dir: Path, variant_order: list[str]) -> list[Path]:
-    """Writes one PNG per curve kind; returns the files written."""
+@dataclass(frozen=True)
+class CurveLegend:
+    """Who a big study's curve plots name: the rest are thin grey lines under one legend entry
+    for the [search] trials and one for the other variants."""
+
+    named: list[str]  # in colour, in the legend, best first (the baseline first)
+    best_search: str | None  # the best [search] trial, named among them
+    grey_search: int  # [search] trials drawn grey
+    grey_variants: int  # other variants drawn grey
+    variants: int  # all the variants drawn
+
+
+def curve_legend(drawn: list[str], ranking: list[str]) -> CurveLegend | None:
+    """None where every variant drawn is named (up to MAX_NAMED: a small study's plots, as they
+    always were). `drawn`: the variants with a curve; `ranking`: variants by the selection metric,
+    best first."""
+    if len(drawn) <= MAX_NAMED:
+        return None
+    present = set(drawn)
+    ranked = [name for name in ranking if name in present and name != BASELINE]
+    best_search = next((name for name in ranked if is_search_variant(name)), None)
+    named = list(dict.fromkeys(
+        ([BASELINE] if BASELINE in present else []) + ranked[:NAMED_EACH_END]
+        + ([best_search] if best_search else []) + ranked[-NAMED_EACH_END:]))
+    grey = [name for name in drawn if name not in named]
+    searches = sum(1 for name in grey if is_search_variant(name))
+    return CurveLegend(named, best_search, searches, len(grey) - searches, len(drawn))
+
+
+def plot_curves(records: list[TrialRecord], out_dir: Path, variant_order: list[str],
+                ranking: list[str] | None = None) -> list[Path]:
+    """Writes one PNG per curve kind; returns the files written. `ranking` (variants best first)
+    picks the variants a big study's plots name (curve_legend)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    colors = plt.get_cmap("tab10")
+    legend = curve_legend(list(dict.fromkeys(r.variant for r in records)), ranking or [])
     written = []
     for stem, (curve, key, title) in CURVES.items():
-        fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
-        labelled: set[str] = set()
-        for record in records:
-            points = [p for p in record.result.get(curve, []) if p.get(key) is not None]
-            if not points:
-                continue
-            index = variant_order.index(record.variant) if record.variant in variant_order else 0
-            label = record.variant if record.variant not in labelled else None
-            labelled.add(record.variant)
-            ax.plot([p["epoch"] for p in points], [p[key] for p in points], label=label,
-                    color=colors(index % 10), linestyle=LINE_STYLES[index // 10 % len(LINE_STYLES)],
-                    linewidth=1.4, alpha=0.85,
-                    marker="o" if curve == "eval_history" else None, markersize=3)
-        if not labelled:
+        fig, ax = plt.subplots(figsize=(7, 4) if legend is None else (9, 4), dpi=110)
+        drawn = (_draw_every_variant(ax, records, variant_order, curve, key) if legend is None
+                 else _draw_named(ax, records, legend, curve, key))
+        if not drawn:
             plt.close(fig)
             continue
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.set_ylabel(key.replace("_", " "))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
+        if legend is None:
+            ax.legend(fontsize=8)
         path = out_dir / f"{stem}.png"
-        _save(fig, path)
+        _save(fig, path, tight=_tight_layout(fig))
         written.append(path)
     return written
 
 
-def _save(fig: Figure, path: Path) -> None:
+def _points(record: TrialRecord, curve: str, key: str) -> list[dict]:
+    return [p for p in record.result.get(curve, []) if p.get(key) is not None]
+
+
+def _draw_every_variant(ax: plt.Axes, records: list[TrialRecord], variant_order: list[str],
+                        curve: str, key: str) -> bool:
+    """A small study: each variant in its colour and style, named once (its seeds alike)."""
+    colors = plt.get_cmap("tab10")
+    labelled: set[str] = set()
+    for record in records:
+        points = _points(record, curve, key)
+        if not points:
+            continue
+        index = variant_order.index(record.variant) if record.variant in variant_order else 0
+        label = record.variant if record.variant not in labelled else None
+        labelled.add(record.variant)
+        ax.plot([p["epoch"] for p in points], [p[key] for p in points], label=label,
+                color=colors(index % 10), linestyle=LINE_STYLES[index // 10 % len(LINE_STYLES)],
+                linewidth=1.4, alpha=0.85,
+                marker="o" if curve == "eval_history" else None, markersize=3)
+    return bool(labelled)
+
+
+def _draw_named(ax: plt.Axes, records: list[TrialRecord], legend: CurveLegend, curve: str,
+                key: str) -> bool:
+    """A big study: the variants not named as thin grey lines beneath, one legend entry for the
+    [search] trials and one for the rest; the named ones over them in colour, best first in the
+    legend (the baseline first), the grey entries last."""
+    colors = plt.get_cmap("tab10")
+    grey_labels = {True: f"other [search] trials ({legend.grey_search})",
+                   False: f"other variants ({legend.grey_variants})"}
+    handles: dict[str, Any] = {}  # legend label -> one of its lines
+    marker = "o" if curve == "eval_history" else None
+    for record in records:
+        points = _points(record, curve, key)
+        if not points:
+            continue
+        xs, ys = [p["epoch"] for p in points], [p[key] for p in points]
+        if record.variant in legend.named:
+            index = legend.named.index(record.variant)
+            label = record.variant + (" (best [search] trial)"
+                                      if record.variant == legend.best_search else "")
+            (line,) = ax.plot(xs, ys, color=colors(index % 10),
+                              linestyle=LINE_STYLES[index // 10 % len(LINE_STYLES)], linewidth=1.6,
+                              alpha=0.9, marker=marker, markersize=3, zorder=3)
+        else:
+            search = is_search_variant(record.variant)
+            label = grey_labels[search]
+            (line,) = ax.plot(xs, ys, color=GREY, linestyle="-" if search else "--",
+                              linewidth=0.6, alpha=0.5, marker=marker, markersize=1.5, zorder=2)
+        handles.setdefault(label, line)
+    order = [name + (" (best [search] trial)" if name == legend.best_search else "")
+             for name in legend.named] + [grey_labels[True], grey_labels[False]]
+    labels = [label for label in order if label in handles]
+    if labels:  # beside the lines, not over them; a fixed place costs nothing to find
+        ax.legend([handles[label] for label in labels], labels, fontsize=8, loc="upper left",
+                  bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    return bool(handles)
+
+
+def _tight_layout(fig: Figure) -> bool:
+    """tight_layout, or False where it cannot fit the labels (very long variant names): matplotlib
+    would warn "Tight layout not applied" on the user's terminal; the file is then saved with a
+    tight bounding box instead, the same picture with nothing cut off."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fig.tight_layout()
+    fitted = True
+    for warning in caught:
+        if "Tight layout not applied" in str(warning.message):
+            fitted = False
+        else:  # not ours to hide
+            warnings.warn_explicit(warning.message, warning.category, warning.filename,
+                                   warning.lineno)
+    return fitted
+
+
+def _save(fig: Figure, path: Path, tight: bool = True) -> None:
     """Save, then close the figure also when saving fails (an unwritable file): figures left open
-    pile up in pyplot."""
+    pile up in pyplot. `tight`: False where tight_layout could not fit the figure."""
     try:
-        fig.savefig(path)
+        fig.savefig(path, bbox_inches=None if tight else "tight")
     finally:
         plt.close(fig)
 
@@ -91,11 +202,37 @@ def _bar(mean: float, low: float, high: float) -> list[list[float]]:
     return [[max(0.0, mean - low)], [max(0.0, high - mean)]]
 
 
+def metric_rows(names: list[str], means: list[float], greater_is_better: bool) -> list[int] | None:
+    """The rows a big study's metric plot shows (indices into names): the baseline, then the
+    METRIC_ROWS_EACH_END best and worst, best first; None where every row fits (2 × that + 1)."""
+    if len(names) <= 2 * METRIC_ROWS_EACH_END + 1:
+        return None
+    sign = 1.0 if greater_is_better else -1.0
+    others = sorted((i for i, name in enumerate(names) if name != BASELINE),
+                    key=lambda i: (means[i] != means[i], -sign * means[i] if means[i] == means[i]
+                                   else 0.0))  # best first, no value last
+    baseline = [i for i, name in enumerate(names) if name == BASELINE]
+    return baseline + others[:METRIC_ROWS_EACH_END] + others[-METRIC_ROWS_EACH_END:]
+
+
 def plot_metric(names: list[str], means: list[float], lows: list[float], highs: list[float],
-                metric: str, best: str | None, path: Path) -> Path:
-    """The selection metric per variant, with 95 % CI error bars where there are several seeds."""
-    fig, ax = plt.subplots(figsize=(7, 0.45 * len(names) + 1.4), dpi=110)
-    y = list(range(len(names)))[::-1]
+                metric: str, best: str | None, path: Path, greater_is_better: bool = True) -> Path:
+    """The selection metric per variant, with 95 % CI error bars where there are several seeds;
+    a big study's: the baseline, the best and the worst (metric_rows), a row saying how many are
+    left out between them."""
+    shown = metric_rows(names, means, greater_is_better)
+    left_out = 0
+    if shown is not None:
+        left_out = len(names) - len(shown)
+        names, means, lows, highs = ([values[i] for i in shown]
+                                     for values in (names, means, lows, highs))
+    rows = len(names) + (1 if left_out else 0)
+    fig, ax = plt.subplots(figsize=(7, 0.45 * rows + 1.4), dpi=110)
+    y = list(range(rows))[::-1]
+    if left_out:  # a gap row after the baseline and the best
+        gap = len(names) - METRIC_ROWS_EACH_END
+        gap_y = y.pop(gap)
+        ax.axhline(gap_y, color="grey", linestyle=":", linewidth=0.8)
     for yi, name, mean, low, high in zip(y, names, means, lows, highs, strict=True):
         color = "tab:orange" if name == best else "tab:blue"
         if low == low and high == high:  # not NaN
@@ -104,12 +241,15 @@ def plot_metric(names: list[str], means: list[float], lows: list[float], highs: 
             ax.plot(mean, yi, "o", color=color)
     if names and names[0] == "baseline" and means[0] == means[0]:
         ax.axvline(means[0], color="grey", linestyle=":", linewidth=1)
-    ax.set_yticks(y, names, fontsize=8)
+    ticks, labels = list(y), list(names)
+    if left_out:
+        ticks.insert(gap, gap_y)
+        labels.insert(gap, f"… {left_out} not shown …")
+    ax.set_yticks(ticks, labels, fontsize=8)
     bars = any(low == low and high == high for low, high in zip(lows, highs, strict=True))
     ax.set_xlabel(f"{metric} (validation" + ("; bars: 95 % CI over seeds)" if bars else ")"))
     ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    _save(fig, path)
+    _save(fig, path, tight=_tight_layout(fig))
     return path
 
 
