@@ -3,7 +3,8 @@
 The file's `[search.space]` is validated here, before anything trains: each value goes through the
 knob's own check from `Recipe`, so a search can never propose what `[baseline]` would refuse. The
 rest maps the section onto Optuna: a sampler, a pruner, one `suggest_*` per knob, a Trainer
-callback that reports evaluations to the pruner, and parameter importances for the report.
+callback that reports evaluations to the pruner (in `pruning.py`: it needs transformers, which
+reading the section must not import), and parameter importances for the report.
 
     [search]
     n_trials = 20                  # total for the study, not per invocation
@@ -28,15 +29,17 @@ from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import optuna
 from optuna.trial import TrialState
-from transformers import TrainerCallback
 
 from . import records
 from .config import KNOBS, Recipe, _did_you_mean, last_set, toml_value
 from .errors import AblateInputError
+
+if TYPE_CHECKING:
+    from .pruning import PruningCallback
 
 log = logging.getLogger(__name__)
 
@@ -566,51 +569,14 @@ def reruns(study: optuna.Study | None, spec: Any, names: list[str] | None) -> li
     return sorted(found, key=lambda item: item[1])
 
 
-class PruningCallback(TrainerCallback):
-    """Reports the selection metric to the pruner at every evaluation and stops training when told.
-
-    Raising optuna.TrialPruned inside the Trainer would skip its clean-up and lose the trial's
-    record; instead training stops here, `pruned_at_step` is set, and the caller tells the trial
-    PRUNED once `train()` returns. The evaluation at the last step reports but never prunes.
-    """
-
-    def __init__(self, trial: optuna.Trial, metric_key: str, batches_per_step: Fraction = Fraction(1)
-                 ) -> None:
-        self.trial = trial
-        # The baseline's batches one of its steps trains on: the step reported (pruning_callback).
-        self.batches_per_step = batches_per_step
-        # The Trainer prefixes evaluation metrics: accept "macro_f1" as well as "eval_macro_f1".
-        self.metric_key = metric_key if metric_key.startswith("eval_") else f"eval_{metric_key}"
-        self.pruned_at_step: int | None = None
-        self._warned = False
-
-    def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict | None = None,
-                    **kwargs: Any) -> None:
-        if self.pruned_at_step is not None:
-            return
-        value = (metrics or {}).get(self.metric_key)
-        if value is None:
-            if not self._warned:  # pruning is off for this trial, training goes on
-                log.warning("pruning: no %s among the evaluation metrics (%s)", self.metric_key,
-                            ", ".join(sorted(metrics or {})))
-                self._warned = True
-            return
-        self.trial.report(float(value), step=int(state.global_step * self.batches_per_step))
-        # The last evaluation saves no training: the trial completes with its result (pruned,
-        # it lost its metrics, its place among the best and in the importances).
-        if state.max_steps and state.global_step >= state.max_steps:
-            return
-        if self.trial.should_prune():
-            self.pruned_at_step = state.global_step
-            control.should_training_stop = True
-
-
 def pruning_callback(optuna_trial: optuna.Trial, spec: Any, trial: Any) -> PruningCallback:
     """The pruner compares trials at the same reported step: a search over batch_size at equal
     optimizer steps judged batch 8 on a quarter of the examples batch 32 had seen (every batch-8
     trial was pruned). Steps are reported in batches of the baseline's size (examples seen /
     the baseline's batch × accumulation), so trials are compared at equal data; for a trial at
     the baseline's batch they are its optimizer steps."""
+
+    from .pruning import PruningCallback
 
     def per_step(recipe: Any) -> int:
         return recipe.batch_size * recipe.gradient_accumulation_steps
@@ -648,3 +614,14 @@ def parameter_importances(study: optuna.Study, params: list[str]) -> dict[str, f
     finally:
         optuna.logging.set_verbosity(verbosity)
     return {name: float(value) for name, value in importances.items()}
+
+
+def __getattr__(name: str) -> Any:
+    """`search.PruningCallback`, from ablation.pruning: it subclasses transformers'
+    TrainerCallback, and importing transformers (and torch) to read a [search] section cost
+    `status` and `report` about 1.7 s and 375 MiB."""
+    if name == "PruningCallback":
+        from .pruning import PruningCallback
+
+        return PruningCallback
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -309,6 +309,23 @@ def test_the_command_imports_nothing_heavy_before_it_handles_ctrl_c():
         ablation.nope  # noqa: B018
 
 
+def test_reading_a_search_section_imports_neither_transformers_nor_torch(write_experiment) -> None:
+    """Every command reads [search]; only training needs its Trainer callback. Importing it with
+    the section cost 1.7 s and 375 MiB of `status` and `report` on a [search] study."""
+    path = write_experiment(extra='[search]\nn_trials = 2\nsampler = "random"\npruner = "median"\n'
+                                  "[search.space]\nlearning_rate = { low = 1e-5, high = 1e-3 }\n")
+    code = ("import sys\nfrom ablation.config import load_spec\n"
+            "print(load_spec(sys.argv[1], need_data=False).search.pruner,\n"
+            "      sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'transformers'}))")
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "median []"
+    from ablation import search
+    from ablation.pruning import PruningCallback
+
+    assert search.PruningCallback is PruningCallback  # where it was
+
+
 def test_output_to_a_reader_that_stopped_exits_141_without_a_traceback(write_experiment):
     """`ablate ... | head`: the reader closes the pipe before ablate has written everything."""
     read_end, write_end = os.pipe()
