@@ -1,4 +1,5 @@
-"""The one error type for bad user input, and the exit codes every command shares."""
+"""The one error type for bad user input, the exit codes every command shares, and the flag that
+keeps a failed trial's traceback off the terminal."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ EXIT_TRIALS_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the program reading the output stopped (`| head`)
+# A log record flagged so goes to trial.log, not to the terminal. Here, not in sweep, so that the
+# CLI's console filter does not import the study's machinery (optuna) for every command.
+TRIAL_LOG_ONLY = "trial_log_only"
 
 
 class AblateInputError(Exception):

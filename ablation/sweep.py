@@ -27,7 +27,7 @@ import optuna
 
 from . import interrupts, queue, records
 from .config import TYPO_CUTOFF, ExperimentSpec, last_set, shown_storage
-from .errors import AblateInputError, first_line
+from .errors import TRIAL_LOG_ONLY, AblateInputError, first_line
 from .preflight import TrialInputs, preflight
 from .progress import Lines, as_progress
 from .tracking import NullTracker, make_tracker
@@ -38,7 +38,6 @@ INTERRUPTED = "interrupted (Ctrl+C or SIGTERM)"  # a trial's error when its proc
 
 log = logging.getLogger(__name__)
 FORCE_NEW_FOLDERS = ("trials", "swanlog")  # under output_dir: per-trial logs, SwanLab's local runs
-TRIAL_LOG_ONLY = "trial_log_only"  # a log record flagged so goes to trial.log, not to the terminal
 
 
 @dataclass

@@ -145,6 +145,58 @@ def write_experiment(tmp_path: Path, tiny_model_dir: Path, tiny_data_dir: Path):
     return write
 
 
+def stored_study(write_experiment: Any, trials: int, search: bool = False) -> Path:
+    """A stored study of `trials` complete trials (a [search] one: the baseline and search
+    trials), as benchmarks/report_scaling.py clones them, with curves and per-example predictions;
+    made in the storage, nothing trained. Its file runs them with experiment.seeds [42, 43] ([42]
+    for a search)."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    from ablation import records
+    from ablation.config import load_spec
+    from ablation.queue import open_study
+    from ablation.variants import expand
+
+    extra = ('[search]\nn_trials = 1000\nsampler = "random"\n[search.space]\n'
+             "learning_rate = { low = 1e-5, high = 1e-2, log = true }\nbatch_size = [8, 16, 32]\n"
+             if search else "")
+    variants = "" if search else "".join(f"v{i} = {{ learning_rate = {i + 1}e-4 }}\n"
+                                         for i in range(trials // 2 - 1))
+    path = write_experiment(variants=variants, extra=extra)
+    spec = load_spec(path, [f"experiment.seeds={[42] if search else [42, 43]}"], need_data=False)
+    study = open_study(spec)
+    for key, value in (("metric", "macro_f1"), ("direction", "maximize"),
+                       ("label_names", ["neg", "neu", "pos"])):
+        study.set_user_attr(key, value)
+    rng = random.Random(trials)
+    planned: list[Any] = expand(spec)[:1] + [None] * (trials - 1) if search else expand(spec)
+    space = {"learning_rate": FloatDistribution(1e-5, 1e-2, log=True),
+             "batch_size": CategoricalDistribution((8, 16, 32))}
+    made = []
+    for number, trial in enumerate(planned):
+        params = {"learning_rate": 10 ** rng.uniform(-5, -2), "batch_size": rng.choice((8, 16, 32))
+                  } if trial is None else {}
+        attrs = records.trial_attrs(trial) if trial is not None else {
+            records.VARIANT: f"search_{number}", records.SEED: 42, records.KEY: f"search_{number}-s42",
+            records.OVERRIDES: params}
+        value = rng.uniform(0.4, 0.8)
+        labels = [rng.randrange(3) for _ in range(30)]
+        result = {"history": [{"step": s, "epoch": s / 10, "loss": 1 - s / 20, "grad_norm": 1.0,
+                               "learning_rate": 1e-3} for s in range(1, 11)],
+                  "eval_history": [{"step": 10, "epoch": 1.0, "loss": 0.8, "macro_f1": value}],
+                  "validation": {"macro_f1": value, "accuracy": value},
+                  "test": {"macro_f1": value, "accuracy": value},
+                  "test_predictions": [rng.randrange(3) for _ in labels], "test_labels": labels,
+                  "validation_confusion": [[3, 1, 0], [0, 4, 1], [1, 0, 5]], "runtime_s": 1.0}
+        made.append(optuna.trial.create_trial(
+            state=optuna.trial.TrialState.COMPLETE, value=value, params=params,
+            distributions={k: space[k] for k in params},
+            user_attrs={**attrs, records.RESULT: result}))
+    study.add_trials(made)
+    return path
+
+
 @pytest.fixture
 def watch_train(monkeypatch: pytest.MonkeyPatch):
     """``watch_train(name)`` wraps the function ``ablation.train`` calls by ``name`` and returns the

@@ -15,6 +15,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
+from conftest import stored_study
 
 from ablation import cli
 from ablation.config import load_spec
@@ -324,6 +325,44 @@ def test_reading_a_search_section_imports_neither_transformers_nor_torch(write_e
     from ablation.pruning import PruningCallback
 
     assert search.PruningCallback is PruningCallback  # where it was
+
+
+# What `ablate COMMAND ARGS` imports, run in a fresh process: its exit code, then the heavy libraries.
+IMPORTED_BY = ("import runpy, sys\n"
+               "sys.argv = ['ablate', *sys.argv[1:]]\n"
+               "try:\n"
+               "    runpy.run_module('ablation', run_name='__main__')\n"
+               "except SystemExit as done:\n"
+               "    print(done.code, sorted({m.split('.')[0] for m in sys.modules}\n"
+               "                            & {'torch', 'transformers', 'datasets'}))\n")
+
+
+@pytest.mark.parametrize("search", [False, True], ids=["variants×seeds", "search"])
+def test_status_and_report_import_neither_transformers_nor_datasets_nor_torch(write_experiment,
+                                                                              search: bool) -> None:
+    """They read the storage and write tables and plots. Importing transformers and datasets to
+    quiet their logging, and torch with a [search]'s Trainer callback, cost 2-5 s of every call."""
+    path = stored_study(write_experiment, 4, search)
+    for command in (["status"], ["report", "--format", "json"]):
+        done = subprocess.run([sys.executable, "-c", IMPORTED_BY, *command, str(path)],
+                              capture_output=True, text=True, check=True)
+        assert done.stdout.splitlines()[-1] == "0 []", (command, done.stdout, done.stderr)
+
+
+def test_libraries_imported_after_the_command_starts_are_quieted_as_they_load(tmp_path: Path) -> None:
+    """Their logging is turned down when they are imported, no longer up front: a command that
+    imports them (run, validate, predict) still gets them quiet, without progress bars."""
+    code = (f"{IMPORTED_BY}"
+            "import datasets, optuna, transformers\n"
+            "print(transformers.logging.get_verbosity(),\n"
+            "      transformers.utils.logging.is_progress_bar_enabled(),\n"
+            "      datasets.logging.get_verbosity(), datasets.is_progress_bar_enabled(),\n"
+            "      optuna.logging.get_verbosity())\n")
+    done = subprocess.run([sys.executable, "-c", code, "init", str(tmp_path / "x.toml")],
+                          capture_output=True, text=True, check=True)
+    *_, imported, levels = done.stdout.splitlines()
+    assert imported == "0 []"  # init imports none of them itself
+    assert levels.split() == ["40", "False", "40", "False", "30"]  # error, warning; stderr a pipe
 
 
 def test_output_to_a_reader_that_stopped_exits_141_without_a_traceback(write_experiment):

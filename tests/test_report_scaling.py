@@ -15,16 +15,15 @@ import numpy as np
 import optuna
 import pandas as pd
 import pytest
-from optuna.distributions import CategoricalDistribution, FloatDistribution
+from conftest import stored_study
 from optuna.storages._cached_storage import _CachedStorage
 
-from ablation import records
 from ablation.cli import main
 from ablation.config import load_spec
 from ablation.queue import open_study
 from ablation.report.tables import NUMERIC, variants_frame
 from ablation.search import parameter_importances
-from ablation.variants import expand, reference_of
+from ablation.variants import reference_of
 
 
 def _reference_variants_frame(trials: pd.DataFrame, metric: str, greater_is_better: bool,
@@ -118,48 +117,6 @@ def test_one_seed_variants_cost_no_pandas_statistics(monkeypatch):
     assert calls == []
 
 
-def _study(write_experiment, trials: int, search: bool = False):
-    """A stored study of `trials` complete trials (a [search] one: the baseline and search
-    trials), as the benchmark clones them, with curves and per-example predictions."""
-    extra = ('[search]\nn_trials = 1000\nsampler = "random"\n[search.space]\n'
-             "learning_rate = { low = 1e-5, high = 1e-2, log = true }\nbatch_size = [8, 16, 32]\n"
-             if search else "")
-    variants = "" if search else "".join(f"v{i} = {{ learning_rate = {i + 1}e-4 }}\n"
-                                         for i in range(trials // 2 - 1))
-    path = write_experiment(variants=variants, extra=extra)
-    spec = load_spec(path, [f"experiment.seeds={[42] if search else [42, 43]}"], need_data=False)
-    study = open_study(spec)
-    for key, value in (("metric", "macro_f1"), ("direction", "maximize"),
-                       ("label_names", ["neg", "neu", "pos"])):
-        study.set_user_attr(key, value)
-    rng = random.Random(trials)
-    planned: list[Any] = expand(spec)[:1] + [None] * (trials - 1) if search else expand(spec)
-    space = {"learning_rate": FloatDistribution(1e-5, 1e-2, log=True),
-             "batch_size": CategoricalDistribution((8, 16, 32))}
-    made = []
-    for number, trial in enumerate(planned):
-        params = {"learning_rate": 10 ** rng.uniform(-5, -2), "batch_size": rng.choice((8, 16, 32))
-                  } if trial is None else {}
-        attrs = records.trial_attrs(trial) if trial is not None else {
-            records.VARIANT: f"search_{number}", records.SEED: 42, records.KEY: f"search_{number}-s42",
-            records.OVERRIDES: params}
-        value = rng.uniform(0.4, 0.8)
-        labels = [rng.randrange(3) for _ in range(30)]
-        result = {"history": [{"step": s, "epoch": s / 10, "loss": 1 - s / 20, "grad_norm": 1.0,
-                               "learning_rate": 1e-3} for s in range(1, 11)],
-                  "eval_history": [{"step": 10, "epoch": 1.0, "loss": 0.8, "macro_f1": value}],
-                  "validation": {"macro_f1": value, "accuracy": value},
-                  "test": {"macro_f1": value, "accuracy": value},
-                  "test_predictions": [rng.randrange(3) for _ in labels], "test_labels": labels,
-                  "validation_confusion": [[3, 1, 0], [0, 4, 1], [1, 0, 5]], "runtime_s": 1.0}
-        made.append(optuna.trial.create_trial(
-            state=optuna.trial.TrialState.COMPLETE, value=value, params=params,
-            distributions={k: space[k] for k in params},
-            user_attrs={**attrs, records.RESULT: result}))
-    study.add_trials(made)
-    return path
-
-
 def _reads(command: list[str]) -> int:
     """How often the command asks the storage for the study's trials."""
     calls = 0
@@ -184,7 +141,7 @@ def test_status_and_report_read_the_trials_a_fixed_number_of_times(write_experim
     """Not once per trial: the count is the same for 4 trials and for 40."""
     counts = {}
     for trials in (4, 40):
-        path = _study(write_experiment, trials, search)
+        path = stored_study(write_experiment, trials, search)
         counts[trials] = [_reads([*command, str(path)]) for command in (
             ["status"], ["status", "--json"], ["report"], ["report", "--format", "json"])]
     assert counts[4] == counts[40]
@@ -194,7 +151,7 @@ def test_status_and_report_read_the_trials_a_fixed_number_of_times(write_experim
 def test_importances_are_computed_from_parameters_and_values_alone(write_experiment, monkeypatch):
     """The importances' in-memory view copies every trial it is given: each search trial's whole
     stored result (curves, predictions) was copied for them. The importances stay the same."""
-    path = _study(write_experiment, 12, search=True)
+    path = stored_study(write_experiment, 12, search=True)
     spec = load_spec(path, ["experiment.seeds=[42]"], need_data=False)
     study = open_study(spec, create=False)
     added: list[optuna.trial.FrozenTrial] = []
