@@ -19,6 +19,7 @@ from conftest import stored_study
 
 from ablation import cli
 from ablation.config import load_spec
+from ablation.errors import AblateInputError
 from ablation.starter import STARTER
 
 
@@ -325,6 +326,26 @@ def test_reading_a_search_section_imports_neither_transformers_nor_torch(write_e
     from ablation.pruning import PruningCallback
 
     assert search.PruningCallback is PruningCallback  # where it was
+
+
+def test_a_common_scheduler_is_taken_without_importing_transformers(write_experiment) -> None:
+    """lr_scheduler = "cosine" imported transformers and torch to check the name (1.5 s of every
+    `status`); the names taken without it are all transformers' own, and others still go to it."""
+    from transformers.trainer_utils import SchedulerType
+
+    from ablation.config import KNOWN_SCHEDULERS, UNSUPPORTED_SCHEDULERS
+
+    assert set(KNOWN_SCHEDULERS) <= {s.value for s in SchedulerType} - set(UNSUPPORTED_SCHEDULERS)
+    path = write_experiment()
+    code = ("import sys\nfrom ablation.config import load_spec\n"
+            "print([load_spec(sys.argv[1], [f'baseline.lr_scheduler=\"{name}\"'], need_data=False\n"
+            "                 ).baseline.lr_scheduler for name in sys.argv[2:]],\n"
+            "      sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'transformers'}))")
+    done = subprocess.run([sys.executable, "-c", code, str(path), *KNOWN_SCHEDULERS],
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == f"{list(KNOWN_SCHEDULERS)} []"
+    with pytest.raises(AblateInputError, match="must be a transformers scheduler name: linear, cosine"):
+        load_spec(path, ['baseline.lr_scheduler="cosine_with_min_lr"'], need_data=False)
 
 
 # What `ablate COMMAND ARGS` imports, run in a fresh process: its exit code, then the heavy libraries.
