@@ -29,7 +29,7 @@ from typing import Any
 
 from . import interrupts
 from .config import ExperimentSpec
-from .errors import AblateInputError
+from .errors import AblateInputError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -351,8 +351,29 @@ def check_classifier_folder(folder: Path) -> None:
 
 def model_info(folder: Path) -> dict[str, Any]:
     """The model folder's ablate.json (which trial, max_length, metrics), or {} for a model
-    saved by something else."""
+    saved by something else (no ablate.json). A broken one is refused: read as none, predict
+    would truncate at the tokenizer's limit and drop the text pair column, unsaid."""
+    path = folder / MODEL_INFO
     try:
-        return json.loads((folder / MODEL_INFO).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        text = path.read_text(encoding="utf-8")
+    except (FileNotFoundError, NotADirectoryError):
         return {}
+    except (OSError, ValueError) as err:  # a folder of that name, unreadable, not UTF-8
+        raise AblateInputError(f"{path} cannot be read ({first_line(err)}): it says how the model "
+                               f"was trained; {_COPY_AGAIN}") from None
+    try:
+        info = json.loads(text)
+    except ValueError as err:
+        raise AblateInputError(f"{path} is not valid JSON ({first_line(err)}): it says how the "
+                               f"model was trained; {_COPY_AGAIN}") from None
+    if not isinstance(info, dict):
+        kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+            type(info), "a number")
+        raise AblateInputError(f"{path} holds {kind}, not a JSON object of "
+                               f"the trial's settings (max_length, text_pair_column, ...); "
+                               f"{_COPY_AGAIN}")
+    return info
+
+
+_COPY_AGAIN = ("copy or save the model folder again (read without it, texts would be cut at "
+               "another length and a text pair column lost)")

@@ -693,6 +693,30 @@ def test_a_model_folder_whose_weights_are_cut_short_is_refused(best_study, tiny_
         assert "copy or save the model folder again" in err
 
 
+@pytest.mark.parametrize(("content", "expected"), [
+    ('{"max_length": 16,', "is not valid JSON (Expecting"),
+    ('["max_length", 16]', "holds an array, not a JSON object"),
+    ("null", "holds null, not a JSON object"),
+    (b"\xff\xfe{}", "cannot be read ('utf-8' codec can't decode"),
+])
+def test_a_broken_ablate_json_is_refused_not_read_as_none(best_study, tiny_data_dir, tmp_path,
+                                                          capsys, content, expected):
+    """Read as none, predict cut texts at the tokenizer's limit, not the trial's max_length, and a
+    pair-trained model labelled first texts alone, unsaid. A folder without one keeps working."""
+    folder = shutil.copytree(load_spec(best_study).output_dir / "best_model", tmp_path / "model")
+    info = folder / "ablate.json"
+    info.write_bytes(content if isinstance(content, bytes) else content.encode())
+    for command in (["predict", str(folder), "great fun"],
+                    ["evaluate", str(folder), "--dataset", str(tiny_data_dir / "test.csv")]):
+        capsys.readouterr()
+        assert cli.main(command) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"ablate: error: {info} ") and expected in err, err
+        assert "copy or save the model folder again" in err and err.count("\n") == 1, err
+    info.unlink()  # saved by something else: the tokenizer's limit, as before
+    assert cli.main(["predict", str(folder), "great fun"]) == 0
+
+
 class _FullDisk:
     """Standard output redirected to a file on a full disk (`> out.txt`, `> /dev/full`)."""
 
