@@ -409,8 +409,10 @@ def _looks_like_gbk(data: bytes) -> bool:
     so, to characters past ASCII that are mostly GB2312's (simplified Chinese's, two bytes past
     ASCII each) and mostly Chinese, and they are not Korean or Japanese text. Latin-1 or
     Windows-1252 text decodes as GBK too, an accented letter and the letter after it making one
-    character, but few such pairs are GB2312 characters; Shift-JIS kana are none; EUC-KR and EUC-JP
-    share GB2312's bytes, so bytes that decode as either get the plain message."""
+    character, but few such pairs are GB2312 characters; Shift-JIS kana are none. EUC-KR and EUC-JP
+    share GB2312's bytes (a short Chinese file decodes as both), so what those readings give
+    decides: Korean text read as EUC-KR is Hangul, Japanese read as EUC-JP has kana, and bytes
+    that read so get the plain message."""
     try:
         text = data.decode("gb18030")
     except UnicodeDecodeError:
@@ -419,7 +421,35 @@ def _looks_like_gbk(data: bytes) -> bool:
     in_gb2312 = sum(_decodes(char.encode("gb18030"), "gb2312") for char in wide)
     chinese = sum(bool(_CHINESE.match(char)) for char in wide)
     return (bool(wide) and in_gb2312 >= 0.8 * len(wide) and chinese * 2 >= len(wide)
-            and not any(_decodes(data, encoding) for encoding in ("euc_kr", "euc_jp")))
+            and not _reads_as_korean(data) and not _reads_as_japanese(data))
+
+
+_HANGUL = re.compile(r"[\uac00-\ud7a3\u3131-\u318e]")  # syllables, and jamo (ㅋㅋ, ㅠㅠ)
+_KANA = re.compile(r"[\u3041-\u30ff]")
+
+
+def _reads_as_korean(data: bytes) -> bool:
+    """EUC-KR bytes of Korean text read as Hangul; GB2312 Chinese ones read so give Hangul only
+    for hanzi whose pinyin is before s (EUC-KR's Hangul rows), Hanja for the rest (是, 我, 一, 在, 这,
+    影), or fail (rows EUC-KR leaves unassigned, 上, 生): Korean where Hanja are under 10%."""
+    try:
+        text = data.decode("euc_kr")
+    except UnicodeDecodeError:
+        return False
+    hangul = len(_HANGUL.findall(text, 0, 100_000))  # a sample is enough, and quick
+    hanja = len(_CHINESE.findall(text, 0, 100_000))
+    return hangul > 0 and hanja * 10 < hangul + hanja
+
+
+def _reads_as_japanese(data: bytes) -> bool:
+    """EUC-JP bytes of Japanese text read with kana (の, で, した); Chinese text holds none, and its
+    GB2312 bytes read as EUC-JP give kanji alone: Japanese where kana are 10% or more."""
+    try:
+        text = data.decode("euc_jp")
+    except UnicodeDecodeError:
+        return False
+    wide = len(_PAST_ASCII.findall(text, 0, 100_000))
+    return wide > 0 and len(_KANA.findall(text, 0, 100_000)) * 10 >= wide
 
 
 def _decodes(data: bytes, encoding: str) -> bool:

@@ -541,6 +541,22 @@ def test_a_file_not_in_utf8_names_the_encoding_its_bytes_tell(
     assert "train.csv: line " in message and f"cannot be decoded as UTF-8 text{says}" in message
 
 
+@pytest.mark.parametrize(("rows", "encoding", "says"), [
+    ("好电影,1\n差评,0\n", "gbk", GBK),  # its bytes decode as EUC-KR and EUC-JP too
+    ("这部电影很好看,1\n太差了,0\n", "gb18030", GBK),
+    ("최고,1\n별로예요,0\n", "euc_kr", "; save it as UTF-8"),
+    ("재미있어요 ㅋㅋ,1\n시간 낭비,0\n", "euc_kr", "; save it as UTF-8"),
+    ("最高でした,1\n退屈,0\n", "euc_jp", "; save it as UTF-8"),
+], ids=["gbk", "gb18030", "euc_kr", "euc_kr_jamo", "euc_jp"])
+def test_a_short_file_not_in_utf8_tells_chinese_from_korean_and_japanese(
+        tmp_path: Path, rows: str, encoding: str, says: str):
+    """A short Chinese file decodes as EUC-KR (and EUC-JP) too, and got no GBK hint: what those
+    readings give (Hangul, kana) tells the languages apart."""
+    (tmp_path / "train.csv").write_bytes(("text,label\n" + rows).encode(encoding))
+    message = load_error(spec(tmp_path / "train.csv"))
+    assert "train.csv: line 2 " in message and f"cannot be decoded as UTF-8 text{says}" in message
+
+
 def test_json_lines_under_a_json_name_are_read(tmp_path: Path):
     frame = labelled(30, 1, NAMES)
     frame.to_json(tmp_path / "train.json", orient="records", lines=True)
