@@ -799,3 +799,34 @@ def test_a_variant_name_too_long_for_the_figure_widens_the_picture_without_a_war
         path = plots.plot_metric(["baseline", name], [0.5, 0.6], [math.nan] * 2, [math.nan] * 2,
                                  "macro_f1", name, tmp_path / "metric.png")
     assert plots.plt.imread(path).shape[1] > 7 * 110  # wider than the 7-inch figure: nothing cut
+
+
+def test_a_class_name_too_long_for_the_confusion_plot_widens_it_without_a_warning(tmp_path):
+    """A 150-character class name (or a long variant name, the matrix's title) left no room for
+    the matrix: matplotlib printed "Tight layout not applied" on the terminal, as the curve and
+    metric plots did before; the picture is now saved as wide as its labels."""
+    import warnings
+
+    from ablation.report import plots
+
+    long_class = "c" * 150
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        path = plots.plot_confusions({f"baseline_{'x' * 150} (validation)": [[3, 1], [0, 2]]},
+                                     [long_class, "b"], tmp_path / "confusion.png")
+    assert plots.plt.imread(path).shape[1] > 4.2 * 110  # wider than the figure: nothing cut
+
+
+def test_a_learning_curve_label_too_big_for_its_figure_gives_no_warning(tmp_path):
+    """The learning curve saved without the guard the other plots have: a label that does not fit
+    (the metric is a name of a few letters today; a label of many lines stands in for any that
+    grows) printed "Tight layout not applied" on the terminal."""
+    import warnings
+
+    from ablation.report import plots
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        path = plots.plot_learning_curve([(10, 0.5, 0.4, 0.6), (100, 0.6, 0.5, 0.7)],
+                                         "macro_f1\n" * 40, tmp_path / "learning_curve.png")
+    assert plots.plt.imread(path).shape[1] > 6 * 110

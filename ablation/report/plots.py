@@ -294,8 +294,7 @@ def _draw_confusions(matrices: dict[str, list[list[int]]], label_names: list[str
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
         ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    _save(fig, path)
+    _save(fig, path, tight=_tight_layout(fig))  # a long class name: no warning, a wider picture
 
 
 def plot_learning_curve(points: list[tuple[int, float, float, float]], metric: str,
@@ -314,6 +313,5 @@ def plot_learning_curve(points: list[tuple[int, float, float, float]], metric: s
     ax.set_ylabel(f"{metric} (validation)")
     ax.set_title("Learning curve")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    _save(fig, path)
+    _save(fig, path, tight=_tight_layout(fig))
     return path
