@@ -752,6 +752,25 @@ def test_a_big_studys_plots_name_a_few_variants_and_stay_small_without_a_warning
             "every variant).*") in text
 
 
+def test_a_big_studys_plot_captions_leave_out_a_baseline_with_no_complete_trial(write_experiment,
+                                                                               monkeypatch):
+    """The captions under a big study's plots said "the baseline" also where the baseline had no
+    complete trial, so that neither plot drew it: they now say only what the plots show."""
+    names = [f"v{i:02d}" for i in range(1, 40)]
+    path = write_experiment(variants="".join(
+        f"{name} = {{ learning_rate = {1e-4 * i:.4g} }}\n" for i, name in enumerate(names, 1)))
+    spec = load_spec(path, ["experiment.seeds=[42]"])
+    values = {f"baseline_{name}-s42": 0.3 + 0.01 * i for i, name in enumerate(names)}
+    study = _store(spec, {key: _result(value, 0.5, 2.0) for key, value in values.items()})
+    seen = _captured_plots(monkeypatch)
+    text = write_report(spec, study).read_text()
+    assert "baseline" not in seen["train_loss"]["legend"]
+    assert ("*The curve plots name the 5 best and 5 worst variants by macro_f1 (10 of 39); the 29 "
+            "other variants are the thin grey lines, each group one legend entry.*") in text
+    assert ("*The metric plot shows the 12 best and 12 worst of the 39 variants by macro_f1, best "
+            "first; the 15 between them are left out (the Results table has every variant).*") in text
+
+
 def test_a_big_searchs_trials_are_grey_but_the_best_and_the_legend_stays_short(tmp_path,
                                                                                monkeypatch):
     """300 [search] trials: one legend entry each (about 5 s to place, taller than the figure);

@@ -476,14 +476,16 @@ def _diagnosis(built: dict[str, Any]) -> list[str]:
 
 def _plot_captions(built: dict[str, Any]) -> dict[str, str]:
     """What a big study's plots leave out (plots.metric_rows, plots.curve_legend), said under the
-    first picture of each kind; a small study's plots show everything and have none."""
+    first picture of each kind; a small study's plots show everything and have none. The baseline
+    is named only where it is drawn (a baseline with no complete trial is not)."""
     metric, captions = built["metric"], {}
     done = _done_variants(built)
     names = list(done["variant"]) if len(done) else []
     shown = metric_rows(names, list(done["value"]) if len(done) else [], built["greater_is_better"])
     if shown is not None:
+        baseline = "the baseline and " if BASELINE in names else ""  # it may have no complete trial
         captions["metric"] = (
-            f"*The metric plot shows the baseline and the {METRIC_ROWS_EACH_END} best and "
+            f"*The metric plot shows {baseline}the {METRIC_ROWS_EACH_END} best and "
             f"{METRIC_ROWS_EACH_END} worst of the {len(names)} variants by {metric}, best first; "
             f"the {len(names) - len(shown)} between them are left out (the Results table has "
             "every variant).*")
@@ -492,8 +494,9 @@ def _plot_captions(built: dict[str, Any]) -> dict[str, str]:
         grey = [f"{legend.grey_variants} other variants"] if legend.grey_variants else []
         grey += [f"{legend.grey_search} other [search] trials"] if legend.grey_search else []
         best_search = " and the best [search] trial" if legend.best_search else ""
+        baseline = "the baseline, " if BASELINE in legend.named else ""
         captions["curves"] = (
-            f"*The curve plots name the baseline, the {NAMED_EACH_END} best and "
+            f"*The curve plots name {baseline}the {NAMED_EACH_END} best and "
             f"{NAMED_EACH_END} worst variants by {metric}{best_search} ({len(legend.named)} of "
             f"{legend.variants}); the {' and '.join(grey)} are the thin grey lines, each group one "
             "legend entry.*")
