@@ -1357,18 +1357,21 @@ def with_train_size(data: TokenizedData, n: int | None) -> TokenizedData:
 # --------------------------------------------------------------------------- one split, for evaluation
 
 
-def load_split(spec: DataSpec, split: str,
-               notes: list[str] | None = None) -> tuple[pd.DataFrame, list[str] | None]:
+def load_split(spec: DataSpec, split: str, notes: list[str] | None = None,
+               source_columns: list[str] | None = None) -> tuple[pd.DataFrame, list[str] | None]:
     """One split of a dataset, cleaned like a study's (text, optional text_pair, label as
     given: names or ids), without carving or subsampling: what `ablate evaluate --dataset` reads,
     with the class names the data declares for its label column (a ClassLabel), if any.
     Rows keep their index in the file, so that a bad label can be named by its row. What the
-    cleaning did (rows dropped, spaces stripped) is added to `notes`, as a study says it."""
+    cleaning did (rows dropped, spaces stripped) is added to `notes`, as a study says it; the
+    split's own column names to `source_columns` (what the cleaning left out, the caller may say)."""
     notes = notes if notes is not None else []
     raw, class_names = load_raw_splits(spec)
     if split not in raw:
         raise AblateInputError(
             f"{spec.dataset}: split {split!r} does not exist (splits: {', '.join(raw)})")
+    if source_columns is not None:
+        source_columns.extend(str(column) for column in raw[split].columns)
     _check_columns(raw[split], split, spec)
     frame, dropped = _clean(raw[split], spec, split)
     if frame.empty:

@@ -23,6 +23,9 @@ from .errors import AblateInputError, first_line
 from .models import model_info
 
 DEFAULT_MAX_LENGTH = 512  # for a model folder that ablate did not write (no ablate.json)
+# The second text's column by name, as transformers' pipelines take it ({"text", "text_pair"}):
+# data that has it, evaluated with a model trained on single texts, is told that it is not read.
+PAIR_COLUMN = "text_pair"
 
 
 def load_classifier(folder: Path) -> tuple[Any, Any, str]:
@@ -534,11 +537,16 @@ def evaluation_frame(spec: Any, label_names: list[str], dataset: str | None, con
     if local and not Path(dataset).exists():
         raise AblateInputError(f"--dataset {given!r}: no such file or folder (relative paths "
                                "start at the working folder)")
+    columns: list[str] = []
     try:
-        frame, declared = load_split(data_spec, split, notes)
+        frame, declared = load_split(data_spec, split, notes, columns)
     except AblateInputError as err:
         given_options = {"--text-column": bool(text_column), "--label-column": bool(label_column)}
         raise AblateInputError(_as_options(str(err), given_options, spec is not None)) from None
+    if (PAIR_COLUMN in columns and not data_spec.text_pair_column and notes is not None
+            and PAIR_COLUMN not in (data_spec.text_column, data_spec.label_column)):
+        notes.append(f"column {PAIR_COLUMN!r} of {given} is not read: the model was trained on "
+                     f"single texts, so it is scored on column {data_spec.text_column!r} alone")
     where = f"{dataset}: split {split!r}"
     if declared:
         frame = _declared_names(frame, declared, label_names, where, notes)

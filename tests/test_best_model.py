@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import optuna
+import pandas as pd
 import pytest
 from conftest import make_texts, signal_self, tiny_experiment
 
@@ -767,6 +768,28 @@ def test_a_text_pair_model_reads_its_second_text_from_its_folder_too(tmp_path, t
     assert results[0] == results[1]
     assert cli.main(["predict", str(best), "great fun"]) == 2
     assert "was trained on text pairs ([data] text_pair_column = 'text2')" in capsys.readouterr().err
+
+
+def test_evaluate_says_a_text_pair_column_a_single_text_model_does_not_read(best_study, tmp_path,
+                                                                          tiny_data_dir, capsys):
+    """Data with a text_pair column, evaluated with a model trained on single texts: the column
+    was left out without a word. A note now says so; the scores are those of the texts alone."""
+    frame = pd.read_csv(tiny_data_dir / "test.csv")
+    frame.to_csv(tmp_path / "single.csv", index=False)
+    frame.assign(text_pair="the movie was it").to_csv(tmp_path / "pairs.csv", index=False)
+    best = load_spec(best_study).output_dir / "best_model"
+    results = {}
+    for name in ("single", "pairs"):
+        capsys.readouterr()
+        assert cli.main(["evaluate", str(best), "--dataset", str(tmp_path / f"{name}.csv"),
+                         "--json"]) == 0
+        out, err = capsys.readouterr()
+        results[name] = (json.loads(out)["metrics"], err)
+    assert results["pairs"][0] == results["single"][0]
+    assert results["single"][1] == ""
+    assert results["pairs"][1] == (
+        f"note: column 'text_pair' of {tmp_path / 'pairs.csv'} is not read: the model was trained "
+        "on single texts, so it is scored on column 'text' alone\n")
 
 
 def test_predict_reads_texts_from_standard_input_with_file_dash(monkeypatch):
