@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import optuna
@@ -399,6 +400,26 @@ def test_identical_results_over_seeds_still_plot(tmp_path):
     assert path.stat().st_size > 1000
 
 
+def test_a_picture_is_drawn_beside_and_put_in_place_whole(tmp_path, monkeypatch):
+    """Two runs of one study ending together each draw the report's pictures: drawn straight into
+    plots/*.png, the two writes could mix in one file, and a reader could open half a picture."""
+    from matplotlib.figure import Figure
+
+    from ablation.report.plots import plot_metric
+
+    real, drawn_into = Figure.savefig, []
+
+    def savefig(self, fname, *args, **kwargs):
+        drawn_into.append(Path(fname))
+        return real(self, fname, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", savefig)
+    path = plot_metric(["baseline"], [0.5], [0.4], [0.6], "macro_f1", None, tmp_path / "m.png")
+    assert path == tmp_path / "m.png" and path.read_bytes().startswith(b"\x89PNG")
+    assert len(drawn_into) == 1 and drawn_into[0] != path and drawn_into[0].parent == tmp_path
+    assert [p.name for p in tmp_path.iterdir()] == ["m.png"]  # the file beside is gone
+
+
 def test_a_variants_interval_stays_within_what_the_metric_can_be(write_experiment):
     path = write_experiment(variants="")
     spec = load_spec(path, ["experiment.seeds=[1, 2]"])
@@ -417,6 +438,31 @@ def test_what_mattered_says_when_the_reference_has_no_result_yet(write_experimen
     report = (load_spec(path).output_dir / "report.md").read_text()
     assert "No comparisons yet: `full`, which the variants here are compared with, has no result" in report
     assert "No confidence intervals" not in report
+
+
+def test_two_processes_writing_one_report_at_once_both_succeed(tmp_path, monkeypatch):
+    """Two runs of one study end together and each writes report.md: both wrote it beside it as
+    the same `.report.md.partial`, so the first to put its file in place took the other's, and
+    the other failed "report.md cannot be written: No such file or directory" (exit 2)."""
+    from pathlib import Path
+
+    from ablation.report._write import _write_whole
+
+    report = tmp_path / "report.md"
+    real = Path.write_text
+    calls = []
+
+    def another_writes_meanwhile(path, text, *args, **kwargs):
+        written = real(path, text, *args, **kwargs)
+        calls.append(path.name)
+        if len(calls) == 1:  # between this writer's write and its rename, the other does both
+            _write_whole(report, "the other run's report\n", "ablate report x.toml")
+        return written
+
+    monkeypatch.setattr(Path, "write_text", another_writes_meanwhile)
+    _write_whole(report, "this run's report\n", "ablate report x.toml")
+    assert report.read_text(encoding="utf-8") == "this run's report\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.md"]  # no partial file left
 
 
 def test_a_report_file_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch):

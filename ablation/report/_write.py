@@ -8,6 +8,7 @@ import importlib.metadata
 import json
 import math
 import platform
+import secrets
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -155,8 +156,10 @@ def _make_folder(path: Path, again: str) -> None:
 def _write_whole(path: Path, text: str, again: str) -> None:
     """Write to a file beside `path`, then put it in place: an interrupted or failed write leaves
     the previous file, never half of one, and no partial file either. `again`: the command that
-    writes it again, for the error when it cannot be written."""
-    partial = path.with_name(f".{path.name}.partial")
+    writes it again, for the error when it cannot be written. The file beside is this writer's
+    own: two runs of a study ending together each write the report, and one shared name let the
+    first to finish move the other's file away."""
+    partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial")
     with _writing(path, again):
         try:
             partial.write_text(text, encoding="utf-8")

@@ -4,6 +4,8 @@ few in its plots, so that each stays readable and of a bounded size."""
 
 from __future__ import annotations
 
+import contextlib
+import secrets
 import sys
 import warnings
 from dataclasses import dataclass
@@ -189,10 +191,19 @@ def _tight_layout(fig: Figure) -> bool:
 
 def _save(fig: Figure, path: Path, tight: bool = True) -> None:
     """Save, then close the figure also when saving fails (an unwritable file): figures left open
-    pile up in pyplot. `tight`: False where tight_layout could not fit the figure."""
+    pile up in pyplot. `tight`: False where tight_layout could not fit the figure. Drawn into a
+    file of this writer's own beside `path`, then put in place: two runs of one study ending
+    together each draw the report's pictures, and a reader never sees half of one."""
+    partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial")
     try:
-        fig.savefig(path, bbox_inches=None if tight else "tight")
+        fig.savefig(partial, format=path.suffix.lstrip(".") or "png",
+                    bbox_inches=None if tight else "tight")
+        partial.replace(path)
+    except OSError as err:  # named as the picture, not the file beside it
+        raise OSError(err.errno, err.strerror, str(path)) from None
     finally:
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
         plt.close(fig)
 
 
