@@ -28,6 +28,7 @@ import optuna
 from . import interrupts, queue, records
 from .config import TYPO_CUTOFF, ExperimentSpec, last_set, shown_storage
 from .errors import TRIAL_LOG_ONLY, AblateInputError, first_line
+from .locking import file_lock
 from .preflight import TrialInputs, preflight
 from .progress import Lines, as_progress
 from .tracking import NullTracker, make_tracker
@@ -37,6 +38,7 @@ STARTED_BY_RUN = interrupts.STARTED_BY_RUN
 INTERRUPTED = "interrupted (Ctrl+C or SIGTERM)"  # a trial's error when its process was stopped
 
 log = logging.getLogger(__name__)
+REPORT_LOCK = ".report.lock"  # in the output folder: one run at a time exports and reports
 FORCE_NEW_FOLDERS = ("trials", "swanlog")  # under output_dir: per-trial logs, SwanLab's local runs
 
 
@@ -696,9 +698,13 @@ def run_study(spec: ExperimentSpec, only: list[str] | None = None,
     from .models import export_best_model
     from .report import build_report, write_report
 
-    outcome.report = build_report(spec, study)
-    export_best_model(spec, study, outcome.report, echo)  # best_model/, before the report names it
-    write_report(spec, study, outcome.report)
+    # Two runs of the study ending together: one exports best_model/ at a time (each would clear
+    # the other's staging folder, or find the trial's model already moved), the later one seeing
+    # it exported; each report then names what is there.
+    with file_lock(spec.output_dir / REPORT_LOCK):
+        outcome.report = build_report(spec, study)
+        export_best_model(spec, study, outcome.report, echo)  # best_model/, before the report names it
+        write_report(spec, study, outcome.report)
     return outcome
 
 

@@ -1495,3 +1495,31 @@ def test_a_refused_run_removes_its_planning_lock_while_it_holds_it(write_experim
     assert cli.main(["run", str(path), "--set", "data.text_column=body"]) == 2
     assert held == [True]
     assert not lock.parent.exists()
+
+
+def test_two_runs_ending_together_export_the_best_model_one_at_a_time(write_experiment,
+                                                                       monkeypatch):
+    """Each run of a study exports best_model/ as it ends: two ending together each cleared the
+    other's staging folder or found the trial's model already moved. A run now exports (and
+    writes its report) holding the output folder's report lock."""
+    import fcntl
+
+    from ablation import models
+
+    path = write_experiment(variants="")
+    lock = load_spec(path).output_dir / ".report.lock"
+    real_export, held = models.export_best_model, []
+
+    def export(spec, *args, **kwargs):
+        with lock.open("a") as other:
+            try:
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                held.append(False)
+            except BlockingIOError:
+                held.append(True)
+        return real_export(spec, *args, **kwargs)
+
+    monkeypatch.setattr(models, "export_best_model", export)
+    assert cli.main(["run", str(path)]) == 0
+    assert held == [True]
+    assert (load_spec(path).output_dir / "best_model" / "config.json").is_file()
