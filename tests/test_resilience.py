@@ -1470,12 +1470,23 @@ def test_a_lock_file_its_holder_removes_is_not_held_by_a_waiter_on_the_removed_f
         thread.join(30)
 
 
+def _locked_by_another(lock: Path) -> bool:
+    """Whether another open of `lock` holds an exclusive fcntl lock on it now (asked without
+    waiting)."""
+    import fcntl
+
+    with lock.open("a") as other:
+        try:
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+    return False
+
+
 def test_a_refused_run_removes_its_planning_lock_while_it_holds_it(write_experiment, monkeypatch,
                                                                     capsys):
     """Removed after it was let go, a run that took it in between would hold the removed file
     (see the test above): the refused run removes what it made before it lets go."""
-    import fcntl
-
     from ablation import sweep
 
     path = write_experiment()
@@ -1483,12 +1494,7 @@ def test_a_refused_run_removes_its_planning_lock_while_it_holds_it(write_experim
     real_remove, held = sweep._remove_made, []
 
     def remove_made(spec, made):
-        with lock.open("a") as other:
-            try:
-                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                held.append(False)
-            except BlockingIOError:
-                held.append(True)
+        held.append(_locked_by_another(lock))
         return real_remove(spec, made)
 
     monkeypatch.setattr(sweep, "_remove_made", remove_made)
@@ -1502,8 +1508,6 @@ def test_two_runs_ending_together_export_the_best_model_one_at_a_time(write_expe
     """Each run of a study exports best_model/ as it ends: two ending together each cleared the
     other's staging folder or found the trial's model already moved. A run now exports (and
     writes its report) holding the output folder's report lock."""
-    import fcntl
-
     from ablation import models
 
     path = write_experiment(variants="")
@@ -1511,12 +1515,7 @@ def test_two_runs_ending_together_export_the_best_model_one_at_a_time(write_expe
     real_export, held = models.export_best_model, []
 
     def export(spec, *args, **kwargs):
-        with lock.open("a") as other:
-            try:
-                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                held.append(False)
-            except BlockingIOError:
-                held.append(True)
+        held.append(_locked_by_another(lock))
         return real_export(spec, *args, **kwargs)
 
     monkeypatch.setattr(models, "export_best_model", export)
