@@ -21,9 +21,8 @@ from optuna.storages._cached_storage import _CachedStorage
 from ablation.cli import main
 from ablation.config import load_spec
 from ablation.queue import open_study
-from ablation.report.tables import NUMERIC, variants_frame
+from ablation.report.tables import NUMERIC, variants_frame, with_delta_and_best
 from ablation.search import parameter_importances
-from ablation.variants import reference_of
 
 
 def _reference_variants_frame(trials: pd.DataFrame, metric: str, greater_is_better: bool,
@@ -51,16 +50,7 @@ def _reference_variants_frame(trials: pd.DataFrame, metric: str, greater_is_bett
             row[f"{column}_std"] = (math.nan if len(values) < 2 else 0.0 if values.nunique() == 1
                                     else values.std(ddof=1))
         rows.append(row)
-    table = pd.DataFrame(rows)
-    value_of = dict(zip(table["variant"], table["value"], strict=True))
-    names = list(table["variant"])
-    table["delta"] = [value - value_of.get(reference_of(name, order or names), math.nan)
-                      for name, value in zip(names, table["value"], strict=True)]
-    scores = table["value"] if greater_is_better else -table["value"]
-    table["best"] = False
-    if scores.notna().any():
-        table.loc[scores.idxmax(), "best"] = True
-    return table
+    return with_delta_and_best(pd.DataFrame(rows), greater_is_better, order)
 
 
 def _random_trials(rng: random.Random, variants: int) -> pd.DataFrame:

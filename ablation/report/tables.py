@@ -134,7 +134,12 @@ def variants_frame(trials: pd.DataFrame, metric: str, greater_is_better: bool,
         for column in columns:
             row[column], row[f"{column}_std"] = _mean_std(numbers[column][group])
         rows.append(row)
-    table = pd.DataFrame(rows)
+    return with_delta_and_best(pd.DataFrame(rows), greater_is_better, order)
+
+
+def with_delta_and_best(table: pd.DataFrame, greater_is_better: bool,
+                        order: list[str] | None = None) -> pd.DataFrame:
+    """The per-variant table with each variant's Δ against its reference and the best marked."""
     value_of = dict(zip(table["variant"], table["value"], strict=True))
     names = list(table["variant"])
     # Against the study's reference, from its design (`order`): a full_minus_* variant is measured
