@@ -131,13 +131,11 @@ def stale_best_model_note(spec: ExperimentSpec) -> str | None:
     """stale_best_model's line for `predict` and `evaluate` of the study's best_model/, read from
     its storage (as run and the report say it); None where the storage cannot say: a model used
     away from its study's storage still labels texts."""
-    from .queue import open_study
     from .records import with_run_sets
     from .report import build_best
 
-    try:
-        study = open_study(spec, create=False)
-    except AblateInputError:  # never run here, or its storage unreachable
+    study = _stored_study(spec)
+    if study is None:
         return None
     return stale_best_model(with_run_sets(spec, study), build_best(spec, study))
 
@@ -146,13 +144,21 @@ def with_study_sets(spec: ExperimentSpec) -> ExperimentSpec:
     """`spec`, its commands to paste repeating the `--set`s its study was run with, as `report`
     and `status` print them (records.with_run_sets); where its storage cannot say (never run
     here, unreachable), the command's own `--set`s alone."""
-    from .queue import open_study
     from .records import with_run_sets
 
+    study = _stored_study(spec)
+    return spec if study is None else with_run_sets(spec, study)
+
+
+def _stored_study(spec: ExperimentSpec) -> Any:
+    """The study in its storage, or None where the storage cannot say (never run here, or
+    unreachable): what predict and evaluate read of it is a note or a hint, never a refusal."""
+    from .queue import open_study
+
     try:
-        return with_run_sets(spec, open_study(spec, create=False))
+        return open_study(spec, create=False)
     except AblateInputError:
-        return spec
+        return None
 
 
 def export_best_model(spec: ExperimentSpec, study: Any, built: dict[str, Any],
