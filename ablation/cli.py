@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import importlib.abc
 import json
 import logging
 import os
 import shlex
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -198,57 +196,12 @@ class _ConsoleHandler(logging.StreamHandler):
         pass
 
 
-def _quiet_optuna(optuna: Any) -> None:
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
-def _quiet_transformers(transformers: Any) -> None:
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()  # per-trial weight loading/saving bars
-
-
-def _quiet_datasets(datasets: Any, progress_bars: bool) -> None:
-    datasets.logging.set_verbosity_error()
-    if not progress_bars:
-        datasets.disable_progress_bars()
-
-
-class _QuietOnImport(importlib.abc.MetaPathFinder):
-    """Turns a library's logging down when it is first imported, not before: importing
-    transformers and datasets only to quiet them cost `status` and `report`, which use neither,
-    1.5-3 s of every call. Finds nothing itself; it wraps the module's own loader so the quieting
-    runs once the module has executed (a `find_spec` alone, as transformers makes to see what is
-    installed, quiets nothing and leaves the library pending)."""
-
-    def __init__(self) -> None:
-        self.pending: dict[str, Callable[[Any], None]] = {}
-
-    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
-        if name not in self.pending:
-            return None
-        for finder in sys.meta_path:
-            find = getattr(finder, "find_spec", None)
-            spec = find(name, path, target) if finder is not self and find else None
-            if spec is not None:
-                break
-        else:
-            return None
-        loader = spec.loader
-        exec_module = getattr(loader, "exec_module", None)
-        if exec_module is None:
-            return spec
-
-        def exec_and_quiet(module: Any) -> None:
-            exec_module(module)
-            quiet = self.pending.pop(name, None)
-            if quiet is not None:
-                quiet(sys.modules.get(name, module))  # transformers replaces itself (lazy module)
-
-        loader.exec_module = exec_and_quiet
-        return spec
-
-
-_QUIET_ON_IMPORT = _QuietOnImport()
+# Each library reads these when it is first imported (transformers' progress bars follow
+# huggingface_hub's): set before any import, they quiet it without importing it, which cost
+# `status` and `report` (they use neither transformers nor datasets) 1.5-3 s of every call. A
+# user's own setting of any of them stands.
+QUIET_LIBRARIES_ENVIRONMENT = {"TRANSFORMERS_VERBOSITY": "error", "DATASETS_VERBOSITY": "error",
+                               "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
 
 
 def _quiet_libraries() -> None:
@@ -260,17 +213,20 @@ def _quiet_libraries() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s",
                         handlers=[console])
     logging.getLogger("ablation").setLevel(logging.INFO)
-    progress_bars = sys.stderr.isatty()  # now: the live table swaps sys.stderr later
-    quieting: dict[str, Callable[[Any], None]] = {
-        "optuna": _quiet_optuna, "transformers": _quiet_transformers,
-        "datasets": lambda datasets: _quiet_datasets(datasets, progress_bars)}
-    for name, quiet in quieting.items():
-        if name in sys.modules:
-            quiet(sys.modules[name])
-        else:
-            _QUIET_ON_IMPORT.pending[name] = quiet
-    if _QUIET_ON_IMPORT.pending and _QUIET_ON_IMPORT not in sys.meta_path:
-        sys.meta_path.insert(0, _QUIET_ON_IMPORT)
+    for name, value in QUIET_LIBRARIES_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)
+    if not sys.stderr.isatty():  # now: the live table swaps sys.stderr later
+        os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # datasets.map's bars
+    if "transformers" in sys.modules:  # imported before the command (a test, a notebook)
+        sys.modules["transformers"].logging.set_verbosity_error()
+        sys.modules["transformers"].utils.logging.disable_progress_bar()
+    if "datasets" in sys.modules:
+        sys.modules["datasets"].logging.set_verbosity_error()
+        if not sys.stderr.isatty():
+            sys.modules["datasets"].disable_progress_bars()
+    import optuna  # has no such variable; every command but init and predict imports it anyway
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 def _print_spec(spec: Any) -> None:

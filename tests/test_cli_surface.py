@@ -386,6 +386,19 @@ def test_libraries_imported_after_the_command_starts_are_quieted_as_they_load(tm
     assert levels.split() == ["40", "False", "40", "False", "30"]  # error, warning; stderr a pipe
 
 
+def test_a_users_own_logging_variables_stand(tmp_path: Path) -> None:
+    """The quieting is the libraries' own environment variables: one the user set, to see
+    transformers' info lines or the download bars, is left as it is."""
+    code = (f"{IMPORTED_BY}"
+            "import transformers\n"
+            "print(transformers.logging.get_verbosity(),\n"
+            "      transformers.utils.logging.is_progress_bar_enabled())\n")
+    env = {**os.environ, "TRANSFORMERS_VERBOSITY": "info", "HF_HUB_DISABLE_PROGRESS_BARS": "0"}
+    done = subprocess.run([sys.executable, "-c", code, "init", str(tmp_path / "x.toml")],
+                          capture_output=True, text=True, check=True, env=env)
+    assert done.stdout.splitlines()[-1].split() == ["20", "True"]
+
+
 def test_output_to_a_reader_that_stopped_exits_141_without_a_traceback(write_experiment):
     """`ablate ... | head`: the reader closes the pipe before ablate has written everything."""
     read_end, write_end = os.pipe()
