@@ -1,11 +1,13 @@
-"""Lock files: processes on one machine (or a shared file system) take turns at a step that
-their shared store does not make safe by itself."""
+"""Lock files and whole-file writes: processes on one machine (or a shared file system) take
+turns at a step that their shared store does not make safe by itself, and never see half of a
+file another is writing."""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
 import os
+import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
@@ -57,3 +59,18 @@ def held_by_another(handle: IO[str]) -> bool:
         return True
     fcntl.flock(handle, fcntl.LOCK_UN)
     return False
+
+
+@contextlib.contextmanager
+def written_beside(path: Path) -> Iterator[Path]:
+    """A file of this writer's own beside `path` to write into, put in place when the block ends:
+    a reader sees the previous file or the whole new one, and a failed write leaves no file beside.
+    Its own because two runs of one study ending together each write the report: one shared name
+    let the first to finish move the other's file away."""
+    partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial")
+    try:
+        yield partial
+        partial.replace(path)
+    finally:
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)

@@ -8,7 +8,6 @@ import importlib.metadata
 import json
 import math
 import platform
-import secrets
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import pandas as pd
 
 from ..config import ExperimentSpec, from_here, shown_storage, toml_value
 from ..errors import AblateInputError
+from ..locking import written_beside
 from ..metrics import metric_range
 from ..models import stale_best_model
 from ..queue import stale_numbers
@@ -154,20 +154,10 @@ def _make_folder(path: Path, again: str) -> None:
 
 
 def _write_whole(path: Path, text: str, again: str) -> None:
-    """Write to a file beside `path`, then put it in place: an interrupted or failed write leaves
-    the previous file, never half of one, and no partial file either. `again`: the command that
-    writes it again, for the error when it cannot be written. The file beside is this writer's
-    own: two runs of a study ending together each write the report, and one shared name let the
-    first to finish move the other's file away."""
-    partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial")
-    with _writing(path, again):
-        try:
-            partial.write_text(text, encoding="utf-8")
-            partial.replace(path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                partial.unlink(missing_ok=True)
-            raise
+    """Write the whole file or leave the previous one (`written_beside`). `again`: the command
+    that writes it again, for the error when it cannot be written."""
+    with _writing(path, again), written_beside(path) as partial:
+        partial.write_text(text, encoding="utf-8")
 
 
 def write_results_csv(spec: ExperimentSpec, built: dict[str, Any]) -> Path:

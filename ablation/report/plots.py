@@ -4,8 +4,6 @@ few in its plots, so that each stays readable and of a bounded size."""
 
 from __future__ import annotations
 
-import contextlib
-import secrets
 import sys
 import warnings
 from dataclasses import dataclass
@@ -18,6 +16,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from ..locking import written_beside  # noqa: E402
 from ..records import TrialRecord, is_search_variant  # noqa: E402
 from ..variants import BASELINE  # noqa: E402
 
@@ -191,19 +190,15 @@ def _tight_layout(fig: Figure) -> bool:
 
 def _save(fig: Figure, path: Path, tight: bool = True) -> None:
     """Save, then close the figure also when saving fails (an unwritable file): figures left open
-    pile up in pyplot. `tight`: False where tight_layout could not fit the figure. Drawn into a
-    file of this writer's own beside `path`, then put in place: two runs of one study ending
-    together each draw the report's pictures, and a reader never sees half of one."""
-    partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial")
+    pile up in pyplot. `tight`: False where tight_layout could not fit the figure. Drawn whole
+    beside `path`, then put in place (`written_beside`)."""
     try:
-        fig.savefig(partial, format=path.suffix.lstrip(".") or "png",
-                    bbox_inches=None if tight else "tight")
-        partial.replace(path)
+        with written_beside(path) as partial:
+            fig.savefig(partial, format=path.suffix.lstrip(".") or "png",
+                        bbox_inches=None if tight else "tight")
     except OSError as err:  # named as the picture, not the file beside it
         raise OSError(err.errno, err.strerror, str(path)) from None
     finally:
-        with contextlib.suppress(OSError):
-            partial.unlink(missing_ok=True)
         plt.close(fig)
 
 
