@@ -142,6 +142,58 @@ def test_best_variant_on_fewer_seeds_says_so_and_what_mattered_says(write_experi
     assert "| baseline | — | 3 | " in text and "| **baseline_v** ★ | batch_size=32 | 2 | " in text
 
 
+def _with_missing_metrics() -> dict[str, dict]:
+    """Three seeds each; baseline-s3's test evaluation did not happen, baseline_v-s2 has no
+    validation log loss, baseline_v-s1 no evaluation in its curves."""
+    values = {"baseline-s1": .70, "baseline-s2": .72, "baseline-s3": .74,
+              "baseline_v-s1": .75, "baseline_v-s2": .77, "baseline_v-s3": .79}
+    results = {key: _result(v, 0.5, 2.0) for key, v in values.items()}
+    results["baseline-s3"]["test"] = None
+    del results["baseline_v-s2"]["validation"]["log_loss"]
+    results["baseline_v-s1"]["eval_history"] = []
+    return results
+
+
+def test_a_mean_over_fewer_seeds_than_its_row_has_says_how_many(write_experiment):
+    """A metric missing in some of a variant's trials (no test evaluation, a metric undefined on
+    one seed) was averaged over the others and shown as the mean of all the row's seeds: the
+    cell says over how many it is, a note under the table which trials lack what, and
+    report.json has the count beside the mean."""
+    import json
+
+    from ablation.report import write_report_json
+
+    path = write_experiment(variants="v = { batch_size = 32 }\n")
+    spec = load_spec(path, ["experiment.seeds=[1, 2, 3]"])
+    study = _store(spec, _with_missing_metrics())
+    built = build_report(spec, study)
+    text = write_report(spec, study, built).read_text()
+    # baseline: test accuracy .70 and .72 (seed 3 has none), test macro-F1 .69 and .71
+    assert "| 0.7100 ± 0.0141 (2 of 3 seeds) | 0.7000 ± 0.0141 (2 of 3 seeds) |" in text
+    assert "| 0.8000 ± 0.0000 (2 of 3 seeds) |" in text  # baseline_v's log loss
+    assert "| 0.8000 (2 of 3 seeds) / 0.8000 (2 of 3 seeds) |" in text  # its eval loss
+    assert "| 0.7700 ± 0.0200 |" in text  # every seed has it: no mark
+    assert "| seeds |" not in text  # every row has 3 complete seeds
+    assert ("*(k of n seeds)*: the mean ± std of only the k seeds whose trial has the metric, "
+            "of the row's n complete seeds; not comparable with a mean over all n. Missing: "
+            "`baseline-s3` (test accuracy, test macro-F1), `baseline_v-s1` (eval loss final / "
+            "best), `baseline_v-s2` (log loss).") in text
+    table = built["variants"].set_index("variant")
+    assert table["test_accuracy_seeds"].tolist() == [2, 3]
+    assert table["log_loss_seeds"].tolist() == [3, 2]
+    assert "accuracy_seeds" not in table.columns  # no variant lacks it on any seed
+    document = json.loads(write_report_json(spec, built).read_text())
+    assert [row["test_accuracy_seeds"] for row in document["variants"]] == [2, 3]
+    assert all(type(row["log_loss_seeds"]) is int for row in document["variants"])
+
+
+def test_a_study_without_missing_metrics_has_no_seed_counts_per_metric(stored_study):
+    spec, study = stored_study
+    built = build_report(spec, study)
+    assert not [c for c in built["variants"].columns if c.endswith("_seeds")]
+    assert " seeds)" not in write_report(spec, study, built).read_text()
+
+
 def test_best_variant_tied_with_another_says_so(write_experiment):
     path = write_experiment(variants="v = { batch_size = 32 }\nw = { learning_rate = 1e-2 }\n")
     spec = load_spec(path)

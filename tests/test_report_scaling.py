@@ -49,8 +49,15 @@ def _reference_variants_frame(trials: pd.DataFrame, metric: str, greater_is_bett
             row[column] = values.mean() if len(values) else math.nan
             row[f"{column}_std"] = (math.nan if len(values) < 2 else 0.0 if values.nunique() == 1
                                     else values.std(ddof=1))
+            row[f"{column}_seeds"] = int(values.notna().sum())
         rows.append(row)
-    return with_delta_and_best(pd.DataFrame(rows), greater_is_better, order)
+    table = pd.DataFrame(rows)
+    # a column's seed counts are kept where some mean is over some but not all of its row's seeds
+    partial = [f"{c}_seeds" for c in NUMERIC + tuple(per_class)
+               if ((table[f"{c}_seeds"] > 0) & (table[f"{c}_seeds"] < table["seeds"])).any()]
+    table = table.drop(columns=[c for c in table.columns
+                                if c.endswith("_seeds") and c not in partial])
+    return with_delta_and_best(table, greater_is_better, order)
 
 
 def _random_trials(rng: random.Random, variants: int) -> pd.DataFrame:

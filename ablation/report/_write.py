@@ -35,7 +35,7 @@ from .effects import (
     tested_together,
     variant_interval,
 )
-from .markdown import fmt, fmt_delta, per_class_table, variant_table
+from .markdown import fmt, fmt_delta, missing_note, per_class_table, variant_table
 from .plots import (
     CURVES,
     METRIC_ROWS_EACH_END,
@@ -551,6 +551,8 @@ def render_markdown(spec: ExperimentSpec, built: dict[str, Any], pictures: dict[
     with_test = len(trials) > 0 and trials["test_accuracy"].notna().any()
     if len(variants):
         lines += [variant_table(variants, metric, with_test, with_ci=len(seeds) > 1), ""]
+        missing = missing_note(variants, trials, with_test, built["label_names"])
+        lines += [missing, ""] if missing else []
         if built["label_names"] and any(f"f1_{n}" in variants.columns for n in built["label_names"]):
             lines += ["### F1 per class (validation)", "",
                       per_class_table(variants, built["label_names"]), ""]

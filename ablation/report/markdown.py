@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from .tables import pruned_step
+from .tables import SEEDS_OF, partial_seeds, pruned_step
 
 COLUMNS = (  # (header, column, kind)
     ("train loss", "final_train_loss", "num"),
@@ -39,6 +39,18 @@ def fmt_delta(value: Any) -> str:
     return "+0.0000" if text == "-0.0000" else text  # a difference that rounds to none has no sign
 
 
+def of_seeds(row: Any, column: str) -> str:
+    """" (2 of 3 seeds)" after a mean over some of the row's seeds only: without it a mean that
+    left out a trial lacking the metric reads as the mean of every seed the row has."""
+    counted = partial_seeds(row, column)
+    return "" if counted is None else f" ({counted} of {row['seeds']:.0f} seeds)"
+
+
+def mean_cell(row: Any, column: str) -> str:
+    """A row's mean ± std of `column`, with the seeds it is over where that is not all of them."""
+    return fmt(row[column], row.get(f"{column}_std")) + of_seeds(row, column)
+
+
 def variant_table(variants: pd.DataFrame, metric: str, with_test: bool, with_ci: bool = False) -> str:
     columns = COLUMNS + (TEST_COLUMNS if with_test else ())
     ci_header = [f"{metric} 95 % CI"] if with_ci else []
@@ -57,12 +69,13 @@ def variant_table(variants: pd.DataFrame, metric: str, with_test: bool, with_ci:
         cells = [name, row["changes"]] + ([f"{row['seeds']:.0f}"] if seeds_header else [])
         for _, column, kind in columns:
             if kind == "pair":
-                cells.append(f"{fmt(row[column[0]])} / {fmt(row[column[1]])}")
+                cells.append(" / ".join(fmt(row[part]) + of_seeds(row, part) for part in column))
             else:
-                cells.append(fmt(row[column], row.get(f"{column}_std")))
+                cells.append(mean_cell(row, column))
         if with_ci:
             low, high = row.get("ci_low", math.nan), row.get("ci_high", math.nan)
-            cells.append("—" if math.isnan(low) else f"[{low:.4f}, {high:.4f}]")
+            cells.append("—" if math.isnan(low)
+                         else f"[{low:.4f}, {high:.4f}]" + of_seeds(row, "value"))
         cells.append("baseline" if row["variant"] == "baseline" else fmt_delta(row["delta"]))
         cells.append("—" if math.isnan(row["runtime_s"]) else f"{row['runtime_s']:.0f} s")
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
@@ -75,6 +88,41 @@ def per_class_table(variants: pd.DataFrame, label_names: list[str]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for _, row in variants.iterrows():
         cells = [row["variant"]] + [fmt(row.get(f"f1_{name}"), row.get(f"f1_{name}_std"))
-                                    for name in label_names]
+                                    + of_seeds(row, f"f1_{name}") for name in label_names]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+MISSING_NAMED = 20  # trials the note under the results table names; results.csv has them all
+
+
+def missing_note(variants: pd.DataFrame, trials: pd.DataFrame, with_test: bool,
+                 label_names: list[str]) -> str | None:
+    """Under the tables: what *(k of n seeds)* means and which complete trials lack which
+    metric, where a row's mean of it is over some of its seeds; None where every mean is over
+    all of its row's seeds."""
+    if not any(column.endswith(SEEDS_OF) for column in variants.columns):
+        return None
+    columns = [(header, column if kind == "pair" else (column,))
+               for header, column, kind in COLUMNS + (TEST_COLUMNS if with_test else ())]
+    columns += [(f"F1 {name}", (f"f1_{name}",)) for name in label_names]
+    rows = {row["variant"]: row for _, row in variants.iterrows()}
+    lacking: dict[str, list[str]] = {}
+    for _, trial in trials[trials["state"] == "COMPLETE"].iterrows():
+        row = rows.get(trial["variant"])
+        if row is None:
+            continue
+        headers = [header for header, parts in columns
+                   if any(partial_seeds(row, part) is not None and pd.isna(trial.get(part))
+                          for part in parts)]
+        if headers:
+            lacking[f"{trial['variant']}-s{trial['seed']}"] = headers
+    if not lacking:
+        return None
+    named = [f"`{key}` ({', '.join(headers)})" for key, headers in
+             list(lacking.items())[:MISSING_NAMED]]
+    more = len(lacking) - len(named)
+    return ("*(k of n seeds)*: the mean ± std of only the k seeds whose trial has the metric, of "
+            "the row's n complete seeds; not comparable with a mean over all n. Missing: "
+            + ", ".join(named) + (f" and {more} more trials (results.csv has each trial's "
+                                  "metrics)" if more else "") + ".")

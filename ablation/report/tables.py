@@ -73,6 +73,8 @@ def pruned_step(row: Any) -> int | None:
     return int(pruned)
 
 
+# A column's count of seeds, beside its mean: how many of the row's complete trials have it.
+SEEDS_OF = "_seeds"
 INTEGER_COLUMNS = ("seed", "trial", "best_step", "steps", "pruned_at_step", "seeds", "failed")
 
 
@@ -81,8 +83,8 @@ def for_programs(frame: pd.DataFrame) -> pd.DataFrame:
     missing value, a failed or pruned trial's, otherwise turns the whole column into floats:
     `500.0`), and the baseline's changes are empty, not the report's "—"."""
     frame = frame.copy()
-    for column in INTEGER_COLUMNS:
-        if column in frame.columns:
+    for column in frame.columns:
+        if column in INTEGER_COLUMNS or column.endswith(SEEDS_OF):
             frame[column] = pd.to_numeric(frame[column]).round().astype("Int64")
     if "changes" in frame.columns:
         frame["changes"] = frame["changes"].replace(NO_CHANGES, "")
@@ -132,9 +134,35 @@ def variants_frame(trials: pd.DataFrame, metric: str, greater_is_better: bool,
                                "seeds": len(group), "failed": int((states[runs] == "FAIL").sum()),
                                "pruned_at_step": int(pruned[0]) if pruned else None}
         for column in columns:
-            row[column], row[f"{column}_std"] = _mean_std(numbers[column][group])
+            values = numbers[column][group]
+            row[column], row[f"{column}_std"] = _mean_std(values)
+            row[f"{column}{SEEDS_OF}"] = int(np.count_nonzero(~np.isnan(values)))
         rows.append(row)
-    return with_delta_and_best(pd.DataFrame(rows), greater_is_better, order)
+    return with_delta_and_best(without_full_counts(pd.DataFrame(rows), columns),
+                               greater_is_better, order)
+
+
+def partial_seeds(row: Any, column: str) -> int | None:
+    """How many seeds a row's mean of `column` is over, where that is some but not all of its
+    complete seeds (a trial without a test evaluation, a metric undefined on a seed); None
+    where the mean is over all of them, or there is none."""
+    counted = row.get(f"{column}{SEEDS_OF}")
+    if counted is None or pd.isna(counted) or not 0 < counted < row["seeds"]:
+        return None
+    return int(counted)
+
+
+def without_full_counts(table: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
+    """The per-variant table keeping a column's seed counts only where some row's mean of it is
+    over fewer seeds than the row has: a study whose trials all have every metric keeps the
+    table (report.json's `variants`) it had."""
+    if table.empty:
+        return table
+    seeds = table["seeds"].to_numpy()
+    counts = [f"{column}{SEEDS_OF}" for column in columns]
+    unneeded = [count for count in counts
+                if not ((table[count] > 0) & (table[count].to_numpy() < seeds)).any()]
+    return table.drop(columns=unneeded)
 
 
 def with_delta_and_best(table: pd.DataFrame, greater_is_better: bool,
