@@ -194,6 +194,37 @@ def test_a_study_without_missing_metrics_has_no_seed_counts_per_metric(stored_st
     assert " seeds)" not in write_report(spec, study, built).read_text()
 
 
+def test_an_effect_that_leaves_test_for_validation_names_the_trial_without_test(write_experiment):
+    """baseline-s3's test evaluation did not happen: the comparison over seeds is on validation
+    for every seed (a test comparison would lose a seed), and the basis said only "on validation",
+    as for a study without a test split, leaving the reader to wonder why not test."""
+    path = write_experiment(variants="v = { batch_size = 32 }\n")
+    spec = load_spec(path, ["experiment.seeds=[1, 2, 3]"])
+    built = build_report(spec, _store(spec, _with_missing_metrics()))
+    [effect] = built["effects"]
+    assert effect.split == "validation" and effect.seeds == effect.interval.n == 3
+    assert effect.basis == ("macro_f1 on validation (`baseline-s3` has no test macro_f1), paired "
+                            "over seeds 1, 2, 3 (t-test)")
+
+
+def test_a_seed_whose_value_is_nan_is_left_out_of_the_pairing_and_its_count():
+    """paired_seed_difference leaves out a seed with a NaN score, but the effect said it was
+    paired over that seed too, and counted it in `seeds` (report.json's, beside n)."""
+    from ablation.report.effects import compute_effects
+
+    def record(variant: str, seed: int, value: float) -> records.TrialRecord:
+        return records.TrialRecord(number=seed, variant=variant, seed=seed,
+                                   overrides={} if variant == "baseline" else {"batch_size": 32},
+                                   state="COMPLETE", value=value, result={})
+
+    trials = [record("baseline", 1, .60), record("baseline", 2, math.nan), record("baseline", 3, .62),
+              record("baseline_v", 1, .70), record("baseline_v", 2, .71), record("baseline_v", 3, .74)]
+    [effect] = compute_effects(trials, ["baseline", "baseline_v"], "macro_f1", True, 3)
+    assert effect.seeds == effect.interval.n == 2
+    assert effect.basis == "macro_f1 on validation, paired over seeds 1, 3 (t-test)"
+    assert effect.interval.estimate == pytest.approx(0.11)
+
+
 def test_best_variant_tied_with_another_says_so(write_experiment):
     path = write_experiment(variants="v = { batch_size = 32 }\nw = { learning_rate = 1e-2 }\n")
     spec = load_spec(path)

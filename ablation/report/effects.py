@@ -52,9 +52,10 @@ ONE_SEED_CAVEAT = (
 
 
 def seed_values(records: list[TrialRecord], variant: str) -> dict[int, float]:
-    """Selection metric (on validation) per seed, complete trials only."""
+    """Selection metric (on validation) per seed, complete trials with a score only: a NaN seed
+    drops out of the pair (paired_seed_difference), so it must not be named or counted in it."""
     return {r.seed: r.value for r in records if r.variant == variant and r.complete
-            and r.value is not None}
+            and r.value is not None and not math.isnan(r.value)}
 
 
 def variant_interval(records: list[TrialRecord], variant: str) -> Interval:
@@ -104,7 +105,8 @@ def _effect(complete: list[TrialRecord], variant: str, reference: str, metric: s
     overrides = next(r.overrides for r in complete if r.variant == variant)
     if len(common) >= 2:
         paired = [r for r in complete if r.variant in (variant, reference) and r.seed in common]
-        if all(_finite((r.result.get("test") or {}).get(metric)) for r in paired):
+        without_test = [r for r in paired if not _finite((r.result.get("test") or {}).get(metric))]
+        if not without_test:
             mine, theirs = ({r.seed: float(r.result["test"][metric]) for r in paired
                              if r.variant == name} for name in (variant, reference))
             split = "test"
@@ -112,7 +114,12 @@ def _effect(complete: list[TrialRecord], variant: str, reference: str, metric: s
             split = "validation"
         interval = paired_seed_difference(mine, theirs)
         scored = metric
-        basis = f"{metric} on {split}, paired over seeds {', '.join(map(str, common))} (t-test)"
+        # Some trials have the test metric and these do not: say why this pair is on validation.
+        why = ("" if len(without_test) in (0, len(paired)) else " ("
+               + ", ".join(f"`{r.key}`" for r in sorted(without_test, key=lambda r: r.number))
+               + f" {'has' if len(without_test) == 1 else 'have'} no test {metric})")
+        basis = (f"{metric} on {split}{why}, paired over seeds {', '.join(map(str, common))} "
+                 "(t-test)")
     else:
         pair = [next(r for r in complete if r.variant == v and r.seed == common[0])
                 for v in (variant, reference)]
