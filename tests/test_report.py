@@ -225,6 +225,27 @@ def test_a_seed_whose_value_is_nan_is_left_out_of_the_pairing_and_its_count():
     assert effect.interval.estimate == pytest.approx(0.11)
 
 
+def test_a_confusion_plot_summed_over_fewer_seeds_than_its_variant_has_says_so(write_experiment,
+                                                                              monkeypatch):
+    """The title counted the variant's complete trials ("3 seeds summed") where only the trials
+    with a confusion matrix were summed."""
+    from ablation.report import _write
+
+    path = write_experiment(variants="v = { batch_size = 32 }\n")
+    spec = load_spec(path, ["experiment.seeds=[1, 2, 3]"])
+    results = _with_missing_metrics()
+    for key, result in results.items():
+        if key != "baseline-s3":
+            result["validation_confusion"] = [[3, 0, 0], [0, 3, 0], [0, 0, 3]]
+    titles: list[str] = []
+    draw = _write.plot_confusions
+    monkeypatch.setattr(_write, "plot_confusions",
+                        lambda matrices, *args: titles.extend(matrices) or draw(matrices, *args))
+    write_report(spec, _store(spec, results))
+    assert titles == ["baseline (validation, 2 of 3 seeds summed)",
+                      "baseline_v (validation, 3 seeds summed)"]
+
+
 def test_best_variant_tied_with_another_says_so(write_experiment):
     path = write_experiment(variants="v = { batch_size = 32 }\nw = { learning_rate = 1e-2 }\n")
     spec = load_spec(path)

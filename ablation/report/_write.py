@@ -244,10 +244,12 @@ def _summary_plots(built: dict[str, Any], plots_dir: Path) -> dict[str, Path]:
         metric, best, plots_dir / "metric.png", built["greater_is_better"])}
     matrices = {}
     for name in dict.fromkeys([BASELINE, best]):
-        summed = _summed_confusion(built["chosen"], name)
-        if summed is not None:
+        found = _summed_confusion(built["chosen"], name)
+        if found is not None:
+            summed, counted = found
             seeds = sum(1 for r in built["chosen"] if r.variant == name)
-            matrices[f"{name} (validation" + (f", {seeds} seeds summed)" if seeds > 1 else ")")] = summed
+            of = f"{counted} of {seeds}" if counted < seeds else f"{seeds}"  # some have none
+            matrices[f"{name} (validation" + (f", {of} seeds summed)" if seeds > 1 else ")")] = summed
     if matrices and built["label_names"]:
         pictures["confusion"] = plot_confusions(matrices, built["label_names"],
                                                 plots_dir / "confusion.png")
@@ -258,10 +260,13 @@ def _summary_plots(built: dict[str, Any], plots_dir: Path) -> dict[str, Path]:
     return pictures
 
 
-def _summed_confusion(records: list[TrialRecord], variant: str | None) -> list[list[int]] | None:
+def _summed_confusion(records: list[TrialRecord], variant: str | None
+                      ) -> tuple[list[list[int]], int] | None:
+    """The variant's validation confusion matrices summed, and how many there were (a trial
+    without one is left out of the sum)."""
     matrices = [r.result["validation_confusion"] for r in records
                 if r.variant == variant and r.result.get("validation_confusion")]
-    return np.sum(matrices, axis=0).tolist() if matrices else None
+    return (np.sum(matrices, axis=0).tolist(), len(matrices)) if matrices else None
 
 
 def _learning_curve_points(built: dict[str, Any]) -> list[tuple[int, float, float, float]]:
