@@ -317,4 +317,6 @@ def _format_value(value: Any) -> str:
         return human_number(value)
     if isinstance(value, dict):
         return "{" + ", ".join(f"{k}={_format_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):  # class_weight = [1, 2, 3], read as floats: as the file writes it
+        return "[" + ", ".join(_format_value(v) for v in value) + "]"
     return str(value)

@@ -902,6 +902,13 @@ def test_describe_changes_keeps_strings() -> None:
     assert text == "class_weight=balanced, dropout=0.3"
 
 
+def test_describe_changes_writes_class_weights_as_the_file_does() -> None:
+    # the file's `class_weight = [1, 2, 3]` is read as floats; the name says cw-1-2-3, and so
+    # must the report's changes column and the plan, not [1.0, 2.0, 3.0]
+    assert describe_changes({"class_weight": [1.0, 2.0, 3.0]}) == "class_weight=[1, 2, 3]"
+    assert describe_changes({"class_weight": [0.5, 1e-4]}) == "class_weight=[0.5, 1e-4]"
+
+
 @pytest.mark.parametrize(("value", "text"), [
     (5e-05, "5e-5"),
     (1e-4, "1e-4"),
