@@ -691,7 +691,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     folder, spec = resolve_model(args.model, args.sets, need_data=False, trial=args.trial)
     _note_stale_best_model(spec, args)
-    rows = predict(folder, read_texts(args.texts, args.file), args.batch_size)
+    rows = predict(folder, read_texts(args.texts, args.file), args.batch_size, spec)
     if args.json:
         _emit("\n".join(json.dumps(row, ensure_ascii=False) for row in rows))
     else:
@@ -719,7 +719,13 @@ def _emit(text: str) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .data import row_count
-    from .inference import evaluate, evaluation_frame, format_evaluation, model_label_names
+    from .inference import (
+        evaluate,
+        evaluation_frame,
+        format_evaluation,
+        model_label_names,
+        trained_pair_column,
+    )
     from .models import model_info, resolve_model
 
     if args.dataset is None:  # they describe --dataset; the study's own data has its [data]
@@ -742,7 +748,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     label_names, info, notes = model_label_names(folder), model_info(folder), []
     frame, source = evaluation_frame(spec, label_names, args.dataset, args.config,
                                      args.split, args.text_column, args.label_column,
-                                     info.get("text_pair_column"), notes, labels=args.labels)
+                                     pair_column=trained_pair_column(info, spec), notes=notes,
+                                     labels=args.labels)
     _print_notes(notes, frame, label_names)
     result = evaluate(folder, frame, args.batch_size)
     trial = info.get("trial")
@@ -780,7 +787,13 @@ def _evaluate_checkpoints(args: argparse.Namespace) -> int:
     """`evaluate STUDY --checkpoints TRIAL`: each kept checkpoint on validation (or --split)."""
     from .config import load_spec
     from .data import row_count
-    from .inference import checkpoint_folders, evaluate, evaluation_frame, model_label_names
+    from .inference import (
+        checkpoint_folders,
+        evaluate,
+        evaluation_frame,
+        model_label_names,
+        trained_pair_column,
+    )
     from .models import BEST_MODEL, MODEL_DIR, model_info
 
     if not Path(args.model).is_file():
@@ -789,24 +802,26 @@ def _evaluate_checkpoints(args: argparse.Namespace) -> int:
     spec = load_spec(args.model, args.sets, need_data=args.dataset is None)
     folders = checkpoint_folders(spec, args.checkpoints)
     metric, greater = spec.experiment.metric, spec.greater_is_better
-    label_names, notes = model_label_names(folders[0]), []
-    frame, source = evaluation_frame(spec, label_names, args.dataset, args.config,
-                                     args.split, args.text_column, args.label_column,
-                                     notes=notes, default_split="validation", labels=args.labels)
-    _print_notes(notes, frame, label_names)
-    # A checkpoint folder from before checkpoints carried it reads texts at the pretrained
-    # limit: truncated where the trial truncated (its model's ablate.json), as its trial scored it.
+    # A checkpoint folder carries no ablate.json: its trial's model's says how the trial read
+    # its texts (where it truncated, which second text), as its trial scored it.
     kept = spec.output_dir / "trials" / args.checkpoints / MODEL_DIR
     if not model_info(kept) and model_info(spec.output_dir / BEST_MODEL).get("trial") == args.checkpoints:
         kept = spec.output_dir / BEST_MODEL  # save_models = "best" moved it there
-    max_length = model_info(kept).get("max_length")
+    trained = model_info(kept)
+    label_names, notes = model_label_names(folders[0]), []
+    frame, source = evaluation_frame(spec, label_names, args.dataset, args.config,
+                                     args.split, args.text_column, args.label_column,
+                                     pair_column=trained_pair_column(trained, spec), notes=notes,
+                                     default_split="validation", labels=args.labels)
+    _print_notes(notes, frame, label_names)
+    max_length = trained.get("max_length")
     rows = []
     for folder in folders:
         result = evaluate(folder, frame, args.batch_size, max_length)
         rows.append({"step": int(folder.name.split("-")[-1]), "checkpoint": str(folder),
                      **{k: result.metrics[k] for k in ("accuracy", "macro_f1", "eval_loss", metric)}})
     peak = (max if greater else min)(rows, key=lambda row: row[metric])
-    selected = model_info(kept).get("best_step")
+    selected = trained.get("best_step")
     if args.json:
         _emit(json.dumps({"trial": args.checkpoints, "data": source, "metric": metric,
                           "peak_step": peak["step"], "selected_step": selected, "checkpoints": rows},

@@ -20,12 +20,23 @@ import numpy as np
 import pandas as pd
 
 from .errors import AblateInputError, first_line
-from .models import model_info
+from .models import MODEL_INFO, model_info
 
 DEFAULT_MAX_LENGTH = 512  # for a model folder that ablate did not write (no ablate.json)
 # The second text's column by name, as transformers' pipelines take it ({"text", "text_pair"}):
 # data that has it, evaluated with a model trained on single texts, is told that it is not read.
 PAIR_COLUMN = "text_pair"
+
+
+def trained_pair_column(info: dict[str, Any], spec: Any = None) -> str | None:
+    """The column of the second text the model was trained with; None: single texts. Its
+    ablate.json (`info`) decides: the study file may have gained or lost [data]
+    text_pair_column since the model was trained. Where ablate.json does not say (written before
+    it recorded the column, or no ablate.json), the study file (`spec`) is the only record; a
+    model folder alone then reads single texts."""
+    if "text_pair_column" in info:
+        return info["text_pair_column"] or None
+    return spec.data.text_pair_column if spec is not None else None
 
 
 def load_classifier(folder: Path) -> tuple[Any, Any, str]:
@@ -206,11 +217,14 @@ def _batches(order: np.ndarray, lengths: np.ndarray, batch_size: int,
     return batches
 
 
-def predict(folder: Path, texts: list[str], batch_size: int | None = None) -> list[dict[str, Any]]:
-    """Per text: the top label, its probability, and every label's probability (top first)."""
+def predict(folder: Path, texts: list[str], batch_size: int | None = None,
+            spec: Any = None) -> list[dict[str, Any]]:
+    """Per text: the top label, its probability, and every label's probability (top first).
+    `spec`: the study file the model was named by, the record of a model whose ablate.json
+    predates text_pair_column."""
     from scipy.special import softmax
 
-    pair = model_info(folder).get("text_pair_column")
+    pair = trained_pair_column(model_info(folder), spec)
     if pair:  # its labels would come from the first text alone, and be wrong
         raise AblateInputError(
             f"{folder} was trained on text pairs ([data] text_pair_column = {pair!r}); `ablate "
@@ -469,17 +483,18 @@ STUDY_SPLITS = ("train", "validation", "test")
 
 
 def evaluation_frame(spec: Any, label_names: list[str], dataset: str | None, config: str | None,
-                     split: str | None, text_column: str | None, label_column: str | None,
-                     text_pair_column: str | None = None, notes: list[str] | None = None,
+                     split: str | None, text_column: str | None, label_column: str | None, *,
+                     pair_column: str | None, notes: list[str] | None = None,
                      default_split: str = "test",
                      labels: str | None = None) -> tuple[pd.DataFrame, str]:
     """The labelled rows to evaluate on, with the model's class ids, and where they come from.
 
     Without --dataset: the study's own splits exactly as its trials saw them (validation carved
     from train, subsamples taken). With --dataset: that split of it, every row (a single file is
-    read whole: it has no splits to choose from); a model trained on text pairs
-    (`text_pair_column`, from its ablate.json) reads its second text from there; `labels`
-    (--labels) says whether its labels are the model's label names or its class ids."""
+    read whole: it has no splits to choose from). The second text is read from `pair_column`,
+    the one the model was trained with (trained_pair_column), None: single texts; where the
+    study file says otherwise, a note says which is read. `labels` (--labels) says whether its
+    labels are the model's label names or its class ids."""
     import dataclasses
 
     from .config import DataSpec, looks_local_dataset
@@ -508,13 +523,20 @@ def evaluation_frame(spec: Any, label_names: list[str], dataset: str | None, con
             raise AblateInputError(
                 f"--split {split!r}: without --dataset the study's own data is used, whose splits "
                 f"are {', '.join(STUDY_SPLITS)} (as its trials saw them)")
-        splits = load_study_splits(spec)
+        trained = _read_as_trained(spec, pair_column)
+        try:
+            splits = load_study_splits(trained)
+        except AblateInputError as err:
+            raise AblateInputError(_lacks_pair_column(str(err), spec, pair_column)) from None
         frame = {"train": splits.train, "validation": splits.validation, "test": splits.test}[split]
         if frame is None:
             raise AblateInputError(
                 f"--split test: the data of study {spec.name!r} has no test split; use "
                 "--split validation, or --dataset for other data")
-        _check_study_rows(spec, splits.fingerprint(), split)
+        _check_study_rows(trained, splits.fingerprint(), split, trained is not spec)
+        disagreement = _pair_disagreement(spec, pair_column)
+        if disagreement and notes is not None:
+            notes.append(disagreement)
         if splits.label_names != label_names:
             raise AblateInputError(
                 f"the model's labels ({', '.join(label_names)}) are not the study's "
@@ -525,7 +547,7 @@ def evaluation_frame(spec: Any, label_names: list[str], dataset: str | None, con
     data_spec = dataclasses.replace(
         base, dataset=dataset, config=config, revision=None, train_split=split,
         text_column=text_column or base.text_column, label_column=label_column or base.label_column,
-        text_pair_column=text_pair_column or base.text_pair_column)
+        text_pair_column=pair_column)
     if data_spec.text_column == data_spec.label_column:
         column = data_spec.text_column
         raise AblateInputError(
@@ -543,7 +565,10 @@ def evaluation_frame(spec: Any, label_names: list[str], dataset: str | None, con
     except AblateInputError as err:
         given_options = {"--text-column": bool(text_column), "--label-column": bool(label_column)}
         raise AblateInputError(_as_options(str(err), given_options, spec is not None)) from None
-    if (PAIR_COLUMN in columns and not data_spec.text_pair_column and notes is not None
+    disagreement = _pair_disagreement(spec, pair_column)
+    if disagreement and notes is not None:
+        notes.append(disagreement)  # it says what is read, of a text_pair column too
+    elif (PAIR_COLUMN in columns and not data_spec.text_pair_column and notes is not None
             and PAIR_COLUMN not in (data_spec.text_column, data_spec.label_column)):
         notes.append(f"column {PAIR_COLUMN!r} of {given} is not read: the model was trained on "
                      f"single texts, so it is scored on column {data_spec.text_column!r} alone")
@@ -582,10 +607,66 @@ def _declared_names(frame: pd.DataFrame, declared: list[str], label_names: list[
     return frame.assign(label=names)
 
 
-def _check_study_rows(spec: Any, fingerprint: str, split: str) -> None:
+def _read_as_trained(spec: Any, pair_column: str | None) -> Any:
+    """The study's spec, its [data] reading the second text the model was trained with (its
+    ablate.json) where the study file now says another; a --set of that key no longer applies."""
+    import dataclasses
+
+    from .config import set_key
+
+    if pair_column == spec.data.text_pair_column:
+        return spec
+    return dataclasses.replace(
+        spec, data=dataclasses.replace(spec.data, text_pair_column=pair_column),
+        sets=tuple(item for item in spec.sets if set_key(item) != "data.text_pair_column"))
+
+
+def _pair_disagreement(spec: Any, pair_column: str | None) -> str | None:
+    """One line saying which second text is read where the study file (or a --set) names
+    another text_pair_column than the model was trained with; None where they agree."""
+    from .config import from_here, last_set
+
+    if spec is None or spec.data.text_pair_column == pair_column:
+        return None
+    file, given = from_here(spec.path), last_set(spec.sets, "data.text_pair_column")
+    named = (f"--set {given!r}" if given else
+             f"[data] text_pair_column = {spec.data.text_pair_column!r} of {file}")
+    if pair_column is None:
+        return (f"{named} is not read: the model was trained on single texts (its {MODEL_INFO}), "
+                f"so it is scored on column {spec.data.text_column!r} alone")
+    if spec.data.text_pair_column is None:
+        return f"{_trained_on_pairs(pair_column)}, which [data] of {file} does not name: that column is read"
+    return f"{named} is not read: {_trained_on_pairs(pair_column)}, so that column is read"
+
+
+def _trained_on_pairs(pair_column: str) -> str:
+    return (f"the model was trained on text pairs whose second text is column {pair_column!r} "
+            f"(its {MODEL_INFO})")
+
+
+def _lacks_pair_column(message: str, spec: Any, pair_column: str | None) -> str:
+    """The study's data lacks the column of the second text the model was trained with (the
+    study file names another, or none): data.py's line blames [data], which did not name it."""
+    from .config import from_here
+
+    missing = f"[data] text_pair_column = {pair_column!r}: "
+    if spec.data.text_pair_column == pair_column or not message.startswith(missing):
+        return message  # [data] names it: the study file's own mistake, blamed on it
+    file = from_here(spec.path)
+    study = (f"which [data] of {file} does not name" if spec.data.text_pair_column is None
+             else f"not {spec.data.text_pair_column!r} as [data] of {file} says")
+    # data.py's "did you mean" names a column of this data: the model's cannot be renamed.
+    lacking = re.sub(r"; did you mean ('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")\?", "",
+                     message.removeprefix(missing), count=1)
+    return (f"{_trained_on_pairs(pair_column)}, {study}: {lacking}; evaluate it on data with a "
+            f"{pair_column!r} column (--dataset)")
+
+
+def _check_study_rows(spec: Any, fingerprint: str, split: str, read_as_trained: bool = False) -> None:
     """The study's splits are rebuilt from its [data]: refused when the files now give other rows
     than its trials trained and were tested on (the carved test split would be other rows, some
-    of them trained on)."""
+    of them trained on). `read_as_trained`: [data] reads the model's second text, not the study
+    file's; a study stored with the file's reading has fingerprinted other columns."""
     from . import queue
     from .sweep import DATA_FINGERPRINT, check_same_study
 
@@ -593,6 +674,9 @@ def _check_study_rows(spec: Any, fingerprint: str, split: str) -> None:
         study = queue.open_study(spec, create=False)
     except queue.StudyNotFound:  # a model folder moved without its study
         return
+    ran_on = (study.user_attrs.get("data") or {}).get("text_pair_column", spec.data.text_pair_column)
+    if read_as_trained and ran_on != spec.data.text_pair_column:
+        return  # the note says which second text is read
     stored = study.user_attrs.get(DATA_FINGERPRINT)  # None: a study from before fingerprints
     if stored is not None and stored != fingerprint:
         # [data] keys other than the study's (evaluate without the --set options it ran with)
