@@ -591,13 +591,16 @@ def load_raw_splits(spec: DataSpec) -> tuple[dict[str, pd.DataFrame], dict[str, 
 
 
 def _check_columns(frame: pd.DataFrame, split: str, spec: DataSpec) -> None:
-    for key in ("text_column", "text_pair_column", "label_column"):
+    keys = ("text_column", "text_pair_column", "label_column")
+    for key in keys:
         column = getattr(spec, key)
         if column is not None and column not in frame.columns:
+            # A column another key already reads is no typo of this one ('text2' is not 'text')
+            taken = {getattr(spec, other) for other in keys if other != key}
+            options = [str(c) for c in frame.columns if str(c) not in taken]
             raise AblateInputError(
                 f"[data] {key} = {column!r}: split {split!r} of {spec.dataset} has no such column"
-                f"{_did_you_mean(column, [str(c) for c in frame.columns])} "
-                f"(columns: {_column_list(frame)})")
+                f"{_did_you_mean(column, options)} (columns: {_column_list(frame)})")
 
 
 def _column_list(frame: pd.DataFrame) -> str:

@@ -467,6 +467,14 @@ def test_missing_column_is_an_error_listing_the_columns(data_dir: Path, key: str
     assert "has no such column" in message and "columns: 'text', 'label'" in message
 
 
+def test_a_missing_column_is_not_taken_for_a_typo_of_one_another_key_reads(data_dir: Path):
+    """'text2' is close to 'text', but 'text' is the text column: suggesting it would pair each
+    text with itself."""
+    message = load_error(spec(data_dir, text_pair_column="text2"))
+    assert "did you mean" not in message, message
+    assert "did you mean 'text'?" in load_error(spec(data_dir, text_column="txt"))
+
+
 def test_text_pair_column_is_carried_as_text_pair(tmp_path: Path):
     frame = pd.DataFrame({
         "premise": [f"premise {i}" for i in range(40)],
