@@ -643,7 +643,8 @@ def _search_once(job: Work, outcome: RunOutcome) -> bool:
                      f"(search {len(made) + 1}/{search.n_trials})")
             job.echo.trial_started(trial.key, trial.seed)
             _run_one(job.study, optuna_trial, trial, job.spec, data, tokenizer, job.tracker,
-                     trial.variant, outcome, job.echo, pruning, beat.lost)
+                     tracker_run_name(job.study, optuna_trial.number, trial.key), outcome,
+                     job.echo, pruning, beat.lost)
         except KeyboardInterrupt:  # before training too: recorded, not left RUNNING
             _fail_if_running(job.study, optuna_trial)
             raise

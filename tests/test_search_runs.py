@@ -24,8 +24,8 @@ CONTINUOUS = ("learning_rate = { low = 1e-4, high = 1e-2, log = true }\n"
 
 
 def searched(write_experiment, n_trials: int, space: str = CONTINUOUS, sampler: str = "random",
-             name: str = "tiny", variants: str = "") -> Path:
-    return write_experiment(name=name, baseline=QUICK, variants=variants, extra=(
+             name: str = "tiny", variants: str = "", tracking: str = 'backend = "none"') -> Path:
+    return write_experiment(name=name, baseline=QUICK, variants=variants, tracking=tracking, extra=(
         f'[search]\nn_trials = {n_trials}\nsampler = "{sampler}"\n[search.space]\n{space}'))
 
 
@@ -135,6 +135,32 @@ def test_tpe_uses_the_constant_liar_and_seeds_differ_by_trial() -> None:
 
 
 # --------------------------------------------------------------------------- H3: retried, not lost
+
+
+def test_search_trials_swanlab_runs_are_named_by_their_key_as_status_names_them(write_experiment,
+                                                                                monkeypatch):
+    """A new search trial's run was named `search_2`, and its retry `search_2-s42-try2`: the
+    dashboard's names matched neither `status` and the trial's folder nor each other."""
+    import sqlite3
+
+    path = searched(write_experiment, 2, tracking='backend = "swanlab"\nmode = "local"')
+    real_train = train.train_trial
+
+    def ctrl_c_in_search_2(trial, *args, **kwargs):
+        if trial.variant == "search_2":
+            raise KeyboardInterrupt
+        return real_train(trial, *args, **kwargs)
+
+    monkeypatch.setattr(train, "train_trial", ctrl_c_in_search_2)
+    assert run(path) == 130
+    monkeypatch.undo()
+    assert run(path) == 0
+    output_dir = load_spec(path).output_dir
+    with sqlite3.connect(output_dir / "swanlog" / "runs.swanlab") as db:
+        runs = list(db.execute("select name, status from experiment order by id"))
+    assert runs == [("baseline-s42", 1), ("search_1-s42", 1), ("search_2-s42", -1),
+                    ("search_2-s42-try2", 1)]
+    assert {name for name, _ in runs[:3]} == {folder.name for folder in (output_dir / "trials").iterdir()}
 
 
 def test_an_interrupted_search_trial_is_tried_again_with_its_parameters(write_experiment,
