@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from . import interrupts
 from .config import TrackingSpec
 from .errors import first_line
 from .locking import file_lock
@@ -73,12 +74,15 @@ class SwanLabTracker:
         self._start_run(name, group, config)
 
     def _start_run(self, name: str, group: str, config: dict[str, Any]) -> None:
-        """Start one run of the trial: its first, or a retry's (start_over)."""
-        self._started, self._logged = (name, group, config), False
-        self._start_mode(name, group, config)
-        folder = self._fell_back_dir()
-        if folder is not None:
-            self._offline_dirs.append(folder)
+        """Start one run of the trial: its first, or a retry's (start_over). A Ctrl+C or SIGTERM
+        meanwhile comes once the run is ours to finish: inside swanlab.init it left a folder
+        that no dashboard lists and a trial recorded as interrupted without its run."""
+        with interrupts.held():
+            self._started, self._logged = (name, group, config), False
+            self._start_mode(name, group, config)
+            folder = self._fell_back_dir()
+            if folder is not None:
+                self._offline_dirs.append(folder)
 
     def _start_mode(self, name: str, group: str, config: dict[str, Any]) -> None:
         modes = [self.mode] + (["offline"] if self.mode not in ("offline", "disabled") else [])

@@ -107,6 +107,34 @@ def test_out_of_memory_at_batch_one_fails_the_trial_and_the_study_goes_on(write_
         "OutOfMemoryAtBatchOne: out of memory even at batch_size 1 (tried [4, 2] before)")
 
 
+def test_ctrl_c_while_the_swanlab_run_starts_leaves_a_crashed_run(write_experiment, monkeypatch):
+    """Ctrl+C (`run --workers` passes it on to its workers) inside swanlab.init, before the run
+    was made: the trial was recorded as interrupted with no run in the dashboard, only a stray
+    folder outside SwanLab's database. The signal now waits until the run has started, which
+    then ends as crashed, as any interrupted trial's run does."""
+    import signal
+    import sqlite3
+
+    import swanlab
+    from conftest import signal_self
+
+    real_init = swanlab.init
+
+    def init(*args, **kwargs):
+        signal_self(signal.SIGINT)
+        return real_init(*args, **kwargs)
+
+    monkeypatch.setattr(swanlab, "init", init)
+    path = write_experiment(variants="", tracking='backend = "swanlab"\nmode = "local"')
+    assert cli.main(["run", str(path)]) == 130
+    (trial,) = _trials(path)
+    assert (trial.state.name, trial.user_attrs["error"]) == ("FAIL", "interrupted (Ctrl+C or SIGTERM)")
+    swanlog = load_spec(path).output_dir / "swanlog"
+    with sqlite3.connect(swanlog / "runs.swanlab") as db:
+        assert list(db.execute("select name, status from experiment")) == [("baseline-s42", -1)]
+    assert len(list(swanlog.glob("run-*"))) == 1
+
+
 def test_a_tracker_that_cannot_start_online_logs_offline_with_one_warning(write_experiment,
                                                                           monkeypatch, caplog,
                                                                           capsys):
