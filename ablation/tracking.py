@@ -31,9 +31,10 @@ class Tracker(Protocol):
 
     def finish(self, error: str | None = None) -> None: ...
 
-    def start_over(self, suffix: str, reason: str) -> None:
+    def start_over(self, suffix: str, reason: str, changes: dict[str, Any]) -> None:
         """The trial trains again from step 0 in this process (an out-of-memory back-off): its
-        points go to a new run, `<name><suffix>`, if the failed attempt logged any."""
+        points go to a new run, `<name><suffix>`, if the failed attempt logged any; `changes`
+        (what it now trains with) are added to the run's config."""
 
 
 class NullTracker:
@@ -48,7 +49,7 @@ class NullTracker:
     def finish(self, error: str | None = None) -> None:
         pass
 
-    def start_over(self, suffix: str, reason: str) -> None:
+    def start_over(self, suffix: str, reason: str, changes: dict[str, Any]) -> None:
         pass
 
 
@@ -166,15 +167,20 @@ class SwanLabTracker:
         del run
         gc.collect()  # SwanLab's local database connections close only when collected
 
-    def start_over(self, suffix: str, reason: str) -> None:
+    def start_over(self, suffix: str, reason: str, changes: dict[str, Any]) -> None:
         """SwanLab keeps the first point logged at a step and drops later ones: the new attempt's
-        curves, logged at the same steps, would show the failed attempt's start instead."""
-        if self._run is None or not self._logged or self._started is None:
-            return  # nothing logged yet (out of memory at the first step): the run goes on
+        curves, logged at the same steps, would show the failed attempt's start instead. Its
+        config says the batch it trains with, which the trial's recipe no longer does."""
+        if self._run is None or self._started is None:
+            return
         name, group, config = self._started
+        if not self._logged:  # nothing logged yet (out of memory at the first step): it goes on
+            self._run.config.update(changes)
+            self._started = (name, group, config | changes)
+            return
         root = self._root or name  # a second back-off: baseline-s42-oom2, not ...-oom1-oom2
         self.finish(error=f"{reason}; the trial goes on in run {root}{suffix}")
-        self._start_run(root + suffix, group, config)
+        self._start_run(root + suffix, group, config | changes)
         self._root = root
 
 

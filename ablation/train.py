@@ -800,16 +800,21 @@ def train_with_backoff(trial: TrialSpec, spec: ExperimentSpec, data: TokenizedDa
                         "gradient_accumulation_steps": recipe.gradient_accumulation_steps})
         echo(f"  {trial.key}: out of memory at batch_size {recipe.batch_size}; retrying with "
              f"batch_size {smaller.batch_size} × accumulation {smaller.gradient_accumulation_steps}")
-        tracker.start_over(f"-oom{len(backoff)}",
-                           f"out of memory at batch_size {recipe.batch_size}")
+        tracker.start_over(f"-oom{len(backoff)}", f"out of memory at batch_size {recipe.batch_size}",
+                           _backoff_record(backoff, smaller))
         log.warning("trial %s out of memory at batch_size %s: %s", trial.key, recipe.batch_size,
                     reason)
         trial = dataclasses.replace(trial, recipe=smaller)
     if backoff:
-        result["oom_backoff"] = backoff
-        result["batch_size"] = trial.recipe.batch_size
-        result["gradient_accumulation_steps"] = trial.recipe.gradient_accumulation_steps
+        result |= _backoff_record(backoff, trial.recipe)
     return result
+
+
+def _backoff_record(backoff: list[dict[str, Any]], recipe: Recipe) -> dict[str, Any]:
+    """What the stored result and the tracker's config say of out-of-memory retries: the batches
+    that failed, and the one the trial then trained with."""
+    return {"oom_backoff": list(backoff), "batch_size": recipe.batch_size,
+            "gradient_accumulation_steps": recipe.gradient_accumulation_steps}
 
 
 class _QuietProgress(ProgressCallback):

@@ -10,6 +10,7 @@ import optuna
 import pytest
 import torch
 import transformers
+import yaml
 
 from ablation import cli, train
 from ablation.config import load_spec
@@ -93,6 +94,43 @@ def test_out_of_memory_mid_training_gives_the_retry_its_own_swanlab_run(write_ex
     assert len(retry) == len(history)
     assert [retry[entry["step"]] for entry in history] == pytest.approx(
         [entry["loss"] for entry in history])
+
+    # Each run's config says the batch it trained with, as the stored result does: the retries'
+    # configs showed the file's batch_size 32 for runs that trained at 16 and at 8.
+    def config(name: str) -> dict:
+        text = (swanlog / runs[name][1] / "files" / "config.yaml").read_text()
+        return {key: value["value"] for key, value in yaml.safe_load(text).items()}
+
+    assert "oom_backoff" not in config("baseline-s42")
+    result = trial.user_attrs["result"]
+    retried = config("baseline-s42-oom2")
+    assert retried["oom_backoff"] == result["oom_backoff"]
+    assert (retried["batch_size"], retried["gradient_accumulation_steps"]) == (
+        result["batch_size"], result["gradient_accumulation_steps"]) == (8, 4)
+    assert config("baseline-s42-oom1")["oom_backoff"] == result["oom_backoff"][:1]
+
+
+def test_out_of_memory_before_any_point_keeps_the_run_and_says_the_batch_it_trained_with(
+        write_experiment, oom_above):
+    """Out of memory at the first step: the run goes on (nothing of the failed attempt in it), and
+    its config now says the batch the trial trained with, not only the file's."""
+    import sqlite3
+
+    path = write_experiment(variants="", tracking='backend = "swanlab"\nmode = "local"',
+                            baseline="batch_size = 32\nmax_steps = 2\nlogging_steps = 1\n")
+    oom_above(8)
+    assert cli.main(["run", str(path)]) == 0
+    (trial,) = _trials(path)
+    result = trial.user_attrs["result"]
+    swanlog = load_spec(path).output_dir / "swanlog"
+    with sqlite3.connect(swanlog / "runs.swanlab") as db:
+        ((name, run_id),) = db.execute("select name, run_id from experiment").fetchall()
+    assert name == "baseline-s42"
+    text = (swanlog / run_id / "files" / "config.yaml").read_text()
+    config = {key: value["value"] for key, value in yaml.safe_load(text).items()}
+    assert config["recipe"]["batch_size"] == 32  # the trial's recipe, as the file gives it
+    assert config["oom_backoff"] == result["oom_backoff"]
+    assert (config["batch_size"], config["gradient_accumulation_steps"]) == (8, 4)
 
 
 def test_out_of_memory_at_batch_one_fails_the_trial_and_the_study_goes_on(write_experiment,
