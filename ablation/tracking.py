@@ -7,6 +7,7 @@ run makes the next trial's points collide with it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 import logging
@@ -77,8 +78,10 @@ class SwanLabTracker:
     def _start_run(self, name: str, group: str, config: dict[str, Any]) -> None:
         """Start one run of the trial: its first, or a retry's (start_over). A Ctrl+C or SIGTERM
         meanwhile comes once the run is ours to finish: inside swanlab.init it left a folder
-        that no dashboard lists and a trial recorded as interrupted without its run."""
-        with interrupts.held():
+        that no dashboard lists and a trial recorded as interrupted without its run. Not online,
+        where init waits on the network for as long as it takes: there Ctrl+C stops it at once."""
+        waits = interrupts.held() if self.mode != "online" else contextlib.nullcontext()
+        with waits:
             self._started, self._logged = (name, group, config), False
             self._start_mode(name, group, config)
             folder = self._fell_back_dir()

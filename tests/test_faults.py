@@ -173,6 +173,30 @@ def test_ctrl_c_while_the_swanlab_run_starts_leaves_a_crashed_run(write_experime
     assert len(list(swanlog.glob("run-*"))) == 1
 
 
+def test_ctrl_c_while_an_online_run_starts_stops_at_once(tmp_path, monkeypatch):
+    """Online, swanlab.init waits on the network for as long as it takes (a slow or hung
+    connection): Ctrl+C there must not wait for it to end."""
+    import signal
+
+    from conftest import signal_self
+
+    from ablation import interrupts
+    from ablation.config import TrackingSpec
+    from ablation.tracking import SwanLabTracker
+
+    went_on = []
+
+    def init(self, name, group, config, mode):
+        signal_self(signal.SIGINT)
+        went_on.append(mode)  # the network wait, after Ctrl+C
+
+    monkeypatch.setattr(SwanLabTracker, "_init", init)
+    tracker = SwanLabTracker(TrackingSpec(backend="swanlab", mode="online"), tmp_path)
+    with interrupts.handled(graceful=False), pytest.raises(KeyboardInterrupt):
+        tracker.start("baseline-s42", "study", {})
+    assert went_on == []
+
+
 def test_a_tracker_that_cannot_start_online_logs_offline_with_one_warning(write_experiment,
                                                                           monkeypatch, caplog,
                                                                           capsys):
