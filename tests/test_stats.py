@@ -368,3 +368,19 @@ def test_effects_tested_together_are_holm_adjusted_and_the_verdicts_that_fall_ar
     assert "still has p < 0.05" in tested_together(effects[1:], holm_adjusted(effects[1:]))
     assert tested_together(effects[3:], holm_adjusted(effects[3:])) is None  # nothing called
     assert holm_adjusted(effects[:1]) == {}  # one comparison: nothing to correct
+
+
+@pytest.mark.parametrize("batched", [True, False])
+def test_two_models_that_disagree_on_one_example_get_p_1_not_a_crash(batched):
+    """An [ablation] study whose full_minus_* trial differed from full on one validation example
+    stopped `ablate run` with scipy's "each sample in `data` must contain two or more
+    observations" traceback: the exact test swapped the one disagreement alone. Its two swap
+    patterns give the observed difference and its opposite, so the exact two-sided p is 1."""
+    labels = np.array([0] * 10 + [1] * 10)
+    baseline = labels.copy()
+    variant = labels.copy()
+    variant[0] = 1
+    macro_f1 = (metric_function("macro_f1", classes=range(2)) if batched else
+                lambda y, p: metric_function("macro_f1")(y, p))
+    result = paired_bootstrap_difference(variant, baseline, labels, macro_f1, n_resamples=50)
+    assert result.p_value == 1.0 and result.estimate < 0

@@ -182,10 +182,11 @@ def paired_permutation_p(ours: np.ndarray, theirs: np.ndarray, truth: np.ndarray
     where the models disagree on few examples): under "no difference" either model could have
     made either prediction. The same metric as the
     interval, so the two agree about what they test. Fewer than 2 examples, or the same
-    predictions: 1.0 (every swap gives the same difference)."""
-    if len(truth) < 2 or np.array_equal(ours, theirs):
-        return 1.0
+    predictions: 1.0 (every swap gives the same difference); one disagreement: 1.0 too (its two
+    swaps give the difference and its opposite; scipy refuses a sample of one)."""
     discordant = np.flatnonzero(ours != theirs)
+    if len(truth) < 2 or len(discordant) < 2:
+        return 1.0
     if 2 ** len(discordant) <= n_resamples:
         # Swapping two equal predictions changes nothing: over the examples where the models
         # disagree scipy tries every swap pattern once, the exact p, not a random estimate of it
