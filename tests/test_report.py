@@ -999,3 +999,54 @@ def test_a_learning_curve_label_too_big_for_its_figure_gives_no_warning(tmp_path
         path = plots.plot_learning_curve([(10, 0.5, 0.4, 0.6), (100, 0.6, 0.5, 0.7)],
                                          "macro_f1\n" * 40, tmp_path / "learning_curve.png")
     assert plots.plt.imread(path).shape[1] > 6 * 110
+
+
+def _lines_under_legend(fig) -> list[str]:
+    """The labels of the lines a figure's legend is drawn over (in the picture as saved)."""
+    fig.draw_without_rendering()
+    ax = fig.axes[0]
+    box = ax.get_legend().get_window_extent()
+    under = []
+    for line in ax.get_lines():
+        path = line.get_transform().transform_path(line.get_path())
+        if path.intersects_bbox(box, filled=False) or box.count_contains(path.vertices):
+            under.append(line.get_label())
+    return under
+
+
+def test_a_curve_plots_legend_that_would_cover_a_line_goes_beside_the_axes(tmp_path, monkeypatch):
+    """Three variants with 70-character names: matplotlib's best place for their wide legend was
+    still over the lines (the baseline's grad-norm peak, its last evaluations), hiding the data the
+    table quotes. Where no place inside is clear the legend goes beside the axes, the picture wider
+    by it; a legend that fits clear of the lines stays where it was."""
+    from ablation.report import plots
+
+    long = ["baseline", "with_a_much_larger_learning_rate_and_cosine_schedule_and_warmup_too",
+            "smaller_learning_rate_with_label_smoothing_and_class_weights_balanced"]
+    shapes = [lambda x: 1 - x, lambda x: x, lambda x: 0.5 + 0.45 * (-1) ** round(10 * x)]
+
+    def chosen(names):
+        made = []
+        for i, (name, shape) in enumerate(zip(names, shapes, strict=True)):
+            history = [{"step": s, "epoch": s / 20, "loss": shape(s / 20),
+                        "grad_norm": shape(s / 20), "learning_rate": 1e-3} for s in range(21)]
+            made.append(records.TrialRecord(number=i, variant=name, seed=42, overrides={},
+                                            state="COMPLETE", value=0.5,
+                                            result={"history": history, "eval_history": []}))
+        return made
+
+    seen: dict[str, tuple] = {}
+
+    def keep(fig, path, tight=True):
+        legend = fig.axes[0].get_legend()
+        seen[path.stem] = (_lines_under_legend(fig), legend.get_bbox_to_anchor().x0
+                           > fig.axes[0].get_window_extent().x1, fig.get_figwidth())
+        plots.plt.close(fig)
+
+    monkeypatch.setattr(plots, "_save", keep)
+    plots.plot_curves(chosen(long), tmp_path, long)
+    under, beside, width = seen["train_loss"]
+    assert under == [] and beside and width > 7
+    plots.plot_curves(chosen(["baseline", "v1", "v2"])[:2], tmp_path,
+                      ["baseline", "v1"])  # two crossing lines leave a corner clear: kept inside
+    assert seen["train_loss"] == ([], False, 7.0)

@@ -103,12 +103,34 @@ def plot_curves(records: list[TrialRecord], out_dir: Path, variant_order: list[s
         ax.set_xlabel("epoch")
         ax.set_ylabel(key.replace("_", " "))
         ax.grid(alpha=0.3)
-        if legend is None:
-            ax.legend(fontsize=8)
+        tight = _tight_layout(fig) if legend is not None else _legend_clear_of_lines(fig, ax)
         path = out_dir / f"{stem}.png"
-        _save(fig, path, tight=_tight_layout(fig))
+        _save(fig, path, tight=tight)
         written.append(path)
     return written
+
+
+def _legend_clear_of_lines(fig: Figure, ax: plt.Axes) -> bool:
+    """A small study's legend at matplotlib's best place inside the axes; where even that covers
+    a line (long variant names, lines through every corner), beside the axes instead, the figure
+    wider by the legend so that the axes keep their size. Returns _tight_layout's answer."""
+    legend = ax.legend(fontsize=8)
+    tight = _tight_layout(fig)
+    fig.draw_without_rendering()  # places the legend
+    box = legend.get_window_extent()
+    if not any(_crosses(line, box) for line in ax.get_lines()):
+        return tight
+    legend.remove()
+    legend = ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    fig.draw_without_rendering()
+    fig.set_figwidth(fig.get_figwidth() + legend.get_window_extent().width / fig.dpi + 0.2)
+    return _tight_layout(fig)
+
+
+def _crosses(line: Any, box: Any) -> bool:
+    """Whether a drawn line (its segments or its points) passes through `box` (pixels)."""
+    path = line.get_transform().transform_path(line.get_path())
+    return bool(path.intersects_bbox(box, filled=False) or box.count_contains(path.vertices))
 
 
 def _points(record: TrialRecord, curve: str, key: str) -> list[dict]:
