@@ -1050,3 +1050,32 @@ def test_a_curve_plots_legend_that_would_cover_a_line_goes_beside_the_axes(tmp_p
     plots.plot_curves(chosen(["baseline", "v1", "v2"])[:2], tmp_path,
                       ["baseline", "v1"])  # two crossing lines leave a corner clear: kept inside
     assert seen["train_loss"] == ([], False, 7.0)
+
+
+def test_a_metric_plot_row_without_a_ci_among_rows_with_one_says_it_rests_on_one_seed(tmp_path,
+                                                                                     monkeypatch):
+    """A variant whose other seed failed (or a [search] trial, run on the first seed only) has no
+    CI: the table says '—' and '1' seed, but its point in the metric plot, under an axis label
+    promising "bars: 95 % CI over seeds", looked as certain as a zero-width interval over every
+    seed. It is now hollow and its row says "(1 seed)"; rows of a study where no row has bars
+    are unchanged."""
+    from ablation.report import plots
+
+    seen: dict[str, tuple] = {}
+
+    def keep(fig, path, tight=True):
+        ax = fig.axes[0]
+        seen[path.stem] = ([t.get_text() for t in ax.get_yticklabels()],
+                           {line.get_markerfacecolor() == "none" for line in ax.get_lines()
+                            if line.get_marker() == "o"})
+        plots.plt.close(fig)
+
+    monkeypatch.setattr(plots, "_save", keep)
+    nan = math.nan
+    plots.plot_metric(["baseline", "baseline_lr", "baseline_bs32"], [1.0, 0.9, 0.56],
+                      [1.0, 0.8, nan], [1.0, 1.0, nan], "macro_f1", "baseline", tmp_path / "m.png")
+    labels, hollow = seen["m"]
+    assert labels == ["baseline", "baseline_lr", "baseline_bs32 (1 seed)"] and hollow == {True, False}
+    plots.plot_metric(["baseline", "baseline_lr"], [1.0, 0.9], [nan, nan], [nan, nan], "macro_f1",
+                      "baseline", tmp_path / "one.png")
+    assert seen["one"] == (["baseline", "baseline_lr"], {False})

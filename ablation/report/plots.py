@@ -261,20 +261,23 @@ def plot_metric(names: list[str], means: list[float], lows: list[float], highs: 
         gap = len(names) - METRIC_ROWS_EACH_END
         gap_y = y.pop(gap)
         ax.axhline(gap_y, color="grey", linestyle=":", linewidth=0.8)
+    bars = any(low == low and high == high for low, high in zip(lows, highs, strict=True))
+    labels = []
     for yi, name, mean, low, high in zip(y, names, means, lows, highs, strict=True):
         color = "tab:orange" if name == best else "tab:blue"
         if low == low and high == high:  # not NaN
             ax.errorbar(mean, yi, xerr=_bar(mean, low, high), fmt="o", color=color, capsize=4)
-        else:
-            ax.plot(mean, yi, "o", color=color)
+            labels.append(name)
+        else:  # one seed (mean_ci): beside rows with bars, hollow and said, not a sure point
+            ax.plot(mean, yi, "o", color=color, markerfacecolor="none" if bars else color)
+            labels.append(f"{name} (1 seed)" if bars else name)
     if names and names[0] == "baseline" and means[0] == means[0]:
         ax.axvline(means[0], color="grey", linestyle=":", linewidth=1)
-    ticks, labels = list(y), list(names)
+    ticks = list(y)
     if left_out:
         ticks.insert(gap, gap_y)
         labels.insert(gap, f"… {left_out} not shown …")
     ax.set_yticks(ticks, labels, fontsize=8)
-    bars = any(low == low and high == high for low, high in zip(lows, highs, strict=True))
     ax.set_xlabel(f"{metric} (validation" + ("; bars: 95 % CI over seeds)" if bars else ")"))
     ax.grid(axis="x", alpha=0.3)
     _save(fig, path, tight=_tight_layout(fig))
