@@ -1079,3 +1079,32 @@ def test_a_metric_plot_row_without_a_ci_among_rows_with_one_says_it_rests_on_one
     plots.plot_metric(["baseline", "baseline_lr"], [1.0, 0.9], [nan, nan], [nan, nan], "macro_f1",
                       "baseline", tmp_path / "one.png")
     assert seen["one"] == (["baseline", "baseline_lr"], {False})
+
+
+@pytest.mark.parametrize("sizes", [[30, 60, 120, 216], list(range(100, 1100, 100))])
+def test_a_learning_curves_axis_names_each_training_size_it_plots(tmp_path, monkeypatch, sizes):
+    """The log axis was labelled 3×10¹, 4×10¹, 6×10¹, 10², 2×10²: neither the sizes trained
+    (30, 60, 120 and the baseline's 216) nor numbers a reader reads at a glance. Each point's
+    size is now its tick label, as a plain number, none overlapping another (crowded sizes turn)."""
+    import itertools
+
+    from ablation.report import plots
+
+    seen: dict[str, list] = {}
+
+    def keep(fig, path, tight=True):
+        ax = fig.axes[0]
+        fig.draw_without_rendering()
+        shown = [t for t in ax.get_xticklabels() + ax.get_xticklabels(minor=True)
+                 if t.get_text() and t.get_visible()]
+        boxes = [t.get_window_extent() for t in shown]
+        seen["texts"] = [t.get_text() for t in shown]
+        seen["overlaps"] = [a.overlaps(b) for a, b in itertools.pairwise(boxes)]
+        seen["axis"] = ax.get_xlabel()
+        plots.plt.close(fig)
+
+    monkeypatch.setattr(plots, "_save", keep)
+    plots.plot_learning_curve([(n, 0.5, math.nan, math.nan) for n in sizes], "macro_f1",
+                              tmp_path / "learning_curve.png")
+    assert seen["texts"] == [str(n) for n in sizes] and not any(seen["overlaps"])
+    assert seen["axis"] == "training examples (log scale)"  # uneven gaps, not a linear axis

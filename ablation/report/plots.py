@@ -7,6 +7,7 @@ from __future__ import annotations
 import sys
 import warnings
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -340,9 +341,17 @@ def plot_learning_curve(points: list[tuple[int, float, float, float]], metric: s
         if low == low and high == high:
             ax.errorbar(n, mean, yerr=_bar(mean, low, high), color="tab:blue", capsize=4)
     ax.set_xscale("log")
-    ax.set_xlabel("training examples")
+    ax.set_xticks(xs, [str(n) for n in xs])  # the sizes trained, not 3×10¹ and 2×10²
+    ax.set_xticks([], minor=True)
+    ax.set_xlabel("training examples (log scale)")
     ax.set_ylabel(f"{metric} (validation)")
     ax.set_title("Learning curve")
     ax.grid(alpha=0.3)
-    _save(fig, path, tight=_tight_layout(fig))
+    tight = _tight_layout(fig)
+    fig.draw_without_rendering()
+    boxes = [label.get_window_extent() for label in ax.get_xticklabels()]
+    if any(a.overlaps(b) for a, b in pairwise(boxes)):  # sizes close on the log axis: upright
+        ax.tick_params(axis="x", labelrotation=90)
+        tight = _tight_layout(fig)
+    _save(fig, path, tight=tight)
     return path
