@@ -1108,3 +1108,29 @@ def test_a_learning_curves_axis_names_each_training_size_it_plots(tmp_path, monk
                               tmp_path / "learning_curve.png")
     assert seen["texts"] == [str(n) for n in sizes] and not any(seen["overlaps"])
     assert seen["axis"] == "training examples (log scale)"  # uneven gaps, not a linear axis
+
+
+def test_a_metric_plot_of_long_variant_names_keeps_room_for_its_points(tmp_path, monkeypatch):
+    """Names of 100 characters (the longest a variant may have) took the 7-inch figure's width:
+    tight_layout fitted them by leaving the axes a third of an inch, the points and bars on top
+    of one another, the x ticks '0.60.8' and the axis label cut off. The figure now widens by
+    its names, the axes about as wide as with short ones; short names keep the 7-inch figure."""
+    from ablation.report import plots
+
+    seen: dict[str, tuple] = {}
+
+    def keep(fig, path, tight=True):
+        fig.draw_without_rendering()
+        seen[path.stem] = (fig.axes[0].get_window_extent().width / fig.dpi, fig.get_figwidth())
+        plots.plt.close(fig)
+
+    monkeypatch.setattr(plots, "_save", keep)
+    means, lows, highs = [0.8, 0.7, 0.75], [0.7, 0.6, 0.7], [0.9, 0.8, 0.8]
+    plots.plot_metric(["baseline", "baseline_lr", "baseline_bs32"], means, lows, highs,
+                      "macro_f1", "baseline", tmp_path / "short.png")
+    plots.plot_metric(["baseline", "baseline_" + "x" * 91, "baseline_" + "y" * 60], means, lows,
+                      highs, "macro_f1", "baseline", tmp_path / "long.png")
+    short_axes, short_figure = seen["short"]
+    long_axes, long_figure = seen["long"]
+    assert short_figure == 7.0 and long_figure > 7.0
+    assert long_axes > 0.9 * short_axes  # was 0.3 inch

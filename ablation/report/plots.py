@@ -51,6 +51,7 @@ MAX_NAMED = 12
 NAMED_EACH_END = 5  # beyond MAX_NAMED the curve plots name the baseline, the best and worst 5
 METRIC_ROWS_EACH_END = 12  # beyond 2 × this + 1 rows the metric plot shows the baseline, best, worst
 GREY = "0.6"
+NAMES_ROOM = 1.2  # inches the metric plot's 7-inch figure leaves its row names (baseline_lr3e-3)
 
 
 def plot_names() -> tuple[str, ...]:
@@ -279,6 +280,9 @@ def plot_metric(names: list[str], means: list[float], lows: list[float], highs: 
         ticks.insert(gap, gap_y)
         labels.insert(gap, f"… {left_out} not shown …")
     ax.set_yticks(ticks, labels, fontsize=8)
+    fig.draw_without_rendering()  # long names widen the figure, not squeeze the axes
+    names_width = max(label.get_window_extent().width for label in ax.get_yticklabels()) / fig.dpi
+    fig.set_figwidth(fig.get_figwidth() + max(0.0, names_width - NAMES_ROOM))
     ax.set_xlabel(f"{metric} (validation" + ("; bars: 95 % CI over seeds)" if bars else ")"))
     ax.grid(axis="x", alpha=0.3)
     _save(fig, path, tight=_tight_layout(fig))
