@@ -1134,3 +1134,31 @@ def test_a_metric_plot_of_long_variant_names_keeps_room_for_its_points(tmp_path,
     long_axes, long_figure = seen["long"]
     assert short_figure == 7.0 and long_figure > 7.0
     assert long_axes > 0.9 * short_axes  # was 0.3 inch
+
+
+def test_confusion_titles_of_long_variant_names_wrap_within_their_matrix(tmp_path, monkeypatch):
+    """The best variant's title, '<name> (validation, 3 seeds summed)', was one line wider than
+    its 4.2-inch matrix for a name of 40 characters or more: it ran into the baseline's title,
+    the two unreadable, and past the picture's edge. A title wider than its matrix now wraps
+    (at its spaces first), every word of it kept."""
+    from ablation.report import plots
+
+    seen: dict[str, list] = {}
+
+    def keep(fig, path, tight=True):
+        fig.draw_without_rendering()
+        figure = fig.get_window_extent()
+        seen["titles"] = [ax.title.get_text() for ax in fig.axes]
+        boxes = [ax.title.get_window_extent() for ax in fig.axes]
+        seen["overlap"] = boxes[0].overlaps(boxes[1])
+        seen["inside"] = all(figure.x0 <= box.x0 and box.x1 <= figure.x1 for box in boxes)
+        plots.plt.close(fig)
+
+    monkeypatch.setattr(plots, "_save", keep)
+    titles = ["baseline (validation, 3 seeds summed)",
+              f"baseline_{'with_a_larger_learning_rate_' * 3}too (validation, 3 seeds summed)"]
+    plots.plot_confusions({title: [[3, 1], [0, 2]] for title in titles}, ["neg", "pos"],
+                          tmp_path / "confusion.png")
+    assert not seen["overlap"] and seen["inside"]
+    assert seen["titles"][0] == titles[0]  # fits: as it was
+    assert "\n" in seen["titles"][1] and "".join(seen["titles"][1].split()) == "".join(titles[1].split())

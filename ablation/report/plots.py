@@ -5,6 +5,7 @@ few in its plots, so that each stays readable and of a bounded size."""
 from __future__ import annotations
 
 import sys
+import textwrap
 import warnings
 from dataclasses import dataclass
 from itertools import pairwise
@@ -330,7 +331,20 @@ def _draw_confusions(matrices: dict[str, list[list[int]]], label_names: list[str
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
         ax.set_title(title, fontsize=9)
+    _wrap_titles(fig)
     _save(fig, path, tight=_tight_layout(fig))  # a long class name: no warning, a wider picture
+
+
+def _wrap_titles(fig: Figure) -> None:
+    """A title wider than its axes (a long variant name beside "(validation, 3 seeds summed)")
+    runs into its neighbour's: wrapped to the axes' width, at its spaces where it can be."""
+    fig.draw_without_rendering()
+    for ax in fig.axes:
+        title, width = ax.title.get_text(), ax.title.get_window_extent().width
+        room = ax.get_window_extent().width
+        if width > room:
+            ax.set_title(textwrap.fill(title, max(8, int(len(title) * room / width * 0.95)),
+                                       break_on_hyphens=False), fontsize=9)
 
 
 def plot_learning_curve(points: list[tuple[int, float, float, float]], metric: str,
