@@ -1162,3 +1162,32 @@ def test_confusion_titles_of_long_variant_names_wrap_within_their_matrix(tmp_pat
     assert not seen["overlap"] and seen["inside"]
     assert seen["titles"][0] == titles[0]  # fits: as it was
     assert "\n" in seen["titles"][1] and "".join(seen["titles"][1].split()) == "".join(titles[1].split())
+
+
+def test_a_big_studys_curve_plots_keep_their_axes_beside_a_legend_of_long_names(tmp_path,
+                                                                                monkeypatch):
+    """Past 12 variants the legend sits beside the axes of a 9-inch figure: with names of 60
+    characters it took half of it, the curves squeezed into the rest (a third with the longest
+    names). The figure now widens by what the legend takes beyond a short one's room."""
+    from ablation.report import plots
+
+    seen: dict[str, tuple] = {}
+
+    def keep(fig, path, tight=True):
+        fig.draw_without_rendering()
+        seen[path.parent.name] = (fig.axes[0].get_window_extent().width / fig.dpi,
+                                  fig.get_figwidth())
+        plots.plt.close(fig)
+
+    monkeypatch.setattr(plots, "_save", keep)
+    for folder, suffix in (("short", ""), ("long", "_with_a_much_larger_learning_rate_and_warmup")):
+        names = ["baseline", *(f"baseline_v{i:02d}{suffix}" for i in range(15))]
+        chosen = [records.TrialRecord(
+            number=i, variant=name, seed=42, overrides={}, state="COMPLETE", value=0.5,
+            result={"history": [{"step": s, "epoch": s / 10, "loss": 1 - s * (i + 1) / 200,
+                                 "grad_norm": 1.0, "learning_rate": 1e-3} for s in range(1, 11)],
+                    "eval_history": []}) for i, name in enumerate(names)]
+        plots.plot_curves(chosen, tmp_path / folder, names, names[::-1])
+    (short_axes, short_figure), (long_axes, long_figure) = seen["short"], seen["long"]
+    assert short_figure == 9.0 and long_figure > 9.0
+    assert long_axes > 0.9 * short_axes

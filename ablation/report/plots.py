@@ -52,6 +52,7 @@ MAX_NAMED = 12
 NAMED_EACH_END = 5  # beyond MAX_NAMED the curve plots name the baseline, the best and worst 5
 METRIC_ROWS_EACH_END = 12  # beyond 2 × this + 1 rows the metric plot shows the baseline, best, worst
 GREY = "0.6"
+BIG_LEGEND_ROOM = 1.5  # inches a big study's 9-inch curve plot leaves its legend (short names)
 NAMES_ROOM = 1.2  # inches the metric plot's 7-inch figure leaves its row names (baseline_lr3e-3)
 
 
@@ -106,6 +107,8 @@ def plot_curves(records: list[TrialRecord], out_dir: Path, variant_order: list[s
         ax.set_xlabel("epoch")
         ax.set_ylabel(key.replace("_", " "))
         ax.grid(alpha=0.3)
+        if legend is not None and ax.get_legend() is not None:  # beside the 9-inch figure's axes
+            _widen_by_legend(fig, ax.get_legend(), BIG_LEGEND_ROOM)
         tight = _tight_layout(fig) if legend is not None else _legend_clear_of_lines(fig, ax)
         path = out_dir / f"{stem}.png"
         _save(fig, path, tight=tight)
@@ -125,9 +128,16 @@ def _legend_clear_of_lines(fig: Figure, ax: plt.Axes) -> bool:
         return tight
     legend.remove()
     legend = ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
-    fig.draw_without_rendering()
-    fig.set_figwidth(fig.get_figwidth() + legend.get_window_extent().width / fig.dpi + 0.2)
+    _widen_by_legend(fig, legend, -0.2)
     return _tight_layout(fig)
+
+
+def _widen_by_legend(fig: Figure, legend: Any, room: float) -> None:
+    """Widen the figure by what a legend beside its axes takes beyond `room` inches, so that long
+    variant names do not squeeze the axes."""
+    fig.draw_without_rendering()
+    fig.set_figwidth(fig.get_figwidth() + max(0.0, legend.get_window_extent().width / fig.dpi
+                                              - room))
 
 
 def _crosses(line: Any, box: Any) -> bool:
