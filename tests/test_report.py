@@ -1191,3 +1191,31 @@ def test_a_big_studys_curve_plots_keep_their_axes_beside_a_legend_of_long_names(
     (short_axes, short_figure), (long_axes, long_figure) = seen["short"], seen["long"]
     assert short_figure == 9.0 and long_figure > 9.0
     assert long_axes > 0.9 * short_axes
+
+
+def test_the_metric_plot_says_what_its_orange_point_and_dotted_line_are(tmp_path, monkeypatch):
+    """One point was orange and a dotted line ran down the plot, neither explained in the picture
+    nor under it in report.md: a reader had to guess the best variant and the baseline's value.
+    A key above the axes (clear of every point) now names both, only those drawn."""
+    from ablation.report import plots
+
+    seen: dict[str, tuple] = {}
+
+    def keep(fig, path, tight=True):
+        ax = fig.axes[0]
+        legend = ax.get_legend()
+        if legend is None:
+            seen[path.stem] = ([], True)
+        else:
+            fig.draw_without_rendering()
+            seen[path.stem] = ([t.get_text() for t in legend.get_texts()],
+                               legend.get_window_extent().y0 >= ax.get_window_extent().y1)
+        plots.plt.close(fig)
+
+    monkeypatch.setattr(plots, "_save", keep)
+    names, means, nan = ["baseline", "baseline_lr"], [0.7, 0.8], [math.nan] * 2
+    plots.plot_metric(names, means, nan, nan, "macro_f1", "baseline_lr", tmp_path / "both.png")
+    assert seen["both"] == (["best variant (★)", "baseline's macro_f1"], True)
+    plots.plot_metric(["baseline_lr"], [0.8], [math.nan], [math.nan], "macro_f1", None,
+                      tmp_path / "neither.png")  # no baseline result, no best yet
+    assert seen["neither"] == ([], True)

@@ -17,6 +17,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 
 from ..locking import written_beside  # noqa: E402
 from ..records import TrialRecord, is_search_variant  # noqa: E402
@@ -284,8 +285,15 @@ def plot_metric(names: list[str], means: list[float], lows: list[float], highs: 
         else:  # one seed (mean_ci): beside rows with bars, hollow and said, not a sure point
             ax.plot(mean, yi, "o", color=color, markerfacecolor="none" if bars else color)
             labels.append(f"{name} (1 seed)" if bars else name)
+    key: dict[str, Any] = {}  # what the orange point and the dotted line are, above the axes
+    if best in names:
+        key["best variant (★)"] = Line2D([], [], color="tab:orange", marker="o", linestyle="none")
     if names and names[0] == "baseline" and means[0] == means[0]:
-        ax.axvline(means[0], color="grey", linestyle=":", linewidth=1)
+        key[f"baseline's {metric}"] = ax.axvline(means[0], color="grey", linestyle=":",
+                                                 linewidth=1)
+    if key:
+        ax.legend(list(key.values()), list(key), loc="lower right", bbox_to_anchor=(1.0, 1.0),
+                  ncol=len(key), fontsize=8, frameon=False, borderaxespad=0.2)
     ticks = list(y)
     if left_out:
         ticks.insert(gap, gap_y)
