@@ -1219,3 +1219,29 @@ def test_the_metric_plot_says_what_its_orange_point_and_dotted_line_are(tmp_path
     plots.plot_metric(["baseline_lr"], [0.8], [math.nan], [math.nan], "macro_f1", None,
                       tmp_path / "neither.png")  # no baseline result, no best yet
     assert seen["neither"] == ([], True)
+
+
+@pytest.mark.parametrize("variants", [2, 14], ids=["small", "big"])
+def test_a_curve_of_one_point_is_drawn_as_a_marker_not_left_invisible(tmp_path, monkeypatch,
+                                                                       variants):
+    """A trial of one optimizer step (max_steps = 1, or max_train_samples under one batch) logs one
+    training point: drawn as a line without markers it was invisible, the training-loss, grad-norm
+    and learning-rate plots blank beside a legend naming every variant. A curve of one point now
+    shows it as a marker."""
+    from ablation.report import plots
+
+    names = ["baseline", *(f"baseline_v{i}" for i in range(1, variants))]
+    chosen = [records.TrialRecord(
+        number=i, variant=name, seed=42, overrides={}, state="COMPLETE", value=0.5,
+        result={"history": [{"step": 1, "epoch": 1.0, "loss": 0.9 - i / 100, "grad_norm": 1.0,
+                             "learning_rate": 1e-3}], "eval_history": []})
+        for i, name in enumerate(names)]
+    seen: dict[str, set] = {}
+
+    def keep(fig, path, tight=True):
+        seen[path.stem] = {line.get_marker() for line in fig.axes[0].get_lines()}
+        plots.plt.close(fig)
+
+    monkeypatch.setattr(plots, "_save", keep)
+    plots.plot_curves(chosen, tmp_path, names, names)
+    assert seen["train_loss"] == {"o"}

@@ -151,6 +151,12 @@ def _points(record: TrialRecord, curve: str, key: str) -> list[dict]:
     return [p for p in record.result.get(curve, []) if p.get(key) is not None]
 
 
+def _marker(curve: str, points: list[dict]) -> str | None:
+    """Evaluations are points; so is a curve of one point (a trial of one step), which a line
+    alone leaves invisible."""
+    return "o" if curve == "eval_history" or len(points) == 1 else None
+
+
 def _draw_every_variant(ax: plt.Axes, records: list[TrialRecord], variant_order: list[str],
                         curve: str, key: str) -> bool:
     """A small study: each variant in its colour and style, named once (its seeds alike)."""
@@ -165,8 +171,7 @@ def _draw_every_variant(ax: plt.Axes, records: list[TrialRecord], variant_order:
         labelled.add(record.variant)
         ax.plot([p["epoch"] for p in points], [p[key] for p in points], label=label,
                 color=colors(index % 10), linestyle=LINE_STYLES[index // 10 % len(LINE_STYLES)],
-                linewidth=1.4, alpha=0.85,
-                marker="o" if curve == "eval_history" else None, markersize=3)
+                linewidth=1.4, alpha=0.85, marker=_marker(curve, points), markersize=3)
     return bool(labelled)
 
 
@@ -179,11 +184,11 @@ def _draw_named(ax: plt.Axes, records: list[TrialRecord], legend: CurveLegend, c
     grey_labels = {True: f"other [search] trials ({legend.grey_search})",
                    False: f"other variants ({legend.grey_variants})"}
     handles: dict[str, Any] = {}  # legend label -> one of its lines
-    marker = "o" if curve == "eval_history" else None
     for record in records:
         points = _points(record, curve, key)
         if not points:
             continue
+        marker = _marker(curve, points)
         xs, ys = [p["epoch"] for p in points], [p[key] for p in points]
         if record.variant in legend.named:
             index = legend.named.index(record.variant)
