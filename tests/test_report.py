@@ -1245,3 +1245,23 @@ def test_a_curve_of_one_point_is_drawn_as_a_marker_not_left_invisible(tmp_path, 
     monkeypatch.setattr(plots, "_save", keep)
     plots.plot_curves(chosen, tmp_path, names, names)
     assert seen["train_loss"] == {"o"}
+
+
+def test_a_learning_curves_error_bars_are_said_to_be_95_percent_cis_over_seeds(tmp_path,
+                                                                               monkeypatch):
+    """The metric plot says its bars are 95 % CIs over seeds; the learning curve drew the same
+    bars and said nothing of them. Its title now says so where it draws any."""
+    from ablation.report import plots
+
+    seen: list[str] = []
+
+    def keep(fig, path, tight=True):
+        seen.append(fig.axes[0].get_title())
+        plots.plt.close(fig)
+
+    monkeypatch.setattr(plots, "_save", keep)
+    path = tmp_path / "learning_curve.png"
+    plots.plot_learning_curve([(30, 0.5, 0.4, 0.6), (60, 0.6, 0.5, 0.7)], "macro_f1", path)
+    plots.plot_learning_curve([(30, 0.5, math.nan, math.nan), (60, 0.6, math.nan, math.nan)],
+                              "macro_f1", path)  # one seed: no bars
+    assert seen == ["Learning curve (bars: 95 % CI over seeds)", "Learning curve"]

@@ -378,15 +378,17 @@ def plot_learning_curve(points: list[tuple[int, float, float, float]], metric: s
     xs = [p[0] for p in points]
     means = [p[1] for p in points]
     ax.plot(xs, means, "o-", color="tab:blue")
+    bars = False
     for n, mean, low, high in points:
         if low == low and high == high:
             ax.errorbar(n, mean, yerr=_bar(mean, low, high), color="tab:blue", capsize=4)
+            bars = True
     ax.set_xscale("log")
     ax.set_xticks(xs, [str(n) for n in xs])  # the sizes trained, not 3×10¹ and 2×10²
     ax.set_xticks([], minor=True)
     ax.set_xlabel("training examples (log scale)")
     ax.set_ylabel(f"{metric} (validation)")
-    ax.set_title("Learning curve")
+    ax.set_title("Learning curve" + (" (bars: 95 % CI over seeds)" if bars else ""))
     ax.grid(alpha=0.3)
     tight = _tight_layout(fig)
     fig.draw_without_rendering()
