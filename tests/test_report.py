@@ -336,6 +336,26 @@ def test_two_seeds_give_a_paired_interval_and_a_wide_one_is_within_noise(stored_
     assert "macro_f1 95 % CI" in text  # the CI column of the results table
 
 
+def test_a_wide_interval_over_seeds_stays_within_the_differences_the_metric_allows(
+        write_experiment):
+    """Two seeds of macro-F1 (t = 12.7 at one degree of freedom) whose differences are -0.4 and
+    +0.3: the paired-t interval [-4.5, +4.4] says less than "somewhere in [-1, +1]"."""
+    path = write_experiment(variants="bs32 = { batch_size = 32 }\n")
+    spec = load_spec(path, ["experiment.seeds=[42, 7]"])
+
+    def result(test: float) -> dict:
+        out = _result(0.5, 0.5, 2.0)
+        out["test"] = {**out["test"], "macro_f1": test}
+        return out
+
+    study = _store(spec, {"baseline-s42": result(0.8), "baseline-s7": result(0.3),
+                          "baseline_bs32-s42": result(0.4), "baseline_bs32-s7": result(0.6)})
+    [effect] = build_report(spec, study)["effects"]
+    assert effect.interval.estimate == pytest.approx(-0.05)
+    assert (effect.interval.low, effect.interval.high) == (-1.0, 1.0)
+    assert effect.verdict == "within noise"
+
+
 def test_over_seeds_the_effect_is_measured_on_test_where_every_paired_trial_has_it(
         write_experiment):
     """Validation picked each trial's checkpoint, so its value flatters the variant with more

@@ -13,9 +13,13 @@ McNemar's test for accuracy, a paired permutation test for the others.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
+from ..metrics import metric_range
 from ..records import TrialRecord, is_search_variant
 from ..variants import BASELINE, describe_changes, reference_of
 from .stats import (
@@ -96,6 +100,15 @@ def _finite(value: object) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
 
 
+def _within_reach(interval: Interval, metric: str) -> Interval:
+    """A paired-t interval clipped to the differences the metric allows: two seeds of macro-F1
+    (t of 12.7 at one degree of freedom) gave [-2.97, +2.54] for a difference within ±1."""
+    low, high = metric_range(metric)
+    reach = high - low
+    return dataclasses.replace(interval, low=float(np.clip(interval.low, -reach, reach)),
+                               high=float(np.clip(interval.high, -reach, reach)))
+
+
 def _effect(complete: list[TrialRecord], variant: str, reference: str, metric: str,
             greater_is_better: bool, n_classes: int) -> Effect | None:
     mine, theirs = seed_values(complete, variant), seed_values(complete, reference)
@@ -112,7 +125,7 @@ def _effect(complete: list[TrialRecord], variant: str, reference: str, metric: s
             split = "test"
         else:
             split = "validation"
-        interval = paired_seed_difference(mine, theirs)
+        interval = _within_reach(paired_seed_difference(mine, theirs), metric)
         scored = metric
         # Some trials have the test metric and these do not: say why this pair is on validation.
         why = ("" if len(without_test) in (0, len(paired)) else " ("
