@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -844,8 +845,19 @@ COMMANDS = {"run": cmd_run, "worker": cmd_worker, "report": cmd_report, "status"
             "predict": cmd_predict, "evaluate": cmd_evaluate}
 
 
+def _line_buffered_stdout() -> None:
+    """Each line reaches a log file or a pipe when it is printed. Python buffers stdout 8 KB at
+    a time there: `ablate run FILE > run.log` showed nothing until the run ended, and a line on
+    stderr (an error, `2 trial(s) failed`) came before the lines printed ahead of it."""
+    reconfigure = getattr(sys.stdout, "reconfigure", None)  # a test's capture may have none
+    if reconfigure is not None:
+        with contextlib.suppress(ValueError, OSError):
+            reconfigure(line_buffering=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = None
+    _line_buffered_stdout()
     try:
         args = build_parser().parse_args(argv)
         # predict and evaluate tokenize all texts in one call and never fork: every core helps.

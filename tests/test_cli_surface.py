@@ -399,6 +399,21 @@ def test_a_users_own_logging_variables_stand(tmp_path: Path) -> None:
     assert done.stdout.splitlines()[-1].split() == ["20", "True"]
 
 
+def test_output_to_a_log_file_arrives_line_by_line_in_order_with_stderr(write_experiment, tmp_path):
+    """`ablate run FILE > run.log 2>&1`: each line reaches the file as it is printed. Python
+    buffers stdout 8 KB at a time outside a terminal, so the log stayed empty until the run ended,
+    and a line on stderr (here the error) came before the lines printed to stdout ahead of it."""
+    log = tmp_path / "run.log"
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONUNBUFFERED"}
+    with log.open("w") as out:
+        done = subprocess.run([sys.executable, "-m", "ablation", "run", str(write_experiment()),
+                               "--rerun", "nope"], stdout=out, stderr=subprocess.STDOUT, env=env,
+                              timeout=120)
+    assert done.returncode == 2
+    lines = log.read_text().splitlines()
+    assert lines[0].startswith("study tiny: ") and lines[-1].startswith("ablate: error: --rerun")
+
+
 def test_output_to_a_reader_that_stopped_exits_141_without_a_traceback(write_experiment):
     """`ablate ... | head`: the reader closes the pipe before ablate has written everything."""
     read_end, write_end = os.pipe()
