@@ -181,5 +181,8 @@ class LiveTable(Lines):
         self._redraw()
 
     def close(self) -> None:
+        for row in self.board.rows.values():
+            if row.state == "running":  # the run ends under it (Ctrl+C, an error): not training
+                row.state, row.ended = "interrupted", time.monotonic()
         self._redraw()
         self.live.stop()

@@ -66,6 +66,49 @@ def test_a_resumed_trial_s_eta_counts_only_the_steps_this_attempt_trained(monkey
     assert row.eta_s(now=10.0) == 490.0
 
 
+class _FakeLive:
+    """rich's Live without a terminal: keeps what it was last given to show."""
+
+    def __init__(self, renderable, *args, **kwargs):
+        self.shown, self.transient = renderable, kwargs.get("transient", False)
+
+    def start(self):
+        pass
+
+    def update(self, renderable):
+        self.shown = renderable
+
+    def stop(self):
+        pass
+
+
+def _last_frame(table) -> str:
+    from rich.console import Console
+
+    console = Console(record=True, width=120)
+    console.print(table.live.shown)
+    return console.export_text()
+
+
+def test_a_trial_cut_short_by_ctrl_c_is_not_left_running_in_the_last_frame(monkeypatch):
+    """Ctrl+C (or an error) ends the run while a trial trains: the table left on the terminal
+    said that trial was still running, with an ETA, while `status` said it was interrupted."""
+    from ablation import progress
+
+    monkeypatch.setattr("rich.live.Live", _FakeLive)
+    table = progress.LiveTable("macro_f1")
+    table.planned([("baseline-s42", 42), ("baseline_bs32-s42", 42)])
+    table.trial_started("baseline-s42", 42)
+    for step in range(1, 11):
+        table.step("baseline-s42", step, 28)
+    table.close()  # what cmd_run does as KeyboardInterrupt leaves run_study
+    row = next(line for line in _last_frame(table).splitlines() if "baseline-s42" in line)
+    assert "interrupted" in row and "running" not in row
+    assert row.split("│")[6].strip() == ""  # no ETA for a trial that is not training
+    waiting = next(line for line in _last_frame(table).splitlines() if "baseline_bs32" in line)
+    assert "waiting" in waiting  # queued: the next run trains it
+
+
 def test_quiet_prints_one_line_per_trial_and_no_evaluation_lines(write_experiment, capsys):
     path = write_experiment()
     assert cli.main(["run", str(path), "--quiet"]) == 0
