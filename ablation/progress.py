@@ -86,6 +86,7 @@ class Board:
 
     metric: str
     rows: dict[str, TrialRow] = field(default_factory=dict)
+    planned: bool = False  # the plan is made: no rows then means nothing to train
 
     def row(self, key: str, seed: int = 0) -> TrialRow:
         return self.rows.setdefault(key, TrialRow(key, seed))
@@ -108,7 +109,8 @@ class Board:
         eta = self.study_eta_s(now)
         title = (f"trials: {done}/{len(self.rows)} finished"
                  + (f" · study ETA {fmt_duration(eta)}" if eta is not None else "")
-                 if self.rows else "trials: planning the study")  # before the plan names any
+                 if self.rows else "trials: none to train" if self.planned
+                 else "trials: planning the study")  # before the plan names any
         table = Table(title=title, title_justify="left")
         for name, justify in (("trial", "left"), ("seed", "right"), ("state", "left"),
                               ("step", "right"), (self.metric, "right"), ("ETA", "right")):
@@ -151,6 +153,7 @@ class LiveTable(Lines):
     def planned(self, trials: list[tuple[str, int]]) -> None:
         for key, seed in trials:
             self.board.row(key, seed)
+        self.board.planned = True
         self._redraw()
 
     def trial_started(self, key: str, seed: int) -> None:
@@ -185,4 +188,6 @@ class LiveTable(Lines):
             if row.state == "running":  # the run ends under it (Ctrl+C, an error): not training
                 row.state, row.ended = "interrupted", time.monotonic()
         self._redraw()
+        if not self.board.rows:  # nothing trained (all re-used): an empty table tells nothing
+            self.live.transient = True
         self.live.stop()

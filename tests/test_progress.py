@@ -109,6 +109,21 @@ def test_a_trial_cut_short_by_ctrl_c_is_not_left_running_in_the_last_frame(monke
     assert "waiting" in waiting  # queued: the next run trains it
 
 
+def test_a_run_with_nothing_to_train_leaves_no_empty_table(monkeypatch):
+    """Every trial complete, re-used: the table said "planning the study" over no rows while the
+    report was written, and stayed on the terminal so when the run ended."""
+    from ablation import progress
+
+    monkeypatch.setattr("rich.live.Live", _FakeLive)
+    table = progress.LiveTable("macro_f1")
+    assert "trials: planning the study" in _last_frame(table)  # while the data load
+    table.planned([])
+    assert "planning" not in _last_frame(table)
+    assert "trials: none to train" in _last_frame(table)
+    table.close()
+    assert table.live.transient  # erased when it stops: the plain lines say what was re-used
+
+
 def test_quiet_prints_one_line_per_trial_and_no_evaluation_lines(write_experiment, capsys):
     path = write_experiment()
     assert cli.main(["run", str(path), "--quiet"]) == 0
