@@ -28,8 +28,9 @@ class Lines:
     def __call__(self, line: str) -> None:
         self.write(line)
 
-    def planned(self, trials: list[tuple[str, int]]) -> None:
-        """The trials this invocation waits for: (key, seed)."""
+    def planned(self, trials: list[tuple[str, int]], proposals: int = 0) -> None:
+        """The trials this invocation waits for: (key, seed); `proposals`: the [search] trials
+        the sampler is still to propose, each a trial to come that has no name yet."""
 
     def trial_started(self, key: str, seed: int) -> None:
         """A trial begins training in this process."""
@@ -46,6 +47,9 @@ class Lines:
 
     def trial_ended(self, key: str, state: str, value: float | None = None) -> None:
         """COMPLETE, FAIL or PRUNED (the sweep prints its own line for each)."""
+
+    def trial_repeated(self, key: str, seed: int, value: float) -> None:
+        """A search proposal of an earlier trial's parameters took its result, untrained."""
 
     def close(self) -> None:
         """The study is over."""
@@ -87,8 +91,11 @@ class Board:
     metric: str
     rows: dict[str, TrialRow] = field(default_factory=dict)
     planned: bool = False  # the plan is made: no rows then means nothing to train
+    proposals: int = 0  # [search] trials still to be proposed: trials to come, not yet rows
 
     def row(self, key: str, seed: int = 0) -> TrialRow:
+        if key not in self.rows and self.planned and self.proposals:
+            self.proposals -= 1  # a proposal, now named (the plan named every other trial)
         return self.rows.setdefault(key, TrialRow(key, seed))
 
     def study_eta_s(self, now: float) -> float | None:
@@ -96,7 +103,7 @@ class Board:
         durations = [r.ended - r.started for r in self.rows.values()
                      if r.state == "done" and r.started is not None and r.ended is not None]
         running = [r.eta_s(now) for r in self.rows.values() if r.state == "running"]
-        waiting = sum(r.state == "waiting" for r in self.rows.values())
+        waiting = sum(r.state == "waiting" for r in self.rows.values()) + self.proposals
         if waiting and not durations:
             return None
         mean = sum(durations) / len(durations) if durations else 0.0
@@ -105,9 +112,9 @@ class Board:
     def table(self, now: float) -> Any:
         from rich.table import Table
 
-        done = sum(r.state in ("done", "failed", "pruned") for r in self.rows.values())
+        done = sum(r.state in ("done", "failed", "pruned", "repeated") for r in self.rows.values())
         eta = self.study_eta_s(now)
-        title = (f"trials: {done}/{len(self.rows)} finished"
+        title = (f"trials: {done}/{len(self.rows) + self.proposals} finished"
                  + (f" · study ETA {fmt_duration(eta)}" if eta is not None else "")
                  if self.rows else "trials: none to train" if self.planned
                  else "trials: planning the study")  # before the plan names any
@@ -150,10 +157,10 @@ class LiveTable(Lines):
     def __call__(self, line: str) -> None:
         self.console.print(line, highlight=False, markup=False)
 
-    def planned(self, trials: list[tuple[str, int]]) -> None:
+    def planned(self, trials: list[tuple[str, int]], proposals: int = 0) -> None:
         for key, seed in trials:
             self.board.row(key, seed)
-        self.board.planned = True
+        self.board.planned, self.board.proposals = True, proposals
         self._redraw()
 
     def trial_started(self, key: str, seed: int) -> None:
@@ -181,6 +188,11 @@ class LiveTable(Lines):
         row.ended = time.monotonic()
         if value is not None:
             row.value = value
+        self._redraw()
+
+    def trial_repeated(self, key: str, seed: int, value: float) -> None:
+        row = self.board.row(key, seed)
+        row.state, row.value = "repeated", value
         self._redraw()
 
     def close(self) -> None:

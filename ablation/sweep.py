@@ -628,6 +628,7 @@ def _search_once(job: Work, outcome: RunOutcome) -> bool:
                             optuna_trial.set_user_attr(records.REPEAT_OF, earlier.number)
                             job.study.tell(optuna_trial, earlier.value)
                         outcome.repeated.append(trial.key)
+                        job.echo.trial_repeated(trial.key, trial.seed, earlier.value)
                         job.echo(f"trial {optuna_trial.number} {trial.key}: {_describe(trial)} "
                                  f"(search {len(made) + 1}/{search.n_trials}): the parameters of "
                                  f"{earlier.user_attrs[records.VARIANT]}, whose result it takes "
@@ -738,7 +739,7 @@ def _plan_and_queue(spec: ExperimentSpec, trials: list[TrialSpec], outcome: RunO
     queued, a new study made, the study files) before every check has passed. With
     `retry_search`, failed search trials are queued again too (after the variants; they are
     checked when claimed, like proposals)."""
-    from .search import reruns, retries, run_probes
+    from .search import reruns, retries, run_probes, search_names
 
     try:
         stored = queue.open_study(spec, create=False)
@@ -767,7 +768,10 @@ def _plan_and_queue(spec: ExperimentSpec, trials: list[TrialSpec], outcome: RunO
         echo(f"re-using {len(outcome.skipped)} completed trial(s): {', '.join(outcome.skipped)}")
     for note in notes:
         echo(f"note: {note}")
-    echo.planned([(t.key, t.seed) for t in trials if t.key not in outcome.skipped])
+    made = len(search_names(study)) if study is not None else 0
+    echo.planned([(t.key, t.seed) for t in trials if t.key not in outcome.skipped]
+                 + [(t.key, t.seed) for t, _ in retried + reran],
+                 proposals=max(0, spec.search.n_trials - made) if propose and spec.search else 0)
     job = Work(spec, study, echo, stop or threading.Event())
     if to_queue or retried or reran or probes:
         inputs = job.prepare()

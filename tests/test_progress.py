@@ -124,6 +124,50 @@ def test_a_run_with_nothing_to_train_leaves_no_empty_table(monkeypatch):
     assert table.live.transient  # erased when it stops: the plain lines say what was re-used
 
 
+def test_a_search_s_trials_to_come_count_in_the_live_table(write_experiment, monkeypatch):
+    """The sampler proposes search trials one by one, after the plan: the title said "1/2
+    finished · study ETA 0 s" with 2 of 3 trials to go, and grew a trial at every proposal."""
+    from ablation import progress
+    from ablation.config import load_spec
+    from ablation.sweep import run_study
+
+    monkeypatch.setattr("rich.live.Live", _FakeLive)
+    path = write_experiment(
+        variants="", baseline="learning_rate = 1e-3\nbatch_size = 16\nmax_steps = 4\neval_steps = 2\n",
+        extra='[search]\nn_trials = 2\nsampler = "random"\n[search.space]\n'
+              "learning_rate = { low = 1e-4, high = 1e-2, log = true }\n")
+    table = progress.LiveTable("macro_f1")
+    titles: list[str] = []
+    redraw = table._redraw
+
+    def recorded() -> None:
+        redraw()
+        titles.append(_last_frame(table).splitlines()[0])
+
+    monkeypatch.setattr(table, "_redraw", recorded)
+    run_study(load_spec(path), echo=table)
+    table.close()
+    counted = [title.split()[1] for title in titles if "finished" in title]
+    assert counted[0] == "0/3" and counted[-1] == "3/3"
+    assert {count.split("/")[1] for count in counted} == {"3"}
+
+
+def test_a_search_proposal_that_repeats_an_earlier_trial_counts_as_finished(monkeypatch):
+    from ablation import progress
+
+    monkeypatch.setattr("rich.live.Live", _FakeLive)
+    table = progress.LiveTable("macro_f1")
+    table.planned([("baseline-s42", 42)], proposals=2)
+    assert _last_frame(table).startswith("trials: 0/3 finished")
+    for key in ("baseline-s42", "search_1-s42"):
+        table.trial_started(key, 42)
+        table.trial_ended(key, "COMPLETE", 0.5)
+    table.trial_repeated("search_2-s42", 42, 0.5)  # the parameters of search_1: not trained
+    frame = _last_frame(table)
+    assert frame.startswith("trials: 3/3 finished")
+    assert "repeated" in next(line for line in frame.splitlines() if "search_2-s42" in line)
+
+
 def test_quiet_prints_one_line_per_trial_and_no_evaluation_lines(write_experiment, capsys):
     path = write_experiment()
     assert cli.main(["run", str(path), "--quiet"]) == 0
