@@ -109,7 +109,9 @@ class Board:
         mean = sum(durations) / len(durations) if durations else 0.0
         return sum(eta or 0.0 for eta in running) + waiting * mean
 
-    def table(self, now: float) -> Any:
+    def table(self, now: float, height: int | None = None) -> Any:
+        """The title and a row per trial; within `height` lines (a terminal's), the rows around
+        the running trial, those above and below it counted in a line each."""
         from rich.table import Table
 
         done = sum(r.state in ("done", "failed", "pruned", "repeated") for r in self.rows.values())
@@ -122,13 +124,40 @@ class Board:
         for name, justify in (("trial", "left"), ("seed", "right"), ("state", "left"),
                               ("step", "right"), (self.metric, "right"), ("ETA", "right")):
             table.add_column(name, justify=justify)  # type: ignore[arg-type]
-        for r in self.rows.values():
+        above, shown, below = self._in_sight(None if height is None else height - TABLE_FRAME)
+        if above:
+            table.add_row(_more(above), "", "", "", "", "")
+        for r in shown:
             step = f"{r.step}/{r.max_steps}" if r.max_steps else ""
             value = "" if r.value is None else f"{r.value:.4f}"
             eta = r.eta_s(now)
             table.add_row(r.key, str(r.seed), r.state, step, value,
                           "" if eta is None else fmt_duration(eta))
+        if below:
+            table.add_row(_more(below), "", "", "", "", "")
         return table
+
+    def _in_sight(self, lines: int | None) -> tuple[list[TrialRow], list[TrialRow], list[TrialRow]]:
+        """(above, shown, below): every row where `lines` hold them; else the running trial (or
+        the next to run) after the one before it, with a line left for each side's count."""
+        rows = list(self.rows.values())
+        if lines is None or len(rows) <= lines:
+            return [], rows, []
+        window = max(1, lines - 2)
+        focus = next((i for i, r in enumerate(rows) if r.state == "running"),
+                     next((i for i, r in enumerate(rows) if r.state == "waiting"), len(rows) - 1))
+        start = min(max(focus - 1, 0), len(rows) - window)
+        return rows[:start], rows[start:start + window], rows[start + window:]
+
+
+TABLE_FRAME = 6  # lines besides the rows: title, header (3), bottom border, the cursor's below
+
+
+def _more(rows: list[TrialRow]) -> str:
+    """`… 24 more (23 done, 1 failed)`: the rows a table too tall for the terminal leaves out."""
+    states = {state: sum(r.state == state for r in rows) for state in dict.fromkeys(
+        r.state for r in rows)}
+    return f"… {len(rows)} more ({', '.join(f'{n} {state}' for state, n in states.items())})"
 
 
 def fmt_duration(seconds: float) -> str:
@@ -151,8 +180,11 @@ class LiveTable(Lines):
                          refresh_per_second=4, transient=False)
         self.live.start()
 
-    def _redraw(self) -> None:
-        self.live.update(self.board.table(time.monotonic()))
+    def _redraw(self, every_row: bool = False) -> None:
+        """Within the terminal's height while live (rich cuts what is taller at the bottom); the
+        last table, kept on the terminal, with every row."""
+        height = None if every_row else self.console.size.height
+        self.live.update(self.board.table(time.monotonic(), height))
 
     def __call__(self, line: str) -> None:
         self.console.print(line, highlight=False, markup=False)
@@ -199,7 +231,7 @@ class LiveTable(Lines):
         for row in self.board.rows.values():
             if row.state == "running":  # the run ends under it (Ctrl+C, an error): not training
                 row.state, row.ended = "interrupted", time.monotonic()
-        self._redraw()
+        self._redraw(every_row=True)
         if not self.board.rows:  # nothing trained (all re-used): an empty table tells nothing
             self.live.transient = True
         self.live.stop()

@@ -39,6 +39,35 @@ def test_the_board_shows_each_trial_with_its_state_step_metric_and_eta():
     assert "trials: planning the study" in console.export_text()
 
 
+def test_a_table_taller_than_the_terminal_keeps_the_running_trial_in_sight():
+    """42 trials on a 24-line terminal: rich cut the table at the bottom ("..."), and once the
+    trials above filled the screen the running one was below the cut; the title moved, nothing
+    else did. The rows around the running trial are shown, the others counted in one line each."""
+    from rich.console import Console
+
+    board = Board("macro_f1")
+    for number in range(42):
+        row = board.row(f"baseline_lr{number:02d}-s42", 42)
+        if number < 25:
+            row.state, row.started, row.ended, row.value = "done", 0.0, 10.0, 0.5
+    board.rows["baseline_lr03-s42"].state = "failed"
+    running = board.rows["baseline_lr25-s42"]
+    running.state, running.started, running.step, running.max_steps = "running", 0.0, 3, 4
+    running.resumed_at = 0
+    console = Console(record=True, width=80, height=24)
+    console.print(board.table(now=5.0, height=24))
+    lines = console.export_text().splitlines()
+    assert len(lines) <= 24 - 1  # and the cursor's line below it
+    assert "baseline_lr25-s42" in "".join(lines) and "3/4" in "".join(lines)
+    assert lines[0].startswith("trials: 25/42 finished")  # the title counts every trial
+    text = "\n".join(lines)
+    assert "… 24 more (23 done, 1 failed)" in text
+    assert "… 2 more (2 waiting)" in text
+    console = Console(record=True, width=80)
+    console.print(board.table(now=5.0))  # no height: every row (the last table, kept on screen)
+    assert "baseline_lr00-s42" in console.export_text() and "more" not in console.export_text()
+
+
 def test_a_resumed_trial_s_eta_counts_only_the_steps_this_attempt_trained(monkeypatch):
     """Resumed from a checkpoint at step 500 of 1000, its first 10 steps in 10 s: 490 s left
     (counting the restored 500 as done in those 10 s said 10 s)."""
@@ -140,8 +169,8 @@ def test_a_search_s_trials_to_come_count_in_the_live_table(write_experiment, mon
     titles: list[str] = []
     redraw = table._redraw
 
-    def recorded() -> None:
-        redraw()
+    def recorded(every_row: bool = False) -> None:
+        redraw(every_row)
         titles.append(_last_frame(table).splitlines()[0])
 
     monkeypatch.setattr(table, "_redraw", recorded)
