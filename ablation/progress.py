@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import interrupts
+
 
 class Lines:
     """One line per event (stdout by default)."""
@@ -22,8 +24,13 @@ class Lines:
     step_bars = False  # the Trainer's own step bar (tqdm) under the lines, on a terminal only
 
     def __init__(self, write: Callable[[str], None] = print, quiet: bool = False) -> None:
-        self.write, self.quiet = write, quiet
-        self.step_bars = not quiet and sys.stderr.isatty()
+        self.quiet = quiet
+        # Where lines can be printed above it: both on the terminal (through a pipe, `| tee`, a
+        # line reaches it whenever tee writes it), and one process (the workers of `run
+        # --workers N` would share the terminal's last line).
+        self.step_bars = (not quiet and sys.stdout.isatty() and sys.stderr.isatty()
+                          and not interrupts.started_by_run())
+        self.write = _above_bars(write) if self.step_bars else write
 
     def __call__(self, line: str) -> None:
         self.write(line)
@@ -53,6 +60,19 @@ class Lines:
 
     def close(self) -> None:
         """The study is over."""
+
+
+def _above_bars(write: Callable[[str], None]) -> Callable[[str], None]:
+    """`write`, with the step bar on the terminal's last line cleared first and drawn again
+    after: a line printed onto the bar was glued to it, then written over by its next redraw."""
+
+    def written(line: str) -> None:
+        from tqdm import tqdm
+
+        with tqdm.external_write_mode(file=sys.stdout):
+            write(line)
+
+    return written
 
 
 def as_progress(echo: Callable[[str], None]) -> Lines:

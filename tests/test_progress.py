@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import pty
 import re
@@ -252,6 +253,54 @@ def test_a_warning_prints_above_the_live_table(write_experiment):
     assert "┘WARNING" not in text  # written past the live display, at the end of its last line
     assert re.search(r"\x1b\[2K(\x1b\[[0-9;]*m)*WARNING ablation.tracking", text), \
         "the live display clears itself, prints the warning, and draws itself again below it"
+
+
+class _Terminal(io.StringIO):
+    """stdout and stderr both on one terminal: what is written, in order."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_plain_lines_print_above_the_step_bar_not_onto_it(monkeypatch):
+    """`ablate run FILE | tee run.log` or an `ablate worker` on a terminal: the Trainer's step
+    bar (stderr) sits on the terminal's last line; an evaluation line (stdout) was written onto
+    the end of the bar, and the bar's next redraw wrote over it."""
+    from tqdm import tqdm
+
+    from ablation.progress import Lines
+
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stdout", terminal)
+    monkeypatch.setattr(sys, "stderr", terminal)
+    lines = Lines()
+    assert lines.step_bars
+    bar = tqdm(total=28, file=sys.stderr)
+    bar.update(5)
+    bar.refresh()
+    lines.evaluated("baseline-s42", 5, 28, 0.36, 1.095, "macro_f1", 0.18)
+    bar.close()
+    before, after = terminal.getvalue().split("  baseline-s42  step 5/28", 1)
+    assert before.endswith("\r")  # the bar was cleared: the line starts the terminal's line
+    assert after.split("\n", 1)[1].lstrip("\r").startswith(" 18%")  # the bar, drawn again below
+
+
+def test_no_step_bar_where_lines_cannot_be_printed_above_it(monkeypatch):
+    """`ablate run FILE --workers 2` on a terminal: each worker drew its step bar on the same
+    last line, the two overwriting each other and the lines between them. `ablate run FILE |
+    tee run.log`: the lines reach the terminal through the pipe, whenever tee writes them, onto
+    the bar drawn on stderr."""
+    from ablation import interrupts
+    from ablation.progress import Lines
+
+    monkeypatch.setattr(sys, "stderr", _Terminal())
+    monkeypatch.setattr(sys, "stdout", _Terminal())
+    assert Lines().step_bars  # an `ablate worker` of its own keeps its bar
+    monkeypatch.setattr(sys, "stdout", io.StringIO())  # a pipe
+    assert not Lines().step_bars
+    monkeypatch.setattr(sys, "stdout", _Terminal())
+    monkeypatch.setenv(interrupts.STARTED_BY_RUN, "1234")
+    assert not Lines().step_bars
 
 
 def test_an_evaluation_line_names_eval_loss_once_when_it_is_the_metric():
