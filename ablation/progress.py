@@ -9,6 +9,7 @@ else; the training loop and the sweep also report steps, evaluations and trial s
 
 from __future__ import annotations
 
+import io
 import sys
 import time
 from collections.abc import Callable
@@ -196,15 +197,43 @@ class LiveTable(Lines):
         self.step_bars = False
         self.board = Board(metric)
         self.console = Console()
+        self.activity = ""  # a progress bar's latest redraw (datasets' tokenizing), under the table
+        # stderr is ours, not rich's proxy: that held a bar's redraws until its last newline,
+        # then printed each as a line.
         self.live = Live(self.board.table(time.monotonic()), console=self.console,
-                         refresh_per_second=4, transient=False)
+                         refresh_per_second=4, transient=False, redirect_stderr=False)
         self.live.start()
+        self.stderr, sys.stderr = sys.stderr, AboveTable(self, sys.stderr)
 
-    def _redraw(self, every_row: bool = False) -> None:
+    def _redraw(self, every_row: bool = False, now: bool = False) -> None:
         """Within the terminal's height while live (rich cuts what is taller at the bottom); the
-        last table, kept on the terminal, with every row."""
-        height = None if every_row else self.console.size.height
-        self.live.update(self.board.table(time.monotonic(), height))
+        last table, kept on the terminal, with every row. `now`: drawn at once, not at the next
+        of rich's 4 refreshes a second."""
+        from rich.console import Group
+        from rich.text import Text
+
+        if every_row:
+            self.live.update(self.board.table(time.monotonic()))
+            return
+        height = self.console.size.height - bool(self.activity)
+        table = self.board.table(time.monotonic(), height)
+        shown = Group(table, Text.from_ansi(self.activity, no_wrap=True, overflow="ellipsis")
+                      ) if self.activity else table
+        if now:
+            self.live.update(shown, refresh=True)
+        else:
+            self.live.update(shown)
+
+    def above(self, line: str) -> None:
+        """A line written to stderr (a warning, a finished bar), printed above the table."""
+        from rich.text import Text
+
+        self.console.print(Text.from_ansi(line), highlight=False)
+
+    def show_activity(self, text: str, now: bool = False) -> None:
+        if text != self.activity or now:
+            self.activity = text
+            self._redraw(now=now)
 
     def __call__(self, line: str) -> None:
         self.console.print(line, highlight=False, markup=False)
@@ -251,7 +280,56 @@ class LiveTable(Lines):
         for row in self.board.rows.values():
             if row.state == "running":  # the run ends under it (Ctrl+C, an error): not training
                 row.state, row.ended = "interrupted", time.monotonic()
+        self.activity = ""
+        if isinstance(sys.stderr, AboveTable):
+            sys.stderr.release()
+            sys.stderr = self.stderr
         self._redraw(every_row=True)
         if not self.board.rows:  # nothing trained (all re-used): an empty table tells nothing
             self.live.transient = True
         self.live.stop()
+
+
+class AboveTable(io.TextIOBase):
+    """stderr while the live table is on the terminal, written as a terminal would show it: a
+    finished line above the table; a line still being redrawn with carriage returns (a progress
+    bar) as its latest redraw, under the table, until its newline."""
+
+    def __init__(self, table: LiveTable, terminal: Any) -> None:
+        super().__init__()
+        self.table, self.terminal, self.pending = table, terminal, ""
+        self.released = False
+
+    def write(self, text: str) -> int:
+        if self.released:  # held on to by something (a bar) past the table: the terminal's
+            return self.terminal.write(text)
+        *finished, self.pending = (self.pending + text).split("\n")
+        activity = self.pending.rsplit("\r", 1)[-1]
+        # A line printed above redraws the table as last drawn: drawn now without the finished
+        # bar, not with it until the next refresh.
+        self.table.show_activity(activity, now=bool(finished))
+        for line in finished:
+            self.table.above(line.rsplit("\r", 1)[-1])
+        return len(text)
+
+    def release(self) -> None:
+        """The table is closing: a line never ended (a bar cut short) is printed, not lost, and
+        what comes later goes to the terminal as it is."""
+        rest = self.pending.rsplit("\r", 1)[-1]
+        self.pending, self.released = "", True
+        if rest.strip():
+            self.table.above(rest)
+
+    def flush(self) -> None:
+        if self.released:
+            self.terminal.flush()
+
+    def isatty(self) -> bool:
+        return self.terminal.isatty()
+
+    def fileno(self) -> int:  # a progress bar sizes itself to the terminal's width
+        return self.terminal.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self.terminal, "encoding", "utf-8")

@@ -10,8 +10,16 @@ import select
 import subprocess
 import sys
 
+import pytest
+
 from ablation import cli
 from ablation.progress import Board, fmt_duration
+
+
+@pytest.fixture(autouse=True)
+def _stderr_put_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A LiveTable takes stderr over until it is closed; a test's table may not be."""
+    monkeypatch.setattr(sys, "stderr", sys.stderr)
 
 
 def test_the_board_shows_each_trial_with_its_state_step_metric_and_eta():
@@ -105,7 +113,7 @@ class _FakeLive:
     def start(self):
         pass
 
-    def update(self, renderable):
+    def update(self, renderable, refresh=False):
         self.shown = renderable
 
     def stop(self):
@@ -118,6 +126,33 @@ def _last_frame(table) -> str:
     console = Console(record=True, width=120)
     console.print(table.live.shown)
     return console.export_text()
+
+
+def test_a_progress_bar_under_the_live_table_is_one_line_redrawn_then_one_line_above(monkeypatch):
+    """datasets' bar ("tokenizing train", on stderr) while the table is live: rich's stderr
+    proxy held each redraw (`\\r`) until the bar's last newline, then printed every one of them
+    as a line of its own: nothing while it ran, then 13 lines for 2 s of tokenizing."""
+    from rich.console import Console
+
+    from ablation import progress
+
+    monkeypatch.setattr("rich.live.Live", _FakeLive)
+    table = progress.LiveTable("macro_f1")
+    table.console = Console(record=True, file=io.StringIO(), width=100)
+    table.planned([("baseline-s42", 42)])
+    sys.stderr.write("\rtokenizing train:   0%|          | 0/50000")
+    sys.stderr.write("\rtokenizing train:  48%|####8     | 24000/50000")
+    frame = _last_frame(table).splitlines()
+    assert frame[-1].startswith("tokenizing train:  48%")  # under the table, while it runs
+    assert "tokenizing" not in table.console.export_text(clear=False)
+    sys.stderr.write("\rtokenizing train: 100%|##########| 50000/50000\n")
+    assert table.console.export_text().splitlines() == [
+        "tokenizing train: 100%|##########| 50000/50000"]  # once, above the table
+    assert "tokenizing" not in _last_frame(table)
+    sys.stderr.write("WARNING ablation.tracking: offline\n")  # a logged line goes above too
+    assert "WARNING ablation.tracking: offline" in table.console.export_text()
+    table.close()
+    assert not isinstance(sys.stderr, progress.AboveTable)  # the terminal's own again
 
 
 def test_a_trial_cut_short_by_ctrl_c_is_not_left_running_in_the_last_frame(monkeypatch):
@@ -170,8 +205,8 @@ def test_a_search_s_trials_to_come_count_in_the_live_table(write_experiment, mon
     titles: list[str] = []
     redraw = table._redraw
 
-    def recorded(every_row: bool = False) -> None:
-        redraw(every_row)
+    def recorded(*args, **kwargs) -> None:
+        redraw(*args, **kwargs)
         titles.append(_last_frame(table).splitlines()[0])
 
     monkeypatch.setattr(table, "_redraw", recorded)
