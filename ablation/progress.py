@@ -130,10 +130,13 @@ class Board:
         mean = sum(durations) / len(durations) if durations else 0.0
         return sum(eta or 0.0 for eta in running) + waiting * mean
 
-    def table(self, now: float, height: int | None = None) -> Any:
-        """The title and a row per trial; within `height` lines (a terminal's), the rows around
-        the running trial, those above and below it counted in a line each."""
+    def table(self, now: float, height: int | None = None, width: int | None = None) -> Any:
+        """The title and a row per trial; within `height` lines of `width` columns (a
+        terminal's), the rows around the running trial, those above and below it counted in a
+        line each. A trial name wider than its column is folded over lines, not cut short:
+        cut, names that differ at their end looked alike."""
         from rich.table import Table
+        from rich.text import Text
 
         done = sum(r.state in ("done", "failed", "pruned", "repeated") for r in self.rows.values())
         eta = self.study_eta_s(now)
@@ -142,35 +145,59 @@ class Board:
                  if self.rows else "trials: none to train" if self.planned
                  else "trials: planning the study")  # before the plan names any
         table = Table(title=title, title_justify="left")
-        for name, justify in (("trial", "left"), ("seed", "right"), ("state", "left"),
-                              ("step", "right"), (self.metric, "right"), ("ETA", "right")):
-            table.add_column(name, justify=justify)  # type: ignore[arg-type]
-        above, shown, below = self._in_sight(None if height is None else height - TABLE_FRAME)
-        if above:
-            table.add_row(_more(above), "", "", "", "", "")
+        columns = (("trial", "left"), ("seed", "right"), ("state", "left"), ("step", "right"),
+                   (self.metric, "right"), ("ETA", "right"))
+        for name, justify in columns:
+            table.add_column(name, justify=justify,  # type: ignore[arg-type]
+                             overflow="fold" if name == "trial" else "ellipsis")
+        cells = {r.key: _cells(r, now) for r in self.rows.values()}
+        name_width = None
+        if width is not None:  # what the other columns leave the trial's (rich's layout)
+            widths = [max([len(name), *(len(row[i]) for row in cells.values())])
+                      for i, (name, _) in enumerate(columns[1:])]
+            name_width = max(8, width - TABLE_RULES - sum(widths))
+        above, shown, below = self._in_sight(
+            None if height is None else height - TABLE_FRAME,
+            lambda r: 1 if name_width is None else -(-len(r.key) // name_width))
+        if above:  # one line, whatever its width
+            table.add_row(Text(_more(above), no_wrap=True, overflow="ellipsis"), "", "", "", "", "")
         for r in shown:
-            step = f"{r.step}/{r.max_steps}" if r.max_steps else ""
-            value = "" if r.value is None else f"{r.value:.4f}"
-            eta = r.eta_s(now)
-            table.add_row(r.key, str(r.seed), r.state, step, value,
-                          "" if eta is None else fmt_duration(eta))
+            table.add_row(r.key, *cells[r.key])
         if below:
-            table.add_row(_more(below), "", "", "", "", "")
+            table.add_row(Text(_more(below), no_wrap=True, overflow="ellipsis"), "", "", "", "", "")
         return table
 
-    def _in_sight(self, lines: int | None) -> tuple[list[TrialRow], list[TrialRow], list[TrialRow]]:
-        """(above, shown, below): every row where `lines` hold them; else the running trial (or
-        the next to run) after the one before it, with a line left for each side's count."""
+    def _in_sight(self, lines: int | None, lines_of: Callable[[TrialRow], int]
+                  ) -> tuple[list[TrialRow], list[TrialRow], list[TrialRow]]:
+        """(above, shown, below): every row where `lines` hold them; else from the one before
+        the running trial (or the next to run) as many as fit, with a line left for each side's
+        count."""
         rows = list(self.rows.values())
-        if lines is None or len(rows) <= lines:
+        if lines is None or sum(map(lines_of, rows)) <= lines:
             return [], rows, []
-        window = max(1, lines - 2)
+        budget = max(1, lines - 2)
         focus = next((i for i, r in enumerate(rows) if r.state == "running"),
                      next((i for i, r in enumerate(rows) if r.state == "waiting"), len(rows) - 1))
-        start = min(max(focus - 1, 0), len(rows) - window)
-        return rows[:start], rows[start:start + window], rows[start + window:]
+        start = end = max(focus - 1, 0)
+        used = 0
+        while end < len(rows) and (end == start or used + lines_of(rows[end]) <= budget):
+            used += lines_of(rows[end])
+            end += 1
+        while start > 0 and used + lines_of(rows[start - 1]) <= budget:  # the end reached
+            start -= 1
+            used += lines_of(rows[start])
+        return rows[:start], rows[start:end], rows[end:]
 
 
+def _cells(row: TrialRow, now: float) -> tuple[str, str, str, str, str]:
+    """A trial's seed, state, step, metric and ETA as the table shows them."""
+    step = f"{row.step}/{row.max_steps}" if row.max_steps else ""
+    value = "" if row.value is None else f"{row.value:.4f}"
+    eta = row.eta_s(now)
+    return str(row.seed), row.state, step, value, "" if eta is None else fmt_duration(eta)
+
+
+TABLE_RULES = 6 * 2 + 7  # the columns' padding (a space each side) and the 7 vertical rules
 TABLE_FRAME = 6  # lines besides the rows: title, header (3), bottom border, the cursor's below
 
 
@@ -216,7 +243,7 @@ class LiveTable(Lines):
             self.live.update(self.board.table(time.monotonic()))
             return
         height = self.console.size.height - bool(self.activity)
-        table = self.board.table(time.monotonic(), height)
+        table = self.board.table(time.monotonic(), height, self.console.size.width)
         shown = Group(table, Text.from_ansi(self.activity, no_wrap=True, overflow="ellipsis")
                       ) if self.activity else table
         if now:

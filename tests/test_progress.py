@@ -77,6 +77,30 @@ def test_a_table_taller_than_the_terminal_keeps_the_running_trial_in_sight():
     assert "baseline_lr00-s42" in console.export_text() and "more" not in console.export_text()
 
 
+def test_trial_names_too_long_for_the_terminal_are_folded_not_cut_to_look_alike():
+    """On 80 columns the trial column had 23 characters: baseline_warmup_ratio_0.1-s42 and
+    baseline_warmup_ratio_0.2-s42 both showed as `baseline_warmup_ratio_…`. A name is folded
+    over lines of its cell instead, and the rows counted for the terminal's height by the lines
+    they take."""
+    from rich.console import Console
+
+    board = Board("macro_f1")
+    for ratio in range(1, 31):
+        board.row(f"baseline_warmup_ratio_0.{ratio:02d}-s42", 42)
+    running = board.rows["baseline_warmup_ratio_0.20-s42"]
+    running.state, running.started, running.step, running.max_steps = "running", 0.0, 30, 1000
+    running.resumed_at, running.value = 0, 0.5
+    console = Console(record=True, width=80, height=24)
+    console.print(board.table(now=700.0, height=24, width=80))
+    lines = console.export_text().splitlines()
+    assert len(lines) <= 24 - 1
+    text = "".join(line.split("│")[1].strip() for line in lines if line.startswith("│"))
+    assert "…" not in text.replace("… ", "")  # only the counting lines' own
+    for ratio in range(20, 24):  # the running trial and those after it, whole
+        assert f"baseline_warmup_ratio_0.{ratio:02d}-s42" in text
+    assert "377 min 13 s" in "".join(lines)  # the running one's ETA: it is in sight
+
+
 def test_a_resumed_trial_s_eta_counts_only_the_steps_this_attempt_trained(monkeypatch):
     """Resumed from a checkpoint at step 500 of 1000, its first 10 steps in 10 s: 490 s left
     (counting the restored 500 as done in those 10 s said 10 s)."""
