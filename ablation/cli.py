@@ -473,16 +473,20 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     sets = args.sets + ([f"experiment.storage={json.dumps(args.storage)}"] if args.storage else [])
     spec = load_spec(args.file, sets)
-    print(f"worker on study {spec.name}: {shown_storage(spec.experiment.storage)}")
+    # A worker of `run --workers N` leaves the study's lines to its run: N copies said nothing more.
+    by_run = interrupts.started_by_run()
+    if not by_run:
+        print(f"worker on study {spec.name}: {shown_storage(spec.experiment.storage)}")
     with interrupts.handled(args.graceful) as stop:
         outcome = run_worker(spec, echo=_print_now, stop=stop, only=args.only or None,
                              wait=args.wait)
     pruned = f"{len(outcome.pruned)} pruned, " if outcome.pruned else ""  # neither of the others
     repeated = (f", {len(outcome.repeated)} search proposal(s) of earlier parameters not trained "
                 "again" if outcome.repeated else "")
-    print(f"worker done: {len(outcome.completed)} trial(s) complete, {pruned}{len(outcome.failed)} "
-          f"failed{repeated}"
-          + ("; stopped by Ctrl+C with no trial left half-done" if stop.is_set() else ""))
+    if not by_run:  # the run's summary counts the study's trials
+        print(f"worker done: {len(outcome.completed)} trial(s) complete, {pruned}"
+              f"{len(outcome.failed)} failed{repeated}"
+              + ("; stopped by Ctrl+C with no trial left half-done" if stop.is_set() else ""))
     return EXIT_TRIALS_FAILED if outcome.failed else EXIT_OK
 
 

@@ -417,9 +417,10 @@ class Work:
 
         if self.inputs is None:
             splits = load_study_splits(self.spec)
-            for note in splits.notes:
-                self.echo(f"data: {note}")
-            self.echo(f"data: {splits.summary()}")
+            if not interrupts.started_by_run():  # whose run said them, as its N workers would
+                for note in splits.notes:
+                    self.echo(f"data: {note}")
+                self.echo(f"data: {splits.summary()}")
             self.inputs = TrialInputs(self.spec, splits)
             self.tracker = make_tracker(self.spec.tracking, self.spec.output_dir)
         return self.inputs

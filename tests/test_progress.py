@@ -362,6 +362,33 @@ def test_no_step_bar_where_lines_cannot_be_printed_above_it(monkeypatch):
     assert not Lines().step_bars
 
 
+def test_the_workers_of_one_run_leave_the_study_s_lines_to_the_run(write_experiment, monkeypatch,
+                                                                  capsys):
+    """`ablate run FILE --workers 4` printed the study's data lines 5 times (the run's, then each
+    worker's), `worker on study ...` 4 times, and a `worker done: 1 trial(s) complete` of each
+    worker among the trials' lines, counts a reader could take for the study's."""
+    from conftest import stored_study
+
+    from ablation import interrupts
+    from ablation.config import load_spec
+    from ablation.sweep import Work
+
+    path = stored_study(write_experiment, trials=2)
+    spec = load_spec(path)
+    said: list[str] = []
+    Work(spec, None, said.append).prepare()
+    assert any(line.startswith("data: train ") for line in said)  # a worker of its own says them
+    assert cli.main(["worker", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "worker on study tiny" in out and "worker done: 0 trial(s) complete" in out
+    monkeypatch.setenv(interrupts.STARTED_BY_RUN, "1234")
+    said.clear()
+    Work(spec, None, said.append).prepare()
+    assert said == []
+    assert cli.main(["worker", str(path)]) == 0
+    assert capsys.readouterr().out == ""
+
+
 def test_an_evaluation_line_names_eval_loss_once_when_it_is_the_metric():
     from ablation.progress import Lines
 
