@@ -230,7 +230,9 @@ class LiveTable(Lines):
         self.live = Live(self.board.table(time.monotonic()), console=self.console,
                          refresh_per_second=4, transient=False, redirect_stderr=False)
         self.live.start()
-        self.stderr, sys.stderr = sys.stderr, AboveTable(self, sys.stderr)
+        self.stderr = sys.stderr
+        if sys.stderr.isatty():  # `2> warnings.log`: what goes there stays there
+            sys.stderr = AboveTable(self, sys.stderr)
 
     def _redraw(self, every_row: bool = False, now: bool = False) -> None:
         """Within the terminal's height while live (rich cuts what is taller at the bottom); the

@@ -161,6 +161,7 @@ def test_a_progress_bar_under_the_live_table_is_one_line_redrawn_then_one_line_a
     from ablation import progress
 
     monkeypatch.setattr("rich.live.Live", _FakeLive)
+    monkeypatch.setattr(sys, "stderr", _Terminal())  # stderr on the terminal, with the table
     table = progress.LiveTable("macro_f1")
     table.console = Console(record=True, file=io.StringIO(), width=100)
     table.planned([("baseline-s42", 42)])
@@ -177,6 +178,24 @@ def test_a_progress_bar_under_the_live_table_is_one_line_redrawn_then_one_line_a
     assert "WARNING ablation.tracking: offline" in table.console.export_text()
     table.close()
     assert not isinstance(sys.stderr, progress.AboveTable)  # the terminal's own again
+
+
+def test_stderr_redirected_away_from_the_terminal_keeps_what_is_written_to_it(monkeypatch):
+    """`ablate run FILE 2> warnings.log` on a terminal: the live table took stderr over and
+    printed the warnings on the terminal, among the table's lines; the file stayed empty."""
+    from ablation import progress
+
+    monkeypatch.setattr(sys, "stdout", _Terminal())
+    log = io.StringIO()  # a file: not a terminal
+    monkeypatch.setattr(sys, "stderr", log)
+    table = progress.LiveTable("macro_f1")
+    try:
+        assert table.console.is_terminal
+        sys.stderr.write("WARNING ablation.tracking: offline\n")
+    finally:
+        table.close()
+    assert log.getvalue() == "WARNING ablation.tracking: offline\n"
+    assert "WARNING" not in sys.stdout.getvalue()
 
 
 def test_a_trial_cut_short_by_ctrl_c_is_not_left_running_in_the_last_frame(monkeypatch):
