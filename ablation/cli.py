@@ -424,6 +424,7 @@ def _value_cell(row: Any, fmt: Any) -> str:
 
 def _print_summary(spec: Any, built: dict[str, Any]) -> None:
     from .models import stale_best_model
+    from .report._write import neither_learned
     from .report.effects import fmt_interval, fmt_p, tentative
     from .report.markdown import fmt, fmt_delta
 
@@ -450,6 +451,12 @@ def _print_summary(spec: Any, built: dict[str, Any]) -> None:
         if weak:
             print(f"  tested together (Holm's correction over {len(built['holm'])}): "
                   f"{', '.join(e.variant for e in weak)} no longer at p < 0.05; treat as tentative")
+        constant = neither_learned(built)
+        if constant:
+            print("  neither side learned from the text (one class predicted; see the report's "
+                  f"Diagnosis): {', '.join(e.variant for e in constant)}; "
+                  + ("its Δ compares" if len(constant) == 1 else "their Δ compare")
+                  + " constant guesses")
         if any(effect.seeds == 1 for effect in built["effects"]):
             print("  one seed: these intervals leave out the training's own randomness; "
                   "run more seeds before trusting a small effect")

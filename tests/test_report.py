@@ -1285,3 +1285,87 @@ def test_a_learning_curves_error_bars_are_said_to_be_95_percent_cis_over_seeds(t
     plots.plot_learning_curve([(30, 0.5, math.nan, math.nan), (60, 0.6, math.nan, math.nan)],
                               "macro_f1", path)  # one seed: no bars
     assert seen == ["Learning curve (bars: 95 % CI over seeds)", "Learning curve"]
+
+
+def _one_class_result(predicted: int, labels: list[int], eval_loss: float) -> dict:
+    """A trial whose selected checkpoint predicts `predicted` for every example, on validation
+    and test, at `eval_loss` on validation: what a model that learned nothing leaves."""
+    value = metric_of_constant(predicted, labels)
+    out = _result(value, 1.1, 1.0)
+    matrix = [[0, 0, 0] for _ in range(3)]
+    for label in labels:
+        matrix[label][predicted] += 1
+    out["validation"] = {**out["validation"], "eval_loss": eval_loss, "log_loss": eval_loss}
+    return out | {"validation_confusion": matrix, "test_predictions": [predicted] * len(labels),
+                  "test_labels": labels}
+
+
+def metric_of_constant(predicted: int, labels: list[int]) -> float:
+    from sklearn.metrics import f1_score
+
+    return float(f1_score(labels, [predicted] * len(labels), average="macro", labels=[0, 1, 2]))
+
+
+def test_what_mattered_says_when_neither_side_of_a_comparison_learned_from_the_text(
+        write_experiment, capsys):
+    """class_weight.toml cut short: every trial predicts one class, at a validation loss above
+    the class frequencies' (the Diagnosis says each has not learned), and What mattered called
+    class weights **worse**, p < 0.001, with nothing to say that it compares two constant
+    guesses (always 'neu' against always 'neg'), not what the change does."""
+    import json
+
+    from ablation.report import write_report_json
+
+    path = write_experiment(variants="cw = { class_weight = \"balanced\" }\n"
+                                     "lr = { learning_rate = 1e-2 }\n")
+    spec = load_spec(path)
+    rng = np.random.default_rng(0)
+    labels = rng.choice(3, 300, p=[0.1, 0.7, 0.2]).tolist()
+    learned = _result(0.8, 0.5, 2.0) | {
+        "validation_confusion": [[50, 5, 5], [5, 140, 5], [5, 5, 80]],
+        "test_predictions": [y if rng.random() < 0.8 else (y + 1) % 3 for y in labels],
+        "test_labels": labels}
+    study = _store(spec, {"baseline-s42": _one_class_result(1, labels, 1.2),
+                          "baseline_cw-s42": _one_class_result(0, labels, 1.3),
+                          "baseline_lr-s42": learned})
+    built = build_report(spec, study)
+    effects = {e.variant: e for e in built["effects"]}
+    assert effects["baseline_cw"].verdict == "worse"  # true of the scores, but of no change
+    text = write_report(spec, study).read_text()
+    mattered = text.split("## What mattered")[1].split("## Results")[0]
+    assert ("`baseline_cw` vs `baseline`: neither side learned from the text: each of their "
+            "trials predicts one class for every validation example, at a validation loss no "
+            "better than predicting the class frequencies (Diagnosis). Its Δ compares constant "
+            "guesses, not what the change does: train longer or at another learning rate "
+            "before reading it.") in mattered
+    assert "`baseline_lr` vs" not in mattered  # it learned: its difference is a result
+    # The headline's best variant is a constant guess too: it says so.
+    assert "- **Best variant**: `baseline_lr`" in text
+    cli._print_summary(spec, built)
+    out = capsys.readouterr().out
+    assert ("  neither side learned from the text (one class predicted; see the report's "
+            "Diagnosis): baseline_cw; its Δ compares constant guesses") in out
+    document = json.loads(write_report_json(spec, built).read_text())
+    learned_sides = {e["variant"]: e["neither_learned"] for e in document["effects"]}
+    assert learned_sides == {"baseline_cw": True, "baseline_lr": False}
+
+
+def test_the_best_variant_that_learned_nothing_says_so_in_the_headline(write_experiment):
+    """Every trial a constant guess: the **Best variant** line named one, as if it were a result."""
+    path = write_experiment(variants="cw = { class_weight = \"balanced\" }\n")
+    spec = load_spec(path)
+    labels = np.random.default_rng(0).choice(3, 300, p=[0.2, 0.5, 0.3]).tolist()
+    study = _store(spec, {"baseline-s42": _one_class_result(1, labels, 1.2),
+                          "baseline_cw-s42": _one_class_result(2, labels, 1.3)})
+    text = write_report(spec, study).read_text()
+    best = next(line for line in text.splitlines() if line.startswith("- **Best variant**"))
+    assert best.startswith("- **Best variant**: `baseline` — macro_f1 ")
+    assert best.endswith("; it has not learned from the text: its trials predict one class "
+                         "(Diagnosis)")
+    # Where every comparison is between constant guesses, the line says so rather than list them.
+    more = load_spec(path, ['variants.lr.learning_rate=1e-2'])
+    study = _store(more, {"baseline_lr-s42": _one_class_result(0, labels, 1.3)})
+    text = write_report(more, study).read_text()
+    assert ("Every comparison here: neither side learned from the text: each of their trials "
+            "predicts one class") in text
+    assert "Their Δ compare constant guesses, not what the changes do" in text

@@ -24,7 +24,7 @@ from ..models import stale_best_model
 from ..queue import stale_numbers
 from ..records import TrialRecord, is_search_variant, latest_by_key, load_records, study_info
 from ..variants import BASELINE, FULL, MINUS, PLUS, reference_of, variant_names
-from .diagnosis import diagnose
+from .diagnosis import diagnose, learned_nothing
 from .effects import (
     ONE_SEED_CAVEAT,
     Effect,
@@ -104,7 +104,25 @@ def build_report(spec: ExperimentSpec, study: optuna.Study) -> dict[str, Any]:
         "class_weight", baseline_weight) != "none") for r in chosen}
     return best | {"effects": effects, "holm": holm_adjusted(effects), "findings": findings,
                    "label_names": label_names, "importances": importances,
+                   "unlearned": _unlearned_variants(chosen, findings),
                    "gone": stale_numbers(study)}  # RUNNING trials whose process is gone
+
+
+def _unlearned_variants(chosen: list[TrialRecord], findings: dict[str, list[Any]]) -> set[str]:
+    """The variants none of whose complete trials learned from the text (Diagnosis: one class
+    predicted at the loss of the class frequencies or worse)."""
+    variants = {r.variant for r in chosen}
+    return {v for v in variants
+            if all(learned_nothing(findings[r.key]) for r in chosen if r.variant == v)}
+
+
+def neither_learned(built: dict[str, Any]) -> list[Effect]:
+    """The effects whose variant and reference both learned nothing from the text: their Δ is
+    between two constant guesses (always one class against always another), which a verdict
+    of **worse**, p < 0.001, would otherwise present as what the change does. Where only one
+    side learned nothing, the change did make (or unmake) that: a result."""
+    unlearned = built.get("unlearned", set())
+    return [e for e in built["effects"] if e.variant in unlearned and e.reference in unlearned]
 
 
 def write_report(spec: ExperimentSpec, study: optuna.Study,
@@ -187,11 +205,13 @@ def _plain(value: Any) -> Any:
 def report_json(spec: ExperimentSpec, built: dict[str, Any]) -> dict[str, Any]:
     """The report's numbers in plain JSON types: per-variant table, effects, the search (null
     without one), per-trial rows."""
+    constant = neither_learned(built)
     effects = [{"variant": e.variant, "reference": e.reference, "changes": e.changes,
                 "delta": e.interval.estimate, "ci_low": e.interval.low, "ci_high": e.interval.high,
                 "p_value": e.interval.p_value, "n": e.interval.n, "method": e.interval.method,
                 "verdict": e.verdict, "basis": e.basis, "metric": e.metric, "split": e.split,
-                "seeds": e.seeds, "p_holm": built["holm"].get(e.variant, math.nan)}
+                "seeds": e.seeds, "p_holm": built["holm"].get(e.variant, math.nan),
+                "neither_learned": e in constant}
                for e in built["effects"]]
     return _plain({
         "metric": built["metric"],
@@ -339,6 +359,19 @@ def _what_mattered(built: dict[str, Any]) -> list[str]:
     together = tested_together(effects, built["holm"])
     if together:
         lines += [together, ""]
+    constant = neither_learned(built)
+    if constant:
+        one = len(constant) == 1
+        every = len(constant) == len(effects) > 1  # a list of every row says less than this
+        lines += [("Every comparison here" if every else
+                   ", ".join(f"`{e.variant}` vs `{e.reference}`" for e in constant))
+                  + ": neither side learned from the text: each of their trials predicts one class "
+                  "for every validation example, at a validation loss no better than predicting "
+                  "the class frequencies (Diagnosis). "
+                  + ("Its Δ compares constant guesses, not what the change does"
+                     if one else "Their Δ compare constant guesses, not what the changes do")
+                  + ": train longer or at another learning rate before reading "
+                  + ("it." if one else "them."), ""]
     if any(e.seeds == 1 for e in effects):
         lines += [ONE_SEED_CAVEAT, ""]
     return lines
@@ -609,6 +642,8 @@ def _best_variant_caveats(built: dict[str, Any], best: Any) -> str:
     if effect is not None and effect.verdict != "better":
         notes.append(f"against {effect.reference} on {effect.split}: {_verdict_text(effect)} "
                      "(What mattered)")
+    if best["variant"] in built.get("unlearned", set()):
+        notes.append("it has not learned from the text: its trials predict one class (Diagnosis)")
     return "".join(f"; {note}" for note in notes)
 
 

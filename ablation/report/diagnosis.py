@@ -56,6 +56,14 @@ class Finding:
     sentence: str
     suggestion: str
     numbers: dict[str, float] = field(default_factory=dict)
+    # The trial learned nothing from the text (one class predicted, at the loss of the class
+    # frequencies or worse): a difference between two such trials is between constant guesses.
+    not_learned: bool = False
+
+
+def learned_nothing(findings: Sequence[Finding]) -> bool:
+    """Whether a trial's findings say it learned nothing from the text."""
+    return any(finding.not_learned for finding in findings)
 
 
 class _Point(NamedTuple):
@@ -294,7 +302,7 @@ def _class_collapse(confusion: Any, label_names: Sequence[str], best_step: Any =
             "Train longer (more epochs or max_steps) or try another learning rate (one too high "
             "leaves a model here too); class weights do not help a model that has not learned.",
             {"classes": float(len(missing)), "validation_size": total, "eval_loss": loss,
-             "class_mix_entropy": prior})
+             "class_mix_entropy": prior}, not_learned=True)
     return Finding(
         "class_collapse",
         f"{checkpoint} never predicts {classes} on validation, out of {total:.0f} examples.",
