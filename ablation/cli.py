@@ -698,16 +698,20 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .inference import format_predictions, predict, read_texts
+    from .inference import prediction_chunks, prediction_table, read_texts
     from .models import resolve_model
 
     folder, spec = resolve_model(args.model, args.sets, need_data=False, trial=args.trial)
     _note_stale_best_model(spec, args)
-    rows = predict(folder, read_texts(args.texts, args.file), args.batch_size, spec)
+    chunks = prediction_chunks(folder, read_texts(args.texts, args.file), args.batch_size, spec)
+    # Each chunk's rows are printed as soon as it is labelled: a reader (`| head`, another tool)
+    # gets them while the rest are labelled, and the rows are not all held at once.
     if args.json:
-        _emit("\n".join(json.dumps(row, ensure_ascii=False) for row in rows))
+        for rows in chunks:
+            _emit("\n".join(json.dumps(row, ensure_ascii=False) for row in rows))
     else:
-        _emit(format_predictions(rows))
+        for lines in prediction_table(chunks):
+            _emit(lines)
     return EXIT_OK
 
 
@@ -871,7 +875,7 @@ def main(argv: list[str] | None = None) -> int:
     _line_buffered_stdout()
     try:
         args = build_parser().parse_args(argv)
-        # predict and evaluate tokenize all texts in one call and never fork: every core helps.
+        # predict and evaluate tokenize a chunk of texts per call and never fork: every core helps.
         # Elsewhere the tokenizer's threads would make each fork (datasets, torchrun) warn.
         os.environ.setdefault("TOKENIZERS_PARALLELISM",
                               "true" if args.command in ("predict", "evaluate") else "false")

@@ -1,10 +1,12 @@
 """Using a trained model: `ablate predict` (labels and probabilities of new texts) and
 `ablate evaluate` (every metric of a model, or of each kept checkpoint of a trial, on labelled data).
 
-Both go through `class_logits`: one call of the (Rust) tokenizer for all texts, batches in order of
-length so that they carry little padding, the trial's precision on a GPU and one host sync at the
-end. The tokenization, truncation and metrics are the study's, so that the best model evaluated on
-the study's test split gives the test metrics the study stored for that trial.
+Both go through `class_logit_chunks`: texts a chunk at a time (256 batches), each chunk in one call
+of the (Rust) tokenizer, batched in order of length so that they carry little padding, in the
+trial's precision on a GPU with one host sync per chunk. A chunk's encodings are all that is held
+(200,000 texts at once took 2.4 GB), and `predict` prints each chunk's rows as it is done. The
+tokenization, truncation and metrics are the study's, so that the best model evaluated on the
+study's test split gives the test metrics the study stored for that trial.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import re
 import sys
 import unicodedata
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,25 +79,52 @@ def load_classifier(folder: Path) -> tuple[Any, Any, str]:
 
 
 GPU_BATCH, CPU_BATCH = 1024, 64  # fastest measured: few large batches on a GPU, small ones on CPU
+# Texts tokenized, sorted and run together: 256 batches pad within 1 % of sorting every text
+# (16,384 texts on CPU, ~100 MB of encodings; benchmarks/RESULTS.md), and bound what is held.
+CHUNK_BATCHES = 256
 
 
 def class_logits(model: Any, tokenizer: Any, texts: list[str], pairs: list[str] | None = None, *,
                  max_length: int, batch_size: int | None = None, max_batch_tokens: int = 65536,
                  precision: str = "fp32") -> np.ndarray:
-    """The model's logits for each text (and pair), in the texts' order.
+    """The model's logits for each text (and pair), in the texts' order (class_logit_chunks's
+    chunks put together)."""
+    chunks = list(class_logit_chunks(model, tokenizer, texts, pairs, max_length=max_length,
+                                     batch_size=batch_size, max_batch_tokens=max_batch_tokens,
+                                     precision=precision))
+    if not chunks:
+        return np.zeros((0, model.config.num_labels), dtype=np.float32)
+    return np.concatenate(chunks)
 
-    All texts are tokenized in one call (the fast tokenizer uses every core), then batched in order
-    of length and padded with numpy, so a batch pads to its own longest text. A batch holds at most
-    `batch_size` texts (default: 1024 on a GPU, where fewer launches pay; 64 on CPU, where larger
-    batches ran slower) and `max_batch_tokens` padded tokens (128 reviews of 512 tokens). The
-    batches run under autocast in `precision` on a GPU, and the logits come back to the host
-    once, at the end."""
+
+def class_logit_chunks(model: Any, tokenizer: Any, texts: list[str],
+                       pairs: list[str] | None = None, *, max_length: int,
+                       batch_size: int | None = None, max_batch_tokens: int = 65536,
+                       precision: str = "fp32") -> Iterator[np.ndarray]:
+    """The logits of CHUNK_BATCHES batches' worth of texts at a time, in the texts' order.
+
+    A chunk's texts are tokenized in one call (the fast tokenizer uses every core), then batched
+    in order of length and padded with numpy, so a batch pads to its own longest text. A batch
+    holds at most `batch_size` texts (default: 1024 on a GPU, where fewer launches pay; 64 on
+    CPU, where larger batches ran slower) and `max_batch_tokens` padded tokens (128 reviews of 512
+    tokens). The batches run under autocast in `precision` on a GPU, and a chunk's logits come
+    back to the host once."""
+    batch_size = batch_size or (GPU_BATCH if model.device.type == "cuda" else CPU_BATCH)
+    chunk = batch_size * CHUNK_BATCHES
+    for start in range(0, len(texts), chunk):
+        yield _chunk_logits(model, tokenizer, texts[start:start + chunk],
+                            pairs[start:start + chunk] if pairs is not None else None,
+                            max_length=max_length, batch_size=batch_size,
+                            max_batch_tokens=max_batch_tokens, precision=precision)
+
+
+def _chunk_logits(model: Any, tokenizer: Any, texts: list[str], pairs: list[str] | None, *,
+                  max_length: int, batch_size: int, max_batch_tokens: int,
+                  precision: str) -> np.ndarray:
     import contextlib
 
     import torch
 
-    if not texts:
-        return np.zeros((0, model.config.num_labels), dtype=np.float32)
     encoded = tokenizer(texts, pairs, truncation=True, max_length=max_length)
     keys = [key for key in ("input_ids", "token_type_ids", "attention_mask") if key in encoded]
     pad_values = {"input_ids": tokenizer.pad_token_id or 0,
@@ -102,7 +132,6 @@ def class_logits(model: Any, tokenizer: Any, texts: list[str], pairs: list[str] 
     lengths = np.fromiter(map(len, encoded["input_ids"]), dtype=np.int64, count=len(texts))
     order = np.argsort(lengths, kind="stable")
     left = getattr(tokenizer, "padding_side", "right") == "left"
-    batch_size = batch_size or (GPU_BATCH if model.device.type == "cuda" else CPU_BATCH)
     autocast: Any = contextlib.nullcontext()
     if model.device.type == "cuda" and precision in ("bf16", "fp16"):
         autocast = torch.autocast("cuda", dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
@@ -121,7 +150,7 @@ def class_logits(model: Any, tokenizer: Any, texts: list[str], pairs: list[str] 
                         array[i, :len(values)] = values
                 batch[key] = torch.from_numpy(array).to(model.device, non_blocking=True)
             outputs.append(model(**batch).logits.float())
-    logits = torch.cat(outputs).cpu().numpy()  # the one host sync
+    logits = torch.cat(outputs).cpu().numpy()  # the chunk's one host sync
     restored = np.empty_like(logits)
     restored[order] = logits
     return restored
@@ -222,8 +251,13 @@ def predict(folder: Path, texts: list[str], batch_size: int | None = None,
     """Per text: the top label, its probability, and every label's probability (top first).
     `spec`: the study file the model was named by, the record of a model whose ablate.json
     predates text_pair_column."""
-    from scipy.special import softmax
+    return [row for rows in prediction_chunks(folder, texts, batch_size, spec) for row in rows]
 
+
+def prediction_chunks(folder: Path, texts: list[str], batch_size: int | None = None,
+                      spec: Any = None) -> Iterator[list[dict[str, Any]]]:
+    """predict's rows a chunk of texts at a time (class_logit_chunks), so that they can be printed
+    while the next chunk is labelled. The model is refused or loaded here, before any chunk."""
     pair = trained_pair_column(model_info(folder), spec)
     if pair:  # its labels would come from the first text alone, and be wrong
         raise AblateInputError(
@@ -231,31 +265,56 @@ def predict(folder: Path, texts: list[str], batch_size: int | None = None,
             f"predict` takes single texts: evaluate it with `ablate evaluate` on data with a "
             f"{pair!r} column")
     tokenizer, model, precision = load_classifier(folder)
-    logits = class_logits(model, tokenizer, texts, max_length=max_length_of(folder, tokenizer, model),
-                          batch_size=batch_size, precision=precision)
-    names = label_names_of(model.config)
-    rows = []
-    for text, probabilities in zip(texts, softmax(logits.astype(np.float64), axis=-1), strict=True):
-        ranked = sorted(zip(names, probabilities.tolist(), strict=True), key=lambda p: -p[1])
-        rows.append({"text": text, "label": ranked[0][0], "score": ranked[0][1],
-                     "probabilities": dict(ranked)})
-    return rows
+    chunks = class_logit_chunks(model, tokenizer, texts,
+                                max_length=max_length_of(folder, tokenizer, model),
+                                batch_size=batch_size, precision=precision)
+    return _prediction_rows(texts, chunks, label_names_of(model.config))
+
+
+def _prediction_rows(texts: list[str], chunks: Iterable[np.ndarray],
+                     names: list[str]) -> Iterator[list[dict[str, Any]]]:
+    from scipy.special import softmax
+
+    start = 0
+    for logits in chunks:
+        rows = []
+        for text, probabilities in zip(texts[start:start + len(logits)],
+                                       softmax(logits.astype(np.float64), axis=-1), strict=True):
+            ranked = sorted(zip(names, probabilities.tolist(), strict=True), key=lambda p: -p[1])
+            rows.append({"text": text, "label": ranked[0][0], "score": ranked[0][1],
+                         "probabilities": dict(ranked)})
+        start += len(logits)
+        yield rows
 
 
 def format_predictions(rows: list[dict[str, Any]], shown: int = 5, width: int = 48) -> str:
     """A plain table: text (shortened), top label, the `shown` most probable labels."""
-    texts = [_one_line(r["text"]) for r in rows]
-    label_width = max([len("label"), *(_columns(r["label"]) for r in rows)])
-    text_width = min(width, max([len("text"), *(_columns(text) for text in texts)]))
-    lines = [f"{'text':<{text_width}}  {'label':<{label_width}}  probabilities (top first)"]
-    for text, row in zip(texts, rows, strict=True):
-        top = list(row["probabilities"].items())
-        probabilities = "  ".join(f"{label} {p:.4f}" for label, p in top[:shown])
-        if len(top) > shown:
-            probabilities += f"  … {len(top) - shown} more"
-        lines.append(f"{_fit(text, text_width)}  {_fit(row['label'], label_width)}  "
-                     f"{probabilities}")
-    return "\n".join(lines)
+    return "\n".join(prediction_table([rows], shown, width))
+
+
+def prediction_table(chunks: Iterable[list[dict[str, Any]]], shown: int = 5,
+                     width: int = 48) -> Iterator[str]:
+    """format_predictions's table a chunk of rows at a time: the header with the first chunk.
+    Its columns stay as the first chunk set them: the text column as wide as its widest text (at
+    most `width`; a later text is shortened to it), the label column as the model's widest label
+    name (every row's probabilities name them all)."""
+    text_width = label_width = 0
+    for rows in chunks:
+        texts = [_one_line(r["text"]) for r in rows]
+        lines = []
+        if not text_width and rows:
+            label_width = max(len("label"), *(_columns(name) for name in rows[0]["probabilities"]))
+            text_width = min(width, max([len("text"), *(_columns(text) for text in texts)]))
+            lines.append(f"{'text':<{text_width}}  {'label':<{label_width}}  "
+                         "probabilities (top first)")
+        for text, row in zip(texts, rows, strict=True):
+            top = list(row["probabilities"].items())
+            probabilities = "  ".join(f"{label} {p:.4f}" for label, p in top[:shown])
+            if len(top) > shown:
+                probabilities += f"  … {len(top) - shown} more"
+            lines.append(f"{_fit(text, text_width)}  {_fit(row['label'], label_width)}  "
+                         f"{probabilities}")
+        yield "\n".join(lines)
 
 
 def _one_line(text: str) -> str:

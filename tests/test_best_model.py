@@ -546,6 +546,85 @@ def test_inference_batches_stay_within_the_row_and_token_limits():
     assert [len(rows) for rows in batches] == [3, 3, 1, 1]  # 3,5,7 | 20,20,64 | 300 | 600 alone
 
 
+def _watch_chunks(monkeypatch, stdout) -> tuple[list[int], list[int]]:
+    """Per tokenizer call, how many texts it got; per model forward, the lines `stdout` held."""
+    from ablation import inference
+
+    tokenized, printed = [], []
+    load = inference.load_classifier
+
+    def watched(folder: Path):
+        tokenizer, model, precision = load(folder)
+        call = type(tokenizer).__call__
+
+        def counted(self, texts, *args, **kwargs):
+            tokenized.append(len(texts))
+            return call(self, texts, *args, **kwargs)
+
+        monkeypatch.setattr(type(tokenizer), "__call__", counted)
+        model.register_forward_pre_hook(lambda *_: printed.append(stdout.getvalue().count("\n")))
+        return tokenizer, model, precision
+
+    monkeypatch.setattr(inference, "load_classifier", watched)
+    return tokenized, printed
+
+
+def test_predict_labels_and_prints_a_chunk_of_texts_at_a_time(tiny_model_dir, monkeypatch):
+    """200,000 lines were tokenized in one call and printed after the last was labelled (2.4 GB,
+    and nothing to read until the end): texts are tokenized, labelled and printed a chunk at a
+    time, in the input's order, with the labels of the texts all at once."""
+    import io
+    import sys
+
+    from ablation import inference
+
+    texts = [" ".join(make_texts(1, seed=i)["text"][0].split()[: i % 6 + 1]) for i in range(10)]
+    monkeypatch.setattr(sys, "stdout", io.StringIO())
+    assert cli.main(["predict", str(tiny_model_dir), *texts, "--json", "--batch-size", "2"]) == 0
+    whole = [json.loads(line) for line in sys.stdout.getvalue().splitlines()]
+
+    monkeypatch.setattr(inference, "CHUNK_BATCHES", 2, raising=False)  # chunks of 4 texts
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    tokenized, printed = _watch_chunks(monkeypatch, out)
+    assert cli.main(["predict", str(tiny_model_dir), *texts, "--json", "--batch-size", "2"]) == 0
+    assert tokenized == [4, 4, 2]  # never more than a chunk's encodings at once
+    assert printed == [0, 0, 4, 4, 8]  # each chunk's rows are out before the next is labelled
+    rows = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [row["text"] for row in rows] == texts
+    for row, alone in zip(rows, whole, strict=True):
+        assert row["label"] == alone["label"]
+        assert row["probabilities"] == pytest.approx(alone["probabilities"], abs=1e-6)
+
+    table = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", table)
+    assert cli.main(["predict", str(tiny_model_dir), *texts, "--batch-size", "2"]) == 0
+    lines = table.getvalue().splitlines()
+    assert len(lines) == 1 + len(texts)  # one header, then a row a text, chunk after chunk
+    assert len({line.index("  LABEL_") for line in lines[1:]}) == 1  # one text column width
+
+
+
+def test_evaluate_tokenizes_a_chunk_of_rows_at_a_time(tiny_model_dir, monkeypatch):
+    """The same bound for evaluate's rows (a 200,000-row CSV peaked at 2.6 GB)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from ablation import inference
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    model = AutoModelForSequenceClassification.from_pretrained(str(tiny_model_dir)).eval()
+    texts = [" ".join(["great", "sad", "the"][: i % 3 + 1]) for i in range(7)]
+    whole = inference.class_logits(model, tokenizer, texts, texts[::-1], max_length=16, batch_size=2)
+    monkeypatch.setattr(inference, "CHUNK_BATCHES", 1, raising=False)  # chunks of 2 texts
+    calls = []
+    call = type(tokenizer).__call__
+    monkeypatch.setattr(type(tokenizer), "__call__",
+                        lambda self, texts, *a, **k: calls.append(len(texts)) or call(self, texts, *a, **k))
+    chunked = inference.class_logits(model, tokenizer, texts, texts[::-1], max_length=16, batch_size=2)
+    assert calls == [2, 2, 2, 1]
+    assert np.allclose(chunked, whole, atol=1e-6)
+
+
 def test_next_commands_quote_what_the_shell_would_split(write_experiment, tmp_path, monkeypatch):
     folder = tmp_path / "my studies"
     folder.mkdir()
