@@ -9,6 +9,7 @@ import logging
 import os
 import shlex
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -43,6 +44,15 @@ class _Parser(argparse.ArgumentParser):
             raise AblateInputError(f"{prog}: unrecognized arguments: {' '.join(extra)} "
                                    f"(see `{prog} --help`)")
         return parsed
+
+
+class _Interrupted(KeyboardInterrupt):
+    """Ctrl+C in a command that trains nothing (predict, evaluate): `said` is what was done, in
+    place of the line about completed trials."""
+
+    def __init__(self, said: str) -> None:
+        super().__init__()
+        self.said = said
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -703,15 +713,28 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     folder, spec = resolve_model(args.model, args.sets, need_data=False, trial=args.trial)
     _note_stale_best_model(spec, args)
-    chunks = prediction_chunks(folder, read_texts(args.texts, args.file), args.batch_size, spec)
+    texts = read_texts(args.texts, args.file)
+    printed = 0
+
+    def counted(chunks: Iterator[list[dict[str, Any]]]) -> Iterator[list[dict[str, Any]]]:
+        nonlocal printed
+        for rows in chunks:
+            yield rows
+            printed += len(rows)  # asked for the next chunk: these rows are out
+
     # Each chunk's rows are printed as soon as it is labelled: a reader (`| head`, another tool)
     # gets them while the rest are labelled, and the rows are not all held at once.
-    if args.json:
-        for rows in chunks:
-            _emit("\n".join(json.dumps(row, ensure_ascii=False) for row in rows))
-    else:
-        for lines in prediction_table(chunks):
-            _emit(lines)
+    try:
+        chunks = counted(prediction_chunks(folder, texts, args.batch_size, spec))
+        if args.json:
+            for rows in chunks:
+                _emit("\n".join(json.dumps(row, ensure_ascii=False) for row in rows))
+        else:
+            for lines in prediction_table(chunks):
+                _emit(lines)
+    except KeyboardInterrupt:
+        raise _Interrupted(f"the first {printed:,} of {len(texts):,} texts were labelled and "
+                           "printed" if printed else "no text was labelled") from None
     return EXIT_OK
 
 
@@ -884,8 +907,14 @@ def main(argv: list[str] | None = None) -> int:
     except AblateInputError as err:
         print(f"ablate: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except _Interrupted as err:
+        print(f"ablate: interrupted; {err.said}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except KeyboardInterrupt as err:
-        if not interrupts.started_by_run():  # the run that started workers says it once
+        if args is not None and args.command in ("predict", "evaluate"):  # they train nothing
+            done = "no text was labelled" if args.command == "predict" else "no metrics were printed"
+            print(f"ablate: interrupted; {done}", file=sys.stderr)
+        elif not interrupts.started_by_run():  # the run that started workers says it once
             resume = (_rerun_gone(err.command) if isinstance(err, interrupts.WaitedOnGone)
                       else _resume(args))
             print(f"ablate: interrupted; completed trials are kept in the storage{resume}",

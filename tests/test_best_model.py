@@ -604,6 +604,61 @@ def test_predict_labels_and_prints_a_chunk_of_texts_at_a_time(tiny_model_dir, mo
     assert len({line.index("  LABEL_") for line in lines[1:]}) == 1  # one text column width
 
 
+def test_ctrl_c_in_predict_keeps_the_rows_printed_and_says_how_many(tiny_model_dir, monkeypatch,
+                                                                     capsys):
+    """Ctrl+C while a large input is labelled: the chunks already labelled are printed, whole
+    lines in the input's order, and the line says how many, not "completed trials are kept"
+    (predict has none)."""
+    from ablation import inference
+
+    monkeypatch.setattr(inference, "CHUNK_BATCHES", 2)  # chunks of 4 texts
+    load = inference.load_classifier
+    forwards, interrupted_at = [], [3]  # the third batch: the second chunk's first
+
+    def interrupted(folder: Path):
+        tokenizer, model, precision = load(folder)
+
+        def ctrl_c(*_):
+            forwards.append(1)
+            if len(forwards) == interrupted_at[0]:
+                raise KeyboardInterrupt
+
+        model.register_forward_pre_hook(ctrl_c)
+        return tokenizer, model, precision
+
+    monkeypatch.setattr(inference, "load_classifier", interrupted)
+    texts = [" ".join(["great", "sad", "the", "table"][: i % 4 + 1]) + f" {i}" for i in range(10)]
+    capsys.readouterr()
+    assert cli.main(["predict", str(tiny_model_dir), *texts, "--json", "--batch-size", "2"]) == 130
+    out, err = capsys.readouterr()
+    assert [json.loads(line)["text"] for line in out.splitlines()] == texts[:4]
+    assert err.strip() == "ablate: interrupted; the first 4 of 10 texts were labelled and printed"
+
+    forwards.clear()
+    interrupted_at[0] = 1  # in the first chunk: nothing printed
+    assert cli.main(["predict", str(tiny_model_dir), *texts[:2], "--batch-size", "1"]) == 130
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.strip() == "ablate: interrupted; no text was labelled"
+
+
+def test_ctrl_c_in_evaluate_says_nothing_of_trials(tiny_model_dir, tmp_path, monkeypatch, capsys):
+    """evaluate prints its metrics at the end: Ctrl+C leaves nothing, and says so."""
+    from ablation import inference
+
+    data = tmp_path / "holdout.csv"
+    data.write_text("text,label\ngreat love fun,1\nbad sad awful,0\n")
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(inference, "class_logits", ctrl_c)
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(tiny_model_dir), "--dataset", str(data)]) == 130
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.strip() == "ablate: interrupted; no metrics were printed"
+
 
 def test_evaluate_tokenizes_a_chunk_of_rows_at_a_time(tiny_model_dir, monkeypatch):
     """The same bound for evaluate's rows (a 200,000-row CSV peaked at 2.6 GB)."""
