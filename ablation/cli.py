@@ -710,11 +710,12 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from .inference import prediction_chunks, prediction_table, read_texts
     from .models import resolve_model
+    from .progress import CountLine
 
     folder, spec = resolve_model(args.model, args.sets, need_data=False, trial=args.trial)
     _note_stale_best_model(spec, args)
     texts = read_texts(args.texts, args.file)
-    printed = 0
+    printed, progress = 0, CountLine("labelled", len(texts), "texts")
 
     def counted(chunks: Iterator[list[dict[str, Any]]]) -> Iterator[list[dict[str, Any]]]:
         nonlocal printed
@@ -725,16 +726,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
     # Each chunk's rows are printed as soon as it is labelled: a reader (`| head`, another tool)
     # gets them while the rest are labelled, and the rows are not all held at once.
     try:
-        chunks = counted(prediction_chunks(folder, texts, args.batch_size, spec))
+        chunks = counted(prediction_chunks(folder, texts, args.batch_size, spec, progress))
         if args.json:
             for rows in chunks:
+                progress.clear()  # the rows may go to the same terminal
                 _emit("\n".join(json.dumps(row, ensure_ascii=False) for row in rows))
         else:
             for lines in prediction_table(chunks):
+                progress.clear()
                 _emit(lines)
     except KeyboardInterrupt:
         raise _Interrupted(f"the first {printed:,} of {len(texts):,} texts were labelled and "
                            "printed" if printed else "no text was labelled") from None
+    finally:
+        progress.clear()
     return EXIT_OK
 
 
@@ -766,6 +771,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         trained_pair_column,
     )
     from .models import model_info, resolve_model
+    from .progress import CountLine
 
     if args.dataset is None:  # they describe --dataset; the study's own data has its [data]
         given = [option for option, value in (("--config", args.config),
@@ -790,7 +796,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                                      pair_column=trained_pair_column(info, spec), notes=notes,
                                      labels=args.labels)
     _print_notes(notes, frame, label_names)
-    result = evaluate(folder, frame, args.batch_size)
+    progress = CountLine("evaluated", len(frame), "rows")
+    try:
+        result = evaluate(folder, frame, args.batch_size, progress=progress)
+    finally:
+        progress.clear()
     trial = info.get("trial")
     if args.json:
         _emit(json.dumps({"model": str(folder), "trial": trial, "data": source, **result.to_json()},

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import sys
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,12 +86,12 @@ CHUNK_BATCHES = 256
 
 def class_logits(model: Any, tokenizer: Any, texts: list[str], pairs: list[str] | None = None, *,
                  max_length: int, batch_size: int | None = None, max_batch_tokens: int = 65536,
-                 precision: str = "fp32") -> np.ndarray:
+                 precision: str = "fp32", progress: Callable[[int], None] | None = None) -> np.ndarray:
     """The model's logits for each text (and pair), in the texts' order (class_logit_chunks's
     chunks put together)."""
     chunks = list(class_logit_chunks(model, tokenizer, texts, pairs, max_length=max_length,
                                      batch_size=batch_size, max_batch_tokens=max_batch_tokens,
-                                     precision=precision))
+                                     precision=precision, progress=progress))
     if not chunks:
         return np.zeros((0, model.config.num_labels), dtype=np.float32)
     return np.concatenate(chunks)
@@ -100,7 +100,8 @@ def class_logits(model: Any, tokenizer: Any, texts: list[str], pairs: list[str] 
 def class_logit_chunks(model: Any, tokenizer: Any, texts: list[str],
                        pairs: list[str] | None = None, *, max_length: int,
                        batch_size: int | None = None, max_batch_tokens: int = 65536,
-                       precision: str = "fp32") -> Iterator[np.ndarray]:
+                       precision: str = "fp32",
+                       progress: Callable[[int], None] | None = None) -> Iterator[np.ndarray]:
     """The logits of CHUNK_BATCHES batches' worth of texts at a time, in the texts' order.
 
     A chunk's texts are tokenized in one call (the fast tokenizer uses every core), then batched
@@ -108,19 +109,20 @@ def class_logit_chunks(model: Any, tokenizer: Any, texts: list[str],
     holds at most `batch_size` texts (default: 1024 on a GPU, where fewer launches pay; 64 on
     CPU, where larger batches ran slower) and `max_batch_tokens` padded tokens (128 reviews of 512
     tokens). The batches run under autocast in `precision` on a GPU, and a chunk's logits come
-    back to the host once."""
+    back to the host once. `progress` is told the number of texts of each batch run."""
     batch_size = batch_size or (GPU_BATCH if model.device.type == "cuda" else CPU_BATCH)
     chunk = batch_size * CHUNK_BATCHES
     for start in range(0, len(texts), chunk):
         yield _chunk_logits(model, tokenizer, texts[start:start + chunk],
                             pairs[start:start + chunk] if pairs is not None else None,
                             max_length=max_length, batch_size=batch_size,
-                            max_batch_tokens=max_batch_tokens, precision=precision)
+                            max_batch_tokens=max_batch_tokens, precision=precision,
+                            progress=progress)
 
 
 def _chunk_logits(model: Any, tokenizer: Any, texts: list[str], pairs: list[str] | None, *,
                   max_length: int, batch_size: int, max_batch_tokens: int,
-                  precision: str) -> np.ndarray:
+                  precision: str, progress: Callable[[int], None] | None) -> np.ndarray:
     import contextlib
 
     import torch
@@ -150,6 +152,8 @@ def _chunk_logits(model: Any, tokenizer: Any, texts: list[str], pairs: list[str]
                         array[i, :len(values)] = values
                 batch[key] = torch.from_numpy(array).to(model.device, non_blocking=True)
             outputs.append(model(**batch).logits.float())
+            if progress is not None:
+                progress(len(rows))
     logits = torch.cat(outputs).cpu().numpy()  # the chunk's one host sync
     restored = np.empty_like(logits)
     restored[order] = logits
@@ -255,7 +259,8 @@ def predict(folder: Path, texts: list[str], batch_size: int | None = None,
 
 
 def prediction_chunks(folder: Path, texts: list[str], batch_size: int | None = None,
-                      spec: Any = None) -> Iterator[list[dict[str, Any]]]:
+                      spec: Any = None, progress: Callable[[int], None] | None = None
+                      ) -> Iterator[list[dict[str, Any]]]:
     """predict's rows a chunk of texts at a time (class_logit_chunks), so that they can be printed
     while the next chunk is labelled. The model is refused or loaded here, before any chunk."""
     pair = trained_pair_column(model_info(folder), spec)
@@ -267,7 +272,7 @@ def prediction_chunks(folder: Path, texts: list[str], batch_size: int | None = N
     tokenizer, model, precision = load_classifier(folder)
     chunks = class_logit_chunks(model, tokenizer, texts,
                                 max_length=max_length_of(folder, tokenizer, model),
-                                batch_size=batch_size, precision=precision)
+                                batch_size=batch_size, precision=precision, progress=progress)
     return _prediction_rows(texts, chunks, label_names_of(model.config))
 
 
@@ -446,7 +451,8 @@ def _first_row(frame: pd.DataFrame, flagged: pd.Series) -> tuple[int, str]:
 
 
 def evaluate(folder: Path, frame: pd.DataFrame, batch_size: int | None = None,
-             max_length: int | None = None) -> Evaluation:
+             max_length: int | None = None,
+             progress: Callable[[int], None] | None = None) -> Evaluation:
     """Every metric of the model in `folder` on `frame` (text, optional text_pair, label ids),
     truncated at `max_length` (a checkpoint's trial's), else where the folder says."""
     import time
@@ -464,7 +470,7 @@ def evaluate(folder: Path, frame: pd.DataFrame, batch_size: int | None = None,
     started = time.perf_counter()
     logits = class_logits(model, tokenizer, frame["text"].astype(str).tolist(), pairs,
                           max_length=max_length_of(folder, tokenizer, model, max_length),
-                          batch_size=batch_size, precision=precision)
+                          batch_size=batch_size, precision=precision, progress=progress)
     runtime = time.perf_counter() - started
     metrics = {"eval_loss": float(F.cross_entropy(torch.from_numpy(logits), torch.tensor(labels)))}
     metrics |= classification_metrics(logits, labels, label_names)

@@ -362,3 +362,36 @@ class AboveTable(io.TextIOBase):
     @property
     def encoding(self) -> str:  # type: ignore[override]
         return getattr(self.terminal, "encoding", "utf-8")
+
+
+class CountLine:
+    """`labelled 16,384 of 200,000 texts (8 %, 1,620/s)` on stderr, redrawn in place at most twice
+    a second, while predict or evaluate works through a large input (minutes, with nothing else to
+    show). Only where stderr is a terminal: a pipe or a log gets no such lines. `clear` wipes it
+    before output is written to the same terminal, and when the command ends."""
+
+    def __init__(self, verb: str, total: int, unit: str) -> None:
+        self.verb, self.total, self.unit = verb, total, unit
+        self.done, self.drawn_at = 0, 0.0
+        self.first: tuple[float, int] | None = None  # when the first batch was done, and its size
+        self.on = sys.stderr is not None and sys.stderr.isatty()
+        self.showing = False
+
+    def __call__(self, count: int) -> None:
+        self.done += count
+        now = time.monotonic()
+        if self.first is None:  # the rate starts here, not at the model's loading
+            self.first = (now, count)
+        if self.on and (now - self.drawn_at >= 0.5 or self.done >= self.total):
+            since, counted = now - self.first[0], self.done - self.first[1]
+            rate = f", {counted / since:,.0f}/s" if since >= 1 else ""
+            sys.stderr.write(f"\r{self.verb} {self.done:,} of {self.total:,} {self.unit} "
+                             f"({100 * self.done // max(self.total, 1)} %{rate})\x1b[K")
+            sys.stderr.flush()
+            self.drawn_at, self.showing = now, True
+
+    def clear(self) -> None:
+        if self.showing:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+            self.showing = False

@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import shlex
 import shutil
 import signal
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -573,9 +575,6 @@ def test_predict_labels_and_prints_a_chunk_of_texts_at_a_time(tiny_model_dir, mo
     """200,000 lines were tokenized in one call and printed after the last was labelled (2.4 GB,
     and nothing to read until the end): texts are tokenized, labelled and printed a chunk at a
     time, in the input's order, with the labels of the texts all at once."""
-    import io
-    import sys
-
     from ablation import inference
 
     texts = [" ".join(make_texts(1, seed=i)["text"][0].split()[: i % 6 + 1]) for i in range(10)]
@@ -658,6 +657,41 @@ def test_ctrl_c_in_evaluate_says_nothing_of_trials(tiny_model_dir, tmp_path, mon
     out, err = capsys.readouterr()
     assert out == ""
     assert err.strip() == "ablate: interrupted; no metrics were printed"
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_predict_and_evaluate_show_progress_on_a_terminal_only(tiny_model_dir, tmp_path,
+                                                               monkeypatch, terminal):
+    """200,000 texts take minutes: on a terminal, stderr says how many are done (and is cleared
+    for the output); a pipe or a log gets no progress line."""
+    stderr = _Terminal() if terminal else io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    monkeypatch.setattr(sys, "stdout", io.StringIO())
+    texts = ["great love fun", "bad sad awful", "the table monday"]
+    assert cli.main(["predict", str(tiny_model_dir), *texts, "--json", "--batch-size", "1"]) == 0
+    assert len(sys.stdout.getvalue().splitlines()) == 3
+    shown = stderr.getvalue()
+    if terminal:
+        assert "\rlabelled 3 of 3 texts (100 %" in shown
+        assert shown.endswith("\r\x1b[K")  # cleared: the next line starts clean
+    else:
+        assert shown == ""
+
+    data = tmp_path / "holdout.csv"
+    data.write_text("text,label\ngreat love fun,1\nbad sad awful,0\n")
+    stderr.seek(0)
+    stderr.truncate()
+    assert cli.main(["evaluate", str(tiny_model_dir), "--dataset", str(data)]) == 0
+    shown = stderr.getvalue()
+    if terminal:
+        assert "\revaluated 2 of 2 rows (100 %" in shown and shown.endswith("\r\x1b[K")
+    else:
+        assert shown == ""
 
 
 def test_evaluate_tokenizes_a_chunk_of_rows_at_a_time(tiny_model_dir, monkeypatch):
