@@ -137,13 +137,9 @@ def test_tpe_uses_the_constant_liar_and_seeds_differ_by_trial() -> None:
 # --------------------------------------------------------------------------- H3: retried, not lost
 
 
-def test_search_trials_swanlab_runs_are_named_by_their_key_as_status_names_them(write_experiment,
-                                                                                monkeypatch):
-    """A new search trial's run was named `search_2`, and its retry `search_2-s42-try2`: the
-    dashboard's names matched neither `status` and the trial's folder nor each other."""
-    import sqlite3
-
-    path = searched(write_experiment, 2, tracking='backend = "swanlab"\nmode = "local"')
+def interrupted_in_search_2(path, monkeypatch) -> None:
+    """`ablate run` stopped by Ctrl+C as search_2 starts training (exit 130); training is then
+    itself again."""
     real_train = train.train_trial
 
     def ctrl_c_in_search_2(trial, *args, **kwargs):
@@ -154,6 +150,16 @@ def test_search_trials_swanlab_runs_are_named_by_their_key_as_status_names_them(
     monkeypatch.setattr(train, "train_trial", ctrl_c_in_search_2)
     assert run(path) == 130
     monkeypatch.undo()
+
+
+def test_search_trials_swanlab_runs_are_named_by_their_key_as_status_names_them(write_experiment,
+                                                                                monkeypatch):
+    """A new search trial's run was named `search_2`, and its retry `search_2-s42-try2`: the
+    dashboard's names matched neither `status` and the trial's folder nor each other."""
+    import sqlite3
+
+    path = searched(write_experiment, 2, tracking='backend = "swanlab"\nmode = "local"')
+    interrupted_in_search_2(path, monkeypatch)
     assert run(path) == 0
     output_dir = load_spec(path).output_dir
     with sqlite3.connect(output_dir / "swanlog" / "runs.swanlab") as db:
@@ -166,18 +172,9 @@ def test_search_trials_swanlab_runs_are_named_by_their_key_as_status_names_them(
 def test_an_interrupted_search_trial_is_tried_again_with_its_parameters(write_experiment,
                                                                         monkeypatch, capsys):
     path = searched(write_experiment, 2)
-    real_train = train.train_trial
-
-    def ctrl_c_in_search_2(trial, *args, **kwargs):
-        if trial.variant == "search_2":
-            raise KeyboardInterrupt
-        return real_train(trial, *args, **kwargs)
-
-    monkeypatch.setattr(train, "train_trial", ctrl_c_in_search_2)
-    assert run(path) == 130
+    interrupted_in_search_2(path, monkeypatch)
     [interrupted] = [t for t in search_trials(path) if t.state.name == "FAIL"]
     assert interrupted.user_attrs["variant"] == "search_2"
-    monkeypatch.undo()
 
     capsys.readouterr()
     assert run(path, "--dry-run") == 0
