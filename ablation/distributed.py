@@ -231,7 +231,7 @@ def _rank_main(payload_path: Path) -> int:
         if rank == 0:
             log.error("distributed trial %s failed:\n%s", trial.key, traceback.format_exc())
             _write_offline_runs(trial_dir, tracker)  # its logged points are to sync all the same
-            tracker.finish(error=line)
+            tracker.finish(error=line, interrupted=isinstance(err, KeyboardInterrupt))
         raise
     if rank == 0:
         result |= {"devices_per_trial": devices, "per_device_batch_size": local.recipe.batch_size}

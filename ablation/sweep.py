@@ -992,7 +992,7 @@ def _run_one(study: optuna.Study, optuna_trial: optuna.Trial, trial: TrialSpec,
             if lost is not None and lost.is_set():
                 raise queue.TrialTakenOver
         except KeyboardInterrupt:
-            _fail(study, optuna_trial, tracker, INTERRUPTED)
+            _fail(study, optuna_trial, tracker, INTERRUPTED, interrupted=True)
             raise
         except queue.TrialTakenOver:
             _taken_over(optuna_trial, trial, spec, tracker, echo)
@@ -1016,7 +1016,7 @@ def _run_one(study: optuna.Study, optuna_trial: optuna.Trial, trial: TrialSpec,
                 optuna_trial.set_user_attr(records.RESULT, result)
                 study.tell(optuna_trial, state=optuna.trial.TrialState.PRUNED)
                 echo.trial_ended(trial.key, "PRUNED", value)
-                tracker.finish()
+                tracker.finish(pruned_at_step=pruning.pruned_at_step)
                 outcome.pruned.append(trial.key)
                 echo(f"trial {optuna_trial.number} {trial.key} pruned at step "
                      f"{pruning.pruned_at_step}")
@@ -1082,10 +1082,11 @@ def _store_offline_runs(optuna_trial: optuna.Trial, folders: list[str]) -> None:
             optuna_trial.set_user_attr(records.TRACKED_OFFLINE, folders)
 
 
-def _fail(study: optuna.Study, optuna_trial: optuna.Trial, tracker: Any, message: str) -> None:
+def _fail(study: optuna.Study, optuna_trial: optuna.Trial, tracker: Any, message: str,
+          interrupted: bool = False) -> None:
     with interrupts.held():  # a second Ctrl+C leaves neither the trial nor its run unfinished
         with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):  # taken over
             optuna_trial.set_user_attr(records.ERROR, message)
             study.tell(optuna_trial, state=optuna.trial.TrialState.FAIL)
         if tracker is not None:
-            tracker.finish(error=message)
+            tracker.finish(error=message, interrupted=interrupted)

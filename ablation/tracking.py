@@ -30,7 +30,10 @@ class Tracker(Protocol):
 
     def log(self, metrics: dict[str, float], step: int) -> None: ...
 
-    def finish(self, error: str | None = None) -> None: ...
+    def finish(self, error: str | None = None, *, interrupted: bool = False,
+               pruned_at_step: int | None = None) -> None:
+        """End the run: `error` says why the trial failed, or (`interrupted`) that Ctrl+C or
+        SIGTERM stopped it; a trial the pruner stopped ends with the step it stopped at."""
 
     def start_over(self, suffix: str, reason: str, changes: dict[str, Any]) -> None:
         """The trial trains again from step 0 in this process (an out-of-memory back-off): its
@@ -47,7 +50,8 @@ class NullTracker:
     def log(self, metrics: dict[str, float], step: int) -> None:
         pass
 
-    def finish(self, error: str | None = None) -> None:
+    def finish(self, error: str | None = None, *, interrupted: bool = False,
+               pruned_at_step: int | None = None) -> None:
         pass
 
     def start_over(self, suffix: str, reason: str, changes: dict[str, Any]) -> None:
@@ -145,7 +149,7 @@ class SwanLabTracker:
         if threading.current_thread() is threading.main_thread():
             # SwanLab's own Ctrl+C handler finishes the run at once and calls ours after: with
             # --graceful the trial then goes on logging to a finished run and fails. Ablate
-            # handles Ctrl+C itself and finishes the run (as crashed) when the trial stops.
+            # handles Ctrl+C itself and finishes the run (as aborted) when the trial stops.
             signal.signal(signal.SIGINT, handler)
         return run
 
@@ -159,14 +163,21 @@ class SwanLabTracker:
             self._run.log(metrics, step=step)
             self._logged = True
 
-    def finish(self, error: str | None = None) -> None:
+    def finish(self, error: str | None = None, *, interrupted: bool = False,
+               pruned_at_step: int | None = None) -> None:
+        """An interrupted trial's run ends as aborted, as SwanLab ends its own on Ctrl+C (online
+        it reads Aborted, not Crashed). SwanLab has no pruned state, and its local dashboard shows
+        aborted as Crashed: a pruned trial's run ends as success, its config saying where the
+        pruner stopped it (it read as a trial trained to the end)."""
         if self._run is None:
             return
         run, self._run = self._run, None
+        if pruned_at_step is not None:
+            run.config.update({"pruned_at_step": pruned_at_step})
         if error is None:
             run.finish(state="success")
         else:
-            run.finish(state="crashed", error=error)
+            run.finish(state="aborted" if interrupted else "crashed", error=error)
         del run
         gc.collect()  # SwanLab's local database connections close only when collected
 

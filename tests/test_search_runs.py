@@ -5,6 +5,7 @@ search trials."""
 
 from __future__ import annotations
 
+import contextlib
 import tomllib
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from ablation.config import load_spec
 from ablation.errors import AblateInputError
 from ablation.queue import StudyNotFound, open_study
 from ablation.sweep import run_worker
+from ablation.variants import TrialSpec
 
 # Four optimizer steps a trial: these tests are about which trials run, not what they learn.
 QUICK = "learning_rate = 1e-3\nbatch_size = 16\nmax_steps = 4\neval_steps = 2\nlogging_steps = 2\n"
@@ -233,7 +235,6 @@ def _kill_a_search_trial(path: Path, sets: list[str]) -> tuple[optuna.Trial, dic
     import sys
 
     from ablation import records
-    from ablation.variants import TrialSpec
 
     spec = load_spec(path, sets)
     study = open_study(spec, create=False)
@@ -456,7 +457,6 @@ def test_a_pruned_trial_is_counted_as_pruned_by_the_worker(write_experiment, mon
     from ablation import records, sweep
     from ablation.progress import Lines
     from ablation.tracking import NullTracker
-    from ablation.variants import TrialSpec
 
     spec = load_spec(searched(write_experiment, 1))
     study = open_study(spec)
@@ -473,6 +473,68 @@ def test_a_pruned_trial_is_counted_as_pruned_by_the_worker(write_experiment, mon
     capsys.readouterr()
     assert cli.main(["worker", str(spec.path)]) == 0
     assert "worker done: 0 trial(s) complete, 1 pruned, 0 failed\n" in capsys.readouterr().out
+
+
+def test_a_pruned_trials_swanlab_run_says_where_the_pruner_stopped_it(write_experiment,
+                                                                      monkeypatch):
+    """A pruned trial's run ended as success with nothing else to tell it from a trial trained
+    to the end: its config now holds pruned_at_step (its state stays success: SwanLab has no
+    pruned state, and its local dashboard shows aborted as Crashed)."""
+    import sqlite3
+    from types import SimpleNamespace
+
+    import yaml
+
+    from ablation import records, sweep
+    from ablation.progress import Lines
+    from ablation.tracking import SwanLabTracker
+
+    spec = load_spec(searched(write_experiment, 1, tracking='backend = "swanlab"\nmode = "local"'))
+    study = open_study(spec)
+    trial = TrialSpec.of(spec.baseline, search.search_trial_name(0), 42, {})
+    study.enqueue_trial({}, user_attrs=records.trial_attrs(trial))
+    monkeypatch.setattr(train, "train_with_backoff", lambda *args, **kwargs: {
+        "validation": {spec.experiment.metric: 0.5}, "runtime_s": 1.0})
+    sweep._run_one(study, study.ask(), trial, spec, None, None,
+                   SwanLabTracker(spec.tracking, spec.output_dir), trial.key,
+                   sweep.RunOutcome(planned=[]), Lines(quiet=True),
+                   pruning=SimpleNamespace(pruned_at_step=2))
+    swanlog = spec.output_dir / "swanlog"
+    with sqlite3.connect(swanlog / "runs.swanlab") as db:
+        ((name, run_id, status),) = db.execute("select name, run_id, status from experiment")
+    config = yaml.safe_load((swanlog / run_id / "files" / "config.yaml").read_text())
+    assert (name, status, config["pruned_at_step"]["value"]) == (trial.key, 1, 2)
+
+
+def test_an_interrupted_trials_run_ends_as_aborted_as_swanlab_ends_its_own_on_ctrl_c(
+        write_experiment, monkeypatch):
+    """Ctrl+C ended the trial's run as crashed, beside the trials that failed: online it now
+    reads Aborted, the state SwanLab gives its own runs on Ctrl+C; a failure stays crashed."""
+    from ablation import records, sweep
+    from ablation.progress import Lines
+
+    spec = load_spec(searched(write_experiment, 1))
+    study = open_study(spec)
+    ended = []
+
+    class Recording:
+        def start(self, name, group, config):
+            pass
+
+        def finish(self, error=None, *, interrupted=False, pruned_at_step=None):
+            ended.append((error, interrupted))
+
+    for fault in (KeyboardInterrupt, RuntimeError("no")):
+        def train_with_backoff(*args, fault=fault, **kwargs):
+            raise fault
+
+        monkeypatch.setattr(train, "train_with_backoff", train_with_backoff)
+        trial = TrialSpec.of(spec.baseline, "baseline", 42 + len(ended), {})
+        study.enqueue_trial({}, user_attrs=records.trial_attrs(trial))
+        with contextlib.suppress(KeyboardInterrupt):
+            sweep._run_one(study, study.ask(), trial, spec, None, None, Recording(), "run",
+                           sweep.RunOutcome(planned=[]), Lines(quiet=True))
+    assert ended == [(sweep.INTERRUPTED, True), ("RuntimeError: no", False)]
 
 
 def test_a_proposal_of_earlier_parameters_takes_their_result_without_training(
