@@ -120,15 +120,18 @@ class Board:
         return self.rows.setdefault(key, TrialRow(key, seed))
 
     def study_eta_s(self, now: float) -> float | None:
-        """Running trials' own ETAs plus the waiting ones at the mean duration of those done."""
+        """Running trials' own ETAs plus the waiting ones at the mean duration of those done; a
+        running trial before its first step has no pace yet and counts as a waiting one. None
+        while a trial to come has nothing to be estimated from (it said `0 s` there)."""
         durations = [r.ended - r.started for r in self.rows.values()
                      if r.state == "done" and r.started is not None and r.ended is not None]
         running = [r.eta_s(now) for r in self.rows.values() if r.state == "running"]
-        waiting = sum(r.state == "waiting" for r in self.rows.values()) + self.proposals
+        waiting = (sum(r.state == "waiting" for r in self.rows.values()) + self.proposals
+                   + running.count(None))
         if waiting and not durations:
             return None
         mean = sum(durations) / len(durations) if durations else 0.0
-        return sum(eta or 0.0 for eta in running) + waiting * mean
+        return sum(eta for eta in running if eta is not None) + waiting * mean
 
     def table(self, now: float, height: int | None = None, width: int | None = None) -> Any:
         """The title and a row per trial; within `height` lines of `width` columns (a

@@ -217,6 +217,35 @@ def test_a_trial_cut_short_by_ctrl_c_is_not_left_running_in_the_last_frame(monke
     assert "waiting" in waiting  # queued: the next run trains it
 
 
+def test_no_study_eta_before_a_trial_has_a_pace_to_estimate_from(monkeypatch):
+    """A study's first trial loading its model, no step taken: the title said `study ETA 0 s`.
+    A running trial without a pace counts as a waiting one: none yet, then the mean of those
+    done."""
+    from ablation import progress
+
+    one = progress.Board("macro_f1")  # a study of one trial, loading its model
+    one.row("baseline-s42", 42).state = "running"
+    assert one.study_eta_s(now=5.0) is None
+    monkeypatch.setattr("rich.live.Live", _FakeLive)
+    clock = [0.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
+    table = progress.LiveTable("macro_f1")
+    table.planned([("baseline-s42", 42), ("baseline_bs32-s42", 42)])
+    table.trial_started("baseline-s42", 42)
+    clock[0] = 5.0
+    table.step("baseline-s42", 1, 28)  # its first step: no pace yet (nothing since it)
+    assert "ETA" not in _last_frame(table).splitlines()[0]
+    clock[0] = 10.0
+    table.step("baseline-s42", 2, 28)  # 5 s a step, 26 to go; the other one still unknown
+    assert "ETA" not in _last_frame(table).splitlines()[0]
+    clock[0] = 100.0
+    table.trial_ended("baseline-s42", "COMPLETE", 0.5)
+    table.trial_started("baseline_bs32-s42", 42)  # the last one, loading: 100 s, as the first
+    title = _last_frame(table).splitlines()[0].rstrip()
+    assert title == "trials: 1/2 finished · study ETA 1 min 40 s"
+    table.close()
+
+
 def test_a_run_with_nothing_to_train_leaves_no_empty_table(monkeypatch):
     """Every trial complete, re-used: the table said "planning the study" over no rows while the
     report was written, and stayed on the terminal so when the run ended."""
