@@ -212,7 +212,12 @@ def _more(rows: list[TrialRow]) -> str:
 
 
 def fmt_duration(seconds: float) -> str:
+    """`7 s`, `2 min 47 s`; from an hour on `6 h 17 min` (it read `377 min 13 s`): hours and
+    minutes, the seconds no one reads there left out."""
     seconds = max(0, round(seconds))
+    if seconds >= 3600:
+        hours, minutes = divmod(round(seconds / 60), 60)
+        return f"{hours} h {minutes:02d} min"
     return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
 

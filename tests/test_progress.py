@@ -48,6 +48,14 @@ def test_the_board_shows_each_trial_with_its_state_step_metric_and_eta():
     assert "trials: planning the study" in console.export_text()
 
 
+def test_a_duration_of_an_hour_or_more_is_in_hours_and_minutes():
+    """970 steps to go at 23.3 s a step: the ETA read `377 min 13 s`."""
+    assert fmt_duration(22633.3) == "6 h 17 min"
+    assert fmt_duration(3599) == "59 min 59 s" and fmt_duration(3600) == "1 h 00 min"
+    assert fmt_duration(7190) == "2 h 00 min"  # rounded to a minute
+    assert fmt_duration(30 * 3600 + 65) == "30 h 01 min"
+
+
 def test_a_table_taller_than_the_terminal_keeps_the_running_trial_in_sight():
     """42 trials on a 24-line terminal: rich cut the table at the bottom ("..."), and once the
     trials above filled the screen the running one was below the cut; the title moved, nothing
@@ -98,7 +106,7 @@ def test_trial_names_too_long_for_the_terminal_are_folded_not_cut_to_look_alike(
     assert "…" not in text.replace("… ", "")  # only the counting lines' own
     for ratio in range(20, 24):  # the running trial and those after it, whole
         assert f"baseline_warmup_ratio_0.{ratio:02d}-s42" in text
-    assert "377 min 13 s" in "".join(lines)  # the running one's ETA: it is in sight
+    assert "6 h 17 min" in "".join(lines)  # the running one's ETA: it is in sight
 
 
 def test_a_resumed_trial_s_eta_counts_only_the_steps_this_attempt_trained(monkeypatch):
