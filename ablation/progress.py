@@ -105,6 +105,9 @@ class TrialRow:
         return (now - self.started) / done * (self.max_steps - self.step)
 
 
+COMPLETE = ("done", "stopped early")  # a trial complete: every step, or early stopping's
+
+
 @dataclass
 class Board:
     """The state a live table shows."""
@@ -123,8 +126,8 @@ class Board:
         """Running trials' own ETAs plus the waiting ones at the mean duration of those done; a
         running trial before its first step has no pace yet and counts as a waiting one. None
         while a trial to come has nothing to be estimated from (it said `0 s` there)."""
-        durations = [r.ended - r.started for r in self.rows.values()
-                     if r.state == "done" and r.started is not None and r.ended is not None]
+        durations = [r.ended - r.started for r in self.rows.values() if r.state in COMPLETE
+                     and r.started is not None and r.ended is not None]
         running = [r.eta_s(now) for r in self.rows.values() if r.state == "running"]
         waiting = (sum(r.state == "waiting" for r in self.rows.values()) + self.proposals
                    + running.count(None))
@@ -141,7 +144,8 @@ class Board:
         from rich.table import Table
         from rich.text import Text
 
-        done = sum(r.state in ("done", "failed", "pruned", "repeated") for r in self.rows.values())
+        done = sum(r.state in (*COMPLETE, "failed", "pruned", "repeated")
+                   for r in self.rows.values())
         eta = self.study_eta_s(now)
         title = (f"trials: {done}/{len(self.rows) + self.proposals} finished"
                  + (f" · study ETA {fmt_duration(eta)}" if eta is not None else "")
@@ -303,6 +307,8 @@ class LiveTable(Lines):
     def trial_ended(self, key: str, state: str, value: float | None = None) -> None:
         row = self.board.row(key)
         row.state = {"COMPLETE": "done", "FAIL": "failed", "PRUNED": "pruned"}.get(state, state)
+        if row.state == "done" and row.step < row.max_steps:  # `done 6/28` did not say why
+            row.state = "stopped early"  # by early stopping (pruning's trials end PRUNED)
         row.ended = time.monotonic()
         if value is not None:
             row.value = value

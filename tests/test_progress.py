@@ -254,6 +254,46 @@ def test_no_study_eta_before_a_trial_has_a_pace_to_estimate_from(monkeypatch):
     table.close()
 
 
+def test_a_trial_stopped_by_early_stopping_says_so_in_the_table(monkeypatch):
+    """Early stopping ended a trial at step 6 of 28: the table said `done` and `6/28`, as if it
+    had trained every step or were cut short by something else."""
+    from ablation import progress
+
+    monkeypatch.setattr("rich.live.Live", _FakeLive)
+    table = progress.LiveTable("macro_f1")
+    table.planned([("baseline-s42", 42), ("baseline_bs32-s42", 42)])
+    for key, steps in (("baseline-s42", 6), ("baseline_bs32-s42", 28)):
+        table.trial_started(key, 42)
+        for step in range(1, steps + 1):
+            table.step(key, step, 28)
+        table.trial_ended(key, "COMPLETE", 0.5)
+    table.close()
+    frame = _last_frame(table)
+    assert frame.startswith("trials: 2/2 finished")
+    stopped = next(line for line in frame.splitlines() if "baseline-s42" in line).split("│")
+    assert [cell.strip() for cell in stopped[3:5]] == ["stopped early", "6/28"]
+    full = next(line for line in frame.splitlines() if "baseline_bs32-s42" in line).split("│")
+    assert [cell.strip() for cell in full[3:5]] == ["done", "28/28"]
+
+
+def test_a_real_trial_stopped_early_shows_so_in_the_last_table(write_experiment, monkeypatch):
+    """The Trainer's own steps: early stopping at step 6 of 28 (no improvement at the second
+    evaluation); the last table, left on the terminal, says so."""
+    from ablation import progress
+    from ablation.config import load_spec
+    from ablation.sweep import run_study
+
+    monkeypatch.setattr("rich.live.Live", _FakeLive)
+    path = write_experiment(variants="", baseline="learning_rate = 1e-12\nbatch_size = 16\n"
+                                                  "epochs = 2\neval_steps = 3\n"
+                                                  "early_stopping_patience = 1\n")
+    table = progress.LiveTable("macro_f1")
+    run_study(load_spec(path), echo=table)
+    table.close()
+    row = next(line for line in _last_frame(table).splitlines() if "baseline-s42" in line)
+    assert [cell.strip() for cell in row.split("│")[3:5]] == ["stopped early", "6/28"]
+
+
 def test_a_run_with_nothing_to_train_leaves_no_empty_table(monkeypatch):
     """Every trial complete, re-used: the table said "planning the study" over no rows while the
     report was written, and stayed on the terminal so when the run ended."""
