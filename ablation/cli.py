@@ -844,6 +844,7 @@ def _evaluate_checkpoints(args: argparse.Namespace) -> int:
         trained_pair_column,
     )
     from .models import BEST_MODEL, MODEL_DIR, model_info
+    from .progress import CountLine
 
     if not Path(args.model).is_file():
         raise AblateInputError(f"--checkpoints needs an experiment file as MODEL_OR_STUDY, not "
@@ -865,10 +866,18 @@ def _evaluate_checkpoints(args: argparse.Namespace) -> int:
     _print_notes(notes, frame, label_names)
     max_length = trained.get("max_length")
     rows = []
-    for folder in folders:
-        result = evaluate(folder, frame, args.batch_size, max_length)
-        rows.append({"step": int(folder.name.split("-")[-1]), "checkpoint": str(folder),
-                     **{k: result.metrics[k] for k in ("accuracy", "macro_f1", "eval_loss", metric)}})
+    # Each checkpoint is a model loaded and every row scored: `checkpoint-40 (2 of 6): evaluated
+    # 16,384 of 50,000 rows (32 %, ...)` on a terminal, not minutes of nothing.
+    progress = CountLine("evaluated", len(frame), "rows")
+    try:
+        for number, folder in enumerate(folders, 1):
+            progress.restart(f"{folder.name} ({number} of {len(folders)}): evaluated")
+            result = evaluate(folder, frame, args.batch_size, max_length, progress=progress)
+            rows.append({"step": int(folder.name.split("-")[-1]), "checkpoint": str(folder),
+                         **{k: result.metrics[k] for k in ("accuracy", "macro_f1", "eval_loss",
+                                                          metric)}})
+    finally:
+        progress.clear()
     peak = (max if greater else min)(rows, key=lambda row: row[metric])
     selected = trained.get("best_step")
     if args.json:

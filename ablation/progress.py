@@ -404,6 +404,11 @@ class CountLine:
             sys.stderr.flush()
             self.drawn_at, self.showing = now, True
 
+    def restart(self, verb: str) -> None:
+        """The same line counting again from 0 under `verb` (evaluate --checkpoints: the next
+        checkpoint's rows), at its own rate: a line, not one per checkpoint, for `clear` to wipe."""
+        self.verb, self.done, self.drawn_at, self.first = verb, 0, 0.0, None
+
     def clear(self) -> None:
         if self.showing:
             sys.stderr.write("\r\x1b[K")

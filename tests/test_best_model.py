@@ -694,6 +694,28 @@ def test_predict_and_evaluate_show_progress_on_a_terminal_only(tiny_model_dir, t
         assert shown == ""
 
 
+def test_evaluate_checkpoints_shows_progress_on_a_terminal_only(tmp_path, tiny_model_dir,
+                                                                tiny_data_dir, monkeypatch, capsys):
+    """Each checkpoint is a model loaded and every row scored (a large --dataset: minutes each),
+    and --checkpoints showed nothing until the last was done: on a terminal, one line says which
+    checkpoint and how many rows; a pipe or a log gets none."""
+    path = _study_file(tmp_path, tiny_model_dir, tiny_data_dir, "all")
+    assert cli.main(["run", str(path)]) == 0
+    steps = sorted(int(p.name.split("-")[1]) for p in (load_spec(path).output_dir / "trials"
+                   / "baseline-s42" / "checkpoints").glob("checkpoint-*"))
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(path), "--checkpoints", "baseline-s42", "--json"]) == 0
+    assert capsys.readouterr().err == ""  # not a terminal
+    monkeypatch.setattr(sys, "stderr", _Terminal())
+    assert cli.main(["evaluate", str(path), "--checkpoints", "baseline-s42", "--json"]) == 0
+    shown = sys.stderr.getvalue()
+    for number, step in enumerate(steps, 1):
+        assert re.search(rf"\rcheckpoint-{step} \({number} of {len(steps)}\): evaluated "
+                         r"(\d+) of \1 rows \(100 %", shown), shown
+    assert shown.endswith("\r\x1b[K")  # cleared: the JSON starts clean
+    assert json.loads(capsys.readouterr().out)["checkpoints"]
+
+
 def test_evaluate_tokenizes_a_chunk_of_rows_at_a_time(tiny_model_dir, monkeypatch):
     """The same bound for evaluate's rows (a 200,000-row CSV peaked at 2.6 GB)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
