@@ -30,7 +30,7 @@ from .config import TYPO_CUTOFF, ExperimentSpec, last_set, shown_storage
 from .errors import TRIAL_LOG_ONLY, AblateInputError, first_line
 from .locking import file_lock
 from .preflight import TrialInputs, preflight
-from .progress import Lines, as_progress
+from .progress import Lines, as_progress, fmt_duration
 from .tracking import NullTracker, make_tracker
 from .variants import BASELINE, FULL, MINUS, PLUS, TrialSpec, describe_changes, expand, variant_names
 
@@ -1028,13 +1028,22 @@ def _run_one(study: optuna.Study, optuna_trial: optuna.Trial, trial: TrialSpec,
             outcome.completed.append(trial.key)
             log.info("trial %s complete: %s = %s", trial.key, spec.experiment.metric, value)
             echo(f"trial {optuna_trial.number} {trial.key} done: {spec.experiment.metric} "
-                 f"{value:.4f} in {result['runtime_s']:.0f}s")
+                 f"{value:.4f} in {fmt_duration(result['runtime_s'])}{_stopped_early(result)}")
     finally:
         root.removeHandler(handler)
         # A full disk fails the flush of the log's last lines: the trial is recorded already, and
         # the study goes on (it crashed here, leaving the next trials and the report undone).
         with contextlib.suppress(OSError):
             handler.close()
+
+
+def _stopped_early(result: dict[str, Any]) -> str:
+    """`, stopped early at step 6 of 28` where early stopping ended the trial (the live table
+    says `stopped early`; the plain line of logs, pipes and workers said nothing)."""
+    steps, max_steps = result.get("steps"), result.get("max_steps")
+    if steps is None or max_steps is None or steps >= max_steps:
+        return ""
+    return f", stopped early at step {steps} of {max_steps}"
 
 
 def _taken_over(optuna_trial: optuna.Trial, trial: TrialSpec, spec: ExperimentSpec,

@@ -712,6 +712,7 @@ def train_trial(trial: TrialSpec, spec: ExperimentSpec, data: TokenizedData, tok
         "best_step": trainer.state.best_global_step,
         "resumed_from_step": int(resume_from.name.split("-")[-1]) if resume_from else None,
         "steps": trainer.state.global_step,
+        "max_steps": trainer.state.max_steps,  # more than steps: early stopping ended it
         "epochs": trainer.state.epoch,
         "train_runtime_s": train_output.metrics.get("train_runtime"),
         "train_samples_per_s": train_output.metrics.get("train_samples_per_second"),

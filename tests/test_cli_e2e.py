@@ -497,9 +497,10 @@ def test_the_last_step_is_logged_whatever_logging_steps_says(write_experiment):
     assert steps == [1, 10, 20, 28]  # the first step too, as ablate always logs it
 
 
-def test_the_last_step_is_logged_when_training_stops_early(write_experiment):
+def test_the_last_step_is_logged_when_training_stops_early(write_experiment, capsys):
     """Early stopping ends training at an evaluation (step 6 here, logging every 10): without a log
-    there the curves, the tracker and the report's final train loss stopped at step 1."""
+    there the curves, the tracker and the report's final train loss stopped at step 1. The plain
+    line that ends the trial (logs, pipes, workers) says it stopped early, as the table does."""
     path = write_experiment(variants="", baseline="learning_rate = 1e-12\nbatch_size = 16\n"
                                                   "epochs = 2\nlogging_steps = 10\neval_steps = 3\n"
                                                   "early_stopping_patience = 1\n")
@@ -508,6 +509,8 @@ def test_the_last_step_is_logged_when_training_stops_early(write_experiment):
     result = trial.user_attrs["result"]
     assert result["steps"] == 6  # no improvement at the second evaluation: stopped there
     assert [point["step"] for point in result["history"]] == [1, 6]
+    (line,) = [line for line in capsys.readouterr().out.splitlines() if " done: " in line]
+    assert line.endswith(" s, stopped early at step 6 of 28")
 
 
 def test_an_unknown_variant_gets_a_did_you_mean_only_for_a_close_name(write_experiment, capsys):
