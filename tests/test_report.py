@@ -1369,3 +1369,44 @@ def test_the_best_variant_that_learned_nothing_says_so_in_the_headline(write_exp
     assert ("Every comparison here: neither side learned from the text: each of their trials "
             "predicts one class") in text
     assert "Their Δ compare constant guesses, not what the changes do" in text
+
+
+def _lr_records(peaks: dict[str, float]) -> list:
+    """One trial per variant whose learning rate decays linearly from its peak to 0 (the default
+    schedule), as the curve plots get them."""
+    return [records.TrialRecord(
+        number=i, variant=name, seed=42, overrides={}, state="COMPLETE", value=0.5,
+        result={"history": [{"step": s, "epoch": s / 10, "loss": 1.0, "grad_norm": 1.0,
+                             "learning_rate": peak * (1 - s / 10)} for s in range(1, 11)],
+                "eval_history": []}) for i, (name, peak) in enumerate(peaks.items())]
+
+
+def test_learning_rates_a_factor_of_ten_apart_are_plotted_on_a_log_axis(tmp_path, monkeypatch):
+    """A [sweep] of learning_rate = [1e-4, 5e-3] beside a baseline of 1e-3: on the learning-rate
+    plot's linear axis the 1e-4 variant was a flat line on the zero line, its schedule unreadable.
+    Peaks a factor of 10 or more apart now get a log axis, labelled as the file writes learning
+    rates (1e-4, not 10⁻⁴); peaks closer together keep the linear axis, as do the other plots."""
+    from ablation.report import plots
+
+    seen: dict[str, dict] = {}
+
+    def keep(fig, path, tight=True):
+        ax = fig.axes[0]
+        fig.draw_without_rendering()
+        seen[f"{path.parent.name}/{path.stem}"] = {
+            "scale": ax.get_yscale(), "label": ax.get_ylabel(),
+            "ticks": [t.get_text() for t in ax.get_yticklabels() + ax.get_yticklabels(minor=True)
+                      if t.get_text() and t.get_visible()]}
+        plots.plt.close(fig)
+
+    monkeypatch.setattr(plots, "_save", keep)
+    spread = {"baseline": 1e-3, "baseline_lr1e-4": 1e-4, "baseline_lr5e-3": 5e-3}
+    plots.plot_curves(_lr_records(spread), tmp_path / "spread", list(spread))
+    close = {"baseline": 1e-3, "baseline_lr5e-4": 5e-4, "baseline_lr2e-3": 2e-3}
+    plots.plot_curves(_lr_records(close), tmp_path / "close", list(close))
+    lr = seen["spread/learning_rate"]
+    assert lr["scale"] == "log" and lr["label"] == "learning rate (log scale)"
+    assert {"1e-4", "1e-3"} <= set(lr["ticks"]) and not any("$" in t for t in lr["ticks"])
+    assert seen["spread/train_loss"]["scale"] == "linear"
+    assert seen["close/learning_rate"]["scale"] == "linear"
+    assert seen["close/learning_rate"]["label"] == "learning rate"

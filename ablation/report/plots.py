@@ -18,6 +18,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from ..locking import written_beside  # noqa: E402
 from ..records import TrialRecord, is_search_variant  # noqa: E402
@@ -55,6 +56,11 @@ METRIC_ROWS_EACH_END = 12  # beyond 2 × this + 1 rows the metric plot shows the
 GREY = "0.6"
 BIG_LEGEND_ROOM = 1.5  # inches a big study's 9-inch curve plot leaves its legend (short names)
 NAMES_ROOM = 1.2  # inches the metric plot's 7-inch figure leaves its row names (baseline_lr3e-3)
+# Learning rates this many times apart or more (a [sweep] of 1e-4 beside 5e-3) get a log axis: on
+# a linear one the smallest lies flat on the zero line. Below the smallest peak a log axis shows
+# LOG_DECADES_BELOW decades of its decay, not the decades down to a last step's 1e-9.
+LOG_SPREAD = 10.0
+LOG_DECADES_BELOW = 2
 
 
 def plot_names() -> tuple[str, ...]:
@@ -106,7 +112,8 @@ def plot_curves(records: list[TrialRecord], out_dir: Path, variant_order: list[s
             continue
         ax.set_title(title)
         ax.set_xlabel("epoch")
-        ax.set_ylabel(key.replace("_", " "))
+        log = stem == "learning_rate" and _log_axis_for_spread_peaks(ax)
+        ax.set_ylabel(key.replace("_", " ") + (" (log scale)" if log else ""))
         ax.grid(alpha=0.3)
         if legend is not None and ax.get_legend() is not None:  # beside the 9-inch figure's axes
             _widen_by_legend(fig, ax.get_legend(), BIG_LEGEND_ROOM)
@@ -115,6 +122,37 @@ def plot_curves(records: list[TrialRecord], out_dir: Path, variant_order: list[s
         _save(fig, path, tight=tight)
         written.append(path)
     return written
+
+
+def spans_a_factor_of_ten(values: list[float]) -> bool:
+    """Whether positive values lie LOG_SPREAD times apart or more: on a linear axis the smallest
+    would be a flat line on zero beside the largest."""
+    return bool(values) and min(values) > 0 and max(values) >= LOG_SPREAD * min(values)
+
+
+def _log_axis_for_spread_peaks(ax: plt.Axes) -> bool:
+    """A log y axis where the curves' peaks (each variant's learning rate) span a factor of ten,
+    ticks written as the file writes learning rates (1e-4, 5e-3); returns whether it is one. A
+    decay to 0 runs off the bottom, as on a linear axis it meets zero."""
+    import numpy as np
+
+    peaks = [float(np.nanmax(ys)) for ys in (line.get_ydata() for line in ax.get_lines())
+             if np.isfinite(ys).any()]
+    if not spans_a_factor_of_ten(peaks):
+        return False
+    ax.set_yscale("log")
+    ax.set_ylim(bottom=max(ax.get_ylim()[0], min(peaks) / 10**LOG_DECADES_BELOW))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: _scientific(value)))
+    ax.yaxis.set_minor_formatter(FuncFormatter(  # 5e-3 between 1e-3 and 1e-2; 2e-3 and the rest bare
+        lambda value, _: _scientific(value) if _scientific(value).startswith("5e") else ""))
+    return True
+
+
+def _scientific(value: float) -> str:
+    """1e-4, 5e-3: short, and the way a learning rate is written in the file."""
+    import numpy as np
+
+    return np.format_float_scientific(value, precision=2, trim="-", exp_digits=1).replace("e+", "e")
 
 
 def _legend_clear_of_lines(fig: Figure, ax: plt.Axes) -> bool:
