@@ -1410,3 +1410,33 @@ def test_learning_rates_a_factor_of_ten_apart_are_plotted_on_a_log_axis(tmp_path
     assert seen["spread/train_loss"]["scale"] == "linear"
     assert seen["close/learning_rate"]["scale"] == "linear"
     assert seen["close/learning_rate"]["label"] == "learning rate"
+
+
+def test_a_learning_curve_point_without_a_ci_among_points_with_one_says_it_rests_on_one_seed(
+        tmp_path, monkeypatch):
+    """A training size whose other seed failed has no CI: in the metric plot its row is a hollow
+    point named "(1 seed)", but the learning curve drew it filled and barless beside points with
+    bars, as sure-looking as a zero-width interval. It is now hollow and its size says "(1 seed)";
+    a curve where no point has bars (a one-seed study) is unchanged."""
+    from ablation.report import plots
+
+    seen: dict[str, tuple] = {}
+
+    def keep(fig, path, tight=True):
+        ax = fig.axes[0]
+        fig.draw_without_rendering()
+        hollow = {(float(line.get_xdata()[0]), line.get_markerfacecolor() in ("none", "white"))
+                  for line in ax.get_lines() if line.get_marker() == "o"}  # white: the line not through it
+        seen[path.stem] = ([" ".join(t.get_text().split()) for t in ax.get_xticklabels()
+                            if t.get_visible()], hollow)
+        plots.plt.close(fig)
+
+    monkeypatch.setattr(plots, "_save", keep)
+    nan = math.nan
+    plots.plot_learning_curve([(30, 0.5, 0.4, 0.6), (60, 0.6, nan, nan), (216, 0.7, 0.6, 0.8)],
+                              "macro_f1", tmp_path / "mixed.png")
+    assert seen["mixed"] == (["30", "60 (1 seed)", "216"],
+                             {(30.0, False), (60.0, True), (216.0, False)})
+    plots.plot_learning_curve([(30, 0.5, nan, nan), (60, 0.6, nan, nan)], "macro_f1",
+                              tmp_path / "one.png")
+    assert seen["one"] == (["30", "60"], {(30.0, False), (60.0, False)})

@@ -415,14 +415,19 @@ def plot_learning_curve(points: list[tuple[int, float, float, float]], metric: s
     fig, ax = plt.subplots(figsize=(6, 3.8), dpi=110)
     xs = [p[0] for p in points]
     means = [p[1] for p in points]
-    ax.plot(xs, means, "o-", color="tab:blue")
-    bars = False
+    ax.plot(xs, means, "-", color="tab:blue")
+    bars = any(low == low and high == high for _, _, low, high in points)
+    labels = []
     for n, mean, low, high in points:
-        if low == low and high == high:
-            ax.errorbar(n, mean, yerr=_bar(mean, low, high), color="tab:blue", capsize=4)
-            bars = True
+        if low == low and high == high:  # not NaN
+            ax.errorbar(n, mean, yerr=_bar(mean, low, high), fmt="o", color="tab:blue", capsize=4)
+            labels.append(str(n))
+        else:  # one seed: beside points with bars, hollow and said, as in the metric plot
+            ax.plot(n, mean, "o", color="tab:blue", zorder=3,  # white: the line not through it
+                    markerfacecolor="white" if bars else "tab:blue")
+            labels.append(f"{n}\n(1 seed)" if bars else str(n))
     ax.set_xscale("log")
-    ax.set_xticks(xs, [str(n) for n in xs])  # the sizes trained, not 3×10¹ and 2×10²
+    ax.set_xticks(xs, labels)  # the sizes trained, not 3×10¹ and 2×10²
     ax.set_xticks([], minor=True)
     ax.set_xlabel("training examples (log scale)")
     ax.set_ylabel(f"{metric} (validation)")
@@ -432,6 +437,7 @@ def plot_learning_curve(points: list[tuple[int, float, float, float]], metric: s
     fig.draw_without_rendering()
     boxes = [label.get_window_extent() for label in ax.get_xticklabels()]
     if any(a.overlaps(b) for a, b in pairwise(boxes)):  # sizes close on the log axis: upright
+        ax.set_xticks(xs, [label.replace("\n", " ") for label in labels])  # one line each
         ax.tick_params(axis="x", labelrotation=90)
         tight = _tight_layout(fig)
     _save(fig, path, tight=tight)
