@@ -1440,3 +1440,41 @@ def test_a_learning_curve_point_without_a_ci_among_points_with_one_says_it_rests
     plots.plot_learning_curve([(30, 0.5, nan, nan), (60, 0.6, nan, nan)], "macro_f1",
                               tmp_path / "one.png")
     assert seen["one"] == (["30", "60"], {(30.0, False), (60.0, False)})
+
+
+def test_confusion_counts_of_many_classes_stay_readable(tmp_path, monkeypatch):
+    """20 classes: the matrices kept their 4.2-inch size, so each count had a fifth of an inch
+    and four-digit counts ran into their neighbours ('1500108499711...'), the matrix unreadable.
+    Each matrix now grows by its classes, its counts clear of one another; past 30 classes the
+    cells show colour alone (900 numbers are no longer read), the class names still apart. Three
+    classes keep the figure as it was."""
+    import itertools
+    import random
+
+    from ablation.report import plots
+
+    seen: dict[str, dict] = {}
+
+    def keep(fig, path, tight=True):
+        fig.draw_without_rendering()
+        ax = fig.axes[0]
+        rows = [t.get_window_extent() for t in ax.texts]
+        names = [t.get_window_extent() for t in ax.get_yticklabels()]
+        seen[path.stem] = {"texts": len(ax.texts), "size": tuple(fig.get_size_inches()),
+                           "label": ax.get_xlabel(),
+                           "counts_apart": not any(a.overlaps(b) for a, b in itertools.pairwise(rows)),
+                           "names_apart": not any(a.overlaps(b) for a, b in itertools.pairwise(names))}
+        plots.plt.close(fig)
+
+    monkeypatch.setattr(plots, "_save", keep)
+    rng = random.Random(0)
+    for classes in (3, 20, 40):
+        matrix = [[1500 if i == j else rng.randrange(120) for j in range(classes)]
+                  for i in range(classes)]
+        plots.plot_confusions({"baseline (validation)": matrix, "best (validation)": matrix},
+                              [f"class_{i}" for i in range(classes)], tmp_path / f"c{classes}.png")
+    assert seen["c3"] == {"texts": 9, "size": (8.4, 4.0), "label": "predicted",
+                          "counts_apart": True, "names_apart": True}
+    assert seen["c20"]["texts"] == 400 and seen["c20"]["counts_apart"] and seen["c20"]["names_apart"]
+    assert seen["c40"]["texts"] == 0 and seen["c40"]["names_apart"]
+    assert seen["c40"]["label"] == "predicted (shade: share of the true class)"

@@ -40,6 +40,16 @@ LINE_STYLES = ("-", "--", ":", "-.")
 SUMMARY_PLOTS = ("metric", "confusion", "learning_curve")
 
 
+# A confusion matrix writes each cell's count up to this many classes (900 numbers; past it
+# colour alone), each cell as wide as its longest count (DIGIT_WIDTH inches a digit at 8 points)
+# or, without counts, as tall as a class name (NAME_HEIGHT); where that takes more than the
+# MATRIX_ROOM inches the 4.2 × 4 inch figure leaves the matrix, the figure grows by the excess.
+MAX_COUNTED_CLASSES = 30
+DIGIT_WIDTH = 0.075
+NAME_HEIGHT = 0.16
+MATRIX_ROOM = 2.6
+
+
 # Fonts with the CJK glyphs DejaVu Sans lacks (label names such as 差评 / 好评): those installed are
 # its fallbacks in the confusion matrices, glyph by glyph.
 CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans CJK JP", "Noto Sans CJK KR", "Source Han Sans SC",
@@ -376,24 +386,32 @@ def _draw_confusions(matrices: dict[str, list[list[int]]], label_names: list[str
                      path: Path) -> None:
     import numpy as np
 
-    fig, axes = plt.subplots(1, len(matrices), figsize=(4.2 * len(matrices), 4), dpi=110,
-                             squeeze=False)
+    classes = len(label_names)
+    widest = max((len(str(int(count))) for matrix in matrices.values() for row in matrix
+                  for count in row), default=1)
+    written = classes <= MAX_COUNTED_CLASSES
+    cell = widest * DIGIT_WIDTH + 0.1 if written else NAME_HEIGHT  # inches a cell needs
+    grow = max(0.0, classes * cell - MATRIX_ROOM)  # beyond the 4.2 × 4 figure's matrix
+    fig, axes = plt.subplots(1, len(matrices), figsize=((4.2 + grow) * len(matrices), 4 + grow),
+                             dpi=110, squeeze=False)
     for ax, (title, matrix) in zip(axes[0], matrices.items(), strict=True):
         counts = np.asarray(matrix, dtype=float)
         rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
         ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
-        for i in range(counts.shape[0]):
+        for i in range(counts.shape[0] if written else 0):
             for j in range(counts.shape[1]):
                 ax.text(j, i, f"{int(counts[i, j])}", ha="center", va="center", fontsize=8,
                         color="white" if rates[i, j] > 0.6 else "black")
         ticks = range(len(label_names))
         ax.set_xticks(ticks, label_names, rotation=45, ha="right", fontsize=8)
         ax.set_yticks(ticks, label_names, fontsize=8)
-        ax.set_xlabel("predicted")
+        ax.set_xlabel("predicted" if written else "predicted (shade: share of the true class)")
         ax.set_ylabel("true")
         ax.set_title(title, fontsize=9)
     _wrap_titles(fig)
-    _save(fig, path, tight=_tight_layout(fig))  # a long class name: no warning, a wider picture
+    tight = _tight_layout(fig)  # a long class name: no warning, a wider picture
+    # grown, the square matrices leave tight_layout room it misjudges: their titles were cut off
+    _save(fig, path, tight=tight and not grow)
 
 
 def _wrap_titles(fig: Figure) -> None:
