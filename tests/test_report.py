@@ -1478,3 +1478,40 @@ def test_confusion_counts_of_many_classes_stay_readable(tmp_path, monkeypatch):
     assert seen["c20"]["texts"] == 400 and seen["c20"]["counts_apart"] and seen["c20"]["names_apart"]
     assert seen["c40"]["texts"] == 0 and seen["c40"]["names_apart"]
     assert seen["c40"]["label"] == "predicted (shade: share of the true class)"
+
+
+def test_a_curve_that_blew_up_puts_the_others_on_a_log_axis_not_flat_on_zero(tmp_path,
+                                                                           monkeypatch):
+    """A variant whose gradient norm grew to 1e8 (and then inf) and whose loss to 60 drew the
+    grad-norm and training-loss plots on a linear axis up to its peak: every other variant a flat
+    line on zero, the baseline's curve unreadable. Peaks a factor of 10 or more apart now get a
+    log axis there too, ticks as a person writes them (1, 100, 1e6, not 10²)."""
+    from ablation.report import plots
+
+    def trial(number: int, name: str, loss: list[float], grad: list[float]) -> records.TrialRecord:
+        history = [{"step": s, "epoch": s / 10, "loss": loss[s - 1], "grad_norm": grad[s - 1],
+                    "learning_rate": 1e-3} for s in range(1, 11)]
+        return records.TrialRecord(number=number, variant=name, seed=42, overrides={},
+                                   state="COMPLETE", value=0.5,
+                                   result={"history": history, "eval_history": []})
+
+    calm = trial(0, "baseline", [1.1 - s / 20 for s in range(10)], [1.0 + s / 10 for s in range(10)])
+    hot = trial(1, "baseline_lr3", [1.1 * 2**s for s in range(9)] + [math.nan],
+                [10.0**s for s in range(9)] + [math.inf])
+    seen: dict[str, tuple] = {}
+
+    def keep(fig, path, tight=True):
+        ax = fig.axes[0]
+        fig.draw_without_rendering()
+        seen[path.stem] = (ax.get_yscale(), ax.get_ylabel(), [
+            t.get_text() for t in ax.get_yticklabels() + ax.get_yticklabels(minor=True)
+            if t.get_text() and t.get_visible()])
+        plots.plt.close(fig)
+
+    monkeypatch.setattr(plots, "_save", keep)
+    plots.plot_curves([calm, hot], tmp_path, ["baseline", "baseline_lr3"])
+    scale, label, ticks = seen["grad_norm"]
+    assert (scale, label) == ("log", "grad norm (log scale)")
+    assert {"1", "100", "1e6"} <= set(ticks) and not any("$" in t for t in ticks)
+    assert seen["train_loss"][:2] == ("log", "loss (log scale)")
+    assert seen["learning_rate"][0] == "linear"  # both 1e-3

@@ -22,7 +22,7 @@ from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from ..locking import written_beside  # noqa: E402
 from ..records import TrialRecord, is_search_variant  # noqa: E402
-from ..variants import BASELINE  # noqa: E402
+from ..variants import BASELINE, human_number  # noqa: E402
 
 CURVES = {  # file stem -> (curve, key, title)
     "train_loss": ("history", "loss", "Training loss"),
@@ -66,9 +66,10 @@ METRIC_ROWS_EACH_END = 12  # beyond 2 × this + 1 rows the metric plot shows the
 GREY = "0.6"
 BIG_LEGEND_ROOM = 1.5  # inches a big study's 9-inch curve plot leaves its legend (short names)
 NAMES_ROOM = 1.2  # inches the metric plot's 7-inch figure leaves its row names (baseline_lr3e-3)
-# Learning rates this many times apart or more (a [sweep] of 1e-4 beside 5e-3) get a log axis: on
-# a linear one the smallest lies flat on the zero line. Below the smallest peak a log axis shows
-# LOG_DECADES_BELOW decades of its decay, not the decades down to a last step's 1e-9.
+# Curves whose peaks lie this many times apart or more (learning rates of 1e-4 and 5e-3, a loss
+# that blew up beside those that did not) get a log axis: on a linear one the lowest lie flat on
+# the zero line. Below the smallest learning rate a log axis shows LOG_DECADES_BELOW decades of
+# its decay, not the decades down to a last step's 1e-9.
 LOG_SPREAD = 10.0
 LOG_DECADES_BELOW = 2
 
@@ -122,7 +123,7 @@ def plot_curves(records: list[TrialRecord], out_dir: Path, variant_order: list[s
             continue
         ax.set_title(title)
         ax.set_xlabel("epoch")
-        log = stem == "learning_rate" and _log_axis_for_spread_peaks(ax)
+        log = _log_axis_for_spread_peaks(ax, learning_rate=stem == "learning_rate")
         ax.set_ylabel(key.replace("_", " ") + (" (log scale)" if log else ""))
         ax.grid(alpha=0.3)
         if legend is not None and ax.get_legend() is not None:  # beside the 9-inch figure's axes
@@ -140,21 +141,27 @@ def spans_a_factor_of_ten(values: list[float]) -> bool:
     return bool(values) and min(values) > 0 and max(values) >= LOG_SPREAD * min(values)
 
 
-def _log_axis_for_spread_peaks(ax: plt.Axes) -> bool:
-    """A log y axis where the curves' peaks (each variant's learning rate) span a factor of ten,
-    ticks written as the file writes learning rates (1e-4, 5e-3); returns whether it is one. A
-    decay to 0 runs off the bottom, as on a linear axis it meets zero."""
+def _log_axis_for_spread_peaks(ax: plt.Axes, learning_rate: bool) -> bool:
+    """A log y axis where the curves' peaks span a factor of ten: learning rates of 1e-4 and 5e-3,
+    a loss or gradient norm that blew up beside those that did not (on a linear axis all but the
+    highest lie flat on zero); returns whether it is one. Learning rates are written as the file
+    writes them (1e-4, 5e-3), their decay to 0 running off the bottom as on a linear axis it
+    meets zero; other values as a person writes them (0.5, 10, 1e6), the axis down to the
+    lowest value drawn."""
     import numpy as np
 
-    peaks = [float(np.nanmax(ys)) for ys in (line.get_ydata() for line in ax.get_lines())
-             if np.isfinite(ys).any()]
+    peaks = [float(ys[np.isfinite(ys)].max()) for ys in
+             (np.asarray(line.get_ydata(), dtype=float) for line in ax.get_lines())
+             if np.isfinite(ys).any()]  # of a curve that became inf or NaN, its finite values
     if not spans_a_factor_of_ten(peaks):
         return False
     ax.set_yscale("log")
-    ax.set_ylim(bottom=max(ax.get_ylim()[0], min(peaks) / 10**LOG_DECADES_BELOW))
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: _scientific(value)))
+    text = _scientific if learning_rate else human_number
+    if learning_rate:
+        ax.set_ylim(bottom=max(ax.get_ylim()[0], min(peaks) / 10**LOG_DECADES_BELOW))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: text(value)))
     ax.yaxis.set_minor_formatter(FuncFormatter(  # 5e-3 between 1e-3 and 1e-2; 2e-3 and the rest bare
-        lambda value, _: _scientific(value) if _scientific(value).startswith("5e") else ""))
+        lambda value, _: text(value) if _scientific(value).startswith("5e") else ""))
     return True
 
 
