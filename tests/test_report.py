@@ -1515,3 +1515,28 @@ def test_a_curve_that_blew_up_puts_the_others_on_a_log_axis_not_flat_on_zero(tmp
     assert {"1", "100", "1e6"} <= set(ticks) and not any("$" in t for t in ticks)
     assert seen["train_loss"][:2] == ("log", "loss (log scale)")
     assert seen["learning_rate"][0] == "linear"  # both 1e-3
+
+
+def test_a_best_variant_tied_with_others_says_so_in_the_metric_plots_key(tmp_path, monkeypatch):
+    """Six variants of one macro_f1 (a metric constant across them): the baseline, first in the
+    study's order, was the one orange point and the key called it the best variant, beside five
+    blue points of the same value; report.md says it is tied with them. The key now says so too."""
+    from ablation.report import plots
+
+    seen: dict[str, list] = {}
+
+    def keep(fig, path, tight=True):
+        seen[path.stem] = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+        plots.plt.close(fig)
+
+    monkeypatch.setattr(plots, "_save", keep)
+    names = ["baseline", *(f"baseline_v{i}" for i in range(1, 6))]
+    nan = [math.nan] * 6
+    plots.plot_metric(names, [1 / 3] * 6, nan, nan, "macro_f1", "baseline", tmp_path / "all.png")
+    assert seen["all"][0] == "best variant (★), tied with 5 others"
+    plots.plot_metric(names[:3], [0.5, 0.6, 0.6], nan[:3], nan[:3], "macro_f1", "baseline_v1",
+                      tmp_path / "two.png")
+    assert seen["two"][0] == "best variant (★), tied with 1 other"
+    plots.plot_metric(names[:3], [0.5, 0.6, 0.4], nan[:3], nan[:3], "macro_f1", "baseline_v1",
+                      tmp_path / "alone.png")
+    assert seen["alone"][0] == "best variant (★)"

@@ -323,6 +323,8 @@ def plot_metric(names: list[str], means: list[float], lows: list[float], highs: 
     a big study's: the baseline, the best and the worst (metric_rows), a row saying how many are
     left out between them."""
     shown = metric_rows(names, means, greater_is_better)
+    tied = sum(1 for name, mean in zip(names, means, strict=True)  # as report.md's "tied with"
+               if best in names and name != best and mean == means[names.index(best)])
     left_out = 0
     if shown is not None:
         left_out = len(names) - len(shown)
@@ -347,7 +349,9 @@ def plot_metric(names: list[str], means: list[float], lows: list[float], highs: 
             labels.append(f"{name} (1 seed)" if bars else name)
     key: dict[str, Any] = {}  # what the orange point and the dotted line are, above the axes
     if best in names:
-        key["best variant (★)"] = Line2D([], [], color="tab:orange", marker="o", linestyle="none")
+        ties = f", tied with {tied} other{'s' if tied > 1 else ''}" if tied else ""
+        key[f"best variant (★){ties}"] = Line2D([], [], color="tab:orange", marker="o",
+                                               linestyle="none")
     if names and names[0] == "baseline" and means[0] == means[0]:
         key[f"baseline's {metric}"] = ax.axvline(means[0], color="grey", linestyle=":",
                                                  linewidth=1)
