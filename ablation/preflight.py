@@ -12,6 +12,7 @@ import copy
 import json
 import math
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from .config import KNOBS, ExperimentSpec, last_set
@@ -230,12 +231,31 @@ def _change_behind(spec: ExperimentSpec, trial: TrialSpec, message: str) -> str 
 
 
 def _set_behind(spec: ExperimentSpec, trial: TrialSpec, message: str) -> str | None:
-    """The --set that gave the knob a preflight message starts with, if one did: the variant's
-    own (variants.NAME.KNOB) where it changes that knob, [search.space]'s for a value a search can
-    propose, the [ablation.changes] entry's for an [ablation] variant, else the baseline's."""
+    """The --set that gave the knob a preflight message starts with, if one did (see
+    _knob_set_behind); else the --set of the [model] or [experiment] key it names: a model path
+    typed on the command line is the --set's mistake, not the file's, whose own key is fine."""
     knob = _knob_of(message)
-    if knob is None:
-        return None
+    given = _knob_set_behind(spec, trial, knob, message) if knob is not None else None
+    return given or _section_set_behind(spec.sets, message)
+
+
+def _section_set_behind(sets: Sequence[str], message: str) -> str | None:
+    """The --set of the key outside the knobs that a preflight message names: `[model] name` (a
+    model that cannot be loaded), `[model] config` (an override the model refuses, also where a
+    variant's model_config joins it) or devices_per_trial (a batch it cannot split)."""
+    if message.startswith("[model] name"):
+        return _knob_set(sets, "model.name", "model")
+    if message.startswith("[model] config"):
+        return _knob_set(sets, "model.config", "model")
+    if "devices_per_trial = " in message:
+        return _knob_set(sets, "experiment.devices_per_trial", "experiment")
+    return None
+
+
+def _knob_set_behind(spec: ExperimentSpec, trial: TrialSpec, knob: str, message: str) -> str | None:
+    """The --set that gave the trial `knob` (the one `message` starts with): the variant's own
+    (variants.NAME.KNOB) where it changes that knob, [search.space]'s for a value a search can
+    propose, the [ablation.changes] entry's for an [ablation] variant, else the baseline's."""
     if knob in trial.overrides:
         from .search import PROBE, space_set
 
@@ -250,7 +270,7 @@ def _set_behind(spec: ExperimentSpec, trial: TrialSpec, message: str) -> str | N
     return _knob_set(spec.sets, f"baseline.{knob}")
 
 
-def _knob_set(sets: list[str], key: str, *others: str) -> str | None:
+def _knob_set(sets: Sequence[str], key: str, *others: str) -> str | None:
     """last_set of `key` or `others`, where a --set of one key inside the knob's table
     (`baseline.model_config.num_attention_heads=4`) counts as one of `key`."""
     return next((item for item in reversed(sets)
