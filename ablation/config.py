@@ -856,14 +856,17 @@ def load_spec(path: str | Path, sets: list[str] | None = None,
     with blame.on("data"):
         _check_distinct_columns(data_spec, path)
     if data_spec.validation_split and data_spec.validation_split == data_spec.train_split:
+        where = _named_by(path, sets, "data.validation_split", "data.train_split", "data")
         raise AblateInputError(
-            f"{path}: [data] validation_split must differ from train_split "
+            f"{where}: [data] validation_split must differ from train_split "
             f"({data_spec.train_split!r}); omit it to carve validation from train")
     if data_spec.test_split and data_spec.test_split in (data_spec.train_split,
                                                          data_spec.validation_split):
         default = "" if "test_split" in raw.get("data", {}) else " (the default)"
+        where = _named_by(path, sets, "data.test_split", "data.train_split", "data.validation_split",
+                          "data")
         raise AblateInputError(
-            f"{path}: [data] test_split = {data_spec.test_split!r}{default} must differ from the "
+            f"{where}: [data] test_split = {data_spec.test_split!r}{default} must differ from the "
             "train and validation splits: the test split is never used for training or selection; "
             'set test_split = "" for none')
 
@@ -886,8 +889,10 @@ def load_spec(path: str | Path, sets: list[str] | None = None,
         with blame.on("search"):
             search = parse_search(raw["search"], path)
         if search.pruner != "none" and experiment.devices_per_trial > 1:
+            where = _named_by(path, sets, "search.pruner", "search", "experiment.devices_per_trial",
+                              "experiment")
             raise AblateInputError(
-                f"{path}: [search] pruner = {search.pruner!r} cannot prune a trial trained on "
+                f"{where}: [search] pruner = {search.pruner!r} cannot prune a trial trained on "
                 f"devices_per_trial = {experiment.devices_per_trial} processes; use pruner = \"none\" "
                 "or devices_per_trial = 1")
 
@@ -929,6 +934,13 @@ def load_spec(path: str | Path, sets: list[str] | None = None,
     with blame.on("variants", "sweep", "ablation"):
         named_variants(spec)  # a name produced twice is an error before anything runs
     return spec
+
+
+def _named_by(path: Path, sets: Sequence[str] | None, *keys: str) -> str:
+    """Whom an error line between `keys` names: the --set that gave one of them last (the file
+    says otherwise, and is not at fault), else the experiment file."""
+    given = last_set(sets or [], *keys)
+    return f"--set {given!r}" if given else str(path)
 
 
 def _check_distinct_columns(data: DataSpec, path: Path) -> None:
