@@ -125,13 +125,14 @@ class Board:
     def study_eta_s(self, now: float) -> float | None:
         """Running trials' own ETAs plus the waiting ones at the mean duration of those done; a
         running trial before its first step has no pace yet and counts as a waiting one. None
-        while a trial to come has nothing to be estimated from (it said `0 s` there)."""
+        while a trial to come has nothing to be estimated from (it said `0 s` there), and once
+        none is left (the last table's `study ETA 0 s` told nothing)."""
         durations = [r.ended - r.started for r in self.rows.values() if r.state in COMPLETE
                      and r.started is not None and r.ended is not None]
         running = [r.eta_s(now) for r in self.rows.values() if r.state == "running"]
         waiting = (sum(r.state == "waiting" for r in self.rows.values()) + self.proposals
                    + running.count(None))
-        if waiting and not durations:
+        if (waiting and not durations) or not (waiting or running):
             return None
         mean = sum(durations) / len(durations) if durations else 0.0
         return sum(eta for eta in running if eta is not None) + waiting * mean

@@ -251,6 +251,9 @@ def test_no_study_eta_before_a_trial_has_a_pace_to_estimate_from(monkeypatch):
     table.trial_started("baseline_bs32-s42", 42)  # the last one, loading: 100 s, as the first
     title = _last_frame(table).splitlines()[0].rstrip()
     assert title == "trials: 1/2 finished · study ETA 1 min 40 s"
+    clock[0] = 200.0
+    table.trial_ended("baseline_bs32-s42", "COMPLETE", 0.6)  # nothing left: no `study ETA 0 s`
+    assert _last_frame(table).splitlines()[0].rstrip() == "trials: 2/2 finished"
     table.close()
 
 
