@@ -708,14 +708,14 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .inference import prediction_chunks, prediction_table, read_texts
+    from .inference import IncomingTexts, prediction_chunks, prediction_table
     from .models import resolve_model
     from .progress import CountLine
 
     folder, spec = resolve_model(args.model, args.sets, need_data=False, trial=args.trial)
     _note_stale_best_model(spec, args)
-    texts = read_texts(args.texts, args.file)
-    printed, progress = 0, CountLine("labelled", len(texts), "texts")
+    texts = IncomingTexts(args.texts, args.file)  # --file's lines are read as they are labelled
+    printed, progress = 0, CountLine("labelled", texts.total, "texts")
 
     def counted(chunks: Iterator[list[dict[str, Any]]]) -> Iterator[list[dict[str, Any]]]:
         nonlocal printed
@@ -724,7 +724,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
             printed += len(rows)  # asked for the next chunk: these rows are out
 
     # Each chunk's rows are printed as soon as it is labelled: a reader (`| head`, another tool)
-    # gets them while the rest are labelled, and the rows are not all held at once.
+    # gets them while the rest are read and labelled, and neither the texts nor the rows are all
+    # held at once.
     try:
         chunks = counted(prediction_chunks(folder, texts, args.batch_size, spec, progress))
         if args.json:
@@ -732,12 +733,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 progress.clear()  # the rows may go to the same terminal
                 _emit("\n".join(json.dumps(row, ensure_ascii=False) for row in rows))
         else:
-            for lines in prediction_table(chunks):
+            for lines in prediction_table(chunks, full_width=texts.streamed):
                 progress.clear()
                 _emit(lines)
-    except KeyboardInterrupt:
-        raise _Interrupted(f"the first {printed:,} of {len(texts):,} texts were labelled and "
-                           "printed" if printed else "no text was labelled") from None
+    except KeyboardInterrupt:  # a stream's usual end (`tail -f`): its total is not known
+        of = f" of {texts.total:,}" if texts.total is not None else ""
+        raise _Interrupted(f"the first {printed:,}{of} texts were labelled and printed"
+                           if printed else "no text was labelled") from None
     finally:
         progress.clear()
     return EXIT_OK

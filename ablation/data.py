@@ -386,21 +386,22 @@ def _first_undecodable(path: Path) -> str:
     return not_utf8(_file_bytes(path))
 
 
-def not_utf8(data: bytes) -> str:
-    """Where the first byte of `data` (a whole file, or `predict --file`'s text) that is not UTF-8
-    is, and the encoding it is in where its bytes tell it cheaply: the user then knows what to
-    convert from."""
+def not_utf8(data: bytes, line: int = 1, byte: int = 0, line_end: bytes = b"\n") -> str:
+    """Where the first byte of `data` that is not UTF-8 is, and the encoding it is in where its
+    bytes tell it cheaply: the user then knows what to convert from. `data` is a whole file, or
+    the piece of one that `predict` has just read (whole lines, ending at `line_end`), starting at
+    line `line`, byte `byte` of it: the place is the file's, not the piece's."""
     try:
         data.decode("utf-8")
     except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
-        if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # its first byte is wrong
-            encoding = ": it is UTF-16 (Excel's 'Unicode text')"
+        line += data.count(line_end, 0, err.start)
+        if byte == 0 and data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            encoding = ": it is UTF-16 (Excel's 'Unicode text')"  # its first byte is wrong
         elif _looks_like_gbk(data):
             encoding = ": it looks like GBK/GB18030 (a Chinese Windows encoding)"
         else:
             encoding = ""
-        return f"line {line} (byte {err.start}) cannot be decoded as UTF-8 text{encoding}"
+        return f"line {line} (byte {byte + err.start}) cannot be decoded as UTF-8 text{encoding}"
     return "cannot be decoded as UTF-8 text"
 
 

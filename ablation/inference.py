@@ -4,15 +4,23 @@
 Both go through `class_logit_chunks`: texts a chunk at a time (256 batches), each chunk in one call
 of the (Rust) tokenizer, batched in order of length so that they carry little padding, in the
 trial's precision on a GPU with one host sync per chunk. A chunk's encodings are all that is held
-(200,000 texts at once took 2.4 GB), and `predict` prints each chunk's rows as it is done. The
+(200,000 texts at once took 2.4 GB), and `predict` prints each chunk's rows as it is done, reading
+its input a chunk ahead at most (IncomingTexts: a stream is labelled as its lines come). The
 tokenization, truncation and metrics are the study's, so that the best model evaluated on the
 study's test split gives the test metrics the study stored for that trial.
 """
 
 from __future__ import annotations
 
+import codecs
+import errno
+import math
+import os
 import re
+import select
+import stat
 import sys
+import time
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -82,10 +90,11 @@ GPU_BATCH, CPU_BATCH = 1024, 64  # fastest measured: few large batches on a GPU,
 # Texts tokenized, sorted and run together: 256 batches pad within 1 % of sorting every text
 # (16,384 texts on CPU, ~100 MB of encodings; benchmarks/RESULTS.md), and bound what is held.
 CHUNK_BATCHES = 256
+MAX_BATCH_TOKENS = 65536  # padded tokens a batch holds at most (128 texts of 512)
 
 
 def class_logits(model: Any, tokenizer: Any, texts: list[str], pairs: list[str] | None = None, *,
-                 max_length: int, batch_size: int | None = None, max_batch_tokens: int = 65536,
+                 max_length: int, batch_size: int | None = None, max_batch_tokens: int = MAX_BATCH_TOKENS,
                  precision: str = "fp32", progress: Callable[[int], None] | None = None) -> np.ndarray:
     """The model's logits for each text (and pair), in the texts' order (class_logit_chunks's
     chunks put together)."""
@@ -99,7 +108,7 @@ def class_logits(model: Any, tokenizer: Any, texts: list[str], pairs: list[str] 
 
 def class_logit_chunks(model: Any, tokenizer: Any, texts: list[str],
                        pairs: list[str] | None = None, *, max_length: int,
-                       batch_size: int | None = None, max_batch_tokens: int = 65536,
+                       batch_size: int | None = None, max_batch_tokens: int = MAX_BATCH_TOKENS,
                        precision: str = "fp32",
                        progress: Callable[[int], None] | None = None) -> Iterator[np.ndarray]:
     """The logits of CHUNK_BATCHES batches' worth of texts at a time, in the texts' order.
@@ -110,7 +119,7 @@ def class_logit_chunks(model: Any, tokenizer: Any, texts: list[str],
     CPU, where larger batches ran slower) and `max_batch_tokens` padded tokens (128 reviews of 512
     tokens). The batches run under autocast in `precision` on a GPU, and a chunk's logits come
     back to the host once. `progress` is told the number of texts of each batch run."""
-    batch_size = batch_size or (GPU_BATCH if model.device.type == "cuda" else CPU_BATCH)
+    batch_size = default_batch_size(model, batch_size)
     chunk = batch_size * CHUNK_BATCHES
     for start in range(0, len(texts), chunk):
         yield _chunk_logits(model, tokenizer, texts[start:start + chunk],
@@ -118,6 +127,10 @@ def class_logit_chunks(model: Any, tokenizer: Any, texts: list[str],
                             max_length=max_length, batch_size=batch_size,
                             max_batch_tokens=max_batch_tokens, precision=precision,
                             progress=progress)
+
+
+def default_batch_size(model: Any, batch_size: int | None = None) -> int:
+    return batch_size or (GPU_BATCH if model.device.type == "cuda" else CPU_BATCH)
 
 
 def _chunk_logits(model: Any, tokenizer: Any, texts: list[str], pairs: list[str] | None, *,
@@ -180,13 +193,83 @@ def max_length_of(folder: Path, tokenizer: Any, model: Any = None,
 # --------------------------------------------------------------------------- predict
 
 
-def read_texts(texts: list[str], files: list[Path]) -> list[str]:
-    """The texts given as arguments, then those of each --file in turn (one per line; blank
-    lines skipped)."""
-    from .config import LOCAL_DATA_SUFFIXES
-    from .data import not_utf8
+# A text read from a pipe or a terminal waits at most this long for more to fill its chunk: once
+# the input has nothing more to read by then, the texts that came are labelled and printed
+# (`tail -f app.log | ablate predict MODEL --file -` prints a line about half a second after it
+# is written). A regular file is never waited on: its chunks are full.
+PAUSE_S = 0.5
+READ_BYTES = 1 << 16  # one read of an input; its whole lines are decoded and split at once
+# Lines end at \r alone in an input without \n (old Mac line ends); read as it comes, an input
+# whose first MiB holds a \r and no \n is taken as such (only a first line longer than a MiB
+# holding a lone \r reads otherwise than when the whole input was read first).
+LINE_END_PROBE = 1 << 20
 
-    texts = list(texts)
+
+def read_texts(texts: list[str], files: list[Path]) -> list[str]:
+    """Every text of IncomingTexts at once (library callers, tests): `predict` takes them a chunk
+    at a time as they are read."""
+    return [text for chunk in IncomingTexts(texts, files, pause_s=None).chunks(1 << 62)
+            for text in chunk]
+
+
+class IncomingTexts:
+    """predict's texts: the arguments, then each --file's lines in turn (one text per line; blank
+    lines skipped), read a chunk at a time as they come, so that a stream (`--file -` from a pipe)
+    is labelled while it runs and a file of millions of lines is never held whole. What can be
+    refused without reading the input is refused here, before the model is loaded; a file's
+    bytes (encoding, line ends) as they are read, naming the line (_LineFile)."""
+
+    def __init__(self, texts: list[str], files: list[Path], pause_s: float | None = PAUSE_S) -> None:
+        _check_arguments(texts)
+        for file in files:
+            _check_file(file)
+        if not texts and not files:
+            raise AblateInputError('predict: no texts; give them as arguments (ablate predict '
+                                   'MODEL "some text") or in a file with --file PATH, one per line')
+        self.texts, self.files, self.pause_s = list(texts), list(files), pause_s
+        self.total = None if files else len(texts)  # a file's lines are counted as they are read
+        self.streamed = any(_may_pause(file) for file in files)  # its chunks may be cut short
+
+    def chunks(self, size: int) -> Iterator[list[str]]:
+        """Lists of at most `size` texts, in the input's order: one as soon as it is full, at the
+        end of the input, and once its first text has waited `pause_s` and the input has nothing
+        more to read right now (None: never). A bad input's error is raised after the texts
+        before it are given."""
+        chunk: list[str] = []
+        due = math.inf  # when the chunk's first text has waited pause_s
+        sources = [_Arguments(self.texts), *(_LineFile(file) for file in self.files)]
+        failed: AblateInputError | None = None
+        try:
+            for source in sources:
+                while (texts := source.read(self._wait(chunk, due))) is not None:
+                    if not texts and chunk and time.monotonic() >= due:
+                        yield chunk  # the input paused: what came is labelled now
+                        chunk = []
+                    for text in texts:
+                        if not chunk and self.pause_s is not None:
+                            due = time.monotonic() + self.pause_s
+                        chunk.append(text)
+                        if len(chunk) == size:
+                            yield chunk
+                            chunk = []
+        except AblateInputError as err:  # the lines before it are labelled and printed first
+            failed = err
+        finally:
+            for source in sources:
+                source.close()
+        if chunk:
+            yield chunk
+        if failed is not None:
+            raise failed
+
+    def _wait(self, chunk: list[str], due: float) -> float | None:
+        """How long a read may wait for input: as long as it takes while no text waits."""
+        if not chunk or self.pause_s is None:
+            return None
+        return max(0.0, due - time.monotonic())
+
+
+def _check_arguments(texts: list[str]) -> None:
     blank = [i for i, text in enumerate(texts, start=1) if not text.strip()]
     if blank:
         raise AblateInputError(f"predict: text argument {blank[0]} is empty; give each text to "
@@ -200,39 +283,168 @@ def read_texts(texts: list[str], files: list[Path]) -> list[str]:
             raise AblateInputError(
                 f"predict: text argument {number} is not UTF-8 text{shown}; give texts as UTF-8 (a "
                 "UTF-8 terminal types them so), or in a UTF-8 file with --file") from None
-    for file in files:
-        if file.name.lower().endswith(LOCAL_DATA_SUFFIXES):  # its header and labels would be texts
-            kind = next(s for s in sorted(LOCAL_DATA_SUFFIXES, key=len, reverse=True)
-                        if file.name.lower().endswith(s))
-            raise AblateInputError(
-                f"--file {str(file)!r} is a data table ({kind}): --file reads plain text, "
-                "one text per line, and would classify its header and every column as text; save "
-                "the texts alone one per line (.txt), or score labelled data with `ablate "
-                f"evaluate MODEL_OR_STUDY --dataset {file}`")
+
+
+def _check_file(file: Path) -> None:
+    """A --file refused before anything is read: a data table, a file that is not there."""
+    from .config import LOCAL_DATA_SUFFIXES
+
+    if file.name.lower().endswith(LOCAL_DATA_SUFFIXES):  # its header and labels would be texts
+        kind = next(s for s in sorted(LOCAL_DATA_SUFFIXES, key=len, reverse=True)
+                    if file.name.lower().endswith(s))
+        raise AblateInputError(
+            f"--file {str(file)!r} is a data table ({kind}): --file reads plain text, "
+            "one text per line, and would classify its header and every column as text; save "
+            "the texts alone one per line (.txt), or score labelled data with `ablate "
+            f"evaluate MODEL_OR_STUDY --dataset {file}`")
+    if str(file) == "-":
+        return
+    try:
+        mode = file.stat().st_mode  # not opened yet: a FIFO's open would wait for its writer
+    except FileNotFoundError:
+        raise AblateInputError(f"--file {str(file)!r}: no such file") from None
+    except OSError as err:
+        raise AblateInputError(f"--file {str(file)!r}: cannot be read: {err.strerror}") from None
+    if stat.S_ISDIR(mode):
+        raise AblateInputError(f"--file {str(file)!r}: cannot be read: "
+                               f"{os.strerror(errno.EISDIR)}")
+
+
+def _may_pause(file: Path) -> bool:
+    """Its lines may come slowly (a pipe, a terminal, a FIFO), where a regular file's never wait."""
+    try:
+        mode = os.fstat(sys.stdin.fileno()).st_mode if str(file) == "-" else file.stat().st_mode
+    except (OSError, ValueError, AttributeError):  # stdin closed, or an in-memory stream
+        return False
+    return not stat.S_ISREG(mode)
+
+
+class _Arguments:
+    """The text arguments, as a source of texts read at once."""
+
+    def __init__(self, texts: list[str]) -> None:
+        self.texts: list[str] | None = texts
+
+    def read(self, wait: float | None) -> list[str] | None:
+        texts, self.texts = self.texts, None
+        return texts
+
+    def close(self) -> None:
+        """Nothing is open."""
+
+
+class _LineFile:
+    """One --file's texts as its bytes are read (`-`: standard input), READ_BYTES at a time: the
+    lines that a read ends are decoded and split at once, the rest kept for the next read. Lines
+    end at \\n (\\r\\n too) only: str.splitlines() would also cut a text at the U+2028, \\x85,
+    \\x0c, ... it may hold (pasted tweets and web text do); an input without \\n but with \\r has
+    old Mac line ends (LINE_END_PROBE), else its texts would be labelled as one. A line that is
+    not UTF-8 is refused by its line and byte in the file, with the encoding where its bytes tell
+    it (UTF-16, GBK), as for [data] files; a file without a text is refused at its end."""
+
+    def __init__(self, file: Path) -> None:
+        self.file, self.name = file, f"--file {str(file)!r}"
+        self.fd: int | None = None  # None: not opened, or an in-memory stream (a test's stdin)
+        self.stream: Any = None
+        self.owned = False  # opened here: closed here (standard input is not)
+        self.pending = bytearray()  # bytes read that no line end has ended yet
+        self.byte, self.line = 0, 1  # where `pending` starts in the file
+        self.end: bytes | None = None  # the line end: b"\n" (\r\n too), b"\r", or undecided
+        self.saw_cr = False
+        self.texts = 0
+        self.ended = False
+        self.failed: AblateInputError | None = None  # a line not UTF-8: raised after those before
+
+    def read(self, wait: float | None) -> list[str] | None:
+        """The texts of the lines one read ends, waiting at most `wait` s for input (None: as
+        long as it takes): [] when nothing came in time or no line ended, None at the end."""
+        if self.failed is not None:
+            self.close()
+            raise self.failed
+        if self.ended:
+            return None
+        if self.fd is None and self.stream is None:
+            self._open()
+        if wait is not None and self.fd is not None and _CAN_WAIT:
+            if not select.select([self.fd], [], [], wait)[0]:
+                return []
         try:
-            # `--file -`: standard input, as in `cut -f2 tweets.tsv | ablate predict MODEL --file -`
-            data = sys.stdin.buffer.read() if str(file) == "-" else file.read_bytes()
-            # Lines end at \n (\r\n too) only: str.splitlines() would also cut a text at the
-            # U+2028, \x85, \x0c, ... it may hold (pasted tweets and web text do). A file with
-            # no \n but \r has old Mac line ends: its texts would be labelled as one.
-            text = data.decode("utf-8-sig")
-            ends = "\n" if "\n" in text or "\r" not in text else "\r"
-            lines = [line.removesuffix("\r") for line in text.split(ends)]
-        except FileNotFoundError:
-            raise AblateInputError(f"--file {str(file)!r}: no such file") from None
-        except UnicodeDecodeError:  # the line, and the encoding (UTF-16, GBK), as for [data] files
-            raise AblateInputError(f"--file {str(file)!r}: {not_utf8(data)}; save it as UTF-8, "
-                                   "one text per line") from None
+            data = (os.read(self.fd, READ_BYTES) if self.fd is not None
+                    else getattr(self.stream, "read1", self.stream.read)(READ_BYTES))
         except OSError as err:
-            raise AblateInputError(f"--file {str(file)!r}: cannot be read: {err.strerror}") from None
-        from_file = [line for line in lines if line.strip()]
-        if not from_file:
-            raise AblateInputError(f"--file {str(file)!r} holds no text; give one text per line")
-        texts += from_file
-    if not texts:
-        raise AblateInputError('predict: no texts; give them as arguments (ablate predict MODEL '
-                               '"some text") or in a file with --file PATH, one per line')
-    return texts
+            raise AblateInputError(f"{self.name}: cannot be read: {err.strerror or err}") from None
+        if not data:  # the end: its last line may have no line end
+            self.ended = True
+            self.close()
+            self.end = self.end or (b"\r" if self.saw_cr else b"\n")
+            texts = self._texts(bytes(self.pending)) if self.pending else []
+            if not self.texts and self.failed is None:
+                raise AblateInputError(f"{self.name} holds no text; give one text per line")
+            return texts
+        self.pending += data
+        start = len(self.pending) - len(data)  # a line end is only new in what was just read
+        if self.end is None:
+            self.saw_cr = self.saw_cr or b"\r" in data
+            if b"\n" in data:
+                self.end = b"\n"
+            elif self.saw_cr and len(self.pending) >= LINE_END_PROBE:
+                self.end = b"\r"
+            else:
+                return []
+            start = 0
+        cut = self.pending.rfind(self.end, start) + 1
+        if not cut:
+            return []
+        lines = bytes(self.pending[:cut])
+        del self.pending[:cut]
+        return self._texts(lines)
+
+    def _texts(self, lines: bytes) -> list[str]:
+        """The texts of whole lines (the last may lack its line end, at the end of the input)."""
+        assert self.end is not None
+        bom = len(codecs.BOM_UTF8) if self.byte == 0 and lines.startswith(codecs.BOM_UTF8) else 0
+        try:
+            text = lines[bom:].decode("utf-8")
+        except UnicodeDecodeError as err:  # raised at the next read: the lines before it first
+            from .data import not_utf8
+
+            self.failed = AblateInputError(
+                f"{self.name}: {not_utf8(lines, self.line, self.byte, self.end)}; save it as "
+                "UTF-8, one text per line")
+            return self._texts(lines[:lines.rfind(self.end, 0, bom + err.start) + 1])
+        self.byte += len(lines)
+        self.line += lines.count(self.end)
+        split = text.split(self.end.decode())
+        if self.end == b"\n":
+            split = [line.removesuffix("\r") for line in split]
+        texts = [line for line in split if line.strip()]  # the "" after the last line end too
+        self.texts += len(texts)
+        return texts
+
+    def _open(self) -> None:
+        if str(self.file) == "-":
+            # `--file -`: standard input, as in `cut -f2 tweets.tsv | ablate predict MODEL --file -`
+            stdin = getattr(sys.stdin, "buffer", sys.stdin)
+            try:
+                self.fd = stdin.fileno()  # read here unbuffered: a line is taken when it comes
+            except (OSError, ValueError):  # an in-memory stream, as tests give
+                self.stream = stdin
+            return
+        try:
+            self.fd = os.open(self.file, os.O_RDONLY)  # a FIFO's waits for its writer, here
+        except FileNotFoundError:
+            raise AblateInputError(f"{self.name}: no such file") from None
+        except OSError as err:
+            raise AblateInputError(f"{self.name}: cannot be read: {err.strerror}") from None
+        self.owned = True
+
+    def close(self) -> None:
+        if self.owned and self.fd is not None:
+            os.close(self.fd)
+            self.owned = False
+
+
+_CAN_WAIT = os.name != "nt"  # select() takes pipes and terminals on POSIX only: Windows blocks
 
 
 def _batches(order: np.ndarray, lengths: np.ndarray, batch_size: int,
@@ -258,11 +470,14 @@ def predict(folder: Path, texts: list[str], batch_size: int | None = None,
     return [row for rows in prediction_chunks(folder, texts, batch_size, spec) for row in rows]
 
 
-def prediction_chunks(folder: Path, texts: list[str], batch_size: int | None = None,
-                      spec: Any = None, progress: Callable[[int], None] | None = None
+def prediction_chunks(folder: Path, texts: list[str] | IncomingTexts,
+                      batch_size: int | None = None, spec: Any = None,
+                      progress: Callable[[int], None] | None = None
                       ) -> Iterator[list[dict[str, Any]]]:
-    """predict's rows a chunk of texts at a time (class_logit_chunks), so that they can be printed
-    while the next chunk is labelled. The model is refused or loaded here, before any chunk."""
+    """predict's rows a chunk of texts at a time (CHUNK_BATCHES batches, as class_logit_chunks
+    takes them; IncomingTexts: as they are read, a stream's cut short where it pauses), so that
+    they can be printed while the next chunk is read and labelled. The model is refused or loaded
+    here, before any text is read."""
     pair = trained_pair_column(model_info(folder), spec)
     if pair:  # its labels would come from the first text alone, and be wrong
         raise AblateInputError(
@@ -270,25 +485,29 @@ def prediction_chunks(folder: Path, texts: list[str], batch_size: int | None = N
             f"predict` takes single texts: evaluate it with `ablate evaluate` on data with a "
             f"{pair!r} column")
     tokenizer, model, precision = load_classifier(folder)
-    chunks = class_logit_chunks(model, tokenizer, texts,
-                                max_length=max_length_of(folder, tokenizer, model),
-                                batch_size=batch_size, precision=precision, progress=progress)
-    return _prediction_rows(texts, chunks, label_names_of(model.config))
+    batch_size = default_batch_size(model, batch_size)
+    size = batch_size * CHUNK_BATCHES
+    chunks = (texts.chunks(size) if isinstance(texts, IncomingTexts)
+              else (texts[start:start + size] for start in range(0, len(texts), size)))
+    max_length = max_length_of(folder, tokenizer, model)
+    return _prediction_rows(
+        ((chunk, _chunk_logits(model, tokenizer, chunk, None, max_length=max_length,
+                               batch_size=batch_size, max_batch_tokens=MAX_BATCH_TOKENS,
+                               precision=precision, progress=progress)) for chunk in chunks),
+        label_names_of(model.config))
 
 
-def _prediction_rows(texts: list[str], chunks: Iterable[np.ndarray],
+def _prediction_rows(chunks: Iterable[tuple[list[str], np.ndarray]],
                      names: list[str]) -> Iterator[list[dict[str, Any]]]:
     from scipy.special import softmax
 
-    start = 0
-    for logits in chunks:
+    for texts, logits in chunks:
         rows = []
-        for text, probabilities in zip(texts[start:start + len(logits)],
-                                       softmax(logits.astype(np.float64), axis=-1), strict=True):
+        for text, probabilities in zip(texts, softmax(logits.astype(np.float64), axis=-1),
+                                       strict=True):
             ranked = sorted(zip(names, probabilities.tolist(), strict=True), key=lambda p: -p[1])
             rows.append({"text": text, "label": ranked[0][0], "score": ranked[0][1],
                          "probabilities": dict(ranked)})
-        start += len(logits)
         yield rows
 
 
@@ -298,18 +517,20 @@ def format_predictions(rows: list[dict[str, Any]], shown: int = 5, width: int = 
 
 
 def prediction_table(chunks: Iterable[list[dict[str, Any]]], shown: int = 5,
-                     width: int = 48) -> Iterator[str]:
+                     width: int = 48, full_width: bool = False) -> Iterator[str]:
     """format_predictions's table a chunk of rows at a time: the header with the first chunk.
     Its columns stay as the first chunk set them: the text column as wide as its widest text (at
     most `width`; a later text is shortened to it), the label column as the model's widest label
-    name (every row's probabilities name them all)."""
+    name (every row's probabilities name them all). `full_width`: the text column is `width` wide
+    from the start (a stream's first chunk may be one short line, the rest cut to its width)."""
     text_width = label_width = 0
     for rows in chunks:
         texts = [_one_line(r["text"]) for r in rows]
         lines = []
         if not text_width and rows:
             label_width = max(len("label"), *(_columns(name) for name in rows[0]["probabilities"]))
-            text_width = min(width, max([len("text"), *(_columns(text) for text in texts)]))
+            text_width = width if full_width else min(
+                width, max([len("text"), *(_columns(text) for text in texts)]))
             lines.append(f"{'text':<{text_width}}  {'label':<{label_width}}  "
                          "probabilities (top first)")
         for text, row in zip(texts, rows, strict=True):

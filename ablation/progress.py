@@ -382,10 +382,11 @@ class AboveTable(io.TextIOBase):
 class CountLine:
     """`labelled 16,384 of 200,000 texts (8 %, 1,620/s)` on stderr, redrawn in place at most twice
     a second, while predict or evaluate works through a large input (minutes, with nothing else to
-    show). Only where stderr is a terminal: a pipe or a log gets no such lines. `clear` wipes it
-    before output is written to the same terminal, and when the command ends."""
+    show); `labelled 16,384 texts (1,620/s)` where the total is not known (predict's lines, read
+    as they come). Only where stderr is a terminal: a pipe or a log gets no such lines. `clear`
+    wipes it before output is written to the same terminal, and when the command ends."""
 
-    def __init__(self, verb: str, total: int, unit: str) -> None:
+    def __init__(self, verb: str, total: int | None, unit: str) -> None:
         self.verb, self.total, self.unit = verb, total, unit
         self.done, self.drawn_at = 0, 0.0
         self.first: tuple[float, int] | None = None  # when the first batch was done, and its size
@@ -397,11 +398,14 @@ class CountLine:
         now = time.monotonic()
         if self.first is None:  # the rate starts here, not at the model's loading
             self.first = (now, count)
-        if self.on and (now - self.drawn_at >= 0.5 or self.done >= self.total):
+        finished = self.total is not None and self.done >= self.total
+        if self.on and (now - self.drawn_at >= 0.5 or finished):
             since, counted = now - self.first[0], self.done - self.first[1]
-            rate = f", {counted / since:,.0f}/s" if since >= 1 else ""
-            sys.stderr.write(f"\r{self.verb} {self.done:,} of {self.total:,} {self.unit} "
-                             f"({100 * self.done // max(self.total, 1)} %{rate})\x1b[K")
+            said = [f"{100 * self.done // max(self.total, 1)} %"] if self.total is not None else []
+            said += [f"{counted / since:,.0f}/s"] if since >= 1 else []
+            of = f" of {self.total:,}" if self.total is not None else ""
+            shown = f" ({', '.join(said)})" if said else ""
+            sys.stderr.write(f"\r{self.verb} {self.done:,}{of} {self.unit}{shown}\x1b[K")
             sys.stderr.flush()
             self.drawn_at, self.showing = now, True
 

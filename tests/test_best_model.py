@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import shlex
 import shutil
 import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import optuna
@@ -991,6 +995,158 @@ def test_predict_reads_texts_from_standard_input_with_file_dash(monkeypatch):
     stdin = io.TextIOWrapper(io.BytesIO(b"great fun\n\nbad sad\n"), encoding="utf-8")
     monkeypatch.setattr(sys, "stdin", stdin)
     assert read_texts(["first"], [Path("-")]) == ["first", "great fun", "bad sad"]
+
+
+def _ablate_process(*args: str) -> subprocess.Popen:
+    """`python -m ablation ARGS` of this checkout, its standard streams pipes of the test's."""
+    import ablation
+
+    root = str(Path(ablation.__file__).resolve().parents[1])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
+    return subprocess.Popen([sys.executable, "-m", "ablation", *args], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+
+
+def _lines_within(stream: Any, count: int, seconds: float) -> list[str]:
+    """The lines a pipe gives within `seconds`, up to `count` of them (fewer: no more came)."""
+    import select
+
+    data, deadline = b"", time.monotonic() + seconds
+    while data.count(b"\n") < count and (left := deadline - time.monotonic()) > 0:
+        if select.select([stream], [], [], left)[0]:
+            chunk = os.read(stream.fileno(), 1 << 16)
+            if not chunk:
+                break
+            data += chunk
+    return data.decode().splitlines()
+
+
+def test_predict_labels_a_streams_lines_as_they_come(tiny_model_dir):
+    """`tail -f app.log | ablate predict MODEL --file -` printed nothing, ever: the whole input
+    was read before a text was labelled. The lines that came are labelled once the stream pauses
+    (PAUSE_S), its pipe still open; the table's text column stays full width for the lines to
+    come (the first chunk, one short line, set it); Ctrl+C, a stream's usual end, says how many
+    were labelled."""
+    process = _ablate_process("predict", str(tiny_model_dir), "--file", "-")
+    try:
+        process.stdin.write(b"great fun\r\n\nbad sad\n")
+        process.stdin.flush()
+        first = _lines_within(process.stdout, 3, seconds=90)  # the model's loading included
+        assert [line.split("  ")[0] for line in first] == ["text", "great fun", "bad sad"]
+        long = "the table monday " * 4
+        process.stdin.write(f"{long}\n".encode())
+        process.stdin.flush()
+        (row,) = _lines_within(process.stdout, 1, seconds=30)
+        assert row.startswith(long[:47] + "…  LABEL_")  # shortened to the 48 columns, not 9
+        assert {line.index("  LABEL_") for line in (*first[1:], row)} == {48}
+        time.sleep(1)  # it has printed the row: now it waits for the next line
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 130
+        assert process.stdout.read() == b""
+        assert process.stderr.read().decode() == (
+            "ablate: interrupted; the first 3 texts were labelled and printed\n")
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_predict_reads_a_file_a_chunk_at_a_time(tiny_model_dir, tmp_path, monkeypatch):
+    """A file (or standard input) was read whole, and held as text (2 million lines: GBs), before
+    its first text was labelled: it is read as its texts are labelled, a chunk ahead at most, in
+    the same chunks and the same order as texts given as arguments."""
+    from ablation import inference
+
+    texts = [" ".join(["great", "sad", "the", "table"][: i % 4 + 1]) + f" {i}" for i in range(10)]
+    data = ("\n".join(texts) + "\n").encode()
+    path = tmp_path / "texts.txt"
+    path.write_bytes(data)
+    monkeypatch.setattr(inference, "CHUNK_BATCHES", 2)  # chunks of 4 texts
+    monkeypatch.setattr(inference, "READ_BYTES", 16, raising=False)
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    tokenized, printed = _watch_chunks(monkeypatch, out)
+    assert cli.main(["predict", str(tiny_model_dir), "--file", str(path), "--json",
+                     "--batch-size", "2"]) == 0
+    assert [json.loads(line)["text"] for line in out.getvalue().splitlines()] == texts
+    assert tokenized == [4, 4, 2]
+    assert printed == [0, 0, 4, 4, 8]
+
+    stdin = io.BytesIO(data)
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(stdin, encoding="utf-8"))
+    read_at_forward, watched = [], inference.load_classifier
+
+    def counting(folder: Path):
+        tokenizer, model, precision = watched(folder)
+        model.register_forward_pre_hook(lambda *_: read_at_forward.append(stdin.tell()))
+        return tokenizer, model, precision
+
+    monkeypatch.setattr(inference, "load_classifier", counting)
+    assert cli.main(["predict", str(tiny_model_dir), "--file", "-", "--json",
+                     "--batch-size", "2"]) == 0
+    first_chunk = len("\n".join(texts[:4])) + 1
+    assert read_at_forward[0] <= first_chunk + 16 < len(data)  # one read past its lines at most
+
+
+def test_predict_labels_the_lines_before_one_that_is_not_utf8_then_names_it(tiny_model_dir,
+                                                                            tmp_path, capsys):
+    """Read as they come, a file's lines are checked when they are reached: those before a line
+    that is not UTF-8 are labelled and printed, then the one error line names it (by \\r in a
+    file of old Mac line ends, where it said line 1 of any)."""
+    from conftest import one_error_line
+
+    from ablation.inference import read_texts
+
+    path = tmp_path / "t.txt"
+    path.write_bytes(b"great fun\nbad sad\ncaf\xe9 fun\nlast\n")
+    capsys.readouterr()
+    assert cli.main(["predict", str(tiny_model_dir), "--file", str(path), "--json"]) == 2
+    out, err = capsys.readouterr()
+    assert [json.loads(line)["text"] for line in out.splitlines()] == ["great fun", "bad sad"]
+    assert err == (f"ablate: error: --file {str(path)!r}: line 3 (byte 21) cannot be decoded as "
+                   "UTF-8 text; save it as UTF-8, one text per line\n")
+    path.write_bytes(b"great fun\rbad sad\rcaf\xe9 fun\rlast")
+    assert one_error_line(read_texts, [], [path]) == (
+        f"--file {str(path)!r}: line 3 (byte 21) cannot be decoded as UTF-8 text; save it as "
+        "UTF-8, one text per line")
+
+
+def test_predict_of_a_file_counts_its_texts_without_a_total(tiny_model_dir, tmp_path,
+                                                            monkeypatch, capsys):
+    """A file's lines are counted as they are read: the terminal's line counts the texts
+    labelled and their rate, without a percentage of a total, and Ctrl+C says how many were
+    labelled without one (it said 'of N', the whole file's count, read first)."""
+    from ablation import inference
+
+    path = tmp_path / "texts.txt"
+    path.write_text("".join(f"great fun {i}\n" for i in range(10)), encoding="utf-8")
+    monkeypatch.setattr(sys, "stderr", _Terminal())
+    monkeypatch.setattr(sys, "stdout", io.StringIO())
+    assert cli.main(["predict", str(tiny_model_dir), "--file", str(path), "--batch-size", "5"]) == 0
+    shown = sys.stderr.getvalue()
+    assert "\rlabelled 5 texts\x1b[K" in shown and " of " not in shown and "%" not in shown
+
+    monkeypatch.undo()
+    monkeypatch.setattr(inference, "CHUNK_BATCHES", 2)  # chunks of 4 texts
+    load, forwards = inference.load_classifier, []
+
+    def interrupted(folder: Path):
+        tokenizer, model, precision = load(folder)
+
+        def ctrl_c(*_):
+            forwards.append(1)
+            if len(forwards) == 3:  # the second chunk's first batch
+                raise KeyboardInterrupt
+
+        model.register_forward_pre_hook(ctrl_c)
+        return tokenizer, model, precision
+
+    monkeypatch.setattr(inference, "load_classifier", interrupted)
+    capsys.readouterr()
+    assert cli.main(["predict", str(tiny_model_dir), "--file", str(path), "--json",
+                     "--batch-size", "2"]) == 130
+    out, err = capsys.readouterr()
+    assert len(out.splitlines()) == 4
+    assert err == "ablate: interrupted; the first 4 texts were labelled and printed\n"
 
 
 def test_predict_file_lines_end_at_newlines_only(tmp_path):
