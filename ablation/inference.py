@@ -286,7 +286,8 @@ def _check_arguments(texts: list[str]) -> None:
 
 
 def _check_file(file: Path) -> None:
-    """A --file refused before anything is read: a data table, a file that is not there."""
+    """A --file refused before anything is read: a data table, a file that is not there, a
+    closed standard input."""
     from .config import LOCAL_DATA_SUFFIXES
 
     if file.name.lower().endswith(LOCAL_DATA_SUFFIXES):  # its header and labels would be texts
@@ -298,6 +299,9 @@ def _check_file(file: Path) -> None:
             "the texts alone one per line (.txt), or score labelled data with `ablate "
             f"evaluate MODEL_OR_STUDY --dataset {file}`")
     if str(file) == "-":
+        if sys.stdin is None:  # `--file - <&-`, or a service started without one
+            raise AblateInputError("--file '-': standard input is closed; give the texts through a "
+                                   "pipe or a file")
         return
     try:
         mode = file.stat().st_mode  # not opened yet: a FIFO's open would wait for its writer

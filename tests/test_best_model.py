@@ -997,6 +997,20 @@ def test_predict_reads_texts_from_standard_input_with_file_dash(monkeypatch):
     assert read_texts(["first"], [Path("-")]) == ["first", "great fun", "bad sad"]
 
 
+def test_predict_file_dash_with_standard_input_closed_says_so(tiny_model_dir, monkeypatch, capsys):
+    """`ablate predict MODEL --file - <&-` (or a service started without a standard input) has no
+    sys.stdin: it ended in an AttributeError traceback. It is one error line, before the model
+    is loaded."""
+    from ablation import inference
+
+    monkeypatch.setattr(sys, "stdin", None)
+    monkeypatch.setattr(inference, "load_classifier", lambda folder: pytest.fail("loaded"))
+    capsys.readouterr()
+    assert cli.main(["predict", str(tiny_model_dir), "--file", "-"]) == 2
+    assert capsys.readouterr().err == (
+        "ablate: error: --file '-': standard input is closed; give the texts through a pipe or "
+        "a file\n")
+
 def _ablate_process(*args: str) -> subprocess.Popen:
     """`python -m ablation ARGS` of this checkout, its standard streams pipes of the test's."""
     import ablation
