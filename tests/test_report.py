@@ -187,6 +187,24 @@ def test_a_mean_over_fewer_seeds_than_its_row_has_says_how_many(write_experiment
     assert all(type(row["log_loss_seeds"]) is int for row in document["variants"])
 
 
+def test_a_metric_that_one_of_a_rows_seeds_has_shows_no_spread(write_experiment):
+    """baseline-s2's test evaluation did not happen: its row's test accuracy is baseline-s1's
+    alone, and was shown as `0.7000 ± 0.0000 (1 of 2 seeds)` (report.json: a std of 0.0), which
+    reads as two seeds that agreed exactly; one value has no spread, as a one-seed row shows."""
+    path = write_experiment(variants="v = { batch_size = 32 }\n")
+    spec = load_spec(path, ["experiment.seeds=[1, 2]"])
+    values = {"baseline-s1": .70, "baseline-s2": .72, "baseline_v-s1": .75, "baseline_v-s2": .77}
+    results = {key: _result(v, 0.5, 2.0) for key, v in values.items()}
+    results["baseline-s2"]["test"] = None
+    study = _store(spec, results)
+    built = build_report(spec, study)
+    row = built["variants"].set_index("variant").loc["baseline"]
+    assert row["test_accuracy"] == pytest.approx(0.70) and math.isnan(row["test_accuracy_std"])
+    assert row["value_std"] == pytest.approx(math.sqrt(2) * 0.01)  # both seeds have a value
+    text = write_report(spec, study, built).read_text()
+    assert "| 0.7000 (1 of 2 seeds) | 0.6900 (1 of 2 seeds) |" in text
+
+
 def test_a_study_without_missing_metrics_has_no_seed_counts_per_metric(stored_study):
     spec, study = stored_study
     built = build_report(spec, study)

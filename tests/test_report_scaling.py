@@ -47,8 +47,9 @@ def _reference_variants_frame(trials: pd.DataFrame, metric: str, greater_is_bett
         for column in NUMERIC + tuple(per_class):
             values = group[column].astype(float)
             row[column] = values.mean() if len(values) else math.nan
-            row[f"{column}_std"] = (math.nan if len(values) < 2 else 0.0 if values.nunique() == 1
-                                    else values.std(ddof=1))
+            # one value among NaNs has no spread either (it was given a std of 0.0)
+            row[f"{column}_std"] = (math.nan if values.count() < 2 else 0.0
+                                    if values.nunique() == 1 else values.std(ddof=1))
             row[f"{column}_seeds"] = int(values.notna().sum())
         rows.append(row)
     table = pd.DataFrame(rows)

@@ -102,6 +102,8 @@ def _mean_std(values: np.ndarray) -> tuple[float, float]:
         # 0.0 + x, as numpy sums: the mean of -0.0 is 0.0
         return (0.0 + float(values[0]) if len(values) else math.nan), math.nan
     series = pd.Series(values)
+    if series.count() < 2:  # one seed has it (the others lack it): one value has no spread
+        return series.mean(), math.nan
     # identical values: exactly 0 (pandas' std of [0.7] * 3 is 1.4e-16, shown in report.json)
     return series.mean(), 0.0 if series.nunique() == 1 else series.std(ddof=1)
 
