@@ -275,6 +275,22 @@ def test_best_variant_tied_with_another_says_so(write_experiment):
     assert "| seeds |" not in text  # every mean is over the same seeds
 
 
+def test_means_of_the_same_scores_summed_in_another_order_are_tied(write_experiment):
+    """baseline_v scored what the baseline did, at other seeds: its mean, summed in another order,
+    was one float rounding (2.8e-17) above the baseline's, so it was named the best variant,
+    '+0.0000 vs baseline', with no word that the baseline scored the same."""
+    path = write_experiment(variants="v = { batch_size = 32 }\n")
+    spec = load_spec(path, ["experiment.seeds=[1, 2, 3]"])
+    values = {"baseline-s1": .3, "baseline-s2": .2, "baseline-s3": .1,
+              "baseline_v-s1": .1, "baseline_v-s2": .2, "baseline_v-s3": .3}
+    study = _store(spec, {key: _result(v, 0.5, 2.0) for key, v in values.items()})
+    built = build_report(spec, study)
+    assert built["variants"]["best"].tolist() == [True, False]  # the first in the study's order
+    text = write_report(spec, study, built).read_text()
+    assert ("**Best variant**: `baseline` — macro_f1 0.2000; tied with `baseline_v` (the first in "
+            "the study's order is named)") in text
+
+
 def test_the_environment_says_a_trial_trained_data_parallel(write_experiment):
     spec = load_spec(write_experiment(variants=""))
     result = _result(0.6, 0.5, 2.0) | {"device_name": "CPU: Test (2 threads)",

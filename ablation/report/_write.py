@@ -48,7 +48,7 @@ from .plots import (
     plot_metric,
     plot_names,
 )
-from .tables import for_programs, trials_frame, variants_frame
+from .tables import for_programs, same_score, trials_frame, variants_frame
 
 LIBRARIES = ("ablate", "torch", "transformers", "datasets", "optuna", "swanlab", "scikit-learn",
              "scipy", "statsmodels")
@@ -648,8 +648,9 @@ def _best_variant_caveats(built: dict[str, Any], best: Any) -> str:
 
 
 def _tied_with(best: str, value: Any, scores: Iterable[tuple[str, Any]]) -> list[str]:
-    """The others among `scores` (name, value) that scored exactly the best's `value`."""
-    return [name for name, score in scores if name != best and score == value]
+    """The others among `scores` (name, value) that scored the best's `value` (tables.same_score:
+    a mean summed in another order is the same score)."""
+    return [name for name, score in scores if name != best and same_score(score, value)]
 
 
 def _tied_note(tied: list[str]) -> list[str]:
