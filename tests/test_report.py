@@ -317,6 +317,29 @@ def test_a_p_just_below_005_is_not_printed_as_0050_beside_a_verdict_it_allows():
     assert fmt_p(0.04999999999) == "< 0.05"
 
 
+def test_a_difference_too_small_for_four_decimals_is_not_shown_as_none_beside_a_verdict(
+        write_experiment):
+    """Three seeds whose test macro-F1 is 0.00002 to 0.00003 above the baseline's: **better**,
+    p 0.013, beside '+0.0000' and an interval '[+0.0000, +0.0000]', which the report says is within
+    noise (an interval that contains 0). Such a value is shown with the digits that tell it from 0,
+    as p is near 0.05."""
+    path = write_experiment(variants="v = { batch_size = 32 }\n")
+    spec = load_spec(path, ["experiment.seeds=[1, 2, 3]"])
+
+    def result(test: float) -> dict:
+        out = _result(0.6, 0.5, 2.0)
+        out["test"] = {**out["test"], "macro_f1": test}
+        return out
+
+    tests = {"baseline-s1": 0.5, "baseline-s2": 0.6, "baseline-s3": 0.7,
+             "baseline_v-s1": 0.50002, "baseline_v-s2": 0.60003, "baseline_v-s3": 0.700025}
+    study = _store(spec, {key: result(value) for key, value in tests.items()})
+    text = write_report(spec, study).read_text()
+    assert "| +0.000025 | [+0.000013, +0.000037] | 0.013 | **better** |" in text
+    assert fmt_delta(-0.00004) == "-0.000040" and fmt_delta(0.00005) == "+0.0001"
+    assert fmt_delta(3e-9) == "+0.0000"  # beyond 8 decimals: float rounding, not a difference
+
+
 # --------------------------------------------------------------------------- issue 3: trustworthy
 
 

@@ -22,6 +22,7 @@ import numpy as np
 from ..metrics import metric_range
 from ..records import TrialRecord, is_search_variant
 from ..variants import BASELINE, describe_changes, reference_of
+from .markdown import fmt_delta
 from .stats import (
     Interval,
     mean_ci,
@@ -197,10 +198,12 @@ def tested_together(effects: list[Effect], adjusted: dict[str, float]) -> str | 
             f"{'it' if len(weak) == 1 else 'them'} as tentative, or run more seeds.")
 
 
-def fmt_interval(interval: Interval, digits: int = 4) -> str:
+def fmt_interval(interval: Interval) -> str:
+    """Its bounds as differences (fmt_delta): one that is not 0 is never shown as 0, which would
+    read as an interval that contains 0 beside a **better** or **worse**."""
     if math.isnan(interval.low) or math.isnan(interval.high):
         return "—"
-    return f"[{interval.low:+.{digits}f}, {interval.high:+.{digits}f}]"
+    return f"[{fmt_delta(interval.low)}, {fmt_delta(interval.high)}]"
 
 
 def fmt_p(p: float) -> str:

@@ -32,11 +32,20 @@ def fmt(value: Any, std: Any = math.nan, digits: int = 4) -> str:
     return text
 
 
+# A difference (or an interval's bound) below 0.00005 is shown to two significant digits, up to
+# this many decimals: '+0.0000' beside **better** read as no difference. Smaller is float rounding.
+DELTA_DECIMALS_AT_MOST = 8
+
+
 def fmt_delta(value: Any) -> str:
+    """A signed difference to 4 decimals, or more where 4 would show one that is not 0 as 0."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
     text = f"{value:+.4f}"
-    return "+0.0000" if text == "-0.0000" else text  # a difference that rounds to none has no sign
+    if float(text) == 0 and value != 0:
+        decimals = min(DELTA_DECIMALS_AT_MOST, 1 - math.floor(math.log10(abs(value))))
+        text = f"{value:+.{decimals}f}"
+    return "+0.0000" if float(text) == 0 else text  # a difference that rounds to none has no sign
 
 
 def of_seeds(row: Any, column: str) -> str:
