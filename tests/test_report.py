@@ -473,6 +473,30 @@ def test_one_seed_compares_the_same_test_examples_by_bootstrap_and_permutation(w
     assert "macro_f1 (validation)" in out
 
 
+def test_one_seed_compares_on_validation_where_one_side_has_no_test_predictions(write_experiment):
+    """baseline-s42 holds validation predictions but none on test: the pair was not compared at
+    all, and the variant was left out of What mattered without a word. Over seeds such a pair is
+    compared on validation and its trial named; with one seed now too."""
+    path = write_experiment(variants="good = { learning_rate = 1e-2 }\n")
+    spec = load_spec(path)
+    labels = [0, 1, 2] * 40
+    wrong = [(y + 1) % 3 for y in labels[:60]] + labels[60:]
+    from sklearn.metrics import f1_score
+
+    def result(predictions: list[int], value: float, test: bool) -> dict:
+        out = _result(value, 0.5, 2.0) | {"validation_predictions": predictions,
+                                           "validation_labels": labels}
+        return out | ({"test_predictions": predictions, "test_labels": labels} if test else {})
+
+    study = _store(spec, {"baseline-s42": result(wrong, 0.5, test=False),
+                          "baseline_good-s42": result(labels, 1.0, test=True)})
+    (effect,) = build_report(spec, study)["effects"]
+    assert effect.split == "validation" and effect.verdict == "better"
+    assert effect.interval.estimate == pytest.approx(1 - f1_score(labels, wrong, average="macro"))
+    assert effect.basis == ("macro_f1 on the validation split (120 examples; `baseline-s42` has no "
+                            "test predictions): paired bootstrap 95 % CI, paired permutation test")
+
+
 def test_ablation_table_shows_each_change_alone_and_removed(write_experiment):
     path = write_experiment(variants="", extra=(
         '[ablation]\nmode = "both"\n[ablation.changes]\n'

@@ -67,33 +67,37 @@ def variant_interval(records: list[TrialRecord], variant: str) -> Interval:
     return mean_ci(list(seed_values(records, variant).values()))
 
 
-def _predictions(record: TrialRecord) -> tuple[str, list[int], list[int]] | None:
-    for split in ("test", "validation"):
-        predictions = record.result.get(f"{split}_predictions")
-        labels = record.result.get(f"{split}_labels")
-        if predictions and labels:
-            return split, predictions, labels
-    return None
+def _predictions(record: TrialRecord, split: str) -> tuple[list[int], list[int]] | None:
+    """A trial's stored predictions and labels of one split's examples, or None."""
+    predictions = record.result.get(f"{split}_predictions")
+    labels = record.result.get(f"{split}_labels")
+    return (predictions, labels) if predictions and labels else None
 
 
 def _single_seed_effect(variant: TrialRecord, reference: TrialRecord, metric: str,
                         n_classes: int) -> tuple[Interval, str, str, str] | None:
-    """(interval, metric actually compared, basis, split) from per-example predictions, or None."""
-    mine, theirs = _predictions(variant), _predictions(reference)
-    if mine is None or theirs is None or mine[0] != theirs[0] or mine[2] != theirs[2]:
+    """(interval, metric actually compared, basis, split) from per-example predictions, or None.
+    On test where both trials have its predictions, else on validation (its basis naming the
+    trial without test predictions), as a pair over seeds is; None where they hold no
+    predictions of the same examples."""
+    without_test = [r for r in (variant, reference) if _predictions(r, "test") is None]
+    split = "validation" if without_test else "test"
+    mine, theirs = _predictions(variant, split), _predictions(reference, split)
+    if mine is None or theirs is None or mine[1] != theirs[1]:
         return None
-    split, predictions, labels = mine
+    predictions, labels = mine
     scored = metric
     try:
         function = metric_function(metric, classes=range(n_classes))
     except ValueError:  # losses need probabilities: compare accuracy instead
         scored, function = "accuracy", metric_function("accuracy", classes=range(n_classes))
-    interval = paired_bootstrap_difference(predictions, theirs[1], labels, function,
+    interval = paired_bootstrap_difference(predictions, theirs[0], labels, function,
                                            n_resamples=BOOTSTRAP_RESAMPLES, seed=0)
     test = ("McNemar's test" if interval.method == "bootstrap+mcnemar"
             else "paired permutation test")
-    basis = (f"{scored} on the {split} split ({len(labels)} examples): paired bootstrap 95 % CI, "
-             f"{test}")
+    why = (f"; `{without_test[0].key}` has no test predictions" if len(without_test) == 1 else "")
+    basis = (f"{scored} on the {split} split ({len(labels)} examples{why}): paired bootstrap 95 % "
+             f"CI, {test}")
     return interval, scored, basis, split
 
 
