@@ -645,6 +645,28 @@ def test_what_mattered_says_when_the_reference_has_no_result_yet(write_experimen
     assert "No confidence intervals" not in report
 
 
+def test_what_mattered_names_a_variant_it_cannot_compare_and_why(write_experiment):
+    """baseline_other has a result at seed 4 only, where the baseline has none: it had no row in
+    What mattered and no word on why, beside a results table (and a Best variant line) that show
+    its Δ; with no comparison at all, the report blamed one seed without predictions."""
+    path = write_experiment(variants="wide = { batch_size = 32 }\nother = { batch_size = 8 }\n")
+    spec = load_spec(path, ["experiment.seeds=[1, 2, 3, 4]"])
+    values = {"baseline-s1": .6, "baseline-s2": .62, "baseline-s3": .64, "baseline_wide-s1": .7,
+              "baseline_wide-s2": .71, "baseline_other-s4": .9}
+    text = write_report(spec, _store(spec, {k: _result(v, 0.5, 2.0) for k, v in values.items()})
+                        ).read_text()
+    assert "| 1 | baseline_wide |" in text
+    assert ("Not compared: `baseline_other` (no seed at which both it and `baseline` have a result: "
+            "it has seed 4, `baseline` seeds 1, 2, 3).") in text
+    spec = load_spec(path, ["experiment.seeds=[1, 2, 3, 4]", 'experiment.name="apart"'])
+    values = {"baseline-s1": .6, "baseline_other-s4": .9}
+    text = write_report(spec, _store(spec, {k: _result(v, 0.5, 2.0) for k, v in values.items()})
+                        ).read_text()
+    assert ("No comparisons: `baseline_other` (no seed at which both it and `baseline` have a "
+            "result: it has seed 4, `baseline` seed 1).") in text
+    assert "No confidence intervals" not in text
+
+
 def test_two_processes_writing_one_report_at_once_both_succeed(tmp_path, monkeypatch):
     """Two runs of one study end together and each writes report.md: both wrote it beside it as
     the same `.report.md.partial`, so the first to put its file in place took the other's, and

@@ -32,6 +32,7 @@ from .effects import (
     fmt_interval,
     fmt_p,
     holm_adjusted,
+    not_compared,
     tested_together,
     variant_interval,
 )
@@ -103,6 +104,7 @@ def build_report(spec: ExperimentSpec, study: optuna.Study) -> dict[str, Any]:
     findings = {r.key: diagnose(r.result, label_names, class_weighted=r.overrides.get(
         "class_weight", baseline_weight) != "none") for r in chosen}
     return best | {"effects": effects, "holm": holm_adjusted(effects), "findings": findings,
+                   "not_compared": not_compared(chosen, order, effects),
                    "label_names": label_names, "importances": importances,
                    "unlearned": _unlearned_variants(chosen, findings),
                    "gone": stale_numbers(study)}  # RUNNING trials whose process is gone
@@ -332,6 +334,9 @@ def _what_mattered(built: dict[str, Any]) -> list[str]:
                         "here (each ran once, at the first seed, and was picked from many). To test "
                         "the best one, copy its parameters (Search, below) into [variants]: it then "
                         "runs at every seed and gets its interval.", ""]
+            reasons = built.get("not_compared", {})
+            if any(not reason.startswith("one seed in common") for reason in reasons.values()):
+                return ["## What mattered", "", f"No comparisons: {_not_compared(reasons)}.", ""]
             return ["## What mattered", "",
                     "No confidence intervals: these trials ran with one seed and their stored results "
                     "hold no per-example predictions. Run the study with several seeds (or re-run "
@@ -356,6 +361,8 @@ def _what_mattered(built: dict[str, Any]) -> list[str]:
         lines += [""] + [f"Computed from {basis}: "
                          + ", ".join(f"`{e.variant}`" for e in effects if e.basis == basis) + "."
                          for basis in bases] + [""]
+    if built.get("not_compared"):
+        lines += [f"Not compared: {_not_compared(built['not_compared'])}.", ""]
     together = tested_together(effects, built["holm"])
     if together:
         lines += [together, ""]
@@ -375,6 +382,11 @@ def _what_mattered(built: dict[str, Any]) -> list[str]:
     if any(e.seeds == 1 for e in effects):
         lines += [ONE_SEED_CAVEAT, ""]
     return lines
+
+
+def _not_compared(reasons: dict[str, str]) -> str:
+    """The variants What mattered has no row for, each with why (effects.not_compared)."""
+    return "; ".join(f"`{variant}` ({reason})" for variant, reason in reasons.items())
 
 
 def _ablation_table(built: dict[str, Any]) -> list[str]:

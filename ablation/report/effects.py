@@ -162,6 +162,38 @@ def compute_effects(records: list[TrialRecord], order: list[str], metric: str,
                   if not math.isnan(e.interval.estimate) else math.inf)
 
 
+def _seeds_text(seeds: set[int]) -> str:
+    return f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, sorted(seeds)))}"
+
+
+def not_compared(records: list[TrialRecord], order: list[str], effects: list[Effect]
+                 ) -> dict[str, str]:
+    """The variants with a result that What mattered has no row for, each with why: their
+    reference has no result, no seed has a result of both, or their one seed in common holds no
+    predictions of the same examples to compare. Without it a variant whose Δ the results table
+    shows was missing from What mattered without a word."""
+    complete = [r for r in records if r.complete]
+    compared = {e.variant for e in effects}
+    reasons = {}
+    for variant in order:
+        if variant == BASELINE or is_search_variant(variant) or variant in compared:
+            continue
+        mine = set(seed_values(complete, variant))
+        if not mine:  # no result: the results table and the trials without a result say so
+            continue
+        reference = reference_of(variant, order)
+        theirs = set(seed_values(complete, reference))
+        if not theirs:
+            reasons[variant] = f"`{reference}` has no result"
+        elif not mine & theirs:
+            reasons[variant] = (f"no seed at which both it and `{reference}` have a result: it has "
+                                f"{_seeds_text(mine)}, `{reference}` {_seeds_text(theirs)}")
+        else:
+            reasons[variant] = (f"one seed in common with `{reference}` ({min(mine & theirs)}), "
+                                "whose trials hold no predictions of the same examples to compare")
+    return reasons
+
+
 def holm_adjusted(effects: list[Effect]) -> dict[str, float]:
     """Each effect's p-value adjusted for testing all of the report's effects together (Holm's
     step-down correction, by variant): with k comparisons at 5 % each, about one in twenty
