@@ -187,6 +187,17 @@ def test_a_mean_over_fewer_seeds_than_its_row_has_says_how_many(write_experiment
     assert all(type(row["log_loss_seeds"]) is int for row in document["variants"])
 
 
+def test_the_results_table_says_which_step_each_curve_column_is_read_at(stored_study):
+    """The paragraph over the table said at which step eval loss and grad norm are read, not the
+    train loss (its last logged value, itself the mean since the logging step before), nor that
+    the final / best and final / max pairs are means over seeds without their std."""
+    spec, study = stored_study
+    text = write_report(spec, study).read_text()
+    assert ("train loss at the last logged step (the mean of the steps since the step logged "
+            "before it)") in text
+    assert "the pairs are means over seeds, without their std" in text
+
+
 def test_a_metric_that_one_of_a_rows_seeds_has_shows_no_spread(write_experiment):
     """baseline-s2's test evaluation did not happen: its row's test accuracy is baseline-s1's
     alone, and was shown as `0.7000 ± 0.0000 (1 of 2 seeds)` (report.json: a std of 0.0), which

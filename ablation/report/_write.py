@@ -592,11 +592,13 @@ def render_markdown(spec: ExperimentSpec, built: dict[str, Any], pictures: dict[
     lines += ["## Results", "",
               "Validation metrics of each trial's selected checkpoint; precision and recall are macro "
               "averages; test metrics are of the same checkpoint. Loss and gradient-norm columns come "
-              "from the training curves: eval loss at the last evaluation and the lowest of any (the "
-              "selected checkpoint's, by the metric, is the log loss column: the same cross-entropy "
-              "without class weights or label smoothing), grad norm at the last "
-              "logged step and the highest logged. Δ is against the baseline (`full_minus_*`: "
-              "against `full`).",
+              "from the training curves: train loss at the last logged step (the mean of the steps "
+              "since the step logged before it), eval loss at the last evaluation and the lowest of "
+              "any (the selected checkpoint's, by the metric, is the log loss column: the same "
+              "cross-entropy without class weights or label smoothing), grad norm at the last "
+              "logged step and the highest logged"
+              + ("; the pairs are means over seeds, without their std" if len(seeds) > 1 else "")
+              + ". Δ is against the baseline (`full_minus_*`: against `full`).",
               ""]
     with_test = len(trials) > 0 and trials["test_accuracy"].notna().any()
     if len(variants):
