@@ -1654,3 +1654,24 @@ def test_a_best_variant_tied_with_others_says_so_in_the_metric_plots_key(tmp_pat
     plots.plot_metric(names[:3], [0.5, 0.6, 0.4], nan[:3], nan[:3], "macro_f1", "baseline_v1",
                       tmp_path / "alone.png")
     assert seen["alone"][0] == "best variant (★)"
+
+
+def test_the_metric_plots_key_counts_means_equal_up_to_rounding_as_tied(tmp_path, monkeypatch):
+    """The same seeds' scores summed in another order (0.1 + 0.2 + 0.3 against 0.3 + 0.2 + 0.1)
+    differ in their last bit: report.md's headline calls them tied, the key called the first the
+    best variant alone."""
+    from ablation.report import plots
+
+    seen: list[str] = []
+
+    def keep(fig, path, tight=True):
+        seen.extend(t.get_text() for t in fig.axes[0].get_legend().get_texts())
+        plots.plt.close(fig)
+
+    monkeypatch.setattr(plots, "_save", keep)
+    means = [(0.1 + 0.2 + 0.3) / 3, (0.3 + 0.2 + 0.1) / 3]
+    assert means[0] != means[1]
+    nan = [math.nan] * 2
+    plots.plot_metric(["baseline", "baseline_v"], means, nan, nan, "macro_f1", "baseline",
+                      tmp_path / "metric.png")
+    assert seen[0] == "best variant (★), tied with 1 other"

@@ -23,6 +23,7 @@ from matplotlib.ticker import FuncFormatter  # noqa: E402
 from ..locking import written_beside  # noqa: E402
 from ..records import TrialRecord, is_search_variant  # noqa: E402
 from ..variants import BASELINE, human_number  # noqa: E402
+from .tables import same_score  # noqa: E402
 
 CURVES = {  # file stem -> (curve, key, title)
     "train_loss": ("history", "loss", "Training loss"),
@@ -324,7 +325,7 @@ def plot_metric(names: list[str], means: list[float], lows: list[float], highs: 
     left out between them."""
     shown = metric_rows(names, means, greater_is_better)
     tied = sum(1 for name, mean in zip(names, means, strict=True)  # as report.md's "tied with"
-               if best in names and name != best and mean == means[names.index(best)])
+               if best in names and name != best and same_score(mean, means[names.index(best)]))
     left_out = 0
     if shown is not None:
         left_out = len(names) - len(shown)
