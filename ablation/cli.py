@@ -715,7 +715,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     folder, spec = resolve_model(args.model, args.sets, need_data=False, trial=args.trial)
     _note_stale_best_model(spec, args)
     texts = IncomingTexts(args.texts, args.file)  # --file's lines are read as they are labelled
-    printed, progress = 0, CountLine("labelled", texts.total, "texts")
+    printed, progress = 0, CountLine("labelled", texts.total, "texts", share=texts.share)
 
     def counted(chunks: Iterator[list[dict[str, Any]]]) -> Iterator[list[dict[str, Any]]]:
         nonlocal printed

@@ -229,6 +229,20 @@ class IncomingTexts:
         self.texts, self.files, self.pause_s = list(texts), list(files), pause_s
         self.total = None if files else len(texts)  # a file's lines are counted as they are read
         self.streamed = any(_may_pause(file) for file in files)  # its chunks may be cut short
+        # Regular files' bytes in all: how far the labelling is, where their count is not known.
+        self.size = (None if self.streamed or any(str(file) == "-" for file in files)
+                     else sum(file.stat().st_size for file in files))
+        self.given = 0  # texts given out so far
+        self.sources: list[Any] = []
+
+    def share(self, labelled: int) -> float | None:
+        """The part of the files' bytes that `labelled` texts make up, at the mean bytes a text of
+        those read so far: predict's line says how far it is in a file whose lines are counted as
+        they come (None for a stream, or before any line is read)."""
+        if not self.size or not self.given:
+            return None
+        read = sum(getattr(source, "byte", 0) for source in self.sources)
+        return min(1.0, labelled * read / self.given / self.size)
 
     def chunks(self, size: int) -> Iterator[list[str]]:
         """Lists of at most `size` texts, in the input's order: one as soon as it is full, at the
@@ -237,7 +251,7 @@ class IncomingTexts:
         before it are given."""
         chunk: list[str] = []
         due = math.inf  # when the chunk's first text has waited pause_s
-        sources = [_Arguments(self.texts), *(_LineFile(file) for file in self.files)]
+        sources = self.sources = [_Arguments(self.texts), *(_LineFile(file) for file in self.files)]
         failed: AblateInputError | None = None
         try:
             for source in sources:
@@ -249,6 +263,7 @@ class IncomingTexts:
                         if not chunk and self.pause_s is not None:
                             due = time.monotonic() + self.pause_s
                         chunk.append(text)
+                        self.given += 1
                         if len(chunk) == size:
                             yield chunk
                             chunk = []
