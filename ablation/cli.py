@@ -470,6 +470,10 @@ def _print_summary(spec: Any, built: dict[str, Any]) -> None:
         if any(effect.seeds == 1 for effect in built["effects"]):
             print("  one seed: these intervals leave out the training's own randomness; "
                   "run more seeds before trusting a small effect")
+    if built.get("not_compared"):  # a row of the table above without a line here said nothing
+        print("\nnot compared: " + "; ".join(
+            f"{variant} ({reason.replace('`', '')})"
+            for variant, reason in built["not_compared"].items()))
     print(f"\nreport: {spec.output_dir / 'report.md'}")
     best_model = built.get("best_model")
     stale = stale_best_model(spec, built)

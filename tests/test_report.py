@@ -14,6 +14,7 @@ from ablation import cli, records
 from ablation.config import load_spec
 from ablation.queue import open_study
 from ablation.report import build_report, write_report
+from ablation.report._write import report_json
 from ablation.report.effects import fmt_p
 from ablation.report.markdown import fmt, fmt_delta
 from ablation.variants import TrialSpec, expand
@@ -656,7 +657,7 @@ def test_what_mattered_says_when_the_reference_has_no_result_yet(write_experimen
     assert "No confidence intervals" not in report
 
 
-def test_what_mattered_names_a_variant_it_cannot_compare_and_why(write_experiment):
+def test_what_mattered_names_a_variant_it_cannot_compare_and_why(write_experiment, capsys):
     """baseline_other has a result at seed 4 only, where the baseline has none: it had no row in
     What mattered and no word on why, beside a results table (and a Best variant line) that show
     its Δ; with no comparison at all, the report blamed one seed without predictions."""
@@ -664,11 +665,17 @@ def test_what_mattered_names_a_variant_it_cannot_compare_and_why(write_experimen
     spec = load_spec(path, ["experiment.seeds=[1, 2, 3, 4]"])
     values = {"baseline-s1": .6, "baseline-s2": .62, "baseline-s3": .64, "baseline_wide-s1": .7,
               "baseline_wide-s2": .71, "baseline_other-s4": .9}
-    text = write_report(spec, _store(spec, {k: _result(v, 0.5, 2.0) for k, v in values.items()})
-                        ).read_text()
+    study = _store(spec, {k: _result(v, 0.5, 2.0) for k, v in values.items()})
+    built = build_report(spec, study)
+    text = write_report(spec, study, built).read_text()
     assert "| 1 | baseline_wide |" in text
     assert ("Not compared: `baseline_other` (no seed at which both it and `baseline` have a result: "
             "it has seed 4, `baseline` seeds 1, 2, 3).") in text
+    # report.json and the terminal say it too (they said nothing of baseline_other's missing row)
+    reason = "no seed at which both it and `baseline` have a result: it has seed 4, `baseline` seeds 1, 2, 3"
+    assert report_json(spec, built)["not_compared"] == {"baseline_other": reason}
+    cli._print_summary(spec, built)
+    assert f"\nnot compared: baseline_other ({reason.replace('`', '')})\n" in capsys.readouterr().out
     spec = load_spec(path, ["experiment.seeds=[1, 2, 3, 4]", 'experiment.name="apart"'])
     values = {"baseline-s1": .6, "baseline_other-s4": .9}
     text = write_report(spec, _store(spec, {k: _result(v, 0.5, 2.0) for k, v in values.items()})

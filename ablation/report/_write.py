@@ -221,6 +221,7 @@ def report_json(spec: ExperimentSpec, built: dict[str, Any]) -> dict[str, Any]:
         "label_names": built["label_names"],
         "variants": for_programs(built["variants"]).to_dict(orient="records"),
         "effects": effects,
+        "not_compared": built.get("not_compared", {}),  # variant: why What mattered has no row
         "search": search_summary(spec, built),
         "trials": for_programs(built["trials"]).to_dict(orient="records"),
     })
