@@ -356,7 +356,7 @@ def _dry_run(spec: Any, args: argparse.Namespace) -> int:
     if to_queue or spec.search is not None:  # what run checks once the data and models load
         from .data import load_study_splits
         from .preflight import TrialInputs, preflight
-        from .sweep import check_same_data
+        from .sweep import check_same_data, check_same_models
 
         inputs = TrialInputs(spec, load_study_splits(spec))
         for note in inputs.splits.notes:  # what `run` says of the data it would train on
@@ -366,6 +366,7 @@ def _dry_run(spec: Any, args: argparse.Namespace) -> int:
             check_same_data(study, spec, inputs.splits.fingerprint())
         for note in preflight(spec, to_queue + probes, inputs):
             print(f"note: {note}")
+        check_same_models(study, spec, to_queue + probes)
     queued = {t.key for t in to_queue + retried}
     # Not queued anew: a trial still queued (an interrupted run's) is trained by this run too.
     stored = load_records(study) if study is not None else []
@@ -693,7 +694,7 @@ def _check_against_stored(spec: Any, trials: list, splits: Any) -> None:
     baseline, model or metric, variants changed since they ran, other data rows. (`validate`
     saying ok to a file that `run` then refuses would be no check at all.)"""
     from .queue import StudyNotFound, open_study
-    from .sweep import check_same_data, checked_plan
+    from .sweep import check_same_data, check_same_models, checked_plan
 
     try:
         study = open_study(spec, create=False)
@@ -701,6 +702,7 @@ def _check_against_stored(spec: Any, trials: list, splits: Any) -> None:
         return
     checked_plan(study, spec, trials, [], False)
     check_same_data(study, spec, splits.fingerprint())
+    check_same_models(study, spec, trials)
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:

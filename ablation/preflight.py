@@ -9,10 +9,12 @@ printed and the study goes on.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
 import re
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from .config import KNOBS, ExperimentSpec, last_set
@@ -60,6 +62,45 @@ class TrialInputs:
             self._tokenized[key] = tokenize(self.splits, tokenizer, trial.recipe.max_length,
                                             self.spec.output_dir / "cache")
         return tokenizer, with_train_size(self._tokenized[key], trial.recipe.max_train_samples)
+
+
+# A model folder's files that say nothing of the model: notes beside the weights (README.md,
+# a model card) and hidden files (.gitattributes, a .git folder's siblings).
+_NOT_MODEL_FILES = (".md",)
+_FOLDER_HASHES: dict[tuple[str, int, int], str] = {}  # (file, size, mtime): its hash, per process
+
+
+def model_fingerprint(name: str, revision: str | None, cache_dir: Path | None = None) -> str | None:
+    """What a model name stands for now, to tell whether it still holds the weights a study's
+    trials started from: a local folder's content hash (its top-level files, by name and bytes;
+    a copy with new modification times is the same model, a folder trained again in place is
+    not), or a Hub model's commit in the local cache. None where neither can be told (a Hub model
+    not in the cache)."""
+    folder = Path(name).expanduser()
+    if folder.is_dir():
+        digest = hashlib.sha256()
+        for path in sorted(folder.iterdir()):
+            if path.name.startswith(".") or path.suffix.lower() in _NOT_MODEL_FILES or not path.is_file():
+                continue
+            digest.update(path.name.encode() + b"\0" + _file_hash(path).encode())
+        return "files " + digest.hexdigest()[:16]
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(name, "config.json", revision=revision, cache_dir=cache_dir)
+    except ValueError:  # not a repository id either: loading the model says what is wrong
+        return None
+    return f"commit {Path(found).parent.name}" if isinstance(found, str) else None
+
+
+def _file_hash(path: Path) -> str:
+    """sha256 of a file, once per process for the same file, size and modification time."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _FOLDER_HASHES:
+        with path.open("rb") as file:
+            _FOLDER_HASHES[key] = hashlib.file_digest(file, "sha256").hexdigest()
+    return _FOLDER_HASHES[key]
 
 
 def preflight(spec: ExperimentSpec, trials: list[TrialSpec], inputs: TrialInputs) -> list[str]:

@@ -180,6 +180,7 @@ def _write_study_files(spec: ExperimentSpec) -> None:
 # mix its results with the stored ones.
 IDENTITY_ATTRS = ("data", "model", "baseline", "metric", "direction")
 DATA_FINGERPRINT = "data_fingerprint"
+MODEL_FINGERPRINTS = "model_fingerprints"  # model name[@revision] -> preflight.model_fingerprint
 HEARTBEAT = "heartbeat"  # of the last run: a worker judging others by another one is refused
 
 
@@ -262,9 +263,52 @@ def check_same_data(study: optuna.Study, spec: ExperimentSpec, fingerprint: str,
                        advice)
 
 
-def _record_study_attrs(study: optuna.Study, spec: ExperimentSpec, splits: Any) -> None:
+def _model_key(name: str, revision: str | None) -> str:
+    return f"{name}@{revision}" if revision else name
+
+
+def check_same_models(study: optuna.Study | None, spec: ExperimentSpec, trials: list[TrialSpec],
+                      advice: str = NEW_STUDY, stored_as: dict[str, str] | None = None
+                      ) -> dict[str, str]:
+    """The same model name can still hold other weights (a folder trained again in place, a Hub
+    model whose cache moved to a newer commit): trials trained from them now would be compared
+    with stored ones trained from the old. Returns the fingerprints of the `trials`' models, for
+    the study to record. `stored_as`: a model's key here -> the study's (a worker's model may sit
+    at another path)."""
+    from .preflight import model_fingerprint
+    from .train import ModelSource
+
+    stored = (study.user_attrs.get(MODEL_FINGERPRINTS) if study is not None else None) or {}
+    found: dict[str, str] = {}
+    for trial in trials:
+        source = ModelSource.of(spec, trial.recipe)
+        key = _model_key(source.name, source.revision)
+        if key in found:
+            continue
+        fingerprint = model_fingerprint(source.name, source.revision)
+        if fingerprint is None:
+            continue
+        found[key] = fingerprint
+        old = stored.get((stored_as or {}).get(key, key))
+        if old is None or old == fingerprint:
+            continue
+        if fingerprint.startswith("files "):
+            what = (f"other files in model folder {key} (content fingerprint {old.split()[-1]}; it "
+                    f"now gives {fingerprint.split()[-1]}: its weights, config or tokenizer changed "
+                    "on disk)")
+        else:
+            what = (f"model {key} at Hub {old}; the local cache now gives {fingerprint} (the model "
+                    "was updated on the Hub)")
+        raise _refusal(spec, what, advice)
+    return found
+
+
+def _record_study_attrs(study: optuna.Study, spec: ExperimentSpec, splits: Any,
+                        models: dict[str, str]) -> None:
+    models = {**(study.user_attrs.get(MODEL_FINGERPRINTS) or {}), **models}
     values = {"label_names": splits.label_names, "description": spec.experiment.description,
-              DATA_FINGERPRINT: splits.fingerprint(), HEARTBEAT: spec.experiment.heartbeat,
+              DATA_FINGERPRINT: splits.fingerprint(), MODEL_FINGERPRINTS: models,
+              HEARTBEAT: spec.experiment.heartbeat,
               records.RUN_SETS: records.run_sets(spec), **study_identity(spec)}
     for key, value in values.items():
         if study.user_attrs.get(key) != value:
@@ -774,12 +818,15 @@ def _plan_and_queue(spec: ExperimentSpec, trials: list[TrialSpec], outcome: RunO
                  + [(t.key, t.seed) for t, _ in retried + reran],
                  proposals=max(0, spec.search.n_trials - made) if propose and spec.search else 0)
     job = Work(spec, study, echo, stop or threading.Event())
+    models: dict[str, str] = {}
     if to_queue or retried or reran or probes:
         inputs = job.prepare()
         if study is not None:
             check_same_data(study, spec, inputs.splits.fingerprint())
         for note in preflight(spec, to_queue + probes, inputs):  # every problem before training
             echo(f"note: {note}")
+        # After preflight, which loaded every model: a Hub model's cache is at the commit trained.
+        models = check_same_models(study, spec, to_queue + probes)
         for trial in to_queue:  # tokenize once, before any worker starts
             inputs.for_trial(trial)
     _write_study_files(spec)
@@ -793,7 +840,7 @@ def _plan_and_queue(spec: ExperimentSpec, trials: list[TrialSpec], outcome: RunO
     if job.study is None:
         job.study = queue.open_study(spec)
     if to_queue:
-        _record_study_attrs(job.study, spec, job.prepare().splits)
+        _record_study_attrs(job.study, spec, job.prepare().splits, models)
         if replaced:  # --rerun: only now, so that bad input supersedes nothing
             queue.fail_abandoned(job.study, replaced)
             records.supersede(job.study, replaced)
@@ -851,6 +898,11 @@ def run_worker(spec: ExperimentSpec, echo: Callable[[str], None] = print,
                search=selected(spec, only, None, False)[1])  # --only X: no search trials
     if DATA_FINGERPRINT in study.user_attrs:  # before any trial is claimed: none fails for it
         check_same_data(study, spec, job.prepare().splits.fingerprint(), advice=SAME_AS_RUN)
+    run_model = study.user_attrs.get("model") or {}
+    if MODEL_FINGERPRINTS in study.user_attrs and "name" in run_model:  # by content, not path
+        check_same_models(study, spec, select_trials(spec, None)[:1], advice=SAME_AS_RUN, stored_as={
+            _model_key(spec.model.name, spec.model.revision):
+                _model_key(run_model["name"], run_model.get("revision"))})
     outcome = RunOutcome(planned=[])
     work(job, wanted, outcome, wait_for_others=False)
     return outcome

@@ -1,0 +1,96 @@
+"""A study file edited between runs, as users do over days: what a later `run` re-uses, trains
+again or refuses must follow from what the stored results were trained with, never from the
+file's wording alone."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from ablation import cli
+from ablation.config import load_spec
+from ablation.queue import open_study
+
+FAST = "learning_rate = 1e-3\nbatch_size = 16\nmax_steps = 2\neval_steps = 2\nlogging_steps = 1\n"
+
+
+def _keys(path: Path, sets: list[str] | None = None) -> list[str]:
+    return [t.user_attrs["key"] for t in open_study(load_spec(path, sets), create=False).get_trials()]
+
+
+def test_a_model_folder_trained_again_in_place_is_refused_rather_than_mixed(
+        write_experiment, tiny_model_dir, tmp_path, capsys):
+    """The same [model] name with other weights: a new variant would start from other weights
+    than the stored trials it is compared with."""
+    model = tmp_path / "my-model"
+    shutil.copytree(tiny_model_dir, model)
+    path = write_experiment(baseline=FAST)
+    path.write_text(path.read_text().replace(str(tiny_model_dir), str(model)))
+    assert cli.main(["run", str(path)]) == 0
+    from transformers import AutoModelForSequenceClassification
+    retrained = AutoModelForSequenceClassification.from_pretrained(model)
+    for parameter in retrained.parameters():
+        parameter.data.mul_(1.5)
+    retrained.save_pretrained(model)  # same folder, same config, other weights
+    path.write_text(path.read_text() + "wd = { weight_decay = 0.01 }\n")
+    for command in (["run", str(path), "--dry-run"], ["validate", str(path)], ["run", str(path)]):
+        capsys.readouterr()
+        assert cli.main(command) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1
+        assert (f"holds study 'tiny' run with other files in model folder {model} (content "
+                "fingerprint ") in err
+        assert "use a new [experiment] name, or --force-new" in err
+    assert _keys(path) == ["baseline-s42", "baseline_bs32-s42"]  # nothing queued
+    path.write_text(path.read_text().replace("wd = { weight_decay = 0.01 }\n", ""))
+    capsys.readouterr()
+    assert cli.main(["run", str(path)]) == 0  # nothing to train: the stored results stand
+
+
+def test_a_copied_model_folder_is_the_same_model(write_experiment, tiny_model_dir, tmp_path):
+    """Only the files' content counts: a copy (other times, same bytes) is no change, nor is a
+    README beside the weights."""
+    from ablation.preflight import model_fingerprint
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_model_dir, copy, copy_function=shutil.copy)  # new modification times
+    (copy / "README.md").write_text("notes\n")
+    assert model_fingerprint(str(copy), None) == model_fingerprint(str(tiny_model_dir), None)
+    (copy / "config.json").write_text((copy / "config.json").read_text().replace("32", "33", 1))
+    assert model_fingerprint(str(copy), None) != model_fingerprint(str(tiny_model_dir), None)
+
+
+def test_a_hub_model_is_known_by_its_cached_commit(tmp_path):
+    from ablation.preflight import model_fingerprint
+
+    repo = tmp_path / "models--org--tiny"
+    for commit in ("a" * 40, "b" * 40):
+        (repo / "snapshots" / commit).mkdir(parents=True)
+        (repo / "snapshots" / commit / "config.json").write_text("{}")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("a" * 40)
+    assert model_fingerprint("org/tiny", None, cache_dir=tmp_path) == "commit " + "a" * 40
+    (repo / "refs" / "main").write_text("b" * 40)  # the cache moved on to a newer commit
+    assert model_fingerprint("org/tiny", None, cache_dir=tmp_path) == "commit " + "b" * 40
+    assert model_fingerprint("org/tiny", "a" * 40, cache_dir=tmp_path) == "commit " + "a" * 40
+    assert model_fingerprint("org/missing", None, cache_dir=tmp_path) is None
+
+
+def test_a_worker_is_refused_a_model_folder_with_other_weights(write_experiment, tiny_model_dir,
+                                                               tmp_path, capsys):
+    """A worker's model may sit at another path (another machine): the same files are the same
+    model, other weights are refused before it claims a trial."""
+    path = write_experiment(baseline=FAST, variants="")
+    assert cli.main(["run", str(path)]) == 0
+    same, other = tmp_path / "same", tmp_path / "other"
+    shutil.copytree(tiny_model_dir, same)
+    shutil.copytree(tiny_model_dir, other)
+    (other / "config.json").write_text((other / "config.json").read_text().replace(
+        '"hidden_act"', '"classifier_dropout": 0.3,\n  "hidden_act"', 1))
+    capsys.readouterr()
+    assert cli.main(["worker", str(path), "--wait", "0", "--set", f"model.name={same}"]) == 0
+    assert cli.main(["worker", str(path), "--wait", "0", "--set", f"model.name={other}"]) == 2
+    err = capsys.readouterr().err
+    assert f"run with other files in model folder {other} (content fingerprint" in err
+    assert err.endswith("start the worker with the experiment file and --set options of the "
+                        "`ablate run` that queued it\n")
