@@ -322,10 +322,49 @@ def checked_plan(study: optuna.Study, spec: ExperimentSpec, trials: list[TrialSp
     same search space): one place for what `run` does and `run --dry-run` shows."""
     from .search import check_same_search
 
-    check_same_study(study, spec)
-    check_same_search(study, spec, NEW_STUDY)
-    return plan(study, trials, rerun, retry_failed, spec.path, every=select_trials(spec, None),
-                sets=spec.sets, command=spec.command)
+    try:
+        check_same_study(study, spec)
+        check_same_search(study, spec, NEW_STUDY)
+        return plan(study, trials, rerun, retry_failed, spec.path, every=select_trials(spec, None),
+                    sets=spec.sets, command=spec.command)
+    except AblateInputError as err:
+        with_sets = _with_left_out_sets(study, spec)
+        if with_sets is None or not _passes_checks(study, with_sets, rerun, retry_failed):
+            raise
+        raise AblateInputError(
+            f"{err}; or, to go on with the stored results, give the --set options the `ablate run` "
+            f"that queued them had: `{with_sets.command('run')}`") from None
+
+
+def _with_left_out_sets(study: optuna.Study, spec: ExperimentSpec) -> ExperimentSpec | None:
+    """`spec` read again with the --sets of the run that last queued the study's trials that this
+    command does not give (no KEY of its own): None where it leaves none out."""
+    from .config import load_spec, set_key
+
+    given = {set_key(item) for item in spec.sets}
+    left_out = [item for item in study.user_attrs.get(records.RUN_SETS) or []
+                if set_key(item) not in given]
+    if not left_out:
+        return None
+    try:
+        return load_spec(spec.path, [*left_out, *spec.sets], need_data=False)
+    except AblateInputError:  # a --set the file no longer takes: it cannot be the way on
+        return None
+
+
+def _passes_checks(study: optuna.Study, spec: ExperimentSpec, rerun: list[str] | None,
+                   retry_failed: bool) -> bool:
+    """Whether `spec` passes what `checked_plan` checks (its own trials: a --set may add some)."""
+    from .search import check_same_search
+
+    try:
+        check_same_study(study, spec)
+        check_same_search(study, spec, NEW_STUDY)
+        every = select_trials(spec, None)
+        plan(study, every, rerun, retry_failed, spec.path, every=every)
+    except AblateInputError:
+        return False
+    return True
 
 
 def plan(study: optuna.Study, trials: list[TrialSpec], rerun: list[str] | None = None,

@@ -94,3 +94,29 @@ def test_a_worker_is_refused_a_model_folder_with_other_weights(write_experiment,
     assert f"run with other files in model folder {other} (content fingerprint" in err
     assert err.endswith("start the worker with the experiment file and --set options of the "
                         "`ablate run` that queued it\n")
+
+
+def test_a_set_left_out_of_a_later_run_is_named_with_the_command_that_goes_on(write_experiment,
+                                                                                capsys):
+    """A study run with --set options, then run without them: the refusal says which --set the
+    stored results were trained with, rather than offering only to delete or retrain them."""
+    import shlex
+
+    path = write_experiment(baseline=FAST)
+    sets = ["--set", "data.max_train_samples=100", "--set", "variants.bs32.batch_size=8"]
+    assert cli.main(["run", str(path), *sets]) == 0
+    for given, left_out in (([], sets), (sets[:2], sets[2:])):
+        for command in (["run", str(path)], ["run", str(path), "--dry-run"], ["validate", str(path)]):
+            capsys.readouterr()
+            assert cli.main([*command, *given]) == 2
+            err = capsys.readouterr().err
+            assert err.count("\n") == 1
+            go_on = shlex.join(["ablate", "run", str(path), *left_out, *given])
+            assert err.endswith(f"; or, to go on with the stored results, give the --set options the "
+                                f"`ablate run` that queued them had: `{go_on}`\n"), err
+    capsys.readouterr()
+    assert cli.main(["run", str(path), *sets]) == 0
+    assert "re-using 2 completed trial(s)" in capsys.readouterr().out
+    path.write_text(path.read_text().replace("learning_rate = 1e-3", "learning_rate = 2e-3"))
+    assert cli.main(["run", str(path)]) == 2  # the --sets would not do: no such hint
+    assert "go on with the stored results" not in capsys.readouterr().err
