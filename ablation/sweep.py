@@ -20,6 +20,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,17 @@ from .locking import file_lock
 from .preflight import TrialInputs, preflight
 from .progress import Lines, as_progress, fmt_duration
 from .tracking import NullTracker, make_tracker
-from .variants import BASELINE, FULL, MINUS, PLUS, TrialSpec, describe_changes, expand, variant_names
+from .variants import (
+    BASELINE,
+    FULL,
+    MINUS,
+    PLUS,
+    TrialSpec,
+    describe_changes,
+    expand,
+    trained_recipe,
+    variant_names,
+)
 
 STARTED_BY_RUN = interrupts.STARTED_BY_RUN
 INTERRUPTED = "interrupted (Ctrl+C or SIGTERM)"  # a trial's error when its process was stopped
@@ -326,7 +337,7 @@ def checked_plan(study: optuna.Study, spec: ExperimentSpec, trials: list[TrialSp
         check_same_study(study, spec)
         check_same_search(study, spec, NEW_STUDY)
         return plan(study, trials, rerun, retry_failed, spec.path, every=select_trials(spec, None),
-                    sets=spec.sets, command=spec.command)
+                    sets=spec.sets, command=spec.command, trained=partial(trained_recipe, spec))
     except AblateInputError as err:
         with_sets = _with_left_out_sets(study, spec)
         if with_sets is None or not _passes_checks(study, with_sets, rerun, retry_failed):
@@ -361,7 +372,8 @@ def _passes_checks(study: optuna.Study, spec: ExperimentSpec, rerun: list[str] |
         check_same_study(study, spec)
         check_same_search(study, spec, NEW_STUDY)
         every = select_trials(spec, None)
-        plan(study, every, rerun, retry_failed, spec.path, every=every)
+        plan(study, every, rerun, retry_failed, spec.path, every=every,
+             trained=partial(trained_recipe, spec))
     except AblateInputError:
         return False
     return True
@@ -370,6 +382,7 @@ def _passes_checks(study: optuna.Study, spec: ExperimentSpec, rerun: list[str] |
 def plan(study: optuna.Study, trials: list[TrialSpec], rerun: list[str] | None = None,
          retry_failed: bool = False, path: Any = "", every: list[TrialSpec] | None = None,
          sets: list[str] | None = None, command: Callable[..., str] | None = None,
+         trained: Callable[[dict[str, Any]], str] | None = None,
          ) -> tuple[list[TrialSpec], list[str], list[int], list[str]]:
     """Which selected trials to queue now, which complete ones are re-used, which trial
     numbers the caller supersedes once every check has passed (nothing is written here), and
@@ -382,13 +395,17 @@ def plan(study: optuna.Study, trials: list[TrialSpec], rerun: list[str] | None =
     is refused: its result would be shown under changes it was not trained with. That holds for
     `every` trial of the file (default: `trials`), selected or not: the report compares them all.
 
+    Changes are compared by what they train (`trained`: overrides -> a key; default: the
+    overrides as written): a knob written out at the baseline's value is no change.
+
     A `rerun` trial still running is refused where heartbeats tell a live process from a dead
     one; without them (journal storage) it is taken as abandoned: superseded, failed by the
     caller (`queue.fail_abandoned`), and queued again."""
     rerun = rerun or []
+    trained = trained or _canonical
     existing = [r for r in records.load_records(study) if not r.superseded]
-    _check_unchanged(existing, [t for t in (every or trials) if t.variant not in rerun], path,
-                     sets or [], command)
+    reworded = _check_unchanged(existing, [t for t in (every or trials) if t.variant not in rerun],
+                                path, sets or [], command, trained)
     rerun_keys = {t.key for t in trials if t.variant in rerun}
     running = [r for r in existing if r.key in rerun_keys and r.state == "RUNNING"]
     if running and queue.has_heartbeats(study):
@@ -411,17 +428,18 @@ def plan(study: optuna.Study, trials: list[TrialSpec], rerun: list[str] | None =
     retrained = {t.variant: t.overrides for t in to_queue if t.key in rerun_keys}
     replaced += [r.number for r in existing
                  if r.variant in retrained and r.key not in rerun_keys and r.complete
-                 and _canonical(r.overrides) != _canonical(retrained[r.variant])]
-    return to_queue, skipped, replaced, _stored_twins(existing, to_queue)
+                 and trained(r.overrides) != trained(retrained[r.variant])]
+    return to_queue, skipped, replaced, reworded + _stored_twins(existing, to_queue, trained)
 
 
-def _stored_twins(existing: list[records.TrialRecord], trials: list[TrialSpec]) -> list[str]:
+def _stored_twins(existing: list[records.TrialRecord], trials: list[TrialSpec],
+                  trained: Callable[[dict[str, Any]], str]) -> list[str]:
     """Notes on trials about to train what a stored complete trial of another name already
     trained (a variant renamed in the file, say): said, not refused, as a rename may be meant."""
-    done = {(r.seed, _canonical(r.overrides)): r.key for r in existing if r.complete}
+    done = {(r.seed, trained(r.overrides)): r.key for r in existing if r.complete}
     notes = []
     for trial in trials:
-        twin = done.get((trial.seed, _canonical(trial.overrides)))
+        twin = done.get((trial.seed, trained(trial.overrides)))
         if twin is not None and twin != trial.key:
             notes.append(f"{trial.key} trains the changes of stored trial {twin} "
                          f"({describe_changes(trial.overrides)}) again under a new name")
@@ -445,7 +463,10 @@ def _renaming(*variants: str) -> str:
 
 
 def _check_unchanged(existing: list[records.TrialRecord], trials: list[TrialSpec], path: Any,
-                     sets: list[str], command: Callable[..., str] | None = None) -> None:
+                     sets: list[str], command: Callable[..., str] | None = None,
+                     trained: Callable[[dict[str, Any]], str] = _canonical) -> list[str]:
+    """Refuse stored trials whose variant the file now changes; returns notes on those it words
+    otherwise but that train the same recipe (kept)."""
     # By variant, not variant × seed: a seed since left out of the file still counts in the
     # variant's row of the report. `sets`: a --set that changes variants shares the blame.
     source = ("the file with its --set options" if any(
@@ -453,10 +474,14 @@ def _check_unchanged(existing: list[records.TrialRecord], trials: list[TrialSpec
         for item in sets) else "the file")
     wanted = {t.variant: t for t in trials}
     changed: dict[str, tuple[str, str, str]] = {}  # variant -> (run or queued, then, now)
+    reworded: dict[str, list[records.TrialRecord]] = {}  # other words, the same recipe
     for record in existing:
         trial = wanted.get(record.variant)
         if (trial is None or record.state not in ("COMPLETE", "WAITING", "RUNNING")
                 or _canonical(record.overrides) == _canonical(trial.overrides)):
+            continue
+        if trained(record.overrides) == trained(trial.overrides):
+            reworded.setdefault(trial.variant, []).append(record)
             continue
         changed.setdefault(trial.variant, ("run" if record.complete else "queued",
                                            describe_changes(record.overrides),
@@ -476,6 +501,12 @@ def _check_unchanged(existing: list[records.TrialRecord], trials: list[TrialSpec
             + "; ".join(f"{variant}: {then} → {now}" for variant, (_, then, now) in changed.items())
             + f"): `{reruns}` trains them again with the new changes (the old results are kept as "
             f"superseded), or {_renaming(*changed)}")
+    notes = []
+    for variant, kept in reworded.items():
+        its = "its stored result was" if len(kept) == 1 else f"its {len(kept)} stored results were"
+        notes.append(f"{variant} now says {describe_changes(wanted[variant].overrides)}, which trains "
+                     f"what {its} trained with ({describe_changes(kept[0].overrides)}): re-used")
+    return notes
 
 
 @dataclass

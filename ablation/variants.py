@@ -222,6 +222,22 @@ def variants_sets_add(spec: ExperimentSpec) -> list[str]:
             f"which {spec.path.name} does not have" for name in added]
 
 
+def trained_recipe(spec: ExperimentSpec, overrides: dict[str, Any]) -> str:
+    """What the baseline with `overrides` trains, as a key to compare: knobs that change nothing
+    (warmup beside a constant schedule, epochs beside max_steps, a config dropout a dropout knob
+    sets over) left out, a value equal to the baseline's the baseline's, a knob whose baseline
+    lives in another section ([model] name, [data] max_train_samples) as that section says."""
+    baseline = spec.baseline.to_dict()
+    recipe = baseline | applied(baseline["model_config"], overrides)
+    recipe["lr_scheduler"] = SAME_SCHEDULES.get(recipe["lr_scheduler"], recipe["lr_scheduler"])
+    overwritten = overwritten_config(recipe)
+    if overwritten:
+        recipe["model_config"] = {k: v for k, v in recipe["model_config"].items() if k not in overwritten}
+    inert = inert_knobs(recipe)
+    return repr(sorted((knob, _trained_as(spec, knob, recipe[knob])) for knob in recipe
+                       if knob not in inert))
+
+
 def redundant_variants(spec: ExperimentSpec) -> list[str]:
     """Notes on variants that train what the baseline or an earlier variant already trains, and
     on knobs a recipe sets that change nothing (warmup with a constant schedule, epochs beside
@@ -229,16 +245,6 @@ def redundant_variants(spec: ExperimentSpec) -> list[str]:
     training."""
     baseline = spec.baseline.to_dict()
     defaults = Recipe().to_dict()
-
-    def trained(overrides: dict[str, Any]) -> str:
-        recipe = baseline | applied(baseline["model_config"], overrides)
-        recipe["lr_scheduler"] = SAME_SCHEDULES.get(recipe["lr_scheduler"], recipe["lr_scheduler"])
-        overwritten = overwritten_config(recipe)
-        if overwritten:
-            recipe["model_config"] = {k: v for k, v in recipe["model_config"].items() if k not in overwritten}
-        inert = inert_knobs(recipe)
-        return repr(sorted((knob, _trained_as(spec, knob, recipe[knob])) for knob in recipe
-                           if knob not in inert))
 
     notes = []
     set_in_baseline = {k: v for k, v in baseline.items() if v != defaults[k]}
@@ -268,9 +274,9 @@ def redundant_variants(spec: ExperimentSpec) -> list[str]:
               "variant" for knob, values in spec.sweep.items()
               if all(_trained_as(spec, knob, v) == _trained_as(spec, knob, baseline[knob])
                      for v in values)]
-    first_with = {trained({}): BASELINE}
+    first_with = {trained_recipe(spec, {}): BASELINE}
     for name, overrides in named_variants(spec).items():
-        same = first_with.setdefault(trained(overrides), name)
+        same = first_with.setdefault(trained_recipe(spec, overrides), name)
         if same != name:
             notes.append(f"variant {name!r} ({describe_changes(overrides)}) trains the same recipe "
                          f"as {same!r}")

@@ -120,3 +120,31 @@ def test_a_set_left_out_of_a_later_run_is_named_with_the_command_that_goes_on(wr
     path.write_text(path.read_text().replace("learning_rate = 1e-3", "learning_rate = 2e-3"))
     assert cli.main(["run", str(path)]) == 2  # the --sets would not do: no such hint
     assert "go on with the stored results" not in capsys.readouterr().err
+
+
+def test_a_variant_reworded_to_train_the_same_recipe_is_re_used_with_a_note(write_experiment,
+                                                                            capsys):
+    """A knob written out at the baseline's value, or one that changes nothing (epochs beside
+    max_steps), is no change of what the variant trains: its result stands, and the line says
+    why, rather than a refusal whose way on trains the same recipe again."""
+    path = write_experiment(baseline=FAST, variants="bs32 = { batch_size = 32 }\n"
+                                                     "cos = { lr_scheduler = \"cosine\" }\n")
+    assert cli.main(["run", str(path)]) == 0
+    path.write_text(path.read_text().replace(
+        "bs32 = { batch_size = 32 }", "bs32 = { batch_size = 32, weight_decay = 0.0 }").replace(
+        'cos = { lr_scheduler = "cosine" }', 'cos = { lr_scheduler = "cosine_with_restarts", epochs = 9 }'))
+    for command in (["run", str(path), "--dry-run"], ["validate", str(path)], ["run", str(path)]):
+        capsys.readouterr()
+        assert cli.main(command) == 0
+        out = capsys.readouterr().out
+        if command[0] == "run":
+            assert ("note: baseline_bs32 now says batch_size=32, weight_decay=0, which trains what "
+                    "its stored result was trained with (batch_size=32): re-used") in out
+            assert ("note: baseline_cos now says lr_scheduler=cosine_with_restarts, epochs=9, which "
+                    "trains what its stored result was trained with (lr_scheduler=cosine): re-used"
+                    ) in out
+    assert _keys(path) == ["baseline-s42", "baseline_bs32-s42", "baseline_cos-s42"]
+    path.write_text(path.read_text().replace("weight_decay = 0.0", "weight_decay = 0.1"))
+    capsys.readouterr()
+    assert cli.main(["run", str(path)]) == 2  # a change of what it trains is still refused
+    assert "variant 'baseline_bs32' was run with batch_size=32" in capsys.readouterr().err
