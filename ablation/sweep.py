@@ -429,7 +429,29 @@ def plan(study: optuna.Study, trials: list[TrialSpec], rerun: list[str] | None =
     replaced += [r.number for r in existing
                  if r.variant in retrained and r.key not in rerun_keys and r.complete
                  and trained(r.overrides) != trained(retrained[r.variant])]
-    return to_queue, skipped, replaced, reworded + _stored_twins(existing, to_queue, trained)
+    notes = reworded + _left_in_report(existing, every or trials)
+    return to_queue, skipped, replaced, notes + _stored_twins(existing, to_queue, trained)
+
+
+def _left_in_report(existing: list[records.TrialRecord], trials: list[TrialSpec]) -> list[str]:
+    """Notes on complete results of variants and seeds the file no longer names (removed,
+    renamed, a [sweep] value changed, a seed taken out): the report still shows them, as it
+    shows every result the study holds, and a user who edited them out should not be surprised."""
+    variants = {t.variant for t in trials}
+    seeds = {t.seed for t in trials}
+    complete = [r for r in existing if r.complete and not records.is_search_variant(r.variant)]
+    gone = list(dict.fromkeys(r.variant for r in complete if r.variant not in variants))
+    dropped = sorted({r.seed for r in complete if r.variant in variants and r.seed not in seeds})
+    notes = []
+    if gone:
+        notes.append(f"the study holds results of {'variant' if len(gone) == 1 else 'variants'} "
+                     f"{', '.join(gone)}, which the file no longer has: they stay in the report "
+                     "(it shows every result the study holds)")
+    if dropped:
+        notes.append(f"the study holds results at {'seed' if len(dropped) == 1 else 'seeds'} "
+                     f"{', '.join(map(str, dropped))}, which the file no longer lists: they still "
+                     "count in their variants' rows of the report")
+    return notes
 
 
 def _stored_twins(existing: list[records.TrialRecord], trials: list[TrialSpec],

@@ -148,3 +148,26 @@ def test_a_variant_reworded_to_train_the_same_recipe_is_re_used_with_a_note(writ
     capsys.readouterr()
     assert cli.main(["run", str(path)]) == 2  # a change of what it trains is still refused
     assert "variant 'baseline_bs32' was run with batch_size=32" in capsys.readouterr().err
+
+
+def test_results_of_a_variant_or_seed_taken_out_of_the_file_are_said_to_stay_in_the_report(
+        write_experiment, capsys):
+    """A variant removed from the file (or renamed, or a [sweep] value changed) and a seed no
+    longer listed keep their results in the study and its report: the run says so, rather than
+    a report that silently shows what the file no longer has."""
+    path = write_experiment(baseline=FAST, variants="bs32 = { batch_size = 32 }\n"
+                                                     "lr = { learning_rate = 2e-3 }\n")
+    assert cli.main(["run", str(path), "--set", "experiment.seeds=[42, 7]"]) == 0
+    path.write_text(path.read_text().replace("bs32 = { batch_size = 32 }\n", "").replace(
+        "lr = {", "lr2 = {"))
+    for dry in (["--dry-run"], []):
+        capsys.readouterr()
+        assert cli.main(["run", str(path), *dry]) == 0
+        out = capsys.readouterr().out
+        assert ("note: the study holds results of variants baseline_bs32, baseline_lr, which the "
+                "file no longer has: they stay in the report (it shows every result the study "
+                "holds)") in out
+        assert ("note: the study holds results at seed 7, which the file no longer lists: they "
+                "still count in their variants' rows of the report") in out
+    results = (load_spec(path).output_dir / "results.csv").read_text()
+    assert "baseline_bs32,7," in results
