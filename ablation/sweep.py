@@ -263,6 +263,36 @@ def _without(section: Any, keys: set[str]) -> Any:
     return {k: v for k, v in section.items() if k not in keys} if isinstance(section, dict) else section
 
 
+def renamed_study(spec: ExperimentSpec) -> str | None:
+    """A file without [experiment] name (nor output_dir) names its study after itself: renamed,
+    it starts a new study and trains every trial again, while the old study, of the same data,
+    model, baseline and metric, sits in the folder beside. A note saying where, for a new study."""
+    import tomllib
+
+    from .config import from_here
+
+    written = tomllib.loads(spec.text).get("experiment", {})
+    if ({"name", "output_dir"} & set(written)
+            or last_set(spec.sets, "experiment", "experiment.name", "experiment.output_dir")):
+        return None
+    mine = study_identity(spec)
+    for resolved in sorted(spec.output_dir.parent.glob("*/resolved.json")):
+        try:
+            stored = json.loads(resolved.read_text(encoding="utf-8"))
+            name = stored["experiment"]["name"]
+            theirs = {"data": stored["data"], "model": stored["model"], "baseline": stored["baseline"],
+                      "metric": stored["experiment"]["metric"],
+                      "direction": stored["experiment"]["direction"]}
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not one of ours
+        if name != spec.name and not any(_first_difference(key, theirs[key], mine[key]) for key in mine):
+            return (f"{from_here(resolved.parent)} holds study {name!r}, run on the data, model, "
+                    f"baseline and metric this file gives; this file names its study {spec.name!r} "
+                    f"after itself: set [experiment] name = {json.dumps(name)} to go on with that "
+                    "study's results rather than train them again")
+    return None
+
+
 def check_same_data(study: optuna.Study, spec: ExperimentSpec, fingerprint: str,
                     advice: str = NEW_STUDY) -> None:
     """The same [data] keys can still read other rows (a file changed on disk; a worker given
@@ -884,6 +914,9 @@ def _plan_and_queue(spec: ExperimentSpec, trials: list[TrialSpec], outcome: RunO
         stored = None
     if force_new and stored is not None:
         queue.check_none_running(stored)
+    renamed = renamed_study(spec) if stored is None else None
+    if renamed:
+        echo(f"note: {renamed}")
     # Opened as a run writes to it: a storage this run cannot write in is refused now.
     study = queue.open_study(spec) if stored is not None and not force_new else None
     retried: list[tuple[TrialSpec, int]] = []

@@ -171,3 +171,29 @@ def test_results_of_a_variant_or_seed_taken_out_of_the_file_are_said_to_stay_in_
                 "still count in their variants' rows of the report") in out
     results = (load_spec(path).output_dir / "results.csv").read_text()
     assert "baseline_bs32,7," in results
+
+
+def test_a_renamed_file_whose_study_name_was_its_stem_points_at_the_old_study(
+        write_experiment, tmp_path, monkeypatch, capsys):
+    """Without [experiment] name the study is named by the file: renamed, it would train every
+    trial again in a new study beside the old one's results. The run says where they are."""
+    monkeypatch.chdir(tmp_path)
+    path = write_experiment(baseline=FAST)
+    text = "\n".join(line for line in path.read_text().splitlines()
+                     if not line.startswith(('name = "tiny"', "output_dir ="))) + "\n"
+    first = tmp_path / "bs.toml"
+    first.write_text(text)
+    assert cli.main(["run", str(first)]) == 0
+    renamed = first.rename(tmp_path / "bs_v2.toml")
+    note = ("note: reports/bs holds study 'bs', run on the data, model, baseline and metric this "
+            "file gives; this file names its study 'bs_v2' after itself: set [experiment] name = "
+            "\"bs\" to go on with that study's results rather than train them again")
+    for dry in (["--dry-run"], []):
+        capsys.readouterr()
+        assert cli.main(["run", str(renamed), *dry]) == 0
+        assert note in capsys.readouterr().out
+    renamed.write_text('[experiment]\nname = "bs"\n' + text.replace("[experiment]\n", "", 1))
+    capsys.readouterr()
+    assert cli.main(["run", str(renamed)]) == 0
+    out = capsys.readouterr().out
+    assert "re-using 2 completed trial(s)" in out and "note: reports/" not in out
