@@ -318,7 +318,7 @@ def _dry_run(spec: Any, args: argparse.Namespace) -> int:
     from .queue import StudyNotFound, check_none_running, has_heartbeats, open_study, stale_numbers
     from .records import latest_by_key, load_records
     from .search import left_running, reruns, retries, run_probes, search_names, selected
-    from .sweep import check_own_output_dir, checked_plan, make_output_dir, renamed_study, run_selection
+    from .sweep import check_own_output_dir, checked_plan, make_output_dir, run_selection, study_elsewhere
     from .variants import describe_changes
 
     trials = run_selection(spec, args.only, args.rerun, args.retry_failed)
@@ -328,9 +328,9 @@ def _dry_run(spec: Any, args: argparse.Namespace) -> int:
         study = open_study(spec, create=False)
     except StudyNotFound:  # never run (nothing created): all to run; an unusable storage is refused
         study = None
-        renamed = renamed_study(spec)
-        if renamed:
-            print(f"note: {renamed}")
+        elsewhere = study_elsewhere(spec)
+        if elsewhere:
+            print(f"note: {elsewhere}")
     if study is not None and args.force_new:
         check_none_running(study)
         print(f"--force-new: would delete study {spec.name!r} "

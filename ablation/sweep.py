@@ -263,34 +263,52 @@ def _without(section: Any, keys: set[str]) -> Any:
     return {k: v for k, v in section.items() if k not in keys} if isinstance(section, dict) else section
 
 
-def renamed_study(spec: ExperimentSpec) -> str | None:
-    """A file without [experiment] name (nor output_dir) names its study after itself: renamed,
-    it starts a new study and trains every trial again, while the old study, of the same data,
-    model, baseline and metric, sits in the folder beside. A note saying where, for a new study."""
+def study_elsewhere(spec: ExperimentSpec) -> str | None:
+    """Where a new study's file already has one, of the same data, model, baseline and metric,
+    which this run would not go on with but train again beside: a file without [experiment]
+    name (nor output_dir) names its study after itself, so a renamed copy names another; a
+    relative output_dir (reports/<name> by default) starts at the folder ablate runs in, so the
+    file run from another folder writes elsewhere. A note saying where, for a new study."""
     import tomllib
 
     from .config import from_here
 
     written = tomllib.loads(spec.text).get("experiment", {})
-    if ({"name", "output_dir"} & set(written)
-            or last_set(spec.sets, "experiment", "experiment.name", "experiment.output_dir")):
+    output_set = last_set(spec.sets, "experiment", "experiment.output_dir")
+    relative = None if output_set else written.get("output_dir", f"reports/{spec.name}")
+    folder = spec.path.parent
+    if isinstance(relative, str) and not Path(relative).expanduser().is_absolute() \
+            and folder.resolve() != Path.cwd().resolve():
+        there = (folder / relative).resolve()
+        if _study_like(there / "resolved.json", spec) == spec.name:
+            return (f"{there} holds study {spec.name!r} of this file, made by a run in {folder} "
+                    f"(relative paths start at the folder ablate runs in, here {Path.cwd()}): run it "
+                    f"from {folder} to go on with that study's results rather than train them again")
+    if {"name", "output_dir"} & set(written) or last_set(spec.sets, "experiment.name") or output_set:
         return None
-    mine = study_identity(spec)
     for resolved in sorted(spec.output_dir.parent.glob("*/resolved.json")):
-        try:
-            stored = json.loads(resolved.read_text(encoding="utf-8"))
-            name = stored["experiment"]["name"]
-            theirs = {"data": stored["data"], "model": stored["model"], "baseline": stored["baseline"],
-                      "metric": stored["experiment"]["metric"],
-                      "direction": stored["experiment"]["direction"]}
-        except (OSError, ValueError, KeyError, TypeError):
-            continue  # not one of ours
-        if name != spec.name and not any(_first_difference(key, theirs[key], mine[key]) for key in mine):
+        name = _study_like(resolved, spec)
+        if name is not None and name != spec.name:
             return (f"{from_here(resolved.parent)} holds study {name!r}, run on the data, model, "
                     f"baseline and metric this file gives; this file names its study {spec.name!r} "
                     f"after itself: set [experiment] name = {json.dumps(name)} to go on with that "
                     "study's results rather than train them again")
     return None
+
+
+def _study_like(resolved: Path, spec: ExperimentSpec) -> str | None:
+    """The name of the study whose `resolved.json` this is, where it was run on the data, model,
+    baseline and metric `spec` gives; else None."""
+    try:
+        stored = json.loads(resolved.read_text(encoding="utf-8"))
+        theirs = {"data": stored["data"], "model": stored["model"], "baseline": stored["baseline"],
+                  "metric": stored["experiment"]["metric"],
+                  "direction": stored["experiment"]["direction"]}
+        name = stored["experiment"]["name"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # none, or not one of ours
+    mine = study_identity(spec)
+    return None if any(_first_difference(key, theirs[key], mine[key]) for key in mine) else name
 
 
 def check_same_data(study: optuna.Study, spec: ExperimentSpec, fingerprint: str,
@@ -914,9 +932,9 @@ def _plan_and_queue(spec: ExperimentSpec, trials: list[TrialSpec], outcome: RunO
         stored = None
     if force_new and stored is not None:
         queue.check_none_running(stored)
-    renamed = renamed_study(spec) if stored is None else None
-    if renamed:
-        echo(f"note: {renamed}")
+    elsewhere = study_elsewhere(spec) if stored is None else None
+    if elsewhere:
+        echo(f"note: {elsewhere}")
     # Opened as a run writes to it: a storage this run cannot write in is refused now.
     study = queue.open_study(spec) if stored is not None and not force_new else None
     retried: list[tuple[TrialSpec, int]] = []

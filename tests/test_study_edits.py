@@ -197,3 +197,25 @@ def test_a_renamed_file_whose_study_name_was_its_stem_points_at_the_old_study(
     assert cli.main(["run", str(renamed)]) == 0
     out = capsys.readouterr().out
     assert "re-using 2 completed trial(s)" in out and "note: reports/" not in out
+
+
+def test_a_file_run_from_another_folder_points_at_its_study_in_the_file_s_folder(
+        write_experiment, tmp_path, monkeypatch, capsys):
+    """The default output folder (reports/<name>) is relative to the folder ablate runs in: run
+    from elsewhere, the same file would train every trial again in a new study there."""
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    project.mkdir()
+    elsewhere.mkdir()
+    path = write_experiment(baseline=FAST)
+    moved = project / "bs.toml"
+    moved.write_text("\n".join(line for line in path.read_text().splitlines()
+                               if not line.startswith("output_dir =")) + "\n")
+    monkeypatch.chdir(project)
+    assert cli.main(["run", "bs.toml"]) == 0
+    monkeypatch.chdir(elsewhere)
+    capsys.readouterr()
+    assert cli.main(["run", "../project/bs.toml", "--dry-run"]) == 0
+    assert (f"note: {project / 'reports' / 'tiny'} holds study 'tiny' of this file, made by a run "
+            f"in {project} (relative paths start at the folder ablate runs in, here {elsewhere}): "
+            f"run it from {project} to go on with that study's results rather than train them "
+            "again") in capsys.readouterr().out
