@@ -326,18 +326,34 @@ def _model_key(name: str, revision: str | None) -> str:
     return f"{name}@{revision}" if revision else name
 
 
+def _stored_model_key(study: optuna.Study) -> str | None:
+    """The key of the [model] the study was run with, in MODEL_FINGERPRINTS."""
+    model = study.user_attrs.get("model") or {}
+    return _model_key(model["name"], model.get("revision")) if "name" in model else None
+
+
+def moved_by_content(study: optuna.Study) -> tuple[str, ...]:
+    """The path keys that may differ from the study's ([data] dataset, [model] name: a project
+    folder moved, data and model copied elsewhere) since what they hold is checked by content
+    before a trial trains (`check_same_data`, `check_same_models`)."""
+    models = study.user_attrs.get(MODEL_FINGERPRINTS) or {}
+    return ((("data.dataset",) if DATA_FINGERPRINT in study.user_attrs else ())
+            + (("model.name",) if _stored_model_key(study) in models else ()))
+
+
 def check_same_models(study: optuna.Study | None, spec: ExperimentSpec, trials: list[TrialSpec],
-                      advice: str = NEW_STUDY, stored_as: dict[str, str] | None = None
-                      ) -> dict[str, str]:
+                      advice: str = NEW_STUDY) -> dict[str, str]:
     """The same model name can still hold other weights (a folder trained again in place, a Hub
     model whose cache moved to a newer commit): trials trained from them now would be compared
     with stored ones trained from the old. Returns the fingerprints of the `trials`' models, for
-    the study to record. `stored_as`: a model's key here -> the study's (a worker's model may sit
-    at another path)."""
+    the study to record. The [model] is compared with the study's [model] wherever either sits
+    (a worker on another machine, a project folder moved)."""
     from .preflight import model_fingerprint
     from .train import ModelSource
 
     stored = (study.user_attrs.get(MODEL_FINGERPRINTS) if study is not None else None) or {}
+    run_model = _stored_model_key(study) if study is not None else None
+    stored_as = {_model_key(spec.model.name, spec.model.revision): run_model} if run_model else {}
     found: dict[str, str] = {}
     for trial in trials:
         source = ModelSource.of(spec, trial.recipe)
@@ -348,7 +364,7 @@ def check_same_models(study: optuna.Study | None, spec: ExperimentSpec, trials: 
         if fingerprint is None:
             continue
         found[key] = fingerprint
-        old = stored.get((stored_as or {}).get(key, key))
+        old = stored.get(stored_as.get(key, key))
         if old is None or old == fingerprint:
             continue
         if fingerprint.startswith("files "):
@@ -382,7 +398,7 @@ def checked_plan(study: optuna.Study, spec: ExperimentSpec, trials: list[TrialSp
     from .search import check_same_search
 
     try:
-        check_same_study(study, spec)
+        check_same_study(study, spec, elsewhere=moved_by_content(study))
         check_same_search(study, spec, NEW_STUDY)
         return plan(study, trials, rerun, retry_failed, spec.path, every=select_trials(spec, None),
                     sets=spec.sets, command=spec.command, trained=partial(trained_recipe, spec))
@@ -417,7 +433,7 @@ def _passes_checks(study: optuna.Study, spec: ExperimentSpec, rerun: list[str] |
     from .search import check_same_search
 
     try:
-        check_same_study(study, spec)
+        check_same_study(study, spec, elsewhere=moved_by_content(study))
         check_same_search(study, spec, NEW_STUDY)
         every = select_trials(spec, None)
         plan(study, every, rerun, retry_failed, spec.path, every=every,
@@ -1041,11 +1057,8 @@ def run_worker(spec: ExperimentSpec, echo: Callable[[str], None] = print,
                search=selected(spec, only, None, False)[1])  # --only X: no search trials
     if DATA_FINGERPRINT in study.user_attrs:  # before any trial is claimed: none fails for it
         check_same_data(study, spec, job.prepare().splits.fingerprint(), advice=SAME_AS_RUN)
-    run_model = study.user_attrs.get("model") or {}
-    if MODEL_FINGERPRINTS in study.user_attrs and "name" in run_model:  # by content, not path
-        check_same_models(study, spec, select_trials(spec, None)[:1], advice=SAME_AS_RUN, stored_as={
-            _model_key(spec.model.name, spec.model.revision):
-                _model_key(run_model["name"], run_model.get("revision"))})
+    if MODEL_FINGERPRINTS in study.user_attrs:  # by content, wherever the model sits
+        check_same_models(study, spec, select_trials(spec, None)[:1], advice=SAME_AS_RUN)
     outcome = RunOutcome(planned=[])
     work(job, wanted, outcome, wait_for_others=False)
     return outcome

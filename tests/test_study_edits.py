@@ -219,3 +219,32 @@ def test_a_file_run_from_another_folder_points_at_its_study_in_the_file_s_folder
             f"in {project} (relative paths start at the folder ablate runs in, here {elsewhere}): "
             f"run it from {project} to go on with that study's results rather than train them "
             "again") in capsys.readouterr().out
+
+
+def test_a_project_moved_to_another_folder_goes_on_where_its_data_and_model_are_the_same(
+        write_experiment, tiny_model_dir, tiny_data_dir, tmp_path, capsys):
+    """The data and model paths a study was run with are where they were, not what they are: a
+    project folder moved (or data and model copied elsewhere) holds the same rows and files, and
+    the study goes on; other rows at the new path are still refused."""
+    old, new = tmp_path / "old", tmp_path / "new"
+    shutil.copytree(tiny_data_dir, old / "data")
+    shutil.copytree(tiny_model_dir, old / "model")
+    path = write_experiment(baseline=FAST)
+    path.write_text(path.read_text().replace(str(tiny_data_dir), str(old / "data")).replace(
+        str(tiny_model_dir), str(old / "model")))
+    assert cli.main(["run", str(path)]) == 0
+    old.rename(new)
+    path.write_text(path.read_text().replace(str(old), str(new))
+                    + "wd = { weight_decay = 0.01 }\n")
+    capsys.readouterr()
+    assert cli.main(["run", str(path)]) == 0
+    assert "re-using 2 completed trial(s)" in capsys.readouterr().out
+    assert _keys(path) == ["baseline-s42", "baseline_bs32-s42", "baseline_wd-s42"]
+    shutil.copytree(new, old)
+    with (old / "data" / "train.csv").open("a") as rows:
+        rows.write("great love fun movie,2\n")
+    path.write_text(path.read_text().replace(str(new), str(old))
+                    + "lr = { learning_rate = 5e-3 }\n")
+    capsys.readouterr()
+    assert cli.main(["run", str(path)]) == 2
+    assert "holds study 'tiny' run with other data rows" in capsys.readouterr().err
