@@ -361,10 +361,15 @@ def check_same_models(study: optuna.Study | None, spec: ExperimentSpec, trials: 
         if key in found:
             continue
         fingerprint = model_fingerprint(source.name, source.revision)
+        elsewhere = stored_as.get(key, key)  # the study's [model], where this one names another
         if fingerprint is None:
+            if elsewhere != key and elsewhere in stored:  # the name alone was what told them apart
+                raise _refusal(spec, f"model {elsewhere}; this file names model {key}, whose files "
+                               "cannot be compared with it (not a folder here, nor in the Hub "
+                               "cache)", advice)
             continue
         found[key] = fingerprint
-        old = stored.get(stored_as.get(key, key))
+        old = stored.get(elsewhere)
         if old is None or old == fingerprint:
             continue
         if fingerprint.startswith("files "):

@@ -96,6 +96,21 @@ def test_a_worker_is_refused_a_model_folder_with_other_weights(write_experiment,
                         "`ablate run` that queued it\n")
 
 
+def test_a_worker_is_refused_another_model_whose_content_cannot_be_told(write_experiment,
+                                                                        capsys):
+    """The [model] name may differ from the study's where its content is checked; a Hub id not
+    in the cache has none to check (a worker online would download it and train other weights
+    into the study): it is refused as another model, as every other name change was."""
+    path = write_experiment(baseline=FAST, variants="")
+    assert cli.main(["run", str(path)]) == 0
+    capsys.readouterr()
+    assert cli.main(["worker", str(path), "--wait", "0", "--set",
+                     "model.name=nobody/not-in-the-cache"]) == 2
+    err = capsys.readouterr().err
+    assert "model nobody/not-in-the-cache, whose files cannot be compared" in err
+    assert len(err.splitlines()) == 1
+
+
 def test_a_set_left_out_of_a_later_run_is_named_with_the_command_that_goes_on(write_experiment,
                                                                                 capsys):
     """A study run with --set options, then run without them: the refusal says which --set the
