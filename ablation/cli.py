@@ -609,8 +609,58 @@ def cmd_status(args: argparse.Namespace) -> int:
                         f"`fg` it to go on, or {again} and the paused one stops when it wakes")
             else:
                 note = (f"was in {r.worker}: " if r.worker else "") + f"its process is gone; {again}"
-        print(f"{r.number:>4}  {r.key:<{width}} {state:<10} {value:>10}  {note}")
+        print(f"{r.number:>4}  {r.key:<{width}} {state:<10} {value:>10}  {note}".rstrip())
+    for line in _status_summary(spec, records, stale):
+        print(line)
     return EXIT_TRIALS_FAILED if failed else EXIT_OK
+
+
+INTERRUPTED_ERROR = "interrupted (Ctrl+C or SIGTERM)"  # sweep.INTERRUPTED (sweep loads torch)
+
+
+def _status_summary(spec: Any, records: list, stale: set[int]) -> list[str]:
+    """The lines under `status`'s table: how many of the study's trials (variant x seed, their
+    latest attempt) stand where, and what to type next where some have no result, so that a
+    reader need not count rows, nor guess that a failed or interrupted trial trains again."""
+    from .records import is_search_variant
+    from .variants import expand
+
+    latest = _latest(records)
+    counts: dict[str, int] = {}
+    for r in latest:
+        if r.number in stale:
+            kind = "process gone"
+        elif r.state == "FAIL":
+            kind = "interrupted" if r.error == INTERRUPTED_ERROR else "failed"
+        else:
+            kind = {"COMPLETE": "complete", "PRUNED": "pruned", "RUNNING": "running",
+                    "WAITING": "queued"}.get(r.state, r.state.lower())
+        counts[kind] = counts.get(kind, 0) + 1
+    stored = {r.key for r in records}
+    unqueued = [t.key for t in expand(spec) if t.key not in stored]
+    if unqueued:
+        counts["not queued yet"] = len(unqueued)
+    order = ("complete", "pruned", "running", "queued", "not queued yet", "failed", "interrupted",
+             "process gone")
+    parts = [f"{counts[k]} {k}" for k in order if counts.get(k)]
+    parts += [f"{n} {k}" for k, n in counts.items() if k not in order]
+    earlier = len(records) - len(latest)
+    again = f"; {earlier} earlier attempt(s) not counted" if earlier else ""
+    lines = [f"{len(latest) + len(unqueued)} trial(s): {', '.join(parts)}{again}"]
+    if unqueued:
+        lines.append(f"not queued yet: {', '.join(unqueued)}")
+    in_file = {t.variant for t in expand(spec)}
+    gone = sorted({r.variant for r in latest if r.variant not in in_file
+                   and not is_search_variant(r.variant)})
+    if gone:
+        lines.append(f"not in {spec.path.name} now: {', '.join(gone)} (their results still count "
+                     "in the report)")
+    to_train = sum(counts.get(k, 0) for k in ("failed", "interrupted", "not queued yet", "queued"))
+    if to_train and not counts.get("running"):
+        retry = (f" (`{spec.command('run', '--retry-failed')}`: the failed ones alone)"
+                 if counts.get("failed") and to_train > counts["failed"] else "")
+        lines.append(f"next: `{spec.command('run')}` trains the {to_train} without a result{retry}")
+    return lines
 
 
 def _study_or_planning(spec: Any) -> tuple[Any, Any]:

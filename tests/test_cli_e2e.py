@@ -734,3 +734,33 @@ def test_a_storage_locked_by_another_program_has_stopped_answering(write_experim
         holder.execute("ROLLBACK")
         holder.close()
     assert cli.main(["status", str(path)]) == 0
+
+
+def test_status_sums_its_trials_up_and_says_what_trains_those_without_a_result(write_experiment,
+                                                                                 capsys):
+    """Under the table: how many trials stand where (interrupted and failed told apart, a retried
+    attempt not counted twice), the file's trials not queued yet, variants the file no longer
+    has, and the command that trains what has no result, rather than rows to count by hand."""
+    from ablation import records
+
+    path = write_experiment(variants="bs32 = { batch_size = 32 }\n")
+    assert cli.main(["run", str(path), "--set", "baseline.epochs=1"]) == 0
+    study = _study(path)
+    for error in ("RuntimeError: boom", "interrupted (Ctrl+C or SIGTERM)"):
+        attempt = study.ask()  # two attempts of a variant, which failed: counted once
+        for key, value in {records.VARIANT: "baseline_lr", records.SEED: 42,
+                           records.KEY: "baseline_lr-s42", records.OVERRIDES: {"learning_rate": 2e-3},
+                           records.ERROR: error}.items():
+            attempt.set_user_attr(key, value)
+        study.tell(attempt, state=optuna.trial.TrialState.FAIL)
+    path.write_text(path.read_text().replace("bs32 = { batch_size = 32 }",
+                                             "lr = { learning_rate = 2e-3 }\n"
+                                             "wd = { weight_decay = 0.1 }"))
+    capsys.readouterr()
+    assert cli.main(["status", str(path), "--set", "baseline.epochs=1"]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-4:] == [
+        "4 trial(s): 2 complete, 1 not queued yet, 1 interrupted; 1 earlier attempt(s) not counted",
+        "not queued yet: baseline_wd-s42",
+        f"not in {path.name} now: baseline_bs32 (their results still count in the report)",
+        f"next: `ablate run {path} --set baseline.epochs=1` trains the 2 without a result"]

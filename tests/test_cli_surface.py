@@ -508,6 +508,7 @@ def test_the_commands_report_and_status_print_repeat_the_runs_sets(write_experim
     monkeypatch.setattr(queue, "stale_numbers", lambda study: {claimed.number})
     capsys.readouterr()
     assert cli.main(["status", str(path)]) == 1
-    line = capsys.readouterr().out.splitlines()[-1]
+    line = [row for row in capsys.readouterr().out.splitlines()
+            if row[:4].strip().isdigit()][-1]  # the last trial row: a summary follows
     run = shlex.join(["ablate", "run", str(path), "--set", sets[0], "--set", sets[1]])
     assert line.endswith(f"its process is gone; `{run}` runs it again"), line

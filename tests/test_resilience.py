@@ -1128,7 +1128,8 @@ def test_status_shows_a_running_trial_whose_process_is_gone(write_experiment, ca
     time.sleep(queue.STALE_AFTER_HEARTBEATS + 1.5)
     capsys.readouterr()
     assert cli.main(["status", str(path), *sets]) == 1
-    line = capsys.readouterr().out.splitlines()[-1]
+    line = [row for row in capsys.readouterr().out.splitlines()
+            if row[:4].strip().isdigit()][-1]  # the last trial row: a summary follows
     assert "baseline_bs32-s42" in line and "RUNNING" in line
     assert "its process is gone; `ablate run" in line
     assert cli.main(["status", str(path), *sets, "--json"]) == 1
@@ -1159,7 +1160,8 @@ def test_status_knows_at_once_a_trial_whose_process_on_this_machine_exited(write
     exited.wait()
     claimed.set_user_attr(records.WORKER, f"{socket.gethostname()}:{exited.pid}")
     assert cli.main(["status", str(path)]) == 1
-    line = capsys.readouterr().out.splitlines()[-1]
+    line = [row for row in capsys.readouterr().out.splitlines()
+            if row[:4].strip().isdigit()][-1]  # the last trial row: a summary follows
     assert f"was in {socket.gethostname()}:{exited.pid}: its process is gone" in line
 
 
@@ -1183,7 +1185,8 @@ def test_status_tells_a_paused_worker_from_a_gone_one(write_experiment, monkeypa
         monkeypatch.setattr(queue, "stale_numbers", lambda study: {claimed.number})  # beats stopped
         capsys.readouterr()
         assert cli.main(["status", str(path)]) == 1
-        line = capsys.readouterr().out.splitlines()[-1]
+        line = [row for row in capsys.readouterr().out.splitlines()
+            if row[:4].strip().isdigit()][-1]  # the last trial row: a summary follows
         assert f"was in {worker}, which is paused (Ctrl+Z) and sends no heartbeats: `fg` it" in line
         paused.send_signal(signal.SIGCONT)
         assert not queue.paused_here(worker)
