@@ -615,14 +615,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_TRIALS_FAILED if failed else EXIT_OK
 
 
-INTERRUPTED_ERROR = "interrupted (Ctrl+C or SIGTERM)"  # sweep.INTERRUPTED (sweep loads torch)
-
-
 def _status_summary(spec: Any, records: list, stale: set[int]) -> list[str]:
     """The lines under `status`'s table: how many of the study's trials (variant x seed, their
     latest attempt) stand where, and what to type next where some have no result, so that a
     reader need not count rows, nor guess that a failed or interrupted trial trains again."""
-    from .records import is_search_variant
+    from .records import INTERRUPTED, is_search_variant
     from .variants import expand
 
     latest = _latest(records)
@@ -631,7 +628,7 @@ def _status_summary(spec: Any, records: list, stale: set[int]) -> list[str]:
         if r.number in stale:
             kind = "process gone"
         elif r.state == "FAIL":
-            kind = "interrupted" if r.error == INTERRUPTED_ERROR else "failed"
+            kind = "interrupted" if r.error == INTERRUPTED else "failed"
         else:
             kind = {"COMPLETE": "complete", "PRUNED": "pruned", "RUNNING": "running",
                     "WAITING": "queued"}.get(r.state, r.state.lower())

@@ -26,6 +26,9 @@ IDENTITY = (VARIANT, SEED, KEY, OVERRIDES)  # what says which trial it is (set w
 # [search] trials are named search_<Optuna number> (search.py); here so that queue.py, which must
 # not import search.py (it loads transformers), tells them apart too.
 SEARCH_PREFIX = "search_"
+# A trial's error when its process was stopped (Ctrl+C, SIGTERM): here, not in sweep.py (which
+# loads torch), for `status` to tell an interrupted trial from a failed one.
+INTERRUPTED = "interrupted (Ctrl+C or SIGTERM)"
 # The folder of a trial's SwanLab run asked for online but logged offline (no key, no network).
 TRACKED_OFFLINE = "tracked_offline"
 # Study user attributes. SUPERSEDED lists trial numbers replaced by `ablate run --rerun`

@@ -46,7 +46,7 @@ from .variants import (
 )
 
 STARTED_BY_RUN = interrupts.STARTED_BY_RUN
-INTERRUPTED = "interrupted (Ctrl+C or SIGTERM)"  # a trial's error when its process was stopped
+INTERRUPTED = records.INTERRUPTED  # a trial's error when its process was stopped
 
 log = logging.getLogger(__name__)
 REPORT_LOCK = ".report.lock"  # in the output folder: one run at a time exports and reports
