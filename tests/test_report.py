@@ -338,14 +338,9 @@ def test_a_difference_too_small_for_four_decimals_is_not_shown_as_none_beside_a_
     path = write_experiment(variants="v = { batch_size = 32 }\n")
     spec = load_spec(path, ["experiment.seeds=[1, 2, 3]"])
 
-    def result(test: float) -> dict:
-        out = _result(0.6, 0.5, 2.0)
-        out["test"] = {**out["test"], "macro_f1": test}
-        return out
-
     tests = {"baseline-s1": 0.5, "baseline-s2": 0.6, "baseline-s3": 0.7,
              "baseline_v-s1": 0.50002, "baseline_v-s2": 0.60003, "baseline_v-s3": 0.700025}
-    study = _store(spec, {key: result(value) for key, value in tests.items()})
+    study = _store(spec, {key: _with_test(0.6, value) for key, value in tests.items()})
     text = write_report(spec, study).read_text()
     assert "| +0.000025 | [+0.000013, +0.000037] | 0.013 | **better** |" in text
     assert fmt_delta(-0.00004) == "-0.000040" and fmt_delta(0.00005) == "+0.0001"
@@ -353,6 +348,13 @@ def test_a_difference_too_small_for_four_decimals_is_not_shown_as_none_beside_a_
 
 
 # --------------------------------------------------------------------------- issue 3: trustworthy
+
+
+def _with_test(validation: float, test: float) -> dict:
+    """_result's trial at `validation` macro-F1 whose test macro-F1 is `test`."""
+    out = _result(validation, 0.5, 2.0)
+    out["test"] = {**out["test"], "macro_f1": test}
+    return out
 
 
 def _store(spec, results: dict[str, dict]):
@@ -412,13 +414,8 @@ def test_a_wide_interval_over_seeds_stays_within_the_differences_the_metric_allo
     path = write_experiment(variants="bs32 = { batch_size = 32 }\n")
     spec = load_spec(path, ["experiment.seeds=[42, 7]"])
 
-    def result(test: float) -> dict:
-        out = _result(0.5, 0.5, 2.0)
-        out["test"] = {**out["test"], "macro_f1": test}
-        return out
-
-    study = _store(spec, {"baseline-s42": result(0.8), "baseline-s7": result(0.3),
-                          "baseline_bs32-s42": result(0.4), "baseline_bs32-s7": result(0.6)})
+    tests = {"baseline-s42": 0.8, "baseline-s7": 0.3, "baseline_bs32-s42": 0.4, "baseline_bs32-s7": 0.6}
+    study = _store(spec, {key: _with_test(0.5, value) for key, value in tests.items()})
     [effect] = build_report(spec, study)["effects"]
     assert effect.interval.estimate == pytest.approx(-0.05)
     assert (effect.interval.low, effect.interval.high) == (-1.0, 1.0)
