@@ -1012,13 +1012,17 @@ def test_predict_file_dash_with_standard_input_closed_says_so(tiny_model_dir, mo
         "a file\n")
 
 def _ablate_process(*args: str) -> subprocess.Popen:
-    """`python -m ablation ARGS` of this checkout, its standard streams pipes of the test's."""
+    """`python -m ablation ARGS` of this checkout, its standard streams pipes of the test's. Ctrl+C
+    is put back to its default in it: a suite started in the background of a shell (`nohup ...
+    &`, as CI may be) ignores SIGINT, which its processes inherit, and Python then leaves it
+    ignored (predict, rightly, as a user's `nohup ablate predict ... &` wants)."""
     import ablation
 
     root = str(Path(ablation.__file__).resolve().parents[1])
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
     return subprocess.Popen([sys.executable, "-m", "ablation", *args], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _lines_within(stream: Any, count: int, seconds: float) -> list[str]:

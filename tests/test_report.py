@@ -402,7 +402,7 @@ def test_two_seeds_give_a_paired_interval_and_a_wide_one_is_within_noise(stored_
     out = capsys.readouterr().out
     assert "what mattered (Δ vs reference on the test split, 95 % CI, p)" in out
     assert "+0.1100   [-0.0171, +0.2371]   p 0.058  within noise" in out  # p explains the verdict
-    assert "one seed" not in out and "macro_f1 (validation)" in out
+    assert "one seed: these intervals" not in out and "macro_f1 (validation)" in out
     assert "macro_f1 on test, paired over seeds 7, 42 (t-test)" in text
     assert "macro_f1 95 % CI" in text  # the CI column of the results table
 
