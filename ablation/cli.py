@@ -568,7 +568,7 @@ def _check_report_metric(spec: Any, study: Any) -> None:
 def cmd_status(args: argparse.Namespace) -> int:
     from .config import load_spec, shown_storage
     from .queue import has_heartbeats, paused_here, stale_numbers
-    from .records import load_records, with_run_sets
+    from .records import INTERRUPTED, load_records, with_run_sets
 
     spec = load_spec(args.file, args.sets, need_data=False)
     study, planning = _study_or_planning(spec)
@@ -592,10 +592,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     width = max([32, *(len(r.key) for r in records)])  # long names keep the columns
     print(f"{'#':>4}  {'trial':<{width}} {'state':<10} {metric:>10}  error / process")
     names = {r.number: r.variant for r in records}
+    latest = {r.number for r in _latest(records)}
     for r in records:
         value = "" if r.value is None else f"{r.value:.4f}"
         state = "SUPERSEDED" if r.superseded else r.state
         note = f"in {r.worker}" if r.state == "RUNNING" and r.worker else r.error or ""
+        log = spec.output_dir / "trials" / r.key / "trial.log"  # its latest attempt's, kept here
+        if r.state == "FAIL" and r.number in latest and r.error != INTERRUPTED and log.is_file():
+            note += f" (log: {log})"  # the traceback the one line leaves out, as `run` points to
         if r.repeat_of is not None:
             note = (f"proposed the parameters of {names.get(r.repeat_of, r.repeat_of)}: its result, "
                     "not trained again")

@@ -759,6 +759,9 @@ def test_status_sums_its_trials_up_and_says_what_trains_those_without_a_result(w
     capsys.readouterr()
     assert cli.main(["status", str(path), "--set", "baseline.epochs=1"]) == 1
     lines = capsys.readouterr().out.splitlines()
+    # the failed attempt's row points to no log: a later attempt's (none here) would be in its place
+    assert [line.split("  ")[-1].strip() for line in lines if "baseline_lr-s42" in line] == [
+        "RuntimeError: boom", "interrupted (Ctrl+C or SIGTERM)"]
     assert lines[-4:] == [
         "4 trial(s): 2 complete, 1 not queued yet, 1 interrupted; 1 earlier attempt(s) not counted",
         "not queued yet: baseline_wd-s42",

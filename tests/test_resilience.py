@@ -244,6 +244,11 @@ def test_a_failed_trial_is_one_line_on_the_terminal_and_its_traceback_is_in_its_
     assert "trial 0 baseline-s42 FAILED: TrialTimeout: ran " in run.stdout + run.stderr
     trial_log = load_spec(path).output_dir / "trials" / "baseline-s42" / "trial.log"
     assert "Traceback (most recent call last)" in trial_log.read_text()
+    # status names the log beside the one line too (it gave the line alone)
+    status = subprocess.run([sys.executable, "-m", "ablation", "status", str(path)],
+                            capture_output=True, text=True)
+    [row] = [line for line in status.stdout.splitlines() if "baseline-s42" in line]
+    assert "TrialTimeout: ran " in row and row.endswith(f" (log: {trial_log})")
 
 
 def test_a_trial_log_that_a_full_disk_cannot_flush_does_not_stop_the_study(write_experiment,
