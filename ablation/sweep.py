@@ -400,13 +400,8 @@ def checked_plan(study: optuna.Study, spec: ExperimentSpec, trials: list[TrialSp
                  ) -> tuple[list[TrialSpec], list[str], list[int], list[str]]:
     """`plan` against a stored study once it passes the checks a run makes (the same study, the
     same search space): one place for what `run` does and `run --dry-run` shows."""
-    from .search import check_same_search
-
     try:
-        check_same_study(study, spec, elsewhere=moved_by_content(study))
-        check_same_search(study, spec, NEW_STUDY)
-        return plan(study, trials, rerun, retry_failed, spec.path, every=select_trials(spec, None),
-                    sets=spec.sets, command=spec.command, trained=partial(trained_recipe, spec))
+        return _checks_then_plan(study, spec, trials, rerun, retry_failed)
     except AblateInputError as err:
         with_sets = _with_left_out_sets(study, spec)
         if with_sets is None or not _passes_checks(study, with_sets, rerun, retry_failed):
@@ -435,17 +430,23 @@ def _with_left_out_sets(study: optuna.Study, spec: ExperimentSpec) -> Experiment
 def _passes_checks(study: optuna.Study, spec: ExperimentSpec, rerun: list[str] | None,
                    retry_failed: bool) -> bool:
     """Whether `spec` passes what `checked_plan` checks (its own trials: a --set may add some)."""
-    from .search import check_same_search
-
     try:
-        check_same_study(study, spec, elsewhere=moved_by_content(study))
-        check_same_search(study, spec, NEW_STUDY)
-        every = select_trials(spec, None)
-        plan(study, every, rerun, retry_failed, spec.path, every=every,
-             trained=partial(trained_recipe, spec))
+        _checks_then_plan(study, spec, select_trials(spec, None), rerun, retry_failed)
     except AblateInputError:
         return False
     return True
+
+
+def _checks_then_plan(study: optuna.Study, spec: ExperimentSpec, trials: list[TrialSpec],
+                      rerun: list[str] | None, retry_failed: bool,
+                      ) -> tuple[list[TrialSpec], list[str], list[int], list[str]]:
+    """The checks a run makes against the stored study, then its `plan` of `trials`."""
+    from .search import check_same_search
+
+    check_same_study(study, spec, elsewhere=moved_by_content(study))
+    check_same_search(study, spec, NEW_STUDY)
+    return plan(study, trials, rerun, retry_failed, spec.path, every=select_trials(spec, None),
+                sets=spec.sets, command=spec.command, trained=partial(trained_recipe, spec))
 
 
 def plan(study: optuna.Study, trials: list[TrialSpec], rerun: list[str] | None = None,
