@@ -951,7 +951,7 @@ def _trained_on_pairs(pair_column: str) -> str:
 
 def _lacks_pair_column(message: str, spec: Any, pair_column: str | None) -> str:
     """The study's data lacks the column of the second text the model was trained with (the
-    study file names another, or none): data.py's line blames [data], which did not name it."""
+    study file names another, or none): the data package's line blames [data], which did not name it."""
     from .config import from_here
 
     missing = f"[data] text_pair_column = {pair_column!r}: "
@@ -960,7 +960,7 @@ def _lacks_pair_column(message: str, spec: Any, pair_column: str | None) -> str:
     file = from_here(spec.path)
     study = (f"which [data] of {file} does not name" if spec.data.text_pair_column is None
              else f"not {spec.data.text_pair_column!r} as [data] of {file} says")
-    # data.py's "did you mean" names a column of this data: the model's cannot be renamed.
+    # the data package's "did you mean" names a column of this data: the model's cannot be renamed.
     lacking = re.sub(r"; did you mean ('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")\?", "",
                      message.removeprefix(missing), count=1)
     return (f"{_trained_on_pairs(pair_column)}, {study}: {lacking}; evaluate it on data with a "
@@ -998,7 +998,7 @@ def _check_study_rows(spec: Any, fingerprint: str, split: str, read_as_trained: 
 
 
 def _as_options(message: str, given: dict[str, bool], of_study: bool) -> str:
-    """data.py names experiment-file keys; here the user typed command-line options, or left
+    """The data package names experiment-file keys; here the user typed command-line options, or left
     them out (then the column is the study's, or the default, and the option that names another
     is said)."""
     message = message.replace("[data] dataset =", "--dataset").replace(

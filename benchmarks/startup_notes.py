@@ -13,7 +13,8 @@ import statistics
 import time
 
 from ablation.config import load_spec
-from ablation.data import _overlap_notes, count_cut, load_study_splits, unknown_token_share
+from ablation.data import count_cut, load_study_splits, unknown_token_share
+from ablation.data._splits import _overlap_notes
 from ablation.errors import AblateInputError
 
 

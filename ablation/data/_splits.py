@@ -1,21 +1,11 @@
-"""Data: load a Hub dataset or local files, map labels, carve splits, tokenize once (cached on disk).
-
-Rows flow: raw splits → cleaned (empty texts / missing labels dropped, counted) → label ids →
-validation carved from train when the data has none → stratified subsamples → tokenized once per
-(content, tokenizer, max_length) and cached under the study's ``cache/`` folder. Padding is left to
-the collator, per batch.
+"""From raw splits to the study's labelled splits: cleaning, label ids and names, validation
+carved from train, stratified subsamples, and the notes a study prints about them.
 """
 
 from __future__ import annotations
 
-import codecs
-import csv
 import dataclasses
-import gzip
 import hashlib
-import io
-import json
-import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,20 +14,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .config import LOCAL_DATA_SUFFIXES, DataSpec, ExperimentSpec, _did_you_mean, last_set
-from .errors import AblateInputError, first_line
-
-log = logging.getLogger(__name__)
+from ..config import DataSpec, ExperimentSpec, _did_you_mean, last_set
+from ..errors import AblateInputError
+from ._files import CELLS_ARE_TEXT, column_list, load_raw_splits
 
 MAX_CLASS_ID = 100_000  # a label beyond it is an id or count column, not a class
 SAMPLING_SEED = 0  # fixed: every trial and every seed sees the same split
-TOKEN_COLUMNS = ("input_ids", "attention_mask", "token_type_ids", "labels")
-CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv")  # the files read as rows of separated fields
-CELLS_ARE_TEXT = "ablate_cells_are_text"  # frame.attrs key: read from a CSV/TSV, numbers untyped
-JSON_LAYOUTS = ('supported JSON layouts: an array of examples [{"text": ..., "label": ...}, ...], '
-                "JSON Lines (one example object per line), an object of columns "
-                '{"text": [...], "label": [...]}, or pandas\' to_json default '
-                '{"text": {"0": ...}, "label": {"0": ...}}')
 
 
 @dataclass
@@ -73,521 +55,6 @@ class LabeledSplits:
         return digest.hexdigest()[:16]
 
 
-@dataclass
-class TokenizedData:
-    train: Any  # datasets.Dataset with TOKEN_COLUMNS
-    validation: Any
-    test: Any | None
-    label_names: list[str]
-    train_labels: np.ndarray
-    # split -> (split sorted by length, positions restoring its order); shared by every trial
-    length_sorted: dict[str, tuple[Any, np.ndarray]] = field(default_factory=dict, repr=False,
-                                                             compare=False)
-    token_ids: np.ndarray | None = field(default=None, repr=False, compare=False)  # train_token_ids
-
-    def train_token_ids(self) -> np.ndarray:
-        """Every token id of the training split, once: the word embeddings' rows training can reach.
-        Read from the Arrow column in chunks, so a large split is never held as Python lists."""
-        if self.token_ids is None:
-            import pyarrow.compute as pc
-
-            chunks = [pc.unique(pc.list_flatten(batch["input_ids"])).to_numpy().astype(np.int64)
-                      for batch in self.train.with_format("arrow").iter(batch_size=10_000)]
-            self.token_ids = np.unique(np.concatenate(chunks)) if chunks else np.zeros(0, dtype=np.int64)
-        return self.token_ids
-
-    def by_length(self, split: str) -> tuple[Any, np.ndarray]:
-        """`validation` or `test` sorted by length (see sorted_by_length), sorted once per study
-        rather than once per trial."""
-        if split not in self.length_sorted:
-            self.length_sorted[split] = sorted_by_length(getattr(self, split))
-        return self.length_sorted[split]
-
-
-def sorted_by_length(dataset: Any) -> tuple[Any, np.ndarray]:
-    """The evaluation set sorted by length, so that its batches carry little padding, and the
-    positions that put its predictions back in the set's own order."""
-    lengths = np.fromiter((len(ids) for ids in dataset["input_ids"]), dtype=np.int64,
-                          count=len(dataset))
-    order = np.argsort(lengths, kind="stable")
-    return dataset.select(order), np.argsort(order)
-
-
-# --------------------------------------------------------------------------- loading
-
-
-def _read_local_file(path: Path, columns: tuple[str, ...] = ()) -> pd.DataFrame:
-    """One local file as a frame whose rows are the file's examples, in file order, indexed by
-    their position (0, 1, ...). `columns`: the columns the study names (text, label, ...), which
-    tell a JSON object keyed by example from one keyed by column."""
-    name = path.name.lower()
-    try:
-        if name.endswith(CSV_SUFFIXES):
-            _check_separator(path, name)
-        frame = _read_table(path, name, columns)
-    except UnicodeDecodeError:
-        raise AblateInputError(f"{path}: {_first_undecodable(path)}; save it as UTF-8") from None
-    except pd.errors.EmptyDataError:
-        raise AblateInputError(f"{path}: the file is empty; expected a header row and one row "
-                               "per example") from None
-    except (ValueError, TypeError, pd.errors.ParserError, OSError, EOFError) as err:
-        # TypeError: pandas meeting a JSON Lines line that is an array, a number or null.
-        # EOFError: a .gz file cut short.
-        if name.endswith((".jsonl", ".jsonl.gz")) or (name.endswith(".json")
-                                                      and _first_line_is_an_object(path)):
-            raise AblateInputError(f"{path}: {_first_bad_json_line(path)}") from None
-        reason = first_line(err)
-        fields = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", reason)
-        if fields and name.endswith(CSV_SUFFIXES):  # a row past the first with an unquoted comma
-            expected, line, saw = fields.groups()
-            raise AblateInputError(f"{path}: line {line} has {saw} fields, the header {expected}: "
-                                   f"{_quote_advice(name)}") from None
-        raise AblateInputError(
-            f"{path}: cannot be read as a table of examples (one row per example, with a text and "
-            f"a label column): {reason}") from None
-    if name.endswith(CSV_SUFFIXES):
-        frame.attrs[CELLS_ARE_TEXT] = True  # see _clean: "1000" may be an id, not a text
-        _check_header_names(path, name)
-        if not isinstance(frame.index, pd.RangeIndex):
-            # pandas takes a first data row with more fields than the header as an unnamed index
-            # column: every text with an unquoted separator would silently lose its first part.
-            raise AblateInputError(f"{path}: line 2 has more fields than the header "
-                                   f"({_column_list(frame)}): "
-                                   f"{_quote_advice(name)}")
-    elif not isinstance(frame.index, pd.RangeIndex):
-        # parquet keeps the index pandas wrote (df[mask].to_parquet: 1, 2, 4, ...), JSON its
-        # keys: rows are the file's rows, in its order, numbered by position.
-        named = [level for level in frame.index.names if level is not None]
-        keep = len(named) == frame.index.nlevels and not set(named) & set(frame.columns)
-        frame = frame.reset_index(drop=not keep)  # a named index (an id column) stays a column
-    if len(frame.columns) == 0:
-        raise AblateInputError(f"{path}: the file holds no examples")
-    return frame
-
-
-def _quote_advice(name: str) -> str:
-    """What a row with more fields than the header needs: its text quoted."""
-    separator = "a tab" if name.endswith(".tsv") else "a comma"
-    return f'a text that contains {separator} must be quoted, as in "I love it, really"'
-
-
-def _check_separator(path: Path, name: str) -> None:
-    """A header of one column with another separator in it ("text;label", as Excel writes CSV
-    where the comma is the decimal mark): one column cannot hold a text and a label, and the rows
-    would be refused for their commas, with advice to quote them, or read as one text each."""
-    separator, suffix = ("\t", ".tsv") if name.endswith(".tsv") else (",", ".csv")
-    with (gzip.open if name.endswith(".gz") else open)(path, "rt", encoding="utf-8-sig",
-                                                        newline="") as file:
-        header = file.readline().rstrip("\r\n")
-    other = next((c for c in ";\t|," if c != separator and c in header), None)
-    if separator in header or other is None:
-        return
-    words = {",": "commas", "\t": "tabs", ";": "semicolons", "|": "'|'"}
-    advice = ({",": "name it .csv", "\t": "name it .tsv"}.get(other)
-              or f"save it with {words[separator]} between fields")
-    raise AblateInputError(f"{path}: the header {header!r} is one column: a {suffix} file has "
-                           f"{words[separator]} between its fields, and this one has "
-                           f"{words[other]}; {advice}")
-
-
-def _check_header_names(path: Path, name: str) -> None:
-    """pandas renames a repeated column ("label", "label.1") and ablate would read the first."""
-    header = pd.read_csv(path, sep="\t" if name.endswith(".tsv") else ",", header=None, nrows=1,
-                         dtype=str, keep_default_na=False, encoding="utf-8-sig").iloc[0].tolist()
-    # Empty names are not columns anyone names (Excel's trailing empty cells: "text,label,,").
-    repeated = sorted({column for column in header if column and header.count(column) > 1})
-    if repeated:
-        raise AblateInputError(f"{path}: the header names column {repeated[0]!r} twice; give each "
-                               "column its own name")
-
-
-def _read_table(path: Path, name: str, columns: tuple[str, ...] = ()) -> pd.DataFrame:
-    # Every cell as text: "None", "NA" or "007" are data, not missing values or numbers.
-    # Only an empty cell is missing. Integer-looking labels become ids later.
-    text_only = {"dtype": str, "keep_default_na": False, "na_values": [""], "encoding": "utf-8-sig"}
-    # JSON values keep their JSON types: pandas would otherwise turn a text "007" into 7.
-    as_written = {"dtype": False, "encoding": "utf-8-sig"}
-    if name.endswith((".csv", ".csv.gz")):
-        return _read_delimited(path, ",", text_only)
-    if name.endswith(".tsv"):
-        return _read_delimited(path, "\t", text_only)
-    if name.endswith((".jsonl", ".jsonl.gz")):
-        return pd.read_json(path, lines=True, **as_written)
-    if name.endswith(".json"):
-        data = _file_bytes(path)  # read once: parsed here for its layout, then by pandas
-        try:
-            document = json.loads(data.decode("utf-8-sig"))
-        except json.JSONDecodeError:
-            document = _NOT_ONE_DOCUMENT  # JSON Lines, or broken: pandas below says which
-        if document is not _NOT_ONE_DOCUMENT:
-            layout = _json_layout(path, document, columns)
-            if layout == "one example":  # {"text": ..., "label": ...}: JSON Lines of one line
-                return pd.DataFrame([document])
-            frame = pd.read_json(io.BytesIO(data), **as_written)
-            if layout == "columns of rows":  # pandas' to_json default: {column: {row: value}}
-                frame = frame.reset_index(drop=True)
-            return frame
-        try:
-            return pd.read_json(path, **as_written)
-        except ValueError as err:
-            if "Trailing data" not in str(err):
-                raise
-            # JSON Lines under a .json name: what datasets' Dataset.to_json writes by default.
-            try:
-                return pd.read_json(path, lines=True, **as_written)
-            except ValueError:
-                raise err from None
-    if name.endswith(".parquet"):
-        return pd.read_parquet(path)
-    raise AblateInputError(
-        f"{path}: unsupported file type; use one of {', '.join(LOCAL_DATA_SUFFIXES)}")
-
-
-# --------------------------------------------------------------------------- CSV and TSV quoting
-
-
-def _read_delimited(path: Path, separator: str, text_only: dict[str, Any]) -> pd.DataFrame:
-    """A CSV or TSV file, with the file's quotes checked first (see _quoted_records).
-
-    CSV is read with CSV quoting. A TSV is read as TSV writers write it, quotes as plain
-    characters (`"Great" movie` stays so), unless the file is written with CSV quoting (what
-    pandas' and Python's csv writers do with a tab separator): a text that runs over lines inside
-    quotes, or a whole field in quotes with the quotes inside doubled (`"a ""b"" c"`).
-    """
-    data = _file_bytes(path)  # read (and decompressed) once: checked here, parsed by pandas
-    if b'"' not in data:
-        return pd.read_csv(io.BytesIO(data), sep=separator, **text_only)
-    lines = io.StringIO(data.decode("utf-8-sig"), newline="").readlines()
-    spans_lines = _quoted_records(path, lines, separator)
-    if separator == "\t" and not spans_lines and not any(
-            _CSV_QUOTED_FIELD.match(field) for line in lines
-            for field in line.rstrip("\r\n").split(separator)):
-        return pd.read_csv(io.BytesIO(data), sep=separator, quoting=csv.QUOTE_NONE, **text_only)
-    return pd.read_csv(io.BytesIO(data), sep=separator, **text_only)
-
-
-def _quoted_records(path: Path, lines: list[str], separator: str) -> bool:
-    """Refuse a stray quote that merges rows; say whether a quoted text legitimately runs over
-    lines.
-
-    In CSV quoting a field that starts with `"` runs to the next lone `"`, line breaks and
-    separators included: one stray quote (`"Great movie,1`) makes the following rows part of
-    its text until another quote closes it, and pandas reads the merged rows as one example
-    without a word. The rule: a quoted text that runs over lines is a stray quote when every
-    line it covers, taken alone (split on the separator, quotes as plain characters), is a row of
-    its own: it has the header's number of fields, and one of its fields without a quote is a
-    value that column holds in the file's other rows (a label, usually). A real multi-line text
-    (`"first line<newline>second line",pos`) has lines that are not whole rows.
-    """
-    reader = csv.reader(lines, delimiter=separator, quotechar='"', doublequote=True, strict=False)
-    spans: list[tuple[int, int]] = []  # first and last line of each record over several lines
-    values: list[set[str]] = []  # by column: the values of the rows that are one line each
-    width = 0
-    previous = 0
-    try:
-        for fields in reader:
-            first, previous = previous + 1, reader.line_num
-            if not width:  # the header (pandas skips blank lines before it)
-                width = len(fields)
-                values = [set() for _ in fields]
-            elif previous > first:
-                spans.append((first, previous))
-            elif len(fields) == width:
-                for column, value in zip(values, fields, strict=True):
-                    column.add(value.strip())
-    except csv.Error:
-        return False  # pandas' own reading says what is wrong
-    for first, last in spans:
-        if width > 1 and all(_a_whole_row(line, separator, values) for line in lines[first - 1:last]):
-            kind = "tab" if separator == "\t" else "comma"
-            raise AblateInputError(
-                f'{path}: line {first}: a quoted text runs over {last - first + 1} lines (to line '
-                f"{last}), each of them a whole row with its own {kind}-separated fields: a stray "
-                '" merges them into one text; quote the whole text and double the quotes inside '
-                'it ("say ""hi"""), or remove the stray quote')
-    return bool(spans)
-
-
-def _a_whole_row(line: str, separator: str, values: list[set[str]]) -> bool:
-    """A line that is a row on its own: the header's number of fields, one of them (without a
-    quote) a value its column holds in other rows."""
-    fields = line.rstrip("\r\n").split(separator)
-    return len(fields) == len(values) and any(
-        '"' not in field and field.strip() in column for field, column in zip(fields, values, strict=True))
-
-
-# A whole field in CSV quoting: "...", every quote inside doubled.
-_CSV_QUOTED_FIELD = re.compile(r'"(?:[^"]|"")*"\Z')
-_NOT_ONE_DOCUMENT = object()
-
-
-def _json_kind(value: Any) -> str:
-    return {list: "array", dict: "object", str: "string", bool: "boolean", int: "number",
-            float: "number", type(None): "null"}[type(value)]
-
-
-def _json_layout(path: Path, document: Any, columns: tuple[str, ...]) -> str:
-    """Which of the JSON_LAYOUTS a .json file that is one JSON value holds: "records" (an array
-    of objects), "lists" ({column: [values]}), "columns of rows" ({column: {row: value}}, what
-    pandas' to_json writes by default) or "one example" (a lone object of values: JSON Lines of
-    one line). Anything else is refused, naming the layouts that are read.
-
-    An object of objects is read as {column: {row: value}}; when none of its keys is a column
-    the study names and its inner objects hold them ({"id0": {"text": ..., "label": ...}}), it
-    is keyed by example, and refused."""
-    if isinstance(document, list):
-        for position, item in enumerate(document):
-            if not isinstance(item, dict):
-                raise AblateInputError(
-                    f"{path}: item {position} of the JSON array is a JSON {_json_kind(item)}, not "
-                    f"an example object; {JSON_LAYOUTS}")
-        return "records"
-    if not isinstance(document, dict):
-        raise AblateInputError(f"{path}: the file is a JSON {_json_kind(document)}, not a table "
-                               f"of examples; {JSON_LAYOUTS}")
-    kinds = {type(value) if isinstance(value, (list, dict)) else "value" for value in document.values()}
-    if kinds == {list}:
-        lengths = {key: len(value) for key, value in document.items()}
-        if len(set(lengths.values())) > 1:
-            shown = ", ".join(f"{key!r}: {n}" for key, n in list(lengths.items())[:4])
-            raise AblateInputError(
-                f"{path}: the JSON columns hold different numbers of values ({shown}); every "
-                "column needs one value per example")
-        return "lists"
-    if kinds == {dict}:
-        inner = {key for value in document.values() for key in value}
-        if columns and not set(columns) & set(document) and set(columns) & inner:
-            keys = ", ".join(repr(key) for key in list(document)[:3])
-            raise AblateInputError(
-                f"{path}: the JSON object is keyed by example ({keys}, ...) with the columns inside "
-                f"each; {JSON_LAYOUTS} (pandas: df.to_json(path, orient=\"records\"))")
-        return "columns of rows"
-    if kinds <= {"value"}:
-        return "one example"
-    key = next(key for key, value in document.items() if not isinstance(value, (list, dict)))
-    raise AblateInputError(
-        f"{path}: the JSON object mixes columns and single values (key {key!r} holds a JSON "
-        f"{_json_kind(document[key])}); {JSON_LAYOUTS}")
-
-
-def _file_bytes(path: Path) -> bytes:
-    data = path.read_bytes()
-    return gzip.decompress(data) if path.name.lower().endswith(".gz") else data
-
-
-_PAST_ASCII = re.compile(r"[^\x00-\x7f]")
-_CHINESE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")  # CJK ideographs: hanzi
-
-
-def _first_undecodable(path: Path) -> str:
-    """Where the first byte that is not UTF-8 is, counted in the whole file (pandas' own error
-    counts within the chunk it was reading), and the encoding the file is in where its bytes
-    tell it."""
-    return not_utf8(_file_bytes(path))
-
-
-def not_utf8(data: bytes, line: int = 1, byte: int = 0, line_end: bytes = b"\n") -> str:
-    """Where the first byte of `data` that is not UTF-8 is, and the encoding it is in where its
-    bytes tell it cheaply: the user then knows what to convert from. `data` is a whole file, or
-    the piece of one that `predict` has just read (whole lines, ending at `line_end`), starting at
-    line `line`, byte `byte` of it: the place is the file's, not the piece's."""
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line += data.count(line_end, 0, err.start)
-        if byte == 0 and data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-            encoding = ": it is UTF-16 (Excel's 'Unicode text')"  # its first byte is wrong
-        elif _looks_like_gbk(data):
-            encoding = ": it looks like GBK/GB18030 (a Chinese Windows encoding)"
-        else:
-            encoding = ""
-        return f"line {line} (byte {byte + err.start}) cannot be decoded as UTF-8 text{encoding}"
-    return "cannot be decoded as UTF-8 text"
-
-
-def _looks_like_gbk(data: bytes) -> bool:
-    """Chinese text saved by Windows in GBK/GB18030 (a hint, so in doubt none): the bytes decode
-    so, to characters past ASCII that are mostly GB2312's (simplified Chinese's, two bytes past
-    ASCII each) and mostly Chinese, and they are not Korean or Japanese text. Latin-1 or
-    Windows-1252 text decodes as GBK too, an accented letter and the letter after it making one
-    character, but few such pairs are GB2312 characters; Shift-JIS kana are none. EUC-KR and EUC-JP
-    share GB2312's bytes (a short Chinese file decodes as both), so what those readings give
-    decides: Korean text read as EUC-KR is Hangul, Japanese read as EUC-JP has kana, and bytes
-    that read so get the plain message."""
-    try:
-        text = data.decode("gb18030")
-    except UnicodeDecodeError:
-        return False
-    wide = _PAST_ASCII.findall(text, 0, 100_000)  # a sample is enough, and quick
-    in_gb2312 = sum(_decodes(char.encode("gb18030"), "gb2312") for char in wide)
-    chinese = sum(bool(_CHINESE.match(char)) for char in wide)
-    return (bool(wide) and in_gb2312 >= 0.8 * len(wide) and chinese * 2 >= len(wide)
-            and not _reads_as_korean(data) and not _reads_as_japanese(data))
-
-
-_HANGUL = re.compile(r"[\uac00-\ud7a3\u3131-\u318e]")  # syllables, and jamo (ㅋㅋ, ㅠㅠ)
-_KANA = re.compile(r"[\u3041-\u30ff]")
-
-
-def _reads_as_korean(data: bytes) -> bool:
-    """EUC-KR bytes of Korean text read as Hangul; GB2312 Chinese ones read so give Hangul only
-    for hanzi whose pinyin is before s (EUC-KR's Hangul rows), Hanja for the rest (是, 我, 一, 在, 这,
-    影), or fail (rows EUC-KR leaves unassigned, 上, 生): Korean where Hanja are under 10%."""
-    try:
-        text = data.decode("euc_kr")
-    except UnicodeDecodeError:
-        return False
-    hangul = len(_HANGUL.findall(text, 0, 100_000))  # a sample is enough, and quick
-    hanja = len(_CHINESE.findall(text, 0, 100_000))
-    return hangul > 0 and hanja * 10 < hangul + hanja
-
-
-def _reads_as_japanese(data: bytes) -> bool:
-    """EUC-JP bytes of Japanese text read with kana (の, で, した); Chinese text holds none, and its
-    GB2312 bytes read as EUC-JP give kanji alone: Japanese where kana are 10% or more."""
-    try:
-        text = data.decode("euc_jp")
-    except UnicodeDecodeError:
-        return False
-    wide = len(_PAST_ASCII.findall(text, 0, 100_000))
-    return wide > 0 and len(_KANA.findall(text, 0, 100_000)) * 10 >= wide
-
-
-def _decodes(data: bytes, encoding: str) -> bool:
-    try:
-        data.decode(encoding)
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
-def _first_line_is_an_object(path: Path) -> bool:
-    """A .json file whose first line is a whole object holds JSON Lines (datasets writes them)."""
-    lines = (line for line in _file_bytes(path).decode("utf-8-sig").splitlines() if line.strip())
-    try:
-        return isinstance(json.loads(next(lines, "")), dict)
-    except json.JSONDecodeError:
-        return False
-
-
-def _first_bad_json_line(path: Path) -> str:
-    """The first line of a JSON Lines file that is not one JSON object, and why."""
-    text = _file_bytes(path).decode("utf-8-sig")
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError as err:
-            return f"line {number} is not valid JSON ({err.msg}, column {err.colno})"
-        if not isinstance(value, dict):
-            return (f"line {number} is a JSON {_json_kind(value)}, not an object; each line "
-                    'must be one example like {"text": "...", "label": "..."}')
-    return "cannot be read as JSON Lines (one JSON object per line)"
-
-
-def split_of_file(path: Path) -> str:
-    """The split a data file's name gives it in a folder: `test.csv` → test."""
-    name = path.name
-    for suffix in sorted(LOCAL_DATA_SUFFIXES, key=len, reverse=True):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return path.stem
-
-
-def _named_columns(spec: DataSpec) -> tuple[str, ...]:
-    return tuple(c for c in (spec.text_column, spec.text_pair_column, spec.label_column) if c)
-
-
-def _load_local(spec: DataSpec) -> dict[str, pd.DataFrame]:
-    path = Path(spec.dataset)
-    if path.is_file():  # a single file is the train split; validation is carved from it
-        return {spec.train_split: _read_local_file(path, _named_columns(spec))}
-    files = sorted(p for p in path.iterdir() if p.name.lower().endswith(LOCAL_DATA_SUFFIXES))
-    if not files:
-        raise AblateInputError(
-            f"{path}: folder holds no data file; expected files like train.csv, test.csv "
-            f"({', '.join(LOCAL_DATA_SUFFIXES)})")
-    splits: dict[str, pd.DataFrame] = {}
-    for file in files:
-        split = split_of_file(file)
-        if split in splits:
-            raise AblateInputError(
-                f"{path}: two files for split {split!r}; keep one of "
-                + ", ".join(f.name for f in files if split_of_file(f) == split))
-        splits[split] = _read_local_file(file, _named_columns(spec))
-    return splits
-
-
-def _saved_by_datasets(path: Path) -> bool:
-    """A folder written by `datasets`' save_to_disk: a DatasetDict's (dataset_dict.json beside a
-    folder per split) or a single Dataset's (state.json and dataset_info.json beside its shards)."""
-    return path.is_dir() and ((path / "dataset_dict.json").is_file()
-                              or ((path / "state.json").is_file()
-                                  and (path / "dataset_info.json").is_file()))
-
-
-def _load_saved(spec: DataSpec) -> tuple[dict[str, pd.DataFrame], dict[str, list[str]]]:
-    """A save_to_disk folder, read with load_from_disk: a DatasetDict's splits, or one Dataset as
-    the train split (validation is carved from it, as from a single file)."""
-    import datasets
-
-    try:
-        loaded = datasets.load_from_disk(spec.dataset)
-    except Exception as err:  # a folder cut short or written by another datasets version
-        raise AblateInputError(
-            f"[data] dataset = {spec.dataset!r}: a folder saved by datasets' save_to_disk that "
-            f"load_from_disk cannot read: {first_line(err)}") from None
-    if isinstance(loaded, datasets.Dataset):
-        loaded = datasets.DatasetDict({spec.train_split: loaded})
-    return _frames_and_class_names(loaded)
-
-
-def _frames_and_class_names(loaded: Any) -> tuple[dict[str, pd.DataFrame], dict[str, list[str]]]:
-    """A DatasetDict's splits as frames, and ClassLabel names by column where it declares them."""
-    import datasets
-
-    class_names: dict[str, list[str]] = {}
-    frames = {}
-    for split, ds in loaded.items():
-        for column, feature in ds.features.items():
-            if isinstance(feature, datasets.ClassLabel):
-                class_names[column] = list(feature.names)
-        frames[split] = ds.to_pandas()
-    return frames, class_names
-
-
-def _load_hub(spec: DataSpec) -> tuple[dict[str, pd.DataFrame], dict[str, list[str]]]:
-    """Returns the splits as frames, and ClassLabel names by column where the data declares them."""
-    import datasets
-
-    try:
-        loaded = datasets.load_dataset(spec.dataset, spec.config, revision=spec.revision)
-    except Exception as err:  # the datasets library raises many types for "not available"
-        lines = str(err).strip().splitlines() or [type(err).__name__]
-        # datasets names the configs it has on a later line: "Available configs in the cache: [...]"
-        reason = "; ".join([lines[0], *(line for line in lines[1:] if line.startswith("Available"))])
-        # "data/tweets" reads as a Hub id too: a path meant from another folder is named as one.
-        here = ("" if Path(spec.dataset).is_absolute() else
-                f"; nor is {spec.dataset!r} a file or folder under {Path.cwd()} (a relative path is "
-                "read from the folder ablate runs in)")
-        raise AblateInputError(
-            f"[data] dataset = {spec.dataset!r}"
-            + (f" (config {spec.config!r})" if spec.config else "")
-            + f" cannot be loaded: {reason}{here}. Offline? Point HF_HUB_CACHE / HF_DATASETS_CACHE at a "
-            "filled cache and set HF_HUB_OFFLINE=1, or give a local .csv/.jsonl/.parquet path"
-        ) from None
-    return _frames_and_class_names(loaded)
-
-
-def load_raw_splits(spec: DataSpec) -> tuple[dict[str, pd.DataFrame], dict[str, list[str]]]:
-    if _saved_by_datasets(Path(spec.dataset)):
-        return _load_saved(spec)
-    if Path(spec.dataset).exists():
-        return _load_local(spec), {}
-    return _load_hub(spec)
-
-
 # --------------------------------------------------------------------------- cleaning and labels
 
 
@@ -601,12 +68,7 @@ def _check_columns(frame: pd.DataFrame, split: str, spec: DataSpec) -> None:
             options = [str(c) for c in frame.columns if str(c) not in taken]
             raise AblateInputError(
                 f"[data] {key} = {column!r}: split {split!r} of {spec.dataset} has no such column"
-                f"{_did_you_mean(column, options)} (columns: {_column_list(frame)})")
-
-
-def _column_list(frame: pd.DataFrame) -> str:
-    """A frame's column names as an error line lists them: 'text', 'label'."""
-    return ", ".join(repr(str(c)) for c in frame.columns)
+                f"{_did_you_mean(column, options)} (columns: {column_list(frame)})")
 
 
 def labels_hidden(frame: pd.DataFrame) -> bool:
@@ -649,7 +111,7 @@ def _clean(frame: pd.DataFrame, spec: DataSpec, split: str) -> tuple[pd.DataFram
         raise AblateInputError(
             f"{spec.dataset}: split {split!r}: [data] text_column = {spec.text_column!r} holds only "
             f"numbers ({shown}), no text; is {spec.text_column!r} the text column? (columns: "
-            f"{_column_list(frame)})")
+            f"{column_list(frame)})")
     return cleaned, int((~keep).sum())
 
 
@@ -789,7 +251,7 @@ def _no_usable_rows(where: str, split: str, raw: pd.DataFrame) -> AblateInputErr
     alone) is said so, not blamed on empty texts."""
     if raw.empty:
         return AblateInputError(f"{where}: split {split!r} has no rows, only its columns "
-                                f"({_column_list(raw)}); give it one row per example")
+                                f"({column_list(raw)}); give it one row per example")
     return AblateInputError(f"{where}: split {split!r} has no usable rows "
                             "(every text is empty or every label missing)")
 
@@ -847,7 +309,7 @@ def _label_per_row(labels: pd.Series, shown: list[Any], split: str, spec: DataSp
     return (f"split {split!r} has a label of its own in nearly every row ({classes} labels in "
             f"{row_count(len(labels))}: {_some(shown, total=classes)}), as an id column has; is "
             f"[data] label_column = {spec.label_column!r} the label column? (columns: "
-            f"{_column_list(raw)})")
+            f"{column_list(raw)})")
 
 
 def _some(values: list[Any], shown: int = 5, total: int | None = None) -> str:
@@ -1063,7 +525,7 @@ def load_labeled_splits(spec: DataSpec) -> LabeledSplits:
             # a test file without labels (Kaggle's test.csv): label_column is train's, and right
             raise AblateInputError(
                 f"{where}: test_split = {split!r}: split {split!r} has no column "
-                f"{spec.label_column!r} (columns: {_column_list(raw[split])}), so no labels to score; "
+                f"{spec.label_column!r} (columns: {column_list(raw[split])}), so no labels to score; "
                 'set test_split = "" for none'
                 + ("" if spec.test_size else " (test_size carves a test set from train)"))
         _check_columns(raw[split], split, spec)
@@ -1249,113 +711,6 @@ def check_train_size(splits: LabeledSplits, n: int | None) -> None:
                          f"max_train_samples = {n}", f"raise it to {len(np.unique(labels))} or more")
 
 
-def count_longer(splits: LabeledSplits, tokenizer: Any, limit: int) -> int:
-    """How many examples (text and pair, encoded as for training) of all splits have more than
-    `limit` tokens."""
-    return sum(_longer_than(frame, tokenizer, limit) for _, frame in splits.split_items())
-
-
-def count_cut(splits: LabeledSplits, tokenizer: Any, max_length: int) -> tuple[int, int]:
-    """How many of (a fixed sample of) the training texts, encoded as for training, have more
-    than `max_length` tokens, which truncation cuts off; and how many were looked at."""
-    sample = _train_sample(splits)
-    return _longer_than(sample, tokenizer, max_length), len(sample)
-
-
-def _longer_than(frame: pd.DataFrame, tokenizer: Any, limit: int) -> int:
-    """How many of the frame's examples (text and pair, encoded as for training) have more than
-    `limit` tokens: encoded to limit + 1 at most, so a long text costs no more than that."""
-    pairs = frame["text_pair"].tolist() if "text_pair" in frame.columns else None
-    encoded = tokenizer(frame["text"].tolist(), pairs, truncation=True, max_length=limit + 1)
-    return sum(len(ids) > limit for ids in encoded["input_ids"])
-
-
-UNKNOWN_SAMPLE = 1000  # training texts sampled to measure a tokenizer's unknown-token share
-
-
-def _train_sample(splits: LabeledSplits) -> pd.DataFrame:
-    """The fixed sample of training rows the start-up notes measure (the same rows each time)."""
-    return splits.train.sample(min(UNKNOWN_SAMPLE, len(splits.train)), random_state=0)
-
-
-def unknown_token_share(splits: LabeledSplits, tokenizer: Any) -> float | None:
-    """The share of the tokens of (a fixed sample of) the training texts that the tokenizer maps
-    to its unknown token; None where it has none (byte-level tokenizers) or the texts no tokens.
-    An English vocabulary reads Chinese reviews mostly as [UNK]: the model then sees little."""
-    unknown = getattr(tokenizer, "unk_token_id", None)
-    if unknown is None:
-        return None
-    sample = _train_sample(splits)
-    pairs = sample["text_pair"].tolist() if "text_pair" in sample.columns else None
-    ids = tokenizer(sample["text"].tolist(), pairs, add_special_tokens=False,
-                    truncation=True)["input_ids"]
-    total = sum(len(row) for row in ids)
-    return sum(row.count(unknown) for row in ids) / total if total else None
-
-
-# --------------------------------------------------------------------------- tokenization
-
-
-def tokenizer_key(tokenizer: Any) -> str:
-    """Identity of a tokenizer for the cache: its full serialization (vocabulary, normalizer,
-    special tokens), so the same tokenizer in two model folders is tokenized once, and what the
-    call adds to it: the columns it returns (DistilBERT's vocabulary is BERT's, without
-    token_type_ids) and the end a long text loses. Not the truncation and padding of the last call,
-    which the serialization holds too: the key would then depend on what was tokenized before."""
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None:
-        content = json.dumps({key: value for key, value in json.loads(backend.to_str()).items()
-                              if key not in ("truncation", "padding")}, sort_keys=True)
-    else:  # a slow tokenizer: class and vocabulary
-        content = type(tokenizer).__name__ + "\x1f".join(sorted(tokenizer.get_vocab()))
-    content += f"\x1f{list(tokenizer.model_input_names)}\x1f{tokenizer.truncation_side}"
-    return hashlib.sha256(content.encode()).hexdigest()[:16]
-
-
-def _encoder(tokenizer: Any, max_length: int, has_pair: bool) -> Any:
-    """Batch function for datasets.map: text (and pair) → token ids, label → labels."""
-
-    def encode(batch: dict[str, list]) -> dict[str, list]:
-        encoded = tokenizer(batch["text"], batch["text_pair"] if has_pair else None,
-                            truncation=True, max_length=max_length)
-        encoded["labels"] = batch["label"]
-        return encoded
-
-    return encode
-
-
-def tokenize(splits: LabeledSplits, tokenizer: Any, max_length: int,
-             cache_dir: Path) -> TokenizedData:
-    """Tokenize every split once, without padding; later calls load the cached Arrow files."""
-    import datasets
-
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    key = f"{splits.fingerprint()}-{tokenizer_key(tokenizer)}-len{max_length}"
-    encode = _encoder(tokenizer, max_length, "text_pair" in splits.train.columns)
-    tokenized = {}
-    for name, frame in splits.split_items():
-        cache_file = cache_dir / f"{name}-{key}.arrow"
-        if cache_file.exists():
-            tokenized[name] = datasets.Dataset.from_file(str(cache_file))
-            continue
-        raw = datasets.Dataset.from_pandas(frame, preserve_index=False)
-        tokenized[name] = raw.map(
-            encode, batched=True, remove_columns=raw.column_names,
-            cache_file_name=str(cache_file), desc=f"tokenizing {name}")
-    return TokenizedData(
-        train=tokenized["train"], validation=tokenized["validation"], test=tokenized.get("test"),
-        label_names=splits.label_names, train_labels=splits.train["label"].to_numpy())
-
-
-def with_train_size(data: TokenizedData, n: int | None) -> TokenizedData:
-    """The same tokenized data with a stratified subsample of n training examples (the
-    max_train_samples knob of a variant); tokenization is not repeated."""
-    if n is None or n >= len(data.train_labels):
-        return data
-    positions = stratified_indices(data.train_labels, n)
-    return TokenizedData(train=data.train.select(positions), validation=data.validation,
-                         test=data.test, label_names=data.label_names,
-                         train_labels=data.train_labels[positions], length_sorted=data.length_sorted)
 
 
 # --------------------------------------------------------------------------- one split, for evaluation
@@ -1384,13 +739,3 @@ def load_split(spec: DataSpec, split: str, notes: list[str] | None = None,
         notes.append(f"split {split!r}: dropped {row_count(dropped)} with an empty text or missing label")
     _strip_labels({split: frame}, notes)
     return frame, class_names.get(spec.label_column)
-
-
-def tokenize_frame(frame: pd.DataFrame, tokenizer: Any, max_length: int) -> Any:
-    """A frame of text (text_pair) and integer label → a tokenized datasets.Dataset, encoded
-    exactly as a study's splits are."""
-    import datasets
-
-    raw = datasets.Dataset.from_pandas(frame, preserve_index=False)
-    return raw.map(_encoder(tokenizer, max_length, "text_pair" in frame.columns), batched=True,
-                   remove_columns=raw.column_names)
