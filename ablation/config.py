@@ -152,10 +152,22 @@ def _model_config(value: Any) -> dict:
     would build a model with no layers or no width, and -1 layers trains a model without any."""
     table = _table(value)
     for key, setting in table.items():
+        if _holds_date(setting):  # config.json has no dates: json.dumps of the config failed
+            raise ValueError(f"sets {key} = {toml_value(setting)}: a model config value is a number, "
+                             "string, boolean, list or table, not a TOML date or time")
         if _is_size_key(key) and _is_number(setting) and setting < 1:
             raise ValueError(
                 f"sets {key} = {toml_value(setting)}: a size or count must be an integer >= 1")
     return table
+
+
+def _holds_date(value: Any) -> bool:
+    """A TOML date or time anywhere in a value (a list's or an inline table's too)."""
+    if isinstance(value, (datetime.date, datetime.time)):
+        return True
+    if isinstance(value, dict):
+        return any(_holds_date(v) for v in value.values())
+    return isinstance(value, list) and any(_holds_date(v) for v in value)
 
 
 def _is_size_key(key: str) -> bool:
