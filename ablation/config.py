@@ -158,7 +158,22 @@ def _model_config(value: Any) -> dict:
         if _is_size_key(key) and _is_number(setting) and setting < 1:
             raise ValueError(
                 f"sets {key} = {toml_value(setting)}: a size or count must be an integer >= 1")
+        if _is_layer_count(key) and _is_number(setting) and setting > MAX_LAYERS:
+            raise ValueError(
+                f"sets {key} = {toml_value(setting)}: at most {MAX_LAYERS} layers (the deepest models "
+                "in use have about 100; building millions, even as the empty skeleton that checks "
+                "the overrides, takes hours and fills the memory)")
     return table
+
+
+# The deepest transformers in use have about 100 layers; building a model's skeleton (on the meta
+# device, no memory for weights) still makes every layer's modules, about 1.5 ms each: a billion
+# layers never finished and filled the machine's memory in `validate`.
+MAX_LAYERS = 1000
+
+
+def _is_layer_count(key: str) -> bool:
+    return key.endswith(("_layers", "n_layer"))
 
 
 def _holds_date(value: Any) -> bool:

@@ -959,3 +959,13 @@ def test_error_lines_show_values_as_toml_writes_them(tmp_path: Path) -> None:
     assert "[baseline] learning_rate = true must be" in message
     message = load_error(write_spec(tmp_path, baseline="model_config = { num_hidden_layers = 0 }"))
     assert "model_config = { num_hidden_layers = 0 } sets num_hidden_layers = 0" in message
+
+
+def test_a_layer_count_beyond_any_model_is_refused_and_the_deepest_in_use_are_not(tmp_path: Path) -> None:
+    """Building the skeleton of a billion layers never ended; 1000 layers still load."""
+    message = load_error(write_spec(tmp_path, model="config = { n_layer = 1001 }"))
+    assert "[model] config = { n_layer = 1001 } sets n_layer = 1001: at most 1000 layers" in message
+    message = load_error(write_spec(tmp_path, variants="deep = { model_config = { encoder_layers = 1e9 } }"))
+    assert "sets encoder_layers = 1000000000.0: at most 1000 layers" in message
+    spec = load_spec(write_spec(tmp_path, baseline="model_config = { num_hidden_layers = 1000 }"))
+    assert spec.baseline.model_config == {"num_hidden_layers": 1000}
