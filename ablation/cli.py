@@ -496,15 +496,25 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from .config import load_spec, shown_storage
     from .sweep import run_worker
 
-    sets = args.sets + ([f"experiment.storage={json.dumps(args.storage)}"] if args.storage else [])
+    storage_set = f"experiment.storage={json.dumps(args.storage)}"
+    sets = args.sets + ([storage_set] if args.storage else [])
     spec = load_spec(args.file, sets)
     # A worker of `run --workers N` leaves the study's lines to its run: N copies said nothing more.
     by_run = interrupts.started_by_run()
     if not by_run:
         print(f"worker on study {spec.name}: {shown_storage(spec.experiment.storage)}")
     with interrupts.handled(args.graceful) as stop:
-        outcome = run_worker(spec, echo=_print_now, stop=stop, only=args.only or None,
-                             wait=args.wait)
+        try:
+            outcome = run_worker(spec, echo=_print_now, stop=stop, only=args.only or None,
+                                 wait=args.wait)
+        except AblateInputError as err:  # a storage blamed on the --set that --storage became
+            from .queue import password_hidden
+
+            blamed = f"--set {password_hidden(storage_set)!r}: "
+            if args.storage and str(err).startswith(blamed):
+                raise AblateInputError(f"--storage {shown_storage(args.storage)!r}: "
+                                       f"{str(err)[len(blamed):]}") from None
+            raise
     pruned = f"{len(outcome.pruned)} pruned, " if outcome.pruned else ""  # neither of the others
     repeated = (f", {len(outcome.repeated)} search proposal(s) of earlier parameters not trained "
                 "again" if outcome.repeated else "")

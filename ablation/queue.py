@@ -16,6 +16,7 @@ import contextlib
 import datetime
 import json
 import os
+import re
 import sqlite3
 import sys
 import tempfile
@@ -33,7 +34,7 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
 
 from . import records
-from .config import ExperimentSpec, shown_storage
+from .config import ExperimentSpec, last_set, shown_storage
 from .errors import AblateInputError, first_line
 from .locking import file_lock, held_by_another
 from .variants import TrialSpec
@@ -360,8 +361,10 @@ def open_study(spec: ExperimentSpec, create: bool = True) -> optuna.Study:
         return optuna.create_study(study_name=spec.name, storage=storage,
                                    direction=spec.experiment.direction, load_if_exists=True,
                                    **search)
-    except AblateInputError:
+    except StudyNotFound:
         raise
+    except AblateInputError as err:
+        raise _storage_blamed(spec, err) from None
     except KeyError:  # load_study: no study of that name in the storage
         raise never_run from None
     except Exception as err:  # bad URL, missing driver, unreachable server, unwritable folder
@@ -369,7 +372,29 @@ def open_study(spec: ExperimentSpec, create: bool = True) -> optuna.Study:
             # Another program holds SQLite's lock longer than the 60 s waited for it: the storage
             # does not answer (exit 1, as when it stops mid-run), the file is not at fault.
             raise
-        raise _unusable(url, err) from None
+        raise _storage_blamed(spec, _unusable(url, err)) from None
+
+
+def password_hidden(text: str) -> str:
+    """A --set that holds a storage URL, its password as *** (as shown_storage shows the URL)."""
+    return re.sub(r"([\w+]+://[^:/@\s]*:)[^@\s]+@", r"\1***@", text)
+
+
+def _storage_blamed(spec: ExperimentSpec, err: AblateInputError) -> AblateInputError:
+    """A storage that cannot be opened, blamed on whoever gave it: the --set of
+    experiment.storage, the file's storage, or (for the default storage, study.db in the output
+    folder) the --set or file that gave output_dir or the study name."""
+    import tomllib
+
+    given = last_set(spec.sets, "experiment.storage")
+    if given:
+        return AblateInputError(f"--set {password_hidden(given)!r}: {err}")
+    if "storage" in tomllib.loads(spec.text).get("experiment", {}):
+        return AblateInputError(f"{spec.path}: {err}")
+    given = last_set(spec.sets, "experiment.output_dir", "experiment.name")
+    shown = f"[experiment] storage = {shown_storage(spec.experiment.storage)!r}"
+    text = str(err).replace(shown, f"{shown} (the default: study.db in output_dir)", 1)
+    return AblateInputError(f"--set {given!r}: {text}" if given else f"{spec.path}: {text}")
 
 
 def wait_for_study(spec: ExperimentSpec, echo: Callable[[str], None], stop: threading.Event,

@@ -158,8 +158,10 @@ def make_output_dir(spec: ExperimentSpec, dry_run: bool = False) -> None:
         except OSError as err:
             problem = err.strerror or str(err)
     if problem:
+        given = last_set(spec.sets, "experiment.output_dir", "experiment.name")
         raise AblateInputError(
-            f"[experiment] output_dir = {str(spec.output_dir)!r} cannot be "
+            (f"--set {given!r}: " if given else f"{spec.path}: ")
+            + f"[experiment] output_dir = {str(spec.output_dir)!r} cannot be "
             + ("written in" if existed else "created") + f": {problem}")
 
 
