@@ -872,7 +872,7 @@ def run_study(spec: ExperimentSpec, only: list[str] | None = None,
 
     A stored study of the same name but another data, model, baseline or metric is refused;
     `force_new` deletes it, once every check of this run's input has passed."""
-    from .search import SELECTOR, left_running, selected
+    from .search import SELECTOR, left_running, search_names, selected
 
     echo = as_progress(echo)  # messages, and the trials' progress where the terminal shows it
     trials = run_selection(spec, only, rerun, retry_failed)
@@ -902,6 +902,10 @@ def run_study(spec: ExperimentSpec, only: list[str] | None = None,
     # A selection with no variant and no search (`--rerun search_N`) is trained here: a worker
     # given no --only would propose new search trials.
     if workers > 1 and (to_queue or propose or waiting) and (names or not (only or rerun or retry_failed)):
+        # A process beyond one per trial to train has nothing to claim: `--workers 100000` (a
+        # typo) would start every one of them, each importing torch, until the machine ran out.
+        proposals = max(0, spec.search.n_trials - len(search_names(study))) if propose and spec.search else 0
+        workers = min(workers, max(1, len(waiting) + proposals))
         _run_worker_processes(spec, workers, echo, job.stop, names, graceful)
     work(job, wanted, outcome, wait_for_others=True)
     _collect_outcome(study, wanted, outcome)

@@ -1530,3 +1530,20 @@ def test_two_runs_ending_together_export_the_best_model_one_at_a_time(write_expe
     assert cli.main(["run", str(path)]) == 0
     assert held == [True]
     assert (load_spec(path).output_dir / "best_model" / "config.json").is_file()
+
+
+def test_workers_beyond_the_trials_to_train_are_not_started(write_experiment, monkeypatch, capsys):
+    """`--workers 1000000` (a typo for 10) started a million processes, each importing torch:
+    no more are started than there are trials to train (here the baseline and bs32)."""
+    from ablation import sweep
+
+    path = write_experiment()
+    started = []
+
+    def start(spec, workers, *args, **kwargs):
+        started.append(workers)
+        raise KeyboardInterrupt  # nothing trains: the count is the test
+
+    monkeypatch.setattr(sweep, "_run_worker_processes", start)
+    assert cli.main(["run", str(path), "--workers", "1000000"]) == 130
+    assert started == [2]
