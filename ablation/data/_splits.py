@@ -450,11 +450,13 @@ def _stratified_take(frame: pd.DataFrame, n: int, names: list[str], rare_taken: 
 
 def load_study_splits(spec: ExperimentSpec) -> LabeledSplits:
     """load_labeled_splits of a study's [data]: a mistake in a [data] key that a --set gave is
-    blamed on that --set (the file says otherwise), as the file's own mistakes are."""
+    blamed on that --set (the file says otherwise), as the file's own mistakes are; also where the
+    line starts with the data file or folder it read (`DATA: split 'train': [data] text_column =
+    ...`)."""
     try:
         return load_labeled_splits(spec.data)
     except AblateInputError as err:
-        named = re.match(r"\[data\] (?:of .*?: )?(\w+) = ", str(err))
+        named = re.search(r"\[data\] (?:of .*?: )?(\w+) = ", str(err))
         given = named and last_set(spec.sets, f"data.{named.group(1)}")
         if not given:
             raise
