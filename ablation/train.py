@@ -109,7 +109,7 @@ def load_model_config(source: ModelSource, label_names: list[str]) -> Any:
         except Exception as err:  # transformers validates some fields (strict dataclasses)
             reason = str(err).strip().splitlines()[-1].strip() if str(err).strip() else type(err).__name__
             raise AblateInputError(
-                f"{source.config_key(key)} {key} = {source.config[key]!r} is refused by "
+                f"{source.config_key(key)} {key} = {toml_value(source.config[key])} is refused by "
                 f"{type(config).__name__}: {reason}") from None
     config.num_labels = len(label_names)
     config.id2label = dict(enumerate(label_names))
