@@ -35,7 +35,7 @@ import optuna
 from optuna.trial import TrialState
 
 from . import records
-from .config import KNOBS, Recipe, _did_you_mean, last_set, toml_value
+from .config import KNOBS, MAX_INT, Recipe, _did_you_mean, last_set, toml_value
 from .errors import AblateInputError
 
 if TYPE_CHECKING:
@@ -146,10 +146,12 @@ def parse_search(raw: Any, path: Path) -> SearchSpec:
     n_trials = raw["n_trials"]
     if isinstance(n_trials, float) and n_trials.is_integer():
         n_trials = int(n_trials)
-    if not isinstance(n_trials, int) or isinstance(n_trials, bool) or n_trials < 1:
+    # Below 2**31 as every count is: n_trials = 1e30 planned 10**30 trials (and printed the
+    # float's digits, 1000000000000000019884624838656).
+    if not isinstance(n_trials, int) or isinstance(n_trials, bool) or not 1 <= n_trials < MAX_INT:
         raise AblateInputError(
             f"{path}: [search] n_trials = {toml_value(raw['n_trials'])} must be an integer >= 1 "
-            "(the total for the study, not per run)")
+            "and below 2**31 (the total for the study, not per run)")
 
     sampler = _choice(raw, "sampler", DEFAULT_SAMPLER, SAMPLERS, path)
     if sampler == "cmaes" and importlib.util.find_spec("cmaes") is None:

@@ -118,6 +118,8 @@ ERRORS = [
     ({"n_trials": "5", "space": {"batch_size": [8]}}, ["n_trials = '5'", "must be an integer >= 1"]),
     ({"n_trials": True, "space": {"batch_size": [8]}}, ["n_trials = true", "must be an integer >= 1"]),
     ({"n_trials": 2.5, "space": {"batch_size": [8]}}, ["n_trials = 2.5", "must be an integer >= 1"]),
+    ({"n_trials": 1e30, "space": {"batch_size": [8]}}, ["n_trials = 1e30", "and below 2**31"]),
+    ({"n_trials": 2**31, "space": {"batch_size": [8]}}, ["n_trials = 2147483648", "and below 2**31"]),
     ({"n_trials": 5, "sampler": "tpee", "space": {"batch_size": [8]}},
      ["sampler = 'tpee'", "must be one of 'tpe', 'random', 'grid', 'cmaes'", "did you mean 'tpe'"]),
     ({"n_trials": 5, "pruner": "medain", "space": {"batch_size": [8]}},
