@@ -941,6 +941,13 @@ def load_spec(path: str | Path, sets: list[str] | None = None,
         experiment, name=name, direction=direction, output_dir=output_dir, storage=storage,
         seeds=list(experiment.seeds))
     if looks_local_dataset(data_spec.dataset):
+        for key in ("config", "revision"):  # a local file or folder is read as it is: never used
+            if getattr(data_spec, key) is not None:
+                where = _named_by(path, sets, f"data.{key}", "data.dataset", "data")
+                raise AblateInputError(
+                    f"{where}: [data] {key} = {getattr(data_spec, key)!r} is a Hub dataset's "
+                    f"{'config name' if key == 'config' else 'revision pin'}, but dataset = "
+                    f"{data_spec.dataset!r} is a local file or folder, read as it is; drop {key}")
         local = Path(data_spec.dataset).expanduser()
         if need_data and not local.exists():
             given = last_set(sets or [], "data.dataset")
