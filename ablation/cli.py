@@ -126,7 +126,7 @@ TRIAL_HELP = ("with an experiment file: this trial's model (e.g. baseline_bs32-s
 
 
 def _add_model_commands(commands: Any) -> None:
-    """`predict` and `evaluate`: using a trained model (see ablation/inference.py)."""
+    """`predict` and `evaluate`: using a trained model (see ablation/inference/)."""
     predict = commands.add_parser(
         "predict", help="label new texts with a trained model (a study's best model)",
         description="label new texts with a trained model: top label and every probability")

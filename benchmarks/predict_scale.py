@@ -116,11 +116,11 @@ def paths(model_dir: Path, texts_file: Path, rows: int, reps: int) -> dict[str, 
 
     def chunked(chunk_batches: int):
         def run() -> np.ndarray:
-            default, inference.CHUNK_BATCHES = inference.CHUNK_BATCHES, chunk_batches
+            default, inference._model.CHUNK_BATCHES = inference._model.CHUNK_BATCHES, chunk_batches
             try:
                 return inference.class_logits(model, tokenizer, texts, max_length=max_length)
             finally:
-                inference.CHUNK_BATCHES = default
+                inference._model.CHUNK_BATCHES = default
         return run
 
     def json_lines() -> int:

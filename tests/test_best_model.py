@@ -540,11 +540,11 @@ def test_class_logits_batch_by_length_and_return_each_texts_own_logits(tiny_mode
 
 
 def test_inference_batches_stay_within_the_row_and_token_limits():
-    from ablation.inference import _batches
+    from ablation.inference._model import length_batches
 
     lengths = np.array([5, 300, 7, 20, 20, 600, 3, 64])
     order = np.argsort(lengths, kind="stable")
-    batches = _batches(order, lengths, batch_size=3, max_tokens=600)
+    batches = length_batches(order, lengths, batch_size=3, max_tokens=600)
     assert np.concatenate(batches).tolist() == order.tolist()  # every row once, in length order
     for rows in batches:
         assert len(rows) <= 3
@@ -571,7 +571,7 @@ def _watch_chunks(monkeypatch, stdout) -> tuple[list[int], list[int]]:
         model.register_forward_pre_hook(lambda *_: printed.append(stdout.getvalue().count("\n")))
         return tokenizer, model, precision
 
-    monkeypatch.setattr(inference, "load_classifier", watched)
+    monkeypatch.setattr(inference._model, "load_classifier", watched)
     return tokenized, printed
 
 
@@ -586,7 +586,7 @@ def test_predict_labels_and_prints_a_chunk_of_texts_at_a_time(tiny_model_dir, mo
     assert cli.main(["predict", str(tiny_model_dir), *texts, "--json", "--batch-size", "2"]) == 0
     whole = [json.loads(line) for line in sys.stdout.getvalue().splitlines()]
 
-    monkeypatch.setattr(inference, "CHUNK_BATCHES", 2, raising=False)  # chunks of 4 texts
+    monkeypatch.setattr(inference._model, "CHUNK_BATCHES", 2, raising=False)  # chunks of 4 texts
     out = io.StringIO()
     monkeypatch.setattr(sys, "stdout", out)
     tokenized, printed = _watch_chunks(monkeypatch, out)
@@ -614,7 +614,7 @@ def test_ctrl_c_in_predict_keeps_the_rows_printed_and_says_how_many(tiny_model_d
     (predict has none)."""
     from ablation import inference
 
-    monkeypatch.setattr(inference, "CHUNK_BATCHES", 2)  # chunks of 4 texts
+    monkeypatch.setattr(inference._model, "CHUNK_BATCHES", 2)  # chunks of 4 texts
     load = inference.load_classifier
     forwards, interrupted_at = [], [3]  # the third batch: the second chunk's first
 
@@ -629,7 +629,7 @@ def test_ctrl_c_in_predict_keeps_the_rows_printed_and_says_how_many(tiny_model_d
         model.register_forward_pre_hook(ctrl_c)
         return tokenizer, model, precision
 
-    monkeypatch.setattr(inference, "load_classifier", interrupted)
+    monkeypatch.setattr(inference._model, "load_classifier", interrupted)
     texts = [" ".join(["great", "sad", "the", "table"][: i % 4 + 1]) + f" {i}" for i in range(10)]
     capsys.readouterr()
     assert cli.main(["predict", str(tiny_model_dir), *texts, "--json", "--batch-size", "2"]) == 130
@@ -655,7 +655,7 @@ def test_ctrl_c_in_evaluate_says_nothing_of_trials(tiny_model_dir, tmp_path, mon
     def ctrl_c(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(inference, "class_logits", ctrl_c)
+    monkeypatch.setattr(inference._model, "class_logits", ctrl_c)
     capsys.readouterr()
     assert cli.main(["evaluate", str(tiny_model_dir), "--dataset", str(data)]) == 130
     out, err = capsys.readouterr()
@@ -730,7 +730,7 @@ def test_evaluate_tokenizes_a_chunk_of_rows_at_a_time(tiny_model_dir, monkeypatc
     model = AutoModelForSequenceClassification.from_pretrained(str(tiny_model_dir)).eval()
     texts = [" ".join(["great", "sad", "the"][: i % 3 + 1]) for i in range(7)]
     whole = inference.class_logits(model, tokenizer, texts, texts[::-1], max_length=16, batch_size=2)
-    monkeypatch.setattr(inference, "CHUNK_BATCHES", 1, raising=False)  # chunks of 2 texts
+    monkeypatch.setattr(inference._model, "CHUNK_BATCHES", 1, raising=False)  # chunks of 2 texts
     calls = []
     call = type(tokenizer).__call__
     monkeypatch.setattr(type(tokenizer), "__call__",
@@ -1004,7 +1004,7 @@ def test_predict_file_dash_with_standard_input_closed_says_so(tiny_model_dir, mo
     from ablation import inference
 
     monkeypatch.setattr(sys, "stdin", None)
-    monkeypatch.setattr(inference, "load_classifier", lambda folder: pytest.fail("loaded"))
+    monkeypatch.setattr(inference._model, "load_classifier", lambda folder: pytest.fail("loaded"))
     capsys.readouterr()
     assert cli.main(["predict", str(tiny_model_dir), "--file", "-"]) == 2
     assert capsys.readouterr().err == (
@@ -1078,8 +1078,8 @@ def test_predict_reads_a_file_a_chunk_at_a_time(tiny_model_dir, tmp_path, monkey
     data = ("\n".join(texts) + "\n").encode()
     path = tmp_path / "texts.txt"
     path.write_bytes(data)
-    monkeypatch.setattr(inference, "CHUNK_BATCHES", 2)  # chunks of 4 texts
-    monkeypatch.setattr(inference, "READ_BYTES", 16, raising=False)
+    monkeypatch.setattr(inference._model, "CHUNK_BATCHES", 2)  # chunks of 4 texts
+    monkeypatch.setattr(inference._predict, "READ_BYTES", 16, raising=False)
     out = io.StringIO()
     monkeypatch.setattr(sys, "stdout", out)
     tokenized, printed = _watch_chunks(monkeypatch, out)
@@ -1098,7 +1098,7 @@ def test_predict_reads_a_file_a_chunk_at_a_time(tiny_model_dir, tmp_path, monkey
         model.register_forward_pre_hook(lambda *_: read_at_forward.append(stdin.tell()))
         return tokenizer, model, precision
 
-    monkeypatch.setattr(inference, "load_classifier", counting)
+    monkeypatch.setattr(inference._model, "load_classifier", counting)
     assert cli.main(["predict", str(tiny_model_dir), "--file", "-", "--json",
                      "--batch-size", "2"]) == 0
     first_chunk = len("\n".join(texts[:4])) + 1
@@ -1150,7 +1150,7 @@ def test_predict_of_a_file_counts_its_texts_without_a_total(tiny_model_dir, tmp_
     assert "\rlabelled 5 texts" in sys.stderr.getvalue() and "%" not in sys.stderr.getvalue()
 
     monkeypatch.undo()
-    monkeypatch.setattr(inference, "CHUNK_BATCHES", 2)  # chunks of 4 texts
+    monkeypatch.setattr(inference._model, "CHUNK_BATCHES", 2)  # chunks of 4 texts
     load, forwards = inference.load_classifier, []
 
     def interrupted(folder: Path):
@@ -1164,7 +1164,7 @@ def test_predict_of_a_file_counts_its_texts_without_a_total(tiny_model_dir, tmp_
         model.register_forward_pre_hook(ctrl_c)
         return tokenizer, model, precision
 
-    monkeypatch.setattr(inference, "load_classifier", interrupted)
+    monkeypatch.setattr(inference._model, "load_classifier", interrupted)
     capsys.readouterr()
     assert cli.main(["predict", str(tiny_model_dir), "--file", str(path), "--json",
                      "--batch-size", "2"]) == 130
@@ -1288,14 +1288,14 @@ def test_predict_names_a_compressed_tables_whole_suffix(tmp_path):
 
 
 def test_the_predictions_table_keeps_its_columns_for_wide_and_multiline_texts():
-    from ablation.inference import _columns, format_predictions
+    from ablation.inference import format_predictions, terminal_columns
 
     texts = ["hello", "两个中文字的句子很好", "line\nbreak", "😀😀 fun", "x" * 60 + "\n" + "y" * 9000]
     rows = [{"text": text, "label": "pos", "probabilities": {"pos": 0.9, "neg": 0.1}}
             for text in texts]
     lines = format_predictions(rows).splitlines()
     assert len(lines) == 1 + len(texts)  # one row a text, line breaks or not
-    assert {_columns(line.split("  pos ")[0]) for line in lines[1:]} == {48}  # label aligned
+    assert {terminal_columns(line.split("  pos ")[0]) for line in lines[1:]} == {48}  # label aligned
     assert lines[3].startswith("line break ") and lines[5].endswith("neg 0.1000")
     assert "…" in lines[5]
 
@@ -1394,7 +1394,7 @@ def test_the_evaluation_tables_keep_their_columns_for_chinese_label_names():
     confusion matrix are padded by what a terminal shows, as predict's table is."""
     from sklearn.metrics import classification_report
 
-    from ablation.inference import Evaluation, _columns, format_evaluation
+    from ablation.inference import Evaluation, format_evaluation, terminal_columns
 
     names, labels, predictions = ["好评", "差评"], [0, 1, 1, 1], [0, 1, 1, 0]
     report = {"labels": [0, 1], "target_names": names, "digits": 4, "zero_division": 0}
@@ -1407,10 +1407,10 @@ def test_the_evaluation_tables_keep_their_columns_for_chinese_label_names():
     lines = format_evaluation(result).splitlines()
     matrix_at = lines.index("confusion matrix (rows: true label, columns: predicted):")
     per_class = lines[lines.index("per class (scikit-learn classification_report):") + 1:matrix_at]
-    assert len({_columns(line) for line in per_class if line}) == 1, per_class  # right-aligned
+    assert len({terminal_columns(line) for line in per_class if line}) == 1, per_class  # right-aligned
     assert per_class[2].startswith("        好评     0.5000") and per_class[3].endswith("         3")
     matrix = lines[matrix_at + 1:matrix_at + 4]
-    assert len({_columns(line) for line in matrix}) == 1, matrix
+    assert len({terminal_columns(line) for line in matrix}) == 1, matrix
 
 
 def test_a_best_model_folder_deleted_between_runs_is_not_named_as_there(write_experiment, capsys):

@@ -1,0 +1,402 @@
+"""`ablate predict`: labels and probabilities of new texts, read as they come (IncomingTexts: a
+stream is labelled as its lines come, a chunk ahead at most) and printed a chunk at a time.
+"""
+
+from __future__ import annotations
+
+import codecs
+import errno
+import math
+import os
+import select
+import stat
+import sys
+import time
+import unicodedata
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import AblateInputError
+from ..models import model_info
+from . import _model
+
+# --------------------------------------------------------------------------- predict
+
+
+# A text read from a pipe or a terminal waits at most this long for more to fill its chunk: once
+# the input has nothing more to read by then, the texts that came are labelled and printed
+# (`tail -f app.log | ablate predict MODEL --file -` prints a line about half a second after it
+# is written). A regular file is never waited on: its chunks are full.
+PAUSE_S = 0.5
+READ_BYTES = 1 << 16  # one read of an input; its whole lines are decoded and split at once
+# Lines end at \r alone in an input without \n (old Mac line ends); read as it comes, an input
+# whose first MiB holds a \r and no \n is taken as such (only a first line longer than a MiB
+# holding a lone \r reads otherwise than when the whole input was read first).
+LINE_END_PROBE = 1 << 20
+
+
+def read_texts(texts: list[str], files: list[Path]) -> list[str]:
+    """Every text of IncomingTexts at once (library callers, tests): `predict` takes them a chunk
+    at a time as they are read."""
+    return [text for chunk in IncomingTexts(texts, files, pause_s=None).chunks(1 << 62)
+            for text in chunk]
+
+
+class IncomingTexts:
+    """predict's texts: the arguments, then each --file's lines in turn (one text per line; blank
+    lines skipped), read a chunk at a time as they come, so that a stream (`--file -` from a pipe)
+    is labelled while it runs and a file of millions of lines is never held whole. What can be
+    refused without reading the input is refused here, before the model is loaded; a file's
+    bytes (encoding, line ends) as they are read, naming the line (_LineFile)."""
+
+    def __init__(self, texts: list[str], files: list[Path], pause_s: float | None = PAUSE_S) -> None:
+        _check_arguments(texts)
+        for file in files:
+            _check_file(file)
+        if not texts and not files:
+            raise AblateInputError('predict: no texts; give them as arguments (ablate predict '
+                                   'MODEL "some text") or in a file with --file PATH, one per line')
+        self.texts, self.files, self.pause_s = list(texts), list(files), pause_s
+        self.total = None if files else len(texts)  # a file's lines are counted as they are read
+        self.streamed = any(_may_pause(file) for file in files)  # its chunks may be cut short
+        # Regular files' bytes in all: how far the labelling is, where their count is not known.
+        self.size = (None if self.streamed or any(str(file) == "-" for file in files)
+                     else sum(file.stat().st_size for file in files))
+        self.given = 0  # texts given out so far
+        self.sources: list[Any] = []
+
+    def share(self, labelled: int) -> float | None:
+        """The part of the files' bytes that `labelled` texts make up, at the mean bytes a text of
+        those read so far: predict's line says how far it is in a file whose lines are counted as
+        they come (None for a stream, or before any line is read)."""
+        if not self.size or not self.given:
+            return None
+        read = sum(getattr(source, "byte", 0) for source in self.sources)
+        return min(1.0, labelled * read / self.given / self.size)
+
+    def chunks(self, size: int) -> Iterator[list[str]]:
+        """Lists of at most `size` texts, in the input's order: one as soon as it is full, at the
+        end of the input, and once its first text has waited `pause_s` and the input has nothing
+        more to read right now (None: never). A bad input's error is raised after the texts
+        before it are given."""
+        chunk: list[str] = []
+        due = math.inf  # when the chunk's first text has waited pause_s
+        sources = self.sources = [_Arguments(self.texts), *(_LineFile(file) for file in self.files)]
+        failed: AblateInputError | None = None
+        try:
+            for source in sources:
+                while (texts := source.read(self._wait(chunk, due))) is not None:
+                    if not texts and chunk and time.monotonic() >= due:
+                        yield chunk  # the input paused: what came is labelled now
+                        chunk = []
+                    for text in texts:
+                        if not chunk and self.pause_s is not None:
+                            due = time.monotonic() + self.pause_s
+                        chunk.append(text)
+                        self.given += 1
+                        if len(chunk) == size:
+                            yield chunk
+                            chunk = []
+        except AblateInputError as err:  # the lines before it are labelled and printed first
+            failed = err
+        finally:
+            for source in sources:
+                source.close()
+        if chunk:
+            yield chunk
+        if failed is not None:
+            raise failed
+
+    def _wait(self, chunk: list[str], due: float) -> float | None:
+        """How long a read may wait for input: as long as it takes while no text waits."""
+        if not chunk or self.pause_s is None:
+            return None
+        return max(0.0, due - time.monotonic())
+
+
+def _check_arguments(texts: list[str]) -> None:
+    blank = [i for i, text in enumerate(texts, start=1) if not text.strip()]
+    if blank:
+        raise AblateInputError(f"predict: text argument {blank[0]} is empty; give each text to "
+                               "classify as a non-empty argument")
+    for number, text in enumerate(texts, start=1):
+        try:  # Python keeps an argument's bytes that are not UTF-8 as lone surrogates
+            text.encode("utf-8")
+        except UnicodeEncodeError as err:
+            byte = ord(text[err.start]) - 0xDC00  # surrogateescape: byte b is U+DC00 + b
+            shown = f" (byte {byte:#04x})" if 0x80 <= byte <= 0xFF else ""
+            raise AblateInputError(
+                f"predict: text argument {number} is not UTF-8 text{shown}; give texts as UTF-8 (a "
+                "UTF-8 terminal types them so), or in a UTF-8 file with --file") from None
+
+
+def _check_file(file: Path) -> None:
+    """A --file refused before anything is read: a data table, a file that is not there, a
+    closed standard input."""
+    from ..config import LOCAL_DATA_SUFFIXES
+
+    if file.name.lower().endswith(LOCAL_DATA_SUFFIXES):  # its header and labels would be texts
+        kind = next(s for s in sorted(LOCAL_DATA_SUFFIXES, key=len, reverse=True)
+                    if file.name.lower().endswith(s))
+        raise AblateInputError(
+            f"--file {str(file)!r} is a data table ({kind}): --file reads plain text, "
+            "one text per line, and would classify its header and every column as text; save "
+            "the texts alone one per line (.txt), or score labelled data with `ablate "
+            f"evaluate MODEL_OR_STUDY --dataset {file}`")
+    if str(file) == "-":
+        if sys.stdin is None:  # `--file - <&-`, or a service started without one
+            raise AblateInputError("--file '-': standard input is closed; give the texts through a "
+                                   "pipe or a file")
+        return
+    try:
+        mode = file.stat().st_mode  # not opened yet: a FIFO's open would wait for its writer
+    except FileNotFoundError:
+        raise AblateInputError(f"--file {str(file)!r}: no such file") from None
+    except OSError as err:
+        raise AblateInputError(f"--file {str(file)!r}: cannot be read: {err.strerror}") from None
+    if stat.S_ISDIR(mode):
+        raise AblateInputError(f"--file {str(file)!r}: cannot be read: "
+                               f"{os.strerror(errno.EISDIR)}")
+
+
+def _may_pause(file: Path) -> bool:
+    """Its lines may come slowly (a pipe, a terminal, a FIFO), where a regular file's never wait."""
+    try:
+        mode = os.fstat(sys.stdin.fileno()).st_mode if str(file) == "-" else file.stat().st_mode
+    except (OSError, ValueError, AttributeError):  # stdin closed, or an in-memory stream
+        return False
+    return not stat.S_ISREG(mode)
+
+
+class _Arguments:
+    """The text arguments, as a source of texts read at once."""
+
+    def __init__(self, texts: list[str]) -> None:
+        self.texts: list[str] | None = texts
+
+    def read(self, wait: float | None) -> list[str] | None:
+        texts, self.texts = self.texts, None
+        return texts
+
+    def close(self) -> None:
+        """Nothing is open."""
+
+
+class _LineFile:
+    """One --file's texts as its bytes are read (`-`: standard input), READ_BYTES at a time: the
+    lines that a read ends are decoded and split at once, the rest kept for the next read. Lines
+    end at \\n (\\r\\n too) only: str.splitlines() would also cut a text at the U+2028, \\x85,
+    \\x0c, ... it may hold (pasted tweets and web text do); an input without \\n but with \\r has
+    old Mac line ends (LINE_END_PROBE), else its texts would be labelled as one. A line that is
+    not UTF-8 is refused by its line and byte in the file, with the encoding where its bytes tell
+    it (UTF-16, GBK), as for [data] files; a file without a text is refused at its end."""
+
+    def __init__(self, file: Path) -> None:
+        self.file, self.name = file, f"--file {str(file)!r}"
+        self.fd: int | None = None  # None: not opened, or an in-memory stream (a test's stdin)
+        self.stream: Any = None
+        self.owned = False  # opened here: closed here (standard input is not)
+        self.pending = bytearray()  # bytes read that no line end has ended yet
+        self.byte, self.line = 0, 1  # where `pending` starts in the file
+        self.end: bytes | None = None  # the line end: b"\n" (\r\n too), b"\r", or undecided
+        self.saw_cr = False
+        self.texts = 0
+        self.ended = False
+        self.failed: AblateInputError | None = None  # a line not UTF-8: raised after those before
+
+    def read(self, wait: float | None) -> list[str] | None:
+        """The texts of the lines one read ends, waiting at most `wait` s for input (None: as
+        long as it takes): [] when nothing came in time or no line ended, None at the end."""
+        if self.failed is not None:
+            self.close()
+            raise self.failed
+        if self.ended:
+            return None
+        if self.fd is None and self.stream is None:
+            self._open()
+        if wait is not None and self.fd is not None and _CAN_WAIT:
+            if not select.select([self.fd], [], [], wait)[0]:
+                return []
+        try:
+            data = (os.read(self.fd, READ_BYTES) if self.fd is not None
+                    else getattr(self.stream, "read1", self.stream.read)(READ_BYTES))
+        except OSError as err:
+            raise AblateInputError(f"{self.name}: cannot be read: {err.strerror or err}") from None
+        if not data:  # the end: its last line may have no line end
+            self.ended = True
+            self.close()
+            self.end = self.end or (b"\r" if self.saw_cr else b"\n")
+            texts = self._texts(bytes(self.pending)) if self.pending else []
+            if not self.texts and self.failed is None:
+                raise AblateInputError(f"{self.name} holds no text; give one text per line")
+            return texts
+        self.pending += data
+        start = len(self.pending) - len(data)  # a line end is only new in what was just read
+        if self.end is None:
+            self.saw_cr = self.saw_cr or b"\r" in data
+            if b"\n" in data:
+                self.end = b"\n"
+            elif self.saw_cr and len(self.pending) >= LINE_END_PROBE:
+                self.end = b"\r"
+            else:
+                return []
+            start = 0
+        cut = self.pending.rfind(self.end, start) + 1
+        if not cut:
+            return []
+        lines = bytes(self.pending[:cut])
+        del self.pending[:cut]
+        return self._texts(lines)
+
+    def _texts(self, lines: bytes) -> list[str]:
+        """The texts of whole lines (the last may lack its line end, at the end of the input)."""
+        assert self.end is not None
+        bom = len(codecs.BOM_UTF8) if self.byte == 0 and lines.startswith(codecs.BOM_UTF8) else 0
+        try:
+            text = lines[bom:].decode("utf-8")
+        except UnicodeDecodeError as err:  # raised at the next read: the lines before it first
+            from ..data import not_utf8
+
+            self.failed = AblateInputError(
+                f"{self.name}: {not_utf8(lines, self.line, self.byte, self.end)}; save it as "
+                "UTF-8, one text per line")
+            return self._texts(lines[:lines.rfind(self.end, 0, bom + err.start) + 1])
+        self.byte += len(lines)
+        self.line += lines.count(self.end)
+        split = text.split(self.end.decode())
+        if self.end == b"\n":
+            split = [line.removesuffix("\r") for line in split]
+        texts = [line for line in split if line.strip()]  # the "" after the last line end too
+        self.texts += len(texts)
+        return texts
+
+    def _open(self) -> None:
+        if str(self.file) == "-":
+            # `--file -`: standard input, as in `cut -f2 tweets.tsv | ablate predict MODEL --file -`
+            stdin = getattr(sys.stdin, "buffer", sys.stdin)
+            try:
+                self.fd = stdin.fileno()  # read here unbuffered: a line is taken when it comes
+            except (OSError, ValueError):  # an in-memory stream, as tests give
+                self.stream = stdin
+            return
+        try:
+            self.fd = os.open(self.file, os.O_RDONLY)  # a FIFO's waits for its writer, here
+        except FileNotFoundError:
+            raise AblateInputError(f"{self.name}: no such file") from None
+        except OSError as err:
+            raise AblateInputError(f"{self.name}: cannot be read: {err.strerror}") from None
+        self.owned = True
+
+    def close(self) -> None:
+        if self.owned and self.fd is not None:
+            os.close(self.fd)
+            self.owned = False
+
+
+_CAN_WAIT = os.name != "nt"  # select() takes pipes and terminals on POSIX only: Windows blocks
+
+
+def predict(folder: Path, texts: list[str], batch_size: int | None = None,
+            spec: Any = None) -> list[dict[str, Any]]:
+    """Per text: the top label, its probability, and every label's probability (top first).
+    `spec`: the study file the model was named by, the record of a model whose ablate.json
+    predates text_pair_column."""
+    return [row for rows in prediction_chunks(folder, texts, batch_size, spec) for row in rows]
+
+
+def prediction_chunks(folder: Path, texts: list[str] | IncomingTexts,
+                      batch_size: int | None = None, spec: Any = None,
+                      progress: Callable[[int], None] | None = None
+                      ) -> Iterator[list[dict[str, Any]]]:
+    """predict's rows a chunk of texts at a time (CHUNK_BATCHES batches, as class_logit_chunks takes
+    them; IncomingTexts: as they are read, a stream's cut short where it pauses), so that
+    they can be printed while the next chunk is read and labelled. The model is refused or loaded
+    here, before any text is read."""
+    pair = _model.trained_pair_column(model_info(folder), spec)
+    if pair:  # its labels would come from the first text alone, and be wrong
+        raise AblateInputError(
+            f"{folder} was trained on text pairs ([data] text_pair_column = {pair!r}); `ablate "
+            f"predict` takes single texts: evaluate it with `ablate evaluate` on data with a "
+            f"{pair!r} column")
+    tokenizer, model, precision = _model.load_classifier(folder)
+    batch_size = _model.default_batch_size(model, batch_size)
+    size = batch_size * _model.CHUNK_BATCHES
+    chunks = (texts.chunks(size) if isinstance(texts, IncomingTexts)
+              else (texts[start:start + size] for start in range(0, len(texts), size)))
+    max_length = _model.max_length_of(folder, tokenizer, model)
+    return _prediction_rows(
+        ((chunk, _model.chunk_logits(model, tokenizer, chunk, None, max_length=max_length,
+                               batch_size=batch_size, max_batch_tokens=_model.MAX_BATCH_TOKENS,
+                               precision=precision, progress=progress)) for chunk in chunks),
+        _model.label_names_of(model.config))
+
+
+def _prediction_rows(chunks: Iterable[tuple[list[str], np.ndarray]],
+                     names: list[str]) -> Iterator[list[dict[str, Any]]]:
+    from scipy.special import softmax
+
+    for texts, logits in chunks:
+        rows = []
+        for text, probabilities in zip(texts, softmax(logits.astype(np.float64), axis=-1),
+                                       strict=True):
+            ranked = sorted(zip(names, probabilities.tolist(), strict=True), key=lambda p: -p[1])
+            rows.append({"text": text, "label": ranked[0][0], "score": ranked[0][1],
+                         "probabilities": dict(ranked)})
+        yield rows
+
+
+def format_predictions(rows: list[dict[str, Any]], shown: int = 5, width: int = 48) -> str:
+    """A plain table: text (shortened), top label, the `shown` most probable labels."""
+    return "\n".join(prediction_table([rows], shown, width))
+
+
+def prediction_table(chunks: Iterable[list[dict[str, Any]]], shown: int = 5,
+                     width: int = 48, full_width: bool = False) -> Iterator[str]:
+    """format_predictions's table a chunk of rows at a time: the header with the first chunk.
+    Its columns stay as the first chunk set them: the text column as wide as its widest text (at
+    most `width`; a later text is shortened to it), the label column as the model's widest label
+    name (every row's probabilities name them all). `full_width`: the text column is `width` wide
+    from the start (a stream's first chunk may be one short line, the rest cut to its width)."""
+    text_width = label_width = 0
+    for rows in chunks:
+        texts = [_one_line(r["text"]) for r in rows]
+        lines = []
+        if not text_width and rows:
+            label_width = max(len("label"), *(terminal_columns(name) for name in rows[0]["probabilities"]))
+            text_width = width if full_width else min(
+                width, max([len("text"), *(terminal_columns(text) for text in texts)]))
+            lines.append(f"{'text':<{text_width}}  {'label':<{label_width}}  "
+                         "probabilities (top first)")
+        for text, row in zip(texts, rows, strict=True):
+            top = list(row["probabilities"].items())
+            probabilities = "  ".join(f"{label} {p:.4f}" for label, p in top[:shown])
+            if len(top) > shown:
+                probabilities += f"  … {len(top) - shown} more"
+            lines.append(f"{_fit(text, text_width)}  {_fit(row['label'], label_width)}  "
+                         f"{probabilities}")
+        yield "\n".join(lines)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())  # a text's line breaks and tabs would break the table's rows
+
+
+def terminal_columns(text: str) -> int:
+    """Terminal columns the text takes: wide characters (CJK, most emoji) take two."""
+    if text.isascii():  # one column a character, without a lookup each
+        return len(text)
+    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF"
+               else 1 for c in text)
+
+
+def _fit(text: str, width: int) -> str:
+    """The text padded to `width` columns, or shortened with … to fit them."""
+    if terminal_columns(text) > width:
+        text = text[:width]  # at least a column each, but for combining marks
+        while terminal_columns(text) > width - 1:
+            text = text[:-1]
+        text += "…"
+    return text + " " * (width - terminal_columns(text))
