@@ -10,6 +10,7 @@ import os
 import shlex
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -624,13 +625,70 @@ def cmd_status(args: argparse.Namespace) -> int:
             else:
                 note = (f"was in {r.worker}: " if r.worker else "") + f"its process is gone; {again}"
         print(f"{r.number:>4}  {r.key:<{width}} {state:<10} {value:>10}  {note}".rstrip())
-    for line in _status_summary(spec, records, stale):
+    for line in _status_summary(spec, records, stale).lines(spec):
         print(line)
     return EXIT_TRIALS_FAILED if failed else EXIT_OK
 
 
-def _status_summary(spec: Any, records: list, stale: set[int]) -> list[str]:
-    """The lines under `status`'s table: how many of the study's trials (variant x seed, their
+_SUMMARY_STATES = ("complete", "pruned", "running", "queued", "not queued yet", "failed",
+                   "interrupted", "process gone")  # the order `status` sums them up in
+
+
+@dataclass
+class _StatusSummary:
+    """How many of the study's trials (variant x seed, their latest attempt) stand where, what
+    the file has that the storage has not seen and the other way round, and what to type next:
+    counted once for `status`'s lines and `status --json`'s `summary`."""
+
+    counts: dict[str, int]  # by state, as `status` names them; only those with trials
+    unqueued: list[str]  # the file's trials the storage has not seen
+    gone: list[str]  # variants the study holds that the file no longer has
+    earlier: int  # attempts that a later one of the same trial replaced
+    next_command: str | None  # `ablate run` where trials have no result and none runs
+    retry_command: str | None  # `--retry-failed`, where the failed ones are not all of them
+
+    @property
+    def trials(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def to_train(self) -> int:
+        return sum(self.counts.get(k, 0) for k in ("failed", "interrupted", "not queued yet",
+                                                   "queued"))
+
+    def ordered(self) -> list[tuple[str, int]]:
+        """(state, count), the known states in `status`'s order, any other after them."""
+        known = [(k, self.counts.get(k, 0)) for k in _SUMMARY_STATES]
+        return known + [(k, n) for k, n in self.counts.items() if k not in _SUMMARY_STATES]
+
+    def lines(self, spec: Any) -> list[str]:
+        parts = [f"{n} {k}" for k, n in self.ordered() if n]
+        again = f"; {self.earlier} earlier attempt(s) not counted" if self.earlier else ""
+        lines = [f"{self.trials} trial(s): {', '.join(parts)}{again}"]
+        if self.unqueued:
+            lines.append(f"not queued yet: {', '.join(self.unqueued)}")
+        if self.gone:
+            lines.append(f"not in {spec.path.name} now: {', '.join(self.gone)} (their results "
+                         "still count in the report)")
+        if self.next_command:
+            retry = (f" (`{self.retry_command}`: the failed ones alone)" if self.retry_command
+                     else "")
+            lines.append(f"next: `{self.next_command}` trains the {self.to_train} without a "
+                         f"result{retry}")
+        return lines
+
+    def to_json(self) -> dict[str, Any]:
+        """Every known state with its count, zero included: a script reads them without a
+        default. Names as in `status`, spaces made underscores (`not_queued_yet`)."""
+        return {"trials": self.trials,
+                "states": {k.replace(" ", "_"): n for k, n in self.ordered()},
+                "earlier_attempts": self.earlier, "not_queued_yet": self.unqueued,
+                "not_in_file": self.gone, "without_result": self.to_train,
+                "next": self.next_command, "retry_failed": self.retry_command}
+
+
+def _status_summary(spec: Any, records: list, stale: set[int]) -> _StatusSummary:
+    """The sum under `status`'s table: how many of the study's trials (variant x seed, their
     latest attempt) stand where, and what to type next where some have no result, so that a
     reader need not count rows, nor guess that a failed or interrupted trial trains again."""
     from .records import INTERRUPTED, is_search_variant
@@ -648,30 +706,19 @@ def _status_summary(spec: Any, records: list, stale: set[int]) -> list[str]:
                     "WAITING": "queued"}.get(r.state, r.state.lower())
         counts[kind] = counts.get(kind, 0) + 1
     stored = {r.key for r in records}
-    unqueued = [t.key for t in expand(spec) if t.key not in stored]
+    in_file = expand(spec)
+    unqueued = [t.key for t in in_file if t.key not in stored]
     if unqueued:
         counts["not queued yet"] = len(unqueued)
-    order = ("complete", "pruned", "running", "queued", "not queued yet", "failed", "interrupted",
-             "process gone")
-    parts = [f"{counts[k]} {k}" for k in order if counts.get(k)]
-    parts += [f"{n} {k}" for k, n in counts.items() if k not in order]
-    earlier = len(records) - len(latest)
-    again = f"; {earlier} earlier attempt(s) not counted" if earlier else ""
-    lines = [f"{len(latest) + len(unqueued)} trial(s): {', '.join(parts)}{again}"]
-    if unqueued:
-        lines.append(f"not queued yet: {', '.join(unqueued)}")
-    in_file = {t.variant for t in expand(spec)}
-    gone = sorted({r.variant for r in latest if r.variant not in in_file
+    variants = {t.variant for t in in_file}
+    gone = sorted({r.variant for r in latest if r.variant not in variants
                    and not is_search_variant(r.variant)})
-    if gone:
-        lines.append(f"not in {spec.path.name} now: {', '.join(gone)} (their results still count "
-                     "in the report)")
-    to_train = sum(counts.get(k, 0) for k in ("failed", "interrupted", "not queued yet", "queued"))
-    if to_train and not counts.get("running"):
-        retry = (f" (`{spec.command('run', '--retry-failed')}`: the failed ones alone)"
-                 if counts.get("failed") and to_train > counts["failed"] else "")
-        lines.append(f"next: `{spec.command('run')}` trains the {to_train} without a result{retry}")
-    return lines
+    summary = _StatusSummary(counts, unqueued, gone, len(records) - len(latest), None, None)
+    if summary.to_train and not counts.get("running"):
+        summary.next_command = spec.command("run")
+        if counts.get("failed") and summary.to_train > counts["failed"]:
+            summary.retry_command = spec.command("run", "--retry-failed")
+    return summary
 
 
 def _study_or_planning(spec: Any) -> tuple[Any, Any]:
@@ -697,8 +744,9 @@ def _still_planning(planning: Any) -> str:
 
 def _status_json(spec: Any, metric: str, records: list, stale: set[int],
                  planning: Any = None) -> dict[str, Any]:
-    """`status --json`: every trial, superseded ones included, in plain JSON types; `planning`,
-    the first run of a study not made yet, while it plans."""
+    """`status --json`: every trial, superseded ones included, in plain JSON types, and the sum
+    `status` prints under its table (`summary`); `planning`, the first run of a study not made
+    yet, while it plans (there is no study to sum up then: `summary` is null)."""
     import math
 
     from .config import shown_storage
@@ -711,7 +759,9 @@ def _status_json(spec: Any, metric: str, records: list, stale: set[int],
                         "error": r.error, "superseded": r.superseded, "worker": r.worker,
                         "process_gone": r.number in stale, "pruned_at_step": r.pruned_at_step,
                         "repeat_of": r.repeat_of}
-                       for r in records]}
+                       for r in records],
+            "summary": (None if planning is not None
+                        else _status_summary(spec, records, stale).to_json())}
 
 
 def _latest(records: list) -> list:

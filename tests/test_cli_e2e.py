@@ -740,7 +740,8 @@ def test_status_sums_its_trials_up_and_says_what_trains_those_without_a_result(w
                                                                                  capsys):
     """Under the table: how many trials stand where (interrupted and failed told apart, a retried
     attempt not counted twice), the file's trials not queued yet, variants the file no longer
-    has, and the command that trains what has no result, rather than rows to count by hand."""
+    has, and the command that trains what has no result, rather than rows to count by hand;
+    `--json` gives the same sum under `summary`."""
     from ablation import records
 
     path = write_experiment(variants="bs32 = { batch_size = 32 }\n")
@@ -767,3 +768,12 @@ def test_status_sums_its_trials_up_and_says_what_trains_those_without_a_result(w
         "not queued yet: baseline_wd-s42",
         f"not in {path.name} now: baseline_bs32 (their results still count in the report)",
         f"next: `ablate run {path} --set baseline.epochs=1` trains the 2 without a result"]
+    # The same sum for scripts, counted as the lines count (it had only the trials to count by hand)
+    assert cli.main(["status", str(path), "--set", "baseline.epochs=1", "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["summary"] == {
+        "trials": 4, "states": {"complete": 2, "pruned": 0, "running": 0, "queued": 0,
+                                "not_queued_yet": 1, "failed": 0, "interrupted": 1,
+                                "process_gone": 0},
+        "earlier_attempts": 1, "not_queued_yet": ["baseline_wd-s42"],
+        "not_in_file": ["baseline_bs32"], "without_result": 2,
+        "next": f"ablate run {path} --set baseline.epochs=1", "retry_failed": None}

@@ -845,6 +845,7 @@ def test_status_and_report_while_a_new_studys_first_run_plans_name_that_run(
     code, captured = seen["json"]
     status = json.loads(captured.out)
     assert code == 0 and status["trials"] == [] and status["study"] == "tiny"
+    assert status["summary"] is None  # no study to sum up yet
     assert status["planning"]["process"] == planner
     since = datetime.datetime.fromisoformat(status["planning"]["since"]).timestamp()
     assert started - 1 <= since <= time.time()
