@@ -282,10 +282,14 @@ def _set_behind(spec: ExperimentSpec, trial: TrialSpec, message: str) -> str | N
 
 def _section_set_behind(sets: Sequence[str], message: str) -> str | None:
     """The --set of the key outside the knobs that a preflight message names: `[model] name` (a
-    model that cannot be loaded), `[model] config` (an override the model refuses, also where a
-    variant's model_config joins it) or devices_per_trial (a batch it cannot split)."""
+    model that cannot be loaded; where the line names a [model] revision, that revision's --set
+    first: a revision the model lacks fails as its name does), `[model] config` (an override the
+    model refuses, also where a variant's model_config joins it) or devices_per_trial (a batch it
+    cannot split)."""
     if message.startswith("[model] name"):
-        return _knob_set(sets, "model.name", "model")
+        revision = (_knob_set(sets, "model.revision") if " at [model] revision = " in message
+                    else None)
+        return revision or _knob_set(sets, "model.name", "model")
     if message.startswith("[model] config"):
         return _knob_set(sets, "model.config", "model")
     if "devices_per_trial = " in message:

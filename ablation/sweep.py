@@ -366,7 +366,9 @@ def check_same_models(study: optuna.Study | None, spec: ExperimentSpec, trials: 
         elsewhere = stored_as.get(key, key)  # the study's [model], where this one names another
         if fingerprint is None:
             if elsewhere != key and elsewhere in stored:  # the name alone was what told them apart
-                raise _refusal(spec, f"model {elsewhere}; this file names model {key}, whose files "
+                given = last_set(spec.sets, "model.name", "model.revision", "model")
+                names = f"--set {given!r} names" if given else "this file names"
+                raise _refusal(spec, f"model {elsewhere}; {names} model {key}, whose files "
                                "cannot be compared with it (not a folder here, nor in the Hub "
                                "cache)", advice)
             continue

@@ -98,7 +98,8 @@ def load_model_config(source: ModelSource, label_names: list[str]) -> Any:
     try:
         config = AutoConfig.from_pretrained(source.name, revision=source.revision)
     except (OSError, ValueError) as err:
-        raise AblateInputError(model_unavailable(source.name, err, source.name_key)) from None
+        raise AblateInputError(model_unavailable(source.name, err, source.name_key,
+                                                  source.revision)) from None
     for key in source.config:
         if not hasattr(config, key):
             raise AblateInputError(
@@ -159,7 +160,8 @@ def load_tokenizer(source: ModelSource) -> Any:
     try:
         return AutoTokenizer.from_pretrained(source.name, revision=source.revision)
     except (OSError, ValueError) as err:
-        raise AblateInputError(model_unavailable(source.name, err, source.name_key)) from None
+        raise AblateInputError(model_unavailable(source.name, err, source.name_key,
+                                                  source.revision)) from None
 
 
 def model_skeleton(source: ModelSource, config: Any) -> Any:
@@ -211,8 +213,11 @@ def device_name() -> str:
     return f"CPU: {platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
 
 
-def model_unavailable(name: str, err: Exception, key: str = "[model] name") -> str:
-    """Why the model named by `key` cannot be loaded, as one line."""
+def model_unavailable(name: str, err: Exception, key: str = "[model] name",
+                      revision: str | None = None) -> str:
+    """Why the model named by `key` cannot be loaded, as one line. A Hub id's [model] revision is
+    named with it: a revision the model lacks (or the cache does not hold) fails as the name, and
+    the line would otherwise send the user to a name that is fine."""
     from .config import NO_SUCH_MODEL_FOLDER, looks_like_path
 
     reason = first_line(err)
@@ -221,6 +226,11 @@ def model_unavailable(name: str, err: Exception, key: str = "[model] name") -> s
                 "folder written by save_pretrained (config.json, the weights and the tokenizer)")
     if looks_like_path(name):
         return f"{key} = {name!r}: {NO_SUCH_MODEL_FOLDER}"
+    if revision:
+        return (f"{key} = {name!r} at [model] revision = {revision!r} cannot be loaded ({reason}); "
+                "give a revision the model has (a branch, tag or commit) or leave revision out, a "
+                "local folder, or make the Hub id at that revision available offline: fill a "
+                "Hugging Face cache, point HF_HUB_CACHE at it and set HF_HUB_OFFLINE=1")
     return (f"{key} = {name!r} cannot be loaded ({reason}); give a local folder, or make "
             "the Hub id available offline: fill a Hugging Face cache, point HF_HUB_CACHE at it and "
             "set HF_HUB_OFFLINE=1")

@@ -107,7 +107,9 @@ def test_a_worker_is_refused_another_model_whose_content_cannot_be_told(write_ex
     assert cli.main(["worker", str(path), "--wait", "0", "--set",
                      "model.name=nobody/not-in-the-cache"]) == 2
     err = capsys.readouterr().err
-    assert "model nobody/not-in-the-cache, whose files cannot be compared" in err
+    # the --set named that model, not the file (whose own [model] is the study's)
+    assert ("--set 'model.name=nobody/not-in-the-cache' names model nobody/not-in-the-cache, "
+            "whose files cannot be compared") in err
     assert len(err.splitlines()) == 1
 
 

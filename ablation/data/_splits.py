@@ -452,12 +452,15 @@ def load_study_splits(spec: ExperimentSpec) -> LabeledSplits:
     """load_labeled_splits of a study's [data]: a mistake in a [data] key that a --set gave is
     blamed on that --set (the file says otherwise), as the file's own mistakes are; also where the
     line starts with the data file or folder it read (`DATA: split 'train': [data] text_column =
-    ...`)."""
+    ...`). So is a row outside the classes a --set's label_names names: the line names the
+    data's row, but the names given on the command line are what it is not one of."""
     try:
         return load_labeled_splits(spec.data)
     except AblateInputError as err:
         named = re.search(r"\[data\] (?:of .*?: )?(\w+) = ", str(err))
         given = named and last_set(spec.sets, f"data.{named.group(1)}")
+        if not given and "[data] label_names" in str(err):
+            given = last_set(spec.sets, "data.label_names")
         if not given:
             raise
         raise AblateInputError(f"--set {given!r}: {err}") from None
