@@ -487,7 +487,16 @@ def check_none_running(study: optuna.Study) -> None:
         raise AblateInputError(
             f"--force-new: study {study.study_name!r} has {len(alive)} trial(s) running in another "
             f"process ({key}" + (f" in {worker}" if worker else "") + "); deleting it would "
-            "crash them and lose their trials: stop them first, or wait until they finish")
+            "crash them and lose their trials: stop them first, or wait until they finish (a "
+            "process already killed counts as running until its heartbeats have been silent for "
+            f"{stale_after_s(study):g} s)")
+
+
+def stale_after_s(study: optuna.Study) -> float:
+    """Seconds of silence after which a running trial's process counts as gone (on another
+    machine; this one's are known at once): a refusal for a running trial says it, since the
+    process may be gone already and the same command then goes ahead."""
+    return study._storage.get_heartbeat_interval() * STALE_AFTER_HEARTBEATS
 
 
 def delete_study(spec: ExperimentSpec) -> int | None:

@@ -483,9 +483,7 @@ def plan(study: optuna.Study, trials: list[TrialSpec], rerun: list[str] | None =
     rerun_keys = {t.key for t in trials if t.variant in rerun}
     running = [r for r in existing if r.key in rerun_keys and r.state == "RUNNING"]
     if running and queue.has_heartbeats(study):
-        raise AblateInputError(
-            f"--rerun {running[0].variant}: trial {running[0].key} is running in another process; "
-            "run it again once it has finished")
+        raise AblateInputError(_rerun_of_running(study, running[0], command))
     abandoned = {r.number for r in running}
     active = [r for r in existing if not (r.key in rerun_keys and r.complete) and r.number not in abandoned]
     complete = {r.key for r in active if r.complete}
@@ -556,6 +554,24 @@ def _renaming(*variants: str) -> str:
                 else "give those changes new names in [ablation.changes]")
     return "give the changed variant a new name" if len(variants) == 1 else \
         "give the changed variants new names"
+
+
+def _rerun_of_running(study: optuna.Study, running: records.TrialRecord,
+                      command: Callable[..., str] | None) -> str:
+    """Why `--rerun` of a trial that is RUNNING is refused, with the way on: its process (where
+    it trains), and the command that trains it again, at once for a process known to be gone (a
+    plain run queues it again; a `--rerun` beside that would train it twice), else once the
+    process has finished, or its heartbeats stopped."""
+    where = f" ({running.worker})" if running.worker else ""
+    run = f"`{command('run')}`" if command is not None else "a plain `ablate run`"
+    if running.number in queue.stale_numbers(study):
+        return (f"--rerun {running.variant}: trial {running.key} was running in another "
+                f"process{where}, which is gone; {run} trains it again, without --rerun")
+    status = f" (`{command('status')}` shows it)" if command is not None else ""
+    return (f"--rerun {running.variant}: trial {running.key} is running in another "
+            f"process{where}; run it again once it has finished{status}; if that process was "
+            f"killed, {run} trains it again once its heartbeats have been silent for "
+            f"{queue.stale_after_s(study):g} s")
 
 
 def _check_unchanged(existing: list[records.TrialRecord], trials: list[TrialSpec], path: Any,

@@ -1024,6 +1024,13 @@ def test_a_trial_whose_process_is_gone_is_said_so_by_the_waiting_note_and_the_dr
     assert "plan: 2 trial(s), 2 to run" in out
     assert [line.split()[1:4] for line in out.splitlines() if "baseline-s42" in line] == [
         ["process", "gone,", "to"]]
+    # --rerun of it is refused (a plain run queues it again: both would train it), saying so
+    # rather than that it runs in another process, to wait for
+    for dry in (["--dry-run"], []):
+        assert cli.main(["run", str(path), "--rerun", "baseline", *dry]) == 2
+        assert capsys.readouterr().err == (
+            f"ablate: error: --rerun baseline: trial baseline-s42 was running in another process "
+            f"({gone}), which is gone; `ablate run {path}` trains it again, without --rerun\n")
 
 
 @pytest.mark.parametrize("storage", ["sqlite", "journal"])
@@ -1059,10 +1066,13 @@ def test_rerun_of_a_trial_left_running(write_experiment, tmp_path, capsys, stora
                 "superseded") in capsys.readouterr().out
     capsys.readouterr()
     code = cli.main(["run", str(path), "--rerun", "baseline", *options])
-    if storage == "sqlite":
+    if storage == "sqlite":  # alive (this process): where it runs, and the ways on
         assert code == 2
-        assert ("--rerun baseline: trial baseline-s42 is running in another process"
-                in capsys.readouterr().err)
+        assert capsys.readouterr().err == (
+            f"ablate: error: --rerun baseline: trial baseline-s42 is running in another process "
+            f"({records.this_worker()}); run it again once it has finished (`ablate status "
+            f"{path}` shows it); if that process was killed, `ablate run {path}` trains it again "
+            "once its heartbeats have been silent for 30 s\n")
         return
     assert code == 0
     trials = study.get_trials()
