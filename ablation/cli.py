@@ -578,7 +578,7 @@ def _check_report_metric(spec: Any, study: Any) -> None:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from .config import load_spec, shown_storage
-    from .queue import has_heartbeats, paused_here, stale_numbers
+    from .queue import has_heartbeats, last_heard_s, paused_here, stale_numbers
     from .records import INTERRUPTED, load_records, with_run_sets
 
     spec = load_spec(args.file, args.sets, need_data=False)
@@ -594,10 +594,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     spec = with_run_sets(spec, study)  # its `ablate run` commands run the study's settings
     records = load_records(study)
     stale = stale_numbers(study)  # RUNNING in the storage, but their process is gone
+    heard = last_heard_s(study) if any(r.state == "RUNNING" for r in records) else {}
     failed = any(r.state == "FAIL" or r.number in stale for r in _latest(records))
     metric = study.user_attrs.get("metric") or spec.experiment.metric  # what the values are
     if args.json:
-        print(json.dumps(_status_json(spec, metric, records, stale), indent=2, allow_nan=False))
+        print(json.dumps(_status_json(spec, metric, records, stale, heard=heard), indent=2,
+                         allow_nan=False))
         return EXIT_TRIALS_FAILED if failed else EXIT_OK
     print(f"study {spec.name} ({shown_storage(spec.experiment.storage)}): {len(records)} trial(s)")
     width = max([32, *(len(r.key) for r in records)])  # long names keep the columns
@@ -607,7 +609,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     for r in records:
         value = "" if r.value is None else f"{r.value:.4f}"
         state = "SUPERSEDED" if r.superseded else r.state
-        note = f"in {r.worker}" if r.state == "RUNNING" and r.worker else r.error or ""
+        note = r.error or ""
+        if r.state == "RUNNING":
+            note = ", ".join(([f"in {r.worker}"] if r.worker else [])
+                             + _progress_words(r, heard.get(r.number)))
         log = spec.output_dir / "trials" / r.key / "trial.log"  # its latest attempt's, kept here
         if r.state == "FAIL" and r.number in latest and r.error != INTERRUPTED and log.is_file():
             note += f" (log: {log})"  # the traceback the one line leaves out, as `run` points to
@@ -687,6 +692,20 @@ class _StatusSummary:
                 "next": self.next_command, "retry_failed": self.retry_command}
 
 
+def _progress_words(record: Any, heard_s: float | None) -> list[str]:
+    """A running trial's step and how long since its process last beat, as its heartbeats
+    stored them (`step 120 of 400`, `last heard 8 s ago`); none before training has begun, nor
+    of a trial trained on several processes, nor without heartbeats (a journal)."""
+    from .progress import fmt_duration
+
+    words = []
+    if record.progress and record.progress.get("max_steps"):
+        words.append(f"step {record.progress['step']} of {record.progress['max_steps']}")
+    if heard_s is not None:
+        words.append(f"last heard {fmt_duration(heard_s)} ago")
+    return words
+
+
 def _status_summary(spec: Any, records: list, stale: set[int]) -> _StatusSummary:
     """The sum under `status`'s table: how many of the study's trials (variant x seed, their
     latest attempt) stand where, and what to type next where some have no result, so that a
@@ -743,10 +762,11 @@ def _still_planning(planning: Any) -> str:
 
 
 def _status_json(spec: Any, metric: str, records: list, stale: set[int],
-                 planning: Any = None) -> dict[str, Any]:
+                 planning: Any = None, heard: dict[int, float] | None = None) -> dict[str, Any]:
     """`status --json`: every trial, superseded ones included, in plain JSON types, and the sum
     `status` prints under its table (`summary`); `planning`, the first run of a study not made
-    yet, while it plans (there is no study to sum up then: `summary` is null)."""
+    yet, while it plans (there is no study to sum up then: `summary` is null); `heard`: seconds
+    since each running trial's last heartbeat, by number."""
     import math
 
     from .config import shown_storage
@@ -758,10 +778,21 @@ def _status_json(spec: Any, metric: str, records: list, stale: set[int],
                         "value": r.value if r.value is not None and math.isfinite(r.value) else None,
                         "error": r.error, "superseded": r.superseded, "worker": r.worker,
                         "process_gone": r.number in stale, "pruned_at_step": r.pruned_at_step,
-                        "repeat_of": r.repeat_of}
+                        "repeat_of": r.repeat_of, "progress": _progress_json(r, (heard or {}))}
                        for r in records],
             "summary": (None if planning is not None
                         else _status_summary(spec, records, stale).to_json())}
+
+
+def _progress_json(record: Any, heard: dict[int, float]) -> dict[str, Any] | None:
+    """A RUNNING trial's `{"step", "max_steps", "last_heard_s"}` (each null where its heartbeats
+    have not said it); null for the others."""
+    if record.state != "RUNNING":
+        return None
+    progress = record.progress or {}
+    last = heard.get(record.number)
+    return {"step": progress.get("step"), "max_steps": progress.get("max_steps"),
+            "last_heard_s": None if last is None else round(last, 1)}
 
 
 def _latest(records: list) -> list:

@@ -741,6 +741,30 @@ def paused_here(worker: str | None) -> bool:
         return False
 
 
+def last_heard_s(study: optuna.Study) -> dict[int, float]:
+    """Seconds since each RUNNING trial's last heartbeat, by trial number, by the storage's own
+    clock (as the stale check reads it: machines whose clocks differ agree); empty without
+    heartbeats. One query, whatever the number of trials."""
+    storage = study._storage
+    if not optuna.storages._heartbeat.is_heartbeat_enabled(storage):
+        return {}
+    import sqlalchemy
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    backend = getattr(storage, "_backend", storage)  # below optuna.load_study's cache
+    with _create_scoped_session(backend.scoped_session) as session:
+        now = session.execute(sqlalchemy.func.now()).scalar_one().replace(tzinfo=None)
+        beats = (session.query(models.TrialModel.number, models.TrialHeartbeatModel.heartbeat)
+                 .join(models.TrialHeartbeatModel,
+                       models.TrialHeartbeatModel.trial_id == models.TrialModel.trial_id)
+                 .filter(models.TrialModel.study_id == study._study_id,
+                         models.TrialModel.state == TrialState.RUNNING)
+                 .all())
+    return {number: max(0.0, (now - beat.replace(tzinfo=None)).total_seconds())
+            for number, beat in beats}
+
+
 def has_heartbeats(study: optuna.Study) -> bool:
     """False for the journal storage: there a trial whose process died stays RUNNING."""
     return optuna.storages._heartbeat.is_heartbeat_enabled(study._storage)
@@ -766,7 +790,8 @@ class TrialTakenOver(Exception):
 
 class Heartbeat:
     """Records a running trial's heartbeat every interval, in a daemon thread, and sets `lost`
-    once the trial is no longer RUNNING: another process took it over as stale."""
+    once the trial is no longer RUNNING: another process took it over as stale. Once training
+    follows (`follow`), a beat also stores the step it has reached, for `status`."""
 
     def __init__(self, study: optuna.Study, trial: optuna.Trial) -> None:
         self.storage = study._storage
@@ -776,6 +801,24 @@ class Heartbeat:
         self.lost = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._training: Any = None  # the Trainer's state, whose steps the beats read
+        self._stored: dict[str, int] | None = None  # the progress last stored
+
+    def follow(self, training: Any) -> None:
+        """Training began (again, after an out-of-memory back-off) with the Trainer's `state`: the
+        beats read its step in their own thread, so that the training loop does nothing more per
+        step for `status` to show it (no storage write, no wait, no device sync)."""
+        self._training = training
+
+    def _store_progress(self) -> None:
+        """The step training has reached, where it changed since the last beat stored it."""
+        if self._training is None:
+            return
+        progress = {"step": int(self._training.global_step),
+                    "max_steps": int(self._training.max_steps)}
+        if progress != self._stored:
+            self.storage.set_trial_user_attr(self.trial_id, records.PROGRESS, progress)
+            self._stored = progress
 
     def __enter__(self) -> Heartbeat:
         if self.interval:
@@ -791,6 +834,7 @@ class Heartbeat:
                     self.lost.set()  # failed as stale by another process: no more beats
                     return
                 self.storage.record_heartbeat(self.trial_id)
+                self._store_progress()
             except Exception:  # a storage hiccup must not kill training; the next beat retries
                 pass
 

@@ -29,6 +29,8 @@ SEARCH_PREFIX = "search_"
 # A trial's error when its process was stopped (Ctrl+C, SIGTERM): here, not in sweep.py (which
 # loads torch), for `status` to tell an interrupted trial from a failed one.
 INTERRUPTED = "interrupted (Ctrl+C or SIGTERM)"
+# A running trial's {"step", "max_steps"}, stored by its heartbeats (queue.Heartbeat), for `status`.
+PROGRESS = "progress"
 # The folder of a trial's SwanLab run asked for online but logged offline (no key, no network).
 TRACKED_OFFLINE = "tracked_offline"
 # Study user attributes. SUPERSEDED lists trial numbers replaced by `ablate run --rerun`
@@ -79,6 +81,7 @@ class TrialRecord:
     superseded: bool = False  # replaced by a re-run; kept for the record, left out of reports
     worker: str | None = None  # host:pid of the process that trained it
     repeat_of: int | None = None  # a search proposal not trained: the trial whose result it has
+    progress: dict[str, int] | None = None  # the step its heartbeats last stored (PROGRESS)
 
     @property
     def key(self) -> str:
@@ -106,7 +109,7 @@ def to_record(trial: optuna.trial.FrozenTrial, superseded: frozenset[int] = froz
         result=dict(attrs.get(RESULT, {})), error=attrs.get(ERROR),
         started=trial.datetime_start, finished=trial.datetime_complete,
         superseded=trial.number in superseded, worker=attrs.get(WORKER),
-        repeat_of=attrs.get(REPEAT_OF))
+        repeat_of=attrs.get(REPEAT_OF), progress=attrs.get(PROGRESS))
 
 
 def load_records(study: optuna.Study) -> list[TrialRecord]:

@@ -715,7 +715,7 @@ def _work(job: Work, wanted: set[str] | None, outcome: RunOutcome, wait_for_othe
                 job.echo(f"trial {optuna_trial.number} {trial.key}: {_describe(trial)}")
                 job.echo.trial_started(trial.key, trial.seed)
                 _run_one(job.study, optuna_trial, trial, job.spec, data, tokenizer, job.tracker,
-                         run_name, outcome, job.echo, pruning, beat.lost)
+                         run_name, outcome, job.echo, pruning, beat.lost, beat.follow)
         except KeyboardInterrupt:  # between the claim and training too: recorded, not left RUNNING
             _fail_if_running(job.study, optuna_trial)
             raise
@@ -872,7 +872,7 @@ def _search_once(job: Work, outcome: RunOutcome) -> bool:
             job.echo.trial_started(trial.key, trial.seed)
             _run_one(job.study, optuna_trial, trial, job.spec, data, tokenizer, job.tracker,
                      tracker_run_name(job.study, optuna_trial.number, trial.key), outcome,
-                     job.echo, pruning, beat.lost)
+                     job.echo, pruning, beat.lost, beat.follow)
         except KeyboardInterrupt:  # before training too: recorded, not left RUNNING
             _fail_if_running(job.study, optuna_trial)
             raise
@@ -1187,7 +1187,11 @@ def _describe(trial: TrialSpec) -> str:
 def _run_one(study: optuna.Study, optuna_trial: optuna.Trial, trial: TrialSpec,
              spec: ExperimentSpec, data: Any, tokenizer: Any, tracker: Any, run_name: str,
              outcome: RunOutcome, echo: Lines, pruning: Any = None,
-             lost: threading.Event | None = None) -> None:
+             lost: threading.Event | None = None,
+             follow: Callable[[Any], None] | None = None) -> None:
+    """Train one claimed trial and record its end. `lost`: set by its heartbeat once another
+    process took it over; `follow`: its heartbeat's, handed the Trainer's state when training
+    begins, so that its beats store the step for `status` (one-process trials)."""
     from . import train
 
     trial_dir = spec.output_dir / "trials" / trial.key
@@ -1220,7 +1224,7 @@ def _run_one(study: optuna.Study, optuna_trial: optuna.Trial, trial: TrialSpec,
                 kept = _keep_offline_runs(optuna_trial, tracker, [])
                 extra = [pruning] if pruning is not None else []
                 if lost is not None:
-                    extra.append(train.StopWhenTakenOver(lost))
+                    extra.append(train.StopWhenTakenOver(lost, follow))
                 try:
                     result = train.train_with_backoff(
                         trial, spec, data, tokenizer, trial_dir, tracker, echo=echo,

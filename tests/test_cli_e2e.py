@@ -777,3 +777,43 @@ def test_status_sums_its_trials_up_and_says_what_trains_those_without_a_result(w
         "earlier_attempts": 1, "not_queued_yet": ["baseline_wd-s42"],
         "not_in_file": ["baseline_bs32"], "without_result": 2,
         "next": f"ablate run {path} --set baseline.epochs=1", "retry_failed": None}
+
+
+def test_status_shows_a_running_trials_step_and_when_its_process_was_last_heard(write_experiment,
+                                                                                 capsys):
+    """A running trial's row said only which process trained it, not whether it got on. Its
+    heartbeats now store the step the Trainer has reached (read in their own thread: the
+    training loop does nothing more per step), and `status` shows it with the time since the
+    process last beat, by the storage's clock; `--json` has them under `progress`."""
+    path = write_experiment(baseline="learning_rate = 1e-3\nbatch_size = 8\nepochs = 200\n"
+                                     "logging_steps = 100000\n", variants="")
+    sets = ["--set", "experiment.heartbeat=1"]
+    run = subprocess.Popen([sys.executable, "-m", "ablation", "run", str(path), *sets, "--quiet"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        progress = None
+        deadline = time.monotonic() + 120
+        while progress is None and time.monotonic() < deadline and run.poll() is None:
+            time.sleep(0.5)
+            capsys.readouterr()
+            if cli.main(["status", str(path), *sets, "--json"]) != 0:
+                continue  # no study yet
+            trials = json.loads(capsys.readouterr().out)["trials"]
+            running = [t["progress"] for t in trials if t["state"] == "RUNNING"]
+            if running and running[0]["step"]:
+                progress = running[0]
+        assert progress is not None, "no step stored while the trial trained"
+        assert 0 < progress["step"] < progress["max_steps"]
+        assert progress["last_heard_s"] is not None and 0 <= progress["last_heard_s"] < 5
+        capsys.readouterr()
+        assert cli.main(["status", str(path), *sets]) == 0
+        (row,) = [line for line in capsys.readouterr().out.splitlines() if "RUNNING" in line]
+        assert re.search(rf"  in [^ ]+:{run.pid}, step \d+ of {progress['max_steps']}, last heard "
+                         r"\d s ago$", row), row
+    finally:
+        run.terminate()
+        run.wait(timeout=60)
+    capsys.readouterr()
+    assert cli.main(["status", str(path), *sets, "--json"]) == 1  # interrupted
+    (trial,) = json.loads(capsys.readouterr().out)["trials"]
+    assert trial["state"] == "FAIL" and trial["progress"] is None  # for running trials only

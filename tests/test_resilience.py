@@ -8,6 +8,7 @@ import multiprocessing
 import multiprocessing.synchronize
 import os
 import random
+import re
 import shlex
 import shutil
 import signal
@@ -1056,7 +1057,9 @@ def test_rerun_of_a_trial_left_running(write_experiment, tmp_path, capsys, stora
     capsys.readouterr()
     assert cli.main(["status", str(path), *options]) == 0
     (line,) = [line for line in capsys.readouterr().out.splitlines() if "RUNNING" in line]
-    assert line.endswith(f"in {records.this_worker()}")
+    # with heartbeats, also how long ago its process last beat (the claim's beat: no training)
+    heard = r", last heard \d s ago" if storage == "sqlite" else ""
+    assert re.search(rf"in {re.escape(records.this_worker())}{heard}$", line), line
     assert (f"`ablate run {path} --rerun baseline" in note) == (storage == "journal")
 
     if storage == "journal":  # what --rerun replaces there is the abandoned attempt
