@@ -636,7 +636,7 @@ def _is_search(frozen: optuna.trial.FrozenTrial) -> bool:
 
 def enqueue_again(study: optuna.Study, frozen: optuna.trial.FrozenTrial) -> None:
     """Queue a trial once more under its own name. A search trial keeps its parameters: they are
-    the trial's fixed params, recorded again when it is claimed (see `sweep._work`), so that the
+    the trial's fixed params, recorded again when it is claimed (see `sweep._runner._work`), so that the
     sampler and the importances see the retry like any other search trial."""
     params = dict(frozen.user_attrs.get(records.OVERRIDES, {})) if _is_search(frozen) else {}
     study.enqueue_trial(params, user_attrs={k: frozen.user_attrs[k] for k in records.IDENTITY})

@@ -26,7 +26,7 @@ IDENTITY = (VARIANT, SEED, KEY, OVERRIDES)  # what says which trial it is (set w
 # [search] trials are named search_<Optuna number> (search.py); here so that queue.py, which must
 # not import search.py (it loads transformers), tells them apart too.
 SEARCH_PREFIX = "search_"
-# A trial's error when its process was stopped (Ctrl+C, SIGTERM): here, not in sweep.py (which
+# A trial's error when its process was stopped (Ctrl+C, SIGTERM): here, not in the sweep package (which
 # loads torch), for `status` to tell an interrupted trial from a failed one.
 INTERRUPTED = "interrupted (Ctrl+C or SIGTERM)"
 # A running trial's {"step", "max_steps"}, stored by its heartbeats (queue.Heartbeat), for `status`.

@@ -286,7 +286,7 @@ def test_report_formats_write_their_file_and_print_its_path(
 
 
 def test_a_knob_added_by_a_newer_ablate_does_not_make_a_stored_study_look_different():
-    from ablation.sweep import _first_difference
+    from ablation.sweep._study import _first_difference
 
     stored = {"learning_rate": 2e-5, "model_config": {}}
     newer = {"learning_rate": 2e-5, "model_config": {}, "group_by_length": False}

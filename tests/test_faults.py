@@ -313,7 +313,8 @@ def test_a_full_disk_behind_a_librarys_error_is_named_in_the_trials_error(write_
     error names the full disk, and the trial log's failed writes print no logging tracebacks."""
     import errno
 
-    from ablation import sweep, train
+    from ablation import train
+    from ablation.sweep import _runner as sweep
 
     def save_fails(*args, **kwargs):
         logging.getLogger("ablation.train").warning("a line the full disk cannot take")
@@ -413,7 +414,7 @@ def test_a_journal_file_deleted_mid_run_is_said_lost_not_kept(write_experiment, 
     Optuna appended to a new empty file and read it from the old offsets, and the run ended in a
     JSONDecodeError or FileNotFoundError traceback, or exit 130 saying it was interrupted and
     that the same command goes on from there, when everything recorded went with the file."""
-    from ablation import sweep
+    from ablation.sweep import _runner as sweep
 
     journal = tmp_path / "journal" / "study.log"
     path = write_experiment(variants="" if when == "training" else None)

@@ -26,7 +26,8 @@ from conftest import processes_with, signal_self
 from ablation import cli, interrupts, records, train
 from ablation.config import load_spec
 from ablation.queue import open_study
-from ablation.sweep import Work, _waiting_note, run_study
+from ablation.sweep import Work, run_study
+from ablation.sweep._runner import _waiting_note
 
 FOUR_VARIANTS = ("bs32 = { batch_size = 32 }\nlr = { learning_rate = 5e-3 }\n"
                  "wd = { weight_decay = 0.01 }\n")
@@ -592,7 +593,7 @@ def test_a_run_again_after_an_interruption_trains_the_queued_trials_in_its_worke
         write_experiment, monkeypatch):
     """Interrupted after planning, a run leaves every trial queued: the same command with
     --workers trains them in worker processes, not alone in this one."""
-    from ablation import sweep
+    from ablation.sweep import _runner as sweep
 
     path = write_experiment()
 
@@ -817,7 +818,7 @@ def test_status_and_report_while_a_new_studys_first_run_plans_name_that_run(
     import json
     import socket
 
-    from ablation import sweep
+    from ablation.sweep import _runner as sweep
 
     path = write_experiment(variants="")
     spec = load_spec(path)
@@ -1381,7 +1382,7 @@ def test_a_checkpoint_between_logging_steps_resumes_the_same_logged_train_loss(
 def test_a_resumed_trial_s_tracker_run_holds_its_whole_curves(write_experiment, monkeypatch):
     """The resumed attempt is a run of its own (baseline-s42-try2): its curves start at step 1,
     as the trial's stored history does, not at the first step after the checkpoint."""
-    from ablation import sweep
+    from ablation.sweep import _runner as sweep
     from ablation.tracking import NullTracker
 
     runs: dict[str, list[tuple[int, dict]]] = {}
@@ -1509,7 +1510,7 @@ def test_a_refused_run_removes_its_planning_lock_while_it_holds_it(write_experim
                                                                     capsys):
     """Removed after it was let go, a run that took it in between would hold the removed file
     (see the test above): the refused run removes what it made before it lets go."""
-    from ablation import sweep
+    from ablation.sweep import _runner as sweep
 
     path = write_experiment()
     lock = load_spec(path).output_dir / ".queue.lock"
@@ -1549,7 +1550,7 @@ def test_two_runs_ending_together_export_the_best_model_one_at_a_time(write_expe
 def test_workers_beyond_the_trials_to_train_are_not_started(write_experiment, monkeypatch, capsys):
     """`--workers 1000000` (a typo for 10) started a million processes, each importing torch:
     no more are started than there are trials to train (here the baseline and bs32)."""
-    from ablation import sweep
+    from ablation.sweep import _runner as sweep
 
     path = write_experiment()
     started = []

@@ -260,7 +260,8 @@ def test_a_killed_search_trial_on_a_journal_is_trained_again_by_the_rerun_ablate
     import signal
     import types
 
-    from ablation import queue, records, sweep
+    from ablation import queue, records
+    from ablation.sweep import _runner as sweep
 
     path = searched(write_experiment, 1)
     journal = f'experiment.storage="journal:///{tmp_path}/study.journal"'
@@ -465,7 +466,7 @@ def test_a_pruned_trial_is_counted_as_pruned_by_the_worker(write_experiment, mon
     monkeypatch.setattr(train, "train_with_backoff", lambda *args, **kwargs: {
         "validation": {spec.experiment.metric: 0.5}, "runtime_s": 1.0})
     outcome = sweep.RunOutcome(planned=[])
-    sweep._run_one(study, study.ask(), trial, spec, None, None, NullTracker(), "run", outcome,
+    sweep._runner._run_one(study, study.ask(), trial, spec, None, None, NullTracker(), "run", outcome,
                    Lines(quiet=True), pruning=SimpleNamespace(pruned_at_step=2))
     assert outcome.pruned == [trial.key] and not outcome.completed and not outcome.failed
 
@@ -495,7 +496,7 @@ def test_a_pruned_trials_swanlab_run_says_where_the_pruner_stopped_it(write_expe
     study.enqueue_trial({}, user_attrs=records.trial_attrs(trial))
     monkeypatch.setattr(train, "train_with_backoff", lambda *args, **kwargs: {
         "validation": {spec.experiment.metric: 0.5}, "runtime_s": 1.0})
-    sweep._run_one(study, study.ask(), trial, spec, None, None,
+    sweep._runner._run_one(study, study.ask(), trial, spec, None, None,
                    SwanLabTracker(spec.tracking, spec.output_dir), trial.key,
                    sweep.RunOutcome(planned=[]), Lines(quiet=True),
                    pruning=SimpleNamespace(pruned_at_step=2))
@@ -532,7 +533,7 @@ def test_an_interrupted_trials_run_ends_as_aborted_as_swanlab_ends_its_own_on_ct
         trial = TrialSpec.of(spec.baseline, "baseline", 42 + len(ended), {})
         study.enqueue_trial({}, user_attrs=records.trial_attrs(trial))
         with contextlib.suppress(KeyboardInterrupt):
-            sweep._run_one(study, study.ask(), trial, spec, None, None, Recording(), "run",
+            sweep._runner._run_one(study, study.ask(), trial, spec, None, None, Recording(), "run",
                            sweep.RunOutcome(planned=[]), Lines(quiet=True))
     assert ended == [(sweep.INTERRUPTED, True), ("RuntimeError: no", False)]
 
@@ -542,7 +543,8 @@ def test_a_proposal_of_earlier_parameters_takes_their_result_without_training(
     """Random and TPE can draw a point of a small space again: it trained again at the same seed
     (the same result, for the whole cost of a trial). Now it takes the earlier trial's result,
     and the report, status and the run say so; it still counts toward n_trials."""
-    from ablation import records, sweep
+    from ablation import records
+    from ablation.sweep import _runner as sweep
 
     # Seeded by trial number, random draws 8 for trials 1-6 and 16 for trial 7.
     path = searched(write_experiment, 7, "batch_size = [8, 16]\n")

@@ -1,15 +1,10 @@
-"""The study: enqueue each variant × seed as an Optuna trial, work the queue, record every result.
-
-Each trial is an enqueued Optuna trial whose user attributes say which variant and seed it is; its
-value is the selection metric on validation. Trials already complete in the storage are never run
-again; a variant × seed whose earlier attempts failed is tried once more per invocation; one failing
-trial never stops the others.
+"""Running a study: plan and enqueue it, work the queue (one process or several workers), and
+train and record each trial.
 """
 
 from __future__ import annotations
 
 import contextlib
-import difflib
 import errno
 import gc
 import json
@@ -20,29 +15,32 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import optuna
 
-from . import interrupts, queue, records
-from .config import TYPO_CUTOFF, ExperimentSpec, last_set, shown_storage
-from .errors import TRIAL_LOG_ONLY, AblateInputError, first_line
-from .locking import file_lock
-from .preflight import TrialInputs, preflight
-from .progress import Lines, as_progress, fmt_duration
-from .tracking import NullTracker, make_tracker
-from .variants import (
-    BASELINE,
-    FULL,
-    MINUS,
-    PLUS,
-    TrialSpec,
-    describe_changes,
-    expand,
-    trained_recipe,
-    variant_names,
+from .. import interrupts, queue, records
+from ..config import ExperimentSpec, last_set, shown_storage
+from ..errors import TRIAL_LOG_ONLY, AblateInputError, first_line
+from ..locking import file_lock
+from ..preflight import TrialInputs, preflight
+from ..progress import Lines, as_progress, fmt_duration
+from ..tracking import NullTracker, make_tracker
+from ..variants import TrialSpec, describe_changes
+from ._plan import checked_plan, run_selection, select_trials
+from ._study import (
+    DATA_FINGERPRINT,
+    HEARTBEAT,
+    MODEL_FINGERPRINTS,
+    NEW_STUDY,
+    SAME_AS_RUN,
+    check_same_data,
+    check_same_models,
+    check_same_study,
+    record_study_attrs,
+    refusal,
+    study_elsewhere,
 )
 
 STARTED_BY_RUN = interrupts.STARTED_BY_RUN
@@ -51,6 +49,7 @@ INTERRUPTED = records.INTERRUPTED  # a trial's error when its process was stoppe
 log = logging.getLogger(__name__)
 REPORT_LOCK = ".report.lock"  # in the output folder: one run at a time exports and reports
 FORCE_NEW_FOLDERS = ("trials", "swanlog")  # under output_dir: per-trial logs, SwanLab's local runs
+
 
 
 @dataclass
@@ -64,61 +63,6 @@ class RunOutcome:
     report: dict[str, Any] = field(default_factory=dict)  # build_report() of the final state
     rerun_gone: str | None = None  # stopped waiting on gone trials: the command that moves them
 
-
-def select_trials(spec: ExperimentSpec, only: list[str] | None,
-                  option: str = "--only") -> list[TrialSpec]:
-    """Every trial of the file, or those of the variants named by --only (or `option`)."""
-    known = variant_names(spec)
-    if known == [BASELINE] and not spec.has_baseline and spec.search is None:
-        raise AblateInputError(
-            f"{spec.path}: nothing to run: no [baseline] and no variants ([variants], [sweep], "
-            "[ablation] or [search]); add a [baseline] with the recipe to start from and the "
-            "variants that change it")
-    trials = expand(spec)
-    if not only:
-        return trials
-    from .search import SELECTOR
-
-    searched = spec.search is not None and option == "--only"  # `--only search`: the search
-    for name in only:
-        if spec.search is not None and records.is_search_variant(name):
-            raise AblateInputError(
-                f"{option} {name!r}: the [search] trials of {spec.path.name} cannot be chosen one "
-                f"by one (the sampler proposes them); to train {name}'s parameters again, give them "
-                "a name in [variants] (the report's results table gives its changes); "
-                "`--retry-failed` retries failed search trials")
-        if name not in known and not (searched and name == SELECTOR):
-            raise AblateInputError(
-                f"{option} {name!r}: no such variant in {spec.path.name}{_variant_hint(name, known)} "
-                f"(variants: "
-                f"{', '.join(known)}" + (f"; {SELECTOR} selects the [search] trials)"
-                                         if searched else ")"))
-    return [t for t in trials if t.variant in only]
-
-
-def _variant_hint(name: str, known: list[str]) -> str:
-    """A did-you-mean for a variant name: `bs32` for baseline_bs32 (the short name the file or
-    the sweep's naming wrote), or a typo of the part after `baseline_`, which every generated
-    name shares (compared whole, any `baseline_x` would look close to any other)."""
-    short = {variant.removeprefix(f"{BASELINE}_"): variant for variant in known}
-    close = difflib.get_close_matches(name.removeprefix(f"{BASELINE}_"), list(short), n=1,
-                                      cutoff=TYPO_CUTOFF)
-    return f"; did you mean {short[close[0]]!r}?" if close else ""
-
-
-def run_selection(spec: ExperimentSpec, only: list[str] | None, rerun: list[str] | None,
-                  retry_failed: bool) -> list[TrialSpec]:
-    """The trials a `run` plans: those of the --only and --rerun variants, or all of them. With
-    --retry-failed and no --only, all of them: it queues the failed ones (`plan`) besides any --rerun."""
-    from .search import rerun_names
-
-    if retry_failed and not only:
-        return select_trials(spec, None)
-    searched = rerun_names(spec, rerun)  # search trials: from the study, not the file (`reruns`)
-    names = (only or []) + [name for name in rerun or [] if name not in searched]
-    if searched and not names:  # `--rerun search_N` alone: no variant
-        return []
-    return select_trials(spec, names or None)
 
 
 def _error_line(err: BaseException) -> str:
@@ -189,437 +133,6 @@ def _write_study_files(spec: ExperimentSpec) -> None:
         json.dumps(spec.to_dict(), indent=2, default=str) + "\n", encoding="utf-8")
 
 
-# Study user attributes that say which study it is: a file that differs in any of them would
-# mix its results with the stored ones.
-IDENTITY_ATTRS = ("data", "model", "baseline", "metric", "direction")
-DATA_FINGERPRINT = "data_fingerprint"
-MODEL_FINGERPRINTS = "model_fingerprints"  # model name[@revision] -> preflight.model_fingerprint
-HEARTBEAT = "heartbeat"  # of the last run: a worker judging others by another one is refused
-
-
-def study_identity(spec: ExperimentSpec) -> dict[str, Any]:
-    """What the stored trials' results depend on besides their own variant and seed, as JSON
-    (the form the storage gives back)."""
-    resolved = spec.to_dict()
-    identity = {"data": resolved["data"], "model": resolved["model"],
-                "baseline": resolved["baseline"], "metric": spec.experiment.metric,
-                "direction": spec.experiment.direction}
-    return json.loads(json.dumps(identity))
-
-
-def _first_difference(key: str, stored: Any, mine: Any, section: bool = True
-                      ) -> tuple[str, Any, Any] | None:
-    """(dotted key, stored value, this file's value) of the first difference, or None.
-
-    In a section ([data], [model], [baseline]) only the keys both sides have are compared: a
-    key added by a newer ablate has a default that does what the older one did."""
-    if isinstance(stored, dict) and isinstance(mine, dict):
-        subs = set(stored) & set(mine) if section else set(stored) | set(mine)
-        for sub in sorted(subs):
-            found = _first_difference(f"{key}.{sub}", stored.get(sub), mine.get(sub), False)
-            if found:
-                return found
-        return None
-    return None if stored == mine else (key, stored, mine)
-
-
-def _shown(value: Any) -> str:
-    return "unset" if value is None else repr(value) if isinstance(value, str) else json.dumps(value)
-
-
-NEW_STUDY = "use a new [experiment] name, or --force-new to delete that study and start afresh"
-# A worker only trains what `ablate run` queued: it must read what that run read.
-SAME_AS_RUN = "start the worker with the experiment file and --set options of the `ablate run` that queued it"
-
-
-def _refusal(spec: ExperimentSpec, what: str, advice: str) -> AblateInputError:
-    return AblateInputError(f"storage {shown_storage(spec.experiment.storage)} holds study "
-                            f"{spec.name!r} run with {what}; {advice}")
-
-
-def check_same_study(study: optuna.Study, spec: ExperimentSpec,
-                     keys: tuple[str, ...] = IDENTITY_ATTRS, advice: str = NEW_STUDY,
-                     elsewhere: tuple[str, ...] = ()) -> None:
-    """Refuse to add trials to a stored study of the same name but another data, model,
-    baseline or metric: their results would be compared as if they were alike. New variants
-    and seeds are fine. `elsewhere`: keys (`model.name`) that may differ, as a path on another
-    machine does."""
-    stored = study.user_attrs
-    for key, mine in study_identity(spec).items():
-        if key not in keys or key not in stored:
-            continue  # a study from before these were recorded
-        left_out = {sub for section, _, sub in (name.partition(".") for name in elsewhere)
-                    if section == key}
-        found = _first_difference(key, _without(stored[key], left_out), _without(mine, left_out))
-        if found:
-            where, old, new = found
-            # A key of [experiment] (metric, direction) is stored bare; --set names its section.
-            parts = where.split(".")
-            given = last_set(spec.sets, *{".".join(parts[:n]) for n in range(1, len(parts) + 1)},
-                             f"experiment.{where}")
-            says = f"--set {given!r} says" if given else "this file says"
-            raise _refusal(spec, f"{where}={_shown(old)}; {says} {_shown(new)}", advice)
-
-
-def _without(section: Any, keys: set[str]) -> Any:
-    return {k: v for k, v in section.items() if k not in keys} if isinstance(section, dict) else section
-
-
-def study_elsewhere(spec: ExperimentSpec) -> str | None:
-    """Where a new study's file already has one, of the same data, model, baseline and metric,
-    which this run would not go on with but train again beside: a file without [experiment]
-    name (nor output_dir) names its study after itself, so a renamed copy names another; a
-    relative output_dir (reports/<name> by default) starts at the folder ablate runs in, so the
-    file run from another folder writes elsewhere. A note saying where, for a new study."""
-    import tomllib
-
-    from .config import from_here
-
-    written = tomllib.loads(spec.text).get("experiment", {})
-    output_set = last_set(spec.sets, "experiment", "experiment.output_dir")
-    relative = None if output_set else written.get("output_dir", f"reports/{spec.name}")
-    folder = spec.path.parent
-    if isinstance(relative, str) and not Path(relative).expanduser().is_absolute() \
-            and folder.resolve() != Path.cwd().resolve():
-        there = (folder / relative).resolve()
-        if _study_like(there / "resolved.json", spec) == spec.name:
-            return (f"{there} holds study {spec.name!r} of this file, made by a run in {folder} "
-                    f"(relative paths start at the folder ablate runs in, here {Path.cwd()}): run it "
-                    f"from {folder} to go on with that study's results rather than train them again")
-    if {"name", "output_dir"} & set(written) or last_set(spec.sets, "experiment.name") or output_set:
-        return None
-    for resolved in sorted(spec.output_dir.parent.glob("*/resolved.json")):
-        name = _study_like(resolved, spec)
-        if name is not None and name != spec.name:
-            return (f"{from_here(resolved.parent)} holds study {name!r}, run on the data, model, "
-                    f"baseline and metric this file gives; this file names its study {spec.name!r} "
-                    f"after itself: set [experiment] name = {json.dumps(name)} to go on with that "
-                    "study's results rather than train them again")
-    return None
-
-
-def _study_like(resolved: Path, spec: ExperimentSpec) -> str | None:
-    """The name of the study whose `resolved.json` this is, where it was run on the data, model,
-    baseline and metric `spec` gives; else None."""
-    try:
-        stored = json.loads(resolved.read_text(encoding="utf-8"))
-        theirs = {"data": stored["data"], "model": stored["model"], "baseline": stored["baseline"],
-                  "metric": stored["experiment"]["metric"],
-                  "direction": stored["experiment"]["direction"]}
-        name = stored["experiment"]["name"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None  # none, or not one of ours
-    mine = study_identity(spec)
-    return None if any(_first_difference(key, theirs[key], mine[key]) for key in mine) else name
-
-
-def check_same_data(study: optuna.Study, spec: ExperimentSpec, fingerprint: str,
-                    advice: str = NEW_STUDY) -> None:
-    """The same [data] keys can still read other rows (a file changed on disk; a worker given
-    other files or --sets)."""
-    stored = study.user_attrs.get(DATA_FINGERPRINT)
-    if stored is not None and stored != fingerprint:
-        raise _refusal(spec, f"other data rows (content fingerprint {stored}; {spec.data.dataset} "
-                             f"now gives {fingerprint}: other files, or other keys that pick rows)",
-                       advice)
-
-
-def _model_key(name: str, revision: str | None) -> str:
-    return f"{name}@{revision}" if revision else name
-
-
-def _stored_model_key(study: optuna.Study) -> str | None:
-    """The key of the [model] the study was run with, in MODEL_FINGERPRINTS."""
-    model = study.user_attrs.get("model") or {}
-    return _model_key(model["name"], model.get("revision")) if "name" in model else None
-
-
-def moved_by_content(study: optuna.Study) -> tuple[str, ...]:
-    """The path keys that may differ from the study's ([data] dataset, [model] name: a project
-    folder moved, data and model copied elsewhere) since what they hold is checked by content
-    before a trial trains (`check_same_data`, `check_same_models`)."""
-    models = study.user_attrs.get(MODEL_FINGERPRINTS) or {}
-    return ((("data.dataset",) if DATA_FINGERPRINT in study.user_attrs else ())
-            + (("model.name",) if _stored_model_key(study) in models else ()))
-
-
-def check_same_models(study: optuna.Study | None, spec: ExperimentSpec, trials: list[TrialSpec],
-                      advice: str = NEW_STUDY) -> dict[str, str]:
-    """The same model name can still hold other weights (a folder trained again in place, a Hub
-    model whose cache moved to a newer commit): trials trained from them now would be compared
-    with stored ones trained from the old. Returns the fingerprints of the `trials`' models, for
-    the study to record. The [model] is compared with the study's [model] wherever either sits
-    (a worker on another machine, a project folder moved)."""
-    from .preflight import model_fingerprint
-    from .train import ModelSource
-
-    stored = (study.user_attrs.get(MODEL_FINGERPRINTS) if study is not None else None) or {}
-    run_model = _stored_model_key(study) if study is not None else None
-    stored_as = {_model_key(spec.model.name, spec.model.revision): run_model} if run_model else {}
-    found: dict[str, str] = {}
-    for trial in trials:
-        source = ModelSource.of(spec, trial.recipe)
-        key = _model_key(source.name, source.revision)
-        if key in found:
-            continue
-        fingerprint = model_fingerprint(source.name, source.revision)
-        elsewhere = stored_as.get(key, key)  # the study's [model], where this one names another
-        if fingerprint is None:
-            if elsewhere != key and elsewhere in stored:  # the name alone was what told them apart
-                given = last_set(spec.sets, "model.name", "model.revision", "model")
-                names = f"--set {given!r} names" if given else "this file names"
-                raise _refusal(spec, f"model {elsewhere}; {names} model {key}, whose files "
-                               "cannot be compared with it (not a folder here, nor in the Hub "
-                               "cache)", advice)
-            continue
-        found[key] = fingerprint
-        old = stored.get(elsewhere)
-        if old is None or old == fingerprint:
-            continue
-        if fingerprint.startswith("files "):
-            what = (f"other files in model folder {key} (content fingerprint {old.split()[-1]}; it "
-                    f"now gives {fingerprint.split()[-1]}: its weights, config or tokenizer changed "
-                    "on disk)")
-        else:
-            what = (f"model {key} at Hub {old}; the local cache now gives {fingerprint} (the model "
-                    "was updated on the Hub)")
-        raise _refusal(spec, what, advice)
-    return found
-
-
-def _record_study_attrs(study: optuna.Study, spec: ExperimentSpec, splits: Any,
-                        models: dict[str, str]) -> None:
-    models = {**(study.user_attrs.get(MODEL_FINGERPRINTS) or {}), **models}
-    values = {"label_names": splits.label_names, "description": spec.experiment.description,
-              DATA_FINGERPRINT: splits.fingerprint(), MODEL_FINGERPRINTS: models,
-              HEARTBEAT: spec.experiment.heartbeat,
-              records.RUN_SETS: records.run_sets(spec), **study_identity(spec)}
-    for key, value in values.items():
-        if study.user_attrs.get(key) != value:
-            study.set_user_attr(key, value)
-
-
-def checked_plan(study: optuna.Study, spec: ExperimentSpec, trials: list[TrialSpec],
-                 rerun: list[str] | None, retry_failed: bool,
-                 ) -> tuple[list[TrialSpec], list[str], list[int], list[str]]:
-    """`plan` against a stored study once it passes the checks a run makes (the same study, the
-    same search space): one place for what `run` does and `run --dry-run` shows."""
-    try:
-        return _checks_then_plan(study, spec, trials, rerun, retry_failed)
-    except AblateInputError as err:
-        with_sets = _with_left_out_sets(study, spec)
-        if with_sets is None or not _passes_checks(study, with_sets, rerun, retry_failed):
-            raise
-        raise AblateInputError(
-            f"{err}; or, to go on with the stored results, give the --set options the `ablate run` "
-            f"that queued them had: `{with_sets.command('run')}`") from None
-
-
-def _with_left_out_sets(study: optuna.Study, spec: ExperimentSpec) -> ExperimentSpec | None:
-    """`spec` read again with the --sets of the run that last queued the study's trials that this
-    command does not give (no KEY of its own): None where it leaves none out."""
-    from .config import load_spec, set_key
-
-    given = {set_key(item) for item in spec.sets}
-    left_out = [item for item in study.user_attrs.get(records.RUN_SETS) or []
-                if set_key(item) not in given]
-    if not left_out:
-        return None
-    try:
-        return load_spec(spec.path, [*left_out, *spec.sets], need_data=False)
-    except AblateInputError:  # a --set the file no longer takes: it cannot be the way on
-        return None
-
-
-def _passes_checks(study: optuna.Study, spec: ExperimentSpec, rerun: list[str] | None,
-                   retry_failed: bool) -> bool:
-    """Whether `spec` passes what `checked_plan` checks (its own trials: a --set may add some)."""
-    try:
-        _checks_then_plan(study, spec, select_trials(spec, None), rerun, retry_failed)
-    except AblateInputError:
-        return False
-    return True
-
-
-def _checks_then_plan(study: optuna.Study, spec: ExperimentSpec, trials: list[TrialSpec],
-                      rerun: list[str] | None, retry_failed: bool,
-                      ) -> tuple[list[TrialSpec], list[str], list[int], list[str]]:
-    """The checks a run makes against the stored study, then its `plan` of `trials`."""
-    from .search import check_same_search
-
-    check_same_study(study, spec, elsewhere=moved_by_content(study))
-    check_same_search(study, spec, NEW_STUDY)
-    return plan(study, trials, rerun, retry_failed, spec.path, every=select_trials(spec, None),
-                sets=spec.sets, command=spec.command, trained=partial(trained_recipe, spec))
-
-
-def plan(study: optuna.Study, trials: list[TrialSpec], rerun: list[str] | None = None,
-         retry_failed: bool = False, path: Any = "", every: list[TrialSpec] | None = None,
-         sets: list[str] | None = None, command: Callable[..., str] | None = None,
-         trained: Callable[[dict[str, Any]], str] | None = None,
-         ) -> tuple[list[TrialSpec], list[str], list[int], list[str]]:
-    """Which selected trials to queue now, which complete ones are re-used, which trial
-    numbers the caller supersedes once every check has passed (nothing is written here), and
-    notes for the caller to print (see `_stored_twins`).
-
-    Queued: every trial with no complete, waiting or running attempt (a trial that failed in an
-    earlier invocation is tried once more). `rerun` variants are queued again and their complete
-    results superseded; `retry_failed` queues only trials whose attempts all failed (and the
-    `rerun` ones). A complete, waiting or running attempt whose changes differ from the file's
-    is refused: its result would be shown under changes it was not trained with. That holds for
-    `every` trial of the file (default: `trials`), selected or not: the report compares them all.
-
-    Changes are compared by what they train (`trained`: overrides -> a key; default: the
-    overrides as written): a knob written out at the baseline's value is no change.
-
-    A `rerun` trial still running is refused where heartbeats tell a live process from a dead
-    one; without them (journal storage) it is taken as abandoned: superseded, failed by the
-    caller (`queue.fail_abandoned`), and queued again."""
-    rerun = rerun or []
-    trained = trained or _canonical
-    existing = [r for r in records.load_records(study) if not r.superseded]
-    reworded = _check_unchanged(existing, [t for t in (every or trials) if t.variant not in rerun],
-                                path, sets or [], command, trained)
-    rerun_keys = {t.key for t in trials if t.variant in rerun}
-    running = [r for r in existing if r.key in rerun_keys and r.state == "RUNNING"]
-    if running and queue.has_heartbeats(study):
-        raise AblateInputError(_rerun_of_running(study, running[0], command))
-    abandoned = {r.number for r in running}
-    active = [r for r in existing if not (r.key in rerun_keys and r.complete) and r.number not in abandoned]
-    complete = {r.key for r in active if r.complete}
-    busy = {r.key for r in active if r.state in ("WAITING", "RUNNING")}
-    failed = {r.key for r in active if r.state == "FAIL"}
-    skipped = [t.key for t in trials if t.key in complete]
-    to_queue = [t for t in trials if t.key not in complete | busy
-                and (not retry_failed or t.key in failed | rerun_keys)]
-    queued = {t.key for t in to_queue}  # only a result trained again is superseded
-    replaced = [r.number for r in existing
-                if r.key in rerun_keys & queued and (r.complete or r.number in abandoned)]
-    # A variant trained again with new changes: its results at seeds the file no longer lists
-    # were trained with the old ones, and would be averaged with the new (same variant, one row).
-    retrained = {t.variant: t.overrides for t in to_queue if t.key in rerun_keys}
-    replaced += [r.number for r in existing
-                 if r.variant in retrained and r.key not in rerun_keys and r.complete
-                 and trained(r.overrides) != trained(retrained[r.variant])]
-    notes = reworded + _left_in_report(existing, every or trials)
-    return to_queue, skipped, replaced, notes + _stored_twins(existing, to_queue, trained)
-
-
-def _left_in_report(existing: list[records.TrialRecord], trials: list[TrialSpec]) -> list[str]:
-    """Notes on complete results of variants and seeds the file no longer names (removed,
-    renamed, a [sweep] value changed, a seed taken out): the report still shows them, as it
-    shows every result the study holds, and a user who edited them out should not be surprised."""
-    variants = {t.variant for t in trials}
-    seeds = {t.seed for t in trials}
-    complete = [r for r in existing if r.complete and not records.is_search_variant(r.variant)]
-    gone = list(dict.fromkeys(r.variant for r in complete if r.variant not in variants))
-    dropped = sorted({r.seed for r in complete if r.variant in variants and r.seed not in seeds})
-    notes = []
-    if gone:
-        notes.append(f"the study holds results of {'variant' if len(gone) == 1 else 'variants'} "
-                     f"{', '.join(gone)}, which the file no longer has: they stay in the report "
-                     "(it shows every result the study holds)")
-    if dropped:
-        notes.append(f"the study holds results at {'seed' if len(dropped) == 1 else 'seeds'} "
-                     f"{', '.join(map(str, dropped))}, which the file no longer lists: they still "
-                     "count in their variants' rows of the report")
-    return notes
-
-
-def _stored_twins(existing: list[records.TrialRecord], trials: list[TrialSpec],
-                  trained: Callable[[dict[str, Any]], str]) -> list[str]:
-    """Notes on trials about to train what a stored complete trial of another name already
-    trained (a variant renamed in the file, say): said, not refused, as a rename may be meant."""
-    done = {(r.seed, trained(r.overrides)): r.key for r in existing if r.complete}
-    notes = []
-    for trial in trials:
-        twin = done.get((trial.seed, trained(trial.overrides)))
-        if twin is not None and twin != trial.key:
-            notes.append(f"{trial.key} trains the changes of stored trial {twin} "
-                         f"({describe_changes(trial.overrides)}) again under a new name")
-    return notes
-
-
-def _canonical(overrides: dict[str, Any]) -> str:
-    return json.dumps(overrides, sort_keys=True, default=str)
-
-
-def _renaming(*variants: str) -> str:
-    """How changed variants keep their old results beside the new ones: new names, which for
-    [ablation] variants come from the changes' names (full has none of its own)."""
-    if variants == (FULL,):
-        return "run the new recipe as a new study (a new [experiment] name)"
-    if all(v == FULL or v.startswith((MINUS, PLUS)) for v in variants):
-        return ("give the change a new name in [ablation.changes]" if len(variants) == 1
-                else "give those changes new names in [ablation.changes]")
-    return "give the changed variant a new name" if len(variants) == 1 else \
-        "give the changed variants new names"
-
-
-def _rerun_of_running(study: optuna.Study, running: records.TrialRecord,
-                      command: Callable[..., str] | None) -> str:
-    """Why `--rerun` of a trial that is RUNNING is refused, with the way on: its process (where
-    it trains), and the command that trains it again, at once for a process known to be gone (a
-    plain run queues it again; a `--rerun` beside that would train it twice), else once the
-    process has finished, or its heartbeats stopped."""
-    where = f" ({running.worker})" if running.worker else ""
-    run = f"`{command('run')}`" if command is not None else "a plain `ablate run`"
-    if running.number in queue.stale_numbers(study):
-        return (f"--rerun {running.variant}: trial {running.key} was running in another "
-                f"process{where}, which is gone; {run} trains it again, without --rerun")
-    status = f" (`{command('status')}` shows it)" if command is not None else ""
-    return (f"--rerun {running.variant}: trial {running.key} is running in another "
-            f"process{where}; run it again once it has finished{status}; if that process was "
-            f"killed, {run} trains it again once its heartbeats have been silent for "
-            f"{queue.stale_after_s(study):g} s")
-
-
-def _check_unchanged(existing: list[records.TrialRecord], trials: list[TrialSpec], path: Any,
-                     sets: list[str], command: Callable[..., str] | None = None,
-                     trained: Callable[[dict[str, Any]], str] = _canonical) -> list[str]:
-    """Refuse stored trials whose variant the file now changes; returns notes on those it words
-    otherwise but that train the same recipe (kept)."""
-    # By variant, not variant × seed: a seed since left out of the file still counts in the
-    # variant's row of the report. `sets`: a --set that changes variants shares the blame.
-    source = ("the file with its --set options" if any(
-        item.split("=", 1)[0].strip().startswith(("variants", "sweep", "ablation", "baseline"))
-        for item in sets) else "the file")
-    wanted = {t.variant: t for t in trials}
-    changed: dict[str, tuple[str, str, str]] = {}  # variant -> (run or queued, then, now)
-    reworded: dict[str, list[records.TrialRecord]] = {}  # other words, the same recipe
-    for record in existing:
-        trial = wanted.get(record.variant)
-        if (trial is None or record.state not in ("COMPLETE", "WAITING", "RUNNING")
-                or _canonical(record.overrides) == _canonical(trial.overrides)):
-            continue
-        if trained(record.overrides) == trained(trial.overrides):
-            reworded.setdefault(trial.variant, []).append(record)
-            continue
-        changed.setdefault(trial.variant, ("run" if record.complete else "queued",
-                                           describe_changes(record.overrides),
-                                           describe_changes(trial.overrides)))
-    options = [part for variant in changed for part in ("--rerun", variant)]
-    # The command to paste, with the file and --sets as typed (the options alone without them).
-    reruns = command("run", *options) if command else " ".join(options)
-    if len(changed) == 1:
-        (variant, (state, then, now)), = changed.items()
-        raise AblateInputError(
-            f"{path}: variant {variant!r} was {state} with {then}; {source} now says {now}: "
-            f"`{reruns}` trains it again with the new changes (the old result is kept as "
-            f"superseded), or {_renaming(variant)}")
-    if changed:  # all of them in one line: one round trip, not one per variant
-        raise AblateInputError(
-            f"{path}: {len(changed)} variants were run with other changes than {source} now says ("
-            + "; ".join(f"{variant}: {then} → {now}" for variant, (_, then, now) in changed.items())
-            + f"): `{reruns}` trains them again with the new changes (the old results are kept as "
-            f"superseded), or {_renaming(*changed)}")
-    notes = []
-    for variant, kept in reworded.items():
-        its = "its stored result was" if len(kept) == 1 else f"its {len(kept)} stored results were"
-        notes.append(f"{variant} now says {describe_changes(wanted[variant].overrides)}, which trains "
-                     f"what {its} trained with ({describe_changes(kept[0].overrides)}): re-used")
-    return notes
-
 
 @dataclass
 class Work:
@@ -639,7 +152,7 @@ class Work:
         self.echo = as_progress(self.echo)
 
     def prepare(self) -> TrialInputs:
-        from .data import load_study_splits
+        from ..data import load_study_splits
 
         if self.inputs is None:
             splits = load_study_splits(self.spec)
@@ -657,7 +170,7 @@ def work(job: Work, wanted: set[str] | None, outcome: RunOutcome, wait_for_other
 
     With `wait_for_others`, also wait while other workers still run wanted trials, re-queueing
     any whose worker died, so that the caller sees every wanted trial finished."""
-    from .train import PRETRAINED  # imports torch and transformers, before the freeze below
+    from ..train import PRETRAINED  # imports torch and transformers, before the freeze below
 
     # Each trial ends with full garbage collections (freeing the model; SwanLab closes its files
     # only then). Frozen, the long-lived objects of torch, transformers and the data are not
@@ -742,7 +255,7 @@ def _search_retry(job: Work, optuna_trial: optuna.Trial, trial: TrialSpec) -> An
     """A claimed search trial tried again (it failed, or its worker died): record its parameters
     (queued as fixed params) so that the sampler and the importances count it, and prune it like
     any search trial. Returns its pruning callback, or None for other trials."""
-    from .search import pruning_callback, suggest
+    from ..search import pruning_callback, suggest
 
     search = job.spec.search
     if (search is None or not records.is_search_variant(trial.variant)
@@ -806,7 +319,7 @@ def _search_once(job: Work, outcome: RunOutcome) -> bool:
     """Run one trial proposed by the [search] sampler; False once the study holds n_trials
     search trials. A failed one still counts: the next run tries it again (`search.retries`)."""
 
-    from .search import (
+    from ..search import (
         check_same_search,
         make_sampler,
         pruning_callback,
@@ -890,7 +403,7 @@ def run_study(spec: ExperimentSpec, only: list[str] | None = None,
 
     A stored study of the same name but another data, model, baseline or metric is refused;
     `force_new` deletes it, once every check of this run's input has passed."""
-    from .search import SELECTOR, left_running, search_names, selected
+    from ..search import SELECTOR, left_running, search_names, selected
 
     echo = as_progress(echo)  # messages, and the trials' progress where the terminal shows it
     trials = run_selection(spec, only, rerun, retry_failed)
@@ -928,8 +441,8 @@ def run_study(spec: ExperimentSpec, only: list[str] | None = None,
     work(job, wanted, outcome, wait_for_others=True)
     _collect_outcome(study, wanted, outcome)
 
-    from .models import export_best_model
-    from .report import build_report, write_report
+    from ..models import export_best_model
+    from ..report import build_report, write_report
 
     # Two runs of the study ending together: one exports best_model/ at a time (each would clear
     # the other's staging folder, or find the trial's model already moved), the later one seeing
@@ -970,7 +483,7 @@ def _plan_and_queue(spec: ExperimentSpec, trials: list[TrialSpec], outcome: RunO
     queued, a new study made, the study files) before every check has passed. With
     `retry_search`, failed search trials are queued again too (after the variants; they are
     checked when claimed, like proposals)."""
-    from .search import reruns, retries, run_probes, search_names
+    from ..search import reruns, retries, run_probes, search_names
 
     try:
         stored = queue.open_study(spec, create=False)
@@ -1029,7 +542,7 @@ def _plan_and_queue(spec: ExperimentSpec, trials: list[TrialSpec], outcome: RunO
     if job.study is None:
         job.study = queue.open_study(spec)
     if to_queue:
-        _record_study_attrs(job.study, spec, job.prepare().splits, models)
+        record_study_attrs(job.study, spec, job.prepare().splits, models)
         if replaced:  # --rerun: only now, so that bad input supersedes nothing
             queue.fail_abandoned(job.study, replaced)
             records.supersede(job.study, replaced)
@@ -1054,7 +567,7 @@ def run_worker(spec: ExperimentSpec, echo: Callable[[str], None] = print,
                wait: float | None = None) -> RunOutcome:
     """`ablate worker`: join a study, train queued trials (of the `only` variants) until none is
     left. A study not made yet is waited for (at most `wait` seconds; None: until it is)."""
-    from .search import check_same_search, selected
+    from ..search import check_same_search, selected
 
     wanted = {t.key for t in select_trials(spec, only)} if only else None
     stop = stop or threading.Event()
@@ -1080,7 +593,7 @@ def run_worker(spec: ExperimentSpec, echo: Callable[[str], None] = print,
     check_same_search(study, spec, SAME_AS_RUN)
     stored = study.user_attrs.get(HEARTBEAT)
     if stored is not None and stored != spec.experiment.heartbeat:
-        raise _refusal(spec, f"experiment.heartbeat={stored}; this worker's is "
+        raise refusal(spec, f"experiment.heartbeat={stored}; this worker's is "
                              f"{spec.experiment.heartbeat} (a process takes a trial over as "
                              "dead after 3 of its own heartbeats without one from it)", SAME_AS_RUN)
     job = Work(spec, study, echo, stop,
@@ -1192,7 +705,7 @@ def _run_one(study: optuna.Study, optuna_trial: optuna.Trial, trial: TrialSpec,
     """Train one claimed trial and record its end. `lost`: set by its heartbeat once another
     process took it over; `follow`: its heartbeat's, handed the Trainer's state when training
     begins, so that its beats store the step for `status` (one-process trials)."""
-    from . import train
+    from .. import train
 
     trial_dir = spec.output_dir / "trials" / trial.key
     trial_dir.mkdir(parents=True, exist_ok=True)
@@ -1211,7 +724,7 @@ def _run_one(study: optuna.Study, optuna_trial: optuna.Trial, trial: TrialSpec,
         log.info("trial %s (%s) starts: %s", optuna_trial.number, trial.key, tracker_config)
         try:
             if spec.experiment.devices_per_trial > 1:  # its rank 0 tracks the trial
-                from .distributed import offline_runs, train_distributed
+                from ..distributed import offline_runs, train_distributed
 
                 tracker = NullTracker()
                 try:
@@ -1299,7 +812,7 @@ def _taken_over(optuna_trial: optuna.Trial, trial: TrialSpec, spec: ExperimentSp
     tracker.finish(error=message)
     echo.trial_ended(trial.key, "FAIL")
     echo(f"trial {optuna_trial.number} {trial.key}: {message}")
-    from . import train
+    from .. import train
 
     train.release_memory()
 

@@ -1,0 +1,38 @@
+"""The study: enqueue each variant × seed as an Optuna trial, work the queue, record every result.
+
+Each trial is an enqueued Optuna trial whose user attributes say which variant and seed it is; its
+value is the selection metric on validation. Trials already complete in the storage are never run
+again; a variant × seed whose earlier attempts failed is tried once more per invocation; one failing
+trial never stops the others.
+
+``_study`` decides whether the stored study is the one the file describes, ``_plan`` which trials
+to train, ``_runner`` runs them (one process or several workers) and records each. Tests that
+replace a step of a run patch ``_runner``, where the run looks it up.
+"""
+
+from ._plan import checked_plan, run_selection, select_trials
+from ._runner import (
+    INTERRUPTED,
+    RunOutcome,
+    Work,
+    check_own_output_dir,
+    make_output_dir,
+    run_study,
+    run_worker,
+)
+from ._study import (
+    DATA_FINGERPRINT,
+    MODEL_FINGERPRINTS,
+    check_same_data,
+    check_same_models,
+    check_same_study,
+    study_elsewhere,
+    study_identity,
+)
+
+__all__ = [
+    "DATA_FINGERPRINT", "INTERRUPTED", "MODEL_FINGERPRINTS", "RunOutcome", "Work",
+    "check_own_output_dir", "check_same_data", "check_same_models", "check_same_study",
+    "checked_plan", "make_output_dir", "run_selection", "run_study", "run_worker",
+    "select_trials", "study_elsewhere", "study_identity",
+]
