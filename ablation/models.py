@@ -180,23 +180,31 @@ def export_best_model(spec: ExperimentSpec, study: Any, built: dict[str, Any],
     info = {"path": BEST_MODEL, "trial": best.number, "key": best.key, "variant": best.variant,
             "seed": best.seed, "metric": built["metric"], "value": best.value}
     current = built["best_model"]
+    staging = spec.output_dir / f".{BEST_MODEL}.tmp"
     if current == info and target.is_dir():
         pass  # already exported
-    elif not source.is_dir():
+    elif not source.is_dir() and _holds_model_of(target, spec, best):
+        # A run killed (kill -9) after moving the model in, before the study recorded it.
+        study.set_user_attr(STUDY_ATTR, info)
+        built["best_model"] = info
+    elif not source.is_dir() and not _holds_model_of(staging, spec, best):
         why = (f"{target} was deleted, and {source} is missing" if deleted else
                f"{source} is missing: it ran with save_models = \"none\", or on another machine")
         echo(f"best model: trial {best.key} kept no model ({why}); re-run it to keep one: "
              f"{spec.command('run', '--rerun', best.variant, sets=keeping_models(spec))}")
         return current
     else:
-        staging = spec.output_dir / f".{BEST_MODEL}.tmp"
-        shutil.rmtree(staging, ignore_errors=True)
-        # Cut in half by Ctrl+C, the trial's model would sit in the staging folder, where no run
-        # looks for it: the interrupt waits until best_model/ and the study say the same.
+        # Cut in half by Ctrl+C, the trial's model would sit in the staging folder: the interrupt
+        # waits until best_model/ and the study say the same. A kill -9 cannot wait: the next
+        # export finds the model there and finishes the move.
         with interrupts.held():
-            if mode == "best":
+            if not source.is_dir():
+                pass  # in staging already, moved there by a run killed before it was in place
+            elif mode == "best":
+                shutil.rmtree(staging, ignore_errors=True)
                 source.rename(staging)  # the trial's own folder: moving it costs no disk
             else:
+                shutil.rmtree(staging, ignore_errors=True)
                 shutil.copytree(source, staging)
             shutil.rmtree(target, ignore_errors=True)
             staging.rename(target)
@@ -207,6 +215,18 @@ def export_best_model(spec: ExperimentSpec, study: Any, built: dict[str, Any],
         for folder in (spec.output_dir / "trials").glob(f"*/{MODEL_DIR}"):
             shutil.rmtree(folder, ignore_errors=True)
     return info
+
+
+def _holds_model_of(folder: Path, spec: ExperimentSpec, best: Any) -> bool:
+    """Whether `folder` holds the model that trial `best` saved: its ablate.json names the study
+    and the trial and gives the validation metrics stored with the trial (an earlier attempt of
+    the same variant and seed, superseded by a --rerun, gives its own)."""
+    try:
+        info = model_info(folder)
+    except AblateInputError:
+        return False
+    return ((folder / "config.json").is_file() and info.get("study") == spec.name
+            and info.get("trial") == best.key and info.get("validation") == best.result.get("validation"))
 
 
 def trial_dir(spec: ExperimentSpec, key: str, option: str) -> Path:

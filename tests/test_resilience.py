@@ -1562,3 +1562,45 @@ def test_workers_beyond_the_trials_to_train_are_not_started(write_experiment, mo
     monkeypatch.setattr(sweep, "_run_worker_processes", start)
     assert cli.main(["run", str(path), "--workers", "1000000"]) == 130
     assert started == [2]
+
+
+class _Killed(BaseException):
+    """A kill -9 at this point: nothing after it runs (no except or finally of ablate's)."""
+
+
+@pytest.mark.parametrize("point", ["between the two moves", "before the study recorded it"])
+def test_a_run_killed_while_it_exports_the_best_model_leaves_it_to_the_next_run(
+        write_experiment, monkeypatch, capsys, point):
+    """export_best_model moves trials/<key>/model to .best_model.tmp, then into best_model/, then
+    records it in the study. Killed between those steps, the next run said the best trial "kept
+    no model" (and to train it again) while its model sat in .best_model.tmp or best_model/."""
+    from ablation import models
+
+    path = write_experiment(variants="")
+    out = load_spec(path).output_dir
+    real_rmtree, real_set_user_attr = shutil.rmtree, optuna.Study.set_user_attr
+
+    def rmtree(folder, *args, **kwargs):
+        if Path(folder) == out / models.BEST_MODEL and point == "between the two moves":
+            raise _Killed
+        return real_rmtree(folder, *args, **kwargs)
+
+    def set_user_attr(study, key, value):
+        if key == models.STUDY_ATTR and value and point == "before the study recorded it":
+            raise _Killed
+        return real_set_user_attr(study, key, value)
+
+    monkeypatch.setattr(shutil, "rmtree", rmtree)
+    monkeypatch.setattr(optuna.Study, "set_user_attr", set_user_attr)
+    with pytest.raises(_Killed):
+        cli.main(["run", str(path)])
+    monkeypatch.undo()
+    capsys.readouterr()
+
+    assert cli.main(["run", str(path)]) == 0
+    said = capsys.readouterr().out
+    assert "kept no model" not in said and f"best model: {out / 'best_model'}" in said
+    assert models.model_info(out / "best_model")["trial"] == "baseline-s42"
+    assert not (out / ".best_model.tmp").exists()
+    assert open_study(load_spec(path), create=False).user_attrs["best_model"]["key"] == "baseline-s42"
+    assert "**Best model**: `best_model/`" in (out / "report.md").read_text()
