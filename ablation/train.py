@@ -485,12 +485,17 @@ class AblateTrainer(Trainer):
             self._save_checkpoint(model, trial)
 
     def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        # A resumable one: see ResumeLogWindow (the Trainer's running loss: transformers 5.x's).
+        # Written first, beside the checkpoint folder: the Trainer writes trainer_state.json last,
+        # which makes the checkpoint complete (resumable_checkpoint), so a process killed between
+        # the two leaves no complete checkpoint without its window. Beside it, not in it: a
+        # data-parallel process making the folder would tell rank 0 it was saved already.
+        if self.checkpoint_steps and hasattr(self, "_tr_loss"):
+            window = Path(self._get_output_dir(trial=trial)) / LOG_WINDOW.format(
+                step=self.state.global_step, process=self.args.process_index)
+            window.write_text(json.dumps({"loss": self._tr_loss.item(),
+                                          "last_logged": self._globalstep_last_logged}))
         super()._save_checkpoint(model, trial)
-        folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
-        # a resumable one: see ResumeLogWindow (the Trainer's running loss: transformers 5.x's)
-        if self.checkpoint_steps and folder.is_dir() and hasattr(self, "_tr_loss"):
-            (folder / LOG_WINDOW.format(self.args.process_index)).write_text(json.dumps(
-                {"loss": self._tr_loss.item(), "last_logged": self._globalstep_last_logged}))
 
     def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
         # Each evaluation's data loader draws its base seed from torch's CPU generator: without the
@@ -513,7 +518,8 @@ class AblateTrainer(Trainer):
 
 
 CHECKPOINT_IDENTITY = "trial.json"
-LOG_WINDOW = "log_window-{}.json"  # per process: the train loss summed since the last logged step
+# Beside checkpoint-<step>/, per process: the train loss summed since the last logged step.
+LOG_WINDOW = "log_window-{step}-{process}.json"
 
 
 class ResumeLogWindow(TrainerCallback):
@@ -527,7 +533,8 @@ class ResumeLogWindow(TrainerCallback):
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         try:
-            window = json.loads((self.checkpoint / LOG_WINDOW.format(args.process_index)).read_text())
+            window = json.loads((self.checkpoint.parent / LOG_WINDOW.format(
+                step=self.checkpoint.name.split("-")[-1], process=args.process_index)).read_text())
         except (OSError, ValueError):  # a checkpoint from before these were written
             return
         self.trainer._tr_loss += window["loss"]

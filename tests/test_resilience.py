@@ -1379,6 +1379,35 @@ def test_a_checkpoint_between_logging_steps_resumes_the_same_logged_train_loss(
     assert result["history"] == expected.user_attrs["result"]["history"]
 
 
+def test_a_run_killed_as_a_checkpoint_is_completed_resumes_the_same_logged_train_loss(
+        write_experiment, monkeypatch):
+    """The Trainer writes trainer_state.json last, which makes a checkpoint resumable; the train
+    loss summed since the last logged step was written after it. Killed between the two, the
+    resumed trial logged at step 10 the loss of step 10 alone, not the mean of steps 9 and 10."""
+    from transformers import Trainer
+
+    sets = ["--set", "experiment.checkpoint_steps=3"]
+    reference = write_experiment(name="reference", variants="")
+    assert cli.main(["run", str(reference), *sets]) == 0
+    [expected] = _trials(reference, sets[1::2])
+
+    path = write_experiment(name="crashed", variants="")
+    real_save = Trainer._save_checkpoint
+
+    def killed_after_step_9s_save(self, model, trial):
+        real_save(self, model, trial)
+        if self.state.global_step == 9:
+            raise RuntimeError("the machine went away")
+
+    monkeypatch.setattr(Trainer, "_save_checkpoint", killed_after_step_9s_save)
+    assert cli.main(["run", str(path), *sets]) == 1
+    monkeypatch.setattr(Trainer, "_save_checkpoint", real_save)
+    assert cli.main(["run", str(path), "--retry-failed", *sets]) == 0
+    result = _trials(path, sets[1::2])[-1].user_attrs["result"]
+    assert result["resumed_from_step"] == 9
+    assert result["history"] == expected.user_attrs["result"]["history"]
+
+
 def test_a_resumed_trial_s_tracker_run_holds_its_whole_curves(write_experiment, monkeypatch):
     """The resumed attempt is a run of its own (baseline-s42-try2): its curves start at step 1,
     as the trial's stored history does, not at the first step after the checkpoint."""
