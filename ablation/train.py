@@ -550,12 +550,23 @@ def resumable_checkpoint(checkpoint_dir: Path, identity: dict[str, Any]) -> Path
         same = False
     complete = [] if not same else [  # trainer_state.json is written last: a killed save lacks it
         path for path in checkpoint_dir.glob("checkpoint-*")
-        if (path / "trainer_state.json").is_file() and (path / "optimizer.pt").is_file()
+        if _whole_json(path / "trainer_state.json") and (path / "optimizer.pt").is_file()
         and path.name.split("-")[-1].isdigit()]
     if not complete:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
         return None
     return max(complete, key=lambda path: int(path.name.split("-")[-1]))
+
+
+def _whole_json(path: Path) -> bool:
+    """Whether `path` holds a whole JSON document: a save killed while it wrote the file (not
+    in one step: the Trainer writes it in place) left it cut short, and resumed, the trial
+    would fail on it at every retry."""
+    try:
+        json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 # --------------------------------------------------------------------------- one trial

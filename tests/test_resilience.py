@@ -1408,6 +1408,38 @@ def test_a_run_killed_as_a_checkpoint_is_completed_resumes_the_same_logged_train
     assert result["history"] == expected.user_attrs["result"]["history"]
 
 
+def test_a_checkpoint_whose_trainer_state_a_kill_cut_short_is_not_resumed(write_experiment,
+                                                                          monkeypatch):
+    """trainer_state.json, written last, marks a checkpoint complete; killed while it was being
+    written, it was there but cut short, and every retry of the trial resumed from it and failed
+    on its JSON. The trial now resumes from the checkpoint before it."""
+    from transformers import TrainerState
+
+    sets = ["--set", "experiment.checkpoint_steps=3"]
+    reference = write_experiment(name="reference", variants="")
+    assert cli.main(["run", str(reference), *sets]) == 0
+    [expected] = _trials(reference, sets[1::2])
+
+    path = write_experiment(name="crashed", variants="")
+    real_save = TrainerState.save_to_json
+
+    def killed_while_writing_step_9s_state(self, json_path):
+        real_save(self, json_path)
+        if self.global_step == 9:
+            text = Path(json_path).read_text()
+            Path(json_path).write_text(text[: len(text) // 2])
+            raise RuntimeError("the machine went away")
+
+    monkeypatch.setattr(TrainerState, "save_to_json", killed_while_writing_step_9s_state)
+    assert cli.main(["run", str(path), *sets]) == 1
+    monkeypatch.setattr(TrainerState, "save_to_json", real_save)
+    assert cli.main(["run", str(path), "--retry-failed", *sets]) == 0
+    result = _trials(path, sets[1::2])[-1].user_attrs["result"]
+    assert result["resumed_from_step"] == 6
+    assert result["history"] == expected.user_attrs["result"]["history"]
+    assert result["validation"] == expected.user_attrs["result"]["validation"]
+
+
 def test_a_resumed_trial_s_tracker_run_holds_its_whole_curves(write_experiment, monkeypatch):
     """The resumed attempt is a run of its own (baseline-s42-try2): its curves start at step 1,
     as the trial's stored history does, not at the first step after the checkpoint."""
