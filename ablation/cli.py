@@ -598,7 +598,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     failed = any(r.state == "FAIL" or r.number in stale for r in _latest(records))
     metric = study.user_attrs.get("metric") or spec.experiment.metric  # what the values are
     if args.json:
-        print(json.dumps(_status_json(spec, metric, records, stale, heard=heard), indent=2,
+        print(json.dumps(_status_json(spec, metric, records, stale, heard=heard,
+                                      heartbeats=has_heartbeats(study)), indent=2,
                          allow_nan=False))
         return EXIT_TRIALS_FAILED if failed else EXIT_OK
     print(f"study {spec.name} ({shown_storage(spec.experiment.storage)}): {len(records)} trial(s)")
@@ -630,7 +631,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             else:
                 note = (f"was in {r.worker}: " if r.worker else "") + f"its process is gone; {again}"
         print(f"{r.number:>4}  {r.key:<{width}} {state:<10} {value:>10}  {note}".rstrip())
-    for line in _status_summary(spec, records, stale).lines(spec):
+    for line in _status_summary(spec, records, stale, has_heartbeats(study)).lines(spec):
         print(line)
     return EXIT_TRIALS_FAILED if failed else EXIT_OK
 
@@ -651,6 +652,9 @@ class _StatusSummary:
     earlier: int  # attempts that a later one of the same trial replaced
     next_command: str | None  # `ablate run` where trials have no result and none runs
     retry_command: str | None  # `--retry-failed`, where the failed ones are not all of them
+    # The storage has heartbeats, so `run` trains a trial whose process is gone again (on a
+    # journal its row gives the --rerun that does).
+    gone_trains_again: bool = True
 
     @property
     def trials(self) -> int:
@@ -658,8 +662,10 @@ class _StatusSummary:
 
     @property
     def to_train(self) -> int:
-        return sum(self.counts.get(k, 0) for k in ("failed", "interrupted", "not queued yet",
-                                                   "queued"))
+        kinds = ["failed", "interrupted", "not queued yet", "queued"]
+        if self.gone_trains_again:
+            kinds.append("process gone")
+        return sum(self.counts.get(k, 0) for k in kinds)
 
     def ordered(self) -> list[tuple[str, int]]:
         """(state, count), the known states in `status`'s order, any other after them."""
@@ -706,10 +712,12 @@ def _progress_words(record: Any, heard_s: float | None) -> list[str]:
     return words
 
 
-def _status_summary(spec: Any, records: list, stale: set[int]) -> _StatusSummary:
+def _status_summary(spec: Any, records: list, stale: set[int], heartbeats: bool = True
+                    ) -> _StatusSummary:
     """The sum under `status`'s table: how many of the study's trials (variant x seed, their
     latest attempt) stand where, and what to type next where some have no result, so that a
-    reader need not count rows, nor guess that a failed or interrupted trial trains again."""
+    reader need not count rows, nor guess that a failed or interrupted trial trains again.
+    `heartbeats`: the storage has them, so `run` trains a trial whose process is gone again."""
     from .records import INTERRUPTED, is_search_variant
     from .variants import expand
 
@@ -732,7 +740,8 @@ def _status_summary(spec: Any, records: list, stale: set[int]) -> _StatusSummary
     variants = {t.variant for t in in_file}
     gone = sorted({r.variant for r in latest if r.variant not in variants
                    and not is_search_variant(r.variant)})
-    summary = _StatusSummary(counts, unqueued, gone, len(records) - len(latest), None, None)
+    summary = _StatusSummary(counts, unqueued, gone, len(records) - len(latest), None, None,
+                             heartbeats)
     if summary.to_train and not counts.get("running"):
         summary.next_command = spec.command("run")
         if counts.get("failed") and summary.to_train > counts["failed"]:
@@ -762,11 +771,12 @@ def _still_planning(planning: Any) -> str:
 
 
 def _status_json(spec: Any, metric: str, records: list, stale: set[int],
-                 planning: Any = None, heard: dict[int, float] | None = None) -> dict[str, Any]:
+                 planning: Any = None, heard: dict[int, float] | None = None,
+                 heartbeats: bool = True) -> dict[str, Any]:
     """`status --json`: every trial, superseded ones included, in plain JSON types, and the sum
     `status` prints under its table (`summary`); `planning`, the first run of a study not made
     yet, while it plans (there is no study to sum up then: `summary` is null); `heard`: seconds
-    since each running trial's last heartbeat, by number."""
+    since each running trial's last heartbeat, by number; `heartbeats`: as for _status_summary."""
     import math
 
     from .config import shown_storage
@@ -781,7 +791,7 @@ def _status_json(spec: Any, metric: str, records: list, stale: set[int],
                         "repeat_of": r.repeat_of, "progress": _progress_json(r, (heard or {}))}
                        for r in records],
             "summary": (None if planning is not None
-                        else _status_summary(spec, records, stale).to_json())}
+                        else _status_summary(spec, records, stale, heartbeats).to_json())}
 
 
 def _progress_json(record: Any, heard: dict[int, float]) -> dict[str, Any] | None:

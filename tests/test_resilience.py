@@ -1148,10 +1148,15 @@ def test_status_shows_a_running_trial_whose_process_is_gone(write_experiment, ca
     time.sleep(queue.STALE_AFTER_HEARTBEATS + 1.5)
     capsys.readouterr()
     assert cli.main(["status", str(path), *sets]) == 1
-    line = [row for row in capsys.readouterr().out.splitlines()
+    out = capsys.readouterr().out
+    line = [row for row in out.splitlines()
             if row[:4].strip().isdigit()][-1]  # the last trial row: a summary follows
     assert "baseline_bs32-s42" in line and "RUNNING" in line
     assert "its process is gone; `ablate run" in line
+    # the summary's next step counts it among those `run` trains (it said nothing: none was
+    # queued, failed or interrupted, and it was not counted as one running)
+    assert f"next: `ablate run {path} --set experiment.heartbeat=1` trains the 1 without a result" \
+        in out
     assert cli.main(["status", str(path), *sets, "--json"]) == 1
     import json
 
@@ -1492,7 +1497,8 @@ def test_stopping_a_run_that_waits_on_a_gone_trial_without_heartbeats_names_its_
     import socket
     import types
 
-    from ablation import queue, sweep
+    from ablation import queue
+    from ablation.sweep import _runner as sweep
     from ablation.sweep import select_trials
 
     path = write_experiment()
