@@ -520,6 +520,7 @@ class AblateTrainer(Trainer):
 CHECKPOINT_IDENTITY = "trial.json"
 # Beside checkpoint-<step>/, per process: the train loss summed since the last logged step.
 LOG_WINDOW = "log_window-{step}-{process}.json"
+OLD_LOG_WINDOW = "log_window-{}.json"  # inside checkpoint-<step>/, as ablate wrote it before
 
 
 class ResumeLogWindow(TrainerCallback):
@@ -532,9 +533,11 @@ class ResumeLogWindow(TrainerCallback):
         self.trainer, self.checkpoint = trainer, checkpoint
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        try:
-            window = json.loads((self.checkpoint.parent / LOG_WINDOW.format(
-                step=self.checkpoint.name.split("-")[-1], process=args.process_index)).read_text())
+        beside = self.checkpoint.parent / LOG_WINDOW.format(
+            step=self.checkpoint.name.split("-")[-1], process=args.process_index)
+        inside = self.checkpoint / OLD_LOG_WINDOW.format(args.process_index)
+        try:  # a trial whose checkpoint an earlier ablate wrote (upgraded mid-study): inside it
+            window = json.loads((beside if beside.is_file() else inside).read_text())
         except (OSError, ValueError):  # a checkpoint from before these were written
             return
         self.trainer._tr_loss += window["loss"]

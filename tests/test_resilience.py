@@ -4,6 +4,7 @@ workers on one study (exactly once), and kill -9 at random moments followed by a
 from __future__ import annotations
 
 import collections
+import json
 import multiprocessing
 import multiprocessing.synchronize
 import os
@@ -21,6 +22,7 @@ from typing import Any
 
 import optuna
 import pytest
+import torch
 from conftest import processes_with, signal_self
 
 from ablation import cli, interrupts, records, train
@@ -1476,6 +1478,25 @@ def test_a_resumed_trial_s_tracker_run_holds_its_whole_curves(write_experiment, 
     resumed = runs["baseline-s42-try2"]
     assert curve("train/loss", resumed) == [(p["step"], p["loss"]) for p in result["history"]]
     assert curve("eval/loss", resumed) == [(p["step"], p["loss"]) for p in result["eval_history"]]
+
+
+@pytest.mark.parametrize("layout", ["beside", "inside"])
+def test_a_resumed_trial_reads_its_train_loss_window_beside_or_inside_the_checkpoint(tmp_path,
+                                                                                   layout):
+    """The window is written beside checkpoint-<step>/ now; a checkpoint an earlier ablate wrote
+    holds it inside. A study upgraded mid-trial read neither and logged the first train loss after
+    the resume from the steps after the checkpoint alone."""
+    import types
+
+    checkpoint = tmp_path / "checkpoints" / "checkpoint-9"
+    checkpoint.mkdir(parents=True)
+    window = (checkpoint.parent / train.LOG_WINDOW.format(step=9, process=0) if layout == "beside"
+              else checkpoint / "log_window-0.json")  # the name an earlier ablate gave it
+    window.write_text(json.dumps({"loss": 1.5, "last_logged": 8}))
+    trainer = types.SimpleNamespace(_tr_loss=torch.tensor(0.0), _globalstep_last_logged=9)
+    train.ResumeLogWindow(trainer, checkpoint).on_train_begin(
+        types.SimpleNamespace(process_index=0), None, None)
+    assert trainer._tr_loss.item() == 1.5 and trainer._globalstep_last_logged == 8
 
 
 def test_a_checkpoint_of_another_recipe_is_not_resumed(tmp_path):
