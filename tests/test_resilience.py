@@ -1386,6 +1386,24 @@ def test_a_checkpoint_between_logging_steps_resumes_the_same_logged_train_loss(
     assert result["history"] == expected.user_attrs["result"]["history"]
 
 
+def _crashed_then_resumed(write_experiment, monkeypatch, owner: Any, name: str,
+                          crashing: Any) -> tuple[dict, dict]:
+    """A study whose first run crashes where `crashing(real)` replaces `owner.name` (checkpoints
+    every 3 steps), then `--retry-failed`: the resumed trial's result, and an uninterrupted one's."""
+    sets = ["--set", "experiment.checkpoint_steps=3"]
+    reference = write_experiment(name="reference", variants="")
+    assert cli.main(["run", str(reference), *sets]) == 0
+    [expected] = _trials(reference, sets[1::2])
+
+    path = write_experiment(name="crashed", variants="")
+    real = getattr(owner, name)
+    monkeypatch.setattr(owner, name, crashing(real))
+    assert cli.main(["run", str(path), *sets]) == 1
+    monkeypatch.setattr(owner, name, real)
+    assert cli.main(["run", str(path), "--retry-failed", *sets]) == 0
+    return _trials(path, sets[1::2])[-1].user_attrs["result"], expected.user_attrs["result"]
+
+
 def test_a_run_killed_as_a_checkpoint_is_completed_resumes_the_same_logged_train_loss(
         write_experiment, monkeypatch):
     """The Trainer writes trainer_state.json last, which makes a checkpoint resumable; the train
@@ -1393,26 +1411,17 @@ def test_a_run_killed_as_a_checkpoint_is_completed_resumes_the_same_logged_train
     resumed trial logged at step 10 the loss of step 10 alone, not the mean of steps 9 and 10."""
     from transformers import Trainer
 
-    sets = ["--set", "experiment.checkpoint_steps=3"]
-    reference = write_experiment(name="reference", variants="")
-    assert cli.main(["run", str(reference), *sets]) == 0
-    [expected] = _trials(reference, sets[1::2])
+    def killed_after_step_9s_save(real_save):
+        def save(self, model, trial):
+            real_save(self, model, trial)
+            if self.state.global_step == 9:
+                raise RuntimeError("the machine went away")
+        return save
 
-    path = write_experiment(name="crashed", variants="")
-    real_save = Trainer._save_checkpoint
-
-    def killed_after_step_9s_save(self, model, trial):
-        real_save(self, model, trial)
-        if self.state.global_step == 9:
-            raise RuntimeError("the machine went away")
-
-    monkeypatch.setattr(Trainer, "_save_checkpoint", killed_after_step_9s_save)
-    assert cli.main(["run", str(path), *sets]) == 1
-    monkeypatch.setattr(Trainer, "_save_checkpoint", real_save)
-    assert cli.main(["run", str(path), "--retry-failed", *sets]) == 0
-    result = _trials(path, sets[1::2])[-1].user_attrs["result"]
+    result, expected = _crashed_then_resumed(write_experiment, monkeypatch, Trainer,
+                                             "_save_checkpoint", killed_after_step_9s_save)
     assert result["resumed_from_step"] == 9
-    assert result["history"] == expected.user_attrs["result"]["history"]
+    assert result["history"] == expected["history"]
 
 
 def test_a_checkpoint_whose_trainer_state_a_kill_cut_short_is_not_resumed(write_experiment,
@@ -1422,29 +1431,20 @@ def test_a_checkpoint_whose_trainer_state_a_kill_cut_short_is_not_resumed(write_
     on its JSON. The trial now resumes from the checkpoint before it."""
     from transformers import TrainerState
 
-    sets = ["--set", "experiment.checkpoint_steps=3"]
-    reference = write_experiment(name="reference", variants="")
-    assert cli.main(["run", str(reference), *sets]) == 0
-    [expected] = _trials(reference, sets[1::2])
+    def killed_while_writing_step_9s_state(real_save):
+        def save(self, json_path):
+            real_save(self, json_path)
+            if self.global_step == 9:
+                text = Path(json_path).read_text()
+                Path(json_path).write_text(text[: len(text) // 2])
+                raise RuntimeError("the machine went away")
+        return save
 
-    path = write_experiment(name="crashed", variants="")
-    real_save = TrainerState.save_to_json
-
-    def killed_while_writing_step_9s_state(self, json_path):
-        real_save(self, json_path)
-        if self.global_step == 9:
-            text = Path(json_path).read_text()
-            Path(json_path).write_text(text[: len(text) // 2])
-            raise RuntimeError("the machine went away")
-
-    monkeypatch.setattr(TrainerState, "save_to_json", killed_while_writing_step_9s_state)
-    assert cli.main(["run", str(path), *sets]) == 1
-    monkeypatch.setattr(TrainerState, "save_to_json", real_save)
-    assert cli.main(["run", str(path), "--retry-failed", *sets]) == 0
-    result = _trials(path, sets[1::2])[-1].user_attrs["result"]
+    result, expected = _crashed_then_resumed(write_experiment, monkeypatch, TrainerState,
+                                             "save_to_json", killed_while_writing_step_9s_state)
     assert result["resumed_from_step"] == 6
-    assert result["history"] == expected.user_attrs["result"]["history"]
-    assert result["validation"] == expected.user_attrs["result"]["validation"]
+    assert result["history"] == expected["history"]
+    assert result["validation"] == expected["validation"]
 
 
 def test_a_resumed_trial_s_tracker_run_holds_its_whole_curves(write_experiment, monkeypatch):
