@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import transformers
+from torch.utils.data import SequentialSampler
 from transformers import (
     AutoConfig,
     AutoModelForSequenceClassification,
@@ -34,6 +35,7 @@ from transformers import (
     TrainerCallback,
     TrainingArguments,
 )
+from transformers.trainer_utils import has_length
 
 from . import interrupts
 from .config import (
@@ -453,6 +455,14 @@ class AblateTrainer(Trainer):
         else:
             kept = {name: tensor.detach().to("cpu", copy=True) for name, tensor in state.items()}
         self._best_weights = (output_dir, kept)
+
+    def _get_eval_sampler(self, eval_dataset: Any) -> Any:
+        # transformers evaluates with its length-grouped sampler too where training uses one
+        # (group_by_length): batches in random order, so predict_in_order put every prediction
+        # beside another example's label. Evaluation reads the set in order, as without it.
+        if eval_dataset is None or not has_length(eval_dataset):
+            return None
+        return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
 
     def _clip_grad_norm(self, model: Any) -> Any:
         if getattr(self.accelerator, "scaler", None) is None:  # no fp16 gradients to unscale first

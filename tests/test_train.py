@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import optuna
+import pandas as pd
 import pytest
 import torch
 import transformers
@@ -324,3 +325,19 @@ def test_classifier_dropout_of_a_head_using_the_encoders_dropout_is_refused_nami
     head = {name: module.p for name, module in model.named_modules() if isinstance(module, torch.nn.Dropout)
             and not name.startswith(model.base_model_prefix)}
     assert head and set(head.values()) == {0.37}, head  # what the line says `dropout` does
+
+
+def test_group_by_length_keeps_the_evaluation_predictions_in_the_datas_order(write_experiment,
+                                                                            tiny_data_dir):
+    """The Trainer evaluates with its length-grouped sampler too where training uses it
+    (group_by_length): randomly ordered batches, which put every stored prediction beside
+    another example's label, and the report found no examples in common with the baseline."""
+    path = write_experiment(variants="gbl = { group_by_length = true }\n")
+    assert cli.main(["run", str(path), "--set", "baseline.epochs=1"]) == 0
+    results = _results(path)
+    grouped, baseline = results["baseline_gbl-s42"], results["baseline-s42"]
+    test_labels = pd.read_csv(tiny_data_dir / "test.csv")["label"].tolist()
+    assert grouped["test_labels"] == baseline["test_labels"] == test_labels
+    assert grouped["validation_labels"] == baseline["validation_labels"]
+    report = (load_spec(path).output_dir / "report.md").read_text()
+    assert "Not compared" not in report
