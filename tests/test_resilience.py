@@ -1339,11 +1339,11 @@ def _crash_at_step_11(monkeypatch, step: int = 11) -> Any:
 def test_a_failed_trial_resumes_from_its_last_checkpoint_with_the_same_results(
         write_experiment, monkeypatch):
     """checkpoint_steps: the retried trial starts at its last full checkpoint (optimizer, scheduler,
-    RNG and data order restored), and ends where an uninterrupted trial ends."""
+    RNG and data order restored), and ends where an uninterrupted trial without checkpoints ends."""
     sets = ["--set", "experiment.checkpoint_steps=4"]
     reference = write_experiment(name="reference", variants="")
-    assert cli.main(["run", str(reference), *sets]) == 0
-    [expected] = _trials(reference, sets[1::2])
+    assert cli.main(["run", str(reference)]) == 0
+    [expected] = _trials(reference)
 
     path = write_experiment(name="crashed", variants="")
     real_step_end = _crash_at_step_11(monkeypatch)
@@ -1359,9 +1359,9 @@ def test_a_failed_trial_resumes_from_its_last_checkpoint_with_the_same_results(
     assert result["resumed_from_step"] == last and 8 <= last < 11
     assert reference_result["resumed_from_step"] is None
     assert result["steps"] == reference_result["steps"]
-    assert result["validation"] == pytest.approx(reference_result["validation"], abs=1e-6)
-    assert [p["loss"] for p in result["history"]] == pytest.approx(
-        [p["loss"] for p in reference_result["history"]], abs=1e-6)
+    # Bit for bit, as README's "What is reproducible" promises on CPU.
+    for key in ("validation", "test", "history", "eval_history", "test_predictions"):
+        assert result[key] == reference_result[key], key
     assert not checkpoints.exists(), "checkpoints are removed once the trial is complete"
     report = (load_spec(path, sets[1::2]).output_dir / "report.md").read_text()
     assert f"- `baseline-s42`: resumed from its checkpoint at step {last}" in report
