@@ -1096,6 +1096,8 @@ def main(argv: list[str] | None = None) -> int:
         if args is not None and args.command in ("predict", "evaluate"):  # they train nothing
             done = "no text was labelled" if args.command == "predict" else "no metrics were printed"
             print(f"ablate: interrupted; {done}", file=sys.stderr)
+        elif not _trains(args):  # status, report, validate, --dry-run: no trials to keep
+            print("ablate: interrupted", file=sys.stderr)
         elif not interrupts.started_by_run():  # the run that started workers says it once
             resume = (_rerun_gone(err.command) if isinstance(err, interrupts.WaitedOnGone)
                       else _resume(args))
@@ -1135,6 +1137,13 @@ def _storage_lost(err: BaseException, args: argparse.Namespace | None) -> str | 
 def _run_command(args: argparse.Namespace) -> list[str]:
     """`ablate run` of the same file with the same --sets."""
     return ["ablate", "run", str(args.file), *[p for item in args.sets for p in ("--set", item)]]
+
+
+def _trains(args: argparse.Namespace | None) -> bool:
+    """Whether the command trains trials (`run` but for --dry-run, `worker`): only then has an
+    interrupted one completed trials to keep and a command that goes on."""
+    return args is not None and (args.command == "worker"
+                                 or (args.command == "run" and not args.dry_run))
 
 
 def _resume(args: argparse.Namespace | None) -> str:

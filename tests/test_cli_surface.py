@@ -454,6 +454,22 @@ def test_the_interrupted_line_gives_the_command_that_goes_on_with_the_same_selec
     assert cli._resume(args) == f"; `{expected}` goes on from there"
 
 
+@pytest.mark.parametrize("command", [["status"], ["report"], ["validate"], ["run", "--dry-run"]])
+def test_an_interrupted_command_that_trains_nothing_says_so_alone(write_experiment, monkeypatch,
+                                                                   capsys, command):
+    """Ctrl+C during `status` (or report, validate, a dry run) said 'completed trials are kept in
+    the storage', as an interrupted run does, though these train nothing."""
+    from ablation import config
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    path = write_experiment()
+    monkeypatch.setattr(config, "load_spec", interrupted)
+    assert cli.main([command[0], str(path), *command[1:]]) == cli.EXIT_INTERRUPTED
+    assert capsys.readouterr().err == "ablate: interrupted\n"
+
+
 def test_status_says_at_which_step_a_trial_was_pruned(write_experiment,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     """report.json had each trial's pruned_at_step; `status` showed a bare PRUNED."""
