@@ -783,6 +783,29 @@ def test_graceful_ctrl_c_of_a_worker_waiting_on_a_planning_run_says_so_and_takes
     assert [t.state.name for t in open_study(spec, create=False).get_trials()] == ["WAITING"]
 
 
+def test_graceful_ctrl_c_while_a_run_plans_says_it_stops_once_queued_and_trains_nothing(
+        write_experiment, monkeypatch, capsys):
+    """--graceful's first Ctrl+C while the run planned said "stopping after the running trial":
+    nothing ran. It says the run stops once its trials are queued, and none of them trains."""
+    from ablation.sweep import _runner
+
+    path = write_experiment(variants="")
+    real_plan = _runner._plan_and_queue
+
+    def ctrl_c_while_planning(*args, **kwargs):
+        signal_self(signal.SIGINT)
+        return real_plan(*args, **kwargs)
+
+    monkeypatch.setattr(_runner, "_plan_and_queue", ctrl_c_while_planning)
+    assert cli.main(["run", str(path), "--graceful"]) == 0
+    said = capsys.readouterr().err.splitlines()
+    assert said[:2] == ["", "ablate: stopping once this run has queued its trials (nothing was "
+                            "running; Ctrl+C again to stop now)"], said
+    assert said[2].startswith("stopped by Ctrl+C with no trial left half-done"), said
+    assert [t.state.name for t in open_study(load_spec(path), create=False).get_trials()] == [
+        "WAITING"]
+
+
 def test_a_worker_started_while_a_run_plans_a_new_study_waits_for_it(write_experiment, capsys):
     """A run makes a new study only once its data and plan have passed every check: a worker
     started before that waits for it and trains its trials; looking for the study makes

@@ -412,7 +412,10 @@ def run_study(spec: ExperimentSpec, only: list[str] | None = None,
     made = [path for path in _made_while_planning(spec) if not path.exists()]
     make_output_dir(spec)
     check_own_output_dir(spec)
-    with queue.planning_lock(spec, echo):
+    # Planning is not cut short by --graceful's first Ctrl+C: the trials are queued, none starts.
+    with queue.planning_lock(spec, echo), interrupts.only_waiting(
+            "stopping once this run has queued its trials (nothing was running; Ctrl+C again to "
+            "stop now)"):
         try:
             job, to_queue = _plan_and_queue(spec, trials, outcome, echo, stop, rerun,
                                             retry_failed, force_new, retry_search, propose)
