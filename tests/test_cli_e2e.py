@@ -652,14 +652,16 @@ def test_a_study_in_a_folder_this_user_cannot_write_in(write_experiment):
         for command in (["report"], ["run"], ["run", "--dry-run"]):
             result = ablate(*command, str(path))
             assert result.returncode == 2, (command, result.stderr)
-            assert result.stderr == (f"ablate: error: [experiment] output_dir = '{out}' cannot be "
-                                     "written in: Permission denied\n"), (command, result.stderr)
+            assert result.stderr == (f"ablate: error: {path}: [experiment] output_dir = '{out}' "
+                                     "cannot be written in: Permission denied\n"), (command, result.stderr)
         for entry in modes:
             entry.chmod(modes[entry])
         (out / "study.db").chmod(0o444)
         result = ablate("run", str(path))
         assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
-        assert "study.db' cannot be opened: attempt to write a readonly database" in result.stderr
+        assert result.stderr.startswith(f"ablate: error: {path}: "), result.stderr  # the file gave it
+        assert ("study.db' (the default: study.db in output_dir) cannot be opened: attempt to write "
+                "a readonly database") in result.stderr
     finally:
         for entry in modes:
             entry.chmod(modes[entry])
