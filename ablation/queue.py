@@ -34,7 +34,7 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
 
 from . import records
-from .config import ExperimentSpec, last_set, shown_storage
+from .config import ExperimentSpec, _named_by, last_set, shown_storage
 from .errors import AblateInputError, first_line
 from .locking import file_lock, held_by_another
 from .variants import TrialSpec
@@ -391,10 +391,10 @@ def _storage_blamed(spec: ExperimentSpec, err: AblateInputError) -> AblateInputE
         return AblateInputError(f"--set {password_hidden(given)!r}: {err}")
     if "storage" in tomllib.loads(spec.text).get("experiment", {}):
         return AblateInputError(f"{spec.path}: {err}")
-    given = last_set(spec.sets, "experiment.output_dir", "experiment.name")
     shown = f"[experiment] storage = {shown_storage(spec.experiment.storage)!r}"
     text = str(err).replace(shown, f"{shown} (the default: study.db in output_dir)", 1)
-    return AblateInputError(f"--set {given!r}: {text}" if given else f"{spec.path}: {text}")
+    return AblateInputError(
+        f"{_named_by(spec.path, spec.sets, 'experiment.output_dir', 'experiment.name')}: {text}")
 
 
 def wait_for_study(spec: ExperimentSpec, echo: Callable[[str], None], stop: threading.Event,
