@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import codecs
 import contextlib
 import json
 import logging
@@ -1065,19 +1066,44 @@ COMMANDS = {"run": cmd_run, "worker": cmd_worker, "report": cmd_report, "status"
             "predict": cmd_predict, "evaluate": cmd_evaluate}
 
 
-def _line_buffered_stdout() -> None:
+# A terminal or pipe that cannot show a character ablate prints (PYTHONIOENCODING=ascii, a
+# latin-1 locale) gets an ASCII spelling of it; any other character its \u escape.
+_ASCII_SPELLINGS = {"→": "->", "×": "x", "—": "-", "–": "-", "−": "-",
+                    "…": "...", "Δ": "delta", "±": "+/-", "·": "-", "★": "*"}
+_SUPERSCRIPTS = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹⁻ᵀ",
+                              "0123456789-T")
+
+
+def _spell_in_ascii(err: UnicodeError) -> tuple[str, int]:
+    """Codec error handler: the characters `err` could not encode, spelled in ASCII."""
+    if not isinstance(err, UnicodeEncodeError):
+        raise err
+    text = err.object[err.start:err.end]
+    if text.translate(_SUPERSCRIPTS).isascii():  # 10⁻⁵: a power, 10^-5
+        return "^" + text.translate(_SUPERSCRIPTS), err.end
+    return "".join(_ASCII_SPELLINGS.get(char) or char.encode("ascii", "backslashreplace").decode()
+                   for char in text), err.end
+
+
+codecs.register_error("ablate-ascii", _spell_in_ascii)
+
+
+def _set_up_output() -> None:
     """Each line reaches a log file or a pipe when it is printed. Python buffers stdout 8 KB at
     a time there: `ablate run FILE > run.log` showed nothing until the run ended, and a line on
-    stderr (an error, `2 trial(s) failed`) came before the lines printed ahead of it."""
-    reconfigure = getattr(sys.stdout, "reconfigure", None)  # a test's capture may have none
-    if reconfigure is not None:
-        with contextlib.suppress(ValueError, OSError):
-            reconfigure(line_buffering=True)
+    stderr (an error, `2 trial(s) failed`) came before the lines printed ahead of it.
+    A stream that cannot encode Δ or ★ spells them in ASCII: strict stdout raised
+    UnicodeEncodeError at the summary's header after every trial had trained."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)  # a test's capture may have none
+        if reconfigure is not None:
+            with contextlib.suppress(ValueError, OSError):
+                reconfigure(errors="ablate-ascii", line_buffering=stream is sys.stdout or None)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = None
-    _line_buffered_stdout()
+    _set_up_output()
     try:
         args = build_parser().parse_args(argv)
         # predict and evaluate tokenize a chunk of texts per call and never fork: every core helps.

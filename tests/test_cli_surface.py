@@ -431,6 +431,26 @@ def test_output_to_a_reader_that_stopped_exits_141_without_a_traceback(write_exp
     assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr
 
 
+def test_a_terminal_that_cannot_show_unicode_gets_the_summary_in_ascii(write_experiment):
+    """PYTHONIOENCODING=ascii (or a latin-1 locale): the summary's header has Δ and the
+    baseline's ★; strict stdout raised UnicodeEncodeError (a traceback, exit 1) after every
+    trial had trained."""
+    env = {**os.environ, "PYTHONIOENCODING": "ascii"}
+    done = subprocess.run([sys.executable, "-m", "ablation", "run", str(write_experiment())],
+                          capture_output=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr.decode()
+    out = done.stdout.decode("ascii")
+    assert "delta" in out and "baseline *" in out and "Traceback" not in done.stderr.decode()
+
+
+def test_characters_a_stream_cannot_encode_are_spelled_in_ascii():
+    from ablation.cli import _spell_in_ascii  # noqa: F401  (registers the handler)
+
+    assert "10⁻⁵ → Δ ± 这".encode("ascii", "ablate-ascii") == (
+        b"10^-5 -> delta +/- \\u8fd9")
+    assert "± Δ".encode("latin-1", "ablate-ascii") == "± delta".encode("latin-1")
+
+
 @pytest.mark.parametrize(("argv", "texts"), [
     (["--json", "great fun"], ["great fun"]),
     (["--batch-size", "8", "a", "b"], ["a", "b"]),
