@@ -11,7 +11,6 @@ import os
 import shlex
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -537,14 +536,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .config import load_spec, shown_storage
     from .records import with_run_sets
     from .report import build_report, write_report, write_report_json, write_results_csv
+    from .status import still_planning, study_or_planning
     from .sweep import check_own_output_dir, make_output_dir
 
     spec = load_spec(args.file, args.sets, need_data=False)
-    study, planning = _study_or_planning(spec)
+    study, planning = study_or_planning(spec)
     if study is None:  # nothing trained yet: no report to write, as for a study never run
         raise AblateInputError(
             f"no study {spec.name!r} in {shown_storage(spec.experiment.storage)} yet: "
-            f"{_still_planning(planning)}, so there is nothing to report: that run writes "
+            f"{still_planning(planning)}, so there is nothing to report: that run writes "
             f"report.md when it ends, and `{spec.command('status')}` shows its trials meanwhile")
     _check_report_metric(spec, study)
     spec = with_run_sets(spec, study)  # the commands report.md gives run the study's settings
@@ -579,237 +579,28 @@ def _check_report_metric(spec: Any, study: Any) -> None:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from .config import load_spec, shown_storage
-    from .queue import has_heartbeats, last_heard_s, paused_here, stale_numbers
-    from .records import INTERRUPTED, load_records, with_run_sets
+    from .status import still_planning, study_status
 
-    spec = load_spec(args.file, args.sets, need_data=False)
-    study, planning = _study_or_planning(spec)
-    if study is None:  # its first run checks its data: a study under way, nothing failed
-        if args.json:
-            print(json.dumps(_status_json(spec, spec.experiment.metric, [], set(), planning),
-                             indent=2, allow_nan=False))
-        else:
-            print(f"study {spec.name} ({shown_storage(spec.experiment.storage)}): not made yet: "
-                  + _still_planning(planning))
-        return EXIT_OK
-    spec = with_run_sets(spec, study)  # its `ablate run` commands run the study's settings
-    records = load_records(study)
-    stale = stale_numbers(study)  # RUNNING in the storage, but their process is gone
-    heard = last_heard_s(study) if any(r.state == "RUNNING" for r in records) else {}
-    failed = any(r.state == "FAIL" or r.number in stale for r in _latest(records))
-    metric = study.user_attrs.get("metric") or spec.experiment.metric  # what the values are
+    status = study_status(load_spec(args.file, args.sets, need_data=False))
+    spec = status.spec
     if args.json:
-        print(json.dumps(_status_json(spec, metric, records, stale, heard=heard,
-                                      heartbeats=has_heartbeats(study)), indent=2,
-                         allow_nan=False))
-        return EXIT_TRIALS_FAILED if failed else EXIT_OK
+        print(json.dumps(status.to_json(), indent=2, allow_nan=False))
+        return EXIT_TRIALS_FAILED if status.failed else EXIT_OK
+    if status.planning is not None:  # its first run checks its data: under way, nothing failed
+        print(f"study {spec.name} ({shown_storage(spec.experiment.storage)}): not made yet: "
+              + still_planning(status.planning))
+        return EXIT_OK
+    records = status.records
     print(f"study {spec.name} ({shown_storage(spec.experiment.storage)}): {len(records)} trial(s)")
     width = max([32, *(len(r.key) for r in records)])  # long names keep the columns
-    print(f"{'#':>4}  {'trial':<{width}} {'state':<10} {metric:>10}  error / process")
-    names = {r.number: r.variant for r in records}
-    latest = {r.number for r in _latest(records)}
+    print(f"{'#':>4}  {'trial':<{width}} {'state':<10} {status.metric:>10}  error / process")
     for r in records:
         value = "" if r.value is None else f"{r.value:.4f}"
         state = "SUPERSEDED" if r.superseded else r.state
-        note = r.error or ""
-        if r.state == "RUNNING":
-            note = ", ".join(([f"in {r.worker}"] if r.worker else [])
-                             + _progress_words(r, heard.get(r.number)))
-        log = spec.output_dir / "trials" / r.key / "trial.log"  # its latest attempt's, kept here
-        if r.state == "FAIL" and r.number in latest and r.error != INTERRUPTED and log.is_file():
-            note += f" (log: {log})"  # the traceback the one line leaves out, as `run` points to
-        if r.repeat_of is not None:
-            note = (f"proposed the parameters of {names.get(r.repeat_of, r.repeat_of)}: its result, "
-                    "not trained again")
-        if r.pruned_at_step is not None:
-            note = f"pruned at step {r.pruned_at_step}"
-        if r.number in stale:
-            again = (f"`{spec.command('run')}` runs it again" if has_heartbeats(study)
-                     else f"`{spec.command('run', '--rerun', r.variant)}` runs it again")
-            if paused_here(r.worker):  # stopped, not dead: its heartbeats stopped all the same
-                note = (f"was in {r.worker}, which is paused (Ctrl+Z) and sends no heartbeats: "
-                        f"`fg` it to go on, or {again} and the paused one stops when it wakes")
-            else:
-                note = (f"was in {r.worker}: " if r.worker else "") + f"its process is gone; {again}"
-        print(f"{r.number:>4}  {r.key:<{width}} {state:<10} {value:>10}  {note}".rstrip())
-    for line in _status_summary(spec, records, stale, has_heartbeats(study)).lines(spec):
+        print(f"{r.number:>4}  {r.key:<{width}} {state:<10} {value:>10}  {status.note(r)}".rstrip())
+    for line in status.summary().lines():
         print(line)
-    return EXIT_TRIALS_FAILED if failed else EXIT_OK
-
-
-_SUMMARY_STATES = ("complete", "pruned", "running", "queued", "not queued yet", "failed",
-                   "interrupted", "process gone")  # the order `status` sums them up in
-
-
-@dataclass
-class _StatusSummary:
-    """How many of the study's trials (variant x seed, their latest attempt) stand where, what
-    the file has that the storage has not seen and the other way round, and what to type next:
-    counted once for `status`'s lines and `status --json`'s `summary`."""
-
-    counts: dict[str, int]  # by state, as `status` names them; only those with trials
-    unqueued: list[str]  # the file's trials the storage has not seen
-    gone: list[str]  # variants the study holds that the file no longer has
-    earlier: int  # attempts that a later one of the same trial replaced
-    next_command: str | None  # `ablate run` where trials have no result and none runs
-    retry_command: str | None  # `--retry-failed`, where the failed ones are not all of them
-    # The storage has heartbeats, so `run` trains a trial whose process is gone again (on a
-    # journal its row gives the --rerun that does).
-    gone_trains_again: bool = True
-
-    @property
-    def trials(self) -> int:
-        return sum(self.counts.values())
-
-    @property
-    def to_train(self) -> int:
-        kinds = ["failed", "interrupted", "not queued yet", "queued"]
-        if self.gone_trains_again:
-            kinds.append("process gone")
-        return sum(self.counts.get(k, 0) for k in kinds)
-
-    def ordered(self) -> list[tuple[str, int]]:
-        """(state, count), the known states in `status`'s order, any other after them."""
-        known = [(k, self.counts.get(k, 0)) for k in _SUMMARY_STATES]
-        return known + [(k, n) for k, n in self.counts.items() if k not in _SUMMARY_STATES]
-
-    def lines(self, spec: Any) -> list[str]:
-        parts = [f"{n} {k}" for k, n in self.ordered() if n]
-        again = f"; {self.earlier} earlier attempt(s) not counted" if self.earlier else ""
-        lines = [f"{self.trials} trial(s): {', '.join(parts)}{again}"]
-        if self.unqueued:
-            lines.append(f"not queued yet: {', '.join(self.unqueued)}")
-        if self.gone:
-            lines.append(f"not in {spec.path.name} now: {', '.join(self.gone)} (their results "
-                         "still count in the report)")
-        if self.next_command:
-            retry = (f" (`{self.retry_command}`: the failed ones alone)" if self.retry_command
-                     else "")
-            lines.append(f"next: `{self.next_command}` trains the {self.to_train} without a "
-                         f"result{retry}")
-        return lines
-
-    def to_json(self) -> dict[str, Any]:
-        """Every known state with its count, zero included: a script reads them without a
-        default. Names as in `status`, spaces made underscores (`not_queued_yet`)."""
-        return {"trials": self.trials,
-                "states": {k.replace(" ", "_"): n for k, n in self.ordered()},
-                "earlier_attempts": self.earlier, "not_queued_yet": self.unqueued,
-                "not_in_file": self.gone, "without_result": self.to_train,
-                "next": self.next_command, "retry_failed": self.retry_command}
-
-
-def _progress_words(record: Any, heard_s: float | None) -> list[str]:
-    """A running trial's step and how long since its process last beat, as its heartbeats
-    stored them (`step 120 of 400`, `last heard 8 s ago`); none before training has begun, nor
-    of a trial trained on several processes, nor without heartbeats (a journal)."""
-    from .progress import fmt_duration
-
-    words = []
-    if record.progress and record.progress.get("max_steps"):
-        words.append(f"step {record.progress['step']} of {record.progress['max_steps']}")
-    if heard_s is not None:
-        words.append(f"last heard {fmt_duration(heard_s)} ago")
-    return words
-
-
-def _status_summary(spec: Any, records: list, stale: set[int], heartbeats: bool = True
-                    ) -> _StatusSummary:
-    """The sum under `status`'s table: how many of the study's trials (variant x seed, their
-    latest attempt) stand where, and what to type next where some have no result, so that a
-    reader need not count rows, nor guess that a failed or interrupted trial trains again.
-    `heartbeats`: the storage has them, so `run` trains a trial whose process is gone again."""
-    from .records import INTERRUPTED, is_search_variant
-    from .variants import expand
-
-    latest = _latest(records)
-    counts: dict[str, int] = {}
-    for r in latest:
-        if r.number in stale:
-            kind = "process gone"
-        elif r.state == "FAIL":
-            kind = "interrupted" if r.error == INTERRUPTED else "failed"
-        else:
-            kind = {"COMPLETE": "complete", "PRUNED": "pruned", "RUNNING": "running",
-                    "WAITING": "queued"}.get(r.state, r.state.lower())
-        counts[kind] = counts.get(kind, 0) + 1
-    stored = {r.key for r in records}
-    in_file = expand(spec)
-    unqueued = [t.key for t in in_file if t.key not in stored]
-    if unqueued:
-        counts["not queued yet"] = len(unqueued)
-    variants = {t.variant for t in in_file}
-    gone = sorted({r.variant for r in latest if r.variant not in variants
-                   and not is_search_variant(r.variant)})
-    summary = _StatusSummary(counts, unqueued, gone, len(records) - len(latest), None, None,
-                             heartbeats)
-    if summary.to_train and not counts.get("running"):
-        summary.next_command = spec.command("run")
-        if counts.get("failed") and summary.to_train > counts["failed"]:
-            summary.retry_command = spec.command("run", "--retry-failed")
-    return summary
-
-
-def _study_or_planning(spec: Any) -> tuple[Any, Any]:
-    """(the stored study, None); or (None, the `run` planning it) where there is no study yet but
-    its first run plans (loading and checking its data, after which it makes the study). No study
-    and no run planning it: refused as never run."""
-    from .queue import StudyNotFound, open_study, planning_run
-
-    try:
-        return open_study(spec, create=False), None
-    except StudyNotFound:
-        planning = planning_run(spec)
-        if planning is None:
-            raise
-        return None, planning
-
-
-def _still_planning(planning: Any) -> str:
-    """What a study's first run is doing while it plans, naming it (`host:pid`, since when)."""
-    return (f"its first `ablate run` ({planning.named()}) is still planning (loading, checking "
-            "and tokenizing the data); nothing has trained yet")
-
-
-def _status_json(spec: Any, metric: str, records: list, stale: set[int],
-                 planning: Any = None, heard: dict[int, float] | None = None,
-                 heartbeats: bool = True) -> dict[str, Any]:
-    """`status --json`: every trial, superseded ones included, in plain JSON types, and the sum
-    `status` prints under its table (`summary`); `planning`, the first run of a study not made
-    yet, while it plans (there is no study to sum up then: `summary` is null); `heard`: seconds
-    since each running trial's last heartbeat, by number; `heartbeats`: as for _status_summary."""
-    import math
-
-    from .config import shown_storage
-
-    return {"study": spec.name, "storage": shown_storage(spec.experiment.storage), "metric": metric,
-            "planning": planning.to_json() if planning is not None else None,
-            "trials": [{"number": r.number, "key": r.key, "variant": r.variant, "seed": r.seed,
-                        "state": r.state,
-                        "value": r.value if r.value is not None and math.isfinite(r.value) else None,
-                        "error": r.error, "superseded": r.superseded, "worker": r.worker,
-                        "process_gone": r.number in stale, "pruned_at_step": r.pruned_at_step,
-                        "repeat_of": r.repeat_of, "progress": _progress_json(r, (heard or {}))}
-                       for r in records],
-            "summary": (None if planning is not None
-                        else _status_summary(spec, records, stale, heartbeats).to_json())}
-
-
-def _progress_json(record: Any, heard: dict[int, float]) -> dict[str, Any] | None:
-    """A RUNNING trial's `{"step", "max_steps", "last_heard_s"}` (each null where its heartbeats
-    have not said it); null for the others."""
-    if record.state != "RUNNING":
-        return None
-    progress = record.progress or {}
-    last = heard.get(record.number)
-    return {"step": progress.get("step"), "max_steps": progress.get("max_steps"),
-            "last_heard_s": None if last is None else round(last, 1)}
-
-
-def _latest(records: list) -> list:
-    from .records import latest_by_key
-
-    return list(latest_by_key(records).values())
+    return EXIT_TRIALS_FAILED if status.failed else EXIT_OK
 
 
 def cmd_init(args: argparse.Namespace) -> int:
