@@ -556,18 +556,27 @@ class ResumeLogWindow(TrainerCallback):
 
 def resumable_checkpoint(checkpoint_dir: Path, identity: dict[str, Any]) -> Path | None:
     """The trial's last complete checkpoint, if it was written by the same trial (same recipe,
-    seed and train set); anything else in the folder is removed, so the trial starts over."""
+    seed and train set); anything else in the folder is removed, so the trial starts over.
+
+    A checkpoint a kill left incomplete is removed too: AblateTrainer takes a checkpoint folder
+    at its step for one this attempt saved (the Trainer's own), and would not save that step.
+    Every process of a data-parallel trial removes the same folders here, before any of them
+    trains (the model's broadcast waits for all), so none removes what another saves."""
     try:
         same = json.loads((checkpoint_dir / CHECKPOINT_IDENTITY).read_text()) == identity
     except (OSError, ValueError):
         same = False
-    complete = [] if not same else [  # trainer_state.json is written last: a killed save lacks it
-        path for path in checkpoint_dir.glob("checkpoint-*")
+    folders = list(checkpoint_dir.glob("checkpoint-*")) if same else []
+    complete = [  # trainer_state.json is written last: a killed save lacks it
+        path for path in folders
         if _whole_json(path / "trainer_state.json") and (path / "optimizer.pt").is_file()
         and path.name.split("-")[-1].isdigit()]
     if not complete:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
         return None
+    for path in folders:
+        if path not in complete:
+            shutil.rmtree(path, ignore_errors=True)
     return max(complete, key=lambda path: int(path.name.split("-")[-1]))
 
 

@@ -1470,6 +1470,37 @@ def test_a_checkpoint_whose_trainer_state_a_kill_cut_short_is_not_resumed(write_
     assert result["validation"] == expected["validation"]
 
 
+def test_a_resumed_trial_saves_again_the_checkpoint_a_kill_left_incomplete(write_experiment,
+                                                                          monkeypatch):
+    """Killed while it saved step 9, the trial resumes from step 6; at step 9 it found the
+    incomplete checkpoint-9/ there and took it for its own save, so a second failure at step 11
+    sent it back to step 6 again. The incomplete folder is replaced: the next retry starts at 9."""
+    from transformers import TrainerState
+
+    sets = ["--set", "experiment.checkpoint_steps=3"]
+    path = write_experiment(name="crashed", variants="")
+    checkpoints = load_spec(path, sets[1::2]).output_dir / "trials" / "baseline-s42" / "checkpoints"
+    real_save = TrainerState.save_to_json
+
+    def killed_while_writing_step_9s_state(self, json_path):
+        real_save(self, json_path)
+        if self.global_step == 9:
+            text = Path(json_path).read_text()
+            Path(json_path).write_text(text[: len(text) // 2])
+            raise RuntimeError("the machine went away")
+
+    monkeypatch.setattr(TrainerState, "save_to_json", killed_while_writing_step_9s_state)
+    assert cli.main(["run", str(path), *sets]) == 1
+    assert not train._whole_json(checkpoints / "checkpoint-9" / "trainer_state.json")
+    monkeypatch.setattr(TrainerState, "save_to_json", real_save)
+    _crash_at_step_11(monkeypatch)
+    assert cli.main(["run", str(path), "--retry-failed", *sets]) == 1
+    assert json.loads((checkpoints / "checkpoint-9" / "trainer_state.json").read_text())[
+        "global_step"] == 9
+    identity = json.loads((checkpoints / train.CHECKPOINT_IDENTITY).read_text())
+    assert train.resumable_checkpoint(checkpoints, identity) == checkpoints / "checkpoint-9"
+
+
 def test_a_resumed_trial_s_tracker_run_holds_its_whole_curves(write_experiment, monkeypatch):
     """The resumed attempt is a run of its own (baseline-s42-try2): its curves start at step 1,
     as the trial's stored history does, not at the first step after the checkpoint."""
