@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -66,11 +67,53 @@ def written_beside(path: Path) -> Iterator[Path]:
     """A file of this writer's own beside `path` to write into, put in place when the block ends:
     a reader sees the previous file or the whole new one, and a failed write leaves no file beside.
     Its own because two runs of one study ending together each write the report: one shared name
-    let the first to finish move the other's file away."""
-    partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial")
+    let the first to finish move the other's file away.
+
+    The writer holds a lock on its file beside until it is in place; a process killed before that
+    (kill -9) leaves the file unlocked, and the next whole write of `path` removes it (files
+    beside of the names this gives only, never a live writer's)."""
+    partial, handle = _own_partial(path)
     try:
         yield partial
         partial.replace(path)
     finally:
         with contextlib.suppress(OSError):
             partial.unlink(missing_ok=True)
+        handle.close()
+    _clear_left_beside(path)
+
+
+def _own_partial(path: Path) -> tuple[Path, IO[str]]:
+    """A new file beside `path`, made and locked by this writer (see `_clear_left_beside`)."""
+    while True:
+        partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial")
+        try:
+            handle = partial.open("x")
+        except FileExistsError:
+            continue
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        if _is_at(handle, partial):
+            return partial, handle
+        handle.close()  # a clearing write took it for a killed writer's before it was locked
+
+
+def _clear_left_beside(path: Path) -> None:
+    """Remove the files beside `path` that writers killed before they put theirs in place left:
+    those `written_beside` names, that no live writer holds locked."""
+    left = re.compile(rf"\.{re.escape(path.name)}\.[0-9a-f]{{8}}\.partial")
+    with contextlib.suppress(OSError):
+        for candidate in path.parent.iterdir():
+            if not left.fullmatch(candidate.name):
+                continue
+            try:  # opened for writing: a lock on NFS needs it; never created here
+                fd = os.open(candidate, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW)
+            except OSError:
+                continue
+            with os.fdopen(fd, "a") as handle:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:  # a live writer's
+                    continue
+                if _is_at(handle, candidate):
+                    with contextlib.suppress(OSError):
+                        candidate.unlink()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -730,6 +732,51 @@ def test_a_report_file_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
     _write_whole(report, "the new report\n", "ablate report x.toml")
     assert report.read_text(encoding="utf-8") == "the new report\n"
     assert [p.name for p in tmp_path.iterdir()] == ["report.md"]
+
+
+_WRITER = """
+import os, signal, sys, time
+from pathlib import Path
+from ablation.locking import written_beside
+with written_beside(Path(sys.argv[1])) as partial:
+    partial.write_text("half of a report")
+    print("writing", flush=True)
+    if sys.argv[2] == "killed":
+        os.kill(os.getpid(), signal.SIGKILL)
+    sys.stdin.readline()  # goes on when told
+"""
+
+
+def test_a_write_clears_the_file_beside_a_killed_writer_left_but_not_a_live_one_s(tmp_path):
+    """kill -9 between the write beside report.md and its rename left `.report.md.<hex>.partial`
+    there for good. The next whole write of report.md removes it; a file beside that another
+    process is still writing stays, and that process puts its file in place."""
+    import subprocess
+    import sys
+
+    from ablation.report._write import _write_whole
+
+    report = tmp_path / "report.md"
+    env = os.environ | {"PYTHONPATH": str(Path(__file__).parents[1])}
+
+    def writer(how: str) -> subprocess.Popen:
+        process = subprocess.Popen([sys.executable, "-c", _WRITER, str(report), how], env=env,
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert process.stdout.readline() == "writing\n"
+        return process
+
+    killed = writer("killed")
+    assert killed.wait(timeout=60) == -signal.SIGKILL
+    [left] = tmp_path.glob(".report.md.*.partial")
+    (tmp_path / ".notes.md.partial").write_text("a user's file")  # not a name ablate gives
+    live = writer("live")
+    [writing] = set(tmp_path.glob(".report.md.*.partial")) - {left}
+    _write_whole(report, "this run's report\n", "ablate report x.toml")
+    assert report.read_text(encoding="utf-8") == "this run's report\n"
+    assert not left.exists() and writing.exists()
+    live.communicate("\n", timeout=60)
+    assert live.returncode == 0 and report.read_text(encoding="utf-8") == "half of a report"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".notes.md.partial", "report.md"]
 
 
 def _trials(study) -> list[tuple]:
