@@ -9,6 +9,7 @@ import fcntl
 import os
 import re
 import secrets
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
@@ -63,24 +64,35 @@ def held_by_another(handle: IO[str]) -> bool:
 
 
 @contextlib.contextmanager
-def written_beside(path: Path) -> Iterator[Path]:
+def written_beside(path: Path, own_folder: bool = False) -> Iterator[Path]:
     """A file of this writer's own beside `path` to write into, put in place when the block ends:
     a reader sees the previous file or the whole new one, and a failed write leaves no file beside.
     Its own because two runs of one study ending together each write the report: one shared name
-    let the first to finish move the other's file away.
+    let the first to finish move the other's file away. `own_folder`: the file is in a folder of
+    its own beside `path`, for a library that writes temporary files of its own beside the file
+    it is given (datasets' map), removed with it.
 
     The writer holds a lock on its file beside until it is in place; a process killed before that
     (kill -9) leaves the file unlocked, and the next whole write of `path` removes it (files
     beside of the names this gives only, never a live writer's)."""
     partial, handle = _own_partial(path)
+    target = _folder_of(partial) / path.name if own_folder else partial
     try:
-        yield partial
-        partial.replace(path)
+        if own_folder:
+            target.parent.mkdir()
+        yield target
+        target.replace(path)
     finally:
+        if own_folder:
+            shutil.rmtree(target.parent, ignore_errors=True)
         with contextlib.suppress(OSError):
             partial.unlink(missing_ok=True)
         handle.close()
     _clear_left_beside(path)
+
+
+def _folder_of(partial: Path) -> Path:
+    return partial.with_name(partial.name + ".d")
 
 
 def _own_partial(path: Path) -> tuple[Path, IO[str]]:
@@ -114,6 +126,7 @@ def _clear_left_beside(path: Path) -> None:
                     fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except OSError:  # a live writer's
                     continue
-                if _is_at(handle, candidate):
+                if _is_at(handle, candidate):  # its folder first: none is left without it
+                    shutil.rmtree(_folder_of(candidate), ignore_errors=True)
                     with contextlib.suppress(OSError):
                         candidate.unlink()

@@ -948,6 +948,54 @@ def test_tokenize_cache_key_does_not_depend_on_earlier_calls(tiny_model_dir: Pat
     assert len(list((tmp_path / "cache").glob("*.arrow"))) == 6  # 3 splits × 2 max_lengths
 
 
+_KILLED_WHILE_TOKENIZING = """
+import os, pickle, signal, sys
+from transformers import AutoTokenizer
+from ablation.data import _tokens
+
+real, calls = _tokens._encoder, []
+
+def encoder(*args):
+    encode = real(*args)
+    def killed_at_the_second_batch(batch):
+        calls.append(1)
+        if len(calls) == 2:  # the first batch is in the file datasets writes beside
+            print("tokenizing", flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)
+        return encode(batch)
+    return killed_at_the_second_batch
+
+_tokens._encoder = encoder
+splits, model, cache = pickle.loads(open(sys.argv[1], "rb").read())
+_tokens.tokenize(splits, AutoTokenizer.from_pretrained(model), 16, cache)
+"""
+
+
+def test_tokenizing_again_clears_what_a_killed_tokenization_left(tiny_model_dir: Path,
+                                                                  small_splits, tmp_path: Path):
+    """kill -9 while a split was tokenized left datasets' temporary file (`cache/tmpab12cd34`, as
+    big as the split's tokens) in the cache for good; the next tokenization of it removes it."""
+    import os
+    import pickle
+    import signal
+    import subprocess
+    import sys
+
+    from transformers import AutoTokenizer
+
+    splits = dataclasses.replace(small_splits, train=make_texts(1200, seed=3))  # 2 batches
+    cache = tmp_path / "cache"
+    payload = tmp_path / "payload.pkl"
+    payload.write_bytes(pickle.dumps((splits, str(tiny_model_dir), cache)))
+    killed = subprocess.run([sys.executable, "-c", _KILLED_WHILE_TOKENIZING, str(payload)],
+                            env=os.environ | {"PYTHONPATH": str(Path(__file__).parents[1])},
+                            capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -signal.SIGKILL and killed.stdout == "tokenizing\n", killed.stderr
+    assert [p for p in cache.iterdir() if not p.name.endswith(".arrow")], "nothing left to clear"
+    data = tokenize(splits, AutoTokenizer.from_pretrained(str(tiny_model_dir)), 16, cache)
+    assert len(data.train) == 1200
+    assert sorted(p.name.split("-")[0] for p in cache.iterdir()) == ["test", "train", "validation"]
+
 def test_tokenize_reuses_the_cached_arrow_files(small_splits, tokenizer, tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch):
     import datasets

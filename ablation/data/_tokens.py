@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..locking import written_beside
 from ._splits import LabeledSplits, stratified_indices
 
 TOKEN_COLUMNS = ("input_ids", "attention_mask", "token_type_ids", "labels")
@@ -149,9 +150,12 @@ def tokenize(splits: LabeledSplits, tokenizer: Any, max_length: int,
             tokenized[name] = datasets.Dataset.from_file(str(cache_file))
             continue
         raw = datasets.Dataset.from_pandas(frame, preserve_index=False)
-        tokenized[name] = raw.map(
-            encode, batched=True, remove_columns=raw.column_names,
-            cache_file_name=str(cache_file), desc=f"tokenizing {name}")
+        # Written in a folder of its own: datasets writes a temporary file beside the one it is
+        # given, which a process killed meanwhile left in the cache; the next write removes it.
+        with written_beside(cache_file, own_folder=True) as staged:
+            raw.map(encode, batched=True, remove_columns=raw.column_names,
+                    cache_file_name=str(staged), desc=f"tokenizing {name}")
+        tokenized[name] = datasets.Dataset.from_file(str(cache_file))
     return TokenizedData(
         train=tokenized["train"], validation=tokenized["validation"], test=tokenized.get("test"),
         label_names=splits.label_names, train_labels=splits.train["label"].to_numpy())
