@@ -97,6 +97,16 @@ def _string(value: Any) -> str:
     return value
 
 
+def _shown_string(value: Any) -> str:
+    """A path or id that every command's header prints and report.md names: a control character
+    in it would drive the terminal (ESC) or break the line and the report's markdown (newline)."""
+    text = _string(value)
+    if not text.isprintable():
+        raise ValueError("must have no control characters (newline, tab, escape, ...): it is "
+                         "printed on the terminal and in report.md")
+    return text
+
+
 MAX_NAME_LENGTH = 100  # study and variant names name folders (reports/<name>, trials/<variant>-s<seed>)
 
 
@@ -113,7 +123,7 @@ def _study_name(value: Any) -> str:
 
 def _storage_url(value: Any) -> str:
     """The forms that open but keep nothing, or that a library reports in its own terms."""
-    url = _string(value)
+    url = _shown_string(value)
     if url in ("sqlite://", "sqlite:///", "sqlite:///:memory:"):
         raise ValueError("is an in-memory database that keeps nothing once the command ends; give a "
                          "file, e.g. sqlite:///reports/study.db")
@@ -310,7 +320,7 @@ class Recipe:
     # Axes beyond the Trainer: how much data, which model.
     max_train_samples: int | None = _knob(None, _optional(_int(1)),
                                           "train on a stratified subsample of N examples")
-    model: str | None = _knob(None, _optional(_string), "another Hub id or local model folder")
+    model: str | None = _knob(None, _optional(_shown_string), "another Hub id or local model folder")
     model_config: dict | None = _knob(None, _optional(_model_config),
                                       "model config overrides, e.g. { num_hidden_layers = 2 }")
 
@@ -330,7 +340,7 @@ class ExperimentSection:
     direction: str = _knob("", _one_of("maximize", "minimize"),
                            "default: maximize for scores, minimize for losses")
     storage: str = _knob("", _storage_url, "Optuna storage URL; default: SQLite in output_dir")
-    output_dir: str = _knob("", _string, "default: reports/<name>")
+    output_dir: str = _knob("", _shown_string, "default: reports/<name>")
     trial_timeout: int | None = _knob(None, _optional(_int(1)),
                                       "seconds; a trial that runs longer fails")
     heartbeat: int = _knob(10, _int(1), "seconds between a running trial's heartbeats; a trial "
@@ -346,7 +356,7 @@ class ExperimentSection:
 
 @dataclass(frozen=True)
 class DataSpec:
-    dataset: str = _knob("", _string, "Hub id, or a local .csv/.jsonl/.parquet file or folder")
+    dataset: str = _knob("", _shown_string, "Hub id, or a local .csv/.jsonl/.parquet file or folder")
     config: str | None = _knob(None, _optional(_string), "Hub config name")
     revision: str | None = _knob(None, _optional(_string), "Hub revision pin")
     text_column: str = _knob("text", _string, "column with the text")
@@ -370,7 +380,7 @@ class DataSpec:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    name: str = _knob("", _string, "Hub id or local folder")
+    name: str = _knob("", _shown_string, "Hub id or local folder")
     revision: str | None = _knob(None, _optional(_string), "Hub revision pin")
     config: dict = _knob(None, _optional(_model_config), "overrides of the model config")
 
