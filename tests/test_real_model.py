@@ -61,3 +61,35 @@ def test_minilm_on_tweets_end_to_end(offline_hf, tmp_path, capsys):
     assert "baseline_cw-balanced | class_weight=balanced" in report.replace("** ★", "")
     assert "labels: negative, neutral, positive" in report
     assert list((spec.output_dir / "swanlog").glob("run-*")), "offline SwanLab runs are written"
+
+
+def test_a_cached_hub_model_loads_at_once_where_the_hub_cannot_be_reached(offline_hf, tmp_path,
+                                                                        tiny_data_dir):
+    """HF_HUB_OFFLINE not set and no Hub (here a port nobody listens on): huggingface_hub tried
+    every tokenizer file the cache lacks 6 times, printing "Retrying in Ns" each time, and
+    validating a study of the cached MiniLM took nearly 2 minutes. The first failed connection
+    now makes the process read the cache alone."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    path = tmp_path / "cached.toml"
+    path.write_text(textwrap.dedent(f"""\
+        [experiment]
+        output_dir = "{tmp_path / 'reports'}"
+        [data]
+        dataset = "{tiny_data_dir}"
+        [model]
+        name = "sentence-transformers/all-MiniLM-L6-v2"
+        [tracking]
+        backend = "none"
+        [baseline]
+        """), encoding="utf-8")
+    env = os.environ | {"HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "0",
+                        "HF_ENDPOINT": "http://127.0.0.1:9",
+                        "PYTHONPATH": str(Path(__file__).parents[1])}
+    done = subprocess.run([sys.executable, "-m", "ablation", "validate", str(path)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "Retrying" not in done.stderr and "127.0.0.1:9" not in done.stderr, done.stderr
