@@ -22,6 +22,7 @@ from .errors import (
     EXIT_OK,
     EXIT_TRIALS_FAILED,
     AblateInputError,
+    set_shown,
 )
 
 
@@ -511,7 +512,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         except AblateInputError as err:  # a storage blamed on the --set that --storage became
             from .queue import password_hidden
 
-            blamed = f"--set {password_hidden(storage_set)!r}: "
+            blamed = f"{set_shown(password_hidden(storage_set))}: "
             if args.storage and str(err).startswith(blamed):
                 raise AblateInputError(f"--storage {shown_storage(args.storage)!r}: "
                                        f"{str(err)[len(blamed):]}") from None
@@ -569,7 +570,7 @@ def _check_report_metric(spec: Any, study: Any) -> None:
         if stored is None or stored == wanted:
             continue
         given = last_set(spec.sets, f"experiment.{key}")
-        source = f"--set {given!r}" if given else f"{from_here(spec.path)} says {key} = {wanted!r}"
+        source = f"{set_shown(given)}" if given else f"{from_here(spec.path)} says {key} = {wanted!r}"
         raise AblateInputError(
             f"{source}, but study {spec.name!r} was run with {key} = {stored!r}: its trials' "
             f"values and kept checkpoints were selected by that, and its report compares by it; "

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import AblateInputError
+from .errors import AblateInputError, set_shown
 
 # --------------------------------------------------------------------------- value checks
 # Each check takes the raw TOML value and returns the clean value or raises ValueError("must be …").
@@ -669,7 +669,7 @@ def _parse_set_value(text: str, item: str) -> Any:
     except tomllib.TOMLDecodeError as err:
         if text.startswith(("[", "{", '"', "'")):
             raise AblateInputError(
-                f"--set {item!r}: {text!r} is not a complete TOML value ({err}); quote the whole "
+                f"{set_shown(item)}: {text!r} is not a complete TOML value ({err}); quote the whole "
                 "--set for the shell, e.g. --set 'experiment.seeds=[1, 2]'") from None
         return text
 
@@ -694,15 +694,15 @@ def _split_set(item: str) -> tuple[list[str], Any]:
     parts = _key_parts(key)
     if not sep or len(parts) < 2 or not all(parts):
         raise AblateInputError(
-            f"--set {item!r}: expected SECTION.KEY=VALUE, e.g. --set baseline.epochs=2")
+            f"{set_shown(item)}: expected SECTION.KEY=VALUE, e.g. --set baseline.epochs=2")
     if parts[0] not in SECTIONS:
         raise AblateInputError(
-            f"--set {item!r}: unknown section {parts[0]!r}{_did_you_mean(parts[0], SECTIONS)} "
+            f"{set_shown(item)}: unknown section {parts[0]!r}{_did_you_mean(parts[0], SECTIONS)} "
             f"(sections: {', '.join(SECTIONS)})")
     if parts[0] == "variants":  # variant names may contain dots (dropout0.3)
         if len(parts) < 3:
             raise AblateInputError(
-                f"--set {item!r}: expected variants.NAME.KNOB=VALUE")
+                f"{set_shown(item)}: expected variants.NAME.KNOB=VALUE")
         if len(parts) >= 4 and parts[-2] == "model_config":  # variants.NAME.model_config.KEY
             parts = ["variants", ".".join(parts[1:-2]), "model_config", parts[-1]]
         else:
@@ -724,7 +724,7 @@ def apply_sets(raw: dict[str, Any], sets: list[str], path: Path) -> None:
         for part in parts[:-1]:
             table = table.setdefault(part, {})
             if not isinstance(table, dict):
-                raise AblateInputError(f"--set {item!r}: {part!r} is not a table in {path}")
+                raise AblateInputError(f"{set_shown(item)}: {part!r} is not a table in {path}")
         table[parts[-1]] = value
 
 
@@ -746,13 +746,14 @@ def check_set(item: str) -> None:
     else:
         return  # [sweep], [ablation], [search]: checked with the file
     if key not in fields:
-        raise AblateInputError(f"--set {item!r}: {unknown}{_did_you_mean(key, list(fields))} "
+        raise AblateInputError(f"{set_shown(item)}: {unknown}{_did_you_mean(key, list(fields))} "
                                f"(allowed: {', '.join(fields)})")
     if len(parts) == 2 or (parts[0] == "variants" and len(parts) == 3):
         try:
             fields[key].metadata["check"](value)
         except ValueError as err:
-            raise AblateInputError(f"--set {item!r}: [{section}] {key} = {toml_value(value)} {err}") from None
+            raise AblateInputError(
+                f"{set_shown(item)}: [{section}] {key} = {toml_value(value)} {err}") from None
 
 
 class _SetBlame:
@@ -776,7 +777,7 @@ class _SetBlame:
                     continue
                 made = parts[0] not in self.in_file
                 if made or any(_mentions(text, part) for part in parts[1:]):
-                    raise AblateInputError(f"--set {item!r}: {text[len(prefix):]}") from None
+                    raise AblateInputError(f"{set_shown(item)}: {text[len(prefix):]}") from None
             raise
 
 
@@ -938,7 +939,7 @@ def load_spec(path: str | Path, sets: list[str] | None = None,
     natural = "minimize" if experiment.metric in LOSS_METRICS else "maximize"
     if experiment.direction and experiment.direction != natural:  # every verdict upside down
         given = last_set(sets or [], "experiment.direction", "experiment.metric")
-        where = f"--set {given!r}" if given else f"{path}: [experiment]"
+        where = f"{set_shown(given)}" if given else f"{path}: [experiment]"
         kind = "a loss, lower is better" if natural == "minimize" else "a score, higher is better"
         raise AblateInputError(
             f"{where}: direction = {experiment.direction!r} with metric = {experiment.metric!r} "
@@ -961,7 +962,7 @@ def load_spec(path: str | Path, sets: list[str] | None = None,
         local = Path(data_spec.dataset).expanduser()
         if need_data and not local.exists():
             given = last_set(sets or [], "data.dataset")
-            where = f"--set {given!r}" if given else f"{path}: [data] dataset = {data_spec.dataset!r}"
+            where = f"{set_shown(given)}" if given else f"{path}: [data] dataset = {data_spec.dataset!r}"
             raise AblateInputError(f"{where}: no such file or folder (relative paths start at the "
                                    "working folder)")
         data_spec = dataclasses.replace(data_spec, dataset=str(local.resolve()))
@@ -984,7 +985,7 @@ def _named_by(path: Path, sets: Sequence[str] | None, *keys: str) -> str:
     """Whom an error line between `keys` names: the --set that gave one of them last (the file
     says otherwise, and is not at fault), else the experiment file."""
     given = last_set(sets or [], *keys)
-    return f"--set {given!r}" if given else str(path)
+    return f"{set_shown(given)}" if given else str(path)
 
 
 def _check_distinct_columns(data: DataSpec, path: Path) -> None:

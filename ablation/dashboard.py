@@ -24,7 +24,7 @@ import webbrowser
 from pathlib import Path
 from typing import Any
 
-from .errors import EXIT_OK, EXIT_TRIALS_FAILED, AblateInputError
+from .errors import EXIT_OK, EXIT_TRIALS_FAILED, AblateInputError, set_shown
 from .interrupts import stop_with_parent
 
 HOST = "127.0.0.1"
@@ -46,7 +46,7 @@ def check_dashboard_inputs(spec: Any, port: int) -> Path:
 
     def said(key: str) -> str:  # who said it: a --set, else the file
         given = last_set(spec.sets, f"tracking.{key}")
-        return f"--set {given!r}" if given else str(spec.path)
+        return f"{set_shown(given)}" if given else str(spec.path)
 
     file = said("backend")
     if tracking.backend != "swanlab":

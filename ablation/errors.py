@@ -25,3 +25,9 @@ def first_line(err: BaseException) -> str:
     """An exception's first line (or its type's name): what one error line can quote of it."""
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__
+
+
+def set_shown(item: str) -> str:
+    """`--set 'ITEM'` as the user typed it for the shell (single quotes, a quote inside escaped):
+    Python's repr doubled each backslash, so an error showed `"a\\\\b"` for `"a\\b"`."""
+    return "--set '" + item.replace("'", "'\\''") + "'"

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import KNOBS, ExperimentSpec, last_set
-from .errors import AblateInputError
+from .errors import AblateInputError, set_shown
 from .variants import BASELINE, FULL, MINUS, PLUS, TrialSpec
 
 
@@ -174,7 +174,7 @@ def preflight(spec: ExperimentSpec, trials: list[TrialSpec], inputs: TrialInputs
             if change:  # the file's key that gave the generated variant its value
                 where = f"{where} ([ablation.changes] {change})"
             given = _set_behind(spec, trial, str(err))
-            where = f"--set {given!r}: {trial.variant}" if given else where
+            where = f"{set_shown(given)}: {trial.variant}" if given else where
             raise AblateInputError(f"{where}: {err}") from None
     rows = len(inputs.splits.train)
     stops = [_never_stops_early(t, rows) for t in {t.variant: t for t in trials}.values()]

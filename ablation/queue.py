@@ -35,7 +35,7 @@ from optuna.trial import TrialState
 
 from . import records
 from .config import ExperimentSpec, _named_by, last_set, shown_storage
-from .errors import AblateInputError, first_line
+from .errors import AblateInputError, first_line, set_shown
 from .locking import file_lock, held_by_another
 from .variants import TrialSpec
 
@@ -388,7 +388,7 @@ def _storage_blamed(spec: ExperimentSpec, err: AblateInputError) -> AblateInputE
 
     given = last_set(spec.sets, "experiment.storage")
     if given:
-        return AblateInputError(f"--set {password_hidden(given)!r}: {err}")
+        return AblateInputError(f"{set_shown(password_hidden(given))}: {err}")
     if "storage" in tomllib.loads(spec.text).get("experiment", {}):
         return AblateInputError(f"{spec.path}: {err}")
     shown = f"[experiment] storage = {shown_storage(spec.experiment.storage)!r}"

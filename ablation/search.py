@@ -36,7 +36,7 @@ from optuna.trial import TrialState
 
 from . import records
 from .config import KNOBS, MAX_INT, Recipe, _did_you_mean, last_set, toml_value
-from .errors import AblateInputError
+from .errors import AblateInputError, set_shown
 
 if TYPE_CHECKING:
     from .pruning import PruningCallback
@@ -478,7 +478,7 @@ def check_same_search(study: optuna.Study, spec: Any, advice: str) -> None:
             continue
         given = space_set(spec, name)
         # A --set that changed the space is the one to blame, not the file (which says otherwise).
-        where, source = ((f"--set {given!r}: [search.space] {name}", "this --set")
+        where, source = ((f"{set_shown(given)}: [search.space] {name}", "this --set")
                          if given else (f"{spec.path}: [search.space] {name}", "the file"))
         if old is None:
             raise AblateInputError(

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import DataSpec, ExperimentSpec, _did_you_mean, last_set
-from ..errors import AblateInputError
+from ..errors import AblateInputError, set_shown
 from ._files import CELLS_ARE_TEXT, column_list, load_raw_splits
 
 MAX_CLASS_ID = 100_000  # a label beyond it is an id or count column, not a class
@@ -463,7 +463,7 @@ def load_study_splits(spec: ExperimentSpec) -> LabeledSplits:
             given = last_set(spec.sets, "data.label_names")
         if not given:
             raise
-        raise AblateInputError(f"--set {given!r}: {err}") from None
+        raise AblateInputError(f"{set_shown(given)}: {err}") from None
 
 
 def row_count(count: int) -> str:

@@ -22,7 +22,7 @@ import optuna
 
 from .. import interrupts, queue, records
 from ..config import ExperimentSpec, last_set, shown_storage
-from ..errors import TRIAL_LOG_ONLY, AblateInputError, first_line
+from ..errors import TRIAL_LOG_ONLY, AblateInputError, first_line, set_shown
 from ..locking import file_lock
 from ..preflight import TrialInputs, preflight
 from ..progress import Lines, as_progress, fmt_duration
@@ -104,7 +104,7 @@ def make_output_dir(spec: ExperimentSpec, dry_run: bool = False) -> None:
     if problem:
         given = last_set(spec.sets, "experiment.output_dir", "experiment.name")
         raise AblateInputError(
-            (f"--set {given!r}: " if given else f"{spec.path}: ")
+            (f"{set_shown(given)}: " if given else f"{spec.path}: ")
             + f"[experiment] output_dir = {str(spec.output_dir)!r} cannot be "
             + ("written in" if existed else "created") + f": {problem}")
 
@@ -120,7 +120,7 @@ def check_own_output_dir(spec: ExperimentSpec) -> None:
     if owner != spec.name:
         given = last_set(spec.sets, "experiment.output_dir", "experiment.name")
         raise AblateInputError(
-            (f"--set {given!r}: " if given else f"{spec.path}: ")
+            (f"{set_shown(given)}: " if given else f"{spec.path}: ")
             + f"[experiment] output_dir = {str(spec.output_dir)!r} holds the files of study {owner!r} "
             f"(its resolved.json); give study {spec.name!r} its own output_dir (without one it is "
             f"reports/<name>), or delete that folder if study {owner!r} is no longer wanted")

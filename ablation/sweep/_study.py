@@ -13,7 +13,7 @@ import optuna
 
 from .. import records
 from ..config import ExperimentSpec, last_set, shown_storage
-from ..errors import AblateInputError
+from ..errors import AblateInputError, set_shown
 from ..variants import TrialSpec
 
 # Study user attributes that say which study it is: a file that differs in any of them would
@@ -84,7 +84,7 @@ def check_same_study(study: optuna.Study, spec: ExperimentSpec,
             parts = where.split(".")
             given = last_set(spec.sets, *{".".join(parts[:n]) for n in range(1, len(parts) + 1)},
                              f"experiment.{where}")
-            says = f"--set {given!r} says" if given else "this file says"
+            says = f"{set_shown(given)} says" if given else "this file says"
             raise refusal(spec, f"{where}={_shown(old)}; {says} {_shown(new)}", advice)
 
 
@@ -194,7 +194,7 @@ def check_same_models(study: optuna.Study | None, spec: ExperimentSpec, trials: 
         if fingerprint is None:
             if elsewhere != key and elsewhere in stored:  # the name alone was what told them apart
                 given = last_set(spec.sets, "model.name", "model.revision", "model")
-                names = f"--set {given!r} names" if given else "this file names"
+                names = f"{set_shown(given)} names" if given else "this file names"
                 raise refusal(spec, f"model {elsewhere}; {names} model {key}, whose files "
                                "cannot be compared with it (not a folder here, nor in the Hub "
                                "cache)", advice)
