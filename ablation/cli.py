@@ -10,6 +10,7 @@ import logging
 import os
 import shlex
 import sys
+import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
@@ -893,6 +894,14 @@ def _set_up_output() -> None:
                 reconfigure(errors="ablate-ascii", line_buffering=stream is sys.stdout or None)
 
 
+def _one_line(text: str) -> str:
+    """An error line with its control characters escaped: a value quoted from a library's message
+    (`--dataset` with an ESC in it, which huggingface_hub's error repeats raw) drove the terminal,
+    and a newline split the one line."""
+    return "".join(char.encode("unicode_escape").decode() if unicodedata.category(char) == "Cc"
+                   else char for char in text)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = None
     _set_up_output()
@@ -905,7 +914,7 @@ def main(argv: list[str] | None = None) -> int:
         _quiet_libraries()
         return COMMANDS[args.command](args)
     except AblateInputError as err:
-        print(f"ablate: error: {err}", file=sys.stderr)
+        print(f"ablate: error: {_one_line(str(err))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except _Interrupted as err:
         print(f"ablate: interrupted; {err.said}", file=sys.stderr)

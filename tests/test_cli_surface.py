@@ -443,6 +443,15 @@ def test_a_terminal_that_cannot_show_unicode_gets_the_summary_in_ascii(write_exp
     assert "delta" in out and "baseline *" in out and "Traceback" not in done.stderr.decode()
 
 
+def test_an_error_line_escapes_the_control_characters_a_library_quotes(tiny_model_dir, capsys):
+    """huggingface_hub's message repeats a --dataset raw: an ESC in it drove the terminal."""
+    from ablation.cli import main
+
+    assert main(["evaluate", str(tiny_model_dir), "--dataset", "da\x1bta\nx"]) == 2
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and err.count("\n") == 1 and "da\\x1bta\\nx" in err
+
+
 def test_characters_a_stream_cannot_encode_are_spelled_in_ascii():
     from ablation.cli import _spell_in_ascii  # noqa: F401  (registers the handler)
 
