@@ -345,3 +345,20 @@ def test_one_class_predicted_at_a_loss_above_the_class_mix_has_not_learned_eithe
                                 "1.2508 of predicting the class frequencies. The model has not "
                                 "learned from the text.")
     assert "Train longer" in finding.suggestion and 'class_weight = "balanced"' not in finding.suggestion
+
+
+def test_a_smoothed_or_weighted_loss_is_not_read_as_the_loss_of_a_constant_guess():
+    """The class mix's entropy is the plain cross-entropy of predicting the class frequencies:
+    the trial's validation loss under label smoothing or class weights (eval_loss) is higher
+    than that for the same predictions, and called a model whose plain cross-entropy (log_loss,
+    0.80 against the mix's 1.0869) is well below it one that learned nothing."""
+    confusion = [[0, 57, 0], [0, 81, 0], [0, 62, 0]]
+    smoothed = result(confusion=confusion) | {"validation": {"eval_loss": 1.30, "log_loss": 0.80}}
+    finding = only(diagnose(smoothed, LABELS), "class_collapse")
+    assert not finding.not_learned
+    assert "never predicts 'neg' (support 57) or 'pos' (support 62)" in finding.sentence
+    # at the mix's cross-entropy it has learned nothing, whatever its weighted loss says
+    constant = result(confusion=confusion) | {"validation": {"eval_loss": 1.45, "log_loss": 1.0864}}
+    finding = only(diagnose(constant, LABELS), "class_collapse")
+    assert finding.not_learned
+    assert "at a validation log loss of 1.0864: about the 1.0869 of predicting" in finding.sentence
