@@ -474,9 +474,14 @@ def _print_summary(spec: Any, built: dict[str, Any]) -> None:
                   f"Diagnosis): {', '.join(e.variant for e in constant)}; "
                   + ("its Δ compares" if len(constant) == 1 else "their Δ compare")
                   + " constant guesses")
-        if any(effect.seeds == 1 for effect in built["effects"]):
+        single = [e.variant for e in built["effects"] if e.seeds == 1]
+        if len(single) == len(built["effects"]):
             print("  one seed: these intervals leave out the training's own randomness; "
                   "run more seeds before trusting a small effect")
+        elif single:  # the others are paired over seeds: name the rows it is said of
+            print(f"  one seed ({', '.join(single)}): "
+                  + ("its interval leaves" if len(single) == 1 else "their intervals leave")
+                  + " out the training's own randomness; the others are paired over seeds")
     if built.get("not_compared"):  # a row of the table above without a line here said nothing
         print("\nnot compared: " + "; ".join(
             f"{variant} ({reason.replace('`', '')})"

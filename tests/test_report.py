@@ -1726,3 +1726,36 @@ def test_the_metric_plots_key_counts_means_equal_up_to_rounding_as_tied(tmp_path
     plots.plot_metric(["baseline", "baseline_v"], means, nan, nan, "macro_f1", "baseline",
                       tmp_path / "metric.png")
     assert seen[0] == "best variant (★), tied with 1 other"
+
+
+def test_the_one_seed_caveat_names_its_rows_where_others_are_paired_over_seeds(write_experiment,
+                                                                             capsys):
+    """Seeds 42 and 7, `lr` failed at 7: its row is a bootstrap at seed 42 while `bs32`'s is a
+    paired t over both seeds. The caveat said "One seed: these intervals cover which test examples
+    were drawn, not the training's own randomness" of every row, the paired-t one too (and the
+    terminal "these intervals"), and told a study that has several seeds to give `seeds` several
+    values; it now names the one-seed row."""
+    path = write_experiment(variants="bs32 = { batch_size = 32 }\nlr = { learning_rate = 1e-2 }\n")
+    spec = load_spec(path, ["experiment.seeds=[42, 7]"])
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 200).tolist()
+
+    def result(value: float, right: float) -> dict:
+        predictions = [y if rng.random() < right else (y + 1) % 3 for y in labels]
+        return _result(value, 0.5, 2.0) | {"test_predictions": predictions, "test_labels": labels}
+
+    study = _store(spec, {"baseline-s42": result(0.6, 0.6), "baseline-s7": result(0.62, 0.6),
+                          "baseline_bs32-s42": result(0.7, 0.7), "baseline_bs32-s7": result(0.74, 0.7),
+                          "baseline_lr-s42": result(0.9, 0.9)})
+    built = build_report(spec, study)
+    assert {e.variant: e.seeds for e in built["effects"]} == {"baseline_lr": 1, "baseline_bs32": 2}
+    mattered = write_report(spec, study).read_text().split("## What mattered")[1].split("## ")[0]
+    assert "One seed: these intervals" not in mattered
+    assert ("One seed: `baseline_lr` is compared at the one seed it has in common with its "
+            "reference: its interval covers which test examples were drawn, not the training's "
+            "own randomness") in mattered
+    assert "the other rows are paired over seeds" in mattered
+    cli._print_summary(spec, built)
+    out = capsys.readouterr().out
+    assert "one seed: these intervals" not in out
+    assert "  one seed (baseline_lr): its interval leaves out the training's own randomness" in out

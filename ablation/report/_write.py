@@ -26,13 +26,13 @@ from ..records import TrialRecord, is_search_variant, latest_by_key, load_record
 from ..variants import BASELINE, FULL, MINUS, PLUS, reference_of, variant_names
 from .diagnosis import diagnose, learned_nothing
 from .effects import (
-    ONE_SEED_CAVEAT,
     Effect,
     compute_effects,
     fmt_interval,
     fmt_p,
     holm_adjusted,
     not_compared,
+    one_seed_caveat,
     tested_together,
     variant_interval,
 )
@@ -380,8 +380,9 @@ def _what_mattered(built: dict[str, Any]) -> list[str]:
                      if one else "Their Δ compare constant guesses, not what the changes do")
                   + ": train longer or at another learning rate before reading "
                   + ("it." if one else "them."), ""]
-    if any(e.seeds == 1 for e in effects):
-        lines += [ONE_SEED_CAVEAT, ""]
+    caveat = one_seed_caveat(effects)
+    if caveat:
+        lines += [caveat, ""]
     return lines
 
 

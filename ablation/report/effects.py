@@ -56,6 +56,28 @@ ONE_SEED_CAVEAT = (
     "several values (e.g. `[42, 43, 44]`) to compare over seeds.")
 
 
+def one_seed_caveat(effects: list[Effect]) -> str | None:
+    """What a one-seed interval leaves out, under What mattered where a row is compared at one
+    seed. Where other rows are paired over seeds (a variant or its reference failed at the
+    others), it names the one-seed rows: "these intervals" read as every row's, the paired-t
+    ones too, which do cover the training's randomness."""
+    single = [e for e in effects if e.seeds == 1]
+    if not single:
+        return None
+    if len(single) == len(effects):
+        return ONE_SEED_CAVEAT
+    one = len(single) == 1
+    names = ", ".join(f"`{e.variant}`" for e in single)
+    return (f"One seed: {names} {'is' if one else 'are'} compared at the one seed "
+            f"{'it has' if one else 'each has'} in common with {'its' if one else 'their'} "
+            f"reference: {'its interval covers' if one else 'their intervals cover'} which test "
+            "examples were drawn, not the training's own randomness (the new head's first "
+            "weights, the data order, dropout), which also moves a trial's result; the other rows "
+            "are paired over seeds. A small **better** or **worse** there may not hold at another "
+            "seed: train the trials without a result (`ablate run` trains them) to compare over "
+            "seeds.")
+
+
 def seed_values(records: list[TrialRecord], variant: str) -> dict[int, float]:
     """Selection metric (on validation) per seed, complete trials with a score only: a NaN seed
     drops out of the pair (paired_seed_difference), so it must not be named or counted in it."""
