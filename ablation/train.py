@@ -99,46 +99,26 @@ class HubUnreachable(OSError):
     """The Hub cannot be connected to, and the cache lacks what is asked for."""
 
 
-_HUB_UNREACHABLE: list[str] = []  # why, once a load found no connection to the Hub can be made
-
-
 def check_hub_reachable(source: ModelSource) -> None:
-    """On a machine without the Hub and without HF_HUB_OFFLINE set, huggingface_hub tried each
-    file the cache lacks 6 times over about 25 s, printing its warnings at each try: a Hub id
-    the cache does not hold failed after that, and one it holds took minutes (every optional
-    tokenizer file it lacks). One try here, without retries or warnings, on the first Hub id the
-    process loads: where no connection to the Hub can be made (refused, no such host, timed out),
-    the process is offline from then on (the cache alone is read, as with HF_HUB_OFFLINE=1), and
-    an id the cache does not hold is one error line at once. Anything else (the Hub answers, or
-    a read times out on a slow network) is left to the loads themselves."""
-    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
+    """Before a Hub model's first load in the process: where the Hub cannot be reached (see
+    ablation.hub), a model the cache does not hold is one error line at once, not after minutes
+    of huggingface_hub's retries and warnings."""
+    from huggingface_hub import hf_hub_url, try_to_load_from_cache
 
     from .config import looks_like_path
+    from .hub import unreachable
 
-    if (constants.HF_HUB_OFFLINE and not _HUB_UNREACHABLE) or looks_like_path(source.name) \
-            or Path(source.name).exists():
+    if looks_like_path(source.name) or Path(source.name).exists():
         return
     try:
         cached = isinstance(try_to_load_from_cache(source.name, "config.json",
                                                    revision=source.revision), str)
     except ValueError:  # not a repository id either: loading the model says what is wrong
         return
-    if not _HUB_UNREACHABLE:
-        try:
-            get_hf_file_metadata(hf_hub_url(source.name, "config.json", revision=source.revision))
-        except Exception as err:  # httpx's: no connection made
-            if not {"ConnectError", "ConnectTimeout"} & {kind.__name__ for kind in type(err).__mro__}:
-                return
-            _HUB_UNREACHABLE.append(f"the Hub ({constants.ENDPOINT}) cannot be reached: "
-                                    f"{first_line(err)}")
-            constants.HF_HUB_OFFLINE = True  # read at each load by huggingface_hub and transformers
-            log.info("%s; models are read from the Hugging Face cache alone (HF_HUB_OFFLINE)",
-                     _HUB_UNREACHABLE[0])
-        else:
-            return
-    if not cached:
+    why = unreachable(hf_hub_url(source.name, "config.json", revision=source.revision))
+    if why and not cached:
         raise AblateInputError(model_unavailable(source.name, HubUnreachable(
-            f"{_HUB_UNREACHABLE[0]}, and the Hugging Face cache does not hold it"),
+            f"{why}, and the Hugging Face cache does not hold it"),
             source.name_key, source.revision)) from None
 
 

@@ -6,9 +6,14 @@ reason where it is absent.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import textwrap
+from pathlib import Path
 
 import optuna
+import pytest
 
 from ablation import cli
 from ablation.config import load_spec
@@ -63,31 +68,26 @@ def test_minilm_on_tweets_end_to_end(offline_hf, tmp_path, capsys):
     assert list((spec.output_dir / "swanlog").glob("run-*")), "offline SwanLab runs are written"
 
 
-def test_a_cached_hub_model_loads_at_once_where_the_hub_cannot_be_reached(offline_hf, tmp_path,
-                                                                        tiny_data_dir):
+@pytest.mark.parametrize("hub", ["model", "dataset"])
+def test_a_cached_hub_id_loads_at_once_where_the_hub_cannot_be_reached(hub, offline_hf, tmp_path,
+                                                                     tiny_data_dir, tiny_model_dir):
     """HF_HUB_OFFLINE not set and no Hub (here a port nobody listens on): huggingface_hub tried
-    every tokenizer file the cache lacks 6 times, printing "Retrying in Ns" each time, and
-    validating a study of the cached MiniLM took nearly 2 minutes. The first failed connection
-    now makes the process read the cache alone."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
+    every file the cache lacks 6 times, printing "Retrying in Ns" each time: validating a study
+    of the cached MiniLM took nearly 2 minutes, of the cached SST-2 about 25 s (datasets copies
+    HF_HUB_OFFLINE into its own config when imported). The first failed connection now makes the
+    process read the caches alone."""
+    data, model = ((f'"{tiny_data_dir}"', '"sentence-transformers/all-MiniLM-L6-v2"') if hub == "model"
+                   else ('"stanfordnlp/sst2"\ntext_column = "sentence"', f'"{tiny_model_dir}"'))
     path = tmp_path / "cached.toml"
     path.write_text(textwrap.dedent(f"""\
         [experiment]
         output_dir = "{tmp_path / 'reports'}"
-        [data]
-        dataset = "{tiny_data_dir}"
-        [model]
-        name = "sentence-transformers/all-MiniLM-L6-v2"
         [tracking]
         backend = "none"
         [baseline]
-        """), encoding="utf-8")
+        """) + f"[data]\ndataset = {data}\n[model]\nname = {model}\n", encoding="utf-8")
     env = os.environ | {"HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "0",
-                        "HF_ENDPOINT": "http://127.0.0.1:9",
+                        "HF_DATASETS_OFFLINE": "0", "HF_ENDPOINT": "http://127.0.0.1:9",
                         "PYTHONPATH": str(Path(__file__).parents[1])}
     done = subprocess.run([sys.executable, "-m", "ablation", "validate", str(path)], env=env,
                           capture_output=True, text=True, timeout=300)

@@ -479,13 +479,23 @@ def _frames_and_class_names(loaded: Any) -> tuple[dict[str, pd.DataFrame], dict[
 def _load_hub(spec: DataSpec) -> tuple[dict[str, pd.DataFrame], dict[str, list[str]]]:
     """Returns the splits as frames, and ClassLabel names by column where the data declares them."""
     import datasets
+    from huggingface_hub import hf_hub_url
 
+    from ..hub import unreachable
+
+    try:  # offline without HF_HUB_OFFLINE: the cache alone, without minutes of retries
+        offline = unreachable(hf_hub_url(spec.dataset, "README.md", repo_type="dataset",
+                                         revision=spec.revision))
+    except ValueError:  # not a repository id: load_dataset says what is wrong
+        offline = None
     try:
         loaded = datasets.load_dataset(spec.dataset, spec.config, revision=spec.revision)
     except Exception as err:  # the datasets library raises many types for "not available"
         lines = str(err).strip().splitlines() or [type(err).__name__]
         # datasets names the configs it has on a later line: "Available configs in the cache: [...]"
         reason = "; ".join([lines[0], *(line for line in lines[1:] if line.startswith("Available"))])
+        if offline:  # datasets says "OfflineModeIsEnabled": ablate turned it on, here is why
+            reason = f"{offline}; from the cache: {reason}"
         # "data/tweets" reads as a Hub id too: a path meant from another folder is named as one.
         here = ("" if Path(spec.dataset).is_absolute() else
                 f"; nor is {spec.dataset!r} a file or folder under {Path.cwd()} (a relative path is "

@@ -1,0 +1,52 @@
+"""Whether the Hugging Face Hub can be reached, asked once per process before the first load of
+a Hub id. On a machine without the Hub and without HF_HUB_OFFLINE set, huggingface_hub tried each
+file the cache lacks 6 times over about 25 s, printing 'Retrying in Ns' warnings at each try:
+an id the cache lacks failed only after that, and one it holds took minutes (each optional file
+it lacks). Where no connection can be made, the process reads the caches alone from then on."""
+
+from __future__ import annotations
+
+import logging
+
+from .errors import first_line
+
+log = logging.getLogger(__name__)
+
+_UNREACHABLE: list[str] = []  # why, once a try found that no connection to the Hub can be made
+
+
+def unreachable(url: str) -> str | None:
+    """Why the Hub cannot be reached (`the Hub (https://huggingface.co) cannot be reached: ...`),
+    trying `url` once, without retries or warnings, on the first call of the process; None where
+    the user set HF_HUB_OFFLINE (nothing to ask) or the try made a connection (the Hub answered,
+    or a read timed out on a slow network: the loads' own retries and errors apply).
+
+    Unreachable (refused, no such host, connect timeout): huggingface_hub, transformers and
+    datasets read their caches alone from then on, as with HF_HUB_OFFLINE=1."""
+    from huggingface_hub import constants, get_hf_file_metadata
+
+    if _UNREACHABLE:
+        return _UNREACHABLE[0]
+    if constants.HF_HUB_OFFLINE:
+        return None
+    try:
+        get_hf_file_metadata(url)
+    except Exception as err:  # httpx's: no connection made
+        if not {"ConnectError", "ConnectTimeout"} & {kind.__name__ for kind in type(err).__mro__}:
+            return None
+        _UNREACHABLE.append(f"the Hub ({constants.ENDPOINT}) cannot be reached: {first_line(err)}")
+        _go_offline()
+        log.info("%s; models and datasets are read from the Hugging Face cache alone "
+                 "(HF_HUB_OFFLINE)", _UNREACHABLE[0])
+        return _UNREACHABLE[0]
+    return None
+
+
+def _go_offline() -> None:
+    """HF_HUB_OFFLINE for this process: huggingface_hub and transformers read its constant at each
+    load; datasets copied it into its own config when imported."""
+    import datasets
+    from huggingface_hub import constants
+
+    constants.HF_HUB_OFFLINE = True
+    datasets.config.HF_HUB_OFFLINE = True
