@@ -136,6 +136,7 @@ class SwanLabTracker:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         if mode == "local":
             _lock_local_store(self.log_dir / ".store.lock")
+            _quick_tag_column_check()
         _quiet_swanlab_console(mode != "online")  # online: it prints the run's cloud address
         # interactive=False: online without a key raises (and falls back to offline) instead of
         # asking "Enter your choice [1/2/3]" on a terminal, which held the study at its first trial
@@ -236,6 +237,32 @@ def _lock_local_store(path: Path) -> None:
 
         setattr(LocalCallbacker, name, locked)
     LocalCallbacker._ablate_locked = True
+
+
+def _quick_tag_column_check() -> None:
+    """SwanLab's local mode, at each run's start, checks that the database's tag table has its
+    `folder` column (a migration adds it to older databases) by reading every tag of every run
+    there, with one more query per tag for the tag's run: 12 tags a trial, a study's 150th run
+    made 1,800 queries before it trained, and each start took longer than the last (more than
+    the training, in a study of small trials). The column is checked here with one row (an
+    older swanboard that lacks these names keeps its own check)."""
+    try:
+        from peewee import OperationalError
+        from swanboard.db import Tag
+    except ImportError:
+        return
+    if getattr(Tag, "_ablate_quick_check", False):
+        return
+
+    def field_exists(cls: Any, field: str) -> bool:
+        try:
+            list(cls.select(getattr(cls, field)).limit(1))
+        except OperationalError:  # no such column: swanboard adds it, as its own check did
+            return False
+        return True
+
+    Tag.field_exists = classmethod(field_exists)
+    Tag._ablate_quick_check = True
 
 
 TRACKERS: dict[str, Callable[[TrackingSpec, Path], Tracker]] = {

@@ -61,3 +61,33 @@ def test_300_trials_keep_threads_files_and_memory_flat(write_experiment, monkeyp
     kinds = sorted(_file_kinds().items(), key=lambda kv: -kv[1])[:6]
     assert files_300 <= files_30 + 5, (files_30, files_300, kinds)
     assert rss_300 - rss_30 < 100, (rss_30, rss_300)  # MB, over 270 trials
+
+
+def test_a_swanlab_runs_start_reads_as_much_of_the_local_store_at_its_20th_run_as_at_its_5th(
+        tmp_path, monkeypatch):
+    """SwanLab's local mode checked, at each run's start, that its database's tag table has the
+    `folder` column by reading every tag of every run in it, each with one more query for the
+    tag's run: a study of 180 trials spent more time starting its runs than training them, and
+    each start took longer than the last. ablate checks the column with one row."""
+    import peewee
+
+    from ablation.config import TrackingSpec
+    from ablation.tracking import SwanLabTracker
+
+    tracker = SwanLabTracker(TrackingSpec(backend="swanlab", mode="local"), tmp_path)
+    statements = {"n": 0}
+    execute_sql = peewee.SqliteDatabase.execute_sql
+
+    def counted(self, *args, **kwargs):
+        statements["n"] += 1
+        return execute_sql(self, *args, **kwargs)
+
+    monkeypatch.setattr(peewee.SqliteDatabase, "execute_sql", counted)
+    at_start = {}
+    for run in range(1, 21):
+        before = statements["n"]
+        tracker.start(f"trial-{run}", "soak", {"run": run})
+        at_start[run] = statements["n"] - before
+        tracker.log({f"train/k{k}": float(k) for k in range(8)}, step=1)
+        tracker.finish()
+    assert at_start[20] <= at_start[5] + 2, (at_start[5], at_start[20])
