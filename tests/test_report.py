@@ -1759,3 +1759,29 @@ def test_the_one_seed_caveat_names_its_rows_where_others_are_paired_over_seeds(w
     out = capsys.readouterr().out
     assert "one seed: these intervals" not in out
     assert "  one seed (baseline_lr): its interval leaves out the training's own randomness" in out
+
+
+def test_a_class_name_with_a_pipe_keeps_the_per_class_table_a_table(write_experiment):
+    """A label such as `billing | refunds` split its header cell in two: the header had more
+    cells than the rows, and markdown showed the F1 per class table as plain text."""
+    import re
+
+    path = write_experiment(variants="bs32 = { batch_size = 32 }\n")
+    spec = load_spec(path, ["experiment.seeds=[42]"])
+    study = open_study(spec)
+    names = ["billing | refunds", "neu", "pos"]
+    for key, value in (("metric", "macro_f1"), ("direction", "maximize"), ("label_names", names)):
+        study.set_user_attr(key, value)
+    for trial in expand(spec):
+        study.enqueue_trial({}, user_attrs=records.trial_attrs(trial))
+        live = study.ask()
+        result = _result(0.6, 0.5, 3.0)
+        result["validation"] |= {f"f1_{name}": 0.5 for name in names}
+        live.set_user_attr(records.RESULT, result)
+        study.tell(live, 0.6)
+    lines = write_report(spec, study).read_text().splitlines()
+    start = lines.index("### F1 per class (validation)") + 2
+    table = lines[start:lines.index("", start)]
+    cells = [len(re.split(r"(?<!\\)\|", line)) - 2 for line in table]
+    assert cells == [len(names) + 1] * len(table), table
+    assert r"billing \| refunds" in table[0]

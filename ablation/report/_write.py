@@ -36,7 +36,7 @@ from .effects import (
     tested_together,
     variant_interval,
 )
-from .markdown import fmt, fmt_delta, missing_note, per_class_table, variant_table
+from .markdown import fmt, fmt_delta, missing_note, per_class_table, table_cell, variant_table
 from .plots import (
     CURVES,
     METRIC_ROWS_EACH_END,
@@ -352,7 +352,7 @@ def _what_mattered(built: dict[str, Any]) -> list[str]:
              "| # | variant | changes | vs | Δ | 95 % CI | p | verdict |",
              "|---|---|---|---|---|---|---|---|"]
     for rank, e in enumerate(effects, 1):
-        lines.append(f"| {rank} | {e.variant} | {e.changes} | {e.reference} | "
+        lines.append(f"| {rank} | {e.variant} | {table_cell(e.changes)} | {e.reference} | "
                      f"{fmt_delta(e.interval.estimate)} | {fmt_interval(e.interval)} | "
                      f"{fmt_p(e.interval.p_value)} | {_verdict_text(e)} |")
     bases = sorted({e.basis for e in effects})

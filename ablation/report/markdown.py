@@ -60,6 +60,13 @@ def mean_cell(row: Any, column: str) -> str:
     return fmt(row[column], row.get(f"{column}_std")) + of_seeds(row, column)
 
 
+def table_cell(text: Any) -> str:
+    """Text as one markdown table cell: a `|` in it (a class name `billing | refunds`, a model
+    folder) would end the cell, leaving a header with more cells than its rows, which markdown
+    shows as plain text."""
+    return str(text).replace("|", "\\|")
+
+
 def variant_table(variants: pd.DataFrame, metric: str, with_test: bool, with_ci: bool = False) -> str:
     columns = COLUMNS + (TEST_COLUMNS if with_test else ())
     ci_header = [f"{metric} 95 % CI"] if with_ci else []
@@ -75,7 +82,8 @@ def variant_table(variants: pd.DataFrame, metric: str, with_test: bool, with_ci:
         if row["seeds"] == 0:
             pruned = pruned_step(row)
             name += " (no complete trial)" if pruned is None else f" (pruned at step {pruned})"
-        cells = [name, row["changes"]] + ([f"{row['seeds']:.0f}"] if seeds_header else [])
+        cells = [name, table_cell(row["changes"])]
+        cells += [f"{row['seeds']:.0f}"] if seeds_header else []
         for _, column, kind in columns:
             if kind == "pair":
                 cells.append(" / ".join(fmt(row[part]) + of_seeds(row, part) for part in column))
@@ -93,7 +101,7 @@ def variant_table(variants: pd.DataFrame, metric: str, with_test: bool, with_ci:
 
 def per_class_table(variants: pd.DataFrame, label_names: list[str]) -> str:
     """F1 of each class on validation: shows a class that a variant never predicts."""
-    headers = ["variant", *label_names]
+    headers = ["variant", *(table_cell(name) for name in label_names)]
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for _, row in variants.iterrows():
         cells = [row["variant"]] + [fmt(row.get(f"f1_{name}"), row.get(f"f1_{name}_std"))
