@@ -1439,3 +1439,14 @@ def test_validation_and_test_rows_that_train_has_too_are_counted(tmp_path: Path)
             "scores flatter the model)") in splits.notes
     assert ("validation: 1 of its 2 rows (50.0%) has a text that train has too (exact duplicates: "
             "their scores flatter the model)") in splits.notes
+
+
+def test_the_summary_line_of_many_classes_names_a_few_and_counts_them():
+    """50 classes made `run`'s and `validate`'s `data:` line thousands of characters long (every
+    name, as in a 50-class intent set); it names the first 10 and how many there are."""
+    frame = pd.DataFrame({"text": ["a"], "label": [0]})
+    names = [f"intent_{i:02d}_with_a_long_descriptive_name" for i in range(50)]
+    summary = LabeledSplits(frame, frame, None, names).summary()
+    assert summary.startswith("train 1, validation 1, test 0 rows; labels intent_00_with")
+    assert names[9] in summary and names[10] not in summary and summary.endswith("(50 in all)")
+    assert LabeledSplits(frame, frame, None, names[:10]).summary().endswith(names[9])

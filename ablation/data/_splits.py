@@ -20,6 +20,7 @@ from ._files import CELLS_ARE_TEXT, column_list, load_raw_splits
 
 MAX_CLASS_ID = 100_000  # a label beyond it is an id or count column, not a class
 SAMPLING_SEED = 0  # fixed: every trial and every seed sees the same split
+LABELS_NAMED = 10  # the `data:` line names this many classes, then counts them all
 
 
 @dataclass
@@ -39,10 +40,11 @@ class LabeledSplits:
 
     def summary(self) -> str:
         """Rows per split (after max_*_samples) and the labels: what `run`, `worker`, `validate`
-        and `run --dry-run` say the trials train and are scored on."""
+        and `run --dry-run` say the trials train and are scored on; of many classes, the first
+        LABELS_NAMED and how many (50 names made a line thousands of characters long)."""
         test = 0 if self.test is None else len(self.test)
         return (f"train {len(self.train)}, validation {len(self.validation)}, test {test} rows; "
-                f"labels {', '.join(self.label_names)}")
+                f"labels {_some(self.label_names, shown=LABELS_NAMED)}")
 
     def fingerprint(self) -> str:
         """A content hash of all rows, labels and label names: the key of every cache."""
