@@ -439,6 +439,11 @@ def _value_cell(row: Any, fmt: Any) -> str:
     return fmt(row["value"], row["value_std"])
 
 
+# The end of `run` names this many of the comparisons where neither side learned, then counts
+# them (a sweep whose 59 variants all collapsed printed a line of 2,000 characters).
+CONSTANT_NAMED = 5
+
+
 def _print_summary(spec: Any, built: dict[str, Any]) -> None:
     from .models import stale_best_model
     from .report._write import neither_learned
@@ -470,8 +475,10 @@ def _print_summary(spec: Any, built: dict[str, Any]) -> None:
                   f"{', '.join(e.variant for e in weak)} no longer at p < 0.05; treat as tentative")
         constant = neither_learned(built)
         if constant:
+            named = ", ".join(e.variant for e in constant[:CONSTANT_NAMED]) + (
+                f", … ({len(constant)} in all)" if len(constant) > CONSTANT_NAMED else "")
             print("  neither side learned from the text (one class predicted; see the report's "
-                  f"Diagnosis): {', '.join(e.variant for e in constant)}; "
+                  f"Diagnosis): {named}; "
                   + ("its Δ compares" if len(constant) == 1 else "their Δ compare")
                   + " constant guesses")
         single = [e.variant for e in built["effects"] if e.seeds == 1]

@@ -1785,3 +1785,20 @@ def test_a_class_name_with_a_pipe_keeps_the_per_class_table_a_table(write_experi
     cells = [len(re.split(r"(?<!\\)\|", line)) - 2 for line in table]
     assert cells == [len(names) + 1] * len(table), table
     assert r"billing \| refunds" in table[0]
+
+
+def test_the_run_summary_names_a_few_of_many_comparisons_that_learned_nothing(write_experiment,
+                                                                              capsys):
+    """A sweep of 60 learning rates that all collapsed printed one line naming all 59 variants
+    (2,000 characters) at the end of `run`; it names the first few and how many there are."""
+    variants = "".join(f"lr{i} = {{ learning_rate = {i + 2}e-4 }}\n" for i in range(8))
+    spec = load_spec(write_experiment(variants=variants))
+    labels = np.random.default_rng(0).choice(3, 300, p=[0.2, 0.5, 0.3]).tolist()
+    study = _store(spec, {"baseline-s42": _one_class_result(1, labels, 1.2)}
+                   | {f"baseline_lr{i}-s42": _one_class_result(i % 3, labels, 1.3)
+                      for i in range(8)})
+    cli._print_summary(spec, build_report(spec, study))
+    line = next(line for line in capsys.readouterr().out.splitlines()
+                if "neither side learned" in line)
+    assert line.count("baseline_lr") == 5, line
+    assert line.endswith(", … (8 in all); their Δ compare constant guesses"), line
