@@ -565,13 +565,15 @@ def test_the_commands_report_and_status_print_repeat_the_runs_sets(write_experim
 def test_status_names_a_few_of_many_trials_not_queued_yet_and_counts_them(tmp_path):
     """A fourth seed added to a 61-variant study made `status` print one line of 61 trial keys
     (1,300 characters); it names the first 10 and how many (`--json` keeps every key)."""
-    from types import SimpleNamespace
+    from ablation.status import StatusSummary
 
     keys = [f"baseline_lr{i}e-4-s4" for i in range(61)]
-    summary = cli._StatusSummary({"complete": 183, "not queued yet": 61}, keys, [], 0, None, None)
-    spec = SimpleNamespace(path=tmp_path / "big.toml")
-    line = next(line for line in summary.lines(spec) if line.startswith("not queued yet:"))
+    summary = StatusSummary({"complete": 183, "not queued yet": 61}, keys, [], 0, None, None,
+                            "big.toml")
+    line = next(line for line in summary.lines() if line.startswith("not queued yet:"))
     assert line == "not queued yet: " + ", ".join(keys[:10]) + ", … (61 in all)"
     assert summary.to_json()["not_queued_yet"] == keys
-    gone = cli._StatusSummary({"complete": 20}, [], [f"v{i}" for i in range(20)], 0, None, None)
-    assert ", v9, … (20 in all) (their results still count" in gone.lines(spec)[1]
+    gone = StatusSummary({"complete": 20}, [], [f"v{i}" for i in range(20)], 0, None, None,
+                         "big.toml")
+    assert "not in big.toml now: v0, " in gone.lines()[1]
+    assert ", v9, … (20 in all) (their results still count" in gone.lines()[1]
