@@ -24,6 +24,7 @@ from .errors import (
     EXIT_TRIALS_FAILED,
     AblateInputError,
     set_shown,
+    some_of,
 )
 
 
@@ -475,8 +476,7 @@ def _print_summary(spec: Any, built: dict[str, Any]) -> None:
                   f"{', '.join(e.variant for e in weak)} no longer at p < 0.05; treat as tentative")
         constant = neither_learned(built)
         if constant:
-            named = ", ".join(e.variant for e in constant[:CONSTANT_NAMED]) + (
-                f", … ({len(constant)} in all)" if len(constant) > CONSTANT_NAMED else "")
+            named = some_of([e.variant for e in constant], CONSTANT_NAMED)
             print("  neither side learned from the text (one class predicted; see the report's "
                   f"Diagnosis): {named}; "
                   + ("its Δ compares" if len(constant) == 1 else "their Δ compare")

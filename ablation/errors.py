@@ -31,3 +31,11 @@ def set_shown(item: str) -> str:
     """`--set 'ITEM'` as the user typed it for the shell (single quotes, a quote inside escaped):
     Python's repr doubled each backslash, so an error showed `"a\\\\b"` for `"a\\b"`."""
     return "--set '" + item.replace("'", "'\\''") + "'"
+
+
+def some_of(values: list, shown: int = 5, total: int | None = None) -> str:
+    """At most `shown` values, then how many there are in all (`total` when `values` holds only
+    the first few): a line names a few of many classes, trials or variants, not all of them."""
+    total = len(values) if total is None else total
+    text = ", ".join(str(v) for v in values[:shown])
+    return text + (f", … ({total} in all)" if total > shown else "")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from .errors import some_of
 from .records import INTERRUPTED, TrialRecord, is_search_variant, latest_by_key, load_records
 
 if TYPE_CHECKING:
@@ -59,9 +60,9 @@ class StatusSummary:
         again = f"; {self.earlier} earlier attempt(s) not counted" if self.earlier else ""
         lines = [f"{self.trials} trial(s): {', '.join(parts)}{again}"]
         if self.unqueued:
-            lines.append(f"not queued yet: {_first_named(self.unqueued)}")
+            lines.append(f"not queued yet: {some_of(self.unqueued, STATUS_NAMED)}")
         if self.gone:
-            lines.append(f"not in {self.file_name} now: {_first_named(self.gone)} (their results "
+            lines.append(f"not in {self.file_name} now: {some_of(self.gone, STATUS_NAMED)} (their results "
                          "still count in the report)")
         if self.next_command:
             retry = (f" (`{self.retry_command}`: the failed ones alone)" if self.retry_command
@@ -83,11 +84,6 @@ class StatusSummary:
 # `status` names this many trials (or variants) not queued yet, or no longer in the file, then
 # counts them: a seed added to a study of 61 variants listed 61 keys on one line. --json has all.
 STATUS_NAMED = 10
-
-
-def _first_named(names: list[str]) -> str:
-    return ", ".join(names[:STATUS_NAMED]) + (
-        f", … ({len(names)} in all)" if len(names) > STATUS_NAMED else "")
 
 
 def _without_result(counts: dict[str, int], gone_trains_again: bool) -> int:

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import DataSpec, ExperimentSpec, _did_you_mean, last_set
-from ..errors import AblateInputError, set_shown
+from ..errors import AblateInputError, set_shown, some_of
 from ._files import CELLS_ARE_TEXT, column_list, load_raw_splits
 
 MAX_CLASS_ID = 100_000  # a label beyond it is an id or count column, not a class
@@ -44,7 +44,7 @@ class LabeledSplits:
         LABELS_NAMED and how many (50 names made a line thousands of characters long)."""
         test = 0 if self.test is None else len(self.test)
         return (f"train {len(self.train)}, validation {len(self.validation)}, test {test} rows; "
-                f"labels {_some(self.label_names, shown=LABELS_NAMED)}")
+                f"labels {some_of(self.label_names, shown=LABELS_NAMED)}")
 
     def fingerprint(self) -> str:
         """A content hash of all rows, labels and label names: the key of every cache."""
@@ -278,7 +278,7 @@ def _names_of_ids(frames: dict[str, pd.DataFrame], spec: DataSpec, train_split: 
             row, value = first_flagged(frame, unseen)
             raise AblateInputError(
                 f"{spec.dataset}: split {split!r}, row {row}: label {show_cell(value)} is not one of "
-                f"the train labels ({_some(seen)}){UNSEEN_LABEL_ADVICE}")
+                f"the train labels ({some_of(seen)}){UNSEEN_LABEL_ADVICE}")
     if seen[-1] + 1 > len(seen):  # a gap: found from the sorted ids, never by listing every id
         present = set(seen)
         missing = [i for i in range(min(seen[-1], len(seen) + 5) + 1) if i not in present][:6]
@@ -290,11 +290,11 @@ def _names_of_ids(frames: dict[str, pd.DataFrame], spec: DataSpec, train_split: 
             raise AblateInputError(f"{spec.dataset}: {doubt}; if it is, renumber the labels "
                                    f"0..{len(seen) - 1} or use class names")
         gaps = seen[-1] + 1 - len(seen)
-        ids = (f"ids {_some(missing, total=gaps)} would be classes" if gaps > 1
+        ids = (f"ids {some_of(missing, total=gaps)} would be classes" if gaps > 1
                else f"id {missing[0]} would be a class")
         raise AblateInputError(
             f"{spec.dataset}: integer labels are class ids 0..N-1, but split {train_split!r} has "
-            f"labels {_some(seen)} ({where}), so {ids} without an example; "
+            f"labels {some_of(seen)} ({where}), so {ids} without an example; "
             f"renumber the labels 0..{len(seen) - 1}, use class names instead of numbers, or set "
             f"[data] label_names to name all {seen[-1] + 1} ids")
     return [str(i) for i in range(len(seen))]
@@ -309,17 +309,9 @@ def _label_per_row(labels: pd.Series, shown: list[Any], split: str, spec: DataSp
     if len(labels) < 10 or classes < 0.9 * len(labels):
         return None
     return (f"split {split!r} has a label of its own in nearly every row ({classes} labels in "
-            f"{row_count(len(labels))}: {_some(shown, total=classes)}), as an id column has; is "
+            f"{row_count(len(labels))}: {some_of(shown, total=classes)}), as an id column has; is "
             f"[data] label_column = {spec.label_column!r} the label column? (columns: "
             f"{column_list(raw)})")
-
-
-def _some(values: list[Any], shown: int = 5, total: int | None = None) -> str:
-    """At most `shown` values, then how many there are in all (`total` when `values` holds only
-    the first few)."""
-    total = len(values) if total is None else total
-    text = ", ".join(str(v) for v in values[:shown])
-    return text + (f", … ({total} in all)" if total > shown else "")
 
 
 def first_flagged(frame: pd.DataFrame, bad: pd.Series) -> tuple[int, Any]:
@@ -444,7 +436,7 @@ def _stratified_take(frame: pd.DataFrame, n: int, names: list[str], rare_taken: 
     how = "stratified" if stratified else "not stratified: too few rows per class for that size"
     if rare:
         side = "kept" if rare_taken else "left in train"
-        shown = _some([repr(names[c]) for c in rare])
+        shown = some_of([repr(names[c]) for c in rare])
         how += (f"; class {shown} has a single row, {side}" if len(rare) == 1
                 else f"; classes {shown} have a single row each, {side}")
     return frame.iloc[taken].reset_index(drop=True), frame.iloc[rest].reset_index(drop=True), how
@@ -636,7 +628,7 @@ def _class_notes(frames: dict[str, pd.DataFrame], before_subsample: pd.DataFrame
         top = (len(names) - len(absent)) / len(names)
         notes.append(
             f"[data] label_names names {'classes' if len(absent) > 1 else 'class'} "
-            f"{_some([repr(names[label]) for label in absent])} that no row of the data has: the "
+            f"{some_of([repr(names[label]) for label in absent])} that no row of the data has: the "
             f"model is built to predict {them}, and every split's macro averages count {them} as 0 "
             f"(macro_f1 at most {top:.3f}; the same for every variant, so differences stand); "
             f"leave {them} out of label_names unless the data should have {them}")
@@ -659,7 +651,7 @@ def _class_notes(frames: dict[str, pd.DataFrame], before_subsample: pd.DataFrame
             continue
         lacking = sorted(set(in_train.index) - set(frame["label"]))
         if lacking:
-            shown = _some([f"{names[label]!r} ({in_train[label]} in train)" for label in lacking])
+            shown = some_of([f"{names[label]!r} ({in_train[label]} in train)" for label in lacking])
             them = "them" if len(lacking) > 1 else "it"
             # Every class counts in the macro averages (the same classes on every split, seed and
             # bootstrap resample): one with no row scores F1 0 there, which caps them.
