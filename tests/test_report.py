@@ -11,6 +11,7 @@ import numpy as np
 import optuna
 import pandas as pd
 import pytest
+from conftest import DEFAULT_BASELINE
 
 from ablation import cli, records
 from ablation.config import load_spec
@@ -1802,3 +1803,40 @@ def test_the_run_summary_names_a_few_of_many_comparisons_that_learned_nothing(wr
                 if "neither side learned" in line)
     assert line.count("baseline_lr") == 5, line
     assert line.endswith(", … (8 in all); their Δ compare constant guesses"), line
+
+
+def test_train_losses_of_smoothed_or_weighted_variants_are_said_not_to_compare(write_experiment):
+    """Label smoothing and class weights change the loss a variant trains on (a smoothed loss
+    stays above 0 however well the model fits, weights scale it): the table's train loss column
+    would read them as a worse or better fit. Eval loss and log loss are plain cross-entropy."""
+    path = write_experiment(variants='ls = { label_smoothing = 0.2 }\n'
+                            'cw = { class_weight = "balanced" }\nbs32 = { batch_size = 32 }\n')
+    spec = load_spec(path)
+    study = _store(spec, {key: _result(0.6, 0.5, 2.0) for key in (
+        "baseline-s42", "baseline_ls-s42", "baseline_cw-s42", "baseline_bs32-s42")})
+    text = write_report(spec, study).read_text()
+    note = next(line for line in text.splitlines() if line.startswith("Train loss is"))
+    assert ("`baseline_ls` (label_smoothing=0.2), `baseline_cw` (class_weight=balanced) smooth or "
+            "weight it, the other variants do not") in note
+    assert "baseline_bs32" not in note and "`baseline`" not in note
+    assert "label smoothing keeps it above 0" in note and "class weights change its scale" in note
+    assert "Eval loss and log loss are the plain cross-entropy in every variant" in note
+    # the same loss in every row (the baseline's smoothing, which every variant keeps): no note
+    path = write_experiment(name="same", variants="bs32 = { batch_size = 32 }\n",
+                            baseline=DEFAULT_BASELINE + "label_smoothing = 0.1\n")
+    spec = load_spec(path)
+    study = _store(spec, {key: _result(0.6, 0.5, 2.0) for key in ("baseline-s42", "baseline_bs32-s42")})
+    assert "Train loss is" not in write_report(spec, study).read_text()
+    # a variant that drops the baseline's smoothing: the baseline's train loss is the unlike one
+    path = write_experiment(name="drop", variants="bs32 = { batch_size = 32 }\n"
+                            "plain = { label_smoothing = 0 }\n",
+                            baseline=DEFAULT_BASELINE + "label_smoothing = 0.1\n")
+    spec = load_spec(path)
+    study = _store(spec, {key: _result(0.6, 0.5, 2.0) for key in (
+        "baseline-s42", "baseline_bs32-s42", "baseline_plain-s42")})
+    assert ("Train loss is each variant's own training loss, not the same loss in every row: "
+            "`baseline` (label_smoothing=0.1), `baseline_bs32` (label_smoothing=0.1) smooth it, "
+            "the other variants do not; compare train losses only between rows that train on the "
+            "same loss (label smoothing keeps it above 0 however well a model fits).") in \
+        write_report(spec, study).read_text()
+

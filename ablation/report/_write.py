@@ -23,7 +23,15 @@ from ..metrics import metric_range
 from ..models import stale_best_model
 from ..queue import stale_numbers
 from ..records import TrialRecord, is_search_variant, latest_by_key, load_records, study_info
-from ..variants import BASELINE, FULL, MINUS, PLUS, reference_of, variant_names
+from ..variants import (
+    BASELINE,
+    FULL,
+    MINUS,
+    PLUS,
+    describe_changes,
+    reference_of,
+    variant_names,
+)
 from .diagnosis import diagnose, learned_nothing
 from .effects import (
     Effect,
@@ -607,6 +615,8 @@ def render_markdown(spec: ExperimentSpec, built: dict[str, Any], pictures: dict[
         lines += [variant_table(variants, metric, with_test, with_ci=len(seeds) > 1), ""]
         missing = missing_note(variants, trials, with_test, built["label_names"])
         lines += [missing, ""] if missing else []
+        unlike = _train_loss_note(spec, built)
+        lines += [unlike, ""] if unlike else []
         if built["label_names"] and any(f"f1_{n}" in variants.columns for n in built["label_names"]):
             lines += ["### F1 per class (validation)", "",
                       per_class_table(variants, built["label_names"]), ""]
@@ -641,6 +651,45 @@ def render_markdown(spec: ExperimentSpec, built: dict[str, Any], pictures: dict[
     lines += _trial_notes(built)
     lines += _environment(spec, built)
     return "\n".join(lines)
+
+
+# The train-loss note names this many variants, then counts them.
+TRAIN_LOSS_NAMED = 10
+
+
+def _train_loss_note(spec: ExperimentSpec, built: dict[str, Any]) -> str | None:
+    """Where the table's variants train on differently defined losses (class weights, label
+    smoothing): their train loss column is each one's own objective, not one quantity, which a
+    reader would compare (label smoothing alone reads as a worse fit). Eval loss and log loss
+    are the plain cross-entropy in every variant (train.make_loss), so they compare."""
+    stored = built["info"].get("baseline")
+    stored = stored if isinstance(stored, dict) else {}
+    base = {knob: stored.get(knob, getattr(spec.baseline, knob))
+            for knob in ("class_weight", "label_smoothing")}
+    losses: dict[str, dict[str, Any]] = {}
+    for record in built["chosen"]:  # the variants whose train loss the table shows
+        losses.setdefault(record.variant, {knob: record.overrides.get(knob, value)
+                                           for knob, value in base.items()})
+    plain = {"class_weight": "none", "label_smoothing": 0}
+    own = {name: {k: v for k, v in loss.items() if v != plain[k] and v is not None}
+           for name, loss in losses.items()}
+    if len({json.dumps(loss, sort_keys=True) for loss in own.values()}) < 2:
+        return None  # one loss for all: their train losses compare
+    changed = [name for name, loss in own.items() if loss]
+    named = ", ".join(f"`{name}` ({describe_changes(own[name])})"
+                      for name in changed[:TRAIN_LOSS_NAMED]) + (
+        f", … ({len(changed)} in all)" if len(changed) > TRAIN_LOSS_NAMED else "")
+    knobs = {knob for name in changed for knob in own[name]}
+    how = " or ".join(word for knob, word in (("label_smoothing", "smooth"), ("class_weight", "weight"))
+                      if knob in knobs)
+    effects = [text for knob, text in (
+        ("label_smoothing", "label smoothing keeps it above 0 however well a model fits"),
+        ("class_weight", "class weights change its scale")) if knob in knobs]
+    others = ", the other variants do not" if len(changed) < len(own) else ""
+    return (f"Train loss is each variant's own training loss, not the same loss in every row: "
+            f"{named} {how} it{others}; compare train losses only between rows that train on the "
+            f"same loss ({'; '.join(effects)}). Eval loss and log loss are the plain cross-entropy "
+            "in every variant (no class weights, no label smoothing), and compare.")
 
 
 def _best_variant_caveats(built: dict[str, Any], best: Any) -> str:

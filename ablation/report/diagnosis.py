@@ -321,9 +321,9 @@ def _class_collapse(confusion: Any, label_names: Sequence[str], best_step: Any =
 
 def _validation_loss(result: Mapping[str, Any]) -> tuple[Any, str]:
     """The selected checkpoint's validation cross-entropy and its name in a sentence: log_loss,
-    the plain cross-entropy that the class mix's entropy is also, where the trial has it; a
-    trial's eval_loss carries its class weights and label smoothing, which raise it above the
-    plain one (a model at 0.80 read as 1.30 under smoothing, above a mix of 1.09: 'not learned')."""
+    the plain cross-entropy that the class mix's entropy is also, where the trial has it (a
+    trial's eval_loss is the same plain cross-entropy, train.make_loss; were it ever the smoothed
+    or weighted one, a model at 0.80 would read as 1.30, above a mix of 1.09: 'not learned')."""
     validation = result.get("validation")
     if not isinstance(validation, Mapping):
         return None, "validation loss"
