@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from ablation.report.diagnosis import Finding, diagnose
+from ablation.report.diagnosis import Finding, diagnose, shared_findings
 
 LABELS = ["neg", "neu", "pos"]
 LOG_EVERY = 10  # steps between train log points
@@ -362,3 +362,55 @@ def test_a_smoothed_or_weighted_loss_is_not_read_as_the_loss_of_a_constant_guess
     finding = only(diagnose(constant, LABELS), "class_collapse")
     assert finding.not_learned
     assert "at a validation log loss of 1.0864: about the 1.0869 of predicting" in finding.sentence
+
+
+# --------------------------------------------------------------------------- one line per finding
+
+
+def test_a_finding_many_trials_share_is_one_line_with_the_range_of_their_numbers():
+    """183 trials that each predict one class at about the loss of the class frequencies were
+    183 lines of the same sentence: one line names the first 10 and counts them, and a number
+    that differs between them is their range."""
+    confusion = [[0, 57, 0], [0, 81, 0], [0, 62, 0]]
+    findings = {f"baseline_v{i}-s42": diagnose(
+        result(confusion=confusion) | {"best_step": 100 + i, "validation": {"log_loss": 1.0864 + i / 1e4}},
+        LABELS) for i in range(183)}
+    [line] = shared_findings(findings, LABELS)
+    assert line.kind == "class_collapse" and len(line.keys) == 183
+    assert line.named() == ", ".join(f"baseline_v{i}-s42" for i in range(10)) + ", … (183 in all)"
+    assert line.sentence == ("The selected checkpoint (step 100–282) predicts 'neu' for all 200 "
+                             "validation examples, at a validation log loss of 1.0864–1.1046: about "
+                             "the 1.0869 of predicting the class frequencies. The model has not "
+                             "learned from the text.")
+    assert line.suggestion == findings["baseline_v0-s42"][0].suggestion
+
+
+def test_findings_that_differ_in_words_or_classes_stay_apart_and_one_trial_reads_as_before():
+    """A class named by digits ('1', '2') is not a number to put in a range, a worse-than and an
+    about are not one finding, and a finding of one trial is its sentence unchanged, in the order
+    of each line's first trial."""
+    names = ["0", "1", "2"]
+    at = {"one": ([[0, 5, 0], [0, 8, 0], [0, 6, 0]], 1.08),
+          "two": ([[0, 0, 5], [0, 0, 8], [0, 0, 6]], 1.08),
+          "also_one": ([[0, 5, 0], [0, 8, 0], [0, 6, 0]], 1.081),
+          "worse": ([[0, 5, 0], [0, 8, 0], [0, 6, 0]], 1.5)}
+    findings = {key: diagnose(result(confusion=confusion) | {"validation": {"log_loss": loss}}, names)
+                for key, (confusion, loss) in at.items()}
+    lines = shared_findings(findings, names)
+    assert [line.keys for line in lines] == [("one", "also_one"), ("two",), ("worse",)]
+    assert "predicts '1' for all 19 validation examples, at a validation log loss of 1.0800–1.0810" \
+        in lines[0].sentence
+    assert lines[1].sentence == findings["two"][0].sentence and "predicts '2'" in lines[1].sentence
+    assert lines[2].sentence == findings["worse"][0].sentence and lines[2].named() == "worse"
+    # a trial with two findings is on both lines, each shared with whoever has it
+    losses = [0.9 - 0.02 * i for i in range(35)]
+    grads = [2.0] * 35
+    grads[30] = 15.0
+    both = diagnose(result(history=train_points(losses, grads), evals=overfit_evals()), LABELS)
+    spike = diagnose(result(history=train_points(losses, grads)), LABELS)
+    assert kinds(both) == ["overfitting", "unstable_gradients"]
+    assert kinds(spike) == ["unstable_gradients", "not_converged"]  # no overfitting to silence it
+    lines = shared_findings({"a": both, "b": spike}, LABELS)
+    assert [(line.keys, line.kind) for line in lines] == [
+        (("a",), "overfitting"), (("a", "b"), "unstable_gradients"), (("b",), "not_converged")]
+    assert lines[1].sentence == both[1].sentence  # the same numbers: no range

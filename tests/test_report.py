@@ -12,6 +12,7 @@ import optuna
 import pandas as pd
 import pytest
 from conftest import DEFAULT_BASELINE
+from conftest import stored_study as stored_study_of
 
 from ablation import cli, records
 from ablation.config import load_spec
@@ -1840,3 +1841,16 @@ def test_train_losses_of_smoothed_or_weighted_variants_are_said_not_to_compare(w
             "same loss (label smoothing keeps it above 0 however well a model fits).") in \
         write_report(spec, study).read_text()
 
+
+def test_a_finding_every_trial_shares_is_one_diagnosis_line(write_experiment):
+    """A 183-trial study printed the same ~400-character sentence 183 times: 40 trials whose
+    train loss is still falling the same way are one line naming the first 10 and counting them."""
+    path = stored_study_of(write_experiment, 40)
+    spec = load_spec(path, ["experiment.seeds=[42, 43]"], need_data=False)
+    text = write_report(spec, open_study(spec, create=False)).read_text()
+    diagnosis = text.split("## Diagnosis", 1)[1].split("\n## ", 1)[0]
+    bullets = [line for line in diagnosis.splitlines() if line.startswith("- ")]
+    assert len(bullets) == 1
+    assert bullets[0].startswith("- **baseline-s42, baseline-s43, baseline_v0-s42, baseline_v0-s43, ")
+    assert ", … (40 in all)** — not converged: Training loss was still falling at the end" in bullets[0]
+    assert "A finding that several trials share is one line naming them" in diagnosis

@@ -32,7 +32,7 @@ from ..variants import (
     reference_of,
     variant_names,
 )
-from .diagnosis import diagnose, learned_nothing
+from .diagnosis import diagnose, learned_nothing, shared_findings
 from .effects import (
     Effect,
     compute_effects,
@@ -520,10 +520,13 @@ def _diagnosis(built: dict[str, Any]) -> list[str]:
     if not findings:
         return lines + ["No trial shows overfitting, unstable gradients, divergence, a collapsed "
                         "class or an unfinished run in its curves.", ""]
-    for key, items in findings.items():
-        for finding in items:
-            lines.append(f"- **{key}** — {finding.kind.replace('_', ' ')}: {finding.sentence} "
-                         f"*{finding.suggestion}*")
+    shared = shared_findings(findings, built["label_names"])
+    if any(len(line.keys) > 1 for line in shared):
+        lines += ["A finding that several trials share is one line naming them; a number that "
+                  "differs between them is the range of theirs (`step 40–120`).", ""]
+    for line in shared:
+        lines.append(f"- **{line.named()}** — {line.kind.replace('_', ' ')}: {line.sentence} "
+                     f"*{line.suggestion}*")
     return lines + [""]
 
 

@@ -9,6 +9,7 @@ wrong alarm costs more than a missed one.
 from __future__ import annotations
 
 import math
+import re
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -353,3 +354,78 @@ def diagnose(result: Mapping[str, Any], label_names: Sequence[str],
         findings += [overfitting, _unstable_gradients(history),
                      None if overfitting else _not_converged(history, evals)]
     return sorted((f for f in findings if f is not None), key=lambda f: KINDS.index(f.kind))
+
+
+# --------------------------------------------------------------------------- one line per finding
+
+# A finding that several trials share is one line naming this many of them, then counting them.
+SHARED_NAMED = 10
+# A number in a sentence ("step 300", "1.0948", "12%", "1.5×"); "nan" and "inf" are words, which
+# keep a diverged trial's finding apart from one whose loss only grew.
+_NUMBER = r"(?<![\w.])\d+(?:\.\d+)?(?:e[+-]?\d+)?(?!\w)"
+
+
+@dataclass(frozen=True)
+class SharedFinding:
+    """One Diagnosis line: a finding and the trials (keys) that have it; where their numbers
+    differ, each such number is the range of theirs ("step 40–120")."""
+
+    keys: tuple[str, ...]
+    kind: str
+    sentence: str
+    suggestion: str
+
+    def named(self) -> str:
+        """The trials, the first SHARED_NAMED of more then their count."""
+        return ", ".join(self.keys[:SHARED_NAMED]) + (
+            f", … ({len(self.keys)} in all)" if len(self.keys) > SHARED_NAMED else "")
+
+
+def _slots(text: str, pattern: re.Pattern[str]) -> tuple[str, list[str]]:
+    """The text with its numbers taken out (the template that says which finding it is) and
+    those numbers in order; class names in quotes ('1', 'class 3') stay in the template."""
+    numbers: list[str] = []
+
+    def take(match: re.Match[str]) -> str:
+        if match.group("number") is None:
+            return match.group(0)
+        numbers.append(match.group("number"))
+        return "\0"
+
+    return pattern.sub(take, text), numbers
+
+
+def _filled(template: str, numbers: list[list[str]]) -> str:
+    """The template with each number slot given the trials' value, or their range where they
+    differ (as each was written: '1.0946–1.0965')."""
+    parts = template.split("\0")
+    out = [parts[0]]
+    for slot, rest in zip(numbers, parts[1:], strict=True):
+        low, high = min(slot, key=float), max(slot, key=float)
+        out.append(low if float(low) == float(high) else f"{low}–{high}")
+        out.append(rest)
+    return "".join(out)
+
+
+def shared_findings(findings: Mapping[str, Sequence[Finding]],
+                    label_names: Sequence[str] = ()) -> list[SharedFinding]:
+    """The findings of every trial (key: its findings, in report order), one line per finding
+    however many trials share it: the same kind, sentence and suggestion but for their numbers
+    (183 trials that each predict one class at about the loss of the class frequencies are one
+    line, not 183). In order of each line's first trial; a finding of one trial reads as it did."""
+    names = sorted({f"'{name}'" for name in label_names}, key=len, reverse=True)
+    quoted = "|".join([*map(re.escape, names), r"'class \d+'"])
+    pattern = re.compile(f"(?P<name>{quoted})|(?P<number>{_NUMBER})")
+    groups: dict[tuple[str, str, str], list[tuple[str, list[str], list[str]]]] = {}
+    for key, items in findings.items():
+        for finding in items:
+            sentence, said = _slots(finding.sentence, pattern)
+            suggestion, advised = _slots(finding.suggestion, pattern)
+            groups.setdefault((finding.kind, sentence, suggestion), []).append((key, said, advised))
+    lines = []
+    for (kind, sentence, suggestion), members in groups.items():
+        keys = tuple(dict.fromkeys(key for key, _, _ in members))
+        said = [list(slot) for slot in zip(*(m[1] for m in members), strict=True)]
+        advised = [list(slot) for slot in zip(*(m[2] for m in members), strict=True)]
+        lines.append(SharedFinding(keys, kind, _filled(sentence, said), _filled(suggestion, advised)))
+    return lines
