@@ -9,6 +9,7 @@ printed and the study goes on.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import math
@@ -17,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .config import KNOBS, ExperimentSpec, last_set
+from .config import KNOBS, ExperimentSpec, last_set, toml_value
 from .errors import AblateInputError, set_shown
 from .variants import BASELINE, FULL, MINUS, PLUS, TrialSpec
 
@@ -133,7 +134,11 @@ def preflight(spec: ExperimentSpec, trials: list[TrialSpec], inputs: TrialInputs
             tokenizer = inputs.tokenizer(source)
             model_key = json.dumps(source.identity(), sort_keys=True, default=str)
             if model_key not in limits:
-                limits[model_key] = position_limit(model_skeleton(source, config), tokenizer)
+                skeleton = model_skeleton(source, config)
+                limits[model_key] = position_limit(skeleton, tokenizer)
+                fresh = _fresh_weights(trial, source, skeleton, inputs)
+                if fresh:
+                    notes.setdefault(fresh[0], fresh[1])
                 unknown = _unknown_tokens(source.name, tokenizer, inputs.splits)
                 if unknown:
                     notes.setdefault(model_key, unknown)
@@ -215,6 +220,44 @@ def _cut_texts(trial: TrialSpec, model: str, tokenizer: Any, splits: Any,
             f"({longer} of {total}{' sampled' if total < len(splits.train) else ''}): {model}'s "
             f"tokenizer makes them longer, and the model reads only their first {length} tokens"
             f"{more}")
+
+
+FRESH_NAMED = 3  # weights a note on overrides that discard pretrained ones names
+
+
+def _fresh_weights(trial: TrialSpec, source: Any, skeleton: Any,
+                   inputs: TrialInputs) -> tuple[str, str] | None:
+    """(key, note) where config overrides change the shape of pretrained weights (hidden_size,
+    intermediate_size, vocab_size, max_position_embeddings, ...) or add weights the model has none
+    of (more layers than it has): loading cannot use the pretrained values there, so they start
+    from random ones, silently (transformers' load report is turned down), and the variant
+    compares a partly untrained model rather than the setting it names."""
+    from .train import model_skeleton
+
+    if not source.config:
+        return None
+    plain = dataclasses.replace(source, config={}, variant_config=())
+    shapes = {name: tuple(tensor.shape)
+              for name, tensor in model_skeleton(plain, inputs.model_config(plain)).state_dict().items()}
+    weights = skeleton.state_dict()
+    changed = [name for name, tensor in weights.items()
+               if name in shapes and tuple(tensor.shape) != shapes[name]]
+    added = [name for name in weights if name not in shapes]
+    if not changed and not added:
+        return None
+
+    def named(names: list[str]) -> str:
+        more = f", … ({len(names)} in all)" if len(names) > FRESH_NAMED else ""
+        return ", ".join(names[:FRESH_NAMED]) + more
+
+    what = [f"change the shape of {len(changed)} of its {len(shapes)} pretrained weights "
+            f"({named(changed)})"] if changed else []
+    what += [f"add {len(added)} weights it has none of ({named(added)})"] if added else []
+    keys = " and ".join(sorted({source.config_key(key) for key in source.config}))
+    note = (f"{trial.variant}: {keys} = {toml_value(source.config)} on {source.name}: the overrides "
+            f"{' and '.join(what)}; those start from random values, not pretrained ones, so this "
+            "trial trains them from scratch")
+    return json.dumps([source.name, changed, added]), note
 
 
 def _model_own_dropout(spec: ExperimentSpec, trial: TrialSpec, config: Any) -> str | None:

@@ -16,6 +16,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
+import torch
 
 from ablation import cli, train
 from ablation.config import load_spec
@@ -394,6 +395,35 @@ def test_a_dropout_equal_to_the_models_own_gets_a_note(write_experiment, capsys)
     assert len(notes) == 1 and notes[0].startswith(
         "note: baseline_d01: dropout=0.1 changes nothing: it is ")
     assert notes[0].endswith("'s own dropout, which the baseline (dropout unset) trains with")
+
+
+def test_model_config_overrides_that_discard_pretrained_weights_get_a_note(write_experiment, capsys,
+                                                                         tiny_model_dir):
+    """A wider feed-forward layer or more layers than the checkpoint has cannot load those
+    weights: transformers initialises them at random, and says so only in a load report ablate
+    turns down, so such a variant compared a partly untrained model under the override's name.
+    Fewer layers or another dropout keep every pretrained weight: no note."""
+    from ablation.train import ModelSource, PretrainedWeights, load_model_config
+
+    path = write_experiment(variants="ffn = { model_config = { intermediate_size = 128 } }\n"
+                                     "deep = { model_config = { num_hidden_layers = 3 } }\n"
+                                     "shallow = { model_config = { num_hidden_layers = 1 } }\n"
+                                     "hdrop = { model_config = { hidden_dropout_prob = 0.3 } }\n")
+    for command in (["validate"], ["run", "--dry-run"]):
+        assert cli.main([command[0], str(path), *command[1:]]) == 0
+        notes = [line for line in capsys.readouterr().out.splitlines() if "from scratch" in line]
+        assert [note.split(":")[1].strip() for note in notes] == ["baseline_ffn", "baseline_deep"]
+        assert "intermediate_size = 128" in notes[0] and "change the shape of 6 of its" in notes[0]
+        assert "bert.encoder.layer.0.intermediate.dense.weight" in notes[0]
+        assert "add 16 weights it has none of (bert.encoder.layer.2." in notes[1]
+    # What the note says is what a trial starts from: those weights are not the checkpoint's.
+    stock = PretrainedWeights().load(ModelSource(str(tiny_model_dir), None, {}),
+                                     load_model_config(ModelSource(str(tiny_model_dir), None, {}),
+                                                       ["a", "b", "c"])).state_dict()
+    source = ModelSource(str(tiny_model_dir), None, {"num_hidden_layers": 3})
+    deep = PretrainedWeights().load(source, load_model_config(source, ["a", "b", "c"])).state_dict()
+    assert all(torch.equal(deep[name], stock[name]) for name in stock if "classifier" not in name)
+    assert sum(name.startswith("bert.encoder.layer.2.") for name in deep) == 16
 
 
 def test_a_study_is_refused_an_output_dir_that_holds_another_study(write_experiment, tmp_path, capsys):
