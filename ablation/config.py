@@ -162,6 +162,8 @@ def _model_config(value: Any) -> dict:
     would build a model with no layers or no width, and -1 layers trains a model without any."""
     table = _table(value)
     for key, setting in table.items():
+        if key in DATA_SET_CONFIG:
+            raise ValueError(f"sets {key} = {toml_value(setting)}: {DATA_SET_CONFIG[key]}; leave it out")
         if _holds_date(setting):  # config.json has no dates: json.dumps of the config failed
             raise ValueError(f"sets {key} = {toml_value(setting)}: a model config value is a number, "
                              "string, boolean, list or table, not a TOML date or time")
@@ -174,6 +176,18 @@ def _model_config(value: Any) -> dict:
                 "in use have about 100; building millions, even as the empty skeleton that checks "
                 "the overrides, takes hours and fills the memory)")
     return table
+
+
+# Config keys an override of which trains nothing else: ablate sets the classes from the data
+# after the overrides, and trains single-label classification with cross-entropy.
+_CLASSES = ("ablate sets it from the data's classes (or [data] label_names) after the overrides, "
+            "so the trial would train as if it were not set")
+DATA_SET_CONFIG = {
+    "num_labels": _CLASSES, "id2label": _CLASSES, "label2id": _CLASSES,
+    "problem_type": ("ablate trains single-label classification with cross-entropy: another problem "
+                     "type fails in training, or with class_weight, label_smoothing or "
+                     "gradient_accumulation_steps is not used"),
+}
 
 
 # The deepest transformers in use have about 100 layers; building a model's skeleton (on the meta
