@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import KNOBS, ExperimentSpec, last_set, toml_value
-from .errors import AblateInputError, set_shown
+from .errors import AblateInputError, set_shown, some_of
 from .variants import BASELINE, FULL, MINUS, PLUS, TrialSpec
 
 
@@ -247,8 +247,7 @@ def _fresh_weights(trial: TrialSpec, source: Any, skeleton: Any,
         return None
 
     def named(names: list[str]) -> str:
-        more = f", … ({len(names)} in all)" if len(names) > FRESH_NAMED else ""
-        return ", ".join(names[:FRESH_NAMED]) + more
+        return some_of(names, FRESH_NAMED)
 
     what = [f"change the shape of {len(changed)} of its {len(shapes)} pretrained weights "
             f"({named(changed)})"] if changed else []

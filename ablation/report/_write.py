@@ -17,7 +17,7 @@ import optuna
 import pandas as pd
 
 from ..config import ExperimentSpec, from_here, shown_storage, toml_value
-from ..errors import AblateInputError
+from ..errors import AblateInputError, some_of
 from ..locking import written_beside
 from ..metrics import metric_range
 from ..models import stale_best_model
@@ -679,9 +679,8 @@ def _train_loss_note(spec: ExperimentSpec, built: dict[str, Any]) -> str | None:
     if len({json.dumps(loss, sort_keys=True) for loss in own.values()}) < 2:
         return None  # one loss for all: their train losses compare
     changed = [name for name, loss in own.items() if loss]
-    named = ", ".join(f"`{name}` ({describe_changes(own[name])})"
-                      for name in changed[:TRAIN_LOSS_NAMED]) + (
-        f", … ({len(changed)} in all)" if len(changed) > TRAIN_LOSS_NAMED else "")
+    named = some_of([f"`{name}` ({describe_changes(own[name])})" for name in changed],
+                    TRAIN_LOSS_NAMED)
     knobs = {knob for name in changed for knob in own[name]}
     how = " or ".join(word for knob, word in (("label_smoothing", "smooth"), ("class_weight", "weight"))
                       if knob in knobs)

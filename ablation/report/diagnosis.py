@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from numbers import Real
 from typing import Any, NamedTuple
 
+from ..errors import some_of
+
 # Fewer finite points than this on a curve is too little to call a trend: the rule gives no finding.
 MIN_POINTS = 4
 # Divergence: the last finite train loss above this multiple of the first one.
@@ -377,8 +379,7 @@ class SharedFinding:
 
     def named(self) -> str:
         """The trials, the first SHARED_NAMED of more then their count."""
-        return ", ".join(self.keys[:SHARED_NAMED]) + (
-            f", … ({len(self.keys)} in all)" if len(self.keys) > SHARED_NAMED else "")
+        return some_of(self.keys, SHARED_NAMED)
 
 
 def _slots(text: str, pattern: re.Pattern[str]) -> tuple[str, list[str]]:
