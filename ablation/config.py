@@ -162,8 +162,8 @@ def _model_config(value: Any) -> dict:
     would build a model with no layers or no width, and -1 layers trains a model without any."""
     table = _table(value)
     for key, setting in table.items():
-        if key in DATA_SET_CONFIG:
-            raise ValueError(f"sets {key} = {toml_value(setting)}: {DATA_SET_CONFIG[key]}; leave it out")
+        if key in NOT_OVERRIDABLE:
+            raise ValueError(f"sets {key} = {toml_value(setting)}: {NOT_OVERRIDABLE[key]}; leave it out")
         if _holds_date(setting):  # config.json has no dates: json.dumps of the config failed
             raise ValueError(f"sets {key} = {toml_value(setting)}: a model config value is a number, "
                              "string, boolean, list or table, not a TOML date or time")
@@ -178,15 +178,20 @@ def _model_config(value: Any) -> dict:
     return table
 
 
-# Config keys an override of which trains nothing else: ablate sets the classes from the data
-# after the overrides, and trains single-label classification with cross-entropy.
+# Config keys no override may set: ablate sets the classes from the data after the overrides,
+# trains single-label classification with cross-entropy, and keeps fp32 weights (`precision`).
 _CLASSES = ("ablate sets it from the data's classes (or [data] label_names) after the overrides, "
             "so the trial would train as if it were not set")
-DATA_SET_CONFIG = {
+_HALF = ("the weights would load and train in that dtype (optimizer state too), outside the "
+         "`precision` knob (precision = \"bf16\" or \"fp16\" autocasts over fp32 weights)")
+NOT_OVERRIDABLE = {
     "num_labels": _CLASSES, "id2label": _CLASSES, "label2id": _CLASSES,
     "problem_type": ("ablate trains single-label classification with cross-entropy: another problem "
                      "type fails in training, or with class_weight, label_smoothing or "
                      "gradient_accumulation_steps is not used"),
+    # transformers loads the weights in the config's dtype: every trial would train a half-precision
+    # model (weights and optimizer state), not the fp32 one `precision` autocasts.
+    "dtype": _HALF, "torch_dtype": _HALF,
 }
 
 
