@@ -182,15 +182,13 @@ def _model_config(value: Any) -> dict:
 # trains single-label classification with cross-entropy, and keeps fp32 weights (`precision`).
 _CLASSES = ("ablate sets it from the data's classes (or [data] label_names) after the overrides, "
             "so the trial would train as if it were not set")
-_HALF = ("the weights would load and train in that dtype (optimizer state too), outside the "
-         "`precision` knob (precision = \"bf16\" or \"fp16\" autocasts over fp32 weights)")
+_HALF = ("ablate loads and trains fp32 weights whatever the config's dtype, so the trial would train "
+         "as if it were not set; precision = \"bf16\" or \"fp16\" autocasts over them")
 NOT_OVERRIDABLE = {
     "num_labels": _CLASSES, "id2label": _CLASSES, "label2id": _CLASSES,
     "problem_type": ("ablate trains single-label classification with cross-entropy: another problem "
                      "type fails in training, or with class_weight, label_smoothing or "
                      "gradient_accumulation_steps is not used"),
-    # transformers loads the weights in the config's dtype: every trial would train a half-precision
-    # model (weights and optimizer state), not the fp32 one `precision` autocasts.
     "dtype": _HALF, "torch_dtype": _HALF,
 }
 

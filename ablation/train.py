@@ -166,9 +166,13 @@ class PretrainedWeights:
                          sort_keys=True, default=str)
         if key == self._key and self._model_class is not None:
             weights = {name: tensor.clone() for name, tensor in self._weights.items()}  # trained in place
-            return self._model_class.from_pretrained(None, config=config, state_dict=weights)
+            return self._model_class.from_pretrained(None, config=config, state_dict=weights,
+                                                     dtype=torch.float32)
+        # fp32 whatever dtype the checkpoint was saved in (transformers loads a bf16 one as bf16:
+        # AdamW's updates then fell below bf16's resolution); `precision` autocasts over it.
         model, info = AutoModelForSequenceClassification.from_pretrained(
             source.name, config=config, revision=source.revision, output_loading_info=True,
+            dtype=torch.float32,
             ignore_mismatched_sizes=True)  # a checkpoint's own head may have another class count
         fresh = set(info["missing_keys"]) | {k[0] if isinstance(k, tuple) else k
                                              for k in info["mismatched_keys"]}

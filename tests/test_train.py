@@ -39,6 +39,23 @@ def _fresh_load(folder: Path, source: ModelSource, seed: int = 7) -> tuple[torch
     return model, torch.rand(1).item()
 
 
+def test_a_checkpoint_saved_in_bf16_trains_fp32_weights(tiny_model_dir: Path, tmp_path: Path):
+    """transformers loads a checkpoint in the dtype its config.json names: one saved in bf16 (as
+    many on the Hub are) trained bf16 weights and AdamW state, outside `precision`, and the
+    small updates of fine-tuning fell below bf16's resolution."""
+    folder = tmp_path / "bf16"
+    transformers.AutoModelForSequenceClassification.from_pretrained(
+        str(tiny_model_dir)).to(torch.bfloat16).save_pretrained(folder)
+    for name in tiny_model_dir.iterdir():
+        if not (folder / name.name).exists():
+            shutil.copy(name, folder)
+    source = ModelSource(str(folder), None, {})
+    cache = PretrainedWeights()
+    first, second = _load(cache, source), _load(cache, source)  # from the files, then memory
+    for model in (first, second):
+        assert {parameter.dtype for parameter in model.parameters()} == {torch.float32}
+
+
 def test_later_loads_read_no_weights_and_match_a_fresh_load(tiny_model_dir: Path, tmp_path: Path):
     folder = tmp_path / "model"
     shutil.copytree(tiny_model_dir, folder)
