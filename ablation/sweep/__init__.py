@@ -6,10 +6,12 @@ again; a variant × seed whose earlier attempts failed is tried once more per in
 trial never stops the others.
 
 ``_study`` decides whether the stored study is the one the file describes, ``_plan`` which trials
-to train, ``_runner`` runs them (one process or several workers) and records each. Tests that
-replace a step of a run patch ``_runner``, where the run looks it up.
+to train (``_dry_run`` says what a run would do), ``_runner`` runs them (one process or several
+workers) and records each. Tests that replace a step of a run patch ``_runner``, where the run
+looks it up.
 """
 
+from ._dry_run import dry_run
 from ._plan import checked_plan, run_selection, select_trials
 from ._runner import (
     INTERRUPTED,
@@ -33,6 +35,6 @@ from ._study import (
 __all__ = [
     "DATA_FINGERPRINT", "INTERRUPTED", "MODEL_FINGERPRINTS", "RunOutcome", "Work",
     "check_own_output_dir", "check_same_data", "check_same_models", "check_same_study",
-    "checked_plan", "make_output_dir", "run_selection", "run_study", "run_worker",
+    "checked_plan", "dry_run", "make_output_dir", "run_selection", "run_study", "run_worker",
     "select_trials", "study_elsewhere", "study_identity",
 ]
