@@ -39,3 +39,17 @@ def some_of(values: list, shown: int = 5, total: int | None = None) -> str:
     total = len(values) if total is None else total
     text = ", ".join(str(v) for v in values[:shown])
     return text + (f", … ({total} in all)" if total > shown else "")
+
+
+def os_error_behind(err: BaseException) -> OSError | None:
+    """The operating system's error (a full disk, a read-only file system, no permission) that
+    `err` is or that led to it, else None: libraries hide it behind their own (datasets' map
+    re-raises a full disk as "I/O operation on closed file")."""
+    seen: BaseException | None = err
+    for _ in range(10):
+        if seen is None:
+            return None
+        if isinstance(seen, OSError) and seen.errno is not None:
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None

@@ -4,8 +4,10 @@ and unknown-token checks the start-up notes make.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..errors import AblateInputError, first_line, os_error_behind
 from ..locking import written_beside
 from ._splits import LabeledSplits, stratified_indices
 
@@ -140,25 +143,44 @@ def tokenize(splits: LabeledSplits, tokenizer: Any, max_length: int,
     """Tokenize every split once, without padding; later calls load the cached Arrow files."""
     import datasets
 
-    cache_dir.mkdir(parents=True, exist_ok=True)
     key = f"{splits.fingerprint()}-{tokenizer_key(tokenizer)}-len{max_length}"
     encode = _encoder(tokenizer, max_length, "text_pair" in splits.train.columns)
     tokenized = {}
-    for name, frame in splits.split_items():
-        cache_file = cache_dir / f"{name}-{key}.arrow"
-        if cache_file.exists():
+    with _cache_written(cache_dir):
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        for name, frame in splits.split_items():
+            cache_file = cache_dir / f"{name}-{key}.arrow"
+            if cache_file.exists():
+                tokenized[name] = datasets.Dataset.from_file(str(cache_file))
+                continue
+            raw = datasets.Dataset.from_pandas(frame, preserve_index=False)
+            # Written in a folder of its own: datasets writes a temporary file beside the one it
+            # is given, which a process killed meanwhile left in the cache; the next write
+            # removes it.
+            with written_beside(cache_file, own_folder=True) as staged:
+                raw.map(encode, batched=True, remove_columns=raw.column_names,
+                        cache_file_name=str(staged), desc=f"tokenizing {name}")
             tokenized[name] = datasets.Dataset.from_file(str(cache_file))
-            continue
-        raw = datasets.Dataset.from_pandas(frame, preserve_index=False)
-        # Written in a folder of its own: datasets writes a temporary file beside the one it is
-        # given, which a process killed meanwhile left in the cache; the next write removes it.
-        with written_beside(cache_file, own_folder=True) as staged:
-            raw.map(encode, batched=True, remove_columns=raw.column_names,
-                    cache_file_name=str(staged), desc=f"tokenizing {name}")
-        tokenized[name] = datasets.Dataset.from_file(str(cache_file))
     return TokenizedData(
         train=tokenized["train"], validation=tokenized["validation"], test=tokenized.get("test"),
         label_names=splits.label_names, train_labels=splits.train["label"].to_numpy())
+
+
+@contextlib.contextmanager
+def _cache_written(cache_dir: Path) -> Iterator[None]:
+    """A tokenized cache that cannot be written (a full disk, a read-only or unwritable folder)
+    is one line naming the folder and why, not datasets' traceback ending in "I/O operation on
+    closed file"; what the study stored is untouched and the same command goes on once it can."""
+    try:
+        yield
+    except Exception as err:
+        cause = os_error_behind(err)
+        if cause is None:
+            raise
+        raise AblateInputError(
+            f"the tokenized data cannot be cached in {cache_dir}: "
+            f"{cause.strerror or first_line(cause)}; the study's stored trials are untouched, "
+            "and the same command goes on once it can be written") from None
 
 
 def with_train_size(data: TokenizedData, n: int | None) -> TokenizedData:
