@@ -138,6 +138,7 @@ class SwanLabTracker:
             _lock_local_store(self.log_dir / ".store.lock")
             _quick_tag_column_check()
         _quiet_swanlab_console(mode != "online")  # online: it prints the run's cloud address
+        _quiet_swanlab_log_errors()
         # interactive=False: online without a key raises (and falls back to offline) instead of
         # asking "Enter your choice [1/2/3]" on a terminal, which held the study at its first trial
         settings = swanlab.Settings(
@@ -210,6 +211,21 @@ def _quiet_swanlab_console(quiet: bool) -> None:
         console.c.quiet = quiet
     except (ImportError, AttributeError):
         pass
+
+
+def _quiet_swanlab_log_errors() -> None:
+    """SwanLab writes a diagnostic log of its own (each run's debug/debug.log). A line it cannot
+    write there (a full disk) made Python's logging print its traceback on the terminal, some 50
+    lines per line not written and 5,000 for a trial, burying ablate's own line that says what
+    happened (SwanLab could not start, the storage stopped answering). Such a line is now lost
+    unsaid, as a trial log's is; another SwanLab version without this handler keeps its own."""
+    try:
+        from swanlab.sdk.internal.pkg.console import log as swanlab_log
+
+        handler = swanlab_log.SecureRotatingFileHandler
+    except (ImportError, AttributeError):
+        return
+    handler.handleError = lambda self, record: None
 
 
 # SwanLab's local mode keeps every run of a folder in one SQLite database (runs.swanlab), written

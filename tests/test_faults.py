@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import shlex
+from pathlib import Path
 
 import optuna
 import pytest
@@ -305,6 +306,29 @@ def test_online_without_a_key_on_a_terminal_falls_back_without_a_prompt(tmp_path
     assert len(warnings) == 1 and "no API key" in warnings[0], warnings
     assert "logging offline" in warnings[0] and tracker.mode == "offline"
     assert len(list((tmp_path / "out" / "swanlog").glob("run-*"))) == 1
+
+
+def test_swanlab_on_a_full_disk_prints_no_logging_tracebacks(tmp_path: Path, monkeypatch,
+                                                             capsys):
+    """SwanLab's own diagnostic log (debug/debug.log) on a full disk: Python's logging printed
+    about 50 lines of traceback for each line it could not write, 5,000 in a trial's run."""
+    import errno
+    import logging.handlers
+
+    from ablation.config import TrackingSpec
+    from ablation.tracking import SwanLabTracker
+
+    def full(self, record):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(logging.handlers.RotatingFileHandler, "shouldRollover", full)
+    monkeypatch.setattr(logging, "raiseExceptions", True)  # as outside pytest
+    tracker = SwanLabTracker(TrackingSpec(project="t", mode="local"), tmp_path / "out")
+    tracker.start("baseline-s42", "study", {"seed": 42})
+    tracker.log({"train/loss": 1.0}, step=1)
+    tracker.finish(error="RuntimeError: a failure swanlab logs")
+    err = capsys.readouterr().err
+    assert "Logging error" not in err and "Traceback" not in err, err[:2000]
 
 
 def test_a_full_disk_behind_a_librarys_error_is_named_in_the_trials_error(write_experiment,
