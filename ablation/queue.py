@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import errno
 import json
 import os
 import re
@@ -306,10 +307,16 @@ def _creation_lock(url: str) -> Iterator[None]:
 
 
 def _can_open(lock: Path) -> bool:
+    """Whether this process may write the lock file: not in a folder another user owns, nor on
+    a file system mounted read-only (a backup, a finished study's disk)."""
     try:
         lock.open("a").close()
     except PermissionError:
         return False
+    except OSError as err:
+        if err.errno == errno.EROFS:
+            return False
+        raise
     return True
 
 

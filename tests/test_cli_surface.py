@@ -577,3 +577,27 @@ def test_status_names_a_few_of_many_trials_not_queued_yet_and_counts_them(tmp_pa
                          "big.toml")
     assert "not in big.toml now: v0, " in gone.lines()[1]
     assert ", v9, … (20 in all) (their results still count" in gone.lines()[1]
+
+
+def test_status_reads_a_study_on_a_read_only_file_system(write_experiment, monkeypatch,
+                                                          capsys) -> None:
+    """A finished study on a disk mounted read-only (a backup, `mount -o remount,ro`): status
+    read a colleague's unwritable folder but refused this one, naming the lock file beside
+    study.db (`[Errno 30] Read-only file system`). Simulated: writes under the output folder
+    fail as on such a mount."""
+    import errno
+
+    path = stored_study(write_experiment, 2)
+    out = load_spec(path).output_dir
+    real_open = Path.open
+
+    def read_only(self: Path, mode: str = "r", *args, **kwargs):
+        if out in Path(self).absolute().parents and any(c in mode for c in "wax+"):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
+        return real_open(self, mode, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", read_only)
+    capsys.readouterr()
+    assert cli.main(["status", str(path)]) == 0
+    shown, err = capsys.readouterr()
+    assert "baseline-s42" in shown and err == ""
