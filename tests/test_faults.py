@@ -360,6 +360,44 @@ def test_a_full_disk_behind_a_librarys_error_is_named_in_the_trials_error(write_
     assert "Logging error" not in capsys.readouterr().err
 
 
+def test_torch_saves_full_disk_is_named_with_the_disks_free_space(write_experiment,
+                                                                  monkeypatch):
+    """torch.save on a real full disk (a checkpoint's optimizer.pt) keeps no OSError behind its
+    "unexpected pos 576 vs 534", only "basic_ios::clear: iostream error": the trial's error said
+    nothing of the disk. It now says torch could not write and how much the disk has free. An
+    OSError that is the full disk itself is said once, not again in brackets."""
+    import errno
+    import shutil
+
+    from ablation import train
+    from ablation.sweep import _runner as sweep
+
+    errors = iter([
+        (RuntimeError("basic_ios::clear: iostream error"),
+         RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")),
+        (OSError(errno.ENOSPC, "No space left on device"),
+         OSError(errno.ENOSPC, "No space left on device"))])
+
+    def save_fails(*args, **kwargs):
+        first, then = next(errors)
+        try:
+            raise first
+        except type(first):
+            raise then  # noqa: B904
+
+    monkeypatch.setattr(train, "train_trial", save_fails)
+    monkeypatch.setattr(sweep.shutil, "disk_usage",
+                        lambda folder: shutil._ntuple_diskusage(10 << 20, 10 << 20, 12 * 1024))
+    path = write_experiment(variants="")
+    trial_dir = load_spec(path).output_dir / "trials" / "baseline-s42"
+    assert cli.main(["run", str(path)]) == 1
+    assert _trials(path)[0].user_attrs["error"] == (
+        "RuntimeError: [enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534 "
+        f"(torch could not write a file; 12.0 KB free on the disk of {trial_dir})")
+    assert cli.main(["run", str(path)]) == 1  # the next run tries it once more
+    assert _trials(path)[-1].user_attrs["error"] == "OSError: [Errno 28] No space left on device"
+
+
 def test_a_storage_that_stops_answering_ends_the_run_in_one_line_and_the_run_goes_on_later(
         write_experiment, monkeypatch, capsys):
     """A database server that is down when a trial's result is stored (PostgreSQL restarting):

@@ -65,18 +65,50 @@ class RunOutcome:
 
 
 
-def _error_line(err: BaseException) -> str:
+def _error_line(err: BaseException, folder: Path | None = None) -> str:
     """What the storage and the terminal say of a failure: the error's type and first line, and
-    a full disk behind it, which libraries hide (torch.save's "unexpected pos 64 vs 42")."""
+    a full disk behind it, which libraries hide. torch.save keeps no trace of the OS's error at
+    all ("unexpected pos 576 vs 534" from "basic_ios::clear: iostream error"): for it, the free
+    space of `folder`'s disk (the trial's folder, where it was writing) is said."""
     if isinstance(err, KeyboardInterrupt):  # also while a claimed trial is being prepared
         return INTERRUPTED
     line = f"{type(err).__name__}: {first_line(err)}"
     cause, seen = err.__cause__ or err.__context__, 0
     while cause is not None and seen < 10:
         if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
-            return f"{line} ({type(cause).__name__}: {first_line(cause)})"
+            said = f"{type(cause).__name__}: {first_line(cause)}"
+            return line if said == line else f"{line} ({said})"
         cause, seen = cause.__cause__ or cause.__context__, seen + 1
+    if folder is not None and _torch_write_failed(err):
+        try:
+            free = shutil.disk_usage(folder).free
+        except OSError:
+            return line
+        return f"{line} (torch could not write a file; {_size(free)} free on the disk of {folder})"
     return line
+
+
+def _torch_write_failed(err: BaseException) -> bool:
+    """Whether `err` is torch.save's failed write of a file (its C++ stream writer's error)."""
+    seen: BaseException | None = err
+    for _ in range(10):
+        if seen is None:
+            return False
+        text = str(seen)
+        if ("unexpected pos" in text and "inline_container" in text) or "iostream error" in text:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _size(n: float) -> str:
+    if n < 1024:
+        return f"{n:.0f} bytes"
+    for unit in ("KB", "MB", "GB"):
+        n /= 1024
+        if n < 1024 or unit == "GB":
+            break
+    return f"{n:.1f} {unit}"
 
 
 class _TrialLogHandler(logging.FileHandler):
@@ -758,7 +790,7 @@ def _run_one(study: optuna.Study, optuna_trial: optuna.Trial, trial: TrialSpec,
         except Exception as err:
             log.error("trial %s failed:\n%s", trial.key, traceback.format_exc(),
                       extra={TRIAL_LOG_ONLY: True})  # the terminal gets the one line below
-            message = _error_line(err)
+            message = _error_line(err, trial_dir)
             _fail(study, optuna_trial, tracker, message)
             outcome.failed[trial.key] = message
             echo.trial_ended(trial.key, "FAIL")
