@@ -853,7 +853,7 @@ def _storage_lost(err: BaseException, args: argparse.Namespace | None) -> str | 
         return None
     from .queue import storage_gone, storage_lost
 
-    lost = storage_lost(err)
+    lost = storage_lost(err, trains=_trains(args))
     if lost is None:
         return None
     if storage_gone(err) is None:

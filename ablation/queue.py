@@ -245,16 +245,21 @@ class _WatchedJournal(JournalFileBackend):
         super().append_logs(logs)
 
 
-def storage_lost(err: BaseException) -> str | None:
+def storage_lost(err: BaseException, trains: bool = True) -> str | None:
     """The line for a study storage that stopped answering mid-run (a database server down or
     restarting, a network cut), else None. Optuna raises it as StorageInternalError blaming
-    "invalid data in the commit"; the connection error behind it is what the user must see."""
+    "invalid data in the commit"; the connection error behind it is what the user must see.
+    `trains`: the command trains trials (`run`, `worker`); `status` and `report` record none,
+    and their line says nothing of trials trained again."""
     gone = storage_gone(err)
     if gone is not None:  # not "kept": what it recorded went with the file
         return f"{gone} while ablate ran; every trial it recorded is lost, this run's included"
     cause = _database_error(err)
     if cause is None:
         return None
+    if not trains:
+        return (f"the study storage stopped answering ({first_line(cause)}); nothing was "
+                "changed: run the same command again once it answers")
     return (f"the study storage stopped answering ({first_line(cause)}); what it "
             "recorded is kept and a trial it could not record trains again")
 

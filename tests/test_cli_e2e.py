@@ -747,7 +747,9 @@ def test_a_long_statement_that_works_is_not_said_to_wait_for_a_lock(tmp_path, mo
 def test_a_storage_locked_by_another_program_has_stopped_answering(write_experiment, monkeypatch,
                                                                    capsys):
     """`sqlite3 study.db` holding a transaction longer than ablate waits for it: the storage does
-    not answer (exit 1, as when it stops mid-run), rather than the file said to be bad input."""
+    not answer (exit 1, as when it stops mid-run), rather than the file said to be bad input.
+    `status` and `report`, which train nothing, said "a trial it could not record trains again"
+    too: they say nothing was changed and to run them again."""
     from ablation import queue
 
     path = write_experiment(variants="")
@@ -760,8 +762,11 @@ def test_a_storage_locked_by_another_program_has_stopped_answering(write_experim
         for command in ("status", "report", "run"):
             assert cli.main([command, str(path)]) == 1, command
             err = capsys.readouterr().err
+            said = ("what it recorded is kept and a trial it could not record trains again" if
+                    command == "run" else
+                    "nothing was changed: run the same command again once it answers\n")
             assert err.startswith("ablate: error: the study storage stopped answering (database is "
-                                  "locked); what it recorded is kept") and err.count("\n") == 1, err
+                                  f"locked); {said}") and err.count("\n") == 1, err
     finally:
         holder.execute("ROLLBACK")
         holder.close()
