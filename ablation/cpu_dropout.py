@@ -101,6 +101,11 @@ def attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: 
                                       dropout=0.0, **kwargs)
     if scaling is None:
         scaling = query.size(-1) ** -0.5
+    if key.shape[1] != query.shape[1]:
+        # Grouped-query attention (Llama 3, Qwen2, Mistral, Gemma): each key and value head serves
+        # a group of query heads, as the models' own eager attention repeats them (repeat_kv).
+        groups = query.shape[1] // key.shape[1]
+        key, value = key.repeat_interleave(groups, dim=1), value.repeat_interleave(groups, dim=1)
     weights = torch.matmul(query, key.transpose(2, 3)) * scaling
     if attention_mask is not None:
         weights = weights + attention_mask

@@ -153,3 +153,32 @@ def test_trials_on_cpu_train_with_uniform_dropout(write_experiment, monkeypatch)
     assert cli.main(["run", str(write_experiment())]) == 0
     assert len(swapped) == 2 and min(swapped) > 0  # both trials (two seeds), every dropout module
     assert set(modules) == {UniformDropout}
+
+
+def test_grouped_query_attention_with_dropout_trains_as_the_models_own_attention():
+    """Llama 3, Qwen2, Mistral and Gemma share each key and value head between a group of query
+    heads: with attention dropout (a `dropout` variant sets Llama's attention_dropout), ablate's
+    attention multiplied 4 query heads by 2 key heads and every CPU trial failed at its first step
+    (`The size of tensor a (4) must match the size of tensor b (2)`). With a dropout so small that
+    no mask drops anything, it gives the model's own logits and gradients."""
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    config = LlamaConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, intermediate_size=64, num_labels=3, pad_token_id=0,
+                         attention_dropout=1e-9)  # below 2⁻¹⁵: no element is dropped
+    torch.manual_seed(0)
+    stock = LlamaForSequenceClassification(config)
+    swapped = LlamaForSequenceClassification(config)
+    swapped.load_state_dict(stock.state_dict())
+    use_uniform_dropout(swapped)
+    assert swapped.config._attn_implementation == ATTENTION
+    labels = torch.tensor([0, 1, 2, 0])
+    outputs = []
+    for model in (stock, swapped):
+        model.train()
+        out = model(**batch(), labels=labels)
+        out.loss.backward()
+        outputs.append(out)
+    assert torch.allclose(outputs[0].logits, outputs[1].logits, atol=1e-6)
+    for (name, a), b in zip(stock.named_parameters(), swapped.parameters(), strict=True):
+        assert torch.allclose(a.grad, b.grad, atol=1e-6), name
