@@ -88,6 +88,11 @@ def attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: 
     ``_PackedDropoutAttention`` (unless the call records attention weights), otherwise in the
     whole padded batch through ``Packing.attend``."""
     packing = kwargs.pop(PACKING_KWARG, None)
+    own = _own_attention(module) if any(kwargs.get(k) is not None for k in _OTHER_MATHS) else None
+    if own is not None:  # maths ours leaves out: the model's own attention (torch's dropout masks)
+        if packing is not None:
+            return packing.attend(own, module, query, key, value, scaling=scaling, dropout=dropout, **kwargs)
+        return own(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs)
     if packing is not None:
         plain_fp32 = query.dtype == torch.float32 and not torch.is_autocast_enabled(query.device.type)
         if dropout > 0.0 and plain_fp32 and not _attention_weights_recorded():
@@ -114,6 +119,26 @@ def attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: 
 
 
 _dropout_fn = dropout  # `attention`'s argument named `dropout` (the interface's) hides the function
+
+# Arguments of an attention call that change its maths beyond softmax(QKᵀ·s + mask)·V, which
+# `attention` (and SDPA, which it calls outside training) would leave out or refuse: Gemma 2's
+# logit soft-capping (SDPA raises on it: the first evaluation failed), T5's relative position bias
+# (dropped while training only: trained without it, evaluated with it), GPT-OSS's attention sinks.
+_OTHER_MATHS = ("softcap", "position_bias", "s_aux")
+
+
+def _own_attention(module: nn.Module) -> Any:
+    """The eager attention function of ``module``'s modeling file (transformers'
+    ``eager_attention_forward``), or SDPA's where it has none (which takes a position bias, and
+    refuses what it cannot compute)."""
+    import sys
+
+    own = getattr(sys.modules.get(type(module).__module__), "eager_attention_forward", None)
+    if own is None:
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+        own = sdpa_attention_forward
+    return own
 
 
 class _PackedDropoutAttention(torch.autograd.Function):

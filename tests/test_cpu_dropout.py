@@ -182,3 +182,44 @@ def test_grouped_query_attention_with_dropout_trains_as_the_models_own_attention
     assert torch.allclose(outputs[0].logits, outputs[1].logits, atol=1e-6)
     for (name, a), b in zip(stock.named_parameters(), swapped.parameters(), strict=True):
         assert torch.allclose(a.grad, b.grad, atol=1e-6), name
+
+
+def _soft_capped_gemma2():
+    from transformers import Gemma2Config, Gemma2ForSequenceClassification
+
+    return Gemma2ForSequenceClassification(Gemma2Config(
+        vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+        head_dim=8, intermediate_size=64, num_labels=3, pad_token_id=0, attention_dropout=1e-9,
+        attn_logit_softcapping=0.05, sliding_window=4))
+
+
+def _t5_with_position_bias():
+    from transformers import T5Config, T5ForSequenceClassification
+
+    return T5ForSequenceClassification(T5Config(
+        vocab_size=100, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4, num_labels=3,
+        pad_token_id=0, eos_token_id=1, decoder_start_token_id=0, dropout_rate=1e-9))
+
+
+@pytest.mark.parametrize("build", [_soft_capped_gemma2, _t5_with_position_bias], ids=["gemma2", "t5"])
+def test_attention_maths_beyond_softmax_qk_v_stays_the_models_own(build):
+    """Gemma 2 soft-caps its attention logits and T5 adds a relative position bias: ablate's CPU
+    attention left both out while training (T5 trained without its position bias and was evaluated
+    with it) and handed the soft cap to SDPA outside training, which raises (every Gemma 2 trial
+    failed at its first evaluation). Those calls now go to the model's own attention: with a
+    dropout that drops nothing, the same logits as the stock model, training and evaluating."""
+    torch.manual_seed(0)
+    stock = build()
+    swapped = build()
+    swapped.load_state_dict(stock.state_dict())
+    use_uniform_dropout(swapped)
+    assert swapped.config._attn_implementation == ATTENTION
+    input_ids = torch.randint(3, 100, (3, 9), generator=torch.Generator().manual_seed(1))
+    input_ids[:, -1] = 1  # T5's classifier reads each text's end-of-sequence token
+    for training in (True, False):
+        logits = []
+        for model in (stock, swapped):
+            model.train(training)
+            with torch.set_grad_enabled(training):
+                logits.append(model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids)).logits)
+        assert torch.allclose(logits[0], logits[1], atol=1e-5), training
