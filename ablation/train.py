@@ -142,10 +142,47 @@ def load_model_config(source: ModelSource, label_names: list[str]) -> Any:
             raise AblateInputError(
                 f"{source.config_key(key)} {key} = {toml_value(source.config[key])} is refused by "
                 f"{type(config).__name__}: {reason}") from None
+    if source.config:
+        _keep_layer_lists(config, source)
+        try:  # what save_pretrained checks at the end of every trial (layer_types against the count)
+            config.validate()
+        except Exception as err:  # noqa: BLE001 - strict dataclasses raise their own error types
+            reason = str(err).strip().splitlines()[-1].strip() if str(err).strip() else type(err).__name__
+            keys = " and ".join(sorted({source.config_key(key) for key in source.config}))
+            raise AblateInputError(
+                f"{keys} = {toml_value(source.config)}: {type(config).__name__} of {source.name} "
+                f"refuses these overrides ({reason}); change or drop them") from None
     config.num_labels = len(label_names)
     config.id2label = dict(enumerate(label_names))
     config.label2id = {name: i for i, name in enumerate(label_names)}
     return config
+
+
+# Lists of one entry per layer that a config keeps beside its layer count (ModernBERT's, Llama's,
+# Qwen2's layer_types: which layers attend to a sliding window); transformers refuses to save a
+# config whose list and count differ.
+LAYER_LISTS = ("layer_types", "mlp_layer_types")
+
+
+def _keep_layer_lists(config: Any, source: ModelSource) -> None:
+    """An override of the layer count (`num_hidden_layers = 2`) keeps the first layers: their
+    entries of the per-layer lists too, where the overrides do not set those lists themselves.
+    More layers than a list has entries are refused in one line naming it (no entry says what the
+    added layers would be)."""
+    layers = getattr(config, "num_hidden_layers", None)
+    if not isinstance(layers, int):
+        return
+    for name in LAYER_LISTS:
+        entries = getattr(config, name, None)
+        if name in source.config or not isinstance(entries, list) or len(entries) == layers:
+            continue
+        if len(entries) < layers:
+            key = next((k for k in source.config if getattr(config, k, None) == layers), "num_hidden_layers")
+            raise AblateInputError(
+                f"{source.config_key(key)} {key} = {layers}: {type(config).__name__} of {source.name} "
+                f"gives {name} for {len(entries)} layers; set {name} too, one entry per layer "
+                f"(e.g. {toml_value(entries[:2])[:-1]}, ...])")
+        setattr(config, name, entries[:layers])
 
 
 class PretrainedWeights:

@@ -358,3 +358,31 @@ def test_group_by_length_keeps_the_evaluation_predictions_in_the_datas_order(wri
     assert grouped["validation_labels"] == baseline["validation_labels"]
     report = (load_spec(path).output_dir / "report.md").read_text()
     assert "Not compared" not in report
+
+
+def test_fewer_layers_of_a_model_with_layer_types_keep_their_types_and_save(tmp_path):
+    """ModernBERT (and Llama, Qwen2, Gemma) configs list each layer's attention (layer_types):
+    `model_config = { num_hidden_layers = 1 }` left the list at the checkpoint's 2 entries, the
+    trial trained, and saving its model failed at the end ('`num_hidden_layers` (1) must be equal
+    to the number of `layer_types` (2)'): the whole trial lost. The first layers keep their
+    entries now; more layers than the list names are refused before training, naming it."""
+    config = transformers.ModernBertConfig(
+        vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+        pad_token_id=0, bos_token_id=1, eos_token_id=2, cls_token_id=1, sep_token_id=2,
+        global_attn_every_n_layers=2)
+    folder = tmp_path / "modernbert"
+    transformers.ModernBertForSequenceClassification(config).save_pretrained(folder)
+    assert config.layer_types == ["full_attention", "sliding_attention"]
+    fewer = load_model_config(ModelSource(str(folder), None, {"num_hidden_layers": 1},
+                                          variant_config=("num_hidden_layers",)), ["a", "b"])
+    assert fewer.layer_types == ["full_attention"]
+    model = transformers.AutoModelForSequenceClassification.from_config(fewer)
+    model.save_pretrained(tmp_path / "saved")  # what keep_trial_model does after training
+    saved = transformers.AutoConfig.from_pretrained(tmp_path / "saved")
+    assert saved.num_hidden_layers == 1 and saved.layer_types == ["full_attention"]
+    with pytest.raises(AblateInputError) as refused:
+        load_model_config(ModelSource(str(folder), None, {"num_hidden_layers": 3},
+                                      variant_config=("num_hidden_layers",)), ["a", "b"])
+    message = str(refused.value)
+    assert "\n" not in message
+    assert message.startswith("model_config num_hidden_layers = 3: ") and "set layer_types too" in message
