@@ -142,6 +142,12 @@ def preflight(spec: ExperimentSpec, trials: list[TrialSpec], inputs: TrialInputs
                 unknown = _unknown_tokens(source.name, tokenizer, inputs.splits)
                 if unknown:
                     notes.setdefault(model_key, unknown)
+                if getattr(tokenizer, "ablate_pads_with_eos", False):
+                    notes.setdefault(f"{source.name}\x1fpadding", (
+                        f"{source.name}'s tokenizer has no padding token: batches are padded with "
+                        f"its end-of-sequence token {tokenizer.eos_token!r} (id {tokenizer.eos_token_id}), "
+                        "and the model's config takes it as its pad_token_id (a decoder classifies a "
+                        "text by its last token that is not that one)"))
             limit = limits[model_key]
             if limit is not None and trial.recipe.max_length > limit:
                 if model_key not in longer:

@@ -230,10 +230,32 @@ def load_tokenizer(source: ModelSource) -> Any:
 
     check_hub_reachable(source)
     try:
-        return AutoTokenizer.from_pretrained(source.name, revision=source.revision)
+        tokenizer = AutoTokenizer.from_pretrained(source.name, revision=source.revision)
     except (OSError, ValueError) as err:
         raise AblateInputError(model_unavailable(source.name, err, source.name_key,
                                                   source.revision)) from None
+    if tokenizer.pad_token is None:
+        # Decoders (GPT-2, Llama, Mistral) have no padding token, and batches could not be padded:
+        # every trial failed. Their end-of-sequence token pads, as transformers suggests; the
+        # model's config is told (pad_like_the_tokenizer), so its head reads each text's last
+        # token that is not padding. preflight notes it.
+        if tokenizer.eos_token is None:
+            raise AblateInputError(
+                f"{source.name_key} = {source.name!r}: its tokenizer has no padding token and no "
+                "end-of-sequence token to pad with, so batches cannot be padded; save the tokenizer "
+                "with a pad_token (one the model's vocabulary has)")
+        tokenizer.pad_token = tokenizer.eos_token
+        tokenizer.ablate_pads_with_eos = True
+    return tokenizer
+
+
+def pad_like_the_tokenizer(config: Any, tokenizer: Any) -> Any:
+    """A config without pad_token_id (GPT-2's, Llama's, Qwen2's) gets the tokenizer's: their
+    classification heads find each text's last token by it, and without it refuse any batch of
+    more than one text."""
+    if getattr(config, "pad_token_id", None) is None and tokenizer.pad_token_id is not None:
+        config.pad_token_id = tokenizer.pad_token_id
+    return config
 
 
 def model_skeleton(source: ModelSource, config: Any) -> Any:
@@ -757,7 +779,8 @@ def train_trial(trial: TrialSpec, spec: ExperimentSpec, data: TokenizedData, tok
         torch.backends.cudnn.allow_tf32 = True
 
     source = ModelSource.of(spec, recipe)
-    config = apply_dropout(load_model_config(source, data.label_names), recipe)
+    config = pad_like_the_tokenizer(apply_dropout(load_model_config(source, data.label_names), recipe),
+                                    tokenizer)
     model = PRETRAINED.load(source, config)
     weights = class_weights(recipe, data.train_labels, n_classes)
     # Accumulated micro-batches go through make_loss too: BERT's own loss is a mean per

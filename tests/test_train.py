@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pandas as pd
 import pytest
@@ -386,3 +387,38 @@ def test_fewer_layers_of_a_model_with_layer_types_keep_their_types_and_save(tmp_
     message = str(refused.value)
     assert "\n" not in message
     assert message.startswith("model_config num_hidden_layers = 3: ") and "set layer_types too" in message
+
+
+def test_a_decoder_whose_tokenizer_has_no_padding_token_trains_padded_with_its_end_token(
+        tmp_path, tiny_model_dir, tiny_data_dir, capsys):
+    """GPT-2's and Llama's tokenizers have no padding token (and their configs no pad_token_id):
+    `validate` said ok and every trial failed ('Asking to pad but the tokenizer does not have a
+    padding token'). Batches are now padded with the end-of-sequence token, which the config
+    takes as pad_token_id, so the head reads each text's last real token; a note says so, and the
+    saved model labels a padded batch as it labels each text alone."""
+    from ablation.inference._model import class_logits, load_classifier
+
+    folder = tmp_path / "decoder"
+    wordpiece = transformers.AutoTokenizer.from_pretrained(tiny_model_dir)
+    tokenizer = transformers.PreTrainedTokenizerFast(  # as GPT-2's: no padding token, no token types
+        tokenizer_object=wordpiece.backend_tokenizer, unk_token="[UNK]", eos_token="[SEP]",
+        model_input_names=["input_ids", "attention_mask"])
+    assert tokenizer.pad_token is None
+    tokenizer.save_pretrained(folder)
+    config = transformers.GPT2Config(vocab_size=len(tokenizer), n_embd=16, n_layer=1, n_head=2,
+                                     n_positions=64)
+    assert config.pad_token_id is None
+    transformers.GPT2ForSequenceClassification(config).save_pretrained(folder)
+    path = tiny_experiment(tmp_path, folder, tiny_data_dir, variants="",
+                           baseline="learning_rate = 1e-3\nbatch_size = 16\nepochs = 1\n")
+    assert cli.main(["run", str(path)]) == 0
+    note = "has no padding token: batches are padded with its end-of-sequence token '[SEP]'"
+    assert note in capsys.readouterr().out
+    assert list(_results(path)) == ["baseline-s42"]
+    saved = load_spec(path).output_dir / "best_model"
+    assert transformers.AutoConfig.from_pretrained(saved).pad_token_id == tokenizer.eos_token_id
+    tokenizer, model, _ = load_classifier(saved)
+    texts = ["great fun movie so good today", "bad", "the awful table"]
+    together = class_logits(model, tokenizer, texts, max_length=32)
+    alone = [class_logits(model, tokenizer, [text], max_length=32)[0] for text in texts]
+    assert torch.allclose(torch.from_numpy(together), torch.from_numpy(np.stack(alone)), atol=1e-5)
