@@ -422,3 +422,26 @@ def test_a_decoder_whose_tokenizer_has_no_padding_token_trains_padded_with_its_e
     together = class_logits(model, tokenizer, texts, max_length=32)
     alone = [class_logits(model, tokenizer, [text], max_length=32)[0] for text in texts]
     assert torch.allclose(torch.from_numpy(together), torch.from_numpy(np.stack(alone)), atol=1e-5)
+
+
+def test_gpt2_with_token_type_ids_trains_with_the_kept_embedding_gradient(tmp_path, tiny_model_dir,
+                                                                           tiny_data_dir):
+    """GPT-2 embeds token type ids with its word embeddings (wte): with a tokenizer that gives
+    them (a WordPiece one), the CPU path that steps only the word embeddings' rows the training
+    texts hold failed every trial ('a training batch holds a token outside the training data's
+    vocabulary'). The token type ids count as reachable rows too."""
+    folder = tmp_path / "gpt2"
+    shutil.copytree(tiny_model_dir, folder)
+    for weights in folder.glob("*.safetensors"):
+        weights.unlink()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+    assert tokenizer("a text")["token_type_ids"] == [0, 0, 0, 0]  # id 0: [PAD], in no text
+    tokenizer.pad_token = "[MASK]"  # so that the padding row is not row 0
+    tokenizer.save_pretrained(folder)
+    config = transformers.GPT2Config(vocab_size=len(tokenizer), n_embd=16, n_layer=1, n_head=2,
+                                     n_positions=64, pad_token_id=tokenizer.pad_token_id)
+    transformers.GPT2ForSequenceClassification(config).save_pretrained(folder)
+    path = tiny_experiment(tmp_path, folder, tiny_data_dir, variants="",
+                           baseline="learning_rate = 1e-3\nbatch_size = 16\nepochs = 1\n")
+    assert cli.main(["run", str(path)]) == 0
+    assert list(_results(path)) == ["baseline-s42"]

@@ -36,12 +36,16 @@ class TokenizedData:
 
     def train_token_ids(self) -> np.ndarray:
         """Every token id of the training split, once: the word embeddings' rows training can reach.
-        Read from the Arrow column in chunks, so a large split is never held as Python lists."""
+        Token type ids too, which GPT-2 embeds with its word embeddings (wte) where a tokenizer
+        gives them. Read from the Arrow columns in chunks, so a large split is never held as
+        Python lists."""
         if self.token_ids is None:
             import pyarrow.compute as pc
 
-            chunks = [pc.unique(pc.list_flatten(batch["input_ids"])).to_numpy().astype(np.int64)
-                      for batch in self.train.with_format("arrow").iter(batch_size=10_000)]
+            columns = [c for c in ("input_ids", "token_type_ids") if c in self.train.column_names]
+            chunks = [pc.unique(pc.list_flatten(batch[column])).to_numpy().astype(np.int64)
+                      for batch in self.train.with_format("arrow").iter(batch_size=10_000)
+                      for column in columns]
             self.token_ids = np.unique(np.concatenate(chunks)) if chunks else np.zeros(0, dtype=np.int64)
         return self.token_ids
 
