@@ -473,7 +473,7 @@ def _check_report_metric(spec: Any, study: Any) -> None:
         if stored is None or stored == wanted:
             continue
         given = last_set(spec.sets, f"experiment.{key}")
-        source = f"{set_shown(given)}" if given else f"{from_here(spec.path)} says {key} = {wanted!r}"
+        source = set_shown(given) if given else f"{from_here(spec.path)} says {key} = {wanted!r}"
         raise AblateInputError(
             f"{source}, but study {spec.name!r} was run with {key} = {stored!r}: its trials' "
             f"values and kept checkpoints were selected by that, and its report compares by it; "

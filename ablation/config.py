@@ -911,14 +911,14 @@ def load_spec(path: str | Path, sets: list[str] | None = None,
     with blame.on("data"):
         _check_distinct_columns(data_spec, path)
     if data_spec.validation_split and data_spec.validation_split == data_spec.train_split:
-        where = _named_by(path, sets, "data.validation_split", "data.train_split", "data")
+        where = named_by(path, sets, "data.validation_split", "data.train_split", "data")
         raise AblateInputError(
             f"{where}: [data] validation_split must differ from train_split "
             f"({data_spec.train_split!r}); omit it to carve validation from train")
     if data_spec.test_split and data_spec.test_split in (data_spec.train_split,
                                                          data_spec.validation_split):
         default = "" if "test_split" in raw.get("data", {}) else " (the default)"
-        where = _named_by(path, sets, "data.test_split", "data.train_split", "data.validation_split",
+        where = named_by(path, sets, "data.test_split", "data.train_split", "data.validation_split",
                           "data")
         raise AblateInputError(
             f"{where}: [data] test_split = {data_spec.test_split!r}{default} must differ from the "
@@ -944,7 +944,7 @@ def load_spec(path: str | Path, sets: list[str] | None = None,
         with blame.on("search"):
             search = parse_search(raw["search"], path)
         if search.pruner != "none" and experiment.devices_per_trial > 1:
-            where = _named_by(path, sets, "search.pruner", "search", "experiment.devices_per_trial",
+            where = named_by(path, sets, "search.pruner", "search", "experiment.devices_per_trial",
                               "experiment")
             raise AblateInputError(
                 f"{where}: [search] pruner = {search.pruner!r} cannot prune a trial trained on "
@@ -956,7 +956,7 @@ def load_spec(path: str | Path, sets: list[str] | None = None,
     natural = "minimize" if experiment.metric in LOSS_METRICS else "maximize"
     if experiment.direction and experiment.direction != natural:  # every verdict upside down
         given = last_set(sets or [], "experiment.direction", "experiment.metric")
-        where = f"{set_shown(given)}" if given else f"{path}: [experiment]"
+        where = set_shown(given) if given else f"{path}: [experiment]"
         kind = "a loss, lower is better" if natural == "minimize" else "a score, higher is better"
         raise AblateInputError(
             f"{where}: direction = {experiment.direction!r} with metric = {experiment.metric!r} "
@@ -971,7 +971,7 @@ def load_spec(path: str | Path, sets: list[str] | None = None,
     if looks_local_dataset(data_spec.dataset):
         for key in ("config", "revision"):  # a local file or folder is read as it is: never used
             if getattr(data_spec, key) is not None:
-                where = _named_by(path, sets, f"data.{key}", "data.dataset", "data")
+                where = named_by(path, sets, f"data.{key}", "data.dataset", "data")
                 raise AblateInputError(
                     f"{where}: [data] {key} = {getattr(data_spec, key)!r} is a Hub dataset's "
                     f"{'config name' if key == 'config' else 'revision pin'}, but dataset = "
@@ -979,7 +979,7 @@ def load_spec(path: str | Path, sets: list[str] | None = None,
         local = Path(data_spec.dataset).expanduser()
         if need_data and not local.exists():
             given = last_set(sets or [], "data.dataset")
-            where = f"{set_shown(given)}" if given else f"{path}: [data] dataset = {data_spec.dataset!r}"
+            where = set_shown(given) if given else f"{path}: [data] dataset = {data_spec.dataset!r}"
             raise AblateInputError(f"{where}: no such file or folder (relative paths start at the "
                                    "working folder)")
         data_spec = dataclasses.replace(data_spec, dataset=str(local.resolve()))
@@ -998,11 +998,11 @@ def load_spec(path: str | Path, sets: list[str] | None = None,
     return spec
 
 
-def _named_by(path: Path, sets: Sequence[str] | None, *keys: str) -> str:
+def named_by(path: Path, sets: Sequence[str] | None, *keys: str) -> str:
     """Whom an error line between `keys` names: the --set that gave one of them last (the file
     says otherwise, and is not at fault), else the experiment file."""
     given = last_set(sets or [], *keys)
-    return f"{set_shown(given)}" if given else str(path)
+    return set_shown(given) if given else str(path)
 
 
 def _check_distinct_columns(data: DataSpec, path: Path) -> None:

@@ -24,7 +24,7 @@ import webbrowser
 from pathlib import Path
 from typing import Any
 
-from .errors import EXIT_OK, EXIT_TRIALS_FAILED, AblateInputError, set_shown
+from .errors import EXIT_OK, EXIT_TRIALS_FAILED, AblateInputError
 from .interrupts import stop_with_parent
 
 HOST = "127.0.0.1"
@@ -40,13 +40,12 @@ def swanlog_dir(spec: Any) -> Path:
 
 def check_dashboard_inputs(spec: Any, port: int) -> Path:
     """The swanlog folder to serve, or AblateInputError with one line saying what to do."""
-    from .config import last_set
+    from .config import named_by
 
     tracking = spec.tracking
 
     def said(key: str) -> str:  # who said it: a --set, else the file
-        given = last_set(spec.sets, f"tracking.{key}")
-        return f"{set_shown(given)}" if given else str(spec.path)
+        return named_by(spec.path, spec.sets, f"tracking.{key}")
 
     file = said("backend")
     if tracking.backend != "swanlab":

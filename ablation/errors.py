@@ -3,6 +3,8 @@ keeps a failed trial's traceback off the terminal."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 EXIT_OK = 0
 EXIT_TRIALS_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -41,15 +43,20 @@ def some_of(values: list, shown: int = 5, total: int | None = None) -> str:
     return text + (f", … ({total} in all)" if total > shown else "")
 
 
+def error_chain(err: BaseException, limit: int | None = 10) -> Iterator[BaseException]:
+    """`err`, then each error that led to it (its `__cause__`, else its `__context__`), at most
+    `limit` in all (None: the whole chain): where libraries hide the error that says what
+    happened behind their own."""
+    seen: BaseException | None = err
+    while seen is not None and (limit is None or limit > 0):
+        yield seen
+        seen = seen.__cause__ or seen.__context__
+        limit = None if limit is None else limit - 1
+
+
 def os_error_behind(err: BaseException) -> OSError | None:
     """The operating system's error (a full disk, a read-only file system, no permission) that
     `err` is or that led to it, else None: libraries hide it behind their own (datasets' map
     re-raises a full disk as "I/O operation on closed file")."""
-    seen: BaseException | None = err
-    for _ in range(10):
-        if seen is None:
-            return None
-        if isinstance(seen, OSError) and seen.errno is not None:
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
+    return next((seen for seen in error_chain(err)
+                 if isinstance(seen, OSError) and seen.errno is not None), None)

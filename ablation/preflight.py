@@ -252,12 +252,9 @@ def _fresh_weights(trial: TrialSpec, source: Any, skeleton: Any,
     if not changed and not added:
         return None
 
-    def named(names: list[str]) -> str:
-        return some_of(names, FRESH_NAMED)
-
     what = [f"change the shape of {len(changed)} of its {len(shapes)} pretrained weights "
-            f"({named(changed)})"] if changed else []
-    what += [f"add {len(added)} weights it has none of ({named(added)})"] if added else []
+            f"({some_of(changed, FRESH_NAMED)})"] if changed else []
+    what += [f"add {len(added)} weights it has none of ({some_of(added, FRESH_NAMED)})"] if added else []
     keys = " and ".join(sorted({source.config_key(key) for key in source.config}))
     note = (f"{trial.variant}: {keys} = {toml_value(source.config)} on {source.name}: the overrides "
             f"{' and '.join(what)}; those start from random values, not pretrained ones, so this "

@@ -35,8 +35,8 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
 
 from . import records
-from .config import ExperimentSpec, _named_by, last_set, shown_storage
-from .errors import AblateInputError, first_line, set_shown
+from .config import ExperimentSpec, last_set, named_by, shown_storage
+from .errors import AblateInputError, error_chain, first_line, set_shown
 from .locking import file_lock, held_by_another
 from .variants import TrialSpec
 
@@ -267,13 +267,11 @@ def storage_lost(err: BaseException, trains: bool = True) -> str | None:
 def storage_gone(err: BaseException) -> str | None:
     """What is gone ("the study storage PATH is gone: ...") where `err` came from a SQLite or
     journal file deleted under this command, else None."""
-    seen: BaseException | None = err
-    while seen is not None:
+    for seen in error_chain(err, limit=None):
         if isinstance(seen, StorageGone):
             return str(seen)
         if getattr(seen, GONE, None) is not None:  # SQLAlchemy's error, marked by the engine
             return getattr(seen, GONE)
-        seen = seen.__cause__ or seen.__context__
     return None
 
 
@@ -284,11 +282,9 @@ def _database_error(err: BaseException) -> BaseException | None:
         return None
     import sqlalchemy.exc
 
-    seen: BaseException | None = err
-    while seen is not None:
+    for seen in error_chain(err, limit=None):
         if isinstance(seen, sqlalchemy.exc.OperationalError):
             return seen.orig if seen.orig is not None else seen
-        seen = seen.__cause__ or seen.__context__
     return None
 
 
@@ -406,7 +402,7 @@ def _storage_blamed(spec: ExperimentSpec, err: AblateInputError) -> AblateInputE
     shown = f"[experiment] storage = {shown_storage(spec.experiment.storage)!r}"
     text = str(err).replace(shown, f"{shown} (the default: study.db in output_dir)", 1)
     return AblateInputError(
-        f"{_named_by(spec.path, spec.sets, 'experiment.output_dir', 'experiment.name')}: {text}")
+        f"{named_by(spec.path, spec.sets, 'experiment.output_dir', 'experiment.name')}: {text}")
 
 
 def wait_for_study(spec: ExperimentSpec, echo: Callable[[str], None], stop: threading.Event,

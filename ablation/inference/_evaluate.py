@@ -354,7 +354,7 @@ def _pair_disagreement(spec: Any, pair_column: str | None) -> str | None:
     if spec is None or spec.data.text_pair_column == pair_column:
         return None
     file, given = from_here(spec.path), last_set(spec.sets, "data.text_pair_column")
-    named = (f"{set_shown(given)}" if given else
+    named = (set_shown(given) if given else
              f"[data] text_pair_column = {spec.data.text_pair_column!r} of {file}")
     if pair_column is None:
         return (f"{named} is not read: the model was trained on single texts (its {MODEL_INFO}), "

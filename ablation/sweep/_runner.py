@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import gc
+import itertools
 import json
 import logging
 import shutil
@@ -22,7 +23,7 @@ import optuna
 
 from .. import interrupts, queue, records
 from ..config import ExperimentSpec, last_set, shown_storage
-from ..errors import TRIAL_LOG_ONLY, AblateInputError, first_line, set_shown
+from ..errors import TRIAL_LOG_ONLY, AblateInputError, error_chain, first_line, set_shown
 from ..locking import file_lock
 from ..preflight import TrialInputs, preflight
 from ..progress import Lines, as_progress, fmt_duration
@@ -73,12 +74,10 @@ def _error_line(err: BaseException, folder: Path | None = None) -> str:
     if isinstance(err, KeyboardInterrupt):  # also while a claimed trial is being prepared
         return INTERRUPTED
     line = f"{type(err).__name__}: {first_line(err)}"
-    cause, seen = err.__cause__ or err.__context__, 0
-    while cause is not None and seen < 10:
+    for cause in itertools.islice(error_chain(err, 11), 1, None):  # the 10 errors behind it
         if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
             said = f"{type(cause).__name__}: {first_line(cause)}"
             return line if said == line else f"{line} ({said})"
-        cause, seen = cause.__cause__ or cause.__context__, seen + 1
     if folder is not None and _torch_write_failed(err):
         try:
             free = shutil.disk_usage(folder).free
@@ -90,15 +89,8 @@ def _error_line(err: BaseException, folder: Path | None = None) -> str:
 
 def _torch_write_failed(err: BaseException) -> bool:
     """Whether `err` is torch.save's failed write of a file (its C++ stream writer's error)."""
-    seen: BaseException | None = err
-    for _ in range(10):
-        if seen is None:
-            return False
-        text = str(seen)
-        if ("unexpected pos" in text and "inline_container" in text) or "iostream error" in text:
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
+    return any(("unexpected pos" in text and "inline_container" in text) or "iostream error" in text
+               for text in map(str, error_chain(err)))
 
 
 def _size(n: float) -> str:
