@@ -841,7 +841,7 @@ def main(argv: list[str] | None = None) -> int:
         lost = _storage_lost(err, args)
         if lost is None:
             raise
-        print(f"ablate: error: {lost}", file=sys.stderr)
+        print(f"ablate: error: {_one_line(lost)}", file=sys.stderr)
         return EXIT_TRIALS_FAILED
 
 

@@ -398,12 +398,14 @@ def test_torch_saves_full_disk_is_named_with_the_disks_free_space(write_experime
     assert _trials(path)[-1].user_attrs["error"] == "OSError: [Errno 28] No space left on device"
 
 
+@pytest.mark.parametrize("refused", ["Connection refused", "Connection refused\x1b[0m\x07"])
 def test_a_storage_that_stops_answering_ends_the_run_in_one_line_and_the_run_goes_on_later(
-        write_experiment, monkeypatch, capsys):
+        refused, write_experiment, monkeypatch, capsys):
     """A database server that is down when a trial's result is stored (PostgreSQL restarting):
     Optuna raises StorageInternalError, blaming "invalid data", from the driver's connection
     error. One line names the lost connection and the command that goes on; running it trains
-    the trial that could not be recorded, and keeps the one that was."""
+    the trial that could not be recorded, and keeps the one that was. The driver's message is
+    quoted with its control characters escaped, as in every error line."""
     import sqlalchemy.exc
 
     path = write_experiment()
@@ -416,7 +418,7 @@ def test_a_storage_that_stops_answering_ends_the_run_in_one_line_and_the_run_goe
             if len(calls) == 2:  # the second trial's result
                 down = sqlalchemy.exc.OperationalError(
                     "UPDATE trials", {}, Exception("connection to server at \"127.0.0.1\", port "
-                                                   "5432 failed: Connection refused"))
+                                                   f"5432 failed: {refused}"))
                 raise optuna.exceptions.StorageInternalError(
                     "An exception is raised during the commit. This typically happens due to "
                     "invalid data in the commit, e.g. exceeding max length.") from down
@@ -429,6 +431,7 @@ def test_a_storage_that_stops_answering_ends_the_run_in_one_line_and_the_run_goe
     assert err.count("\n") == 1 and "Traceback" not in err, err
     assert err.startswith("ablate: error: the study storage stopped answering (")
     assert "Connection refused" in err and "invalid data" not in err
+    assert "\x1b" not in err and "\x07" not in err and ("\\x1b" in err) == ("\x1b" in refused)
     assert f"`ablate run {path}` goes on from there" in err
     monkeypatch.setattr(optuna.storages.RDBStorage, "set_trial_state_values", real)
     assert cli.main(["run", str(path)]) == 0
