@@ -278,14 +278,22 @@ def model_skeleton(source: ModelSource, config: Any) -> Any:
 NO_LIMIT = 100_000  # tokenizers without a length limit store model_max_length as 1e30
 
 
+POSITION_EMBEDDINGS = ("position_embeddings", "wpe", "embed_positions")
+"""What transformers names a model's learned absolute position embeddings."""
+
+
 def position_limit(model: Any, tokenizer: Any) -> int | None:
-    """The most tokens the model takes: its absolute position embeddings (RoBERTa-style models
-    number positions from pad_token_id + 1, so those are not usable) and the tokenizer's
-    model_max_length where that is a real number; None where neither says (relative positions)."""
+    """The most tokens the model takes: its absolute position embeddings (BERT's
+    position_embeddings, GPT-2's wpe, OPT's and BART's embed_positions; RoBERTa-style models number
+    positions from pad_token_id + 1 and OPT-style ones from an offset of 2, so those are not usable)
+    and the tokenizer's model_max_length where that is a real number; None where neither says
+    (relative or rotary positions)."""
     limits = []
     for name, module in model.named_modules():
-        if name.endswith("position_embeddings") and isinstance(module, torch.nn.Embedding):
-            reserved = module.padding_idx + 1 if module.padding_idx is not None else 0
+        if (name.rpartition(".")[2] in POSITION_EMBEDDINGS
+                and isinstance(module, torch.nn.Embedding)):
+            reserved = (module.padding_idx + 1 if module.padding_idx is not None
+                        else getattr(module, "offset", 0))
             limits.append(module.num_embeddings - reserved)
             break
     length = getattr(tokenizer, "model_max_length", None)

@@ -110,7 +110,13 @@ def test_a_max_length_beyond_the_positions_is_accepted_while_every_text_fits(
 
 
 def test_position_limit_of_model_families() -> None:
-    from transformers import AutoModelForSequenceClassification, BertConfig, RobertaConfig
+    from transformers import (
+        AutoModelForSequenceClassification,
+        BertConfig,
+        GPT2Config,
+        OPTConfig,
+        RobertaConfig,
+    )
 
     class Tokenizer:
         model_max_length = int(1e30)  # "no limit"
@@ -123,6 +129,11 @@ def test_position_limit_of_model_families() -> None:
     roberta = skeleton(RobertaConfig(max_position_embeddings=514, pad_token_id=1))
     assert position_limit(bert, Tokenizer()) == 512
     assert position_limit(roberta, Tokenizer()) == 512  # positions count from pad_token_id + 1
+    # GPT-2 names them wpe; OPT's embed_positions count from an offset of 2. Beyond them training
+    # failed with an index error in every trial where the tokenizer set no model_max_length.
+    assert position_limit(skeleton(GPT2Config(n_positions=40, n_layer=1)), Tokenizer()) == 40
+    opt = skeleton(OPTConfig(max_position_embeddings=48, num_hidden_layers=1))
+    assert position_limit(opt, Tokenizer()) == 48
     Tokenizer.model_max_length = 128
     assert position_limit(bert, Tokenizer()) == 128
     assert position_limit(torch.nn.Linear(2, 2), Tokenizer()) == 128
