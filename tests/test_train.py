@@ -389,13 +389,16 @@ def test_fewer_layers_of_a_model_with_layer_types_keep_their_types_and_save(tmp_
     assert message.startswith("model_config num_hidden_layers = 3: ") and "set layer_types too" in message
 
 
+@pytest.mark.parametrize("config_pad", [None, 0])
 def test_a_decoder_whose_tokenizer_has_no_padding_token_trains_padded_with_its_end_token(
-        tmp_path, tiny_model_dir, tiny_data_dir, capsys):
+        config_pad, tmp_path, tiny_model_dir, tiny_data_dir, capsys):
     """GPT-2's and Llama's tokenizers have no padding token (and their configs no pad_token_id):
     `validate` said ok and every trial failed ('Asking to pad but the tokenizer does not have a
     padding token'). Batches are now padded with the end-of-sequence token, which the config
     takes as pad_token_id, so the head reads each text's last real token; a note says so, and the
-    saved model labels a padded batch as it labels each text alone."""
+    saved model labels a padded batch as it labels each text alone. A config that names another
+    pad_token_id (Llama-7b's says 0, a token the tokenizer never pads with) would make the head
+    read a padded text at its last padding token: the Trainer aligns it with the tokenizer's."""
     from ablation.inference._model import class_logits, load_classifier
 
     folder = tmp_path / "decoder"
@@ -406,8 +409,7 @@ def test_a_decoder_whose_tokenizer_has_no_padding_token_trains_padded_with_its_e
     assert tokenizer.pad_token is None
     tokenizer.save_pretrained(folder)
     config = transformers.GPT2Config(vocab_size=len(tokenizer), n_embd=16, n_layer=1, n_head=2,
-                                     n_positions=64)
-    assert config.pad_token_id is None
+                                     n_positions=64, pad_token_id=config_pad)
     transformers.GPT2ForSequenceClassification(config).save_pretrained(folder)
     path = tiny_experiment(tmp_path, folder, tiny_data_dir, variants="",
                            baseline="learning_rate = 1e-3\nbatch_size = 16\nepochs = 1\n")
