@@ -1789,6 +1789,25 @@ def test_a_class_name_with_a_pipe_keeps_the_per_class_table_a_table(write_experi
     assert r"billing \| refunds" in table[0]
 
 
+def test_the_data_line_names_a_few_of_many_classes(write_experiment):
+    """An intent dataset of 77 classes made the report's Data line name every one (about 1,500
+    characters before the model line); it names the first 20 and how many there are."""
+    path = write_experiment()
+    spec = load_spec(path, ["experiment.seeds=[42]"])
+    study = open_study(spec)
+    names = [f"intent_{i}" for i in range(77)]
+    for key, value in (("metric", "macro_f1"), ("direction", "maximize"), ("label_names", names)):
+        study.set_user_attr(key, value)
+    for trial in expand(spec):
+        study.enqueue_trial({}, user_attrs=records.trial_attrs(trial))
+        live = study.ask()
+        live.set_user_attr(records.RESULT, _result(0.6, 0.5, 3.0))
+        study.tell(live, 0.6)
+    data = next(line for line in write_report(spec, study).read_text().splitlines()
+                if line.startswith("- **Data**"))
+    assert data.endswith("labels: " + ", ".join(names[:20]) + ", … (77 in all)"), data
+
+
 def test_the_run_summary_names_a_few_of_many_comparisons_that_learned_nothing(write_experiment,
                                                                               capsys):
     """A sweep of 60 learning rates that all collapsed printed one line naming all 59 variants

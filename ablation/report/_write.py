@@ -62,6 +62,10 @@ from .tables import for_programs, same_score, trials_frame, variants_frame
 LIBRARIES = ("ablate", "torch", "transformers", "datasets", "optuna", "swanlab", "scikit-learn",
              "scipy", "statsmodels")
 
+LABELS_SHOWN = 20
+"""How many class names the Data line names (an intent dataset has 77; the per-class table has
+them all)."""
+
 
 def library_versions() -> dict[str, str]:
     versions = {}
@@ -587,7 +591,7 @@ def render_markdown(spec: ExperimentSpec, built: dict[str, Any], pictures: dict[
     data, model = (built["info"].get(key) or resolved[key] for key in ("data", "model"))
     lines += [
         f"- **Data**: `{data['dataset']}`" + (f" ({data['config']})" if data.get("config") else "")
-        + f"; labels: {', '.join(built['label_names'])}",
+        + f"; labels: {some_of(built['label_names'], LABELS_SHOWN)}",
         f"- **Model**: `{model['name']}`" + (f" with {model['config']}" if model.get("config") else ""),
         f"- **Seeds**: {', '.join(map(str, seeds))}"
         + (" — values are mean ± std over seeds" if len(seeds) > 1 else "")
