@@ -1873,3 +1873,11 @@ def test_a_finding_every_trial_shares_is_one_diagnosis_line(write_experiment):
     assert bullets[0].startswith("- **baseline-s42, baseline-s43, baseline_v0-s42, baseline_v0-s43, ")
     assert ", … (40 in all)** — not converged: Training loss was still falling at the end" in bullets[0]
     assert "A finding that several trials share is one line naming them" in diagnosis
+    # report.json keeps each trial's own finding and numbers, which the shared line gives as ranges.
+    built = build_report(spec, open_study(spec, create=False))
+    findings = report_json(spec, built)["diagnosis"]
+    assert len(findings) == 40 and {len(f) for f in findings.values()} == {1}
+    first = findings["baseline-s42"][0]
+    assert first["kind"] == "not_converged" and not first["not_learned"]
+    assert first["sentence"].startswith("Training loss was still falling at the end")
+    assert first["numbers"] and all(isinstance(v, float) for v in first["numbers"].values())

@@ -236,6 +236,12 @@ def report_json(spec: ExperimentSpec, built: dict[str, Any]) -> dict[str, Any]:
         "not_compared": built.get("not_compared", {}),  # variant: why What mattered has no row
         "search": search_summary(spec, built),
         "trials": for_programs(built["trials"]).to_dict(orient="records"),
+        # Each trial's own findings with their numbers: the markdown's Diagnosis joins those
+        # that several trials share into one line that gives only the range of their numbers.
+        "diagnosis": {key: [{"kind": f.kind, "sentence": f.sentence, "suggestion": f.suggestion,
+                             "numbers": f.numbers, "not_learned": f.not_learned}
+                            for f in findings]
+                      for key, findings in built.get("findings", {}).items() if findings},
     })
 
 
