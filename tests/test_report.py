@@ -1789,9 +1789,12 @@ def test_a_class_name_with_a_pipe_keeps_the_per_class_table_a_table(write_experi
     assert r"billing \| refunds" in table[0]
 
 
-def test_the_data_line_names_a_few_of_many_classes(write_experiment):
+def test_many_classes_are_named_a_few_on_the_data_line_and_are_the_per_class_table_rows(
+        write_experiment):
     """An intent dataset of 77 classes made the report's Data line name every one (about 1,500
-    characters before the model line); it names the first 20 and how many there are."""
+    characters before the model line); it names the first 20 and how many there are. Its F1 per
+    class table was 78 columns wide: with more classes than 12 and than variants, the classes
+    are its rows and the variants its columns."""
     path = write_experiment()
     spec = load_spec(path, ["experiment.seeds=[42]"])
     study = open_study(spec)
@@ -1801,11 +1804,18 @@ def test_the_data_line_names_a_few_of_many_classes(write_experiment):
     for trial in expand(spec):
         study.enqueue_trial({}, user_attrs=records.trial_attrs(trial))
         live = study.ask()
-        live.set_user_attr(records.RESULT, _result(0.6, 0.5, 3.0))
+        result = _result(0.6, 0.5, 3.0)
+        result["validation"] |= {f"f1_{name}": i / 100 for i, name in enumerate(names)}
+        live.set_user_attr(records.RESULT, result)
         study.tell(live, 0.6)
-    data = next(line for line in write_report(spec, study).read_text().splitlines()
-                if line.startswith("- **Data**"))
+    lines = write_report(spec, study).read_text().splitlines()
+    data = next(line for line in lines if line.startswith("- **Data**"))
     assert data.endswith("labels: " + ", ".join(names[:20]) + ", … (77 in all)"), data
+    start = lines.index("### F1 per class (validation)") + 2
+    table = lines[start:lines.index("", start)]
+    assert table[:3] == ["| class | baseline | baseline_bs32 |", "|---|---|---|",
+                         "| intent_0 | 0.0000 | 0.0000 |"]
+    assert len(table) == 2 + 77 and table[-1] == "| intent_76 | 0.7600 | 0.7600 |"
 
 
 def test_the_run_summary_names_a_few_of_many_comparisons_that_learned_nothing(write_experiment,

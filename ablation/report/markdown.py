@@ -99,14 +99,26 @@ def variant_table(variants: pd.DataFrame, metric: str, with_test: bool, with_ci:
     return "\n".join(lines)
 
 
+CLASS_COLUMNS = 12
+"""Up to this many classes (or no more than there are variants) are the per-class table's
+columns; more are its rows, one per class: 77 intents made a table 78 columns wide."""
+
+
 def per_class_table(variants: pd.DataFrame, label_names: list[str]) -> str:
     """F1 of each class on validation: shows a class that a variant never predicts."""
-    headers = ["variant", *(table_cell(name) for name in label_names)]
+    rows = [row for _, row in variants.iterrows()]
+
+    def f1(row: pd.Series, name: str) -> str:
+        return fmt(row.get(f"f1_{name}"), row.get(f"f1_{name}_std")) + of_seeds(row, f"f1_{name}")
+
+    if len(label_names) <= max(CLASS_COLUMNS, len(rows)):
+        headers = ["variant", *(table_cell(name) for name in label_names)]
+        body = [[row["variant"], *(f1(row, name) for name in label_names)] for row in rows]
+    else:
+        headers = ["class", *(table_cell(row["variant"]) for row in rows)]
+        body = [[table_cell(name), *(f1(row, name) for row in rows)] for name in label_names]
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    for _, row in variants.iterrows():
-        cells = [row["variant"]] + [fmt(row.get(f"f1_{name}"), row.get(f"f1_{name}_std"))
-                                    + of_seeds(row, f"f1_{name}") for name in label_names]
-        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["| " + " | ".join(cells) + " |" for cells in body]
     return "\n".join(lines)
 
 
