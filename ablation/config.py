@@ -15,6 +15,7 @@ import math
 import re
 import shlex
 import tomllib
+import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -218,13 +219,25 @@ def _is_size_key(key: str) -> bool:
             or key.endswith(("_size", "_layers", "_heads", "_embeddings", "_dim")))
 
 
+# Around a label: spaces, and the characters no one sees that an editor or a copy from a web page
+# leaves there (zero-width space, word joiner, byte-order mark, left-to-right and right-to-left marks).
+_AROUND_LABEL = re.compile(r"^[\s\u200b\u2060\ufeff\u200e\u200f]+|[\s\u200b\u2060\ufeff\u200e\u200f]+$")
+
+
+def clean_label(name: str) -> str:
+    """A string label as ablate compares it: in NFC ('é' one character, as Windows and Linux
+    write it; macOS may write 'e' and a combining accent, which looks the same), without spaces
+    or invisible characters around it."""
+    return _AROUND_LABEL.sub("", unicodedata.normalize("NFC", name))
+
+
 def _label_names(value: Any) -> list[str]:
-    """Names of classes 0..N-1, stripped like string labels are; a repeated name would make two
-    classes that predict can no longer tell apart."""
-    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.strip()
+    """Names of classes 0..N-1, cleaned like string labels are (clean_label); a repeated name
+    would make two classes that predict can no longer tell apart."""
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and clean_label(v)
                                                            for v in value):
         raise ValueError("must be a non-empty list of strings")
-    names = [v.strip() for v in value]
+    names = [clean_label(v) for v in value]
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
         raise ValueError("repeats " + ", ".join(map(repr, repeated))

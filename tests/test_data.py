@@ -1487,3 +1487,33 @@ def test_the_summary_line_of_many_classes_names_a_few_and_counts_them():
     assert summary.startswith("train 1, validation 1, test 0 rows; labels intent_00_with")
     assert names[9] in summary and names[10] not in summary and summary.endswith("(50 in all)")
     assert LabeledSplits(frame, frame, None, names[:10]).summary().endswith(names[9])
+
+
+def test_labels_that_differ_only_in_unicode_form_or_invisible_marks_are_one_class(tmp_path: Path):
+    """'négatif' typed on Windows (é one character, NFC) and saved by a Mac (e and a combining
+    accent, NFD) look alike and were two classes, and a test file in the other form was refused as
+    holding a label train lacks; a zero-width space or byte-order mark pasted after a label made
+    a class of its own too. Labels are compared in NFC, without invisible characters around them."""
+    nfc, nfd = "n\u00e9gatif", "ne\u0301gatif"
+    train = pd.DataFrame({"text": [f"t {i}" for i in range(40)],
+                          "label": [[nfc, nfd, "positif", "positif\u200b"][i % 4] for i in range(40)]})
+    test = pd.DataFrame({"text": [f"u {i}" for i in range(8)],
+                         "label": [[nfd, "\ufeffpositif"][i % 2] for i in range(8)]})
+    splits = load_labeled_splits(spec(write_folder(tmp_path / "data", train=train, test=test)))
+    assert splits.label_names == [nfc, "positif"]
+    assert sorted(splits.test["label"]) == [0] * 4 + [1] * 4
+    assert any("in decomposed Unicode" in note and "'ne\\u0301gatif' is 'n\u00e9gatif'" in note
+               for note in splits.notes), splits.notes
+    assert any("'positif\\u200b' is 'positif'" in note for note in splits.notes), splits.notes
+    # label_names in the other form name the same classes
+    named = load_labeled_splits(spec(tmp_path / "data", label_names=["positif", nfd]))
+    assert named.label_names == ["positif", nfc]
+    # a label of invisible characters alone is a missing one
+    alone = pd.concat([train, pd.DataFrame({"text": ["x"], "label": ["\u200b"]})], ignore_index=True)
+    dropped = load_labeled_splits(spec(write_folder(tmp_path / "alone", train=alone)))
+    assert dropped.dropped["train"] == 1
+    # evaluate --dataset maps labels to a model's names the same way
+    from ablation.inference._evaluate import label_ids
+
+    frame = pd.DataFrame({"label": [nfd, "positif\u200b", nfc]})
+    assert label_ids(frame, [nfc, "positif"], "x.csv").tolist() == [0, 1, 0]

@@ -16,6 +16,7 @@ from conftest import one_error_line
 from ablation import cli
 from ablation.config import KNOBS, SWEEP_EXAMPLES, Recipe, load_spec
 from ablation.data import load_labeled_splits
+from ablation.errors import AblateInputError
 from ablation.train import ModelSource, position_limit
 
 
@@ -71,6 +72,17 @@ def test_label_names_are_stripped_like_string_labels(tmp_path: Path) -> None:
     path = _write(tmp_path, '[data]\ndataset = "mteb/x"\nlabel_names = [" neg", "pos "]\n'
                   '[model]\nname = "org/name"\n[baseline]\n')
     assert load_spec(path).data.label_names == ["neg", "pos"]
+
+
+def test_label_names_are_read_in_nfc_without_invisible_marks(tmp_path: Path) -> None:
+    # 'ne\u0301gatif' (macOS's NFD) and 'négatif' were two names; a zero-width space made another
+    path = _write(tmp_path, '[data]\ndataset = "mteb/x"\nlabel_names = ["ne\\u0301gatif", '
+                  '"positif\\u200b"]\n[model]\nname = "org/name"\n[baseline]\n')
+    assert load_spec(path).data.label_names == ["n\u00e9gatif", "positif"]
+    path = _write(tmp_path, '[data]\ndataset = "mteb/x"\nlabel_names = ["ne\\u0301gatif", '
+                  '"n\\u00e9gatif"]\n[model]\nname = "org/name"\n[baseline]\n')
+    with pytest.raises(AblateInputError, match="repeats 'n\u00e9gatif'"):
+        load_spec(path)
 
 
 def test_string_labels_are_stripped_with_a_note(tmp_path: Path) -> None:

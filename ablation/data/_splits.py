@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..config import DataSpec, ExperimentSpec, _did_you_mean, last_set
+from ..config import DataSpec, ExperimentSpec, _did_you_mean, clean_label, last_set
 from ..errors import AblateInputError, set_shown, some_of
 from ._files import CELLS_ARE_TEXT, column_list, load_raw_splits
 
@@ -88,7 +89,7 @@ def _clean(frame: pd.DataFrame, spec: DataSpec, split: str) -> tuple[pd.DataFram
     if spec.text_pair_column:
         out["text_pair"] = frame[spec.text_pair_column]
     out["label"] = frame[spec.label_column]
-    keep = out["label"].notna() & ~out["label"].map(lambda v: isinstance(v, str) and not v.strip())
+    keep = out["label"].notna() & ~out["label"].map(lambda v: isinstance(v, str) and not clean_label(v))
     for column in ["text"] + (["text_pair"] if spec.text_pair_column else []):
         keep &= out[column].notna() & out[column].astype(str).str.strip().ne("")
     cleaned = out[keep].copy()
@@ -137,7 +138,7 @@ def _label_ids(frames: dict[str, pd.DataFrame], spec: DataSpec,
         _strip_labels(frames, notes)
         train_labels = frames[train_split]["label"]
         if spec.label_names:
-            names = list(spec.label_names)
+            names = [clean_label(name) for name in spec.label_names]
         else:
             names = sorted({str(v) for v in train_labels})
             _note_case_twins(names, notes)
@@ -220,19 +221,32 @@ def _renumbering(frames: dict[str, pd.DataFrame], value: str) -> str:
 
 
 def _strip_labels(frames: dict[str, pd.DataFrame], notes: list[str]) -> None:
-    """'neg ' and 'neg' are one class: strip the spaces around string labels (in place), with a
-    note when any had some."""
-    stripped, example = 0, ""
+    """'neg ' and 'neg' are one class, and so are 'négatif' in NFC and in NFD (macOS's 'e' and a
+    combining accent): string labels are cleaned in place (clean_label), with a note for labels
+    that had spaces or invisible characters around them, and one for labels in another Unicode
+    form, the original shown escaped (it looks the same)."""
+    counts = {"around": 0, "form": 0}
+    examples = {"around": "", "form": ""}
     for frame in frames.values():
         labels = frame["label"]
-        clean = labels.map(lambda v: v.strip() if isinstance(v, str) else v)
-        changed = labels.ne(clean)
-        if changed.any() and not example:
-            example = f" ({labels[changed].iloc[0]!r} is {clean[changed].iloc[0]!r})"
-        stripped += int(changed.sum())
+        clean = labels.map(lambda v: clean_label(v) if isinstance(v, str) else v)
+        normal = labels.map(lambda v: unicodedata.normalize("NFC", v) if isinstance(v, str) else v)
+        for kind, changed, show in (("form", labels.ne(normal), ascii),
+                                    ("around", normal.ne(clean), repr)):
+            if changed.any() and not examples[kind]:
+                before = (labels if kind == "form" else normal)[changed].iloc[0]
+                examples[kind] = f" ({show(before)} is {clean[changed].iloc[0]!r})"
+            counts[kind] += int(changed.sum())
         frame["label"] = clean
-    if stripped:
-        notes.append(f"stripped the spaces around {stripped} label{'' if stripped == 1 else 's'}{example}")
+    if counts["around"]:
+        stripped = counts["around"]
+        notes.append(f"stripped the spaces around {stripped} label{'' if stripped == 1 else 's'}"
+                     f"{examples['around']}")
+    if counts["form"]:
+        count = counts["form"]
+        notes.append(f"read {count} label{'' if count == 1 else 's'} in decomposed Unicode (a letter "
+                     "and a combining accent, as macOS may write them) as the same letters composed "
+                     f"(NFC), as the other labels and label_names are{examples['form']}")
 
 
 def _note_case_twins(names: list[str], notes: list[str]) -> None:

@@ -51,7 +51,7 @@ def label_ids(frame: pd.DataFrame, label_names: list[str], where: str, reading: 
     "ids": evaluate --labels) says which. Unsaid, labels that are both (a model whose names are
     digits other than their ids: star ratings "1".."5" for ids 0..4) and name other classes read
     each way are refused: a guess would score every row against another class, silently."""
-    from ..config import _did_you_mean
+    from ..config import _did_you_mean, clean_label
     from ..data import labels_hidden
 
     if labels_hidden(frame):
@@ -59,7 +59,7 @@ def label_ids(frame: pd.DataFrame, label_names: list[str], where: str, reading: 
             f"{where} has no labels (every label is -1, withheld as in a hidden test set): "
             "evaluate needs labelled rows; `ablate predict` classifies unlabelled texts")
     labels = frame["label"]
-    as_text = labels.astype(str).str.strip()
+    as_text = labels.astype(str).map(clean_label)
     index = {name: i for i, name in enumerate(label_names)}
     is_name = as_text.isin(index)
     numbers = pd.to_numeric(labels, errors="coerce")
