@@ -1517,3 +1517,21 @@ def test_labels_that_differ_only_in_unicode_form_or_invisible_marks_are_one_clas
 
     frame = pd.DataFrame({"label": [nfd, "positif\u200b", nfc]})
     assert label_ids(frame, [nfc, "positif"], "x.csv").tolist() == [0, 1, 0]
+
+
+def test_integer_labels_in_full_width_or_arabic_indic_digits_are_class_ids(tmp_path: Path):
+    """A Japanese or Chinese IME types '１' (full width), an Arabic locale '١': the labels read as
+    integers and then crashed with a traceback ("Unable to parse string '１'"). They are the class
+    ids they write, the same as '1', in the study and in evaluate --dataset."""
+    for digits in (["\uff10", "\uff11", "\uff12"], ["\u0660", "\u0661", "\u0662"], ["0", "\uff11", "2"]):
+        frame = labelled(60, 1)
+        frame["label"] = [digits[label] for label in frame["label"]]
+        splits = load_labeled_splits(spec(write_folder(tmp_path / digits[1], train=frame)))
+        assert splits.label_names == ["0", "1", "2"]
+        truth = dict(zip(frame["text"], make_texts(60, 1)["label"], strict=True))
+        assert all(truth[text] == label for text, label in zip(splits.train["text"], splits.train["label"],
+                                                              strict=True))
+    from ablation.inference._evaluate import label_ids
+
+    assert label_ids(pd.DataFrame({"label": ["\uff12", "\u0660", "1"]}), ["a", "b", "c"], "x.csv",
+                     ).tolist() == [2, 0, 1]

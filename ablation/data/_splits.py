@@ -351,7 +351,7 @@ def _integer_strings_to_ids(frames: dict[str, pd.DataFrame], spec: DataSpec) -> 
     is_text = [c.map(lambda v: isinstance(v, str)) for c in columns]
     if not any(t.any() for t in is_text):
         return  # numbers only
-    columns = [c.map(_as_text) for c in columns]
+    columns = [c.map(_as_text).map(ascii_digits) for c in columns]
     integer_like = [c.str.fullmatch(r"\s*[-+]?\d+(?:\.0*)?\s*") for c in columns]
     if not any(m.any() for m in integer_like):
         return  # class names
@@ -373,6 +373,16 @@ def _integer_strings_to_ids(frames: dict[str, pd.DataFrame], spec: DataSpec) -> 
     for frame, column in zip(frames.values(), columns, strict=True):
         # integers (floats past int64), checked as ids with the others' below
         frame["label"] = pd.to_numeric(column.str.strip().str.replace(r"\.0*$", "", regex=True))
+
+
+_OTHER_DIGIT = re.compile(r"(?![0-9])\d")  # a decimal digit of another script
+
+
+def ascii_digits(text: str) -> str:
+    """'１' (a Chinese or Japanese input method's full-width digit) or '١' (Arabic-Indic) as the
+    ASCII digit it is: an integer label typed so is the class id it writes."""
+    return text if text.isascii() else _OTHER_DIGIT.sub(
+        lambda digit: str(unicodedata.digit(digit.group())), text)
 
 
 def _as_text(value: Any) -> str:

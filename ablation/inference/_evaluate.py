@@ -52,7 +52,7 @@ def label_ids(frame: pd.DataFrame, label_names: list[str], where: str, reading: 
     digits other than their ids: star ratings "1".."5" for ids 0..4) and name other classes read
     each way are refused: a guess would score every row against another class, silently."""
     from ..config import _did_you_mean, clean_label
-    from ..data import labels_hidden
+    from ..data import ascii_digits, labels_hidden
 
     if labels_hidden(frame):
         raise AblateInputError(
@@ -62,7 +62,8 @@ def label_ids(frame: pd.DataFrame, label_names: list[str], where: str, reading: 
     as_text = labels.astype(str).map(clean_label)
     index = {name: i for i, name in enumerate(label_names)}
     is_name = as_text.isin(index)
-    numbers = pd.to_numeric(labels, errors="coerce")
+    numbers = pd.to_numeric(labels.map(lambda v: ascii_digits(v) if isinstance(v, str) else v),
+                            errors="coerce")  # '１' (full width) is 1
     valid_id = numbers.notna() & (numbers == numbers.round()) & numbers.between(0, len(label_names) - 1)
     ids = f"0..{len(label_names) - 1}"
     if reading is None and is_name.all() and valid_id.all():
