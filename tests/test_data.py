@@ -585,6 +585,20 @@ def test_a_bad_json_line_is_named(tmp_path: Path, lines: list[str], expected: st
     assert expected in load_error(spec(tmp_path / name))
 
 
+@pytest.mark.parametrize("name", ["train.jsonl", "train.json"])
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\x85"])
+def test_a_bad_json_line_is_named_past_texts_holding_unicode_line_separators(
+        tmp_path: Path, name: str, separator: str):
+    """Web text and tweets hold U+2028 (and \\x85, U+2029) unescaped, as JSON allows: the search
+    for the bad line cut lines there too, and named line 1 of a file whose line 3 is broken
+    ('line 1 is not valid JSON (Unterminated string ...)'), or under a .json name did not see
+    JSON Lines at all ('Trailing data at position 36')."""
+    good = f'{{"text": "first{separator}second", "label": "pos"}}'
+    (tmp_path / name).write_text("\n".join([good, good, '{"text": "b",', good]) + "\n", encoding="utf-8")
+    message = load_error(spec(tmp_path / name))
+    assert f"{name}: line 3 is not valid JSON (Expecting" in message, message
+
+
 def test_a_csv_whose_rows_all_have_an_unquoted_comma_is_refused(tmp_path: Path):
     (tmp_path / "train.csv").write_text("text,label\nfine, really,pos\nbad, truly,neg\n")
     message = load_error(spec(tmp_path / "train.csv"))

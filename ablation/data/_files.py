@@ -380,9 +380,16 @@ def _decodes(data: bytes, encoding: str) -> bool:
     return True
 
 
+def _json_lines(path: Path) -> list[str]:
+    """A JSON Lines file's lines, cut at \\n alone (a \\r before it is JSON whitespace), as pandas
+    reads them: str.splitlines() would cut texts at the U+2028, U+2029 or \\x85 that JSON strings
+    may hold unescaped (web text, tweets), and misplace every line after them."""
+    return _file_bytes(path).decode("utf-8-sig").split("\n")
+
+
 def _first_line_is_an_object(path: Path) -> bool:
     """A .json file whose first line is a whole object holds JSON Lines (datasets writes them)."""
-    lines = (line for line in _file_bytes(path).decode("utf-8-sig").splitlines() if line.strip())
+    lines = (line for line in _json_lines(path) if line.strip())
     try:
         return isinstance(json.loads(next(lines, "")), dict)
     except json.JSONDecodeError:
@@ -391,8 +398,7 @@ def _first_line_is_an_object(path: Path) -> bool:
 
 def _first_bad_json_line(path: Path) -> str:
     """The first line of a JSON Lines file that is not one JSON object, and why."""
-    text = _file_bytes(path).decode("utf-8-sig")
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(_json_lines(path), start=1):
         if not line.strip():
             continue
         try:
