@@ -80,7 +80,10 @@ def run_selection(spec: ExperimentSpec, only: list[str] | None, rerun: list[str]
     if retry_failed and not only:
         return select_trials(spec, None)
     searched = rerun_names(spec, rerun)  # search trials: from the study, not the file (`reruns`)
-    names = (only or []) + [name for name in rerun or [] if name not in searched]
+    reran = [name for name in rerun or [] if name not in searched]
+    if reran:  # an unknown one is named as a --rerun
+        select_trials(spec, reran, option="--rerun")
+    names = (only or []) + reran
     if searched and not names:  # `--rerun search_N` alone: no variant
         return []
     return select_trials(spec, names or None)
