@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import AblateInputError, set_shown
+from .errors import AblateInputError, as_list, set_shown
 
 # --------------------------------------------------------------------------- value checks
 # Each check takes the raw TOML value and returns the clean value or raises ValueError("must be …").
@@ -874,13 +874,14 @@ def last_set(sets: Sequence[str], *keys: str) -> str | None:
     return next((item for item in reversed(sets) if set_key(item) in keys), None)
 
 
-def load_spec(path: str | Path, sets: list[str] | None = None,
+def load_spec(path: str | Path, sets: str | list[str] | None = None,
               need_data: bool = True) -> ExperimentSpec:
     """Read, validate and resolve an experiment file (with `--set` overrides applied).
 
     need_data=False: commands that read only what a study stored (report, status, dashboard,
-    predict, evaluate on other data) do not refuse a local dataset that has moved or gone."""
-    path = Path(path)
+    predict, evaluate on other data) do not refuse a local dataset that has moved or gone.
+    One string in `sets` is one item."""
+    path, sets = Path(path), as_list(sets)
     try:
         data = path.read_bytes()
     except FileNotFoundError:

@@ -3,7 +3,7 @@ keeps a failed trial's traceback off the terminal."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 EXIT_OK = 0
 EXIT_TRIALS_FAILED = 1
@@ -60,3 +60,11 @@ def os_error_behind(err: BaseException) -> OSError | None:
     re-raises a full disk as "I/O operation on closed file")."""
     return next((seen for seen in error_chain(err)
                  if isinstance(seen, OSError) and seen.errno is not None), None)
+
+
+def as_list(items: str | Iterable[str] | None) -> list[str] | None:
+    """A list of names or --set items as the Python API takes it: one string is one item (a
+    notebook's `only="bs32"`, not the characters of "bs32"); None stays None."""
+    if items is None or isinstance(items, list):
+        return items
+    return [items] if isinstance(items, str) else list(items)

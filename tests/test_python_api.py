@@ -16,3 +16,18 @@ def test_an_unknown_rerun_variant_is_named_as_a_rerun(write_experiment):
     assert message.startswith("--rerun 'nope': no such variant"), message
     message = one_error_line(lambda: ablation.run_study(spec, only=["nope"], echo=lambda line: None))
     assert message.startswith("--only 'nope': no such variant"), message
+
+
+def test_one_name_or_set_given_as_a_string_is_that_one(write_experiment):
+    """A string where a list is asked for is one item: load_spec(path, "baseline.epochs=1") was
+    refused as "--set 'b': expected SECTION.KEY=VALUE" (each character a --set), and
+    run_study(spec, only="bs32") raised a TypeError from inside the planning."""
+    path = write_experiment()
+    assert ablation.load_spec(path, "baseline.epochs=1").baseline.epochs == 1
+    spec = ablation.load_spec(path)
+    message = one_error_line(lambda: ablation.run_study(spec, only="nope", echo=lambda line: None))
+    assert message.startswith("--only 'nope': no such variant"), message
+    message = one_error_line(lambda: ablation.run_study(spec, rerun="nope", echo=lambda line: None))
+    assert message.startswith("--rerun 'nope': no such variant"), message
+    message = one_error_line(lambda: ablation.run_worker(spec, only="nope", echo=lambda line: None))
+    assert message.startswith("--only 'nope': no such variant"), message

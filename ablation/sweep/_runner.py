@@ -23,7 +23,14 @@ import optuna
 
 from .. import interrupts, queue, records
 from ..config import ExperimentSpec, last_set, shown_storage
-from ..errors import TRIAL_LOG_ONLY, AblateInputError, error_chain, first_line, set_shown
+from ..errors import (
+    TRIAL_LOG_ONLY,
+    AblateInputError,
+    as_list,
+    error_chain,
+    first_line,
+    set_shown,
+)
 from ..locking import file_lock
 from ..preflight import TrialInputs, preflight
 from ..progress import Lines, as_progress, fmt_duration
@@ -416,8 +423,8 @@ def _search_once(job: Work, outcome: RunOutcome) -> bool:
     return True
 
 
-def run_study(spec: ExperimentSpec, only: list[str] | None = None,
-              echo: Callable[[str], None] = print, *, rerun: list[str] | None = None,
+def run_study(spec: ExperimentSpec, only: str | list[str] | None = None,
+              echo: Callable[[str], None] = print, *, rerun: str | list[str] | None = None,
               retry_failed: bool = False, workers: int = 1,
               stop: threading.Event | None = None, force_new: bool = False,
               graceful: bool = False) -> RunOutcome:
@@ -426,9 +433,11 @@ def run_study(spec: ExperimentSpec, only: list[str] | None = None,
     workers, then write the report.
 
     A stored study of the same name but another data, model, baseline or metric is refused;
-    `force_new` deletes it, once every check of this run's input has passed."""
+    `force_new` deletes it, once every check of this run's input has passed. `only` and `rerun`
+    are variant names (one string: one name)."""
     from ..search import SELECTOR, left_running, search_names, selected
 
+    only, rerun = as_list(only), as_list(rerun)
     echo = as_progress(echo)  # messages, and the trials' progress where the terminal shows it
     trials = run_selection(spec, only, rerun, retry_failed)
     retry_search, propose = selected(spec, only, rerun, retry_failed)
@@ -590,12 +599,14 @@ def _plan_and_queue(spec: ExperimentSpec, trials: list[TrialSpec], outcome: RunO
 
 
 def run_worker(spec: ExperimentSpec, echo: Callable[[str], None] = print,
-               stop: threading.Event | None = None, only: list[str] | None = None,
+               stop: threading.Event | None = None, only: str | list[str] | None = None,
                wait: float | None = None) -> RunOutcome:
-    """`ablate worker`: join a study, train queued trials (of the `only` variants) until none is
-    left. A study not made yet is waited for (at most `wait` seconds; None: until it is)."""
+    """`ablate worker`: join a study, train queued trials (of the `only` variants; one string:
+    one name) until none is left. A study not made yet is waited for (at most `wait` seconds;
+    None: until it is)."""
     from ..search import check_same_search, selected
 
+    only = as_list(only)
     wanted = {t.key for t in select_trials(spec, only)} if only else None
     stop = stop or threading.Event()
     with interrupts.only_waiting("stopped waiting for the study (nothing was running)"):
