@@ -1,18 +1,24 @@
-"""Whether the Hugging Face Hub can be reached, asked once per process before the first load of
-a Hub id. On a machine without the Hub and without HF_HUB_OFFLINE set, huggingface_hub tried each
-file the cache lacks 6 times over about 25 s, printing 'Retrying in Ns' warnings at each try:
-an id the cache lacks failed only after that, and one it holds took minutes (each optional file
-it lacks). Where no connection can be made, the process reads the caches alone from then on."""
+"""Whether the Hugging Face Hub can be reached, asked once per process (per `run_study` or
+`run_worker` call, from Python) before the first load of a Hub id. On a machine without the Hub
+and without HF_HUB_OFFLINE set, huggingface_hub tried each file the cache lacks 6 times over
+about 25 s, printing 'Retrying in Ns' warnings at each try: an id the cache lacks failed only
+after that, and one it holds took minutes (each optional file it lacks). Where no connection can
+be made, the process reads the caches alone from then on (until the call ends)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
+from typing import Any
 
 from .errors import first_line
 
 log = logging.getLogger(__name__)
 
 _UNREACHABLE: list[str] = []  # why, once a try found that no connection to the Hub can be made
+_ONLINE: list[tuple[Any, bool, bool]] = []  # (module, setting) of each offline switch, as it was
+_calls = 0  # how many per_call() blocks are open
 
 
 def unreachable(url: str) -> str | None:
@@ -48,5 +54,25 @@ def _go_offline() -> None:
     import datasets
     from huggingface_hub import constants
 
+    _ONLINE[:] = [(constants, constants.HF_HUB_OFFLINE), (datasets.config, datasets.config.HF_HUB_OFFLINE)]
     constants.HF_HUB_OFFLINE = True
     datasets.config.HF_HUB_OFFLINE = True
+
+
+@contextlib.contextmanager
+def per_call() -> Iterator[None]:
+    """One call of the Python API (`run_study`, `run_worker`): a Hub found unreachable in it is
+    offline until it ends, then asked again by the next call. In a notebook the process outlives
+    the call: the user's own Hugging Face loads, and ablate's next study once the network is
+    back, read the caches alone for as long as the kernel ran."""
+    global _calls
+    _calls += 1
+    try:
+        yield
+    finally:
+        _calls -= 1
+        if not _calls and _UNREACHABLE:
+            for module, setting in _ONLINE:
+                module.HF_HUB_OFFLINE = setting
+            _ONLINE.clear()
+            _UNREACHABLE.clear()

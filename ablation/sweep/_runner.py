@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import gc
 import itertools
 import json
@@ -21,7 +22,7 @@ from typing import Any
 
 import optuna
 
-from .. import interrupts, queue, records
+from .. import hub, interrupts, queue, records
 from ..config import ExperimentSpec, last_set, shown_storage
 from ..errors import (
     TRIAL_LOG_ONLY,
@@ -423,6 +424,19 @@ def _search_once(job: Work, outcome: RunOutcome) -> bool:
     return True
 
 
+def _hub_per_call(func: Callable[..., RunOutcome]) -> Callable[..., RunOutcome]:
+    """`func`, a call of the Python API, in which a Hub found unreachable stays offline (see
+    hub.per_call): the process going on after it is not left offline."""
+
+    @functools.wraps(func)
+    def called(*args: Any, **kwargs: Any) -> RunOutcome:
+        with hub.per_call():
+            return func(*args, **kwargs)
+
+    return called
+
+
+@_hub_per_call
 def run_study(spec: ExperimentSpec, only: str | list[str] | None = None,
               echo: Callable[[str], None] = print, *, rerun: str | list[str] | None = None,
               retry_failed: bool = False, workers: int = 1,
@@ -598,6 +612,7 @@ def _plan_and_queue(spec: ExperimentSpec, trials: list[TrialSpec], outcome: RunO
     return job, to_queue + [trial for trial, _ in retried + reran]
 
 
+@_hub_per_call
 def run_worker(spec: ExperimentSpec, echo: Callable[[str], None] = print,
                stop: threading.Event | None = None, only: str | list[str] | None = None,
                wait: float | None = None) -> RunOutcome:
