@@ -3,9 +3,15 @@
 
 from __future__ import annotations
 
-from conftest import one_error_line
+import re
+import signal
+from pathlib import Path
+
+import pytest
+from conftest import one_error_line, signal_self
 
 import ablation
+from ablation import records
 
 
 def test_an_unknown_rerun_variant_is_named_as_a_rerun(write_experiment):
@@ -57,3 +63,40 @@ def test_a_hub_found_unreachable_is_offline_for_that_run_only(write_experiment, 
     ablation.run_study(ablation.load_spec(write_experiment()), echo=lambda line: None)
     assert seen[0] and "cannot be reached" in seen[0] and seen[1] == (True, True)
     assert (constants.HF_HUB_OFFLINE, datasets.config.HF_HUB_OFFLINE) == (False, False)
+
+
+def test_readmes_python_example_runs_as_written(write_experiment, capsys):
+    """README's "From Python" example, with the tiny study's file for experiments/bs_lr.toml: it
+    trains, prints what it says it prints, and bad input is an AblateInputError, not an exit."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## From Python\n", 1)[1].split("\n## ", 1)[0]
+    code = re.findall(r"^```python\n(.*?)^```", section, re.S | re.M)[0]
+    assert '"experiments/bs_lr.toml"' in code
+    path = write_experiment()
+    exec(code.replace('"experiments/bs_lr.toml"', repr(str(path))), {})  # noqa: S102
+    out = capsys.readouterr().out
+    assert "['baseline-s42', 'baseline_bs32-s42'] {}" in out
+    assert "baseline-s42 COMPLETE 0." in out and "baseline_bs32-s42 COMPLETE 0." in out
+    assert "# " in out  # the report's first lines
+    assert "--only 'no_such_variant': no such variant" in out
+
+
+def test_interrupting_the_kernel_keeps_the_study_going_on_at_the_next_call(write_experiment):
+    """A notebook's "Interrupt the kernel" (SIGINT, with Python's own handler: ablate installs none
+    outside its command) mid-trial: run_study raises KeyboardInterrupt with the trial recorded as
+    interrupted, not left RUNNING, and the next call trains it again and the rest of the study."""
+    spec = ablation.load_spec(write_experiment())
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+    def echo(line: str) -> None:
+        if " step " in line:  # the first evaluation of the first trial
+            signal_self(signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt):
+        ablation.run_study(spec, echo=echo)
+    study = ablation.open_study(spec)
+    assert [(r.key, r.state, r.error) for r in ablation.load_records(study)][0] == (
+        "baseline-s42", "FAIL", records.INTERRUPTED)
+    outcome = ablation.run_study(spec, echo=lambda line: None)
+    assert sorted(outcome.completed) == ["baseline-s42", "baseline_bs32-s42"] and not outcome.failed
+    assert (spec.output_dir / "report.md").is_file()
