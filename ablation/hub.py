@@ -17,7 +17,7 @@ from .errors import first_line
 log = logging.getLogger(__name__)
 
 _UNREACHABLE: list[str] = []  # why, once a try found that no connection to the Hub can be made
-_ONLINE: list[tuple[Any, bool, bool]] = []  # (module, setting) of each offline switch, as it was
+_ONLINE: list[tuple[Any, bool]] = []  # (module, setting) of each offline switch, as it was
 _calls = 0  # how many per_call() blocks are open
 
 

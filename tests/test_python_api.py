@@ -100,3 +100,33 @@ def test_interrupting_the_kernel_keeps_the_study_going_on_at_the_next_call(write
     outcome = ablation.run_study(spec, echo=lambda line: None)
     assert sorted(outcome.completed) == ["baseline-s42", "baseline_bs32-s42"] and not outcome.failed
     assert (spec.output_dir / "report.md").is_file()
+
+
+def test_a_run_from_python_keeps_the_libraries_quiet_and_gives_their_settings_back(
+        write_experiment, capfd):
+    """From a notebook each trial printed transformers' LOAD REPORT table (bold codes and all)
+    and its "Loading weights" / "Writing model shards" bars, and Optuna "A new study created",
+    between ablate's lines; the ablate command silences them, run_study did not. They are quiet
+    for the call, and the user's own settings are back after it."""
+    import optuna
+    import transformers
+
+    saved = (transformers.logging.get_verbosity(), transformers.utils.logging.is_progress_bar_enabled(),
+             optuna.logging.get_verbosity())
+    transformers.logging.set_verbosity_warning()
+    transformers.utils.logging.enable_progress_bar()
+    optuna.logging.set_verbosity(optuna.logging.INFO)
+    try:
+        outcome = ablation.run_study(ablation.load_spec(write_experiment()))
+        assert sorted(outcome.completed) == ["baseline-s42", "baseline_bs32-s42"]
+        err = capfd.readouterr().err
+        for chatter in ("LOAD REPORT", "Loading weights", "Writing model shards", "A new study"):
+            assert chatter not in err, err
+        assert transformers.logging.get_verbosity() == transformers.logging.WARNING
+        assert transformers.utils.logging.is_progress_bar_enabled()
+        assert optuna.logging.get_verbosity() == optuna.logging.INFO
+    finally:
+        transformers.logging.set_verbosity(saved[0])
+        if not saved[1]:
+            transformers.utils.logging.disable_progress_bar()
+        optuna.logging.set_verbosity(saved[2])

@@ -35,6 +35,7 @@ from ..errors import (
 from ..locking import file_lock
 from ..preflight import TrialInputs, preflight
 from ..progress import Lines, as_progress, fmt_duration
+from ..quiet import quiet_libraries
 from ..tracking import NullTracker, make_tracker
 from ..variants import TrialSpec, describe_changes
 from ._plan import checked_plan, run_selection, select_trials
@@ -424,19 +425,20 @@ def _search_once(job: Work, outcome: RunOutcome) -> bool:
     return True
 
 
-def _hub_per_call(func: Callable[..., RunOutcome]) -> Callable[..., RunOutcome]:
+def _one_call(func: Callable[..., RunOutcome]) -> Callable[..., RunOutcome]:
     """`func`, a call of the Python API, in which a Hub found unreachable stays offline (see
-    hub.per_call): the process going on after it is not left offline."""
+    hub.per_call) and the libraries' chatter is off (quiet_libraries): the process going on after
+    it (a notebook's) is neither left offline nor left quiet."""
 
     @functools.wraps(func)
     def called(*args: Any, **kwargs: Any) -> RunOutcome:
-        with hub.per_call():
+        with hub.per_call(), quiet_libraries():
             return func(*args, **kwargs)
 
     return called
 
 
-@_hub_per_call
+@_one_call
 def run_study(spec: ExperimentSpec, only: str | list[str] | None = None,
               echo: Callable[[str], None] = print, *, rerun: str | list[str] | None = None,
               retry_failed: bool = False, workers: int = 1,
@@ -612,7 +614,7 @@ def _plan_and_queue(spec: ExperimentSpec, trials: list[TrialSpec], outcome: RunO
     return job, to_queue + [trial for trial, _ in retried + reran]
 
 
-@_hub_per_call
+@_one_call
 def run_worker(spec: ExperimentSpec, echo: Callable[[str], None] = print,
                stop: threading.Event | None = None, only: str | list[str] | None = None,
                wait: float | None = None) -> RunOutcome:

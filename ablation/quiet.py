@@ -1,0 +1,34 @@
+"""The libraries' own chatter, off for one call of the Python API (`run_study`, `run_worker`).
+
+The `ablate` command silences it for the whole process (cli._quiet_libraries). From a notebook,
+each trial printed transformers' LOAD REPORT table (with terminal bold codes) and its "Loading
+weights" and "Writing model shards" bars, and Optuna its "[I ...] A new study created" line,
+between ablate's own lines, which say what matters of them (notes on weights that start
+random). The settings are the user's again when the call ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+
+@contextlib.contextmanager
+def quiet_libraries() -> Iterator[None]:
+    """transformers at errors only and without progress bars, Optuna at warnings, for the call."""
+    import optuna
+    import transformers
+
+    verbosity = transformers.logging.get_verbosity()
+    bars = transformers.utils.logging.is_progress_bar_enabled()
+    optuna_verbosity = optuna.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    optuna.logging.set_verbosity(max(optuna_verbosity, optuna.logging.WARNING))
+    try:
+        yield
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+        if bars:
+            transformers.utils.logging.enable_progress_bar()
+        optuna.logging.set_verbosity(optuna_verbosity)
