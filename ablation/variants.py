@@ -192,6 +192,9 @@ SCHEDULE_NOTES = {
 SAME_SCHEDULES = {name: other for name, (other, how, _) in SCHEDULE_NOTES.items() if how == "as"}
 
 
+INERT_AS = {"warmup_ratio": 0.0, "epochs": None}  # what a knob inert_knobs names trains as
+
+
 def inert_knobs(recipe: dict[str, Any]) -> dict[str, str]:
     """Knobs of a resolved recipe that change nothing in its training, each with why."""
     inert = {}
@@ -233,9 +236,10 @@ def trained_recipe(spec: ExperimentSpec, overrides: dict[str, Any]) -> str:
     overwritten = overwritten_config(recipe)
     if overwritten:
         recipe["model_config"] = {k: v for k, v in recipe["model_config"].items() if k not in overwritten}
-    inert = inert_knobs(recipe)
-    return repr(sorted((knob, _trained_as(spec, knob, recipe[knob])) for knob in recipe
-                       if knob not in inert))
+    # A knob that changes nothing counts as unset: as the value that trains the same (no warmup),
+    # so that a recipe setting it matches one that leaves it at its default.
+    recipe |= {knob: INERT_AS[knob] for knob in inert_knobs(recipe)}
+    return repr(sorted((knob, _trained_as(spec, knob, recipe[knob])) for knob in recipe))
 
 
 def redundant_variants(spec: ExperimentSpec) -> list[str]:

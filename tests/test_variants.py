@@ -297,6 +297,36 @@ def test_knobs_that_change_nothing_in_their_recipe_get_a_note(tmp_path):
         "(constant_with_warmup has)"]
 
 
+def test_a_knob_that_changes_nothing_counts_as_unset_against_a_recipe_that_leaves_it_unset(tmp_path):
+    """README: such a knob "counts as unset when recipes are compared". Warmup added to a constant
+    schedule trains the baseline again, and so does a variant whose only change is that warmup
+    beside one that names the constant schedule: the same-recipe note names them, as it does
+    where both sides set the knob."""
+    spec = spec_from(tmp_path, """
+        lr_scheduler = "constant"
+        [variants]
+        ramp = { warmup_ratio = 0.1 }
+        """)
+    assert redundant_variants(spec)[-1] == (
+        "variant 'baseline_ramp' (warmup_ratio=0.1) trains the same recipe as 'baseline'")
+    spec = spec_from(tmp_path, """
+        [variants]
+        steady = { lr_scheduler = "constant" }
+        steady_ramp = { lr_scheduler = "constant", warmup_ratio = 0.1 }
+        """)
+    assert redundant_variants(spec)[-1] == (
+        "variant 'baseline_steady_ramp' (lr_scheduler=constant, warmup_ratio=0.1) trains the same "
+        "recipe as 'baseline_steady'")
+    spec = spec_from(tmp_path, """
+        max_steps = 100
+        epochs = 1
+        [variants]
+        long = { epochs = 5 }
+        """)
+    assert redundant_variants(spec)[-1] == (
+        "variant 'baseline_long' (epochs=5) trains the same recipe as 'baseline'")
+
+
 def test_cosine_with_restarts_gets_a_note_that_it_trains_the_cosine_schedule(tmp_path):
     """No knob passes num_cycles, and transformers' one cycle never restarts: the schedule is
     cosine's, step for step, so a restarts variant compared with a cosine one is an A/A comparison
