@@ -356,3 +356,28 @@ def test_every_readme_command_line_parses(line: str) -> None:
         PARSER.parse_args(words[1:])
     except AblateInputError as err:
         pytest.fail(f"README's `{line}` does not parse: {err}")
+
+
+# --------------------------------------------------------------------------- markdown
+
+
+def _unclosed_code_spans() -> list[str]:
+    """Each backtick run of README's prose that no run of the same length closes within its
+    paragraph or list item: markdown shows it as literal backticks and turns what follows inside
+    out (`ablate run ...`` opens a span at the second run that runs on to the next pair)."""
+    prose = re.sub(r"^ *```.*?^ *```", "", README, flags=re.S | re.M)
+    unclosed = []
+    for block in re.split(r"\n\s*\n|\n(?=\s*(?:[-*] |\d+\. |#|>|\|))", prose):
+        runs = [(match.start(), len(match[0])) for match in re.finditer(r"`+", block)]
+        while runs:
+            start, length = runs.pop(0)
+            closing = next((i for i, (_, n) in enumerate(runs) if n == length), None)
+            if closing is None:
+                unclosed.append(" ".join(block[max(0, start - 60):start + 60].split()))
+            else:
+                del runs[:closing + 1]
+    return unclosed
+
+
+def test_every_code_span_readme_opens_is_closed() -> None:
+    assert not _unclosed_code_spans(), f"README's code spans left open: {_unclosed_code_spans()}"
