@@ -381,3 +381,14 @@ def _unclosed_code_spans() -> list[str]:
 
 def test_every_code_span_readme_opens_is_closed() -> None:
     assert not _unclosed_code_spans(), f"README's code spans left open: {_unclosed_code_spans()}"
+
+
+def test_the_layout_names_every_module() -> None:
+    """Development's layout of `ablation/` names each module (`config.py`, and a package's as
+    `_plan`), so that a module added or moved is placed in it."""
+    layout = SECTIONS["Development"].split("Layout of `ablation/`", 1)[1]
+    package = Path(cli.__file__).parent
+    missing = [str(path.relative_to(package)) for path in sorted(package.rglob("*.py"))
+               if path.stem not in ("__init__", "__main__")
+               and f"`{path.name}`" not in layout and f"`{path.stem}`" not in layout]
+    assert not missing, f"README's layout of ablation/ does not name {missing}"
