@@ -100,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     report = add("report", "regenerate the report from the study storage")
     report.add_argument("--format", choices=("md", "csv", "json"), default="md",
                         help="md: report.md with results.csv and plots (default); csv: results.csv "
-                        "only; json: report.json (per-variant table, effects, search, trials)")
+                        "only; json: report.json (per-variant table, effects, not_compared, "
+                        "search, trials, diagnosis)")
     status = add("status", "list the study's trials and their states")
     status.add_argument("--json", action="store_true", help="print the trials as JSON")
     add("validate", "check the file, the data and the model; train nothing")
