@@ -137,8 +137,8 @@ def test_a_renamed_variant_is_trained_again_with_a_note(write_experiment, capsys
     path = write_experiment()
     assert cli.main(["run", str(path)]) == 0
     path.write_text(path.read_text().replace("bs32 = {", "big = {"))
-    note = ("note: baseline_big-s42 trains the changes of stored trial baseline_bs32-s42 "
-            "(batch_size=32) again under a new name")
+    note = ("note: baseline_big-s42 (batch_size=32) trains what stored trial baseline_bs32-s42 "
+            "trained, again under a new name")
     for dry in (["--dry-run"], []):
         capsys.readouterr()
         assert cli.main(["run", str(path), *dry]) == 0

@@ -227,8 +227,8 @@ def _stored_twins(existing: list[records.TrialRecord], trials: list[TrialSpec],
     for trial in trials:
         twin = done.get((trial.seed, trained(trial.overrides)))
         if twin is not None and twin != trial.key:
-            notes.append(f"{trial.key} trains the changes of stored trial {twin} "
-                         f"({describe_changes(trial.overrides)}) again under a new name")
+            notes.append(f"{trial.key} ({describe_changes(trial.overrides)}) trains what stored "
+                         f"trial {twin} trained, again under a new name")
     return notes
 
 
