@@ -778,6 +778,15 @@ def has_heartbeats(study: optuna.Study) -> bool:
     return optuna.storages._heartbeat.is_heartbeat_enabled(study._storage)
 
 
+def left_to_train(study: optuna.Study) -> set[str]:
+    """The keys of the trials an earlier run left for the next to train: queued (an interrupted
+    run's), or RUNNING in a process that is gone, which a run queues again (with heartbeats)."""
+    gone = stale_numbers(study) if has_heartbeats(study) else set()
+    return {t.user_attrs[records.KEY]
+            for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
+            if records.KEY in t.user_attrs and (t.state == TrialState.WAITING or t.number in gone)}
+
+
 ABANDONED_ERROR = "abandoned: its process was gone when `run --rerun` queued it again"
 
 

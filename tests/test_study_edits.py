@@ -265,3 +265,46 @@ def test_a_project_moved_to_another_folder_goes_on_where_its_data_and_model_are_
     capsys.readouterr()
     assert cli.main(["run", str(path)]) == 2
     assert "holds study 'tiny' run with other data rows" in capsys.readouterr().err
+
+
+def _queued_by_an_earlier_run(path: Path, stored_fingerprint: str) -> None:
+    """The study an interrupted `run` leaves: the baseline complete, baseline_bs32 still queued,
+    its data recorded by the content fingerprint `stored_fingerprint` (the rows that run read:
+    an older ablate that carved or cleaned them otherwise, or the file before it was edited)."""
+    import optuna
+
+    from ablation import queue, records
+    from ablation.data import load_study_splits
+    from ablation.sweep import DATA_FINGERPRINT
+    from ablation.sweep._study import record_study_attrs
+    from ablation.variants import expand
+
+    spec = load_spec(path, [])
+    study = open_study(spec)
+    record_study_attrs(study, spec, load_study_splits(spec), {})
+    study.set_user_attr(DATA_FINGERPRINT, stored_fingerprint)
+    baseline, bs32 = expand(spec)
+    result = {"validation": {"macro_f1": 0.5}, "test": {"macro_f1": 0.5}, "history": [],
+              "eval_history": []}
+    study.add_trial(optuna.trial.create_trial(
+        state=optuna.trial.TrialState.COMPLETE, value=0.5,
+        user_attrs={**records.trial_attrs(baseline), records.RESULT: result}))
+    queue.enqueue(study, [bs32])
+
+
+def test_trials_an_interrupted_run_left_queued_are_not_trained_on_other_data_rows(
+        write_experiment, capsys):
+    """A run that goes on with the trials an earlier run queued (interrupted, or killed) trains
+    them: on rows other than the study's stored trials were (the data file edited meanwhile, or
+    an upgraded ablate that carves it otherwise) they would be compared as alike. Refused, as
+    new trials are, and nothing trains; `--dry-run` says the same."""
+    path = write_experiment(baseline=FAST)
+    _queued_by_an_earlier_run(path, "0123456789abcdef")
+    capsys.readouterr()
+    assert cli.main(["run", str(path), "--dry-run"]) == 2
+    assert "holds study 'tiny' run with other data rows" in capsys.readouterr().err
+    assert cli.main(["run", str(path)]) == 2
+    assert "holds study 'tiny' run with other data rows" in capsys.readouterr().err
+    states = {t.user_attrs["key"]: t.state.name
+              for t in open_study(load_spec(path, []), create=False).get_trials()}
+    assert states == {"baseline-s42": "COMPLETE", "baseline_bs32-s42": "WAITING"}

@@ -14,7 +14,14 @@ def dry_run(spec: ExperimentSpec, only: list[str], rerun: list[str], retry_faile
             force_new: bool, echo: Callable[[str], None] = print) -> None:
     """What `run` with the same options would do, from the same plan, changing nothing: each
     line to `echo`. What the run would refuse is refused here (AblateInputError)."""
-    from ..queue import StudyNotFound, check_none_running, has_heartbeats, open_study, stale_numbers
+    from ..queue import (
+        StudyNotFound,
+        check_none_running,
+        has_heartbeats,
+        left_to_train,
+        open_study,
+        stale_numbers,
+    )
     from ..records import latest_by_key, load_records
     from ..search import left_running, reruns, retries, run_probes, search_names, selected
     from ..variants import describe_changes
@@ -57,7 +64,9 @@ def dry_run(spec: ExperimentSpec, only: list[str], rerun: list[str], retry_faile
     running = [t for t in (left_running(study, spec) if study is not None and retry_search else [])
                if t.key not in {r.key for r, _ in reran}]
     probes = run_probes(spec, study, propose, bool(retried))
-    if to_queue or spec.search is not None:  # what run checks once the data and models load
+    # An earlier run's queued (or process-gone) trials, which the run trains and checks too.
+    left = [t for t in trials if t.key in left_to_train(study)] if study is not None else []
+    if to_queue or left or spec.search is not None:  # what run checks once the data and models load
         from ..data import load_study_splits
         from ..preflight import TrialInputs, preflight
         from ._study import check_same_data, check_same_models
@@ -70,7 +79,7 @@ def dry_run(spec: ExperimentSpec, only: list[str], rerun: list[str], retry_faile
             check_same_data(study, spec, inputs.splits.fingerprint())
         for note in preflight(spec, to_queue + probes, inputs):
             echo(f"note: {note}")
-        check_same_models(study, spec, to_queue + probes)
+        check_same_models(study, spec, to_queue + probes + left)
     queued = {t.key for t in to_queue + retried}
     # Not queued anew: a trial still queued (an interrupted run's) is trained by this run too.
     stored = load_records(study) if study is not None else []

@@ -573,14 +573,17 @@ def _plan_and_queue(spec: ExperimentSpec, trials: list[TrialSpec], outcome: RunO
                  proposals=max(0, spec.search.n_trials - made) if propose and spec.search else 0)
     job = Work(spec, study, echo, stop or threading.Event())
     models: dict[str, str] = {}
-    if to_queue or retried or reran or probes:
+    # What an earlier run queued and left (interrupted, killed) this run trains too: checked
+    # against the study's rows and models as new trials are, not trained on other ones.
+    left = [t for t in trials if t.key in queue.left_to_train(study)] if study is not None else []
+    if to_queue or retried or reran or probes or left:
         inputs = job.prepare()
         if study is not None:
             check_same_data(study, spec, inputs.splits.fingerprint())
         for note in preflight(spec, to_queue + probes, inputs):  # every problem before training
             echo(f"note: {note}")
         # After preflight, which loaded every model: a Hub model's cache is at the commit trained.
-        models = check_same_models(study, spec, to_queue + probes)
+        models = check_same_models(study, spec, to_queue + probes + left)
         for trial in to_queue:  # tokenize once, before any worker starts
             inputs.for_trial(trial)
     _write_study_files(spec)
