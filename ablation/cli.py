@@ -553,7 +553,7 @@ def _check_against_stored(spec: Any, trials: list, splits: Any) -> None:
     except StudyNotFound:  # never run: nothing to be consistent with
         return
     checked_plan(study, spec, trials, [], False)
-    check_same_data(study, spec, splits.fingerprint())
+    check_same_data(study, spec, splits.fingerprint(), source=splits.source)
     check_same_models(study, spec, trials)
 
 

@@ -462,7 +462,9 @@ def test_evaluate_refuses_a_study_whose_data_files_changed(best_study, tiny_data
         assert cli.main(args + extra) == 2
         err = capsys.readouterr().err
         assert f"{changed} no longer gives the rows study 'best' ran on (content fingerprint " in err
-        assert "restore the data, or give --dataset and --split" in err and err.count("\n") == 1
+        assert ", now " in err and ": the files changed), so its" in err  # files recorded: not ablate's
+        assert "restore the data (or the ablate version), or give --dataset and --split" in err
+        assert err.count("\n") == 1
 
 
 def test_evaluate_without_the_studys_set_names_the_data_key_that_differs(best_study, capsys):

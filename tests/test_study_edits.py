@@ -308,3 +308,29 @@ def test_trials_an_interrupted_run_left_queued_are_not_trained_on_other_data_row
     states = {t.user_attrs["key"]: t.state.name
               for t in open_study(load_spec(path, []), create=False).get_trials()}
     assert states == {"baseline-s42": "COMPLETE", "baseline_bs32-s42": "WAITING"}
+
+
+def test_same_files_read_into_other_rows_by_an_upgraded_ablate_say_so(write_experiment, capsys):
+    """A study whose stored rows the same, unchanged files no longer give (an upgraded ablate
+    that carves or cleans them otherwise) was refused as 'other files, or other keys that pick
+    rows', sending the user to look for an edit that never happened. Where the study recorded
+    its files' own fingerprint the line says they are the same and why the rows differ; a study
+    from an ablate that did not record it names an older ablate among the causes."""
+    from ablation.sweep._study import DATA_SOURCE
+
+    path = write_experiment(baseline=FAST)
+    _queued_by_an_earlier_run(path, "0123456789abcdef")  # rows carved otherwise, same files
+    capsys.readouterr()
+    assert cli.main(["run", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "other data rows (content fingerprint 0123456789abcdef;" in err
+    assert ("from the same files: this ablate cleans, labels, carves or samples them otherwise "
+            "than the ablate that ran the study)") in err
+    assert "under the ablate version that ran it" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+    study = open_study(load_spec(path, []), create=False)
+    study._storage.set_study_user_attr(study._study_id, DATA_SOURCE, None)  # not recorded
+    assert cli.main(["run", str(path), "--dry-run"]) == 2
+    assert ("other files, other keys that pick rows, or an older ablate that made other rows "
+            "of the same files)") in capsys.readouterr().err

@@ -34,6 +34,9 @@ class LabeledSplits:
     label_names: list[str]
     dropped: dict[str, int] = field(default_factory=dict)  # split -> rows dropped as empty
     notes: list[str] = field(default_factory=list)
+    # A content hash of the columns read, as the files give them (before cleaning, labels,
+    # carving, sampling): the same files an ablate that reads them otherwise makes other rows of.
+    source: str | None = None
 
     def split_items(self) -> list[tuple[str, pd.DataFrame]]:
         items = [("train", self.train), ("validation", self.validation)]
@@ -574,6 +577,7 @@ def load_labeled_splits(spec: DataSpec) -> LabeledSplits:
         if dropped[split]:
             notes.append(f"split {split!r}: dropped {row_count(dropped[split])} with an empty text "
                          "or missing label")
+    source = _source_fingerprint(raw, used, spec, class_names)
     # first among the notes; after the loop, which leaves out a test split whose labels are withheld
     notes[:0] = _unused_keys(spec, test_present=bool(test_split))
     names = _label_ids(frames, spec, class_names, raw, spec.train_split, notes)
@@ -633,7 +637,25 @@ def load_labeled_splits(spec: DataSpec) -> LabeledSplits:
                               [("validation", validation), ("test", test)], names, spec))
     notes.extend(_overlap_notes(train, [("validation", validation), ("test", test)]))
     return LabeledSplits(train=train, validation=validation, test=test, label_names=names,
-                         dropped=dropped, notes=notes)
+                         dropped=dropped, notes=notes, source=source)
+
+
+def _source_fingerprint(raw: dict[str, pd.DataFrame], used: list[str], spec: DataSpec,
+                        class_names: list[str] | None) -> str | None:
+    """LabeledSplits.source: the text, pair and label columns of the splits used, as read."""
+    digest = hashlib.sha256("\x1f".join(class_names or []).encode())
+    columns = [c for c in (spec.text_column, spec.text_pair_column, spec.label_column) if c]
+    try:
+        for split in used:
+            digest.update(split.encode())
+            for column in columns:
+                if column in raw[split].columns:
+                    digest.update(column.encode())
+                    digest.update(pd.util.hash_pandas_object(
+                        raw[split][column], index=False).values.tobytes())
+    except TypeError:  # cells pandas cannot hash (lists): refused later, or not comparable
+        return None
+    return digest.hexdigest()[:16]
 
 
 def _class_notes(frames: dict[str, pd.DataFrame], before_subsample: pd.DataFrame,

@@ -259,7 +259,7 @@ def evaluation_frame(spec: Any, label_names: list[str], dataset: str | None, con
             raise AblateInputError(
                 f"--split test: the data of study {spec.name!r} has no test split; use "
                 "--split validation, or --dataset for other data")
-        _check_study_rows(trained, splits.fingerprint(), split, trained is not spec)
+        _check_study_rows(trained, splits.fingerprint(), split, trained is not spec, splits.source)
         disagreement = _pair_disagreement(spec, pair_column)
         if disagreement and notes is not None:
             notes.append(disagreement)
@@ -388,13 +388,15 @@ def _lacks_pair_column(message: str, spec: Any, pair_column: str | None) -> str:
             f"{pair_column!r} column (--dataset)")
 
 
-def _check_study_rows(spec: Any, fingerprint: str, split: str, read_as_trained: bool = False) -> None:
+def _check_study_rows(spec: Any, fingerprint: str, split: str, read_as_trained: bool = False,
+                      source: str | None = None) -> None:
     """The study's splits are rebuilt from its [data]: refused when the files now give other rows
     than its trials trained and were tested on (the carved test split would be other rows, some
     of them trained on). `read_as_trained`: [data] reads the model's second text, not the study
     file's; a study stored with the file's reading has fingerprinted other columns."""
     from .. import queue
     from ..sweep import DATA_FINGERPRINT, check_same_study
+    from ..sweep._study import DATA_SOURCE
 
     try:
         study = queue.open_study(spec, create=False)
@@ -411,11 +413,16 @@ def _check_study_rows(spec: Any, fingerprint: str, split: str, read_as_trained: 
                          advice="its splits would be other rows than its trials saw: give the "
                                 "--set options the study ran with, or --dataset and --split to "
                                 "evaluate on rows of your choice")
+        stored_source = study.user_attrs.get(DATA_SOURCE)
+        why = ("this ablate makes other rows of the same files than the ablate that ran the study"
+               if source is not None and stored_source == source else
+               "the files changed, or an older ablate made other rows of them"
+               if stored_source is None else "the files changed")
         raise AblateInputError(
             f"{spec.data.dataset} no longer gives the rows study {spec.name!r} ran on (content "
-            f"fingerprint {stored}, now {fingerprint}), so its {split} split cannot be rebuilt as "
-            "its trials saw it: restore the data, or give --dataset and --split to evaluate on "
-            "rows of your choice")
+            f"fingerprint {stored}, now {fingerprint}: {why}), so its {split} split cannot be "
+            "rebuilt as its trials saw it: restore the data (or the ablate version), or give "
+            "--dataset and --split to evaluate on rows of your choice")
 
 
 def _as_options(message: str, given: dict[str, bool], of_study: bool) -> str:

@@ -76,7 +76,7 @@ def dry_run(spec: ExperimentSpec, only: list[str], rerun: list[str], retry_faile
             echo(f"data: {note}")
         echo(f"data: {inputs.splits.summary()}")
         if study is not None:
-            check_same_data(study, spec, inputs.splits.fingerprint())
+            check_same_data(study, spec, inputs.splits.fingerprint(), source=inputs.splits.source)
         for note in preflight(spec, to_queue + probes, inputs):
             echo(f"note: {note}")
         check_same_models(study, spec, to_queue + probes + left)

@@ -579,7 +579,7 @@ def _plan_and_queue(spec: ExperimentSpec, trials: list[TrialSpec], outcome: RunO
     if to_queue or retried or reran or probes or left:
         inputs = job.prepare()
         if study is not None:
-            check_same_data(study, spec, inputs.splits.fingerprint())
+            check_same_data(study, spec, inputs.splits.fingerprint(), source=inputs.splits.source)
         for note in preflight(spec, to_queue + probes, inputs):  # every problem before training
             echo(f"note: {note}")
         # After preflight, which loaded every model: a Hub model's cache is at the commit trained.
@@ -657,7 +657,8 @@ def run_worker(spec: ExperimentSpec, echo: Callable[[str], None] = print,
     job = Work(spec, study, echo, stop,
                search=selected(spec, only, None, False)[1])  # --only X: no search trials
     if DATA_FINGERPRINT in study.user_attrs:  # before any trial is claimed: none fails for it
-        check_same_data(study, spec, job.prepare().splits.fingerprint(), advice=SAME_AS_RUN)
+        splits = job.prepare().splits
+        check_same_data(study, spec, splits.fingerprint(), advice=SAME_AS_RUN, source=splits.source)
     if MODEL_FINGERPRINTS in study.user_attrs:  # by content, wherever the model sits
         check_same_models(study, spec, select_trials(spec, None)[:1], advice=SAME_AS_RUN)
     outcome = RunOutcome(planned=[])

@@ -20,6 +20,7 @@ from ..variants import TrialSpec
 # mix its results with the stored ones.
 IDENTITY_ATTRS = ("data", "model", "baseline", "metric", "direction")
 DATA_FINGERPRINT = "data_fingerprint"
+DATA_SOURCE = "data_source_fingerprint"  # the files as read, before ablate makes rows of them
 MODEL_FINGERPRINTS = "model_fingerprints"  # model name[@revision] -> preflight.model_fingerprint
 HEARTBEAT = "heartbeat"  # of the last run: a worker judging others by another one is refused
 
@@ -141,14 +142,27 @@ def _study_like(resolved: Path, spec: ExperimentSpec) -> str | None:
 
 
 def check_same_data(study: optuna.Study, spec: ExperimentSpec, fingerprint: str,
-                    advice: str = NEW_STUDY) -> None:
+                    advice: str = NEW_STUDY, source: str | None = None) -> None:
     """The same [data] keys can still read other rows (a file changed on disk; a worker given
-    other files or --sets)."""
+    other files or --sets; the same files, which an upgraded ablate cleans, labels, carves or
+    samples otherwise: `source`, the files' own fingerprint, tells that apart where the study
+    recorded it)."""
     stored = study.user_attrs.get(DATA_FINGERPRINT)
-    if stored is not None and stored != fingerprint:
-        raise refusal(spec, f"other data rows (content fingerprint {stored}; {spec.data.dataset} "
-                             f"now gives {fingerprint}: other files, or other keys that pick rows)",
-                       advice)
+    if stored is None or stored == fingerprint:
+        return
+    rows = f"other data rows (content fingerprint {stored}; {spec.data.dataset} now gives {fingerprint}"
+    stored_source = study.user_attrs.get(DATA_SOURCE)
+    if source is not None and stored_source == source:
+        raise refusal(spec, f"{rows}, from the same files: this ablate cleans, labels, carves or "
+                             "samples them otherwise than the ablate that ran the study), so new "
+                             "trials would train and be scored on other rows than its stored ones",
+                       "its results stay in `ablate report`; go on with it under the ablate "
+                       "version that ran it, or train the file afresh under a new [experiment] name")
+    cause = "other files, or other keys that pick rows"
+    if stored_source is None:  # a study from an ablate that did not record its files
+        cause = ("other files, other keys that pick rows, or an older ablate that made other "
+                 "rows of the same files")
+    raise refusal(spec, f"{rows}: {cause})", advice)
 
 
 def _model_key(name: str, revision: str | None) -> str:
@@ -218,7 +232,8 @@ def record_study_attrs(study: optuna.Study, spec: ExperimentSpec, splits: Any,
                         models: dict[str, str]) -> None:
     models = {**(study.user_attrs.get(MODEL_FINGERPRINTS) or {}), **models}
     values = {"label_names": splits.label_names, "description": spec.experiment.description,
-              DATA_FINGERPRINT: splits.fingerprint(), MODEL_FINGERPRINTS: models,
+              DATA_FINGERPRINT: splits.fingerprint(), DATA_SOURCE: splits.source,
+              MODEL_FINGERPRINTS: models,
               HEARTBEAT: spec.experiment.heartbeat,
               records.RUN_SETS: records.run_sets(spec), **study_identity(spec)}
     for key, value in values.items():
