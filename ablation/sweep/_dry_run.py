@@ -65,7 +65,8 @@ def dry_run(spec: ExperimentSpec, only: list[str], rerun: list[str], retry_faile
                if t.key not in {r.key for r, _ in reran}]
     probes = run_probes(spec, study, propose, bool(retried))
     # An earlier run's queued (or process-gone) trials, which the run trains and checks too.
-    left = [t for t in trials if t.key in left_to_train(study)] if study is not None else []
+    left_keys = left_to_train(study) if study is not None else set()  # one read of the storage
+    left = [t for t in trials if t.key in left_keys]
     if to_queue or left or spec.search is not None:  # what run checks once the data and models load
         from ..data import load_study_splits
         from ..preflight import TrialInputs, preflight

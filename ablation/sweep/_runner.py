@@ -575,7 +575,8 @@ def _plan_and_queue(spec: ExperimentSpec, trials: list[TrialSpec], outcome: RunO
     models: dict[str, str] = {}
     # What an earlier run queued and left (interrupted, killed) this run trains too: checked
     # against the study's rows and models as new trials are, not trained on other ones.
-    left = [t for t in trials if t.key in queue.left_to_train(study)] if study is not None else []
+    left_keys = queue.left_to_train(study) if study is not None else set()  # one storage read
+    left = [t for t in trials if t.key in left_keys]
     if to_queue or retried or reran or probes or left:
         inputs = job.prepare()
         if study is not None:
