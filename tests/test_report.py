@@ -1763,25 +1763,31 @@ def test_the_one_seed_caveat_names_its_rows_where_others_are_paired_over_seeds(w
     assert "  one seed (baseline_lr): its interval leaves out the training's own randomness" in out
 
 
-def test_a_class_name_with_a_pipe_keeps_the_per_class_table_a_table(write_experiment):
-    """A label such as `billing | refunds` split its header cell in two: the header had more
-    cells than the rows, and markdown showed the F1 per class table as plain text."""
-    import re
-
-    path = write_experiment(variants="bs32 = { batch_size = 32 }\n")
+def _report_of_classes(path: Path, f1: dict[str, float]) -> list[str]:
+    """The lines of the report of a study at seed 42 whose classes are `f1`'s keys, every trial
+    with those F1 scores."""
     spec = load_spec(path, ["experiment.seeds=[42]"])
     study = open_study(spec)
-    names = ["billing | refunds", "neu", "pos"]
-    for key, value in (("metric", "macro_f1"), ("direction", "maximize"), ("label_names", names)):
+    for key, value in (("metric", "macro_f1"), ("direction", "maximize"), ("label_names", list(f1))):
         study.set_user_attr(key, value)
     for trial in expand(spec):
         study.enqueue_trial({}, user_attrs=records.trial_attrs(trial))
         live = study.ask()
         result = _result(0.6, 0.5, 3.0)
-        result["validation"] |= {f"f1_{name}": 0.5 for name in names}
+        result["validation"] |= {f"f1_{name}": score for name, score in f1.items()}
         live.set_user_attr(records.RESULT, result)
         study.tell(live, 0.6)
-    lines = write_report(spec, study).read_text().splitlines()
+    return write_report(spec, study).read_text().splitlines()
+
+
+def test_a_class_name_with_a_pipe_keeps_the_per_class_table_a_table(write_experiment):
+    """A label such as `billing | refunds` split its header cell in two: the header had more
+    cells than the rows, and markdown showed the F1 per class table as plain text."""
+    import re
+
+    names = ["billing | refunds", "neu", "pos"]
+    lines = _report_of_classes(write_experiment(variants="bs32 = { batch_size = 32 }\n"),
+                               {name: 0.5 for name in names})
     start = lines.index("### F1 per class (validation)") + 2
     table = lines[start:lines.index("", start)]
     cells = [len(re.split(r"(?<!\\)\|", line)) - 2 for line in table]
@@ -1795,20 +1801,8 @@ def test_many_classes_are_named_a_few_on_the_data_line_and_are_the_per_class_tab
     characters before the model line); it names the first 20 and how many there are. Its F1 per
     class table was 78 columns wide: with more classes than 12 and than variants, the classes
     are its rows and the variants its columns."""
-    path = write_experiment()
-    spec = load_spec(path, ["experiment.seeds=[42]"])
-    study = open_study(spec)
     names = [f"intent_{i}" for i in range(77)]
-    for key, value in (("metric", "macro_f1"), ("direction", "maximize"), ("label_names", names)):
-        study.set_user_attr(key, value)
-    for trial in expand(spec):
-        study.enqueue_trial({}, user_attrs=records.trial_attrs(trial))
-        live = study.ask()
-        result = _result(0.6, 0.5, 3.0)
-        result["validation"] |= {f"f1_{name}": i / 100 for i, name in enumerate(names)}
-        live.set_user_attr(records.RESULT, result)
-        study.tell(live, 0.6)
-    lines = write_report(spec, study).read_text().splitlines()
+    lines = _report_of_classes(write_experiment(), {name: i / 100 for i, name in enumerate(names)})
     data = next(line for line in lines if line.startswith("- **Data**"))
     assert data.endswith("labels: " + ", ".join(names[:20]) + ", … (77 in all)"), data
     start = lines.index("### F1 per class (validation)") + 2
