@@ -302,6 +302,16 @@ def position_limit(model: Any, tokenizer: Any) -> int | None:
     return min(limits) if limits else None
 
 
+def trained_versions() -> dict[str, str]:
+    """The versions of the libraries that decide a trial's numbers (the same seed under others may
+    give others): stored with its result, for the report to name trials trained under different
+    ones (a study trained over days may see an upgrade)."""
+    from . import __version__
+
+    return {"ablate": __version__, "torch": str(torch.__version__),
+            "transformers": transformers.__version__}
+
+
 def device_name() -> str:
     """The accelerator's or CPU's model name, for the report."""
     if torch.cuda.is_available():
@@ -877,6 +887,7 @@ def train_trial(trial: TrialSpec, spec: ExperimentSpec, data: TokenizedData, tok
         "precision": resolve_precision(recipe.precision),
         "device": str(args.device),
         "device_name": device_name(),
+        "versions": trained_versions(),
         "class_weights": None if weights is None else weights.tolist(),
     }
     if memory_at_start is not None:

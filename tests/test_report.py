@@ -1885,3 +1885,116 @@ def test_a_finding_every_trial_shares_is_one_diagnosis_line(write_experiment):
     assert first["kind"] == "not_converged" and not first["not_learned"]
     assert first["sentence"].startswith("Training loss was still falling at the end")
     assert first["numbers"] and all(isinstance(v, float) for v in first["numbers"].values())
+
+
+# ------------------------------------------------------- trials trained under other library versions
+
+OLD = {"ablate": "0.1.0", "torch": "2.4.0", "transformers": "4.45.0"}
+NEW = {"ablate": "0.1.0", "torch": "2.5.1", "transformers": "4.46.0"}
+
+
+def _versioned(value: float, versions: dict[str, str] | None) -> dict:
+    """_result's trial, trained under `versions` (None: stored by an ablate that kept none)."""
+    return _result(value, 0.5, 2.0) | ({"versions": versions} if versions else {})
+
+
+def _two_seed_study(write_experiment, versions: dict[str, dict | None]):
+    path = write_experiment(variants="v = { batch_size = 32 }\n")
+    spec = load_spec(path, ["experiment.seeds=[1, 2]"])
+    values = {"baseline-s1": .60, "baseline-s2": .62, "baseline_v-s1": .70, "baseline_v-s2": .74}
+    return spec, _store(spec, {key: _versioned(v, versions[key]) for key, v in values.items()})
+
+
+def test_trials_trained_under_other_library_versions_are_named_in_environment_csv_and_json(
+        write_experiment):
+    """A study trained over days, torch and transformers upgraded half-way: the report compared
+    its trials as alike and named only the versions present when it was written."""
+    spec, study = _two_seed_study(write_experiment, {
+        "baseline-s1": OLD, "baseline-s2": OLD, "baseline_v-s1": NEW, "baseline_v-s2": NEW})
+    built = build_report(spec, study)
+    text = write_report(spec, study, built).read_text()
+    environment = text[text.index("## Environment"):]
+    assert ("- **Trained under different library versions**: torch 2.4.0, transformers 4.45.0: "
+            "`baseline-s1`, `baseline-s2`; torch 2.5.1, transformers 4.46.0: `baseline_v-s1`, "
+            "`baseline_v-s2`. Differences between these trials may come from the versions as well "
+            "as from their recipes") in environment
+    # the headline's variant and its reference were trained under different versions
+    assert ("**Best variant**: `baseline_v` — macro_f1 0.7200 (+0.1100 vs baseline); against "
+            "baseline on test: within noise (What mattered); its trials and baseline's were "
+            "trained under different library versions (Environment)") in text
+    csv = pd.read_csv(spec.output_dir / "results.csv").set_index("variant")
+    assert list(csv.loc["baseline", "torch_version"]) == ["2.4.0", "2.4.0"]
+    assert list(csv.loc["baseline_v", "transformers_version"]) == ["4.46.0", "4.46.0"]
+    rows = {(r["variant"], r["seed"]): r for r in report_json(spec, built)["trials"]}
+    assert rows[("baseline_v", 1)]["torch_version"] == "2.5.1"
+    assert rows[("baseline", 2)]["ablate_version"] == "0.1.0"
+
+
+def test_many_trials_under_other_versions_are_named_a_few_of_them(write_experiment):
+    path = write_experiment(variants="".join(f"v{i} = {{ learning_rate = {i + 1}e-4 }}\n"
+                                             for i in range(8)))
+    spec = load_spec(path)
+    keys = [t.key for t in expand(spec)]
+    study = _store(spec, {key: _versioned(.6, NEW if n else OLD) for n, key in enumerate(keys)})
+    text = write_report(spec, study).read_text()
+    assert ("torch 2.5.1, transformers 4.46.0: `baseline_v0-s42`, `baseline_v1-s42`, "
+            "`baseline_v2-s42`, `baseline_v3-s42`, `baseline_v4-s42`, … (8 in all).") in text
+
+
+def test_one_version_set_or_none_recorded_claims_no_mix_and_says_which_trials_kept_none(
+        write_experiment):
+    """Trials stored by an older ablate have no record: they are not counted as other versions,
+    but where others have one, the report says which trials kept none."""
+    spec, study = _two_seed_study(write_experiment, {
+        "baseline-s1": None, "baseline-s2": OLD, "baseline_v-s1": OLD, "baseline_v-s2": None})
+    text = write_report(spec, study).read_text()
+    assert "different library versions" not in text
+    assert ("- Trials trained under ablate 0.1.0, torch 2.4.0, transformers 4.45.0; "
+            "`baseline-s1`, `baseline_v-s2` were stored by an older ablate, which did not "
+            "record their versions") in text
+    csv = pd.read_csv(spec.output_dir / "results.csv")
+    assert csv["torch_version"].isna().tolist() == [True, False, False, True]
+
+    old = write_experiment(variants="v = { batch_size = 32 }\n", name="old")
+    spec, study = _two_seed_study(lambda **_: old, dict.fromkeys(
+        ("baseline-s1", "baseline-s2", "baseline_v-s1", "baseline_v-s2")))
+    text = write_report(spec, study).read_text()
+    assert "Trained under" not in text and "Trials trained under" not in text
+    assert "did not record" not in text
+    rows = report_json(spec, build_report(spec, study))["trials"]
+    assert [r["torch_version"] for r in rows] == [None] * 4
+
+
+def test_trials_all_under_the_versions_of_the_report_add_no_line(write_experiment):
+    from ablation.report._write import library_versions
+
+    now = {k: v for k, v in library_versions().items() if k in ("ablate", "torch", "transformers")}
+    spec, study = _two_seed_study(write_experiment, dict.fromkeys(
+        ("baseline-s1", "baseline-s2", "baseline_v-s1", "baseline_v-s2"), now))
+    text = write_report(spec, study).read_text()
+    assert "trained under" not in text.lower()
+    spec, study = _two_seed_study(lambda **_: write_experiment(
+        variants="v = { batch_size = 32 }\n", name="older"), dict.fromkeys(
+        ("baseline-s1", "baseline-s2", "baseline_v-s1", "baseline_v-s2"), OLD))
+    text = write_report(spec, study).read_text()
+    assert "- Trials trained under ablate 0.1.0, torch 2.4.0, transformers 4.45.0 (the versions " \
+           "above are this report's)" in text
+    assert "different library versions" not in text
+
+
+def test_a_trained_trial_stores_the_versions_it_trained_under(write_experiment):
+    import torch
+    import transformers
+
+    import ablation
+
+    path = write_experiment(variants="")
+    assert cli.main(["run", str(path)]) == 0
+    spec = load_spec(path)
+    (record,) = records.load_records(open_study(spec))
+    assert record.result["versions"] == {"ablate": ablation.__version__,
+                                         "torch": str(torch.__version__),
+                                         "transformers": transformers.__version__}
+    assert record.result["device_name"] and record.result["precision"]  # already per trial
+    csv = pd.read_csv(spec.output_dir / "results.csv")
+    assert csv["torch_version"].tolist() == [str(torch.__version__)]

@@ -57,7 +57,7 @@ from .plots import (
     plot_metric,
     plot_names,
 )
-from .tables import for_programs, same_score, trials_frame, variants_frame
+from .tables import TRAINED_WITH, for_programs, same_score, trials_frame, variants_frame
 
 LIBRARIES = ("ablate", "torch", "transformers", "datasets", "optuna", "swanlab", "scikit-learn",
              "scipy", "statsmodels")
@@ -721,6 +721,12 @@ def _best_variant_caveats(built: dict[str, Any], best: Any) -> str:
                      "(What mattered)")
     if best["variant"] in built.get("unlearned", set()):
         notes.append("it has not learned from the text: its trials predict one class (Diagnosis)")
+    reference = reference_of(best["variant"], built["order"])
+    trained_under = {_trained_under(r) for r in built["chosen"]
+                     if r.variant in (best["variant"], reference)} - {None}
+    if len(trained_under) > 1:
+        whose = "its trials" if reference == best["variant"] else f"its trials and {reference}'s"
+        notes.append(f"{whose} were trained under different library versions (Environment)")
     return "".join(f"; {note}" for note in notes)
 
 
@@ -782,6 +788,52 @@ def _device(result: dict[str, Any]) -> str:
     return f"{name} × {processes} processes (data-parallel)" if processes > 1 else name
 
 
+# The Environment's line on library versions names this many trials of each version set.
+VERSIONS_NAMED = 5
+
+
+def _trained_under(record: TrialRecord) -> tuple[tuple[str, str], ...] | None:
+    """The library versions a trial trained under, as stored (train.trained_versions); None for
+    a trial stored by an older ablate, which kept none."""
+    versions = record.result.get("versions")
+    if not isinstance(versions, dict) or not versions:
+        return None
+    return tuple((library, str(versions.get(library, "?"))) for library in TRAINED_WITH)
+
+
+def _versions_lines(built: dict[str, Any], now: dict[str, str]) -> list[str]:
+    """What the Environment says of the versions the complete trials trained under (`now`: the
+    report's own): nothing where they are the report's; one line where they are others, or
+    where trials of two or more version sets are compared (a library upgraded while the study
+    trained). A trial without a record is not counted as another version set, but is named
+    where others have one."""
+    groups: dict[tuple[tuple[str, str], ...] | None, list[str]] = {}
+    for record in sorted(built["chosen"], key=lambda r: r.number):
+        groups.setdefault(_trained_under(record), []).append(f"`{record.key}`")
+    unrecorded = groups.pop(None, [])
+    if not groups:
+        return []
+    if len(groups) == 1:
+        (versions,) = groups
+        text = ", ".join(f"{library} {version}" for library, version in versions)
+        if unrecorded:
+            verb = "were" if len(unrecorded) > 1 else "was"
+            return [f"- Trials trained under {text}; {some_of(unrecorded, VERSIONS_NAMED)} {verb} "
+                    "stored by an older ablate, which did not record their versions"]
+        if any(now.get(library) != version for library, version in versions):
+            return [f"- Trials trained under {text} (the versions above are this report's)"]
+        return []
+    differ = [library for library in TRAINED_WITH if len({dict(v)[library] for v in groups}) > 1]
+    parts = [", ".join(f"{library} {dict(versions)[library]}" for library in differ)
+             + f": {some_of(keys, VERSIONS_NAMED)}" for versions, keys in groups.items()]
+    if unrecorded:
+        parts.append(f"not recorded (stored by an older ablate): "
+                     f"{some_of(unrecorded, VERSIONS_NAMED)}")
+    return [f"- **Trained under different library versions**: {'; '.join(parts)}. Differences "
+            "between these trials may come from the versions as well as from their recipes (the "
+            "same seed under other versions can give other numbers)"]
+
+
 def _environment(spec: ExperimentSpec, built: dict[str, Any]) -> list[str]:
     versions = library_versions()
     trials = built["trials"]
@@ -797,6 +849,7 @@ def _environment(spec: ExperimentSpec, built: dict[str, Any]) -> list[str]:
         "",
         "## Environment", "",
         f"- {', '.join(f'{k} {v}' for k, v in versions.items())}",
+        *_versions_lines(built, versions),
         f"- Python {platform.python_version()} on {platform.machine()}; device: "
         f"{'; '.join(devices) or '—'}; precision: {', '.join(precisions) or '—'}; total trial time "
         f"{fmt(runtime, digits=0)} s",

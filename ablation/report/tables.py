@@ -14,6 +14,9 @@ from ..variants import NO_CHANGES, describe_changes, reference_of
 VALIDATION_METRICS = ("accuracy", "macro_f1", "weighted_f1", "macro_precision", "macro_recall",
                       "weighted_precision", "weighted_recall", "log_loss", "eval_loss")
 TEST_METRICS = ("accuracy", "macro_f1", "weighted_f1", "log_loss")
+# The libraries whose versions a trial stores (train.trained_versions): results.csv's
+# <library>_version columns, empty where a trial stored by an older ablate has none.
+TRAINED_WITH = ("ablate", "torch", "transformers")
 CURVE_STATS = ("final_train_loss", "final_eval_loss", "best_eval_loss", "final_grad_norm",
                "max_grad_norm")
 
@@ -55,6 +58,8 @@ def trial_row(record: TrialRecord) -> dict[str, Any]:
             "pruned_at_step": record.pruned_at_step,
             "train_samples_per_s": result.get("train_samples_per_s", math.nan),
             "error": record.error or ""}
+    versions = result.get("versions") or {}  # none: stored by an ablate that kept none
+    row |= {f"{library}_version": versions.get(library) for library in TRAINED_WITH}
     return row
 
 
