@@ -91,18 +91,22 @@ class TrialRow:
     value: float | None = None
     started: float | None = None
     ended: float | None = None
-    resumed_at: int | None = 0  # the step this attempt started from (a checkpoint's); None
+    resumed_at: int | None = 0  # the step the pace counts from: this attempt's first; None
     # until its first step says
+    paced_since: float | None = None  # when that step was done (None: `started`)
 
     def eta_s(self, now: float) -> float | None:
-        """Seconds left, from the pace of this attempt's own steps (None before its first): a
-        trial resumed at step 500 has not trained 510 steps in its first seconds."""
+        """Seconds left, from the pace of this attempt's steps since its first (None until a step
+        follows it): a trial resumed at step 500 has not trained 510 steps in its first seconds,
+        and the model's loading before step 1 is no step's time (at step 1 of 84 a 30 s trial
+        said 4 min)."""
         if self.state != "running" or self.resumed_at is None or self.started is None:
             return None
         done = self.step - self.resumed_at
         if done <= 0:
             return None
-        return (now - self.started) / done * (self.max_steps - self.step)
+        since = self.started if self.paced_since is None else self.paced_since
+        return (now - since) / done * (self.max_steps - self.step)
 
 
 COMPLETE = ("done", "stopped early")  # a trial complete: every step, or early stopping's
@@ -289,13 +293,14 @@ class LiveTable(Lines):
     def trial_started(self, key: str, seed: int) -> None:
         row = self.board.row(key, seed)
         row.state, row.started, row.step, row.value = "running", time.monotonic(), 0, None
-        row.resumed_at = None  # until its first step says where it starts
+        row.resumed_at = row.paced_since = None  # until its first step says where it starts
         self._redraw()
 
     def step(self, key: str, step: int, max_steps: int) -> None:
         row = self.board.row(key)
-        if row.resumed_at is None:  # this attempt's first step: the steps before it were restored
-            row.resumed_at = step - 1
+        if row.resumed_at is None:  # this attempt's first step: the pace counts from it (the
+            # steps before it were restored; the time before it loaded the model and data)
+            row.resumed_at, row.paced_since = step, time.monotonic()
         row.step, row.max_steps = step, max_steps
         self._redraw()
 

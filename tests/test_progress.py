@@ -125,15 +125,40 @@ def test_a_resumed_trial_s_eta_counts_only_the_steps_this_attempt_trained(monkey
             pass
 
     monkeypatch.setattr("rich.live.Live", Live)
-    clock = iter([0.0, 0.0])
-    monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock, 0.0))
+    clock = [0.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
     table = progress.LiveTable("macro_f1")
     table.trial_started("baseline-s42", 42)
     row = table.board.rows["baseline-s42"]
     assert row.eta_s(now=5.0) is None  # no step yet
-    for step in range(501, 511):
+    for step in range(501, 511):  # the first at 1 s (the checkpoint loaded), then 1 s a step
+        clock[0] = float(step - 500)
         table.step("baseline-s42", step, 1000)
     assert row.eta_s(now=10.0) == 490.0
+
+
+def test_a_trial_s_first_eta_leaves_out_the_time_before_its_first_step(monkeypatch):
+    """A real 30 s trial of 84 steps: 4 s loading the model and data before its first step, then
+    0.3 s a step. At step 1 its ETA read 4 min 00 s (the loading counted as that step's time),
+    and 2 min 10 s at step 3. From the steps since its first: no ETA at its first step, 24.6 s
+    left at its second."""
+    from ablation import progress
+
+    monkeypatch.setattr("rich.live.Live", _FakeLive)
+    clock = [0.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
+    table = progress.LiveTable("macro_f1")
+    table.planned([("baseline-s42", 42)])
+    table.trial_started("baseline-s42", 42)
+    row = table.board.rows["baseline-s42"]
+    clock[0] = 4.0
+    table.step("baseline-s42", 1, 84)
+    assert row.eta_s(now=4.0) is None  # one step: no pace of its own yet
+    for step in range(2, 4):
+        clock[0] = 4.0 + 0.3 * (step - 1)
+        table.step("baseline-s42", step, 84)
+        assert row.eta_s(now=clock[0]) == pytest.approx(0.3 * (84 - step))
+    table.close()
 
 
 class _FakeLive:
