@@ -311,10 +311,12 @@ def _check_reruns(spec: Any, names: list[str]) -> None:
 
 def _progress(spec: Any, args: argparse.Namespace) -> Any:
     """A live table of the trials on a terminal; plain lines in logs, pipes and with --quiet.
-    With several worker processes, each prints its own lines."""
-    from .progress import Lines, LiveTable
+    With several worker processes, each prints its own lines. A terminal that cannot move its
+    cursor (TERM=dumb, as in Emacs' shell; rich's own test) gets plain lines too: there the table
+    was drawn once, at the end, and nothing showed between a trial's start and end lines."""
+    from .progress import Lines, LiveTable, dumb_terminal
 
-    if args.quiet or args.workers > 1 or not sys.stdout.isatty():
+    if args.quiet or args.workers > 1 or not sys.stdout.isatty() or dumb_terminal():
         return Lines(quiet=args.quiet)
     return LiveTable(spec.experiment.metric)
 

@@ -10,6 +10,7 @@ else; the training loop and the sweep also report steps, evaluations and trial s
 from __future__ import annotations
 
 import io
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -29,8 +30,9 @@ class Lines:
         # Where lines can be printed above it: both on the terminal (through a pipe, `| tee`, a
         # line reaches it whenever tee writes it), and one process (the workers of `run
         # --workers N` would share the terminal's last line).
+        # TERM=dumb: the bar under an evaluation's own moved the cursor up (`^[[A` there).
         self.step_bars = (not quiet and sys.stdout.isatty() and sys.stderr.isatty()
-                          and not interrupts.started_by_run())
+                          and not interrupts.started_by_run() and not dumb_terminal())
         self.write = _above_bars(write) if self.step_bars else write
 
     def __call__(self, line: str) -> None:
@@ -61,6 +63,11 @@ class Lines:
 
     def close(self) -> None:
         """The study is over."""
+
+
+def dumb_terminal() -> bool:
+    """A terminal that cannot move its cursor (TERM=dumb, as in Emacs' shell): rich's own test."""
+    return os.environ.get("TERM", "").lower() in ("dumb", "unknown")
 
 
 def _above_bars(write: Callable[[str], None]) -> Callable[[str], None]:

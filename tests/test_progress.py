@@ -522,3 +522,32 @@ def test_an_evaluation_line_names_eval_loss_once_when_it_is_the_metric():
     lines.evaluated("baseline-s42", 20, 57, 1.05, 1.0, "macro_f1", 0.5)
     assert written == ["  baseline-s42  step 10/57  epoch 0.53  eval_loss 1.1021",
                        "  baseline-s42  step 20/57  epoch 1.05  eval_loss 1.0000  macro_f1 0.5000"]
+
+
+@pytest.mark.parametrize("term", ["dumb", "unknown"])
+def test_a_dumb_terminal_gets_plain_lines_not_a_table_it_cannot_redraw(monkeypatch, term):
+    """Emacs' M-x shell and other TERM=dumb terminals: rich cannot move the cursor there, so the
+    live table was drawn once, at the end; a run showed each trial's start and end line and
+    nothing between them (its evaluation lines left out for the table). Plain lines, as in a
+    log: one per evaluation."""
+    from types import SimpleNamespace
+
+    from ablation.progress import Lines, LiveTable
+
+    monkeypatch.setattr(sys, "stdout", _Terminal())
+    monkeypatch.setattr(sys, "stderr", _Terminal())
+    spec = SimpleNamespace(experiment=SimpleNamespace(metric="macro_f1"))
+    args = SimpleNamespace(quiet=False, workers=1)
+    monkeypatch.setenv("TERM", "xterm-256color")
+    shown = cli._progress(spec, args)
+    shown.close()
+    assert isinstance(shown, LiveTable)  # a terminal that can redraw it
+    monkeypatch.setenv("TERM", term)
+    shown = cli._progress(spec, args)
+    shown.close()
+    assert type(shown) is Lines and not shown.quiet
+    assert not shown.step_bars  # the Trainer's bars move the cursor up: `^[[A` there
+    written: list[str] = []
+    shown.write = written.append
+    shown.evaluated("baseline-s42", 10, 84, 0.71, 1.0945, "macro_f1", 0.1818)
+    assert written == ["  baseline-s42  step 10/84  epoch 0.71  eval_loss 1.0945  macro_f1 0.1818"]
