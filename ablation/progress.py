@@ -164,42 +164,53 @@ class Board:
                  if self.rows else "trials: none to train" if self.planned
                  else "trials: planning the study")  # before the plan names any
         table = Table(title=title, title_justify="left")
-        columns = (("trial", "left"), ("seed", "right"), ("state", "left"), ("step", "right"),
-                   (self.metric, "right"), ("ETA", "right"))
-        for name, justify in columns:
-            table.add_column(name, justify=justify,  # type: ignore[arg-type]
-                             overflow="fold" if name == "trial" else "ellipsis")
+        columns = [("trial", "left"), ("seed", "right"), ("state", "left"), ("step", "right"),
+                   (self.metric, "right"), ("ETA", "right")]
         cells = {r.key: _cells(r, now) for r in self.rows.values()}
-        name_width = None
+        name_width, extra = None, 0
         if width is not None:  # what the other columns leave the trial's (rich's layout)
             widths = [max([len(name), *(len(row[i]) for row in cells.values())])
                       for i, (name, _) in enumerate(columns[1:])]
-            name_width = max(8, width - TABLE_RULES - sum(widths))
+            name_width = width - TABLE_RULES - sum(widths)
+            if name_width < NARROW_NAME:  # a narrow pane: the seed is in the trial's name too
+                del columns[1]
+                cells = {key: row[1:] for key, row in cells.items()}
+                name_width += widths[0] + 3  # its width, padding and rule
+            name_width = max(1, name_width)
+            extra = -(-len(title) // width) - 1  # a title wider than the terminal wraps
+        for name, justify in columns:  # the other cells on one line each: a row's lines are
+            # its name's (a wrapped `3 min 48` over ` s` made the table taller than counted)
+            table.add_column(name, justify=justify,  # type: ignore[arg-type]
+                             overflow="fold" if name == "trial" else "ellipsis",
+                             no_wrap=name != "trial")
         above, shown, below = self._in_sight(
-            None if height is None else height - TABLE_FRAME,
+            None if height is None else height - TABLE_FRAME - extra,
             lambda r: 1 if name_width is None else -(-len(r.key) // name_width))
+        blank = [""] * (len(columns) - 1)
         if above:  # one line, whatever its width
-            table.add_row(Text(_more(above), no_wrap=True, overflow="ellipsis"), "", "", "", "", "")
+            table.add_row(Text(_more(above), no_wrap=True, overflow="ellipsis"), *blank)
         for r in shown:
             table.add_row(r.key, *cells[r.key])
         if below:
-            table.add_row(Text(_more(below), no_wrap=True, overflow="ellipsis"), "", "", "", "", "")
+            table.add_row(Text(_more(below), no_wrap=True, overflow="ellipsis"), *blank)
         return table
 
     def _in_sight(self, lines: int | None, lines_of: Callable[[TrialRow], int]
                   ) -> tuple[list[TrialRow], list[TrialRow], list[TrialRow]]:
-        """(above, shown, below): every row where `lines` hold them; else from the one before
-        the running trial (or the next to run) as many as fit, with a line left for each side's
-        count."""
+        """(above, shown, below): every row where `lines` hold them; else the running trial (or
+        the next to run), the one before it and as many after it as fit, with a line left for
+        each side's count."""
         rows = list(self.rows.values())
         if lines is None or sum(map(lines_of, rows)) <= lines:
             return [], rows, []
         budget = max(1, lines - 2)
         focus = next((i for i, r in enumerate(rows) if r.state == "running"),
                      next((i for i, r in enumerate(rows) if r.state == "waiting"), len(rows) - 1))
-        start = end = max(focus - 1, 0)
-        used = 0
-        while end < len(rows) and (end == start or used + lines_of(rows[end]) <= budget):
+        start, end, used = focus, focus + 1, lines_of(rows[focus])  # the running one, whatever
+        if start > 0 and used + lines_of(rows[start - 1]) <= budget:  # its height, then the one
+            start -= 1  # before it
+            used += lines_of(rows[start])
+        while end < len(rows) and used + lines_of(rows[end]) <= budget:
             used += lines_of(rows[end])
             end += 1
         while start > 0 and used + lines_of(rows[start - 1]) <= budget:  # the end reached
@@ -218,6 +229,7 @@ def _cells(row: TrialRow, now: float) -> tuple[str, str, str, str, str]:
 
 TABLE_RULES = 6 * 2 + 7  # the columns' padding (a space each side) and the 7 vertical rules
 TABLE_FRAME = 6  # lines besides the rows: title, header (3), bottom border, the cursor's below
+NARROW_NAME = 12  # a trial column narrower than this on a terminal: the table leaves out the seed
 
 
 def _more(rows: list[TrialRow]) -> str:

@@ -109,6 +109,35 @@ def test_trial_names_too_long_for_the_terminal_are_folded_not_cut_to_look_alike(
     assert "6 h 17 min" in "".join(lines)  # the running one's ETA: it is in sight
 
 
+@pytest.mark.parametrize("width", [50, 56, 60, 64])
+def test_a_narrow_terminal_s_table_fits_its_height_with_the_running_trial(width):
+    """A 56-column pane (tmux, an editor's terminal) of 24 lines, 32 trials: the columns beside
+    the trial's took more than the width left them, so rich folded the names over more lines than
+    counted and wrapped the ETA (`3 min 48` over ` s`): the table came out taller than the
+    terminal and rich cut it at the bottom, the running trial with it (at 50 columns 27 lines
+    for 23). What is shown is measured as rich lays it out."""
+    from rich.console import Console
+
+    board = Board("macro_f1")
+    for number in range(32):
+        row = board.row(f"baseline_lr{number:02d}-s42", 42)
+        if number < 20:
+            row.state, row.started, row.ended, row.value = "done", 0.0, 10.0, 0.5
+            row.step = row.max_steps = 140
+    running = board.rows["baseline_lr21-s42"]
+    running.state, running.started, running.step, running.max_steps = "running", 0.0, 3, 140
+    running.resumed_at, running.value = 0, 0.4321
+    console = Console(record=True, width=width, height=24)
+    console.print(board.table(now=5.0, height=24, width=width))
+    lines = console.export_text().splitlines()
+    assert len(lines) <= 24 - 1
+    cells = "".join(line.split("│")[1].strip() for line in lines if line.startswith("│"))
+    assert "baseline_lr21-s42" in cells  # the running trial, whole
+    running_line = next(line for line in lines if "running" in line)
+    assert "3/140" in running_line and "0.4321" in running_line  # its cells not cut
+    assert "3 min 48 s" in running_line  # nor wrapped
+
+
 def test_a_resumed_trial_s_eta_counts_only_the_steps_this_attempt_trained(monkeypatch):
     """Resumed from a checkpoint at step 500 of 1000, its first 10 steps in 10 s: 490 s left
     (counting the restored 500 as done in those 10 s said 10 s)."""
