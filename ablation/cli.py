@@ -338,6 +338,9 @@ def _value_cell(row: Any, fmt: Any) -> str:
 CONSTANT_NAMED = 5
 
 
+SUMMARY_NAME_WIDTH = 30  # the run's summary: its variant column at most
+
+
 def _print_summary(spec: Any, built: dict[str, Any]) -> None:
     from .models import stale_best_model
     from .report._write import neither_learned
@@ -345,13 +348,22 @@ def _print_summary(spec: Any, built: dict[str, Any]) -> None:
     from .report.markdown import fmt, fmt_delta
 
     variants, metric = built["variants"], built["metric"]
-    width = max([28, *(len(v) + 2 for v in variants["variant"])]) if len(variants) else 28
+    # The name column fits the names up to SUMMARY_NAME_WIDTH: one of 90 characters padded every
+    # row to it, each line wrapped over two on an 80-column terminal; a longer name is a line of
+    # its own, its row's figures under it.
+    width = max([28, *(min(len(v) + 2, SUMMARY_NAME_WIDTH) for v in variants["variant"])]
+                ) if len(variants) else 28
+
+    def named(name: str, indent: str = "") -> str:
+        return (f"{indent}{name:<{width}}" if len(name) < width
+                else f"{indent}{name}\n{indent}{'':<{width}}")
+
     if len(variants):
         print(f"\n{'variant':<{width}} {metric + ' (validation)':>24} {'Δ':>9}  changes")
         for _, row in variants.iterrows():
             mark = " ★" if row["best"] else ""
             delta = "—" if row["variant"] == "baseline" else fmt_delta(row["delta"])
-            print(f"{row['variant'] + mark:<{width}} {_value_cell(row, fmt):>24} "
+            print(f"{named(row['variant'] + mark)} {_value_cell(row, fmt):>24} "
                   f"{delta:>9}  {row['changes']}")
     if built["effects"]:
         splits = sorted({effect.split for effect in built["effects"]})
@@ -359,7 +371,7 @@ def _print_summary(spec: Any, built: dict[str, Any]) -> None:
         # 0 (a bootstrap CI and McNemar's p can disagree near the edge) is explained by it.
         print(f"\nwhat mattered (Δ vs reference on the {' and '.join(splits)} split, 95 % CI, p):")
         for effect in built["effects"]:
-            print(f"  {effect.variant:<{width}} vs {effect.reference:<9} "
+            print(f"{named(effect.variant, '  ')} vs {effect.reference:<9} "
                   f"{fmt_delta(effect.interval.estimate):>8} {fmt_interval(effect.interval):>20} "
                   f"{'p ' + fmt_p(effect.interval.p_value):>9}  {effect.verdict}"
                   + (f" (Δ {effect.metric})" if effect.metric != metric else ""))

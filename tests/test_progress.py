@@ -580,3 +580,24 @@ def test_a_dumb_terminal_gets_plain_lines_not_a_table_it_cannot_redraw(monkeypat
     shown.write = written.append
     shown.evaluated("baseline-s42", 10, 84, 0.71, 1.0945, "macro_f1", 0.1818)
     assert written == ["  baseline-s42  step 10/84  epoch 0.71  eval_loss 1.0945  macro_f1 0.1818"]
+
+
+def test_one_long_variant_name_does_not_widen_every_line_of_the_summary(write_experiment, capsys):
+    """A variant named in 90 characters padded every name of the run's summary to it: on an
+    80-column terminal each row of the table and of `what mattered` wrapped over two lines. The
+    long name is a line of its own, with its figures under it; the others stay as they were."""
+    long = "lr_" + "x" * 85
+    path = write_experiment(variants=f"bs32 = {{ batch_size = 32 }}\n{long} = {{ batch_size = 8 }}\n")
+    assert cli.main(["run", str(path), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    summary = out[out.index("\nvariant "):]
+    short = [line for line in summary.splitlines() if line.split()[:1] == ["baseline_bs32"]]
+    assert len(short) == 2  # its row, its effect
+    row, effect = short
+    assert len(row) <= 80, row
+    assert effect.index(" vs ") <= 2 + cli.SUMMARY_NAME_WIDTH, effect  # was 2 + 90 + 2
+    lines = summary.splitlines()
+    for at, line in enumerate(lines):
+        if line.strip() == f"baseline_{long}":  # the name alone, then its row's figures
+            assert "batch_size=8" in lines[at + 1] or "vs baseline" in lines[at + 1]
+    assert sum(line.strip() == f"baseline_{long}" for line in lines) == 2
