@@ -66,16 +66,19 @@ class IncomingTexts:
         self.size = (None if self.streamed or any(str(file) == "-" for file in files)
                      else sum(file.stat().st_size for file in files))
         self.given = 0  # texts given out so far
+        self.read = 0  # the files' texts their reads returned (a chunk may not have taken all yet)
         self.sources: list[Any] = []
 
     def share(self, labelled: int) -> float | None:
         """The part of the files' bytes that `labelled` texts make up, at the mean bytes a text of
         those read so far: predict's line says how far it is in a file whose lines are counted as
-        they come (None for a stream, or before any line is read)."""
-        if not self.size or not self.given:
+        they come (None for a stream, or before any line is read). The mean is of the texts the
+        reads returned, whose bytes those are: of the texts given out, a chunk that filled
+        mid-read had not taken them all, and the line ran ahead (86 % then 82 %)."""
+        if not self.size or not self.read:
             return None
         read = sum(getattr(source, "byte", 0) for source in self.sources)
-        return min(1.0, labelled * read / self.given / self.size)
+        return min(1.0, labelled * read / self.read / self.size)
 
     def chunks(self, size: int) -> Iterator[list[str]]:
         """Lists of at most `size` texts, in the input's order: one as soon as it is full, at the
@@ -89,6 +92,7 @@ class IncomingTexts:
         try:
             for source in sources:
                 while (texts := source.read(self._wait(chunk, due))) is not None:
+                    self.read += len(texts) if isinstance(source, _LineFile) else 0
                     if not texts and chunk and time.monotonic() >= due:
                         yield chunk  # the input paused: what came is labelled now
                         chunk = []
