@@ -161,6 +161,7 @@ def preflight(spec: ExperimentSpec, trials: list[TrialSpec], inputs: TrialInputs
                         f"max_length = {limit} or less")
             length_key = f"{model_key}\x1f{trial.recipe.max_length}"
             if length_key not in cut:
+                _check_room(trial, source.name, tokenizer, inputs.splits)
                 cut.add(length_key)
                 note = _cut_texts(trial, source.name, tokenizer, inputs.splits, limit)
                 if note:
@@ -206,6 +207,21 @@ def _unknown_tokens(model: str, tokenizer: Any, splits: Any) -> str | None:
     return (f"{model}'s tokenizer reads {share:.0%} of the training texts' tokens as "
             f"{tokenizer.unk_token} (of up to {UNKNOWN_SAMPLE} texts): the model sees little of "
             "them; a model whose vocabulary covers their language reads them")
+
+
+def _check_room(trial: TrialSpec, model: str, tokenizer: Any, splits: Any) -> None:
+    """A max_length no longer than the special tokens the tokenizer adds (BERT: 2 to a text, 3 to
+    a pair) reads no word of any example; below them the tokenizer does not truncate at all (it
+    logs an error and returns the whole text), so a long example reaches the model past its
+    positions and the trial fails in training."""
+    pairs = "text_pair" in splits.train.columns
+    special = tokenizer.num_special_tokens_to_add(pair=pairs)
+    length = trial.recipe.max_length
+    if special and length <= special:
+        raise AblateInputError(
+            f"max_length = {length} leaves no token for the text: {model}'s tokenizer adds "
+            f"{special} special tokens to {'a text pair' if pairs else 'a text'}, and max_length "
+            f"counts them; give {special + 1} or more")
 
 
 def _cut_texts(trial: TrialSpec, model: str, tokenizer: Any, splits: Any,

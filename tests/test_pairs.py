@@ -1,0 +1,49 @@
+"""Sentence-pair studies ([data] text_pair_column): what validate says of their truncation, and
+what ablate suggests doing with a pair model. Built on the tiny BERT and data of conftest, with a
+second text column added; validate trains nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import DEFAULT_BASELINE, make_texts, tiny_experiment
+
+from ablation import cli
+
+
+def _pair_study(folder: Path, model_dir: Path, baseline: str, long_first: bool = False) -> Path:
+    """A study of text pairs (column `text2`); with `long_first`, one training premise is longer
+    than the model's 64 positions."""
+    data = folder / "data"
+    data.mkdir()
+    for split, rows, seed in (("train", 60, 1), ("test", 20, 2)):
+        frame = make_texts(rows, seed)
+        frame["text2"] = make_texts(rows, seed + 10)["text"]
+        if long_first and split == "train":
+            frame.loc[0, "text"] = " ".join(["great"] * 100)
+        frame.to_csv(data / f"{split}.csv", index=False)
+    path = tiny_experiment(folder, model_dir, data, baseline=DEFAULT_BASELINE + baseline,
+                           variants="")
+    path.write_text(path.read_text().replace("[data]\n", '[data]\ntext_pair_column = "text2"\n'))
+    return path
+
+
+@pytest.mark.parametrize("max_length", [2, 3])
+def test_a_max_length_with_no_room_for_a_pairs_tokens_is_refused(tmp_path, tiny_model_dir, capsys,
+                                                                 max_length):
+    """BERT's tokenizer adds 3 special tokens to a pair ([CLS] a [SEP] b [SEP]): at max_length 3
+    every example is those 3 and no word, and below that the tokenizer does not truncate at all,
+    so a long pair reached the model whole and the trial failed past its positions. Refused before
+    anything trains, naming the key and the least length that reads a token."""
+    path = _pair_study(tmp_path, tiny_model_dir, f"max_length = {max_length}\n", long_first=True)
+    assert cli.main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err
+    assert f"max_length = {max_length}" in err
+    assert "3 special tokens" in err and "4 or more" in err
+
+
+def test_a_max_length_that_reads_a_token_of_a_pair_is_accepted(tmp_path, tiny_model_dir, capsys):
+    path = _pair_study(tmp_path, tiny_model_dir, "max_length = 4\n")
+    assert cli.main(["validate", str(path)]) == 0
