@@ -342,7 +342,7 @@ SUMMARY_NAME_WIDTH = 30  # the run's summary: its variant column at most
 
 
 def _print_summary(spec: Any, built: dict[str, Any]) -> None:
-    from .models import stale_best_model
+    from .models import best_model_reads_pairs, stale_best_model
     from .report._write import neither_learned
     from .report.effects import fmt_interval, fmt_p, tentative
     from .report.markdown import fmt, fmt_delta
@@ -404,8 +404,10 @@ def _print_summary(spec: Any, built: dict[str, Any]) -> None:
     if stale:
         print(f"best model: {stale}")
     elif best_model:
+        usage = (spec.command("evaluate") if best_model_reads_pairs(spec, best_model)
+                 else spec.command("predict", "some text"))
         print(f"best model: {spec.output_dir / best_model['path']} (trial {best_model['key']}; "
-              f"try `{spec.command('predict', 'some text')}`)")
+              f"try `{usage}`)")
     elif spec.experiment.save_models == "none":
         print('best model: not kept (save_models = "none")')
     if spec.tracking.backend == "swanlab" and spec.tracking.mode == "local":

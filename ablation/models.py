@@ -161,6 +161,19 @@ def _stored_study(spec: ExperimentSpec) -> Any:
         return None
 
 
+def best_model_reads_pairs(spec: ExperimentSpec, best: dict[str, Any]) -> bool:
+    """Whether the exported best model was trained on text pairs: its ablate.json says (as
+    `predict` and `evaluate` read it), else the study file. `ablate predict` refuses such a model,
+    so nothing should suggest it."""
+    try:
+        info = json.loads((spec.output_dir / best["path"] / MODEL_INFO).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        info = {}
+    if isinstance(info, dict) and "text_pair_column" in info:
+        return bool(info["text_pair_column"])
+    return bool(spec.data.text_pair_column)
+
+
 def export_best_model(spec: ExperimentSpec, study: Any, built: dict[str, Any],
                       echo: Callable[[str], None] = print) -> dict[str, Any] | None:
     """Make output_dir/best_model/ the best trial's model and record it in the study (and in

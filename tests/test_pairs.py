@@ -47,3 +47,21 @@ def test_a_max_length_with_no_room_for_a_pairs_tokens_is_refused(tmp_path, tiny_
 def test_a_max_length_that_reads_a_token_of_a_pair_is_accepted(tmp_path, tiny_model_dir, capsys):
     path = _pair_study(tmp_path, tiny_model_dir, "max_length = 4\n")
     assert cli.main(["validate", str(path)]) == 0
+
+
+def test_run_and_report_suggest_no_predict_for_a_pair_model(tmp_path, tiny_model_dir, capsys):
+    """`ablate predict` refuses a model trained on text pairs, yet `run` ended with `try ablate
+    predict FILE 'some text'` and the report said to use it with that: the command printed to paste
+    failed. A pair model is pointed to `ablate evaluate` and to the pipeline with a text pair."""
+    path = _pair_study(tmp_path, tiny_model_dir, "max_length = 16\n")
+    path.write_text(path.read_text().replace("epochs = 2", "epochs = 1"))
+    assert cli.main(["run", str(path)]) == 0
+    out = capsys.readouterr().out
+    line = next(line for line in out.splitlines() if line.startswith("best model:"))
+    report = (tmp_path / "reports" / "tiny" / "report.md").read_text()
+    best = next(line for line in report.splitlines() if line.startswith("- **Best model**"))
+    for said in (line, best):
+        assert "predict" not in said
+        assert f"evaluate {path}" in said
+    assert '"text_pair"' in best
+    assert cli.main(["evaluate", str(path)]) == 0

@@ -20,7 +20,7 @@ from ..config import ExperimentSpec, from_here, shown_storage, toml_value
 from ..errors import AblateInputError, some_of
 from ..locking import written_beside
 from ..metrics import metric_range
-from ..models import stale_best_model
+from ..models import best_model_reads_pairs, stale_best_model
 from ..queue import stale_numbers
 from ..records import TrialRecord, is_search_variant, latest_by_key, load_records, study_info
 from ..variants import (
@@ -754,10 +754,14 @@ def _best_model_line(spec: ExperimentSpec, built: dict[str, Any]) -> list[str]:
     if stale:
         return [f"- **Best model**: {stale}"]
     folder = from_here(spec.output_dir / best["path"])
+    pipeline = f"`transformers.pipeline(\"text-classification\", model=\"{folder}\")`"
+    if best_model_reads_pairs(spec, best):  # `ablate predict` takes single texts only
+        uses = (f"`{spec.command('evaluate')}`, or {pipeline} on text pairs "
+                "(`{\"text\": ..., \"text_pair\": ...}`)")
+    else:
+        uses = f"`{spec.command('predict', 'some text')}`, `{spec.command('evaluate')}`, or {pipeline}"
     return [f"- **Best model**: `{best['path']}/` — trial `{best['key']}`, its best checkpoint by "
-            f"{best['metric']} ({fmt(best['value'])}); use it with "
-            f"`{spec.command('predict', 'some text')}`, `{spec.command('evaluate')}`, or "
-            f"`transformers.pipeline(\"text-classification\", model=\"{folder}\")`"]
+            f"{best['metric']} ({fmt(best['value'])}); use it with {uses}"]
 
 
 def trial_notes(result: dict[str, Any]) -> list[str]:
