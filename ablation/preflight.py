@@ -238,10 +238,14 @@ def _cut_texts(trial: TrialSpec, model: str, tokenizer: Any, splits: Any,
     more = ("; a larger max_length reads more of them" if limit is None
             else f"; a larger max_length (up to {limit}) reads more of them" if length < limit
             else "")
-    return (f"{trial.variant}: max_length = {length} truncates {share} of the training texts "
+    pairs = "text_pair" in splits.train.columns
+    read = (f"each pair loses tokens from the end of whichever of its texts is longer, one at a "
+            f"time, until the two fit in {length} tokens" if pairs  # truncation=True: longest_first
+            else f"the model reads only their first {length} tokens")
+    return (f"{trial.variant}: max_length = {length} truncates {share} of the training "
+            f"{'text pairs' if pairs else 'texts'} "
             f"({longer} of {total}{' sampled' if total < len(splits.train) else ''}): {model}'s "
-            f"tokenizer makes them longer, and the model reads only their first {length} tokens"
-            f"{more}")
+            f"tokenizer makes them longer, and {read}{more}")
 
 
 FRESH_NAMED = 3  # weights a note on overrides that discard pretrained ones names

@@ -65,3 +65,14 @@ def test_run_and_report_suggest_no_predict_for_a_pair_model(tmp_path, tiny_model
         assert f"evaluate {path}" in said
     assert '"text_pair"' in best
     assert cli.main(["evaluate", str(path)]) == 0
+
+
+def test_the_truncation_note_of_a_pair_study_says_how_pairs_are_cut(tmp_path, tiny_model_dir,
+                                                                    capsys):
+    """A pair is cut from the end of its longer text (the tokenizer's longest_first), not to 'their
+    first N tokens', which read as if the second text were dropped."""
+    path = _pair_study(tmp_path, tiny_model_dir, "max_length = 10\n")
+    assert cli.main(["validate", str(path)]) == 0
+    note = next(line for line in capsys.readouterr().out.splitlines() if "max_length = 10" in line)
+    assert "text pairs" in note and "first 10 tokens" not in note
+    assert "whichever of its texts is longer" in note
