@@ -162,6 +162,9 @@ def _add_model_commands(commands: Any) -> None:
                           help="split to evaluate (default: test; validation with --checkpoints)")
     evaluate.add_argument("--text-column", metavar="NAME",
                           help="text column of --dataset (default: the study's, else text)")
+    evaluate.add_argument("--text-pair-column", metavar="NAME",
+                          help="second-text column of --dataset, for a model trained on text "
+                          "pairs (default: the column it was trained with)")
     evaluate.add_argument("--label-column", metavar="NAME",
                           help="label column of --dataset: label names or class ids (default: the "
                           "study's, else label)")
@@ -652,6 +655,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.dataset is None:  # they describe --dataset; the study's own data has its [data]
         given = [option for option, value in (("--config", args.config),
                                               ("--text-column", args.text_column),
+                                              ("--text-pair-column", args.text_pair_column),
                                               ("--label-column", args.label_column),
                                               ("--labels", args.labels)) if value]
         if given:
@@ -670,7 +674,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     frame, source = evaluation_frame(spec, label_names, args.dataset, args.config,
                                      args.split, args.text_column, args.label_column,
                                      pair_column=trained_pair_column(info, spec), notes=notes,
-                                     labels=args.labels)
+                                     labels=args.labels, pair_column_given=args.text_pair_column)
     _print_notes(notes, frame, label_names)
     progress = CountLine("evaluated", len(frame), "rows")
     try:
@@ -738,7 +742,8 @@ def _evaluate_checkpoints(args: argparse.Namespace) -> int:
     frame, source = evaluation_frame(spec, label_names, args.dataset, args.config,
                                      args.split, args.text_column, args.label_column,
                                      pair_column=trained_pair_column(trained, spec), notes=notes,
-                                     default_split="validation", labels=args.labels)
+                                     default_split="validation", labels=args.labels,
+                                     pair_column_given=args.text_pair_column)
     _print_notes(notes, frame, label_names)
     max_length = trained.get("max_length")
     rows = []

@@ -12,6 +12,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from conftest import make_texts, tiny_experiment
 
@@ -155,8 +156,9 @@ def test_a_pair_model_on_data_without_its_pair_column_is_refused_in_one_line(
     assert cli.main(["evaluate", str(files["single"]), "--dataset",
                      str(data_dirs["single"] / "test.csv")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"ablate: error: text_pair_column (the model was trained on text pairs) "
-                          f"= {PAIR!r}: split 'test' of ") and err.count("\n") == 1, err
+    assert err.startswith(f"ablate: error: text_pair_column (the model was trained on text pairs; "
+                          f"--text-pair-column names another) = {PAIR!r}: split 'test' of ") \
+        and err.count("\n") == 1, err
 
 
 def test_an_ablate_json_from_before_the_pair_column_was_recorded_reads_the_study_file(
@@ -192,3 +194,47 @@ def test_checkpoints_are_scored_on_what_their_trial_was_trained_on(tmp_path, mod
     assert results["single"][1] == ""
     assert results["pairs"][1].startswith(f"note: [data] text_pair_column = {PAIR!r} of ")
     assert results["pairs"][1].count("\n") == 1
+
+
+def test_a_pair_model_reads_a_dataset_whose_columns_have_other_names(
+        tmp_path, model_dir, data_dirs, capsys):
+    """GLUE-style data names its texts sentence1/sentence2: --text-column named the first, but
+    nothing named the second, so a pair model could not be evaluated on it without rewriting the
+    file. --text-pair-column names it; the scores are the ones of the same rows under the model's
+    own column names."""
+    files = _studies(tmp_path, model_dir, data_dirs["pairs"], trained_on=PAIR)
+    renamed = tmp_path / "dev.csv"
+    pd.read_csv(data_dirs["pairs"] / "test.csv").rename(
+        columns={"text": "sentence1", PAIR: "sentence2", "label": "gold"}).to_csv(renamed, index=False)
+    reference, _ = _evaluate(capsys, str(files["pairs"]), "--dataset",
+                             str(data_dirs["pairs"] / "test.csv"))
+    metrics, err = _evaluate(capsys, str(files["pairs"]), "--dataset", str(renamed),
+                             "--text-column", "sentence1", "--text-pair-column", "sentence2",
+                             "--label-column", "gold")
+    assert err == "" and metrics == reference
+    best = tmp_path / "reports" / "study" / "best_model"
+    alone, _ = _evaluate(capsys, str(best), "--dataset", str(renamed), "--text-column",
+                         "sentence1", "--text-pair-column", "sentence2", "--label-column", "gold")
+    assert alone == reference
+
+
+@pytest.mark.parametrize(("trained_on", "options", "said"), [
+    (PAIR, ["--text-pair-column", "nope"], "--text-pair-column 'nope': split"),
+    (PAIR, ["--text-pair-column", "text"], "must be different columns"),
+    (None, ["--text-pair-column", PAIR], "single texts"),
+])
+def test_a_text_pair_column_that_cannot_be_read_is_one_error_line(
+        tmp_path, model_dir, data_dirs, capsys, trained_on, options, said):
+    files = _studies(tmp_path, model_dir, data_dirs["pairs"], trained_on=trained_on)
+    capsys.readouterr()
+    code = cli.main(["evaluate", str(files["pairs"]), "--dataset",
+                     str(data_dirs["pairs"] / "test.csv"), *options])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and said in err, err
+
+
+def test_text_pair_column_without_a_dataset_is_refused(tmp_path, model_dir, data_dirs, capsys):
+    files = _studies(tmp_path, model_dir, data_dirs["pairs"], trained_on=PAIR)
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(files["pairs"]), "--text-pair-column", PAIR]) == 2
+    assert "--text-pair-column describes --dataset" in capsys.readouterr().err

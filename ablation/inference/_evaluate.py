@@ -211,16 +211,17 @@ STUDY_SPLITS = ("train", "validation", "test")
 def evaluation_frame(spec: Any, label_names: list[str], dataset: str | None, config: str | None,
                      split: str | None, text_column: str | None, label_column: str | None, *,
                      pair_column: str | None, notes: list[str] | None = None,
-                     default_split: str = "test",
-                     labels: str | None = None) -> tuple[pd.DataFrame, str]:
+                     default_split: str = "test", labels: str | None = None,
+                     pair_column_given: str | None = None) -> tuple[pd.DataFrame, str]:
     """The labelled rows to evaluate on, with the model's class ids, and where they come from.
 
     Without --dataset: the study's own splits exactly as its trials saw them (validation carved
     from train, subsamples taken). With --dataset: that split of it, every row (a single file is
     read whole: it has no splits to choose from). The second text is read from `pair_column`,
     the one the model was trained with (_model.trained_pair_column), None: single texts; where the
-    study file says otherwise, a note says which is read. `labels` (--labels) says whether its
-    labels are the model's label names or its class ids."""
+    study file says otherwise, a note says which is read; `pair_column_given`
+    (--text-pair-column) names that column in --dataset where it is called otherwise. `labels`
+    (--labels) says whether its labels are the model's label names or its class ids."""
     import dataclasses
 
     from ..config import DataSpec, looks_local_dataset
@@ -269,11 +270,21 @@ def evaluation_frame(spec: Any, label_names: list[str], dataset: str | None, con
                 f"({', '.join(splits.label_names)}); give --dataset with labels the model knows")
         return frame, f"{spec.data.dataset}, split {split} (as the study's trials saw it)"
 
+    if pair_column_given is not None and pair_column is None:
+        raise AblateInputError(
+            f"--text-pair-column {pair_column_given!r}: the model was trained on single texts "
+            "(its ablate.json), so it reads no second text; leave --text-pair-column out")
     base = spec.data if spec is not None else DataSpec()
     data_spec = dataclasses.replace(
         base, dataset=dataset, config=config, revision=None, train_split=split,
         text_column=text_column or base.text_column, label_column=label_column or base.label_column,
-        text_pair_column=pair_column)
+        text_pair_column=pair_column_given or pair_column)
+    if pair_column_given is not None and pair_column_given in (data_spec.text_column,
+                                                               data_spec.label_column):
+        which = "text" if pair_column_given == data_spec.text_column else "label"
+        raise AblateInputError(
+            f"--text-pair-column {pair_column_given!r} is the {which} column too: the text, the "
+            "pair and the label must be different columns")
     if data_spec.text_column == data_spec.label_column:
         column = data_spec.text_column
         raise AblateInputError(
@@ -289,7 +300,8 @@ def evaluation_frame(spec: Any, label_names: list[str], dataset: str | None, con
     try:
         frame, declared = load_split(data_spec, split, notes, columns)
     except AblateInputError as err:
-        given_options = {"--text-column": bool(text_column), "--label-column": bool(label_column)}
+        given_options = {"--text-column": bool(text_column), "--label-column": bool(label_column),
+                         "--text-pair-column": pair_column_given is not None}
         raise AblateInputError(_as_options(str(err), given_options, spec is not None)) from None
     disagreement = _pair_disagreement(spec, pair_column)
     if disagreement and notes is not None:
@@ -430,7 +442,9 @@ def _as_options(message: str, given: dict[str, bool], of_study: bool) -> str:
     them out (then the column is the study's, or the default, and the option that names another
     is said)."""
     message = message.replace("[data] dataset =", "--dataset").replace(
-        "[data] text_pair_column =", "text_pair_column (the model was trained on text pairs) =")
+        "[data] text_pair_column =", "--text-pair-column" if given.get("--text-pair-column")
+        else "text_pair_column (the model was trained on text pairs; --text-pair-column names "
+        "another) =")
     for kind, option in (("text", "--text-column"), ("label", "--label-column")):
         key = f"[data] {kind}_column ="
         if given[option]:
