@@ -396,8 +396,20 @@ def _check_vocabulary(source: Any, config: Any, tokenizer: Any, splits: Any) -> 
             f"{source.config_key('vocab_size')} vocab_size = {config.vocab_size} is less than the "
             f"{len(tokenizer)} token ids of {source.name}'s tokenizer; leave it out or give "
             f"{len(tokenizer)} or more")
-    pairs = "text_pair" in splits.train.columns
-    if "type_vocab_size" in source.config and pairs and config.type_vocab_size < 2:
+    # A pair's second text has token type 1 where the tokenizer gives token types (BERT's); RoBERTa's
+    # and DistilBERT's give none, and the model embeds every token as type 0.
+    types = getattr(config, "type_vocab_size", None)
+    if "text_pair" not in splits.train.columns or not isinstance(types, int):
+        return
+    given = tokenizer("a", "b").get("token_type_ids") or [0]
+    if max(given) < types:
+        return
+    if "type_vocab_size" in source.config:
         raise AblateInputError(
-            f"{source.config_key('type_vocab_size')} type_vocab_size = {config.type_vocab_size}: "
-            "text pairs need two segment types; leave it out or give 2 or more")
+            f"{source.config_key('type_vocab_size')} type_vocab_size = {types}: text pairs need "
+            f"{max(given) + 1} segment types with {source.name}'s tokenizer; leave it out or give "
+            f"{max(given) + 1} or more")
+    raise AblateInputError(
+        f"{source.name}: its config has type_vocab_size = {types}, but its tokenizer gives a text "
+        f"pair's second text token type {max(given)}, which the model has no embedding for; "
+        "train text pairs on a model with two segment types, or leave [data] text_pair_column out")

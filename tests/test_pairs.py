@@ -76,3 +76,43 @@ def test_the_truncation_note_of_a_pair_study_says_how_pairs_are_cut(tmp_path, ti
     note = next(line for line in capsys.readouterr().out.splitlines() if "max_length = 10" in line)
     assert "text pairs" in note and "first 10 tokens" not in note
     assert "whichever of its texts is longer" in note
+
+
+def _model_copy(folder: Path, tiny_model_dir: Path, type_vocab_size: int, type_ids: bool) -> Path:
+    """The tiny BERT with `type_vocab_size` segment types in its own config, and its tokenizer
+    giving token_type_ids (BERT's) or not (DistilBERT's, RoBERTa's)."""
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    folder.mkdir()
+    names = ["input_ids", "token_type_ids", "attention_mask"] if type_ids else [
+        "input_ids", "attention_mask"]
+    AutoTokenizer.from_pretrained(tiny_model_dir, model_input_names=names).save_pretrained(folder)
+    config = BertConfig.from_pretrained(tiny_model_dir, type_vocab_size=type_vocab_size)
+    BertForSequenceClassification(config).save_pretrained(folder)
+    return folder
+
+
+def test_a_checkpoint_with_one_segment_type_under_a_tokenizer_giving_two_is_refused(
+        tmp_path, tiny_model_dir, capsys):
+    """A checkpoint whose own config.json has type_vocab_size = 1 beside a tokenizer that gives a
+    pair's second text token type 1 passed validate, and every trial failed in training with
+    'IndexError: index out of range in self'; only an override of the key was checked."""
+    model = _model_copy(tmp_path / "one-type", tiny_model_dir, 1, type_ids=True)
+    path = _pair_study(tmp_path, tiny_model_dir, "max_length = 16\n")
+    path.write_text(path.read_text().replace(str(tiny_model_dir), str(model)))
+    capsys.readouterr()
+    assert cli.main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "type_vocab_size = 1" in err and str(model) in err
+
+
+def test_one_segment_type_is_accepted_where_the_tokenizer_gives_no_token_types(
+        tmp_path, tiny_model_dir, capsys):
+    """RoBERTa's and DistilBERT's tokenizers give no token_type_ids: the model embeds every token
+    as type 0, pair or not, so type_vocab_size = 1 (RoBERTa's own value) trains pairs fine; an
+    override of it was refused as if the tokenizer gave two types."""
+    model = _model_copy(tmp_path / "no-types", tiny_model_dir, 2, type_ids=False)
+    path = _pair_study(tmp_path, tiny_model_dir, "max_length = 16\n")
+    text = path.read_text().replace(str(tiny_model_dir), str(model))
+    path.write_text(text.replace("[model]\n", "[model]\nconfig = { type_vocab_size = 1 }\n"))
+    assert cli.main(["validate", str(path)]) == 0, capsys.readouterr().err
