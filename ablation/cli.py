@@ -671,9 +671,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                                  trial=args.trial)
     _note_stale_best_model(spec, args)
     label_names, info, notes = model_label_names(folder), model_info(folder), []
+    pair_column = trained_pair_column(info, spec)
+    if spec is None and "text_pair_column" not in info and args.text_pair_column:
+        pair_column = args.text_pair_column  # no record of what it read: the user says pairs
     frame, source = evaluation_frame(spec, label_names, args.dataset, args.config,
                                      args.split, args.text_column, args.label_column,
-                                     pair_column=trained_pair_column(info, spec), notes=notes,
+                                     pair_column=pair_column, notes=notes,
                                      labels=args.labels, pair_column_given=args.text_pair_column)
     _print_notes(notes, frame, label_names)
     progress = CountLine("evaluated", len(frame), "rows")

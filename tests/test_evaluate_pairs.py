@@ -238,3 +238,18 @@ def test_text_pair_column_without_a_dataset_is_refused(tmp_path, model_dir, data
     capsys.readouterr()
     assert cli.main(["evaluate", str(files["pairs"]), "--text-pair-column", PAIR]) == 2
     assert "--text-pair-column describes --dataset" in capsys.readouterr().err
+
+
+def test_a_model_folder_ablate_did_not_write_is_scored_on_pairs_it_is_given(
+        tmp_path, model_dir, data_dirs, capsys):
+    """A cross-encoder saved by transformers (no ablate.json) was read on single texts only, its
+    first texts alone: no option made it read a second text. --text-pair-column now does, and it
+    scores as the same model recorded as trained on that column."""
+    files = _studies(tmp_path, model_dir, data_dirs["pairs"], trained_on=PAIR)
+    data = ("--dataset", str(data_dirs["pairs"] / "test.csv"))
+    reference, _ = _evaluate(capsys, str(tmp_path / "reports" / "study" / "best_model"), *data)
+    alone, _ = _evaluate(capsys, str(model_dir), *data)
+    metrics, err = _evaluate(capsys, str(model_dir), *data, "--text-pair-column", PAIR)
+    assert metrics == reference and metrics != alone
+    assert "ablate.json" not in err
+    assert files  # the study only made the recorded model to compare with
