@@ -253,3 +253,19 @@ def test_a_model_folder_ablate_did_not_write_is_scored_on_pairs_it_is_given(
     assert metrics == reference and metrics != alone
     assert "ablate.json" not in err
     assert files  # the study only made the recorded model to compare with
+
+
+@pytest.mark.parametrize("option", ["--text-column", "--label-column"])
+def test_a_pair_models_second_text_column_given_as_another_column_is_refused(
+        tmp_path, model_dir, data_dirs, capsys, option):
+    """--text-column naming the column the pair model reads its second text from scored each
+    text paired with itself, silently (a study file that says so is refused); --label-column
+    naming it read the second texts as labels. Both are one error line naming the option."""
+    files = _studies(tmp_path, model_dir, data_dirs["pairs"], trained_on=PAIR)
+    capsys.readouterr()
+    code = cli.main(["evaluate", str(files["pairs"]), "--dataset",
+                     str(data_dirs["pairs"] / "test.csv"), option, PAIR])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"{option} {PAIR!r}" in err and "--text-pair-column" in err
+    assert "must be different columns" in err

@@ -279,12 +279,18 @@ def evaluation_frame(spec: Any, label_names: list[str], dataset: str | None, con
         base, dataset=dataset, config=config, revision=None, train_split=split,
         text_column=text_column or base.text_column, label_column=label_column or base.label_column,
         text_pair_column=pair_column_given or pair_column)
-    if pair_column_given is not None and pair_column_given in (data_spec.text_column,
-                                                               data_spec.label_column):
-        which = "text" if pair_column_given == data_spec.text_column else "label"
-        raise AblateInputError(
-            f"--text-pair-column {pair_column_given!r} is the {which} column too: the text, the "
-            "pair and the label must be different columns")
+    pair = data_spec.text_pair_column
+    if pair is not None and pair in (data_spec.text_column, data_spec.label_column):
+        which = "text" if pair == data_spec.text_column else "label"
+        if pair_column_given is not None:
+            said = f"--text-pair-column {pair!r} is the {which} column too"
+        else:  # the model's own second-text column, named by the option for another column
+            option = {"text": ("--text-column", text_column),
+                      "label": ("--label-column", label_column)}[which]
+            named = f"{option[0]} {pair!r}" if option[1] else f"the {which} column {pair!r}"
+            said = (f"{named} is the column the model reads its second text from (it was trained "
+                    "on text pairs; --text-pair-column names another)")
+        raise AblateInputError(f"{said}: the text, the pair and the label must be different columns")
     if data_spec.text_column == data_spec.label_column:
         column = data_spec.text_column
         raise AblateInputError(
