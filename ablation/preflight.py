@@ -142,6 +142,9 @@ def preflight(spec: ExperimentSpec, trials: list[TrialSpec], inputs: TrialInputs
                 unknown = _unknown_tokens(source.name, tokenizer, inputs.splits)
                 if unknown:
                     notes.setdefault(model_key, unknown)
+                joined = _pairs_run_together(source.name, tokenizer, inputs.splits)
+                if joined:
+                    notes.setdefault(f"{source.name}\x1fpairs", joined)
                 if getattr(tokenizer, "ablate_pads_with_eos", False):
                     notes.setdefault(f"{source.name}\x1fpadding", (
                         f"{source.name}'s tokenizer has no padding token: batches are padded with "
@@ -207,6 +210,20 @@ def _unknown_tokens(model: str, tokenizer: Any, splits: Any) -> str | None:
     return (f"{model}'s tokenizer reads {share:.0%} of the training texts' tokens as "
             f"{tokenizer.unk_token} (of up to {UNKNOWN_SAMPLE} texts): the model sees little of "
             "them; a model whose vocabulary covers their language reads them")
+
+
+def _pairs_run_together(model: str, tokenizer: Any, splits: Any) -> str | None:
+    """A note where the tokenizer marks nothing between a pair's texts (GPT-2's and other
+    decoders' add no special token and give no token types): the model reads the two as one
+    text, with no sign of where the second begins."""
+    if "text_pair" not in splits.train.columns or tokenizer.num_special_tokens_to_add(pair=True):
+        return None
+    if max(tokenizer("a", "b").get("token_type_ids") or [0]):
+        return None
+    return (f"{model}'s tokenizer puts nothing between the two texts of a pair (no separator "
+            "token, no token types): the model reads each pair as one text run together, with no "
+            "sign of where the second begins; a model whose tokenizer separates them (BERT's "
+            "[SEP]) reads them as a pair")
 
 
 def _check_room(trial: TrialSpec, model: str, tokenizer: Any, splits: Any) -> None:

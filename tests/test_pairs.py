@@ -116,3 +116,30 @@ def test_one_segment_type_is_accepted_where_the_tokenizer_gives_no_token_types(
     text = path.read_text().replace(str(tiny_model_dir), str(model))
     path.write_text(text.replace("[model]\n", "[model]\nconfig = { type_vocab_size = 1 }\n"))
     assert cli.main(["validate", str(path)]) == 0, capsys.readouterr().err
+
+
+def test_a_tokenizer_that_puts_nothing_between_a_pairs_texts_gets_a_note(tmp_path, tiny_model_dir,
+                                                                          capsys):
+    """A decoder's tokenizer (GPT-2's) adds no special token and no token types to a pair: the two
+    texts reach the model run together, and validate said nothing of it."""
+    import copy
+    import shutil
+
+    import transformers
+
+    model = tmp_path / "joined"
+    shutil.copytree(tiny_model_dir, model)
+    backend = copy.deepcopy(transformers.AutoTokenizer.from_pretrained(model).backend_tokenizer)
+    backend.post_processor = None  # no [CLS] a [SEP] b [SEP], no token types
+    transformers.PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]",
+                                         pad_token="[PAD]").save_pretrained(model)
+    folder = tmp_path / "study"
+    folder.mkdir()
+    path = _pair_study(folder, model, "max_length = 16\n")
+    assert cli.main(["validate", str(path)]) == 0
+    note = "'s tokenizer puts nothing between the two texts of a pair (no separator token"
+    assert note in capsys.readouterr().out
+    (tmp_path / "bert").mkdir()
+    path = _pair_study(tmp_path / "bert", tiny_model_dir, "max_length = 16\n")
+    assert cli.main(["validate", str(path)]) == 0
+    assert note not in capsys.readouterr().out  # BERT's [SEP] separates them
