@@ -138,8 +138,12 @@ def _add_model_commands(commands: Any) -> None:
     predict.add_argument("model", metavar="MODEL_OR_STUDY", help=MODEL_OR_STUDY)
     predict.add_argument("texts", nargs="*", default=[], metavar="TEXT",  # optional: or --file
                          help="texts to classify")
+    predict.add_argument("--pair", dest="pairs", action="append", default=None, metavar="TEXT",
+                         help="for a model trained on text pairs: a TEXT's second text, one "
+                              "--pair per TEXT in the same order")
     predict.add_argument("--file", type=Path, action="append", default=[], metavar="PATH",
-                         help="more texts, one per line (repeat for more files)")
+                         help="more texts, one per line (repeat for more files); for a model "
+                              "trained on text pairs, TEXT<TAB>SECOND TEXT lines")
     predict.add_argument("--trial", metavar="TRIAL", help=TRIAL_HELP)
     predict.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                          help="override a key of the experiment file (as for run)")
@@ -407,8 +411,8 @@ def _print_summary(spec: Any, built: dict[str, Any]) -> None:
     if stale:
         print(f"best model: {stale}")
     elif best_model:
-        usage = (spec.command("evaluate") if best_model_reads_pairs(spec, best_model)
-                 else spec.command("predict", "some text"))
+        usage = spec.command("predict", "some text", *(
+            ("--pair", "second text") if best_model_reads_pairs(spec, best_model) else ()))
         print(f"best model: {spec.output_dir / best_model['path']} (trial {best_model['key']}; "
               f"try `{usage}`)")
     elif spec.experiment.save_models == "none":
@@ -585,13 +589,14 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .inference import IncomingTexts, prediction_chunks, prediction_table
+    from .inference import IncomingTexts, pair_arguments, prediction_chunks, prediction_table
     from .models import resolve_model
     from .progress import CountLine
 
     folder, spec = resolve_model(args.model, args.sets, need_data=False, trial=args.trial)
     _note_stale_best_model(spec, args)
-    texts = IncomingTexts(args.texts, args.file)  # --file's lines are read as they are labelled
+    pairs = pair_arguments(folder, spec, args.texts, args.pairs)  # None: the model reads single texts
+    texts = IncomingTexts(args.texts, args.file, pairs=pairs)  # --file's lines are read as labelled
     printed, progress = 0, CountLine("labelled", texts.total, "texts", share=texts.share)
 
     def counted(chunks: Iterator[list[dict[str, Any]]]) -> Iterator[list[dict[str, Any]]]:

@@ -163,8 +163,8 @@ def _stored_study(spec: ExperimentSpec) -> Any:
 
 def best_model_reads_pairs(spec: ExperimentSpec, best: dict[str, Any]) -> bool:
     """Whether the exported best model was trained on text pairs: its ablate.json says (as
-    `predict` and `evaluate` read it), else the study file. `ablate predict` refuses such a model,
-    so nothing should suggest it."""
+    `predict` and `evaluate` read it), else the study file. `ablate predict` takes each text of
+    such a model with its second text (--pair), so what suggests it gives one."""
     try:
         info = json.loads((spec.output_dir / best["path"] / MODEL_INFO).read_text(encoding="utf-8"))
     except (OSError, ValueError):

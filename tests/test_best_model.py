@@ -943,7 +943,8 @@ def test_output_to_a_full_disk_is_said_in_one_line(best_study, monkeypatch, caps
 def test_a_text_pair_model_reads_its_second_text_from_its_folder_too(tmp_path, tiny_model_dir,
                                                                       capsys):
     """Only the second text carries the label: evaluating the best model folder uses it as the
-    study does (it is in ablate.json), and predict, which takes single texts, refuses."""
+    study does (it is in ablate.json), and predict refuses a text given without its second text
+    (--pair)."""
     data = tmp_path / "pairs"
     data.mkdir()
     for split, rows, seed in (("train", 240, 1), ("test", 60, 2)):
@@ -963,7 +964,8 @@ def test_a_text_pair_model_reads_its_second_text_from_its_folder_too(tmp_path, t
         results.append(json.loads(capsys.readouterr().out)["metrics"])
     assert results[0] == results[1]
     assert cli.main(["predict", str(best), "great fun"]) == 2
-    assert "was trained on text pairs ([data] text_pair_column = 'text2')" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "was trained on text pairs ([data] text_pair_column = 'text2')" in err and "--pair" in err
 
 
 def test_evaluate_says_a_text_pair_column_a_single_text_model_does_not_read(best_study, tmp_path,

@@ -33,6 +33,7 @@ from ._model import (
 from ._predict import (
     IncomingTexts,
     format_predictions,
+    pair_arguments,
     predict,
     prediction_chunks,
     prediction_table,
@@ -44,6 +45,6 @@ __all__ = [
     "CHUNK_BATCHES", "DEFAULT_MAX_LENGTH", "Evaluation", "IncomingTexts", "checkpoint_folders",
     "class_logit_chunks", "class_logits", "evaluate", "evaluation_frame", "format_evaluation",
     "format_predictions", "label_names_of", "load_classifier", "max_length_of",
-    "model_label_names", "predict", "prediction_chunks", "prediction_table", "read_texts",
+    "model_label_names", "pair_arguments", "predict", "prediction_chunks", "prediction_table", "read_texts",
     "terminal_columns", "trained_pair_column",
 ]

@@ -1,5 +1,7 @@
 """`ablate predict`: labels and probabilities of new texts, read as they come (IncomingTexts: a
-stream is labelled as its lines come, a chunk ahead at most) and printed a chunk at a time.
+stream is labelled as its lines come, a chunk ahead at most) and printed a chunk at a time. A model
+trained on text pairs takes each text with its second text: a --pair per text argument, in order,
+and --file lines of TEXT<TAB>PAIR.
 """
 
 from __future__ import annotations
@@ -38,28 +40,74 @@ READ_BYTES = 1 << 16  # one read of an input; its whole lines are decoded and sp
 LINE_END_PROBE = 1 << 20
 
 
-def read_texts(texts: list[str], files: list[Path]) -> list[str]:
+def read_texts(texts: list[str], files: list[Path],
+               pairs: list[str] | None = None) -> list[Any]:
     """Every text of IncomingTexts at once (library callers, tests): `predict` takes them a chunk
-    at a time as they are read."""
-    return [text for chunk in IncomingTexts(texts, files, pause_s=None).chunks(1 << 62)
+    at a time as they are read. With `pairs` (a pair model's), (text, pair) tuples."""
+    return [text for chunk in IncomingTexts(texts, files, pause_s=None, pairs=pairs).chunks(1 << 62)
             for text in chunk]
+
+
+PAIR_USAGE = ('give each text argument its second text with --pair, in order (ablate predict MODEL '
+              '"text" --pair "second text"), or --file lines of TEXT<TAB>SECOND TEXT')
+
+
+def pair_arguments(folder: Path, spec: Any, texts: list[str],
+                   pairs: list[str] | None) -> list[str] | None:
+    """The second texts of the text arguments, as the model reads them: None for a model trained
+    on single texts (which --pair is refused for), else one per text argument, in order ([] with
+    none: --file's lines give theirs). Its ablate.json decides (trained_pair_column); refused
+    before the model is loaded or a text read."""
+    column = _model.trained_pair_column(model_info(folder), spec)
+    if not column:
+        if pairs:
+            raise AblateInputError(
+                f"--pair: {folder} was trained on single texts, so it has no second text to "
+                "read; give the texts alone (--pair is for a model trained with [data] "
+                "text_pair_column)")
+        return None
+    if texts and not pairs:  # its labels would come from the first text alone, and be wrong
+        raise AblateInputError(
+            f"{folder} was trained on text pairs ([data] text_pair_column = {column!r}): "
+            f"{PAIR_USAGE}")
+    pairs = list(pairs or [])
+    if len(pairs) != len(texts):
+        raise AblateInputError(
+            f"predict: {_count(len(texts), 'text argument')} and {_count(len(pairs), '--pair')}: "
+            f"{folder} was trained on text pairs, and each text argument takes one --pair, its "
+            "second text, in the same order")
+    return pairs
+
+
+def _count(number: int, what: str) -> str:
+    return f"{number} {what}{'' if number == 1 else 's'}"
 
 
 class IncomingTexts:
     """predict's texts: the arguments, then each --file's lines in turn (one text per line; blank
-    lines skipped), read a chunk at a time as they come, so that a stream (`--file -` from a pipe)
-    is labelled while it runs and a file of millions of lines is never held whole. What can be
-    refused without reading the input is refused here, before the model is loaded; a file's
-    bytes (encoding, line ends) as they are read, naming the line (_LineFile)."""
+    lines skipped; with `pairs`, a pair model's, (text, pair) tuples: the arguments with their
+    --pairs, and lines of TEXT<TAB>PAIR), read a chunk at a time as they come, so that a stream
+    (`--file -` from a pipe) is labelled while it runs and a file of millions of lines is never
+    held whole. What can be refused without reading the input is refused here, before the model
+    is loaded; a file's bytes (encoding, line ends, a pair's tab) as they are read, naming the
+    line (_LineFile)."""
 
-    def __init__(self, texts: list[str], files: list[Path], pause_s: float | None = PAUSE_S) -> None:
+    def __init__(self, texts: list[str], files: list[Path], pause_s: float | None = PAUSE_S,
+                 pairs: list[str] | None = None) -> None:
         _check_arguments(texts)
+        if pairs is not None:
+            if len(pairs) != len(texts):
+                raise AblateInputError(f"predict: {_count(len(texts), 'text argument')} and "
+                                       f"{_count(len(pairs), '--pair')}: each text argument "
+                                       "takes one --pair, its second text, in the same order")
+            _check_arguments(pairs, "--pair")
         for file in files:
             _check_file(file)
         if not texts and not files:
             raise AblateInputError('predict: no texts; give them as arguments (ablate predict '
                                    'MODEL "some text") or in a file with --file PATH, one per line')
         self.texts, self.files, self.pause_s = list(texts), list(files), pause_s
+        self.pairs = None if pairs is None else list(pairs)
         self.total = None if files else len(texts)  # a file's lines are counted as they are read
         self.streamed = any(_may_pause(file) for file in files)  # its chunks may be cut short
         # Regular files' bytes in all: how far the labelling is, where their count is not known.
@@ -80,14 +128,16 @@ class IncomingTexts:
         read = sum(getattr(source, "byte", 0) for source in self.sources)
         return min(1.0, labelled * read / self.read / self.size)
 
-    def chunks(self, size: int) -> Iterator[list[str]]:
+    def chunks(self, size: int) -> Iterator[list[Any]]:
         """Lists of at most `size` texts, in the input's order: one as soon as it is full, at the
         end of the input, and once its first text has waited `pause_s` and the input has nothing
         more to read right now (None: never). A bad input's error is raised after the texts
         before it are given."""
-        chunk: list[str] = []
+        chunk: list[Any] = []
         due = math.inf  # when the chunk's first text has waited pause_s
-        sources = self.sources = [_Arguments(self.texts), *(_LineFile(file) for file in self.files)]
+        arguments = self.texts if self.pairs is None else list(zip(self.texts, self.pairs, strict=True))
+        sources = self.sources = [_Arguments(arguments),
+                                  *(_LineFile(file, self.pairs is not None) for file in self.files)]
         failed: AblateInputError | None = None
         try:
             for source in sources:
@@ -114,18 +164,20 @@ class IncomingTexts:
         if failed is not None:
             raise failed
 
-    def _wait(self, chunk: list[str], due: float) -> float | None:
+    def _wait(self, chunk: list[Any], due: float) -> float | None:
         """How long a read may wait for input: as long as it takes while no text waits."""
         if not chunk or self.pause_s is None:
             return None
         return max(0.0, due - time.monotonic())
 
 
-def _check_arguments(texts: list[str]) -> None:
+def _check_arguments(texts: list[str], what: str = "text argument") -> None:
     blank = [i for i, text in enumerate(texts, start=1) if not text.strip()]
     if blank:
-        raise AblateInputError(f"predict: text argument {blank[0]} is empty; give each text to "
-                               "classify as a non-empty argument")
+        given = ("text to classify" if what == "text argument"
+                 else "text's second text (--pair)")
+        raise AblateInputError(f"predict: {what} {blank[0]} is empty; give each {given} as a "
+                               "non-empty argument")
     for number, text in enumerate(texts, start=1):
         try:  # Python keeps an argument's bytes that are not UTF-8 as lone surrogates
             text.encode("utf-8")
@@ -133,7 +185,7 @@ def _check_arguments(texts: list[str]) -> None:
             byte = ord(text[err.start]) - 0xDC00  # surrogateescape: byte b is U+DC00 + b
             shown = f" (byte {byte:#04x})" if 0x80 <= byte <= 0xFF else ""
             raise AblateInputError(
-                f"predict: text argument {number} is not UTF-8 text{shown}; give texts as UTF-8 (a "
+                f"predict: {what} {number} is not UTF-8 text{shown}; give texts as UTF-8 (a "
                 "UTF-8 terminal types them so), or in a UTF-8 file with --file") from None
 
 
@@ -176,12 +228,12 @@ def _may_pause(file: Path) -> bool:
 
 
 class _Arguments:
-    """The text arguments, as a source of texts read at once."""
+    """The text arguments (with their --pairs, a pair model's), as a source of texts read at once."""
 
-    def __init__(self, texts: list[str]) -> None:
-        self.texts: list[str] | None = texts
+    def __init__(self, texts: list[Any]) -> None:
+        self.texts: list[Any] | None = texts
 
-    def read(self, wait: float | None) -> list[str] | None:
+    def read(self, wait: float | None) -> list[Any] | None:
         texts, self.texts = self.texts, None
         return texts
 
@@ -196,10 +248,12 @@ class _LineFile:
     \\x0c, ... it may hold (pasted tweets and web text do); an input without \\n but with \\r has
     old Mac line ends (LINE_END_PROBE), else its texts would be labelled as one. A line that is
     not UTF-8 is refused by its line and byte in the file, with the encoding where its bytes tell
-    it (UTF-16, GBK), as for [data] files; a file without a text is refused at its end."""
+    it (UTF-16, GBK), as for [data] files; a file without a text is refused at its end. With
+    `pairs` (a pair model's) each line is TEXT<TAB>PAIR, given as a (text, pair) tuple; a line
+    that is not is refused by its line, as a line that is not UTF-8 is."""
 
-    def __init__(self, file: Path) -> None:
-        self.file, self.name = file, f"--file {str(file)!r}"
+    def __init__(self, file: Path, pairs: bool = False) -> None:
+        self.file, self.name, self.pairs = file, f"--file {str(file)!r}", pairs
         self.fd: int | None = None  # None: not opened, or an in-memory stream (a test's stdin)
         self.stream: Any = None
         self.owned = False  # opened here: closed here (standard input is not)
@@ -211,7 +265,7 @@ class _LineFile:
         self.ended = False
         self.failed: AblateInputError | None = None  # a line not UTF-8: raised after those before
 
-    def read(self, wait: float | None) -> list[str] | None:
+    def read(self, wait: float | None) -> list[Any] | None:
         """The texts of the lines one read ends, waiting at most `wait` s for input (None: as
         long as it takes): [] when nothing came in time or no line ended, None at the end."""
         if self.failed is not None:
@@ -255,7 +309,7 @@ class _LineFile:
         del self.pending[:cut]
         return self._texts(lines)
 
-    def _texts(self, lines: bytes) -> list[str]:
+    def _texts(self, lines: bytes) -> list[Any]:
         """The texts of whole lines (the last may lack its line end, at the end of the input)."""
         assert self.end is not None
         bom = len(codecs.BOM_UTF8) if self.byte == 0 and lines.startswith(codecs.BOM_UTF8) else 0
@@ -268,14 +322,39 @@ class _LineFile:
                 f"{self.name}: {not_utf8(lines, self.line, self.byte, self.end)}; save it as "
                 "UTF-8, one text per line")
             return self._texts(lines[:lines.rfind(self.end, 0, bom + err.start) + 1])
+        first = self.line
         self.byte += len(lines)
         self.line += lines.count(self.end)
         split = text.split(self.end.decode())
         if self.end == b"\n":
             split = [line.removesuffix("\r") for line in split]
-        texts = [line for line in split if line.strip()]  # the "" after the last line end too
+        texts: list[Any] = [line for line in split if line.strip()]  # the "" after the last line end too
+        if self.pairs:
+            texts = self._pairs(split, first)
         self.texts += len(texts)
         return texts
+
+    def _pairs(self, split: list[str], first: int) -> list[tuple[str, str]]:
+        """The (text, pair) of each line that holds one (`first`: the first's number in the
+        file); at a line that does not, those before it, the line's error raised at the next
+        read (it is earlier in the file than a line not UTF-8 after it)."""
+        pairs = []
+        for number, line in enumerate(split, start=first):
+            if not line.strip():
+                continue
+            parts = line.split("\t")
+            if len(parts) == 2 and parts[0].strip() and parts[1].strip():
+                pairs.append((parts[0], parts[1]))
+                continue
+            wrong = ("has no tab" if len(parts) == 1
+                     else f"holds {len(parts) - 1} tabs" if len(parts) > 2
+                     else "its first text is empty" if not parts[0].strip()
+                     else "its second text is empty")
+            self.failed = AblateInputError(
+                f"{self.name}: line {number} {wrong}: the model was trained on text pairs, so "
+                "each line is one pair, TEXT<TAB>SECOND TEXT (one tab, both texts non-empty)")
+            break
+        return pairs
 
     def _open(self) -> None:
         if str(self.file) == "-":
@@ -304,42 +383,57 @@ _CAN_WAIT = os.name != "nt"  # select() takes pipes and terminals on POSIX only:
 
 
 def predict(folder: Path, texts: list[str], batch_size: int | None = None,
-            spec: Any = None) -> list[dict[str, Any]]:
+            spec: Any = None, pairs: list[str] | None = None) -> list[dict[str, Any]]:
     """Per text: the top label, its probability, and every label's probability (top first).
     `spec`: the study file the model was named by, the record of a model whose ablate.json
-    predates text_pair_column."""
-    return [row for rows in prediction_chunks(folder, texts, batch_size, spec) for row in rows]
+    predates text_pair_column. `pairs`: each text's second text, for a model trained on text
+    pairs (and only for one)."""
+    return [row for rows in prediction_chunks(folder, texts, batch_size, spec, pairs=pairs)
+            for row in rows]
 
 
 def prediction_chunks(folder: Path, texts: list[str] | IncomingTexts,
                       batch_size: int | None = None, spec: Any = None,
-                      progress: Callable[[int], None] | None = None
-                      ) -> Iterator[list[dict[str, Any]]]:
+                      progress: Callable[[int], None] | None = None,
+                      pairs: list[str] | None = None) -> Iterator[list[dict[str, Any]]]:
     """predict's rows a chunk of texts at a time (CHUNK_BATCHES batches, as class_logit_chunks takes
     them; IncomingTexts: as they are read, a stream's cut short where it pauses), so that
     they can be printed while the next chunk is read and labelled. The model is refused or loaded
-    here, before any text is read."""
-    pair = _model.trained_pair_column(model_info(folder), spec)
-    if pair:  # its labels would come from the first text alone, and be wrong
-        raise AblateInputError(
-            f"{folder} was trained on text pairs ([data] text_pair_column = {pair!r}); `ablate "
-            f"predict` takes single texts: evaluate it with `ablate evaluate` on data with a "
-            f"{pair!r} column")
+    here, before any text is read. A model trained on text pairs takes each text's second text:
+    `pairs` beside a list of texts, or IncomingTexts given its pairs (whose chunks are (text, pair)
+    tuples); one trained on single texts refuses them (pair_arguments)."""
+    if isinstance(texts, IncomingTexts):
+        given = pair_arguments(folder, spec, texts.texts, texts.pairs)
+        if (given is None) != (texts.pairs is None):  # a pair model's --file lines read as single
+            column = _model.trained_pair_column(model_info(folder), spec)
+            raise AblateInputError(f"{folder} was trained on text pairs ([data] text_pair_column "
+                                   f"= {column!r}): {PAIR_USAGE}")
+    else:
+        given = pair_arguments(folder, spec, texts, pairs)
     tokenizer, model, precision = _model.load_classifier(folder)
     batch_size = _model.default_batch_size(model, batch_size)
     size = batch_size * _model.CHUNK_BATCHES
+    items: list[Any] = texts if given is None or isinstance(texts, IncomingTexts) else list(
+        zip(texts, given, strict=True))
     chunks = (texts.chunks(size) if isinstance(texts, IncomingTexts)
-              else (texts[start:start + size] for start in range(0, len(texts), size)))
+              else (items[start:start + size] for start in range(0, len(items), size)))
     max_length = _model.max_length_of(folder, tokenizer, model)
-    return _prediction_rows(
-        ((chunk, _model.chunk_logits(model, tokenizer, chunk, None, max_length=max_length,
-                               batch_size=batch_size, max_batch_tokens=_model.MAX_BATCH_TOKENS,
-                               precision=precision, progress=progress)) for chunk in chunks),
-        _model.label_names_of(model.config))
+
+    def logits(chunk: list[Any]) -> np.ndarray:
+        firsts, seconds = ([t for t, _ in chunk], [p for _, p in chunk]) if given is not None \
+            else (chunk, None)
+        return _model.chunk_logits(model, tokenizer, firsts, seconds, max_length=max_length,
+                                   batch_size=batch_size, max_batch_tokens=_model.MAX_BATCH_TOKENS,
+                                   precision=precision, progress=progress)
+
+    return _prediction_rows(((chunk, logits(chunk)) for chunk in chunks),
+                            _model.label_names_of(model.config))
 
 
-def _prediction_rows(chunks: Iterable[tuple[list[str], np.ndarray]],
+def _prediction_rows(chunks: Iterable[tuple[list[Any], np.ndarray]],
                      names: list[str]) -> Iterator[list[dict[str, Any]]]:
+    """Each chunk's rows; a (text, pair) item's row has "text_pair" beside "text" (the names
+    transformers' pipelines take a pair by)."""
     from scipy.special import softmax
 
     for texts, logits in chunks:
@@ -347,13 +441,16 @@ def _prediction_rows(chunks: Iterable[tuple[list[str], np.ndarray]],
         for text, probabilities in zip(texts, softmax(logits.astype(np.float64), axis=-1),
                                        strict=True):
             ranked = sorted(zip(names, probabilities.tolist(), strict=True), key=lambda p: -p[1])
-            rows.append({"text": text, "label": ranked[0][0], "score": ranked[0][1],
+            given = ({"text": text[0], _model.PAIR_COLUMN: text[1]} if isinstance(text, tuple)
+                     else {"text": text})
+            rows.append({**given, "label": ranked[0][0], "score": ranked[0][1],
                          "probabilities": dict(ranked)})
         yield rows
 
 
 def format_predictions(rows: list[dict[str, Any]], shown: int = 5, width: int = 48) -> str:
-    """A plain table: text (shortened), top label, the `shown` most probable labels."""
+    """A plain table: text (shortened; a pair's second text beside it), top label, the `shown`
+    most probable labels."""
     return "\n".join(prediction_table([rows], shown, width))
 
 
@@ -363,24 +460,28 @@ def prediction_table(chunks: Iterable[list[dict[str, Any]]], shown: int = 5,
     Its columns stay as the first chunk set them: the text column as wide as its widest text (at
     most `width`; a later text is shortened to it), the label column as the model's widest label
     name (every row's probabilities name them all). `full_width`: the text column is `width` wide
-    from the start (a stream's first chunk may be one short line, the rest cut to its width)."""
-    text_width = label_width = 0
+    from the start (a stream's first chunk may be one short line, the rest cut to its width).
+    Rows of text pairs ("text_pair") get a second text column, set as the first."""
+    widths: list[int] = []
+    label_width = 0
     for rows in chunks:
-        texts = [_one_line(r["text"]) for r in rows]
+        keys = ["text", _model.PAIR_COLUMN] if rows and _model.PAIR_COLUMN in rows[0] else ["text"]
+        columns = [[_one_line(r[key]) for r in rows] for key in keys]
         lines = []
-        if not text_width and rows:
+        if not widths and rows:
             label_width = max(len("label"), *(terminal_columns(name) for name in rows[0]["probabilities"]))
-            text_width = width if full_width else min(
-                width, max([len("text"), *(terminal_columns(text) for text in texts)]))
-            lines.append(f"{'text':<{text_width}}  {'label':<{label_width}}  "
-                         "probabilities (top first)")
-        for text, row in zip(texts, rows, strict=True):
+            widths = [width if full_width else min(
+                width, max([len(key), *(terminal_columns(text) for text in texts)]))
+                for key, texts in zip(keys, columns, strict=True)]
+            lines.append("".join(f"{key:<{w}}  " for key, w in zip(keys, widths, strict=True))
+                         + f"{'label':<{label_width}}  probabilities (top first)")
+        for i, row in enumerate(rows):
             top = list(row["probabilities"].items())
             probabilities = "  ".join(f"{label} {p:.4f}" for label, p in top[:shown])
             if len(top) > shown:
                 probabilities += f"  … {len(top) - shown} more"
-            lines.append(f"{_fit(text, text_width)}  {_fit(row['label'], label_width)}  "
-                         f"{probabilities}")
+            texts = "".join(f"{_fit(column[i], w)}  " for column, w in zip(columns, widths, strict=True))
+            lines.append(f"{texts}{_fit(row['label'], label_width)}  {probabilities}")
         yield "\n".join(lines)
 
 

@@ -755,8 +755,9 @@ def _best_model_line(spec: ExperimentSpec, built: dict[str, Any]) -> list[str]:
         return [f"- **Best model**: {stale}"]
     folder = from_here(spec.output_dir / best["path"])
     pipeline = f"`transformers.pipeline(\"text-classification\", model=\"{folder}\")`"
-    if best_model_reads_pairs(spec, best):  # `ablate predict` takes single texts only
-        uses = (f"`{spec.command('evaluate')}`, or {pipeline} on text pairs "
+    if best_model_reads_pairs(spec, best):  # each text takes its second text
+        uses = (f"`{spec.command('predict', 'some text', '--pair', 'second text')}`, "
+                f"`{spec.command('evaluate')}`, or {pipeline} on text pairs "
                 "(`{\"text\": ..., \"text_pair\": ...}`)")
     else:
         uses = f"`{spec.command('predict', 'some text')}`, `{spec.command('evaluate')}`, or {pipeline}"
