@@ -75,6 +75,7 @@ def test_a_stored_study_run_with_other_data_model_baseline_or_metric_is_refused(
         ("data.max_train_samples=100", "data.max_train_samples=unset", "100"),
         ("model.config.num_hidden_layers=1", "model.config.num_hidden_layers=unset", "1"),
         ("baseline.learning_rate=5e-3", "baseline.learning_rate=0.001", "0.005"),
+        ("baseline.epochs=3", "baseline.epochs=1", "3"),  # as written, not 1.0 and 3.0
         ("experiment.metric=accuracy", "metric='macro_f1'", "'accuracy'"),
     ]:
         capsys.readouterr()

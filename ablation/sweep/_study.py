@@ -52,6 +52,9 @@ def _first_difference(key: str, stored: Any, mine: Any, section: bool = True
 
 
 def _shown(value: Any) -> str:
+    """A stored or new value as the file writes it: epochs = 3, which the recipe keeps as 3.0."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     return "unset" if value is None else repr(value) if isinstance(value, str) else json.dumps(value)
 
 
