@@ -328,9 +328,8 @@ class _LineFile:
         split = text.split(self.end.decode())
         if self.end == b"\n":
             split = [line.removesuffix("\r") for line in split]
-        texts: list[Any] = [line for line in split if line.strip()]  # the "" after the last line end too
-        if self.pairs:
-            texts = self._pairs(split, first)
+        texts: list[Any] = (self._pairs(split, first) if self.pairs
+                            else [line for line in split if line.strip()])  # "" after the last end too
         self.texts += len(texts)
         return texts
 
