@@ -139,7 +139,8 @@ def _add_model_commands(commands: Any) -> None:
     predict.add_argument("texts", nargs="*", default=[], metavar="TEXT",  # optional: or --file
                          help="texts to classify")
     predict.add_argument("--pair", dest="pairs", action="append", default=None, metavar="TEXT",
-                         help="for a model trained on text pairs: a TEXT's second text, one "
+                         help="for a model trained on text pairs (or a folder with no "
+                              "ablate.json: a cross-encoder): a TEXT's second text, one "
                               "--pair per TEXT in the same order")
     predict.add_argument("--file", type=Path, action="append", default=[], metavar="PATH",
                          help="more texts, one per line (repeat for more files); for a model "

@@ -273,15 +273,22 @@ def _error(capsys: pytest.CaptureFixture, *arguments: str) -> tuple[str, str]:
 
 
 def test_predict_refuses_text_arguments_and_pairs_that_do_not_match(pair_model, tiny_model_dir,
-                                                                     capsys):
+                                                                     capsys, tmp_path):
+    import shutil
+
+    from ablation.models import MODEL_INFO
+
+    single = tmp_path / "single"  # a model ablate trained on single texts: its ablate.json says so
+    shutil.copytree(tiny_model_dir, single)
+    (single / MODEL_INFO).write_text(json.dumps({"text_pair_column": None}))
     best = str(pair_model["best"])
     err, _ = _error(capsys, best, "good fun", "bad day", "--pair", "great")
     assert "2 text arguments" in err and "1 --pair" in err
     err, _ = _error(capsys, best, "good fun")
     assert "was trained on text pairs ([data] text_pair_column = 'text2')" in err
     assert "--pair" in err and "TEXT<TAB>" in err
-    err, _ = _error(capsys, str(tiny_model_dir), "good fun", "--pair", "great")
-    assert "--pair" in err and "single texts" in err and str(tiny_model_dir) in err
+    err, _ = _error(capsys, str(single), "good fun", "--pair", "great")
+    assert "--pair" in err and "single texts" in err and str(single) in err
     err, _ = _error(capsys, best, "good fun", "--pair", "")
     assert "--pair 1 is empty" in err
 
@@ -318,3 +325,28 @@ def test_pair_lines_read_in_pieces_stay_with_their_texts(tmp_path, monkeypatch):
     assert next(chunks) == [("a", "b")]
     with pytest.raises(AblateInputError, match="line 2 has no tab"):
         next(chunks)
+
+
+def test_a_model_folder_with_no_record_of_its_training_reads_pairs_given_with_pair(
+        pair_model, capsys, tmp_path):
+    """A model saved by transformers itself (a cross-encoder: no ablate.json) was taken to read
+    single texts, and --pair was refused ('was trained on single texts'). Nothing records how it
+    was trained there: --pair says it reads pairs, and its --file lines are TEXT<TAB>PAIR then."""
+    import shutil
+
+    from ablation.models import MODEL_INFO
+
+    folder = tmp_path / "cross-encoder"
+    shutil.copytree(pair_model["best"], folder)
+    (folder / MODEL_INFO).unlink()
+    texts, pairs = pair_model["texts"], pair_model["pairs"]
+    given = [part for pair in pairs[:3] for part in ("--pair", pair)]
+    file = tmp_path / "pairs.txt"
+    file.write_text("".join(f"{text}\t{pair}\n" for text, pair in zip(texts[3:], pairs[3:],
+                                                                       strict=True)))
+    rows = _rows(capsys, str(folder), *texts[:3], *given, "--file", str(file))
+    _check_rows(rows, pair_model["best"], texts, pairs)
+    # without --pair it reads single texts, as before; a --pair count that differs is refused
+    assert [row["text"] for row in _rows(capsys, str(folder), texts[0])] == texts[:1]
+    err, _ = _error(capsys, str(folder), texts[0], texts[1], "--pair", pairs[0])
+    assert "2 text arguments and 1 --pair" in err and "trained on text pairs" not in err

@@ -56,10 +56,13 @@ def pair_arguments(folder: Path, spec: Any, texts: list[str],
                    pairs: list[str] | None) -> list[str] | None:
     """The second texts of the text arguments, as the model reads them: None for a model trained
     on single texts (which --pair is refused for), else one per text argument, in order ([] with
-    none: --file's lines give theirs). Its ablate.json decides (trained_pair_column); refused
-    before the model is loaded or a text read."""
-    column = _model.trained_pair_column(model_info(folder), spec)
-    if not column:
+    none: --file's lines give theirs). Its ablate.json decides (trained_pair_column); a folder with
+    no record of how it was trained (saved by transformers: a cross-encoder) reads pairs where
+    --pair is given. Refused before the model is loaded or a text read."""
+    info = model_info(folder)
+    column = _model.trained_pair_column(info, spec)
+    unrecorded = spec is None and "text_pair_column" not in info  # --pair says it reads pairs
+    if not column and not (unrecorded and pairs):
         if pairs:
             raise AblateInputError(
                 f"--pair: {folder} was trained on single texts, so it has no second text to "
@@ -72,10 +75,10 @@ def pair_arguments(folder: Path, spec: Any, texts: list[str],
             f"{PAIR_USAGE}")
     pairs = list(pairs or [])
     if len(pairs) != len(texts):
+        trained = f"{folder} was trained on text pairs, and " if column else ""
         raise AblateInputError(
             f"predict: {_count(len(texts), 'text argument')} and {_count(len(pairs), '--pair')}: "
-            f"{folder} was trained on text pairs, and each text argument takes one --pair, its "
-            "second text, in the same order")
+            f"{trained}each text argument takes one --pair, its second text, in the same order")
     return pairs
 
 
