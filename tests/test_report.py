@@ -1998,3 +1998,26 @@ def test_a_trained_trial_stores_the_versions_it_trained_under(write_experiment):
     assert record.result["device_name"] and record.result["precision"]  # already per trial
     csv = pd.read_csv(spec.output_dir / "results.csv")
     assert csv["torch_version"].tolist() == [str(torch.__version__)]
+
+
+def test_the_per_class_table_says_a_class_validation_has_no_row_of_rather_than_f1_0(
+        write_experiment):
+    """A skewed class that the 10 % validation carve leaves out (3 rows of 300) read 0.0000 in
+    the F1 per class table, as a class the model never predicts does: it was undefined there
+    (no row to get right), whatever the model does with it. Its cells say so, and a line says
+    why the macro averages still count it as 0."""
+    spec = load_spec(write_experiment(variants="bs32 = { batch_size = 32 }\n"),
+                     ["experiment.seeds=[42]"])
+    results = {}
+    for key in ("baseline-s42", "baseline_bs32-s42"):
+        result = _result(0.6, 0.5, 3.0)
+        result["validation_confusion"] = [[0, 0, 0], [0, 8, 2], [0, 1, 9]]
+        results[key] = result
+    lines = write_report(spec, _store(spec, results)).read_text().splitlines()
+    start = lines.index("### F1 per class (validation)") + 2
+    table = lines[start:lines.index("", start)]
+    assert table == ["| variant | neg | neu | pos |", "|---|---|---|---|",
+                     "| baseline | no rows | 0.0000 | 1.0000 |",
+                     "| baseline_bs32 | no rows | 0.0000 | 1.0000 |"], table
+    note = lines[lines.index("", start) + 1]
+    assert note.startswith("*no rows*: validation has no row of class 'neg'"), note

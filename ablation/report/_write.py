@@ -631,8 +631,16 @@ def render_markdown(spec: ExperimentSpec, built: dict[str, Any], pictures: dict[
         unlike = _train_loss_note(spec, built)
         lines += [unlike, ""] if unlike else []
         if built["label_names"] and any(f"f1_{n}" in variants.columns for n in built["label_names"]):
+            unseen = _validation_lacks(built["chosen"], built["label_names"])
             lines += ["### F1 per class (validation)", "",
-                      per_class_table(variants, built["label_names"]), ""]
+                      per_class_table(variants, built["label_names"], unseen), ""]
+            if unseen:
+                shown = some_of([repr(name) for name in unseen])
+                them = "them" if len(unseen) > 1 else "it"
+                lines += [f"*no rows*: validation has no row of class{'es' if len(unseen) > 1 else ''} "
+                          f"{shown}, so {'their' if len(unseen) > 1 else 'its'} F1 there is "
+                          f"undefined, not a sign of what the model does with {them}; the macro "
+                          f"averages count {them} as 0, alike for every variant.", ""]
     else:
         lines += ["No trial has run yet.", ""]
     if "learning_curve" in pictures:
@@ -702,6 +710,18 @@ def _train_loss_note(spec: ExperimentSpec, built: dict[str, Any]) -> str | None:
             f"{named} {how} it{others}; compare train losses only between rows that train on the "
             f"same loss ({'; '.join(effects)}). Eval loss and log loss are the plain cross-entropy "
             "in every variant (no class weights, no label smoothing), and compare.")
+
+
+def _validation_lacks(chosen: list[TrialRecord], label_names: list[str]) -> list[str]:
+    """The classes no row of validation has, by the trials' validation confusion matrices (a
+    class the carve left out, or a split that lacks it): their F1 there is 0 by convention, not
+    a model that never predicts them. Empty when no trial has a matrix of the classes."""
+    supports = [[sum(row) for row in r.result["validation_confusion"]] for r in chosen
+                if isinstance(r.result.get("validation_confusion"), list)
+                and len(r.result["validation_confusion"]) == len(label_names)]
+    if not supports:
+        return []
+    return [name for i, name in enumerate(label_names) if all(s[i] == 0 for s in supports)]
 
 
 def _best_variant_caveats(built: dict[str, Any], best: Any) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
@@ -104,11 +105,15 @@ CLASS_COLUMNS = 12
 columns; more are its rows, one per class: 77 intents made a table 78 columns wide."""
 
 
-def per_class_table(variants: pd.DataFrame, label_names: list[str]) -> str:
-    """F1 of each class on validation: shows a class that a variant never predicts."""
+def per_class_table(variants: pd.DataFrame, label_names: list[str],
+                    no_rows: Sequence[str] = ()) -> str:
+    """F1 of each class on validation: shows a class that a variant never predicts; a class of
+    `no_rows` (validation has no row of it) reads "no rows", not its conventional F1 of 0."""
     rows = [row for _, row in variants.iterrows()]
 
     def f1(row: pd.Series, name: str) -> str:
+        if name in no_rows:
+            return "no rows"
         return fmt(row.get(f"f1_{name}"), row.get(f"f1_{name}_std")) + of_seeds(row, f"f1_{name}")
 
     if len(label_names) <= max(CLASS_COLUMNS, len(rows)):
