@@ -286,6 +286,22 @@ def test_class_absent_from_validation_is_not_collapse():
     assert diagnose(result(confusion=confusion), LABELS) == []
 
 
+def test_a_class_validation_lacks_that_test_has_and_is_never_predicted_is_collapse():
+    """3 rows of 300 in a class: the 10 % validation carve gets none of them, the model predicts
+    the other class for everything, and the report said nothing (test accuracy 0.99): the
+    validation rule had no row to judge by. The test split's matrix says it."""
+    stored = result(confusion=[[0, 0, 0], [0, 40, 6], [0, 5, 60]])
+    stored["test_confusion"] = [[0, 1, 2], [0, 40, 6], [0, 5, 60]]
+    finding = only(diagnose(stored, LABELS), "class_collapse")
+    assert finding.sentence == (
+        "Validation has no row of 'neg', so selection could not see it, and the selected "
+        "checkpoint (step 400) never predicts it on test (support 3), out of 114 examples.")
+    assert "validation" in finding.suggestion and "class_weight" in finding.suggestion
+    assert finding.numbers == {"classes": 1.0, "test_size": 114.0, "support_neg": 3.0}
+    stored["test_confusion"][0] = [1, 0, 2]  # predicted on test once: nothing to say
+    assert diagnose(stored, LABELS) == []
+
+
 @pytest.mark.parametrize("confusion", [[], [[1]], [[1, 0], [2]], [[1, -1], [2, 0]], [["a", 0], [1, 0]]])
 def test_malformed_confusion_is_ignored(confusion):
     assert diagnose(result() | {"validation_confusion": confusion}, LABELS) == []

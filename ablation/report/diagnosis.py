@@ -319,6 +319,43 @@ def _class_collapse(confusion: Any, label_names: Sequence[str], best_step: Any =
         | {f"support_{name}": support for name, support in missing})
 
 
+def _unseen_collapse(confusion: Any, test_confusion: Any, label_names: Sequence[str],
+                     best_step: Any = None, class_weighted: bool = False) -> Finding | None:
+    """Classes validation has no row of, that test has and the selected checkpoint never
+    predicts there: a skewed class a validation carve left out (3 rows of 300 at 10 %) is
+    invisible to selection and to _class_collapse, and test accuracy 0.99 hides it."""
+    matrix, test = _matrix(confusion), _matrix(test_confusion)
+    if matrix is None or test is None or len(matrix) != len(test) or len(test) < 2:
+        return None
+    size = len(test)
+    names = [str(label_names[i]) if i < len(label_names) else f"class {i}" for i in range(size)]
+    missing = [(names[i], sum(test[i])) for i in range(size)
+               if sum(matrix[i]) == 0 and sum(test[i]) > 0 and sum(row[i] for row in test) == 0]
+    if not missing:
+        return None
+    step = _number(best_step)
+    checkpoint = f"the selected checkpoint (step {int(step)})" if step is not None and math.isfinite(step) \
+        else "the selected checkpoint"
+    total = sum(map(sum, test))
+    one = len(missing) == 1
+    shown = " or ".join(f"'{name}'" for name, _ in missing)
+    never = (f"never predicts it on test (support {missing[0][1]:.0f})" if one else
+             "never predicts " + " or ".join(f"'{name}' (support {support:.0f})"
+                                             for name, support in missing) + " on test")
+    it = "it" if one else "them"
+    return Finding(
+        "class_collapse",
+        f"Validation has no row of {shown}, so selection could not see {it}, and {checkpoint} "
+        f"{never}, out of {total:.0f} examples.",
+        f"Give validation rows of {it} (a validation_split that has {it}, or a larger "
+        "validation_size) so that selection sees " + it + "; then "
+        + (f"give {it} larger class weights (the loss is already weighted by class_weight) or "
+           f"oversample {it}." if class_weighted else
+           f'weight the loss by class (class_weight = "balanced") or oversample {it}.'),
+        {"classes": float(len(missing)), "test_size": total}
+        | {f"support_{name}": support for name, support in missing})
+
+
 # --------------------------------------------------------------------------- composition
 
 
@@ -351,6 +388,10 @@ def diagnose(result: Mapping[str, Any], label_names: Sequence[str],
     findings = [_divergence(history),
                 _class_collapse(result.get("validation_confusion"), label_names, result.get("best_step"),
                                 class_weighted, *_validation_loss(result))]
+    if not (findings[1] is not None and findings[1].not_learned):  # said already: nothing learned
+        findings.append(_unseen_collapse(result.get("validation_confusion"),
+                                         result.get("test_confusion"), label_names,
+                                         result.get("best_step"), class_weighted))
     if findings[0] is None:
         overfitting = _overfitting(history, evals)
         findings += [overfitting, _unstable_gradients(history),
