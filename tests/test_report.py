@@ -2021,3 +2021,41 @@ def test_the_per_class_table_says_a_class_validation_has_no_row_of_rather_than_f
                      "| baseline_bs32 | no rows | 0.0000 | 1.0000 |"], table
     note = lines[lines.index("", start) + 1]
     assert note.startswith("*no rows*: validation has no row of class 'neg'"), note
+
+
+def test_the_best_variant_line_says_when_it_never_predicts_a_class_and_what_macro_f1_ranks_first(
+        write_experiment):
+    """metric = "accuracy" on skewed classes (neg 5 of 100): the baseline never predicts 'neg'
+    and scores 0.95, bs32 finds 'neg' at 0.93. The headline named the baseline best with nothing
+    said; only the Diagnosis, far below, showed the dead class. The line says it, and which
+    variant macro_f1 ranks first."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    path = write_experiment(variants="bs32 = { batch_size = 32 }\n")
+    spec = load_spec(path, ["experiment.seeds=[42]", 'experiment.metric="accuracy"'])
+    labels = [0] * 5 + [1] * 45 + [2] * 50
+    dead = [1] * 5 + [1] * 45 + [2] * 50  # never 'neg'
+    found = [0] * 5 + [1] * 42 + [0] * 3 + [2] * 46 + [1] * 4
+    study = open_study(spec)
+    for key, value in (("metric", "accuracy"), ("direction", "maximize"),
+                       ("label_names", ["neg", "neu", "pos"])):
+        study.set_user_attr(key, value)
+    for trial, predicted in zip(expand(spec), (dead, found), strict=True):
+        matrix = [[sum(1 for y, p in zip(labels, predicted, strict=True) if (y, p) == (i, j))
+                   for j in range(3)] for i in range(3)]
+        result = _result(0.5, 0.5, 2.0)
+        result["validation"] |= {
+            "accuracy": accuracy_score(labels, predicted),
+            "macro_f1": f1_score(labels, predicted, average="macro", labels=[0, 1, 2]),
+            "log_loss": 0.3, "eval_loss": 0.3}
+        result |= {"validation_confusion": matrix, "test_predictions": predicted,
+                   "test_labels": labels}
+        study.enqueue_trial({}, user_attrs=records.trial_attrs(trial))
+        live = study.ask()
+        live.set_user_attr(records.RESULT, result)
+        study.tell(live, result["validation"]["accuracy"])
+    text = write_report(spec, study).read_text()
+    line = next(line for line in text.splitlines() if line.startswith("- **Best variant**"))
+    assert line.startswith("- **Best variant**: `baseline` — accuracy 0.9500"), line
+    assert ("its selected checkpoint never predicts 'neg' on validation (Diagnosis); by "
+            "macro_f1, `baseline_bs32` ranks first") in line, line

@@ -741,6 +741,8 @@ def _best_variant_caveats(built: dict[str, Any], best: Any) -> str:
                      "(What mattered)")
     if best["variant"] in built.get("unlearned", set()):
         notes.append("it has not learned from the text: its trials predict one class (Diagnosis)")
+    else:
+        notes += _dead_class_note(built, best["variant"])
     reference = reference_of(best["variant"], built["order"])
     trained_under = {_trained_under(r) for r in built["chosen"]
                      if r.variant in (best["variant"], reference)} - {None}
@@ -748,6 +750,31 @@ def _best_variant_caveats(built: dict[str, Any], best: Any) -> str:
         whose = "its trials" if reference == best["variant"] else f"its trials and {reference}'s"
         notes.append(f"{whose} were trained under different library versions (Environment)")
     return "".join(f"; {note}" for note in notes)
+
+
+def _dead_class_note(built: dict[str, Any], variant: str) -> list[str]:
+    """The classes of validation that every trial of `variant` never predicts there (Diagnosis:
+    class collapse), and, when the selection metric is not macro_f1 (accuracy or a weighted
+    average hardly counts a small class), the variant macro_f1 ranks first where it is another:
+    metric = "accuracy" on skewed classes names a model that ignores the minority best."""
+    keys = [r.key for r in built["chosen"] if r.variant == variant]
+    dead: list[str] | None = None
+    for key in keys:
+        classes = [name[len("support_"):] for f in built["findings"].get(key, [])
+                   if f.kind == "class_collapse" and "validation_size" in f.numbers
+                   for name in f.numbers if name.startswith("support_")]
+        dead = classes if dead is None else [c for c in dead if c in classes]
+    if not dead:
+        return []
+    whose = ("its selected checkpoint never predicts" if len(keys) == 1
+             else "its trials' selected checkpoints never predict")
+    note = f"{whose} {' or '.join(repr(c) for c in dead)} on validation (Diagnosis)"
+    table = built["variants"]
+    if built["metric"] != "macro_f1" and "macro_f1" in table and table["macro_f1"].notna().any():
+        first = table.loc[table["macro_f1"].idxmax(), "variant"]
+        if first != variant:
+            note += f"; by macro_f1, `{first}` ranks first"
+    return [note]
 
 
 def _tied_with(best: str, value: Any, scores: Iterable[tuple[str, Any]]) -> list[str]:
