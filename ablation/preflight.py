@@ -183,7 +183,9 @@ def preflight(spec: ExperimentSpec, trials: list[TrialSpec], inputs: TrialInputs
                     f"batch_size = {trial.recipe.batch_size} is the global batch of "
                     f"devices_per_trial = {devices} processes: it must be a multiple of {devices}")
             class_weights(trial.recipe, np.arange(len(label_names)), len(label_names))
-            check_train_size(inputs.splits, trial.recipe.max_train_samples)
+            lost = check_train_size(inputs.splits, trial.recipe.max_train_samples)
+            if lost:
+                notes.setdefault(f"{trial.variant}\x1ftrain size", f"{trial.variant}: {lost}")
         except AblateInputError as err:
             change = _change_behind(spec, trial, str(err))
             if change:  # the file's key that gave the generated variant its value

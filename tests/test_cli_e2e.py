@@ -482,6 +482,30 @@ def test_a_max_train_samples_variant_larger_than_the_data_is_refused(write_exper
                 "training rows there are") in err
 
 
+def test_a_max_train_samples_variant_that_keeps_no_row_of_a_class_says_so(tmp_path, tiny_model_dir,
+                                                                          capsys):
+    """A learning-curve sweep on skewed data (3 rows of class '2' in 257): n20 keeps none of
+    them, and nothing said so ([data] max_train_samples names such a class in a note), so its
+    point of the curve was of a model that could not learn the class."""
+    from conftest import make_texts, tiny_experiment
+
+    data = tmp_path / "data"
+    data.mkdir()
+    texts = make_texts(400, seed=3)
+    train_rows = pd.concat([texts[texts["label"] < 2], texts[texts["label"] == 2].head(3)])
+    train_rows.to_csv(data / "train.csv", index=False)
+    make_texts(30, seed=4).to_csv(data / "test.csv", index=False)
+    path = tiny_experiment(tmp_path, tiny_model_dir, data, variants="",
+                           extra="[sweep]\nmax_train_samples = [20, 100]\n")
+    assert cli.main(["run", str(path), "--dry-run"]) == 0
+    said = capsys.readouterr()
+    lines = [line for line in (said.out + said.err).splitlines() if "baseline_n" in line
+             and "keeps none" in line]
+    assert len(lines) == 1, said
+    assert ("baseline_n20: max_train_samples = 20 keeps none of the 3 training rows of class "
+            "'2', so it cannot learn it") in lines[0], lines
+
+
 def test_dry_run_names_queued_trials_as_to_run_and_a_first_rerun_as_to_run(write_experiment, capsys):
     from ablation import queue
     from ablation.variants import expand

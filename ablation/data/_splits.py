@@ -740,10 +740,11 @@ def _check_train_classes(labels: np.ndarray, names: list[str], cause: str, advic
     raise AblateInputError(f"{cause} leaves {left}; classification needs two classes or more: {advice}")
 
 
-def check_train_size(splits: LabeledSplits, n: int | None) -> None:
+def check_train_size(splits: LabeledSplits, n: int | None) -> str | None:
     """The max_train_samples knob of a variant takes the rows with_train_size will take: refused
     when they hold a single class, or when there are fewer rows than it asks for (the variant would
-    train on all of them under the name of a number it never saw)."""
+    train on all of them under the name of a number it never saw). Returns a note naming the
+    classes of train it keeps no row of (the model cannot learn them), or None."""
     labels = splits.train["label"].to_numpy()
     if n is not None and n > len(labels):
         raise AblateInputError(
@@ -751,9 +752,22 @@ def check_train_size(splits: LabeledSplits, n: int | None) -> None:
             f"[data] max_train_samples and the validation and test splits): lower it to {len(labels)} "
             "or less")
     if n is None or n == len(labels):
-        return
-    _check_train_classes(labels[stratified_indices(labels, n)], splits.label_names,
+        return None
+    kept = labels[stratified_indices(labels, n)]
+    _check_train_classes(kept, splits.label_names,
                          f"max_train_samples = {n}", f"raise it to {len(np.unique(labels))} or more")
+    classes, counts = np.unique(labels, return_counts=True)
+    lost = [(splits.label_names[c], k) for c, k in zip(classes, counts, strict=True) if c not in kept]
+    if not lost:
+        return None
+    if len(lost) == 1:
+        name, count = lost[0]
+        return (f"max_train_samples = {n} keeps none of the {count} training "
+                f"row{'s' if count > 1 else ''} of class {name!r}, so it cannot learn it (a "
+                "stratified subsample: raise it, or give the class more rows)")
+    shown = some_of([f"{name!r} ({count})" for name, count in lost])
+    return (f"max_train_samples = {n} keeps no training row of classes {shown}, so it cannot "
+            "learn them (a stratified subsample: raise it, or give the classes more rows)")
 
 
 
