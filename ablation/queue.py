@@ -469,8 +469,22 @@ DRIVERS = {"postgresql": "pip install \"ablate[postgres]\" (psycopg 3)",
            "mysql": "pip install pymysql, and a mysql+pymysql:// URL"}
 
 
+def _driver_error(err: BaseException) -> BaseException | None:
+    """The database driver's own error behind `err` of any kind SQLAlchemy wraps (a role that
+    may not read Optuna's tables: psycopg's "permission denied for table ..."), else None: Optuna
+    reports it as invalid data in the commit, which hides it."""
+    if "sqlalchemy" not in sys.modules:
+        return None
+    import sqlalchemy.exc
+
+    for seen in error_chain(err, limit=None):
+        if isinstance(seen, sqlalchemy.exc.DBAPIError) and seen.orig is not None:
+            return seen.orig
+    return None
+
+
 def _unusable(url: str, err: Exception) -> AblateInputError:
-    reason = first_line(_database_error(err) or err)
+    reason = first_line(_database_error(err) or _driver_error(err) or err)
     scheme = url.split(":", 1)[0].split("+", 1)[0]
     # Optuna's words for a missing driver; SQLAlchemy's own (`run`'s PostgreSQL lock) an ImportError
     if ("DB access module" in reason or isinstance(err, ImportError)) and scheme in DRIVERS:

@@ -153,3 +153,30 @@ def test_a_trial_outlives_its_dropped_database_connections(write_experiment, pos
     assert cli.main(["run", str(path), *sets]) == 0
     total, complete = _complete(path, sets)
     assert total == 2 and complete == {"baseline-s1": 1, "baseline-s2": 1}
+
+
+def test_a_database_user_without_privileges_is_named_in_one_line(write_experiment, postgres_url,
+                                                                  capsys):
+    """A role that may log in but not read Optuna's tables (PostgreSQL 15 grants nothing on the
+    public schema to a new role) was refused with Optuna's words, `An exception is raised during
+    the commit ... e.g. exceeding max length`, which hide the cause: the server's own line."""
+    import re
+
+    import optuna
+    import psycopg
+
+    optuna.storages.RDBStorage(postgres_url)  # the tables, made by their owner
+    role = f"ablate_nopriv_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'x'")
+    try:
+        url = re.sub(r"^([\w+]+://)[^@/]*@", rf"\g<1>{role}:x@", postgres_url, count=1)
+        path = write_experiment(variants="")
+        for command in ("status", "run"):
+            assert cli.main([command, str(path), "--set", f'experiment.storage="{url}"']) == 2
+            err = capsys.readouterr().err
+            assert err.count("\n") == 1 and "Traceback" not in err, err
+            assert "permission denied for table" in err and "max length" not in err, err
+    finally:
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            admin.execute(f"DROP ROLE {role}")
