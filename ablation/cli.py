@@ -350,7 +350,7 @@ SUMMARY_NAME_WIDTH = 30  # the run's summary: its variant column at most
 
 
 def _print_summary(spec: Any, built: dict[str, Any]) -> None:
-    from .models import best_model_reads_pairs, stale_best_model
+    from .models import best_model_reads_pairs, exported_elsewhere, stale_best_model
     from .report._write import neither_learned
     from .report.effects import fmt_interval, fmt_p, tentative
     from .report.markdown import fmt, fmt_delta
@@ -411,6 +411,8 @@ def _print_summary(spec: Any, built: dict[str, Any]) -> None:
     stale = stale_best_model(spec, built)
     if stale:
         print(f"best model: {stale}")
+    elif best_model and exported_elsewhere(spec, best_model):
+        pass  # where it is was said as the run exported
     elif best_model:
         usage = spec.command("predict", "some text", *(
             ("--pair", "second text") if best_model_reads_pairs(spec, best_model) else ()))

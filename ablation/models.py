@@ -119,7 +119,7 @@ def stale_best_model(spec: ExperimentSpec, built: dict[str, Any]) -> str | None:
     """When best_model/ holds another trial than the report's best one (whose model was removed
     while it was not the best, and a later --rerun changed which is), one line that says so."""
     kept, best = built.get("best_model"), best_record(built)
-    if not kept or best is None or kept["key"] == best.key:
+    if not kept or best is None or kept["key"] == best.key or exported_elsewhere(spec, kept):
         return None
     return (f"{BEST_MODEL}/ holds trial {kept['key']}, no longer the best: the best trial, {best.key}, "
             f"kept no model (save_models = \"{spec.experiment.save_models}\" removed it while "
@@ -174,14 +174,35 @@ def best_model_reads_pairs(spec: ExperimentSpec, best: dict[str, Any]) -> bool:
     return bool(spec.data.text_pair_column)
 
 
+def _exported_from(spec: ExperimentSpec) -> dict[str, str]:
+    """Where this command's best_model/ is: the machine and the output folder. Machines sharing a
+    storage each have their own output folder; the study records the one that exported."""
+    import socket
+
+    return {"host": socket.gethostname(), "output_dir": str(spec.output_dir.absolute())}
+
+
+def exported_elsewhere(spec: ExperimentSpec, info: dict[str, Any] | None) -> str | None:
+    """Where the recorded best_model/ is, `host:/path/best_model`, when another output folder
+    (another machine's) holds it rather than this command's; None where it is this one's, or
+    recorded before the study said where (read as this one's)."""
+    where = (info or {}).get("exported_from")
+    if not where or where == _exported_from(spec):
+        return None
+    return f"{where['host']}:{Path(where['output_dir']) / info['path']}"
+
+
 def export_best_model(spec: ExperimentSpec, study: Any, built: dict[str, Any],
                       echo: Callable[[str], None] = print) -> dict[str, Any] | None:
     """Make output_dir/best_model/ the best trial's model and record it in the study (and in
     `built`, for the report); with save_models = "best", remove the other trials' models.
-    Returns what was recorded, or None when nothing could be exported."""
+    Returns what was recorded, or None when nothing could be exported. A best_model/ another
+    output folder holds (another machine's run exported it) is left recorded where it is."""
     mode = spec.experiment.save_models
     built["best_model"] = study.user_attrs.get(STUDY_ATTR)
-    deleted = built["best_model"] and not (spec.output_dir / built["best_model"]["path"]).is_dir()
+    elsewhere = exported_elsewhere(spec, built["best_model"])
+    deleted = (built["best_model"] and not elsewhere
+               and not (spec.output_dir / built["best_model"]["path"]).is_dir())
     if deleted:  # best_model/ deleted since (by hand, a clean-up): not to be named as there
         built["best_model"] = None
         study.set_user_attr(STUDY_ATTR, None)
@@ -191,7 +212,8 @@ def export_best_model(spec: ExperimentSpec, study: Any, built: dict[str, Any],
     target = spec.output_dir / BEST_MODEL
     source = spec.output_dir / "trials" / best.key / MODEL_DIR
     info = {"path": BEST_MODEL, "trial": best.number, "key": best.key, "variant": best.variant,
-            "seed": best.seed, "metric": built["metric"], "value": best.value}
+            "seed": best.seed, "metric": built["metric"], "value": best.value,
+            "exported_from": _exported_from(spec)}
     current = built["best_model"]
     staging = spec.output_dir / f".{BEST_MODEL}.tmp"
     if current == info and target.is_dir():
@@ -200,6 +222,10 @@ def export_best_model(spec: ExperimentSpec, study: Any, built: dict[str, Any],
         # A run killed (kill -9) after moving the model in, before the study recorded it.
         study.set_user_attr(STUDY_ATTR, info)
         built["best_model"] = info
+    elif not source.is_dir() and elsewhere and current["key"] == best.key:
+        echo(f"best model: trial {best.key}'s model is in {elsewhere}, exported by the run "
+             "there; this output folder keeps none")
+        return current
     elif not source.is_dir() and not _holds_model_of(staging, spec, best):
         why = (f"{target} was deleted, and {source} is missing" if deleted else
                f"{source} is missing: it ran with save_models = \"none\", or on another machine")
@@ -326,6 +352,13 @@ def resolve_model(argument: str, sets: list[str] | None = None,
 
         best = best_record(build_report(spec, study))
         rerun = ("--rerun", best.variant) if best is not None else ()
+        exported = study.user_attrs.get(STUDY_ATTR)
+        elsewhere = exported_elsewhere(spec, exported)
+        if elsewhere and best is not None and exported["key"] == best.key:
+            raise AblateInputError(
+                f"study {spec.name!r} has its best model in {elsewhere} (trial {best.key}, "
+                f"exported by the run there), not in {folder}: copy that folder here, or use it "
+                "there")
         raise AblateInputError(
             f"study {spec.name!r} has no best model: {_why_no_best_model(folder, best)}; train "
             "the best variant again keeping its model: "

@@ -10,6 +10,7 @@ import re
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -1504,3 +1505,39 @@ def test_predicts_share_of_a_file_never_runs_ahead_of_the_texts_labelled(tmp_pat
     assert labelled == lines
     assert shares == sorted(shares), shares
     assert all(abs(share - (i + 1) / 40) < 1 / lines for i, share in enumerate(shares)), shares
+
+
+def test_a_run_on_another_machine_leaves_the_best_model_where_it_was_exported(write_experiment,
+                                                                              tmp_path, capsys):
+    """Two machines run one study (a shared storage; each its own output folder). The one that
+    trained the best trial exports it to its best_model/ and records that in the study; the
+    other's run found no best_model/ in its own folder, said `.../best_model was deleted`, and
+    erased the record: the first machine's `ablate report` then named no best model. The other
+    machine says where the model is and leaves the record alone, and so do its report and the
+    first machine's."""
+    path = write_experiment()
+    storage = f'experiment.storage="sqlite:///{tmp_path / "shared.db"}"'
+    machine_a = ["--set", storage]
+    machine_b = ["--set", storage, "--set", f'experiment.output_dir="{tmp_path / "b"}"']
+    assert cli.main(["run", str(path), *machine_a]) == 0
+    folder_a = load_spec(path, [storage]).output_dir / "best_model"
+    best = json.loads((folder_a / "ablate.json").read_text())
+    capsys.readouterr()
+    assert cli.main(["run", str(path), *machine_b]) == 0
+    out = capsys.readouterr().out
+    assert "deleted" not in out and "kept no model" not in out, out
+    host = socket.gethostname()
+    assert (f"best model: trial {best['trial']}'s model is in {host}:{folder_a}, exported by the "
+            "run there") in out, out
+    assert not (tmp_path / "b" / "best_model").exists()
+    line_b = next(line for line in (tmp_path / "b" / "report.md").read_text().splitlines()
+                  if line.startswith("- **Best model**"))
+    assert str(folder_a) in line_b and "`best_model/`" not in line_b, line_b
+    assert cli.main(["report", str(path), *machine_a]) == 0
+    report_a = (folder_a.parent / "report.md").read_text()
+    assert f"- **Best model**: `best_model/` — trial `{best['trial']}`" in report_a
+    assert cli.main(["predict", str(path), "great fun", *machine_b]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"ablate: error: study 'tiny' has its best model in {host}:{folder_a} (trial "
+                   f"{best['trial']}, exported by the run there), not in {tmp_path / 'b' / 'best_model'}: "
+                   "copy that folder here, or use it there\n"), err

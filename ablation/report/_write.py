@@ -20,7 +20,7 @@ from ..config import ExperimentSpec, from_here, shown_storage, toml_value
 from ..errors import AblateInputError, some_of
 from ..locking import written_beside
 from ..metrics import metric_range
-from ..models import best_model_reads_pairs, stale_best_model
+from ..models import best_model_reads_pairs, exported_elsewhere, stale_best_model
 from ..queue import stale_numbers
 from ..records import TrialRecord, is_search_variant, latest_by_key, load_records, study_info
 from ..variants import (
@@ -800,6 +800,10 @@ def _best_model_line(spec: ExperimentSpec, built: dict[str, Any]) -> list[str]:
     stale = stale_best_model(spec, built)
     if stale:
         return [f"- **Best model**: {stale}"]
+    elsewhere = exported_elsewhere(spec, best)
+    if elsewhere:  # another machine's run exported it; this output folder has none
+        return [f"- **Best model**: trial `{best['key']}`, its best checkpoint by {best['metric']} "
+                f"({fmt(best['value'])}), is in `{elsewhere}`, exported by the run there"]
     folder = from_here(spec.output_dir / best["path"])
     pipeline = f"`transformers.pipeline(\"text-classification\", model=\"{folder}\")`"
     if best_model_reads_pairs(spec, best):  # each text takes its second text
@@ -897,7 +901,8 @@ def _environment(spec: ExperimentSpec, built: dict[str, Any]) -> list[str]:
         "- `results.csv`: one row per trial (machine-readable)",
         "- `experiment.toml`: the experiment file as run; `resolved.json`: every default resolved",
         *(["- `best_model/`: the best trial's model (Hugging Face format, with its tokenizer and "
-           "label names)"] if built.get("best_model") else []),
+           "label names)"] if built.get("best_model")
+          and not exported_elsewhere(spec, built["best_model"]) else []),
         "",
         "## Environment", "",
         f"- {', '.join(f'{k} {v}' for k, v in versions.items())}",
