@@ -487,7 +487,15 @@ def _unusable(url: str, err: Exception) -> AblateInputError:
     reason = first_line(_database_error(err) or _driver_error(err) or err)
     scheme = url.split(":", 1)[0].split("+", 1)[0]
     # Optuna's words for a missing driver; SQLAlchemy's own (`run`'s PostgreSQL lock) an ImportError
-    if ("DB access module" in reason or isinstance(err, ImportError)) and scheme in DRIVERS:
+    driver = url.split(":", 1)[0].partition("+")[2]
+    if (("DB access module" in reason or isinstance(err, ImportError)) and scheme == "postgresql"
+            and driver and driver != "psycopg"):
+        # A URL from another tool (postgresql+psycopg2://): ablate's extra installs psycopg 3,
+        # which that URL does not use.
+        plain = shown_storage("postgresql" + url[len(f"postgresql+{driver}"):])
+        reason = (f"{reason.rstrip('.')}; this URL asks for the {driver} driver: pip install "
+                  f"{driver}, or use {plain!r} (psycopg 3: {DRIVERS[scheme].split(' (')[0]})")
+    elif ("DB access module" in reason or isinstance(err, ImportError)) and scheme in DRIVERS:
         reason += ("" if reason.endswith(".") else ".") + f" For {scheme}: {DRIVERS[scheme]}"
     if url.startswith(("postgres://", "postgres+")):  # libpq's and Heroku's name; SQLAlchemy's is postgresql
         reason += f"; did you mean {shown_storage('postgresql' + url[len('postgres'):])!r}?"

@@ -673,6 +673,22 @@ def test_a_postgres_scheme_url_suggests_postgresql(write_experiment, capsys):
     assert err.rstrip().endswith("did you mean 'postgresql://u:***@127.0.0.1:1/db'?")
 
 
+def test_a_postgresql_url_naming_a_driver_not_installed_suggests_the_one_that_is(
+        write_experiment, capsys, monkeypatch):
+    """A URL copied from another tool, `postgresql+psycopg2://...`, was told to `pip install
+    "ablate[postgres]" (psycopg 3)`, which leaves psycopg2 missing and the URL refused again:
+    the line names the driver it asks for and the URL that uses psycopg 3."""
+    monkeypatch.setitem(sys.modules, "psycopg2", None)  # `import psycopg2` fails
+    path = write_experiment()
+    assert cli.main(["status", str(path), "--set",
+                     'experiment.storage="postgresql+psycopg2://u:pw@127.0.0.1:1/db"']) == 2
+    err = capsys.readouterr().err
+    assert "cannot be opened: " in err and err.count("\n") == 1 and "pw@" not in err
+    assert err.rstrip().endswith(
+        "this URL asks for the psycopg2 driver: pip install psycopg2, or use "
+        "'postgresql://u:***@127.0.0.1:1/db' (psycopg 3: pip install \"ablate[postgres]\")"), err
+
+
 def _without_write_permission() -> list[str]:
     """The command prefix that runs ablate as a user whom a folder's permissions bind: none for
     a user; root ignores them unless it gives up that capability (setpriv, util-linux)."""
