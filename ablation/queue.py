@@ -245,6 +245,10 @@ class _WatchedJournal(JournalFileBackend):
         super().append_logs(logs)
 
 
+class StoppedWhileWaiting(RuntimeError):
+    """The storage a worker waited on for its study stopped answering: it recorded nothing."""
+
+
 def storage_lost(err: BaseException, trains: bool = True) -> str | None:
     """The line for a study storage that stopped answering mid-run (a database server down or
     restarting, a network cut), else None. Optuna raises it as StorageInternalError blaming
@@ -257,7 +261,7 @@ def storage_lost(err: BaseException, trains: bool = True) -> str | None:
     cause = _database_error(err)
     if cause is None:
         return None
-    if not trains:
+    if not trains or isinstance(err, StoppedWhileWaiting):
         return (f"the study storage stopped answering ({first_line(cause)}); nothing was "
                 "changed: run the same command again once it answers")
     return (f"the study storage stopped answering ({first_line(cause)}); what it "
@@ -414,7 +418,7 @@ def wait_for_study(spec: ExperimentSpec, echo: Callable[[str], None], stop: thre
     lock says so. `limit`: seconds, after which a study still missing is refused as before and an
     empty one joined. None when `stop` is set while waiting (--graceful's Ctrl+C)."""
     deadline = None if limit is None else time.monotonic() + limit
-    said = False
+    said = answered = False
     while True:
         try:
             study: optuna.Study | None = open_study(spec, create=False)
@@ -423,6 +427,13 @@ def wait_for_study(spec: ExperimentSpec, echo: Callable[[str], None], stop: thre
                 waited = f" (this worker waited {limit:g} s for it: --wait)" if limit else ""
                 raise StudyNotFound(f"{missing}{waited}") from None
             study = None
+        except AblateInputError as err:
+            # A storage that answered a moment ago (a server restarting) is not a bad URL: it
+            # stopped answering, which ends the command as it does a trial's (exit 1).
+            if answered and storage_lost(err) is not None:
+                raise StoppedWhileWaiting(str(err)) from err
+            raise
+        answered = True
         if study is not None and (study.get_trials(deepcopy=False)
                                   or (deadline is not None and time.monotonic() >= deadline)):
             return study

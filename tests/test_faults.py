@@ -511,3 +511,39 @@ def test_a_journal_file_deleted_mid_run_is_said_lost_not_kept(write_experiment, 
     assert "kept" not in err and "goes on from there" not in err, err
     again = shlex.join(["ablate", "run", str(path), *sets])
     assert err.endswith(f"; `{again}` starts the study over\n"), err
+
+
+def test_a_worker_waiting_for_its_study_whose_storage_stops_answering_says_so(
+        write_experiment, monkeypatch, capsys):
+    """`ablate worker` waiting for `ablate run` to make its study, on a storage that answered
+    (no such study yet), then stopped (a PostgreSQL server restarting): it ended with exit 2 and
+    `.../x.toml: [experiment] storage = ... cannot be opened`, blaming the file for a storage it
+    had read a moment before. It is the storage that stopped answering: exit 1, that line."""
+    import sqlalchemy.exc
+
+    from ablation import queue
+
+    path = write_experiment()
+    storage = load_spec(path).experiment.storage
+    Path(storage[len("sqlite:///"):]).parent.mkdir(parents=True)
+    optuna.create_study(study_name="another", storage=storage)  # the storage answers: no study
+    real = optuna.load_study
+    calls = []
+
+    def load_study(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # the second look, 5 s later: the server is down
+            down = sqlalchemy.exc.OperationalError(
+                "SELECT studies", {}, Exception('connection to server at "127.0.0.1", port 5432 '
+                                                "failed: Connection refused"))
+            raise optuna.exceptions.StorageInternalError("An exception is raised during the "
+                                                         "commit.") from down
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(optuna, "load_study", load_study)
+    monkeypatch.setattr(queue, "STUDY_POLL_SECONDS", 0.05)
+    assert cli.main(["worker", str(path), "--wait", "30"]) == 1
+    err = capsys.readouterr().err
+    assert err == ("ablate: error: the study storage stopped answering (connection to server at "
+                   '"127.0.0.1", port 5432 failed: Connection refused); nothing was changed: run '
+                   "the same command again once it answers\n"), err
