@@ -187,9 +187,20 @@ def exported_elsewhere(spec: ExperimentSpec, info: dict[str, Any] | None) -> str
     (another machine's) holds it rather than this command's; None where it is this one's, or
     recorded before the study said where (read as this one's)."""
     where = (info or {}).get("exported_from")
-    if not where or where == _exported_from(spec):
+    if not where or where == _exported_from(spec) or _holds_recorded(spec, info):
         return None
     return f"{where['host']}:{Path(where['output_dir']) / info['path']}"
+
+
+def _holds_recorded(spec: ExperimentSpec, info: dict[str, Any]) -> bool:
+    """Whether this output folder's best_model/ holds the recorded trial's model, whatever the
+    record says of where: a container's host name changes between sessions, and a project
+    folder moves, while the folder holds what was exported."""
+    try:
+        here = model_info(spec.output_dir / info["path"])
+    except AblateInputError:
+        return False
+    return here.get("study") == spec.name and here.get("trial") == info.get("key")
 
 
 def export_best_model(spec: ExperimentSpec, study: Any, built: dict[str, Any],

@@ -1541,3 +1541,21 @@ def test_a_run_on_another_machine_leaves_the_best_model_where_it_was_exported(wr
     assert err == (f"ablate: error: study 'tiny' has its best model in {host}:{folder_a} (trial "
                    f"{best['trial']}, exported by the run there), not in {tmp_path / 'b' / 'best_model'}: "
                    "copy that folder here, or use it there\n"), err
+
+
+def test_a_best_model_recorded_under_another_host_name_is_here_where_this_folder_holds_it(
+        write_experiment, monkeypatch, capsys):
+    """The study records the machine that exported best_model/ by its host name, which a
+    container changes from one session to the next: a report in the same folder then said the
+    model 'is in old-host:/…/best_model, exported by the run there' and left best_model/ out of
+    its files, though the folder held it."""
+    path = write_experiment()
+    assert cli.main(["run", str(path)]) == 0
+    folder = load_spec(path).output_dir
+    monkeypatch.setattr(socket, "gethostname", lambda: "another-container")
+    capsys.readouterr()
+    assert cli.main(["report", str(path)]) == 0
+    report = (folder / "report.md").read_text()
+    assert "- **Best model**: `best_model/` — trial" in report, report
+    assert "exported by the run there" not in report and "- `best_model/`:" in report
+    assert cli.main(["predict", str(path), "great fun"]) == 0, capsys.readouterr().err
