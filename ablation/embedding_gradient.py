@@ -25,6 +25,7 @@ Used only for trials that train on CPU in one process; a GPU keeps torch's kerne
 from __future__ import annotations
 
 import logging
+import weakref
 from typing import Any
 
 import torch
@@ -86,12 +87,24 @@ class _DenseFromSparse:
     """A post-accumulate-grad hook: a sparse ``.grad`` becomes the kept dense buffer holding its sum
     (``reachable``: the compact one of those rows' ``param``, the weight's ``.grad`` left None).
     It knows which rows of the buffer can be non-zero (``rows``; None: any), so that zeroing it
-    and clipping it touch those rows only."""
+    and clipping it touch those rows only.
+
+    The hook is held by the weight's C++ side, where the garbage collector does not look, so it
+    holds the reachable rows (which hold the weight) weakly: held strongly, the cycle kept the
+    weight alive after the trial, 47 MB for MiniLM in each trial of a study's process."""
 
     def __init__(self) -> None:
         self.buffer: torch.Tensor | None = None
         self.rows: torch.Tensor | None = None
-        self.reachable: ReachableRows | None = None
+        self._reachable: weakref.ref[ReachableRows] | None = None
+
+    @property
+    def reachable(self) -> ReachableRows | None:
+        return None if self._reachable is None else self._reachable()
+
+    @reachable.setter
+    def reachable(self, rows: ReachableRows | None) -> None:
+        self._reachable = None if rows is None else weakref.ref(rows)
 
     def __call__(self, weight: torch.Tensor) -> None:
         grad = weight.grad
