@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import AblateInputError, first_line
+from ..host_memory import FreedMemory
 from ..models import model_info
 
 DEFAULT_MAX_LENGTH = 512  # for a model folder that ablate did not write (no ablate.json)
@@ -133,6 +134,8 @@ def chunk_logits(model: Any, tokenizer: Any, texts: list[str], pairs: list[str] 
     if model.device.type == "cuda" and precision in ("bf16", "fp16"):
         autocast = torch.autocast("cuda", dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
     outputs = []
+    # Batches grow, in order of length: the heap keeps the freed ones, too small for the next
+    freed = FreedMemory() if model.device.type == "cpu" else None
     with torch.inference_mode(), autocast:
         for rows in length_batches(order, lengths, batch_size, max_batch_tokens):
             width = int(lengths[rows[-1]])  # the longest: rows are in order of length
@@ -147,9 +150,15 @@ def chunk_logits(model: Any, tokenizer: Any, texts: list[str], pairs: list[str] 
                         array[i, :len(values)] = values
                 batch[key] = torch.from_numpy(array).to(model.device, non_blocking=True)
             outputs.append(model(**batch).logits.float())
+            del batch
+            if freed is not None:
+                freed.step()
             if progress is not None:
                 progress(len(rows))
     logits = torch.cat(outputs).cpu().numpy()  # the chunk's one host sync
+    del encoded, outputs
+    if freed is not None:
+        freed.done()
     restored = np.empty_like(logits)
     restored[order] = logits
     return restored
