@@ -51,6 +51,7 @@ from .cpu_dropout import use_uniform_dropout
 from .data import TokenizedData
 from .embedding_gradient import clip_grad_norm, keep_embedding_gradient, step_reachable_rows
 from .errors import AblateInputError, first_line
+from .host_memory import FreedMemory
 from .metrics import SCALAR_METRICS, confusion, trainer_metrics
 from .models import keep_trial_model
 from .packing import pack_encoder
@@ -545,6 +546,7 @@ class AblateTrainer(Trainer):
     # Every token id the training batches can hold: AdamW then steps only those rows of the word
     # embeddings where that is the same training (embedding_gradient.step_reachable_rows).
     reachable_token_ids: torch.Tensor | None = None
+    _freed: FreedMemory | None = None  # during an evaluation on CPU
 
     def create_optimizer(self, model: Any = None) -> Any:
         optimizer = super().create_optimizer(model)
@@ -565,6 +567,12 @@ class AblateTrainer(Trainer):
         else:
             kept = {name: tensor.detach().to("cpu", copy=True) for name, tensor in state.items()}
         self._best_weights = (output_dir, kept)
+
+    def prediction_step(self, *args: Any, **kwargs: Any) -> Any:
+        output = super().prediction_step(*args, **kwargs)
+        if self._freed is not None:
+            self._freed.step()
+        return output
 
     def _get_eval_sampler(self, eval_dataset: Any) -> Any:
         # transformers evaluates with its length-grouped sampler too where training uses one
@@ -626,8 +634,16 @@ class AblateTrainer(Trainer):
 
     def evaluation_loop(self, dataloader: Any, description: str, prediction_loss_only: bool | None = None,
                         ignore_keys: list[str] | None = None, metric_key_prefix: str = "eval") -> Any:
-        output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys,
-                                         metric_key_prefix)
+        # Validation and test are read in order of length: on CPU each batch is larger than the
+        # last, and the heap kept the freed ones (1,500 IMDB reviews at 512 tokens: 2.0 GB).
+        self._freed = FreedMemory() if self.args.device.type == "cpu" else None
+        try:
+            output = super().evaluation_loop(dataloader, description, prediction_loss_only,
+                                             ignore_keys, metric_key_prefix)
+        finally:
+            if self._freed is not None:
+                self._freed.done()
+            self._freed = None
         # Data-parallel: the Trainer's loss average counts the samples that pad the last uneven
         # batch; the gathered predictions do not. Plain cross-entropy of those (log_loss) is what a
         # single process reports as its loss.
