@@ -334,3 +334,37 @@ def test_same_files_read_into_other_rows_by_an_upgraded_ablate_say_so(write_expe
     assert cli.main(["run", str(path), "--dry-run"]) == 2
     assert ("other files, other keys that pick rows, or an older ablate that made other rows "
             "of the same files)") in capsys.readouterr().err
+
+
+def test_a_finished_study_whose_data_file_was_edited_says_its_trials_are_of_the_old_rows(
+        write_experiment, tiny_data_dir, tmp_path, capsys):
+    """Rows added to the data file after every trial completed: with nothing to train, `run`
+    re-used the stored trials and wrote their report without a word, and `--dry-run` listed them
+    `complete, re-used`, as if the edit were in the results; a new variant is refused for the
+    same rows. Both now say so, in the refusal's words, and go on (the stored results stand)."""
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data_dir, data)
+    path = write_experiment(baseline=FAST)
+    path.write_text(path.read_text().replace(str(tiny_data_dir), str(data)))
+    assert cli.main(["run", str(path)]) == 0
+    capsys.readouterr()
+    assert cli.main(["run", str(path), "--dry-run"]) == 0
+    assert "other data rows" not in capsys.readouterr().out  # the same rows: nothing to say
+    with (data / "train.csv").open("a") as rows:
+        rows.write("great love fun movie,2\n")
+    for command in (["run", str(path), "--dry-run"], ["run", str(path)]):
+        assert cli.main(command) == 0
+        out = capsys.readouterr().out
+        notes = [line for line in out.splitlines() if "other data rows" in line]
+        assert len(notes) == 1, out
+        assert notes[0].startswith("note: storage ")
+        assert ("holds study 'tiny' run with other data rows (content fingerprint "
+                f"{open_study(load_spec(path, []), create=False).user_attrs['data_fingerprint']}; "
+                f"{data} now gives ") in notes[0]
+        assert ("; nothing is left to train: the trials re-used, and the report of them, are of "
+                "the study's rows, not these; to train on these, use a new [experiment] name, or "
+                "--force-new") in notes[0]
+    assert "re-using 2 completed trial(s)" in out
+    path.write_text(path.read_text() + "wd = { weight_decay = 0.01 }\n")
+    assert cli.main(["run", str(path), "--dry-run"]) == 2  # something to train: refused, as before
+    assert "holds study 'tiny' run with other data rows" in capsys.readouterr().err

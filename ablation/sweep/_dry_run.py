@@ -81,6 +81,12 @@ def dry_run(spec: ExperimentSpec, only: list[str], rerun: list[str], retry_faile
         for note in preflight(spec, to_queue + probes, inputs):
             echo(f"note: {note}")
         check_same_models(study, spec, to_queue + probes + left)
+    elif study is not None:  # as the run: its re-used trials' rows, where they changed
+        from ._study import other_rows_note
+
+        note = other_rows_note(study, spec)
+        if note:
+            echo(f"note: {note}")
     queued = {t.key for t in to_queue + retried}
     # Not queued anew: a trial still queued (an interrupted run's) is trained by this run too.
     stored = load_records(study) if study is not None else []

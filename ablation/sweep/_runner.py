@@ -48,6 +48,7 @@ from ._study import (
     check_same_data,
     check_same_models,
     check_same_study,
+    other_rows_note,
     record_study_attrs,
     refusal,
     study_elsewhere,
@@ -587,6 +588,10 @@ def _plan_and_queue(spec: ExperimentSpec, trials: list[TrialSpec], outcome: RunO
         models = check_same_models(study, spec, to_queue + probes + left)
         for trial in to_queue:  # tokenize once, before any worker starts
             inputs.for_trial(trial)
+    elif study is not None:  # nothing to train: the stored trials are re-used, their rows unchecked
+        note = other_rows_note(study, spec)
+        if note:
+            echo(f"note: {note}")
     _write_study_files(spec)
     if force_new:
         deleted = queue.delete_study(spec)

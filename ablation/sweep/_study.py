@@ -150,22 +150,56 @@ def check_same_data(study: optuna.Study, spec: ExperimentSpec, fingerprint: str,
     other files or --sets; the same files, which an upgraded ablate cleans, labels, carves or
     samples otherwise: `source`, the files' own fingerprint, tells that apart where the study
     recorded it)."""
+    found = _other_rows(study, spec, fingerprint, source)
+    if found is not None:
+        what, own_advice = found
+        raise refusal(spec, what, own_advice or advice)
+
+
+def _other_rows(study: optuna.Study, spec: ExperimentSpec, fingerprint: str,
+                source: str | None) -> tuple[str, str | None] | None:
+    """What check_same_data refuses (the rows, and advice of its own where it has one); None
+    where the rows are the study's, or it recorded none."""
     stored = study.user_attrs.get(DATA_FINGERPRINT)
     if stored is None or stored == fingerprint:
-        return
+        return None
     rows = f"other data rows (content fingerprint {stored}; {spec.data.dataset} now gives {fingerprint}"
     stored_source = study.user_attrs.get(DATA_SOURCE)
     if source is not None and stored_source == source:
-        raise refusal(spec, f"{rows}, from the same files: this ablate cleans, labels, carves or "
-                             "samples them otherwise than the ablate that ran the study), so new "
-                             "trials would train and be scored on other rows than its stored ones",
-                       "its results stay in `ablate report`; go on with it under the ablate "
-                       "version that ran it, or train the file afresh under a new [experiment] name")
+        return (f"{rows}, from the same files: this ablate cleans, labels, carves or samples them "
+                "otherwise than the ablate that ran the study), so new trials would train and be "
+                "scored on other rows than its stored ones",
+                "its results stay in `ablate report`; go on with it under the ablate version that "
+                "ran it, or train the file afresh under a new [experiment] name")
     cause = "other files, or other keys that pick rows"
     if stored_source is None:  # a study from an ablate that did not record its files
         cause = ("other files, other keys that pick rows, or an older ablate that made other "
                  "rows of the same files")
-    raise refusal(spec, f"{rows}: {cause})", advice)
+    return f"{rows}: {cause})", None
+
+
+def other_rows_note(study: optuna.Study, spec: ExperimentSpec) -> str | None:
+    """Where a run has nothing to train, it checks no rows and re-uses the stored trials: were
+    the local data edited since, they and the report written of them are of the old rows, which
+    the user who edited them would not expect. The note says so, in check_same_data's words
+    (which refuses the same study once something is to train). Local data only, read (never
+    tokenized) for its fingerprint; data that no longer loads changes nothing (the run does not
+    need it), nor does a Hub dataset (not downloaded for a note)."""
+    from ..data import load_study_splits
+
+    if DATA_FINGERPRINT not in study.user_attrs or not Path(spec.data.dataset).expanduser().exists():
+        return None
+    try:
+        splits = load_study_splits(spec)
+    except AblateInputError:
+        return None
+    found = _other_rows(study, spec, splits.fingerprint(), splits.source)
+    if found is None:
+        return None
+    what, own_advice = found
+    return str(refusal(spec, f"{what}; nothing is left to train: the trials re-used, and the "
+                             "report of them, are of the study's rows, not these",
+                       own_advice or f"to train on these, {NEW_STUDY}"))
 
 
 def _model_key(name: str, revision: str | None) -> str:
