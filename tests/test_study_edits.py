@@ -368,3 +368,25 @@ def test_a_finished_study_whose_data_file_was_edited_says_its_trials_are_of_the_
     path.write_text(path.read_text() + "wd = { weight_decay = 0.01 }\n")
     assert cli.main(["run", str(path), "--dry-run"]) == 2  # something to train: refused, as before
     assert "holds study 'tiny' run with other data rows" in capsys.readouterr().err
+
+
+def test_a_finished_search_whose_data_file_was_edited_is_not_refused_by_the_dry_run_alone(
+        write_experiment, tiny_data_dir, tmp_path, capsys):
+    """A [search] whose n_trials are all made has nothing to train: `run` re-uses its trials, but
+    `--dry-run` read the data for a search all the same and refused the edited rows (exit 2),
+    promising a refusal the run does not make. Both now say the same note and go on."""
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data_dir, data)
+    path = write_experiment(baseline=FAST, variants="", extra=(
+        '[search]\nn_trials = 1\nsampler = "random"\n[search.space]\n'
+        "learning_rate = { low = 1e-4, high = 1e-3, log = true }\n"))
+    path.write_text(path.read_text().replace(str(tiny_data_dir), str(data)))
+    assert cli.main(["run", str(path)]) == 0
+    with (data / "train.csv").open("a") as rows:
+        rows.write("great love fun movie,2\n")
+    capsys.readouterr()
+    for command in (["run", str(path), "--dry-run"], ["run", str(path)]):
+        assert cli.main(command) == 0, capsys.readouterr().err
+        out = capsys.readouterr().out
+        assert "holds study 'tiny' run with other data rows" in out
+        assert "nothing is left to train" in out

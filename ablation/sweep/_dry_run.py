@@ -67,7 +67,9 @@ def dry_run(spec: ExperimentSpec, only: list[str], rerun: list[str], retry_faile
     # An earlier run's queued (or process-gone) trials, which the run trains and checks too.
     left_keys = left_to_train(study) if study is not None else set()  # one read of the storage
     left = [t for t in trials if t.key in left_keys]
-    if to_queue or left or spec.search is not None:  # what run checks once the data and models load
+    # What run checks once the data and models load, where it has anything to train (a [search]
+    # whose n_trials are made proposes none, and reads no data)
+    if to_queue or left or retried or probes:
         from ..data import load_study_splits
         from ..preflight import TrialInputs, preflight
         from ._study import check_same_data, check_same_models
