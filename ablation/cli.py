@@ -862,6 +862,7 @@ def main(argv: list[str] | None = None) -> int:
             print("ablate: interrupted", file=sys.stderr)
         elif not interrupts.started_by_run():  # the run that started workers says it once
             resume = (_rerun_gone(err.command) if isinstance(err, interrupts.WaitedOnGone)
+                      else _worker_resume(args, err) if args.command == "worker"
                       else _resume(args))
             print(f"ablate: interrupted; completed trials are kept in the storage{resume}",
                   file=sys.stderr)
@@ -924,6 +925,36 @@ def _resume(args: argparse.Namespace | None) -> str:
     command += ["--retry-failed"] * args.retry_failed + ["--graceful"] * args.graceful
     command += ["--workers", str(args.workers)] if args.workers > 1 else []
     return f"; `{shlex.join(command)}` goes on from there"
+
+
+def _worker_command(args: argparse.Namespace) -> str:
+    """The same `ablate worker`, but for --wait (the study is there by now)."""
+    return shlex.join(["ablate", "worker", str(args.file),
+                       *(["--storage", args.storage] if args.storage else []),
+                       *[p for name in args.only for p in ("--only", name)],
+                       *(["--graceful"] if args.graceful else []),
+                       *[p for item in args.sets for p in ("--set", item)]])
+
+
+def _worker_run(args: argparse.Namespace) -> str:
+    """`ablate run` of the worker's study (its --storage a --set), its --only and --graceful:
+    what queues again a trial the worker stopped (a worker claims only queued trials)."""
+    storage = [f"experiment.storage={json.dumps(args.storage)}"] if args.storage else []
+    return shlex.join(["ablate", "run", str(args.file),
+                       *[p for item in args.sets + storage for p in ("--set", item)],
+                       *[p for name in args.only for p in ("--only", name)],
+                       *(["--graceful"] if args.graceful else [])])
+
+
+def _worker_resume(args: argparse.Namespace, err: BaseException) -> str:
+    """What goes on after an interrupted worker: the trial it stopped is recorded as interrupted,
+    which another worker does not claim, and only a `run` queues again; with none stopped, the
+    same worker goes on with the queued trials."""
+    key = interrupts.trial_stopped(err)
+    if key is None:
+        return f"; `{_worker_command(args)}` goes on with the trials still queued"
+    return (f"; {key} is recorded as interrupted and no worker trains it again: "
+            f"`{_worker_run(args)}` does, with the trials still queued")
 
 
 def _rerun_gone(command: str) -> str:

@@ -54,6 +54,18 @@ def only_waiting(line: str) -> Iterator[None]:
         _graceful_line = previous
 
 
+def stopped_trial(err: BaseException, key: str) -> None:
+    """Note on the interrupt `err` that it stopped this process's trial `key`, now recorded as
+    interrupted: a worker's line then says what trains it again (a worker claims only queued
+    trials)."""
+    err.ablate_trial_stopped = key  # type: ignore[attr-defined]
+
+
+def trial_stopped(err: BaseException) -> str | None:
+    """The key of the trial the interrupt `err` stopped and recorded as interrupted, if any."""
+    return getattr(err, "ablate_trial_stopped", None)
+
+
 class WaitedOnGone(KeyboardInterrupt):
     """Ctrl+C while a run waited on trials whose process is gone, in a storage without
     heartbeats: the same command would wait for them again; `command` (their --rerun) moves them."""

@@ -612,6 +612,52 @@ def test_a_run_again_after_an_interruption_trains_the_queued_trials_in_its_worke
     assert records.this_worker() not in {t.user_attrs["worker"] for t in trials}
 
 
+def test_an_interrupted_worker_names_the_run_that_trains_its_stopped_trial_again(
+        write_experiment, monkeypatch, capsys):
+    """Ctrl+C on `ablate worker` records its trial as interrupted, which no worker claims again
+    (the same worker command trains only the queued ones): its line names the `ablate run`, with
+    the worker's --storage and --sets, that does. Stopped with no trial of its own, it names the
+    same worker command (no --wait: the study is there)."""
+    from ablation.sweep import _runner as sweep
+
+    path = write_experiment()
+    sets = ["--set", "baseline.epochs=1"]
+    storage = load_spec(path).experiment.storage
+    with monkeypatch.context() as patch:  # a run interrupted once it queued every trial
+        patch.setattr(sweep, "work", lambda *args, **kwargs: signal_self(signal.SIGINT))
+        assert cli.main(["run", str(path), *sets]) == 130
+    worker = ["worker", str(path), "--storage", storage, *sets]
+    with monkeypatch.context() as patch:  # Ctrl+C before it claimed a trial: the same worker
+        patch.setattr(sweep, "work", lambda *args, **kwargs: signal_self(signal.SIGINT))
+        capsys.readouterr()
+        assert cli.main([*worker, "--wait", "5"]) == 130
+    assert capsys.readouterr().err == (
+        "ablate: interrupted; completed trials are kept in the storage; "
+        f"`{shlex.join(['ablate', *worker[:4], *sets])}` goes on with the trials still queued\n")
+    real_train = train.train_trial
+
+    def ctrl_c_then_train(*args, **kwargs):
+        signal.raise_signal(signal.SIGINT)  # Ctrl+C while the worker's first trial trains
+        return real_train(*args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(train, "train_trial", ctrl_c_then_train)
+        capsys.readouterr()
+        assert cli.main(worker) == 130
+    err = capsys.readouterr().err
+    stopped = [t.user_attrs["key"] for t in _trials(path, sets[1::2]) if t.state.name == "FAIL"]
+    assert len(stopped) == 1, err
+    goes_on = ["ablate", "run", str(path), *sets, "--set", f"experiment.storage={json.dumps(storage)}"]
+    assert err == (f"ablate: interrupted; completed trials are kept in the storage; {stopped[0]} is "
+                   "recorded as interrupted and no worker trains it again: "
+                   f"`{shlex.join(goes_on)}` does, with the trials still queued\n"), err
+    assert cli.main(worker) == 0  # the queued trial alone
+    assert [t.state.name for t in _trials(path, sets[1::2])
+            if t.user_attrs["key"] == stopped[0]] == ["FAIL"]
+    assert cli.main(goes_on[1:]) == 0
+    assert _complete_keys(_trials(path, sets[1::2])) == {"baseline-s42": 1, "baseline_bs32-s42": 1}
+
+
 def test_worker_processes_train_on_what_the_studys_sets_say(write_experiment, capfd):
     """`--workers` starts `ablate worker` processes: they read the data through the same --sets
     (here 16 training rows), so they train exactly what one process would."""

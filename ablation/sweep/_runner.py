@@ -228,8 +228,8 @@ def _work(job: Work, wanted: set[str] | None, outcome: RunOutcome, wait_for_othe
         try:
             with interrupts.held():  # a claim is not cut in half: the trial is ours to record
                 optuna_trial = queue.claim(job.study, wanted, search=searching)
-        except KeyboardInterrupt:
-            _fail_if_running(job.study, optuna_trial)
+        except KeyboardInterrupt as err:
+            _fail_if_running(job.study, optuna_trial, err)
             raise
         if optuna_trial is None:
             if searching and _search_once(job, outcome):
@@ -263,8 +263,8 @@ def _work(job: Work, wanted: set[str] | None, outcome: RunOutcome, wait_for_othe
                 job.echo.trial_started(trial.key, trial.seed)
                 _run_one(job.study, optuna_trial, trial, job.spec, data, tokenizer, job.tracker,
                          run_name, outcome, job.echo, pruning, beat.lost, beat.follow)
-        except KeyboardInterrupt:  # between the claim and training too: recorded, not left RUNNING
-            _fail_if_running(job.study, optuna_trial)
+        except KeyboardInterrupt as err:  # between the claim and training too: recorded, not left RUNNING
+            _fail_if_running(job.study, optuna_trial, err)
             raise
 
 
@@ -277,12 +277,15 @@ def tracker_run_name(study: optuna.Study, number: int, key: str) -> str:
     return key if earlier == 0 else f"{key}-try{earlier + 1}"
 
 
-def _fail_if_running(study: optuna.Study, optuna_trial: optuna.Trial | None) -> None:
-    """Record a trial this process claimed as interrupted, unless it was told already."""
+def _fail_if_running(study: optuna.Study, optuna_trial: optuna.Trial | None,
+                     err: KeyboardInterrupt) -> None:
+    """Record a trial this process claimed as interrupted, unless it was told already; `err`, the
+    interrupt, then names it (interrupts.stopped_trial)."""
     if optuna_trial is None:
         return
     if study._storage.get_trial(optuna_trial._trial_id).state == optuna.trial.TrialState.RUNNING:
         _fail(study, optuna_trial, None, INTERRUPTED)
+        interrupts.stopped_trial(err, str(optuna_trial.user_attrs.get(records.KEY)))
 
 
 def _search_retry(job: Work, optuna_trial: optuna.Trial, trial: TrialSpec) -> Any:
@@ -420,8 +423,8 @@ def _search_once(job: Work, outcome: RunOutcome) -> bool:
             _run_one(job.study, optuna_trial, trial, job.spec, data, tokenizer, job.tracker,
                      tracker_run_name(job.study, optuna_trial.number, trial.key), outcome,
                      job.echo, pruning, beat.lost, beat.follow)
-        except KeyboardInterrupt:  # before training too: recorded, not left RUNNING
-            _fail_if_running(job.study, optuna_trial)
+        except KeyboardInterrupt as err:  # before training too: recorded, not left RUNNING
+            _fail_if_running(job.study, optuna_trial, err)
             raise
     return True
 
@@ -811,8 +814,9 @@ def _run_one(study: optuna.Study, optuna_trial: optuna.Trial, trial: TrialSpec,
                     _keep_offline_runs(optuna_trial, tracker, kept)
             if lost is not None and lost.is_set():
                 raise queue.TrialTakenOver
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as err:
             _fail(study, optuna_trial, tracker, INTERRUPTED, interrupted=True)
+            interrupts.stopped_trial(err, trial.key)
             raise
         except queue.TrialTakenOver:
             _taken_over(optuna_trial, trial, spec, tracker, echo)
