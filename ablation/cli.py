@@ -885,12 +885,17 @@ def _storage_lost(err: BaseException, args: argparse.Namespace | None) -> str | 
     go on from."""
     if "ablation.queue" not in sys.modules:  # no storage was opened: not a lost storage
         return None
-    from .queue import storage_gone, storage_lost
+    from .queue import StoppedWhileWaiting, storage_gone, storage_lost
 
     lost = storage_lost(err, trains=_trains(args))
     if lost is None:
         return None
     if storage_gone(err) is None:
+        # A worker's trial it could not record is queued again by a `run`, which waits for it
+        # to go stale; a worker claims only queued trials. A `run`'s worker: its run says it.
+        if (args is not None and args.command == "worker" and not interrupts.started_by_run()
+                and not isinstance(err, StoppedWhileWaiting)):
+            return f"{lost}; `{_worker_run(args)}` goes on from there"
         return lost + _resume(args)
     if args is None or args.command != "run":
         return lost

@@ -398,6 +398,51 @@ def test_torch_saves_full_disk_is_named_with_the_disks_free_space(write_experime
     assert _trials(path)[-1].user_attrs["error"] == "OSError: [Errno 28] No space left on device"
 
 
+def test_a_worker_whose_storage_stops_answering_names_the_run_that_goes_on(write_experiment,
+                                                                            monkeypatch, capsys):
+    """`ablate worker` losing its storage as it stores a result: the trial it could not record is
+    trained again by a `run` (which queues it again and waits for it), not reliably by the same
+    worker (it claims queued trials only, and stops when none is left). Its line names that
+    `run`, with the worker's --sets and --storage."""
+    import json
+    import signal
+
+    import sqlalchemy.exc
+    from conftest import signal_self
+
+    from ablation.sweep import _runner as sweep
+
+    path = write_experiment()
+    sets = ["--set", "baseline.epochs=1"]
+    storage = load_spec(path).experiment.storage
+    with monkeypatch.context() as patch:  # a run interrupted once it queued every trial
+        patch.setattr(sweep, "work", lambda *args, **kwargs: signal_self(signal.SIGINT))
+        assert cli.main(["run", str(path), *sets]) == 130
+    real = optuna.storages.RDBStorage.set_trial_state_values
+
+    def set_state(self, trial_id, state, values=None):
+        if state == optuna.trial.TrialState.COMPLETE:
+            down = sqlalchemy.exc.OperationalError(
+                "UPDATE trials", {}, Exception("connection to server at \"127.0.0.1\", port "
+                                               "5432 failed: Connection refused"))
+            raise optuna.exceptions.StorageInternalError("invalid data in the commit") from down
+        return real(self, trial_id, state, values)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(optuna.storages.RDBStorage, "set_trial_state_values", set_state)
+        capsys.readouterr()
+        assert cli.main(["worker", str(path), "--storage", storage, *sets]) == 1
+    err = capsys.readouterr().err
+    goes_on = ["ablate", "run", str(path), *sets, "--set", f"experiment.storage={json.dumps(storage)}"]
+    assert err == ("ablate: error: the study storage stopped answering (connection to server at "
+                   "\"127.0.0.1\", port 5432 failed: Connection refused); what it recorded is kept "
+                   f"and a trial it could not record trains again; `{shlex.join(goes_on)}` goes on "
+                   "from there\n"), err
+    assert cli.main(goes_on[1:]) == 0
+    assert {t.user_attrs["key"] for t in _trials(path) if t.state.name == "COMPLETE"} == {
+        "baseline-s42", "baseline_bs32-s42"}
+
+
 @pytest.mark.parametrize("refused", ["Connection refused", "Connection refused\x1b[0m\x07"])
 def test_a_storage_that_stops_answering_ends_the_run_in_one_line_and_the_run_goes_on_later(
         refused, write_experiment, monkeypatch, capsys):
