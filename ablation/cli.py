@@ -453,7 +453,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if not by_run:  # the run's summary counts the study's trials
         print(f"worker done: {len(outcome.completed)} trial(s) complete, {pruned}"
               f"{len(outcome.failed)} failed{repeated}"
-              + ("; stopped by Ctrl+C with no trial left half-done" if stop.is_set() else ""))
+              + (f"; stopped by Ctrl+C with no trial left half-done; `{_worker_command(args)}` "
+                 "goes on with the trials still queued" if stop.is_set() else ""))
     return EXIT_TRIALS_FAILED if outcome.failed else EXIT_OK
 
 

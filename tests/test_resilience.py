@@ -658,6 +658,36 @@ def test_an_interrupted_worker_names_the_run_that_trains_its_stopped_trial_again
     assert _complete_keys(_trials(path, sets[1::2])) == {"baseline-s42": 1, "baseline_bs32-s42": 1}
 
 
+def test_a_graceful_worker_names_the_worker_command_that_goes_on(write_experiment, monkeypatch,
+                                                                 capsys):
+    """`ablate worker --graceful`, Ctrl+C once: its trial finishes, and its last line names the
+    same worker command (no --wait), which trains the trials left queued."""
+    from ablation.sweep import _runner as sweep
+
+    path = write_experiment()
+    sets = ["--set", "baseline.epochs=1"]
+    with monkeypatch.context() as patch:  # a run interrupted once it queued every trial
+        patch.setattr(sweep, "work", lambda *args, **kwargs: signal_self(signal.SIGINT))
+        assert cli.main(["run", str(path), *sets]) == 130
+    real_train = train.train_trial
+
+    def ctrl_c_then_train(*args, **kwargs):
+        signal.raise_signal(signal.SIGINT)  # Ctrl+C while the worker's first trial trains
+        return real_train(*args, **kwargs)
+
+    worker = ["worker", str(path), "--graceful", *sets]
+    with monkeypatch.context() as patch:
+        patch.setattr(train, "train_trial", ctrl_c_then_train)
+        capsys.readouterr()
+        assert cli.main([*worker, "--wait", "5"]) == 0
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last.endswith("; stopped by Ctrl+C with no trial left half-done; "
+                         f"`{shlex.join(['ablate', *worker])}` goes on with the trials still "
+                         "queued"), last
+    assert cli.main(worker) == 0
+    assert _complete_keys(_trials(path, sets[1::2])) == {"baseline-s42": 1, "baseline_bs32-s42": 1}
+
+
 def test_worker_processes_train_on_what_the_studys_sets_say(write_experiment, capfd):
     """`--workers` starts `ablate worker` processes: they read the data through the same --sets
     (here 16 training rows), so they train exactly what one process would."""
