@@ -56,6 +56,19 @@ def signal_self(number: int) -> None:
     time.sleep(0.05)  # a sleep a signal interrupts: its handler has run when this returns
 
 
+def queue_by_an_interrupted_run(monkeypatch: pytest.MonkeyPatch, path: Path,
+                                 sets: list[str]) -> None:
+    """`ablate run` stopped by Ctrl+C once it queued every trial: the trials wait for a worker."""
+    import signal
+
+    from ablation import cli
+    from ablation.sweep import _runner as sweep
+
+    with monkeypatch.context() as patch:
+        patch.setattr(sweep, "work", lambda *args, **kwargs: signal_self(signal.SIGINT))
+        assert cli.main(["run", str(path), *sets]) == 130
+
+
 def processes_with(text: str) -> list[int]:
     """Pids of this machine's processes whose command line holds `text` (Linux /proc)."""
     pids = []

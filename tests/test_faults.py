@@ -405,19 +405,14 @@ def test_a_worker_whose_storage_stops_answering_names_the_run_that_goes_on(write
     worker (it claims queued trials only, and stops when none is left). Its line names that
     `run`, with the worker's --sets and --storage."""
     import json
-    import signal
 
     import sqlalchemy.exc
-    from conftest import signal_self
-
-    from ablation.sweep import _runner as sweep
+    from conftest import queue_by_an_interrupted_run
 
     path = write_experiment()
     sets = ["--set", "baseline.epochs=1"]
     storage = load_spec(path).experiment.storage
-    with monkeypatch.context() as patch:  # a run interrupted once it queued every trial
-        patch.setattr(sweep, "work", lambda *args, **kwargs: signal_self(signal.SIGINT))
-        assert cli.main(["run", str(path), *sets]) == 130
+    queue_by_an_interrupted_run(monkeypatch, path, sets)  # the trials wait queued
     real = optuna.storages.RDBStorage.set_trial_state_values
 
     def set_state(self, trial_id, state, values=None):

@@ -23,7 +23,7 @@ from typing import Any
 import optuna
 import pytest
 import torch
-from conftest import processes_with, signal_self
+from conftest import processes_with, queue_by_an_interrupted_run, signal_self
 
 from ablation import cli, interrupts, records, train
 from ablation.config import load_spec
@@ -623,9 +623,7 @@ def test_an_interrupted_worker_names_the_run_that_trains_its_stopped_trial_again
     path = write_experiment()
     sets = ["--set", "baseline.epochs=1"]
     storage = load_spec(path).experiment.storage
-    with monkeypatch.context() as patch:  # a run interrupted once it queued every trial
-        patch.setattr(sweep, "work", lambda *args, **kwargs: signal_self(signal.SIGINT))
-        assert cli.main(["run", str(path), *sets]) == 130
+    queue_by_an_interrupted_run(monkeypatch, path, sets)  # the trials wait queued
     worker = ["worker", str(path), "--storage", storage, *sets]
     with monkeypatch.context() as patch:  # Ctrl+C before it claimed a trial: the same worker
         patch.setattr(sweep, "work", lambda *args, **kwargs: signal_self(signal.SIGINT))
@@ -662,13 +660,10 @@ def test_a_graceful_worker_names_the_worker_command_that_goes_on(write_experimen
                                                                  capsys):
     """`ablate worker --graceful`, Ctrl+C once: its trial finishes, and its last line names the
     same worker command (no --wait), which trains the trials left queued."""
-    from ablation.sweep import _runner as sweep
 
     path = write_experiment()
     sets = ["--set", "baseline.epochs=1"]
-    with monkeypatch.context() as patch:  # a run interrupted once it queued every trial
-        patch.setattr(sweep, "work", lambda *args, **kwargs: signal_self(signal.SIGINT))
-        assert cli.main(["run", str(path), *sets]) == 130
+    queue_by_an_interrupted_run(monkeypatch, path, sets)  # the trials wait queued
     real_train = train.train_trial
 
     def ctrl_c_then_train(*args, **kwargs):
