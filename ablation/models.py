@@ -137,7 +137,19 @@ def stale_best_model_note(spec: ExperimentSpec) -> str | None:
     study = _stored_study(spec)
     if study is None:
         return None
-    return stale_best_model(with_run_sets(spec, study), build_best(spec, study))
+    spec = with_run_sets(spec, study)
+    recorded = study.user_attrs.get(STUDY_ATTR)
+    elsewhere = exported_elsewhere(spec, recorded)
+    if elsewhere:  # another machine's run exported a newer best; this folder's is an older one
+        try:
+            here = model_info(spec.output_dir / BEST_MODEL).get("trial")
+        except AblateInputError:
+            here = None
+        if here and here != recorded.get("key"):
+            return (f"{BEST_MODEL}/ here holds trial {here}, no longer the best: the best, trial "
+                    f"{recorded.get('key')}, is in {elsewhere}, exported by the run there; copy "
+                    "that folder here to use it")
+    return stale_best_model(spec, build_best(spec, study))
 
 
 def with_study_sets(spec: ExperimentSpec) -> ExperimentSpec:

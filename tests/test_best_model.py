@@ -1559,3 +1559,28 @@ def test_a_best_model_recorded_under_another_host_name_is_here_where_this_folder
     assert "- **Best model**: `best_model/` — trial" in report, report
     assert "exported by the run there" not in report and "- `best_model/`:" in report
     assert cli.main(["predict", str(path), "great fun"]) == 0, capsys.readouterr().err
+
+
+def test_predict_notes_a_local_best_model_older_than_the_one_another_machine_exported(
+        write_experiment, capsys):
+    """Machine A's best_model/ holds the trial that was best when A exported it; machine B's run
+    later exported a better trial into B's folder and recorded it in the shared study. predict of
+    the study on A labelled with A's old model and said nothing: it now notes (on stderr) which
+    trial it holds, and where the best one is."""
+    from ablation.queue import open_study
+
+    path = write_experiment()
+    assert cli.main(["run", str(path)]) == 0
+    spec = load_spec(path)
+    study = open_study(spec, create=False)
+    held = study.user_attrs["best_model"]["key"]
+    newer = dict(study.user_attrs["best_model"], key="baseline-s7",
+                 exported_from={"host": "gpu-2", "output_dir": "/home/me/proj/reports/tiny"})
+    study.set_user_attr("best_model", newer)  # as machine B's run records its export
+    capsys.readouterr()
+    assert cli.main(["predict", str(path), "great fun", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out.splitlines()[0])["text"] == "great fun"
+    assert err == (f"note: best model: best_model/ here holds trial {held}, no longer the best: the "
+                   "best, trial baseline-s7, is in gpu-2:/home/me/proj/reports/tiny/best_model, "
+                   "exported by the run there; copy that folder here to use it\n"), err
