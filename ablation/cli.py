@@ -945,9 +945,8 @@ def _worker_command(args: argparse.Namespace) -> str:
 def _worker_run(args: argparse.Namespace) -> str:
     """`ablate run` of the worker's study (its --storage a --set), its --only and --graceful:
     what queues again a trial the worker stopped (a worker claims only queued trials)."""
-    storage = [f"experiment.storage={json.dumps(args.storage)}"] if args.storage else []
-    return shlex.join(["ablate", "run", str(args.file),
-                       *[p for item in args.sets + storage for p in ("--set", item)],
+    storage = ["--set", f"experiment.storage={json.dumps(args.storage)}"] if args.storage else []
+    return shlex.join([*_run_command(args), *storage,
                        *[p for name in args.only for p in ("--only", name)],
                        *(["--graceful"] if args.graceful else [])])
 
