@@ -271,6 +271,18 @@ def _class_mix_entropy(matrix: list[list[float]]) -> float:
     return -sum(n / total * math.log(n / total) for n in supports if n > 0) if total else math.nan
 
 
+def _class_names(label_names: Sequence[str], size: int) -> list[str]:
+    """The names of a confusion matrix's `size` classes ("class i" past the names known)."""
+    return [str(label_names[i]) if i < len(label_names) else f"class {i}" for i in range(size)]
+
+
+def _selected_checkpoint(best_step: Any) -> str:
+    """The phrase "the selected checkpoint", with its step where the trial stored one."""
+    step = _number(best_step)
+    return (f"the selected checkpoint (step {int(step)})" if step is not None and math.isfinite(step)
+            else "the selected checkpoint")
+
+
 def _class_collapse(confusion: Any, label_names: Sequence[str], best_step: Any = None,
                     class_weighted: bool = False, eval_loss: Any = None,
                     loss_name: str = "validation loss") -> Finding | None:
@@ -282,15 +294,13 @@ def _class_collapse(confusion: Any, label_names: Sequence[str], best_step: Any =
     if matrix is None or len(matrix) < 2:
         return None
     size = len(matrix)
-    names = [str(label_names[i]) if i < len(label_names) else f"class {i}" for i in range(size)]
+    names = _class_names(label_names, size)
     missing = [(names[i], sum(matrix[i])) for i in range(size)
                if sum(matrix[i]) > 0 and sum(row[i] for row in matrix) == 0]
     if not missing:
         return None
     total = sum(map(sum, matrix))
-    step = _number(best_step)
-    checkpoint = f"The selected checkpoint (step {int(step)})" if step is not None and math.isfinite(step) \
-        else "The selected checkpoint"
+    checkpoint = _selected_checkpoint(best_step).capitalize()
     classes = " or ".join(f"'{name}' (support {support:.0f})" for name, support in missing)
     predicted = [j for j in range(size) if sum(row[j] for row in matrix) > 0]
     loss, prior = _number(eval_loss), _class_mix_entropy(matrix)
@@ -328,14 +338,12 @@ def _unseen_collapse(confusion: Any, test_confusion: Any, label_names: Sequence[
     if matrix is None or test is None or len(matrix) != len(test) or len(test) < 2:
         return None
     size = len(test)
-    names = [str(label_names[i]) if i < len(label_names) else f"class {i}" for i in range(size)]
+    names = _class_names(label_names, size)
     missing = [(names[i], sum(test[i])) for i in range(size)
                if sum(matrix[i]) == 0 and sum(test[i]) > 0 and sum(row[i] for row in test) == 0]
     if not missing:
         return None
-    step = _number(best_step)
-    checkpoint = f"the selected checkpoint (step {int(step)})" if step is not None and math.isfinite(step) \
-        else "the selected checkpoint"
+    checkpoint = _selected_checkpoint(best_step)
     total = sum(map(sum, test))
     one = len(missing) == 1
     shown = " or ".join(f"'{name}'" for name, _ in missing)
