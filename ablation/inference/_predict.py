@@ -74,12 +74,17 @@ def pair_arguments(folder: Path, spec: Any, texts: list[str],
             f"{folder} was trained on text pairs ([data] text_pair_column = {column!r}): "
             f"{PAIR_USAGE}")
     pairs = list(pairs or [])
+    _check_pair_count(texts, pairs, f"{folder} was trained on text pairs, and " if column else "")
+    return pairs
+
+
+def _check_pair_count(texts: list[str], pairs: list[str], trained: str = "") -> None:
+    """One --pair per text argument: refused naming both counts (`trained`, the CLI's words on
+    the model that reads pairs, goes before the rule)."""
     if len(pairs) != len(texts):
-        trained = f"{folder} was trained on text pairs, and " if column else ""
         raise AblateInputError(
             f"predict: {_count(len(texts), 'text argument')} and {_count(len(pairs), '--pair')}: "
             f"{trained}each text argument takes one --pair, its second text, in the same order")
-    return pairs
 
 
 def _count(number: int, what: str) -> str:
@@ -99,10 +104,7 @@ class IncomingTexts:
                  pairs: list[str] | None = None) -> None:
         _check_arguments(texts)
         if pairs is not None:
-            if len(pairs) != len(texts):
-                raise AblateInputError(f"predict: {_count(len(texts), 'text argument')} and "
-                                       f"{_count(len(pairs), '--pair')}: each text argument "
-                                       "takes one --pair, its second text, in the same order")
+            _check_pair_count(texts, pairs)
             _check_arguments(pairs, "--pair")
         for file in files:
             _check_file(file)
