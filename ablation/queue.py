@@ -279,15 +279,19 @@ def storage_gone(err: BaseException) -> str | None:
     return None
 
 
-def _database_error(err: BaseException) -> BaseException | None:
-    """The database's own error behind `err` (SQLAlchemy's OperationalError, which Optuna wraps
-    in a StorageInternalError blaming "invalid data in the commit"), else None."""
+def _database_error(err: BaseException, kind: str = "OperationalError") -> BaseException | None:
+    """The database's own error behind `err`, which Optuna wraps in a StorageInternalError
+    blaming "invalid data in the commit" and so hides, else None. `kind` is the SQLAlchemy class
+    looked for: OperationalError (the connection failed, the database is locked) or DBAPIError
+    (any error of the driver: a role that may not read Optuna's tables gets psycopg's
+    "permission denied for table ...")."""
     if "sqlalchemy" not in sys.modules:  # no database was opened
         return None
     import sqlalchemy.exc
 
+    wrapper = getattr(sqlalchemy.exc, kind)
     for seen in error_chain(err, limit=None):
-        if isinstance(seen, sqlalchemy.exc.OperationalError):
+        if isinstance(seen, wrapper):
             return seen.orig if seen.orig is not None else seen
     return None
 
@@ -480,22 +484,8 @@ DRIVERS = {"postgresql": "pip install \"ablate[postgres]\" (psycopg 3)",
            "mysql": "pip install pymysql, and a mysql+pymysql:// URL"}
 
 
-def _driver_error(err: BaseException) -> BaseException | None:
-    """The database driver's own error behind `err` of any kind SQLAlchemy wraps (a role that
-    may not read Optuna's tables: psycopg's "permission denied for table ..."), else None: Optuna
-    reports it as invalid data in the commit, which hides it."""
-    if "sqlalchemy" not in sys.modules:
-        return None
-    import sqlalchemy.exc
-
-    for seen in error_chain(err, limit=None):
-        if isinstance(seen, sqlalchemy.exc.DBAPIError) and seen.orig is not None:
-            return seen.orig
-    return None
-
-
 def _unusable(url: str, err: Exception) -> AblateInputError:
-    reason = first_line(_database_error(err) or _driver_error(err) or err)
+    reason = first_line(_database_error(err) or _database_error(err, "DBAPIError") or err)
     scheme = url.split(":", 1)[0].split("+", 1)[0]
     # Optuna's words for a missing driver; SQLAlchemy's own (`run`'s PostgreSQL lock) an ImportError
     driver = url.split(":", 1)[0].partition("+")[2]
