@@ -59,9 +59,24 @@ class _Interrupted(KeyboardInterrupt):
         self.said = said
 
 
+class _Version(argparse.Action):
+    """`ablate --version`: asked of git only when given (version.ablate_version)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> NoReturn:
+        from .version import ablate_version
+
+        print(f"ablate {ablate_version()}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ablate", description="Ablation studies for fine-tuning transformer "
                      "text classifiers: baseline + variants × seeds as Optuna trials.")
+    parser.add_argument("--version", action=_Version,
+                        help="print ablate's version (and commit, run from a git checkout)")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def add(name: str, help: str) -> argparse.ArgumentParser:

@@ -307,9 +307,9 @@ def trained_versions() -> dict[str, str]:
     """The versions of the libraries that decide a trial's numbers (the same seed under others may
     give others): stored with its result, for the report to name trials trained under different
     ones (a study trained over days may see an upgrade)."""
-    from . import __version__
+    from .version import ablate_version
 
-    return {"ablate": __version__, "torch": str(torch.__version__),
+    return {"ablate": ablate_version(), "torch": str(torch.__version__),
             "transformers": transformers.__version__}
 
 

@@ -1986,13 +1986,13 @@ def test_a_trained_trial_stores_the_versions_it_trained_under(write_experiment):
     import torch
     import transformers
 
-    import ablation
+    from ablation.version import ablate_version
 
     path = write_experiment(variants="")
     assert cli.main(["run", str(path)]) == 0
     spec = load_spec(path)
     (record,) = records.load_records(open_study(spec))
-    assert record.result["versions"] == {"ablate": ablation.__version__,
+    assert record.result["versions"] == {"ablate": ablate_version(),
                                          "torch": str(torch.__version__),
                                          "transformers": transformers.__version__}
     assert record.result["device_name"] and record.result["precision"]  # already per trial

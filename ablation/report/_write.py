@@ -32,6 +32,7 @@ from ..variants import (
     reference_of,
     variant_names,
 )
+from ..version import ablate_version
 from .diagnosis import diagnose, learned_nothing, shared_findings
 from .effects import (
     Effect,
@@ -68,10 +69,13 @@ them all)."""
 
 
 def library_versions() -> dict[str, str]:
+    """The versions the report is written under; ablate's as its trials record it (its commit
+    too, run from a git checkout)."""
     versions = {}
     for name in LIBRARIES:
         try:
-            versions[name] = importlib.metadata.version(name)
+            versions[name] = (ablate_version() if name == "ablate"
+                              else importlib.metadata.version(name))
         except importlib.metadata.PackageNotFoundError:
             versions[name] = "not installed"
     return versions
