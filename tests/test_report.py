@@ -2059,3 +2059,38 @@ def test_the_best_variant_line_says_when_it_never_predicts_a_class_and_what_macr
     assert line.startswith("- **Best variant**: `baseline` — accuracy 0.9500"), line
     assert ("its selected checkpoint never predicts 'neg' on validation (Diagnosis); by "
             "macro_f1, `baseline_bs32` ranks first") in line, line
+
+
+def test_a_big_studys_named_variants_are_never_drawn_in_the_grey_of_the_others(tmp_path,
+                                                                              monkeypatch):
+    """17 variants: the eighth one named took tab10's own grey (#7f7f7f), beside the thin grey
+    lines and the grey legend entry of the "other variants": in the legend and on the axes it read
+    as one of those left out. Each named variant now has a colour that is not grey, and its own
+    colour and style."""
+    from matplotlib.colors import to_rgb
+
+    from ablation.report import plots
+
+    names = ["baseline", *[f"v{i:02d}" for i in range(1, 17)]]
+    history = [{"step": s, "epoch": s / 10, "loss": 1.0 + i / 100, "grad_norm": 1.0,
+                "learning_rate": 1e-3} for i, s in enumerate((1, 10))]
+    chosen = [records.TrialRecord(number=i, variant=name, seed=42, overrides={}, state="COMPLETE",
+                                  value=i / 20, result={"history": history, "eval_history": []})
+              for i, name in enumerate(names)]
+    looks: dict[str, tuple] = {}
+
+    def keep(fig, path, tight=True):
+        if path.stem == "train_loss":
+            legend = fig.axes[0].get_legend()
+            looks.update({text.get_text(): (to_rgb(handle.get_color()), handle.get_linestyle())
+                          for text, handle in zip(legend.get_texts(), legend.legend_handles,
+                                                  strict=True)})
+        plots.plt.close(fig)
+
+    monkeypatch.setattr(plots, "_save", keep)
+    plots.plot_curves(chosen, tmp_path, names, ranking=names[:0:-1])
+    named = {label: look for label, look in looks.items() if not label.startswith("other ")}
+    assert len(named) == 11 and "other variants (6)" in looks
+    greys = [label for label, ((r, g, b), _) in named.items() if r == g == b]
+    assert greys == []
+    assert len(set(named.values())) == len(named)

@@ -34,6 +34,9 @@ CURVES = {  # file stem -> (curve, key, title)
 # tab10 has ten colours: each further ten variants take the next line style, so that no two
 # variants look alike in a plot and its legend.
 LINE_STYLES = ("-", "--", ":", "-.")
+# A big study's named variants: tab10 without its grey (#7f7f7f), which beside the thin grey
+# lines of the variants left out read as one of them; each further nine take the next style.
+NAMED_COLORS = tuple(color for i, color in enumerate(plt.get_cmap("tab10").colors) if i != 7)
 
 
 # Every PNG a report may draw (the curves, then the summary plots): one it no longer draws (a
@@ -236,7 +239,6 @@ def _draw_named(ax: plt.Axes, records: list[TrialRecord], legend: CurveLegend, c
     """A big study: the variants not named as thin grey lines beneath, one legend entry for the
     [search] trials and one for the rest; the named ones over them in colour, best first in the
     legend (the baseline first), the grey entries last."""
-    colors = plt.get_cmap("tab10")
     grey_labels = {True: f"other [search] trials ({legend.grey_search})",
                    False: f"other variants ({legend.grey_variants})"}
     handles: dict[str, Any] = {}  # legend label -> one of its lines
@@ -250,8 +252,9 @@ def _draw_named(ax: plt.Axes, records: list[TrialRecord], legend: CurveLegend, c
             index = legend.named.index(record.variant)
             label = record.variant + (" (best [search] trial)"
                                       if record.variant == legend.best_search else "")
-            (line,) = ax.plot(xs, ys, color=colors(index % 10),
-                              linestyle=LINE_STYLES[index // 10 % len(LINE_STYLES)], linewidth=1.6,
+            (line,) = ax.plot(xs, ys, color=NAMED_COLORS[index % len(NAMED_COLORS)],
+                              linestyle=LINE_STYLES[index // len(NAMED_COLORS) % len(LINE_STYLES)],
+                              linewidth=1.6,
                               alpha=0.9, marker=marker, markersize=3, zorder=3)
         else:
             search = is_search_variant(record.variant)
