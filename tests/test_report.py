@@ -1451,7 +1451,7 @@ def test_a_learning_curves_error_bars_are_said_to_be_95_percent_cis_over_seeds(t
     plots.plot_learning_curve([(30, 0.5, 0.4, 0.6), (60, 0.6, 0.5, 0.7)], "macro_f1", path)
     plots.plot_learning_curve([(30, 0.5, math.nan, math.nan), (60, 0.6, math.nan, math.nan)],
                               "macro_f1", path)  # one seed: no bars
-    assert seen == ["Learning curve (bars: 95 % CI over seeds)", "Learning curve"]
+    assert seen == ["Learning curve (bars: 95 % CI over seeds)", "Learning curve (one seed: no CI)"]
 
 
 def _one_class_result(predicted: int, labels: list[int], eval_loss: float) -> dict:
@@ -2094,3 +2094,28 @@ def test_a_big_studys_named_variants_are_never_drawn_in_the_grey_of_the_others(t
     greys = [label for label, ((r, g, b), _) in named.items() if r == g == b]
     assert greys == []
     assert len(set(named.values())) == len(named)
+
+
+def test_a_one_seed_study_says_its_values_have_no_spread_or_interval(write_experiment,
+                                                                     monkeypatch):
+    """With one seed the Results table has no ± and no CI column and the metric plot's points no
+    bars, and nothing said so: a reader took each point for a measured value. The Seeds line and
+    the metric plot's axis now say that each value is one trial's, with no interval over seeds."""
+    from ablation.report import plots
+
+    path = write_experiment(variants='lr = { learning_rate = 5e-4 }\n')
+    spec = load_spec(path, ["experiment.seeds=[42]"])
+    study = _store(spec, {"baseline-s42": _result(0.6, 0.5, 2.0),
+                          "baseline_lr-s42": _result(0.7, 0.4, 2.0)})
+    labels: dict[str, str] = {}
+    save = plots._save
+
+    def keep(fig, path, tight=True):
+        labels[path.stem] = fig.axes[0].get_xlabel()
+        save(fig, path, tight)
+
+    monkeypatch.setattr(plots, "_save", keep)
+    text = write_report(spec, study).read_text()
+    assert ("- **Seeds**: 42 — one seed: each value is one trial's, with no std or confidence "
+            "interval over seeds (give `seeds` several values for them)") in text
+    assert labels["metric"] == "macro_f1 (validation; one seed: no CI)"

@@ -370,7 +370,8 @@ def plot_metric(names: list[str], means: list[float], lows: list[float], highs: 
     fig.draw_without_rendering()  # long names widen the figure, not squeeze the axes
     names_width = max(label.get_window_extent().width for label in ax.get_yticklabels()) / fig.dpi
     fig.set_figwidth(fig.get_figwidth() + max(0.0, names_width - NAMES_ROOM))
-    ax.set_xlabel(f"{metric} (validation" + ("; bars: 95 % CI over seeds)" if bars else ")"))
+    ax.set_xlabel(f"{metric} (validation" + ("; bars: 95 % CI over seeds)" if bars
+                                             else "; one seed: no CI)"))
     ax.grid(axis="x", alpha=0.3)
     _save(fig, path, tight=_tight_layout(fig))
     return path
@@ -464,7 +465,7 @@ def plot_learning_curve(points: list[tuple[int, float, float, float]], metric: s
     ax.set_xticks([], minor=True)
     ax.set_xlabel("training examples (log scale)")
     ax.set_ylabel(f"{metric} (validation)")
-    ax.set_title("Learning curve" + (" (bars: 95 % CI over seeds)" if bars else ""))
+    ax.set_title("Learning curve" + (" (bars: 95 % CI over seeds)" if bars else " (one seed: no CI)"))
     ax.grid(alpha=0.3)
     tight = _tight_layout(fig)
     fig.draw_without_rendering()
