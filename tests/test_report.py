@@ -2119,3 +2119,31 @@ def test_a_one_seed_study_says_its_values_have_no_spread_or_interval(write_exper
     assert ("- **Seeds**: 42 — one seed: each value is one trial's, with no std or confidence "
             "interval over seeds (give `seeds` several values for them)") in text
     assert labels["metric"] == "macro_f1 (validation; one seed: no CI)"
+
+
+def test_rows_that_picked_their_checkpoint_from_more_evaluations_are_said_to_be_flattered(
+        write_experiment):
+    """`epoch = { eval_steps = 0 }` evaluates once, the baseline every few steps: each trial's
+    validation value is its best evaluation, picked on validation itself, so the row with more
+    evaluations to pick from scores higher there by chance, and the table and the Best variant
+    line ranked them on it without a word. A line under the table now names the fewest and the
+    most evaluations per trial and points to the test columns."""
+    path = write_experiment(variants="epoch = { eval_steps = 0 }\nlr = { learning_rate = 5e-4 }\n")
+    spec = load_spec(path, ["experiment.seeds=[42, 43]"])
+    once = _result(0.6, 0.5, 2.0)
+    once["eval_history"] = once["eval_history"][-1:]
+    study = _store(spec, {"baseline-s42": _result(0.6, 0.5, 2.0),
+                          "baseline-s43": _result(0.62, 0.5, 2.0),
+                          "baseline_epoch-s42": once, "baseline_epoch-s43": once,
+                          "baseline_lr-s42": _result(0.7, 0.4, 2.0),
+                          "baseline_lr-s43": _result(0.7, 0.4, 2.0)})
+    text = write_report(spec, study).read_text()
+    assert ("Validation values are each trial's best evaluation, picked on validation itself, and "
+            "the rows picked from different numbers of evaluations (1 per trial: `baseline_epoch`; "
+            "2: `baseline`, `baseline_lr`): a row with more to pick from scores better there by "
+            "chance alone. The test columns, of the same checkpoints, are not picked on.") in text
+
+    same = _store(load_spec(path, ["experiment.seeds=[42]", "experiment.name=same"]),
+                  {"baseline-s42": _result(0.6, 0.5, 2.0), "baseline_lr-s42": _result(0.7, 0.4, 2.0)})
+    assert "picked from different numbers" not in write_report(
+        load_spec(path, ["experiment.seeds=[42]", "experiment.name=same"]), same).read_text()

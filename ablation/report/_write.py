@@ -636,6 +636,8 @@ def render_markdown(spec: ExperimentSpec, built: dict[str, Any], pictures: dict[
         lines += [missing, ""] if missing else []
         unlike = _train_loss_note(spec, built)
         lines += [unlike, ""] if unlike else []
+        picked = _evaluations_note(built, with_test)
+        lines += [picked, ""] if picked else []
         if built["label_names"] and any(f"f1_{n}" in variants.columns for n in built["label_names"]):
             unseen = _validation_lacks(built["chosen"], built["label_names"])
             lines += ["### F1 per class (validation)", "",
@@ -716,6 +718,41 @@ def _train_loss_note(spec: ExperimentSpec, built: dict[str, Any]) -> str | None:
             f"{named} {how} it{others}; compare train losses only between rows that train on the "
             f"same loss ({'; '.join(effects)}). Eval loss and log loss are the plain cross-entropy "
             "in every variant (no class weights, no label smoothing), and compare.")
+
+
+# The evaluations note names this many variants of each count it gives, then counts them.
+EVALUATIONS_NAMED = 5
+
+
+def _evaluations_note(built: dict[str, Any], with_test: bool) -> str | None:
+    """Where the rows picked their checkpoints from different numbers of evaluations (eval_steps
+    against once per epoch, other batch sizes or epochs, early stopping): a validation value is
+    the best of a trial's evaluations, picked on validation itself, so the row with more to pick
+    from scores better there by chance. Names the fewest and the most evaluations per trial."""
+    counts: dict[str, set[int]] = {}
+    for record in built["chosen"]:
+        evaluations = record.result.get("eval_history")
+        if isinstance(evaluations, list) and evaluations:
+            counts.setdefault(record.variant, set()).add(len(evaluations))
+    groups: dict[tuple[int, int], list[str]] = {}
+    for variant, numbers in counts.items():
+        groups.setdefault((min(numbers), max(numbers)), []).append(f"`{variant}`")
+    if len(groups) < 2:
+        return None
+    order = sorted(groups)
+    fewest, most = order[0], order[-1]
+
+    def count(key: tuple[int, int]) -> str:
+        return str(key[0]) if key[0] == key[1] else f"{key[0]}–{key[1]}"
+
+    where = (f"{count(fewest)} per trial: {some_of(groups[fewest], EVALUATIONS_NAMED)}"
+             + ("; " if len(order) == 2 else "; up to ")
+             + f"{count(most)}: {some_of(groups[most], EVALUATIONS_NAMED)}")
+    after = ("The test columns, of the same checkpoints, are not picked on." if with_test else
+             "With no test split, What mattered compares these values too.")
+    return ("Validation values are each trial's best evaluation, picked on validation itself, and "
+            f"the rows picked from different numbers of evaluations ({where}): a row with more to "
+            f"pick from scores better there by chance alone. {after}")
 
 
 def _validation_lacks(chosen: list[TrialRecord], label_names: list[str]) -> list[str]:
