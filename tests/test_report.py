@@ -2147,3 +2147,17 @@ def test_rows_that_picked_their_checkpoint_from_more_evaluations_are_said_to_be_
                   {"baseline-s42": _result(0.6, 0.5, 2.0), "baseline_lr-s42": _result(0.7, 0.4, 2.0)})
     assert "picked from different numbers" not in write_report(
         load_spec(path, ["experiment.seeds=[42]", "experiment.name=same"]), same).read_text()
+
+
+def test_a_study_whose_trials_have_one_seed_of_the_files_several_does_not_ask_for_seeds(
+        write_experiment):
+    """Seeds 42 and 43 in the file, trials of 42 only so far (43 added since the run): the one-seed
+    line told the user to give `seeds` several values, which the file already does; it now says
+    that `ablate run` trains the file's other seeds."""
+    path = write_experiment(variants='lr = { learning_rate = 5e-4 }\n')
+    spec = load_spec(path, ["experiment.seeds=[42, 43]"])
+    study = _store(spec, {"baseline-s42": _result(0.6, 0.5, 2.0),
+                          "baseline_lr-s42": _result(0.7, 0.4, 2.0)})
+    text = write_report(spec, study).read_text()
+    assert ("- **Seeds**: 42 — one seed: each value is one trial's, with no std or confidence "
+            "interval over seeds (`ablate run` trains the file's other seeds)") in text

@@ -606,7 +606,8 @@ def render_markdown(spec: ExperimentSpec, built: dict[str, Any], pictures: dict[
         f"- **Seeds**: {', '.join(map(str, seeds))}"
         + (" — values are mean ± std over seeds" if len(seeds) > 1 else
            " — one seed: each value is one trial's, with no std or confidence interval over seeds"
-           " (give `seeds` several values for them)")
+           + (" (give `seeds` several values for them)" if len(spec.experiment.seeds) < 2
+              else " (`ablate run` trains the file's other seeds)"))
         + (f" ([search] trials: seed {seeds[0]} only)" if len(seeds) > 1 and any(
             is_search_variant(r.variant) for r in built["records"]) else ""),
         f"- **Trials**: {n_done} complete, " + (f"{n_pruned} pruned, " if n_pruned else "")
