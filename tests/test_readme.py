@@ -392,3 +392,13 @@ def test_the_layout_names_every_module() -> None:
                if path.stem not in ("__init__", "__main__")
                and f"`{path.name}`" not in layout and f"`{path.stem}`" not in layout]
     assert not missing, f"README's layout of ablation/ does not name {missing}"
+
+
+def test_where_results_are_names_every_picture_the_report_draws() -> None:
+    """Where results are listed the metric, confusion and curve plots but not learning_curve.png,
+    which a report of a `max_train_samples` sweep draws: each file a report may draw is named."""
+    from ablation.report.plots import plot_names
+
+    layout = SECTIONS["Where results are"]
+    missing = [f"{name}.png" for name in plot_names() if f"{name}.png" not in layout]
+    assert not missing, f"README's Where results are does not name {missing}"
