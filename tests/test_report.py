@@ -2161,3 +2161,29 @@ def test_a_study_whose_trials_have_one_seed_of_the_files_several_does_not_ask_fo
     text = write_report(spec, study).read_text()
     assert ("- **Seeds**: 42 — one seed: each value is one trial's, with no std or confidence "
             "interval over seeds (`ablate run` trains the file's other seeds)") in text
+
+
+def test_class_names_with_dollar_signs_are_drawn_as_written_not_as_math(tmp_path, monkeypatch):
+    """Price tiers `$`, `$$`, `$$$` (Yelp's) stopped the report with matplotlib's mathtext
+    traceback ("Expected end of text, found '$'"), and `$5-$10` was drawn as the formula 5 − 10:
+    matplotlib reads text between two dollar signs as math. The confusion matrices' class names
+    are now drawn as written."""
+    from ablation.report import plots
+
+    seen: dict[str, list[str]] = {}
+    save = plots._save
+
+    def keep(fig, path, tight=True):
+        fig.draw_without_rendering()  # lays the labels out: where mathtext fails, it fails here
+        ax = fig.axes[0]
+        seen["labels"] = [label.get_text() for label in ax.get_yticklabels()]
+        seen["math"] = [label._preprocess_math(label.get_text())[1]
+                        for label in ax.get_xticklabels() + ax.get_yticklabels()]
+        save(fig, path, tight)
+
+    monkeypatch.setattr(plots, "_save", keep)
+    names = ["$", "$$", "$$$", "$5-$10"]
+    matrix = [[3, 1, 0, 0], [0, 2, 1, 0], [1, 0, 4, 0], [0, 0, 0, 1]]
+    plots.plot_confusions({"baseline (validation)": matrix}, names, tmp_path / "confusion.png")
+    assert seen["labels"] == names
+    assert not any(seen["math"])

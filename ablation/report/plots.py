@@ -419,8 +419,10 @@ def _draw_confusions(matrices: dict[str, list[list[int]]], label_names: list[str
                 ax.text(j, i, f"{int(counts[i, j])}", ha="center", va="center", fontsize=8,
                         color="white" if rates[i, j] > 0.6 else "black")
         ticks = range(len(label_names))
-        ax.set_xticks(ticks, label_names, rotation=45, ha="right", fontsize=8)
-        ax.set_yticks(ticks, label_names, fontsize=8)
+        # as written: matplotlib reads text between two `$` as math (price tiers `$$` stopped the
+        # report with its traceback; `$5-$10` was drawn as 5 − 10)
+        ax.set_xticks(ticks, label_names, rotation=45, ha="right", fontsize=8, parse_math=False)
+        ax.set_yticks(ticks, label_names, fontsize=8, parse_math=False)
         ax.set_xlabel("predicted" if written else "predicted (shade: share of the true class)")
         ax.set_ylabel("true")
         ax.set_title(title, fontsize=9)
