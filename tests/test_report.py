@@ -2187,3 +2187,43 @@ def test_class_names_with_dollar_signs_are_drawn_as_written_not_as_math(tmp_path
     plots.plot_confusions({"baseline (validation)": matrix}, names, tmp_path / "confusion.png")
     assert seen["labels"] == names
     assert not any(seen["math"])
+
+
+def test_a_big_ablations_curve_plots_name_full_the_reference_of_its_removed_changes(
+        write_experiment, monkeypatch):
+    """`mode = "both"` with 6 changes makes 14 variants: past 12 the curve plots named the
+    baseline and the best and worst 5, and drew `full`, which every `full_minus_*` variant is
+    measured against, as one of the thin grey lines. `full` is now named beside the baseline."""
+    changes = {"cw": 'class_weight = "balanced"', "ls": "label_smoothing = 0.1",
+               "wd": "weight_decay = 0.01", "warm": "warmup_ratio = 0.1",
+               "drop": "dropout = 0.2", "sched": 'lr_scheduler = "cosine"'}
+    path = write_experiment(variants="", extra='[ablation]\nmode = "both"\n[ablation.changes]\n'
+                            + "".join(f"{name} = {{ {knob} }}\n" for name, knob in changes.items()))
+    spec = load_spec(path, ["experiment.seeds=[42]"])
+    names = [t.variant for t in expand(spec)]
+    assert len(names) == 14
+    # full ranks in the middle: neither among the 5 best nor the 5 worst
+    scores = {name: 0.3 + 0.01 * i for i, name in enumerate(names)} | {"full": 0.365}
+    study = _store(spec, {f"{name}-s42": _result(value, 0.5, 2.0)
+                          for name, value in scores.items()})
+    seen = _captured_plots(monkeypatch)
+    text = write_report(spec, study).read_text()
+    assert seen["train_loss"]["legend"][:2] == ["baseline", "full"]
+    assert len(seen["train_loss"]["legend"]) == 13  # baseline, full, 5 best, 5 worst, the others
+    assert ("*The curve plots name the baseline, `full` (the reference of the `full_minus_*` "
+            "variants), the 5 best and 5 worst variants by macro_f1 (12 of 14); the 2 other "
+            "variants are the thin grey lines, each group one legend entry.*") in text
+
+
+def test_a_big_ablations_metric_plot_keeps_full_beside_the_baseline():
+    """Past 25 variants the metric plot showed the baseline and the best and worst 12: `full`,
+    the reference of every `full_minus_*` row, ranked between them was left out."""
+    from ablation.report.plots import metric_rows
+
+    changes = [f"c{i:02d}" for i in range(13)]
+    names = (["baseline", "full"] + [f"full_minus_{c}" for c in changes]
+             + [f"baseline_plus_{c}" for c in changes])
+    means = [0.5, 0.5] + [0.3 + 0.01 * i for i in range(26)]
+    shown = metric_rows(names, means, greater_is_better=True)
+    assert [names[i] for i in shown[:2]] == ["baseline", "full"]
+    assert len(shown) == 2 + 24 and len(set(shown)) == len(shown)

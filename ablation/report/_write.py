@@ -553,7 +553,9 @@ def _plot_captions(built: dict[str, Any]) -> dict[str, str]:
     names = list(done["variant"]) if len(done) else []
     shown = metric_rows(names, list(done["value"]) if len(done) else [], built["greater_is_better"])
     if shown is not None:
-        baseline = "the baseline and " if BASELINE in names else ""  # it may have no complete trial
+        baseline = ("the baseline, `full` and " if BASELINE in names and FULL in names
+                    else "the baseline and " if BASELINE in names  # it may have no complete trial
+                    else "`full` and " if FULL in names else "")
         captions["metric"] = (
             f"*The metric plot shows {baseline}the {METRIC_ROWS_EACH_END} best and "
             f"{METRIC_ROWS_EACH_END} worst of the {len(names)} variants by {metric}, best first; "
@@ -565,6 +567,8 @@ def _plot_captions(built: dict[str, Any]) -> dict[str, str]:
         grey += [f"{legend.grey_search} other [search] trials"] if legend.grey_search else []
         best_search = " and the best [search] trial" if legend.best_search else ""
         baseline = "the baseline, " if BASELINE in legend.named else ""
+        baseline += ("`full` (the reference of the `full_minus_*` variants), "
+                     if FULL in legend.named else "")
         captions["curves"] = (
             f"*The curve plots name {baseline}the {NAMED_EACH_END} best and "
             f"{NAMED_EACH_END} worst variants by {metric}{best_search} ({len(legend.named)} of "

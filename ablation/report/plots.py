@@ -22,7 +22,7 @@ from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from ..locking import written_beside  # noqa: E402
 from ..records import TrialRecord, is_search_variant  # noqa: E402
-from ..variants import BASELINE, human_number  # noqa: E402
+from ..variants import BASELINE, FULL, human_number  # noqa: E402
 from .tables import same_score  # noqa: E402
 
 CURVES = {  # file stem -> (curve, key, title)
@@ -87,7 +87,7 @@ class CurveLegend:
     """Who a big study's curve plots name: the rest are thin grey lines under one legend entry
     for the [search] trials and one for the other variants."""
 
-    named: list[str]  # in colour, in the legend, best first (the baseline first)
+    named: list[str]  # in colour, in the legend, best first (the baseline and `full` first)
     best_search: str | None  # the best [search] trial, named among them
     grey_search: int  # [search] trials drawn grey
     grey_variants: int  # other variants drawn grey
@@ -101,10 +101,12 @@ def curve_legend(drawn: list[str], ranking: list[str]) -> CurveLegend | None:
     if len(drawn) <= MAX_NAMED:
         return None
     present = set(drawn)
-    ranked = [name for name in ranking if name in present and name != BASELINE]
+    # the references: the baseline, and `full`, which each full_minus_* variant is measured against
+    references = [name for name in (BASELINE, FULL) if name in present]
+    ranked = [name for name in ranking if name in present and name not in references]
     best_search = next((name for name in ranked if is_search_variant(name)), None)
     named = list(dict.fromkeys(
-        ([BASELINE] if BASELINE in present else []) + ranked[:NAMED_EACH_END]
+        references + ranked[:NAMED_EACH_END]
         + ([best_search] if best_search else []) + ranked[-NAMED_EACH_END:]))
     grey = [name for name in drawn if name not in named]
     searches = sum(1 for name in grey if is_search_variant(name))
@@ -309,16 +311,18 @@ def _bar(mean: float, low: float, high: float) -> list[list[float]]:
 
 
 def metric_rows(names: list[str], means: list[float], greater_is_better: bool) -> list[int] | None:
-    """The rows a big study's metric plot shows (indices into names): the baseline, then the
-    METRIC_ROWS_EACH_END best and worst, best first; None where every row fits (2 × that + 1)."""
+    """The rows a big study's metric plot shows (indices into names): the baseline (and `full`),
+    then the METRIC_ROWS_EACH_END best and worst, best first; None where every row fits (2 × that
+    + 1)."""
     if len(names) <= 2 * METRIC_ROWS_EACH_END + 1:
         return None
     sign = 1.0 if greater_is_better else -1.0
-    others = sorted((i for i, name in enumerate(names) if name != BASELINE),
+    others = sorted((i for i, name in enumerate(names) if name not in (BASELINE, FULL)),
                     key=lambda i: (means[i] != means[i], -sign * means[i] if means[i] == means[i]
                                    else 0.0))  # best first, no value last
-    baseline = [i for i, name in enumerate(names) if name == BASELINE]
-    return baseline + others[:METRIC_ROWS_EACH_END] + others[-METRIC_ROWS_EACH_END:]
+    # the references first: the baseline, and `full`, which full_minus_* variants are measured against
+    references = [names.index(name) for name in (BASELINE, FULL) if name in names]
+    return references + others[:METRIC_ROWS_EACH_END] + others[-METRIC_ROWS_EACH_END:]
 
 
 def plot_metric(names: list[str], means: list[float], lows: list[float], highs: list[float],
