@@ -2227,3 +2227,20 @@ def test_a_big_ablations_metric_plot_keeps_full_beside_the_baseline():
     shown = metric_rows(names, means, greater_is_better=True)
     assert [names[i] for i in shown[:2]] == ["baseline", "full"]
     assert len(shown) == 2 + 24 and len(set(shown)) == len(shown)
+
+
+def test_a_best_variant_tied_with_many_names_a_few_of_them(write_experiment):
+    """A cut-short study whose 30 variants all predict one class scores the same everywhere: the
+    Best variant line named each of the 29 tied with the baseline (1,700 characters; a search of
+    300 such trials, 299 names). It now names the first 5 and how many there are."""
+    names = [f"v{i:02d}" for i in range(1, 30)]
+    path = write_experiment(variants="".join(
+        f"{name} = {{ learning_rate = {1e-4 * i:.4g} }}\n" for i, name in enumerate(names, 1)))
+    spec = load_spec(path, ["experiment.seeds=[42]"])
+    study = _store(spec, {key: _result(0.5, 0.5, 2.0) for key in
+                          ["baseline-s42", *[f"baseline_{name}-s42" for name in names]]})
+    text = write_report(spec, study).read_text()
+    line = next(line for line in text.splitlines() if line.startswith("- **Best variant**"))
+    assert ("tied with `baseline_v01`, `baseline_v02`, `baseline_v03`, `baseline_v04`, "
+            "`baseline_v05`, … (29 in all) (the first in the study's order is named)") in line
+    assert "baseline_v06" not in line

@@ -831,13 +831,18 @@ def _tied_with(best: str, value: Any, scores: Iterable[tuple[str, Any]]) -> list
     return [name for name, score in scores if name != best and same_score(score, value)]
 
 
+# The tied-with note names this many of the variants tied with the best, then counts them.
+TIED_NAMED = 5
+
+
 def _tied_note(tied: list[str]) -> list[str]:
     """A headline names one best (the first in the study's order, as idxmax and max pick it):
-    the note names the others that scored the same, which it would otherwise hide."""
+    the note names the others that scored the same, which it would otherwise hide (the first
+    TIED_NAMED of many: every trial of a cut-short search scores alike, 299 names)."""
     if not tied:
         return []
-    return [f"tied with {', '.join(f'`{name}`' for name in tied)} (the first in the study's order "
-            "is named)"]
+    return [f"tied with {some_of([f'`{name}`' for name in tied], TIED_NAMED)} (the first in the "
+            "study's order is named)"]
 
 
 def _best_model_line(spec: ExperimentSpec, built: dict[str, Any]) -> list[str]:
