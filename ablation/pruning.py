@@ -31,6 +31,7 @@ class PruningCallback(TrainerCallback):
         self.metric_key = metric_key if metric_key.startswith("eval_") else f"eval_{metric_key}"
         self.pruned_at_step: int | None = None
         self._warned = False
+        self._reported_step: int | None = None
 
     def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict | None = None,
                     **kwargs: Any) -> None:
@@ -43,7 +44,13 @@ class PruningCallback(TrainerCallback):
                             ", ".join(sorted(metrics or {})))
                 self._warned = True
             return
-        self.trial.report(float(value), step=int(state.global_step * self.batches_per_step))
+        step = int(state.global_step * self.batches_per_step)
+        # A smaller batch than the baseline's reaches one baseline step at two evaluations: the
+        # first (equal data) is the one kept. Reporting it again made Optuna print a UserWarning
+        # into the run's progress lines at every other evaluation.
+        if step != self._reported_step:
+            self.trial.report(float(value), step=step)
+            self._reported_step = step
         # The last evaluation saves no training: the trial completes with its result (pruned,
         # it lost its metrics, its place among the best and in the importances).
         if state.max_steps and state.global_step >= state.max_steps:

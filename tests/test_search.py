@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import math
 import tomllib
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -427,6 +428,22 @@ def test_trials_of_other_batch_sizes_are_pruned_at_equal_examples_seen(batch_siz
     assert evaluate(callback, 40, {"eval_macro_f1": 0.6}).should_training_stop is pruned
     assert study.trials[-1].intermediate_values == {reported: 0.6}
     assert callback.pruned_at_step == (40 if pruned else None)  # the trial's own steps
+
+
+def test_a_smaller_batch_reports_each_baseline_step_once_without_optuna_warnings() -> None:
+    """A batch-8 trial of a batch-16 baseline, evaluated at every step: its steps 2 and 3 both
+    fall on the baseline's step 1. Reporting step 1 twice printed Optuna's "The reported value is
+    ignored because this `step=1` is already reported" UserWarning (with its source path) into the
+    run's progress lines at every other evaluation; the value of the first (equal data) stays."""
+    import warnings
+
+    study = median_study()
+    callback = PruningCallback(study.ask(), "eval_macro_f1", Fraction(1, 2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for step, value in ((1, 0.91), (2, 0.92), (3, 0.93), (4, 0.94)):
+            assert not evaluate(callback, step, {"eval_macro_f1": value}).should_training_stop
+    assert study.trials[-1].intermediate_values == {0: 0.91, 1: 0.92, 2: 0.94}
 
 
 def test_pruning_callback_minimizing_loss_and_missing_metric() -> None:
