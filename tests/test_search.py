@@ -552,3 +552,22 @@ def test_the_best_search_trial_s_parameters_are_toml_a_variant_can_take(write_ex
     assert "with `dropout = \"\"`, `class_weight = 'balanced'`" in text
     pasted = tomllib.loads("best = { " + text.split(" with ")[1].split("\n")[0].replace("`", "") + " }")
     assert pasted["best"] == {"dropout": "", "class_weight": "balanced"}
+
+
+def test_a_study_with_more_search_trials_than_the_file_s_n_trials_is_not_counted_6_of_3(
+        write_experiment) -> None:
+    """n_trials lowered from 6 to 3 after the search ran: the report said '6 of 3 search trials'."""
+    from ablation.config import load_spec
+    from ablation.records import TrialRecord
+    from ablation.report._write import _search_section
+
+    path = write_experiment(extra='[search]\nn_trials = 3\n[search.space]\nbatch_size = [8, 16]\n')
+    searched = [TrialRecord(number=n, variant=f"search_{n}", seed=42, overrides={"batch_size": 8},
+                            state="COMPLETE", value=0.5 + n / 100) for n in range(1, 7)]
+    built = {"records": searched, "greater_is_better": True, "metric": "macro_f1", "importances": {}}
+    text = "\n".join(_search_section(load_spec(path), built))
+    assert "6 of 3" not in text
+    assert ("6 search trials, more than the file's n_trials = 3 (it was lowered after they were "
+            "made): 6 complete, 0 pruned, 0 failed") in text
+    built["records"] = searched[:2]
+    assert "2 of 3 search trials: 2 complete" in "\n".join(_search_section(load_spec(path), built))

@@ -500,8 +500,13 @@ def _search_section(spec: ExperimentSpec, built: dict[str, Any]) -> list[str]:
         return []
     repeated = search["repeated"]
     made = search["trials"] + len(repeated)
+    planned = search["n_trials"] or made
+    # n_trials lowered after the search ran: "6 of 3 search trials" read as a miscount.
+    counted = (f"{made} of {planned} search trials" if made <= planned else
+               f"{made} search trials, more than the file's n_trials = {planned} (it was lowered "
+               "after they were made)")
     lines = ["## Search", "",
-             f"{made} of {search['n_trials'] or made} search trials: "
+             f"{counted}: "
              f"{search['complete']} complete, {search['pruned']} pruned, {search['failed']} failed"
              + (f", {len(repeated)} proposed the parameters of an earlier trial and took its "
                 "result, not trained again" if repeated else "")
