@@ -261,7 +261,10 @@ def _cut_texts(trial: TrialSpec, model: str, tokenizer: Any, splits: Any,
     read = (f"each pair loses tokens from the end of whichever of its texts is longer, one at a "
             f"time, until the two fit in {length} tokens" if pairs  # truncation=True: longest_first
             else f"the model reads only their first {length} tokens")
-    return (f"{trial.variant}: max_length = {length} truncates {share} of the training "
+    # Named where max_length comes from: a resumed search checks only its probes, and the
+    # baseline's note read "[search.space] learning_rate: max_length = 32 truncates ...".
+    named = trial.variant if "max_length" in trial.overrides else BASELINE
+    return (f"{named}: max_length = {length} truncates {share} of the training "
             f"{'text pairs' if pairs else 'texts'} "
             f"({longer} of {total}{' sampled' if total < len(splits.train) else ''}): {model}'s "
             f"tokenizer makes them longer, and {read}{more}")

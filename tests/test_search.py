@@ -571,3 +571,27 @@ def test_a_study_with_more_search_trials_than_the_file_s_n_trials_is_not_counted
             "made): 6 complete, 0 pruned, 0 failed") in text
     built["records"] = searched[:2]
     assert "2 of 3 search trials: 2 complete" in "\n".join(_search_section(load_spec(path), built))
+
+
+def test_a_truncation_note_met_first_on_a_probe_names_the_baseline_not_the_searched_knob(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the baseline done, a resumed search's run checks only the [search.space] probes, and
+    the baseline's max_length note read 'note: [search.space] learning_rate: max_length = 32
+    truncates 16% of the training texts', as if the learning rate range cut them. The note names
+    where max_length comes from: the baseline, or the probe of max_length itself."""
+    import types
+
+    import pandas as pd
+
+    from ablation import preflight
+    from ablation.config import Recipe
+    from ablation.variants import TrialSpec
+
+    monkeypatch.setattr("ablation.data.count_cut", lambda splits, tokenizer, length: (10, 64))
+    splits = types.SimpleNamespace(train=pd.DataFrame({"text": ["a"] * 64}))
+    baseline = Recipe(max_length=32)
+    for knob, value, named in (("learning_rate", 1e-3, "baseline"),
+                               ("max_length", 32, f"{search.PROBE}max_length")):
+        probe = TrialSpec.of(baseline, f"{search.PROBE}{knob}", 42, {knob: value})
+        note = preflight._cut_texts(probe, "m", None, splits, 512)
+        assert note.startswith(f"{named}: max_length = 32 truncates 16% of the training texts")
