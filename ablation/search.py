@@ -308,6 +308,30 @@ class _AskTellGridSampler(optuna.samplers.GridSampler):
     study.optimize(): with ask-and-tell the final study.tell() would fail after recording the trial.
     Here the runner stops instead, on n_trials or on `is_exhausted(study)`."""
 
+    def before_trial(self, study: optuna.Study, trial: Any) -> None:
+        """Optuna's, but the grid point a trial gets is always one not yet tried: Optuna gives
+        trial N point N whatever, and trials another sampler made (the file said "tpe" before
+        "grid") carry no grid id, so their points were proposed again (taken as repeats, not
+        trained) and the study reached n_trials with points never tried."""
+        if "grid_id" in trial.system_attrs or "fixed_params" in trial.system_attrs:
+            return
+        unvisited = self._get_unvisited_grid_ids(study)
+        if 0 <= trial.number < self._n_min_trials and trial.number in unvisited:
+            grid_id = trial.number  # Optuna's choice, where that point is still to try
+        else:
+            grid_id = int(self._rng.rng.choice(unvisited or list(range(len(self._all_grids)))))
+        study._storage.set_trial_system_attr(trial._trial_id, "search_space", self._search_space)
+        study._storage.set_trial_system_attr(trial._trial_id, "grid_id", grid_id)
+
+    def _get_unvisited_grid_ids(self, study: optuna.Study) -> list[int]:
+        """Optuna's, less the points that trials without a grid id (another sampler's) tried."""
+        unvisited = super()._get_unvisited_grid_ids(study)
+        names = self._param_names
+        tried = {tuple(t.params[name] for name in names)
+                 for t in study.get_trials(deepcopy=False)
+                 if "grid_id" not in t.system_attrs and set(t.params) == set(names)}
+        return [g for g in unvisited if tuple(self._all_grids[g]) not in tried]
+
     def after_trial(self, study: optuna.Study, trial: Any, state: TrialState, values: Any) -> None:
         try:
             super().after_trial(study, trial, state, values)

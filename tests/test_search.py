@@ -269,6 +269,31 @@ def test_grid_covers_every_combination() -> None:
     assert all(t.state == TrialState.COMPLETE for t in study.trials)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_a_grid_after_another_sampler_visits_the_points_it_has_not_tried(seed: int) -> None:
+    """sampler changed from "tpe" to "grid" once 2 of the 4 points were tried (the README allows
+    it): the grid took those trials as unvisited and proposed one of them again (taken as a
+    repeat, not trained), so the study reached n_trials with a point never tried."""
+    space = {"batch_size": [8, 16], "warmup_ratio": [0.0, 0.1]}
+    spec = spec_of(space, sampler="grid")
+    study = optuna.create_study(sampler=make_sampler(spec_of(space), seed=seed))
+    study.tell(study.ask(), 0.5)  # the baseline: no parameters
+    for fixed in ({"batch_size": 8, "warmup_ratio": 0.1}, {"batch_size": 8, "warmup_ratio": 0.0}):
+        study.enqueue_trial(fixed)  # what the tpe sampler proposed
+        trial = study.ask()
+        suggest(trial, spec)
+        study.tell(trial, 0.5)
+    study.sampler = make_sampler(spec, seed=seed)
+    seen = []
+    for _ in range(2):
+        trial = study.ask()
+        values = suggest(trial, spec)
+        seen.append((values["batch_size"], values["warmup_ratio"]))
+        study.tell(trial, 0.5)
+    assert sorted(seen) == [(16, 0.0), (16, 0.1)]
+    assert study.sampler.is_exhausted(study)
+
+
 def test_grid_inside_optimize_still_stops_the_study() -> None:
     spec = spec_of({"batch_size": [8, 16, 32]}, sampler="grid")
     study = optuna.create_study(sampler=make_sampler(spec, seed=0))
