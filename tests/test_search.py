@@ -620,3 +620,21 @@ def test_a_truncation_note_met_first_on_a_probe_names_the_baseline_not_the_searc
         probe = TrialSpec.of(baseline, f"{search.PROBE}{knob}", 42, {knob: value})
         note = preflight._cut_texts(probe, "m", None, splits, 512)
         assert note.startswith(f"{named}: max_length = 32 truncates 16% of the training texts")
+
+
+def test_a_study_searched_by_a_file_that_no_longer_has_search_says_so_not_question_marks(
+        write_experiment) -> None:
+    """[search] removed from the file after its trials ran: the Search section read
+    '2 of 2 search trials: ... (sampler ?, pruner ?)'."""
+    from ablation.config import load_spec
+    from ablation.records import TrialRecord
+    from ablation.report._write import _search_section
+
+    path = write_experiment()
+    searched = [TrialRecord(number=n, variant=f"search_{n}", seed=42, overrides={"batch_size": 8},
+                            state="COMPLETE", value=0.5 + n / 100) for n in (1, 2)]
+    built = {"records": searched, "greater_is_better": True, "metric": "macro_f1", "importances": {}}
+    text = "\n".join(_search_section(load_spec(path), built))
+    assert "?" not in text
+    assert ("2 search trials, made by a [search] section the file no longer has: 2 complete, "
+            "0 pruned, 0 failed.") in text

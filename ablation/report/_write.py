@@ -502,15 +502,20 @@ def _search_section(spec: ExperimentSpec, built: dict[str, Any]) -> list[str]:
     made = search["trials"] + len(repeated)
     planned = search["n_trials"] or made
     # n_trials lowered after the search ran: "6 of 3 search trials" read as a miscount.
-    counted = (f"{made} of {planned} search trials" if made <= planned else
+    counted = (f"{made} search trials, made by a [search] section the file no longer has"
+               if search["n_trials"] is None else
+               f"{made} of {planned} search trials" if made <= planned else
                f"{made} search trials, more than the file's n_trials = {planned} (it was lowered "
                "after they were made)")
+    # Without [search] in the file its sampler and pruner are unknown: no "(sampler ?, pruner ?)".
+    how = (f" (sampler {search['sampler']}, pruner {search['pruner']})"
+           if search["n_trials"] is not None else "")
     lines = ["## Search", "",
              f"{counted}: "
              f"{search['complete']} complete, {search['pruned']} pruned, {search['failed']} failed"
              + (f", {len(repeated)} proposed the parameters of an earlier trial and took its "
                 "result, not trained again" if repeated else "")
-             + f" (sampler {search['sampler'] or '?'}, pruner {search['pruner'] or '?'}).", ""]
+             + f"{how}.", ""]
     best = search["best"]
     if best is not None:
         lines += [f"- **Best**: `{best['variant']}` — {built['metric']} {fmt(best['value'])} with "
