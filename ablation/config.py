@@ -964,6 +964,7 @@ def load_spec(path: str | Path, sets: str | list[str] | None = None,
                 f"{where}: [search] pruner = {search.pruner!r} cannot prune a trial trained on "
                 f"devices_per_trial = {experiment.devices_per_trial} processes; use pruner = \"none\" "
                 "or devices_per_trial = 1")
+        _check_batch_range_splits(search, experiment.devices_per_trial, path, sets)
 
     # Resolve defaults that depend on other keys, and paths relative to the working folder.
     name = experiment.name or path.stem
@@ -1010,6 +1011,30 @@ def load_spec(path: str | Path, sets: str | list[str] | None = None,
     with blame.on("variants", "sweep", "ablation"):
         named_variants(spec)  # a name produced twice is an error before anything runs
     return spec
+
+
+def _check_batch_range_splits(search: Any, devices: int, path: Path,
+                              sets: Sequence[str] | None) -> None:
+    """A [search.space] batch_size range must propose only batches that devices_per_trial
+    processes can split: validate and run check its ends (and each point of a short stepped
+    range), so { low = 8, high = 32 } with 2 processes passed, and the search stopped at its first
+    odd proposal, retried on every later run (the space could no longer change)."""
+    dim = search.space.get("batch_size")
+    if devices == 1 or dim is None or dim.kind != "int":
+        return
+    if dim.log or dim.low % devices or (dim.step or 1) % devices:
+        from .search import RANGE_KEYS
+
+        where = named_by(path, sets, "search.space.batch_size", "search.space", "search",
+                         "experiment.devices_per_trial", "experiment")
+        shown = ", ".join(f"{key} = {toml_value(getattr(dim, key))}" for key in RANGE_KEYS
+                          if getattr(dim, key) not in (None, False))
+        raise AblateInputError(
+            f"{where}: [search.space] batch_size = {{ {shown} }}: with devices_per_trial = "
+            f"{devices} every batch_size must be a multiple of {devices}, and a range proposes "
+            f"every value from low by step (any integer with log = true); give low and step "
+            f"multiples of {devices}, e.g. {{ low = {devices * 4}, high = {devices * 16}, "
+            f"step = {devices} }}, or a list of batch sizes")
 
 
 def named_by(path: Path, sets: Sequence[str] | None, *keys: str) -> str:

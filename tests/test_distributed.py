@@ -82,6 +82,30 @@ def test_pruning_is_refused_for_data_parallel_trials(write_experiment, capsys):
         capsys.readouterr().err)
 
 
+@pytest.mark.parametrize(("space", "ok"), [
+    ("{ low = 8, high = 32 }", False),  # every integer between: 9, 11, ... cannot split
+    ("{ low = 8, high = 256, log = true }", False),
+    ("{ low = 9, high = 33, step = 2 }", False),
+    ("{ low = 8, high = 32, step = 3 }", False),
+    ("{ low = 8, high = 32, step = 2 }", True),
+    ("{ low = 8, high = 32, step = 4 }", True),
+    ("[8, 16, 32]", True)])
+def test_a_batch_size_range_that_can_propose_an_odd_global_batch_is_refused_up_front(
+        write_experiment, capsys, space, ok):
+    """validate said ok for batch_size = { low = 8, high = 32 } with devices_per_trial = 2 (only
+    the ends were checked); the search then stopped on its second proposal, batch_size = 31, and
+    every later run retried that trial and stopped again (the space could no longer change)."""
+    path = write_experiment(extra=f"[search]\nn_trials = 2\n[search.space]\nbatch_size = {space}\n")
+    code = cli.main(["validate", str(path), "--set", "experiment.devices_per_trial=2"])
+    err = capsys.readouterr().err.strip()
+    if ok:
+        assert code == 0, err
+        return
+    assert code == 2 and "\n" not in err
+    assert (f"[search.space] batch_size = {space}: with devices_per_trial = 2 every batch_size "
+            "must be a multiple of 2") in err
+
+
 def test_a_failing_rank_fails_the_trial_with_its_error_and_the_study_goes_on(write_experiment,
                                                                             capfd):
     path = write_experiment(variants="")
