@@ -806,7 +806,10 @@ class _SetBlame:
                 if parts[0] not in sections or prefix is None:
                     continue
                 made = parts[0] not in self.in_file
-                if made or any(_mentions(text, part) for part in parts[1:]):
+                # `--set search.space={}` replaced a whole table the error names ("[search.space]
+                # must name at least one knob"): the file, which has one, was blamed.
+                whole = len(parts) > 1 and f"[{'.'.join(parts)}]" in text
+                if made or whole or any(_mentions(text, part) for part in parts[1:]):
                     raise AblateInputError(f"{set_shown(item)}: {text[len(prefix):]}") from None
             raise
 
