@@ -316,7 +316,7 @@ class _AskTellGridSampler(optuna.samplers.GridSampler):
         if "grid_id" in trial.system_attrs or "fixed_params" in trial.system_attrs:
             return
         unvisited = self._get_unvisited_grid_ids(study)
-        if 0 <= trial.number < self._n_min_trials and trial.number in unvisited:
+        if trial.number in unvisited:
             grid_id = trial.number  # Optuna's choice, where that point is still to try
         else:
             grid_id = int(self._rng.rng.choice(unvisited or list(range(len(self._all_grids)))))
@@ -324,13 +324,20 @@ class _AskTellGridSampler(optuna.samplers.GridSampler):
         study._storage.set_trial_system_attr(trial._trial_id, "grid_id", grid_id)
 
     def _get_unvisited_grid_ids(self, study: optuna.Study) -> list[int]:
-        """Optuna's, less the points that trials without a grid id (another sampler's) tried."""
-        unvisited = super()._get_unvisited_grid_ids(study)
+        """The points no trial has tried, by the trials' parameters rather than Optuna's stored
+        grid ids: another sampler's trials have none, and ids number the points in the order of
+        the sampler's seed, which a new first seed of [experiment] seeds changes. Points of
+        running trials count as tried while others are left, as in Optuna."""
         names = self._param_names
-        tried = {tuple(t.params[name] for name in names)
-                 for t in study.get_trials(deepcopy=False)
-                 if "grid_id" not in t.system_attrs and set(t.params) == set(names)}
-        return [g for g in unvisited if tuple(self._all_grids[g]) not in tried]
+        finished, running = set(), set()
+        for t in study.get_trials(deepcopy=False):
+            if set(t.params) == set(names) and (t.state.is_finished()
+                                                or t.state == TrialState.RUNNING):
+                point = tuple(t.params[name] for name in names)
+                (finished if t.state.is_finished() else running).add(point)
+        points = [tuple(grid) for grid in self._all_grids]
+        left = [i for i, point in enumerate(points) if point not in finished]
+        return [i for i in left if points[i] not in running] or left
 
     def after_trial(self, study: optuna.Study, trial: Any, state: TrialState, values: Any) -> None:
         try:

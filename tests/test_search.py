@@ -294,6 +294,24 @@ def test_a_grid_after_another_sampler_visits_the_points_it_has_not_tried(seed: i
     assert study.sampler.is_exhausted(study)
 
 
+@pytest.mark.parametrize("seeds", [(0, 1), (3, 7), (5, 2)])
+def test_a_grid_reseeded_by_a_new_first_seed_still_visits_the_points_not_tried(seeds) -> None:
+    """The grid's order is seeded by the first of [experiment] seeds: a file whose seeds changed
+    (seeds = [42] -> [7, 42]) read the stored grid ids in another order, proposed points already
+    tried and left others untried."""
+    spec = spec_of({"batch_size": [8, 16], "warmup_ratio": [0.0, 0.1]}, sampler="grid")
+    study = optuna.create_study(sampler=make_sampler(spec, seed=seeds[0]))
+    study.tell(study.ask(), 0.5)  # the baseline: no parameters
+    seen = []
+    for sampler_seed in (seeds[0], seeds[0], seeds[1], seeds[1]):
+        study.sampler = make_sampler(spec, seed=sampler_seed)
+        trial = study.ask()
+        values = suggest(trial, spec)
+        seen.append((values["batch_size"], values["warmup_ratio"]))
+        study.tell(trial, 0.5)
+    assert sorted(seen) == sorted(itertools.product([8, 16], [0.0, 0.1]))
+
+
 def test_grid_inside_optimize_still_stops_the_study() -> None:
     spec = spec_of({"batch_size": [8, 16, 32]}, sampler="grid")
     study = optuna.create_study(sampler=make_sampler(spec, seed=0))
