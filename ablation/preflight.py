@@ -322,8 +322,10 @@ def _model_own_dropout(spec: ExperimentSpec, trial: TrialSpec, config: Any) -> s
 
 
 def _never_stops_early(trial: TrialSpec, rows: int) -> str | None:
-    """Early stopping waits `patience` evaluations after the best one: a trial that evaluates
-    no more often than that trains to its end whatever the patience, as its baseline does."""
+    """Early stopping waits `patience` evaluations after the best one, and the first evaluation
+    is always the best so far: it can stop no sooner than evaluation patience + 1, and the last
+    evaluation is at the last step. A trial that evaluates patience + 1 times or fewer trains to
+    its end whatever the patience, as its baseline does."""
     recipe = trial.recipe
     if not recipe.early_stopping_patience:
         return None
@@ -333,11 +335,14 @@ def _never_stops_early(trial: TrialSpec, rows: int) -> str | None:
     steps = recipe.max_steps if recipe.max_steps > 0 else math.ceil(recipe.epochs * per_epoch)
     every = recipe.eval_steps if recipe.eval_steps > 0 else per_epoch
     evaluations = -(-steps // every)
-    if evaluations > recipe.early_stopping_patience:
+    patience = recipe.early_stopping_patience
+    if evaluations > patience + 1:
         return None
-    return (f"{trial.variant}: early_stopping_patience = {recipe.early_stopping_patience} never "
+    return (f"{trial.variant}: early_stopping_patience = {patience} never "
             f"stops training: it evaluates {evaluations} time(s) in its {steps} steps (every "
-            f"{every}); a smaller eval_steps or patience lets it stop")
+            f"{every}), and the first evaluation is always the best so far, so {patience} "
+            f"evaluation(s) without improvement end no sooner than its last step; a smaller "
+            "eval_steps or patience lets it stop")
 
 
 def _knob_of(message: str) -> str | None:

@@ -375,15 +375,21 @@ def test_validate_reports_data_and_model_problems_in_one_line(write_experiment, 
 
 def test_early_stopping_that_cannot_stop_gets_a_note(write_experiment, capsys):
     """216 training rows at batch 16: 14 steps an epoch, 28 in 2 epochs, an evaluation every 5:
-    6 evaluations, so a patience of 6 never stops training (the variant trains the baseline)."""
-    path = write_experiment(variants="p5 = { early_stopping_patience = 5 }\n"
+    6 evaluations. The first is the best so far, so a patience of 5 stops at the 6th at the
+    earliest, which is the last step: patience 5 and 6 never stop training early (the variant
+    trains the baseline); 4 can stop at the 5th evaluation, step 25."""
+    path = write_experiment(variants="p4 = { early_stopping_patience = 4 }\n"
+                                     "p5 = { early_stopping_patience = 5 }\n"
                                      "p6 = { early_stopping_patience = 6 }\n")
     for command in (["validate"], ["run", "--dry-run"]):
         assert cli.main([command[0], str(path), *command[1:]]) == 0
         notes = [line for line in capsys.readouterr().out.splitlines() if "never stops" in line]
-        assert notes == ["note: baseline_p6: early_stopping_patience = 6 never stops training: it "
-                         "evaluates 6 time(s) in its 28 steps (every 5); a smaller eval_steps or "
-                         "patience lets it stop"]
+        assert notes == [f"note: baseline_p{p}: early_stopping_patience = {p} never stops training: "
+                         "it evaluates 6 time(s) in its 28 steps (every 5), and the first "
+                         f"evaluation is always the best so far, so {p} evaluation(s) without "
+                         "improvement end no sooner than its last step; a smaller eval_steps or "
+                         "patience lets it stop"
+                         for p in (5, 6)]
 
 
 def test_a_dropout_equal_to_the_models_own_gets_a_note(write_experiment, capsys):
