@@ -66,6 +66,14 @@ def trial_attrs(trial: TrialSpec) -> dict[str, Any]:
     return {VARIANT: trial.variant, SEED: trial.seed, KEY: trial.key, OVERRIDES: trial.overrides}
 
 
+def stopped_early(result: dict[str, Any]) -> bool:
+    """Whether early stopping ended a complete trial before its last step (a pruned trial's
+    steps end early too, by the pruner: it is no complete trial's)."""
+    steps, max_steps = result.get("steps"), result.get("max_steps")
+    return (steps is not None and max_steps is not None and steps < max_steps
+            and result.get("pruned_at_step") is None)
+
+
 @dataclass
 class TrialRecord:
     number: int

@@ -560,7 +560,9 @@ def test_the_last_step_is_logged_whatever_logging_steps_says(write_experiment):
 def test_the_last_step_is_logged_when_training_stops_early(write_experiment, capsys):
     """Early stopping ends training at an evaluation (step 6 here, logging every 10): without a log
     there the curves, the tracker and the report's final train loss stopped at step 1. The plain
-    line that ends the trial (logs, pipes, workers) says it stopped early, as the table does."""
+    line that ends the trial (logs, pipes, workers) says it stopped early, as the table does, and
+    so do the report's Trial notes; both name the step whose checkpoint was selected (its metric
+    is the one shown, not the last evaluation's)."""
     path = write_experiment(variants="", baseline="learning_rate = 1e-12\nbatch_size = 16\n"
                                                   "epochs = 2\nlogging_steps = 10\neval_steps = 3\n"
                                                   "early_stopping_patience = 1\n")
@@ -568,9 +570,13 @@ def test_the_last_step_is_logged_when_training_stops_early(write_experiment, cap
     (trial,) = _study(path).get_trials()
     result = trial.user_attrs["result"]
     assert result["steps"] == 6  # no improvement at the second evaluation: stopped there
+    assert result["best_step"] == 3  # the first evaluation's checkpoint is the one kept
     assert [point["step"] for point in result["history"]] == [1, 6]
     (line,) = [line for line in capsys.readouterr().out.splitlines() if " done: " in line]
-    assert line.endswith(" s, stopped early at step 6 of 28")
+    assert line.endswith(" s, stopped early at step 6 of 28 (selected: step 3)")
+    report = (load_spec(path).output_dir / "report.md").read_text()
+    assert ("- `baseline-s42`: early stopping ended it at step 6 of 28; its selected checkpoint, "
+            "whose metrics the report shows, is step 3's") in report
 
 
 def test_an_unknown_variant_gets_a_did_you_mean_only_for_a_close_name(write_experiment, capsys):

@@ -22,7 +22,14 @@ from ..locking import written_beside
 from ..metrics import metric_range
 from ..models import best_model_reads_pairs, exported_elsewhere, stale_best_model
 from ..queue import stale_numbers
-from ..records import TrialRecord, is_search_variant, latest_by_key, load_records, study_info
+from ..records import (
+    TrialRecord,
+    is_search_variant,
+    latest_by_key,
+    load_records,
+    stopped_early,
+    study_info,
+)
 from ..variants import (
     BASELINE,
     FULL,
@@ -880,8 +887,14 @@ def _best_model_line(spec: ExperimentSpec, built: dict[str, Any]) -> list[str]:
 
 
 def trial_notes(result: dict[str, Any]) -> list[str]:
-    """What happened to a trial beside training: a resume, an out-of-memory back-off."""
+    """What happened to a trial beside training: early stopping (where it stopped, and which
+    step's checkpoint is the one the report shows), a resume, an out-of-memory back-off."""
     notes = []
+    if stopped_early(result):
+        selected = result.get("best_step")
+        notes.append(f"early stopping ended it at step {result['steps']} of {result['max_steps']}"
+                     + (f"; its selected checkpoint, whose metrics the report shows, is step "
+                        f"{selected}'s" if selected is not None else ""))
     if result.get("resumed_from_step"):
         notes.append(f"resumed from its checkpoint at step {result['resumed_from_step']}")
     for attempt in result.get("oom_backoff") or []:

@@ -862,12 +862,14 @@ def _run_one(study: optuna.Study, optuna_trial: optuna.Trial, trial: TrialSpec,
 
 
 def _stopped_early(result: dict[str, Any]) -> str:
-    """`, stopped early at step 6 of 28` where early stopping ended the trial (the live table
-    says `stopped early`; the plain line of logs, pipes and workers said nothing)."""
-    steps, max_steps = result.get("steps"), result.get("max_steps")
-    if steps is None or max_steps is None or steps >= max_steps:
+    """`, stopped early at step 6 of 28 (selected: step 3)` where early stopping ended the trial
+    (the live table says `stopped early`; the plain line of logs, pipes and workers said nothing):
+    the metric on the line is the selected step's, not the last evaluation's."""
+    if not records.stopped_early(result):
         return ""
-    return f", stopped early at step {steps} of {max_steps}"
+    selected = result.get("best_step")
+    return (f", stopped early at step {result['steps']} of {result['max_steps']}"
+            + (f" (selected: step {selected})" if selected is not None else ""))
 
 
 def _taken_over(optuna_trial: optuna.Trial, trial: TrialSpec, spec: ExperimentSpec,
