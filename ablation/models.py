@@ -70,9 +70,33 @@ def keep_trial_model(trainer: Any, trial: Any, spec: ExperimentSpec, trial_dir: 
         from .train import CHECKPOINT_IDENTITY
 
         (checkpoint_dir / CHECKPOINT_IDENTITY).unlink(missing_ok=True)
+        if trainer.args.should_save:
+            _keep_evaluations_only(checkpoint_dir, result)
     else:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)  # the selected weights were evaluated
     return saved
+
+
+# What a checkpoint holds for a resume only (the Trainer's names): a kept one is a model to score.
+RESUME_STATE = ("optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state*.pth", "log_window-*.json")
+
+
+def _keep_evaluations_only(checkpoint_dir: Path, result: dict[str, Any]) -> None:
+    """save_models = "all" keeps the checkpoint of every evaluation. With checkpoint_steps the
+    trial also wrote resumable checkpoints between evaluations, every checkpoint with its
+    optimizer, scheduler and RNG states (bert-base: 1.3 GB rather than 440 MB), and a log window
+    beside each: of use to a resume only, which the finished trial no longer has."""
+    evaluated = {point.get("step") for point in result.get("eval_history") or ()}
+    for path in checkpoint_dir.glob("checkpoint-*"):
+        step = path.name.split("-")[-1]
+        if not (step.isdigit() and int(step) in evaluated):
+            shutil.rmtree(path, ignore_errors=True)
+            continue
+        for pattern in RESUME_STATE:
+            for state in path.glob(pattern):
+                state.unlink(missing_ok=True)
+    for window in checkpoint_dir.glob("log_window-*.json"):
+        window.unlink(missing_ok=True)
 
 
 def _truncate_like_the_trial(target: Path, trainer: Any) -> int:

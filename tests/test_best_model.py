@@ -1584,3 +1584,31 @@ def test_predict_notes_a_local_best_model_older_than_the_one_another_machine_exp
     assert err == (f"note: best model: best_model/ here holds trial {held}, no longer the best: the "
                    "best, trial baseline-s7, is in gpu-2:/home/me/proj/reports/tiny/best_model, "
                    "exported by the run there; copy that folder here to use it\n"), err
+
+
+def test_keeping_all_with_resumable_checkpoints_keeps_each_evaluations_weights_only(
+        tmp_path, tiny_model_dir, tiny_data_dir, capsys):
+    """save_models = "all" keeps the checkpoint of every evaluation (for evaluate --checkpoints);
+    with checkpoint_steps, the finished trial also kept the resumable checkpoints between its
+    evaluations and every checkpoint's optimizer, scheduler and RNG states, which serve only a
+    resume (bert-base: 1.3 GB a checkpoint rather than 440 MB), and their log windows."""
+    path = tiny_experiment(tmp_path, tiny_model_dir, tiny_data_dir, name="keepall", variants="",
+                           baseline="learning_rate = 1e-3\nbatch_size = 16\nmax_steps = 10\n"
+                                    "eval_steps = 5\n",
+                           experiment='save_models = "all"\ncheckpoint_steps = 3')
+    assert cli.main(["run", str(path)]) == 0
+    result = _trials(path)["baseline-s42"].user_attrs["result"]
+    evaluated = [point["step"] for point in result["eval_history"]]
+    assert evaluated == [5, 10]
+    kept = tmp_path / "reports" / "keepall" / "trials" / "baseline-s42" / "checkpoints"
+    assert sorted(p.name for p in kept.iterdir()) == [f"checkpoint-{step}" for step in (10, 5)]
+    for step in evaluated:
+        files = {p.name for p in (kept / f"checkpoint-{step}").iterdir()}
+        assert "model.safetensors" in files and "config.json" in files
+        assert not {name for name in files if name.startswith(("optimizer", "scheduler", "rng_state",
+                                                                "scaler"))}, files
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(path), "--checkpoints", "baseline-s42", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["checkpoints"]
+    assert [row["eval_loss"] for row in rows] == pytest.approx(
+        [point["loss"] for point in result["eval_history"]], abs=1e-5)
