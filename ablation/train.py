@@ -720,6 +720,10 @@ def _whole_json(path: Path) -> bool:
 # --------------------------------------------------------------------------- one trial
 
 
+# transformers' schedulers stepped on the selection metric (metric_for_best_model) at each evaluation.
+METRIC_SCHEDULERS = ("reduce_lr_on_plateau", "greedy")
+
+
 def training_arguments(recipe: Recipe, spec: ExperimentSpec, seed: int,
                        checkpoint_dir: Path, step_bars: bool = False) -> TrainingArguments:
     """The Trainer's arguments for one trial of `recipe`; `step_bars`: a tqdm bar of training steps
@@ -738,6 +742,10 @@ def training_arguments(recipe: Recipe, spec: ExperimentSpec, seed: int,
         weight_decay=recipe.weight_decay,
         warmup_steps=recipe.warmup_ratio,  # transformers 5: a float < 1 is a ratio of all steps
         lr_scheduler_type=recipe.lr_scheduler,
+        # Stepped on the selection metric at each evaluation: in its direction (transformers leaves
+        # torch's default 'min', which cut the rate as macro_f1 rose).
+        lr_scheduler_kwargs={"mode": "max" if spec.greater_is_better else "min"}
+        if recipe.lr_scheduler in METRIC_SCHEDULERS else {},
         max_grad_norm=recipe.max_grad_norm,
         logging_strategy="steps",
         logging_steps=recipe.logging_steps,

@@ -447,3 +447,38 @@ def test_gpt2_with_token_type_ids_trains_with_the_kept_embedding_gradient(tmp_pa
                            baseline="learning_rate = 1e-3\nbatch_size = 16\nepochs = 1\n")
     assert cli.main(["run", str(path)]) == 0
     assert list(_results(path)) == ["baseline-s42"]
+
+
+@pytest.mark.parametrize("metric", ["macro_f1", "eval_loss"])
+def test_schedulers_that_follow_the_metric_follow_it_in_its_direction(write_experiment, monkeypatch,
+                                                                      metric):
+    """reduce_lr_on_plateau and greedy step on the selection metric at each evaluation: transformers
+    makes them in torch's default 'min' mode whatever the metric, so with macro_f1 (maximized) a
+    score that rose at every evaluation counted as no improvement and the rate was cut ×0.1 at
+    the 12th evaluation, and a falling one counted as improving (greedy raises the rate while the metric
+    improves: it did so as macro_f1 fell)."""
+    made = []
+    real = train.AblateTrainer.create_scheduler
+
+    def recording(self, *args, **kwargs):
+        made.append(real(self, *args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(train.AblateTrainer, "create_scheduler", recording)
+    baseline = "learning_rate = 1e-3\nbatch_size = 16\nmax_steps = 4\neval_steps = 2\n"
+    path = write_experiment(baseline=baseline, variants='greedy = { lr_scheduler = "greedy" }\n',
+                            extra="")
+    text = path.read_text().replace("[baseline]\n", '[baseline]\nlr_scheduler = "reduce_lr_on_plateau"\n')
+    path.write_text(text.replace("[experiment]\n", f'[experiment]\nmetric = "{metric}"\n'))
+    assert cli.main(["run", str(path)]) == 0
+    assert len(made) == 2
+    sign = 1 if metric == "macro_f1" else -1  # better and better, past anything the trials saw
+    for scheduler in made:
+        lr = scheduler.optimizer.param_groups[0]["lr"]
+        for i in range(30):
+            scheduler.step(sign * (10.0 + i))
+        after = scheduler.optimizer.param_groups[0]["lr"]
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            assert after == lr  # improving at every evaluation: no plateau
+        else:
+            assert after > lr, type(scheduler).__name__  # greedy: improving, so raised
