@@ -194,7 +194,8 @@ def preflight(spec: ExperimentSpec, trials: list[TrialSpec], inputs: TrialInputs
             where = f"{set_shown(given)}: {trial.variant}" if given else where
             raise AblateInputError(f"{where}: {err}") from None
     rows = len(inputs.splits.train)
-    stops = [_never_stops_early(t, rows) for t in {t.variant: t for t in trials}.values()]
+    stops = [check(t, rows) for t in {t.variant: t for t in trials}.values()
+             for check in (_never_stops_early, _never_lowers_the_rate)]
     return list(notes.values()) + [note for note in stops if note]
 
 
@@ -329,12 +330,7 @@ def _never_stops_early(trial: TrialSpec, rows: int) -> str | None:
     recipe = trial.recipe
     if not recipe.early_stopping_patience:
         return None
-    rows = min(rows, recipe.max_train_samples or rows)
-    batches = -(-rows // recipe.batch_size)  # per epoch, as the Trainer counts them
-    per_epoch = max(1, -(-batches // recipe.gradient_accumulation_steps))
-    steps = recipe.max_steps if recipe.max_steps > 0 else math.ceil(recipe.epochs * per_epoch)
-    every = recipe.eval_steps if recipe.eval_steps > 0 else per_epoch
-    evaluations = -(-steps // every)
+    steps, every, evaluations = _evaluations(trial, rows)
     patience = recipe.early_stopping_patience
     if evaluations > patience + 1:
         return None
@@ -343,6 +339,41 @@ def _never_stops_early(trial: TrialSpec, rows: int) -> str | None:
             f"{every}), and the first evaluation is always the best so far, so {patience} "
             f"evaluation(s) without improvement end no sooner than its last step; a smaller "
             "eval_steps or patience lets it stop")
+
+
+def _evaluations(trial: TrialSpec, rows: int) -> tuple[int, int, int]:
+    """(steps, steps between evaluations, evaluations) of a trial on `rows` training rows; the
+    last step evaluates too."""
+    recipe = trial.recipe
+    rows = min(rows, recipe.max_train_samples or rows)
+    batches = -(-rows // recipe.batch_size)  # per epoch, as the Trainer counts them
+    per_epoch = max(1, -(-batches // recipe.gradient_accumulation_steps))
+    steps = recipe.max_steps if recipe.max_steps > 0 else math.ceil(recipe.epochs * per_epoch)
+    every = recipe.eval_steps if recipe.eval_steps > 0 else per_epoch
+    return steps, every, -(-steps // every)
+
+
+# torch's ReduceLROnPlateau (no knob sets its arguments) lowers the rate once more than
+# `patience` evaluations after the best did not improve on it: at evaluation patience + 2.
+PLATEAU_PATIENCE = 10
+
+
+def _never_lowers_the_rate(trial: TrialSpec, rows: int) -> str | None:
+    """reduce_lr_on_plateau first lowers the rate at evaluation PLATEAU_PATIENCE + 2, and only
+    the steps after it train at the lower rate: a trial that evaluates no more often than that
+    trains at a constant rate, as lr_scheduler = 'constant' does."""
+    if trial.recipe.lr_scheduler != "reduce_lr_on_plateau":
+        return None
+    steps, every, evaluations = _evaluations(trial, rows)
+    earliest = PLATEAU_PATIENCE + 2
+    if evaluations > earliest:
+        return None
+    return (f"{trial.variant}: lr_scheduler = 'reduce_lr_on_plateau' never lowers the learning "
+            f"rate: it evaluates {evaluations} time(s) in its {steps} steps (every {every}), and "
+            f"the plateau lowers it once {PLATEAU_PATIENCE + 1} evaluations after the best did not "
+            f"improve on it (the first is always the best so far), so at the {earliest}th at the "
+            "earliest, for the steps after it; it trains as lr_scheduler = 'constant' does; a "
+            "smaller eval_steps gives it room")
 
 
 def _knob_of(message: str) -> str | None:

@@ -392,6 +392,27 @@ def test_early_stopping_that_cannot_stop_gets_a_note(write_experiment, capsys):
                          for p in (5, 6)]
 
 
+def test_a_plateau_schedule_that_cannot_lower_the_rate_gets_a_note(write_experiment, capsys):
+    """reduce_lr_on_plateau lowers the rate once 11 evaluations after the best did not improve on
+    it (torch's patience of 10; the first evaluation is always the best so far), so at the 12th at
+    the earliest, and only the steps after it train at the lower rate: a trial of 12 evaluations
+    or fewer trains at a constant rate, whatever its evaluations say."""
+    plateau = 'lr_scheduler = "reduce_lr_on_plateau"'
+    path = write_experiment(variants=f"e10 = {{ {plateau}, eval_steps = 3 }}\n"  # 28 steps
+                                     f"e12 = {{ {plateau}, max_steps = 24, eval_steps = 2 }}\n"
+                                     f"e13 = {{ {plateau}, max_steps = 26, eval_steps = 2 }}\n")
+    for command in (["validate"], ["run", "--dry-run"]):
+        assert cli.main([command[0], str(path), *command[1:]]) == 0
+        notes = [line for line in capsys.readouterr().out.splitlines() if "never lowers" in line]
+        assert notes == [f"note: baseline_e{n}: lr_scheduler = 'reduce_lr_on_plateau' never lowers "
+                         f"the learning rate: it evaluates {n} time(s) in its {steps} steps (every "
+                         f"{every}), and the plateau lowers it once 11 evaluations after the best "
+                         "did not improve on it (the first is always the best so far), so at the "
+                         "12th at the earliest, for the steps after it; it trains as lr_scheduler "
+                         "= 'constant' does; a smaller eval_steps gives it room"
+                         for n, steps, every in ((10, 28, 3), (12, 24, 2))]
+
+
 def test_a_dropout_equal_to_the_models_own_gets_a_note(write_experiment, capsys):
     """The tiny BERT's hidden and attention dropout are 0.1 (BertConfig's default): a variant
     with dropout 0.1 trains what the baseline, which leaves dropout unset, trains."""
