@@ -656,3 +656,28 @@ def test_a_study_searched_by_a_file_that_no_longer_has_search_says_so_not_questi
     assert "?" not in text
     assert ("2 search trials, made by a [search] section the file no longer has: 2 complete, "
             "0 pruned, 0 failed.") in text
+
+
+def test_a_search_whose_every_trial_was_pruned_or_failed_says_there_is_no_best(
+        write_experiment) -> None:
+    """Every search trial pruned (or failed): the Search section counted them and then said
+    nothing of a best, which read as a section cut short."""
+    from ablation.config import load_spec
+    from ablation.records import TrialRecord
+    from ablation.report._write import _search_section
+
+    path = write_experiment(extra='[search]\nn_trials = 3\npruner = "median"\n'
+                                  '[search.space]\nbatch_size = [8, 16]\n')
+    searched = [TrialRecord(number=n, variant=f"search_{n}", seed=42, overrides={"batch_size": 8},
+                            state="PRUNED", value=None) for n in (1, 2, 3)]
+    built = {"records": searched, "greater_is_better": True, "metric": "macro_f1", "importances": {}}
+    text = "\n".join(_search_section(load_spec(path), built))
+    assert ("- **Best**: none — no search trial completed, so there are no best parameters; the "
+            "pruner stopped every one before its last step (pruner = \"none\" trains each to its "
+            "end)") in text
+    searched[2].state = "FAIL"
+    text = "\n".join(_search_section(load_spec(path), built))
+    assert ("the pruner stopped the 2 pruned before its last step (pruner = \"none\" trains each "
+            f"to its end); `{load_spec(path).command('status')}` says why each failed") in text
+    searched[0].state, searched[0].value = "COMPLETE", 0.7
+    assert "**Best**: none" not in "\n".join(_search_section(load_spec(path), built))

@@ -528,6 +528,13 @@ def _search_section(spec: ExperimentSpec, built: dict[str, Any]) -> list[str]:
         lines += [f"- **Best**: `{best['variant']}` — {built['metric']} {fmt(best['value'])} with "
                   + ", ".join(f"`{k} = {toml_value(v)}`" for k, v in best["params"].items())
                   + "".join(f"; {note}" for note in _tied_note(best["tied_with"]))]
+    elif search["pruned"] or search["failed"]:  # every trial made was stopped: said, not left out
+        stopped = "every one" if not search["failed"] else f"the {search['pruned']} pruned"
+        lines += ["- **Best**: none — no search trial completed, so there are no best parameters"
+                  + (f"; the pruner stopped {stopped} before its last step (pruner = \"none\" "
+                     "trains each to its end)" if search["pruned"] else "")
+                  + (f"; `{spec.command('status')}` says why each failed" if search["failed"]
+                     else "")]
     if search["importances"]:
         lines.append("- **Parameter importances** (Optuna): " + ", ".join(
             f"{name} {value:.2f}" for name, value in search["importances"].items()))
