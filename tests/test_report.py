@@ -2244,3 +2244,22 @@ def test_a_best_variant_tied_with_many_names_a_few_of_them(write_experiment):
     assert ("tied with `baseline_v01`, `baseline_v02`, `baseline_v03`, `baseline_v04`, "
             "`baseline_v05`, … (29 in all) (the first in the study's order is named)") in line
     assert "baseline_v06" not in line
+
+
+def test_dollar_signs_in_report_md_are_escaped_outside_code_so_github_shows_no_math(
+        write_experiment):
+    """GitHub reads text between two dollar signs as math: price-tier class names (`$`, `$$`,
+    `$5-$10`) in the Data line and the per-class table came out as formulas."""
+    from ablation.report.markdown import no_math
+
+    assert no_math("labels: $, $$, $5-$10") == r"labels: \$, \$\$, \$5-\$10"
+    assert no_math("run `echo $HOME` or\n```\nx=$1\n```\nthen $") == (
+        "run `echo $HOME` or\n```\nx=$1\n```\nthen \\$")
+    assert no_math(r"already \$ escaped") == r"already \$ escaped"
+    path = stored_study_of(write_experiment, 4)
+    spec = load_spec(path, ["experiment.seeds=[42, 43]"], need_data=False)
+    open_study(spec).set_user_attr("label_names", ["$", "$$", "$5-$10"])
+    text = write_report(spec, open_study(spec)).read_text()
+    assert r"labels: \$, \$\$, \$5-\$10" in text
+    outside_code = "".join(part for i, part in enumerate(text.split("`")) if i % 2 == 0)
+    assert all(outside_code[i - 1] == "\\" for i, c in enumerate(outside_code) if c == "$")

@@ -52,7 +52,15 @@ from .effects import (
     tested_together,
     variant_interval,
 )
-from .markdown import fmt, fmt_delta, missing_note, per_class_table, table_cell, variant_table
+from .markdown import (
+    fmt,
+    fmt_delta,
+    missing_note,
+    no_math,
+    per_class_table,
+    table_cell,
+    variant_table,
+)
 from .plots import (
     CURVES,
     METRIC_ROWS_EACH_END,
@@ -708,7 +716,7 @@ def render_markdown(spec: ExperimentSpec, built: dict[str, Any], pictures: dict[
         lines.append("")
     lines += _trial_notes(built)
     lines += _environment(spec, built)
-    return "\n".join(lines)
+    return no_math("\n".join(lines))
 
 
 # The train-loss note names this many variants, then counts them.

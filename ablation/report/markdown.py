@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -59,6 +60,20 @@ def of_seeds(row: Any, column: str) -> str:
 def mean_cell(row: Any, column: str) -> str:
     """A row's mean ± std of `column`, with the seeds it is over where that is not all of them."""
     return fmt(row[column], row.get(f"{column}_std")) + of_seeds(row, column)
+
+
+# A code span or fenced block, left as written: a backslash there would show.
+_CODE = re.compile(r"(```.*?```|`[^`\n]*`)", re.S)
+
+
+def no_math(markdown: str) -> str:
+    """`markdown` with each `$` outside code escaped: GitHub reads text between two dollar signs
+    as math, so class names `$`, `$$`, `$5-$10` (price tiers) in the Data line, the per-class
+    table or a Diagnosis sentence came out as formulas. `\\$` is a plain `$` in every CommonMark
+    renderer."""
+    parts = _CODE.split(markdown)
+    return "".join(part if i % 2 else re.sub(r"(?<!\\)\$", r"\\$", part)
+                   for i, part in enumerate(parts))
 
 
 def table_cell(text: Any) -> str:
