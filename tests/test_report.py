@@ -1000,8 +1000,16 @@ def test_the_trials_line_counts_running_and_queued_trials_too(stored_study):
     study.enqueue_trial({}, user_attrs=records.trial_attrs(running))
     study.ask()  # claimed, never told: RUNNING
     study.enqueue_trial({}, user_attrs=records.trial_attrs(queued))  # WAITING
+    log = spec.output_dir / "trials" / f"{queued.key}" / "trial.log"
+    log.parent.mkdir(parents=True)
+    log.write_text("an earlier attempt's traceback\n")  # a retry queued after it failed
     text = write_report(spec, study).read_text()
     assert "- **Trials**: 5 complete, 1 failed, 1 running, 1 queued; storage" in text
+    # the trials without a result say "queued" as that line does (Optuna's WAITING), and whose
+    # log a queued retry's folder holds
+    assert (f"- `{queued.key}` (trial 7): queued: the next run trains it — its earlier attempt's "
+            f"log: `trials/{queued.key}/trial.log`") in text
+    assert "waiting" not in text
 
 
 def test_each_basis_line_names_the_comparisons_it_is_of(write_experiment):

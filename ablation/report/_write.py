@@ -707,11 +707,16 @@ def render_markdown(spec: ExperimentSpec, built: dict[str, Any], pictures: dict[
         lines += ["## Trials without a result", ""]
         for _, row in failed.iterrows():
             key = f"{row['variant']}-s{row['seed']}"
-            error = row["error"] or row["state"].lower()
+            # Optuna's WAITING is the Trials line's "queued"; a queued retry's folder holds its
+            # earlier attempt's log, not its own
+            queued = row["state"] == "WAITING"
+            error = row["error"] or ("queued: the next run trains it" if queued
+                                     else row["state"].lower())
             if row["trial"] in built["gone"]:
                 error = "running, but its process is gone; the next run trains it again"
             log = f"trials/{key}/trial.log"
-            where = f" — log: `{log}`" if (spec.output_dir / log).is_file() else ""
+            whose = "its earlier attempt's log" if queued else "log"
+            where = f" — {whose}: `{log}`" if (spec.output_dir / log).is_file() else ""
             lines.append(f"- `{key}` (trial {row['trial']}): {error}{where}")
         lines.append("")
     lines += _trial_notes(built)
