@@ -41,6 +41,8 @@ class StatusSummary:
     # The storage has heartbeats, so `run` trains a trial whose process is gone again (on a
     # journal its row gives the --rerun that does).
     gone_trains_again: bool = True
+    # [search] proposals that took an earlier trial's result, not trained: no attempt of theirs
+    repeated: int = 0
 
     @property
     def trials(self) -> int:
@@ -58,6 +60,8 @@ class StatusSummary:
     def lines(self) -> list[str]:
         parts = [f"{n} {k}" for k, n in self.ordered() if n]
         again = f"; {self.earlier} earlier attempt(s) not counted" if self.earlier else ""
+        again += (f"; {self.repeated} search proposal(s) that repeated an earlier trial's "
+                  "parameters, not trained" if self.repeated else "")
         lines = [f"{self.trials} trial(s): {', '.join(parts)}{again}"]
         if self.unqueued:
             lines.append(f"not queued yet: {some_of(self.unqueued, STATUS_NAMED)}")
@@ -76,7 +80,8 @@ class StatusSummary:
         default. Names as in `status`, spaces made underscores (`not_queued_yet`)."""
         return {"trials": self.trials,
                 "states": {k.replace(" ", "_"): n for k, n in self.ordered()},
-                "earlier_attempts": self.earlier, "not_queued_yet": self.unqueued,
+                "earlier_attempts": self.earlier, "repeated_proposals": self.repeated,
+                "not_queued_yet": self.unqueued,
                 "not_in_file": self.gone, "without_result": self.to_train,
                 "next": self.next_command, "retry_failed": self.retry_command}
 
@@ -124,8 +129,9 @@ def summarize(spec: ExperimentSpec, records: list[TrialRecord], stale: set[int],
         next_command = spec.command("run")
         if counts.get("failed") and without_result > counts["failed"]:
             retry_command = spec.command("run", "--retry-failed")
-    return StatusSummary(counts, unqueued, gone, len(records) - len(latest), next_command,
-                         retry_command, spec.path.name, heartbeats)
+    repeated = sum(1 for r in records if r.repeat_of is not None)
+    return StatusSummary(counts, unqueued, gone, len(records) - repeated - len(latest),
+                         next_command, retry_command, spec.path.name, heartbeats, repeated)
 
 
 @dataclass(frozen=True)

@@ -884,7 +884,7 @@ def test_status_sums_its_trials_up_and_says_what_trains_those_without_a_result(w
         "trials": 4, "states": {"complete": 2, "pruned": 0, "running": 0, "queued": 0,
                                 "not_queued_yet": 1, "failed": 0, "interrupted": 1,
                                 "process_gone": 0},
-        "earlier_attempts": 1, "not_queued_yet": ["baseline_wd-s42"],
+        "earlier_attempts": 1, "repeated_proposals": 0, "not_queued_yet": ["baseline_wd-s42"],
         "not_in_file": ["baseline_bs32"], "without_result": 2,
         "next": f"ablate run {path} --set baseline.epochs=1", "retry_failed": None}
 

@@ -6,6 +6,7 @@ search trials."""
 from __future__ import annotations
 
 import contextlib
+import json
 import tomllib
 from pathlib import Path
 
@@ -583,6 +584,14 @@ def test_a_proposal_of_earlier_parameters_takes_their_result_without_training(
     assert cli.main(["status", str(path)]) == 0
     status = capsys.readouterr().out
     assert status.count("its result, not trained again") == 5, status
+    # The sum under the table counted the 5 repeats as "earlier attempt(s) not counted", as if
+    # trials had been retried: they are proposals, said apart.
+    assert ("3 trial(s): 3 complete; 5 search proposal(s) that repeated an earlier trial's "
+            "parameters, not trained") in status, status
+    assert "earlier attempt" not in status
+    assert cli.main(["status", str(path), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)["summary"]
+    assert (summary["earlier_attempts"], summary["repeated_proposals"]) == (0, 5)
 
     # Both points trained: a worker's further proposals are all repeats, and it says so.
     assert cli.main(["worker", str(path), "--set", "search.n_trials=9"]) == 0
