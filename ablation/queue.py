@@ -713,6 +713,10 @@ def requeue_stale(study: optuna.Study) -> list[str]:
         if not won:
             continue
         frozen = storage.get_trial(trial_id)
+        if frozen.user_attrs.get(records.LOCAL_RUNS):  # its process left them running
+            from .tracking import end_dead_runs
+
+            end_dead_runs(frozen.user_attrs[records.LOCAL_RUNS], STALE_ERROR)
         if records.KEY in frozen.user_attrs:
             enqueue_again(study, frozen)
             if _is_search(frozen):

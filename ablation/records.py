@@ -33,6 +33,9 @@ INTERRUPTED = "interrupted (Ctrl+C or SIGTERM)"
 PROGRESS = "progress"
 # The folder of a trial's SwanLab run asked for online but logged offline (no key, no network).
 TRACKED_OFFLINE = "tracked_offline"
+# The folders of a trial's SwanLab runs in mode "local" (its first, each out-of-memory retry's): a
+# trial whose process died (kill -9) is failed as stale by another, which ends these runs as crashed.
+LOCAL_RUNS = "swanlab_local_runs"
 # Study user attributes. SUPERSEDED lists trial numbers replaced by `ablate run --rerun`
 # (a finished Optuna trial cannot be changed, so the study keeps the list).
 SUPERSEDED = "superseded"

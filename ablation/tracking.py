@@ -71,12 +71,13 @@ class SwanLabTracker:
         self._logged = False  # since start(): any point at all
         self._root: str | None = None  # the trial's run name, once start_over suffixed it
         self._offline_dirs: list[str] = []  # the trial's runs, every attempt's, that fell back
+        self._local_dirs: list[str] = []  # the trial's runs, every attempt's, in mode local
         self._warned: set[str] = set()
 
     def start(self, name: str, group: str, config: dict[str, Any]) -> None:
         """Start the trial's run; a tracker that cannot start (online without a key, unwritable
         folder) falls back to offline, then to no tracking, with one warning: the trial still runs."""
-        self._offline_dirs, self._root = [], None
+        self._offline_dirs, self._local_dirs, self._root = [], [], None
         self._start_run(name, group, config)
 
     def _start_run(self, name: str, group: str, config: dict[str, Any]) -> None:
@@ -91,6 +92,9 @@ class SwanLabTracker:
             folder = self._fell_back_dir()
             if folder is not None:
                 self._offline_dirs.append(folder)
+            if self._run is not None and self.mode == "local":
+                with contextlib.suppress(Exception):  # another SwanLab version without Run.dir
+                    self._local_dirs.append(str(self._run.dir))
 
     def _start_mode(self, name: str, group: str, config: dict[str, Any]) -> None:
         modes = [self.mode] + (["offline"] if self.mode not in ("offline", "disabled") else [])
@@ -118,6 +122,12 @@ class SwanLabTracker:
         that were asked for online and logged offline instead: stored with the trial, so
         `ablate dashboard` can say what to `swanlab sync`."""
         return list(self._offline_dirs)
+
+    @property
+    def local_run_dirs(self) -> list[str]:
+        """The folders of this trial's runs in mode local: stored with the trial, so that a run
+        whose process is killed can be ended as crashed (end_dead_runs) once the trial is failed."""
+        return list(self._local_dirs)
 
     def _fell_back_dir(self) -> str | None:
         """The folder of the run just started, when it was asked for online and logs offline."""
@@ -226,6 +236,32 @@ def _quiet_swanlab_log_errors() -> None:
     except (ImportError, AttributeError):
         return
     handler.handleError = lambda self, record: None
+
+
+def end_dead_runs(folders: list[str], error: str) -> None:
+    """End as crashed the local runs (their folders) of a trial whose process died: killed (kill -9,
+    out of host memory), nothing of it finished its run, and the local dashboard showed it as
+    running for good while the study failed the trial as stale. A run ended meanwhile is left
+    as it is; a database that cannot be written is left too (the trial goes on regardless)."""
+    import sqlite3
+    from datetime import UTC, datetime
+
+    for folder in map(Path, folders):
+        store = folder.parent / "runs.swanlab"
+        if not store.is_file():
+            continue
+        try:
+            with file_lock(folder.parent / ".store.lock"), contextlib.closing(
+                    sqlite3.connect(store, timeout=30)) as db, db:
+                db.execute("update experiment set status = -1, finish_time = ?, update_time = ? "
+                           "where run_id = ? and status = 0",
+                           (now := datetime.now(UTC).isoformat(), now, folder.name))
+            console = folder / "console"
+            if console.is_dir():
+                with (console / "error.log").open("a", encoding="utf-8") as out:
+                    print(datetime.now(), error, sep="\n", file=out)
+        except (OSError, sqlite3.Error) as err:
+            log.warning("could not end the SwanLab run %s as crashed: %s", folder, first_line(err))
 
 
 # SwanLab's local mode keeps every run of a folder in one SQLite database (runs.swanlab), written

@@ -567,6 +567,45 @@ def test_worker_processes_keep_every_local_swanlab_run_and_point(write_experimen
         assert points(run, run_id, "test/f1_0") == points(run, run_id, "validation/f1_2") == 1
 
 
+def test_a_killed_trials_local_swanlab_run_ends_as_crashed_when_its_trial_is_failed_as_stale(
+        write_experiment):
+    """kill -9 mid-trial: the study fails the trial as stale and trains it again (`-try2`), but
+    the killed attempt's run stayed `running` in the local dashboard forever. The run that takes
+    the trial over now ends the dead run as crashed, as the study records its trial."""
+    import sqlite3
+
+    path = write_experiment(tracking='backend = "swanlab"\nproject = "ablate-tests"\nmode = "local"',
+                            variants="")
+    sets = ["--set", "baseline.epochs=8", "--set", "baseline.eval_steps=100",
+            "--set", "experiment.heartbeat=1"]
+    swanlog = load_spec(path, sets[1::2]).output_dir / "swanlog"
+
+    def runs() -> list[tuple[str, int]]:
+        try:
+            store = sqlite3.connect(f"file:{swanlog}/runs.swanlab?mode=ro", uri=True)
+            try:
+                return list(store.execute("select name, status from experiment order by id"))
+            finally:
+                store.close()
+        except sqlite3.Error:  # not made yet
+            return []
+
+    run = _ablate("run", str(path), *sets)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not runs():
+        time.sleep(0.2)
+    time.sleep(0.5)  # a few points logged
+    run.send_signal(signal.SIGKILL)
+    run.wait(timeout=60)
+    assert runs() == [("baseline-s42", 0)]  # running: nothing of ablate's ran after the kill
+
+    time.sleep(4)  # stale after 3 missed beats
+    assert cli.main(["run", str(path), *sets]) == 0
+    (trial, retry) = _trials(path, sets[1::2])
+    assert (trial.state.name, retry.state.name) == ("FAIL", "COMPLETE")
+    assert runs() == [("baseline-s42", -1), ("baseline-s42-try2", 1)]  # -1: crashed
+
+
 def _trials_if_any(path: Path, sets: list[str]) -> list[optuna.trial.FrozenTrial]:
     try:
         return _trials(path, sets[1::2])

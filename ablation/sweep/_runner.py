@@ -803,6 +803,7 @@ def _run_one(study: optuna.Study, optuna_trial: optuna.Trial, trial: TrialSpec,
             else:
                 tracker.start(run_name, spec.name, tracker_config)
                 kept = _keep_offline_runs(optuna_trial, tracker, [])
+                local = _keep_local_runs(optuna_trial, tracker, [])
                 extra = [pruning] if pruning is not None else []
                 if lost is not None:
                     extra.append(train.StopWhenTakenOver(lost, follow))
@@ -812,6 +813,7 @@ def _run_one(study: optuna.Study, optuna_trial: optuna.Trial, trial: TrialSpec,
                         extra_callbacks=extra)
                 finally:  # an out-of-memory retry's run fell back too, whatever the trial's end
                     _keep_offline_runs(optuna_trial, tracker, kept)
+                    _keep_local_runs(optuna_trial, tracker, local)
             if lost is not None and lost.is_set():
                 raise queue.TrialTakenOver
         except KeyboardInterrupt as err:
@@ -906,6 +908,17 @@ def _keep_offline_runs(optuna_trial: optuna.Trial, tracker: Any, kept: list[str]
     folders = getattr(tracker, "offline_run_dirs", [])
     if folders != kept:
         _store_offline_runs(optuna_trial, folders)
+    return folders
+
+
+def _keep_local_runs(optuna_trial: optuna.Trial, tracker: Any, kept: list[str]) -> list[str]:
+    """Store with the trial the folders of its local runs (records.LOCAL_RUNS), unless `kept`
+    holds them all: killed, its process leaves them running, and the process that fails the
+    trial as stale ends them as crashed (queue.requeue_stale). Returns what is stored."""
+    folders = getattr(tracker, "local_run_dirs", [])
+    if folders and folders != kept:
+        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):  # taken over
+            optuna_trial.set_user_attr(records.LOCAL_RUNS, folders)
     return folders
 
 
