@@ -547,6 +547,18 @@ class AblateTrainer(Trainer):
     # embeddings where that is the same training (embedding_gradient.step_reachable_rows).
     reachable_token_ids: torch.Tensor | None = None
     _freed: FreedMemory | None = None  # during an evaluation on CPU
+    # Resumed from a checkpoint (ResumeLogWindow): its step, and the train loss summed over the
+    # logged steps before it, which the Trainer's end-of-training train_loss leaves out.
+    resumed_loss: tuple[int, float] | None = None
+
+    def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
+        if "train_loss" in logs and self.resumed_loss is not None and self.state.global_step > 0:
+            # The Trainer averages the resumed attempt's steps only (a trial resumed at step 9
+            # of 28: steps 10 to 28), and SwanLab's summary/train_loss read as the trial's mean.
+            step, before = self.resumed_loss
+            after = logs["train_loss"] * (self.state.global_step - step)
+            logs["train_loss"] = (before + after) / self.state.global_step
+        super().log(logs, *args, **kwargs)
 
     def create_optimizer(self, model: Any = None) -> Any:
         optimizer = super().create_optimizer(model)
@@ -622,7 +634,8 @@ class AblateTrainer(Trainer):
             window = Path(self._get_output_dir(trial=trial)) / LOG_WINDOW.format(
                 step=self.state.global_step, process=self.args.process_index)
             window.write_text(json.dumps({"loss": self._tr_loss.item(),
-                                          "last_logged": self._globalstep_last_logged}))
+                                          "last_logged": self._globalstep_last_logged,
+                                          "logged_loss": self._total_loss_scalar}))
         super()._save_checkpoint(model, trial)
 
     def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
@@ -678,6 +691,8 @@ class ResumeLogWindow(TrainerCallback):
             return
         self.trainer._tr_loss += window["loss"]
         self.trainer._globalstep_last_logged = window["last_logged"]
+        if "logged_loss" in window:  # written by an ablate before it: train_loss as it was
+            self.trainer.resumed_loss = (state.global_step, window["logged_loss"])
 
 
 def resumable_checkpoint(checkpoint_dir: Path, identity: dict[str, Any]) -> Path | None:

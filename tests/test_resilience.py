@@ -1522,6 +1522,33 @@ def test_a_checkpoint_between_logging_steps_resumes_the_same_logged_train_loss(
     assert result["history"] == expected.user_attrs["result"]["history"]
 
 
+def test_a_resumed_trials_train_loss_summary_averages_every_step_not_the_resumed_ones(
+        write_experiment, monkeypatch):
+    """The Trainer's end-of-training train_loss (SwanLab's summary/train_loss, "averaged over all
+    steps") of a trial resumed at step 9 averaged steps 10 to the end only: 0.17 for a trial whose
+    mean was 0.48. It is the mean of every step, as the uninterrupted trial's is."""
+    logged: list[float] = []
+    real_on_log = train.TrackerCallback.on_log
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "train_loss" in logs:
+            logged.append(logs["train_loss"])
+        return real_on_log(self, args, state, control, logs=logs, **kwargs)
+
+    monkeypatch.setattr(train.TrackerCallback, "on_log", on_log)
+    sets = ["--set", "experiment.checkpoint_steps=3"]
+    reference = write_experiment(name="reference", variants="")
+    assert cli.main(["run", str(reference), *sets]) == 0
+    path = write_experiment(name="crashed", variants="")
+    real_step_end = _crash_at_step_11(monkeypatch, step=10)
+    assert cli.main(["run", str(path), *sets]) == 1
+    monkeypatch.setattr(train.TrackerCallback, "on_step_end", real_step_end)
+    assert cli.main(["run", str(path), "--retry-failed", *sets]) == 0
+    assert _trials(path, sets[1::2])[-1].user_attrs["result"]["resumed_from_step"] == 9
+    expected, resumed = logged
+    assert resumed == pytest.approx(expected, rel=1e-5)
+
+
 def _crashed_then_resumed(write_experiment, monkeypatch, owner: Any, name: str,
                           crashing: Any) -> tuple[dict, dict]:
     """A study whose first run crashes where `crashing(real)` replaces `owner.name` (checkpoints
