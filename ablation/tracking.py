@@ -72,6 +72,8 @@ class SwanLabTracker:
         self._root: str | None = None  # the trial's run name, once start_over suffixed it
         self._offline_dirs: list[str] = []  # the trial's runs, every attempt's, that fell back
         self._local_dirs: list[str] = []  # the trial's runs, every attempt's, in mode local
+        # Told the folders of the trial's local runs as each starts (an out-of-memory retry's too)
+        self.on_local_runs: Callable[[list[str]], None] | None = None
         self._warned: set[str] = set()
 
     def start(self, name: str, group: str, config: dict[str, Any]) -> None:
@@ -95,6 +97,8 @@ class SwanLabTracker:
             if self._run is not None and self.mode == "local":
                 with contextlib.suppress(Exception):  # another SwanLab version without Run.dir
                     self._local_dirs.append(str(self._run.dir))
+                if self.on_local_runs is not None:
+                    self.on_local_runs(list(self._local_dirs))
 
     def _start_mode(self, name: str, group: str, config: dict[str, Any]) -> None:
         modes = [self.mode] + (["offline"] if self.mode not in ("offline", "disabled") else [])

@@ -13,7 +13,7 @@ import torch
 import transformers
 import yaml
 
-from ablation import cli, train
+from ablation import cli, records, train
 from ablation.config import load_spec
 
 
@@ -109,6 +109,31 @@ def test_out_of_memory_mid_training_gives_the_retry_its_own_swanlab_run(write_ex
     assert (retried["batch_size"], retried["gradient_accumulation_steps"]) == (
         result["batch_size"], result["gradient_accumulation_steps"]) == (8, 4)
     assert config("baseline-s42-oom1")["oom_backoff"] == result["oom_backoff"][:1]
+
+
+def test_a_trial_keeps_its_out_of_memory_retries_local_runs_as_each_starts(write_experiment,
+                                                                             monkeypatch):
+    """A trial stores the folders of its local runs, so that, killed, its runs are ended as
+    crashed when it is failed as stale: an out-of-memory retry's run was stored only once the
+    trial ended, and a trial killed during its retry left that run running for good."""
+    real = train.TrackerCallback.on_step_end
+    seen: list[list[str]] = []
+
+    def step_end(callback, args, state, control, **kwargs):
+        real(callback, args, state, control, **kwargs)
+        if state.global_step == 3 and args.per_device_train_batch_size > 8:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        if state.global_step == 1 and args.per_device_train_batch_size == 8:  # the last retry
+            (running,) = [t for t in _trials(path) if t.state.name == "RUNNING"]
+            seen.append(running.user_attrs.get(records.LOCAL_RUNS, []))
+
+    monkeypatch.setattr(train.TrackerCallback, "on_step_end", step_end)
+    path = write_experiment(variants="", tracking='backend = "swanlab"\nmode = "local"',
+                            baseline="batch_size = 32\nepochs = 1\nlogging_steps = 1\n")
+    assert cli.main(["run", str(path)]) == 0
+    swanlog = load_spec(path).output_dir / "swanlog"
+    assert len(seen) == 1 and len(seen[0]) == 3  # 32, 16 and 8: each its own run
+    assert sorted(seen[0]) == sorted(str(run) for run in swanlog.glob("run-*"))
 
 
 def test_out_of_memory_before_any_point_keeps_the_run_and_says_the_batch_it_trained_with(

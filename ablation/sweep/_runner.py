@@ -801,9 +801,10 @@ def _run_one(study: optuna.Study, optuna_trial: optuna.Trial, trial: TrialSpec,
                 finally:  # rank 0's runs that fell back offline, whatever the trial's end
                     _store_offline_runs(optuna_trial, offline_runs(trial_dir))
             else:
+                if hasattr(tracker, "on_local_runs"):  # stored as each starts: see _store_local_runs
+                    tracker.on_local_runs = functools.partial(_store_local_runs, optuna_trial)
                 tracker.start(run_name, spec.name, tracker_config)
                 kept = _keep_offline_runs(optuna_trial, tracker, [])
-                local = _keep_local_runs(optuna_trial, tracker, [])
                 extra = [pruning] if pruning is not None else []
                 if lost is not None:
                     extra.append(train.StopWhenTakenOver(lost, follow))
@@ -813,7 +814,8 @@ def _run_one(study: optuna.Study, optuna_trial: optuna.Trial, trial: TrialSpec,
                         extra_callbacks=extra)
                 finally:  # an out-of-memory retry's run fell back too, whatever the trial's end
                     _keep_offline_runs(optuna_trial, tracker, kept)
-                    _keep_local_runs(optuna_trial, tracker, local)
+                    if hasattr(tracker, "on_local_runs"):
+                        tracker.on_local_runs = None
             if lost is not None and lost.is_set():
                 raise queue.TrialTakenOver
         except KeyboardInterrupt as err:
@@ -911,15 +913,12 @@ def _keep_offline_runs(optuna_trial: optuna.Trial, tracker: Any, kept: list[str]
     return folders
 
 
-def _keep_local_runs(optuna_trial: optuna.Trial, tracker: Any, kept: list[str]) -> list[str]:
-    """Store with the trial the folders of its local runs (records.LOCAL_RUNS), unless `kept`
-    holds them all: killed, its process leaves them running, and the process that fails the
-    trial as stale ends them as crashed (queue.requeue_stale). Returns what is stored."""
-    folders = getattr(tracker, "local_run_dirs", [])
-    if folders and folders != kept:
-        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):  # taken over
-            optuna_trial.set_user_attr(records.LOCAL_RUNS, folders)
-    return folders
+def _store_local_runs(optuna_trial: optuna.Trial, folders: list[str]) -> None:
+    """Store with the trial the folders of its local runs (records.LOCAL_RUNS), each as it starts
+    (an out-of-memory retry's too): killed, its process leaves them running, and the process that
+    fails the trial as stale ends them as crashed (queue.requeue_stale)."""
+    with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):  # taken over
+        optuna_trial.set_user_attr(records.LOCAL_RUNS, folders)
 
 
 def _store_offline_runs(optuna_trial: optuna.Trial, folders: list[str]) -> None:
