@@ -608,6 +608,19 @@ class AblateTrainer(Trainer):
             grad_norm = clip_grad_norm(model, float("inf"))
         return super()._get_grad_norm(model, grad_norm)
 
+    def _load_callback_state(self) -> None:  # resumed: the checkpoint's state was just read
+        super()._load_callback_state()
+        # trainer_state.json names the best checkpoint by its absolute path, which no longer
+        # exists where the output folder moved or was renamed since: the Trainer drops it (or
+        # fails to load it at the end) and keeps the last weights. The best step's checkpoint
+        # is found here again.
+        step, best = self.state.best_global_step, self.state.best_model_checkpoint
+        if step is not None and (best is None or not Path(best).is_dir()):
+            here = Path(self.args.output_dir) / f"checkpoint-{step}"
+            if here.is_dir():
+                log.info("the best checkpoint (step %s) is now %s: the output folder moved", step, here)
+                self.state.best_model_checkpoint = str(here)
+
     def _load_best_model(self) -> None:
         if self._best_weights and self._best_weights[0] == self.state.best_model_checkpoint:
             log.info("loading the best model (step %s) from memory", self.state.best_global_step)

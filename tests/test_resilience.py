@@ -1886,3 +1886,30 @@ def test_a_run_killed_while_it_exports_the_best_model_leaves_it_to_the_next_run(
     assert not (out / ".best_model.tmp").exists()
     assert open_study(load_spec(path), create=False).user_attrs["best_model"]["key"] == "baseline-s42"
     assert "**Best model**: `best_model/`" in (out / "report.md").read_text()
+
+
+def test_a_trial_resumed_in_a_moved_output_folder_still_selects_its_best_checkpoint(
+        write_experiment, monkeypatch, tmp_path):
+    """trainer_state.json names the best checkpoint by its absolute path: the output folder
+    moved (or renamed) between the kill and the resume, the Trainer dropped it ('does not exist
+    anymore', in trial.log only), and a trial that did not improve after the resume kept its last
+    weights: the report showed their metrics as those of the best step's checkpoint."""
+    reference = write_experiment(name="reference", variants="")
+    assert cli.main(["run", str(reference)]) == 0
+    [expected] = _trials(reference)
+    steps, best = expected.user_attrs["result"]["steps"], expected.user_attrs["result"]["best_step"]
+    assert best < steps - 1, "the best checkpoint comes before the resumed steps"
+
+    # A checkpoint at the step before the last, a crash at the last: the resume trains one step.
+    sets = ["--set", f"experiment.checkpoint_steps={steps - 1}"]
+    path = write_experiment(name="crashed", variants="")
+    real_step_end = _crash_at_step_11(monkeypatch, step=steps)
+    assert cli.main(["run", str(path), *sets]) == 1
+    moved = tmp_path / "moved"
+    load_spec(path, sets[1::2]).output_dir.rename(moved)
+    monkeypatch.setattr(train.TrackerCallback, "on_step_end", real_step_end)
+    sets += ["--set", f"experiment.output_dir={moved}"]
+    assert cli.main(["run", str(path), "--retry-failed", *sets]) == 0
+    result = _trials(path, sets[1::2])[-1].user_attrs["result"]
+    assert result["resumed_from_step"] == steps - 1 and result["best_step"] == best
+    assert result["validation"] == expected.user_attrs["result"]["validation"]
