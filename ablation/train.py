@@ -547,6 +547,13 @@ class AblateTrainer(Trainer):
     # embeddings where that is the same training (embedding_gradient.step_reachable_rows).
     reachable_token_ids: torch.Tensor | None = None
     _freed: FreedMemory | None = None  # during an evaluation on CPU
+    # A resumed trial's time is the whole trial's: each checkpoint carries the seconds of the trial
+    # (train_trial's clock: loading, training, evaluating) and of its training (the Trainer's
+    # train_runtime) until it, earlier attempts' included; see ResumeLogWindow.
+    trial_started = 0.0  # time.perf_counter() when this attempt's train_trial began
+    earlier_trial_s: float | None = 0.0  # before this attempt (None: a checkpoint without them)
+    earlier_train_s = 0.0
+    _train_started = 0.0
     # Resumed from a checkpoint (ResumeLogWindow): its step, and the train loss summed over the
     # logged steps before it, which the Trainer's end-of-training train_loss leaves out.
     resumed_loss: tuple[int, float] | None = None
@@ -608,6 +615,10 @@ class AblateTrainer(Trainer):
             grad_norm = clip_grad_norm(model, float("inf"))
         return super()._get_grad_norm(model, grad_norm)
 
+    def train(self, *args: Any, **kwargs: Any) -> Any:
+        self._train_started = time.perf_counter()  # this attempt's training: see earlier_train_s
+        return super().train(*args, **kwargs)
+
     def _load_callback_state(self) -> None:  # resumed: the checkpoint's state was just read
         super()._load_callback_state()
         # trainer_state.json names the best checkpoint by its absolute path, which no longer
@@ -646,9 +657,13 @@ class AblateTrainer(Trainer):
         if self.checkpoint_steps and hasattr(self, "_tr_loss"):
             window = Path(self._get_output_dir(trial=trial)) / LOG_WINDOW.format(
                 step=self.state.global_step, process=self.args.process_index)
-            window.write_text(json.dumps({"loss": self._tr_loss.item(),
-                                          "last_logged": self._globalstep_last_logged,
-                                          "logged_loss": self._total_loss_scalar}))
+            now = time.perf_counter()
+            window.write_text(json.dumps({
+                "loss": self._tr_loss.item(), "last_logged": self._globalstep_last_logged,
+                "logged_loss": self._total_loss_scalar,
+                "trial_s": None if self.earlier_trial_s is None
+                else self.earlier_trial_s + now - self.trial_started,
+                "train_s": self.earlier_train_s + now - self._train_started}))
         super()._save_checkpoint(model, trial)
 
     def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
@@ -689,7 +704,8 @@ class ResumeLogWindow(TrainerCallback):
     """A resumed trial's first logged train loss averages every step since the last logged one,
     as the uninterrupted trial's does: the Trainer starts its sum at the checkpoint, so a
     checkpoint between two logging steps (checkpoint_steps = 3, logging_steps = 2) logged the
-    mean of the steps after it only."""
+    mean of the steps after it only. The window also carries the trial's time until the checkpoint
+    (AblateTrainer.earlier_trial_s)."""
 
     def __init__(self, trainer: AblateTrainer, checkpoint: Path) -> None:
         self.trainer, self.checkpoint = trainer, checkpoint
@@ -701,11 +717,14 @@ class ResumeLogWindow(TrainerCallback):
         try:  # a trial whose checkpoint an earlier ablate wrote (upgraded mid-study): inside it
             window = json.loads((beside if beside.is_file() else inside).read_text())
         except (OSError, ValueError):  # a checkpoint from before these were written
+            self.trainer.earlier_trial_s = None  # its earlier attempts' time unknown
             return
         self.trainer._tr_loss += window["loss"]
         self.trainer._globalstep_last_logged = window["last_logged"]
         if "logged_loss" in window:  # written by an ablate before it: train_loss as it was
             self.trainer.resumed_loss = (state.global_step, window["logged_loss"])
+        self.trainer.earlier_trial_s = window.get("trial_s")
+        self.trainer.earlier_train_s = window.get("train_s") or 0.0
 
 
 def resumable_checkpoint(checkpoint_dir: Path, identity: dict[str, Any]) -> Path | None:
@@ -898,6 +917,7 @@ def train_trial(trial: TrialSpec, spec: ExperimentSpec, data: TokenizedData, tok
     # **kwargs) and sum N of them: N× the loss and gradient. make_loss divides by the whole batch.
     trainer.loss_is_scaled_for_ga = custom_loss
     trainer.checkpoint_steps = spec.experiment.checkpoint_steps
+    trainer.trial_started = started
     if reachable is not None:
         trainer.reachable_token_ids = torch.from_numpy(reachable)
     trainer.best_in_memory = (not spec.experiment.checkpoint_steps and spec.experiment.save_models != "all"
@@ -913,6 +933,17 @@ def train_trial(trial: TrialSpec, spec: ExperimentSpec, data: TokenizedData, tok
         echo(f"  {trial.key}: resuming from {resume_from.name}")
         log.info("trial %s resumes from %s", trial.key, resume_from)
     train_output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    resumed_step = int(resume_from.name.split("-")[-1]) if resume_from else None
+    train_runtime, train_speed = (train_output.metrics.get("train_runtime"),
+                                  train_output.metrics.get("train_samples_per_second"))
+    earlier_trial_s = trainer.earlier_trial_s if resume_from else 0.0
+    if resumed_step is not None and earlier_trial_s is not None and train_runtime:
+        # The whole trial's training: the earlier attempts' seconds until the checkpoint, and the
+        # samples of all its steps (the Trainer counts this attempt's steps only).
+        steps_now = trainer.state.global_step - resumed_step
+        samples = (train_speed or 0.0) * train_runtime * trainer.state.global_step / max(steps_now, 1)
+        train_runtime += trainer.earlier_train_s
+        train_speed = samples / train_runtime
     train_curve, eval_curve = _curves(trainer.state.log_history)
 
     # The best checkpoint is loaded back: evaluate it on validation, and once on test.
@@ -930,12 +961,15 @@ def train_trial(trial: TrialSpec, spec: ExperimentSpec, data: TokenizedData, tok
         "train_examples": len(data.train_labels),
         "parameters": model.num_parameters(),
         "best_step": trainer.state.best_global_step,
-        "resumed_from_step": int(resume_from.name.split("-")[-1]) if resume_from else None,
+        "resumed_from_step": resumed_step,
+        # In runtime_s and train_runtime_s: the attempts before the checkpoint (None: unknown, a
+        # checkpoint an earlier ablate wrote; the times are then this attempt's alone).
+        "earlier_attempts_s": earlier_trial_s if resume_from else None,
         "steps": trainer.state.global_step,
         "max_steps": trainer.state.max_steps,  # more than steps: early stopping ended it
         "epochs": trainer.state.epoch,
-        "train_runtime_s": train_output.metrics.get("train_runtime"),
-        "train_samples_per_s": train_output.metrics.get("train_samples_per_second"),
+        "train_runtime_s": train_runtime,
+        "train_samples_per_s": train_speed,
         "precision": resolve_precision(recipe.precision),
         "device": str(args.device),
         "device_name": device_name(),
@@ -958,7 +992,7 @@ def train_trial(trial: TrialSpec, spec: ExperimentSpec, data: TokenizedData, tok
         final_logs |= {f"test_{k.removeprefix('eval_')}": v for k, v in result["test"].items()
                        if _logged(k)}
     tracker.log(tracker_keys(final_logs), step=trainer.state.global_step)
-    result["runtime_s"] = time.perf_counter() - started
+    result["runtime_s"] = time.perf_counter() - started + (earlier_trial_s or 0.0)
 
     for callback in trainer.callback_handler.callbacks:  # taken over during the evaluations:
         if isinstance(callback, StopWhenTakenOver):  # the new attempt's folder is not ours

@@ -1469,6 +1469,9 @@ def _crash_at_step_11(monkeypatch, step: int = 11) -> Any:
     return real_step_end
 
 
+SLOW_STEP_S = 0.3
+
+
 def test_a_failed_trial_resumes_from_its_last_checkpoint_with_the_same_results(
         write_experiment, monkeypatch):
     """checkpoint_steps: the retried trial starts at its last full checkpoint (optimizer, scheduler,
@@ -1480,7 +1483,15 @@ def test_a_failed_trial_resumes_from_its_last_checkpoint_with_the_same_results(
 
     path = write_experiment(name="crashed", variants="")
     real_step_end = _crash_at_step_11(monkeypatch)
+    real_step_begin = train.TrackerCallback.on_step_begin
+
+    def slow_step(self, args, state, control, **kwargs):
+        time.sleep(SLOW_STEP_S)
+        return real_step_begin(self, args, state, control, **kwargs)
+
+    monkeypatch.setattr(train.TrackerCallback, "on_step_begin", slow_step)
     assert cli.main(["run", str(path), *sets]) == 1
+    monkeypatch.setattr(train.TrackerCallback, "on_step_begin", real_step_begin)
     checkpoints = load_spec(path, sets[1::2]).output_dir / "trials" / "baseline-s42" / "checkpoints"
     last = max(int(p.name.split("-")[1]) for p in checkpoints.glob("checkpoint-*"))
 
@@ -1496,11 +1507,17 @@ def test_a_failed_trial_resumes_from_its_last_checkpoint_with_the_same_results(
     for key in ("validation", "test", "history", "eval_history", "test_predictions"):
         assert result[key] == reference_result[key], key
     assert not checkpoints.exists(), "checkpoints are removed once the trial is complete"
+    # Its runtime and speed are the whole trial's: the attempt that wrote the checkpoint (slowed
+    # down here, so that its share cannot be lost in the noise) plus the resumed one. They were the
+    # resumed attempt's alone, a few steps: a resumed variant read as faster.
+    earlier = result["earlier_attempts_s"]
+    assert earlier >= last * SLOW_STEP_S
+    assert result["runtime_s"] > earlier and result["train_runtime_s"] > last * SLOW_STEP_S
+    samples = reference_result["train_samples_per_s"] * reference_result["train_runtime_s"]
+    assert result["train_samples_per_s"] * result["train_runtime_s"] == pytest.approx(samples, rel=1e-3)
     report = (load_spec(path, sets[1::2]).output_dir / "report.md").read_text()
-    # Its runtime (and speed) is the resumed attempt's, here a few steps: the note says so, or the
-    # report's runtime column reads as the trial's and a resumed variant looks faster.
-    assert (f"- `baseline-s42`: resumed from its checkpoint at step {last} (its runtime is of the "
-            f"resumed attempt only: steps {last + 1} to {result['steps']})") in report
+    assert (f"- `baseline-s42`: resumed from its checkpoint at step {last} (its runtime includes "
+            f"the {earlier:.0f} s earlier attempts took to reach it)") in report
 
 
 def test_a_checkpoint_between_logging_steps_resumes_the_same_logged_train_loss(
@@ -1913,3 +1930,17 @@ def test_a_trial_resumed_in_a_moved_output_folder_still_selects_its_best_checkpo
     result = _trials(path, sets[1::2])[-1].user_attrs["result"]
     assert result["resumed_from_step"] == steps - 1 and result["best_step"] == best
     assert result["validation"] == expected.user_attrs["result"]["validation"]
+
+
+def test_a_trial_resumed_from_a_checkpoint_without_its_time_says_its_runtime_is_the_attempts():
+    """A checkpoint an earlier ablate wrote carries no time: the runtime is the resumed
+    attempt's alone, and the note says so rather than counting earlier attempts as 0 s."""
+    from ablation.report._write import trial_notes
+
+    stored = {"resumed_from_step": 15, "steps": 28, "earlier_attempts_s": None}
+    assert trial_notes(stored) == [
+        "resumed from its checkpoint at step 15 (its runtime is of the resumed attempt only: "
+        "steps 16 to 28)"]
+    assert trial_notes(stored | {"earlier_attempts_s": 33.2}) == [
+        "resumed from its checkpoint at step 15 (its runtime includes the 33 s earlier attempts "
+        "took to reach it)"]

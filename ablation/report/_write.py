@@ -916,10 +916,13 @@ def trial_notes(result: dict[str, Any]) -> list[str]:
                      + (f"; its selected checkpoint, whose metrics the report shows, is step "
                         f"{selected}'s" if selected is not None else ""))
     if result.get("resumed_from_step"):
-        step = result["resumed_from_step"]
-        only = (f" (its runtime is of the resumed attempt only: steps {step + 1} to "
-                f"{result['steps']})" if result.get("steps") is not None else "")
-        notes.append(f"resumed from its checkpoint at step {step}{only}")
+        step, earlier = result["resumed_from_step"], result.get("earlier_attempts_s")
+        if earlier is not None:
+            also = f" (its runtime includes the {earlier:.0f} s earlier attempts took to reach it)"
+        else:  # a checkpoint an earlier ablate wrote, or a result stored before
+            also = (f" (its runtime is of the resumed attempt only: steps {step + 1} to "
+                    f"{result['steps']})" if result.get("steps") is not None else "")
+        notes.append(f"resumed from its checkpoint at step {step}{also}")
     for attempt in result.get("oom_backoff") or []:
         notes.append(f"out of memory at batch_size {attempt['batch_size']} × accumulation "
                      f"{attempt['gradient_accumulation_steps']}")
