@@ -727,9 +727,11 @@ class ResumeLogWindow(TrainerCallback):
         self.trainer.earlier_train_s = window.get("train_s") or 0.0
 
 
-def resumable_checkpoint(checkpoint_dir: Path, identity: dict[str, Any]) -> Path | None:
+def resumable_checkpoint(checkpoint_dir: Path, identity: dict[str, Any],
+                         passed_over: list[str] | None = None) -> Path | None:
     """The trial's last complete checkpoint, if it was written by the same trial (same recipe,
     seed and train set); anything else in the folder is removed, so the trial starts over.
+    `passed_over` gets the names of the trial's incomplete checkpoints, removed.
 
     A checkpoint a kill left incomplete is removed too: AblateTrainer takes a checkpoint folder
     at its step for one this attempt saved (the Trainer's own), and would not save that step.
@@ -744,12 +746,15 @@ def resumable_checkpoint(checkpoint_dir: Path, identity: dict[str, Any]) -> Path
         path for path in folders
         if _whole_json(path / "trainer_state.json") and (path / "optimizer.pt").is_file()
         and path.name.split("-")[-1].isdigit()]
+    incomplete = sorted((path for path in folders if path not in complete),
+                        key=lambda path: path.name)
+    if passed_over is not None:
+        passed_over += [path.name for path in incomplete]
     if not complete:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
         return None
-    for path in folders:
-        if path not in complete:
-            shutil.rmtree(path, ignore_errors=True)
+    for path in incomplete:
+        shutil.rmtree(path, ignore_errors=True)
     return max(complete, key=lambda path: int(path.name.split("-")[-1]))
 
 
@@ -882,7 +887,8 @@ def train_trial(trial: TrialSpec, spec: ExperimentSpec, data: TokenizedData, tok
     identity = {"recipe": recipe.to_dict(), "seed": trial.seed, "source": source.identity(),
                 "train_examples": len(data.train_labels)}
     identity = json.loads(json.dumps(identity, default=str))  # as it reads back from disk
-    resume_from = resumable_checkpoint(checkpoint_dir, identity)
+    passed_over: list[str] = []  # incomplete: a kill cut their save short
+    resume_from = resumable_checkpoint(checkpoint_dir, identity, passed_over)
     if spec.experiment.checkpoint_steps:
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
         (checkpoint_dir / CHECKPOINT_IDENTITY).write_text(json.dumps(identity))
@@ -928,9 +934,16 @@ def train_trial(trial: TrialSpec, spec: ExperimentSpec, data: TokenizedData, tok
         trainer.remove_callback(ProgressCallback)
         trainer.add_callback(_QuietProgress())
 
+    if passed_over:
+        one = len(passed_over) == 1
+        echo(f"  {trial.key}: {', '.join(passed_over)} {'is' if one else 'are'} incomplete "
+             f"({'its save was' if one else 'their saves were'} cut short): "
+             + (f"resuming from {resume_from.name}" if resume_from else "starting over"))
+        log.info("trial %s: incomplete checkpoints removed: %s", trial.key, passed_over)
     if resume_from is not None:
         trainer.add_callback(ResumeLogWindow(trainer, resume_from))
-        echo(f"  {trial.key}: resuming from {resume_from.name}")
+        if not passed_over:
+            echo(f"  {trial.key}: resuming from {resume_from.name}")
         log.info("trial %s resumes from %s", trial.key, resume_from)
     train_output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     resumed_step = int(resume_from.name.split("-")[-1]) if resume_from else None

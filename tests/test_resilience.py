@@ -1605,10 +1605,11 @@ def test_a_run_killed_as_a_checkpoint_is_completed_resumes_the_same_logged_train
 
 
 def test_a_checkpoint_whose_trainer_state_a_kill_cut_short_is_not_resumed(write_experiment,
-                                                                          monkeypatch):
+                                                                          monkeypatch, capsys):
     """trainer_state.json, written last, marks a checkpoint complete; killed while it was being
     written, it was there but cut short, and every retry of the trial resumed from it and failed
-    on its JSON. The trial now resumes from the checkpoint before it."""
+    on its JSON. The trial now resumes from the checkpoint before it, and says why (it said
+    'resuming from checkpoint-6' alone, the 3 steps after it silently trained again)."""
     from transformers import TrainerState
 
     def killed_while_writing_step_9s_state(real_save):
@@ -1625,6 +1626,20 @@ def test_a_checkpoint_whose_trainer_state_a_kill_cut_short_is_not_resumed(write_
     assert result["resumed_from_step"] == 6
     assert result["history"] == expected["history"]
     assert result["validation"] == expected["validation"]
+    assert ("  baseline-s42: checkpoint-9 is incomplete (its save was cut short): resuming from "
+            "checkpoint-6\n") in capsys.readouterr().out
+
+
+def test_a_trial_whose_only_checkpoint_a_kill_cut_short_says_it_starts_over(tmp_path):
+    """The incomplete checkpoint is removed and the trial trains from step 0: resumable_checkpoint
+    names it, for the line that says so."""
+    folder = tmp_path / "checkpoints"
+    (folder / "checkpoint-4").mkdir(parents=True)
+    (folder / "checkpoint-4" / "trainer_state.json").write_text('{"global_st')
+    (folder / train.CHECKPOINT_IDENTITY).write_text(json.dumps({"seed": 42}))
+    passed_over: list[str] = []
+    assert train.resumable_checkpoint(folder, {"seed": 42}, passed_over) is None
+    assert passed_over == ["checkpoint-4"] and not folder.exists()
 
 
 def test_a_resumed_trial_saves_again_the_checkpoint_a_kill_left_incomplete(write_experiment,
