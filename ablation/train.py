@@ -810,7 +810,9 @@ def training_arguments(recipe: Recipe, spec: ExperimentSpec, seed: int,
         save_steps=recipe.eval_steps if eval_by_steps and keep_all else None,
         save_total_limit=None if keep_all else 1,  # 1: the Trainer keeps the best and the latest
         save_only_model=not spec.experiment.checkpoint_steps,  # resumable ones need the optimizer
-        restore_callback_states_from_checkpoint=bool(spec.experiment.checkpoint_steps),
+        # Early stopping's count (and the Trainer's control state) as the checkpoint left them,
+        # also where checkpoint_steps was turned off since: the trial resumes all the same.
+        restore_callback_states_from_checkpoint=True,
         load_best_model_at_end=True,
         metric_for_best_model="loss" if spec.experiment.metric == "eval_loss"
         else spec.experiment.metric,

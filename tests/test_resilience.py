@@ -1959,3 +1959,33 @@ def test_a_trial_resumed_from_a_checkpoint_without_its_time_says_its_runtime_is_
     assert trial_notes(stored | {"earlier_attempts_s": 33.2}) == [
         "resumed from its checkpoint at step 15 (its runtime includes the 33 s earlier attempts "
         "took to reach it)"]
+
+
+def test_a_trial_resumed_with_checkpoint_steps_turned_off_keeps_its_early_stopping_count(
+        write_experiment, monkeypatch):
+    """checkpoint_steps taken out of the file after a crash: the trial still resumes from its
+    checkpoint, but early stopping's count of evaluations without improvement was only restored
+    with checkpoint_steps on, so it started again at 0 and the trial trained on past the step
+    where the uninterrupted one stopped (README: resumed is uninterrupted)."""
+    patience = ["--set", "baseline.early_stopping_patience=2"]
+    reference = write_experiment(name="reference", variants="")
+    assert cli.main(["run", str(reference), *patience]) == 0
+    expected = _trials(reference, patience[1::2])[0].user_attrs["result"]
+    assert expected["steps"] < expected["max_steps"], "early stopping ends it"
+    history = expected["eval_history"]
+    # A checkpoint after the first evaluation without improvement, before the one that stops it.
+    first_worse = next(point["step"] for point in history[1:] if point["step"] > expected["best_step"])
+    assert first_worse < expected["steps"]
+    every = first_worse + 2
+
+    path = write_experiment(name="crashed", variants="")
+    sets = [*patience, "--set", f"experiment.checkpoint_steps={every}"]
+    real_step_end = _crash_at_step_11(monkeypatch, step=every + 1)
+    assert cli.main(["run", str(path), *sets]) == 1
+    monkeypatch.setattr(train.TrackerCallback, "on_step_end", real_step_end)
+    sets[-1] = "experiment.checkpoint_steps=0"
+    assert cli.main(["run", str(path), "--retry-failed", *sets]) == 0
+    result = _trials(path, sets[1::2])[-1].user_attrs["result"]
+    assert result["resumed_from_step"] == every
+    assert result["steps"] == expected["steps"] and result["eval_history"] == history
+    assert result["validation"] == expected["validation"]
