@@ -68,7 +68,8 @@ def test_rerun_of_an_unknown_variant_is_bad_input(write_experiment, capsys):
     ("add-one", "", "variant 'baseline_plus_wd' was run with weight_decay=0.1",
      "or give the change a new name in [ablation.changes]"),
     ("both", "ls = { label_smoothing = 0.1 }\n", "variants were run with other changes",
-     "or give those changes new names in [ablation.changes]"),
+     "or run the new recipes as a new study (a new [experiment] name): `full` keeps its name "
+     "whatever the changes are called"),
 ])
 def test_a_changed_ablation_change_is_renamed_in_ablation_changes(write_experiment, capsys, mode,
                                                                    changes, said, advice):
@@ -80,6 +81,27 @@ def test_a_changed_ablation_change_is_renamed_in_ablation_changes(write_experime
     assert cli.main(["run", str(path), "--set", "ablation.changes.wd.weight_decay=0.2"]) == 2
     err = capsys.readouterr().err
     assert said in err and err.endswith(f"{advice}\n")
+
+
+def test_a_change_added_to_a_leave_one_out_study_is_not_told_to_rename_changes(write_experiment,
+                                                                              capsys):
+    """Adding a change changes `full` and every `full_minus_*` stored: renaming changes in
+    [ablation.changes] would leave `full` changed and be refused again, so the advice is --rerun
+    or a new study, and the new study it points to runs."""
+    ablation = ('[ablation]\nmode = "leave-one-out"\n[ablation.changes]\n'
+                "wd = { weight_decay = 0.1 }\nls = { label_smoothing = 0.1 }\n")
+    path = write_experiment(variants="", extra=ablation)
+    assert cli.main(["run", str(path)]) == 0
+    capsys.readouterr()
+    added = ["--set", "ablation.changes.cw.class_weight=balanced"]
+    assert cli.main(["run", str(path), *added, "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "variants were run with other changes" in err and err.count("\n") == 1
+    assert "new names in [ablation.changes]" not in err
+    assert "a new study (a new [experiment] name)" in err
+    new_study = ["--set", "experiment.name=tiny2",
+                 "--set", f"experiment.output_dir={path.parent / 'reports' / 'tiny2'}"]
+    assert cli.main(["run", str(path), *added, *new_study, "--dry-run"]) == 0
 
 
 def test_a_variant_changed_since_its_run_is_refused_until_it_is_rerun(write_experiment, capsys):

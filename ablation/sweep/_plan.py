@@ -238,9 +238,13 @@ def _canonical(overrides: dict[str, Any]) -> str:
 
 def _renaming(*variants: str) -> str:
     """How changed variants keep their old results beside the new ones: new names, which for
-    [ablation] variants come from the changes' names (full has none of its own)."""
+    [ablation] variants come from the changes' names. `full` has none of its own, and every
+    `full_minus_*` but one changes with any change: renaming changes leaves them changed."""
     if variants == (FULL,):
         return "run the new recipe as a new study (a new [experiment] name)"
+    if FULL in variants:
+        return ("run the new recipes as a new study (a new [experiment] name): `full` keeps its "
+                "name whatever the changes are called")
     if all(v == FULL or v.startswith((MINUS, PLUS)) for v in variants):
         return ("give the change a new name in [ablation.changes]" if len(variants) == 1
                 else "give those changes new names in [ablation.changes]")
