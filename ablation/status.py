@@ -121,8 +121,9 @@ def summarize(spec: ExperimentSpec, records: list[TrialRecord], stale: set[int],
     if unqueued:
         counts["not queued yet"] = len(unqueued)
     variants = {t.variant for t in in_file}
+    # [search] trials are never in the file's trials: gone only where it has no [search] now
     gone = sorted({r.variant for r in latest if r.variant not in variants
-                   and not is_search_variant(r.variant)})
+                   and not (is_search_variant(r.variant) and spec.search is not None)})
     next_command = retry_command = None
     without_result = _without_result(counts, heartbeats)
     if without_result and not counts.get("running"):

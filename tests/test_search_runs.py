@@ -384,6 +384,30 @@ def test_only_rerun_and_retry_failed_add_no_search_trials(write_experiment, caps
     assert "baseline_bs32-s42" not in [t.user_attrs["key"] for t in trials(path)]
 
 
+def test_search_trials_of_a_search_taken_out_of_the_file_are_said_to_stay_in_the_report(
+        write_experiment, capsys):
+    """As for a variant taken out of the file: run, --dry-run and status say that the search
+    trials of a [search] section the file no longer has stay in the report."""
+    path = searched(write_experiment, 2)
+    assert run(path) == 0
+    capsys.readouterr()
+    assert run(path, "--dry-run") == 0  # with [search]: nothing to say
+    assert "no longer makes" not in capsys.readouterr().out
+    names = [t.user_attrs["variant"] for t in search_trials(path)]
+    text = path.read_text()
+    path.write_text(text[:text.index("[search]")])
+    for dry in (["--dry-run"], []):
+        capsys.readouterr()
+        assert run(path, *dry) == 0
+        assert (f"note: the study holds 2 [search] trial(s) ({', '.join(names)}), which the file, "
+                "with no [search] section now, no longer makes: they stay in the report (its "
+                "Search section)") in capsys.readouterr().out
+    capsys.readouterr()
+    assert cli.main(["status", str(path)]) == 0
+    assert (f"not in {path.name} now: {', '.join(sorted(names))} (their results still count in "
+            "the report)") in capsys.readouterr().out
+
+
 def test_only_search_needs_a_search(write_experiment, capsys):
     path = write_experiment(baseline=QUICK)
     assert run(path, "--only", "search", "--dry-run") == 2

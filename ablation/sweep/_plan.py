@@ -15,7 +15,7 @@ import optuna
 
 from .. import queue, records
 from ..config import TYPO_CUTOFF, ExperimentSpec
-from ..errors import AblateInputError
+from ..errors import AblateInputError, some_of
 from ..variants import (
     BASELINE,
     FULL,
@@ -141,8 +141,24 @@ def _checks_then_plan(study: optuna.Study, spec: ExperimentSpec, trials: list[Tr
 
     check_same_study(study, spec, elsewhere=moved_by_content(study))
     check_same_search(study, spec, NEW_STUDY)
-    return plan(study, trials, rerun, retry_failed, spec.path, every=select_trials(spec, None),
-                sets=spec.sets, command=spec.command, trained=partial(trained_recipe, spec))
+    to_queue, skipped, replaced, notes = plan(
+        study, trials, rerun, retry_failed, spec.path, every=select_trials(spec, None),
+        sets=spec.sets, command=spec.command, trained=partial(trained_recipe, spec))
+    return to_queue, skipped, replaced, notes + _search_left_in_report(study, spec)
+
+
+def _search_left_in_report(study: optuna.Study, spec: ExperimentSpec) -> list[str]:
+    """A note on the search trials a study holds where the file no longer has [search]: as for a
+    variant taken out of the file, the report still shows them (its Search section)."""
+    if spec.search is not None:
+        return []
+    made = [r.variant for r in records.load_records(study)
+            if r.complete and not r.superseded and records.is_search_variant(r.variant)]
+    if not made:
+        return []
+    return [f"the study holds {len(made)} [search] trial(s) ({some_of(made, 5)}), which the file, "
+            "with no [search] section now, no longer makes: they stay in the report (its Search "
+            "section)"]
 
 
 def plan(study: optuna.Study, trials: list[TrialSpec], rerun: list[str] | None = None,
