@@ -3,7 +3,8 @@
 Variants come from three places, in this order: `[variants]` (baseline_<suffix>), `[sweep]`
 (one variant per listed value that differs from the baseline, named from the knob and value:
 baseline_bs32, baseline_lr5e-5, baseline_cw-balanced) and `[ablation]` (full, full_minus_<change>,
-baseline_plus_<change>). A name produced twice is an error.
+baseline_plus_<change>). A name produced twice is an error, and so are two names that differ
+only in case (one folder on macOS and Windows).
 """
 
 from __future__ import annotations
@@ -116,6 +117,7 @@ def named_variants(spec: ExperimentSpec) -> dict[str, dict[str, Any]]:
     """Every variant but the baseline, name → overrides, in file order; raises on a duplicate."""
     named: dict[str, dict[str, Any]] = {}
     origin: dict[str, str] = {BASELINE: "the baseline"}
+    folded = {BASELINE: BASELINE}  # name.casefold() -> name
 
     def add(name: str, overrides: dict[str, Any], where: str) -> None:
         if name in origin and origin[name] == where:  # two values of one [sweep] list
@@ -127,11 +129,18 @@ def named_variants(spec: ExperimentSpec) -> dict[str, dict[str, Any]]:
             raise AblateInputError(
                 f"{spec.path}: variant name {name!r} is produced twice ({origin[name]} and {where}); "
                 "rename one or drop the duplicate")
+        other = folded.get(name.casefold())
+        if other is not None and other != name:
+            raise AblateInputError(
+                f"{spec.path}: variant names {other!r} ({origin[other]}) and {name!r} ({where}) "
+                "differ only in case: their trials' folders are one folder on macOS and Windows; "
+                "rename one")
         if len(name) > MAX_NAME_LENGTH:
             raise AblateInputError(
                 f"{spec.path}: {where}: variant name {name[:40] + '…'!r} is {len(name)} characters "
                 f"long; at most {MAX_NAME_LENGTH}, as it names the trial's folder and SwanLab run")
         origin[name] = where
+        folded[name.casefold()] = name
         named[name] = overrides
 
     for suffix, overrides in spec.variants.items():

@@ -113,6 +113,22 @@ def test_sweep_and_variants_combine_in_file_section_order(tmp_path):
     assert list(named_variants(spec)) == ["baseline_mine", "baseline_bs32"]
 
 
+@pytest.mark.parametrize("text, said", [
+    ("[variants]\nBS32 = { batch_size = 64 }\n[sweep]\nbatch_size = [32]\n",
+     "variant names 'baseline_BS32' ([variants] BS32) and 'baseline_bs32' ([sweep] batch_size) "
+     "differ only in case"),
+    ("[ablation]\n[ablation.changes]\ncw = { class_weight = 'balanced' }\n"
+     "CW = { weight_decay = 0.1 }\n",
+     "variant names 'full_minus_cw' ([ablation.changes] cw) and 'full_minus_CW' "
+     "([ablation.changes] CW) differ only in case"),
+])
+def test_names_that_differ_only_in_case_are_an_error(tmp_path, text, said):
+    """trials/baseline_BS32-s42 and trials/baseline_bs32-s42 are one folder on macOS and
+    Windows: one trial's log, checkpoints and kept model would overwrite the other's."""
+    message = error_from(tmp_path, text)
+    assert said in message and "one folder on macOS and Windows; rename one" in message
+
+
 def test_a_name_produced_twice_is_an_error(tmp_path):
     message = error_from(tmp_path, """
         [variants]
