@@ -369,6 +369,7 @@ def _print_summary(spec: Any, built: dict[str, Any]) -> None:
     from .report._write import neither_learned
     from .report.effects import fmt_interval, fmt_p, tentative
     from .report.markdown import fmt, fmt_delta
+    from .variants import FULL, reference_of
 
     variants, metric = built["variants"], built["metric"]
     # The name column fits the names up to SUMMARY_NAME_WIDTH: one of 90 characters padded every
@@ -388,6 +389,9 @@ def _print_summary(spec: Any, built: dict[str, Any]) -> None:
             delta = "—" if row["variant"] == "baseline" else fmt_delta(row["delta"])
             print(f"{named(row['variant'] + mark)} {_value_cell(row, fmt):>24} "
                   f"{delta:>9}  {row['changes']}")
+        if any(reference_of(name, built["order"]) == FULL for name in variants["variant"]):
+            # the report says it under its table; a full_minus_* row's Δ read as the baseline's
+            print("Δ is against the baseline (full_minus_*: against full)")
     if built["effects"]:
         splits = sorted({effect.split for effect in built["effects"]})
         # p beside the interval: a verdict of "within noise" next to an interval that leaves out

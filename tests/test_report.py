@@ -533,6 +533,28 @@ def test_ablation_table_shows_each_change_alone_and_removed(write_experiment):
     assert "`full` (every change) vs `baseline`: +0.1000" in text
 
 
+def test_the_terminal_table_says_a_removed_changes_delta_is_against_full(write_experiment, capsys):
+    """full_minus_cw's Δ in the run's summary table is against `full` (0.61 - 0.71), not the
+    baseline (0.61 - 0.61): the table says so, as the report's does, where such a row is shown."""
+    path = write_experiment(variants="bs32 = { batch_size = 32 }\n", extra=(
+        '[ablation]\nmode = "leave-one-out"\n[ablation.changes]\n'
+        'cw = { class_weight = "balanced" }\nls = { label_smoothing = 0.1 }\n'))
+    spec = load_spec(path)
+    values = {"baseline": .61, "baseline_bs32": .65, "full": .71, "full_minus_cw": .61,
+              "full_minus_ls": .70}
+    study = _store(spec, {f"{name}-s42": _result(v, 0.5, 2.0) for name, v in values.items()})
+    cli._print_summary(spec, build_report(spec, study))
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("full_minus_cw "))
+    assert "-0.1000" in row
+    assert "\nΔ is against the baseline (full_minus_*: against full)\n" in out
+    spec = load_spec(path, ['experiment.name="plain"', 'ablation.mode="add-one"'])
+    study = _store(spec, {f"{name}-s42": _result(v, 0.5, 2.0)
+                          for name, v in {"baseline": .61, "baseline_plus_cw": .7}.items()})
+    cli._print_summary(spec, build_report(spec, study))
+    assert "Δ is against" not in capsys.readouterr().out  # every Δ is the baseline's
+
+
 def test_ablation_table_says_which_sign_is_better_for_a_minimized_metric(write_experiment):
     """Over seeds a loss is compared as a loss: removing a change that helps raises it, so a
     positive 'removed' value means the recipe is worse without the change, not better."""
