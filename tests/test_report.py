@@ -533,6 +533,25 @@ def test_ablation_table_shows_each_change_alone_and_removed(write_experiment):
     assert "`full` (every change) vs `baseline`: +0.1000" in text
 
 
+def test_a_variant_named_plus_something_in_variants_is_no_ablation_change(write_experiment):
+    """[variants] plus_warmup is baseline_plus_warmup by name only: the Ablation section, which
+    read it as an [ablation] change (a row 'warmup', and a section in a study with no
+    [ablation]), leaves it to the Results and What mattered tables."""
+    values = {"baseline": .61, "baseline_plus_warmup": .7, "baseline_plus_cw": .65}
+    results = {f"{name}-s42": _result(v, 0.5, 2.0) for name, v in values.items()}
+    path = write_experiment(variants="plus_warmup = { warmup_ratio = 0.1 }\n")
+    spec = load_spec(path)
+    text = write_report(spec, _store(spec, {k: v for k, v in results.items()
+                                            if "cw" not in k})).read_text()
+    assert "| baseline_plus_warmup |" in text and "## Ablation" not in text
+    path = write_experiment(name="both", variants="plus_warmup = { warmup_ratio = 0.1 }\n", extra=(
+        '[ablation]\nmode = "add-one"\n[ablation.changes]\ncw = { class_weight = "balanced" }\n'))
+    spec = load_spec(path)
+    text = write_report(spec, _store(spec, results)).read_text()
+    table = text[text.index("## Ablation"):text.index("## Results")]
+    assert "| cw |" in table and "warmup" not in table
+
+
 def test_the_terminal_table_says_a_removed_changes_delta_is_against_full(write_experiment, capsys):
     """full_minus_cw's Δ in the run's summary table is against `full` (0.61 - 0.71), not the
     baseline (0.61 - 0.61): the table says so, as the report's does, where such a row is shown."""

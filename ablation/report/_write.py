@@ -428,13 +428,15 @@ def _not_compared(reasons: dict[str, str]) -> str:
     return "; ".join(f"`{variant}` ({reason})" for variant, reason in reasons.items())
 
 
-def _ablation_table(built: dict[str, Any]) -> list[str]:
+def _ablation_table(spec: ExperimentSpec, built: dict[str, Any]) -> list[str]:
     """leave-one-out and add-one, side by side: what each change does alone and what removing
     it from the full recipe costs."""
     by_variant = {e.variant: e for e in built["effects"]}
+    # [variants] plus_warmup is baseline_plus_warmup by its name alone: not an [ablation] change
+    named_so = {f"{BASELINE}_{suffix}" for suffix in spec.variants}
     changes = list(dict.fromkeys(
         name.removeprefix(MINUS).removeprefix(PLUS) for name in built["order"]
-        if name.startswith((MINUS, PLUS))))
+        if name.startswith((MINUS, PLUS)) and name not in named_so))
     if not changes:
         return []
 
@@ -653,7 +655,7 @@ def render_markdown(spec: ExperimentSpec, built: dict[str, Any], pictures: dict[
         "",
     ]
     lines += _what_mattered(built)
-    lines += _ablation_table(built)
+    lines += _ablation_table(spec, built)
     lines += _search_section(spec, built)
     lines += ["## Results", "",
               "Validation metrics of each trial's selected checkpoint; precision and recall are macro "
