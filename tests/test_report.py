@@ -887,7 +887,7 @@ def test_a_failed_write_says_why_and_leaves_the_previous_file(stored_study, monk
 
 def test_a_study_without_complete_trials_says_so_and_names_only_logs_that_exist(
         write_experiment, monkeypatch):
-    """Not "ran with one seed" when nothing completed; a trial still waiting has no log yet."""
+    """Not "ran with one seed" when nothing completed; a trial still queued has no log yet."""
     from ablation import train
 
     path = write_experiment()
@@ -903,7 +903,7 @@ def test_a_study_without_complete_trials_says_so_and_names_only_logs_that_exist(
     assert "No confidence intervals" not in report
     assert ("- `baseline-s42` (trial 0): interrupted (Ctrl+C or SIGTERM) — log: "
             "`trials/baseline-s42/trial.log`") in report
-    assert "- `baseline_bs32-s42` (trial 1): waiting\n" in report
+    assert "- `baseline_bs32-s42` (trial 1): queued: the next run trains it\n" in report
 
 
 def test_the_terminal_says_a_variant_without_a_result_was_pruned_or_failed(capsys):
