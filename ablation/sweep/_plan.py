@@ -143,17 +143,15 @@ def _checks_then_plan(study: optuna.Study, spec: ExperimentSpec, trials: list[Tr
     check_same_search(study, spec, NEW_STUDY)
     to_queue, skipped, replaced, notes = plan(
         study, trials, rerun, retry_failed, spec.path, every=select_trials(spec, None),
-        sets=spec.sets, command=spec.command, trained=partial(trained_recipe, spec))
-    return to_queue, skipped, replaced, notes + _search_left_in_report(study, spec)
+        sets=spec.sets, command=spec.command, trained=partial(trained_recipe, spec),
+        searched=spec.search is not None)
+    return to_queue, skipped, replaced, notes
 
 
-def _search_left_in_report(study: optuna.Study, spec: ExperimentSpec) -> list[str]:
+def _search_left_in_report(existing: list[records.TrialRecord]) -> list[str]:
     """A note on the search trials a study holds where the file no longer has [search]: as for a
     variant taken out of the file, the report still shows them (its Search section)."""
-    if spec.search is not None:
-        return []
-    made = [r.variant for r in records.load_records(study)
-            if r.complete and not r.superseded and records.is_search_variant(r.variant)]
+    made = [r.variant for r in existing if r.complete and records.is_search_variant(r.variant)]
     if not made:
         return []
     return [f"the study holds {len(made)} [search] trial(s) ({some_of(made, 5)}), which the file, "
@@ -164,7 +162,7 @@ def _search_left_in_report(study: optuna.Study, spec: ExperimentSpec) -> list[st
 def plan(study: optuna.Study, trials: list[TrialSpec], rerun: list[str] | None = None,
          retry_failed: bool = False, path: Any = "", every: list[TrialSpec] | None = None,
          sets: list[str] | None = None, command: Callable[..., str] | None = None,
-         trained: Callable[[dict[str, Any]], str] | None = None,
+         trained: Callable[[dict[str, Any]], str] | None = None, searched: bool = True,
          ) -> tuple[list[TrialSpec], list[str], list[int], list[str]]:
     """Which selected trials to queue now, which complete ones are re-used, which trial
     numbers the caller supersedes once every check has passed (nothing is written here), and
@@ -178,7 +176,8 @@ def plan(study: optuna.Study, trials: list[TrialSpec], rerun: list[str] | None =
     `every` trial of the file (default: `trials`), selected or not: the report compares them all.
 
     Changes are compared by what they train (`trained`: overrides -> a key; default: the
-    overrides as written): a knob written out at the baseline's value is no change.
+    overrides as written): a knob written out at the baseline's value is no change. `searched`
+    False (the file has no [search] now) adds a note on the search trials the study still holds.
 
     A `rerun` trial still running is refused where heartbeats tell a live process from a dead
     one; without them (journal storage) it is taken as abandoned: superseded, failed by the
@@ -210,6 +209,8 @@ def plan(study: optuna.Study, trials: list[TrialSpec], rerun: list[str] | None =
                  if r.variant in retrained and r.key not in rerun_keys and r.complete
                  and trained(r.overrides) != trained(retrained[r.variant])]
     notes = reworded + _left_in_report(existing, every or trials)
+    if not searched:
+        notes += _search_left_in_report(existing)
     return to_queue, skipped, replaced, notes + _stored_twins(existing, to_queue, trained)
 
 
