@@ -555,17 +555,31 @@ class AblateTrainer(Trainer):
     earlier_train_s = 0.0
     _train_started = 0.0
     # Resumed from a checkpoint (ResumeLogWindow): its step, and the train loss summed over the
-    # logged steps before it, which the Trainer's end-of-training train_loss leaves out.
-    resumed_loss: tuple[int, float] | None = None
+    # logged steps before it (None: a checkpoint that does not carry it), which the Trainer's
+    # end-of-training figures leave out.
+    resumed_step: int | None = None
+    resumed_logged_loss: float | None = None
 
     def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
-        if "train_loss" in logs and self.resumed_loss is not None and self.state.global_step > 0:
-            # The Trainer averages the resumed attempt's steps only (a trial resumed at step 9
-            # of 28: steps 10 to 28), and SwanLab's summary/train_loss read as the trial's mean.
-            step, before = self.resumed_loss
-            after = logs["train_loss"] * (self.state.global_step - step)
-            logs["train_loss"] = (before + after) / self.state.global_step
+        if "train_runtime" in logs and self.resumed_step is not None and self.state.global_step > 0:
+            self._whole_trial_figures(logs)
         super().log(logs, *args, **kwargs)
+
+    def _whole_trial_figures(self, logs: dict[str, float]) -> None:
+        """The Trainer's end-of-training figures of a resumed trial count the resumed attempt's
+        steps only (resumed at step 9 of 28: steps 10 to 28); made the whole trial's here, in the
+        dict the Trainer logs and returns as train()'s metrics, so SwanLab's summary/ and the
+        report read the same figures."""
+        steps, after = self.state.global_step, self.state.global_step - self.resumed_step
+        if "train_loss" in logs and self.resumed_logged_loss is not None:
+            logs["train_loss"] = (self.resumed_logged_loss + logs["train_loss"] * after) / steps
+        runtime = logs.get("train_runtime")
+        if self.earlier_trial_s is None or not runtime:  # earlier attempts' time unknown
+            return
+        samples = logs.get("train_samples_per_second", 0.0) * runtime * steps / max(after, 1)
+        logs["train_runtime"] = runtime + self.earlier_train_s
+        logs["train_samples_per_second"] = samples / logs["train_runtime"]
+        logs["train_steps_per_second"] = steps / logs["train_runtime"]
 
     def create_optimizer(self, model: Any = None) -> Any:
         optimizer = super().create_optimizer(model)
@@ -721,8 +735,9 @@ class ResumeLogWindow(TrainerCallback):
             return
         self.trainer._tr_loss += window["loss"]
         self.trainer._globalstep_last_logged = window["last_logged"]
-        if "logged_loss" in window:  # written by an ablate before it: train_loss as it was
-            self.trainer.resumed_loss = (state.global_step, window["logged_loss"])
+        self.trainer.resumed_step = state.global_step
+        # None: written by an ablate before it (train_loss stays the resumed attempt's)
+        self.trainer.resumed_logged_loss = window.get("logged_loss")
         self.trainer.earlier_trial_s = window.get("trial_s")
         self.trainer.earlier_train_s = window.get("train_s") or 0.0
 
@@ -949,16 +964,10 @@ def train_trial(trial: TrialSpec, spec: ExperimentSpec, data: TokenizedData, tok
         log.info("trial %s resumes from %s", trial.key, resume_from)
     train_output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     resumed_step = int(resume_from.name.split("-")[-1]) if resume_from else None
+    # The whole trial's (AblateTrainer._whole_trial_figures), earlier attempts' included.
     train_runtime, train_speed = (train_output.metrics.get("train_runtime"),
                                   train_output.metrics.get("train_samples_per_second"))
     earlier_trial_s = trainer.earlier_trial_s if resume_from else 0.0
-    if resumed_step is not None and earlier_trial_s is not None and train_runtime:
-        # The whole trial's training: the earlier attempts' seconds until the checkpoint, and the
-        # samples of all its steps (the Trainer counts this attempt's steps only).
-        steps_now = trainer.state.global_step - resumed_step
-        samples = (train_speed or 0.0) * train_runtime * trainer.state.global_step / max(steps_now, 1)
-        train_runtime += trainer.earlier_train_s
-        train_speed = samples / train_runtime
     train_curve, eval_curve = _curves(trainer.state.log_history)
 
     # The best checkpoint is loaded back: evaluate it on validation, and once on test.

@@ -1518,6 +1518,15 @@ def test_a_failed_trial_resumes_from_its_last_checkpoint_with_the_same_results(
     last = max(int(p.name.split("-")[1]) for p in checkpoints.glob("checkpoint-*"))
 
     monkeypatch.setattr(train.TrackerCallback, "on_step_end", real_step_end)
+    summaries: list[dict] = []  # the end-of-training figures SwanLab gets (summary/...)
+    real_on_log = train.TrackerCallback.on_log
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "train_runtime" in logs:
+            summaries.append(dict(logs))
+        return real_on_log(self, args, state, control, logs=logs, **kwargs)
+
+    monkeypatch.setattr(train.TrackerCallback, "on_log", on_log)
     assert cli.main(["run", str(path), "--retry-failed", *sets]) == 0
     failed, resumed = _trials(path, sets[1::2])
     assert failed.state.name == "FAIL" and resumed.state.name == "COMPLETE"
@@ -1537,6 +1546,11 @@ def test_a_failed_trial_resumes_from_its_last_checkpoint_with_the_same_results(
     assert result["runtime_s"] > earlier and result["train_runtime_s"] > last * SLOW_STEP_S
     samples = reference_result["train_samples_per_s"] * reference_result["train_runtime_s"]
     assert result["train_samples_per_s"] * result["train_runtime_s"] == pytest.approx(samples, rel=1e-3)
+    # SwanLab's summary/ reads the same whole-trial figures (it had the resumed attempt's).
+    [summary] = summaries
+    assert summary["train_runtime"] == result["train_runtime_s"]
+    assert summary["train_samples_per_second"] == result["train_samples_per_s"]
+    assert summary["train_steps_per_second"] == pytest.approx(result["steps"] / result["train_runtime_s"])
     report = (load_spec(path, sets[1::2]).output_dir / "report.md").read_text()
     assert (f"- `baseline-s42`: resumed from its checkpoint at step {last} (its runtime includes "
             f"the {earlier:.0f} s earlier attempts took to reach it)") in report
@@ -1743,8 +1757,9 @@ def test_a_resumed_trial_reads_its_train_loss_window_beside_or_inside_the_checkp
     window.write_text(json.dumps({"loss": 1.5, "last_logged": 8}))
     trainer = types.SimpleNamespace(_tr_loss=torch.tensor(0.0), _globalstep_last_logged=9)
     train.ResumeLogWindow(trainer, checkpoint).on_train_begin(
-        types.SimpleNamespace(process_index=0), None, None)
+        types.SimpleNamespace(process_index=0), types.SimpleNamespace(global_step=9), None)
     assert trainer._tr_loss.item() == 1.5 and trainer._globalstep_last_logged == 8
+    assert trainer.resumed_step == 9 and trainer.resumed_logged_loss is None
 
 
 def test_a_checkpoint_of_another_recipe_is_not_resumed(tmp_path):
