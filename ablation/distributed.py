@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -34,6 +35,7 @@ PAYLOAD = "distributed_trial.pkl"
 RESULT = "result.json"
 ERRORS = "error.rank*.json"
 OFFLINE = "tracked_offline.json"  # rank 0's runs that fell back offline, whatever the trial's end
+LOCAL = "tracked_local.json"  # rank 0's runs in mode local, written as each starts
 POLL_S = 0.5  # how soon the processes of a trial another process took over are stopped
 
 log = logging.getLogger(__name__)
@@ -53,13 +55,17 @@ def per_device_recipe(recipe: Any, devices: int) -> Any:
 def train_distributed(trial: Any, spec: Any, data: Any, tokenizer: Any, trial_dir: Path,
                       run_name: str, tracker_config: dict[str, Any],
                       echo: Callable[[str], None] = print,
-                      lost: threading.Event | None = None) -> dict[str, Any]:
+                      lost: threading.Event | None = None,
+                      on_local_runs: Callable[[list[str]], None] | None = None) -> dict[str, Any]:
     """Train `trial` with torchrun on spec.experiment.devices_per_trial processes; its result.
     `lost` (queue.Heartbeat's): set when another process took the trial over; its processes are
-    then stopped and queue.TrialTakenOver raised."""
+    then stopped and queue.TrialTakenOver raised. `on_local_runs`: told the folders of rank 0's
+    local SwanLab runs as each starts (the owner stores them with the trial, as a one-process
+    trial's tracker does), so that a killed trial's runs can be ended as crashed."""
     devices = spec.experiment.devices_per_trial
     (trial_dir / RESULT).unlink(missing_ok=True)
     (trial_dir / OFFLINE).unlink(missing_ok=True)
+    (trial_dir / LOCAL).unlink(missing_ok=True)
     for stale in trial_dir.glob(ERRORS):
         stale.unlink()
     payload = trial_dir / PAYLOAD
@@ -83,8 +89,9 @@ def train_distributed(trial: Any, spec: Any, data: Any, tokenizer: Any, trial_di
     with (trial_dir / "trial.log").open("a", encoding="utf-8") as trial_log:
         torchrun = subprocess.Popen(command, env=env, stderr=trial_log, start_new_session=True,
                                     preexec_fn=interrupts.stop_with_parent)
+    local = _LocalRuns(trial_dir / LOCAL, on_local_runs)
     try:
-        returncode = _wait(torchrun, lost)
+        returncode = _wait(torchrun, lost, local.read)
     except BaseException:
         with interrupts.held():  # a second Ctrl+C waits for the processes to be gone
             torchrun.terminate()
@@ -92,9 +99,13 @@ def train_distributed(trial: Any, spec: Any, data: Any, tokenizer: Any, trial_di
         raise
     finally:
         payload.unlink(missing_ok=True)
+        local.read()  # a run started since the last look
+        (trial_dir / LOCAL).unlink(missing_ok=True)
     if returncode != 0 or not (trial_dir / RESULT).is_file():
-        raise DistributedTrialError(first_error(trial_dir) or _killed(trial_dir / "trial.log")
-                                    or f"torchrun exited with code {returncode}")
+        error = (first_error(trial_dir) or _killed(trial_dir / "trial.log")
+                 or f"torchrun exited with code {returncode}")
+        local.end_unfinished(error)
+        raise DistributedTrialError(error)
     result = json.loads((trial_dir / RESULT).read_text())
     (trial_dir / RESULT).unlink()
     return result
@@ -112,15 +123,53 @@ def offline_runs(trial_dir: Path) -> list[str]:
     return folders
 
 
-def _wait(torchrun: subprocess.Popen, lost: threading.Event | None) -> int:
+class _LocalRuns:
+    """The folders of rank 0's local SwanLab runs, read from the file rank 0 writes as each starts
+    (`_write_local_runs`) and passed on to `told` when they change. Rank 0 killed (kill -9, the
+    out-of-memory killer) ends none of them, nor does its owner killed: the owner stores them with
+    the trial as they start, for the process that fails the trial as stale (queue.requeue_stale),
+    and ends them itself where torchrun fails while it lives."""
+
+    def __init__(self, path: Path, told: Callable[[list[str]], None] | None) -> None:
+        self.path, self.told, self.folders = path, told, []
+
+    def read(self) -> None:
+        try:
+            folders = json.loads(self.path.read_text())
+        except (OSError, ValueError):  # none yet
+            return
+        if folders != self.folders:
+            self.folders = folders
+            if self.told is not None:
+                self.told(list(folders))
+
+    def end_unfinished(self, error: str) -> None:
+        """End as crashed those of the runs that rank 0 did not end (it was killed)."""
+        if self.folders:
+            from .tracking import end_dead_runs
+
+            end_dead_runs(self.folders, error)
+
+
+def _write_local_runs(trial_dir: Path, folders: list[str]) -> None:
+    """Rank 0's local runs, for its owner (`_LocalRuns`): written whole, then moved in place."""
+    partial = trial_dir / f".{LOCAL}.partial"
+    with contextlib.suppress(OSError):  # a full disk: the trial trains on, its runs unstored
+        partial.write_text(json.dumps(folders))
+        os.replace(partial, trial_dir / LOCAL)
+
+
+def _wait(torchrun: subprocess.Popen, lost: threading.Event | None,
+          each: Callable[[], None] = lambda: None) -> int:
     """torchrun's exit code, waited for in steps: a trial another process took over as stale
     stops (as a one-process trial stops at its next step) rather than training on, its rank 0
-    saving its model into the folder of the trial's new attempt."""
+    saving its model into the folder of the trial's new attempt. `each` is called at each step."""
     with _stopped_with_this_process(torchrun.pid):
         while True:
             try:
                 return torchrun.wait(timeout=POLL_S)
             except subprocess.TimeoutExpired:
+                each()
                 if lost is not None and lost.is_set():
                     from .queue import TrialTakenOver
 
@@ -220,6 +269,8 @@ def _rank_main(payload_path: Path) -> int:
         logging.getLogger("ablation").setLevel(logging.INFO)
     _quiet_libraries()
     tracker = make_tracker(spec.tracking, spec.output_dir) if rank == 0 else NullTracker()
+    if hasattr(tracker, "on_local_runs"):  # for the owner, as each starts: see _LocalRuns
+        tracker.on_local_runs = functools.partial(_write_local_runs, trial_dir)
     devices = int(os.environ.get("WORLD_SIZE", "1"))
     local = dataclasses.replace(trial, recipe=per_device_recipe(trial.recipe, devices))
     tracker.start(work["run_name"], spec.name, work["tracker_config"])

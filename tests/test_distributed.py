@@ -8,6 +8,7 @@ the same losses and metrics up to floating-point summation order."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -396,3 +397,63 @@ def test_a_failed_data_parallel_trial_keeps_its_runs_that_logged_offline(write_e
     capsys.readouterr()
     assert cli.main(["dashboard", str(path), "--set", sets[0]]) == 2
     assert f"upload them with `swanlab sync {runs[0]}`" in capsys.readouterr().err
+
+
+RANK_0_KILLED_AFTER_ITS_RUN_STARTS = """\
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from ablation import distributed, records, train
+from ablation.queue import open_study
+
+
+def killed(trial, spec, *args, **kwargs):  # kill -9 once its owner could know the run (or never)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        (stored,) = open_study(spec, create=False).get_trials()
+        if stored.user_attrs.get(records.LOCAL_RUNS):
+            (spec.output_dir / "stored.json").write_text(
+                json.dumps(stored.user_attrs[records.LOCAL_RUNS]))
+            break
+        time.sleep(0.2)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+train.train_with_backoff = killed
+sys.exit(distributed._rank_main(Path(sys.argv[1])))
+"""
+
+
+def test_a_killed_data_parallel_trials_local_run_is_stored_as_it_starts_and_ends_as_crashed(
+        write_experiment, monkeypatch):
+    """Rank 0's local SwanLab run reached the trial's owner only with a result: killed (kill -9,
+    the out-of-memory killer), the run stayed `running` in the local dashboard for good, and so
+    did it where the owner was killed (the process that fails the trial as stale did not know
+    it). The owner now stores it with the trial as it starts, and ends it as crashed when torchrun
+    fails. (torchrun stands in as rank 0 alone, killed once its run could be known.)"""
+    import sqlite3
+
+    popen = subprocess.Popen
+
+    def rank_0(command, **kwargs):
+        return popen([sys.executable, "-c", RANK_0_KILLED_AFTER_ITS_RUN_STARTS, command[-1]],
+                     **kwargs)
+
+    monkeypatch.setattr(distributed.subprocess, "Popen", rank_0)
+    path = write_experiment(variants="", tracking='backend = "swanlab"\nmode = "local"')
+    sets = ["experiment.devices_per_trial=2"]
+    assert cli.main(["run", str(path), "--set", sets[0]]) == 1
+    spec = load_spec(path, sets)
+    (trial,) = open_study(spec, create=False).get_trials()
+    assert trial.state.name == "FAIL"
+    runs = [str(run) for run in (spec.output_dir / "swanlog").glob("run-*")]
+    assert len(runs) == 1
+    stored = spec.output_dir / "stored.json"
+    assert stored.is_file(), "the run was stored with the trial while rank 0 ran"
+    assert json.loads(stored.read_text()) == runs == trial.user_attrs["swanlab_local_runs"]
+    with sqlite3.connect(f"file:{spec.output_dir}/swanlog/runs.swanlab?mode=ro", uri=True) as db:
+        assert list(db.execute("select name, status from experiment")) == [("baseline-s42", -1)]

@@ -796,8 +796,9 @@ def _run_one(study: optuna.Study, optuna_trial: optuna.Trial, trial: TrialSpec,
 
                 tracker = NullTracker()
                 try:
-                    result = train_distributed(trial, spec, data, tokenizer, trial_dir, run_name,
-                                               tracker_config, echo, lost)
+                    result = train_distributed(
+                        trial, spec, data, tokenizer, trial_dir, run_name, tracker_config, echo,
+                        lost, on_local_runs=functools.partial(_store_local_runs, optuna_trial))
                 finally:  # rank 0's runs that fell back offline, whatever the trial's end
                     _store_offline_runs(optuna_trial, offline_runs(trial_dir))
             else:
