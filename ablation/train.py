@@ -679,6 +679,8 @@ class AblateTrainer(Trainer):
                 else self.earlier_trial_s + now - self.trial_started,
                 "train_s": self.earlier_train_s + now - self._train_started}))
         super()._save_checkpoint(model, trial)
+        if self.checkpoint_steps and self.args.should_save:  # where the Trainer rotates them
+            _remove_rotated_windows(Path(self._get_output_dir(trial=trial)), self.state.global_step)
 
     def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
         # Each evaluation's data loader draws its base seed from torch's CPU generator: without the
@@ -712,6 +714,18 @@ CHECKPOINT_IDENTITY = "trial.json"
 # Beside checkpoint-<step>/, per process: the train loss summed since the last logged step.
 LOG_WINDOW = "log_window-{step}-{process}.json"
 OLD_LOG_WINDOW = "log_window-{}.json"  # inside checkpoint-<step>/, as ablate wrote it before
+
+
+def _remove_rotated_windows(checkpoint_dir: Path, step: int) -> None:
+    """Remove the log windows of the checkpoints before `step` that are no longer there: the
+    Trainer keeps the best and the latest checkpoint and removes the others, and their windows
+    (one a process) stayed beside them, a file more at every checkpoint until the trial ended.
+    Later steps' are left alone: another process of a data-parallel trial writes its window of a
+    step before the checkpoint's folder exists."""
+    for window in checkpoint_dir.glob(LOG_WINDOW.format(step="*", process="*")):
+        at = window.name.split("-")[1]
+        if at.isdigit() and int(at) < step and not (checkpoint_dir / f"checkpoint-{at}").is_dir():
+            window.unlink(missing_ok=True)
 
 
 class ResumeLogWindow(TrainerCallback):

@@ -2026,3 +2026,30 @@ def test_a_trial_resumed_with_checkpoint_steps_turned_off_keeps_its_early_stoppi
     assert result["resumed_from_step"] == every
     assert result["steps"] == expected["steps"] and result["eval_history"] == history
     assert result["validation"] == expected["validation"]
+
+
+def test_the_log_windows_of_rotated_checkpoints_do_not_pile_up_while_a_trial_trains(
+        write_experiment, monkeypatch):
+    """checkpoint_steps: the Trainer keeps the best and the latest checkpoint, and removes the
+    others, but the log window beside each (log_window-<step>-<process>.json) stayed: one file
+    more at every checkpoint for the whole trial (a long trial with checkpoint_steps = 100 left
+    thousands). Those of checkpoints no longer there are removed as each checkpoint is saved."""
+    seen: list[tuple[set[str], set[str]]] = []
+    real_save = train.AblateTrainer._save_checkpoint
+
+    def save(self, model, trial):
+        real_save(self, model, trial)
+        folder = Path(self.args.output_dir)
+        steps = {path.name.split("-")[-1] for path in folder.glob("checkpoint-*")}
+        windows = {path.name.split("-")[1] for path in folder.glob("log_window-*.json")}
+        seen.append((steps, windows))
+
+    monkeypatch.setattr(train.AblateTrainer, "_save_checkpoint", save)
+    sets = ["--set", "experiment.checkpoint_steps=2"]
+    path = write_experiment(variants="")
+    assert cli.main(["run", str(path), *sets]) == 0
+    assert len(seen) >= 6  # a checkpoint every 2 steps (and at each evaluation that improved)
+    assert max(len(steps) for steps, _ in seen) <= 3  # rotated: the best, the latest (and one saving)
+    for steps, windows in seen:
+        assert windows <= steps, "a window beside a checkpoint no longer there"
+        assert steps - windows == set()
