@@ -476,16 +476,24 @@ class TrialTimeout(Exception):
 
 
 class TimeoutCallback(TrainerCallback):
-    """Fails a trial that runs longer than trial_timeout (checked after every step)."""
+    """Fails a trial that runs longer than trial_timeout (checked after every step). The trial's
+    time is what its result's runtime_s counts: resumed from a checkpoint, the time its earlier
+    attempts took to reach it (the checkpoint's, AblateTrainer.earlier_trial_s) is counted too,
+    so a trial killed, or timed out and retried, that resumes has what is left of its time, not
+    the whole of it again at every attempt. `resumed_step`: the checkpoint's step, or None."""
 
-    def __init__(self, limit_s: int) -> None:
-        self.limit_s, self.started = limit_s, time.perf_counter()
+    def __init__(self, limit_s: int, trainer: AblateTrainer, resumed_step: int | None) -> None:
+        self.limit_s, self.trainer, self.resumed_step = limit_s, trainer, resumed_step
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        elapsed = time.perf_counter() - self.started
+        # set by ResumeLogWindow when training begins; None: a checkpoint that does not say it
+        earlier = (self.trainer.earlier_trial_s or 0.0) if self.resumed_step is not None else 0.0
+        elapsed = earlier + time.perf_counter() - self.trainer.trial_started
         if elapsed > self.limit_s:
-            raise TrialTimeout(f"ran {elapsed:.1f} s, longer than trial_timeout = {self.limit_s} s "
-                               f"(step {state.global_step} of {state.max_steps})")
+            before = (f" ({earlier:.0f} s of them in the attempts before its checkpoint at step "
+                      f"{self.resumed_step})" if earlier else "")
+            raise TrialTimeout(f"ran {elapsed:.1f} s{before}, longer than trial_timeout = "
+                               f"{self.limit_s} s (step {state.global_step} of {state.max_steps})")
 
 
 class StopWhenInterrupted(TrainerCallback):
@@ -940,8 +948,6 @@ def train_trial(trial: TrialSpec, spec: ExperimentSpec, data: TokenizedData, tok
         StopWhenInterrupted()]
     if recipe.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(recipe.early_stopping_patience))
-    if spec.experiment.trial_timeout:
-        callbacks.append(TimeoutCallback(spec.experiment.trial_timeout))
     callbacks += extra_callbacks or []
     trainer = AblateTrainer(
         model=model, args=args, train_dataset=data.train, eval_dataset=validation_set,
@@ -976,6 +982,10 @@ def train_trial(trial: TrialSpec, spec: ExperimentSpec, data: TokenizedData, tok
         if not passed_over:
             echo(f"  {trial.key}: resuming from {resume_from.name}")
         log.info("trial %s resumes from %s", trial.key, resume_from)
+    if spec.experiment.trial_timeout:  # after ResumeLogWindow, which reads the earlier time
+        trainer.add_callback(TimeoutCallback(
+            spec.experiment.trial_timeout, trainer,
+            int(resume_from.name.split("-")[-1]) if resume_from else None))
     train_output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     resumed_step = int(resume_from.name.split("-")[-1]) if resume_from else None
     # The whole trial's (AblateTrainer._whole_trial_figures), earlier attempts' included.

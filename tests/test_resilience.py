@@ -2053,3 +2053,34 @@ def test_the_log_windows_of_rotated_checkpoints_do_not_pile_up_while_a_trial_tra
     for steps, windows in seen:
         assert windows <= steps, "a window beside a checkpoint no longer there"
         assert steps - windows == set()
+
+
+def test_a_resumed_trial_counts_its_earlier_attempts_time_against_trial_timeout(
+        write_experiment, monkeypatch):
+    """trial_timeout bounds the trial's time as its runtime_s counts it: a resumed trial got the
+    whole timeout again at every attempt, so a trial killed (or timed out and retried) and resumed
+    time after time trained on for good. It now has what its earlier attempts left of it (their
+    time until its checkpoint: here as if they had taken 1000 s), and a larger trial_timeout lets
+    it resume from that checkpoint."""
+    sets = ["--set", "experiment.checkpoint_steps=4"]
+    path = write_experiment(variants="")
+    real_step_end = _crash_at_step_11(monkeypatch)
+    assert cli.main(["run", str(path), *sets]) == 1
+    monkeypatch.setattr(train.TrackerCallback, "on_step_end", real_step_end)
+    checkpoints = load_spec(path, sets[1::2]).output_dir / "trials" / "baseline-s42" / "checkpoints"
+    window = checkpoints / train.LOG_WINDOW.format(step=8, process=0)
+    assert (checkpoints / "checkpoint-8").is_dir()
+    window.write_text(json.dumps(json.loads(window.read_text()) | {"trial_s": 1000.0}))
+
+    timeout = ["--set", "experiment.trial_timeout=100"]
+    assert cli.main(["run", str(path), "--retry-failed", *sets, *timeout]) == 1
+    error = _trials(path, sets[1::2])[-1].user_attrs["error"]
+    assert error.startswith("TrialTimeout: ran 10") and "longer than trial_timeout = 100 s" in error
+    assert "1000 s of them in the attempts before its checkpoint at step 8" in error
+
+    timeout = ["--set", "experiment.trial_timeout=2000"]
+    assert cli.main(["run", str(path), "--retry-failed", *sets, *timeout]) == 0
+    trial = _trials(path, sets[1::2])[-1]
+    assert trial.state.name == "COMPLETE"
+    assert trial.user_attrs["result"]["resumed_from_step"] == 8
+    assert trial.user_attrs["result"]["earlier_attempts_s"] == 1000.0
