@@ -480,18 +480,19 @@ class TimeoutCallback(TrainerCallback):
     time is what its result's runtime_s counts: resumed from a checkpoint, the time its earlier
     attempts took to reach it (the checkpoint's, AblateTrainer.earlier_trial_s) is counted too,
     so a trial killed, or timed out and retried, that resumes has what is left of its time, not
-    the whole of it again at every attempt. `resumed_step`: the checkpoint's step, or None."""
+    the whole of it again at every attempt."""
 
-    def __init__(self, limit_s: int, trainer: AblateTrainer, resumed_step: int | None) -> None:
-        self.limit_s, self.trainer, self.resumed_step = limit_s, trainer, resumed_step
+    def __init__(self, limit_s: int, trainer: AblateTrainer) -> None:
+        self.limit_s, self.trainer = limit_s, trainer
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         # set by ResumeLogWindow when training begins; None: a checkpoint that does not say it
-        earlier = (self.trainer.earlier_trial_s or 0.0) if self.resumed_step is not None else 0.0
+        resumed = self.trainer.resumed_step
+        earlier = (self.trainer.earlier_trial_s or 0.0) if resumed is not None else 0.0
         elapsed = earlier + time.perf_counter() - self.trainer.trial_started
         if elapsed > self.limit_s:
             before = (f" ({earlier:.0f} s of them in the attempts before its checkpoint at step "
-                      f"{self.resumed_step})" if earlier else "")
+                      f"{resumed})" if earlier else "")
             raise TrialTimeout(f"ran {elapsed:.1f} s{before}, longer than trial_timeout = "
                                f"{self.limit_s} s (step {state.global_step} of {state.max_steps})")
 
@@ -983,9 +984,7 @@ def train_trial(trial: TrialSpec, spec: ExperimentSpec, data: TokenizedData, tok
             echo(f"  {trial.key}: resuming from {resume_from.name}")
         log.info("trial %s resumes from %s", trial.key, resume_from)
     if spec.experiment.trial_timeout:  # after ResumeLogWindow, which reads the earlier time
-        trainer.add_callback(TimeoutCallback(
-            spec.experiment.trial_timeout, trainer,
-            int(resume_from.name.split("-")[-1]) if resume_from else None))
+        trainer.add_callback(TimeoutCallback(spec.experiment.trial_timeout, trainer))
     train_output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     resumed_step = int(resume_from.name.split("-")[-1]) if resume_from else None
     # The whole trial's (AblateTrainer._whole_trial_figures), earlier attempts' included.
