@@ -485,10 +485,11 @@ def _print_now(line: str) -> None:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from .config import load_spec, shown_storage
+    from .locking import file_lock
     from .records import with_run_sets
     from .report import build_report, write_report, write_report_json, write_results_csv
     from .status import still_planning, study_or_planning
-    from .sweep import check_own_output_dir, make_output_dir
+    from .sweep import REPORT_LOCK, check_own_output_dir, make_output_dir
 
     spec = load_spec(args.file, args.sets, need_data=False)
     study, planning = study_or_planning(spec)
@@ -501,11 +502,18 @@ def cmd_report(args: argparse.Namespace) -> int:
     spec = with_run_sets(spec, study)  # the commands report.md gives run the study's settings
     make_output_dir(spec)  # on another machine, or deleted: made again; a file there is bad input
     check_own_output_dir(spec)
-    if args.format == "md":
-        path = write_report(spec, study)
-    else:
-        write = write_results_csv if args.format == "csv" else write_report_json
-        path = write(spec, build_report(spec, study))
+    # As a `run` of the study ends, it reads the study and writes its report holding this lock:
+    # read before it and written after it, this report would replace the final one with an
+    # older reading (a trial still running) and delete the plots it drew as an earlier report's.
+    with file_lock(spec.output_dir / REPORT_LOCK, on_wait=lambda: print(
+            "note: another ablate process is writing this study's report; waiting for it to "
+            "finish, then writing this one", file=sys.stderr, flush=True)):
+        built = build_report(spec, study)
+        if args.format == "md":
+            path = write_report(spec, study, built)
+        else:
+            write = write_results_csv if args.format == "csv" else write_report_json
+            path = write(spec, built)
     print(f"report: {path}")
     return EXIT_OK
 

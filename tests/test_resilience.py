@@ -1898,6 +1898,34 @@ def test_two_runs_ending_together_export_the_best_model_one_at_a_time(write_expe
     assert (load_spec(path).output_dir / "best_model" / "config.json").is_file()
 
 
+@pytest.mark.parametrize("form", ["md", "csv", "json"])
+def test_ablate_report_reads_and_writes_the_study_holding_the_report_lock(write_experiment,
+                                                                          monkeypatch, capsys, form):
+    """`ablate report` run as the study's `run` ends read the study (one trial still running),
+    then wrote its files after the run had written the final ones: report.md said a trial was
+    running when all were done, and the plots the run drew were deleted as an earlier report's.
+    It now reads and writes under the report lock the run's end holds (one after the other, each
+    whole from one reading of the study)."""
+    from conftest import stored_study
+
+    from ablation import report
+    from ablation.report import _write
+
+    path = stored_study(write_experiment, 2)
+    lock = load_spec(path).output_dir / ".report.lock"
+    real_build, held = report.build_report, []
+
+    def build(spec, study):
+        held.append(_locked_by_another(lock))
+        return real_build(spec, study)
+
+    monkeypatch.setattr(report, "build_report", build)
+    monkeypatch.setattr(_write, "build_report", build)
+    assert cli.main(["report", str(path), "--format", form]) == 0
+    assert held == [True]
+    assert capsys.readouterr().out.startswith("report: ")
+
+
 def test_workers_beyond_the_trials_to_train_are_not_started(write_experiment, monkeypatch, capsys):
     """`--workers 1000000` (a typo for 10) started a million processes, each importing torch:
     no more are started than there are trials to train (here the baseline and bs32)."""

@@ -15,6 +15,7 @@ from ._dry_run import dry_run
 from ._plan import checked_plan, run_selection, select_trials
 from ._runner import (
     INTERRUPTED,
+    REPORT_LOCK,
     RunOutcome,
     Work,
     check_own_output_dir,
@@ -33,7 +34,7 @@ from ._study import (
 )
 
 __all__ = [
-    "DATA_FINGERPRINT", "INTERRUPTED", "MODEL_FINGERPRINTS", "RunOutcome", "Work",
+    "DATA_FINGERPRINT", "INTERRUPTED", "MODEL_FINGERPRINTS", "REPORT_LOCK", "RunOutcome", "Work",
     "check_own_output_dir", "check_same_data", "check_same_models", "check_same_study",
     "checked_plan", "dry_run", "make_output_dir", "run_selection", "run_study", "run_worker",
     "select_trials", "study_elsewhere", "study_identity",
