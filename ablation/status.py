@@ -7,8 +7,8 @@ Nothing here loads torch or transformers: `status` answers in a second while tri
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from functools import cached_property
+from dataclasses import dataclass, field
+from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any
 
 from .errors import some_of
@@ -43,6 +43,12 @@ class StatusSummary:
     gone_trains_again: bool = True
     # [search] proposals that took an earlier trial's result, not trained: no attempt of theirs
     repeated: int = 0
+    # variants whose stored trials were given other changes than the file now says (edited
+    # while a run trains, or since): {variant: ("run" or "queued", stored, file)}; `run`
+    # refuses the file so, hence no `next`
+    changed: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+    run_command: str = ""  # `ablate run FILE` with the study's --sets
+    rerun_commands: dict[str, str] = field(default_factory=dict)  # variant: its `--rerun`
 
     @property
     def trials(self) -> int:
@@ -68,6 +74,14 @@ class StatusSummary:
         if self.gone:
             lines.append(f"not in {self.file_name} now: {some_of(self.gone, STATUS_NAMED)} (their results "
                          "still count in the report)")
+        for variant, (state, then, now) in self.changed.items():
+            when = ("its results are of the stored changes" if state == "run" else
+                    "its queued trials train and report what they were queued with")
+            once = "" if state == "run" else "once they are done, "
+            lines.append(f"changed in {self.file_name} since it was {state}: {variant} ({then} → "
+                         f"{now}): {when}, and `{self.run_command}` refuses the file as it is; "
+                         f"{once}`{self.rerun_commands[variant]}` trains it again as the file "
+                         "says (the old attempts kept as superseded)")
         if self.next_command:
             retry = (f" (`{self.retry_command}`: the failed ones alone)" if self.retry_command
                      else "")
@@ -83,7 +97,9 @@ class StatusSummary:
                 "earlier_attempts": self.earlier, "repeated_proposals": self.repeated,
                 "not_queued_yet": self.unqueued,
                 "not_in_file": self.gone, "without_result": self.to_train,
-                "next": self.next_command, "retry_failed": self.retry_command}
+                "next": self.next_command, "retry_failed": self.retry_command,
+                "changed": {variant: {"state": state, "stored": then, "file": now}
+                            for variant, (state, then, now) in self.changed.items()}}
 
 
 # `status` names this many trials (or variants) not queued yet, or no longer in the file, then
@@ -102,7 +118,8 @@ def summarize(spec: ExperimentSpec, records: list[TrialRecord], stale: set[int],
               heartbeats: bool = True) -> StatusSummary:
     """The sum under `status`'s table. `stale`: RUNNING trials whose process is gone;
     `heartbeats`: the storage has them, so `run` trains a trial whose process is gone again."""
-    from .variants import expand
+    from .sweep._plan import changed_variants
+    from .variants import expand, trained_recipe
 
     latest = list(latest_by_key(records).values())
     counts: dict[str, int] = {}
@@ -124,15 +141,20 @@ def summarize(spec: ExperimentSpec, records: list[TrialRecord], stale: set[int],
     # [search] trials are never in the file's trials: gone only where it has no [search] now
     gone = sorted({r.variant for r in latest if r.variant not in variants
                    and not (is_search_variant(r.variant) and spec.search is not None)})
+    # as `run` compares them: by what they train, the superseded left out
+    changed, _ = changed_variants([r for r in records if not r.superseded], in_file,
+                                  partial(trained_recipe, spec))
     next_command = retry_command = None
     without_result = _without_result(counts, heartbeats)
-    if without_result and not counts.get("running"):
+    if without_result and not counts.get("running") and not changed:
         next_command = spec.command("run")
         if counts.get("failed") and without_result > counts["failed"]:
             retry_command = spec.command("run", "--retry-failed")
     repeated = sum(1 for r in records if r.repeat_of is not None)
     return StatusSummary(counts, unqueued, gone, len(records) - repeated - len(latest),
-                         next_command, retry_command, spec.path.name, heartbeats, repeated)
+                         next_command, retry_command, spec.path.name, heartbeats, repeated,
+                         changed, spec.command("run"),
+                         {v: spec.command("run", "--rerun", v) for v in changed})
 
 
 @dataclass(frozen=True)

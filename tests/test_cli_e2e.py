@@ -886,7 +886,8 @@ def test_status_sums_its_trials_up_and_says_what_trains_those_without_a_result(w
                                 "process_gone": 0},
         "earlier_attempts": 1, "repeated_proposals": 0, "not_queued_yet": ["baseline_wd-s42"],
         "not_in_file": ["baseline_bs32"], "without_result": 2,
-        "next": f"ablate run {path} --set baseline.epochs=1", "retry_failed": None}
+        "next": f"ablate run {path} --set baseline.epochs=1", "retry_failed": None,
+        "changed": {}}
 
 
 def test_status_shows_a_running_trials_step_and_when_its_process_was_last_heard(write_experiment,

@@ -390,3 +390,38 @@ def test_a_finished_search_whose_data_file_was_edited_is_not_refused_by_the_dry_
         out = capsys.readouterr().out
         assert "holds study 'tiny' run with other data rows" in out
         assert "nothing is left to train" in out
+
+
+def test_status_says_a_variant_changed_in_the_file_since_it_was_queued(write_experiment, capsys):
+    """A knob edited in the file while `run` trains (or after): `status` said nothing of it, and
+    once the run had ended its `next:` gave `ablate run FILE`, which that change makes refuse.
+    It now names the changed variant, stored → file, with the `--rerun` that trains it as the
+    file says, and gives no `next:` that would be refused; `--json` has it under `changed`."""
+    import json
+
+    from ablation import records
+
+    path = write_experiment(baseline=FAST, variants="lr = { learning_rate = 2e-3 }\n")
+    spec = load_spec(path, need_data=False)
+    study = open_study(spec)
+    # As a run queues them; the baseline is left for a later run (so something has no result)
+    study.enqueue_trial({}, user_attrs={records.VARIANT: "baseline_lr", records.SEED: 42,
+                                        records.KEY: "baseline_lr-s42",
+                                        records.OVERRIDES: {"learning_rate": 2e-3}})
+    path.write_text(path.read_text().replace("learning_rate = 2e-3 }", "learning_rate = 5e-3 }"))
+    assert cli.main(["status", str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1] == (
+        f"changed in {path.name} since it was queued: baseline_lr (learning_rate=0.002 → "
+        f"learning_rate=0.005): its queued trials train and report what they were queued with, "
+        f"and `ablate run {path}` refuses the file as it is; once they are done, "
+        f"`ablate run {path} --rerun baseline_lr` trains it again as the file says (the old "
+        f"attempts kept as superseded)")
+    assert not any(line.startswith("next:") for line in lines)
+    assert cli.main(["run", str(path), "--dry-run"]) == 2  # the refusal status tells of
+    capsys.readouterr()
+    assert cli.main(["status", str(path), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)["summary"]
+    assert summary["changed"] == {"baseline_lr": {"state": "queued", "stored": "learning_rate=0.002",
+                                                  "file": "learning_rate=0.005"}}
+    assert summary["next"] is None

@@ -287,16 +287,13 @@ def _rerun_of_running(study: optuna.Study, running: records.TrialRecord,
             f"{queue.stale_after_s(study):g} s")
 
 
-def _check_unchanged(existing: list[records.TrialRecord], trials: list[TrialSpec], path: Any,
-                     sets: list[str], command: Callable[..., str] | None = None,
-                     trained: Callable[[dict[str, Any]], str] = _canonical) -> list[str]:
-    """Refuse stored trials whose variant the file now changes; returns notes on those it words
-    otherwise but that train the same recipe (kept)."""
-    # By variant, not variant × seed: a seed since left out of the file still counts in the
-    # variant's row of the report. `sets`: a --set that changes variants shares the blame.
-    source = ("the file with its --set options" if any(
-        item.split("=", 1)[0].strip().startswith(("variants", "sweep", "ablation", "baseline"))
-        for item in sets) else "the file")
+def changed_variants(existing: list[records.TrialRecord], trials: list[TrialSpec],
+                     trained: Callable[[dict[str, Any]], str] = _canonical,
+                     ) -> tuple[dict[str, tuple[str, str, str]], dict[str, list[records.TrialRecord]]]:
+    """The variants of `trials` whose stored complete, queued or running attempts (of
+    `existing`) were given other changes than the file's: {variant: ("run" or "queued", the
+    stored changes, the file's)}; and those worded otherwise that train the same recipe, with
+    their stored attempts. Changes are compared by what they train (`trained`)."""
     wanted = {t.variant: t for t in trials}
     changed: dict[str, tuple[str, str, str]] = {}  # variant -> (run or queued, then, now)
     reworded: dict[str, list[records.TrialRecord]] = {}  # other words, the same recipe
@@ -311,6 +308,21 @@ def _check_unchanged(existing: list[records.TrialRecord], trials: list[TrialSpec
         changed.setdefault(trial.variant, ("run" if record.complete else "queued",
                                            describe_changes(record.overrides),
                                            describe_changes(trial.overrides)))
+    return changed, reworded
+
+
+def _check_unchanged(existing: list[records.TrialRecord], trials: list[TrialSpec], path: Any,
+                     sets: list[str], command: Callable[..., str] | None = None,
+                     trained: Callable[[dict[str, Any]], str] = _canonical) -> list[str]:
+    """Refuse stored trials whose variant the file now changes; returns notes on those it words
+    otherwise but that train the same recipe (kept)."""
+    # By variant, not variant × seed: a seed since left out of the file still counts in the
+    # variant's row of the report. `sets`: a --set that changes variants shares the blame.
+    source = ("the file with its --set options" if any(
+        item.split("=", 1)[0].strip().startswith(("variants", "sweep", "ablation", "baseline"))
+        for item in sets) else "the file")
+    wanted = {t.variant: t for t in trials}
+    changed, reworded = changed_variants(existing, trials, trained)
     options = [part for variant in changed for part in ("--rerun", variant)]
     # The command to paste, with the file and --sets as typed (the options alone without them).
     reruns = command("run", *options) if command else " ".join(options)
