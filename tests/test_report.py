@@ -906,6 +906,38 @@ def test_a_study_without_complete_trials_says_so_and_names_only_logs_that_exist(
     assert "- `baseline_bs32-s42` (trial 1): queued: the next run trains it\n" in report
 
 
+def test_a_report_written_while_a_run_trains_names_the_process_and_who_takes_the_queued(
+        write_experiment):
+    """`ablate report` while `run` trained the study said of each queued trial "the next run
+    trains it", as if it would wait for another run, and of the running one only "running".
+    The running trial's row now names its process and step, as `status` does, and a queued one
+    says that the process training the study takes it in turn (else the next run)."""
+    import optuna
+
+    from ablation import records
+    from ablation.queue import open_study
+
+    path = write_experiment()
+    spec = load_spec(path, need_data=False)
+    study = open_study(spec)
+    study.set_user_attr("metric", "macro_f1")
+    running = study.ask()  # as a live run claimed it: its process is this test's
+    for key, value in {records.VARIANT: "baseline", records.SEED: 42, records.KEY: "baseline-s42",
+                       records.OVERRIDES: {}, records.WORKER: records.this_worker(),
+                       records.PROGRESS: {"step": 12, "max_steps": 40}}.items():
+        running.set_user_attr(key, value)
+    study.enqueue_trial({}, user_attrs={records.VARIANT: "baseline_bs32", records.SEED: 42,
+                                        records.KEY: "baseline_bs32-s42",
+                                        records.OVERRIDES: {"batch_size": 32}})
+    assert running.number == 0 and study.trials[0].state == optuna.trial.TrialState.RUNNING
+    assert cli.main(["report", str(path)]) == 0
+    report = (spec.output_dir / "report.md").read_text()
+    worker = records.this_worker()
+    assert f"- `baseline-s42` (trial 0): running in {worker}, step 12 of 40\n" in report
+    assert (f"- `baseline_bs32-s42` (trial 1): queued: taken in turn by the process training "
+            f"this study now ({worker}), else by the next run\n") in report
+
+
 def test_the_terminal_says_a_variant_without_a_result_was_pruned_or_failed(capsys):
     """A pruned or failed variant showed "—", as if it had no trial at all."""
     import pandas as pd

@@ -30,6 +30,7 @@ from ..records import (
     stopped_early,
     study_info,
 )
+from ..status import progress_words
 from ..variants import (
     BASELINE,
     FULL,
@@ -707,13 +708,23 @@ def render_markdown(spec: ExperimentSpec, built: dict[str, Any], pictures: dict[
     failed = trials[trials["state"] != "COMPLETE"] if len(trials) else trials
     if len(failed):
         lines += ["## Trials without a result", ""]
+        # Written while a run (or worker) trains the study: its process takes the queued trials
+        # in turn, not a next run; the running trials' rows name it, as `status` does.
+        by_number = {r.number: r for r in built["records"]}
+        live = list(dict.fromkeys(r.worker for r in built["records"] if r.state == "RUNNING"
+                                  and r.worker and r.number not in built["gone"]))
+        taken = (f"queued: taken in turn by the process{'es' if len(live) > 1 else ''} training "
+                 f"this study now ({', '.join(live)}), else by the next run" if live
+                 else "queued: the next run trains it")
         for _, row in failed.iterrows():
             key = f"{row['variant']}-s{row['seed']}"
             # Optuna's WAITING is the Trials line's "queued"; a queued retry's folder holds its
             # earlier attempt's log, not its own
             queued = row["state"] == "WAITING"
-            error = row["error"] or ("queued: the next run trains it" if queued
-                                     else row["state"].lower())
+            error = row["error"] or (taken if queued else row["state"].lower())
+            record = by_number.get(row["trial"])
+            if row["state"] == "RUNNING" and record is not None and record.worker:
+                error = ", ".join([f"running in {record.worker}", *progress_words(record, None)])
             if row["trial"] in built["gone"]:
                 error = "running, but its process is gone; the next run trains it again"
             log = f"trials/{key}/trial.log"
