@@ -485,9 +485,14 @@ def _print_now(line: str) -> None:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from .config import load_spec, shown_storage
-    from .locking import file_lock
     from .records import with_run_sets
-    from .report import build_report, write_report, write_report_json, write_results_csv
+    from .report import (
+        build_report,
+        report_lock,
+        write_report,
+        write_report_json,
+        write_results_csv,
+    )
     from .status import still_planning, study_or_planning
     from .sweep import REPORT_LOCK, check_own_output_dir, make_output_dir
 
@@ -505,7 +510,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     # As a `run` of the study ends, it reads the study and writes its report holding this lock:
     # read before it and written after it, this report would replace the final one with an
     # older reading (a trial still running) and delete the plots it drew as an earlier report's.
-    with file_lock(spec.output_dir / REPORT_LOCK, on_wait=lambda: print(
+    with report_lock(spec.output_dir / REPORT_LOCK, spec.command("report"), on_wait=lambda: print(
             "note: another ablate process is writing this study's report; waiting for it to "
             "finish, then writing this one", file=sys.stderr, flush=True)):
         built = build_report(spec, study)

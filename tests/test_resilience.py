@@ -1926,6 +1926,21 @@ def test_ablate_report_reads_and_writes_the_study_holding_the_report_lock(write_
     assert capsys.readouterr().out.startswith("report: ")
 
 
+def test_a_report_lock_that_cannot_be_opened_is_one_line(write_experiment, capsys):
+    """Since `ablate report` takes the output folder's report lock, a `.report.lock` it cannot
+    open (a folder in its place; a folder that cannot be written) ended it in a traceback,
+    where a report file that cannot be written is one line, exit 2."""
+    from conftest import stored_study
+
+    path = stored_study(write_experiment, 2)
+    lock = load_spec(path).output_dir / ".report.lock"
+    lock.mkdir(parents=True)
+    assert cli.main(["report", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"ablate: error: {lock} cannot be written: a folder is in its place; move it "
+                   f"out of the way, then `ablate report {path}` writes it again\n")
+
+
 def test_workers_beyond_the_trials_to_train_are_not_started(write_experiment, monkeypatch, capsys):
     """`--workers 1000000` (a typo for 10) started a million processes, each importing torch:
     no more are started than there are trials to train (here the baseline and bs32)."""

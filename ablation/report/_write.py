@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..config import ExperimentSpec, from_here, shown_storage, toml_value
 from ..errors import AblateInputError, some_of
-from ..locking import written_beside
+from ..locking import file_lock, written_beside
 from ..metrics import metric_range
 from ..models import best_model_reads_pairs, exported_elsewhere, stale_best_model
 from ..queue import stale_numbers
@@ -198,6 +198,17 @@ def _writing(path: Path, again: str, folder: bool = False) -> Iterator[None]:
             reason = err.strerror or str(err)
             hint = f"once it can be, `{again}` writes it again"
         raise AblateInputError(f"{path} cannot be {verb}: {reason}; {hint}") from None
+
+
+@contextlib.contextmanager
+def report_lock(path: Path, again: str, on_wait: Any = None) -> Iterator[None]:
+    """Hold the output folder's report lock (`path`) while the block reads the study and writes
+    its report; a lock file that cannot be opened (a folder in its place, a folder that cannot
+    be written) is one line naming it, as a report file that cannot be written is."""
+    with contextlib.ExitStack() as held:
+        with _writing(path, again):
+            held.enter_context(file_lock(path, on_wait))
+        yield
 
 
 def _make_folder(path: Path, again: str) -> None:

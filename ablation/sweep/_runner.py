@@ -32,7 +32,6 @@ from ..errors import (
     first_line,
     set_shown,
 )
-from ..locking import file_lock
 from ..preflight import TrialInputs, preflight
 from ..progress import Lines, as_progress, fmt_duration
 from ..quiet import quiet_libraries
@@ -498,12 +497,12 @@ def run_study(spec: ExperimentSpec, only: str | list[str] | None = None,
     _collect_outcome(study, wanted, outcome)
 
     from ..models import export_best_model
-    from ..report import build_report, write_report
+    from ..report import build_report, report_lock, write_report
 
     # Two runs of the study ending together: one exports best_model/ at a time (each would clear
     # the other's staging folder, or find the trial's model already moved), the later one seeing
     # it exported; each report then names what is there.
-    with file_lock(spec.output_dir / REPORT_LOCK):
+    with report_lock(spec.output_dir / REPORT_LOCK, spec.command("report")):
         outcome.report = build_report(spec, study)
         export_best_model(spec, study, outcome.report, echo)  # best_model/, before the report names it
         write_report(spec, study, outcome.report)
