@@ -817,13 +817,18 @@ def left_to_train(study: optuna.Study) -> set[str]:
 ABANDONED_ERROR = "abandoned: its process was gone when `run --rerun` queued it again"
 
 
+REPLACED_QUEUED_ERROR = ("replaced: queued with other changes than the file now says; "
+                         "`run --rerun` queued the file's instead")
+
+
 def fail_abandoned(study: optuna.Study, numbers: list[int]) -> None:
-    """`--rerun` of a trial left RUNNING in a storage without heartbeats: record it as failed, so
-    that no process waits for it."""
+    """`--rerun` of a trial left RUNNING in a storage without heartbeats, or queued with other
+    changes than the file's: record it as failed, so that no process waits for it or trains it."""
     storage = study._storage
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
         if trial.number in numbers:
-            storage.set_trial_user_attr(trial._trial_id, records.ERROR, ABANDONED_ERROR)
+            error = ABANDONED_ERROR if trial.state == TrialState.RUNNING else REPLACED_QUEUED_ERROR
+            storage.set_trial_user_attr(trial._trial_id, records.ERROR, error)
             storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
 
 

@@ -49,6 +49,7 @@ class StatusSummary:
     changed: dict[str, tuple[str, str, str]] = field(default_factory=dict)
     run_command: str = ""  # `ablate run FILE` with the study's --sets
     rerun_commands: dict[str, str] = field(default_factory=dict)  # variant: its `--rerun`
+    training: set[str] = field(default_factory=set)  # changed variants a live process trains now
 
     @property
     def trials(self) -> int:
@@ -75,13 +76,18 @@ class StatusSummary:
             lines.append(f"not in {self.file_name} now: {some_of(self.gone, STATUS_NAMED)} (their results "
                          "still count in the report)")
         for variant, (state, then, now) in self.changed.items():
-            when = ("its results are of the stored changes" if state == "run" else
-                    "its queued trials train and report what they were queued with")
-            once = "" if state == "run" else "once they are done, "
+            rerun = f"`{self.rerun_commands[variant]}`"
+            if state == "run":
+                when, way = "its results are of the stored changes", f"{rerun} trains it again"
+            elif variant in self.training:  # `--rerun` of a running trial is refused
+                when = "its trials train and report what they were queued with"
+                way = f"once they are done, {rerun} trains it again"
+            else:  # `--rerun` fails the queued attempts and queues the file's recipe
+                when = "its queued trials would train and report what they were queued with"
+                way = f"{rerun} trains it instead"
             lines.append(f"changed in {self.file_name} since it was {state}: {variant} ({then} → "
                          f"{now}): {when}, and `{self.run_command}` refuses the file as it is; "
-                         f"{once}`{self.rerun_commands[variant]}` trains it again as the file "
-                         "says (the old attempts kept as superseded)")
+                         f"{way} as the file says (the old attempts kept as superseded)")
         if self.next_command:
             retry = (f" (`{self.retry_command}`: the failed ones alone)" if self.retry_command
                      else "")
@@ -154,7 +160,9 @@ def summarize(spec: ExperimentSpec, records: list[TrialRecord], stale: set[int],
     return StatusSummary(counts, unqueued, gone, len(records) - repeated - len(latest),
                          next_command, retry_command, spec.path.name, heartbeats, repeated,
                          changed, spec.command("run"),
-                         {v: spec.command("run", "--rerun", v) for v in changed})
+                         {v: spec.command("run", "--rerun", v) for v in changed},
+                         {r.variant for r in latest if r.state == "RUNNING" and r.number not in stale
+                          and r.variant in changed})
 
 
 @dataclass(frozen=True)

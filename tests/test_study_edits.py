@@ -413,10 +413,9 @@ def test_status_says_a_variant_changed_in_the_file_since_it_was_queued(write_exp
     lines = capsys.readouterr().out.splitlines()
     assert lines[-1] == (
         f"changed in {path.name} since it was queued: baseline_lr (learning_rate=0.002 → "
-        f"learning_rate=0.005): its queued trials train and report what they were queued with, "
-        f"and `ablate run {path}` refuses the file as it is; once they are done, "
-        f"`ablate run {path} --rerun baseline_lr` trains it again as the file says (the old "
-        f"attempts kept as superseded)")
+        f"learning_rate=0.005): its queued trials would train and report what they were queued "
+        f"with, and `ablate run {path}` refuses the file as it is; `ablate run {path} --rerun "
+        f"baseline_lr` trains it instead as the file says (the old attempts kept as superseded)")
     assert not any(line.startswith("next:") for line in lines)
     assert cli.main(["run", str(path), "--dry-run"]) == 2  # the refusal status tells of
     capsys.readouterr()
@@ -425,3 +424,53 @@ def test_status_says_a_variant_changed_in_the_file_since_it_was_queued(write_exp
     assert summary["changed"] == {"baseline_lr": {"state": "queued", "stored": "learning_rate=0.002",
                                                   "file": "learning_rate=0.005"}}
     assert summary["next"] is None
+
+
+def test_rerun_of_a_variant_queued_with_other_changes_trains_the_file_s(write_experiment,
+                                                                        monkeypatch, capsys):
+    """A knob edited while its variant waited in the queue (a run stopped with it queued): `run`
+    refuses the file and says `--rerun` trains it with the new changes, but `--rerun` trained the
+    queued attempt, with the old ones, and the next run refused again. The queued attempt is now
+    failed and superseded, and the file's recipe is queued and trained in its place."""
+    from conftest import queue_by_an_interrupted_run
+
+    from ablation import records
+
+    path = write_experiment(baseline=FAST, variants="lr = { learning_rate = 2e-3 }\n")
+    queue_by_an_interrupted_run(monkeypatch, path, [])
+    path.write_text(path.read_text().replace("learning_rate = 2e-3 }", "learning_rate = 5e-3 }"))
+    assert cli.main(["run", str(path)]) == 2  # refused, pointing to the --rerun
+    assert f"`ablate run {path} --rerun baseline_lr` trains it again" in capsys.readouterr().err
+    assert cli.main(["run", str(path), "--rerun", "baseline_lr", "--dry-run"]) == 0
+    assert ("the 1 queued trial(s) with other changes than the file's of the variants run again "
+            "would be kept as superseded") in capsys.readouterr().out
+    assert cli.main(["run", str(path), "--rerun", "baseline_lr"]) == 0
+    stored = records.load_records(open_study(load_spec(path), create=False))
+    trained = [(r.overrides, r.state, r.superseded) for r in stored if r.variant == "baseline_lr"]
+    assert trained == [({"learning_rate": 2e-3}, "FAIL", True),
+                       ({"learning_rate": 5e-3}, "COMPLETE", False)]
+    capsys.readouterr()
+    assert cli.main(["run", str(path)]) == 0  # the file's recipe is what the study holds now
+
+
+def test_status_of_a_changed_variant_that_trains_now_says_to_rerun_it_once_done(write_experiment,
+                                                                                capsys):
+    """While a live process trains the changed variant, `--rerun` of it is refused: `status`
+    says to run it once its trials are done, not at once."""
+    from ablation import records
+
+    path = write_experiment(baseline=FAST, variants="lr = { learning_rate = 2e-3 }\n")
+    study = open_study(load_spec(path, need_data=False))
+    running = study.ask()  # claimed by a live process: this test's
+    for key, value in {records.VARIANT: "baseline_lr", records.SEED: 42,
+                       records.KEY: "baseline_lr-s42", records.OVERRIDES: {"learning_rate": 2e-3},
+                       records.WORKER: records.this_worker()}.items():
+        running.set_user_attr(key, value)
+    path.write_text(path.read_text().replace("learning_rate = 2e-3 }", "learning_rate = 5e-3 }"))
+    assert cli.main(["status", str(path)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"changed in {path.name} since it was queued: baseline_lr (learning_rate=0.002 → "
+        f"learning_rate=0.005): its trials train and report what they were queued with, and "
+        f"`ablate run {path}` refuses the file as it is; once they are done, `ablate run {path} "
+        f"--rerun baseline_lr` trains it again as the file says (the old attempts kept as "
+        f"superseded)")

@@ -129,8 +129,11 @@ def dry_run(spec: ExperimentSpec, only: list[str], rerun: list[str], retry_faile
     if replaced:
         states = {r.number: r.state for r in stored}
         done = sum(states.get(number) == "COMPLETE" for number in replaced)
-        parts = [f"{done} complete result(s)"] * bool(done) + [
-            f"{len(replaced) - done} abandoned running trial(s)"] * bool(len(replaced) - done)
+        waiting = sum(states.get(number) == "WAITING" for number in replaced)  # other changes
+        left = len(replaced) - done - waiting
+        parts = ([f"{done} complete result(s)"] * bool(done)
+                 + [f"{waiting} queued trial(s) with other changes than the file's"] * bool(waiting)
+                 + [f"{left} abandoned running trial(s)"] * bool(left))
         echo(f"the {' and '.join(parts)} of the variants run again would be kept as superseded")
     if spec.search is not None and not propose:
         echo("then [search]: no new trials: --only, --rerun and --retry-failed run only what they "

@@ -191,7 +191,12 @@ def plan(study: optuna.Study, trials: list[TrialSpec], rerun: list[str] | None =
     running = [r for r in existing if r.key in rerun_keys and r.state == "RUNNING"]
     if running and queue.has_heartbeats(study):
         raise AblateInputError(_rerun_of_running(study, running[0], command))
-    abandoned = {r.number for r in running}
+    # A rerun variant's queued attempt with other changes than the file's (edited while it
+    # waited) would train those: replaced as an abandoned one is, and the file's recipe queued
+    by_key = {t.key: t for t in trials}
+    requeued = {r.number for r in existing if r.key in rerun_keys and r.state == "WAITING"
+                and trained(r.overrides) != trained(by_key[r.key].overrides)}
+    abandoned = {r.number for r in running} | requeued
     active = [r for r in existing if not (r.key in rerun_keys and r.complete) and r.number not in abandoned]
     complete = {r.key for r in active if r.complete}
     busy = {r.key for r in active if r.state in ("WAITING", "RUNNING")}
