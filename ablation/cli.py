@@ -571,8 +571,9 @@ def cmd_init(args: argparse.Namespace) -> int:
     from .starter import write_starter
 
     path = write_starter(args.file)
-    print(f"wrote {path}: set [data] and [model], then `ablate validate {path}` and "
-          f"`ablate run {path}`")
+    quoted = shlex.quote(str(path))  # a path with spaces runs as printed
+    print(f"wrote {path}: set [data] and [model], then `ablate validate {quoted}` and "
+          f"`ablate run {quoted}`")
     return EXIT_OK
 
 

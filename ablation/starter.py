@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 from .errors import AblateInputError
@@ -59,7 +60,7 @@ def write_starter(path: Path) -> Path:
         if path.is_dir():
             raise AblateInputError(
                 f"{path}: is a folder; `ablate init` writes a file: give its path "
-                f"(ablate init {path / 'experiment.toml'})") from None
+                f"(ablate init {shlex.quote(str(path / 'experiment.toml'))})") from None
         raise AblateInputError(
             f"{path}: already exists; `ablate init` never overwrites a file, give another "
             "path (ablate init other.toml)") from None

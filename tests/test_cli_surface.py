@@ -221,6 +221,22 @@ def test_init_to_a_path_creates_its_folder_and_never_overwrites(
     assert path.read_text(encoding="utf-8") == "# mine\n"
 
 
+def test_init_says_commands_that_run_as_printed_for_a_path_with_spaces(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`ablate init 'my studies/first try.toml'` said `ablate validate my studies/first try.toml`,
+    which the shell splits into three arguments; its commands (and the folder error's) quote it."""
+    monkeypatch.chdir(tmp_path)
+    path = Path("my studies") / "first try.toml"
+    assert cli.main(["init", str(path)]) == 0
+    out = capsys.readouterr().out
+    for command in ("validate", "run"):
+        said = out.split(f"`ablate {command} ")[1].split("`")[0]
+        assert shlex.split(said) == [str(path)]
+    assert cli.main(["init", "my studies"]) == 2
+    said = _error(capsys).split("(ablate init ")[1].rsplit(")", 1)[0]
+    assert shlex.split(said) == [str(Path("my studies") / "experiment.toml")]
+
+
 # --------------------------------------------------------------------------- status --json, report --format
 
 
