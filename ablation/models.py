@@ -373,10 +373,17 @@ def resolve_model(argument: str, sets: list[str] | None = None,
             f"MODEL_OR_STUDY {argument!r}: no such model folder or experiment file")
     from .config import LOCAL_DATA_SUFFIXES, load_spec
 
+    experiment_file = path.suffix.lower() == ".toml"
+    if not experiment_file and (path.parent / "config.json").is_file():  # its config.json, weights
+        raise AblateInputError(
+            f"MODEL_OR_STUDY {argument!r} is a file of the model folder {str(path.parent)!r}: "
+            "give the folder itself")
     if path.name.lower().endswith(LOCAL_DATA_SUFFIXES):
         raise AblateInputError(
             f"MODEL_OR_STUDY {argument!r} is a data file; give a model folder or an experiment file "
             "(.toml) first, then the texts (predict) or --dataset DATA (evaluate)")
+    if not experiment_file:  # a file named otherwise may still be one; one that is no TOML is not
+        _check_experiment_file(path, argument)
     spec = load_spec(path, sets, need_data=need_data)
     if trial is not None:
         folder = trial_model(spec, trial)
@@ -412,6 +419,26 @@ def resolve_model(argument: str, sets: list[str] | None = None,
             f"`{spec.command('run', *rerun, sets=keeping_models(spec))}`")
     check_classifier_folder(folder)
     return folder, spec
+
+
+def _check_experiment_file(path: Path, argument: str) -> None:
+    """A MODEL_OR_STUDY file without the .toml suffix that is not TOML (a study.db, a text file)
+    is refused as what it is, not as a broken experiment file."""
+    import tomllib
+
+    try:
+        tomllib.loads(path.read_bytes().decode("utf-8-sig"))
+    except OSError:
+        return  # load_spec says why it cannot be read
+    except UnicodeDecodeError:
+        why = "not UTF-8 text"
+    except tomllib.TOMLDecodeError as err:
+        why = f"not TOML: {err}"
+    else:
+        return
+    raise AblateInputError(
+        f"MODEL_OR_STUDY {argument!r} is not an experiment file ({why}); give a model folder or an "
+        "experiment file (.toml) first, then the texts (predict) or --dataset DATA (evaluate)")
 
 
 def _why_no_best_model(folder: Path, best: Any) -> str:
