@@ -413,6 +413,12 @@ def resolve_model(argument: str, sets: list[str] | None = None,
                 f"study {spec.name!r} has its best model in {elsewhere} (trial {best.key}, "
                 f"exported by the run there), not in {folder}: copy that folder here, or use it "
                 "there")
+        kept = spec.output_dir / "trials" / best.key / MODEL_DIR if best is not None else None
+        if kept is not None and (kept / "config.json").is_file():  # save_models = "all": a copy
+            raise AblateInputError(
+                f"study {spec.name!r} has no best model: {_why_no_best_model(folder, best)}; "
+                f"trial {best.key} kept its own copy in {kept}: use it with `--trial {best.key}`, "
+                f"or `{spec.command('run')}` copies it back to {folder} without training")
         raise AblateInputError(
             f"study {spec.name!r} has no best model: {_why_no_best_model(folder, best)}; train "
             "the best variant again keeping its model: "

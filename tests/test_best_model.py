@@ -1460,6 +1460,33 @@ def test_predict_and_evaluate_name_a_deleted_best_model_folder(write_experiment,
                            f"`ablate run {path} --rerun {best['variant']}`\n"), (command, err)
 
 
+def test_a_deleted_best_model_whose_trial_kept_its_own_copy_is_not_trained_again(
+        tmp_path, tiny_model_dir, tiny_data_dir, capsys):
+    """save_models = "all": best_model/ deleted, the best trial's own model/ is still there. predict
+    and evaluate said to train the best variant again (`--rerun`), minutes of training for a
+    model on disk; they now name that copy, `--trial` that uses it, and the `run` that copies it
+    back without training, and both work as said."""
+    path = _study_file(tmp_path, tiny_model_dir, tiny_data_dir, "all")
+    assert cli.main(["run", str(path)]) == 0
+    folder = load_spec(path).output_dir / "best_model"
+    trial = json.loads((folder / "ablate.json").read_text())["trial"]
+    shutil.rmtree(folder)
+    capsys.readouterr()
+    for command in (["predict", str(path), "great fun"], ["evaluate", str(path)]):
+        assert cli.main(command) == 2, command
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err
+        assert "--rerun" not in err, err
+        kept = load_spec(path).output_dir / "trials" / trial / "model"
+        assert f"trial {trial} kept its own copy in {kept}" in err, err
+        assert f"use it with `--trial {trial}`" in err, err
+        assert f"`ablate run {path}`" in err, err
+    assert cli.main(["predict", str(path), "great fun", "--trial", trial]) == 0
+    assert cli.main(["run", str(path)]) == 0  # nothing to train: best_model/ copied back
+    assert json.loads((folder / "ablate.json").read_text())["trial"] == trial
+    assert cli.main(["predict", str(path), "great fun"]) == 0
+
+
 def test_predict_and_evaluate_commands_repeat_the_runs_sets(write_experiment, capsys):
     """`report` and `status` print commands repeating the --sets the study was run with; those
     `predict` and `evaluate` printed (a deleted best_model/'s --rerun, a trial's model or
