@@ -362,6 +362,12 @@ def resolve_model(argument: str, sets: list[str] | None = None,
             f"MODEL_OR_STUDY, not the model folder {argument!r} (which is already one model)")
     if path.is_dir():
         if not (path / "config.json").is_file():
+            inner = next((path / name for name in (MODEL_DIR, BEST_MODEL)
+                          if (path / name / "config.json").is_file()), None)
+            if inner is not None:  # a trial's folder, or a study's output folder
+                raise AblateInputError(
+                    f"MODEL_OR_STUDY {argument!r} is a folder but not a saved model (no "
+                    f"config.json); it holds the model folder {str(inner)!r}: give that")
             raise AblateInputError(
                 f"MODEL_OR_STUDY {argument!r} is a folder but not a saved model (no config.json); "
                 f"give a study's {BEST_MODEL}/ or trials/<trial>/{MODEL_DIR}/ folder, or an "

@@ -1460,6 +1460,23 @@ def test_predict_and_evaluate_name_a_deleted_best_model_folder(write_experiment,
                            f"`ablate run {path} --rerun {best['variant']}`\n"), (command, err)
 
 
+@pytest.mark.parametrize("inside", ["model", "best_model"])
+def test_a_trial_or_output_folder_given_as_the_model_names_the_model_folder_in_it(
+        inside, tmp_path, tiny_model_dir, tiny_data_dir, capsys):
+    """trials/baseline-s42/ (the trial's folder) or reports/<name>/ (the study's) given where the
+    model goes was refused with the generic 'give a study's best_model/ or trials/<trial>/model/';
+    the model folder inside it is now named, and predict takes it."""
+    given = tmp_path / ("baseline-s42" if inside == "model" else "study")
+    shutil.copytree(tiny_model_dir, given / inside)
+    for command in (["predict", str(given), "great fun"],
+                    ["evaluate", str(given), "--dataset", str(tiny_data_dir / "test.csv")]):
+        assert cli.main(command) == 2, command
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err
+        assert f"it holds the model folder {str(given / inside)!r}: give that" in err, err
+    assert cli.main(["predict", str(given / inside), "great fun"]) == 0
+
+
 def test_a_deleted_best_model_whose_trial_kept_its_own_copy_is_not_trained_again(
         tmp_path, tiny_model_dir, tiny_data_dir, capsys):
     """save_models = "all": best_model/ deleted, the best trial's own model/ is still there. predict
