@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_commands(commands)
     init = commands.add_parser("init", help="write a commented starter experiment file",
                                description="write a commented starter experiment file")
-    init.add_argument("file", nargs="?", type=Path, default=Path("experiment.toml"),
+    init.add_argument("file", nargs="?", default="experiment.toml",  # str: Path drops a final /
                       help="where to write it (default: experiment.toml); never overwritten")
     return parser
 
@@ -570,7 +570,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_init(args: argparse.Namespace) -> int:
     from .starter import write_starter
 
-    path = write_starter(args.file)
+    path = write_starter(args.file)  # a str: `studies/`, a folder, ends with its slash
     quoted = shlex.quote(str(path))  # a path with spaces runs as printed
     print(f"wrote {path}: set [data] and [model], then `ablate validate {quoted}` and "
           f"`ablate run {quoted}`")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 from pathlib import Path
 
@@ -50,8 +51,15 @@ bs32_lr5e-5 = { batch_size = 32, learning_rate = 5e-5 }   # quote a name with a 
 '''
 
 
-def write_starter(path: Path) -> Path:
-    """Write the starter file; never overwrite an existing one."""
+def write_starter(path: str | Path) -> Path:
+    """Write the starter file; never overwrite an existing one. A path ending in a slash names a
+    folder (Path() would drop the slash and write a file of the folder's name)."""
+    if isinstance(path, str) and path.endswith(("/", os.sep)) and path.strip("/" + os.sep):
+        folder = Path(path)
+        raise AblateInputError(
+            f"{path}: is a folder; `ablate init` writes a file: give its path "
+            f"(ablate init {shlex.quote(str(folder / 'experiment.toml'))})")
+    path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("x", encoding="utf-8") as out:

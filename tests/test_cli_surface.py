@@ -237,6 +237,23 @@ def test_init_says_commands_that_run_as_printed_for_a_path_with_spaces(
     assert shlex.split(said) == [str(Path("my studies") / "experiment.toml")]
 
 
+@pytest.mark.parametrize("made", [False, True], ids=["new_folder", "existing_folder"])
+def test_init_into_a_folder_path_ending_in_a_slash_writes_no_file_of_its_name(
+        made: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`ablate init studies/` (a folder, as the slash says) wrote the starter to a FILE named
+    `studies` where that folder did not exist yet: a later `mkdir studies` fails, and the study was
+    named after it. It is refused as a folder is, naming the file path to give."""
+    monkeypatch.chdir(tmp_path)
+    if made:
+        (tmp_path / "studies").mkdir()
+    assert cli.main(["init", f"studies{os.sep}"]) == 2
+    err = _error(capsys)
+    assert "is a folder" in err and f"(ablate init {Path('studies') / 'experiment.toml'})" in err
+    assert (tmp_path / "studies").is_dir() == made and not (tmp_path / "studies").is_file()
+    assert list(tmp_path.rglob("*.toml")) == []
+
+
 # --------------------------------------------------------------------------- status --json, report --format
 
 
