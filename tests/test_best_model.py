@@ -1418,6 +1418,44 @@ def test_the_evaluation_tables_keep_their_columns_for_chinese_label_names():
     assert len({terminal_columns(line) for line in matrix}) == 1, matrix
 
 
+def test_label_names_with_control_characters_keep_the_tables_rows_and_columns(
+        tmp_path, tiny_model_dir, capsys):
+    """A class named 'line\nbreak' or 'tab\there' (a CSV label quoted over two lines) broke
+    predict's table and evaluate's per-class report and confusion matrix over extra lines, and an
+    escape character in a name reached the terminal as a command. The tables show such characters
+    as their escapes (`line\\nbreak`); --json keeps the names as they are."""
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    config = json.loads((folder / "config.json").read_text())
+    names = {"0": "line\nbreak", "1": "tab\there\x1b[2J"}
+    config |= {"id2label": names, "label2id": {v: int(k) for k, v in names.items()}}
+    (folder / "config.json").write_text(json.dumps(config))
+    data = tmp_path / "holdout.csv"
+    data.write_text("text,label\ngreat love fun,0\nbad sad awful,1\nthe table monday,1\n")
+
+    assert cli.main(["predict", str(folder), "great fun", "bad day"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3, lines
+    assert all("line\\nbreak" in line and "tab\\there\\x1b[2J" in line for line in lines[1:])
+    assert not any(c in "".join(lines) for c in "\t\x1b")
+    assert cli.main(["predict", str(folder), "great fun", "--json"]) == 0
+    assert set(json.loads(capsys.readouterr().out)["probabilities"]) == set(names.values())
+
+    assert cli.main(["evaluate", str(folder), "--dataset", str(data)]) == 0
+    out = capsys.readouterr().out
+    assert not any(c in out for c in "\t\x1b"), out
+    lines = out.splitlines()
+    matrix_at = lines.index("confusion matrix (rows: true label, columns: predicted):")
+    per_class = lines[lines.index("per class (scikit-learn classification_report):") + 1:matrix_at - 1]
+    assert len(per_class) == 8, per_class  # header, blank, 2 classes, blank, 3 averages
+    assert per_class[2].lstrip().startswith("line\\nbreak ")
+    matrix = lines[matrix_at + 1:matrix_at + 4]
+    assert matrix[1].lstrip().startswith("line\\nbreak ") and matrix[2].lstrip().startswith("tab\\t")
+    assert len({len(line) for line in matrix}) == 1, matrix
+    assert cli.main(["evaluate", str(folder), "--dataset", str(data), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["labels"] == list(names.values())
+
+
 def test_a_best_model_folder_deleted_between_runs_is_not_named_as_there(write_experiment, capsys):
     """best_model/ deleted by hand (a clean-up) after the run: the next run says the model is gone
     and how to get it back, and neither its summary nor the report points at the missing folder."""

@@ -17,7 +17,7 @@ import pandas as pd
 from ..errors import AblateInputError, set_shown
 from ..models import MODEL_INFO
 from . import _model
-from ._predict import terminal_columns
+from ._predict import shown, terminal_columns
 
 # --------------------------------------------------------------------------- evaluate
 
@@ -141,7 +141,8 @@ def evaluate(folder: Path, frame: pd.DataFrame, batch_size: int | None = None,
     return Evaluation(
         examples=len(frame), label_names=label_names, metrics=metrics,
         per_class=classification_report(labels, predictions, output_dict=True, **report),
-        per_class_text=classification_report(labels, predictions, **report),
+        per_class_text=classification_report(  # a name's line break would break its rows
+            labels, predictions, **(report | {"target_names": [shown(n) for n in label_names]})),
         confusion=confusion(logits, labels, len(label_names)),
         runtime_s=runtime, samples_per_s=len(frame) / runtime if runtime > 0 else 0.0,
         device=str(model.device), precision=precision)
@@ -154,13 +155,14 @@ def format_evaluation(result: Evaluation) -> str:
     names = [*SCALAR_METRICS, "eval_loss"]
     lines = ["metric               value"]
     lines += [f"{name:<20} {result.metrics[name]:.4f}" for name in names if name in result.metrics]
+    names = [shown(n) for n in result.label_names]  # 'line\\nbreak': a table keeps its rows
     lines += ["", "per class (scikit-learn classification_report):",
-              _wide_names(result.per_class_text.rstrip(), result.label_names),
+              _wide_names(result.per_class_text.rstrip(), names),
               "", "confusion matrix (rows: true label, columns: predicted):"]
-    width = max(6, *(terminal_columns(n) for n in result.label_names),
+    width = max(6, *(terminal_columns(n) for n in names),
                 *(len(str(v)) for row in result.confusion for v in row))
-    lines.append(" " * width + " " + " ".join(_right(n, width) for n in result.label_names))
-    for name, row in zip(result.label_names, result.confusion, strict=True):
+    lines.append(" " * width + " " + " ".join(_right(n, width) for n in names))
+    for name, row in zip(names, result.confusion, strict=True):
         lines.append(f"{_right(name, width)} " + " ".join(f"{v:>{width}}" for v in row))
     lines += ["", f"inference: {result.examples} examples in {result.runtime_s:.2f} s, "
                   f"{result.samples_per_s:.1f} samples/s ({result.device}, {result.precision})"]

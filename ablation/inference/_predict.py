@@ -458,7 +458,7 @@ def format_predictions(rows: list[dict[str, Any]], shown: int = 5, width: int = 
     return "\n".join(prediction_table([rows], shown, width))
 
 
-def prediction_table(chunks: Iterable[list[dict[str, Any]]], shown: int = 5,
+def prediction_table(chunks: Iterable[list[dict[str, Any]]], most: int = 5,
                      width: int = 48, full_width: bool = False) -> Iterator[str]:
     """format_predictions's table a chunk of rows at a time: the header with the first chunk.
     Its columns stay as the first chunk set them: the text column as wide as its widest text (at
@@ -473,7 +473,8 @@ def prediction_table(chunks: Iterable[list[dict[str, Any]]], shown: int = 5,
         columns = [[_one_line(r[key]) for r in rows] for key in keys]
         lines = []
         if not widths and rows:
-            label_width = max(len("label"), *(terminal_columns(name) for name in rows[0]["probabilities"]))
+            label_width = max(len("label"), *(terminal_columns(shown(name))
+                                              for name in rows[0]["probabilities"]))
             widths = [width if full_width else min(
                 width, max([len(key), *(terminal_columns(text) for text in texts)]))
                 for key, texts in zip(keys, columns, strict=True)]
@@ -481,16 +482,26 @@ def prediction_table(chunks: Iterable[list[dict[str, Any]]], shown: int = 5,
                          + f"{'label':<{label_width}}  probabilities (top first)")
         for i, row in enumerate(rows):
             top = list(row["probabilities"].items())
-            probabilities = "  ".join(f"{label} {p:.4f}" for label, p in top[:shown])
-            if len(top) > shown:
-                probabilities += f"  … {len(top) - shown} more"
+            probabilities = "  ".join(f"{shown(label)} {p:.4f}" for label, p in top[:most])
+            if len(top) > most:
+                probabilities += f"  … {len(top) - most} more"
             texts = "".join(f"{_fit(column[i], w)}  " for column, w in zip(columns, widths, strict=True))
-            lines.append(f"{texts}{_fit(row['label'], label_width)}  {probabilities}")
+            lines.append(f"{texts}{_fit(shown(row['label']), label_width)}  {probabilities}")
         yield "\n".join(lines)
 
 
 def _one_line(text: str) -> str:
-    return " ".join(text.split())  # a text's line breaks and tabs would break the table's rows
+    return shown(" ".join(text.split()))  # a text's line breaks and tabs would break the table's rows
+
+
+def shown(text: str) -> str:
+    """A label or text as a table shows it: a control character (a line break or tab in a class
+    name, an escape that the terminal would take as a command) or a line separator as its escape
+    (`line\\nbreak`), which would break the table's rows and columns. --json keeps it as it is."""
+    if text.isprintable():
+        return text
+    return "".join(c.encode("unicode_escape").decode("ascii")
+                   if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c for c in text)
 
 
 def terminal_columns(text: str) -> int:
