@@ -122,6 +122,17 @@ def _study_name(value: Any) -> str:
     return name
 
 
+def default_study_name(path: Path, advice: str = "set [experiment] name = \"...\" or rename the "
+                       "file") -> str:
+    """The file's stem, the study's name where [experiment] name is unset, checked as a name is
+    (`..toml` would make study '.', whose output folder reports/. is reports/ itself)."""
+    try:
+        return _study_name(path.stem)
+    except ValueError as err:
+        raise AblateInputError(f"{path}: the study name defaults to the file's name, "
+                               f"{path.stem!r}, which {err}; {advice}") from None
+
+
 def _storage_url(value: Any) -> str:
     """The forms that open but keep nothing, or that a library reports in its own terms."""
     url = _shown_string(value)
@@ -970,7 +981,7 @@ def load_spec(path: str | Path, sets: str | list[str] | None = None,
         _check_batch_range_splits(search, experiment.devices_per_trial, path, sets)
 
     # Resolve defaults that depend on other keys, and paths relative to the working folder.
-    name = experiment.name or path.stem
+    name = experiment.name or default_study_name(path)
     natural = "minimize" if experiment.metric in LOSS_METRICS else "maximize"
     if experiment.direction and experiment.direction != natural:  # every verdict upside down
         given = last_set(sets or [], "experiment.direction", "experiment.metric")

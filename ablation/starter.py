@@ -60,6 +60,11 @@ def write_starter(path: str | Path) -> Path:
             f"{path}: is a folder; `ablate init` writes a file: give its path "
             f"(ablate init {shlex.quote(str(folder / 'experiment.toml'))})")
     path = Path(path)
+    if not path.exists():  # a folder or a file there is refused below, as one
+        from .config import default_study_name
+
+        default_study_name(path, "give the file another name (ablate init other.toml), or set "
+                                 "[experiment] name in it once written under another")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("x", encoding="utf-8") as out:

@@ -254,6 +254,30 @@ def test_init_into_a_folder_path_ending_in_a_slash_writes_no_file_of_its_name(
     assert list(tmp_path.rglob("*.toml")) == []
 
 
+@pytest.mark.parametrize("stem", ["bad\nname", "a" * 120, ".", "back\\slash"],
+                         ids=["newline", "too_long", "dot", "backslash"])
+def test_a_file_name_that_cannot_name_the_study_is_refused_by_init_and_by_validate(
+        stem: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The study name defaults to the file's name, which was taken unchecked: `ablate init ..toml`
+    made study '.', whose output folder reports/. is reports/ itself, and a name with a newline,
+    a backslash or of 120 characters passed, each refused as `name = ...`. init writes no file
+    that would not validate, and a file so named is refused, naming [experiment] name."""
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / f"{stem}.toml"
+    assert cli.main(["init", str(path)]) == 2
+    err = _error(capsys)
+    assert f"the study name defaults to the file's name, {stem!r}" in err, err
+    assert "[experiment] name" in err
+    assert list(tmp_path.iterdir()) == []
+    path.write_text(STARTER, encoding="utf-8")
+    with pytest.raises(AblateInputError, match="the study name defaults to the file's name"):
+        load_spec(path)
+    named = path.with_name("ok.toml")
+    named.write_text(STARTER.replace('# name = "my_study"', 'name = "my_study"'), encoding="utf-8")
+    assert load_spec(named).name == "my_study"
+
+
 # --------------------------------------------------------------------------- status --json, report --format
 
 
