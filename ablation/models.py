@@ -515,7 +515,7 @@ def model_info(folder: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except (FileNotFoundError, NotADirectoryError):
-        return {}
+        return _checkpoint_reading(folder)
     except (OSError, ValueError) as err:  # a folder of that name, unreadable, not UTF-8
         raise AblateInputError(f"{path} cannot be read ({first_line(err)}): it says how the model "
                                f"was trained; {_COPY_AGAIN}") from None
@@ -531,6 +531,27 @@ def model_info(folder: Path) -> dict[str, Any]:
                                f"the trial's settings (max_length, text_pair_column, ...); "
                                f"{_COPY_AGAIN}")
     return info
+
+
+# What a kept checkpoint reads as its trial did: the trial's settings, not its results.
+READING_KEYS = ("max_length", "text_pair_column", "precision")
+
+
+def _checkpoint_reading(folder: Path) -> dict[str, Any]:
+    """A kept checkpoint (trials/<trial>/checkpoints/checkpoint-N) has no ablate.json: given as
+    the model, it reads its texts as its trial was trained to (a pair model's second text, where
+    it truncated), from the trial's model's ablate.json (model/, or best_model/ where that is
+    the trial's), as `evaluate --checkpoints` reads them. {} for any other folder."""
+    checkpoints = folder.parent
+    if not (folder.name.startswith("checkpoint-") and checkpoints.name == "checkpoints"):
+        return {}
+    trial = checkpoints.parent
+    for kept in (trial / MODEL_DIR, trial.parent.parent / BEST_MODEL):
+        if (kept / MODEL_INFO).is_file():
+            info = model_info(kept)
+            if kept.name == MODEL_DIR or info.get("trial") == trial.name:
+                return {key: info[key] for key in READING_KEYS if key in info}
+    return {}
 
 
 _COPY_AGAIN = ("copy or save the model folder again (read without it, texts would be cut at "

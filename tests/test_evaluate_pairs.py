@@ -269,3 +269,27 @@ def test_a_pair_models_second_text_column_given_as_another_column_is_refused(
     assert code == 2 and err.count("\n") == 1, err
     assert f"{option} {PAIR!r}" in err and "--text-pair-column" in err
     assert "must be different columns" in err
+
+
+def test_a_kept_checkpoint_given_as_the_model_reads_pairs_as_its_trial_did(tmp_path, model_dir,
+                                                                           data_dirs, capsys):
+    """A kept checkpoint (trials/<trial>/checkpoints/checkpoint-N) has no ablate.json: given to
+    predict or evaluate as the model, a pair-trained trial's checkpoint was read as a model of
+    single texts: `predict CHECKPOINT "text"` labelled the first text alone, silently, and evaluate
+    scored it without its second text. Its trial's model's ablate.json says how it reads, as for
+    --checkpoints."""
+    _studies(tmp_path, model_dir, data_dirs["pairs"], trained_on=PAIR)
+    trial = tmp_path / "reports" / "study" / "trials" / "baseline-s42"
+    checkpoint = shutil.copytree(model_dir, trial / "checkpoints" / "checkpoint-5")
+    for kept in ("best_model", "model"):  # save_models = "all" keeps both; by hand, either
+        if kept == "model":
+            shutil.move(tmp_path / "reports" / "study" / "best_model", trial / "model")
+        capsys.readouterr()
+        assert cli.main(["predict", str(checkpoint), "great fun"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "was trained on text pairs" in err, err
+        assert cli.main(["predict", str(checkpoint), "great fun", "--pair", "sad"]) == 0
+        data = str(data_dirs["pairs"] / "test.csv")
+        as_pairs, _ = _evaluate(capsys, str(checkpoint), "--dataset", data)
+        given, _ = _evaluate(capsys, str(checkpoint), "--dataset", data, "--text-pair-column", PAIR)
+        assert as_pairs == given
