@@ -1456,6 +1456,25 @@ def test_label_names_with_control_characters_keep_the_tables_rows_and_columns(
     assert json.loads(capsys.readouterr().out)["labels"] == list(names.values())
 
 
+def test_label_names_holding_a_comma_are_listed_so_that_they_can_be_told_apart(
+        tmp_path, tiny_model_dir, capsys):
+    """A label the model does not know was answered with the model's names joined by commas:
+    classes 'good, really' and 'bad' read as three, 'good', 'really' and 'bad'. Where a name holds
+    a comma (or spaces around it) every name is quoted."""
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    config = json.loads((folder / "config.json").read_text())
+    names = {"0": "good, really", "1": "bad"}
+    config |= {"id2label": names, "label2id": {v: int(k) for k, v in names.items()}}
+    (folder / "config.json").write_text(json.dumps(config))
+    data = tmp_path / "holdout.csv"
+    data.write_text('text,label\ngreat love fun,"good, really"\nbad sad awful,awful\n')
+    assert cli.main(["evaluate", str(folder), "--dataset", str(data)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "label 'awful' is not one the model knows" in err, err
+    assert "give its label names ('good, really', 'bad') or class ids 0..1" in err, err
+
+
 def test_a_best_model_folder_deleted_between_runs_is_not_named_as_there(write_experiment, capsys):
     """best_model/ deleted by hand (a clean-up) after the run: the next run says the model is gone
     and how to get it back, and neither its summary nor the report points at the missing folder."""

@@ -84,7 +84,7 @@ def label_ids(frame: pd.DataFrame, label_names: list[str], where: str, reading: 
         (name_row, name), (id_row, class_id) = _first_row(frame, is_name), _first_row(frame, valid_id)
         raise AblateInputError(
             f"{where}: labels mix the model's label names (row {name_row}: {name}) and class ids "
-            f"(row {id_row}: {class_id}); give every label as a name ({', '.join(label_names)}) "
+            f"(row {id_row}: {class_id}); give every label as a name ({listed(label_names)}) "
             f"or every label as an id {ids}")
     if reading == "ids":
         row, value = _first_row(frame, ~valid_id)
@@ -97,10 +97,18 @@ def label_ids(frame: pd.DataFrame, label_names: list[str], where: str, reading: 
     if reading == "names":
         raise AblateInputError(
             f"{where}, row {row}: label {value} is not one of the model's label names "
-            f"({', '.join(label_names)}), as --labels names reads them{hint}")
+            f"({listed(label_names)}), as --labels names reads them{hint}")
     raise AblateInputError(
         f"{where}, row {row}: label {value} is not one the model knows: give its label names "
-        f"({', '.join(label_names)}) or class ids {ids}{hint}")
+        f"({listed(label_names)}) or class ids {ids}{hint}")
+
+
+def listed(names: list[str]) -> str:
+    """Class names joined by commas, each quoted where one holds a comma or spaces around it
+    ('good, really' and 'bad', not good, really, bad: three classes, to the eye)."""
+    if any("," in name or name != name.strip() for name in names):
+        return ", ".join(map(repr, names))
+    return ", ".join(names)
 
 
 def _first_row(frame: pd.DataFrame, flagged: pd.Series) -> tuple[int, str]:
@@ -268,8 +276,8 @@ def evaluation_frame(spec: Any, label_names: list[str], dataset: str | None, con
             notes.append(disagreement)
         if splits.label_names != label_names:
             raise AblateInputError(
-                f"the model's labels ({', '.join(label_names)}) are not the study's "
-                f"({', '.join(splits.label_names)}); give --dataset with labels the model knows")
+                f"the model's labels ({listed(label_names)}) are not the study's "
+                f"({listed(splits.label_names)}); give --dataset with labels the model knows")
         return frame, f"{spec.data.dataset}, split {split} (as the study's trials saw it)"
 
     if pair_column_given is not None and pair_column is None:
@@ -344,12 +352,12 @@ def _declared_names(frame: pd.DataFrame, declared: list[str], label_names: list[
     unknown = [name for name in declared if name in present and name not in label_names]
     if unknown:
         raise AblateInputError(
-            f"{where}: the data names its classes ({', '.join(declared)}) and the model does not "
-            f"know {', '.join(map(repr, unknown))}: its labels are {', '.join(label_names)}; "
+            f"{where}: the data names its classes ({listed(declared)}) and the model does not "
+            f"know {', '.join(map(repr, unknown))}: its labels are {listed(label_names)}; "
             "evaluate it on data of those classes")
     if declared != label_names[:len(declared)] and notes is not None:
-        notes.append(f"labels mapped by class name: the data's ids name {', '.join(declared)}, "
-                     f"the model's {', '.join(label_names)}")
+        notes.append(f"labels mapped by class name: the data's ids name {listed(declared)}, "
+                     f"the model's {listed(label_names)}")
     return frame.assign(label=names)
 
 
