@@ -530,7 +530,27 @@ def model_info(folder: Path) -> dict[str, Any]:
         raise AblateInputError(f"{path} holds {kind}, not a JSON object of "
                                f"the trial's settings (max_length, text_pair_column, ...); "
                                f"{_COPY_AGAIN}")
+    _check_reading(info, path)
     return info
+
+
+def _check_reading(info: dict[str, Any], path: Path) -> None:
+    """The settings predict and evaluate read, each of its kind: a value edited by hand (a
+    max_length of "abc" or -5) ended in a traceback where the texts were tokenized."""
+    allowed = {"max_length": "a whole number of tokens >= 1",
+               "text_pair_column": "a column name or null",
+               "precision": "a precision name (fp32, bf16, fp16) or null"}
+    for key, what in allowed.items():
+        value = info.get(key)
+        if value is None:
+            continue
+        if key == "max_length":
+            good = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+        else:
+            good = isinstance(value, str) and bool(value.strip())
+        if not good:
+            raise AblateInputError(f"{path} has {key} {json.dumps(value)}, not {what}; "
+                                   f"{_COPY_AGAIN}")
 
 
 # What a kept checkpoint reads as its trial did: the trial's settings, not its results.

@@ -896,6 +896,12 @@ def test_a_model_folder_whose_weights_are_cut_short_is_refused(best_study, tiny_
     ('["max_length", 16]', "holds an array, not a JSON object"),
     ("null", "holds null, not a JSON object"),
     (b"\xff\xfe{}", "cannot be read ('utf-8' codec can't decode"),
+    # a value of the wrong kind (edited by hand) ended in a traceback (ValueError, OverflowError)
+    ('{"max_length": "abc"}', "has max_length \"abc\", not a whole number of tokens >= 1"),
+    ('{"max_length": -5}', "has max_length -5, not a whole number of tokens >= 1"),
+    ('{"max_length": true}', "has max_length true, not a whole number of tokens >= 1"),
+    ('{"text_pair_column": 5}', "has text_pair_column 5, not a column name or null"),
+    ('{"precision": ["x"]}', "has precision [\"x\"], not a precision name (fp32, bf16, fp16) or null"),
 ])
 def test_a_broken_ablate_json_is_refused_not_read_as_none(best_study, tiny_data_dir, tmp_path,
                                                           capsys, content, expected):
