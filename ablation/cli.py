@@ -627,13 +627,14 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from .inference import IncomingTexts, pair_arguments, prediction_chunks, prediction_table
-    from .models import resolve_model
+    from .models import home_path, resolve_model
     from .progress import CountLine
 
     folder, spec = resolve_model(args.model, args.sets, need_data=False, trial=args.trial)
     _note_stale_best_model(spec, args)
     pairs = pair_arguments(folder, spec, args.texts, args.pairs)  # None: the model reads single texts
-    texts = IncomingTexts(args.texts, args.file, pairs=pairs)  # --file's lines are read as labelled
+    files = [home_path(file) for file in args.file]  # '~/texts.txt' quoted: the home folder
+    texts = IncomingTexts(args.texts, files, pairs=pairs)  # --file's lines are read as labelled
     printed, progress = 0, CountLine("labelled", texts.total, "texts", share=texts.share)
 
     def counted(chunks: Iterator[list[dict[str, Any]]]) -> Iterator[list[dict[str, Any]]]:

@@ -20,6 +20,7 @@ and of that variant the seed whose trial scored best.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
@@ -355,7 +356,7 @@ def resolve_model(argument: str, sets: list[str] | None = None,
     is an experiment file (with its --set overrides) whose best_model/ is used, or the model of
     its trial `trial` (--trial). need_data=False: the study's local data may have moved (predict,
     evaluate on other data do not read it)."""
-    path = Path(argument)
+    path = home_path(argument)
     if path.is_dir() and trial is not None:
         raise AblateInputError(
             f"--trial {trial!r} names a trial of a study: give its experiment file as "
@@ -431,6 +432,16 @@ def resolve_model(argument: str, sets: list[str] | None = None,
             f"`{spec.command('run', *rerun, sets=keeping_models(spec))}`")
     check_classifier_folder(folder)
     return folder, spec
+
+
+def home_path(text: str | Path) -> Path:
+    """A path whose `~` is the home folder: quoted (or given by a program), no shell expanded it,
+    as evaluate's --dataset reads it too."""
+    path = Path(text)
+    if str(text).startswith("~"):
+        with contextlib.suppress(RuntimeError):  # no home folder known: the path as given
+            return path.expanduser()
+    return path
 
 
 def _check_experiment_file(path: Path, argument: str) -> None:

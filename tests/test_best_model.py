@@ -1481,6 +1481,20 @@ def test_label_names_holding_a_comma_are_listed_so_that_they_can_be_told_apart(
     assert "give its label names ('good, really', 'bad') or class ids 0..1" in err, err
 
 
+def test_a_quoted_tilde_in_the_model_and_file_paths_is_the_home_folder(
+        tmp_path, tiny_model_dir, monkeypatch, capsys):
+    """`ablate predict '~/models/m' --file '~/texts.txt'` (quoted, or from a program: no shell to
+    expand it) said no such model folder, though evaluate's --dataset reads a quoted ~ as home."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    shutil.copytree(tiny_model_dir, tmp_path / "models" / "m")
+    (tmp_path / "texts.txt").write_text("great fun\nbad day\n")
+    monkeypatch.chdir(tmp_path / "models")  # no ~ folder here
+    assert cli.main(["predict", "~/models/m", "--file", "~/texts.txt", "--json"]) == 0, \
+        capsys.readouterr().err
+    assert [json.loads(line)["text"] for line in capsys.readouterr().out.splitlines()] == [
+        "great fun", "bad day"]
+
+
 def test_a_best_model_folder_deleted_between_runs_is_not_named_as_there(write_experiment, capsys):
     """best_model/ deleted by hand (a clean-up) after the run: the next run says the model is gone
     and how to get it back, and neither its summary nor the report points at the missing folder."""
