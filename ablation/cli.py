@@ -720,7 +720,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     frame, source = evaluation_frame(spec, label_names, args.dataset, args.config,
                                      args.split, args.text_column, args.label_column,
                                      pair_column=pair_column, notes=notes,
-                                     labels=args.labels, pair_column_given=args.text_pair_column)
+                                     labels=args.labels, pair_column_given=args.text_pair_column,
+                                     trained_columns=info)
     _print_notes(notes, frame, label_names)
     progress = CountLine("evaluated", len(frame), "rows")
     try:

@@ -56,6 +56,7 @@ def keep_trial_model(trainer: Any, trial: Any, spec: ExperimentSpec, trial_dir: 
                     "seed": trial.seed, "overrides": trial.overrides,
                     "max_length": trial.recipe.max_length, "precision": result.get("precision"),
                     "text_pair_column": spec.data.text_pair_column,
+                    "text_column": spec.data.text_column, "label_column": spec.data.label_column,
                     "metric": spec.experiment.metric, "best_step": result.get("best_step"),
                     "validation": result.get("validation"), "test": result.get("test")}
             (target / MODEL_INFO).write_text(json.dumps(info, indent=2, default=str) + "\n",
@@ -550,6 +551,7 @@ def _check_reading(info: dict[str, Any], path: Path) -> None:
     max_length of "abc" or -5) ended in a traceback where the texts were tokenized."""
     allowed = {"max_length": "a whole number of tokens >= 1",
                "text_pair_column": "a column name or null",
+               "text_column": "a column name or null", "label_column": "a column name or null",
                "precision": "a precision name (fp32, bf16, fp16) or null"}
     for key, what in allowed.items():
         value = info.get(key)
@@ -565,7 +567,7 @@ def _check_reading(info: dict[str, Any], path: Path) -> None:
 
 
 # What a kept checkpoint reads as its trial did: the trial's settings, not its results.
-READING_KEYS = ("max_length", "text_pair_column", "precision")
+READING_KEYS = ("max_length", "text_pair_column", "text_column", "label_column", "precision")
 
 
 def _checkpoint_reading(folder: Path) -> dict[str, Any]:

@@ -963,7 +963,9 @@ def test_a_text_pair_model_reads_its_second_text_from_its_folder_too(tmp_path, t
     path.write_text(path.read_text().replace("[data]\n", '[data]\ntext_pair_column = "text2"\n'))
     assert cli.main(["run", str(path)]) == 0
     best = load_spec(path).output_dir / "best_model"
-    assert json.loads((best / "ablate.json").read_text())["text_pair_column"] == "text2"
+    info = json.loads((best / "ablate.json").read_text())
+    assert (info["text_pair_column"], info["text_column"], info["label_column"]) == (
+        "text2", "text", "label")
     results = []
     for model in (path, best):
         capsys.readouterr()

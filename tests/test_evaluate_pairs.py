@@ -218,6 +218,31 @@ def test_a_pair_model_reads_a_dataset_whose_columns_have_other_names(
     assert alone == reference
 
 
+def test_a_model_folder_alone_reads_the_columns_it_was_trained_on(tmp_path, model_dir, data_dirs,
+                                                                   capsys):
+    """A study trained on columns premise/gold (and a pair column): its best_model/ given alone
+    read --dataset's `text` and `label` columns, so each of them had to be named again with
+    options; its ablate.json records them, and a column missing from the data is said to be the
+    model's."""
+    files = _studies(tmp_path, model_dir, data_dirs["pairs"], trained_on=PAIR)
+    reference, _ = _evaluate(capsys, str(files["pairs"]), "--dataset",
+                             str(data_dirs["pairs"] / "test.csv"))
+    best = tmp_path / "reports" / "study" / "best_model"
+    info = json.loads((best / "ablate.json").read_text())
+    (best / "ablate.json").write_text(json.dumps(info | {"text_column": "premise",
+                                                         "label_column": "gold"}))
+    renamed = tmp_path / "dev.csv"
+    pd.read_csv(data_dirs["pairs"] / "test.csv").rename(
+        columns={"text": "premise", "label": "gold"}).to_csv(renamed, index=False)
+    metrics, err = _evaluate(capsys, str(best), "--dataset", str(renamed))
+    assert err == "" and metrics == reference
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(best), "--dataset", str(data_dirs["pairs"] / "test.csv")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ablate: error: text column 'premise' (the model's, in its ablate.json; "
+                          "--text-column names another): split ") and err.count("\n") == 1, err
+
+
 @pytest.mark.parametrize(("trained_on", "options", "said"), [
     (PAIR, ["--text-pair-column", "nope"], "--text-pair-column 'nope': split"),
     (PAIR, ["--text-pair-column", "text"], "must be different columns"),

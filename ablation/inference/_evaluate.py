@@ -222,7 +222,8 @@ def evaluation_frame(spec: Any, label_names: list[str], dataset: str | None, con
                      split: str | None, text_column: str | None, label_column: str | None, *,
                      pair_column: str | None, notes: list[str] | None = None,
                      default_split: str = "test", labels: str | None = None,
-                     pair_column_given: str | None = None) -> tuple[pd.DataFrame, str]:
+                     pair_column_given: str | None = None,
+                     trained_columns: dict[str, Any] | None = None) -> tuple[pd.DataFrame, str]:
     """The labelled rows to evaluate on, with the model's class ids, and where they come from.
 
     Without --dataset: the study's own splits exactly as its trials saw them (validation carved
@@ -231,7 +232,9 @@ def evaluation_frame(spec: Any, label_names: list[str], dataset: str | None, con
     the one the model was trained with (_model.trained_pair_column), None: single texts; where the
     study file says otherwise, a note says which is read; `pair_column_given`
     (--text-pair-column) names that column in --dataset where it is called otherwise. `labels`
-    (--labels) says whether its labels are the model's label names or its class ids."""
+    (--labels) says whether its labels are the model's label names or its class ids. A model
+    folder alone (no `spec`) reads --dataset's columns by the names it was trained with
+    (`trained_columns`: its ablate.json's text_column and label_column), else `text`, `label`."""
     import dataclasses
 
     from ..config import DataSpec, looks_local_dataset
@@ -284,7 +287,10 @@ def evaluation_frame(spec: Any, label_names: list[str], dataset: str | None, con
         raise AblateInputError(
             f"--text-pair-column {pair_column_given!r}: the model was trained on single texts "
             "(its ablate.json), so it reads no second text; leave --text-pair-column out")
-    base = spec.data if spec is not None else DataSpec()
+    trained_columns = trained_columns or {}
+    base = spec.data if spec is not None else DataSpec(**{
+        key: trained_columns[key] for key in ("text_column", "label_column")
+        if trained_columns.get(key)})
     data_spec = dataclasses.replace(
         base, dataset=dataset, config=config, revision=None, train_split=split,
         text_column=text_column or base.text_column, label_column=label_column or base.label_column,
@@ -318,7 +324,10 @@ def evaluation_frame(spec: Any, label_names: list[str], dataset: str | None, con
     except AblateInputError as err:
         given_options = {"--text-column": bool(text_column), "--label-column": bool(label_column),
                          "--text-pair-column": pair_column_given is not None}
-        raise AblateInputError(_as_options(str(err), given_options, spec is not None)) from None
+        origins = {kind: "the study's" if spec is not None else "the model's, in its ablate.json"
+                   if trained_columns.get(f"{kind}_column") else "the default"
+                   for kind in ("text", "label")}
+        raise AblateInputError(_as_options(str(err), given_options, origins)) from None
     disagreement = _pair_disagreement(spec, pair_column)
     if disagreement and notes is not None:
         notes.append(disagreement)  # it says what is read, of a text_pair column too
@@ -453,10 +462,10 @@ def _check_study_rows(spec: Any, fingerprint: str, split: str, read_as_trained: 
             "--dataset and --split to evaluate on rows of your choice")
 
 
-def _as_options(message: str, given: dict[str, bool], of_study: bool) -> str:
+def _as_options(message: str, given: dict[str, bool], origins: dict[str, str]) -> str:
     """The data package names experiment-file keys; here the user typed command-line options, or left
-    them out (then the column is the study's, or the default, and the option that names another
-    is said)."""
+    them out (then the column is the study's, the model's or the default: `origins` by kind, and
+    the option that names another is said)."""
     message = message.replace("[data] dataset =", "--dataset").replace(
         "[data] text_pair_column =", "--text-pair-column" if given.get("--text-pair-column")
         else "text_pair_column (the model was trained on text pairs; --text-pair-column names "
@@ -466,7 +475,7 @@ def _as_options(message: str, given: dict[str, bool], of_study: bool) -> str:
         if given[option]:
             message = message.replace(key, option)
         else:
-            origin = "the study's" if of_study else "the default"
+            origin = origins[kind]
             value = r"('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")"  # a repr()'d string
             message = re.sub(f"{re.escape(key)} {value}",
                              rf"{kind} column \1 ({origin}; {option} names another)", message)
