@@ -264,6 +264,31 @@ def test_string_labels_map_to_sorted_names(tmp_path: Path):
                    for text, label in zip(part["text"], part["label"], strict=True))
 
 
+@pytest.mark.parametrize(("train_as", "test_as"), [
+    ("jsonl", "csv"), ("csv", "jsonl"), ("parquet", "jsonl"), ("jsonl", "jsonl")])
+def test_true_false_labels_are_the_classes_false_and_true_in_every_format(
+        tmp_path: Path, train_as: str, test_as: str):
+    """A yes/no label saved as booleans is the same two classes, False and True, whether its file
+    writes them as words (CSV: 'True') or as booleans (JSON, parquet): a folder may mix the two."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for split, (frame, kind) in {"train": (labelled(60, 1), train_as),
+                                 "test": (labelled(20, 2), test_as)}.items():
+        frame["label"] = frame["label"] == 2
+        path = folder / f"{split}.{kind}"
+        if kind == "csv":
+            frame.to_csv(path, index=False)
+        elif kind == "jsonl":
+            frame.to_json(path, orient="records", lines=True)
+        else:
+            frame.to_parquet(path)
+    splits = load_labeled_splits(spec(folder))
+    assert splits.label_names == ["False", "True"]
+    truth = dict(zip(labelled(20, 2)["text"], labelled(20, 2)["label"] == 2, strict=True))
+    assert [splits.label_names[label] for label in splits.test["label"]] == [
+        str(truth[text]) for text in splits.test["text"]]
+
+
 @pytest.mark.parametrize("split", ["validation", "test"])
 def test_string_label_unseen_in_train_is_an_error(tmp_path: Path, split: str):
     other = labelled(20, 2, names=NAMES)

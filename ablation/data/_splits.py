@@ -96,6 +96,12 @@ def _clean(frame: pd.DataFrame, spec: DataSpec, split: str) -> tuple[pd.DataFram
     for column in ["text"] + (["text_pair"] if spec.text_pair_column else []):
         keep &= out[column].notna() & out[column].astype(str).str.strip().ne("")
     cleaned = out[keep].copy()
+    # A yes/no label saved as booleans: JSON and parquet keep them, a CSV writes 'True'/'False';
+    # either way the classes are the names False and True (not ids 0 and 1), so files of both
+    # kinds in one folder agree, and the model predicts the names the user wrote.
+    if cleaned["label"].dtype.kind in "bO":
+        cleaned["label"] = cleaned["label"].map(
+            lambda v: str(bool(v)) if isinstance(v, (bool, np.bool_)) else v)
     for column, key in [("text", "text_column")] + (
             [("text_pair", "text_pair_column")] if spec.text_pair_column else []):
         not_text = ~cleaned[column].map(lambda v: isinstance(v, str))
