@@ -827,7 +827,7 @@ def test_evaluate_says_what_reading_the_data_did(best_study, tmp_path, capsys):
     captured = capsys.readouterr()
     assert json.loads(captured.out)["examples"] == 2
     assert captured.err.splitlines() == [
-        "note: split 'train': dropped 2 rows with an empty text or missing label",
+        "note: split 'train': dropped 2 rows with an empty text or missing label (rows 1, 3)",
         "note: stripped the spaces around 1 label (' 2 ' is '2')",
         "note: no rows of class '1': the macro averages count its F1, precision and recall as 0"]
 

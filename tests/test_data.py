@@ -455,8 +455,10 @@ def test_empty_texts_and_missing_labels_are_dropped_and_counted(tmp_path: Path):
     folder = write_folder(tmp_path / "data", train=train, test=test)
     splits = load_labeled_splits(spec(folder))
     assert splits.dropped == {"train": 4, "test": 1}
-    assert "split 'train': dropped 4 rows with an empty text or missing label" in splits.notes
-    assert "split 'test': dropped 1 row with an empty text or missing label" in splits.notes
+    # the rows are named, counted from 0 as every message counts them, so they can be fixed
+    assert ("split 'train': dropped 4 rows with an empty text or missing label (rows 2, 5, 9, 11)"
+            in splits.notes)
+    assert "split 'test': dropped 1 row with an empty text or missing label (row 0)" in splits.notes
     assert len(splits.train) + len(splits.validation) == 56
     assert len(splits.test) == 19
     kept = pd.concat([splits.train, splits.validation, splits.test])

@@ -95,7 +95,8 @@ def test_string_labels_are_stripped_with_a_note(tmp_path: Path) -> None:
     assert splits.label_names == ["neg", "pos"]
     assert len(splits.train) + len(splits.validation) == 32  # the blank labels are missing ones
     assert "stripped the spaces around 16 labels ('neg ' is 'neg')" in splits.notes
-    assert "split 'train': dropped 8 rows with an empty text or missing label" in splits.notes
+    assert ("split 'train': dropped 8 rows with an empty text or missing label (rows 4, 9, 14, "
+            "19, 24, … (8 in all))") in splits.notes
 
 
 def test_string_labels_that_differ_only_in_case_are_noted(tmp_path: Path) -> None:

@@ -281,6 +281,15 @@ def _no_usable_rows(where: str, split: str, raw: pd.DataFrame) -> AblateInputErr
                             "(every text is empty or every label missing)")
 
 
+def _dropped_note(split: str, raw: pd.DataFrame, cleaned: pd.DataFrame) -> str:
+    """The note on rows cleaning dropped, naming the first few (file rows from 0, as errors
+    count them): a text that went missing in an export can then be found and fixed."""
+    rows = [int(row) for row in raw.index.difference(cleaned.index, sort=False)]
+    shown = f"row {rows[0]}" if len(rows) == 1 else f"rows {some_of(rows)}"
+    return (f"split {split!r}: dropped {row_count(len(rows))} with an empty text or missing label "
+            f"({shown})")
+
+
 def _single_class(spec: DataSpec, split: str, name: str) -> AblateInputError:
     return AblateInputError(f"[data] of {spec.dataset}: split {split!r} holds a single class "
                             f"({name!r}); classification needs at least two")
@@ -581,8 +590,7 @@ def load_labeled_splits(spec: DataSpec) -> LabeledSplits:
         if frames[split].empty:
             raise _no_usable_rows(where, split, raw[split])
         if dropped[split]:
-            notes.append(f"split {split!r}: dropped {row_count(dropped[split])} with an empty text "
-                         "or missing label")
+            notes.append(_dropped_note(split, raw[split], frames[split]))
     source = _source_fingerprint(raw, used, spec, class_names)
     # first among the notes; after the loop, which leaves out a test split whose labels are withheld
     notes[:0] = _unused_keys(spec, test_present=bool(test_split))
@@ -801,6 +809,6 @@ def load_split(spec: DataSpec, split: str, notes: list[str] | None = None,
     if frame.empty:
         raise _no_usable_rows(spec.dataset, split, raw[split])
     if dropped:
-        notes.append(f"split {split!r}: dropped {row_count(dropped)} with an empty text or missing label")
+        notes.append(_dropped_note(split, raw[split], frame))
     _strip_labels({split: frame}, notes)
     return frame, class_names.get(spec.label_column)
