@@ -1379,6 +1379,30 @@ def test_a_tsv_keeps_quotes_that_are_not_csv_quoting(tmp_path: Path):
     assert raw["train"]["text"].tolist() == ['"Great" movie', 'he said "hi"', "ok"]
 
 
+def test_a_tsv_in_csv_quoting_with_a_text_past_the_csv_modules_field_limit_loads(tmp_path: Path):
+    """A review of 200,000 characters (past the 131,072 Python's csv module reads in one field)
+    with a quote and a line break, as pandas' to_csv(sep="\t") quotes it: one row, read whole."""
+    frame = labelled(20, 1, NAMES)
+    frame.loc[3, "text"] = 'he said "hi" ' * 16_000 + "\nand left"
+    path = tmp_path / "train.tsv"
+    frame.to_csv(path, sep="\t", index=False)
+    raw, _ = load_raw_splits(spec(path))
+    assert raw["train"]["text"].tolist() == frame["text"].tolist()
+    assert raw["train"]["label"].tolist() == frame["label"].tolist()
+
+
+def test_a_stray_quote_is_refused_in_a_csv_holding_a_text_past_the_csv_field_limit(tmp_path: Path):
+    frame = labelled(20, 1, NAMES)
+    frame.loc[0, "text"] = "word, " * 40_000  # quoted by to_csv: a comma inside
+    path = tmp_path / "train.csv"
+    frame.to_csv(path, index=False)
+    lines = path.read_text().splitlines(keepends=True)
+    lines[5] = '"' + lines[5]  # a stray quote opens line 6, another closes a text on line 9:
+    lines[8] = lines[8].replace(",", '",', 1)  # rows 6 to 9 would be read as one text
+    path.write_text("".join(lines))
+    assert "line 6: a quoted text runs over" in one_error_line(load_raw_splits, spec(path))
+
+
 # --------------------------------------------------------------------------- what pandas writes
 
 

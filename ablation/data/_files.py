@@ -203,6 +203,9 @@ def _quoted_records(path: Path, lines: list[str], separator: str) -> bool:
     values: list[set[str]] = []  # by column: the values of the rows that are one line each
     width = 0
     previous = 0
+    # a text as long as the file (a book, a scraped page): the csv module's default limit of
+    # 131,072 characters a field would end the check there, and a TSV be read without its quoting
+    limit = csv.field_size_limit(min(max(sum(map(len, lines)), csv.field_size_limit()), 2**31 - 1))
     try:
         for fields in reader:
             first, previous = previous + 1, reader.line_num
@@ -216,6 +219,8 @@ def _quoted_records(path: Path, lines: list[str], separator: str) -> bool:
                     column.add(value.strip())
     except csv.Error:
         return False  # pandas' own reading says what is wrong
+    finally:
+        csv.field_size_limit(limit)
     for first, last in spans:
         if width > 1 and all(_a_whole_row(line, separator, values) for line in lines[first - 1:last]):
             kind = "tab" if separator == "\t" else "comma"
