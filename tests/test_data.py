@@ -289,6 +289,20 @@ def test_true_false_labels_are_the_classes_false_and_true_in_every_format(
         str(truth[text]) for text in splits.test["text"]]
 
 
+@pytest.mark.parametrize(("label_names", "known"), [
+    (None, "the train labels (neg, neu, pos)"),
+    (["neg", "neu", "pos"], "[data] label_names (neg, neu, pos)")])
+def test_a_test_label_in_another_case_than_trains_names_the_train_label(
+        tmp_path: Path, label_names, known: str):
+    """'Pos' in test.csv, 'pos' in train.csv: one class written two ways, most likely; the
+    refusal names the train label it may be, as evaluate does for the model's labels."""
+    test = labelled(20, 2, names=NAMES)
+    test.loc[4, "label"] = "Pos"
+    folder = write_folder(tmp_path / "data", train=labelled(60, 1, names=NAMES), test=test)
+    message = load_error(spec(folder, label_names=label_names))
+    assert f"split 'test', row 4: label 'Pos' is not one of {known}; did you mean 'pos'?" in message
+
+
 @pytest.mark.parametrize("split", ["validation", "test"])
 def test_string_label_unseen_in_train_is_an_error(tmp_path: Path, split: str):
     other = labelled(20, 2, names=NAMES)

@@ -157,10 +157,13 @@ def _label_ids(frames: dict[str, pd.DataFrame], spec: DataSpec,
             if mapped.isna().any():
                 row, value = first_flagged(frame, mapped.isna())
                 known = "[data] label_names" if spec.label_names else "the train labels"
+                # 'Pos' in test.csv beside train's 'pos': the label it is closest to, in any case
+                hint = _did_you_mean(clean_label(str(value)), names)
+                advice = "" if spec.label_names else UNSEEN_LABEL_ADVICE
                 raise AblateInputError(
                     f"{spec.dataset}: split {split!r}, row {row}: label {show_cell(value)} is not "
                     f"one of {known} ({', '.join(names)})"
-                    + ("" if spec.label_names else UNSEEN_LABEL_ADVICE))
+                    + (f"{hint} If not, {advice[2:]}" if hint and advice else hint or advice))
             frame["label"] = mapped.astype(int)
         return names
 
