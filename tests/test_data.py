@@ -1475,6 +1475,11 @@ def test_a_json_object_of_lists_loads(tmp_path: Path):
     ('[{"text": "a", "label": 1}, "b"]', "item 1 of the JSON array is a JSON string"),
     ('"just a text"', "the file is a JSON string, not a table of examples"),
     ('{"text": ["a", "b"], "label": 1}', "mixes columns and single values (key 'label'"),
+    # examples wrapped in an object, as many exports and APIs write them
+    ('{"data": [{"text": "a", "label": 1}, {"text": "b", "label": 0}]}',
+     "the examples are the array under the key 'data', not the file itself"),
+    ('{"version": "1.1", "data": [{"text": "a", "label": 1}]}',
+     "the examples are the array under the key 'data', not the file itself"),
 ])
 def test_an_unsupported_json_layout_names_the_supported_ones(tmp_path: Path, document: str,
                                                              expected: str):

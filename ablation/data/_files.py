@@ -270,6 +270,14 @@ def _json_layout(path: Path, document: Any, columns: tuple[str, ...]) -> str:
         raise AblateInputError(f"{path}: the file is a JSON {_json_kind(document)}, not a table "
                                f"of examples; {JSON_LAYOUTS}")
     kinds = {type(value) if isinstance(value, (list, dict)) else "value" for value in document.values()}
+    wrapped = next((key for key, value in document.items() if isinstance(value, list) and value
+                    and all(isinstance(item, dict) for item in value)), None)
+    if wrapped is not None and not set(columns) & set(document):
+        # {"data": [{"text": ..., "label": ...}, ...]}: an export's or an API's envelope
+        raise AblateInputError(
+            f"{path}: the examples are the array under the key {wrapped!r}, not the file itself "
+            f"(keys: {', '.join(repr(key) for key in list(document)[:5])}); {JSON_LAYOUTS}: save "
+            f"that array alone (json.dump(document[{wrapped!r}], file))")
     if kinds == {list}:
         lengths = {key: len(value) for key, value in document.items()}
         if len(set(lengths.values())) > 1:
