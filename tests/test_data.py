@@ -508,6 +508,23 @@ def test_missing_column_is_an_error_listing_the_columns(data_dir: Path, key: str
     assert "has no such column" in message and "columns: 'text', 'label'" in message
 
 
+@pytest.mark.parametrize("suffix", [".csv", ".tsv"])
+def test_a_file_without_a_header_line_is_told_to_get_one(tmp_path: Path, suffix: str):
+    """A file exported without its header: its first row is read as the column names."""
+    frame = labelled(20, 1)
+    path = tmp_path / f"train{suffix}"
+    frame.to_csv(path, sep="," if suffix == ".csv" else "\t", index=False, header=False)
+    message = load_error(spec(path))
+    assert "has no such column" in message
+    first = frame["text"].iloc[0]
+    assert (f"its first line looks like a row of data, not a header ({first!r}, "
+            f"'{frame['label'].iloc[0]}'): give the file a first line naming its columns") in message
+
+
+def test_a_header_without_numbers_is_not_taken_for_a_row_of_data(data_dir: Path):
+    assert "row of data" not in load_error(spec(data_dir, text_column="sentence"))
+
+
 def test_a_missing_column_is_not_taken_for_a_typo_of_one_another_key_reads(data_dir: Path):
     """'text2' is close to 'text', but 'text' is the text column: suggesting it would pair each
     text with itself."""

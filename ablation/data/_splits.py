@@ -74,7 +74,20 @@ def _check_columns(frame: pd.DataFrame, split: str, spec: DataSpec) -> None:
             options = [str(c) for c in frame.columns if str(c) not in taken]
             raise AblateInputError(
                 f"[data] {key} = {column!r}: split {split!r} of {spec.dataset} has no such column"
-                f"{_did_you_mean(column, options)} (columns: {column_list(frame)})")
+                f"{_did_you_mean(column, options)} (columns: {column_list(frame)})"
+                f"{_no_header(frame, spec)}")
+
+
+def _no_header(frame: pd.DataFrame, spec: DataSpec) -> str:
+    """A CSV or TSV exported without its header line: its first row became the column names, so
+    a name is a number (the label of that row). What to say, or ""."""
+    if not frame.attrs.get(CELLS_ARE_TEXT) or not any(
+            _A_NUMBER.fullmatch(str(column)) for column in frame.columns):
+        return ""
+    shown = ", ".join(repr(str(column)) for column in list(frame.columns)[:3])
+    named = ",".join(c for c in (spec.text_column, spec.text_pair_column, spec.label_column) if c)
+    return (f"; its first line looks like a row of data, not a header ({shown}): give the file a "
+            f"first line naming its columns (such as {named})")
 
 
 def labels_hidden(frame: pd.DataFrame) -> bool:
