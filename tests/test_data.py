@@ -1457,6 +1457,21 @@ def test_a_parquet_row_is_named_by_its_position_in_the_file(tmp_path: Path):
     assert "row 4: label 'positive'" in message
 
 
+@pytest.mark.parametrize("names", [NAMES, None])
+def test_a_parquet_of_pandas_nullable_types_loads(tmp_path: Path, names):
+    """df.convert_dtypes().to_parquet(): string labels in pandas' nullable 'string' dtype (its
+    missing value pd.NA), integer labels as 'Int64'; one label missing."""
+    frame = labelled(60, 1, names).convert_dtypes()
+    frame.loc[4, "label"] = pd.NA
+    frame.to_parquet(tmp_path / "train.parquet")
+    splits = load_labeled_splits(spec(tmp_path / "train.parquet"))
+    assert splits.label_names == (NAMES if names else ["0", "1", "2"])
+    assert len(splits.train) + len(splits.validation) == 59
+    truth = dict(zip(frame["text"], frame["label"], strict=True))
+    assert all(str(truth[text]) == splits.label_names[label]
+               for text, label in zip(splits.train["text"], splits.train["label"], strict=True))
+
+
 def test_a_parquet_index_with_a_name_is_kept_as_a_column(tmp_path: Path):
     frame = labelled(30, 1, NAMES)
     frame.index = pd.Index([f"id{i}" for i in range(30)], name="id")

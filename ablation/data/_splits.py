@@ -93,7 +93,9 @@ def _no_header(frame: pd.DataFrame, spec: DataSpec) -> str:
 def labels_hidden(frame: pd.DataFrame) -> bool:
     """Every label is -1: the Hub's mark of a split whose labels are withheld (GLUE's test sets)."""
     labels = pd.to_numeric(frame["label"], errors="coerce")
-    return len(labels) > 0 and bool((labels == -1).all())
+    # pandas' nullable types (a 'string' column: every name coerces to pd.NA) compare as NA,
+    # which all() would skip: names are no -1
+    return len(labels) > 0 and bool((labels == -1).fillna(False).all())
 
 
 def _clean(frame: pd.DataFrame, spec: DataSpec, split: str) -> tuple[pd.DataFrame, int]:
