@@ -1512,6 +1512,11 @@ def test_a_json_object_of_lists_loads(tmp_path: Path):
      "the examples are the array under the key 'data', not the file itself"),
     ('{"version": "1.1", "data": [{"text": "a", "label": 1}]}',
      "the examples are the array under the key 'data', not the file itself"),
+    # pandas' df.to_json(orient="split")
+    ('{"columns": ["text", "label"], "index": [0, 1], "data": [["a", 1], ["b", 0]]}',
+     "the file is pandas' to_json(orient=\"split\") layout"),
+    ('{"columns": ["text", "label"], "data": [["a", 1], ["b", 0]]}',
+     "the file is pandas' to_json(orient=\"split\") layout"),
 ])
 def test_an_unsupported_json_layout_names_the_supported_ones(tmp_path: Path, document: str,
                                                              expected: str):

@@ -269,6 +269,13 @@ def _json_layout(path: Path, document: Any, columns: tuple[str, ...]) -> str:
     if not isinstance(document, dict):
         raise AblateInputError(f"{path}: the file is a JSON {_json_kind(document)}, not a table "
                                f"of examples; {JSON_LAYOUTS}")
+    if {"columns", "data"} <= set(document) <= {"columns", "index", "data"} and not set(columns) & set(
+            document) and all(isinstance(row, list) for row in document["data"] or [None]):
+        # df.to_json(orient="split"): column names apart from the rows, each row a list
+        raise AblateInputError(
+            f"{path}: the file is pandas' to_json(orient=\"split\") layout ({{\"columns\": [...], "
+            f"\"data\": [[...], ...]}}); {JSON_LAYOUTS} (pandas: df.to_json(path, "
+            "orient=\"records\"))")
     kinds = {type(value) if isinstance(value, (list, dict)) else "value" for value in document.values()}
     wrapped = next((key for key, value in document.items() if isinstance(value, list) and value
                     and all(isinstance(item, dict) for item in value)), None)
