@@ -493,6 +493,16 @@ def test_split_with_only_empty_rows_is_an_error(tmp_path: Path):
     assert "split 'test' has no usable rows" in message
 
 
+def test_a_test_file_whose_label_column_is_empty_says_so_and_how_to_leave_it_out(tmp_path: Path):
+    """Kaggle's test.csv with its label column kept, every cell empty: no answers to score."""
+    test = labelled(10, 2)
+    test["label"] = None
+    folder = write_folder(tmp_path / "data", train=labelled(60, 1), test=test)
+    message = load_error(spec(folder))
+    assert ("split 'test' has no usable rows: every label in column 'label' is empty (10 rows); "
+            'set test_split = "" for none') in message
+
+
 def test_a_split_of_a_header_alone_says_it_has_no_rows(tmp_path: Path):
     # not "every text is empty or every label missing": it has no text or label at all
     folder = write_folder(tmp_path / "data", train=labelled(60, 1))

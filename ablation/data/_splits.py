@@ -289,12 +289,21 @@ def _note_case_twins(names: list[str], notes: list[str]) -> None:
                      f"{len(names)} in all); write each class one way if they are one")
 
 
-def _no_usable_rows(where: str, split: str, raw: pd.DataFrame) -> AblateInputError:
+def _no_usable_rows(where: str, split: str, raw: pd.DataFrame, spec: DataSpec,
+                    is_test: bool = False) -> AblateInputError:
     """A split left empty by cleaning; one that had no rows to begin with (a CSV of a header
-    alone) is said so, not blamed on empty texts."""
+    alone) is said so, not blamed on empty texts. A label column with no label in it (a test
+    file without its answers, the column kept) is named, and a test split told how to leave it
+    out."""
     if raw.empty:
         return AblateInputError(f"{where}: split {split!r} has no rows, only its columns "
                                 f"({column_list(raw)}); give it one row per example")
+    labels = raw[spec.label_column]
+    if not (labels.notna() & ~labels.map(lambda v: isinstance(v, str) and not clean_label(v))).any():
+        return AblateInputError(
+            f"{where}: split {split!r} has no usable rows: every label in column "
+            f"{spec.label_column!r} is empty ({row_count(len(raw))}); "
+            + ('set test_split = "" for none' if is_test else "give every row its label"))
     return AblateInputError(f"{where}: split {split!r} has no usable rows "
                             "(every text is empty or every label missing)")
 
@@ -606,7 +615,8 @@ def load_labeled_splits(spec: DataSpec) -> LabeledSplits:
                 "split" + (", or leave validation_split out to carve validation from train"
                            if role == "validation_split" else ""))
         if frames[split].empty:
-            raise _no_usable_rows(where, split, raw[split])
+            raise _no_usable_rows(where, split, raw[split], spec, is_test=split == test_split and split
+                                  not in (spec.train_split, spec.validation_split))
         if dropped[split]:
             notes.append(_dropped_note(split, raw[split], frames[split]))
     source = _source_fingerprint(raw, used, spec, class_names)
@@ -825,7 +835,7 @@ def load_split(spec: DataSpec, split: str, notes: list[str] | None = None,
     _check_columns(raw[split], split, spec)
     frame, dropped = _clean(raw[split], spec, split)
     if frame.empty:
-        raise _no_usable_rows(spec.dataset, split, raw[split])
+        raise _no_usable_rows(spec.dataset, split, raw[split], spec)
     if dropped:
         notes.append(_dropped_note(split, raw[split], frame))
     _strip_labels({split: frame}, notes)
