@@ -1650,6 +1650,23 @@ def test_labels_that_differ_only_in_unicode_form_or_invisible_marks_are_one_clas
     assert label_ids(frame, [nfc, "positif"], "x.csv").tolist() == [0, 1, 0]
 
 
+def test_evaluate_reads_booleans_for_a_model_whose_classes_are_their_ids(tmp_path: Path):
+    """A model trained on true/false labels before booleans were the classes False and True has
+    the names 0 and 1: evaluate --dataset of its own JSON Lines reads them as those ids still;
+    for a model with names of its own, 'True' is no id of it."""
+    from ablation.data import load_split
+    from ablation.inference._evaluate import label_ids
+
+    frame = labelled(20, 1)
+    frame["label"] = frame["label"] == 2
+    frame.to_json(tmp_path / "test.jsonl", orient="records", lines=True)
+    rows, _ = load_split(spec(tmp_path), "test")
+    assert label_ids(rows, ["0", "1"], "x").tolist() == frame["label"].astype(int).tolist()
+    assert label_ids(rows, ["False", "True"], "x").tolist() == frame["label"].astype(int).tolist()
+    with pytest.raises(AblateInputError, match="is not one the model knows"):
+        label_ids(rows, ["neg", "pos"], "x")
+
+
 def test_integer_labels_in_full_width_or_arabic_indic_digits_are_class_ids(tmp_path: Path):
     """A Japanese or Chinese IME types '１' (full width), an Arabic locale '١': the labels read as
     integers and then crashed with a traceback ("Unable to parse string '１'"). They are the class

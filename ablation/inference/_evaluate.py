@@ -62,8 +62,11 @@ def label_ids(frame: pd.DataFrame, label_names: list[str], where: str, reading: 
     as_text = labels.astype(str).map(clean_label)
     index = {name: i for i, name in enumerate(label_names)}
     is_name = as_text.isin(index)
-    numbers = pd.to_numeric(labels.map(lambda v: ascii_digits(v) if isinstance(v, str) else v),
-                            errors="coerce")  # '１' (full width) is 1
+    # booleans are the classes False and True; a model trained on them before that has the
+    # names 0 and 1, which they are still read as
+    as_ids = {"False": 0, "True": 1} if label_names == ["0", "1"] else {}
+    numbers = pd.to_numeric(labels.map(lambda v: as_ids.get(v, ascii_digits(v)) if isinstance(v, str)
+                                       else v), errors="coerce")  # '１' (full width) is 1
     valid_id = numbers.notna() & (numbers == numbers.round()) & numbers.between(0, len(label_names) - 1)
     ids = f"0..{len(label_names) - 1}"
     if reading is None and is_name.all() and valid_id.all():
