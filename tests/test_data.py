@@ -196,6 +196,14 @@ def test_missing_train_split_is_an_error(tmp_path: Path):
     assert "splits: training" in message
 
 
+def test_a_folder_without_a_train_file_says_its_files_are_its_splits(tmp_path: Path):
+    """data.csv alone in a folder: its split is 'data', named after the file."""
+    folder = write_folder(tmp_path / "data", data=labelled(60, 1))
+    message = load_error(spec(folder))
+    assert ("(splits: data; a folder's files are its splits, named after the files: set "
+            "train_split = 'data', or name the file train.csv)") in message
+
+
 def test_missing_validation_split_is_an_error(data_dir: Path):
     message = load_error(spec(data_dir, validation_split="dev"))
     assert "validation_split = 'dev' does not exist" in message

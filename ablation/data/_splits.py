@@ -557,8 +557,17 @@ def load_labeled_splits(spec: DataSpec) -> LabeledSplits:
     available = ", ".join(raw)
     where = f"[data] of {spec.dataset}"
     if spec.train_split not in raw:
+        files, folder, (split,) = "", Path(spec.dataset).expanduser(), list(raw)[:1] or [""]
+        # one file in a folder: data.csv is the split 'data', not the train split (a folder
+        # save_to_disk wrote has no such file)
+        found = next((path.name for path in folder.iterdir() if path.is_file() and
+                      path.name.startswith(f"{split}.")), None) if folder.is_dir() else None
+        if found and len(raw) == 1:
+            files = (f"; a folder's files are its splits, named after the files: set train_split "
+                     f"= {split!r}, or name the file {spec.train_split}{found[len(split):]}")
         raise AblateInputError(
-            f"{where}: train_split = {spec.train_split!r} does not exist (splits: {available})")
+            f"{where}: train_split = {spec.train_split!r} does not exist (splits: {available}"
+            f"{files})")
     if spec.validation_split and spec.validation_split not in raw:
         raise AblateInputError(
             f"{where}: validation_split = {spec.validation_split!r} does not exist "
