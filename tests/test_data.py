@@ -511,6 +511,21 @@ def test_a_test_file_whose_label_column_is_empty_says_so_and_how_to_leave_it_out
             'set test_split = "" for none') in message
 
 
+def test_a_label_written_as_a_missing_value_marker_is_named_in_a_note_or_the_refusal(tmp_path: Path):
+    """R's write.csv writes a missing label as NA, Excel a failed lookup as #N/A: read as they are,
+    a class of their own (or a word among ids), which is said, with what a missing label is."""
+    names = labelled(60, 1, NAMES)
+    names.loc[[3, 8], "label"] = "NA"
+    splits = load_labeled_splits(spec(write_folder(tmp_path / "names", train=names)))
+    assert ("label 'NA' (2 rows) is a class of its own: where it marks a missing label, leave "
+            "the cell empty (a row without a label is dropped)") in splits.notes
+    ids = labelled(60, 1).astype({"label": object})
+    ids.loc[5, "label"] = "#N/A"
+    message = load_error(spec(write_folder(tmp_path / "ids", train=ids)))
+    assert "row 5: label '#N/A'" in message
+    assert message.endswith("(a missing label is an empty cell: its row is dropped)")
+
+
 def test_a_split_of_a_header_alone_says_it_has_no_rows(tmp_path: Path):
     # not "every text is empty or every label missing": it has no text or label at all
     folder = write_folder(tmp_path / "data", train=labelled(60, 1))

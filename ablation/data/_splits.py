@@ -166,6 +166,7 @@ def _label_ids(frames: dict[str, pd.DataFrame], spec: DataSpec,
         else:
             names = sorted({str(v) for v in train_labels})
             _note_case_twins(names, notes)
+            _note_missing_markers(frames, notes)
         index = {name: i for i, name in enumerate(names)}
         for split, frame in frames.items():
             mapped = frame["label"].astype(str).map(index)
@@ -274,6 +275,26 @@ def _strip_labels(frames: dict[str, pd.DataFrame], notes: list[str]) -> None:
         notes.append(f"read {count} label{'' if count == 1 else 's'} in decomposed Unicode (a letter "
                      "and a combining accent, as macOS may write them) as the same letters composed "
                      f"(NFC), as the other labels and label_names are{examples['form']}")
+
+
+# How tools write a missing value as a word: R's write.csv (NA), Excel (#N/A), SQL and JSON
+# exports (NULL, null, None), pandas' na_rep (NaN, nan). Read as written, as a class can be 'NA'.
+MISSING_MARKERS = frozenset(["NA", "N/A", "n/a", "#N/A", "NaN", "nan", "NULL", "null", "None"])
+
+
+def _note_missing_markers(frames: dict[str, pd.DataFrame], notes: list[str]) -> None:
+    """A string label that is a missing-value marker is a class of its own: a note says so."""
+    counts: dict[str, int] = {}
+    for frame in frames.values():
+        for label, count in frame["label"].value_counts().items():
+            if label in MISSING_MARKERS:
+                counts[label] = counts.get(label, 0) + int(count)
+    if counts:
+        shown = ", ".join(f"{label!r} ({row_count(count)})" for label, count in counts.items())
+        what = ("label {} is a class of its own: where it marks" if len(counts) == 1
+                else "labels {} are classes of their own: where they mark")
+        notes.append(what.format(shown) + " a missing label, leave the cell empty (a row without a "
+                     "label is dropped)")
 
 
 def _note_case_twins(names: list[str], notes: list[str]) -> None:
@@ -414,7 +435,8 @@ def _integer_strings_to_ids(frames: dict[str, pd.DataFrame], spec: DataSpec) -> 
         raise AblateInputError(
             f"{spec.dataset}: split {split!r}, row {row}: label {show_cell(value)} in column "
             f"{spec.label_column!r} {what} ({like}); give every label as a name or every label "
-            "as an integer id")
+            "as an integer id" + (" (a missing label is an empty cell: its row is dropped)"
+                                  if _as_text(value).strip() in MISSING_MARKERS else ""))
     for frame, column in zip(frames.values(), columns, strict=True):
         # integers (floats past int64), checked as ids with the others' below
         frame["label"] = pd.to_numeric(column.str.strip().str.replace(r"\.0*$", "", regex=True))
