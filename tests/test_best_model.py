@@ -1426,18 +1426,24 @@ def test_the_evaluation_tables_keep_their_columns_for_chinese_label_names():
     assert len({terminal_columns(line) for line in matrix}) == 1, matrix
 
 
+def _model_named(tmp_path: Path, tiny_model_dir: Path, names: dict[str, str]) -> Path:
+    """A copy of the tiny model whose classes are `names` (id -> name)."""
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config |= {"id2label": names, "label2id": {v: int(k) for k, v in names.items()}}
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
 def test_label_names_with_control_characters_keep_the_tables_rows_and_columns(
         tmp_path, tiny_model_dir, capsys):
     """A class named 'line\nbreak' or 'tab\there' (a CSV label quoted over two lines) broke
     predict's table and evaluate's per-class report and confusion matrix over extra lines, and an
     escape character in a name reached the terminal as a command. The tables show such characters
     as their escapes (`line\\nbreak`); --json keeps the names as they are."""
-    folder = tmp_path / "model"
-    shutil.copytree(tiny_model_dir, folder)
-    config = json.loads((folder / "config.json").read_text())
     names = {"0": "line\nbreak", "1": "tab\there\x1b[2J"}
-    config |= {"id2label": names, "label2id": {v: int(k) for k, v in names.items()}}
-    (folder / "config.json").write_text(json.dumps(config))
+    folder = _model_named(tmp_path, tiny_model_dir, names)
     data = tmp_path / "holdout.csv"
     data.write_text("text,label\ngreat love fun,0\nbad sad awful,1\nthe table monday,1\n")
 
@@ -1469,12 +1475,8 @@ def test_label_names_holding_a_comma_are_listed_so_that_they_can_be_told_apart(
     """A label the model does not know was answered with the model's names joined by commas:
     classes 'good, really' and 'bad' read as three, 'good', 'really' and 'bad'. Where a name holds
     a comma (or spaces around it) every name is quoted."""
-    folder = tmp_path / "model"
-    shutil.copytree(tiny_model_dir, folder)
-    config = json.loads((folder / "config.json").read_text())
     names = {"0": "good, really", "1": "bad"}
-    config |= {"id2label": names, "label2id": {v: int(k) for k, v in names.items()}}
-    (folder / "config.json").write_text(json.dumps(config))
+    folder = _model_named(tmp_path, tiny_model_dir, names)
     data = tmp_path / "holdout.csv"
     data.write_text('text,label\ngreat love fun,"good, really"\nbad sad awful,awful\n')
     assert cli.main(["evaluate", str(folder), "--dataset", str(data)]) == 2
