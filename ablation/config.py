@@ -242,6 +242,12 @@ def clean_label(name: str) -> str:
     return _AROUND_LABEL.sub("", unicodedata.normalize("NFC", name))
 
 
+def has_control_characters(text: str) -> bool:
+    """A line break, tab, escape or other control character (or a line or paragraph separator)
+    in `text`: a class name holding one breaks the rows of the tables that print it."""
+    return any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in text)
+
+
 def _label_names(value: Any) -> list[str]:
     """Names of classes 0..N-1, cleaned like string labels are (clean_label); a repeated name
     would make two classes that predict can no longer tell apart."""
@@ -249,6 +255,9 @@ def _label_names(value: Any) -> list[str]:
                                                            for v in value):
         raise ValueError("must be a non-empty list of strings")
     names = [clean_label(v) for v in value]
+    if any(map(has_control_characters, names)):
+        raise ValueError("must be names without control characters (a line break, tab or escape "
+                         "inside one): they are printed in the report's and the terminal's tables")
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
         raise ValueError("repeats " + ", ".join(map(repr, repeated))

@@ -473,6 +473,7 @@ def test_unknown_key_in_section_suggests_the_close_one(tmp_path: Path, section: 
     ("data", "text_column = 3", "must be a non-empty string"),
     ("data", "label_names = []", "must be a non-empty list of strings"),
     ("data", 'label_names = ["a", 1]', "must be a non-empty list of strings"),
+    ("data", 'label_names = ["a", "line\\nbreak"]', "must be names without control characters"),
     ("model", "config = 3", "must be a table"),
     ("tracking", 'mode = "cloud"', "must be one of 'offline', 'local', 'online', 'disabled'"),
     ("tracking", 'backend = "wandb"', "must be one of 'swanlab', 'none'"),

@@ -311,6 +311,21 @@ def test_a_test_label_in_another_case_than_trains_names_the_train_label(
     assert f"split 'test', row 4: label 'Pos' is not one of {known}; did you mean 'pos'?" in message
 
 
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_a_label_holding_a_line_break_or_tab_is_refused_with_its_row(tmp_path: Path, split: str):
+    """A quoted CSV cell over two lines made a class 'pos\nitive', which broke the rows of the
+    report's and the terminal's tables (and predict's, and evaluate's); an escape in one reached
+    the terminal. Refused, naming the split and row; spaces around a label are still stripped."""
+    frames = {"train": labelled(60, 1, names=NAMES), "test": labelled(20, 2, names=NAMES)}
+    frames[split].loc[5, "label"] = "pos\nitive"
+    frames[split].loc[6, "label"] = " neg\t"  # around it: stripped, as before
+    folder = write_folder(tmp_path / "data", **frames)
+    message = load_error(spec(folder))
+    assert message.count("\n") == 0, message
+    assert (f"split {split!r}, row 5: label 'pos\\nitive' holds a control character (a line "
+            "break, tab or escape inside it)") in message
+
+
 @pytest.mark.parametrize("split", ["validation", "test"])
 def test_string_label_unseen_in_train_is_an_error(tmp_path: Path, split: str):
     other = labelled(20, 2, names=NAMES)

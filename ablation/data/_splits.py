@@ -15,7 +15,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..config import DataSpec, ExperimentSpec, _did_you_mean, clean_label, last_set
+from ..config import (
+    DataSpec,
+    ExperimentSpec,
+    _did_you_mean,
+    clean_label,
+    has_control_characters,
+    last_set,
+)
 from ..errors import AblateInputError, set_shown, some_of
 from ._files import CELLS_ARE_TEXT, column_list, load_raw_splits
 
@@ -160,6 +167,7 @@ def _label_ids(frames: dict[str, pd.DataFrame], spec: DataSpec,
     is_text = any(isinstance(v, str) for v in train_labels)
     if is_text:
         _strip_labels(frames, notes)
+        _check_printable_labels(frames, spec)
         train_labels = frames[train_split]["label"]
         if spec.label_names:
             names = [clean_label(name) for name in spec.label_names]
@@ -275,6 +283,20 @@ def _strip_labels(frames: dict[str, pd.DataFrame], notes: list[str]) -> None:
         notes.append(f"read {count} label{'' if count == 1 else 's'} in decomposed Unicode (a letter "
                      "and a combining accent, as macOS may write them) as the same letters composed "
                      f"(NFC), as the other labels and label_names are{examples['form']}")
+
+
+def _check_printable_labels(frames: dict[str, pd.DataFrame], spec: DataSpec) -> None:
+    """A class name is printed in tables (the terminal's, report.md's, predict's): a line break
+    or tab inside one (a quoted CSV cell over two lines) broke their rows, and an escape reached
+    the terminal as a command. Refused with its row; spaces around a label are stripped before."""
+    for split, frame in frames.items():
+        bad = frame["label"].map(lambda v: isinstance(v, str) and has_control_characters(v))
+        if bad.any():
+            row, value = first_flagged(frame, bad)
+            raise AblateInputError(
+                f"{spec.dataset}: split {split!r}, row {row}: label {value!r} holds a control "
+                "character (a line break, tab or escape inside it); a class name is printed in the "
+                "report's and the terminal's tables: write the label on one line without them")
 
 
 # How tools write a missing value as a word: R's write.csv (NA), Excel (#N/A), SQL and JSON
