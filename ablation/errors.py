@@ -37,9 +37,12 @@ def set_shown(item: str) -> str:
 
 def some_of(values: list, shown: int = 5, total: int | None = None) -> str:
     """At most `shown` values, then how many there are in all (`total` when `values` holds only
-    the first few): a line names a few of many classes, trials or variants, not all of them."""
+    the first few): a line names a few of many classes, trials or variants, not all of them.
+    Where a name holds a comma (or spaces around it), each is quoted."""
     total = len(values) if total is None else total
-    text = ", ".join(str(v) for v in values[:shown])
+    # 'good, really' and 'bad' are two classes: joined bare, they read as three
+    quoted = any(isinstance(v, str) and ("," in v or v != v.strip()) for v in values)
+    text = ", ".join(repr(v) if quoted and isinstance(v, str) else str(v) for v in values[:shown])
     return text + (f", … ({total} in all)" if total > shown else "")
 
 

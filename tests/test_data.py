@@ -326,6 +326,19 @@ def test_a_label_holding_a_line_break_or_tab_is_refused_with_its_row(tmp_path: P
             "break, tab or escape inside it)") in message
 
 
+def test_class_names_holding_a_comma_are_quoted_where_they_are_listed(tmp_path: Path):
+    """The train labels listed bare, 'bad, sad' beside 'good', read as three classes to the eye;
+    where a name holds a comma every listed name is quoted (refusals, and validate's line)."""
+    names = ["bad, sad", "fine", "good"]
+    test = labelled(20, 2, names=names)
+    test.loc[3, "label"] = "angry"
+    folder = write_folder(tmp_path / "data", train=labelled(60, 1, names=names), test=test)
+    message = load_error(spec(folder))
+    assert "label 'angry' is not one of the train labels ('bad, sad', 'fine', 'good')" in message
+    splits = load_labeled_splits(spec(write_folder(tmp_path / "ok", train=labelled(60, 1, names=names))))
+    assert "labels 'bad, sad', 'fine', 'good'" in splits.summary()
+
+
 @pytest.mark.parametrize("split", ["validation", "test"])
 def test_string_label_unseen_in_train_is_an_error(tmp_path: Path, split: str):
     other = labelled(20, 2, names=NAMES)

@@ -186,7 +186,7 @@ def _label_ids(frames: dict[str, pd.DataFrame], spec: DataSpec,
                 advice = "" if spec.label_names else UNSEEN_LABEL_ADVICE
                 raise AblateInputError(
                     f"{spec.dataset}: split {split!r}, row {row}: label {show_cell(value)} is not "
-                    f"one of {known} ({', '.join(names)})"
+                    f"one of {known} ({some_of(names, len(names))})"
                     + (f"{hint} If not, {advice[2:]}" if hint and advice else hint or advice))
             frame["label"] = mapped.astype(int)
         return names
@@ -223,7 +223,8 @@ def _label_ids(frames: dict[str, pd.DataFrame], spec: DataSpec,
                 else f"names {len(spec.label_names)} classes, the data {len(declared)}")
         raise AblateInputError(
             f"[data] label_names = {list(spec.label_names)}: {spec.dataset} names its label ids "
-            f"itself ({source}: {', '.join(declared)}), and label_names {says}; leave label_names out")
+            f"itself ({source}: {some_of(declared, len(declared))}), and label_names {says}; "
+            "leave label_names out")
     if spec.label_names:
         names = list(spec.label_names)
     else:
@@ -234,7 +235,7 @@ def _label_ids(frames: dict[str, pd.DataFrame], spec: DataSpec,
             row, value = first_flagged(frame, too_big)
             count = f"{len(names)} class" + ("es" if len(names) > 1 else "")
             message = (f"{spec.dataset}: split {split!r}, row {row}: label {int(value)} is outside "
-                       f"the {count} ({', '.join(names)}); fix the row or set [data] label_names")
+                       f"the {count} ({some_of(names, len(names))}); fix the row or set [data] label_names")
             if spec.label_names:  # label_names is the cause: it names too few classes
                 top = max(int(f["label"].max()) for f in frames.values())
                 ids = f"ids 0..{len(names) - 1}" if len(names) > 1 else "id 0"

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import AblateInputError, set_shown
+from ..errors import AblateInputError, set_shown, some_of
 from ..models import MODEL_INFO
 from . import _model
 from ._predict import shown, terminal_columns
@@ -107,11 +107,8 @@ def label_ids(frame: pd.DataFrame, label_names: list[str], where: str, reading: 
 
 
 def listed(names: list[str]) -> str:
-    """Class names joined by commas, each quoted where one holds a comma or spaces around it
-    ('good, really' and 'bad', not good, really, bad: three classes, to the eye)."""
-    if any("," in name or name != name.strip() for name in names):
-        return ", ".join(map(repr, names))
-    return ", ".join(names)
+    """Every class name, each quoted where one holds a comma or spaces around it (errors.some_of)."""
+    return some_of(names, len(names))
 
 
 def _first_row(frame: pd.DataFrame, flagged: pd.Series) -> tuple[int, str]:
