@@ -770,13 +770,13 @@ def _evaluate_checkpoints(args: argparse.Namespace) -> int:
         model_label_names,
         trained_pair_column,
     )
-    from .models import BEST_MODEL, MODEL_DIR, model_info
+    from .models import BEST_MODEL, MODEL_DIR, home_path, model_info
     from .progress import CountLine
 
-    if not Path(args.model).is_file():
+    if not home_path(args.model).is_file():  # '~/x.toml' quoted: the home folder, as predict reads it
         raise AblateInputError(f"--checkpoints needs an experiment file as MODEL_OR_STUDY, not "
                                f"{args.model!r}")
-    spec = load_spec(args.model, args.sets, need_data=args.dataset is None)
+    spec = load_spec(home_path(args.model), args.sets, need_data=args.dataset is None)
     folders = checkpoint_folders(spec, args.checkpoints)
     metric, greater = spec.experiment.metric, spec.greater_is_better
     # A checkpoint folder carries no ablate.json: its trial's model's says how the trial read

@@ -338,7 +338,8 @@ def test_save_models_all_keeps_every_model_and_evaluation_checkpoint(tmp_path, t
 
 
 def test_checkpoints_are_scored_truncated_where_the_trial_truncated(tmp_path, tiny_model_dir,
-                                                                     tiny_data_dir, capsys):
+                                                                     tiny_data_dir, capsys,
+                                                                     monkeypatch):
     """A checkpoint folder has no ablate.json and the pretrained tokenizer's limit: scored at that
     limit, texts longer than the trial's max_length gave other numbers than the trial logged at
     the same step (the selected step's than `evaluate --split validation` of its model)."""
@@ -360,6 +361,10 @@ def test_checkpoints_are_scored_truncated_where_the_trial_truncated(tmp_path, ti
         # As a study from before wrote them: the trial's model still says where to truncate.
         config_file.write_text(json.dumps({**config, "model_max_length": 512}))
     assert cli.main(["evaluate", str(path), "--checkpoints", "baseline-s42", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["checkpoints"] == rows
+    # A quoted ~ is the home folder, as predict and evaluate read it without --checkpoints.
+    monkeypatch.setenv("HOME", str(path.parent))
+    assert cli.main(["evaluate", f"~/{path.name}", "--checkpoints", "baseline-s42", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["checkpoints"] == rows
 
 
