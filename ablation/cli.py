@@ -127,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     init = commands.add_parser("init", help="write a commented starter experiment file",
                                description="write a commented starter experiment file")
     init.add_argument("file", nargs="?", default="experiment.toml",  # str: Path drops a final /
-                      help="where to write it (default: experiment.toml); never overwritten")
+                      help="where to write it (default: experiment.toml; - prints it); never "
+                      "overwritten")
     return parser
 
 
@@ -568,8 +569,11 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from .starter import write_starter
+    from .starter import STARTER, write_starter
 
+    if args.file == "-":  # the usual `-`: standard output (`ablate init - | less`), not a file '-'
+        sys.stdout.write(STARTER)
+        return EXIT_OK
     path = write_starter(args.file)  # a str: `studies/`, a folder, ends with its slash
     quoted = shlex.quote(str(path))  # a path with spaces runs as printed
     print(f"wrote {path}: set [data] and [model], then `ablate validate {quoted}` and "

@@ -221,6 +221,19 @@ def test_init_to_a_path_creates_its_folder_and_never_overwrites(
     assert path.read_text(encoding="utf-8") == "# mine\n"
 
 
+def test_init_dash_prints_the_starter_and_writes_no_file(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """`ablate init -` wrote a file named '-'; as tools read it, `-` is standard output (and the
+    printed starter validates as the written one does)."""
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert cli.main(["init", "-"]) == 0
+    printed = capsys.readouterr().out
+    assert list(tmp_path.iterdir()) == []
+    assert cli.main(["init", "written.toml"]) == 0
+    assert printed == (tmp_path / "written.toml").read_text(encoding="utf-8")
+
+
 def test_init_says_commands_that_run_as_printed_for_a_path_with_spaces(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """`ablate init 'my studies/first try.toml'` said `ablate validate my studies/first try.toml`,
