@@ -257,11 +257,14 @@ def end_dead_runs(folders: list[str], error: str) -> None:
         try:
             with file_lock(folder.parent / ".store.lock"), contextlib.closing(
                     sqlite3.connect(store, timeout=30)) as db, db:
-                db.execute("update experiment set status = -1, finish_time = ?, update_time = ? "
-                           "where run_id = ? and status = 0",
-                           (now := datetime.now(UTC).isoformat(), now, folder.name))
+                ended = db.execute(
+                    "update experiment set status = -1, finish_time = ?, update_time = ? "
+                    "where run_id = ? and status = 0",
+                    (now := datetime.now(UTC).isoformat(), now, folder.name)).rowcount
             console = folder / "console"
-            if console.is_dir():
+            # a run its process ended (a data-parallel rank 0 that failed, not killed) keeps its
+            # own error: the owner's would be a second one in its console log
+            if ended and console.is_dir():
                 with (console / "error.log").open("a", encoding="utf-8") as out:
                     print(datetime.now(), error, sep="\n", file=out)
         except (OSError, sqlite3.Error) as err:

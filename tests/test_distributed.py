@@ -457,3 +457,28 @@ def test_a_killed_data_parallel_trials_local_run_is_stored_as_it_starts_and_ends
     assert json.loads(stored.read_text()) == runs == trial.user_attrs["swanlab_local_runs"]
     with sqlite3.connect(f"file:{spec.output_dir}/swanlog/runs.swanlab?mode=ro", uri=True) as db:
         assert list(db.execute("select name, status from experiment")) == [("baseline-s42", -1)]
+
+
+def test_a_failed_data_parallel_trials_run_that_rank_0_ended_keeps_its_own_error(tmp_path):
+    """When torchrun fails, its owner ends as crashed the local runs rank 0 left unfinished
+    (killed). A rank 0 that failed with an error ends its run itself, with that error in its
+    console log: the owner appended its own error there too, a second one in a run it did not
+    end, at every failed data-parallel trial."""
+    import sqlite3
+
+    from ablation.config import TrackingSpec
+    from ablation.tracking import SwanLabTracker
+
+    tracker = SwanLabTracker(TrackingSpec(backend="swanlab", mode="local"), tmp_path)
+    tracker.start("baseline-s42", "study", {})
+    tracker.finish("RuntimeError: out of memory in rank 0")
+    (folder,) = tracker.local_run_dirs
+    error_log = Path(folder) / "console" / "error.log"
+    written = error_log.read_text()
+    assert "out of memory in rank 0" in written
+    runs = distributed._LocalRuns(tmp_path / distributed.LOCAL, None)
+    runs.folders = [folder]
+    runs.end_unfinished("torchrun exited with code 1")
+    assert error_log.read_text() == written
+    with sqlite3.connect(f"file:{tmp_path}/swanlog/runs.swanlab?mode=ro", uri=True) as db:
+        assert list(db.execute("select status from experiment")) == [(-1,)]
