@@ -124,7 +124,7 @@ def summarize(spec: ExperimentSpec, records: list[TrialRecord], stale: set[int],
               heartbeats: bool = True) -> StatusSummary:
     """The sum under `status`'s table. `stale`: RUNNING trials whose process is gone;
     `heartbeats`: the storage has them, so `run` trains a trial whose process is gone again."""
-    from .sweep._plan import changed_variants
+    from .sweep._plan import changed_variants, with_left_out_sets
     from .variants import expand, trained_recipe
 
     latest = list(latest_by_key(records).values())
@@ -147,9 +147,11 @@ def summarize(spec: ExperimentSpec, records: list[TrialRecord], stale: set[int],
     # [search] trials are never in the file's trials: gone only where it has no [search] now
     gone = sorted({r.variant for r in latest if r.variant not in variants
                    and not (is_search_variant(r.variant) and spec.search is not None)})
-    # as `run` compares them: by what they train, the superseded left out
-    changed, _ = changed_variants([r for r in records if not r.superseded], in_file,
-                                  partial(trained_recipe, spec))
+    # as `run` compares them: by what they train, the superseded left out, with the --sets of
+    # the run that queued them (status FILE without them: `next` gives them, and run takes them)
+    compared = with_left_out_sets(spec, spec.run_sets) or spec
+    changed, _ = changed_variants([r for r in records if not r.superseded], expand(compared),
+                                  partial(trained_recipe, compared))
     next_command = retry_command = None
     without_result = _without_result(counts, heartbeats)
     if without_result and not counts.get("running") and not changed:

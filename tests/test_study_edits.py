@@ -474,3 +474,31 @@ def test_status_of_a_changed_variant_that_trains_now_says_to_rerun_it_once_done(
         f"`ablate run {path}` refuses the file as it is; once they are done, `ablate run {path} "
         f"--rerun baseline_lr` trains it again as the file says (the old attempts kept as "
         f"superseded)")
+
+
+def test_status_compares_a_variant_with_the_sets_of_the_run_that_queued_it(write_experiment,
+                                                                             capsys):
+    """A study run with `--set variants.lr.learning_rate=5e-3`: `status FILE` (no --set) said
+    the variant had changed in the file since it was queued (0.005 → 0.002), that `ablate run
+    FILE --set ...` refused the file, and gave no `next:`, though that run (the one status
+    prints) trains it as queued. status now compares with the run's --sets, as run does."""
+    from ablation import records
+
+    path = write_experiment(baseline=FAST, variants="lr = { learning_rate = 2e-3 }\n")
+    sets = ["variants.lr.learning_rate=5e-3"]
+    study = open_study(load_spec(path, sets, need_data=False))
+    study.set_user_attr(records.RUN_SETS, sets)
+    study.enqueue_trial({}, user_attrs={records.VARIANT: "baseline_lr", records.SEED: 42,
+                                        records.KEY: "baseline_lr-s42",
+                                        records.OVERRIDES: {"learning_rate": 5e-3}})
+    assert cli.main(["status", str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert not any(line.startswith("changed in") for line in lines)
+    assert f"next: `ablate run {path} --set {sets[0]}` trains the 2 without a result" in lines
+    assert cli.main(["run", str(path), "--dry-run", "--set", sets[0]]) == 0  # as status says
+    capsys.readouterr()
+    # edited since, with the run's --set too: still said
+    path.write_text(path.read_text().replace("lr = { learning_rate = 2e-3 }",
+                                             "lr = { learning_rate = 2e-3, batch_size = 8 }"))
+    assert cli.main(["status", str(path)]) == 0
+    assert "changed in tiny.toml since it was queued: baseline_lr" in capsys.readouterr().out

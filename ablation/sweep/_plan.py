@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import partial
 from typing import Any
 
@@ -110,11 +110,17 @@ def checked_plan(study: optuna.Study, spec: ExperimentSpec, trials: list[TrialSp
 def _with_left_out_sets(study: optuna.Study, spec: ExperimentSpec) -> ExperimentSpec | None:
     """`spec` read again with the --sets of the run that last queued the study's trials that this
     command does not give (no KEY of its own): None where it leaves none out."""
+    return with_left_out_sets(spec, study.user_attrs.get(records.RUN_SETS) or [])
+
+
+def with_left_out_sets(spec: ExperimentSpec, run_sets: Iterable[str]) -> ExperimentSpec | None:
+    """`spec` read again with those of `run_sets` (the stored --sets of the run that last queued
+    the study's trials) that it does not give (no KEY of its own): None where it leaves none
+    out, or where the file no longer takes one."""
     from ..config import load_spec, set_key
 
     given = {set_key(item) for item in spec.sets}
-    left_out = [item for item in study.user_attrs.get(records.RUN_SETS) or []
-                if set_key(item) not in given]
+    left_out = [item for item in run_sets if set_key(item) not in given]
     if not left_out:
         return None
     try:
