@@ -445,21 +445,28 @@ def home_path(text: str | Path) -> Path:
     return path
 
 
+EXPERIMENT_FILE_MAX = 4 * 2**20  # bytes: far more than any experiment file
+
+
 def _check_experiment_file(path: Path, argument: str) -> None:
     """A MODEL_OR_STUDY file without the .toml suffix that is not TOML (a study.db, a text file)
     is refused as what it is, not as a broken experiment file."""
     import tomllib
 
     try:
-        tomllib.loads(path.read_bytes().decode("utf-8-sig"))
+        with path.open("rb") as file:  # a study.db of gigabytes is not read whole to say so
+            head = file.read(EXPERIMENT_FILE_MAX + 1)
+        if len(head) > EXPERIMENT_FILE_MAX:
+            why = f"{path.stat().st_size / 2**20:.0f} MB; an experiment file is a short text"
+        else:
+            tomllib.loads(head.decode("utf-8-sig"))
+            return
     except OSError:
         return  # load_spec says why it cannot be read
     except UnicodeDecodeError:
         why = "not UTF-8 text"
     except tomllib.TOMLDecodeError as err:
         why = f"not TOML: {err}"
-    else:
-        return
     raise AblateInputError(
         f"MODEL_OR_STUDY {argument!r} is not an experiment file ({why}); give a model folder or an "
         "experiment file (.toml) first, then the texts (predict) or --dataset DATA (evaluate)")
@@ -559,6 +566,8 @@ def _check_reading(info: dict[str, Any], path: Path) -> None:
             continue
         if key == "max_length":
             good = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+        elif key == "precision":  # as a trial resolves it (train.resolve_precision)
+            good = value in ("fp32", "bf16", "fp16")
         else:
             good = isinstance(value, str) and bool(value.strip())
         if not good:

@@ -907,6 +907,7 @@ def test_a_model_folder_whose_weights_are_cut_short_is_refused(best_study, tiny_
     ('{"max_length": true}', "has max_length true, not a whole number of tokens >= 1"),
     ('{"text_pair_column": 5}', "has text_pair_column 5, not a column name or null"),
     ('{"precision": ["x"]}', "has precision [\"x\"], not a precision name (fp32, bf16, fp16) or null"),
+    ('{"precision": "fp8"}', "has precision \"fp8\", not a precision name (fp32, bf16, fp16) or null"),
 ])
 def test_a_broken_ablate_json_is_refused_not_read_as_none(best_study, tiny_data_dir, tmp_path,
                                                           capsys, content, expected):
@@ -1502,6 +1503,22 @@ def test_a_quoted_tilde_in_the_model_and_file_paths_is_the_home_folder(
         capsys.readouterr().err
     assert [json.loads(line)["text"] for line in capsys.readouterr().out.splitlines()] == [
         "great fun", "bad day"]
+
+
+def test_a_large_file_given_as_the_model_is_refused_without_being_read_whole(
+        tmp_path, monkeypatch, capsys):
+    """A study.db (gigabytes, on a long study) given as MODEL_OR_STUDY was read whole into memory
+    to find it is no TOML; past a size no experiment file has, it is refused unread."""
+    from ablation import models
+
+    big = tmp_path / "study.db"
+    big.write_bytes(b"SQLite format 3\x00" + b"x" * 2000)
+    monkeypatch.setattr(models, "EXPERIMENT_FILE_MAX", 1000)
+    capsys.readouterr()
+    assert cli.main(["predict", str(big), "great fun"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and (f"MODEL_OR_STUDY {str(big)!r} is not an experiment file "
+                                      "(0 MB; an experiment file is a short text)") in err, err
 
 
 def test_a_best_model_folder_deleted_between_runs_is_not_named_as_there(write_experiment, capsys):
