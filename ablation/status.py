@@ -79,9 +79,13 @@ class StatusSummary:
             rerun = f"`{self.rerun_commands[variant]}`"
             if state == "run":
                 when, way = "its results are of the stored changes", f"{rerun} trains it again"
-            elif variant in self.training:  # `--rerun` of a running trial is refused
+            elif variant in self.training and self.gone_trains_again:  # `--rerun` is refused
                 when = "its trials train and report what they were queued with"
                 way = f"once they are done, {rerun} trains it again"
+            elif variant in self.training:  # no heartbeats: `--rerun` takes it as abandoned
+                when = "its trials train and report what they were queued with"
+                way = (f"{rerun} takes them as abandoned (this storage has no heartbeats to tell "
+                       "a live process from a dead one) and trains it instead")
             else:  # `--rerun` fails the queued attempts and queues the file's recipe
                 when = "its queued trials would train and report what they were queued with"
                 way = f"{rerun} trains it instead"

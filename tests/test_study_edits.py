@@ -7,6 +7,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
+
 from ablation import cli
 from ablation.config import load_spec
 from ablation.queue import open_study
@@ -453,13 +455,20 @@ def test_rerun_of_a_variant_queued_with_other_changes_trains_the_file_s(write_ex
     assert cli.main(["run", str(path)]) == 0  # the file's recipe is what the study holds now
 
 
+@pytest.mark.parametrize("storage", ["sqlite", "journal"])
 def test_status_of_a_changed_variant_that_trains_now_says_to_rerun_it_once_done(write_experiment,
-                                                                                capsys):
+                                                                                capsys, tmp_path,
+                                                                                storage):
     """While a live process trains the changed variant, `--rerun` of it is refused: `status`
-    says to run it once its trials are done, not at once."""
+    says to run it once its trials are done, not at once. A journal storage has no heartbeats:
+    `--rerun` takes the running trial as abandoned and goes on at once, as status then says."""
     from ablation import records
 
     path = write_experiment(baseline=FAST, variants="lr = { learning_rate = 2e-3 }\n")
+    if storage == "journal":
+        text = path.read_text()
+        path.write_text(text.replace("[experiment]\n", "[experiment]\nstorage = "
+                                     f'"journal:///{tmp_path}/study.journal"\n', 1))
     study = open_study(load_spec(path, need_data=False))
     running = study.ask()  # claimed by a live process: this test's
     for key, value in {records.VARIANT: "baseline_lr", records.SEED: 42,
@@ -468,12 +477,15 @@ def test_status_of_a_changed_variant_that_trains_now_says_to_rerun_it_once_done(
         running.set_user_attr(key, value)
     path.write_text(path.read_text().replace("learning_rate = 2e-3 }", "learning_rate = 5e-3 }"))
     assert cli.main(["status", str(path)]) == 0
+    way = (f"once they are done, `ablate run {path} --rerun baseline_lr` trains it again"
+           if storage == "sqlite" else
+           f"`ablate run {path} --rerun baseline_lr` takes them as abandoned (this storage has no "
+           "heartbeats to tell a live process from a dead one) and trains it instead")
     assert capsys.readouterr().out.splitlines()[-1] == (
         f"changed in {path.name} since it was queued: baseline_lr (learning_rate=0.002 → "
         f"learning_rate=0.005): its trials train and report what they were queued with, and "
-        f"`ablate run {path}` refuses the file as it is; once they are done, `ablate run {path} "
-        f"--rerun baseline_lr` trains it again as the file says (the old attempts kept as "
-        f"superseded)")
+        f"`ablate run {path}` refuses the file as it is; {way} as the file says (the old attempts "
+        "kept as superseded)")
 
 
 def test_status_compares_a_variant_with_the_sets_of_the_run_that_queued_it(write_experiment,
