@@ -287,6 +287,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .config import load_spec
     from .sweep import dry_run, run_study
 
+    args.file_as_read = _file_bytes(args.file)  # see _resume: edited while it runs
     spec = load_spec(args.file, args.sets)
     _print_spec(spec)
     _check_reruns(spec, args.rerun)
@@ -969,7 +970,22 @@ def _resume(args: argparse.Namespace | None) -> str:
     command += [p for name in dict.fromkeys(selected) for p in ("--only", name)]
     command += ["--retry-failed"] * args.retry_failed + ["--graceful"] * args.graceful
     command += ["--workers", str(args.workers)] if args.workers > 1 else []
-    return f"; `{shlex.join(command)}` goes on from there"
+    edited = ""
+    if getattr(args, "file_as_read", None) not in (None, _file_bytes(args.file)):
+        # an edited variant makes that command refuse the file: status says what goes on
+        status = shlex.join(["ablate", "status", str(args.file),
+                             *[p for item in args.sets for p in ("--set", item)]])
+        edited = (f" ({args.file} was edited since this run read it: `{status}` says whether "
+                  "it still does)")
+    return f"; `{shlex.join(command)}` goes on from there{edited}"
+
+
+def _file_bytes(path: str | Path) -> bytes | None:
+    """The experiment file as it is now (None: unreadable)."""
+    try:
+        return Path(path).read_bytes()
+    except OSError:
+        return None
 
 
 def _worker_command(args: argparse.Namespace) -> str:

@@ -312,6 +312,24 @@ def test_ctrl_c_marks_the_trial_failed_finishes_its_run_and_exits_130(write_expe
                       ("baseline-s42", "COMPLETE")]
 
 
+def test_ctrl_c_after_the_file_was_edited_says_status_tells_whether_the_run_goes_on(
+        write_experiment, monkeypatch, capsys):
+    """A variant's knob edited while the run trained, then Ctrl+C: the line said the same `run`
+    goes on from there, which then refuses the edited file; it says the file was edited and that
+    `status` (which gives the `--rerun`) says whether it still does."""
+    path = write_experiment()
+
+    def edited_then_interrupted(*args, **kwargs):
+        path.write_text(path.read_text().replace("batch_size = 32", "batch_size = 24"))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "train_trial", edited_then_interrupted)
+    assert cli.main(["run", str(path)]) == 130
+    err = capsys.readouterr().err
+    assert (f"`ablate run {path}` goes on from there ({path} was edited since this run read it: "
+            f"`ablate status {path}` says whether it still does)") in err, err
+
+
 @pytest.mark.parametrize("storage", [
     "postgresql://nobody@127.0.0.1:1/none",  # no driver or no server: either way, bad input
     "sqlite:////proc/ablate-cannot-write-here/study.db",

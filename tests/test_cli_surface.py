@@ -554,6 +554,22 @@ def test_the_interrupted_line_gives_the_command_that_goes_on_with_the_same_selec
     assert cli._resume(args) == f"; `{expected}` goes on from there"
 
 
+def test_the_interrupted_line_of_a_run_whose_file_was_edited_points_at_status(tmp_path):
+    """The file edited while the run trained (a variant's knob changed): the same command then
+    refuses the file, though the interrupted line said it goes on; it now says the file was
+    edited and that `status` says whether it still does (and nothing where it was not)."""
+    path = tmp_path / "x.toml"
+    path.write_text("[variants]\nlr = { learning_rate = 2e-3 }\n")
+    args = cli.build_parser().parse_args(["run", str(path), "--set", "baseline.epochs=1"])
+    args.file_as_read = cli._file_bytes(path)
+    command = shlex.join(["ablate", "run", str(path), "--set", "baseline.epochs=1"])
+    assert cli._resume(args) == f"; `{command}` goes on from there"
+    path.write_text("[variants]\nlr = { learning_rate = 5e-3 }\n")
+    status = shlex.join(["ablate", "status", str(path), "--set", "baseline.epochs=1"])
+    assert cli._resume(args) == (f"; `{command}` goes on from there ({path} was edited since this "
+                                 f"run read it: `{status}` says whether it still does)")
+
+
 @pytest.mark.parametrize("command", [["status"], ["report"], ["validate"], ["run", "--dry-run"]])
 def test_an_interrupted_command_that_trains_nothing_says_so_alone(write_experiment, monkeypatch,
                                                                    capsys, command):
