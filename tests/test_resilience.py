@@ -1857,6 +1857,22 @@ def _locked_by_another(lock: Path) -> bool:
     return False
 
 
+def _lock_held_at(monkeypatch: pytest.MonkeyPatch, lock: Path,
+                  *places: tuple[Any, str]) -> list[bool]:
+    """Whether `lock` is held (by another open of it) each time the function at `places` (one
+    function, where each module holds it) is called: the list, filled as it is called."""
+    owner, name = places[0]
+    real, held = getattr(owner, name), []
+
+    def recorded(*args, **kwargs):
+        held.append(_locked_by_another(lock))
+        return real(*args, **kwargs)
+
+    for owner, name in places:
+        monkeypatch.setattr(owner, name, recorded)
+    return held
+
+
 def test_a_refused_run_removes_its_planning_lock_while_it_holds_it(write_experiment, monkeypatch,
                                                                     capsys):
     """Removed after it was let go, a run that took it in between would hold the removed file
@@ -1865,13 +1881,7 @@ def test_a_refused_run_removes_its_planning_lock_while_it_holds_it(write_experim
 
     path = write_experiment()
     lock = load_spec(path).output_dir / ".queue.lock"
-    real_remove, held = sweep._remove_made, []
-
-    def remove_made(spec, made):
-        held.append(_locked_by_another(lock))
-        return real_remove(spec, made)
-
-    monkeypatch.setattr(sweep, "_remove_made", remove_made)
+    held = _lock_held_at(monkeypatch, lock, (sweep, "_remove_made"))
     assert cli.main(["run", str(path), "--set", "data.text_column=body"]) == 2
     assert held == [True]
     assert not lock.parent.exists()
@@ -1886,13 +1896,7 @@ def test_two_runs_ending_together_export_the_best_model_one_at_a_time(write_expe
 
     path = write_experiment(variants="")
     lock = load_spec(path).output_dir / ".report.lock"
-    real_export, held = models.export_best_model, []
-
-    def export(spec, *args, **kwargs):
-        held.append(_locked_by_another(lock))
-        return real_export(spec, *args, **kwargs)
-
-    monkeypatch.setattr(models, "export_best_model", export)
+    held = _lock_held_at(monkeypatch, lock, (models, "export_best_model"))
     assert cli.main(["run", str(path)]) == 0
     assert held == [True]
     assert (load_spec(path).output_dir / "best_model" / "config.json").is_file()
@@ -1913,14 +1917,7 @@ def test_ablate_report_reads_and_writes_the_study_holding_the_report_lock(write_
 
     path = stored_study(write_experiment, 2)
     lock = load_spec(path).output_dir / ".report.lock"
-    real_build, held = report.build_report, []
-
-    def build(spec, study):
-        held.append(_locked_by_another(lock))
-        return real_build(spec, study)
-
-    monkeypatch.setattr(report, "build_report", build)
-    monkeypatch.setattr(_write, "build_report", build)
+    held = _lock_held_at(monkeypatch, lock, (report, "build_report"), (_write, "build_report"))
     assert cli.main(["report", str(path), "--format", form]) == 0
     assert held == [True]
     assert capsys.readouterr().out.startswith("report: ")
