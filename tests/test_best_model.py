@@ -1393,12 +1393,18 @@ def test_evaluate_expands_a_quoted_tilde_in_dataset(best_study, tmp_path, monkey
 
 
 def test_evaluate_names_an_option_only_when_it_was_given(best_study, tmp_path, capsys):
-    """A column the data lacks is the option's when typed; otherwise the study's (or the
-    default), with the option that names another."""
+    """A column the data lacks is the option's when typed; otherwise the study's (or the model's,
+    as its ablate.json records it, or the default), with the option that names another."""
     data = tmp_path / "holdout.csv"
     data.write_text("body,label\ngreat love fun,2\nbad sad awful,0\n")
     best = load_spec(best_study).output_dir / "best_model"
-    for model, origin in ((str(best_study), "the study's"), (str(best), "the default")):
+    unrecorded = shutil.copytree(best, tmp_path / "unrecorded")  # as an earlier ablate wrote it
+    info = json.loads((unrecorded / "ablate.json").read_text())
+    (unrecorded / "ablate.json").write_text(json.dumps(
+        {k: v for k, v in info.items() if k not in ("text_column", "label_column")}))
+    for model, origin in ((str(best_study), "the study's"),
+                          (str(best), "the model's, in its ablate.json"),
+                          (str(unrecorded), "the default")):
         capsys.readouterr()
         assert cli.main(["evaluate", model, "--dataset", str(data)]) == 2
         err = capsys.readouterr().err
