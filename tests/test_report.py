@@ -2344,3 +2344,21 @@ def test_dollar_signs_in_report_md_are_escaped_outside_code_so_github_shows_no_m
     assert r"labels: \$, \$\$, \$5-\$10" in text
     outside_code = "".join(part for i, part in enumerate(text.split("`")) if i % 2 == 0)
     assert all(outside_code[i - 1] == "\\" for i, c in enumerate(outside_code) if c == "$")
+
+
+def test_the_one_seed_caveat_names_the_split_the_differences_are_measured_on():
+    """Data without a test split compares on validation ('Computed from macro_f1 on the validation
+    split'), yet the caveat under it said the intervals 'cover which test examples were drawn': a
+    split the study does not have. It names the split of its rows."""
+    from ablation.report.effects import Effect, one_seed_caveat
+    from ablation.report.stats import Interval
+
+    def effect(variant: str, split: str, seeds: int = 1) -> Effect:
+        return Effect(variant, "baseline", "x=1", Interval(0.1, 0.05, 0.15, 0.01, 200, "bootstrap"),
+                      "better", "basis", "macro_f1", seeds, split)
+
+    on_validation = one_seed_caveat([effect("baseline_a", "validation"), effect("baseline_b", "validation")])
+    assert "which validation examples were drawn" in on_validation and "test" not in on_validation
+    assert "which test examples were drawn" in one_seed_caveat([effect("baseline_a", "test")])
+    mixed = one_seed_caveat([effect("baseline_a", "validation"), effect("baseline_b", "test", seeds=3)])
+    assert "`baseline_a` is compared" in mixed and "which validation examples" in mixed

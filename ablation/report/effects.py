@@ -50,7 +50,7 @@ class Effect:
 
 
 ONE_SEED_CAVEAT = (
-    "One seed: these intervals cover which test examples were drawn, not the training's own "
+    "One seed: these intervals cover which {split} examples were drawn, not the training's own "
     "randomness (the new head's first weights, the data order, dropout), which also moves a "
     "trial's result. A small **better** or **worse** may not hold at another seed: give `seeds` "
     "several values (e.g. `[42, 43, 44]`) to compare over seeds.")
@@ -64,13 +64,17 @@ def one_seed_caveat(effects: list[Effect]) -> str | None:
     single = [e for e in effects if e.seeds == 1]
     if not single:
         return None
+    # the examples drawn are those of the split the differences are measured on: validation where
+    # the data has no test split ("test examples" there named a split the study does not have)
+    splits = sorted({e.split for e in single}, reverse=True)  # "validation", "test": rarely both
+    split = " or ".join(splits)
     if len(single) == len(effects):
-        return ONE_SEED_CAVEAT
+        return ONE_SEED_CAVEAT.format(split=split)
     one = len(single) == 1
     names = ", ".join(f"`{e.variant}`" for e in single)
     return (f"One seed: {names} {'is' if one else 'are'} compared at the one seed "
             f"{'it has' if one else 'each has'} in common with {'its' if one else 'their'} "
-            f"reference: {'its interval covers' if one else 'their intervals cover'} which test "
+            f"reference: {'its interval covers' if one else 'their intervals cover'} which {split} "
             "examples were drawn, not the training's own randomness (the new head's first "
             "weights, the data order, dropout), which also moves a trial's result; the other rows "
             "are paired over seeds. A small **better** or **worse** there may not hold at another "
