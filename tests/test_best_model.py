@@ -1765,3 +1765,19 @@ def test_keeping_all_with_resumable_checkpoints_keeps_each_evaluations_weights_o
     rows = json.loads(capsys.readouterr().out)["checkpoints"]
     assert [row["eval_loss"] for row in rows] == pytest.approx(
         [point["loss"] for point in result["eval_history"]], abs=1e-5)
+
+
+def test_the_reports_evaluate_hint_runs_on_data_without_a_test_split(write_experiment, capsys):
+    """The report's Best model line said `use it with ... ablate evaluate FILE`, which evaluates
+    the test split: on data without one (a single CSV, the usual own data) that command stopped
+    with 'has no test split'. It names the split there is, and the command it gives runs."""
+    path = write_experiment(variants="")
+    path.write_text(path.read_text().replace("max_eval_samples = 40\n",
+                                             'max_eval_samples = 40\ntest_split = ""\n'))
+    assert cli.main(["run", str(path)]) == 0
+    report = (load_spec(path).output_dir / "report.md").read_text()
+    line = next(line for line in report.splitlines() if line.startswith("- **Best model**"))
+    hint = next(part for part in line.split("`") if part.startswith("ablate evaluate"))
+    assert hint == f"ablate evaluate {path} --split validation", line
+    capsys.readouterr()
+    assert cli.main(shlex.split(hint)[1:]) == 0, capsys.readouterr().err

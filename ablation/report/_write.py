@@ -919,13 +919,18 @@ def _best_model_line(spec: ExperimentSpec, built: dict[str, Any]) -> list[str]:
         return [f"- **Best model**: trial `{best['key']}`, its best checkpoint by {best['metric']} "
                 f"({fmt(best['value'])}), is in `{elsewhere}`, exported by the run there"]
     folder = from_here(spec.output_dir / best["path"])
+    trials = built["trials"]
+    # `ablate evaluate FILE` scores the test split, and refuses data without one: name the split
+    # there is (the report's own validation numbers, picked on it: a test_size carves a test split)
+    evaluate = (spec.command("evaluate") if len(trials) and trials["test_accuracy"].notna().any()
+                else spec.command("evaluate", "--split", "validation"))
     pipeline = f"`transformers.pipeline(\"text-classification\", model=\"{folder}\")`"
     if best_model_reads_pairs(spec, best):  # each text takes its second text
         uses = (f"`{spec.command('predict', 'some text', '--pair', 'second text')}`, "
-                f"`{spec.command('evaluate')}`, or {pipeline} on text pairs "
+                f"`{evaluate}`, or {pipeline} on text pairs "
                 "(`{\"text\": ..., \"text_pair\": ...}`)")
     else:
-        uses = f"`{spec.command('predict', 'some text')}`, `{spec.command('evaluate')}`, or {pipeline}"
+        uses = f"`{spec.command('predict', 'some text')}`, `{evaluate}`, or {pipeline}"
     return [f"- **Best model**: `{best['path']}/` — trial `{best['key']}`, its best checkpoint by "
             f"{best['metric']} ({fmt(best['value'])}); use it with {uses}"]
 
