@@ -1924,6 +1924,13 @@ def test_train_losses_of_smoothed_or_weighted_variants_are_said_not_to_compare(w
     assert ("`baseline_ls` (label_smoothing=0.2), `baseline_cw` (class_weight=balanced) smooth or "
             "weight it, the other variants do not") in note
     assert "baseline_bs32" not in note and "`baseline`" not in note
+    # one variant named: its verb agrees ("`baseline_cw` (class_weight=balanced) weight it" read
+    # as a typo to a user)
+    path = write_experiment(name="one", variants='cw = { class_weight = "balanced" }\n')
+    spec = load_spec(path)
+    study = _store(spec, {key: _result(0.6, 0.5, 2.0) for key in ("baseline-s42", "baseline_cw-s42")})
+    assert ("`baseline_cw` (class_weight=balanced) weights it, the other variants do not") in \
+        write_report(spec, study).read_text()
     assert "label smoothing keeps it above 0" in note and "class weights change its scale" in note
     assert "Eval loss and log loss are the plain cross-entropy in every variant" in note
     # the same loss in every row (the baseline's smoothing, which every variant keeps): no note

@@ -774,7 +774,8 @@ def _train_loss_note(spec: ExperimentSpec, built: dict[str, Any]) -> str | None:
     named = some_of([f"`{name}` ({describe_changes(own[name])})" for name in changed],
                     TRAIN_LOSS_NAMED)
     knobs = {knob for name in changed for knob in own[name]}
-    how = " or ".join(word for knob, word in (("label_smoothing", "smooth"), ("class_weight", "weight"))
+    how = " or ".join(word + ("s" if len(changed) == 1 else "")  # one variant "weights it"
+                      for knob, word in (("label_smoothing", "smooth"), ("class_weight", "weight"))
                       if knob in knobs)
     effects = [text for knob, text in (
         ("label_smoothing", "label smoothing keeps it above 0 however well a model fits"),
