@@ -567,11 +567,18 @@ def test_the_terminal_table_says_a_removed_changes_delta_is_against_full(write_e
     row = next(line for line in out.splitlines() if line.startswith("full_minus_cw "))
     assert "-0.1000" in row
     assert "\nΔ is against the baseline (full_minus_*: against full)\n" in out
+    assert "Δ is against the baseline (`full_minus_*`: against `full`)." in \
+        write_report(spec, study).read_text()
     spec = load_spec(path, ['experiment.name="plain"', 'ablation.mode="add-one"'])
     study = _store(spec, {f"{name}-s42": _result(v, 0.5, 2.0)
                           for name, v in {"baseline": .61, "baseline_plus_cw": .7}.items()})
     cli._print_summary(spec, build_report(spec, study))
     assert "Δ is against" not in capsys.readouterr().out  # every Δ is the baseline's
+    # nor does the report's Results note name `full_minus_*`, a term a study without such rows
+    # never explains
+    text = write_report(spec, study).read_text()
+    note = next(line for line in text.splitlines() if "Δ is against the baseline" in line)
+    assert note.endswith("Δ is against the baseline.") and "full_minus" not in note, note
 
 
 def test_ablation_table_says_which_sign_is_better_for_a_minimized_metric(write_experiment):

@@ -678,7 +678,11 @@ def render_markdown(spec: ExperimentSpec, built: dict[str, Any], pictures: dict[
               "cross-entropy without class weights or label smoothing), grad norm at the last "
               "logged step and the highest logged"
               + ("; the pairs are means over seeds, without their std" if len(seeds) > 1 else "")
-              + ". Δ is against the baseline (`full_minus_*`: against `full`).",
+              + ". Δ is against the baseline"
+              # `full_minus_*` only where such a row is: elsewhere a term the study never uses
+              + (" (`full_minus_*`: against `full`)"
+                 if any(reference_of(name, built["order"]) == FULL for name in variants["variant"])
+                 else "") + ".",
               ""]
     with_test = len(trials) > 0 and trials["test_accuracy"].notna().any()
     if len(variants):
