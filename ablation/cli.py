@@ -437,8 +437,13 @@ def _print_summary(spec: Any, built: dict[str, Any]) -> None:
     elif best_model:
         usage = spec.command("predict", "some text", *(
             ("--pair", "second text") if best_model_reads_pairs(spec, best_model) else ()))
+        # A model that predicts one class gives every text the same answer: `predict` then read
+        # as a model that works (the report's Best variant line says it; the terminal did not)
+        unlearned = ("; it has not learned from the text: it predicts one class (the report's "
+                     "Diagnosis)" if best_model.get("variant") in built.get("unlearned", set())
+                     else "")
         print(f"best model: {spec.output_dir / best_model['path']} (trial {best_model['key']}; "
-              f"try `{usage}`)")
+              f"try `{usage}`{unlearned})")
     elif spec.experiment.save_models == "none":
         print('best model: not kept (save_models = "none")')
     if spec.tracking.backend == "swanlab" and spec.tracking.mode == "local":

@@ -1605,7 +1605,7 @@ def test_what_mattered_says_when_neither_side_of_a_comparison_learned_from_the_t
     assert learned_sides == {"baseline_cw": True, "baseline_lr": False}
 
 
-def test_the_best_variant_that_learned_nothing_says_so_in_the_headline(write_experiment):
+def test_the_best_variant_that_learned_nothing_says_so_in_the_headline(write_experiment, capsys):
     """Every trial a constant guess: the **Best variant** line named one, as if it were a result."""
     path = write_experiment(variants="cw = { class_weight = \"balanced\" }\n")
     spec = load_spec(path)
@@ -1617,6 +1617,16 @@ def test_the_best_variant_that_learned_nothing_says_so_in_the_headline(write_exp
     assert best.startswith("- **Best variant**: `baseline` — macro_f1 ")
     assert best.endswith("; it has not learned from the text: its trials predict one class "
                          "(Diagnosis)")
+    # The run's last lines offered its model to `predict` with no word of it: every text then got
+    # the same class, read as a model that works.
+    study.set_user_attr("best_model", {"path": "best_model", "key": "baseline-s42",
+                                       "variant": "baseline", "seed": 42, "metric": "macro_f1",
+                                       "value": 0.2})
+    cli._print_summary(spec, build_report(spec, study))
+    line = next(line for line in capsys.readouterr().out.splitlines()
+                if line.startswith("best model:"))
+    assert line.endswith("; it has not learned from the text: it predicts one class (the "
+                         "report's Diagnosis))"), line
     # Where every comparison is between constant guesses, the line says so rather than list them.
     more = load_spec(path, ['variants.lr.learning_rate=1e-2'])
     study = _store(more, {"baseline_lr-s42": _one_class_result(0, labels, 1.3)})
