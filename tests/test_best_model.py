@@ -1779,5 +1779,8 @@ def test_the_reports_evaluate_hint_runs_on_data_without_a_test_split(write_exper
     line = next(line for line in report.splitlines() if line.startswith("- **Best model**"))
     hint = next(part for part in line.split("`") if part.startswith("ablate evaluate"))
     assert hint == f"ablate evaluate {path} --split validation", line
+    # nor does the Results note speak of test metrics the table has no column of
+    results = report.split("## Results", 1)[1].split("\n\n", 2)[1]
+    assert results.startswith("Validation metrics") and "test" not in results, results
     capsys.readouterr()
     assert cli.main(shlex.split(hint)[1:]) == 0, capsys.readouterr().err

@@ -476,6 +476,7 @@ def test_one_seed_compares_the_same_test_examples_by_bootstrap_and_permutation(w
                                                                           "baseline_same"]
     assert good.seeds == 1
     text = write_report(spec, study).read_text()
+    assert "averages; test metrics are of the same checkpoint." in text  # a test split: said
     assert "One seed: these intervals cover which test examples were drawn, not the training's own " \
            "randomness" in text  # a 'better' on one seed may be another seed's 'within noise'
     cli._print_summary(spec, build_report(spec, study))  # the terminal says it too

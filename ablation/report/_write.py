@@ -669,9 +669,11 @@ def render_markdown(spec: ExperimentSpec, built: dict[str, Any], pictures: dict[
     lines += _what_mattered(built)
     lines += _ablation_table(spec, built)
     lines += _search_section(spec, built)
+    with_test = len(trials) > 0 and trials["test_accuracy"].notna().any()
     lines += ["## Results", "",
               "Validation metrics of each trial's selected checkpoint; precision and recall are macro "
-              "averages; test metrics are of the same checkpoint. Loss and gradient-norm columns come "
+              "averages" + ("; test metrics are of the same checkpoint" if with_test else "")
+              + ". Loss and gradient-norm columns come "
               "from the training curves: train loss at the last logged step (the mean of the steps "
               "since the step logged before it), eval loss at the last evaluation and the lowest of "
               "any (the selected checkpoint's, by the metric, is the log loss column: the same "
@@ -684,7 +686,6 @@ def render_markdown(spec: ExperimentSpec, built: dict[str, Any], pictures: dict[
                  if any(reference_of(name, built["order"]) == FULL for name in variants["variant"])
                  else "") + ".",
               ""]
-    with_test = len(trials) > 0 and trials["test_accuracy"].notna().any()
     if len(variants):
         lines += [variant_table(variants, metric, with_test, with_ci=len(seeds) > 1), ""]
         missing = missing_note(variants, trials, with_test, built["label_names"])
