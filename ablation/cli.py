@@ -783,10 +783,11 @@ def _evaluate_checkpoints(args: argparse.Namespace) -> int:
     from .models import BEST_MODEL, MODEL_DIR, home_path, model_info
     from .progress import CountLine
 
-    if not home_path(args.model).is_file():  # '~/x.toml' quoted: the home folder, as predict reads it
+    experiment_file = home_path(args.model)  # '~/x.toml' quoted: the home folder, as predict reads it
+    if not experiment_file.is_file():
         raise AblateInputError(f"--checkpoints needs an experiment file as MODEL_OR_STUDY, not "
                                f"{args.model!r}")
-    spec = load_spec(home_path(args.model), args.sets, need_data=args.dataset is None)
+    spec = load_spec(experiment_file, args.sets, need_data=args.dataset is None)
     folders = checkpoint_folders(spec, args.checkpoints)
     metric, greater = spec.experiment.metric, spec.greater_is_better
     # A checkpoint folder carries no ablate.json: its trial's model's says how the trial read

@@ -242,10 +242,15 @@ def clean_label(name: str) -> str:
     return _AROUND_LABEL.sub("", unicodedata.normalize("NFC", name))
 
 
+# Unicode categories of the characters that break a table's rows or drive the terminal: control
+# characters (line break, tab, escape) and the line and paragraph separators.
+CONTROL_CATEGORIES = ("Cc", "Zl", "Zp")
+
+
 def has_control_characters(text: str) -> bool:
     """A line break, tab, escape or other control character (or a line or paragraph separator)
     in `text`: a class name holding one breaks the rows of the tables that print it."""
-    return any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in text)
+    return any(unicodedata.category(c) in CONTROL_CATEGORIES for c in text)
 
 
 def _label_names(value: Any) -> list[str]:

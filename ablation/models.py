@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from . import interrupts
-from .config import ExperimentSpec
+from .config import PRECISIONS, ExperimentSpec
 from .errors import AblateInputError, first_line
 
 log = logging.getLogger(__name__)
@@ -566,8 +566,8 @@ def _check_reading(info: dict[str, Any], path: Path) -> None:
             continue
         if key == "max_length":
             good = isinstance(value, int) and not isinstance(value, bool) and value >= 1
-        elif key == "precision":  # as a trial resolves it (train.resolve_precision)
-            good = value in ("fp32", "bf16", "fp16")
+        elif key == "precision":  # as a trial resolves it (train.resolve_precision): not auto
+            good = value in PRECISIONS and value != "auto"
         else:
             good = isinstance(value, str) and bool(value.strip())
         if not good:

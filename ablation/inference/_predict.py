@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ..config import CONTROL_CATEGORIES
 from ..errors import AblateInputError
 from ..models import model_info
 from . import _model
@@ -501,7 +502,7 @@ def shown(text: str) -> str:
     if text.isprintable():
         return text
     return "".join(c.encode("unicode_escape").decode("ascii")
-                   if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c for c in text)
+                   if unicodedata.category(c) in CONTROL_CATEGORIES else c for c in text)
 
 
 def terminal_columns(text: str) -> int:
