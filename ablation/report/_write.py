@@ -669,7 +669,7 @@ def render_markdown(spec: ExperimentSpec, built: dict[str, Any], pictures: dict[
     lines += _what_mattered(built)
     lines += _ablation_table(spec, built)
     lines += _search_section(spec, built)
-    with_test = len(trials) > 0 and trials["test_accuracy"].notna().any()
+    with_test = _has_test_metrics(trials)
     lines += ["## Results", "",
               "Validation metrics of each trial's selected checkpoint; precision and recall are macro "
               "averages" + ("; test metrics are of the same checkpoint" if with_test else "")
@@ -912,6 +912,12 @@ def _tied_note(tied: list[str]) -> list[str]:
             "study's order is named)"]
 
 
+def _has_test_metrics(trials: pd.DataFrame) -> bool:
+    """Whether any trial scored a test split: the Results columns, the caveats and the Best
+    model line's `evaluate` command (which refuses data without one) all follow it."""
+    return len(trials) > 0 and bool(trials["test_accuracy"].notna().any())
+
+
 def _best_model_line(spec: ExperimentSpec, built: dict[str, Any]) -> list[str]:
     """Where the best trial's model is, and how to use it (commands that run from here)."""
     best = built.get("best_model")
@@ -928,7 +934,7 @@ def _best_model_line(spec: ExperimentSpec, built: dict[str, Any]) -> list[str]:
     trials = built["trials"]
     # `ablate evaluate FILE` scores the test split, and refuses data without one: name the split
     # there is (the report's own validation numbers, picked on it: a test_size carves a test split)
-    evaluate = (spec.command("evaluate") if len(trials) and trials["test_accuracy"].notna().any()
+    evaluate = (spec.command("evaluate") if _has_test_metrics(trials)
                 else spec.command("evaluate", "--split", "validation"))
     pipeline = f"`transformers.pipeline(\"text-classification\", model=\"{folder}\")`"
     if best_model_reads_pairs(spec, best):  # each text takes its second text
