@@ -636,8 +636,9 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from .config import home_path
     from .inference import IncomingTexts, pair_arguments, prediction_chunks, prediction_table
-    from .models import home_path, resolve_model
+    from .models import resolve_model
     from .progress import CountLine
 
     folder, spec = resolve_model(args.model, args.sets, need_data=False, trial=args.trial)
@@ -771,7 +772,7 @@ def _print_notes(notes: list[str], frame: Any, label_names: list[str]) -> None:
 
 def _evaluate_checkpoints(args: argparse.Namespace) -> int:
     """`evaluate STUDY --checkpoints TRIAL`: each kept checkpoint on validation (or --split)."""
-    from .config import load_spec
+    from .config import home_path, load_spec
     from .data import row_count
     from .inference import (
         checkpoint_folders,
@@ -780,7 +781,7 @@ def _evaluate_checkpoints(args: argparse.Namespace) -> int:
         model_label_names,
         trained_pair_column,
     )
-    from .models import BEST_MODEL, MODEL_DIR, home_path, model_info
+    from .models import BEST_MODEL, MODEL_DIR, model_info
     from .progress import CountLine
 
     experiment_file = home_path(args.model)  # '~/x.toml' quoted: the home folder, as predict reads it

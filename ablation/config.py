@@ -23,6 +23,18 @@ from typing import Any
 
 from .errors import AblateInputError, as_list, set_shown
 
+
+def home_path(text: str | Path) -> Path:
+    """A path whose `~` is the home folder: quoted (or given by a program), no shell expanded it,
+    as every path ablate reads (`~nobody/x`, a user with no home folder: the path as given, which
+    then is not found)."""
+    path = Path(text)
+    if str(text).startswith("~"):
+        with contextlib.suppress(RuntimeError):  # no home folder known: the path as given
+            return path.expanduser()
+    return path
+
+
 # --------------------------------------------------------------------------- value checks
 # Each check takes the raw TOML value and returns the clean value or raises ValueError("must be …").
 
@@ -589,7 +601,7 @@ def _check_knob(key: str, value: Any, where: str, path: Path) -> Any:
         value = fields[key].metadata["check"](value)
     except ValueError as err:
         raise AblateInputError(f"{path}: [{where}] {key} = {toml_value(value)} {err}") from None
-    if key == "model" and value and Path(value).expanduser().exists():
+    if key == "model" and value and home_path(value).exists():
         value = _resolve_path_like(value)  # a local folder, relative to the working folder
     if key == "model_config" and value == {}:
         raise AblateInputError(
@@ -847,7 +859,7 @@ def _mentions(text: str, name: str) -> bool:
 
 
 def _resolve_path_like(value: str) -> str:
-    return str(Path(value).expanduser().resolve())
+    return str(home_path(value).resolve())
 
 
 NO_SUCH_MODEL_FOLDER = ("no such folder (relative paths start at the working folder); give a folder "
@@ -862,7 +874,7 @@ def looks_like_path(name: str) -> bool:
 def looks_local_dataset(dataset: str) -> bool:
     """A path (./x, /x, ~/x, x.csv, or anything that exists here), not a Hub id."""
     return (dataset.startswith((".", "/", "~")) or dataset.lower().endswith(LOCAL_DATA_SUFFIXES)
-            or Path(dataset).expanduser().exists())
+            or home_path(dataset).exists())
 
 
 def resolve_storage(url: str) -> str:
@@ -1019,14 +1031,14 @@ def load_spec(path: str | Path, sets: str | list[str] | None = None,
                     f"{where}: [data] {key} = {getattr(data_spec, key)!r} is a Hub dataset's "
                     f"{'config name' if key == 'config' else 'revision pin'}, but dataset = "
                     f"{data_spec.dataset!r} is a local file or folder, read as it is; drop {key}")
-        local = Path(data_spec.dataset).expanduser()
+        local = home_path(data_spec.dataset)
         if need_data and not local.exists():
             given = last_set(sets or [], "data.dataset")
             where = set_shown(given) if given else f"{path}: [data] dataset = {data_spec.dataset!r}"
             raise AblateInputError(f"{where}: no such file or folder (relative paths start at the "
                                    "working folder)")
         data_spec = dataclasses.replace(data_spec, dataset=str(local.resolve()))
-    if Path(model.name).expanduser().exists():
+    if home_path(model.name).exists():
         model = dataclasses.replace(model, name=_resolve_path_like(model.name))
     model = dataclasses.replace(model, config=dict(model.config or {}))
 

@@ -20,7 +20,6 @@ and of that variant the seed whose trial scored best.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import shutil
@@ -29,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from . import interrupts
-from .config import PRECISIONS, ExperimentSpec
+from .config import PRECISIONS, ExperimentSpec, home_path
 from .errors import AblateInputError, first_line
 
 log = logging.getLogger(__name__)
@@ -433,16 +432,6 @@ def resolve_model(argument: str, sets: list[str] | None = None,
             f"`{spec.command('run', *rerun, sets=keeping_models(spec))}`")
     check_classifier_folder(folder)
     return folder, spec
-
-
-def home_path(text: str | Path) -> Path:
-    """A path whose `~` is the home folder: quoted (or given by a program), no shell expanded it,
-    as evaluate's --dataset reads it too."""
-    path = Path(text)
-    if str(text).startswith("~"):
-        with contextlib.suppress(RuntimeError):  # no home folder known: the path as given
-            return path.expanduser()
-    return path
 
 
 EXPERIMENT_FILE_MAX = 4 * 2**20  # bytes: far more than any experiment file

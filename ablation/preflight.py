@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .config import KNOBS, ExperimentSpec, last_set, toml_value
+from .config import KNOBS, ExperimentSpec, home_path, last_set, toml_value
 from .errors import AblateInputError, set_shown, some_of
 from .variants import BASELINE, FULL, MINUS, PLUS, TrialSpec
 
@@ -77,7 +77,7 @@ def model_fingerprint(name: str, revision: str | None, cache_dir: Path | None = 
     a copy with new modification times is the same model, a folder trained again in place is
     not), or a Hub model's commit in the local cache. None where neither can be told (a Hub model
     not in the cache)."""
-    folder = Path(name).expanduser()
+    folder = home_path(name)
     if folder.is_dir():
         digest = hashlib.sha256()
         for path in sorted(folder.iterdir()):

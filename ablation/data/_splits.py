@@ -9,7 +9,6 @@ import hashlib
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,6 +20,7 @@ from ..config import (
     _did_you_mean,
     clean_label,
     has_control_characters,
+    home_path,
     last_set,
 )
 from ..errors import AblateInputError, set_shown, some_of
@@ -583,7 +583,7 @@ def _unused_keys(spec: DataSpec, test_present: bool) -> list[str]:
     """Notes for [data] keys that this data makes do nothing, which a user set expecting them to."""
     defaults = {f.name: f.default for f in dataclasses.fields(DataSpec)}
     notes = []
-    if Path(spec.dataset).expanduser().exists():
+    if home_path(spec.dataset).exists():
         notes += [f"[data] {key} = {getattr(spec, key)!r} is not used: it picks a Hub dataset's "
                   f"{'configuration' if key == 'config' else 'revision'}, and {spec.dataset} is a "
                   "local path" for key in ("config", "revision") if getattr(spec, key)]
@@ -602,7 +602,7 @@ def load_labeled_splits(spec: DataSpec) -> LabeledSplits:
     available = ", ".join(raw)
     where = f"[data] of {spec.dataset}"
     if spec.train_split not in raw:
-        files, folder, (split,) = "", Path(spec.dataset).expanduser(), list(raw)[:1] or [""]
+        files, folder, (split,) = "", home_path(spec.dataset), list(raw)[:1] or [""]
         # one file in a folder: data.csv is the split 'data', not the train split (a folder
         # save_to_disk wrote has no such file)
         found = next((path.name for path in folder.iterdir() if path.is_file() and

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..config import home_path
 from ..errors import AblateInputError, set_shown, some_of
 from ..models import MODEL_INFO
 from . import _model
@@ -245,7 +246,7 @@ def evaluation_frame(spec: Any, label_names: list[str], dataset: str | None, con
                                "leave --dataset out to use the study's own data")
     given, local = dataset, dataset is not None and looks_local_dataset(dataset)
     if local:  # '~/x.csv' quoted, so the shell left the ~ to us
-        dataset = str(Path(dataset).expanduser())
+        dataset = str(home_path(dataset))
     whole_file = local and Path(dataset).is_file()
     if whole_file:
         named = split_of_file(Path(dataset))  # or train, as a study reads a single file

@@ -12,7 +12,7 @@ from typing import Any
 import optuna
 
 from .. import records
-from ..config import ExperimentSpec, last_set, shown_storage
+from ..config import ExperimentSpec, home_path, last_set, shown_storage
 from ..errors import AblateInputError, set_shown
 from ..variants import TrialSpec
 
@@ -110,7 +110,7 @@ def study_elsewhere(spec: ExperimentSpec) -> str | None:
     output_set = last_set(spec.sets, "experiment", "experiment.output_dir")
     relative = None if output_set else written.get("output_dir", f"reports/{spec.name}")
     folder = spec.path.parent
-    if isinstance(relative, str) and not Path(relative).expanduser().is_absolute() \
+    if isinstance(relative, str) and not home_path(relative).is_absolute() \
             and folder.resolve() != Path.cwd().resolve():
         there = (folder / relative).resolve()
         if _study_like(there / "resolved.json", spec) == spec.name:
@@ -187,7 +187,7 @@ def other_rows_note(study: optuna.Study, spec: ExperimentSpec) -> str | None:
     need it), nor does a Hub dataset (not downloaded for a note)."""
     from ..data import load_study_splits
 
-    if DATA_FINGERPRINT not in study.user_attrs or not Path(spec.data.dataset).expanduser().exists():
+    if DATA_FINGERPRINT not in study.user_attrs or not home_path(spec.data.dataset).exists():
         return None
     try:
         splits = load_study_splits(spec)
