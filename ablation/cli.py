@@ -410,7 +410,9 @@ def _print_summary(spec: Any, built: dict[str, Any]) -> None:
                   f"{', '.join(e.variant for e in weak)} no longer at p < 0.05; treat as tentative")
         constant = neither_learned(built)
         if constant:
-            named = some_of([e.variant for e in constant], CONSTANT_NAMED)
+            # each comparison with its reference, as the report names it: a full_minus_* row's
+            # other side is full, not the baseline the line would be read against
+            named = some_of([f"{e.variant} vs {e.reference}" for e in constant], CONSTANT_NAMED)
             print("  neither side learned from the text (one class predicted; see the report's "
                   f"Diagnosis): {named}; "
                   + ("its Δ compares" if len(constant) == 1 else "their Δ compare")

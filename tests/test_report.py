@@ -1600,7 +1600,7 @@ def test_what_mattered_says_when_neither_side_of_a_comparison_learned_from_the_t
     cli._print_summary(spec, built)
     out = capsys.readouterr().out
     assert ("  neither side learned from the text (one class predicted; see the report's "
-            "Diagnosis): baseline_cw; its Δ compares constant guesses") in out
+            "Diagnosis): baseline_cw vs baseline; its Δ compares constant guesses") in out
     document = json.loads(write_report_json(spec, built).read_text())
     learned_sides = {e["variant"]: e["neither_learned"] for e in document["effects"]}
     assert learned_sides == {"baseline_cw": True, "baseline_lr": False}
@@ -1924,7 +1924,7 @@ def test_the_run_summary_names_a_few_of_many_comparisons_that_learned_nothing(wr
     cli._print_summary(spec, build_report(spec, study))
     line = next(line for line in capsys.readouterr().out.splitlines()
                 if "neither side learned" in line)
-    assert line.count("baseline_lr") == 5, line
+    assert line.count("baseline_lr") == 5 and line.count(" vs baseline") == 5, line
     assert line.endswith(", … (8 in all); their Δ compare constant guesses"), line
 
 
