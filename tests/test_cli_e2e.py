@@ -410,6 +410,25 @@ def test_early_stopping_that_cannot_stop_gets_a_note(write_experiment, capsys):
                          for p in (5, 6)]
 
 
+def test_an_eval_steps_beyond_the_training_gets_a_note(write_experiment, capsys):
+    """216 training rows at batch 16: 28 steps in 2 epochs (14 at batch 32). An eval_steps of 20
+    evaluates the baseline at steps 20 and 28, but the bs32 variant once, at its last step: one
+    validation point, the last checkpoint picked. eval_steps = 0 (once per epoch) is two."""
+    path = write_experiment(baseline="learning_rate = 1e-3\nbatch_size = 16\nepochs = 2\n"
+                                     "eval_steps = 20\n",
+                            variants="bs32 = { batch_size = 32 }\n"
+                                     "bs64 = { batch_size = 64 }\n"
+                                     "epoch = { batch_size = 32, eval_steps = 0 }\n")
+    for command in (["validate"], ["run", "--dry-run"]):
+        assert cli.main([command[0], str(path), *command[1:]]) == 0
+        notes = [line for line in capsys.readouterr().out.splitlines() if "eval_steps =" in line]
+        assert notes == ["note: eval_steps = 20 is not less than the 8–14 training steps of "
+                         "baseline_bs32, baseline_bs64: each evaluates once, at its last step, so "
+                         "its curves have one validation point and the last checkpoint is the "
+                         "one picked; a smaller eval_steps (or 0: once per epoch) evaluates "
+                         "during training"]
+
+
 def test_a_plateau_schedule_that_cannot_lower_the_rate_gets_a_note(write_experiment, capsys):
     """reduce_lr_on_plateau lowers the rate once 11 evaluations after the best did not improve on
     it (torch's patience of 10; the first evaluation is always the best so far), so at the 12th at
