@@ -1,6 +1,6 @@
 """`ablate dashboard`: serve a study's SwanLab runs (mode "local") with `swanlab watch`, offline.
 
-The SwanLab dashboard (the `swanboard` package, `pip install 'ablate[dashboard]'`) reads the
+The SwanLab dashboard (the `swanboard` package, `swanlab[dashboard]`, a dependency) reads the
 runs database ``<output_dir>/swanlog/runs.swanlab`` that every trial of a ``mode = "local"``
 study writes. This module checks the inputs, starts ``swanlab watch`` on 127.0.0.1, waits until
 its API answers, prints the address and serves until Ctrl+C, then stops the server.
