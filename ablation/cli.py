@@ -595,10 +595,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from .preflight import TrialInputs, preflight
     from .search import probe_trials
     from .sweep import check_own_output_dir, select_trials
+    from .tracking import check_installed
 
     spec = load_spec(args.file, args.sets)
     _print_spec(spec)
     check_own_output_dir(spec)  # what run refuses first
+    check_installed(spec)
     trials = select_trials(spec, None)
     splits = load_study_splits(spec)
     for note in splits.notes:

@@ -9,7 +9,6 @@ its API answers, prints the address and serves until Ctrl+C, then stops the serv
 from __future__ import annotations
 
 import collections
-import importlib.util
 import os
 import shlex
 import signal
@@ -24,6 +23,7 @@ import webbrowser
 from pathlib import Path
 from typing import Any
 
+from . import tracking as _tracking
 from .errors import EXIT_OK, EXIT_TRIALS_FAILED, AblateInputError
 from .interrupts import stop_with_parent
 
@@ -67,13 +67,12 @@ def check_dashboard_inputs(spec: Any, port: int) -> Path:
         raise AblateInputError(
             f'{file}: [tracking] mode = "{tracking.mode}": the local dashboard shows runs logged '
             f'with mode = "local"{hint}')
+    if not _tracking.local_store_installed():  # first: without it no run was recorded in the database
+        raise AblateInputError(f"the SwanLab dashboard cannot start: {_tracking.LOCAL_STORE_MISSING}")
     folder = swanlog_dir(spec)
     if not (folder / "runs.swanlab").is_file():
         raise AblateInputError(
             f"no SwanLab runs under {folder} yet: run the study first (`{spec.command('run')}`)")
-    if importlib.util.find_spec("swanboard") is None:
-        raise AblateInputError("the SwanLab dashboard is not installed: "
-                               "pip install 'swanlab[dashboard]' (or the project's [dashboard] extra)")
     if not port_is_free(port):
         raise AblateInputError(f"port {port} is in use on {HOST}: choose another with --port N")
     return folder

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
+import importlib.util
 import logging
 import signal
 import threading
@@ -18,8 +19,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from . import interrupts
-from .config import TrackingSpec
-from .errors import first_line
+from .config import TrackingSpec, named_by
+from .errors import AblateInputError, first_line
 from .locking import file_lock
 
 log = logging.getLogger(__name__)
@@ -322,6 +323,29 @@ def _quick_tag_column_check() -> None:
 
     Tag.field_exists = classmethod(field_exists)
     Tag._ablate_quick_check = True
+
+
+def local_store_installed() -> bool:
+    """Whether SwanLab's mode "local" can record runs: in the database of the `swanboard` package
+    (`swanlab[dashboard]`). Without it SwanLab writes each run's files and leaves it out of the
+    database, with no word said (its error is one of the console lines ablate turns off), and the
+    dashboard never shows the run."""
+    return importlib.util.find_spec("swanboard") is not None
+
+
+LOCAL_STORE_MISSING = ("SwanLab's local runs database (the swanboard package) is not installed: "
+                       "pip install 'swanlab[dashboard]'")
+
+
+def check_installed(spec: Any) -> None:
+    """Before anything trains (`validate`, `run`, `worker`): mode "local" without its database
+    would train every trial and log none where the dashboard reads."""
+    tracking = spec.tracking
+    if tracking.backend == "swanlab" and tracking.mode == "local" and not local_store_installed():
+        raise AblateInputError(
+            f'{named_by(spec.path, spec.sets, "tracking.mode", "tracking.backend")}: [tracking] '
+            f'mode = "local" cannot record its runs: {LOCAL_STORE_MISSING}, or set mode = "offline" '
+            '(files only; `swanlab sync` uploads them) or backend = "none"')
 
 
 TRACKERS: dict[str, Callable[[TrackingSpec, Path], Tracker]] = {

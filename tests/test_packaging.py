@@ -26,3 +26,25 @@ def test_the_default_tracking_mode_is_installed_without_extras():
     assert (default.backend, default.mode) == ("swanlab", "local")
     swanlab = [req for req in core_requirements() if req.name == "swanlab"]
     assert swanlab and all("dashboard" in req.extras for req in swanlab), swanlab
+
+
+def test_mode_local_without_its_database_package_is_refused_before_training(
+        write_experiment, monkeypatch, capsys):
+    """Installed without swanboard (`pip install --no-deps`, an environment of its own), mode
+    "local" ran every trial and logged them to files that no dashboard shows; `ablate dashboard`
+    then said 'no SwanLab runs yet: run the study first'. Now validate, run and worker refuse it
+    first, and the dashboard says what is missing."""
+    from ablation import cli, tracking
+
+    monkeypatch.setattr(tracking, "local_store_installed", lambda: False)
+    path = write_experiment(tracking='backend = "swanlab"\nmode = "local"')
+    for command in (["validate", str(path)], ["run", str(path)], ["worker", str(path)],
+                    ["dashboard", str(path), "--no-browser"]):
+        assert cli.main(command) == 2, command
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "swanboard" in err[0] and "swanlab[dashboard]" in err[0], (command, err)
+        if command[0] != "dashboard":
+            assert err[0].startswith(f"ablate: error: {path}: [tracking] mode = \"local\""), err
+    assert not (path.parent / "reports" / "tiny" / "trials").exists()
+    # mode offline needs no database: it is not refused for it
+    assert cli.main(["run", str(path), "--dry-run", "--set", 'tracking.mode="offline"']) == 0

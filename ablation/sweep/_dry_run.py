@@ -24,6 +24,7 @@ def dry_run(spec: ExperimentSpec, only: list[str], rerun: list[str], retry_faile
     )
     from ..records import latest_by_key, load_records
     from ..search import left_running, reruns, retries, run_probes, search_names, selected
+    from ..tracking import check_installed
     from ..variants import describe_changes
     from ._plan import checked_plan, run_selection
     from ._runner import check_own_output_dir, make_output_dir
@@ -32,6 +33,7 @@ def dry_run(spec: ExperimentSpec, only: list[str], rerun: list[str], retry_faile
     trials = run_selection(spec, only, rerun, retry_failed)
     make_output_dir(spec, dry_run=True)
     check_own_output_dir(spec)
+    check_installed(spec)  # what run refuses first
     try:
         study = open_study(spec, create=False)
     except StudyNotFound:  # never run (nothing created): all to run; an unusable storage is refused

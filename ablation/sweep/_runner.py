@@ -35,7 +35,7 @@ from ..errors import (
 from ..preflight import TrialInputs, preflight
 from ..progress import Lines, as_progress, fmt_duration
 from ..quiet import quiet_libraries
-from ..tracking import NullTracker, make_tracker
+from ..tracking import NullTracker, check_installed, make_tracker
 from ..variants import TrialSpec, describe_changes
 from ._plan import checked_plan, run_selection, select_trials
 from ._study import (
@@ -461,6 +461,7 @@ def run_study(spec: ExperimentSpec, only: str | list[str] | None = None,
     trials = run_selection(spec, only, rerun, retry_failed)
     retry_search, propose = selected(spec, only, rerun, retry_failed)
     outcome = RunOutcome(planned=trials)
+    check_installed(spec)
     made = [path for path in _made_while_planning(spec) if not path.exists()]
     make_output_dir(spec)
     check_own_output_dir(spec)
@@ -634,6 +635,7 @@ def run_worker(spec: ExperimentSpec, echo: Callable[[str], None] = print,
     None: until it is)."""
     from ..search import check_same_search, selected
 
+    check_installed(spec)
     only = as_list(only)
     wanted = {t.key for t in select_trials(spec, only)} if only else None
     stop = stop or threading.Event()
