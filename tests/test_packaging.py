@@ -48,3 +48,42 @@ def test_mode_local_without_its_database_package_is_refused_before_training(
     assert not (path.parent / "reports" / "tiny" / "trials").exists()
     # mode offline needs no database: it is not refused for it
     assert cli.main(["run", str(path), "--dry-run", "--set", 'tracking.mode="offline"']) == 0
+
+
+# Imported only to reach into swanboard (tracking.py), which swanlab[dashboard] brings.
+PROVIDED_BY = {"swanboard": "swanlab", "peewee": "swanlab"}
+
+
+def imported_modules() -> set[str]:
+    """The top-level names of every `import` in the package, at any depth (most are inside
+    functions, so that `ablate --help` imports nothing heavy)."""
+    import ast
+
+    names = set()
+    for path in (ROOT / "ablation").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+    return names
+
+
+def test_every_package_ablation_imports_is_a_declared_dependency():
+    """A module the package imports that comes only with another dependency's dependencies
+    (numpy, huggingface_hub, accelerate, sqlalchemy...) breaks the day that dependency drops it,
+    and one that comes only with the dev extra (pytest) breaks `pip install ablate` at once."""
+    import importlib.metadata
+    import sys
+
+    from packaging.utils import canonicalize_name
+
+    declared = {canonicalize_name(req.name) for req in core_requirements()}
+    distributions = importlib.metadata.packages_distributions()
+    missing = {}
+    for module in sorted(imported_modules() - set(sys.stdlib_module_names) - {"ablation"}):
+        provided = PROVIDED_BY.get(module)
+        names = [provided] if provided else distributions.get(module, [module])
+        if not any(canonicalize_name(name) in declared for name in names):
+            missing[module] = names
+    assert not missing, f"imported by ablation/ but not in pyproject's dependencies: {missing}"
