@@ -87,3 +87,33 @@ def test_every_package_ablation_imports_is_a_declared_dependency():
         if not any(canonicalize_name(name) in declared for name in names):
             missing[module] = names
     assert not missing, f"imported by ablation/ but not in pyproject's dependencies: {missing}"
+
+
+def test_the_wheel_holds_every_package_file_its_type_marker_and_the_command(tmp_path):
+    """What `pip install ablate` puts in site-packages, built (no network, no new environment) from
+    a copy of the project, so that the checkout gets no build/ folder. The package's type hints
+    reach a user's type checker only with `py.typed` (PEP 561): without it mypy skipped `from
+    ablation import run_study` as 'missing library stubs or py.typed marker'."""
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    shutil.copytree(ROOT / "ablation", source / "ablation",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-build-isolation", "--no-deps",
+                    "--no-index", "-q", "-w", str(tmp_path / "dist"), str(source)],
+                   check=True, timeout=300, capture_output=True)
+    [wheel] = (tmp_path / "dist").glob("ablate-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        entry_points = next(archive.read(n).decode() for n in names if n.endswith("entry_points.txt"))
+    package = {path.relative_to(source).as_posix() for path in (source / "ablation").rglob("*")
+               if path.is_file()}
+    assert "ablation/py.typed" in package
+    assert package <= names, sorted(package - names)
+    assert "ablate = ablation.cli:entry_point" in entry_points
