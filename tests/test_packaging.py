@@ -89,11 +89,12 @@ def test_every_package_ablation_imports_is_a_declared_dependency():
     assert not missing, f"imported by ablation/ but not in pyproject's dependencies: {missing}"
 
 
-def test_the_wheel_holds_every_package_file_its_type_marker_and_the_command(tmp_path):
+def test_the_wheel_holds_every_package_file_its_type_marker_its_license_and_the_command(tmp_path):
     """What `pip install ablate` puts in site-packages, built (no network, no new environment) from
     a copy of the project, so that the checkout gets no build/ folder. The package's type hints
     reach a user's type checker only with `py.typed` (PEP 561): without it mypy skipped `from
-    ablation import run_study` as 'missing library stubs or py.typed marker'."""
+    ablation import run_study` as 'missing library stubs or py.typed marker'. The license the
+    project declares (Apache-2.0) asks that its text go with every copy: it had no LICENSE file."""
     import shutil
     import subprocess
     import sys
@@ -101,7 +102,7 @@ def test_the_wheel_holds_every_package_file_its_type_marker_and_the_command(tmp_
 
     source = tmp_path / "src"
     source.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy(ROOT / name, source / name)
     shutil.copytree(ROOT / "ablation", source / "ablation",
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
@@ -112,8 +113,12 @@ def test_the_wheel_holds_every_package_file_its_type_marker_and_the_command(tmp_
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
         entry_points = next(archive.read(n).decode() for n in names if n.endswith("entry_points.txt"))
+        metadata = next(archive.read(n).decode() for n in names if n.endswith(".dist-info/METADATA"))
+        licenses = [archive.read(n).decode() for n in names if ".dist-info/licenses/" in n]
     package = {path.relative_to(source).as_posix() for path in (source / "ablation").rglob("*")
                if path.is_file()}
     assert "ablation/py.typed" in package
     assert package <= names, sorted(package - names)
     assert "ablate = ablation.cli:entry_point" in entry_points
+    assert "License-Expression: Apache-2.0" in metadata and "License-File: LICENSE" in metadata
+    assert len(licenses) == 1 and "Apache License" in licenses[0] and "Version 2.0" in licenses[0]
