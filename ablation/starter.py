@@ -25,7 +25,8 @@ metric = "macro_f1"           # the selection metric, on the validation split
 dataset = "mteb/tweet_sentiment_extraction"
 text_column = "text"
 label_column = "label"        # integer class ids or class names
-validation_size = 0.1         # carved from train (stratified) when there is no validation split
+validation_size = 0.1         # of train, carved out (stratified) as validation; unless:
+# validation_split = "validation"   # the data's own validation split, as it is
 max_train_samples = 2000      # start small; remove to train on every row
 max_eval_samples = 500
 

@@ -210,6 +210,20 @@ def test_init_writes_a_commented_starter_that_validates_as_written(
         assert "#" in header, f"[{section}] has no comment saying what it is"
 
 
+def test_the_starter_says_validation_is_carved_even_where_the_data_has_its_own(tmp_path: Path) -> None:
+    """validation_size's comment said it was carved from train 'when there is no validation
+    split': a data folder with its validation.csv was still carved from train (as `validation_split`
+    is unset), which the comment had said it would not be. The starter now shows the key that uses
+    the data's own split, commented out; uncommented, it is valid and is what the study uses."""
+    lines = STARTER.splitlines()
+    size = next(line for line in lines if line.startswith("validation_size = "))
+    assert "no validation split" not in size
+    split = next(line for line in lines if line.startswith("# validation_split = "))
+    path = tmp_path / "own_split.toml"
+    path.write_text(STARTER.replace(size + "\n", "").replace(split, split[2:]), encoding="utf-8")
+    assert load_spec(path, need_data=False).data.validation_split == "validation"
+
+
 def test_init_to_a_path_creates_its_folder_and_never_overwrites(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "studies" / "first.toml"
