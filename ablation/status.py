@@ -275,10 +275,17 @@ def study_or_planning(spec: ExperimentSpec) -> tuple[optuna.Study | None, Planni
 
     try:
         return open_study(spec, create=False), None
-    except StudyNotFound:
+    except StudyNotFound as never_run:
         planning = planning_run(spec)
         if planning is None:
-            raise
+            from .sweep import study_elsewhere
+
+            # the file's study is in another folder (a relative output_dir, run from elsewhere;
+            # a renamed file): where it is, as `run` says, not "run it first", which trains it again
+            elsewhere = study_elsewhere(spec)
+            if elsewhere is None:
+                raise
+            raise StudyNotFound(f"{str(never_run).split(';')[0]}, but {elsewhere}") from None
         return None, planning
 
 

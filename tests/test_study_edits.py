@@ -207,6 +207,12 @@ def test_a_renamed_file_whose_study_name_was_its_stem_points_at_the_old_study(
     note = ("note: reports/bs holds study 'bs', run on the data, model, baseline and metric this "
             "file gives; this file names its study 'bs_v2' after itself: set [experiment] name = "
             "\"bs\" to go on with that study's results rather than train them again")
+    # status and report of the renamed file said to run it first, which trains it all again
+    for command in ("status", "report"):
+        assert cli.main([command, str(renamed)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.endswith(
+            f", but {note.removeprefix('note: ')}\n"), err
     for dry in (["--dry-run"], []):
         capsys.readouterr()
         assert cli.main(["run", str(renamed), *dry]) == 0
@@ -238,6 +244,12 @@ def test_a_file_run_from_another_folder_points_at_its_study_in_the_file_s_folder
             f"in {project} (relative paths start at the folder ablate runs in, here {elsewhere}): "
             f"run it from {project} to go on with that study's results rather than train them "
             "again") in capsys.readouterr().out
+    for command in ("status", "report"):  # said "run it first", which trains it all again there
+        assert cli.main([command, "../project/bs.toml"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and (
+            f"yet, but {project / 'reports' / 'tiny'} holds study 'tiny' of this file, made by a "
+            f"run in {project} ") in err, err
 
 
 def test_a_project_moved_to_another_folder_goes_on_where_its_data_and_model_are_the_same(
