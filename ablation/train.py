@@ -35,6 +35,7 @@ from transformers import (
     TrainerCallback,
     TrainingArguments,
 )
+from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import has_length
 
 from . import interrupts
@@ -535,6 +536,27 @@ class StopWhenTakenOver(TrainerCallback):
 # --------------------------------------------------------------------------- checkpoints
 
 
+class SeededLengthGroupedSampler(LengthGroupedSampler):
+    """group_by_length's sampler with its order drawn from the seed and the epoch alone, as the
+    random sampler's is (accelerate's SeedableRandomSampler). The Trainer's draws each epoch's
+    order from torch's global generator, which the dropout masks of the epochs before it had
+    advanced: from the second epoch on, a variant that draws other masks (no dropout, another
+    max_length, batch size or model) trained on other batches than its baseline, a trial resumed
+    there on other batches than the uninterrupted one (the skipped batches were another order's),
+    and the processes of a data-parallel trial, each drawing its own masks, on other orders."""
+
+    def __init__(self, sampler: LengthGroupedSampler, seed: int) -> None:
+        super().__init__(sampler.batch_size, lengths=sampler.lengths)
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:  # the Trainer's, before each epoch (resumed too)
+        self.epoch = epoch
+
+    def __iter__(self) -> Any:
+        self.generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return super().__iter__()
+
+
 class AblateTrainer(Trainer):
     """The Trainer, plus a resumable checkpoint every `checkpoint_steps` optimizer steps, the best
     checkpoint's weights kept in memory where nothing but this process reads them back, and the
@@ -589,6 +611,13 @@ class AblateTrainer(Trainer):
         logs["train_runtime"] = runtime + self.earlier_train_s
         logs["train_samples_per_second"] = samples / logs["train_runtime"]
         logs["train_steps_per_second"] = steps / logs["train_runtime"]
+
+    def _get_train_sampler(self, *args: Any, **kwargs: Any) -> Any:
+        sampler = super()._get_train_sampler(*args, **kwargs)
+        if isinstance(sampler, LengthGroupedSampler):
+            seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+            return SeededLengthGroupedSampler(sampler, seed)
+        return sampler
 
     def create_optimizer(self, model: Any = None) -> Any:
         optimizer = super().create_optimizer(model)

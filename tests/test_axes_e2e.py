@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 
 import optuna
+from conftest import DEFAULT_BASELINE
 
 from ablation import cli
 from ablation.config import load_spec
@@ -60,3 +61,37 @@ def test_data_size_model_and_model_config_axes(write_experiment, tiny_model_dir,
     report = (load_spec(path).output_dir / "report.md").read_text()
     assert "baseline_n60 | max_train_samples=60" in report
     assert "(plots/learning_curve.png)" in report
+
+
+def _batches_by_trial(monkeypatch) -> dict[str, list[list[tuple[int, ...]]]]:
+    """Each trial's training batches as they reach training_step: its texts' token ids."""
+    from ablation import train
+
+    seen: dict[str, list[list[tuple[int, ...]]]] = {}
+    real_step = train.AblateTrainer.training_step
+
+    def training_step(self, model, inputs, *args, **kwargs):
+        ids, mask = inputs["input_ids"], inputs["attention_mask"]
+        trial = self.args.output_dir.split("/trials/")[1].split("/")[0]
+        seen.setdefault(trial, []).append(sorted(tuple(ids[i][mask[i].bool()].tolist())
+                                                 for i in range(len(ids))))
+        return real_step(self, model, inputs, *args, **kwargs)
+
+    monkeypatch.setattr(train.AblateTrainer, "training_step", training_step)
+    return seen
+
+
+def test_group_by_length_batches_do_not_depend_on_the_dropout_draws(write_experiment, monkeypatch):
+    """The seed alone gives the data order, also with group_by_length: its second epoch's order was
+    drawn from torch's generator after the first epoch's dropout masks, so a variant without
+    dropout (or another max_length, batch size, model) trained on other batches from epoch 2 on,
+    and a trial resumed in epoch 2 on others than the uninterrupted trial."""
+    path = write_experiment(baseline=DEFAULT_BASELINE + "group_by_length = true\n",
+                            variants="nodrop = { dropout = 0.0 }\n")
+    seen = _batches_by_trial(monkeypatch)
+    assert cli.main(["run", str(path)]) == 0
+    grouped, nodrop = seen["baseline-s42"], seen["baseline_nodrop-s42"]
+    assert len(grouped) == len(nodrop) == 28  # 216 rows in batches of 16, two epochs
+    assert grouped[14:] == nodrop[14:]  # the second epoch, as the first
+    assert grouped[:14] == nodrop[:14]
+    assert grouped[14:] != grouped[:14]  # each epoch its own order

@@ -1556,6 +1556,31 @@ def test_a_failed_trial_resumes_from_its_last_checkpoint_with_the_same_results(
             f"the {earlier:.0f} s earlier attempts took to reach it)") in report
 
 
+def test_a_group_by_length_trial_resumed_in_its_second_epoch_trains_the_same_batches(
+        write_experiment, monkeypatch):
+    """group_by_length's second epoch was ordered by torch's generator as the epoch began (after
+    the first epoch's dropout masks); resumed there, the generator had not come that far, so the
+    resumed epoch skipped the batches of another order and trained on others."""
+    from conftest import DEFAULT_BASELINE
+
+    baseline = DEFAULT_BASELINE + "group_by_length = true\n"
+    sets = ["--set", "experiment.checkpoint_steps=4"]
+    reference = write_experiment(name="reference", variants="", baseline=baseline)
+    assert cli.main(["run", str(reference)]) == 0
+    [expected] = _trials(reference)
+    path = write_experiment(name="crashed", variants="", baseline=baseline)
+    real_step_end = _crash_at_step_11(monkeypatch, step=19)  # epoch 2 is steps 15 to 28
+    assert cli.main(["run", str(path), *sets]) == 1
+    monkeypatch.setattr(train.TrackerCallback, "on_step_end", real_step_end)
+    assert cli.main(["run", str(path), "--retry-failed", *sets]) == 0
+    failed, resumed = _trials(path, sets[1::2])
+    assert failed.state.name == "FAIL" and resumed.state.name == "COMPLETE"
+    result, reference_result = resumed.user_attrs["result"], expected.user_attrs["result"]
+    assert result["resumed_from_step"] == 16
+    for key in ("validation", "test", "history", "eval_history", "test_predictions"):
+        assert result[key] == reference_result[key], key
+
+
 def test_a_checkpoint_between_logging_steps_resumes_the_same_logged_train_loss(
         write_experiment, monkeypatch):
     """Checkpoints every 3 steps, a train loss logged every 2: resumed from step 9, the loss
