@@ -95,3 +95,18 @@ def test_group_by_length_batches_do_not_depend_on_the_dropout_draws(write_experi
     assert grouped[14:] == nodrop[14:]  # the second epoch, as the first
     assert grouped[:14] == nodrop[:14]
     assert grouped[14:] != grouped[:14]  # each epoch its own order
+
+
+def test_no_two_seeds_train_an_epoch_on_the_same_batches(write_experiment, monkeypatch):
+    """Each seed its own data order in every epoch: the order of epoch e was drawn from seed + e,
+    so seed 1's second epoch was seed 2's first, batch for batch, and `seeds = [42, 43, 44]` over
+    3 epochs shared most of their data orders (the t-test over seeds read them as independent)."""
+    path = write_experiment(variants="grouped = { group_by_length = true }\n")
+    seen = _batches_by_trial(monkeypatch)
+    assert cli.main(["run", str(path), "--set", "experiment.seeds=[1, 2]"]) == 0
+    for variant in ("baseline", "baseline_grouped"):
+        epochs = [[seen[f"{variant}-s{seed}"][14 * epoch:14 * (epoch + 1)] for epoch in (0, 1)]
+                  for seed in (1, 2)]
+        assert all(len(batches) == 14 for seed in epochs for batches in seed)
+        orders = [batches for seed in epochs for batches in seed]
+        assert all(a != b for i, a in enumerate(orders) for b in orders[i + 1:]), variant

@@ -1787,6 +1787,24 @@ def test_a_resumed_trial_reads_its_train_loss_window_beside_or_inside_the_checkp
     assert trainer.resumed_step == 9 and trainer.resumed_logged_loss is None
 
 
+def test_a_checkpoint_of_an_ablate_that_ordered_the_data_otherwise_is_not_resumed(
+        write_experiment, monkeypatch):
+    """Resumed, a trial skips the batches its checkpoint trained: those of the order it was
+    trained in. A checkpoint whose identity lacks data_order was written by an ablate that
+    ordered the data otherwise (train.DATA_ORDER): the trial starts over."""
+    sets = ["--set", "experiment.checkpoint_steps=4"]
+    path = write_experiment(variants="")
+    real_step_end = _crash_at_step_11(monkeypatch)
+    assert cli.main(["run", str(path), *sets]) == 1
+    monkeypatch.setattr(train.TrackerCallback, "on_step_end", real_step_end)
+    checkpoints = load_spec(path, sets[1::2]).output_dir / "trials" / "baseline-s42" / "checkpoints"
+    identity = json.loads((checkpoints / train.CHECKPOINT_IDENTITY).read_text())
+    assert identity.pop("data_order") == train.DATA_ORDER
+    (checkpoints / train.CHECKPOINT_IDENTITY).write_text(json.dumps(identity))
+    assert cli.main(["run", str(path), "--retry-failed", *sets]) == 0
+    assert _trials(path, sets[1::2])[-1].user_attrs["result"]["resumed_from_step"] is None
+
+
 def test_a_checkpoint_of_another_recipe_is_not_resumed(tmp_path):
     folder = tmp_path / "checkpoints"
     (folder / "checkpoint-8").mkdir(parents=True)
