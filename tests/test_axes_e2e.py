@@ -110,3 +110,18 @@ def test_no_two_seeds_train_an_epoch_on_the_same_batches(write_experiment, monke
         assert all(len(batches) == 14 for seed in epochs for batches in seed)
         orders = [batches for seed in epochs for batches in seed]
         assert all(a != b for i, a in enumerate(orders) for b in orders[i + 1:]), variant
+
+
+def test_a_batch_size_or_max_length_variant_sees_the_same_examples_in_the_same_order(
+        write_experiment, monkeypatch):
+    """README's "What is reproducible": at the same seed another batch_size batches the same
+    examples, in the same order, otherwise, and another max_length cuts them."""
+    path = write_experiment(variants="bs8 = { batch_size = 8 }\ncut = { max_length = 6 }\n",
+                            extra="", baseline=DEFAULT_BASELINE.replace("epochs = 2", "epochs = 1"))
+    seen = _batches_by_trial(monkeypatch)
+    assert cli.main(["run", str(path)]) == 0
+    baseline, bs8, cut = (seen[f"baseline{v}-s42"] for v in ("", "_bs8", "_cut"))
+    assert len(baseline) == 14 and len(bs8) == 27  # 216 rows
+    assert [sorted(a + b) for a, b in zip(bs8[0::2], bs8[1::2] + [[]], strict=True)] == baseline
+    # [CLS], the first 4 of the 6 words (one token each here), [SEP]
+    assert [sorted(row[:5] + row[-1:] for row in batch) for batch in baseline] == cut
