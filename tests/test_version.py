@@ -61,3 +61,14 @@ def test_version_option_and_trained_versions_name_the_same_version(capsys):
     assert capsys.readouterr().out == f"ablate {ablate_version()}\n"
     assert ablate_version().startswith(ablation.__version__)
     assert trained_versions()["ablate"] == ablate_version()
+
+
+def test_the_package_and_its_distribution_give_one_release_number():
+    """The release is written twice, in pyproject.toml (what pip records) and in
+    ablation.__version__ (what `ablate --version`, results.csv and the report print): a bump of
+    one alone would name trials by a release the installed package is not."""
+    import tomllib
+
+    project = tomllib.loads((Path(ablation.__file__).parents[1] / "pyproject.toml")
+                            .read_text(encoding="utf-8"))["project"]
+    assert project["version"] == ablation.__version__
