@@ -8,8 +8,10 @@ be made, the process reads the caches alone from then on (until the call ends)."
 from __future__ import annotations
 
 import contextlib
+import difflib
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from .errors import first_line
@@ -76,3 +78,55 @@ def per_call() -> Iterator[None]:
                 module.HF_HUB_OFFLINE = setting
             _ONLINE.clear()
             _UNREACHABLE.clear()
+
+
+def cached_ids(kind: str) -> list[str]:
+    """The Hub ids of the models (`kind` "model") or datasets ("dataset") the Hugging Face caches
+    hold: HF_HUB_CACHE's `models--org--name` folders, and for datasets also HF_DATASETS_CACHE's
+    `org___name` folders of prepared data (what `load_dataset` reads offline)."""
+    from huggingface_hub import constants
+
+    ids = set()
+    prefix = f"{kind}s--"
+    with contextlib.suppress(OSError):
+        for folder in Path(constants.HF_HUB_CACHE).iterdir():
+            if folder.name.startswith(prefix) and folder.is_dir():
+                ids.add(folder.name[len(prefix):].replace("--", "/", 1))
+    if kind == "dataset":
+        import datasets
+
+        with contextlib.suppress(OSError):
+            for folder in Path(datasets.config.HF_DATASETS_CACHE).iterdir():
+                # <cache>/<org>___<name>/<config>/<version>/<hash>/dataset_info.json
+                if folder.is_dir() and next(folder.glob("*/*/*/dataset_info.json"), None):
+                    ids.add(folder.name.replace("___", "/", 1))
+    return sorted(ids)
+
+
+def cache_hint(name: str, kind: str) -> str:
+    """For a Hub id that could not be loaded: the cached id it is most likely a slip of (the
+    organisation left out, as `all-MiniLM-L6-v2` or `sst2`; another case; a typo), as
+    `; did you mean 'org/name' (the Hugging Face cache holds it)?`; offline, where nothing is close,
+    the ids the cache holds. "" where the cache holds `name` itself (the revision or config is
+    what failed) or nothing to name."""
+    from huggingface_hub import constants
+
+    ids = cached_ids(kind)
+    if name in ids:
+        return ""
+    lowered = {repo.lower(): repo for repo in ids}
+    wanted = name.lower().strip("/")
+    match = (lowered.get(wanted)
+             or next((repo for low, repo in lowered.items() if low.rpartition("/")[2] == wanted), None)
+             or next(iter(difflib.get_close_matches(wanted, list(lowered), n=1, cutoff=0.8)), None))
+    if match:
+        return f"; did you mean {lowered.get(match.lower(), match)!r} (the Hugging Face cache holds it)?"
+    if not (constants.HF_HUB_OFFLINE or _UNREACHABLE):
+        return ""
+    where = (f"the Hugging Face cache ({constants.HF_HUB_CACHE}) holds" if kind == "model" else
+             "the Hugging Face caches hold")
+    if not ids:
+        return f"; {where} no {kind}s"
+    shown = ", ".join(repr(repo) for repo in ids[:8])
+    more = f" and {len(ids) - 8} more" if len(ids) > 8 else ""
+    return f"; {where} the {kind}{'s' if len(ids) > 1 else ''} {shown}{more}"

@@ -341,14 +341,17 @@ def model_unavailable(name: str, err: Exception, key: str = "[model] name",
                 "folder written by save_pretrained (config.json, the weights and the tokenizer)")
     if looks_like_path(name):
         return f"{key} = {name!r}: {NO_SUCH_MODEL_FOLDER}"
+    from .hub import cache_hint
+
+    hint = cache_hint(name, "model")  # `all-MiniLM-L6-v2` for the cached `sentence-transformers/...`
     if revision:
         return (f"{key} = {name!r} at [model] revision = {revision!r} cannot be loaded ({reason}); "
                 "give a revision the model has (a branch, tag or commit) or leave revision out, a "
                 "local folder, or make the Hub id at that revision available offline: fill a "
-                "Hugging Face cache, point HF_HUB_CACHE at it and set HF_HUB_OFFLINE=1")
+                f"Hugging Face cache, point HF_HUB_CACHE at it and set HF_HUB_OFFLINE=1{hint}")
     return (f"{key} = {name!r} cannot be loaded ({reason}); give a local folder, or make "
             "the Hub id available offline: fill a Hugging Face cache, point HF_HUB_CACHE at it and "
-            "set HF_HUB_OFFLINE=1")
+            f"set HF_HUB_OFFLINE=1{hint}")
 
 
 def apply_dropout(config: Any, recipe: Recipe) -> Any:

@@ -507,7 +507,7 @@ def _load_hub(spec: DataSpec) -> tuple[dict[str, pd.DataFrame], dict[str, list[s
     import datasets
     from huggingface_hub import hf_hub_url
 
-    from ..hub import unreachable
+    from ..hub import cache_hint, unreachable
 
     try:  # offline without HF_HUB_OFFLINE: the cache alone, without minutes of retries
         offline = unreachable(hf_hub_url(spec.dataset, "README.md", repo_type="dataset",
@@ -531,6 +531,7 @@ def _load_hub(spec: DataSpec) -> tuple[dict[str, pd.DataFrame], dict[str, list[s
             + (f" (config {spec.config!r})" if spec.config else "")
             + f" cannot be loaded: {reason}{here}. Offline? Point HF_HUB_CACHE / HF_DATASETS_CACHE at a "
             "filled cache and set HF_HUB_OFFLINE=1, or give a local .csv/.jsonl/.parquet path"
+            + cache_hint(spec.dataset, "dataset")  # `sst2` for the cached `stanfordnlp/sst2`
         ) from None
     return _frames_and_class_names(loaded)
 
