@@ -103,6 +103,20 @@ def cached_ids(kind: str) -> list[str]:
     return sorted(ids)
 
 
+def cached_configs(dataset: str) -> list[str]:
+    """The configs of Hub dataset `dataset` that HF_DATASETS_CACHE holds prepared (where
+    `load_dataset` reads them offline: `<org>___<name>/<config>/<version>/<hash>/`)."""
+    import datasets
+    from datasets.naming import camelcase_to_snakecase
+
+    parts = dataset.split("/")
+    parts[-1] = camelcase_to_snakecase(parts[-1])
+    folder = Path(datasets.config.HF_DATASETS_CACHE) / "___".join(parts)
+    with contextlib.suppress(OSError):
+        return sorted({info.parents[2].name for info in folder.glob("*/*/*/dataset_info.json")})
+    return []
+
+
 def cache_hint(name: str, kind: str) -> str:
     """For a Hub id that could not be loaded: the cached id it is most likely a slip of (the
     organisation left out, as `all-MiniLM-L6-v2` or `sst2`; another case; a typo), as

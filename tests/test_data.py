@@ -1319,7 +1319,7 @@ def test_hub_error_keeps_the_line_naming_the_available_configs(monkeypatch: pyte
     monkeypatch.setattr(datasets, "load_dataset", not_cached)
     with pytest.raises(AblateInputError) as info:
         load_raw_splits(DataSpec(dataset="cardiffnlp/tweet_eval", config="emotions"))
-    assert "for config 'emotions'; Available configs in the cache: ['emotion']" in str(info.value)
+    assert "[data] config = 'emotions'" in str(info.value) and "(it holds 'emotion')" in str(info.value)
     assert "\n" not in str(info.value)
 
 

@@ -81,3 +81,76 @@ def test_a_dataset_id_the_cache_holds_under_another_spelling_is_named(fake_cache
 def test_an_unlike_dataset_id_offline_is_told_what_the_cache_holds(fake_cache: Path) -> None:
     message = _data_error("imdb")
     assert message.endswith("; the Hugging Face caches hold the dataset 'stanfordnlp/sst2'")
+
+
+def _cache_configs(cache: Path, dataset: str, *configs: str) -> None:
+    for config in configs:
+        info = cache / "datasets" / dataset.replace("/", "___") / config / "0.0.0" / "abc123"
+        info.mkdir(parents=True)
+        (info / "dataset_info.json").write_text("{}", encoding="utf-8")
+
+
+def test_a_dataset_config_the_cache_lacks_names_the_key_and_the_configs_it_holds(fake_cache: Path) -> None:
+    """The line read `[data] dataset = ... cannot be loaded: Couldn't find cache ...; nor is it a
+    file or folder ... Offline? Point HF_HUB_CACHE ...`: the dataset was there, the config wrong."""
+    _cache_configs(fake_cache, "cardiffnlp/tweet_eval", "emotion")
+    with pytest.raises(AblateInputError) as info:
+        load_raw_splits(DataSpec(dataset="cardiffnlp/tweet_eval", config="emotions"))
+    assert str(info.value) == ("[data] config = 'emotions': the Hugging Face cache holds no such "
+                               "config of cardiffnlp/tweet_eval (it holds 'emotion'); did you mean "
+                               "'emotion'?")
+    with pytest.raises(AblateInputError) as info:
+        load_raw_splits(DataSpec(dataset="stanfordnlp/sst2", config="sst2"))
+    assert str(info.value) == ("[data] config = 'sst2': the Hugging Face cache holds no such "
+                               "config of stanfordnlp/sst2 (it holds 'default'); leave config out")
+
+
+def test_no_config_offline_where_the_cache_holds_several_is_refused(fake_cache: Path) -> None:
+    """Offline, load_dataset without a config read whichever config was cached last: a study of
+    tweet_eval trained on 'sentiment' or 'emotion' by the cache's file times, unsaid."""
+    _cache_configs(fake_cache, "cardiffnlp/tweet_eval", "emotion", "sentiment")
+    with pytest.raises(AblateInputError) as info:
+        load_raw_splits(DataSpec(dataset="cardiffnlp/tweet_eval"))
+    assert str(info.value) == (
+        "[data] config is not set, and the Hugging Face cache holds several configs of "
+        "cardiffnlp/tweet_eval (offline, the one cached last would be read): set [data] config to "
+        "one of 'emotion', 'sentiment'")
+
+
+@pytest.mark.parametrize(("config", "error", "expected"), [
+    ("emotions", "BuilderConfig 'emotions' not found. Available: ['emoji', 'emotion', 'hate']",
+     "[data] config = 'emotions': cardiffnlp/tweet_eval has no such config (its configs: 'emoji', "
+     "'emotion', 'hate'); did you mean 'emotion'?"),
+    (None, "Config name is missing.\nPlease pick one among the available configs: ['emoji', "
+     "'emotion']\nExample of usage:\n\t`load_dataset('cardiffnlp/tweet_eval', 'emoji')`",
+     "[data] config is not set, and cardiffnlp/tweet_eval has several configs: set [data] config "
+     "to one of 'emoji', 'emotion'"),
+])
+def test_a_config_the_hub_refuses_names_the_key_and_the_configs(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, config: str | None, error: str,
+        expected: str) -> None:
+    """Online, datasets' own refusals (its messages as of datasets 5), made one line naming the key."""
+    import datasets
+    import huggingface_hub.constants
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise ValueError(error)
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # no try of the Hub
+    monkeypatch.setattr(datasets, "load_dataset", refuse)
+    with pytest.raises(AblateInputError) as info:
+        load_raw_splits(DataSpec(dataset="cardiffnlp/tweet_eval", config=config))
+    assert str(info.value) == expected
+
+
+def test_evaluate_names_its_config_option(fake_cache: Path) -> None:
+    from ablation.inference._evaluate import _as_options
+
+    _cache_configs(fake_cache, "cardiffnlp/tweet_eval", "emotion")
+    with pytest.raises(AblateInputError) as info:
+        load_raw_splits(DataSpec(dataset="cardiffnlp/tweet_eval", config="emotionz"))
+    given = {"--text-column": True, "--label-column": True}
+    assert _as_options(str(info.value), given, {}) == (
+        "--config 'emotionz': the Hugging Face cache holds no such config of cardiffnlp/tweet_eval "
+        "(it holds 'emotion'); did you mean 'emotion'?")

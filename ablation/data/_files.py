@@ -5,8 +5,10 @@ its encoding, quoting or JSON layout.
 
 from __future__ import annotations
 
+import ast
 import codecs
 import csv
+import difflib
 import gzip
 import io
 import json
@@ -507,17 +509,29 @@ def _load_hub(spec: DataSpec) -> tuple[dict[str, pd.DataFrame], dict[str, list[s
     import datasets
     from huggingface_hub import hf_hub_url
 
-    from ..hub import cache_hint, unreachable
+    from ..hub import cache_hint, cached_configs, unreachable
 
     try:  # offline without HF_HUB_OFFLINE: the cache alone, without minutes of retries
         offline = unreachable(hf_hub_url(spec.dataset, "README.md", repo_type="dataset",
                                          revision=spec.revision))
     except ValueError:  # not a repository id: load_dataset says what is wrong
         offline = None
+    if spec.config is None and (offline or datasets.config.HF_HUB_OFFLINE):
+        # Offline, load_dataset without a config reads the config cached last, whichever it is
+        # (online it refuses, "Config name is missing"): a study would train on it unsaid.
+        configs = cached_configs(spec.dataset)
+        if len(configs) > 1:
+            raise AblateInputError(
+                f"[data] config is not set, and the Hugging Face cache holds several configs of "
+                f"{spec.dataset} (offline, the one cached last would be read): set [data] config "
+                f"to one of {', '.join(map(repr, configs))}")
     try:
         loaded = datasets.load_dataset(spec.dataset, spec.config, revision=spec.revision)
     except Exception as err:  # the datasets library raises many types for "not available"
         lines = str(err).strip().splitlines() or [type(err).__name__]
+        wrong_config = _config_refusal(spec, lines)
+        if wrong_config:
+            raise AblateInputError(wrong_config) from None
         # datasets names the configs it has on a later line: "Available configs in the cache: [...]"
         reason = "; ".join([lines[0], *(line for line in lines[1:] if line.startswith("Available"))])
         if offline:  # datasets says "OfflineModeIsEnabled": ablate turned it on, here is why
@@ -534,6 +548,36 @@ def _load_hub(spec: DataSpec) -> tuple[dict[str, pd.DataFrame], dict[str, list[s
             + cache_hint(spec.dataset, "dataset")  # `sst2` for the cached `stanfordnlp/sst2`
         ) from None
     return _frames_and_class_names(loaded)
+
+
+def _config_refusal(spec: DataSpec, lines: list[str]) -> str | None:
+    """Where `load_dataset` failed on [data] config (a name the dataset, or the offline cache, has
+    not; none given where the dataset has several), the line that says so, naming the configs:
+    the dataset itself was found, so the "cannot be loaded ... Offline?" advice would mislead."""
+    # datasets 5: "BuilderConfig 'x' not found. Available: [...]" (online), "Couldn't find cache
+    # for org/name for config 'x'" + "Available configs in the cache: [...]" (offline), "Config
+    # name is missing." + "Please pick one among the available configs: [...]"
+    text = " ".join(lines)
+    found = re.search(r"[Aa]vailable(?: configs)?(?: in the cache)?:\s*(\[[^\]]*\])", text)
+    if not found:
+        return None
+    try:
+        configs = [str(name) for name in ast.literal_eval(found.group(1))]
+    except (ValueError, SyntaxError):
+        return None
+    shown = ", ".join(repr(name) for name in configs)
+    cache = "in the cache" in text
+    if spec.config is None and "Config name is missing" in text:
+        return (f"[data] config is not set, and {spec.dataset} has several configs: set [data] "
+                f"config to one of {shown}")
+    if spec.config is None or not (text.startswith("BuilderConfig") or "for config" in text):
+        return None
+    close = difflib.get_close_matches(spec.config, configs, n=1, cutoff=0.6)
+    where = (f"the Hugging Face cache holds no such config of {spec.dataset} (it holds {shown})"
+             if cache else f"{spec.dataset} has no such config (its configs: {shown})")
+    return (f"[data] config = {spec.config!r}: {where}"
+            + ("; leave config out" if configs == ["default"] else
+               f"; did you mean {close[0]!r}?" if close else ""))
 
 
 def load_raw_splits(spec: DataSpec) -> tuple[dict[str, pd.DataFrame], dict[str, list[str]]]:

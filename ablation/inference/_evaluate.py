@@ -467,6 +467,9 @@ def _as_options(message: str, given: dict[str, bool], origins: dict[str, str]) -
     """The data package names experiment-file keys; here the user typed command-line options, or left
     them out (then the column is the study's, the model's or the default: `origins` by kind, and
     the option that names another is said)."""
+    message = message.replace("[data] config is not set", "--config is not given").replace(
+        "set [data] config to one of", "give --config, one of").replace(
+        "[data] config =", "--config").replace("leave config out", "leave --config out")
     message = message.replace("[data] dataset =", "--dataset").replace(
         "[data] text_pair_column =", "--text-pair-column" if given.get("--text-pair-column")
         else "text_pair_column (the model was trained on text pairs; --text-pair-column names "
