@@ -125,9 +125,49 @@ def check_hub_reachable(source: ModelSource) -> None:
             source.name_key, source.revision)) from None
 
 
+def check_model_folder(source: ModelSource, tokenizer: bool = False) -> None:
+    """A local folder given as the model must hold one whole: without its weights every trial
+    failed as it started (validate said ok), and without a tokenizer vocabulary transformers made
+    one of the special tokens alone, every word [UNK]: the study trained on nothing, with a note
+    blaming the vocabulary's language. A Hugging Face cache's own folder (`models--org--name`)
+    is pointed to its Hub id and snapshot. The vocabulary is checked where the tokenizer is
+    loaded (`tokenizer`), the weights where the config is."""
+    from .models import BEST_MODEL, MODEL_DIR, TOKENIZER_FILES, WEIGHT_FILES
+
+    folder = Path(source.name).expanduser()
+    if not folder.is_dir():
+        return
+    where = f"{source.name_key} = {source.name!r}"
+    if not (folder / "config.json").is_file():
+        snapshots = sorted((folder / "snapshots").glob("*/config.json"))
+        if folder.name.startswith("models--") and snapshots:
+            repo = folder.name[len("models--"):].replace("--", "/", 1)
+            raise AblateInputError(
+                f"{where} is a Hugging Face cache's folder of {repo!r}, not a saved model: give "
+                f"the Hub id {repo!r} (with HF_HUB_CACHE = {str(folder.parent)!r}), or its "
+                f"snapshot folder {str(snapshots[-1].parent)!r}")
+        inner = next((folder / name for name in (BEST_MODEL, MODEL_DIR)
+                      if (folder / name / "config.json").is_file()), None)
+        raise AblateInputError(
+            f"{where} is a folder but not a saved model (no config.json); "
+            + (f"it holds the model folder {str(inner)!r}: give that" if inner else
+               "give a folder written by save_pretrained (config.json, the weights and the tokenizer)"))
+    if not tokenizer and not any((folder / name).is_file() for name in WEIGHT_FILES):
+        raise AblateInputError(
+            f"{where} holds no weights ({' or '.join(WEIGHT_FILES[::2])}); give a folder written "
+            "by save_pretrained (config.json, the weights and the tokenizer)")
+    if tokenizer and not (any((folder / name).is_file() for name in TOKENIZER_FILES)
+                          or any(folder.glob("*.model"))):
+        raise AblateInputError(
+            f"{where} holds no tokenizer vocabulary (tokenizer.json, vocab.txt, ...): transformers "
+            "would make one of the special tokens alone, every word [UNK]; save the tokenizer "
+            "beside the model, as `tokenizer.save_pretrained(folder)` does")
+
+
 def load_model_config(source: ModelSource, label_names: list[str]) -> Any:
     """The model's config with the study's overrides; raises AblateInputError for unknown keys."""
     check_hub_reachable(source)
+    check_model_folder(source)
     try:
         config = AutoConfig.from_pretrained(source.name, revision=source.revision)
     except (OSError, ValueError) as err:
@@ -232,6 +272,7 @@ def load_tokenizer(source: ModelSource) -> Any:
     from transformers import AutoTokenizer
 
     check_hub_reachable(source)
+    check_model_folder(source, tokenizer=True)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source.name, revision=source.revision)
     except (OSError, ValueError) as err:

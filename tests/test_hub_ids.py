@@ -3,6 +3,7 @@ another case, a typo. A fake Hugging Face cache (folder names alone) stands in f
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from ablation.config import DataSpec
 from ablation.data import load_raw_splits
 from ablation.errors import AblateInputError
-from ablation.train import ModelSource, load_model_config
+from ablation.train import ModelSource, load_model_config, load_tokenizer
 
 
 @pytest.fixture
@@ -154,3 +155,50 @@ def test_evaluate_names_its_config_option(fake_cache: Path) -> None:
     assert _as_options(str(info.value), given, {}) == (
         "--config 'emotionz': the Hugging Face cache holds no such config of cardiffnlp/tweet_eval "
         "(it holds 'emotion'); did you mean 'emotion'?")
+
+
+def _incomplete_copy(tiny_model_dir: Path, tmp_path: Path, *left_out: str) -> Path:
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, folder, ignore=shutil.ignore_patterns(*left_out))
+    return folder
+
+
+@pytest.mark.parametrize(("left_out", "expected"), [
+    (("model.safetensors",), "holds no weights (model.safetensors or pytorch_model.bin)"),
+    (("tokenizer.json", "vocab.txt"), "holds no tokenizer vocabulary (tokenizer.json, vocab.txt, "
+     "...): transformers would make one of the special tokens alone, every word [UNK]"),
+    (("config.json",), "is a folder but not a saved model (no config.json)"),
+])
+def test_an_incomplete_model_folder_is_refused_before_any_trial(
+        tiny_model_dir: Path, tmp_path: Path, left_out: tuple[str, ...], expected: str) -> None:
+    """validate said ok: without weights every trial then failed as it started (exit 1), and
+    without a vocabulary the study trained on a tokenizer of 5 tokens, every word [UNK]."""
+    folder = _incomplete_copy(tiny_model_dir, tmp_path, *left_out)
+    source = ModelSource(str(folder), None, {})
+    loads = [lambda: load_tokenizer(source)] if "tokenizer.json" in left_out else [
+        lambda: load_model_config(source, ["a", "b"])]
+    if "config.json" in left_out:
+        loads.append(lambda: load_tokenizer(source))
+    for load in loads:
+        with pytest.raises(AblateInputError) as info:
+            load()
+        assert str(info.value).startswith(f"[model] name = {str(folder)!r} {expected}")
+
+
+def test_a_study_folder_or_a_cache_folder_given_as_the_model_names_the_one_to_give(
+        tiny_model_dir: Path, tmp_path: Path) -> None:
+    study = tmp_path / "reports" / "old"
+    shutil.copytree(tiny_model_dir, study / "best_model")
+    with pytest.raises(AblateInputError) as info:
+        load_model_config(ModelSource(str(study), None, {}), ["a", "b"])
+    assert str(info.value) == (f"[model] name = {str(study)!r} is a folder but not a saved model (no "
+                               f"config.json); it holds the model folder {str(study / 'best_model')!r}: "
+                               "give that")
+    repo = tmp_path / "hub" / "models--org--tiny"
+    shutil.copytree(tiny_model_dir, repo / "snapshots" / "abc123")
+    with pytest.raises(AblateInputError) as info:
+        load_model_config(ModelSource(str(repo), None, {}), ["a", "b"])
+    assert str(info.value) == (
+        f"[model] name = {str(repo)!r} is a Hugging Face cache's folder of 'org/tiny', not a saved "
+        f"model: give the Hub id 'org/tiny' (with HF_HUB_CACHE = {str(repo.parent)!r}), or its "
+        f"snapshot folder {str(repo / 'snapshots' / 'abc123')!r}")
