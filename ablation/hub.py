@@ -144,3 +144,41 @@ def cache_hint(name: str, kind: str) -> str:
     shown = ", ".join(repr(repo) for repo in ids[:8])
     more = f" and {len(ids) - 8} more" if len(ids) > 8 else ""
     return f"; {where} the {kind}{'s' if len(ids) > 1 else ''} {shown}{more}"
+
+
+def cached_revisions(name: str, kind: str = "model") -> dict[str, str]:
+    """The revisions of Hub id `name` that HF_HUB_CACHE holds: each ref (branch, tag) → its commit,
+    and each snapshot no ref names → itself."""
+    from huggingface_hub import constants
+
+    repo = Path(constants.HF_HUB_CACHE) / f"{kind}s--{name.replace('/', '--')}"
+    revisions: dict[str, str] = {}
+    with contextlib.suppress(OSError):
+        for ref in sorted((repo / "refs").rglob("*")):
+            if ref.is_file():
+                revisions[ref.relative_to(repo / "refs").as_posix()] = ref.read_text().strip()
+    with contextlib.suppress(OSError):
+        for snapshot in sorted((repo / "snapshots").iterdir()):
+            if snapshot.name not in revisions.values():  # a ref's commit is named with the ref
+                revisions[snapshot.name] = snapshot.name
+    return revisions
+
+
+def revision_hint(name: str, revision: str, kind: str = "model") -> str:
+    """For a revision of a cached Hub id that could not be loaded: the cached commit it is the
+    start of (`c9745ed`, as the Hub's pages show commits; a revision is a whole commit hash, a
+    branch or a tag), or offline the revisions the cache holds."""
+    from huggingface_hub import constants
+
+    revisions = cached_revisions(name, kind)
+    if not revisions:
+        return ""
+    commits = sorted({commit for commit in revisions.values() if commit.startswith(revision.lower())})
+    if len(revision) >= 4 and len(commits) == 1:
+        return (f"; did you mean {commits[0]!r} (the Hugging Face cache holds that commit; a "
+                "revision is a whole commit hash, a branch or a tag)?")
+    if not (constants.HF_HUB_OFFLINE or _UNREACHABLE):
+        return ""
+    shown = ", ".join(f"{ref!r}" + (f" (commit {commit})" if commit != ref else "")
+                      for ref, commit in list(revisions.items())[:6])
+    return f"; the Hugging Face cache holds {name} at {shown}"

@@ -382,9 +382,11 @@ def model_unavailable(name: str, err: Exception, key: str = "[model] name",
                 "folder written by save_pretrained (config.json, the weights and the tokenizer)")
     if looks_like_path(name):
         return f"{key} = {name!r}: {NO_SUCH_MODEL_FOLDER}"
-    from .hub import cache_hint
+    from .hub import cache_hint, revision_hint
 
     hint = cache_hint(name, "model")  # `all-MiniLM-L6-v2` for the cached `sentence-transformers/...`
+    if revision and not hint:  # the id is cached: its revision is what failed
+        hint = revision_hint(name, revision)
     if revision:
         return (f"{key} = {name!r} at [model] revision = {revision!r} cannot be loaded ({reason}); "
                 "give a revision the model has (a branch, tag or commit) or leave revision out, a "

@@ -202,3 +202,28 @@ def test_a_study_folder_or_a_cache_folder_given_as_the_model_names_the_one_to_gi
         f"[model] name = {str(repo)!r} is a Hugging Face cache's folder of 'org/tiny', not a saved "
         f"model: give the Hub id 'org/tiny' (with HF_HUB_CACHE = {str(repo.parent)!r}), or its "
         f"snapshot folder {str(repo / 'snapshots' / 'abc123')!r}")
+
+
+def _cache_model_at(cache: Path, repo: str, commit: str, ref: str | None = None) -> None:
+    folder = cache / "hub" / f"models--{repo.replace('/', '--')}"
+    (folder / "snapshots" / commit).mkdir(parents=True, exist_ok=True)
+    if ref:
+        (folder / "refs").mkdir(exist_ok=True)
+        (folder / "refs" / ref).write_text(commit, encoding="utf-8")
+
+
+def test_a_short_commit_of_a_cached_model_is_named_whole(fake_cache: Path) -> None:
+    """The Hub's pages show commits by their first 7 characters; a revision is the whole hash,
+    a branch or a tag. The line said only to give a revision the model has."""
+    commit = "c9745ed1d9f207416be6d2e6f8de32d1f16199bf"
+    _cache_model_at(fake_cache, "sentence-transformers/all-MiniLM-L6-v2", commit, "main")
+    with pytest.raises(AblateInputError) as info:
+        load_model_config(ModelSource("sentence-transformers/all-MiniLM-L6-v2", "c9745ed", {}), ["a", "b"])
+    assert str(info.value).endswith(f"; did you mean {commit!r} (the Hugging Face cache holds that "
+                                    "commit; a revision is a whole commit hash, a branch or a tag)?")
+    _cache_model_at(fake_cache, "sentence-transformers/all-MiniLM-L6-v2", "0" * 40)
+    with pytest.raises(AblateInputError) as info:
+        load_model_config(ModelSource("sentence-transformers/all-MiniLM-L6-v2", "v1.0", {}), ["a", "b"])
+    assert str(info.value).endswith(
+        f"; the Hugging Face cache holds sentence-transformers/all-MiniLM-L6-v2 at 'main' (commit "
+        f"{commit}), {'0' * 40!r}")
