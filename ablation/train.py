@@ -278,6 +278,9 @@ def load_tokenizer(source: ModelSource) -> Any:
     except (OSError, ValueError) as err:
         raise AblateInputError(model_unavailable(source.name, err, source.name_key,
                                                   source.revision)) from None
+    except ImportError as err:  # a SentencePiece vocabulary without sentencepiece/protobuf installed
+        raise AblateInputError(f"{source.name_key} = {source.name!r}: "
+                               f"{tokenizer_library_missing(err)}") from None
     if tokenizer.pad_token is None:
         # Decoders (GPT-2, Llama, Mistral) have no padding token, and batches could not be padded:
         # every trial failed. Their end-of-sequence token pads, as transformers suggests; the
@@ -291,6 +294,15 @@ def load_tokenizer(source: ModelSource) -> Any:
         tokenizer.pad_token = tokenizer.eos_token
         tokenizer.ablate_pads_with_eos = True
     return tokenizer
+
+
+def tokenizer_library_missing(err: ImportError) -> str:
+    """A tokenizer whose vocabulary needs a library that is not installed (a SentencePiece
+    `spiece.model` saved without `tokenizer.json` needs sentencepiece and protobuf): transformers
+    raised ImportError, a traceback, where its other loading errors were one line."""
+    return (f"its tokenizer cannot be loaded: {first_line(err)} (install the library it names, "
+            "e.g. `pip install sentencepiece protobuf`, or save the tokenizer as tokenizer.json, "
+            "which needs none)")
 
 
 def pad_like_the_tokenizer(config: Any, tokenizer: Any) -> Any:

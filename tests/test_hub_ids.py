@@ -227,3 +227,29 @@ def test_a_short_commit_of_a_cached_model_is_named_whole(fake_cache: Path) -> No
     assert str(info.value).endswith(
         f"; the Hugging Face cache holds sentence-transformers/all-MiniLM-L6-v2 at 'main' (commit "
         f"{commit}), {'0' * 40!r}")
+
+
+def test_a_tokenizer_needing_a_library_not_installed_is_one_line(
+        tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A SentencePiece vocabulary (spiece.model) without tokenizer.json needs sentencepiece and
+    protobuf: transformers raises ImportError, which validate, run and predict let out as a
+    traceback (exit 1). Its message, as transformers 5 writes it, starts with a line break."""
+    import transformers
+
+    from ablation.inference import _model
+
+    def needs_sentencepiece(*args: object, **kwargs: object) -> None:
+        raise ImportError("\nAlbertTokenizer requires the SentencePiece library but it was not found in "
+                          "your environment. Check out the instructions on the\ninstallation page")
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", needs_sentencepiece)
+    expected = ("its tokenizer cannot be loaded: AlbertTokenizer requires the SentencePiece library "
+                "but it was not found in your environment. Check out the instructions on the "
+                "(install the library it names, e.g. `pip install sentencepiece protobuf`, or save "
+                "the tokenizer as tokenizer.json, which needs none)")
+    with pytest.raises(AblateInputError) as info:
+        load_tokenizer(ModelSource(str(tiny_model_dir), None, {}))
+    assert str(info.value) == f"[model] name = {str(tiny_model_dir)!r}: {expected}"
+    with pytest.raises(AblateInputError) as info:
+        _model.load_classifier(tiny_model_dir)
+    assert str(info.value) == f"{tiny_model_dir}: {expected}"

@@ -41,7 +41,7 @@ def load_classifier(folder: Path) -> tuple[Any, Any, str]:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from ..models import WEIGHT_FILES
-    from ..train import check_precision
+    from ..train import check_precision, tokenizer_library_missing
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(folder))
@@ -50,6 +50,8 @@ def load_classifier(folder: Path) -> tuple[Any, Any, str]:
     except (OSError, ValueError) as err:
         raise AblateInputError(f"{folder}: cannot be loaded as a text classifier: "
                                f"{first_line(err)}") from None
+    except ImportError as err:
+        raise AblateInputError(f"{folder}: {tokenizer_library_missing(err)}") from None
     except (SafetensorError, RuntimeError) as err:  # RuntimeError: torch.load's, for a .bin
         weights = next((name for name in WEIGHT_FILES if (folder / name).is_file()), "weights")
         cause = first_line(err).split(". ")[0]  # torch's runs on for sentences
