@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from ablation.config import DataSpec
@@ -253,3 +254,22 @@ def test_a_tokenizer_needing_a_library_not_installed_is_one_line(
     with pytest.raises(AblateInputError) as info:
         _model.load_classifier(tiny_model_dir)
     assert str(info.value) == f"{tiny_model_dir}: {expected}"
+
+
+def test_the_default_text_column_missing_points_to_the_only_column_of_texts(tmp_path: Path) -> None:
+    """SST-2's texts are 'sentence', waimai_10k's 'review': the default 'text' was refused listing
+    the columns, with no did-you-mean ('sentence' is no typo of 'text')."""
+    from ablation.data import load_labeled_splits
+
+    rows = [(i, f"a fine film number {i}", i % 2) for i in range(20)]
+    pd.DataFrame(rows, columns=["idx", "sentence", "label"]).to_csv(tmp_path / "sst.csv", index=False)
+    with pytest.raises(AblateInputError) as info:
+        load_labeled_splits(DataSpec(dataset=str(tmp_path / "sst.csv")))
+    assert "has no such column; did you mean 'sentence' (its only column of texts)? (columns: 'idx', " \
+           "'sentence', 'label')" in str(info.value)
+    # two columns of texts: which one is not guessed
+    pd.DataFrame([(f"t{i}", f"a film {i}", i % 2) for i in range(20)],
+                 columns=["title", "review", "label"]).to_csv(tmp_path / "two.csv", index=False)
+    with pytest.raises(AblateInputError) as info:
+        load_labeled_splits(DataSpec(dataset=str(tmp_path / "two.csv")))
+    assert "has no such column (columns: 'title', 'review', 'label')" in str(info.value)

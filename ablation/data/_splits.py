@@ -79,10 +79,25 @@ def _check_columns(frame: pd.DataFrame, split: str, spec: DataSpec) -> None:
             # A column another key already reads is no typo of this one ('text2' is not 'text')
             taken = {getattr(spec, other) for other in keys if other != key}
             options = [str(c) for c in frame.columns if str(c) not in taken]
+            hint = _did_you_mean(column, options)
+            if not hint and key == "text_column":
+                # the default 'text' where the texts are 'sentence' (SST-2), 'review' (waimai_10k)
+                texts = [c for c in frame.columns if str(c) in options and _holds_texts(frame[c])]
+                if len(texts) == 1:
+                    hint = f"; did you mean {str(texts[0])!r} (its only column of texts)?"
             raise AblateInputError(
                 f"[data] {key} = {column!r}: split {split!r} of {spec.dataset} has no such column"
-                f"{_did_you_mean(column, options)} (columns: {column_list(frame)})"
+                f"{hint} (columns: {column_list(frame)})"
                 f"{_no_header(frame, spec)}")
+
+
+def _holds_texts(column: pd.Series) -> bool:
+    """Whether a column holds texts: strings (not all numbers, as a CSV's ids read as text are)
+    in nearly every one of its first rows."""
+    head = column.head(200).dropna()
+    strings = head[head.map(lambda value: isinstance(value, str))]
+    return (len(head) > 0 and len(strings) >= 0.9 * len(head)
+            and not strings.str.fullmatch(r"\s*[-+]?\d+(\.\d+)?\s*").all())
 
 
 def _no_header(frame: pd.DataFrame, spec: DataSpec) -> str:
