@@ -273,3 +273,28 @@ def test_the_default_text_column_missing_points_to_the_only_column_of_texts(tmp_
     with pytest.raises(AblateInputError) as info:
         load_labeled_splits(DataSpec(dataset=str(tmp_path / "two.csv")))
     assert "has no such column (columns: 'title', 'review', 'label')" in str(info.value)
+
+
+def test_a_dataset_revision_offline_is_said_to_be_unchecked(fake_cache: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Offline, load_dataset reads HF_DATASETS_CACHE's prepared copy for any revision (no copy
+    records one): `revision = "v9"` validated and trained on whatever the cache held, unsaid."""
+    import datasets
+
+    from ablation.data import load_labeled_splits
+
+    tiny = datasets.Dataset.from_dict({"text": [f"film {i}" for i in range(40)],
+                                       "label": [i % 2 for i in range(40)]})
+    monkeypatch.setattr(datasets, "load_dataset", lambda *args, **kwargs: datasets.DatasetDict(train=tiny))
+    notes = load_labeled_splits(DataSpec(dataset="stanfordnlp/sst2", revision="v9")).notes
+    assert ("[data] revision = 'v9' is not checked: offline, stanfordnlp/sst2 is read from the "
+            "datasets cache, which records no revision: its copy there is used, whichever revision "
+            "it is") in notes
+    # the Hub cache holds the repository at that revision: load_dataset reads it there
+    (fake_cache / "hub" / "datasets--stanfordnlp--sst2" / "snapshots" / "abc").mkdir(parents=True)
+    (fake_cache / "hub" / "datasets--stanfordnlp--sst2" / "refs").mkdir()
+    (fake_cache / "hub" / "datasets--stanfordnlp--sst2" / "refs" / "v9").write_text("abc")
+    assert not any("revision" in note for note in
+                   load_labeled_splits(DataSpec(dataset="stanfordnlp/sst2", revision="v9")).notes)
+    assert not any("revision" in note for note in
+                   load_labeled_splits(DataSpec(dataset="stanfordnlp/sst2")).notes)
