@@ -133,6 +133,7 @@ def test_a_config_the_hub_refuses_names_the_key_and_the_configs(
         expected: str) -> None:
     """Online, datasets' own refusals (its messages as of datasets 5), made one line naming the key."""
     import datasets
+    import datasets.config
     import huggingface_hub.constants
 
     def refuse(*args: object, **kwargs: object) -> None:
@@ -140,6 +141,7 @@ def test_a_config_the_hub_refuses_names_the_key_and_the_configs(
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # no try of the Hub
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "datasets")  # none cached
     monkeypatch.setattr(datasets, "load_dataset", refuse)
     with pytest.raises(AblateInputError) as info:
         load_raw_splits(DataSpec(dataset="cardiffnlp/tweet_eval", config=config))
@@ -298,3 +300,24 @@ def test_a_dataset_revision_offline_is_said_to_be_unchecked(fake_cache: Path,
                    load_labeled_splits(DataSpec(dataset="stanfordnlp/sst2", revision="v9")).notes)
     assert not any("revision" in note for note in
                    load_labeled_splits(DataSpec(dataset="stanfordnlp/sst2")).notes)
+
+
+def test_the_real_cache_names_what_users_meant(offline_hf: Path, tmp_path: Path, capsys) -> None:
+    """On the pre-filled cache: tweet_eval's config by a slip, SST-2 and MiniLM by their short
+    names, as papers and model cards write them."""
+    from ablation import cli
+
+    cases = [('"cardiffnlp/tweet_eval"\nconfig = "emotions"', "sentence-transformers/all-MiniLM-L6-v2",
+              "[data] config = 'emotions': the Hugging Face cache holds no such config of "
+              "cardiffnlp/tweet_eval (it holds 'emotion'); did you mean 'emotion'?"),
+             ('"sst2"', "sentence-transformers/all-MiniLM-L6-v2",
+              "did you mean 'stanfordnlp/sst2' (the Hugging Face cache holds it)?"),
+             ('"stanfordnlp/sst2"\ntext_column = "sentence"', "all-MiniLM-L6-v2",
+              "did you mean 'sentence-transformers/all-MiniLM-L6-v2' (the Hugging Face cache holds it)?")]
+    for dataset, model, expected in cases:
+        path = tmp_path / "case.toml"
+        path.write_text(f'[data]\ndataset = {dataset}\n[model]\nname = "{model}"\n[baseline]\n',
+                        encoding="utf-8")
+        assert cli.main(["validate", str(path)]) == 2
+        error = capsys.readouterr().err.strip().splitlines()
+        assert len(error) == 1 and error[0].endswith(expected), error
