@@ -377,7 +377,7 @@ def resolve_model(argument: str, sets: list[str] | None = None,
         return path, None
     if not path.exists():
         raise AblateInputError(
-            f"MODEL_OR_STUDY {argument!r}: no such model folder or experiment file")
+            f"MODEL_OR_STUDY {argument!r}: no such model folder or experiment file{_hub_id_hint(argument)}")
     from .config import LOCAL_DATA_SUFFIXES, load_spec
 
     experiment_file = path.suffix.lower() == ".toml"
@@ -432,6 +432,24 @@ def resolve_model(argument: str, sets: list[str] | None = None,
             f"`{spec.command('run', *rerun, sets=keeping_models(spec))}`")
     check_classifier_folder(folder)
     return folder, spec
+
+
+def _hub_id_hint(argument: str) -> str:
+    """For MODEL_OR_STUDY written as a Hub id (`textattack/bert-base-uncased-SST-2`): predict and
+    evaluate read a local folder, so the cache's snapshot of it is named where it holds one."""
+    from huggingface_hub import constants
+
+    from .config import looks_like_path
+
+    if looks_like_path(argument) or argument.count("/") != 1 or argument.endswith(".toml"):
+        return ""
+    snapshots = sorted((Path(constants.HF_HUB_CACHE) / f"models--{argument.replace('/', '--')}"
+                        / "snapshots").glob("*/config.json"))
+    if snapshots:
+        return (f"; a Hub id is not read here, a local folder is: the Hugging Face cache holds this "
+                f"one as {str(snapshots[-1].parent)!r}")
+    return ("; if it is a Hub id: a local folder is read here, not a Hub id (save the model with "
+            "save_pretrained, or give its snapshot folder in the Hugging Face cache)")
 
 
 EXPERIMENT_FILE_MAX = 4 * 2**20  # bytes: far more than any experiment file

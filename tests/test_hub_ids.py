@@ -321,3 +321,25 @@ def test_the_real_cache_names_what_users_meant(offline_hf: Path, tmp_path: Path,
         assert cli.main(["validate", str(path)]) == 2
         error = capsys.readouterr().err.strip().splitlines()
         assert len(error) == 1 and error[0].endswith(expected), error
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+def test_a_hub_id_given_to_predict_or_evaluate_is_pointed_to_a_local_folder(
+        fake_cache: Path, tiny_model_dir: Path, capsys, command: str) -> None:
+    """`ablate evaluate textattack/bert-base-uncased-SST-2 --dataset stanfordnlp/sst2` said only
+    'no such model folder or experiment file'."""
+    from ablation import cli
+
+    snapshot = fake_cache / "hub" / "models--org--classifier" / "snapshots" / "abc123"
+    shutil.copytree(tiny_model_dir, snapshot)
+    args = ["a text"] if command == "predict" else []
+    assert cli.main([command, "org/classifier", *args]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "ablate: error: MODEL_OR_STUDY 'org/classifier': no such model folder or experiment file; "
+        f"a Hub id is not read here, a local folder is: the Hugging Face cache holds this one as "
+        f"{str(snapshot)!r}")
+    assert cli.main([command, "org/other", *args]) == 2
+    assert capsys.readouterr().err.strip().endswith(
+        "no such model folder or experiment file; if it is a Hub id: a local folder is read here, "
+        "not a Hub id (save the model with save_pretrained, or give its snapshot folder in the "
+        "Hugging Face cache)")
