@@ -394,8 +394,14 @@ def model_unavailable(name: str, err: Exception, key: str = "[model] name",
                 "folder written by save_pretrained (config.json, the weights and the tokenizer)")
     if looks_like_path(name):
         return f"{key} = {name!r}: {NO_SUCH_MODEL_FOLDER}"
+    from huggingface_hub import constants
+
     from .hub import cache_hint, revision_hint
 
+    if constants.HF_HUB_OFFLINE and reason.startswith("We couldn't connect to"):
+        # transformers' words for a file the cache lacks offline: no connection was tried
+        reason = (f"HF_HUB_OFFLINE is set and the Hugging Face cache ({constants.HF_HUB_CACHE}) "
+                  f"does not hold it{' at that revision' if revision else ''}")
     hint = cache_hint(name, "model")  # `all-MiniLM-L6-v2` for the cached `sentence-transformers/...`
     if revision and not hint:  # the id is cached: its revision is what failed
         hint = revision_hint(name, revision)

@@ -343,3 +343,12 @@ def test_a_hub_id_given_to_predict_or_evaluate_is_pointed_to_a_local_folder(
         "no such model folder or experiment file; if it is a Hub id: a local folder is read here, "
         "not a Hub id (save the model with save_pretrained, or give its snapshot folder in the "
         "Hugging Face cache)")
+
+
+def test_a_model_the_offline_cache_lacks_is_not_said_to_lack_a_connection(fake_cache: Path) -> None:
+    """With HF_HUB_OFFLINE=1 transformers says "We couldn't connect to 'https://huggingface.co'",
+    and no connection was tried: the line says the cache lacks the model."""
+    message = _model_error("bert-base-uncased")
+    assert ("[model] name = 'bert-base-uncased' cannot be loaded (HF_HUB_OFFLINE is set and the "
+            f"Hugging Face cache ({fake_cache / 'hub'}) does not hold it); ") in message
+    assert "couldn't connect" not in message
