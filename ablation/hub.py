@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import logging
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,10 @@ def cache_hint(name: str, kind: str) -> str:
     what failed) or nothing to name."""
     from huggingface_hub import constants
 
+    address = re.match(r"(?:https?://)?(?:www\.)?(?:huggingface\.co|hf\.co)/(datasets/)?([^/\s]+/[^/\s?#]+)",
+                       name.strip())
+    if address and (kind == "dataset") == bool(address.group(1)):  # the page's address, pasted
+        return f"; give the Hub id {address.group(2)!r}, not the web address of its page"
     ids = cached_ids(kind)
     if name in ids:
         return ""

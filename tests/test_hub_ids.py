@@ -352,3 +352,18 @@ def test_a_model_the_offline_cache_lacks_is_not_said_to_lack_a_connection(fake_c
     assert ("[model] name = 'bert-base-uncased' cannot be loaded (HF_HUB_OFFLINE is set and the "
             f"Hugging Face cache ({fake_cache / 'hub'}) does not hold it); ") in message
     assert "couldn't connect" not in message
+
+
+@pytest.mark.parametrize(("kind", "address", "repo"), [
+    ("model", "https://huggingface.co/sentence-transformers/all-MiniLM-L6-v2",
+     "sentence-transformers/all-MiniLM-L6-v2"),
+    ("model", "huggingface.co/org/model/tree/main", "org/model"),
+    ("dataset", "https://huggingface.co/datasets/stanfordnlp/sst2/viewer", "stanfordnlp/sst2"),
+    ("dataset", "https://hf.co/datasets/org/data", "org/data"),
+])
+def test_a_hub_page_address_pasted_as_the_id_is_given_its_id(fake_cache: Path, kind: str, address: str,
+                                                             repo: str) -> None:
+    """The address bar's URL was refused as a repository id or a missing local file, unsaid which
+    id it is."""
+    message = _model_error(address) if kind == "model" else _data_error(address)
+    assert message.endswith(f"; give the Hub id {repo!r}, not the web address of its page")
