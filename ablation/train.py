@@ -125,13 +125,13 @@ def check_hub_reachable(source: ModelSource) -> None:
             source.name_key, source.revision)) from None
 
 
-def check_model_folder(source: ModelSource, tokenizer: bool = False) -> None:
+def check_model_folder(source: ModelSource, tokenizer: Any = None) -> None:
     """A local folder given as the model must hold one whole: without its weights every trial
     failed as it started (validate said ok), and without a tokenizer vocabulary transformers made
     one of the special tokens alone, every word [UNK]: the study trained on nothing, with a note
     blaming the vocabulary's language. A Hugging Face cache's own folder (`models--org--name`)
-    is pointed to its Hub id and snapshot. The vocabulary is checked where the tokenizer is
-    loaded (`tokenizer`), the weights where the config is."""
+    is pointed to its Hub id and snapshot. The vocabulary is checked once the tokenizer is
+    loaded (`tokenizer`, the one loaded from the folder), the weights where the config is."""
     from .models import BEST_MODEL, MODEL_DIR, TOKENIZER_FILES, WEIGHT_FILES
 
     folder = Path(source.name).expanduser()
@@ -152,16 +152,20 @@ def check_model_folder(source: ModelSource, tokenizer: bool = False) -> None:
             f"{where} is a folder but not a saved model (no config.json); "
             + (f"it holds the model folder {str(inner)!r}: give that" if inner else
                "give a folder written by save_pretrained (config.json, the weights and the tokenizer)"))
-    if not tokenizer and not any((folder / name).is_file() for name in WEIGHT_FILES):
+    if tokenizer is None and not any((folder / name).is_file() for name in WEIGHT_FILES):
         raise AblateInputError(
             f"{where} holds no weights ({' or '.join(WEIGHT_FILES[::2])}); give a folder written "
             "by save_pretrained (config.json, the weights and the tokenizer)")
-    if tokenizer and not (any((folder / name).is_file() for name in TOKENIZER_FILES)
-                          or any(folder.glob("*.model"))):
-        raise AblateInputError(
-            f"{where} holds no tokenizer vocabulary (tokenizer.json, vocab.txt, ...): transformers "
-            "would make one of the special tokens alone, every word [UNK]; save the tokenizer "
-            "beside the model, as `tokenizer.save_pretrained(folder)` does")
+    if tokenizer is not None and not (any((folder / name).is_file() for name in TOKENIZER_FILES)
+                                      or any(folder.glob("*.model"))):
+        # Tokenizers of characters or bytes (CANINE's, Perceiver's) need no vocabulary file: the
+        # one transformers makes up holds the special tokens and next to nothing else.
+        if len(tokenizer) - len(set(tokenizer.all_special_ids)) < 10:
+            raise AblateInputError(
+                f"{where} holds no tokenizer vocabulary (tokenizer.json, vocab.txt, ...): "
+                f"transformers makes a tokenizer of {len(tokenizer)} tokens, the special ones, "
+                "every word [UNK]; save the tokenizer beside the model, as "
+                "`tokenizer.save_pretrained(folder)` does")
 
 
 def load_model_config(source: ModelSource, label_names: list[str]) -> Any:
@@ -272,7 +276,6 @@ def load_tokenizer(source: ModelSource) -> Any:
     from transformers import AutoTokenizer
 
     check_hub_reachable(source)
-    check_model_folder(source, tokenizer=True)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source.name, revision=source.revision)
     except (OSError, ValueError) as err:
@@ -281,6 +284,7 @@ def load_tokenizer(source: ModelSource) -> Any:
     except ImportError as err:  # a SentencePiece vocabulary without sentencepiece/protobuf installed
         raise AblateInputError(f"{source.name_key} = {source.name!r}: "
                                f"{tokenizer_library_missing(err)}") from None
+    check_model_folder(source, tokenizer)
     if tokenizer.pad_token is None:
         # Decoders (GPT-2, Llama, Mistral) have no padding token, and batches could not be padded:
         # every trial failed. Their end-of-sequence token pads, as transformers suggests; the

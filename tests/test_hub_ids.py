@@ -169,7 +169,7 @@ def _incomplete_copy(tiny_model_dir: Path, tmp_path: Path, *left_out: str) -> Pa
 @pytest.mark.parametrize(("left_out", "expected"), [
     (("model.safetensors",), "holds no weights (model.safetensors or pytorch_model.bin)"),
     (("tokenizer.json", "vocab.txt"), "holds no tokenizer vocabulary (tokenizer.json, vocab.txt, "
-     "...): transformers would make one of the special tokens alone, every word [UNK]"),
+     "...): transformers makes a tokenizer of 5 tokens, the special ones, every word [UNK]"),
     (("config.json",), "is a folder but not a saved model (no config.json)"),
 ])
 def test_an_incomplete_model_folder_is_refused_before_any_trial(
@@ -367,3 +367,15 @@ def test_a_hub_page_address_pasted_as_the_id_is_given_its_id(fake_cache: Path, k
     id it is."""
     message = _model_error(address) if kind == "model" else _data_error(address)
     assert message.endswith(f"; give the Hub id {repo!r}, not the web address of its page")
+
+
+def test_a_tokenizer_of_characters_needs_no_vocabulary_file(tiny_model_dir: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """CANINE's tokenizer (Unicode code points) is saved without a vocabulary file: its folder is a
+    whole model, not one missing its vocabulary."""
+    import transformers
+
+    folder = _incomplete_copy(tiny_model_dir, tmp_path, "tokenizer.json", "vocab.txt")
+    characters = transformers.CanineTokenizer()
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda *a, **k: characters)
+    assert load_tokenizer(ModelSource(str(folder), None, {})) is characters
