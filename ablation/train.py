@@ -47,6 +47,7 @@ from .config import (
     UNDECLARED_CLASSIFIER_DROPOUT,
     ExperimentSpec,
     Recipe,
+    home_path,
     toml_value,
 )
 from .cpu_dropout import use_uniform_dropout
@@ -134,7 +135,7 @@ def check_model_folder(source: ModelSource, tokenizer: Any = None) -> None:
     loaded (`tokenizer`, the one loaded from the folder), the weights where the config is."""
     from .models import BEST_MODEL, MODEL_DIR, TOKENIZER_FILES, WEIGHT_FILES
 
-    folder = Path(source.name).expanduser()
+    folder = home_path(source.name)
     if not folder.is_dir():
         return
     where = f"{source.name_key} = {source.name!r}"
