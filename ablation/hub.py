@@ -106,7 +106,9 @@ def cached_ids(kind: str) -> list[str]:
 
 def cached_configs(dataset: str) -> list[str]:
     """The configs of Hub dataset `dataset` that HF_DATASETS_CACHE holds prepared (where
-    `load_dataset` reads them offline: `<org>___<name>/<config>/<version>/<hash>/`)."""
+    `load_dataset` reads them offline: `<org>___<name>/<config>/<version>/<hash>/`). A folder
+    whose dataset_info.json names another config (`default-5f8e1c2a`: loaded with data_files or
+    other parameters) is no config: load_dataset without those parameters does not read it."""
     import datasets
     from datasets.naming import camelcase_to_snakecase
 
@@ -114,8 +116,19 @@ def cached_configs(dataset: str) -> list[str]:
     parts[-1] = camelcase_to_snakecase(parts[-1])
     folder = Path(datasets.config.HF_DATASETS_CACHE) / "___".join(parts)
     with contextlib.suppress(OSError):
-        return sorted({info.parents[2].name for info in folder.glob("*/*/*/dataset_info.json")})
+        return sorted({info.parents[2].name for info in folder.glob("*/*/*/dataset_info.json")
+                       if _config_of(info) in (None, info.parents[2].name)})
     return []
+
+
+def _config_of(info: Path) -> str | None:
+    """The config_name a prepared copy's dataset_info.json records; None where it cannot be read."""
+    import json
+
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        name = json.loads(info.read_text(encoding="utf-8")).get("config_name")
+        return name if isinstance(name, str) else None
+    return None
 
 
 def cache_hint(name: str, kind: str) -> str:

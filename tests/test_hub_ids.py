@@ -379,3 +379,15 @@ def test_a_tokenizer_of_characters_needs_no_vocabulary_file(tiny_model_dir: Path
     characters = transformers.CanineTokenizer()
     monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda *a, **k: characters)
     assert load_tokenizer(ModelSource(str(folder), None, {})) is characters
+
+
+def test_a_config_cached_with_parameters_is_not_one_more_config(fake_cache: Path) -> None:
+    """load_dataset(..., data_files=...) caches under 'default-<hash>'; offline without a config,
+    load_dataset reads only the folders named by their own config ('default'), yet the refusal
+    counted 'default-5f8e1c2a' as a second config and asked to set config to it."""
+    info = fake_cache / "datasets" / "stanfordnlp___sst2" / "default-5f8e1c2a" / "0.0.0" / "abc123"
+    info.mkdir(parents=True)
+    (info / "dataset_info.json").write_text('{"config_name": "default"}', encoding="utf-8")
+    from ablation.hub import cached_configs
+
+    assert cached_configs("stanfordnlp/sst2") == ["default"]
