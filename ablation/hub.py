@@ -164,6 +164,20 @@ def cache_hint(name: str, kind: str) -> str:
     return f"; {where} the {kind}{'s' if len(ids) > 1 else ''} {shown}{more}"
 
 
+def cached_snapshot(repo_folder: Path) -> Path | None:
+    """The snapshot folder of a cache's `models--org--name` folder that holds a config.json: the
+    one refs/main names (what the Hub id loads), else the one written last; None where none."""
+    with contextlib.suppress(OSError):
+        main = repo_folder / "snapshots" / (repo_folder / "refs" / "main").read_text().strip()
+        if (main / "config.json").is_file():
+            return main
+    snapshots = []
+    with contextlib.suppress(OSError):
+        snapshots = [(config.stat().st_mtime, config.parent)
+                     for config in (repo_folder / "snapshots").glob("*/config.json")]
+    return max(snapshots)[1] if snapshots else None
+
+
 def cached_revisions(name: str, kind: str = "model") -> dict[str, str]:
     """The revisions of Hub id `name` that HF_HUB_CACHE holds: each ref (branch, tag) → its commit,
     and each snapshot no ref names → itself."""

@@ -133,6 +133,7 @@ def check_model_folder(source: ModelSource, tokenizer: Any = None) -> None:
     blaming the vocabulary's language. A Hugging Face cache's own folder (`models--org--name`)
     is pointed to its Hub id and snapshot. The vocabulary is checked once the tokenizer is
     loaded (`tokenizer`, the one loaded from the folder), the weights where the config is."""
+    from .hub import cached_snapshot
     from .models import BEST_MODEL, MODEL_DIR, TOKENIZER_FILES, WEIGHT_FILES
 
     folder = home_path(source.name)
@@ -140,13 +141,13 @@ def check_model_folder(source: ModelSource, tokenizer: Any = None) -> None:
         return
     where = f"{source.name_key} = {source.name!r}"
     if not (folder / "config.json").is_file():
-        snapshots = sorted((folder / "snapshots").glob("*/config.json"))
-        if folder.name.startswith("models--") and snapshots:
+        snapshot = cached_snapshot(folder) if folder.name.startswith("models--") else None
+        if snapshot:
             repo = folder.name[len("models--"):].replace("--", "/", 1)
             raise AblateInputError(
                 f"{where} is a Hugging Face cache's folder of {repo!r}, not a saved model: give "
                 f"the Hub id {repo!r} (with HF_HUB_CACHE = {str(folder.parent)!r}), or its "
-                f"snapshot folder {str(snapshots[-1].parent)!r}")
+                f"snapshot folder {str(snapshot)!r}")
         inner = next((folder / name for name in (BEST_MODEL, MODEL_DIR)
                       if (folder / name / "config.json").is_file()), None)
         raise AblateInputError(

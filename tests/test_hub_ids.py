@@ -391,3 +391,22 @@ def test_a_config_cached_with_parameters_is_not_one_more_config(fake_cache: Path
     from ablation.hub import cached_configs
 
     assert cached_configs("stanfordnlp/sst2") == ["default"]
+
+
+def test_the_snapshot_named_for_a_cached_model_is_mains(fake_cache: Path, tiny_model_dir: Path,
+                                                        capsys) -> None:
+    """A cache holding two snapshots of a model (it was downloaded again after an update) had the
+    last by name pointed to, an arbitrary commit, not the one the cache's refs/main names."""
+    from ablation import cli
+
+    repo = fake_cache / "hub" / "models--org--classifier"
+    main, older = "0" * 40, "f" * 40
+    for commit in (main, older):
+        shutil.copytree(tiny_model_dir, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(main, encoding="utf-8")
+    assert cli.main(["predict", "org/classifier", "a text"]) == 2
+    assert capsys.readouterr().err.strip().endswith(f"as {str(repo / 'snapshots' / main)!r}")
+    with pytest.raises(AblateInputError) as info:
+        load_model_config(ModelSource(str(repo), None, {}), ["a", "b"])
+    assert str(info.value).endswith(f"snapshot folder {str(repo / 'snapshots' / main)!r}")
