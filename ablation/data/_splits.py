@@ -594,19 +594,15 @@ def row_count(count: int) -> str:
     return f"{count} row" if count == 1 else f"{count} rows"
 
 
-def _read_from_the_datasets_cache(spec: DataSpec) -> bool:
-    """Whether `load_dataset` read the Hub dataset from HF_DATASETS_CACHE's prepared copy, which
-    it does offline where the Hub cache lacks the repository at the revision asked for: that copy
-    keeps no revision, and datasets takes it for any (a pinned `revision` then pins nothing)."""
+def _read_from_the_datasets_cache() -> bool:
+    """Whether `load_dataset` reads a Hub dataset from HF_DATASETS_CACHE's prepared copy, which it
+    does whenever it is offline (datasets raises OfflineModeIsEnabled before it would read the Hub
+    cache, even one holding the repository at the revision asked for): that copy keeps no
+    revision, and datasets takes it for any (a pinned `revision` then pins nothing)."""
     import datasets
     from huggingface_hub import constants
 
-    from ..hub import cached_revisions
-
-    if not (constants.HF_HUB_OFFLINE or datasets.config.HF_HUB_OFFLINE):
-        return False
-    held = cached_revisions(spec.dataset, "dataset")
-    return spec.revision not in held and spec.revision not in held.values()
+    return bool(constants.HF_HUB_OFFLINE or datasets.config.HF_HUB_OFFLINE)
 
 
 def _unused_keys(spec: DataSpec, test_present: bool) -> list[str]:
@@ -617,7 +613,7 @@ def _unused_keys(spec: DataSpec, test_present: bool) -> list[str]:
         notes += [f"[data] {key} = {getattr(spec, key)!r} is not used: it picks a Hub dataset's "
                   f"{'configuration' if key == 'config' else 'revision'}, and {spec.dataset} is a "
                   "local path" for key in ("config", "revision") if getattr(spec, key)]
-    elif spec.revision and _read_from_the_datasets_cache(spec):
+    elif spec.revision and _read_from_the_datasets_cache():
         notes.append(f"[data] revision = {spec.revision!r} is not checked: offline, "
                      f"{spec.dataset} is read from the datasets cache, which records no revision: "
                      "its copy there is used, whichever revision it is")
