@@ -162,12 +162,33 @@ def check_model_folder(source: ModelSource, tokenizer: Any = None) -> None:
                                       or any(folder.glob("*.model"))):
         # Tokenizers of characters or bytes (CANINE's, Perceiver's) need no vocabulary file: the
         # one transformers makes up holds the special tokens and next to nothing else.
-        if len(tokenizer) - len(set(tokenizer.all_special_ids)) < 10:
+        if made_up_tokenizer(tokenizer):
             raise AblateInputError(
                 f"{where} holds no tokenizer vocabulary (tokenizer.json, vocab.txt, ...): "
                 f"transformers makes a tokenizer of {len(tokenizer)} tokens, the special ones, "
                 "every word [UNK]; save the tokenizer beside the model, as "
                 "`tokenizer.save_pretrained(folder)` does")
+
+
+def made_up_tokenizer(tokenizer: Any) -> bool:
+    """Whether `tokenizer` is the one transformers makes where a model has no vocabulary files:
+    the special tokens and next to nothing else (a real one, of characters or bytes too, holds
+    hundreds of tokens at least)."""
+    return len(tokenizer) - len(set(tokenizer.all_special_ids)) < 10
+
+
+def check_hub_tokenizer(source: ModelSource, tokenizer: Any) -> None:
+    """A Hub model (or the cache's snapshot of it) without tokenizer files: transformers makes a
+    tokenizer of the special tokens alone, every word [UNK], as for a local folder lacking them."""
+    if home_path(source.name).is_dir() or not made_up_tokenizer(tokenizer):
+        return
+    at = f" at [model] revision = {source.revision!r}" if source.revision else ""
+    raise AblateInputError(
+        f"{source.name_key} = {source.name!r}{at} has no tokenizer vocabulary (tokenizer.json, "
+        f"vocab.txt, ...): transformers makes a tokenizer of {len(tokenizer)} tokens, the special "
+        "ones, every word [UNK] (its repository, or the Hugging Face cache's copy of it, holds no "
+        "tokenizer files); give a model whose repository holds its tokenizer, or a local folder "
+        "with the model and its tokenizer (`tokenizer.save_pretrained(folder)`)")
 
 
 def load_model_config(source: ModelSource, label_names: list[str]) -> Any:
@@ -287,6 +308,7 @@ def load_tokenizer(source: ModelSource) -> Any:
         raise AblateInputError(f"{source.name_key} = {source.name!r}: "
                                f"{tokenizer_library_missing(err)}") from None
     check_model_folder(source, tokenizer)
+    check_hub_tokenizer(source, tokenizer)
     if tokenizer.pad_token is None:
         # Decoders (GPT-2, Llama, Mistral) have no padding token, and batches could not be padded:
         # every trial failed. Their end-of-sequence token pads, as transformers suggests; the

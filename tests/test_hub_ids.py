@@ -411,3 +411,20 @@ def test_the_snapshot_named_for_a_cached_model_is_mains(fake_cache: Path, tiny_m
     with pytest.raises(AblateInputError) as info:
         load_model_config(ModelSource(str(repo), None, {}), ["a", "b"])
     assert str(info.value).endswith(f"snapshot folder {str(repo / 'snapshots' / main)!r}")
+
+
+def test_a_hub_model_without_a_tokenizer_vocabulary_is_refused(fake_cache: Path,
+                                                                tiny_model_dir: Path) -> None:
+    """A Hub repository (or the cache's snapshot of it) with the model but no tokenizer files:
+    transformers made a tokenizer of the special tokens alone, validate said ok with a note blaming
+    the vocabulary's language, and the study trained on every word [UNK], as a local folder did."""
+    repo = fake_cache / "hub" / "models--org--notok"
+    shutil.copytree(tiny_model_dir, repo / "snapshots" / "abc123",
+                    ignore=shutil.ignore_patterns("tokenizer.json", "vocab.txt"))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("abc123", encoding="utf-8")
+    with pytest.raises(AblateInputError) as info:
+        load_tokenizer(ModelSource("org/notok", None, {}))
+    assert str(info.value).startswith(
+        "[model] name = 'org/notok' has no tokenizer vocabulary (tokenizer.json, vocab.txt, ...): "
+        "transformers makes a tokenizer of 5 tokens, the special ones, every word [UNK]")
