@@ -191,6 +191,32 @@ def check_hub_tokenizer(source: ModelSource, tokenizer: Any) -> None:
         "with the model and its tokenizer (`tokenizer.save_pretrained(folder)`)")
 
 
+def check_cached_weights(source: ModelSource) -> None:
+    """Offline (HF_HUB_OFFLINE, or the Hub unreachable), a Hub model whose cached snapshot has its
+    config but no weights (downloaded file by file, or cut short): validate said ok, and every
+    trial failed as it started. Online the weights are downloaded with the model."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    from .config import looks_like_path
+    from .hub import _UNREACHABLE
+    from .models import WEIGHT_FILES
+
+    if not (constants.HF_HUB_OFFLINE or _UNREACHABLE) or looks_like_path(source.name) \
+            or home_path(source.name).exists():
+        return
+    try:
+        if any(isinstance(try_to_load_from_cache(source.name, name, revision=source.revision), str)
+               for name in WEIGHT_FILES):
+            return
+    except ValueError:  # not a repository id: loading the config said what was wrong
+        return
+    at = f" at [model] revision = {source.revision!r}" if source.revision else ""
+    raise AblateInputError(
+        f"{source.name_key} = {source.name!r}{at}: the Hugging Face cache holds its config but not "
+        f"its weights ({' or '.join(WEIGHT_FILES[::2])}), and offline they cannot be downloaded; "
+        f"fill the cache ({constants.HF_HUB_CACHE}) with the whole model, or give a local folder")
+
+
 def load_model_config(source: ModelSource, label_names: list[str]) -> Any:
     """The model's config with the study's overrides; raises AblateInputError for unknown keys."""
     check_hub_reachable(source)
@@ -200,6 +226,7 @@ def load_model_config(source: ModelSource, label_names: list[str]) -> Any:
     except (OSError, ValueError) as err:
         raise AblateInputError(model_unavailable(source.name, err, source.name_key,
                                                   source.revision)) from None
+    check_cached_weights(source)
     for key in source.config:
         if not hasattr(config, key):
             raise AblateInputError(

@@ -428,3 +428,21 @@ def test_a_hub_model_without_a_tokenizer_vocabulary_is_refused(fake_cache: Path,
     assert str(info.value).startswith(
         "[model] name = 'org/notok' has no tokenizer vocabulary (tokenizer.json, vocab.txt, ...): "
         "transformers makes a tokenizer of 5 tokens, the special ones, every word [UNK]")
+
+
+def test_a_hub_model_the_offline_cache_holds_without_weights_is_refused(fake_cache: Path,
+                                                                         tiny_model_dir: Path) -> None:
+    """Offline, a cached snapshot with config.json but no weights (downloaded file by file, or cut
+    short) passed validate, and every trial then failed as it started, as a local folder did."""
+    repo = fake_cache / "hub" / "models--org--noweights"
+    shutil.copytree(tiny_model_dir, repo / "snapshots" / "abc123",
+                    ignore=shutil.ignore_patterns("model.safetensors"))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("abc123", encoding="utf-8")
+    with pytest.raises(AblateInputError) as info:
+        load_model_config(ModelSource("org/noweights", None, {}), ["a", "b"])
+    assert str(info.value).startswith(
+        "[model] name = 'org/noweights': the Hugging Face cache holds its config but not its "
+        "weights (model.safetensors or pytorch_model.bin)")
+    shutil.copy(tiny_model_dir / "model.safetensors", repo / "snapshots" / "abc123")
+    load_model_config(ModelSource("org/noweights", None, {}), ["a", "b"])
