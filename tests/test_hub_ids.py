@@ -446,3 +446,15 @@ def test_a_hub_model_the_offline_cache_holds_without_weights_is_refused(fake_cac
         "weights (model.safetensors or pytorch_model.bin)")
     shutil.copy(tiny_model_dir / "model.safetensors", repo / "snapshots" / "abc123")
     load_model_config(ModelSource("org/noweights", None, {}), ["a", "b"])
+
+
+def test_a_wrong_config_lists_no_folder_cached_with_parameters(fake_cache: Path) -> None:
+    """datasets lists every folder of the cache as a config, 'default-5f8e1c2a' (loaded with
+    data_files) too: the line named it as a config and left out 'leave config out'."""
+    info = fake_cache / "datasets" / "stanfordnlp___sst2" / "default-5f8e1c2a" / "0.0.0" / "abc123"
+    info.mkdir(parents=True)
+    (info / "dataset_info.json").write_text('{"config_name": "default"}', encoding="utf-8")
+    with pytest.raises(AblateInputError) as info_:
+        load_raw_splits(DataSpec(dataset="stanfordnlp/sst2", config="sst2"))
+    assert str(info_.value) == ("[data] config = 'sst2': the Hugging Face cache holds no such "
+                                "config of stanfordnlp/sst2 (it holds 'default'); leave config out")

@@ -565,8 +565,13 @@ def _config_refusal(spec: DataSpec, lines: list[str]) -> str | None:
         configs = [str(name) for name in ast.literal_eval(found.group(1))]
     except (ValueError, SyntaxError):
         return None
-    shown = ", ".join(repr(name) for name in configs)
     cache = "in the cache" in text
+    if cache:  # datasets lists every folder, 'default-5f8e1c2a' (loaded with data_files) too
+        from ..hub import cached_configs
+
+        held = cached_configs(spec.dataset)
+        configs = [name for name in configs if name in held] or configs
+    shown = ", ".join(repr(name) for name in configs)
     if spec.config is None and "Config name is missing" in text:
         return (f"[data] config is not set, and {spec.dataset} has several configs: set [data] "
                 f"config to one of {shown}")
