@@ -442,12 +442,14 @@ def _hub_id_hint(argument: str) -> str:
     from .config import looks_like_path
     from .hub import cached_snapshot
 
-    if looks_like_path(argument) or argument.count("/") != 1 or argument.endswith(".toml"):
+    if looks_like_path(argument) or argument.count("/") > 1 or argument.endswith(".toml"):
         return ""
     snapshot = cached_snapshot(Path(constants.HF_HUB_CACHE) / f"models--{argument.replace('/', '--')}")
     if snapshot:
         return (f"; a Hub id is not read here, a local folder is: the Hugging Face cache holds this "
                 f"one as {str(snapshot)!r}")
+    if "/" not in argument:  # an id of the Hub's first models, or a file or folder name mistyped
+        return ""
     return ("; if it is a Hub id: a local folder is read here, not a Hub id (save the model with "
             "save_pretrained, or give its snapshot folder in the Hugging Face cache)")
 

@@ -458,3 +458,20 @@ def test_a_wrong_config_lists_no_folder_cached_with_parameters(fake_cache: Path)
         load_raw_splits(DataSpec(dataset="stanfordnlp/sst2", config="sst2"))
     assert str(info_.value) == ("[data] config = 'sst2': the Hugging Face cache holds no such "
                                 "config of stanfordnlp/sst2 (it holds 'default'); leave config out")
+
+
+def test_a_hub_id_without_an_organisation_given_to_predict_names_its_snapshot(
+        fake_cache: Path, tiny_model_dir: Path, capsys) -> None:
+    """`ablate predict distilbert-base-uncased-finetuned-sst-2-english "a text"` (an id of the
+    Hub's first models, without an organisation) said only 'no such model folder or experiment
+    file', where the cache held the model."""
+    from ablation import cli
+
+    snapshot = fake_cache / "hub" / "models--sst2-classifier" / "snapshots" / "abc123"
+    shutil.copytree(tiny_model_dir, snapshot)
+    assert cli.main(["predict", "sst2-classifier", "a text"]) == 2
+    assert capsys.readouterr().err.strip().endswith(
+        f"a Hub id is not read here, a local folder is: the Hugging Face cache holds this one as "
+        f"{str(snapshot)!r}")
+    assert cli.main(["predict", "no-such-thing", "a text"]) == 2
+    assert capsys.readouterr().err.strip().endswith("no such model folder or experiment file")
