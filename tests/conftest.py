@@ -229,6 +229,23 @@ def watch_train(monkeypatch: pytest.MonkeyPatch):
     return watch
 
 
+def use_offline_cache(monkeypatch: pytest.MonkeyPatch, cache: Path) -> None:
+    """Point the Hugging Face libraries, offline, at `cache` (its hub/ and datasets/ folders),
+    from the working folder `cache`'s parent, where no Hub id resolves to a local folder."""
+    import datasets.config
+    import huggingface_hub.constants
+
+    monkeypatch.chdir(cache.parent)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(cache / "datasets"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache / "hub"))
+    # the libraries read these once at import; another test may have imported them already
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", cache / "datasets")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache / "hub"))
+
+
 @pytest.fixture(scope="session")
 def offline_hf() -> Path:
     """The pre-filled Hugging Face cache beside the checkout, or skip with the reason."""

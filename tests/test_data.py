@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_texts, one_error_line
+from conftest import make_texts, one_error_line, use_offline_cache
 
 from ablation.config import DataSpec
 from ablation.data import LabeledSplits, TokenizedData, load_labeled_splits, load_raw_splits, tokenize
@@ -1212,20 +1212,10 @@ def test_tokenize_after_a_content_change_writes_new_files(small_splits, tokenize
 
 
 def test_hub_dataset_unavailable_offline_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    import datasets.config
-    import huggingface_hub.constants
 
     empty = tmp_path / "hf-cache"
     empty.mkdir()
-    monkeypatch.chdir(tmp_path)  # so the id cannot resolve to a local folder by accident
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_CACHE", str(empty / "datasets"))
-    monkeypatch.setenv("HF_HUB_CACHE", str(empty / "hub"))
-    # the libraries read these once at import; another test may have imported them already
-    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", empty / "datasets")
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(empty / "hub"))
+    use_offline_cache(monkeypatch, empty)
 
     with pytest.raises(AblateInputError) as info:
         load_raw_splits(DataSpec(dataset="nobody-here/no-such-dataset", config="default"))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import use_offline_cache
 
 from ablation.config import DataSpec
 from ablation.data import load_raw_splits
@@ -19,24 +20,13 @@ from ablation.train import ModelSource, load_model_config, load_tokenizer
 def fake_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An offline cache that holds one model and one prepared dataset (as folders, no files the
     libraries could load: every load fails, as for an id the cache lacks)."""
-    import datasets.config
-    import huggingface_hub.constants
-
     cache = tmp_path / "hf-cache"
     (cache / "hub" / "models--sentence-transformers--all-MiniLM-L6-v2" / "snapshots").mkdir(parents=True)
     info = cache / "datasets" / "stanfordnlp___sst2" / "default" / "0.0.0" / "abc123"
     info.mkdir(parents=True)
     (info / "dataset_info.json").write_text("{}", encoding="utf-8")
     (cache / "datasets" / "downloads").mkdir()  # not a dataset
-    monkeypatch.chdir(tmp_path)  # so no id resolves to a local folder by accident
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_CACHE", str(cache / "datasets"))
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache / "hub"))
-    # the libraries read these once at import; another test may have imported them already
-    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", cache / "datasets")
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache / "hub"))
+    use_offline_cache(monkeypatch, cache)
     return cache
 
 

@@ -1491,6 +1491,18 @@ def _crash_at_step_11(monkeypatch, step: int = 11) -> Any:
     return real_step_end
 
 
+def _crashed_with_checkpoints(write_experiment, monkeypatch) -> tuple[Path, list[str], Path]:
+    """A one-trial study run with checkpoints every 4 steps that crashed at step 11, the crash
+    taken away again: (its file, the --set that gave the checkpoints, the trial's checkpoints)."""
+    sets = ["--set", "experiment.checkpoint_steps=4"]
+    path = write_experiment(variants="")
+    real_step_end = _crash_at_step_11(monkeypatch)
+    assert cli.main(["run", str(path), *sets]) == 1
+    monkeypatch.setattr(train.TrackerCallback, "on_step_end", real_step_end)
+    checkpoints = load_spec(path, sets[1::2]).output_dir / "trials" / "baseline-s42" / "checkpoints"
+    return path, sets, checkpoints
+
+
 SLOW_STEP_S = 0.3
 
 
@@ -1792,12 +1804,7 @@ def test_a_checkpoint_of_an_ablate_that_ordered_the_data_otherwise_is_not_resume
     """Resumed, a trial skips the batches its checkpoint trained: those of the order it was
     trained in. A checkpoint whose identity lacks data_order was written by an ablate that
     ordered the data otherwise (train.DATA_ORDER): the trial starts over."""
-    sets = ["--set", "experiment.checkpoint_steps=4"]
-    path = write_experiment(variants="")
-    real_step_end = _crash_at_step_11(monkeypatch)
-    assert cli.main(["run", str(path), *sets]) == 1
-    monkeypatch.setattr(train.TrackerCallback, "on_step_end", real_step_end)
-    checkpoints = load_spec(path, sets[1::2]).output_dir / "trials" / "baseline-s42" / "checkpoints"
+    path, sets, checkpoints = _crashed_with_checkpoints(write_experiment, monkeypatch)
     identity = json.loads((checkpoints / train.CHECKPOINT_IDENTITY).read_text())
     assert identity.pop("data_order") == train.DATA_ORDER
     (checkpoints / train.CHECKPOINT_IDENTITY).write_text(json.dumps(identity))
@@ -2145,12 +2152,7 @@ def test_a_resumed_trial_counts_its_earlier_attempts_time_against_trial_timeout(
     time after time trained on for good. It now has what its earlier attempts left of it (their
     time until its checkpoint: here as if they had taken 1000 s), and a larger trial_timeout lets
     it resume from that checkpoint."""
-    sets = ["--set", "experiment.checkpoint_steps=4"]
-    path = write_experiment(variants="")
-    real_step_end = _crash_at_step_11(monkeypatch)
-    assert cli.main(["run", str(path), *sets]) == 1
-    monkeypatch.setattr(train.TrackerCallback, "on_step_end", real_step_end)
-    checkpoints = load_spec(path, sets[1::2]).output_dir / "trials" / "baseline-s42" / "checkpoints"
+    path, sets, checkpoints = _crashed_with_checkpoints(write_experiment, monkeypatch)
     window = checkpoints / train.LOG_WINDOW.format(step=8, process=0)
     assert (checkpoints / "checkpoint-8").is_dir()
     window.write_text(json.dumps(json.loads(window.read_text()) | {"trial_s": 1000.0}))
