@@ -642,11 +642,14 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from .config import home_path
     from .inference import IncomingTexts, pair_arguments, prediction_chunks, prediction_table
-    from .models import resolve_model
+    from .models import model_info, one_class_note, resolve_model
     from .progress import CountLine
 
     folder, spec = resolve_model(args.model, args.sets, need_data=False, trial=args.trial)
     _note_stale_best_model(spec, args)
+    # every text gets the same label, read as a model that works: said once the first rows are
+    # out (a model that cannot be loaded, or output that cannot be written, is the one line)
+    guess = one_class_note(folder, model_info(folder))
     pairs = pair_arguments(folder, spec, args.texts, args.pairs)  # None: the model reads single texts
     files = [home_path(file) for file in args.file]  # '~/texts.txt' quoted: the home folder
     texts = IncomingTexts(args.texts, files, pairs=pairs)  # --file's lines are read as labelled
@@ -656,6 +659,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         nonlocal printed
         for rows in chunks:
             yield rows
+            if guess and not printed:
+                print(f"note: {guess}", file=sys.stderr)
             printed += len(rows)  # asked for the next chunk: these rows are out
 
     # Each chunk's rows are printed as soon as it is labelled: a reader (`| head`, another tool)

@@ -57,7 +57,8 @@ def keep_trial_model(trainer: Any, trial: Any, spec: ExperimentSpec, trial_dir: 
                     "text_pair_column": spec.data.text_pair_column,
                     "text_column": spec.data.text_column, "label_column": spec.data.label_column,
                     "metric": spec.experiment.metric, "best_step": result.get("best_step"),
-                    "validation": result.get("validation"), "test": result.get("test")}
+                    "validation": result.get("validation"), "test": result.get("test"),
+                    "validation_predicted": predicted_counts(result.get("validation_confusion"))}
             (target / MODEL_INFO).write_text(json.dumps(info, indent=2, default=str) + "\n",
                                              encoding="utf-8")
             length = _truncate_like_the_trial(target, trainer)
@@ -582,6 +583,37 @@ def _check_reading(info: dict[str, Any], path: Path) -> None:
         if not good:
             raise AblateInputError(f"{path} has {key} {json.dumps(value)}, not {what}; "
                                    f"{_COPY_AGAIN}")
+
+
+def predicted_counts(confusion: Any) -> list[int] | None:
+    """How many validation examples the kept checkpoint predicted as each class (the confusion
+    matrix's column sums), for ablate.json: `predict` says of a model that predicted one class for
+    all of them that its labels are that guess. None without a matrix."""
+    if not confusion:
+        return None
+    return [int(sum(column)) for column in zip(*confusion, strict=True)]
+
+
+def one_class_note(folder: Path, info: dict[str, Any]) -> str | None:
+    """The note for a model whose trial's checkpoint predicted one class for every validation
+    example (ablate.json's validation_predicted): it has not learned from the text, and every
+    label `predict` prints is that one guess; None otherwise (or where ablate.json cannot say)."""
+    counts = info.get("validation_predicted")
+    if not (isinstance(counts, list) and len(counts) > 1
+            and all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts)):
+        return None
+    predicted = [index for index, count in enumerate(counts) if count]
+    if len(predicted) != 1:
+        return None
+    try:
+        names = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("id2label", {})
+        name = repr(str(names.get(str(predicted[0]), predicted[0])))
+    except (OSError, ValueError, AttributeError):
+        name = f"class {predicted[0]}"
+    trial = f" (trial {info['trial']})" if isinstance(info.get("trial"), str) else ""
+    return (f"this model{trial} predicted {name} for every one of its {sum(counts)} validation "
+            "examples when it was trained: it has not learned from the text, so the labels here "
+            "are that one guess, not a reading of the texts (its study's report: Diagnosis)")
 
 
 # What a kept checkpoint reads as its trial did: the trial's settings, not its results.

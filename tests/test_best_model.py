@@ -61,6 +61,9 @@ def test_best_trial_is_exported_to_best_model_and_loads_in_a_plain_pipeline(best
     values = {key: t.value for key, t in trials.items()}
     assert info["trial"] == max(values, key=values.get)
     assert info["validation"] == trials[info["trial"]].user_attrs["result"]["validation"]
+    # what the kept checkpoint predicted on validation, class by class (predict reads it)
+    confusion = trials[info["trial"]].user_attrs["result"]["validation_confusion"]
+    assert info["validation_predicted"] == [sum(row[i] for row in confusion) for i in range(3)]
 
     classifier = pipeline("text-classification", model=str(best))
     assert classifier.model.config.id2label == {0: "0", 1: "1", 2: "2"}
@@ -105,7 +108,20 @@ def test_run_ends_with_a_predict_command_that_runs_as_printed(best_study, capsys
     assert shlex.split(hint.group(1)) == ["predict", str(best_study), "some text",
                                           "--set", 'tracking.backend="none"']
     assert cli.main(shlex.split(hint.group(1))) == 0
-    assert capsys.readouterr().out.splitlines()[1].startswith("some text")
+    printed = capsys.readouterr()
+    assert printed.out.splitlines()[1].startswith("some text")
+    # predict said nothing of a model that gives every text the same label
+    info = json.loads((load_spec(best_study).output_dir / "best_model" / "ablate.json").read_text())
+    predicted = [i for i, count in enumerate(info["validation_predicted"]) if count]
+    if len(predicted) > 1:  # it learned something: no note
+        assert "note: this model" not in printed.err
+    else:
+        assert printed.err == (f"note: this model (trial {info['trial']}) predicted "
+                               f"'{predicted[0]}' for every one of its "
+                               f"{sum(info['validation_predicted'])} validation examples when it "
+                               "was trained: it has not learned from the text, so the labels here "
+                               "are that one guess, not a reading of the texts (its study's "
+                               "report: Diagnosis)\n")
 
 
 def test_predict_prints_the_top_label_and_every_probability(best_study, tmp_path, capsys):
@@ -1735,9 +1751,12 @@ def test_predict_notes_a_local_best_model_older_than_the_one_another_machine_exp
     assert cli.main(["predict", str(path), "great fun", "--json"]) == 0
     out, err = capsys.readouterr()
     assert json.loads(out.splitlines()[0])["text"] == "great fun"
-    assert err == (f"note: best model: best_model/ here holds trial {held}, no longer the best: the "
-                   "best, trial baseline-s7, is in gpu-2:/home/me/proj/reports/tiny/best_model, "
-                   "exported by the run there; copy that folder here to use it\n"), err
+    assert err.startswith(
+        f"note: best model: best_model/ here holds trial {held}, no longer the best: the best, "
+        "trial baseline-s7, is in gpu-2:/home/me/proj/reports/tiny/best_model, exported by the run "
+        "there; copy that folder here to use it\n"), err
+    # (the tiny model predicts one class: a second note says so, once its rows are out)
+    assert err.count("\n") == 1 + ("note: this model" in err), err
 
 
 def test_keeping_all_with_resumable_checkpoints_keeps_each_evaluations_weights_only(
@@ -1785,3 +1804,19 @@ def test_the_reports_evaluate_hint_runs_on_data_without_a_test_split(write_exper
     assert results.startswith("Validation metrics") and "test" not in results, results
     capsys.readouterr()
     assert cli.main(shlex.split(hint)[1:]) == 0, capsys.readouterr().err
+
+
+def test_a_model_that_predicted_one_class_on_validation_is_noted_by_name(tmp_path):
+    """ablate.json's validation_predicted counts what the kept checkpoint predicted on
+    validation, class by class: one class for every example is noted by its name (predict gave
+    every text that label without a word); a model that predicted several, or an ablate.json that
+    cannot say (an older one, a value edited by hand), gets no note."""
+    from ablation.models import one_class_note
+
+    (tmp_path / "config.json").write_text(json.dumps({"id2label": {"0": "neg", "1": "neutral"}}))
+    note = one_class_note(tmp_path, {"trial": "baseline-s42", "validation_predicted": [0, 24, 0]})
+    assert note is not None and note.startswith(
+        "this model (trial baseline-s42) predicted 'neutral' for every one of its 24 validation "
+        "examples when it was trained: it has not learned from the text")
+    for counts in ([3, 20, 1], None, [24], [0, "24"], [0, 0, 0], [0, True, 0]):
+        assert one_class_note(tmp_path, {"validation_predicted": counts}) is None, counts
