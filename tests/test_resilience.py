@@ -1491,9 +1491,26 @@ def _crash_at_step_11(monkeypatch, step: int = 11) -> Any:
     return real_step_end
 
 
+def _validation_peaks_at(monkeypatch, step: int) -> None:
+    """Make the selection metric (macro_f1) best at `step`'s evaluation, whatever the tiny model
+    scores there: its scores tie and part by a hair, and which checkpoint is the best (kept, and
+    the others rotated out) moved with the data order and with the tests run before in the
+    same process."""
+    real_evaluate = train.AblateTrainer.evaluate
+
+    def peaking(self, *args, **kwargs):
+        metrics = real_evaluate(self, *args, **kwargs)
+        if "eval_macro_f1" in metrics:
+            metrics["eval_macro_f1"] = 1.0 if self.state.global_step == step else 0.5
+        return metrics
+
+    monkeypatch.setattr(train.AblateTrainer, "evaluate", peaking)
+
+
 def _crashed_with_checkpoints(write_experiment, monkeypatch) -> tuple[Path, list[str], Path]:
     """A one-trial study run with checkpoints every 4 steps that crashed at step 11, the crash
     taken away again: (its file, the --set that gave the checkpoints, the trial's checkpoints)."""
+    _validation_peaks_at(monkeypatch, 5)  # checkpoints 4 and 8 kept, whatever step 10 scores
     sets = ["--set", "experiment.checkpoint_steps=4"]
     path = write_experiment(variants="")
     real_step_end = _crash_at_step_11(monkeypatch)
@@ -1722,6 +1739,7 @@ def test_a_resumed_trial_saves_again_the_checkpoint_a_kill_left_incomplete(write
     sent it back to step 6 again. The incomplete folder is replaced: the next retry starts at 9."""
     from transformers import TrainerState
 
+    _validation_peaks_at(monkeypatch, 5)  # checkpoint-9 kept, whatever step 10 scores
     sets = ["--set", "experiment.checkpoint_steps=3"]
     path = write_experiment(name="crashed", variants="")
     checkpoints = load_spec(path, sets[1::2]).output_dir / "trials" / "baseline-s42" / "checkpoints"
@@ -2053,17 +2071,7 @@ def test_a_trial_resumed_in_a_moved_output_folder_still_selects_its_best_checkpo
     moved (or renamed) between the kill and the resume, the Trainer dropped it ('does not exist
     anymore', in trial.log only), and a trial that did not improve after the resume kept its last
     weights: the report showed their metrics as those of the best step's checkpoint."""
-    # Validation peaks at step 10 in both runs, whatever the tiny model's scores (their ties
-    # moved the best step with the data order, and with the suite's order of tests)
-    real_evaluate = train.AblateTrainer.evaluate
-
-    def peaking_at_step_10(self, *args, **kwargs):
-        metrics = real_evaluate(self, *args, **kwargs)
-        if "eval_macro_f1" in metrics:
-            metrics["eval_macro_f1"] = 1.0 if self.state.global_step == 10 else 0.5
-        return metrics
-
-    monkeypatch.setattr(train.AblateTrainer, "evaluate", peaking_at_step_10)
+    _validation_peaks_at(monkeypatch, 10)  # in both runs
     reference = write_experiment(name="reference", variants="")
     assert cli.main(["run", str(reference)]) == 0
     [expected] = _trials(reference)
