@@ -81,6 +81,14 @@ def per_call() -> Iterator[None]:
             _UNREACHABLE.clear()
 
 
+def cache_only() -> bool:
+    """Whether the Hub libraries read their caches alone now: HF_HUB_OFFLINE set, or the Hub
+    found unreachable during this call (what a hint may then list of the cache)."""
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE or _UNREACHABLE)
+
+
 def cached_ids(kind: str) -> list[str]:
     """The Hub ids of the models (`kind` "model") or datasets ("dataset") the Hugging Face caches
     hold: HF_HUB_CACHE's `models--org--name` folders, and for datasets also HF_DATASETS_CACHE's
@@ -153,7 +161,7 @@ def cache_hint(name: str, kind: str) -> str:
              or next(iter(difflib.get_close_matches(wanted, list(lowered), n=1, cutoff=0.8)), None))
     if match:
         return f"; did you mean {lowered.get(match.lower(), match)!r} (the Hugging Face cache holds it)?"
-    if not (constants.HF_HUB_OFFLINE or _UNREACHABLE):
+    if not cache_only():
         return ""
     where = (f"the Hugging Face cache ({constants.HF_HUB_CACHE}) holds" if kind == "model" else
              "the Hugging Face caches hold")
@@ -200,7 +208,6 @@ def revision_hint(name: str, revision: str, kind: str = "model") -> str:
     """For a revision of a cached Hub id that could not be loaded: the cached commit it is the
     start of (`c9745ed`, as the Hub's pages show commits; a revision is a whole commit hash, a
     branch or a tag), or offline the revisions the cache holds."""
-    from huggingface_hub import constants
 
     revisions = cached_revisions(name, kind)
     if not revisions:
@@ -209,7 +216,7 @@ def revision_hint(name: str, revision: str, kind: str = "model") -> str:
     if len(revision) >= 4 and len(commits) == 1:
         return (f"; did you mean {commits[0]!r} (the Hugging Face cache holds that commit; a "
                 "revision is a whole commit hash, a branch or a tag)?")
-    if not (constants.HF_HUB_OFFLINE or _UNREACHABLE):
+    if not cache_only():
         return ""
     shown = ", ".join(f"{ref!r}" + (f" (commit {commit})" if commit != ref else "")
                       for ref, commit in list(revisions.items())[:6])

@@ -198,10 +198,10 @@ def check_cached_weights(source: ModelSource) -> None:
     from huggingface_hub import constants, try_to_load_from_cache
 
     from .config import looks_like_path
-    from .hub import _UNREACHABLE
+    from .hub import cache_only
     from .models import WEIGHT_FILES
 
-    if not (constants.HF_HUB_OFFLINE or _UNREACHABLE) or looks_like_path(source.name) \
+    if not cache_only() or looks_like_path(source.name) \
             or home_path(source.name).exists():
         return
     try:
