@@ -8,6 +8,8 @@ import os
 import random
 import textwrap
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,19 @@ WORDS = {
 }
 FILLER = ["the", "a", "this", "was", "is", "it", "so", "and", "today", "movie"]
 SHARED_DIR = Path(__file__).resolve().parents[2] / "shared"
+
+
+@contextmanager
+def seeded_init(seed: int = 0) -> Iterator[None]:
+    """Random weights drawn inside are the same in every pytest process (torch seeds its global
+    generator randomly at import), and the global generator is left as it was: a fixture's model,
+    and so every score a test reads from it, no longer depends on the process or the tests run
+    before it."""
+    import torch
+
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        yield
 
 
 def make_texts(n: int, seed: int) -> pd.DataFrame:
@@ -94,7 +109,8 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tokenizer.save_pretrained(folder)
     config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2,
                         num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
-    BertForSequenceClassification(config).save_pretrained(folder)
+    with seeded_init():
+        BertForSequenceClassification(config).save_pretrained(folder)
     return folder
 
 

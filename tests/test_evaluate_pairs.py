@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import make_texts, tiny_experiment
+from conftest import make_texts, seeded_init, tiny_experiment
 
 from ablation import cli
 
@@ -33,7 +33,8 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) ->
     config = BertConfig(**{**tiny.to_dict(), "initializer_range": 0.5,
                            "id2label": {i: str(i) for i in range(3)},
                            "label2id": {str(i): i for i in range(3)}})
-    BertForSequenceClassification(config).save_pretrained(folder)
+    with seeded_init():
+        BertForSequenceClassification(config).save_pretrained(folder)
     return folder
 
 

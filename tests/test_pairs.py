@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import DEFAULT_BASELINE, FILLER, make_texts, tiny_experiment
+from conftest import DEFAULT_BASELINE, FILLER, make_texts, seeded_init, tiny_experiment
 
 from ablation import cli
 
@@ -99,7 +99,8 @@ def _model_copy(folder: Path, tiny_model_dir: Path, type_vocab_size: int, type_i
         "input_ids", "attention_mask"]
     AutoTokenizer.from_pretrained(tiny_model_dir, model_input_names=names).save_pretrained(folder)
     config = BertConfig.from_pretrained(tiny_model_dir, type_vocab_size=type_vocab_size)
-    BertForSequenceClassification(config).save_pretrained(folder)
+    with seeded_init():
+        BertForSequenceClassification(config).save_pretrained(folder)
     return folder
 
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 import transformers
-from conftest import tiny_experiment
+from conftest import seeded_init, tiny_experiment
 
 from ablation import cli, train
 from ablation.config import load_spec
@@ -372,7 +372,8 @@ def test_fewer_layers_of_a_model_with_layer_types_keep_their_types_and_save(tmp_
         pad_token_id=0, bos_token_id=1, eos_token_id=2, cls_token_id=1, sep_token_id=2,
         global_attn_every_n_layers=2)
     folder = tmp_path / "modernbert"
-    transformers.ModernBertForSequenceClassification(config).save_pretrained(folder)
+    with seeded_init():
+        transformers.ModernBertForSequenceClassification(config).save_pretrained(folder)
     assert config.layer_types == ["full_attention", "sliding_attention"]
     fewer = load_model_config(ModelSource(str(folder), None, {"num_hidden_layers": 1},
                                           variant_config=("num_hidden_layers",)), ["a", "b"])
@@ -410,7 +411,8 @@ def test_a_decoder_whose_tokenizer_has_no_padding_token_trains_padded_with_its_e
     tokenizer.save_pretrained(folder)
     config = transformers.GPT2Config(vocab_size=len(tokenizer), n_embd=16, n_layer=1, n_head=2,
                                      n_positions=64, pad_token_id=config_pad)
-    transformers.GPT2ForSequenceClassification(config).save_pretrained(folder)
+    with seeded_init():
+        transformers.GPT2ForSequenceClassification(config).save_pretrained(folder)
     path = tiny_experiment(tmp_path, folder, tiny_data_dir, variants="",
                            baseline="learning_rate = 1e-3\nbatch_size = 16\nepochs = 1\n")
     assert cli.main(["run", str(path)]) == 0
@@ -442,7 +444,8 @@ def test_gpt2_with_token_type_ids_trains_with_the_kept_embedding_gradient(tmp_pa
     tokenizer.save_pretrained(folder)
     config = transformers.GPT2Config(vocab_size=len(tokenizer), n_embd=16, n_layer=1, n_head=2,
                                      n_positions=64, pad_token_id=tokenizer.pad_token_id)
-    transformers.GPT2ForSequenceClassification(config).save_pretrained(folder)
+    with seeded_init():
+        transformers.GPT2ForSequenceClassification(config).save_pretrained(folder)
     path = tiny_experiment(tmp_path, folder, tiny_data_dir, variants="",
                            baseline="learning_rate = 1e-3\nbatch_size = 16\nepochs = 1\n")
     assert cli.main(["run", str(path)]) == 0
