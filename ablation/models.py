@@ -527,13 +527,49 @@ def check_classifier_folder(folder: Path) -> None:
         raise AblateInputError(
             f"{where} holds a {heads[0]}, not a text classifier (a ...ForSequenceClassification "
             "model): its classification layer would be random")
+    check_saved_weights(folder, where)
+    if not holds_vocabulary_file(folder):  # refused before any data is read, unless it needs none
+        from transformers import AutoTokenizer
+
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        except (OSError, ValueError, ImportError):
+            return  # load_classifier says why, as for any folder
+        check_saved_vocabulary(folder, where, tokenizer)
+
+
+_SAVE_WHOLE = "give a folder written by save_pretrained (config.json, the weights and the tokenizer)"
+
+
+def check_saved_weights(folder: Path, where: str) -> None:
+    """A model folder without its weights: transformers fails with a traceback (predict), or every
+    trial failed as it started while validate said ok (a study's [model] name)."""
     if not any((folder / name).is_file() for name in WEIGHT_FILES):
-        raise AblateInputError(f"{where} holds no weights ({' or '.join(WEIGHT_FILES[::2])})")
-    if not (any((folder / name).is_file() for name in TOKENIZER_FILES)
-            or any(folder.glob("*.model"))):
         raise AblateInputError(
-            f"{where} holds no tokenizer vocabulary (tokenizer.json, vocab.txt, ...): save the "
-            "tokenizer beside the model, as `tokenizer.save_pretrained(folder)` does")
+            f"{where} holds no weights ({' or '.join(WEIGHT_FILES[::2])}); {_SAVE_WHOLE}")
+
+
+def check_saved_vocabulary(folder: Path, where: str, tokenizer: Any) -> None:
+    """A model folder without a tokenizer vocabulary: transformers makes a tokenizer of the special
+    tokens alone, every word [UNK], and trains or predicts on nothing, unsaid. Judged on the
+    tokenizer loaded, as tokenizers of characters or bytes (CANINE's) need no vocabulary file."""
+    if holds_vocabulary_file(folder) or not made_up_tokenizer(tokenizer):
+        return
+    raise AblateInputError(
+        f"{where} holds no tokenizer vocabulary (tokenizer.json, vocab.txt, ...): transformers "
+        f"makes a tokenizer of {len(tokenizer)} tokens, the special ones, every word [UNK]; save "
+        "the tokenizer beside the model, as `tokenizer.save_pretrained(folder)` does")
+
+
+def holds_vocabulary_file(folder: Path) -> bool:
+    return any((folder / name).is_file() for name in TOKENIZER_FILES) or any(folder.glob("*.model"))
+
+
+def made_up_tokenizer(tokenizer: Any) -> bool:
+    """Whether `tokenizer` is the one transformers makes where a model has no vocabulary files:
+    the special tokens and next to nothing else (a real one, of characters or bytes too, holds
+    hundreds of tokens at least)."""
+    return len(tokenizer) - len(set(tokenizer.all_special_ids)) < 10
 
 
 def model_info(folder: Path) -> dict[str, Any]:

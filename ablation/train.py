@@ -56,7 +56,7 @@ from .embedding_gradient import clip_grad_norm, keep_embedding_gradient, step_re
 from .errors import AblateInputError, first_line
 from .host_memory import FreedMemory
 from .metrics import SCALAR_METRICS, confusion, trainer_metrics
-from .models import keep_trial_model
+from .models import check_saved_vocabulary, keep_trial_model, made_up_tokenizer
 from .packing import pack_encoder
 from .progress import Lines, as_progress
 from .tracking import Tracker, tracker_keys
@@ -126,15 +126,13 @@ def check_hub_reachable(source: ModelSource) -> None:
             source.name_key, source.revision)) from None
 
 
-def check_model_folder(source: ModelSource, tokenizer: Any = None) -> None:
+def check_model_folder(source: ModelSource) -> None:
     """A local folder given as the model must hold one whole: without its weights every trial
-    failed as it started (validate said ok), and without a tokenizer vocabulary transformers made
-    one of the special tokens alone, every word [UNK]: the study trained on nothing, with a note
-    blaming the vocabulary's language. A Hugging Face cache's own folder (`models--org--name`)
-    is pointed to its Hub id and snapshot. The vocabulary is checked once the tokenizer is
-    loaded (`tokenizer`, the one loaded from the folder), the weights where the config is."""
+    failed as it started (validate said ok). A Hugging Face cache's own folder
+    (`models--org--name`) is pointed to its Hub id and snapshot. Its vocabulary is checked once
+    the tokenizer is loaded (models.check_saved_vocabulary)."""
     from .hub import cached_snapshot
-    from .models import BEST_MODEL, MODEL_DIR, TOKENIZER_FILES, WEIGHT_FILES
+    from .models import BEST_MODEL, MODEL_DIR, check_saved_weights
 
     folder = home_path(source.name)
     if not folder.is_dir():
@@ -154,27 +152,7 @@ def check_model_folder(source: ModelSource, tokenizer: Any = None) -> None:
             f"{where} is a folder but not a saved model (no config.json); "
             + (f"it holds the model folder {str(inner)!r}: give that" if inner else
                "give a folder written by save_pretrained (config.json, the weights and the tokenizer)"))
-    if tokenizer is None and not any((folder / name).is_file() for name in WEIGHT_FILES):
-        raise AblateInputError(
-            f"{where} holds no weights ({' or '.join(WEIGHT_FILES[::2])}); give a folder written "
-            "by save_pretrained (config.json, the weights and the tokenizer)")
-    if tokenizer is not None and not (any((folder / name).is_file() for name in TOKENIZER_FILES)
-                                      or any(folder.glob("*.model"))):
-        # Tokenizers of characters or bytes (CANINE's, Perceiver's) need no vocabulary file: the
-        # one transformers makes up holds the special tokens and next to nothing else.
-        if made_up_tokenizer(tokenizer):
-            raise AblateInputError(
-                f"{where} holds no tokenizer vocabulary (tokenizer.json, vocab.txt, ...): "
-                f"transformers makes a tokenizer of {len(tokenizer)} tokens, the special ones, "
-                "every word [UNK]; save the tokenizer beside the model, as "
-                "`tokenizer.save_pretrained(folder)` does")
-
-
-def made_up_tokenizer(tokenizer: Any) -> bool:
-    """Whether `tokenizer` is the one transformers makes where a model has no vocabulary files:
-    the special tokens and next to nothing else (a real one, of characters or bytes too, holds
-    hundreds of tokens at least)."""
-    return len(tokenizer) - len(set(tokenizer.all_special_ids)) < 10
+    check_saved_weights(folder, where)
 
 
 def check_hub_tokenizer(source: ModelSource, tokenizer: Any) -> None:
@@ -334,7 +312,10 @@ def load_tokenizer(source: ModelSource) -> Any:
     except ImportError as err:  # a SentencePiece vocabulary without sentencepiece/protobuf installed
         raise AblateInputError(f"{source.name_key} = {source.name!r}: "
                                f"{tokenizer_library_missing(err)}") from None
-    check_model_folder(source, tokenizer)
+    check_model_folder(source)
+    folder = home_path(source.name)
+    if folder.is_dir():
+        check_saved_vocabulary(folder, f"{source.name_key} = {source.name!r}", tokenizer)
     check_hub_tokenizer(source, tokenizer)
     if tokenizer.pad_token is None:
         # Decoders (GPT-2, Llama, Mistral) have no padding token, and batches could not be padded:

@@ -372,6 +372,25 @@ def test_a_tokenizer_of_characters_needs_no_vocabulary_file(tiny_model_dir: Path
     assert load_tokenizer(ModelSource(str(folder), None, {})) is characters
 
 
+def test_predict_reads_a_model_whose_tokenizer_needs_no_vocabulary_file(
+        tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """predict and evaluate refused a CANINE-style folder (no vocabulary file) that a study trains
+    on: both sides now judge the tokenizer it loads, as the study's did."""
+    import transformers
+
+    from ablation.models import check_classifier_folder
+
+    folder = _incomplete_copy(tiny_model_dir, tmp_path, "tokenizer.json", "vocab.txt")
+    config = transformers.BertConfig.from_pretrained(folder)
+    config.architectures = ["BertForSequenceClassification"]
+    config.save_pretrained(folder)
+    with pytest.raises(AblateInputError, match="holds no tokenizer vocabulary .* of 5 tokens"):
+        check_classifier_folder(folder)  # a BERT folder without one: its tokenizer is made up
+    characters = transformers.CanineTokenizer()
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda *a, **k: characters)
+    check_classifier_folder(folder)
+
+
 def test_a_config_cached_with_parameters_is_not_one_more_config(fake_cache: Path) -> None:
     """load_dataset(..., data_files=...) caches under 'default-<hash>'; offline without a config,
     load_dataset reads only the folders named by their own config ('default'), yet the refusal
