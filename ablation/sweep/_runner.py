@@ -18,7 +18,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec
 
 import optuna
 
@@ -428,13 +428,16 @@ def _search_once(job: Work, outcome: RunOutcome) -> bool:
     return True
 
 
-def _one_call(func: Callable[..., RunOutcome]) -> Callable[..., RunOutcome]:
+P = ParamSpec("P")
+
+
+def _one_call(func: Callable[P, RunOutcome]) -> Callable[P, RunOutcome]:
     """`func`, a call of the Python API, in which a Hub found unreachable stays offline (see
     hub.per_call) and the libraries' chatter is off (quiet_libraries): the process going on after
     it (a notebook's) is neither left offline nor left quiet."""
 
     @functools.wraps(func)
-    def called(*args: Any, **kwargs: Any) -> RunOutcome:
+    def called(*args: P.args, **kwargs: P.kwargs) -> RunOutcome:
         with hub.per_call(), quiet_libraries():
             return func(*args, **kwargs)
 
