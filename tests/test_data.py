@@ -684,6 +684,49 @@ def test_a_short_file_not_in_utf8_tells_chinese_from_korean_and_japanese(
     assert "train.csv: line 2 " in message and f"cannot be decoded as UTF-8 text{says}" in message
 
 
+def as_windows_reads_it(data: bytes, encoding: str) -> str:
+    """UTF-8 bytes as a Windows program reads them in `encoding` (Excel opening a CSV without a
+    byte-order mark): bytes cp1252 leaves undefined are the Latin-1 characters of their number,
+    and a byte GBK cannot pair is lost."""
+    if encoding == "cp1252":
+        return "".join(bytes([byte]).decode("cp1252", errors="ignore") or chr(byte) for byte in data)
+    return data.decode(encoding, errors="replace")
+
+
+@pytest.mark.parametrize(("texts", "encoding", "read_back"), [
+    (["café crème, naïve", "“smart quotes” – it’s fine", "Grüße aus Köln"], "cp1252",
+     "it reads back as 'café crème, naïve 0'"),
+    (CHINESE, "gbk", "it reads back as '这部电影很好看，"),  # GBK lost a byte further on
+], ids=["windows_1252", "gbk"])
+def test_a_utf8_csv_excel_read_in_a_windows_encoding_and_saved_again_is_refused(
+        tmp_path: Path, texts: list[str], encoding: str, read_back: str):
+    """Excel opens a UTF-8 CSV without a byte-order mark in the Windows encoding ('cafÃ©',
+    '杩欓儴'), and its 'CSV UTF-8' saves that as UTF-8: the file decodes, and trained on the
+    garbled texts without a word."""
+    rows = "text,label\n" + "".join(f'"{texts[i % len(texts)]} {i}",{i % 2}\n' for i in range(30))
+    (tmp_path / "clean.csv").write_text(rows, encoding="utf-8")
+    assert len(load_labeled_splits(spec(tmp_path / "clean.csv")).train) == 27  # the original reads
+    garbled = as_windows_reads_it(rows.encode("utf-8"), encoding)
+    (tmp_path / "train.csv").write_bytes(b"\xef\xbb\xbf" + garbled.encode("utf-8"))
+    message = load_error(spec(tmp_path / "train.csv"))
+    reading = "Windows-1252" if encoding == "cp1252" else "GBK"
+    first = pd.read_csv(tmp_path / "train.csv", encoding="utf-8-sig")["text"][0]
+    assert f"train.csv: split 'train', row 0: the text '{first[:20]}" in message
+    assert f"in column 'text' is UTF-8 read as {reading} ({read_back}" in message
+    assert "of the 30 texts with characters past ASCII checked are" in message
+    assert "save as 'CSV UTF-8'" in message
+
+
+def test_a_stray_misread_character_among_clean_texts_is_read_as_it_is(tmp_path: Path):
+    """'â€™' in one scraped review of many with accents is the source's: not the file's encoding."""
+    frame = labelled(40, 1)
+    frame["text"] = [f"{text} café" for text in frame["text"]]
+    frame.loc[5, "text"] = "it‘s â€™ fine"
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    splits = load_labeled_splits(spec(tmp_path / "train.csv"))
+    assert "it‘s â€™ fine" in set(splits.train["text"]) | set(splits.validation["text"])
+
+
 def test_json_lines_under_a_json_name_are_read(tmp_path: Path):
     frame = labelled(30, 1, NAMES)
     frame.to_json(tmp_path / "train.json", orient="records", lines=True)

@@ -346,6 +346,71 @@ def not_utf8(data: bytes, line: int = 1, byte: int = 0, line_end: bytes = b"\n")
     return "cannot be decoded as UTF-8 text"
 
 
+# Characters a UTF-8 text misread as GBK turns into (and back): Chinese, its punctuation and
+# full-width forms.
+_CHINESE_OR_FULL_WIDTH = re.compile(r"[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uff00-\uffef]")
+MOJIBAKE_SAMPLE = 1000  # texts past ASCII checked for mojibake: a sample is enough, and quick
+
+
+def _read_back_from_windows_1252(text: str) -> str | None:
+    """`text` as the UTF-8 it was where it is UTF-8 bytes read as Windows-1252 ('cafÃ©' for
+    'café', 'â€™' for '’': a Western Excel opening a UTF-8 CSV that has no byte-order mark and
+    saving it again), or None. Bytes 1252 leaves undefined (0x81, 0x8d, ...) read as the Latin-1
+    control characters of the same number, as Windows reads them, or were lost (a '�' another
+    tool put there): the reading back is one where it gives more characters past ASCII than
+    undecodable bytes ('café' read back gives none, only an undecodable byte)."""
+    try:
+        data = text.encode("cp1252")
+    except UnicodeEncodeError:
+        data = b"".join(bytes([ord(char)]) if ord(char) < 256 else
+                        _cp1252_byte(char) for char in text)
+    back = data.decode("utf-8", errors="replace")
+    undecodable = back.count("\ufffd")
+    wide = sum(not char.isascii() for char in back) - undecodable
+    return back if wide and wide > undecodable else None
+
+
+def _cp1252_byte(char: str) -> bytes:
+    """A character's Windows-1252 byte, or one byte UTF-8 has not (it reads back as '�')."""
+    try:
+        return char.encode("cp1252")
+    except UnicodeEncodeError:
+        return b"\xff"
+
+
+def _read_back_from_gbk(text: str) -> str | None:
+    """`text` as the UTF-8 it was where it is UTF-8 Chinese read as GBK ('寰堝揩' for '很快': a
+    Chinese Excel opening a UTF-8 CSV without a byte-order mark), or None. GBK loses a byte where
+    a character's UTF-8 bytes fall across its pairs, so the reading back is partial: it is one
+    where it gives more Chinese characters than undecodable bytes (a Chinese text as it is read
+    back gives almost none)."""
+    # a '�' (a byte lost already) as one byte UTF-8 has not, read back as one '�' again
+    data = b"\xff".join(part.encode("gb18030", errors="replace") for part in text.split("\ufffd"))
+    back = data.decode("utf-8", errors="replace")
+    chinese = len(_CHINESE_OR_FULL_WIDTH.findall(back))
+    return back if chinese >= 2 and chinese > back.count("\ufffd") else None
+
+
+def mojibake(texts: pd.Series) -> tuple[Any, str, str, str, int, int] | None:
+    """Texts of a CSV/TSV that are UTF-8 read in a Windows encoding and saved again as UTF-8
+    (what a spreadsheet does to a UTF-8 CSV without a byte-order mark): the file decodes, and
+    would train on 'cafÃ©' and '寰堝揩' without a word. Where most of the (first MOJIBAKE_SAMPLE)
+    texts past ASCII, and at least 3 of them or all, read back so: the first one's row, the text,
+    what it reads back as, the encoding, how many read back and how many were checked. None
+    otherwise: a stray 'â€™' among clean texts is the source's, not the file's."""
+    wide = texts.iloc[:100 * MOJIBAKE_SAMPLE]
+    wide = wide[~wide.map(str.isascii)].iloc[:MOJIBAKE_SAMPLE]
+    for encoding, read_back in (("Windows-1252", _read_back_from_windows_1252),
+                                ("GBK", _read_back_from_gbk)):
+        back = wide.map(read_back)
+        found = back.notna()
+        count = int(found.sum())
+        if count and count * 2 >= len(wide) and (count >= 3 or count == len(wide)):
+            row = found.idxmax()
+            return row, wide[row], back[row], encoding, count, len(wide)
+    return None
+
+
 def _looks_like_gbk(data: bytes) -> bool:
     """Chinese text saved by Windows in GBK/GB18030 (a hint, so in doubt none): the bytes decode
     so, to characters past ASCII that are mostly GB2312's (simplified Chinese's, two bytes past

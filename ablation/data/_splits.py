@@ -24,7 +24,7 @@ from ..config import (
     last_set,
 )
 from ..errors import AblateInputError, set_shown, some_of
-from ._files import CELLS_ARE_TEXT, column_list, load_raw_splits
+from ._files import CELLS_ARE_TEXT, column_list, load_raw_splits, mojibake
 
 MAX_CLASS_ID = 100_000  # a label beyond it is an id or count column, not a class
 SAMPLING_SEED = 0  # fixed: every trial and every seed sees the same split
@@ -161,7 +161,25 @@ def _clean(frame: pd.DataFrame, spec: DataSpec, split: str) -> tuple[pd.DataFram
             f"{spec.dataset}: split {split!r}: [data] text_column = {spec.text_column!r} holds only "
             f"numbers ({shown}), no text; is {spec.text_column!r} the text column? (columns: "
             f"{column_list(frame)})")
+    if frame.attrs.get(CELLS_ARE_TEXT):
+        for column, key in [("text", "text_column")] + (
+                [("text_pair", "text_pair_column")] if spec.text_pair_column else []):
+            misread = mojibake(cleaned[column])
+            if misread:
+                row, text, back, encoding, count, checked = misread
+                raise AblateInputError(
+                    f"{spec.dataset}: split {split!r}, row {row}: the text {_snippet(text)!r} in "
+                    f"column {getattr(spec, key)!r} is UTF-8 read as {encoding} (it reads back as "
+                    f"{_snippet(back)!r}), as {count} of the {checked} texts with characters past "
+                    "ASCII checked are: the file was opened as text in that encoding and saved "
+                    "again (Excel does so with a UTF-8 CSV that has no byte-order mark); make it "
+                    "again from the original file (in Excel: Data > From Text/CSV, File Origin "
+                    "'65001: Unicode (UTF-8)', then save as 'CSV UTF-8')")
     return cleaned, int((~keep).sum())
+
+
+def _snippet(text: str, length: int = 40) -> str:
+    return text if len(text) <= length else text[:length] + "…"
 
 
 # A validation or test label train lacks may be a typo, or a class meant to be there: label_names
