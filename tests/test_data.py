@@ -1365,8 +1365,9 @@ def test_a_column_named_twice_in_the_header_is_refused(tmp_path: Path, suffix: s
 
 
 @pytest.mark.parametrize("name, separator, advice", [
-    ("train.csv", ";", "has semicolons; save it with commas between fields"),
-    ("train.csv.gz", ";", "has semicolons; save it with commas between fields"),
+    ("train.csv", "|", "has '|'; save it with commas between fields"),
+    ("train.csv.gz", "|", "has '|'; save it with commas between fields"),
+    ("train.tsv", ";", "has semicolons; save it with tabs between fields"),
     ("train.csv", "\t", "has tabs; name it .tsv"),
     ("train.tsv", ",", "has commas; name it .csv"),
 ])
@@ -1381,6 +1382,49 @@ def test_a_file_of_one_column_with_another_separator_is_refused_naming_it(
     message = load_error(spec(path))
     assert f"{name}: the header {'text' + separator + 'label'!r} is one column" in message
     assert advice in message
+
+
+def excel_csv(frame: pd.DataFrame, separator: str, first_line: str = "") -> bytes:
+    """A frame as Excel saves 'CSV UTF-8': a byte-order mark, CRLF line ends, `separator` between
+    fields (';' where the comma is the decimal mark), a text quoted where it holds one."""
+    return b"\xef\xbb\xbf" + (first_line + frame.to_csv(index=False, sep=separator,
+                                                       lineterminator="\r\n")).encode()
+
+
+@pytest.mark.parametrize("name", ["train.csv", "train.csv.gz"])
+@pytest.mark.parametrize("first_line", ["", "sep=;\r\n"], ids=["", "sep_line"])
+def test_a_csv_excel_saved_with_semicolons_reads_as_the_same_file_with_commas(
+        tmp_path: Path, name: str, first_line: str):
+    """Excel in German, French, Spanish, ... settings saves CSV with ';' between fields (the comma
+    is the decimal mark), and its users cannot choose commas; it was refused."""
+    frame = labelled(40, 1, NAMES)
+    frame.loc[3, "text"] = "bad, really; so bad"  # a comma read as text, a semicolon quoted
+    (tmp_path / "commas.csv").write_bytes(excel_csv(frame, ","))
+    data = excel_csv(frame, ";", first_line)
+    (tmp_path / name).write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    expected = load_labeled_splits(spec(tmp_path / "commas.csv"))
+    splits = load_labeled_splits(spec(tmp_path / name))
+    assert splits.fingerprint() == expected.fingerprint()
+    assert "bad, really; so bad" in set(splits.train["text"]) | set(splits.validation["text"])
+
+
+@pytest.mark.parametrize("suffix, separator", [(".csv", ","), (".tsv", "\t"), (".csv", "|")])
+def test_excels_sep_line_before_the_header_names_the_separator(
+        tmp_path: Path, suffix: str, separator: str):
+    """'sep=,' as a first line makes Excel open a file in any locale; it was read as the header
+    (columns 'sep=' and 'Unnamed: 1'), and [data] text_column refused as missing."""
+    frame = labelled(40, 1, NAMES)
+    (tmp_path / "plain.csv").write_bytes(excel_csv(frame, ","))
+    (tmp_path / f"train{suffix}").write_bytes(excel_csv(frame, separator, f"sep={separator}\r\n"))
+    splits = load_labeled_splits(spec(tmp_path / f"train{suffix}"))
+    assert splits.fingerprint() == load_labeled_splits(spec(tmp_path / "plain.csv")).fingerprint()
+
+
+def test_a_line_of_a_file_after_excels_sep_line_is_named_by_its_line_in_the_file(tmp_path: Path):
+    path = tmp_path / "train.csv"
+    path.write_text("sep=;\ntext;label\ngood fun, really;pos\nbad; sad;neg\nok;pos\n")
+    message = load_error(spec(path))
+    assert "train.csv: line 4 has 3 fields, the header 2: a text that contains a semicolon" in message
 
 
 def test_a_label_far_beyond_any_class_id_is_refused_without_listing_the_ids(tmp_path: Path):

@@ -37,10 +37,11 @@ def _read_local_file(path: Path, columns: tuple[str, ...] = ()) -> pd.DataFrame:
     their position (0, 1, ...). `columns`: the columns the study names (text, label, ...), which
     tell a JSON object keyed by example from one keyed by column."""
     name = path.name.lower()
+    separator, skipped = ",", 0
     try:
         if name.endswith(CSV_SUFFIXES):
-            _check_separator(path, name)
-        frame = _read_table(path, name, columns)
+            separator, skipped = _csv_layout(path, name)
+        frame = _read_table(path, name, columns, separator, skipped)
     except UnicodeDecodeError:
         raise AblateInputError(f"{path}: {_first_undecodable(path)}; save it as UTF-8") from None
     except pd.errors.EmptyDataError:
@@ -56,20 +57,20 @@ def _read_local_file(path: Path, columns: tuple[str, ...] = ()) -> pd.DataFrame:
         fields = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", reason)
         if fields and name.endswith(CSV_SUFFIXES):  # a row past the first with an unquoted comma
             expected, line, saw = fields.groups()
-            raise AblateInputError(f"{path}: line {line} has {saw} fields, the header {expected}: "
-                                   f"{_quote_advice(name)}") from None
+            raise AblateInputError(f"{path}: line {int(line) + skipped} has {saw} fields, the header "
+                                   f"{expected}: {_quote_advice(separator)}") from None
         raise AblateInputError(
             f"{path}: cannot be read as a table of examples (one row per example, with a text and "
             f"a label column): {reason}") from None
     if name.endswith(CSV_SUFFIXES):
         frame.attrs[CELLS_ARE_TEXT] = True  # see _clean: "1000" may be an id, not a text
-        _check_header_names(path, name)
+        _check_header_names(path, separator, skipped)
         if not isinstance(frame.index, pd.RangeIndex):
             # pandas takes a first data row with more fields than the header as an unnamed index
             # column: every text with an unquoted separator would silently lose its first part.
-            raise AblateInputError(f"{path}: line 2 has more fields than the header "
+            raise AblateInputError(f"{path}: line {2 + skipped} has more fields than the header "
                                    f"({column_list(frame)}): "
-                                   f"{_quote_advice(name)}")
+                                   f"{_quote_advice(separator)}")
     elif not isinstance(frame.index, pd.RangeIndex):
         # parquet keeps the index pandas wrote (df[mask].to_parquet: 1, 2, 4, ...), JSON its
         # keys: rows are the file's rows, in its order, numbered by position.
@@ -86,35 +87,53 @@ def column_list(frame: pd.DataFrame) -> str:
     return ", ".join(repr(str(c)) for c in frame.columns)
 
 
-def _quote_advice(name: str) -> str:
+def _quote_advice(separator: str) -> str:
     """What a row with more fields than the header needs: its text quoted."""
-    separator = "a tab" if name.endswith(".tsv") else "a comma"
-    return f'a text that contains {separator} must be quoted, as in "I love it, really"'
+    example = f"I love it{separator} really" if separator in ";|" else "I love it, really"
+    return f'a text that contains {_SEPARATOR_NAMES[separator][0]} must be quoted, as in "{example}"'
 
 
-def _check_separator(path: Path, name: str) -> None:
-    """A header of one column with another separator in it ("text;label", as Excel writes CSV
-    where the comma is the decimal mark): one column cannot hold a text and a label, and the rows
-    would be refused for their commas, with advice to quote them, or read as one text each."""
+# a separator: as one, as several
+_SEPARATOR_NAMES = {",": ("a comma", "commas"), "\t": ("a tab", "tabs"),
+                    ";": ("a semicolon", "semicolons"), "|": ("a '|'", "'|'")}
+# Excel's first line naming the separator ("sep=;"), which some tools write for Excel to open the
+# file in any locale; Excel shows it not, and reads the header from the line after it.
+_SEPARATOR_LINE = re.compile(r"sep=([,;\t|])", re.IGNORECASE)
+
+
+def _csv_layout(path: Path, name: str) -> tuple[str, int]:
+    """A CSV or TSV file's separator, and how many lines come before its header: 1 where its first
+    line is Excel's `sep=;`, whose separator is then the file's.
+
+    A .csv whose header has semicolons and no comma is read with ';' between its fields: Excel
+    saves CSV so where the comma is the decimal mark (German, French, Spanish, Italian, Dutch,
+    ... settings), and its users cannot choose another. A header of one column with another
+    separator in it ("text\tlabel" in a .csv, "text,label" or "text;label" in a .tsv) is
+    refused: one column cannot hold a text and a label, and the rows would be refused for their
+    separators, with advice to quote them, or read as one text each."""
     separator, suffix = ("\t", ".tsv") if name.endswith(".tsv") else (",", ".csv")
     with (gzip.open if name.endswith(".gz") else open)(path, "rt", encoding="utf-8-sig",
                                                         newline="") as file:
         header = file.readline().rstrip("\r\n")
+    directive = _SEPARATOR_LINE.fullmatch(header)
+    if directive:
+        return directive.group(1), 1
     other = next((c for c in ";\t|," if c != separator and c in header), None)
     if separator in header or other is None:
-        return
-    words = {",": "commas", "\t": "tabs", ";": "semicolons", "|": "'|'"}
+        return separator, 0
+    if suffix == ".csv" and other == ";":
+        return ";", 0
     advice = ({",": "name it .csv", "\t": "name it .tsv"}.get(other)
-              or f"save it with {words[separator]} between fields")
+              or f"save it with {_SEPARATOR_NAMES[separator][1]} between fields")
     raise AblateInputError(f"{path}: the header {header!r} is one column: a {suffix} file has "
-                           f"{words[separator]} between its fields, and this one has "
-                           f"{words[other]}; {advice}")
+                           f"{_SEPARATOR_NAMES[separator][1]} between its fields, and this one has "
+                           f"{_SEPARATOR_NAMES[other][1]}; {advice}")
 
 
-def _check_header_names(path: Path, name: str) -> None:
+def _check_header_names(path: Path, separator: str, skipped: int) -> None:
     """pandas renames a repeated column ("label", "label.1") and ablate would read the first."""
-    header = pd.read_csv(path, sep="\t" if name.endswith(".tsv") else ",", header=None, nrows=1,
-                         dtype=str, keep_default_na=False, encoding="utf-8-sig").iloc[0].tolist()
+    header = pd.read_csv(path, sep=separator, header=None, nrows=1, skiprows=skipped, dtype=str,
+                         keep_default_na=False, encoding="utf-8-sig").iloc[0].tolist()
     # Empty names are not columns anyone names (Excel's trailing empty cells: "text,label,,").
     repeated = sorted({column for column in header if column and header.count(column) > 1})
     if repeated:
@@ -122,16 +141,15 @@ def _check_header_names(path: Path, name: str) -> None:
                                "column its own name")
 
 
-def _read_table(path: Path, name: str, columns: tuple[str, ...] = ()) -> pd.DataFrame:
+def _read_table(path: Path, name: str, columns: tuple[str, ...] = (), separator: str = ",",
+                skipped: int = 0) -> pd.DataFrame:
     # Every cell as text: "None", "NA" or "007" are data, not missing values or numbers.
     # Only an empty cell is missing. Integer-looking labels become ids later.
     text_only = {"dtype": str, "keep_default_na": False, "na_values": [""], "encoding": "utf-8-sig"}
     # JSON values keep their JSON types: pandas would otherwise turn a text "007" into 7.
     as_written = {"dtype": False, "encoding": "utf-8-sig"}
-    if name.endswith((".csv", ".csv.gz")):
-        return _read_delimited(path, ",", text_only)
-    if name.endswith(".tsv"):
-        return _read_delimited(path, "\t", text_only)
+    if name.endswith(CSV_SUFFIXES):  # separator and skipped lines: see _csv_layout
+        return _read_delimited(path, separator, skipped, text_only)
     if name.endswith((".jsonl", ".jsonl.gz")):
         return pd.read_json(path, lines=True, **as_written)
     if name.endswith(".json"):
@@ -167,7 +185,8 @@ def _read_table(path: Path, name: str, columns: tuple[str, ...] = ()) -> pd.Data
 # --------------------------------------------------------------------------- CSV and TSV quoting
 
 
-def _read_delimited(path: Path, separator: str, text_only: dict[str, Any]) -> pd.DataFrame:
+def _read_delimited(path: Path, separator: str, skipped: int,
+                    text_only: dict[str, Any]) -> pd.DataFrame:
     """A CSV or TSV file, with the file's quotes checked first (see _quoted_records).
 
     CSV is read with CSV quoting. A TSV is read as TSV writers write it, quotes as plain
@@ -176,10 +195,12 @@ def _read_delimited(path: Path, separator: str, text_only: dict[str, Any]) -> pd
     quotes, or a whole field in quotes with the quotes inside doubled (`"a ""b"" c"`).
     """
     data = _file_bytes(path)  # read (and decompressed) once: checked here, parsed by pandas
+    if skipped:  # Excel's sep= line
+        data = data[data.index(b"\n") + 1:] if b"\n" in data else b""
     if b'"' not in data:
         return pd.read_csv(io.BytesIO(data), sep=separator, **text_only)
     lines = io.StringIO(data.decode("utf-8-sig"), newline="").readlines()
-    spans_lines = _quoted_records(path, lines, separator)
+    spans_lines = _quoted_records(path, lines, separator, skipped)
     if separator == "\t" and not spans_lines and not any(
             _CSV_QUOTED_FIELD.match(field) for line in lines
             for field in line.rstrip("\r\n").split(separator)):
@@ -187,7 +208,7 @@ def _read_delimited(path: Path, separator: str, text_only: dict[str, Any]) -> pd
     return pd.read_csv(io.BytesIO(data), sep=separator, **text_only)
 
 
-def _quoted_records(path: Path, lines: list[str], separator: str) -> bool:
+def _quoted_records(path: Path, lines: list[str], separator: str, skipped: int = 0) -> bool:
     """Refuse a stray quote that merges rows; say whether a quoted text legitimately runs over
     lines.
 
@@ -225,10 +246,11 @@ def _quoted_records(path: Path, lines: list[str], separator: str) -> bool:
         csv.field_size_limit(limit)
     for first, last in spans:
         if width > 1 and all(_a_whole_row(line, separator, values) for line in lines[first - 1:last]):
-            kind = "tab" if separator == "\t" else "comma"
+            kind = _SEPARATOR_NAMES[separator][0].split()[-1].strip("'")
             raise AblateInputError(
-                f'{path}: line {first}: a quoted text runs over {last - first + 1} lines (to line '
-                f"{last}), each of them a whole row with its own {kind}-separated fields: a stray "
+                f'{path}: line {first + skipped}: a quoted text runs over {last - first + 1} lines '
+                f"(to line {last + skipped}), each of them a whole row with its own "
+                f"{kind}-separated fields: a stray "
                 '" merges them into one text; quote the whole text and double the quotes inside '
                 'it ("say ""hi"""), or remove the stray quote')
     return bool(spans)
