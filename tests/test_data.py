@@ -774,6 +774,26 @@ def test_a_csv_saved_by_excel_with_empty_trailing_columns_is_read(tmp_path: Path
     assert splits.label_names == NAMES and len(splits.train) + len(splits.validation) == 30
 
 
+@pytest.mark.parametrize("suffix, separator", [(".csv", ","), (".tsv", "\t"), (".csv", ";")])
+@pytest.mark.parametrize("ends", [1, 2])
+def test_rows_that_end_with_separators_the_header_lacks_are_read(
+        tmp_path: Path, suffix: str, separator: str, ends: int):
+    """'good fun,1,' under 'text,label' (an exporter ending every row with a separator): pandas
+    took the first fields for an index, and the file was refused as texts with unquoted commas."""
+    frame = labelled(30, 1, NAMES)
+    frame.to_csv(tmp_path / "plain.csv", index=False)
+    rows = "".join(f"{text}{separator}{label}{separator * ends}\r\n" for text, label in frame.values)
+    (tmp_path / f"train{suffix}").write_text(f"text{separator}label\r\n" + rows)
+    splits = load_labeled_splits(spec(tmp_path / f"train{suffix}"))
+    assert splits.fingerprint() == load_labeled_splits(spec(tmp_path / "plain.csv")).fingerprint()
+
+
+def test_a_row_with_a_value_past_the_header_is_refused_though_the_others_end_empty(tmp_path: Path):
+    (tmp_path / "train.csv").write_text("text,label\nfine,pos,\nbad,neg,truly\nok,pos,\n")
+    message = load_error(spec(tmp_path / "train.csv"))
+    assert "line 2 has more fields than the header ('text', 'label')" in message
+
+
 @pytest.mark.parametrize("name, body, expected", [
     ("train.csv", "text,label\nfine,pos\nbad, truly,neg\n", "line 3 has 3 fields, the header 2: "
      "a text that contains a comma must be quoted"),

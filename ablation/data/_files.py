@@ -13,6 +13,7 @@ import gzip
 import io
 import json
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,16 @@ def _read_local_file(path: Path, columns: tuple[str, ...] = ()) -> pd.DataFrame:
     if name.endswith(CSV_SUFFIXES):
         frame.attrs[CELLS_ARE_TEXT] = True  # see _clean: "1000" may be an id, not a text
         _check_header_names(path, separator, skipped)
+        extra = frame.index.nlevels
+        if not isinstance(frame.index, pd.RangeIndex) and frame.iloc[:, -extra:].isna().all().all():
+            # every row ends with separators the header lacks ("good fun,1,", as some exporters
+            # write rows): pandas took the rows' first fields as the index, and shifted the rest
+            # left; the fields past the header's are empty, so read without an index column
+            # (pandas' way for "a file with delimiters at the end of each line")
+            with warnings.catch_warnings():  # "loss of data": of empty fields only, checked
+                warnings.simplefilter("ignore", pd.errors.ParserWarning)
+                frame = _read_table(path, name, columns, separator, skipped, index_col=False)
+            frame.attrs[CELLS_ARE_TEXT] = True
         if not isinstance(frame.index, pd.RangeIndex):
             # pandas takes a first data row with more fields than the header as an unnamed index
             # column: every text with an unquoted separator would silently lose its first part.
@@ -142,10 +153,11 @@ def _check_header_names(path: Path, separator: str, skipped: int) -> None:
 
 
 def _read_table(path: Path, name: str, columns: tuple[str, ...] = (), separator: str = ",",
-                skipped: int = 0) -> pd.DataFrame:
+                skipped: int = 0, index_col: bool | None = None) -> pd.DataFrame:
     # Every cell as text: "None", "NA" or "007" are data, not missing values or numbers.
     # Only an empty cell is missing. Integer-looking labels become ids later.
-    text_only = {"dtype": str, "keep_default_na": False, "na_values": [""], "encoding": "utf-8-sig"}
+    text_only = {"dtype": str, "keep_default_na": False, "na_values": [""], "encoding": "utf-8-sig",
+                 "index_col": index_col}
     # JSON values keep their JSON types: pandas would otherwise turn a text "007" into 7.
     as_written = {"dtype": False, "encoding": "utf-8-sig"}
     if name.endswith(CSV_SUFFIXES):  # separator and skipped lines: see _csv_layout
