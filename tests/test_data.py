@@ -1447,6 +1447,23 @@ def test_a_line_of_a_file_after_excels_sep_line_is_named_by_its_line_in_the_file
     assert "train.csv: line 4 has 3 fields, the header 2: a text that contains a semicolon" in message
 
 
+@pytest.mark.parametrize("header", ["text, label", " text , label ", "\ttext\t,label"])
+def test_spaces_around_a_csv_header_name_are_not_part_of_it(tmp_path: Path, header: str):
+    """'text, label' (a space after the comma, as people type a header) named a column ' label',
+    and [data] label_column = 'label' was refused as missing."""
+    frame = labelled(30, 1, NAMES)
+    frame.to_csv(tmp_path / "plain.csv", index=False)
+    body = frame.to_csv(index=False).split("\n", 1)[1]
+    (tmp_path / "train.csv").write_text(header + "\n" + body)
+    splits = load_labeled_splits(spec(tmp_path / "train.csv"))
+    assert splits.fingerprint() == load_labeled_splits(spec(tmp_path / "plain.csv")).fingerprint()
+
+
+def test_two_header_names_that_differ_by_spaces_alone_are_one_name_named_twice(tmp_path: Path):
+    (tmp_path / "train.csv").write_text("text,label, label\ngood,pos,neg\nbad,neg,pos\n")
+    assert "the header names column 'label' twice" in load_error(spec(tmp_path / "train.csv"))
+
+
 def test_a_label_far_beyond_any_class_id_is_refused_without_listing_the_ids(tmp_path: Path):
     # an id or timestamp column taken for the labels: the gap check once built range(label + 1)
     frame = labelled(30, 1)

@@ -82,6 +82,10 @@ def _read_local_file(path: Path, columns: tuple[str, ...] = ()) -> pd.DataFrame:
             raise AblateInputError(f"{path}: line {2 + skipped} has more fields than the header "
                                    f"({column_list(frame)}): "
                                    f"{_quote_advice(separator)}")
+        # "text, label" (a space after the comma) or " text " (a header typed or padded in a
+        # spreadsheet): the names are text and label, as [data] names them
+        frame.columns = [(column.strip() or column) if isinstance(column, str) else column
+                         for column in frame.columns]
     elif not isinstance(frame.index, pd.RangeIndex):
         # parquet keeps the index pandas wrote (df[mask].to_parquet: 1, 2, 4, ...), JSON its
         # keys: rows are the file's rows, in its order, numbered by position.
@@ -142,9 +146,10 @@ def _csv_layout(path: Path, name: str) -> tuple[str, int]:
 
 
 def _check_header_names(path: Path, separator: str, skipped: int) -> None:
-    """pandas renames a repeated column ("label", "label.1") and ablate would read the first."""
+    """pandas renames a repeated column ("label", "label.1") and ablate would read the first;
+    names are compared without the spaces around them, as they are read."""
     header = pd.read_csv(path, sep=separator, header=None, nrows=1, skiprows=skipped, dtype=str,
-                         keep_default_na=False, encoding="utf-8-sig").iloc[0].tolist()
+                         keep_default_na=False, encoding="utf-8-sig").iloc[0].str.strip().tolist()
     # Empty names are not columns anyone names (Excel's trailing empty cells: "text,label,,").
     repeated = sorted({column for column in header if column and header.count(column) > 1})
     if repeated:
