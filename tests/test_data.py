@@ -1464,6 +1464,18 @@ def test_two_header_names_that_differ_by_spaces_alone_are_one_name_named_twice(t
     assert "the header names column 'label' twice" in load_error(spec(tmp_path / "train.csv"))
 
 
+@pytest.mark.parametrize("names", [NAMES, None], ids=["names", "ids"])
+def test_a_row_that_repeats_the_header_is_refused_by_its_row(tmp_path: Path, names):
+    """Two 'CSV UTF-8' exports joined (`cat a.csv b.csv`): the second header is a row, its label
+    'label' a class of its own (or a word among ids), with its byte-order mark in its text."""
+    frame = labelled(40, 1, names)
+    data = (frame.iloc[:25].to_csv(index=False).encode("utf-8-sig")
+            + frame.iloc[25:].to_csv(index=False).encode("utf-8-sig"))
+    (tmp_path / "train.csv").write_bytes(data)
+    message = load_error(spec(tmp_path / "train.csv"))
+    assert "train.csv: row 25 repeats the header ('text', 'label'): files joined" in message
+
+
 def test_a_label_far_beyond_any_class_id_is_refused_without_listing_the_ids(tmp_path: Path):
     # an id or timestamp column taken for the labels: the gap check once built range(label + 1)
     frame = labelled(30, 1)

@@ -65,7 +65,7 @@ def _read_local_file(path: Path, columns: tuple[str, ...] = ()) -> pd.DataFrame:
             f"a label column): {reason}") from None
     if name.endswith(CSV_SUFFIXES):
         frame.attrs[CELLS_ARE_TEXT] = True  # see _clean: "1000" may be an id, not a text
-        _check_header_names(path, separator, skipped)
+        header = _check_header_names(path, separator, skipped)
         extra = frame.index.nlevels
         if not isinstance(frame.index, pd.RangeIndex) and frame.iloc[:, -extra:].isna().all().all():
             # every row ends with separators the header lacks ("good fun,1,", as some exporters
@@ -86,6 +86,7 @@ def _read_local_file(path: Path, columns: tuple[str, ...] = ()) -> pd.DataFrame:
         # spreadsheet): the names are text and label, as [data] names them
         frame.columns = [(column.strip() or column) if isinstance(column, str) else column
                          for column in frame.columns]
+        _check_repeated_header(path, frame, header)
     elif not isinstance(frame.index, pd.RangeIndex):
         # parquet keeps the index pandas wrote (df[mask].to_parquet: 1, 2, 4, ...), JSON its
         # keys: rows are the file's rows, in its order, numbered by position.
@@ -145,7 +146,7 @@ def _csv_layout(path: Path, name: str) -> tuple[str, int]:
                            f"{_SEPARATOR_NAMES[other][1]}; {advice}")
 
 
-def _check_header_names(path: Path, separator: str, skipped: int) -> None:
+def _check_header_names(path: Path, separator: str, skipped: int) -> list[str]:
     """pandas renames a repeated column ("label", "label.1") and ablate would read the first;
     names are compared without the spaces around them, as they are read."""
     header = pd.read_csv(path, sep=separator, header=None, nrows=1, skiprows=skipped, dtype=str,
@@ -155,6 +156,27 @@ def _check_header_names(path: Path, separator: str, skipped: int) -> None:
     if repeated:
         raise AblateInputError(f"{path}: the header names column {repeated[0]!r} twice; give each "
                                "column its own name")
+    return header
+
+
+def _check_repeated_header(path: Path, frame: pd.DataFrame, header: list[str]) -> None:
+    """A row that is the header again: files joined with their header lines (`cat a.csv b.csv`,
+    a copy of a sheet pasted under another), which would make 'label' a class of its own, or a
+    label refused as a word among ids, with no word of why. Its cells may hold spaces or a
+    byte-order mark (a 'CSV UTF-8' file's first bytes)."""
+    named = [(position, name) for position, name in enumerate(header) if name]
+    if len(header) != frame.shape[1] or not named:
+        return
+    same = pd.Series(True, index=frame.index)
+    for position, name in named:
+        cells = frame.iloc[:, position].astype("str")  # pandas' vectorised text, NaN kept
+        same &= cells.str.strip().str.lstrip("\ufeff").str.strip().eq(name).fillna(False)
+    if same.any():
+        row = same.idxmax()
+        shown = ", ".join(repr(name) for _, name in named)
+        raise AblateInputError(f"{path}: row {row} repeats the header ({shown}): files joined with "
+                               "their header lines? remove it (rows are counted from 0 after the "
+                               "header)")
 
 
 def _read_table(path: Path, name: str, columns: tuple[str, ...] = (), separator: str = ",",
