@@ -1476,6 +1476,20 @@ def test_a_row_that_repeats_the_header_is_refused_by_its_row(tmp_path: Path, nam
     assert "train.csv: row 25 repeats the header ('text', 'label'): files joined" in message
 
 
+def test_texts_a_spreadsheet_saved_as_its_error_value_are_named_in_a_note(tmp_path: Path):
+    """'-- awful film' opened in Excel is a formula, saved as '#NAME?': the text is lost, and the
+    row trained on '#NAME?' without a word."""
+    frame = labelled(40, 1, NAMES)
+    frame.loc[[3, 17], "text"] = ["#NAME?", " #VALUE! "]
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    notes = load_labeled_splits(spec(tmp_path / "train.csv")).notes
+    assert ("split 'train': 2 rows whose text is a spreadsheet's error value (rows 3, 17: '#NAME?')"
+            in " | ".join(notes))
+    frame.loc[[3, 17], "text"] = ["#hashtag", "#1 movie"]
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    assert "error value" not in " | ".join(load_labeled_splits(spec(tmp_path / "train.csv")).notes)
+
+
 def test_a_label_far_beyond_any_class_id_is_refused_without_listing_the_ids(tmp_path: Path):
     # an id or timestamp column taken for the labels: the gap check once built range(label + 1)
     frame = labelled(30, 1)

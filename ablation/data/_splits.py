@@ -394,6 +394,32 @@ def _dropped_note(split: str, raw: pd.DataFrame, cleaned: pd.DataFrame) -> str:
             f"({shown})")
 
 
+# The error values a spreadsheet saves in place of a cell it read as a formula and could not
+# compute: a text that starts with =, + or - ("-- awful film", "+1 from me") opened in Excel,
+# LibreOffice or Google Sheets and saved again.
+SPREADSHEET_ERRORS = frozenset(["#NAME?", "#VALUE!", "#REF!", "#DIV/0!", "#N/A", "#NUM!", "#NULL!",
+                                "#SPILL!", "#CALC!", "#ERROR!", "Err:508", "Err:509", "Err:510"])
+
+
+def _spreadsheet_error_note(split: str, cleaned: pd.DataFrame) -> str | None:
+    """The note on texts that are a spreadsheet's error value, naming the first rows: the text is
+    lost, and the row would train (or be scored) on '#NAME?' without a word."""
+    lost = pd.Series(False, index=cleaned.index)
+    for column in ("text", "text_pair"):
+        if column in cleaned:
+            lost |= cleaned[column].str.strip().isin(SPREADSHEET_ERRORS)
+    if not lost.any():
+        return None
+    rows = [int(row) for row in cleaned.index[lost.to_numpy()]]
+    first = cleaned.loc[rows[0], "text" if cleaned.loc[rows[0], "text"].strip() in SPREADSHEET_ERRORS
+                        else "text_pair"].strip()
+    shown = f"row {rows[0]}" if len(rows) == 1 else f"rows {some_of(rows)}"
+    return (f"split {split!r}: {row_count(len(rows))} whose text is a spreadsheet's error value "
+            f"({shown}: {first!r}): a text starting with =, + or - that Excel, LibreOffice or "
+            "Google Sheets read as a formula and saved so, its text lost; they are read as they "
+            "are: make the file again from the original, or remove those rows")
+
+
 def _single_class(spec: DataSpec, split: str, name: str) -> AblateInputError:
     return AblateInputError(f"[data] of {spec.dataset}: split {split!r} holds a single class "
                             f"({name!r}); classification needs at least two")
@@ -721,6 +747,9 @@ def load_labeled_splits(spec: DataSpec) -> LabeledSplits:
                                   not in (spec.train_split, spec.validation_split))
         if dropped[split]:
             notes.append(_dropped_note(split, raw[split], frames[split]))
+        lost = _spreadsheet_error_note(split, frames[split])
+        if lost:
+            notes.append(lost)
     source = _source_fingerprint(raw, used, spec, class_names)
     # first among the notes; after the loop, which leaves out a test split whose labels are withheld
     notes[:0] = _unused_keys(spec, test_present=bool(test_split))
@@ -940,5 +969,8 @@ def load_split(spec: DataSpec, split: str, notes: list[str] | None = None,
         raise _no_usable_rows(spec.dataset, split, raw[split], spec)
     if dropped:
         notes.append(_dropped_note(split, raw[split], frame))
+    lost = _spreadsheet_error_note(split, frame)
+    if lost:
+        notes.append(lost)
     _strip_labels({split: frame}, notes)
     return frame, class_names.get(spec.label_column)
