@@ -788,6 +788,15 @@ def test_rows_that_end_with_separators_the_header_lacks_are_read(
     assert splits.fingerprint() == load_labeled_splits(spec(tmp_path / "plain.csv")).fingerprint()
 
 
+def test_a_row_with_an_unquoted_comma_after_rows_ending_with_one_counts_the_headers_fields(
+        tmp_path: Path):
+    """pandas counted line 2's 3 fields as the header's, and the refusal said 'the header 3' of a
+    header of 2."""
+    (tmp_path / "train.csv").write_text("text,label\ngood fun,pos,\nbad, sad,neg,\nok,pos,\n")
+    message = load_error(spec(tmp_path / "train.csv"))
+    assert "train.csv: line 3 has 4 fields, the header 2: a text that contains a comma" in message
+
+
 def test_a_row_with_a_value_past_the_header_is_refused_though_the_others_end_empty(tmp_path: Path):
     (tmp_path / "train.csv").write_text("text,label\nfine,pos,\nbad,neg,truly\nok,pos,\n")
     message = load_error(spec(tmp_path / "train.csv"))

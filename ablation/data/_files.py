@@ -58,8 +58,11 @@ def _read_local_file(path: Path, columns: tuple[str, ...] = ()) -> pd.DataFrame:
         fields = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", reason)
         if fields and name.endswith(CSV_SUFFIXES):  # a row past the first with an unquoted comma
             expected, line, saw = fields.groups()
+            # pandas counts the fields of the first row where it has more than the header (it
+            # took the extra one for an index: "good fun,1," under "text,label"): the header's own
+            width = len(_check_header_names(path, separator, skipped))
             raise AblateInputError(f"{path}: line {int(line) + skipped} has {saw} fields, the header "
-                                   f"{expected}: {_quote_advice(separator)}") from None
+                                   f"{width}: {_quote_advice(separator)}") from None
         raise AblateInputError(
             f"{path}: cannot be read as a table of examples (one row per example, with a text and "
             f"a label column): {reason}") from None
