@@ -1499,6 +1499,16 @@ def test_texts_a_spreadsheet_saved_as_its_error_value_are_named_in_a_note(tmp_pa
     assert "error value" not in " | ".join(load_labeled_splits(spec(tmp_path / "train.csv")).notes)
 
 
+def test_a_csv_with_a_title_above_its_header_says_where_the_header_is(tmp_path: Path):
+    """A sheet with a title in its first row and the header in its third, saved as CSV: the
+    refusal listed the columns 'Reviews, March' and 'Unnamed: 1' and left the user to guess."""
+    body = labelled(30, 1, NAMES).to_csv(index=False)
+    (tmp_path / "train.csv").write_text('"Reviews, March",\n,\n' + body)
+    message = load_error(spec(tmp_path / "train.csv"))
+    assert "has no such column (columns: 'Reviews, March', 'Unnamed: 1')" in message
+    assert "; row 1 holds 'text', 'label': is it the header, under lines of a title?" in message
+
+
 def test_a_label_far_beyond_any_class_id_is_refused_without_listing_the_ids(tmp_path: Path):
     # an id or timestamp column taken for the labels: the gap check once built range(label + 1)
     frame = labelled(30, 1)

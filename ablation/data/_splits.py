@@ -88,7 +88,7 @@ def _check_columns(frame: pd.DataFrame, split: str, spec: DataSpec) -> None:
             raise AblateInputError(
                 f"[data] {key} = {column!r}: split {split!r} of {spec.dataset} has no such column"
                 f"{hint} (columns: {column_list(frame)})"
-                f"{_no_header(frame, spec)}")
+                f"{_no_header(frame, spec) or _header_below(frame, spec)}")
 
 
 def _holds_texts(column: pd.Series) -> bool:
@@ -110,6 +110,21 @@ def _no_header(frame: pd.DataFrame, spec: DataSpec) -> str:
     named = ",".join(c for c in (spec.text_column, spec.text_pair_column, spec.label_column) if c)
     return (f"; its first line looks like a row of data, not a header ({shown}): give the file a "
             f"first line naming its columns (such as {named})")
+
+
+def _header_below(frame: pd.DataFrame, spec: DataSpec) -> str:
+    """A CSV or TSV saved from a sheet with a title above its header ('Reviews, March' in its
+    first line, a blank line, then 'text,label'): the title became the column names. Where one of
+    the first rows holds every column [data] names, what to say, or ""."""
+    if not frame.attrs.get(CELLS_ARE_TEXT):
+        return ""
+    named = [c for c in (spec.text_column, spec.text_pair_column, spec.label_column) if c]
+    for row, values in frame.head(20).iterrows():
+        if set(named) <= {value.strip() for value in values if isinstance(value, str)}:
+            return (f"; row {row} holds {', '.join(map(repr, named))}: is it the header, under "
+                    "lines of a title? remove the lines above it (rows are counted from 0 after "
+                    "the first line)")
+    return ""
 
 
 def labels_hidden(frame: pd.DataFrame) -> bool:
