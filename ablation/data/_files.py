@@ -172,8 +172,8 @@ def _check_repeated_header(path: Path, frame: pd.DataFrame, header: list[str]) -
         return
     same = pd.Series(True, index=frame.index)
     for position, name in named:
-        cells = frame.iloc[:, position].astype("str")  # pandas' vectorised text, NaN kept
-        same &= cells.str.strip().str.lstrip("\ufeff").str.strip().eq(name).fillna(False)
+        cells = frame.iloc[:, position].astype("string")  # vectorised text; NaN as <NA>
+        same &= cells.str.strip().str.lstrip("\ufeff").str.strip().eq(name).fillna(False).astype(bool)
     if same.any():
         row = same.idxmax()
         shown = ", ".join(repr(name) for _, name in named)
