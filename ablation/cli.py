@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import codecs
 import contextlib
+import difflib
 import json
 import logging
 import os
@@ -32,10 +33,14 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a usage mistake is one line and exit code 2, like every other bad input."""
 
     def error(self, message: str) -> NoReturn:
+        unknown = [item for item in getattr(self, "given", ()) if item.startswith("-")]
+        if message.endswith("required: command") and unknown:  # `ablate --verison`: no command
+            message = f"unrecognized arguments: {' '.join(unknown)}{self._option_meant(None, unknown)}"
         raise AblateInputError(f"{self.prog}: {message} (see `{self.prog} --help`)")
 
     def parse_args(self, args: Any = None, namespace: Any = None) -> argparse.Namespace:
         """An unknown option is the command's: `ablate run --help` lists what it takes."""
+        self.given = list(sys.argv[1:] if args is None else args)
         parsed, extra = self.parse_known_args(args, namespace)
         if extra and getattr(parsed, "command", None) == "predict" and not any(
                 item.startswith("-") for item in extra):
@@ -45,9 +50,35 @@ class _Parser(argparse.ArgumentParser):
         if extra:
             command = getattr(parsed, "command", None)
             prog = f"{self.prog} {command}" if command else self.prog
-            raise AblateInputError(f"{prog}: unrecognized arguments: {' '.join(extra)} "
-                                   f"(see `{prog} --help`)")
+            raise AblateInputError(f"{prog}: unrecognized arguments: {' '.join(extra)}"
+                                   f"{self._option_meant(command, extra)} (see `{prog} --help`)")
         return parsed
+
+    def _option_meant(self, command: str | None, extra: list[str]) -> str:
+        """`; did you mean '--dry-run'?` for `--dryrun`: the command's option closest to the first
+        unknown one that has a close one."""
+        parser: argparse.ArgumentParser = self
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+                parser = action.choices[command]
+        options = [option for action in parser._actions for option in action.option_strings]
+        for item in extra:
+            close = difflib.get_close_matches(item.split("=", 1)[0], options, n=1)
+            if item.startswith("-") and close:
+                return f"; did you mean {close[0]!r}?"
+        return ""
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        """A command or choice one typo off (`ablate rn`, `--format jsn`) names the one meant."""
+        try:
+            super()._check_value(action, value)  # type: ignore[misc]
+        except argparse.ArgumentError as err:
+            close = difflib.get_close_matches(str(value), [str(c) for c in action.choices or ()],
+                                              n=1)
+            if not close:
+                raise
+            raise argparse.ArgumentError(action, f"{err.message}; did you mean {close[0]!r}?"
+                                         ) from None
 
 
 class _Interrupted(KeyboardInterrupt):
