@@ -878,11 +878,16 @@ def looks_local_dataset(dataset: str) -> bool:
 
 
 def resolve_storage(url: str) -> str:
-    """Make a relative SQLite URL absolute, so the printed URL works from any folder."""
+    """Make a relative SQLite URL absolute, so the printed URL works from any folder; a journal
+    file under `~` is the home folder's, as a SQLite file's is (it was opened as /~/...)."""
     prefix = "sqlite:///"
     rest = url[len(prefix):]
     if url.startswith(prefix) and rest and not rest.startswith("/") and rest != ":memory:":
         return prefix + _resolve_path_like(rest)
+    journal = "journal:///"
+    rest = url[len(journal):]
+    if url.startswith(journal) and rest.startswith("~") and home_path(rest).is_absolute():
+        return journal + _resolve_path_like(rest).lstrip("/")
     return url
 
 

@@ -832,6 +832,19 @@ def test_resolve_storage_expands_home(tmp_path: Path) -> None:
     assert resolve_storage("sqlite:///~/s.db") == "sqlite:///" + str(Path.home().resolve() / "s.db")
 
 
+def test_a_journal_storage_under_the_home_folder_is_there_not_in_a_folder_named_tilde(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """journal:///~/s.journal was opened as /~/s.journal (a folder `~` made at the root), where
+    sqlite:///~/s.db and output_dir = "~/x" are the home folder's."""
+    from ablation.queue import _journal_path
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    url = resolve_storage("journal:///~/runs/s.journal")
+    assert _journal_path(url) == tmp_path.resolve() / "runs" / "s.journal"
+    assert url == "journal:///" + str(tmp_path.resolve() / "runs" / "s.journal").lstrip("/")
+    assert resolve_storage("journal:///data/s.journal") == "journal:///data/s.journal"
+
+
 # --------------------------------------------------------------------------- variants.expand
 
 
