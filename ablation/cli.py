@@ -1029,8 +1029,10 @@ def _resume(args: argparse.Namespace | None) -> str:
 
 def _file_bytes(path: str | Path) -> bytes | None:
     """The experiment file as it is now (None: unreadable)."""
+    from .config import home_path
+
     try:
-        return Path(path).read_bytes()
+        return home_path(path).read_bytes()
     except OSError:
         return None
 

@@ -925,8 +925,8 @@ def load_spec(path: str | Path, sets: str | list[str] | None = None,
 
     need_data=False: commands that read only what a study stored (report, status, dashboard,
     predict, evaluate on other data) do not refuse a local dataset that has moved or gone.
-    One string in `sets` is one item."""
-    path, sets = Path(path), as_list(sets)
+    One string in `sets` is one item. `~` in `path` is the home folder, as in the file's paths."""
+    path, sets = home_path(path), as_list(sets)
     try:
         data = path.read_bytes()
     except FileNotFoundError:

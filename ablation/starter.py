@@ -60,7 +60,9 @@ def write_starter(path: str | Path) -> Path:
         raise AblateInputError(
             f"{path}: is a folder; `ablate init` writes a file: give its path "
             f"(ablate init {shlex.quote(str(folder / 'experiment.toml'))})")
-    path = Path(path)
+    from .config import home_path
+
+    path = home_path(path)  # '~/x.toml' quoted: the home folder's, as every command reads it
     if not path.exists():  # a folder or a file there is refused below, as one
         from .config import default_study_name
 

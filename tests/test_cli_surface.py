@@ -702,3 +702,22 @@ def test_status_reads_a_study_on_a_read_only_file_system(write_experiment, monke
     assert cli.main(["status", str(path)]) == 0
     shown, err = capsys.readouterr()
     assert "baseline-s42" in shown and err == ""
+
+
+def test_a_quoted_tilde_in_the_experiment_file_path_is_the_home_folder_for_every_command(
+        write_experiment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`ablate init '~/studies/first.toml'` (quoted, or from a program: no shell expands it) made a
+    folder named `~` in the working folder, and `ablate run '~/tiny.toml'` said no such file,
+    though `predict '~/tiny.toml'` reads the home folder's, as `~` in the file's paths is."""
+    path = write_experiment()
+    monkeypatch.setenv("HOME", str(tmp_path))
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert cli.main(["init", "~/studies/first.toml"]) == 0
+    assert (tmp_path / "studies" / "first.toml").read_text(encoding="utf-8") == STARTER
+    assert list(work.iterdir()) == []
+    capsys.readouterr()
+    assert cli.main(["run", f"~/{path.name}", "--dry-run"]) == 0, _error(capsys)
+    assert f"study tiny: {path}" in capsys.readouterr().out
