@@ -526,3 +526,30 @@ def test_status_compares_a_variant_with_the_sets_of_the_run_that_queued_it(write
                                              "lr = { learning_rate = 2e-3, batch_size = 8 }"))
     assert cli.main(["status", str(path)]) == 0
     assert "changed in tiny.toml since it was queued: baseline_lr" in capsys.readouterr().out
+
+
+def test_a_file_with_relative_data_and_model_paths_run_from_another_folder_points_at_its_study(
+        write_experiment, tiny_model_dir, tiny_data_dir, tmp_path, monkeypatch, capsys):
+    """Where the file's dataset and model are relative paths too (`dataset = "data"` beside it),
+    from another folder they name nothing, so its study in the file's folder was taken for
+    another's: `status` and `report` said "run it first", which trains every trial again."""
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    shutil.copytree(tiny_data_dir, project / "data")
+    shutil.copytree(tiny_model_dir, project / "model")
+    elsewhere.mkdir()
+    path = write_experiment(baseline=FAST)
+    moved = project / "bs.toml"
+    moved.write_text("\n".join(
+        'dataset = "data"' if line.startswith("dataset =") else
+        'name = "model"' if line.startswith("name =") and "model" in line else line
+        for line in path.read_text().splitlines() if not line.startswith("output_dir =")) + "\n")
+    monkeypatch.chdir(project)
+    assert cli.main(["run", "bs.toml"]) == 0
+    monkeypatch.chdir(elsewhere)
+    for command in ("status", "report"):
+        capsys.readouterr()
+        assert cli.main([command, "../project/bs.toml"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and (
+            f"yet, but {project / 'reports' / 'tiny'} holds study 'tiny' of this file, made by a "
+            f"run in {project} ") in err, err

@@ -113,7 +113,7 @@ def study_elsewhere(spec: ExperimentSpec) -> str | None:
     if isinstance(relative, str) and not home_path(relative).is_absolute() \
             and folder.resolve() != Path.cwd().resolve():
         there = (folder / relative).resolve()
-        if _study_like(there / "resolved.json", spec) == spec.name:
+        if _study_like(there / "resolved.json", spec, run_in=folder) == spec.name:
             return (f"{there} holds study {spec.name!r} of this file, made by a run in {folder} "
                     f"(relative paths start at the folder ablate runs in, here {Path.cwd()}): run it "
                     f"from {folder} to go on with that study's results rather than train them again")
@@ -129,9 +129,10 @@ def study_elsewhere(spec: ExperimentSpec) -> str | None:
     return None
 
 
-def _study_like(resolved: Path, spec: ExperimentSpec) -> str | None:
+def _study_like(resolved: Path, spec: ExperimentSpec, run_in: Path | None = None) -> str | None:
     """The name of the study whose `resolved.json` this is, where it was run on the data, model,
-    baseline and metric `spec` gives; else None."""
+    baseline and metric `spec` gives; else None. `run_in`: the folder a run of the file read its
+    relative paths from (a relative dataset or model there names nothing here)."""
     try:
         stored = json.loads(resolved.read_text(encoding="utf-8"))
         theirs = {"data": stored["data"], "model": stored["model"], "baseline": stored["baseline"],
@@ -141,6 +142,13 @@ def _study_like(resolved: Path, spec: ExperimentSpec) -> str | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None  # none, or not one of ours
     mine = study_identity(spec)
+    if run_in is not None:
+        for section, key in ((mine["data"], "dataset"), (mine["model"], "name"),
+                             (mine["baseline"], "model")):
+            value = section.get(key)
+            if isinstance(value, str) and value and not home_path(value).is_absolute() \
+                    and (run_in / value).exists():
+                section[key] = str((run_in / value).resolve())
     return None if any(_first_difference(key, theirs[key], mine[key]) for key in mine) else name
 
 
