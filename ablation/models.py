@@ -401,10 +401,14 @@ def resolve_model(argument: str, sets: list[str] | None = None,
     if not (folder / "config.json").is_file():
         import optuna
 
-        from .queue import open_study
+        from .queue import StudyNotFound, open_study
         from .records import with_run_sets
+        from .status import not_run_here
 
-        study = open_study(spec, create=False)  # one never run says so, with the run command
+        try:  # one never run says so, with the run command (or where its study is instead)
+            study = open_study(spec, create=False)
+        except StudyNotFound as never_run:
+            raise not_run_here(spec, never_run) from None
         spec = with_run_sets(spec, study)  # its commands run the study's settings
         if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
             raise AblateInputError(

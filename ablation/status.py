@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     import optuna
 
     from .config import ExperimentSpec
-    from .queue import PlanningRun
+    from .queue import PlanningRun, StudyNotFound
 
 SUMMARY_STATES = ("complete", "pruned", "running", "queued", "not queued yet", "failed",
                   "interrupted", "process gone")  # the order `status` sums them up in
@@ -278,15 +278,20 @@ def study_or_planning(spec: ExperimentSpec) -> tuple[optuna.Study | None, Planni
     except StudyNotFound as never_run:
         planning = planning_run(spec)
         if planning is None:
-            from .sweep import study_elsewhere
-
-            # the file's study is in another folder (a relative output_dir, run from elsewhere;
-            # a renamed file): where it is, as `run` says, not "run it first", which trains it again
-            elsewhere = study_elsewhere(spec)
-            if elsewhere is None:
-                raise
-            raise StudyNotFound(f"{str(never_run).split(';')[0]}, but {elsewhere}") from None
+            raise not_run_here(spec, never_run) from None
         return None, planning
+
+
+def not_run_here(spec: ExperimentSpec, never_run: StudyNotFound) -> StudyNotFound:
+    """The file's study is in another folder (a relative output_dir, run from elsewhere; a
+    renamed file): where it is, as `run` says, not "run it first", which trains it again."""
+    from .queue import StudyNotFound
+    from .sweep import study_elsewhere
+
+    elsewhere = study_elsewhere(spec)
+    if elsewhere is None:
+        return never_run
+    return StudyNotFound(f"{str(never_run).split(';')[0]}, but {elsewhere}")
 
 
 def still_planning(planning: PlanningRun) -> str:

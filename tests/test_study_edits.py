@@ -553,3 +553,27 @@ def test_a_file_with_relative_data_and_model_paths_run_from_another_folder_point
         assert err.count("\n") == 1 and (
             f"yet, but {project / 'reports' / 'tiny'} holds study 'tiny' of this file, made by a "
             f"run in {project} ") in err, err
+
+
+def test_predict_and_evaluate_of_a_file_run_from_another_folder_point_at_its_study(
+        write_experiment, tmp_path, monkeypatch, capsys):
+    """`ablate predict ../project/bs.toml` from another folder said "no study yet; run it first"
+    (which trains every trial again), where status and report name the study beside the file."""
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    project.mkdir()
+    elsewhere.mkdir()
+    path = write_experiment(baseline=FAST)
+    moved = project / "bs.toml"
+    moved.write_text("\n".join(line for line in path.read_text().splitlines()
+                               if not line.startswith("output_dir =")) + "\n")
+    monkeypatch.chdir(project)
+    assert cli.main(["run", "bs.toml"]) == 0
+    monkeypatch.chdir(elsewhere)
+    for command in (["predict", "../project/bs.toml", "great fun"], ["evaluate", "../project/bs.toml"]):
+        capsys.readouterr()
+        assert cli.main(command) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and (
+            f"yet, but {project / 'reports' / 'tiny'} holds study 'tiny' of this file, made by a "
+            f"run in {project} ") in err, err
+    assert not (elsewhere / "reports").exists()
