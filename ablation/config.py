@@ -1046,6 +1046,11 @@ def load_spec(path: str | Path, sets: str | list[str] | None = None,
     if home_path(model.name).exists():
         model = dataclasses.replace(model, name=_resolve_path_like(model.name))
     model = dataclasses.replace(model, config=dict(model.config or {}))
+    for section, key, resolved in (("experiment", "output_dir", output_dir),
+                                   ("experiment", "storage", storage),
+                                   ("data", "dataset", data_spec.dataset),
+                                   ("model", "name", model.name)):
+        _check_utf8_path(path, sets, section, key, raw.get(section, {}).get(key), resolved)
 
     spec = ExperimentSpec(
         path=path.resolve(), text=text, experiment=experiment, data=data_spec, model=model,
@@ -1080,6 +1085,25 @@ def _check_batch_range_splits(search: Any, devices: int, path: Path,
             f"every value from low by step (any integer with log = true); give low and step "
             f"multiples of {devices}, e.g. {{ low = {devices * 4}, high = {devices * 16}, "
             f"step = {devices} }}, or a list of batch sizes")
+
+
+def _check_utf8_path(path: Path, sets: Sequence[str] | None, section: str, key: str,
+                     written: Any, resolved: str) -> None:
+    """A path that resolves to a name that is not UTF-8 (a folder from a latin-1 system, the
+    working folder or a symlink's target): validate passed it, and run ended in pyarrow's (or
+    the report's) UnicodeEncodeError traceback."""
+    try:
+        resolved.encode("utf-8")
+    except UnicodeEncodeError as err:
+        code = ord(resolved[err.start])
+        what = f"byte {code - 0xDC00:#04x}" if 0xDC80 <= code <= 0xDCFF else repr(resolved[err.start])
+        where = named_by(path, sets, f"{section}.{key}", section)
+        raise AblateInputError(
+            f"{where}: [{section}] "
+            + (f"{key} = {written!r}" if written is not None else f"{key} (the default)")
+            + f" is {resolved!r}, a path that is not "
+            f"UTF-8 ({what} in a folder's name): the libraries ablate reads and writes with cannot open "
+            "it; rename that folder, or use one whose path is UTF-8") from None
 
 
 def named_by(path: Path, sets: Sequence[str] | None, *keys: str) -> str:

@@ -721,3 +721,31 @@ def test_a_quoted_tilde_in_the_experiment_file_path_is_the_home_folder_for_every
     capsys.readouterr()
     assert cli.main(["run", f"~/{path.name}", "--dry-run"]) == 0, _error(capsys)
     assert f"study tiny: {path}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("key", ["output_dir", "dataset"])
+def test_a_path_that_is_not_utf8_is_one_error_line_before_anything_runs(
+        key: str, write_experiment, tmp_path: Path, tiny_data_dir: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Run from a folder whose name is not UTF-8 (a latin-1 archive's `caf\\xe9`), the default
+    output folder reports/<name> under it passed `validate` and then `run` ended in pyarrow's
+    UnicodeEncodeError traceback; so did a dataset path that a symlink resolves to such a folder."""
+    path = write_experiment()
+    text = path.read_text(encoding="utf-8")
+    odd = Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9"))
+    odd.mkdir()
+    if key == "output_dir":
+        path.write_text("\n".join(line for line in text.splitlines()
+                                  if not line.startswith("output_dir =")) + "\n", encoding="utf-8")
+        monkeypatch.chdir(odd)
+    else:
+        shutil.copytree(tiny_data_dir, odd / "data")
+        (tmp_path / "data").symlink_to(odd / "data")
+        path.write_text(text.replace(f'dataset = "{tiny_data_dir}"',
+                                     f'dataset = "{tmp_path / "data"}"'), encoding="utf-8")
+    for command in ("validate", "run"):
+        capsys.readouterr()
+        assert cli.main([command, str(path)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"[{'experiment' if key == 'output_dir' else 'data'}] {key}" \
+            in err and "not UTF-8" in err and "0xe9" in err, err
