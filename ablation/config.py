@@ -1092,18 +1092,27 @@ def _check_utf8_path(path: Path, sets: Sequence[str] | None, section: str, key: 
     """A path that resolves to a name that is not UTF-8 (a folder from a latin-1 system, the
     working folder or a symlink's target): validate passed it, and run ended in pyarrow's (or
     the report's) UnicodeEncodeError traceback."""
-    try:
-        resolved.encode("utf-8")
-    except UnicodeEncodeError as err:
-        code = ord(resolved[err.start])
-        what = f"byte {code - 0xDC00:#04x}" if 0xDC80 <= code <= 0xDCFF else repr(resolved[err.start])
+    odd = not_utf8(resolved)
+    if odd is not None:
         where = named_by(path, sets, f"{section}.{key}", section)
         raise AblateInputError(
             f"{where}: [{section}] "
             + (f"{key} = {written!r}" if written is not None else f"{key} (the default)")
-            + f" is {resolved!r}, a path that is not "
-            f"UTF-8 ({what} in a folder's name): the libraries ablate reads and writes with cannot open "
-            "it; rename that folder, or use one whose path is UTF-8") from None
+            + f" is {resolved!r}, {odd}")
+
+
+def not_utf8(path: str) -> str | None:
+    """Why a path that is not UTF-8 (a name from a latin-1 system, read with surrogateescape)
+    cannot be used, naming its first such byte; None for a UTF-8 path."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError as err:
+        code = ord(path[err.start])
+        what = f"byte {code - 0xDC00:#04x}" if 0xDC80 <= code <= 0xDCFF else repr(path[err.start])
+        return (f"a path that is not UTF-8 ({what} in a folder's name): the libraries ablate "
+                "reads and writes with cannot open it; rename that folder, or use one whose path "
+                "is UTF-8")
+    return None
 
 
 def named_by(path: Path, sets: Sequence[str] | None, *keys: str) -> str:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from . import interrupts
-from .config import PRECISIONS, ExperimentSpec, home_path
+from .config import PRECISIONS, ExperimentSpec, home_path, not_utf8
 from .errors import AblateInputError, first_line
 
 log = logging.getLogger(__name__)
@@ -519,6 +519,9 @@ def check_classifier_folder(folder: Path) -> None:
     with a traceback on a broken config or missing weights, and quietly make up a tokenizer
     (every word [UNK]) or a random head (other labels at every call) where those are missing."""
     where = f"MODEL_OR_STUDY {str(folder)!r}"
+    odd = not_utf8(str(folder.resolve()))
+    if odd is not None:  # safetensors' error read as a damaged file, to be copied again
+        raise AblateInputError(f"{where} is {odd}")
     try:
         config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:

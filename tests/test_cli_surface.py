@@ -749,3 +749,17 @@ def test_a_path_that_is_not_utf8_is_one_error_line_before_anything_runs(
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and f"[{'experiment' if key == 'output_dir' else 'data'}] {key}" \
             in err and "not UTF-8" in err and "0xe9" in err, err
+
+
+def test_a_model_folder_whose_path_is_not_utf8_is_said_so_not_called_damaged(
+        tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`ablate predict caf\\xe9/model` said its weights were damaged or cut short and to copy the
+    folder again: safetensors cannot open a path that is not UTF-8, whatever the file holds."""
+    folder = Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9")) / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    capsys.readouterr()
+    for command in (["predict", str(folder), "great fun"], ["evaluate", str(folder), "--dataset",
+                                                             str(tmp_path / "none.csv")]):
+        assert cli.main(command) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "not UTF-8 (byte 0xe9" in err and "damaged" not in err, err
