@@ -1052,8 +1052,10 @@ def load_spec(path: str | Path, sets: str | list[str] | None = None,
                                    ("model", "name", model.name)):
         _check_utf8_path(path, sets, section, key, raw.get(section, {}).get(key), resolved)
 
+    # The file by the name given (its folder resolved): a symlink's target names another study,
+    # and what reads the file again (workers, printed commands) must name this one.
     spec = ExperimentSpec(
-        path=path.resolve(), text=text, experiment=experiment, data=data_spec, model=model,
+        path=path.parent.resolve() / path.name, text=text, experiment=experiment, data=data_spec, model=model,
         tracking=tracking, baseline=baseline, variants=variants, sweep=sweep, ablation=ablation,
         search=search, has_baseline="baseline" in raw, sets=tuple(sets or ()))
     from .variants import named_variants

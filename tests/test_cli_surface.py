@@ -763,3 +763,25 @@ def test_a_model_folder_whose_path_is_not_utf8_is_said_so_not_called_damaged(
         assert cli.main(command) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "not UTF-8 (byte 0xe9" in err and "damaged" not in err, err
+
+
+def test_an_experiment_file_given_through_a_symlink_keeps_its_name_in_every_command_it_prints(
+        write_experiment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`current.toml -> v3.toml` (no [experiment] name): the study is `current`, after the name
+    given, but the file was recorded by its target, so what read it again by that path
+    (`run --workers N`'s workers, the commands it prints to paste) named study `v3` instead:
+    the workers said "no study 'v3'", and the `predict` it suggested read another study."""
+    path = write_experiment()
+    target = tmp_path / "v3.toml"
+    target.write_text("\n".join(line for line in path.read_text(encoding="utf-8").splitlines()
+                                if not line.startswith(("name = \"tiny\"", "output_dir ="))) + "\n",
+                      encoding="utf-8")
+    (tmp_path / "current.toml").symlink_to(target.name)
+    monkeypatch.chdir(tmp_path)
+    spec = load_spec("current.toml")
+    assert spec.name == "current" and load_spec(spec.path).name == "current"
+    assert spec.command("status") == "ablate status current.toml"
+    capsys.readouterr()
+    assert cli.main(["run", "current.toml", "--dry-run"]) == 0
+    assert f"study current: {tmp_path.resolve() / 'current.toml'}" in capsys.readouterr().out
