@@ -577,3 +577,24 @@ def test_predict_and_evaluate_of_a_file_run_from_another_folder_point_at_its_stu
             f"yet, but {project / 'reports' / 'tiny'} holds study 'tiny' of this file, made by a "
             f"run in {project} ") in err, err
     assert not (elsewhere / "reports").exists()
+
+
+def test_the_name_a_renamed_file_is_told_to_set_is_written_as_typed(
+        write_experiment, tmp_path, monkeypatch):
+    """`set [experiment] name = "caf\\u00e9"`: the name to paste was JSON's ASCII escape of a
+    non-ASCII study name, valid TOML but not the name the user sees everywhere else."""
+    import json
+
+    from ablation.sweep import study_elsewhere
+
+    monkeypatch.chdir(tmp_path)
+    path = write_experiment()
+    text = "\n".join(line for line in path.read_text().splitlines()
+                     if not line.startswith(('name = "tiny"', "output_dir ="))) + "\n"
+    first = tmp_path / "café.toml"
+    first.write_text(text, encoding="utf-8")
+    spec = load_spec(first)
+    spec.output_dir.mkdir(parents=True)
+    (spec.output_dir / "resolved.json").write_text(json.dumps(spec.to_dict()), encoding="utf-8")
+    renamed = first.rename(tmp_path / "café_v2.toml")
+    assert 'set [experiment] name = "café" to go on' in study_elsewhere(load_spec(renamed))

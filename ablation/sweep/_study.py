@@ -124,8 +124,8 @@ def study_elsewhere(spec: ExperimentSpec) -> str | None:
         if name is not None and name != spec.name:
             return (f"{from_here(resolved.parent)} holds study {name!r}, run on the data, model, "
                     f"baseline and metric this file gives; this file names its study {spec.name!r} "
-                    f"after itself: set [experiment] name = {json.dumps(name)} to go on with that "
-                    "study's results rather than train them again")
+                    f"after itself: set [experiment] name = {json.dumps(name, ensure_ascii=False)} "
+                    "to go on with that study's results rather than train them again")
     return None
 
 
