@@ -190,8 +190,8 @@ def _add_model_commands(commands: Any) -> None:
                               "ablate.json: a cross-encoder): a TEXT's second text, one "
                               "--pair per TEXT in the same order")
     predict.add_argument("--file", type=Path, action="append", default=[], metavar="PATH",
-                         help="more texts, one per line (repeat for more files); for a model "
-                              "trained on text pairs, TEXT<TAB>SECOND TEXT lines")
+                         help="more texts, one per line (repeat for more files; - reads standard "
+                              "input); for a model trained on text pairs, TEXT<TAB>SECOND TEXT lines")
     predict.add_argument("--trial", metavar="TRIAL", help=TRIAL_HELP)
     predict.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                          help="override a key of the experiment file (as for run)")

@@ -785,3 +785,12 @@ def test_an_experiment_file_given_through_a_symlink_keeps_its_name_in_every_comm
     capsys.readouterr()
     assert cli.main(["run", "current.toml", "--dry-run"]) == 0
     assert f"study current: {tmp_path.resolve() / 'current.toml'}" in capsys.readouterr().out
+
+
+def test_predict_help_says_file_dash_reads_standard_input(capsys: pytest.CaptureFixture[str]) -> None:
+    """`--file -` reads the texts from standard input (`tail -f app.log | ablate predict MODEL
+    --file -`, as the README says), but `ablate predict --help` said only "one per line"."""
+    with pytest.raises(SystemExit):
+        cli.main(["predict", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--file PATH" in help_text and "- reads standard input" in help_text
