@@ -866,6 +866,20 @@ NO_SUCH_MODEL_FOLDER = ("no such folder (relative paths start at the working fol
                         "written by save_pretrained, or a Hub id like org/name")
 
 
+def beside_the_file(path: Path, value: Any) -> str:
+    """Where a relative dataset or model path names nothing here but names what is beside the
+    experiment file (a run from another folder): that, and where relative paths start."""
+    if not isinstance(value, str) or not value or home_path(value).is_absolute() \
+            or home_path(value).exists():
+        return ""
+    folder = path.parent
+    if folder.resolve() == Path.cwd().resolve() or not (folder / value).exists():
+        return ""
+    return (f"; {str(folder / value)!r} is there beside the file, but relative paths start at the "
+            f"folder ablate runs in ({Path.cwd()}), not the file's: run it from {folder}, or give "
+            "that path")
+
+
 def looks_like_path(name: str) -> bool:
     """./x, ../x, /x, ~/x: a local path, never a Hub id (those are org/name)."""
     return name.startswith((".", "/", "~"))
@@ -1040,8 +1054,9 @@ def load_spec(path: str | Path, sets: str | list[str] | None = None,
         if need_data and not local.exists():
             given = last_set(sets or [], "data.dataset")
             where = set_shown(given) if given else f"{path}: [data] dataset = {data_spec.dataset!r}"
-            raise AblateInputError(f"{where}: no such file or folder (relative paths start at the "
-                                   "working folder)")
+            beside = beside_the_file(path, data_spec.dataset)
+            raise AblateInputError(beside and f"{where}: no such file or folder here{beside}" or (
+                f"{where}: no such file or folder (relative paths start at the working folder)"))
         data_spec = dataclasses.replace(data_spec, dataset=str(local.resolve()))
     if home_path(model.name).exists():
         model = dataclasses.replace(model, name=_resolve_path_like(model.name))

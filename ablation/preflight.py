@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .config import KNOBS, ExperimentSpec, home_path, last_set, toml_value
+from .config import KNOBS, ExperimentSpec, beside_the_file, home_path, last_set, toml_value
 from .errors import AblateInputError, set_shown, some_of
 from .variants import BASELINE, FULL, MINUS, PLUS, TrialSpec
 
@@ -192,7 +192,10 @@ def preflight(spec: ExperimentSpec, trials: list[TrialSpec], inputs: TrialInputs
                 where = f"{where} ([ablation.changes] {change})"
             given = _set_behind(spec, trial, str(err))
             where = f"{set_shown(given)}: {trial.variant}" if given else where
-            raise AblateInputError(f"{where}: {err}") from None
+            beside = next((beside_the_file(spec.path, name)
+                           for name in (spec.model.name, getattr(trial.recipe, "model", None))
+                           if isinstance(name, str) and f"name = {name!r}" in str(err)), "")
+            raise AblateInputError(f"{where}: {err}{beside}") from None
     rows = len(inputs.splits.train)
     stops = [check(t, rows) for t in {t.variant: t for t in trials}.values()
              for check in (_never_stops_early, _never_lowers_the_rate)]

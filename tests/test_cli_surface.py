@@ -15,7 +15,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
-from conftest import stored_study
+from conftest import stored_study, use_offline_cache
 
 from ablation import cli
 from ablation.config import load_spec
@@ -794,3 +794,32 @@ def test_predict_help_says_file_dash_reads_standard_input(capsys: pytest.Capture
         cli.main(["predict", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
     assert "--file PATH" in help_text and "- reads standard input" in help_text
+
+
+@pytest.mark.parametrize("dataset,model", [("data", "model"), ("./data", "./model")],
+                         ids=["bare_names", "dot_slash"])
+def test_relative_data_and_model_paths_beside_the_file_run_from_another_folder_are_named(
+        dataset: str, model: str, write_experiment, tiny_model_dir: Path, tiny_data_dir: Path,
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`dataset = "data"` and `name = "model"` beside the file, validated from the folder above:
+    the error said the Hub could not be reached (or no such folder), nothing of the folder beside
+    the file that the path names from there."""
+    project = tmp_path / "project"
+    shutil.copytree(tiny_data_dir, project / "data")
+    shutil.copytree(tiny_model_dir, project / "model")
+    path = write_experiment()
+    text = path.read_text(encoding="utf-8").replace(f'dataset = "{tiny_data_dir}"',
+                                                    f'dataset = "{dataset}"')
+    (project / "bs.toml").write_text(text.replace(f'name = "{tiny_model_dir}"', f'name = "{model}"'),
+                                     encoding="utf-8")
+    use_offline_cache(monkeypatch, tmp_path / "hf")  # works in tmp_path; no Hub asked of "data"
+    for sets, named in (([], "data"), (["--set", f"data.dataset={json.dumps(str(tiny_data_dir))}"],
+                                       "model")):
+        capsys.readouterr()
+        assert cli.main(["validate", "project/bs.toml", *sets]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "is there beside the file, but relative paths start at the " \
+            f"folder ablate runs in ({tmp_path}), not the file's: run it from " in err, err
+        assert f"{Path('project') / named}'" in err, err
+    monkeypatch.chdir(project)
+    assert cli.main(["validate", "bs.toml"]) == 0

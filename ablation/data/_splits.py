@@ -18,6 +18,7 @@ from ..config import (
     DataSpec,
     ExperimentSpec,
     _did_you_mean,
+    beside_the_file,
     clean_label,
     has_control_characters,
     home_path,
@@ -639,12 +640,15 @@ def load_study_splits(spec: ExperimentSpec) -> LabeledSplits:
     try:
         return load_labeled_splits(spec.data)
     except AblateInputError as err:
+        beside = beside_the_file(spec.path, spec.data.dataset)
+        if beside and f"dataset = {spec.data.dataset!r}" in str(err):
+            err = AblateInputError(f"{err}{beside}")
         named = re.search(r"\[data\] (?:of .*?: )?(\w+) = ", str(err))
         given = named and last_set(spec.sets, f"data.{named.group(1)}")
         if not given and "[data] label_names" in str(err):
             given = last_set(spec.sets, "data.label_names")
         if not given:
-            raise
+            raise err from None
         raise AblateInputError(f"{set_shown(given)}: {err}") from None
 
 
