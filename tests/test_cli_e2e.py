@@ -510,6 +510,52 @@ def test_a_study_is_refused_an_output_dir_that_holds_another_study(write_experim
     assert cli.main(["report", str(path)]) == 0  # the folder's own study
 
 
+def test_an_output_dir_holding_files_ablate_did_not_write_is_refused(write_experiment, tmp_path,
+                                                                    capsys, monkeypatch):
+    # output_dir = "." in a project folder: its own report.md, another experiment.toml, a plot
+    # and trials/ would be replaced (or deleted by --force-new) without a word.
+    project = tmp_path / "project"
+    (project / "plots").mkdir(parents=True)
+    (project / "trials").mkdir()
+    theirs = {"report.md": "my notes\n", "experiment.toml": "# another study\n",
+              "plots/metric.png": "mine", "trials/notes.txt": "mine"}
+    for name, text in theirs.items():
+        (project / name).write_text(text)
+    path = write_experiment(variants="")
+    text = path.read_text().replace(f'output_dir = "{tmp_path / "reports" / "tiny"}"',
+                                    'output_dir = "."')
+    (project / "tiny.toml").write_text(text)
+    monkeypatch.chdir(project)
+    for command in (["run"], ["run", "--dry-run"], ["validate"], ["run", "--force-new"]):
+        capsys.readouterr()
+        assert cli.main([command[0], "tiny.toml", *command[1:]]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err
+        assert err.startswith(f"ablate: error: {project / 'tiny.toml'}: [experiment] output_dir = "
+                              f"'{project}' holds files ablate did not write (experiment.toml, "
+                              "report.md, trials, plots/metric.png), which it would replace or "
+                              "delete there; give study 'tiny' a folder of its own")
+    assert {name: (project / name).read_text() for name in theirs} == theirs
+    assert sorted(p.name for p in project.iterdir()) == ["experiment.toml", "plots", "report.md",
+                                                         "tiny.toml", "trials"]
+    # `report` of a study run elsewhere, written into that folder by --set, is refused the same.
+    assert cli.main(["run", str(path)]) == 0
+    storage = json.dumps(load_spec(path).experiment.storage)
+    capsys.readouterr()
+    assert cli.main(["report", str(path), "--set", f"experiment.storage={storage}",
+                     "--set", f'experiment.output_dir="{project}"']) == 2
+    assert "holds files ablate did not write" in capsys.readouterr().err
+    assert {name: (project / name).read_text() for name in theirs} == theirs
+    # The file being run, experiment.toml in its own output folder, is its own copy.
+    own = tmp_path / "own"
+    own.mkdir()
+    (own / "experiment.toml").write_text(text)
+    monkeypatch.chdir(own)
+    assert cli.main(["run", "experiment.toml"]) == 0
+    assert (own / "experiment.toml").read_text() == text and (own / "report.md").is_file()
+    assert cli.main(["run", "experiment.toml"]) == 0  # its own files now: re-used, rewritten
+
+
 def test_report_where_the_output_dir_cannot_be_made_is_bad_input(write_experiment, tmp_path, capsys):
     path = write_experiment(variants="")
     assert cli.main(["run", str(path)]) == 0

@@ -149,7 +149,8 @@ def check_own_output_dir(spec: ExperimentSpec) -> None:
     try:
         owner = json.loads(resolved.read_text(encoding="utf-8"))["experiment"]["name"]
     except (OSError, ValueError, KeyError, TypeError):
-        return  # a new folder, or not one of ours
+        _check_no_files_of_others(spec)  # a new folder, or not one of ours
+        return
     if owner != spec.name:
         given = last_set(spec.sets, "experiment.output_dir", "experiment.name")
         raise AblateInputError(
@@ -157,6 +158,43 @@ def check_own_output_dir(spec: ExperimentSpec) -> None:
             + f"[experiment] output_dir = {str(spec.output_dir)!r} holds the files of study {owner!r} "
             f"(its resolved.json); give study {spec.name!r} its own output_dir (without one it is "
             f"reports/<name>), or delete that folder if study {owner!r} is no longer wanted")
+
+
+# Only ablate makes these in an output folder: a run (resolved.json), a run or worker (its
+# planning lock), a report (its lock), the first thing each writes there.
+OWN_MARKS = ("resolved.json", queue.PLANNING_LOCK, REPORT_LOCK)
+# What ablate replaces or deletes in an output folder, by name (and the plots it draws): files,
+# and folders (one of these names that is a file is refused as it is written, not deleted).
+WRITTEN_FILES = ("experiment.toml", "report.md", "results.csv", "report.json")
+WRITTEN_FOLDERS = ("best_model", *FORCE_NEW_FOLDERS)
+
+
+def _check_no_files_of_others(spec: ExperimentSpec) -> None:
+    """A folder no ablate command has written in (`output_dir = "."` in a project folder, a data
+    folder) that holds a file of a name ablate writes there: the user's own report.md,
+    experiment.toml, plots or trials/ would be replaced or deleted without a word. The file
+    being run, as experiment.toml beside itself, is its own copy."""
+    out = spec.output_dir
+    if not out.is_dir() or any((out / mark).exists() for mark in OWN_MARKS):
+        return
+    theirs = ([name for name in WRITTEN_FILES if (out / name).is_file()]
+              + [name for name in WRITTEN_FOLDERS if (out / name).is_dir()])
+    with contextlib.suppress(OSError):
+        if "experiment.toml" in theirs and (out / "experiment.toml").samefile(spec.path):
+            theirs.remove("experiment.toml")
+    if (out / "plots").is_dir():
+        from ..report.plots import plot_names
+
+        theirs += [f"plots/{name}.png" for name in plot_names()
+                   if (out / "plots" / f"{name}.png").exists()]
+    if theirs:
+        given = last_set(spec.sets, "experiment.output_dir", "experiment.name")
+        raise AblateInputError(
+            (f"{set_shown(given)}: " if given else f"{spec.path}: ")
+            + f"[experiment] output_dir = {str(out)!r} holds files ablate did not write "
+            f"({', '.join(theirs[:4])}{', ...' if len(theirs) > 4 else ''}), which it would "
+            f"replace or delete there; give study {spec.name!r} a folder of its own (without "
+            "output_dir it is reports/<name>), or move those files out of the way")
 
 
 def _write_study_files(spec: ExperimentSpec) -> None:
