@@ -17,6 +17,7 @@ import optuna
 import pandas as pd
 import pytest
 import torch
+from conftest import queue_by_an_interrupted_run
 
 from ablation import cli, train
 from ablation.config import load_spec
@@ -554,6 +555,30 @@ def test_an_output_dir_holding_files_ablate_did_not_write_is_refused(write_exper
     assert cli.main(["run", "experiment.toml"]) == 0
     assert (own / "experiment.toml").read_text() == text and (own / "report.md").is_file()
     assert cli.main(["run", "experiment.toml"]) == 0  # its own files now: re-used, rewritten
+
+
+def test_a_worker_is_refused_an_output_dir_that_holds_another_study(write_experiment, tmp_path,
+                                                                    capsys, monkeypatch):
+    # A worker on a machine where the study's output_dir holds another study's folder trained
+    # its trials there, replacing that study's trials/baseline-s42/trial.log with its own.
+    path = write_experiment(variants="")
+    assert cli.main(["run", str(path)]) == 0
+    log = tmp_path / "reports" / "tiny" / "trials" / "baseline-s42" / "trial.log"
+    before = log.read_text()
+    other = write_experiment(variants="", name="other")
+    queue_by_an_interrupted_run(monkeypatch, other, [])
+    storage = json.dumps(load_spec(other).experiment.storage)
+    given = f'experiment.output_dir="{tmp_path / "reports" / "tiny"}"'
+    capsys.readouterr()
+    assert cli.main(["worker", str(other), "--set", f"experiment.storage={storage}",
+                     "--set", given]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"ablate: error: --set '{given}': [experiment] "
+                                                   "output_dir = ")
+    assert "holds the files of study 'tiny' (its resolved.json); give study 'other' its own" in err
+    assert log.read_text() == before
+    assert [t.state.name for t in optuna.load_study(
+        study_name="other", storage=json.loads(storage)).trials] == ["WAITING"]
 
 
 def test_report_where_the_output_dir_cannot_be_made_is_bad_input(write_experiment, tmp_path, capsys):

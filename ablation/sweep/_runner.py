@@ -677,6 +677,8 @@ def run_worker(spec: ExperimentSpec, echo: Callable[[str], None] = print,
     from ..search import check_same_search, selected
 
     check_installed(spec)
+    # Its trials' folders, logs and SwanLab runs go in the output folder: not another study's.
+    check_own_output_dir(spec)
     only = as_list(only)
     wanted = {t.key for t in select_trials(spec, only)} if only else None
     stop = stop or threading.Event()
