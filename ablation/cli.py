@@ -546,7 +546,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     _check_report_metric(spec, study)
     spec = with_run_sets(spec, study)  # the commands report.md gives run the study's settings
     make_output_dir(spec)  # on another machine, or deleted: made again; a file there is bad input
-    check_own_output_dir(spec)
+    check_own_output_dir(spec, inputs=False)  # the report reads neither the data nor the model
     # As a `run` of the study ends, it reads the study and writes its report holding this lock:
     # read before it and written after it, this report would replace the final one with an
     # older reading (a trial still running) and delete the plots it drew as an earlier report's.

@@ -581,6 +581,39 @@ def test_a_worker_is_refused_an_output_dir_that_holds_another_study(write_experi
         study_name="other", storage=json.loads(storage)).trials] == ["WAITING"]
 
 
+def test_an_output_dir_that_is_the_data_or_model_folder_is_refused(write_experiment, tmp_path,
+                                                                   tiny_data_dir, tiny_model_dir,
+                                                                   capsys):
+    # The data folder: the next run read the results.csv and resolved.json the first one wrote
+    # there as splits; the model folder: the next run refused the model as changed on disk.
+    data, model = tmp_path / "data", tmp_path / "model"
+    shutil.copytree(tiny_data_dir, data)
+    shutil.copytree(tiny_model_dir, model)
+    path = write_experiment(variants="")
+    text = (path.read_text().replace(str(tiny_data_dir), str(data))
+            .replace(str(tiny_model_dir), str(model)))
+    for folder, said in ((data, f"is [data] dataset = '{data}', whose every data file is read as "
+                                "a split"),
+                         (model, f"is the model folder '{model}', whose files the study "
+                                 "fingerprints")):
+        before = sorted(p.name for p in folder.iterdir())
+        path.write_text(text.replace(f'output_dir = "{tmp_path / "reports" / "tiny"}"',
+                                     f'output_dir = "{folder}"'))
+        for command in (["run"], ["run", "--dry-run"], ["validate"]):
+            capsys.readouterr()
+            assert cli.main([command[0], str(path), *command[1:]]) == 2
+            err = capsys.readouterr().err
+            assert err.count("\n") == 1 and "Traceback" not in err
+            assert err.startswith(f"ablate: error: {path}: [experiment] output_dir = '{folder}' "
+                                  f"{said}"), err
+            assert err.endswith("; give study 'tiny' a folder of its own (without output_dir it "
+                                "is reports/<name>)\n")
+        assert sorted(p.name for p in folder.iterdir()) == before
+    path.write_text(text)  # its own output folder
+    assert cli.main(["run", str(path)]) == 0
+    assert cli.main(["run", str(path)]) == 0  # re-used: the data and model read as they were
+
+
 def test_report_where_the_output_dir_cannot_be_made_is_bad_input(write_experiment, tmp_path, capsys):
     path = write_experiment(variants="")
     assert cli.main(["run", str(path)]) == 0

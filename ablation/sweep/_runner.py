@@ -142,9 +142,13 @@ def make_output_dir(spec: ExperimentSpec, dry_run: bool = False) -> None:
             + ("written in" if existed else "created") + f": {problem}")
 
 
-def check_own_output_dir(spec: ExperimentSpec) -> None:
+def check_own_output_dir(spec: ExperimentSpec, inputs: bool = True) -> None:
     """An output folder holds one study's report, best model and trial folders: another study
-    writing there (an output_dir set in the file, a name changed by --set) would mix them."""
+    writing there (an output_dir set in the file, a name changed by --set) would mix them.
+    `inputs`: the command reads the study's data and model (not `report`), whose folders are
+    no output folder either."""
+    if inputs:
+        _check_not_an_input_folder(spec)
     resolved = spec.output_dir / "resolved.json"
     try:
         owner = json.loads(resolved.read_text(encoding="utf-8"))["experiment"]["name"]
@@ -158,6 +162,35 @@ def check_own_output_dir(spec: ExperimentSpec) -> None:
             + f"[experiment] output_dir = {str(spec.output_dir)!r} holds the files of study {owner!r} "
             f"(its resolved.json); give study {spec.name!r} its own output_dir (without one it is "
             f"reports/<name>), or delete that folder if study {owner!r} is no longer wanted")
+
+
+def _check_not_an_input_folder(spec: ExperimentSpec) -> None:
+    """output_dir = the data folder, whose every data file is read as a split (the run's
+    results.csv, resolved.json and report.json too), or a model folder, whose top-level files
+    the study fingerprints: the first run went well, and the next one was refused for a split
+    `resolved` or for a model 'changed on disk', which --force-new, deleting the study, 'fixed'."""
+    from ..config import home_path
+
+    out = spec.output_dir
+    if not out.is_dir():
+        return
+    models = {spec.model.name} | {t.recipe.model for t in select_trials(spec, None) if t.recipe.model}
+    folders = [(f"[data] dataset = {spec.data.dataset!r}", "whose every data file is read as a "
+                "split: the results.csv, resolved.json and report.json a run writes there would be "
+                "read as splits by the next command", spec.data.dataset)]
+    folders += [(f"the model folder {name!r}", "whose files the study fingerprints: the files a "
+                 "run writes there would make the next run refuse the model as changed on disk",
+                 name) for name in sorted(models)]
+    for what, why, name in folders:
+        folder = home_path(name)
+        with contextlib.suppress(OSError):
+            if not (folder.is_dir() and out.samefile(folder)):
+                continue
+            given = last_set(spec.sets, "experiment.output_dir", "experiment.name")
+            raise AblateInputError(
+                (f"{set_shown(given)}: " if given else f"{spec.path}: ")
+                + f"[experiment] output_dir = {str(out)!r} is {what}, {why}; give study "
+                f"{spec.name!r} a folder of its own (without output_dir it is reports/<name>)")
 
 
 # Only ablate makes these in an output folder: a run (resolved.json), a run or worker (its
