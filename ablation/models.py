@@ -300,9 +300,26 @@ def export_best_model(spec: ExperimentSpec, study: Any, built: dict[str, Any],
         built["best_model"] = info
         log.info("best model: trial %s -> %s", best.key, target)
     if mode == "best":
-        for folder in (spec.output_dir / "trials").glob(f"*/{MODEL_DIR}"):
-            shutil.rmtree(folder, ignore_errors=True)
+        _remove_other_models(spec, echo)
     return info
+
+
+def _remove_other_models(spec: ExperimentSpec, echo: Callable[[str], None]) -> None:
+    """save_models = "best": the trials' models, once best_model/ is exported. A model that a
+    run with save_models = "all" kept (its trial's checkpoints/ beside it: "best" removes them
+    as the model is saved) stays: `ablate run FILE --rerun V --set experiment.save_models=all`,
+    which predict and evaluate suggest to keep one, was undone without a word by the next plain
+    `ablate run FILE` of a file saying "best"."""
+    kept = []
+    for folder in sorted((spec.output_dir / "trials").glob(f"*/{MODEL_DIR}")):
+        if (folder.parent / "checkpoints").is_dir():
+            kept.append(folder.relative_to(spec.output_dir).as_posix())
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+    if kept:
+        echo(f"note: save_models = \"best\" keeps the models of {len(kept)} trial(s) that a run "
+             f"with save_models = \"all\" kept ({', '.join(kept[:3])}{', ...' if len(kept) > 3 else ''}"
+             f"), with their checkpoints; delete those folders by hand if they are no longer wanted")
 
 
 def _holds_model_of(folder: Path, spec: ExperimentSpec, best: Any) -> bool:

@@ -410,6 +410,30 @@ def test_predict_and_evaluate_take_any_kept_trials_model_with_trial(tmp_path, ti
     assert "give --trial or --checkpoints, not both" in capsys.readouterr().err
 
 
+def test_a_best_run_keeps_the_models_an_all_run_kept(write_experiment, capsys):
+    """`--trial`'s refusal says to keep a trial's model with `--rerun V --set
+    experiment.save_models=all`; the next plain run of the file (save_models = "best", adding a
+    variant) deleted every model that run kept, without a word."""
+    path = write_experiment()
+    assert cli.main(["run", str(path), "--set", 'experiment.save_models="all"']) == 0
+    output_dir = load_spec(path).output_dir
+    models = sorted(p.relative_to(output_dir).as_posix()
+                    for p in (output_dir / "trials").glob("*/model"))
+    assert len(models) == 2
+    weights = {m: (output_dir / m / "model.safetensors").read_bytes() for m in models}
+    path.write_text(path.read_text().replace("bs32 = { batch_size = 32 }",
+                                             "bs32 = { batch_size = 32 }\nbs8 = { batch_size = 8 }"))
+    capsys.readouterr()
+    assert cli.main(["run", str(path)]) == 0  # the file's save_models: "best"
+    out = capsys.readouterr().out
+    assert {m: (output_dir / m / "model.safetensors").read_bytes() for m in models} == weights
+    assert (f'note: save_models = "best" keeps the models of 2 trial(s) that a run with '
+            f'save_models = "all" kept ({", ".join(models)}), with their checkpoints; delete those '
+            "folders by hand if they are no longer wanted") in out
+    assert not (output_dir / "trials" / "baseline_bs8-s42" / "model").exists()  # its own: removed
+    assert (output_dir / "best_model" / "config.json").is_file()
+
+
 def test_trial_names_a_kept_model_of_a_study_file(best_study, capsys):
     """save_models = "best": the best trial's model is best_model/, the others' are removed."""
     best = json.loads((load_spec(best_study).output_dir / "best_model" / "ablate.json").read_text())
