@@ -282,6 +282,7 @@ def export_best_model(spec: ExperimentSpec, study: Any, built: dict[str, Any],
              f"{spec.command('run', '--rerun', best.variant, sets=keeping_models(spec))}")
         return current
     else:
+        _check_replaceable(target, spec, best.key)
         # Cut in half by Ctrl+C, the trial's model would sit in the staging folder: the interrupt
         # waits until best_model/ and the study say the same. A kill -9 cannot wait: the next
         # export finds the model there and finishes the move.
@@ -302,6 +303,20 @@ def export_best_model(spec: ExperimentSpec, study: Any, built: dict[str, Any],
     if mode == "best":
         _remove_other_models(spec, echo)
     return info
+
+
+def _check_replaceable(target: Path, spec: ExperimentSpec, key: str) -> None:
+    """best_model/ is replaced whole: a link put in its place (to a serving folder) or a file
+    failed the move with a traceback, the new model left in the staging folder. Refused before
+    anything moves; the trial's model stays where it is for the run that exports it."""
+    if not (target.is_symlink() or (target.exists() and not target.is_dir())):
+        return
+    what = (f"a symbolic link (to {target.resolve()})" if target.is_symlink() else "a file")
+    raise AblateInputError(
+        f"{target} is {what}: ablate replaces {BEST_MODEL}/ whole with the best trial's model "
+        f"(now {key}'s) and writes into no folder of yours; remove it (or move it elsewhere: a "
+        f"link to {target} from elsewhere keeps up with it), then `{spec.command('run')}` "
+        "exports the model there")
 
 
 def _remove_other_models(spec: ExperimentSpec, echo: Callable[[str], None]) -> None:

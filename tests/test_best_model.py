@@ -434,6 +434,36 @@ def test_a_best_run_keeps_the_models_an_all_run_kept(write_experiment, capsys):
     assert (output_dir / "best_model" / "config.json").is_file()
 
 
+def test_a_best_model_linked_elsewhere_is_refused_not_written_through(write_experiment, tmp_path,
+                                                                       capsys):
+    """best_model/ replaced by a link to a serving folder: the next export failed its move with
+    a traceback (NotADirectoryError), the new best model left in .best_model.tmp."""
+    path = write_experiment(variants="")
+    assert cli.main(["run", str(path)]) == 0
+    output_dir = load_spec(path).output_dir
+    serving = tmp_path / "serving"
+    shutil.copytree(output_dir / "best_model", serving)
+    (serving / "serve.yaml").write_text("mine\n")
+    before = {p.name: p.read_bytes() for p in serving.iterdir()}
+    shutil.rmtree(output_dir / "best_model")
+    (output_dir / "best_model").symlink_to(serving)
+    capsys.readouterr()
+    assert cli.main(["run", str(path), "--rerun", "baseline"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"ablate: error: {output_dir / 'best_model'} is a symbolic link (to "
+                          f"{serving}): ablate replaces best_model/ whole with the best trial's "
+                          "model (now baseline-s42's)"), err
+    assert err.endswith(f"then `ablate run {path}` exports the model there\n")
+    assert {p.name: p.read_bytes() for p in serving.iterdir()} == before
+    assert (output_dir / "trials" / "baseline-s42" / "model" / "config.json").is_file()
+    (output_dir / "best_model").unlink()
+    assert cli.main(["run", str(path)]) == 0  # nothing to train: the kept model is exported
+    info = json.loads((output_dir / "best_model" / "ablate.json").read_text())
+    assert info["trial"] == "baseline-s42" and not (output_dir / ".best_model.tmp").exists()
+    assert {p.name: p.read_bytes() for p in serving.iterdir()} == before
+
+
 def test_trial_names_a_kept_model_of_a_study_file(best_study, capsys):
     """save_models = "best": the best trial's model is best_model/, the others' are removed."""
     best = json.loads((load_spec(best_study).output_dir / "best_model" / "ablate.json").read_text())
