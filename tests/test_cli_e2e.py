@@ -614,6 +614,38 @@ def test_an_output_dir_that_is_the_data_or_model_folder_is_refused(write_experim
     assert cli.main(["run", str(path)]) == 0  # re-used: the data and model read as they were
 
 
+def test_a_run_that_waited_for_the_folder_another_study_took_is_refused(write_experiment,
+                                                                         monkeypatch, capsys):
+    # Two studies given one output_dir, started together: both found it empty, the second
+    # waited for the planning lock while the first ran, then wrote its resolved.json over the
+    # first's and trained into its trials/ folders.
+    from ablation import queue
+
+    first = write_experiment(variants="")
+    second = first.with_name("tiny2.toml")
+    second.write_text(first.read_text().replace('name = "tiny"', 'name = "tiny2"'))
+    output_dir = load_spec(first).output_dir
+    lock, ran = queue.planning_lock, []
+
+    def the_first_study_runs_meanwhile(spec, echo):
+        if spec.name == "tiny2" and not ran:
+            ran.append(cli.main(["run", str(first)]))
+        return lock(spec, echo)
+
+    monkeypatch.setattr(queue, "planning_lock", the_first_study_runs_meanwhile)
+    assert cli.main(["run", str(second)]) == 2
+    assert ran == [0]
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "holds the files of study 'tiny' (its resolved.json); give study 'tiny2' its own" in err
+    assert json.loads((output_dir / "resolved.json").read_text())["experiment"]["name"] == "tiny"
+    assert "trial 0 (baseline-s42) starts" in (output_dir / "trials" / "baseline-s42" /
+                                               "trial.log").read_text()
+    assert [t.state.name for t in _study(first).trials] == ["COMPLETE"]
+    monkeypatch.undo()
+    assert cli.main(["report", str(first)]) == 0
+
+
 def test_report_where_the_output_dir_cannot_be_made_is_bad_input(write_experiment, tmp_path, capsys):
     path = write_experiment(variants="")
     assert cli.main(["run", str(path)]) == 0

@@ -543,6 +543,9 @@ def run_study(spec: ExperimentSpec, only: str | list[str] | None = None,
     with queue.planning_lock(spec, echo), interrupts.only_waiting(
             "stopping once this run has queued its trials (nothing was running; Ctrl+C again to "
             "stop now)"):
+        # Another study given this folder may have taken it while this run waited for the lock:
+        # refused before anything is written (what is there is that run's: nothing is removed).
+        check_own_output_dir(spec)
         try:
             job, to_queue = _plan_and_queue(spec, trials, outcome, echo, stop, rerun,
                                             retry_failed, force_new, retry_search, propose)
