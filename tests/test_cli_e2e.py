@@ -646,6 +646,30 @@ def test_a_run_that_waited_for_the_folder_another_study_took_is_refused(write_ex
     assert cli.main(["report", str(first)]) == 0
 
 
+def test_a_refused_run_removes_no_cache_another_run_made_while_it_waited(write_experiment,
+                                                                          monkeypatch, capsys):
+    # A run refused for bad input removes the tokenized data's cache it made; one that found no
+    # cache when it started, and waited for the planning lock while another run of the study
+    # tokenized and trained, removed that run's cache (its workers read it).
+    from ablation import queue
+
+    path = write_experiment(variants="")
+    cache = load_spec(path).output_dir / "cache"
+    lock, ran = queue.planning_lock, []
+
+    def another_run_meanwhile(spec, echo):
+        if not ran:
+            ran.append(None)  # the other run takes the lock itself
+            ran[0] = cli.main(["run", str(path)])
+        return lock(spec, echo)
+
+    monkeypatch.setattr(queue, "planning_lock", another_run_meanwhile)
+    assert cli.main(["run", str(path), "--set", "data.max_train_samples=100"]) == 2
+    assert ran == [0]
+    assert "max_train_samples=100' says 100; use a new [experiment] name" in capsys.readouterr().err
+    assert cache.is_dir() and any(cache.iterdir())
+
+
 def test_report_where_the_output_dir_cannot_be_made_is_bad_input(write_experiment, tmp_path, capsys):
     path = write_experiment(variants="")
     assert cli.main(["run", str(path)]) == 0

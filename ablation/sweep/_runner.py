@@ -546,6 +546,9 @@ def run_study(spec: ExperimentSpec, only: str | list[str] | None = None,
         # Another study given this folder may have taken it while this run waited for the lock:
         # refused before anything is written (what is there is that run's: nothing is removed).
         check_own_output_dir(spec)
+        # A cache there now was made by another run of the study while this one waited (its
+        # trials, and its workers, read it): not this run's to remove if it is refused.
+        made = [path for path in made if path != spec.output_dir / "cache" or not path.exists()]
         try:
             job, to_queue = _plan_and_queue(spec, trials, outcome, echo, stop, rerun,
                                             retry_failed, force_new, retry_search, propose)
