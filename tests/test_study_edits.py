@@ -224,20 +224,26 @@ def test_a_renamed_file_whose_study_name_was_its_stem_points_at_the_old_study(
     assert "re-using 2 completed trial(s)" in out and "note: reports/" not in out
 
 
-def test_a_file_run_from_another_folder_points_at_its_study_in_the_file_s_folder(
-        write_experiment, tmp_path, monkeypatch, capsys):
-    """The default output folder (reports/<name>) is relative to the folder ablate runs in: run
-    from elsewhere, the same file would train every trial again in a new study there."""
+def _run_in_project_then_elsewhere(write_experiment, tmp_path, monkeypatch) -> tuple[Path, Path]:
+    """project/bs.toml (output_dir left to its default, reports/<name>) run in project/, then the
+    working folder moved to a sibling, elsewhere/: (project, elsewhere)."""
     project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
     project.mkdir()
     elsewhere.mkdir()
     path = write_experiment(baseline=FAST)
-    moved = project / "bs.toml"
-    moved.write_text("\n".join(line for line in path.read_text().splitlines()
-                               if not line.startswith("output_dir =")) + "\n")
+    (project / "bs.toml").write_text("\n".join(line for line in path.read_text().splitlines()
+                                               if not line.startswith("output_dir =")) + "\n")
     monkeypatch.chdir(project)
     assert cli.main(["run", "bs.toml"]) == 0
     monkeypatch.chdir(elsewhere)
+    return project, elsewhere
+
+
+def test_a_file_run_from_another_folder_points_at_its_study_in_the_file_s_folder(
+        write_experiment, tmp_path, monkeypatch, capsys):
+    """The default output folder (reports/<name>) is relative to the folder ablate runs in: run
+    from elsewhere, the same file would train every trial again in a new study there."""
+    project, elsewhere = _run_in_project_then_elsewhere(write_experiment, tmp_path, monkeypatch)
     capsys.readouterr()
     assert cli.main(["run", "../project/bs.toml", "--dry-run"]) == 0
     assert (f"note: {project / 'reports' / 'tiny'} holds study 'tiny' of this file, made by a run "
@@ -559,16 +565,7 @@ def test_predict_and_evaluate_of_a_file_run_from_another_folder_point_at_its_stu
         write_experiment, tmp_path, monkeypatch, capsys):
     """`ablate predict ../project/bs.toml` from another folder said "no study yet; run it first"
     (which trains every trial again), where status and report name the study beside the file."""
-    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
-    project.mkdir()
-    elsewhere.mkdir()
-    path = write_experiment(baseline=FAST)
-    moved = project / "bs.toml"
-    moved.write_text("\n".join(line for line in path.read_text().splitlines()
-                               if not line.startswith("output_dir =")) + "\n")
-    monkeypatch.chdir(project)
-    assert cli.main(["run", "bs.toml"]) == 0
-    monkeypatch.chdir(elsewhere)
+    project, elsewhere = _run_in_project_then_elsewhere(write_experiment, tmp_path, monkeypatch)
     for command in (["predict", "../project/bs.toml", "great fun"], ["evaluate", "../project/bs.toml"]):
         capsys.readouterr()
         assert cli.main(command) == 2
