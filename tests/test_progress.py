@@ -461,7 +461,9 @@ def test_a_warning_prints_above_the_live_table(write_experiment):
     output_dir.mkdir(parents=True)
     (output_dir / "swanlog").write_text("a file where the folder should be")
     text = _run_on_a_terminal(path)
-    assert "this study runs without tracking" in text
+    # a message longer than the terminal is wrapped at a space, wherever the temporary folder's
+    # path (pytest-<N>: more digits on a machine that ran more suites) puts the edge
+    assert "this study runs without tracking" in re.sub(r" ?\r\n", " ", text)
     assert "┘WARNING" not in text  # written past the live display, at the end of its last line
     assert re.search(r"\x1b\[2K(\x1b\[[0-9;]*m)*WARNING ablation.tracking", text), \
         "the live display clears itself, prints the warning, and draws itself again below it"
