@@ -54,6 +54,26 @@ PLANNING_LOCK = ".queue.lock"  # in the output folder; its holder writes itself 
 STALE_ERROR = "its worker stopped sending heartbeats (killed or crashed); queued again"
 
 
+def _check_journal(path: Path) -> None:
+    """A file given as the journal must be one (or empty, or new): a data file's JSON Lines were
+    replayed as a journal holding no study ('run it first', said by run itself), a CSV failed
+    in json's words. Its first line is read, nothing written."""
+    try:
+        with path.open("rb") as file:
+            first = file.readline(1 << 20).strip()
+    except (FileNotFoundError, IsADirectoryError):
+        return  # made by the journal; a folder is refused in Optuna's words
+    if not first:
+        return
+    try:
+        record = json.loads(first)
+    except ValueError:
+        record = None
+    if not isinstance(record, dict) or "op_code" not in record:
+        raise ValueError(f"{path} is not an Optuna journal (its first line is not one of a "
+                         "journal's records): give a new file's path, or a journal ablate wrote")
+
+
 class StudyNotFound(AblateInputError):
     """The storage holds no study of this name (it was never run)."""
 
@@ -67,6 +87,7 @@ def make_storage(url: str, heartbeat: int) -> optuna.storages.BaseStorage:
     if url.startswith(JOURNAL_PREFIX):
         path = _journal_path(url)
         path.parent.mkdir(parents=True, exist_ok=True)
+        _check_journal(path)
         return JournalStorage(_WatchedJournal(path))
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):  # several local workers: wait for the file lock, don't fail

@@ -344,6 +344,24 @@ def test_an_unusable_storage_is_bad_input(write_experiment, capsys, storage):
     assert err.count("\n") == 1
 
 
+@pytest.mark.parametrize("content", ['text,label\ngreat fun,1\n', '{"text": "great fun", "label": 1}\n'])
+@pytest.mark.parametrize("command", ["run", "status"])
+def test_a_journal_storage_that_is_not_a_journal_is_named_so(write_experiment, tmp_path, capsys,
+                                                            content, command):
+    """journal:/// pointed at a data file: JSON Lines was read as a journal without any study
+    ('no study yet; run it first', from run itself), a CSV gave json's 'Expecting value'; the
+    file is left as it was."""
+    data = tmp_path / "train.jsonl"
+    data.write_text(content)
+    path = write_experiment()
+    assert cli.main([command, str(path), "--set", f'experiment.storage="journal:///{data}"']) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and (
+        f"[experiment] storage = 'journal:///{data}' cannot be opened: {data} is not an Optuna "
+        "journal (its first line is not one of a journal's records)") in err, err
+    assert data.read_text() == content
+
+
 def test_a_storage_without_its_driver_says_what_to_install(write_experiment, capsys):
     path = write_experiment()  # pymysql is no dependency: SQLAlchemy's mysql:// finds no driver
     assert cli.main(["run", str(path), "--dry-run", "--set",
