@@ -219,7 +219,7 @@ def _check_no_files_of_others(spec: ExperimentSpec) -> None:
         from ..report.plots import plot_names
 
         theirs += [f"plots/{name}.png" for name in plot_names()
-                   if (out / "plots" / f"{name}.png").exists()]
+                   if (out / "plots" / f"{name}.png").is_file()]
     if theirs:
         given = last_set(spec.sets, "experiment.output_dir", "experiment.name")
         raise AblateInputError(
