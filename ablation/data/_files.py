@@ -48,11 +48,16 @@ def _read_local_file(path: Path, columns: tuple[str, ...] = ()) -> pd.DataFrame:
     except pd.errors.EmptyDataError:
         raise AblateInputError(f"{path}: the file is empty; expected a header row and one row "
                                "per example") from None
+    except AttributeError:
+        # pandas 2.2 meets a JSON Lines line that is a string, an array, a number or null with
+        # "'str' object has no attribute 'keys'" (later pandas raise TypeError: below).
+        if not _holds_json_lines(path, name):
+            raise
+        raise AblateInputError(f"{path}: {_first_bad_json_line(path)}") from None
     except (ValueError, TypeError, pd.errors.ParserError, OSError, EOFError) as err:
         # TypeError: pandas meeting a JSON Lines line that is an array, a number or null.
         # EOFError: a .gz file cut short.
-        if name.endswith((".jsonl", ".jsonl.gz")) or (name.endswith(".json")
-                                                      and _first_line_is_an_object(path)):
+        if _holds_json_lines(path, name):
             raise AblateInputError(f"{path}: {_first_bad_json_line(path)}") from None
         reason = first_line(err)
         fields = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", reason)
@@ -536,6 +541,12 @@ def _json_lines(path: Path) -> list[str]:
     reads them: str.splitlines() would cut texts at the U+2028, U+2029 or \\x85 that JSON strings
     may hold unescaped (web text, tweets), and misplace every line after them."""
     return _file_bytes(path).decode("utf-8-sig").split("\n")
+
+
+def _holds_json_lines(path: Path, name: str) -> bool:
+    """A .jsonl file, or a .json file that holds JSON Lines."""
+    return name.endswith((".jsonl", ".jsonl.gz")) or (name.endswith(".json")
+                                                      and _first_line_is_an_object(path))
 
 
 def _first_line_is_an_object(path: Path) -> bool:
