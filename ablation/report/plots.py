@@ -388,7 +388,8 @@ def plot_confusions(matrices: dict[str, list[list[int]]], label_names: list[str]
     installed = {font.name for font in font_manager.fontManager.ttflist}
     families = ["DejaVu Sans", *(name for name in CJK_FONTS if name in installed)]
     with plt.rc_context({"font.family": families}), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Glyph .* missing from font")  # said below
+        # said below; matplotlib < 3.9 words it "missing from current font"
+        warnings.filterwarnings("ignore", message="Glyph .* missing from (current )?font")
         _draw_confusions(matrices, label_names, path)
     drawn: set[int] = set()
     for family in families:
