@@ -7,7 +7,7 @@ SHARED ?= ../shared
 # Offline machines: use the pre-filled Hugging Face cache beside the checkout when there is one.
 OFFLINE_HF := if [ -f $(SHARED)/offline-hf.sh ]; then . $(SHARED)/offline-hf.sh; fi
 
-.PHONY: setup demo test lint clean-reports
+.PHONY: setup demo test lint clean-reports test-lowest
 
 setup: $(VENV)/.installed
 
@@ -27,3 +27,14 @@ test: setup
 
 lint: setup
 	$(VENV)/bin/ruff check ablation tests benchmarks
+
+# The suite's core under the lowest versions pyproject.toml admits (ci/lowest-constraints.txt), in a
+# venv of its own; not in CI (minutes of installing). LOWEST_TESTS: the files it runs.
+LOWEST_VENV  ?= .venv-lowest
+LOWEST_TESTS ?= tests/test_data.py tests/test_config.py tests/test_report.py tests/test_stats.py \
+                tests/test_metrics_and_loss.py tests/test_train.py tests/test_cli_e2e.py
+test-lowest:
+	python3 -m venv $(LOWEST_VENV)
+	$(LOWEST_VENV)/bin/python -m pip install -q torch==2.13.0
+	$(LOWEST_VENV)/bin/python -m pip install -q -c ci/lowest-constraints.txt -e ".[dev]"
+	@$(OFFLINE_HF); $(LOWEST_VENV)/bin/python -m pytest -q -p no:cacheprovider $(LOWEST_TESTS) $(PYTEST_ARGS)
