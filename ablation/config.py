@@ -1055,8 +1055,10 @@ def load_spec(path: str | Path, sets: str | list[str] | None = None,
             given = last_set(sets or [], "data.dataset")
             where = set_shown(given) if given else f"{path}: [data] dataset = {data_spec.dataset!r}"
             beside = beside_the_file(path, data_spec.dataset)
-            raise AblateInputError(beside and f"{where}: no such file or folder here{beside}" or (
-                f"{where}: no such file or folder (relative paths start at the working folder)"))
+            if beside:
+                raise AblateInputError(f"{where}: no such file or folder here{beside}")
+            raise AblateInputError(f"{where}: no such file or folder (relative paths start at the "
+                                   "working folder)")
         data_spec = dataclasses.replace(data_spec, dataset=str(local.resolve()))
     if home_path(model.name).exists():
         model = dataclasses.replace(model, name=_resolve_path_like(model.name))
