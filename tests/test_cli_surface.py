@@ -155,6 +155,48 @@ def test_force_new_deletes_the_stored_study_and_starts_afresh(
     assert cli.main(["run", str(study_file), *new_baseline]) == 0  # the new study is the file's
 
 
+def test_force_new_without_a_stored_study_says_what_it_removes_and_keeps_what_is_not_ablates(
+        study_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["run", str(study_file)]) == 0
+    spec = load_spec(study_file)
+    output_dir, storage = spec.output_dir, spec.experiment.storage
+    (output_dir / "study.db").unlink()  # the storage holds no study 'tiny' now; its folders stay
+    run = output_dir / "swanlog" / "run-20260101_000000-abcdefgh"
+    run.mkdir(parents=True)
+    (run / "x").write_text("old")
+    (output_dir / "trials" / "old-s1").mkdir()
+    (output_dir / "trials" / "old-s1" / "trial.log").write_text("old")
+    old = [output_dir / "trials" / "baseline-s42" / "trial.log", output_dir / "trials" / "old-s1", run]
+
+    capsys.readouterr()
+    assert cli.main(["run", str(study_file), "--dry-run", "--force-new"]) == 0
+    assert (f"--force-new: storage {storage} holds no study 'tiny'; would remove the 2 trial "
+            f"folder(s) (trials/) and 1 SwanLab run(s) (swanlog/) an earlier run left in {output_dir}, "
+            "and start afresh") in capsys.readouterr().out
+    assert all(path.exists() for path in old)  # nothing removed
+
+    assert cli.main(["run", str(study_file), "--force-new"]) == 0
+    assert (f"--force-new: storage {storage} holds no study 'tiny'; removed the 2 trial folder(s) "
+            f"(trials/) and 1 SwanLab run(s) (swanlog/) an earlier run left in {output_dir}; "
+            "starting afresh") in capsys.readouterr().out
+    assert not any(path.exists() for path in old[1:])
+    assert (output_dir / "trials" / "baseline-s42" / "trial.log").exists()  # the new study's
+
+    # A trials/ or swanlog/ holding nothing ablate writes there is not its to remove: kept, said.
+    (output_dir / "study.db").unlink()
+    shutil.rmtree(output_dir / "trials")
+    mine = [output_dir / "trials" / "notes.txt", output_dir / "swanlog" / "mine" / "x"]
+    for path in mine:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("the user's")
+    capsys.readouterr()
+    assert cli.main(["run", str(study_file), "--force-new"]) == 0
+    assert (f"--force-new: storage {storage} holds no study 'tiny'; nothing to remove in "
+            f"{output_dir} (kept trials/, swanlog/: nothing in them is a trial folder or SwanLab "
+            "run ablate writes); starting afresh") in capsys.readouterr().out
+    assert all(path.exists() for path in mine)
+
+
 def test_force_new_deletes_nothing_when_the_new_input_is_bad(
         study_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["run", str(study_file)]) == 0

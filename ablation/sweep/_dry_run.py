@@ -27,7 +27,7 @@ def dry_run(spec: ExperimentSpec, only: list[str], rerun: list[str], retry_faile
     from ..tracking import check_installed
     from ..variants import describe_changes
     from ._plan import checked_plan, run_selection
-    from ._runner import check_own_output_dir, make_output_dir
+    from ._runner import check_own_output_dir, force_new_leftovers, make_output_dir
     from ._study import study_elsewhere
 
     trials = run_selection(spec, only, rerun, retry_failed)
@@ -47,6 +47,8 @@ def dry_run(spec: ExperimentSpec, only: list[str], rerun: list[str], retry_faile
              f"({len(study.get_trials(deepcopy=False))} trial(s)), its trial logs and SwanLab runs "
              f"in {spec.output_dir}, and start afresh")
         study = None
+    elif force_new:  # no study to delete: what an earlier run left in the output folder
+        echo(force_new_leftovers(spec, dry_run=True)[0])
     to_queue, skipped, replaced, notes = [], [], [], []
     if study is None:
         to_queue = trials

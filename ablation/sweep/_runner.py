@@ -230,6 +230,43 @@ def _check_no_files_of_others(spec: ExperimentSpec) -> None:
             "output_dir it is reports/<name>), or move those files out of the way")
 
 
+def force_new_leftovers(spec: ExperimentSpec, dry_run: bool) -> tuple[str, list[str]]:
+    """`--force-new` where the storage holds no study of this name (a study.db deleted, another
+    storage given): the line that says what it removes from the output folder (or, `dry_run`,
+    would), and the folders of FORCE_NEW_FOLDERS to remove. A folder holding no trial folder
+    (one with its trial.log) nor SwanLab run (run-*, or the runs database) is not ablate's
+    to remove: kept, and said so."""
+    out = spec.output_dir
+    trials = [p for p in _entries(out / "trials") if (p / "trial.log").is_file()]
+    runs = [p for p in _entries(out / "swanlog") if p.name.startswith("run-") and p.is_dir()]
+    said = {"trials": f"{len(trials)} trial folder(s) (trials/)" if trials else "",
+            "swanlog": f"{len(runs)} SwanLab run(s) (swanlog/)" if runs
+            else "SwanLab runs database (swanlog/)" if (out / "swanlog" / "runs.swanlab").is_file()
+            else ""}
+    folders = [name for name in FORCE_NEW_FOLDERS if said[name]]
+    kept = [f"{name}/" for name in FORCE_NEW_FOLDERS
+            if name not in folders and _entries(out / name)]
+    line = (f"--force-new: storage {shown_storage(spec.experiment.storage)} holds no study "
+            f"{spec.name!r}; ")
+    if folders:
+        line += (f"{'would remove' if dry_run else 'removed'} the "
+                 f"{' and '.join(said[name] for name in folders)} an earlier run left in {out}")
+    else:
+        line += f"nothing to remove in {out}"
+    if kept:
+        line += (f" (kept {', '.join(kept)}: nothing in {'them' if len(kept) > 1 else 'it'} is a "
+                 "trial folder or SwanLab run ablate writes)")
+    return line + (", and start afresh" if dry_run else "; starting afresh"), folders
+
+
+def _entries(folder: Path) -> list[Path]:
+    """What a folder holds; none where it is not one (or cannot be read)."""
+    try:
+        return sorted(folder.iterdir()) if folder.is_dir() else []
+    except OSError:
+        return []
+
+
 def _write_study_files(spec: ExperimentSpec) -> None:
     """A copy of the experiment file and the fully resolved recipe, beside the report."""
     (spec.output_dir / "experiment.toml").write_text(spec.text, encoding="utf-8")
@@ -678,10 +715,14 @@ def _plan_and_queue(spec: ExperimentSpec, trials: list[TrialSpec], outcome: RunO
     _write_study_files(spec)
     if force_new:
         deleted = queue.delete_study(spec)
+        folders = list(FORCE_NEW_FOLDERS)  # the deleted trials' logs and SwanLab runs go with them
         if deleted is not None:
             echo(f"--force-new: deleted study {spec.name!r} ({deleted} trial(s)) from "
                  f"{shown_storage(spec.experiment.storage)}; starting afresh")
-        for folder in FORCE_NEW_FOLDERS:  # the deleted trials' logs and SwanLab runs go with them
+        else:  # what an earlier run of a study no longer stored left: only where ablate's
+            line, folders = force_new_leftovers(spec, dry_run=False)
+            echo(line)
+        for folder in folders:
             shutil.rmtree(spec.output_dir / folder, ignore_errors=True)
     if job.study is None:
         job.study = queue.open_study(spec)
