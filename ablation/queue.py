@@ -327,13 +327,23 @@ def _creation_lock(url: str) -> Iterator[None]:
         yield
         return
     lock = database.with_name(database.name + ".lock")
+    had_lock = lock.exists()
     if database.is_file() and not _can_open(lock):
         # A study read in a folder this user may not write in (a colleague's, on a shared
         # machine): `status` and `report` read it; its tables exist, so nothing is created.
         yield
         return
     with file_lock(lock):
-        yield
+        try:
+            yield
+        except BaseException:
+            # A storage refused (a data file given as the database: "file is not a database")
+            # leaves nothing beside the file that was not there: the lock made for it goes,
+            # removed while held (a process waiting for it then locks the path anew).
+            if not had_lock:
+                with contextlib.suppress(OSError):
+                    lock.unlink()
+            raise
 
 
 def _can_open(lock: Path) -> bool:

@@ -362,6 +362,26 @@ def test_a_journal_storage_that_is_not_a_journal_is_named_so(write_experiment, t
     assert data.read_text() == content
 
 
+@pytest.mark.parametrize("command", [["run"], ["run", "--dry-run"], ["status"], ["report"],
+                                     ["worker"]])
+def test_a_sqlite_storage_that_is_not_a_database_is_refused_and_leaves_nothing_beside(
+        write_experiment, tmp_path, capsys, command):
+    """sqlite:/// pointed at a data file: refused, but its lock file (FILE.lock) stayed beside
+    the user's file; a refusal leaves the folder as it found it."""
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    data = folder / "train.csv"
+    data.write_text("text,label\ngreat fun,1\n")
+    path = write_experiment()
+    assert cli.main([command[0], str(path), *command[1:],
+                     "--set", f'experiment.storage="sqlite:///{data}"']) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and (
+        f"[experiment] storage = 'sqlite:///{data}' cannot be opened: file is not a database") in err
+    assert [p.name for p in folder.iterdir()] == ["train.csv"]
+    assert data.read_text() == "text,label\ngreat fun,1\n"
+
+
 def test_a_storage_without_its_driver_says_what_to_install(write_experiment, capsys):
     path = write_experiment()  # pymysql is no dependency: SQLAlchemy's mysql:// finds no driver
     assert cli.main(["run", str(path), "--dry-run", "--set",
