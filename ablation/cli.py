@@ -676,7 +676,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .models import model_info, one_class_note, resolve_model
     from .progress import CountLine
 
-    folder, spec = resolve_model(args.model, args.sets, need_data=False, trial=args.trial)
+    folder, spec, tokenizer = resolve_model(args.model, args.sets, need_data=False,
+                                            trial=args.trial)
     _note_stale_best_model(spec, args)
     # every text gets the same label, read as a model that works: said once the first rows are
     # out (a model that cannot be loaded, or output that cannot be written, is the one line)
@@ -698,7 +699,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     # gets them while the rest are read and labelled, and neither the texts nor the rows are all
     # held at once.
     try:
-        chunks = counted(prediction_chunks(folder, texts, args.batch_size, spec, progress))
+        chunks = counted(prediction_chunks(folder, texts, args.batch_size, spec, progress,
+                                           tokenizer=tokenizer))
         if args.json:
             for rows in chunks:
                 progress.clear()  # the rows may go to the same terminal
@@ -761,8 +763,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             raise AblateInputError("evaluate: give --trial or --checkpoints, not both: --trial "
                                    "scores a trial's model, --checkpoints each of its checkpoints")
         return _evaluate_checkpoints(args)
-    folder, spec = resolve_model(args.model, args.sets, need_data=args.dataset is None,
-                                 trial=args.trial)
+    folder, spec, tokenizer = resolve_model(args.model, args.sets,
+                                            need_data=args.dataset is None, trial=args.trial)
     _note_stale_best_model(spec, args)
     label_names, info, notes = model_label_names(folder), model_info(folder), []
     pair_column = trained_pair_column(info, spec)
@@ -776,7 +778,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     _print_notes(notes, frame, label_names)
     progress = CountLine("evaluated", len(frame), "rows")
     try:
-        result = evaluate(folder, frame, args.batch_size, progress=progress)
+        result = evaluate(folder, frame, args.batch_size, progress=progress, tokenizer=tokenizer)
     finally:
         progress.clear()
     trial = info.get("trial")

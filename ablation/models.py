@@ -384,8 +384,9 @@ def keep_all_command(spec: ExperimentSpec, key: str) -> str:
 
 
 def resolve_model(argument: str, sets: list[str] | None = None,
-                  need_data: bool = True, trial: str | None = None) -> tuple[Path, Any]:
-    """MODEL_OR_STUDY → (model folder, the study's spec or None). A folder is a model; a file
+                  need_data: bool = True, trial: str | None = None) -> tuple[Path, Any, Any]:
+    """MODEL_OR_STUDY → (model folder, the study's spec or None, the tokenizer its check loaded
+    or None: see check_classifier_folder). A folder is a model; a file
     is an experiment file (with its --set overrides) whose best_model/ is used, or the model of
     its trial `trial` (--trial). need_data=False: the study's local data may have moved (predict,
     evaluate on other data do not read it)."""
@@ -406,8 +407,7 @@ def resolve_model(argument: str, sets: list[str] | None = None,
                 f"MODEL_OR_STUDY {argument!r} is a folder but not a saved model (no config.json); "
                 f"give a study's {BEST_MODEL}/ or trials/<trial>/{MODEL_DIR}/ folder, or an "
                 "experiment file")
-        check_classifier_folder(path)
-        return path, None
+        return path, None, check_classifier_folder(path)
     if not path.exists():
         raise AblateInputError(
             f"MODEL_OR_STUDY {argument!r}: no such model folder or experiment file{_hub_id_hint(argument)}")
@@ -427,8 +427,7 @@ def resolve_model(argument: str, sets: list[str] | None = None,
     spec = load_spec(path, sets, need_data=need_data)
     if trial is not None:
         folder = trial_model(spec, trial)
-        check_classifier_folder(folder)
-        return folder, spec
+        return folder, spec, check_classifier_folder(folder)
     folder = spec.output_dir / BEST_MODEL
     if not (folder / "config.json").is_file():
         import optuna
@@ -467,8 +466,7 @@ def resolve_model(argument: str, sets: list[str] | None = None,
             f"study {spec.name!r} has no best model: {_why_no_best_model(folder, best)}; train "
             "the best variant again keeping its model: "
             f"`{spec.command('run', *rerun, sets=keeping_models(spec))}`")
-    check_classifier_folder(folder)
-    return folder, spec
+    return folder, spec, check_classifier_folder(folder)
 
 
 def _hub_id_hint(argument: str) -> str:
@@ -546,10 +544,12 @@ WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_mo
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json")
 
 
-def check_classifier_folder(folder: Path) -> None:
+def check_classifier_folder(folder: Path) -> Any:
     """A folder given as the model must hold a text classifier whole: transformers would fail
     with a traceback on a broken config or missing weights, and quietly make up a tokenizer
-    (every word [UNK]) or a random head (other labels at every call) where those are missing."""
+    (every word [UNK]) or a random head (other labels at every call) where those are missing.
+    Returns the tokenizer it loaded to judge a folder without a vocabulary file, for
+    load_classifier to use rather than load it again; None where it loaded none."""
     where = f"MODEL_OR_STUDY {str(folder)!r}"
     odd = not_utf8(str(folder.resolve()))
     if odd is not None:  # safetensors' error read as a damaged file, to be copied again
@@ -567,14 +567,16 @@ def check_classifier_folder(folder: Path) -> None:
             f"{where} holds a {heads[0]}, not a text classifier (a ...ForSequenceClassification "
             "model): its classification layer would be random")
     check_saved_weights(folder, where)
-    if not holds_vocabulary_file(folder):  # refused before any data is read, unless it needs none
-        from transformers import AutoTokenizer
+    if holds_vocabulary_file(folder):
+        return None
+    from transformers import AutoTokenizer  # refused before any data is read, unless it needs none
 
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(str(folder))
-        except (OSError, ValueError, ImportError):
-            return  # load_classifier says why, as for any folder
-        check_saved_vocabulary(folder, where, tokenizer)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    except (OSError, ValueError, ImportError):
+        return None  # load_classifier says why, as for any folder
+    check_saved_vocabulary(folder, where, tokenizer)
+    return tokenizer
 
 
 _SAVE_WHOLE = "give a folder written by save_pretrained (config.json, the weights and the tokenizer)"

@@ -638,8 +638,8 @@ def _watch_chunks(monkeypatch, stdout) -> tuple[list[int], list[int]]:
     tokenized, printed = [], []
     load = inference.load_classifier
 
-    def watched(folder: Path):
-        tokenizer, model, precision = load(folder)
+    def watched(folder: Path, **kwargs):
+        tokenizer, model, precision = load(folder, **kwargs)
         call = type(tokenizer).__call__
 
         def counted(self, texts, *args, **kwargs):
@@ -697,8 +697,8 @@ def test_ctrl_c_in_predict_keeps_the_rows_printed_and_says_how_many(tiny_model_d
     load = inference.load_classifier
     forwards, interrupted_at = [], [3]  # the third batch: the second chunk's first
 
-    def interrupted(folder: Path):
-        tokenizer, model, precision = load(folder)
+    def interrupted(folder: Path, **kwargs):
+        tokenizer, model, precision = load(folder, **kwargs)
 
         def ctrl_c(*_):
             forwards.append(1)
@@ -950,6 +950,51 @@ def test_a_model_folder_missing_a_part_is_refused(best_study, tmp_path, capsys, 
         assert expected in err and err.count("\n") == 1, err
 
 
+def test_a_model_folder_without_a_vocabulary_file_loads_its_tokenizer_once(tmp_path, monkeypatch,
+                                                                           capsys):
+    """A tokenizer of bytes (ByT5's) needs no vocabulary file: the folder's check loaded it to
+    tell it from a made-up one, and predict and evaluate loaded it again. It is loaded once."""
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, ByT5Tokenizer
+
+    from ablation.models import holds_vocabulary_file
+
+    folder = tmp_path / "bytes-model"
+    config = BertConfig(vocab_size=384, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64, num_labels=2,
+                        id2label={0: "neg", 1: "pos"}, label2id={"neg": 0, "pos": 1})
+    BertForSequenceClassification(config).save_pretrained(folder)
+    ByT5Tokenizer().save_pretrained(folder)
+    assert not holds_vocabulary_file(folder)
+    data = tmp_path / "test.csv"
+    data.write_text("text,label\ngreat fun,pos\nawful,neg\n")
+    loads: list[str] = []
+    load = AutoTokenizer.from_pretrained.__func__
+
+    def counted(cls, name, *args, **kwargs):
+        loads.append(str(name))
+        return load(cls, name, *args, **kwargs)
+
+    monkeypatch.setattr(AutoTokenizer, "from_pretrained", classmethod(counted))
+    for command in (["predict", str(folder), "great fun", "--json"],
+                    ["evaluate", str(folder), "--dataset", str(data), "--json"]):
+        loads.clear()
+        capsys.readouterr()
+        assert cli.main(command) == 0, capsys.readouterr().err
+        assert loads == [str(folder)], command
+    assert json.loads(capsys.readouterr().out)["examples"] == 2
+
+    # a folder whose tokenizer is made up is refused as before, having loaded it once
+    for name in ("added_tokens.json",):
+        (folder / name).unlink()
+    (folder / "tokenizer_config.json").write_text('{"tokenizer_class": "BertTokenizer"}')
+    loads.clear()
+    capsys.readouterr()
+    assert cli.main(["predict", str(folder), "great fun"]) == 2
+    err = capsys.readouterr().err
+    assert "holds no tokenizer vocabulary" in err and err.count("\n") == 1, err
+    assert loads == [str(folder)]
+
+
 def test_a_model_folder_whose_weights_are_cut_short_is_refused(best_study, tiny_data_dir, tmp_path,
                                                                capsys):
     """A copy or save that did not finish leaves model.safetensors cut short: safetensors' error
@@ -1094,7 +1139,7 @@ def test_predict_file_dash_with_standard_input_closed_says_so(tiny_model_dir, mo
     from ablation import inference
 
     monkeypatch.setattr(sys, "stdin", None)
-    monkeypatch.setattr(inference._model, "load_classifier", lambda folder: pytest.fail("loaded"))
+    monkeypatch.setattr(inference._model, "load_classifier", lambda folder, **_: pytest.fail("loaded"))
     capsys.readouterr()
     assert cli.main(["predict", str(tiny_model_dir), "--file", "-"]) == 2
     assert capsys.readouterr().err == (
@@ -1183,8 +1228,8 @@ def test_predict_reads_a_file_a_chunk_at_a_time(tiny_model_dir, tmp_path, monkey
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(stdin, encoding="utf-8"))
     read_at_forward, watched = [], inference.load_classifier
 
-    def counting(folder: Path):
-        tokenizer, model, precision = watched(folder)
+    def counting(folder: Path, **kwargs):
+        tokenizer, model, precision = watched(folder, **kwargs)
         model.register_forward_pre_hook(lambda *_: read_at_forward.append(stdin.tell()))
         return tokenizer, model, precision
 
@@ -1243,8 +1288,8 @@ def test_predict_of_a_file_counts_its_texts_without_a_total(tiny_model_dir, tmp_
     monkeypatch.setattr(inference._model, "CHUNK_BATCHES", 2)  # chunks of 4 texts
     load, forwards = inference.load_classifier, []
 
-    def interrupted(folder: Path):
-        tokenizer, model, precision = load(folder)
+    def interrupted(folder: Path, **kwargs):
+        tokenizer, model, precision = load(folder, **kwargs)
 
         def ctrl_c(*_):
             forwards.append(1)

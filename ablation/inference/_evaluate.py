@@ -122,9 +122,11 @@ def _first_row(frame: pd.DataFrame, flagged: pd.Series) -> tuple[int, str]:
 
 def evaluate(folder: Path, frame: pd.DataFrame, batch_size: int | None = None,
              max_length: int | None = None,
-             progress: Callable[[int], None] | None = None) -> Evaluation:
+             progress: Callable[[int], None] | None = None,
+             tokenizer: Any = None) -> Evaluation:
     """Every metric of the model in `folder` on `frame` (text, optional text_pair, label ids),
-    truncated at `max_length` (a checkpoint's trial's), else where the folder says."""
+    truncated at `max_length` (a checkpoint's trial's), else where the folder says. `tokenizer`:
+    the folder's, where its check loaded it already (load_classifier)."""
     import time
 
     import torch
@@ -133,7 +135,7 @@ def evaluate(folder: Path, frame: pd.DataFrame, batch_size: int | None = None,
 
     from ..metrics import classification_metrics, confusion
 
-    tokenizer, model, precision = _model.load_classifier(folder)
+    tokenizer, model, precision = _model.load_classifier(folder, tokenizer=tokenizer)
     label_names = _model.label_names_of(model.config)
     pairs = frame["text_pair"].astype(str).tolist() if "text_pair" in frame.columns else None
     labels = frame["label"].to_numpy(dtype=np.int64)

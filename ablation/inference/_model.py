@@ -33,9 +33,10 @@ def trained_pair_column(info: dict[str, Any], spec: Any = None) -> str | None:
     return spec.data.text_pair_column if spec is not None else None
 
 
-def load_classifier(folder: Path) -> tuple[Any, Any, str]:
+def load_classifier(folder: Path, tokenizer: Any = None) -> tuple[Any, Any, str]:
     """Tokenizer, model (on the GPU when there is one, in eval mode) and the precision to run it
-    in: the trial's (its stored metrics used it) where this machine has it, else fp32."""
+    in: the trial's (its stored metrics used it) where this machine has it, else fp32.
+    `tokenizer`: the folder's, loaded already (models.check_classifier_folder), not loaded again."""
     import torch
     from safetensors import SafetensorError
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -44,7 +45,8 @@ def load_classifier(folder: Path) -> tuple[Any, Any, str]:
     from ..train import check_precision, tokenizer_library_missing
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        if tokenizer is None:
+            tokenizer = AutoTokenizer.from_pretrained(str(folder))
         model, loading = AutoModelForSequenceClassification.from_pretrained(
             str(folder), output_loading_info=True)
     except (OSError, ValueError) as err:

@@ -400,13 +400,15 @@ def predict(folder: Path, texts: list[str], batch_size: int | None = None,
 def prediction_chunks(folder: Path, texts: list[str] | IncomingTexts,
                       batch_size: int | None = None, spec: Any = None,
                       progress: Callable[[int], None] | None = None,
-                      pairs: list[str] | None = None) -> Iterator[list[dict[str, Any]]]:
+                      pairs: list[str] | None = None,
+                      tokenizer: Any = None) -> Iterator[list[dict[str, Any]]]:
     """predict's rows a chunk of texts at a time (CHUNK_BATCHES batches, as class_logit_chunks takes
     them; IncomingTexts: as they are read, a stream's cut short where it pauses), so that
     they can be printed while the next chunk is read and labelled. The model is refused or loaded
     here, before any text is read. A model trained on text pairs takes each text's second text:
     `pairs` beside a list of texts, or IncomingTexts given its pairs (whose chunks are (text, pair)
-    tuples); one trained on single texts refuses them (pair_arguments)."""
+    tuples); one trained on single texts refuses them (pair_arguments). `tokenizer`: the
+    folder's, where its check loaded it already (load_classifier)."""
     if isinstance(texts, IncomingTexts):
         given = pair_arguments(folder, spec, texts.texts, texts.pairs)
         if (given is None) != (texts.pairs is None):  # a pair model's --file lines read as single
@@ -415,7 +417,7 @@ def prediction_chunks(folder: Path, texts: list[str] | IncomingTexts,
                                    f"= {column!r}): {PAIR_USAGE}")
     else:
         given = pair_arguments(folder, spec, texts, pairs)
-    tokenizer, model, precision = _model.load_classifier(folder)
+    tokenizer, model, precision = _model.load_classifier(folder, tokenizer=tokenizer)
     batch_size = _model.default_batch_size(model, batch_size)
     size = batch_size * _model.CHUNK_BATCHES
     items: list[Any] = texts if given is None or isinstance(texts, IncomingTexts) else list(
