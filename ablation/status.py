@@ -286,11 +286,12 @@ def not_run_here(spec: ExperimentSpec, never_run: StudyNotFound) -> StudyNotFoun
     """The file's study is in another folder (a relative output_dir, run from elsewhere; a
     renamed file): where it is, as `run` says, not "run it first", which trains it again."""
     from .queue import StudyNotFound
-    from .sweep import study_elsewhere
+    from .sweep import relative_storage_hint, study_elsewhere
 
     elsewhere = study_elsewhere(spec)
-    if elsewhere is None:
-        return never_run
+    if elsewhere is None:  # or run from a folder neither the file's nor this one: where it looked
+        hint = relative_storage_hint(spec)
+        return StudyNotFound(f"{never_run} — {hint}") if hint else never_run
     return StudyNotFound(f"{str(never_run).split(';')[0]}, but {elsewhere}")
 
 

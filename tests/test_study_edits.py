@@ -576,6 +576,53 @@ def test_predict_and_evaluate_of_a_file_run_from_another_folder_point_at_its_stu
     assert not (elsewhere / "reports").exists()
 
 
+def test_a_file_run_from_a_third_folder_says_where_status_looked_and_how_to_point_at_it(
+        write_experiment, tmp_path, monkeypatch, capsys):
+    """project/bs.toml run from third/ makes its study in third/reports/tiny (the default
+    output_dir and storage are relative to the working folder): status, report, predict and
+    evaluate run beside the file said "run it first" (which trains every trial again), though
+    nothing there could know of third/. The line says why it looked where it did, and the
+    --set that points at such a study."""
+    project, third = tmp_path / "project", tmp_path / "third"
+    project.mkdir()
+    third.mkdir()
+    path = write_experiment(baseline=FAST)
+    (project / "bs.toml").write_text("\n".join(line for line in path.read_text().splitlines()
+                                               if not line.startswith("output_dir =")) + "\n")
+    monkeypatch.chdir(third)
+    assert cli.main(["run", "../project/bs.toml"]) == 0
+    assert (third / "reports" / "tiny" / "study.db").is_file()
+    monkeypatch.chdir(project)
+    for command in (["status"], ["report"], ["predict", "bs.toml", "great fun"], ["evaluate"]):
+        capsys.readouterr()
+        assert cli.main([command[0], "bs.toml", *command[2:]]) == 2
+        err = capsys.readouterr().err
+        assert err == (
+            f"ablate: error: no study 'tiny' in sqlite:///{project}/reports/tiny/study.db yet; run "
+            "`ablate run bs.toml` first — or, if a run in another folder made it: that storage is "
+            "study.db in output_dir 'reports/tiny' (the default), a relative path read from the "
+            f"folder ablate runs in (here {project}), so its study is in the folder that run ran "
+            "in (FOLDER): run this command there, or point at it with "
+            "--set 'experiment.output_dir=FOLDER/reports/tiny'\n"), command
+    assert not (project / "reports").exists()
+    # the --set it names finds the study
+    assert cli.main(["status", "bs.toml", "--set", f"experiment.output_dir={third}/reports/tiny"]) == 0
+    assert "baseline-s42" in capsys.readouterr().out
+
+    # A relative storage of the file's own: that --set, and output_dir's where it is relative too.
+    capsys.readouterr()
+    assert cli.main(["status", "bs.toml", "--set", 'experiment.storage="sqlite:///./db/bs.db"']) == 2
+    assert capsys.readouterr().err.rstrip().endswith(
+        "that storage, 'sqlite:///./db/bs.db', is a relative path read from the folder ablate "
+        f"runs in (here {project}), so its study is in the folder that run ran in (FOLDER): run "
+        "this command there, or point at it with --set 'experiment.storage=sqlite:///FOLDER/db/bs.db' "
+        "--set 'experiment.output_dir=FOLDER/reports/tiny'")
+    # A storage that is the same from every folder: run it first, nothing more.
+    assert cli.main(["status", "bs.toml", "--set", f"experiment.output_dir={tmp_path}/new"]) == 2
+    assert capsys.readouterr().err.rstrip().endswith(
+        f"yet; run `ablate run bs.toml --set experiment.output_dir={tmp_path}/new` first")
+
+
 def test_the_name_a_renamed_file_is_told_to_set_is_written_as_typed(
         write_experiment, tmp_path, monkeypatch):
     """`set [experiment] name = "caf\\u00e9"`: the name to paste was JSON's ASCII escape of a

@@ -29,6 +29,7 @@ from ._study import (
     check_same_data,
     check_same_models,
     check_same_study,
+    relative_storage_hint,
     study_elsewhere,
     study_identity,
 )
@@ -36,6 +37,7 @@ from ._study import (
 __all__ = [
     "DATA_FINGERPRINT", "INTERRUPTED", "MODEL_FINGERPRINTS", "REPORT_LOCK", "RunOutcome", "Work",
     "check_own_output_dir", "check_same_data", "check_same_models", "check_same_study",
-    "checked_plan", "dry_run", "make_output_dir", "run_selection", "run_study", "run_worker",
+    "checked_plan", "dry_run", "make_output_dir", "relative_storage_hint", "run_selection",
+    "run_study", "run_worker",
     "select_trials", "study_elsewhere", "study_identity",
 ]

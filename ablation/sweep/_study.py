@@ -129,6 +129,51 @@ def study_elsewhere(spec: ExperimentSpec) -> str | None:
     return None
 
 
+def relative_storage_hint(spec: ExperimentSpec) -> str | None:
+    """Where the study's storage is a relative path (the default study.db of a relative
+    output_dir, or a relative sqlite:/// storage), read from the folder ablate runs in: a study
+    made by a run in another folder (neither the file's nor this one) is in that folder, which
+    nothing here records. Why this storage was looked in, and the --set that points at that
+    one; None where the storage is the same from every folder."""
+    import os
+    import tomllib
+
+    from ..config import apply_sets
+
+    try:
+        raw = tomllib.loads(spec.text)
+        apply_sets(raw, list(spec.sets), spec.path)
+    except (ValueError, AblateInputError):
+        return None
+    written = raw.get("experiment") if isinstance(raw.get("experiment"), dict) else {}
+    output = written.get("output_dir", f"reports/{spec.name}")
+    storage = written.get("storage")
+
+    def relative(value: Any) -> str | None:  # as typed, less a leading ./
+        if not isinstance(value, str) or not value or home_path(value).is_absolute():
+            return None
+        return os.path.normpath(value)
+
+    sets = []
+    if storage is None:  # the default: study.db in output_dir
+        if relative(output) is None:
+            return None
+        which = (f" is study.db in output_dir {output!r}"
+                 + ("" if "output_dir" in written else " (the default)") + ",")
+    else:
+        path = storage[len("sqlite:///"):] if storage.startswith("sqlite:///") else ""
+        if relative(path) is None or path == ":memory:":
+            return None
+        which = f", {storage!r}, is"
+        sets.append(f"experiment.storage=sqlite:///FOLDER/{relative(path)}")
+    if relative(output) is not None:  # the report, trials and best model are there too
+        sets.append(f"experiment.output_dir=FOLDER/{relative(output)}")
+    return (f"or, if a run in another folder made it: that storage{which} a relative path "
+            f"read from the folder ablate runs in (here {Path.cwd()}), so its study is in the "
+            "folder that run ran in (FOLDER): run this command there, or point at it with "
+            + " ".join(set_shown(item) for item in sets))
+
+
 def _study_like(resolved: Path, spec: ExperimentSpec, run_in: Path | None = None) -> str | None:
     """The name of the study whose `resolved.json` this is, where it was run on the data, model,
     baseline and metric `spec` gives; else None. `run_in`: the folder a run of the file read its
