@@ -114,6 +114,7 @@ def preflight(spec: ExperimentSpec, trials: list[TrialSpec], inputs: TrialInputs
     from .data import check_train_size, count_longer
     from .train import (
         ModelSource,
+        accelerate_note,
         apply_dropout,
         check_precision,
         class_weights,
@@ -199,7 +200,9 @@ def preflight(spec: ExperimentSpec, trials: list[TrialSpec], inputs: TrialInputs
     rows = len(inputs.splits.train)
     stops = [check(t, rows) for t in {t.variant: t for t in trials}.values()
              for check in (_never_stops_early, _never_lowers_the_rate)]
-    return list(notes.values()) + [note for note in stops if note] + _evaluates_once(trials, rows)
+    environment = [note for note in (accelerate_note(),) if note]
+    return (list(notes.values()) + [note for note in stops if note] + _evaluates_once(trials, rows)
+            + environment)
 
 
 UNKNOWN_NOTE_SHARE = 0.05  # English text on an English vocabulary: well under 1 %

@@ -7,15 +7,17 @@ JSON-ready dict for the study storage.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import logging
+import os
 import platform
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -1043,10 +1045,56 @@ def _curves(log_history: list[dict]) -> tuple[list[dict], list[dict]]:
     return train, evaluation
 
 
+# `accelerate config` and `accelerate launch` settings a user's shell may hold, which the Trainer
+# and accelerate read: ACCELERATE_MIXED_PRECISION=bf16 trained every trial in bf16 autocast where
+# its recipe said fp32 (and the report said fp32), ACCELERATE_USE_DEEPSPEED failed every trial,
+# ACCELERATE_DYNAMO_BACKEND compiled each model (8x slower on CPU). A recipe's knobs decide.
+ACCELERATE_PREFIX = "ACCELERATE_"
+
+
+def accelerate_variables() -> dict[str, str]:
+    """The ACCELERATE_* variables set in this process's environment."""
+    return {name: value for name, value in os.environ.items() if name.startswith(ACCELERATE_PREFIX)}
+
+
+@contextlib.contextmanager
+def without_accelerate_variables() -> Iterator[None]:
+    """The ACCELERATE_* variables out of the environment while a trial trains, the user's again
+    after it (a Python caller's process keeps its own)."""
+    saved = accelerate_variables()
+    for name in saved:
+        del os.environ[name]
+    try:
+        yield
+    finally:
+        for name in accelerate_variables():  # set meanwhile, by a library
+            del os.environ[name]
+        os.environ.update(saved)
+
+
+def accelerate_note() -> str | None:
+    """What `validate` and `run` say where the environment holds ACCELERATE_* variables."""
+    names = sorted(accelerate_variables())
+    if not names:
+        return None
+    shown = ", ".join(f"{name}={os.environ[name]}" for name in names[:3])
+    more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+    return (f"the environment sets {shown}{more}: ablate's trials train without ACCELERATE_* "
+            "variables (accelerate's own settings), as each recipe says (precision, "
+            "devices_per_trial)")
+
+
 def train_trial(trial: TrialSpec, spec: ExperimentSpec, data: TokenizedData, tokenizer: Any,
                 trial_dir: Path, tracker: Tracker, echo: Callable[[str], None] = print,
                 extra_callbacks: list[TrainerCallback] | None = None) -> dict[str, Any]:
     """Train one trial; returns what the storage keeps. Raises on failure."""
+    with without_accelerate_variables():
+        return _train_trial(trial, spec, data, tokenizer, trial_dir, tracker, echo, extra_callbacks)
+
+
+def _train_trial(trial: TrialSpec, spec: ExperimentSpec, data: TokenizedData, tokenizer: Any,
+                 trial_dir: Path, tracker: Tracker, echo: Callable[[str], None],
+                 extra_callbacks: list[TrainerCallback] | None) -> dict[str, Any]:
     started = time.perf_counter()
     recipe = trial.recipe
     n_classes = len(data.label_names)
