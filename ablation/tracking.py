@@ -12,9 +12,10 @@ import functools
 import gc
 import importlib.util
 import logging
+import os
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -156,13 +157,14 @@ class SwanLabTracker:
         _quiet_swanlab_log_errors()
         # interactive=False: online without a key raises (and falls back to offline) instead of
         # asking "Enter your choice [1/2/3]" on a terminal, which held the study at its first trial
-        settings = swanlab.Settings(
-            interactive=False,
-            probe=swanlab.Settings.Probe(monitor=False, requirements=False, git=False))
         handler = signal.getsignal(signal.SIGINT)
-        run = swanlab.init(
-            project=self.project, name=name, group=group, config=config, mode=mode,
-            log_dir=str(self.log_dir), reinit=True, settings=settings)
+        with _without_run_variables(swanlab):
+            settings = swanlab.Settings(
+                interactive=False,
+                probe=swanlab.Settings.Probe(monitor=False, requirements=False, git=False))
+            run = swanlab.init(
+                project=self.project, name=name, group=group, config=config, mode=mode,
+                log_dir=str(self.log_dir), reinit=True, settings=settings)
         if threading.current_thread() is threading.main_thread():
             # SwanLab's own Ctrl+C handler finishes the run at once and calls ours after: with
             # --graceful the trial then goes on logging to a finished run and fails. Ablate
@@ -213,6 +215,30 @@ class SwanLabTracker:
         self.finish(error=f"{reason}; the trial goes on in run {root}{suffix}")
         self._start_run(root + suffix, group, config | changes)
         self._root = root
+
+
+def _run_variables(swanlab: Any) -> list[str]:
+    """The SWANLAB_* variables of this environment that would decide what ablate decides for each
+    run, read by SwanLab's settings when a run starts: SWANLAB_PROJECT (and the other names of
+    its settings' sections, SWANLAB_RUN, SWANLAB_PROBE, ...), which SwanLab 0.10.3 cannot parse,
+    so that every trial ran untracked; SWANLAB_RUN_ID and SWANLAB_RESUME, one run id for every
+    trial; SWANLAB_RUN_DIR, one folder. The key and host of `mode = "online"` stay."""
+    sections = {name.upper() for name, field in getattr(swanlab.Settings, "model_fields", {}).items()
+                if isinstance(field.annotation, type) and hasattr(field.annotation, "model_fields")}
+    sections |= {"PROJECT", "EXPERIMENT", "RUN", "PROBE"}  # another version's settings
+    return sorted(name for name in os.environ if name.startswith("SWANLAB_") and (
+        name[len("SWANLAB_"):] in sections or name.startswith("SWANLAB_RUN_")
+        or name == "SWANLAB_RESUME"))
+
+
+@contextlib.contextmanager
+def _without_run_variables(swanlab: Any) -> Iterator[None]:
+    """Those variables out of the environment while a run starts (the user's again after)."""
+    saved = {name: os.environ.pop(name) for name in _run_variables(swanlab)}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
 
 
 def _quiet_swanlab_console(quiet: bool) -> None:

@@ -25,3 +25,31 @@ def test_accelerate_variables_in_the_shell_do_not_change_how_trials_train(
         in capsys.readouterr().out
     assert os.environ["ACCELERATE_MIXED_PRECISION"] == "bf16"  # the caller's own again
     assert os.environ["ACCELERATE_USE_DEEPSPEED"] == "true"
+
+
+def test_swanlab_variables_in_the_shell_leave_every_trial_tracked_in_a_run_of_its_own(
+        tmp_path, monkeypatch: pytest.MonkeyPatch):
+    """SWANLAB_PROJECT (SwanLab 0.10.3 cannot parse it) or SWANLAB_RUN_DIR made every trial run
+    untracked; SWANLAB_RUN_ID gave every trial's run one id. The file's project is the runs'."""
+    import sqlite3
+
+    from ablation.config import TrackingSpec
+    from ablation.tracking import SwanLabTracker
+
+    shell = {"SWANLAB_PROJECT": "other", "SWANLAB_RUN_DIR": str(tmp_path / "elsewhere"),
+             "SWANLAB_RUN_ID": "abcdefghijklmnopqrstu"}
+    for name, value in shell.items():
+        monkeypatch.setenv(name, value)
+    tracker = SwanLabTracker(TrackingSpec(project="mine", mode="local"), tmp_path / "out")
+    folders = []
+    for key in ("baseline-s42", "baseline_bs32-s42"):
+        tracker.start(key, "study", {"seed": 42})
+        assert tracker.mode == "local"
+        folders += tracker.local_run_dirs
+        tracker.log({"train/loss": 1.0}, step=1)
+        tracker.finish()
+    assert len(set(folders)) == 2 and all("abcdefghijklmnopqrstu" not in f for f in folders)
+    assert not (tmp_path / "elsewhere").exists()
+    with sqlite3.connect(tmp_path / "out" / "swanlog" / "runs.swanlab") as db:
+        assert [name for (name,) in db.execute("select name from project")] == ["mine"]
+    assert {name: os.environ[name] for name in shell} == shell  # the caller's own again
