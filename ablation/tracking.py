@@ -60,6 +60,10 @@ class NullTracker:
         pass
 
 
+_UNSET = object()
+LOG_DIR_VARIABLE = "SWANLAB_LOG_DIR"
+
+
 class SwanLabTracker:
     """One SwanLab run per trial, written under ``<output_dir>/swanlog`` unless mode is online."""
 
@@ -77,6 +81,7 @@ class SwanLabTracker:
         # Told the folders of the trial's local runs as each starts (an out-of-memory retry's too)
         self.on_local_runs: Callable[[list[str]], None] | None = None
         self._warned: set[str] = set()
+        self._log_dir_variable: Any = _UNSET  # SWANLAB_LOG_DIR before the run started
 
     def start(self, name: str, group: str, config: dict[str, Any]) -> None:
         """Start the trial's run; a tracker that cannot start (online without a key, unwritable
@@ -158,6 +163,8 @@ class SwanLabTracker:
         # interactive=False: online without a key raises (and falls back to offline) instead of
         # asking "Enter your choice [1/2/3]" on a terminal, which held the study at its first trial
         handler = signal.getsignal(signal.SIGINT)
+        if self._log_dir_variable is _UNSET:  # the user's, before the trial's first run
+            self._log_dir_variable = os.environ.get(LOG_DIR_VARIABLE)
         with _without_run_variables(swanlab):
             settings = swanlab.Settings(
                 interactive=False,
@@ -189,16 +196,33 @@ class SwanLabTracker:
         aborted as Crashed: a pruned trial's run ends as success, its config saying where the
         pruner stopped it (it read as a trial trained to the end)."""
         if self._run is None:
+            self._give_back_log_dir_variable()
             return
         run, self._run = self._run, None
-        if pruned_at_step is not None:
-            run.config.update({"pruned_at_step": pruned_at_step})
-        if error is None:
-            run.finish(state="success")
+        try:
+            if pruned_at_step is not None:
+                run.config.update({"pruned_at_step": pruned_at_step})
+            if error is None:
+                run.finish(state="success")
+            else:
+                run.finish(state="aborted" if interrupted else "crashed", error=error)
+            del run
+            gc.collect()  # SwanLab's local database connections close only when collected
+        finally:
+            self._give_back_log_dir_variable()
+
+    def _give_back_log_dir_variable(self) -> None:
+        """SwanLab's local mode sets SWANLAB_LOG_DIR to the study's swanlog folder for its run (its
+        database reads it) and leaves it set: a notebook's own `swanlab.init()` after a
+        `run_study` logged into the study's folder, and its dashboard listed that run. It is the
+        user's again once the run ends."""
+        if self._log_dir_variable is _UNSET:
+            return
+        if self._log_dir_variable is None:
+            os.environ.pop(LOG_DIR_VARIABLE, None)
         else:
-            run.finish(state="aborted" if interrupted else "crashed", error=error)
-        del run
-        gc.collect()  # SwanLab's local database connections close only when collected
+            os.environ[LOG_DIR_VARIABLE] = self._log_dir_variable
+        self._log_dir_variable = _UNSET
 
     def start_over(self, suffix: str, reason: str, changes: dict[str, Any]) -> None:
         """SwanLab keeps the first point logged at a step and drops later ones: the new attempt's

@@ -53,3 +53,29 @@ def test_swanlab_variables_in_the_shell_leave_every_trial_tracked_in_a_run_of_it
     with sqlite3.connect(tmp_path / "out" / "swanlog" / "runs.swanlab") as db:
         assert [name for (name,) in db.execute("select name from project")] == ["mine"]
     assert {name: os.environ[name] for name in shell} == shell  # the caller's own again
+
+
+@pytest.mark.parametrize("users", [None, "/home/me/my-swanlog"])
+def test_a_local_run_gives_the_callers_swanlab_log_dir_back_when_it_ends(
+        tmp_path, monkeypatch: pytest.MonkeyPatch, users):
+    """SwanLab's local mode set SWANLAB_LOG_DIR to the study's swanlog folder and left it: a
+    notebook's own swanlab.init() after run_study logged into the study's folder."""
+    import sqlite3
+
+    from ablation.config import TrackingSpec
+    from ablation.tracking import SwanLabTracker
+
+    if users is None:
+        monkeypatch.delenv("SWANLAB_LOG_DIR", raising=False)
+    else:
+        monkeypatch.setenv("SWANLAB_LOG_DIR", users)
+    tracker = SwanLabTracker(TrackingSpec(project="mine", mode="local"), tmp_path / "out")
+    for key in ("baseline-s42", "baseline_bs32-s42"):
+        tracker.start(key, "study", {"seed": 42})
+        tracker.log({"train/loss": 1.0}, step=1)
+        tracker.finish()
+        assert os.environ.get("SWANLAB_LOG_DIR") == users
+    with sqlite3.connect(tmp_path / "out" / "swanlog" / "runs.swanlab") as db:
+        assert [name for (name,) in db.execute("select name from experiment")] == [
+            "baseline-s42", "baseline_bs32-s42"]
+        assert db.execute("select count(*) from tag").fetchone()[0] == 2  # train/loss of each
