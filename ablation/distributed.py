@@ -306,8 +306,12 @@ def _silent(line: str) -> None:
 def _quiet_libraries() -> None:
     import transformers
 
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
+    from .quiet import PROGRESS_BARS, VERBOSITY
+
+    if VERBOSITY not in os.environ:  # the user's own stands, as in the parent
+        transformers.logging.set_verbosity_error()
+    if PROGRESS_BARS not in os.environ:
+        transformers.utils.logging.disable_progress_bar()
 
 
 if __name__ == "__main__":

@@ -10,20 +10,29 @@ random). The settings are the user's again when the call ends.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
+
+# The variables a user sets to see more of them (README): where set, theirs stands. The `ablate`
+# command sets each one the user did not (cli.QUIET_LIBRARIES_ENVIRONMENT).
+VERBOSITY, PROGRESS_BARS = "TRANSFORMERS_VERBOSITY", "HF_HUB_DISABLE_PROGRESS_BARS"
 
 
 @contextlib.contextmanager
 def quiet_libraries() -> Iterator[None]:
-    """transformers at errors only and without progress bars, Optuna at warnings, for the call."""
+    """transformers at errors only and without progress bars, Optuna at warnings, for the call;
+    not where the user set TRANSFORMERS_VERBOSITY or HF_HUB_DISABLE_PROGRESS_BARS themselves
+    (`TRANSFORMERS_VERBOSITY=info ablate run ...` showed nothing of transformers)."""
     import optuna
     import transformers
 
     verbosity = transformers.logging.get_verbosity()
     bars = transformers.utils.logging.is_progress_bar_enabled()
     optuna_verbosity = optuna.logging.get_verbosity()
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
+    if VERBOSITY not in os.environ:
+        transformers.logging.set_verbosity_error()
+    if PROGRESS_BARS not in os.environ:
+        transformers.utils.logging.disable_progress_bar()
     optuna.logging.set_verbosity(max(optuna_verbosity, optuna.logging.WARNING))
     try:
         yield

@@ -79,3 +79,32 @@ def test_a_local_run_gives_the_callers_swanlab_log_dir_back_when_it_ends(
         assert [name for (name,) in db.execute("select name from experiment")] == [
             "baseline-s42", "baseline_bs32-s42"]
         assert db.execute("select count(*) from tag").fetchone()[0] == 2  # train/loss of each
+
+
+def test_a_users_transformers_verbosity_stands_through_a_call(monkeypatch: pytest.MonkeyPatch):
+    """README: `TRANSFORMERS_VERBOSITY=info` (and `HF_HUB_DISABLE_PROGRESS_BARS=0`) show more, ablate
+    leaving them as they are; run_study (and so `ablate run`) set transformers to errors only and
+    its bars off regardless, and `TRANSFORMERS_VERBOSITY=info ablate run` showed nothing more."""
+    import transformers
+
+    from ablation.quiet import quiet_libraries
+
+    monkeypatch.setenv("TRANSFORMERS_VERBOSITY", "info")
+    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "0")
+    verbosity = transformers.logging.get_verbosity()
+    bars = transformers.utils.logging.is_progress_bar_enabled()
+    try:
+        transformers.logging.set_verbosity_info()
+        transformers.utils.logging.enable_progress_bar()
+        with quiet_libraries():
+            assert transformers.logging.get_verbosity() == transformers.logging.INFO
+            assert transformers.utils.logging.is_progress_bar_enabled()
+        monkeypatch.delenv("TRANSFORMERS_VERBOSITY")
+        monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS")
+        with quiet_libraries():  # not set: quiet for the call, as before
+            assert transformers.logging.get_verbosity() == transformers.logging.ERROR
+            assert not transformers.utils.logging.is_progress_bar_enabled()
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+        (transformers.utils.logging.enable_progress_bar if bars
+         else transformers.utils.logging.disable_progress_bar)()
