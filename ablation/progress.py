@@ -277,8 +277,8 @@ class LiveTable(Lines):
         from rich.console import Group
         from rich.text import Text
 
-        if every_row:
-            self.live.update(self.board.table(time.monotonic()))
+        if every_row:  # laid out for the width all the same (40 columns left no trial's name)
+            self.live.update(self.board.table(time.monotonic(), width=self.console.size.width))
             return
         height = self.console.size.height - bool(self.activity)
         table = self.board.table(time.monotonic(), height, self.console.size.width)

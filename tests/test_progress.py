@@ -603,3 +603,28 @@ def test_one_long_variant_name_does_not_widen_every_line_of_the_summary(write_ex
         if line.strip() == f"baseline_{long}":  # the name alone, then its row's figures
             assert "batch_size=8" in lines[at + 1] or "vs baseline" in lines[at + 1]
     assert sum(line.strip() == f"baseline_{long}" for line in lines) == 2
+
+
+def test_the_last_table_on_a_narrow_terminal_keeps_the_trial_names(monkeypatch):
+    """The table left on the terminal when the study ends has every row, laid out for the
+    terminal's width as the live one is: on 40 columns (a split pane, or `COLUMNS=40`) its trial
+    column got no width at all beside the seed's, and no trial was named in it."""
+    from rich.console import Console
+
+    from ablation import progress
+
+    monkeypatch.setattr("rich.live.Live", _FakeLive)
+    table = progress.LiveTable("macro_f1")
+    table.console = Console(record=True, file=io.StringIO(), width=40, height=24)
+    table.planned([("baseline-s42", 42), ("baseline_bs32-s42", 42)])
+    for key in ("baseline-s42", "baseline_bs32-s42"):
+        row = table.board.rows[key]
+        row.state, row.started, row.ended, row.value, row.step, row.max_steps = (
+            "done", 0.0, 5.0, 0.1818, 14, 14)
+    table.close()
+    console = Console(record=True, width=40)
+    console.print(table.live.shown)
+    lines = console.export_text().splitlines()
+    assert max(map(len, lines)) <= 40
+    cells = "".join(line.split("│")[1].strip() for line in lines if line.startswith("│"))
+    assert "baseline-s42" in cells and "baseline_bs32-s42" in cells
