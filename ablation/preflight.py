@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -122,6 +123,7 @@ def preflight(spec: ExperimentSpec, trials: list[TrialSpec], inputs: TrialInputs
         position_limit,
     )
 
+    check_launcher_environment()
     label_names = inputs.splits.label_names
     notes: dict[str, str] = {}  # one per variant (trials repeat it once per seed)
     limits: dict[str, int | None] = {}  # one model skeleton per model and overrides
@@ -203,6 +205,36 @@ def preflight(spec: ExperimentSpec, trials: list[TrialSpec], inputs: TrialInputs
     environment = [note for note in (accelerate_note(),) if note]
     return (list(notes.values()) + [note for note in stops if note] + _evaluates_once(trials, rows)
             + environment)
+
+
+# What a distributed launcher (torchrun, mpirun, a cluster's job) sets for its processes. accelerate
+# reads any of them as "this process is one of several": a trial trained in this process (not
+# in the torchrun that devices_per_trial starts, whose processes preflight never runs in) joined
+# a process group and waited for the other ranks forever, at its first step, saying nothing.
+LAUNCHER_VARIABLES = ("LOCAL_RANK", "WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE",
+                      "MV2_COMM_WORLD_SIZE")
+
+
+def check_launcher_environment() -> None:
+    """Refuse, in one line, an environment that would make a trial wait for other processes."""
+    found = []
+    for name in LAUNCHER_VARIABLES:
+        value = os.environ.get(name)
+        if value is None:
+            continue
+        try:
+            several = name == "LOCAL_RANK" or int(value) > 1
+        except ValueError:
+            several = True  # accelerate's int() of it would fail the trial instead
+        if several:
+            found.append(f"{name}={value}")
+    if found:
+        raise AblateInputError(
+            f"the environment sets {', '.join(found)}, as a distributed launcher (torchrun, mpirun, "
+            "a cluster job) does for its processes: each trial would wait for the other processes "
+            f"forever; unset {'it' if len(found) == 1 else 'them'} (or run ablate outside the "
+            "launcher): ablate starts its own processes, one trial on several devices with "
+            "[experiment] devices_per_trial, several trials at once with --workers N")
 
 
 UNKNOWN_NOTE_SHARE = 0.05  # English text on an English vocabulary: well under 1 %

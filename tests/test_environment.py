@@ -108,3 +108,22 @@ def test_a_users_transformers_verbosity_stands_through_a_call(monkeypatch: pytes
         transformers.logging.set_verbosity(verbosity)
         (transformers.utils.logging.enable_progress_bar if bars
          else transformers.utils.logging.disable_progress_bar)()
+
+
+@pytest.mark.parametrize("variables", [{"WORLD_SIZE": "2", "RANK": "0"}, {"LOCAL_RANK": "0"},
+                                       {"OMPI_COMM_WORLD_SIZE": "4"}])
+def test_a_distributed_launchers_variables_are_refused_before_anything_trains(
+        write_experiment, monkeypatch: pytest.MonkeyPatch, capsys, variables):
+    """WORLD_SIZE=2 (a Kubeflow PyTorchJob's pod, a shell inside torchrun or mpirun) made the
+    first trial join a process group and wait for the other ranks forever, printing nothing."""
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    path = write_experiment(variants="")
+    for command in ("validate", "run"):
+        assert cli.main([command, str(path)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "Traceback" not in err[0]
+        named = next(name for name in variables if name != "RANK")
+        assert err[0].startswith(f"ablate: error: the environment sets {named}={variables[named]}")
+        assert "unset it" in err[0]
+    assert not (path.parent / "reports" / "tiny" / "trials").exists()
