@@ -241,28 +241,62 @@ class SwanLabTracker:
         self._root = root
 
 
-def _run_variables(swanlab: Any) -> list[str]:
-    """The SWANLAB_* variables of this environment that would decide what ablate decides for each
-    run, read by SwanLab's settings when a run starts: SWANLAB_PROJECT (and the other names of
-    its settings' sections, SWANLAB_RUN, SWANLAB_PROBE, ...), which SwanLab 0.10.3 cannot parse,
-    so that every trial ran untracked; SWANLAB_RUN_ID and SWANLAB_RESUME, one run id for every
-    trial; SWANLAB_RUN_DIR, one folder. The key and host of `mode = "online"` stay."""
+def _run_sections(swanlab: Any) -> set[str]:
+    """The names of SwanLab's settings' sections (PROJECT, RUN, PROBE, ...)."""
     sections = {name.upper() for name, field in getattr(swanlab.Settings, "model_fields", {}).items()
                 if isinstance(field.annotation, type) and hasattr(field.annotation, "model_fields")}
-    sections |= {"PROJECT", "EXPERIMENT", "RUN", "PROBE"}  # another version's settings
-    return sorted(name for name in os.environ if name.startswith("SWANLAB_") and (
+    return sections | {"PROJECT", "EXPERIMENT", "RUN", "PROBE"}  # another version's settings
+
+
+def _is_run_variable(name: str, sections: set[str]) -> bool:
+    """A SWANLAB_* variable that would decide what ablate decides for each run, read by SwanLab's
+    settings when a run starts: SWANLAB_PROJECT (and the other names of its settings' sections,
+    SWANLAB_RUN, SWANLAB_PROBE, ...), which SwanLab 0.10.3 cannot parse, so that every trial ran
+    untracked; SWANLAB_RUN_ID and SWANLAB_RESUME, one run id for every trial; SWANLAB_RUN_DIR,
+    one folder. The key and host of `mode = "online"` are not."""
+    name = name.upper()
+    return name.startswith("SWANLAB_") and (
         name[len("SWANLAB_"):] in sections or name.startswith("SWANLAB_RUN_")
-        or name == "SWANLAB_RESUME"))
+        or name == "SWANLAB_RESUME")
 
 
 @contextlib.contextmanager
 def _without_run_variables(swanlab: Any) -> Iterator[None]:
-    """Those variables out of the environment while a run starts (the user's again after)."""
-    saved = {name: os.environ.pop(name) for name in _run_variables(swanlab)}
+    """Those variables out of the environment while a run starts (the user's again after), and
+    out of the `.env` file of the working folder, which SwanLab's settings read too (a project's
+    .env with SWANLAB_PROJECT left every trial untracked): its other SWANLAB_* lines
+    (SWANLAB_API_KEY) are read as the environment's, where the environment lacks them, as
+    SwanLab ranks the two."""
+    sections = _run_sections(swanlab)
+    saved = {name: os.environ.pop(name) for name in list(os.environ)
+             if _is_run_variable(name, sections)}
+    config = getattr(swanlab.Settings, "model_config", None)
+    env_file = config.get("env_file") if isinstance(config, dict) else None
+    added: list[str] = []
+    read_env_file = isinstance(env_file, (str, Path)) and Path(env_file).is_file()
+    if read_env_file:
+        try:
+            from dotenv import dotenv_values
+
+            lines = dotenv_values(env_file)
+        except Exception:  # no python-dotenv, an unreadable file: SwanLab reads it as it can
+            read_env_file = False
+        else:
+            for name, value in lines.items():
+                upper = name.upper()
+                if (upper.startswith("SWANLAB_") and value is not None
+                        and not _is_run_variable(upper, sections) and upper not in os.environ):
+                    os.environ[upper] = value
+                    added.append(upper)
+            config["env_file"] = None
     try:
         yield
     finally:
+        for name in added:
+            os.environ.pop(name, None)
         os.environ.update(saved)
+        if read_env_file:
+            config["env_file"] = env_file
 
 
 def _quiet_swanlab_console(quiet: bool) -> None:

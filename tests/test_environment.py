@@ -127,3 +127,32 @@ def test_a_distributed_launchers_variables_are_refused_before_anything_trains(
         assert err[0].startswith(f"ablate: error: the environment sets {named}={variables[named]}")
         assert "unset it" in err[0]
     assert not (path.parent / "reports" / "tiny" / "trials").exists()
+
+
+def test_a_dotenv_file_with_swanlab_project_leaves_every_trial_tracked(
+        tmp_path, monkeypatch: pytest.MonkeyPatch):
+    """SwanLab's settings read the working folder's `.env` too: a project's .env holding
+    SWANLAB_PROJECT left every trial untracked. Its other lines are still read."""
+    import swanlab
+
+    from ablation.config import TrackingSpec
+    from ablation.tracking import SwanLabTracker
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SWANLAB_WEB_HOST", raising=False)
+    (tmp_path / ".env").write_text("SWANLAB_PROJECT=other\nexport SWANLAB_WEB_HOST='https://mine.example'\n")
+    seen = []
+    real_init = swanlab.init
+
+    def init(*args, **kwargs):
+        seen.append(os.environ.get("SWANLAB_WEB_HOST"))
+        return real_init(*args, **kwargs)
+
+    monkeypatch.setattr(swanlab, "init", init)
+    tracker = SwanLabTracker(TrackingSpec(project="mine", mode="local"), tmp_path / "out")
+    tracker.start("baseline-s42", "study", {"seed": 42})
+    assert tracker.mode == "local"
+    tracker.finish()
+    assert seen == ["https://mine.example"]  # the file's other lines are read
+    assert "SWANLAB_WEB_HOST" not in os.environ
+    assert swanlab.Settings.model_config["env_file"] == ".env"
