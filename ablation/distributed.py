@@ -304,14 +304,9 @@ def _silent(line: str) -> None:
 
 
 def _quiet_libraries() -> None:
-    import transformers
+    from .quiet import quiet_transformers
 
-    from .quiet import PROGRESS_BARS, VERBOSITY
-
-    if VERBOSITY not in os.environ:  # the user's own stands, as in the parent
-        transformers.logging.set_verbosity_error()
-    if PROGRESS_BARS not in os.environ:
-        transformers.utils.logging.disable_progress_bar()
+    quiet_transformers()  # the user's own TRANSFORMERS_VERBOSITY stands, as in the parent
 
 
 if __name__ == "__main__":

@@ -18,6 +18,22 @@ from collections.abc import Iterator
 VERBOSITY, PROGRESS_BARS = "TRANSFORMERS_VERBOSITY", "HF_HUB_DISABLE_PROGRESS_BARS"
 
 
+def quiet_transformers() -> None:
+    """transformers at errors only and without progress bars, or as TRANSFORMERS_VERBOSITY and
+    HF_HUB_DISABLE_PROGRESS_BARS say where they are set (by the user, or by the command to its
+    quiet defaults). Their values are applied, not merely left: a process in which the command ran
+    keeps the command's, and the next run_study is quiet all the same."""
+    import transformers
+
+    level = transformers.utils.logging.log_levels.get(os.environ.get(VERBOSITY, "").lower())
+    transformers.logging.set_verbosity(transformers.logging.ERROR if level is None else level)
+    bars = os.environ.get(PROGRESS_BARS)
+    if bars is not None and bars.strip().upper() in ("0", "OFF", "NO", "FALSE"):
+        transformers.utils.logging.enable_progress_bar()
+    else:
+        transformers.utils.logging.disable_progress_bar()
+
+
 @contextlib.contextmanager
 def quiet_libraries() -> Iterator[None]:
     """transformers at errors only and without progress bars, Optuna at warnings, for the call;
@@ -29,10 +45,7 @@ def quiet_libraries() -> Iterator[None]:
     verbosity = transformers.logging.get_verbosity()
     bars = transformers.utils.logging.is_progress_bar_enabled()
     optuna_verbosity = optuna.logging.get_verbosity()
-    if VERBOSITY not in os.environ:
-        transformers.logging.set_verbosity_error()
-    if PROGRESS_BARS not in os.environ:
-        transformers.utils.logging.disable_progress_bar()
+    quiet_transformers()
     optuna.logging.set_verbosity(max(optuna_verbosity, optuna.logging.WARNING))
     try:
         yield

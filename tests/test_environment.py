@@ -104,6 +104,15 @@ def test_a_users_transformers_verbosity_stands_through_a_call(monkeypatch: pytes
         with quiet_libraries():  # not set: quiet for the call, as before
             assert transformers.logging.get_verbosity() == transformers.logging.ERROR
             assert not transformers.utils.logging.is_progress_bar_enabled()
+        # As the command leaves them in its process (its quiet defaults): quiet all the same,
+        # though the caller's own setting is another
+        monkeypatch.setenv("TRANSFORMERS_VERBOSITY", "error")
+        monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        transformers.logging.set_verbosity_warning()
+        with quiet_libraries():
+            assert transformers.logging.get_verbosity() == transformers.logging.ERROR
+            assert not transformers.utils.logging.is_progress_bar_enabled()
+        assert transformers.logging.get_verbosity() == transformers.logging.WARNING
     finally:
         transformers.logging.set_verbosity(verbosity)
         (transformers.utils.logging.enable_progress_bar if bars
