@@ -388,7 +388,9 @@ def test_report_formats_write_their_file_and_print_its_path(
     assert cli.main(["report", str(finished_study), "--format", "csv"]) == 0
     assert capsys.readouterr().out.strip() == f"report: {output_dir / 'results.csv'}"
     results = pd.read_csv(output_dir / "results.csv")
-    assert list(results["variant"]) == ["baseline_bs64", "baseline"]  # newest attempt per key
+    # the newest attempt per key (baseline's is trial 2), in the study's order, not by number
+    assert list(results["variant"]) == ["baseline", "baseline_bs64"]
+    assert list(results["trial"]) == [2, 1]
     assert not (output_dir / "report.md").exists()
 
     assert cli.main(["report", str(finished_study), "--format", "json"]) == 0
@@ -405,7 +407,7 @@ def test_report_formats_write_their_file_and_print_its_path(
     effect = report["effects"][0]
     assert effect["reference"] == "baseline" and effect["verdict"] in ("better", "worse", "within noise")
     assert effect["ci_low"] <= effect["delta"] <= effect["ci_high"]
-    assert [t["trial"] for t in report["trials"]] == [1, 2]
+    assert [t["trial"] for t in report["trials"]] == [2, 1]
 
     assert cli.main(["report", str(finished_study)]) == 0  # md stays the default
     assert capsys.readouterr().out.strip() == f"report: {output_dir / 'report.md'}"

@@ -2390,3 +2390,42 @@ def test_the_one_seed_caveat_names_the_split_the_differences_are_measured_on():
     assert "which test examples were drawn" in one_seed_caveat([effect("baseline_a", "test")])
     mixed = one_seed_caveat([effect("baseline_a", "validation"), effect("baseline_b", "test", seeds=3)])
     assert "`baseline_a` is compared" in mixed and "which validation examples" in mixed
+
+
+def _report_files(spec, study) -> dict[str, bytes]:
+    """Every file `ablate report` and `--format json` write, read back; report.md without its
+    `generated` time, results.csv and report.json without the trial numbers."""
+    import json
+
+    from ablation.report import write_report_json
+
+    built = build_report(spec, study)
+    write_report(spec, study, built)
+    write_report_json(spec, built)
+    out = spec.output_dir
+    files = {p.relative_to(out).as_posix(): p.read_bytes() for p in (out / "plots").glob("*.png")}
+    files["report.md"] = "\n".join(line for line in (out / "report.md").read_text().splitlines()
+                                   if not line.startswith("- generated ")).encode()
+    files["results.csv"] = pd.read_csv(out / "results.csv").drop(columns="trial").to_csv().encode()
+    document = json.loads((out / "report.json").read_text())
+    for row in document["trials"]:
+        row.pop("trial")
+    files["report.json"] = json.dumps(document).encode()
+    return files
+
+
+def test_a_variant_trained_again_leaves_the_report_files_as_they_were(stored_study):
+    """`--rerun` (or a failed trial tried again) gives the trials it trains new, later numbers:
+    with the same results, results.csv and report.json kept their rows, the Diagnosis its names
+    and the curve plots their legend and the order their lines are drawn in, as the study lists
+    its variants and seeds, not in the order the trials happened to finish."""
+    spec, study = stored_study
+    before = _report_files(spec, study)
+    again = [t for t in study.get_trials() if t.user_attrs[records.VARIANT] == "baseline"]
+    records.supersede(study, [t.number for t in again])
+    study.add_trials([optuna.trial.create_trial(state=t.state, value=t.value, user_attrs=t.user_attrs)
+                      for t in again])
+    after = _report_files(spec, study)
+    assert list(pd.read_csv(spec.output_dir / "results.csv")["trial"]) == [6, 7, 2, 3, 4, 5]
+    assert before.keys() == after.keys() and {"report.md", "plots/train_loss.png"} <= before.keys()
+    assert [name for name in before if before[name] != after[name]] == []

@@ -25,7 +25,6 @@ from ..queue import stale_numbers
 from ..records import (
     TrialRecord,
     is_search_variant,
-    latest_by_key,
     load_records,
     stopped_early,
     study_info,
@@ -74,7 +73,14 @@ from .plots import (
     plot_metric,
     plot_names,
 )
-from .tables import TRAINED_WITH, for_programs, same_score, trials_frame, variants_frame
+from .tables import (
+    TRAINED_WITH,
+    for_programs,
+    in_study_order,
+    same_score,
+    trial_row,
+    variants_frame,
+)
 
 LIBRARIES = ("ablate", "torch", "transformers", "datasets", "optuna", "swanlab", "scikit-learn",
              "scipy", "statsmodels")
@@ -104,10 +110,11 @@ def build_best(spec: ExperimentSpec, study: optuna.Study) -> dict[str, Any]:
     metric = info["metric"] or spec.experiment.metric
     greater = (info["direction"] or spec.experiment.direction) == "maximize"
     records = load_records(study)
-    chosen = [r for r in latest_by_key(records).values() if r.complete]
-    trials = trials_frame(records)
     order = variant_names(spec)
-    order += [v for v in dict.fromkeys(trials["variant"]) if v not in order] if len(trials) else []
+    latest = in_study_order(records, order, spec.experiment.seeds)  # not by trial number
+    order += [v for v in dict.fromkeys(r.variant for r in latest) if v not in order]
+    chosen = [r for r in latest if r.complete]
+    trials = pd.DataFrame([trial_row(r) for r in latest])
     return {"metric": metric, "greater_is_better": greater, "info": info, "records": records,
             "chosen": chosen, "trials": trials,
             "variants": variants_frame(trials, metric, greater, order), "order": order,

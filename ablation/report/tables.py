@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -63,10 +64,26 @@ def trial_row(record: TrialRecord) -> dict[str, Any]:
     return row
 
 
-def trials_frame(records: list[TrialRecord]) -> pd.DataFrame:
-    """The newest attempt of each variant × seed (a retried failure shows its success)."""
-    chosen = sorted(latest_by_key(records).values(), key=lambda r: r.number)
-    return pd.DataFrame([trial_row(r) for r in chosen])
+def in_study_order(records: list[TrialRecord], variant_order: Sequence[str] = (),
+                   seeds: Sequence[int] = ()) -> list[TrialRecord]:
+    """The newest attempt of each variant × seed (a retried failure shows its success), in the
+    study's order: the variants as `variant_order` lists them (others, such as [search] trials, as
+    their first trials were numbered), each one's seeds as `seeds` lists them (others after them,
+    by value). Not by trial number, which `--rerun`, a failed trial tried again or a seed added
+    later change: results.csv, report.json, the Diagnosis and the plots would reorder their rows,
+    names and lines, and a regenerated report read as changed where no number did."""
+    latest = sorted(latest_by_key(records).values(), key=lambda r: r.number)
+    names = {name: index for index, name in enumerate(dict.fromkeys(
+        [*variant_order, *(r.variant for r in latest)]))}
+    places = {seed: index for index, seed in enumerate(dict.fromkeys(seeds))}
+    return sorted(latest, key=lambda r: (names[r.variant], places.get(r.seed, len(places)),
+                                         r.seed, r.number))
+
+
+def trials_frame(records: list[TrialRecord], variant_order: Sequence[str] = (),
+                 seeds: Sequence[int] = ()) -> pd.DataFrame:
+    """One row per trial (results.csv), in_study_order."""
+    return pd.DataFrame([trial_row(r) for r in in_study_order(records, variant_order, seeds)])
 
 
 def pruned_step(row: Any) -> int | None:
