@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import signal
 from pathlib import Path
 
@@ -2429,3 +2430,23 @@ def test_a_variant_trained_again_leaves_the_report_files_as_they_were(stored_stu
     assert list(pd.read_csv(spec.output_dir / "results.csv")["trial"]) == [6, 7, 2, 3, 4, 5]
     assert before.keys() == after.keys() and {"report.md", "plots/train_loss.png"} <= before.keys()
     assert [name for name in before if before[name] != after[name]] == []
+
+
+def test_a_study_folder_moved_elsewhere_regenerates_the_same_report(stored_study, tmp_path,
+                                                                     monkeypatch):
+    """A report committed to git is regenerated in another clone, or the study folder is moved:
+    report.md named its SQLite storage by its absolute path, which changed with the folder. A
+    storage in the output folder is named as it is there (`study.db`), wherever that is."""
+    spec, _ = stored_study
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["report", spec.path.name]) == 0
+    moved = tmp_path.parent / f"{tmp_path.name}-moved"
+    shutil.copytree(tmp_path, moved)
+    (moved / spec.path.name).write_text(spec.text.replace(str(tmp_path), str(moved)))
+    monkeypatch.chdir(moved)
+    assert cli.main(["report", spec.path.name]) == 0
+    texts = [(folder / "reports" / "tiny" / "report.md").read_text() for folder in (tmp_path, moved)]
+    assert "storage `study.db` (SQLite, in this report's folder)" in texts[0]
+    kept = [[line for line in text.splitlines() if not line.startswith("- generated ")]
+            for text in texts]
+    assert kept[0] == kept[1] and str(tmp_path) not in texts[0].split("## Environment")[0]

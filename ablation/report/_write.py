@@ -166,6 +166,22 @@ def neither_learned(built: dict[str, Any]) -> list[Effect]:
     return [e for e in built["effects"] if e.variant in unlearned and e.reference in unlearned]
 
 
+def _storage_named(spec: ExperimentSpec) -> str:
+    """The storage as report.md names it: a SQLite file in the output folder (the default
+    `study.db`) by its path there, which stays the same where the folder is moved, cloned with a
+    committed report or copied to another machine (its absolute URL made the regenerated
+    report differ); any other by its URL, password hidden (report.json keeps the URL)."""
+    url, prefix = spec.experiment.storage, "sqlite:///"
+    if url.startswith(prefix) and "?" not in url:
+        try:
+            inside = Path(url[len(prefix):]).relative_to(spec.output_dir)
+        except ValueError:
+            pass
+        else:
+            return f"`{inside.as_posix()}` (SQLite, in this report's folder)"
+    return f"`{shown_storage(url)}`"
+
+
 def write_report(spec: ExperimentSpec, study: optuna.Study,
                  built: dict[str, Any] | None = None) -> Path:
     """Write report.md, results.csv and the plots; `built` re-uses a build_report result."""
@@ -670,7 +686,7 @@ def render_markdown(spec: ExperimentSpec, built: dict[str, Any], pictures: dict[
         f"- **Trials**: {n_done} complete, " + (f"{n_pruned} pruned, " if n_pruned else "")
         + f"{n_failed} failed" + (f", {n_running} running" if n_running else "")
         + (f", {n_queued} queued" if n_queued else "")
-        + f"; storage `{shown_storage(spec.experiment.storage)}`",
+        + f"; storage {_storage_named(spec)}",
         "",
     ]
     lines += _what_mattered(built)
