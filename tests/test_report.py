@@ -2450,3 +2450,17 @@ def test_a_study_folder_moved_elsewhere_regenerates_the_same_report(stored_study
     kept = [[line for line in text.splitlines() if not line.startswith("- generated ")]
             for text in texts]
     assert kept[0] == kept[1] and str(tmp_path) not in texts[0].split("## Environment")[0]
+
+
+def test_plots_carry_no_matplotlib_version(stored_study):
+    """matplotlib wrote its version into every PNG (`Software: Matplotlib version3.11.2`): an
+    upgrade that draws the same pixels changed every committed plot. The files hold the picture."""
+    from PIL import Image
+
+    spec, study = stored_study
+    write_report(spec, study)
+    plots = sorted((spec.output_dir / "plots").glob("*.png"))
+    assert len(plots) >= 5
+    for path in plots:
+        with Image.open(path) as image:
+            assert "Software" not in image.info, path.name

@@ -295,9 +295,12 @@ def _save(fig: Figure, path: Path, tight: bool = True) -> None:
     pile up in pyplot. `tight`: False where tight_layout could not fit the figure. Drawn whole
     beside `path`, then put in place (`written_beside`)."""
     try:
+        kind = path.suffix.lstrip(".") or "png"
         with written_beside(path) as partial:
-            fig.savefig(partial, format=path.suffix.lstrip(".") or "png",
-                        bbox_inches=None if tight else "tight")
+            # no `Software: Matplotlib version...`: a matplotlib upgrade that draws the same
+            # pixels leaves a committed plot as it was
+            fig.savefig(partial, format=kind, bbox_inches=None if tight else "tight",
+                        metadata={"Software": None} if kind == "png" else None)
     except OSError as err:  # named as the picture, not the file beside it
         raise OSError(err.errno, err.strerror, str(path)) from None
     finally:
