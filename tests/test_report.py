@@ -2464,3 +2464,27 @@ def test_plots_carry_no_matplotlib_version(stored_study):
     for path in plots:
         with Image.open(path) as image:
             assert "Software" not in image.info, path.name
+
+
+def test_results_csv_has_its_columns_in_one_order_whichever_trial_comes_first(write_experiment):
+    """A failed trial has no per-class F1: where one came first, pandas put the f1_<class>
+    columns after every other (past transformers_version), so results.csv's header, and the
+    keys of report.json's trial rows, moved with which trial failed."""
+    import json
+
+    from ablation.report import write_report_json
+
+    path = write_experiment(variants="")
+    spec = load_spec(path, ["experiment.seeds=[1, 2]"])
+    study = _store(spec, {"baseline-s2": _result(0.7, 0.5, 2.0)})
+    study.enqueue_trial({}, user_attrs=records.trial_attrs(expand(spec)[0]))
+    live = study.ask()
+    live.set_user_attr(records.ERROR, "RuntimeError: diverged")
+    study.tell(live, state=optuna.trial.TrialState.FAIL)
+    built = build_report(spec, study)
+    write_report(spec, study, built)
+    columns = list(pd.read_csv(spec.output_dir / "results.csv").columns)
+    assert columns.index("f1_neg") == columns.index("eval_loss") + 1
+    assert columns[-1] == "transformers_version"
+    rows = json.loads(write_report_json(spec, built).read_text())["trials"]
+    assert [row["seed"] for row in rows] == [1, 2] and list(rows[0]) == list(rows[1]) == columns

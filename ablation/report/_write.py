@@ -77,8 +77,8 @@ from .tables import (
     TRAINED_WITH,
     for_programs,
     in_study_order,
+    rows_frame,
     same_score,
-    trial_row,
     variants_frame,
 )
 
@@ -114,7 +114,7 @@ def build_best(spec: ExperimentSpec, study: optuna.Study) -> dict[str, Any]:
     latest = in_study_order(records, order, spec.experiment.seeds)  # not by trial number
     order += [v for v in dict.fromkeys(r.variant for r in latest) if v not in order]
     chosen = [r for r in latest if r.complete]
-    trials = pd.DataFrame([trial_row(r) for r in latest])
+    trials = rows_frame(latest)
     return {"metric": metric, "greater_is_better": greater, "info": info, "records": records,
             "chosen": chosen, "trials": trials,
             "variants": variants_frame(trials, metric, greater, order), "order": order,

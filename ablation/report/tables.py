@@ -80,10 +80,23 @@ def in_study_order(records: list[TrialRecord], variant_order: Sequence[str] = ()
                                          r.seed, r.number))
 
 
+def rows_frame(chosen: list[TrialRecord]) -> pd.DataFrame:
+    """One row per trial (results.csv), in the order given. The f1_<class> columns stand after
+    eval_loss whichever trial comes first: a failed one has none, and pandas, which orders the
+    columns as the rows first name them, put them last, so the header moved with it."""
+    frame = pd.DataFrame([trial_row(r) for r in chosen])
+    per_class = [column for column in frame.columns if column.startswith("f1_")]
+    if per_class:
+        rest = [column for column in frame.columns if column not in per_class]
+        at = rest.index("eval_loss") + 1
+        frame = frame[rest[:at] + per_class + rest[at:]]
+    return frame
+
+
 def trials_frame(records: list[TrialRecord], variant_order: Sequence[str] = (),
                  seeds: Sequence[int] = ()) -> pd.DataFrame:
     """One row per trial (results.csv), in_study_order."""
-    return pd.DataFrame([trial_row(r) for r in in_study_order(records, variant_order, seeds)])
+    return rows_frame(in_study_order(records, variant_order, seeds))
 
 
 def pruned_step(row: Any) -> int | None:
