@@ -2488,3 +2488,22 @@ def test_results_csv_has_its_columns_in_one_order_whichever_trial_comes_first(wr
     assert columns[-1] == "transformers_version"
     rows = json.loads(write_report_json(spec, built).read_text())["trials"]
     assert [row["seed"] for row in rows] == [1, 2] and list(rows[0]) == list(rows[1]) == columns
+
+
+def test_a_pair_on_validation_names_its_trials_without_test_in_the_studys_order(write_experiment):
+    """The "Computed from" line of a pair some of whose trials have no test metric named them by
+    trial number: the baseline trained again put it after its variant, and report.md changed."""
+    path = write_experiment(variants="bs32 = { batch_size = 32 }\n")
+    spec = load_spec(path, ["experiment.seeds=[42, 7]"])
+    results = {f"{variant}-s{seed}": _result(value + (seed == 7) * 0.02, 0.5, 2.0)
+               for variant, value in (("baseline", 0.6), ("baseline_bs32", 0.7)) for seed in (42, 7)}
+    for key in ("baseline-s42", "baseline_bs32-s42"):
+        results[key]["test"] = {}
+    study = _store(spec, results)
+    before = _report_files(spec, study)
+    assert "(`baseline-s42`, `baseline_bs32-s42` have no test macro_f1)" in before["report.md"].decode()
+    again = [t for t in study.get_trials() if t.user_attrs[records.VARIANT] == "baseline"]
+    records.supersede(study, [t.number for t in again])
+    study.add_trials([optuna.trial.create_trial(state=t.state, value=t.value, user_attrs=t.user_attrs)
+                      for t in again])
+    assert _report_files(spec, study)["report.md"] == before["report.md"]

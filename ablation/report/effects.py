@@ -160,7 +160,7 @@ def _effect(complete: list[TrialRecord], variant: str, reference: str, metric: s
         scored = metric
         # Some trials have the test metric and these do not: say why this pair is on validation.
         why = ("" if len(without_test) in (0, len(paired)) else " ("
-               + ", ".join(f"`{r.key}`" for r in sorted(without_test, key=lambda r: r.number))
+               + ", ".join(f"`{r.key}`" for r in without_test)  # the study's order
                + f" {'has' if len(without_test) == 1 else 'have'} no test {metric})")
         basis = (f"{metric} on {split}{why}, paired over seeds {', '.join(map(str, common))} "
                  "(t-test)")
