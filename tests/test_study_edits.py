@@ -224,15 +224,22 @@ def test_a_renamed_file_whose_study_name_was_its_stem_points_at_the_old_study(
     assert "re-using 2 completed trial(s)" in out and "note: reports/" not in out
 
 
-def _run_in_project_then_elsewhere(write_experiment, tmp_path, monkeypatch) -> tuple[Path, Path]:
-    """project/bs.toml (output_dir left to its default, reports/<name>) run in project/, then the
-    working folder moved to a sibling, elsewhere/: (project, elsewhere)."""
-    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+def _project_and(write_experiment, tmp_path, other: str) -> tuple[Path, Path]:
+    """project/bs.toml, its output_dir left to its default (reports/<name>, relative to the
+    working folder), and an empty sibling folder `other`: (project, other)."""
+    project, sibling = tmp_path / "project", tmp_path / other
     project.mkdir()
-    elsewhere.mkdir()
+    sibling.mkdir()
     path = write_experiment(baseline=FAST)
     (project / "bs.toml").write_text("\n".join(line for line in path.read_text().splitlines()
                                                if not line.startswith("output_dir =")) + "\n")
+    return project, sibling
+
+
+def _run_in_project_then_elsewhere(write_experiment, tmp_path, monkeypatch) -> tuple[Path, Path]:
+    """project/bs.toml (output_dir left to its default, reports/<name>) run in project/, then the
+    working folder moved to a sibling, elsewhere/: (project, elsewhere)."""
+    project, elsewhere = _project_and(write_experiment, tmp_path, "elsewhere")
     monkeypatch.chdir(project)
     assert cli.main(["run", "bs.toml"]) == 0
     monkeypatch.chdir(elsewhere)
@@ -583,12 +590,7 @@ def test_a_file_run_from_a_third_folder_says_where_status_looked_and_how_to_poin
     evaluate run beside the file said "run it first" (which trains every trial again), though
     nothing there could know of third/. The line says why it looked where it did, and the
     --set that points at such a study."""
-    project, third = tmp_path / "project", tmp_path / "third"
-    project.mkdir()
-    third.mkdir()
-    path = write_experiment(baseline=FAST)
-    (project / "bs.toml").write_text("\n".join(line for line in path.read_text().splitlines()
-                                               if not line.startswith("output_dir =")) + "\n")
+    project, third = _project_and(write_experiment, tmp_path, "third")
     monkeypatch.chdir(third)
     assert cli.main(["run", "../project/bs.toml"]) == 0
     assert (third / "reports" / "tiny" / "study.db").is_file()
