@@ -93,6 +93,15 @@ def _int(low: int | None = None, *, also: tuple[int, ...] = ()) -> Callable[[Any
     return check
 
 
+def _epochs(value: Any) -> float:
+    """> 0, and below 2**31 as every count is: 1e308 epochs made the trial's steps infinite (an
+    OverflowError traceback in `validate`)."""
+    epochs = _float(0, low_open=True)(value)
+    if epochs >= MAX_INT:
+        raise ValueError("must be a finite number in (0, inf) and below 2**31")
+    return epochs
+
+
 def _optional(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
     """TOML has no null; an optional key is simply left out, or given as "" / false to unset it."""
 
@@ -363,7 +372,7 @@ class Recipe:
     batch_size: int = _knob(16, _int(1), "train batch size (global with devices_per_trial > 1)")
     eval_batch_size: int = _knob(64, _int(1), "per-device evaluation batch size")
     gradient_accumulation_steps: int = _knob(1, _int(1), "optimizer step every N batches")
-    epochs: float = _knob(3.0, _float(0, low_open=True), "training epochs")
+    epochs: float = _knob(3.0, _epochs, "training epochs")
     max_steps: int = _knob(-1, _int(1, also=(-1,)), "stop after N optimizer steps; -1: use epochs")
     max_length: int = _knob(128, _int(2), "truncate texts to N tokens")
     weight_decay: float = _knob(0.0, _float(0), "AdamW weight decay")
