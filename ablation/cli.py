@@ -6,6 +6,7 @@ import argparse
 import codecs
 import contextlib
 import difflib
+import errno
 import json
 import logging
 import os
@@ -962,11 +963,25 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
     except Exception as err:
+        if isinstance(err, OSError) and err.errno == errno.ENAMETOOLONG:
+            # A path given on the command line (`predict`'s model, `evaluate --dataset`) with a
+            # part longer than the file system allows: checking whether it exists raised.
+            print(f"ablate: error: {_one_line(_name_too_long(err))}", file=sys.stderr)
+            return EXIT_BAD_INPUT
         lost = _storage_lost(err, args)
         if lost is None:
             raise
         print(f"ablate: error: {_one_line(lost)}", file=sys.stderr)
         return EXIT_TRIALS_FAILED
+
+
+def _name_too_long(err: OSError) -> str:
+    from .config import NAME_MAX
+
+    path = "a path" if err.filename is None else os.fsdecode(err.filename)
+    return (f"{path}: a part of this path between slashes is longer than "
+            f"a file system allows ({NAME_MAX} bytes in one file or folder name); give a shorter "
+            "path")
 
 
 def _storage_lost(err: BaseException, args: argparse.Namespace | None) -> str | None:

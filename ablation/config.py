@@ -154,9 +154,22 @@ def default_study_name(path: Path, advice: str = "set [experiment] name = \"...\
                                f"{path.stem!r}, which {err}; {advice}") from None
 
 
+NAME_MAX = 255  # bytes in one file or folder name: Linux's, macOS's and NTFS's limit
+
+
+def _path_string(value: Any) -> str:
+    """A path, Hub id or URL: a shown string none of whose parts between slashes is longer than
+    a file system allows (checking whether `x` * 300 exists raised OSError, a traceback)."""
+    text = _shown_string(value)
+    if any(len(part.encode()) > NAME_MAX for part in re.split(r"[/\\]", text)):
+        raise ValueError(f"has a part between slashes longer than {NAME_MAX} bytes, more than a "
+                         "file system allows in one file or folder name")
+    return text
+
+
 def _storage_url(value: Any) -> str:
     """The forms that open but keep nothing, or that a library reports in its own terms."""
-    url = _shown_string(value)
+    url = _path_string(value)
     if url in ("sqlite://", "sqlite:///", "sqlite:///:memory:"):
         raise ValueError("is an in-memory database that keeps nothing once the command ends; give a "
                          "file, e.g. sqlite:///reports/study.db")
@@ -396,7 +409,7 @@ class Recipe:
     # Axes beyond the Trainer: how much data, which model.
     max_train_samples: int | None = _knob(None, _optional(_int(1)),
                                           "train on a stratified subsample of N examples")
-    model: str | None = _knob(None, _optional(_shown_string), "another Hub id or local model folder")
+    model: str | None = _knob(None, _optional(_path_string), "another Hub id or local model folder")
     model_config: dict | None = _knob(None, _optional(_model_config),
                                       "model config overrides, e.g. { num_hidden_layers = 2 }")
 
@@ -416,7 +429,7 @@ class ExperimentSection:
     direction: str = _knob("", _one_of("maximize", "minimize"),
                            "default: maximize for scores, minimize for losses")
     storage: str = _knob("", _storage_url, "Optuna storage URL; default: SQLite in output_dir")
-    output_dir: str = _knob("", _shown_string, "default: reports/<name>")
+    output_dir: str = _knob("", _path_string, "default: reports/<name>")
     trial_timeout: int | None = _knob(None, _optional(_int(1)),
                                       "seconds; a trial that runs longer fails")
     heartbeat: int = _knob(10, _int(1), "seconds between a running trial's heartbeats; a trial "
@@ -432,7 +445,7 @@ class ExperimentSection:
 
 @dataclass(frozen=True)
 class DataSpec:
-    dataset: str = _knob("", _shown_string, "Hub id, or a local .csv/.jsonl/.parquet file or folder")
+    dataset: str = _knob("", _path_string, "Hub id, or a local .csv/.jsonl/.parquet file or folder")
     config: str | None = _knob(None, _optional(_string), "Hub config name")
     revision: str | None = _knob(None, _optional(_string), "Hub revision pin")
     text_column: str = _knob("text", _string, "column with the text")
@@ -456,7 +469,7 @@ class DataSpec:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    name: str = _knob("", _shown_string, "Hub id or local folder")
+    name: str = _knob("", _path_string, "Hub id or local folder")
     revision: str | None = _knob(None, _optional(_string), "Hub revision pin")
     config: dict = _knob(None, _optional(_model_config), "overrides of the model config")
 
