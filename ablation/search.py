@@ -257,6 +257,12 @@ def _parse_dimension(key: str, raw: Any, path: Path) -> Dimension:
             raise AblateInputError(f"{where}: step {toml_value(raw['step'])} must be a number > 0")
         if kind == "float":
             step = float(step)
+        # A step that makes 1e297 points (step = 1e-300) overflowed the modulo below, a
+        # decimal.InvalidOperation traceback; no search draws from more than a count can hold.
+        if (Decimal(str(high)) - Decimal(str(low))) / Decimal(str(step)) >= 2**31:
+            raise AblateInputError(f"{where}: step {toml_value(raw['step'])} makes more points "
+                                   "between low and high than a count holds: (high - low) / step "
+                                   "must be below 2**31")
         # Optuna would silently move high onto the grid; say so instead.
         if (Decimal(str(high)) - Decimal(str(low))) % Decimal(str(step)) != 0:
             raise AblateInputError(f"{where} must have high - low a multiple of step")
