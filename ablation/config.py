@@ -213,6 +213,16 @@ def _model_config(value: Any) -> dict:
         if _holds_date(setting):  # config.json has no dates: json.dumps of the config failed
             raise ValueError(f"sets {key} = {toml_value(setting)}: a model config value is a number, "
                              "string, boolean, list or table, not a TOML date or time")
+        if _holds_non_finite(setting):  # config.json (JSON) has no inf or nan; no setting takes one
+            raise ValueError(f"sets {key} = {toml_value(setting)}: a model config number must be "
+                             "finite (not inf or nan)")
+        if _is_dropout_key(key) and _is_number(setting) and not 0 <= setting < 1:
+            # torch's own check compares, so nan passed validate and failed the trial
+            raise ValueError(f"sets {key} = {toml_value(setting)}: a dropout must be in [0, 1), "
+                             "as the dropout knobs are")
+        if key.endswith(("_eps", "_epsilon")) and _is_number(setting) and setting < 0:
+            raise ValueError(f"sets {key} = {toml_value(setting)}: an epsilon must be >= 0 (a "
+                             "negative one makes every loss nan)")
         if _is_size_key(key) and _is_number(setting) and setting < 1:
             raise ValueError(
                 f"sets {key} = {toml_value(setting)}: a size or count must be an integer >= 1")
@@ -247,6 +257,21 @@ MAX_LAYERS = 1000
 
 def _is_layer_count(key: str) -> bool:
     return key.endswith(("_layers", "n_layer"))
+
+
+def _holds_non_finite(value: Any) -> bool:
+    """A TOML inf or nan anywhere in a value (a list's or an inline table's too)."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_holds_non_finite(v) for v in value.values())
+    return isinstance(value, list) and any(_holds_non_finite(v) for v in value)
+
+
+def _is_dropout_key(key: str) -> bool:
+    """A dropout probability, by the names transformers configs give them."""
+    return (key in DROPOUT_KEYS or key in CLASSIFIER_DROPOUT_KEYS
+            or key.endswith(("dropout", "_pdrop", "dropout_prob", "dropout_rate")))
 
 
 def _holds_date(value: Any) -> bool:
