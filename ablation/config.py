@@ -722,7 +722,9 @@ def _sweep_example(key: str, given: Any, path: Path) -> list[Any]:
             _check_knob(key, value, "sweep", path)
     except AblateInputError:
         return [SWEEP_EXAMPLES[key]]
-    return candidates
+    # An empty text (`--set sweep.batch_size=`) holds no values: `e.g. batch_size = []` showed
+    # the empty list the line refuses.
+    return candidates or [SWEEP_EXAMPLES[key]]
 
 
 def parse_ablation(raw: Any, path: Path) -> AblationSpec:

@@ -191,6 +191,10 @@ def test_two_sweep_values_that_give_one_name_are_not_called_the_same_value(tmp_p
      "dropout = [0.3]"),
     ("[sweep]\nbatch_size = \"8,16\"\n", "[sweep] batch_size = '8,16' must be a non-empty list "
      "of values, e.g. batch_size = [8, 16]"),
+    # an empty text (`--set sweep.batch_size=`) holds no values: the example is the knob's own,
+    # not the empty list the line says is refused
+    ("[sweep]\nbatch_size = \"\"\n", "[sweep] batch_size = '' must be a non-empty list of "
+     "values, e.g. batch_size = [32]"),
     ("[sweep]\ndropout = [1.5]\n", "[sweep] dropout = 1.5 must be a finite number in [0, 1)"),
     ("[ablation]\nmode = \"leave-two-out\"\n[ablation.changes]\ncw = { class_weight = \"balanced\" }\n",
      "[ablation] mode = 'leave-two-out' must be one of"),
