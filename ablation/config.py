@@ -223,9 +223,9 @@ def _model_config(value: Any) -> dict:
         if key.endswith(("_eps", "_epsilon")) and _is_number(setting) and setting < 0:
             raise ValueError(f"sets {key} = {toml_value(setting)}: an epsilon must be >= 0 (a "
                              "negative one makes every loss nan)")
-        if _is_size_key(key) and _is_number(setting) and setting < 1:
-            raise ValueError(
-                f"sets {key} = {toml_value(setting)}: a size or count must be an integer >= 1")
+        if _is_size_key(key) and _is_number(setting) and not 1 <= setting < MAX_INT:
+            raise ValueError(f"sets {key} = {toml_value(setting)}: a size or count must be an "
+                             "integer >= 1 and below 2**31")
         if _is_layer_count(key) and _is_number(setting) and setting > MAX_LAYERS:
             raise ValueError(
                 f"sets {key} = {toml_value(setting)}: at most {MAX_LAYERS} layers (the deepest models "
