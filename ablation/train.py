@@ -360,6 +360,8 @@ def model_skeleton(source: ModelSource, config: Any) -> Any:
             return AutoModelForSequenceClassification.from_config(config)
     except Exception as err:  # the architectures raise ValueError, ZeroDivisionError, TypeError, ...
         reason = first_line(err)
+        if isinstance(err, KeyError) and len(err.args) == 1:  # a lookup's bare key: `('x')` alone
+            reason = f"{err.args[0]!r} is not one of the values it takes"
         if not source.config:
             raise AblateInputError(f"{source.name_key} = {source.name!r}: its config does not "
                                    f"build a model: {reason}") from None
