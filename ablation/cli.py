@@ -136,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true",
                      help="plain lines, one per trial (no live table, no per-evaluation lines)")
     worker = add("worker", "join a study (from any machine) and train its queued trials")
-    worker.add_argument("--storage", metavar="URL",
+    worker.add_argument("--storage", metavar="URL", type=_storage_url,
                         help="the study's storage URL (default: the file's [experiment] storage)")
     worker.add_argument("--only", action="append", default=[], metavar="NAME",
                         help="claim only this variant's trials, by full name; repeat for more")
@@ -242,6 +242,16 @@ def _seconds(text: str) -> float:
     if not 0 <= value < float("inf"):
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds >= 0")
     return value
+
+
+def _storage_url(text: str) -> str:
+    """`--storage "$DB"` with DB unset is empty: taken as no --storage, the worker trained into the
+    file's own storage (a local SQLite file), not the shared one."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is empty: give the study's storage URL (an "
+                                         "unset shell variable?), or leave --storage out to use "
+                                         "the file's [experiment] storage")
+    return text
 
 
 def _positive_int(text: str) -> int:
