@@ -169,7 +169,9 @@ def _path_string(value: Any) -> str:
 
 def _storage_url(value: Any) -> str:
     """The forms that open but keep nothing, or that a library reports in its own terms."""
-    url = _path_string(value)
+    url = _shown_string(value)
+    if url.startswith(("sqlite:", "journal:")):  # a file's path; a server's URL names no file (its
+        url = _path_string(value)  # password may be an 800-character IAM token)
     if url in ("sqlite://", "sqlite:///", "sqlite:///:memory:"):
         raise ValueError("is an in-memory database that keeps nothing once the command ends; give a "
                          "file, e.g. sqlite:///reports/study.db")

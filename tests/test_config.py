@@ -147,6 +147,20 @@ def test_absolute_or_non_sqlite_storage_is_kept(tmp_path: Path, url: str) -> Non
     assert spec.experiment.storage == url
 
 
+def test_a_server_storage_url_with_a_long_token_is_kept(tmp_path: Path) -> None:
+    # A database server's URL names no file: a password that is a cloud IAM token (AWS RDS's run
+    # to 800+ characters) or a long query string is no file or folder name over 255 bytes.
+    token = "X-Amz-Signature%3D" + "a" * 600
+    url = f"postgresql://iam_user:{token}@db.example.com:5432/studies?sslmode=require"
+    spec = load_spec(write_spec(tmp_path, experiment=f'storage = "{url}"'))
+    assert spec.experiment.storage == url
+
+
+def test_a_sqlite_storage_file_name_over_255_bytes_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(AblateInputError, match="255 bytes"):
+        load_spec(write_spec(tmp_path, experiment='storage = "sqlite:///' + "x" * 300 + '.db"'))
+
+
 def test_spec_records_absolute_path_and_text(tmp_path: Path) -> None:
     path = write_spec(tmp_path)
     spec = load_spec(path)
