@@ -138,6 +138,27 @@ def test_a_distributed_launchers_variables_are_refused_before_anything_trains(
     assert not (path.parent / "reports" / "tiny" / "trials").exists()
 
 
+def test_a_worker_under_a_distributed_launcher_is_refused_before_it_claims_a_trial(
+        write_experiment, monkeypatch: pytest.MonkeyPatch, capsys):
+    """`ablate worker` in a Kubeflow PyTorchJob pod (WORLD_SIZE=2) claimed a queued trial of the
+    shared study and failed it with the launcher line: a trial another worker would have trained
+    was FAILED by this machine's environment. It is refused before any trial is claimed."""
+    from conftest import queue_by_an_interrupted_run
+
+    from ablation.config import load_spec
+    from ablation.queue import open_study
+
+    path = write_experiment(variants="")
+    queue_by_an_interrupted_run(monkeypatch, path, [])
+    capsys.readouterr()
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert cli.main(["worker", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("ablate: error: the environment sets WORLD_SIZE=2")
+    study = open_study(load_spec(path), create=False)
+    assert [t.state.name for t in study.get_trials()] == ["WAITING"]
+
+
 def test_a_dotenv_file_with_swanlab_project_leaves_every_trial_tracked(
         tmp_path, monkeypatch: pytest.MonkeyPatch):
     """SwanLab's settings read the working folder's `.env` too: a project's .env holding

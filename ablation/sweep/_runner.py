@@ -32,7 +32,7 @@ from ..errors import (
     first_line,
     set_shown,
 )
-from ..preflight import TrialInputs, preflight
+from ..preflight import TrialInputs, check_launcher_environment, preflight
 from ..progress import Lines, as_progress, fmt_duration
 from ..quiet import quiet_libraries
 from ..tracking import NullTracker, check_installed, make_tracker
@@ -757,6 +757,9 @@ def run_worker(spec: ExperimentSpec, echo: Callable[[str], None] = print,
     from ..search import check_same_search, selected
 
     check_installed(spec)
+    # Before any trial is claimed: preflight's refusal of a launcher's variables (a Kubeflow pod's
+    # WORLD_SIZE) came once a trial was claimed, and failed it in the shared study.
+    check_launcher_environment()
     # Its trials' folders, logs and SwanLab runs go in the output folder: not another study's.
     check_own_output_dir(spec)
     only = as_list(only)
