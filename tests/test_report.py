@@ -2507,3 +2507,19 @@ def test_a_pair_on_validation_names_its_trials_without_test_in_the_studys_order(
     study.add_trials([optuna.trial.create_trial(state=t.state, value=t.value, user_attrs=t.user_attrs)
                       for t in again])
     assert _report_files(spec, study)["report.md"] == before["report.md"]
+
+
+def test_a_retried_search_trial_keeps_its_place_in_the_study_order() -> None:
+    """search_1 failed and a later run tried it again (trial 3, after search_2's trial 2): its
+    row moved after search_2's in results.csv, report.json and the plots, the reorder by trial
+    number that the study's order is there to avoid; the search trials stand as first numbered."""
+    from ablation.report.tables import in_study_order
+
+    def record(number: int, variant: str, state: str) -> records.TrialRecord:
+        return records.TrialRecord(number=number, variant=variant, seed=42, overrides={},
+                                   state=state, value=0.5 if state == "COMPLETE" else None)
+
+    made = [record(0, "baseline", "COMPLETE"), record(1, "search_1", "FAIL"),
+            record(2, "search_2", "COMPLETE"), record(3, "search_1", "COMPLETE")]
+    assert [(r.variant, r.number) for r in in_study_order(made, ["baseline"], [42])] == [
+        ("baseline", 0), ("search_1", 3), ("search_2", 2)]

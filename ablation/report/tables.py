@@ -73,8 +73,9 @@ def in_study_order(records: list[TrialRecord], variant_order: Sequence[str] = ()
     later change: results.csv, report.json, the Diagnosis and the plots would reorder their rows,
     names and lines, and a regenerated report read as changed where no number did."""
     latest = sorted(latest_by_key(records).values(), key=lambda r: r.number)
+    first = sorted(records, key=lambda r: r.number)  # a retry's later number is not its place
     names = {name: index for index, name in enumerate(dict.fromkeys(
-        [*variant_order, *(r.variant for r in latest)]))}
+        [*variant_order, *(r.variant for r in first)]))}
     places = {seed: index for index, seed in enumerate(dict.fromkeys(seeds))}
     return sorted(latest, key=lambda r: (names[r.variant], places.get(r.seed, len(places)),
                                          r.seed, r.number))
