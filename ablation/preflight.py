@@ -216,25 +216,34 @@ LAUNCHER_VARIABLES = ("LOCAL_RANK", "WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_S
 
 
 def check_launcher_environment() -> None:
-    """Refuse, in one line, an environment that would make a trial wait for other processes."""
+    """Refuse, in one line, an environment that would make a trial wait for other processes, or
+    fail to join a launcher's process group. `torchrun --nproc-per-node=1` (LOCAL_RANK=0,
+    WORLD_SIZE=1 and its rendezvous, MASTER_ADDR) trains as outside it: not refused."""
     found = []
-    for name in LAUNCHER_VARIABLES:
+    for name in LAUNCHER_VARIABLES[1:]:
         value = os.environ.get(name)
         if value is None:
             continue
         try:
-            several = name == "LOCAL_RANK" or int(value) > 1
+            several = int(value) > 1
         except ValueError:
             several = True  # accelerate's int() of it would fail the trial instead
         if several:
             found.append(f"{name}={value}")
+    rank = os.environ.get("LOCAL_RANK")
     if found:
-        raise AblateInputError(
-            f"the environment sets {', '.join(found)}, as a distributed launcher (torchrun, mpirun, "
-            "a cluster job) does for its processes: each trial would wait for the other processes "
-            f"forever; unset {'it' if len(found) == 1 else 'them'} (or run ablate outside the "
-            "launcher): ablate starts its own processes, one trial on several devices with "
-            "[experiment] devices_per_trial, several trials at once with --workers N")
+        why = "each trial would wait for the other processes forever"
+    elif rank is not None and "MASTER_ADDR" not in os.environ:
+        found, why = [f"LOCAL_RANK={rank}"], ("each trial would fail to join a process group (no "
+                                              "MASTER_ADDR to meet the other processes at)")
+    else:
+        return
+    raise AblateInputError(
+        f"the environment sets {', '.join(found)}, as a distributed launcher (torchrun, mpirun, "
+        f"a cluster job) does for its processes: {why}; unset "
+        f"{'it' if len(found) == 1 else 'them'} (or run ablate outside the launcher): ablate starts "
+        "its own processes, one trial on several devices with [experiment] devices_per_trial, "
+        "several trials at once with --workers N")
 
 
 UNKNOWN_NOTE_SHARE = 0.05  # English text on an English vocabulary: well under 1 %

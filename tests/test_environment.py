@@ -138,6 +138,18 @@ def test_a_distributed_launchers_variables_are_refused_before_anything_trains(
     assert not (path.parent / "reports" / "tiny" / "trials").exists()
 
 
+def test_a_single_process_torchrun_is_not_refused(write_experiment, monkeypatch: pytest.MonkeyPatch):
+    """Inside `torchrun --nproc-per-node=1` (LOCAL_RANK=0, WORLD_SIZE=1, MASTER_ADDR: a cluster's
+    job template) trials train as outside it; any LOCAL_RANK was refused as a hang."""
+    from ablation.preflight import check_launcher_environment
+
+    for name, value in {"LOCAL_RANK": "0", "RANK": "0", "WORLD_SIZE": "1",
+                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29555"}.items():
+        monkeypatch.setenv(name, value)
+    check_launcher_environment()
+    assert cli.main(["validate", str(write_experiment(variants=""))]) == 0
+
+
 def test_a_worker_under_a_distributed_launcher_is_refused_before_it_claims_a_trial(
         write_experiment, monkeypatch: pytest.MonkeyPatch, capsys):
     """`ablate worker` in a Kubeflow PyTorchJob pod (WORLD_SIZE=2) claimed a queued trial of the
