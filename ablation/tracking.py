@@ -279,7 +279,7 @@ def _without_run_variables(swanlab: Any) -> Iterator[None]:
             from dotenv import dotenv_values
 
             lines = dotenv_values(env_file)
-        except Exception:  # no python-dotenv, an unreadable file: SwanLab reads it as it can
+        except Exception:  # an unreadable file: SwanLab reads it as it can
             read_env_file = False
         else:
             for name, value in lines.items():
