@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from . import interrupts
 from .config import TrackingSpec, named_by
+from .environment import variables_left_out
 from .errors import AblateInputError, first_line
 from .locking import file_lock
 
@@ -263,13 +264,19 @@ def _is_run_variable(name: str, sections: set[str]) -> bool:
 @contextlib.contextmanager
 def _without_run_variables(swanlab: Any) -> Iterator[None]:
     """Those variables out of the environment while a run starts (the user's again after), and
-    out of the `.env` file of the working folder, which SwanLab's settings read too (a project's
-    .env with SWANLAB_PROJECT left every trial untracked): its other SWANLAB_* lines
-    (SWANLAB_API_KEY) are read as the environment's, where the environment lacks them, as
-    SwanLab ranks the two."""
+    out of the working folder's `.env`."""
     sections = _run_sections(swanlab)
-    saved = {name: os.environ.pop(name) for name in list(os.environ)
-             if _is_run_variable(name, sections)}
+    with variables_left_out(lambda name: _is_run_variable(name, sections)), \
+            _env_file_without_run_lines(swanlab, sections):
+        yield
+
+
+@contextlib.contextmanager
+def _env_file_without_run_lines(swanlab: Any, sections: set[str]) -> Iterator[None]:
+    """SwanLab's settings read the working folder's `.env` too (a project's .env with
+    SWANLAB_PROJECT left every trial untracked): it is not read while a run starts, its other
+    SWANLAB_* lines (SWANLAB_API_KEY) set as the environment's where the environment lacks them,
+    as SwanLab ranks the two."""
     config = getattr(swanlab.Settings, "model_config", None)
     env_file = config.get("env_file") if isinstance(config, dict) else None
     added: list[str] = []
@@ -294,7 +301,6 @@ def _without_run_variables(swanlab: Any) -> Iterator[None]:
     finally:
         for name in added:
             os.environ.pop(name, None)
-        os.environ.update(saved)
         if read_env_file:
             config["env_file"] = env_file
 

@@ -17,7 +17,7 @@ import platform
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,7 @@ from .config import (
 from .cpu_dropout import use_uniform_dropout
 from .data import TokenizedData
 from .embedding_gradient import clip_grad_norm, keep_embedding_gradient, step_reachable_rows
+from .environment import variables_left_out
 from .errors import AblateInputError, first_line
 from .host_memory import FreedMemory
 from .metrics import SCALAR_METRICS, confusion, trainer_metrics
@@ -1059,19 +1060,10 @@ def accelerate_variables() -> dict[str, str]:
     return {name: value for name, value in os.environ.items() if name.startswith(ACCELERATE_PREFIX)}
 
 
-@contextlib.contextmanager
-def without_accelerate_variables() -> Iterator[None]:
+def without_accelerate_variables() -> contextlib.AbstractContextManager[dict[str, str]]:
     """The ACCELERATE_* variables out of the environment while a trial trains, the user's again
     after it (a Python caller's process keeps its own)."""
-    saved = accelerate_variables()
-    for name in saved:
-        del os.environ[name]
-    try:
-        yield
-    finally:
-        for name in accelerate_variables():  # set meanwhile, by a library
-            del os.environ[name]
-        os.environ.update(saved)
+    return variables_left_out(lambda name: name.startswith(ACCELERATE_PREFIX))
 
 
 def accelerate_note() -> str | None:

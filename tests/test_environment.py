@@ -198,3 +198,19 @@ def test_a_dotenv_file_with_swanlab_project_leaves_every_trial_tracked(
     assert seen == ["https://mine.example"]  # the file's other lines are read
     assert "SWANLAB_WEB_HOST" not in os.environ
     assert swanlab.Settings.model_config["env_file"] == ".env"
+
+
+def test_variables_left_out_come_back_and_those_set_meanwhile_go(monkeypatch: pytest.MonkeyPatch):
+    from ablation.environment import variables_left_out
+
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
+    monkeypatch.setenv("ABLATE_UNRELATED", "kept")
+    monkeypatch.delenv("ACCELERATE_USE_CPU", raising=False)
+    with variables_left_out(lambda name: name.startswith("ACCELERATE_")) as saved:
+        assert saved == {"ACCELERATE_MIXED_PRECISION": "bf16"}
+        assert "ACCELERATE_MIXED_PRECISION" not in os.environ
+        assert os.environ["ABLATE_UNRELATED"] == "kept"
+        os.environ["ACCELERATE_USE_CPU"] = "true"  # a library's, set inside the block
+    assert os.environ["ACCELERATE_MIXED_PRECISION"] == "bf16"
+    assert "ACCELERATE_USE_CPU" not in os.environ
+    assert os.environ["ABLATE_UNRELATED"] == "kept"
