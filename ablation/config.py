@@ -160,7 +160,10 @@ NAME_MAX = 255  # bytes in one file or folder name: Linux's, macOS's and NTFS's 
 def _path_string(value: Any) -> str:
     """A path, Hub id or URL: a shown string none of whose parts between slashes is longer than
     a file system allows (checking whether `x` * 300 exists raised OSError, a traceback)."""
-    text = _shown_string(value)
+    return _within_name_max(_shown_string(value))
+
+
+def _within_name_max(text: str) -> str:
     if any(len(part.encode()) > NAME_MAX for part in re.split(r"[/\\]", text)):
         raise ValueError(f"has a part between slashes longer than {NAME_MAX} bytes, more than a "
                          "file system allows in one file or folder name")
@@ -171,7 +174,7 @@ def _storage_url(value: Any) -> str:
     """The forms that open but keep nothing, or that a library reports in its own terms."""
     url = _shown_string(value)
     if url.startswith(("sqlite:", "journal:")):  # a file's path; a server's URL names no file (its
-        url = _path_string(value)  # password may be an 800-character IAM token)
+        _within_name_max(url)  # password may be an 800-character IAM token)
     if url in ("sqlite://", "sqlite:///", "sqlite:///:memory:"):
         raise ValueError("is an in-memory database that keeps nothing once the command ends; give a "
                          "file, e.g. sqlite:///reports/study.db")
