@@ -1893,3 +1893,31 @@ def test_integer_labels_in_full_width_or_arabic_indic_digits_are_class_ids(tmp_p
 
     assert label_ids(pd.DataFrame({"label": ["\uff12", "\u0660", "1"]}), ["a", "b", "c"], "x.csv",
                      ).tolist() == [2, 0, 1]
+
+
+@pytest.mark.parametrize("scores", [["3.80", "2.75", "0.40", "4.20"], ["0.0", "2.5", "5.0", "1.2"]])
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_labels_that_are_scores_with_fractions_are_refused_as_no_classes(
+        tmp_path: Path, scores: list[str], suffix: str):
+    # STS-B's similarity 0.0-5.0: a regression target. Written in a CSV (or as JSON strings),
+    # scores none of which is a whole number were read as class names, one class per score
+    frame = pd.DataFrame({"text": make_texts(40, 0)["text"], "label": [scores[i % 4] for i in range(40)]})
+    path = tmp_path / f"train{suffix}"
+    if suffix == ".csv":
+        frame.to_csv(path, index=False)
+    else:
+        frame.to_json(path, orient="records", lines=True)
+    message = load_error(spec(path))
+    first = next(i for i in range(4) if not scores[i].endswith(".0"))
+    assert f"split 'train', row {first}: label {scores[first]!r} in column 'label' is a number " \
+           "with a fraction, not a class" in message
+    assert "regression" in message and "integer class ids 0..N-1 or class names" in message
+
+
+def test_json_number_labels_with_a_fraction_say_they_are_no_classes(tmp_path: Path):
+    scores = [round(i * 0.13, 2) for i in range(40)]
+    frame = pd.DataFrame({"text": make_texts(40, 0)["text"], "label": scores})
+    frame.to_json(tmp_path / "train.jsonl", orient="records", lines=True)
+    message = load_error(spec(tmp_path / "train.jsonl"))
+    assert "split 'train', row 1: label 0.13 in column 'label' is a number with a fraction, not a " \
+           "class" in message and "regression" in message

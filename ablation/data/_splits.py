@@ -247,6 +247,8 @@ def _label_ids(frames: dict[str, pd.DataFrame], spec: DataSpec,
             row, value = first_flagged(frame, bad)
             position = int(bad.to_numpy().nonzero()[0][0])
             negative = bool(values.iloc[position] < 0)
+            if not negative and pd.notna(values.iloc[position]):
+                raise _a_score(spec, split, row, value)
             raise AblateInputError(
                 f"{spec.dataset}: split {split!r}, row {row}: label {show_cell(value)} in column "
                 f"{spec.label_column!r} must be an integer class id >= 0 or a class name"
@@ -292,6 +294,15 @@ def _label_ids(frames: dict[str, pd.DataFrame], spec: DataSpec,
                             f"data has id {top}")
             raise AblateInputError(message)
     return names
+
+
+def _a_score(spec: DataSpec, split: str, row: int, value: Any) -> AblateInputError:
+    """A label with a fraction: a score to regress on, which no class id or class name is."""
+    return AblateInputError(
+        f"{spec.dataset}: split {split!r}, row {row}: label {show_cell(value)} in column "
+        f"{spec.label_column!r} is a number with a fraction, not a class: labels are integer class "
+        "ids 0..N-1 or class names, and ablate trains classifiers, not regression on scores (such "
+        "as STS-B's similarity, 0.0 to 5.0)")
 
 
 def _renumbering(frames: dict[str, pd.DataFrame], value: str) -> str:
@@ -517,9 +528,18 @@ def _integer_strings_to_ids(frames: dict[str, pd.DataFrame], spec: DataSpec) -> 
         return  # numbers only
     columns = [c.map(_as_text).map(ascii_digits) for c in columns]
     integer_like = [c.str.fullmatch(r"\s*[-+]?\d+(?:\.0*)?\s*") for c in columns]
+    splits = list(frames)
+    if all(c.str.fullmatch(_A_NUMBER).all() for c in columns):
+        # numbers, some with a fraction: scores (STS-B's 0.0-5.0), not names of classes, whether
+        # or not one of them is a whole number ('1,0', a decimal comma's 1.0, is whole)
+        values = [pd.to_numeric(c.str.strip().str.replace(",", ".", regex=False)) for c in columns]
+        fraction = next(((split, v != v.round()) for split, v in zip(splits, values, strict=True)
+                         if (v != v.round()).any()), None)
+        if fraction:
+            split, bad = fraction
+            raise _a_score(spec, split, *first_flagged(frames[split], bad))
     if not any(m.any() for m in integer_like):
         return  # class names
-    splits = list(frames)
     words = [(split, ~m) for split, m in zip(splits, integer_like, strict=True) if not m.all()]
     if words:
         split, bad = words[0]
