@@ -1921,3 +1921,25 @@ def test_json_number_labels_with_a_fraction_say_they_are_no_classes(tmp_path: Pa
     message = load_error(spec(tmp_path / "train.jsonl"))
     assert "split 'train', row 1: label 0.13 in column 'label' is a number with a fraction, not a " \
            "class" in message and "regression" in message
+
+
+@pytest.mark.parametrize("suffix, labels, row, shown", [
+    (".jsonl", [["pos"] if i == 3 else ["neg", "pos"][i % 2] for i in range(40)], 3, "['pos']"),
+    (".jsonl", [["neg", "pos"] if i % 2 else ["neg"] for i in range(40)], 0, "['neg']"),
+    (".parquet", [["neg", "pos"] if i % 2 else ["neg"] for i in range(40)], 0, "['neg']"),
+    (".parquet", [[i % 3, (i + 1) % 3] for i in range(40)], 0, "[0, 1]"),
+])
+def test_a_label_that_is_a_list_of_classes_is_refused_by_its_row(
+        tmp_path: Path, suffix: str, labels: list, row: int, shown: str):
+    # multi-label data (several classes per row, as go_emotions): a list among names crashed
+    # (unhashable type: 'list'), and lists alone were 'not an integer class id'
+    frame = pd.DataFrame({"text": make_texts(40, 0)["text"], "label": labels})
+    path = tmp_path / f"train{suffix}"
+    if suffix == ".jsonl":
+        frame.to_json(path, orient="records", lines=True)
+    else:
+        frame.to_parquet(path)
+    message = load_error(spec(path))
+    assert f"split 'train', row {row}: label {shown} in column 'label' is a list, not one class" \
+           in message
+    assert "class name; multi-label data, several classes per row, is not supported" in message

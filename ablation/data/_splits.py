@@ -149,6 +149,15 @@ def _clean(frame: pd.DataFrame, spec: DataSpec, split: str) -> tuple[pd.DataFram
     for column in ["text"] + (["text_pair"] if spec.text_pair_column else []):
         keep &= out[column].notna() & out[column].astype(str).str.strip().ne("")
     cleaned = out[keep].copy()
+    many = cleaned["label"].map(lambda v: isinstance(v, (list, tuple, dict, np.ndarray)))
+    if many.any():  # JSON, parquet or the Hub (a Sequence of ClassLabel): one class a row
+        row, value = first_flagged(cleaned, many)
+        kind = "an object" if isinstance(value, dict) else "a list"
+        raise AblateInputError(
+            f"{spec.dataset}: split {split!r}, row {row}: label {show_cell(value)} in column "
+            f"{spec.label_column!r} is {kind}, not one class: each row has one label, an integer "
+            "class id or a class name" + ("" if isinstance(value, dict) else
+                                          "; multi-label data, several classes per row, is not supported"))
     # A yes/no label saved as booleans: JSON and parquet keep them, a CSV writes 'True'/'False';
     # either way the classes are the names False and True (not ids 0 and 1), so files of both
     # kinds in one folder agree, and the model predicts the names the user wrote.
