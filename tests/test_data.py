@@ -1943,3 +1943,16 @@ def test_a_label_that_is_a_list_of_classes_is_refused_by_its_row(
     assert f"split 'train', row {row}: label {shown} in column 'label' is a list, not one class" \
            in message
     assert "class name; multi-label data, several classes per row, is not supported" in message
+
+
+def test_a_float32_score_is_shown_as_written_not_as_its_binary_value(tmp_path: Path):
+    # GLUE's stsb stores its similarity as float32: 1.1 read back as a Python float is
+    # 1.100000023841858, which no file holds
+    import datasets
+
+    features = datasets.Features({"text": datasets.Value("string"), "label": datasets.Value("float32")})
+    datasets.Dataset.from_dict({"text": make_texts(40, 0)["text"].tolist(),
+                                "label": [(i % 5) * 1.1 for i in range(40)]},
+                               features=features).save_to_disk(tmp_path / "saved")
+    message = load_error(spec(tmp_path / "saved"))
+    assert "split 'train', row 1: label 1.1 in column 'label' is a number with a fraction" in message

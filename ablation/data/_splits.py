@@ -519,8 +519,11 @@ def first_flagged(frame: pd.DataFrame, bad: pd.Series) -> tuple[int, Any]:
 
 
 def show_cell(value: Any) -> str:
-    """A cell as the user wrote it (no numpy reprs in messages)."""
-    if isinstance(value, np.generic):
+    """A cell as the user wrote it (no numpy reprs in messages; a float32, as GLUE's stsb stores
+    its scores, at its own precision: 1.1, not 1.100000023841858)."""
+    if isinstance(value, np.floating):
+        value = float(str(value))
+    elif isinstance(value, np.generic):
         value = value.item()
     elif isinstance(value, np.ndarray):
         value = value.tolist()
