@@ -1956,3 +1956,32 @@ def test_a_float32_score_is_shown_as_written_not_as_its_binary_value(tmp_path: P
                                features=features).save_to_disk(tmp_path / "saved")
     message = load_error(spec(tmp_path / "saved"))
     assert "split 'train', row 1: label 1.1 in column 'label' is a number with a fraction" in message
+
+
+def test_a_class_labels_minus_one_is_a_missing_label_whose_row_is_dropped(tmp_path: Path):
+    # SNLI marks its examples without a gold label -1 in every split (a ClassLabel's missing
+    # value): they were refused, told to renumber -1, 0, 1, 2 as 0..3, a fourth class
+    import datasets
+
+    from ablation.data import load_split
+
+    features = datasets.Features({"text": datasets.Value("string"),
+                                  "label": datasets.ClassLabel(names=NAMES)})
+    train, test = labelled(30, 1), labelled(12, 2)
+    train.loc[[5, 17], "label"] = -1
+    test.loc[2, "label"] = -1
+    datasets.DatasetDict({
+        "train": datasets.Dataset.from_pandas(train, features=features, preserve_index=False),
+        "test": datasets.Dataset.from_pandas(test, features=features, preserve_index=False),
+    }).save_to_disk(tmp_path / "saved")
+    splits = load_labeled_splits(spec(tmp_path / "saved"))
+    assert splits.label_names == NAMES
+    assert splits.dropped == {"train": 2, "test": 1}
+    assert len(splits.train) + len(splits.validation) == 28 and len(splits.test) == 11
+    assert ("split 'train': dropped 2 rows with an empty text or missing label (rows 5, 17; -1 is "
+            "its ClassLabel's missing label)") in splits.notes
+    frame, declared = load_split(spec(tmp_path / "saved"), "test")  # what evaluate --dataset reads
+    assert declared == NAMES and len(frame) == 11 and 2 not in frame.index
+    # a CSV's -1 among ids is no ClassLabel's: refused, as a label to renumber
+    train.to_csv(tmp_path / "train.csv", index=False)
+    assert "-1 is not one; renumber them" in load_error(spec(tmp_path / "train.csv"))

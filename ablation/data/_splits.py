@@ -136,8 +136,11 @@ def labels_hidden(frame: pd.DataFrame) -> bool:
     return len(labels) > 0 and bool((labels == -1).fillna(False).all())
 
 
-def _clean(frame: pd.DataFrame, spec: DataSpec, split: str) -> tuple[pd.DataFrame, int]:
-    """Keep text (and pair) and label; drop rows whose text is empty or label missing.
+def _clean(frame: pd.DataFrame, spec: DataSpec, split: str, class_label: bool = False
+           ) -> tuple[pd.DataFrame, int]:
+    """Keep text (and pair) and label; drop rows whose text is empty or label missing, as a
+    `class_label` column's -1 is (a ClassLabel's missing label: SNLI's examples without a gold
+    label), unless every label is -1 (a split whose labels are withheld, said as such).
 
     The kept rows keep their original index, so that a bad label is reported by its row in
     the file, not by its position after the drop."""
@@ -146,6 +149,8 @@ def _clean(frame: pd.DataFrame, spec: DataSpec, split: str) -> tuple[pd.DataFram
         out["text_pair"] = frame[spec.text_pair_column]
     out["label"] = frame[spec.label_column]
     keep = out["label"].notna() & ~out["label"].map(lambda v: isinstance(v, str) and not clean_label(v))
+    if class_label and not labels_hidden(out[keep]):
+        keep &= out["label"].ne(-1)
     for column in ["text"] + (["text_pair"] if spec.text_pair_column else []):
         keep &= out[column].notna() & out[column].astype(str).str.strip().ne("")
     cleaned = out[keep].copy()
@@ -421,11 +426,16 @@ def _no_usable_rows(where: str, split: str, raw: pd.DataFrame, spec: DataSpec,
                             "(every text is empty or every label missing)")
 
 
-def _dropped_note(split: str, raw: pd.DataFrame, cleaned: pd.DataFrame) -> str:
+def _dropped_note(split: str, raw: pd.DataFrame, cleaned: pd.DataFrame,
+                  class_label: str | None = None) -> str:
     """The note on rows cleaning dropped, naming the first few (file rows from 0, as errors
-    count them): a text that went missing in an export can then be found and fixed."""
+    count them): a text that went missing in an export can then be found and fixed. Where the
+    label column `class_label` is a ClassLabel and a dropped row's label is -1, it says that -1
+    is its missing label."""
     rows = [int(row) for row in raw.index.difference(cleaned.index, sort=False)]
     shown = f"row {rows[0]}" if len(rows) == 1 else f"rows {some_of(rows)}"
+    if class_label and raw.loc[rows, class_label].eq(-1).any():
+        shown += "; -1 is its ClassLabel's missing label"
     return (f"split {split!r}: dropped {row_count(len(rows))} with an empty text or missing label "
             f"({shown})")
 
@@ -776,7 +786,8 @@ def load_labeled_splits(spec: DataSpec) -> LabeledSplits:
                 'set test_split = "" for none'
                 + ("" if spec.test_size else " (test_size carves a test set from train)"))
         _check_columns(raw[split], split, spec)
-        frames[split], dropped[split] = _clean(raw[split], spec, split)
+        class_label = spec.label_column if spec.label_column in class_names else None
+        frames[split], dropped[split] = _clean(raw[split], spec, split, bool(class_label))
         if labels_hidden(frames[split]):
             if split == test_split and split not in (spec.train_split, spec.validation_split):
                 # GLUE-style data ships its test split with every label -1: no metric can be
@@ -797,7 +808,7 @@ def load_labeled_splits(spec: DataSpec) -> LabeledSplits:
             raise _no_usable_rows(where, split, raw[split], spec, is_test=split == test_split and split
                                   not in (spec.train_split, spec.validation_split))
         if dropped[split]:
-            notes.append(_dropped_note(split, raw[split], frames[split]))
+            notes.append(_dropped_note(split, raw[split], frames[split], class_label))
         lost = _spreadsheet_error_note(split, frames[split])
         if lost:
             notes.append(lost)
@@ -1015,11 +1026,12 @@ def load_split(spec: DataSpec, split: str, notes: list[str] | None = None,
     if source_columns is not None:
         source_columns.extend(str(column) for column in raw[split].columns)
     _check_columns(raw[split], split, spec)
-    frame, dropped = _clean(raw[split], spec, split)
+    class_label = spec.label_column if spec.label_column in class_names else None
+    frame, dropped = _clean(raw[split], spec, split, bool(class_label))
     if frame.empty:
         raise _no_usable_rows(spec.dataset, split, raw[split], spec)
     if dropped:
-        notes.append(_dropped_note(split, raw[split], frame))
+        notes.append(_dropped_note(split, raw[split], frame, class_label))
     lost = _spreadsheet_error_note(split, frame)
     if lost:
         notes.append(lost)
