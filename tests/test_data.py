@@ -1985,3 +1985,39 @@ def test_a_class_labels_minus_one_is_a_missing_label_whose_row_is_dropped(tmp_pa
     # a CSV's -1 among ids is no ClassLabel's: refused, as a label to renumber
     train.to_csv(tmp_path / "train.csv", index=False)
     assert "-1 is not one; renumber them" in load_error(spec(tmp_path / "train.csv"))
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "parquet"])
+def test_booleans_outside_label_names_are_told_they_are_the_classes_false_and_true(
+        tmp_path: Path, kind: str):
+    # JSON's false read as the class 'False' was refused as "label 'False' is not one of [data]
+    # label_names (false, true); did you mean 'false'?": the file holds false, which no edit of the
+    # row makes the class 'false'
+    frame = labelled(40, 1)
+    frame["label"] = frame["label"] == 2
+    path = tmp_path / f"train.{kind}"
+    if kind == "jsonl":
+        frame.to_json(path, orient="records", lines=True)
+    else:
+        frame.to_parquet(path)
+    message = load_error(spec(path, label_names=["false", "true"]))
+    row = int((~frame["label"]).to_numpy().nonzero()[0][0])
+    assert (f"split 'train', row {row}: label false, a boolean, is the class 'False', which is not "
+            "one of [data] label_names (false, true); booleans are the classes 'False' and 'True' "
+            "(as a CSV writes them): name them so in label_names") in message
+    assert "did you mean" not in message
+
+
+def test_booleans_beside_a_csvs_lowercase_true_and_false_are_told_to_match_them(tmp_path: Path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    frame = labelled(40, 1)
+    frame["label"] = (frame["label"] == 2).map({True: "true", False: "false"})  # as R or Spark write
+    frame.to_csv(folder / "train.csv", index=False)
+    test = labelled(12, 2)
+    test["label"] = test["label"] == 2
+    test.to_json(folder / "test.jsonl", orient="records", lines=True)
+    message = load_error(spec(folder))
+    assert "split 'test', row 0: label " in message and ", a boolean, is the class " in message
+    assert ("which is not one of the train labels (false, true); booleans are the classes 'False' "
+            "and 'True' (as a CSV writes them): write the labels of split 'train' so") in message

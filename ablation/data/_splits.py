@@ -244,6 +244,15 @@ def _label_ids(frames: dict[str, pd.DataFrame], spec: DataSpec,
             if mapped.isna().any():
                 row, value = first_flagged(frame, mapped.isna())
                 known = "[data] label_names" if spec.label_names else "the train labels"
+                written = raw[split].at[row, spec.label_column]
+                if isinstance(written, (bool, np.bool_)):  # JSON's false: no edit of it is 'false'
+                    raise AblateInputError(
+                        f"{spec.dataset}: split {split!r}, row {row}: label {str(written).lower()}, a "
+                        f"boolean, is the class {value!r}, which is not one of {known} "
+                        f"({some_of(names, len(names))}); booleans are the classes 'False' and "
+                        "'True' (as a CSV writes them): " + (
+                            "name them so in label_names" if spec.label_names
+                            else f"write the labels of split {train_split!r} so"))
                 # 'Pos' in test.csv beside train's 'pos': the label it is closest to, in any case
                 hint = _did_you_mean(clean_label(str(value)), names)
                 advice = "" if spec.label_names else UNSEEN_LABEL_ADVICE
