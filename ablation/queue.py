@@ -380,8 +380,10 @@ def _begin_immediate(engine: Any) -> None:
     engine.dispose()  # connections made before the listeners are not reused
 
 
-def open_study(spec: ExperimentSpec, create: bool = True) -> optuna.Study:
-    """Open (or create) the study; an unusable storage URL is bad input."""
+def open_study(spec: ExperimentSpec, create: bool = True,
+               writes: bool | None = None) -> optuna.Study:
+    """Open (or create) the study; an unusable storage URL is bad input. `writes`: the command
+    records trials in it (by default where it may create it; `worker` joins one it does not)."""
     url = spec.experiment.storage
     never_run = StudyNotFound(
         f"no study {spec.name!r} in {shown_storage(url)} yet; run `{spec.command('run')}` first")
@@ -392,6 +394,11 @@ def open_study(spec: ExperimentSpec, create: bool = True) -> optuna.Study:
                 _refuse_uncreatable(url, database.parent)
                 raise never_run
             database.parent.mkdir(parents=True, exist_ok=True)
+            if (create if writes is None else writes) and database.is_file():
+                # A folder this user may not write in (made read-only after the study ran):
+                # SQLite's first write, once the data has loaded, would fail to make its journal.
+                _refuse_uncreatable(url, database.parent,
+                                    "SQLite makes its journal beside the database")
         if url.startswith(JOURNAL_PREFIX) and not create:
             if not _journal_path(url).exists():
                 _refuse_uncreatable(url, _journal_path(url).parent)
@@ -456,7 +463,7 @@ def wait_for_study(spec: ExperimentSpec, echo: Callable[[str], None], stop: thre
     said = answered = False
     while True:
         try:
-            study: optuna.Study | None = open_study(spec, create=False)
+            study: optuna.Study | None = open_study(spec, create=False, writes=True)
         except StudyNotFound as missing:
             if deadline is not None and time.monotonic() >= deadline:
                 waited = f" (this worker waited {limit:g} s for it: --wait)" if limit else ""
@@ -503,12 +510,14 @@ def uncreatable(folder: Path) -> str | None:
     return None
 
 
-def _refuse_uncreatable(url: str, folder: Path) -> None:
+def _refuse_uncreatable(url: str, folder: Path, why: str = "") -> None:
     """A storage whose folder cannot be made: what `run` would refuse, `status` or a dry run
-    (which open the study without creating it) refuse too, rather than say it never ran."""
+    (which open the study without creating it) refuse too, rather than say it never ran.
+    `why`: what is to be made there, said after the problem."""
     problem = uncreatable(folder)
     if problem:
-        raise AblateInputError(f"[experiment] storage = {url!r} cannot be opened: {folder}: {problem}")
+        raise AblateInputError(f"[experiment] storage = {url!r} cannot be opened: {folder}: "
+                               f"{problem}" + (f" ({why})" if why else ""))
 
 
 DRIVERS = {"postgresql": "pip install \"ablate[postgres]\" (psycopg 3)",

@@ -1006,6 +1006,37 @@ def test_a_study_in_a_folder_this_user_cannot_write_in(write_experiment):
     assert cli.main(["status", str(path)]) == 0
 
 
+def test_a_storage_whose_folder_this_user_cannot_write_in_is_refused_before_training(
+        write_experiment, tmp_path: Path):
+    """`storage = "sqlite:///shared/s.db"` in a folder made read-only after the study ran (the
+    file itself still writable): SQLite makes its journal beside the file, so the first write
+    failed after the data loaded, as a storage that "stopped answering" (exit 1) and saying the
+    same command goes on (a `worker`: once it claimed a trial). It is one line naming the folder,
+    exit 2, before anything trains."""
+    prefix = _without_write_permission()
+    folder = tmp_path / "shared"
+    path = write_experiment(variants="", extra="")
+    path.write_text(path.read_text(encoding="utf-8").replace(
+        "[experiment]\n", f'[experiment]\nstorage = "sqlite:///{folder}/s.db"\n', 1),
+        encoding="utf-8")
+    assert cli.main(["run", str(path)]) == 0
+    mode = folder.stat().st_mode
+    folder.chmod(mode & ~0o222)
+    try:
+        results = [subprocess.run([*prefix, sys.executable, "-m", "ablation", *command, str(path),
+                                   "--set", "experiment.seeds=[42, 43]"], capture_output=True,
+                                  text=True) for command in (["run"], ["worker", "--wait", "0"])]
+    finally:
+        folder.chmod(mode)
+    for result in results:  # `worker` joins a study it would record its trials in too
+        assert result.returncode == 2 and result.stderr == (
+            f"ablate: error: {path}: [experiment] storage = 'sqlite:///{folder}/s.db' cannot be "
+            f"opened: {folder}: Permission denied (SQLite makes its journal beside the database)\n"
+        ), result.stderr
+        assert "data: train" not in result.stdout, result.stdout  # refused before the data loads
+    assert cli.main(["status", str(path)]) == 0
+
+
 def test_a_wait_for_a_locked_storage_is_said_once_it_lasts(write_experiment, monkeypatch,
                                                         capsys):
     """`sqlite3 study.db` holding a transaction when a command starts: ablate waited up to 60 s
