@@ -484,3 +484,37 @@ def test_a_hub_id_without_an_organisation_given_to_predict_names_its_snapshot(
         f"{str(snapshot)!r}")
     assert cli.main(["predict", "no-such-thing", "a text"]) == 2
     assert capsys.readouterr().err.strip().endswith("no such model folder or experiment file")
+
+
+@pytest.mark.parametrize("errno_name", ["EACCES", "EROFS"])
+def test_a_datasets_cache_this_user_cannot_write_in_is_named_with_what_to_do(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, errno_name: str) -> None:
+    """A filled, shared HF_DATASETS_CACHE made read-only (another user's, a read-only mount): the
+    datasets library writes a lock file there to read even a cached dataset. The line said the
+    dataset cannot be loaded, nor is it a folder here, and to point HF_DATASETS_CACHE at a filled
+    cache: the cache is filled; it must be writable (libraries' messages as of datasets 5)."""
+    import errno
+    import os
+
+    import datasets
+    import datasets.config
+    import huggingface_hub.constants
+
+    cache = tmp_path / "datasets"
+    lock = cache / "_x_mteb___tweet_sentiment_extraction_default.lock"
+    code = getattr(errno, errno_name)
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise OSError(code, os.strerror(code), str(lock))
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # no try of the Hub
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", cache)
+    monkeypatch.setattr(datasets, "load_dataset", refuse)
+    with pytest.raises(AblateInputError) as info:
+        load_raw_splits(DataSpec(dataset="mteb/tweet_sentiment_extraction"))
+    assert str(info.value) == (
+        f"[data] dataset = 'mteb/tweet_sentiment_extraction' cannot be loaded: the datasets cache "
+        f"{cache} (HF_DATASETS_CACHE) cannot be written in: {os.strerror(code)}: '{lock}'; the "
+        "datasets library writes lock files there even to read a dataset it holds: point "
+        "HF_DATASETS_CACHE at a folder this user can write in (a copy of this one, offline)")

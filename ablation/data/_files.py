@@ -9,6 +9,7 @@ import ast
 import codecs
 import csv
 import difflib
+import errno
 import gzip
 import io
 import json
@@ -20,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from ..config import LOCAL_DATA_SUFFIXES, DataSpec
-from ..errors import AblateInputError, first_line
+from ..errors import AblateInputError, first_line, os_error_behind
 
 CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv")  # the files read as rows of separated fields
 CELLS_ARE_TEXT = "ablate_cells_are_text"  # frame.attrs key: read from a CSV/TSV, numbers untyped
@@ -672,6 +673,11 @@ def _load_hub(spec: DataSpec) -> tuple[dict[str, pd.DataFrame], dict[str, list[s
         wrong_config = _config_refusal(spec, lines)
         if wrong_config:
             raise AblateInputError(wrong_config) from None
+        unwritable = _unwritable_cache(err)
+        if unwritable:
+            raise AblateInputError(f"[data] dataset = {spec.dataset!r}"
+                                   + (f" (config {spec.config!r})" if spec.config else "")
+                                   + f" cannot be loaded: {unwritable}") from None
         # datasets names the configs it has on a later line: "Available configs in the cache: [...]"
         reason = "; ".join([lines[0], *(line for line in lines[1:] if line.startswith("Available"))])
         if offline:  # datasets says "OfflineModeIsEnabled": ablate turned it on, here is why
@@ -688,6 +694,24 @@ def _load_hub(spec: DataSpec) -> tuple[dict[str, pd.DataFrame], dict[str, list[s
             + cache_hint(spec.dataset, "dataset")  # `sst2` for the cached `stanfordnlp/sst2`
         ) from None
     return _frames_and_class_names(loaded)
+
+
+def _unwritable_cache(err: BaseException) -> str | None:
+    """Where `load_dataset` failed to write in HF_DATASETS_CACHE (a shared cache made read-only,
+    another user's, a read-only mount), what is wrong and what to do, else None: the dataset is
+    there, so the "cannot be loaded ... Offline?" advice to point at a filled cache would mislead."""
+    import datasets.config
+
+    cause = os_error_behind(err)
+    if cause is None or cause.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return None
+    cache = Path(datasets.config.HF_DATASETS_CACHE)
+    if cause.filename is None or cache.absolute() not in Path(cause.filename).absolute().parents:
+        return None
+    return (f"the datasets cache {cache} (HF_DATASETS_CACHE) cannot be written in: "
+            f"{cause.strerror}: {str(cause.filename)!r}; the datasets library writes lock files "
+            "there even to read a dataset it holds: point HF_DATASETS_CACHE at a folder this user "
+            "can write in (a copy of this one, offline)")
 
 
 def _config_refusal(spec: DataSpec, lines: list[str]) -> str | None:
