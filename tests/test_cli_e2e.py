@@ -968,6 +968,33 @@ def _without_write_permission() -> list[str]:
     return ["setpriv", f"--bounding-set={caps}", f"--inh-caps={caps}"]
 
 
+@pytest.mark.parametrize("what", ["dangling_symlink", "file"])
+def test_something_not_a_folder_where_a_trial_folder_goes_is_refused_before_training(
+        what: str, write_experiment, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    """trials/baseline-s43 a dangling symlink (its disk not mounted) or a file: `run` trained the
+    seed-42 trials, then ended in a FileExistsError traceback at the next trial, which stayed
+    RUNNING. It is one line naming the path, before any trial trains, and `--dry-run` says it."""
+    path = write_experiment(variants="")
+    assert cli.main(["run", str(path)]) == 0
+    out = load_spec(path).output_dir
+    place = out / "trials" / "baseline-s43"
+    if what == "file":
+        place.write_text("", encoding="utf-8")
+        problem = "is a file, not a folder"
+    else:
+        place.symlink_to(tmp_path / "unmounted" / "baseline-s43")
+        problem = f"is a symlink to {tmp_path / 'unmounted' / 'baseline-s43'}, which is missing"
+    for dry_run in (["--dry-run"], []):
+        capsys.readouterr()
+        assert cli.main(["run", str(path), "--set", "experiment.seeds=[42, 43]", *dry_run]) == 2
+        shown, err = capsys.readouterr()
+        assert err == (f"ablate: error: {place} {problem}: trial baseline-s43 writes its log "
+                       "there; move it away (or make the folder it names) and run again\n"), err
+        assert "data: train" not in shown, shown  # refused before the data loads
+    assert [t.state.name for t in optuna.load_study(
+        study_name="tiny", storage=f"sqlite:///{out / 'study.db'}").trials] == ["COMPLETE"]
+
+
 def test_a_study_in_a_folder_this_user_cannot_write_in(write_experiment):
     """A colleague's study on a shared machine (or `chmod -R a-w`): status reads it; report and
     run refuse with one line naming the folder, no traceback. A read-only study.db in a folder

@@ -27,7 +27,7 @@ def dry_run(spec: ExperimentSpec, only: list[str], rerun: list[str], retry_faile
     from ..tracking import check_installed
     from ..variants import describe_changes
     from ._plan import checked_plan, run_selection
-    from ._runner import check_own_output_dir, force_new_leftovers, make_output_dir
+    from ._runner import check_own_output_dir, check_trial_folders, force_new_leftovers, make_output_dir
     from ._study import study_elsewhere
 
     trials = run_selection(spec, only, rerun, retry_failed)
@@ -71,6 +71,7 @@ def dry_run(spec: ExperimentSpec, only: list[str], rerun: list[str], retry_faile
     # An earlier run's queued (or process-gone) trials, which the run trains and checks too.
     left_keys = left_to_train(study) if study is not None else set()  # one read of the storage
     left = [t for t in trials if t.key in left_keys]
+    check_trial_folders(to_queue + retried + left, spec)
     # What run checks once the data and models load, where it has anything to train (a [search]
     # whose n_trials are made proposes none, and reads no data)
     if to_queue or left or retried or probes:

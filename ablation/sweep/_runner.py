@@ -11,6 +11,7 @@ import gc
 import itertools
 import json
 import logging
+import os
 import shutil
 import threading
 import time
@@ -140,6 +141,29 @@ def make_output_dir(spec: ExperimentSpec, dry_run: bool = False) -> None:
             (f"{set_shown(given)}: " if given else f"{spec.path}: ")
             + f"[experiment] output_dir = {str(spec.output_dir)!r} cannot be "
             + ("written in" if existed else "created") + f": {problem}")
+
+
+def trial_folder_problem(spec: ExperimentSpec, key: str) -> str | None:
+    """What stands where trial `key`'s folder (trials/<key> in the output folder) goes and is no
+    folder (a symlink to a disk not mounted, a file), else None: making it failed mid-run."""
+    for place in (spec.output_dir / "trials", spec.output_dir / "trials" / key):
+        if place.is_dir():
+            continue
+        if place.is_symlink():
+            target = os.readlink(place)
+            return (f"{place} is a symlink to {target}, which is "
+                    + ("not a folder" if place.exists() else "missing"))
+        return f"{place} is a file, not a folder" if place.exists() else None
+    return None
+
+
+def check_trial_folders(trials: list[TrialSpec], spec: ExperimentSpec) -> None:
+    """Refuse, before anything trains, a trial to train whose folder cannot be made."""
+    for trial in trials:
+        problem = trial_folder_problem(spec, trial.key)
+        if problem:
+            raise AblateInputError(f"{problem}: trial {trial.key} writes its log there; move it "
+                                   "away (or make the folder it names) and run again")
 
 
 def check_own_output_dir(spec: ExperimentSpec, inputs: bool = True) -> None:
@@ -698,6 +722,7 @@ def _plan_and_queue(spec: ExperimentSpec, trials: list[TrialSpec], outcome: RunO
     # against the study's rows and models as new trials are, not trained on other ones.
     left_keys = queue.left_to_train(study) if study is not None else set()  # one storage read
     left = [t for t in trials if t.key in left_keys]
+    check_trial_folders(to_queue + [t for t, _ in retried + reran] + left, spec)
     if to_queue or retried or reran or probes or left:
         inputs = job.prepare()
         if study is not None:
@@ -903,6 +928,7 @@ def _run_one(study: optuna.Study, optuna_trial: optuna.Trial, trial: TrialSpec,
     from .. import train
 
     trial_dir = spec.output_dir / "trials" / trial.key
+    check_trial_folders([trial], spec)  # made since the run's check, or a worker's trial
     trial_dir.mkdir(parents=True, exist_ok=True)
     for old in trial_dir.iterdir():  # an earlier attempt's files; its checkpoints may be resumed
         if old.name != "checkpoints":
