@@ -565,7 +565,9 @@ class ExperimentSpec:
         # machine), then `sets`.
         options = [part for item in _later_replace(self.run_sets, self.sets, sets)
                    for part in ("--set", item)]
-        return [name, str(from_here(self.path)), *arguments, *options]
+        file = str(from_here(self.path))
+        # `-v2.toml` would read as an option: `./-v2.toml` is the same file
+        return [name, f"./{file}" if file.startswith("-") else file, *arguments, *options]
 
     def command(self, name: str, *arguments: str, sets: tuple[str, ...] = ()) -> str:
         """`ablate ...` (see `arguments`), shell-quoted, for a hint the user can paste."""

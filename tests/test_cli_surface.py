@@ -831,6 +831,23 @@ def test_an_experiment_file_given_through_a_symlink_keeps_its_name_in_every_comm
     assert f"study current: {tmp_path.resolve() / 'current.toml'}" in capsys.readouterr().out
 
 
+def test_an_experiment_file_whose_name_starts_with_a_dash_is_named_so_commands_can_be_pasted(
+        write_experiment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`ablate run -- -v2.toml` (or ./-v2.toml) ran, but every command it printed to paste
+    (`try ablate predict -v2.toml 'some text'`, `ablate status -v2.toml`) read the name as an
+    option: "the following arguments are required: file"."""
+    path = write_experiment()
+    (tmp_path / "-v2.toml").write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    spec = load_spec("-v2.toml")
+    assert spec.command("predict", "some text") == "ablate predict ./-v2.toml 'some text'"
+    assert cli.main(shlex.split(spec.command("validate"))[1:]) == 0
+    capsys.readouterr()
+    assert cli.main(["status", "--", "-v2.toml"]) == 2
+    assert "run `ablate run ./-v2.toml` first" in capsys.readouterr().err
+
+
 def test_predict_help_says_file_dash_reads_standard_input(capsys: pytest.CaptureFixture[str]) -> None:
     """`--file -` reads the texts from standard input (`tail -f app.log | ablate predict MODEL
     --file -`, as the README says), but `ablate predict --help` said only "one per line"."""
