@@ -1110,6 +1110,11 @@ def load_spec(path: str | Path, sets: str | list[str] | None = None,
         if need_data and not local.exists():
             given = last_set(sets or [], "data.dataset")
             where = set_shown(given) if given else f"{path}: [data] dataset = {data_spec.dataset!r}"
+            if local.is_symlink():  # its target gone: a disk not mounted, a file moved
+                raise AblateInputError(f"{where}: a symlink to {local.readlink()}, which is missing")
+            if local.is_absolute():  # no working folder changes it; `~/x` as looked for
+                raise AblateInputError(f"{where}: no such file or folder"
+                                       + (f" ({local})" if str(local) != data_spec.dataset else ""))
             beside = beside_the_file(path, data_spec.dataset)
             if beside:
                 raise AblateInputError(f"{where}: no such file or folder here{beside}")

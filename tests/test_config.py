@@ -599,6 +599,26 @@ def test_local_looking_dataset_that_does_not_exist_is_rejected(tmp_path: Path, d
     assert f"[data] dataset = {dataset!r}: no such file or folder" in message
 
 
+def test_a_dataset_that_is_a_dangling_symlink_or_an_absolute_path_is_said_so(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`dataset = "tweets.csv"`, a symlink to a disk not mounted, was "no such file or folder
+    (relative paths start at the working folder)", as if mistyped, and so was an absolute path
+    or one in the home folder (`~/x.csv`), which no working folder changes; the home folder's
+    path is named as it was looked for."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "tweets.csv").symlink_to(tmp_path / "unmounted" / "tweets.csv")
+    expected = {
+        "tweets.csv": f"a symlink to {tmp_path / 'unmounted' / 'tweets.csv'}, which is missing",
+        "/nonexistent-ablate-dir/x.csv": "no such file or folder",
+        "~/x.csv": f"no such file or folder ({tmp_path / 'home' / 'x.csv'})",
+        "nope.csv": "no such file or folder (relative paths start at the working folder)",
+    }
+    for dataset, problem in expected.items():
+        path = write_toml(tmp_path, f'[data]\ndataset = "{dataset}"\n[model]\nname = "some/model"\n')
+        assert load_error(path) == f"{path}: [data] dataset = {dataset!r}: {problem}"
+
+
 def test_missing_file_is_rejected(tmp_path: Path) -> None:
     path = tmp_path / "absent.toml"
     assert load_error(path) == f"{path}: no such experiment file"
