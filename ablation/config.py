@@ -1000,6 +1000,8 @@ def load_spec(path: str | Path, sets: str | list[str] | None = None,
     try:
         data = path.read_bytes()
     except FileNotFoundError:
+        if path.is_symlink():  # its target gone: a disk not mounted, a file moved
+            raise AblateInputError(f"{path}: a symlink to {path.readlink()}, which is missing") from None
         raise AblateInputError(f"{path}: no such experiment file") from None
     except OSError as err:
         raise AblateInputError(f"{path}: cannot read experiment file: {err.strerror}") from None

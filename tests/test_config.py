@@ -619,6 +619,15 @@ def test_a_dataset_that_is_a_dangling_symlink_or_an_absolute_path_is_said_so(
         assert load_error(path) == f"{path}: [data] dataset = {dataset!r}: {problem}"
 
 
+def test_an_experiment_file_that_is_a_dangling_symlink_names_its_target(tmp_path: Path) -> None:
+    """`current.toml -> /mnt/studies/v3.toml` with that disk not mounted: "no such experiment
+    file", though `ls` shows the file there."""
+    path = tmp_path / "current.toml"
+    path.symlink_to(tmp_path / "unmounted" / "v3.toml")
+    assert load_error(path) == (f"{path}: a symlink to {tmp_path / 'unmounted' / 'v3.toml'}, "
+                                "which is missing")
+
+
 def test_missing_file_is_rejected(tmp_path: Path) -> None:
     path = tmp_path / "absent.toml"
     assert load_error(path) == f"{path}: no such experiment file"
