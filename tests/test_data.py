@@ -2021,3 +2021,19 @@ def test_booleans_beside_a_csvs_lowercase_true_and_false_are_told_to_match_them(
     assert "split 'test', row 0: label " in message and ", a boolean, is the class " in message
     assert ("which is not one of the train labels (false, true); booleans are the classes 'False' "
             "and 'True' (as a CSV writes them): write the labels of split 'train' so") in message
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_a_negative_label_with_a_fraction_is_a_score_in_json_as_in_a_csv(tmp_path: Path, suffix: str):
+    # a sentiment score -1.0..1.0: JSON's -0.5 was told to renumber the ids ('0, 1 as 0, 1'),
+    # where a CSV's was refused as a score
+    labels = [[0, 1, -0.5][i % 3] for i in range(30)]
+    frame = pd.DataFrame({"text": make_texts(30, 0)["text"], "label": labels})
+    path = tmp_path / f"train{suffix}"
+    if suffix == ".csv":
+        frame.to_csv(path, index=False)
+    else:
+        frame.to_json(path, orient="records", lines=True)
+    message = load_error(spec(path))
+    assert "split 'train', row 2: label " in message and "is a number with a fraction, not a " \
+           "class" in message and "renumber" not in message

@@ -269,9 +269,10 @@ def _label_ids(frames: dict[str, pd.DataFrame], spec: DataSpec,
         if bad.any():
             row, value = first_flagged(frame, bad)
             position = int(bad.to_numpy().nonzero()[0][0])
-            negative = bool(values.iloc[position] < 0)
-            if not negative and pd.notna(values.iloc[position]):
+            number = values.iloc[position]
+            if pd.notna(number) and number != np.round(number):  # -0.5 too: a score, not an id
                 raise _a_score(spec, split, row, value)
+            negative = bool(number < 0)
             raise AblateInputError(
                 f"{spec.dataset}: split {split!r}, row {row}: label {show_cell(value)} in column "
                 f"{spec.label_column!r} must be an integer class id >= 0 or a class name"
