@@ -2037,3 +2037,18 @@ def test_a_negative_label_with_a_fraction_is_a_score_in_json_as_in_a_csv(tmp_pat
     message = load_error(spec(path))
     assert "split 'train', row 2: label " in message and "is a number with a fraction, not a " \
            "class" in message and "renumber" not in message
+
+
+@pytest.mark.parametrize("labels, row, says", [
+    ([0, 1, -np.inf], 2, "label -inf in column 'label' must be an integer class id >= 0 or a class name"),
+    ([0, -1, 1, -np.inf], 1, "-1.0 is not one; renumber them, e.g. -1, 0, 1 as 0, 1, 2"),
+])
+def test_a_parquet_label_of_minus_infinity_is_refused_not_a_traceback(
+        tmp_path: Path, labels: list[float], row: int, says: str):
+    # -inf among float ids crashed the renumbering advice (OverflowError: cannot convert float
+    # infinity to integer)
+    frame = pd.DataFrame({"text": make_texts(24, 0)["text"],
+                          "label": [labels[i % len(labels)] for i in range(24)]})
+    frame.to_parquet(tmp_path / "train.parquet")
+    message = load_error(spec(tmp_path / "train.parquet"))
+    assert f"split 'train', row {row}: " in message and says in message

@@ -272,7 +272,7 @@ def _label_ids(frames: dict[str, pd.DataFrame], spec: DataSpec,
             number = values.iloc[position]
             if pd.notna(number) and number != np.round(number):  # -0.5 too: a score, not an id
                 raise _a_score(spec, split, row, value)
-            negative = bool(number < 0)
+            negative = bool(number < 0) and np.isfinite(number)  # -inf is no id to renumber
             raise AblateInputError(
                 f"{spec.dataset}: split {split!r}, row {row}: label {show_cell(value)} in column "
                 f"{spec.label_column!r} must be an integer class id >= 0 or a class name"
@@ -333,7 +333,7 @@ def _renumbering(frames: dict[str, pd.DataFrame], value: str) -> str:
     """What to say of a negative integer label: ids are 0..N-1, and how to renumber them."""
     ids = sorted({int(v) for frame in frames.values()
                   for v in pd.to_numeric(frame["label"], errors="coerce").dropna()
-                  if v == round(v)})
+                  if np.isfinite(v) and v == round(v)})
     advice = (f"renumber them, e.g. {', '.join(map(str, ids))} as "
               f"{', '.join(map(str, range(len(ids))))}" if len(ids) <= 5
               else "renumber them 0..N-1")
