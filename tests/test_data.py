@@ -1914,6 +1914,21 @@ def test_labels_that_are_scores_with_fractions_are_refused_as_no_classes(
     assert "regression" in message and "integer class ids 0..N-1 or class names" in message
 
 
+def test_half_star_ratings_named_in_label_names_are_classes(tmp_path: Path):
+    # Ratings in half stars are classes, not scores: label_names says so (without it, a number
+    # with a fraction is refused as a regression target, and the line says label_names helps)
+    stars = ["0.5", "1.0", "1.5", "2.0"]
+    frame = pd.DataFrame({"text": make_texts(40, 0)["text"], "label": [stars[i % 4] for i in range(40)]})
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    assert "list them in [data] label_names" in load_error(spec(tmp_path / "train.csv"))
+    splits = load_labeled_splits(spec(tmp_path / "train.csv", label_names=stars))
+    assert splits.label_names == stars
+    assert sorted(splits.train["label"].unique()) == [0, 1, 2, 3]
+    labels = [stars[i] for i in splits.train["label"]]
+    texts = dict(zip(frame["text"], frame["label"], strict=True))
+    assert all(texts[text] == label for text, label in zip(splits.train["text"], labels, strict=True))
+
+
 def test_json_number_labels_with_a_fraction_say_they_are_no_classes(tmp_path: Path):
     scores = [round(i * 0.13, 2) for i in range(40)]
     frame = pd.DataFrame({"text": make_texts(40, 0)["text"], "label": scores})

@@ -320,13 +320,17 @@ def _label_ids(frames: dict[str, pd.DataFrame], spec: DataSpec,
     return names
 
 
-def _a_score(spec: DataSpec, split: str, row: int, value: Any) -> AblateInputError:
-    """A label with a fraction: a score to regress on, which no class id or class name is."""
+def _a_score(spec: DataSpec, split: str, row: int, value: Any, written: bool = False
+             ) -> AblateInputError:
+    """A label with a fraction: a score to regress on, which no class id or class name is.
+    `written` as text (a CSV's cell, a JSON string): label_names can make such labels classes."""
     return AblateInputError(
         f"{spec.dataset}: split {split!r}, row {row}: label {show_cell(value)} in column "
         f"{spec.label_column!r} is a number with a fraction, not a class: labels are integer class "
         "ids 0..N-1 or class names, and ablate trains classifiers, not regression on scores (such "
-        "as STS-B's similarity, 0.0 to 5.0)")
+        "as STS-B's similarity, 0.0 to 5.0)" + (
+            "; if they are classes (ratings in half stars), list them in [data] label_names"
+            if written and not spec.label_names else ""))
 
 
 def _renumbering(frames: dict[str, pd.DataFrame], value: str) -> str:
@@ -567,9 +571,12 @@ def _integer_strings_to_ids(frames: dict[str, pd.DataFrame], spec: DataSpec) -> 
         values = [pd.to_numeric(c.str.strip().str.replace(",", ".", regex=False)) for c in columns]
         fraction = next(((split, v != v.round()) for split, v in zip(splits, values, strict=True)
                          if (v != v.round()).any()), None)
+        if fraction and spec.label_names and all(
+                c.map(clean_label).isin(spec.label_names).all() for c in columns):
+            return  # classes with fractions in their names, as label_names names them
         if fraction:
             split, bad = fraction
-            raise _a_score(spec, split, *first_flagged(frames[split], bad))
+            raise _a_score(spec, split, *first_flagged(frames[split], bad), written=True)
     if not any(m.any() for m in integer_like):
         return  # class names
     words = [(split, ~m) for split, m in zip(splits, integer_like, strict=True) if not m.all()]
