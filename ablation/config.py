@@ -6,14 +6,17 @@ Every check happens here, before anything is loaded or trained, and every failur
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import dataclasses
 import datetime
 import difflib
 import json
 import math
+import os
 import re
 import shlex
+import sys
 import tomllib
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
@@ -915,7 +918,11 @@ def _mentions(text: str, name: str) -> bool:
 
 
 def _resolve_path_like(value: str) -> str:
-    return str(home_path(value).resolve())
+    path = home_path(value)
+    try:
+        return str(path.resolve())
+    except UnicodeEncodeError:  # a name this locale cannot write (LC_ALL=C, PYTHONUTF8=0): not_utf8
+        return os.path.abspath(path)
 
 
 NO_SUCH_MODEL_FOLDER = ("no such folder (relative paths start at the working folder); give a folder "
@@ -1109,6 +1116,8 @@ def load_spec(path: str | Path, sets: str | list[str] | None = None,
                     f"{'config name' if key == 'config' else 'revision pin'}, but dataset = "
                     f"{data_spec.dataset!r} is a local file or folder, read as it is; drop {key}")
         local = home_path(data_spec.dataset)
+        resolved = _resolve_path_like(data_spec.dataset)
+        _check_utf8_path(path, sets, "data", "dataset", raw.get("data", {}).get("dataset"), resolved)
         if need_data and not local.exists():
             given = last_set(sets or [], "data.dataset")
             where = set_shown(given) if given else f"{path}: [data] dataset = {data_spec.dataset!r}"
@@ -1122,13 +1131,12 @@ def load_spec(path: str | Path, sets: str | list[str] | None = None,
                 raise AblateInputError(f"{where}: no such file or folder here{beside}")
             raise AblateInputError(f"{where}: no such file or folder (relative paths start at the "
                                    "working folder)")
-        data_spec = dataclasses.replace(data_spec, dataset=str(local.resolve()))
+        data_spec = dataclasses.replace(data_spec, dataset=resolved)
     if home_path(model.name).exists():
         model = dataclasses.replace(model, name=_resolve_path_like(model.name))
     model = dataclasses.replace(model, config=dict(model.config or {}))
     for section, key, resolved in (("experiment", "output_dir", output_dir),
                                    ("experiment", "storage", storage),
-                                   ("data", "dataset", data_spec.dataset),
                                    ("model", "name", model.name)):
         _check_utf8_path(path, sets, section, key, raw.get(section, {}).get(key), resolved)
 
@@ -1186,6 +1194,10 @@ def _check_utf8_path(path: Path, sets: Sequence[str] | None, section: str, key: 
 def not_utf8(path: str) -> str | None:
     """Why a path that is not UTF-8 (a name from a latin-1 system, read with surrogateescape)
     cannot be used, naming its first such byte; None for a UTF-8 path."""
+    if codecs.lookup(sys.getfilesystemencoding()).name != "utf-8":
+        odd = _past_this_locale(path)
+        if odd is not None:
+            return odd
     try:
         path.encode("utf-8")
     except UnicodeEncodeError as err:
@@ -1195,6 +1207,26 @@ def not_utf8(path: str) -> str | None:
                 "reads and writes with cannot open it; rename that folder, or use one whose path "
                 "is UTF-8")
     return None
+
+
+def _past_this_locale(path: str) -> str | None:
+    """Where this Python names files in its locale's encoding, not UTF-8 (LC_ALL=C with
+    PYTHONUTF8=0: ASCII; a latin-1 or GB18030 locale), a path past ASCII is a file of other bytes
+    than the libraries' (pyarrow, safetensors: UTF-8), or of none (a UnicodeEncodeError): the way
+    out is UTF-8 mode, not renaming. None where both name the same bytes, or where the bytes on
+    disk are not UTF-8 (`not_utf8` names the byte)."""
+    past = (f"a path past ASCII, which this Python names files by in "
+            f"{sys.getfilesystemencoding()} (its locale's encoding), not in UTF-8 as the "
+            "libraries ablate reads and writes with do, so they cannot open it; run ablate with "
+            "PYTHONUTF8=1 (or in a UTF-8 locale: LC_ALL=C.UTF-8), or use an ASCII path")
+    try:
+        on_disk = os.fsencode(path)
+    except UnicodeEncodeError:  # a character the locale has no bytes for
+        return past
+    try:
+        return None if on_disk.decode("utf-8") == path else past
+    except UnicodeDecodeError:  # a byte read from disk (surrogateescape), or the locale's
+        return None if re.search("[\udc80-\udcff]", path) else past
 
 
 def named_by(path: Path, sets: Sequence[str] | None, *keys: str) -> str:

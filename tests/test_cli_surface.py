@@ -795,6 +795,37 @@ def test_a_path_that_is_not_utf8_is_one_error_line_before_anything_runs(
             in err and "not UTF-8" in err and "0xe9" in err, err
 
 
+@pytest.mark.parametrize("key", ["output_dir", "dataset", "cwd"])
+def test_a_path_this_locale_cannot_name_in_utf8_is_one_error_line(
+        key: str, write_experiment, tmp_path: Path, tiny_data_dir: Path) -> None:
+    """LC_ALL=C with PYTHONUTF8=0 (a locale whose file names are ASCII; a latin-1 or GB18030
+    locale names them in bytes other than UTF-8): `name = "外卖"`'s default output folder was a
+    UnicodeEncodeError traceback (exit 1), a dataset `数据` on disk was 'no such file or folder',
+    and a run from a folder `研究` was told its UTF-8 name was not UTF-8 and to rename it."""
+    path = write_experiment()
+    text = path.read_text(encoding="utf-8")
+    work = tmp_path
+    if key == "output_dir":
+        text = "\n".join(line for line in text.splitlines()
+                         if not line.startswith("output_dir =")).replace('name = "tiny"', 'name = "外卖"')
+    elif key == "dataset":
+        shutil.copytree(tiny_data_dir, tmp_path / "数据")
+        text = text.replace(f'dataset = "{tiny_data_dir}"', f'dataset = "{tmp_path / "数据"}"')
+    else:
+        text = "\n".join(line for line in text.splitlines() if not line.startswith("output_dir ="))
+        work = tmp_path / "研究"
+        work.mkdir()
+    path.write_text(text + "\n", encoding="utf-8")
+    env = {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONIOENCODING": ""}
+    done = subprocess.run([sys.executable, "-m", "ablation", "validate", str(path)], cwd=work,
+                          capture_output=True, env=env, timeout=120)
+    err = done.stderr.decode("ascii")
+    section = "data" if key == "dataset" else "experiment"
+    assert done.returncode == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert f"[{section}] {'dataset' if key == 'dataset' else 'output_dir'}" in err, err
+    assert "ascii" in err and "PYTHONUTF8=1" in err and "rename" not in err, err
+
+
 def test_a_model_folder_whose_path_is_not_utf8_is_said_so_not_called_damaged(
         tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`ablate predict caf\\xe9/model` said its weights were damaged or cut short and to copy the
