@@ -1341,6 +1341,23 @@ def test_predict_refuses_a_text_argument_that_is_not_utf8(best_study, capsys):
     assert "text argument 1 is not UTF-8 text" in capsys.readouterr().err
 
 
+def test_predict_reads_a_utf8_argument_that_an_ascii_locale_could_not_decode(tmp_path):
+    """LC_ALL=C with PYTHONUTF8=0: Python reads every byte past ASCII of an argument as a lone
+    surrogate, so `ablate predict MODEL '很快'` typed in a UTF-8 terminal was refused as 'not
+    UTF-8 text (byte 0xe5)'. Its bytes are UTF-8: they are read as such."""
+    import subprocess
+
+    from ablation.inference import read_texts
+
+    typed = "".join(chr(0xDC00 + byte) for byte in "很快".encode())  # as LC_ALL=C reads it
+    assert read_texts(["great fun", typed], [], pairs=None) == ["great fun", "很快"]
+    env = {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONIOENCODING": ""}
+    done = subprocess.run([sys.executable, "-c", "import sys; from ablation.inference import "
+                           "read_texts; print(ascii(read_texts(sys.argv[1:], [])))", "很快"],
+                          capture_output=True, env=env, timeout=120)
+    assert done.stdout.decode().strip() == ascii(["很快"]), done.stderr.decode()
+
+
 @pytest.mark.parametrize("bom", [b"", b"\xef\xbb\xbf"])
 def test_predict_names_the_line_of_a_files_first_byte_that_is_not_utf8(tmp_path, bom):
     """Only a byte offset was named, 3 short of the file's own where the file starts with a BOM:

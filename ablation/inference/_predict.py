@@ -103,10 +103,10 @@ class IncomingTexts:
 
     def __init__(self, texts: list[str], files: list[Path], pause_s: float | None = PAUSE_S,
                  pairs: list[str] | None = None) -> None:
-        _check_arguments(texts)
+        texts = _check_arguments(texts)
         if pairs is not None:
             _check_pair_count(texts, pairs)
-            _check_arguments(pairs, "--pair")
+            pairs = _check_arguments(pairs, "--pair")
         for file in files:
             _check_file(file)
         if not texts and not files:
@@ -177,7 +177,10 @@ class IncomingTexts:
         return max(0.0, due - time.monotonic())
 
 
-def _check_arguments(texts: list[str], what: str = "text argument") -> None:
+def _check_arguments(texts: list[str], what: str = "text argument") -> list[str]:
+    """The arguments as typed, each checked: where a locale that names files in ASCII (LC_ALL=C
+    with PYTHONUTF8=0) read the UTF-8 a terminal typed as lone surrogates, that UTF-8."""
+    texts = [_as_typed(text) for text in texts]
     blank = [i for i, text in enumerate(texts, start=1) if not text.strip()]
     if blank:
         given = ("text to classify" if what == "text argument"
@@ -193,6 +196,16 @@ def _check_arguments(texts: list[str], what: str = "text argument") -> None:
             raise AblateInputError(
                 f"predict: {what} {number} is not UTF-8 text{shown}; give texts as UTF-8 (a "
                 "UTF-8 terminal types them so), or in a UTF-8 file with --file") from None
+    return texts
+
+
+def _as_typed(text: str) -> str:
+    """An argument's bytes that the locale could not decode (kept as lone surrogates, U+DC00 +
+    byte), read as UTF-8 where they are; otherwise (Latin-1 bytes) as it is, refused above."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8")
+    except UnicodeError:
+        return text
 
 
 def _check_file(file: Path) -> None:
