@@ -645,6 +645,7 @@ def test_a_byte_that_is_not_utf8_is_named_by_its_line_in_the_whole_file(tmp_path
 
 
 UTF16 = ": it is UTF-16 (Excel's 'Unicode text'); save it as UTF-8"
+UTF32 = ": it is UTF-32; save it as UTF-8"  # its byte-order mark starts as UTF-16's: was told so
 GBK = ": it looks like GBK/GB18030 (a Chinese Windows encoding); save it as UTF-8"
 CHINESE = ["这部电影很好看，上映第一天就去了", "太差了，浪费时间", "演员表演出色，音乐也好听", "剧情一般"]
 
@@ -652,6 +653,8 @@ CHINESE = ["这部电影很好看，上映第一天就去了", "太差了，浪�
 @pytest.mark.parametrize(("texts", "encoding", "byte_order_mark", "says"), [
     (["great fun", "dull"], "utf-16-le", b"\xff\xfe", UTF16),  # Excel's "Unicode text"
     (["great fun", "dull"], "utf-16-be", b"\xfe\xff", UTF16),
+    (["great fun", "dull"], "utf-32-le", b"\xff\xfe\x00\x00", UTF32),
+    (["great fun", "dull"], "utf-32-be", b"\x00\x00\xfe\xff", UTF32),
     (CHINESE, "gbk", b"", GBK),
     (CHINESE, "gb18030", b"", GBK),
     # decodable as GBK, an accented letter and the next one a character, yet not Chinese
@@ -659,7 +662,8 @@ CHINESE = ["这部电影很好看，上映第一天就去了", "太差了，浪�
     (["이 영화는 정말 재미있어요", "시간 낭비였습니다"], "euc_kr", b"", "; save it as UTF-8"),
     (["この映画はとても面白かった", "時間の無駄でした"], "shift_jis", b"", "; save it as UTF-8"),
     (["この映画はとても面白かった", "時間の無駄でした"], "euc_jp", b"", "; save it as UTF-8"),
-], ids=["utf16le", "utf16be", "gbk", "gb18030", "latin1", "euc_kr", "shift_jis", "euc_jp"])
+], ids=["utf16le", "utf16be", "utf32le", "utf32be", "gbk", "gb18030", "latin1", "euc_kr",
+        "shift_jis", "euc_jp"])
 def test_a_file_not_in_utf8_names_the_encoding_its_bytes_tell(
         tmp_path: Path, texts: list[str], encoding: str, byte_order_mark: bytes, says: str):
     rows = "text,label\n" + "".join(f"{texts[i % len(texts)]} {i},{i % 2}\n" for i in range(20))

@@ -406,7 +406,9 @@ def not_utf8(data: bytes, line: int = 1, byte: int = 0, line_end: bytes = b"\n")
         data.decode("utf-8")
     except UnicodeDecodeError as err:
         line += data.count(line_end, 0, err.start)
-        if byte == 0 and data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        if byte == 0 and data.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+            encoding = ": it is UTF-32"  # before UTF-16: its little-endian mark starts as UTF-16's
+        elif byte == 0 and data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
             encoding = ": it is UTF-16 (Excel's 'Unicode text')"  # its first byte is wrong
         elif _looks_like_gbk(data):
             encoding = ": it looks like GBK/GB18030 (a Chinese Windows encoding)"
