@@ -25,6 +25,7 @@ from .errors import (
     EXIT_OK,
     EXIT_TRIALS_FAILED,
     AblateInputError,
+    as_typed,
     set_shown,
     some_of,
 )
@@ -213,12 +214,12 @@ def _add_model_commands(commands: Any) -> None:
     evaluate.add_argument("--config", metavar="NAME", help="Hub config name of --dataset")
     evaluate.add_argument("--split", default=None, metavar="SPLIT",
                           help="split to evaluate (default: test; validation with --checkpoints)")
-    evaluate.add_argument("--text-column", metavar="NAME",
+    evaluate.add_argument("--text-column", metavar="NAME", type=as_typed,
                           help="text column of --dataset (default: the study's, else text)")
-    evaluate.add_argument("--text-pair-column", metavar="NAME",
+    evaluate.add_argument("--text-pair-column", metavar="NAME", type=as_typed,
                           help="second-text column of --dataset, for a model trained on text "
                           "pairs (default: the column it was trained with)")
-    evaluate.add_argument("--label-column", metavar="NAME",
+    evaluate.add_argument("--label-column", metavar="NAME", type=as_typed,
                           help="label column of --dataset: label names or class ids (default: the "
                           "study's, else label)")
     evaluate.add_argument("--labels", choices=("names", "ids"), default=None,

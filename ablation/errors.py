@@ -29,6 +29,17 @@ def first_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
+def as_typed(text: str) -> str:
+    """A command-line argument as a UTF-8 terminal typed it: a locale that names files in ASCII
+    (LC_ALL=C with PYTHONUTF8=0) reads each byte past ASCII as a lone surrogate (U+DC00 + byte);
+    where those bytes are UTF-8, the text they are. Otherwise (Latin-1 bytes) as it is: its user
+    refuses it. Not for paths, which such a locale opens by the surrogates."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8")
+    except UnicodeError:
+        return text
+
+
 def set_shown(item: str) -> str:
     """`--set 'ITEM'` as the user typed it for the shell (single quotes, a quote inside escaped):
     Python's repr doubled each backslash, so an error showed `"a\\\\b"` for `"a\\b"`."""

@@ -589,6 +589,18 @@ def test_characters_a_stream_cannot_encode_are_spelled_in_ascii():
     assert "± Δ".encode("latin-1", "ablate-ascii") == "± delta".encode("latin-1")
 
 
+def test_evaluate_reads_column_names_a_utf8_terminal_typed_under_an_ascii_locale():
+    """LC_ALL=C with PYTHONUTF8=0 reads an argument's bytes past ASCII as lone surrogates:
+    `ablate evaluate MODEL --dataset d.csv --text-column 文本` said d.csv had no column
+    '\\udce6\\udc96...' beside its '文本'. Column names are read as the UTF-8 typed."""
+    typed = {name: "".join(chr(0xDC00 + byte) for byte in name.encode())
+             for name in ("文本", "第二", "类别")}  # as LC_ALL=C reads them
+    args = cli.build_parser().parse_args(
+        ["evaluate", "model", "--text-column", typed["文本"], "--text-pair-column", typed["第二"],
+         "--label-column", typed["类别"]])
+    assert (args.text_column, args.text_pair_column, args.label_column) == ("文本", "第二", "类别")
+
+
 @pytest.mark.parametrize(("argv", "texts"), [
     (["--json", "great fun"], ["great fun"]),
     (["--batch-size", "8", "a", "b"], ["a", "b"]),

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..config import CONTROL_CATEGORIES
-from ..errors import AblateInputError
+from ..errors import AblateInputError, as_typed
 from ..models import model_info
 from . import _model
 
@@ -180,7 +180,7 @@ class IncomingTexts:
 def _check_arguments(texts: list[str], what: str = "text argument") -> list[str]:
     """The arguments as typed, each checked: where a locale that names files in ASCII (LC_ALL=C
     with PYTHONUTF8=0) read the UTF-8 a terminal typed as lone surrogates, that UTF-8."""
-    texts = [_as_typed(text) for text in texts]
+    texts = [as_typed(text) for text in texts]
     blank = [i for i, text in enumerate(texts, start=1) if not text.strip()]
     if blank:
         given = ("text to classify" if what == "text argument"
@@ -197,15 +197,6 @@ def _check_arguments(texts: list[str], what: str = "text argument") -> list[str]
                 f"predict: {what} {number} is not UTF-8 text{shown}; give texts as UTF-8 (a "
                 "UTF-8 terminal types them so), or in a UTF-8 file with --file") from None
     return texts
-
-
-def _as_typed(text: str) -> str:
-    """An argument's bytes that the locale could not decode (kept as lone surrogates, U+DC00 +
-    byte), read as UTF-8 where they are; otherwise (Latin-1 bytes) as it is, refused above."""
-    try:
-        return text.encode("utf-8", "surrogateescape").decode("utf-8")
-    except UnicodeError:
-        return text
 
 
 def _check_file(file: Path) -> None:
