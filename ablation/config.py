@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import AblateInputError, as_list, set_shown
+from .errors import AblateInputError, as_list, as_typed, set_shown
 
 
 def home_path(text: str | Path) -> Path:
@@ -573,8 +573,11 @@ class ExperimentSpec:
         return [name, f"./{file}" if file.startswith("-") else file, *arguments, *options]
 
     def command(self, name: str, *arguments: str, sets: tuple[str, ...] = ()) -> str:
-        """`ablate ...` (see `arguments`), shell-quoted, for a hint the user can paste."""
-        return "ablate " + shlex.join(self.arguments(name, *arguments, sets=sets))
+        """`ablate ...` (see `arguments`), shell-quoted, for a hint the user can paste: as a
+        UTF-8 terminal types it, where an ASCII locale read its arguments (`as_typed`), so that
+        report.md (UTF-8) can hold it."""
+        return "ablate " + shlex.join(as_typed(part)
+                                      for part in self.arguments(name, *arguments, sets=sets))
 
     @property
     def output_dir(self) -> Path:
@@ -833,7 +836,13 @@ def _split_set(item: str) -> tuple[list[str], Any]:
             parts = ["variants", ".".join(parts[1:-2]), "model_config", parts[-1]]
         else:
             parts = ["variants", ".".join(parts[1:-1]), parts[-1]]
-    return parts, _parse_set_value(text.strip(), item)
+    text = as_typed(text.strip())
+    odd = re.search("[\udc80-\udcff]", text)
+    if odd:  # an argument's byte that is not UTF-8 (a Latin-1 terminal): no file could hold it
+        raise AblateInputError(
+            f"{set_shown(item)}: not UTF-8 text (byte {ord(odd.group()) - 0xDC00:#04x}); give "
+            "the value as UTF-8 (a UTF-8 terminal types it so)")
+    return parts, _parse_set_value(text, item)
 
 
 def set_variant(item: str) -> str | None:

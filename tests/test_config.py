@@ -658,6 +658,21 @@ def test_utf8_bom_is_accepted(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- --set overrides
 
 
+def test_a_set_value_typed_under_an_ascii_locale_is_its_utf8_and_one_not_utf8_is_refused(
+        tmp_path: Path) -> None:
+    """LC_ALL=C with PYTHONUTF8=0 reads an argument's bytes past ASCII as lone surrogates:
+    `--set 'experiment.description="中文"'` kept them, and `report` (and a run's end) wrote
+    report.md, which names the command with its --sets, with a UnicodeEncodeError traceback; a
+    Latin-1 byte in a UTF-8 locale did too."""
+    typed = "".join(chr(0xDC00 + byte) for byte in "中文".encode())  # as LC_ALL=C reads it
+    spec = load_spec(write_spec(tmp_path), [f'experiment.description="{typed}"'], need_data=False)
+    assert spec.experiment.description == "中文"
+    assert spec.command("report").endswith("""--set 'experiment.description="中文"'""")  # report.md's
+    message = load_error(write_spec(tmp_path), ['experiment.description="caf\udce9"'])
+    assert message.startswith("--set 'experiment.description=") and "not UTF-8" in message, message
+    assert "byte 0xe9" in message and "\n" not in message, message
+
+
 def test_set_int_into_float_knob(tmp_path: Path) -> None:
     assert load_spec(write_spec(tmp_path), sets=["baseline.epochs=2"]).baseline.epochs == 2.0
 
