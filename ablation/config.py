@@ -1013,6 +1013,12 @@ def load_spec(path: str | Path, sets: str | list[str] | None = None,
     predict, evaluate on other data) do not refuse a local dataset that has moved or gone.
     One string in `sets` is one item. `~` in `path` is the home folder, as in the file's paths."""
     path, sets = home_path(path), as_list(sets)
+    odd = re.search("[\udc80-\udcff]", as_typed(str(path)))
+    if odd:  # a Latin-1 name: report.md (UTF-8) and every command ablate prints name the file
+        raise AblateInputError(
+            f"{path}: the experiment file's path is not UTF-8 (byte {ord(odd.group()) - 0xDC00:#04x})"
+            "; report.md and the commands ablate prints name it, and UTF-8 cannot hold it: rename "
+            "it (or its folder) to a UTF-8 name")
     try:
         data = path.read_bytes()
     except FileNotFoundError:

@@ -7,6 +7,7 @@ paths (output_dir, storage, local datasets) resolve against the working folder.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -645,6 +646,16 @@ def test_non_utf8_file_is_rejected(tmp_path: Path) -> None:
     message = load_error(path)
     assert message.startswith(f"{path}: not UTF-8 text (byte 0)")
     assert "save the file as UTF-8" in message
+
+
+def test_an_experiment_file_whose_name_is_not_utf8_is_refused_before_anything_runs(
+        tmp_path: Path) -> None:
+    """`ablate run caf\\xe9.toml` (a Latin-1 name, unpacked from a Windows archive) with a `name`
+    of its own trained every trial, then writing report.md, which names the file in the
+    commands it gives, was a UnicodeEncodeError traceback (exit 1)."""
+    path = write_spec(tmp_path, name=os.fsdecode(b"caf\xe9"), experiment='name = "cafe"')
+    message = load_error(path)
+    assert "not UTF-8 (byte 0xe9)" in message and "rename" in message, message
 
 
 def test_utf8_bom_is_accepted(tmp_path: Path) -> None:
