@@ -716,7 +716,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if args.json:
             for rows in chunks:
                 progress.clear()  # the rows may go to the same terminal
-                _emit("\n".join(json.dumps(row, ensure_ascii=False) for row in rows))
+                _emit("\n".join(_json(row) for row in rows))
         else:
             for lines in prediction_table(chunks, full_width=texts.streamed):
                 progress.clear()
@@ -728,6 +728,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
     finally:
         progress.clear()
     return EXIT_OK
+
+
+def _json(value: Any, **options: Any) -> str:
+    """`value` as --json prints it: its text as it is (差评, as predict prints it) where standard
+    output can hold it, else in JSON's own escapes: the stream's ASCII spelling (`_spell_in_ascii`:
+    👍 as `\\U0001f44d`, Δ as `delta`) would give a reader invalid JSON, or other text."""
+    text = json.dumps(value, ensure_ascii=False, **options)
+    try:
+        text.encode(getattr(sys.stdout, "encoding", None) or "utf-8")
+    except (UnicodeEncodeError, LookupError):
+        return json.dumps(value, **options)
+    return text
 
 
 def _emit(text: str) -> None:
@@ -795,8 +807,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         progress.clear()
     trial = info.get("trial")
     if args.json:
-        _emit(json.dumps({"model": str(folder), "trial": trial, "data": source, **result.to_json()},
-                         indent=2, allow_nan=False, ensure_ascii=False))  # 差评, as predict prints it
+        _emit(_json({"model": str(folder), "trial": trial, "data": source, **result.to_json()},
+                    indent=2, allow_nan=False))
         return EXIT_OK
     _emit(f"model: {folder}" + (f" (trial {trial})" if trial else "")
           + f"\ndata:  {source}: {row_count(result.examples)}\n\n{format_evaluation(result)}")
@@ -875,9 +887,9 @@ def _evaluate_checkpoints(args: argparse.Namespace) -> int:
     peak = (max if greater else min)(rows, key=lambda row: row[metric])
     selected = trained.get("best_step")
     if args.json:
-        _emit(json.dumps({"trial": args.checkpoints, "data": source, "metric": metric,
-                          "peak_step": peak["step"], "selected_step": selected, "checkpoints": rows},
-                         indent=2, allow_nan=False, ensure_ascii=False))
+        _emit(_json({"trial": args.checkpoints, "data": source, "metric": metric,
+                     "peak_step": peak["step"], "selected_step": selected, "checkpoints": rows},
+                    indent=2, allow_nan=False))
         return EXIT_OK
     columns = list(dict.fromkeys(["accuracy", "macro_f1", "eval_loss", metric]))
     lines = [f"trial {args.checkpoints}: {len(rows)} checkpoint(s) on {source}: "

@@ -1341,6 +1341,21 @@ def test_predict_refuses_a_text_argument_that_is_not_utf8(best_study, capsys):
     assert "text argument 1 is not UTF-8 text" in capsys.readouterr().err
 
 
+def test_json_output_is_exact_json_where_standard_output_cannot_show_unicode(best_study):
+    """PYTHONIOENCODING=ascii (LC_ALL=C with PYTHONUTF8=0, a latin-1 locale): `predict --json`
+    and `evaluate --json` went through the stream's ASCII spelling, which wrote 👍 as
+    `\\U0001f44d` (not JSON: json.loads failed) and Δ as `delta` (another text). JSON's own
+    escapes keep every character."""
+    import subprocess
+
+    env = {**os.environ, "PYTHONIOENCODING": "ascii"}
+    done = subprocess.run([sys.executable, "-m", "ablation", "predict", str(best_study), "--json",
+                           "很快👍", "Δx"], capture_output=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr.decode()
+    rows = [json.loads(line) for line in done.stdout.decode("ascii").splitlines()]
+    assert [row["text"] for row in rows] == ["很快👍", "Δx"]
+
+
 def test_predict_reads_a_utf8_argument_that_an_ascii_locale_could_not_decode(tmp_path):
     """LC_ALL=C with PYTHONUTF8=0: Python reads every byte past ASCII of an argument as a lone
     surrogate, so `ablate predict MODEL '很快'` typed in a UTF-8 terminal was refused as 'not
