@@ -149,7 +149,13 @@ def _study_name(value: Any) -> str:
 def default_study_name(path: Path, advice: str = "set [experiment] name = \"...\" or rename the "
                        "file") -> str:
     """The file's stem, the study's name where [experiment] name is unset, checked as a name is
-    (`..toml` would make study '.', whose output folder reports/. is reports/ itself)."""
+    (`..toml` would make study '.', whose output folder reports/. is reports/ itself). A UTF-8
+    name a locale that names files in ASCII read as bytes (lone surrogates: no name's characters)
+    is said so, not called control characters."""
+    odd = not_utf8(path.stem)
+    if odd is not None:
+        raise AblateInputError(f"{path}: the study name defaults to the file's name, "
+                               f"{path.stem!r}, {odd}; {advice}")
     try:
         return _study_name(path.stem)
     except ValueError as err:

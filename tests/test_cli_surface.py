@@ -838,6 +838,22 @@ def test_a_path_this_locale_cannot_name_in_utf8_is_one_error_line(
     assert "ascii" in err and "PYTHONUTF8=1" in err and "rename" not in err, err
 
 
+def test_a_file_name_this_locale_reads_as_bytes_is_not_called_control_characters(
+        write_experiment, tmp_path: Path) -> None:
+    """LC_ALL=C with PYTHONUTF8=0: `ablate validate 实验.toml` (no [experiment] name) said the
+    study name its UTF-8 file name gives held control characters (the bytes past ASCII, read as
+    lone surrogates), rather than that this locale cannot name it."""
+    text = write_experiment().read_text(encoding="utf-8")
+    path = tmp_path / "实验.toml"
+    path.write_text(text.replace('name = "tiny"\n', "", 1), encoding="utf-8")
+    env = {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONIOENCODING": ""}
+    done = subprocess.run([sys.executable, "-m", "ablation", "validate", path.name], cwd=tmp_path,
+                          capture_output=True, env=env, timeout=120)
+    err = done.stderr.decode("ascii")
+    assert done.returncode == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert "control characters" not in err and "PYTHONUTF8=1" in err, err
+
+
 def test_a_model_folder_whose_path_is_not_utf8_is_said_so_not_called_damaged(
         tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`ablate predict caf\\xe9/model` said its weights were damaged or cut short and to copy the
