@@ -1899,6 +1899,15 @@ def test_integer_labels_in_full_width_or_arabic_indic_digits_are_class_ids(tmp_p
                      ).tolist() == [2, 0, 1]
 
 
+def _written_as(frame: pd.DataFrame, path: Path) -> Path:
+    """`frame` written to `path` as a CSV or as JSON lines, by its suffix."""
+    if path.suffix == ".csv":
+        frame.to_csv(path, index=False)
+    else:
+        frame.to_json(path, orient="records", lines=True)
+    return path
+
+
 @pytest.mark.parametrize("scores", [["3.80", "2.75", "0.40", "4.20"], ["0.0", "2.5", "5.0", "1.2"]])
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
 def test_labels_that_are_scores_with_fractions_are_refused_as_no_classes(
@@ -1906,12 +1915,7 @@ def test_labels_that_are_scores_with_fractions_are_refused_as_no_classes(
     # STS-B's similarity 0.0-5.0: a regression target. Written in a CSV (or as JSON strings),
     # scores none of which is a whole number were read as class names, one class per score
     frame = pd.DataFrame({"text": make_texts(40, 0)["text"], "label": [scores[i % 4] for i in range(40)]})
-    path = tmp_path / f"train{suffix}"
-    if suffix == ".csv":
-        frame.to_csv(path, index=False)
-    else:
-        frame.to_json(path, orient="records", lines=True)
-    message = load_error(spec(path))
+    message = load_error(spec(_written_as(frame, tmp_path / f"train{suffix}")))
     first = next(i for i in range(4) if not scores[i].endswith(".0"))
     assert f"split 'train', row {first}: label {scores[first]!r} in column 'label' is a number " \
            "with a fraction, not a class" in message
@@ -2048,12 +2052,7 @@ def test_a_negative_label_with_a_fraction_is_a_score_in_json_as_in_a_csv(tmp_pat
     # where a CSV's was refused as a score
     labels = [[0, 1, -0.5][i % 3] for i in range(30)]
     frame = pd.DataFrame({"text": make_texts(30, 0)["text"], "label": labels})
-    path = tmp_path / f"train{suffix}"
-    if suffix == ".csv":
-        frame.to_csv(path, index=False)
-    else:
-        frame.to_json(path, orient="records", lines=True)
-    message = load_error(spec(path))
+    message = load_error(spec(_written_as(frame, tmp_path / f"train{suffix}")))
     assert "split 'train', row 2: label " in message and "is a number with a fraction, not a " \
            "class" in message and "renumber" not in message
 
