@@ -1035,9 +1035,10 @@ def load_spec(path: str | Path, sets: str | list[str] | None = None,
         raise AblateInputError(f"{path}: cannot read experiment file: {err.strerror}") from None
     try:
         text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise AblateInputError(
-            f"{path}: not UTF-8 text (byte {err.start}); save the file as UTF-8") from None
+    except UnicodeDecodeError:  # where, and in what where its bytes tell (Notepad's UTF-16, GBK)
+        from .data import not_utf8 as undecodable
+
+        raise AblateInputError(f"{path}: {undecodable(data)}; save the file as UTF-8") from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:

@@ -644,8 +644,23 @@ def test_non_utf8_file_is_rejected(tmp_path: Path) -> None:
     path = tmp_path / "latin.toml"
     path.write_bytes(b"\xff\xfe\x00bad")
     message = load_error(path)
-    assert message.startswith(f"{path}: not UTF-8 text (byte 0)")
+    assert message.startswith(f"{path}: line 1 (byte 0) cannot be decoded as UTF-8 text")
     assert "save the file as UTF-8" in message
+
+
+@pytest.mark.parametrize("encoding, says", [
+    ("utf-16", "it is UTF-16"), ("gbk", "it looks like GBK/GB18030"),
+    ("latin-1", "line 2 (byte 28) cannot be decoded")])
+def test_an_experiment_file_in_another_encoding_is_named_by_it(tmp_path: Path, encoding: str,
+                                                                 says: str) -> None:
+    # Windows Notepad's "Unicode" is UTF-16, a Chinese Windows editor's default GBK: the line said
+    # only "not UTF-8 text (byte 0)", as it does for a file of random bytes
+    path = tmp_path / "exp.toml"
+    text = '[experiment]\ndescription = "情感分析 über alles"\n' if encoding != "latin-1" else \
+        '[experiment]\ndescription = "über"\n'
+    path.write_bytes(text.encode(encoding))
+    message = load_error(path)
+    assert says in message and "save the file as UTF-8" in message, message
 
 
 def test_an_experiment_file_whose_name_is_not_utf8_is_refused_before_anything_runs(

@@ -136,7 +136,7 @@ def labels_hidden(frame: pd.DataFrame) -> bool:
     return len(labels) > 0 and bool((labels == -1).fillna(False).all())
 
 
-def _clean(frame: pd.DataFrame, spec: DataSpec, split: str, class_label: bool = False
+def _clean(frame: pd.DataFrame, spec: DataSpec, split: str, class_label: str | None = None
            ) -> tuple[pd.DataFrame, int]:
     """Keep text (and pair) and label; drop rows whose text is empty or label missing, as a
     `class_label` column's -1 is (a ClassLabel's missing label: SNLI's examples without a gold
@@ -804,7 +804,7 @@ def load_labeled_splits(spec: DataSpec) -> LabeledSplits:
                 + ("" if spec.test_size else " (test_size carves a test set from train)"))
         _check_columns(raw[split], split, spec)
         class_label = spec.label_column if spec.label_column in class_names else None
-        frames[split], dropped[split] = _clean(raw[split], spec, split, bool(class_label))
+        frames[split], dropped[split] = _clean(raw[split], spec, split, class_label)
         if labels_hidden(frames[split]):
             if split == test_split and split not in (spec.train_split, spec.validation_split):
                 # GLUE-style data ships its test split with every label -1: no metric can be
@@ -1044,7 +1044,7 @@ def load_split(spec: DataSpec, split: str, notes: list[str] | None = None,
         source_columns.extend(str(column) for column in raw[split].columns)
     _check_columns(raw[split], split, spec)
     class_label = spec.label_column if spec.label_column in class_names else None
-    frame, dropped = _clean(raw[split], spec, split, bool(class_label))
+    frame, dropped = _clean(raw[split], spec, split, class_label)
     if frame.empty:
         raise _no_usable_rows(spec.dataset, split, raw[split], spec)
     if dropped:
