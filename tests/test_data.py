@@ -1968,6 +1968,26 @@ def test_a_label_that_is_a_list_of_classes_is_refused_by_its_row(
     assert "class name; multi-label data, several classes per row, is not supported" in message
 
 
+@pytest.mark.parametrize("labels, shown", [
+    ([["neg", "pos"] if i % 2 else ["neg"] for i in range(40)], "\"['neg']\""),
+    ([[i % 3, 2] for i in range(40)], "'[0, 2]'"),
+])
+def test_a_csv_whose_every_label_is_a_written_list_is_refused_as_multi_label(
+        tmp_path: Path, labels: list, shown: str):
+    # pandas writes a list column to CSV as "['neg', 'pos']": each combination read as a class of
+    # its own, where JSON's and parquet's lists are refused as multi-label
+    frame = pd.DataFrame({"text": make_texts(40, 0)["text"], "label": labels})
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    message = load_error(spec(tmp_path / "train.csv"))
+    assert (f"split 'train', row 0: label {shown} in column 'label' is a list written as text, as "
+            "every label of the column is, not one class") in message
+    assert "multi-label data, several classes per row, is not supported" in message
+    # one such cell among names is a class name of its own, as any other
+    frame = labelled(40, 1, ["neg", "pos", "['neg']"])
+    frame.to_csv(tmp_path / "one.csv", index=False)
+    assert "['neg']" in load_labeled_splits(spec(tmp_path / "one.csv")).label_names
+
+
 def test_a_float32_score_is_shown_as_written_not_as_its_binary_value(tmp_path: Path):
     # GLUE's stsb stores its similarity as float32: 1.1 read back as a Python float is
     # 1.100000023841858, which no file holds

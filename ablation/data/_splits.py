@@ -4,8 +4,10 @@ carved from train, stratified subsamples, and the notes a study prints about the
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import hashlib
+import json
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -155,9 +157,13 @@ def _clean(frame: pd.DataFrame, spec: DataSpec, split: str, class_label: str | N
         keep &= out[column].notna() & out[column].astype(str).str.strip().ne("")
     cleaned = out[keep].copy()
     many = cleaned["label"].map(lambda v: isinstance(v, (list, tuple, dict, np.ndarray)))
-    if many.any():  # JSON, parquet or the Hub (a Sequence of ClassLabel): one class a row
-        row, value = first_flagged(cleaned, many)
-        kind = "an object" if isinstance(value, dict) else "a list"
+    # a list column pandas wrote to a CSV: "['neg', 'pos']" in every row (one such cell among
+    # names is a class name as any other)
+    written = len(cleaned) > 0 and all(map(_a_written_list, cleaned["label"]))
+    if many.any() or written:  # JSON, parquet or the Hub (a Sequence of ClassLabel): one class a row
+        row, value = first_flagged(cleaned, many if many.any() else cleaned["label"].notna())
+        kind = ("an object" if isinstance(value, dict) else "a list" if many.any()
+                else "a list written as text, as every label of the column is")
         raise AblateInputError(
             f"{spec.dataset}: split {split!r}, row {row}: label {show_cell(value)} in column "
             f"{spec.label_column!r} is {kind}, not one class: each row has one label, an integer "
@@ -206,6 +212,19 @@ def _clean(frame: pd.DataFrame, spec: DataSpec, split: str, class_label: str | N
                     "again from the original file (in Excel: Data > From Text/CSV, File Origin "
                     "'65001: Unicode (UTF-8)', then save as 'CSV UTF-8')")
     return cleaned, int((~keep).sum())
+
+
+def _a_written_list(value: Any) -> bool:
+    """A label cell that is a list as Python or JSON writes it: "['neg', 'pos']", "[0, 2]"."""
+    if not isinstance(value, str) or not re.fullmatch(r"\s*\[.*\]\s*", value, re.DOTALL):
+        return False
+    for parse in (ast.literal_eval, json.loads):
+        try:
+            if isinstance(parse(value.strip()), list):
+                return True
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            pass
+    return False
 
 
 def _snippet(text: str, length: int = 40) -> str:
