@@ -1867,7 +1867,7 @@ def test_labels_that_differ_only_in_unicode_form_or_invisible_marks_are_one_clas
 def test_evaluate_reads_booleans_for_a_model_whose_classes_are_their_ids(tmp_path: Path):
     """A model trained on true/false labels before booleans were the classes False and True has
     the names 0 and 1: evaluate --dataset of its own JSON Lines reads them as those ids still;
-    for a model with names of its own, 'True' is no id of it."""
+    for a model with names of its own, 'True' is no id of it, nor a name."""
     from ablation.data import load_split
     from ablation.inference._evaluate import label_ids
 
@@ -1877,8 +1877,28 @@ def test_evaluate_reads_booleans_for_a_model_whose_classes_are_their_ids(tmp_pat
     rows, _ = load_split(spec(tmp_path), "test")
     assert label_ids(rows, ["0", "1"], "x").tolist() == frame["label"].astype(int).tolist()
     assert label_ids(rows, ["False", "True"], "x").tolist() == frame["label"].astype(int).tolist()
-    with pytest.raises(AblateInputError, match="is not one the model knows"):
+    with pytest.raises(AblateInputError, match="a boolean, is the class 'False', which is not one of"):
         label_ids(rows, ["neg", "pos"], "x")
+
+
+def test_evaluate_tells_booleans_they_are_the_classes_false_and_true(tmp_path: Path):
+    # a model trained on a CSV's lowercase 'true'/'false', evaluated on JSON's booleans, was told
+    # "label 'False' is not one the model knows ...; did you mean 'false'?": the file holds false
+    from ablation.data import load_split
+    from ablation.inference._evaluate import label_ids
+
+    frame = labelled(20, 1)
+    frame["label"] = frame["label"] == 2
+    frame.to_json(tmp_path / "test.jsonl", orient="records", lines=True)
+    rows, _ = load_split(spec(tmp_path), "test")
+    row = int((~frame["label"]).to_numpy().nonzero()[0][0])
+    for reading in (None, "names"):
+        message = one_error_line(label_ids, rows, ["false", "true"], "x", reading)
+        assert (f"x, row {row}: label false, a boolean, is the class 'False', which is not one of "
+                "the model's label names (false, true); booleans are the classes 'False' and 'True' "
+                "(as a CSV writes them): write the labels as the model's names, in quotes, or as "
+                "its class ids 0..1") in message
+        assert "did you mean" not in message
 
 
 def test_integer_labels_in_full_width_or_arabic_indic_digits_are_class_ids(tmp_path: Path):

@@ -8,6 +8,8 @@ tokenized once per (content, tokenizer, max_length) and cached under the study's
 
 from ._files import load_raw_splits, not_utf8, split_of_file
 from ._splits import (
+    BOOLEAN_CLASSES,
+    BOOLEAN_LABELS,
     LabeledSplits,
     ascii_digits,
     check_train_size,
@@ -33,7 +35,8 @@ from ._tokens import (
 )
 
 __all__ = [
-    "UNKNOWN_SAMPLE", "LabeledSplits", "TokenizedData", "ascii_digits", "check_train_size", "count_cut",
+    "BOOLEAN_CLASSES", "BOOLEAN_LABELS", "UNKNOWN_SAMPLE", "LabeledSplits", "TokenizedData",
+    "ascii_digits", "check_train_size", "count_cut",
     "count_longer", "first_flagged", "labels_hidden", "load_labeled_splits", "load_raw_splits",
     "load_split", "load_study_splits", "not_utf8", "row_count", "show_cell", "sorted_by_length",
     "split_of_file", "stratified_indices", "tokenize", "tokenize_frame", "unknown_token_share",

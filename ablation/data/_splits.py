@@ -173,6 +173,8 @@ def _clean(frame: pd.DataFrame, spec: DataSpec, split: str, class_label: str | N
     # either way the classes are the names False and True (not ids 0 and 1), so files of both
     # kinds in one folder agree, and the model predicts the names the user wrote.
     if cleaned["label"].dtype.kind in "bO":
+        if cleaned["label"].map(lambda v: isinstance(v, (bool, np.bool_))).any():
+            cleaned.attrs[BOOLEAN_LABELS] = True  # evaluate --dataset: a refused 'False' was false
         cleaned["label"] = cleaned["label"].map(
             lambda v: str(bool(v)) if isinstance(v, (bool, np.bool_)) else v)
     for column, key in [("text", "text_column")] + (
@@ -231,6 +233,10 @@ def _snippet(text: str, length: int = 40) -> str:
     return text if len(text) <= length else text[:length] + "…"
 
 
+# frame.attrs key: the labels were booleans, now the class names 'False' and 'True'
+BOOLEAN_LABELS = "ablate_boolean_labels"
+BOOLEAN_CLASSES = "booleans are the classes 'False' and 'True' (as a CSV writes them)"
+
 # A validation or test label train lacks may be a typo, or a class meant to be there: label_names
 # keeps such a class (the model cannot learn it, and a note says so).
 UNSEEN_LABEL_ADVICE = ("; fix the row, or name every class in [data] label_names (a class with no "
@@ -268,8 +274,7 @@ def _label_ids(frames: dict[str, pd.DataFrame], spec: DataSpec,
                     raise AblateInputError(
                         f"{spec.dataset}: split {split!r}, row {row}: label {str(written).lower()}, a "
                         f"boolean, is the class {value!r}, which is not one of {known} "
-                        f"({some_of(names, len(names))}); booleans are the classes 'False' and "
-                        "'True' (as a CSV writes them): " + (
+                        f"({some_of(names, len(names))}); {BOOLEAN_CLASSES}: " + (
                             "name them so in label_names" if spec.label_names
                             else f"write the labels of split {train_split!r} so"))
                 # 'Pos' in test.csv beside train's 'pos': the label it is closest to, in any case

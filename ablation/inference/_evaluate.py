@@ -53,7 +53,7 @@ def label_ids(frame: pd.DataFrame, label_names: list[str], where: str, reading: 
     digits other than their ids: star ratings "1".."5" for ids 0..4) and name other classes read
     each way are refused: a guess would score every row against another class, silently."""
     from ..config import _did_you_mean, clean_label
-    from ..data import ascii_digits, labels_hidden
+    from ..data import BOOLEAN_CLASSES, BOOLEAN_LABELS, ascii_digits, labels_hidden
 
     if labels_hidden(frame):
         raise AblateInputError(
@@ -96,6 +96,13 @@ def label_ids(frame: pd.DataFrame, label_names: list[str], where: str, reading: 
                                "model, as --labels ids reads them")
     flagged = ~is_name if reading == "names" or is_name.any() else ~valid_id
     row, value = _first_row(frame, flagged)
+    written = as_text[flagged].iloc[0]
+    if frame.attrs.get(BOOLEAN_LABELS) and written in ("False", "True"):  # JSON's false, read so
+        raise AblateInputError(
+            f"{where}, row {row}: label {written.lower()}, a boolean, is the class {written!r}, "
+            f"which is not one of the model's label names ({listed(label_names)}); "
+            f"{BOOLEAN_CLASSES}: write the labels as the model's names, in quotes, or as its "
+            f"class ids {ids}")
     # 'Positive' for the model's 'positive': the name it is closest to, in any case
     hint = _did_you_mean(as_text[flagged].iloc[0], label_names)
     if reading == "names":
