@@ -142,6 +142,9 @@ def preflight(spec: ExperimentSpec, trials: list[TrialSpec], inputs: TrialInputs
                 fresh = _fresh_weights(trial, source, skeleton, inputs)
                 if fresh:
                     notes.setdefault(fresh[0], fresh[1])
+                head = _checkpoint_head(source, label_names)
+                if head:
+                    notes.setdefault(f"{source.name}\x1fhead", head)
                 unknown = _unknown_tokens(source.name, tokenizer, inputs.splits)
                 if unknown:
                     notes.setdefault(model_key, unknown)
@@ -350,6 +353,38 @@ def _fresh_weights(trial: TrialSpec, source: Any, skeleton: Any,
             f"{' and '.join(what)}; those start from random values, not pretrained ones, so this "
             "trial trains them from scratch")
     return json.dumps([source.name, changed, added]), note
+
+
+def _checkpoint_head(source: Any, label_names: list[str]) -> str | None:
+    """The note for a checkpoint fine-tuned as a classifier (its config names its classes, not
+    transformers' LABEL_0, LABEL_1, ...) whose head is not the data's: the same classes in another
+    order are kept as they are, row by id (each class starts from the weights trained for
+    another), and a head of another size starts from random values (ignore_mismatched_sizes);
+    both silently. The config's own names are read again: load_model_config sets the data's."""
+    from transformers import AutoConfig
+
+    own = AutoConfig.from_pretrained(source.name, revision=source.revision).id2label
+    names = [str(own[i]) for i in sorted(own)]
+    if all(re.fullmatch(r"LABEL_\d+", name) for name in names) or names == label_names:
+        return None
+    if len(names) != len(label_names):
+        return (f"{source.name}'s classification head has {len(names)} classes "
+                f"({some_of(names)}), the data {len(label_names)} "
+                f"({some_of(label_names)}): it starts from random values, not from "
+                "the checkpoint's head")
+    # SST-2's NEGATIVE and POSITIVE are the data's negative and positive
+    data = {name.casefold(): name for name in label_names}
+    if len(data) != len(label_names) or sorted(data) != sorted(name.casefold() for name in names):
+        return None  # other classes: its head is a start as any other
+    order = [data[name.casefold()] for name in names]
+    if order == label_names:
+        return None
+    i = next(i for i, (theirs, ours) in enumerate(zip(order, label_names, strict=True)) if theirs != ours)
+    return (f"{source.name}'s classification head names the data's {len(names)} classes in another "
+            f"order (its id {i} is {names[i]!r}, the data's {label_names[i]!r}): fine-tuning starts "
+            "from its head as it is, each class from the weights its id had there, trained for "
+            "another class; to start from the head as trained, give the classes in its order: "
+            f"[data] label_names = {toml_value(order)} (where the labels are written as names)")
 
 
 def _model_own_dropout(spec: ExperimentSpec, trial: TrialSpec, config: Any) -> str | None:

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 import transformers
-from conftest import seeded_init, tiny_experiment
+from conftest import make_texts, seeded_init, tiny_experiment
 
 from ablation import cli, train
 from ablation.config import load_spec
@@ -485,3 +485,38 @@ def test_schedulers_that_follow_the_metric_follow_it_in_its_direction(write_expe
             assert after == lr  # improving at every evaluation: no plateau
         else:
             assert after > lr, type(scheduler).__name__  # greedy: improving, so raised
+
+
+@pytest.mark.parametrize("names, says", [
+    (["pos", "neu", "neg"], "'s classification head names the data's 3 classes in another order "
+     "(its id 0 is 'pos', the data's 'neg'): fine-tuning starts from its head as it is, each class "
+     "from the weights its id had there, trained for another class; to start from the head as "
+     "trained, give the classes in its order: [data] label_names = ['pos', 'neu', 'neg'] (where "
+     "the labels are written as names)"),
+    (["POS", "NEU", "NEG"], "'s classification head names the data's 3 classes in another order "
+     "(its id 0 is 'POS', the data's 'neg'): fine-tuning starts from its head as it is, each class "
+     "from the weights its id had there, trained for another class; to start from the head as "
+     "trained, give the classes in its order: [data] label_names = ['pos', 'neu', 'neg'] (where "
+     "the labels are written as names)"),
+    (["negative", "positive"], "'s classification head has 2 classes (negative, positive), the "
+     "data 3 (neg, neu, pos): it starts from random values, not from the checkpoint's head"),
+])
+def test_a_checkpoint_whose_head_names_other_classes_is_noted(
+        tmp_path: Path, tiny_model_dir: Path, names: list[str], says: str, capsys):
+    # a fine-tuned checkpoint's head with the data's classes in another order was kept as it is,
+    # swapped, and one of another size started from random values, both saying nothing
+    folder = tmp_path / "tuned"
+    shutil.copytree(tiny_model_dir, folder)
+    config = transformers.AutoConfig.from_pretrained(tiny_model_dir, num_labels=len(names),
+                                                     id2label=dict(enumerate(names)),
+                                                     label2id={n: i for i, n in enumerate(names)})
+    with seeded_init():
+        transformers.BertForSequenceClassification(config).save_pretrained(folder)
+    data = tmp_path / "data"
+    data.mkdir()
+    frame = make_texts(60, 1)
+    frame["label"] = [["neg", "neu", "pos"][label] for label in frame["label"]]
+    frame.to_csv(data / "train.csv", index=False)
+    path = tiny_experiment(tmp_path, folder, data, variants="")
+    assert cli.main(["validate", str(path)]) == 0
+    assert f"{folder}{says}" in capsys.readouterr().out
