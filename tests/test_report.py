@@ -2523,3 +2523,30 @@ def test_a_retried_search_trial_keeps_its_place_in_the_study_order() -> None:
             record(2, "search_2", "COMPLETE"), record(3, "search_1", "COMPLETE")]
     assert [(r.variant, r.number) for r in in_study_order(made, ["baseline"], [42])] == [
         ("baseline", 0), ("search_1", 3), ("search_2", 2)]
+
+
+@pytest.mark.parametrize("own", [False, True])
+def test_a_home_matplotlib_cannot_write_in_gives_no_matplotlib_warnings(
+        own: bool, write_experiment, tmp_path: Path):
+    """HOME read-only or unset (a container, a service account): matplotlib cannot make its
+    config folder, uses a temporary one and said so in two `WARNING matplotlib:` lines on every
+    report, which name nothing the user can act on. They are left out; an MPLCONFIGDIR the user
+    set stands, and its warnings too where it cannot be written (theirs to fix)."""
+    import subprocess
+    import sys
+
+    path = stored_study_of(write_experiment, 2)
+    (tmp_path / "a-file").write_text("", encoding="utf-8")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MPLCONFIGDIR", "XDG_CONFIG_HOME", "XDG_CACHE_HOME")}
+    env["HOME"] = str(tmp_path / "a-file" / "home")  # no folder can be made there, root or not
+    if own:
+        env["MPLCONFIGDIR"] = str(tmp_path / "a-file" / "mpl")
+    result = subprocess.run([sys.executable, "-m", "ablation", "report", str(path)], env=env,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    if own:
+        assert f"mkdir -p failed for path {tmp_path / 'a-file' / 'mpl'}" in result.stderr
+        assert "Matplotlib created a temporary cache directory" in result.stderr
+    else:
+        assert "matplotlib" not in result.stderr.lower(), result.stderr

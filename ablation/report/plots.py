@@ -4,6 +4,8 @@ few in its plots, so that each stays readable and of a bounded size."""
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 import textwrap
 import warnings
@@ -12,13 +14,27 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+
+def _not_about_its_config_folder(record: logging.LogRecord) -> bool:
+    return record.funcName != "_get_config_or_cache_dir"
+
+
+# HOME read-only or unset (a container, a service account): matplotlib cannot make its config
+# folder, uses a temporary one for the process and said so in two `WARNING matplotlib:` lines on
+# every report, naming nothing the user can act on. An MPLCONFIGDIR the user set stands, and so do
+# its warnings where it cannot be written: theirs to fix.
+_matplotlib_log = logging.getLogger("matplotlib")
+if not os.environ.get("MPLCONFIGDIR"):  # matplotlib reads an empty one as unset
+    _matplotlib_log.addFilter(_not_about_its_config_folder)
+import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
+
+_matplotlib_log.removeFilter(_not_about_its_config_folder)  # the folder is chosen once, by now
 
 from ..locking import written_beside  # noqa: E402
 from ..records import TrialRecord, is_search_variant  # noqa: E402
