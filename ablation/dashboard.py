@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -73,9 +74,28 @@ def check_dashboard_inputs(spec: Any, port: int) -> Path:
     if not (folder / "runs.swanlab").is_file():
         raise AblateInputError(
             f"no SwanLab runs under {folder} yet: run the study first (`{spec.command('run')}`)")
+    if _on_read_only_file_system(folder):
+        copy = Path(tempfile.gettempdir()) / f"swanlog-{spec.name}"
+        serve = shlex.join(["cp", "-r", str(folder), str(copy)]) + " && " + shlex.join(
+            ["swanlab", *watch_arguments(copy, port)])
+        raise AblateInputError(
+            f"{folder} is on a read-only file system, where the SwanLab dashboard cannot open its "
+            "runs database (it writes to it): copy the folder somewhere writable and serve the "
+            f"copy: `{serve}`")
     if not port_is_free(port):
         raise AblateInputError(f"port {port} is in use on {HOST}: choose another with --port N")
     return folder
+
+
+def _on_read_only_file_system(folder: Path) -> bool:
+    """The folder's file system is mounted read-only (a backup, a finished study's disk): swanboard
+    opens its database for writing and ended in `unable to open database file`. Not a folder this
+    user merely lacks permission on: os.statvfs's flag says which (none on Windows)."""
+    statvfs = getattr(os, "statvfs", None)
+    try:
+        return statvfs is not None and bool(statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def offline_runs(spec: Any) -> list[str]:

@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.parse
 import urllib.request
@@ -28,6 +29,7 @@ from conftest import tiny_experiment
 
 from ablation import cli
 from ablation.config import load_spec
+from ablation.dashboard import check_dashboard_inputs
 
 pytestmark = pytest.mark.dashboard
 
@@ -363,3 +365,37 @@ def test_optuna_dashboard_serves_the_study(study_file, tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_a_swanlog_on_a_read_only_file_system_is_one_line_saying_so(write_experiment, tmp_path, capsys):
+    """The study's disk mounted read-only (a backup, a finished study's disk): SwanLab's server
+    opens its runs database for writing, and `ablate dashboard` ended in swanboard's traceback
+    flattened onto one line, `unable to open database file`. It is one line naming the folder, the
+    read-only file system and how to serve a copy. A folder only this user cannot write in (chmod)
+    is not refused by it."""
+    path = write_experiment(tracking='backend = "swanlab"\nproject = "ro"\nmode = "local"')
+    out = load_spec(path).output_dir
+    (out / "swanlog").mkdir(parents=True)
+    (out / "swanlog" / "runs.swanlab").write_bytes(b"")
+    mode = (out / "swanlog").stat().st_mode
+    (out / "swanlog").chmod(mode & ~0o222)
+    try:
+        assert check_dashboard_inputs(load_spec(path), _free_port()) == out / "swanlog"
+    finally:
+        (out / "swanlog").chmod(mode)
+    mounted = tmp_path / "mounted"
+    mounted.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None or subprocess.run(
+            ["mount", "--bind", str(out), str(mounted)], capture_output=True).returncode != 0:
+        pytest.skip("a read-only mount needs root and `mount --bind` (a container may refuse it)")
+    try:
+        assert subprocess.run(["mount", "-o", "remount,bind,ro", str(mounted)]).returncode == 0
+        err = _bad(capsys, str(path), "--set", f"experiment.output_dir={json.dumps(str(mounted))}",
+                   "--port", "5193", "--no-browser")
+    finally:
+        subprocess.run(["umount", str(mounted)], check=True)
+    copy = Path(tempfile.gettempdir()) / "swanlog-tiny"
+    assert err == (f"ablate: error: {mounted / 'swanlog'} is on a read-only file system, where the "
+                   "SwanLab dashboard cannot open its runs database (it writes to it): copy the "
+                   f"folder somewhere writable and serve the copy: `cp -r {mounted / 'swanlog'} "
+                   f"{copy} && swanlab watch {copy} -h 127.0.0.1 -p 5193`\n"), err
