@@ -75,16 +75,20 @@ def check_dashboard_inputs(spec: Any, port: int) -> Path:
         raise AblateInputError(
             f"no SwanLab runs under {folder} yet: run the study first (`{spec.command('run')}`)")
     if _on_read_only_file_system(folder):
-        copy = Path(tempfile.gettempdir()) / f"swanlog-{spec.name}"
-        serve = shlex.join(["cp", "-r", str(folder), str(copy)]) + " && " + shlex.join(
-            ["swanlab", *watch_arguments(copy, port)])
         raise AblateInputError(
             f"{folder} is on a read-only file system, where the SwanLab dashboard cannot open its "
-            "runs database (it writes to it): copy the folder somewhere writable and serve the "
-            f"copy: `{serve}`")
+            f"runs database (it writes to it): {_serve_a_copy(spec, folder, port)}")
     if not port_is_free(port):
         raise AblateInputError(f"port {port} is in use on {HOST}: choose another with --port N")
     return folder
+
+
+def _serve_a_copy(spec: Any, folder: Path, port: int) -> str:
+    """What to do where the server cannot write to the folder's runs database."""
+    copy = Path(tempfile.gettempdir()) / f"swanlog-{spec.name}"
+    serve = shlex.join(["cp", "-r", str(folder), str(copy)]) + " && " + shlex.join(
+        ["swanlab", *watch_arguments(copy, port)])
+    return f"copy the folder somewhere writable and serve the copy: `{serve}`"
 
 
 def _on_read_only_file_system(folder: Path) -> bool:
@@ -146,6 +150,10 @@ runpy.run_module("swanlab", run_name="__main__", alter_sys=True)
 """
 
 
+# SQLite's words where the server's first write (its `journal_mode = wal`) is refused.
+_READ_ONLY_DATABASE = "attempt to write a readonly database"
+
+
 def watch_arguments(folder: Path, port: int) -> list[str]:
     """`swanlab ...`: serve the folder on HOST:port."""
     return ["watch", str(folder), "-h", HOST, "-p", str(port)]
@@ -159,7 +167,9 @@ def serve_dashboard(spec: Any, port: int = DEFAULT_PORT, open_browser: bool = Tr
     # Ctrl+C, and SIGINT/SIGTERM from other programs (SIGINT is ignored in background jobs)
     previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        server.wait_ready(url, port)
+        server.wait_ready(url, port, cannot_write=(  # a folder this user cannot write in (chmod)
+            f"the SwanLab dashboard cannot write to its runs database {folder / 'runs.swanlab'} "
+            f"(this user cannot write in {folder} or that file): {_serve_a_copy(spec, folder, port)}"))
         print(f"dashboard: {url}", flush=True)
         print(f"  {_count_runs(folder)} SwanLab run(s) of project {spec.tracking.project!r} from "
               f"{folder}; Ctrl+C to stop", flush=True)
@@ -221,14 +231,17 @@ class _Server:
     def last_lines(self) -> str:
         return " | ".join(self._lines)
 
-    def wait_ready(self, url: str, port: int) -> None:
-        """Until the API answers; one line and exit 2 when the server cannot start."""
+    def wait_ready(self, url: str, port: int, cannot_write: str) -> None:
+        """Until the API answers; one line and exit 2 when the server cannot start (cannot_write
+        where it could not write to its database)."""
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while time.monotonic() < deadline:
             if any("occupied" in line or "already in use" in line for line in self._lines):
                 raise AblateInputError(f"port {port} is in use on {HOST}: choose another with --port N")
             if self.process.poll() is not None:
                 self._reader.join(timeout=2)
+                if any(_READ_ONLY_DATABASE in line for line in self._lines):
+                    raise AblateInputError(cannot_write)
                 raise AblateInputError(f"`{shlex.join(self.command)}` exited with code "
                                        f"{self.process.returncode}: {self.last_lines() or 'no output'}")
             try:

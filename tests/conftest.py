@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import textwrap
 import time
 from collections.abc import Iterator
@@ -94,6 +95,17 @@ def processes_with(text: str) -> list[int]:
         except OSError:
             continue
     return pids
+
+
+def without_write_permission() -> list[str]:
+    """The command prefix that runs ablate as a user whom a folder's permissions bind: none for
+    a user; root ignores them unless it gives up that capability (setpriv, util-linux)."""
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("root without setpriv: folder permissions cannot bind the tested process")
+    caps = "-dac_override,-dac_read_search,-fowner"
+    return ["setpriv", f"--bounding-set={caps}", f"--inh-caps={caps}"]
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ import optuna
 import pandas as pd
 import pytest
 import torch
-from conftest import queue_by_an_interrupted_run
+from conftest import queue_by_an_interrupted_run, without_write_permission
 
 from ablation import cli, train
 from ablation.config import load_spec
@@ -957,17 +957,6 @@ def test_a_postgresql_url_naming_a_driver_not_installed_suggests_the_one_that_is
         "'postgresql://u:***@127.0.0.1:1/db' (psycopg 3: pip install \"ablate[postgres]\")"), err
 
 
-def _without_write_permission() -> list[str]:
-    """The command prefix that runs ablate as a user whom a folder's permissions bind: none for
-    a user; root ignores them unless it gives up that capability (setpriv, util-linux)."""
-    if os.geteuid() != 0:
-        return []
-    if shutil.which("setpriv") is None:
-        pytest.skip("root without setpriv: folder permissions cannot bind the tested process")
-    caps = "-dac_override,-dac_read_search,-fowner"
-    return ["setpriv", f"--bounding-set={caps}", f"--inh-caps={caps}"]
-
-
 @pytest.mark.parametrize("what", ["dangling_symlink", "file"])
 def test_something_not_a_folder_where_a_trial_folder_goes_is_refused_before_training(
         what: str, write_experiment, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
@@ -999,7 +988,7 @@ def test_a_study_in_a_folder_this_user_cannot_write_in(write_experiment):
     """A colleague's study on a shared machine (or `chmod -R a-w`): status reads it; report and
     run refuse with one line naming the folder, no traceback. A read-only study.db in a folder
     that is writable is named with SQLite's own reason, not Optuna's "invalid data"."""
-    prefix = _without_write_permission()
+    prefix = without_write_permission()
     path = write_experiment(variants="")
     assert cli.main(["run", str(path)]) == 0
     out = load_spec(path).output_dir
@@ -1040,7 +1029,7 @@ def test_a_storage_whose_folder_this_user_cannot_write_in_is_refused_before_trai
     failed after the data loaded, as a storage that "stopped answering" (exit 1) and saying the
     same command goes on (a `worker`: once it claimed a trial). It is one line naming the folder,
     exit 2, before anything trains."""
-    prefix = _without_write_permission()
+    prefix = without_write_permission()
     folder = tmp_path / "shared"
     path = write_experiment(variants="", extra="")
     path.write_text(path.read_text(encoding="utf-8").replace(

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import tiny_experiment
+from conftest import tiny_experiment, without_write_permission
 
 from ablation import cli
 from ablation.config import load_spec
@@ -399,3 +399,32 @@ def test_a_swanlog_on_a_read_only_file_system_is_one_line_saying_so(write_experi
                    "SwanLab dashboard cannot open its runs database (it writes to it): copy the "
                    f"folder somewhere writable and serve the copy: `cp -r {mounted / 'swanlog'} "
                    f"{copy} && swanlab watch {copy} -h 127.0.0.1 -p 5193`\n"), err
+
+
+def test_a_swanlog_this_user_cannot_write_in_is_one_line_saying_so(write_experiment):
+    """`chmod -R a-w` on the study (a colleague's on a shared machine): SwanLab's server, started,
+    cannot write to its runs database and `ablate dashboard` ended in swanboard's traceback
+    flattened onto one line, `attempt to write a readonly database`. It is one line naming the
+    database and how to serve a copy, exit 2."""
+    prefix = without_write_permission()
+    path = write_experiment(tracking='backend = "swanlab"\nproject = "ro"\nmode = "local"')
+    folder = load_spec(path).output_dir / "swanlog"
+    folder.mkdir(parents=True)
+    (folder / "runs.swanlab").write_bytes(b"")
+    modes = {p: p.stat().st_mode for p in (folder, folder / "runs.swanlab")}
+    port = _free_port()
+    try:
+        for entry, mode in modes.items():
+            entry.chmod(mode & ~0o222)
+        result = subprocess.run([*prefix, sys.executable, "-m", "ablation", "dashboard", str(path),
+                                 "--port", str(port), "--no-browser"], capture_output=True,
+                                text=True, env=_env(), timeout=120)
+    finally:
+        for entry, mode in modes.items():
+            entry.chmod(mode)
+    copy = Path(tempfile.gettempdir()) / "swanlog-tiny"
+    assert result.returncode == 2 and result.stderr == (
+        f"ablate: error: the SwanLab dashboard cannot write to its runs database "
+        f"{folder / 'runs.swanlab'} (this user cannot write in {folder} or that file): copy the "
+        f"folder somewhere writable and serve the copy: `cp -r {folder} {copy} && swanlab watch "
+        f"{copy} -h 127.0.0.1 -p {port}`\n"), result.stderr
