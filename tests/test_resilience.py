@@ -818,13 +818,13 @@ def test_a_worker_started_before_the_run_waits_for_its_study_and_trials(write_ex
     spec = load_spec(path)
     real_open, looks = queue.open_study, []
 
-    def the_run_goes_on_meanwhile(spec_: Any, create: bool = True) -> optuna.Study:
+    def the_run_goes_on_meanwhile(spec_: Any, create: bool = True, **options: Any) -> optuna.Study:
         looks.append(create)
         if len(looks) == 2:  # the run has made the study and loads its data
             real_open(spec)
         elif len(looks) == 4:  # and has queued its trials
             queue.enqueue(real_open(spec, create=False), select_trials(spec, None))
-        return real_open(spec_, create)
+        return real_open(spec_, create, **options)
 
     monkeypatch.setattr(queue, "STUDY_POLL_SECONDS", 0.01)
     monkeypatch.setattr(queue, "open_study", the_run_goes_on_meanwhile)
