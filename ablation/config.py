@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import AblateInputError, as_list, as_typed, set_shown
+from .errors import AblateInputError, as_list, as_typed, escaped_byte, set_shown
 
 
 def home_path(text: str | Path) -> Path:
@@ -843,11 +843,10 @@ def _split_set(item: str) -> tuple[list[str], Any]:
         else:
             parts = ["variants", ".".join(parts[1:-1]), parts[-1]]
     text = as_typed(text.strip())
-    odd = re.search("[\udc80-\udcff]", text)
+    odd = escaped_byte(text)
     if odd:  # an argument's byte that is not UTF-8 (a Latin-1 terminal): no file could hold it
-        raise AblateInputError(
-            f"{set_shown(item)}: not UTF-8 text (byte {ord(odd.group()) - 0xDC00:#04x}); give "
-            "the value as UTF-8 (a UTF-8 terminal types it so)")
+        raise AblateInputError(f"{set_shown(item)}: not UTF-8 text ({odd}); give the value as UTF-8 "
+                               "(a UTF-8 terminal types it so)")
     return parts, _parse_set_value(text, item)
 
 
@@ -1019,10 +1018,10 @@ def load_spec(path: str | Path, sets: str | list[str] | None = None,
     predict, evaluate on other data) do not refuse a local dataset that has moved or gone.
     One string in `sets` is one item. `~` in `path` is the home folder, as in the file's paths."""
     path, sets = home_path(path), as_list(sets)
-    odd = re.search("[\udc80-\udcff]", as_typed(str(path)))
+    odd = escaped_byte(as_typed(str(path)))
     if odd:  # a Latin-1 name: report.md (UTF-8) and every command ablate prints name the file
         raise AblateInputError(
-            f"{path}: the experiment file's path is not UTF-8 (byte {ord(odd.group()) - 0xDC00:#04x})"
+            f"{path}: the experiment file's path is not UTF-8 ({odd})"
             "; report.md and the commands ablate prints name it, and UTF-8 cannot hold it: rename "
             "it (or its folder) to a UTF-8 name")
     try:
@@ -1248,7 +1247,7 @@ def _past_this_locale(path: str) -> str | None:
     try:
         return None if on_disk.decode("utf-8") == path else past
     except UnicodeDecodeError:  # a byte read from disk (surrogateescape), or the locale's
-        return None if re.search("[\udc80-\udcff]", path) else past
+        return None if escaped_byte(path) else past
 
 
 def named_by(path: Path, sets: Sequence[str] | None, *keys: str) -> str:

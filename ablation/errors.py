@@ -3,6 +3,7 @@ keeps a failed trial's traceback off the terminal."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 
 EXIT_OK = 0
@@ -38,6 +39,13 @@ def as_typed(text: str) -> str:
         return text.encode("utf-8", "surrogateescape").decode("utf-8")
     except UnicodeError:
         return text
+
+
+def escaped_byte(text: str) -> str | None:
+    """`byte 0xe9` for the first byte of `text` that was not UTF-8 where it was read (Python keeps
+    such a byte b of an argument or a file name as the lone surrogate U+DC00 + b), else None."""
+    odd = re.search("[\udc80-\udcff]", text)
+    return None if odd is None else f"byte {ord(odd.group()) - 0xDC00:#04x}"
 
 
 def set_shown(item: str) -> str:
