@@ -460,10 +460,12 @@ def wait_for_study(spec: ExperimentSpec, echo: Callable[[str], None], stop: thre
     lock says so. `limit`: seconds, after which a study still missing is refused as before and an
     empty one joined. None when `stop` is set while waiting (--graceful's Ctrl+C)."""
     deadline = None if limit is None else time.monotonic() + limit
-    said = answered = False
+    said = answered = found = False
     while True:
         try:
-            study: optuna.Study | None = open_study(spec, create=False, writes=True)
+            # Whether this worker may write beside the database: checked once it is there (the
+            # check writes and removes a file), not at every poll while the run queues.
+            study: optuna.Study | None = open_study(spec, create=False, writes=not found)
         except StudyNotFound as missing:
             if deadline is not None and time.monotonic() >= deadline:
                 waited = f" (this worker waited {limit:g} s for it: --wait)" if limit else ""
@@ -475,7 +477,7 @@ def wait_for_study(spec: ExperimentSpec, echo: Callable[[str], None], stop: thre
             if answered and storage_lost(err) is not None:
                 raise StoppedWhileWaiting(str(err)) from err
             raise
-        answered = True
+        answered, found = True, study is not None
         if study is not None and (study.get_trials(deepcopy=False)
                                   or (deadline is not None and time.monotonic() >= deadline)):
             return study

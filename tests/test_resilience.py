@@ -819,7 +819,7 @@ def test_a_worker_started_before_the_run_waits_for_its_study_and_trials(write_ex
     real_open, looks = queue.open_study, []
 
     def the_run_goes_on_meanwhile(spec_: Any, create: bool = True, **options: Any) -> optuna.Study:
-        looks.append(create)
+        looks.append((create, options.get("writes")))
         if len(looks) == 2:  # the run has made the study and loads its data
             real_open(spec)
         elif len(looks) == 4:  # and has queued its trials
@@ -834,6 +834,9 @@ def test_a_worker_started_before_the_run_waits_for_its_study_and_trials(write_ex
     assert waiting == [f"waiting for `ablate run {path}` to create study 'tiny' in "
                        f"sqlite:///{spec.output_dir}/study.db (Ctrl+C to stop)"], out
     assert "worker done: 1 trial(s) complete, 0 failed" in out
+    # the storage's folder checked for writing (a probe file) until the study is found, not at
+    # every poll after
+    assert looks[:4] == [(False, True), (False, True), (False, False), (False, False)], looks
 
 
 def test_a_worker_waits_at_most_wait_seconds_for_its_study(write_experiment, monkeypatch, capsys):
