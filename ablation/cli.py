@@ -951,11 +951,21 @@ def _one_line(text: str) -> str:
                    else char for char in text)
 
 
+def _check_platform() -> None:
+    """Windows has no fcntl, whose locks every command but `--help` and `--version` takes or
+    imports: one line that says so, not an import's traceback at the first lock."""
+    try:
+        from . import locking  # noqa: F401
+    except ImportError as err:
+        raise AblateInputError(str(err)) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = None
     _set_up_output()
     try:
         args = build_parser().parse_args(argv)
+        _check_platform()
         # predict and evaluate tokenize a chunk of texts per call and never fork: every core helps.
         # Elsewhere the tokenizer's threads would make each fork (datasets, torchrun) warn.
         os.environ.setdefault("TOKENIZERS_PARALLELISM",

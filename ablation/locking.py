@@ -5,7 +5,6 @@ file another is writing."""
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import re
 import secrets
@@ -13,6 +12,13 @@ import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
+
+try:
+    import fcntl
+except ImportError:  # Windows: ablate's processes cannot take turns there (see cli.main)
+    raise ImportError("ablate runs on Linux and macOS, not on Windows: its processes take turns "
+                      "through fcntl's file locks, which Windows lacks; run it under WSL 2 (the "
+                      "Windows Subsystem for Linux)") from None
 
 
 @contextlib.contextmanager

@@ -943,3 +943,19 @@ def test_relative_data_and_model_paths_beside_the_file_run_from_another_folder_a
         assert f"{Path('project') / named}'" in err, err
     monkeypatch.chdir(project)
     assert cli.main(["validate", "bs.toml"]) == 0
+
+
+def test_windows_without_fcntl_is_one_line_not_an_import_traceback(write_experiment) -> None:
+    """Windows has no fcntl, whose file locks every command takes: `validate` there ended in
+    ModuleNotFoundError's traceback at its first lock (simulated: fcntl made unimportable)."""
+    code = ("import runpy, sys\n"
+            "sys.modules['fcntl'] = None\n"
+            "sys.argv = ['ablate', *sys.argv[1:]]\n"
+            "runpy.run_module('ablation', run_name='__main__')\n")
+    done = subprocess.run([sys.executable, "-c", code, "validate", str(write_experiment())],
+                          capture_output=True, text=True)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [
+        "ablate: error: ablate runs on Linux and macOS, not on Windows: its processes take turns "
+        "through fcntl's file locks, which Windows lacks; run it under WSL 2 (the Windows "
+        "Subsystem for Linux)"]
