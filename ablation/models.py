@@ -352,8 +352,8 @@ def _holds_model_of(folder: Path, spec: ExperimentSpec, best: Any) -> bool:
 def trial_dir(spec: ExperimentSpec, key: str, option: str) -> Path:
     """trials/<key>/ of the study, for an option naming one of its trials (as variant-s<seed>)."""
     trials = spec.output_dir / "trials"
-    if key in ("", ".", "..") or Path(key).name != key or not (trials / key).is_dir():
-        known = sorted(p.name for p in trials.glob("*") if p.is_dir()) if trials.is_dir() else []
+    known = sorted(p.name for p in trials.glob("*") if p.is_dir()) if trials.is_dir() else []
+    if key not in known:  # listed: a file system that ignores case (macOS's) finds BASELINE-s42 too
         raise AblateInputError(
             f"{option} {key!r}: study {spec.name!r} has no trial of that name in {trials} "
             f"(trials: {', '.join(known) or 'none yet'}); name one as variant-s<seed>, e.g. "

@@ -486,6 +486,28 @@ def test_trial_names_a_kept_model_of_a_study_file(best_study, capsys):
     assert "give its experiment file as MODEL_OR_STUDY" in capsys.readouterr().err
 
 
+def test_a_trial_named_in_another_case_is_no_trial_where_the_file_system_ignores_case(
+        best_study, capsys, monkeypatch):
+    """macOS's file system finds trials/BASELINE-s42 for trials/baseline-s42: `--trial` in the
+    wrong case took it for the trial, then said the best trial had kept no model (save_models =
+    "best" keeps the best's alone). Simulated: a folder is found whatever the case of its name."""
+    best = json.loads((load_spec(best_study).output_dir / "best_model" / "ablate.json").read_text())
+    real = Path.is_dir
+
+    def ignoring_case(self: Path) -> bool:
+        return real(self) or real(self.parent) and any(
+            p.name.casefold() == self.name.casefold() and real(p) for p in self.parent.iterdir())
+
+    monkeypatch.setattr(Path, "is_dir", ignoring_case)
+    capsys.readouterr()
+    for option in ("--trial", "--checkpoints"):
+        assert cli.main(["evaluate", str(best_study), option, best["trial"].upper()]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"ablate: error: {option} {best['trial'].upper()!r}: study 'best' has "
+                              "no trial of that name"), err
+        assert best["trial"] in err and err.count("\n") == 1
+
+
 def test_save_models_none_keeps_no_weights_and_predict_says_how_to_get_them(
         tmp_path, tiny_model_dir, tiny_data_dir, capsys):
     path = _study_file(tmp_path, tiny_model_dir, tiny_data_dir, "none")
