@@ -529,6 +529,23 @@ def test_model_config_overrides_that_discard_pretrained_weights_get_a_note(write
     assert sum(name.startswith("bert.encoder.layer.2.") for name in deep) == 16
 
 
+def test_a_study_whose_name_differs_only_in_case_is_told_its_folder_is_the_other_studys(
+        write_experiment, tmp_path, capsys):
+    """macOS: study 'TINY' after study 'tiny' finds reports/TINY holding tiny's files, as its file
+    system ignores case; the refusal named a folder the user sees as another one. Simulated: a
+    link reports/TINY to reports/tiny."""
+    path = write_experiment(variants="")
+    assert cli.main(["run", str(path)]) == 0
+    (tmp_path / "reports" / "TINY").symlink_to(tmp_path / "reports" / "tiny")
+    other = write_experiment(variants="", name="TINY")
+    capsys.readouterr()
+    assert cli.main(["validate", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert ("holds the files of study 'tiny' (its resolved.json: a file system that ignores case "
+            "(macOS's, by default) makes TINY and tiny one folder); give study 'TINY' its own") in err
+
+
 def test_a_study_is_refused_an_output_dir_that_holds_another_study(write_experiment, tmp_path, capsys):
     path = write_experiment(variants="")  # its output_dir is set in the file: reports/tiny
     assert cli.main(["run", str(path)]) == 0

@@ -181,10 +181,14 @@ def check_own_output_dir(spec: ExperimentSpec, inputs: bool = True) -> None:
         return
     if owner != spec.name:
         given = last_set(spec.sets, "experiment.output_dir", "experiment.name")
+        # reports/BS for study 'BS' where study 'bs' ran: a file system that ignores case found it
+        case = (f": a file system that ignores case (macOS's, by default) makes "
+                f"{spec.name} and {owner} one folder" if isinstance(owner, str)
+                and owner.casefold() == spec.name.casefold() == spec.output_dir.name.casefold() else "")
         raise AblateInputError(
             (f"{set_shown(given)}: " if given else f"{spec.path}: ")
             + f"[experiment] output_dir = {str(spec.output_dir)!r} holds the files of study {owner!r} "
-            f"(its resolved.json); give study {spec.name!r} its own output_dir (without one it is "
+            f"(its resolved.json{case}); give study {spec.name!r} its own output_dir (without one it is "
             f"reports/<name>), or delete that folder if study {owner!r} is no longer wanted")
 
 
