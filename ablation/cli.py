@@ -504,7 +504,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     spec = load_spec(args.file, sets)
     # A worker of `run --workers N` leaves the study's lines to its run: N copies said nothing more.
     by_run = interrupts.started_by_run()
-    if not by_run:
+    if by_run:  # macOS: stopped when its run dies (Linux's kernel stops it; see stop_with_parent)
+        interrupts.watch_parent(int(os.environ[interrupts.STARTED_BY_RUN]))
+    else:
         print(f"worker on study {spec.name}: {shown_storage(spec.experiment.storage)}")
     with interrupts.handled(args.graceful) as stop:
         try:

@@ -141,6 +141,11 @@ def port_is_free(port: int, host: str = HOST) -> bool:
 # "address already in use", which wait_ready reports.
 _WATCH = """\
 import runpy
+try:  # macOS: stopped when ablate is, kill -9 included (Linux's kernel does it: stop_with_parent)
+    from ablation.interrupts import watch_parent
+    watch_parent()
+except ImportError:
+    pass
 try:
     import swanlab.deprecated.local as local
     local._get_free_port = lambda address="0.0.0.0", default_port=5092: default_port

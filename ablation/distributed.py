@@ -36,6 +36,7 @@ RESULT = "result.json"
 ERRORS = "error.rank*.json"
 OFFLINE = "tracked_offline.json"  # rank 0's runs that fell back offline, whatever the trial's end
 LOCAL = "tracked_local.json"  # rank 0's runs in mode local, written as each starts
+TRIAL_OWNER = "ABLATE_TRIAL_OWNER"  # the pid of the worker whose trial the processes train
 POLL_S = 0.5  # how soon the processes of a trial another process took over are stopped
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ def train_distributed(trial: Any, spec: Any, data: Any, tokenizer: Any, trial_di
     with payload.open("wb") as handle:
         pickle.dump({"trial": trial, "spec": spec, "data": data, "tokenizer": tokenizer,
                      "run_name": run_name, "tracker_config": tracker_config}, handle)
-    env = dict(os.environ)
+    env = {**os.environ, TRIAL_OWNER: str(os.getpid())}
     if not _has_cuda():  # share this worker's threads (`run --workers` gives each its share of
         import torch  # the cores) between the processes instead of oversubscribing the cores
 
@@ -257,6 +258,7 @@ def _rank_main(payload_path: Path) -> int:
     # torchrun passes a SIGTERM on to its processes before it exits; one it did not (it was
     # killed, or its own handler's exception was lost) left them training unseen (a CI failure).
     interrupts.stop_with_parent()
+    interrupts.watch_parent(also=int(os.environ[TRIAL_OWNER]))  # macOS: and the worker's death
     rank = int(os.environ.get("RANK", "0"))
     with payload_path.open("rb") as handle:
         work = pickle.load(handle)

@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -134,9 +135,35 @@ def handled(graceful: bool) -> Iterator[threading.Event]:
 
 def stop_with_parent() -> None:
     """In a child process (a worker, the dashboard's server), before it starts: SIGTERM when the
-    `ablate` process that started it dies (kill -9 included), instead of going on unseen."""
+    `ablate` process that started it dies (kill -9 included), instead of going on unseen. Linux
+    alone (the kernel's parent-death signal): elsewhere the process watches its parent itself
+    (`watch_parent`)."""
     if sys.platform.startswith("linux"):
         import ctypes
 
         PR_SET_PDEATHSIG = 1  # noqa: N806 (the name in <sys/prctl.h>)
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+WATCH_EVERY_S = 0.5
+
+
+def watch_parent(parent: int | None = None, also: int | None = None) -> None:
+    """In a process of ablate's own that another started (a worker of `run --workers`, a
+    torchrun process, the dashboard's server): SIGTERM to itself when its parent dies, kill -9
+    included (`parent`, where given, is the pid it was started by: one gone before this call is
+    seen too), or when the process `also` does (the worker whose torchrun started this one), as
+    Linux's kernel sends it there (`stop_with_parent`, which the starter asked for). Elsewhere
+    (macOS) no kernel does: a thread looks twice a second."""
+    if sys.platform.startswith("linux"):
+        return
+    import psutil
+
+    parent = os.getppid() if parent is None else parent
+
+    def watch() -> None:
+        while os.getppid() == parent and (also is None or psutil.pid_exists(also)):
+            time.sleep(WATCH_EVERY_S)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="ablate-watch-parent", daemon=True).start()

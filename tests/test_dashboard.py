@@ -178,6 +178,36 @@ def test_the_server_stops_when_ablate_dashboard_is_killed(study_file):
             urllib.request.urlopen(f"{url}/api/v1/project", timeout=5)
 
 
+def test_off_linux_the_server_stops_when_ablate_dashboard_is_killed(tmp_path):
+    """macOS has no parent-death signal: a killed `ablate dashboard` left its server serving
+    there. The server watches ablate itself (simulated: no PR_SET_PDEATHSIG, sys.platform
+    darwin in the server, which sleeps in place of serving)."""
+    import psutil
+
+    start = ("import sys, time\n"
+             "from ablation import dashboard\n"
+             "dashboard.stop_with_parent = lambda: None\n"
+             "serve = 'runpy.run_module(\"swanlab\"'\n"
+             "assert serve in dashboard._WATCH\n"
+             "dashboard._WATCH = ('import psutil, sys\\nsys.platform = \"darwin\"\\n'\n"
+             "                    + dashboard._WATCH.replace(serve, 'print(\"serving\", flush=True); '\n"
+             "                                               'import time; time.sleep(60)#'))\n"
+             "server = dashboard._Server([])\n"
+             "while 'serving' not in server._lines:\n"
+             "    time.sleep(0.1)\n"
+             "print(server.process.pid, flush=True)\n"
+             "time.sleep(60)\n")
+    ablate = subprocess.Popen([sys.executable, "-c", start], stdout=subprocess.PIPE, text=True)
+    try:
+        server = psutil.Process(int(ablate.stdout.readline()))
+        ablate.kill()
+        ablate.wait()
+        gone, alive = psutil.wait_procs([server], timeout=15)
+        assert not alive, "the server outlived a killed ablate dashboard"
+    finally:
+        ablate.kill()
+
+
 def test_a_port_in_time_wait_is_free_and_a_listening_one_is_not():
     """As the server binds (SO_REUSEADDR): a closed connection's TIME-WAIT does not hold the port,
     a listening socket does, on 127.0.0.1 and on 0.0.0.0."""

@@ -561,6 +561,70 @@ def test_workers_stop_when_the_run_that_started_them_is_killed(write_experiment)
         f"{name}-s42": 1 for name in ("baseline", "baseline_bs32", "baseline_lr", "baseline_wd")}
 
 
+# A process of ablate's that watches as off Linux (macOS: no parent-death signal), then waits:
+# argv, the pid it was started by and the one it also watches ('' for none of either).
+_WATCHING = ("import sys, time\n"
+             "import psutil\n"  # before: it picks its platform's module as it is imported
+             "sys.platform = 'darwin'\n"
+             "from ablation import interrupts\n"
+             "interrupts.watch_parent(*(int(a) if a else None for a in sys.argv[1:3]))\n"
+             "print('watching', flush=True)\n"
+             "time.sleep(60)\n")
+
+
+def _ended_within(pid: int, seconds: float) -> bool:
+    import psutil
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:  # init reaps it later
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_off_linux_a_worker_stops_when_the_run_that_started_it_is_killed() -> None:
+    """macOS has no parent-death signal: a worker of a `run --workers` killed with kill -9 went
+    on training unseen there. It watches its run itself (simulated here: sys.platform darwin)."""
+    start = ("import os, subprocess, sys, time\n"
+             f"watching = subprocess.Popen([sys.executable, '-c', {_WATCHING!r}, str(os.getpid()), ''])\n"
+             "print(watching.pid, flush=True)\n"
+             "time.sleep(60)\n")
+    run = subprocess.Popen([sys.executable, "-c", start], stdout=subprocess.PIPE, text=True)
+    try:
+        lines = {run.stdout.readline().strip(), run.stdout.readline().strip()}
+        lines.discard("watching")
+        (worker,) = (int(line) for line in lines)
+        time.sleep(2 * interrupts.WATCH_EVERY_S)
+        assert not _ended_within(worker, 0), "it waits while its run lives"
+        run.kill()
+        run.wait()
+        assert _ended_within(worker, 10), "the worker ended with its run"
+    finally:
+        run.kill()
+
+
+def test_off_linux_a_trials_processes_stop_when_the_worker_that_owns_it_is_killed() -> None:
+    """macOS: torchrun, in a session of its own, outlives a worker killed with kill -9, and its
+    processes trained on unseen; each watches the worker too (simulated: sys.platform darwin)."""
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    rank = subprocess.Popen([sys.executable, "-c", _WATCHING, "", str(worker.pid)],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert rank.stdout.readline().strip() == "watching"
+        time.sleep(2 * interrupts.WATCH_EVERY_S)
+        assert rank.poll() is None, "it trains while its worker lives"
+        worker.kill()
+        worker.wait()
+        assert rank.wait(timeout=10) == -signal.SIGTERM
+    finally:
+        worker.kill()
+        rank.kill()
+
+
 def test_worker_processes_keep_every_local_swanlab_run_and_point(write_experiment):
     """Two workers write one local SwanLab database: every trial is a run with all its points."""
     import json
