@@ -15,6 +15,7 @@ import logging
 import os
 import platform
 import shutil
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -419,6 +420,14 @@ def device_name() -> str:
                 return f"CPU: {line.split(':', 1)[1].strip()} ({torch.get_num_threads()} threads)"
     except OSError:
         pass
+    if sys.platform == "darwin":  # no /proc; platform.processor() says "arm" (or "i386" on x86_64)
+        import subprocess
+
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            brand = subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True,
+                                   text=True, timeout=10).stdout.strip()  # "Apple M2 Pro"
+            if brand:
+                return f"CPU: {brand} ({torch.get_num_threads()} threads)"
     return f"CPU: {platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
 
 

@@ -520,3 +520,29 @@ def test_a_checkpoint_whose_head_names_other_classes_is_noted(
     path = tiny_experiment(tmp_path, folder, data, variants="")
     assert cli.main(["validate", str(path)]) == 0
     assert f"{folder}{says}" in capsys.readouterr().out
+
+
+def test_the_device_of_a_cpu_trial_on_macos_is_the_cpus_name_not_its_architecture(monkeypatch):
+    """macOS has no /proc/cpuinfo: the report's device was platform.processor()'s "arm" for every
+    Apple silicon Mac ("i386" for an Intel one, which is x86_64). It is sysctl's brand string
+    (simulated: sys.platform darwin, no /proc/cpuinfo, sysctl's answer)."""
+    import subprocess
+    import sys
+
+    real_read_text = Path.read_text
+
+    def no_proc(self: Path, *args, **kwargs) -> str:
+        if str(self).startswith("/proc/"):
+            raise FileNotFoundError(2, "No such file or directory", str(self))
+        return real_read_text(self, *args, **kwargs)
+
+    def sysctl(command, **kwargs):
+        assert command == ["sysctl", "-n", "machdep.cpu.brand_string"]
+        return subprocess.CompletedProcess(command, 0, stdout="Apple M2 Pro\n", stderr="")
+
+    monkeypatch.setattr(train.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(Path, "read_text", no_proc)
+    monkeypatch.setattr(sys, "platform", "darwin")
+    monkeypatch.setattr(subprocess, "run", sysctl)
+    monkeypatch.setattr(train.platform, "processor", lambda: "arm")
+    assert train.device_name() == f"CPU: Apple M2 Pro ({train.torch.get_num_threads()} threads)"
