@@ -1270,11 +1270,13 @@ def _check_distinct_columns(data: DataSpec, path: Path) -> None:
                     "pair and the label must be different columns")
 
 
-_SUFFIX_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._+-")
+# The characters of a variant name, which names its trials' folders (trials/<variant>-s<seed>):
+# the names written in a file, and those ablate makes ([sweep] suffixes, search_<n>).
+NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._+-")
 
 
 def check_variant_suffix(suffix: str, path: Path, section: str = "variants") -> None:
-    if not suffix or not set(suffix) <= _SUFFIX_CHARS:
+    if not suffix or not set(suffix) <= NAME_CHARS:
         raise AblateInputError(
             f"{path}: [{section}] name {suffix!r} may use only ASCII letters (a-z, A-Z), digits "
             "and . _ + -")

@@ -725,7 +725,8 @@ def claim(study: optuna.Study, wanted: set[str] | None, search: bool = False) ->
     for frozen in sorted(waiting, key=lambda t: t.number):
         key = frozen.user_attrs.get(records.KEY)
         searched = search and _is_search(frozen)
-        if key is None or (wanted is not None and key not in wanted and not searched):
+        if key is None or not records.is_ablate_trial(frozen.user_attrs) or (
+                wanted is not None and key not in wanted and not searched):
             continue
         if beats:
             # Beat before the trial turns RUNNING: stale detection only sees RUNNING trials that

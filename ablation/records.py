@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 
+from .config import NAME_CHARS
 from .variants import TrialSpec
 
 if TYPE_CHECKING:
@@ -54,6 +55,17 @@ STORAGE_KEY = "experiment.storage"
 def is_search_variant(variant: Any) -> bool:
     """Whether a trial's variant name is a [search] trial's."""
     return str(variant or "").startswith(SEARCH_PREFIX)
+
+
+def is_ablate_trial(attrs: dict[str, Any]) -> bool:
+    """Whether a trial's user attributes name a trial as ablate enqueues one: a variant name of
+    the characters ablate gives one (NAME_CHARS) and an integer seed. A trial added by another
+    program, or by hand to a shared storage, is not: a variant `../../x` named its folder
+    trials/../../x-s1, outside the output folder, which a worker emptied and trained into, and a
+    line break or `|` in one broke the report's tables and the terminal's lines."""
+    variant, seed = attrs.get(VARIANT), attrs.get(SEED)
+    return (isinstance(variant, str) and bool(variant) and set(variant) <= NAME_CHARS
+            and isinstance(seed, int) and not isinstance(seed, bool))
 
 
 def this_worker() -> str:
@@ -112,7 +124,7 @@ class TrialRecord:
 def to_record(trial: optuna.trial.FrozenTrial, superseded: frozenset[int] = frozenset()
               ) -> TrialRecord | None:
     attrs = trial.user_attrs
-    if VARIANT not in attrs:
+    if not is_ablate_trial(attrs):
         return None  # not one of ours (e.g. added by hand with the optuna CLI)
     return TrialRecord(
         number=trial.number, variant=attrs[VARIANT], seed=int(attrs[SEED]),

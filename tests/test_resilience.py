@@ -833,7 +833,8 @@ def test_a_worker_reading_other_rows_is_refused_before_it_claims_a_trial(write_e
     path = write_experiment()
     assert cli.main(["run", str(path), "--only", "baseline"]) == 0
     study = open_study(load_spec(path), create=False)
-    study.enqueue_trial({}, user_attrs={"key": "queued"})  # work waiting for a worker
+    study.enqueue_trial({}, user_attrs={records.VARIANT: "baseline", records.SEED: 7,
+                                        records.KEY: "queued"})  # work waiting for a worker
     copy = shutil.copytree(tiny_data_dir, tmp_path / "copied-data")
     train = (copy / "train.csv").read_text().splitlines()
     train[1] = "a changed text," + train[1].rsplit(",", 1)[1]
@@ -844,6 +845,33 @@ def test_a_worker_reading_other_rows_is_refused_before_it_claims_a_trial(write_e
     assert "other data rows" in err and "--set options of the `ablate run`" in err
     assert err.count("\n") == 1
     assert [t.state.name for t in study.get_trials()] == ["COMPLETE", "WAITING"]
+
+
+def test_a_worker_leaves_a_trial_not_of_ablate_in_a_shared_storage_as_it_is(write_experiment,
+                                                                            tmp_path, capsys):
+    """A trial put in a shared storage by another program or by hand, of variant `../../x`: a
+    worker claimed it and made its folder trials/../../x-s1, outside the output folder, emptying
+    what was there before training into it; the report and status listed its name."""
+    from ablation import queue
+    from ablation.sweep import select_trials
+
+    path = write_experiment(variants="")
+    spec = load_spec(path)
+    study = open_study(spec)
+    outside = tmp_path / "precious-s1"
+    outside.mkdir()
+    (outside / "notes.txt").write_text("mine")
+    variant = os.path.relpath(tmp_path / "precious", spec.output_dir / "trials")
+    study.enqueue_trial({}, user_attrs={"variant": variant, "seed": 1, "key": f"{variant}-s1",
+                                        "overrides": {}})
+    study.enqueue_trial({}, user_attrs={"variant": "baseline\nline", "seed": 1,
+                                        "key": "baseline\nline-s1", "overrides": {}})
+    queue.enqueue(study, select_trials(spec, None))
+    assert cli.main(["worker", str(path)]) == 0
+    assert "precious" not in capsys.readouterr().out
+    assert [p.name for p in outside.iterdir()] == ["notes.txt"]
+    assert [t.state.name for t in _trials(path)] == ["WAITING", "WAITING", "COMPLETE"]
+    assert [r.key for r in records.load_records(open_study(spec, create=False))] == ["baseline-s42"]
 
 
 def test_a_worker_started_while_a_run_plans_waits_for_its_queue(write_experiment):
@@ -1113,7 +1141,8 @@ def test_a_worker_with_another_model_config_is_refused_and_one_at_another_path_w
     elsewhere = shutil.copytree(tiny_model_dir, tmp_path / "copied-model")
     assert cli.main(["worker", str(path), "--set", f'model.name="{elsewhere}"']) == 0
     study = open_study(load_spec(path), create=False)
-    study.enqueue_trial({}, user_attrs={"key": "queued"})  # work waiting for a worker
+    study.enqueue_trial({}, user_attrs={records.VARIANT: "baseline", records.SEED: 7,
+                                        records.KEY: "queued"})  # work waiting for a worker
     capsys.readouterr()
     assert cli.main(["worker", str(path), "--set", "model.config={ num_hidden_layers = 1 }"]) == 2
     err = capsys.readouterr().err
@@ -1328,7 +1357,8 @@ def test_simultaneous_claims_of_a_trial_give_it_to_one_worker(tmp_path, storage)
             won.append(trial.number)
 
     for round_ in range(40):
-        study.enqueue_trial({}, user_attrs={"key": f"trial-{round_}"})
+        study.enqueue_trial({}, user_attrs={records.VARIANT: "baseline", records.SEED: round_,
+                                            records.KEY: f"trial-{round_}"})
         start, won = threading.Barrier(2), []
         threads = [threading.Thread(target=claim, args=(worker, start, won)) for worker in workers]
         for thread in threads:
