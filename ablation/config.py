@@ -982,11 +982,22 @@ def resolve_storage(url: str) -> str:
     return url
 
 
+# libpq's `password` parameter of a URL (`postgresql://user@host/db?password=...`), which
+# SQLAlchemy passes on to the driver as it does the password before the host.
+_PASSWORD_PARAMETER = re.compile(r"([?&]password=)[^&#\s'\"]+", re.IGNORECASE)
+
+
+def password_parameter_hidden(text: str) -> str:
+    """`text` with the value of each URL's password parameter as ***."""
+    return _PASSWORD_PARAMETER.sub(r"\1***", text)
+
+
 def shown_storage(url: str) -> str:
-    """The storage URL to print or write in a report: its password, if it holds one, as ***
-    (`postgresql://user:***@host/db`), so that a terminal log or a shared report.md does not
-    give the database away. Commands to paste keep the URL as given."""
-    return re.sub(r"^([\w+]+://[^:/@]*:)[^@]+@", r"\1***@", url, count=1)
+    """The storage URL to print or write in a report: its password, if it holds one (before its
+    host or as its password parameter), as *** (`postgresql://user:***@host/db`), so that a
+    terminal log or a shared report.md does not give the database away. Commands to paste keep
+    the URL as given."""
+    return password_parameter_hidden(re.sub(r"^([\w+]+://[^:/@]*:)[^@]+@", r"\1***@", url, count=1))
 
 
 def set_key(item: str) -> str:

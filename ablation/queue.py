@@ -35,7 +35,7 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
 
 from . import records
-from .config import ExperimentSpec, last_set, named_by, shown_storage
+from .config import ExperimentSpec, last_set, named_by, password_parameter_hidden, shown_storage
 from .errors import AblateInputError, error_chain, first_line, set_shown
 from .locking import file_lock, held_by_another
 from .variants import TrialSpec
@@ -431,7 +431,7 @@ def open_study(spec: ExperimentSpec, create: bool = True,
 
 def password_hidden(text: str) -> str:
     """A --set that holds a storage URL, its password as *** (as shown_storage shows the URL)."""
-    return re.sub(r"([\w+]+://[^:/@\s]*:)[^@\s]+@", r"\1***@", text)
+    return password_parameter_hidden(re.sub(r"([\w+]+://[^:/@\s]*:)[^@\s]+@", r"\1***@", text))
 
 
 def _storage_blamed(spec: ExperimentSpec, err: AblateInputError) -> AblateInputError:

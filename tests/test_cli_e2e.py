@@ -938,14 +938,19 @@ def test_a_postgresql_storage_without_psycopg_says_what_to_install(write_experim
 
 
 @pytest.mark.parametrize("command", ["run", "status"])
-def test_a_storage_password_is_never_printed(write_experiment, capsys, command):
+@pytest.mark.parametrize(("storage", "shown"), [
+    ("postgresql://nobody:s3cret@127.0.0.1:1/none", "postgresql://nobody:***@127.0.0.1:1/none"),
+    # libpq's password parameter, which SQLAlchemy passes on to psycopg, was printed as given
+    ("postgresql://nobody@127.0.0.1:1/none?sslmode=disable&password=s3cret",
+     "postgresql://nobody@127.0.0.1:1/none?sslmode=disable&password=***"),
+])
+def test_a_storage_password_is_never_printed(write_experiment, capsys, command, storage, shown):
     """A terminal log (a CI job's, a shared tmux) must not give the database away."""
     path = write_experiment()
-    storage = "postgresql://nobody:s3cret@127.0.0.1:1/none"
     assert cli.main([command, str(path), "--set", f'experiment.storage="{storage}"']) == 2
     out, err = capsys.readouterr()
     assert "s3cret" not in out + err
-    assert "[experiment] storage = 'postgresql://nobody:***@127.0.0.1:1/none' cannot be opened" in err
+    assert f"[experiment] storage = '{shown}' cannot be opened" in err
 
 
 def test_a_postgres_scheme_url_suggests_postgresql(write_experiment, capsys):
