@@ -144,13 +144,15 @@ def best_record(built: dict[str, Any]) -> Any:
 def stale_best_model(spec: ExperimentSpec, built: dict[str, Any]) -> str | None:
     """When best_model/ holds another trial than the report's best one (whose model was removed
     while it was not the best, and a later --rerun changed which is), one line that says so."""
+    from .report.markdown import code
+
     kept, best = built.get("best_model"), best_record(built)
     if not kept or best is None or kept["key"] == best.key or exported_elsewhere(spec, kept):
         return None
     return (f"{BEST_MODEL}/ holds trial {kept['key']}, no longer the best: the best trial, {best.key}, "
             f"kept no model (save_models = \"{spec.experiment.save_models}\" removed it while "
-            f"another trial was the best); `{spec.command('run', '--rerun', best.variant)}` trains "
-            "it again and keeps it")
+            f"another trial was the best); {code(spec.command('run', '--rerun', best.variant))} "
+            "trains it again and keeps it")
 
 
 def stale_best_model_note(spec: ExperimentSpec) -> str | None:

@@ -1973,3 +1973,38 @@ def test_a_model_that_predicted_one_class_on_validation_is_noted_by_name(tmp_pat
         "examples when it was trained: it has not learned from the text")
     for counts in ([3, 20, 1], None, [24], [0, "24"], [0, 0, 0], [0, True, 0]):
         assert one_class_note(tmp_path, {"validation_predicted": counts}) is None, counts
+
+
+def test_the_reports_commands_and_pipeline_copied_from_the_rendered_page_run_as_written(
+        write_experiment, capsys):
+    """A colleague's file named `n`&#39;;touch pwned;#...`: the report's one-backtick code spans
+    ended at its backtick, and the rest was markdown, whose `&#39;` the page shows as `'`: the
+    `ablate predict` copied from it closed its quotes and ran `touch`. The pipeline snippet put
+    the folder in "..." unescaped: a study name with `"` ran Python of the name's choosing."""
+    import ast
+
+    from markdown_it import MarkdownIt
+
+    name = 'n`&#39;;touch pwned;#`");print("pwned'
+    written = write_experiment(variants="")
+    path = written.with_name(f"{name}.toml")
+    text = written.read_text()
+    output = written.parent / "reports" / name
+    text = text.replace('name = "tiny"', f"name = '{name}'")
+    path.write_text(re.sub(r'output_dir = ".*"', lambda _: f"output_dir = '{output}'", text))
+    assert cli.main(["run", str(path)]) == 0, capsys.readouterr().err
+    report = (output / "report.md").read_text()
+    title, best = (next(line for line in report.splitlines() if line.startswith(start))
+                   for start in ("# Ablation study", "- **Best model**"))
+
+    def code(line: str) -> list[str]:
+        tokens = MarkdownIt("commonmark").parseInline(line)[0].children
+        return [token.content for token in tokens if token.type == "code_inline"]
+
+    assert code(title) == [name]
+    commands = [span for span in code(best) if span.startswith("ablate ")]
+    assert [shlex.split(command)[:3] for command in commands] == [
+        ["ablate", "predict", str(path)], ["ablate", "evaluate", str(path)]], best
+    (pipeline,) = [span for span in code(best) if span.startswith("transformers.pipeline")]
+    call = ast.parse(pipeline).body[0].value
+    assert ast.literal_eval(call.keywords[0].value) == str(output / "best_model"), pipeline

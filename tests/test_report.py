@@ -2366,6 +2366,7 @@ def test_dollar_signs_in_report_md_are_escaped_outside_code_so_github_shows_no_m
     assert no_math("run `echo $HOME` or\n```\nx=$1\n```\nthen $") == (
         "run `echo $HOME` or\n```\nx=$1\n```\nthen \\$")
     assert no_math(r"already \$ escaped") == r"already \$ escaped"
+    assert no_math("``a $b`` and $") == "``a $b`` and \\$"  # a code span of two backticks
     path = stored_study_of(write_experiment, 4)
     spec = load_spec(path, ["experiment.seeds=[42, 43]"], need_data=False)
     open_study(spec).set_user_attr("label_names", ["$", "$$", "$5-$10"])

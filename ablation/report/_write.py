@@ -53,6 +53,7 @@ from .effects import (
     variant_interval,
 )
 from .markdown import (
+    code,
     fmt,
     fmt_delta,
     missing_note,
@@ -578,7 +579,7 @@ def _search_section(spec: ExperimentSpec, built: dict[str, Any]) -> list[str]:
         lines += ["- **Best**: none — no search trial completed, so there are no best parameters"
                   + (f"; the pruner stopped {stopped} before its last step (pruner = \"none\" "
                      "trains each to its end)" if search["pruned"] else "")
-                  + (f"; `{spec.command('status')}` says why each failed" if search["failed"]
+                  + (f"; {code(spec.command('status'))} says why each failed" if search["failed"]
                      else "")]
     if search["importances"]:
         lines.append("- **Parameter importances** (Optuna): " + ", ".join(
@@ -649,7 +650,7 @@ def _plot_captions(built: dict[str, Any]) -> dict[str, str]:
 def render_markdown(spec: ExperimentSpec, built: dict[str, Any], pictures: dict[str, Path]) -> str:
     metric, trials, variants = built["metric"], built["trials"], built["variants"]
     seeds = sorted(set(trials["seed"])) if len(trials) else spec.experiment.seeds
-    lines = [f"# Ablation study `{spec.name}`", ""]
+    lines = [f"# Ablation study {code(spec.name)}", ""]
     if spec.experiment.description:
         lines += [spec.experiment.description, ""]
     # pruned is neither complete nor failed; running and queued trials are the study's too
@@ -959,13 +960,15 @@ def _best_model_line(spec: ExperimentSpec, built: dict[str, Any]) -> list[str]:
     # there is (the report's own validation numbers, picked on it: a test_size carves a test split)
     evaluate = (spec.command("evaluate") if _has_test_metrics(trials)
                 else spec.command("evaluate", "--split", "validation"))
-    pipeline = f"`transformers.pipeline(\"text-classification\", model=\"{folder}\")`"
+    # the folder as a Python string literal: a study name with `"` ended it, and the rest ran
+    folder_literal = json.dumps(str(folder), ensure_ascii=False)
+    pipeline = code(f'transformers.pipeline("text-classification", model={folder_literal})')
     if best_model_reads_pairs(spec, best):  # each text takes its second text
-        uses = (f"`{spec.command('predict', 'some text', '--pair', 'second text')}`, "
-                f"`{evaluate}`, or {pipeline} on text pairs "
+        uses = (f"{code(spec.command('predict', 'some text', '--pair', 'second text'))}, "
+                f"{code(evaluate)}, or {pipeline} on text pairs "
                 "(`{\"text\": ..., \"text_pair\": ...}`)")
     else:
-        uses = f"`{spec.command('predict', 'some text')}`, `{evaluate}`, or {pipeline}"
+        uses = f"{code(spec.command('predict', 'some text'))}, {code(evaluate)}, or {pipeline}"
     return [f"- **Best model**: `{best['path']}/` — trial `{best['key']}`, its best checkpoint by "
             f"{best['metric']} ({fmt(best['value'])}); use it with {uses}"]
 
@@ -1077,6 +1080,6 @@ def _environment(spec: ExperimentSpec, built: dict[str, Any]) -> list[str]:
         f"{'; '.join(devices) or '—'}; precision: {', '.join(precisions) or '—'}; total trial time "
         f"{fmt(runtime, digits=0)} s",
         f"- generated {dt.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}; regenerate "
-        f"with `{spec.command('report')}`",
+        f"with {code(spec.command('report'))}",
         "",
     ]

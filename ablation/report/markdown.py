@@ -62,8 +62,9 @@ def mean_cell(row: Any, column: str) -> str:
     return fmt(row[column], row.get(f"{column}_std")) + of_seeds(row, column)
 
 
-# A code span or fenced block, left as written: a backslash there would show.
-_CODE = re.compile(r"(```.*?```|`[^`\n]*`)", re.S)
+# A code span (between runs of as many backticks, `code` makes such) or fenced block, left as
+# written: a backslash there would show.
+_CODE = re.compile(r"```.*?```|(?<!`)(?P<fence>`+)(?!`)[^\n]*?(?<!`)(?P=fence)(?!`)", re.S)
 
 
 def no_math(markdown: str) -> str:
@@ -71,9 +72,28 @@ def no_math(markdown: str) -> str:
     as math, so class names `$`, `$$`, `$5-$10` (price tiers) in the Data line, the per-class
     table or a Diagnosis sentence came out as formulas. `\\$` is a plain `$` in every CommonMark
     renderer."""
-    parts = _CODE.split(markdown)
-    return "".join(part if i % 2 else re.sub(r"(?<!\\)\$", r"\\$", part)
-                   for i, part in enumerate(parts))
+    def escaped(text: str) -> str:
+        return re.sub(r"(?<!\\)\$", r"\\$", text)
+
+    parts, end = [], 0
+    for span in _CODE.finditer(markdown):
+        parts += [escaped(markdown[end:span.start()]), span.group()]
+        end = span.end()
+    return "".join(parts) + escaped(markdown[end:])
+
+
+def code(text: Any) -> str:
+    """`text` as one code span, whatever backticks it holds: a file or study name with one (a
+    colleague's `n`&#39;;touch x;#.toml`) ended a one-backtick span early, and the rest was
+    markdown, whose `&#39;` a page shows as `'`: a command copied from the page closed its
+    quotes and ran what they held. The span's backticks outnumber any run of them inside; a
+    space pads each end where the text begins or ends with a backtick (or both ends with a
+    space: markdown takes one off each)."""
+    text = str(text)
+    fence = "`" * (max(map(len, re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text[:1] == "`" or text[-1:] == "`" or (
+        text[:1] == text[-1:] == " " and text.strip()) else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def table_cell(text: Any) -> str:
