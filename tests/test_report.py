@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import shutil
 import signal
 from pathlib import Path
@@ -2360,7 +2361,7 @@ def test_dollar_signs_in_report_md_are_escaped_outside_code_so_github_shows_no_m
         write_experiment):
     """GitHub reads text between two dollar signs as math: price-tier class names (`$`, `$$`,
     `$5-$10`) in the Data line and the per-class table came out as formulas."""
-    from ablation.report.markdown import no_math
+    from ablation.report.markdown import plain_outside_code as no_math
 
     assert no_math("labels: $, $$, $5-$10") == r"labels: \$, \$\$, \$5-\$10"
     assert no_math("run `echo $HOME` or\n```\nx=$1\n```\nthen $") == (
@@ -2374,6 +2375,21 @@ def test_dollar_signs_in_report_md_are_escaped_outside_code_so_github_shows_no_m
     assert r"labels: \$, \$\$, \$5-\$10" in text
     outside_code = "".join(part for i, part in enumerate(text.split("`")) if i % 2 == 0)
     assert all(outside_code[i - 1] == "\\" for i, c in enumerate(outside_code) if c == "$")
+
+
+def test_class_names_like_html_tags_are_shown_in_report_md_not_dropped(write_experiment):
+    """A page drops an HTML tag it does not know: class names `<unk>`, `<neg>` (some datasets'
+    own) showed as nothing in the Data line, the per-class table and the Diagnosis."""
+    from ablation.report.markdown import plain_outside_code
+
+    assert plain_outside_code("<unk>, a<b, <!-- c, <3, `<d>`") == "&lt;unk>, a&lt;b, &lt;!-- c, <3, `<d>`"
+    path = stored_study_of(write_experiment, 4)
+    spec = load_spec(path, ["experiment.seeds=[42, 43]"], need_data=False)
+    open_study(spec).set_user_attr("label_names", ["<unk>", "<neg>", "</td>"])
+    text = write_report(spec, open_study(spec)).read_text()
+    assert "labels: &lt;unk>, &lt;neg>, &lt;/td>" in text
+    outside_code = "".join(part for i, part in enumerate(text.split("`")) if i % 2 == 0)
+    assert re.search(r"<[A-Za-z/!?]", outside_code) is None
 
 
 def test_the_one_seed_caveat_names_the_split_the_differences_are_measured_on():

@@ -57,8 +57,8 @@ from .markdown import (
     fmt,
     fmt_delta,
     missing_note,
-    no_math,
     per_class_table,
+    plain_outside_code,
     table_cell,
     variant_table,
 )
@@ -774,7 +774,7 @@ def render_markdown(spec: ExperimentSpec, built: dict[str, Any], pictures: dict[
         lines.append("")
     lines += _trial_notes(built)
     lines += _environment(spec, built)
-    return no_math("\n".join(lines))
+    return plain_outside_code("\n".join(lines))
 
 
 # The train-loss note names this many variants, then counts them.

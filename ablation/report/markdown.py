@@ -67,13 +67,14 @@ def mean_cell(row: Any, column: str) -> str:
 _CODE = re.compile(r"```.*?```|(?<!`)(?P<fence>`+)(?!`)[^\n]*?(?<!`)(?P=fence)(?!`)", re.S)
 
 
-def no_math(markdown: str) -> str:
+def plain_outside_code(markdown: str) -> str:
     """`markdown` with each `$` outside code escaped: GitHub reads text between two dollar signs
     as math, so class names `$`, `$$`, `$5-$10` (price tiers) in the Data line, the per-class
     table or a Diagnosis sentence came out as formulas. `\\$` is a plain `$` in every CommonMark
-    renderer."""
+    renderer. So is `&lt;` a `<`, written for each that would open an HTML tag or comment there:
+    a page drops a tag it does not know, and class names `<unk>`, `<neg>` showed as nothing."""
     def escaped(text: str) -> str:
-        return re.sub(r"(?<!\\)\$", r"\\$", text)
+        return re.sub(r"<(?=[A-Za-z/!?])", "&lt;", re.sub(r"(?<!\\)\$", r"\\$", text))
 
     parts, end = [], 0
     for span in _CODE.finditer(markdown):
