@@ -953,6 +953,21 @@ def test_a_storage_password_is_never_printed(write_experiment, capsys, command, 
     assert f"[experiment] storage = '{shown}' cannot be opened" in err
 
 
+def test_resolved_json_keeps_no_storage_password(write_experiment):
+    """resolved.json, written beside the report (a folder shared or committed), held a
+    password given with --set or --storage as typed: it has *** as report.md does."""
+    from ablation.sweep._runner import _write_study_files
+
+    storage = "postgresql://nobody:s3cret@127.0.0.1:1/none?password=s3cret"
+    spec = load_spec(write_experiment(), [f'experiment.storage="{storage}"'])
+    spec.output_dir.mkdir(parents=True)
+    _write_study_files(spec)
+    resolved = json.loads((spec.output_dir / "resolved.json").read_text(encoding="utf-8"))
+    assert resolved["experiment"]["storage"] == \
+        "postgresql://nobody:***@127.0.0.1:1/none?password=***"
+    assert resolved["experiment"]["name"] == spec.name  # the rest as resolved
+
+
 def test_a_postgres_scheme_url_suggests_postgresql(write_experiment, capsys):
     """libpq and Heroku write postgres://; SQLAlchemy only knows postgresql://."""
     path = write_experiment()

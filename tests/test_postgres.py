@@ -123,7 +123,7 @@ def test_the_password_of_the_storage_stays_out_of_the_output_and_the_report(
     assert cli.main(["report", str(path), "--format", "json", *sets]) == 0
     out, err = capsys.readouterr()
     assert ":***@" in out and "s3cret" not in out + err
-    for name in ("report.md", "report.json"):
+    for name in ("report.md", "report.json", "resolved.json"):
         assert "s3cret" not in (spec.output_dir / name).read_text(encoding="utf-8")
     assert json.loads((spec.output_dir / "report.json").read_text())["storage"].count(":***@") == 1
 

@@ -296,10 +296,14 @@ def _entries(folder: Path) -> list[Path]:
 
 
 def _write_study_files(spec: ExperimentSpec) -> None:
-    """A copy of the experiment file and the fully resolved recipe, beside the report."""
+    """A copy of the experiment file and the fully resolved recipe, beside the report. The
+    recipe's storage URL has its password as *** (as report.md shows it): one given with --set
+    or --storage would otherwise be written to disk, in a folder often shared or committed."""
     (spec.output_dir / "experiment.toml").write_text(spec.text, encoding="utf-8")
+    resolved = spec.to_dict()
+    resolved["experiment"]["storage"] = shown_storage(spec.experiment.storage)
     (spec.output_dir / "resolved.json").write_text(
-        json.dumps(spec.to_dict(), indent=2, default=str) + "\n", encoding="utf-8")
+        json.dumps(resolved, indent=2, default=str) + "\n", encoding="utf-8")
 
 
 
