@@ -5,6 +5,7 @@ file another is writing."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import secrets
@@ -13,12 +14,34 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
+from .errors import AblateInputError
+
 try:
     import fcntl
 except ImportError:  # Windows: ablate's processes cannot take turns there (see cli.main)
     raise ImportError("ablate runs on Linux and macOS, not on Windows: its processes take turns "
                       "through fcntl's file locks, which Windows lacks; run it under WSL 2 (the "
                       "Windows Subsystem for Linux)") from None
+
+
+# What flock answers on a file system that keeps no locks (an NFS share mounted with nolock, some
+# FUSE mounts): ablate's processes could not take turns there.
+NO_LOCKS = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS})
+
+
+def _flock(handle: IO[str], operation: int) -> None:
+    """fcntl.flock, a file system without locks refused in one line (bad input: the folder the
+    experiment puts its files in) rather than a traceback."""
+    try:
+        fcntl.flock(handle, operation)
+    except OSError as err:
+        if err.errno not in NO_LOCKS:
+            raise
+        raise AblateInputError(
+            f"{handle.name}: its file system takes no file locks ({err.strerror}), which ablate's "
+            "processes take turns by: give output_dir (and a sqlite:/// or journal:/// storage) a "
+            "folder on a file system that does (a local disk, or NFS mounted with locking)"
+        ) from None
 
 
 @contextlib.contextmanager
@@ -32,19 +55,19 @@ def file_lock(path: Path, on_wait: Callable[[], None] | None = None) -> Iterator
     while True:
         with path.open("a") as handle:
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                _flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 if on_wait is not None and not waited:
                     on_wait()
                 waited = True
-                fcntl.flock(handle, fcntl.LOCK_EX)
+                _flock(handle, fcntl.LOCK_EX)
             if _is_at(handle, path):
                 try:
                     yield handle
                 finally:
-                    fcntl.flock(handle, fcntl.LOCK_UN)
+                    _flock(handle, fcntl.LOCK_UN)
                 return
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            _flock(handle, fcntl.LOCK_UN)
         path.parent.mkdir(parents=True, exist_ok=True)  # removed with its folder
 
 
@@ -62,10 +85,10 @@ def held_by_another(handle: IO[str]) -> bool:
     """Whether another open of the file (another process) holds `file_lock` on it now; asks
     without waiting, by taking a shared lock for an instant."""
     try:
-        fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        _flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
         return True
-    fcntl.flock(handle, fcntl.LOCK_UN)
+    _flock(handle, fcntl.LOCK_UN)
     return False
 
 
@@ -109,7 +132,7 @@ def _own_partial(path: Path) -> tuple[Path, IO[str]]:
             handle = partial.open("x")
         except FileExistsError:
             continue
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        _flock(handle, fcntl.LOCK_EX)
         if _is_at(handle, partial):
             return partial, handle
         handle.close()  # a clearing write took it for a killed writer's before it was locked

@@ -612,3 +612,29 @@ def test_a_worker_waiting_for_its_study_whose_storage_stops_answering_says_so(
     assert err == ("ablate: error: the study storage stopped answering (connection to server at "
                    '"127.0.0.1", port 5432 failed: Connection refused); nothing was changed: run '
                    "the same command again once it answers\n"), err
+
+
+@pytest.mark.parametrize("errno_name", ["ENOLCK", "EOPNOTSUPP", "ENOSYS"])
+def test_a_file_system_without_locks_is_one_line_before_anything_trains(
+        write_experiment, monkeypatch, capsys, errno_name):
+    """An output folder on a file system that keeps no locks (an NFS share mounted nolock, some
+    FUSE mounts): flock's OSError ended `run` in a traceback. One line names the lock file and
+    what to do; nothing trained."""
+    import errno
+
+    from ablation import locking
+
+    def no_locks(handle, operation):
+        code = getattr(errno, errno_name)
+        raise OSError(code, f"flock: {errno_name}")
+
+    monkeypatch.setattr(locking.fcntl, "flock", no_locks)
+    path = write_experiment()
+    assert cli.main(["run", str(path)]) == 2
+    err = capsys.readouterr().err
+    lock = load_spec(path).output_dir / ".queue.lock"
+    assert err == (f"ablate: error: {lock}: its file system takes no file locks (flock: {errno_name}), "
+                   "which ablate's processes take turns by: give output_dir (and a sqlite:/// or "
+                   "journal:/// storage) a folder on a file system that does (a local disk, or NFS "
+                   "mounted with locking)\n")
+    assert not (load_spec(path).output_dir / "trials").exists()
