@@ -128,8 +128,15 @@ def _shown_string(value: Any) -> str:
     text = _string(value)
     if not text.isprintable():
         raise ValueError("must have no control characters (newline, tab, escape, ...): it is "
-                         "printed on the terminal and in report.md")
+                         "printed on the terminal and in report.md"
+                         + (f"; {BACKSLASH_ESCAPES}" if set(text) & set("\t\n\r\b\f") else ""))
     return text
+
+
+# A Windows path in a basic string: "data\train.csv" holds a tab, "C:\Users" is not TOML.
+BACKSLASH_ESCAPES = ("written with a backslash? In a \"...\" string it starts an escape (\\t is a "
+                     "tab, \\U a code point): write the path with / (data/train.csv) or between "
+                     "single quotes ('data\\train.csv'), which keep it")
 
 
 MAX_NAME_LENGTH = 100  # study and variant names name folders (reports/<name>, trials/<variant>-s<seed>)
@@ -1052,7 +1059,9 @@ def load_spec(path: str | Path, sets: str | list[str] | None = None,
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
-        raise AblateInputError(f"{path}: invalid TOML: {err}") from None
+        escape = any(words in str(err) for words in ("Unescaped '\\'", "Invalid hex value"))
+        raise AblateInputError(f"{path}: invalid TOML: {err}"
+                               + (f"; {BACKSLASH_ESCAPES}" if escape else "")) from None
 
     for key in raw:
         if key not in SECTIONS:

@@ -422,6 +422,25 @@ def test_unquoted_dotted_variant_name_is_rejected_not_nested_silently(tmp_path: 
 # --------------------------------------------------------------------------- whole-file errors
 
 
+@pytest.mark.parametrize(("dataset", "said"), [
+    ("C:\\Users\\me\\train.csv", "invalid TOML: Invalid hex value"),  # \U: a code point
+    ("data\\dev.csv", "invalid TOML: Unescaped '\\' in a string"),
+    ("data\\train.csv", 'dataset = "data\\train.csv" must have no control characters'),  # a tab
+])
+def test_a_windows_path_in_a_basic_string_says_the_backslash_is_an_escape(
+        tmp_path: Path, dataset: str, said: str) -> None:
+    """A path copied from Windows ("data\\train.csv") was refused as TOML's "Invalid hex value",
+    or as having control characters (its \\t a tab), saying nothing of the backslash."""
+    path = write_toml(tmp_path, f'[data]\ndataset = "{dataset}"\n[model]\nname = "some/model"\n')
+    message = load_error(path)
+    assert said in message, message
+    assert message.endswith("; written with a backslash? In a \"...\" string it starts an escape "
+                            "(\\t is a tab, \\U a code point): write the path with / "
+                            "(data/train.csv) or between single quotes ('data\\train.csv'), which "
+                            "keep it"), message
+
+
+
 def test_toml_syntax_error_names_the_line(tmp_path: Path) -> None:
     path = write_spec(tmp_path, baseline="batch_size = ")
     message = load_error(path)
