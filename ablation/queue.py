@@ -725,9 +725,9 @@ def claim(study: optuna.Study, wanted: set[str] | None, search: bool = False) ->
     for frozen in sorted(waiting, key=lambda t: t.number):
         key = frozen.user_attrs.get(records.KEY)
         searched = search and _is_search(frozen)
-        if key is None or not records.is_ablate_trial(frozen.user_attrs) or (
-                wanted is not None and key not in wanted and not searched):
-            continue
+        if not records.is_ours(frozen.user_attrs) \
+                or (wanted is not None and key not in wanted and not searched):
+            continue  # one enqueued by hand (not ours), or another worker's to take
         if beats:
             # Beat before the trial turns RUNNING: stale detection only sees RUNNING trials that
             # have a heartbeat, so a worker killed between its claim and its first beat would
@@ -760,7 +760,7 @@ def requeue_stale(study: optuna.Study) -> list[str]:
             from .tracking import end_dead_runs
 
             end_dead_runs(frozen.user_attrs[records.LOCAL_RUNS], STALE_ERROR)
-        if records.KEY in frozen.user_attrs:
+        if records.is_ours(frozen.user_attrs):
             enqueue_again(study, frozen)
             if _is_search(frozen):
                 # The report counts a search's trials by attempt: the retry replaces this one.
@@ -854,7 +854,7 @@ def left_to_train(study: optuna.Study) -> set[str]:
     gone = stale_numbers(study) if has_heartbeats(study) else set()
     return {t.user_attrs[records.KEY]
             for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
-            if records.KEY in t.user_attrs and (t.state == TrialState.WAITING or t.number in gone)}
+            if records.is_ours(t.user_attrs) and (t.state == TrialState.WAITING or t.number in gone)}
 
 
 ABANDONED_ERROR = "abandoned: its process was gone when `run --rerun` queued it again"

@@ -57,17 +57,6 @@ def is_search_variant(variant: Any) -> bool:
     return str(variant or "").startswith(SEARCH_PREFIX)
 
 
-def is_ablate_trial(attrs: dict[str, Any]) -> bool:
-    """Whether a trial's user attributes name a trial as ablate enqueues one: a variant name of
-    the characters ablate gives one (NAME_CHARS) and an integer seed. A trial added by another
-    program, or by hand to a shared storage, is not: a variant `../../x` named its folder
-    trials/../../x-s1, outside the output folder, which a worker emptied and trained into, and a
-    line break or `|` in one broke the report's tables and the terminal's lines."""
-    variant, seed = attrs.get(VARIANT), attrs.get(SEED)
-    return (isinstance(variant, str) and bool(variant) and set(variant) <= NAME_CHARS
-            and isinstance(seed, int) and not isinstance(seed, bool))
-
-
 def this_worker() -> str:
     """Which process trains a trial (set when it starts): `status` and a waiting run name it, so a
     trial left RUNNING by a dead process can be told from one still training elsewhere."""
@@ -121,13 +110,29 @@ class TrialRecord:
         return None if step is None else int(step)
 
 
+def is_ours(attrs: dict[str, Any]) -> bool:
+    """Whether a trial's user attributes are the identity ablate enqueues it with (IDENTITY: a
+    variant name, an integer seed, the key they make, the overrides as an object) and, where it
+    has one, a result object. A trial added to the study by hand (study.enqueue_trial, study.ask
+    and tell, the optuna CLI) has none of them, or some, or others of those names (a seed "abc"):
+    it is no trial of the file's, and left out (not read, claimed nor queued again). Nor is one
+    whose variant has characters ablate never gives one (NAME_CHARS): in a shared storage a
+    variant `../../x` named its folder trials/../../x-s1, outside the output folder, which a
+    worker emptied and trained into, and a line break or `|` broke the report's tables."""
+    variant, seed = attrs.get(VARIANT), attrs.get(SEED)
+    return (isinstance(variant, str) and bool(variant) and set(variant) <= NAME_CHARS
+            and isinstance(seed, int) and not isinstance(seed, bool)
+            and attrs.get(KEY) == f"{variant}-s{seed}" and isinstance(attrs.get(OVERRIDES), dict)
+            and isinstance(attrs.get(RESULT, {}), dict))
+
+
 def to_record(trial: optuna.trial.FrozenTrial, superseded: frozenset[int] = frozenset()
               ) -> TrialRecord | None:
     attrs = trial.user_attrs
-    if not is_ablate_trial(attrs):
+    if not is_ours(attrs):
         return None  # not one of ours (e.g. added by hand with the optuna CLI)
     return TrialRecord(
-        number=trial.number, variant=attrs[VARIANT], seed=int(attrs[SEED]),
+        number=trial.number, variant=attrs[VARIANT], seed=attrs[SEED],
         overrides=dict(attrs.get(OVERRIDES, {})), state=trial.state.name, value=trial.value,
         result=dict(attrs.get(RESULT, {})), error=attrs.get(ERROR),
         started=trial.datetime_start, finished=trial.datetime_complete,

@@ -108,6 +108,32 @@ def test_adding_variants_and_seeds_to_a_stored_study_is_fine(
         ("baseline_bs16-s7", "COMPLETE")]
 
 
+def test_trials_added_to_the_study_by_hand_with_optuna_are_left_out_not_a_traceback(
+        study_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The storage is a plain Optuna one, and users reach it with Optuna: a trial added there
+    without ablate's user attributes, or with some of them (a `variant` alone, a seed "abc"),
+    made status, report, run and worker end in a KeyError or ValueError traceback (a worker
+    after claiming a queued one, which it left RUNNING). They are no trial of the file's: left
+    out, as a trial without any of them was, and left as they are."""
+    assert cli.main(["run", str(study_file)]) == 0
+    study = optuna.load_study(study_name="tiny", storage=load_spec(study_file).experiment.storage)
+    study.tell(study.ask(), state=optuna.trial.TrialState.FAIL)  # none of ours
+    half = study.ask()
+    half.set_user_attr("variant", "baseline")  # no seed
+    study.tell(half, 0.99)
+    study.enqueue_trial({}, user_attrs={"variant": "baseline", "seed": "abc",
+                                        "key": "baseline-sabc", "overrides": {}})
+    study.enqueue_trial({}, user_attrs={"key": "mine-s1"})  # a queue of one's own
+    hand = [(t.number, t.state.name) for t in study.get_trials()][1:]
+    capsys.readouterr()
+    for command in (["status"], ["report"], ["worker"], ["run"]):
+        assert cli.main([command[0], str(study_file)]) == 0, command
+        assert "Traceback" not in capsys.readouterr().err
+    assert cli.main(["status", str(study_file), "--json"]) == 0
+    assert [t["key"] for t in json.loads(capsys.readouterr().out)["trials"]] == ["baseline-s42"]
+    assert [(t.number, t.state.name) for t in study.get_trials()][1:] == hand
+
+
 def test_data_rows_changed_on_disk_are_refused_and_rerun_supersedes_nothing(
         study_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["run", str(study_file)]) == 0

@@ -833,8 +833,9 @@ def test_a_worker_reading_other_rows_is_refused_before_it_claims_a_trial(write_e
     path = write_experiment()
     assert cli.main(["run", str(path), "--only", "baseline"]) == 0
     study = open_study(load_spec(path), create=False)
+    # work waiting for a worker
     study.enqueue_trial({}, user_attrs={records.VARIANT: "baseline", records.SEED: 7,
-                                        records.KEY: "queued"})  # work waiting for a worker
+                                        records.KEY: "baseline-s7", records.OVERRIDES: {}})
     copy = shutil.copytree(tiny_data_dir, tmp_path / "copied-data")
     train = (copy / "train.csv").read_text().splitlines()
     train[1] = "a changed text," + train[1].rsplit(",", 1)[1]
@@ -1141,8 +1142,9 @@ def test_a_worker_with_another_model_config_is_refused_and_one_at_another_path_w
     elsewhere = shutil.copytree(tiny_model_dir, tmp_path / "copied-model")
     assert cli.main(["worker", str(path), "--set", f'model.name="{elsewhere}"']) == 0
     study = open_study(load_spec(path), create=False)
+    # work waiting for a worker
     study.enqueue_trial({}, user_attrs={records.VARIANT: "baseline", records.SEED: 7,
-                                        records.KEY: "queued"})  # work waiting for a worker
+                                        records.KEY: "baseline-s7", records.OVERRIDES: {}})
     capsys.readouterr()
     assert cli.main(["worker", str(path), "--set", "model.config={ num_hidden_layers = 1 }"]) == 2
     err = capsys.readouterr().err
@@ -1357,8 +1359,9 @@ def test_simultaneous_claims_of_a_trial_give_it_to_one_worker(tmp_path, storage)
             won.append(trial.number)
 
     for round_ in range(40):
-        study.enqueue_trial({}, user_attrs={records.VARIANT: "baseline", records.SEED: round_,
-                                            records.KEY: f"trial-{round_}"})
+        study.enqueue_trial({}, user_attrs={records.VARIANT: f"trial{round_}", records.SEED: 0,
+                                            records.KEY: f"trial{round_}-s0",
+                                            records.OVERRIDES: {}})  # as ablate queues one
         start, won = threading.Barrier(2), []
         threads = [threading.Thread(target=claim, args=(worker, start, won)) for worker in workers]
         for thread in threads:
