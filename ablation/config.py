@@ -197,6 +197,9 @@ def _storage_url(value: Any) -> str:
     if url.startswith("journal:") and not url.startswith("journal:///"):
         raise ValueError("must be journal:/// and then an absolute path, e.g. "
                          "journal:///data/study.journal for /data/study.journal")
+    if "://" not in url and not url.startswith("journal:"):  # SQLAlchemy's "Could not parse"
+        raise ValueError("is a path, not a storage URL: for a SQLite file there, write "
+                         f"storage = {json.dumps('sqlite:///' + url, ensure_ascii=False)}")
     return url
 
 
