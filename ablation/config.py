@@ -200,6 +200,12 @@ def _storage_url(value: Any) -> str:
     if "://" not in url and not url.startswith("journal:"):  # SQLAlchemy's "Could not parse"
         raise ValueError("is a path, not a storage URL: for a SQLite file there, write "
                          f"storage = {json.dumps('sqlite:///' + url, ensure_ascii=False)}")
+    if url.startswith("sqlite:") and "?" in url:
+        # Every command reads the file's path from the URL: status and report looked for a
+        # file named "study.db?timeout=30", where run opened study.db.
+        raise ValueError("has ?options, which ablate does not take on a SQLite storage (it sets "
+                         "the connection's own): give the file alone, "
+                         f"storage = {json.dumps(url.split('?', 1)[0], ensure_ascii=False)}")
     return url
 
 
