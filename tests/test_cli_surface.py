@@ -134,6 +134,29 @@ def test_trials_added_to_the_study_by_hand_with_optuna_are_left_out_not_a_traceb
     assert [(t.number, t.state.name) for t in study.get_trials()][1:] == hand
 
 
+@pytest.mark.parametrize("direction", ["minimize", "maximize"])
+def test_an_optuna_study_of_another_program_under_the_files_name_is_refused_not_joined(
+        study_file: Path, capsys: pytest.CaptureFixture[str], direction: str) -> None:
+    """A shared storage holds the user's own Optuna study under the name the file gives: run
+    took it over, adding its trials and attributes to it, and a minimized one stayed minimized
+    (Optuna's best trial, and a search's sampler and pruner, then went for the lowest macro_f1)."""
+    spec = load_spec(study_file)
+    spec.output_dir.mkdir(parents=True)
+    storage = spec.experiment.storage
+    theirs = optuna.create_study(study_name="tiny", storage=storage, direction=direction)
+    theirs.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=2)
+    capsys.readouterr()
+    what = ("Optuna direction minimize: a study ablate did not make" if direction == "minimize"
+            else "2 trial(s) ablate did not make")
+    for command in (["run"], ["run", "--dry-run"], ["worker"]):
+        assert cli.main([command[0], str(study_file), *command[1:]]) == 2, command
+        err = _error(capsys)
+        assert f"holds study 'tiny' run with {what}" in err
+        assert "give this file a new [experiment] name" in err and "--force-new" not in err
+    study = optuna.load_study(study_name="tiny", storage=storage)
+    assert len(study.trials) == 2 and study.user_attrs == {}
+
+
 def test_data_rows_changed_on_disk_are_refused_and_rerun_supersedes_nothing(
         study_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["run", str(study_file)]) == 0

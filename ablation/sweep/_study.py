@@ -74,7 +74,7 @@ def check_same_study(study: optuna.Study, spec: ExperimentSpec,
     """Refuse to add trials to a stored study of the same name but another data, model,
     baseline or metric: their results would be compared as if they were alike. New variants
     and seeds are fine. `elsewhere`: keys (`model.name`) that may differ, as a path on another
-    machine does."""
+    machine does. A study ablate did not make is refused too (check_made_here)."""
     stored = study.user_attrs
     for key, mine in study_identity(spec).items():
         if key not in keys or key not in stored:
@@ -90,6 +90,31 @@ def check_same_study(study: optuna.Study, spec: ExperimentSpec,
                              f"experiment.{where}")
             says = f"{set_shown(given)} says" if given else "this file says"
             raise refusal(spec, f"{where}={_shown(old)}; {says} {_shown(new)}", advice)
+    if "direction" in keys:  # after them: a study whose stored direction differs is ablate's
+        check_made_here(study, spec)
+
+
+# A study ablate did not make is someone's own: not to be deleted (--force-new) nor joined.
+NOT_OURS = ("give this file a new [experiment] name (or another storage): ablate would add its "
+            "trials to that study")
+
+
+def check_made_here(study: optuna.Study, spec: ExperimentSpec) -> None:
+    """Refuse a study of the file's name that ablate did not make (a user's own Optuna study in
+    a shared storage): its Optuna direction is not the file's (Optuna's best trial, and a
+    search's sampler and pruner, go by the study's own), or it holds trials, none of them
+    ablate's, and none of the attributes ablate records."""
+    directions = [d.name.lower() for d in study.directions]
+    if directions != [spec.experiment.direction]:
+        raise refusal(spec, f"Optuna direction {' and '.join(directions)}: a study ablate did "
+                            f"not make (this file's {spec.experiment.metric} is to "
+                            f"{spec.experiment.direction})", NOT_OURS)
+    trials = study.get_trials(deepcopy=False)
+    if trials and not set(IDENTITY_ATTRS) & set(study.user_attrs) \
+            and not any(records.is_ours(t.user_attrs) for t in trials):
+        raise refusal(spec, f"{len(trials)} trial(s) ablate did not make (none has its variant "
+                            "and seed user attributes: an Optuna study of another program)",
+                      NOT_OURS)
 
 
 def _without(section: Any, keys: set[str]) -> Any:
