@@ -558,6 +558,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             f"{still_planning(planning)}, so there is nothing to report: that run writes "
             f"report.md when it ends, and `{spec.command('status')}` shows its trials meanwhile")
     _check_report_metric(spec, study)
+    _check_something_to_report(spec, study)
     spec = with_run_sets(spec, study)  # the commands report.md gives run the study's settings
     make_output_dir(spec)  # on another machine, or deleted: made again; a file there is bad input
     check_own_output_dir(spec, inputs=False)  # the report reads neither the data nor the model
@@ -575,6 +576,22 @@ def cmd_report(args: argparse.Namespace) -> int:
             path = write(spec, built)
     print(f"report: {path}")
     return EXIT_OK
+
+
+def _check_something_to_report(spec: Any, study: Any) -> None:
+    """A study of the file's name that holds no trial ablate queued (made by `optuna
+    create-study`, or by a run stopped before it queued any; or another program's, with its own
+    trials only) has no results table to write: said as for a study not made yet."""
+    from .config import shown_storage
+    from .records import load_records
+
+    if load_records(study):
+        return
+    theirs = len(study.get_trials(deepcopy=False))
+    raise AblateInputError(
+        f"study {spec.name!r} in {shown_storage(spec.experiment.storage)} holds no trial of this "
+        "file's yet" + (f" (its {theirs} trial(s) were not queued by ablate)" if theirs else "")
+        + f": nothing to report: `{spec.command('run')}` trains them")
 
 
 def _check_report_metric(spec: Any, study: Any) -> None:

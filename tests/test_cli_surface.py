@@ -157,6 +157,27 @@ def test_an_optuna_study_of_another_program_under_the_files_name_is_refused_not_
     assert len(study.trials) == 2 and study.user_attrs == {}
 
 
+@pytest.mark.parametrize("foreign", [0, 2])
+def test_report_of_a_study_holding_no_trial_of_ablates_is_one_line(
+        study_file: Path, capsys: pytest.CaptureFixture[str], foreign: int) -> None:
+    """A study of the file's name with no trial ablate queued (made with `optuna create-study`,
+    or by a run stopped before it queued any; or trials of another program only) ended `report`
+    in a KeyError traceback ('variant') from the empty results table."""
+    spec = load_spec(study_file)
+    spec.output_dir.mkdir(parents=True)
+    study = optuna.create_study(study_name="tiny", storage=spec.experiment.storage,
+                                direction="maximize")
+    study.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=foreign)
+    capsys.readouterr()
+    for form in ("md", "json", "csv"):
+        assert cli.main(["report", str(study_file), "--format", form]) == 2
+        err = _error(capsys)
+        assert "study 'tiny' in sqlite:///" in err and "holds no trial of this file's yet" in err
+        assert (f"its {foreign} trial(s) were not queued by ablate" in err) == bool(foreign)
+        assert "nothing to report: `ablate run tiny.toml` trains them" in err
+    assert not (spec.output_dir / "report.md").exists()
+
+
 def test_data_rows_changed_on_disk_are_refused_and_rerun_supersedes_nothing(
         study_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["run", str(study_file)]) == 0
