@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 
-from .config import NAME_CHARS
 from .variants import TrialSpec
 
 if TYPE_CHECKING:
@@ -110,17 +109,26 @@ class TrialRecord:
         return None if step is None else int(step)
 
 
+def is_variant_name(variant: Any) -> bool:
+    """Whether a stored variant name is one ablate gave. Today's keep to config.NAME_CHARS, but a
+    [sweep] before 2026-12-05 named a variant by its value as written (a model folder `my
+    model` or `中文模型` gave `baseline_model-my model`): any printable name that keeps its
+    folder in trials/ (no / or \\) and its table cell whole (no |)."""
+    return (isinstance(variant, str) and bool(variant) and variant.isprintable()
+            and not set(variant) & set("/\\|"))
+
+
 def is_ours(attrs: dict[str, Any]) -> bool:
     """Whether a trial's user attributes are the identity ablate enqueues it with (IDENTITY: a
     variant name, an integer seed, the key they make, the overrides as an object) and, where it
     has one, a result object. A trial added to the study by hand (study.enqueue_trial, study.ask
     and tell, the optuna CLI) has none of them, or some, or others of those names (a seed "abc"):
     it is no trial of the file's, and left out (not read, claimed nor queued again). Nor is one
-    whose variant has characters ablate never gives one (NAME_CHARS): in a shared storage a
-    variant `../../x` named its folder trials/../../x-s1, outside the output folder, which a
-    worker emptied and trained into, and a line break or `|` broke the report's tables."""
+    whose variant no ablate gave (is_variant_name): in a shared storage a variant `../../x` named
+    its folder trials/../../x-s1, outside the output folder, which a worker emptied and trained
+    into, and a line break or `|` broke the report's tables."""
     variant, seed = attrs.get(VARIANT), attrs.get(SEED)
-    return (isinstance(variant, str) and bool(variant) and set(variant) <= NAME_CHARS
+    return (is_variant_name(variant)
             and isinstance(seed, int) and not isinstance(seed, bool)
             and attrs.get(KEY) == f"{variant}-s{seed}" and isinstance(attrs.get(OVERRIDES), dict)
             and isinstance(attrs.get(RESULT, {}), dict))

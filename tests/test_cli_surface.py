@@ -178,6 +178,24 @@ def test_report_of_a_study_holding_no_trial_of_ablates_is_one_line(
     assert not (spec.output_dir / "report.md").exists()
 
 
+def test_trials_of_a_study_an_earlier_ablate_named_by_a_sweep_value_are_its_own(
+        study_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Before 2026-12-05 a [sweep] named a variant by its value as written: a model folder
+    `my model` or `中文模型` gave `baseline_model-my model`, `baseline_model-中文模型`. Such a
+    study's trials were left out of status and the report as not ablate's (their names hold
+    characters today's names do not), and a worker no longer claimed its queued ones."""
+    assert cli.main(["run", str(study_file)]) == 0
+    study = optuna.load_study(study_name="tiny", storage=load_spec(study_file).experiment.storage)
+    (done,) = study.get_trials()
+    for variant in ("baseline_model-my model", "baseline_model-中文模型"):
+        attrs = {**done.user_attrs, "variant": variant, "seed": 42, "key": f"{variant}-s42"}
+        study.add_trial(optuna.trial.create_trial(value=done.value, user_attrs=attrs))
+    capsys.readouterr()
+    assert cli.main(["status", str(study_file), "--json"]) == 0
+    assert [t["key"] for t in json.loads(capsys.readouterr().out)["trials"]] == [
+        "baseline-s42", "baseline_model-my model-s42", "baseline_model-中文模型-s42"]
+
+
 def test_data_rows_changed_on_disk_are_refused_and_rerun_supersedes_nothing(
         study_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["run", str(study_file)]) == 0
