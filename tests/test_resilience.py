@@ -2123,6 +2123,32 @@ def test_workers_beyond_the_trials_to_train_are_not_started(write_experiment, mo
     assert started == [2]
 
 
+def test_trials_not_of_ablate_queued_in_the_study_start_no_worker(write_experiment, monkeypatch):
+    """A trial queued in the study by hand or by another program is no worker's to claim: it
+    counted as work still, and `run --workers` started a process more for each, which found
+    nothing to claim (here the baseline and bs32 are to train, beside two such trials)."""
+    from ablation import queue
+    from ablation.sweep import _runner as sweep
+    from ablation.sweep import select_trials
+
+    path = write_experiment()
+    spec = load_spec(path)
+    study = open_study(spec)
+    queue.enqueue(study, select_trials(spec, None))  # an earlier run's, interrupted
+    study.enqueue_trial({}, user_attrs={"key": "mine-s1"})  # a queue of one's own
+    study.enqueue_trial({}, user_attrs={"variant": "../x", "seed": 1, "key": "../x-s1",
+                                        "overrides": {}})
+    started = []
+
+    def start(spec, workers, *args, **kwargs):
+        started.append(workers)
+        raise KeyboardInterrupt  # nothing trains: the count is the test
+
+    monkeypatch.setattr(sweep, "_run_worker_processes", start)
+    assert cli.main(["run", str(path), "--workers", "8"]) == 130
+    assert started == [2]
+
+
 class _Killed(BaseException):
     """A kill -9 at this point: nothing after it runs (no except or finally of ablate's)."""
 

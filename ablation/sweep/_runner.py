@@ -629,9 +629,11 @@ def run_study(spec: ExperimentSpec, only: str | list[str] | None = None,
     wanted = {t.key for t in trials} | {t.key for t in to_queue}  # and the search's retries
     if retry_search:  # and its trials left running, killed or elsewhere: waited for, as variants
         wanted |= {t.key for t in left_running(study, spec)}
-    # Trials queued by an earlier, interrupted run are waiting too: they are this run's work.
+    # Trials queued by an earlier, interrupted run are waiting too: they are this run's work (one
+    # queued by hand or another program is no worker's: records.is_ours).
     waiting = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
-               if t.user_attrs.get(records.KEY) in wanted or not (only or rerun or retry_failed)]
+               if records.is_ours(t.user_attrs)
+               and (t.user_attrs[records.KEY] in wanted or not (only or rerun or retry_failed))]
     names = []  # no selection: every queued trial, and the search
     if only or rerun or retry_failed:  # the selected variants; the search if selected
         names = sorted({t.variant for t in trials}) + ([SELECTOR] if propose else [])
