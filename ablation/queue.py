@@ -38,6 +38,7 @@ from . import records
 from .config import ExperimentSpec, last_set, named_by, password_parameter_hidden, shown_storage
 from .errors import AblateInputError, error_chain, first_line, set_shown
 from .locking import file_lock, held_by_another
+from .quiet import quiet_optuna
 from .variants import TrialSpec
 
 # Heartbeats are an "experimental" Optuna feature meant for Study.optimize; ablate drives them
@@ -412,9 +413,10 @@ def open_study(spec: ExperimentSpec, create: bool = True,
                       "pruner": make_pruner(spec.search)}
         if not create:
             return optuna.load_study(study_name=spec.name, storage=storage, **search)
-        return optuna.create_study(study_name=spec.name, storage=storage,
-                                   direction=spec.experiment.direction, load_if_exists=True,
-                                   **search)
+        with quiet_optuna():  # its "Using an existing study" line: the caller says what matters
+            return optuna.create_study(study_name=spec.name, storage=storage,
+                                       direction=spec.experiment.direction, load_if_exists=True,
+                                       **search)
     except StudyNotFound:
         raise
     except AblateInputError as err:

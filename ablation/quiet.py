@@ -35,22 +35,33 @@ def quiet_transformers() -> None:
 
 
 @contextlib.contextmanager
+def quiet_optuna() -> Iterator[None]:
+    """Optuna at warnings at most for the block: no "[I ...] A new study created" or "Using an
+    existing study" line, with its colour codes, from `open_study` in a notebook cell."""
+    import optuna
+
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(max(verbosity, optuna.logging.WARNING))
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+
+
+@contextlib.contextmanager
 def quiet_libraries() -> Iterator[None]:
     """transformers at errors only and without progress bars, Optuna at warnings, for the call;
     not where the user set TRANSFORMERS_VERBOSITY or HF_HUB_DISABLE_PROGRESS_BARS themselves
     (`TRANSFORMERS_VERBOSITY=info ablate run ...` showed nothing of transformers)."""
-    import optuna
     import transformers
 
     verbosity = transformers.logging.get_verbosity()
     bars = transformers.utils.logging.is_progress_bar_enabled()
-    optuna_verbosity = optuna.logging.get_verbosity()
     quiet_transformers()
-    optuna.logging.set_verbosity(max(optuna_verbosity, optuna.logging.WARNING))
     try:
-        yield
+        with quiet_optuna():
+            yield
     finally:
         transformers.logging.set_verbosity(verbosity)
         if bars:
             transformers.utils.logging.enable_progress_bar()
-        optuna.logging.set_verbosity(optuna_verbosity)

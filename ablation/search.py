@@ -37,6 +37,7 @@ from optuna.trial import TrialState
 from . import records
 from .config import KNOBS, MAX_INT, Recipe, _did_you_mean, last_set, toml_value
 from .errors import AblateInputError, set_shown
+from .quiet import quiet_optuna
 
 if TYPE_CHECKING:
     from .pruning import PruningCallback
@@ -636,22 +637,20 @@ def parameter_importances(study: optuna.Study, params: list[str]) -> dict[str, f
               if all(p in t.params for p in params) and records.REPEAT_OF not in t.user_attrs]
     if len(trials) < 2 or len({t.value for t in trials}) == 1:
         return {}
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "new study created" line
     try:
-        view = optuna.create_study(directions=study.directions)  # in memory: only these trials
-        # Their parameters and values only: adding a trial copies it whole, and each search
-        # trial's stored result (curves, predictions) took most of a 300-trial report's importances.
-        view.add_trials([optuna.trial.create_trial(
-            params=t.params, distributions=t.distributions, value=t.value) for t in trials])
-        with warnings.catch_warnings():  # "too few trials" and experimental notes: the caller
-            warnings.simplefilter("ignore")  # gets numbers or {}
-            importances = optuna.importance.get_param_importances(view, params=list(params))
+        with quiet_optuna():  # no "new study created" line
+            view = optuna.create_study(directions=study.directions)  # in memory: these trials
+            # Their parameters and values only: adding a trial copies it whole, and each search
+            # trial's stored result (curves, predictions) took most of a 300-trial report's
+            # importances.
+            view.add_trials([optuna.trial.create_trial(
+                params=t.params, distributions=t.distributions, value=t.value) for t in trials])
+            with warnings.catch_warnings():  # "too few trials" and experimental notes: the
+                warnings.simplefilter("ignore")  # caller gets numbers or {}
+                importances = optuna.importance.get_param_importances(view, params=list(params))
     except Exception as err:  # any evaluator failure leaves the report without importances
         log.warning("parameter importances unavailable: %s", err)
         return {}
-    finally:
-        optuna.logging.set_verbosity(verbosity)
     return {name: float(value) for name, value in importances.items()}
 
 

@@ -136,3 +136,28 @@ def test_a_run_from_python_keeps_the_libraries_quiet_and_gives_their_settings_ba
         if not saved[1]:
             transformers.utils.logging.disable_progress_bar()
         optuna.logging.set_verbosity(saved[2])
+
+
+def test_open_study_prints_no_optuna_line(write_experiment):
+    """README's `load_records(open_study(spec))` printed Optuna's "[I 2026-...] A new study
+    created in RDB" / "Using an existing study ..." line, with its terminal colour codes, in a
+    notebook cell (run_study quiets Optuna; open_study did not)."""
+    import logging
+
+    import optuna
+
+    spec = ablation.load_spec(write_experiment())
+    seen: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())  # type: ignore[method-assign]
+    logging.getLogger("optuna").addHandler(handler)
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.INFO)  # Optuna's default
+    try:
+        ablation.open_study(spec)  # makes it
+        ablation.open_study(spec)  # finds it
+        assert optuna.logging.get_verbosity() == optuna.logging.INFO
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+        logging.getLogger("optuna").removeHandler(handler)
+    assert seen == []
