@@ -23,6 +23,11 @@ class AblateInputError(Exception):
     must name the file, key or row at fault and say what is allowed.
     """
 
+    def _render_traceback_(self) -> list[str]:
+        """What IPython (a Jupyter cell) shows of it uncaught: that line, not a traceback through
+        ablate's code."""
+        return [f"{type(self).__name__}: {self}"]
+
 
 def first_line(err: BaseException) -> str:
     """An exception's first line (or its type's name): what one error line can quote of it."""

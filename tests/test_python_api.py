@@ -161,3 +161,15 @@ def test_open_study_prints_no_optuna_line(write_experiment):
         optuna.logging.set_verbosity(verbosity)
         logging.getLogger("optuna").removeHandler(handler)
     assert seen == []
+
+
+def test_bad_input_in_a_notebook_cell_is_one_line(write_experiment):
+    """An AblateInputError left uncaught in a Jupyter/IPython cell showed IPython's whole coloured
+    traceback through ablate's planning code (some 30 lines) above the one line that says what is
+    wrong; IPython shows what an exception's `_render_traceback_` returns instead."""
+    spec = ablation.load_spec(write_experiment())
+    with pytest.raises(ablation.AblateInputError) as caught:
+        ablation.run_study(spec, only=["nope"], echo=lambda line: None)
+    shown = caught.value._render_traceback_()
+    assert shown == [f"AblateInputError: {caught.value}"], shown
+    assert shown[0].startswith("AblateInputError: --only 'nope': no such variant")
