@@ -173,3 +173,15 @@ def test_bad_input_in_a_notebook_cell_is_one_line(write_experiment):
     shown = caught.value._render_traceback_()
     assert shown == [f"AblateInputError: {caught.value}"], shown
     assert shown[0].startswith("AblateInputError: --only 'nope': no such variant")
+
+
+def test_run_study_s_workers_lines_go_to_echo(write_experiment, capfd):
+    """run_study(spec, workers=2, echo=...) gave echo the run's lines only: each worker process
+    wrote its trials' lines to the process's own stdout (in a notebook, the cell and the Jupyter
+    server's terminal), past an echo that logs them or keeps them quiet."""
+    spec = ablation.load_spec(write_experiment(), ["baseline.max_steps=2"])
+    said: list[str] = []
+    outcome = ablation.run_study(spec, workers=2, echo=said.append)
+    assert sorted(outcome.completed) == ["baseline-s42", "baseline_bs32-s42"]
+    assert any(line.startswith("trial ") and " done: " in line for line in said), said
+    assert "done: " not in capfd.readouterr().out

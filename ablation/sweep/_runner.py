@@ -871,9 +871,29 @@ def _run_worker_processes(spec: ExperimentSpec, workers: int, echo: Callable[[st
         elif gpus == 0:
             env.setdefault("OMP_NUM_THREADS", str(threads))
         env[STARTED_BY_RUN] = str(os.getpid())
+        # Their lines go to `echo`, as this process's do: written to this process's stdout, they
+        # went past a caller's echo (run_study from a notebook or a script that logs them).
         processes.append(subprocess.Popen(command, env=env, start_new_session=True,
-                                          preexec_fn=interrupts.stop_with_parent))
+                                          preexec_fn=interrupts.stop_with_parent,
+                                          stdout=subprocess.PIPE, text=True, errors="replace"))
     echo(f"started {workers} worker processes")
+    echo_failed: list[BaseException] = []
+
+    def relay(stream: Any) -> None:
+        """Each line to `echo`; once echo fails (`| head` has gone), the rest is read and
+        dropped, so that no worker blocks on a full pipe; the failure is raised below."""
+        with stream:
+            for line in stream:
+                if not echo_failed:
+                    try:
+                        echo(line.rstrip("\n"))
+                    except Exception as err:
+                        echo_failed.append(err)
+
+    relays = [threading.Thread(target=relay, args=(process.stdout,), daemon=True)
+              for process in processes]
+    for thread in relays:
+        thread.start()
 
     def signal_all(number: int) -> None:
         for process in processes:
@@ -896,6 +916,11 @@ def _run_worker_processes(spec: ExperimentSpec, workers: int, echo: Callable[[st
             except subprocess.TimeoutExpired:
                 process.kill()
         raise
+    finally:
+        for thread in relays:  # the workers' last lines, before the run's own
+            thread.join(timeout=10)
+    if echo_failed:
+        raise echo_failed[0]
 
 
 def _collect_outcome(study: optuna.Study, wanted: set[str], outcome: RunOutcome) -> None:
