@@ -2106,19 +2106,26 @@ def test_a_report_lock_that_cannot_be_opened_is_one_line(write_experiment, capsy
                    f"out of the way, then `ablate report {path}` writes it again\n")
 
 
-def test_workers_beyond_the_trials_to_train_are_not_started(write_experiment, monkeypatch, capsys):
-    """`--workers 1000000` (a typo for 10) started a million processes, each importing torch:
-    no more are started than there are trials to train (here the baseline and bs32)."""
+def _count_workers_started(monkeypatch) -> list[int]:
+    """How many worker processes each `run --workers` would start; nothing trains (the run
+    stops as at Ctrl+C, exit 130)."""
     from ablation.sweep import _runner as sweep
 
-    path = write_experiment()
-    started = []
+    started: list[int] = []
 
     def start(spec, workers, *args, **kwargs):
         started.append(workers)
-        raise KeyboardInterrupt  # nothing trains: the count is the test
+        raise KeyboardInterrupt
 
     monkeypatch.setattr(sweep, "_run_worker_processes", start)
+    return started
+
+
+def test_workers_beyond_the_trials_to_train_are_not_started(write_experiment, monkeypatch, capsys):
+    """`--workers 1000000` (a typo for 10) started a million processes, each importing torch:
+    no more are started than there are trials to train (here the baseline and bs32)."""
+    path = write_experiment()
+    started = _count_workers_started(monkeypatch)
     assert cli.main(["run", str(path), "--workers", "1000000"]) == 130
     assert started == [2]
 
@@ -2128,7 +2135,6 @@ def test_trials_not_of_ablate_queued_in_the_study_start_no_worker(write_experime
     counted as work still, and `run --workers` started a process more for each, which found
     nothing to claim (here the baseline and bs32 are to train, beside two such trials)."""
     from ablation import queue
-    from ablation.sweep import _runner as sweep
     from ablation.sweep import select_trials
 
     path = write_experiment()
@@ -2138,13 +2144,7 @@ def test_trials_not_of_ablate_queued_in_the_study_start_no_worker(write_experime
     study.enqueue_trial({}, user_attrs={"key": "mine-s1"})  # a queue of one's own
     study.enqueue_trial({}, user_attrs={"variant": "../x", "seed": 1, "key": "../x-s1",
                                         "overrides": {}})
-    started = []
-
-    def start(spec, workers, *args, **kwargs):
-        started.append(workers)
-        raise KeyboardInterrupt  # nothing trains: the count is the test
-
-    monkeypatch.setattr(sweep, "_run_worker_processes", start)
+    started = _count_workers_started(monkeypatch)
     assert cli.main(["run", str(path), "--workers", "8"]) == 130
     assert started == [2]
 
