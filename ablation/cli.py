@@ -539,7 +539,7 @@ def _print_now(line: str) -> None:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from .config import load_spec, shown_storage
-    from .records import with_run_sets
+    from .records import load_records, with_run_sets
     from .report import (
         build_report,
         report_lock,
@@ -558,7 +558,6 @@ def cmd_report(args: argparse.Namespace) -> int:
             f"{still_planning(planning)}, so there is nothing to report: that run writes "
             f"report.md when it ends, and `{spec.command('status')}` shows its trials meanwhile")
     _check_report_metric(spec, study)
-    _check_something_to_report(spec, study)
     spec = with_run_sets(spec, study)  # the commands report.md gives run the study's settings
     make_output_dir(spec)  # on another machine, or deleted: made again; a file there is bad input
     check_own_output_dir(spec, inputs=False)  # the report reads neither the data nor the model
@@ -568,7 +567,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     with report_lock(spec.output_dir / REPORT_LOCK, spec.command("report"), on_wait=lambda: print(
             "note: another ablate process is writing this study's report; waiting for it to "
             "finish, then writing this one", file=sys.stderr, flush=True)):
-        built = build_report(spec, study)
+        records = load_records(study)  # in the lock, as the run's final report reads them
+        _check_something_to_report(spec, study, records)
+        built = build_report(spec, study, records)
         if args.format == "md":
             path = write_report(spec, study, built)
         else:
@@ -578,14 +579,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _check_something_to_report(spec: Any, study: Any) -> None:
+def _check_something_to_report(spec: Any, study: Any, records: list[Any]) -> None:
     """A study of the file's name that holds no trial ablate queued (made by `optuna
     create-study`, or by a run stopped before it queued any; or another program's, with its own
-    trials only) has no results table to write: said as for a study not made yet."""
+    trials only) has no results table to write: said as for a study not made yet. `records`:
+    the study's, as load_records reads them."""
     from .config import shown_storage
-    from .records import load_records
 
-    if load_records(study):
+    if records:
         return
     theirs = len(study.get_trials(deepcopy=False))
     raise AblateInputError(

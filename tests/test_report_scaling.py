@@ -145,7 +145,7 @@ def test_status_and_report_read_the_trials_a_fixed_number_of_times(write_experim
             ["status"], ["status", "--json"], ["report"], ["report", "--format", "json"],
             ["run", "--dry-run"])]
     assert counts[4] == counts[40], counts
-    assert max(counts[40][:4]) <= 3
+    assert max(counts[40][:4]) <= 3, counts  # report: 3 with a search
 
 
 def test_importances_are_computed_from_parameters_and_values_alone(write_experiment, monkeypatch):

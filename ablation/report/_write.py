@@ -104,13 +104,15 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def build_best(spec: ExperimentSpec, study: optuna.Study) -> dict[str, Any]:
+def build_best(spec: ExperimentSpec, study: optuna.Study,
+               records: list[TrialRecord] | None = None) -> dict[str, Any]:
     """What ranks the variants and names the best trial and best_model/'s (models.best_record,
-    models.stale_best_model), without the report's effects, findings and importances."""
+    models.stale_best_model), without the report's effects, findings and importances.
+    `records`: the study's, where the caller has just read them (load_records)."""
     info = study_info(study)
     metric = info["metric"] or spec.experiment.metric
     greater = (info["direction"] or spec.experiment.direction) == "maximize"
-    records = load_records(study)
+    records = load_records(study) if records is None else records
     order = variant_names(spec)
     latest = in_study_order(records, order, spec.experiment.seeds)  # not by trial number
     order += [v for v in dict.fromkeys(r.variant for r in latest) if v not in order]
@@ -122,9 +124,11 @@ def build_best(spec: ExperimentSpec, study: optuna.Study) -> dict[str, Any]:
             "best_model": study.user_attrs.get("best_model")}  # set by models.export_best_model
 
 
-def build_report(spec: ExperimentSpec, study: optuna.Study) -> dict[str, Any]:
-    """Everything the report shows, computed from the storage: tables, effects, findings."""
-    best = build_best(spec, study)
+def build_report(spec: ExperimentSpec, study: optuna.Study,
+                 records: list[TrialRecord] | None = None) -> dict[str, Any]:
+    """Everything the report shows, computed from the storage: tables, effects, findings.
+    `records`: as build_best's."""
+    best = build_best(spec, study, records)
     info, metric, greater = best["info"], best["metric"], best["greater_is_better"]
     chosen, variants, order = best["chosen"], best["variants"], best["order"]  # variants: + CIs
     label_names = info.get("label_names") or []
